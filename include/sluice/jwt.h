@@ -1,0 +1,75 @@
+/* JWT (RFC 7519) with HS256 (RFC 7515) for sluice tokens: strict verification into an sl_identity,
+ * and signing. A keyring holds one or more HS256 secrets selected by `kid`, so a secret can be
+ * rotated. Secrets shorter than 32 bytes are refused. A keyring keeps keyed HMAC state for speed and
+ * is therefore not safe to use from two threads at once (the server is single-threaded). */
+#ifndef SLUICE_JWT_H
+#define SLUICE_JWT_H
+
+#include <stddef.h>
+
+#include <sluice/sluice.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SL_JWT_MAX_LEN 8192 /* longer tokens are rejected before any parsing */
+#define SL_JWT_SECRET_MIN 32
+
+typedef struct sl_jwt_keyring sl_jwt_keyring;
+
+/* *out owned by the caller; release with sl_jwt_keyring_free. */
+int sl_jwt_keyring_new(sl_jwt_keyring **out);
+void sl_jwt_keyring_free(sl_jwt_keyring *kr);
+/* Adds an HS256 key. kid NULL: the default key, used for tokens without a "kid" header (and for
+ * signing with kid NULL). A token whose kid names no key is rejected. SL_EWEAKKEY under 32 bytes;
+ * SL_EEXIST for a duplicate kid. The secret is copied and wiped on free. */
+int sl_jwt_keyring_add_hs256(sl_jwt_keyring *kr, const char *kid, const void *secret, size_t len);
+size_t sl_jwt_keyring_size(const sl_jwt_keyring *kr);
+
+typedef struct sl_jwt_verify_opts {
+    const char *audience; /* NULL: "aud" not checked */
+    const char *issuer;   /* NULL: "iss" not checked */
+    double leeway;        /* seconds of clock skew allowed; default 30, clamped to [0, 60] */
+    int exp_optional;     /* 0 (default): a token without "exp" is rejected */
+} sl_jwt_verify_opts;
+void sl_jwt_verify_opts_init(sl_jwt_verify_opts *o);
+
+/* Verifies `token` (len bytes, need not be NUL-terminated) at time `now` and fills `out`
+ * (source SL_SOURCE_JWT, principal = sub, role, channel scope, jti, iat, exp). `out` must be
+ * initialised; on failure it is left empty. Returns SL_OK, SL_EEXPIRED, or SL_ETOKEN with a short
+ * description in st ("malformed token", "bad signature", "algorithm not allowed", ...) that never
+ * contains the token. Rules: three base64url segments without padding; header alg must be HS256
+ * (the algorithm of every key here); kid selects the key; duplicate JSON keys rejected; sub required;
+ * exp required unless exp_optional; nbf and iat honoured with leeway; role, when present, must be
+ * read|write|admin; channels, when present, an array of valid patterns. */
+int sl_jwt_verify(sl_jwt_keyring *kr, const char *token, size_t len, const sl_jwt_verify_opts *o,
+                  double now, sl_identity *out, sl_status *st);
+
+typedef struct sl_jwt_claims {
+    const char *sub;               /* required */
+    sl_role role;                  /* SL_ROLE_NONE: no "role" claim */
+    const char *const *channels;   /* with scoped = 1: the "channels" claim */
+    size_t nchannels;
+    int scoped;                    /* 0: no "channels" claim (all channels) */
+    double iat;                    /* 0: omitted */
+    double exp;                    /* 0: omitted */
+    double nbf;                    /* 0: omitted */
+    const char *jti;               /* NULL: omitted */
+    const char *aud;               /* NULL: omitted */
+    const char *iss;               /* NULL: omitted */
+    const char *act_sub;           /* NULL: omitted; else {"act":{"sub":...}} (RFC 8693) */
+} sl_jwt_claims;
+
+/* Signs claims with the key named kid (NULL: the default key). *out is a NUL-terminated token owned
+ * by the caller (free()). */
+int sl_jwt_sign(sl_jwt_keyring *kr, const char *kid, const sl_jwt_claims *c, char **out);
+
+/* Decodes without verifying (for `sluice token inspect`): *header and *payload are JSON texts owned
+ * by the caller (free()). SL_ETOKEN when not three base64url segments of JSON. */
+int sl_jwt_decode_unverified(const char *token, size_t len, char **header, char **payload);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

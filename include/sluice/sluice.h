@@ -1,0 +1,290 @@
+/* The public C API of libsluice: a context that owns channels, their store engine and the security
+ * pipeline; channel operations taking the caller's identity (the in-process transport); identities;
+ * the operation registry; the ACL. Every operation passes the same pipeline as the network transports:
+ * authorise against the registry, check revocation, audit.
+ *
+ * Ownership: a function that returns memory through an out-parameter says which *_free releases it.
+ * Strings passed in are copied; the caller keeps ownership of its arguments. */
+#ifndef SLUICE_SLUICE_H
+#define SLUICE_SLUICE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <sluice/error.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SL_CHANNEL_ID_MAX 255
+#define SL_PRINCIPAL_MAX 255
+#define SL_TOKEN_ID_MAX 127
+
+typedef struct sl_ctx sl_ctx;
+
+/* ---- clock ------------------------------------------------------------------------------------ */
+
+/* Seconds since the epoch. Injectable so tests can pin time (leases, expiry, retention). */
+typedef double (*sl_clock_fn)(void *ud);
+double sl_wallclock(void *ud_unused);
+
+/* ---- roles, modes, identities ------------------------------------------------------------------ */
+
+typedef enum { SL_ROLE_NONE = 0, SL_ROLE_READ = 1, SL_ROLE_WRITE = 2, SL_ROLE_ADMIN = 3 } sl_role;
+/* "read" | "write" | "admin"; SL_ROLE_NONE for anything else (case-sensitive). */
+sl_role sl_role_parse(const char *s);
+const char *sl_role_name(sl_role r);
+
+typedef enum {
+    SL_MODE_INHERIT = 0, /* channels only: use the server-wide mode */
+    SL_MODE_OPEN,        /* everyone may do everything */
+    SL_MODE_ACL,         /* grants principal -> role (+ channel patterns); tokens can only narrow */
+    SL_MODE_TOKEN,       /* the token's role and channel scope decide; local callers are trusted */
+} sl_mode;
+sl_mode sl_mode_parse(const char *s); /* "open" | "acl" | "token" | "inherit"; -1 when unknown */
+const char *sl_mode_name(sl_mode m);
+
+typedef enum {
+    SL_SOURCE_NONE = 0, /* anonymous network caller (open mode only) */
+    SL_SOURCE_LOCAL,    /* in-process caller: trusted to be who it says */
+    SL_SOURCE_SYSTEM,   /* the process itself (configuration, bootstrap): always allowed */
+    SL_SOURCE_JWT,
+    SL_SOURCE_APIKEY,
+    SL_SOURCE_SIGNATURE,
+} sl_source;
+const char *sl_source_name(sl_source s);
+
+/* Who is asking. Filled by an authenticator (or sl_identity_local); owns its channel scope. */
+typedef struct sl_identity {
+    char principal[SL_PRINCIPAL_MAX + 1];
+    sl_source source;
+    sl_role role;     /* role the credential carries; SL_ROLE_NONE when it carries none */
+    int scoped;       /* 1 when the credential restricts channels (channels[] below) */
+    char **channels;  /* channel patterns of the scope; owned */
+    size_t nchannels;
+    char token_id[SL_TOKEN_ID_MAX + 1]; /* jti, "" when none */
+    double issued_at;  /* 0 when unknown */
+    double expires_at; /* 0 when none */
+} sl_identity;
+
+/* An in-process caller named `principal` (truncated to SL_PRINCIPAL_MAX). Nothing to free, but
+ * sl_identity_clear is harmless. */
+void sl_identity_local(sl_identity *id, const char *principal);
+void sl_identity_init(sl_identity *id);
+/* Frees the scope; leaves an empty identity. */
+void sl_identity_clear(sl_identity *id);
+/* Principal ids: 1..255 bytes of printable ASCII without space, '/', '\\', '"' or '\''. */
+int sl_principal_valid(const char *p, size_t len);
+
+/* ---- the operation registry -------------------------------------------------------------------- */
+
+/* Every operation any transport can perform. The registry (sl_op_info) is the single source of truth
+ * for what each needs; transports look operations up and never decide access themselves. */
+typedef enum {
+    SL_OP_HEALTH = 0,
+    SL_OP_CHANNEL_LIST,
+    SL_OP_CHANNEL_INFO,
+    SL_OP_CHANNEL_READ, /* shared read of a topic, exclusive read (claim) of a queue */
+    SL_OP_CHANNEL_WRITE,
+    SL_OP_CHANNEL_ACK,
+    SL_OP_CHANNEL_NACK,
+    SL_OP_CHANNEL_CLEAR,
+    SL_OP_CHANNEL_EVICT,
+    SL_OP_CHANNEL_REMOVE,
+    SL_OP_CHANNEL_CREATE,
+    SL_OP_CHANNEL_DELETE,
+    SL_OP_ACL_GRANT,
+    SL_OP_ACL_REVOKE,
+    SL_OP_ACL_LIST,
+    SL_OP__COUNT
+} sl_op;
+
+typedef enum {
+    SL_RES_NONE = 0, /* no resource: global operations (needs the role on all channels) */
+    SL_RES_CHANNEL,  /* a channel id */
+    SL_RES_PRINCIPAL /* an ACL principal: needs admin on all channels */
+} sl_resource_kind;
+
+typedef struct sl_op_info {
+    sl_op op;
+    const char *name;          /* "channel.read", ... */
+    sl_role role;              /* least role needed; SL_ROLE_NONE = no authentication needed */
+    sl_resource_kind resource; /* shape of the resource */
+    const char *verb;          /* for denials: "read from", "write to", "acknowledge on", ... */
+    int audited;               /* 1 when every success is audited (state changes of the ACL) */
+} sl_op_info;
+
+/* NULL for an out-of-range op. */
+const sl_op_info *sl_op_lookup(sl_op op);
+/* NULL when no operation has that name. */
+const sl_op_info *sl_op_by_name(const char *name);
+
+/* ---- context ------------------------------------------------------------------------------------ */
+
+typedef struct sl_ctx_options {
+    sl_mode mode;           /* server-wide mode; SL_MODE_OPEN when 0 */
+    sl_clock_fn clock;      /* NULL: wall clock */
+    void *clock_ud;
+} sl_ctx_options;
+
+/* Audit hook: called for every denial and every audited operation. `record` is a JSON object text
+ * (never a token or secret); the sink must not keep the pointer. */
+typedef void (*sl_audit_fn)(void *ud, const char *record);
+
+/* *out owned by the caller; release with sl_ctx_free. opts may be NULL. */
+int sl_ctx_new(sl_ctx **out, const sl_ctx_options *opts);
+void sl_ctx_free(sl_ctx *ctx);
+double sl_ctx_now(const sl_ctx *ctx);
+void sl_ctx_set_clock(sl_ctx *ctx, sl_clock_fn fn, void *ud);
+void sl_ctx_set_mode(sl_ctx *ctx, sl_mode mode);
+sl_mode sl_ctx_mode(const sl_ctx *ctx);
+void sl_ctx_set_audit(sl_ctx *ctx, sl_audit_fn fn, void *ud);
+
+/* The pipeline's decision for `who` performing `op` on `resource` (channel id, principal or NULL):
+ * SL_OK, SL_EUNAUTH (no identity where one is needed) or SL_EFORBIDDEN with the tutorial's message
+ * in st. Writes the audit record of a denial. Transports call this through their dispatcher. */
+int sl_authorize(sl_ctx *ctx, const sl_identity *who, sl_op op, const char *resource, sl_status *st);
+
+/* ---- channel ids and patterns ------------------------------------------------------------------ */
+
+/* 1..255 bytes; segments of [A-Za-z0-9_-] joined by '.' or ':'. */
+int sl_channel_id_valid(const char *id, size_t len);
+/* Patterns: segments split on '.' and ':'; "*" matches one segment, "**" the rest (even nothing). */
+int sl_pattern_valid(const char *pat, size_t len);
+int sl_pattern_match(const char *pat, const char *channel);
+
+/* ---- channels ------------------------------------------------------------------------------------ */
+
+typedef enum { SL_KIND_QUEUE = 0, SL_KIND_TOPIC = 1 } sl_kind;
+typedef enum { SL_VIS_PRIVATE = 0, SL_VIS_PUBLIC = 1 } sl_visibility;
+
+typedef struct sl_channel_opts {
+    sl_kind kind;
+    const char *name;        /* NULL: the id */
+    const char *description; /* NULL: "" */
+    sl_visibility visibility;
+    sl_mode mode;            /* SL_MODE_INHERIT: the server-wide mode */
+    double claim_timeout;    /* seconds; <= 0: 300 */
+    unsigned max_attempts;   /* 0 = unlimited */
+    const char *dead_letter; /* NULL: "<id>.dead" */
+    size_t max_messages;     /* 0 = unbounded */
+    size_t retention_max_count; /* topics; 0 = unbounded */
+    double retention_max_age;   /* topics; seconds, 0 = unbounded */
+} sl_channel_opts;
+
+/* Defaults as documented above. */
+void sl_channel_opts_init(sl_channel_opts *o);
+
+/* A channel's description; strings owned by the struct, release with sl_channel_info_clear. */
+typedef struct sl_channel_info {
+    char *id;
+    char *name;
+    char *description;
+    char *dead_letter;
+    sl_kind kind;
+    sl_visibility visibility;
+    sl_mode mode;
+    double claim_timeout;
+    unsigned max_attempts;
+    size_t max_messages;
+    size_t retention_max_count;
+    double retention_max_age;
+    size_t depth; /* messages held */
+} sl_channel_info;
+void sl_channel_info_clear(sl_channel_info *info);
+
+/* A message. Strings owned; NULL for absent optional fields. `data` is the JSON text that was
+ * written; `metadata` a JSON object text or NULL. */
+typedef struct sl_message {
+    char *id;
+    double timestamp;
+    char *sender_id;
+    char *data;
+    char *metadata;
+    char *correlation_id;
+    char *reply_to;
+    char *recipient_id;
+    unsigned attempt;        /* exclusive reads only */
+    double claim_expires_at; /* exclusive reads only */
+} sl_message;
+
+typedef struct sl_message_list {
+    sl_message *items;
+    size_t len;
+} sl_message_list;
+void sl_message_clear(sl_message *m);
+void sl_message_list_free(sl_message_list *l); /* frees items, leaves an empty list */
+
+/* What to write. `data` must be valid JSON text (any value); metadata NULL or a JSON object text. */
+typedef struct sl_write {
+    const char *data;
+    size_t data_len;
+    const char *metadata;
+    const char *correlation_id;
+    const char *reply_to;
+    const char *recipient_id;
+} sl_write;
+
+typedef struct sl_read {
+    size_t limit;      /* 0: 10 */
+    int exclusive;     /* 1: claim (queues); 0: shared read (topics) */
+    const char *after; /* topics: message id; NULL: the reader's own cursor */
+} sl_read;
+
+/* All of these run `who` through sl_authorize for their operation first (who NULL = system).
+ * Errors: SL_EBADID, SL_EFORBIDDEN, SL_ENOENT, SL_EKIND, SL_EFULL, SL_EINVAL, ... with st filled. */
+int sl_channel_create(sl_ctx *ctx, const sl_identity *who, const char *id, const sl_channel_opts *o,
+                      sl_status *st);
+int sl_channel_delete(sl_ctx *ctx, const sl_identity *who, const char *id, sl_status *st);
+/* info: release with sl_channel_info_clear. */
+int sl_channel_info_get(sl_ctx *ctx, const sl_identity *who, const char *id, sl_channel_info *info,
+                        sl_status *st);
+/* The channels `who` may read; *out is an array of *n infos, release with sl_channel_infos_free. */
+int sl_channel_list(sl_ctx *ctx, const sl_identity *who, int public_only, sl_channel_info **out,
+                    size_t *n, sl_status *st);
+void sl_channel_infos_free(sl_channel_info *infos, size_t n);
+
+/* item_id (may be NULL) receives the new id; at least 32 bytes. */
+int sl_channel_write(sl_ctx *ctx, const sl_identity *who, const char *id, const sl_write *w,
+                     char *item_id, size_t item_id_size, sl_status *st);
+/* out: release with sl_message_list_free. */
+int sl_channel_read(sl_ctx *ctx, const sl_identity *who, const char *id, const sl_read *r,
+                    sl_message_list *out, sl_status *st);
+/* *count receives how many were acknowledged (claims held by others are not). */
+int sl_channel_ack(sl_ctx *ctx, const sl_identity *who, const char *id, const char *const *ids,
+                   size_t n, size_t *count, sl_status *st);
+int sl_channel_nack(sl_ctx *ctx, const sl_identity *who, const char *id, const char *const *ids,
+                    size_t n, double delay, size_t *count, sl_status *st);
+int sl_channel_clear(sl_ctx *ctx, const sl_identity *who, const char *id, size_t *count,
+                     sl_status *st);
+/* before: drop messages with timestamp < before (0: no age bound); max_count: keep at most the
+ * newest max_count (SIZE_MAX: no count bound). */
+int sl_channel_evict(sl_ctx *ctx, const sl_identity *who, const char *id, double before,
+                     size_t max_count, size_t *count, sl_status *st);
+int sl_channel_remove(sl_ctx *ctx, const sl_identity *who, const char *id, const char *const *ids,
+                      size_t n, size_t *count, sl_status *st);
+
+/* ---- ACL ------------------------------------------------------------------------------------------ */
+
+/* Replace principal's entry: role on the channel patterns (n == 0: on all channels). Takes effect on
+ * the next call. */
+int sl_acl_grant(sl_ctx *ctx, const sl_identity *who, const char *principal, sl_role role,
+                 const char *const *patterns, size_t n, sl_status *st);
+/* SL_ENOENT when the principal has no entry. */
+int sl_acl_revoke(sl_ctx *ctx, const sl_identity *who, const char *principal, sl_status *st);
+
+typedef struct sl_acl_entry {
+    char *principal;
+    sl_role role;
+    char **channels; /* NULL/0: all channels */
+    size_t nchannels;
+} sl_acl_entry;
+/* *out: array of *n entries sorted by principal; release with sl_acl_entries_free. */
+int sl_acl_list(sl_ctx *ctx, const sl_identity *who, sl_acl_entry **out, size_t *n, sl_status *st);
+void sl_acl_entries_free(sl_acl_entry *e, size_t n);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

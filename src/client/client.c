@@ -1,0 +1,2 @@
+/* placeholder: the ChannelClient lands here */
+typedef int sl__client_placeholder;

@@ -1,0 +1,74 @@
+/* The HTTP/1.1 transport: a libuv TCP server whose requests are parsed by llhttp (sl__http_parser,
+ * which does no I/O) and handed, one at a time per connection and in order, to a handler. Keep-alive
+ * and pipelining are supported: the next pipelined request is not handed over before the previous
+ * one has been answered. Limits (body, header size, slow clients, connection count) are enforced here
+ * with their HTTP errors (413, 431, 408 + close, 503 + close). */
+#ifndef SLUICE_NET_HTTP_H
+#define SLUICE_NET_HTTP_H
+
+#include <stddef.h>
+#include <uv.h>
+
+typedef struct sl_http_header {
+    const char *name; /* as received; compare case-insensitively */
+    size_t name_len;
+    const char *value; /* leading/trailing whitespace trimmed */
+    size_t value_len;
+} sl_http_header;
+
+/* A complete request. Every pointer is valid until sl_http_respond is called for it. */
+typedef struct sl_http_request {
+    const char *method; /* "GET", "POST", ... (NUL-terminated) */
+    const char *target; /* raw request-target, NUL-terminated */
+    size_t target_len;
+    const char *path; /* target up to '?' (not percent-decoded), NUL-terminated */
+    size_t path_len;
+    const char *query; /* after '?', "" when none, NUL-terminated */
+    size_t query_len;
+    const sl_http_header *headers;
+    size_t nheaders;
+    const char *body; /* NUL-terminated for convenience; body_len excludes the NUL */
+    size_t body_len;
+    int keep_alive;
+    char remote_addr[64]; /* "127.0.0.1:54321" */
+    void *conn;           /* opaque: the connection */
+} sl_http_request;
+
+/* Returns the header's value (not NUL-terminated; *len receives its length) or NULL. */
+const char *sl_http_header_get(const sl_http_request *req, const char *name, size_t *len);
+
+/* Called once per request. The handler must call sl_http_respond exactly once, now or later. */
+typedef void (*sl_http_handler_fn)(void *ud, sl_http_request *req);
+
+/* Sends the response. extra_headers: NULL or "Name: value\r\n..." lines. content_type NULL: none.
+ * The transport adds Date, Content-Length, Connection. The request is invalid afterwards. */
+void sl_http_respond(sl_http_request *req, int status, const char *extra_headers,
+                     const char *content_type, const char *body, size_t body_len);
+
+typedef struct sl_http_limits {
+    size_t max_body;             /* bytes; default 1 MiB -> 413 */
+    size_t max_header;           /* bytes of request line + headers; default 16 KiB -> 431 */
+    unsigned request_timeout_ms; /* a started request must complete within; default 10 s -> 408 */
+    unsigned idle_timeout_ms;    /* keep-alive idle before close; default 60 s */
+    size_t max_connections;      /* default 10000; past it: 503 and close */
+} sl_http_limits;
+void sl_http_limits_init(sl_http_limits *l);
+
+typedef struct sl_http_server sl_http_server;
+
+/* *out owned by the caller: close with sl_http_server_close, then free with sl_http_server_free
+ * once the loop has run the close callbacks. */
+int sl_http_server_new(sl_http_server **out, uv_loop_t *loop, const sl_http_limits *lim,
+                       sl_http_handler_fn handler, void *ud);
+/* host: IPv4 or IPv6 literal; port 0 picks a free port (see sl_http_server_port). */
+int sl_http_server_listen(sl_http_server *s, const char *host, int port);
+int sl_http_server_port(const sl_http_server *s);
+size_t sl_http_server_connections(const sl_http_server *s);
+/* Stops listening and closes every connection. */
+void sl_http_server_close(sl_http_server *s);
+void sl_http_server_free(sl_http_server *s);
+
+/* Reason phrase of a status ("OK", "Not Found", ...). */
+const char *sl_http_reason(int status);
+
+#endif

@@ -1,0 +1,106 @@
+/* Identities, roles, modes and sources: the vocabulary shared by authenticators, the authoriser and
+ * every transport. */
+#include <sluice/sluice.h>
+
+#include <stdlib.h>
+#include <string.h>
+
+sl_role sl_role_parse(const char *s)
+{
+    if (s == NULL)
+        return SL_ROLE_NONE;
+    if (strcmp(s, "read") == 0)
+        return SL_ROLE_READ;
+    if (strcmp(s, "write") == 0)
+        return SL_ROLE_WRITE;
+    if (strcmp(s, "admin") == 0)
+        return SL_ROLE_ADMIN;
+    return SL_ROLE_NONE;
+}
+
+const char *sl_role_name(sl_role r)
+{
+    switch (r) {
+    case SL_ROLE_READ:
+        return "read";
+    case SL_ROLE_WRITE:
+        return "write";
+    case SL_ROLE_ADMIN:
+        return "admin";
+    default:
+        return "none";
+    }
+}
+
+sl_mode sl_mode_parse(const char *s)
+{
+    if (s == NULL)
+        return (sl_mode)-1;
+    if (strcmp(s, "open") == 0)
+        return SL_MODE_OPEN;
+    if (strcmp(s, "acl") == 0)
+        return SL_MODE_ACL;
+    if (strcmp(s, "token") == 0 || strcmp(s, "jwt") == 0)
+        return SL_MODE_TOKEN;
+    if (strcmp(s, "inherit") == 0)
+        return SL_MODE_INHERIT;
+    return (sl_mode)-1;
+}
+
+const char *sl_mode_name(sl_mode m)
+{
+    switch (m) {
+    case SL_MODE_OPEN:
+        return "open";
+    case SL_MODE_ACL:
+        return "acl";
+    case SL_MODE_TOKEN:
+        return "token";
+    default:
+        return "inherit";
+    }
+}
+
+const char *sl_source_name(sl_source s)
+{
+    static const char *const names[] = {"none", "local", "system", "jwt", "api-key", "signature"};
+    return (unsigned)s < sizeof names / sizeof names[0] ? names[s] : "none";
+}
+
+void sl_identity_init(sl_identity *id)
+{
+    memset(id, 0, sizeof *id);
+}
+
+void sl_identity_local(sl_identity *id, const char *principal)
+{
+    sl_identity_init(id);
+    id->source = SL_SOURCE_LOCAL;
+    if (principal) {
+        size_t n = strnlen(principal, SL_PRINCIPAL_MAX);
+        memcpy(id->principal, principal, n);
+        id->principal[n] = '\0';
+    }
+}
+
+void sl_identity_clear(sl_identity *id)
+{
+    if (id == NULL)
+        return;
+    for (size_t i = 0; i < id->nchannels; i++)
+        free(id->channels[i]);
+    free(id->channels);
+    sl_identity_init(id);
+}
+
+int sl_principal_valid(const char *p, size_t len)
+{
+    if (p == NULL || len == 0 || len > SL_PRINCIPAL_MAX)
+        return 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)p[i];
+        if (c <= 0x20 || c >= 0x7f || c == '/' || c == '\\' || c == '"' || c == '\'')
+            return 0;
+    }
+    return 1;
+}

@@ -1,0 +1,61 @@
+/* The store engine interface. An engine keeps channels (their settings) and their messages and
+ * implements work-queue and topic semantics atomically, so that a shared engine (Redis) can do the
+ * same with server-side scripts. The core (core/channel.c) validates, authorises and handles dead
+ * letters; the engine only stores. All functions return sl_errno codes. Ids passed in are valid
+ * channel ids; the engine never sees a caller it must authorise. */
+#ifndef SLUICE_STORE_ENGINE_H
+#define SLUICE_STORE_ENGINE_H
+
+#include <sluice/sluice.h>
+
+typedef struct sl_engine sl_engine;
+
+typedef struct sl_engine_ops {
+    const char *name;
+    void (*free)(sl_engine *e);
+    /* Stores a copy of info (its depth is ignored). SL_EEXIST. */
+    int (*create)(sl_engine *e, const sl_channel_info *info);
+    /* Drops the channel and its messages. SL_ENOENT. */
+    int (*drop)(sl_engine *e, const char *id);
+    /* Fills *out with a copy (release with sl_channel_info_clear), depth included. SL_ENOENT. */
+    int (*info)(sl_engine *e, const char *id, sl_channel_info *out);
+    /* Every channel, sorted by id; release with sl_channel_infos_free. */
+    int (*list)(sl_engine *e, sl_channel_info **out, size_t *n);
+    /* Appends *m: the engine assigns m->id (unique in the channel, increasing) and takes ownership of
+     * m's strings on success (m is zeroed). Queues: SL_EFULL past max_messages. Topics: retention
+     * (count, age at `now`) drops the oldest; max_messages, when set, also refuses with SL_EFULL.
+     * id_out (>= 32 bytes) receives the id. */
+    int (*append)(sl_engine *e, const char *id, sl_message *m, double now, char *id_out);
+    /* Queues: claims up to limit claimable messages (unclaimed, or lease expired, or nack delay
+     * passed) for reader, FIFO, with lease now + claim_timeout; attempt counts claims. A message
+     * whose next claim would exceed max_attempts (> 0) is moved out into *dead instead (the core
+     * writes it to the dead-letter channel). SL_EKIND for topics. */
+    int (*claim)(sl_engine *e, const char *id, const char *reader, size_t limit, double now,
+                 sl_message_list *out, sl_message_list *dead);
+    /* Removes messages whose live claim is held by reader; *count those removed. Unknown ids and
+     * claims held by others (or expired) are not counted. SL_EKIND for topics. */
+    int (*ack)(sl_engine *e, const char *id, const char *reader, const char *const *ids, size_t n,
+               double now, size_t *count);
+    /* Releases reader's live claims; they become claimable at now + delay. */
+    int (*nack)(sl_engine *e, const char *id, const char *reader, const char *const *ids, size_t n,
+                double delay, double now, size_t *count);
+    /* Topics: up to limit messages after message id `after` (NULL: after reader's cursor, which
+     * then advances to the last returned). An `after` that names no held message: SL_EINVAL unless
+     * it is older than everything held (then from the oldest). SL_EKIND for queues. */
+    int (*read)(sl_engine *e, const char *id, const char *reader, const char *after, size_t limit,
+                double now, sl_message_list *out);
+    int (*clear)(sl_engine *e, const char *id, size_t *count);
+    /* Drops messages with timestamp < before (before <= 0: none by age), then the oldest beyond
+     * max_count (SIZE_MAX: none by count). */
+    int (*evict)(sl_engine *e, const char *id, double before, size_t max_count, size_t *count);
+    int (*remove)(sl_engine *e, const char *id, const char *const *ids, size_t n, size_t *count);
+} sl_engine_ops;
+
+struct sl_engine {
+    const sl_engine_ops *ops;
+};
+
+/* The in-memory engine. *out released with (*out)->ops->free(*out). */
+int sl__mem_engine_new(sl_engine **out);
+
+#endif
