@@ -11,27 +11,27 @@ extern "C" {
 
 /* X(symbol, value, http status, name, message) */
 #define SL_ERRNO_MAP(X)                                                                            \
-    X(EINVAL, -1, 400, "bad_request", "invalid argument")                                         \
-    X(EBADID, -2, 400, "invalid_channel_id", "invalid channel id")                                \
-    X(EJSON, -3, 400, "bad_request", "malformed JSON")                                            \
-    X(EKIND, -4, 400, "unsupported_operation", "operation not supported by this channel kind")    \
-    X(ENOENT, -5, 404, "not_found", "not found")                                                  \
-    X(EEXIST, -6, 409, "conflict", "already exists")                                              \
-    X(EFULL, -7, 429, "channel_full", "channel is full")                                          \
-    X(EUNAUTH, -8, 401, "unauthorized", "authentication required")                                \
-    X(ETOKEN, -9, 401, "invalid_token", "invalid token")                                          \
-    X(EEXPIRED, -10, 401, "invalid_token", "token expired")                                       \
-    X(EFORBIDDEN, -11, 403, "forbidden", "permission denied")                                     \
-    X(ETOOBIG, -12, 413, "payload_too_large", "payload too large")                                \
-    X(ENOMEM, -13, 500, "internal", "out of memory")                                              \
-    X(EIO, -14, 500, "internal", "input/output error")                                            \
-    X(EUNAVAIL, -15, 503, "unavailable", "service unavailable")                                   \
-    X(ECONFIG, -16, 500, "config", "invalid configuration")                                       \
-    X(EWEAKKEY, -17, 500, "config", "secret shorter than 32 bytes")                               \
-    X(ETIMEOUT, -18, 408, "timeout", "request timeout")                                           \
-    X(EHEADERS, -19, 431, "headers_too_large", "request header fields too large")                 \
-    X(EMETHOD, -20, 405, "method_not_allowed", "method not allowed")                              \
-    X(ELIMIT, -21, 503, "limit", "resource limit reached")                                        \
+    X(EINVAL, -1, 400, "bad_request", "invalid argument")                                          \
+    X(EBADID, -2, 400, "invalid_channel_id", "invalid channel id")                                 \
+    X(EJSON, -3, 400, "bad_request", "malformed JSON")                                             \
+    X(EKIND, -4, 400, "unsupported_operation", "operation not supported by this channel kind")     \
+    X(ENOENT, -5, 404, "not_found", "not found")                                                   \
+    X(EEXIST, -6, 409, "conflict", "already exists")                                               \
+    X(EFULL, -7, 429, "channel_full", "channel is full")                                           \
+    X(EUNAUTH, -8, 401, "unauthorized", "authentication required")                                 \
+    X(ETOKEN, -9, 401, "invalid_token", "invalid token")                                           \
+    X(EEXPIRED, -10, 401, "invalid_token", "token expired")                                        \
+    X(EFORBIDDEN, -11, 403, "forbidden", "permission denied")                                      \
+    X(ETOOBIG, -12, 413, "payload_too_large", "payload too large")                                 \
+    X(ENOMEM, -13, 500, "internal", "out of memory")                                               \
+    X(EIO, -14, 500, "internal", "input/output error")                                             \
+    X(EUNAVAIL, -15, 503, "unavailable", "service unavailable")                                    \
+    X(ECONFIG, -16, 500, "config", "invalid configuration")                                        \
+    X(EWEAKKEY, -17, 500, "config", "secret shorter than 32 bytes")                                \
+    X(ETIMEOUT, -18, 408, "timeout", "request timeout")                                            \
+    X(EHEADERS, -19, 431, "headers_too_large", "request header fields too large")                  \
+    X(EMETHOD, -20, 405, "method_not_allowed", "method not allowed")                               \
+    X(ELIMIT, -21, 503, "limit", "resource limit reached")                                         \
     X(EINTERNAL, -22, 500, "internal", "internal error")
 
 typedef enum {

@@ -1,7 +1,7 @@
 /* JWT (RFC 7519) with HS256 (RFC 7515) for sluice tokens: strict verification into an sl_identity,
  * and signing. A keyring holds one or more HS256 secrets selected by `kid`, so a secret can be
- * rotated. Secrets shorter than 32 bytes are refused. A keyring keeps keyed HMAC state for speed and
- * is therefore not safe to use from two threads at once (the server is single-threaded). */
+ * rotated. Secrets shorter than 32 bytes are refused. A keyring keeps keyed HMAC state for speed
+ * and is therefore not safe to use from two threads at once (the server is single-threaded). */
 #ifndef SLUICE_JWT_H
 #define SLUICE_JWT_H
 
@@ -40,25 +40,25 @@ void sl_jwt_verify_opts_init(sl_jwt_verify_opts *o);
  * initialised; on failure it is left empty. Returns SL_OK, SL_EEXPIRED, or SL_ETOKEN with a short
  * description in st ("malformed token", "bad signature", "algorithm not allowed", ...) that never
  * contains the token. Rules: three base64url segments without padding; header alg must be HS256
- * (the algorithm of every key here); kid selects the key; duplicate JSON keys rejected; sub required;
- * exp required unless exp_optional; nbf and iat honoured with leeway; role, when present, must be
- * read|write|admin; channels, when present, an array of valid patterns. */
+ * (the algorithm of every key here); kid selects the key; duplicate JSON keys rejected; sub
+ * required; exp required unless exp_optional; nbf and iat honoured with leeway; role, when present,
+ * must be read|write|admin; channels, when present, an array of valid patterns. */
 int sl_jwt_verify(sl_jwt_keyring *kr, const char *token, size_t len, const sl_jwt_verify_opts *o,
                   double now, sl_identity *out, sl_status *st);
 
 typedef struct sl_jwt_claims {
-    const char *sub;               /* required */
-    sl_role role;                  /* SL_ROLE_NONE: no "role" claim */
-    const char *const *channels;   /* with scoped = 1: the "channels" claim */
+    const char *sub;             /* required */
+    sl_role role;                /* SL_ROLE_NONE: no "role" claim */
+    const char *const *channels; /* with scoped = 1: the "channels" claim */
     size_t nchannels;
-    int scoped;                    /* 0: no "channels" claim (all channels) */
-    double iat;                    /* 0: omitted */
-    double exp;                    /* 0: omitted */
-    double nbf;                    /* 0: omitted */
-    const char *jti;               /* NULL: omitted */
-    const char *aud;               /* NULL: omitted */
-    const char *iss;               /* NULL: omitted */
-    const char *act_sub;           /* NULL: omitted; else {"act":{"sub":...}} (RFC 8693) */
+    int scoped;          /* 0: no "channels" claim (all channels) */
+    double iat;          /* 0: omitted */
+    double exp;          /* 0: omitted */
+    double nbf;          /* 0: omitted */
+    const char *jti;     /* NULL: omitted */
+    const char *aud;     /* NULL: omitted */
+    const char *iss;     /* NULL: omitted */
+    const char *act_sub; /* NULL: omitted; else {"act":{"sub":...}} (RFC 8693) */
 } sl_jwt_claims;
 
 /* Signs claims with the key named kid (NULL: the default key). *out is a NUL-terminated token owned

@@ -1,7 +1,7 @@
 /* The public C API of libsluice: a context that owns channels, their store engine and the security
  * pipeline; channel operations taking the caller's identity (the in-process transport); identities;
- * the operation registry; the ACL. Every operation passes the same pipeline as the network transports:
- * authorise against the registry, check revocation, audit.
+ * the operation registry; the ACL. Every operation passes the same pipeline as the network
+ * transports: authorise against the registry, check revocation, audit.
  *
  * Ownership: a function that returns memory through an out-parameter says which *_free releases it.
  * Strings passed in are copied; the caller keeps ownership of its arguments. */
@@ -23,13 +23,15 @@ extern "C" {
 
 typedef struct sl_ctx sl_ctx;
 
-/* ---- clock ------------------------------------------------------------------------------------ */
+/* ---- clock ------------------------------------------------------------------------------------
+ */
 
 /* Seconds since the epoch. Injectable so tests can pin time (leases, expiry, retention). */
 typedef double (*sl_clock_fn)(void *ud);
 double sl_wallclock(void *ud_unused);
 
-/* ---- roles, modes, identities ------------------------------------------------------------------ */
+/* ---- roles, modes, identities ------------------------------------------------------------------
+ */
 
 typedef enum { SL_ROLE_NONE = 0, SL_ROLE_READ = 1, SL_ROLE_WRITE = 2, SL_ROLE_ADMIN = 3 } sl_role;
 /* "read" | "write" | "admin"; SL_ROLE_NONE for anything else (case-sensitive). */
@@ -59,13 +61,13 @@ const char *sl_source_name(sl_source s);
 typedef struct sl_identity {
     char principal[SL_PRINCIPAL_MAX + 1];
     sl_source source;
-    sl_role role;     /* role the credential carries; SL_ROLE_NONE when it carries none */
-    int scoped;       /* 1 when the credential restricts channels (channels[] below) */
-    char **channels;  /* channel patterns of the scope; owned */
+    sl_role role;    /* role the credential carries; SL_ROLE_NONE when it carries none */
+    int scoped;      /* 1 when the credential restricts channels (channels[] below) */
+    char **channels; /* channel patterns of the scope; owned */
     size_t nchannels;
     char token_id[SL_TOKEN_ID_MAX + 1]; /* jti, "" when none */
-    double issued_at;  /* 0 when unknown */
-    double expires_at; /* 0 when none */
+    double issued_at;                   /* 0 when unknown */
+    double expires_at;                  /* 0 when none */
 } sl_identity;
 
 /* An in-process caller named `principal` (truncated to SL_PRINCIPAL_MAX). Nothing to free, but
@@ -77,10 +79,11 @@ void sl_identity_clear(sl_identity *id);
 /* Principal ids: 1..255 bytes of printable ASCII without space, '/', '\\', '"' or '\''. */
 int sl_principal_valid(const char *p, size_t len);
 
-/* ---- the operation registry -------------------------------------------------------------------- */
+/* ---- the operation registry --------------------------------------------------------------------
+ */
 
-/* Every operation any transport can perform. The registry (sl_op_info) is the single source of truth
- * for what each needs; transports look operations up and never decide access themselves. */
+/* Every operation any transport can perform. The registry (sl_op_info) is the single source of
+ * truth for what each needs; transports look operations up and never decide access themselves. */
 typedef enum {
     SL_OP_HEALTH = 0,
     SL_OP_CHANNEL_LIST,
@@ -101,9 +104,11 @@ typedef enum {
 } sl_op;
 
 typedef enum {
-    SL_RES_NONE = 0, /* no resource: global operations (needs the role on all channels) */
-    SL_RES_CHANNEL,  /* a channel id */
-    SL_RES_PRINCIPAL /* an ACL principal: needs admin on all channels */
+    SL_RES_NONE = 0,  /* no resource: global operations (need the role on all channels) */
+    SL_RES_CHANNEL,   /* a channel id */
+    SL_RES_PRINCIPAL, /* an ACL principal: needs the role on all channels */
+    SL_RES_CHANNELS   /* every channel the result names: authorised per channel, so the
+                         operation itself only needs an authenticated caller */
 } sl_resource_kind;
 
 typedef struct sl_op_info {
@@ -120,11 +125,12 @@ const sl_op_info *sl_op_lookup(sl_op op);
 /* NULL when no operation has that name. */
 const sl_op_info *sl_op_by_name(const char *name);
 
-/* ---- context ------------------------------------------------------------------------------------ */
+/* ---- context ------------------------------------------------------------------------------------
+ */
 
 typedef struct sl_ctx_options {
-    sl_mode mode;           /* server-wide mode; SL_MODE_OPEN when 0 */
-    sl_clock_fn clock;      /* NULL: wall clock */
+    sl_mode mode;      /* server-wide mode; SL_MODE_OPEN when 0 */
+    sl_clock_fn clock; /* NULL: wall clock */
     void *clock_ud;
 } sl_ctx_options;
 
@@ -144,17 +150,21 @@ void sl_ctx_set_audit(sl_ctx *ctx, sl_audit_fn fn, void *ud);
 /* The pipeline's decision for `who` performing `op` on `resource` (channel id, principal or NULL):
  * SL_OK, SL_EUNAUTH (no identity where one is needed) or SL_EFORBIDDEN with the tutorial's message
  * in st. Writes the audit record of a denial. Transports call this through their dispatcher. */
-int sl_authorize(sl_ctx *ctx, const sl_identity *who, sl_op op, const char *resource, sl_status *st);
+int sl_authorize(sl_ctx *ctx, const sl_identity *who, sl_op op, const char *resource,
+                 sl_status *st);
 
-/* ---- channel ids and patterns ------------------------------------------------------------------ */
+/* ---- channel ids and patterns ------------------------------------------------------------------
+ */
 
 /* 1..255 bytes; segments of [A-Za-z0-9_-] joined by '.' or ':'. */
 int sl_channel_id_valid(const char *id, size_t len);
-/* Patterns: segments split on '.' and ':'; "*" matches one segment, "**" the rest (even nothing). */
+/* Patterns: segments split on '.' and ':'; "*" matches one segment, "**" the rest (even nothing).
+ */
 int sl_pattern_valid(const char *pat, size_t len);
 int sl_pattern_match(const char *pat, const char *channel);
 
-/* ---- channels ------------------------------------------------------------------------------------ */
+/* ---- channels
+ * ------------------------------------------------------------------------------------ */
 
 typedef enum { SL_KIND_QUEUE = 0, SL_KIND_TOPIC = 1 } sl_kind;
 typedef enum { SL_VIS_PRIVATE = 0, SL_VIS_PUBLIC = 1 } sl_visibility;
@@ -164,11 +174,11 @@ typedef struct sl_channel_opts {
     const char *name;        /* NULL: the id */
     const char *description; /* NULL: "" */
     sl_visibility visibility;
-    sl_mode mode;            /* SL_MODE_INHERIT: the server-wide mode */
-    double claim_timeout;    /* seconds; <= 0: 300 */
-    unsigned max_attempts;   /* 0 = unlimited */
-    const char *dead_letter; /* NULL: "<id>.dead" */
-    size_t max_messages;     /* 0 = unbounded */
+    sl_mode mode;               /* SL_MODE_INHERIT: the server-wide mode */
+    double claim_timeout;       /* seconds; <= 0: 300 */
+    unsigned max_attempts;      /* 0 = unlimited */
+    const char *dead_letter;    /* NULL: "<id>.dead" */
+    size_t max_messages;        /* 0 = unbounded */
     size_t retention_max_count; /* topics; 0 = unbounded */
     double retention_max_age;   /* topics; seconds, 0 = unbounded */
 } sl_channel_opts;
@@ -216,7 +226,8 @@ typedef struct sl_message_list {
 void sl_message_clear(sl_message *m);
 void sl_message_list_free(sl_message_list *l); /* frees items, leaves an empty list */
 
-/* What to write. `data` must be valid JSON text (any value); metadata NULL or a JSON object text. */
+/* What to write. `data` must be valid JSON text (any value); metadata NULL or a JSON object text.
+ */
 typedef struct sl_write {
     const char *data;
     size_t data_len;
@@ -232,17 +243,20 @@ typedef struct sl_read {
     const char *after; /* topics: message id; NULL: the reader's own cursor */
 } sl_read;
 
-/* All of these run `who` through sl_authorize for their operation first (who NULL = system).
- * Errors: SL_EBADID, SL_EFORBIDDEN, SL_ENOENT, SL_EKIND, SL_EFULL, SL_EINVAL, ... with st filled. */
+/* All of these run `who` through sl_authorize for their operation first (who NULL = system), then
+ * look the channel up: a private channel is invisible (SL_ENOENT) to network callers.
+ * Errors: SL_EBADID, SL_EFORBIDDEN, SL_ENOENT, SL_EKIND, SL_EFULL, SL_EINVAL, ... with st filled.
+ */
 int sl_channel_create(sl_ctx *ctx, const sl_identity *who, const char *id, const sl_channel_opts *o,
                       sl_status *st);
 int sl_channel_delete(sl_ctx *ctx, const sl_identity *who, const char *id, sl_status *st);
 /* info: release with sl_channel_info_clear. */
 int sl_channel_info_get(sl_ctx *ctx, const sl_identity *who, const char *id, sl_channel_info *info,
                         sl_status *st);
-/* The channels `who` may read; *out is an array of *n infos, release with sl_channel_infos_free. */
-int sl_channel_list(sl_ctx *ctx, const sl_identity *who, int public_only, sl_channel_info **out,
-                    size_t *n, sl_status *st);
+/* The channels `who` may read (network callers: public ones only), sorted by id; *out is an array
+ * of *n infos, release with sl_channel_infos_free. */
+int sl_channel_list(sl_ctx *ctx, const sl_identity *who, sl_channel_info **out, size_t *n,
+                    sl_status *st);
 void sl_channel_infos_free(sl_channel_info *infos, size_t n);
 
 /* item_id (may be NULL) receives the new id; at least 32 bytes. */
@@ -265,10 +279,11 @@ int sl_channel_evict(sl_ctx *ctx, const sl_identity *who, const char *id, double
 int sl_channel_remove(sl_ctx *ctx, const sl_identity *who, const char *id, const char *const *ids,
                       size_t n, size_t *count, sl_status *st);
 
-/* ---- ACL ------------------------------------------------------------------------------------------ */
+/* ---- ACL
+ * ------------------------------------------------------------------------------------------ */
 
-/* Replace principal's entry: role on the channel patterns (n == 0: on all channels). Takes effect on
- * the next call. */
+/* Replace principal's entry: role on the channel patterns (n == 0: on all channels). Takes effect
+ * on the next call. */
 int sl_acl_grant(sl_ctx *ctx, const sl_identity *who, const char *principal, sl_role role,
                  const char *const *patterns, size_t n, sl_status *st);
 /* SL_ENOENT when the principal has no entry. */

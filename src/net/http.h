@@ -1,8 +1,8 @@
 /* The HTTP/1.1 transport: a libuv TCP server whose requests are parsed by llhttp (sl__http_parser,
- * which does no I/O) and handed, one at a time per connection and in order, to a handler. Keep-alive
- * and pipelining are supported: the next pipelined request is not handed over before the previous
- * one has been answered. Limits (body, header size, slow clients, connection count) are enforced here
- * with their HTTP errors (413, 431, 408 + close, 503 + close). */
+ * which does no I/O) and handed, one at a time per connection and in order, to a handler.
+ * Keep-alive and pipelining are supported: the next pipelined request is not handed over before the
+ * previous one has been answered. Limits (body, header size, slow clients, connection count) are
+ * enforced here with their HTTP errors (413, 431, 408 + close, 503 + close). */
 #ifndef SLUICE_NET_HTTP_H
 #define SLUICE_NET_HTTP_H
 

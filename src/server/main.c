@@ -1,1 +1,313 @@
-int main(void) { return 0; }
+/* sluiced: the channel server. Reads flags and the config file, builds the context (channels, ACL,
+ * JWT keys, audit sink), and serves the HTTP API on a libuv loop until SIGINT or SIGTERM. */
+#include <sluice/authn.h>
+#include <sluice/jwt.h>
+#include <sluice/sluice.h>
+
+#include "net/http.h"
+#include "server/config.h"
+#include "server/router.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+typedef struct server {
+    uv_loop_t *loop;
+    sl_http_server *http;
+    sl__router router;
+    sl_ctx *ctx;
+    sl_jwt_keyring *keys;
+    FILE *audit;
+    int log_requests;
+    uv_signal_t sigint, sigterm;
+} server;
+
+static void usage(FILE *f)
+{
+    fputs(
+        "usage: sluiced [options]\n"
+        "  --listen HOST:PORT        address to serve on (default 127.0.0.1:8080; port 0 picks "
+        "one)\n"
+        "  --config FILE             config file (docs/CONFIG.md)\n"
+        "  --jwt-secret-file FILE    HS256 secret (else env SLUICE_JWT_SECRET); turns JWT auth on\n"
+        "  --jwt-key KID:FILE        an additional HS256 key selected by the token's kid\n"
+        "  --authz token|acl         who decides: the token's claims (default) or the ACL\n"
+        "  --admin PRINCIPAL         bootstrap administrator under --authz acl (repeatable)\n"
+        "  --audit-log FILE          append audit records (JSON lines)\n"
+        "  --max-body BYTES          request body limit (default 1048576)\n"
+        "  --max-connections N       connection limit (default 10000)\n"
+        "  --request-timeout SECONDS a request must arrive within (default 10)\n"
+        "  --log-requests            one log line per request on stderr (never credentials)\n"
+        "  --insecure                allow an open server on a non-loopback address\n"
+        "  -h, --help                this help\n",
+        f);
+}
+
+static int is_loopback(const char *host)
+{
+    return !strncmp(host, "127.", 4) || !strcmp(host, "::1") || !strcmp(host, "localhost");
+}
+
+/* Reads a secret file; strips one trailing newline. The secret never reaches a log. */
+static int read_secret(const char *path, char **out, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) return SL_EIO;
+    char buf[4097];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+        n--;
+    *out = malloc(n + 1);
+    if (*out == NULL) return SL_ENOMEM;
+    memcpy(*out, buf, n);
+    (*out)[n] = '\0';
+    *len = n;
+    memset(buf, 0, sizeof buf);
+    return SL_OK;
+}
+
+static int load_file(sl__config *cfg, const char *path, sl_status *st)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) return sl_status_set(st, SL_ECONFIG, "%s: cannot open", path);
+    size_t cap = 1 << 16, len = 0;
+    char *text = malloc(cap);
+    size_t n;
+    while (text && (n = fread(text + len, 1, cap - len, f)) > 0) {
+        len += n;
+        if (len == cap) {
+            char *t = cap >= (64u << 20) ? NULL : realloc(text, cap *= 2);
+            if (t == NULL) {
+                free(text);
+                text = NULL;
+            } else {
+                text = t;
+            }
+        }
+    }
+    fclose(f);
+    if (text == NULL) return sl_status_set(st, SL_ECONFIG, "%s: too large", path);
+    int rc = sl__config_parse(cfg, text, len, path, st);
+    free(text);
+    return rc;
+}
+
+static int parse_args(int argc, char **argv, sl__config *cfg, sl_status *st)
+{
+    enum {
+        O_LISTEN = 256,
+        O_CONFIG,
+        O_SECRET,
+        O_KEY,
+        O_AUTHZ,
+        O_ADMIN,
+        O_AUDIT,
+        O_BODY,
+        O_CONNS,
+        O_TIMEOUT,
+        O_LOGREQ,
+        O_INSECURE
+    };
+    static const struct option opts[] = {
+        {"listen", required_argument, 0, O_LISTEN},
+        {"config", required_argument, 0, O_CONFIG},
+        {"jwt-secret-file", required_argument, 0, O_SECRET},
+        {"jwt-key", required_argument, 0, O_KEY},
+        {"authz", required_argument, 0, O_AUTHZ},
+        {"admin", required_argument, 0, O_ADMIN},
+        {"audit-log", required_argument, 0, O_AUDIT},
+        {"max-body", required_argument, 0, O_BODY},
+        {"max-connections", required_argument, 0, O_CONNS},
+        {"request-timeout", required_argument, 0, O_TIMEOUT},
+        {"log-requests", no_argument, 0, O_LOGREQ},
+        {"insecure", no_argument, 0, O_INSECURE},
+        {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0},
+    };
+    static const char *const keys[] = {[O_LISTEN - 256] = "listen",
+                                       [O_SECRET - 256] = "jwt_secret_file",
+                                       [O_KEY - 256] = "jwt_key",
+                                       [O_AUTHZ - 256] = "authz",
+                                       [O_ADMIN - 256] = "admin",
+                                       [O_AUDIT - 256] = "audit_log",
+                                       [O_BODY - 256] = "max_body",
+                                       [O_CONNS - 256] = "max_connections",
+                                       [O_TIMEOUT - 256] = "request_timeout"};
+    int c;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        int rc = SL_OK;
+        if (c == 'h') {
+            usage(stdout);
+            exit(0);
+        } else if (c == O_CONFIG) {
+            rc = load_file(cfg, optarg, st);
+        } else if (c == O_LOGREQ) {
+            cfg->log_requests = 1;
+        } else if (c == O_INSECURE) {
+            cfg->insecure = 1;
+        } else if (c >= O_LISTEN && c <= O_TIMEOUT && keys[c - 256]) {
+            rc = sl__config_set(cfg, keys[c - 256], optarg, st);
+        } else {
+            return sl_status_set(st, SL_EINVAL, "unknown or incomplete option '%s' (see --help)",
+                                 argv[optind - 1]);
+        }
+        if (rc != SL_OK) return rc;
+    }
+    if (optind < argc)
+        return sl_status_set(st, SL_EINVAL, "unexpected argument '%s'", argv[optind]);
+    return SL_OK;
+}
+
+static int build_keys(server *s, const sl__config *cfg, sl_status *st)
+{
+    const char *env = getenv("SLUICE_JWT_SECRET");
+    int have_default = 0;
+    for (size_t i = 0; i < cfg->nkeys; i++)
+        have_default |= cfg->keys[i].kid == NULL;
+    if (cfg->nkeys == 0 && (env == NULL || *env == '\0')) return SL_OK;
+    int rc = sl_jwt_keyring_new(&s->keys);
+    if (rc != SL_OK) return sl_status_set(st, rc, NULL);
+    if (!have_default && env && *env) {
+        rc = sl_jwt_keyring_add_hs256(s->keys, NULL, env, strlen(env));
+        if (rc == SL_EWEAKKEY)
+            return sl_status_set(st, rc, "SLUICE_JWT_SECRET is shorter than %d bytes",
+                                 SL_JWT_SECRET_MIN);
+        if (rc != SL_OK) return sl_status_set(st, rc, NULL);
+    }
+    for (size_t i = 0; i < cfg->nkeys; i++) {
+        char *secret;
+        size_t len;
+        rc = read_secret(cfg->keys[i].secret_file, &secret, &len);
+        if (rc != SL_OK)
+            return sl_status_set(st, SL_ECONFIG, "cannot read secret file %s",
+                                 cfg->keys[i].secret_file);
+        rc = sl_jwt_keyring_add_hs256(s->keys, cfg->keys[i].kid, secret, len);
+        memset(secret, 0, len);
+        free(secret);
+        if (rc == SL_EWEAKKEY)
+            return sl_status_set(st, rc, "secret in %s is shorter than %d bytes",
+                                 cfg->keys[i].secret_file, SL_JWT_SECRET_MIN);
+        if (rc != SL_OK)
+            return sl_status_set(st, rc, "cannot add key from %s: %s", cfg->keys[i].secret_file,
+                                 sl_strerror(rc));
+    }
+    return SL_OK;
+}
+
+static void audit_sink(void *ud, const char *record)
+{
+    server *s = ud;
+    fprintf(s->audit, "%s\n", record);
+    fflush(s->audit);
+}
+
+static void on_request(void *ud, sl_http_request *req)
+{
+    server *s = ud;
+    sl__response resp;
+    sl__router_handle(&s->router, req, &resp);
+    if (s->log_requests) /* the path only: a query may carry a token */
+        fprintf(stderr, "sluiced: %s %s %.*s -> %d\n", req->remote_addr, req->method,
+                (int)req->path_len, req->path, resp.status);
+    sl_http_respond(req, resp.status, resp.headers[0] ? resp.headers : NULL,
+                    resp.body ? "application/json" : NULL, resp.body, resp.body_len);
+    sl__response_clear(&resp);
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    server *s = h->data;
+    fprintf(stderr, "sluiced: signal %d, shutting down\n", signum);
+    sl_http_server_close(s->http);
+    uv_close((uv_handle_t *)&s->sigint, NULL);
+    uv_close((uv_handle_t *)&s->sigterm, NULL);
+}
+
+static int setup(server *s, const sl__config *cfg, sl_status *st)
+{
+    int rc = build_keys(s, cfg, st);
+    if (rc != SL_OK) return rc;
+    sl_mode mode = cfg->authz ? cfg->authz : s->keys ? SL_MODE_TOKEN : SL_MODE_OPEN;
+    if (s->keys == NULL && mode != SL_MODE_OPEN)
+        return sl_status_set(st, SL_ECONFIG,
+                             "--authz %s needs JWT authentication: set SLUICE_JWT_SECRET or "
+                             "--jwt-secret-file",
+                             sl_mode_name(mode));
+    if (mode == SL_MODE_OPEN && !is_loopback(cfg->host) && !cfg->insecure)
+        return sl_status_set(st, SL_ECONFIG,
+                             "refusing to serve an open (unauthenticated) server on %s; configure "
+                             "a JWT secret or pass --insecure",
+                             cfg->host);
+    sl_ctx_options o = {.mode = mode};
+    if ((rc = sl_ctx_new(&s->ctx, &o)) != SL_OK) return sl_status_set(st, rc, NULL);
+    if (cfg->audit_log) {
+        if ((s->audit = fopen(cfg->audit_log, "a")) == NULL)
+            return sl_status_set(st, SL_EIO, "cannot open audit log %s", cfg->audit_log);
+        sl_ctx_set_audit(s->ctx, audit_sink, s);
+    }
+    for (size_t i = 0; i < cfg->nchannels; i++)
+        if ((rc = sl_channel_create(s->ctx, NULL, cfg->channels[i].id, &cfg->channels[i].opts,
+                                    st)) != SL_OK)
+            return rc;
+    for (size_t i = 0; i < cfg->ngrants; i++) {
+        const sl__cfg_grant *g = &cfg->grants[i];
+        if ((rc = sl_acl_grant(s->ctx, NULL, g->principal, g->role,
+                               (const char *const *)g->patterns, g->npatterns, st)) != SL_OK)
+            return rc;
+    }
+    for (size_t i = 0; i < cfg->nadmins; i++)
+        if ((rc = sl_acl_grant(s->ctx, NULL, cfg->admins[i], SL_ROLE_ADMIN, NULL, 0, st)) != SL_OK)
+            return rc;
+    s->router.ctx = s->ctx;
+    s->router.authn.keys = s->keys;
+    sl_jwt_verify_opts_init(&s->router.authn.jwt);
+    s->router.authn.jwt.audience = cfg->jwt_audience;
+    s->router.authn.jwt.issuer = cfg->jwt_issuer;
+    s->router.authn.jwt.leeway = cfg->jwt_leeway;
+    s->router.authn.jwt.exp_optional = cfg->jwt_exp_optional;
+    s->log_requests = cfg->log_requests;
+    return SL_OK;
+}
+
+int main(int argc, char **argv)
+{
+    sl__config cfg;
+    sl__config_init(&cfg);
+    server s = {0};
+    sl_status st;
+    sl_status_clear(&st);
+    int rc = parse_args(argc, argv, &cfg, &st);
+    if (rc == SL_OK) rc = setup(&s, &cfg, &st);
+    if (rc == SL_OK) {
+        s.loop = uv_default_loop();
+        rc = sl_http_server_new(&s.http, s.loop, &cfg.limits, on_request, &s);
+        if (rc == SL_OK && (rc = sl_http_server_listen(s.http, cfg.host, cfg.port)) != SL_OK)
+            sl_status_set(&st, rc, "cannot listen on %s:%d", cfg.host, cfg.port);
+    }
+    if (rc == SL_OK) {
+        s.sigint.data = s.sigterm.data = &s;
+        uv_signal_init(s.loop, &s.sigint);
+        uv_signal_init(s.loop, &s.sigterm);
+        uv_signal_start(&s.sigint, on_signal, SIGINT);
+        uv_signal_start(&s.sigterm, on_signal, SIGTERM);
+        fprintf(stderr, "sluiced listening on %s:%d (authz %s, jwt %s)\n", cfg.host,
+                sl_http_server_port(s.http), sl_mode_name(sl_ctx_mode(s.ctx)),
+                s.keys ? "on" : "off");
+        fflush(stderr);
+        uv_run(s.loop, UV_RUN_DEFAULT);
+    } else {
+        fprintf(stderr, "sluiced: %s\n", st.message[0] ? st.message : sl_strerror(rc));
+    }
+    if (s.http) sl_http_server_free(s.http);
+    if (s.loop) uv_loop_close(s.loop);
+    sl_ctx_free(s.ctx);
+    sl_jwt_keyring_free(s.keys);
+    if (s.audit) fclose(s.audit);
+    sl__config_free(&cfg);
+    return rc == SL_OK ? 0 : 1;
+}

@@ -21,10 +21,10 @@ typedef struct sl_engine_ops {
     int (*info)(sl_engine *e, const char *id, sl_channel_info *out);
     /* Every channel, sorted by id; release with sl_channel_infos_free. */
     int (*list)(sl_engine *e, sl_channel_info **out, size_t *n);
-    /* Appends *m: the engine assigns m->id (unique in the channel, increasing) and takes ownership of
-     * m's strings on success (m is zeroed). Queues: SL_EFULL past max_messages. Topics: retention
-     * (count, age at `now`) drops the oldest; max_messages, when set, also refuses with SL_EFULL.
-     * id_out (>= 32 bytes) receives the id. */
+    /* Appends *m: the engine assigns m->id (unique in the channel, increasing) and takes ownership
+     * of m's strings on success (m is zeroed). Queues: SL_EFULL past max_messages. Topics:
+     * retention (count, age at `now`) drops the oldest; max_messages, when set, also refuses with
+     * SL_EFULL. id_out (>= 32 bytes) receives the id. */
     int (*append)(sl_engine *e, const char *id, sl_message *m, double now, char *id_out);
     /* Queues: claims up to limit claimable messages (unclaimed, or lease expired, or nack delay
      * passed) for reader, FIFO, with lease now + claim_timeout; attempt counts claims. A message

@@ -1,0 +1,98 @@
+/* The context's lifetime and its small shared services: the clock and the audit sink. */
+#include "core/ctx.h"
+
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <sys/time.h>
+
+double sl_wallclock(void *ud_unused)
+{
+    (void)ud_unused;
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
+}
+
+int sl_ctx_new(sl_ctx **out, const sl_ctx_options *opts)
+{
+    sl_ctx *ctx = calloc(1, sizeof *ctx);
+    if (ctx == NULL) return SL_ENOMEM;
+    ctx->mode = opts && opts->mode != SL_MODE_INHERIT ? opts->mode : SL_MODE_OPEN;
+    ctx->clock = opts && opts->clock ? opts->clock : sl_wallclock;
+    ctx->clock_ud = opts ? opts->clock_ud : NULL;
+    int rc = sl__mem_engine_new(&ctx->engine);
+    if (rc == SL_OK) rc = sl__map_new(&ctx->channels);
+    if (rc == SL_OK) rc = sl__acl_new(&ctx->acl);
+    if (rc != SL_OK) {
+        sl_ctx_free(ctx);
+        return rc;
+    }
+    *out = ctx;
+    return SL_OK;
+}
+
+void sl_ctx_free(sl_ctx *ctx)
+{
+    if (ctx == NULL) return;
+    if (ctx->engine) ctx->engine->ops->free(ctx->engine);
+    sl__map_free(ctx->channels, sl__channel_info_free);
+    sl__acl_free(ctx->acl);
+    free(ctx);
+}
+
+double sl_ctx_now(const sl_ctx *ctx)
+{
+    return ctx->clock(ctx->clock_ud);
+}
+
+void sl_ctx_set_clock(sl_ctx *ctx, sl_clock_fn fn, void *ud)
+{
+    ctx->clock = fn ? fn : sl_wallclock;
+    ctx->clock_ud = ud;
+}
+
+void sl_ctx_set_mode(sl_ctx *ctx, sl_mode mode)
+{
+    ctx->mode = mode == SL_MODE_INHERIT ? SL_MODE_OPEN : mode;
+}
+
+sl_mode sl_ctx_mode(const sl_ctx *ctx)
+{
+    return ctx->mode;
+}
+
+void sl_ctx_set_audit(sl_ctx *ctx, sl_audit_fn fn, void *ud)
+{
+    ctx->audit = fn;
+    ctx->audit_ud = ud;
+}
+
+sl_mode sl__ctx_channel_mode(const sl_ctx *ctx, const char *id)
+{
+    const sl_channel_info *ch = id ? sl__map_get(ctx->channels, id) : NULL;
+    return ch && ch->mode != SL_MODE_INHERIT ? ch->mode : ctx->mode;
+}
+
+void sl__audit(sl_ctx *ctx, const char *event, ...)
+{
+    if (ctx->audit == NULL) return;
+    json_t *o = json_object();
+    if (o == NULL) return;
+    json_object_set_new(o, "ts", json_real(sl_ctx_now(ctx)));
+    json_object_set_new(o, "event", json_string(event));
+    va_list ap;
+    va_start(ap, event);
+    const char *k;
+    while ((k = va_arg(ap, const char *)) != NULL) {
+        const char *v = va_arg(ap, const char *);
+        if (v) json_object_set_new(o, k, json_string(v));
+    }
+    va_end(ap);
+    char *text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(o);
+    if (text) {
+        ctx->audit(ctx->audit_ud, text);
+        free(text);
+    }
+}

@@ -1,0 +1,37 @@
+/* The context: everything one sluice instance owns (clock, store engine, server-wide mode, the
+ * channel registry with each channel's settings, the ACL, the audit sink). Internal layout; the
+ * public API sees an opaque sl_ctx. */
+#ifndef SLUICE_CORE_CTX_H
+#define SLUICE_CORE_CTX_H
+
+#include <sluice/sluice.h>
+
+#include "core/map.h"
+#include "security/acl.h"
+#include "store/engine.h"
+
+struct sl_ctx {
+    sl_mode mode;
+    sl_clock_fn clock;
+    void *clock_ud;
+    sl_engine *engine; /* owned */
+    sl__map *channels; /* the channel registry: id -> sl_channel_info* (settings; depth unused) */
+    sl__acl *acl;      /* owned */
+    sl_audit_fn audit;
+    void *audit_ud;
+};
+
+/* Emits an audit record: a JSON object built from key/value string pairs (NULL-terminated list),
+ * with "ts" added. No-op without a sink. */
+void sl__audit(sl_ctx *ctx, const char *event, ...);
+
+/* The mode that governs channel `id`: its override, else the server-wide mode. */
+sl_mode sl__ctx_channel_mode(const sl_ctx *ctx, const char *id);
+
+/* 1 when who may perform op on channel; no status, no audit (for filtering listings). */
+int sl__authorized_quiet(sl_ctx *ctx, const sl_identity *who, sl_op op, const char *channel);
+
+/* Frees a heap sl_channel_info (registry values). */
+void sl__channel_info_free(void *info);
+
+#endif

@@ -1,0 +1,86 @@
+/* Ownership helpers for the public value types: releasing messages, message lists and channel
+ * infos, and deep-copying them. Every release function accepts NULL and leaves an empty value, so
+ * callers can clear unconditionally on their error paths. */
+#include "core/message.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+void sl_message_clear(sl_message *m)
+{
+    if (m == NULL) return;
+    free(m->id);
+    free(m->sender_id);
+    free(m->data);
+    free(m->metadata);
+    free(m->correlation_id);
+    free(m->reply_to);
+    free(m->recipient_id);
+    memset(m, 0, sizeof *m);
+}
+
+void sl_message_list_free(sl_message_list *l)
+{
+    if (l == NULL) return;
+    for (size_t i = 0; i < l->len; i++)
+        sl_message_clear(&l->items[i]);
+    free(l->items);
+    l->items = NULL;
+    l->len = 0;
+}
+
+void sl_channel_info_clear(sl_channel_info *info)
+{
+    if (info == NULL) return;
+    free(info->id);
+    free(info->name);
+    free(info->description);
+    free(info->dead_letter);
+    memset(info, 0, sizeof *info);
+}
+
+void sl_channel_infos_free(sl_channel_info *infos, size_t n)
+{
+    if (infos == NULL) return;
+    for (size_t i = 0; i < n; i++)
+        sl_channel_info_clear(&infos[i]);
+    free(infos);
+}
+
+/* Copies *src_field into *dst_field; 0 on allocation failure (a NULL source is not a failure). */
+static int dup_field(char **dst_field, const char *src_field)
+{
+    *dst_field = src_field ? strdup(src_field) : NULL;
+    return src_field == NULL || *dst_field != NULL;
+}
+
+int sl__message_copy(sl_message *dst, const sl_message *src)
+{
+    *dst = *src;
+    int ok = dup_field(&dst->id, src->id);
+    ok &= dup_field(&dst->sender_id, src->sender_id);
+    ok &= dup_field(&dst->data, src->data);
+    ok &= dup_field(&dst->metadata, src->metadata);
+    ok &= dup_field(&dst->correlation_id, src->correlation_id);
+    ok &= dup_field(&dst->reply_to, src->reply_to);
+    ok &= dup_field(&dst->recipient_id, src->recipient_id);
+    if (!ok) {
+        sl_message_clear(dst);
+        return SL_ENOMEM;
+    }
+    return SL_OK;
+}
+
+int sl__channel_info_copy(sl_channel_info *dst, const sl_channel_info *src)
+{
+    *dst = *src;
+    int ok = dup_field(&dst->id, src->id);
+    ok &= dup_field(&dst->name, src->name);
+    ok &= dup_field(&dst->description, src->description);
+    ok &= dup_field(&dst->dead_letter, src->dead_letter);
+    if (!ok) {
+        sl_channel_info_clear(dst);
+        return SL_ENOMEM;
+    }
+    return SL_OK;
+}

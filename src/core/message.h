@@ -1,0 +1,15 @@
+/* Deep copies of the public message and channel-info structs, for engines and transports that hand
+ * out copies of what they keep. The matching release functions (sl_message_clear,
+ * sl_message_list_free, sl_channel_info_clear, sl_channel_infos_free) are public, in sluice.h. */
+#ifndef SLUICE_CORE_MESSAGE_H
+#define SLUICE_CORE_MESSAGE_H
+
+#include <sluice/sluice.h>
+
+/* Overwrites *dst with a deep copy of *src (NULL strings stay NULL). SL_OK, or SL_ENOMEM with *dst
+ * zeroed. dst's previous contents are not freed. */
+int sl__message_copy(sl_message *dst, const sl_message *src);
+/* Same for channel infos. */
+int sl__channel_info_copy(sl_channel_info *dst, const sl_channel_info *src);
+
+#endif

@@ -1,0 +1,52 @@
+/* The operation registry: the single source of truth for what each operation needs (its least role
+ * and the shape of its resource). The HTTP router, the C API and every later transport look
+ * operations up here; none of them decides access by itself. */
+#include <sluice/sluice.h>
+
+#include <string.h>
+
+static const sl_op_info registry[SL_OP__COUNT] = {
+    [SL_OP_HEALTH] = {SL_OP_HEALTH, "health", SL_ROLE_NONE, SL_RES_NONE, "check", 0},
+    [SL_OP_CHANNEL_LIST] = {SL_OP_CHANNEL_LIST, "channel.list", SL_ROLE_READ, SL_RES_CHANNELS,
+                            "list", 0},
+    [SL_OP_CHANNEL_INFO] = {SL_OP_CHANNEL_INFO, "channel.info", SL_ROLE_READ, SL_RES_CHANNEL,
+                            "read from", 0},
+    [SL_OP_CHANNEL_READ] = {SL_OP_CHANNEL_READ, "channel.read", SL_ROLE_READ, SL_RES_CHANNEL,
+                            "read from", 0},
+    [SL_OP_CHANNEL_WRITE] = {SL_OP_CHANNEL_WRITE, "channel.write", SL_ROLE_WRITE, SL_RES_CHANNEL,
+                             "write to", 0},
+    [SL_OP_CHANNEL_ACK] = {SL_OP_CHANNEL_ACK, "channel.acknowledge", SL_ROLE_WRITE, SL_RES_CHANNEL,
+                           "acknowledge on", 0},
+    [SL_OP_CHANNEL_NACK] = {SL_OP_CHANNEL_NACK, "channel.nack", SL_ROLE_WRITE, SL_RES_CHANNEL,
+                            "nack on", 0},
+    [SL_OP_CHANNEL_CLEAR] = {SL_OP_CHANNEL_CLEAR, "channel.clear", SL_ROLE_ADMIN, SL_RES_CHANNEL,
+                             "administer", 1},
+    [SL_OP_CHANNEL_EVICT] = {SL_OP_CHANNEL_EVICT, "channel.evict", SL_ROLE_ADMIN, SL_RES_CHANNEL,
+                             "administer", 1},
+    [SL_OP_CHANNEL_REMOVE] = {SL_OP_CHANNEL_REMOVE, "channel.remove", SL_ROLE_ADMIN, SL_RES_CHANNEL,
+                              "administer", 1},
+    [SL_OP_CHANNEL_CREATE] = {SL_OP_CHANNEL_CREATE, "channel.create", SL_ROLE_ADMIN, SL_RES_CHANNEL,
+                              "administer", 1},
+    [SL_OP_CHANNEL_DELETE] = {SL_OP_CHANNEL_DELETE, "channel.delete", SL_ROLE_ADMIN, SL_RES_CHANNEL,
+                              "administer", 1},
+    [SL_OP_ACL_GRANT] = {SL_OP_ACL_GRANT, "acl.grant", SL_ROLE_ADMIN, SL_RES_PRINCIPAL,
+                         "manage the ACL", 1},
+    [SL_OP_ACL_REVOKE] = {SL_OP_ACL_REVOKE, "acl.revoke", SL_ROLE_ADMIN, SL_RES_PRINCIPAL,
+                          "manage the ACL", 1},
+    [SL_OP_ACL_LIST] = {SL_OP_ACL_LIST, "acl.list", SL_ROLE_ADMIN, SL_RES_NONE, "manage the ACL",
+                        0},
+};
+
+const sl_op_info *sl_op_lookup(sl_op op)
+{
+    if ((unsigned)op >= SL_OP__COUNT) return NULL;
+    return &registry[op];
+}
+
+const sl_op_info *sl_op_by_name(const char *name)
+{
+    if (name == NULL) return NULL;
+    for (unsigned i = 0; i < SL_OP__COUNT; i++)
+        if (strcmp(registry[i].name, name) == 0) return &registry[i];
+    return NULL;
+}

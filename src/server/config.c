@@ -1,0 +1,377 @@
+/* The config file: INI-like lines. Top-level "key = value" options, then sections
+ * "[channel ID]" (channel options) and "[acl PRINCIPAL]" (role and channels). '#' starts a comment
+ * line. Every error names the file and line. The same setter serves command-line flags. */
+#include "server/config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_LINE 4096
+
+void sl__config_init(sl__config *c)
+{
+    memset(c, 0, sizeof *c);
+    strcpy(c->host, "127.0.0.1");
+    c->port = 8080;
+    c->jwt_leeway = 30;
+    sl_http_limits_init(&c->limits);
+}
+
+static void free_strv(char **v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(v[i]);
+    free(v);
+}
+
+void sl__config_free(sl__config *c)
+{
+    free_strv(c->admins, c->nadmins);
+    for (size_t i = 0; i < c->nkeys; i++) {
+        free(c->keys[i].kid);
+        free(c->keys[i].secret_file);
+    }
+    free(c->keys);
+    free(c->jwt_audience);
+    free(c->jwt_issuer);
+    free(c->audit_log);
+    for (size_t i = 0; i < c->nchannels; i++) {
+        sl__cfg_channel *ch = &c->channels[i];
+        free(ch->id);
+        free(ch->name);
+        free(ch->description);
+        free(ch->dead_letter);
+    }
+    free(c->channels);
+    for (size_t i = 0; i < c->ngrants; i++) {
+        free(c->grants[i].principal);
+        free_strv(c->grants[i].patterns, c->grants[i].npatterns);
+    }
+    free(c->grants);
+    memset(c, 0, sizeof *c);
+}
+
+static int push_str(char ***v, size_t *n, const char *s)
+{
+    char **nv = realloc(*v, (*n + 1) * sizeof *nv);
+    if (nv == NULL) return SL_ENOMEM;
+    *v = nv;
+    if ((nv[*n] = strdup(s)) == NULL) return SL_ENOMEM;
+    (*n)++;
+    return SL_OK;
+}
+
+static int parse_uint(const char *s, unsigned long long max, unsigned long long *out)
+{
+    if (!isdigit((unsigned char)*s)) return -1;
+    errno = 0;
+    char *end;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || *end || v > max) return -1;
+    *out = v;
+    return 0;
+}
+
+static int parse_seconds(const char *s, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !isfinite(v) || v < 0) return -1;
+    *out = v;
+    return 0;
+}
+
+static int parse_bool(const char *s, int *out)
+{
+    if (!strcmp(s, "true") || !strcmp(s, "yes") || !strcmp(s, "1") || !strcmp(s, "on"))
+        *out = 1;
+    else if (!strcmp(s, "false") || !strcmp(s, "no") || !strcmp(s, "0") || !strcmp(s, "off"))
+        *out = 0;
+    else
+        return -1;
+    return 0;
+}
+
+int sl__config_set_listen(sl__config *c, const char *value)
+{
+    const char *colon = strrchr(value, ':');
+    if (colon == NULL) return SL_EINVAL;
+    const char *h = value;
+    size_t hl = (size_t)(colon - value);
+    if (hl >= 2 && h[0] == '[' && h[hl - 1] == ']') {
+        h++;
+        hl -= 2;
+    }
+    unsigned long long port;
+    if (hl == 0 || hl >= sizeof c->host || parse_uint(colon + 1, 65535, &port) < 0)
+        return SL_EINVAL;
+    memcpy(c->host, h, hl);
+    c->host[hl] = '\0';
+    c->port = (int)port;
+    return SL_OK;
+}
+
+int sl__config_set(sl__config *c, const char *key, const char *v, sl_status *st)
+{
+    unsigned long long u;
+    double d;
+    if (!strcmp(key, "listen")) {
+        if (sl__config_set_listen(c, v) != SL_OK)
+            return sl_status_set(st, SL_ECONFIG, "listen must be HOST:PORT");
+    } else if (!strcmp(key, "authz")) {
+        sl_mode m = sl_mode_parse(v);
+        if (m != SL_MODE_TOKEN && m != SL_MODE_ACL && m != SL_MODE_OPEN)
+            return sl_status_set(st, SL_ECONFIG, "authz must be token, acl or open");
+        c->authz = m;
+    } else if (!strcmp(key, "admin")) {
+        if (!sl_principal_valid(v, strlen(v)))
+            return sl_status_set(st, SL_ECONFIG, "admin must be a principal id");
+        if (push_str(&c->admins, &c->nadmins, v) != SL_OK)
+            return sl_status_set(st, SL_ENOMEM, NULL);
+    } else if (!strcmp(key, "insecure")) {
+        if (parse_bool(v, &c->insecure) < 0)
+            return sl_status_set(st, SL_ECONFIG, "insecure must be true or false");
+    } else if (!strcmp(key, "jwt_secret_file") || !strcmp(key, "jwt_key")) {
+        /* jwt_key = KID:FILE adds a named key for rotation; jwt_secret_file = FILE the default. */
+        const char *file = v, *colon = strchr(v, ':');
+        char *kid = NULL;
+        if (!strcmp(key, "jwt_key")) {
+            if (colon == NULL || colon == v || colon[1] == '\0')
+                return sl_status_set(st, SL_ECONFIG, "jwt_key must be KID:FILE");
+            kid = strndup(v, (size_t)(colon - v));
+            file = colon + 1;
+        }
+        sl__cfg_key *nk = realloc(c->keys, (c->nkeys + 1) * sizeof *nk);
+        if (nk == NULL) {
+            free(kid);
+            return sl_status_set(st, SL_ENOMEM, NULL);
+        }
+        c->keys = nk;
+        nk[c->nkeys].kid = kid;
+        nk[c->nkeys].secret_file = strdup(file);
+        c->nkeys++;
+    } else if (!strcmp(key, "jwt_audience")) {
+        free(c->jwt_audience);
+        c->jwt_audience = strdup(v);
+    } else if (!strcmp(key, "jwt_issuer")) {
+        free(c->jwt_issuer);
+        c->jwt_issuer = strdup(v);
+    } else if (!strcmp(key, "jwt_leeway")) {
+        if (parse_seconds(v, &d) < 0 || d > 60)
+            return sl_status_set(st, SL_ECONFIG, "jwt_leeway must be between 0 and 60 seconds");
+        c->jwt_leeway = d;
+    } else if (!strcmp(key, "jwt_exp_optional")) {
+        if (parse_bool(v, &c->jwt_exp_optional) < 0)
+            return sl_status_set(st, SL_ECONFIG, "jwt_exp_optional must be true or false");
+    } else if (!strcmp(key, "audit_log")) {
+        free(c->audit_log);
+        c->audit_log = strdup(v);
+    } else if (!strcmp(key, "log_requests")) {
+        if (parse_bool(v, &c->log_requests) < 0)
+            return sl_status_set(st, SL_ECONFIG, "log_requests must be true or false");
+    } else if (!strcmp(key, "max_body")) {
+        if (parse_uint(v, 1ULL << 30, &u) < 0 || u == 0)
+            return sl_status_set(st, SL_ECONFIG, "max_body must be 1..1073741824 bytes");
+        c->limits.max_body = (size_t)u;
+    } else if (!strcmp(key, "max_header")) {
+        if (parse_uint(v, 1ULL << 20, &u) < 0 || u < 256)
+            return sl_status_set(st, SL_ECONFIG, "max_header must be 256..1048576 bytes");
+        c->limits.max_header = (size_t)u;
+    } else if (!strcmp(key, "request_timeout")) {
+        if (parse_seconds(v, &d) < 0 || d <= 0 || d > 3600)
+            return sl_status_set(st, SL_ECONFIG, "request_timeout must be 0..3600 seconds");
+        c->limits.request_timeout_ms = (unsigned)(d * 1000);
+    } else if (!strcmp(key, "idle_timeout")) {
+        if (parse_seconds(v, &d) < 0 || d <= 0 || d > 86400)
+            return sl_status_set(st, SL_ECONFIG, "idle_timeout must be 0..86400 seconds");
+        c->limits.idle_timeout_ms = (unsigned)(d * 1000);
+    } else if (!strcmp(key, "max_connections")) {
+        if (parse_uint(v, 1000000, &u) < 0 || u == 0)
+            return sl_status_set(st, SL_ECONFIG, "max_connections must be 1..1000000");
+        c->limits.max_connections = (size_t)u;
+    } else {
+        return sl_status_set(st, SL_ECONFIG, "unknown option '%.64s'", key);
+    }
+    return SL_OK;
+}
+
+static int set_channel(sl__cfg_channel *ch, const char *key, const char *v, sl_status *st)
+{
+    sl_channel_opts *o = &ch->opts;
+    unsigned long long u;
+    if (!strcmp(key, "kind")) {
+        if (strcmp(v, "queue") && strcmp(v, "topic"))
+            return sl_status_set(st, SL_ECONFIG, "kind must be queue or topic");
+        o->kind = !strcmp(v, "topic") ? SL_KIND_TOPIC : SL_KIND_QUEUE;
+    } else if (!strcmp(key, "visibility")) {
+        if (strcmp(v, "public") && strcmp(v, "private"))
+            return sl_status_set(st, SL_ECONFIG, "visibility must be public or private");
+        o->visibility = !strcmp(v, "public") ? SL_VIS_PUBLIC : SL_VIS_PRIVATE;
+    } else if (!strcmp(key, "security")) {
+        int m = (int)sl_mode_parse(v);
+        if (m < 0)
+            return sl_status_set(st, SL_ECONFIG, "security must be inherit, open, acl or token");
+        o->mode = (sl_mode)m;
+    } else if (!strcmp(key, "name")) {
+        free(ch->name);
+        o->name = ch->name = strdup(v);
+    } else if (!strcmp(key, "description")) {
+        free(ch->description);
+        o->description = ch->description = strdup(v);
+    } else if (!strcmp(key, "dead_letter")) {
+        if (!sl_channel_id_valid(v, strlen(v)))
+            return sl_status_set(st, SL_ECONFIG, "dead_letter must be a channel id");
+        free(ch->dead_letter);
+        o->dead_letter = ch->dead_letter = strdup(v);
+    } else if (!strcmp(key, "claim_timeout") || !strcmp(key, "retention_max_age")) {
+        double d;
+        if (parse_seconds(v, &d) < 0)
+            return sl_status_set(st, SL_ECONFIG, "%s must be a number of seconds", key);
+        *(key[0] == 'c' ? &o->claim_timeout : &o->retention_max_age) = d;
+    } else if (!strcmp(key, "max_attempts")) {
+        if (parse_uint(v, 1000000, &u) < 0)
+            return sl_status_set(st, SL_ECONFIG, "max_attempts must be 0..1000000");
+        o->max_attempts = (unsigned)u;
+    } else if (!strcmp(key, "max_messages") || !strcmp(key, "retention_max_count")) {
+        if (parse_uint(v, 1ULL << 40, &u) < 0)
+            return sl_status_set(st, SL_ECONFIG, "%s must be a non-negative integer", key);
+        *(key[0] == 'm' ? &o->max_messages : &o->retention_max_count) = (size_t)u;
+    } else {
+        return sl_status_set(st, SL_ECONFIG, "unknown channel option '%.64s'", key);
+    }
+    return SL_OK;
+}
+
+static int set_grant(sl__cfg_grant *g, const char *key, const char *v, sl_status *st)
+{
+    if (!strcmp(key, "role")) {
+        if ((g->role = sl_role_parse(v)) == SL_ROLE_NONE)
+            return sl_status_set(st, SL_ECONFIG, "role must be read, write or admin");
+    } else if (!strcmp(key, "channels")) {
+        /* Comma-separated patterns. */
+        char buf[MAX_LINE];
+        snprintf(buf, sizeof buf, "%s", v);
+        for (char *save = NULL, *tok = strtok_r(buf, ", \t", &save); tok;
+             tok = strtok_r(NULL, ", \t", &save)) {
+            if (!sl_pattern_valid(tok, strlen(tok)))
+                return sl_status_set(st, SL_ECONFIG, "invalid channel pattern '%.64s'", tok);
+            if (push_str(&g->patterns, &g->npatterns, tok) != SL_OK)
+                return sl_status_set(st, SL_ENOMEM, NULL);
+        }
+    } else {
+        return sl_status_set(st, SL_ECONFIG, "unknown acl option '%.64s'", key);
+    }
+    return SL_OK;
+}
+
+static char *trim(char *s)
+{
+    while (isspace((unsigned char)*s))
+        s++;
+    size_t n = strlen(s);
+    while (n && isspace((unsigned char)s[n - 1]))
+        s[--n] = '\0';
+    return s;
+}
+
+enum { SEC_TOP, SEC_CHANNEL, SEC_ACL };
+
+/* "[channel ID]" / "[acl PRINCIPAL]": opens a new section. */
+static int open_section(sl__config *c, char *hdr, int *sec, sl_status *st)
+{
+    size_t n = strlen(hdr);
+    if (n < 2 || hdr[n - 1] != ']')
+        return sl_status_set(st, SL_ECONFIG, "section header must end with ']'");
+    hdr[n - 1] = '\0';
+    char *body = trim(hdr + 1);
+    char *sp = strpbrk(body, " \t");
+    if (sp == NULL)
+        return sl_status_set(st, SL_ECONFIG, "section must be [channel ID] or [acl PRINCIPAL]");
+    *sp = '\0';
+    char *arg = trim(sp + 1);
+    if (!strcmp(body, "channel")) {
+        if (!sl_channel_id_valid(arg, strlen(arg)))
+            return sl_status_set(st, SL_ECONFIG, "invalid channel id '%.64s'", arg);
+        sl__cfg_channel *nc = realloc(c->channels, (c->nchannels + 1) * sizeof *nc);
+        if (nc == NULL) return sl_status_set(st, SL_ENOMEM, NULL);
+        c->channels = nc;
+        memset(&nc[c->nchannels], 0, sizeof *nc);
+        sl_channel_opts_init(&nc[c->nchannels].opts);
+        /* A server's configured channels are for its clients: public unless declared private. */
+        nc[c->nchannels].opts.visibility = SL_VIS_PUBLIC;
+        nc[c->nchannels].id = strdup(arg);
+        c->nchannels++;
+        *sec = SEC_CHANNEL;
+    } else if (!strcmp(body, "acl")) {
+        if (!sl_principal_valid(arg, strlen(arg)))
+            return sl_status_set(st, SL_ECONFIG, "invalid principal '%.64s'", arg);
+        sl__cfg_grant *ng = realloc(c->grants, (c->ngrants + 1) * sizeof *ng);
+        if (ng == NULL) return sl_status_set(st, SL_ENOMEM, NULL);
+        c->grants = ng;
+        memset(&ng[c->ngrants], 0, sizeof *ng);
+        ng[c->ngrants].principal = strdup(arg);
+        c->ngrants++;
+        *sec = SEC_ACL;
+    } else {
+        return sl_status_set(st, SL_ECONFIG, "unknown section '%.64s'", body);
+    }
+    return SL_OK;
+}
+
+int sl__config_parse(sl__config *c, const char *text, size_t len, const char *filename,
+                     sl_status *st)
+{
+    int sec = SEC_TOP;
+    size_t lineno = 0;
+    const char *p = text, *end = text + len;
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
+        lineno++;
+        char line[MAX_LINE];
+        sl_status inner;
+        sl_status_clear(&inner);
+        int rc = SL_OK;
+        if (n >= sizeof line) {
+            rc = sl_status_set(&inner, SL_ECONFIG, "line longer than %d bytes", MAX_LINE - 1);
+        } else if (memchr(p, '\0', n)) {
+            rc = sl_status_set(&inner, SL_ECONFIG, "NUL byte");
+        } else {
+            memcpy(line, p, n);
+            line[n] = '\0';
+            char *s = trim(line);
+            if (*s == '\0' || *s == '#') {
+                /* blank or comment */
+            } else if (*s == '[') {
+                rc = open_section(c, s, &sec, &inner);
+            } else {
+                char *eq = strchr(s, '=');
+                if (eq == NULL) {
+                    rc = sl_status_set(&inner, SL_ECONFIG, "expected 'key = value'");
+                } else {
+                    *eq = '\0';
+                    char *key = trim(s), *val = trim(eq + 1);
+                    if (sec == SEC_TOP)
+                        rc = sl__config_set(c, key, val, &inner);
+                    else if (sec == SEC_CHANNEL)
+                        rc = set_channel(&c->channels[c->nchannels - 1], key, val, &inner);
+                    else
+                        rc = set_grant(&c->grants[c->ngrants - 1], key, val, &inner);
+                }
+            }
+        }
+        if (rc != SL_OK)
+            return sl_status_set(st, SL_ECONFIG, "%s:%zu: %s", filename, lineno, inner.message);
+        p = nl ? nl + 1 : end;
+    }
+    for (size_t i = 0; i < c->ngrants; i++)
+        if (c->grants[i].role == SL_ROLE_NONE)
+            return sl_status_set(st, SL_ECONFIG, "%s: [acl %s] has no role", filename,
+                                 c->grants[i].principal);
+    return SL_OK;
+}

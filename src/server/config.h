@@ -1,0 +1,66 @@
+/* sluiced's configuration: command-line flags and an optional config file (docs/CONFIG.md) fill the
+ * same struct. The file parser does no I/O: it takes the text and the file name (for messages that
+ * name file and line). */
+#ifndef SLUICE_SERVER_CONFIG_H
+#define SLUICE_SERVER_CONFIG_H
+
+#include <stddef.h>
+
+#include <sluice/sluice.h>
+
+#include "net/http.h"
+
+typedef struct sl__cfg_channel {
+    char *id;
+    sl_channel_opts opts; /* strings point into the owned copies below */
+    char *name, *description, *dead_letter;
+} sl__cfg_channel;
+
+typedef struct sl__cfg_grant {
+    char *principal;
+    sl_role role;
+    char **patterns;
+    size_t npatterns;
+} sl__cfg_grant;
+
+typedef struct sl__cfg_key {
+    char *kid;         /* NULL: default key */
+    char *secret_file; /* NULL: SLUICE_JWT_SECRET */
+} sl__cfg_key;
+
+typedef struct sl__config {
+    char host[64];
+    int port;
+    int insecure;
+    sl_mode authz; /* 0: token when a secret is configured, else open */
+    char **admins;
+    size_t nadmins;
+    sl__cfg_key *keys;
+    size_t nkeys;
+    char *jwt_audience, *jwt_issuer;
+    double jwt_leeway;
+    int jwt_exp_optional;
+    char *audit_log;
+    int log_requests;
+    sl_http_limits limits;
+    sl__cfg_channel *channels;
+    size_t nchannels;
+    sl__cfg_grant *grants;
+    size_t ngrants;
+} sl__config;
+
+void sl__config_init(sl__config *c);
+void sl__config_free(sl__config *c);
+
+/* Parses config text into c (adding to what is there). On error st->message is
+ * "FILE:LINE: what is wrong" and SL_ECONFIG is returned. */
+int sl__config_parse(sl__config *c, const char *text, size_t len, const char *filename,
+                     sl_status *st);
+
+/* Sets one top-level option by name (shared by the file parser and command-line flags). */
+int sl__config_set(sl__config *c, const char *key, const char *value, sl_status *st);
+
+/* "HOST:PORT" or "[V6]:PORT" into c->host / c->port. */
+int sl__config_set_listen(sl__config *c, const char *value);
+
+#endif

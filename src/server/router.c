@@ -1,0 +1,685 @@
+/* Routes of the HTTP API and their handlers. Each handler parses its parameters (hostile input gets
+ * a 400 that says what is wrong), calls the channel API with the caller's identity, and renders
+ * JSON. Access was decided before the handler ran, by the dispatcher, from the route's registered
+ * operation. */
+#include "server/router.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define MAX_IDS 10000  /* message ids per acknowledge / nack / remove */
+#define MAX_LIMIT 1000 /* messages per read */
+#define MAX_SEGMENTS 4
+
+void sl__response_clear(sl__response *r)
+{
+    free(r->body);
+    memset(r, 0, sizeof *r);
+}
+
+static void set_json(sl__response *resp, int status, json_t *o)
+{
+    resp->status = status;
+    resp->body = json_dumps(o, JSON_COMPACT);
+    resp->body_len = resp->body ? strlen(resp->body) : 0;
+    json_decref(o);
+    if (resp->body == NULL) {
+        resp->status = 500;
+        resp->body = strdup("{\"error\":\"internal\",\"message\":\"out of memory\"}");
+        resp->body_len = resp->body ? strlen(resp->body) : 0;
+    }
+}
+
+void sl__response_error(sl__response *resp, int code, const char *message)
+{
+    free(resp->body);
+    resp->body = NULL;
+    resp->headers[0] = '\0';
+    int status = sl_err_http_status(code);
+    const char *msg = message && *message ? message : sl_strerror(code);
+    if (code == SL_EUNAUTH) {
+        snprintf(resp->headers, sizeof resp->headers,
+                 "WWW-Authenticate: Bearer realm=\"sluice\"\r\n");
+    } else if (code == SL_ETOKEN || code == SL_EEXPIRED) {
+        /* RFC 6750 §3: the description is one of our fixed strings, never the token. */
+        snprintf(resp->headers, sizeof resp->headers,
+                 "WWW-Authenticate: Bearer realm=\"sluice\", error=\"invalid_token\", "
+                 "error_description=\"%s\"\r\n",
+                 msg);
+    }
+    json_t *o = json_pack("{s:s, s:s}", "error", sl_err_name(code), "message", msg);
+    set_json(resp, status, o);
+}
+
+static int fail(sl_status *st, int code, const char *msg)
+{
+    return sl_status_set(st, code, "%s", msg);
+}
+
+/* ---- parameters ---------------------------------------------------------------------------------
+ */
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+/* Percent-decodes src[0..n) into dst (size cap). plus_space: '+' means ' ' (query strings). Returns
+ * the decoded length or -1 for a bad escape, a NUL byte, or output longer than cap - 1. */
+static long pct_decode(const char *src, size_t n, char *dst, size_t cap, int plus_space)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = src[i];
+        if (c == '%') {
+            if (i + 2 >= n) return -1;
+            int h = hexval(src[i + 1]), l = hexval(src[i + 2]);
+            if (h < 0 || l < 0) return -1;
+            c = (char)(h * 16 + l);
+            i += 2;
+        } else if (plus_space && c == '+') {
+            c = ' ';
+        }
+        if (c == '\0' || o + 1 >= cap) return -1;
+        dst[o++] = c;
+    }
+    dst[o] = '\0';
+    return (long)o;
+}
+
+/* Looks a query parameter up; decodes its value into buf. 1 found, 0 absent, -1 malformed. */
+static int query_get(const sl_http_request *req, const char *name, char *buf, size_t cap)
+{
+    const char *q = req->query, *end = req->query + req->query_len;
+    size_t nlen = strlen(name);
+    while (q < end) {
+        const char *amp = memchr(q, '&', (size_t)(end - q));
+        const char *stop = amp ? amp : end;
+        const char *eq = memchr(q, '=', (size_t)(stop - q));
+        const char *kend = eq ? eq : stop;
+        char key[64];
+        long kl = pct_decode(q, (size_t)(kend - q), key, sizeof key, 1);
+        if (kl == (long)nlen && memcmp(key, name, nlen) == 0) {
+            const char *v = eq ? eq + 1 : stop;
+            return pct_decode(v, (size_t)(stop - v), buf, cap, 1) < 0 ? -1 : 1;
+        }
+        q = stop + 1;
+    }
+    return 0;
+}
+
+static int parse_bool(const char *s, int *out)
+{
+    if (!strcasecmp(s, "true") || !strcmp(s, "1") || !strcasecmp(s, "yes") || !*s)
+        *out = 1;
+    else if (!strcasecmp(s, "false") || !strcmp(s, "0") || !strcasecmp(s, "no"))
+        *out = 0;
+    else
+        return -1;
+    return 0;
+}
+
+static int parse_body(const sl_http_request *req, json_t **out, sl_status *st)
+{
+    json_error_t e;
+    if (req->body_len == 0) return fail(st, SL_EJSON, "a JSON body is required");
+    *out = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &e);
+    if (*out == NULL || !json_is_object(*out)) {
+        json_decref(*out);
+        *out = NULL;
+        return fail(st, SL_EJSON, "the body must be a JSON object");
+    }
+    return SL_OK;
+}
+
+/* {"message_ids":[...]} -> borrowed string array (valid while body lives); *ids freed by caller. */
+static int parse_ids(json_t *body, const char ***ids, size_t *n, sl_status *st)
+{
+    json_t *arr = json_object_get(body, "message_ids");
+    if (!json_is_array(arr)) return fail(st, SL_EINVAL, "message_ids must be an array of strings");
+    size_t len = json_array_size(arr);
+    if (len > MAX_IDS)
+        return sl_status_set(st, SL_EINVAL, "at most %d message ids per request", MAX_IDS);
+    *ids = calloc(len ? len : 1, sizeof **ids);
+    if (*ids == NULL) return fail(st, SL_ENOMEM, "out of memory");
+    for (size_t i = 0; i < len; i++) {
+        const char *s = json_string_value(json_array_get(arr, i));
+        if (s == NULL || strlen(s) > 64) {
+            free(*ids);
+            *ids = NULL;
+            return fail(st, SL_EINVAL, "message_ids must be an array of strings");
+        }
+        (*ids)[i] = s;
+    }
+    *n = len;
+    return SL_OK;
+}
+
+/* ---- rendering ----------------------------------------------------------------------------------
+ */
+
+static json_t *str_or_null(const char *s)
+{
+    return s ? json_string(s) : json_null();
+}
+
+static json_t *message_json(const sl_message *m, int exclusive)
+{
+    json_t *data = json_loads(m->data, JSON_DECODE_ANY, NULL);
+    json_t *md = m->metadata ? json_loads(m->metadata, 0, NULL) : json_object();
+    json_t *o = json_pack("{s:s, s:f, s:o, s:{s:o}, s:o, s:o, s:o, s:o}", "id", m->id, "timestamp",
+                          m->timestamp, "sender_id", str_or_null(m->sender_id), "content", "data",
+                          data ? data : json_null(), "metadata", md ? md : json_object(),
+                          "correlation_id", str_or_null(m->correlation_id), "reply_to",
+                          str_or_null(m->reply_to), "recipient_id", str_or_null(m->recipient_id));
+    if (o && exclusive) {
+        json_object_set_new(o, "attempt", json_integer(m->attempt));
+        json_object_set_new(o, "claim_expires_at", json_real(m->claim_expires_at));
+    }
+    return o;
+}
+
+static json_t *info_json(const sl_channel_info *c)
+{
+    json_t *opts = json_pack(
+        "{s:s, s:f, s:I, s:s, s:I, s:I, s:f}", "security", sl_mode_name(c->mode), "claim_timeout",
+        c->claim_timeout, "max_attempts", (json_int_t)c->max_attempts, "dead_letter",
+        c->dead_letter, "max_messages", (json_int_t)c->max_messages, "retention_max_count",
+        (json_int_t)c->retention_max_count, "retention_max_age", c->retention_max_age);
+    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:o, s:I}", "id", c->id, "name", c->name,
+                     "description", c->description, "kind",
+                     c->kind == SL_KIND_TOPIC ? "topic" : "queue", "visibility",
+                     c->visibility == SL_VIS_PUBLIC ? "public" : "private", "options", opts,
+                     "depth", (json_int_t)c->depth);
+}
+
+static int ok_count(sl__response *resp, const char *field, size_t n)
+{
+    set_json(resp, 200, json_pack("{s:s, s:I}", "status", "ok", field, (json_int_t)n));
+    return SL_OK;
+}
+
+/* ---- handlers -----------------------------------------------------------------------------------
+ */
+
+typedef const sl_http_request req_t;
+
+static int h_health(sl__router *r, const sl_identity *who, req_t *req, const char *res,
+                    sl__response *resp, sl_status *st)
+{
+    set_json(resp, 200, json_pack("{s:s}", "status", "ok"));
+    return SL_OK;
+}
+
+static int h_list(sl__router *r, const sl_identity *who, req_t *req, const char *res,
+                  sl__response *resp, sl_status *st)
+{
+    sl_channel_info *infos;
+    size_t n;
+    int rc = sl_channel_list(r->ctx, who, &infos, &n, st);
+    if (rc != SL_OK) return rc;
+    json_t *arr = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(arr, info_json(&infos[i]));
+    sl_channel_infos_free(infos, n);
+    set_json(resp, 200, json_pack("{s:o}", "channels", arr));
+    return SL_OK;
+}
+
+static int h_info(sl__router *r, const sl_identity *who, req_t *req, const char *id,
+                  sl__response *resp, sl_status *st)
+{
+    sl_channel_info info;
+    int rc = sl_channel_info_get(r->ctx, who, id, &info, st);
+    if (rc != SL_OK) return rc;
+    set_json(resp, 200, info_json(&info));
+    sl_channel_info_clear(&info);
+    return SL_OK;
+}
+
+static int h_read(sl__router *r, const sl_identity *who, req_t *req, const char *id,
+                  sl__response *resp, sl_status *st)
+{
+    sl_read rd = {.limit = 10};
+    char buf[SL_CHANNEL_ID_MAX + 1], after[128];
+    int q = query_get(req, "limit", buf, sizeof buf);
+    if (q < 0) return fail(st, SL_EINVAL, "limit must be an integer between 1 and 1000");
+    if (q > 0) {
+        char *end;
+        long v = strtol(buf, &end, 10);
+        if (*buf == '\0' || *end || v < 1 || v > MAX_LIMIT)
+            return fail(st, SL_EINVAL, "limit must be an integer between 1 and 1000");
+        rd.limit = (size_t)v;
+    }
+    q = query_get(req, "exclusive", buf, sizeof buf);
+    if (q < 0 || (q > 0 && parse_bool(buf, &rd.exclusive) < 0))
+        return fail(st, SL_EINVAL, "exclusive must be true or false");
+    q = query_get(req, "after", after, sizeof after);
+    if (q < 0) return fail(st, SL_EINVAL, "after must be a message id");
+    if (q > 0) rd.after = after;
+    sl_message_list l;
+    int rc = sl_channel_read(r->ctx, who, id, &rd, &l, st);
+    if (rc != SL_OK) return rc;
+    json_t *arr = json_array();
+    for (size_t i = 0; i < l.len; i++)
+        json_array_append_new(arr, message_json(&l.items[i], rd.exclusive));
+    sl_message_list_free(&l);
+    set_json(resp, 200, json_pack("{s:o}", "messages", arr));
+    return SL_OK;
+}
+
+static int h_write(sl__router *r, const sl_identity *who, req_t *req, const char *id,
+                   sl__response *resp, sl_status *st)
+{
+    if (req->body_len == 0) return fail(st, SL_EJSON, "a JSON body is required");
+    sl_write w = {.data = req->body, .data_len = req->body_len};
+    char item[32];
+    int rc = sl_channel_write(r->ctx, who, id, &w, item, sizeof item, st);
+    if (rc != SL_OK) return rc;
+    /* The hot path: no JSON library needed to render a fixed shape around a hex id. */
+    char body[80];
+    int n = snprintf(body, sizeof body, "{\"status\":\"accepted\",\"item_id\":\"%s\"}", item);
+    resp->status = 200;
+    resp->body = malloc((size_t)n + 1);
+    if (resp->body == NULL) return fail(st, SL_ENOMEM, "out of memory");
+    memcpy(resp->body, body, (size_t)n + 1);
+    resp->body_len = (size_t)n;
+    return SL_OK;
+}
+
+typedef int (*ids_op)(sl__router *r, const sl_identity *who, const char *id, json_t *body,
+                      const char *const *ids, size_t n, size_t *count, sl_status *st);
+
+static int with_ids(sl__router *r, const sl_identity *who, req_t *req, const char *id,
+                    sl__response *resp, sl_status *st, ids_op op, const char *field)
+{
+    json_t *body;
+    int rc = parse_body(req, &body, st);
+    if (rc != SL_OK) return rc;
+    const char **ids = NULL;
+    size_t n = 0, count = 0;
+    rc = parse_ids(body, &ids, &n, st);
+    if (rc == SL_OK) rc = op(r, who, id, body, ids, n, &count, st);
+    free(ids);
+    json_decref(body);
+    return rc == SL_OK ? ok_count(resp, field, count) : rc;
+}
+
+static int do_ack(sl__router *r, const sl_identity *who, const char *id, json_t *body,
+                  const char *const *ids, size_t n, size_t *count, sl_status *st)
+{
+    return sl_channel_ack(r->ctx, who, id, ids, n, count, st);
+}
+
+static int do_nack(sl__router *r, const sl_identity *who, const char *id, json_t *body,
+                   const char *const *ids, size_t n, size_t *count, sl_status *st)
+{
+    json_t *d = json_object_get(body, "delay");
+    if (d && !json_is_number(d) && !json_is_null(d))
+        return fail(st, SL_EINVAL, "delay must be a number of seconds");
+    double delay = json_is_number(d) ? json_number_value(d) : 0;
+    return sl_channel_nack(r->ctx, who, id, ids, n, delay, count, st);
+}
+
+static int do_remove(sl__router *r, const sl_identity *who, const char *id, json_t *body,
+                     const char *const *ids, size_t n, size_t *count, sl_status *st)
+{
+    return sl_channel_remove(r->ctx, who, id, ids, n, count, st);
+}
+
+static int h_ack(sl__router *r, const sl_identity *who, req_t *req, const char *id,
+                 sl__response *resp, sl_status *st)
+{
+    return with_ids(r, who, req, id, resp, st, do_ack, "acknowledged");
+}
+
+static int h_nack(sl__router *r, const sl_identity *who, req_t *req, const char *id,
+                  sl__response *resp, sl_status *st)
+{
+    return with_ids(r, who, req, id, resp, st, do_nack, "nacked");
+}
+
+static int h_remove(sl__router *r, const sl_identity *who, req_t *req, const char *id,
+                    sl__response *resp, sl_status *st)
+{
+    return with_ids(r, who, req, id, resp, st, do_remove, "removed");
+}
+
+static int h_clear(sl__router *r, const sl_identity *who, req_t *req, const char *id,
+                   sl__response *resp, sl_status *st)
+{
+    size_t n;
+    int rc = sl_channel_clear(r->ctx, who, id, &n, st);
+    return rc == SL_OK ? ok_count(resp, "cleared", n) : rc;
+}
+
+static int get_count(json_t *o, const char *key, size_t *out, sl_status *st)
+{
+    json_t *v = json_object_get(o, key);
+    if (v == NULL || json_is_null(v)) return 0;
+    if (!json_is_integer(v) || json_integer_value(v) < 0)
+        return sl_status_set(st, SL_EINVAL, "%s must be a non-negative integer", key);
+    *out = (size_t)json_integer_value(v);
+    return 1;
+}
+
+static int get_seconds(json_t *o, const char *key, double *out, sl_status *st)
+{
+    json_t *v = json_object_get(o, key);
+    if (v == NULL || json_is_null(v)) return 0;
+    if (!json_is_number(v) || json_number_value(v) < 0 || !isfinite(json_number_value(v)))
+        return sl_status_set(st, SL_EINVAL, "%s must be a non-negative number", key);
+    *out = json_number_value(v);
+    return 1;
+}
+
+static int h_evict(sl__router *r, const sl_identity *who, req_t *req, const char *id,
+                   sl__response *resp, sl_status *st)
+{
+    json_t *body;
+    int rc = parse_body(req, &body, st);
+    if (rc != SL_OK) return rc;
+    double before = 0;
+    size_t max_count = SIZE_MAX, n = 0;
+    int b = get_seconds(body, "before", &before, st);
+    int m = b < 0 ? b : get_count(body, "max_count", &max_count, st);
+    if (b < 0 || m < 0)
+        rc = st->code;
+    else if (b == 0 && m == 0)
+        rc = fail(st, SL_EINVAL, "give before and/or max_count");
+    else
+        rc = sl_channel_evict(r->ctx, who, id, before, max_count, &n, st);
+    json_decref(body);
+    return rc == SL_OK ? ok_count(resp, "evicted", n) : rc;
+}
+
+static const char *const create_fields[] = {"id",
+                                            "kind",
+                                            "name",
+                                            "description",
+                                            "visibility",
+                                            "security",
+                                            "claim_timeout",
+                                            "max_attempts",
+                                            "dead_letter",
+                                            "max_messages",
+                                            "retention_max_count",
+                                            "retention_max_age",
+                                            NULL};
+
+static int get_string(json_t *o, const char *key, const char **out, sl_status *st)
+{
+    json_t *v = json_object_get(o, key);
+    if (v == NULL || json_is_null(v)) return 0;
+    if (!json_is_string(v)) return sl_status_set(st, SL_EINVAL, "%s must be a string", key);
+    *out = json_string_value(v);
+    return 1;
+}
+
+/* Fills opts from a POST /channels body; strings borrowed from body. */
+static int parse_create(json_t *body, sl_channel_opts *o, sl_status *st)
+{
+    const char *key;
+    json_t *val;
+    json_object_foreach(body, key, val)
+    {
+        int known = 0;
+        for (const char *const *f = create_fields; *f; f++)
+            known |= strcmp(*f, key) == 0;
+        if (!known) return sl_status_set(st, SL_EINVAL, "unknown field '%.64s'", key);
+    }
+    const char *s = NULL;
+    size_t u;
+    if (get_string(body, "kind", &s, st) < 0) return st->code;
+    if (s && strcmp(s, "queue") && strcmp(s, "topic"))
+        return fail(st, SL_EINVAL, "kind must be queue or topic");
+    o->kind = s && !strcmp(s, "topic") ? SL_KIND_TOPIC : SL_KIND_QUEUE;
+    s = NULL;
+    if (get_string(body, "visibility", &s, st) < 0) return st->code;
+    if (s && strcmp(s, "public") && strcmp(s, "private"))
+        return fail(st, SL_EINVAL, "visibility must be public or private");
+    /* Created over the network: public unless said otherwise, or nobody could reach it. */
+    o->visibility = s && !strcmp(s, "private") ? SL_VIS_PRIVATE : SL_VIS_PUBLIC;
+    s = NULL;
+    if (get_string(body, "security", &s, st) < 0) return st->code;
+    if (s && (int)(o->mode = sl_mode_parse(s)) < 0)
+        return fail(st, SL_EINVAL, "security must be inherit, open, acl or token");
+    if (get_string(body, "name", &o->name, st) < 0 ||
+        get_string(body, "description", &o->description, st) < 0 ||
+        get_string(body, "dead_letter", &o->dead_letter, st) < 0 ||
+        get_seconds(body, "claim_timeout", &o->claim_timeout, st) < 0 ||
+        get_seconds(body, "retention_max_age", &o->retention_max_age, st) < 0 ||
+        get_count(body, "max_messages", &o->max_messages, st) < 0 ||
+        get_count(body, "retention_max_count", &o->retention_max_count, st) < 0)
+        return st->code;
+    u = 0;
+    int k = get_count(body, "max_attempts", &u, st);
+    if (k < 0) return st->code;
+    if (u > 1000000) return fail(st, SL_EINVAL, "max_attempts must be at most 1000000");
+    o->max_attempts = (unsigned)u;
+    return SL_OK;
+}
+
+static int h_create(sl__router *r, const sl_identity *who, req_t *req, const char *res,
+                    sl__response *resp, sl_status *st)
+{
+    json_t *body;
+    int rc = parse_body(req, &body, st);
+    if (rc != SL_OK) return rc;
+    const char *id = NULL;
+    sl_channel_opts o;
+    sl_channel_opts_init(&o);
+    if (get_string(body, "id", &id, st) < 0 || id == NULL)
+        rc = fail(st, SL_EBADID, "id must be a channel id");
+    if (rc == SL_OK) rc = parse_create(body, &o, st);
+    if (rc == SL_OK) rc = sl_channel_create(r->ctx, who, id, &o, st);
+    sl_channel_info info;
+    if (rc == SL_OK) rc = sl_channel_info_get(r->ctx, who, id, &info, st);
+    json_decref(body);
+    if (rc != SL_OK) return rc;
+    set_json(resp, 201, info_json(&info));
+    sl_channel_info_clear(&info);
+    return SL_OK;
+}
+
+static int h_delete(sl__router *r, const sl_identity *who, req_t *req, const char *id,
+                    sl__response *resp, sl_status *st)
+{
+    int rc = sl_channel_delete(r->ctx, who, id, st);
+    if (rc == SL_OK) set_json(resp, 200, json_pack("{s:s}", "status", "ok"));
+    return rc;
+}
+
+static int h_acl_put(sl__router *r, const sl_identity *who, req_t *req, const char *principal,
+                     sl__response *resp, sl_status *st)
+{
+    json_t *body;
+    int rc = parse_body(req, &body, st);
+    if (rc != SL_OK) return rc;
+    const char *role = NULL;
+    json_t *chans = json_object_get(body, "channels");
+    const char **pats = NULL;
+    size_t n = 0;
+    if (get_string(body, "role", &role, st) < 0 || sl_role_parse(role) == SL_ROLE_NONE)
+        rc = fail(st, SL_EINVAL, "role must be read, write or admin");
+    else if (chans && !json_is_null(chans) && !json_is_array(chans))
+        rc = fail(st, SL_EINVAL, "channels must be an array of channel patterns");
+    if (rc == SL_OK && json_is_array(chans)) {
+        n = json_array_size(chans);
+        if (n > 100000)
+            rc = fail(st, SL_EINVAL, "at most 100000 channel patterns");
+        else if ((pats = calloc(n ? n : 1, sizeof *pats)) == NULL)
+            rc = fail(st, SL_ENOMEM, "out of memory");
+        for (size_t i = 0; rc == SL_OK && i < n; i++)
+            if ((pats[i] = json_string_value(json_array_get(chans, i))) == NULL)
+                rc = fail(st, SL_EINVAL, "channels must be an array of channel patterns");
+    }
+    if (rc == SL_OK) rc = sl_acl_grant(r->ctx, who, principal, sl_role_parse(role), pats, n, st);
+    if (rc == SL_OK)
+        set_json(resp, 200,
+                 json_pack("{s:s, s:s, s:O}", "principal", principal, "role", role, "channels",
+                           json_is_array(chans) ? chans : json_null()));
+    free(pats);
+    json_decref(body);
+    return rc;
+}
+
+static int h_acl_del(sl__router *r, const sl_identity *who, req_t *req, const char *principal,
+                     sl__response *resp, sl_status *st)
+{
+    int rc = sl_acl_revoke(r->ctx, who, principal, st);
+    if (rc == SL_OK) set_json(resp, 200, json_pack("{s:s}", "status", "ok"));
+    return rc;
+}
+
+static int h_acl_list(sl__router *r, const sl_identity *who, req_t *req, const char *res,
+                      sl__response *resp, sl_status *st)
+{
+    sl_acl_entry *e;
+    size_t n;
+    int rc = sl_acl_list(r->ctx, who, &e, &n, st);
+    if (rc != SL_OK) return rc;
+    json_t *arr = json_array();
+    for (size_t i = 0; i < n; i++) {
+        json_t *ch = json_array();
+        for (size_t k = 0; k < e[i].nchannels; k++)
+            json_array_append_new(ch, json_string(e[i].channels[k]));
+        json_array_append_new(arr, json_pack("{s:s, s:s, s:o}", "principal", e[i].principal, "role",
+                                             sl_role_name(e[i].role), "channels", ch));
+    }
+    sl_acl_entries_free(e, n);
+    set_json(resp, 200, json_pack("{s:o}", "entries", arr));
+    return SL_OK;
+}
+
+/* ---- the route table and dispatch ---------------------------------------------------------------
+ */
+
+static const sl__route routes[] = {
+    {"GET", "/healthz", SL_OP_HEALTH, h_health},
+    {"GET", "/channels", SL_OP_CHANNEL_LIST, h_list},
+    {"POST", "/channels", SL_OP_CHANNEL_CREATE, h_create},
+    {"GET", "/channels/{id}", SL_OP_CHANNEL_READ, h_read},
+    {"PUT", "/channels/{id}", SL_OP_CHANNEL_WRITE, h_write},
+    {"POST", "/channels/{id}", SL_OP_CHANNEL_WRITE, h_write},
+    {"DELETE", "/channels/{id}", SL_OP_CHANNEL_DELETE, h_delete},
+    {"GET", "/channels/{id}/info", SL_OP_CHANNEL_INFO, h_info},
+    {"POST", "/channels/{id}/acknowledge", SL_OP_CHANNEL_ACK, h_ack},
+    {"POST", "/channels/{id}/nack", SL_OP_CHANNEL_NACK, h_nack},
+    {"DELETE", "/channels/{id}/messages", SL_OP_CHANNEL_CLEAR, h_clear},
+    {"POST", "/channels/{id}/evict", SL_OP_CHANNEL_EVICT, h_evict},
+    {"POST", "/channels/{id}/remove", SL_OP_CHANNEL_REMOVE, h_remove},
+    {"GET", "/acl", SL_OP_ACL_LIST, h_acl_list},
+    {"PUT", "/acl/{principal}", SL_OP_ACL_GRANT, h_acl_put},
+    {"DELETE", "/acl/{principal}", SL_OP_ACL_REVOKE, h_acl_del},
+};
+
+const sl__route *sl__router_routes(size_t *n)
+{
+    *n = sizeof routes / sizeof routes[0];
+    return routes;
+}
+
+/* Matches path against a template; on success the captured (still encoded) segment, if any, is
+ * returned through cap/caplen. */
+static int path_match(const char *tmpl, const char *path, size_t plen, const char **cap,
+                      size_t *caplen)
+{
+    const char *p = path, *end = path + plen;
+    *cap = NULL;
+    *caplen = 0;
+    while (*tmpl) {
+        if (*tmpl != '/' || p >= end || *p != '/') return 0;
+        tmpl++;
+        p++;
+        const char *tseg_end = strchr(tmpl, '/');
+        size_t tlen = tseg_end ? (size_t)(tseg_end - tmpl) : strlen(tmpl);
+        const char *pseg_end = memchr(p, '/', (size_t)(end - p));
+        size_t slen = pseg_end ? (size_t)(pseg_end - p) : (size_t)(end - p);
+        if (tmpl[0] == '{') {
+            *cap = p;
+            *caplen = slen;
+        } else if (tlen != slen || memcmp(tmpl, p, slen) != 0) {
+            return 0;
+        }
+        tmpl += tlen;
+        p += slen;
+    }
+    return p == end;
+}
+
+static void dispatch(sl__router *r, const sl_http_request *req, sl__response *resp,
+                     sl_identity *who, sl_status *st)
+{
+    size_t n;
+    const sl__route *rt = sl__router_routes(&n), *found = NULL;
+    const char *cap = NULL;
+    size_t caplen = 0;
+    char allow[64] = "";
+    for (size_t i = 0; i < n; i++) {
+        if (!path_match(rt[i].path, req->path, req->path_len, &cap, &caplen)) continue;
+        if (strcmp(rt[i].method, req->method) == 0) {
+            found = &rt[i];
+            break;
+        }
+        size_t used = strlen(allow);
+        snprintf(allow + used, sizeof allow - used, "%s%s", used ? ", " : "", rt[i].method);
+    }
+    if (found == NULL) {
+        if (allow[0]) {
+            sl__response_error(resp, SL_EMETHOD, "method not allowed");
+            snprintf(resp->headers, sizeof resp->headers, "Allow: %s\r\n", allow);
+        } else {
+            sl__response_error(resp, SL_ENOENT, "no such route");
+        }
+        return;
+    }
+    const sl_op_info *op = sl_op_lookup(found->op);
+    char resource[SL_CHANNEL_ID_MAX + 1];
+    const char *res = NULL;
+    if (cap) {
+        long len = pct_decode(cap, caplen, resource, sizeof resource, 0);
+        int valid = len > 0 &&
+                    (op->resource == SL_RES_PRINCIPAL ? sl_principal_valid(resource, (size_t)len)
+                                                      : sl_channel_id_valid(resource, (size_t)len));
+        if (!valid) {
+            sl__response_error(resp, op->resource == SL_RES_PRINCIPAL ? SL_EINVAL : SL_EBADID,
+                               op->resource == SL_RES_PRINCIPAL ? "invalid principal"
+                                                                : "invalid channel id");
+            return;
+        }
+        res = resource;
+    }
+    if (op->role != SL_ROLE_NONE) {
+        size_t alen = 0;
+        const char *auth = sl_http_header_get(req, "authorization", &alen);
+        int rc = sl_authn_bearer(&r->authn, auth, alen, sl_ctx_now(r->ctx), who, st);
+        if (rc == SL_OK) rc = sl_authorize(r->ctx, who, found->op, res, st);
+        if (rc != SL_OK) {
+            sl__response_error(resp, rc, st->message);
+            return;
+        }
+    }
+    r->handled++;
+    int rc = found->handler(r, who, req, res, resp, st);
+    if (rc != SL_OK) sl__response_error(resp, rc, st->message);
+}
+
+void sl__router_handle(sl__router *r, const sl_http_request *req, sl__response *resp)
+{
+    memset(resp, 0, sizeof *resp);
+    sl_identity who;
+    sl_identity_init(&who);
+    sl_status st;
+    sl_status_clear(&st);
+    dispatch(r, req, resp, &who, &st);
+    sl_identity_clear(&who);
+}

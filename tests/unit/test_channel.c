@@ -1,0 +1,274 @@
+/* The channel API end to end in-process: the "Securing Channels" tutorial (parts 1 and 2) in C,
+ * leases with a pinned clock, dead letters, visibility, limits and bad input. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <string.h>
+
+#include <sluice/sluice.h>
+
+static double pinned_now;
+static double pinned(void *ud)
+{
+    (void)ud;
+    return pinned_now;
+}
+
+static sl_ctx *new_ctx(sl_mode mode)
+{
+    sl_ctx *ctx;
+    sl_ctx_options o = {.mode = mode, .clock = pinned};
+    pinned_now = 1000.0;
+    assert_int_equal(sl_ctx_new(&ctx, &o), SL_OK);
+    return ctx;
+}
+
+static int write_json(sl_ctx *ctx, const sl_identity *who, const char *ch, const char *json,
+                      char *id, sl_status *st)
+{
+    sl_write w = {.data = json, .data_len = strlen(json)};
+    return sl_channel_write(ctx, who, ch, &w, id, id ? 32 : 0, st);
+}
+
+/* Part 1 of the tutorial: ACL security on a work queue. */
+static void test_tutorial_acl(void **state)
+{
+    (void)state;
+    sl_ctx *ctx = new_ctx(SL_MODE_ACL);
+    sl_status st;
+    sl_channel_opts o;
+    sl_channel_opts_init(&o);
+    o.name = "Job Queue";
+    assert_int_equal(sl_channel_create(ctx, NULL, "jobs", &o, &st), SL_OK);
+    assert_int_equal(sl_acl_grant(ctx, NULL, "scheduler", SL_ROLE_WRITE, NULL, 0, &st), SL_OK);
+    assert_int_equal(sl_acl_grant(ctx, NULL, "worker-1", SL_ROLE_WRITE, NULL, 0, &st), SL_OK);
+    assert_int_equal(sl_acl_grant(ctx, NULL, "worker-2", SL_ROLE_WRITE, NULL, 0, &st), SL_OK);
+    assert_int_equal(sl_acl_grant(ctx, NULL, "ops-dashboard", SL_ROLE_ADMIN, NULL, 0, &st), SL_OK);
+
+    sl_identity scheduler, worker, rogue, ops;
+    sl_identity_local(&scheduler, "scheduler");
+    sl_identity_local(&worker, "worker-1");
+    sl_identity_local(&rogue, "rogue-process");
+    sl_identity_local(&ops, "ops-dashboard");
+    assert_int_equal(write_json(ctx, &scheduler, "jobs",
+                                "{\"task\":\"compress\",\"file\":\"video.mp4\"}", NULL, &st),
+                     SL_OK);
+    sl_message_list l;
+    sl_read r = {.limit = 5, .exclusive = 1};
+    assert_int_equal(sl_channel_read(ctx, &worker, "jobs", &r, &l, &st), SL_OK);
+    assert_int_equal(l.len, 1);
+    assert_string_equal(l.items[0].sender_id, "scheduler");
+    assert_string_equal(l.items[0].data, "{\"task\":\"compress\",\"file\":\"video.mp4\"}");
+    assert_int_equal(l.items[0].attempt, 1);
+    assert_true(l.items[0].claim_expires_at == 1300.0);
+    size_t n;
+    const char *ids[] = {l.items[0].id};
+    assert_int_equal(sl_channel_ack(ctx, &worker, "jobs", ids, 1, &n, &st), SL_OK);
+    assert_int_equal(n, 1);
+    sl_message_list_free(&l);
+
+    assert_int_equal(sl_channel_read(ctx, &rogue, "jobs", &r, &l, &st), SL_EFORBIDDEN);
+    assert_string_equal(st.message,
+                        "'rogue-process' is not authorised to read from channel 'jobs'.");
+    /* Writers may not administer; admins may. */
+    assert_int_equal(sl_channel_clear(ctx, &worker, "jobs", &n, &st), SL_EFORBIDDEN);
+    assert_int_equal(sl_channel_clear(ctx, &ops, "jobs", &n, &st), SL_OK);
+    /* Dynamic grant / revoke. */
+    sl_identity w3;
+    sl_identity_local(&w3, "worker-3");
+    assert_int_equal(sl_channel_read(ctx, &w3, "jobs", &r, &l, &st), SL_EFORBIDDEN);
+    assert_int_equal(sl_acl_grant(ctx, NULL, "worker-3", SL_ROLE_WRITE, NULL, 0, &st), SL_OK);
+    assert_int_equal(sl_channel_read(ctx, &w3, "jobs", &r, &l, &st), SL_OK);
+    sl_message_list_free(&l);
+    assert_int_equal(sl_acl_revoke(ctx, NULL, "worker-1", &st), SL_OK);
+    assert_int_equal(sl_channel_read(ctx, &worker, "jobs", &r, &l, &st), SL_EFORBIDDEN);
+    /* Authorisation before existence: denied callers learn nothing about names. */
+    assert_int_equal(sl_channel_read(ctx, &rogue, "nope", &r, &l, &st), SL_EFORBIDDEN);
+    assert_int_equal(sl_channel_read(ctx, &w3, "nope", &r, &l, &st), SL_ENOENT);
+    sl_ctx_free(ctx);
+}
+
+/* Part 2: under token mode, local calls are always trusted. */
+static void test_tutorial_local_trust(void **state)
+{
+    (void)state;
+    sl_ctx *ctx = new_ctx(SL_MODE_TOKEN);
+    sl_status st;
+    assert_int_equal(sl_channel_create(ctx, NULL, "jobs", NULL, &st), SL_OK);
+    sl_identity any;
+    sl_identity_local(&any, "any-local-system");
+    assert_int_equal(write_json(ctx, &any, "jobs", "{\"task\":\"...\"}", NULL, &st), SL_OK);
+    size_t n;
+    assert_int_equal(sl_channel_clear(ctx, &any, "jobs", &n, &st), SL_OK);
+    assert_int_equal(n, 1);
+    sl_ctx_free(ctx);
+}
+
+static void test_leases_with_pinned_clock(void **state)
+{
+    (void)state;
+    sl_ctx *ctx = new_ctx(SL_MODE_OPEN);
+    sl_status st;
+    sl_channel_opts o;
+    sl_channel_opts_init(&o);
+    o.claim_timeout = 30;
+    assert_int_equal(sl_channel_create(ctx, NULL, "q", &o, &st), SL_OK);
+    sl_identity a, b;
+    sl_identity_local(&a, "a");
+    sl_identity_local(&b, "b");
+    char id[32];
+    assert_int_equal(write_json(ctx, &a, "q", "1", id, &st), SL_OK);
+    sl_message_list l;
+    sl_read r = {.limit = 10, .exclusive = 1};
+    assert_int_equal(sl_channel_read(ctx, &a, "q", &r, &l, &st), SL_OK);
+    assert_int_equal(l.len, 1);
+    sl_message_list_free(&l);
+    /* Held by a: b sees nothing and cannot acknowledge it. */
+    assert_int_equal(sl_channel_read(ctx, &b, "q", &r, &l, &st), SL_OK);
+    assert_int_equal(l.len, 0);
+    const char *ids[] = {id};
+    size_t n = 99;
+    assert_int_equal(sl_channel_ack(ctx, &b, "q", ids, 1, &n, &st), SL_OK);
+    assert_int_equal(n, 0);
+    assert_int_equal(sl_channel_nack(ctx, &b, "q", ids, 1, 0, &n, &st), SL_OK);
+    assert_int_equal(n, 0);
+    /* The lease expires: b may claim it (attempt 2), and a's acknowledgement no longer counts. */
+    pinned_now += 31;
+    assert_int_equal(sl_channel_read(ctx, &b, "q", &r, &l, &st), SL_OK);
+    assert_int_equal(l.len, 1);
+    assert_int_equal(l.items[0].attempt, 2);
+    sl_message_list_free(&l);
+    assert_int_equal(sl_channel_ack(ctx, &a, "q", ids, 1, &n, &st), SL_OK);
+    assert_int_equal(n, 0);
+    /* nack with a delay: invisible until the delay passes. */
+    assert_int_equal(sl_channel_nack(ctx, &b, "q", ids, 1, 10, &n, &st), SL_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(sl_channel_read(ctx, &a, "q", &r, &l, &st), SL_OK);
+    assert_int_equal(l.len, 0);
+    pinned_now += 10;
+    assert_int_equal(sl_channel_read(ctx, &a, "q", &r, &l, &st), SL_OK);
+    assert_int_equal(l.len, 1);
+    sl_message_list_free(&l);
+    assert_int_equal(sl_channel_ack(ctx, &a, "q", ids, 1, &n, &st), SL_OK);
+    assert_int_equal(n, 1);
+    sl_ctx_free(ctx);
+}
+
+static void test_dead_letters(void **state)
+{
+    (void)state;
+    sl_ctx *ctx = new_ctx(SL_MODE_OPEN);
+    sl_status st;
+    sl_channel_opts o;
+    sl_channel_opts_init(&o);
+    o.max_attempts = 2;
+    o.claim_timeout = 5;
+    assert_int_equal(sl_channel_create(ctx, NULL, "jobs", &o, &st), SL_OK);
+    sl_identity w;
+    sl_identity_local(&w, "w");
+    assert_int_equal(write_json(ctx, &w, "jobs", "\"poison\"", NULL, &st), SL_OK);
+    sl_message_list l;
+    sl_read r = {.limit = 10, .exclusive = 1};
+    for (int attempt = 1; attempt <= 2; attempt++) {
+        assert_int_equal(sl_channel_read(ctx, &w, "jobs", &r, &l, &st), SL_OK);
+        assert_int_equal(l.len, 1);
+        sl_message_list_free(&l);
+        pinned_now += 6;
+    }
+    /* The third claim would exceed max_attempts: it goes to jobs.dead instead. */
+    assert_int_equal(sl_channel_read(ctx, &w, "jobs", &r, &l, &st), SL_OK);
+    assert_int_equal(l.len, 0);
+    assert_int_equal(sl_channel_read(ctx, &w, "jobs.dead", &r, &l, &st), SL_OK);
+    assert_int_equal(l.len, 1);
+    assert_string_equal(l.items[0].data, "\"poison\"");
+    sl_message_list_free(&l);
+    sl_ctx_free(ctx);
+}
+
+static void test_visibility_and_kinds(void **state)
+{
+    (void)state;
+    sl_ctx *ctx = new_ctx(SL_MODE_OPEN);
+    sl_status st;
+    sl_channel_opts o;
+    sl_channel_opts_init(&o);
+    assert_int_equal(sl_channel_create(ctx, NULL, "private-q", &o, &st), SL_OK);
+    o.kind = SL_KIND_TOPIC;
+    o.visibility = SL_VIS_PUBLIC;
+    o.retention_max_count = 2;
+    assert_int_equal(sl_channel_create(ctx, NULL, "news", &o, &st), SL_OK);
+    assert_int_equal(sl_channel_create(ctx, NULL, "news", &o, &st), SL_EEXIST);
+    sl_identity net;
+    sl_identity_init(&net);
+    strcpy(net.principal, "anonymous"); /* a network caller on an open server */
+    sl_message_list l;
+    sl_read shared = {.limit = 10}, excl = {.limit = 10, .exclusive = 1};
+    assert_int_equal(sl_channel_read(ctx, &net, "private-q", &excl, &l, &st), SL_ENOENT);
+    sl_channel_info *infos;
+    size_t n;
+    assert_int_equal(sl_channel_list(ctx, &net, &infos, &n, &st), SL_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(infos[0].id, "news");
+    sl_channel_infos_free(infos, n);
+    /* Wrong kinds of read are errors. */
+    sl_identity me;
+    sl_identity_local(&me, "me");
+    assert_int_equal(sl_channel_read(ctx, &me, "private-q", &shared, &l, &st), SL_EKIND);
+    assert_int_equal(sl_channel_read(ctx, &me, "news", &excl, &l, &st), SL_EKIND);
+    /* Topic retention by count and the reader's cursor. */
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(write_json(ctx, &me, "news", "{}", NULL, &st), SL_OK);
+    assert_int_equal(sl_channel_read(ctx, &me, "news", &shared, &l, &st), SL_OK);
+    assert_int_equal(l.len, 2);
+    sl_message_list_free(&l);
+    assert_int_equal(sl_channel_read(ctx, &me, "news", &shared, &l, &st), SL_OK);
+    assert_int_equal(l.len, 0);
+    sl_ctx_free(ctx);
+}
+
+static void test_bad_input(void **state)
+{
+    (void)state;
+    sl_ctx *ctx = new_ctx(SL_MODE_OPEN);
+    sl_status st;
+    sl_channel_opts o;
+    sl_channel_opts_init(&o);
+    o.max_messages = 1;
+    assert_int_equal(sl_channel_create(ctx, NULL, "../etc", &o, &st), SL_EBADID);
+    assert_int_equal(sl_channel_create(ctx, NULL, "q", &o, &st), SL_OK);
+    sl_identity me;
+    sl_identity_local(&me, "me");
+    assert_int_equal(write_json(ctx, &me, "q", "{not json", NULL, &st), SL_EJSON);
+    assert_int_equal(write_json(ctx, &me, "q", "1", NULL, &st), SL_OK);
+    assert_int_equal(write_json(ctx, &me, "q", "2", NULL, &st), SL_EFULL);
+    sl_channel_info info;
+    assert_int_equal(sl_channel_info_get(ctx, &me, "q", &info, &st), SL_OK);
+    assert_int_equal(info.depth, 1); /* nothing lost, nothing extra */
+    sl_channel_info_clear(&info);
+    assert_int_equal(write_json(ctx, &me, "a b", "1", NULL, &st), SL_EBADID);
+    o.dead_letter = "q";
+    assert_int_equal(sl_channel_create(ctx, NULL, "q2", &o, &st), SL_OK);
+    o.dead_letter = "q3";
+    assert_int_equal(sl_channel_create(ctx, NULL, "q3", &o, &st), SL_EINVAL);
+    o.dead_letter = "bad id";
+    assert_int_equal(sl_channel_create(ctx, NULL, "q4", &o, &st), SL_EBADID);
+    assert_int_equal(sl_channel_delete(ctx, &me, "q", &st), SL_OK);
+    assert_int_equal(sl_channel_delete(ctx, &me, "q", &st), SL_ENOENT);
+    sl_ctx_free(ctx);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_tutorial_acl),
+        cmocka_unit_test(test_tutorial_local_trust),
+        cmocka_unit_test(test_leases_with_pinned_clock),
+        cmocka_unit_test(test_dead_letters),
+        cmocka_unit_test(test_visibility_and_kinds),
+        cmocka_unit_test(test_bad_input),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,1085 @@
+/* The in-memory store engine through its ops table, with time passed explicitly: queue claims,
+ * leases, acks, nacks and dead letters; topic retention, `after` reads and cursors; clear, evict and
+ * remove; errors; a 100,000-message run; and (outside sanitizer builds, which own malloc) every
+ * allocation failing in turn to check that SL_ENOMEM leaves the engine consistent and leak-free.
+ * Also covers the string map and the message copy helpers the engine builds on. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <malloc.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/map.h"
+#include "core/message.h"
+#include "store/engine.h"
+
+#if defined(__SANITIZE_ADDRESS__)
+#define SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SANITIZED 1
+#endif
+#endif
+#ifndef SANITIZED
+#define SANITIZED 0
+#endif
+
+/* ---- allocation failure injection ----------------------------------------------------------------- */
+
+/* Plain builds replace malloc (glibc allows it) so a test can fail the n-th allocation and count
+ * live blocks; sanitizer builds keep their own allocator and skip the failure tests. */
+static long fail_at = -1; /* allocations until the failing one; -1: never fail */
+static long live_blocks;
+
+#if !SANITIZED
+extern void *__libc_malloc(size_t);
+extern void *__libc_calloc(size_t, size_t);
+extern void *__libc_realloc(void *, size_t);
+extern void __libc_free(void *);
+
+static int should_fail(void)
+{
+    if (fail_at < 0)
+        return 0;
+    return fail_at-- == 0;
+}
+
+void *malloc(size_t n)
+{
+    if (should_fail())
+        return NULL;
+    void *p = __libc_malloc(n);
+    live_blocks += p != NULL;
+    return p;
+}
+
+void *calloc(size_t n, size_t size)
+{
+    if (should_fail())
+        return NULL;
+    void *p = __libc_calloc(n, size);
+    live_blocks += p != NULL;
+    return p;
+}
+
+void *realloc(void *old, size_t n)
+{
+    if (old == NULL)
+        return malloc(n);
+    if (should_fail())
+        return NULL;
+    return __libc_realloc(old, n);
+}
+
+void free(void *p)
+{
+    live_blocks -= p != NULL;
+    __libc_free(p);
+}
+#endif
+
+/* ---- helpers -------------------------------------------------------------------------------------- */
+
+static sl_engine *E;
+
+static int setup(void **state)
+{
+    (void)state;
+    return sl__mem_engine_new(&E) == SL_OK ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    E->ops->free(E);
+    E = NULL;
+    return 0;
+}
+
+static sl_channel_info chan_info(const char *id, sl_kind kind)
+{
+    sl_channel_info info = {0};
+    info.id = (char *)id;
+    info.name = (char *)"A Channel";
+    info.description = (char *)"about it";
+    info.dead_letter = (char *)"x.dead";
+    info.kind = kind;
+    info.claim_timeout = 30;
+    return info;
+}
+
+static void create(const char *id, sl_kind kind)
+{
+    sl_channel_info info = chan_info(id, kind);
+    assert_int_equal(E->ops->create(E, &info), SL_OK);
+}
+
+/* Appends a message with `data`, sender "s", at time ts; id (>= 32 bytes) may be NULL. */
+static int put(const char *ch, const char *data, double ts, char *id)
+{
+    char buf[32];
+    sl_message m = {0};
+    m.timestamp = ts;
+    m.sender_id = strdup("s");
+    m.data = strdup(data);
+    if (m.sender_id == NULL || m.data == NULL) {
+        sl_message_clear(&m);
+        return SL_ENOMEM;
+    }
+    int rc = E->ops->append(E, ch, &m, ts, id ? id : buf);
+    sl_message_clear(&m); /* after success the engine zeroed it; after failure it is still ours */
+    return rc;
+}
+
+static size_t depth(const char *ch)
+{
+    sl_channel_info info;
+    assert_int_equal(E->ops->info(E, ch, &info), SL_OK);
+    size_t d = info.depth;
+    sl_channel_info_clear(&info);
+    return d;
+}
+
+static size_t claim(const char *ch, const char *reader, size_t limit, double now,
+                    sl_message_list *out)
+{
+    sl_message_list dead;
+    assert_int_equal(E->ops->claim(E, ch, reader, limit, now, out, &dead), SL_OK);
+    assert_int_equal(dead.len, 0);
+    sl_message_list_free(&dead);
+    return out->len;
+}
+
+static size_t claim_n(const char *ch, const char *reader, size_t limit, double now)
+{
+    sl_message_list l;
+    size_t n = claim(ch, reader, limit, now, &l);
+    sl_message_list_free(&l);
+    return n;
+}
+
+static size_t ack1(const char *ch, const char *reader, const char *id, double now)
+{
+    size_t n = 99;
+    assert_int_equal(E->ops->ack(E, ch, reader, &id, 1, now, &n), SL_OK);
+    return n;
+}
+
+static size_t nack1(const char *ch, const char *reader, const char *id, double delay, double now)
+{
+    size_t n = 99;
+    assert_int_equal(E->ops->nack(E, ch, reader, &id, 1, delay, now, &n), SL_OK);
+    return n;
+}
+
+static int read_topic(const char *ch, const char *reader, const char *after, size_t limit,
+                      double now, sl_message_list *out)
+{
+    return E->ops->read(E, ch, reader, after, limit, now, out);
+}
+
+/* The data fields of a read, joined by ',' ("" when empty). */
+static const char *datas(const sl_message_list *l)
+{
+    static char buf[4096];
+    buf[0] = '\0';
+    for (size_t i = 0; i < l->len; i++) {
+        if (i)
+            strcat(buf, ",");
+        strcat(buf, l->items[i].data);
+    }
+    return buf;
+}
+
+static const char *read_datas(const char *ch, const char *reader, const char *after, size_t limit,
+                              double now)
+{
+    sl_message_list l;
+    assert_int_equal(read_topic(ch, reader, after, limit, now, &l), SL_OK);
+    const char *s = datas(&l);
+    sl_message_list_free(&l);
+    return s;
+}
+
+/* ---- channels ------------------------------------------------------------------------------------- */
+
+static void test_create_info_list_drop(void **state)
+{
+    (void)state;
+    assert_string_equal(E->ops->name, "memory");
+    create("b", SL_KIND_QUEUE);
+    create("a", SL_KIND_TOPIC);
+    sl_channel_info dup = chan_info("a", SL_KIND_QUEUE);
+    assert_int_equal(E->ops->create(E, &dup), SL_EEXIST);
+
+    assert_int_equal(put("b", "1", 10, NULL), SL_OK);
+    sl_channel_info info;
+    assert_int_equal(E->ops->info(E, "b", &info), SL_OK);
+    assert_string_equal(info.id, "b");
+    assert_string_equal(info.name, "A Channel");
+    assert_string_equal(info.description, "about it");
+    assert_string_equal(info.dead_letter, "x.dead");
+    assert_int_equal(info.kind, SL_KIND_QUEUE);
+    assert_true(info.claim_timeout == 30);
+    assert_int_equal(info.depth, 1);
+    sl_channel_info_clear(&info);
+
+    sl_channel_info *all;
+    size_t n;
+    assert_int_equal(E->ops->list(E, &all, &n), SL_OK);
+    assert_int_equal(n, 2);
+    assert_string_equal(all[0].id, "a");
+    assert_int_equal(all[0].kind, SL_KIND_TOPIC);
+    assert_int_equal(all[0].depth, 0);
+    assert_string_equal(all[1].id, "b");
+    assert_int_equal(all[1].depth, 1);
+    sl_channel_infos_free(all, n);
+
+    assert_int_equal(E->ops->drop(E, "b"), SL_OK);
+    assert_int_equal(E->ops->drop(E, "b"), SL_ENOENT);
+    assert_int_equal(E->ops->info(E, "b", &info), SL_ENOENT);
+    /* A channel created again under the same id starts empty. */
+    create("b", SL_KIND_QUEUE);
+    assert_int_equal(depth("b"), 0);
+    assert_int_equal(E->ops->drop(E, "a"), SL_OK);
+    assert_int_equal(E->ops->drop(E, "b"), SL_OK);
+    assert_int_equal(E->ops->list(E, &all, &n), SL_OK);
+    assert_int_equal(n, 0);
+    sl_channel_infos_free(all, n);
+}
+
+static void test_missing_channel(void **state)
+{
+    (void)state;
+    sl_message m = {0};
+    char id[32];
+    sl_message_list l, dead;
+    size_t n;
+    const char *ids[] = {"0000000000000001"};
+    sl_channel_info info;
+    assert_int_equal(E->ops->info(E, "nope", &info), SL_ENOENT);
+    assert_int_equal(E->ops->drop(E, "nope"), SL_ENOENT);
+    assert_int_equal(E->ops->append(E, "nope", &m, 1, id), SL_ENOENT);
+    assert_int_equal(E->ops->claim(E, "nope", "r", 1, 1, &l, &dead), SL_ENOENT);
+    assert_int_equal(E->ops->ack(E, "nope", "r", ids, 1, 1, &n), SL_ENOENT);
+    assert_int_equal(E->ops->nack(E, "nope", "r", ids, 1, 0, 1, &n), SL_ENOENT);
+    assert_int_equal(E->ops->read(E, "nope", "r", NULL, 1, 1, &l), SL_ENOENT);
+    assert_int_equal(E->ops->clear(E, "nope", &n), SL_ENOENT);
+    assert_int_equal(E->ops->evict(E, "nope", 0, 0, &n), SL_ENOENT);
+    assert_int_equal(E->ops->remove(E, "nope", ids, 1, &n), SL_ENOENT);
+}
+
+static void test_wrong_kind(void **state)
+{
+    (void)state;
+    create("q", SL_KIND_QUEUE);
+    create("t", SL_KIND_TOPIC);
+    assert_int_equal(put("q", "1", 1, NULL), SL_OK);
+    assert_int_equal(put("t", "1", 1, NULL), SL_OK);
+    sl_message_list l, dead;
+    size_t n;
+    const char *ids[] = {"0000000000000001"};
+    assert_int_equal(E->ops->claim(E, "t", "r", 1, 1, &l, &dead), SL_EKIND);
+    assert_int_equal(E->ops->ack(E, "t", "r", ids, 1, 1, &n), SL_EKIND);
+    assert_int_equal(E->ops->nack(E, "t", "r", ids, 1, 0, 1, &n), SL_EKIND);
+    assert_int_equal(E->ops->read(E, "q", "r", NULL, 1, 1, &l), SL_EKIND);
+    assert_int_equal(depth("q"), 1);
+    assert_int_equal(depth("t"), 1);
+}
+
+static void test_append_ids_and_fields(void **state)
+{
+    (void)state;
+    create("q", SL_KIND_QUEUE);
+    sl_message m = {0};
+    m.timestamp = 42.5;
+    m.sender_id = strdup("alice");
+    m.data = strdup("{\"x\":1}");
+    m.metadata = strdup("{\"k\":\"v\"}");
+    m.correlation_id = strdup("c-1");
+    m.reply_to = strdup("replies");
+    m.recipient_id = strdup("bob");
+    m.attempt = 7; /* ignored: a stored message starts afresh */
+    char id1[32], id2[32];
+    assert_int_equal(E->ops->append(E, "q", &m, 42.5, id1), SL_OK);
+    /* Ownership moved to the engine; m is zeroed. */
+    assert_null(m.sender_id);
+    assert_null(m.data);
+    assert_null(m.metadata);
+    assert_int_equal(strlen(id1), 16);
+    assert_int_equal(strspn(id1, "0123456789abcdef"), 16);
+    /* Only the required fields: the absent ones come back NULL. */
+    m.timestamp = 43;
+    m.data = strdup("2");
+    assert_int_equal(E->ops->append(E, "q", &m, 43, id2), SL_OK);
+    assert_true(strcmp(id1, id2) < 0);
+
+    sl_message_list l;
+    assert_int_equal(claim("q", "r", 10, 100, &l), 2);
+    sl_message *a = &l.items[0], *b = &l.items[1];
+    assert_string_equal(a->id, id1);
+    assert_true(a->timestamp == 42.5);
+    assert_string_equal(a->sender_id, "alice");
+    assert_string_equal(a->data, "{\"x\":1}");
+    assert_string_equal(a->metadata, "{\"k\":\"v\"}");
+    assert_string_equal(a->correlation_id, "c-1");
+    assert_string_equal(a->reply_to, "replies");
+    assert_string_equal(a->recipient_id, "bob");
+    assert_int_equal(a->attempt, 1);
+    assert_string_equal(b->id, id2);
+    assert_null(b->sender_id);
+    assert_string_equal(b->data, "2");
+    assert_null(b->metadata);
+    assert_null(b->correlation_id);
+    assert_null(b->reply_to);
+    assert_null(b->recipient_id);
+    sl_message_list_free(&l);
+
+    /* Ids keep increasing across clear: they are never reused. */
+    size_t n;
+    assert_int_equal(E->ops->clear(E, "q", &n), SL_OK);
+    assert_int_equal(n, 2);
+    char id3[32];
+    assert_int_equal(put("q", "3", 44, id3), SL_OK);
+    assert_true(strcmp(id2, id3) < 0);
+}
+
+/* ---- work queues ---------------------------------------------------------------------------------- */
+
+static void test_fifo_and_limits(void **state)
+{
+    (void)state;
+    create("q", SL_KIND_QUEUE);
+    char ids[5][32];
+    for (int i = 0; i < 5; i++) {
+        char d[8];
+        snprintf(d, sizeof d, "%d", i);
+        assert_int_equal(put("q", d, 1000 + i, ids[i]), SL_OK);
+    }
+    sl_message_list l;
+    assert_int_equal(claim("q", "w", 2, 1000, &l), 2);
+    assert_string_equal(datas(&l), "0,1");
+    assert_string_equal(l.items[0].id, ids[0]);
+    assert_int_equal(l.items[0].attempt, 1);
+    assert_true(l.items[0].claim_expires_at == 1030);
+    sl_message_list_free(&l);
+    assert_int_equal(claim("q", "w", 0, 1000, &l), 0);
+    assert_int_equal(claim("q", "w", 10, 1000, &l), 3);
+    assert_string_equal(datas(&l), "2,3,4");
+    sl_message_list_free(&l);
+    assert_int_equal(claim_n("q", "w", 10, 1000), 0);
+    assert_int_equal(claim_n("q", "other", 10, 1000), 0);
+    assert_int_equal(depth("q"), 5); /* claimed messages still count */
+}
+
+static void test_only_claimer_acks(void **state)
+{
+    (void)state;
+    create("q", SL_KIND_QUEUE);
+    char id[32], id2[32];
+    assert_int_equal(put("q", "1", 1000, id), SL_OK);
+    assert_int_equal(put("q", "2", 1000, id2), SL_OK);
+    assert_int_equal(claim_n("q", "a", 1, 1000), 1);
+    assert_int_equal(ack1("q", "b", id, 1001), 0);
+    assert_int_equal(nack1("q", "b", id, 0, 1001), 0);
+    /* Unclaimed, unknown and malformed ids count nothing either. */
+    assert_int_equal(ack1("q", "a", id2, 1001), 0);
+    assert_int_equal(ack1("q", "a", "00000000000000ff", 1001), 0);
+    assert_int_equal(ack1("q", "a", "not-an-id", 1001), 0);
+    assert_int_equal(ack1("q", "a", "0000000000000001x", 1001), 0);
+    assert_int_equal(depth("q"), 2);
+    /* Several ids at once, with a duplicate: each message counts once. */
+    const char *both[] = {id, id2, id};
+    size_t n;
+    assert_int_equal(E->ops->ack(E, "q", "a", both, 3, 1001, &n), SL_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(ack1("q", "a", id, 1001), 0);
+    assert_int_equal(depth("q"), 1);
+}
+
+static void test_lease_expiry(void **state)
+{
+    (void)state;
+    create("q", SL_KIND_QUEUE);
+    char id[32];
+    assert_int_equal(put("q", "1", 1000, id), SL_OK);
+    assert_int_equal(claim_n("q", "a", 10, 1000), 1); /* lease until 1030 */
+    assert_int_equal(claim_n("q", "b", 10, 1029.5), 0);
+    /* Expired (claim_expires_at <= now) but not reclaimed yet: a's ack no longer counts. */
+    assert_int_equal(ack1("q", "a", id, 1030), 0);
+    assert_int_equal(nack1("q", "a", id, 0, 1030), 0);
+    sl_message_list l;
+    assert_int_equal(claim("q", "b", 10, 1030, &l), 1);
+    assert_string_equal(l.items[0].id, id);
+    assert_int_equal(l.items[0].attempt, 2);
+    assert_true(l.items[0].claim_expires_at == 1060);
+    sl_message_list_free(&l);
+    assert_int_equal(ack1("q", "a", id, 1031), 0);
+    assert_int_equal(ack1("q", "b", id, 1031), 1);
+    assert_int_equal(depth("q"), 0);
+}
+
+static void test_nack(void **state)
+{
+    (void)state;
+    create("q", SL_KIND_QUEUE);
+    char ids[3][32];
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(put("q", i == 0 ? "0" : i == 1 ? "1" : "2", 1000, ids[i]), SL_OK);
+    /* nack with a delay: invisible until it passes, while later messages stay claimable. */
+    assert_int_equal(claim_n("q", "a", 1, 1000), 1);
+    assert_int_equal(nack1("q", "b", ids[0], 10, 1001), 0);
+    assert_int_equal(nack1("q", "a", ids[0], 10, 1001), 1);
+    assert_int_equal(nack1("q", "a", ids[0], 10, 1001), 0); /* released already */
+    sl_message_list l;
+    assert_int_equal(claim("q", "a", 1, 1005, &l), 1);
+    assert_string_equal(datas(&l), "1");
+    sl_message_list_free(&l);
+    assert_int_equal(claim("q", "b", 10, 1010.5, &l), 2);
+    assert_string_equal(datas(&l), "0,2"); /* FIFO again once the delay passed */
+    assert_int_equal(l.items[0].attempt, 2); /* the nack kept the count */
+    sl_message_list_free(&l);
+
+    /* nack without delay: back at its place in FIFO order at once, for anyone. */
+    const char *two[] = {ids[0], ids[2]};
+    size_t n;
+    assert_int_equal(E->ops->nack(E, "q", "b", two, 2, 0, 1011, &n), SL_OK);
+    assert_int_equal(n, 2);
+    assert_int_equal(ack1("q", "b", ids[0], 1011), 0); /* no longer b's */
+    assert_int_equal(claim("q", "c", 10, 1011, &l), 2);
+    assert_string_equal(datas(&l), "0,2");
+    assert_int_equal(l.items[0].attempt, 3);
+    sl_message_list_free(&l);
+    /* Message 1's lease (from 1005) is still a's. */
+    assert_int_equal(ack1("q", "a", ids[1], 1011), 1);
+}
+
+static void test_max_attempts_dead(void **state)
+{
+    (void)state;
+    sl_channel_info info = chan_info("q", SL_KIND_QUEUE);
+    info.max_attempts = 2;
+    info.claim_timeout = 5;
+    assert_int_equal(E->ops->create(E, &info), SL_OK);
+    char poison[32];
+    assert_int_equal(put("q", "poison", 1000, poison), SL_OK);
+    assert_int_equal(put("q", "ok1", 1000, NULL), SL_OK);
+    assert_int_equal(put("q", "ok2", 1000, NULL), SL_OK);
+    sl_message_list l, dead;
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(E->ops->claim(E, "q", "w", 1, 1000 + 6 * i, &l, &dead), SL_OK);
+        assert_string_equal(datas(&l), "poison");
+        assert_int_equal(l.items[0].attempt, i + 1);
+        assert_int_equal(dead.len, 0);
+        sl_message_list_free(&l);
+        sl_message_list_free(&dead);
+    }
+    /* The next claim would be the third: the message moves out into *dead and the claim still
+     * returns `limit` messages from behind it. */
+    assert_int_equal(E->ops->claim(E, "q", "w", 1, 1012, &l, &dead), SL_OK);
+    assert_string_equal(datas(&l), "ok1");
+    assert_int_equal(dead.len, 1);
+    assert_string_equal(dead.items[0].data, "poison");
+    assert_string_equal(dead.items[0].id, poison);
+    assert_string_equal(dead.items[0].sender_id, "s");
+    assert_int_equal(dead.items[0].attempt, 2);
+    sl_message_list_free(&l);
+    sl_message_list_free(&dead);
+    assert_int_equal(depth("q"), 2);
+    assert_int_equal(ack1("q", "w", poison, 1012), 0);
+}
+
+static void test_queue_full(void **state)
+{
+    (void)state;
+    sl_channel_info info = chan_info("q", SL_KIND_QUEUE);
+    info.max_messages = 3;
+    assert_int_equal(E->ops->create(E, &info), SL_OK);
+    char ids[3][32];
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(put("q", i == 0 ? "a" : i == 1 ? "b" : "c", 1, ids[i]), SL_OK);
+    /* Refused: the caller keeps its message. */
+    sl_message m = {.timestamp = 1, .data = strdup("d")};
+    char id[32];
+    assert_int_equal(E->ops->append(E, "q", &m, 1, id), SL_EFULL);
+    assert_string_equal(m.data, "d");
+    sl_message_clear(&m);
+    assert_int_equal(depth("q"), 3);
+    sl_message_list l;
+    assert_int_equal(claim("q", "w", 10, 1, &l), 3);
+    assert_string_equal(datas(&l), "a,b,c");
+    sl_message_list_free(&l);
+    assert_int_equal(put("q", "d", 1, NULL), SL_EFULL); /* claimed messages still take room */
+    assert_int_equal(ack1("q", "w", ids[1], 2), 1);
+    assert_int_equal(put("q", "d", 2, NULL), SL_OK);
+    assert_int_equal(put("q", "e", 2, NULL), SL_EFULL);
+}
+
+/* ---- topics --------------------------------------------------------------------------------------- */
+
+static void test_topic_retention_count(void **state)
+{
+    (void)state;
+    sl_channel_info info = chan_info("t", SL_KIND_TOPIC);
+    info.retention_max_count = 3;
+    assert_int_equal(E->ops->create(E, &info), SL_OK);
+    for (int i = 1; i <= 5; i++) {
+        char d[4];
+        snprintf(d, sizeof d, "%d", i);
+        assert_int_equal(put("t", d, 1000 + i, NULL), SL_OK);
+    }
+    assert_int_equal(depth("t"), 3);
+    assert_string_equal(read_datas("t", "r", NULL, 10, 1010), "3,4,5");
+}
+
+static void test_topic_retention_age(void **state)
+{
+    (void)state;
+    sl_channel_info info = chan_info("t", SL_KIND_TOPIC);
+    info.retention_max_age = 60;
+    assert_int_equal(E->ops->create(E, &info), SL_OK);
+    assert_int_equal(put("t", "a", 1000, NULL), SL_OK);
+    assert_int_equal(put("t", "b", 1030, NULL), SL_OK);
+    assert_int_equal(put("t", "c", 1060, NULL), SL_OK); /* 1000 is not < 1000: kept */
+    assert_int_equal(depth("t"), 3);
+    assert_int_equal(put("t", "d", 1070, NULL), SL_OK); /* drops a */
+    assert_int_equal(depth("t"), 3);
+    /* A read applies age retention at its own time first. */
+    assert_string_equal(read_datas("t", NULL, "0000000000000000", 10, 1100), "c,d");
+    assert_int_equal(depth("t"), 2);
+    assert_string_equal(read_datas("t", "r", NULL, 10, 2000), "");
+    assert_int_equal(depth("t"), 0);
+}
+
+static void test_topic_max_messages(void **state)
+{
+    (void)state;
+    sl_channel_info info = chan_info("t", SL_KIND_TOPIC);
+    info.max_messages = 2;
+    assert_int_equal(E->ops->create(E, &info), SL_OK);
+    assert_int_equal(put("t", "1", 1, NULL), SL_OK);
+    assert_int_equal(put("t", "2", 1, NULL), SL_OK);
+    assert_int_equal(put("t", "3", 1, NULL), SL_EFULL);
+    assert_string_equal(read_datas("t", "r", NULL, 10, 1), "1,2");
+    /* Count retention within the cap makes room instead of refusing. */
+    info.id = (char *)"t2";
+    info.retention_max_count = 2;
+    assert_int_equal(E->ops->create(E, &info), SL_OK);
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(put("t2", i % 2 ? "odd" : "even", 1, NULL), SL_OK);
+    assert_int_equal(depth("t2"), 2);
+    /* Age retention frees room before the cap is checked. */
+    info.id = (char *)"t3";
+    info.retention_max_count = 0;
+    info.retention_max_age = 10;
+    assert_int_equal(E->ops->create(E, &info), SL_OK);
+    assert_int_equal(put("t3", "1", 100, NULL), SL_OK);
+    assert_int_equal(put("t3", "2", 100, NULL), SL_OK);
+    assert_int_equal(put("t3", "3", 105, NULL), SL_EFULL);
+    assert_int_equal(put("t3", "3", 111, NULL), SL_OK);
+    assert_int_equal(depth("t3"), 1);
+}
+
+static void test_topic_after(void **state)
+{
+    (void)state;
+    create("t", SL_KIND_TOPIC);
+    char ids[5][32];
+    for (int i = 0; i < 5; i++) {
+        char d[4];
+        snprintf(d, sizeof d, "%d", i);
+        assert_int_equal(put("t", d, 1000, ids[i]), SL_OK);
+    }
+    assert_string_equal(read_datas("t", "r", ids[1], 2, 1000), "2,3");
+    assert_string_equal(read_datas("t", "r", ids[1], 10, 1000), "2,3,4");
+    assert_string_equal(read_datas("t", "r", ids[4], 10, 1000), "");
+    /* Newer than anything ever written: nothing. */
+    assert_string_equal(read_datas("t", "r", "ffffffffffffffff", 10, 1000), "");
+    assert_string_equal(read_datas("t", "r", "0000000000000fff", 10, 1000), "");
+    /* Older than anything held: from the oldest. */
+    assert_string_equal(read_datas("t", "r", "0000000000000000", 3, 1000), "0,1,2");
+    size_t n;
+    assert_int_equal(E->ops->evict(E, "t", 0, 3, &n), SL_OK);
+    assert_int_equal(n, 2);
+    assert_string_equal(read_datas("t", "r", ids[0], 10, 1000), "2,3,4");
+    /* The id of a message removed from the middle: the ones after it. */
+    const char *rm = ids[3];
+    assert_int_equal(E->ops->remove(E, "t", &rm, 1, &n), SL_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(read_datas("t", "r", ids[2], 10, 1000), "4");
+    assert_string_equal(read_datas("t", "r", ids[3], 10, 1000), "4");
+    /* Not ids at all. */
+    const char *bad[] = {"", "xyz", "0000000000000001 ", "000000000000001", "00000000000000001",
+                         "000000000000000A", "-000000000000001"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        sl_message_list l;
+        assert_int_equal(read_topic("t", "r", bad[i], 10, 1000, &l), SL_EINVAL);
+    }
+    /* None of this moved r's cursor. */
+    assert_string_equal(read_datas("t", "r", NULL, 10, 1000), "2,4");
+}
+
+static void test_topic_cursors(void **state)
+{
+    (void)state;
+    create("t", SL_KIND_TOPIC);
+    for (int i = 0; i < 5; i++) {
+        char d[4];
+        snprintf(d, sizeof d, "%d", i);
+        assert_int_equal(put("t", d, 1000, NULL), SL_OK);
+    }
+    assert_string_equal(read_datas("t", "r1", NULL, 2, 1000), "0,1");
+    assert_string_equal(read_datas("t", "r1", NULL, 10, 1000), "2,3,4");
+    assert_string_equal(read_datas("t", "r1", NULL, 10, 1000), "");
+    assert_string_equal(read_datas("t", "r2", NULL, 3, 1000), "0,1,2");
+    assert_int_equal(put("t", "5", 1000, NULL), SL_OK);
+    assert_string_equal(read_datas("t", "r1", NULL, 10, 1000), "5");
+    assert_string_equal(read_datas("t", "r2", NULL, 10, 1000), "3,4,5");
+    /* Reading does not consume: depth is unchanged. */
+    assert_int_equal(depth("t"), 6);
+    /* A cleared topic keeps cursors; new messages are new to everyone. */
+    size_t n;
+    assert_int_equal(E->ops->clear(E, "t", &n), SL_OK);
+    assert_int_equal(n, 6);
+    assert_int_equal(put("t", "6", 1000, NULL), SL_OK);
+    assert_string_equal(read_datas("t", "r1", NULL, 10, 1000), "6");
+    assert_string_equal(read_datas("t", "r3", NULL, 10, 1000), "6");
+    /* Cursors die with the channel. */
+    assert_int_equal(E->ops->drop(E, "t"), SL_OK);
+    create("t", SL_KIND_TOPIC);
+    assert_int_equal(put("t", "a", 1000, NULL), SL_OK);
+    assert_string_equal(read_datas("t", "r1", NULL, 10, 1000), "a");
+}
+
+/* ---- clear, evict, remove ------------------------------------------------------------------------- */
+
+static void test_clear_evict_remove(void **state)
+{
+    (void)state;
+    create("q", SL_KIND_QUEUE);
+    char ids[10][32];
+    for (int i = 0; i < 10; i++) {
+        char d[4];
+        snprintf(d, sizeof d, "%d", i);
+        assert_int_equal(put("q", d, 100 + i, ids[i]), SL_OK);
+    }
+    assert_int_equal(claim_n("q", "w", 2, 1000), 2); /* 0 and 1 are claimed */
+    size_t n;
+    /* remove counts found ids, claimed or not. */
+    const char *rm[] = {ids[0], ids[5], "bogus", ids[0], "00000000000000aa"};
+    assert_int_equal(E->ops->remove(E, "q", rm, 5, &n), SL_OK);
+    assert_int_equal(n, 2);
+    assert_int_equal(ack1("q", "w", ids[0], 1000), 0);
+    assert_int_equal(depth("q"), 8);
+    /* evict by age: timestamps < 104 (1, 2, 3 are left of those). */
+    assert_int_equal(E->ops->evict(E, "q", 104, SIZE_MAX, &n), SL_OK);
+    assert_int_equal(n, 3);
+    assert_int_equal(ack1("q", "w", ids[1], 1000), 0);
+    /* then by count: keep the newest 3 of 4, 6, 7, 8, 9. */
+    assert_int_equal(E->ops->evict(E, "q", 0, 3, &n), SL_OK);
+    assert_int_equal(n, 2);
+    sl_message_list l;
+    assert_int_equal(claim("q", "w", 10, 1000, &l), 3);
+    assert_string_equal(datas(&l), "7,8,9");
+    sl_message_list_free(&l);
+    assert_int_equal(E->ops->evict(E, "q", 0, SIZE_MAX, &n), SL_OK);
+    assert_int_equal(n, 0);
+    /* Both bounds in one call. */
+    assert_int_equal(put("q", "10", 200, NULL), SL_OK);
+    assert_int_equal(put("q", "11", 300, NULL), SL_OK);
+    assert_int_equal(E->ops->evict(E, "q", 150, 2, &n), SL_OK);
+    assert_int_equal(n, 3);
+    assert_int_equal(depth("q"), 2);
+    assert_int_equal(E->ops->clear(E, "q", &n), SL_OK);
+    assert_int_equal(n, 2);
+    assert_int_equal(E->ops->clear(E, "q", &n), SL_OK);
+    assert_int_equal(n, 0);
+    assert_int_equal(depth("q"), 0);
+    /* The queue works normally afterwards. */
+    char id[32];
+    assert_int_equal(put("q", "x", 1, id), SL_OK);
+    assert_int_equal(claim_n("q", "w", 10, 1), 1);
+    assert_int_equal(ack1("q", "w", id, 1), 1);
+}
+
+/* Removing from the middle many times leaves holes that the index must squeeze out. */
+static void test_many_holes(void **state)
+{
+    (void)state;
+    create("t", SL_KIND_TOPIC);
+    enum { N = 2000 };
+    static char ids[N][32];
+    for (int i = 0; i < N; i++)
+        assert_int_equal(put("t", "x", 1, ids[i]), SL_OK);
+    size_t n, total = 0;
+    for (int i = 1; i < N - 1; i++) { /* all but the ends */
+        const char *id = ids[i];
+        assert_int_equal(E->ops->remove(E, "t", &id, 1, &n), SL_OK);
+        total += n;
+    }
+    assert_int_equal(total, N - 2);
+    sl_message_list l;
+    assert_int_equal(read_topic("t", "r", NULL, 10, 1, &l), SL_OK);
+    assert_int_equal(l.len, 2);
+    assert_string_equal(l.items[0].id, ids[0]);
+    assert_string_equal(l.items[1].id, ids[N - 1]);
+    sl_message_list_free(&l);
+    for (int i = 0; i < N; i++)
+        assert_int_equal(put("t", "y", 1, NULL), SL_OK);
+    assert_int_equal(depth("t"), N + 2);
+    assert_string_equal(read_datas("t", "r", ids[N - 1], 2, 1), "y,y");
+}
+
+/* ---- scale ---------------------------------------------------------------------------------------- */
+
+static void test_100k(void **state)
+{
+    (void)state;
+    enum { N = 100000, BATCH = 1000 };
+    create("q", SL_KIND_QUEUE);
+    char payload[201];
+    memset(payload, 'p', 200);
+    payload[0] = '"';
+    payload[199] = '"';
+    payload[200] = '\0';
+
+    struct mallinfo2 before = mallinfo2();
+    for (int i = 0; i < N; i++)
+        assert_int_equal(put("q", payload, 1000, NULL), SL_OK);
+    struct mallinfo2 after = mallinfo2();
+    assert_int_equal(depth("q"), N);
+    if (!SANITIZED) {
+        double per = (double)(after.uordblks - before.uordblks) / N;
+        print_message("heap per queued 200-byte message: %.1f bytes (%.1f beyond the payload)\n",
+                      per, per - 201);
+    }
+
+    /* Claim everything in batches, nack every 10th batch back, then drain. */
+    size_t claimed = 0, acked = 0, nacked = 0;
+    double now = 1000;
+    const char *batch_ids[BATCH];
+    for (int round = 0; claimed < (size_t)N + nacked; round++) {
+        sl_message_list l;
+        size_t got = claim("q", "w", BATCH, now, &l);
+        assert_true(got > 0);
+        for (size_t i = 0; i < got; i++)
+            batch_ids[i] = l.items[i].id;
+        size_t n;
+        if (round % 10 == 9) {
+            assert_int_equal(E->ops->nack(E, "q", "w", batch_ids, got, 0, now, &n), SL_OK);
+            nacked += n;
+        } else {
+            assert_int_equal(E->ops->ack(E, "q", "w", batch_ids, got, now, &n), SL_OK);
+            acked += n;
+        }
+        assert_int_equal(n, got);
+        claimed += got;
+        sl_message_list_free(&l);
+    }
+    assert_int_equal(acked, N);
+    assert_int_equal(depth("q"), 0);
+    assert_int_equal(claim_n("q", "w", BATCH, now), 0);
+}
+
+/* ---- allocation failures -------------------------------------------------------------------------- */
+
+/* Runs op with the k-th allocation failing for k = 0, 1, ... until it succeeds. Each failure must be
+ * SL_ENOMEM, with check() seeing the state from before and no block leaked. */
+typedef int (*op_fn)(void);
+typedef void (*check_fn)(void);
+
+static void with_failures(op_fn op, check_fn check_unchanged)
+{
+    for (long k = 0;; k++) {
+        long blocks = live_blocks;
+        fail_at = k;
+        int rc = op();
+        int injected = fail_at < 0;
+        fail_at = -1;
+        if (!injected) {
+            assert_int_equal(rc, SL_OK);
+            return;
+        }
+        assert_int_equal(rc, SL_ENOMEM);
+        assert_int_equal(live_blocks, blocks);
+        check_unchanged();
+    }
+}
+
+static char oom_id[32];
+
+static void check_queue(void)
+{
+    /* 3 claimable, 1 claimed by w (oom_id), nothing else. */
+    assert_int_equal(depth("q"), 4);
+    assert_int_equal(ack1("q", "v", oom_id, 1000), 0);
+}
+
+static int op_append(void)
+{
+    sl_message m = {.timestamp = 1000, .data = __libc_malloc(2)};
+    memcpy(m.data, "z", 2);
+    live_blocks++;
+    char id[32];
+    int rc = E->ops->append(E, "q", &m, 1000, id);
+    sl_message_clear(&m);
+    return rc;
+}
+
+static int op_claim(void)
+{
+    sl_message_list l, dead;
+    int rc = E->ops->claim(E, "q", "v", 10, 1000, &l, &dead);
+    sl_message_list_free(&l);
+    sl_message_list_free(&dead);
+    return rc;
+}
+
+static int op_nack(void)
+{
+    size_t n;
+    const char *id = oom_id;
+    return E->ops->nack(E, "q", "w", &id, 1, 0, 1000, &n);
+}
+
+static int op_info(void)
+{
+    sl_channel_info info;
+    int rc = E->ops->info(E, "q", &info);
+    sl_channel_info_clear(&info);
+    return rc;
+}
+
+static int op_list(void)
+{
+    sl_channel_info *all;
+    size_t n;
+    int rc = E->ops->list(E, &all, &n);
+    if (rc == SL_OK)
+        sl_channel_infos_free(all, n);
+    return rc;
+}
+
+static int op_create(void)
+{
+    sl_channel_info info = chan_info("new", SL_KIND_QUEUE);
+    return E->ops->create(E, &info);
+}
+
+static void check_no_new(void)
+{
+    sl_channel_info info;
+    assert_int_equal(E->ops->info(E, "new", &info), SL_ENOENT);
+    check_queue();
+}
+
+static int op_read(void)
+{
+    sl_message_list l;
+    int rc = read_topic("t", "fresh", NULL, 10, 1000, &l);
+    if (rc == SL_OK)
+        assert_int_equal(l.len, 2);
+    sl_message_list_free(&l);
+    return rc;
+}
+
+static void check_topic(void)
+{
+    assert_int_equal(depth("t"), 2);
+}
+
+static void test_out_of_memory(void **state)
+{
+    (void)state;
+    if (SANITIZED)
+        skip();
+    create("q", SL_KIND_QUEUE);
+    create("t", SL_KIND_TOPIC);
+    assert_int_equal(put("t", "a", 1000, NULL), SL_OK);
+    assert_int_equal(put("t", "b", 1000, NULL), SL_OK);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(put("q", "m", 1000, i == 0 ? oom_id : NULL), SL_OK);
+    assert_int_equal(claim_n("q", "w", 1, 1000), 1);
+
+    with_failures(op_info, check_queue);
+    with_failures(op_list, check_queue);
+    with_failures(op_create, check_no_new);
+    with_failures(op_read, check_topic);
+    /* The fresh reader's cursor moved only with the successful read. */
+    assert_string_equal(read_datas("t", "fresh", NULL, 10, 1000), "");
+    with_failures(op_claim, check_queue);
+    /* The claim took all 3: only w's nacked message is left to claim. */
+    with_failures(op_nack, check_queue);
+    assert_int_equal(claim_n("q", "x", 10, 1000), 1);
+    assert_int_equal(depth("q"), 4);
+    /* A full index forces a reallocation on append at some point: fill past it. */
+    for (int i = 0; i < 40; i++) {
+        long blocks = live_blocks;
+        size_t d = depth("q");
+        for (long k = 0;; k++) {
+            fail_at = k;
+            int rc = op_append();
+            int injected = fail_at < 0;
+            fail_at = -1;
+            if (!injected) {
+                assert_int_equal(rc, SL_OK);
+                break;
+            }
+            assert_int_equal(rc, SL_ENOMEM);
+            assert_int_equal(depth("q"), d);
+            assert_int_equal(live_blocks, blocks);
+        }
+    }
+    assert_int_equal(depth("q"), 44);
+}
+
+/* ---- the map and the copy helpers ----------------------------------------------------------------- */
+
+static int freed;
+static void count_free(void *p)
+{
+    (void)p;
+    freed++;
+}
+
+static int sum_values(void *ud, const char *key, void *value)
+{
+    (void)key;
+    *(long *)ud += (long)(intptr_t)value;
+    return 0;
+}
+
+static int stop_at_two(void *ud, const char *key, void *value)
+{
+    (void)key;
+    (void)value;
+    return ++*(int *)ud == 2 ? 7 : 0;
+}
+
+static void test_map(void **state)
+{
+    (void)state;
+    sl__map *m;
+    assert_int_equal(sl__map_new(&m), SL_OK);
+    assert_null(sl__map_get(m, "a"));
+    assert_int_equal(sl__map_del(m, "a", NULL), 0);
+    freed = 0;
+    char key[16];
+    enum { N = 5000 };
+    for (long i = 1; i <= N; i++) {
+        snprintf(key, sizeof key, "k%ld", i);
+        assert_int_equal(sl__map_put(m, key, (void *)(intptr_t)i, count_free), SL_OK);
+    }
+    assert_int_equal(sl__map_size(m), N);
+    assert_int_equal(freed, 0);
+    /* Replacing hands the previous value to free_prev. */
+    assert_int_equal(sl__map_put(m, "k7", (void *)(intptr_t)70, count_free), SL_OK);
+    assert_int_equal(freed, 1);
+    assert_int_equal((intptr_t)sl__map_get(m, "k7"), 70);
+    assert_int_equal(sl__map_size(m), N);
+    /* Delete the odd keys; the even ones must all stay reachable. */
+    for (long i = 1; i <= N; i += 2) {
+        snprintf(key, sizeof key, "k%ld", i);
+        assert_int_equal(sl__map_del(m, key, count_free), 1);
+        assert_int_equal(sl__map_del(m, key, count_free), 0);
+    }
+    assert_int_equal(freed, 1 + N / 2);
+    assert_int_equal(sl__map_size(m), N / 2);
+    long sum = 0, want = 0;
+    for (long i = 2; i <= N; i += 2) {
+        snprintf(key, sizeof key, "k%ld", i);
+        assert_int_equal((intptr_t)sl__map_get(m, key), i);
+        want += i;
+    }
+    assert_int_equal(sl__map_each(m, sum_values, &sum), 0);
+    assert_int_equal(sum, want);
+    int visits = 0;
+    assert_int_equal(sl__map_each(m, stop_at_two, &visits), 7);
+    assert_int_equal(visits, 2);
+    /* The key is copied: the caller's buffer may change. */
+    strcpy(key, "mutable");
+    assert_int_equal(sl__map_put(m, key, (void *)(intptr_t)1, NULL), SL_OK);
+    strcpy(key, "changed");
+    assert_non_null(sl__map_get(m, "mutable"));
+    assert_null(sl__map_get(m, "changed"));
+    freed = 0;
+    sl__map_free(m, count_free);
+    assert_int_equal(freed, N / 2 + 1);
+    sl__map_free(NULL, NULL);
+    assert_int_equal(sl__map_size(NULL), 0);
+}
+
+static void test_copy_helpers(void **state)
+{
+    (void)state;
+    char id[] = "0000000000000001", data[] = "[1]", md[] = "{}";
+    sl_message src = {.id = id, .timestamp = 3, .data = data, .metadata = md, .attempt = 2,
+                      .claim_expires_at = 9};
+    sl_message dst;
+    assert_int_equal(sl__message_copy(&dst, &src), SL_OK);
+    assert_ptr_not_equal(dst.id, src.id);
+    assert_string_equal(dst.id, id);
+    assert_string_equal(dst.data, data);
+    assert_string_equal(dst.metadata, md);
+    assert_null(dst.sender_id);
+    assert_int_equal(dst.attempt, 2);
+    assert_true(dst.claim_expires_at == 9);
+    sl_message_clear(&dst);
+    assert_null(dst.id);
+    sl_message_clear(NULL);
+
+    sl_channel_info info = chan_info("c", SL_KIND_TOPIC), copy;
+    info.depth = 5;
+    info.retention_max_age = 1.5;
+    assert_int_equal(sl__channel_info_copy(&copy, &info), SL_OK);
+    assert_string_equal(copy.id, "c");
+    assert_string_equal(copy.dead_letter, "x.dead");
+    assert_int_equal(copy.kind, SL_KIND_TOPIC);
+    assert_int_equal(copy.depth, 5);
+    assert_true(copy.retention_max_age == 1.5);
+    sl_channel_info_clear(&copy);
+    sl_channel_info_clear(NULL);
+    sl_channel_infos_free(NULL, 3);
+
+    sl_message_list l = {calloc(2, sizeof(sl_message)), 2};
+    assert_int_equal(sl__message_copy(&l.items[1], &src), SL_OK);
+    sl_message_list_free(&l);
+    assert_null(l.items);
+    assert_int_equal(l.len, 0);
+    sl_message_list_free(NULL);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+        T(test_create_info_list_drop),
+        T(test_missing_channel),
+        T(test_wrong_kind),
+        T(test_append_ids_and_fields),
+        T(test_fifo_and_limits),
+        T(test_only_claimer_acks),
+        T(test_lease_expiry),
+        T(test_nack),
+        T(test_max_attempts_dead),
+        T(test_queue_full),
+        T(test_topic_retention_count),
+        T(test_topic_retention_age),
+        T(test_topic_max_messages),
+        T(test_topic_after),
+        T(test_topic_cursors),
+        T(test_clear_evict_remove),
+        T(test_many_holes),
+        T(test_100k),
+        T(test_out_of_memory),
+#undef T
+        cmocka_unit_test(test_map),
+        cmocka_unit_test(test_copy_helpers),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
