@@ -63,7 +63,7 @@ before=$(rss)
 /usr/bin/python3 - "$PORT" "$TOKEN" <<'PY'
 import sys, socket
 port, token = int(sys.argv[1]), sys.argv[2]
-body = b'{"n":0,"pad":"' + b"x" * 183 + b'"}'
+body = b'{"n":0,"pad":"' + b"x" * 184 + b'"}'
 assert len(body) == 200
 req = (b"PUT /channels/rss HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + token.encode() +
        b"\r\nContent-Length: 200\r\n\r\n" + body)

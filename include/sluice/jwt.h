@@ -23,7 +23,9 @@ int sl_jwt_keyring_new(sl_jwt_keyring **out);
 void sl_jwt_keyring_free(sl_jwt_keyring *kr);
 /* Adds an HS256 key. kid NULL: the default key, used for tokens without a "kid" header (and for
  * signing with kid NULL). A token whose kid names no key is rejected. SL_EWEAKKEY under 32 bytes;
- * SL_EEXIST for a duplicate kid. The secret is copied and wiped on free. */
+ * SL_EEXIST for a duplicate kid; SL_EINVAL for a kid that is empty, over 255 bytes, not UTF-8 or
+ * holds control characters; SL_ELIMIT beyond 16 keys. The secret is copied (as HMAC states derived
+ * from it) and wiped on free. */
 int sl_jwt_keyring_add_hs256(sl_jwt_keyring *kr, const char *kid, const void *secret, size_t len);
 size_t sl_jwt_keyring_size(const sl_jwt_keyring *kr);
 
@@ -37,12 +39,18 @@ void sl_jwt_verify_opts_init(sl_jwt_verify_opts *o);
 
 /* Verifies `token` (len bytes, need not be NUL-terminated) at time `now` and fills `out`
  * (source SL_SOURCE_JWT, principal = sub, role, channel scope, jti, iat, exp). `out` must be
- * initialised; on failure it is left empty. Returns SL_OK, SL_EEXPIRED, or SL_ETOKEN with a short
- * description in st ("malformed token", "bad signature", "algorithm not allowed", ...) that never
- * contains the token. Rules: three base64url segments without padding; header alg must be HS256
- * (the algorithm of every key here); kid selects the key; duplicate JSON keys rejected; sub
- * required; exp required unless exp_optional; nbf and iat honoured with leeway; role, when present,
- * must be read|write|admin; channels, when present, an array of valid patterns. */
+ * initialised; it is cleared first, and on failure it is left empty. Returns SL_OK, SL_EEXPIRED,
+ * or SL_ETOKEN with a short fixed description in st that never contains the token: "malformed
+ * token", "bad signature", "algorithm not allowed", "unknown key id", "token expired", "token not
+ * yet valid", "invalid audience", "invalid issuer" or "invalid claims" (SL_EINVAL for a NULL out or
+ * a NaN now, SL_ENOMEM). Rules: at most SL_JWT_MAX_LEN bytes; three base64url segments without
+ * padding and with zero trailing bits; header alg must be HS256 (the algorithm of every key here),
+ * typ, if present, "JWT", no crit; kid selects the key; duplicate JSON keys rejected at any depth;
+ * the signature is checked before the payload is decoded; sub required (sl_principal_valid); exp
+ * required unless exp_optional; exp, nbf and iat must be numbers, honoured with leeway (exp <= now
+ * - leeway is expired, nbf or iat > now + leeway not yet valid); aud a string or array of strings,
+ * iss and jti (at most SL_TOKEN_ID_MAX bytes) strings; role, when present, must be
+ * read|write|admin; channels, when present, an array of at most 1024 valid patterns. */
 int sl_jwt_verify(sl_jwt_keyring *kr, const char *token, size_t len, const sl_jwt_verify_opts *o,
                   double now, sl_identity *out, sl_status *st);
 
@@ -62,7 +70,10 @@ typedef struct sl_jwt_claims {
 } sl_jwt_claims;
 
 /* Signs claims with the key named kid (NULL: the default key). *out is a NUL-terminated token owned
- * by the caller (free()). */
+ * by the caller (free()), NULL on failure: SL_ENOENT when there is no such key, SL_EINVAL for an
+ * invalid sub, act_sub, role or channel pattern, a jti over SL_TOKEN_ID_MAX bytes, more than 1024
+ * channels, a non-finite time or a string that is not UTF-8; SL_ETOOBIG when the token would
+ * exceed SL_JWT_MAX_LEN. Whole-second times are written as integers. */
 int sl_jwt_sign(sl_jwt_keyring *kr, const char *kid, const sl_jwt_claims *c, char **out);
 
 /* Decodes without verifying (for `sluice token inspect`): *header and *payload are JSON texts owned

@@ -4,9 +4,9 @@
  * name learns nothing about it; visibility comes right after, so private channels are invisible to
  * network callers. Dead letters are written here because they cross channels. */
 #include "core/ctx.h"
+#include "core/jsonv.h"
 #include "core/message.h"
 
-#include <jansson.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -70,11 +70,6 @@ static int engine_rc(int rc, const char *id, sl_status *st)
     default:
         return sl_status_set(st, rc, "%s", sl_strerror(rc));
     }
-}
-
-static char *dup_or_null(const char *s)
-{
-    return s ? strdup(s) : NULL;
 }
 
 static int check_opts(const char *id, const sl_channel_opts *o, sl_status *st)
@@ -219,35 +214,37 @@ int sl_channel_write(sl_ctx *ctx, const sl_identity *who, const char *id, const 
     int rc = enter(ctx, who, SL_OP_CHANNEL_WRITE, id, NULL, st);
     if (rc != SL_OK) return rc;
     if (w == NULL || w->data == NULL) return sl_status_set(st, SL_EINVAL, "no data");
-    json_error_t jerr;
-    json_t *parsed =
-        json_loadb(w->data, w->data_len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &jerr);
-    if (parsed == NULL) return sl_status_set(st, SL_EJSON, "message data is not valid JSON");
-    json_decref(parsed);
+    if (!sl__json_valid(w->data, w->data_len))
+        return sl_status_set(st, SL_EJSON, "message data is not valid JSON");
     if (w->metadata) {
-        json_t *md = json_loads(w->metadata, JSON_REJECT_DUPLICATES, &jerr);
-        int ok = json_is_object(md);
-        json_decref(md);
-        if (!ok) return sl_status_set(st, SL_EJSON, "metadata must be a JSON object");
+        size_t n = strlen(w->metadata), i = 0;
+        while (i < n && strchr(" \t\r\n", w->metadata[i]))
+            i++;
+        if (i == n || w->metadata[i] != '{' || !sl__json_valid(w->metadata, n))
+            return sl_status_set(st, SL_EJSON, "metadata must be a JSON object");
     }
-    sl_message m = {0};
-    m.timestamp = sl_ctx_now(ctx);
-    m.sender_id = strdup(principal_of(who));
-    m.data = strndup(w->data, w->data_len);
-    m.metadata = dup_or_null(w->metadata);
-    m.correlation_id = dup_or_null(w->correlation_id);
-    m.reply_to = dup_or_null(w->reply_to);
-    m.recipient_id = dup_or_null(w->recipient_id);
-    if (!m.sender_id || !m.data || (w->metadata && !m.metadata) ||
-        (w->correlation_id && !m.correlation_id) || (w->reply_to && !m.reply_to) ||
-        (w->recipient_id && !m.recipient_id)) {
-        sl_message_clear(&m);
+    /* The engine copies what it keeps, so the message borrows the caller's strings; only the data,
+     * which comes with a length rather than a terminator, may need a terminated copy. */
+    char small[4096], *data = small;
+    if (w->data_len >= sizeof small && (data = malloc(w->data_len + 1)) == NULL)
         return sl_status_set(st, SL_ENOMEM, NULL);
-    }
+    memcpy(data, w->data, w->data_len);
+    data[w->data_len] = '\0';
+    sl_message m = {
+        .timestamp = sl_ctx_now(ctx),
+        .sender_id = (char *)principal_of(who),
+        .data = data,
+        .metadata = (char *)w->metadata,
+        .correlation_id = (char *)w->correlation_id,
+        .reply_to = (char *)w->reply_to,
+        .recipient_id = (char *)w->recipient_id,
+    };
     char idbuf[32];
     rc = ctx->engine->ops->append(ctx->engine, id, &m, m.timestamp, idbuf);
-    sl_message_clear(&m); /* the engine took what it keeps */
-    if (rc != SL_OK) return engine_rc(rc, id, st);
+    if (data != small)
+        free(data);
+    if (rc != SL_OK)
+        return engine_rc(rc, id, st);
     if (item_id && item_id_size) snprintf(item_id, item_id_size, "%s", idbuf);
     return SL_OK;
 }
@@ -267,8 +264,6 @@ static void dead_letter(sl_ctx *ctx, const sl_channel_info *ch, sl_message_list 
                 o.visibility = ch->visibility;
                 create_unchecked(ctx, ch->dead_letter, &o, NULL);
             }
-            free(m->id);
-            m->id = NULL;
             char idbuf[32];
             rc = ctx->engine->ops->append(ctx->engine, ch->dead_letter, m, sl_ctx_now(ctx), idbuf);
         }
@@ -284,7 +279,7 @@ int sl_channel_read(sl_ctx *ctx, const sl_identity *who, const char *id, const s
 {
     out->items = NULL;
     out->len = 0;
-    const sl_channel_info *ch;
+    const sl_channel_info *ch = NULL;
     int rc = enter(ctx, who, SL_OP_CHANNEL_READ, id, &ch, st);
     if (rc != SL_OK) return rc;
     size_t limit = r && r->limit ? r->limit : 10;
@@ -317,7 +312,7 @@ static int kind_is_queue(const sl_channel_info *ch, const char *what, sl_status 
 int sl_channel_ack(sl_ctx *ctx, const sl_identity *who, const char *id, const char *const *ids,
                    size_t n, size_t *count, sl_status *st)
 {
-    const sl_channel_info *ch;
+    const sl_channel_info *ch = NULL;
     *count = 0;
     int rc = enter(ctx, who, SL_OP_CHANNEL_ACK, id, &ch, st);
     if (rc == SL_OK) rc = kind_is_queue(ch, "acknowledge", st);
@@ -330,7 +325,7 @@ int sl_channel_ack(sl_ctx *ctx, const sl_identity *who, const char *id, const ch
 int sl_channel_nack(sl_ctx *ctx, const sl_identity *who, const char *id, const char *const *ids,
                     size_t n, double delay, size_t *count, sl_status *st)
 {
-    const sl_channel_info *ch;
+    const sl_channel_info *ch = NULL;
     *count = 0;
     int rc = enter(ctx, who, SL_OP_CHANNEL_NACK, id, &ch, st);
     if (rc == SL_OK) rc = kind_is_queue(ch, "nack", st);

@@ -75,9 +75,9 @@ void *sl__map_get(const sl__map *m, const char *key)
     return m->slots[i].key ? m->slots[i].value : NULL;
 }
 
-static int grow(sl__map *m)
+/* Moves every entry into a table of ncap slots (a power of two that holds them). */
+static int rehash(sl__map *m, size_t ncap)
 {
-    size_t ncap = m->cap ? m->cap * 2 : MIN_CAP;
     slot *ns = calloc(ncap, sizeof *ns);
     if (ns == NULL) return SL_ENOMEM;
     for (size_t i = 0; i < m->cap; i++) {
@@ -108,7 +108,7 @@ int sl__map_put(sl__map *m, const char *key, void *value, sl__map_free_fn free_p
     /* Copy the key before growing so that a failure leaves the table untouched either way. */
     char *k = strdup(key);
     if (k == NULL) return SL_ENOMEM;
-    if ((m->len + 1) * 4 > m->cap * 3 && grow(m) != SL_OK) {
+    if ((m->len + 1) * 4 > m->cap * 3 && rehash(m, m->cap ? m->cap * 2 : MIN_CAP) != SL_OK) {
         free(k);
         return SL_ENOMEM;
     }
@@ -137,6 +137,15 @@ int sl__map_del(sl__map *m, const char *key, sl__map_free_fn free_value)
             m->slots[j].key = NULL;
             i = j;
         }
+    }
+    /* Give memory back from maps that emptied out (maps of transient readers, say); keeping the
+     * bigger table when that fails is harmless. */
+    if (m->len == 0) {
+        free(m->slots);
+        m->slots = NULL;
+        m->cap = 0;
+    } else if (m->cap > MIN_CAP && m->len * 8 < m->cap) {
+        rehash(m, m->cap / 2);
     }
     /* Last, because value may own the memory `key` points to. */
     if (free_value) free_value(value);

@@ -198,8 +198,6 @@ static void conn_close(conn *c)
     uv_close((uv_handle_t *)&c->timer, on_handle_closed);
 }
 
-static void read_set(conn *c, int on);
-
 /* ---- timers ---- */
 
 static void on_timer(uv_timer_t *t);

@@ -51,15 +51,14 @@
 #define E_ISS "invalid issuer"
 #define E_CLAIMS "invalid claims"
 
-/* ---- HS256 ------------------------------------------------------------------------------------
- */
+/* ---- HS256 ----------------------------------------------------------------------------------- */
 
 typedef struct hs256_key {
 #ifdef SL__JWT_EVP_MAC
     EVP_MAC_CTX *mac; /* keyed once; EVP_MAC_init with a NULL key restarts it */
 #else
-    SHA256_CTX inner,
-        outer; /* after absorbing key^ipad and key^opad: each MAC resumes from these */
+    /* After absorbing key^ipad and key^opad: each MAC resumes from these. */
+    SHA256_CTX inner, outer;
 #endif
 } hs256_key;
 
@@ -138,8 +137,7 @@ int sl__jwt_hs256(const void *key, size_t keylen, const void *data, size_t len,
     return r;
 }
 
-/* ---- keyring ----------------------------------------------------------------------------------
- */
+/* ---- keyring --------------------------------------------------------------------------------- */
 
 typedef struct jwt_key {
     char *kid; /* NULL: the default key */
@@ -224,8 +222,7 @@ int sl_jwt_keyring_add_hs256(sl_jwt_keyring *kr, const char *kid, const void *se
     return SL_OK;
 }
 
-/* ---- base64url --------------------------------------------------------------------------------
- */
+/* ---- base64url ------------------------------------------------------------------------------- */
 
 /* The value of each byte in the base64url alphabet, -1 outside it, as X-macro entries so that the
  * decoder's shifted tables below are built at compile time. */
@@ -315,8 +312,7 @@ static size_t b64url_len(size_t n)
     return n / 3 * 4 + (n % 3 ? n % 3 + 1 : 0);
 }
 
-/* ---- strict JSON ------------------------------------------------------------------------------
- */
+/* ---- strict JSON ----------------------------------------------------------------------------- */
 
 /* A decoded segment is at most 3/4 of the token, so 16-bit offsets suffice, and the counts below
  * bound how many keys or strings a segment can hold ("":0, is five bytes; "", three). */
@@ -772,7 +768,7 @@ static int json_parse_object(jscratch *s, size_t n, const jname *names, jval *va
                  .vals = vals,
                  .nnames = nnames};
     s->buf[n] = '\0';
-    memset(vals, 0, nnames * sizeof *vals);
+    if (nnames > 0) memset(vals, 0, nnames * sizeof *vals);
     skip_ws(&p);
     if (p.b[p.i] != '{' || parse_object(&p, 1) < 0) return -1;
     skip_ws(&p);
@@ -793,8 +789,7 @@ static int str_is(const jscratch *s, jref r, const char *lit)
     return r.len == n && memcmp(s->buf + r.off, lit, n) == 0;
 }
 
-/* ---- verification -----------------------------------------------------------------------------
- */
+/* ---- verification ---------------------------------------------------------------------------- */
 
 void sl_jwt_verify_opts_init(sl_jwt_verify_opts *o)
 {
@@ -803,18 +798,13 @@ void sl_jwt_verify_opts_init(sl_jwt_verify_opts *o)
     o->leeway = 30;
 }
 
-#define NAME(s)                                                                                    \
-    {                                                                                              \
-        s, sizeof s - 1                                                                            \
-    }
-
 enum { H_ALG, H_TYP, H_KID, H_CRIT, H__COUNT };
-static const jname header_names[H__COUNT] = {NAME("alg"), NAME("typ"), NAME("kid"), NAME("crit")};
+static const jname header_names[H__COUNT] = {{"alg", 3}, {"typ", 3}, {"kid", 3}, {"crit", 4}};
 
 enum { C_SUB, C_EXP, C_NBF, C_IAT, C_AUD, C_ISS, C_JTI, C_ROLE, C_CHANNELS, C__COUNT };
-static const jname claim_names[C__COUNT] = {NAME("sub"), NAME("exp"),  NAME("nbf"),
-                                            NAME("iat"), NAME("aud"),  NAME("iss"),
-                                            NAME("jti"), NAME("role"), NAME("channels")};
+static const jname claim_names[C__COUNT] = {{"sub", 3}, {"exp", 3},  {"nbf", 3},
+                                            {"iat", 3}, {"aud", 3},  {"iss", 3},
+                                            {"jti", 3}, {"role", 4}, {"channels", 8}};
 
 static int fail(sl_status *st, int code, const char *msg)
 {
@@ -918,7 +908,8 @@ static int check_claims(const jscratch *s, const jval *v, const sl_jwt_verify_op
 int sl_jwt_verify(sl_jwt_keyring *kr, const char *token, size_t len, const sl_jwt_verify_opts *o,
                   double now, sl_identity *out, sl_status *st)
 {
-    if (out == NULL) return fail(st, SL_EINVAL, "invalid argument");
+    if (out == NULL || isnan(now)) /* a NaN clock would make every time check pass */
+        return fail(st, SL_EINVAL, "invalid argument");
     sl_identity_clear(out);
     sl_jwt_verify_opts defaults;
     if (o == NULL) {
@@ -963,8 +954,7 @@ int sl_jwt_verify(sl_jwt_keyring *kr, const char *token, size_t len, const sl_jw
     return check_claims(&s, c, o, now, out, st);
 }
 
-/* ---- signing ----------------------------------------------------------------------------------
- */
+/* ---- signing --------------------------------------------------------------------------------- */
 
 /* NumericDate: an integer when it is one (what every reader expects), else a real. */
 static json_t *numeric_date(double t)
@@ -1025,6 +1015,7 @@ int sl_jwt_sign(sl_jwt_keyring *kr, const char *kid, const sl_jwt_claims *c, cha
     json_t *payload = claims_json(c);
     if (payload == NULL) return SL_EINVAL;
     json_t *header = json_pack("{s:s, s:s}", "alg", "HS256", "typ", "JWT");
+    /* kid_valid() let only UTF-8 in, so json_string() can fail here only for want of memory. */
     if (header != NULL && kid != NULL && set_new(header, "kid", json_string(kid)) < 0) {
         json_decref(header);
         header = NULL;
@@ -1036,7 +1027,7 @@ int sl_jwt_sign(sl_jwt_keyring *kr, const char *kid, const sl_jwt_claims *c, cha
     int rc = SL_OK;
     char *tok = NULL;
     if (hs == NULL || ps == NULL) {
-        rc = header == NULL && kid != NULL ? SL_EINVAL : SL_ENOMEM;
+        rc = SL_ENOMEM;
     } else {
         size_t hl = strlen(hs), pl = strlen(ps);
         size_t total = b64url_len(hl) + 1 + b64url_len(pl) + 1 + b64url_len(MAC_LEN);
@@ -1068,8 +1059,7 @@ int sl_jwt_sign(sl_jwt_keyring *kr, const char *kid, const sl_jwt_claims *c, cha
     return rc;
 }
 
-/* ---- inspection -------------------------------------------------------------------------------
- */
+/* ---- inspection ------------------------------------------------------------------------------ */
 
 /* The JSON text of one segment, or NULL when it is not base64url of a JSON object. */
 static char *segment_json(const char *seg, size_t len, jscratch *s)

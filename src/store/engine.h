@@ -21,10 +21,10 @@ typedef struct sl_engine_ops {
     int (*info)(sl_engine *e, const char *id, sl_channel_info *out);
     /* Every channel, sorted by id; release with sl_channel_infos_free. */
     int (*list)(sl_engine *e, sl_channel_info **out, size_t *n);
-    /* Appends *m: the engine assigns m->id (unique in the channel, increasing) and takes ownership
-     * of m's strings on success (m is zeroed). Queues: SL_EFULL past max_messages. Topics:
-     * retention (count, age at `now`) drops the oldest; max_messages, when set, also refuses with
-     * SL_EFULL. id_out (>= 32 bytes) receives the id. */
+    /* Appends a copy of *m (m->id and m->attempt are ignored; the caller keeps m): the engine
+     * assigns the id (unique in the channel, increasing). Queues: SL_EFULL past max_messages.
+     * Topics: retention (count, age at `now`) drops the oldest; max_messages, when set, refuses with
+     * SL_EFULL only when retention cannot make room. id_out (>= 32 bytes) receives the id. */
     int (*append)(sl_engine *e, const char *id, sl_message *m, double now, char *id_out);
     /* Queues: claims up to limit claimable messages (unclaimed, or lease expired, or nack delay
      * passed) for reader, FIFO, with lease now + claim_timeout; attempt counts claims. A message
@@ -40,8 +40,9 @@ typedef struct sl_engine_ops {
     int (*nack)(sl_engine *e, const char *id, const char *reader, const char *const *ids, size_t n,
                 double delay, double now, size_t *count);
     /* Topics: up to limit messages after message id `after` (NULL: after reader's cursor, which
-     * then advances to the last returned). An `after` that names no held message: SL_EINVAL unless
-     * it is older than everything held (then from the oldest). SL_EKIND for queues. */
+     * then advances to the last returned). SL_EINVAL only for an `after` that is not an id of this
+     * engine's format; an id newer than anything written gives nothing, an older or removed one
+     * continues after it. SL_EKIND for queues. */
     int (*read)(sl_engine *e, const char *id, const char *reader, const char *after, size_t limit,
                 double now, sl_message_list *out);
     int (*clear)(sl_engine *e, const char *id, size_t *count);

@@ -5,8 +5,8 @@
  * (claimed until the lease expires, or nack-delayed until it is available again, ordered by that
  * time). A claim first moves whatever became due from `timed` to `ready`, so writing, claiming k
  * messages, acknowledging and nacking cost O(log n) per message whatever the depth. Every operation
- * reserves the memory it may need before it changes anything, so SL_ENOMEM leaves channels as they
- * were. Not thread-safe: the caller serialises access. */
+ * reserves the memory it may need before it changes anything visible, so SL_ENOMEM leaves channels
+ * as they were. Not thread-safe: the caller serialises access. */
 #include "store/engine.h"
 
 #include "core/map.h"
@@ -26,8 +26,7 @@
 /* Heap positions are 32-bit to keep the message header small. */
 #define MAX_DEPTH ((size_t)UINT32_MAX - 1)
 
-/* ---- messages
- * ------------------------------------------------------------------------------------ */
+/* ---- messages -------------------------------------------------------------------------------- */
 
 /* The optional strings of a message, in the order they are packed behind the header. */
 static const size_t field_off[] = {
@@ -147,8 +146,7 @@ static int msg_export(const msg *m, sl_message *dst)
     return SL_OK;
 }
 
-/* ---- the id-ordered index
- * ------------------------------------------------------------------------ */
+/* ---- the id-ordered index -------------------------------------------------------------------- */
 
 /* Entries [lo, hi) in increasing seq; a removed message leaves a hole (m == NULL) that keeps its
  * seq, so binary search still works. The ends never hold holes, so a[lo] is the oldest message.
@@ -254,8 +252,7 @@ static void idx_tidy(idx *x)
     }
 }
 
-/* ---- heaps
- * ----------------------------------------------------------------------------------------- */
+/* ---- heaps ----------------------------------------------------------------------------------- */
 
 typedef struct heap {
     msg **a;
@@ -358,8 +355,7 @@ static void heap_tidy(heap *h)
     }
 }
 
-/* ---- channels
- * ------------------------------------------------------------------------------------ */
+/* ---- channels -------------------------------------------------------------------------------- */
 
 typedef struct chan {
     sl_channel_info info;
@@ -487,8 +483,7 @@ static void retain(chan *c, double now)
     }
 }
 
-/* ---- operations
- * ---------------------------------------------------------------------------------- */
+/* ---- operations ------------------------------------------------------------------------------ */
 
 static void mem_free(sl_engine *e)
 {
@@ -589,19 +584,22 @@ static int mem_append(sl_engine *e, const char *id, sl_message *m, double now, c
     else
         retain(c, now);
     if (id_out) format_id(n->seq, id_out);
-    sl_message_clear(m); /* everything is copied into n: taking ownership means freeing these */
     return SL_OK;
 }
 
-/* Moves every message whose lease expired or whose nack delay passed back to `ready`. The caller
- * reserved `ready` for the whole channel. */
-static void promote_due(chan *c, double now)
+/* Moves every message whose lease expired or whose nack delay passed back to `ready`. Growing
+ * `ready` one message at a time (amortised) rather than to the whole depth up front keeps a claim
+ * cheap while most messages are in flight. Stopping early on SL_ENOMEM is harmless: a due message
+ * is claimable from either heap's point of view, it just has not moved yet. */
+static int promote_due(chan *c, double now)
 {
     while (c->timed.len && c->timed.a[0]->when <= now) {
+        if (heap_reserve(&c->ready, c->ready.len + 1) != SL_OK) return SL_ENOMEM;
         msg *m = heap_pop(&c->timed, 1);
         release_claim(c, m);
         heap_push(&c->ready, 0, m);
     }
+    return SL_OK;
 }
 
 static int mem_claim(sl_engine *e, const char *id, const char *reader_name, size_t limit,
@@ -612,8 +610,7 @@ static int mem_claim(sl_engine *e, const char *id, const char *reader_name, size
     chan *c = find_chan(e, id);
     if (c == NULL) return SL_ENOENT;
     if (!is_queue(c)) return SL_EKIND;
-    if (heap_reserve(&c->ready, c->ix.live) != SL_OK) return SL_ENOMEM;
-    promote_due(c, now);
+    if (promote_due(c, now) != SL_OK) return SL_ENOMEM;
     if (limit == 0 || c->ready.len == 0) {
         chan_tidy(c);
         return SL_OK;
@@ -792,21 +789,23 @@ static int mem_read(sl_engine *e, const char *id, const char *reader_name, const
         chan_tidy(c);
         return SL_OK;
     }
-    /* A cursor exists only once it has something to remember; create it before the copies so
-     * that a failure afterwards leaves it where it was. */
-    if (after == NULL && r == NULL && reader_get(c, reader_name, &r) != SL_OK) return SL_ENOMEM;
-    out->items = calloc(n, sizeof *out->items);
-    if (out->items == NULL) return SL_ENOMEM;
+    /* A cursor exists only once it has something to remember. It is created before the copies
+     * (so that moving it cannot fail) and removed again if they fail. */
+    int new_cursor = after == NULL && r == NULL;
+    if (new_cursor && reader_get(c, reader_name, &r) != SL_OK) return SL_ENOMEM;
     uint64_t last = from;
-    for (p = start; out->len < n; p++) {
+    int rc = (out->items = calloc(n, sizeof *out->items)) ? SL_OK : SL_ENOMEM;
+    for (p = start; rc == SL_OK && out->len < n; p++) {
         const msg *m = c->ix.a[p].m;
         if (m == NULL) continue;
-        if (msg_export(m, &out->items[out->len]) != SL_OK) {
-            sl_message_list_free(out);
-            return SL_ENOMEM;
-        }
-        out->len++;
+        rc = msg_export(m, &out->items[out->len]);
+        out->len += rc == SL_OK;
         last = m->seq;
+    }
+    if (rc != SL_OK) {
+        sl_message_list_free(out);
+        if (new_cursor) sl__map_del(c->readers, reader_name, free);
+        return rc;
     }
     if (r) r->cursor = last;
     chan_tidy(c);

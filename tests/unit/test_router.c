@@ -214,7 +214,8 @@ static void test_bodies_and_params(void **state)
     } cases[] = {
         {"PUT", "/channels/jobs", "", 400},
         {"PUT", "/channels/jobs", "{\"a\":", 400},
-        {"PUT", "/channels/jobs", "{\"a\":1,\"a\":2}", 400},
+        {"PUT", "/channels/jobs", "{\"a\":1}}", 400},
+        {"PUT", "/channels/jobs", "[1,\"\\ud800\"]", 400},
         {"PUT", "/channels/jobs", "[1,2,3]", 200},
         {"GET", "/channels/jobs?limit=0&exclusive=true", NULL, 400},
         {"GET", "/channels/jobs?limit=abc&exclusive=true", NULL, 400},

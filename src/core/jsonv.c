@@ -1,0 +1,247 @@
+/* Iterative JSON validation with an explicit container stack (a bit per level: object or array), so
+ * hostile nesting cannot exhaust the C stack. Checks UTF-8 (no overlongs, no surrogates, nothing
+ * past U+10FFFF) the way jansson does, so that what we accept jansson can later parse. */
+#include "core/jsonv.h"
+
+#include <stdint.h>
+#include <string.h>
+
+typedef struct {
+    const unsigned char *p, *end;
+} cur;
+
+static void ws(cur *c)
+{
+    while (c->p < c->end && (*c->p == ' ' || *c->p == '\n' || *c->p == '\r' || *c->p == '\t'))
+        c->p++;
+}
+
+static int hexval(unsigned char ch)
+{
+    if (ch >= '0' && ch <= '9')
+        return ch - '0';
+    if (ch >= 'a' && ch <= 'f')
+        return ch - 'a' + 10;
+    if (ch >= 'A' && ch <= 'F')
+        return ch - 'A' + 10;
+    return -1;
+}
+
+/* The code unit of "\uXXXX" at p (p points at the backslash), or -1. */
+static long u_escape(const unsigned char *p, const unsigned char *end)
+{
+    if (end - p < 6 || p[0] != '\\' || p[1] != 'u')
+        return -1;
+    long v = 0;
+    for (int i = 2; i < 6; i++) {
+        int h = hexval(p[i]);
+        if (h < 0)
+            return -1;
+        v = v * 16 + h;
+    }
+    return v;
+}
+
+/* One UTF-8 sequence starting at a byte >= 0x80. */
+static int utf8(cur *c)
+{
+    const unsigned char *p = c->p;
+    size_t left = (size_t)(c->end - p);
+    unsigned char b = p[0];
+    size_t len;
+    uint32_t cp;
+    if (b >= 0xc2 && b <= 0xdf) {
+        len = 2;
+        cp = b & 0x1f;
+    } else if (b >= 0xe0 && b <= 0xef) {
+        len = 3;
+        cp = b & 0x0f;
+    } else if (b >= 0xf0 && b <= 0xf4) {
+        len = 4;
+        cp = b & 0x07;
+    } else {
+        return 0;
+    }
+    if (left < len)
+        return 0;
+    for (size_t i = 1; i < len; i++) {
+        if ((p[i] & 0xc0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (p[i] & 0x3f);
+    }
+    if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+        (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;
+    c->p += len;
+    return 1;
+}
+
+static int string(cur *c)
+{
+    c->p++; /* opening quote */
+    while (c->p < c->end) {
+        unsigned char ch = *c->p;
+        if (ch == '"') {
+            c->p++;
+            return 1;
+        }
+        if (ch < 0x20)
+            return 0;
+        if (ch == '\\') {
+            if (++c->p >= c->end)
+                return 0;
+            ch = *c->p;
+            if (ch == 'u') {
+                /* As jansson: no \u0000, and surrogates only as a high + low pair. */
+                long u = u_escape(c->p - 1, c->end);
+                if (u <= 0 || (u >= 0xdc00 && u <= 0xdfff))
+                    return 0;
+                c->p += 5;
+                if (u >= 0xd800 && u <= 0xdbff) {
+                    long lo = u_escape(c->p, c->end);
+                    if (lo < 0xdc00 || lo > 0xdfff)
+                        return 0;
+                    c->p += 6;
+                }
+            } else if (strchr("\"\\/bfnrt", ch) && ch) {
+                c->p++;
+            } else {
+                return 0;
+            }
+        } else if (ch >= 0x80) {
+            if (!utf8(c))
+                return 0;
+        } else {
+            c->p++;
+        }
+    }
+    return 0;
+}
+
+static int digits(cur *c)
+{
+    const unsigned char *start = c->p;
+    while (c->p < c->end && *c->p >= '0' && *c->p <= '9')
+        c->p++;
+    return c->p > start;
+}
+
+static int number(cur *c)
+{
+    if (*c->p == '-')
+        c->p++;
+    if (c->p >= c->end)
+        return 0;
+    if (*c->p == '0')
+        c->p++;
+    else if (!digits(c))
+        return 0;
+    if (c->p < c->end && *c->p == '.') {
+        c->p++;
+        if (!digits(c))
+            return 0;
+    }
+    if (c->p < c->end && (*c->p == 'e' || *c->p == 'E')) {
+        c->p++;
+        if (c->p < c->end && (*c->p == '+' || *c->p == '-'))
+            c->p++;
+        if (!digits(c))
+            return 0;
+    }
+    return 1;
+}
+
+static int literal(cur *c, const char *word)
+{
+    size_t n = strlen(word);
+    if ((size_t)(c->end - c->p) < n || memcmp(c->p, word, n) != 0)
+        return 0;
+    c->p += n;
+    return 1;
+}
+
+/* A scalar, or 0 when the next value is not a valid scalar. */
+static int scalar(cur *c)
+{
+    switch (*c->p) {
+    case '"':
+        return string(c);
+    case 't':
+        return literal(c, "true");
+    case 'f':
+        return literal(c, "false");
+    case 'n':
+        return literal(c, "null");
+    default:
+        return (*c->p == '-' || (*c->p >= '0' && *c->p <= '9')) && number(c);
+    }
+}
+
+int sl__json_valid(const char *s, size_t n)
+{
+    if (s == NULL)
+        return 0;
+    cur c = {(const unsigned char *)s, (const unsigned char *)s + n};
+    unsigned char stack[SL__JSON_MAX_DEPTH / 8]; /* bit set: 1 = object, 0 = array */
+    int depth = 0;
+    ws(&c);
+    for (;;) {
+        /* Expect a value. */
+        if (c.p >= c.end)
+            return 0;
+        if (*c.p == '{' || *c.p == '[') {
+            if (depth >= SL__JSON_MAX_DEPTH)
+                return 0;
+            int obj = *c.p == '{';
+            if (obj)
+                stack[depth / 8] |= (unsigned char)(1u << (depth % 8));
+            else
+                stack[depth / 8] &= (unsigned char)~(1u << (depth % 8));
+            depth++;
+            c.p++;
+            ws(&c);
+            if (c.p < c.end && *c.p == (obj ? '}' : ']')) {
+                c.p++;
+                depth--;
+                goto after_value;
+            }
+            if (obj) {
+                if (c.p >= c.end || *c.p != '"' || !string(&c))
+                    return 0;
+                ws(&c);
+                if (c.p >= c.end || *c.p++ != ':')
+                    return 0;
+                ws(&c);
+            }
+            continue;
+        }
+        if (!scalar(&c))
+            return 0;
+    after_value:
+        ws(&c);
+        if (depth == 0)
+            return c.p == c.end;
+        if (c.p >= c.end)
+            return 0;
+        int obj = (stack[(depth - 1) / 8] >> ((depth - 1) % 8)) & 1;
+        if (*c.p == ',') {
+            c.p++;
+            ws(&c);
+            if (obj) {
+                if (c.p >= c.end || *c.p != '"' || !string(&c))
+                    return 0;
+                ws(&c);
+                if (c.p >= c.end || *c.p++ != ':')
+                    return 0;
+                ws(&c);
+            }
+            continue;
+        }
+        if (*c.p == (obj ? '}' : ']')) {
+            c.p++;
+            depth--;
+            goto after_value;
+        }
+        return 0;
+    }
+}

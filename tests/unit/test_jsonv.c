@@ -1,0 +1,96 @@
+/* The JSON validator against a table of valid and hostile texts, and against jansson: whatever the
+ * validator accepts, jansson must parse (readers get the stored text back through jansson). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/jsonv.h"
+
+static int jansson_ok(const char *s, size_t n)
+{
+    json_t *j = json_loadb(s, n, JSON_DECODE_ANY, NULL);
+    json_decref(j);
+    return j != NULL;
+}
+
+static const char *const valid[] = {
+    "0", "-0", "1.5e10", "-1E-2", "true", "false", "null", "\"\"", "\"a\\n\\u00e9\\\"\"",
+    "[]", "{}", " [1, 2 ,3 ] ", "{\"a\":{\"b\":[true,null,{\"c\":\"d\"}]}}",
+    "\"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\"", "[[[[[]]]]]", "{\"k\":\"v\",\"k2\":[]}", "\n\t1\r\n",
+    "\"\\ud83d\\ude00\"", "\"\\u00e9\\u20ac\"",
+};
+
+static const char *const invalid[] = {
+    "", " ", "01", "1.", ".5", "-", "+1", "1e", "1e+", "tru", "nul", "True", "[", "]", "{",
+    "[1,]", "[,1]", "{\"a\"}", "{\"a\":}", "{\"a\":1,}", "{a:1}", "{\"a\" 1}", "[1 2]", "1 2",
+    "\"abc", "\"\\x\"", "\"\\u12\"", "\"\\u12g4\"", "\"a\x01\"", "\"\xc0\xaf\"", "\"\xed\xa0\x80\"",
+    "\"\xf5\x80\x80\x80\"", "\"\xe2\x82\"", "\"\x80\"", "[1]]", "{}}", "[\"a\":1]", "{\"a\":1]",
+    "'a'", "NaN", "\"\\u0000\"", "\"\\ud800\"", "\"\\udc00\"", "\"\\ud800\\u0041\"", "Infinity", "[1,2", "{\"a\":[1,{\"b\":2]}}",
+};
+
+static void test_table(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof valid / sizeof *valid; i++) {
+        if (!sl__json_valid(valid[i], strlen(valid[i])))
+            fail_msg("rejected valid %s", valid[i]);
+        assert_true(jansson_ok(valid[i], strlen(valid[i])));
+    }
+    for (size_t i = 0; i < sizeof invalid / sizeof *invalid; i++) {
+        if (sl__json_valid(invalid[i], strlen(invalid[i])))
+            fail_msg("accepted invalid %s", invalid[i]);
+        assert_false(jansson_ok(invalid[i], strlen(invalid[i])));
+    }
+    assert_false(sl__json_valid("[1,\0002]", 6)); /* NUL byte */
+    assert_false(sl__json_valid("\"a\0b\"", 5));
+    assert_false(sl__json_valid(NULL, 0));
+}
+
+static void test_depth(void **state)
+{
+    (void)state;
+    char buf[1200];
+    for (int d = 250; d <= 600; d += 350) {
+        memset(buf, '[', (size_t)d);
+        memset(buf + d, ']', (size_t)d);
+        assert_int_equal(sl__json_valid(buf, (size_t)d * 2), d <= SL__JSON_MAX_DEPTH);
+    }
+}
+
+/* Random mutations of valid documents: the validator never accepts what jansson rejects. */
+static void test_agrees_with_jansson(void **state)
+{
+    (void)state;
+    srand(42);
+    char buf[128];
+    for (int i = 0; i < 200000; i++) {
+        const char *base = valid[(size_t)rand() % (sizeof valid / sizeof *valid)];
+        size_t n = strlen(base);
+        memcpy(buf, base, n);
+        int edits = 1 + rand() % 3;
+        for (int e = 0; e < edits && n > 0; e++) {
+            size_t at = (size_t)rand() % n;
+            static const char alphabet[] = "{}[]:,\"\\01e.-+tfn u\x01\x80\xc3\xff ";
+            buf[at] = alphabet[(size_t)rand() % (sizeof alphabet - 1)];
+        }
+        if (sl__json_valid(buf, n) && !jansson_ok(buf, n))
+            fail_msg("validator accepted what jansson rejects: %.*s", (int)n, buf);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_table),
+        cmocka_unit_test(test_depth),
+        cmocka_unit_test(test_agrees_with_jansson),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
