@@ -373,8 +373,7 @@ int sl_channel_remove(sl_ctx *ctx, const sl_identity *who, const char *id, const
     return rc;
 }
 
-/* ---- ACL ----------------------------------------------------------------------------------------
- */
+/* ---- ACL --------------------------------------------------------------------------------------- */
 
 int sl_acl_grant(sl_ctx *ctx, const sl_identity *who, const char *principal, sl_role role,
                  const char *const *patterns, size_t n, sl_status *st)

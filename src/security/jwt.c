@@ -412,6 +412,20 @@ static size_t utf8_seq(const unsigned char *s)
     return 0;
 }
 
+/* 1 for the bytes a JSON string may hold as they are: printable ASCII but '"' and '\\'. One load
+ * per byte instead of four comparisons, in the loop that reads most of a token. */
+#define PLAIN16(c) c, c, c, c, c, c, c, c, c, c, c, c, c, c, c, c
+/* clang-format off */
+static const unsigned char plain_ascii[256] = {
+    PLAIN16(0), PLAIN16(0),
+    1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* 0x22 '"' */
+    PLAIN16(1), PLAIN16(1),
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1, /* 0x5c '\\' */
+    PLAIN16(1), PLAIN16(1),
+    /* 0x80 and up: UTF-8, validated on the slow path */
+};
+/* clang-format on */
+
 /* Decodes the string starting at the quote under p->i into the same place (escapes only shrink)
  * and reports where its bytes are. */
 static int parse_string(jparser *p, jref *out)
@@ -419,7 +433,7 @@ static int parse_string(jparser *p, jref *out)
     unsigned char *b = (unsigned char *)p->b;
     size_t r = p->i + 1, start = r;
     /* Nearly every string in a token is plain ASCII: skip over it without copying. */
-    while (b[r] >= 0x20 && b[r] < 0x80 && b[r] != '"' && b[r] != '\\')
+    while (plain_ascii[b[r]])
         r++;
     size_t w = r;
     for (;;) {

@@ -199,8 +199,7 @@ static void test_hmac_matches_openssl(void **state)
         }
 }
 
-/* ---- base64url --------------------------------------------------------------------------------
- */
+/* ---- base64url --------------------------------------------------------------------------------- */
 
 static void test_b64url(void **state)
 {
@@ -456,8 +455,7 @@ static void test_json_mutations_agree_with_jansson(void **state)
     }
 }
 
-/* ---- keyring ----------------------------------------------------------------------------------
- */
+/* ---- keyring ----------------------------------------------------------------------------------- */
 
 static void test_keyring(void **state)
 {
@@ -551,8 +549,7 @@ static void test_kid_rotation(void **state)
     sl_jwt_keyring_free(kr);
 }
 
-/* ---- round trips and interop ------------------------------------------------------------------
- */
+/* ---- round trips and interop ------------------------------------------------------------------- */
 
 static void test_sign_verify_round_trip(void **state)
 {
@@ -709,8 +706,7 @@ static void test_pyjwt_tokens(void **state)
     sl_jwt_keyring_free(kr);
 }
 
-/* ---- the attack catalogue ---------------------------------------------------------------------
- */
+/* ---- the attack catalogue ---------------------------------------------------------------------- */
 
 static void test_algorithms(void **state)
 {
