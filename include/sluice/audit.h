@@ -51,7 +51,7 @@ void sl_audit_log_tip(sl_audit_log *log, uint64_t *seq, char *hash);
 /* Closes the file and frees the log. NULL is allowed. */
 void sl_audit_log_close(sl_audit_log *log);
 
-/* ---- verification ------------------------------------------------------------------------------ */
+/* ---- verification ---------------------------------------------------------------------------- */
 
 typedef struct sl_audit_verify_result {
     int intact;        /* 1 when every line checks out */

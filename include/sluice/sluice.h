@@ -23,13 +23,13 @@ extern "C" {
 
 typedef struct sl_ctx sl_ctx;
 
-/* ---- clock ------------------------------------------------------------------------------------- */
+/* ---- clock ----------------------------------------------------------------------------------- */
 
 /* Seconds since the epoch. Injectable so tests can pin time (leases, expiry, retention). */
 typedef double (*sl_clock_fn)(void *ud);
 double sl_wallclock(void *ud_unused);
 
-/* ---- roles, modes, identities ------------------------------------------------------------------ */
+/* ---- roles, modes, identities ---------------------------------------------------------------- */
 
 typedef enum { SL_ROLE_NONE = 0, SL_ROLE_READ = 1, SL_ROLE_WRITE = 2, SL_ROLE_ADMIN = 3 } sl_role;
 /* "read" | "write" | "admin"; SL_ROLE_NONE for anything else (case-sensitive). */
@@ -77,7 +77,7 @@ void sl_identity_clear(sl_identity *id);
 /* Principal ids: 1..255 bytes of printable ASCII without space, '/', '\\', '"' or '\''. */
 int sl_principal_valid(const char *p, size_t len);
 
-/* ---- the operation registry -------------------------------------------------------------------- */
+/* ---- the operation registry ------------------------------------------------------------------ */
 
 /* Every operation any transport can perform. The registry (sl_op_info) is the single source of
  * truth for what each needs; transports look operations up and never decide access themselves. */
@@ -122,7 +122,7 @@ const sl_op_info *sl_op_lookup(sl_op op);
 /* NULL when no operation has that name. */
 const sl_op_info *sl_op_by_name(const char *name);
 
-/* ---- context ----------------------------------------------------------------------------------- */
+/* ---- context --------------------------------------------------------------------------------- */
 
 typedef struct sl_ctx_options {
     sl_mode mode;      /* server-wide mode; SL_MODE_OPEN when 0 */
@@ -149,7 +149,7 @@ void sl_ctx_set_audit(sl_ctx *ctx, sl_audit_fn fn, void *ud);
 int sl_authorize(sl_ctx *ctx, const sl_identity *who, sl_op op, const char *resource,
                  sl_status *st);
 
-/* ---- channel ids and patterns ------------------------------------------------------------------ */
+/* ---- channel ids and patterns ---------------------------------------------------------------- */
 
 /* 1..255 bytes; segments of [A-Za-z0-9_-] joined by '.' or ':'. */
 int sl_channel_id_valid(const char *id, size_t len);

@@ -98,7 +98,7 @@ enum {
 static const struct option plain_opts[] = {
     {"help", no_argument, NULL, 'h'}, SL__CLI_CONN_OPTS, {0}};
 
-/* ---- create ------------------------------------------------------------------------------------ */
+/* ---- create ---------------------------------------------------------------------------------- */
 
 static int create_opt(void *ud, int opt, const char *arg)
 {
@@ -201,7 +201,7 @@ static int cmd_create(int argc, char **argv, sl__cli_conn *conn)
     return r;
 }
 
-/* ---- commands on one channel without options --------------------------------------------------- */
+/* ---- commands on one channel without options ------------------------------------------------- */
 
 typedef enum { ONE_DELETE, ONE_INFO, ONE_CLEAR } one_kind;
 
@@ -242,7 +242,7 @@ static int cmd_one(int argc, char **argv, sl__cli_conn *conn, one_kind k)
     return r;
 }
 
-/* ---- list -------------------------------------------------------------------------------------- */
+/* ---- list ------------------------------------------------------------------------------------ */
 
 static int cmd_list(int argc, char **argv, sl__cli_conn *conn)
 {
@@ -269,7 +269,7 @@ static int cmd_list(int argc, char **argv, sl__cli_conn *conn)
     return r;
 }
 
-/* ---- evict ------------------------------------------------------------------------------------- */
+/* ---- evict ----------------------------------------------------------------------------------- */
 
 typedef struct evict_args {
     double before;
@@ -321,7 +321,7 @@ static int cmd_evict(int argc, char **argv, sl__cli_conn *conn)
     return r;
 }
 
-/* ---- remove ------------------------------------------------------------------------------------ */
+/* ---- remove ---------------------------------------------------------------------------------- */
 
 static int cmd_remove(int argc, char **argv, sl__cli_conn *conn)
 {
@@ -345,7 +345,7 @@ static int cmd_remove(int argc, char **argv, sl__cli_conn *conn)
     return r;
 }
 
-/* ---- dispatch ---------------------------------------------------------------------------------- */
+/* ---- dispatch -------------------------------------------------------------------------------- */
 
 int sl__cli_cmd_channel(int argc, char **argv, sl__cli_conn *conn)
 {

@@ -47,7 +47,7 @@ static const char health_usage[] = "Usage: sluice health [options]\n"
 
 enum { OPT_LIMIT = 0x200, OPT_EXCLUSIVE, OPT_AFTER, OPT_DELAY };
 
-/* ---- write ------------------------------------------------------------------------------------- */
+/* ---- write ----------------------------------------------------------------------------------- */
 
 int sl__cli_cmd_write(int argc, char **argv, sl__cli_conn *conn)
 {
@@ -95,7 +95,7 @@ int sl__cli_cmd_write(int argc, char **argv, sl__cli_conn *conn)
     return r;
 }
 
-/* ---- read -------------------------------------------------------------------------------------- */
+/* ---- read ------------------------------------------------------------------------------------ */
 
 typedef struct read_args {
     sl_read rd;
@@ -153,7 +153,7 @@ int sl__cli_cmd_read(int argc, char **argv, sl__cli_conn *conn)
     return r;
 }
 
-/* ---- ack / nack -------------------------------------------------------------------------------- */
+/* ---- ack / nack ------------------------------------------------------------------------------ */
 
 typedef struct nack_args {
     double delay;
@@ -213,7 +213,7 @@ int sl__cli_cmd_nack(int argc, char **argv, sl__cli_conn *conn)
     return ids_command(argc, argv, conn, 1);
 }
 
-/* ---- health ------------------------------------------------------------------------------------ */
+/* ---- health ---------------------------------------------------------------------------------- */
 
 int sl__cli_cmd_health(int argc, char **argv, sl__cli_conn *conn)
 {

@@ -68,7 +68,7 @@ enum {
     OPT_VERIFY,
 };
 
-/* ---- the secret -------------------------------------------------------------------------------- */
+/* ---- the secret ------------------------------------------------------------------------------ */
 
 typedef struct secret {
     char *p; /* owned, wiped on release */
@@ -132,7 +132,7 @@ static int keyring_with(const secret *s, const char *kid, sl_jwt_keyring **out)
     return SL__EXIT_OK;
 }
 
-/* ---- create ------------------------------------------------------------------------------------ */
+/* ---- create ---------------------------------------------------------------------------------- */
 
 typedef struct create_args {
     sl_jwt_claims claims;
@@ -264,7 +264,7 @@ static int cmd_create(int argc, char **argv)
     return r;
 }
 
-/* ---- inspect ----------------------------------------------------------------------------------- */
+/* ---- inspect --------------------------------------------------------------------------------- */
 
 typedef struct inspect_args {
     int verify;

@@ -16,7 +16,7 @@
 #define DEFAULT_TIMEOUT_MS 30000L
 #define MAX_TOKEN_FILE 65536
 
-/* ---- errors and exit codes --------------------------------------------------------------------- */
+/* ---- errors and exit codes ------------------------------------------------------------------- */
 
 void sl__cli_err(const char *fmt, ...)
 {

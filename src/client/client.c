@@ -39,7 +39,7 @@ struct sl_client {
     char errbuf[CURL_ERROR_SIZE];
 };
 
-/* ---- small helpers ----------------------------------------------------------------------------- */
+/* ---- small helpers --------------------------------------------------------------------------- */
 
 static void wipe_free(char *s)
 {
@@ -128,7 +128,7 @@ long sl__client_pct_encode(const char *s, char *out, size_t cap)
     return (long)o;
 }
 
-/* ---- error mapping ----------------------------------------------------------------------------- */
+/* ---- error mapping --------------------------------------------------------------------------- */
 
 int sl__client_http_error(long status, const char *body, size_t len, const char *token,
                           sl_status *st)
@@ -177,7 +177,7 @@ int sl__client_http_error(long status, const char *body, size_t len, const char 
     return code;
 }
 
-/* ---- parsing replies --------------------------------------------------------------------------- */
+/* ---- parsing replies ------------------------------------------------------------------------- */
 
 static json_t *load_object(const char *body, size_t len)
 {
@@ -386,7 +386,7 @@ int sl__client_parse_acl(const char *body, size_t len, sl_acl_entry **out, size_
     return SL_OK;
 }
 
-/* ---- the client -------------------------------------------------------------------------------- */
+/* ---- the client ------------------------------------------------------------------------------ */
 
 int sl_client_new(sl_client **out, const char *system_id)
 {
@@ -510,7 +510,7 @@ static const route *route_for(const sl_client *c, const char *channel)
     return c->has_def ? &c->def : NULL;
 }
 
-/* ---- one HTTP exchange ------------------------------------------------------------------------- */
+/* ---- one HTTP exchange ----------------------------------------------------------------------- */
 
 typedef struct buf {
     char *p;
@@ -745,7 +745,7 @@ static json_t *string_array(const char *const *v, size_t n)
     return a;
 }
 
-/* ---- per-channel calls ------------------------------------------------------------------------- */
+/* ---- per-channel calls ----------------------------------------------------------------------- */
 
 int sl_client_write(sl_client *c, const char *channel, const char *json_data, char *item_id,
                     size_t item_id_size, sl_status *st)
@@ -928,7 +928,7 @@ int sl_client_evict(sl_client *c, const char *channel, double before, size_t max
     return rc == SL_OK ? reply_count(&b, "evicted", count, st) : rc;
 }
 
-/* ---- server-level calls ------------------------------------------------------------------------ */
+/* ---- server-level calls ---------------------------------------------------------------------- */
 
 int sl_client_health(sl_client *c, const char *url, const char *token, sl_status *st)
 {

@@ -241,10 +241,8 @@ int sl_channel_write(sl_ctx *ctx, const sl_identity *who, const char *id, const 
     };
     char idbuf[32];
     rc = ctx->engine->ops->append(ctx->engine, id, &m, m.timestamp, idbuf);
-    if (data != small)
-        free(data);
-    if (rc != SL_OK)
-        return engine_rc(rc, id, st);
+    if (data != small) free(data);
+    if (rc != SL_OK) return engine_rc(rc, id, st);
     if (item_id && item_id_size) snprintf(item_id, item_id_size, "%s", idbuf);
     return SL_OK;
 }
@@ -373,7 +371,7 @@ int sl_channel_remove(sl_ctx *ctx, const sl_identity *who, const char *id, const
     return rc;
 }
 
-/* ---- ACL --------------------------------------------------------------------------------------- */
+/* ---- ACL ------------------------------------------------------------------------------------- */
 
 int sl_acl_grant(sl_ctx *ctx, const sl_identity *who, const char *principal, sl_role role,
                  const char *const *patterns, size_t n, sl_status *st)

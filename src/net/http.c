@@ -157,7 +157,7 @@ const char *sl_http_reason(int status)
     return "Unknown";
 }
 
-/* ---- connection lifetime ---- */
+/* ---- connection lifetime --------------------------------------------------------------------- */
 
 static void conn_free(conn *c)
 {
@@ -198,7 +198,7 @@ static void conn_close(conn *c)
     uv_close((uv_handle_t *)&c->timer, on_handle_closed);
 }
 
-/* ---- timers ---- */
+/* ---- timers ---------------------------------------------------------------------------------- */
 
 static void on_timer(uv_timer_t *t);
 
@@ -239,7 +239,7 @@ static void set_mode(conn *c, int mode)
     }
 }
 
-/* ---- responses ---- */
+/* ---- responses ------------------------------------------------------------------------------- */
 
 static int wreserve(conn *c, size_t need)
 {
@@ -478,7 +478,7 @@ void sl_http_respond(sl_http_request *req, int status, const char *extra_headers
     conn_unref(c);
 }
 
-/* ---- reading and parsing ---- */
+/* ---- reading and parsing --------------------------------------------------------------------- */
 
 static void dispatch(conn *c)
 {
@@ -675,7 +675,7 @@ static void on_timer(uv_timer_t *t)
     }
 }
 
-/* ---- the server ---- */
+/* ---- the server ------------------------------------------------------------------------------ */
 
 static void peer_name(conn *c)
 {

@@ -61,7 +61,7 @@ static int fail(sl_status *st, int code, const char *msg)
     return sl_status_set(st, code, "%s", msg);
 }
 
-/* ---- parameters -------------------------------------------------------------------------------- */
+/* ---- parameters ------------------------------------------------------------------------------ */
 
 static int hexval(char c)
 {
@@ -162,7 +162,7 @@ static int parse_ids(json_t *body, const char ***ids, size_t *n, sl_status *st)
     return SL_OK;
 }
 
-/* ---- rendering --------------------------------------------------------------------------------- */
+/* ---- rendering ------------------------------------------------------------------------------- */
 
 static json_t *str_or_null(const char *s)
 {
@@ -205,7 +205,7 @@ static int ok_count(sl__response *resp, const char *field, size_t n)
     return SL_OK;
 }
 
-/* ---- handlers ---------------------------------------------------------------------------------- */
+/* ---- handlers -------------------------------------------------------------------------------- */
 
 typedef const sl_http_request req_t;
 
@@ -557,7 +557,7 @@ static int h_acl_list(sl__router *r, const sl_identity *who, req_t *req, const c
     return SL_OK;
 }
 
-/* ---- the route table and dispatch -------------------------------------------------------------- */
+/* ---- the route table and dispatch ------------------------------------------------------------ */
 
 static const sl__route routes[] = {
     {"GET", "/healthz", SL_OP_HEALTH, h_health},

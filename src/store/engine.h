@@ -23,8 +23,8 @@ typedef struct sl_engine_ops {
     int (*list)(sl_engine *e, sl_channel_info **out, size_t *n);
     /* Appends a copy of *m (m->id and m->attempt are ignored; the caller keeps m): the engine
      * assigns the id (unique in the channel, increasing). Queues: SL_EFULL past max_messages.
-     * Topics: retention (count, age at `now`) drops the oldest; max_messages, when set, refuses with
-     * SL_EFULL only when retention cannot make room. id_out (>= 32 bytes) receives the id. */
+     * Topics: retention (count, age at `now`) drops the oldest; max_messages, when set, refuses
+     * with SL_EFULL only when retention cannot make room. id_out (>= 32 bytes) receives the id. */
     int (*append)(sl_engine *e, const char *id, sl_message *m, double now, char *id_out);
     /* Queues: claims up to limit claimable messages (unclaimed, or lease expired, or nack delay
      * passed) for reader, FIFO, with lease now + claim_timeout; attempt counts claims. A message

@@ -67,8 +67,8 @@ static void test_authn(void **state)
     sl_authn a = {.keys = kr};
     sl_jwt_verify_opts_init(&a.jwt);
     double now = 1700000000;
-    sl_jwt_claims c = {.sub = "worker-1", .role = SL_ROLE_WRITE, .iat = now, .exp = now + 60,
-                       .jti = "t-1"};
+    sl_jwt_claims c = {
+        .sub = "worker-1", .role = SL_ROLE_WRITE, .iat = now, .exp = now + 60, .jti = "t-1"};
     char *tok;
     assert_int_equal(sl_jwt_sign(kr, NULL, &c, &tok), SL_OK);
     char hdr[1024];

@@ -17,7 +17,7 @@
 #include "http_test_server.h"
 #include "net/http_parser.h"
 
-/* ---- the assembler ---- */
+/* ---- the assembler --------------------------------------------------------------------------- */
 
 #define LIT(s) (s), (sizeof(s) - 1)
 
@@ -532,7 +532,7 @@ static void test_reasons(void **state)
     assert_string_equal(sl_http_reason(404), "Not Found");
 }
 
-/* ---- the server ---- */
+/* ---- the server ------------------------------------------------------------------------------ */
 
 static int start(void **state, size_t max_connections)
 {

@@ -199,7 +199,7 @@ static void test_hmac_matches_openssl(void **state)
         }
 }
 
-/* ---- base64url --------------------------------------------------------------------------------- */
+/* ---- base64url ------------------------------------------------------------------------------- */
 
 static void test_b64url(void **state)
 {
@@ -236,7 +236,7 @@ static void test_b64url(void **state)
     assert_int_equal(sl__jwt_b64url_decode("Zm\0v", 4, out, &n), -1); /* embedded NUL */
 }
 
-/* ---- the claim parser against jansson ------------------------------------------------------- */
+/* ---- the claim parser against jansson -------------------------------------------------------- */
 
 static int jansson_accepts(const char *t, size_t n)
 {
@@ -455,7 +455,7 @@ static void test_json_mutations_agree_with_jansson(void **state)
     }
 }
 
-/* ---- keyring ----------------------------------------------------------------------------------- */
+/* ---- keyring --------------------------------------------------------------------------------- */
 
 static void test_keyring(void **state)
 {
@@ -549,7 +549,7 @@ static void test_kid_rotation(void **state)
     sl_jwt_keyring_free(kr);
 }
 
-/* ---- round trips and interop ------------------------------------------------------------------- */
+/* ---- round trips and interop ----------------------------------------------------------------- */
 
 static void test_sign_verify_round_trip(void **state)
 {
@@ -706,7 +706,7 @@ static void test_pyjwt_tokens(void **state)
     sl_jwt_keyring_free(kr);
 }
 
-/* ---- the attack catalogue ---------------------------------------------------------------------- */
+/* ---- the attack catalogue -------------------------------------------------------------------- */
 
 static void test_algorithms(void **state)
 {
