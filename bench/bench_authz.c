@@ -36,7 +36,8 @@ static double measure(sl_ctx *ctx, sl_identity *ids, size_t nids, char (*chans)[
                                     NULL) == SL_OK;
         double dt = now_s() - t;
         rates[r] = ITER / dt;
-        if (allowed == 0) fprintf(stderr, "nothing allowed?\n");
+        if (allowed == 0)
+            fprintf(stderr, "nothing allowed?\n");
     }
     qsort(rates, RUNS, sizeof *rates, cmp);
     return rates[RUNS / 2];

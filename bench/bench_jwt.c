@@ -54,7 +54,8 @@ static double run_sluice(sl_jwt_keyring *kr, const char *tok, size_t len, long n
         sl_identity_clear(&id);
     }
     t = now_s() - t;
-    if (ok != n) fprintf(stderr, "sluice rejected the token\n"), exit(1);
+    if (ok != n)
+        fprintf(stderr, "sluice rejected the token\n"), exit(1);
     return t / (double)n * 1e9;
 }
 
@@ -68,7 +69,8 @@ static double run_libjwt(const char *tok, long n)
         jwt_free(j);
     }
     t = now_s() - t;
-    if (ok != n) fprintf(stderr, "libjwt rejected the token\n"), exit(1);
+    if (ok != n)
+        fprintf(stderr, "libjwt rejected the token\n"), exit(1);
     return t / (double)n * 1e9;
 }
 
@@ -83,14 +85,16 @@ static double run_jansson(long n)
         json_decref(j);
     }
     t = now_s() - t;
-    if (ok != n) fprintf(stderr, "jansson rejected the payload\n"), exit(1);
+    if (ok != n)
+        fprintf(stderr, "jansson rejected the payload\n"), exit(1);
     return t / (double)n * 1e9;
 }
 
 int main(int argc, char **argv)
 {
     long n = argc > 1 ? atol(argv[1]) : 200000;
-    if (n <= 0) n = 200000;
+    if (n <= 0)
+        n = 200000;
 
     sl_jwt_keyring *kr;
     if (sl_jwt_keyring_new(&kr) != SL_OK ||

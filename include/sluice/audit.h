@@ -40,8 +40,8 @@ int sl_audit_log_open(sl_audit_log **out, const char *path, sl_status *st);
  * one write(2). Returns SL_OK once the whole line is in the file (written, not fsync'd). Errors:
  * SL_EUNAVAIL when the log cannot be written ("audit log unavailable: No space left on device";
  * also when the file was removed, replaced or appended to by someone else), SL_EINVAL / SL_ETOOBIG
- * for a record that is not acceptable, SL_ENOMEM. A partly written line is cut off again so the file
- * stays verifiable; if even that fails, every later write fails too. */
+ * for a record that is not acceptable, SL_ENOMEM. A partly written line is cut off again so the
+ * file stays verifiable; if even that fails, every later write fails too. */
 int sl_audit_log_write(sl_audit_log *log, const char *json_object, sl_status *st);
 
 /* The chain's tip: the last record's seq (0 when none) and the hash of its line (the genesis value

@@ -89,10 +89,13 @@ static int cmd_grant(int argc, char **argv, sl__cli_conn *conn)
                                          {0}};
     grant_args a = {SL_ROLE_NONE, NULL, 0};
     int r = sl__cli_getopt("acl grant", argc, argv, opts, grant_usage, conn, grant_opt, &a);
-    if (r < 0 && argc - optind != 1) r = sl__cli_usage_error("acl grant", "expected one PRINCIPAL");
-    if (r < 0 && a.role == SL_ROLE_NONE) r = sl__cli_usage_error("acl grant", "--role is required");
+    if (r < 0 && argc - optind != 1)
+        r = sl__cli_usage_error("acl grant", "expected one PRINCIPAL");
+    if (r < 0 && a.role == SL_ROLE_NONE)
+        r = sl__cli_usage_error("acl grant", "--role is required");
     const char *principal = r < 0 ? argv[optind] : NULL;
-    if (r < 0 && check_principal("acl grant", principal) != 0) r = SL__EXIT_USAGE;
+    if (r < 0 && check_principal("acl grant", principal) != 0)
+        r = SL__EXIT_USAGE;
     sl_client *cl = NULL;
     if (r < 0 && (r = sl__cli_client(conn, NULL, &cl)) == SL__EXIT_OK) {
         sl_status st;
@@ -116,12 +119,16 @@ static int cmd_grant(int argc, char **argv, sl__cli_conn *conn)
 static int cmd_revoke(int argc, char **argv, sl__cli_conn *conn)
 {
     int r = sl__cli_getopt("acl revoke", argc, argv, plain_opts, revoke_usage, conn, NULL, NULL);
-    if (r >= 0) return r;
-    if (argc - optind != 1) return sl__cli_usage_error("acl revoke", "expected one PRINCIPAL");
+    if (r >= 0)
+        return r;
+    if (argc - optind != 1)
+        return sl__cli_usage_error("acl revoke", "expected one PRINCIPAL");
     const char *principal = argv[optind];
-    if (check_principal("acl revoke", principal) != 0) return SL__EXIT_USAGE;
+    if (check_principal("acl revoke", principal) != 0)
+        return SL__EXIT_USAGE;
     sl_client *cl;
-    if ((r = sl__cli_client(conn, NULL, &cl)) != SL__EXIT_OK) return r;
+    if ((r = sl__cli_client(conn, NULL, &cl)) != SL__EXIT_OK)
+        return r;
     sl_status st;
     int rc = sl_client_acl_revoke(cl, conn->url, conn->token, principal, &st);
     r = rc == SL_OK ? sl__cli_print_json(json_pack("{s:s}", "status", "ok"))
@@ -133,11 +140,13 @@ static int cmd_revoke(int argc, char **argv, sl__cli_conn *conn)
 static int cmd_list(int argc, char **argv, sl__cli_conn *conn)
 {
     int r = sl__cli_getopt("acl list", argc, argv, plain_opts, list_usage, conn, NULL, NULL);
-    if (r >= 0) return r;
+    if (r >= 0)
+        return r;
     if (argc - optind != 0)
         return sl__cli_usage_error("acl list", "unexpected argument '%s'", argv[optind]);
     sl_client *cl;
-    if ((r = sl__cli_client(conn, NULL, &cl)) != SL__EXIT_OK) return r;
+    if ((r = sl__cli_client(conn, NULL, &cl)) != SL__EXIT_OK)
+        return r;
     sl_status st;
     sl_acl_entry *e;
     size_t n;
@@ -163,14 +172,18 @@ static int cmd_list(int argc, char **argv, sl__cli_conn *conn)
 
 int sl__cli_cmd_acl(int argc, char **argv, sl__cli_conn *conn)
 {
-    if (argc < 2) return sl__cli_usage_error("acl", "expected a command");
+    if (argc < 2)
+        return sl__cli_usage_error("acl", "expected a command");
     const char *sub = argv[1];
     if (!strcmp(sub, "-h") || !strcmp(sub, "--help") || !strcmp(sub, "help")) {
         fputs(acl_usage, stdout);
         return SL__EXIT_OK;
     }
-    if (!strcmp(sub, "grant")) return cmd_grant(argc - 1, argv + 1, conn);
-    if (!strcmp(sub, "revoke")) return cmd_revoke(argc - 1, argv + 1, conn);
-    if (!strcmp(sub, "list")) return cmd_list(argc - 1, argv + 1, conn);
+    if (!strcmp(sub, "grant"))
+        return cmd_grant(argc - 1, argv + 1, conn);
+    if (!strcmp(sub, "revoke"))
+        return cmd_revoke(argc - 1, argv + 1, conn);
+    if (!strcmp(sub, "list"))
+        return cmd_list(argc - 1, argv + 1, conn);
     return sl__cli_usage_error("acl", "unknown command 'acl %s'", sub);
 }

@@ -182,12 +182,16 @@ static int cmd_create(int argc, char **argv, sl__cli_conn *conn)
     o.visibility = SL_VIS_PUBLIC;
     o.claim_timeout = 0; /* unset: the server's default */
     int r = sl__cli_getopt("channel create", argc, argv, opts, create_usage, conn, create_opt, &o);
-    if (r >= 0) return r;
-    if (argc - optind != 1) return sl__cli_usage_error("channel create", "expected one channel ID");
+    if (r >= 0)
+        return r;
+    if (argc - optind != 1)
+        return sl__cli_usage_error("channel create", "expected one channel ID");
     const char *id = argv[optind];
-    if ((r = sl__cli_check_channel("channel create", id)) != 0) return r;
+    if ((r = sl__cli_check_channel("channel create", id)) != 0)
+        return r;
     sl_client *cl;
-    if ((r = sl__cli_client(conn, id, &cl)) != SL__EXIT_OK) return r;
+    if ((r = sl__cli_client(conn, id, &cl)) != SL__EXIT_OK)
+        return r;
     sl_status st;
     sl_channel_info info;
     int rc = sl_client_create(cl, id, &o, &info, &st);
@@ -211,12 +215,16 @@ static int cmd_one(int argc, char **argv, sl__cli_conn *conn, one_kind k)
     static const char *const usages[] = {delete_usage, info_usage, clear_usage};
     const char *cmd = names[k];
     int r = sl__cli_getopt(cmd, argc, argv, plain_opts, usages[k], conn, NULL, NULL);
-    if (r >= 0) return r;
-    if (argc - optind != 1) return sl__cli_usage_error(cmd, "expected one channel ID");
+    if (r >= 0)
+        return r;
+    if (argc - optind != 1)
+        return sl__cli_usage_error(cmd, "expected one channel ID");
     const char *id = argv[optind];
-    if ((r = sl__cli_check_channel(cmd, id)) != 0) return r;
+    if ((r = sl__cli_check_channel(cmd, id)) != 0)
+        return r;
     sl_client *cl;
-    if ((r = sl__cli_client(conn, id, &cl)) != SL__EXIT_OK) return r;
+    if ((r = sl__cli_client(conn, id, &cl)) != SL__EXIT_OK)
+        return r;
     sl_status st;
     sl_channel_info info;
     size_t n = 0;
@@ -224,7 +232,8 @@ static int cmd_one(int argc, char **argv, sl__cli_conn *conn, one_kind k)
     json_t *out = NULL;
     switch (k) {
     case ONE_DELETE:
-        if ((rc = sl_client_delete(cl, id, &st)) == SL_OK) out = json_pack("{s:s}", "status", "ok");
+        if ((rc = sl_client_delete(cl, id, &st)) == SL_OK)
+            out = json_pack("{s:s}", "status", "ok");
         break;
     case ONE_INFO:
         if ((rc = sl_client_info(cl, id, &info, &st)) == SL_OK) {
@@ -247,11 +256,13 @@ static int cmd_one(int argc, char **argv, sl__cli_conn *conn, one_kind k)
 static int cmd_list(int argc, char **argv, sl__cli_conn *conn)
 {
     int r = sl__cli_getopt("channel list", argc, argv, plain_opts, list_usage, conn, NULL, NULL);
-    if (r >= 0) return r;
+    if (r >= 0)
+        return r;
     if (argc - optind != 0)
         return sl__cli_usage_error("channel list", "unexpected argument '%s'", argv[optind]);
     sl_client *cl;
-    if ((r = sl__cli_client(conn, NULL, &cl)) != SL__EXIT_OK) return r;
+    if ((r = sl__cli_client(conn, NULL, &cl)) != SL__EXIT_OK)
+        return r;
     sl_status st;
     sl_channel_info *infos;
     size_t n;
@@ -303,14 +314,18 @@ static int cmd_evict(int argc, char **argv, sl__cli_conn *conn)
                                          {0}};
     evict_args a = {0, SIZE_MAX};
     int r = sl__cli_getopt("channel evict", argc, argv, opts, evict_usage, conn, evict_opt, &a);
-    if (r >= 0) return r;
-    if (argc - optind != 1) return sl__cli_usage_error("channel evict", "expected one channel ID");
+    if (r >= 0)
+        return r;
+    if (argc - optind != 1)
+        return sl__cli_usage_error("channel evict", "expected one channel ID");
     if (a.before == 0 && a.max_count == SIZE_MAX)
         return sl__cli_usage_error("channel evict", "give --before and/or --max-count");
     const char *id = argv[optind];
-    if ((r = sl__cli_check_channel("channel evict", id)) != 0) return r;
+    if ((r = sl__cli_check_channel("channel evict", id)) != 0)
+        return r;
     sl_client *cl;
-    if ((r = sl__cli_client(conn, id, &cl)) != SL__EXIT_OK) return r;
+    if ((r = sl__cli_client(conn, id, &cl)) != SL__EXIT_OK)
+        return r;
     sl_status st;
     size_t n = 0;
     int rc = sl_client_evict(cl, id, a.before, a.max_count, &n, &st);
@@ -327,13 +342,16 @@ static int cmd_remove(int argc, char **argv, sl__cli_conn *conn)
 {
     int r =
         sl__cli_getopt("channel remove", argc, argv, plain_opts, remove_usage, conn, NULL, NULL);
-    if (r >= 0) return r;
+    if (r >= 0)
+        return r;
     if (argc - optind < 2)
         return sl__cli_usage_error("channel remove", "expected ID and at least one MSGID");
     const char *id = argv[optind];
-    if ((r = sl__cli_check_channel("channel remove", id)) != 0) return r;
+    if ((r = sl__cli_check_channel("channel remove", id)) != 0)
+        return r;
     sl_client *cl;
-    if ((r = sl__cli_client(conn, id, &cl)) != SL__EXIT_OK) return r;
+    if ((r = sl__cli_client(conn, id, &cl)) != SL__EXIT_OK)
+        return r;
     sl_status st;
     size_t n = 0;
     int rc = sl_client_remove(cl, id, (const char *const *)&argv[optind + 1],
@@ -349,7 +367,8 @@ static int cmd_remove(int argc, char **argv, sl__cli_conn *conn)
 
 int sl__cli_cmd_channel(int argc, char **argv, sl__cli_conn *conn)
 {
-    if (argc < 2) return sl__cli_usage_error("channel", "expected a command");
+    if (argc < 2)
+        return sl__cli_usage_error("channel", "expected a command");
     const char *sub = argv[1];
     if (!strcmp(sub, "-h") || !strcmp(sub, "--help") || !strcmp(sub, "help")) {
         fputs(channel_usage, stdout);
@@ -357,12 +376,19 @@ int sl__cli_cmd_channel(int argc, char **argv, sl__cli_conn *conn)
     }
     argc--;
     argv++;
-    if (!strcmp(sub, "create")) return cmd_create(argc, argv, conn);
-    if (!strcmp(sub, "delete")) return cmd_one(argc, argv, conn, ONE_DELETE);
-    if (!strcmp(sub, "info")) return cmd_one(argc, argv, conn, ONE_INFO);
-    if (!strcmp(sub, "clear")) return cmd_one(argc, argv, conn, ONE_CLEAR);
-    if (!strcmp(sub, "list")) return cmd_list(argc, argv, conn);
-    if (!strcmp(sub, "evict")) return cmd_evict(argc, argv, conn);
-    if (!strcmp(sub, "remove")) return cmd_remove(argc, argv, conn);
+    if (!strcmp(sub, "create"))
+        return cmd_create(argc, argv, conn);
+    if (!strcmp(sub, "delete"))
+        return cmd_one(argc, argv, conn, ONE_DELETE);
+    if (!strcmp(sub, "info"))
+        return cmd_one(argc, argv, conn, ONE_INFO);
+    if (!strcmp(sub, "clear"))
+        return cmd_one(argc, argv, conn, ONE_CLEAR);
+    if (!strcmp(sub, "list"))
+        return cmd_list(argc, argv, conn);
+    if (!strcmp(sub, "evict"))
+        return cmd_evict(argc, argv, conn);
+    if (!strcmp(sub, "remove"))
+        return cmd_remove(argc, argv, conn);
     return sl__cli_usage_error("channel", "unknown command 'channel %s'", sub);
 }

@@ -53,10 +53,13 @@ int sl__cli_cmd_write(int argc, char **argv, sl__cli_conn *conn)
 {
     static const struct option opts[] = {{"help", no_argument, NULL, 'h'}, SL__CLI_CONN_OPTS, {0}};
     int r = sl__cli_getopt("write", argc, argv, opts, write_usage, conn, NULL, NULL);
-    if (r >= 0) return r;
-    if (argc - optind != 2) return sl__cli_usage_error("write", "expected CHANNEL and JSON");
+    if (r >= 0)
+        return r;
+    if (argc - optind != 2)
+        return sl__cli_usage_error("write", "expected CHANNEL and JSON");
     const char *channel = argv[optind], *arg = argv[optind + 1];
-    if ((r = sl__cli_check_channel("write", channel)) != 0) return r;
+    if ((r = sl__cli_check_channel("write", channel)) != 0)
+        return r;
     char *in = NULL;
     const char *data = arg;
     size_t len;
@@ -131,12 +134,16 @@ int sl__cli_cmd_read(int argc, char **argv, sl__cli_conn *conn)
                                          {0}};
     read_args a = {.rd = {.limit = 10}};
     int r = sl__cli_getopt("read", argc, argv, opts, read_usage, conn, read_opt, &a);
-    if (r >= 0) return r;
-    if (argc - optind != 1) return sl__cli_usage_error("read", "expected one CHANNEL");
+    if (r >= 0)
+        return r;
+    if (argc - optind != 1)
+        return sl__cli_usage_error("read", "expected one CHANNEL");
     const char *channel = argv[optind];
-    if ((r = sl__cli_check_channel("read", channel)) != 0) return r;
+    if ((r = sl__cli_check_channel("read", channel)) != 0)
+        return r;
     sl_client *cl;
-    if ((r = sl__cli_client(conn, channel, &cl)) != SL__EXIT_OK) return r;
+    if ((r = sl__cli_client(conn, channel, &cl)) != SL__EXIT_OK)
+        return r;
     sl_status st;
     sl_message_list l;
     int rc = sl_client_read(cl, channel, &a.rd, &l, &st);
@@ -182,15 +189,18 @@ static int ids_command(int argc, char **argv, sl__cli_conn *conn, int nack)
     nack_args a = {0};
     int r = nack ? sl__cli_getopt(cmd, argc, argv, nack_opts, nack_usage, conn, nack_opt, &a)
                  : sl__cli_getopt(cmd, argc, argv, ack_opts, ack_usage, conn, NULL, NULL);
-    if (r >= 0) return r;
+    if (r >= 0)
+        return r;
     if (argc - optind < 2)
         return sl__cli_usage_error(cmd, "expected CHANNEL and at least one MSGID");
     const char *channel = argv[optind];
-    if ((r = sl__cli_check_channel(cmd, channel)) != 0) return r;
+    if ((r = sl__cli_check_channel(cmd, channel)) != 0)
+        return r;
     const char *const *ids = (const char *const *)&argv[optind + 1];
     size_t n = (size_t)(argc - optind - 1), count = 0;
     sl_client *cl;
-    if ((r = sl__cli_client(conn, channel, &cl)) != SL__EXIT_OK) return r;
+    if ((r = sl__cli_client(conn, channel, &cl)) != SL__EXIT_OK)
+        return r;
     sl_status st;
     int rc = nack ? sl_client_nack(cl, channel, ids, n, a.delay, &count, &st)
                   : sl_client_ack(cl, channel, ids, n, &count, &st);
@@ -219,11 +229,13 @@ int sl__cli_cmd_health(int argc, char **argv, sl__cli_conn *conn)
 {
     static const struct option opts[] = {{"help", no_argument, NULL, 'h'}, SL__CLI_CONN_OPTS, {0}};
     int r = sl__cli_getopt("health", argc, argv, opts, health_usage, conn, NULL, NULL);
-    if (r >= 0) return r;
+    if (r >= 0)
+        return r;
     if (argc - optind != 0)
         return sl__cli_usage_error("health", "unexpected argument '%s'", argv[optind]);
     sl_client *cl;
-    if ((r = sl__cli_client(conn, NULL, &cl)) != SL__EXIT_OK) return r;
+    if ((r = sl__cli_client(conn, NULL, &cl)) != SL__EXIT_OK)
+        return r;
     sl_status st;
     int rc = sl_client_health(cl, conn->url, conn->token, &st);
     r = rc == SL_OK ? sl__cli_print_json(json_pack("{s:s}", "status", "ok"))

@@ -122,7 +122,8 @@ static int secret_load(const char *cmd, const char *file, secret *s)
 static int keyring_with(const secret *s, const char *kid, sl_jwt_keyring **out)
 {
     int rc = sl_jwt_keyring_new(out);
-    if (rc == SL_OK) rc = sl_jwt_keyring_add_hs256(*out, kid, s->p, s->len);
+    if (rc == SL_OK)
+        rc = sl_jwt_keyring_add_hs256(*out, kid, s->p, s->len);
     if (rc != SL_OK) {
         sl_jwt_keyring_free(*out);
         *out = NULL;
@@ -176,7 +177,8 @@ static int create_opt(void *ud, int opt, const char *arg)
                                             "8h, 7d or seconds)");
         return 0;
     case OPT_KID:
-        if (*arg == '\0') return sl__cli_usage_error(cmd, "--kid must not be empty");
+        if (*arg == '\0')
+            return sl__cli_usage_error(cmd, "--kid must not be empty");
         a->kid = arg;
         return 0;
     case OPT_AUD:
@@ -217,7 +219,8 @@ static int cmd_create(int argc, char **argv)
     int r = sl__cli_getopt(cmd, argc, argv, opts, create_usage, NULL, create_opt, &a);
     if (r < 0 && argc - optind != 0)
         r = sl__cli_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
-    if (r < 0 && a.claims.sub == NULL) r = sl__cli_usage_error(cmd, "--sub is required");
+    if (r < 0 && a.claims.sub == NULL)
+        r = sl__cli_usage_error(cmd, "--sub is required");
     if (r >= 0) {
         free(a.channels);
         return r;
@@ -258,7 +261,8 @@ static int cmd_create(int argc, char **argv)
             r = SL__EXIT_FAIL;
         }
     }
-    if (token) sl__cli_wipe_free(token, strlen(token));
+    if (token)
+        sl__cli_wipe_free(token, strlen(token));
     sl_jwt_keyring_free(kr);
     free(a.channels);
     return r;
@@ -304,7 +308,8 @@ static int verify_into(json_t *out, const char *token, size_t len, const char *k
         r = keyring_with(&s, kid, &kr);
         secret_release(&s);
     }
-    if (r != SL__EXIT_OK) return r;
+    if (r != SL__EXIT_OK)
+        return r;
     sl_identity id;
     sl_identity_init(&id);
     sl_status st;
@@ -332,7 +337,8 @@ static int cmd_inspect(int argc, char **argv)
     memset(&a, 0, sizeof a);
     sl_jwt_verify_opts_init(&a.vo);
     int r = sl__cli_getopt(cmd, argc, argv, opts, inspect_usage, NULL, inspect_opt, &a);
-    if (r >= 0) return r;
+    if (r >= 0)
+        return r;
     if (argc - optind != 1)
         return sl__cli_usage_error(cmd, "expected one TOKEN (or '-' for stdin)");
     char *in = NULL;
@@ -363,7 +369,8 @@ static int cmd_inspect(int argc, char **argv)
         json_decref(h);
         free(header);
         free(payload);
-        if (in) sl__cli_wipe_free(in, strlen(in));
+        if (in)
+            sl__cli_wipe_free(in, strlen(in));
         return r;
     }
     free(header);
@@ -380,19 +387,23 @@ static int cmd_inspect(int argc, char **argv)
     } else {
         json_decref(out);
     }
-    if (in) sl__cli_wipe_free(in, strlen(in));
+    if (in)
+        sl__cli_wipe_free(in, strlen(in));
     return r;
 }
 
 int sl__cli_cmd_token(int argc, char **argv)
 {
-    if (argc < 2) return sl__cli_usage_error("token", "expected a command");
+    if (argc < 2)
+        return sl__cli_usage_error("token", "expected a command");
     const char *sub = argv[1];
     if (!strcmp(sub, "-h") || !strcmp(sub, "--help") || !strcmp(sub, "help")) {
         fputs(token_usage, stdout);
         return SL__EXIT_OK;
     }
-    if (!strcmp(sub, "create")) return cmd_create(argc - 1, argv + 1);
-    if (!strcmp(sub, "inspect")) return cmd_inspect(argc - 1, argv + 1);
+    if (!strcmp(sub, "create"))
+        return cmd_create(argc - 1, argv + 1);
+    if (!strcmp(sub, "inspect"))
+        return cmd_inspect(argc - 1, argv + 1);
     return sl__cli_usage_error("token", "unknown command 'token %s'", sub);
 }

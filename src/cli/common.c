@@ -93,7 +93,8 @@ int sl__cli_getopt_error(const char *cmd, char **argv, int opt)
         snprintf(name, sizeof name, "%.*s", (int)strcspn(arg, "="), arg);
     else
         snprintf(name, sizeof name, "-%c", optopt);
-    if (opt == ':') return sl__cli_usage_error(cmd, "option '%s' needs a value", name);
+    if (opt == ':')
+        return sl__cli_usage_error(cmd, "option '%s' needs a value", name);
     return sl__cli_usage_error(cmd, "unknown option '%s'", name);
 }
 
@@ -108,12 +109,16 @@ int sl__cli_getopt(const char *cmd, int argc, char **argv, const struct option *
             fputs(usage, stdout);
             return SL__EXIT_OK;
         }
-        if (opt == '?' || opt == ':') return sl__cli_getopt_error(cmd, argv, opt);
+        if (opt == '?' || opt == ':')
+            return sl__cli_getopt_error(cmd, argv, opt);
         int r = conn ? sl__cli_conn_option(conn, opt, optarg) : 0;
-        if (r < 0) return SL__EXIT_USAGE;
-        if (r > 0) continue;
+        if (r < 0)
+            return SL__EXIT_USAGE;
+        if (r > 0)
+            continue;
         r = own ? own(ud, opt, optarg) : SL__EXIT_USAGE;
-        if (r != 0) return r;
+        if (r != 0)
+            return r;
     }
     return -1;
 }
@@ -138,14 +143,16 @@ void sl__cli_conn_init(sl__cli_conn *c)
 {
     memset(c, 0, sizeof *c);
     c->url = env_nonempty("SLUICE_URL");
-    if (c->url == NULL) c->url = DEFAULT_URL;
+    if (c->url == NULL)
+        c->url = DEFAULT_URL;
     c->token = env_nonempty("SLUICE_TOKEN");
     c->timeout_ms = DEFAULT_TIMEOUT_MS;
 }
 
 void sl__cli_conn_release(sl__cli_conn *c)
 {
-    if (c->token_buf) sl__cli_wipe_free(c->token_buf, strlen(c->token_buf));
+    if (c->token_buf)
+        sl__cli_wipe_free(c->token_buf, strlen(c->token_buf));
     c->token_buf = NULL;
     c->token = NULL;
 }
@@ -179,7 +186,8 @@ int sl__cli_conn_option(sl__cli_conn *c, int opt, const char *arg)
             return -1;
         }
         trim(t);
-        if (c->token_buf) sl__cli_wipe_free(c->token_buf, strlen(c->token_buf));
+        if (c->token_buf)
+            sl__cli_wipe_free(c->token_buf, strlen(c->token_buf));
         c->token_buf = t;
         c->token = *t ? t : NULL;
         return 1;
@@ -190,7 +198,8 @@ int sl__cli_conn_option(sl__cli_conn *c, int opt, const char *arg)
             return -1;
         }
         c->timeout_ms = (long)(secs * 1000.0);
-        if (c->timeout_ms == 0 && secs > 0) c->timeout_ms = 1;
+        if (c->timeout_ms == 0 && secs > 0)
+            c->timeout_ms = 1;
         return 1;
     default:
         return 0;
@@ -222,12 +231,15 @@ int sl__cli_client(const sl__cli_conn *c, const char *channel, sl_client **out)
 
 int sl__cli_parse_count(const char *s, size_t *out)
 {
-    if (s == NULL || *s < '0' || *s > '9') return -1;
+    if (s == NULL || *s < '0' || *s > '9')
+        return -1;
     size_t v = 0;
     for (; *s; s++) {
-        if (*s < '0' || *s > '9') return -1;
+        if (*s < '0' || *s > '9')
+            return -1;
         size_t d = (size_t)(*s - '0');
-        if (v > (SIZE_MAX - d) / 10) return -1;
+        if (v > (SIZE_MAX - d) / 10)
+            return -1;
         v = v * 10 + d;
     }
     *out = v;
@@ -236,22 +248,26 @@ int sl__cli_parse_count(const char *s, size_t *out)
 
 int sl__cli_parse_number(const char *s, double *out)
 {
-    if (s == NULL || *s == '\0' || *s == '-' || *s == '+' || *s == ' ') return -1;
+    if (s == NULL || *s == '\0' || *s == '-' || *s == '+' || *s == ' ')
+        return -1;
     char *end;
     errno = 0;
     double v = strtod(s, &end);
-    if (*end || errno || !isfinite(v) || v < 0) return -1;
+    if (*end || errno || !isfinite(v) || v < 0)
+        return -1;
     *out = v;
     return 0;
 }
 
 int sl__cli_parse_duration(const char *s, double *out)
 {
-    if (s == NULL || *s == '\0' || !((*s >= '0' && *s <= '9') || *s == '.')) return -1;
+    if (s == NULL || *s == '\0' || !((*s >= '0' && *s <= '9') || *s == '.'))
+        return -1;
     char *end;
     errno = 0;
     double v = strtod(s, &end);
-    if (errno || end == s || !isfinite(v) || v < 0) return -1;
+    if (errno || end == s || !isfinite(v) || v < 0)
+        return -1;
     double mult = 1;
     if (*end) {
         switch (*end) {
@@ -269,7 +285,8 @@ int sl__cli_parse_duration(const char *s, double *out)
         default:
             return -1;
         }
-        if (end[1] != '\0') return -1;
+        if (end[1] != '\0')
+            return -1;
     }
     *out = v * mult;
     return isfinite(*out) ? 0 : -1;
@@ -282,7 +299,8 @@ char *sl__cli_read_stream(FILE *f, size_t max, size_t *len)
 {
     size_t cap = 4096, n = 0;
     char *p = malloc(cap);
-    if (p == NULL) return NULL;
+    if (p == NULL)
+        return NULL;
     for (;;) {
         if (n + 1 >= cap) {
             if (cap > max + 1) {
@@ -300,7 +318,8 @@ char *sl__cli_read_stream(FILE *f, size_t max, size_t *len)
         }
         size_t got = fread(p + n, 1, cap - n - 1, f);
         n += got;
-        if (got == 0) break;
+        if (got == 0)
+            break;
     }
     if (ferror(f) || n > max) {
         int e = ferror(f) ? EIO : EFBIG;
@@ -309,14 +328,16 @@ char *sl__cli_read_stream(FILE *f, size_t max, size_t *len)
         return NULL;
     }
     p[n] = '\0';
-    if (len) *len = n;
+    if (len)
+        *len = n;
     return p;
 }
 
 char *sl__cli_read_file(const char *path, size_t max, size_t *len)
 {
     FILE *f = fopen(path, "rb");
-    if (f == NULL) return NULL;
+    if (f == NULL)
+        return NULL;
     char *p = sl__cli_read_stream(f, max, len);
     int e = errno;
     fclose(f);
@@ -326,7 +347,8 @@ char *sl__cli_read_file(const char *path, size_t max, size_t *len)
 
 void sl__cli_wipe_free(char *p, size_t len)
 {
-    if (p == NULL) return;
+    if (p == NULL)
+        return;
     volatile char *v = p;
     for (size_t i = 0; i < len; i++)
         v[i] = '\0';

@@ -47,9 +47,13 @@ static const struct {
 static int dispatch(int argc, char **argv, sl__cli_conn *conn)
 {
     const char *name = argv[0];
-    if (!strcmp(name, "token")) return sl__cli_cmd_token(argc, argv);
+    if (!strcmp(name, "token"))
+        return sl__cli_cmd_token(argc, argv);
+    if (!strcmp(name, "audit"))
+        return sl__cli_cmd_audit(argc, argv);
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        if (!strcmp(name, commands[i].name)) return commands[i].fn(argc, argv, conn);
+        if (!strcmp(name, commands[i].name))
+            return commands[i].fn(argc, argv, conn);
     return sl__cli_usage_error(NULL, "unknown command '%s'", name);
 }
 
@@ -77,7 +81,8 @@ int main(int argc, char **argv)
             r = SL__EXIT_USAGE;
         }
     }
-    if (r < 0 && optind >= argc) r = sl__cli_usage_error(NULL, "expected a command");
+    if (r < 0 && optind >= argc)
+        r = sl__cli_usage_error(NULL, "expected a command");
     if (r < 0 && !strcmp(argv[optind], "help")) {
         /* `sluice help CMD...` is `sluice CMD... --help`. */
         int n = argc - optind - 1;
@@ -95,7 +100,8 @@ int main(int argc, char **argv)
         }
         free(v);
     }
-    if (r < 0) r = dispatch(argc - optind, argv + optind, &conn);
+    if (r < 0)
+        r = dispatch(argc - optind, argv + optind, &conn);
     sl__cli_conn_release(&conn);
     return r;
 }

@@ -69,10 +69,13 @@ static int malformed(sl_status *st, const char *what)
 /* Bearer tokens are base64url/JWT text; anything outside visible ASCII could split the header. */
 static int token_ok(const char *t)
 {
-    if (t == NULL) return 1;
-    if (*t == '\0') return 0;
+    if (t == NULL)
+        return 1;
+    if (*t == '\0')
+        return 0;
     for (const unsigned char *p = (const unsigned char *)t; *p; p++)
-        if (*p < 0x21 || *p > 0x7e) return 0;
+        if (*p < 0x21 || *p > 0x7e)
+            return 0;
     return 1;
 }
 
@@ -81,7 +84,8 @@ static int url_ok(const char *u)
     if (u == NULL || (strncasecmp(u, "http://", 7) != 0 && strncasecmp(u, "https://", 8) != 0))
         return 0;
     for (const unsigned char *p = (const unsigned char *)u; *p; p++)
-        if (*p <= 0x20 || *p == 0x7f) return 0;
+        if (*p <= 0x20 || *p == 0x7f)
+            return 0;
     return 1;
 }
 
@@ -89,8 +93,10 @@ static int url_ok(const char *u)
 static void scrub(char *msg, const char *token)
 {
     for (unsigned char *p = (unsigned char *)msg; *p; p++)
-        if (*p < 0x20 || *p == 0x7f) *p = '?';
-    if (token == NULL || *token == '\0') return;
+        if (*p < 0x20 || *p == 0x7f)
+            *p = '?';
+    if (token == NULL || *token == '\0')
+        return;
     size_t tl = strlen(token);
     char *from = msg, *hit;
     while ((hit = strstr(from, token)) != NULL) {
@@ -114,7 +120,8 @@ long sl__client_pct_encode(const char *s, char *out, size_t cap)
         int plain = (*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') ||
                     (*p >= '0' && *p <= '9') || *p == '-' || *p == '.' || *p == '_' || *p == '~' ||
                     *p == ':';
-        if (o + (plain ? 1 : 3) >= cap) return -1;
+        if (o + (plain ? 1 : 3) >= cap)
+            return -1;
         if (plain) {
             out[o++] = (char)*p;
         } else {
@@ -123,7 +130,8 @@ long sl__client_pct_encode(const char *s, char *out, size_t cap)
             out[o++] = hex[*p & 15];
         }
     }
-    if (o >= cap) return -1;
+    if (o >= cap)
+        return -1;
     out[o] = '\0';
     return (long)o;
 }
@@ -173,7 +181,8 @@ int sl__client_http_error(long status, const char *body, size_t len, const char 
     else
         sl_status_set(st, code, "%s (HTTP %ld)", sl_strerror(code), status);
     json_decref(o);
-    if (st) scrub(st->message, token);
+    if (st)
+        scrub(st->message, token);
     return code;
 }
 
@@ -194,8 +203,10 @@ static int opt_string(json_t *o, const char *key, char **out)
 {
     json_t *v = json_object_get(o, key);
     *out = NULL;
-    if (v == NULL || json_is_null(v)) return 0;
-    if (!json_is_string(v)) return -1;
+    if (v == NULL || json_is_null(v))
+        return 0;
+    if (!json_is_string(v))
+        return -1;
     return (*out = strdup(json_string_value(v))) ? 1 : -1;
 }
 
@@ -208,7 +219,8 @@ static double opt_number(json_t *o, const char *key)
 static size_t opt_size(json_t *o, const char *key)
 {
     json_t *v = json_object_get(o, key);
-    if (json_is_integer(v) && json_integer_value(v) >= 0) return (size_t)json_integer_value(v);
+    if (json_is_integer(v) && json_integer_value(v) >= 0)
+        return (size_t)json_integer_value(v);
     if (json_is_real(v) && json_real_value(v) >= 0 && json_real_value(v) < 1.8e19)
         return (size_t)json_real_value(v);
     return 0;
@@ -217,7 +229,8 @@ static size_t opt_size(json_t *o, const char *key)
 static int message_from_json(json_t *j, sl_message *m)
 {
     memset(m, 0, sizeof *m);
-    if (!json_is_object(j) || !json_is_string(json_object_get(j, "id"))) return -1;
+    if (!json_is_object(j) || !json_is_string(json_object_get(j, "id")))
+        return -1;
     m->id = strdup(json_string_value(json_object_get(j, "id")));
     m->timestamp = opt_number(j, "timestamp");
     json_t *content = json_object_get(j, "content");
@@ -226,7 +239,8 @@ static int message_from_json(json_t *j, sl_message *m)
      * a reply can get to it. */
     m->data = data ? json_dumps(data, JSON_COMPACT | JSON_ENCODE_ANY) : strdup("null");
     json_t *md = json_object_get(j, "metadata");
-    if (json_is_object(md) && json_object_size(md) > 0) m->metadata = json_dumps(md, JSON_COMPACT);
+    if (json_is_object(md) && json_object_size(md) > 0)
+        m->metadata = json_dumps(md, JSON_COMPACT);
     json_t *att = json_object_get(j, "attempt");
     if (json_is_integer(att) && json_integer_value(att) >= 0 &&
         json_integer_value(att) <= (json_int_t)UINT32_MAX)
@@ -274,7 +288,8 @@ int sl__client_parse_messages(const char *body, size_t len, sl_message_list *out
 static int info_from_json(json_t *j, sl_channel_info *c)
 {
     memset(c, 0, sizeof *c);
-    if (!json_is_object(j) || !json_is_string(json_object_get(j, "id"))) return -1;
+    if (!json_is_object(j) || !json_is_string(json_object_get(j, "id")))
+        return -1;
     json_t *opts = json_object_get(j, "options");
     const char *kind = json_string_value(json_object_get(j, "kind"));
     const char *vis = json_string_value(json_object_get(j, "visibility"));
@@ -343,16 +358,20 @@ int sl__client_parse_infos(const char *body, size_t len, sl_channel_info **out, 
 static int acl_from_json(json_t *j, sl_acl_entry *e)
 {
     memset(e, 0, sizeof *e);
-    if (!json_is_object(j) || opt_string(j, "principal", &e->principal) <= 0) return -1;
+    if (!json_is_object(j) || opt_string(j, "principal", &e->principal) <= 0)
+        return -1;
     e->role = sl_role_parse(json_string_value(json_object_get(j, "role")));
     json_t *ch = json_object_get(j, "channels");
     size_t n = json_array_size(ch); /* 0 for null or absent: all channels */
-    if (n == 0) return 0;
-    if ((e->channels = calloc(n, sizeof *e->channels)) == NULL) return -1;
+    if (n == 0)
+        return 0;
+    if ((e->channels = calloc(n, sizeof *e->channels)) == NULL)
+        return -1;
     for (size_t i = 0; i < n; i++) {
         const char *p = json_string_value(json_array_get(ch, i));
         e->nchannels = i + 1;
-        if (p == NULL || (e->channels[i] = strdup(p)) == NULL) return -1;
+        if (p == NULL || (e->channels[i] = strdup(p)) == NULL)
+            return -1;
     }
     return 0;
 }
@@ -392,7 +411,8 @@ int sl_client_new(sl_client **out, const char *system_id)
 {
     *out = NULL;
     sl_client *c = calloc(1, sizeof *c);
-    if (c == NULL) return SL_ENOMEM;
+    if (c == NULL)
+        return SL_ENOMEM;
     const char *sys = system_id && *system_id ? system_id : "sluice-client";
     size_t n = strlen(sys) + 32;
     c->user_agent = malloc(n);
@@ -403,7 +423,8 @@ int sl_client_new(sl_client **out, const char *system_id)
     /* Only printable ASCII may go into a header; anything else is dropped. */
     size_t o = (size_t)snprintf(c->user_agent, n, "sluice-client/0.1 (");
     for (const unsigned char *p = (const unsigned char *)sys; *p && o + 2 < n; p++)
-        if (*p >= 0x20 && *p < 0x7f && *p != '(' && *p != ')') c->user_agent[o++] = (char)*p;
+        if (*p >= 0x20 && *p < 0x7f && *p != '(' && *p != ')')
+            c->user_agent[o++] = (char)*p;
     c->user_agent[o++] = ')';
     c->user_agent[o] = '\0';
     c->timeout_ms = DEFAULT_TIMEOUT_MS;
@@ -426,7 +447,8 @@ static void route_clear(route *r)
 
 void sl_client_free(sl_client *c)
 {
-    if (c == NULL) return;
+    if (c == NULL)
+        return;
     curl_easy_cleanup(c->curl);
     for (size_t i = 0; i < c->nroutes; i++)
         route_clear(&c->routes[i]);
@@ -480,9 +502,11 @@ int sl_client_connect_remote(sl_client *c, const char *channel_id, const char *u
     if (channel_id && !sl_channel_id_valid(channel_id, strlen(channel_id)))
         return sl_status_set(st, SL_EBADID, "invalid channel id");
     int rc = check_remote(url, token, st);
-    if (rc != SL_OK) return rc;
+    if (rc != SL_OK)
+        return rc;
     if (channel_id == NULL) {
-        if (route_set(&c->def, NULL, url, token) != SL_OK) return nomem(st);
+        if (route_set(&c->def, NULL, url, token) != SL_OK)
+            return nomem(st);
         c->has_def = 1;
         return SL_OK;
     }
@@ -492,13 +516,15 @@ int sl_client_connect_remote(sl_client *c, const char *channel_id, const char *u
     if (c->nroutes == c->cap) {
         size_t cap = c->cap ? c->cap * 2 : 4;
         route *r = realloc(c->routes, cap * sizeof *r);
-        if (r == NULL) return nomem(st);
+        if (r == NULL)
+            return nomem(st);
         c->routes = r;
         c->cap = cap;
     }
     route *r = &c->routes[c->nroutes];
     memset(r, 0, sizeof *r);
-    if (route_set(r, channel_id, url, token) != SL_OK) return nomem(st);
+    if (route_set(r, channel_id, url, token) != SL_OK)
+        return nomem(st);
     c->nroutes++;
     return SL_OK;
 }
@@ -506,7 +532,8 @@ int sl_client_connect_remote(sl_client *c, const char *channel_id, const char *u
 static const route *route_for(const sl_client *c, const char *channel)
 {
     for (size_t i = 0; i < c->nroutes; i++)
-        if (!strcmp(c->routes[i].channel, channel)) return &c->routes[i];
+        if (!strcmp(c->routes[i].channel, channel))
+            return &c->routes[i];
     return c->has_def ? &c->def : NULL;
 }
 
@@ -531,7 +558,8 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *ud)
         while (cap < b->len + n + 1)
             cap *= 2;
         char *p = realloc(b->p, cap);
-        if (p == NULL) return 0;
+        if (p == NULL)
+            return 0;
         b->p = p;
         b->cap = cap;
     }
@@ -567,14 +595,16 @@ static int transport_error(CURLcode cc, const char *errbuf, buf *b, sl_status *s
         code = SL_ENOMEM;
         break;
     case CURLE_WRITE_ERROR:
-        if (b->overflow) return sl_status_set(st, SL_ETOOBIG, "response from server too large");
+        if (b->overflow)
+            return sl_status_set(st, SL_ETOOBIG, "response from server too large");
         code = SL_ENOMEM;
         break;
     default:
         code = SL_EUNAVAIL;
     }
     sl_status_set(st, code, "cannot reach server: %s", why);
-    if (st) scrub(st->message, NULL);
+    if (st)
+        scrub(st->message, NULL);
     return code;
 }
 
@@ -586,7 +616,8 @@ static int perform(sl_client *c, const req *q, buf *resp, sl_status *st)
     c->last_status = 0;
     size_t ulen = strlen(q->base) + strlen(q->path) + (q->query ? strlen(q->query) + 1 : 0) + 1;
     char *url = malloc(ulen);
-    if (url == NULL) return nomem(st);
+    if (url == NULL)
+        return nomem(st);
     snprintf(url, ulen, "%s%s%s%s", q->base, q->path, q->query ? "?" : "",
              q->query ? q->query : "");
 
@@ -605,7 +636,8 @@ static int perform(sl_client *c, const req *q, buf *resp, sl_status *st)
     const char *fixed[] = {"Accept: application/json",
                            "Expect:", q->body ? "Content-Type: application/json" : NULL, auth};
     for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++) {
-        if (fixed[i] == NULL) continue;
+        if (fixed[i] == NULL)
+            continue;
         if ((t = curl_slist_append(h, fixed[i])) == NULL) {
             rc = nomem(st);
             break;
@@ -643,7 +675,8 @@ static int perform(sl_client *c, const req *q, buf *resp, sl_status *st)
     if (q->body) {
         curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)q->body_len);
         curl_easy_setopt(e, CURLOPT_POSTFIELDS, q->body);
-        if (strcmp(q->method, "POST") != 0) curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, q->method);
+        if (strcmp(q->method, "POST") != 0)
+            curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, q->method);
     } else if (strcmp(q->method, "GET") == 0) {
         curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
     } else {
@@ -670,7 +703,8 @@ static int perform(sl_client *c, const req *q, buf *resp, sl_status *st)
         memset(resp, 0, sizeof *resp);
         return rc;
     }
-    if (resp->p == NULL && (resp->p = calloc(1, 1)) == NULL) return nomem(st);
+    if (resp->p == NULL && (resp->p = calloc(1, 1)) == NULL)
+        return nomem(st);
     sl_status_clear(st);
     return SL_OK;
 }
@@ -701,10 +735,12 @@ static int server_call(sl_client *c, const char *url, const char *token, const c
                        sl_status *st)
 {
     int rc = check_remote(url, token, st);
-    if (rc != SL_OK) return rc;
+    if (rc != SL_OK)
+        return rc;
     size_t l = strlen(url);
     char *base = strdup(url);
-    if (base == NULL) return nomem(st);
+    if (base == NULL)
+        return nomem(st);
     while (l > 0 && base[l - 1] == '/')
         base[--l] = '\0';
     req q = {base, token, method, path, NULL, body, body_len};
@@ -719,7 +755,8 @@ static int reply_count(buf *b, const char *field, size_t *count, sl_status *st)
     json_t *o = load_object(b->p, b->len);
     json_t *v = json_object_get(o, field);
     int ok = json_is_integer(v) && json_integer_value(v) >= 0;
-    if (ok && count) *count = (size_t)json_integer_value(v);
+    if (ok && count)
+        *count = (size_t)json_integer_value(v);
     json_decref(o);
     free(b->p);
     return ok ? SL_OK : malformed(st, field);
@@ -750,12 +787,14 @@ static json_t *string_array(const char *const *v, size_t n)
 int sl_client_write(sl_client *c, const char *channel, const char *json_data, char *item_id,
                     size_t item_id_size, sl_status *st)
 {
-    if (item_id && item_id_size) item_id[0] = '\0';
+    if (item_id && item_id_size)
+        item_id[0] = '\0';
     if (json_data == NULL || *json_data == '\0')
         return sl_status_set(st, SL_EINVAL, "message data must be JSON text");
     buf b;
     int rc = channel_call(c, channel, "PUT", "", NULL, json_data, strlen(json_data), &b, st);
-    if (rc != SL_OK) return rc;
+    if (rc != SL_OK)
+        return rc;
     json_t *o = load_object(b.p, b.len);
     const char *id = json_string_value(json_object_get(o, "item_id"));
     if (id == NULL)
@@ -773,7 +812,8 @@ int sl_client_read(sl_client *c, const char *channel, const sl_read *r, sl_messa
     out->items = NULL;
     out->len = 0;
     sl_read dflt = {0};
-    if (r == NULL) r = &dflt;
+    if (r == NULL)
+        r = &dflt;
     char after[3 * 128 + 1] = "", query[sizeof after + 64];
     if (r->after && sl__client_pct_encode(r->after, after, sizeof after) < 0)
         return sl_status_set(st, SL_EINVAL, "after must be a message id");
@@ -781,7 +821,8 @@ int sl_client_read(sl_client *c, const char *channel, const sl_read *r, sl_messa
              r->exclusive ? "true" : "false", r->after ? "&after=" : "", after);
     buf b;
     int rc = channel_call(c, channel, "GET", "", query, NULL, 0, &b, st);
-    if (rc != SL_OK) return rc;
+    if (rc != SL_OK)
+        return rc;
     rc = sl__client_parse_messages(b.p, b.len, out, st);
     free(b.p);
     return rc;
@@ -790,14 +831,19 @@ int sl_client_read(sl_client *c, const char *channel, const sl_read *r, sl_messa
 static int ids_call(sl_client *c, const char *channel, const char *suffix, const char *const *ids,
                     size_t n, const double *delay, const char *field, size_t *count, sl_status *st)
 {
-    if (count) *count = 0;
-    if (n > 0 && ids == NULL) return sl_status_set(st, SL_EINVAL, "message ids missing");
+    if (count)
+        *count = 0;
+    if (n > 0 && ids == NULL)
+        return sl_status_set(st, SL_EINVAL, "message ids missing");
     json_t *arr = string_array(ids, n);
-    if (arr == NULL) return sl_status_set(st, SL_EINVAL, "message ids must be strings");
+    if (arr == NULL)
+        return sl_status_set(st, SL_EINVAL, "message ids must be strings");
     json_t *o = json_pack("{s:o}", "message_ids", arr);
-    if (o && delay) json_object_set_new(o, "delay", json_real(*delay));
+    if (o && delay)
+        json_object_set_new(o, "delay", json_real(*delay));
     char *body = dump(o);
-    if (body == NULL) return nomem(st);
+    if (body == NULL)
+        return nomem(st);
     buf b;
     int rc = channel_call(c, channel, "POST", suffix, NULL, body, strlen(body), &b, st);
     free(body);
@@ -829,7 +875,8 @@ int sl_client_info(sl_client *c, const char *channel, sl_channel_info *info, sl_
     memset(info, 0, sizeof *info);
     buf b;
     int rc = channel_call(c, channel, "GET", "/info", NULL, NULL, 0, &b, st);
-    if (rc != SL_OK) return rc;
+    if (rc != SL_OK)
+        return rc;
     rc = sl__client_parse_info(b.p, b.len, info, st);
     free(b.p);
     return rc;
@@ -843,7 +890,8 @@ static int set_opt(json_t *o, const char *key, json_t *v)
 int sl_client_create(sl_client *c, const char *channel, const sl_channel_opts *o,
                      sl_channel_info *info, sl_status *st)
 {
-    if (info) memset(info, 0, sizeof *info);
+    if (info)
+        memset(info, 0, sizeof *info);
     if (channel == NULL || !sl_channel_id_valid(channel, strlen(channel)))
         return sl_status_set(st, SL_EBADID, "invalid channel id");
     sl_channel_opts dflt;
@@ -857,14 +905,18 @@ int sl_client_create(sl_client *c, const char *channel, const sl_channel_opts *o
               set_opt(j, "kind", json_string(o->kind == SL_KIND_TOPIC ? "topic" : "queue")) ||
               set_opt(j, "visibility",
                       json_string(o->visibility == SL_VIS_PUBLIC ? "public" : "private"));
-    if (!bad && o->name) bad = set_opt(j, "name", json_string(o->name));
-    if (!bad && o->description) bad = set_opt(j, "description", json_string(o->description));
+    if (!bad && o->name)
+        bad = set_opt(j, "name", json_string(o->name));
+    if (!bad && o->description)
+        bad = set_opt(j, "description", json_string(o->description));
     if (!bad && o->mode != SL_MODE_INHERIT)
         bad = set_opt(j, "security", json_string(sl_mode_name(o->mode)));
     if (!bad && o->claim_timeout > 0)
         bad = set_opt(j, "claim_timeout", json_real(o->claim_timeout));
-    if (!bad && o->max_attempts) bad = set_opt(j, "max_attempts", json_integer(o->max_attempts));
-    if (!bad && o->dead_letter) bad = set_opt(j, "dead_letter", json_string(o->dead_letter));
+    if (!bad && o->max_attempts)
+        bad = set_opt(j, "max_attempts", json_integer(o->max_attempts));
+    if (!bad && o->dead_letter)
+        bad = set_opt(j, "dead_letter", json_string(o->dead_letter));
     if (!bad && o->max_messages)
         bad = set_opt(j, "max_messages", json_integer((json_int_t)o->max_messages));
     if (!bad && o->retention_max_count)
@@ -877,7 +929,8 @@ int sl_client_create(sl_client *c, const char *channel, const sl_channel_opts *o
         return sl_status_set(st, SL_EINVAL, "channel options must be UTF-8 text");
     }
     char *body = dump(j);
-    if (body == NULL) return nomem(st);
+    if (body == NULL)
+        return nomem(st);
     const route *r = route_for(c, channel);
     int rc;
     buf b;
@@ -886,8 +939,10 @@ int sl_client_create(sl_client *c, const char *channel, const sl_channel_opts *o
     else
         rc = server_call(c, r->url, r->token, "POST", "/channels", body, strlen(body), &b, st);
     free(body);
-    if (rc != SL_OK) return rc;
-    if (info) rc = sl__client_parse_info(b.p, b.len, info, st);
+    if (rc != SL_OK)
+        return rc;
+    if (info)
+        rc = sl__client_parse_info(b.p, b.len, info, st);
     free(b.p);
     return rc;
 }
@@ -896,13 +951,15 @@ int sl_client_delete(sl_client *c, const char *channel, sl_status *st)
 {
     buf b;
     int rc = channel_call(c, channel, "DELETE", "", NULL, NULL, 0, &b, st);
-    if (rc == SL_OK) free(b.p);
+    if (rc == SL_OK)
+        free(b.p);
     return rc;
 }
 
 int sl_client_clear(sl_client *c, const char *channel, size_t *count, sl_status *st)
 {
-    if (count) *count = 0;
+    if (count)
+        *count = 0;
     buf b;
     int rc = channel_call(c, channel, "DELETE", "/messages", NULL, NULL, 0, &b, st);
     return rc == SL_OK ? reply_count(&b, "cleared", count, st) : rc;
@@ -911,17 +968,20 @@ int sl_client_clear(sl_client *c, const char *channel, size_t *count, sl_status 
 int sl_client_evict(sl_client *c, const char *channel, double before, size_t max_count,
                     size_t *count, sl_status *st)
 {
-    if (count) *count = 0;
+    if (count)
+        *count = 0;
     if (!(before >= 0) || !isfinite(before))
         return sl_status_set(st, SL_EINVAL, "before must be a non-negative epoch time");
     if (before == 0 && max_count == SIZE_MAX)
         return sl_status_set(st, SL_EINVAL, "give before and/or max_count");
     json_t *o = json_object();
-    if (o && before > 0) json_object_set_new(o, "before", json_real(before));
+    if (o && before > 0)
+        json_object_set_new(o, "before", json_real(before));
     if (o && max_count != SIZE_MAX)
         json_object_set_new(o, "max_count", json_integer((json_int_t)max_count));
     char *body = dump(o);
-    if (body == NULL) return nomem(st);
+    if (body == NULL)
+        return nomem(st);
     buf b;
     int rc = channel_call(c, channel, "POST", "/evict", NULL, body, strlen(body), &b, st);
     free(body);
@@ -934,7 +994,8 @@ int sl_client_health(sl_client *c, const char *url, const char *token, sl_status
 {
     buf b;
     int rc = server_call(c, url, token, "GET", "/healthz", NULL, 0, &b, st);
-    if (rc == SL_OK) free(b.p);
+    if (rc == SL_OK)
+        free(b.p);
     return rc;
 }
 
@@ -945,7 +1006,8 @@ int sl_client_list(sl_client *c, const char *url, const char *token, sl_channel_
     *n = 0;
     buf b;
     int rc = server_call(c, url, token, "GET", "/channels", NULL, 0, &b, st);
-    if (rc != SL_OK) return rc;
+    if (rc != SL_OK)
+        return rc;
     rc = sl__client_parse_infos(b.p, b.len, out, n, st);
     free(b.p);
     return rc;
@@ -966,12 +1028,15 @@ int sl_client_acl_grant(sl_client *c, const char *url, const char *token, const 
 {
     char path[3 * SL_PRINCIPAL_MAX + 16];
     int rc = acl_path(principal, path, sizeof path, st);
-    if (rc != SL_OK) return rc;
+    if (rc != SL_OK)
+        return rc;
     if (role != SL_ROLE_READ && role != SL_ROLE_WRITE && role != SL_ROLE_ADMIN)
         return sl_status_set(st, SL_EINVAL, "role must be read, write or admin");
-    if (n > 0 && patterns == NULL) return sl_status_set(st, SL_EINVAL, "channel patterns missing");
+    if (n > 0 && patterns == NULL)
+        return sl_status_set(st, SL_EINVAL, "channel patterns missing");
     json_t *o = json_pack("{s:s}", "role", sl_role_name(role));
-    if (o == NULL) return nomem(st);
+    if (o == NULL)
+        return nomem(st);
     if (n > 0) {
         json_t *arr = string_array(patterns, n);
         /* json_object_set_new consumes arr even when it fails. */
@@ -981,11 +1046,13 @@ int sl_client_acl_grant(sl_client *c, const char *url, const char *token, const 
         }
     }
     char *body = dump(o);
-    if (body == NULL) return nomem(st);
+    if (body == NULL)
+        return nomem(st);
     buf b;
     rc = server_call(c, url, token, "PUT", path, body, strlen(body), &b, st);
     free(body);
-    if (rc == SL_OK) free(b.p);
+    if (rc == SL_OK)
+        free(b.p);
     return rc;
 }
 
@@ -994,10 +1061,12 @@ int sl_client_acl_revoke(sl_client *c, const char *url, const char *token, const
 {
     char path[3 * SL_PRINCIPAL_MAX + 16];
     int rc = acl_path(principal, path, sizeof path, st);
-    if (rc != SL_OK) return rc;
+    if (rc != SL_OK)
+        return rc;
     buf b;
     rc = server_call(c, url, token, "DELETE", path, NULL, 0, &b, st);
-    if (rc == SL_OK) free(b.p);
+    if (rc == SL_OK)
+        free(b.p);
     return rc;
 }
 
@@ -1008,7 +1077,8 @@ int sl_client_acl_list(sl_client *c, const char *url, const char *token, sl_acl_
     *n = 0;
     buf b;
     int rc = server_call(c, url, token, "GET", "/acl", NULL, 0, &b, st);
-    if (rc != SL_OK) return rc;
+    if (rc != SL_OK)
+        return rc;
     rc = sl__client_parse_acl(b.p, b.len, out, n, st);
     free(b.p);
     return rc;

@@ -50,11 +50,13 @@ static int enter(sl_ctx *ctx, const sl_identity *who, sl_op op, const char *id,
     if (id == NULL || !sl_channel_id_valid(id, strlen(id)))
         return sl_status_set(st, SL_EBADID, "invalid channel id");
     int rc = sl_authorize(ctx, who, op, id, st);
-    if (rc != SL_OK) return rc;
+    if (rc != SL_OK)
+        return rc;
     const sl_channel_info *ch = sl__map_get(ctx->channels, id);
     if (ch == NULL || (ch->visibility == SL_VIS_PRIVATE && !in_process(who)))
         return sl_status_set(st, SL_ENOENT, "channel '%s' not found", id);
-    if (out) *out = ch;
+    if (out)
+        *out = ch;
     return SL_OK;
 }
 
@@ -136,9 +138,11 @@ static int create_unchecked(sl_ctx *ctx, const char *id, const sl_channel_opts *
         return sl_status_set(st, SL_ENOMEM, NULL);
     }
     int rc = ctx->engine->ops->create(ctx->engine, info);
-    if (rc == SL_OK) rc = sl__map_put(ctx->channels, id, info, NULL);
+    if (rc == SL_OK)
+        rc = sl__map_put(ctx->channels, id, info, NULL);
     if (rc != SL_OK) {
-        if (rc != SL_EEXIST) ctx->engine->ops->drop(ctx->engine, id);
+        if (rc != SL_EEXIST)
+            ctx->engine->ops->drop(ctx->engine, id);
         sl__channel_info_free(info);
         return rc == SL_EEXIST ? sl_status_set(st, rc, "channel '%s' already exists", id)
                                : sl_status_set(st, rc, NULL);
@@ -157,8 +161,10 @@ int sl_channel_create(sl_ctx *ctx, const sl_identity *who, const char *id, const
     if (id == NULL || !sl_channel_id_valid(id, strlen(id)))
         return sl_status_set(st, SL_EBADID, "invalid channel id");
     int rc = sl_authorize(ctx, who, SL_OP_CHANNEL_CREATE, id, st);
-    if (rc == SL_OK) rc = check_opts(id, o, st);
-    if (rc == SL_OK) rc = create_unchecked(ctx, id, o, st);
+    if (rc == SL_OK)
+        rc = check_opts(id, o, st);
+    if (rc == SL_OK)
+        rc = create_unchecked(ctx, id, o, st);
     if (rc == SL_OK)
         sl__audit(ctx, "channel.create", "principal", principal_of(who), "channel", id, NULL);
     return rc;
@@ -167,7 +173,8 @@ int sl_channel_create(sl_ctx *ctx, const sl_identity *who, const char *id, const
 int sl_channel_delete(sl_ctx *ctx, const sl_identity *who, const char *id, sl_status *st)
 {
     int rc = enter(ctx, who, SL_OP_CHANNEL_DELETE, id, NULL, st);
-    if (rc != SL_OK) return rc;
+    if (rc != SL_OK)
+        return rc;
     ctx->engine->ops->drop(ctx->engine, id);
     sl__map_del(ctx->channels, id, sl__channel_info_free);
     sl__audit(ctx, "channel.delete", "principal", principal_of(who), "channel", id, NULL);
@@ -178,7 +185,8 @@ int sl_channel_info_get(sl_ctx *ctx, const sl_identity *who, const char *id, sl_
                         sl_status *st)
 {
     int rc = enter(ctx, who, SL_OP_CHANNEL_INFO, id, NULL, st);
-    if (rc != SL_OK) return rc;
+    if (rc != SL_OK)
+        return rc;
     return engine_rc(ctx->engine->ops->info(ctx->engine, id, info), id, st);
 }
 
@@ -188,16 +196,19 @@ int sl_channel_list(sl_ctx *ctx, const sl_identity *who, sl_channel_info **out, 
     *out = NULL;
     *n = 0;
     int rc = sl_authorize(ctx, who, SL_OP_CHANNEL_LIST, NULL, st);
-    if (rc != SL_OK) return rc;
+    if (rc != SL_OK)
+        return rc;
     sl_channel_info *all;
     size_t total;
     rc = ctx->engine->ops->list(ctx->engine, &all, &total);
-    if (rc != SL_OK) return sl_status_set(st, rc, NULL);
+    if (rc != SL_OK)
+        return sl_status_set(st, rc, NULL);
     size_t kept = 0;
     for (size_t i = 0; i < total; i++) {
         int visible = all[i].visibility == SL_VIS_PUBLIC || in_process(who);
         if (visible && sl__authorized_quiet(ctx, who, SL_OP_CHANNEL_READ, all[i].id)) {
-            if (kept != i) all[kept] = all[i];
+            if (kept != i)
+                all[kept] = all[i];
             kept++;
         } else {
             sl_channel_info_clear(&all[i]);
@@ -212,8 +223,10 @@ int sl_channel_write(sl_ctx *ctx, const sl_identity *who, const char *id, const 
                      char *item_id, size_t item_id_size, sl_status *st)
 {
     int rc = enter(ctx, who, SL_OP_CHANNEL_WRITE, id, NULL, st);
-    if (rc != SL_OK) return rc;
-    if (w == NULL || w->data == NULL) return sl_status_set(st, SL_EINVAL, "no data");
+    if (rc != SL_OK)
+        return rc;
+    if (w == NULL || w->data == NULL)
+        return sl_status_set(st, SL_EINVAL, "no data");
     if (!sl__json_valid(w->data, w->data_len))
         return sl_status_set(st, SL_EJSON, "message data is not valid JSON");
     if (w->metadata) {
@@ -241,9 +254,12 @@ int sl_channel_write(sl_ctx *ctx, const sl_identity *who, const char *id, const 
     };
     char idbuf[32];
     rc = ctx->engine->ops->append(ctx->engine, id, &m, m.timestamp, idbuf);
-    if (data != small) free(data);
-    if (rc != SL_OK) return engine_rc(rc, id, st);
-    if (item_id && item_id_size) snprintf(item_id, item_id_size, "%s", idbuf);
+    if (data != small)
+        free(data);
+    if (rc != SL_OK)
+        return engine_rc(rc, id, st);
+    if (item_id && item_id_size)
+        snprintf(item_id, item_id_size, "%s", idbuf);
     return SL_OK;
 }
 
@@ -279,7 +295,8 @@ int sl_channel_read(sl_ctx *ctx, const sl_identity *who, const char *id, const s
     out->len = 0;
     const sl_channel_info *ch = NULL;
     int rc = enter(ctx, who, SL_OP_CHANNEL_READ, id, &ch, st);
-    if (rc != SL_OK) return rc;
+    if (rc != SL_OK)
+        return rc;
     size_t limit = r && r->limit ? r->limit : 10;
     int exclusive = r && r->exclusive;
     double now = sl_ctx_now(ctx);
@@ -289,7 +306,8 @@ int sl_channel_read(sl_ctx *ctx, const sl_identity *who, const char *id, const s
                 st, SL_EKIND, "work queue '%s' supports exclusive reads only (exclusive=true)", id);
         sl_message_list dead = {0};
         rc = ctx->engine->ops->claim(ctx->engine, id, principal_of(who), limit, now, out, &dead);
-        if (dead.len) dead_letter(ctx, ch, &dead);
+        if (dead.len)
+            dead_letter(ctx, ch, &dead);
         return engine_rc(rc, id, st);
     }
     if (exclusive)
@@ -303,7 +321,8 @@ int sl_channel_read(sl_ctx *ctx, const sl_identity *who, const char *id, const s
 
 static int kind_is_queue(const sl_channel_info *ch, const char *what, sl_status *st)
 {
-    if (ch->kind == SL_KIND_QUEUE) return SL_OK;
+    if (ch->kind == SL_KIND_QUEUE)
+        return SL_OK;
     return sl_status_set(st, SL_EKIND, "%s applies to work queues; '%s' is a topic", what, ch->id);
 }
 
@@ -313,8 +332,10 @@ int sl_channel_ack(sl_ctx *ctx, const sl_identity *who, const char *id, const ch
     const sl_channel_info *ch = NULL;
     *count = 0;
     int rc = enter(ctx, who, SL_OP_CHANNEL_ACK, id, &ch, st);
-    if (rc == SL_OK) rc = kind_is_queue(ch, "acknowledge", st);
-    if (rc != SL_OK) return rc;
+    if (rc == SL_OK)
+        rc = kind_is_queue(ch, "acknowledge", st);
+    if (rc != SL_OK)
+        return rc;
     return engine_rc(
         ctx->engine->ops->ack(ctx->engine, id, principal_of(who), ids, n, sl_ctx_now(ctx), count),
         id, st);
@@ -326,8 +347,10 @@ int sl_channel_nack(sl_ctx *ctx, const sl_identity *who, const char *id, const c
     const sl_channel_info *ch = NULL;
     *count = 0;
     int rc = enter(ctx, who, SL_OP_CHANNEL_NACK, id, &ch, st);
-    if (rc == SL_OK) rc = kind_is_queue(ch, "nack", st);
-    if (rc != SL_OK) return rc;
+    if (rc == SL_OK)
+        rc = kind_is_queue(ch, "nack", st);
+    if (rc != SL_OK)
+        return rc;
     if (!(delay >= 0 && delay <= 31536000.0))
         return sl_status_set(st, SL_EINVAL, "delay must be between 0 and 31536000 seconds");
     return engine_rc(ctx->engine->ops->nack(ctx->engine, id, principal_of(who), ids, n, delay,
@@ -340,7 +363,8 @@ int sl_channel_clear(sl_ctx *ctx, const sl_identity *who, const char *id, size_t
 {
     *count = 0;
     int rc = enter(ctx, who, SL_OP_CHANNEL_CLEAR, id, NULL, st);
-    if (rc != SL_OK) return rc;
+    if (rc != SL_OK)
+        return rc;
     rc = engine_rc(ctx->engine->ops->clear(ctx->engine, id, count), id, st);
     if (rc == SL_OK)
         sl__audit(ctx, "channel.clear", "principal", principal_of(who), "channel", id, NULL);
@@ -352,7 +376,8 @@ int sl_channel_evict(sl_ctx *ctx, const sl_identity *who, const char *id, double
 {
     *count = 0;
     int rc = enter(ctx, who, SL_OP_CHANNEL_EVICT, id, NULL, st);
-    if (rc != SL_OK) return rc;
+    if (rc != SL_OK)
+        return rc;
     rc = engine_rc(ctx->engine->ops->evict(ctx->engine, id, before, max_count, count), id, st);
     if (rc == SL_OK)
         sl__audit(ctx, "channel.evict", "principal", principal_of(who), "channel", id, NULL);
@@ -364,7 +389,8 @@ int sl_channel_remove(sl_ctx *ctx, const sl_identity *who, const char *id, const
 {
     *count = 0;
     int rc = enter(ctx, who, SL_OP_CHANNEL_REMOVE, id, NULL, st);
-    if (rc != SL_OK) return rc;
+    if (rc != SL_OK)
+        return rc;
     rc = engine_rc(ctx->engine->ops->remove(ctx->engine, id, ids, n, count), id, st);
     if (rc == SL_OK)
         sl__audit(ctx, "channel.remove", "principal", principal_of(who), "channel", id, NULL);
@@ -379,14 +405,16 @@ int sl_acl_grant(sl_ctx *ctx, const sl_identity *who, const char *principal, sl_
     if (principal == NULL || !sl_principal_valid(principal, strlen(principal)))
         return sl_status_set(st, SL_EINVAL, "invalid principal");
     int rc = sl_authorize(ctx, who, SL_OP_ACL_GRANT, principal, st);
-    if (rc != SL_OK) return rc;
+    if (rc != SL_OK)
+        return rc;
     if (role == SL_ROLE_NONE)
         return sl_status_set(st, SL_EINVAL, "role must be read, write or admin");
     for (size_t i = 0; i < n; i++)
         if (patterns[i] == NULL || !sl_pattern_valid(patterns[i], strlen(patterns[i])))
             return sl_status_set(st, SL_EINVAL, "invalid channel pattern");
     rc = sl__acl_set(ctx->acl, principal, role, patterns, n);
-    if (rc != SL_OK) return sl_status_set(st, rc, NULL);
+    if (rc != SL_OK)
+        return sl_status_set(st, rc, NULL);
     sl__audit(ctx, "acl.grant", "actor", principal_of(who), "principal", principal, "role",
               sl_role_name(role), NULL);
     return SL_OK;
@@ -397,7 +425,8 @@ int sl_acl_revoke(sl_ctx *ctx, const sl_identity *who, const char *principal, sl
     if (principal == NULL || !sl_principal_valid(principal, strlen(principal)))
         return sl_status_set(st, SL_EINVAL, "invalid principal");
     int rc = sl_authorize(ctx, who, SL_OP_ACL_REVOKE, principal, st);
-    if (rc != SL_OK) return rc;
+    if (rc != SL_OK)
+        return rc;
     if (sl__acl_del(ctx->acl, principal) != SL_OK)
         return sl_status_set(st, SL_ENOENT, "no ACL entry for '%s'", principal);
     sl__audit(ctx, "acl.revoke", "actor", principal_of(who), "principal", principal, NULL);
@@ -409,7 +438,8 @@ int sl_acl_list(sl_ctx *ctx, const sl_identity *who, sl_acl_entry **out, size_t 
     *out = NULL;
     *n = 0;
     int rc = sl_authorize(ctx, who, SL_OP_ACL_LIST, NULL, st);
-    if (rc != SL_OK) return rc;
+    if (rc != SL_OK)
+        return rc;
     rc = sl__acl_list(ctx->acl, out, n);
     return rc == SL_OK ? SL_OK : sl_status_set(st, rc, NULL);
 }

@@ -17,13 +17,16 @@ double sl_wallclock(void *ud_unused)
 int sl_ctx_new(sl_ctx **out, const sl_ctx_options *opts)
 {
     sl_ctx *ctx = calloc(1, sizeof *ctx);
-    if (ctx == NULL) return SL_ENOMEM;
+    if (ctx == NULL)
+        return SL_ENOMEM;
     ctx->mode = opts && opts->mode != SL_MODE_INHERIT ? opts->mode : SL_MODE_OPEN;
     ctx->clock = opts && opts->clock ? opts->clock : sl_wallclock;
     ctx->clock_ud = opts ? opts->clock_ud : NULL;
     int rc = sl__mem_engine_new(&ctx->engine);
-    if (rc == SL_OK) rc = sl__map_new(&ctx->channels);
-    if (rc == SL_OK) rc = sl__acl_new(&ctx->acl);
+    if (rc == SL_OK)
+        rc = sl__map_new(&ctx->channels);
+    if (rc == SL_OK)
+        rc = sl__acl_new(&ctx->acl);
     if (rc != SL_OK) {
         sl_ctx_free(ctx);
         return rc;
@@ -34,8 +37,10 @@ int sl_ctx_new(sl_ctx **out, const sl_ctx_options *opts)
 
 void sl_ctx_free(sl_ctx *ctx)
 {
-    if (ctx == NULL) return;
-    if (ctx->engine) ctx->engine->ops->free(ctx->engine);
+    if (ctx == NULL)
+        return;
+    if (ctx->engine)
+        ctx->engine->ops->free(ctx->engine);
     sl__map_free(ctx->channels, sl__channel_info_free);
     sl__acl_free(ctx->acl);
     free(ctx);
@@ -76,9 +81,11 @@ sl_mode sl__ctx_channel_mode(const sl_ctx *ctx, const char *id)
 
 void sl__audit(sl_ctx *ctx, const char *event, ...)
 {
-    if (ctx->audit == NULL) return;
+    if (ctx->audit == NULL)
+        return;
     json_t *o = json_object();
-    if (o == NULL) return;
+    if (o == NULL)
+        return;
     json_object_set_new(o, "ts", json_real(sl_ctx_now(ctx)));
     json_object_set_new(o, "event", json_string(event));
     va_list ap;
@@ -86,7 +93,8 @@ void sl__audit(sl_ctx *ctx, const char *event, ...)
     const char *k;
     while ((k = va_arg(ap, const char *)) != NULL) {
         const char *v = va_arg(ap, const char *);
-        if (v) json_object_set_new(o, k, json_string(v));
+        if (v)
+            json_object_set_new(o, k, json_string(v));
     }
     va_end(ap);
     char *text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);

@@ -50,7 +50,8 @@ int sl_err_http_status(int code)
 
 int sl_status_set(sl_status *st, int code, const char *fmt, ...)
 {
-    if (st == NULL) return code;
+    if (st == NULL)
+        return code;
     st->code = code;
     if (fmt == NULL) {
         snprintf(st->message, sizeof st->message, "%s", sl_strerror(code));

@@ -1,9 +1,13 @@
 /* Iterative JSON validation with an explicit container stack (a bit per level: object or array), so
  * hostile nesting cannot exhaust the C stack. Checks UTF-8 (no overlongs, no surrogates, nothing
- * past U+10FFFF) the way jansson does, so that what we accept jansson can later parse. */
+ * past U+10FFFF) the way jansson does, so that what we accept jansson can later parse (numbers
+ * included: 64-bit integers, finite reals). */
 #include "core/jsonv.h"
 
+#include <errno.h>
+#include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 typedef struct {
@@ -18,20 +22,25 @@ static void ws(cur *c)
 
 static int hexval(unsigned char ch)
 {
-    if (ch >= '0' && ch <= '9') return ch - '0';
-    if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F') return ch - 'A' + 10;
+    if (ch >= '0' && ch <= '9')
+        return ch - '0';
+    if (ch >= 'a' && ch <= 'f')
+        return ch - 'a' + 10;
+    if (ch >= 'A' && ch <= 'F')
+        return ch - 'A' + 10;
     return -1;
 }
 
 /* The code unit of "\uXXXX" at p (p points at the backslash), or -1. */
 static long u_escape(const unsigned char *p, const unsigned char *end)
 {
-    if (end - p < 6 || p[0] != '\\' || p[1] != 'u') return -1;
+    if (end - p < 6 || p[0] != '\\' || p[1] != 'u')
+        return -1;
     long v = 0;
     for (int i = 2; i < 6; i++) {
         int h = hexval(p[i]);
-        if (h < 0) return -1;
+        if (h < 0)
+            return -1;
         v = v * 16 + h;
     }
     return v;
@@ -57,9 +66,11 @@ static int utf8(cur *c)
     } else {
         return 0;
     }
-    if (left < len) return 0;
+    if (left < len)
+        return 0;
     for (size_t i = 1; i < len; i++) {
-        if ((p[i] & 0xc0) != 0x80) return 0;
+        if ((p[i] & 0xc0) != 0x80)
+            return 0;
         cp = (cp << 6) | (p[i] & 0x3f);
     }
     if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
@@ -78,18 +89,22 @@ static int string(cur *c)
             c->p++;
             return 1;
         }
-        if (ch < 0x20) return 0;
+        if (ch < 0x20)
+            return 0;
         if (ch == '\\') {
-            if (++c->p >= c->end) return 0;
+            if (++c->p >= c->end)
+                return 0;
             ch = *c->p;
             if (ch == 'u') {
                 /* As jansson: no \u0000, and surrogates only as a high + low pair. */
                 long u = u_escape(c->p - 1, c->end);
-                if (u <= 0 || (u >= 0xdc00 && u <= 0xdfff)) return 0;
+                if (u <= 0 || (u >= 0xdc00 && u <= 0xdfff))
+                    return 0;
                 c->p += 5;
                 if (u >= 0xd800 && u <= 0xdbff) {
                     long lo = u_escape(c->p, c->end);
-                    if (lo < 0xdc00 || lo > 0xdfff) return 0;
+                    if (lo < 0xdc00 || lo > 0xdfff)
+                        return 0;
                     c->p += 6;
                 }
             } else if (strchr("\"\\/bfnrt", ch) && ch) {
@@ -98,7 +113,8 @@ static int string(cur *c)
                 return 0;
             }
         } else if (ch >= 0x80) {
-            if (!utf8(c)) return 0;
+            if (!utf8(c))
+                return 0;
         } else {
             c->p++;
         }
@@ -114,30 +130,63 @@ static int digits(cur *c)
     return c->p > start;
 }
 
+/* jansson stores integers as 64-bit and reals as finite doubles and refuses numbers outside them;
+ * so must we, or a stored message could not be read back. */
+static int number_in_range(const unsigned char *s, size_t n, int integer)
+{
+    char small[256], *buf = small;
+    if (n >= sizeof small && (buf = malloc(n + 1)) == NULL)
+        return 0;
+    memcpy(buf, s, n);
+    buf[n] = '\0';
+    errno = 0;
+    int ok;
+    if (integer) {
+        (void)strtoll(buf, NULL, 10);
+        ok = errno != ERANGE;
+    } else {
+        double d = strtod(buf, NULL);
+        ok = d != HUGE_VAL && d != -HUGE_VAL;
+    }
+    if (buf != small)
+        free(buf);
+    return ok;
+}
+
 static int number(cur *c)
 {
-    if (*c->p == '-') c->p++;
-    if (c->p >= c->end) return 0;
+    const unsigned char *start = c->p;
+    int integer = 1;
+    if (*c->p == '-')
+        c->p++;
+    if (c->p >= c->end)
+        return 0;
     if (*c->p == '0')
         c->p++;
     else if (!digits(c))
         return 0;
     if (c->p < c->end && *c->p == '.') {
+        integer = 0;
         c->p++;
-        if (!digits(c)) return 0;
+        if (!digits(c))
+            return 0;
     }
     if (c->p < c->end && (*c->p == 'e' || *c->p == 'E')) {
+        integer = 0;
         c->p++;
-        if (c->p < c->end && (*c->p == '+' || *c->p == '-')) c->p++;
-        if (!digits(c)) return 0;
+        if (c->p < c->end && (*c->p == '+' || *c->p == '-'))
+            c->p++;
+        if (!digits(c))
+            return 0;
     }
-    return 1;
+    return number_in_range(start, (size_t)(c->p - start), integer);
 }
 
 static int literal(cur *c, const char *word)
 {
     size_t n = strlen(word);
-    if ((size_t)(c->end - c->p) < n || memcmp(c->p, word, n) != 0) return 0;
+    if ((size_t)(c->end - c->p) < n || memcmp(c->p, word, n) != 0)
+        return 0;
     c->p += n;
     return 1;
 }
@@ -161,16 +210,19 @@ static int scalar(cur *c)
 
 int sl__json_valid(const char *s, size_t n)
 {
-    if (s == NULL) return 0;
+    if (s == NULL)
+        return 0;
     cur c = {(const unsigned char *)s, (const unsigned char *)s + n};
     unsigned char stack[SL__JSON_MAX_DEPTH / 8]; /* bit set: 1 = object, 0 = array */
     int depth = 0;
     ws(&c);
     for (;;) {
         /* Expect a value. */
-        if (c.p >= c.end) return 0;
+        if (c.p >= c.end)
+            return 0;
         if (*c.p == '{' || *c.p == '[') {
-            if (depth >= SL__JSON_MAX_DEPTH) return 0;
+            if (depth >= SL__JSON_MAX_DEPTH)
+                return 0;
             int obj = *c.p == '{';
             if (obj)
                 stack[depth / 8] |= (unsigned char)(1u << (depth % 8));
@@ -185,26 +237,33 @@ int sl__json_valid(const char *s, size_t n)
                 goto after_value;
             }
             if (obj) {
-                if (c.p >= c.end || *c.p != '"' || !string(&c)) return 0;
+                if (c.p >= c.end || *c.p != '"' || !string(&c))
+                    return 0;
                 ws(&c);
-                if (c.p >= c.end || *c.p++ != ':') return 0;
+                if (c.p >= c.end || *c.p++ != ':')
+                    return 0;
                 ws(&c);
             }
             continue;
         }
-        if (!scalar(&c)) return 0;
+        if (!scalar(&c))
+            return 0;
     after_value:
         ws(&c);
-        if (depth == 0) return c.p == c.end;
-        if (c.p >= c.end) return 0;
+        if (depth == 0)
+            return c.p == c.end;
+        if (c.p >= c.end)
+            return 0;
         int obj = (stack[(depth - 1) / 8] >> ((depth - 1) % 8)) & 1;
         if (*c.p == ',') {
             c.p++;
             ws(&c);
             if (obj) {
-                if (c.p >= c.end || *c.p != '"' || !string(&c)) return 0;
+                if (c.p >= c.end || *c.p != '"' || !string(&c))
+                    return 0;
                 ws(&c);
-                if (c.p >= c.end || *c.p++ != ':') return 0;
+                if (c.p >= c.end || *c.p++ != ':')
+                    return 0;
                 ws(&c);
             }
             continue;

@@ -41,18 +41,22 @@ static uint64_t hash_key(const char *s)
 int sl__map_new(sl__map **out)
 {
     sl__map *m = calloc(1, sizeof *m);
-    if (m == NULL) return SL_ENOMEM;
+    if (m == NULL)
+        return SL_ENOMEM;
     *out = m;
     return SL_OK;
 }
 
 void sl__map_free(sl__map *m, sl__map_free_fn free_value)
 {
-    if (m == NULL) return;
+    if (m == NULL)
+        return;
     for (size_t i = 0; i < m->cap; i++) {
-        if (m->slots[i].key == NULL) continue;
+        if (m->slots[i].key == NULL)
+            continue;
         free(m->slots[i].key);
-        if (free_value) free_value(m->slots[i].value);
+        if (free_value)
+            free_value(m->slots[i].value);
     }
     free(m->slots);
     free(m);
@@ -70,7 +74,8 @@ static size_t find(const sl__map *m, const char *key, uint64_t h)
 
 void *sl__map_get(const sl__map *m, const char *key)
 {
-    if (m == NULL || m->len == 0) return NULL;
+    if (m == NULL || m->len == 0)
+        return NULL;
     size_t i = find(m, key, hash_key(key));
     return m->slots[i].key ? m->slots[i].value : NULL;
 }
@@ -79,9 +84,11 @@ void *sl__map_get(const sl__map *m, const char *key)
 static int rehash(sl__map *m, size_t ncap)
 {
     slot *ns = calloc(ncap, sizeof *ns);
-    if (ns == NULL) return SL_ENOMEM;
+    if (ns == NULL)
+        return SL_ENOMEM;
     for (size_t i = 0; i < m->cap; i++) {
-        if (m->slots[i].key == NULL) continue;
+        if (m->slots[i].key == NULL)
+            continue;
         size_t j = (size_t)m->slots[i].hash & (ncap - 1);
         while (ns[j].key != NULL)
             j = (j + 1) & (ncap - 1);
@@ -101,13 +108,15 @@ int sl__map_put(sl__map *m, const char *key, void *value, sl__map_free_fn free_p
         if (m->slots[i].key != NULL) {
             void *prev = m->slots[i].value;
             m->slots[i].value = value;
-            if (free_prev && prev != value) free_prev(prev);
+            if (free_prev && prev != value)
+                free_prev(prev);
             return SL_OK;
         }
     }
     /* Copy the key before growing so that a failure leaves the table untouched either way. */
     char *k = strdup(key);
-    if (k == NULL) return SL_ENOMEM;
+    if (k == NULL)
+        return SL_ENOMEM;
     if ((m->len + 1) * 4 > m->cap * 3 && rehash(m, m->cap ? m->cap * 2 : MIN_CAP) != SL_OK) {
         free(k);
         return SL_ENOMEM;
@@ -120,10 +129,12 @@ int sl__map_put(sl__map *m, const char *key, void *value, sl__map_free_fn free_p
 
 int sl__map_del(sl__map *m, const char *key, sl__map_free_fn free_value)
 {
-    if (m == NULL || m->len == 0) return 0;
+    if (m == NULL || m->len == 0)
+        return 0;
     size_t mask = m->cap - 1;
     size_t i = find(m, key, hash_key(key));
-    if (m->slots[i].key == NULL) return 0;
+    if (m->slots[i].key == NULL)
+        return 0;
     void *value = m->slots[i].value;
     free(m->slots[i].key);
     m->slots[i].key = NULL;
@@ -148,7 +159,8 @@ int sl__map_del(sl__map *m, const char *key, sl__map_free_fn free_value)
         rehash(m, m->cap / 2);
     }
     /* Last, because value may own the memory `key` points to. */
-    if (free_value) free_value(value);
+    if (free_value)
+        free_value(value);
     return 1;
 }
 
@@ -159,11 +171,14 @@ size_t sl__map_size(const sl__map *m)
 
 int sl__map_each(const sl__map *m, sl__map_iter_fn fn, void *ud)
 {
-    if (m == NULL) return 0;
+    if (m == NULL)
+        return 0;
     for (size_t i = 0; i < m->cap; i++) {
-        if (m->slots[i].key == NULL) continue;
+        if (m->slots[i].key == NULL)
+            continue;
         int rc = fn(ud, m->slots[i].key, m->slots[i].value);
-        if (rc) return rc;
+        if (rc)
+            return rc;
     }
     return 0;
 }

@@ -8,7 +8,8 @@
 
 void sl_message_clear(sl_message *m)
 {
-    if (m == NULL) return;
+    if (m == NULL)
+        return;
     free(m->id);
     free(m->sender_id);
     free(m->data);
@@ -21,7 +22,8 @@ void sl_message_clear(sl_message *m)
 
 void sl_message_list_free(sl_message_list *l)
 {
-    if (l == NULL) return;
+    if (l == NULL)
+        return;
     for (size_t i = 0; i < l->len; i++)
         sl_message_clear(&l->items[i]);
     free(l->items);
@@ -31,7 +33,8 @@ void sl_message_list_free(sl_message_list *l)
 
 void sl_channel_info_clear(sl_channel_info *info)
 {
-    if (info == NULL) return;
+    if (info == NULL)
+        return;
     free(info->id);
     free(info->name);
     free(info->description);
@@ -41,7 +44,8 @@ void sl_channel_info_clear(sl_channel_info *info)
 
 void sl_channel_infos_free(sl_channel_info *infos, size_t n)
 {
-    if (infos == NULL) return;
+    if (infos == NULL)
+        return;
     for (size_t i = 0; i < n; i++)
         sl_channel_info_clear(&infos[i]);
     free(infos);

@@ -169,7 +169,8 @@ static void conn_free(conn *c)
 
 static void conn_unref(conn *c)
 {
-    if (--c->refs == 0) conn_free(c);
+    if (--c->refs == 0)
+        conn_free(c);
 }
 
 static void on_handle_closed(uv_handle_t *h)
@@ -179,14 +180,16 @@ static void on_handle_closed(uv_handle_t *h)
 
 static void conn_close(conn *c)
 {
-    if (c->closing) return;
+    if (c->closing)
+        return;
     c->closing = 1;
     sl_http_server *s = c->srv;
     if (c->prev != NULL)
         c->prev->next = c->next;
     else
         s->conns = c->next;
-    if (c->next != NULL) c->next->prev = c->prev;
+    if (c->next != NULL)
+        c->next->prev = c->prev;
     c->prev = c->next = NULL;
     if (c->rejected)
         s->nrejecting--;
@@ -223,7 +226,8 @@ static unsigned mode_ms(const conn *c, int mode)
  * re-arms, so the hot path does not touch the timer heap. */
 static void set_mode(conn *c, int mode)
 {
-    if (mode == c->tmode) return;
+    if (mode == c->tmode)
+        return;
     c->tmode = mode;
     unsigned ms = mode_ms(c, mode);
     if (ms == 0) {
@@ -243,12 +247,14 @@ static void set_mode(conn *c, int mode)
 
 static int wreserve(conn *c, size_t need)
 {
-    if (need <= c->wcap) return 0;
+    if (need <= c->wcap)
+        return 0;
     size_t cap = c->wcap ? c->wcap : 1024;
     while (cap < need)
         cap *= 2;
     char *nb = realloc(c->wbuf, cap);
-    if (nb == NULL) return -1;
+    if (nb == NULL)
+        return -1;
     c->wbuf = nb;
     c->wcap = cap;
     return 0;
@@ -297,14 +303,16 @@ static char *put_uint(char *d, size_t v)
 static int build(conn *c, sl_http_server *s, int status, const char *extra, const char *ctype,
                  const char *body, size_t body_len, int keep, size_t *out)
 {
-    if (status < 100 || status > 999) status = 500;
+    if (status < 100 || status > 999)
+        status = 500;
     const char *reason = sl_http_reason(status);
     size_t rlen = strlen(reason), elen = extra ? strlen(extra) : 0;
     size_t clen = ctype ? strlen(ctype) : 0, dlen;
     const char *date = date_line(s, &dlen);
     int bodyless = status < 200 || status == 204 || status == 304;
     size_t send = bodyless || c->head ? 0 : body_len;
-    if (wreserve(c, 200 + rlen + dlen + elen + clen + send) != 0) return -1;
+    if (wreserve(c, 200 + rlen + dlen + elen + clen + send) != 0)
+        return -1;
     char *d = c->wbuf;
     d = PUT_LIT(d, "HTTP/1.1 ");
     *d++ = (char)('0' + status / 100);
@@ -327,10 +335,12 @@ static int build(conn *c, sl_http_server *s, int status, const char *extra, cons
     d = keep ? PUT_LIT(d, "Connection: keep-alive\r\n") : PUT_LIT(d, "Connection: close\r\n");
     if (elen > 0) {
         d = put(d, extra, elen);
-        if (extra[elen - 1] != '\n') d = PUT_LIT(d, "\r\n");
+        if (extra[elen - 1] != '\n')
+            d = PUT_LIT(d, "\r\n");
     }
     d = PUT_LIT(d, "\r\n");
-    if (send > 0) d = put(d, body, send);
+    if (send > 0)
+        d = put(d, body, send);
     *out = (size_t)(d - c->wbuf);
     return 0;
 }
@@ -359,7 +369,8 @@ static void on_write(uv_write_t *w, int status)
 {
     conn *c = w->data;
     c->writing = 0;
-    if (!c->closing) write_done(c, status);
+    if (!c->closing)
+        write_done(c, status);
 }
 
 /* Sends c->wbuf[0..len). Most responses fit the socket buffer: try that first and only queue a
@@ -377,7 +388,8 @@ static void conn_send(conn *c, size_t len, int close_after)
         write_done(c, n);
         return;
     }
-    if (n < 0) n = 0;
+    if (n < 0)
+        n = 0;
     b = uv_buf_init(c->wbuf + n, (unsigned)(len - (size_t)n));
     c->writing = 1;
     int r = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_write);
@@ -410,7 +422,8 @@ static size_t json_escape(char *out, size_t cap, const char *s)
 /* Answers with a JSON error and closes once it has been written. */
 static void conn_fail(conn *c, int status, const char *name, const char *message)
 {
-    if (c->closing || c->lingering) return;
+    if (c->closing || c->lingering)
+        return;
     if (c->writing || c->in_flight) { /* no room for an answer: just go */
         conn_close(c);
         return;
@@ -418,7 +431,8 @@ static void conn_fail(conn *c, int status, const char *name, const char *message
     char msg[256], body[384];
     json_escape(msg, sizeof msg, message);
     int blen = snprintf(body, sizeof body, "{\"error\":\"%s\",\"message\":\"%s\"}", name, msg);
-    if (blen < 0 || (size_t)blen >= sizeof body) blen = 0;
+    if (blen < 0 || (size_t)blen >= sizeof body)
+        blen = 0;
     size_t n;
     c->head = 0;
     if (build(c, c->srv, status, NULL, "application/json", body, (size_t)blen, 0, &n) != 0) {
@@ -433,31 +447,37 @@ static const char CONTINUE[] = "HTTP/1.1 100 Continue\r\n\r\n";
 static void on_continue_written(uv_write_t *w, int status)
 {
     conn *c = w->data;
-    if (status < 0 && !c->closing) conn_close(c);
+    if (status < 0 && !c->closing)
+        conn_close(c);
 }
 
 static void send_continue(conn *c)
 {
     uv_buf_t b = uv_buf_init((char *)CONTINUE, sizeof CONTINUE - 1);
     int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
-    if (n >= 0 && (size_t)n == b.len) return;
+    if (n >= 0 && (size_t)n == b.len)
+        return;
     if (n < 0 && n != UV_EAGAIN && n != UV_ENOSYS) {
         conn_close(c);
         return;
     }
-    if (n < 0) n = 0;
+    if (n < 0)
+        n = 0;
     /* A static buffer and its own request: the response that follows is queued behind it, and the
      * next "100 Continue" can only come after that response has been written. */
     b = uv_buf_init((char *)CONTINUE + n, (unsigned)(sizeof CONTINUE - 1 - (size_t)n));
-    if (uv_write(&c->creq, (uv_stream_t *)&c->tcp, &b, 1, on_continue_written) < 0) conn_close(c);
+    if (uv_write(&c->creq, (uv_stream_t *)&c->tcp, &b, 1, on_continue_written) < 0)
+        conn_close(c);
 }
 
 void sl_http_respond(sl_http_request *req, int status, const char *extra_headers,
                      const char *content_type, const char *body, size_t body_len)
 {
-    if (req == NULL || req->conn == NULL) return;
+    if (req == NULL || req->conn == NULL)
+        return;
     conn *c = req->conn;
-    if (req != &c->req || !c->in_flight) return;
+    if (req != &c->req || !c->in_flight)
+        return;
     req->conn = NULL;
     c->in_flight = 0;
     if (c->closing) { /* the client left (or the server closed): nobody to answer */
@@ -506,7 +526,8 @@ static size_t drive(conn *c, const char *data, size_t len)
         int r = sl__http_parser_feed(&c->parser, data + off, len - off, &used);
         off += used;
         if (r == SL__HTTP_NEED_MORE) {
-            if (sl__http_parser_take_continue(&c->parser)) send_continue(c);
+            if (sl__http_parser_take_continue(&c->parser))
+                send_continue(c);
             break;
         }
         if (r == SL__HTTP_ERROR) {
@@ -527,7 +548,8 @@ static int pend_append(conn *c, const char *data, size_t len)
         while (cap - c->pend_len < len)
             cap *= 2;
         char *nb = realloc(c->pend, cap);
-        if (nb == NULL) return -1;
+        if (nb == NULL)
+            return -1;
         c->pend = nb;
         c->pend_cap = cap;
     }
@@ -538,7 +560,8 @@ static int pend_append(conn *c, const char *data, size_t len)
 
 static void pend_consume(conn *c, size_t used)
 {
-    if (used == 0) return;
+    if (used == 0)
+        return;
     c->pend_len -= used;
     if (c->pend_len > 0) {
         memmove(c->pend, c->pend + used, c->pend_len);
@@ -561,7 +584,8 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *b);
 static void read_set(conn *c, int on)
 {
     if (on && !c->reading) {
-        if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0) c->reading = 1;
+        if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
+            c->reading = 1;
     } else if (!on && c->reading) {
         uv_read_stop((uv_stream_t *)&c->tcp);
         c->reading = 0;
@@ -571,10 +595,12 @@ static void read_set(conn *c, int on)
 /* Brings reading and the timer in line with the connection's state after anything happened. */
 static void settle(conn *c)
 {
-    if (c->closing || c->lingering) return;
+    if (c->closing || c->lingering)
+        return;
     if (c->eof) {
         /* Nothing more will come: what could be answered has been; anything left is partial. */
-        if (!c->in_flight && !c->writing) conn_close(c);
+        if (!c->in_flight && !c->writing)
+            conn_close(c);
         return;
     }
     int blocked = c->in_flight || c->writing;
@@ -594,7 +620,8 @@ static void settle(conn *c)
 /* Carries on with buffered bytes once nothing blocks them any more. */
 static void conn_kick(conn *c)
 {
-    if (c->in_drive || c->closing || c->lingering) return;
+    if (c->in_drive || c->closing || c->lingering)
+        return;
     if (c->pend_len > 0 && !c->in_flight && !c->writing) {
         size_t used = drive(c, c->pend, c->pend_len);
         if (c->closing || c->lingering)
@@ -607,7 +634,8 @@ static void conn_kick(conn *c)
 
 static void conn_linger(conn *c)
 {
-    if (c->closing || c->lingering) return;
+    if (c->closing || c->lingering)
+        return;
     c->lingering = 1;
     c->pend_len = 0;
     if (c->eof) {
@@ -625,7 +653,8 @@ static void conn_linger(conn *c)
 static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *b)
 {
     conn *c = st->data;
-    if (c->closing || nread == 0) return;
+    if (c->closing || nread == 0)
+        return;
     if (nread < 0) {
         if (nread != UV_EOF || c->lingering) {
             conn_close(c);
@@ -656,7 +685,8 @@ static void on_timer(uv_timer_t *t)
 {
     conn *c = t->data;
     c->timer_armed = 0;
-    if (c->closing || c->deadline == 0 || c->tmode == T_NONE) return;
+    if (c->closing || c->deadline == 0 || c->tmode == T_NONE)
+        return;
     uint64_t now = uv_now(t->loop);
     if (now < c->deadline) {
         uv_timer_start(&c->timer, on_timer, c->deadline - now, 0);
@@ -700,9 +730,11 @@ static void peer_name(conn *c)
 static void on_connection(uv_stream_t *ls, int status)
 {
     sl_http_server *s = ls->data;
-    if (status < 0 || s->closed) return;
+    if (status < 0 || s->closed)
+        return;
     conn *c = calloc(1, sizeof *c);
-    if (c == NULL) return;
+    if (c == NULL)
+        return;
     uv_tcp_init(s->loop, &c->tcp);
     uv_timer_init(s->loop, &c->timer);
     c->tcp.data = c->timer.data = c->wreq.data = c->creq.data = c->sreq.data = c;
@@ -711,7 +743,8 @@ static void on_connection(uv_stream_t *ls, int status)
     c->tmode = T_NONE;
     sl__http_parser_init(&c->parser, s->lim.max_body, s->lim.max_header);
     c->next = s->conns;
-    if (s->conns != NULL) s->conns->prev = c;
+    if (s->conns != NULL)
+        s->conns->prev = c;
     s->conns = c;
     int over = s->lim.max_connections > 0 && s->nconns >= s->lim.max_connections;
     if (over) {
@@ -739,10 +772,12 @@ static void on_connection(uv_stream_t *ls, int status)
 int sl_http_server_new(sl_http_server **out, uv_loop_t *loop, const sl_http_limits *lim,
                        sl_http_handler_fn handler, void *ud)
 {
-    if (out == NULL || loop == NULL || handler == NULL) return SL_EINVAL;
+    if (out == NULL || loop == NULL || handler == NULL)
+        return SL_EINVAL;
     *out = NULL;
     sl_http_server *s = calloc(1, sizeof *s);
-    if (s == NULL) return SL_ENOMEM;
+    if (s == NULL)
+        return SL_ENOMEM;
     s->loop = loop;
     if (lim != NULL)
         s->lim = *lim;
@@ -752,8 +787,10 @@ int sl_http_server_new(sl_http_server **out, uv_loop_t *loop, const sl_http_limi
      * connection limit mean "none". */
     sl_http_limits d;
     sl_http_limits_init(&d);
-    if (s->lim.max_body == 0) s->lim.max_body = d.max_body;
-    if (s->lim.max_header == 0) s->lim.max_header = d.max_header;
+    if (s->lim.max_body == 0)
+        s->lim.max_body = d.max_body;
+    if (s->lim.max_header == 0)
+        s->lim.max_header = d.max_header;
     s->handler = handler;
     s->ud = ud;
     /* libuv writes with write(2): a client that resets while we answer would otherwise kill the
@@ -795,7 +832,8 @@ int sl_http_server_listen(sl_http_server *s, const char *host, int port)
     /* The socket is made by hand and only given to libuv once it listens: a failed listen then
      * leaves no handle behind that would need the loop to run before the server can be freed. */
     int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) return SL_EIO;
+    if (fd < 0)
+        return SL_EIO;
     int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     if (bind(fd, (struct sockaddr *)&ss, slen) != 0 || listen(fd, BACKLOG) != 0) {
@@ -820,7 +858,8 @@ int sl_http_server_listen(sl_http_server *s, const char *host, int port)
         close(fd);
         return SL_EIO;
     }
-    if (uv_listen((uv_stream_t *)&s->listener, BACKLOG, on_connection) != 0) return SL_EIO;
+    if (uv_listen((uv_stream_t *)&s->listener, BACKLOG, on_connection) != 0)
+        return SL_EIO;
     return SL_OK;
 }
 
@@ -836,7 +875,8 @@ size_t sl_http_server_connections(const sl_http_server *s)
 
 void sl_http_server_close(sl_http_server *s)
 {
-    if (s == NULL || s->closed) return;
+    if (s == NULL || s->closed)
+        return;
     s->closed = 1;
     if (s->listening && !uv_is_closing((uv_handle_t *)&s->listener))
         uv_close((uv_handle_t *)&s->listener, NULL);

@@ -60,13 +60,16 @@ static int fail_head(sl__http_parser *p, const char *msg)
 
 static int reserve(sl__http_parser *p, size_t extra)
 {
-    if (p->cap - p->len >= extra) return 0;
-    if (extra > SIZE_MAX / 2 - p->len) return fail(p, 500, SL_ENOMEM, "internal", "out of memory");
+    if (p->cap - p->len >= extra)
+        return 0;
+    if (extra > SIZE_MAX / 2 - p->len)
+        return fail(p, 500, SL_ENOMEM, "internal", "out of memory");
     size_t need = p->len + extra, cap = p->cap ? p->cap : STORE_MIN;
     while (cap < need)
         cap *= 2;
     char *nb = realloc(p->buf, cap);
-    if (nb == NULL) return fail(p, 500, SL_ENOMEM, "internal", "out of memory");
+    if (nb == NULL)
+        return fail(p, 500, SL_ENOMEM, "internal", "out of memory");
     p->buf = nb;
     p->cap = cap;
     return 0;
@@ -74,7 +77,8 @@ static int reserve(sl__http_parser *p, size_t extra)
 
 static int append(sl__http_parser *p, const char *at, size_t n)
 {
-    if (reserve(p, n) != 0) return -1;
+    if (reserve(p, n) != 0)
+        return -1;
     memcpy(p->buf + p->len, at, n);
     p->len += n;
     return 0;
@@ -84,7 +88,8 @@ static int append(sl__http_parser *p, const char *at, size_t n)
  * is a smuggling vector that loose llhttp lets through. */
 static int is_tchar(unsigned char c)
 {
-    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return 1;
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
+        return 1;
     return c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL;
 }
 
@@ -96,14 +101,17 @@ static int frame_scan(sl__http_parser *p, const char *q, const char *end)
     while (q < end) {
         if (p->frame == FR_ANY) {
             const char *cr = memchr(q, '\r', (size_t)(end - q));
-            if (cr == NULL) return 0;
+            if (cr == NULL)
+                return 0;
             q = cr + 1;
             p->frame = FR_LF;
         } else if (p->frame == FR_LF) {
-            if (*q++ != '\n') return fail_bad(p, "CR not followed by LF");
+            if (*q++ != '\n')
+                return fail_bad(p, "CR not followed by LF");
             p->frame = FR_ANY;
         } else {
-            if (*q++ != '\r') return fail_bad(p, "expected CRLF after chunk data");
+            if (*q++ != '\r')
+                return fail_bad(p, "expected CRLF after chunk data");
             p->frame = FR_LF;
         }
     }
@@ -123,7 +131,8 @@ static int on_url(llhttp_t *ll, const char *at, size_t n)
     sl__http_parser *p = P(ll);
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)at[i];
-        if (c <= 0x20 || c == 0x7f) return fail_bad(p, "invalid character in request target");
+        if (c <= 0x20 || c == 0x7f)
+            return fail_bad(p, "invalid character in request target");
     }
     return append(p, at, n);
 }
@@ -132,7 +141,8 @@ static int on_url_complete(llhttp_t *ll)
 {
     sl__http_parser *p = P(ll);
     p->url_len = p->len - p->url_off;
-    if (append(p, "", 1) != 0) return -1;
+    if (append(p, "", 1) != 0)
+        return -1;
     const char *q = memchr(p->buf + p->url_off, '?', p->url_len);
     if (q == NULL) {
         p->path_off = p->url_off;
@@ -145,7 +155,8 @@ static int on_url_complete(llhttp_t *ll)
     p->query_off = p->url_off + plen + 1;
     p->query_len = p->url_len - plen - 1;
     /* The path needs its own NUL, so it gets its own copy (the target keeps the '?'). */
-    if (reserve(p, plen + 1) != 0) return -1;
+    if (reserve(p, plen + 1) != 0)
+        return -1;
     p->path_off = p->len;
     p->path_len = plen;
     memcpy(p->buf + p->len, p->buf + p->url_off, plen);
@@ -175,21 +186,26 @@ static int trailer_count(sl__http_parser *p, size_t n)
 {
     /* Trailers are not kept (nothing reads them) but may not be endless. */
     p->trailer_bytes += n;
-    if (p->trailer_bytes > p->max_header) return fail_head(p, "request trailer fields too large");
+    if (p->trailer_bytes > p->max_header)
+        return fail_head(p, "request trailer fields too large");
     return 0;
 }
 
 static int start_header(sl__http_parser *p)
 {
-    if (p->nheaders >= SL__HTTP_MAX_HEADERS) return fail_head(p, "too many header fields");
+    if (p->nheaders >= SL__HTTP_MAX_HEADERS)
+        return fail_head(p, "too many header fields");
     if (p->nheaders == p->headers_cap) {
         size_t cap = p->headers_cap ? p->headers_cap * 2 : 16;
-        if (cap > SL__HTTP_MAX_HEADERS) cap = SL__HTTP_MAX_HEADERS;
+        if (cap > SL__HTTP_MAX_HEADERS)
+            cap = SL__HTTP_MAX_HEADERS;
         sl__http_span *s = realloc(p->spans, cap * sizeof *s);
-        if (s == NULL) return fail(p, 500, SL_ENOMEM, "internal", "out of memory");
+        if (s == NULL)
+            return fail(p, 500, SL_ENOMEM, "internal", "out of memory");
         p->spans = s;
         sl_http_header *h = realloc(p->headers, cap * sizeof *h);
-        if (h == NULL) return fail(p, 500, SL_ENOMEM, "internal", "out of memory");
+        if (h == NULL)
+            return fail(p, 500, SL_ENOMEM, "internal", "out of memory");
         p->headers = h;
         p->headers_cap = cap;
     }
@@ -202,17 +218,22 @@ static int on_header_field(llhttp_t *ll, const char *at, size_t n)
 {
     sl__http_parser *p = P(ll);
     for (size_t i = 0; i < n; i++)
-        if (!is_tchar((unsigned char)at[i])) return fail_bad(p, "invalid character in header name");
-    if (p->phase == PH_BODY) return trailer_count(p, n);
-    if (!p->in_field && start_header(p) != 0) return -1;
+        if (!is_tchar((unsigned char)at[i]))
+            return fail_bad(p, "invalid character in header name");
+    if (p->phase == PH_BODY)
+        return trailer_count(p, n);
+    if (!p->in_field && start_header(p) != 0)
+        return -1;
     return append(p, at, n);
 }
 
 static int on_header_field_complete(llhttp_t *ll)
 {
     sl__http_parser *p = P(ll);
-    if (p->phase == PH_BODY) return 0;
-    if (!p->in_field && start_header(p) != 0) return -1;
+    if (p->phase == PH_BODY)
+        return 0;
+    if (!p->in_field && start_header(p) != 0)
+        return -1;
     sl__http_span *s = &p->spans[p->nheaders];
     s->name_len = p->len - s->name_off;
     s->value_off = p->len;
@@ -223,14 +244,16 @@ static int on_header_field_complete(llhttp_t *ll)
 static int on_header_value(llhttp_t *ll, const char *at, size_t n)
 {
     sl__http_parser *p = P(ll);
-    if (p->phase == PH_BODY) return trailer_count(p, n);
+    if (p->phase == PH_BODY)
+        return trailer_count(p, n);
     return append(p, at, n);
 }
 
 static int on_header_value_complete(llhttp_t *ll)
 {
     sl__http_parser *p = P(ll);
-    if (p->phase == PH_BODY) return trailer_count(p, 4); /* ": " and CRLF */
+    if (p->phase == PH_BODY)
+        return trailer_count(p, 4); /* ": " and CRLF */
     sl__http_span *s = &p->spans[p->nheaders];
     size_t off = s->value_off, n = p->len - off;
     while (n > 0 && (p->buf[off] == ' ' || p->buf[off] == '\t'))
@@ -248,7 +271,8 @@ static const sl__http_span *find_span(const sl__http_parser *p, const char *name
     size_t n = strlen(name);
     for (size_t i = 0; i < p->nheaders; i++) {
         const sl__http_span *s = &p->spans[i];
-        if (s->name_len == n && strncasecmp(p->buf + s->name_off, name, n) == 0) return s;
+        if (s->name_len == n && strncasecmp(p->buf + s->name_off, name, n) == 0)
+            return s;
     }
     return NULL;
 }
@@ -263,12 +287,14 @@ static int on_headers_complete(llhttp_t *ll)
     ll->upgrade = 0;
     int chunked = (ll->flags & F_CHUNKED) != 0;
     uint64_t clen = (ll->flags & F_CONTENT_LENGTH) && !chunked ? ll->content_length : 0;
-    if (clen > p->max_body) return fail_body(p);
+    if (clen > p->max_body)
+        return fail_body(p);
     p->phase = PH_BODY;
     p->chunked = chunked;
     p->body_off = p->len;
     p->body_len = 0;
-    if (clen > 0 && reserve(p, (size_t)clen + 1) != 0) return -1;
+    if (clen > 0 && reserve(p, (size_t)clen + 1) != 0)
+        return -1;
     if (ll->http_minor >= 1 && (chunked || clen > 0)) {
         const sl__http_span *s = find_span(p, "expect");
         if (s != NULL && s->value_len == 12 &&
@@ -281,25 +307,32 @@ static int on_headers_complete(llhttp_t *ll)
 static int on_chunk_header(llhttp_t *ll)
 {
     sl__http_parser *p = P(ll);
-    if (ll->content_length > p->max_body - p->body_len) return fail_body(p);
+    if (ll->content_length > p->max_body - p->body_len)
+        return fail_body(p);
     p->chunk_left = ll->content_length;
     /* Size the store for the whole chunk now rather than growing it piece by piece. */
-    if (ll->content_length > 0 && reserve(p, (size_t)ll->content_length + 1) != 0) return -1;
+    if (ll->content_length > 0 && reserve(p, (size_t)ll->content_length + 1) != 0)
+        return -1;
     return 0;
 }
 
 static int on_body(llhttp_t *ll, const char *at, size_t n)
 {
     sl__http_parser *p = P(ll);
-    if (n > p->max_body - p->body_len) return fail_body(p);
-    if (frame_scan(p, p->scan_from, at) != 0) return -1;
-    if (p->frame != FR_ANY) return fail_bad(p, "CR not followed by LF");
+    if (n > p->max_body - p->body_len)
+        return fail_body(p);
+    if (frame_scan(p, p->scan_from, at) != 0)
+        return -1;
+    if (p->frame != FR_ANY)
+        return fail_bad(p, "CR not followed by LF");
     p->scan_from = at + n;
     if (p->chunked) {
         p->chunk_left -= n < p->chunk_left ? n : p->chunk_left;
-        if (p->chunk_left == 0) p->frame = FR_CR;
+        if (p->chunk_left == 0)
+            p->frame = FR_CR;
     }
-    if (append(p, at, n) != 0) return -1;
+    if (append(p, at, n) != 0)
+        return -1;
     p->body_len += n;
     return 0;
 }
@@ -309,7 +342,8 @@ static int on_message_complete(llhttp_t *ll)
     sl__http_parser *p = P(ll);
     if (p->phase != PH_BODY) /* cannot happen: headers always complete first */
         return fail_bad(p, "malformed request");
-    if (append(p, "", 1) != 0) return -1;
+    if (append(p, "", 1) != 0)
+        return -1;
     p->keep_alive = llhttp_should_keep_alive(ll);
     for (size_t i = 0; i < p->nheaders; i++) {
         const sl__http_span *s = &p->spans[i];
@@ -363,7 +397,8 @@ void sl__http_parser_free(sl__http_parser *p)
 /* Maps a failure llhttp found itself (ours were recorded by fail()) to a status. */
 static void fail_llhttp(sl__http_parser *p, llhttp_errno_t e)
 {
-    if (p->status != 0) return;
+    if (p->status != 0)
+        return;
     const char *v = p->version;
     if (e == HPE_INVALID_VERSION && p->version_len == 3 && v[0] >= '0' && v[0] <= '9' &&
         v[1] == '.' && v[2] >= '0' && v[2] <= '9') {
@@ -378,15 +413,18 @@ int sl__http_parser_feed(sl__http_parser *p, const char *data, size_t len, size_
 {
     size_t off = 0;
     *consumed = 0;
-    if (p->phase == PH_DONE) return SL__HTTP_REQUEST;
-    if (p->phase == PH_ERROR) return SL__HTTP_ERROR;
+    if (p->phase == PH_DONE)
+        return SL__HTTP_REQUEST;
+    if (p->phase == PH_ERROR)
+        return SL__HTTP_ERROR;
     while (off < len) {
         size_t n = len - off;
         int heading = p->phase == PH_IDLE || p->phase == PH_HEAD;
         /* Never give llhttp more head than the limit allows: headers of exactly max_header
          * bytes complete inside such a slice, so a slice used up without completing them means
          * they are too large, and nothing beyond the limit has been stored. */
-        if (heading && n > p->max_header - p->header_bytes) n = p->max_header - p->header_bytes;
+        if (heading && n > p->max_header - p->header_bytes)
+            n = p->max_header - p->header_bytes;
         p->scan_from = data + off;
         llhttp_errno_t e = llhttp_execute(&p->ll, data + off, n);
         if (e == HPE_PAUSED && p->phase == PH_DONE) {
@@ -401,7 +439,8 @@ int sl__http_parser_feed(sl__http_parser *p, const char *data, size_t len, size_
             *consumed = off;
             return SL__HTTP_REQUEST;
         }
-        if (e == HPE_OK && frame_scan(p, p->scan_from, data + off + n) != 0) e = HPE_USER;
+        if (e == HPE_OK && frame_scan(p, p->scan_from, data + off + n) != 0)
+            e = HPE_USER;
         if (e != HPE_OK) {
             fail_llhttp(p, e);
             p->phase = PH_ERROR;
@@ -441,7 +480,8 @@ void sl__http_parser_request(const sl__http_parser *p, sl_http_request *req)
 
 void sl__http_parser_next(sl__http_parser *p)
 {
-    if (p->phase != PH_DONE) return;
+    if (p->phase != PH_DONE)
+        return;
     if (p->cap > STORE_KEEP) {
         free(p->buf);
         p->buf = NULL;
@@ -469,7 +509,8 @@ int sl__http_parser_in_message(const sl__http_parser *p)
 
 int sl__http_parser_take_continue(sl__http_parser *p)
 {
-    if (!p->want_continue || p->phase != PH_BODY) return 0;
+    if (!p->want_continue || p->phase != PH_BODY)
+        return 0;
     p->want_continue = 0;
     return 1;
 }
@@ -480,10 +521,12 @@ const char *sl_http_header_get(const sl_http_request *req, const char *name, siz
     for (size_t i = 0; i < req->nheaders; i++) {
         const sl_http_header *h = &req->headers[i];
         if (h->name_len == n && strncasecmp(h->name, name, n) == 0) {
-            if (len != NULL) *len = h->value_len;
+            if (len != NULL)
+                *len = h->value_len;
             return h->value;
         }
     }
-    if (len != NULL) *len = 0;
+    if (len != NULL)
+        *len = 0;
     return NULL;
 }

@@ -22,7 +22,8 @@ struct sl__acl {
 static void entry_free(void *p)
 {
     entry *e = p;
-    if (e == NULL) return;
+    if (e == NULL)
+        return;
     for (size_t i = 0; i < e->npatterns; i++)
         free(e->patterns[i]);
     free(e->patterns);
@@ -33,7 +34,8 @@ static void entry_free(void *p)
 int sl__acl_new(sl__acl **out)
 {
     sl__acl *acl = calloc(1, sizeof *acl);
-    if (acl == NULL) return SL_ENOMEM;
+    if (acl == NULL)
+        return SL_ENOMEM;
     int rc = sl__map_new(&acl->by_principal);
     if (rc != SL_OK) {
         free(acl);
@@ -45,7 +47,8 @@ int sl__acl_new(sl__acl **out)
 
 void sl__acl_free(sl__acl *acl)
 {
-    if (acl == NULL) return;
+    if (acl == NULL)
+        return;
     sl__map_free(acl->by_principal, entry_free);
     free(acl);
 }
@@ -57,7 +60,8 @@ int sl__acl_set(sl__acl *acl, const char *principal, sl_role role, const char *c
         role == SL_ROLE_NONE)
         return SL_EINVAL;
     entry *e = calloc(1, sizeof *e);
-    if (e == NULL) return SL_ENOMEM;
+    if (e == NULL)
+        return SL_ENOMEM;
     e->role = role;
     int rc = SL_OK;
     if (n > 0) {
@@ -65,12 +69,16 @@ int sl__acl_set(sl__acl *acl, const char *principal, sl_role role, const char *c
         rc = e->patterns ? sl__patset_new(&e->set) : SL_ENOMEM;
         for (size_t i = 0; rc == SL_OK && i < n; i++) {
             rc = sl__patset_add(e->set, patterns[i]);
-            if (rc == SL_OK && (e->patterns[i] = strdup(patterns[i])) == NULL) rc = SL_ENOMEM;
-            if (rc == SL_OK) e->npatterns++;
+            if (rc == SL_OK && (e->patterns[i] = strdup(patterns[i])) == NULL)
+                rc = SL_ENOMEM;
+            if (rc == SL_OK)
+                e->npatterns++;
         }
     }
-    if (rc == SL_OK) rc = sl__map_put(acl->by_principal, principal, e, entry_free);
-    if (rc != SL_OK) entry_free(e);
+    if (rc == SL_OK)
+        rc = sl__map_put(acl->by_principal, principal, e, entry_free);
+    if (rc != SL_OK)
+        entry_free(e);
     return rc;
 }
 
@@ -82,9 +90,12 @@ int sl__acl_del(sl__acl *acl, const char *principal)
 sl_role sl__acl_role(const sl__acl *acl, const char *principal, const char *channel)
 {
     const entry *e = sl__map_get(acl->by_principal, principal);
-    if (e == NULL) return SL_ROLE_NONE;
-    if (e->set == NULL) return e->role;
-    if (channel == NULL) return sl__patset_matches_all(e->set) ? e->role : SL_ROLE_NONE;
+    if (e == NULL)
+        return SL_ROLE_NONE;
+    if (e->set == NULL)
+        return e->role;
+    if (channel == NULL)
+        return sl__patset_matches_all(e->set) ? e->role : SL_ROLE_NONE;
     return sl__patset_match(e->set, channel) ? e->role : SL_ROLE_NONE;
 }
 
@@ -112,12 +123,15 @@ static int list_one(void *ud, const char *key, void *value)
     memset(o, 0, sizeof *o);
     o->principal = strdup(key);
     o->role = e->role;
-    if (o->principal == NULL) goto oom;
+    if (o->principal == NULL)
+        goto oom;
     if (e->npatterns) {
         o->channels = calloc(e->npatterns, sizeof *o->channels);
-        if (o->channels == NULL) goto oom;
+        if (o->channels == NULL)
+            goto oom;
         for (; o->nchannels < e->npatterns; o->nchannels++)
-            if ((o->channels[o->nchannels] = strdup(e->patterns[o->nchannels])) == NULL) goto oom;
+            if ((o->channels[o->nchannels] = strdup(e->patterns[o->nchannels])) == NULL)
+                goto oom;
     }
     ls->n++;
     return 0;
@@ -131,7 +145,8 @@ int sl__acl_list(const sl__acl *acl, sl_acl_entry **out, size_t *n)
 {
     size_t total = sl__map_size(acl->by_principal);
     list_state ls = {calloc(total ? total : 1, sizeof(sl_acl_entry)), 0, SL_OK};
-    if (ls.out == NULL) return SL_ENOMEM;
+    if (ls.out == NULL)
+        return SL_ENOMEM;
     sl__map_each(acl->by_principal, list_one, &ls);
     if (ls.rc != SL_OK) {
         sl_acl_entries_free(ls.out, ls.n);
@@ -145,7 +160,8 @@ int sl__acl_list(const sl__acl *acl, sl_acl_entry **out, size_t *n)
 
 void sl_acl_entries_free(sl_acl_entry *e, size_t n)
 {
-    if (e == NULL) return;
+    if (e == NULL)
+        return;
     for (size_t i = 0; i < n; i++) {
         free(e[i].principal);
         for (size_t k = 0; k < e[i].nchannels; k++)

@@ -6,7 +6,8 @@
 
 const char *sl_authn_bearer_token(const char *header, size_t len, size_t *tlen)
 {
-    if (header == NULL || len < 7 || strncasecmp(header, "Bearer ", 7) != 0) return NULL;
+    if (header == NULL || len < 7 || strncasecmp(header, "Bearer ", 7) != 0)
+        return NULL;
     const char *t = header + 7;
     size_t n = len - 7;
     while (n && *t == ' ') {
@@ -15,7 +16,8 @@ const char *sl_authn_bearer_token(const char *header, size_t len, size_t *tlen)
     }
     while (n && t[n - 1] == ' ')
         n--;
-    if (n == 0) return NULL;
+    if (n == 0)
+        return NULL;
     *tlen = n;
     return t;
 }
@@ -29,9 +31,11 @@ int sl_authn_bearer(const sl_authn *a, const char *header, size_t len, double no
         strcpy(out->principal, "anonymous");
         return SL_OK;
     }
-    if (header == NULL) return sl_status_set(st, SL_EUNAUTH, "authentication required");
+    if (header == NULL)
+        return sl_status_set(st, SL_EUNAUTH, "authentication required");
     size_t tlen;
     const char *tok = sl_authn_bearer_token(header, len, &tlen);
-    if (tok == NULL) return sl_status_set(st, SL_EUNAUTH, "a Bearer token is required");
+    if (tok == NULL)
+        return sl_status_set(st, SL_EUNAUTH, "a Bearer token is required");
     return sl_jwt_verify(a->keys, tok, tlen, &a->jwt, now, out, st);
 }

@@ -12,11 +12,13 @@
 
 static int scope_allows(const sl_identity *who, const char *channel)
 {
-    if (!who->scoped) return 1;
+    if (!who->scoped)
+        return 1;
     if (channel == NULL) /* global operations need an unscoped credential */
         return 0;
     for (size_t i = 0; i < who->nchannels; i++)
-        if (sl_pattern_match(who->channels[i], channel)) return 1;
+        if (sl_pattern_match(who->channels[i], channel))
+            return 1;
     return 0;
 }
 
@@ -29,12 +31,14 @@ static sl_role effective_role(const sl_ctx *ctx, sl_mode mode, const sl_identity
     case SL_MODE_OPEN:
         return SL_ROLE_ADMIN;
     case SL_MODE_TOKEN:
-        if (who->source == SL_SOURCE_LOCAL) return SL_ROLE_ADMIN;
+        if (who->source == SL_SOURCE_LOCAL)
+            return SL_ROLE_ADMIN;
         have = who->role;
         break;
     case SL_MODE_ACL:
         have = sl__acl_role(ctx->acl, who->principal, channel);
-        if (who->role != SL_ROLE_NONE && who->role < have) have = who->role;
+        if (who->role != SL_ROLE_NONE && who->role < have)
+            have = who->role;
         break;
     default:
         return SL_ROLE_NONE;
@@ -60,11 +64,14 @@ static int deny(sl_ctx *ctx, const sl_identity *who, const sl_op_info *info, con
 /* The decision alone: SL_OK, SL_EUNAUTH or SL_EFORBIDDEN. */
 static int decide(sl_ctx *ctx, const sl_identity *who, const sl_op_info *info, const char *resource)
 {
-    if (who == NULL || who->source == SL_SOURCE_SYSTEM || info->role == SL_ROLE_NONE) return SL_OK;
+    if (who == NULL || who->source == SL_SOURCE_SYSTEM || info->role == SL_ROLE_NONE)
+        return SL_OK;
     const char *channel = info->resource == SL_RES_CHANNEL ? resource : NULL;
     sl_mode mode = sl__ctx_channel_mode(ctx, channel);
-    if (mode == SL_MODE_OPEN) return SL_OK;
-    if (who->source == SL_SOURCE_NONE) return SL_EUNAUTH;
+    if (mode == SL_MODE_OPEN)
+        return SL_OK;
+    if (who->source == SL_SOURCE_NONE)
+        return SL_EUNAUTH;
     if (info->resource == SL_RES_CHANNELS)
         return SL_OK; /* authorised per channel by the operation itself */
     return effective_role(ctx, mode, who, channel) >= info->role ? SL_OK : SL_EFORBIDDEN;
@@ -73,10 +80,13 @@ static int decide(sl_ctx *ctx, const sl_identity *who, const sl_op_info *info, c
 int sl_authorize(sl_ctx *ctx, const sl_identity *who, sl_op op, const char *resource, sl_status *st)
 {
     const sl_op_info *info = sl_op_lookup(op);
-    if (info == NULL) return sl_status_set(st, SL_EINVAL, "unknown operation");
+    if (info == NULL)
+        return sl_status_set(st, SL_EINVAL, "unknown operation");
     int rc = decide(ctx, who, info, resource);
-    if (rc == SL_EUNAUTH) return sl_status_set(st, SL_EUNAUTH, "authentication required");
-    if (rc == SL_EFORBIDDEN) return deny(ctx, who, info, resource, st);
+    if (rc == SL_EUNAUTH)
+        return sl_status_set(st, SL_EUNAUTH, "authentication required");
+    if (rc == SL_EFORBIDDEN)
+        return deny(ctx, who, info, resource, st);
     return SL_OK;
 }
 

@@ -7,10 +7,14 @@
 
 sl_role sl_role_parse(const char *s)
 {
-    if (s == NULL) return SL_ROLE_NONE;
-    if (strcmp(s, "read") == 0) return SL_ROLE_READ;
-    if (strcmp(s, "write") == 0) return SL_ROLE_WRITE;
-    if (strcmp(s, "admin") == 0) return SL_ROLE_ADMIN;
+    if (s == NULL)
+        return SL_ROLE_NONE;
+    if (strcmp(s, "read") == 0)
+        return SL_ROLE_READ;
+    if (strcmp(s, "write") == 0)
+        return SL_ROLE_WRITE;
+    if (strcmp(s, "admin") == 0)
+        return SL_ROLE_ADMIN;
     return SL_ROLE_NONE;
 }
 
@@ -30,11 +34,16 @@ const char *sl_role_name(sl_role r)
 
 sl_mode sl_mode_parse(const char *s)
 {
-    if (s == NULL) return (sl_mode)-1;
-    if (strcmp(s, "open") == 0) return SL_MODE_OPEN;
-    if (strcmp(s, "acl") == 0) return SL_MODE_ACL;
-    if (strcmp(s, "token") == 0 || strcmp(s, "jwt") == 0) return SL_MODE_TOKEN;
-    if (strcmp(s, "inherit") == 0) return SL_MODE_INHERIT;
+    if (s == NULL)
+        return (sl_mode)-1;
+    if (strcmp(s, "open") == 0)
+        return SL_MODE_OPEN;
+    if (strcmp(s, "acl") == 0)
+        return SL_MODE_ACL;
+    if (strcmp(s, "token") == 0 || strcmp(s, "jwt") == 0)
+        return SL_MODE_TOKEN;
+    if (strcmp(s, "inherit") == 0)
+        return SL_MODE_INHERIT;
     return (sl_mode)-1;
 }
 
@@ -76,7 +85,8 @@ void sl_identity_local(sl_identity *id, const char *principal)
 
 void sl_identity_clear(sl_identity *id)
 {
-    if (id == NULL) return;
+    if (id == NULL)
+        return;
     for (size_t i = 0; i < id->nchannels; i++)
         free(id->channels[i]);
     free(id->channels);
@@ -85,10 +95,12 @@ void sl_identity_clear(sl_identity *id)
 
 int sl_principal_valid(const char *p, size_t len)
 {
-    if (p == NULL || len == 0 || len > SL_PRINCIPAL_MAX) return 0;
+    if (p == NULL || len == 0 || len > SL_PRINCIPAL_MAX)
+        return 0;
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)p[i];
-        if (c <= 0x20 || c >= 0x7f || c == '/' || c == '\\' || c == '"' || c == '\'') return 0;
+        if (c <= 0x20 || c >= 0x7f || c == '/' || c == '\\' || c == '"' || c == '\'')
+            return 0;
     }
     return 1;
 }

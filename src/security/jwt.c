@@ -131,7 +131,8 @@ int sl__jwt_hs256(const void *key, size_t keylen, const void *data, size_t len,
                   unsigned char out[32])
 {
     hs256_key k;
-    if (hs256_key_init(&k, key, keylen) < 0) return -1;
+    if (hs256_key_init(&k, key, keylen) < 0)
+        return -1;
     int r = hs256_mac(&k, data, len, out);
     hs256_key_clear(&k);
     return r;
@@ -152,14 +153,16 @@ struct sl_jwt_keyring {
 
 int sl_jwt_keyring_new(sl_jwt_keyring **out)
 {
-    if (out == NULL) return SL_EINVAL;
+    if (out == NULL)
+        return SL_EINVAL;
     *out = calloc(1, sizeof **out);
     return *out ? SL_OK : SL_ENOMEM;
 }
 
 void sl_jwt_keyring_free(sl_jwt_keyring *kr)
 {
-    if (kr == NULL) return;
+    if (kr == NULL)
+        return;
     for (size_t i = 0; i < kr->n; i++) {
         free(kr->keys[i].kid);
         hs256_key_clear(&kr->keys[i].hk);
@@ -190,11 +193,13 @@ static size_t utf8_seq(const unsigned char *s);
 /* A kid must be able to appear in a header: 1..255 bytes of UTF-8 without control characters. */
 static int kid_valid(const char *kid, size_t len)
 {
-    if (len == 0 || len > KID_MAX) return 0;
+    if (len == 0 || len > KID_MAX)
+        return 0;
     for (size_t i = 0; i < len;) {
         unsigned char c = (unsigned char)kid[i];
         size_t k = c < 0x80 ? (c >= 0x20 && c != 0x7f) : utf8_seq((const unsigned char *)kid + i);
-        if (k == 0) return 0;
+        if (k == 0)
+            return 0;
         i += k;
     }
     return 1;
@@ -202,15 +207,21 @@ static int kid_valid(const char *kid, size_t len)
 
 int sl_jwt_keyring_add_hs256(sl_jwt_keyring *kr, const char *kid, const void *secret, size_t len)
 {
-    if (kr == NULL || secret == NULL) return SL_EINVAL;
-    if (len < SL_JWT_SECRET_MIN) return SL_EWEAKKEY;
+    if (kr == NULL || secret == NULL)
+        return SL_EINVAL;
+    if (len < SL_JWT_SECRET_MIN)
+        return SL_EWEAKKEY;
     size_t kidlen = 0;
-    if (kid != NULL && !kid_valid(kid, kidlen = strlen(kid))) return SL_EINVAL;
-    if (keyring_find(kr, kid, kidlen) != NULL) return SL_EEXIST;
-    if (kr->n == KEYRING_MAX) return SL_ELIMIT;
+    if (kid != NULL && !kid_valid(kid, kidlen = strlen(kid)))
+        return SL_EINVAL;
+    if (keyring_find(kr, kid, kidlen) != NULL)
+        return SL_EEXIST;
+    if (kr->n == KEYRING_MAX)
+        return SL_ELIMIT;
     jwt_key *k = &kr->keys[kr->n];
     memset(k, 0, sizeof *k);
-    if (kid != NULL && (k->kid = strdup(kid)) == NULL) return SL_ENOMEM;
+    if (kid != NULL && (k->kid = strdup(kid)) == NULL)
+        return SL_ENOMEM;
     k->kidlen = kidlen;
     if (hs256_key_init(&k->hk, secret, len) < 0) {
         free(k->kid);
@@ -266,7 +277,8 @@ int sl__jwt_b64url_decode(const char *in, size_t len, unsigned char *out, size_t
     unsigned char *o = out;
     size_t rem = len % 4;
     uint32_t seen = 0; /* the ORed quads: bit 31 says some byte was outside the alphabet */
-    if (rem == 1) return -1;
+    if (rem == 1)
+        return -1;
     for (const unsigned char *end = s + (len - rem); s < end; s += 4, o += 3) {
         uint32_t v = b64_d0[s[0]] | b64_d1[s[1]] | b64_d2[s[2]] | b64_d3[s[3]];
         seen |= v;
@@ -277,12 +289,15 @@ int sl__jwt_b64url_decode(const char *in, size_t len, unsigned char *out, size_t
     if (rem > 0) {
         uint32_t v = b64_d0[s[0]] | b64_d1[s[1]] | (rem == 3 ? b64_d2[s[2]] : 0);
         /* Unused trailing bits must be zero, or one value would have several encodings. */
-        if (v & (rem == 2 ? 0xffffu : 0xffu)) return -1;
+        if (v & (rem == 2 ? 0xffffu : 0xffu))
+            return -1;
         seen |= v;
         *o++ = (unsigned char)(v >> 16);
-        if (rem == 3) *o++ = (unsigned char)(v >> 8);
+        if (rem == 3)
+            *o++ = (unsigned char)(v >> 8);
     }
-    if (seen & 0x80000000u) return -1;
+    if (seen & 0x80000000u)
+        return -1;
     *outlen = (size_t)(o - out);
     return 0;
 }
@@ -302,7 +317,8 @@ static size_t b64url_encode(const unsigned char *in, size_t n, char *out)
         uint32_t v = (uint32_t)in[i] << 16 | (n - i == 2 ? (uint32_t)in[i + 1] << 8 : 0);
         out[o++] = b64url_alphabet[v >> 18];
         out[o++] = b64url_alphabet[(v >> 12) & 63];
-        if (n - i == 2) out[o++] = b64url_alphabet[(v >> 6) & 63];
+        if (n - i == 2)
+            out[o++] = b64url_alphabet[(v >> 6) & 63];
     }
     return o;
 }
@@ -366,14 +382,16 @@ static void skip_ws(jparser *p)
 {
     for (;;) {
         char c = p->b[p->i];
-        if (c != ' ' && c != '\t' && c != '\n' && c != '\r') return;
+        if (c != ' ' && c != '\t' && c != '\n' && c != '\r')
+            return;
         p->i++;
     }
 }
 
 static int hexval(unsigned char c)
 {
-    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= '0' && c <= '9')
+        return c - '0';
     c |= 0x20;
     return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
 }
@@ -383,7 +401,8 @@ static long hex4(const unsigned char *s)
     long v = 0;
     for (int i = 0; i < 4; i++) {
         int h = hexval(s[i]); /* stops at the sentinel before reading past it */
-        if (h < 0) return -1;
+        if (h < 0)
+            return -1;
         v = v << 4 | h;
     }
     return v;
@@ -394,7 +413,8 @@ static long hex4(const unsigned char *s)
 static size_t utf8_seq(const unsigned char *s)
 {
     unsigned char c = s[0], lo = 0x80, hi = 0xbf;
-    if (c >= 0xc2 && c <= 0xdf) return (s[1] & 0xc0) == 0x80 ? 2 : 0;
+    if (c >= 0xc2 && c <= 0xdf)
+        return (s[1] & 0xc0) == 0x80 ? 2 : 0;
     if (c >= 0xe0 && c <= 0xef) {
         if (c == 0xe0)
             lo = 0xa0;
@@ -438,7 +458,8 @@ static int parse_string(jparser *p, jref *out)
     size_t w = r;
     for (;;) {
         unsigned char c = b[r];
-        if (c == '"') break;
+        if (c == '"')
+            break;
         if (c < 0x20) /* control characters, and the sentinel */
             return -1;
         if (c < 0x80 && c != '\\') {
@@ -448,7 +469,8 @@ static int parse_string(jparser *p, jref *out)
         }
         if (c >= 0x80) {
             size_t k = utf8_seq(b + r);
-            if (k == 0) return -1;
+            if (k == 0)
+                return -1;
             memmove(b + w, b + r, k);
             w += k;
             r += k;
@@ -479,12 +501,15 @@ static int parse_string(jparser *p, jref *out)
             break;
         case 'u': {
             long cp = hex4(b + r);
-            if (cp < 0) return -1;
+            if (cp < 0)
+                return -1;
             r += 4;
             if (cp >= 0xd800 && cp <= 0xdbff) {
-                if (b[r] != '\\' || b[r + 1] != 'u') return -1;
+                if (b[r] != '\\' || b[r + 1] != 'u')
+                    return -1;
                 long lo = hex4(b + r + 2);
-                if (lo < 0xdc00 || lo > 0xdfff) return -1;
+                if (lo < 0xdc00 || lo > 0xdfff)
+                    return -1;
                 r += 6;
                 cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
             } else if ((cp >= 0xdc00 && cp <= 0xdfff) || cp == 0) {
@@ -572,25 +597,30 @@ static int parse_number(jparser *p, double *out)
     size_t de = i;
     if (b[i] == '.') {
         integer = 0;
-        if (!is_digit(b[++i])) return -1;
+        if (!is_digit(b[++i]))
+            return -1;
         while (is_digit(b[i]))
             i++;
     }
     if (b[i] == 'e' || b[i] == 'E') {
         integer = 0;
         i++;
-        if (b[i] == '+' || b[i] == '-') i++;
-        if (!is_digit(b[i])) return -1;
+        if (b[i] == '+' || b[i] == '-')
+            i++;
+        if (!is_digit(b[i]))
+            return -1;
         while (is_digit(b[i]))
             i++;
     }
     if (integer) {
         /* Integers must fit in 64 bits, as jansson's json_int_t; exact up to 2^53 as a double. */
-        if (de - ds > 19) return -1;
+        if (de - ds > 19)
+            return -1;
         uint64_t u = 0;
         for (size_t k = ds; k < de; k++)
             u = u * 10 + (uint64_t)(b[k] - '0');
-        if (u > (uint64_t)INT64_MAX + (uint64_t)neg) return -1;
+        if (u > (uint64_t)INT64_MAX + (uint64_t)neg)
+            return -1;
         *out = neg ? -(double)u : (double)u;
     } else if (real_value(p->b + start, i - start, out) < 0) {
         return -1;
@@ -605,13 +635,15 @@ static int parse_value(jparser *p, jval *v);
 static int bytes_cmp(const char *x, const char *y, size_t n)
 {
     for (size_t i = 0; i < n; i++)
-        if (x[i] != y[i]) return (unsigned char)x[i] < (unsigned char)y[i] ? -1 : 1;
+        if (x[i] != y[i])
+            return (unsigned char)x[i] < (unsigned char)y[i] ? -1 : 1;
     return 0;
 }
 
 static int key_cmp(const char *b, jref x, jref y)
 {
-    if (x.len != y.len) return x.len < y.len ? -1 : 1;
+    if (x.len != y.len)
+        return x.len < y.len ? -1 : 1;
     return bytes_cmp(b + x.off, b + y.off, x.len);
 }
 
@@ -619,9 +651,12 @@ static void key_sift(const char *b, jref *a, size_t root, size_t n)
 {
     for (;;) {
         size_t c = 2 * root + 1;
-        if (c >= n) return;
-        if (c + 1 < n && key_cmp(b, a[c], a[c + 1]) < 0) c++;
-        if (key_cmp(b, a[root], a[c]) >= 0) return;
+        if (c >= n)
+            return;
+        if (c + 1 < n && key_cmp(b, a[c], a[c + 1]) < 0)
+            c++;
+        if (key_cmp(b, a[root], a[c]) >= 0)
+            return;
         jref t = a[root];
         a[root] = a[c];
         a[c] = t;
@@ -636,7 +671,8 @@ static int has_duplicate_keys(const char *b, jref *k, size_t n)
     if (n <= 16) {
         for (size_t i = 1; i < n; i++)
             for (size_t j = 0; j < i; j++)
-                if (key_cmp(b, k[i], k[j]) == 0) return 1;
+                if (key_cmp(b, k[i], k[j]) == 0)
+                    return 1;
         return 0;
     }
     for (size_t i = n / 2; i-- > 0;)
@@ -648,7 +684,8 @@ static int has_duplicate_keys(const char *b, jref *k, size_t n)
         key_sift(b, k, 0, end);
     }
     for (size_t i = 1; i < n; i++)
-        if (key_cmp(b, k[i - 1], k[i]) == 0) return 1;
+        if (key_cmp(b, k[i - 1], k[i]) == 0)
+            return 1;
     return 0;
 }
 
@@ -663,7 +700,8 @@ static jval *wanted(jparser *p, const jref *k)
 /* top: the top-level object, whose wanted members are reported. */
 static int parse_object(jparser *p, int top)
 {
-    if (++p->depth > SL__JWT_JSON_MAX_DEPTH) return -1;
+    if (++p->depth > SL__JWT_JSON_MAX_DEPTH)
+        return -1;
     size_t base = p->nkeys;
     p->i++;
     skip_ws(p);
@@ -680,16 +718,21 @@ static int parse_object(jparser *p, int top)
             return -1;
         const jref *k = &p->keys[p->nkeys++];
         skip_ws(p);
-        if (p->b[p->i] != ':') return -1;
+        if (p->b[p->i] != ':')
+            return -1;
         p->i++;
         skip_ws(p);
-        if (parse_value(p, top ? wanted(p, k) : NULL) < 0) return -1;
+        if (parse_value(p, top ? wanted(p, k) : NULL) < 0)
+            return -1;
         skip_ws(p);
         char c = p->b[p->i++];
-        if (c == '}') break;
-        if (c != ',') return -1;
+        if (c == '}')
+            break;
+        if (c != ',')
+            return -1;
     }
-    if (has_duplicate_keys(p->b, p->keys + base, p->nkeys - base)) return -1;
+    if (has_duplicate_keys(p->b, p->keys + base, p->nkeys - base))
+        return -1;
     p->nkeys = base;
     p->depth--;
     return 0;
@@ -698,7 +741,8 @@ static int parse_object(jparser *p, int top)
 /* v non-NULL: a wanted member, whose string elements are recorded. */
 static int parse_array(jparser *p, jval *v)
 {
-    if (++p->depth > SL__JWT_JSON_MAX_DEPTH) return -1;
+    if (++p->depth > SL__JWT_JSON_MAX_DEPTH)
+        return -1;
     size_t first = p->nstrs;
     int strings_only = 1;
     p->i++;
@@ -709,16 +753,20 @@ static int parse_array(jparser *p, jval *v)
         for (;;) {
             skip_ws(p);
             if (v != NULL && p->b[p->i] == '"') {
-                if (p->nstrs == STRS_MAX || parse_string(p, &p->strs[p->nstrs]) < 0) return -1;
+                if (p->nstrs == STRS_MAX || parse_string(p, &p->strs[p->nstrs]) < 0)
+                    return -1;
                 p->nstrs++;
             } else {
                 strings_only = 0;
-                if (parse_value(p, NULL) < 0) return -1;
+                if (parse_value(p, NULL) < 0)
+                    return -1;
             }
             skip_ws(p);
             char c = p->b[p->i++];
-            if (c == ']') break;
-            if (c != ',') return -1;
+            if (c == ']')
+                break;
+            if (c != ',')
+                return -1;
         }
     }
     if (v != NULL) {
@@ -745,13 +793,15 @@ static int literal(jparser *p, const char *word)
 static int parse_value(jparser *p, jval *v)
 {
     jval ignored;
-    if (v == NULL) v = &ignored;
+    if (v == NULL)
+        v = &ignored;
     switch (p->b[p->i]) {
     case '{':
         v->type = JV_OBJECT;
         return parse_object(p, 0);
     case '[':
-        if (v == &ignored) return parse_array(p, NULL);
+        if (v == &ignored)
+            return parse_array(p, NULL);
         return parse_array(p, v);
     case '"':
         v->type = JV_STRING;
@@ -782,9 +832,11 @@ static int json_parse_object(jscratch *s, size_t n, const jname *names, jval *va
                  .vals = vals,
                  .nnames = nnames};
     s->buf[n] = '\0';
-    if (nnames > 0) memset(vals, 0, nnames * sizeof *vals);
+    if (nnames > 0)
+        memset(vals, 0, nnames * sizeof *vals);
     skip_ws(&p);
-    if (p.b[p.i] != '{' || parse_object(&p, 1) < 0) return -1;
+    if (p.b[p.i] != '{' || parse_object(&p, 1) < 0)
+        return -1;
     skip_ws(&p);
     return p.i == n ? 0 : -1;
 }
@@ -792,7 +844,8 @@ static int json_parse_object(jscratch *s, size_t n, const jname *names, jval *va
 int sl__jwt_json_object_valid(const char *text, size_t len)
 {
     jscratch s;
-    if (text == NULL || len > DECODED_MAX) return 0;
+    if (text == NULL || len > DECODED_MAX)
+        return 0;
     memcpy(s.buf, text, len);
     return json_parse_object(&s, len, NULL, NULL, 0) == 0;
 }
@@ -807,7 +860,8 @@ static int str_is(const jscratch *s, jref r, const char *lit)
 
 void sl_jwt_verify_opts_init(sl_jwt_verify_opts *o)
 {
-    if (o == NULL) return;
+    if (o == NULL)
+        return;
     memset(o, 0, sizeof *o);
     o->leeway = 30;
 }
@@ -829,9 +883,11 @@ static int fail(sl_status *st, int code, const char *msg)
 static int split3(const char *t, size_t len, size_t *d1, size_t *d2)
 {
     const char *a = memchr(t, '.', len);
-    if (a == NULL) return -1;
+    if (a == NULL)
+        return -1;
     const char *b = memchr(a + 1, '.', len - (size_t)(a + 1 - t));
-    if (b == NULL || memchr(b + 1, '.', len - (size_t)(b + 1 - t)) != NULL) return -1;
+    if (b == NULL || memchr(b + 1, '.', len - (size_t)(b + 1 - t)) != NULL)
+        return -1;
     *d1 = (size_t)(a - t);
     *d2 = (size_t)(b - t);
     return 0;
@@ -846,7 +902,8 @@ static int check_claims(const jscratch *s, const jval *v, const sl_jwt_verify_op
 
     /* Shapes first: a claim of the wrong type is never silently ignored. */
     for (int c = C_EXP; c <= C_IAT; c++)
-        if (v[c].type != JV_ABSENT && v[c].type != JV_NUMBER) return fail(st, SL_ETOKEN, E_CLAIMS);
+        if (v[c].type != JV_ABSENT && v[c].type != JV_NUMBER)
+            return fail(st, SL_ETOKEN, E_CLAIMS);
     if ((iss->type != JV_ABSENT && iss->type != JV_STRING) ||
         (jti->type != JV_ABSENT && (jti->type != JV_STRING || jti->s.len > SL_TOKEN_ID_MAX)) ||
         (aud->type != JV_ABSENT && aud->type != JV_STRING &&
@@ -861,12 +918,14 @@ static int check_claims(const jscratch *s, const jval *v, const sl_jwt_verify_op
         char name[8] = "";
         if (role->type == JV_STRING && role->s.len < sizeof name)
             memcpy(name, s->buf + role->s.off, role->s.len);
-        if ((r = sl_role_parse(name)) == SL_ROLE_NONE) return fail(st, SL_ETOKEN, E_CLAIMS);
+        if ((r = sl_role_parse(name)) == SL_ROLE_NONE)
+            return fail(st, SL_ETOKEN, E_CLAIMS);
     }
     if (chans->type == JV_ARRAY)
         for (size_t i = 0; i < chans->s.len; i++) {
             jref c = s->strs[chans->s.off + i];
-            if (!sl_pattern_valid(s->buf + c.off, c.len)) return fail(st, SL_ETOKEN, E_CLAIMS);
+            if (!sl_pattern_valid(s->buf + c.off, c.len))
+                return fail(st, SL_ETOKEN, E_CLAIMS);
         }
 
     double leeway = o->leeway;
@@ -874,7 +933,8 @@ static int check_claims(const jscratch *s, const jval *v, const sl_jwt_verify_op
         leeway = 0;
     else if (leeway > 60)
         leeway = 60;
-    if (v[C_EXP].type == JV_ABSENT && !o->exp_optional) return fail(st, SL_ETOKEN, E_CLAIMS);
+    if (v[C_EXP].type == JV_ABSENT && !o->exp_optional)
+        return fail(st, SL_ETOKEN, E_CLAIMS);
     if (v[C_EXP].type == JV_NUMBER && v[C_EXP].num <= now - leeway)
         return fail(st, SL_EEXPIRED, E_EXPIRED);
     if ((v[C_NBF].type == JV_NUMBER && v[C_NBF].num > now + leeway) ||
@@ -887,7 +947,8 @@ static int check_claims(const jscratch *s, const jval *v, const sl_jwt_verify_op
         int found = aud->type == JV_STRING && str_is(s, aud->s, o->audience);
         for (size_t i = 0; !found && aud->type == JV_ARRAY && i < aud->s.len; i++)
             found = str_is(s, s->strs[aud->s.off + i], o->audience);
-        if (!found) return fail(st, SL_ETOKEN, E_AUD);
+        if (!found)
+            return fail(st, SL_ETOKEN, E_AUD);
     }
 
     if (chans->type == JV_ARRAY && chans->s.len > 0) {
@@ -950,16 +1011,20 @@ int sl_jwt_verify(sl_jwt_keyring *kr, const char *token, size_t len, const sl_jw
     jwt_key *k = h[H_KID].type == JV_STRING
                      ? keyring_find(kr, s.buf + h[H_KID].s.off, h[H_KID].s.len)
                      : keyring_find(kr, NULL, 0);
-    if (k == NULL) return fail(st, SL_ETOKEN, E_KID);
+    if (k == NULL)
+        return fail(st, SL_ETOKEN, E_KID);
 
     unsigned char mac[MAC_LEN];
     if (sl__jwt_b64url_decode(token + d2 + 1, len - d2 - 1, (unsigned char *)s.buf, &n) < 0)
         return fail(st, SL_ETOKEN, E_MALFORMED);
-    if (n != MAC_LEN) return fail(st, SL_ETOKEN, E_SIGNATURE);
-    if (hs256_mac(&k->hk, token, d2, mac) < 0) return fail(st, SL_EINTERNAL, "internal error");
+    if (n != MAC_LEN)
+        return fail(st, SL_ETOKEN, E_SIGNATURE);
+    if (hs256_mac(&k->hk, token, d2, mac) < 0)
+        return fail(st, SL_EINTERNAL, "internal error");
     int bad = CRYPTO_memcmp(mac, s.buf, MAC_LEN);
     OPENSSL_cleanse(mac, sizeof mac);
-    if (bad) return fail(st, SL_ETOKEN, E_SIGNATURE);
+    if (bad)
+        return fail(st, SL_ETOKEN, E_SIGNATURE);
 
     jval c[C__COUNT];
     if (sl__jwt_b64url_decode(token + d1 + 1, d2 - d1 - 1, (unsigned char *)s.buf, &n) < 0 ||
@@ -973,7 +1038,8 @@ int sl_jwt_verify(sl_jwt_keyring *kr, const char *token, size_t len, const sl_jw
 /* NumericDate: an integer when it is one (what every reader expects), else a real. */
 static json_t *numeric_date(double t)
 {
-    if (t == floor(t) && fabs(t) < 9007199254740992.0) return json_integer((json_int_t)t);
+    if (t == floor(t) && fabs(t) < 9007199254740992.0)
+        return json_integer((json_int_t)t);
     return json_real(t);
 }
 
@@ -1004,13 +1070,18 @@ static json_t *claims_json(const sl_jwt_claims *c)
                   !sl_pattern_valid(c->channels[i], strlen(c->channels[i])) ||
                   json_array_append_new(a, json_string(c->channels[i])) < 0;
     }
-    if (!bad && c->iat != 0) bad = set_new(p, "iat", numeric_date(c->iat)) < 0;
-    if (!bad && c->nbf != 0) bad = set_new(p, "nbf", numeric_date(c->nbf)) < 0;
-    if (!bad && c->exp != 0) bad = set_new(p, "exp", numeric_date(c->exp)) < 0;
+    if (!bad && c->iat != 0)
+        bad = set_new(p, "iat", numeric_date(c->iat)) < 0;
+    if (!bad && c->nbf != 0)
+        bad = set_new(p, "nbf", numeric_date(c->nbf)) < 0;
+    if (!bad && c->exp != 0)
+        bad = set_new(p, "exp", numeric_date(c->exp)) < 0;
     if (!bad && c->jti != NULL)
         bad = set_new(p, "jti", json_string(c->jti)) < 0; /* NULL for invalid UTF-8 */
-    if (!bad && c->aud != NULL) bad = set_new(p, "aud", json_string(c->aud)) < 0;
-    if (!bad && c->iss != NULL) bad = set_new(p, "iss", json_string(c->iss)) < 0;
+    if (!bad && c->aud != NULL)
+        bad = set_new(p, "aud", json_string(c->aud)) < 0;
+    if (!bad && c->iss != NULL)
+        bad = set_new(p, "iss", json_string(c->iss)) < 0;
     if (!bad && c->act_sub != NULL)
         bad = set_new(p, "act", json_pack("{s:s}", "sub", c->act_sub)) < 0;
     if (bad) {
@@ -1022,12 +1093,16 @@ static json_t *claims_json(const sl_jwt_claims *c)
 
 int sl_jwt_sign(sl_jwt_keyring *kr, const char *kid, const sl_jwt_claims *c, char **out)
 {
-    if (out != NULL) *out = NULL;
-    if (kr == NULL || c == NULL || out == NULL) return SL_EINVAL;
+    if (out != NULL)
+        *out = NULL;
+    if (kr == NULL || c == NULL || out == NULL)
+        return SL_EINVAL;
     jwt_key *k = keyring_find(kr, kid, kid ? strlen(kid) : 0);
-    if (k == NULL) return SL_ENOENT;
+    if (k == NULL)
+        return SL_ENOENT;
     json_t *payload = claims_json(c);
-    if (payload == NULL) return SL_EINVAL;
+    if (payload == NULL)
+        return SL_EINVAL;
     json_t *header = json_pack("{s:s, s:s}", "alg", "HS256", "typ", "JWT");
     /* kid_valid() let only UTF-8 in, so json_string() can fail here only for want of memory. */
     if (header != NULL && kid != NULL && set_new(header, "kid", json_string(kid)) < 0) {
@@ -1095,8 +1170,10 @@ static char *segment_json(const char *seg, size_t len, jscratch *s)
 
 int sl_jwt_decode_unverified(const char *token, size_t len, char **header, char **payload)
 {
-    if (header != NULL) *header = NULL;
-    if (payload != NULL) *payload = NULL;
+    if (header != NULL)
+        *header = NULL;
+    if (payload != NULL)
+        *payload = NULL;
     size_t d1, d2, n;
     if (token == NULL || header == NULL || payload == NULL || len == 0 || len > SL_JWT_MAX_LEN ||
         split3(token, len, &d1, &d2) < 0)
@@ -1104,7 +1181,8 @@ int sl_jwt_decode_unverified(const char *token, size_t len, char **header, char 
     jscratch s;
     if (sl__jwt_b64url_decode(token + d2 + 1, len - d2 - 1, (unsigned char *)s.buf, &n) < 0)
         return SL_ETOKEN;
-    if ((*header = segment_json(token, d1, &s)) == NULL) return SL_ETOKEN;
+    if ((*header = segment_json(token, d1, &s)) == NULL)
+        return SL_ETOKEN;
     if ((*payload = segment_json(token + d1 + 1, d2 - d1 - 1, &s)) == NULL) {
         free(*header);
         *header = NULL;

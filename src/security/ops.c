@@ -39,14 +39,17 @@ static const sl_op_info registry[SL_OP__COUNT] = {
 
 const sl_op_info *sl_op_lookup(sl_op op)
 {
-    if ((unsigned)op >= SL_OP__COUNT) return NULL;
+    if ((unsigned)op >= SL_OP__COUNT)
+        return NULL;
     return &registry[op];
 }
 
 const sl_op_info *sl_op_by_name(const char *name)
 {
-    if (name == NULL) return NULL;
+    if (name == NULL)
+        return NULL;
     for (unsigned i = 0; i < SL_OP__COUNT; i++)
-        if (strcmp(registry[i].name, name) == 0) return &registry[i];
+        if (strcmp(registry[i].name, name) == 0)
+            return &registry[i];
     return NULL;
 }

@@ -41,7 +41,8 @@ static size_t seglen(const char *s)
 static int segcmp(const char *a, size_t an, const char *b, size_t bn)
 {
     int c = memcmp(a, b, an < bn ? an : bn);
-    if (c) return c;
+    if (c)
+        return c;
     return an < bn ? -1 : an > bn;
 }
 
@@ -52,7 +53,8 @@ static long find_kid(const node *n, const char *seg, size_t len)
     while (lo < hi) {
         size_t mid = (lo + hi) / 2;
         int c = segcmp(n->kids[mid]->seg, n->kids[mid]->seglen, seg, len);
-        if (c == 0) return (long)mid;
+        if (c == 0)
+            return (long)mid;
         if (c < 0)
             lo = mid + 1;
         else
@@ -83,7 +85,8 @@ int sl__patset_new(sl__patset **out)
 
 void sl__patset_free(sl__patset *ps)
 {
-    if (ps == NULL) return;
+    if (ps == NULL)
+        return;
     node_free(&ps->root);
     free(ps);
 }
@@ -91,12 +94,14 @@ void sl__patset_free(sl__patset *ps)
 static node *exact_child(node *n, const char *seg, size_t len)
 {
     long i = find_kid(n, seg, len);
-    if (i >= 0) return n->kids[i];
+    if (i >= 0)
+        return n->kids[i];
     size_t at = (size_t)(-i - 1);
     if (n->nkids == n->cap) {
         size_t cap = n->cap ? n->cap * 2 : 2;
         node **k = realloc(n->kids, cap * sizeof *k);
-        if (k == NULL) return NULL;
+        if (k == NULL)
+            return NULL;
         n->kids = k;
         n->cap = cap;
     }
@@ -116,7 +121,8 @@ static node *exact_child(node *n, const char *seg, size_t len)
 
 int sl__patset_add(sl__patset *ps, const char *pattern)
 {
-    if (pattern == NULL || !sl_pattern_valid(pattern, strlen(pattern))) return SL_EINVAL;
+    if (pattern == NULL || !sl_pattern_valid(pattern, strlen(pattern)))
+        return SL_EINVAL;
     node *n = &ps->root;
     const char *p = pattern;
     for (;;) {
@@ -127,7 +133,8 @@ int sl__patset_add(sl__patset *ps, const char *pattern)
         }
         node *next;
         if (len == 1 && p[0] == '*') {
-            if (n->star == NULL && (n->star = calloc(1, sizeof *n->star)) == NULL) return SL_ENOMEM;
+            if (n->star == NULL && (n->star = calloc(1, sizeof *n->star)) == NULL)
+                return SL_ENOMEM;
             next = n->star;
         } else if ((next = exact_child(n, p, len)) == NULL) {
             return SL_ENOMEM;
@@ -146,8 +153,10 @@ int sl__patset_add(sl__patset *ps, const char *pattern)
 
 static int match_node(const node *n, const char *ch)
 {
-    if (n->rest) return 1;
-    if (*ch == '\0') return n->end;
+    if (n->rest)
+        return 1;
+    if (*ch == '\0')
+        return n->end;
     size_t len = seglen(ch);
     const char *next = ch + len;
     if (*next)
@@ -155,13 +164,15 @@ static int match_node(const node *n, const char *ch)
     else if (len == 0)
         return 0;
     long i = find_kid(n, ch, len);
-    if (i >= 0 && match_node(n->kids[i], next)) return 1;
+    if (i >= 0 && match_node(n->kids[i], next))
+        return 1;
     return n->star && match_node(n->star, next);
 }
 
 int sl__patset_match(const sl__patset *ps, const char *channel)
 {
-    if (ps == NULL || channel == NULL || *channel == '\0') return 0;
+    if (ps == NULL || channel == NULL || *channel == '\0')
+        return 0;
     return match_node(&ps->root, channel);
 }
 

@@ -58,20 +58,24 @@ void sl__config_free(sl__config *c)
 static int push_str(char ***v, size_t *n, const char *s)
 {
     char **nv = realloc(*v, (*n + 1) * sizeof *nv);
-    if (nv == NULL) return SL_ENOMEM;
+    if (nv == NULL)
+        return SL_ENOMEM;
     *v = nv;
-    if ((nv[*n] = strdup(s)) == NULL) return SL_ENOMEM;
+    if ((nv[*n] = strdup(s)) == NULL)
+        return SL_ENOMEM;
     (*n)++;
     return SL_OK;
 }
 
 static int parse_uint(const char *s, unsigned long long max, unsigned long long *out)
 {
-    if (!isdigit((unsigned char)*s)) return -1;
+    if (!isdigit((unsigned char)*s))
+        return -1;
     errno = 0;
     char *end;
     unsigned long long v = strtoull(s, &end, 10);
-    if (errno || *end || v > max) return -1;
+    if (errno || *end || v > max)
+        return -1;
     *out = v;
     return 0;
 }
@@ -81,7 +85,8 @@ static int parse_seconds(const char *s, double *out)
     char *end;
     errno = 0;
     double v = strtod(s, &end);
-    if (errno || end == s || *end || !isfinite(v) || v < 0) return -1;
+    if (errno || end == s || *end || !isfinite(v) || v < 0)
+        return -1;
     *out = v;
     return 0;
 }
@@ -100,7 +105,8 @@ static int parse_bool(const char *s, int *out)
 int sl__config_set_listen(sl__config *c, const char *value)
 {
     const char *colon = strrchr(value, ':');
-    if (colon == NULL) return SL_EINVAL;
+    if (colon == NULL)
+        return SL_EINVAL;
     const char *h = value;
     size_t hl = (size_t)(colon - value);
     if (hl >= 2 && h[0] == '[' && h[hl - 1] == ']') {
@@ -298,7 +304,8 @@ static int open_section(sl__config *c, char *hdr, int *sec, sl_status *st)
         if (!sl_channel_id_valid(arg, strlen(arg)))
             return sl_status_set(st, SL_ECONFIG, "invalid channel id '%.64s'", arg);
         sl__cfg_channel *nc = realloc(c->channels, (c->nchannels + 1) * sizeof *nc);
-        if (nc == NULL) return sl_status_set(st, SL_ENOMEM, NULL);
+        if (nc == NULL)
+            return sl_status_set(st, SL_ENOMEM, NULL);
         c->channels = nc;
         memset(&nc[c->nchannels], 0, sizeof *nc);
         sl_channel_opts_init(&nc[c->nchannels].opts);
@@ -311,7 +318,8 @@ static int open_section(sl__config *c, char *hdr, int *sec, sl_status *st)
         if (!sl_principal_valid(arg, strlen(arg)))
             return sl_status_set(st, SL_ECONFIG, "invalid principal '%.64s'", arg);
         sl__cfg_grant *ng = realloc(c->grants, (c->ngrants + 1) * sizeof *ng);
-        if (ng == NULL) return sl_status_set(st, SL_ENOMEM, NULL);
+        if (ng == NULL)
+            return sl_status_set(st, SL_ENOMEM, NULL);
         c->grants = ng;
         memset(&ng[c->ngrants], 0, sizeof *ng);
         ng[c->ngrants].principal = strdup(arg);

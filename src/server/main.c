@@ -55,14 +55,16 @@ static int is_loopback(const char *host)
 static int read_secret(const char *path, char **out, size_t *len)
 {
     FILE *f = fopen(path, "rb");
-    if (f == NULL) return SL_EIO;
+    if (f == NULL)
+        return SL_EIO;
     char buf[4097];
     size_t n = fread(buf, 1, sizeof buf - 1, f);
     fclose(f);
     while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
         n--;
     *out = malloc(n + 1);
-    if (*out == NULL) return SL_ENOMEM;
+    if (*out == NULL)
+        return SL_ENOMEM;
     memcpy(*out, buf, n);
     (*out)[n] = '\0';
     *len = n;
@@ -73,7 +75,8 @@ static int read_secret(const char *path, char **out, size_t *len)
 static int load_file(sl__config *cfg, const char *path, sl_status *st)
 {
     FILE *f = fopen(path, "rb");
-    if (f == NULL) return sl_status_set(st, SL_ECONFIG, "%s: cannot open", path);
+    if (f == NULL)
+        return sl_status_set(st, SL_ECONFIG, "%s: cannot open", path);
     size_t cap = 1 << 16, len = 0;
     char *text = malloc(cap);
     size_t n;
@@ -90,7 +93,8 @@ static int load_file(sl__config *cfg, const char *path, sl_status *st)
         }
     }
     fclose(f);
-    if (text == NULL) return sl_status_set(st, SL_ECONFIG, "%s: too large", path);
+    if (text == NULL)
+        return sl_status_set(st, SL_ECONFIG, "%s: too large", path);
     int rc = sl__config_parse(cfg, text, len, path, st);
     free(text);
     return rc;
@@ -156,7 +160,8 @@ static int parse_args(int argc, char **argv, sl__config *cfg, sl_status *st)
             return sl_status_set(st, SL_EINVAL, "unknown or incomplete option '%s' (see --help)",
                                  argv[optind - 1]);
         }
-        if (rc != SL_OK) return rc;
+        if (rc != SL_OK)
+            return rc;
     }
     if (optind < argc)
         return sl_status_set(st, SL_EINVAL, "unexpected argument '%s'", argv[optind]);
@@ -169,15 +174,18 @@ static int build_keys(server *s, const sl__config *cfg, sl_status *st)
     int have_default = 0;
     for (size_t i = 0; i < cfg->nkeys; i++)
         have_default |= cfg->keys[i].kid == NULL;
-    if (cfg->nkeys == 0 && (env == NULL || *env == '\0')) return SL_OK;
+    if (cfg->nkeys == 0 && (env == NULL || *env == '\0'))
+        return SL_OK;
     int rc = sl_jwt_keyring_new(&s->keys);
-    if (rc != SL_OK) return sl_status_set(st, rc, NULL);
+    if (rc != SL_OK)
+        return sl_status_set(st, rc, NULL);
     if (!have_default && env && *env) {
         rc = sl_jwt_keyring_add_hs256(s->keys, NULL, env, strlen(env));
         if (rc == SL_EWEAKKEY)
             return sl_status_set(st, rc, "SLUICE_JWT_SECRET is shorter than %d bytes",
                                  SL_JWT_SECRET_MIN);
-        if (rc != SL_OK) return sl_status_set(st, rc, NULL);
+        if (rc != SL_OK)
+            return sl_status_set(st, rc, NULL);
     }
     for (size_t i = 0; i < cfg->nkeys; i++) {
         char *secret;
@@ -231,7 +239,8 @@ static void on_signal(uv_signal_t *h, int signum)
 static int setup(server *s, const sl__config *cfg, sl_status *st)
 {
     int rc = build_keys(s, cfg, st);
-    if (rc != SL_OK) return rc;
+    if (rc != SL_OK)
+        return rc;
     sl_mode mode = cfg->authz ? cfg->authz : s->keys ? SL_MODE_TOKEN : SL_MODE_OPEN;
     if (s->keys == NULL && mode != SL_MODE_OPEN)
         return sl_status_set(st, SL_ECONFIG,
@@ -244,7 +253,8 @@ static int setup(server *s, const sl__config *cfg, sl_status *st)
                              "a JWT secret or pass --insecure",
                              cfg->host);
     sl_ctx_options o = {.mode = mode};
-    if ((rc = sl_ctx_new(&s->ctx, &o)) != SL_OK) return sl_status_set(st, rc, NULL);
+    if ((rc = sl_ctx_new(&s->ctx, &o)) != SL_OK)
+        return sl_status_set(st, rc, NULL);
     if (cfg->audit_log) {
         if ((s->audit = fopen(cfg->audit_log, "a")) == NULL)
             return sl_status_set(st, SL_EIO, "cannot open audit log %s", cfg->audit_log);
@@ -282,7 +292,8 @@ int main(int argc, char **argv)
     sl_status st;
     sl_status_clear(&st);
     int rc = parse_args(argc, argv, &cfg, &st);
-    if (rc == SL_OK) rc = setup(&s, &cfg, &st);
+    if (rc == SL_OK)
+        rc = setup(&s, &cfg, &st);
     if (rc == SL_OK) {
         s.loop = uv_default_loop();
         rc = sl_http_server_new(&s.http, s.loop, &cfg.limits, on_request, &s);
@@ -303,11 +314,14 @@ int main(int argc, char **argv)
     } else {
         fprintf(stderr, "sluiced: %s\n", st.message[0] ? st.message : sl_strerror(rc));
     }
-    if (s.http) sl_http_server_free(s.http);
-    if (s.loop) uv_loop_close(s.loop);
+    if (s.http)
+        sl_http_server_free(s.http);
+    if (s.loop)
+        uv_loop_close(s.loop);
     sl_ctx_free(s.ctx);
     sl_jwt_keyring_free(s.keys);
-    if (s.audit) fclose(s.audit);
+    if (s.audit)
+        fclose(s.audit);
     sl__config_free(&cfg);
     return rc == SL_OK ? 0 : 1;
 }

@@ -65,9 +65,12 @@ static int fail(sl_status *st, int code, const char *msg)
 
 static int hexval(char c)
 {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
     return -1;
 }
 
@@ -79,15 +82,18 @@ static long pct_decode(const char *src, size_t n, char *dst, size_t cap, int plu
     for (size_t i = 0; i < n; i++) {
         char c = src[i];
         if (c == '%') {
-            if (i + 2 >= n) return -1;
+            if (i + 2 >= n)
+                return -1;
             int h = hexval(src[i + 1]), l = hexval(src[i + 2]);
-            if (h < 0 || l < 0) return -1;
+            if (h < 0 || l < 0)
+                return -1;
             c = (char)(h * 16 + l);
             i += 2;
         } else if (plus_space && c == '+') {
             c = ' ';
         }
-        if (c == '\0' || o + 1 >= cap) return -1;
+        if (c == '\0' || o + 1 >= cap)
+            return -1;
         dst[o++] = c;
     }
     dst[o] = '\0';
@@ -129,7 +135,8 @@ static int parse_bool(const char *s, int *out)
 static int parse_body(const sl_http_request *req, json_t **out, sl_status *st)
 {
     json_error_t e;
-    if (req->body_len == 0) return fail(st, SL_EJSON, "a JSON body is required");
+    if (req->body_len == 0)
+        return fail(st, SL_EJSON, "a JSON body is required");
     *out = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &e);
     if (*out == NULL || !json_is_object(*out)) {
         json_decref(*out);
@@ -143,12 +150,14 @@ static int parse_body(const sl_http_request *req, json_t **out, sl_status *st)
 static int parse_ids(json_t *body, const char ***ids, size_t *n, sl_status *st)
 {
     json_t *arr = json_object_get(body, "message_ids");
-    if (!json_is_array(arr)) return fail(st, SL_EINVAL, "message_ids must be an array of strings");
+    if (!json_is_array(arr))
+        return fail(st, SL_EINVAL, "message_ids must be an array of strings");
     size_t len = json_array_size(arr);
     if (len > MAX_IDS)
         return sl_status_set(st, SL_EINVAL, "at most %d message ids per request", MAX_IDS);
     *ids = calloc(len ? len : 1, sizeof **ids);
-    if (*ids == NULL) return fail(st, SL_ENOMEM, "out of memory");
+    if (*ids == NULL)
+        return fail(st, SL_ENOMEM, "out of memory");
     for (size_t i = 0; i < len; i++) {
         const char *s = json_string_value(json_array_get(arr, i));
         if (s == NULL || strlen(s) > 64) {
@@ -222,7 +231,8 @@ static int h_list(sl__router *r, const sl_identity *who, req_t *req, const char 
     sl_channel_info *infos;
     size_t n;
     int rc = sl_channel_list(r->ctx, who, &infos, &n, st);
-    if (rc != SL_OK) return rc;
+    if (rc != SL_OK)
+        return rc;
     json_t *arr = json_array();
     for (size_t i = 0; i < n; i++)
         json_array_append_new(arr, info_json(&infos[i]));
@@ -236,7 +246,8 @@ static int h_info(sl__router *r, const sl_identity *who, req_t *req, const char 
 {
     sl_channel_info info;
     int rc = sl_channel_info_get(r->ctx, who, id, &info, st);
-    if (rc != SL_OK) return rc;
+    if (rc != SL_OK)
+        return rc;
     set_json(resp, 200, info_json(&info));
     sl_channel_info_clear(&info);
     return SL_OK;
@@ -248,7 +259,8 @@ static int h_read(sl__router *r, const sl_identity *who, req_t *req, const char 
     sl_read rd = {.limit = 10};
     char buf[SL_CHANNEL_ID_MAX + 1], after[128];
     int q = query_get(req, "limit", buf, sizeof buf);
-    if (q < 0) return fail(st, SL_EINVAL, "limit must be an integer between 1 and 1000");
+    if (q < 0)
+        return fail(st, SL_EINVAL, "limit must be an integer between 1 and 1000");
     if (q > 0) {
         char *end;
         long v = strtol(buf, &end, 10);
@@ -260,11 +272,14 @@ static int h_read(sl__router *r, const sl_identity *who, req_t *req, const char 
     if (q < 0 || (q > 0 && parse_bool(buf, &rd.exclusive) < 0))
         return fail(st, SL_EINVAL, "exclusive must be true or false");
     q = query_get(req, "after", after, sizeof after);
-    if (q < 0) return fail(st, SL_EINVAL, "after must be a message id");
-    if (q > 0) rd.after = after;
+    if (q < 0)
+        return fail(st, SL_EINVAL, "after must be a message id");
+    if (q > 0)
+        rd.after = after;
     sl_message_list l;
     int rc = sl_channel_read(r->ctx, who, id, &rd, &l, st);
-    if (rc != SL_OK) return rc;
+    if (rc != SL_OK)
+        return rc;
     json_t *arr = json_array();
     for (size_t i = 0; i < l.len; i++)
         json_array_append_new(arr, message_json(&l.items[i], rd.exclusive));
@@ -276,17 +291,20 @@ static int h_read(sl__router *r, const sl_identity *who, req_t *req, const char 
 static int h_write(sl__router *r, const sl_identity *who, req_t *req, const char *id,
                    sl__response *resp, sl_status *st)
 {
-    if (req->body_len == 0) return fail(st, SL_EJSON, "a JSON body is required");
+    if (req->body_len == 0)
+        return fail(st, SL_EJSON, "a JSON body is required");
     sl_write w = {.data = req->body, .data_len = req->body_len};
     char item[32];
     int rc = sl_channel_write(r->ctx, who, id, &w, item, sizeof item, st);
-    if (rc != SL_OK) return rc;
+    if (rc != SL_OK)
+        return rc;
     /* The hot path: no JSON library needed to render a fixed shape around a hex id. */
     char body[80];
     int n = snprintf(body, sizeof body, "{\"status\":\"accepted\",\"item_id\":\"%s\"}", item);
     resp->status = 200;
     resp->body = malloc((size_t)n + 1);
-    if (resp->body == NULL) return fail(st, SL_ENOMEM, "out of memory");
+    if (resp->body == NULL)
+        return fail(st, SL_ENOMEM, "out of memory");
     memcpy(resp->body, body, (size_t)n + 1);
     resp->body_len = (size_t)n;
     return SL_OK;
@@ -300,11 +318,13 @@ static int with_ids(sl__router *r, const sl_identity *who, req_t *req, const cha
 {
     json_t *body;
     int rc = parse_body(req, &body, st);
-    if (rc != SL_OK) return rc;
+    if (rc != SL_OK)
+        return rc;
     const char **ids = NULL;
     size_t n = 0, count = 0;
     rc = parse_ids(body, &ids, &n, st);
-    if (rc == SL_OK) rc = op(r, who, id, body, ids, n, &count, st);
+    if (rc == SL_OK)
+        rc = op(r, who, id, body, ids, n, &count, st);
     free(ids);
     json_decref(body);
     return rc == SL_OK ? ok_count(resp, field, count) : rc;
@@ -361,7 +381,8 @@ static int h_clear(sl__router *r, const sl_identity *who, req_t *req, const char
 static int get_count(json_t *o, const char *key, size_t *out, sl_status *st)
 {
     json_t *v = json_object_get(o, key);
-    if (v == NULL || json_is_null(v)) return 0;
+    if (v == NULL || json_is_null(v))
+        return 0;
     if (!json_is_integer(v) || json_integer_value(v) < 0)
         return sl_status_set(st, SL_EINVAL, "%s must be a non-negative integer", key);
     *out = (size_t)json_integer_value(v);
@@ -371,7 +392,8 @@ static int get_count(json_t *o, const char *key, size_t *out, sl_status *st)
 static int get_seconds(json_t *o, const char *key, double *out, sl_status *st)
 {
     json_t *v = json_object_get(o, key);
-    if (v == NULL || json_is_null(v)) return 0;
+    if (v == NULL || json_is_null(v))
+        return 0;
     if (!json_is_number(v) || json_number_value(v) < 0 || !isfinite(json_number_value(v)))
         return sl_status_set(st, SL_EINVAL, "%s must be a non-negative number", key);
     *out = json_number_value(v);
@@ -383,7 +405,8 @@ static int h_evict(sl__router *r, const sl_identity *who, req_t *req, const char
 {
     json_t *body;
     int rc = parse_body(req, &body, st);
-    if (rc != SL_OK) return rc;
+    if (rc != SL_OK)
+        return rc;
     double before = 0;
     size_t max_count = SIZE_MAX, n = 0;
     int b = get_seconds(body, "before", &before, st);
@@ -415,8 +438,10 @@ static const char *const create_fields[] = {"id",
 static int get_string(json_t *o, const char *key, const char **out, sl_status *st)
 {
     json_t *v = json_object_get(o, key);
-    if (v == NULL || json_is_null(v)) return 0;
-    if (!json_is_string(v)) return sl_status_set(st, SL_EINVAL, "%s must be a string", key);
+    if (v == NULL || json_is_null(v))
+        return 0;
+    if (!json_is_string(v))
+        return sl_status_set(st, SL_EINVAL, "%s must be a string", key);
     *out = json_string_value(v);
     return 1;
 }
@@ -431,22 +456,26 @@ static int parse_create(json_t *body, sl_channel_opts *o, sl_status *st)
         int known = 0;
         for (const char *const *f = create_fields; *f; f++)
             known |= strcmp(*f, key) == 0;
-        if (!known) return sl_status_set(st, SL_EINVAL, "unknown field '%.64s'", key);
+        if (!known)
+            return sl_status_set(st, SL_EINVAL, "unknown field '%.64s'", key);
     }
     const char *s = NULL;
     size_t u;
-    if (get_string(body, "kind", &s, st) < 0) return st->code;
+    if (get_string(body, "kind", &s, st) < 0)
+        return st->code;
     if (s && strcmp(s, "queue") && strcmp(s, "topic"))
         return fail(st, SL_EINVAL, "kind must be queue or topic");
     o->kind = s && !strcmp(s, "topic") ? SL_KIND_TOPIC : SL_KIND_QUEUE;
     s = NULL;
-    if (get_string(body, "visibility", &s, st) < 0) return st->code;
+    if (get_string(body, "visibility", &s, st) < 0)
+        return st->code;
     if (s && strcmp(s, "public") && strcmp(s, "private"))
         return fail(st, SL_EINVAL, "visibility must be public or private");
     /* Created over the network: public unless said otherwise, or nobody could reach it. */
     o->visibility = s && !strcmp(s, "private") ? SL_VIS_PRIVATE : SL_VIS_PUBLIC;
     s = NULL;
-    if (get_string(body, "security", &s, st) < 0) return st->code;
+    if (get_string(body, "security", &s, st) < 0)
+        return st->code;
     if (s && (int)(o->mode = sl_mode_parse(s)) < 0)
         return fail(st, SL_EINVAL, "security must be inherit, open, acl or token");
     if (get_string(body, "name", &o->name, st) < 0 ||
@@ -459,8 +488,10 @@ static int parse_create(json_t *body, sl_channel_opts *o, sl_status *st)
         return st->code;
     u = 0;
     int k = get_count(body, "max_attempts", &u, st);
-    if (k < 0) return st->code;
-    if (u > 1000000) return fail(st, SL_EINVAL, "max_attempts must be at most 1000000");
+    if (k < 0)
+        return st->code;
+    if (u > 1000000)
+        return fail(st, SL_EINVAL, "max_attempts must be at most 1000000");
     o->max_attempts = (unsigned)u;
     return SL_OK;
 }
@@ -470,18 +501,23 @@ static int h_create(sl__router *r, const sl_identity *who, req_t *req, const cha
 {
     json_t *body;
     int rc = parse_body(req, &body, st);
-    if (rc != SL_OK) return rc;
+    if (rc != SL_OK)
+        return rc;
     const char *id = NULL;
     sl_channel_opts o;
     sl_channel_opts_init(&o);
     if (get_string(body, "id", &id, st) < 0 || id == NULL)
         rc = fail(st, SL_EBADID, "id must be a channel id");
-    if (rc == SL_OK) rc = parse_create(body, &o, st);
-    if (rc == SL_OK) rc = sl_channel_create(r->ctx, who, id, &o, st);
+    if (rc == SL_OK)
+        rc = parse_create(body, &o, st);
+    if (rc == SL_OK)
+        rc = sl_channel_create(r->ctx, who, id, &o, st);
     sl_channel_info info;
-    if (rc == SL_OK) rc = sl_channel_info_get(r->ctx, who, id, &info, st);
+    if (rc == SL_OK)
+        rc = sl_channel_info_get(r->ctx, who, id, &info, st);
     json_decref(body);
-    if (rc != SL_OK) return rc;
+    if (rc != SL_OK)
+        return rc;
     set_json(resp, 201, info_json(&info));
     sl_channel_info_clear(&info);
     return SL_OK;
@@ -491,7 +527,8 @@ static int h_delete(sl__router *r, const sl_identity *who, req_t *req, const cha
                     sl__response *resp, sl_status *st)
 {
     int rc = sl_channel_delete(r->ctx, who, id, st);
-    if (rc == SL_OK) set_json(resp, 200, json_pack("{s:s}", "status", "ok"));
+    if (rc == SL_OK)
+        set_json(resp, 200, json_pack("{s:s}", "status", "ok"));
     return rc;
 }
 
@@ -500,7 +537,8 @@ static int h_acl_put(sl__router *r, const sl_identity *who, req_t *req, const ch
 {
     json_t *body;
     int rc = parse_body(req, &body, st);
-    if (rc != SL_OK) return rc;
+    if (rc != SL_OK)
+        return rc;
     const char *role = NULL;
     json_t *chans = json_object_get(body, "channels");
     const char **pats = NULL;
@@ -519,7 +557,8 @@ static int h_acl_put(sl__router *r, const sl_identity *who, req_t *req, const ch
             if ((pats[i] = json_string_value(json_array_get(chans, i))) == NULL)
                 rc = fail(st, SL_EINVAL, "channels must be an array of channel patterns");
     }
-    if (rc == SL_OK) rc = sl_acl_grant(r->ctx, who, principal, sl_role_parse(role), pats, n, st);
+    if (rc == SL_OK)
+        rc = sl_acl_grant(r->ctx, who, principal, sl_role_parse(role), pats, n, st);
     if (rc == SL_OK)
         set_json(resp, 200,
                  json_pack("{s:s, s:s, s:O}", "principal", principal, "role", role, "channels",
@@ -533,7 +572,8 @@ static int h_acl_del(sl__router *r, const sl_identity *who, req_t *req, const ch
                      sl__response *resp, sl_status *st)
 {
     int rc = sl_acl_revoke(r->ctx, who, principal, st);
-    if (rc == SL_OK) set_json(resp, 200, json_pack("{s:s}", "status", "ok"));
+    if (rc == SL_OK)
+        set_json(resp, 200, json_pack("{s:s}", "status", "ok"));
     return rc;
 }
 
@@ -543,7 +583,8 @@ static int h_acl_list(sl__router *r, const sl_identity *who, req_t *req, const c
     sl_acl_entry *e;
     size_t n;
     int rc = sl_acl_list(r->ctx, who, &e, &n, st);
-    if (rc != SL_OK) return rc;
+    if (rc != SL_OK)
+        return rc;
     json_t *arr = json_array();
     for (size_t i = 0; i < n; i++) {
         json_t *ch = json_array();
@@ -593,7 +634,8 @@ static int path_match(const char *tmpl, const char *path, size_t plen, const cha
     *cap = NULL;
     *caplen = 0;
     while (*tmpl) {
-        if (*tmpl != '/' || p >= end || *p != '/') return 0;
+        if (*tmpl != '/' || p >= end || *p != '/')
+            return 0;
         tmpl++;
         p++;
         const char *tseg_end = strchr(tmpl, '/');
@@ -621,7 +663,8 @@ static void dispatch(sl__router *r, const sl_http_request *req, sl__response *re
     size_t caplen = 0;
     char allow[64] = "";
     for (size_t i = 0; i < n; i++) {
-        if (!path_match(rt[i].path, req->path, req->path_len, &cap, &caplen)) continue;
+        if (!path_match(rt[i].path, req->path, req->path_len, &cap, &caplen))
+            continue;
         if (strcmp(rt[i].method, req->method) == 0) {
             found = &rt[i];
             break;
@@ -658,7 +701,8 @@ static void dispatch(sl__router *r, const sl_http_request *req, sl__response *re
         size_t alen = 0;
         const char *auth = sl_http_header_get(req, "authorization", &alen);
         int rc = sl_authn_bearer(&r->authn, auth, alen, sl_ctx_now(r->ctx), who, st);
-        if (rc == SL_OK) rc = sl_authorize(r->ctx, who, found->op, res, st);
+        if (rc == SL_OK)
+            rc = sl_authorize(r->ctx, who, found->op, res, st);
         if (rc != SL_OK) {
             sl__response_error(resp, rc, st->message);
             return;
@@ -666,7 +710,8 @@ static void dispatch(sl__router *r, const sl_http_request *req, sl__response *re
     }
     r->handled++;
     int rc = found->handler(r, who, req, res, resp, st);
-    if (rc != SL_OK) sl__response_error(resp, rc, st->message);
+    if (rc != SL_OK)
+        sl__response_error(resp, rc, st->message);
 }
 
 void sl__router_handle(sl__router *r, const sl_http_request *req, sl__response *resp)

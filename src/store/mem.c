@@ -76,7 +76,8 @@ static msg *msg_pack(const sl_message *src, uint64_t seq)
     size_t size = offsetof(msg, strs) + total;
     /* Never below sizeof(msg), so that the header is a whole object even without strings. */
     msg *m = malloc(size < sizeof(msg) ? sizeof(msg) : size);
-    if (m == NULL) return NULL;
+    if (m == NULL)
+        return NULL;
     m->seq = seq;
     m->timestamp = src->timestamp;
     m->when = 0;
@@ -87,7 +88,8 @@ static msg *msg_pack(const sl_message *src, uint64_t seq)
     m->flags = 0;
     char *p = m->strs;
     for (size_t f = 0; f < NFIELDS; f++) {
-        if (len[f] == 0) continue;
+        if (len[f] == 0)
+            continue;
         memcpy(p, *cfield(src, f), len[f]);
         p += len[f];
         m->flags |= (uint8_t)(1u << f);
@@ -116,7 +118,8 @@ static int parse_id(const char *s, uint64_t *seq)
             return 0;
         v = v << 4 | d;
     }
-    if (i != ID_HEX_DIGITS || s[i] != '\0') return 0;
+    if (i != ID_HEX_DIGITS || s[i] != '\0')
+        return 0;
     *seq = v;
     return 1;
 }
@@ -128,11 +131,13 @@ static int msg_export(const msg *m, sl_message *dst)
     dst->timestamp = m->timestamp;
     dst->attempt = m->attempt;
     dst->id = malloc(ID_HEX_DIGITS + 1);
-    if (dst->id == NULL) return SL_ENOMEM;
+    if (dst->id == NULL)
+        return SL_ENOMEM;
     format_id(m->seq, dst->id);
     const char *p = m->strs;
     for (size_t f = 0; f < NFIELDS; f++) {
-        if (!(m->flags & (1u << f))) continue;
+        if (!(m->flags & (1u << f)))
+            continue;
         size_t n = strlen(p) + 1;
         char *s = malloc(n);
         if (s == NULL) {
@@ -167,7 +172,8 @@ static void idx_compact(idx *x)
 {
     size_t k = 0;
     for (size_t p = x->lo; p < x->hi; p++)
-        if (x->a[p].m) x->a[k++] = x->a[p];
+        if (x->a[p].m)
+            x->a[k++] = x->a[p];
     x->lo = 0;
     x->hi = k;
 }
@@ -175,15 +181,18 @@ static void idx_compact(idx *x)
 /* Room for one more entry at the end. */
 static int idx_reserve(idx *x)
 {
-    if (x->hi < x->cap) return SL_OK;
+    if (x->hi < x->cap)
+        return SL_OK;
     if (x->live < x->cap / 2) {
         idx_compact(x); /* frees at least half the array: amortised over as many appends */
         return SL_OK;
     }
     size_t ncap = x->cap ? x->cap * 2 : IDX_MIN_CAP;
-    if (ncap > SIZE_MAX / sizeof(ent)) return SL_ENOMEM;
+    if (ncap > SIZE_MAX / sizeof(ent))
+        return SL_ENOMEM;
     ent *na = realloc(x->a, ncap * sizeof *na);
-    if (na == NULL) return SL_ENOMEM;
+    if (na == NULL)
+        return SL_ENOMEM;
     x->a = na;
     x->cap = ncap;
     return SL_OK;
@@ -213,7 +222,8 @@ static size_t idx_after(const idx *x, uint64_t seq)
 static size_t idx_find(const idx *x, uint64_t seq)
 {
     size_t p = idx_after(x, seq);
-    if (p > x->lo && x->a[p - 1].seq == seq && x->a[p - 1].m) return p - 1;
+    if (p > x->lo && x->a[p - 1].seq == seq && x->a[p - 1].m)
+        return p - 1;
     return SIZE_MAX;
 }
 
@@ -227,7 +237,8 @@ static void idx_take(idx *x, size_t p)
         x->lo++;
     while (x->hi > x->lo && x->a[x->hi - 1].m == NULL)
         x->hi--;
-    if (x->lo == x->hi) x->lo = x->hi = 0;
+    if (x->lo == x->hi)
+        x->lo = x->hi = 0;
 }
 
 /* After removals: squeeze out holes, give memory back once the index is mostly empty. */
@@ -238,7 +249,8 @@ static void idx_tidy(idx *x)
         memset(x, 0, sizeof *x);
         return;
     }
-    if (x->hi - x->lo - x->live > x->live + IDX_MIN_CAP) idx_compact(x);
+    if (x->hi - x->lo - x->live > x->live + IDX_MIN_CAP)
+        idx_compact(x);
     if (x->cap > IDX_MIN_CAP && x->live < x->cap / 8) {
         idx_compact(x);
         size_t ncap = x->cap / 2;
@@ -262,7 +274,8 @@ typedef struct heap {
 /* `ready` orders by id; `timed` by due time, ties by id so that equal leases stay FIFO. */
 static int heap_before(int timed, const msg *x, const msg *y)
 {
-    if (timed && x->when != y->when) return x->when < y->when;
+    if (timed && x->when != y->when)
+        return x->when < y->when;
     return x->seq < y->seq;
 }
 
@@ -277,7 +290,8 @@ static void heap_up(heap *h, int timed, size_t i)
     msg *m = h->a[i];
     while (i > 0) {
         size_t parent = (i - 1) / 2;
-        if (!heap_before(timed, m, h->a[parent])) break;
+        if (!heap_before(timed, m, h->a[parent]))
+            break;
         heap_set(h, i, h->a[parent]);
         i = parent;
     }
@@ -289,9 +303,12 @@ static void heap_down(heap *h, int timed, size_t i)
     msg *m = h->a[i];
     for (;;) {
         size_t c = 2 * i + 1;
-        if (c >= h->len) break;
-        if (c + 1 < h->len && heap_before(timed, h->a[c + 1], h->a[c])) c++;
-        if (!heap_before(timed, h->a[c], m)) break;
+        if (c >= h->len)
+            break;
+        if (c + 1 < h->len && heap_before(timed, h->a[c + 1], h->a[c]))
+            c++;
+        if (!heap_before(timed, h->a[c], m))
+            break;
         heap_set(h, i, h->a[c]);
         i = c;
     }
@@ -301,12 +318,16 @@ static void heap_down(heap *h, int timed, size_t i)
 /* Room for n messages in all; pushes never allocate, so callers reserve before changing state. */
 static int heap_reserve(heap *h, size_t n)
 {
-    if (n <= h->cap) return SL_OK;
+    if (n <= h->cap)
+        return SL_OK;
     size_t ncap = h->cap ? h->cap * 2 : HEAP_MIN_CAP;
-    if (ncap < n) ncap = n;
-    if (ncap > SIZE_MAX / sizeof(msg *)) return SL_ENOMEM;
+    if (ncap < n)
+        ncap = n;
+    if (ncap > SIZE_MAX / sizeof(msg *))
+        return SL_ENOMEM;
     msg **na = realloc(h->a, ncap * sizeof *na);
-    if (na == NULL) return SL_ENOMEM;
+    if (na == NULL)
+        return SL_ENOMEM;
     h->a = na;
     h->cap = ncap;
     return SL_OK;
@@ -326,7 +347,8 @@ static void heap_remove(heap *h, int timed, msg *m)
 {
     size_t i = m->hpos;
     msg *last = h->a[--h->len];
-    if (i == h->len) return;
+    if (i == h->len)
+        return;
     heap_set(h, i, last);
     if (i > 0 && heap_before(timed, last, h->a[(i - 1) / 2]))
         heap_up(h, timed, i);
@@ -392,7 +414,8 @@ static int reader_get(chan *c, const char *name, reader **out)
     if (r == NULL) {
         size_t n = strlen(name) + 1;
         r = calloc(1, sizeof *r + n);
-        if (r == NULL) return SL_ENOMEM;
+        if (r == NULL)
+            return SL_ENOMEM;
         memcpy(r->name, name, n);
         if (sl__map_put(c->readers, name, r, NULL) != SL_OK) {
             free(r);
@@ -406,13 +429,15 @@ static int reader_get(chan *c, const char *name, reader **out)
 /* Queue readers exist only while they hold claims, so passing callers do not accumulate. */
 static void reader_drop_if_idle(chan *c, reader *r)
 {
-    if (is_queue(c) && r->claims == 0) sl__map_del(c->readers, r->name, free);
+    if (is_queue(c) && r->claims == 0)
+        sl__map_del(c->readers, r->name, free);
 }
 
 static void release_claim(chan *c, msg *m)
 {
     reader *r = m->claimer;
-    if (r == NULL) return;
+    if (r == NULL)
+        return;
     m->claimer = NULL;
     r->claims--;
     reader_drop_if_idle(c, r);
@@ -445,8 +470,10 @@ static size_t chan_clear(chan *c)
     size_t n = c->ix.live;
     for (size_t p = c->ix.lo; p < c->ix.hi; p++) {
         msg *m = c->ix.a[p].m;
-        if (m == NULL) continue;
-        if (is_queue(c)) release_claim(c, m); /* topic cursors stay: ids never repeat */
+        if (m == NULL)
+            continue;
+        if (is_queue(c))
+            release_claim(c, m); /* topic cursors stay: ids never repeat */
         free(m);
     }
     c->ix.live = 0;
@@ -458,7 +485,8 @@ static size_t chan_clear(chan *c)
 static void chan_free(void *p)
 {
     chan *c = p;
-    if (c == NULL) return;
+    if (c == NULL)
+        return;
     for (size_t i = c->ix.lo; i < c->ix.hi; i++)
         free(c->ix.a[i].m);
     free(c->ix.a);
@@ -478,7 +506,8 @@ static void retain(chan *c, double now)
         const msg *oldest = c->ix.a[c->ix.lo].m;
         int too_many = max_count > 0 && c->ix.live > max_count;
         int too_old = max_age > 0 && oldest->timestamp < now - max_age;
-        if (!too_many && !too_old) break;
+        if (!too_many && !too_old)
+            break;
         unlink_at(c, c->ix.lo);
     }
 }
@@ -487,7 +516,8 @@ static void retain(chan *c, double now)
 
 static void mem_free(sl_engine *e)
 {
-    if (e == NULL) return;
+    if (e == NULL)
+        return;
     sl__map_free(((mem_engine *)e)->channels, chan_free);
     free(e);
 }
@@ -495,9 +525,11 @@ static void mem_free(sl_engine *e)
 static int mem_create(sl_engine *e, const sl_channel_info *info)
 {
     mem_engine *me = (mem_engine *)e;
-    if (sl__map_get(me->channels, info->id)) return SL_EEXIST;
+    if (sl__map_get(me->channels, info->id))
+        return SL_EEXIST;
     chan *c = calloc(1, sizeof *c);
-    if (c == NULL) return SL_ENOMEM;
+    if (c == NULL)
+        return SL_ENOMEM;
     if (sl__channel_info_copy(&c->info, info) != SL_OK || sl__map_new(&c->readers) != SL_OK ||
         sl__map_put(me->channels, info->id, c, NULL) != SL_OK) {
         chan_free(c);
@@ -515,9 +547,11 @@ static int mem_drop(sl_engine *e, const char *id)
 static int mem_info(sl_engine *e, const char *id, sl_channel_info *out)
 {
     chan *c = find_chan(e, id);
-    if (c == NULL) return SL_ENOENT;
+    if (c == NULL)
+        return SL_ENOENT;
     int rc = sl__channel_info_copy(out, &c->info);
-    if (rc == SL_OK) out->depth = c->ix.live;
+    if (rc == SL_OK)
+        out->depth = c->ix.live;
     return rc;
 }
 
@@ -531,7 +565,8 @@ static int list_one(void *ud, const char *key, void *value)
     list_state *ls = ud;
     const chan *c = value;
     (void)key;
-    if (sl__channel_info_copy(&ls->out[ls->n], &c->info) != SL_OK) return SL_ENOMEM;
+    if (sl__channel_info_copy(&ls->out[ls->n], &c->info) != SL_OK)
+        return SL_ENOMEM;
     ls->out[ls->n++].depth = c->ix.live;
     return 0;
 }
@@ -547,9 +582,11 @@ static int mem_list(sl_engine *e, sl_channel_info **out, size_t *n)
     size_t total = sl__map_size(channels);
     *out = NULL;
     *n = 0;
-    if (total == 0) return SL_OK;
+    if (total == 0)
+        return SL_OK;
     list_state ls = {calloc(total, sizeof(sl_channel_info)), 0};
-    if (ls.out == NULL) return SL_ENOMEM;
+    if (ls.out == NULL)
+        return SL_ENOMEM;
     if (sl__map_each(channels, list_one, &ls) != 0) {
         sl_channel_infos_free(ls.out, ls.n);
         return SL_ENOMEM;
@@ -563,8 +600,10 @@ static int mem_list(sl_engine *e, sl_channel_info **out, size_t *n)
 static int mem_append(sl_engine *e, const char *id, sl_message *m, double now, char *id_out)
 {
     chan *c = find_chan(e, id);
-    if (c == NULL) return SL_ENOENT;
-    if (!is_queue(c)) retain(c, now); /* expired messages must not count against max_messages */
+    if (c == NULL)
+        return SL_ENOENT;
+    if (!is_queue(c))
+        retain(c, now); /* expired messages must not count against max_messages */
     /* A topic's count retention makes room by dropping the oldest, so it refuses only when even
      * that leaves more than max_messages (i.e. when retention_max_count is larger or unset). */
     size_t after = c->ix.live + 1;
@@ -576,14 +615,16 @@ static int mem_append(sl_engine *e, const char *id, sl_message *m, double now, c
         (is_queue(c) && heap_reserve(&c->ready, c->ready.len + 1) != SL_OK))
         return SL_ENOMEM;
     msg *n = msg_pack(m, c->last_seq + 1);
-    if (n == NULL) return SL_ENOMEM;
+    if (n == NULL)
+        return SL_ENOMEM;
     c->last_seq++;
     idx_push(&c->ix, n);
     if (is_queue(c))
         heap_push(&c->ready, 0, n);
     else
         retain(c, now);
-    if (id_out) format_id(n->seq, id_out);
+    if (id_out)
+        format_id(n->seq, id_out);
     return SL_OK;
 }
 
@@ -594,7 +635,8 @@ static int mem_append(sl_engine *e, const char *id, sl_message *m, double now, c
 static int promote_due(chan *c, double now)
 {
     while (c->timed.len && c->timed.a[0]->when <= now) {
-        if (heap_reserve(&c->ready, c->ready.len + 1) != SL_OK) return SL_ENOMEM;
+        if (heap_reserve(&c->ready, c->ready.len + 1) != SL_OK)
+            return SL_ENOMEM;
         msg *m = heap_pop(&c->timed, 1);
         release_claim(c, m);
         heap_push(&c->ready, 0, m);
@@ -608,16 +650,20 @@ static int mem_claim(sl_engine *e, const char *id, const char *reader_name, size
     memset(out, 0, sizeof *out);
     memset(dead, 0, sizeof *dead);
     chan *c = find_chan(e, id);
-    if (c == NULL) return SL_ENOENT;
-    if (!is_queue(c)) return SL_EKIND;
-    if (promote_due(c, now) != SL_OK) return SL_ENOMEM;
+    if (c == NULL)
+        return SL_ENOENT;
+    if (!is_queue(c))
+        return SL_EKIND;
+    if (promote_due(c, now) != SL_OK)
+        return SL_ENOMEM;
     if (limit == 0 || c->ready.len == 0) {
         chan_tidy(c);
         return SL_OK;
     }
     size_t want = limit < c->ready.len ? limit : c->ready.len;
     reader *r;
-    if (reader_get(c, reader_name, &r) != SL_OK) return SL_ENOMEM;
+    if (reader_get(c, reader_name, &r) != SL_OK)
+        return SL_ENOMEM;
     r->claims++; /* pins r while we work */
 
     /* Take the candidates out of `ready` first and change nothing else until every copy exists:
@@ -643,7 +689,8 @@ static int mem_claim(sl_engine *e, const char *id, const char *reader_name, size
         else
             nclaim++;
     }
-    if (rc == SL_OK && heap_reserve(&c->timed, c->timed.len + nclaim) != SL_OK) rc = SL_ENOMEM;
+    if (rc == SL_OK && heap_reserve(&c->timed, c->timed.len + nclaim) != SL_OK)
+        rc = SL_ENOMEM;
     if (rc == SL_OK && nclaim && (out->items = calloc(nclaim, sizeof *out->items)) == NULL)
         rc = SL_ENOMEM;
     if (rc == SL_OK && ndead && (dead->items = calloc(ndead, sizeof *dead->items)) == NULL)
@@ -699,11 +746,14 @@ static int mem_claim(sl_engine *e, const char *id, const char *reader_name, size
 static msg *live_claim(chan *c, const reader *r, const char *sid, double now, size_t *pos)
 {
     uint64_t seq;
-    if (sid == NULL || !parse_id(sid, &seq)) return NULL;
+    if (sid == NULL || !parse_id(sid, &seq))
+        return NULL;
     size_t p = idx_find(&c->ix, seq);
-    if (p == SIZE_MAX) return NULL;
+    if (p == SIZE_MAX)
+        return NULL;
     msg *m = c->ix.a[p].m;
-    if (m->claimer != r || !(m->flags & IN_TIMED) || !(m->when > now)) return NULL;
+    if (m->claimer != r || !(m->flags & IN_TIMED) || !(m->when > now))
+        return NULL;
     *pos = p;
     return m;
 }
@@ -713,11 +763,14 @@ static int mem_ack(sl_engine *e, const char *id, const char *reader_name, const 
 {
     *count = 0;
     chan *c = find_chan(e, id);
-    if (c == NULL) return SL_ENOENT;
-    if (!is_queue(c)) return SL_EKIND;
+    if (c == NULL)
+        return SL_ENOENT;
+    if (!is_queue(c))
+        return SL_EKIND;
     reader *r = sl__map_get(c->readers, reader_name);
-    if (r == NULL) return SL_OK; /* holds no claims */
-    r->claims++;                 /* pins r: its last release must not free it mid-loop */
+    if (r == NULL)
+        return SL_OK; /* holds no claims */
+    r->claims++;      /* pins r: its last release must not free it mid-loop */
     for (size_t i = 0; i < n; i++) {
         size_t p;
         if (live_claim(c, r, ids[i], now, &p)) {
@@ -736,18 +789,23 @@ static int mem_nack(sl_engine *e, const char *id, const char *reader_name, const
 {
     *count = 0;
     chan *c = find_chan(e, id);
-    if (c == NULL) return SL_ENOENT;
-    if (!is_queue(c)) return SL_EKIND;
+    if (c == NULL)
+        return SL_ENOENT;
+    if (!is_queue(c))
+        return SL_EKIND;
     reader *r = sl__map_get(c->readers, reader_name);
-    if (r == NULL) return SL_OK;
+    if (r == NULL)
+        return SL_OK;
     /* Released messages may all go to `ready` (delay 0). */
     size_t most = n < r->claims ? n : r->claims;
-    if (!(delay > 0) && heap_reserve(&c->ready, c->ready.len + most) != SL_OK) return SL_ENOMEM;
+    if (!(delay > 0) && heap_reserve(&c->ready, c->ready.len + most) != SL_OK)
+        return SL_ENOMEM;
     r->claims++;
     for (size_t i = 0; i < n; i++) {
         size_t p;
         msg *m = live_claim(c, r, ids[i], now, &p);
-        if (m == NULL) continue;
+        if (m == NULL)
+            continue;
         heap_remove(&c->timed, 1, m);
         release_claim(c, m);
         if (delay > 0) {
@@ -769,16 +827,20 @@ static int mem_read(sl_engine *e, const char *id, const char *reader_name, const
 {
     memset(out, 0, sizeof *out);
     chan *c = find_chan(e, id);
-    if (c == NULL) return SL_ENOENT;
-    if (is_queue(c)) return SL_EKIND;
+    if (c == NULL)
+        return SL_ENOENT;
+    if (is_queue(c))
+        return SL_EKIND;
     retain(c, now);
     uint64_t from = 0; /* return messages with seq > from */
     reader *r = NULL;
     if (after) {
-        if (!parse_id(after, &from)) return SL_EINVAL;
+        if (!parse_id(after, &from))
+            return SL_EINVAL;
     } else {
         r = sl__map_get(c->readers, reader_name);
-        if (r) from = r->cursor;
+        if (r)
+            from = r->cursor;
     }
     /* Ids newer than anything written find nothing; older than what is held start at the oldest;
      * ids of removed messages continue after them. All of that is the one binary search. */
@@ -792,22 +854,26 @@ static int mem_read(sl_engine *e, const char *id, const char *reader_name, const
     /* A cursor exists only once it has something to remember. It is created before the copies
      * (so that moving it cannot fail) and removed again if they fail. */
     int new_cursor = after == NULL && r == NULL;
-    if (new_cursor && reader_get(c, reader_name, &r) != SL_OK) return SL_ENOMEM;
+    if (new_cursor && reader_get(c, reader_name, &r) != SL_OK)
+        return SL_ENOMEM;
     uint64_t last = from;
     int rc = (out->items = calloc(n, sizeof *out->items)) ? SL_OK : SL_ENOMEM;
     for (p = start; rc == SL_OK && out->len < n; p++) {
         const msg *m = c->ix.a[p].m;
-        if (m == NULL) continue;
+        if (m == NULL)
+            continue;
         rc = msg_export(m, &out->items[out->len]);
         out->len += rc == SL_OK;
         last = m->seq;
     }
     if (rc != SL_OK) {
         sl_message_list_free(out);
-        if (new_cursor) sl__map_del(c->readers, reader_name, free);
+        if (new_cursor)
+            sl__map_del(c->readers, reader_name, free);
         return rc;
     }
-    if (r) r->cursor = last;
+    if (r)
+        r->cursor = last;
     chan_tidy(c);
     return SL_OK;
 }
@@ -816,7 +882,8 @@ static int mem_clear(sl_engine *e, const char *id, size_t *count)
 {
     *count = 0;
     chan *c = find_chan(e, id);
-    if (c == NULL) return SL_ENOENT;
+    if (c == NULL)
+        return SL_ENOENT;
     *count = chan_clear(c);
     return SL_OK;
 }
@@ -825,7 +892,8 @@ static int mem_evict(sl_engine *e, const char *id, double before, size_t max_cou
 {
     *count = 0;
     chan *c = find_chan(e, id);
-    if (c == NULL) return SL_ENOENT;
+    if (c == NULL)
+        return SL_ENOENT;
     /* By age over all messages: timestamps need not follow id order (clock steps, dead letters). */
     if (before > 0) {
         for (size_t p = c->ix.lo; p < c->ix.hi; p++) {
@@ -850,7 +918,8 @@ static int mem_remove(sl_engine *e, const char *id, const char *const *ids, size
 {
     *count = 0;
     chan *c = find_chan(e, id);
-    if (c == NULL) return SL_ENOENT;
+    if (c == NULL)
+        return SL_ENOENT;
     for (size_t i = 0; i < n; i++) {
         uint64_t seq;
         size_t p;
@@ -883,7 +952,8 @@ static const sl_engine_ops mem_ops = {
 int sl__mem_engine_new(sl_engine **out)
 {
     mem_engine *me = calloc(1, sizeof *me);
-    if (me == NULL) return SL_ENOMEM;
+    if (me == NULL)
+        return SL_ENOMEM;
     if (sl__map_new(&me->channels) != SL_OK) {
         free(me);
         return SL_ENOMEM;

@@ -64,7 +64,8 @@ static void test_acl_hierarchy(void **state)
             sl_identity_local(&id, who[i]);
             int rc = sl_authorize(ctx, &id, op, "jobs", &st);
             int want = level[i] >= (int)info->role ? SL_OK : SL_EFORBIDDEN;
-            if (rc != want) fail_msg("%s %s: %d", who[i], info->name, rc);
+            if (rc != want)
+                fail_msg("%s %s: %d", who[i], info->name, rc);
         }
     }
     sl_ctx_free(ctx);

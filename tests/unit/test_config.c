@@ -84,7 +84,8 @@ static void test_errors_name_file_and_line(void **state)
         sl__config c;
         sl_status st;
         assert_int_equal(parse(&c, cases[i].text, &st), SL_ECONFIG);
-        if (strcmp(st.message, cases[i].want) != 0) fail_msg("case %zu: got '%s'", i, st.message);
+        if (strcmp(st.message, cases[i].want) != 0)
+            fail_msg("case %zu: got '%s'", i, st.message);
         sl__config_free(&c);
     }
     /* An over-long line and a NUL byte. */

@@ -33,7 +33,8 @@ static void feed(one *o, const char *s, size_t n)
 {
     memset(&o->req, 0, sizeof o->req);
     o->rc = sl__http_parser_feed(&o->p, s, n, &o->used);
-    if (o->rc == SL__HTTP_REQUEST) sl__http_parser_request(&o->p, &o->req);
+    if (o->rc == SL__HTTP_REQUEST)
+        sl__http_parser_request(&o->p, &o->req);
 }
 
 static one *parse(const char *s, size_t n, size_t max_body, size_t max_header)
@@ -198,7 +199,8 @@ static int parse_all(const char *s, size_t n, size_t step, got *out, int max, in
             continue;
         }
         assert_int_equal(have, 0); /* NEED_MORE uses everything */
-        if (given == n) break;
+        if (given == n)
+            break;
         size_t k = step == 0 || step > n - given ? n - given : step;
         memcpy(buf + have, s + given, k);
         have += k;
@@ -277,7 +279,8 @@ static void test_byte_by_byte(void **state)
                 sl__http_parser_next(&p);
                 continue;
             }
-            if (given == sizeof PIPE3 - 1) break;
+            if (given == sizeof PIPE3 - 1)
+                break;
             memcpy(buf + have, PIPE3 + given, sizeof PIPE3 - 1 - given);
             have += sizeof PIPE3 - 1 - given;
             given = sizeof PIPE3 - 1;
@@ -756,7 +759,8 @@ static void test_srv_timeouts(void **state)
     int i = 0;
     const char *slow = "GET /trickle HTTP/1.1\r\nX-A: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
     for (; slow[i] != '\0'; i++) {
-        if (send(c->fd, slow + i, 1, MSG_NOSIGNAL) != 1) break;
+        if (send(c->fd, slow + i, 1, MSG_NOSIGNAL) != 1)
+            break;
         usleep(20000);
         ssize_t k = recv(c->fd, c->buf + c->len, sizeof c->buf - c->len, MSG_DONTWAIT);
         if (k > 0) {
@@ -814,7 +818,8 @@ static void test_srv_connection_limit(void **state)
         if (tc_sends(c, "GET /again HTTP/1.1\r\n\r\n") == 0 && tc_read(c, r) == 0)
             ok = r->status == 200;
         tc_close(c);
-        if (!ok) usleep(20000);
+        if (!ok)
+            usleep(20000);
     }
     assert_true(ok);
     tc_close(b);
@@ -922,7 +927,8 @@ static void test_srv_hosts(void **state)
     tc_response *r = calloc(1, sizeof *r);
     for (size_t i = 0; i < sizeof hosts / sizeof hosts[0]; i++) {
         ts_server *ts = ts_start_on(hosts[i].host, NULL);
-        if (ts == NULL && hosts[i].v6) continue; /* no IPv6 loopback here */
+        if (ts == NULL && hosts[i].v6)
+            continue; /* no IPv6 loopback here */
         assert_non_null(ts);
         tc_client *c = tc_connect_x(ts->port, hosts[i].v6, 0);
         assert_non_null(c);
@@ -979,7 +985,8 @@ static void *send_many(void *arg)
     char q[64];
     for (int i = 0; i < s->count; i++) {
         int n = snprintf(q, sizeof q, "GET /x/%05d HTTP/1.1\r\n\r\n", i);
-        if (tc_send(s->c, q, (size_t)n) != 0) break;
+        if (tc_send(s->c, q, (size_t)n) != 0)
+            break;
     }
     return NULL;
 }

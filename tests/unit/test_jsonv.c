@@ -21,6 +21,10 @@ static int jansson_ok(const char *s, size_t n)
 }
 
 static const char *const valid[] = {
+    "9223372036854775807",
+    "-9223372036854775808",
+    "1e300",
+    "1e-400",
     "0",
     "-0",
     "1.5e10",
@@ -39,10 +43,19 @@ static const char *const valid[] = {
     "{\"k\":\"v\",\"k2\":[]}",
     "\n\t1\r\n",
     "\"\\ud83d\\ude00\"",
+    "9223372036854775807",
+    "-9223372036854775808",
+    "1e300",
+    "1e-400",
     "\"\\u00e9\\u20ac\"",
 };
 
 static const char *const invalid[] = {
+    "11111111111111111111111111111111111111111112",
+    "-9223372036854775809",
+    "1e400",
+    "-1e400",
+    "[1,99999999999999999999]",
     "",
     " ",
     "01",
@@ -96,7 +109,8 @@ static void test_table(void **state)
 {
     (void)state;
     for (size_t i = 0; i < sizeof valid / sizeof *valid; i++) {
-        if (!sl__json_valid(valid[i], strlen(valid[i]))) fail_msg("rejected valid %s", valid[i]);
+        if (!sl__json_valid(valid[i], strlen(valid[i])))
+            fail_msg("rejected valid %s", valid[i]);
         assert_true(jansson_ok(valid[i], strlen(valid[i])));
     }
     for (size_t i = 0; i < sizeof invalid / sizeof *invalid; i++) {

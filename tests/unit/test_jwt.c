@@ -34,12 +34,16 @@ static char *b64url(const void *data, size_t n)
     assert_non_null(out);
     for (size_t i = 0; i < n; i += 3) {
         uint32_t v = (uint32_t)d[i] << 16;
-        if (i + 1 < n) v |= (uint32_t)d[i + 1] << 8;
-        if (i + 2 < n) v |= d[i + 2];
+        if (i + 1 < n)
+            v |= (uint32_t)d[i + 1] << 8;
+        if (i + 2 < n)
+            v |= d[i + 2];
         *o++ = a[v >> 18];
         *o++ = a[(v >> 12) & 63];
-        if (i + 1 < n) *o++ = a[(v >> 6) & 63];
-        if (i + 2 < n) *o++ = a[v & 63];
+        if (i + 1 < n)
+            *o++ = a[(v >> 6) & 63];
+        if (i + 2 < n)
+            *o++ = a[v & 63];
     }
     *o = '\0';
     return out;
@@ -251,7 +255,8 @@ static void check_agrees(const char *t, size_t n)
     int mine = sl__jwt_json_object_valid(t, n), theirs = jansson_accepts(t, n);
     /* jansson 2.14 skips a NUL byte that follows a number or literal ({"a":1\0} loads); a NUL is
      * never valid JSON text, so here the parser must be the stricter of the two. */
-    if (memchr(t, '\0', n) != NULL) theirs = 0;
+    if (memchr(t, '\0', n) != NULL)
+        theirs = 0;
     if (mine != theirs) {
         char shown[200];
         size_t k = 0;
@@ -827,7 +832,8 @@ static void test_structure(void **state)
     expect(kr, t, NULL, SL_ETOKEN, "bad signature");
     free(forged);
     for (size_t i = 0; i < len; i++) {
-        if (good[i] == '.') continue;
+        if (good[i] == '.')
+            continue;
         snprintf(t, sizeof t, "%s", good);
         t[i] = t[i] == 'A' ? 'B' : 'A';
         expect(kr, t, NULL, SL_ETOKEN, NULL);
@@ -1111,8 +1117,10 @@ static void test_messages_never_echo_the_token(void **state)
     char t[1024];
     for (size_t cut = 0; cut < len; cut++) {
         snprintf(t, sizeof t, "%.*s", (int)cut, good);
-        if (cut > 0) expect(kr, t, NULL, SL_ETOKEN, NULL);
-        if (good[cut] == '.') continue;
+        if (cut > 0)
+            expect(kr, t, NULL, SL_ETOKEN, NULL);
+        if (good[cut] == '.')
+            continue;
         snprintf(t, sizeof t, "%s", good);
         t[cut] = '.';
         expect(kr, t, NULL, SL_ETOKEN, NULL);

@@ -45,13 +45,15 @@ extern void __libc_free(void *);
 
 static int should_fail(void)
 {
-    if (fail_at < 0) return 0;
+    if (fail_at < 0)
+        return 0;
     return fail_at-- == 0;
 }
 
 void *malloc(size_t n)
 {
-    if (should_fail()) return NULL;
+    if (should_fail())
+        return NULL;
     void *p = __libc_malloc(n);
     live_blocks += p != NULL;
     return p;
@@ -59,7 +61,8 @@ void *malloc(size_t n)
 
 void *calloc(size_t n, size_t size)
 {
-    if (should_fail()) return NULL;
+    if (should_fail())
+        return NULL;
     void *p = __libc_calloc(n, size);
     live_blocks += p != NULL;
     return p;
@@ -67,8 +70,10 @@ void *calloc(size_t n, size_t size)
 
 void *realloc(void *old, size_t n)
 {
-    if (old == NULL) return malloc(n);
-    if (should_fail()) return NULL;
+    if (old == NULL)
+        return malloc(n);
+    if (should_fail())
+        return NULL;
     return __libc_realloc(old, n);
 }
 
@@ -185,7 +190,8 @@ static const char *datas(const sl_message_list *l)
     static char buf[4096];
     buf[0] = '\0';
     for (size_t i = 0; i < l->len; i++) {
-        if (i) strcat(buf, ",");
+        if (i)
+            strcat(buf, ",");
         strcat(buf, l->items[i].data);
     }
     return buf;
@@ -862,7 +868,8 @@ static int op_list(void)
     sl_channel_info *all;
     size_t n;
     int rc = E->ops->list(E, &all, &n);
-    if (rc == SL_OK) sl_channel_infos_free(all, n);
+    if (rc == SL_OK)
+        sl_channel_infos_free(all, n);
     return rc;
 }
 
@@ -883,7 +890,8 @@ static int op_read(void)
 {
     sl_message_list l;
     int rc = read_topic("t", "fresh", NULL, 10, 1000, &l);
-    if (rc == SL_OK) assert_int_equal(l.len, 2);
+    if (rc == SL_OK)
+        assert_int_equal(l.len, 2);
     sl_message_list_free(&l);
     return rc;
 }
@@ -896,7 +904,8 @@ static void check_topic(void)
 static void test_out_of_memory(void **state)
 {
     (void)state;
-    if (SANITIZED) skip();
+    if (SANITIZED)
+        skip();
     long base = live_blocks;
     create("q", SL_KIND_QUEUE);
     create("t", SL_KIND_TOPIC);

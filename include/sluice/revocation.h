@@ -1,0 +1,170 @@
+/* Token revocation stores: a small interface the request path asks "is this token (or every token
+ * of this user issued up to now) revoked?", with two implementations — an in-process memory store
+ * and a Redis store (hiredis, asynchronous on the libuv loop) shared by several servers. Because
+ * Redis answers later, every operation reports through a callback; the memory store and every
+ * early answer (invalid argument, store unreachable) call back synchronously, before the function
+ * returns, so callers must handle both. docs/REVOCATION.md describes keys, expiry, fail-closed
+ * behaviour and recovery.
+ *
+ * Rules shared by all stores:
+ * - A token id is revoked until its record expires: the token's remaining lifetime (at least 1 s)
+ *   capped at max_ttl. max_ttl must be at least the longest token lifetime, else a revocation can
+ *   lapse while the token is still valid: check sl_revocation_max_ttl() against the issuer's
+ *   longest lifetime at startup.
+ * - A user cut-off revokes every token of that user issued at or before the revocation time
+ *   (issued_at <= cut-off, so an unknown issued_at of 0 is revoked too); it expires after max_ttl.
+ * - Fail closed: a store that cannot answer reports SL_EUNAVAIL (the transport's 503), a stored
+ *   record it cannot read counts as revoked.
+ *
+ * Threading: one loop thread; nothing here is thread-safe. */
+#ifndef SLUICE_REVOCATION_H
+#define SLUICE_REVOCATION_H
+
+#include <stddef.h>
+#include <uv.h>
+
+#include <sluice/sluice.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SL_REVOCATION_DEFAULT_MAX_TTL 86400.0 /* seconds: 24 h */
+#define SL_REVOCATION_REASON_MAX 255          /* bytes */
+#define SL_REVOCATION_PREFIX_MAX 64           /* bytes of a Redis key prefix */
+/* Redis store timing (milliseconds). */
+#define SL_REVOCATION_REDIS_CONNECT_TIMEOUT_MS 1000
+#define SL_REVOCATION_REDIS_COMMAND_TIMEOUT_MS 1000
+#define SL_REVOCATION_REDIS_BACKOFF_MIN_MS 100  /* first retry; doubles per failure ... */
+#define SL_REVOCATION_REDIS_BACKOFF_MAX_MS 2000 /* ... up to this */
+
+typedef struct sl_revocation_store sl_revocation_store;
+
+/* The answer to one operation, called exactly once per call (never for a NULL cb):
+ *   SL_OK       not revoked / written
+ *   SL_ETOKEN   (checks) revoked; reason is the stored reason, or a fixed text for a user cut-off
+ *               or a record that could not be read
+ *   SL_EUNAVAIL the store cannot answer now (unreachable, timed out, closing): refuse the request
+ *   SL_EINVAL   an argument failed validation (see sl_revocation_id_valid); nothing was asked.
+ *               For a check this still means "refuse": the token names an id or user that no
+ *               revocation could have been written for (401 invalid_token suits it)
+ *   SL_ENOMEM   out of memory; nothing was asked
+ * reason is NULL unless status is SL_ETOKEN or SL_EUNAVAIL; it has no control bytes (UTF-8 is
+ * not checked), at most SL_REVOCATION_REASON_MAX bytes (what the revoker wrote, or a fixed text)
+ * and is valid only during the call. The callback may run synchronously inside the call that
+ * started it. */
+typedef void (*sl_revocation_cb)(void *ud, int status, const char *reason);
+
+/* Optional log sink: one line per state change or failed write, without newline ("revocation
+ * store: redis 127.0.0.1:6379 unavailable (connect: Connection refused); ..."); never a token id,
+ * reason or secret. The sink must not keep the pointer. */
+typedef void (*sl_revocation_log_fn)(void *ud, const char *line);
+
+/* ---- creating stores ---------------------------------------------------------------------------
+ */
+
+/* A memory store. loop (may be NULL) runs an unreferenced prune timer (every max_ttl/4, clamped to
+ * 50 ms .. 60 s); with or without it, writes also prune once the store has doubled since the last
+ * prune, so it cannot grow without bound. max_ttl <= 0: SL_REVOCATION_DEFAULT_MAX_TTL. clock NULL:
+ * wall clock. SL_OK, SL_EINVAL (max_ttl not finite) or SL_ENOMEM. *out owned by the caller. */
+int sl_revocation_memory_new(sl_revocation_store **out, uv_loop_t *loop, double max_ttl,
+                             sl_clock_fn clock, void *clock_ud);
+
+/* A Redis store on `loop` (required). host: an IP literal (a name is resolved by hiredis with a
+ * blocking lookup on every connect attempt); port 1..65535; prefix NULL or "": "sluice", else
+ * 1..SL_REVOCATION_PREFIX_MAX bytes of printable ASCII without space. Returns at once: the store
+ * connects in the background and answers SL_EUNAVAIL until connected (sl_revocation_ready), and
+ * after a disconnect until it has reconnected by itself. The connection keeps the loop alive until
+ * sl_revocation_store_free. Ignores SIGPIPE unless a handler is installed (hiredis writes with
+ * write(2)). SL_OK, SL_EINVAL or SL_ENOMEM. *out owned by the caller. */
+int sl_revocation_redis_new(sl_revocation_store **out, uv_loop_t *loop, const char *host, int port,
+                            const char *prefix, double max_ttl, sl_clock_fn clock, void *clock_ud);
+
+/* Closes the store. Every callback still pending is called with SL_EUNAVAIL before this returns
+ * (calls made from those callbacks answer SL_EUNAVAIL at once); none is called afterwards. May be
+ * called from inside a store callback, but not from a callback this function is running. Handles
+ * close through the loop: the memory is released by the loop's close callbacks, so call it while
+ * the loop still runs (e.g. on the shutdown signal) or run the loop once more afterwards. NULL is
+ * a no-op. */
+void sl_revocation_store_free(sl_revocation_store *s);
+
+void sl_revocation_set_log(sl_revocation_store *s, sl_revocation_log_fn fn, void *ud);
+
+/* ---- operations ---------------------------------------------------------------------------------
+ */
+
+/* Both checks for one token in one call (one round trip for Redis): revoked when token_id has a
+ * record or when issued_at <= the user's cut-off. token_id NULL or "": the token has no id, only
+ * the user cut-off is checked. user is required. cb must not be NULL. */
+void sl_revocation_check(sl_revocation_store *s, const char *token_id, const char *user,
+                         double issued_at, sl_revocation_cb cb, void *ud);
+/* The same for an identity an authenticator produced (token_id, principal, issued_at). */
+void sl_revocation_check_identity(sl_revocation_store *s, const sl_identity *who,
+                                  sl_revocation_cb cb, void *ud);
+
+/* Revokes one token id. user (may be NULL) is validated but not stored: it is the caller's to
+ * audit. reason NULL: "revoked"; at most SL_REVOCATION_REASON_MAX bytes, no control bytes.
+ * token_expires_at: the token's exp (0: none, the record lives max_ttl). cb may be NULL. */
+void sl_revocation_revoke(sl_revocation_store *s, const char *token_id, const char *user,
+                          const char *reason, double token_expires_at, sl_revocation_cb cb,
+                          void *ud);
+/* Revokes every token of `user` issued at or before now (the store's clock). cb may be NULL. */
+void sl_revocation_revoke_user(sl_revocation_store *s, const char *user, sl_revocation_cb cb,
+                               void *ud);
+
+/* 1 when the store can answer now (memory: always; Redis: connected), else 0. */
+int sl_revocation_ready(const sl_revocation_store *s);
+/* Drops expired records now and returns how many (Redis expires its keys itself: 0). */
+size_t sl_revocation_prune(sl_revocation_store *s);
+double sl_revocation_max_ttl(const sl_revocation_store *s);
+/* "memory" or "redis". */
+const char *sl_revocation_store_name(const sl_revocation_store *s);
+
+/* Token ids: 1..SL_TOKEN_ID_MAX bytes of printable ASCII without space (they become Redis keys).
+ * Users: sl_principal_valid. */
+int sl_revocation_id_valid(const char *token_id);
+
+/* ---- implementing a store ----------------------------------------------------------------------
+ */
+
+/* A store embeds struct sl_revocation_store as its first member and fills ops. The sl_revocation_*
+ * functions validate every argument, apply defaults and only then call an op, so ops see valid
+ * ids, a non-NULL reason and a positive max_ttl; cb may be NULL for revoke and revoke_user. Each op
+ * must call cb exactly once (unless NULL), synchronously or later, and never after free returns. */
+typedef struct sl_revocation_ops {
+    const char *name;
+    void (*check)(sl_revocation_store *s, const char *token_id /* NULL: none */, const char *user,
+                  double issued_at, sl_revocation_cb cb, void *ud);
+    void (*revoke)(sl_revocation_store *s, const char *token_id, const char *reason,
+                   double token_expires_at, sl_revocation_cb cb, void *ud);
+    void (*revoke_user)(sl_revocation_store *s, const char *user, sl_revocation_cb cb, void *ud);
+    int (*ready)(const sl_revocation_store *s);
+    size_t (*prune)(sl_revocation_store *s); /* may be NULL */
+    void (*free)(sl_revocation_store *s);
+} sl_revocation_ops;
+
+struct sl_revocation_store {
+    const sl_revocation_ops *ops;
+    double max_ttl; /* seconds, > 0 */
+    sl_clock_fn clock;
+    void *clock_ud;
+    sl_revocation_log_fn log;
+    void *log_ud;
+    int closing; /* set by sl_revocation_store_free before ops->free */
+};
+
+/* For implementations: fills the base (defaults applied); SL_EINVAL for a non-finite max_ttl. */
+int sl_revocation_store_init(sl_revocation_store *s, const sl_revocation_ops *ops, double max_ttl,
+                             sl_clock_fn clock, void *clock_ud);
+double sl_revocation_now(const sl_revocation_store *s);
+/* Record lifetime in seconds for a token expiring at token_expires_at (0: none), seen at now:
+ * remaining lifetime, at least 1, at most max_ttl. */
+double sl_revocation_token_ttl(const sl_revocation_store *s, double token_expires_at, double now);
+/* Logs a printf-style line through the store's sink, if any. */
+void sl_revocation_logf(const sl_revocation_store *s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+#ifdef __cplusplus
+}
+#endif
+#endif
