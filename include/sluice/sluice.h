@@ -131,8 +131,10 @@ typedef struct sl_ctx_options {
 } sl_ctx_options;
 
 /* Audit hook: called for every denial and every audited operation. `record` is a JSON object text
- * (never a token or secret); the sink must not keep the pointer. */
-typedef void (*sl_audit_fn)(void *ud, const char *record);
+ * (never a token or secret); the sink must not keep the pointer. It returns SL_OK, or an error with
+ * the reason in st when the record could not be kept: operations that must be audited (ACL changes)
+ * are then refused rather than performed unrecorded. */
+typedef int (*sl_audit_fn)(void *ud, const char *record, sl_status *st);
 
 /* *out owned by the caller; release with sl_ctx_free. opts may be NULL. */
 int sl_ctx_new(sl_ctx **out, const sl_ctx_options *opts);

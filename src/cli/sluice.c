@@ -25,6 +25,7 @@ static const char usage[] =
     "Tokens (local, no server needed):\n"
     "  token create --sub PRINCIPAL [--role R] [--channel P]... [--ttl 8h]\n"
     "  token inspect TOKEN|- [--verify]\n"
+    "  audit verify FILE\n"
     "\n" SL__CLI_CONN_HELP "  -h, --help         show this help (also after any command)\n"
     "  --version          print the version\n"
     "\n"

@@ -166,7 +166,7 @@ int sl_channel_create(sl_ctx *ctx, const sl_identity *who, const char *id, const
     if (rc == SL_OK)
         rc = create_unchecked(ctx, id, o, st);
     if (rc == SL_OK)
-        sl__audit(ctx, "channel.create", "principal", principal_of(who), "channel", id, NULL);
+        sl__audit(ctx, NULL, "channel.create", "principal", principal_of(who), "channel", id, NULL);
     return rc;
 }
 
@@ -177,7 +177,7 @@ int sl_channel_delete(sl_ctx *ctx, const sl_identity *who, const char *id, sl_st
         return rc;
     ctx->engine->ops->drop(ctx->engine, id);
     sl__map_del(ctx->channels, id, sl__channel_info_free);
-    sl__audit(ctx, "channel.delete", "principal", principal_of(who), "channel", id, NULL);
+    sl__audit(ctx, NULL, "channel.delete", "principal", principal_of(who), "channel", id, NULL);
     return SL_OK;
 }
 
@@ -282,7 +282,7 @@ static void dead_letter(sl_ctx *ctx, const sl_channel_info *ch, sl_message_list 
             rc = ctx->engine->ops->append(ctx->engine, ch->dead_letter, m, sl_ctx_now(ctx), idbuf);
         }
         if (rc != SL_OK)
-            sl__audit(ctx, "channel.dead_letter_dropped", "channel", ch->id, "reason",
+            sl__audit(ctx, NULL, "channel.dead_letter_dropped", "channel", ch->id, "reason",
                       sl_strerror(rc), NULL);
     }
     sl_message_list_free(dead);
@@ -367,7 +367,7 @@ int sl_channel_clear(sl_ctx *ctx, const sl_identity *who, const char *id, size_t
         return rc;
     rc = engine_rc(ctx->engine->ops->clear(ctx->engine, id, count), id, st);
     if (rc == SL_OK)
-        sl__audit(ctx, "channel.clear", "principal", principal_of(who), "channel", id, NULL);
+        sl__audit(ctx, NULL, "channel.clear", "principal", principal_of(who), "channel", id, NULL);
     return rc;
 }
 
@@ -380,7 +380,7 @@ int sl_channel_evict(sl_ctx *ctx, const sl_identity *who, const char *id, double
         return rc;
     rc = engine_rc(ctx->engine->ops->evict(ctx->engine, id, before, max_count, count), id, st);
     if (rc == SL_OK)
-        sl__audit(ctx, "channel.evict", "principal", principal_of(who), "channel", id, NULL);
+        sl__audit(ctx, NULL, "channel.evict", "principal", principal_of(who), "channel", id, NULL);
     return rc;
 }
 
@@ -393,7 +393,7 @@ int sl_channel_remove(sl_ctx *ctx, const sl_identity *who, const char *id, const
         return rc;
     rc = engine_rc(ctx->engine->ops->remove(ctx->engine, id, ids, n, count), id, st);
     if (rc == SL_OK)
-        sl__audit(ctx, "channel.remove", "principal", principal_of(who), "channel", id, NULL);
+        sl__audit(ctx, NULL, "channel.remove", "principal", principal_of(who), "channel", id, NULL);
     return rc;
 }
 
@@ -412,11 +412,14 @@ int sl_acl_grant(sl_ctx *ctx, const sl_identity *who, const char *principal, sl_
     for (size_t i = 0; i < n; i++)
         if (patterns[i] == NULL || !sl_pattern_valid(patterns[i], strlen(patterns[i])))
             return sl_status_set(st, SL_EINVAL, "invalid channel pattern");
+    /* Written ahead of the change: an ACL change nobody could audit is not made. */
+    rc = sl__audit(ctx, st, "acl.grant", "actor", principal_of(who), "principal", principal,
+                   "role", sl_role_name(role), NULL);
+    if (rc != SL_OK)
+        return rc;
     rc = sl__acl_set(ctx->acl, principal, role, patterns, n);
     if (rc != SL_OK)
         return sl_status_set(st, rc, NULL);
-    sl__audit(ctx, "acl.grant", "actor", principal_of(who), "principal", principal, "role",
-              sl_role_name(role), NULL);
     return SL_OK;
 }
 
@@ -427,9 +430,12 @@ int sl_acl_revoke(sl_ctx *ctx, const sl_identity *who, const char *principal, sl
     int rc = sl_authorize(ctx, who, SL_OP_ACL_REVOKE, principal, st);
     if (rc != SL_OK)
         return rc;
-    if (sl__acl_del(ctx->acl, principal) != SL_OK)
+    if (!sl__acl_has(ctx->acl, principal))
         return sl_status_set(st, SL_ENOENT, "no ACL entry for '%s'", principal);
-    sl__audit(ctx, "acl.revoke", "actor", principal_of(who), "principal", principal, NULL);
+    rc = sl__audit(ctx, st, "acl.revoke", "actor", principal_of(who), "principal", principal, NULL);
+    if (rc != SL_OK)
+        return rc;
+    sl__acl_del(ctx->acl, principal);
     return SL_OK;
 }
 

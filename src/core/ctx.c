@@ -79,13 +79,13 @@ sl_mode sl__ctx_channel_mode(const sl_ctx *ctx, const char *id)
     return ch && ch->mode != SL_MODE_INHERIT ? ch->mode : ctx->mode;
 }
 
-void sl__audit(sl_ctx *ctx, const char *event, ...)
+int sl__audit(sl_ctx *ctx, sl_status *st, const char *event, ...)
 {
     if (ctx->audit == NULL)
-        return;
+        return SL_OK;
     json_t *o = json_object();
     if (o == NULL)
-        return;
+        return sl_status_set(st, SL_ENOMEM, "audit record: out of memory");
     json_object_set_new(o, "ts", json_real(sl_ctx_now(ctx)));
     json_object_set_new(o, "event", json_string(event));
     va_list ap;
@@ -99,8 +99,10 @@ void sl__audit(sl_ctx *ctx, const char *event, ...)
     va_end(ap);
     char *text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
     json_decref(o);
-    if (text) {
-        ctx->audit(ctx->audit_ud, text);
-        free(text);
-    }
+    if (text == NULL)
+        return sl_status_set(st, SL_ENOMEM, "audit record: out of memory");
+    sl_status local;
+    int rc = ctx->audit(ctx->audit_ud, text, st ? st : &local);
+    free(text);
+    return rc;
 }

@@ -21,9 +21,10 @@ struct sl_ctx {
     void *audit_ud;
 };
 
-/* Emits an audit record: a JSON object built from key/value string pairs (NULL-terminated list),
- * with "ts" added. No-op without a sink. */
-void sl__audit(sl_ctx *ctx, const char *event, ...);
+/* Emits an audit record: a JSON object of "ts", "event" and the key/value string pairs that follow
+ * (a NULL key ends the list; NULL values are left out). Returns the sink's verdict (SL_OK without a
+ * sink), with the reason in st (may be NULL). */
+int sl__audit(sl_ctx *ctx, sl_status *st, const char *event, ...);
 
 /* The mode that governs channel `id`: its override, else the server-wide mode. */
 sl_mode sl__ctx_channel_mode(const sl_ctx *ctx, const char *id);

@@ -82,6 +82,11 @@ int sl__acl_set(sl__acl *acl, const char *principal, sl_role role, const char *c
     return rc;
 }
 
+int sl__acl_has(const sl__acl *acl, const char *principal)
+{
+    return sl__map_get(acl->by_principal, principal) != NULL;
+}
+
 int sl__acl_del(sl__acl *acl, const char *principal)
 {
     return sl__map_del(acl->by_principal, principal, entry_free) ? SL_OK : SL_ENOENT;

@@ -12,6 +12,8 @@ void sl__acl_free(sl__acl *acl);
 /* Replaces principal's entry. n == 0: all channels. SL_EINVAL for a bad principal/role/pattern. */
 int sl__acl_set(sl__acl *acl, const char *principal, sl_role role, const char *const *patterns,
                 size_t n);
+/* 1 when principal has an entry. */
+int sl__acl_has(const sl__acl *acl, const char *principal);
 /* SL_ENOENT when none. */
 int sl__acl_del(sl__acl *acl, const char *principal);
 /* The role principal holds on channel (NULL: on every channel, i.e. a global grant);

@@ -55,7 +55,7 @@ static int deny(sl_ctx *ctx, const sl_identity *who, const sl_op_info *info, con
     else
         sl_status_set(st, SL_EFORBIDDEN, "'%s' is not authorised to %s.", who->principal,
                       info->verb);
-    sl__audit(ctx, "authz.denied", "principal", who->principal, "source",
+    sl__audit(ctx, NULL, "authz.denied", "principal", who->principal, "source",
               sl_source_name(who->source), "operation", info->name, "resource", resource, "reason",
               "insufficient role or scope", NULL);
     return SL_EFORBIDDEN;

@@ -17,10 +17,12 @@
 
 int sl_revocation_id_valid(const char *token_id)
 {
-    if (token_id == NULL || *token_id == '\0') return 0;
+    if (token_id == NULL || *token_id == '\0')
+        return 0;
     size_t n = 0;
     for (const unsigned char *p = (const unsigned char *)token_id; *p; p++, n++)
-        if (n >= SL_TOKEN_ID_MAX || *p <= 0x20 || *p >= 0x7f) return 0;
+        if (n >= SL_TOKEN_ID_MAX || *p <= 0x20 || *p >= 0x7f)
+            return 0;
     return 1;
 }
 
@@ -35,14 +37,16 @@ static int reason_valid(const char *r)
 {
     size_t n = 0;
     for (const unsigned char *p = (const unsigned char *)r; *p; p++, n++)
-        if (n >= SL_REVOCATION_REASON_MAX || *p < 0x20 || *p == 0x7f) return 0;
+        if (n >= SL_REVOCATION_REASON_MAX || *p < 0x20 || *p == 0x7f)
+            return 0;
     return 1;
 }
 
 int sl_revocation_store_init(sl_revocation_store *s, const sl_revocation_ops *ops, double max_ttl,
                              sl_clock_fn clock, void *clock_ud)
 {
-    if (!isfinite(max_ttl)) return SL_EINVAL;
+    if (!isfinite(max_ttl))
+        return SL_EINVAL;
     memset(s, 0, sizeof *s);
     s->ops = ops;
     s->max_ttl = max_ttl > 0 ? max_ttl : SL_REVOCATION_DEFAULT_MAX_TTL;
@@ -61,13 +65,15 @@ double sl_revocation_token_ttl(const sl_revocation_store *s, double token_expire
     double ttl = token_expires_at > 0 ? token_expires_at - now : s->max_ttl;
     /* At least a second, so that a token revoked in its last moments (or with a clock slightly
      * behind the issuer's) still has a record while any server might accept it. */
-    if (!(ttl >= 1)) ttl = 1;
+    if (!(ttl >= 1))
+        ttl = 1;
     return ttl < s->max_ttl ? ttl : s->max_ttl;
 }
 
 void sl_revocation_logf(const sl_revocation_store *s, const char *fmt, ...)
 {
-    if (s->log == NULL) return;
+    if (s->log == NULL)
+        return;
     char line[512];
     va_list ap;
     va_start(ap, fmt);
@@ -78,25 +84,29 @@ void sl_revocation_logf(const sl_revocation_store *s, const char *fmt, ...)
 
 void sl_revocation_set_log(sl_revocation_store *s, sl_revocation_log_fn fn, void *ud)
 {
-    if (s == NULL) return;
+    if (s == NULL)
+        return;
     s->log = fn;
     s->log_ud = ud;
 }
 
 static void answer(sl_revocation_cb cb, void *ud, int status, const char *reason)
 {
-    if (cb) cb(ud, status, reason);
+    if (cb)
+        cb(ud, status, reason);
 }
 
 void sl_revocation_check(sl_revocation_store *s, const char *token_id, const char *user,
                          double issued_at, sl_revocation_cb cb, void *ud)
 {
-    if (cb == NULL) return;
+    if (cb == NULL)
+        return;
     if (s == NULL || s->closing) {
         cb(ud, SL_EUNAVAIL, "revocation store closed");
         return;
     }
-    if (token_id != NULL && *token_id == '\0') token_id = NULL;
+    if (token_id != NULL && *token_id == '\0')
+        token_id = NULL;
     /* An id that could not have been revoked is still refused: a token the store cannot look up
      * must not pass unchecked. */
     if ((token_id && !sl_revocation_id_valid(token_id)) || !user_valid(user) || isnan(issued_at)) {
@@ -110,7 +120,8 @@ void sl_revocation_check_identity(sl_revocation_store *s, const sl_identity *who
                                   sl_revocation_cb cb, void *ud)
 {
     if (who == NULL) {
-        if (cb) cb(ud, SL_EINVAL, NULL);
+        if (cb)
+            cb(ud, SL_EINVAL, NULL);
         return;
     }
     sl_revocation_check(s, who->token_id, who->principal, who->issued_at, cb, ud);
@@ -124,7 +135,8 @@ void sl_revocation_revoke(sl_revocation_store *s, const char *token_id, const ch
         answer(cb, ud, SL_EUNAVAIL, "revocation store closed");
         return;
     }
-    if (reason == NULL) reason = "revoked";
+    if (reason == NULL)
+        reason = "revoked";
     if (!sl_revocation_id_valid(token_id) || (user != NULL && !user_valid(user)) ||
         !reason_valid(reason) || isnan(token_expires_at)) {
         answer(cb, ud, SL_EINVAL, NULL);
@@ -169,7 +181,8 @@ const char *sl_revocation_store_name(const sl_revocation_store *s)
 
 void sl_revocation_store_free(sl_revocation_store *s)
 {
-    if (s == NULL || s->closing) return;
+    if (s == NULL || s->closing)
+        return;
     s->closing = 1;
     s->ops->free(s);
 }
@@ -232,7 +245,8 @@ typedef struct expired_keys {
 static int collect_expired(void *ud, const char *key, void *value)
 {
     expired_keys *e = ud;
-    if (((mem_record *)value)->expires_at > e->now) return 0;
+    if (((mem_record *)value)->expires_at > e->now)
+        return 0;
     if (e->n == e->cap) {
         size_t ncap = e->cap ? e->cap * 2 : 64;
         const char **k = realloc(e->keys, ncap * sizeof *k);
@@ -276,7 +290,8 @@ static size_t mem_prune(sl_revocation_store *base)
 
 static void mem_after_write(mem_store *s)
 {
-    if (mem_size(s) >= s->prune_at) mem_prune(&s->base);
+    if (mem_size(s) >= s->prune_at)
+        mem_prune(&s->base);
 }
 
 static void mem_revoke(sl_revocation_store *base, const char *token_id, const char *reason,
@@ -295,7 +310,8 @@ static void mem_revoke(sl_revocation_store *base, const char *token_id, const ch
     memcpy(r->reason, reason, len + 1);
     /* A second revocation of the same id must not shorten the first one's life. */
     mem_record *prev = mem_lookup(s->tokens, token_id, now);
-    if (prev != NULL && prev->expires_at > r->expires_at) r->expires_at = prev->expires_at;
+    if (prev != NULL && prev->expires_at > r->expires_at)
+        r->expires_at = prev->expires_at;
     if (sl__map_put(s->tokens, token_id, r, free) != SL_OK) {
         free(r);
         answer(cb, ud, SL_ENOMEM, NULL);
@@ -313,7 +329,8 @@ static void mem_revoke_user(sl_revocation_store *base, const char *user, sl_revo
     mem_record *prev = mem_lookup(s->users, user, now);
     if (prev != NULL) {
         /* Never move a cut-off back (a clock stepping backwards would un-revoke tokens). */
-        if (now > prev->cutoff) prev->cutoff = now;
+        if (now > prev->cutoff)
+            prev->cutoff = now;
         prev->expires_at = prev->cutoff + base->max_ttl;
         answer(cb, ud, SL_OK, NULL);
         return;
@@ -375,10 +392,12 @@ static const sl_revocation_ops mem_ops = {
 int sl_revocation_memory_new(sl_revocation_store **out, uv_loop_t *loop, double max_ttl,
                              sl_clock_fn clock, void *clock_ud)
 {
-    if (out == NULL) return SL_EINVAL;
+    if (out == NULL)
+        return SL_EINVAL;
     *out = NULL;
     mem_store *s = calloc(1, sizeof *s);
-    if (s == NULL) return SL_ENOMEM;
+    if (s == NULL)
+        return SL_ENOMEM;
     int rc = sl_revocation_store_init(&s->base, &mem_ops, max_ttl, clock, clock_ud);
     if (rc == SL_OK && (sl__map_new(&s->tokens) != SL_OK || sl__map_new(&s->users) != SL_OK))
         rc = SL_ENOMEM;

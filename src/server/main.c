@@ -1,5 +1,6 @@
 /* sluiced: the channel server. Reads flags and the config file, builds the context (channels, ACL,
  * JWT keys, audit sink), and serves the HTTP API on a libuv loop until SIGINT or SIGTERM. */
+#include <sluice/audit.h>
 #include <sluice/authn.h>
 #include <sluice/jwt.h>
 #include <sluice/sluice.h>
@@ -20,7 +21,7 @@ typedef struct server {
     sl__router router;
     sl_ctx *ctx;
     sl_jwt_keyring *keys;
-    FILE *audit;
+    sl_audit_log *audit;
     int log_requests;
     uv_signal_t sigint, sigterm;
 } server;
@@ -207,11 +208,13 @@ static int build_keys(server *s, const sl__config *cfg, sl_status *st)
     return SL_OK;
 }
 
-static void audit_sink(void *ud, const char *record)
+static int audit_sink(void *ud, const char *record, sl_status *st)
 {
     server *s = ud;
-    fprintf(s->audit, "%s\n", record);
-    fflush(s->audit);
+    int rc = sl_audit_log_write(s->audit, record, st);
+    if (rc != SL_OK) /* the reason names no secret and no file */
+        fprintf(stderr, "sluiced: %s\n", st->message);
+    return rc;
 }
 
 static void on_request(void *ud, sl_http_request *req)
@@ -256,8 +259,8 @@ static int setup(server *s, const sl__config *cfg, sl_status *st)
     if ((rc = sl_ctx_new(&s->ctx, &o)) != SL_OK)
         return sl_status_set(st, rc, NULL);
     if (cfg->audit_log) {
-        if ((s->audit = fopen(cfg->audit_log, "a")) == NULL)
-            return sl_status_set(st, SL_EIO, "cannot open audit log %s", cfg->audit_log);
+        if ((rc = sl_audit_log_open(&s->audit, cfg->audit_log, st)) != SL_OK)
+            return rc;
         sl_ctx_set_audit(s->ctx, audit_sink, s);
     }
     for (size_t i = 0; i < cfg->nchannels; i++)
@@ -320,8 +323,7 @@ int main(int argc, char **argv)
         uv_loop_close(s.loop);
     sl_ctx_free(s.ctx);
     sl_jwt_keyring_free(s.keys);
-    if (s.audit)
-        fclose(s.audit);
+    sl_audit_log_close(s.audit);
     sl__config_free(&cfg);
     return rc == SL_OK ? 0 : 1;
 }

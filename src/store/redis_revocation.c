@@ -77,7 +77,8 @@ static void on_watchdog(uv_timer_t *t);
 
 static void watchdog_arm(redis_store *s)
 {
-    if (s->base.closing) return;
+    if (s->base.closing)
+        return;
     if (s->head == NULL) {
         uv_timer_stop(&s->watchdog);
         return;
@@ -97,13 +98,15 @@ static void op_link(redis_store *s, rop *op)
         s->head = op;
     s->tail = op;
     op->linked = 1;
-    if (s->head == op) watchdog_arm(s);
+    if (s->head == op)
+        watchdog_arm(s);
 }
 
 static void op_unlink(rop *op)
 {
     redis_store *s = op->s;
-    if (!op->linked) return;
+    if (!op->linked)
+        return;
     int was_head = s->head == op;
     if (op->prev)
         op->prev->next = op->next;
@@ -114,13 +117,16 @@ static void op_unlink(rop *op)
     else
         s->tail = op->prev;
     op->linked = 0;
-    if (was_head) watchdog_arm(s);
+    if (was_head)
+        watchdog_arm(s);
 }
 
 static const char *status_reason(const rop *op)
 {
-    if (op->status == SL_ETOKEN) return op->reason;
-    if (op->status == SL_EUNAVAIL) return "revocation store unavailable";
+    if (op->status == SL_ETOKEN)
+        return op->reason;
+    if (op->status == SL_EUNAVAIL)
+        return "revocation store unavailable";
     return NULL;
 }
 
@@ -138,7 +144,8 @@ static void drop_connection(redis_store *s, const char *why)
         ac->data = NULL; /* our connect/disconnect callbacks ignore a detached context */
         redisAsyncFree(ac);
     }
-    if (s->base.closing) return;
+    if (s->base.closing)
+        return;
     if (!s->down_logged) {
         sl_revocation_logf(&s->base,
                            "revocation store: redis %s:%d unavailable (%s); checks fail "
@@ -152,7 +159,8 @@ static void drop_connection(redis_store *s, const char *why)
 static void on_watchdog(uv_timer_t *t)
 {
     redis_store *s = t->data;
-    if (s->head == NULL || s->base.closing) return;
+    if (s->head == NULL || s->base.closing)
+        return;
     if (s->head->deadline > uv_now(s->loop)) {
         watchdog_arm(s);
         return;
@@ -163,7 +171,8 @@ static void on_watchdog(uv_timer_t *t)
 static void on_retry_or_timeout(uv_timer_t *t)
 {
     redis_store *s = t->data;
-    if (s->base.closing) return;
+    if (s->base.closing)
+        return;
     if (s->state == R_IDLE)
         start_connect(s);
     else if (s->state == R_CONNECTING)
@@ -172,7 +181,8 @@ static void on_retry_or_timeout(uv_timer_t *t)
 
 static void schedule_retry(redis_store *s)
 {
-    if (s->base.closing) return;
+    if (s->base.closing)
+        return;
     uv_timer_start(&s->conn_timer, on_retry_or_timeout, s->backoff_ms, 0);
     s->backoff_ms *= 2;
     if (s->backoff_ms > SL_REVOCATION_REDIS_BACKOFF_MAX_MS)
@@ -185,7 +195,8 @@ static void on_pong(redisAsyncContext *ac, void *r, void *privdata)
 {
     redis_store *s = privdata;
     redisReply *reply = r;
-    if (reply == NULL || s->base.closing || s->ac != ac) return; /* being freed: handled there */
+    if (reply == NULL || s->base.closing || s->ac != ac)
+        return; /* being freed: handled there */
     if (reply->type == REDIS_REPLY_STATUS && strcmp(reply->str, "PONG") == 0) {
         uv_timer_stop(&s->conn_timer);
         s->state = R_CONNECTED;
@@ -203,7 +214,8 @@ static void on_pong(redisAsyncContext *ac, void *r, void *privdata)
 static void on_connect(const redisAsyncContext *cac, int status)
 {
     redis_store *s = cac->data;
-    if (s == NULL || s->base.closing) return;
+    if (s == NULL || s->base.closing)
+        return;
     redisAsyncContext *ac = s->ac; /* == cac; the non-const one */
     if (status != REDIS_OK) {
         /* hiredis frees the context when this returns. */
@@ -223,13 +235,16 @@ static void on_connect(const redisAsyncContext *cac, int status)
 static void on_disconnect(const redisAsyncContext *cac, int status)
 {
     redis_store *s = cac->data;
-    if (s == NULL) return; /* detached by drop_connection: already handled */
+    if (s == NULL)
+        return; /* detached by drop_connection: already handled */
     /* hiredis frees the context when this returns; pending replies were failed before. */
     char why[160];
     snprintf(why, sizeof why, "connection lost: %.120s",
              cac->c.errstr[0] ? cac->c.errstr : "closed");
     s->ac = NULL;
-    s->backoff_ms = SL_REVOCATION_REDIS_BACKOFF_MIN_MS;
+    /* A lost connection retries quickly; one that never got to answer PING keeps backing off. */
+    if (s->state == R_CONNECTED)
+        s->backoff_ms = SL_REVOCATION_REDIS_BACKOFF_MIN_MS;
     drop_connection(s, why);
 }
 
@@ -264,7 +279,8 @@ static void start_connect(redis_store *s)
 
 static void op_worse(rop *op, int status, const char *reason)
 {
-    if (op->status == SL_ETOKEN) return;
+    if (op->status == SL_ETOKEN)
+        return;
     if (status == SL_ETOKEN) {
         op->status = SL_ETOKEN;
         snprintf(op->reason, sizeof op->reason, "%s", reason);
@@ -275,9 +291,11 @@ static void op_worse(rop *op, int status, const char *reason)
 
 static int reason_ok(const char *r, size_t len)
 {
-    if (len > SL_REVOCATION_REASON_MAX) return 0;
+    if (len > SL_REVOCATION_REASON_MAX)
+        return 0;
     for (size_t i = 0; i < len; i++)
-        if ((unsigned char)r[i] < 0x20 || r[i] == 0x7f) return 0;
+        if ((unsigned char)r[i] < 0x20 || r[i] == 0x7f)
+            return 0;
     return 1;
 }
 
@@ -291,9 +309,11 @@ static int parse_cutoff(const char *str, size_t len, double *out)
         i++;
         while (i < len && str[i] >= '0' && str[i] <= '9')
             i++, frac_digits++;
-        if (frac_digits == 0) return 0;
+        if (frac_digits == 0)
+            return 0;
     }
-    if (i != len || int_digits == 0 || int_digits > 15 || frac_digits > 9) return 0;
+    if (i != len || int_digits == 0 || int_digits > 15 || frac_digits > 9)
+        return 0;
     *out = strtod(str, NULL);
     return 1;
 }
@@ -340,7 +360,8 @@ static void on_reply(redisAsyncContext *ac, void *r, void *privdata)
         }
     }
     op->seen++;
-    if (--op->waiting > 0) return;
+    if (--op->waiting > 0)
+        return;
     /* Everything touching the store happens before the callback, which may free the store. */
     op_unlink(op);
     if (!op->done) {
@@ -358,12 +379,14 @@ static void noop_cb(void *ud, int status, const char *reason) {}
 static rop *op_new(redis_store *s, int kind, sl_revocation_cb cb, void *ud)
 {
     if (s->state != R_CONNECTED || s->ac == NULL) {
-        if (cb) cb(ud, SL_EUNAVAIL, "revocation store unavailable");
+        if (cb)
+            cb(ud, SL_EUNAVAIL, "revocation store unavailable");
         return NULL;
     }
     rop *op = calloc(1, sizeof *op);
     if (op == NULL) {
-        if (cb) cb(ud, SL_ENOMEM, NULL);
+        if (cb)
+            cb(ud, SL_ENOMEM, NULL);
         return NULL;
     }
     op->s = s;
@@ -380,7 +403,8 @@ static int op_send(rop *op, int argc, const char **argv)
     size_t len[5];
     for (int i = 0; i < argc; i++)
         len[i] = strlen(argv[i]);
-    if (redisAsyncCommandArgv(op->s->ac, on_reply, op, argc, argv, len) != REDIS_OK) return 0;
+    if (redisAsyncCommandArgv(op->s->ac, on_reply, op, argc, argv, len) != REDIS_OK)
+        return 0;
     op->waiting++;
     return 1;
 }
@@ -393,7 +417,8 @@ static void op_start(rop *op, int queued_all)
         free(op);
         return;
     }
-    if (!queued_all) op_worse(op, SL_EUNAVAIL, NULL);
+    if (!queued_all)
+        op_worse(op, SL_EUNAVAIL, NULL);
     op_link(op->s, op);
 }
 
@@ -402,7 +427,8 @@ static void redis_check(sl_revocation_store *base, const char *token_id, const c
 {
     redis_store *s = (redis_store *)base;
     rop *op = op_new(s, OP_CHECK, cb, ud);
-    if (op == NULL) return;
+    if (op == NULL)
+        return;
     op->issued_at = issued_at;
     char tkey[KEY_MAX], ukey[KEY_MAX];
     int ok = 1;
@@ -421,11 +447,14 @@ static void redis_set(redis_store *s, const char *key, const char *value, double
                       sl_revocation_cb cb, void *ud)
 {
     rop *op = op_new(s, OP_WRITE, cb, ud);
-    if (op == NULL) return;
+    if (op == NULL)
+        return;
     char ex[32];
     long long secs = (long long)ttl;
-    if ((double)secs < ttl) secs++; /* EX is whole seconds: round up, never below 1 */
-    if (secs < 1) secs = 1;
+    if ((double)secs < ttl)
+        secs++; /* EX is whole seconds: round up, never below 1 */
+    if (secs < 1)
+        secs = 1;
     snprintf(ex, sizeof ex, "%lld", secs);
     op_start(op, op_send(op, 5, (const char *[]){"SET", key, value, "EX", ex}));
 }
@@ -459,7 +488,8 @@ static int redis_ready(const sl_revocation_store *base)
 static void redis_handle_closed(uv_handle_t *h)
 {
     redis_store *s = h->data;
-    if (--s->handles_open > 0) return;
+    if (--s->handles_open > 0)
+        return;
     free(s->host);
     free(s);
 }
@@ -502,23 +532,28 @@ static int prefix_valid(const char *p)
 {
     size_t n = 0;
     for (const unsigned char *c = (const unsigned char *)p; *c; c++, n++)
-        if (n >= SL_REVOCATION_PREFIX_MAX || *c <= 0x20 || *c >= 0x7f) return 0;
+        if (n >= SL_REVOCATION_PREFIX_MAX || *c <= 0x20 || *c >= 0x7f)
+            return 0;
     return n > 0;
 }
 
 int sl_revocation_redis_new(sl_revocation_store **out, uv_loop_t *loop, const char *host, int port,
                             const char *prefix, double max_ttl, sl_clock_fn clock, void *clock_ud)
 {
-    if (out == NULL) return SL_EINVAL;
+    if (out == NULL)
+        return SL_EINVAL;
     *out = NULL;
-    if (prefix == NULL || *prefix == '\0') prefix = "sluice";
+    if (prefix == NULL || *prefix == '\0')
+        prefix = "sluice";
     if (loop == NULL || host == NULL || *host == '\0' || strlen(host) > 255 || port < 1 ||
         port > 65535 || !prefix_valid(prefix))
         return SL_EINVAL;
     redis_store *s = calloc(1, sizeof *s);
-    if (s == NULL) return SL_ENOMEM;
+    if (s == NULL)
+        return SL_ENOMEM;
     int rc = sl_revocation_store_init(&s->base, &redis_ops, max_ttl, clock, clock_ud);
-    if (rc == SL_OK && (s->host = strdup(host)) == NULL) rc = SL_ENOMEM;
+    if (rc == SL_OK && (s->host = strdup(host)) == NULL)
+        rc = SL_ENOMEM;
     if (rc != SL_OK) {
         free(s);
         return rc;

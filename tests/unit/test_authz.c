@@ -15,13 +15,17 @@
 typedef struct {
     int records;
     char last[1024];
+    int fail;
 } audit_log;
 
-static void sink(void *ud, const char *rec)
+static int sink(void *ud, const char *rec, sl_status *st)
 {
     audit_log *a = ud;
+    if (a->fail)
+        return sl_status_set(st, SL_EUNAVAIL, "audit log unavailable: test");
     a->records++;
     snprintf(a->last, sizeof a->last, "%s", rec);
+    return SL_OK;
 }
 
 static sl_ctx *new_ctx(sl_mode mode)
@@ -113,6 +117,31 @@ static void test_acl_patterns_and_messages(void **state)
     assert_int_equal(sl_acl_revoke(ctx, NULL, "w", &st), SL_OK);
     assert_int_equal(sl_authorize(ctx, &id, SL_OP_CHANNEL_WRITE, "jobs", &st), SL_EFORBIDDEN);
     assert_int_equal(sl_acl_revoke(ctx, NULL, "w", &st), SL_ENOENT);
+    sl_ctx_free(ctx);
+}
+
+static void test_acl_change_refused_without_audit(void **state)
+{
+    (void)state;
+    sl_ctx *ctx = new_ctx(SL_MODE_ACL);
+    audit_log a = {0};
+    sl_ctx_set_audit(ctx, sink, &a);
+    sl_status st;
+    assert_int_equal(sl_acl_grant(ctx, NULL, "bob", SL_ROLE_WRITE, NULL, 0, &st), SL_OK);
+    a.fail = 1;
+    assert_int_equal(sl_acl_grant(ctx, NULL, "eve", SL_ROLE_ADMIN, NULL, 0, &st), SL_EUNAVAIL);
+    assert_string_equal(st.message, "audit log unavailable: test");
+    assert_int_equal(sl_acl_revoke(ctx, NULL, "bob", &st), SL_EUNAVAIL);
+    /* Neither change was made. */
+    sl_identity eve, bob;
+    sl_identity_local(&eve, "eve");
+    sl_identity_local(&bob, "bob");
+    assert_int_equal(sl_authorize(ctx, &eve, SL_OP_CHANNEL_READ, "jobs", &st), SL_EFORBIDDEN);
+    assert_int_equal(sl_authorize(ctx, &bob, SL_OP_CHANNEL_WRITE, "jobs", &st), SL_OK);
+    /* Denials are still answered when their record cannot be kept (they change nothing). */
+    a.fail = 0;
+    assert_int_equal(sl_acl_revoke(ctx, NULL, "bob", &st), SL_OK);
+    assert_int_equal(sl_acl_revoke(ctx, NULL, "bob", &st), SL_ENOENT);
     sl_ctx_free(ctx);
 }
 
@@ -219,6 +248,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_acl_hierarchy),
         cmocka_unit_test(test_acl_patterns_and_messages),
+        cmocka_unit_test(test_acl_change_refused_without_audit),
         cmocka_unit_test(test_token_mode),
         cmocka_unit_test(test_acl_narrowed_by_token),
         cmocka_unit_test(test_open_and_per_channel_mode),

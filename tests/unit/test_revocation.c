@@ -289,7 +289,8 @@ static void test_invalid(void **state)
     const char *bad_ids[] = {"", "a b", "a\tb", "a\nb", "a\rb", "\x7f", "caf\xc3\xa9", "x\x01"};
     for (size_t i = 0; i < sizeof bad_ids / sizeof *bad_ids; i++) {
         assert_false(sl_revocation_id_valid(bad_ids[i]));
-        if (*bad_ids[i]) assert_int_equal(chk(s, bad_ids[i], "alice", 1), SL_EINVAL);
+        if (*bad_ids[i])
+            assert_int_equal(chk(s, bad_ids[i], "alice", 1), SL_EINVAL);
         assert_int_equal(rev_token(s, bad_ids[i], "r", 0), SL_EINVAL);
     }
     assert_false(sl_revocation_id_valid(NULL));

@@ -44,7 +44,8 @@ static int free_port(void)
     socklen_t len = sizeof a;
     if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 ||
         getsockname(fd, (struct sockaddr *)&a, &len) != 0) {
-        if (fd >= 0) close(fd);
+        if (fd >= 0)
+            close(fd);
         return -1;
     }
     close(fd);
@@ -59,7 +60,8 @@ static redisContext *admin(void)
         redisFree(c);
         return NULL;
     }
-    if (c) redisSetTimeout(c, tv);
+    if (c)
+        redisSetTimeout(c, tv);
     return c;
 }
 
@@ -74,7 +76,8 @@ static int start_redis(void)
     char port[16];
     snprintf(port, sizeof port, "%d", redis_port);
     pid_t pid = fork();
-    if (pid < 0) return -1;
+    if (pid < 0)
+        return -1;
     if (pid == 0) {
         int null = open("/dev/null", O_RDWR);
         if (null >= 0) {
@@ -93,7 +96,8 @@ static int start_redis(void)
             int ok = r && r->type == REDIS_REPLY_STATUS;
             freeReplyObject(r);
             redisFree(c);
-            if (ok) return 0;
+            if (ok)
+                return 0;
         }
         if (waitpid(pid, NULL, WNOHANG) == pid) {
             redis_pid = 0;
@@ -106,7 +110,8 @@ static int start_redis(void)
 
 static void stop_redis(int sig)
 {
-    if (redis_pid <= 0) return;
+    if (redis_pid <= 0)
+        return;
     if (sig == SIGSTOP || sig == SIGCONT) {
         kill(redis_pid, sig);
         return;
@@ -130,8 +135,10 @@ static int group_setup(void **state)
         return 0;
     }
     snprintf(redis_dir, sizeof redis_dir, "/tmp/sluice-redis-XXXXXX");
-    if (mkdtemp(redis_dir) == NULL) return -1;
-    if ((redis_port = free_port()) <= 0) return -1;
+    if (mkdtemp(redis_dir) == NULL)
+        return -1;
+    if ((redis_port = free_port()) <= 0)
+        return -1;
     atexit(at_exit_kill);
     if (start_redis() != 0) {
         fprintf(stderr, "cannot start redis-server on 127.0.0.1:%d\n", redis_port);
@@ -148,14 +155,16 @@ static int group_teardown(void **state)
     if (redis_dir[0]) {
         char cmd[128];
         snprintf(cmd, sizeof cmd, "rm -rf '%s'", redis_dir);
-        if (system(cmd) != 0) fprintf(stderr, "cannot remove %s\n", redis_dir);
+        if (system(cmd) != 0)
+            fprintf(stderr, "cannot remove %s\n", redis_dir);
     }
     return 0;
 }
 
 #define NEED_REDIS()                                                                               \
     do {                                                                                           \
-        if (!have_redis) skip();                                                                   \
+        if (!have_redis)                                                                           \
+            skip();                                                                                \
     } while (0)
 
 /* Runs cmd on the admin connection and returns the reply (the caller frees it). */
@@ -445,7 +454,8 @@ static void log_sink(void *ud, const char *line)
         l->down++;
     else
         l->other++;
-    if (strstr(line, "tok-") || strstr(line, "secret")) l->leaked++;
+    if (strstr(line, "tok-") || strstr(line, "secret"))
+        l->leaked++;
 }
 
 static void test_outage_and_recovery(void **state)
