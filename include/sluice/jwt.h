@@ -1,7 +1,10 @@
 /* JWT (RFC 7519) with HS256 (RFC 7515) for sluice tokens: strict verification into an sl_identity,
  * and signing. A keyring holds one or more HS256 secrets selected by `kid`, so a secret can be
- * rotated. Secrets shorter than 32 bytes are refused. A keyring keeps keyed HMAC state for speed
- * and is therefore not safe to use from two threads at once (the server is single-threaded). */
+ * rotated. Secrets shorter than 32 bytes are refused. For tokens of an upstream identity provider
+ * it can also hold ES256 (P-256) and EdDSA (Ed25519, RFC 8037) public keys, which only verify.
+ * Every key has exactly one algorithm, and a token is checked only against a key of the algorithm
+ * its header names. A keyring keeps keyed HMAC state for speed and is therefore not safe to use
+ * from two threads at once (the server is single-threaded). */
 #ifndef SLUICE_JWT_H
 #define SLUICE_JWT_H
 
@@ -27,6 +30,15 @@ void sl_jwt_keyring_free(sl_jwt_keyring *kr);
  * holds control characters; SL_ELIMIT beyond 16 keys. The secret is copied (as HMAC states derived
  * from it) and wiped on free. */
 int sl_jwt_keyring_add_hs256(sl_jwt_keyring *kr, const char *kid, const void *secret, size_t len);
+/* Add a public key for verifying "ES256" (ECDSA on P-256 with SHA-256) or "EdDSA" (Ed25519) tokens.
+ * pem (len bytes, need not be NUL-terminated) must hold exactly one PEM block, "-----BEGIN PUBLIC
+ * KEY-----" (SubjectPublicKeyInfo, as `openssl pkey -pubout` writes). SL_EINVAL for anything else:
+ * a private key (refused, not reduced to its public half: it has no business on the verifier), a
+ * certificate, more than one block, a key of another type or curve (P-384, explicit curve
+ * parameters, Ed448, RSA...) or one failing OpenSSL's public-key check; kid rules and the other
+ * errors as for sl_jwt_keyring_add_hs256. Such a key cannot sign (sl_jwt_sign: SL_EINVAL). */
+int sl_jwt_keyring_add_es256_pem(sl_jwt_keyring *kr, const char *kid, const char *pem, size_t len);
+int sl_jwt_keyring_add_eddsa_pem(sl_jwt_keyring *kr, const char *kid, const char *pem, size_t len);
 size_t sl_jwt_keyring_size(const sl_jwt_keyring *kr);
 
 typedef struct sl_jwt_verify_opts {
@@ -44,9 +56,12 @@ void sl_jwt_verify_opts_init(sl_jwt_verify_opts *o);
  * token", "bad signature", "algorithm not allowed", "unknown key id", "token expired", "token not
  * yet valid", "invalid audience", "invalid issuer" or "invalid claims" (SL_EINVAL for a NULL out or
  * a NaN now, SL_ENOMEM). Rules: at most SL_JWT_MAX_LEN bytes; three base64url segments without
- * padding and with zero trailing bits; header alg must be HS256 (the algorithm of every key here),
- * typ, if present, "JWT", no crit; kid selects the key; duplicate JSON keys rejected at any depth;
- * the signature is checked before the payload is decoded; sub required (sl_principal_valid); exp
+ * padding and with zero trailing bits; header alg must be "HS256", "ES256" or "EdDSA", held by
+ * some key of kr, and equal to the algorithm of the key that kid (or, without kid, the default key)
+ * selects -- "algorithm not allowed" otherwise, so a token can never be checked against another
+ * kind of key's material; typ, if present, "JWT", no crit; duplicate JSON keys rejected at any
+ * depth; the signature (HS256: 32 bytes; ES256: 64 bytes R||S with R and S in [1, n-1], not DER;
+ * EdDSA: 64 bytes) is checked before the payload is decoded; sub required (sl_principal_valid); exp
  * required unless exp_optional; exp, nbf and iat must be numbers, honoured with leeway (exp <= now
  * - leeway is expired, nbf or iat > now + leeway not yet valid); aud a string or array of strings,
  * iss and jti (at most SL_TOKEN_ID_MAX bytes) strings; role, when present, must be
@@ -69,8 +84,9 @@ typedef struct sl_jwt_claims {
     const char *act_sub; /* NULL: omitted; else {"act":{"sub":...}} (RFC 8693) */
 } sl_jwt_claims;
 
-/* Signs claims with the key named kid (NULL: the default key). *out is a NUL-terminated token owned
- * by the caller (free()), NULL on failure: SL_ENOENT when there is no such key, SL_EINVAL for an
+/* Signs claims with the HS256 key named kid (NULL: the default key). *out is a NUL-terminated token
+ * owned by the caller (free()), NULL on failure: SL_ENOENT when there is no such key, SL_EINVAL for
+ * a public (verify-only) key, an
  * invalid sub, act_sub, role or channel pattern, a jti over SL_TOKEN_ID_MAX bytes, more than 1024
  * channels, a non-finite time or a string that is not UTF-8; SL_ETOOBIG when the token would
  * exceed SL_JWT_MAX_LEN. Whole-second times are written as integers. */

@@ -97,6 +97,7 @@ typedef enum {
     SL_OP_ACL_GRANT,
     SL_OP_ACL_REVOKE,
     SL_OP_ACL_LIST,
+    SL_OP_TOKEN_REVOKE, /* revoke a token id or every token of a principal */
     SL_OP__COUNT
 } sl_op;
 
@@ -115,6 +116,7 @@ typedef struct sl_op_info {
     sl_resource_kind resource; /* shape of the resource */
     const char *verb;          /* for denials: "read from", "write to", "acknowledge on", ... */
     int audited;               /* 1 when every success is audited (state changes of the ACL) */
+    int self_allowed;          /* 1: any authenticated caller may do it to its own principal */
 } sl_op_info;
 
 /* NULL for an out-of-range op. */

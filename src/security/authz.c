@@ -52,6 +52,9 @@ static int deny(sl_ctx *ctx, const sl_identity *who, const sl_op_info *info, con
     if (info->resource == SL_RES_CHANNEL)
         sl_status_set(st, SL_EFORBIDDEN, "'%s' is not authorised to %s channel '%s'.",
                       who->principal, info->verb, resource ? resource : "");
+    else if (info->self_allowed && resource)
+        sl_status_set(st, SL_EFORBIDDEN, "'%s' is not authorised to %s '%s'.", who->principal,
+                      info->verb, resource);
     else
         sl_status_set(st, SL_EFORBIDDEN, "'%s' is not authorised to %s.", who->principal,
                       info->verb);
@@ -74,6 +77,8 @@ static int decide(sl_ctx *ctx, const sl_identity *who, const sl_op_info *info, c
         return SL_EUNAUTH;
     if (info->resource == SL_RES_CHANNELS)
         return SL_OK; /* authorised per channel by the operation itself */
+    if (info->self_allowed && resource && strcmp(resource, who->principal) == 0)
+        return SL_OK;
     return effective_role(ctx, mode, who, channel) >= info->role ? SL_OK : SL_EFORBIDDEN;
 }
 

@@ -1,4 +1,5 @@
-/* JWT with HS256 (RFC 7519, RFC 7515): the keyring, strict verification of bearer tokens into an
+/* JWT with HS256 (RFC 7519, RFC 7515), and ES256 / EdDSA public keys (RFC 7518, RFC 8037) for
+ * tokens of an upstream identity provider: the keyring, strict verification of bearer tokens into an
  * sl_identity, signing, and undecoded inspection. Verification is on the path of every network
  * request, so it is built to run in well under a microsecond without touching the heap except for
  * the identity's channel scope: base64url is decoded into a stack buffer, HMAC resumes from inner
@@ -8,7 +9,9 @@
  * jansson with JSON_REJECT_DUPLICATES accepts, up to a nesting limit; the unit tests check the two
  * agree on hostile and mutated input. The header is necessarily read before the signature is
  * checked (it names the key); the payload is decoded only after. Error descriptions are fixed
- * strings so that nothing of a token or secret can leak through them. */
+ * strings so that nothing of a token or secret can leak through them. Public-key verification costs
+ * tens of microseconds whatever we do, so it simply goes through EVP; it shares everything before
+ * the signature with HS256 and branches only after the key is chosen, leaving that path as it was. */
 
 /* SHA256_Init/Update/Final are deprecated in OpenSSL 3 but are the only way to resume a
  * precomputed HMAC state without an allocation (EVP_MD_CTX_copy and EVP_MAC_CTX_dup both allocate
@@ -19,6 +22,7 @@
 
 #include "security/jwt_internal.h"
 
+#include <limits.h>
 #include <locale.h>
 #include <math.h>
 #include <stdint.h>
@@ -26,20 +30,29 @@
 #include <string.h>
 
 #include <jansson.h>
+#include <openssl/bio.h>
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
 #include <openssl/crypto.h>
+#include <openssl/ec.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/obj_mac.h>
+#include <openssl/objects.h>
+#include <openssl/params.h>
+#include <openssl/pem.h>
 #include <openssl/sha.h>
+#include <openssl/x509.h>
 
 #ifdef OPENSSL_NO_DEPRECATED_3_0
 #define SL__JWT_EVP_MAC 1
-#include <openssl/core_names.h>
-#include <openssl/params.h>
 #endif
 
 #define KEYRING_MAX 16
 #define KID_MAX 255
 #define CHANNELS_MAX 1024
 #define MAC_LEN 32
+#define PK_SIG_LEN 64 /* ES256 R||S (RFC 7518 section 3.4) and Ed25519 (RFC 8032) alike */
 
 #define E_MALFORMED "malformed token"
 #define E_SIGNATURE "bad signature"
@@ -140,14 +153,20 @@ int sl__jwt_hs256(const void *key, size_t keylen, const void *data, size_t len,
 
 /* ---- keyring --------------------------------------------------------------------------------- */
 
+/* The JOSE algorithms implemented, as bits so that a keyring can say which of them it holds. */
+enum { ALG_HS256 = 1, ALG_ES256 = 2, ALG_EDDSA = 4 };
+
 typedef struct jwt_key {
     char *kid; /* NULL: the default key */
     size_t kidlen;
-    hs256_key hk;
+    hs256_key hk; /* HS256 */
+    unsigned alg; /* the one algorithm this key verifies; a token must name exactly it */
+    EVP_PKEY *pk; /* ES256, EdDSA: a public key only */
 } jwt_key;
 
 struct sl_jwt_keyring {
     size_t n;
+    unsigned algs; /* ALG_* of the keys held */
     jwt_key keys[KEYRING_MAX];
 };
 
@@ -166,6 +185,7 @@ void sl_jwt_keyring_free(sl_jwt_keyring *kr)
     for (size_t i = 0; i < kr->n; i++) {
         free(kr->keys[i].kid);
         hs256_key_clear(&kr->keys[i].hk);
+        EVP_PKEY_free(kr->keys[i].pk);
     }
     OPENSSL_cleanse(kr, sizeof *kr);
     free(kr);
@@ -205,24 +225,33 @@ static int kid_valid(const char *kid, size_t len)
     return 1;
 }
 
+/* The checks every new key shares: a valid kid not yet used, and room for one more. */
+static int keyring_can_add(const sl_jwt_keyring *kr, const char *kid, size_t *kidlen)
+{
+    *kidlen = 0;
+    if (kid != NULL && !kid_valid(kid, *kidlen = strlen(kid)))
+        return SL_EINVAL;
+    if (keyring_find((sl_jwt_keyring *)kr, kid, *kidlen) != NULL)
+        return SL_EEXIST;
+    return kr->n == KEYRING_MAX ? SL_ELIMIT : SL_OK;
+}
+
 int sl_jwt_keyring_add_hs256(sl_jwt_keyring *kr, const char *kid, const void *secret, size_t len)
 {
     if (kr == NULL || secret == NULL)
         return SL_EINVAL;
     if (len < SL_JWT_SECRET_MIN)
         return SL_EWEAKKEY;
-    size_t kidlen = 0;
-    if (kid != NULL && !kid_valid(kid, kidlen = strlen(kid)))
-        return SL_EINVAL;
-    if (keyring_find(kr, kid, kidlen) != NULL)
-        return SL_EEXIST;
-    if (kr->n == KEYRING_MAX)
-        return SL_ELIMIT;
+    size_t kidlen;
+    int rc = keyring_can_add(kr, kid, &kidlen);
+    if (rc != SL_OK)
+        return rc;
     jwt_key *k = &kr->keys[kr->n];
     memset(k, 0, sizeof *k);
     if (kid != NULL && (k->kid = strdup(kid)) == NULL)
         return SL_ENOMEM;
     k->kidlen = kidlen;
+    k->alg = ALG_HS256;
     if (hs256_key_init(&k->hk, secret, len) < 0) {
         free(k->kid);
         hs256_key_clear(&k->hk);
@@ -230,7 +259,177 @@ int sl_jwt_keyring_add_hs256(sl_jwt_keyring *kr, const char *kid, const void *se
         return SL_EINTERNAL;
     }
     kr->n++;
+    kr->algs |= ALG_HS256;
     return SL_OK;
+}
+
+/* ---- public keys (ES256, EdDSA) -------------------------------------------------------------- */
+
+/* The key in pem, which must be exactly one PEM block of type "PUBLIC KEY" (SubjectPublicKeyInfo)
+ * without headers. Anything else is refused rather than searched: a file that also holds a private
+ * key means the provider's signing key has been copied where it does not belong, and silently
+ * taking the public half would hide that; certificates and other blocks are not keys we were
+ * asked to trust. Returns SL_OK, SL_EINVAL or SL_ENOMEM. */
+static int pem_public_key(const char *pem, size_t len, EVP_PKEY **out)
+{
+    *out = NULL;
+    if (len == 0 || len > INT_MAX)
+        return SL_EINVAL;
+    BIO *b = BIO_new_mem_buf(pem, (int)len);
+    if (b == NULL)
+        return SL_ENOMEM;
+    char *name = NULL, *hdr = NULL, *name2 = NULL, *hdr2 = NULL;
+    unsigned char *der = NULL, *der2 = NULL;
+    long dlen = 0, dlen2 = 0;
+    int rc = SL_EINVAL;
+    if (PEM_read_bio(b, &name, &hdr, &der, &dlen) == 1 && strcmp(name, PEM_STRING_PUBLIC) == 0 &&
+        hdr[0] == '\0' && PEM_read_bio(b, &name2, &hdr2, &der2, &dlen2) == 0) {
+        const unsigned char *p = der;
+        EVP_PKEY *pk = d2i_PUBKEY(NULL, &p, dlen);
+        if (pk != NULL && p == der + dlen) {
+            *out = pk;
+            rc = SL_OK;
+        } else {
+            EVP_PKEY_free(pk);
+        }
+    }
+    OPENSSL_free(name);
+    OPENSSL_free(hdr);
+    OPENSSL_free(der);
+    OPENSSL_free(name2);
+    OPENSSL_free(hdr2);
+    OPENSSL_free(der2);
+    BIO_free(b);
+    /* Refusals leave errors queued; they are ours to drop, not a later caller's to misread. */
+    ERR_clear_error();
+    return rc;
+}
+
+/* 1 when pk is usable for alg: a named-curve P-256 point for ES256 (explicit curve parameters are
+ * refused as RFC 5480 requires, even when they spell P-256), an Ed25519 key for EdDSA; and passing
+ * OpenSSL's public-key check (on the curve, not the identity). */
+static int pk_fits(EVP_PKEY *pk, unsigned alg)
+{
+    if (alg == ALG_EDDSA) {
+        if (!EVP_PKEY_is_a(pk, "ED25519"))
+            return 0;
+    } else {
+        char group[64], enc[32];
+        if (!EVP_PKEY_is_a(pk, "EC") ||
+            EVP_PKEY_get_group_name(pk, group, sizeof group, NULL) != 1 ||
+            OBJ_sn2nid(group) != NID_X9_62_prime256v1 ||
+            EVP_PKEY_get_utf8_string_param(pk, OSSL_PKEY_PARAM_EC_ENCODING, enc, sizeof enc,
+                                           NULL) != 1 ||
+            strcmp(enc, OSSL_PKEY_EC_ENCODING_GROUP) != 0)
+            return 0;
+    }
+    EVP_PKEY_CTX *c = EVP_PKEY_CTX_new_from_pkey(NULL, pk, NULL);
+    int ok = c != NULL && EVP_PKEY_public_check(c) == 1;
+    EVP_PKEY_CTX_free(c);
+    return ok;
+}
+
+static int keyring_add_pk(sl_jwt_keyring *kr, const char *kid, const char *pem, size_t len,
+                          unsigned alg)
+{
+    if (kr == NULL || pem == NULL)
+        return SL_EINVAL;
+    size_t kidlen;
+    int rc = keyring_can_add(kr, kid, &kidlen);
+    if (rc != SL_OK)
+        return rc;
+    EVP_PKEY *pk;
+    if ((rc = pem_public_key(pem, len, &pk)) != SL_OK)
+        return rc;
+    if (!pk_fits(pk, alg)) {
+        EVP_PKEY_free(pk);
+        ERR_clear_error();
+        return SL_EINVAL;
+    }
+    jwt_key *k = &kr->keys[kr->n];
+    memset(k, 0, sizeof *k);
+    if (kid != NULL && (k->kid = strdup(kid)) == NULL) {
+        EVP_PKEY_free(pk);
+        return SL_ENOMEM;
+    }
+    k->kidlen = kidlen;
+    k->alg = alg;
+    k->pk = pk;
+    kr->n++;
+    kr->algs |= alg;
+    return SL_OK;
+}
+
+int sl_jwt_keyring_add_es256_pem(sl_jwt_keyring *kr, const char *kid, const char *pem, size_t len)
+{
+    return keyring_add_pk(kr, kid, pem, len, ALG_ES256);
+}
+
+int sl_jwt_keyring_add_eddsa_pem(sl_jwt_keyring *kr, const char *kid, const char *pem, size_t len)
+{
+    return keyring_add_pk(kr, kid, pem, len, ALG_EDDSA);
+}
+
+/* The order n of P-256, big-endian (SEC 2 section 2.4.2). */
+static const unsigned char p256_order[32] = {
+    0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+    0xbc, 0xe6, 0xfa, 0xad, 0xa7, 0x17, 0x9e, 0x84, 0xf3, 0xb9, 0xca, 0xc2, 0xfc, 0x63, 0x25, 0x51};
+
+/* 1 for a 32-byte big-endian scalar in [1, n-1]. OpenSSL checks this too; doing it here keeps the
+ * rule independent of the provider and stops out-of-range values before any bignum work. */
+static int p256_scalar_ok(const unsigned char *v)
+{
+    unsigned char any = 0;
+    for (int i = 0; i < 32; i++)
+        any |= v[i];
+    return any != 0 && memcmp(v, p256_order, sizeof p256_order) < 0;
+}
+
+/* ES256 signatures in JWS are R||S; EVP wants the DER of an ECDSA-Sig-Value. Writes it to der
+ * (at most 72 bytes for P-256) and returns its length, or 0 on failure. */
+static size_t es256_der(const unsigned char sig[PK_SIG_LEN], unsigned char der[80])
+{
+    ECDSA_SIG *es = ECDSA_SIG_new();
+    BIGNUM *r = BN_bin2bn(sig, 32, NULL), *s = BN_bin2bn(sig + 32, 32, NULL);
+    size_t n = 0;
+    if (es != NULL && r != NULL && s != NULL && ECDSA_SIG_set0(es, r, s) == 1) {
+        r = s = NULL; /* owned by es now */
+        unsigned char *p = der;
+        int len = i2d_ECDSA_SIG(es, NULL);
+        if (len > 0 && len <= 80 && i2d_ECDSA_SIG(es, &p) == len)
+            n = (size_t)len;
+    }
+    BN_free(r);
+    BN_free(s);
+    ECDSA_SIG_free(es);
+    return n;
+}
+
+/* 1 when sig (n bytes) is k's signature of data, 0 when not, -1 when OpenSSL fails. */
+static int pk_verify(const jwt_key *k, const unsigned char *sig, size_t n, const char *data,
+                     size_t len)
+{
+    if (n != PK_SIG_LEN)
+        return 0;
+    unsigned char der[80];
+    size_t siglen = PK_SIG_LEN;
+    if (k->alg == ALG_ES256) {
+        if (!p256_scalar_ok(sig) || !p256_scalar_ok(sig + 32))
+            return 0;
+        if ((siglen = es256_der(sig, der)) == 0)
+            return -1;
+        sig = der;
+    }
+    EVP_MD_CTX *c = EVP_MD_CTX_new();
+    /* Ed25519 hashes internally (PureEdDSA): no digest may be named. */
+    const EVP_MD *md = k->alg == ALG_ES256 ? EVP_sha256() : NULL;
+    int r = -1;
+    if (c != NULL && EVP_DigestVerifyInit(c, NULL, md, NULL, k->pk) == 1)
+        r = EVP_DigestVerify(c, sig, siglen, (const unsigned char *)data, len) == 1;
+    EVP_MD_CTX_free(c);
+    if (r != 1)
+        ERR_clear_error();
+    return r;
 }
 
 /* ---- base64url ------------------------------------------------------------------------------- */
@@ -879,6 +1078,18 @@ static int fail(sl_status *st, int code, const char *msg)
     return sl_status_set(st, code, "%s", msg);
 }
 
+/* The ALG_* a header's "alg" names (case-sensitively, RFC 7515 section 4.1.1), 0 for any other. */
+static unsigned header_alg(const jscratch *s, const jval *v)
+{
+    if (v->type != JV_STRING)
+        return 0;
+    if (str_is(s, v->s, "HS256"))
+        return ALG_HS256;
+    if (str_is(s, v->s, "ES256"))
+        return ALG_ES256;
+    return str_is(s, v->s, "EdDSA") ? ALG_EDDSA : 0;
+}
+
 /* Splits token into its three segments at the two dots; -1 unless there are exactly two. */
 static int split3(const char *t, size_t len, size_t *d1, size_t *d2)
 {
@@ -1001,7 +1212,10 @@ int sl_jwt_verify(sl_jwt_keyring *kr, const char *token, size_t len, const sl_jw
     if (sl__jwt_b64url_decode(token, d1, (unsigned char *)s.buf, &n) < 0 ||
         json_parse_object(&s, n, header_names, h, H__COUNT) < 0)
         return fail(st, SL_ETOKEN, E_MALFORMED);
-    if (h[H_ALG].type != JV_STRING || !str_is(&s, h[H_ALG].s, "HS256"))
+    unsigned alg = header_alg(&s, &h[H_ALG]);
+    /* An algorithm no key here has is refused before the kid is looked at (an empty ring has no
+     * key to name, and says so as it always did). */
+    if (alg == 0 || (kr->n > 0 && !(kr->algs & alg)))
         return fail(st, SL_ETOKEN, E_ALG);
     /* We implement no header extension, so none may be critical (RFC 7515 section 4.1.11). */
     if ((h[H_TYP].type != JV_ABSENT &&
@@ -1013,18 +1227,30 @@ int sl_jwt_verify(sl_jwt_keyring *kr, const char *token, size_t len, const sl_jw
                      : keyring_find(kr, NULL, 0);
     if (k == NULL)
         return fail(st, SL_ETOKEN, E_KID);
+    /* Each key verifies one algorithm, the one the token must name: otherwise an HS256 token
+     * could be MACed with a public key's published PEM and checked against it (alg confusion). */
+    if (k->alg != alg)
+        return fail(st, SL_ETOKEN, E_ALG);
 
-    unsigned char mac[MAC_LEN];
     if (sl__jwt_b64url_decode(token + d2 + 1, len - d2 - 1, (unsigned char *)s.buf, &n) < 0)
         return fail(st, SL_ETOKEN, E_MALFORMED);
-    if (n != MAC_LEN)
-        return fail(st, SL_ETOKEN, E_SIGNATURE);
-    if (hs256_mac(&k->hk, token, d2, mac) < 0)
-        return fail(st, SL_EINTERNAL, "internal error");
-    int bad = CRYPTO_memcmp(mac, s.buf, MAC_LEN);
-    OPENSSL_cleanse(mac, sizeof mac);
-    if (bad)
-        return fail(st, SL_ETOKEN, E_SIGNATURE);
+    if (alg == ALG_HS256) {
+        unsigned char mac[MAC_LEN];
+        if (n != MAC_LEN)
+            return fail(st, SL_ETOKEN, E_SIGNATURE);
+        if (hs256_mac(&k->hk, token, d2, mac) < 0)
+            return fail(st, SL_EINTERNAL, "internal error");
+        int bad = CRYPTO_memcmp(mac, s.buf, MAC_LEN);
+        OPENSSL_cleanse(mac, sizeof mac);
+        if (bad)
+            return fail(st, SL_ETOKEN, E_SIGNATURE);
+    } else {
+        int ok = pk_verify(k, (const unsigned char *)s.buf, n, token, d2);
+        if (ok < 0)
+            return fail(st, SL_EINTERNAL, "internal error");
+        if (!ok)
+            return fail(st, SL_ETOKEN, E_SIGNATURE);
+    }
 
     jval c[C__COUNT];
     if (sl__jwt_b64url_decode(token + d1 + 1, d2 - d1 - 1, (unsigned char *)s.buf, &n) < 0 ||
@@ -1100,6 +1326,8 @@ int sl_jwt_sign(sl_jwt_keyring *kr, const char *kid, const sl_jwt_claims *c, cha
     jwt_key *k = keyring_find(kr, kid, kid ? strlen(kid) : 0);
     if (k == NULL)
         return SL_ENOENT;
+    if (k->alg != ALG_HS256) /* public keys only verify */
+        return SL_EINVAL;
     json_t *payload = claims_json(c);
     if (payload == NULL)
         return SL_EINVAL;

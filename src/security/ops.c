@@ -35,6 +35,9 @@ static const sl_op_info registry[SL_OP__COUNT] = {
                           "manage the ACL", 1},
     [SL_OP_ACL_LIST] = {SL_OP_ACL_LIST, "acl.list", SL_ROLE_ADMIN, SL_RES_NONE, "manage the ACL",
                         0},
+    /* Resource: the principal whose tokens are revoked ("*" when the owner is unknown). */
+    [SL_OP_TOKEN_REVOKE] = {SL_OP_TOKEN_REVOKE, "token.revoke", SL_ROLE_ADMIN, SL_RES_PRINCIPAL,
+                            "revoke tokens of", 1, 1},
 };
 
 const sl_op_info *sl_op_lookup(sl_op op)

@@ -39,6 +39,8 @@ void sl__config_free(sl__config *c)
     free(c->jwt_audience);
     free(c->jwt_issuer);
     free(c->audit_log);
+    free(c->revocation);
+    free(c->revocation_prefix);
     for (size_t i = 0; i < c->nchannels; i++) {
         sl__cfg_channel *ch = &c->channels[i];
         free(ch->id);
@@ -177,6 +179,22 @@ int sl__config_set(sl__config *c, const char *key, const char *v, sl_status *st)
     } else if (!strcmp(key, "audit_log")) {
         free(c->audit_log);
         c->audit_log = strdup(v);
+    } else if (!strcmp(key, "revocation")) {
+        if (strcmp(v, "memory") && strcmp(v, "off") && strncmp(v, "redis://", 8))
+            return sl_status_set(st, SL_ECONFIG,
+                                 "revocation must be memory, off or redis://HOST:PORT");
+        free(c->revocation);
+        c->revocation = strdup(v);
+    } else if (!strcmp(key, "revocation_prefix")) {
+        if (*v == '\0' || strlen(v) > 64 || strpbrk(v, " \t\r\n"))
+            return sl_status_set(st, SL_ECONFIG,
+                                 "revocation_prefix must be 1..64 bytes, no spaces");
+        free(c->revocation_prefix);
+        c->revocation_prefix = strdup(v);
+    } else if (!strcmp(key, "revocation_max_ttl")) {
+        if (parse_seconds(v, &d) < 0 || d < 1)
+            return sl_status_set(st, SL_ECONFIG, "revocation_max_ttl must be at least 1 second");
+        c->revocation_max_ttl = d;
     } else if (!strcmp(key, "log_requests")) {
         if (parse_bool(v, &c->log_requests) < 0)
             return sl_status_set(st, SL_ECONFIG, "log_requests must be true or false");

@@ -41,6 +41,9 @@ typedef struct sl__config {
     double jwt_leeway;
     int jwt_exp_optional;
     char *audit_log;
+    char *revocation;          /* "memory" (default with JWT), "redis://HOST:PORT", "off" */
+    char *revocation_prefix;   /* Redis key prefix; NULL: "sluice" */
+    double revocation_max_ttl; /* seconds; 0: 24 h */
     int log_requests;
     sl_http_limits limits;
     sl__cfg_channel *channels;

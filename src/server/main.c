@@ -2,6 +2,7 @@
  * JWT keys, audit sink), and serves the HTTP API on a libuv loop until SIGINT or SIGTERM. */
 #include <sluice/audit.h>
 #include <sluice/authn.h>
+#include <sluice/revocation.h>
 #include <sluice/jwt.h>
 #include <sluice/sluice.h>
 
@@ -22,6 +23,7 @@ typedef struct server {
     sl_ctx *ctx;
     sl_jwt_keyring *keys;
     sl_audit_log *audit;
+    sl_revocation_store *revocation;
     int log_requests;
     uv_signal_t sigint, sigterm;
 } server;
@@ -114,6 +116,8 @@ static int parse_args(int argc, char **argv, sl__config *cfg, sl_status *st)
         O_BODY,
         O_CONNS,
         O_TIMEOUT,
+        O_REVOCATION,
+        O_REVPREFIX,
         O_LOGREQ,
         O_INSECURE
     };
@@ -128,6 +132,8 @@ static int parse_args(int argc, char **argv, sl__config *cfg, sl_status *st)
         {"max-body", required_argument, 0, O_BODY},
         {"max-connections", required_argument, 0, O_CONNS},
         {"request-timeout", required_argument, 0, O_TIMEOUT},
+        {"revocation", required_argument, 0, O_REVOCATION},
+        {"revocation-prefix", required_argument, 0, O_REVPREFIX},
         {"log-requests", no_argument, 0, O_LOGREQ},
         {"insecure", no_argument, 0, O_INSECURE},
         {"help", no_argument, 0, 'h'},
@@ -141,7 +147,9 @@ static int parse_args(int argc, char **argv, sl__config *cfg, sl_status *st)
                                        [O_AUDIT - 256] = "audit_log",
                                        [O_BODY - 256] = "max_body",
                                        [O_CONNS - 256] = "max_connections",
-                                       [O_TIMEOUT - 256] = "request_timeout"};
+                                       [O_TIMEOUT - 256] = "request_timeout",
+                                       [O_REVOCATION - 256] = "revocation",
+                                       [O_REVPREFIX - 256] = "revocation_prefix"};
     int c;
     opterr = 0;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -155,7 +163,7 @@ static int parse_args(int argc, char **argv, sl__config *cfg, sl_status *st)
             cfg->log_requests = 1;
         } else if (c == O_INSECURE) {
             cfg->insecure = 1;
-        } else if (c >= O_LISTEN && c <= O_TIMEOUT && keys[c - 256]) {
+        } else if (c >= O_LISTEN && c <= O_REVPREFIX && keys[c - 256]) {
             rc = sl__config_set(cfg, keys[c - 256], optarg, st);
         } else {
             return sl_status_set(st, SL_EINVAL, "unknown or incomplete option '%s' (see --help)",
@@ -217,17 +225,53 @@ static int audit_sink(void *ud, const char *record, sl_status *st)
     return rc;
 }
 
+static void on_response(void *ud, sl_http_request *req, sl__response *resp)
+{
+    server *s = ud;
+    if (s->log_requests) /* the path only: a query may carry a token */
+        fprintf(stderr, "sluiced: %s %s %.*s -> %d\n", req->remote_addr, req->method,
+                (int)req->path_len, req->path, resp->status);
+    sl_http_respond(req, resp->status, resp->headers[0] ? resp->headers : NULL,
+                    resp->body ? "application/json" : NULL, resp->body, resp->body_len);
+}
+
 static void on_request(void *ud, sl_http_request *req)
 {
     server *s = ud;
-    sl__response resp;
-    sl__router_handle(&s->router, req, &resp);
-    if (s->log_requests) /* the path only: a query may carry a token */
-        fprintf(stderr, "sluiced: %s %s %.*s -> %d\n", req->remote_addr, req->method,
-                (int)req->path_len, req->path, resp.status);
-    sl_http_respond(req, resp.status, resp.headers[0] ? resp.headers : NULL,
-                    resp.body ? "application/json" : NULL, resp.body, resp.body_len);
-    sl__response_clear(&resp);
+    sl__router_serve(&s->router, req, on_response, s);
+}
+
+static void revocation_log(void *ud, const char *line)
+{
+    (void)ud;
+    fprintf(stderr, "sluiced: revocation: %s\n", line);
+}
+
+/* The revocation store needs the loop (Redis I/O, prune timer), so it is made after it. */
+static int setup_revocation(server *s, const sl__config *cfg, sl_status *st)
+{
+    const char *kind = cfg->revocation ? cfg->revocation : s->keys ? "memory" : "off";
+    double ttl = cfg->revocation_max_ttl > 0 ? cfg->revocation_max_ttl : 0;
+    int rc = SL_OK;
+    if (!strcmp(kind, "off"))
+        return SL_OK;
+    if (!strcmp(kind, "memory")) {
+        rc = sl_revocation_memory_new(&s->revocation, s->loop, ttl, NULL, NULL);
+    } else {
+        sl__config hp; /* reuse the HOST:PORT parser */
+        sl__config_init(&hp);
+        if (sl__config_set_listen(&hp, kind + 8) != SL_OK)
+            return sl_status_set(st, SL_ECONFIG, "revocation must be redis://HOST:PORT");
+        rc = sl_revocation_redis_new(&s->revocation, s->loop, hp.host, hp.port,
+                                     cfg->revocation_prefix, ttl, NULL, NULL);
+        sl__config_free(&hp);
+    }
+    if (rc != SL_OK)
+        return sl_status_set(st, rc, "cannot set up the %s revocation store: %s", kind,
+                             sl_strerror(rc));
+    sl_revocation_set_log(s->revocation, revocation_log, s);
+    s->router.revocation = s->revocation;
+    return SL_OK;
 }
 
 static void on_signal(uv_signal_t *h, int signum)
@@ -235,6 +279,10 @@ static void on_signal(uv_signal_t *h, int signum)
     server *s = h->data;
     fprintf(stderr, "sluiced: signal %d, shutting down\n", signum);
     sl_http_server_close(s->http);
+    /* While the loop still runs: pending checks are answered and its handles closed. */
+    s->router.revocation = NULL;
+    sl_revocation_store_free(s->revocation);
+    s->revocation = NULL;
     uv_close((uv_handle_t *)&s->sigint, NULL);
     uv_close((uv_handle_t *)&s->sigterm, NULL);
 }
@@ -299,7 +347,9 @@ int main(int argc, char **argv)
         rc = setup(&s, &cfg, &st);
     if (rc == SL_OK) {
         s.loop = uv_default_loop();
-        rc = sl_http_server_new(&s.http, s.loop, &cfg.limits, on_request, &s);
+        rc = setup_revocation(&s, &cfg, &st);
+        if (rc == SL_OK)
+            rc = sl_http_server_new(&s.http, s.loop, &cfg.limits, on_request, &s);
         if (rc == SL_OK && (rc = sl_http_server_listen(s.http, cfg.host, cfg.port)) != SL_OK)
             sl_status_set(&st, rc, "cannot listen on %s:%d", cfg.host, cfg.port);
     }
@@ -309,14 +359,19 @@ int main(int argc, char **argv)
         uv_signal_init(s.loop, &s.sigterm);
         uv_signal_start(&s.sigint, on_signal, SIGINT);
         uv_signal_start(&s.sigterm, on_signal, SIGTERM);
-        fprintf(stderr, "sluiced listening on %s:%d (authz %s, jwt %s)\n", cfg.host,
+        fprintf(stderr, "sluiced listening on %s:%d (authz %s, jwt %s, revocation %s)\n", cfg.host,
                 sl_http_server_port(s.http), sl_mode_name(sl_ctx_mode(s.ctx)),
-                s.keys ? "on" : "off");
+                s.keys ? "on" : "off",
+                s.revocation ? sl_revocation_store_name(s.revocation) : "off");
         fflush(stderr);
         uv_run(s.loop, UV_RUN_DEFAULT);
     } else {
         fprintf(stderr, "sluiced: %s\n", st.message[0] ? st.message : sl_strerror(rc));
     }
+    if (s.revocation) /* start-up failed after it was made: let its handles close */
+        sl_revocation_store_free(s.revocation);
+    if (s.loop)
+        uv_run(s.loop, UV_RUN_NOWAIT);
     if (s.http)
         sl_http_server_free(s.http);
     if (s.loop)

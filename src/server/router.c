@@ -4,6 +4,8 @@
  * operation. */
 #include "server/router.h"
 
+#include "core/ctx.h"
+
 #include <jansson.h>
 #include <math.h>
 #include <stdint.h>
@@ -11,6 +13,19 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+
+struct sl__job {
+    sl__router *r;
+    sl_http_request *req;
+    const sl__route *route;
+    const char *res; /* resource, or NULL */
+    char resource[SL_CHANNEL_ID_MAX + 1];
+    sl_identity who;
+    sl_status st;
+    sl__response resp;
+    sl__router_done_fn done;
+    void *ud;
+};
 
 #define MAX_IDS 10000  /* message ids per acknowledge / nack / remove */
 #define MAX_LIMIT 1000 /* messages per read */
@@ -42,7 +57,9 @@ void sl__response_error(sl__response *resp, int code, const char *message)
     resp->headers[0] = '\0';
     int status = sl_err_http_status(code);
     const char *msg = message && *message ? message : sl_strerror(code);
-    if (code == SL_EUNAUTH) {
+    if (code == SL_EUNAVAIL) {
+        snprintf(resp->headers, sizeof resp->headers, "Retry-After: 1\r\n");
+    } else if (code == SL_EUNAUTH) {
         snprintf(resp->headers, sizeof resp->headers,
                  "WWW-Authenticate: Bearer realm=\"sluice\"\r\n");
     } else if (code == SL_ETOKEN || code == SL_EEXPIRED) {
@@ -598,25 +615,119 @@ static int h_acl_list(sl__router *r, const sl_identity *who, req_t *req, const c
     return SL_OK;
 }
 
+/* ---- token revocation ------------------------------------------------------------------------ */
+
+typedef struct revoke_req {
+    const char *token_id, *user_id, *reason; /* borrowed from body */
+} revoke_req;
+
+/* {"token_id":...} or {"user_id":...}, optional "reason"; strings borrowed from body. */
+static int parse_revoke(json_t *body, revoke_req *rq, sl_status *st)
+{
+    const char *key;
+    json_t *val;
+    json_object_foreach(body, key, val)
+    {
+        if (strcmp(key, "token_id") && strcmp(key, "user_id") && strcmp(key, "reason"))
+            return sl_status_set(st, SL_EINVAL, "unknown field '%.64s'", key);
+    }
+    memset(rq, 0, sizeof *rq);
+    if (get_string(body, "token_id", &rq->token_id, st) < 0 ||
+        get_string(body, "user_id", &rq->user_id, st) < 0 ||
+        get_string(body, "reason", &rq->reason, st) < 0)
+        return st->code;
+    if (!rq->token_id == !rq->user_id)
+        return fail(st, SL_EINVAL, "give exactly one of token_id and user_id");
+    if (rq->token_id && !sl_revocation_id_valid(rq->token_id))
+        return fail(st, SL_EINVAL, "invalid token_id");
+    if (rq->user_id && !sl_principal_valid(rq->user_id, strlen(rq->user_id)))
+        return fail(st, SL_EINVAL, "invalid user_id");
+    if (rq->reason && strlen(rq->reason) > SL_REVOCATION_REASON_MAX)
+        return fail(st, SL_EINVAL, "reason longer than 255 bytes");
+    return SL_OK;
+}
+
+/* The resource of a revocation: whose tokens. A caller's own token (the one it presents) or its own
+ * principal is itself; any other token id has an unknown owner ("*"), which takes an admin. */
+static int resolve_revoke(const sl_http_request *req, const sl_identity *who, char *res, size_t cap,
+                          sl_status *st)
+{
+    json_t *body;
+    revoke_req rq;
+    int rc = parse_body(req, &body, st);
+    if (rc != SL_OK)
+        return rc;
+    rc = parse_revoke(body, &rq, st);
+    if (rc == SL_OK) {
+        const char *owner = rq.user_id                                ? rq.user_id
+                            : strcmp(rq.token_id, who->token_id) == 0 ? who->principal
+                                                                      : "*";
+        snprintf(res, cap, "%s", owner);
+    }
+    json_decref(body);
+    return rc;
+}
+
+static void on_revoked(void *ud, int status, const char *reason)
+{
+    sl__job *job = ud;
+    if (status == SL_OK)
+        set_json(&job->resp, 200, json_pack("{s:b}", "ok", 1));
+    else if (status == SL_EUNAVAIL)
+        sl_status_set(&job->st, status, "revocation store unavailable");
+    else
+        sl_status_set(&job->st, status, "%s", sl_strerror(status));
+    sl__job_finish(job, status);
+}
+
+static void start_revoke(sl__job *job)
+{
+    sl__router *r = job->r;
+    json_t *body;
+    revoke_req rq;
+    int rc = parse_body(job->req, &body, &job->st);
+    if (rc == SL_OK && (rc = parse_revoke(body, &rq, &job->st)) == SL_OK && r->revocation == NULL)
+        rc = fail(&job->st, SL_ENOENT, "token revocation is not enabled on this server");
+    /* Written ahead: a revocation nobody could audit is not made. */
+    if (rc == SL_OK)
+        rc = sl__audit(r->ctx, &job->st, "token.revoke", "actor", job->who.principal, "token_id",
+                       rq.token_id, "user", rq.user_id, "reason", rq.reason, "remote_addr",
+                       job->req->remote_addr, NULL);
+    if (rc != SL_OK) {
+        json_decref(body);
+        sl__job_finish(job, rc);
+        return;
+    }
+    if (rq.user_id) {
+        sl_revocation_revoke_user(r->revocation, rq.user_id, on_revoked, job);
+    } else {
+        int own = strcmp(rq.token_id, job->who.token_id) == 0;
+        sl_revocation_revoke(r->revocation, rq.token_id, own ? job->who.principal : NULL, rq.reason,
+                             own ? job->who.expires_at : 0, on_revoked, job);
+    }
+    json_decref(body); /* the store copied what it keeps */
+}
+
 /* ---- the route table and dispatch ------------------------------------------------------------ */
 
 static const sl__route routes[] = {
-    {"GET", "/healthz", SL_OP_HEALTH, h_health},
-    {"GET", "/channels", SL_OP_CHANNEL_LIST, h_list},
-    {"POST", "/channels", SL_OP_CHANNEL_CREATE, h_create},
-    {"GET", "/channels/{id}", SL_OP_CHANNEL_READ, h_read},
-    {"PUT", "/channels/{id}", SL_OP_CHANNEL_WRITE, h_write},
-    {"POST", "/channels/{id}", SL_OP_CHANNEL_WRITE, h_write},
-    {"DELETE", "/channels/{id}", SL_OP_CHANNEL_DELETE, h_delete},
-    {"GET", "/channels/{id}/info", SL_OP_CHANNEL_INFO, h_info},
-    {"POST", "/channels/{id}/acknowledge", SL_OP_CHANNEL_ACK, h_ack},
-    {"POST", "/channels/{id}/nack", SL_OP_CHANNEL_NACK, h_nack},
-    {"DELETE", "/channels/{id}/messages", SL_OP_CHANNEL_CLEAR, h_clear},
-    {"POST", "/channels/{id}/evict", SL_OP_CHANNEL_EVICT, h_evict},
-    {"POST", "/channels/{id}/remove", SL_OP_CHANNEL_REMOVE, h_remove},
-    {"GET", "/acl", SL_OP_ACL_LIST, h_acl_list},
-    {"PUT", "/acl/{principal}", SL_OP_ACL_GRANT, h_acl_put},
-    {"DELETE", "/acl/{principal}", SL_OP_ACL_REVOKE, h_acl_del},
+    {"GET", "/healthz", SL_OP_HEALTH, .handler = h_health},
+    {"GET", "/channels", SL_OP_CHANNEL_LIST, .handler = h_list},
+    {"POST", "/channels", SL_OP_CHANNEL_CREATE, .handler = h_create},
+    {"GET", "/channels/{id}", SL_OP_CHANNEL_READ, .handler = h_read},
+    {"PUT", "/channels/{id}", SL_OP_CHANNEL_WRITE, .handler = h_write},
+    {"POST", "/channels/{id}", SL_OP_CHANNEL_WRITE, .handler = h_write},
+    {"DELETE", "/channels/{id}", SL_OP_CHANNEL_DELETE, .handler = h_delete},
+    {"GET", "/channels/{id}/info", SL_OP_CHANNEL_INFO, .handler = h_info},
+    {"POST", "/channels/{id}/acknowledge", SL_OP_CHANNEL_ACK, .handler = h_ack},
+    {"POST", "/channels/{id}/nack", SL_OP_CHANNEL_NACK, .handler = h_nack},
+    {"DELETE", "/channels/{id}/messages", SL_OP_CHANNEL_CLEAR, .handler = h_clear},
+    {"POST", "/channels/{id}/evict", SL_OP_CHANNEL_EVICT, .handler = h_evict},
+    {"POST", "/channels/{id}/remove", SL_OP_CHANNEL_REMOVE, .handler = h_remove},
+    {"GET", "/acl", SL_OP_ACL_LIST, .handler = h_acl_list},
+    {"PUT", "/acl/{principal}", SL_OP_ACL_GRANT, .handler = h_acl_put},
+    {"DELETE", "/acl/{principal}", SL_OP_ACL_REVOKE, .handler = h_acl_del},
+    {"POST", "/revoke", SL_OP_TOKEN_REVOKE, .start = start_revoke, .resolve = resolve_revoke},
 };
 
 const sl__route *sl__router_routes(size_t *n)
@@ -654,9 +765,51 @@ static int path_match(const char *tmpl, const char *path, size_t plen, const cha
     return p == end;
 }
 
-static void dispatch(sl__router *r, const sl_http_request *req, sl__response *resp,
-                     sl_identity *who, sl_status *st)
+void sl__job_finish(sl__job *job, int rc)
 {
+    if (rc != SL_OK)
+        sl__response_error(&job->resp, rc, job->st.message);
+    job->done(job->ud, job->req, &job->resp);
+    sl__response_clear(&job->resp);
+    sl_identity_clear(&job->who);
+    free(job);
+}
+
+static void run_handler(sl__job *job)
+{
+    job->r->handled++;
+    if (job->route->start) {
+        job->route->start(job);
+        return;
+    }
+    int rc = job->route->handler(job->r, &job->who, job->req, job->res, &job->resp, &job->st);
+    sl__job_finish(job, rc);
+}
+
+/* Step 3 of the pipeline answered. */
+static void on_revocation(void *ud, int status, const char *reason)
+{
+    sl__job *job = ud;
+    switch (status) {
+    case SL_OK:
+        run_handler(job);
+        return;
+    case SL_EUNAVAIL: /* fail closed, and say when to come back */
+        sl_status_set(&job->st, SL_EUNAVAIL, "revocation store unavailable");
+        sl__job_finish(job, SL_EUNAVAIL);
+        return;
+    default: /* revoked, or an id the store cannot hold: refused either way */
+        sl_status_set(&job->st, SL_ETOKEN, "token revoked");
+        sl__job_finish(job, SL_ETOKEN);
+        return;
+    }
+}
+
+/* Steps 1 and 2 (and resource decoding); 0 when the job was finished with an error. */
+static int admit(sl__job *job)
+{
+    sl__router *r = job->r;
+    const sl_http_request *req = job->req;
     size_t n;
     const sl__route *rt = sl__router_routes(&n), *found = NULL;
     const char *cap = NULL;
@@ -674,53 +827,90 @@ static void dispatch(sl__router *r, const sl_http_request *req, sl__response *re
     }
     if (found == NULL) {
         if (allow[0]) {
-            sl__response_error(resp, SL_EMETHOD, "method not allowed");
-            snprintf(resp->headers, sizeof resp->headers, "Allow: %s\r\n", allow);
+            sl__response_error(&job->resp, SL_EMETHOD, "method not allowed");
+            snprintf(job->resp.headers, sizeof job->resp.headers, "Allow: %s\r\n", allow);
         } else {
-            sl__response_error(resp, SL_ENOENT, "no such route");
+            sl__response_error(&job->resp, SL_ENOENT, "no such route");
         }
+        return 0;
+    }
+    job->route = found;
+    const sl_op_info *op = sl_op_lookup(found->op);
+    if (cap) {
+        long len = pct_decode(cap, caplen, job->resource, sizeof job->resource, 0);
+        int principal = op->resource == SL_RES_PRINCIPAL;
+        int valid = len > 0 && (principal ? sl_principal_valid(job->resource, (size_t)len)
+                                          : sl_channel_id_valid(job->resource, (size_t)len));
+        if (!valid) {
+            sl__response_error(&job->resp, principal ? SL_EINVAL : SL_EBADID,
+                               principal ? "invalid principal" : "invalid channel id");
+            return 0;
+        }
+        job->res = job->resource;
+    }
+    if (op->role == SL_ROLE_NONE)
+        return 1;
+    size_t alen = 0;
+    const char *auth = sl_http_header_get(req, "authorization", &alen);
+    int rc = sl_authn_bearer(&r->authn, auth, alen, sl_ctx_now(r->ctx), &job->who, &job->st);
+    if (rc == SL_OK && found->resolve) {
+        rc = found->resolve(req, &job->who, job->resource, sizeof job->resource, &job->st);
+        job->res = job->resource;
+    }
+    if (rc == SL_OK)
+        rc = sl_authorize(r->ctx, &job->who, found->op, job->res, &job->st);
+    if (rc != SL_OK) {
+        sl__response_error(&job->resp, rc, job->st.message);
+        return 0;
+    }
+    return 1;
+}
+
+void sl__router_serve(sl__router *r, sl_http_request *req, sl__router_done_fn done, void *ud)
+{
+    sl__job *job = calloc(1, sizeof *job);
+    if (job == NULL) {
+        sl__response resp = {0};
+        sl__response_error(&resp, SL_ENOMEM, "out of memory");
+        done(ud, req, &resp);
+        sl__response_clear(&resp);
         return;
     }
-    const sl_op_info *op = sl_op_lookup(found->op);
-    char resource[SL_CHANNEL_ID_MAX + 1];
-    const char *res = NULL;
-    if (cap) {
-        long len = pct_decode(cap, caplen, resource, sizeof resource, 0);
-        int valid = len > 0 &&
-                    (op->resource == SL_RES_PRINCIPAL ? sl_principal_valid(resource, (size_t)len)
-                                                      : sl_channel_id_valid(resource, (size_t)len));
-        if (!valid) {
-            sl__response_error(resp, op->resource == SL_RES_PRINCIPAL ? SL_EINVAL : SL_EBADID,
-                               op->resource == SL_RES_PRINCIPAL ? "invalid principal"
-                                                                : "invalid channel id");
-            return;
-        }
-        res = resource;
+    job->r = r;
+    job->req = req;
+    job->done = done;
+    job->ud = ud;
+    sl_identity_init(&job->who);
+    if (!admit(job)) {
+        sl__job_finish(job, SL_OK);
+        return;
     }
-    if (op->role != SL_ROLE_NONE) {
-        size_t alen = 0;
-        const char *auth = sl_http_header_get(req, "authorization", &alen);
-        int rc = sl_authn_bearer(&r->authn, auth, alen, sl_ctx_now(r->ctx), who, st);
-        if (rc == SL_OK)
-            rc = sl_authorize(r->ctx, who, found->op, res, st);
-        if (rc != SL_OK) {
-            sl__response_error(resp, rc, st->message);
-            return;
-        }
+    /* Step 3: a sluice token may have been revoked since it was issued. */
+    if (r->revocation && job->who.source == SL_SOURCE_JWT) {
+        sl_revocation_check_identity(r->revocation, &job->who, on_revocation, job);
+        return;
     }
-    r->handled++;
-    int rc = found->handler(r, who, req, res, resp, st);
-    if (rc != SL_OK)
-        sl__response_error(resp, rc, st->message);
+    run_handler(job);
+}
+
+typedef struct sync_result {
+    sl__response *out;
+    int done;
+} sync_result;
+
+static void sync_done(void *ud, sl_http_request *req, sl__response *resp)
+{
+    sync_result *res = ud;
+    *res->out = *resp; /* take the body */
+    memset(resp, 0, sizeof *resp);
+    res->done = 1;
 }
 
 void sl__router_handle(sl__router *r, const sl_http_request *req, sl__response *resp)
 {
     memset(resp, 0, sizeof *resp);
-    sl_identity who;
-    sl_identity_init(&who);
-    sl_status st;
-    sl_status_clear(&st);
-    dispatch(r, req, resp, &who, &st);
-    sl_identity_clear(&who);
+    sync_result res = {resp, 0};
+    sl__router_serve(r, (sl_http_request *)req, sync_done, &res);
+    if (!res.done) /* an asynchronous store or handler: not for this entry point */
+        sl__response_error(resp, SL_EINTERNAL, "asynchronous request on a synchronous path");
 }

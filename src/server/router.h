@@ -7,6 +7,7 @@
 #define SLUICE_SERVER_ROUTER_H
 
 #include <sluice/authn.h>
+#include <sluice/revocation.h>
 #include <sluice/sluice.h>
 
 #include "net/http.h"
@@ -20,24 +21,48 @@ typedef struct sl__response {
 void sl__response_clear(sl__response *r);
 
 typedef struct sl__router {
-    sl_ctx *ctx;           /* borrowed */
-    sl_authn authn;        /* keys borrowed */
-    unsigned long handled; /* handlers run: lets tests prove denials never reach one */
+    sl_ctx *ctx;                     /* borrowed */
+    sl_authn authn;                  /* keys borrowed */
+    sl_revocation_store *revocation; /* borrowed; NULL: tokens are not checked for revocation */
+    unsigned long handled;           /* handlers run: lets tests prove denials never reach one */
 } sl__router;
+
+/* One request on its way through the pipeline; it may wait for the revocation store or for an
+ * asynchronous handler. */
+typedef struct sl__job sl__job;
 
 typedef struct sl__route {
     const char *method;
     const char *path; /* "/channels/{id}/acknowledge": {x} captures one segment */
     sl_op op;
+    /* Synchronous handler: fills resp or returns an error with st. */
     int (*handler)(sl__router *r, const sl_identity *who, const sl_http_request *req,
                    const char *resource, sl__response *resp, sl_status *st);
+    /* Or an asynchronous one, which ends the job with sl__job_finish, now or later. */
+    void (*start)(sl__job *job);
+    /* For operations whose resource is in the body: fills res (NUL-terminated, cap bytes) after
+     * authentication, before authorisation. */
+    int (*resolve)(const sl_http_request *req, const sl_identity *who, char *res, size_t cap,
+                   sl_status *st);
 } sl__route;
 
 /* The route table (static storage). */
 const sl__route *sl__router_routes(size_t *n);
 
-/* Fills resp for req. Never fails: every error becomes a JSON error response. */
+/* Called once per request with its response; the router frees resp after the call returns. */
+typedef void (*sl__router_done_fn)(void *ud, sl_http_request *req, sl__response *resp);
+
+/* Runs req through the pipeline (authenticate, authorise, revocation, handler) and calls done
+ * exactly once: before returning when nothing waits (no revocation store, or a synchronous one),
+ * else later from the loop (Redis). */
+void sl__router_serve(sl__router *r, sl_http_request *req, sl__router_done_fn done, void *ud);
+
+/* Synchronous form for tests: fills resp. Never fails: every error becomes a JSON error response
+ * (an asynchronous wait here is answered 500). */
 void sl__router_handle(sl__router *r, const sl_http_request *req, sl__response *resp);
+
+/* Ends an asynchronous handler's job: rc SL_OK with its response filled, or an error. */
+void sl__job_finish(sl__job *job, int rc);
 
 /* HTTP status and headers for an error code (401 carries WWW-Authenticate). */
 void sl__response_error(sl__response *resp, int code, const char *message);
