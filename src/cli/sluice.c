@@ -25,6 +25,7 @@ static const char usage[] =
     "Tokens (local, no server needed):\n"
     "  token create --sub PRINCIPAL [--role R] [--channel P]... [--ttl 8h]\n"
     "  token inspect TOKEN|- [--verify]\n"
+    "  apikey create|list|expire|delete ... [--store FILE]\n"
     "  audit verify FILE\n"
     "\n" SL__CLI_CONN_HELP "  -h, --help         show this help (also after any command)\n"
     "  --version          print the version\n"
@@ -52,6 +53,8 @@ static int dispatch(int argc, char **argv, sl__cli_conn *conn)
         return sl__cli_cmd_token(argc, argv);
     if (!strcmp(name, "audit"))
         return sl__cli_cmd_audit(argc, argv);
+    if (!strcmp(name, "apikey"))
+        return sl__cli_cmd_apikey(argc, argv);
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (!strcmp(name, commands[i].name))
             return commands[i].fn(argc, argv, conn);
