@@ -1,7 +1,7 @@
 /* Authentication: step 1 of the pipeline. Turns the credential a network transport received into an
- * sl_identity. This issue's authenticator verifies sluice JWTs (bearer tokens); API keys, upstream
- * identity providers and signed requests plug in here later. Without any key configured the server
- * runs open and callers are anonymous. */
+ * sl_identity. Sluice JWTs are verified here; further authenticators (API keys, upstream identity
+ * providers' JWTs, token introspection) plug in through sl_authenticator and are tried in the
+ * configured order. Without any authenticator the server runs open and callers are anonymous. */
 #ifndef SLUICE_AUTHN_H
 #define SLUICE_AUTHN_H
 
@@ -14,12 +14,40 @@
 extern "C" {
 #endif
 
+/* The answer of an authenticator: status SL_OK with who (valid during the call only), SL_ETOKEN or
+ * SL_EEXPIRED when it rejects the credential (reason: a short fixed text, never the credential),
+ * SL_EUNAVAIL when it could not decide (its backend is unreachable: fail closed). */
+typedef void (*sl_authn_cb)(void *ud, int status, const sl_identity *who, const char *reason);
+
+/* A pluggable authenticator. authenticate must call cb exactly once, now or later from the loop. */
+typedef struct sl_authenticator {
+    const char *name;
+    void (*authenticate)(struct sl_authenticator *a, const char *cred, size_t len, double now,
+                         sl_authn_cb cb, void *ud);
+    void (*free)(struct sl_authenticator *a);
+} sl_authenticator;
+
+#define SL_AUTHN_MAX 8
+
 typedef struct sl_authn {
-    sl_jwt_keyring *keys; /* borrowed; NULL: no JWT authentication (open server) */
+    sl_jwt_keyring *keys; /* borrowed; sluice tokens; NULL: not accepted */
     sl_jwt_verify_opts jwt;
+    sl_authenticator *chain[SL_AUTHN_MAX]; /* borrowed; tried in order after sluice tokens */
+    size_t nchain;
 } sl_authn;
 
-/* Authenticates an HTTP Authorization header value (NULL when absent) at time now.
+/* 1 when some authenticator is configured (else the server is open and callers anonymous). */
+int sl_authn_enabled(const sl_authn *a);
+
+/* Runs the chain on an Authorization header value (NULL when absent): sluice tokens first, then each
+ * authenticator in order; the first to accept decides. When none accepts: SL_EUNAVAIL if one could
+ * not decide, else the first rejection. No header (or not Bearer): SL_EUNAUTH. Not enabled: an
+ * anonymous identity. cb is called exactly once, possibly before this returns. */
+void sl_authn_run(const sl_authn *a, const char *header, size_t len, double now, sl_authn_cb cb,
+                  void *ud);
+
+/* Sluice tokens only, synchronously. Authenticates an HTTP Authorization header value (NULL when
+ * absent) at time now.
  *   no keys: anonymous identity (source SL_SOURCE_NONE, principal "anonymous"), SL_OK;
  *   keys and no header, or a scheme other than Bearer: SL_EUNAUTH;
  *   keys and a bad token: SL_ETOKEN / SL_EEXPIRED with a short description in st.

@@ -52,6 +52,7 @@ typedef enum {
     SL_SOURCE_JWT,
     SL_SOURCE_APIKEY,
     SL_SOURCE_SIGNATURE,
+    SL_SOURCE_INTROSPECTION, /* an RFC 7662 introspection endpoint vouched for the bearer */
 } sl_source;
 const char *sl_source_name(sl_source s);
 
@@ -72,6 +73,8 @@ typedef struct sl_identity {
  * sl_identity_clear is harmless. */
 void sl_identity_local(sl_identity *id, const char *principal);
 void sl_identity_init(sl_identity *id);
+/* Deep copy into dst (initialised or cleared); SL_ENOMEM leaves dst empty. */
+int sl_identity_copy(sl_identity *dst, const sl_identity *src);
 /* Frees the scope; leaves an empty identity. */
 void sl_identity_clear(sl_identity *id);
 /* Principal ids: 1..255 bytes of printable ASCII without space, '/', '\\', '"' or '\''. */

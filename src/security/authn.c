@@ -1,6 +1,10 @@
-/* Bearer-token authentication for network transports (step 1 of the pipeline). */
+/* Bearer-credential authentication for network transports (step 1 of the pipeline): sluice tokens
+ * verified here, then the configured chain of authenticators, one after another, each possibly
+ * asynchronous. */
 #include <sluice/authn.h>
 
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -38,4 +42,115 @@ int sl_authn_bearer(const sl_authn *a, const char *header, size_t len, double no
     if (tok == NULL)
         return sl_status_set(st, SL_EUNAUTH, "a Bearer token is required");
     return sl_jwt_verify(a->keys, tok, tlen, &a->jwt, now, out, st);
+}
+
+int sl_authn_enabled(const sl_authn *a)
+{
+    return a != NULL && (a->keys != NULL || a->nchain > 0);
+}
+
+/* One run of the chain: which authenticator is next, and what the failures so far say. */
+typedef struct run {
+    const sl_authn *a;
+    char *cred;
+    size_t len;
+    double now;
+    size_t next;
+    int first_status; /* first rejection (0: none yet) */
+    char first_reason[sizeof(((sl_status *)0)->message)];
+    int unavailable;
+    sl_authn_cb cb;
+    void *ud;
+} run;
+
+static void step(run *r);
+
+static void finish(run *r, int status, const sl_identity *who, const char *reason)
+{
+    r->cb(r->ud, status, who, reason);
+    if (r->cred) {
+        memset(r->cred, 0, r->len);
+        free(r->cred);
+    }
+    free(r);
+}
+
+static void on_answer(void *ud, int status, const sl_identity *who, const char *reason)
+{
+    run *r = ud;
+    if (status == SL_OK) {
+        finish(r, SL_OK, who, NULL);
+        return;
+    }
+    if (status == SL_EUNAVAIL) {
+        r->unavailable = 1;
+    } else if (r->first_status == 0) {
+        r->first_status = status;
+        snprintf(r->first_reason, sizeof r->first_reason, "%s", reason ? reason : "invalid token");
+    }
+    step(r);
+}
+
+static void step(run *r)
+{
+    if (r->next < r->a->nchain) {
+        sl_authenticator *au = r->a->chain[r->next++];
+        au->authenticate(au, r->cred, r->len, r->now, on_answer, r);
+        return;
+    }
+    if (r->unavailable)
+        finish(r, SL_EUNAVAIL, NULL, "authentication service unavailable");
+    else
+        finish(r, r->first_status ? r->first_status : SL_ETOKEN, NULL,
+               r->first_status ? r->first_reason : "invalid token");
+}
+
+void sl_authn_run(const sl_authn *a, const char *header, size_t len, double now, sl_authn_cb cb,
+                  void *ud)
+{
+    sl_identity id;
+    sl_identity_init(&id);
+    sl_status st;
+    sl_status_clear(&st);
+    if (!sl_authn_enabled(a)) {
+        sl_authn_bearer(NULL, NULL, 0, now, &id, &st); /* the anonymous identity */
+        cb(ud, SL_OK, &id, NULL);
+        return;
+    }
+    size_t tlen;
+    const char *tok = header ? sl_authn_bearer_token(header, len, &tlen) : NULL;
+    if (tok == NULL) {
+        cb(ud, SL_EUNAUTH, NULL, header ? "a Bearer token is required" : "authentication required");
+        return;
+    }
+    run *r = calloc(1, sizeof *r);
+    if (r == NULL) {
+        cb(ud, SL_EUNAVAIL, NULL, "out of memory");
+        return;
+    }
+    r->a = a;
+    r->now = now;
+    r->cb = cb;
+    r->ud = ud;
+    if (a->keys) {
+        int rc = sl_jwt_verify(a->keys, tok, tlen, &a->jwt, now, &id, &st);
+        if (rc == SL_OK || a->nchain == 0) {
+            cb(ud, rc, rc == SL_OK ? &id : NULL, rc == SL_OK ? NULL : st.message);
+            sl_identity_clear(&id);
+            free(r);
+            return;
+        }
+        r->first_status = rc;
+        snprintf(r->first_reason, sizeof r->first_reason, "%s", st.message);
+    }
+    /* The chain may outlive the request buffer (asynchronous authenticators): keep a copy. */
+    if ((r->cred = malloc(tlen + 1)) == NULL) {
+        free(r);
+        cb(ud, SL_EUNAVAIL, NULL, "out of memory");
+        return;
+    }
+    memcpy(r->cred, tok, tlen);
+    r->cred[tlen] = '\0';
+    r->len = tlen;
+    step(r);
 }

@@ -63,7 +63,8 @@ const char *sl_mode_name(sl_mode m)
 
 const char *sl_source_name(sl_source s)
 {
-    static const char *const names[] = {"none", "local", "system", "jwt", "api-key", "signature"};
+    static const char *const names[] = {"none", "local", "system", "jwt", "api-key", "signature",
+                                         "introspection"};
     return (unsigned)s < sizeof names / sizeof names[0] ? names[s] : "none";
 }
 
@@ -103,4 +104,22 @@ int sl_principal_valid(const char *p, size_t len)
             return 0;
     }
     return 1;
+}
+
+int sl_identity_copy(sl_identity *dst, const sl_identity *src)
+{
+    *dst = *src;
+    dst->channels = NULL;
+    dst->nchannels = 0;
+    if (src->nchannels == 0)
+        return SL_OK;
+    if ((dst->channels = calloc(src->nchannels, sizeof *dst->channels)) == NULL)
+        goto oom;
+    for (; dst->nchannels < src->nchannels; dst->nchannels++)
+        if ((dst->channels[dst->nchannels] = strdup(src->channels[dst->nchannels])) == NULL)
+            goto oom;
+    return SL_OK;
+oom:
+    sl_identity_clear(dst);
+    return SL_ENOMEM;
 }

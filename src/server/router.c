@@ -805,10 +805,9 @@ static void on_revocation(void *ud, int status, const char *reason)
     }
 }
 
-/* Steps 1 and 2 (and resource decoding); 0 when the job was finished with an error. */
-static int admit(sl__job *job)
+/* Matches the route and decodes its resource; 0 (with an error response) when there is none. */
+static int admit_route(sl__job *job)
 {
-    sl__router *r = job->r;
     const sl_http_request *req = job->req;
     size_t n;
     const sl__route *rt = sl__router_routes(&n), *found = NULL;
@@ -848,22 +847,39 @@ static int admit(sl__job *job)
         }
         job->res = job->resource;
     }
-    if (op->role == SL_ROLE_NONE)
-        return 1;
-    size_t alen = 0;
-    const char *auth = sl_http_header_get(req, "authorization", &alen);
-    int rc = sl_authn_bearer(&r->authn, auth, alen, sl_ctx_now(r->ctx), &job->who, &job->st);
-    if (rc == SL_OK && found->resolve) {
-        rc = found->resolve(req, &job->who, job->resource, sizeof job->resource, &job->st);
+    return 1;
+}
+
+/* Step 1 answered: then the resource from the body, step 2, step 3, the handler. */
+static void on_authenticated(void *ud, int status, const sl_identity *who, const char *reason)
+{
+    sl__job *job = ud;
+    sl__router *r = job->r;
+    if (status != SL_OK) {
+        sl_status_set(&job->st, status, "%s", reason ? reason : sl_strerror(status));
+        sl__job_finish(job, status);
+        return;
+    }
+    int rc = sl_identity_copy(&job->who, who);
+    if (rc != SL_OK)
+        sl_status_set(&job->st, rc, NULL);
+    if (rc == SL_OK && job->route->resolve) {
+        rc = job->route->resolve(job->req, &job->who, job->resource, sizeof job->resource,
+                                 &job->st);
         job->res = job->resource;
     }
     if (rc == SL_OK)
-        rc = sl_authorize(r->ctx, &job->who, found->op, job->res, &job->st);
+        rc = sl_authorize(r->ctx, &job->who, job->route->op, job->res, &job->st);
     if (rc != SL_OK) {
-        sl__response_error(&job->resp, rc, job->st.message);
-        return 0;
+        sl__job_finish(job, rc);
+        return;
     }
-    return 1;
+    /* Step 3: a token may have been revoked since it was issued. */
+    if (r->revocation && job->who.source == SL_SOURCE_JWT) {
+        sl_revocation_check_identity(r->revocation, &job->who, on_revocation, job);
+        return;
+    }
+    run_handler(job);
 }
 
 void sl__router_serve(sl__router *r, sl_http_request *req, sl__router_done_fn done, void *ud)
@@ -881,16 +897,17 @@ void sl__router_serve(sl__router *r, sl_http_request *req, sl__router_done_fn do
     job->done = done;
     job->ud = ud;
     sl_identity_init(&job->who);
-    if (!admit(job)) {
+    if (!admit_route(job)) {
         sl__job_finish(job, SL_OK);
         return;
     }
-    /* Step 3: a sluice token may have been revoked since it was issued. */
-    if (r->revocation && job->who.source == SL_SOURCE_JWT) {
-        sl_revocation_check_identity(r->revocation, &job->who, on_revocation, job);
+    if (sl_op_lookup(job->route->op)->role == SL_ROLE_NONE) {
+        run_handler(job);
         return;
     }
-    run_handler(job);
+    size_t alen = 0;
+    const char *auth = sl_http_header_get(req, "authorization", &alen);
+    sl_authn_run(&r->authn, auth, alen, sl_ctx_now(r->ctx), on_authenticated, job);
 }
 
 typedef struct sync_result {
