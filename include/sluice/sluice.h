@@ -100,7 +100,9 @@ typedef enum {
     SL_OP_ACL_GRANT,
     SL_OP_ACL_REVOKE,
     SL_OP_ACL_LIST,
-    SL_OP_TOKEN_REVOKE, /* revoke a token id or every token of a principal */
+    SL_OP_TOKEN_REVOKE,   /* revoke a token id or every token of a principal */
+    SL_OP_TOKEN_ISSUE,    /* the broker mints a token for the caller */
+    SL_OP_TOKEN_DELEGATE, /* the broker mints a token for another principal */
     SL_OP__COUNT
 } sl_op;
 
@@ -120,6 +122,7 @@ typedef struct sl_op_info {
     const char *verb;          /* for denials: "read from", "write to", "acknowledge on", ... */
     int audited;               /* 1 when every success is audited (state changes of the ACL) */
     int self_allowed;          /* 1: any authenticated caller may do it to its own principal */
+    int delegation;            /* 1: decided by the broker's delegation rules, not by roles */
 } sl_op_info;
 
 /* NULL for an out-of-range op. */
@@ -149,6 +152,11 @@ void sl_ctx_set_clock(sl_ctx *ctx, sl_clock_fn fn, void *ud);
 void sl_ctx_set_mode(sl_ctx *ctx, sl_mode mode);
 sl_mode sl_ctx_mode(const sl_ctx *ctx);
 void sl_ctx_set_audit(sl_ctx *ctx, sl_audit_fn fn, void *ud);
+/* The token broker whose delegation rules decide token.delegate (borrowed; NULL: none, so every
+ * delegation is denied). */
+struct sl_broker;
+void sl_ctx_set_broker(sl_ctx *ctx, struct sl_broker *broker);
+struct sl_broker *sl_ctx_broker(const sl_ctx *ctx);
 
 /* The pipeline's decision for `who` performing `op` on `resource` (channel id, principal or NULL):
  * SL_OK, SL_EUNAUTH (no identity where one is needed) or SL_EFORBIDDEN with the tutorial's message

@@ -67,6 +67,16 @@ sl_mode sl_ctx_mode(const sl_ctx *ctx)
     return ctx->mode;
 }
 
+void sl_ctx_set_broker(sl_ctx *ctx, struct sl_broker *broker)
+{
+    ctx->broker = broker;
+}
+
+struct sl_broker *sl_ctx_broker(const sl_ctx *ctx)
+{
+    return ctx->broker;
+}
+
 void sl_ctx_set_audit(sl_ctx *ctx, sl_audit_fn fn, void *ud)
 {
     ctx->audit = fn;
@@ -79,6 +89,31 @@ sl_mode sl__ctx_channel_mode(const sl_ctx *ctx, const char *id)
     return ch && ch->mode != SL_MODE_INHERIT ? ch->mode : ctx->mode;
 }
 
+int sl__audit_json(sl_ctx *ctx, sl_status *st, json_t *record)
+{
+    if (ctx->audit == NULL) {
+        json_decref(record);
+        return SL_OK;
+    }
+    json_t *o = json_object();
+    if (o == NULL || record == NULL) {
+        json_decref(o);
+        json_decref(record);
+        return sl_status_set(st, SL_ENOMEM, "audit record: out of memory");
+    }
+    json_object_set_new(o, "ts", json_real(sl_ctx_now(ctx)));
+    json_object_update(o, record);
+    json_decref(record);
+    char *text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(o);
+    if (text == NULL)
+        return sl_status_set(st, SL_ENOMEM, "audit record: out of memory");
+    sl_status local;
+    int rc = ctx->audit(ctx->audit_ud, text, st ? st : &local);
+    free(text);
+    return rc;
+}
+
 int sl__audit(sl_ctx *ctx, sl_status *st, const char *event, ...)
 {
     if (ctx->audit == NULL)
@@ -86,7 +121,6 @@ int sl__audit(sl_ctx *ctx, sl_status *st, const char *event, ...)
     json_t *o = json_object();
     if (o == NULL)
         return sl_status_set(st, SL_ENOMEM, "audit record: out of memory");
-    json_object_set_new(o, "ts", json_real(sl_ctx_now(ctx)));
     json_object_set_new(o, "event", json_string(event));
     va_list ap;
     va_start(ap, event);
@@ -97,12 +131,5 @@ int sl__audit(sl_ctx *ctx, sl_status *st, const char *event, ...)
             json_object_set_new(o, k, json_string(v));
     }
     va_end(ap);
-    char *text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
-    json_decref(o);
-    if (text == NULL)
-        return sl_status_set(st, SL_ENOMEM, "audit record: out of memory");
-    sl_status local;
-    int rc = ctx->audit(ctx->audit_ud, text, st ? st : &local);
-    free(text);
-    return rc;
+    return sl__audit_json(ctx, st, o);
 }

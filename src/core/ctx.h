@@ -17,6 +17,7 @@ struct sl_ctx {
     sl_engine *engine; /* owned */
     sl__map *channels; /* the channel registry: id -> sl_channel_info* (settings; depth unused) */
     sl__acl *acl;      /* owned */
+    struct sl_broker *broker; /* borrowed */
     sl_audit_fn audit;
     void *audit_ud;
 };
@@ -25,6 +26,9 @@ struct sl_ctx {
  * (a NULL key ends the list; NULL values are left out). Returns the sink's verdict (SL_OK without a
  * sink), with the reason in st (may be NULL). */
 int sl__audit(sl_ctx *ctx, sl_status *st, const char *event, ...);
+/* The same for a record built by the caller (a jansson object, stolen): "ts" is added first. */
+struct json_t;
+int sl__audit_json(sl_ctx *ctx, sl_status *st, struct json_t *record);
 
 /* The mode that governs channel `id`: its override, else the server-wide mode. */
 sl_mode sl__ctx_channel_mode(const sl_ctx *ctx, const char *id);

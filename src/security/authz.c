@@ -7,6 +7,8 @@
 #include "core/ctx.h"
 #include "security/acl.h"
 
+#include <sluice/broker.h>
+
 #include <stdio.h>
 #include <string.h>
 
@@ -52,7 +54,7 @@ static int deny(sl_ctx *ctx, const sl_identity *who, const sl_op_info *info, con
     if (info->resource == SL_RES_CHANNEL)
         sl_status_set(st, SL_EFORBIDDEN, "'%s' is not authorised to %s channel '%s'.",
                       who->principal, info->verb, resource ? resource : "");
-    else if (info->self_allowed && resource)
+    else if ((info->self_allowed || info->delegation) && resource)
         sl_status_set(st, SL_EFORBIDDEN, "'%s' is not authorised to %s '%s'.", who->principal,
                       info->verb, resource);
     else
@@ -79,6 +81,10 @@ static int decide(sl_ctx *ctx, const sl_identity *who, const sl_op_info *info, c
         return SL_OK; /* authorised per channel by the operation itself */
     if (info->self_allowed && resource && strcmp(resource, who->principal) == 0)
         return SL_OK;
+    if (info->delegation)
+        return ctx->broker && sl_broker_may_delegate(ctx->broker, who->principal, resource)
+                   ? SL_OK
+                   : SL_EFORBIDDEN;
     return effective_role(ctx, mode, who, channel) >= info->role ? SL_OK : SL_EFORBIDDEN;
 }
 

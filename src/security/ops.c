@@ -38,6 +38,12 @@ static const sl_op_info registry[SL_OP__COUNT] = {
     /* Resource: the principal whose tokens are revoked ("*" when the owner is unknown). */
     [SL_OP_TOKEN_REVOKE] = {SL_OP_TOKEN_REVOKE, "token.revoke", SL_ROLE_ADMIN, SL_RES_PRINCIPAL,
                             "revoke tokens of", 1, 1},
+    /* The channels of a token are decided one by one by the broker's authorizer. */
+    [SL_OP_TOKEN_ISSUE] = {SL_OP_TOKEN_ISSUE, "token.issue", SL_ROLE_READ, SL_RES_CHANNELS,
+                           "obtain tokens", 1},
+    /* Resource: the principal the token is for; the delegation rules decide. */
+    [SL_OP_TOKEN_DELEGATE] = {SL_OP_TOKEN_DELEGATE, "token.delegate", SL_ROLE_READ,
+                              SL_RES_PRINCIPAL, "mint tokens on behalf of", 1, 0, 1},
 };
 
 const sl_op_info *sl_op_lookup(sl_op op)

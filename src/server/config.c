@@ -54,6 +54,15 @@ void sl__config_free(sl__config *c)
         free_strv(c->grants[i].patterns, c->grants[i].npatterns);
     }
     free(c->grants);
+    sl__cfg_named *lists[] = {c->roles, c->principals, c->delegates};
+    size_t counts[] = {c->nroles, c->nprincipals, c->ndelegates};
+    for (int l = 0; l < 3; l++) {
+        for (size_t i = 0; i < counts[l]; i++) {
+            free(lists[l][i].name);
+            free_strv(lists[l][i].items, lists[l][i].nitems);
+        }
+        free(lists[l]);
+    }
     memset(c, 0, sizeof *c);
 }
 
@@ -195,6 +204,25 @@ int sl__config_set(sl__config *c, const char *key, const char *v, sl_status *st)
         if (parse_seconds(v, &d) < 0 || d < 1)
             return sl_status_set(st, SL_ECONFIG, "revocation_max_ttl must be at least 1 second");
         c->revocation_max_ttl = d;
+    } else if (!strcmp(key, "broker")) {
+        if (parse_bool(v, &c->broker) < 0)
+            return sl_status_set(st, SL_ECONFIG, "broker must be true or false");
+    } else if (!strcmp(key, "broker_prefix")) {
+        size_t n = strlen(v);
+        if (n >= sizeof c->broker_prefix || (n && (v[0] != '/' || v[n - 1] == '/')) ||
+            strpbrk(v, "?# \t%"))
+            return sl_status_set(st, SL_ECONFIG, "broker_prefix must be like /auth (no trailing /)");
+        memcpy(c->broker_prefix, v, n + 1);
+    } else if (!strcmp(key, "broker_default_ttl") || !strcmp(key, "broker_max_ttl")) {
+        if (parse_seconds(v, &d) < 0 || d < 1 || d > 31536000)
+            return sl_status_set(st, SL_ECONFIG, "%s must be 1..31536000 seconds", key);
+        *(key[7] == 'd' ? &c->broker_default_ttl : &c->broker_max_ttl) = d;
+    } else if (!strcmp(key, "broker_allow_all")) {
+        if (parse_bool(v, &c->broker_allow_all) < 0)
+            return sl_status_set(st, SL_ECONFIG, "broker_allow_all must be true or false");
+    } else if (!strcmp(key, "broker_allow_all_role")) {
+        if ((c->broker_allow_all_role = sl_role_parse(v)) == SL_ROLE_NONE)
+            return sl_status_set(st, SL_ECONFIG, "broker_allow_all_role must be read, write or admin");
     } else if (!strcmp(key, "log_requests")) {
         if (parse_bool(v, &c->log_requests) < 0)
             return sl_status_set(st, SL_ECONFIG, "log_requests must be true or false");
@@ -303,7 +331,72 @@ static char *trim(char *s)
     return s;
 }
 
-enum { SEC_TOP, SEC_CHANNEL, SEC_ACL };
+enum { SEC_TOP, SEC_CHANNEL, SEC_ACL, SEC_ROLE, SEC_PRINCIPAL, SEC_DELEGATE };
+
+static int add_named(sl__cfg_named **v, size_t *n, const char *name)
+{
+    sl__cfg_named *nv = realloc(*v, (*n + 1) * sizeof *nv);
+    if (nv == NULL)
+        return SL_ENOMEM;
+    *v = nv;
+    memset(&nv[*n], 0, sizeof *nv);
+    if ((nv[*n].name = strdup(name)) == NULL)
+        return SL_ENOMEM;
+    (*n)++;
+    return SL_OK;
+}
+
+/* Comma- or space-separated items, each checked by ok(). */
+static int add_items(sl__cfg_named *e, const char *v, int (*ok)(const char *), const char *what,
+                     sl_status *st)
+{
+    char buf[MAX_LINE];
+    snprintf(buf, sizeof buf, "%s", v);
+    for (char *save = NULL, *tok = strtok_r(buf, ", \t", &save); tok;
+         tok = strtok_r(NULL, ", \t", &save)) {
+        if (!ok(tok))
+            return sl_status_set(st, SL_ECONFIG, "invalid %s '%.64s'", what, tok);
+        if (push_str(&e->items, &e->nitems, tok) != SL_OK)
+            return sl_status_set(st, SL_ENOMEM, NULL);
+    }
+    return SL_OK;
+}
+
+static int ok_pattern(const char *s)
+{
+    return sl_pattern_valid(s, strlen(s));
+}
+
+static int ok_name(const char *s)
+{
+    return sl_principal_valid(s, strlen(s));
+}
+
+static int ok_principal_pattern(const char *s)
+{
+    size_t n = strlen(s);
+    return (n == 1 && s[0] == '*') ||
+           (n > 1 && s[n - 1] == '*' && sl_principal_valid(s, n - 1) && !memchr(s, '*', n - 1)) ||
+           (sl_principal_valid(s, n) && !memchr(s, '*', n));
+}
+
+static int set_named(int sec, sl__cfg_named *e, const char *key, const char *v, sl_status *st)
+{
+    if (sec == SEC_ROLE && !strcmp(key, "grants")) {
+        if ((e->grants = sl_role_parse(v)) == SL_ROLE_NONE)
+            return sl_status_set(st, SL_ECONFIG, "grants must be read, write or admin");
+        return SL_OK;
+    }
+    if (sec == SEC_ROLE && !strcmp(key, "channels"))
+        return add_items(e, v, ok_pattern, "channel pattern", st);
+    if (sec == SEC_PRINCIPAL && !strcmp(key, "roles"))
+        return add_items(e, v, ok_name, "role name", st);
+    if (sec == SEC_DELEGATE && !strcmp(key, "principals"))
+        return add_items(e, v, ok_principal_pattern, "principal pattern", st);
+    return sl_status_set(st, SL_ECONFIG, "unknown %s option '%.64s'",
+                         sec == SEC_ROLE ? "role" : sec == SEC_PRINCIPAL ? "principal" : "delegate",
+                         key);
+}
 
 /* "[channel ID]" / "[acl PRINCIPAL]": opens a new section. */
 static int open_section(sl__config *c, char *hdr, int *sec, sl_status *st)
@@ -343,6 +436,15 @@ static int open_section(sl__config *c, char *hdr, int *sec, sl_status *st)
         ng[c->ngrants].principal = strdup(arg);
         c->ngrants++;
         *sec = SEC_ACL;
+    } else if (!strcmp(body, "role") || !strcmp(body, "principal") || !strcmp(body, "delegate")) {
+        if (!sl_principal_valid(arg, strlen(arg)))
+            return sl_status_set(st, SL_ECONFIG, "invalid %s name '%.64s'", body, arg);
+        int rc = body[0] == 'r'   ? add_named(&c->roles, &c->nroles, arg)
+                 : body[0] == 'p' ? add_named(&c->principals, &c->nprincipals, arg)
+                                  : add_named(&c->delegates, &c->ndelegates, arg);
+        if (rc != SL_OK)
+            return sl_status_set(st, rc, NULL);
+        *sec = body[0] == 'r' ? SEC_ROLE : body[0] == 'p' ? SEC_PRINCIPAL : SEC_DELEGATE;
     } else {
         return sl_status_set(st, SL_ECONFIG, "unknown section '%.64s'", body);
     }
@@ -386,8 +488,14 @@ int sl__config_parse(sl__config *c, const char *text, size_t len, const char *fi
                         rc = sl__config_set(c, key, val, &inner);
                     else if (sec == SEC_CHANNEL)
                         rc = set_channel(&c->channels[c->nchannels - 1], key, val, &inner);
-                    else
+                    else if (sec == SEC_ACL)
                         rc = set_grant(&c->grants[c->ngrants - 1], key, val, &inner);
+                    else if (sec == SEC_ROLE)
+                        rc = set_named(sec, &c->roles[c->nroles - 1], key, val, &inner);
+                    else if (sec == SEC_PRINCIPAL)
+                        rc = set_named(sec, &c->principals[c->nprincipals - 1], key, val, &inner);
+                    else
+                        rc = set_named(sec, &c->delegates[c->ndelegates - 1], key, val, &inner);
                 }
             }
         }
@@ -395,6 +503,10 @@ int sl__config_parse(sl__config *c, const char *text, size_t len, const char *fi
             return sl_status_set(st, SL_ECONFIG, "%s:%zu: %s", filename, lineno, inner.message);
         p = nl ? nl + 1 : end;
     }
+    for (size_t i = 0; i < c->nroles; i++)
+        if (c->roles[i].grants == SL_ROLE_NONE)
+            return sl_status_set(st, SL_ECONFIG, "%s: [role %s] has no grants", filename,
+                                 c->roles[i].name);
     for (size_t i = 0; i < c->ngrants; i++)
         if (c->grants[i].role == SL_ROLE_NONE)
             return sl_status_set(st, SL_ECONFIG, "%s: [acl %s] has no role", filename,

@@ -23,6 +23,14 @@ typedef struct sl__cfg_grant {
     size_t npatterns;
 } sl__cfg_grant;
 
+/* [role NAME] / [principal NAME] / [delegate SERVICE]: a name and a list (patterns or role names). */
+typedef struct sl__cfg_named {
+    char *name;
+    sl_role grants; /* roles only */
+    char **items;
+    size_t nitems;
+} sl__cfg_named;
+
 typedef struct sl__cfg_key {
     char *kid;         /* NULL: default key */
     char *secret_file; /* NULL: SLUICE_JWT_SECRET */
@@ -50,6 +58,14 @@ typedef struct sl__config {
     size_t nchannels;
     sl__cfg_grant *grants;
     size_t ngrants;
+    /* the token broker */
+    int broker;              /* 1: enabled (also implied by any role/principal/delegate) */
+    char broker_prefix[64];  /* path prefix of /token, /token/delegate, /revoke */
+    double broker_default_ttl, broker_max_ttl;
+    int broker_allow_all;    /* development only */
+    sl_role broker_allow_all_role;
+    sl__cfg_named *roles, *principals, *delegates;
+    size_t nroles, nprincipals, ndelegates;
 } sl__config;
 
 void sl__config_init(sl__config *c);

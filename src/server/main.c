@@ -2,6 +2,7 @@
  * JWT keys, audit sink), and serves the HTTP API on a libuv loop until SIGINT or SIGTERM. */
 #include <sluice/audit.h>
 #include <sluice/authn.h>
+#include <sluice/broker.h>
 #include <sluice/revocation.h>
 #include <sluice/jwt.h>
 #include <sluice/sluice.h>
@@ -24,6 +25,7 @@ typedef struct server {
     sl_jwt_keyring *keys;
     sl_audit_log *audit;
     sl_revocation_store *revocation;
+    sl_broker *broker;
     int log_requests;
     uv_signal_t sigint, sigterm;
 } server;
@@ -287,6 +289,44 @@ static void on_signal(uv_signal_t *h, int signum)
     uv_close((uv_handle_t *)&s->sigterm, NULL);
 }
 
+/* The token broker: on when configured; it signs with the default JWT key. */
+static int setup_broker(server *s, const sl__config *cfg, sl_status *st)
+{
+    if (!(cfg->broker || cfg->broker_allow_all || cfg->nroles || cfg->nprincipals ||
+          cfg->ndelegates))
+        return SL_OK;
+    if (s->keys == NULL)
+        return sl_status_set(st, SL_ECONFIG,
+                             "the token broker signs sluice tokens: configure a JWT secret");
+    if (cfg->broker_allow_all && !is_loopback(cfg->host) && !cfg->insecure)
+        return sl_status_set(st, SL_ECONFIG,
+                             "broker_allow_all grants every channel to anyone authenticated; "
+                             "refusing it on %s without --insecure",
+                             cfg->host);
+    sl_broker_opts o = {.default_ttl = cfg->broker_default_ttl,
+                        .max_ttl = cfg->broker_max_ttl,
+                        .allow_all = cfg->broker_allow_all,
+                        .allow_all_role = cfg->broker_allow_all_role};
+    int rc = sl_broker_new(&s->broker, &o);
+    for (size_t i = 0; rc == SL_OK && i < cfg->nroles; i++)
+        rc = sl_broker_set_role(s->broker, cfg->roles[i].name, cfg->roles[i].grants,
+                                (const char *const *)cfg->roles[i].items, cfg->roles[i].nitems);
+    for (size_t i = 0; rc == SL_OK && i < cfg->nprincipals; i++)
+        rc = sl_broker_assign(s->broker, cfg->principals[i].name,
+                              (const char *const *)cfg->principals[i].items,
+                              cfg->principals[i].nitems);
+    for (size_t i = 0; rc == SL_OK && i < cfg->ndelegates; i++)
+        rc = sl_broker_allow_delegation(s->broker, cfg->delegates[i].name,
+                                        (const char *const *)cfg->delegates[i].items,
+                                        cfg->delegates[i].nitems);
+    if (rc != SL_OK)
+        return sl_status_set(st, rc, "cannot set up the token broker: %s", sl_strerror(rc));
+    sl_ctx_set_broker(s->ctx, s->broker);
+    s->router.broker = s->broker;
+    snprintf(s->router.broker_prefix, sizeof s->router.broker_prefix, "%s", cfg->broker_prefix);
+    return SL_OK;
+}
+
 static int setup(server *s, const sl__config *cfg, sl_status *st)
 {
     int rc = build_keys(s, cfg, st);
@@ -324,6 +364,8 @@ static int setup(server *s, const sl__config *cfg, sl_status *st)
     for (size_t i = 0; i < cfg->nadmins; i++)
         if ((rc = sl_acl_grant(s->ctx, NULL, cfg->admins[i], SL_ROLE_ADMIN, NULL, 0, st)) != SL_OK)
             return rc;
+    if ((rc = setup_broker(s, cfg, st)) != SL_OK)
+        return rc;
     s->router.ctx = s->ctx;
     s->router.authn.keys = s->keys;
     sl_jwt_verify_opts_init(&s->router.authn.jwt);
@@ -377,6 +419,7 @@ int main(int argc, char **argv)
     if (s.loop)
         uv_loop_close(s.loop);
     sl_ctx_free(s.ctx);
+    sl_broker_free(s.broker);
     sl_jwt_keyring_free(s.keys);
     sl_audit_log_close(s.audit);
     sl__config_free(&cfg);

@@ -13,6 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
+
+#include <sluice/broker.h>
 
 struct sl__job {
     sl__router *r;
@@ -708,6 +711,193 @@ static void start_revoke(sl__job *job)
     json_decref(body); /* the store copied what it keeps */
 }
 
+/* ---- the token broker ------------------------------------------------------------------------ */
+
+#define MAX_TOKEN_CHANNELS 1000
+
+/* "channels": a non-empty array of strings; borrowed from body into a new array (caller frees). */
+static int parse_channels(json_t *body, const char ***out, size_t *n, sl_status *st)
+{
+    json_t *arr = json_object_get(body, "channels");
+    if (!json_is_array(arr) || json_array_size(arr) == 0)
+        return fail(st, SL_EINVAL, "channels must be a non-empty array of channel ids");
+    *n = json_array_size(arr);
+    if (*n > MAX_TOKEN_CHANNELS)
+        return sl_status_set(st, SL_EINVAL, "at most %d channels per token", MAX_TOKEN_CHANNELS);
+    if ((*out = calloc(*n, sizeof **out)) == NULL)
+        return fail(st, SL_ENOMEM, "out of memory");
+    for (size_t i = 0; i < *n; i++)
+        if (((*out)[i] = json_string_value(json_array_get(arr, i))) == NULL) {
+            free(*out);
+            *out = NULL;
+            return fail(st, SL_EINVAL, "channels must be a non-empty array of channel ids");
+        }
+    return SL_OK;
+}
+
+static int only_fields(json_t *body, const char *const *allowed, sl_status *st)
+{
+    const char *key;
+    json_t *val;
+    json_object_foreach(body, key, val)
+    {
+        int known = 0;
+        for (const char *const *f = allowed; *f; f++)
+            known |= strcmp(*f, key) == 0;
+        if (!known)
+            return sl_status_set(st, SL_EINVAL, "unknown field '%.64s'", key);
+    }
+    return SL_OK;
+}
+
+static json_t *string_array(char *const *v, size_t n)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(a, json_string(v[i]));
+    return a;
+}
+
+static json_t *denials_json(const sl_broker_decision *d)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; i < d->ndenied; i++)
+        json_array_append_new(a, json_pack("{s:s, s:s}", "channel", d->denied[i].channel,
+                                           "reason", d->denied[i].reason));
+    return a;
+}
+
+static void rfc3339(double t, char out[32])
+{
+    time_t secs = (time_t)t;
+    struct tm tm;
+    gmtime_r(&secs, &tm);
+    strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/* Issues a token for sub (act: the delegating service, or NULL) and renders the answer. Every
+ * issuance and every refused one is audited; an issuance that cannot be audited is not made. */
+static int issue(sl__router *r, const sl_identity *who, const sl_http_request *req, const char *sub,
+                 const char *act, const char *const *channels, size_t n, double ttl,
+                 sl__response *resp, sl_status *st)
+{
+    if (r->broker == NULL)
+        return fail(st, SL_ENOENT, "the token broker is not enabled on this server");
+    sl_broker_decision d;
+    int rc = sl_broker_decide(r->broker, sub, channels, n, &d);
+    if (rc != SL_OK)
+        return sl_status_set(st, rc, NULL);
+    json_t *rec = json_pack("{s:s, s:s, s:s?, s:o, s:o, s:s}", "event",
+                            d.ngranted ? "token.issue" : "token.denied", "issued_to", sub,
+                            "delegator", act, "channels", string_array(d.granted, d.ngranted),
+                            "denied", denials_json(&d), "remote_addr", req->remote_addr);
+    if (d.ngranted == 0) {
+        sl__audit_json(r->ctx, NULL, rec);
+        json_t *body = json_pack("{s:s, s:s, s:[], s:o}", "error", "forbidden", "message",
+                                 "no requested channel may be granted", "channels_granted",
+                                 "channels_denied", denials_json(&d));
+        set_json(resp, 403, body);
+        sl_broker_decision_clear(&d);
+        return SL_OK;
+    }
+    sl_broker_token t;
+    rc = sl_broker_mint(r->broker, r->authn.keys, sub, act, &d, ttl, sl_ctx_now(r->ctx), &t);
+    if (rc != SL_OK) {
+        json_decref(rec);
+        sl_broker_decision_clear(&d);
+        return sl_status_set(st, rc, "cannot mint a token: %s", sl_strerror(rc));
+    }
+    char exp[32], iat[32];
+    rfc3339(t.expires_at, exp);
+    rfc3339(t.issued_at, iat);
+    json_object_set_new(rec, "token_id", json_string(t.token_id));
+    json_object_set_new(rec, "expires_at", json_string(exp));
+    json_object_set_new(rec, "issued_at", json_string(iat));
+    json_object_set_new(rec, "requested_by", json_string(who->principal));
+    rc = sl__audit_json(r->ctx, st, rec);
+    if (rc == SL_OK)
+        set_json(resp, 200,
+                 json_pack("{s:s, s:s, s:s, s:o, s:o}", "token", t.token, "token_id",
+                           t.token_id, "expires_at", exp, "channels_granted",
+                           string_array(d.granted, d.ngranted), "channels_denied",
+                           denials_json(&d)));
+    size_t toklen = strlen(t.token);
+    memset(t.token, 0, toklen);
+    free(t.token);
+    sl_broker_decision_clear(&d);
+    return rc;
+}
+
+static int get_ttl(json_t *body, const char *key, double *ttl, sl_status *st)
+{
+    json_t *v = json_object_get(body, key);
+    *ttl = 0;
+    if (v == NULL || json_is_null(v))
+        return SL_OK;
+    if (!json_is_number(v) || !(json_number_value(v) > 0) || !isfinite(json_number_value(v)))
+        return sl_status_set(st, SL_EINVAL, "%s must be a positive number of seconds", key);
+    *ttl = json_number_value(v);
+    return SL_OK;
+}
+
+static int h_token(sl__router *r, const sl_identity *who, req_t *req, const char *res,
+                   sl__response *resp, sl_status *st)
+{
+    static const char *const fields[] = {"channels", "ttl", NULL};
+    json_t *body;
+    int rc = parse_body(req, &body, st);
+    if (rc != SL_OK)
+        return rc;
+    const char **chans = NULL;
+    size_t n = 0;
+    double ttl;
+    if ((rc = only_fields(body, fields, st)) == SL_OK &&
+        (rc = parse_channels(body, &chans, &n, st)) == SL_OK &&
+        (rc = get_ttl(body, "ttl", &ttl, st)) == SL_OK)
+        rc = issue(r, who, req, who->principal, NULL, chans, n, ttl, resp, st);
+    free(chans);
+    json_decref(body);
+    return rc;
+}
+
+/* The resource of a delegation is the principal the token is for. */
+static int resolve_delegate(const sl_http_request *req, const sl_identity *who, char *res,
+                            size_t cap, sl_status *st)
+{
+    json_t *body;
+    int rc = parse_body(req, &body, st);
+    if (rc != SL_OK)
+        return rc;
+    const char *p = NULL;
+    if (get_string(body, "on_behalf_of", &p, st) < 0 || p == NULL ||
+        !sl_principal_valid(p, strlen(p)))
+        rc = fail(st, SL_EINVAL, "on_behalf_of must be a principal id");
+    else
+        snprintf(res, cap, "%s", p);
+    json_decref(body);
+    return rc;
+}
+
+static int h_delegate(sl__router *r, const sl_identity *who, req_t *req, const char *principal,
+                      sl__response *resp, sl_status *st)
+{
+    static const char *const fields[] = {"on_behalf_of", "channels", "lifetime_seconds", NULL};
+    json_t *body;
+    int rc = parse_body(req, &body, st);
+    if (rc != SL_OK)
+        return rc;
+    const char **chans = NULL;
+    size_t n = 0;
+    double ttl;
+    if ((rc = only_fields(body, fields, st)) == SL_OK &&
+        (rc = parse_channels(body, &chans, &n, st)) == SL_OK &&
+        (rc = get_ttl(body, "lifetime_seconds", &ttl, st)) == SL_OK)
+        rc = issue(r, who, req, principal, who->principal, chans, n, ttl, resp, st);
+    free(chans);
+    json_decref(body);
+    return rc;
+}
+
 /* ---- the route table and dispatch ------------------------------------------------------------ */
 
 static const sl__route routes[] = {
@@ -727,7 +917,11 @@ static const sl__route routes[] = {
     {"GET", "/acl", SL_OP_ACL_LIST, .handler = h_acl_list},
     {"PUT", "/acl/{principal}", SL_OP_ACL_GRANT, .handler = h_acl_put},
     {"DELETE", "/acl/{principal}", SL_OP_ACL_REVOKE, .handler = h_acl_del},
-    {"POST", "/revoke", SL_OP_TOKEN_REVOKE, .start = start_revoke, .resolve = resolve_revoke},
+    {"POST", "/revoke", SL_OP_TOKEN_REVOKE, .start = start_revoke, .resolve = resolve_revoke,
+     .broker = 1},
+    {"POST", "/token", SL_OP_TOKEN_ISSUE, .handler = h_token, .broker = 1},
+    {"POST", "/token/delegate", SL_OP_TOKEN_DELEGATE, .handler = h_delegate,
+     .resolve = resolve_delegate, .broker = 1},
 };
 
 const sl__route *sl__router_routes(size_t *n)
@@ -814,8 +1008,18 @@ static int admit_route(sl__job *job)
     const char *cap = NULL;
     size_t caplen = 0;
     char allow[64] = "";
+    size_t plen = strlen(job->r->broker_prefix);
+    int under_prefix = req->path_len > plen && memcmp(req->path, job->r->broker_prefix, plen) == 0;
     for (size_t i = 0; i < n; i++) {
-        if (!path_match(rt[i].path, req->path, req->path_len, &cap, &caplen))
+        const char *path = req->path;
+        size_t len = req->path_len;
+        if (rt[i].broker) {
+            if (!under_prefix)
+                continue;
+            path += plen;
+            len -= plen;
+        }
+        if (!path_match(rt[i].path, path, len, &cap, &caplen))
             continue;
         if (strcmp(rt[i].method, req->method) == 0) {
             found = &rt[i];

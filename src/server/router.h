@@ -24,6 +24,8 @@ typedef struct sl__router {
     sl_ctx *ctx;                     /* borrowed */
     sl_authn authn;                  /* keys borrowed */
     sl_revocation_store *revocation; /* borrowed; NULL: tokens are not checked for revocation */
+    struct sl_broker *broker;        /* borrowed; NULL: the token broker's routes answer 404 */
+    char broker_prefix[64];          /* broker routes live under this path prefix ("" default) */
     unsigned long handled;           /* handlers run: lets tests prove denials never reach one */
 } sl__router;
 
@@ -44,6 +46,7 @@ typedef struct sl__route {
      * authentication, before authorisation. */
     int (*resolve)(const sl_http_request *req, const sl_identity *who, char *res, size_t cap,
                    sl_status *st);
+    int broker; /* 1: the path is under the router's broker_prefix */
 } sl__route;
 
 /* The route table (static storage). */

@@ -1,0 +1,81 @@
+/* The token broker's policy: which channels a principal may get a token for (an authorizer), which
+ * services may mint tokens on behalf of which principals (delegation), and the minting itself.
+ * Two authorizers are built in: allow-all (development only) and the role authorizer, where
+ * principals hold named roles and each role grants channel patterns with a sluice role. No I/O. */
+#ifndef SLUICE_BROKER_H
+#define SLUICE_BROKER_H
+
+#include <stddef.h>
+
+#include <sluice/jwt.h>
+#include <sluice/sluice.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct sl_broker sl_broker;
+
+typedef struct sl_broker_opts {
+    double default_ttl; /* seconds when the request gives none; 0: 3600 */
+    double max_ttl;     /* every lifetime is clamped to this; 0: 86400 */
+    int allow_all;      /* 1: every requested channel is granted (development only) */
+    sl_role allow_all_role; /* the token role under allow-all; SL_ROLE_NONE: write */
+} sl_broker_opts;
+
+/* *out owned by the caller, released with sl_broker_free. opts may be NULL (defaults). */
+int sl_broker_new(sl_broker **out, const sl_broker_opts *opts);
+void sl_broker_free(sl_broker *b);
+double sl_broker_default_ttl(const sl_broker *b);
+double sl_broker_max_ttl(const sl_broker *b);
+
+/* Defines (or replaces) a role: the channel patterns it grants and the sluice role tokens get. */
+int sl_broker_set_role(sl_broker *b, const char *name, sl_role grants, const char *const *patterns,
+                       size_t n);
+/* Gives principal exactly these roles (n == 0: none; the principal is removed). Unknown role names
+ * are allowed (they grant nothing until defined). */
+int sl_broker_assign(sl_broker *b, const char *principal, const char *const *roles, size_t n);
+/* Lets service mint tokens on behalf of principals matching any of the patterns ("*" any
+ * principal, "prefix*" a prefix, else exact). */
+int sl_broker_allow_delegation(sl_broker *b, const char *service, const char *const *patterns,
+                               size_t n);
+int sl_broker_may_delegate(const sl_broker *b, const char *service, const char *principal);
+
+typedef struct sl_broker_denial {
+    char *channel;
+    const char *reason; /* static text */
+} sl_broker_denial;
+
+typedef struct sl_broker_decision {
+    char **granted;
+    size_t ngranted;
+    sl_broker_denial *denied;
+    size_t ndenied;
+    sl_role role; /* the token's role: the least role among those that granted a channel */
+} sl_broker_decision;
+void sl_broker_decision_clear(sl_broker_decision *d);
+
+/* Decides each requested channel for principal. Invalid channel ids are denied ("invalid channel
+ * id"), so are channels no role of principal matches ("no matching role"). d is the caller's, to
+ * clear. */
+int sl_broker_decide(const sl_broker *b, const char *principal, const char *const *channels,
+                     size_t n, sl_broker_decision *d);
+
+typedef struct sl_broker_token {
+    char *token; /* owned; the minted JWT (free with free()) */
+    char token_id[33];
+    double issued_at, expires_at;
+} sl_broker_token;
+
+/* Mints a sluice token for sub with d's granted channels and role, lifetime ttl (<= 0: the
+ * default) clamped to the maximum; act_sub (NULL: none) is the delegating service. */
+int sl_broker_mint(const sl_broker *b, sl_jwt_keyring *kr, const char *sub, const char *act_sub,
+                   const sl_broker_decision *d, double ttl, double now, sl_broker_token *out);
+
+/* The principal's roles in order of assignment; *roles points into b (valid until changed). */
+size_t sl_broker_roles_of(const sl_broker *b, const char *principal, const char *const **roles);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,293 @@
+/* The broker's policy and minting. Roles compile their patterns into pattern tries, so deciding a
+ * request costs a hash probe per role of the principal plus a trie walk per channel. Delegation
+ * rules are short lists per service. Token ids are 128 random bits in hex, so they can be revoked
+ * by id and never collide. */
+#include <sluice/broker.h>
+
+#include "core/map.h"
+#include "security/patset.h"
+
+#include <math.h>
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct role {
+    sl_role grants;
+    sl__patset *set;
+} role;
+
+typedef struct strv {
+    char **v;
+    size_t n;
+} strv;
+
+struct sl_broker {
+    sl_broker_opts o;
+    sl__map *roles;      /* name -> role* */
+    sl__map *principals; /* principal -> strv* (role names) */
+    sl__map *delegates;  /* service -> strv* (principal patterns) */
+};
+
+static void strv_free(void *p)
+{
+    strv *s = p;
+    if (s == NULL)
+        return;
+    for (size_t i = 0; i < s->n; i++)
+        free(s->v[i]);
+    free(s->v);
+    free(s);
+}
+
+static strv *strv_new(const char *const *v, size_t n)
+{
+    strv *s = calloc(1, sizeof *s);
+    if (s == NULL || (n && (s->v = calloc(n, sizeof *s->v)) == NULL)) {
+        free(s);
+        return NULL;
+    }
+    for (; s->n < n; s->n++)
+        if ((s->v[s->n] = strdup(v[s->n])) == NULL) {
+            strv_free(s);
+            return NULL;
+        }
+    return s;
+}
+
+static void role_free(void *p)
+{
+    role *r = p;
+    if (r) {
+        sl__patset_free(r->set);
+        free(r);
+    }
+}
+
+int sl_broker_new(sl_broker **out, const sl_broker_opts *opts)
+{
+    sl_broker *b = calloc(1, sizeof *b);
+    if (b == NULL)
+        return SL_ENOMEM;
+    if (opts)
+        b->o = *opts;
+    if (!(b->o.default_ttl > 0))
+        b->o.default_ttl = 3600;
+    if (!(b->o.max_ttl > 0))
+        b->o.max_ttl = 86400;
+    if (b->o.default_ttl > b->o.max_ttl)
+        b->o.default_ttl = b->o.max_ttl;
+    if (b->o.allow_all_role == SL_ROLE_NONE)
+        b->o.allow_all_role = SL_ROLE_WRITE;
+    if (sl__map_new(&b->roles) || sl__map_new(&b->principals) || sl__map_new(&b->delegates)) {
+        sl_broker_free(b);
+        return SL_ENOMEM;
+    }
+    *out = b;
+    return SL_OK;
+}
+
+void sl_broker_free(sl_broker *b)
+{
+    if (b == NULL)
+        return;
+    sl__map_free(b->roles, role_free);
+    sl__map_free(b->principals, strv_free);
+    sl__map_free(b->delegates, strv_free);
+    free(b);
+}
+
+double sl_broker_default_ttl(const sl_broker *b)
+{
+    return b->o.default_ttl;
+}
+
+double sl_broker_max_ttl(const sl_broker *b)
+{
+    return b->o.max_ttl;
+}
+
+static int name_valid(const char *s)
+{
+    return s && sl_principal_valid(s, strlen(s));
+}
+
+int sl_broker_set_role(sl_broker *b, const char *name, sl_role grants, const char *const *patterns,
+                       size_t n)
+{
+    if (!name_valid(name) || grants == SL_ROLE_NONE)
+        return SL_EINVAL;
+    role *r = calloc(1, sizeof *r);
+    int rc = r ? sl__patset_new(&r->set) : SL_ENOMEM;
+    if (r)
+        r->grants = grants;
+    for (size_t i = 0; rc == SL_OK && i < n; i++)
+        rc = sl__patset_add(r->set, patterns[i]);
+    if (rc == SL_OK)
+        rc = sl__map_put(b->roles, name, r, role_free);
+    if (rc != SL_OK)
+        role_free(r);
+    return rc;
+}
+
+int sl_broker_assign(sl_broker *b, const char *principal, const char *const *roles, size_t n)
+{
+    if (!name_valid(principal))
+        return SL_EINVAL;
+    for (size_t i = 0; i < n; i++)
+        if (!name_valid(roles[i]))
+            return SL_EINVAL;
+    if (n == 0) {
+        sl__map_del(b->principals, principal, strv_free);
+        return SL_OK;
+    }
+    strv *s = strv_new(roles, n);
+    if (s == NULL)
+        return SL_ENOMEM;
+    int rc = sl__map_put(b->principals, principal, s, strv_free);
+    if (rc != SL_OK)
+        strv_free(s);
+    return rc;
+}
+
+size_t sl_broker_roles_of(const sl_broker *b, const char *principal, const char *const **roles)
+{
+    const strv *s = sl__map_get(b->principals, principal);
+    *roles = s ? (const char *const *)s->v : NULL;
+    return s ? s->n : 0;
+}
+
+static int principal_pattern_valid(const char *p)
+{
+    size_t n = p ? strlen(p) : 0;
+    if (n == 1 && p[0] == '*')
+        return 1;
+    if (n > 1 && p[n - 1] == '*')
+        return sl_principal_valid(p, n - 1) && !memchr(p, '*', n - 1);
+    return sl_principal_valid(p, n) && !memchr(p, '*', n);
+}
+
+int sl_broker_allow_delegation(sl_broker *b, const char *service, const char *const *patterns,
+                               size_t n)
+{
+    if (!name_valid(service))
+        return SL_EINVAL;
+    for (size_t i = 0; i < n; i++)
+        if (!principal_pattern_valid(patterns[i]))
+            return SL_EINVAL;
+    strv *s = strv_new(patterns, n);
+    if (s == NULL)
+        return SL_ENOMEM;
+    int rc = sl__map_put(b->delegates, service, s, strv_free);
+    if (rc != SL_OK)
+        strv_free(s);
+    return rc;
+}
+
+int sl_broker_may_delegate(const sl_broker *b, const char *service, const char *principal)
+{
+    const strv *s = service && principal ? sl__map_get(b->delegates, service) : NULL;
+    size_t pn = principal ? strlen(principal) : 0;
+    for (size_t i = 0; s && i < s->n; i++) {
+        const char *p = s->v[i];
+        size_t n = strlen(p);
+        if (p[n - 1] == '*' ? pn >= n - 1 && memcmp(p, principal, n - 1) == 0
+                            : strcmp(p, principal) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+void sl_broker_decision_clear(sl_broker_decision *d)
+{
+    if (d == NULL)
+        return;
+    for (size_t i = 0; i < d->ngranted; i++)
+        free(d->granted[i]);
+    for (size_t i = 0; i < d->ndenied; i++)
+        free(d->denied[i].channel);
+    free(d->granted);
+    free(d->denied);
+    memset(d, 0, sizeof *d);
+}
+
+int sl_broker_decide(const sl_broker *b, const char *principal, const char *const *channels,
+                     size_t n, sl_broker_decision *d)
+{
+    memset(d, 0, sizeof *d);
+    d->granted = calloc(n ? n : 1, sizeof *d->granted);
+    d->denied = calloc(n ? n : 1, sizeof *d->denied);
+    if (d->granted == NULL || d->denied == NULL) {
+        sl_broker_decision_clear(d);
+        return SL_ENOMEM;
+    }
+    const strv *mine = sl__map_get(b->principals, principal);
+    sl_role least = SL_ROLE_NONE;
+    for (size_t i = 0; i < n; i++) {
+        const char *ch = channels[i];
+        const char *reason = NULL;
+        sl_role got = SL_ROLE_NONE;
+        if (ch == NULL || !sl_channel_id_valid(ch, strlen(ch))) {
+            reason = "invalid channel id";
+        } else if (b->o.allow_all) {
+            got = b->o.allow_all_role;
+        } else {
+            /* The strongest role of this principal that matches the channel. */
+            for (size_t k = 0; mine && k < mine->n; k++) {
+                const role *r = sl__map_get(b->roles, mine->v[k]);
+                if (r && r->grants > got && sl__patset_match(r->set, ch))
+                    got = r->grants;
+            }
+            if (got == SL_ROLE_NONE)
+                reason = "no matching role";
+        }
+        char *copy = strdup(ch ? ch : "");
+        if (copy == NULL) {
+            sl_broker_decision_clear(d);
+            return SL_ENOMEM;
+        }
+        if (reason) {
+            d->denied[d->ndenied].channel = copy;
+            d->denied[d->ndenied++].reason = reason;
+        } else {
+            d->granted[d->ngranted++] = copy;
+            if (least == SL_ROLE_NONE || got < least)
+                least = got;
+        }
+    }
+    /* One token carries one role: never more than every granted channel allows. */
+    d->role = least;
+    return SL_OK;
+}
+
+int sl_broker_mint(const sl_broker *b, sl_jwt_keyring *kr, const char *sub, const char *act_sub,
+                   const sl_broker_decision *d, double ttl, double now, sl_broker_token *out)
+{
+    memset(out, 0, sizeof *out);
+    if (d->ngranted == 0 || d->role == SL_ROLE_NONE || isnan(ttl))
+        return SL_EINVAL;
+    if (ttl <= 0)
+        ttl = b->o.default_ttl;
+    if (ttl > b->o.max_ttl)
+        ttl = b->o.max_ttl;
+    unsigned char rnd[16];
+    if (RAND_bytes(rnd, sizeof rnd) != 1)
+        return SL_EINTERNAL;
+    for (size_t i = 0; i < sizeof rnd; i++)
+        snprintf(out->token_id + 2 * i, 3, "%02x", rnd[i]);
+    out->issued_at = floor(now);
+    out->expires_at = out->issued_at + floor(ttl);
+    sl_jwt_claims c = {
+        .sub = sub,
+        .role = d->role,
+        .channels = (const char *const *)d->granted,
+        .nchannels = d->ngranted,
+        .scoped = 1,
+        .iat = out->issued_at,
+        .exp = out->expires_at,
+        .jti = out->token_id,
+        .act_sub = act_sub,
+    };
+    return sl_jwt_sign(kr, NULL, &c, &out->token);
+}
