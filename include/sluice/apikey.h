@@ -3,11 +3,11 @@
  * secret is 260 random bits of which only the SHA-256 is kept. Keys live in a store file (JSON
  * lines, docs/APIKEYS.md) that the `sluice apikey` CLI writes and sluiced reads; every write
  * replaces the file atomically under a lock file, and a reader picks changes up with
- * sl_apikey_reload, which costs one stat(2) when nothing changed. Authenticating a key turns it into
- * an sl_identity (source SL_SOURCE_APIKEY) carrying the principal, role and channel scope it was
- * created with, exactly like a JWT's; the router tries it when the bearer credential starts with
- * SL_APIKEY_PREFIX (sl_apikey_looks_like). Parsing a key and parsing store text are pure functions
- * over buffers, for tests and fuzzers. No status message ever contains a key or a secret.
+ * sl_apikey_reload, which costs one stat(2) when nothing changed. Authenticating a key turns it
+ * into an sl_identity (source SL_SOURCE_APIKEY) carrying the principal, role and channel scope it
+ * was created with, exactly like a JWT's; the router tries it when the bearer credential starts
+ * with SL_APIKEY_PREFIX (sl_apikey_looks_like). Parsing a key and parsing store text are pure
+ * functions over buffers, for tests and fuzzers. No status message ever contains a key or a secret.
  *
  * Threading: a store is used from one thread at a time; concurrent writers in different processes
  * are serialised by the lock file. */
@@ -16,6 +16,7 @@
 
 #include <stddef.h>
 
+#include <sluice/authn.h>
 #include <sluice/sluice.h>
 
 #ifdef __cplusplus
@@ -45,7 +46,8 @@ typedef struct sl_apikey_record {
     double expires_at; /* 0: never */
 } sl_apikey_record;
 
-/* ---- keys (pure) ------------------------------------------------------------------------------ */
+/* ---- keys (pure) ------------------------------------------------------------------------------
+ */
 
 /* 1 when the credential has the API key prefix (the router's cue to call sl_apikey_authenticate
  * rather than the JWT verifier), else 0. Says nothing about validity. */
@@ -54,8 +56,8 @@ int sl_apikey_looks_like(const char *cred, size_t len);
 /* Splits a key into its id (copied, NUL-terminated) and its secret (*secret points into key, not
  * terminated, *secret_len == SL_APIKEY_SECRET_LEN). SL_OK, or SL_ETOKEN when key is not exactly
  * "slk_" + 12 + "_" + 52 characters of the lowercase base32 alphabet (a-z, 2-7). No I/O. */
-int sl_apikey_parse(const char *key, size_t len, char id[SL_APIKEY_ID_LEN + 1],
-                    const char **secret, size_t *secret_len);
+int sl_apikey_parse(const char *key, size_t len, char id[SL_APIKEY_ID_LEN + 1], const char **secret,
+                    size_t *secret_len);
 
 /* 1 when id is SL_APIKEY_ID_LEN characters of the key alphabet (NUL-terminated), else 0. */
 int sl_apikey_id_valid(const char *id);
@@ -63,7 +65,8 @@ int sl_apikey_id_valid(const char *id);
 /* Overwrites and frees a key returned by sl_apikey_create. NULL is a no-op. */
 void sl_apikey_key_free(char *key);
 
-/* ---- the store -------------------------------------------------------------------------------- */
+/* ---- the store --------------------------------------------------------------------------------
+ */
 
 /* Opens the store backed by path and loads it (a missing file is an empty store; it is created,
  * mode 0600, by the first write). path NULL: a memory-only store that writes nowhere (tests,
@@ -119,6 +122,17 @@ void sl_apikey_record_clear(sl_apikey_record *r);
  * is compared in constant time. */
 int sl_apikey_authenticate(const sl_apikey_store *s, const char *key, size_t len, double now,
                            sl_identity *out, sl_status *st);
+
+/* ---- plugging into sl_authn ------------------------------------------------------------------ */
+
+/* An sl_authenticator for sl_authn's chain over store s (borrowed: it must outlive the
+ * authenticator). It answers synchronously: a credential without SL_APIKEY_PREFIX is rejected with
+ * SL_ETOKEN "not an api key" (so the chain goes on), otherwise as sl_apikey_authenticate. Before
+ * each key it calls sl_apikey_reload (one stat(2) when nothing changed), so CLI changes apply at
+ * once; a reload error keeps the last good records in force and is not reported here, so also call
+ * sl_apikey_reload on a timer to log it. Its free releases the adapter, not the store. SL_OK,
+ * SL_EINVAL or SL_ENOMEM. */
+int sl_apikey_authenticator_new(sl_apikey_store *s, sl_authenticator **out);
 
 #ifdef __cplusplus
 }

@@ -17,9 +17,9 @@ extern "C" {
 typedef struct sl_broker sl_broker;
 
 typedef struct sl_broker_opts {
-    double default_ttl; /* seconds when the request gives none; 0: 3600 */
-    double max_ttl;     /* every lifetime is clamped to this; 0: 86400 */
-    int allow_all;      /* 1: every requested channel is granted (development only) */
+    double default_ttl;     /* seconds when the request gives none; 0: 3600 */
+    double max_ttl;         /* every lifetime is clamped to this; 0: 86400 */
+    int allow_all;          /* 1: every requested channel is granted (development only) */
     sl_role allow_all_role; /* the token role under allow-all; SL_ROLE_NONE: write */
 } sl_broker_opts;
 

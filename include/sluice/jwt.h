@@ -86,10 +86,10 @@ typedef struct sl_jwt_claims {
 
 /* Signs claims with the HS256 key named kid (NULL: the default key). *out is a NUL-terminated token
  * owned by the caller (free()), NULL on failure: SL_ENOENT when there is no such key, SL_EINVAL for
- * a public (verify-only) key, an
- * invalid sub, act_sub, role or channel pattern, a jti over SL_TOKEN_ID_MAX bytes, more than 1024
- * channels, a non-finite time or a string that is not UTF-8; SL_ETOOBIG when the token would
- * exceed SL_JWT_MAX_LEN. Whole-second times are written as integers. */
+ * a public (verify-only) key, an invalid sub, act_sub, role or channel pattern, a jti over
+ * SL_TOKEN_ID_MAX bytes, more than 1024 channels, a non-finite time or a string that is not UTF-8;
+ * SL_ETOOBIG when the token would exceed SL_JWT_MAX_LEN. Whole-second times are written as
+ * integers. */
 int sl_jwt_sign(sl_jwt_keyring *kr, const char *kid, const sl_jwt_claims *c, char **out);
 
 /* Decodes without verifying (for `sluice token inspect`): *header and *payload are JSON texts owned

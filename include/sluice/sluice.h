@@ -53,6 +53,7 @@ typedef enum {
     SL_SOURCE_APIKEY,
     SL_SOURCE_SIGNATURE,
     SL_SOURCE_INTROSPECTION, /* an RFC 7662 introspection endpoint vouched for the bearer */
+    SL_SOURCE_UPSTREAM_JWT,  /* a JWT of the deployment's own identity provider */
 } sl_source;
 const char *sl_source_name(sl_source s);
 
@@ -103,6 +104,12 @@ typedef enum {
     SL_OP_TOKEN_REVOKE,   /* revoke a token id or every token of a principal */
     SL_OP_TOKEN_ISSUE,    /* the broker mints a token for the caller */
     SL_OP_TOKEN_DELEGATE, /* the broker mints a token for another principal */
+    SL_OP_APIKEY_CREATE,
+    SL_OP_APIKEY_LIST,
+    SL_OP_APIKEY_EXPIRE,
+    SL_OP_APIKEY_DELETE,
+    SL_OP_BROKER_ASSIGN,  /* give a principal broker roles (or none) */
+    SL_OP_BROKER_LIST,    /* read a principal's broker roles */
     SL_OP__COUNT
 } sl_op;
 
@@ -123,6 +130,7 @@ typedef struct sl_op_info {
     int audited;               /* 1 when every success is audited (state changes of the ACL) */
     int self_allowed;          /* 1: any authenticated caller may do it to its own principal */
     int delegation;            /* 1: decided by the broker's delegation rules, not by roles */
+    int no_sluice_tokens;      /* 1: a sluice token cannot be the credential (no self-renewal) */
 } sl_op_info;
 
 /* NULL for an out-of-range op. */

@@ -168,6 +168,12 @@ static int open_store(const char *path, sl_apikey_store **s)
     return rc == SL_OK ? SL__EXIT_OK : store_fail(rc, &st);
 }
 
+/* Whole seconds as integers, like the store file and `token inspect`'s iat/exp. */
+static json_t *time_json(double v)
+{
+    return v == floor(v) && v < 9007199254740992.0 ? json_integer((json_int_t)v) : json_real(v);
+}
+
 static json_t *record_json(const sl_apikey_record *r, double now)
 {
     json_t *ch = json_null();
@@ -177,11 +183,11 @@ static json_t *record_json(const sl_apikey_record *r, double now)
             json_array_append_new(ch, json_string(r->channels[i]));
     }
     int expired = r->expires_at > 0 && !(now < r->expires_at);
-    return json_pack("{s:s, s:s, s:o, s:o, s:f, s:f, s:b}", "id", r->id, "principal",
-                     r->principal, "role",
+    return json_pack("{s:s, s:s, s:o, s:o, s:o, s:o, s:b}", "id", r->id, "principal", r->principal,
+                     "role",
                      r->role == SL_ROLE_NONE ? json_null() : json_string(sl_role_name(r->role)),
-                     "channels", ch ? ch : json_null(), "created_at", r->created_at,
-                     "expires_at", r->expires_at, "expired", expired);
+                     "channels", ch ? ch : json_null(), "created_at", time_json(r->created_at),
+                     "expires_at", time_json(r->expires_at), "expired", expired);
 }
 
 /* ---- create ---------------------------------------------------------------------------------- */
@@ -249,8 +255,8 @@ static int cmd_create(int argc, char **argv)
             fprintf(stderr, "sluice: created api key %s for '%s'\n", id, a.principal);
     }
     if (r != SL__EXIT_OK)
-        sl__cli_err("cannot write output: %s (api key %s was created; delete it)",
-                    strerror(errno), id);
+        sl__cli_err("cannot write output: %s (api key %s was created; delete it)", strerror(errno),
+                    id);
     sl_apikey_key_free(key);
     sl_apikey_store_close(s);
     return r;
@@ -260,9 +266,8 @@ static int cmd_create(int argc, char **argv)
 
 static int cmd_list(int argc, char **argv)
 {
-    static const struct option opts[] = {{"help", no_argument, NULL, 'h'},
-                                         {"store", required_argument, NULL, OPT_STORE},
-                                         {0}};
+    static const struct option opts[] = {
+        {"help", no_argument, NULL, 'h'}, {"store", required_argument, NULL, OPT_STORE}, {0}};
     const char *cmd = "apikey list";
     args a;
     int r = parse(&a, cmd, argc, argv, opts, list_usage);
@@ -292,9 +297,8 @@ static int cmd_list(int argc, char **argv)
 
 static int cmd_change(int argc, char **argv, int expire)
 {
-    static const struct option opts[] = {{"help", no_argument, NULL, 'h'},
-                                         {"store", required_argument, NULL, OPT_STORE},
-                                         {0}};
+    static const struct option opts[] = {
+        {"help", no_argument, NULL, 'h'}, {"store", required_argument, NULL, OPT_STORE}, {0}};
     const char *cmd = expire ? "apikey expire" : "apikey delete";
     args a;
     int r = parse(&a, cmd, argc, argv, opts, expire ? expire_usage : delete_usage);
@@ -316,8 +320,8 @@ static int cmd_change(int argc, char **argv, int expire)
     if (rc == SL_OK && expire) {
         sl_apikey_record rec;
         if (sl_apikey_get(s, id, &rec) == SL_OK) {
-            o = json_pack("{s:s, s:s, s:f}", "status", "ok", "id", id, "expires_at",
-                          rec.expires_at);
+            o = json_pack("{s:s, s:s, s:o}", "status", "ok", "id", id, "expires_at",
+                          time_json(rec.expires_at));
             sl_apikey_record_clear(&rec);
         }
     } else if (rc == SL_OK) {

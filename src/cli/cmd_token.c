@@ -2,7 +2,8 @@
  * the server's secret, taken from --secret-file or SLUICE_JWT_SECRET; it is held only as long as
  * needed, wiped afterwards, and never printed, not even in errors. `inspect` decodes without
  * verifying (useful for debugging any token) and, with --verify, also runs the server's own
- * verification so scripts can check a token before using it. */
+ * verification so scripts can check a token before using it, against the secret or, with --pubkey,
+ * an identity provider's ES256 or EdDSA public key. */
 #include "cli/cli.h"
 
 #include <sluice/jwt.h>
@@ -14,6 +15,7 @@
 #include <time.h>
 
 #define MAX_SECRET_FILE 65536
+#define MAX_PUBKEY_FILE 65536
 
 static const char token_usage[] =
     "Usage: sluice token COMMAND [ARGS] [options]\n"
@@ -53,6 +55,8 @@ static const char inspect_usage[] =
     "  --aud AUDIENCE       with --verify: require this audience\n"
     "  --iss ISSUER         with --verify: require this issuer\n"
     "  --secret-file FILE   read the secret from FILE; default: $SLUICE_JWT_SECRET\n"
+    "  --pubkey FILE        with --verify: verify with this PEM public key (P-256 for\n"
+    "                       ES256 or Ed25519 for EdDSA tokens) instead of the secret\n"
     "  -h, --help           show this help\n";
 
 enum {
@@ -66,6 +70,7 @@ enum {
     OPT_JTI,
     OPT_SECRET_FILE,
     OPT_VERIFY,
+    OPT_PUBKEY,
 };
 
 /* ---- the secret ------------------------------------------------------------------------------ */
@@ -274,6 +279,7 @@ typedef struct inspect_args {
     int verify;
     sl_jwt_verify_opts vo;
     const char *secret_file;
+    const char *pubkey_file;
 } inspect_args;
 
 static int inspect_opt(void *ud, int opt, const char *arg)
@@ -292,8 +298,53 @@ static int inspect_opt(void *ud, int opt, const char *arg)
     case OPT_SECRET_FILE:
         a->secret_file = arg;
         return 0;
+    case OPT_PUBKEY:
+        a->pubkey_file = arg;
+        return 0;
     }
     return SL__EXIT_USAGE;
+}
+
+/* A keyring holding the public key in file under kid, as whichever of ES256 and EdDSA it is (each
+ * refuses the other's keys, so trying both cannot admit a wrong one). The type is found with no kid
+ * first, so that a token's unusable kid is not blamed on the key file. Returns an exit code. */
+static int keyring_with_pubkey(const char *file, const char *kid, sl_jwt_keyring **out)
+{
+    typedef int (*add_fn)(sl_jwt_keyring *, const char *, const char *, size_t);
+    size_t len;
+    char *pem = sl__cli_read_file(file, MAX_PUBKEY_FILE, &len);
+    if (pem == NULL) {
+        sl__cli_err("cannot read public key file '%s': %s", file,
+                    errno == EFBIG ? "too large" : strerror(errno));
+        return SL__EXIT_FAIL;
+    }
+    add_fn add = NULL;
+    sl_jwt_keyring *probe = NULL;
+    int rc = sl_jwt_keyring_new(&probe);
+    if (rc == SL_OK) {
+        if ((rc = sl_jwt_keyring_add_es256_pem(probe, NULL, pem, len)) == SL_OK)
+            add = sl_jwt_keyring_add_es256_pem;
+        else if (rc == SL_EINVAL &&
+                 (rc = sl_jwt_keyring_add_eddsa_pem(probe, NULL, pem, len)) == SL_OK)
+            add = sl_jwt_keyring_add_eddsa_pem;
+    }
+    sl_jwt_keyring_free(probe);
+    if (add != NULL && (rc = sl_jwt_keyring_new(out)) == SL_OK)
+        rc = add(*out, kid, pem, len);
+    /* A mistaken private key must not linger in freed memory either. */
+    sl__cli_wipe_free(pem, len);
+    if (rc != SL_OK) {
+        sl_jwt_keyring_free(*out);
+        *out = NULL;
+        if (add == NULL && rc == SL_EINVAL) {
+            sl__cli_err("'%s' is not a P-256 or Ed25519 public key in PEM (\"BEGIN PUBLIC KEY\")",
+                        file);
+            return SL__EXIT_USAGE;
+        }
+        sl__cli_err("cannot use the public key: %s", sl_strerror(rc));
+        return SL__EXIT_FAIL;
+    }
+    return SL__EXIT_OK;
 }
 
 /* Adds "verified" (and "error") to out. Returns an exit code: 0 verified, 3 not. */
@@ -302,8 +353,10 @@ static int verify_into(json_t *out, const char *token, size_t len, const char *k
 {
     secret s;
     sl_jwt_keyring *kr = NULL;
-    int r = secret_load("token inspect", a->secret_file, &s);
-    if (r == SL__EXIT_OK) {
+    int r;
+    if (a->pubkey_file != NULL) {
+        r = keyring_with_pubkey(a->pubkey_file, kid, &kr);
+    } else if ((r = secret_load("token inspect", a->secret_file, &s)) == SL__EXIT_OK) {
         /* The secret is the one to check against, whatever key the token names. */
         r = keyring_with(&s, kid, &kr);
         secret_release(&s);
@@ -331,6 +384,7 @@ static int cmd_inspect(int argc, char **argv)
                                          {"aud", required_argument, NULL, OPT_AUD},
                                          {"iss", required_argument, NULL, OPT_ISS},
                                          {"secret-file", required_argument, NULL, OPT_SECRET_FILE},
+                                         {"pubkey", required_argument, NULL, OPT_PUBKEY},
                                          {0}};
     const char *cmd = "token inspect";
     inspect_args a;
@@ -341,6 +395,11 @@ static int cmd_inspect(int argc, char **argv)
         return r;
     if (argc - optind != 1)
         return sl__cli_usage_error(cmd, "expected one TOKEN (or '-' for stdin)");
+    /* Either key alone decides; accepting both would leave unclear which one verified. */
+    if (a.pubkey_file != NULL && a.secret_file != NULL)
+        return sl__cli_usage_error(cmd, "--pubkey and --secret-file exclude each other");
+    if (a.pubkey_file != NULL && !a.verify)
+        return sl__cli_usage_error(cmd, "--pubkey needs --verify");
     char *in = NULL;
     const char *token = argv[optind];
     if (strcmp(token, "-") == 0) {

@@ -64,8 +64,8 @@ int sl_apikey_looks_like(const char *cred, size_t len)
            memcmp(cred, SL_APIKEY_PREFIX, SL_APIKEY_PREFIX_LEN) == 0;
 }
 
-int sl_apikey_parse(const char *key, size_t len, char id[SL_APIKEY_ID_LEN + 1],
-                    const char **secret, size_t *secret_len)
+int sl_apikey_parse(const char *key, size_t len, char id[SL_APIKEY_ID_LEN + 1], const char **secret,
+                    size_t *secret_len)
 {
     if (key == NULL || len != SL_APIKEY_LEN || !sl_apikey_looks_like(key, len) ||
         key[SL_APIKEY_PREFIX_LEN + SL_APIKEY_ID_LEN] != '_')
@@ -124,7 +124,7 @@ static int hash_secret(const char *secret, size_t len, unsigned char out[HASH_LE
 {
     unsigned int olen = 0;
     return EVP_Digest(secret, len, out, &olen, EVP_sha256(), NULL) == 1 && olen == HASH_LEN ? 0
-                                                                                             : -1;
+                                                                                            : -1;
 }
 
 /* ---- records --------------------------------------------------------------------------------- */
@@ -245,8 +245,8 @@ static int record_from_json(json_t *o, entry *out, char *err, size_t errsz)
     {
         /* Unknown fields are errors: a misspelt "channels" would otherwise widen a key to every
          * channel without anyone noticing. */
-        static const char *const known[] = {"id",         "principal",  "hash", "created_at",
-                                            "expires_at", "role",       "channels"};
+        static const char *const known[] = {"id",         "principal", "hash",    "created_at",
+                                            "expires_at", "role",      "channels"};
         size_t i = 0;
         while (i < sizeof known / sizeof known[0] && strcmp(k, known[i]) != 0)
             i++;
@@ -341,8 +341,7 @@ static int parse_text(const char *text, size_t len, const char *name, entry **ou
     if (text == NULL && len > 0)
         return sl_status_set(st, SL_EINVAL, NULL);
     if (len > SL_APIKEY_FILE_MAX)
-        return sl_status_set(st, SL_ECONFIG, "%s: larger than %u bytes", name,
-                             SL_APIKEY_FILE_MAX);
+        return sl_status_set(st, SL_ECONFIG, "%s: larger than %u bytes", name, SL_APIKEY_FILE_MAX);
     entry *e = NULL;
     size_t n = 0, cap = 0, line = 0;
     char err[160];
@@ -486,9 +485,8 @@ static void remember(sl_apikey_store *s, const struct stat *sb)
 
 static int unchanged(const sl_apikey_store *s, const struct stat *sb)
 {
-    return s->have_file && s->dev == sb->st_dev && s->ino == sb->st_ino &&
-           s->size == sb->st_size && s->mtime.tv_sec == sb->st_mtim.tv_sec &&
-           s->mtime.tv_nsec == sb->st_mtim.tv_nsec;
+    return s->have_file && s->dev == sb->st_dev && s->ino == sb->st_ino && s->size == sb->st_size &&
+           s->mtime.tv_sec == sb->st_mtim.tv_sec && s->mtime.tv_nsec == sb->st_mtim.tv_nsec;
 }
 
 static void replace_entries(sl_apikey_store *s, entry *e, size_t n)
@@ -575,8 +573,7 @@ static int write_all(int fd, const char *p, size_t n)
 
 /* Replaces the file with e[0..n) atomically: a crash leaves the old or the new file, never a mix
  * or a truncation. On success *sb describes the new file. */
-static int write_file(sl_apikey_store *s, const entry *e, size_t n, struct stat *sb,
-                      sl_status *st)
+static int write_file(sl_apikey_store *s, const entry *e, size_t n, struct stat *sb, sl_status *st)
 {
     size_t len = 0;
     char *text = format_text(e, n, &len);
@@ -756,8 +753,7 @@ int sl_apikey_create(sl_apikey_store *s, const char *principal, sl_role role,
         role != SL_ROLE_ADMIN)
         return sl_status_set(st, SL_EINVAL, "invalid role");
     if (n > SL_APIKEY_CHANNELS_MAX)
-        return sl_status_set(st, SL_EINVAL, "at most %d channel patterns",
-                             SL_APIKEY_CHANNELS_MAX);
+        return sl_status_set(st, SL_EINVAL, "at most %d channel patterns", SL_APIKEY_CHANNELS_MAX);
     for (size_t i = 0; i < n; i++)
         if (patterns[i] == NULL || !sl_pattern_valid(patterns[i], strlen(patterns[i])))
             return sl_status_set(st, SL_EINVAL, "invalid channel pattern (#%zu)", i + 1);
@@ -814,9 +810,11 @@ int sl_apikey_create(sl_apikey_store *s, const char *principal, sl_role role,
     if (rc == SL_OK && (e = malloc((s->n + 1) * sizeof *e)) == NULL)
         rc = sl_status_set(st, SL_ENOMEM, NULL);
     if (rc == SL_OK) {
-        memcpy(e, s->e, at * sizeof *e);
+        if (s->n > 0) { /* s->e is NULL while empty, and memcpy must not see NULL */
+            memcpy(e, s->e, at * sizeof *e);
+            memcpy(e + at + 1, s->e + at, (s->n - at) * sizeof *e);
+        }
         e[at] = ne;
-        memcpy(e + at + 1, s->e + at, (s->n - at) * sizeof *e);
         rc = commit(s, e, s->n + 1, st);
         if (rc != SL_OK)
             free(e);
@@ -956,5 +954,51 @@ int sl_apikey_authenticate(const sl_apikey_store *s, const char *key, size_t len
     snprintf(out->token_id, sizeof out->token_id, "%s", r->id);
     out->issued_at = r->created_at;
     out->expires_at = r->expires_at;
+    return SL_OK;
+}
+
+/* ---- the sl_authn adapter -------------------------------------------------------------------- */
+
+typedef struct adapter {
+    sl_authenticator base; /* first: the chain hands back &base */
+    sl_apikey_store *store;
+} adapter;
+
+static void adapter_authenticate(sl_authenticator *a, const char *cred, size_t len, double now,
+                                 sl_authn_cb cb, void *ud)
+{
+    adapter *ad = (adapter *)a;
+    if (!sl_apikey_looks_like(cred, len)) {
+        cb(ud, SL_ETOKEN, NULL, "not an api key");
+        return;
+    }
+    /* Errors leave the last good records in force; whoever owns the store reports them. */
+    sl_apikey_reload(ad->store, NULL);
+    sl_identity who;
+    sl_identity_init(&who);
+    sl_status st;
+    sl_status_clear(&st);
+    int rc = sl_apikey_authenticate(ad->store, cred, len, now, &who, &st);
+    cb(ud, rc, rc == SL_OK ? &who : NULL, rc == SL_OK ? NULL : st.message);
+    sl_identity_clear(&who);
+}
+
+static void adapter_free(sl_authenticator *a)
+{
+    free(a);
+}
+
+int sl_apikey_authenticator_new(sl_apikey_store *s, sl_authenticator **out)
+{
+    if (s == NULL || out == NULL)
+        return SL_EINVAL;
+    adapter *ad = calloc(1, sizeof *ad);
+    if (ad == NULL)
+        return SL_ENOMEM;
+    ad->base.name = "api-key";
+    ad->base.authenticate = adapter_authenticate;
+    ad->base.free = adapter_free;
+    ad->store = s;
+    *out = &ad->base;
     return SL_OK;
 }

@@ -132,7 +132,11 @@ void sl_authn_run(const sl_authn *a, const char *header, size_t len, double now,
     r->now = now;
     r->cb = cb;
     r->ud = ud;
-    if (a->keys) {
+    /* Only a JWT-shaped credential (two dots) is tried as a sluice token, so that an API key or an
+     * opaque token reports its own authenticator's reason. */
+    const char *dot = memchr(tok, '.', tlen);
+    int jwt_shaped = dot && memchr(dot + 1, '.', tlen - (size_t)(dot + 1 - tok)) != NULL;
+    if (a->keys && (jwt_shaped || a->nchain == 0)) {
         int rc = sl_jwt_verify(a->keys, tok, tlen, &a->jwt, now, &id, &st);
         if (rc == SL_OK || a->nchain == 0) {
             cb(ud, rc, rc == SL_OK ? &id : NULL, rc == SL_OK ? NULL : st.message);

@@ -75,7 +75,7 @@ static int decide(sl_ctx *ctx, const sl_identity *who, const sl_op_info *info, c
     sl_mode mode = sl__ctx_channel_mode(ctx, channel);
     if (mode == SL_MODE_OPEN)
         return SL_OK;
-    if (who->source == SL_SOURCE_NONE)
+    if (who->source == SL_SOURCE_NONE || (info->no_sluice_tokens && who->source == SL_SOURCE_JWT))
         return SL_EUNAUTH;
     if (info->resource == SL_RES_CHANNELS)
         return SL_OK; /* authorised per channel by the operation itself */
@@ -95,7 +95,10 @@ int sl_authorize(sl_ctx *ctx, const sl_identity *who, sl_op op, const char *reso
         return sl_status_set(st, SL_EINVAL, "unknown operation");
     int rc = decide(ctx, who, info, resource);
     if (rc == SL_EUNAUTH)
-        return sl_status_set(st, SL_EUNAUTH, "authentication required");
+        return sl_status_set(st, SL_EUNAUTH,
+                             who && who->source == SL_SOURCE_JWT
+                                 ? "a sluice token cannot be used to obtain tokens"
+                                 : "authentication required");
     if (rc == SL_EFORBIDDEN)
         return deny(ctx, who, info, resource, st);
     return SL_OK;

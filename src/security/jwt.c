@@ -1,6 +1,6 @@
 /* JWT with HS256 (RFC 7519, RFC 7515), and ES256 / EdDSA public keys (RFC 7518, RFC 8037) for
- * tokens of an upstream identity provider: the keyring, strict verification of bearer tokens into an
- * sl_identity, signing, and undecoded inspection. Verification is on the path of every network
+ * tokens of an upstream identity provider: the keyring, strict verification of bearer tokens into
+ * an sl_identity, signing, and undecoded inspection. Verification is on the path of every network
  * request, so it is built to run in well under a microsecond without touching the heap except for
  * the identity's channel scope: base64url is decoded into a stack buffer, HMAC resumes from inner
  * and outer SHA-256 states precomputed when the key is added, and the JSON of header and payload is
@@ -11,7 +11,8 @@
  * checked (it names the key); the payload is decoded only after. Error descriptions are fixed
  * strings so that nothing of a token or secret can leak through them. Public-key verification costs
  * tens of microseconds whatever we do, so it simply goes through EVP; it shares everything before
- * the signature with HS256 and branches only after the key is chosen, leaving that path as it was. */
+ * the signature with HS256 and branches only after the key is chosen, leaving that path as it was.
+ */
 
 /* SHA256_Init/Update/Final are deprecated in OpenSSL 3 but are the only way to resume a
  * precomputed HMAC state without an allocation (EVP_MD_CTX_copy and EVP_MAC_CTX_dup both allocate

@@ -40,10 +40,22 @@ static const sl_op_info registry[SL_OP__COUNT] = {
                             "revoke tokens of", 1, 1},
     /* The channels of a token are decided one by one by the broker's authorizer. */
     [SL_OP_TOKEN_ISSUE] = {SL_OP_TOKEN_ISSUE, "token.issue", SL_ROLE_READ, SL_RES_CHANNELS,
-                           "obtain tokens", 1},
+                           "obtain tokens", 1, 0, 0, 1},
     /* Resource: the principal the token is for; the delegation rules decide. */
     [SL_OP_TOKEN_DELEGATE] = {SL_OP_TOKEN_DELEGATE, "token.delegate", SL_ROLE_READ,
-                              SL_RES_PRINCIPAL, "mint tokens on behalf of", 1, 0, 1},
+                              SL_RES_PRINCIPAL, "mint tokens on behalf of", 1, 0, 1, 1},
+    [SL_OP_APIKEY_CREATE] = {SL_OP_APIKEY_CREATE, "apikey.create", SL_ROLE_ADMIN, SL_RES_NONE,
+                             "manage API keys", 1},
+    [SL_OP_APIKEY_LIST] = {SL_OP_APIKEY_LIST, "apikey.list", SL_ROLE_ADMIN, SL_RES_NONE,
+                           "manage API keys", 0},
+    [SL_OP_APIKEY_EXPIRE] = {SL_OP_APIKEY_EXPIRE, "apikey.expire", SL_ROLE_ADMIN, SL_RES_NONE,
+                             "manage API keys", 1},
+    [SL_OP_APIKEY_DELETE] = {SL_OP_APIKEY_DELETE, "apikey.delete", SL_ROLE_ADMIN, SL_RES_NONE,
+                             "manage API keys", 1},
+    [SL_OP_BROKER_ASSIGN] = {SL_OP_BROKER_ASSIGN, "broker.assign", SL_ROLE_ADMIN,
+                             SL_RES_PRINCIPAL, "manage broker roles", 1},
+    [SL_OP_BROKER_LIST] = {SL_OP_BROKER_LIST, "broker.get", SL_ROLE_ADMIN, SL_RES_PRINCIPAL,
+                           "manage broker roles", 0},
 };
 
 const sl_op_info *sl_op_lookup(sl_op op)

@@ -39,6 +39,15 @@ void sl__config_free(sl__config *c)
     free(c->jwt_audience);
     free(c->jwt_issuer);
     free(c->audit_log);
+    free(c->apikey_store);
+    free(c->upstream_key_alg);
+    free(c->upstream_key_file);
+    free(c->upstream_issuer);
+    free(c->upstream_audience);
+    free(c->introspection_url);
+    free(c->introspection_client_id);
+    free(c->introspection_secret_file);
+    free_strv(c->authenticators, c->nauthenticators);
     free(c->revocation);
     free(c->revocation_prefix);
     for (size_t i = 0; i < c->nchannels; i++) {
@@ -192,6 +201,15 @@ int sl__config_set(sl__config *c, const char *key, const char *v, sl_status *st)
         if (strcmp(v, "memory") && strcmp(v, "off") && strncmp(v, "redis://", 8))
             return sl_status_set(st, SL_ECONFIG,
                                  "revocation must be memory, off or redis://HOST:PORT");
+        free(c->apikey_store);
+        free(c->upstream_key_alg);
+        free(c->upstream_key_file);
+        free(c->upstream_issuer);
+        free(c->upstream_audience);
+        free(c->introspection_url);
+        free(c->introspection_client_id);
+        free(c->introspection_secret_file);
+        free_strv(c->authenticators, c->nauthenticators);
         free(c->revocation);
         c->revocation = strdup(v);
     } else if (!strcmp(key, "revocation_prefix")) {
@@ -204,6 +222,55 @@ int sl__config_set(sl__config *c, const char *key, const char *v, sl_status *st)
         if (parse_seconds(v, &d) < 0 || d < 1)
             return sl_status_set(st, SL_ECONFIG, "revocation_max_ttl must be at least 1 second");
         c->revocation_max_ttl = d;
+    } else if (!strcmp(key, "apikey_store") || !strcmp(key, "upstream_jwt_issuer") ||
+               !strcmp(key, "upstream_jwt_audience") || !strcmp(key, "introspection_url") ||
+               !strcmp(key, "introspection_client_id") ||
+               !strcmp(key, "introspection_client_secret_file")) {
+        char **slot = !strcmp(key, "apikey_store")              ? &c->apikey_store
+                      : !strcmp(key, "upstream_jwt_issuer")     ? &c->upstream_issuer
+                      : !strcmp(key, "upstream_jwt_audience")   ? &c->upstream_audience
+                      : !strcmp(key, "introspection_url")       ? &c->introspection_url
+                      : !strcmp(key, "introspection_client_id") ? &c->introspection_client_id
+                                                                : &c->introspection_secret_file;
+        if (*v == '\0')
+            return sl_status_set(st, SL_ECONFIG, "%s must not be empty", key);
+        if (!strcmp(key, "introspection_url") && strncmp(v, "http://", 7) &&
+            strncmp(v, "https://", 8))
+            return sl_status_set(st, SL_ECONFIG, "introspection_url must be an http(s) URL");
+        free(*slot);
+        *slot = strdup(v);
+    } else if (!strcmp(key, "upstream_jwt_key")) {
+        const char *colon = strchr(v, ':');
+        size_t n = colon ? (size_t)(colon - v) : 0;
+        if (!colon || colon[1] == '\0' ||
+            !((n == 5 && !strncmp(v, "hs256", 5)) || (n == 5 && !strncmp(v, "es256", 5)) ||
+              (n == 5 && !strncmp(v, "eddsa", 5))))
+            return sl_status_set(st, SL_ECONFIG, "upstream_jwt_key must be hs256|es256|eddsa:FILE");
+        free(c->upstream_key_alg);
+        free(c->upstream_key_file);
+        c->upstream_key_alg = strndup(v, n);
+        c->upstream_key_file = strdup(colon + 1);
+    } else if (!strcmp(key, "introspection_cache_ttl")) {
+        if (parse_seconds(v, &d) < 0 || d > 300)
+            return sl_status_set(st, SL_ECONFIG, "introspection_cache_ttl must be 0..300 seconds");
+        c->introspection_cache_ttl = d;
+    } else if (!strcmp(key, "authenticators")) {
+        free_strv(c->authenticators, c->nauthenticators);
+        c->authenticators = NULL;
+        c->nauthenticators = 0;
+        char buf[MAX_LINE];
+        snprintf(buf, sizeof buf, "%s", v);
+        for (char *save = NULL, *tok = strtok_r(buf, ", \t", &save); tok;
+             tok = strtok_r(NULL, ", \t", &save)) {
+            if (strcmp(tok, "apikey") && strcmp(tok, "upstream-jwt") &&
+                strcmp(tok, "introspection"))
+                return sl_status_set(st, SL_ECONFIG,
+                                     "authenticators: unknown '%.32s' (apikey, upstream-jwt, "
+                                     "introspection)",
+                                     tok);
+            if (push_str(&c->authenticators, &c->nauthenticators, tok) != SL_OK)
+                return sl_status_set(st, SL_ENOMEM, NULL);
+        }
     } else if (!strcmp(key, "broker")) {
         if (parse_bool(v, &c->broker) < 0)
             return sl_status_set(st, SL_ECONFIG, "broker must be true or false");
@@ -211,7 +278,8 @@ int sl__config_set(sl__config *c, const char *key, const char *v, sl_status *st)
         size_t n = strlen(v);
         if (n >= sizeof c->broker_prefix || (n && (v[0] != '/' || v[n - 1] == '/')) ||
             strpbrk(v, "?# \t%"))
-            return sl_status_set(st, SL_ECONFIG, "broker_prefix must be like /auth (no trailing /)");
+            return sl_status_set(st, SL_ECONFIG,
+                                 "broker_prefix must be like /auth (no trailing /)");
         memcpy(c->broker_prefix, v, n + 1);
     } else if (!strcmp(key, "broker_default_ttl") || !strcmp(key, "broker_max_ttl")) {
         if (parse_seconds(v, &d) < 0 || d < 1 || d > 31536000)
@@ -222,7 +290,8 @@ int sl__config_set(sl__config *c, const char *key, const char *v, sl_status *st)
             return sl_status_set(st, SL_ECONFIG, "broker_allow_all must be true or false");
     } else if (!strcmp(key, "broker_allow_all_role")) {
         if ((c->broker_allow_all_role = sl_role_parse(v)) == SL_ROLE_NONE)
-            return sl_status_set(st, SL_ECONFIG, "broker_allow_all_role must be read, write or admin");
+            return sl_status_set(st, SL_ECONFIG,
+                                 "broker_allow_all_role must be read, write or admin");
     } else if (!strcmp(key, "log_requests")) {
         if (parse_bool(v, &c->log_requests) < 0)
             return sl_status_set(st, SL_ECONFIG, "log_requests must be true or false");
@@ -394,7 +463,9 @@ static int set_named(int sec, sl__cfg_named *e, const char *key, const char *v, 
     if (sec == SEC_DELEGATE && !strcmp(key, "principals"))
         return add_items(e, v, ok_principal_pattern, "principal pattern", st);
     return sl_status_set(st, SL_ECONFIG, "unknown %s option '%.64s'",
-                         sec == SEC_ROLE ? "role" : sec == SEC_PRINCIPAL ? "principal" : "delegate",
+                         sec == SEC_ROLE        ? "role"
+                         : sec == SEC_PRINCIPAL ? "principal"
+                                                : "delegate",
                          key);
 }
 

@@ -58,6 +58,15 @@ typedef struct sl__config {
     size_t nchannels;
     sl__cfg_grant *grants;
     size_t ngrants;
+    /* authenticators besides sluice tokens */
+    char *apikey_store;          /* API key file */
+    char *upstream_key_alg;      /* "hs256" | "es256" | "eddsa" */
+    char *upstream_key_file;
+    char *upstream_issuer, *upstream_audience;
+    char *introspection_url, *introspection_client_id, *introspection_secret_file;
+    double introspection_cache_ttl;
+    char **authenticators;       /* order; NULL: every configured one, in the order above */
+    size_t nauthenticators;
     /* the token broker */
     int broker;              /* 1: enabled (also implied by any role/principal/delegate) */
     char broker_prefix[64];  /* path prefix of /token, /token/delegate, /revoke */

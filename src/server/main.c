@@ -1,9 +1,12 @@
 /* sluiced: the channel server. Reads flags and the config file, builds the context (channels, ACL,
  * JWT keys, audit sink), and serves the HTTP API on a libuv loop until SIGINT or SIGTERM. */
 #include <sluice/audit.h>
+#include <sluice/apikey.h>
 #include <sluice/authn.h>
 #include <sluice/broker.h>
+#include <sluice/introspect.h>
 #include <sluice/revocation.h>
+#include <sluice/upstream.h>
 #include <sluice/jwt.h>
 #include <sluice/sluice.h>
 
@@ -26,6 +29,12 @@ typedef struct server {
     sl_audit_log *audit;
     sl_revocation_store *revocation;
     sl_broker *broker;
+    sl_apikey_store *apikeys;
+    sl_jwt_keyring *upstream_keys;
+    sl_jwt_verify_opts upstream_opts;
+    sl_introspect *introspect;
+    sl_authenticator *auths[SL_AUTHN_MAX]; /* owned; the chain in router.authn borrows them */
+    size_t nauths;
     int log_requests;
     uv_signal_t sigint, sigterm;
 } server;
@@ -120,6 +129,7 @@ static int parse_args(int argc, char **argv, sl__config *cfg, sl_status *st)
         O_TIMEOUT,
         O_REVOCATION,
         O_REVPREFIX,
+        O_APIKEYS,
         O_LOGREQ,
         O_INSECURE
     };
@@ -136,6 +146,7 @@ static int parse_args(int argc, char **argv, sl__config *cfg, sl_status *st)
         {"request-timeout", required_argument, 0, O_TIMEOUT},
         {"revocation", required_argument, 0, O_REVOCATION},
         {"revocation-prefix", required_argument, 0, O_REVPREFIX},
+        {"apikey-store", required_argument, 0, O_APIKEYS},
         {"log-requests", no_argument, 0, O_LOGREQ},
         {"insecure", no_argument, 0, O_INSECURE},
         {"help", no_argument, 0, 'h'},
@@ -151,7 +162,8 @@ static int parse_args(int argc, char **argv, sl__config *cfg, sl_status *st)
                                        [O_CONNS - 256] = "max_connections",
                                        [O_TIMEOUT - 256] = "request_timeout",
                                        [O_REVOCATION - 256] = "revocation",
-                                       [O_REVPREFIX - 256] = "revocation_prefix"};
+                                       [O_REVPREFIX - 256] = "revocation_prefix",
+                                       [O_APIKEYS - 256] = "apikey_store"};
     int c;
     opterr = 0;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -165,7 +177,7 @@ static int parse_args(int argc, char **argv, sl__config *cfg, sl_status *st)
             cfg->log_requests = 1;
         } else if (c == O_INSECURE) {
             cfg->insecure = 1;
-        } else if (c >= O_LISTEN && c <= O_REVPREFIX && keys[c - 256]) {
+        } else if (c >= O_LISTEN && c <= O_APIKEYS && keys[c - 256]) {
             rc = sl__config_set(cfg, keys[c - 256], optarg, st);
         } else {
             return sl_status_set(st, SL_EINVAL, "unknown or incomplete option '%s' (see --help)",
@@ -285,8 +297,106 @@ static void on_signal(uv_signal_t *h, int signum)
     s->router.revocation = NULL;
     sl_revocation_store_free(s->revocation);
     s->revocation = NULL;
+    sl_introspect_free(s->introspect); /* pending answers: 503 */
+    s->introspect = NULL;
     uv_close((uv_handle_t *)&s->sigint, NULL);
     uv_close((uv_handle_t *)&s->sigterm, NULL);
+}
+
+static int read_file_text(const char *path, char **out, size_t *len)
+{
+    return read_secret(path, out, len); /* same bounded read; trailing newline irrelevant to PEM */
+}
+
+/* Builds one named authenticator; SL_ENOENT when it is not configured. */
+static int make_authenticator(server *s, const sl__config *cfg, const char *name,
+                              sl_authenticator **out, sl_status *st)
+{
+    int rc;
+    if (!strcmp(name, "apikey")) {
+        if (cfg->apikey_store == NULL)
+            return SL_ENOENT;
+        if ((rc = sl_apikey_store_open(&s->apikeys, cfg->apikey_store, st)) != SL_OK)
+            return rc;
+        return sl_apikey_authenticator_new(s->apikeys, out);
+    }
+    if (!strcmp(name, "upstream-jwt")) {
+        if (cfg->upstream_key_file == NULL)
+            return SL_ENOENT;
+        char *text;
+        size_t len;
+        if (read_file_text(cfg->upstream_key_file, &text, &len) != SL_OK)
+            return sl_status_set(st, SL_ECONFIG, "cannot read %s", cfg->upstream_key_file);
+        rc = sl_jwt_keyring_new(&s->upstream_keys);
+        if (rc == SL_OK)
+            rc = !strcmp(cfg->upstream_key_alg, "hs256")
+                     ? sl_jwt_keyring_add_hs256(s->upstream_keys, NULL, text, len)
+                 : !strcmp(cfg->upstream_key_alg, "es256")
+                     ? sl_jwt_keyring_add_es256_pem(s->upstream_keys, NULL, text, len)
+                     : sl_jwt_keyring_add_eddsa_pem(s->upstream_keys, NULL, text, len);
+        memset(text, 0, len);
+        free(text);
+        if (rc != SL_OK)
+            return sl_status_set(st, SL_ECONFIG, "upstream JWT key in %s: %s",
+                                 cfg->upstream_key_file, sl_strerror(rc));
+        sl_jwt_verify_opts_init(&s->upstream_opts);
+        s->upstream_opts.issuer = cfg->upstream_issuer;
+        s->upstream_opts.audience = cfg->upstream_audience;
+        s->upstream_opts.leeway = cfg->jwt_leeway;
+        return sl_upstream_authenticator_new(s->upstream_keys, &s->upstream_opts, out);
+    }
+    if (!strcmp(name, "introspection")) {
+        if (cfg->introspection_url == NULL)
+            return SL_ENOENT;
+        sl_introspect_opts o;
+        sl_introspect_opts_init(&o);
+        o.url = cfg->introspection_url;
+        o.client_id = cfg->introspection_client_id;
+        o.cache_ttl = cfg->introspection_cache_ttl;
+        char *secret = NULL;
+        size_t len = 0;
+        if (cfg->introspection_secret_file &&
+            read_secret(cfg->introspection_secret_file, &secret, &len) != SL_OK)
+            return sl_status_set(st, SL_ECONFIG, "cannot read %s", cfg->introspection_secret_file);
+        o.client_secret = secret;
+        rc = sl_introspect_new(&s->introspect, s->loop, &o, NULL, NULL);
+        if (secret) {
+            memset(secret, 0, len);
+            free(secret);
+        }
+        if (rc != SL_OK)
+            return sl_status_set(st, SL_ECONFIG,
+                                 "introspection_url %s: %s (plain http only to loopback)",
+                                 cfg->introspection_url, sl_strerror(rc));
+        return sl_introspect_authenticator_new(s->introspect, out);
+    }
+    return SL_ENOENT;
+}
+
+/* The authenticator chain after sluice tokens, in the configured order (default: every configured
+ * one, API keys first). */
+static int setup_authenticators(server *s, const sl__config *cfg, sl_status *st)
+{
+    static const char *const all[] = {"apikey", "upstream-jwt", "introspection"};
+    const char *const *order =
+        cfg->nauthenticators ? (const char *const *)cfg->authenticators : all;
+    size_t n = cfg->nauthenticators ? cfg->nauthenticators : sizeof all / sizeof *all;
+    for (size_t i = 0; i < n; i++) {
+        if (s->nauths == SL_AUTHN_MAX)
+            return sl_status_set(st, SL_ECONFIG, "too many authenticators");
+        sl_authenticator *a = NULL;
+        int rc = make_authenticator(s, cfg, order[i], &a, st);
+        if (rc == SL_ENOENT && cfg->nauthenticators)
+            return sl_status_set(st, SL_ECONFIG, "authenticator '%s' is listed but not configured",
+                                 order[i]);
+        if (rc == SL_ENOENT)
+            continue;
+        if (rc != SL_OK)
+            return st->code ? st->code : sl_status_set(st, rc, "%s: %s", order[i], sl_strerror(rc));
+        s->auths[s->nauths++] = a;
+        s->router.authn.chain[s->router.authn.nchain++] = a;
+    }
+    return SL_OK;
 }
 
 /* The token broker: on when configured; it signs with the default JWT key. */
@@ -330,10 +440,13 @@ static int setup_broker(server *s, const sl__config *cfg, sl_status *st)
 static int setup(server *s, const sl__config *cfg, sl_status *st)
 {
     int rc = build_keys(s, cfg, st);
+    if (rc == SL_OK)
+        rc = setup_authenticators(s, cfg, st);
     if (rc != SL_OK)
         return rc;
-    sl_mode mode = cfg->authz ? cfg->authz : s->keys ? SL_MODE_TOKEN : SL_MODE_OPEN;
-    if (s->keys == NULL && mode != SL_MODE_OPEN)
+    int authenticated = s->keys != NULL || s->nauths > 0;
+    sl_mode mode = cfg->authz ? cfg->authz : authenticated ? SL_MODE_TOKEN : SL_MODE_OPEN;
+    if (!authenticated && mode != SL_MODE_OPEN)
         return sl_status_set(st, SL_ECONFIG,
                              "--authz %s needs JWT authentication: set SLUICE_JWT_SECRET or "
                              "--jwt-secret-file",
@@ -368,6 +481,7 @@ static int setup(server *s, const sl__config *cfg, sl_status *st)
         return rc;
     s->router.ctx = s->ctx;
     s->router.authn.keys = s->keys;
+    s->router.apikeys = s->apikeys;
     sl_jwt_verify_opts_init(&s->router.authn.jwt);
     s->router.authn.jwt.audience = cfg->jwt_audience;
     s->router.authn.jwt.issuer = cfg->jwt_issuer;
@@ -385,10 +499,10 @@ int main(int argc, char **argv)
     sl_status st;
     sl_status_clear(&st);
     int rc = parse_args(argc, argv, &cfg, &st);
+    s.loop = uv_default_loop();
     if (rc == SL_OK)
         rc = setup(&s, &cfg, &st);
     if (rc == SL_OK) {
-        s.loop = uv_default_loop();
         rc = setup_revocation(&s, &cfg, &st);
         if (rc == SL_OK)
             rc = sl_http_server_new(&s.http, s.loop, &cfg.limits, on_request, &s);
@@ -412,6 +526,7 @@ int main(int argc, char **argv)
     }
     if (s.revocation) /* start-up failed after it was made: let its handles close */
         sl_revocation_store_free(s.revocation);
+    sl_introspect_free(s.introspect);
     if (s.loop)
         uv_run(s.loop, UV_RUN_NOWAIT);
     if (s.http)
@@ -420,6 +535,10 @@ int main(int argc, char **argv)
         uv_loop_close(s.loop);
     sl_ctx_free(s.ctx);
     sl_broker_free(s.broker);
+    for (size_t i = 0; i < s.nauths; i++)
+        s.auths[i]->free(s.auths[i]);
+    sl_apikey_store_close(s.apikeys);
+    sl_jwt_keyring_free(s.upstream_keys);
     sl_jwt_keyring_free(s.keys);
     sl_audit_log_close(s.audit);
     sl__config_free(&cfg);

@@ -15,6 +15,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include <sluice/apikey.h>
 #include <sluice/broker.h>
 
 struct sl__job {
@@ -762,8 +763,8 @@ static json_t *denials_json(const sl_broker_decision *d)
 {
     json_t *a = json_array();
     for (size_t i = 0; i < d->ndenied; i++)
-        json_array_append_new(a, json_pack("{s:s, s:s}", "channel", d->denied[i].channel,
-                                           "reason", d->denied[i].reason));
+        json_array_append_new(a, json_pack("{s:s, s:s}", "channel", d->denied[i].channel, "reason",
+                                           d->denied[i].reason));
     return a;
 }
 
@@ -817,8 +818,8 @@ static int issue(sl__router *r, const sl_identity *who, const sl_http_request *r
     rc = sl__audit_json(r->ctx, st, rec);
     if (rc == SL_OK)
         set_json(resp, 200,
-                 json_pack("{s:s, s:s, s:s, s:o, s:o}", "token", t.token, "token_id",
-                           t.token_id, "expires_at", exp, "channels_granted",
+                 json_pack("{s:s, s:s, s:s, s:o, s:o}", "token", t.token, "token_id", t.token_id,
+                           "expires_at", exp, "channels_granted",
                            string_array(d.granted, d.ngranted), "channels_denied",
                            denials_json(&d)));
     size_t toklen = strlen(t.token);
@@ -898,6 +899,209 @@ static int h_delegate(sl__router *r, const sl_identity *who, req_t *req, const c
     return rc;
 }
 
+/* ---- API keys and broker roles (administration) -----------------------------------------------
+ */
+
+static json_t *apikey_json(const sl_apikey_record *k, double now)
+{
+    json_t *o = json_pack("{s:s, s:s, s:f, s:f, s:b}", "id", k->id, "principal", k->principal,
+                          "created_at", k->created_at, "expires_at", k->expires_at, "expired",
+                          k->expires_at > 0 && k->expires_at <= now);
+    if (o && k->role != SL_ROLE_NONE)
+        json_object_set_new(o, "role", json_string(sl_role_name(k->role)));
+    if (o && k->scoped)
+        json_object_set_new(o, "channels", string_array(k->channels, k->nchannels));
+    return o;
+}
+
+static int need_apikeys(sl__router *r, sl_status *st)
+{
+    return r->apikeys ? SL_OK : fail(st, SL_ENOENT, "API keys are not enabled on this server");
+}
+
+static int h_apikey_create(sl__router *r, const sl_identity *who, req_t *req, const char *res,
+                           sl__response *resp, sl_status *st)
+{
+    static const char *const fields[] = {"principal", "role", "channels", "expires_in", NULL};
+    int rc = need_apikeys(r, st);
+    json_t *body = NULL;
+    if (rc == SL_OK)
+        rc = parse_body(req, &body, st);
+    if (rc != SL_OK)
+        return rc;
+    const char *principal = NULL, *role = NULL;
+    const char **pats = NULL;
+    size_t n = 0;
+    double expires_in = 0;
+    json_t *chans = json_object_get(body, "channels");
+    if ((rc = only_fields(body, fields, st)) == SL_OK &&
+        (get_string(body, "principal", &principal, st) < 0 || principal == NULL ||
+         !sl_principal_valid(principal, strlen(principal))))
+        rc = fail(st, SL_EINVAL, "principal must be a principal id");
+    if (rc == SL_OK &&
+        (get_string(body, "role", &role, st) < 0 || (role && sl_role_parse(role) == SL_ROLE_NONE)))
+        rc = fail(st, SL_EINVAL, "role must be read, write or admin");
+    if (rc == SL_OK && chans && !json_is_null(chans)) {
+        if (!json_is_array(chans) || json_array_size(chans) > MAX_TOKEN_CHANNELS)
+            rc = fail(st, SL_EINVAL, "channels must be an array of channel patterns");
+        n = json_array_size(chans);
+        if (rc == SL_OK && (pats = calloc(n ? n : 1, sizeof *pats)) == NULL)
+            rc = fail(st, SL_ENOMEM, "out of memory");
+        for (size_t i = 0; rc == SL_OK && i < n; i++)
+            if ((pats[i] = json_string_value(json_array_get(chans, i))) == NULL ||
+                !sl_pattern_valid(pats[i], strlen(pats[i])))
+                rc = fail(st, SL_EINVAL, "channels must be an array of channel patterns");
+    }
+    if (rc == SL_OK)
+        rc = get_ttl(body, "expires_in", &expires_in, st);
+    double now = sl_ctx_now(r->ctx);
+    char *key = NULL, id[SL_APIKEY_ID_LEN + 1];
+    if (rc == SL_OK)
+        rc = sl_apikey_create(r->apikeys, principal, sl_role_parse(role), pats, pats ? n : 0,
+                              expires_in > 0 ? now + expires_in : 0, now, &key, id, st);
+    /* A key nobody could audit is not handed out. */
+    if (rc == SL_OK && (rc = sl__audit(r->ctx, st, "apikey.create", "actor", who->principal, "id",
+                                       id, "principal", principal, NULL)) != SL_OK) {
+        sl_status ignored;
+        sl_apikey_delete(r->apikeys, id, &ignored);
+    }
+    if (rc == SL_OK)
+        set_json(resp, 201,
+                 json_pack("{s:s, s:s, s:s}", "key", key, "id", id, "principal", principal));
+    sl_apikey_key_free(key);
+    free(pats);
+    json_decref(body);
+    return rc;
+}
+
+static int h_apikey_list(sl__router *r, const sl_identity *who, req_t *req, const char *res,
+                         sl__response *resp, sl_status *st)
+{
+    int rc = need_apikeys(r, st);
+    if (rc != SL_OK)
+        return rc;
+    sl_apikey_reload(r->apikeys, st);
+    sl_apikey_record *recs;
+    size_t n;
+    if ((rc = sl_apikey_list(r->apikeys, &recs, &n)) != SL_OK)
+        return sl_status_set(st, rc, NULL);
+    json_t *arr = json_array();
+    double now = sl_ctx_now(r->ctx);
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(arr, apikey_json(&recs[i], now));
+    sl_apikey_records_free(recs, n);
+    set_json(resp, 200, json_pack("{s:o}", "keys", arr));
+    return SL_OK;
+}
+
+static int apikey_change(sl__router *r, const sl_identity *who, const char *id, int expire,
+                         sl__response *resp, sl_status *st)
+{
+    int rc = need_apikeys(r, st);
+    if (rc != SL_OK)
+        return rc;
+    sl_apikey_record rec;
+    if (!sl_apikey_id_valid(id) || sl_apikey_get(r->apikeys, id, &rec) != SL_OK)
+        return fail(st, SL_ENOENT, "no such API key");
+    sl_apikey_record_clear(&rec);
+    rc = sl__audit(r->ctx, st, expire ? "apikey.expire" : "apikey.delete", "actor", who->principal,
+                   "id", id, NULL);
+    if (rc == SL_OK)
+        rc = expire ? sl_apikey_expire(r->apikeys, id, sl_ctx_now(r->ctx), st)
+                    : sl_apikey_delete(r->apikeys, id, st);
+    if (rc == SL_OK)
+        set_json(resp, 200, json_pack("{s:s}", "status", "ok"));
+    return rc;
+}
+
+static int h_apikey_expire(sl__router *r, const sl_identity *who, req_t *req, const char *id,
+                           sl__response *resp, sl_status *st)
+{
+    return apikey_change(r, who, id, 1, resp, st);
+}
+
+static int h_apikey_delete(sl__router *r, const sl_identity *who, req_t *req, const char *id,
+                           sl__response *resp, sl_status *st)
+{
+    return apikey_change(r, who, id, 0, resp, st);
+}
+
+static int need_broker(sl__router *r, sl_status *st)
+{
+    return r->broker ? SL_OK
+                     : fail(st, SL_ENOENT, "the token broker is not enabled on this server");
+}
+
+static int roles_response(sl__router *r, const char *principal, sl__response *resp)
+{
+    const char *const *roles;
+    size_t n = sl_broker_roles_of(r->broker, principal, &roles);
+    set_json(resp, 200,
+             json_pack("{s:s, s:o}", "principal", principal, "roles",
+                       string_array((char *const *)roles, n)));
+    return SL_OK;
+}
+
+static int h_broker_get(sl__router *r, const sl_identity *who, req_t *req, const char *principal,
+                        sl__response *resp, sl_status *st)
+{
+    int rc = need_broker(r, st);
+    return rc == SL_OK ? roles_response(r, principal, resp) : rc;
+}
+
+static int h_broker_put(sl__router *r, const sl_identity *who, req_t *req, const char *principal,
+                        sl__response *resp, sl_status *st)
+{
+    static const char *const fields[] = {"roles", NULL};
+    int rc = need_broker(r, st);
+    json_t *body = NULL;
+    if (rc == SL_OK)
+        rc = parse_body(req, &body, st);
+    if (rc != SL_OK)
+        return rc;
+    json_t *arr = json_object_get(body, "roles");
+    const char **roles = NULL;
+    size_t n = json_array_size(arr);
+    if ((rc = only_fields(body, fields, st)) == SL_OK &&
+        (!json_is_array(arr) || n > 100 || (roles = calloc(n ? n : 1, sizeof *roles)) == NULL))
+        rc = fail(st, SL_EINVAL, "roles must be an array of at most 100 role names");
+    for (size_t i = 0; rc == SL_OK && i < n; i++)
+        if ((roles[i] = json_string_value(json_array_get(arr, i))) == NULL ||
+            !sl_principal_valid(roles[i], strlen(roles[i])))
+            rc = fail(st, SL_EINVAL, "roles must be an array of role names");
+    if (rc == SL_OK) {
+        char *list = json_dumps(arr, JSON_COMPACT);
+        rc = sl__audit(r->ctx, st, "broker.assign", "actor", who->principal, "principal", principal,
+                       "roles", list, NULL);
+        free(list);
+    }
+    if (rc == SL_OK && (rc = sl_broker_assign(r->broker, principal, roles, n)) != SL_OK)
+        sl_status_set(st, rc, NULL);
+    if (rc == SL_OK)
+        roles_response(r, principal, resp);
+    free(roles);
+    json_decref(body);
+    return rc;
+}
+
+static int h_broker_delete(sl__router *r, const sl_identity *who, req_t *req, const char *principal,
+                           sl__response *resp, sl_status *st)
+{
+    int rc = need_broker(r, st);
+    if (rc != SL_OK)
+        return rc;
+    const char *const *roles;
+    if (sl_broker_roles_of(r->broker, principal, &roles) == 0)
+        return sl_status_set(st, SL_ENOENT, "'%s' has no broker roles", principal);
+    rc = sl__audit(r->ctx, st, "broker.assign", "actor", who->principal, "principal", principal,
+                   "roles", "[]", NULL);
+    if (rc == SL_OK)
+        rc = sl_broker_assign(r->broker, principal, NULL, 0);
+    if (rc == SL_OK)
+        set_json(resp, 200, json_pack("{s:s}", "status", "ok"));
+    return rc;
+}
+
 /* ---- the route table and dispatch ------------------------------------------------------------ */
 
 static const sl__route routes[] = {
@@ -922,6 +1126,13 @@ static const sl__route routes[] = {
     {"POST", "/token", SL_OP_TOKEN_ISSUE, .handler = h_token, .broker = 1},
     {"POST", "/token/delegate", SL_OP_TOKEN_DELEGATE, .handler = h_delegate,
      .resolve = resolve_delegate, .broker = 1},
+    {"POST", "/apikeys", SL_OP_APIKEY_CREATE, .handler = h_apikey_create},
+    {"GET", "/apikeys", SL_OP_APIKEY_LIST, .handler = h_apikey_list},
+    {"POST", "/apikeys/{id}/expire", SL_OP_APIKEY_EXPIRE, .handler = h_apikey_expire},
+    {"DELETE", "/apikeys/{id}", SL_OP_APIKEY_DELETE, .handler = h_apikey_delete},
+    {"GET", "/broker/principals/{principal}", SL_OP_BROKER_LIST, .handler = h_broker_get},
+    {"PUT", "/broker/principals/{principal}", SL_OP_BROKER_ASSIGN, .handler = h_broker_put},
+    {"DELETE", "/broker/principals/{principal}", SL_OP_BROKER_ASSIGN, .handler = h_broker_delete},
 };
 
 const sl__route *sl__router_routes(size_t *n)
@@ -1068,8 +1279,8 @@ static void on_authenticated(void *ud, int status, const sl_identity *who, const
     if (rc != SL_OK)
         sl_status_set(&job->st, rc, NULL);
     if (rc == SL_OK && job->route->resolve) {
-        rc = job->route->resolve(job->req, &job->who, job->resource, sizeof job->resource,
-                                 &job->st);
+        rc =
+            job->route->resolve(job->req, &job->who, job->resource, sizeof job->resource, &job->st);
         job->res = job->resource;
     }
     if (rc == SL_OK)

@@ -25,6 +25,7 @@ typedef struct sl__router {
     sl_authn authn;                  /* keys borrowed */
     sl_revocation_store *revocation; /* borrowed; NULL: tokens are not checked for revocation */
     struct sl_broker *broker;        /* borrowed; NULL: the token broker's routes answer 404 */
+    struct sl_apikey_store *apikeys; /* borrowed; NULL: the API key routes answer 404 */
     char broker_prefix[64];          /* broker routes live under this path prefix ("" default) */
     unsigned long handled;           /* handlers run: lets tests prove denials never reach one */
 } sl__router;

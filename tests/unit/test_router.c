@@ -13,6 +13,9 @@
 #include <sluice/jwt.h>
 #include <sluice/sluice.h>
 
+#include <sluice/apikey.h>
+#include <sluice/broker.h>
+
 #include "server/router.h"
 
 #define SECRET "0123456789abcdef0123456789abcdef"
@@ -21,7 +24,11 @@ typedef struct fixture {
     sl_ctx *ctx;
     sl_jwt_keyring *keys;
     sl__router router;
-    char *admin_token, *nobody_token;
+    sl_apikey_store *apikeys;
+    sl_authenticator *apikey_auth;
+    sl_broker *broker;
+    char *admin_token, *nobody_token; /* sluice tokens */
+    char *admin_key, *nobody_key;     /* API keys: for operations sluice tokens cannot do */
 } fixture;
 
 static char *mint(sl_jwt_keyring *kr, const char *sub, sl_role role)
@@ -51,6 +58,28 @@ static int setup(void **state)
     sl_jwt_verify_opts_init(&f->router.authn.jwt);
     f->admin_token = mint(f->keys, "root", SL_ROLE_ADMIN);
     f->nobody_token = mint(f->keys, "nobody", SL_ROLE_ADMIN);
+    /* API keys (an in-memory store) and a broker, so that every route has a working backend. */
+    assert_int_equal(sl_apikey_store_open(&f->apikeys, NULL, &st), SL_OK);
+    char id[SL_APIKEY_ID_LEN + 1];
+    double now = sl_wallclock(NULL);
+    assert_int_equal(sl_apikey_create(f->apikeys, "root", SL_ROLE_ADMIN, NULL, 0, 0, now,
+                                      &f->admin_key, id, &st),
+                     SL_OK);
+    assert_int_equal(sl_apikey_create(f->apikeys, "nobody", SL_ROLE_ADMIN, NULL, 0, 0, now,
+                                      &f->nobody_key, id, &st),
+                     SL_OK);
+    assert_int_equal(sl_apikey_authenticator_new(f->apikeys, &f->apikey_auth), SL_OK);
+    f->router.authn.chain[f->router.authn.nchain++] = f->apikey_auth;
+    f->router.apikeys = f->apikeys;
+    assert_int_equal(sl_broker_new(&f->broker, NULL), SL_OK);
+    const char *all[] = {"**"}, *ops[] = {"ops"};
+    assert_int_equal(sl_broker_set_role(f->broker, "ops", SL_ROLE_ADMIN, all, 1), SL_OK);
+    assert_int_equal(sl_broker_assign(f->broker, "root", ops, 1), SL_OK);
+    assert_int_equal(sl_broker_assign(f->broker, "someone", ops, 1), SL_OK);
+    const char *anyone[] = {"*"};
+    assert_int_equal(sl_broker_allow_delegation(f->broker, "root", anyone, 1), SL_OK);
+    f->router.broker = f->broker;
+    sl_ctx_set_broker(f->ctx, f->broker);
     *state = f;
     return 0;
 }
@@ -60,6 +89,11 @@ static int teardown(void **state)
     fixture *f = *state;
     free(f->admin_token);
     free(f->nobody_token);
+    sl_apikey_key_free(f->admin_key);
+    sl_apikey_key_free(f->nobody_key);
+    f->apikey_auth->free(f->apikey_auth);
+    sl_apikey_store_close(f->apikeys);
+    sl_broker_free(f->broker);
     sl_jwt_keyring_free(f->keys);
     sl_ctx_free(f->ctx);
     free(f);
@@ -120,7 +154,20 @@ static void concrete(const sl__route *rt, char *out, size_t cap)
 /* A body naming a resource for routes that take it from the body (another principal's tokens). */
 static const char *body_for(const sl__route *rt)
 {
-    return rt->op == SL_OP_TOKEN_REVOKE ? "{\"user_id\":\"someone\"}" : "{}";
+    switch (rt->op) {
+    case SL_OP_TOKEN_REVOKE:
+        return "{\"user_id\":\"someone\"}";
+    case SL_OP_TOKEN_ISSUE:
+        return "{\"channels\":[\"jobs\"]}";
+    case SL_OP_TOKEN_DELEGATE:
+        return "{\"on_behalf_of\":\"someone\",\"channels\":[\"jobs\"]}";
+    case SL_OP_APIKEY_CREATE:
+        return "{\"principal\":\"someone\"}";
+    case SL_OP_BROKER_ASSIGN:
+        return "{\"roles\":[]}";
+    default:
+        return "{}";
+    }
 }
 
 static int run(fixture *f, const char *method, const char *target, const char *token,
@@ -161,12 +208,25 @@ static void test_every_route_is_registered_and_guarded(void **state)
         assert_non_null(strstr(resp.headers, "error=\"invalid_token\""));
         sl__response_clear(&resp);
         assert_int_equal(f->router.handled, before);
-        /* Authenticated but granted nothing: 403 and no handler — except the listing, which is
-         * authorised per channel and so returns an empty list. */
-        int status = run(f, rt[i].method, path, f->nobody_token, body_for(&rt[i]), &resp);
-        if (op->resource == SL_RES_CHANNELS) {
+        /* Operations a sluice token cannot do (obtaining tokens) refuse one outright. */
+        const char *nobody = f->nobody_token, *admin = f->admin_token;
+        if (op->no_sluice_tokens) {
+            assert_int_equal(run(f, rt[i].method, path, f->admin_token, body_for(&rt[i]), &resp),
+                             401);
+            sl__response_clear(&resp);
+            assert_int_equal(f->router.handled, before);
+            nobody = f->nobody_key;
+            admin = f->admin_key;
+        }
+        /* Authenticated but granted nothing: 403 and no handler - except the operations that are
+         * authorised per channel (listing, token issuance), which answer with nothing granted. */
+        int status = run(f, rt[i].method, path, nobody, body_for(&rt[i]), &resp);
+        if (op->op == SL_OP_CHANNEL_LIST) {
             assert_int_equal(status, 200);
             assert_string_equal(resp.body, "{\"channels\":[]}");
+        } else if (op->op == SL_OP_TOKEN_ISSUE) {
+            assert_int_equal(status, 403);
+            assert_non_null(strstr(resp.body, "\"channels_granted\":[]"));
         } else {
             assert_int_equal(status, 403);
             assert_int_equal(f->router.handled, before);
@@ -175,8 +235,9 @@ static void test_every_route_is_registered_and_guarded(void **state)
         sl__response_clear(&resp);
         /* An administrator gets past the pipeline to the handler. */
         before = f->router.handled;
-        status = run(f, rt[i].method, path, f->admin_token, body_for(&rt[i]), &resp);
-        assert_true(status != 401 && status != 403);
+        status = run(f, rt[i].method, path, admin, body_for(&rt[i]), &resp);
+        if (status == 401 || status == 403)
+            fail_msg("%s %s as admin: %d %s", rt[i].method, path, status, resp.body);
         assert_int_equal(f->router.handled, before + 1);
         sl__response_clear(&resp);
     }

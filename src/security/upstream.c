@@ -1,0 +1,58 @@
+/* Upstream-JWT authentication: the strict JWT verifier with the identity provider's keys, keeping
+ * only who the caller is. */
+#include <sluice/upstream.h>
+
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct upstream {
+    sl_authenticator base; /* first: the chain holds a pointer to it */
+    sl_jwt_keyring *keys;
+    const sl_jwt_verify_opts *opts;
+} upstream;
+
+static void authenticate(sl_authenticator *a, const char *cred, size_t len, double now,
+                         sl_authn_cb cb, void *ud)
+{
+    upstream *u = (upstream *)a;
+    sl_identity id;
+    sl_identity_init(&id);
+    sl_status st;
+    sl_status_clear(&st);
+    int rc = sl_jwt_verify(u->keys, cred, len, u->opts, now, &id, &st);
+    if (rc != SL_OK) {
+        cb(ud, rc, NULL, st.message);
+        return;
+    }
+    sl_identity who;
+    sl_identity_init(&who);
+    memcpy(who.principal, id.principal, sizeof who.principal);
+    memcpy(who.token_id, id.token_id, sizeof who.token_id);
+    who.source = SL_SOURCE_UPSTREAM_JWT;
+    who.issued_at = id.issued_at;
+    who.expires_at = id.expires_at;
+    sl_identity_clear(&id);
+    cb(ud, SL_OK, &who, NULL);
+}
+
+static void destroy(sl_authenticator *a)
+{
+    free(a);
+}
+
+int sl_upstream_authenticator_new(sl_jwt_keyring *keys, const sl_jwt_verify_opts *opts,
+                                  sl_authenticator **out)
+{
+    if (keys == NULL || opts == NULL)
+        return SL_EINVAL;
+    upstream *u = calloc(1, sizeof *u);
+    if (u == NULL)
+        return SL_ENOMEM;
+    u->base.name = "upstream-jwt";
+    u->base.authenticate = authenticate;
+    u->base.free = destroy;
+    u->keys = keys;
+    u->opts = opts;
+    *out = &u->base;
+    return SL_OK;
+}
