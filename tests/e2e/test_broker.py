@@ -210,3 +210,38 @@ def test_audit_records(broker, cli):
     assert rev["token_id"] == ok["token_id"] and rev["actor"] == "alice" and rev["reason"] == "done"
     assert ok["token"] not in text and k not in text and gw not in text
     assert cli("audit", "verify", str(broker.audit)).returncode == 0
+
+
+@pytest.mark.parametrize("alg", ["es256", "eddsa"])
+def test_asymmetric_upstream_keys(make_server, tmp_path, alg):
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+    priv = ec.generate_private_key(ec.SECP256R1()) if alg == "es256" else ed25519.Ed25519PrivateKey.generate()
+    pem = priv.public_key().public_bytes(serialization.Encoding.PEM,
+                                         serialization.PublicFormat.SubjectPublicKeyInfo)
+    (tmp_path / "idp.pem").write_bytes(pem)
+    conf = tmp_path / "b.conf"
+    conf.write_text(f"""
+upstream_jwt_key = {alg}:{tmp_path / 'idp.pem'}
+upstream_jwt_issuer = https://idp.example
+upstream_jwt_audience = sluice
+[role readers]
+grants = read
+channels = news.**
+[principal carol]
+roles = readers
+""")
+    s = make_server("--config", str(conf))
+    now = int(time.time())
+    claims = {"sub": "carol", "iss": "https://idp.example", "aud": "sluice", "iat": now, "exp": now + 60}
+    tok = pyjwt.encode(claims, priv, algorithm="ES256" if alg == "es256" else "EdDSA")
+    r = s.client(tok).post("/token", json={"channels": ["news.eu"]})
+    assert r.status_code == 200, r.text
+    # The alg-confusion forgery: HS256 keyed with the public PEM.
+    import base64, hashlib, hmac
+    b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+    head = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    body = b64(json.dumps(claims).encode())
+    sig = b64(hmac.new(pem, f"{head}.{body}".encode(), hashlib.sha256).digest())
+    r = s.client(f"{head}.{body}.{sig}").post("/token", json={"channels": ["news.eu"]})
+    assert r.status_code == 401
