@@ -55,9 +55,17 @@ typedef struct sl_broker_decision {
 } sl_broker_decision;
 void sl_broker_decision_clear(sl_broker_decision *d);
 
-/* Decides each requested channel for principal. Invalid channel ids are denied ("invalid channel
- * id"), so are channels no role of principal matches ("no matching role"). d is the caller's, to
- * clear. */
+/* A pluggable authorizer: fills d (granted, denied with static reasons, the token's role) for the
+ * channels principal asks for; d is zeroed on entry. SL_OK or an error (e.g. SL_EUNAVAIL, which the
+ * broker answers with 503). The built-ins are the role authorizer (the default) and allow-all. */
+typedef int (*sl_broker_authorizer_fn)(void *ud, const char *principal, const char *const *channels,
+                                       size_t n, sl_broker_decision *d);
+/* Replaces the authorizer (fn NULL: back to the built-in one the options chose). ud borrowed. */
+void sl_broker_set_authorizer(sl_broker *b, sl_broker_authorizer_fn fn, void *ud);
+
+/* Decides each requested channel for principal through the authorizer. Invalid channel ids are
+ * denied ("invalid channel id"), so are channels no role of principal matches ("no matching role").
+ * d is the caller's, to clear. */
 int sl_broker_decide(const sl_broker *b, const char *principal, const char *const *channels,
                      size_t n, sl_broker_decision *d);
 

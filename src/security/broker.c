@@ -25,6 +25,8 @@ typedef struct strv {
 
 struct sl_broker {
     sl_broker_opts o;
+    sl_broker_authorizer_fn authorizer; /* NULL: the built-in role / allow-all authorizer */
+    void *authorizer_ud;
     sl__map *roles;      /* name -> role* */
     sl__map *principals; /* principal -> strv* (role names) */
     sl__map *delegates;  /* service -> strv* (principal patterns) */
@@ -212,10 +214,30 @@ void sl_broker_decision_clear(sl_broker_decision *d)
     memset(d, 0, sizeof *d);
 }
 
+void sl_broker_set_authorizer(sl_broker *b, sl_broker_authorizer_fn fn, void *ud)
+{
+    b->authorizer = fn;
+    b->authorizer_ud = ud;
+}
+
+/* The built-in authorizers: allow-all, or the role authorizer. */
+static int builtin_decide(const sl_broker *b, const char *principal, const char *const *channels,
+                          size_t n, sl_broker_decision *d);
+
 int sl_broker_decide(const sl_broker *b, const char *principal, const char *const *channels,
                      size_t n, sl_broker_decision *d)
 {
     memset(d, 0, sizeof *d);
+    int rc = b->authorizer ? b->authorizer(b->authorizer_ud, principal, channels, n, d)
+                           : builtin_decide(b, principal, channels, n, d);
+    if (rc != SL_OK)
+        sl_broker_decision_clear(d);
+    return rc;
+}
+
+static int builtin_decide(const sl_broker *b, const char *principal, const char *const *channels,
+                          size_t n, sl_broker_decision *d)
+{
     d->granted = calloc(n ? n : 1, sizeof *d->granted);
     d->denied = calloc(n ? n : 1, sizeof *d->denied);
     if (d->granted == NULL || d->denied == NULL) {

@@ -265,7 +265,17 @@ static void revocation_log(void *ud, const char *line)
 static int setup_revocation(server *s, const sl__config *cfg, sl_status *st)
 {
     const char *kind = cfg->revocation ? cfg->revocation : s->keys ? "memory" : "off";
+    /* A revocation must outlive every token it may name: never shorter than the broker's longest
+     * token lifetime (the default follows it; a shorter explicit setting is an error). */
+    double longest = s->broker ? sl_broker_max_ttl(s->broker) : 0;
     double ttl = cfg->revocation_max_ttl > 0 ? cfg->revocation_max_ttl : 0;
+    if (ttl > 0 && ttl < longest)
+        return sl_status_set(st, SL_ECONFIG,
+                             "revocation_max_ttl (%.0f s) is shorter than broker_max_ttl (%.0f s): "
+                             "a revoked token would become valid again",
+                             ttl, longest);
+    if (ttl == 0 && longest > SL_REVOCATION_DEFAULT_MAX_TTL)
+        ttl = longest;
     int rc = SL_OK;
     if (!strcmp(kind, "off"))
         return SL_OK;

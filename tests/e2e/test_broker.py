@@ -245,3 +245,28 @@ roles = readers
     sig = b64(hmac.new(pem, f"{head}.{body}".encode(), hashlib.sha256).digest())
     r = s.client(f"{head}.{body}.{sig}").post("/token", json={"channels": ["news.eu"]})
     assert r.status_code == 401
+
+
+def test_startup_refusals_and_unrecorded_issuance(make_server, tmp_path):
+    from conftest import SLUICED, SECRET
+    import subprocess
+    conf = tmp_path / "c.conf"
+    conf.write_text("broker_max_ttl = 7200\nrevocation_max_ttl = 3600\n[role r]\ngrants = read\nchannels = a\n")
+    r = subprocess.run([SLUICED, "--listen", "127.0.0.1:0", "--config", str(conf)],
+                       env={"SLUICE_JWT_SECRET": SECRET}, capture_output=True, text=True, timeout=30)
+    assert r.returncode != 0 and "revocation_max_ttl" in r.stderr
+    conf.write_text("broker_allow_all = true\n")
+    r = subprocess.run([SLUICED, "--listen", "0.0.0.0:0", "--config", str(conf)],
+                       env={"SLUICE_JWT_SECRET": SECRET}, capture_output=True, text=True, timeout=30)
+    assert r.returncode != 0 and "broker_allow_all" in r.stderr
+    # allow-all on loopback: every valid channel, with the configured role.
+    store = tmp_path / "k.jsonl"
+    conf.write_text(f"broker_allow_all = true\nbroker_allow_all_role = read\napikey_store = {store}\n")
+    from conftest import SLUICE_CLI
+    key = subprocess.run([SLUICE_CLI, "apikey", "create", "--principal", "dev", "--store", str(store)],
+                         capture_output=True, text=True, timeout=30).stdout.strip()
+    s = make_server("--config", str(conf), "--audit-log", "/dev/full")
+    # The audit log cannot be written: issuance is refused, not performed unrecorded.
+    r = s.client(key).post("/token", json={"channels": ["anything"]})
+    assert r.status_code == 503 and "audit log unavailable" in r.json()["message"]
+    assert "token" not in r.json()

@@ -92,6 +92,60 @@ static void test_allow_all(void **state)
     sl_broker_free(b);
 }
 
+/* A custom authorizer: grants channels under the principal's own name, with read. */
+static int own_prefix(void *ud, const char *principal, const char *const *channels, size_t n,
+                      sl_broker_decision *d)
+{
+    int *calls = ud;
+    (*calls)++;
+    d->granted = calloc(n, sizeof *d->granted);
+    d->denied = calloc(n, sizeof *d->denied);
+    size_t plen = strlen(principal);
+    for (size_t i = 0; i < n; i++) {
+        if (strncmp(channels[i], principal, plen) == 0 && channels[i][plen] == '.')
+            d->granted[d->ngranted++] = strdup(channels[i]);
+        else {
+            d->denied[d->ndenied].channel = strdup(channels[i]);
+            d->denied[d->ndenied++].reason = "not yours";
+        }
+    }
+    d->role = d->ngranted ? SL_ROLE_READ : SL_ROLE_NONE;
+    return SL_OK;
+}
+
+static int failing(void *ud, const char *principal, const char *const *channels, size_t n,
+                   sl_broker_decision *d)
+{
+    return SL_EUNAVAIL;
+}
+
+static void test_custom_authorizer(void **state)
+{
+    (void)state;
+    sl_broker *b = policy();
+    int calls = 0;
+    sl_broker_set_authorizer(b, own_prefix, &calls);
+    sl_broker_decision d;
+    const char *req[] = {"alice.inbox", "bob.inbox", "jobs"};
+    assert_int_equal(sl_broker_decide(b, "alice", req, 3, &d), SL_OK);
+    assert_int_equal(calls, 1);
+    assert_int_equal(d.ngranted, 1);
+    assert_string_equal(d.granted[0], "alice.inbox");
+    assert_int_equal(d.ndenied, 2);
+    assert_string_equal(d.denied[1].reason, "not yours");
+    sl_broker_decision_clear(&d);
+    sl_broker_set_authorizer(b, failing, NULL);
+    assert_int_equal(sl_broker_decide(b, "alice", req, 3, &d), SL_EUNAVAIL);
+    assert_int_equal(d.ngranted + d.ndenied, 0);
+    /* Back to the built-in role authorizer. */
+    sl_broker_set_authorizer(b, NULL, NULL);
+    assert_int_equal(sl_broker_decide(b, "alice", req, 3, &d), SL_OK);
+    assert_int_equal(d.ngranted, 1);
+    assert_string_equal(d.granted[0], "jobs");
+    sl_broker_decision_clear(&d);
+    sl_broker_free(b);
+}
+
 static void test_delegation(void **state)
 {
     (void)state;
@@ -168,6 +222,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_decide),
         cmocka_unit_test(test_allow_all),
+        cmocka_unit_test(test_custom_authorizer),
         cmocka_unit_test(test_delegation),
         cmocka_unit_test(test_mint),
     };
