@@ -167,29 +167,57 @@ static int parse_body(const sl_http_request *req, json_t **out, sl_status *st)
     return SL_OK;
 }
 
-/* {"message_ids":[...]} -> borrowed string array (valid while body lives); *ids freed by caller. */
-static int parse_ids(json_t *body, const char ***ids, size_t *n, sl_status *st)
+static int is_pattern(const char *s)
 {
-    json_t *arr = json_object_get(body, "message_ids");
-    if (!json_is_array(arr))
-        return fail(st, SL_EINVAL, "message_ids must be an array of strings");
+    return sl_pattern_valid(s, strlen(s));
+}
+
+static int is_name(const char *s)
+{
+    return sl_principal_valid(s, strlen(s));
+}
+
+/* The array body[key] as a new array of borrowed strings (valid while body lives; the caller frees
+ * the array). Absent or null: *out NULL, *n 0, unless required. Every element must be a string
+ * passing ok (when given); at most max of them. */
+static int string_list(json_t *body, const char *key, size_t max, int required,
+                       int (*ok)(const char *), const char *what, const char ***out, size_t *n,
+                       sl_status *st)
+{
+    json_t *arr = json_object_get(body, key);
+    *out = NULL;
+    *n = 0;
+    if ((arr == NULL || json_is_null(arr)) && !required)
+        return SL_OK;
+    if (!json_is_array(arr) || (required && json_array_size(arr) == 0) ||
+        json_array_size(arr) > max)
+        return sl_status_set(st, SL_EINVAL, "%s must be %s array of at most %zu %s", key,
+                             required ? "a non-empty" : "an", max, what);
     size_t len = json_array_size(arr);
-    if (len > MAX_IDS)
-        return sl_status_set(st, SL_EINVAL, "at most %d message ids per request", MAX_IDS);
-    *ids = calloc(len ? len : 1, sizeof **ids);
-    if (*ids == NULL)
+    const char **v = calloc(len ? len : 1, sizeof *v);
+    if (v == NULL)
         return fail(st, SL_ENOMEM, "out of memory");
-    for (size_t i = 0; i < len; i++) {
-        const char *s = json_string_value(json_array_get(arr, i));
-        if (s == NULL || strlen(s) > 64) {
-            free(*ids);
-            *ids = NULL;
-            return fail(st, SL_EINVAL, "message_ids must be an array of strings");
+    for (size_t i = 0; i < len; i++)
+        if ((v[i] = json_string_value(json_array_get(arr, i))) == NULL || (ok && !ok(v[i]))) {
+            free(v);
+            return sl_status_set(st, SL_EINVAL, "%s must be an array of %s", key, what);
         }
-        (*ids)[i] = s;
-    }
+    *out = v;
     *n = len;
     return SL_OK;
+}
+
+static int is_message_id(const char *s)
+{
+    return strlen(s) <= 64;
+}
+
+/* {"message_ids":[...]}: borrowed strings (valid while body lives); the caller frees the array. */
+static int parse_ids(json_t *body, const char ***ids, size_t *n, sl_status *st)
+{
+    if (!json_is_array(json_object_get(body, "message_ids")))
+        return fail(st, SL_EINVAL, "message_ids must be an array of message ids");
+    return string_list(body, "message_ids", MAX_IDS, 0, is_message_id, "message ids", ids, n, st);
 }
 
 /* ---- rendering ------------------------------------------------------------------------------- */
@@ -561,29 +589,21 @@ static int h_acl_put(sl__router *r, const sl_identity *who, req_t *req, const ch
     if (rc != SL_OK)
         return rc;
     const char *role = NULL;
-    json_t *chans = json_object_get(body, "channels");
     const char **pats = NULL;
     size_t n = 0;
     if (get_string(body, "role", &role, st) < 0 || sl_role_parse(role) == SL_ROLE_NONE)
         rc = fail(st, SL_EINVAL, "role must be read, write or admin");
-    else if (chans && !json_is_null(chans) && !json_is_array(chans))
-        rc = fail(st, SL_EINVAL, "channels must be an array of channel patterns");
-    if (rc == SL_OK && json_is_array(chans)) {
-        n = json_array_size(chans);
-        if (n > 100000)
-            rc = fail(st, SL_EINVAL, "at most 100000 channel patterns");
-        else if ((pats = calloc(n ? n : 1, sizeof *pats)) == NULL)
-            rc = fail(st, SL_ENOMEM, "out of memory");
-        for (size_t i = 0; rc == SL_OK && i < n; i++)
-            if ((pats[i] = json_string_value(json_array_get(chans, i))) == NULL)
-                rc = fail(st, SL_EINVAL, "channels must be an array of channel patterns");
-    }
+    if (rc == SL_OK)
+        rc =
+            string_list(body, "channels", 100000, 0, is_pattern, "channel patterns", &pats, &n, st);
     if (rc == SL_OK)
         rc = sl_acl_grant(r->ctx, who, principal, sl_role_parse(role), pats, n, st);
-    if (rc == SL_OK)
+    if (rc == SL_OK) {
+        json_t *chans = json_object_get(body, "channels");
         set_json(resp, 200,
                  json_pack("{s:s, s:s, s:O}", "principal", principal, "role", role, "channels",
                            json_is_array(chans) ? chans : json_null()));
+    }
     free(pats);
     json_decref(body);
     return rc;
@@ -716,24 +736,11 @@ static void start_revoke(sl__job *job)
 
 #define MAX_TOKEN_CHANNELS 1000
 
-/* "channels": a non-empty array of strings; borrowed from body into a new array (caller frees). */
+/* "channels" of a token request: a non-empty array of strings (ids are checked by the broker, which
+ * denies invalid ones with a reason). */
 static int parse_channels(json_t *body, const char ***out, size_t *n, sl_status *st)
 {
-    json_t *arr = json_object_get(body, "channels");
-    if (!json_is_array(arr) || json_array_size(arr) == 0)
-        return fail(st, SL_EINVAL, "channels must be a non-empty array of channel ids");
-    *n = json_array_size(arr);
-    if (*n > MAX_TOKEN_CHANNELS)
-        return sl_status_set(st, SL_EINVAL, "at most %d channels per token", MAX_TOKEN_CHANNELS);
-    if ((*out = calloc(*n, sizeof **out)) == NULL)
-        return fail(st, SL_ENOMEM, "out of memory");
-    for (size_t i = 0; i < *n; i++)
-        if (((*out)[i] = json_string_value(json_array_get(arr, i))) == NULL) {
-            free(*out);
-            *out = NULL;
-            return fail(st, SL_EINVAL, "channels must be a non-empty array of channel ids");
-        }
-    return SL_OK;
+    return string_list(body, "channels", MAX_TOKEN_CHANNELS, 1, NULL, "channel ids", out, n, st);
 }
 
 static int only_fields(json_t *body, const char *const *allowed, sl_status *st)
@@ -933,7 +940,6 @@ static int h_apikey_create(sl__router *r, const sl_identity *who, req_t *req, co
     const char **pats = NULL;
     size_t n = 0;
     double expires_in = 0;
-    json_t *chans = json_object_get(body, "channels");
     if ((rc = only_fields(body, fields, st)) == SL_OK &&
         (get_string(body, "principal", &principal, st) < 0 || principal == NULL ||
          !sl_principal_valid(principal, strlen(principal))))
@@ -941,17 +947,9 @@ static int h_apikey_create(sl__router *r, const sl_identity *who, req_t *req, co
     if (rc == SL_OK &&
         (get_string(body, "role", &role, st) < 0 || (role && sl_role_parse(role) == SL_ROLE_NONE)))
         rc = fail(st, SL_EINVAL, "role must be read, write or admin");
-    if (rc == SL_OK && chans && !json_is_null(chans)) {
-        if (!json_is_array(chans) || json_array_size(chans) > MAX_TOKEN_CHANNELS)
-            rc = fail(st, SL_EINVAL, "channels must be an array of channel patterns");
-        n = json_array_size(chans);
-        if (rc == SL_OK && (pats = calloc(n ? n : 1, sizeof *pats)) == NULL)
-            rc = fail(st, SL_ENOMEM, "out of memory");
-        for (size_t i = 0; rc == SL_OK && i < n; i++)
-            if ((pats[i] = json_string_value(json_array_get(chans, i))) == NULL ||
-                !sl_pattern_valid(pats[i], strlen(pats[i])))
-                rc = fail(st, SL_EINVAL, "channels must be an array of channel patterns");
-    }
+    if (rc == SL_OK)
+        rc = string_list(body, "channels", MAX_TOKEN_CHANNELS, 0, is_pattern, "channel patterns",
+                         &pats, &n, st);
     if (rc == SL_OK)
         rc = get_ttl(body, "expires_in", &expires_in, st);
     double now = sl_ctx_now(r->ctx);
@@ -1059,18 +1057,15 @@ static int h_broker_put(sl__router *r, const sl_identity *who, req_t *req, const
         rc = parse_body(req, &body, st);
     if (rc != SL_OK)
         return rc;
-    json_t *arr = json_object_get(body, "roles");
     const char **roles = NULL;
-    size_t n = json_array_size(arr);
+    size_t n = 0;
     if ((rc = only_fields(body, fields, st)) == SL_OK &&
-        (!json_is_array(arr) || n > 100 || (roles = calloc(n ? n : 1, sizeof *roles)) == NULL))
-        rc = fail(st, SL_EINVAL, "roles must be an array of at most 100 role names");
-    for (size_t i = 0; rc == SL_OK && i < n; i++)
-        if ((roles[i] = json_string_value(json_array_get(arr, i))) == NULL ||
-            !sl_principal_valid(roles[i], strlen(roles[i])))
-            rc = fail(st, SL_EINVAL, "roles must be an array of role names");
+        !json_is_array(json_object_get(body, "roles")))
+        rc = fail(st, SL_EINVAL, "roles must be an array of role names ([] for none)");
+    if (rc == SL_OK)
+        rc = string_list(body, "roles", 100, 0, is_name, "role names", &roles, &n, st);
     if (rc == SL_OK) {
-        char *list = json_dumps(arr, JSON_COMPACT);
+        char *list = json_dumps(json_object_get(body, "roles"), JSON_COMPACT);
         rc = sl__audit(r->ctx, st, "broker.assign", "actor", who->principal, "principal", principal,
                        "roles", list, NULL);
         free(list);
