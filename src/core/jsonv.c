@@ -208,6 +208,18 @@ static int scalar(cur *c)
     }
 }
 
+/* An object member's key and its colon, with the whitespace after. */
+static int member_key(cur *c)
+{
+    if (c->p >= c->end || *c->p != '"' || !string(c))
+        return 0;
+    ws(c);
+    if (c->p >= c->end || *c->p++ != ':')
+        return 0;
+    ws(c);
+    return 1;
+}
+
 int sl__json_valid(const char *s, size_t n)
 {
     if (s == NULL)
@@ -236,14 +248,8 @@ int sl__json_valid(const char *s, size_t n)
                 depth--;
                 goto after_value;
             }
-            if (obj) {
-                if (c.p >= c.end || *c.p != '"' || !string(&c))
-                    return 0;
-                ws(&c);
-                if (c.p >= c.end || *c.p++ != ':')
-                    return 0;
-                ws(&c);
-            }
+            if (obj && !member_key(&c))
+                return 0;
             continue;
         }
         if (!scalar(&c))
@@ -258,14 +264,8 @@ int sl__json_valid(const char *s, size_t n)
         if (*c.p == ',') {
             c.p++;
             ws(&c);
-            if (obj) {
-                if (c.p >= c.end || *c.p != '"' || !string(&c))
-                    return 0;
-                ws(&c);
-                if (c.p >= c.end || *c.p++ != ':')
-                    return 0;
-                ws(&c);
-            }
+            if (obj && !member_key(&c))
+                return 0;
             continue;
         }
         if (*c.p == (obj ? '}' : ']')) {
