@@ -71,20 +71,25 @@ static int decide(sl_ctx *ctx, const sl_identity *who, const sl_op_info *info, c
 {
     if (who == NULL || who->source == SL_SOURCE_SYSTEM || info->role == SL_ROLE_NONE)
         return SL_OK;
+    /* Minting tokens is the broker's decision under every mode, open included: it needs a real
+     * credential that is not itself a sluice token, and delegation needs a rule. */
+    if (info->no_sluice_tokens &&
+        (who->source == SL_SOURCE_NONE || who->source == SL_SOURCE_JWT))
+        return SL_EUNAUTH;
+    if (info->delegation)
+        return ctx->broker && sl_broker_may_delegate(ctx->broker, who->principal, resource)
+                   ? SL_OK
+                   : SL_EFORBIDDEN;
     const char *channel = info->resource == SL_RES_CHANNEL ? resource : NULL;
     sl_mode mode = sl__ctx_channel_mode(ctx, channel);
     if (mode == SL_MODE_OPEN)
         return SL_OK;
-    if (who->source == SL_SOURCE_NONE || (info->no_sluice_tokens && who->source == SL_SOURCE_JWT))
+    if (who->source == SL_SOURCE_NONE)
         return SL_EUNAUTH;
     if (info->resource == SL_RES_CHANNELS)
         return SL_OK; /* authorised per channel by the operation itself */
     if (info->self_allowed && resource && strcmp(resource, who->principal) == 0)
         return SL_OK;
-    if (info->delegation)
-        return ctx->broker && sl_broker_may_delegate(ctx->broker, who->principal, resource)
-                   ? SL_OK
-                   : SL_EFORBIDDEN;
     return effective_role(ctx, mode, who, channel) >= info->role ? SL_OK : SL_EFORBIDDEN;
 }
 

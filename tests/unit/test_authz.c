@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sluice/broker.h>
 #include <sluice/sluice.h>
 
 typedef struct {
@@ -227,6 +228,36 @@ static void test_open_and_per_channel_mode(void **state)
     sl_ctx_free(ctx);
 }
 
+/* Minting tokens is the broker's decision under every mode: even an open server neither hands
+ * tokens to anonymous callers nor lets anyone delegate without a rule. */
+static void test_broker_operations_ignore_open_mode(void **state)
+{
+    (void)state;
+    sl_ctx *ctx = new_ctx(SL_MODE_OPEN);
+    sl_broker *b;
+    assert_int_equal(sl_broker_new(&b, NULL), SL_OK);
+    const char *users[] = {"user-*"};
+    assert_int_equal(sl_broker_allow_delegation(b, "gateway", users, 1), SL_OK);
+    sl_ctx_set_broker(ctx, b);
+    sl_status st;
+    sl_identity anon;
+    sl_identity_init(&anon);
+    strcpy(anon.principal, "anonymous");
+    assert_int_equal(sl_authorize(ctx, &anon, SL_OP_TOKEN_ISSUE, NULL, &st), SL_EUNAUTH);
+    assert_int_equal(sl_authorize(ctx, &anon, SL_OP_TOKEN_DELEGATE, "user-1", &st), SL_EUNAUTH);
+    sl_identity key;
+    sl_identity_init(&key);
+    key.source = SL_SOURCE_APIKEY;
+    strcpy(key.principal, "mallory");
+    assert_int_equal(sl_authorize(ctx, &key, SL_OP_TOKEN_ISSUE, NULL, &st), SL_OK);
+    assert_int_equal(sl_authorize(ctx, &key, SL_OP_TOKEN_DELEGATE, "user-1", &st), SL_EFORBIDDEN);
+    strcpy(key.principal, "gateway");
+    assert_int_equal(sl_authorize(ctx, &key, SL_OP_TOKEN_DELEGATE, "user-1", &st), SL_OK);
+    assert_int_equal(sl_authorize(ctx, &key, SL_OP_TOKEN_DELEGATE, "admin", &st), SL_EFORBIDDEN);
+    sl_ctx_free(ctx);
+    sl_broker_free(b);
+}
+
 static void test_registry(void **state)
 {
     (void)state;
@@ -252,6 +283,7 @@ int main(void)
         cmocka_unit_test(test_token_mode),
         cmocka_unit_test(test_acl_narrowed_by_token),
         cmocka_unit_test(test_open_and_per_channel_mode),
+        cmocka_unit_test(test_broker_operations_ignore_open_mode),
         cmocka_unit_test(test_registry),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
