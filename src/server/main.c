@@ -255,10 +255,11 @@ static void on_request(void *ud, sl_http_request *req)
     sl__router_serve(&s->router, req, on_response, s);
 }
 
-static void revocation_log(void *ud, const char *line)
+/* Operational lines of the revocation store and the introspection client (never a credential). */
+static void log_line(void *ud, const char *line)
 {
     (void)ud;
-    fprintf(stderr, "sluiced: revocation: %s\n", line);
+    fprintf(stderr, "sluiced: %s\n", line);
 }
 
 /* The revocation store needs the loop (Redis I/O, prune timer), so it is made after it. */
@@ -293,7 +294,7 @@ static int setup_revocation(server *s, const sl__config *cfg, sl_status *st)
     if (rc != SL_OK)
         return sl_status_set(st, rc, "cannot set up the %s revocation store: %s", kind,
                              sl_strerror(rc));
-    sl_revocation_set_log(s->revocation, revocation_log, s);
+    sl_revocation_set_log(s->revocation, log_line, s);
     s->router.revocation = s->revocation;
     return SL_OK;
 }
@@ -378,6 +379,7 @@ static int make_authenticator(server *s, const sl__config *cfg, const char *name
             return sl_status_set(st, SL_ECONFIG,
                                  "introspection_url %s: %s (plain http only to loopback)",
                                  cfg->introspection_url, sl_strerror(rc));
+        sl_introspect_set_log(s->introspect, log_line, s);
         return sl_introspect_authenticator_new(s->introspect, out);
     }
     return SL_ENOENT;
