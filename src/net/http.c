@@ -4,7 +4,9 @@
  * meaning follows the connection's state: waiting for a first request, a request under way, idle
  * keep-alive, a response stuck in the socket, or lingering after an error. Requests are handed to
  * the handler one at a time; parsing resumes after the response has been handed to the kernel,
- * which keeps pipelined answers in order and gives natural backpressure. Reads go into one buffer
+ * which keeps pipelined answers in order and gives natural backpressure. A handler may instead take
+ * the connection over (sl_http_upgrade): the assembler is freed, bytes go straight to the new owner
+ * and the timer only serves the owner's timeout and the final linger. Reads go into one buffer
  * shared by the whole server: the assembler copies what a request needs, so most reads never touch
  * a per-connection buffer. Connections are reference counted (two handles plus a request in the
  * handler's hands) so that a client vanishing mid-request never frees a request the handler still
@@ -40,7 +42,7 @@
 #define MAX_REJECTING 1024
 #define BACKLOG 511
 
-enum { T_NONE, T_FIRST, T_REQUEST, T_IDLE, T_WRITE, T_LINGER };
+enum { T_NONE, T_FIRST, T_REQUEST, T_IDLE, T_WRITE, T_LINGER, T_UP };
 
 typedef struct conn conn;
 struct conn {
@@ -62,7 +64,10 @@ struct conn {
     int tmode;
     int refs;
     unsigned in_flight : 1, writing : 1, closing : 1, lingering : 1, eof : 1, reading : 1,
-        in_drive : 1, rejected : 1, timer_armed : 1, close_after_write : 1, head : 1, served : 1;
+        in_drive : 1, rejected : 1, timer_armed : 1, close_after_write : 1, head : 1, served : 1,
+        upgraded : 1, up_notified : 1;
+    sl_http_upgrade_fns fns; /* the new owner, once upgraded */
+    void *up_ud;
     char remote[64];
 };
 
@@ -97,6 +102,8 @@ const char *sl_http_reason(int status)
     switch (status) {
     case 100:
         return "Continue";
+    case 101:
+        return "Switching Protocols";
     case 200:
         return "OK";
     case 201:
@@ -199,6 +206,10 @@ static void conn_close(conn *c)
     /* Pending writes and the shutdown are cancelled by the close; their callbacks see closing. */
     uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
     uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+    if (c->upgraded && !c->up_notified) {
+        c->up_notified = 1;
+        c->fns.on_close(c->up_ud);
+    }
 }
 
 /* ---- timers ---------------------------------------------------------------------------------- */
@@ -521,7 +532,7 @@ static size_t drive(conn *c, const char *data, size_t len)
 {
     size_t off = 0;
     c->in_drive = 1;
-    while (!c->in_flight && !c->writing && !c->closing && !c->lingering) {
+    while (!c->in_flight && !c->writing && !c->closing && !c->lingering && !c->upgraded) {
         size_t used = 0;
         int r = sl__http_parser_feed(&c->parser, data + off, len - off, &used);
         off += used;
@@ -592,11 +603,23 @@ static void read_set(conn *c, int on)
     }
 }
 
+static void up_flush_pend(conn *c);
+
 /* Brings reading and the timer in line with the connection's state after anything happened. */
 static void settle(conn *c)
 {
     if (c->closing || c->lingering)
         return;
+    if (c->upgraded) {
+        if (c->eof) {
+            conn_close(c);
+            return;
+        }
+        up_flush_pend(c);
+        if (!c->closing && !c->lingering)
+            read_set(c, 1);
+        return;
+    }
     if (c->eof) {
         /* Nothing more will come: what could be answered has been; anything left is partial. */
         if (!c->in_flight && !c->writing)
@@ -622,6 +645,10 @@ static void conn_kick(conn *c)
 {
     if (c->in_drive || c->closing || c->lingering)
         return;
+    if (c->upgraded) {
+        settle(c);
+        return;
+    }
     if (c->pend_len > 0 && !c->in_flight && !c->writing) {
         size_t used = drive(c, c->pend, c->pend_len);
         if (c->closing || c->lingering)
@@ -668,6 +695,12 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *b)
     if (c->lingering) /* the answer is out; whatever the client still sends is dropped */
         return;
     size_t n = (size_t)nread;
+    if (c->upgraded) {
+        up_flush_pend(c); /* bytes read with the request come first */
+        if (!c->closing && !c->lingering)
+            c->fns.on_data(c->up_ud, b->base, n);
+        return;
+    }
     if (c->pend_len == 0 && !c->in_flight && !c->writing) {
         size_t used = drive(c, b->base, n);
         if (used < n && !c->closing && !c->lingering && pend_append(c, b->base + used, n - used))
@@ -685,7 +718,24 @@ static void on_timer(uv_timer_t *t)
 {
     conn *c = t->data;
     c->timer_armed = 0;
-    if (c->closing || c->deadline == 0 || c->tmode == T_NONE)
+    if (c->closing)
+        return;
+    if (c->upgraded && !c->lingering) {
+        /* Also the deferred hand-over of bytes read with the request (see sl_http_upgrade). */
+        up_flush_pend(c);
+        if (c->closing || c->lingering || c->tmode != T_UP || c->deadline == 0)
+            return;
+        uint64_t now = uv_now(t->loop);
+        if (now < c->deadline) {
+            uv_timer_start(&c->timer, on_timer, c->deadline - now, 0);
+            c->timer_armed = 1;
+            c->timer_due = c->deadline;
+            return;
+        }
+        conn_close(c);
+        return;
+    }
+    if (c->deadline == 0 || c->tmode == T_NONE)
         return;
     uint64_t now = uv_now(t->loop);
     if (now < c->deadline) {
@@ -702,6 +752,171 @@ static void on_timer(uv_timer_t *t)
         break;
     default: /* idle keep-alive, a stuck write, the end of lingering: just go */
         conn_close(c);
+    }
+}
+
+/* ---- upgraded connections -------------------------------------------------------------------- */
+
+static void up_flush_pend(conn *c)
+{
+    if (c->pend_len == 0)
+        return;
+    char *p = c->pend;
+    size_t n = c->pend_len;
+    c->pend = NULL;
+    c->pend_len = c->pend_cap = 0;
+    if (!c->closing && !c->lingering)
+        c->fns.on_data(c->up_ud, p, n);
+    free(p);
+}
+
+static void on_up_write(uv_write_t *w, int status)
+{
+    conn *c = w->data;
+    c->writing = 0;
+    if (c->closing)
+        return;
+    /* An idle upgraded connection keeps no write buffer: that is most of them, most of the time. */
+    free(c->wbuf);
+    c->wbuf = NULL;
+    c->wcap = 0;
+    if (status < 0)
+        conn_close(c);
+    else if (c->close_after_write)
+        conn_linger(c);
+    else if (c->fns.on_drain != NULL)
+        c->fns.on_drain(c->up_ud);
+}
+
+/* Writes what the socket takes now, the rest from wbuf with one uv_write. data may be wbuf. */
+static long up_write(conn *c, const char *data, size_t len)
+{
+    if (c->closing || c->lingering || c->close_after_write)
+        return SL_EIO;
+    if (c->writing)
+        return 0;
+    if (len == 0)
+        return 0;
+    uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
+    int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+    if (n >= 0 && (size_t)n == len) {
+        free(c->wbuf); /* nothing in flight: an idle upgraded connection keeps no buffer */
+        c->wbuf = NULL;
+        c->wcap = 0;
+        return (long)len;
+    }
+    if (n < 0 && n != UV_EAGAIN && n != UV_ENOSYS)
+        return SL_EIO;
+    if (n < 0)
+        n = 0;
+    size_t rest = len - (size_t)n;
+    if (data != c->wbuf && wreserve(c, rest) != 0)
+        return SL_ENOMEM;
+    memmove(c->wbuf, data + n, rest);
+    b = uv_buf_init(c->wbuf, (unsigned)rest);
+    if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_up_write) < 0)
+        return SL_EIO;
+    c->writing = 1;
+    return (long)len;
+}
+
+int sl_http_upgrade(sl_http_request *req, const char *extra_headers, const sl_http_upgrade_fns *fns,
+                    void *ud, sl_http_upgraded **out)
+{
+    if (req == NULL || req->conn == NULL || fns == NULL || fns->on_data == NULL ||
+        fns->on_close == NULL || out == NULL)
+        return SL_EINVAL;
+    conn *c = req->conn;
+    if (req != &c->req || !c->in_flight)
+        return SL_EINVAL;
+    *out = NULL;
+    req->conn = NULL;
+    c->in_flight = 0;
+    if (c->closing) {
+        conn_unref(c);
+        return SL_EIO;
+    }
+    size_t elen = extra_headers ? strlen(extra_headers) : 0, dlen;
+    const char *date = date_line(c->srv, &dlen);
+    if (wreserve(c, 128 + dlen + elen) != 0) {
+        conn_close(c);
+        conn_unref(c);
+        return SL_ENOMEM;
+    }
+    char *d = c->wbuf;
+    d = PUT_LIT(d, "HTTP/1.1 101 Switching Protocols\r\nServer: sluice\r\n");
+    d = put(d, date, dlen);
+    d = PUT_LIT(d, "Connection: Upgrade\r\n");
+    if (elen > 0) {
+        d = put(d, extra_headers, elen);
+        if (extra_headers[elen - 1] != '\n')
+            d = PUT_LIT(d, "\r\n");
+    }
+    d = PUT_LIT(d, "\r\n");
+    /* The request (and the assembler's store behind it) is over: the owner only sees bytes. */
+    sl__http_parser_free(&c->parser);
+    c->upgraded = 1;
+    c->fns = *fns;
+    c->up_ud = ud;
+    c->tmode = T_NONE;
+    c->deadline = 0;
+    if (up_write(c, c->wbuf, (size_t)(d - c->wbuf)) < 0) {
+        c->up_notified = 1; /* the owner never had it */
+        conn_close(c);
+        conn_unref(c);
+        return SL_EIO;
+    }
+    *out = (sl_http_upgraded *)c;
+    /* Bytes that came with the request are handed over only once the owner has set itself up:
+     * after the handler returns when it upgraded from inside the handler (drive's caller settles),
+     * else on the next loop iteration. */
+    if (!c->in_drive) {
+        if (c->pend_len > 0) {
+            uv_timer_start(&c->timer, on_timer, 0, 0);
+            c->timer_armed = 1;
+            c->timer_due = uv_now(c->timer.loop);
+        }
+        read_set(c, 1);
+    }
+    conn_unref(c);
+    return SL_OK;
+}
+
+long sl_http_upgraded_write(sl_http_upgraded *u, const char *data, size_t len)
+{
+    if (u == NULL || (data == NULL && len > 0))
+        return SL_EINVAL;
+    return up_write((conn *)u, data, len);
+}
+
+void sl_http_upgraded_close(sl_http_upgraded *u)
+{
+    conn *c = (conn *)u;
+    if (c == NULL || c->closing || c->lingering)
+        return;
+    if (c->writing)
+        c->close_after_write = 1;
+    else
+        conn_linger(c);
+}
+
+void sl_http_upgraded_set_timeout(sl_http_upgraded *u, unsigned ms)
+{
+    conn *c = (conn *)u;
+    if (c == NULL || c->closing || c->lingering)
+        return;
+    if (ms == 0) {
+        c->tmode = T_NONE;
+        c->deadline = 0;
+        return; /* an armed timer fires harmlessly (and flushes, if that is why it was armed) */
+    }
+    uint64_t now = uv_now(c->timer.loop);
+    c->tmode = T_UP;
+    c->deadline = now + ms;
+    if (!c->timer_armed || c->timer_due > c->deadline) {
+        uv_timer_start(&c->timer, on_timer, ms, 0);
+        c->timer_armed = 1;
+        c->timer_due = c->deadline;
     }
 }
 

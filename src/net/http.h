@@ -68,6 +68,35 @@ size_t sl_http_server_connections(const sl_http_server *s);
 void sl_http_server_close(sl_http_server *s);
 void sl_http_server_free(sl_http_server *s);
 
+/* ---- taking a connection over (WebSocket and friends) -------------------------------------------
+ * A handler may, instead of sl_http_respond, hand the connection to a new owner: the transport
+ * writes "101 Switching Protocols" (with "Connection: Upgrade" and extra_headers), stops parsing
+ * HTTP and gives every further byte, starting with any already read after the request, to
+ * fns->on_data. The owner writes with sl_http_upgraded_write and ends with sl_http_upgraded_close.
+ * fns->on_close is called exactly once when the socket is gone (peer left, error, timeout, server
+ * closed, or after sl_http_upgraded_close); the handle is invalid once it returns. It may be called
+ * from inside sl_http_upgraded_write or _close, so owners must tolerate re-entry. */
+typedef struct sl_http_upgraded sl_http_upgraded;
+
+typedef struct sl_http_upgrade_fns {
+    void (*on_data)(void *ud, const char *data, size_t len); /* owner must use all of it */
+    void (*on_drain)(void *ud);                              /* a blocked write completed */
+    void (*on_close)(void *ud);
+} sl_http_upgrade_fns;
+
+/* Returns SL_OK and *out, or an sl_errno (SL_EIO: the client already left; SL_EUNAVAIL: the server
+ * is closing) after which the request has been consumed and must not be answered. fns is copied. */
+int sl_http_upgrade(sl_http_request *req, const char *extra_headers, const sl_http_upgrade_fns *fns,
+                    void *ud, sl_http_upgraded **out);
+/* Writes at most one chunk at a time: returns len when the bytes were taken (written or queued in
+ * the transport's single in-flight buffer), 0 when a previous write is still in flight (wait for
+ * on_drain), or an sl_errno. Bounding memory is the owner's job: it holds the backlog. */
+long sl_http_upgraded_write(sl_http_upgraded *u, const char *data, size_t len);
+/* Graceful: finishes the write in flight, sends FIN, drains the peer briefly, then closes. */
+void sl_http_upgraded_close(sl_http_upgraded *u);
+/* Closes the socket after ms milliseconds unless it is gone by then (0: cancel). */
+void sl_http_upgraded_set_timeout(sl_http_upgraded *u, unsigned ms);
+
 /* Reason phrase of a status ("OK", "Not Found", ...). */
 const char *sl_http_reason(int status);
 

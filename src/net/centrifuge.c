@@ -1,0 +1,964 @@
+/* The Centrifugo JSON client protocol codec (see centrifuge.h). Parsing uses jansson with duplicate
+ * keys rejected for structure and types, plus a small scanner over the already validated text that
+ * finds the raw bytes of each command's "data" value, because stored messages must keep the exact
+ * text the client sent (a jansson round trip would rewrite reals and key order). Encoding writes
+ * compact JSON by hand into one growable buffer: replies are small and hot (fan-out), and building
+ * a jansson tree per push would cost more than the push itself. */
+#include "net/centrifuge.h"
+
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- codes ---- */
+
+const char *sl__cf_code_message(int code)
+{
+    switch (code) {
+#define SL__CF_CODE_MSG(sym, c, msg, temp)                                                         \
+    case c:                                                                                        \
+        return msg;
+        SL__CF_CODE_MAP(SL__CF_CODE_MSG)
+#undef SL__CF_CODE_MSG
+    }
+    return "unknown";
+}
+
+int sl__cf_code_temporary(int code)
+{
+    switch (code) {
+#define SL__CF_CODE_TEMP(sym, c, msg, temp)                                                        \
+    case c:                                                                                        \
+        return temp;
+        SL__CF_CODE_MAP(SL__CF_CODE_TEMP)
+#undef SL__CF_CODE_TEMP
+    }
+    return 0;
+}
+
+int sl__cf_error_from_errno(int sl_code)
+{
+    switch (sl_code) {
+    case SL_OK:
+        return 0;
+    case SL_EINVAL:
+    case SL_EBADID:
+    case SL_EJSON:
+    case SL_EKIND:
+    case SL_ETOOBIG:
+    case SL_EHEADERS:
+        return SL__CF_ERR_BAD_REQUEST;
+    case SL_ENOENT:
+        return SL__CF_ERR_UNKNOWN_CHANNEL;
+    case SL_EEXIST:
+        return SL__CF_ERR_ALREADY_SUBSCRIBED;
+    case SL_EFULL:
+    case SL_ELIMIT:
+        return SL__CF_ERR_LIMIT_EXCEEDED;
+    case SL_EUNAUTH:
+    case SL_ETOKEN:
+        return SL__CF_ERR_UNAUTHORIZED;
+    case SL_EEXPIRED:
+        return SL__CF_ERR_TOKEN_EXPIRED;
+    case SL_EFORBIDDEN:
+        return SL__CF_ERR_PERMISSION_DENIED;
+    case SL_EMETHOD:
+        return SL__CF_ERR_METHOD_NOT_FOUND;
+    default: /* ENOMEM, EIO, EUNAVAIL, ETIMEOUT, ECONFIG, EWEAKKEY, EINTERNAL, unknown */
+        return SL__CF_ERR_INTERNAL;
+    }
+}
+
+static const char *const method_names[SL__CF_METHOD_COUNT] = {
+    [SL__CF_PING] = "",
+    [SL__CF_CONNECT] = "connect",
+    [SL__CF_SUBSCRIBE] = "subscribe",
+    [SL__CF_UNSUBSCRIBE] = "unsubscribe",
+    [SL__CF_PUBLISH] = "publish",
+    [SL__CF_REFRESH] = "refresh",
+    [SL__CF_SUB_REFRESH] = "sub_refresh",
+    [SL__CF_HISTORY] = "history",
+    [SL__CF_PRESENCE] = "presence",
+    [SL__CF_PRESENCE_STATS] = "presence_stats",
+    [SL__CF_RPC] = "rpc",
+    [SL__CF_SEND] = "send",
+};
+
+const char *sl__cf_method_name(sl__cf_method m)
+{
+    return (unsigned)m < SL__CF_METHOD_COUNT ? method_names[m] : "";
+}
+
+/* ---- raw scanner: only ever runs on text jansson has accepted ---- */
+
+static const char *skip_ws(const char *p, const char *e)
+{
+    while (p < e && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n'))
+        p++;
+    return p;
+}
+
+/* p at the opening quote; returns the byte after the closing one. */
+static const char *skip_string(const char *p, const char *e)
+{
+    for (p++; p < e && *p != '"'; p++)
+        if (*p == '\\')
+            p++;
+    return p < e ? p + 1 : e;
+}
+
+static const char *skip_value(const char *p, const char *e)
+{
+    if (p >= e)
+        return e;
+    if (*p == '"')
+        return skip_string(p, e);
+    if (*p == '{' || *p == '[') {
+        /* Iterative so hostile nesting cannot exhaust the stack. */
+        size_t depth = 0;
+        while (p < e) {
+            if (*p == '"') {
+                p = skip_string(p, e);
+                continue;
+            }
+            if (*p == '{' || *p == '[')
+                depth++;
+            else if (*p == '}' || *p == ']') {
+                if (--depth == 0)
+                    return p + 1;
+            }
+            p++;
+        }
+        return e;
+    }
+    while (p < e && *p != ',' && *p != '}' && *p != ']' && *p != ' ' && *p != '\t' && *p != '\r' &&
+           *p != '\n')
+        p++;
+    return p;
+}
+
+/* Whether the key token [k, ke) (quotes included) decodes to key. Escaped keys are decoded with
+ * jansson so "d\u0061ta" is found as jansson found it. */
+static int key_equals(const char *k, const char *ke, const char *key)
+{
+    size_t raw = (size_t)(ke - k) - 2, klen = strlen(key);
+    if (memchr(k, '\\', (size_t)(ke - k)) == NULL)
+        return raw == klen && memcmp(k + 1, key, klen) == 0;
+    json_t *s = json_loadb(k, (size_t)(ke - k), JSON_DECODE_ANY, NULL);
+    int eq = json_is_string(s) && json_string_length(s) == klen &&
+             memcmp(json_string_value(s), key, klen) == 0;
+    json_decref(s);
+    return eq;
+}
+
+/* Finds member key of the object at p; 1 with its value span [*vs, *ve). */
+static int find_member(const char *p, const char *e, const char *key, const char **vs,
+                       const char **ve)
+{
+    p = skip_ws(p, e);
+    if (p >= e || *p != '{')
+        return 0;
+    p++;
+    for (;;) {
+        p = skip_ws(p, e);
+        if (p >= e || *p != '"')
+            return 0;
+        const char *k = p;
+        p = skip_string(p, e);
+        const char *ke = p;
+        p = skip_ws(p, e);
+        if (p >= e || *p != ':')
+            return 0;
+        p = skip_ws(p + 1, e);
+        const char *v = p;
+        p = skip_value(p, e);
+        if (key_equals(k, ke, key)) {
+            *vs = v;
+            *ve = p;
+            return 1;
+        }
+        p = skip_ws(p, e);
+        if (p >= e || *p != ',')
+            return 0;
+        p++;
+    }
+}
+
+/* ---- field extraction ---- */
+
+/* A per-command problem: the message is static and says which field, never echoes input. */
+typedef struct perr {
+    int code;
+    const char *msg;
+} perr;
+
+static int bad(perr *pe, int code, const char *msg)
+{
+    if (pe->code == 0) {
+        pe->code = code;
+        pe->msg = msg;
+    }
+    return -1;
+}
+
+static char *dup_n(const char *s, size_t n)
+{
+    char *d = malloc(n + 1);
+    if (d) {
+        memcpy(d, s, n);
+        d[n] = '\0';
+    }
+    return d;
+}
+
+/* 0 ok (absent leaves *out NULL), -1 on a per-command error, -2 out of memory. */
+static int get_str(json_t *obj, const char *key, size_t max, int required, char **out, perr *pe,
+                   const char *msg)
+{
+    json_t *v = json_object_get(obj, key);
+    if (v == NULL || json_is_null(v))
+        return required ? bad(pe, SL__CF_ERR_BAD_REQUEST, msg) : 0;
+    if (!json_is_string(v) || json_string_length(v) > max)
+        return bad(pe, SL__CF_ERR_BAD_REQUEST, msg);
+    if (required && json_string_length(v) == 0)
+        return bad(pe, SL__CF_ERR_BAD_REQUEST, msg);
+    *out = dup_n(json_string_value(v), json_string_length(v));
+    return *out ? 0 : -2;
+}
+
+static int get_bool(json_t *obj, const char *key, bool *out, perr *pe, const char *msg)
+{
+    json_t *v = json_object_get(obj, key);
+    if (v == NULL || json_is_null(v))
+        return 0;
+    if (!json_is_boolean(v))
+        return bad(pe, SL__CF_ERR_BAD_REQUEST, msg);
+    *out = json_is_true(v);
+    return 0;
+}
+
+static int get_int(json_t *obj, const char *key, json_int_t lo, json_int_t hi, json_int_t *out,
+                   bool *present, perr *pe, const char *msg)
+{
+    json_t *v = json_object_get(obj, key);
+    if (v == NULL || json_is_null(v))
+        return 0;
+    if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi)
+        return bad(pe, SL__CF_ERR_BAD_REQUEST, msg);
+    *out = json_integer_value(v);
+    if (present)
+        *present = true;
+    return 0;
+}
+
+/* The raw "data" of the command object whose own span is [os, oe). */
+static int get_data(json_t *obj, const char *os, const char *oe, int required, sl__cf_command *c,
+                    perr *pe)
+{
+    json_t *v = json_object_get(obj, "data");
+    if (v == NULL || json_is_null(v))
+        return required ? bad(pe, SL__CF_ERR_BAD_REQUEST, "data required") : 0;
+    const char *vs, *ve;
+    if (!find_member(os, oe, "data", &vs, &ve))
+        return bad(pe, SL__CF_ERR_BAD_REQUEST, "data unreadable"); /* cannot happen */
+    c->data = dup_n(vs, (size_t)(ve - vs));
+    c->data_len = (size_t)(ve - vs);
+    return c->data ? 0 : -2;
+}
+
+#define TRY(x)                                                                                     \
+    do {                                                                                           \
+        int r_ = (x);                                                                              \
+        if (r_ == -2)                                                                              \
+            return -2;                                                                             \
+        if (r_ < 0)                                                                                \
+            return -1;                                                                             \
+    } while (0)
+
+static int parse_connect_subs(json_t *subs, sl__cf_command *c, perr *pe)
+{
+    if (!json_is_object(subs))
+        return bad(pe, SL__CF_ERR_BAD_REQUEST, "subs must be an object");
+    size_t n = json_object_size(subs);
+    if (n > SL__CF_MAX_CONNECT_SUBS)
+        return bad(pe, SL__CF_ERR_LIMIT_EXCEEDED, "too many subs");
+    if (n == 0)
+        return 0;
+    c->subs = calloc(n, sizeof *c->subs);
+    if (c->subs == NULL)
+        return -2;
+    const char *ch;
+    json_t *v;
+    json_object_foreach(subs, ch, v)
+    {
+        sl__cf_connect_sub *s = &c->subs[c->nsubs];
+        size_t clen = strlen(ch); /* jansson keys cannot hold NUL unless JSON_ALLOW_NUL */
+        if (clen == 0 || clen > SL__CF_MAX_CHANNEL || !json_is_object(v))
+            return bad(pe, SL__CF_ERR_BAD_REQUEST, "bad subs entry");
+        s->channel = dup_n(ch, clen);
+        if (s->channel == NULL)
+            return -2;
+        c->nsubs++;
+        json_int_t off = 0;
+        TRY(get_bool(v, "recover", &s->recover, pe, "subs recover must be a boolean"));
+        TRY(get_int(v, "offset", 0, INT64_MAX, &off, NULL, pe, "subs offset must be an integer"));
+        s->offset = (uint64_t)off;
+        TRY(get_str(v, "epoch", SL__CF_MAX_SHORT, 0, &s->epoch, pe, "subs epoch must be a string"));
+    }
+    return 0;
+}
+
+/* Fills c from the method object o (raw span [os, oe)). */
+static int parse_body(json_t *o, const char *os, const char *oe, sl__cf_command *c, perr *pe)
+{
+    json_int_t v = 0;
+    bool have = false;
+    switch (c->method) {
+    case SL__CF_PING:
+    case SL__CF_METHOD_COUNT:
+        return 0;
+    case SL__CF_CONNECT:
+        TRY(get_str(o, "token", SL__CF_MAX_TOKEN, 0, &c->token, pe, "token must be a string"));
+        TRY(get_str(o, "name", SL__CF_MAX_SHORT, 0, &c->name, pe, "name must be a string"));
+        TRY(get_str(o, "version", SL__CF_MAX_SHORT, 0, &c->version, pe,
+                    "version must be a string"));
+        TRY(get_data(o, os, oe, 0, c, pe));
+        if (json_object_get(o, "subs") != NULL && !json_is_null(json_object_get(o, "subs")))
+            TRY(parse_connect_subs(json_object_get(o, "subs"), c, pe));
+        return 0;
+    case SL__CF_SUBSCRIBE:
+        TRY(get_str(o, "channel", SL__CF_MAX_CHANNEL, 1, &c->channel, pe, "channel required"));
+        TRY(get_str(o, "token", SL__CF_MAX_TOKEN, 0, &c->token, pe, "token must be a string"));
+        TRY(get_bool(o, "recover", &c->recover, pe, "recover must be a boolean"));
+        TRY(get_bool(o, "positioned", &c->positioned, pe, "positioned must be a boolean"));
+        TRY(get_bool(o, "recoverable", &c->recoverable, pe, "recoverable must be a boolean"));
+        TRY(get_bool(o, "join_leave", &c->join_leave, pe, "join_leave must be a boolean"));
+        TRY(get_int(o, "offset", 0, INT64_MAX, &v, NULL, pe, "offset must be an integer"));
+        c->offset = (uint64_t)v;
+        v = 0;
+        TRY(get_int(o, "flag", 0, INT32_MAX, &v, NULL, pe, "flag must be an integer"));
+        c->flag = (uint32_t)v;
+        TRY(get_str(o, "epoch", SL__CF_MAX_SHORT, 0, &c->epoch, pe, "epoch must be a string"));
+        TRY(get_data(o, os, oe, 0, c, pe));
+        return 0;
+    case SL__CF_UNSUBSCRIBE:
+    case SL__CF_PRESENCE:
+    case SL__CF_PRESENCE_STATS:
+        TRY(get_str(o, "channel", SL__CF_MAX_CHANNEL, 1, &c->channel, pe, "channel required"));
+        return 0;
+    case SL__CF_PUBLISH:
+        TRY(get_str(o, "channel", SL__CF_MAX_CHANNEL, 1, &c->channel, pe, "channel required"));
+        TRY(get_data(o, os, oe, 1, c, pe));
+        return 0;
+    case SL__CF_REFRESH:
+        TRY(get_str(o, "token", SL__CF_MAX_TOKEN, 1, &c->token, pe, "token required"));
+        return 0;
+    case SL__CF_SUB_REFRESH:
+        TRY(get_str(o, "channel", SL__CF_MAX_CHANNEL, 1, &c->channel, pe, "channel required"));
+        TRY(get_str(o, "token", SL__CF_MAX_TOKEN, 1, &c->token, pe, "token required"));
+        return 0;
+    case SL__CF_HISTORY: {
+        TRY(get_str(o, "channel", SL__CF_MAX_CHANNEL, 1, &c->channel, pe, "channel required"));
+        TRY(get_int(o, "limit", -1, INT32_MAX, &v, &c->has_limit, pe, "limit must be an integer"));
+        c->limit = v;
+        TRY(get_bool(o, "reverse", &c->reverse, pe, "reverse must be a boolean"));
+        json_t *since = json_object_get(o, "since");
+        if (since != NULL && !json_is_null(since)) {
+            if (!json_is_object(since))
+                return bad(pe, SL__CF_ERR_BAD_REQUEST, "since must be an object");
+            v = 0;
+            TRY(get_int(since, "offset", 0, INT64_MAX, &v, &have, pe,
+                        "since offset must be an integer"));
+            c->has_since = true;
+            c->since_offset = (uint64_t)v;
+            TRY(get_str(since, "epoch", SL__CF_MAX_SHORT, 0, &c->since_epoch, pe,
+                        "since epoch must be a string"));
+        }
+        return 0;
+    }
+    case SL__CF_RPC:
+        TRY(get_str(o, "method", SL__CF_MAX_SHORT, 0, &c->rpc_method, pe,
+                    "method must be a string"));
+        TRY(get_data(o, os, oe, 0, c, pe));
+        return 0;
+    case SL__CF_SEND:
+        TRY(get_data(o, os, oe, 1, c, pe));
+        return 0;
+    }
+    return 0;
+}
+
+/* One command from one line: 0, 1 for a frame error (message in st), or SL_ENOMEM. */
+static int parse_line(const char *line, size_t len, sl__cf_command *c, size_t lineno, sl_status *st)
+{
+    json_error_t jerr;
+    memset(c, 0, sizeof *c);
+    json_t *root = json_loadb(line, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (root == NULL || !json_is_object(root)) {
+        json_decref(root);
+        sl_status_set(st, SL_EJSON, "command %zu: not a JSON object", lineno);
+        return 1;
+    }
+    int rc = 0;
+    json_t *id = json_object_get(root, "id");
+    if (id != NULL && !json_is_null(id)) {
+        if (!json_is_integer(id) || json_integer_value(id) < 0 ||
+            json_integer_value(id) > (json_int_t)UINT32_MAX) {
+            sl_status_set(st, SL_EJSON, "command %zu: id must be an integer in 0..2^32-1", lineno);
+            rc = 1;
+            goto out;
+        }
+        c->id = (uint32_t)json_integer_value(id);
+    }
+
+    perr pe = {0, NULL};
+    const char *key;
+    json_t *v, *body = NULL;
+    int found = 0;
+    json_object_foreach(root, key, v)
+    {
+        if (strcmp(key, "id") == 0)
+            continue;
+        int m = -1;
+        for (int i = 1; i < SL__CF_METHOD_COUNT; i++)
+            if (strcmp(key, method_names[i]) == 0)
+                m = i;
+        if (m < 0) {
+            bad(&pe, SL__CF_ERR_METHOD_NOT_FOUND, "unknown command");
+            continue;
+        }
+        if (found++) {
+            bad(&pe, SL__CF_ERR_BAD_REQUEST, "more than one command in an object");
+            continue;
+        }
+        c->method = (sl__cf_method)m;
+        body = v;
+    }
+    if (found == 0 && pe.code == 0 && c->id != 0)
+        bad(&pe, SL__CF_ERR_BAD_REQUEST, "command without method");
+    if (body != NULL && pe.code == 0) {
+        if (!json_is_object(body)) {
+            bad(&pe, SL__CF_ERR_BAD_REQUEST, "command body must be an object");
+        } else {
+            const char *os = NULL, *oe = NULL;
+            if (!find_member(line, line + len, method_names[c->method], &os, &oe)) {
+                /* Only an escaped key spelling differently would miss; jansson found it. */
+                os = oe = line;
+            }
+            int r = parse_body(body, os, oe, c, &pe);
+            if (r == -2) {
+                rc = SL_ENOMEM;
+                goto out;
+            }
+        }
+    }
+    /* Without an id nothing can be answered: a malformed command is a frame error, and so is any
+     * command that expects a reply. */
+    if (c->id == 0 && (pe.code != 0 || (c->method != SL__CF_PING && c->method != SL__CF_SEND))) {
+        sl_status_set(st, SL_EJSON, "command %zu: %s", lineno,
+                      pe.code ? pe.msg : "command needs an id");
+        rc = 1;
+        goto out;
+    }
+    c->error = pe.code;
+    c->error_message = pe.msg;
+out:
+    json_decref(root);
+    if (rc != 0)
+        sl__cf_command_clear(c);
+    return rc;
+}
+
+int sl__cf_parse_frame(const char *text, size_t len, sl__cf_command *cmds, size_t max, size_t *n,
+                       sl_status *st)
+{
+    if (n)
+        *n = 0;
+    if ((text == NULL && len > 0) || cmds == NULL || n == NULL)
+        return sl_status_set(st, SL_EINVAL, "invalid argument");
+    if (len > 0 && memchr(text, '\0', len) != NULL)
+        return sl_status_set(st, SL_EJSON, "NUL byte in frame");
+    if (max > SL__CF_MAX_COMMANDS)
+        max = SL__CF_MAX_COMMANDS;
+    const char *p = text, *e = text + len;
+    size_t count = 0, lineno = 0;
+    while (p < e) {
+        const char *nl = memchr(p, '\n', (size_t)(e - p));
+        const char *le = nl ? nl : e;
+        const char *s = skip_ws(p, le), *t = le;
+        while (t > s && (t[-1] == ' ' || t[-1] == '\t' || t[-1] == '\r'))
+            t--;
+        p = nl ? nl + 1 : e;
+        lineno++;
+        if (s == t)
+            continue;
+        if (count >= max) {
+            sl__cf_commands_clear(cmds, count);
+            return sl_status_set(st, SL_ELIMIT, "more than %zu commands in a frame", max);
+        }
+        int r = parse_line(s, (size_t)(t - s), &cmds[count], lineno, st);
+        if (r != 0) {
+            sl__cf_commands_clear(cmds, count);
+            if (r == SL_ENOMEM)
+                return sl_status_set(st, SL_ENOMEM, "out of memory");
+            return SL_EJSON;
+        }
+        count++;
+    }
+    *n = count;
+    return SL_OK;
+}
+
+void sl__cf_command_clear(sl__cf_command *c)
+{
+    if (c == NULL)
+        return;
+    free(c->channel);
+    free(c->token);
+    free(c->data);
+    free(c->name);
+    free(c->version);
+    free(c->rpc_method);
+    free(c->epoch);
+    free(c->since_epoch);
+    for (size_t i = 0; i < c->nsubs; i++) {
+        free(c->subs[i].channel);
+        free(c->subs[i].epoch);
+    }
+    free(c->subs);
+    memset(c, 0, sizeof *c);
+}
+
+void sl__cf_commands_clear(sl__cf_command *cmds, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        sl__cf_command_clear(&cmds[i]);
+}
+
+/* ---- encoder ---- */
+
+void sl__cf_buf_init(sl__cf_buf *b)
+{
+    memset(b, 0, sizeof *b);
+}
+
+void sl__cf_buf_reset(sl__cf_buf *b)
+{
+    b->len = 0;
+    b->oom = false;
+    if (b->data)
+        b->data[0] = '\0';
+}
+
+void sl__cf_buf_free(sl__cf_buf *b)
+{
+    free(b->data);
+    memset(b, 0, sizeof *b);
+}
+
+/* Room for extra bytes plus a NUL, so data is always a C string for logs and tests. */
+static int reserve(sl__cf_buf *b, size_t extra)
+{
+    if (b->oom)
+        return -1;
+    if (extra > SIZE_MAX / 2 - b->len) {
+        b->oom = true;
+        return -1;
+    }
+    if (b->len + extra + 1 <= b->cap)
+        return 0;
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < b->len + extra + 1)
+        cap *= 2;
+    char *d = realloc(b->data, cap);
+    if (d == NULL) {
+        b->oom = true;
+        return -1;
+    }
+    b->data = d;
+    b->cap = cap;
+    return 0;
+}
+
+static void put(sl__cf_buf *b, const char *s, size_t n)
+{
+    if (reserve(b, n) != 0)
+        return;
+    memcpy(b->data + b->len, s, n);
+    b->len += n;
+    b->data[b->len] = '\0';
+}
+
+static void puts_(sl__cf_buf *b, const char *s)
+{
+    put(b, s, strlen(s));
+}
+
+static void put_u64(sl__cf_buf *b, uint64_t v)
+{
+    char tmp[24];
+    int k = snprintf(tmp, sizeof tmp, "%" PRIu64, v);
+    put(b, tmp, (size_t)k);
+}
+
+/* A JSON string literal; the caller passes UTF-8, only quotes, backslashes and controls change. */
+static void put_str(sl__cf_buf *b, const char *s)
+{
+    static const char hex[] = "0123456789abcdef";
+    put(b, "\"", 1);
+    const char *run = s;
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p >= 0x20 && *p != '"' && *p != '\\')
+            continue;
+        put(b, run, (size_t)((const char *)p - run));
+        char esc[6] = {'\\', 0, 0, 0, 0, 0};
+        size_t k = 2;
+        switch (*p) {
+        case '"':
+            esc[1] = '"';
+            break;
+        case '\\':
+            esc[1] = '\\';
+            break;
+        case '\n':
+            esc[1] = 'n';
+            break;
+        case '\r':
+            esc[1] = 'r';
+            break;
+        case '\t':
+            esc[1] = 't';
+            break;
+        default:
+            memcpy(esc + 1, "u00", 3);
+            esc[4] = hex[*p >> 4];
+            esc[5] = hex[*p & 15];
+            k = 6;
+        }
+        put(b, esc, k);
+        run = (const char *)p + 1;
+    }
+    puts_(b, run);
+    put(b, "\"", 1);
+}
+
+/* "key": with a leading comma unless first. */
+static void key(sl__cf_buf *b, bool *first, const char *k)
+{
+    if (!*first)
+        put(b, ",", 1);
+    *first = false;
+    put(b, "\"", 1);
+    puts_(b, k);
+    put(b, "\":", 2);
+}
+
+static void kv_str(sl__cf_buf *b, bool *first, const char *k, const char *v)
+{
+    if (v == NULL)
+        return;
+    key(b, first, k);
+    put_str(b, v);
+}
+
+static void kv_u64(sl__cf_buf *b, bool *first, const char *k, uint64_t v)
+{
+    key(b, first, k);
+    put_u64(b, v);
+}
+
+static void kv_true(sl__cf_buf *b, bool *first, const char *k, bool v)
+{
+    if (!v)
+        return;
+    key(b, first, k);
+    put(b, "true", 4);
+}
+
+static void kv_raw(sl__cf_buf *b, bool *first, const char *k, const char *v, size_t n)
+{
+    if (v == NULL)
+        return;
+    key(b, first, k);
+    put(b, v, n);
+}
+
+/* Opens one batched object; returns the length to roll back to. */
+static size_t begin(sl__cf_buf *b)
+{
+    size_t start = b->len;
+    if (b->len > 0)
+        put(b, "\n", 1);
+    put(b, "{", 1);
+    return start;
+}
+
+static int end(sl__cf_buf *b, size_t start)
+{
+    put(b, "}", 1);
+    if (b->oom) {
+        /* The batch keeps every complete object before this one. */
+        b->len = start;
+        if (b->data && b->cap > start)
+            b->data[start] = '\0';
+        return SL_ENOMEM;
+    }
+    return SL_OK;
+}
+
+/* {"id":N,"<name>":{ */
+static size_t begin_reply(sl__cf_buf *b, uint32_t id, const char *name)
+{
+    size_t start = begin(b);
+    puts_(b, "\"id\":");
+    put_u64(b, id);
+    put(b, ",\"", 2);
+    puts_(b, name);
+    put(b, "\":{", 3);
+    return start;
+}
+
+static void client_info(sl__cf_buf *b, const sl__cf_client_info *in)
+{
+    bool f = true;
+    put(b, "{", 1);
+    kv_str(b, &f, "client", in->client ? in->client : "");
+    kv_str(b, &f, "user", in->user ? in->user : "");
+    kv_raw(b, &f, "conn_info", in->conn_info, in->conn_info ? strlen(in->conn_info) : 0);
+    kv_raw(b, &f, "chan_info", in->chan_info, in->chan_info ? strlen(in->chan_info) : 0);
+    put(b, "}", 1);
+}
+
+static void publication(sl__cf_buf *b, const sl__cf_pub *p)
+{
+    bool f = true;
+    put(b, "{", 1);
+    kv_raw(b, &f, "data", p->data ? p->data : "null", p->data ? p->data_len : 4);
+    if (p->info) {
+        key(b, &f, "info");
+        client_info(b, p->info);
+    }
+    if (p->offset)
+        kv_u64(b, &f, "offset", p->offset);
+    put(b, "}", 1);
+}
+
+static void publications(sl__cf_buf *b, bool *f, const sl__cf_pub *pubs, size_t n)
+{
+    if (n == 0)
+        return;
+    key(b, f, "publications");
+    put(b, "[", 1);
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            put(b, ",", 1);
+        publication(b, &pubs[i]);
+    }
+    put(b, "]", 1);
+}
+
+int sl__cf_reply_connect(sl__cf_buf *b, uint32_t id, const sl__cf_connect_result *r)
+{
+    size_t start = begin_reply(b, id, "connect");
+    bool f = true;
+    kv_str(b, &f, "client", r->client ? r->client : "");
+    kv_str(b, &f, "version", r->version);
+    if (r->expires) {
+        kv_true(b, &f, "expires", true);
+        kv_u64(b, &f, "ttl", r->ttl);
+    }
+    kv_raw(b, &f, "data", r->data, r->data ? strlen(r->data) : 0);
+    if (r->ping)
+        kv_u64(b, &f, "ping", r->ping);
+    kv_true(b, &f, "pong", r->pong);
+    put(b, "}", 1);
+    return end(b, start);
+}
+
+int sl__cf_reply_subscribe(sl__cf_buf *b, uint32_t id, const sl__cf_subscribe_result *r)
+{
+    size_t start = begin_reply(b, id, "subscribe");
+    bool f = true;
+    if (r->expires) {
+        kv_true(b, &f, "expires", true);
+        kv_u64(b, &f, "ttl", r->ttl);
+    }
+    kv_true(b, &f, "recoverable", r->recoverable);
+    kv_true(b, &f, "positioned", r->positioned);
+    if (r->recoverable || r->positioned) {
+        kv_str(b, &f, "epoch", r->epoch ? r->epoch : "");
+        kv_u64(b, &f, "offset", r->offset);
+    }
+    kv_true(b, &f, "was_recovering", r->was_recovering);
+    kv_true(b, &f, "recovered", r->recovered);
+    publications(b, &f, r->publications, r->npublications);
+    kv_raw(b, &f, "data", r->data, r->data ? strlen(r->data) : 0);
+    put(b, "}", 1);
+    return end(b, start);
+}
+
+int sl__cf_reply_empty(sl__cf_buf *b, uint32_t id, sl__cf_method m)
+{
+    size_t start = begin_reply(b, id, sl__cf_method_name(m));
+    put(b, "}", 1);
+    return end(b, start);
+}
+
+int sl__cf_reply_refresh(sl__cf_buf *b, uint32_t id, sl__cf_method m, const char *client,
+                         const char *version, bool expires, uint32_t ttl)
+{
+    size_t start = begin_reply(b, id, sl__cf_method_name(m));
+    bool f = true;
+    if (m == SL__CF_REFRESH) {
+        kv_str(b, &f, "client", client);
+        kv_str(b, &f, "version", version);
+    }
+    if (expires) {
+        kv_true(b, &f, "expires", true);
+        kv_u64(b, &f, "ttl", ttl);
+    }
+    put(b, "}", 1);
+    return end(b, start);
+}
+
+int sl__cf_reply_history(sl__cf_buf *b, uint32_t id, const sl__cf_pub *pubs, size_t n,
+                         const char *epoch, uint64_t offset)
+{
+    size_t start = begin_reply(b, id, "history");
+    bool f = true;
+    publications(b, &f, pubs, n);
+    kv_str(b, &f, "epoch", epoch ? epoch : "");
+    kv_u64(b, &f, "offset", offset);
+    put(b, "}", 1);
+    return end(b, start);
+}
+
+int sl__cf_reply_presence(sl__cf_buf *b, uint32_t id, const sl__cf_client_info *clients, size_t n)
+{
+    size_t start = begin_reply(b, id, "presence");
+    put(b, "\"presence\":{", 12);
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            put(b, ",", 1);
+        put_str(b, clients[i].client ? clients[i].client : "");
+        put(b, ":", 1);
+        client_info(b, &clients[i]);
+    }
+    put(b, "}}", 2);
+    return end(b, start);
+}
+
+int sl__cf_reply_presence_stats(sl__cf_buf *b, uint32_t id, uint32_t num_clients,
+                                uint32_t num_users)
+{
+    size_t start = begin_reply(b, id, "presence_stats");
+    bool f = true;
+    kv_u64(b, &f, "num_clients", num_clients);
+    kv_u64(b, &f, "num_users", num_users);
+    put(b, "}", 1);
+    return end(b, start);
+}
+
+int sl__cf_reply_rpc(sl__cf_buf *b, uint32_t id, const char *data, size_t data_len)
+{
+    size_t start = begin_reply(b, id, "rpc");
+    bool f = true;
+    kv_raw(b, &f, "data", data, data_len);
+    put(b, "}", 1);
+    return end(b, start);
+}
+
+int sl__cf_reply_error(sl__cf_buf *b, uint32_t id, int code, const char *message)
+{
+    size_t start = begin_reply(b, id, "error");
+    bool f = true;
+    kv_u64(b, &f, "code", (uint64_t)(code < 0 ? 0 : code));
+    kv_str(b, &f, "message", message ? message : sl__cf_code_message(code));
+    kv_true(b, &f, "temporary", sl__cf_code_temporary(code));
+    put(b, "}", 1);
+    return end(b, start);
+}
+
+/* {"push":{"channel":C,"<kind>": */
+static size_t begin_push(sl__cf_buf *b, const char *channel, const char *kind)
+{
+    size_t start = begin(b);
+    puts_(b, "\"push\":{");
+    bool f = true;
+    kv_str(b, &f, "channel", channel);
+    key(b, &f, kind);
+    return start;
+}
+
+int sl__cf_push_pub(sl__cf_buf *b, const char *channel, const sl__cf_pub *pub)
+{
+    size_t start = begin_push(b, channel, "pub");
+    publication(b, pub);
+    put(b, "}", 1);
+    return end(b, start);
+}
+
+static int push_info(sl__cf_buf *b, const char *channel, const char *kind,
+                     const sl__cf_client_info *info)
+{
+    size_t start = begin_push(b, channel, kind);
+    put(b, "{\"info\":", 8);
+    client_info(b, info);
+    put(b, "}}", 2);
+    return end(b, start);
+}
+
+int sl__cf_push_join(sl__cf_buf *b, const char *channel, const sl__cf_client_info *info)
+{
+    return push_info(b, channel, "join", info);
+}
+
+int sl__cf_push_leave(sl__cf_buf *b, const char *channel, const sl__cf_client_info *info)
+{
+    return push_info(b, channel, "leave", info);
+}
+
+static void code_reason(sl__cf_buf *b, int code, const char *reason)
+{
+    bool f = true;
+    put(b, "{", 1);
+    kv_u64(b, &f, "code", (uint64_t)(code < 0 ? 0 : code));
+    kv_str(b, &f, "reason", reason ? reason : sl__cf_code_message(code));
+    put(b, "}", 1);
+}
+
+int sl__cf_push_unsubscribe(sl__cf_buf *b, const char *channel, int code, const char *reason)
+{
+    size_t start = begin_push(b, channel, "unsubscribe");
+    code_reason(b, code, reason);
+    put(b, "}", 1);
+    return end(b, start);
+}
+
+int sl__cf_push_message(sl__cf_buf *b, const char *data, size_t data_len)
+{
+    size_t start = begin_push(b, NULL, "message");
+    put(b, "{\"data\":", 8);
+    if (data)
+        put(b, data, data_len);
+    else
+        put(b, "null", 4);
+    put(b, "}}", 2);
+    return end(b, start);
+}
+
+int sl__cf_push_disconnect(sl__cf_buf *b, int code, const char *reason)
+{
+    size_t start = begin_push(b, NULL, "disconnect");
+    code_reason(b, code, reason);
+    put(b, "}", 1);
+    return end(b, start);
+}
+
+int sl__cf_ping(sl__cf_buf *b)
+{
+    size_t start = begin(b);
+    return end(b, start);
+}
