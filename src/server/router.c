@@ -257,6 +257,11 @@ static json_t *info_json(const sl_channel_info *c)
                      "depth", (json_int_t)c->depth);
 }
 
+static void ok_status(sl__response *resp)
+{
+    set_json(resp, 200, json_pack("{s:s}", "status", "ok"));
+}
+
 static int ok_count(sl__response *resp, const char *field, size_t n)
 {
     set_json(resp, 200, json_pack("{s:s, s:I}", "status", "ok", field, (json_int_t)n));
@@ -270,7 +275,7 @@ typedef const sl_http_request req_t;
 static int h_health(sl__router *r, const sl_identity *who, req_t *req, const char *res,
                     sl__response *resp, sl_status *st)
 {
-    set_json(resp, 200, json_pack("{s:s}", "status", "ok"));
+    ok_status(resp);
     return SL_OK;
 }
 
@@ -577,7 +582,7 @@ static int h_delete(sl__router *r, const sl_identity *who, req_t *req, const cha
 {
     int rc = sl_channel_delete(r->ctx, who, id, st);
     if (rc == SL_OK)
-        set_json(resp, 200, json_pack("{s:s}", "status", "ok"));
+        ok_status(resp);
     return rc;
 }
 
@@ -614,7 +619,7 @@ static int h_acl_del(sl__router *r, const sl_identity *who, req_t *req, const ch
 {
     int rc = sl_acl_revoke(r->ctx, who, principal, st);
     if (rc == SL_OK)
-        set_json(resp, 200, json_pack("{s:s}", "status", "ok"));
+        ok_status(resp);
     return rc;
 }
 
@@ -1008,7 +1013,7 @@ static int apikey_change(sl__router *r, const sl_identity *who, const char *id, 
         rc = expire ? sl_apikey_expire(r->apikeys, id, sl_ctx_now(r->ctx), st)
                     : sl_apikey_delete(r->apikeys, id, st);
     if (rc == SL_OK)
-        set_json(resp, 200, json_pack("{s:s}", "status", "ok"));
+        ok_status(resp);
     return rc;
 }
 
@@ -1093,7 +1098,7 @@ static int h_broker_delete(sl__router *r, const sl_identity *who, req_t *req, co
     if (rc == SL_OK)
         rc = sl_broker_assign(r->broker, principal, NULL, 0);
     if (rc == SL_OK)
-        set_json(resp, 200, json_pack("{s:s}", "status", "ok"));
+        ok_status(resp);
     return rc;
 }
 

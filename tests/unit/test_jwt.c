@@ -18,6 +18,8 @@
 
 #include <sluice/jwt.h>
 
+#include "jwt_test_util.h"
+
 #include "security/jwt_internal.h"
 
 #define NOW 1700000000.0
@@ -87,12 +89,6 @@ static sl_jwt_keyring *keyring_default(void)
     return kr;
 }
 
-static const char *const FIXED_MESSAGES[] = {
-    "malformed token",  "bad signature",  "algorithm not allowed",
-    "unknown key id",   "token expired",  "token not yet valid",
-    "invalid audience", "invalid issuer", "invalid claims",
-};
-
 /* Verifies token (strlen) with opts (NULL: defaults) at NOW and checks the code and message; the
  * message must be one of the fixed ones and must not contain any part of the token. */
 static void expect(sl_jwt_keyring *kr, const char *token, const sl_jwt_verify_opts *o, int code,
@@ -107,19 +103,7 @@ static void expect(sl_jwt_keyring *kr, const char *token, const sl_jwt_verify_op
         fail_msg("token %.60s...: got %d '%s', expected %d '%s'", token, rc, st.message, code,
                  message ? message : "");
     if (rc != SL_OK) {
-        int fixed = 0;
-        for (size_t i = 0; i < sizeof FIXED_MESSAGES / sizeof *FIXED_MESSAGES; i++)
-            fixed |= strcmp(st.message, FIXED_MESSAGES[i]) == 0;
-        assert_true(fixed);
-        /* Nothing of the token: no 6-byte window of it appears in the message. */
-        size_t n = strlen(token);
-        for (size_t i = 0; i + 6 <= n; i++) {
-            char w[7];
-            memcpy(w, token + i, 6);
-            w[6] = '\0';
-            if (strstr(st.message, w) != NULL)
-                fail_msg("message '%s' contains token text '%s'", st.message, w);
-        }
+        expect_clean_refusal(token, &st);
         /* A failed verification leaves the identity empty. */
         assert_string_equal(id.principal, "");
         assert_null(id.channels);

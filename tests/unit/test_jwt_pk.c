@@ -24,6 +24,8 @@
 
 #include <sluice/jwt.h>
 
+#include "jwt_test_util.h"
+
 #include "security/jwt_internal.h"
 
 #define NOW 1700000000.0
@@ -167,12 +169,6 @@ static char *hs_token(const char *header, const char *payload, const void *key, 
     return append_sig(t, mac, sizeof mac);
 }
 
-static const char *const FIXED_MESSAGES[] = {
-    "malformed token",  "bad signature",  "algorithm not allowed",
-    "unknown key id",   "token expired",  "token not yet valid",
-    "invalid audience", "invalid issuer", "invalid claims",
-};
-
 /* As in test_jwt.c: code and message as expected, the message one of the fixed ones and free of
  * any 6-byte window of the token; on success the identity is the PAYLOAD's. */
 static void expect_o(sl_jwt_keyring *kr, const char *token, const sl_jwt_verify_opts *o, int code,
@@ -187,17 +183,7 @@ static void expect_o(sl_jwt_keyring *kr, const char *token, const sl_jwt_verify_
         fail_msg("token %.60s...: got %d '%s', expected %d '%s'", token, rc, st.message, code,
                  message ? message : "");
     if (rc != SL_OK) {
-        int fixed = 0;
-        for (size_t i = 0; i < sizeof FIXED_MESSAGES / sizeof *FIXED_MESSAGES; i++)
-            fixed |= strcmp(st.message, FIXED_MESSAGES[i]) == 0;
-        assert_true(fixed);
-        size_t n = strlen(token);
-        for (size_t i = 0; i + 6 <= n; i++) {
-            char w[7];
-            memcpy(w, token + i, 6);
-            w[6] = '\0';
-            assert_null(strstr(st.message, w));
-        }
+        expect_clean_refusal(token, &st);
         assert_string_equal(id.principal, "");
         assert_int_equal(id.nchannels, 0);
     }
