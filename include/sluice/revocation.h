@@ -3,8 +3,10 @@
  * and a Redis store (hiredis, asynchronous on the libuv loop) shared by several servers. Because
  * Redis answers later, every operation reports through a callback; the memory store and every
  * early answer (invalid argument, store unreachable) call back synchronously, before the function
- * returns, so callers must handle both. docs/REVOCATION.md describes keys, expiry, fail-closed
- * behaviour and recovery.
+ * returns, so callers must handle both. A store can also be watched (sl_revocation_set_watch):
+ * it reports every revocation it learns of — written through it, or (Redis) by another server —
+ * so that long-lived sessions can be cut without polling. docs/REVOCATION.md describes keys,
+ * expiry, fail-closed behaviour, recovery and the watch channel.
  *
  * Rules shared by all stores:
  * - A token id is revoked until its record expires: the token's remaining lifetime (at least 1 s)
@@ -37,6 +39,8 @@ extern "C" {
 #define SL_REVOCATION_REDIS_COMMAND_TIMEOUT_MS 1000
 #define SL_REVOCATION_REDIS_BACKOFF_MIN_MS 100  /* first retry; doubles per failure ... */
 #define SL_REVOCATION_REDIS_BACKOFF_MAX_MS 2000 /* ... up to this */
+/* The watch subscription is probed this often; a probe unanswered by the next one drops it. */
+#define SL_REVOCATION_REDIS_WATCH_PROBE_MS 1000
 
 typedef struct sl_revocation_store sl_revocation_store;
 
@@ -90,6 +94,51 @@ void sl_revocation_store_free(sl_revocation_store *s);
 
 void sl_revocation_set_log(sl_revocation_store *s, sl_revocation_log_fn fn, void *ud);
 
+/* ---- watching revocations ----------------------------------------------------------------------
+ */
+
+/* A revocation the store learned of: written through this store, or (Redis) by another server
+ * sharing the Redis. Exactly one of three shapes:
+ *   token_id != NULL  this token id was revoked (user NULL, cutoff 0)
+ *   user != NULL      every token of user issued at or before cutoff (seconds since the epoch,
+ *                     the revoking server's clock) was revoked (token_id NULL)
+ *   resync == 1       events may have been missed (the subscription was (re)made): re-check every
+ *                     session with sl_revocation_check (token_id and user NULL)
+ * Strings are valid only during the call and have passed sl_revocation_id_valid /
+ * sl_principal_valid. An event carries no reason: ask sl_revocation_check for it. */
+typedef struct sl_revocation_event {
+    const char *token_id;
+    const char *user;
+    double cutoff;
+    int resync;
+} sl_revocation_event;
+
+typedef void (*sl_revocation_watch_fn)(void *ud, const sl_revocation_event *ev);
+
+/* Sets the store's one watcher (fn NULL removes it; a second call replaces the first). Called on
+ * the loop thread only, and never after sl_revocation_store_free has been called.
+ *
+ * Memory store: synchronously inside sl_revocation_revoke / sl_revocation_revoke_user, once per
+ *   successful write, after the record is stored (a check from the watcher sees it) and before
+ *   that call's cb. Failed writes report nothing. Never a resync: set the watcher before the
+ *   first session is opened.
+ * Redis store: never synchronously inside any call; always later, from the loop. Setting a
+ *   watcher opens a second connection that SUBSCRIBEs to `<prefix>:tb:revocations` (removing it
+ *   closes that connection); every successful write PUBLISHes there whether or not anyone
+ *   watches. Each message received becomes one event — this server's own revocations included,
+ *   which reach the watcher only that way, so each is reported once, not once per path. Delivery
+ *   is at most once; whenever the subscription is confirmed (the first time after setting a
+ *   watcher, and after every reconnect) the watcher gets a resync event, so a missed event is
+ *   never silent: anything revoked while the subscription was down is found by the re-check.
+ *   The subscription reconnects with the same backoff as the store, and a probe every
+ *   SL_REVOCATION_REDIS_WATCH_PROBE_MS finds a connection that went silent. Like the command
+ *   connection, it keeps the loop alive until the watcher is removed or the store freed.
+ *
+ * The watcher may call sl_revocation_check, revoke and revoke_user (with the memory store a
+ * revoke from inside the watcher reports its own event at once, nested) and
+ * sl_revocation_set_watch; it must not call sl_revocation_store_free. NULL store: no-op. */
+void sl_revocation_set_watch(sl_revocation_store *s, sl_revocation_watch_fn fn, void *ud);
+
 /* ---- operations ---------------------------------------------------------------------------------
  */
 
@@ -141,6 +190,9 @@ typedef struct sl_revocation_ops {
     int (*ready)(const sl_revocation_store *s);
     size_t (*prune)(sl_revocation_store *s); /* may be NULL */
     void (*free)(sl_revocation_store *s);
+    /* may be NULL: called after sl_revocation_set_watch changed s->watch (never while closing),
+     * so a store can start or stop the feed its events come from */
+    void (*watch)(sl_revocation_store *s);
 } sl_revocation_ops;
 
 struct sl_revocation_store {
@@ -150,6 +202,8 @@ struct sl_revocation_store {
     void *clock_ud;
     sl_revocation_log_fn log;
     void *log_ud;
+    sl_revocation_watch_fn watch; /* NULL: nobody watches */
+    void *watch_ud;
     int closing; /* set by sl_revocation_store_free before ops->free */
 };
 
@@ -163,6 +217,10 @@ double sl_revocation_token_ttl(const sl_revocation_store *s, double token_expire
 /* Logs a printf-style line through the store's sink, if any. */
 void sl_revocation_logf(const sl_revocation_store *s, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+/* Reports ev to the watcher, if any and the store is not closing. The watcher may change the
+ * store (set_watch, nested revocations): read nothing of it afterwards that the call could
+ * have changed. */
+void sl_revocation_notify(sl_revocation_store *s, const sl_revocation_event *ev);
 
 #ifdef __cplusplus
 }

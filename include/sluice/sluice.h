@@ -108,8 +108,8 @@ typedef enum {
     SL_OP_APIKEY_LIST,
     SL_OP_APIKEY_EXPIRE,
     SL_OP_APIKEY_DELETE,
-    SL_OP_BROKER_ASSIGN,  /* give a principal broker roles (or none) */
-    SL_OP_BROKER_LIST,    /* read a principal's broker roles */
+    SL_OP_BROKER_ASSIGN, /* give a principal broker roles (or none) */
+    SL_OP_BROKER_LIST,   /* read a principal's broker roles */
     SL_OP__COUNT
 } sl_op;
 
@@ -152,6 +152,26 @@ typedef struct sl_ctx_options {
  * are then refused rather than performed unrecorded. */
 typedef int (*sl_audit_fn)(void *ud, const char *record, sl_status *st);
 
+/* Change listener: how real-time transports learn, in the same call, of what they must push or
+ * re-check. Called synchronously after the change succeeded, on the caller's thread; the event and
+ * its strings are valid during the call only. A listener must not call back into the channel API
+ * for the same channel from inside the call. */
+typedef enum {
+    SL_EVENT_WRITE,           /* a message was appended: channel, message (id, data, sender) */
+    SL_EVENT_CHANNEL_DELETED, /* channel */
+    SL_EVENT_ACL_CHANGED, /* principal's entry was replaced (granted) or removed (removed = 1) */
+} sl_event_kind;
+
+typedef struct sl_event {
+    sl_event_kind kind;
+    const char *channel;                /* WRITE, CHANNEL_DELETED */
+    const struct sl_channel_info *info; /* WRITE: the channel's settings */
+    const struct sl_message *message;   /* WRITE */
+    const char *principal;              /* ACL_CHANGED */
+    int removed;                        /* ACL_CHANGED */
+} sl_event;
+typedef void (*sl_event_fn)(void *ud, const sl_event *ev);
+
 /* *out owned by the caller; release with sl_ctx_free. opts may be NULL. */
 int sl_ctx_new(sl_ctx **out, const sl_ctx_options *opts);
 void sl_ctx_free(sl_ctx *ctx);
@@ -165,6 +185,8 @@ void sl_ctx_set_audit(sl_ctx *ctx, sl_audit_fn fn, void *ud);
 struct sl_broker;
 void sl_ctx_set_broker(sl_ctx *ctx, struct sl_broker *broker);
 struct sl_broker *sl_ctx_broker(const sl_ctx *ctx);
+/* One listener per context (NULL removes it). */
+void sl_ctx_set_listener(sl_ctx *ctx, sl_event_fn fn, void *ud);
 
 /* The pipeline's decision for `who` performing `op` on `resource` (channel id, principal or NULL):
  * SL_OK, SL_EUNAUTH (no identity where one is needed) or SL_EFORBIDDEN with the tutorial's message
@@ -174,10 +196,11 @@ int sl_authorize(sl_ctx *ctx, const sl_identity *who, sl_op op, const char *reso
 
 /* ---- channel ids and patterns ---------------------------------------------------------------- */
 
-/* 1..255 bytes; segments of [A-Za-z0-9_-] joined by '.' or ':'. */
+/* 1..255 bytes; segments of [A-Za-z0-9_-] joined by '.' or ':'; the first segment may start with
+ * '$' (channels that also need a per-channel subscription token on the WebSocket transport). */
 int sl_channel_id_valid(const char *id, size_t len);
-/* Patterns: segments split on '.' and ':'; "*" matches one segment, "**" the rest (even nothing).
- */
+/* Patterns: segments split on '.' and ':'; "*" matches one segment, "**" the rest (even nothing);
+ * a leading '$' as in ids. */
 int sl_pattern_valid(const char *pat, size_t len);
 int sl_pattern_match(const char *pat, const char *channel);
 
@@ -199,6 +222,8 @@ typedef struct sl_channel_opts {
     size_t max_messages;        /* 0 = unbounded */
     size_t retention_max_count; /* topics; 0 = unbounded */
     double retention_max_age;   /* topics; seconds, 0 = unbounded */
+    int presence;               /* 1: real-time subscribers are listed (WebSocket presence) */
+    int join_leave;             /* 1: real-time subscribers see join/leave pushes */
 } sl_channel_opts;
 
 /* Defaults as documented above. */
@@ -218,6 +243,8 @@ typedef struct sl_channel_info {
     size_t max_messages;
     size_t retention_max_count;
     double retention_max_age;
+    int presence;
+    int join_leave;
     size_t depth; /* messages held */
 } sl_channel_info;
 void sl_channel_info_clear(sl_channel_info *info);

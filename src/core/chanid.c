@@ -1,6 +1,7 @@
-/* Channel ids and channel patterns. Ids are dot/colon-separated segments of [A-Za-z0-9_-]; patterns
- * use the same segments plus "*" (one segment) and "**" (the rest, possibly nothing). Both are
- * checked byte by byte with no allocation, because every request validates an id. */
+/* Channel ids and channel patterns. Ids are dot/colon-separated segments of [A-Za-z0-9_-] (the
+ * first may start with '$'); patterns use the same segments plus "*" (one segment) and "**" (the
+ * rest, possibly nothing). Both are checked byte by byte with no allocation, because every request
+ * validates an id. */
 #include <sluice/sluice.h>
 
 #include <string.h>
@@ -20,8 +21,8 @@ int sl_channel_id_valid(const char *id, size_t len)
 {
     if (id == NULL || len == 0 || len > SL_CHANNEL_ID_MAX)
         return 0;
-    size_t seg = 0;
-    for (size_t i = 0; i < len; i++) {
+    size_t seg = 0, i = id[0] == '$'; /* "$" marks a channel needing a subscription token */
+    for (; i < len; i++) {
         if (is_sep(id[i])) {
             if (seg == 0)
                 return 0;
@@ -39,8 +40,8 @@ int sl_pattern_valid(const char *pat, size_t len)
 {
     if (pat == NULL || len == 0 || len > SL_CHANNEL_ID_MAX)
         return 0;
-    size_t start = 0;
-    for (size_t i = 0; i <= len; i++) {
+    size_t start = pat[0] == '$';
+    for (size_t i = start; i <= len; i++) {
         if (i < len && !is_sep(pat[i]))
             continue;
         size_t n = i - start;

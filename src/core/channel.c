@@ -44,8 +44,8 @@ void sl_channel_opts_init(sl_channel_opts *o)
 }
 
 /* Steps shared by every channel operation: id, authorisation, existence, visibility. */
-static int enter(sl_ctx *ctx, const sl_identity *who, sl_op op, const char *id,
-                 const sl_channel_info **out, sl_status *st)
+int sl__channel_enter(sl_ctx *ctx, const sl_identity *who, sl_op op, const char *id,
+                      const sl_channel_info **out, sl_status *st)
 {
     if (id == NULL || !sl_channel_id_valid(id, strlen(id)))
         return sl_status_set(st, SL_EBADID, "invalid channel id");
@@ -120,6 +120,8 @@ static int build_info(sl_channel_info *info, const char *id, const sl_channel_op
     info->max_messages = o->max_messages;
     info->retention_max_count = o->retention_max_count;
     info->retention_max_age = o->retention_max_age;
+    info->presence = o->presence != 0;
+    info->join_leave = o->join_leave != 0;
     if (!info->id || !info->name || !info->description || !info->dead_letter) {
         sl_channel_info_clear(info);
         return SL_ENOMEM;
@@ -172,19 +174,20 @@ int sl_channel_create(sl_ctx *ctx, const sl_identity *who, const char *id, const
 
 int sl_channel_delete(sl_ctx *ctx, const sl_identity *who, const char *id, sl_status *st)
 {
-    int rc = enter(ctx, who, SL_OP_CHANNEL_DELETE, id, NULL, st);
+    int rc = sl__channel_enter(ctx, who, SL_OP_CHANNEL_DELETE, id, NULL, st);
     if (rc != SL_OK)
         return rc;
     ctx->engine->ops->drop(ctx->engine, id);
     sl__map_del(ctx->channels, id, sl__channel_info_free);
     sl__audit(ctx, NULL, "channel.delete", "principal", principal_of(who), "channel", id, NULL);
+    sl__ctx_emit(ctx, &(sl_event){.kind = SL_EVENT_CHANNEL_DELETED, .channel = id});
     return SL_OK;
 }
 
 int sl_channel_info_get(sl_ctx *ctx, const sl_identity *who, const char *id, sl_channel_info *info,
                         sl_status *st)
 {
-    int rc = enter(ctx, who, SL_OP_CHANNEL_INFO, id, NULL, st);
+    int rc = sl__channel_enter(ctx, who, SL_OP_CHANNEL_INFO, id, NULL, st);
     if (rc != SL_OK)
         return rc;
     return engine_rc(ctx->engine->ops->info(ctx->engine, id, info), id, st);
@@ -222,7 +225,8 @@ int sl_channel_list(sl_ctx *ctx, const sl_identity *who, sl_channel_info **out, 
 int sl_channel_write(sl_ctx *ctx, const sl_identity *who, const char *id, const sl_write *w,
                      char *item_id, size_t item_id_size, sl_status *st)
 {
-    int rc = enter(ctx, who, SL_OP_CHANNEL_WRITE, id, NULL, st);
+    const sl_channel_info *ch = NULL;
+    int rc = sl__channel_enter(ctx, who, SL_OP_CHANNEL_WRITE, id, &ch, st);
     if (rc != SL_OK)
         return rc;
     if (w == NULL || w->data == NULL)
@@ -254,6 +258,11 @@ int sl_channel_write(sl_ctx *ctx, const sl_identity *who, const char *id, const 
     };
     char idbuf[32];
     rc = ctx->engine->ops->append(ctx->engine, id, &m, m.timestamp, idbuf);
+    if (rc == SL_OK) {
+        m.id = idbuf;
+        sl__ctx_emit(ctx,
+                     &(sl_event){.kind = SL_EVENT_WRITE, .channel = id, .info = ch, .message = &m});
+    }
     if (data != small)
         free(data);
     if (rc != SL_OK)
@@ -294,7 +303,7 @@ int sl_channel_read(sl_ctx *ctx, const sl_identity *who, const char *id, const s
     out->items = NULL;
     out->len = 0;
     const sl_channel_info *ch = NULL;
-    int rc = enter(ctx, who, SL_OP_CHANNEL_READ, id, &ch, st);
+    int rc = sl__channel_enter(ctx, who, SL_OP_CHANNEL_READ, id, &ch, st);
     if (rc != SL_OK)
         return rc;
     size_t limit = r && r->limit ? r->limit : 10;
@@ -331,7 +340,7 @@ int sl_channel_ack(sl_ctx *ctx, const sl_identity *who, const char *id, const ch
 {
     const sl_channel_info *ch = NULL;
     *count = 0;
-    int rc = enter(ctx, who, SL_OP_CHANNEL_ACK, id, &ch, st);
+    int rc = sl__channel_enter(ctx, who, SL_OP_CHANNEL_ACK, id, &ch, st);
     if (rc == SL_OK)
         rc = kind_is_queue(ch, "acknowledge", st);
     if (rc != SL_OK)
@@ -346,7 +355,7 @@ int sl_channel_nack(sl_ctx *ctx, const sl_identity *who, const char *id, const c
 {
     const sl_channel_info *ch = NULL;
     *count = 0;
-    int rc = enter(ctx, who, SL_OP_CHANNEL_NACK, id, &ch, st);
+    int rc = sl__channel_enter(ctx, who, SL_OP_CHANNEL_NACK, id, &ch, st);
     if (rc == SL_OK)
         rc = kind_is_queue(ch, "nack", st);
     if (rc != SL_OK)
@@ -362,7 +371,7 @@ int sl_channel_clear(sl_ctx *ctx, const sl_identity *who, const char *id, size_t
                      sl_status *st)
 {
     *count = 0;
-    int rc = enter(ctx, who, SL_OP_CHANNEL_CLEAR, id, NULL, st);
+    int rc = sl__channel_enter(ctx, who, SL_OP_CHANNEL_CLEAR, id, NULL, st);
     if (rc != SL_OK)
         return rc;
     rc = engine_rc(ctx->engine->ops->clear(ctx->engine, id, count), id, st);
@@ -375,7 +384,7 @@ int sl_channel_evict(sl_ctx *ctx, const sl_identity *who, const char *id, double
                      size_t max_count, size_t *count, sl_status *st)
 {
     *count = 0;
-    int rc = enter(ctx, who, SL_OP_CHANNEL_EVICT, id, NULL, st);
+    int rc = sl__channel_enter(ctx, who, SL_OP_CHANNEL_EVICT, id, NULL, st);
     if (rc != SL_OK)
         return rc;
     rc = engine_rc(ctx->engine->ops->evict(ctx->engine, id, before, max_count, count), id, st);
@@ -388,7 +397,7 @@ int sl_channel_remove(sl_ctx *ctx, const sl_identity *who, const char *id, const
                       size_t n, size_t *count, sl_status *st)
 {
     *count = 0;
-    int rc = enter(ctx, who, SL_OP_CHANNEL_REMOVE, id, NULL, st);
+    int rc = sl__channel_enter(ctx, who, SL_OP_CHANNEL_REMOVE, id, NULL, st);
     if (rc != SL_OK)
         return rc;
     rc = engine_rc(ctx->engine->ops->remove(ctx->engine, id, ids, n, count), id, st);
@@ -413,13 +422,14 @@ int sl_acl_grant(sl_ctx *ctx, const sl_identity *who, const char *principal, sl_
         if (patterns[i] == NULL || !sl_pattern_valid(patterns[i], strlen(patterns[i])))
             return sl_status_set(st, SL_EINVAL, "invalid channel pattern");
     /* Written ahead of the change: an ACL change nobody could audit is not made. */
-    rc = sl__audit(ctx, st, "acl.grant", "actor", principal_of(who), "principal", principal,
-                   "role", sl_role_name(role), NULL);
+    rc = sl__audit(ctx, st, "acl.grant", "actor", principal_of(who), "principal", principal, "role",
+                   sl_role_name(role), NULL);
     if (rc != SL_OK)
         return rc;
     rc = sl__acl_set(ctx->acl, principal, role, patterns, n);
     if (rc != SL_OK)
         return sl_status_set(st, rc, NULL);
+    sl__ctx_emit(ctx, &(sl_event){.kind = SL_EVENT_ACL_CHANGED, .principal = principal});
     return SL_OK;
 }
 
@@ -436,6 +446,8 @@ int sl_acl_revoke(sl_ctx *ctx, const sl_identity *who, const char *principal, sl
     if (rc != SL_OK)
         return rc;
     sl__acl_del(ctx->acl, principal);
+    sl__ctx_emit(ctx,
+                 &(sl_event){.kind = SL_EVENT_ACL_CHANGED, .principal = principal, .removed = 1});
     return SL_OK;
 }
 
@@ -448,4 +460,9 @@ int sl_acl_list(sl_ctx *ctx, const sl_identity *who, sl_acl_entry **out, size_t 
         return rc;
     rc = sl__acl_list(ctx->acl, out, n);
     return rc == SL_OK ? SL_OK : sl_status_set(st, rc, NULL);
+}
+
+int sl__channel_position(sl_ctx *ctx, const char *id, uint64_t *seq)
+{
+    return ctx->engine->ops->position(ctx->engine, id, seq);
 }

@@ -133,3 +133,15 @@ int sl__audit(sl_ctx *ctx, sl_status *st, const char *event, ...)
     va_end(ap);
     return sl__audit_json(ctx, st, o);
 }
+
+void sl_ctx_set_listener(sl_ctx *ctx, sl_event_fn fn, void *ud)
+{
+    ctx->listener = fn;
+    ctx->listener_ud = ud;
+}
+
+void sl__ctx_emit(sl_ctx *ctx, const sl_event *ev)
+{
+    if (ctx->listener)
+        ctx->listener(ctx->listener_ud, ev);
+}

@@ -20,7 +20,23 @@ struct sl_ctx {
     struct sl_broker *broker; /* borrowed */
     sl_audit_fn audit;
     void *audit_ud;
+    sl_event_fn listener;
+    void *listener_ud;
 };
+
+/* Tells the listener, if any. */
+void sl__ctx_emit(sl_ctx *ctx, const sl_event *ev);
+
+/* The first steps of every channel operation, for transports that act on a channel without a
+ * channel API call of their own (a WebSocket subscription): validate the id, authorise op through
+ * the registry (auditing a denial), then require the channel to exist and be visible to who.
+ * *out (may be NULL) borrows the registry's settings, valid until the channel is deleted. */
+int sl__channel_enter(sl_ctx *ctx, const sl_identity *who, sl_op op, const char *id,
+                      const sl_channel_info **out, sl_status *st);
+
+/* The sequence number of the newest message ever appended to channel id (0: none): the stream
+ * position real-time subscribers see as "offset". Message ids are this number as 16 hex digits. */
+int sl__channel_position(sl_ctx *ctx, const char *id, uint64_t *seq);
 
 /* Emits an audit record: a JSON object of "ts", "event" and the key/value string pairs that follow
  * (a NULL key ends the list; NULL values are left out). Returns the sink's verdict (SL_OK without a

@@ -708,6 +708,21 @@ static int end(sl__cf_buf *b, size_t start)
     return SL_OK;
 }
 
+int sl__cf_buf_append(sl__cf_buf *b, const char *obj, size_t len)
+{
+    size_t start = b->len;
+    if (b->len > 0)
+        put(b, "\n", 1);
+    put(b, obj, len);
+    if (b->oom) {
+        b->len = start;
+        if (b->data && b->cap > start)
+            b->data[start] = '\0';
+        return SL_ENOMEM;
+    }
+    return SL_OK;
+}
+
 /* {"id":N,"<name>":{ */
 static size_t begin_reply(sl__cf_buf *b, uint32_t id, const char *name)
 {

@@ -1,8 +1,10 @@
-/* The revocation store interface (argument validation, defaults, dispatch through the ops table)
- * and the memory store: two maps, token id -> record and user -> cut-off, whose records carry
- * their own expiry so that lookups ignore stale ones and pruning can drop them. Pruning runs from
- * an unreferenced loop timer and, so that a store without a loop stays bounded too, from writes
- * once the maps have doubled since the last prune. Every memory-store callback is synchronous. */
+/* The revocation store interface (argument validation, defaults, dispatch through the ops table,
+ * the one watcher) and the memory store: two maps, token id -> record and user -> cut-off, whose
+ * records carry their own expiry so that lookups ignore stale ones and pruning can drop them.
+ * Pruning runs from an unreferenced loop timer and, so that a store without a loop stays bounded
+ * too, from writes once the maps have doubled since the last prune. Every memory-store callback
+ * is synchronous, the watcher's included: it runs after the write and before the caller's cb, so
+ * that the cb, which may free the store, is the last thing a write does. */
 #include <sluice/revocation.h>
 
 #include "core/map.h"
@@ -88,6 +90,22 @@ void sl_revocation_set_log(sl_revocation_store *s, sl_revocation_log_fn fn, void
         return;
     s->log = fn;
     s->log_ud = ud;
+}
+
+void sl_revocation_set_watch(sl_revocation_store *s, sl_revocation_watch_fn fn, void *ud)
+{
+    if (s == NULL || s->closing)
+        return;
+    s->watch = fn;
+    s->watch_ud = fn ? ud : NULL;
+    if (s->ops->watch)
+        s->ops->watch(s);
+}
+
+void sl_revocation_notify(sl_revocation_store *s, const sl_revocation_event *ev)
+{
+    if (s->watch != NULL && !s->closing)
+        s->watch(s->watch_ud, ev);
 }
 
 static void answer(sl_revocation_cb cb, void *ud, int status, const char *reason)
@@ -184,6 +202,8 @@ void sl_revocation_store_free(sl_revocation_store *s)
     if (s == NULL || s->closing)
         return;
     s->closing = 1;
+    s->watch = NULL;
+    s->watch_ud = NULL;
     s->ops->free(s);
 }
 
@@ -318,6 +338,7 @@ static void mem_revoke(sl_revocation_store *base, const char *token_id, const ch
         return;
     }
     mem_after_write(s);
+    sl_revocation_notify(base, &(sl_revocation_event){.token_id = token_id});
     answer(cb, ud, SL_OK, NULL);
 }
 
@@ -332,6 +353,8 @@ static void mem_revoke_user(sl_revocation_store *base, const char *user, sl_revo
         if (now > prev->cutoff)
             prev->cutoff = now;
         prev->expires_at = prev->cutoff + base->max_ttl;
+        /* The cut-off in force, read before the watcher could change the map. */
+        sl_revocation_notify(base, &(sl_revocation_event){.user = user, .cutoff = prev->cutoff});
         answer(cb, ud, SL_OK, NULL);
         return;
     }
@@ -349,6 +372,7 @@ static void mem_revoke_user(sl_revocation_store *base, const char *user, sl_revo
         return;
     }
     mem_after_write(s);
+    sl_revocation_notify(base, &(sl_revocation_event){.user = user, .cutoff = now});
     answer(cb, ud, SL_OK, NULL);
 }
 

@@ -8,6 +8,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stddef.h>
 #include <string.h>
 
 #define MAX_LINE 4096
@@ -19,6 +20,7 @@ void sl__config_init(sl__config *c)
     c->port = 8080;
     c->jwt_leeway = 30;
     sl_http_limits_init(&c->limits);
+    sl__wss_limits_init(&c->ws);
 }
 
 static void free_strv(char **v, size_t n)
@@ -140,6 +142,59 @@ int sl__config_set_listen(sl__config *c, const char *value)
     c->host[hl] = '\0';
     c->port = (int)port;
     return SL_OK;
+}
+
+/* The WebSocket endpoint's limits (docs/WEBSOCKET.md, "Limits"). */
+static int set_ws(sl__wss_limits *w, const char *key, const char *v, sl_status *st)
+{
+    static const struct {
+        const char *key;
+        unsigned long long max; /* counts: 1..max */
+        size_t off;
+        int is_unsigned; /* unsigned int field rather than size_t */
+    } counts[] = {
+        {"ws_max_connections", 1000000, offsetof(sl__wss_limits, max_connections), 0},
+        {"ws_max_subscriptions", 100000, offsetof(sl__wss_limits, max_subscriptions), 0},
+        {"ws_max_message", 1ULL << 26, offsetof(sl__wss_limits, max_message), 0},
+        {"ws_max_outgoing", 1ULL << 30, offsetof(sl__wss_limits, max_outgoing), 0},
+        {"ws_history_max", 100000, offsetof(sl__wss_limits, history_max), 0},
+        {"ws_commands_per_second", 1000000, offsetof(sl__wss_limits, commands_per_second), 1},
+        {"ws_max_errors", 1000000, offsetof(sl__wss_limits, max_errors), 1},
+    };
+    static const struct {
+        const char *key;
+        double min, max;
+        size_t off;
+    } times[] = {
+        {"ws_handshake_timeout", 0.1, 3600, offsetof(sl__wss_limits, handshake_timeout)},
+        {"ws_ping_interval", 0.1, 3600, offsetof(sl__wss_limits, ping_interval)},
+        {"ws_pong_timeout", 0.1, 3600, offsetof(sl__wss_limits, pong_timeout)},
+        {"ws_refresh_grace", 0, 3600, offsetof(sl__wss_limits, refresh_grace)},
+    };
+    for (size_t i = 0; i < sizeof counts / sizeof counts[0]; i++) {
+        if (strcmp(key, counts[i].key))
+            continue;
+        unsigned long long u;
+        if (parse_uint(v, counts[i].max, &u) < 0 || u == 0)
+            return sl_status_set(st, SL_ECONFIG, "%s must be 1..%llu", key, counts[i].max);
+        char *field = (char *)w + counts[i].off;
+        if (counts[i].is_unsigned)
+            *(unsigned *)(void *)field = (unsigned)u;
+        else
+            *(size_t *)(void *)field = (size_t)u;
+        return SL_OK;
+    }
+    for (size_t i = 0; i < sizeof times / sizeof times[0]; i++) {
+        if (strcmp(key, times[i].key))
+            continue;
+        double d;
+        if (parse_seconds(v, &d) < 0 || d < times[i].min || d > times[i].max)
+            return sl_status_set(st, SL_ECONFIG, "%s must be %g..%g seconds", key, times[i].min,
+                                 times[i].max);
+        *(double *)(void *)((char *)w + times[i].off) = d;
+        return SL_OK;
+    }
+    return sl_status_set(st, SL_ECONFIG, "unknown option '%.64s'", key);
 }
 
 int sl__config_set(sl__config *c, const char *key, const char *v, sl_status *st)
@@ -315,6 +370,8 @@ int sl__config_set(sl__config *c, const char *key, const char *v, sl_status *st)
         if (parse_uint(v, 1000000, &u) < 0 || u == 0)
             return sl_status_set(st, SL_ECONFIG, "max_connections must be 1..1000000");
         c->limits.max_connections = (size_t)u;
+    } else if (!strncmp(key, "ws_", 3)) {
+        return set_ws(&c->ws, key, v, st);
     } else {
         return sl_status_set(st, SL_ECONFIG, "unknown option '%.64s'", key);
     }
@@ -354,6 +411,9 @@ static int set_channel(sl__cfg_channel *ch, const char *key, const char *v, sl_s
         if (parse_seconds(v, &d) < 0)
             return sl_status_set(st, SL_ECONFIG, "%s must be a number of seconds", key);
         *(key[0] == 'c' ? &o->claim_timeout : &o->retention_max_age) = d;
+    } else if (!strcmp(key, "presence") || !strcmp(key, "join_leave")) {
+        if (parse_bool(v, key[0] == 'p' ? &o->presence : &o->join_leave) < 0)
+            return sl_status_set(st, SL_ECONFIG, "%s must be true or false", key);
     } else if (!strcmp(key, "max_attempts")) {
         if (parse_uint(v, 1000000, &u) < 0)
             return sl_status_set(st, SL_ECONFIG, "max_attempts must be 0..1000000");

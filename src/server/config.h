@@ -9,6 +9,7 @@
 #include <sluice/sluice.h>
 
 #include "net/http.h"
+#include "server/wsession.h"
 
 typedef struct sl__cfg_channel {
     char *id;
@@ -54,6 +55,7 @@ typedef struct sl__config {
     double revocation_max_ttl; /* seconds; 0: 24 h */
     int log_requests;
     sl_http_limits limits;
+    sl__wss_limits ws; /* the WebSocket endpoint's limits (ws_* keys) */
     sl__cfg_channel *channels;
     size_t nchannels;
     sl__cfg_grant *grants;

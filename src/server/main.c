@@ -13,6 +13,7 @@
 #include "net/http.h"
 #include "server/config.h"
 #include "server/router.h"
+#include "server/wsession.h"
 
 #include <getopt.h>
 #include <stdio.h>
@@ -24,6 +25,7 @@ typedef struct server {
     uv_loop_t *loop;
     sl_http_server *http;
     sl__router router;
+    sl__wss_server *wss; /* the WebSocket endpoint */
     sl_ctx *ctx;
     sl_jwt_keyring *keys;
     sl_audit_log *audit;
@@ -252,6 +254,14 @@ static void on_response(void *ud, sl_http_request *req, sl__response *resp)
 static void on_request(void *ud, sl_http_request *req)
 {
     server *s = ud;
+    /* The one route that is not a request/response: it takes the connection over. */
+    if (s->wss && req->path_len == strlen(SL__WSS_PATH) && !strcmp(req->path, SL__WSS_PATH)) {
+        if (s->log_requests)
+            fprintf(stderr, "sluiced: %s %s %s -> websocket\n", req->remote_addr, req->method,
+                    req->path);
+        sl__wss_handle(s->wss, req);
+        return;
+    }
     sl__router_serve(&s->router, req, on_response, s);
 }
 
@@ -303,6 +313,7 @@ static void on_signal(uv_signal_t *h, int signum)
 {
     server *s = h->data;
     fprintf(stderr, "sluiced: signal %d, shutting down\n", signum);
+    sl__wss_server_close(s->wss); /* close frames (3001) go out before the sockets close */
     sl_http_server_close(s->http);
     /* While the loop still runs: pending checks are answered and its handles closed. */
     s->router.revocation = NULL;
@@ -516,6 +527,10 @@ int main(int argc, char **argv)
         rc = setup(&s, &cfg, &st);
     if (rc == SL_OK) {
         rc = setup_revocation(&s, &cfg, &st);
+        if (rc == SL_OK &&
+            (rc = sl__wss_server_new(&s.wss, s.loop, s.ctx, &s.router.authn, s.revocation,
+                                     &cfg.ws)) != SL_OK)
+            sl_status_set(&st, rc, "cannot set up the WebSocket endpoint");
         if (rc == SL_OK)
             rc = sl_http_server_new(&s.http, s.loop, &cfg.limits, on_request, &s);
         if (rc == SL_OK && (rc = sl_http_server_listen(s.http, cfg.host, cfg.port)) != SL_OK)
@@ -539,6 +554,7 @@ int main(int argc, char **argv)
     if (s.revocation) /* start-up failed after it was made: let its handles close */
         sl_revocation_store_free(s.revocation);
     sl_introspect_free(s.introspect);
+    sl__wss_server_free(s.wss);
     if (s.loop)
         uv_run(s.loop, UV_RUN_NOWAIT);
     if (s.http)

@@ -121,8 +121,7 @@ static long pct_decode(const char *src, size_t n, char *dst, size_t cap, int plu
     return (long)o;
 }
 
-/* Looks a query parameter up; decodes its value into buf. 1 found, 0 absent, -1 malformed. */
-static int query_get(const sl_http_request *req, const char *name, char *buf, size_t cap)
+int sl__http_query_get(const sl_http_request *req, const char *name, char *buf, size_t cap)
 {
     const char *q = req->query, *end = req->query + req->query_len;
     size_t nlen = strlen(name);
@@ -227,7 +226,7 @@ static json_t *str_or_null(const char *s)
     return s ? json_string(s) : json_null();
 }
 
-static json_t *message_json(const sl_message *m, int exclusive)
+json_t *sl__message_json(const sl_message *m, int exclusive)
 {
     json_t *data = json_loads(m->data, JSON_DECODE_ANY, NULL);
     json_t *md = m->metadata ? json_loads(m->metadata, 0, NULL) : json_object();
@@ -246,10 +245,11 @@ static json_t *message_json(const sl_message *m, int exclusive)
 static json_t *info_json(const sl_channel_info *c)
 {
     json_t *opts = json_pack(
-        "{s:s, s:f, s:I, s:s, s:I, s:I, s:f}", "security", sl_mode_name(c->mode), "claim_timeout",
-        c->claim_timeout, "max_attempts", (json_int_t)c->max_attempts, "dead_letter",
-        c->dead_letter, "max_messages", (json_int_t)c->max_messages, "retention_max_count",
-        (json_int_t)c->retention_max_count, "retention_max_age", c->retention_max_age);
+        "{s:s, s:f, s:I, s:s, s:I, s:I, s:f, s:b, s:b}", "security", sl_mode_name(c->mode),
+        "claim_timeout", c->claim_timeout, "max_attempts", (json_int_t)c->max_attempts,
+        "dead_letter", c->dead_letter, "max_messages", (json_int_t)c->max_messages,
+        "retention_max_count", (json_int_t)c->retention_max_count, "retention_max_age",
+        c->retention_max_age, "presence", c->presence, "join_leave", c->join_leave);
     return json_pack("{s:s, s:s, s:s, s:s, s:s, s:o, s:I}", "id", c->id, "name", c->name,
                      "description", c->description, "kind",
                      c->kind == SL_KIND_TOPIC ? "topic" : "queue", "visibility",
@@ -312,7 +312,7 @@ static int h_read(sl__router *r, const sl_identity *who, req_t *req, const char 
 {
     sl_read rd = {.limit = 10};
     char buf[SL_CHANNEL_ID_MAX + 1], after[128];
-    int q = query_get(req, "limit", buf, sizeof buf);
+    int q = sl__http_query_get(req, "limit", buf, sizeof buf);
     if (q < 0)
         return fail(st, SL_EINVAL, "limit must be an integer between 1 and 1000");
     if (q > 0) {
@@ -322,10 +322,10 @@ static int h_read(sl__router *r, const sl_identity *who, req_t *req, const char 
             return fail(st, SL_EINVAL, "limit must be an integer between 1 and 1000");
         rd.limit = (size_t)v;
     }
-    q = query_get(req, "exclusive", buf, sizeof buf);
+    q = sl__http_query_get(req, "exclusive", buf, sizeof buf);
     if (q < 0 || (q > 0 && parse_bool(buf, &rd.exclusive) < 0))
         return fail(st, SL_EINVAL, "exclusive must be true or false");
-    q = query_get(req, "after", after, sizeof after);
+    q = sl__http_query_get(req, "after", after, sizeof after);
     if (q < 0)
         return fail(st, SL_EINVAL, "after must be a message id");
     if (q > 0)
@@ -336,7 +336,7 @@ static int h_read(sl__router *r, const sl_identity *who, req_t *req, const char 
         return rc;
     json_t *arr = json_array();
     for (size_t i = 0; i < l.len; i++)
-        json_array_append_new(arr, message_json(&l.items[i], rd.exclusive));
+        json_array_append_new(arr, sl__message_json(&l.items[i], rd.exclusive));
     sl_message_list_free(&l);
     set_json(resp, 200, json_pack("{s:o}", "messages", arr));
     return SL_OK;
@@ -487,6 +487,8 @@ static const char *const create_fields[] = {"id",
                                             "max_messages",
                                             "retention_max_count",
                                             "retention_max_age",
+                                            "presence",
+                                            "join_leave",
                                             NULL};
 
 static int get_string(json_t *o, const char *key, const char **out, sl_status *st)
@@ -547,6 +549,16 @@ static int parse_create(json_t *body, sl_channel_opts *o, sl_status *st)
     if (u > 1000000)
         return fail(st, SL_EINVAL, "max_attempts must be at most 1000000");
     o->max_attempts = (unsigned)u;
+    const char *flags[] = {"presence", "join_leave"};
+    int *dst[] = {&o->presence, &o->join_leave};
+    for (size_t i = 0; i < 2; i++) {
+        json_t *b = json_object_get(body, flags[i]);
+        if (b && !json_is_boolean(b))
+            return fail(st, SL_EINVAL,
+                        flags[i][0] == 'p' ? "presence must be a boolean"
+                                           : "join_leave must be a boolean");
+        *dst[i] = json_is_true(b);
+    }
     return SL_OK;
 }
 

@@ -50,6 +50,10 @@ typedef struct sl_engine_ops {
      * max_count (SIZE_MAX: none by count). */
     int (*evict)(sl_engine *e, const char *id, double before, size_t max_count, size_t *count);
     int (*remove)(sl_engine *e, const char *id, const char *const *ids, size_t n, size_t *count);
+    /* The sequence number of the newest message ever appended (0: none), whether or not it is
+     * still held. Every engine numbers a channel's messages 1, 2, 3... and formats ids as 16
+     * lowercase hex digits of that number, so real-time transports can use it as a stream offset. */
+    int (*position)(sl_engine *e, const char *id, uint64_t *seq);
 } sl_engine_ops;
 
 struct sl_engine {

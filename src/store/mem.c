@@ -932,6 +932,13 @@ static int mem_remove(sl_engine *e, const char *id, const char *const *ids, size
     return SL_OK;
 }
 
+static int mem_position(sl_engine *e, const char *id, uint64_t *seq)
+{
+    chan *c = find_chan(e, id);
+    *seq = c ? c->last_seq : 0;
+    return c ? SL_OK : SL_ENOENT;
+}
+
 static const sl_engine_ops mem_ops = {
     .name = "memory",
     .free = mem_free,
@@ -947,6 +954,7 @@ static const sl_engine_ops mem_ops = {
     .clear = mem_clear,
     .evict = mem_evict,
     .remove = mem_remove,
+    .position = mem_position,
 };
 
 int sl__mem_engine_new(sl_engine **out)

@@ -5,6 +5,13 @@
  * fails closed: until a connection has answered PING, and from the moment it is lost or a reply is
  * overdue, every call answers SL_EUNAVAIL at once while a backoff timer reconnects by itself.
  *
+ * Watching: a successful SET is followed by a PUBLISH of "t <id>" or "u <cut-off> <user>" on
+ * `<prefix>:tb:revocations`, and the write is answered only then. While a watcher is set, a second
+ * connection (same backoff, probed every second since it has no replies to time out) subscribes
+ * to that channel; each confirmed subscription tells the watcher to resync, and each message,
+ * this server's own included, becomes one event. That is the only path events take, so a local
+ * revocation is reported once, never also from the revoking call.
+ *
  * Lifetime: a pending operation (rop) is owned by hiredis's reply callbacks, which hiredis calls
  * exactly once each, with a NULL reply when the context is freed; the store also keeps its rops in
  * a FIFO (send order = reply order) for the overdue check and for failing them early on free. The
@@ -23,30 +30,49 @@
 #include <string.h>
 
 #define KEY_MAX (SL_REVOCATION_PREFIX_MAX + 32 + SL_PRINCIPAL_MAX)
+/* A watch message: "u " + cut-off (at most 15 + 1 + 9 bytes) + " " + user, the longest shape. */
+#define MSG_MAX (2 + 25 + 1 + SL_PRINCIPAL_MAX)
 
 typedef enum {
-    R_IDLE,       /* no context; the retry timer runs */
-    R_CONNECTING, /* TCP connect and PING in flight; the connect timer runs */
-    R_CONNECTED,  /* answering */
+    R_IDLE,       /* no context; the retry timer runs (unless a watch link nobody needs) */
+    R_CONNECTING, /* TCP connect and PING / SUBSCRIBE in flight; the connect timer runs */
+    R_CONNECTED,  /* answering (commands) / subscribed (watch) */
 } rstate;
 
 typedef struct rop rop;
+typedef struct redis_store redis_store;
 
-typedef struct redis_store {
+/* One hiredis connection with its own state, backoff and timer. The store has two: commands
+ * (GET/SET/PUBLISH) and, while a watcher is set, the subscription, which hiredis cannot share
+ * with commands (a subscribed RESP2 connection accepts nothing else). */
+typedef struct rlink {
+    redis_store *s;
+    int watch; /* 1: the subscription */
+    redisAsyncContext *ac;
+    rstate state;
+    /* retry (R_IDLE), connect timeout (R_CONNECTING), probe (watch link, R_CONNECTED) */
+    uv_timer_t timer;
+    unsigned backoff_ms;
+    int down_logged; /* "unavailable" was logged since the last "connected" */
+    int probe_out;   /* watch: a probe has not been answered yet */
+} rlink;
+
+struct redis_store {
     sl_revocation_store base;
     uv_loop_t *loop;
     char *host;
     int port;
     char prefix[SL_REVOCATION_PREFIX_MAX + 1];
-    redisAsyncContext *ac;
-    rstate state;
-    uv_timer_t conn_timer; /* retry (R_IDLE) or connect timeout (R_CONNECTING) */
-    uv_timer_t watchdog;   /* fires when the oldest pending reply is overdue */
-    unsigned backoff_ms;
+    char channel[SL_REVOCATION_PREFIX_MAX + 32]; /* <prefix>:tb:revocations */
+    rlink cmd, sub;
+    uv_timer_t watchdog; /* fires when the oldest pending reply is overdue */
     int handles_open;
-    int down_logged; /* "unavailable" was logged since the last "connected" */
     rop *head, *tail;
-} redis_store;
+    /* malformed watch messages: logged at most once a second, with a count */
+    unsigned ignored;
+    int ignored_logged;
+    uint64_t ignored_logged_at;
+};
 
 enum { OP_CHECK, OP_WRITE };
 
@@ -65,13 +91,15 @@ struct rop {
     sl_revocation_cb cb;
     void *ud;
     char reason[SL_REVOCATION_REASON_MAX + 1];
+    char msg[MSG_MAX + 1]; /* writes: what to PUBLISH once the SET succeeded */
 };
 
 static const char MALFORMED[] = "malformed revocation record";
 
-static void schedule_retry(redis_store *s);
-static void start_connect(redis_store *s);
+static void link_schedule_retry(rlink *l);
+static void link_start(rlink *l);
 static void on_watchdog(uv_timer_t *t);
+static void on_sub_reply(redisAsyncContext *ac, void *r, void *privdata);
 
 /* ---- the pending FIFO and the overdue watchdog ---------------------------------------------- */
 
@@ -130,30 +158,58 @@ static const char *status_reason(const rop *op)
     return NULL;
 }
 
-/* ---- connection management ------------------------------------------------------------------ */
+/* ---- connection management (both links) ----------------------------------------------------- */
 
-/* Drops the current context (if any): hiredis calls every pending reply callback with NULL, which
- * answers SL_EUNAVAIL; then retries unless the store is closing. Safe inside hiredis callbacks,
- * where hiredis defers the free until the callback returns. */
-static void drop_connection(redis_store *s, const char *why)
+/* Detaches and frees l's context (if any): hiredis calls every pending reply callback with NULL,
+ * which answers SL_EUNAVAIL (commands) or is ignored (watch). Safe inside hiredis callbacks, where
+ * hiredis defers the free until the callback returns. */
+static void link_free_context(rlink *l)
 {
-    redisAsyncContext *ac = s->ac;
-    s->ac = NULL;
-    s->state = R_IDLE;
+    redisAsyncContext *ac = l->ac;
+    l->ac = NULL;
+    l->state = R_IDLE;
+    l->probe_out = 0;
     if (ac != NULL) {
         ac->data = NULL; /* our connect/disconnect callbacks ignore a detached context */
         redisAsyncFree(ac);
     }
+}
+
+/* Drops l's context and retries unless the store is closing (or, for the watch link, nobody
+ * watches any more — a callback run by the free may have removed the watcher). */
+static void link_drop(rlink *l, const char *why)
+{
+    redis_store *s = l->s;
+    link_free_context(l);
     if (s->base.closing)
         return;
-    if (!s->down_logged) {
-        sl_revocation_logf(&s->base,
-                           "revocation store: redis %s:%d unavailable (%s); checks fail "
-                           "closed until it is back",
-                           s->host, s->port, why);
-        s->down_logged = 1;
+    if (l->watch && s->base.watch == NULL) {
+        uv_timer_stop(&l->timer);
+        return;
     }
-    schedule_retry(s);
+    if (!l->down_logged) {
+        if (l->watch)
+            sl_revocation_logf(&s->base,
+                               "revocation store: redis %s:%d watch subscription unavailable (%s); "
+                               "revocation events are missed until it is back, then resynced",
+                               s->host, s->port, why);
+        else
+            sl_revocation_logf(&s->base,
+                               "revocation store: redis %s:%d unavailable (%s); checks fail "
+                               "closed until it is back",
+                               s->host, s->port, why);
+        l->down_logged = 1;
+    }
+    link_schedule_retry(l);
+}
+
+/* The watch link when nobody watches: no context, no timer, a fresh backoff for next time. */
+static void link_stop(rlink *l)
+{
+    link_free_context(l);
+    uv_timer_stop(&l->timer);
+    l->backoff_ms = SL_REVOCATION_REDIS_BACKOFF_MIN_MS;
+    l->down_logged = 0;
 }
 
 static void on_watchdog(uv_timer_t *t)
@@ -165,28 +221,67 @@ static void on_watchdog(uv_timer_t *t)
         watchdog_arm(s);
         return;
     }
-    drop_connection(s, "reply timed out");
+    link_drop(&s->cmd, "reply timed out");
 }
 
-static void on_retry_or_timeout(uv_timer_t *t)
+/* A subscribed connection carries no replies to time out, so the watch link asks for one: a
+ * repeated SUBSCRIBE of the channel it is already on, which Redis confirms without changing
+ * anything (and hiredis matches to the channel's callback, unlike PING). One still unanswered at
+ * the next tick means the connection went silent (a hung Redis, a dead peer without a reset). */
+static void watch_probe(rlink *l)
 {
-    redis_store *s = t->data;
-    if (s->base.closing)
+    redis_store *s = l->s;
+    if (l->probe_out) {
+        link_drop(l, "probe timed out");
         return;
-    if (s->state == R_IDLE)
-        start_connect(s);
-    else if (s->state == R_CONNECTING)
-        drop_connection(s, "connect timed out");
+    }
+    if (redisAsyncCommand(l->ac, on_sub_reply, s, "SUBSCRIBE %s", s->channel) != REDIS_OK) {
+        link_drop(l, "cannot send a probe");
+        return;
+    }
+    l->probe_out = 1;
 }
 
-static void schedule_retry(redis_store *s)
+static void on_link_timer(uv_timer_t *t)
 {
-    if (s->base.closing)
+    rlink *l = t->data;
+    if (l->s->base.closing)
         return;
-    uv_timer_start(&s->conn_timer, on_retry_or_timeout, s->backoff_ms, 0);
-    s->backoff_ms *= 2;
-    if (s->backoff_ms > SL_REVOCATION_REDIS_BACKOFF_MAX_MS)
-        s->backoff_ms = SL_REVOCATION_REDIS_BACKOFF_MAX_MS;
+    if (l->state == R_IDLE)
+        link_start(l);
+    else if (l->state == R_CONNECTING)
+        link_drop(l, l->watch ? "subscribe timed out" : "connect timed out");
+    else if (l->watch)
+        watch_probe(l);
+}
+
+static void link_schedule_retry(rlink *l)
+{
+    if (l->s->base.closing)
+        return;
+    uv_timer_start(&l->timer, on_link_timer, l->backoff_ms, 0);
+    l->backoff_ms *= 2;
+    if (l->backoff_ms > SL_REVOCATION_REDIS_BACKOFF_MAX_MS)
+        l->backoff_ms = SL_REVOCATION_REDIS_BACKOFF_MAX_MS;
+}
+
+/* l answered: PONG (commands) or the SUBSCRIBE confirmation (watch). */
+static void link_up(rlink *l)
+{
+    redis_store *s = l->s;
+    uv_timer_stop(&l->timer);
+    l->state = R_CONNECTED;
+    l->backoff_ms = SL_REVOCATION_REDIS_BACKOFF_MIN_MS;
+    l->down_logged = 0;
+    if (l->watch) {
+        l->probe_out = 0;
+        uv_timer_start(&l->timer, on_link_timer, SL_REVOCATION_REDIS_WATCH_PROBE_MS,
+                       SL_REVOCATION_REDIS_WATCH_PROBE_MS);
+        sl_revocation_logf(&s->base, "revocation store: redis %s:%d watch subscription active",
+                           s->host, s->port);
+    } else {
+        sl_revocation_logf(&s->base, "revocation store: redis %s:%d connected", s->host, s->port);
+    }
 }
 
 /* The connection counts only once Redis has answered: a stopped (SIGSTOP) server still completes
@@ -195,84 +290,99 @@ static void on_pong(redisAsyncContext *ac, void *r, void *privdata)
 {
     redis_store *s = privdata;
     redisReply *reply = r;
-    if (reply == NULL || s->base.closing || s->ac != ac)
+    if (reply == NULL || s->base.closing || s->cmd.ac != ac)
         return; /* being freed: handled there */
     if (reply->type == REDIS_REPLY_STATUS && strcmp(reply->str, "PONG") == 0) {
-        uv_timer_stop(&s->conn_timer);
-        s->state = R_CONNECTED;
-        s->backoff_ms = SL_REVOCATION_REDIS_BACKOFF_MIN_MS;
-        s->down_logged = 0;
-        sl_revocation_logf(&s->base, "revocation store: redis %s:%d connected", s->host, s->port);
+        link_up(&s->cmd);
         return;
     }
     char why[160];
     snprintf(why, sizeof why, "PING answered %.100s",
              reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpectedly");
-    drop_connection(s, why);
+    link_drop(&s->cmd, why);
 }
 
 static void on_connect(const redisAsyncContext *cac, int status)
 {
-    redis_store *s = cac->data;
-    if (s == NULL || s->base.closing)
+    rlink *l = cac->data;
+    if (l == NULL || l->s->base.closing)
         return;
-    redisAsyncContext *ac = s->ac; /* == cac; the non-const one */
+    redis_store *s = l->s;
+    redisAsyncContext *ac = l->ac; /* == cac; the non-const one */
     if (status != REDIS_OK) {
         /* hiredis frees the context when this returns. */
         char why[160];
         snprintf(why, sizeof why, "connect: %.120s", cac->c.errstr);
-        s->ac = NULL;
-        uv_timer_stop(&s->conn_timer);
-        drop_connection(s, why);
+        l->ac = NULL;
+        uv_timer_stop(&l->timer);
+        link_drop(l, why);
         return;
     }
     redisEnableKeepAlive(&ac->c);
-    /* Not dropped here when PING cannot be queued: hiredis still uses the context after this
-     * callback, so the connect timer cleans up instead. */
-    redisAsyncCommand(ac, on_pong, s, "PING");
+    /* Not dropped here when the command cannot be queued: hiredis still uses the context after
+     * this callback, so the connect timer cleans up instead. */
+    if (l->watch)
+        redisAsyncCommand(ac, on_sub_reply, s, "SUBSCRIBE %s", s->channel);
+    else
+        redisAsyncCommand(ac, on_pong, s, "PING");
 }
 
 static void on_disconnect(const redisAsyncContext *cac, int status)
 {
-    redis_store *s = cac->data;
-    if (s == NULL)
-        return; /* detached by drop_connection: already handled */
+    (void)status;
+    rlink *l = cac->data;
+    if (l == NULL)
+        return; /* detached by link_free_context: already handled */
     /* hiredis frees the context when this returns; pending replies were failed before. */
     char why[160];
     snprintf(why, sizeof why, "connection lost: %.120s",
              cac->c.errstr[0] ? cac->c.errstr : "closed");
-    s->ac = NULL;
-    /* A lost connection retries quickly; one that never got to answer PING keeps backing off. */
-    if (s->state == R_CONNECTED)
-        s->backoff_ms = SL_REVOCATION_REDIS_BACKOFF_MIN_MS;
-    drop_connection(s, why);
+    l->ac = NULL;
+    /* A lost connection retries quickly; one that never got to answer keeps backing off. */
+    if (l->state == R_CONNECTED)
+        l->backoff_ms = SL_REVOCATION_REDIS_BACKOFF_MIN_MS;
+    link_drop(l, why);
 }
 
-static void start_connect(redis_store *s)
+static void link_start(rlink *l)
 {
+    redis_store *s = l->s;
     redisAsyncContext *ac = redisAsyncConnect(s->host, s->port);
     if (ac == NULL) {
-        drop_connection(s, "out of memory");
+        link_drop(l, "out of memory");
         return;
     }
     if (ac->err) {
         char why[160];
         snprintf(why, sizeof why, "connect: %.120s", ac->errstr ? ac->errstr : "error");
         redisAsyncFree(ac);
-        drop_connection(s, why);
+        link_drop(l, why);
         return;
     }
     if (redisLibuvAttach(ac, s->loop) != REDIS_OK) {
         redisAsyncFree(ac);
-        drop_connection(s, "cannot attach to the loop");
+        link_drop(l, "cannot attach to the loop");
         return;
     }
-    ac->data = s;
+    ac->data = l;
     redisAsyncSetConnectCallback(ac, on_connect);
     redisAsyncSetDisconnectCallback(ac, on_disconnect);
-    s->ac = ac;
-    s->state = R_CONNECTING;
-    uv_timer_start(&s->conn_timer, on_retry_or_timeout, SL_REVOCATION_REDIS_CONNECT_TIMEOUT_MS, 0);
+    l->ac = ac;
+    l->state = R_CONNECTING;
+    uv_timer_start(&l->timer, on_link_timer, SL_REVOCATION_REDIS_CONNECT_TIMEOUT_MS, 0);
+}
+
+static void link_init(redis_store *s, rlink *l, int watch)
+{
+    l->s = s;
+    l->watch = watch;
+    l->state = R_IDLE;
+    l->backoff_ms = SL_REVOCATION_REDIS_BACKOFF_MIN_MS;
+    uv_timer_init(s->loop, &l->timer);
+    l->timer.data = l;
+    /* The timers only serve the connections, whose sockets keep the loop alive while they
+     * exist; they must not keep a finished server's loop running on their own. */
+    uv_unref((uv_handle_t *)&l->timer);
 }
 
 /* ---- replies -------------------------------------------------------------------------------- */
@@ -345,19 +455,54 @@ static void eval_get(rop *op, const redisReply *reply, int is_token)
     }
 }
 
+static void on_reply(redisAsyncContext *ac, void *r, void *privdata);
+
+/* Announces a written revocation on the watch channel, from inside the SET's reply callback: the
+ * PUBLISH joins op (one more reply to wait for), so the write is answered SL_OK only once Redis
+ * has taken both. 0 when it cannot be queued. */
+static int op_publish(rop *op, redisAsyncContext *ac)
+{
+    redis_store *s = op->s;
+    if (s->base.closing || s->cmd.ac != ac || s->cmd.state != R_CONNECTED)
+        return 0;
+    const char *argv[] = {"PUBLISH", s->channel, op->msg};
+    size_t len[] = {7, strlen(s->channel), strlen(op->msg)};
+    if (redisAsyncCommandArgv(ac, on_reply, op, 3, argv, len) != REDIS_OK)
+        return 0;
+    op->waiting++;
+    /* A new command: its own deadline, and the FIFO's tail keeps the FIFO in deadline order. */
+    op_unlink(op);
+    op->deadline = uv_now(s->loop) + SL_REVOCATION_REDIS_COMMAND_TIMEOUT_MS;
+    op_link(s, op);
+    return 1;
+}
+
+static void eval_write(rop *op, redisAsyncContext *ac, const redisReply *reply)
+{
+    int is_set = op->seen == 0;
+    int ok = reply != NULL &&
+             (is_set ? reply->type == REDIS_REPLY_STATUS : reply->type == REDIS_REPLY_INTEGER);
+    if (!ok) {
+        if (reply && reply->type == REDIS_REPLY_ERROR && !op->s->base.closing)
+            sl_revocation_logf(&op->s->base, "revocation store: redis %s failed: %.120s",
+                               is_set ? "write" : "publish", reply->str);
+        op_worse(op, SL_EUNAVAIL, NULL);
+        return;
+    }
+    /* Written: other servers (and this one's watcher) learn of it only through the channel. */
+    if (is_set && !op_publish(op, ac))
+        op_worse(op, SL_EUNAVAIL, NULL);
+}
+
 static void on_reply(redisAsyncContext *ac, void *r, void *privdata)
 {
     rop *op = privdata;
     redisReply *reply = r;
     if (!op->done) {
-        if (op->kind == OP_CHECK) {
+        if (op->kind == OP_CHECK)
             eval_get(op, reply, op->has_token && op->seen == 0);
-        } else if (reply == NULL || reply->type != REDIS_REPLY_STATUS) {
-            if (reply && reply->type == REDIS_REPLY_ERROR && !op->s->base.closing)
-                sl_revocation_logf(&op->s->base, "revocation store: redis write failed: %.120s",
-                                   reply->str);
-            op_worse(op, SL_EUNAVAIL, NULL);
-        }
+        else
+            eval_write(op, ac, reply);
     }
     op->seen++;
     if (--op->waiting > 0)
@@ -371,6 +516,96 @@ static void on_reply(redisAsyncContext *ac, void *r, void *privdata)
     free(op);
 }
 
+/* ---- the watch subscription ----------------------------------------------------------------- */
+
+/* A watch message into ev: "t <token id>" or "u <cut-off> <user>", exactly (one space, nothing
+ * after). The id or user is copied into buf (MSG_MAX + 1 bytes), where ev points. Anyone who can
+ * write to this Redis can publish here, so nothing is trusted: length, NUL bytes, the cut-off's
+ * syntax and the id and user validators all have to pass. */
+static int parse_message(const char *p, size_t len, sl_revocation_event *ev, char *buf)
+{
+    memset(ev, 0, sizeof *ev);
+    if (len < 3 || len > MSG_MAX || memchr(p, '\0', len) != NULL || p[1] != ' ')
+        return 0;
+    if (p[0] == 't') {
+        memcpy(buf, p + 2, len - 2);
+        buf[len - 2] = '\0';
+        if (!sl_revocation_id_valid(buf))
+            return 0;
+        ev->token_id = buf;
+        return 1;
+    }
+    if (p[0] != 'u')
+        return 0;
+    const char *c = p + 2, *end = p + len;
+    const char *sp = memchr(c, ' ', (size_t)(end - c));
+    if (sp == NULL || sp - c > 25)
+        return 0;
+    char num[32];
+    memcpy(num, c, (size_t)(sp - c));
+    num[sp - c] = '\0';
+    size_t ulen = (size_t)(end - sp - 1);
+    memcpy(buf, sp + 1, ulen);
+    buf[ulen] = '\0';
+    if (!parse_cutoff(num, (size_t)(sp - c), &ev->cutoff) || !sl_principal_valid(buf, ulen))
+        return 0;
+    ev->user = buf;
+    return 1;
+}
+
+/* A flood of garbage must not become a flood of log lines: one a second at most, with a count.
+ * The payload is never logged (it may hold a token id). */
+static void note_ignored(redis_store *s)
+{
+    s->ignored++;
+    uint64_t now = uv_now(s->loop);
+    if (s->ignored_logged && now - s->ignored_logged_at < 1000)
+        return;
+    sl_revocation_logf(&s->base,
+                       "revocation store: redis %s:%d ignored %u malformed message(s) on the "
+                       "watch channel",
+                       s->host, s->port, s->ignored);
+    s->ignored = 0;
+    s->ignored_logged = 1;
+    s->ignored_logged_at = now;
+}
+
+/* Every reply of the watch link: SUBSCRIBE confirmations (the first makes the link up and tells
+ * the watcher to resync; later ones answer probes) and messages. hiredis routes them here by
+ * channel name; a NULL reply means the context is being freed, which link_drop handles. */
+static void on_sub_reply(redisAsyncContext *ac, void *r, void *privdata)
+{
+    redis_store *s = privdata;
+    redisReply *reply = r;
+    if (reply == NULL || s->base.closing || s->sub.ac != ac)
+        return;
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 3 ||
+        reply->element[0]->type != REDIS_REPLY_STRING)
+        return;
+    const char *kind = reply->element[0]->str;
+    if (strcmp(kind, "subscribe") == 0) {
+        if (s->sub.state == R_CONNECTING) {
+            link_up(&s->sub);
+            /* Whatever was published before this moment never reached us. Last: the watcher may
+             * change the store. */
+            sl_revocation_notify(&s->base, &(sl_revocation_event){.resync = 1});
+        } else {
+            s->sub.probe_out = 0;
+        }
+        return;
+    }
+    if (strcmp(kind, "message") != 0 || s->sub.state != R_CONNECTED)
+        return;
+    const redisReply *m = reply->element[2];
+    sl_revocation_event ev;
+    char buf[MSG_MAX + 1];
+    if (m->type != REDIS_REPLY_STRING || !parse_message(m->str, m->len, &ev, buf)) {
+        note_ignored(s);
+        return;
+    }
+    sl_revocation_notify(&s->base, &ev);
+}
+
 /* ---- operations ----------------------------------------------------------------------------- */
 
 static void noop_cb(void *ud, int status, const char *reason) {}
@@ -378,7 +613,7 @@ static void noop_cb(void *ud, int status, const char *reason) {}
 /* A rop for cb, or NULL after answering cb (store not connected, out of memory). */
 static rop *op_new(redis_store *s, int kind, sl_revocation_cb cb, void *ud)
 {
-    if (s->state != R_CONNECTED || s->ac == NULL) {
+    if (s->cmd.state != R_CONNECTED || s->cmd.ac == NULL) {
         if (cb)
             cb(ud, SL_EUNAVAIL, "revocation store unavailable");
         return NULL;
@@ -403,7 +638,7 @@ static int op_send(rop *op, int argc, const char **argv)
     size_t len[5];
     for (int i = 0; i < argc; i++)
         len[i] = strlen(argv[i]);
-    if (redisAsyncCommandArgv(op->s->ac, on_reply, op, argc, argv, len) != REDIS_OK)
+    if (redisAsyncCommandArgv(op->s->cmd.ac, on_reply, op, argc, argv, len) != REDIS_OK)
         return 0;
     op->waiting++;
     return 1;
@@ -443,12 +678,14 @@ static void redis_check(sl_revocation_store *base, const char *token_id, const c
     op_start(op, ok);
 }
 
+/* SET key value EX ttl, then (from the reply) PUBLISH msg on the watch channel. */
 static void redis_set(redis_store *s, const char *key, const char *value, double ttl,
-                      sl_revocation_cb cb, void *ud)
+                      const char *msg, sl_revocation_cb cb, void *ud)
 {
     rop *op = op_new(s, OP_WRITE, cb, ud);
     if (op == NULL)
         return;
+    snprintf(op->msg, sizeof op->msg, "%s", msg);
     char ex[32];
     long long secs = (long long)ttl;
     if ((double)secs < ttl)
@@ -463,35 +700,59 @@ static void redis_revoke(sl_revocation_store *base, const char *token_id, const 
                          double token_expires_at, sl_revocation_cb cb, void *ud)
 {
     redis_store *s = (redis_store *)base;
-    char key[KEY_MAX];
+    char key[KEY_MAX], msg[MSG_MAX + 1];
     snprintf(key, sizeof key, "%s:tb:revoked:%s", s->prefix, token_id);
+    snprintf(msg, sizeof msg, "t %s", token_id);
     double now = sl_revocation_now(base);
-    redis_set(s, key, reason, sl_revocation_token_ttl(base, token_expires_at, now), cb, ud);
+    redis_set(s, key, reason, sl_revocation_token_ttl(base, token_expires_at, now), msg, cb, ud);
 }
 
 static void redis_revoke_user(sl_revocation_store *base, const char *user, sl_revocation_cb cb,
                               void *ud)
 {
     redis_store *s = (redis_store *)base;
-    char key[KEY_MAX], value[48];
+    char key[KEY_MAX], value[48], msg[MSG_MAX + 1];
     snprintf(key, sizeof key, "%s:tb:user_revoked_at:%s", s->prefix, user);
     snprintf(value, sizeof value, "%.3f", sl_revocation_now(base));
-    redis_set(s, key, value, base->max_ttl, cb, ud);
+    /* The cut-off travels as written, so every watcher compares against the stored value. */
+    snprintf(msg, sizeof msg, "u %s %s", value, user);
+    redis_set(s, key, value, base->max_ttl, msg, cb, ud);
 }
 
 static int redis_ready(const sl_revocation_store *base)
 {
     const redis_store *s = (const redis_store *)base;
-    return s->state == R_CONNECTED && s->ac != NULL;
+    return s->cmd.state == R_CONNECTED && s->cmd.ac != NULL;
 }
 
-static void redis_handle_closed(uv_handle_t *h)
+/* The subscription exists exactly while someone watches. A watcher set while the link waits to
+ * retry keeps that backoff; replacing one watcher by another keeps the subscription as it is. */
+static void redis_watch(sl_revocation_store *base)
 {
-    redis_store *s = h->data;
+    redis_store *s = (redis_store *)base;
+    if (base->watch == NULL)
+        link_stop(&s->sub);
+    else if (s->sub.state == R_IDLE && !uv_is_active((uv_handle_t *)&s->sub.timer))
+        link_start(&s->sub);
+}
+
+/* The store outlives every hiredis callback: it goes with the last of its timers. */
+static void store_handle_closed(redis_store *s)
+{
     if (--s->handles_open > 0)
         return;
     free(s->host);
     free(s);
+}
+
+static void watchdog_closed(uv_handle_t *h)
+{
+    store_handle_closed(h->data);
+}
+
+static void link_timer_closed(uv_handle_t *h)
+{
+    store_handle_closed(((rlink *)h->data)->s);
 }
 
 static void redis_free(sl_revocation_store *base)
@@ -507,15 +768,11 @@ static void redis_free(sl_revocation_store *base)
             op->cb(op->ud, SL_EUNAVAIL, "revocation store closed");
         }
     }
-    if (s->ac != NULL) {
-        redisAsyncContext *ac = s->ac;
-        s->ac = NULL;
-        ac->data = NULL;
-        redisAsyncFree(ac);
-    }
-    s->state = R_IDLE;
-    uv_close((uv_handle_t *)&s->conn_timer, redis_handle_closed);
-    uv_close((uv_handle_t *)&s->watchdog, redis_handle_closed);
+    link_free_context(&s->cmd);
+    link_free_context(&s->sub);
+    uv_close((uv_handle_t *)&s->cmd.timer, link_timer_closed);
+    uv_close((uv_handle_t *)&s->sub.timer, link_timer_closed);
+    uv_close((uv_handle_t *)&s->watchdog, watchdog_closed);
 }
 
 static const sl_revocation_ops redis_ops = {
@@ -526,6 +783,7 @@ static const sl_revocation_ops redis_ops = {
     .ready = redis_ready,
     .prune = NULL,
     .free = redis_free,
+    .watch = redis_watch,
 };
 
 static int prefix_valid(const char *p)
@@ -561,22 +819,20 @@ int sl_revocation_redis_new(sl_revocation_store **out, uv_loop_t *loop, const ch
     s->loop = loop;
     s->port = port;
     snprintf(s->prefix, sizeof s->prefix, "%s", prefix);
-    s->backoff_ms = SL_REVOCATION_REDIS_BACKOFF_MIN_MS;
-    uv_timer_init(loop, &s->conn_timer);
+    snprintf(s->channel, sizeof s->channel, "%s:tb:revocations", prefix);
+    link_init(s, &s->cmd, 0);
+    link_init(s, &s->sub, 1);
     uv_timer_init(loop, &s->watchdog);
-    s->conn_timer.data = s->watchdog.data = s;
-    s->handles_open = 2;
-    /* The timers only serve the connection, whose socket keeps the loop alive while it exists;
-     * they must not keep a finished server's loop running on their own. */
-    uv_unref((uv_handle_t *)&s->conn_timer);
+    s->watchdog.data = s;
     uv_unref((uv_handle_t *)&s->watchdog);
+    s->handles_open = 3;
     /* hiredis writes with write(2): a Redis that goes away mid-write must not kill the process. */
     struct sigaction sa;
     if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL) {
         sa.sa_handler = SIG_IGN;
         sigaction(SIGPIPE, &sa, NULL);
     }
-    start_connect(s);
+    link_start(&s->cmd);
     *out = &s->base;
     return SL_OK;
 }

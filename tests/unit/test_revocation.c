@@ -2,7 +2,8 @@
  * reason, the user cut-off (issued_at <= cut-off, including an unknown issued_at), record
  * lifetimes (token expiry, the 1 s floor, the max_ttl cap, cut-offs after max_ttl), pruning by
  * hand, by writes and by the loop timer, argument validation (ids that would make unsafe Redis
- * keys, reasons), synchronous callbacks, and closing with and without a loop. */
+ * keys, reasons), synchronous callbacks, closing with and without a loop, and the watcher: one
+ * synchronous event per successful write (token id, or user and cut-off), none for failed ones. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -419,14 +420,183 @@ static void test_token_ttl(void **state)
     sl_revocation_store_free(s);
 }
 
+/* ---- watching ------------------------------------------------------------------------------- */
+
+/* Every event one watcher saw, in order, plus what the store answered for a check made from inside
+ * the watcher (the record must already be there) and whether the revoke's cb had run yet. */
+typedef struct seen_event {
+    char token_id[SL_TOKEN_ID_MAX + 1];
+    char user[SL_PRINCIPAL_MAX + 1];
+    double cutoff;
+    int resync;
+    int check_status;  /* sl_revocation_check of that token / user (issued at 0) from the watcher */
+    int cb_calls_then; /* the revoke's answer.calls at the time of the event */
+} seen_event;
+
+typedef struct watched {
+    sl_revocation_store *s;
+    answer *pending; /* the answer of the revoke under way, if any */
+    int n;
+    seen_event ev[16];
+    /* set to make the watcher revoke this id from inside itself (once) */
+    const char *nested_revoke;
+} watched;
+
+static void watcher(void *ud, const sl_revocation_event *ev)
+{
+    watched *w = ud;
+    assert_true(w->n < 16);
+    seen_event *e = &w->ev[w->n++];
+    memset(e, 0, sizeof *e);
+    /* Exactly one shape. */
+    assert_int_equal((ev->token_id != NULL) + (ev->user != NULL) + (ev->resync != 0), 1);
+    if (ev->token_id)
+        snprintf(e->token_id, sizeof e->token_id, "%s", ev->token_id);
+    if (ev->user)
+        snprintf(e->user, sizeof e->user, "%s", ev->user);
+    e->cutoff = ev->cutoff;
+    e->resync = ev->resync;
+    e->cb_calls_then = w->pending ? w->pending->calls : -1;
+    answer a = {0};
+    sl_revocation_check(w->s, ev->token_id, ev->user ? ev->user : "someone", 0, record, &a);
+    assert_int_equal(a.calls, 1);
+    e->check_status = a.status;
+    if (w->nested_revoke) {
+        const char *id = w->nested_revoke;
+        w->nested_revoke = NULL;
+        sl_revocation_revoke(w->s, id, NULL, NULL, 0, NULL, NULL);
+    }
+}
+
+static int watched_rev_token(watched *w, const char *tid, const char *reason)
+{
+    answer a = {0};
+    w->pending = &a;
+    sl_revocation_revoke(w->s, tid, "alice", reason, 0, record, &a);
+    w->pending = NULL;
+    assert_int_equal(a.calls, 1);
+    return a.status;
+}
+
+static int watched_rev_user(watched *w, const char *user)
+{
+    answer a = {0};
+    w->pending = &a;
+    sl_revocation_revoke_user(w->s, user, record, &a);
+    w->pending = NULL;
+    assert_int_equal(a.calls, 1);
+    return a.status;
+}
+
+static void test_watch(void **state)
+{
+    (void)state;
+    pinned_now = 70000;
+    watched w = {0};
+    w.s = mem(0);
+    sl_revocation_set_watch(w.s, watcher, &w);
+
+    /* A token: one event, synchronously, after the write and before the revoke's answer. */
+    assert_int_equal(watched_rev_token(&w, "w1", "gone"), SL_OK);
+    assert_int_equal(w.n, 1);
+    assert_string_equal(w.ev[0].token_id, "w1");
+    assert_string_equal(w.ev[0].user, "");
+    assert_int_equal(w.ev[0].resync, 0);
+    assert_int_equal(w.ev[0].check_status, SL_ETOKEN);
+    assert_int_equal(w.ev[0].cb_calls_then, 0);
+
+    /* A user: user and cut-off (the store's clock). */
+    assert_int_equal(watched_rev_user(&w, "alice"), SL_OK);
+    assert_int_equal(w.n, 2);
+    assert_string_equal(w.ev[1].token_id, "");
+    assert_string_equal(w.ev[1].user, "alice");
+    assert_true(w.ev[1].cutoff == 70000);
+    assert_int_equal(w.ev[1].check_status, SL_ETOKEN);
+    assert_int_equal(w.ev[1].cb_calls_then, 0);
+
+    /* Revoking the user again with a clock that stepped back: the event carries the cut-off in
+     * force (never moved back), not the clock. */
+    pinned_now = 69990;
+    assert_int_equal(watched_rev_user(&w, "alice"), SL_OK);
+    assert_int_equal(w.n, 3);
+    assert_true(w.ev[2].cutoff == 70000);
+    pinned_now = 70010;
+    assert_int_equal(watched_rev_user(&w, "alice"), SL_OK);
+    assert_int_equal(w.n, 4);
+    assert_true(w.ev[3].cutoff == 70010);
+
+    /* Failed writes report nothing. */
+    assert_int_equal(watched_rev_token(&w, "bad id", "r"), SL_EINVAL);
+    assert_int_equal(watched_rev_token(&w, "w2", "bad\nreason"), SL_EINVAL);
+    answer a = {0};
+    sl_revocation_revoke(w.s, "w2", "bad user", NULL, 0, record, &a);
+    assert_int_equal(a.status, SL_EINVAL);
+    assert_int_equal(watched_rev_user(&w, "a/b"), SL_EINVAL);
+    assert_int_equal(watched_rev_user(&w, NULL), SL_EINVAL);
+    assert_int_equal(w.n, 4);
+    /* Nor do checks. */
+    assert_int_equal(chk(w.s, "w1", "alice", 1), SL_ETOKEN);
+    assert_int_equal(w.n, 4);
+
+    /* Fire-and-forget writes are reported too. */
+    sl_revocation_revoke(w.s, "w3", NULL, NULL, 0, NULL, NULL);
+    assert_int_equal(w.n, 5);
+    assert_string_equal(w.ev[4].token_id, "w3");
+
+    /* A revoke from inside the watcher reports its own event, nested. */
+    w.nested_revoke = "w5";
+    assert_int_equal(watched_rev_token(&w, "w4", NULL), SL_OK);
+    assert_int_equal(w.n, 7);
+    assert_string_equal(w.ev[5].token_id, "w4");
+    assert_string_equal(w.ev[6].token_id, "w5");
+    assert_int_equal(chk(w.s, "w5", "alice", 1), SL_ETOKEN);
+
+    /* Replacing the watcher moves the events; removing it stops them. */
+    watched w2 = {.s = w.s};
+    sl_revocation_set_watch(w.s, watcher, &w2);
+    assert_int_equal(watched_rev_user(&w, "bob"), SL_OK);
+    assert_int_equal(w.n, 7);
+    assert_int_equal(w2.n, 1);
+    assert_string_equal(w2.ev[0].user, "bob");
+    sl_revocation_set_watch(w.s, NULL, NULL);
+    assert_int_equal(watched_rev_token(&w, "w6", NULL), SL_OK);
+    assert_int_equal(watched_rev_user(&w, "carol"), SL_OK);
+    assert_int_equal(w.n, 7);
+    assert_int_equal(w2.n, 1);
+
+    /* NULL stores are a no-op. */
+    sl_revocation_set_watch(NULL, watcher, &w);
+    sl_revocation_store_free(w.s);
+}
+
+/* The revoke's callback may free the store even while a watcher is set: it runs last. */
+static void test_watch_then_free_in_callback(void **state)
+{
+    (void)state;
+    pinned_now = 80000;
+    watched w = {0};
+    w.s = mem(0);
+    sl_revocation_set_watch(w.s, watcher, &w);
+    sl_revocation_revoke(w.s, "f1", NULL, NULL, 0, free_in_callback, w.s);
+    assert_int_equal(w.n, 1);
+    assert_string_equal(w.ev[0].token_id, "f1");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_revoke_token),     cmocka_unit_test(test_user_cutoff),
-        cmocka_unit_test(test_expiry),           cmocka_unit_test(test_prune),
-        cmocka_unit_test(test_prune_on_write),   cmocka_unit_test(test_prune_timer),
-        cmocka_unit_test(test_invalid),          cmocka_unit_test(test_null_and_closed),
-        cmocka_unit_test(test_free_in_callback), cmocka_unit_test(test_token_ttl),
+        cmocka_unit_test(test_revoke_token),
+        cmocka_unit_test(test_user_cutoff),
+        cmocka_unit_test(test_expiry),
+        cmocka_unit_test(test_prune),
+        cmocka_unit_test(test_prune_on_write),
+        cmocka_unit_test(test_prune_timer),
+        cmocka_unit_test(test_invalid),
+        cmocka_unit_test(test_null_and_closed),
+        cmocka_unit_test(test_free_in_callback),
+        cmocka_unit_test(test_token_ttl),
+        cmocka_unit_test(test_watch),
+        cmocka_unit_test(test_watch_then_free_in_callback),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

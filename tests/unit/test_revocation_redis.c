@@ -3,8 +3,12 @@
  * values and TTLs, stored values that are malformed or of the wrong type (revoked), the default
  * prefix, fail-closed answers while Redis is down or hung (SIGKILL, SIGTERM, SIGSTOP), recovery on
  * the same port without recreating the store, and closing with calls in flight, also from inside a
- * callback. A synchronous hiredis connection plays the operator who inspects or plants keys.
- * Skips when redis-server is not installed (scripts/deps installs it). */
+ * callback. Watching: two stores on one Redis see each other's revocations (and their own, once)
+ * through the pub/sub channel, with the documented message format; a resync follows every
+ * (re)subscription, after a kill and after a hang; garbage on the channel is ignored; freeing
+ * with a subscription pending or live leaves nothing behind. A synchronous hiredis connection
+ * plays the operator who inspects or plants keys and publishes by hand. Skips when redis-server
+ * is not installed (scripts/deps installs it). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -266,9 +270,17 @@ static int not_ready(void *arg)
     return !sl_revocation_ready(arg);
 }
 
+/* A store on the loop as it is (a second node beside the first). */
+static sl_revocation_store *open_another(const char *prefix, double max_ttl, sl_clock_fn clock);
+
 static sl_revocation_store *open_store(const char *prefix, double max_ttl, sl_clock_fn clock)
 {
     assert_int_equal(uv_loop_init(&loop), 0);
+    return open_another(prefix, max_ttl, clock);
+}
+
+static sl_revocation_store *open_another(const char *prefix, double max_ttl, sl_clock_fn clock)
+{
     sl_revocation_store *s;
     assert_int_equal(
         sl_revocation_redis_new(&s, &loop, "127.0.0.1", redis_port, prefix, max_ttl, clock, NULL),
@@ -442,19 +454,23 @@ static void test_default_prefix(void **state)
 
 typedef struct log_lines {
     int up, down, other;
-    int leaked; /* a line that mentioned a token id or a reason */
+    int ignored; /* "ignored" a message on the watch channel (also counted in other) */
+    int leaked;  /* a line that mentioned a token id, user or reason */
 } log_lines;
 
 static void log_sink(void *ud, const char *line)
 {
     log_lines *l = ud;
+    if (strstr(line, "ignored"))
+        l->ignored++;
     if (strstr(line, "connected"))
         l->up++;
     else if (strstr(line, "unavailable"))
         l->down++;
     else
         l->other++;
-    if (strstr(line, "tok-") || strstr(line, "secret"))
+    if (strstr(line, "tok-") || strstr(line, "secret") || strstr(line, "hidden") ||
+        strstr(line, "by-hand") || strstr(line, "AAAA") || strstr(line, "bob"))
         l->leaked++;
 }
 
@@ -626,6 +642,451 @@ static void test_free_in_callback(void **state)
     assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+/* ---- watching ------------------------------------------------------------------------------- */
+
+#define MAX_SEEN 64
+
+typedef struct seen_event {
+    char token_id[SL_TOKEN_ID_MAX + 1];
+    char user[SL_PRINCIPAL_MAX + 1];
+    double cutoff;
+    int resync;
+} seen_event;
+
+/* What one store's watcher reported. */
+typedef struct watched {
+    sl_revocation_store *s;
+    int n, resyncs;
+    seen_event ev[MAX_SEEN];
+    /* a check from inside the watcher, to prove the record is readable when the event arrives */
+    int check_calls, check_status;
+} watched;
+
+static void on_check_from_watcher(void *ud, int status, const char *reason)
+{
+    (void)reason;
+    watched *w = ud;
+    w->check_calls++;
+    w->check_status = status;
+}
+
+static void watcher(void *ud, const sl_revocation_event *ev)
+{
+    watched *w = ud;
+    assert_true(w->n < MAX_SEEN);
+    assert_int_equal((ev->token_id != NULL) + (ev->user != NULL) + (ev->resync != 0), 1);
+    seen_event *e = &w->ev[w->n++];
+    memset(e, 0, sizeof *e);
+    if (ev->token_id) {
+        assert_true(sl_revocation_id_valid(ev->token_id));
+        snprintf(e->token_id, sizeof e->token_id, "%s", ev->token_id);
+        sl_revocation_check(w->s, ev->token_id, "someone", 0, on_check_from_watcher, w);
+    }
+    if (ev->user) {
+        assert_true(sl_principal_valid(ev->user, strlen(ev->user)));
+        snprintf(e->user, sizeof e->user, "%s", ev->user);
+    }
+    e->cutoff = ev->cutoff;
+    e->resync = ev->resync;
+    w->resyncs += ev->resync;
+}
+
+/* How many token events for id (or user events for user) w saw. */
+static int count_token(const watched *w, const char *id)
+{
+    int n = 0;
+    for (int i = 0; i < w->n; i++)
+        n += strcmp(w->ev[i].token_id, id) == 0;
+    return n;
+}
+
+static int count_user(const watched *w, const char *user)
+{
+    int n = 0;
+    for (int i = 0; i < w->n; i++)
+        n += strcmp(w->ev[i].user, user) == 0;
+    return n;
+}
+
+typedef struct want {
+    const watched *w;
+    const char *token_id, *user;
+    int resyncs;
+} want;
+
+static int got(void *arg)
+{
+    const want *x = arg;
+    if (x->token_id)
+        return count_token(x->w, x->token_id) > 0;
+    if (x->user)
+        return count_user(x->w, x->user) > 0;
+    return x->w->resyncs >= x->resyncs;
+}
+
+/* Runs the loop until w has seen the event (a generous bound, not a timing assertion). */
+static void await_token(const watched *w, const char *id)
+{
+    want x = {.w = w, .token_id = id};
+    assert_true(wait_until(got, &x, 5000));
+}
+
+static void await_user(const watched *w, const char *user)
+{
+    want x = {.w = w, .user = user};
+    assert_true(wait_until(got, &x, 5000));
+}
+
+static void await_resyncs(const watched *w, int n)
+{
+    want x = {.w = w, .resyncs = n};
+    assert_true(wait_until(got, &x, 8000));
+}
+
+static long long subscribers(const char *channel)
+{
+    redisReply *r = cmd("PUBSUB NUMSUB %s", channel);
+    assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+    assert_int_equal(r->elements, 2);
+    long long n = r->element[1]->integer;
+    freeReplyObject(r);
+    return n;
+}
+
+/* Polls Redis (not the loop: a freed store's sockets are closed at once) for up to 3 s. */
+static int await_subscribers(const char *channel, long long n)
+{
+    for (int i = 0; i < 300; i++) {
+        if (subscribers(channel) == n)
+            return 1;
+        sleep_ms(10);
+    }
+    return 0;
+}
+
+static int check_answered(void *arg)
+{
+    return ((watched *)arg)->check_calls > 0;
+}
+
+static void test_watch_two_nodes(void **state)
+{
+    (void)state;
+    NEED_REDIS();
+    pinned_now = 1700000000.25;
+    sl_revocation_store *a = open_store("rw1", 600, pinned);
+    sl_revocation_store *b = open_another("rw1", 600, NULL);
+    watched wa = {.s = a}, wb = {.s = b};
+    assert_int_equal(subscribers("rw1:tb:revocations"), 0); /* nobody watches: no subscription */
+    sl_revocation_set_watch(a, watcher, &wa);
+    sl_revocation_set_watch(b, watcher, &wb);
+    /* The first confirmed subscription says "resync": from then on nothing is missed silently. */
+    await_resyncs(&wa, 1);
+    await_resyncs(&wb, 1);
+    assert_int_equal(wa.n, 1);
+    assert_int_equal(wb.n, 1);
+    assert_int_equal(subscribers("rw1:tb:revocations"), 2);
+
+    /* A revokes a token: B hears of it, and its record is already readable then. A hears its own
+     * revocation through the subscription, never synchronously inside the call. */
+    answer r = {0};
+    sl_revocation_revoke(a, "w-tok-1", "alice", "lost phone", 0, record, &r);
+    assert_int_equal(r.calls, 0);
+    assert_int_equal(wa.n, 1);
+    await_token(&wb, "w-tok-1");
+    assert_true(wait_until(answered, &r, 3000));
+    assert_int_equal(r.status, SL_OK);
+    await_token(&wa, "w-tok-1");
+    assert_true(wait_until(check_answered, &wb, 3000));
+    assert_int_equal(wb.check_calls, 1);
+    assert_int_equal(wb.check_status, SL_ETOKEN);
+
+    /* A user cut-off, from B this time (wall clock): the cut-off as B wrote it ("%.3f"). */
+    double before = sl_wallclock(NULL);
+    assert_int_equal(rev_user(b, "w-bob"), SL_OK);
+    await_user(&wa, "w-bob");
+    await_user(&wb, "w-bob");
+    const seen_event *e = &wa.ev[wa.n - 1];
+    assert_string_equal(e->user, "w-bob");
+    assert_string_equal(e->token_id, "");
+    assert_int_equal(e->resync, 0);
+    assert_true(e->cutoff >= before - 0.001 && e->cutoff <= sl_wallclock(NULL) + 0.001);
+    /* And from A with its pinned clock: the exact value. */
+    assert_int_equal(rev_user(a, "w-carol"), SL_OK);
+    await_user(&wb, "w-carol");
+    assert_true(wb.ev[wb.n - 1].cutoff == 1700000000.25);
+
+    /* Each revocation was reported exactly once to each watcher: pub/sub keeps one connection's
+     * messages in order, so a duplicate of an earlier one would have arrived before this one. */
+    assert_int_equal(rev_token(b, "w-tok-last", NULL, 0), SL_OK);
+    await_token(&wa, "w-tok-last");
+    await_token(&wb, "w-tok-last");
+    const watched *both[] = {&wa, &wb};
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(count_token(both[i], "w-tok-1"), 1);
+        assert_int_equal(count_user(both[i], "w-bob"), 1);
+        assert_int_equal(count_user(both[i], "w-carol"), 1);
+        assert_int_equal(count_token(both[i], "w-tok-last"), 1);
+        assert_int_equal(both[i]->resyncs, 1);
+        assert_int_equal(both[i]->n, 5);
+    }
+    /* Failed writes publish nothing. */
+    assert_int_equal(rev_token(a, "bad id", NULL, 0), SL_EINVAL);
+
+    /* Removing the watcher closes the subscription; the store still publishes for others. */
+    sl_revocation_set_watch(a, NULL, NULL);
+    assert_true(await_subscribers("rw1:tb:revocations", 1));
+    assert_int_equal(rev_token(a, "w-tok-unwatched", NULL, 0), SL_OK);
+    await_token(&wb, "w-tok-unwatched");
+    assert_int_equal(count_token(&wa, "w-tok-unwatched"), 0);
+    assert_true(sl_revocation_ready(a));
+
+    sl_revocation_store_free(a);
+    close_store(b);
+    assert_true(await_subscribers("rw1:tb:revocations", 0));
+    freeReplyObject(cmd("DEL rw1:tb:user_revoked_at:w-bob rw1:tb:user_revoked_at:w-carol"));
+}
+
+/* What another program subscribed to the channel reads: the documented message format. */
+static void test_watch_message_format(void **state)
+{
+    (void)state;
+    NEED_REDIS();
+    pinned_now = 1700000123.5;
+    sl_revocation_store *s = open_store("rw2", 600, pinned);
+    redisContext *sub = admin();
+    assert_non_null(sub);
+    redisReply *r = redisCommand(sub, "SUBSCRIBE rw2:tb:revocations");
+    assert_non_null(r);
+    freeReplyObject(r);
+    assert_int_equal(rev_token(s, "fmt-tok", "r", 0), SL_OK);
+    assert_int_equal(rev_user(s, "fmt-user"), SL_OK);
+    const char *expect[] = {"t fmt-tok", "u 1700000123.500 fmt-user"};
+    for (int i = 0; i < 2; i++) {
+        void *v = NULL;
+        assert_int_equal(redisGetReply(sub, &v), REDIS_OK);
+        r = v;
+        assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+        assert_int_equal(r->elements, 3);
+        assert_string_equal(r->element[0]->str, "message");
+        assert_string_equal(r->element[1]->str, "rw2:tb:revocations");
+        assert_string_equal(r->element[2]->str, expect[i]);
+        freeReplyObject(r);
+    }
+    redisFree(sub);
+    close_store(s);
+}
+
+static void test_watch_resync(void **state)
+{
+    (void)state;
+    NEED_REDIS();
+    sl_revocation_store *s = open_store("rw3", 600, NULL);
+    log_lines log = {0};
+    sl_revocation_set_log(s, log_sink, &log);
+    watched w = {.s = s};
+    sl_revocation_set_watch(s, watcher, &w);
+    await_resyncs(&w, 1);
+
+    /* Killed and restarted: once resubscribed, a resync (events published meanwhile are lost). */
+    stop_redis(SIGKILL);
+    assert_true(wait_until(not_ready, s, 2000));
+    assert_int_equal(w.resyncs, 1);
+    assert_int_equal(start_redis(), 0);
+    await_resyncs(&w, 2);
+    assert_true(wait_until(is_ready, s, 4000));
+    /* ... and the subscription works again. */
+    assert_int_equal(rev_token(s, "rs-tok", NULL, 0), SL_OK);
+    await_token(&w, "rs-tok");
+
+    /* A hung Redis (SIGSTOP): the probe goes unanswered, the subscription is dropped, and when
+     * Redis answers again the watcher is told to resync. */
+    stop_redis(SIGSTOP);
+    answer never = {0};
+    wait_until(answered, &never, 3 * SL_REVOCATION_REDIS_WATCH_PROBE_MS + 500);
+    stop_redis(SIGCONT);
+    await_resyncs(&w, 3);
+    /* The command connection recovers on its own schedule: it may have dropped too, if the
+     * watcher's check of rs-tok was still in flight when Redis stopped. */
+    assert_true(wait_until(is_ready, s, 5000));
+    assert_int_equal(rev_token(s, "rs-tok-2", NULL, 0), SL_OK);
+    await_token(&w, "rs-tok-2");
+    assert_int_equal(w.n, 5);
+    /* Lines about the subscription name no token id. */
+    assert_int_equal(log.leaked, 0);
+    close_store(s);
+}
+
+static void test_watch_garbage(void **state)
+{
+    (void)state;
+    NEED_REDIS();
+    sl_revocation_store *s = open_store("rw4", 600, NULL);
+    log_lines log = {0};
+    sl_revocation_set_log(s, log_sink, &log);
+    watched w = {.s = s};
+    sl_revocation_set_watch(s, watcher, &w);
+    await_resyncs(&w, 1);
+
+    char long_id[2 + SL_TOKEN_ID_MAX + 2];
+    snprintf(long_id, sizeof long_id, "t ");
+    memset(long_id + 2, 'x', SL_TOKEN_ID_MAX + 1);
+    long_id[sizeof long_id - 1] = '\0';
+    char long_user[6 + SL_PRINCIPAL_MAX + 2];
+    snprintf(long_user, sizeof long_user, "u 1.5 ");
+    memset(long_user + 6, 'u', SL_PRINCIPAL_MAX + 1);
+    long_user[sizeof long_user - 1] = '\0';
+    static char huge[100000];
+    memset(huge, 'A', sizeof huge - 1);
+    const struct {
+        const char *p;
+        size_t len;
+    } bad[] = {
+        {"", 0},
+        {"t", 1},
+        {"t ", 2},
+        {"x tok", 5},
+        {"T tok", 5},
+        {"ttok", 4},
+        {"t  tok", 6},
+        {"t tok ", 6},
+        {"t a b", 5},
+        {"t tok\n", 6},
+        {"t caf\xc3\xa9", 7},
+        {"t tok\0hidden", 12},
+        {"u", 1},
+        {"u 12", 4},
+        {"u 12 ", 5},
+        {"u bob", 5},
+        {"u abc bob", 9},
+        {"u -5 bob", 8},
+        {"u 1e9 bob", 9},
+        {"u inf bob", 9},
+        {"u nan bob", 9},
+        {"u 12. bob", 9},
+        {"u  12 bob", 9},
+        {"u 12 a/b", 8},
+        {"u 12 a b", 8},
+        {"u 12 bob\0x", 10},
+        {long_id, strlen(long_id)},
+        {long_user, strlen(long_user)},
+        {huge, sizeof huge - 1},
+        {"\xff\xfe\x00\x01", 4},
+    };
+    redisContext *c = admin();
+    assert_non_null(c);
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        redisReply *r = redisCommand(c, "PUBLISH rw4:tb:revocations %b", bad[i].p, bad[i].len);
+        assert_non_null(r);
+        assert_int_equal(r->type, REDIS_REPLY_INTEGER);
+        assert_int_equal(r->integer, 1); /* it did reach the store */
+        freeReplyObject(r);
+    }
+    /* Well-formed messages by hand (an operator's, or a hostile writer's: anyone who can write
+     * to this Redis can revoke) are events; longest valid id and user included. */
+    long_id[sizeof long_id - 2] = '\0';     /* 127 bytes */
+    long_user[sizeof long_user - 2] = '\0'; /* 255 bytes */
+    const char *good[] = {long_id, long_user, "u 100 by-hand", "t by-hand"};
+    for (size_t i = 0; i < sizeof good / sizeof *good; i++) {
+        redisReply *r = redisCommand(c, "PUBLISH rw4:tb:revocations %s", good[i]);
+        assert_non_null(r);
+        assert_int_equal(r->integer, 1);
+        freeReplyObject(r);
+    }
+    /* Messages of one connection arrive in order: once the last is in, all the garbage was seen. */
+    await_token(&w, "by-hand");
+    assert_int_equal(w.n, 5);
+    assert_int_equal(w.resyncs, 1);
+    assert_string_equal(w.ev[1].token_id, long_id + 2);
+    assert_string_equal(w.ev[2].user, long_user + 6);
+    assert_true(w.ev[2].cutoff == 1.5);
+    assert_string_equal(w.ev[3].user, "by-hand");
+    assert_true(w.ev[3].cutoff == 100);
+    /* Ignored with a log line (rate-limited), naming nothing from the payload. */
+    assert_true(log.ignored >= 1);
+    assert_int_equal(log.leaked, 0);
+    /* Still subscribed, still serving. */
+    assert_int_equal(subscribers("rw4:tb:revocations"), 1);
+    /* A PUBLISH alone writes nothing. */
+    assert_int_equal(chk(s, "by-hand", "alice", 1).status, SL_OK);
+    redisFree(c);
+    close_store(s);
+}
+
+/* A write Redis takes but whose announcement it refuses is not reported as done: the caller
+ * hears SL_EUNAVAIL (and may revoke again), the record stands, a line says why. Redis 7 applies
+ * ACL changes to connected clients at once, which makes PUBLISH fail on demand. */
+static void test_watch_publish_refused(void **state)
+{
+    (void)state;
+    NEED_REDIS();
+    sl_revocation_store *s = open_store("rw6", 600, NULL);
+    log_lines log = {0};
+    sl_revocation_set_log(s, log_sink, &log);
+    redisReply *r = cmd("ACL SETUSER default -publish");
+    assert_int_equal(r->type, REDIS_REPLY_STATUS);
+    freeReplyObject(r);
+    int status = rev_token(s, "refused-1", NULL, 0);
+    int user_status = rev_user(s, "refused-user");
+    freeReplyObject(cmd("ACL SETUSER default +publish"));
+    assert_int_equal(status, SL_EUNAVAIL);
+    assert_int_equal(user_status, SL_EUNAVAIL);
+    assert_get("rw6:tb:revoked:refused-1", "revoked");
+    assert_int_equal(log.other, 2); /* "publish failed: NOPERM ..." */
+    assert_int_equal(log.leaked, 0);
+    /* Revoking again announces it. */
+    watched w = {.s = s};
+    sl_revocation_set_watch(s, watcher, &w);
+    await_resyncs(&w, 1);
+    assert_int_equal(rev_token(s, "refused-1", NULL, 0), SL_OK);
+    await_token(&w, "refused-1");
+    close_store(s);
+    freeReplyObject(cmd("DEL rw6:tb:user_revoked_at:refused-user"));
+}
+
+static void test_watch_free(void **state)
+{
+    (void)state;
+    NEED_REDIS();
+    /* Freed while the subscription is still being made. */
+    sl_revocation_store *s = open_store("rw5", 60, NULL);
+    watched w = {.s = s};
+    sl_revocation_set_watch(s, watcher, &w);
+    close_store(s);
+    assert_int_equal(w.n, 0);
+
+    /* Freed while subscribed, with a write in flight. */
+    s = open_store("rw5", 60, NULL);
+    memset(&w, 0, sizeof w);
+    w.s = s;
+    sl_revocation_set_watch(s, watcher, &w);
+    await_resyncs(&w, 1);
+    answer a = {0};
+    sl_revocation_revoke(s, "free-tok", NULL, NULL, 0, record, &a);
+    sl_revocation_store_free(s);
+    assert_int_equal(a.calls, 1);
+    assert_int_equal(a.status, SL_EUNAVAIL);
+    int n = w.n;
+    uv_run(&loop, UV_RUN_DEFAULT); /* returns: nothing keeps the loop alive */
+    assert_int_equal(w.n, n);      /* no event after free */
+    assert_int_equal(uv_loop_close(&loop), 0);
+    assert_true(await_subscribers("rw5:tb:revocations", 0));
+
+    /* Watching a store whose Redis is down, then freeing it while it retries. */
+    stop_redis(SIGKILL);
+    assert_int_equal(uv_loop_init(&loop), 0);
+    assert_int_equal(
+        sl_revocation_redis_new(&s, &loop, "127.0.0.1", redis_port, "rw5", 60, NULL, NULL), SL_OK);
+    memset(&w, 0, sizeof w);
+    w.s = s;
+    sl_revocation_set_watch(s, watcher, &w);
+    answer never = {0};
+    wait_until(answered, &never, 300);
+    assert_int_equal(w.n, 0);
+    close_store(s);
+    assert_int_equal(start_redis(), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -638,6 +1099,12 @@ int main(void)
         cmocka_unit_test(test_unreachable_at_start),
         cmocka_unit_test(test_free_with_pending),
         cmocka_unit_test(test_free_in_callback),
+        cmocka_unit_test(test_watch_two_nodes),
+        cmocka_unit_test(test_watch_message_format),
+        cmocka_unit_test(test_watch_resync),
+        cmocka_unit_test(test_watch_garbage),
+        cmocka_unit_test(test_watch_publish_refused),
+        cmocka_unit_test(test_watch_free),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

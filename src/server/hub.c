@@ -1,0 +1,291 @@
+/* The real-time hub (see hub.h): per-channel subscriber arrays with O(1) removal, the stream epoch
+ * of each channel, and batched fan-out. A publication is encoded once into a scratch buffer and
+ * copied into each subscriber's pending batch; the uv_check handle flushes every dirty connection
+ * once per loop iteration, after all the reads of that iteration have been handled. */
+#include "server/hub.h"
+
+#include <inttypes.h>
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/map.h"
+
+struct sl__hub_chan {
+    char id[SL_CHANNEL_ID_MAX + 1];
+    char epoch[17];
+    int presence, join_leave;
+    sl__hub_sub **subs;
+    size_t nsubs, cap;
+};
+
+struct sl__hub {
+    uv_check_t flush;
+    int flush_active;
+    sl__map *chans;      /* id -> sl__hub_chan* */
+    sl__hub_peer *dirty; /* peers with a pending batch, in the order they became dirty */
+    sl__hub_peer *dirty_tail;
+    sl__cf_buf scratch; /* one encoded push, shared by every subscriber */
+};
+
+static void chan_free(void *p)
+{
+    sl__hub_chan *c = p;
+    if (c) {
+        free(c->subs);
+        free(c);
+    }
+}
+
+static void on_flush(uv_check_t *handle)
+{
+    sl__hub *h = handle->data;
+    while (h->dirty) {
+        sl__hub_peer *p = h->dirty;
+        h->dirty = p->dirty_next;
+        if (h->dirty)
+            h->dirty->dirty_prev = NULL;
+        else
+            h->dirty_tail = NULL;
+        p->dirty = 0;
+        p->dirty_next = p->dirty_prev = NULL;
+        /* The batch is taken before the call: the peer may close and free itself inside. */
+        sl__cf_buf batch = p->out;
+        sl__cf_buf_init(&p->out);
+        if (batch.len)
+            p->ops->flush(p, batch.data, batch.len);
+        sl__cf_buf_free(&batch);
+    }
+    uv_check_stop(&h->flush);
+    h->flush_active = 0;
+}
+
+int sl__hub_new(sl__hub **out, uv_loop_t *loop)
+{
+    *out = NULL;
+    sl__hub *h = calloc(1, sizeof *h);
+    if (h == NULL || sl__map_new(&h->chans) != SL_OK) {
+        free(h);
+        return SL_ENOMEM;
+    }
+    uv_check_init(loop, &h->flush);
+    h->flush.data = h;
+    sl__cf_buf_init(&h->scratch);
+    *out = h;
+    return SL_OK;
+}
+
+static void on_handle_closed(uv_handle_t *handle)
+{
+    free(handle->data);
+}
+
+void sl__hub_free(sl__hub *h)
+{
+    if (h == NULL)
+        return;
+    sl__map_free(h->chans, chan_free);
+    sl__cf_buf_free(&h->scratch);
+    uv_close((uv_handle_t *)&h->flush, on_handle_closed);
+}
+
+void sl__hub_peer_init(sl__hub_peer *p, const sl__hub_peer_ops *ops)
+{
+    memset(p, 0, sizeof *p);
+    p->ops = ops;
+    sl__cf_buf_init(&p->out);
+}
+
+void sl__hub_peer_detach(sl__hub *h, sl__hub_peer *p)
+{
+    if (p->dirty) {
+        if (p->dirty_prev)
+            p->dirty_prev->dirty_next = p->dirty_next;
+        else
+            h->dirty = p->dirty_next;
+        if (p->dirty_next)
+            p->dirty_next->dirty_prev = p->dirty_prev;
+        else
+            h->dirty_tail = p->dirty_prev;
+        p->dirty = 0;
+        p->dirty_next = p->dirty_prev = NULL;
+    }
+    sl__cf_buf_free(&p->out);
+}
+
+void sl__hub_peer_touch(sl__hub *h, sl__hub_peer *p)
+{
+    if (p->dirty)
+        return;
+    p->dirty = 1;
+    p->dirty_next = NULL;
+    p->dirty_prev = h->dirty_tail;
+    if (h->dirty_tail)
+        h->dirty_tail->dirty_next = p;
+    else
+        h->dirty = p;
+    h->dirty_tail = p;
+    if (!h->flush_active) {
+        uv_check_start(&h->flush, on_flush);
+        h->flush_active = 1;
+    }
+}
+
+sl__hub_chan *sl__hub_chan_get(sl__hub *h, const char *id, const sl_channel_info *info, int create)
+{
+    sl__hub_chan *c = sl__map_get(h->chans, id);
+    if (c || !create || info == NULL)
+        return c;
+    c = calloc(1, sizeof *c);
+    if (c == NULL)
+        return NULL;
+    snprintf(c->id, sizeof c->id, "%s", id);
+    /* A new epoch whenever the stream starts over (server start, channel re-created): clients
+     * holding an offset of an older stream must not recover from this one. */
+    unsigned char rnd[8];
+    if (RAND_bytes(rnd, sizeof rnd) != 1) {
+        free(c);
+        return NULL;
+    }
+    for (size_t i = 0; i < sizeof rnd; i++)
+        snprintf(c->epoch + 2 * i, 3, "%02x", rnd[i]);
+    c->presence = info->presence;
+    c->join_leave = info->join_leave;
+    if (sl__map_put(h->chans, id, c, NULL) != SL_OK) {
+        free(c);
+        return NULL;
+    }
+    return c;
+}
+
+const char *sl__hub_chan_epoch(const sl__hub_chan *c)
+{
+    return c->epoch;
+}
+
+int sl__hub_chan_presence(const sl__hub_chan *c)
+{
+    return c->presence;
+}
+
+sl__hub_sub *const *sl__hub_chan_subs(const sl__hub_chan *c, size_t *n)
+{
+    *n = c->nsubs;
+    return c->subs;
+}
+
+/* Encoded once in scratch, appended to every subscriber of c except `except`. */
+static void fan_out(sl__hub *h, sl__hub_chan *c, const sl__hub_sub *except)
+{
+    if (h->scratch.oom || h->scratch.len == 0)
+        return;
+    for (size_t i = 0; i < c->nsubs; i++) {
+        sl__hub_sub *s = c->subs[i];
+        if (s == except)
+            continue;
+        /* A batch that cannot grow loses this push; the flush still sends what it has. */
+        if (sl__cf_buf_append(&s->peer->out, h->scratch.data, h->scratch.len) == SL_OK)
+            sl__hub_peer_touch(h, s->peer);
+    }
+}
+
+static void join_leave(sl__hub *h, sl__hub_sub *s, int join)
+{
+    sl__hub_chan *c = s->chan;
+    if (!c->join_leave || c->nsubs < 2)
+        return;
+    sl__cf_client_info info = {.client = s->client, .user = s->user};
+    sl__cf_buf_reset(&h->scratch);
+    if (join)
+        sl__cf_push_join(&h->scratch, c->id, &info);
+    else
+        sl__cf_push_leave(&h->scratch, c->id, &info);
+    fan_out(h, c, s);
+}
+
+int sl__hub_subscribe(sl__hub *h, sl__hub_chan *c, sl__hub_sub *s)
+{
+    if (c->nsubs == c->cap) {
+        size_t cap = c->cap ? c->cap * 2 : 4;
+        sl__hub_sub **v = realloc(c->subs, cap * sizeof *v);
+        if (v == NULL)
+            return SL_ENOMEM;
+        c->subs = v;
+        c->cap = cap;
+    }
+    s->chan = c;
+    s->channel = c->id;
+    s->pos = c->nsubs;
+    c->subs[c->nsubs++] = s;
+    join_leave(h, s, 1);
+    return SL_OK;
+}
+
+void sl__hub_unsubscribe(sl__hub *h, sl__hub_sub *s)
+{
+    sl__hub_chan *c = s->chan;
+    if (c == NULL)
+        return;
+    join_leave(h, s, 0);
+    /* Swap-remove: delivery order between subscribers does not matter, only within one. */
+    c->subs[s->pos] = c->subs[--c->nsubs];
+    c->subs[s->pos]->pos = s->pos;
+    s->chan = NULL;
+    if (c->nsubs == 0) { /* keep the epoch, drop the array */
+        free(c->subs);
+        c->subs = NULL;
+        c->cap = 0;
+    }
+}
+
+uint64_t sl__hub_offset_of(const char *id)
+{
+    uint64_t v = 0;
+    size_t n = 0;
+    for (; id && id[n]; n++) {
+        char ch = id[n];
+        int d = ch >= '0' && ch <= '9' ? ch - '0' : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
+        if (d < 0 || n >= 16)
+            return 0;
+        v = v << 4 | (uint64_t)d;
+    }
+    return n == 16 ? v : 0;
+}
+
+void sl__hub_publish(sl__hub *h, const sl_event *ev, const sl__cf_client_info *info)
+{
+    sl__hub_chan *c = sl__map_get(h->chans, ev->channel);
+    if (c == NULL || c->nsubs == 0)
+        return;
+    const sl_message *m = ev->message;
+    char wake[48];
+    sl__cf_pub pub = {.offset = sl__hub_offset_of(m->id), .info = info};
+    if (ev->info->kind == SL_KIND_TOPIC) {
+        pub.data = m->data;
+        pub.data_len = strlen(m->data);
+    } else { /* work queues: a hint to claim, never the message itself */
+        int k = snprintf(wake, sizeof wake, "{\"id\":\"%s\"}", m->id);
+        pub.data = wake;
+        pub.data_len = (size_t)k;
+    }
+    sl__cf_buf_reset(&h->scratch);
+    sl__cf_push_pub(&h->scratch, c->id, &pub);
+    fan_out(h, c, NULL);
+}
+
+void sl__hub_channel_deleted(sl__hub *h, const char *channel)
+{
+    sl__hub_chan *c = sl__map_get(h->chans, channel);
+    if (c == NULL)
+        return;
+    sl__cf_buf_reset(&h->scratch);
+    sl__cf_push_unsubscribe(&h->scratch, c->id, SL__CF_UNSUB_SERVER, "channel deleted");
+    fan_out(h, c, NULL);
+    while (c->nsubs) {
+        sl__hub_sub *s = c->subs[--c->nsubs];
+        s->chan = NULL;
+        s->peer->ops->dropped(s->peer, s);
+    }
+    sl__map_del(h->chans, channel, chan_free);
+}

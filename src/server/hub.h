@@ -1,0 +1,84 @@
+/* The real-time hub: which connections are subscribed to which channel, each channel's stream
+ * epoch and presence, and the fan-out of pushes. A publication is encoded once and appended to the
+ * pending batch of every subscriber; batches are flushed once per event-loop iteration (a uv_check
+ * handle), so a subscriber receiving many publications in one iteration gets them in one
+ * WebSocket frame. The hub knows nothing of authentication or protocol commands: the WebSocket
+ * session (server/wsession.c) decides who may subscribe and owns the subscription objects. */
+#ifndef SLUICE_SERVER_HUB_H
+#define SLUICE_SERVER_HUB_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include <sluice/sluice.h>
+
+#include "net/centrifuge.h"
+
+typedef struct sl__hub sl__hub;
+typedef struct sl__hub_chan sl__hub_chan;
+typedef struct sl__hub_peer sl__hub_peer;
+typedef struct sl__hub_sub sl__hub_sub;
+
+typedef struct sl__hub_peer_ops {
+    /* Sends one batch (newline-separated pushes and replies) as one text frame. The bytes are the
+     * hub's until the call returns. The peer may close (and detach) itself inside. */
+    void (*flush)(sl__hub_peer *p, const char *data, size_t len);
+    /* The hub ended subscription s (its channel was deleted) after queueing the unsubscribe
+     * push: the owner forgets and frees s. */
+    void (*dropped)(sl__hub_peer *p, sl__hub_sub *s);
+} sl__hub_peer_ops;
+
+/* Embedded in each connection. Initialise with sl__hub_peer_init; detach before freeing. */
+struct sl__hub_peer {
+    const sl__hub_peer_ops *ops;
+    sl__cf_buf out; /* the pending batch; empty (no memory) between iterations */
+    sl__hub_peer *dirty_prev, *dirty_next;
+    int dirty;
+};
+
+/* One connection's subscription to one channel. Owned by the connection; the hub links it into
+ * the channel while subscribed. */
+struct sl__hub_sub {
+    sl__hub_chan *chan; /* NULL when not linked */
+    sl__hub_peer *peer;
+    size_t pos;                /* index in the channel's subscriber array */
+    const char *client, *user; /* borrowed from the connection: presence and join/leave info */
+    double token_expires_at;   /* `$` channels: the subscription token's expiry (0: none) */
+    const char *channel;       /* the channel's id, owned by the hub (set by subscribe) */
+};
+
+/* *out owned by the caller; free with sl__hub_free (closes its handle: run the loop afterwards). */
+int sl__hub_new(sl__hub **out, uv_loop_t *loop);
+void sl__hub_free(sl__hub *h);
+
+void sl__hub_peer_init(sl__hub_peer *p, const sl__hub_peer_ops *ops);
+/* Forgets p's pending batch and dirty mark (its subscriptions are the owner's to unsubscribe). */
+void sl__hub_peer_detach(sl__hub *h, sl__hub_peer *p);
+/* Marks p's batch for the next flush after the caller appended to p->out. */
+void sl__hub_peer_touch(sl__hub *h, sl__hub_peer *p);
+
+/* The real-time state of channel id, created (with a fresh random epoch) when create is set and
+ * info given. NULL when absent (or out of memory). Lives until the channel is deleted. */
+sl__hub_chan *sl__hub_chan_get(sl__hub *h, const char *id, const sl_channel_info *info, int create);
+const char *sl__hub_chan_epoch(const sl__hub_chan *c);
+int sl__hub_chan_presence(const sl__hub_chan *c);
+/* The channel's subscriptions (borrowed array of n). */
+sl__hub_sub *const *sl__hub_chan_subs(const sl__hub_chan *c, size_t *n);
+
+/* Links s into c (SL_ENOMEM) and, with join/leave enabled, pushes a join to the others. */
+int sl__hub_subscribe(sl__hub *h, sl__hub_chan *c, sl__hub_sub *s);
+/* Unlinks s (a no-op when not linked); leave push to the others when enabled. */
+void sl__hub_unsubscribe(sl__hub *h, sl__hub_sub *s);
+
+/* Fan-out of one message written to channel (from any transport): a `pub` push to every
+ * subscriber. Topics carry the message data; work queues a wake-up `{"id": "<message id>"}`.
+ * info: the publishing connection, or NULL. */
+void sl__hub_publish(sl__hub *h, const sl_event *ev, const sl__cf_client_info *info);
+/* The channel is gone: unsubscribe push (code 2000) to each subscriber, then ops->dropped. */
+void sl__hub_channel_deleted(sl__hub *h, const char *channel);
+
+/* Parses a message id (16 hex digits) into its sequence number; 0 when it is not one. */
+uint64_t sl__hub_offset_of(const char *message_id);
+
+#endif

@@ -1,0 +1,1171 @@
+/* Centrifugo protocol sessions over WebSocket (docs/WEBSOCKET.md, "Session"). A session moves from
+ * handshake to connected once a token has passed the authenticator chain and the revocation store;
+ * every later command is run through the channel API or sl_authorize with the session's identity,
+ * so the registry decides access, never this file. Authenticators and revocation stores may answer
+ * asynchronously: while one is running, parsed commands wait in the session's queue and run in
+ * order afterwards. Timers (handshake, ping/pong, expiry) are one periodic sweep over all sessions
+ * rather than a timer per connection, which keeps an idle session small.
+ *
+ * Lifetime: a session is freed when its socket is gone and no callback still refers to it
+ * (`refs`); every entry point holds a reference while it works, because closing a socket can end
+ * it from inside the call. */
+#include "server/wsession.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sluice/jwt.h>
+
+#include "core/ctx.h"
+#include "net/centrifuge.h"
+#include "net/ws.h"
+#include "server/hub.h"
+#include "server/router.h"
+
+#define SWEEP_MS 200
+#define ERROR_WINDOW 10.0 /* seconds over which max_errors is counted */
+#define VERSION "0.1.0"
+#define RPC_MAX_LIMIT 1000
+#define RPC_MAX_IDS 10000
+
+typedef struct sess sess;
+
+enum { ST_HANDSHAKE = 0, ST_CONNECTED, ST_CLOSED };
+
+struct sess {
+    sl__hub_peer peer; /* first: the hub hands it back */
+    sl__wss_server *srv;
+    sl_ws_conn *conn; /* NULL once the socket is gone */
+    sess *prev, *next;
+    int state;
+    int refs; /* entry points and callbacks still running or due */
+    int gone; /* the socket is gone: free at refs == 0 */
+    int busy; /* an authentication is running: commands wait in `queue` */
+    sl__cf_command *queue;
+    size_t nqueue;
+    uint32_t auth_id; /* id of the connect / refresh being authenticated */
+    sl__cf_method auth_method;
+    sl_identity *auth_who; /* the identity being checked for revocation */
+    char *url_token;       /* ?token= until connect */
+    char client[17];
+    sl_identity who;
+    sl__hub_sub **subs;
+    size_t nsubs, subcap;
+    double deadline; /* handshake: connect by then */
+    double next_ping, pong_due;
+    double win_start, err_start;
+    unsigned win_cmds, errs;
+};
+
+struct sl__wss_server {
+    uv_loop_t *loop;
+    sl_ctx *ctx;
+    const sl_authn *authn;
+    sl_revocation_store *revocation;
+    sl__wss_limits lim;
+    sl__hub *hub;
+    uv_timer_t sweep;
+    sess *head;
+    size_t nsessions;
+    const sl__cf_client_info *publisher; /* set while a session publishes */
+};
+
+void sl__wss_limits_init(sl__wss_limits *l)
+{
+    l->max_connections = 10000;
+    l->max_subscriptions = 128;
+    l->max_message = 64 * 1024;
+    l->max_outgoing = 1024 * 1024;
+    l->commands_per_second = 1000;
+    l->max_errors = 100;
+    l->handshake_timeout = 5;
+    l->ping_interval = 25;
+    l->pong_timeout = 10;
+    l->refresh_grace = 5;
+    l->history_max = 1000;
+}
+
+static double now_of(const sess *s)
+{
+    return sl_ctx_now(s->srv->ctx);
+}
+
+/* ---- lifetime and output ------------------------------------------------------------------- */
+
+static void sess_free(sess *s)
+{
+    sl__cf_commands_clear(s->queue, s->nqueue);
+    free(s->queue);
+    if (s->auth_who) {
+        sl_identity_clear(s->auth_who);
+        free(s->auth_who);
+    }
+    free(s->url_token);
+    sl_identity_clear(&s->who);
+    free(s->subs);
+    sl__cf_buf_free(&s->peer.out);
+    free(s);
+}
+
+static void ref(sess *s)
+{
+    s->refs++;
+}
+
+static void unref(sess *s)
+{
+    if (--s->refs == 0 && s->gone)
+        sess_free(s);
+}
+
+/* Schedules the pending batch. A closed session sends nothing more: what a command appended
+ * after the close is dropped with the session. */
+static void touch(sess *s)
+{
+    if (s->state != ST_CLOSED)
+        sl__hub_peer_touch(s->srv->hub, &s->peer);
+}
+
+/* Drops every subscription (leave pushes to the others) and the pending batch. */
+static void drop_all(sess *s)
+{
+    for (size_t i = 0; i < s->nsubs; i++) {
+        sl__hub_unsubscribe(s->srv->hub, s->subs[i]);
+        free(s->subs[i]);
+    }
+    s->nsubs = 0;
+    free(s->subs);
+    s->subs = NULL;
+    s->subcap = 0;
+}
+
+/* Ends the session with a Centrifugo disconnect code: what is already batched goes out first. */
+static void close_with(sess *s, int code, const char *reason)
+{
+    if (s->state == ST_CLOSED)
+        return;
+    s->state = ST_CLOSED;
+    drop_all(s);
+    sl__cf_buf batch = s->peer.out;
+    sl__cf_buf_init(&s->peer.out);
+    sl__hub_peer_detach(s->srv->hub, &s->peer);
+    ref(s);
+    if (s->conn && batch.len)
+        sl_ws_send_text(s->conn, batch.data, batch.len);
+    sl__cf_buf_free(&batch);
+    if (s->conn)
+        sl_ws_close(s->conn, code, reason ? reason : sl__cf_code_message(code));
+    unref(s);
+}
+
+static void peer_flush(sl__hub_peer *p, const char *data, size_t len)
+{
+    sess *s = (sess *)p;
+    if (s->state == ST_CLOSED || s->conn == NULL)
+        return;
+    ref(s);
+    if (len > s->srv->lim.max_outgoing || sl_ws_send_text(s->conn, data, len) == SL_ELIMIT)
+        close_with(s, SL__CF_DISC_SLOW, NULL);
+    unref(s);
+}
+
+static void remove_sub_at(sess *s, size_t i)
+{
+    free(s->subs[i]);
+    s->subs[i] = s->subs[--s->nsubs];
+}
+
+static void peer_dropped(sl__hub_peer *p, sl__hub_sub *sub)
+{
+    sess *s = (sess *)p;
+    for (size_t i = 0; i < s->nsubs; i++)
+        if (s->subs[i] == sub) {
+            remove_sub_at(s, i);
+            return;
+        }
+}
+
+static const sl__hub_peer_ops peer_ops = {.flush = peer_flush, .dropped = peer_dropped};
+
+static void reply_error(sess *s, uint32_t id, int code, const char *message)
+{
+    sl__cf_reply_error(&s->peer.out, id, code, message);
+    touch(s);
+    if (code == SL__CF_ERR_TOO_MANY_REQUESTS)
+        return; /* the rate limit answers for itself; it must not also count as misbehaviour */
+    double now = now_of(s);
+    if (now - s->err_start >= ERROR_WINDOW) {
+        s->err_start = now;
+        s->errs = 0;
+    }
+    if (++s->errs > s->srv->lim.max_errors)
+        close_with(s, SL__CF_DISC_TOO_MANY_ERRORS, NULL);
+}
+
+/* An error of the channel API or the pipeline, answered with its Centrifugo code. */
+static void reply_rc(sess *s, uint32_t id, int rc, const sl_status *st)
+{
+    int code = sl__cf_error_from_errno(rc);
+    /* The codes' standard messages only: statuses may name channels the caller cannot see. */
+    (void)st;
+    reply_error(s, id, code, NULL);
+}
+
+static uint32_t ttl_until(double exp, double now)
+{
+    double t = ceil(exp - now);
+    return t < 1 ? 1 : t > 4e9 ? 4000000000u : (uint32_t)t;
+}
+
+/* ---- subscriptions -------------------------------------------------------------------------- */
+
+static sl__hub_sub *find_sub(sess *s, const char *channel, size_t *idx)
+{
+    for (size_t i = 0; i < s->nsubs; i++)
+        if (strcmp(s->subs[i]->channel, channel) == 0) {
+            if (idx)
+                *idx = i;
+            return s->subs[i];
+        }
+    return NULL;
+}
+
+static void unsubscribe_at(sess *s, size_t i, int push_code, const char *reason)
+{
+    sl__hub_sub *sub = s->subs[i];
+    if (push_code) {
+        sl__cf_push_unsubscribe(&s->peer.out, sub->channel, push_code, reason);
+        touch(s);
+    }
+    sl__hub_unsubscribe(s->srv->hub, sub);
+    remove_sub_at(s, i);
+}
+
+/* After the identity or the ACL changed: subscriptions no longer allowed end with push 2000. */
+static void reauthorize(sess *s)
+{
+    for (size_t i = s->nsubs; i-- > 0;)
+        if (!sl__authorized_quiet(s->srv->ctx, &s->who, SL_OP_CHANNEL_READ, s->subs[i]->channel))
+            unsubscribe_at(s, i, SL__CF_UNSUB_SERVER, "permission withdrawn");
+}
+
+/* The claims of a `$` channel's subscription token: a sluice JWT for this user and exactly this
+ * channel. SL_OK with *exp; SL_EEXPIRED; SL_ETOKEN for a token that does not verify;
+ * SL_EFORBIDDEN for a verified token naming another user or channel. */
+static int check_sub_token(sess *s, const char *channel, const char *token, double *exp)
+{
+    const sl_authn *a = s->srv->authn;
+    if (token == NULL || a->keys == NULL)
+        return SL_ETOKEN;
+    sl_identity id;
+    sl_identity_init(&id);
+    sl_status st = {0};
+    size_t len = strlen(token);
+    int rc = sl_jwt_verify(a->keys, token, len, &a->jwt, now_of(s), &id, &st);
+    if (rc != SL_OK) {
+        sl_identity_clear(&id);
+        return rc == SL_EEXPIRED ? SL_EEXPIRED : SL_ETOKEN;
+    }
+    *exp = id.expires_at;
+    int same_user = strcmp(id.principal, s->who.principal) == 0;
+    sl_identity_clear(&id);
+    /* The signature is good, so the payload can be read for the claim the verifier skips. */
+    char *header = NULL, *payload = NULL;
+    rc = sl_jwt_decode_unverified(token, len, &header, &payload);
+    json_t *claims = rc == SL_OK ? json_loads(payload, 0, NULL) : NULL;
+    const char *ch = json_string_value(json_object_get(claims, "channel"));
+    int same_channel = ch && strcmp(ch, channel) == 0;
+    json_decref(claims);
+    free(header);
+    free(payload);
+    if (rc != SL_OK)
+        return SL_ETOKEN;
+    if (*exp <= 0) /* a subscription token must expire */
+        return SL_ETOKEN;
+    return same_user && same_channel ? SL_OK : SL_EFORBIDDEN;
+}
+
+static void fmt_id(uint64_t seq, char out[17])
+{
+    snprintf(out, 17, "%016llx", (unsigned long long)seq);
+}
+
+/* At most limit publications of channel after offset `after`, through the channel API so the
+ * read is authorised like any other. */
+static int read_after(sess *s, const char *channel, uint64_t after, size_t limit,
+                      sl_message_list *out, sl_status *st)
+{
+    char id[17];
+    fmt_id(after, id);
+    sl_read r = {.limit = limit, .after = id};
+    return sl_channel_read(s->srv->ctx, &s->who, channel, &r, out, st);
+}
+
+static void pubs_of(const sl_message_list *l, size_t n, sl__cf_pub *pubs, int reverse)
+{
+    for (size_t i = 0; i < n; i++) {
+        const sl_message *m = &l->items[reverse ? n - 1 - i : i];
+        pubs[i] = (sl__cf_pub){
+            .data = m->data, .data_len = strlen(m->data), .offset = sl__hub_offset_of(m->id)};
+    }
+}
+
+static void cmd_subscribe(sess *s, const sl__cf_command *c)
+{
+    sl__wss_server *srv = s->srv;
+    if (find_sub(s, c->channel, NULL)) {
+        reply_error(s, c->id, SL__CF_ERR_ALREADY_SUBSCRIBED, NULL);
+        return;
+    }
+    if (s->nsubs >= srv->lim.max_subscriptions) {
+        close_with(s, SL__CF_DISC_CHANNEL_LIMIT, NULL);
+        return;
+    }
+    const sl_channel_info *info = NULL;
+    sl_status st = {0};
+    int rc = sl__channel_enter(srv->ctx, &s->who, SL_OP_CHANNEL_READ, c->channel, &info, &st);
+    if (rc != SL_OK) {
+        reply_rc(s, c->id, rc, &st);
+        return;
+    }
+    double token_exp = 0;
+    if (c->channel[0] == '$') {
+        rc = check_sub_token(s, c->channel, c->token, &token_exp);
+        if (rc == SL_EFORBIDDEN) {
+            close_with(s, SL__CF_DISC_INVALID_TOKEN, NULL);
+            return;
+        }
+        if (rc != SL_OK) {
+            reply_error(s, c->id,
+                        rc == SL_EEXPIRED ? SL__CF_ERR_TOKEN_EXPIRED : SL__CF_ERR_PERMISSION_DENIED,
+                        NULL);
+            return;
+        }
+    }
+    sl__hub_chan *hc = sl__hub_chan_get(srv->hub, c->channel, info, 1);
+    uint64_t top = 0;
+    if (hc == NULL || sl__channel_position(srv->ctx, c->channel, &top) != SL_OK) {
+        reply_error(s, c->id, SL__CF_ERR_INTERNAL, NULL);
+        return;
+    }
+    int topic = info->kind == SL_KIND_TOPIC;
+    sl_message_list missed = {0};
+    sl__cf_pub *pubs = NULL;
+    size_t npubs = 0;
+    if (c->recover && topic) {
+        /* Recoverable only from this stream, with every publication since still held. */
+        int ok = c->epoch && strcmp(c->epoch, sl__hub_chan_epoch(hc)) == 0 && c->offset <= top;
+        if (ok && c->offset < top) {
+            /* One more than the cap tells "too many to recover". */
+            rc = read_after(s, c->channel, c->offset, srv->lim.history_max + 1, &missed, &st);
+            ok = rc == SL_OK && missed.len > 0 && missed.len <= srv->lim.history_max &&
+                 sl__hub_offset_of(missed.items[0].id) == c->offset + 1;
+        }
+        if (ok && missed.len && (pubs = calloc(missed.len, sizeof *pubs)) == NULL)
+            ok = 0;
+        if (!ok) {
+            sl_message_list_free(&missed);
+            reply_error(s, c->id, SL__CF_ERR_UNRECOVERABLE_POSITION, NULL);
+            return;
+        }
+        npubs = missed.len;
+        pubs_of(&missed, npubs, pubs, 0);
+    }
+    sl__hub_sub *sub = calloc(1, sizeof *sub);
+    if (sub && s->nsubs == s->subcap) {
+        size_t cap = s->subcap ? s->subcap * 2 : 2;
+        sl__hub_sub **v = realloc(s->subs, cap * sizeof *v);
+        if (v) {
+            s->subs = v;
+            s->subcap = cap;
+        }
+    }
+    if (sub == NULL || s->nsubs == s->subcap) {
+        free(sub);
+        free(pubs);
+        sl_message_list_free(&missed);
+        reply_error(s, c->id, SL__CF_ERR_INTERNAL, NULL);
+        return;
+    }
+    sub->peer = &s->peer;
+    sub->client = s->client;
+    sub->user = s->who.principal;
+    sub->token_expires_at = token_exp;
+    /* The reply goes into the batch before any push the subscription can receive. */
+    sl__cf_subscribe_result r = {
+        .expires = token_exp > 0,
+        .ttl = token_exp > 0 ? ttl_until(token_exp, now_of(s)) : 0,
+        .recoverable = topic,
+        .epoch = topic ? sl__hub_chan_epoch(hc) : NULL,
+        .offset = top,
+        .was_recovering = c->recover && topic,
+        .recovered = c->recover && topic,
+        .publications = pubs,
+        .npublications = npubs,
+    };
+    sl__cf_reply_subscribe(&s->peer.out, c->id, &r);
+    touch(s);
+    free(pubs);
+    sl_message_list_free(&missed);
+    if (sl__hub_subscribe(srv->hub, hc, sub) != SL_OK) {
+        free(sub);
+        close_with(s, SL__CF_DISC_SERVER_ERROR, NULL);
+        return;
+    }
+    s->subs[s->nsubs++] = sub;
+}
+
+static void cmd_unsubscribe(sess *s, const sl__cf_command *c)
+{
+    size_t i;
+    if (find_sub(s, c->channel, &i))
+        unsubscribe_at(s, i, 0, NULL);
+    sl__cf_reply_empty(&s->peer.out, c->id, SL__CF_UNSUBSCRIBE);
+    touch(s);
+}
+
+static void cmd_sub_refresh(sess *s, const sl__cf_command *c)
+{
+    sl__hub_sub *sub = find_sub(s, c->channel, NULL);
+    if (sub == NULL || c->channel[0] != '$') {
+        reply_error(s, c->id, sub ? SL__CF_ERR_BAD_REQUEST : SL__CF_ERR_UNKNOWN_CHANNEL, NULL);
+        return;
+    }
+    double exp = 0;
+    int rc = check_sub_token(s, c->channel, c->token, &exp);
+    if (rc == SL_EFORBIDDEN) {
+        close_with(s, SL__CF_DISC_INVALID_TOKEN, NULL);
+        return;
+    }
+    if (rc != SL_OK) {
+        reply_error(s, c->id,
+                    rc == SL_EEXPIRED ? SL__CF_ERR_TOKEN_EXPIRED : SL__CF_ERR_PERMISSION_DENIED,
+                    NULL);
+        return;
+    }
+    sub->token_expires_at = exp;
+    sl__cf_reply_refresh(&s->peer.out, c->id, SL__CF_SUB_REFRESH, NULL, NULL, true,
+                         ttl_until(exp, now_of(s)));
+    touch(s);
+}
+
+static void cmd_publish(sess *s, const sl__cf_command *c)
+{
+    sl__cf_client_info info = {.client = s->client, .user = s->who.principal};
+    sl_write w = {.data = c->data, .data_len = c->data_len};
+    sl_status st = {0};
+    s->srv->publisher = &info;
+    int rc = sl_channel_write(s->srv->ctx, &s->who, c->channel, &w, NULL, 0, &st);
+    s->srv->publisher = NULL;
+    if (rc != SL_OK) {
+        reply_rc(s, c->id, rc, &st);
+        return;
+    }
+    sl__cf_reply_empty(&s->peer.out, c->id, SL__CF_PUBLISH);
+    touch(s);
+}
+
+/* The channel's real-time state for history and presence (authorised as a read first). */
+static sl__hub_chan *enter_read(sess *s, const sl__cf_command *c, const sl_channel_info **info)
+{
+    sl_status st = {0};
+    int rc = sl__channel_enter(s->srv->ctx, &s->who, SL_OP_CHANNEL_READ, c->channel, info, &st);
+    if (rc != SL_OK) {
+        reply_rc(s, c->id, rc, &st);
+        return NULL;
+    }
+    sl__hub_chan *hc = sl__hub_chan_get(s->srv->hub, c->channel, *info, 1);
+    if (hc == NULL)
+        reply_error(s, c->id, SL__CF_ERR_INTERNAL, NULL);
+    return hc;
+}
+
+static void cmd_history(sess *s, const sl__cf_command *c)
+{
+    const sl_channel_info *info;
+    sl__hub_chan *hc = enter_read(s, c, &info);
+    if (hc == NULL)
+        return;
+    if (info->kind != SL_KIND_TOPIC) {
+        reply_error(s, c->id, SL__CF_ERR_BAD_REQUEST, "history applies to topics");
+        return;
+    }
+    uint64_t top = 0;
+    sl__channel_position(s->srv->ctx, c->channel, &top);
+    if (c->has_since &&
+        (c->since_epoch == NULL || strcmp(c->since_epoch, sl__hub_chan_epoch(hc)))) {
+        reply_error(s, c->id, SL__CF_ERR_UNRECOVERABLE_POSITION, NULL);
+        return;
+    }
+    size_t max = s->srv->lim.history_max;
+    size_t limit = !c->has_limit                              ? 0
+                   : c->limit < 0 || (uint64_t)c->limit > max ? max
+                                                              : (size_t)c->limit;
+    sl_message_list l = {0};
+    size_t n = 0;
+    if (limit > 0) {
+        /* Forward: the oldest `limit` after `since` (or from the start). Reverse: the newest
+         * `limit` before `since` (or up to the top), returned newest first. */
+        uint64_t end = c->has_since ? c->since_offset : top + 1; /* reverse: exclusive bound */
+        uint64_t after = !c->reverse       ? (c->has_since ? c->since_offset : 0)
+                         : end - 1 > limit ? end - 1 - limit
+                                           : 0;
+        sl_status st = {0};
+        int rc = read_after(s, c->channel, after, limit, &l, &st);
+        if (rc != SL_OK) {
+            reply_rc(s, c->id, rc, &st);
+            return;
+        }
+        n = l.len;
+        while (c->reverse && n > 0 && sl__hub_offset_of(l.items[n - 1].id) >= end)
+            n--;
+    }
+    sl__cf_pub *pubs = n ? calloc(n, sizeof *pubs) : NULL;
+    if (n && pubs == NULL) {
+        sl_message_list_free(&l);
+        reply_error(s, c->id, SL__CF_ERR_INTERNAL, NULL);
+        return;
+    }
+    pubs_of(&l, n, pubs, c->reverse);
+    sl__cf_reply_history(&s->peer.out, c->id, pubs, n, sl__hub_chan_epoch(hc), top);
+    touch(s);
+    free(pubs);
+    sl_message_list_free(&l);
+}
+
+static void cmd_presence(sess *s, const sl__cf_command *c)
+{
+    const sl_channel_info *info;
+    sl__hub_chan *hc = enter_read(s, c, &info);
+    if (hc == NULL)
+        return;
+    if (!sl__hub_chan_presence(hc)) {
+        reply_error(s, c->id, SL__CF_ERR_NOT_AVAILABLE, NULL);
+        return;
+    }
+    size_t n;
+    sl__hub_sub *const *subs = sl__hub_chan_subs(hc, &n);
+    if (c->method == SL__CF_PRESENCE) {
+        sl__cf_client_info *v = n ? calloc(n, sizeof *v) : NULL;
+        if (n && v == NULL) {
+            reply_error(s, c->id, SL__CF_ERR_INTERNAL, NULL);
+            return;
+        }
+        for (size_t i = 0; i < n; i++)
+            v[i] = (sl__cf_client_info){.client = subs[i]->client, .user = subs[i]->user};
+        sl__cf_reply_presence(&s->peer.out, c->id, v, n);
+        free(v);
+    } else {
+        size_t users = 0;
+        for (size_t i = 0; i < n; i++) { /* distinct users: first occurrence counts */
+            size_t j = 0;
+            while (j < i && strcmp(subs[j]->user, subs[i]->user) != 0)
+                j++;
+            users += j == i;
+        }
+        sl__cf_reply_presence_stats(&s->peer.out, c->id, (uint32_t)n, (uint32_t)users);
+    }
+    touch(s);
+}
+
+/* ---- rpc: work queues over the socket ------------------------------------------------------- */
+
+static int rpc_ids(json_t *data, const char ***ids, size_t *n)
+{
+    json_t *a = json_object_get(data, "ids");
+    if (!json_is_array(a) || json_array_size(a) == 0 || json_array_size(a) > RPC_MAX_IDS)
+        return SL_EINVAL;
+    *n = json_array_size(a);
+    *ids = calloc(*n, sizeof **ids);
+    if (*ids == NULL)
+        return SL_ENOMEM;
+    for (size_t i = 0; i < *n; i++)
+        if (((*ids)[i] = json_string_value(json_array_get(a, i))) == NULL) {
+            free(*ids);
+            return SL_EINVAL;
+        }
+    return SL_OK;
+}
+
+static void cmd_rpc(sess *s, const sl__cf_command *c)
+{
+    const char *m = c->rpc_method ? c->rpc_method : "";
+    int claim = !strcmp(m, "queue.claim"), ack = !strcmp(m, "queue.ack"),
+        nack = !strcmp(m, "queue.nack"), write = !strcmp(m, "queue.write");
+    if (!claim && !ack && !nack && !write) {
+        reply_error(s, c->id, SL__CF_ERR_METHOD_NOT_FOUND, NULL);
+        return;
+    }
+    json_t *data = c->data ? json_loadb(c->data, c->data_len, 0, NULL) : NULL;
+    const char *channel = json_string_value(json_object_get(data, "channel"));
+    if (!json_is_object(data) || channel == NULL) {
+        json_decref(data);
+        reply_error(s, c->id, SL__CF_ERR_BAD_REQUEST, "data must be an object with a channel");
+        return;
+    }
+    sl_ctx *ctx = s->srv->ctx;
+    sl_status st = {0};
+    json_t *result = NULL;
+    int rc = SL_OK;
+    if (claim) {
+        json_t *lim = json_object_get(data, "limit");
+        json_int_t limit = lim ? json_integer_value(lim) : 1;
+        if ((lim && !json_is_integer(lim)) || limit < 1 || limit > RPC_MAX_LIMIT) {
+            rc = SL_EINVAL;
+        } else {
+            sl_read r = {.limit = (size_t)limit, .exclusive = 1};
+            sl_message_list l = {0};
+            rc = sl_channel_read(ctx, &s->who, channel, &r, &l, &st);
+            json_t *arr = json_array();
+            for (size_t i = 0; rc == SL_OK && i < l.len; i++)
+                json_array_append_new(arr, sl__message_json(&l.items[i], 1));
+            sl_message_list_free(&l);
+            result = json_pack("{s:o}", "messages", arr);
+        }
+    } else if (write) {
+        json_t *d = json_object_get(data, "data");
+        char *text = d ? json_dumps(d, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+        char id[32] = "";
+        if (text == NULL) {
+            rc = SL_EINVAL;
+        } else {
+            sl_write w = {.data = text, .data_len = strlen(text)};
+            rc = sl_channel_write(ctx, &s->who, channel, &w, id, sizeof id, &st);
+            result = json_pack("{s:s}", "id", id);
+        }
+        free(text);
+    } else {
+        const char **ids = NULL;
+        size_t n = 0, count = 0;
+        rc = rpc_ids(data, &ids, &n);
+        json_t *delay = json_object_get(data, "delay");
+        if (rc == SL_OK && nack && delay && !json_is_number(delay))
+            rc = SL_EINVAL;
+        if (rc == SL_OK && ack)
+            rc = sl_channel_ack(ctx, &s->who, channel, ids, n, &count, &st);
+        else if (rc == SL_OK)
+            rc = sl_channel_nack(ctx, &s->who, channel, ids, n,
+                                 delay ? json_number_value(delay) : 0, &count, &st);
+        free(ids);
+        result = json_pack("{s:I}", ack ? "acknowledged" : "nacked", (json_int_t)count);
+    }
+    json_decref(data);
+    char *out = rc == SL_OK && result ? json_dumps(result, JSON_COMPACT) : NULL;
+    json_decref(result);
+    if (rc != SL_OK)
+        reply_rc(s, c->id, rc, &st);
+    else if (out == NULL)
+        reply_error(s, c->id, SL__CF_ERR_INTERNAL, NULL);
+    else
+        sl__cf_reply_rpc(&s->peer.out, c->id, out, strlen(out));
+    touch(s);
+    free(out);
+}
+
+/* ---- connect and refresh: authentication ---------------------------------------------------- */
+
+static void run_queue(sess *s);
+
+static void auth_finish(sess *s, int status, const sl_identity *who)
+{
+    uint32_t id = s->auth_id;
+    sl__cf_method method = s->auth_method;
+    s->busy = 0;
+    if (s->state == ST_CLOSED)
+        return;
+    if (status == SL_OK && method == SL__CF_REFRESH && strcmp(who->principal, s->who.principal)) {
+        close_with(s, SL__CF_DISC_INVALID_TOKEN, NULL); /* a token of someone else */
+        return;
+    }
+    switch (status) {
+    case SL_OK:
+        break;
+    case SL_EUNAUTH:
+        reply_error(s, id, SL__CF_ERR_UNAUTHORIZED, NULL);
+        return;
+    case SL_EEXPIRED:
+        reply_error(s, id, SL__CF_ERR_TOKEN_EXPIRED, NULL);
+        return;
+    case SL_ETOKEN:
+        close_with(s, SL__CF_DISC_INVALID_TOKEN, NULL);
+        return;
+    default: /* the authenticator or the revocation store cannot answer now: try again */
+        reply_error(s, id, SL__CF_ERR_INTERNAL, NULL);
+        return;
+    }
+    sl_identity fresh;
+    sl_identity_init(&fresh);
+    if (sl_identity_copy(&fresh, who) != SL_OK) {
+        reply_error(s, id, SL__CF_ERR_INTERNAL, NULL);
+        return;
+    }
+    sl_identity_clear(&s->who);
+    s->who = fresh;
+    double now = now_of(s);
+    int expires = s->who.expires_at > 0;
+    uint32_t ttl = expires ? ttl_until(s->who.expires_at, now) : 0;
+    if (method == SL__CF_CONNECT) {
+        s->state = ST_CONNECTED;
+        s->next_ping = now + s->srv->lim.ping_interval;
+        sl__cf_connect_result r = {
+            .client = s->client,
+            .version = VERSION,
+            .ping = (uint32_t)s->srv->lim.ping_interval,
+            .pong = true,
+            .expires = expires,
+            .ttl = ttl,
+        };
+        sl__cf_reply_connect(&s->peer.out, id, &r);
+    } else {
+        reauthorize(s); /* the new token may carry another role or scope */
+        sl__cf_reply_refresh(&s->peer.out, id, SL__CF_REFRESH, s->client, VERSION, expires, ttl);
+    }
+    touch(s);
+}
+
+static void on_revocation_checked(void *ud, int status, const char *reason)
+{
+    sess *s = ud;
+    sl_identity *who = s->auth_who;
+    s->auth_who = NULL;
+    if (!s->gone)
+        auth_finish(s,
+                    status == SL_OK         ? SL_OK
+                    : status == SL_EUNAVAIL ? SL_EUNAVAIL
+                                            : SL_ETOKEN,
+                    who);
+    sl_identity_clear(who);
+    free(who);
+    if (!s->gone)
+        run_queue(s);
+    unref(s);
+}
+
+static void on_authenticated(void *ud, int status, const sl_identity *who, const char *reason)
+{
+    sess *s = ud;
+    sl_revocation_store *rev = s->srv->revocation;
+    if (!s->gone && status == SL_OK && rev && who->source == SL_SOURCE_JWT) {
+        /* Step 3 of the pipeline, as on HTTP: a token may have been revoked since issue. */
+        s->auth_who = calloc(1, sizeof *s->auth_who);
+        if (s->auth_who && sl_identity_copy(s->auth_who, who) == SL_OK) {
+            ref(s);
+            sl_revocation_check_identity(rev, s->auth_who, on_revocation_checked, s);
+            unref(s); /* the reference of the authentication */
+            return;
+        }
+        free(s->auth_who);
+        s->auth_who = NULL;
+        status = SL_ENOMEM;
+    }
+    if (!s->gone) {
+        auth_finish(s, status, who);
+        run_queue(s);
+    }
+    unref(s);
+}
+
+/* Starts authenticating token (NULL: none) for a connect or refresh command. */
+static void authenticate(sess *s, const sl__cf_command *c, const char *token)
+{
+    s->busy = 1;
+    s->auth_id = c->id;
+    s->auth_method = c->method;
+    char *header = NULL;
+    size_t len = 0;
+    if (token && *token) {
+        len = strlen(token) + 7;
+        header = malloc(len + 1);
+        if (header == NULL) {
+            s->busy = 0;
+            reply_error(s, c->id, SL__CF_ERR_INTERNAL, NULL);
+            return;
+        }
+        snprintf(header, len + 1, "Bearer %s", token);
+    }
+    ref(s);
+    sl_authn_run(s->srv->authn, header, len, now_of(s), on_authenticated, s);
+    free(header);
+}
+
+static void cmd_connect(sess *s, const sl__cf_command *c)
+{
+    if (s->state == ST_CONNECTED) {
+        close_with(s, SL__CF_DISC_BAD_REQUEST, "already connected");
+        return;
+    }
+    const char *token = c->token && *c->token ? c->token : s->url_token;
+    authenticate(s, c, token);
+    free(s->url_token);
+    s->url_token = NULL;
+}
+
+/* ---- command dispatch ----------------------------------------------------------------------- */
+
+static int over_rate(sess *s)
+{
+    double now = now_of(s);
+    if (now - s->win_start >= 1.0) {
+        s->win_start = now;
+        s->win_cmds = 0;
+    }
+    return ++s->win_cmds > s->srv->lim.commands_per_second;
+}
+
+static void run_command(sess *s, const sl__cf_command *c)
+{
+    /* A malformed or unknown command carries its error (and an id: the parser refuses the
+     * frame otherwise); its method field means nothing then. */
+    if (!c->error && c->method == SL__CF_PING) { /* the answer to our ping */
+        s->pong_due = 0;
+        return;
+    }
+    if (!c->error && c->method == SL__CF_SEND) /* no handler: accepted, ignored */
+        return;
+    if (over_rate(s)) {
+        reply_error(s, c->id, SL__CF_ERR_TOO_MANY_REQUESTS, NULL);
+        return;
+    }
+    if (c->error) {
+        reply_error(s, c->id, c->error, c->error_message);
+        return;
+    }
+    if (s->state != ST_CONNECTED && c->method != SL__CF_CONNECT) {
+        reply_error(s, c->id, SL__CF_ERR_UNAUTHORIZED, NULL);
+        return;
+    }
+    switch (c->method) {
+    case SL__CF_CONNECT:
+        cmd_connect(s, c);
+        break;
+    case SL__CF_REFRESH:
+        authenticate(s, c, c->token);
+        break;
+    case SL__CF_SUBSCRIBE:
+        cmd_subscribe(s, c);
+        break;
+    case SL__CF_UNSUBSCRIBE:
+        cmd_unsubscribe(s, c);
+        break;
+    case SL__CF_SUB_REFRESH:
+        cmd_sub_refresh(s, c);
+        break;
+    case SL__CF_PUBLISH:
+        cmd_publish(s, c);
+        break;
+    case SL__CF_HISTORY:
+        cmd_history(s, c);
+        break;
+    case SL__CF_PRESENCE:
+    case SL__CF_PRESENCE_STATS:
+        cmd_presence(s, c);
+        break;
+    case SL__CF_RPC:
+        cmd_rpc(s, c);
+        break;
+    default:
+        reply_error(s, c->id, SL__CF_ERR_METHOD_NOT_FOUND, NULL);
+    }
+}
+
+/* Runs queued commands until the queue is empty or an authentication makes the session wait. */
+static void run_queue(sess *s)
+{
+    if (s->nqueue == 0)
+        return;
+    size_t i = 0;
+    while (i < s->nqueue && !s->busy && s->state != ST_CLOSED) {
+        run_command(s, &s->queue[i]);
+        sl__cf_command_clear(&s->queue[i]);
+        i++;
+    }
+    if (s->state == ST_CLOSED) {
+        sl__cf_commands_clear(s->queue + i, s->nqueue - i);
+        i = s->nqueue;
+    }
+    memmove(s->queue, s->queue + i, (s->nqueue - i) * sizeof *s->queue);
+    s->nqueue -= i;
+    if (s->nqueue == 0) {
+        free(s->queue);
+        s->queue = NULL;
+    }
+}
+
+static void on_text(sl_ws_conn *conn, const char *data, size_t len, void *ud)
+{
+    sess *s = ud;
+    if (s->state == ST_CLOSED)
+        return;
+    sl__cf_command cmds[SL__CF_MAX_COMMANDS];
+    size_t n = 0;
+    sl_status st = {0};
+    if (sl__cf_parse_frame(data, len, cmds, SL__CF_MAX_COMMANDS, &n, &st) != SL_OK) {
+        close_with(s, SL__CF_DISC_BAD_REQUEST, NULL);
+        return;
+    }
+    ref(s);
+    size_t i = 0;
+    for (; i < n && !s->busy && s->nqueue == 0 && s->state != ST_CLOSED; i++) {
+        run_command(s, &cmds[i]);
+        sl__cf_command_clear(&cmds[i]);
+    }
+    if (i < n && s->state != ST_CLOSED) {
+        /* An authentication is running: the rest waits, in order, with a bound. */
+        size_t room = SL__CF_MAX_COMMANDS > s->nqueue ? SL__CF_MAX_COMMANDS - s->nqueue : 0;
+        size_t take = n - i < room ? n - i : room;
+        sl__cf_command *q = take ? realloc(s->queue, (s->nqueue + take) * sizeof *q) : NULL;
+        if (q) {
+            s->queue = q;
+            memcpy(q + s->nqueue, cmds + i, take * sizeof *q);
+            s->nqueue += take;
+            i += take;
+        }
+        for (; i < n; i++) { /* no room: refused like any command over the rate */
+            if (cmds[i].id)
+                reply_error(s, cmds[i].id, SL__CF_ERR_TOO_MANY_REQUESTS, NULL);
+            sl__cf_command_clear(&cmds[i]);
+        }
+    }
+    sl__cf_commands_clear(cmds + i, n - i);
+    unref(s);
+}
+
+static void unlink_sess(sess *s)
+{
+    sl__wss_server *srv = s->srv;
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        srv->head = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    srv->nsessions--;
+}
+
+static void on_close(sl_ws_conn *conn, int code, void *ud)
+{
+    sess *s = ud;
+    s->conn = NULL;
+    s->state = ST_CLOSED;
+    drop_all(s);
+    sl__hub_peer_detach(s->srv->hub, &s->peer);
+    unlink_sess(s);
+    s->gone = 1;
+    ref(s);
+    unref(s); /* frees now unless a callback is still due */
+}
+
+/* ---- the server: sweep, events, upgrade ----------------------------------------------------- */
+
+static void sweep_one(sess *s, double now)
+{
+    const sl__wss_limits *l = &s->srv->lim;
+    if (s->state == ST_HANDSHAKE) {
+        if (now >= s->deadline)
+            close_with(s, SL__CF_DISC_STALE, NULL);
+        return;
+    }
+    if (s->state != ST_CONNECTED)
+        return;
+    if (s->pong_due > 0 && now >= s->pong_due) {
+        close_with(s, SL__CF_DISC_NO_PONG, NULL);
+        return;
+    }
+    if (s->who.expires_at > 0 && now >= s->who.expires_at + l->refresh_grace) {
+        close_with(s, SL__CF_DISC_EXPIRED, NULL);
+        return;
+    }
+    for (size_t i = s->nsubs; i-- > 0;) {
+        double exp = s->subs[i]->token_expires_at;
+        if (exp > 0 && now >= exp + l->refresh_grace) /* >= 2500: the client subscribes again */
+            unsubscribe_at(s, i, SL__CF_UNSUB_INSUFFICIENT_STATE, "subscription expired");
+    }
+    if (now >= s->next_ping) {
+        sl__cf_ping(&s->peer.out);
+        touch(s);
+        if (s->pong_due == 0)
+            s->pong_due = now + l->pong_timeout;
+        s->next_ping = now + l->ping_interval;
+    }
+}
+
+static void on_sweep(uv_timer_t *t)
+{
+    sl__wss_server *srv = t->data;
+    double now = sl_ctx_now(srv->ctx);
+    for (sess *s = srv->head, *next; s; s = next) {
+        next = s->next;
+        ref(s);
+        sweep_one(s, now);
+        unref(s);
+    }
+}
+
+static void on_event(void *ud, const sl_event *ev)
+{
+    sl__wss_server *srv = ud;
+    switch (ev->kind) {
+    case SL_EVENT_WRITE:
+        sl__hub_publish(srv->hub, ev, srv->publisher);
+        break;
+    case SL_EVENT_CHANNEL_DELETED:
+        sl__hub_channel_deleted(srv->hub, ev->channel);
+        break;
+    case SL_EVENT_ACL_CHANGED: {
+        /* Roles may come from patterns of any entry: re-check every subscription. */
+        int acl_mode = sl_ctx_mode(srv->ctx) == SL_MODE_ACL;
+        for (sess *s = srv->head, *next; s; s = next) {
+            next = s->next;
+            if (s->state != ST_CONNECTED)
+                continue;
+            ref(s);
+            if (ev->removed && acl_mode && strcmp(s->who.principal, ev->principal) == 0)
+                close_with(s, SL__CF_DISC_PERMISSION_DENIED, NULL);
+            else
+                reauthorize(s);
+            unref(s);
+        }
+        break;
+    }
+    }
+}
+
+static void on_resync_checked(void *ud, int status, const char *reason)
+{
+    sess *s = ud;
+    if (!s->gone && status == SL_ETOKEN)
+        close_with(s, SL__CF_DISC_FORCE_NO_RECONNECT, NULL);
+    unref(s);
+}
+
+static void on_revoked(void *ud, const sl_revocation_event *ev)
+{
+    sl__wss_server *srv = ud;
+    for (sess *s = srv->head, *next; s; s = next) {
+        next = s->next;
+        if (s->state != ST_CONNECTED || s->who.source != SL_SOURCE_JWT)
+            continue;
+        ref(s);
+        if (ev->resync) {
+            ref(s);
+            sl_revocation_check_identity(srv->revocation, &s->who, on_resync_checked, s);
+        } else if ((ev->token_id && strcmp(ev->token_id, s->who.token_id) == 0) ||
+                   (ev->token_id == NULL && ev->user && strcmp(ev->user, s->who.principal) == 0 &&
+                    s->who.issued_at <= ev->cutoff)) {
+            close_with(s, SL__CF_DISC_FORCE_NO_RECONNECT, NULL);
+        }
+        unref(s);
+    }
+}
+
+int sl__wss_server_new(sl__wss_server **out, uv_loop_t *loop, sl_ctx *ctx, const sl_authn *authn,
+                       sl_revocation_store *revocation, const sl__wss_limits *lim)
+{
+    *out = NULL;
+    sl__wss_server *s = calloc(1, sizeof *s);
+    if (s == NULL)
+        return SL_ENOMEM;
+    if (sl__hub_new(&s->hub, loop) != SL_OK) {
+        free(s);
+        return SL_ENOMEM;
+    }
+    s->loop = loop;
+    s->ctx = ctx;
+    s->authn = authn;
+    s->revocation = revocation;
+    if (lim)
+        s->lim = *lim;
+    else
+        sl__wss_limits_init(&s->lim);
+    uv_timer_init(loop, &s->sweep);
+    s->sweep.data = s;
+    uv_timer_start(&s->sweep, on_sweep, SWEEP_MS, SWEEP_MS);
+    uv_unref((uv_handle_t *)&s->sweep);
+    sl_ctx_set_listener(ctx, on_event, s);
+    if (revocation)
+        sl_revocation_set_watch(revocation, on_revoked, s);
+    *out = s;
+    return SL_OK;
+}
+
+static void on_sweep_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+void sl__wss_server_close(sl__wss_server *s)
+{
+    if (s == NULL)
+        return;
+    sl_ctx_set_listener(s->ctx, NULL, NULL);
+    if (s->revocation)
+        sl_revocation_set_watch(s->revocation, NULL, NULL);
+    s->revocation = NULL;
+    uv_timer_stop(&s->sweep);
+    for (sess *x = s->head, *next; x; x = next) {
+        next = x->next;
+        ref(x);
+        close_with(x, SL__CF_DISC_SHUTDOWN, NULL);
+        unref(x);
+    }
+}
+
+void sl__wss_server_free(sl__wss_server *s)
+{
+    if (s == NULL)
+        return;
+    sl__wss_server_close(s);
+    sl__hub_free(s->hub);
+    uv_close((uv_handle_t *)&s->sweep, on_sweep_closed);
+}
+
+size_t sl__wss_sessions(const sl__wss_server *s)
+{
+    return s->nsessions;
+}
+
+void sl__wss_handle(sl__wss_server *srv, sl_http_request *req)
+{
+    sess *s = calloc(1, sizeof *s);
+    unsigned char rnd[8];
+    if (s == NULL || RAND_bytes(rnd, sizeof rnd) != 1) {
+        free(s);
+        sl_http_respond(req, 503, "Retry-After: 1\r\n", "application/json",
+                        "{\"error\":\"unavailable\",\"message\":\"out of memory\"}", 49);
+        return;
+    }
+    for (size_t i = 0; i < sizeof rnd; i++)
+        snprintf(s->client + 2 * i, 3, "%02x", rnd[i]);
+    s->srv = srv;
+    sl_identity_init(&s->who);
+    sl__hub_peer_init(&s->peer, &peer_ops);
+    double now = sl_ctx_now(srv->ctx);
+    s->deadline = now + srv->lim.handshake_timeout;
+    s->win_start = s->err_start = now;
+    /* The URL token is decoded now: the request is gone after the upgrade. Never logged. */
+    char *tok = malloc(SL__CF_MAX_TOKEN + 1);
+    if (tok && sl__http_query_get(req, "token", tok, SL__CF_MAX_TOKEN + 1) == 1 && *tok)
+        s->url_token = tok;
+    else
+        free(tok);
+    sl_ws_limits wl;
+    sl_ws_limits_init(&wl);
+    wl.max_message = srv->lim.max_message;
+    wl.max_outgoing = srv->lim.max_outgoing;
+    sl_ws_callbacks cb = {.on_text = on_text, .on_close = on_close};
+    if (sl_ws_accept(req, &wl, &cb, s, &s->conn) != SL_OK) {
+        sess_free(s);
+        return;
+    }
+    s->next = srv->head;
+    if (srv->head)
+        srv->head->prev = s;
+    srv->head = s;
+    srv->nsessions++;
+    if (srv->nsessions > srv->lim.max_connections)
+        close_with(s, SL__CF_DISC_CONNECTION_LIMIT, NULL);
+}

@@ -1,0 +1,235 @@
+/* The real-time hub without sockets: fake peers record what each flush would send, so fan-out,
+ * batching per loop iteration, order, unsubscription and channel deletion are checked exactly. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "server/hub.h"
+
+typedef struct fake {
+    sl__hub_peer peer; /* first */
+    char sent[8][1024];
+    size_t nsent;
+    sl__hub_sub *dropped[4];
+    size_t ndropped;
+} fake;
+
+static void fake_flush(sl__hub_peer *p, const char *data, size_t len)
+{
+    fake *f = (fake *)p;
+    assert_true(f->nsent < 8 && len < sizeof f->sent[0]);
+    memcpy(f->sent[f->nsent], data, len);
+    f->sent[f->nsent++][len] = '\0';
+}
+
+static void fake_dropped(sl__hub_peer *p, sl__hub_sub *s)
+{
+    fake *f = (fake *)p;
+    f->dropped[f->ndropped++] = s;
+}
+
+static const sl__hub_peer_ops fake_ops = {fake_flush, fake_dropped};
+
+typedef struct world {
+    uv_loop_t loop;
+    sl__hub *hub;
+    fake peers[3];
+    sl__hub_sub subs[3];
+    sl_channel_info info;
+} world;
+
+static void world_init(world *w, sl_kind kind, int join_leave)
+{
+    memset(w, 0, sizeof *w);
+    uv_loop_init(&w->loop);
+    assert_int_equal(sl__hub_new(&w->hub, &w->loop), SL_OK);
+    w->info.kind = kind;
+    w->info.join_leave = join_leave;
+    static const char *users[] = {"u0", "u1", "u2"}, *clients[] = {"c0", "c1", "c2"};
+    for (int i = 0; i < 3; i++) {
+        sl__hub_peer_init(&w->peers[i].peer, &fake_ops);
+        w->subs[i].peer = &w->peers[i].peer;
+        w->subs[i].user = users[i];
+        w->subs[i].client = clients[i];
+    }
+}
+
+static void world_free(world *w)
+{
+    for (int i = 0; i < 3; i++)
+        sl__hub_peer_detach(w->hub, &w->peers[i].peer);
+    sl__hub_free(w->hub);
+    uv_run(&w->loop, UV_RUN_NOWAIT);
+    assert_int_equal(uv_loop_close(&w->loop), 0);
+}
+
+static void publish(world *w, const char *id, const char *data)
+{
+    sl_message m = {.id = (char *)id, .data = (char *)data};
+    sl_event ev = {.kind = SL_EVENT_WRITE, .channel = "news", .info = &w->info, .message = &m};
+    sl__hub_publish(w->hub, &ev, NULL);
+}
+
+static void subscribe_all(world *w)
+{
+    sl__hub_chan *c = sl__hub_chan_get(w->hub, "news", &w->info, 1);
+    assert_non_null(c);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(sl__hub_subscribe(w->hub, c, &w->subs[i]), SL_OK);
+}
+
+static void test_fan_out_batches_per_iteration(void **state)
+{
+    world w;
+    world_init(&w, SL_KIND_TOPIC, 0);
+    publish(&w, "0000000000000001", "{\"n\":0}"); /* nobody subscribed: nothing, no state */
+    assert_null(sl__hub_chan_get(w.hub, "news", NULL, 0));
+    subscribe_all(&w);
+    publish(&w, "0000000000000002", "{\"n\":1}");
+    publish(&w, "0000000000000003", "[2]");
+    uv_run(&w.loop, UV_RUN_NOWAIT);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(w.peers[i].nsent, 1); /* both publications in one frame, in order */
+        assert_string_equal(
+            w.peers[i].sent[0],
+            "{\"push\":{\"channel\":\"news\",\"pub\":{\"data\":{\"n\":1},\"offset\":2}}}\n"
+            "{\"push\":{\"channel\":\"news\",\"pub\":{\"data\":[2],\"offset\":3}}}");
+        assert_int_equal(w.peers[i].peer.out.len, 0); /* nothing kept between iterations */
+    }
+    /* The next iteration is a new frame. */
+    publish(&w, "0000000000000004", "4");
+    uv_run(&w.loop, UV_RUN_NOWAIT);
+    assert_int_equal(w.peers[0].nsent, 2);
+    assert_string_equal(w.peers[0].sent[1],
+                        "{\"push\":{\"channel\":\"news\",\"pub\":{\"data\":4,\"offset\":4}}}");
+    world_free(&w);
+}
+
+static void test_unsubscribe_keeps_the_others(void **state)
+{
+    world w;
+    world_init(&w, SL_KIND_TOPIC, 0);
+    subscribe_all(&w);
+    sl__hub_unsubscribe(w.hub, &w.subs[0]); /* swap-remove moves subs[2] into slot 0 */
+    sl__hub_unsubscribe(w.hub, &w.subs[0]); /* twice: a no-op */
+    assert_null(w.subs[0].chan);
+    size_t n;
+    sl__hub_sub *const *v = sl__hub_chan_subs(sl__hub_chan_get(w.hub, "news", NULL, 0), &n);
+    assert_int_equal(n, 2);
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(v[i]->pos, i);
+    publish(&w, "0000000000000001", "1");
+    uv_run(&w.loop, UV_RUN_NOWAIT);
+    assert_int_equal(w.peers[0].nsent, 0);
+    assert_int_equal(w.peers[1].nsent, 1);
+    assert_int_equal(w.peers[2].nsent, 1);
+    world_free(&w);
+}
+
+static void test_queue_gets_wake_up_not_data(void **state)
+{
+    world w;
+    world_init(&w, SL_KIND_QUEUE, 0);
+    subscribe_all(&w);
+    publish(&w, "000000000000000a", "{\"secret\":1}");
+    uv_run(&w.loop, UV_RUN_NOWAIT);
+    assert_string_equal(w.peers[1].sent[0],
+                        "{\"push\":{\"channel\":\"news\",\"pub\":{\"data\":{\"id\":"
+                        "\"000000000000000a\"},\"offset\":10}}}");
+    world_free(&w);
+}
+
+static void test_join_leave_to_the_others(void **state)
+{
+    world w;
+    world_init(&w, SL_KIND_TOPIC, 1);
+    subscribe_all(&w);
+    uv_run(&w.loop, UV_RUN_NOWAIT);
+    /* c0 saw c1 and c2 join; c2 saw nobody (it joined last). */
+    assert_int_equal(w.peers[0].nsent, 1);
+    assert_string_equal(w.peers[0].sent[0],
+                        "{\"push\":{\"channel\":\"news\",\"join\":{\"info\":{\"client\":\"c1\","
+                        "\"user\":\"u1\"}}}}\n"
+                        "{\"push\":{\"channel\":\"news\",\"join\":{\"info\":{\"client\":\"c2\","
+                        "\"user\":\"u2\"}}}}");
+    assert_int_equal(w.peers[1].nsent, 1); /* c1 saw c2 join */
+    assert_int_equal(w.peers[2].nsent, 0);
+    sl__hub_unsubscribe(w.hub, &w.subs[1]);
+    uv_run(&w.loop, UV_RUN_NOWAIT);
+    assert_string_equal(w.peers[2].sent[0],
+                        "{\"push\":{\"channel\":\"news\",\"leave\":{\"info\":{\"client\":\"c1\","
+                        "\"user\":\"u1\"}}}}");
+    assert_int_equal(w.peers[1].nsent, 1); /* the leaver is not told */
+    world_free(&w);
+}
+
+static void test_channel_deleted(void **state)
+{
+    world w;
+    world_init(&w, SL_KIND_TOPIC, 0);
+    subscribe_all(&w);
+    const char *epoch = sl__hub_chan_epoch(sl__hub_chan_get(w.hub, "news", NULL, 0));
+    char old[17];
+    strcpy(old, epoch);
+    assert_int_equal(strlen(old), 16);
+    sl__hub_channel_deleted(w.hub, "news");
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(w.peers[i].ndropped, 1);
+        assert_ptr_equal(w.peers[i].dropped[0], &w.subs[i]);
+        assert_null(w.subs[i].chan);
+    }
+    uv_run(&w.loop, UV_RUN_NOWAIT);
+    assert_string_equal(w.peers[0].sent[0], "{\"push\":{\"channel\":\"news\",\"unsubscribe\":{"
+                                            "\"code\":2000,\"reason\":\"channel deleted\"}}}");
+    /* A channel created again is a new stream. */
+    sl__hub_chan *c = sl__hub_chan_get(w.hub, "news", &w.info, 1);
+    assert_non_null(c);
+    assert_string_not_equal(sl__hub_chan_epoch(c), old);
+    world_free(&w);
+}
+
+static void test_detach_while_dirty(void **state)
+{
+    world w;
+    world_init(&w, SL_KIND_TOPIC, 0);
+    subscribe_all(&w);
+    publish(&w, "0000000000000001", "1");
+    sl__hub_unsubscribe(w.hub, &w.subs[1]);
+    sl__hub_peer_detach(w.hub, &w.peers[1].peer); /* closed before the flush: sends nothing */
+    uv_run(&w.loop, UV_RUN_NOWAIT);
+    assert_int_equal(w.peers[1].nsent, 0);
+    assert_int_equal(w.peers[0].nsent, 1);
+    assert_int_equal(w.peers[2].nsent, 1);
+    world_free(&w);
+}
+
+static void test_offset_of_is_strict(void **state)
+{
+    assert_int_equal(sl__hub_offset_of("0000000000000001"), 1);
+    assert_true(sl__hub_offset_of("ffffffffffffffff") == UINT64_MAX);
+    assert_int_equal(sl__hub_offset_of(NULL), 0);
+    assert_int_equal(sl__hub_offset_of(""), 0);
+    assert_int_equal(sl__hub_offset_of("1"), 0);
+    assert_int_equal(sl__hub_offset_of("000000000000000G"), 0);
+    assert_int_equal(sl__hub_offset_of("00000000000000001"), 0);
+    assert_int_equal(sl__hub_offset_of("000000000000000A"), 0); /* ids are lowercase */
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_fan_out_batches_per_iteration),
+        cmocka_unit_test(test_unsubscribe_keeps_the_others),
+        cmocka_unit_test(test_queue_gets_wake_up_not_data),
+        cmocka_unit_test(test_join_leave_to_the_others),
+        cmocka_unit_test(test_channel_deleted),
+        cmocka_unit_test(test_detach_while_dirty),
+        cmocka_unit_test(test_offset_of_is_strict),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
