@@ -79,8 +79,10 @@ void sl_http_server_free(sl_http_server *s);
 typedef struct sl_http_upgraded sl_http_upgraded;
 
 typedef struct sl_http_upgrade_fns {
-    void (*on_data)(void *ud, const char *data, size_t len); /* owner must use all of it */
-    void (*on_drain)(void *ud);                              /* a blocked write completed */
+    /* The owner must use all of it. The bytes are the transport's own read buffer, lent for the
+     * call: the owner may modify them in place (WebSocket unmasking does) but not keep them. */
+    void (*on_data)(void *ud, const char *data, size_t len);
+    void (*on_drain)(void *ud); /* a blocked write completed */
     void (*on_close)(void *ud);
 } sl_http_upgrade_fns;
 

@@ -1,12 +1,19 @@
-/* WebSocket connections of ws.h: the handshake check and accept value (OpenSSL EVP), then one
- * wslay server context per connection driven from the HTTP transport's upgrade hooks. Received
- * bytes are not buffered here: each read is lent to wslay's recv callback for the duration of
- * wslay_event_recv, which consumes it all (wslay keeps partial frames itself). Sending goes through
- * wslay's own message queue, which is also what max_outgoing bounds; the transport takes one chunk
- * at a time and says "would block" while it is in flight, so nothing is copied twice and an idle
- * connection holds no send buffer. Connection objects can be re-entered (a callback closing the
- * connection, a failed write closing the socket): a depth counter defers freeing to the outermost
- * frame. */
+/* WebSocket connections of ws.h: the handshake check and accept value (OpenSSL EVP), then RFC 6455
+ * framing of our own (net/ws_frame.h) driven from the HTTP transport's upgrade hooks. It replaced
+ * wslay because wslay's context holds fixed 4 KiB receive and send buffers, 8.8 KiB of an idle
+ * connection's 10.5 KiB (docs/WEBSOCKET.md, "Memory per connection"); here an idle connection holds
+ * its struct and nothing else. Received bytes are handled where the HTTP layer lends them (its own
+ * writable read buffer, unused after the call): a frame whose whole payload is in one read is
+ * unmasked in place and a one-frame message delivered from there, so only messages that span reads
+ * or are fragmented are copied, into a reassembly buffer that lives while the message is incomplete
+ * and grows with the bytes that actually arrive (a declared length commits nothing but the 1009
+ * check). Frames to send are appended to one buffer per connection, handed to the transport whole
+ * (it copies what the socket does not take at once) and freed when handed, so a batch written to
+ * thousands of connections costs one allocation and one write each, and a consumer that reads
+ * slowly accumulates frames in one buffer, not one allocation per message. A pong waits beside that
+ * buffer (only the latest, as §5.5.3 allows), so a peer that pings without reading gains nothing.
+ * Connection objects can be re-entered (a callback closing the connection, a failed write closing
+ * the socket): a depth counter defers freeing to the outermost frame. */
 #include "net/ws.h"
 
 #include <stdint.h>
@@ -16,24 +23,41 @@
 #include <strings.h>
 
 #include <openssl/evp.h>
-#include <wslay/wslay.h>
 
 #include <sluice/error.h>
+
+#include "net/ws_frame.h"
 
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 struct sl_ws_conn {
-    wslay_event_context_ptr ctx;
     sl_http_upgraded *up;
     sl_ws_callbacks cb;
     void *ud;
-    const char *in; /* the read being fed to wslay, lent for one wslay_event_recv */
-    size_t in_len;
-    size_t max_out;
+    size_t max_msg, max_out;
     unsigned close_timeout_ms;
     int depth;
-    int queued_code; /* of our close frame, reported even if it never got out */
-    unsigned gone : 1, tcp_closing : 1, timeout_set : 1, notified : 1, close_queued : 1;
+    /* Receiving: the frame being read, after its header. */
+    uint64_t f_left; /* payload bytes still to come */
+    uint64_t f_pos;  /* payload bytes seen: the mask's phase */
+    uint8_t f_mask[4];
+    uint8_t f_op, f_fin, in_frame;
+    uint8_t msg_op;  /* TEXT or BINARY while a fragmented message is open, else 0 */
+    uint8_t hdr_len; /* a header split across reads waits in hdr */
+    uint8_t hdr[SL__WSF_MAX_HEADER];
+    uint8_t ctl_len;
+    uint8_t *ctl; /* a control frame's payload split across reads (at most 125 bytes) */
+    uint8_t *msg; /* reassembly, only while a message spans reads or frames */
+    size_t msg_len, msg_cap;
+    /* Sending: whole frames not yet handed to the transport. */
+    uint8_t *out;
+    size_t out_len, out_cap;
+    uint8_t *pong; /* the latest pong while it cannot be handed over; goes before out */
+    uint8_t pong_len;
+    int peer_code; /* the peer's close code (1005: it gave none); 0 until a valid close came */
+    int our_code;  /* of our close frame, reported even if it never got out */
+    unsigned gone : 1, tcp_closing : 1, timeout_set : 1, notified : 1, close_queued : 1, failed : 1,
+        blocked : 1;
 };
 
 void sl_ws_limits_init(sl_ws_limits *l)
@@ -133,10 +157,20 @@ int sl_ws_check_handshake(const sl_http_request *req, const char **why)
 
 /* ---- connection lifetime --------------------------------------------------------------------- */
 
+static void release_buffers(sl_ws_conn *c)
+{
+    free(c->msg);
+    free(c->ctl);
+    free(c->out);
+    free(c->pong);
+    c->msg = c->ctl = c->out = c->pong = NULL;
+    c->msg_len = c->msg_cap = c->out_len = c->out_cap = 0;
+    c->ctl_len = c->pong_len = 0;
+}
+
 static void conn_free(sl_ws_conn *c)
 {
-    if (c->ctx != NULL)
-        wslay_event_context_free(c->ctx);
+    release_buffers(c);
     free(c);
 }
 
@@ -156,41 +190,90 @@ static void tcp_close(sl_ws_conn *c)
     if (c->gone || c->tcp_closing)
         return;
     c->tcp_closing = 1;
+    /* Nothing more will be read or handed over, and the socket may linger for seconds. A message
+     * being delivered is not among these: end_frame detached it. */
+    release_buffers(c);
     sl_http_upgraded_close(c->up);
 }
 
-/* Sends what wslay has queued and closes the socket once both sides' close frames are through. */
+/* Hands the pending pong, then the queued frames, to the transport, and closes the socket once
+ * both close frames have passed (or ours after a failure, when nothing more will be read). */
 static void pump(sl_ws_conn *c)
 {
     if (c->gone || c->tcp_closing)
         return;
-    if (wslay_event_want_write(c->ctx) && wslay_event_send(c->ctx) != 0) {
+    while (!c->blocked && (c->pong != NULL || c->out_len > 0)) {
+        uint8_t **buf = c->pong != NULL ? &c->pong : &c->out;
+        size_t len = c->pong != NULL ? c->pong_len : c->out_len;
+        long n = sl_http_upgraded_write(c->up, (const char *)*buf, len);
+        if (c->gone || c->tcp_closing)
+            return;
+        if (n < 0) {
+            tcp_close(c);
+            return;
+        }
+        if (n == 0) {
+            c->blocked = 1;
+            break;
+        }
+        /* Taken whole: the transport copied what the socket did not accept. */
+        free(*buf);
+        *buf = NULL;
+        if (buf == &c->out)
+            c->out_len = c->out_cap = 0;
+        else
+            c->pong_len = 0;
+    }
+    if (!c->close_queued)
+        return;
+    if (c->out_len == 0 && c->pong == NULL && (c->peer_code != 0 || c->failed)) {
         tcp_close(c);
         return;
     }
-    if (c->gone || c->tcp_closing)
-        return;
-    if (!wslay_event_want_read(c->ctx) && !wslay_event_want_write(c->ctx)) {
-        tcp_close(c);
-        return;
-    }
-    /* A close frame is queued (ours, or wslay's after a protocol error or an oversized message,
-     * which also stop reading) or the peer's has come: whichever side is slow gets
-     * close_timeout_ms. The frame itself may be stuck behind unread data. */
-    if (!c->timeout_set &&
-        (c->close_queued || wslay_event_get_close_sent(c->ctx) ||
-         wslay_event_get_close_received(c->ctx) || !wslay_event_get_read_enabled(c->ctx))) {
+    /* Our close frame may be stuck behind unread data, or the peer may never answer it. */
+    if (!c->timeout_set) {
         c->timeout_set = 1;
         sl_http_upgraded_set_timeout(c->up, c->close_timeout_ms);
     }
 }
 
+/* Room for need more bytes in out. Grows geometrically, but not far past max_out: a queue that
+ * size is refused anyway, and only a few control frames may come on top. */
+static int out_reserve(sl_ws_conn *c, size_t need)
+{
+    if (need <= c->out_cap - c->out_len)
+        return SL_OK;
+    if (need > SIZE_MAX / 2 - c->out_len)
+        return SL_ENOMEM;
+    size_t want = c->out_len + need, cap = c->out_cap * 2;
+    size_t soft = c->max_out < SIZE_MAX / 2 ? c->max_out + 256 : SIZE_MAX / 2;
+    if (cap > soft)
+        cap = soft;
+    if (cap < want)
+        cap = want;
+    uint8_t *p = realloc(c->out, cap);
+    if (p == NULL)
+        return SL_ENOMEM;
+    c->out = p;
+    c->out_cap = cap;
+    return SL_OK;
+}
+
 /* RFC 6455 §8.1: text must be UTF-8 (RFC 3629: no overlongs, surrogates or code points past
- * U+10FFFF); wslay does not check, and the layer above hands text on to JSON parsers. */
+ * U+10FFFF); the layer above hands text on to JSON parsers. ASCII, most of any JSON, is skipped
+ * eight bytes at a time. */
 static int utf8_valid(const unsigned char *s, size_t n)
 {
     size_t i = 0;
     while (i < n) {
+        if (n - i >= 8) {
+            uint64_t w;
+            memcpy(&w, s + i, 8);
+            if ((w & UINT64_C(0x8080808080808080)) == 0) {
+                i += 8;
+                continue;
+            }
+        }
         unsigned char b = s[i];
         if (b < 0x80) {
             i++;
@@ -225,64 +308,287 @@ static int utf8_valid(const unsigned char *s, size_t n)
     return 1;
 }
 
-static void queue_close(sl_ws_conn *c, int code, const char *why)
+/* Close codes a peer may send (RFC 6455 §7.4, and 1012-1014 registered with IANA since). */
+static int close_code_valid(int code)
 {
-    if (c->close_queued || wslay_event_get_close_sent(c->ctx))
+    return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) ||
+           (code >= 3000 && code <= 4999);
+}
+
+/* Queues our close frame behind whatever is queued; code 0 sends one without a body (the answer to
+ * a peer's close that had none). Once it is queued nothing else is sent and received data is
+ * dropped. */
+static void queue_close(sl_ws_conn *c, int code, const char *reason, size_t rlen)
+{
+    if (c->close_queued || c->gone || c->tcp_closing)
         return;
-    wslay_event_queue_close(c->ctx, (uint16_t)code, (const uint8_t *)why, strlen(why));
     c->close_queued = 1;
-    c->queued_code = code;
+    c->our_code = code != 0 ? code : SL_WS_NO_STATUS;
+    /* A message still being reassembled will never be delivered. */
+    free(c->msg);
+    c->msg = NULL;
+    c->msg_len = c->msg_cap = 0;
+    size_t body = code != 0 ? 2 + rlen : 0;
+    if (out_reserve(c, 2 + body) != SL_OK) {
+        tcp_close(c);
+        return;
+    }
+    uint8_t *d = c->out + c->out_len;
+    d += sl__wsf_write_header(d, 1, SL__WSF_CLOSE, body, NULL);
+    if (code != 0) {
+        *d++ = (uint8_t)(code >> 8);
+        *d++ = (uint8_t)code;
+        if (rlen > 0)
+            memcpy(d, reason, rlen);
+    }
+    c->out_len += 2 + body;
 }
 
-/* ---- wslay callbacks ------------------------------------------------------------------------- */
-
-static ssize_t recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags, void *ud)
+/* "Fail the WebSocket Connection" (§7.1.7): our close frame, then TCP close; nothing more read. */
+static void fail(sl_ws_conn *c, int code, const char *why)
 {
-    sl_ws_conn *c = ud;
-    if (c->in_len == 0) {
-        wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
-        return -1;
-    }
-    size_t n = len < c->in_len ? len : c->in_len;
-    memcpy(buf, c->in, n);
-    c->in += n;
-    c->in_len -= n;
-    return (ssize_t)n;
+    c->failed = 1;
+    queue_close(c, code, why, strlen(why));
 }
 
-static ssize_t send_cb(wslay_event_context_ptr ctx, const uint8_t *data, size_t len, int flags,
-                       void *ud)
+/* ---- receiving ------------------------------------------------------------------------------- */
+
+static int reading(const sl_ws_conn *c)
 {
-    sl_ws_conn *c = ud;
-    if (c->gone || c->tcp_closing) {
-        wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
-        return -1;
-    }
-    long n = sl_http_upgraded_write(c->up, (const char *)data, len);
-    if (n == 0) {
-        wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
-        return -1;
-    }
-    if (n < 0) {
-        wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
-        return -1;
-    }
-    return (ssize_t)n;
+    return !c->gone && !c->tcp_closing && !c->failed && c->peer_code == 0;
 }
 
-static void msg_cb(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *arg,
-                   void *ud)
+static void deliver(sl_ws_conn *c, const uint8_t *p, size_t n)
 {
-    sl_ws_conn *c = ud;
-    if (arg->opcode == WSLAY_TEXT_FRAME) {
-        if (!utf8_valid(arg->msg, arg->msg_length))
-            queue_close(c, SL_WS_BAD_DATA, "invalid UTF-8");
-        else if (c->cb.on_text != NULL && !wslay_event_get_close_sent(ctx) && !c->tcp_closing)
-            c->cb.on_text(c, (const char *)arg->msg, arg->msg_length, c->ud);
-    } else if (arg->opcode == WSLAY_BINARY_FRAME) {
-        queue_close(c, SL_WS_UNSUPPORTED, "binary not supported");
+    if (!utf8_valid(p, n)) {
+        fail(c, SL_WS_BAD_DATA, "invalid UTF-8");
+        return;
     }
-    /* Close frames are answered and pings ponged by wslay itself. */
+    if (c->cb.on_text != NULL && !c->close_queued && !c->tcp_closing && !c->gone)
+        c->cb.on_text(c, n > 0 ? (const char *)p : "", n, c->ud);
+}
+
+static void on_ping(sl_ws_conn *c, const uint8_t *p, size_t n)
+{
+    if (c->close_queued)
+        return;
+    if (c->pong == NULL && (c->pong = malloc(2 + 125)) == NULL) {
+        tcp_close(c);
+        return;
+    }
+    /* Replaces a pong still waiting: only the latest ping needs its answer (§5.5.3). */
+    size_t h = sl__wsf_write_header(c->pong, 1, SL__WSF_PONG, n, NULL);
+    if (n > 0)
+        memcpy(c->pong + h, p, n);
+    c->pong_len = (uint8_t)(h + n);
+}
+
+static void on_peer_close(sl_ws_conn *c, const uint8_t *p, size_t n)
+{
+    int code = SL_WS_NO_STATUS;
+    if (n == 1) {
+        fail(c, SL_WS_PROTOCOL_ERROR, "close frame with a 1-byte body");
+        return;
+    }
+    if (n >= 2) {
+        code = p[0] << 8 | p[1];
+        if (!close_code_valid(code)) {
+            fail(c, SL_WS_PROTOCOL_ERROR, "invalid close code");
+            return;
+        }
+        if (!utf8_valid(p + 2, n - 2)) {
+            fail(c, SL_WS_PROTOCOL_ERROR, "close reason is not UTF-8");
+            return;
+        }
+    }
+    c->peer_code = code;
+    queue_close(c, code == SL_WS_NO_STATUS ? 0 : code, NULL, 0); /* the echo (§5.5.1) */
+}
+
+static void on_control(sl_ws_conn *c, int op, const uint8_t *p, size_t n)
+{
+    if (op == SL__WSF_PING)
+        on_ping(c, p, n);
+    else if (op == SL__WSF_CLOSE)
+        on_peer_close(c, p, n);
+    /* A pong answers nothing we sent: the session pings in the protocol, not with frames. */
+}
+
+/* A header has been parsed: the checks that need the connection's state. */
+static void begin_frame(sl_ws_conn *c, const sl__wsf_header *h)
+{
+    if (!h->masked) {
+        fail(c, SL_WS_PROTOCOL_ERROR, "unmasked client frame");
+        return;
+    }
+    c->f_op = (uint8_t)h->opcode;
+    c->f_fin = (uint8_t)h->fin;
+    memcpy(c->f_mask, h->mask, 4);
+    c->f_left = h->len;
+    c->f_pos = 0;
+    c->in_frame = 1;
+    if (h->opcode & 0x8)
+        return;
+    if (h->opcode == SL__WSF_CONT && c->msg_op == 0) {
+        fail(c, SL_WS_PROTOCOL_ERROR, "continuation frame without a message to continue");
+        return;
+    }
+    if (h->opcode != SL__WSF_CONT && c->msg_op != 0) {
+        fail(c, SL_WS_PROTOCOL_ERROR, "new message inside a fragmented one");
+        return;
+    }
+    if (h->opcode != SL__WSF_CONT)
+        c->msg_op = (uint8_t)h->opcode;
+    if (c->close_queued) /* waiting for the peer's close: data is skipped */
+        return;
+    if (c->msg_op == SL__WSF_BINARY) {
+        const char *why = "binary not supported";
+        queue_close(c, SL_WS_UNSUPPORTED, why, strlen(why)); /* the rest of it is skipped */
+        return;
+    }
+    if (h->len > c->max_msg - c->msg_len) /* declared too big: refused before it arrives */
+        fail(c, SL_WS_TOO_BIG, "message too big");
+}
+
+/* The frame's payload is complete. */
+static void end_frame(sl_ws_conn *c)
+{
+    c->in_frame = 0;
+    if (c->f_op & 0x8) {
+        /* Detached first: a failure inside may close the socket, which releases buffers. */
+        uint8_t *ctl = c->ctl;
+        size_t len = c->ctl_len;
+        c->ctl = NULL;
+        c->ctl_len = 0;
+        on_control(c, c->f_op, ctl, len);
+        free(ctl);
+        return;
+    }
+    if (!c->f_fin)
+        return;
+    c->msg_op = 0;
+    if (c->close_queued)
+        return;
+    /* Detached first: on_text may close the connection, which releases buffers. */
+    uint8_t *m = c->msg;
+    size_t len = c->msg_len;
+    c->msg = NULL;
+    c->msg_len = c->msg_cap = 0;
+    deliver(c, m, len);
+    free(m);
+}
+
+/* Appends k payload bytes of a data frame to the reassembly buffer, which grows with what arrives
+ * (at least doubling) but never past the end this frame declared. */
+static int msg_append(sl_ws_conn *c, const uint8_t *p, size_t k)
+{
+    if (k > c->msg_cap - c->msg_len) {
+        size_t need = c->msg_len + k, end = c->msg_len + (size_t)c->f_left;
+        size_t cap = c->msg_cap * 2 > 256 ? c->msg_cap * 2 : 256;
+        if (cap > end)
+            cap = end;
+        if (cap < need)
+            cap = need;
+        uint8_t *q = realloc(c->msg, cap);
+        if (q == NULL)
+            return SL_ENOMEM;
+        c->msg = q;
+        c->msg_cap = cap;
+    }
+    memcpy(c->msg + c->msg_len, p, k);
+    sl__wsf_mask(c->msg + c->msg_len, k, c->f_mask, c->f_pos);
+    c->msg_len += k;
+    return SL_OK;
+}
+
+/* k (> 0) payload bytes of the current frame, at most what it has left. */
+static void payload(sl_ws_conn *c, uint8_t *p, size_t k)
+{
+    int whole = c->f_pos == 0 && k == c->f_left;
+    if (c->f_op & 0x8) {
+        if (whole) { /* the common case: the control frame is in this read */
+            sl__wsf_mask(p, k, c->f_mask, 0);
+            c->f_left = 0;
+            c->in_frame = 0;
+            on_control(c, c->f_op, p, k);
+            return;
+        }
+        if (c->ctl == NULL && (c->ctl = malloc(125)) == NULL) {
+            tcp_close(c);
+            return;
+        }
+        memcpy(c->ctl + c->ctl_len, p, k);
+        sl__wsf_mask(c->ctl + c->ctl_len, k, c->f_mask, c->f_pos);
+        c->ctl_len = (uint8_t)(c->ctl_len + k);
+    } else if (c->close_queued) {
+        /* skipped */
+    } else if (whole && c->f_fin && c->msg_len == 0) {
+        /* A one-frame message in one read: unmasked where it lies and delivered from there. */
+        sl__wsf_mask(p, k, c->f_mask, 0);
+        c->f_left = 0;
+        c->in_frame = 0;
+        c->msg_op = 0;
+        deliver(c, p, k);
+        return;
+    } else if (msg_append(c, p, k) != SL_OK) {
+        fail(c, 1011, "out of memory"); /* 1011: the server met an unexpected condition */
+        return;
+    }
+    c->f_pos += k;
+    c->f_left -= k;
+    if (c->f_left == 0)
+        end_frame(c);
+}
+
+/* Consumes header bytes from p[0..n); returns how many. */
+static size_t take_header(sl_ws_conn *c, const uint8_t *p, size_t n)
+{
+    sl__wsf_header h;
+    const char *why = "malformed frame header";
+    int r;
+    size_t used;
+    if (c->hdr_len == 0) {
+        r = sl__wsf_parse_header(p, n, &h, &why);
+        if (r == 0) { /* fewer than SL__WSF_MAX_HEADER bytes, or it would have parsed */
+            memcpy(c->hdr, p, n);
+            c->hdr_len = (uint8_t)n;
+            return n;
+        }
+        used = r > 0 ? (size_t)r : n;
+    } else {
+        size_t have = c->hdr_len, k = sizeof c->hdr - have < n ? sizeof c->hdr - have : n;
+        memcpy(c->hdr + have, p, k);
+        r = sl__wsf_parse_header(c->hdr, have + k, &h, &why);
+        if (r == 0) {
+            c->hdr_len = (uint8_t)(have + k);
+            return k;
+        }
+        used = r > 0 ? (size_t)r - have : k; /* r > have: fewer bytes had not been enough */
+        c->hdr_len = 0;
+    }
+    if (r < 0)
+        fail(c, SL_WS_PROTOCOL_ERROR, why);
+    else
+        begin_frame(c, &h);
+    return used;
+}
+
+static void feed(sl_ws_conn *c, uint8_t *p, size_t n)
+{
+    while (n > 0 && reading(c)) {
+        if (!c->in_frame) {
+            size_t used = take_header(c, p, n);
+            p += used;
+            n -= used;
+            if (c->in_frame && c->f_left == 0 && reading(c))
+                end_frame(c); /* an empty payload */
+            continue;
+        }
+        size_t k = c->f_left < n ? (size_t)c->f_left : n;
+        payload(c, p, k);
+        p += k;
+        n -= k;
+    }
 }
 
 /* ---- transport hooks ------------------------------------------------------------------------- */
@@ -290,16 +596,11 @@ static void msg_cb(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_
 static void up_data(void *ud, const char *data, size_t len)
 {
     sl_ws_conn *c = ud;
-    if (c->gone || c->tcp_closing)
-        return;
+    if (!reading(c))
+        return; /* after a close or a failure the rest is never needed */
     enter(c);
-    c->in = data;
-    c->in_len = len;
-    /* wslay reads until "would block"; what it leaves (after a close frame) is never needed. */
-    if (wslay_event_recv(c->ctx) != 0)
-        tcp_close(c);
-    c->in = NULL;
-    c->in_len = 0;
+    /* The transport lends its own read buffer: writable, and not looked at after this call. */
+    feed(c, (uint8_t *)(uintptr_t)data, len);
     pump(c);
     leave(c);
 }
@@ -308,6 +609,7 @@ static void up_drain(void *ud)
 {
     sl_ws_conn *c = ud;
     enter(c);
+    c->blocked = 0;
     pump(c);
     leave(c);
 }
@@ -317,15 +619,12 @@ static void up_close(void *ud)
     sl_ws_conn *c = ud;
     enter(c);
     c->gone = 1;
+    release_buffers(c);
     if (!c->notified) {
         c->notified = 1;
-        int code = SL_WS_ABNORMAL;
-        if (wslay_event_get_close_received(c->ctx))
-            code = wslay_event_get_status_code_received(c->ctx);
-        else if (wslay_event_get_close_sent(c->ctx))
-            code = wslay_event_get_status_code_sent(c->ctx);
-        else if (c->close_queued)
-            code = c->queued_code;
+        int code = c->peer_code != 0 ? c->peer_code
+                   : c->close_queued ? c->our_code
+                                     : SL_WS_ABNORMAL;
         if (c->cb.on_close != NULL)
             c->cb.on_close(c, code, c->ud);
     }
@@ -357,10 +656,9 @@ int sl_ws_accept(sl_http_request *req, const sl_ws_limits *lim, const sl_ws_call
         return SL_EINTERNAL;
     }
     sl_ws_limits d;
-    if (lim == NULL) {
-        sl_ws_limits_init(&d);
+    sl_ws_limits_init(&d);
+    if (lim == NULL)
         lim = &d;
-    }
     sl_ws_conn *c = calloc(1, sizeof *c);
     if (c == NULL) {
         sl_http_respond(req, 503, NULL, NULL, NULL, 0);
@@ -368,16 +666,9 @@ int sl_ws_accept(sl_http_request *req, const sl_ws_limits *lim, const sl_ws_call
     }
     c->cb = *cb;
     c->ud = ud;
+    c->max_msg = lim->max_message > 0 ? lim->max_message : d.max_message;
     c->max_out = lim->max_outgoing;
     c->close_timeout_ms = lim->close_timeout_ms;
-    struct wslay_event_callbacks wcb = {recv_cb, send_cb, NULL, NULL, NULL, NULL, msg_cb};
-    if (wslay_event_context_server_init(&c->ctx, &wcb, c) != 0) {
-        free(c);
-        sl_http_respond(req, 503, NULL, NULL, NULL, 0);
-        return SL_ENOMEM;
-    }
-    if (lim->max_message > 0)
-        wslay_event_config_set_max_recv_msg_length(c->ctx, lim->max_message);
     char extra[96];
     snprintf(extra, sizeof extra, "Upgrade: websocket\r\nSec-WebSocket-Accept: %s\r\n", accept);
     static const sl_http_upgrade_fns fns = {up_data, up_drain, up_close};
@@ -399,19 +690,23 @@ int sl_ws_send_text(sl_ws_conn *c, const char *data, size_t len)
 {
     if (c == NULL || (data == NULL && len > 0))
         return SL_EINVAL;
-    if (c->gone || c->tcp_closing || c->close_queued || wslay_event_get_close_sent(c->ctx))
+    if (c->gone || c->tcp_closing || c->close_queued)
         return SL_EIO;
-    if (len > c->max_out || wslay_event_get_queued_msg_length(c->ctx) > c->max_out - len)
+    size_t hl = len < 126 ? 2 : len <= 0xffff ? 4 : 10;
+    if (len > c->max_out || hl > c->max_out - len || c->out_len > c->max_out - len - hl)
         return SL_ELIMIT;
-    struct wslay_event_msg m = {WSLAY_TEXT_FRAME, (const uint8_t *)data, len};
-    int r = wslay_event_queue_msg(c->ctx, &m);
-    if (r == WSLAY_ERR_NOMEM)
+    if (out_reserve(c, hl + len) != SL_OK)
         return SL_ENOMEM;
-    if (r != 0)
-        return SL_EIO;
-    enter(c);
-    pump(c);
-    leave(c);
+    uint8_t *d = c->out + c->out_len;
+    d += sl__wsf_write_header(d, 1, SL__WSF_TEXT, len, NULL);
+    if (len > 0)
+        memcpy(d, data, len);
+    c->out_len += hl + len;
+    if (!c->blocked) {
+        enter(c);
+        pump(c);
+        leave(c);
+    }
     return SL_OK;
 }
 
@@ -419,17 +714,16 @@ int sl_ws_close(sl_ws_conn *c, int code, const char *reason)
 {
     if (c == NULL)
         return SL_EINVAL;
-    if (c->gone || c->tcp_closing)
+    if (c->gone || c->tcp_closing || c->close_queued)
         return SL_OK;
     size_t rlen = reason ? strlen(reason) : 0;
-    if (rlen > 123)
+    if (rlen > 123) {
         rlen = 123;
+        while (rlen > 0 && ((unsigned char)reason[rlen] & 0xc0) == 0x80)
+            rlen--; /* cut before a code point, not inside one: the peer checks UTF-8 */
+    }
     enter(c);
-    if (!wslay_event_get_close_sent(c->ctx) && !c->close_queued)
-        wslay_event_queue_close(c->ctx, (uint16_t)code, (const uint8_t *)reason, rlen);
-    if (!c->close_queued)
-        c->queued_code = code;
-    c->close_queued = 1;
+    queue_close(c, code, reason, rlen);
     pump(c);
     leave(c);
     return SL_OK;
@@ -437,7 +731,7 @@ int sl_ws_close(sl_ws_conn *c, int code, const char *reason)
 
 size_t sl_ws_outgoing(const sl_ws_conn *c)
 {
-    return c ? wslay_event_get_queued_msg_length(c->ctx) : 0;
+    return c ? c->out_len + c->pong_len : 0;
 }
 
 void *sl_ws_userdata(const sl_ws_conn *c)

@@ -1,10 +1,11 @@
 /* The WebSocket transport (RFC 6455) on top of the HTTP server: it checks an upgrade request,
- * answers 101 (or 400/426), takes the connection over with sl_http_upgrade and runs wslay's framing
- * over it. The layer above sees whole text messages (fragments reassembled, control frames and
- * pings handled here) and sends text; it never touches frames or sockets. Binary messages are
- * refused (close 1003), oversized ones too (1009), text that is not UTF-8 too (1007). Outgoing data
- * is bounded per connection: a consumer that does not read gets SL_ELIMIT from sl_ws_send_text, and
- * the caller decides to drop it. Everything runs on the HTTP server's loop thread. */
+ * answers 101 (or 400/426), takes the connection over with sl_http_upgrade and runs our own framing
+ * (net/ws_frame.h) over it, holding no buffer while a connection is idle. The layer above sees
+ * whole text messages (fragments reassembled, control frames and pings handled here) and sends
+ * text; it never touches frames or sockets. Binary messages are refused (close 1003), oversized
+ * ones too (1009), text that is not UTF-8 too (1007). Outgoing data is bounded per connection: a
+ * consumer that does not read gets SL_ELIMIT from sl_ws_send_text, and the caller decides to drop
+ * it. Everything runs on the HTTP server's loop thread. */
 #ifndef SLUICE_NET_WS_H
 #define SLUICE_NET_WS_H
 
@@ -28,7 +29,7 @@ enum {
 typedef struct sl_ws_conn sl_ws_conn;
 
 typedef struct sl_ws_limits {
-    size_t max_message;        /* bytes of one reassembled received message; default 64 KiB */
+    size_t max_message;        /* bytes of one reassembled received message; 0: default, 64 KiB */
     size_t max_outgoing;       /* bytes queued for sending; default 1 MiB, then SL_ELIMIT */
     unsigned close_timeout_ms; /* after our close frame, wait this long for the peer; default 5 s */
 } sl_ws_limits;
@@ -65,7 +66,7 @@ int sl_ws_send_text(sl_ws_conn *c, const char *data, size_t len);
  * then TCP close once the peer answered or close_timeout_ms passed. Idempotent. */
 int sl_ws_close(sl_ws_conn *c, int code, const char *reason);
 
-/* Bytes queued for sending and not yet handed to the kernel (approximately: plus one chunk). */
+/* Bytes queued for sending and not yet handed to the transport (which may hold one more chunk). */
 size_t sl_ws_outgoing(const sl_ws_conn *c);
 void *sl_ws_userdata(const sl_ws_conn *c);
 
