@@ -260,6 +260,7 @@ typedef struct sl_message {
     char *correlation_id;
     char *reply_to;
     char *recipient_id;
+    char *origin;            /* the real-time connection that published it (WebSocket client id) */
     unsigned attempt;        /* exclusive reads only */
     double claim_expires_at; /* exclusive reads only */
 } sl_message;
@@ -280,6 +281,7 @@ typedef struct sl_write {
     const char *correlation_id;
     const char *reply_to;
     const char *recipient_id;
+    const char *origin; /* NULL; a WebSocket session sets its client id (history shows it) */
 } sl_write;
 
 typedef struct sl_read {

@@ -255,6 +255,7 @@ int sl_channel_write(sl_ctx *ctx, const sl_identity *who, const char *id, const 
         .correlation_id = (char *)w->correlation_id,
         .reply_to = (char *)w->reply_to,
         .recipient_id = (char *)w->recipient_id,
+        .origin = (char *)w->origin,
     };
     char idbuf[32];
     rc = ctx->engine->ops->append(ctx->engine, id, &m, m.timestamp, idbuf);

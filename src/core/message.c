@@ -17,6 +17,7 @@ void sl_message_clear(sl_message *m)
     free(m->correlation_id);
     free(m->reply_to);
     free(m->recipient_id);
+    free(m->origin);
     memset(m, 0, sizeof *m);
 }
 
@@ -68,6 +69,7 @@ int sl__message_copy(sl_message *dst, const sl_message *src)
     ok &= dup_field(&dst->correlation_id, src->correlation_id);
     ok &= dup_field(&dst->reply_to, src->reply_to);
     ok &= dup_field(&dst->recipient_id, src->recipient_id);
+    ok &= dup_field(&dst->origin, src->origin);
     if (!ok) {
         sl_message_clear(dst);
         return SL_ENOMEM;

@@ -24,7 +24,8 @@ typedef struct sl__cfg_grant {
     size_t npatterns;
 } sl__cfg_grant;
 
-/* [role NAME] / [principal NAME] / [delegate SERVICE]: a name and a list (patterns or role names). */
+/* [role NAME] / [principal NAME] / [delegate SERVICE]: a name and a list (patterns or role names).
+ */
 typedef struct sl__cfg_named {
     char *name;
     sl_role grants; /* roles only */
@@ -61,19 +62,19 @@ typedef struct sl__config {
     sl__cfg_grant *grants;
     size_t ngrants;
     /* authenticators besides sluice tokens */
-    char *apikey_store;          /* API key file */
-    char *upstream_key_alg;      /* "hs256" | "es256" | "eddsa" */
+    char *apikey_store;     /* API key file */
+    char *upstream_key_alg; /* "hs256" | "es256" | "eddsa" */
     char *upstream_key_file;
     char *upstream_issuer, *upstream_audience;
     char *introspection_url, *introspection_client_id, *introspection_secret_file;
     double introspection_cache_ttl;
-    char **authenticators;       /* order; NULL: every configured one, in the order above */
+    char **authenticators; /* order; NULL: every configured one, in the order above */
     size_t nauthenticators;
     /* the token broker */
-    int broker;              /* 1: enabled (also implied by any role/principal/delegate) */
-    char broker_prefix[64];  /* path prefix of /token, /token/delegate, /revoke */
+    int broker;             /* 1: enabled (also implied by any role/principal/delegate) */
+    char broker_prefix[64]; /* path prefix of /token, /token/delegate, /revoke */
     double broker_default_ttl, broker_max_ttl;
-    int broker_allow_all;    /* development only */
+    int broker_allow_all; /* development only */
     sl_role broker_allow_all_role;
     sl__cfg_named *roles, *principals, *delegates;
     size_t nroles, nprincipals, ndelegates;

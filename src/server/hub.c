@@ -253,15 +253,17 @@ uint64_t sl__hub_offset_of(const char *id)
     return n == 16 ? v : 0;
 }
 
-void sl__hub_publish(sl__hub *h, const sl_event *ev, const sl__cf_client_info *info)
+void sl__hub_publish(sl__hub *h, const sl_event *ev)
 {
     sl__hub_chan *c = sl__map_get(h->chans, ev->channel);
     if (c == NULL || c->nsubs == 0)
         return;
     const sl_message *m = ev->message;
     char wake[48];
-    sl__cf_pub pub = {.offset = sl__hub_offset_of(m->id), .info = info};
+    sl__cf_client_info info = {.client = m->origin, .user = m->sender_id};
+    sl__cf_pub pub = {.offset = sl__hub_offset_of(m->id)};
     if (ev->info->kind == SL_KIND_TOPIC) {
+        pub.info = m->origin ? &info : NULL; /* published over a socket: who did */
         pub.data = m->data;
         pub.data_len = strlen(m->data);
     } else { /* work queues: a hint to claim, never the message itself */

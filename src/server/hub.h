@@ -72,9 +72,9 @@ int sl__hub_subscribe(sl__hub *h, sl__hub_chan *c, sl__hub_sub *s);
 void sl__hub_unsubscribe(sl__hub *h, sl__hub_sub *s);
 
 /* Fan-out of one message written to channel (from any transport): a `pub` push to every
- * subscriber. Topics carry the message data; work queues a wake-up `{"id": "<message id>"}`.
- * info: the publishing connection, or NULL. */
-void sl__hub_publish(sl__hub *h, const sl_event *ev, const sl__cf_client_info *info);
+ * subscriber. Topics carry the message data, with the publisher's info when a socket published it
+ * (the message's origin); work queues a wake-up `{"id": "<message id>"}`. */
+void sl__hub_publish(sl__hub *h, const sl_event *ev);
 /* The channel is gone: unsubscribe push (code 2000) to each subscriber, then ops->dropped. */
 void sl__hub_channel_deleted(sl__hub *h, const char *channel);
 

@@ -527,9 +527,8 @@ int main(int argc, char **argv)
         rc = setup(&s, &cfg, &st);
     if (rc == SL_OK) {
         rc = setup_revocation(&s, &cfg, &st);
-        if (rc == SL_OK &&
-            (rc = sl__wss_server_new(&s.wss, s.loop, s.ctx, &s.router.authn, s.revocation,
-                                     &cfg.ws)) != SL_OK)
+        if (rc == SL_OK && (rc = sl__wss_server_new(&s.wss, s.loop, s.ctx, &s.router.authn,
+                                                    s.revocation, &cfg.ws)) != SL_OK)
             sl_status_set(&st, rc, "cannot set up the WebSocket endpoint");
         if (rc == SL_OK)
             rc = sl_http_server_new(&s.http, s.loop, &cfg.limits, on_request, &s);

@@ -71,7 +71,6 @@ struct sl__wss_server {
     uv_timer_t sweep;
     sess *head;
     size_t nsessions;
-    const sl__cf_client_info *publisher; /* set while a session publishes */
 };
 
 void sl__wss_limits_init(sl__wss_limits *l)
@@ -305,12 +304,17 @@ static int read_after(sess *s, const char *channel, uint64_t after, size_t limit
     return sl_channel_read(s->srv->ctx, &s->who, channel, &r, out, st);
 }
 
-static void pubs_of(const sl_message_list *l, size_t n, sl__cf_pub *pubs, int reverse)
+/* Publications for a reply; infos (n entries) hold the publishers of those made over a socket. */
+static void pubs_of(const sl_message_list *l, size_t n, sl__cf_pub *pubs, sl__cf_client_info *infos,
+                    int reverse)
 {
     for (size_t i = 0; i < n; i++) {
         const sl_message *m = &l->items[reverse ? n - 1 - i : i];
-        pubs[i] = (sl__cf_pub){
-            .data = m->data, .data_len = strlen(m->data), .offset = sl__hub_offset_of(m->id)};
+        infos[i] = (sl__cf_client_info){.client = m->origin, .user = m->sender_id};
+        pubs[i] = (sl__cf_pub){.data = m->data,
+                               .data_len = strlen(m->data),
+                               .offset = sl__hub_offset_of(m->id),
+                               .info = m->origin ? &infos[i] : NULL};
     }
 }
 
@@ -365,7 +369,8 @@ static void cmd_subscribe(sess *s, const sl__cf_command *c)
             ok = rc == SL_OK && missed.len > 0 && missed.len <= srv->lim.history_max &&
                  sl__hub_offset_of(missed.items[0].id) == c->offset + 1;
         }
-        if (ok && missed.len && (pubs = calloc(missed.len, sizeof *pubs)) == NULL)
+        if (ok && missed.len &&
+            (pubs = calloc(missed.len, sizeof *pubs + sizeof(sl__cf_client_info))) == NULL)
             ok = 0;
         if (!ok) {
             sl_message_list_free(&missed);
@@ -373,7 +378,7 @@ static void cmd_subscribe(sess *s, const sl__cf_command *c)
             return;
         }
         npubs = missed.len;
-        pubs_of(&missed, npubs, pubs, 0);
+        pubs_of(&missed, npubs, pubs, (sl__cf_client_info *)(pubs + npubs), 0);
     }
     sl__hub_sub *sub = calloc(1, sizeof *sub);
     if (sub && s->nsubs == s->subcap) {
@@ -455,12 +460,9 @@ static void cmd_sub_refresh(sess *s, const sl__cf_command *c)
 
 static void cmd_publish(sess *s, const sl__cf_command *c)
 {
-    sl__cf_client_info info = {.client = s->client, .user = s->who.principal};
-    sl_write w = {.data = c->data, .data_len = c->data_len};
+    sl_write w = {.data = c->data, .data_len = c->data_len, .origin = s->client};
     sl_status st = {0};
-    s->srv->publisher = &info;
     int rc = sl_channel_write(s->srv->ctx, &s->who, c->channel, &w, NULL, 0, &st);
-    s->srv->publisher = NULL;
     if (rc != SL_OK) {
         reply_rc(s, c->id, rc, &st);
         return;
@@ -524,13 +526,13 @@ static void cmd_history(sess *s, const sl__cf_command *c)
         while (c->reverse && n > 0 && sl__hub_offset_of(l.items[n - 1].id) >= end)
             n--;
     }
-    sl__cf_pub *pubs = n ? calloc(n, sizeof *pubs) : NULL;
+    sl__cf_pub *pubs = n ? calloc(n, sizeof *pubs + sizeof(sl__cf_client_info)) : NULL;
     if (n && pubs == NULL) {
         sl_message_list_free(&l);
         reply_error(s, c->id, SL__CF_ERR_INTERNAL, NULL);
         return;
     }
-    pubs_of(&l, n, pubs, c->reverse);
+    pubs_of(&l, n, pubs, (sl__cf_client_info *)(pubs + n), c->reverse);
     sl__cf_reply_history(&s->peer.out, c->id, pubs, n, sl__hub_chan_epoch(hc), top);
     touch(s);
     free(pubs);
@@ -1010,7 +1012,7 @@ static void on_event(void *ud, const sl_event *ev)
     sl__wss_server *srv = ud;
     switch (ev->kind) {
     case SL_EVENT_WRITE:
-        sl__hub_publish(srv->hub, ev, srv->publisher);
+        sl__hub_publish(srv->hub, ev);
         break;
     case SL_EVENT_CHANNEL_DELETED:
         sl__hub_channel_deleted(srv->hub, ev->channel);

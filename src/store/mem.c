@@ -33,6 +33,7 @@ static const size_t field_off[] = {
     offsetof(sl_message, sender_id), offsetof(sl_message, data),
     offsetof(sl_message, metadata),  offsetof(sl_message, correlation_id),
     offsetof(sl_message, reply_to),  offsetof(sl_message, recipient_id),
+    offsetof(sl_message, origin),
 };
 #define NFIELDS (sizeof field_off / sizeof field_off[0])
 #define IN_TIMED 0x80 /* flags: the message sits in the timed heap (else in ready) */

@@ -72,7 +72,7 @@ static void publish(world *w, const char *id, const char *data)
 {
     sl_message m = {.id = (char *)id, .data = (char *)data};
     sl_event ev = {.kind = SL_EVENT_WRITE, .channel = "news", .info = &w->info, .message = &m};
-    sl__hub_publish(w->hub, &ev, NULL);
+    sl__hub_publish(w->hub, &ev);
 }
 
 static void subscribe_all(world *w)
@@ -208,6 +208,21 @@ static void test_detach_while_dirty(void **state)
     world_free(&w);
 }
 
+static void test_socket_publications_carry_info(void **state)
+{
+    world w;
+    world_init(&w, SL_KIND_TOPIC, 0);
+    subscribe_all(&w);
+    sl_message m = {.id = "0000000000000007", .data = "1", .sender_id = "u9", .origin = "c9"};
+    sl_event ev = {.kind = SL_EVENT_WRITE, .channel = "news", .info = &w.info, .message = &m};
+    sl__hub_publish(w.hub, &ev);
+    uv_run(&w.loop, UV_RUN_NOWAIT);
+    assert_string_equal(w.peers[0].sent[0],
+                        "{\"push\":{\"channel\":\"news\",\"pub\":{\"data\":1,\"info\":{"
+                        "\"client\":\"c9\",\"user\":\"u9\"},\"offset\":7}}}");
+    world_free(&w);
+}
+
 static void test_offset_of_is_strict(void **state)
 {
     assert_int_equal(sl__hub_offset_of("0000000000000001"), 1);
@@ -229,6 +244,7 @@ int main(void)
         cmocka_unit_test(test_join_leave_to_the_others),
         cmocka_unit_test(test_channel_deleted),
         cmocka_unit_test(test_detach_while_dirty),
+        cmocka_unit_test(test_socket_publications_carry_info),
         cmocka_unit_test(test_offset_of_is_strict),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
