@@ -114,5 +114,6 @@ int sl__cli_cmd_nack(int argc, char **argv, sl__cli_conn *conn);
 int sl__cli_cmd_channel(int argc, char **argv, sl__cli_conn *conn);
 int sl__cli_cmd_acl(int argc, char **argv, sl__cli_conn *conn);
 int sl__cli_cmd_health(int argc, char **argv, sl__cli_conn *conn);
+int sl__cli_cmd_bench(int argc, char **argv, sl__cli_conn *conn);
 
 #endif

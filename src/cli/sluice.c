@@ -22,6 +22,8 @@ static const char usage[] =
     "  channel create|delete|info|list|clear|evict|remove ...\n"
     "  acl grant|revoke|list ...\n"
     "  health                          check that the server is up\n"
+    "  bench ws [--scenario fanout|idle|connect] ...\n"
+    "                                  WebSocket load test (docs/BENCHMARKS.md)\n"
     "Tokens (local, no server needed):\n"
     "  token create --sub PRINCIPAL [--role R] [--channel P]... [--ttl 8h]\n"
     "  token inspect TOKEN|- [--verify]\n"
@@ -43,7 +45,7 @@ static const struct {
 } commands[] = {
     {"write", sl__cli_cmd_write},   {"read", sl__cli_cmd_read},       {"ack", sl__cli_cmd_ack},
     {"nack", sl__cli_cmd_nack},     {"channel", sl__cli_cmd_channel}, {"acl", sl__cli_cmd_acl},
-    {"health", sl__cli_cmd_health},
+    {"health", sl__cli_cmd_health}, {"bench", sl__cli_cmd_bench},
 };
 
 static int dispatch(int argc, char **argv, sl__cli_conn *conn)

@@ -1,0 +1,1508 @@
+/* `sluice bench ws`: a WebSocket load generator for sluiced's Centrifugo-compatible endpoint
+ * (GET /connection/websocket). One process, one thread, one libuv loop holding many client
+ * connections, so that the machine's second core can load the server on the first. Three
+ * scenarios: fan-out (N subscribers on one topic, one publisher at a given rate,
+ * publish-to-delivery latency), idle (N authenticated, subscribed connections held open so a script
+ * can read the server's memory) and connect (open, authenticate, close, as fast as a number of
+ * parallel slots allow). The same scenarios run against nats-server's WebSocket listener with
+ * `--proto nats` as the baseline: only the text inside the frames differs, so both servers are
+ * measured by the same client code. Framing comes from net/ws_frame.h and every parser it feeds
+ * lives in bench_proto.c, which does no I/O and bounds everything a hostile server could make it
+ * hold. */
+#include "cli/bench_proto.h"
+#include "cli/cli.h"
+#include "net/ws.h"
+
+#include <sluice/jwt.h>
+
+#include <errno.h>
+#include <netdb.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include <uv.h>
+
+/* A batched push frame for one subscriber can be large when the server is behind; more than this
+ * in one message is treated as a protocol error rather than buffered. */
+#define MAX_MESSAGE (8u << 20)
+/* One read buffer shared by every connection: the loop is single-threaded and each read is fully
+ * processed before the next one is allocated, so per-connection buffers would only cost memory. */
+#define READ_BUF (256u << 10)
+/* Pacing stops adding publications while this much is still queued in user space for the
+ * publisher's socket: a server that falls behind must not make the client buffer without end. */
+#define PUB_BACKLOG_MAX (4u << 20)
+#define MAX_PER_TICK 4096 /* publications sent in one timer tick at most */
+/* Commands in one frame: sluiced closes a connection sending more than 128 (3501, docs/WEBSOCKET.md
+ * "Strictness"); the NATS baseline gets the same batches (one PING each) so both see equal frames.
+ */
+#define CMDS_PER_FRAME 128
+#define NATS_RING 65536 /* NATS publish batches waiting for their PONG */
+#define TICK_MS 1
+#define SWEEP_MS 100
+#define CLOSE_WAIT_NS 2000000000ull /* our close frame sent: wait this long for the server's */
+#define DRAIN_IDLE_NS 3000000000ull /* end of publishing: stop after this long without progress */
+#define DRAIN_MAX_NS 15000000000ull
+
+enum { SC_FANOUT, SC_IDLE, SC_CONNECT };
+enum { PR_CENTRIFUGO, PR_NATS };
+enum { R_SUB, R_PUB, R_CYCLE };
+enum { CS_TCP, CS_HTTP, CS_AUTH, CS_SUB, CS_READY, CS_CLOSING, CS_DEAD };
+enum { PH_RAMP, PH_PUBCONN, PH_RUN, PH_DRAIN, PH_HOLD, PH_DONE };
+
+static const char *const state_name[] = {"tcp connect", "upgrade", "connect", "subscribe",
+                                         "ready",       "closing", "closed"};
+
+static const char bench_usage[] =
+    "Usage: sluice bench ws [options]\n"
+    "\n"
+    "WebSocket load against sluiced's /connection/websocket (Centrifugo JSON protocol), or\n"
+    "against nats-server's WebSocket listener with --proto nats (the baseline). Single-threaded;\n"
+    "all connections in this one process.\n"
+    "\n"
+    "Scenarios (--scenario):\n"
+    "  fanout   N subscribers on one topic, one publisher; deliveries/s and latency (default)\n"
+    "  idle     N authenticated, subscribed connections held for --duration; prints 'ready'\n"
+    "           on stderr once all are up\n"
+    "  connect  open, authenticate, close, with --concurrency parallel connections\n"
+    "\n"
+    "Options:\n"
+    "  --scenario S       fanout, idle or connect\n"
+    "  --connections N    subscribers (fanout) or held connections (idle); default 1000\n"
+    "  --channel C        the topic to subscribe and publish to; default bench\n"
+    "  --rate R           publications per second; 0 = as fast as acknowledged; default 1000\n"
+    "  --inflight N       with --rate 0: unacknowledged publications at most; default 64\n"
+    "  --duration S       seconds of publishing, holding or connecting; default 10\n"
+    "  --warmup S         fanout: seconds at the start left out of rate and latency; default 1\n"
+    "  --concurrency N    connect: parallel connections; default 50\n"
+    "  --ramp N           connection attempts in flight while opening; default 200\n"
+    "  --secret-file FILE mint one HS256 token per connection with this secret (default:\n"
+    "                     $SLUICE_JWT_SECRET when set and no --token is given)\n"
+    "  --proto P          centrifugo (default) or nats\n"
+    "  --path PATH        request path; default <url path>/connection/websocket (nats: /)\n"
+    "  --json             print one JSON object instead of the summary\n"
+    "\n" SL__CLI_CONN_HELP "  -h, --help         show this help\n"
+    "\n"
+    "The URL may be http:// or ws:// (no TLS). --timeout bounds each connection's setup.\n"
+    "Without a secret or token the connections are anonymous (a server running open).\n";
+
+enum {
+    OPT_SCENARIO = 0x200,
+    OPT_CONNECTIONS,
+    OPT_CHANNEL,
+    OPT_RATE,
+    OPT_INFLIGHT,
+    OPT_DURATION,
+    OPT_WARMUP,
+    OPT_CONCURRENCY,
+    OPT_RAMP,
+    OPT_SECRET_FILE,
+    OPT_PROTO,
+    OPT_PATH,
+    OPT_JSON,
+};
+
+typedef struct bench_opts {
+    int scenario, proto, json;
+    size_t connections, inflight, concurrency, ramp;
+    double rate, duration, warmup;
+    const char *channel, *path, *secret_file;
+} bench_opts;
+
+typedef struct bench bench;
+
+typedef struct bconn {
+    uv_tcp_t tcp;
+    uv_connect_t creq;
+    bench *b;
+    struct bconn *prev, *next; /* every connection whose handle is not yet closed */
+    uint64_t n;                /* its number: token sub and jti bench-<n> */
+    int role, state;
+    int counted;    /* for SUB/PUB: still counted in b->pending (setup not finished) */
+    int close_seen; /* an error for this connection has been recorded: record no second one */
+    uint64_t t_start, t_state;
+    char *head; /* the HTTP answer while upgrading */
+    size_t head_len;
+    char accept[29];
+    sl__bench_rx rx;
+    sl__bench_nats *nats;
+    uint64_t deliveries, last_s;
+    int have_s;
+} bconn;
+
+struct bench {
+    bench_opts o;
+    uv_loop_t loop;
+    uv_timer_t tick, sweep;
+    struct sockaddr_storage addr;
+    char host[300], path[1024];
+    const char *token;  /* one token for all, or NULL */
+    sl_jwt_keyring *kr; /* minting per connection, or NULL */
+    uint64_t timeout_ns;
+    int phase, in_progress, again;
+    bconn *conns;
+    size_t live; /* connection handles not yet closed */
+    uint64_t next_n;
+    size_t target, started, pending, ready, failed, dropped, subs_live;
+    uint64_t t_ramp0, t_ramp1, now;
+    /* fan-out */
+    bconn *pub;
+    uint64_t t0, t_win0, t_end, t_drain, t_progress;
+    uint64_t sent, acked, pub_errors, inflight, backlog_waits;
+    uint64_t deliveries, deliveries_win, reordered, untimed;
+    size_t subs_at_start;
+    uint32_t next_id;
+    uint32_t *ring; /* NATS: publications per PING not yet answered */
+    size_t ring_head, ring_len;
+    /* connect */
+    uint64_t cycles_ok;
+    struct rusage ru0, ru1;
+    uint64_t t_cpu0, t_cpu1;
+    sl__bench_hist lat, setup;
+    sl__bench_errs errs;
+    uint64_t parse_errors, pings, other_pushes, unexpected;
+    uint8_t *scratch;
+    size_t scratch_cap;
+    uint64_t rng;
+    char rbuf[READ_BUF];
+};
+
+/* ---- small helpers --------------------------------------------------------------------------- */
+
+static uint64_t now_ns(void)
+{
+    /* CLOCK_MONOTONIC: publication timestamps are taken and compared inside this one process. */
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* Frame masks need not be secret for a load tool talking to a server it runs; RFC 6455 asks for
+ * unpredictability to protect proxies from cache poisoning, which a seeded xorshift from the
+ * system's randomness gives well enough, at no cost per frame. */
+static void next_mask(bench *b, uint8_t m[4])
+{
+    uint64_t x = b->rng;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    b->rng = x;
+    memcpy(m, &x, 4);
+}
+
+static int scratch_reserve(bench *b, size_t payload)
+{
+    size_t need = SL__WSF_MAX_HEADER + payload;
+    if (need <= b->scratch_cap)
+        return 0;
+    size_t c = b->scratch_cap ? b->scratch_cap : 65536;
+    while (c < need)
+        c *= 2;
+    uint8_t *p = realloc(b->scratch, c);
+    if (p == NULL)
+        return -1;
+    b->scratch = p;
+    b->scratch_cap = c;
+    return 0;
+}
+
+static void record_error(bconn *c, const char *prefix, long code, const char *text, size_t len)
+{
+    if (c->close_seen)
+        return;
+    c->close_seen = 1;
+    char kind[SL__BENCH_ERR_TEXT];
+    sl__bench_errs_kind(kind, prefix, code, text, len);
+    sl__bench_errs_add(&c->b->errs, kind);
+}
+
+/* Tokens may only hold the characters of base64url JWTs and opaque API keys, so they can be put in
+ * a JSON string or a NATS CONNECT without escaping. */
+static int token_safe(const char *t)
+{
+    for (; *t; t++)
+        if (!((*t >= 'A' && *t <= 'Z') || (*t >= 'a' && *t <= 'z') || (*t >= '0' && *t <= '9') ||
+              strchr("-_.~+/=", *t) != NULL))
+            return 0;
+    return 1;
+}
+
+/* ---- connection life ------------------------------------------------------------------------- */
+
+static void progress(bench *b);
+static bconn *conn_start(bench *b, int role);
+static void pub_fill(bench *b);
+
+static void on_closed(uv_handle_t *h)
+{
+    bconn *c = h->data;
+    bench *b = c->b;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        b->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    sl__bench_rx_free(&c->rx);
+    if (c->nats) {
+        sl__bench_nats_free(c->nats);
+        free(c->nats);
+    }
+    free(c->head);
+    int role = c->role;
+    free(c);
+    b->live--;
+    if (role == R_CYCLE && b->phase == PH_RUN)
+        conn_start(b, R_CYCLE);
+}
+
+/* Counts the end of a connection's setup (ready or failed) for the ramp. */
+static void setup_done(bconn *c, int ok)
+{
+    bench *b = c->b;
+    if (!c->counted)
+        return;
+    c->counted = 0;
+    b->pending--;
+    if (c->role != R_SUB)
+        return; /* the publisher's fate shows in the publications */
+    if (ok) {
+        b->ready++;
+        b->subs_live++;
+    } else {
+        b->failed++;
+    }
+}
+
+static void conn_close(bconn *c)
+{
+    if (c->state == CS_DEAD)
+        return;
+    bench *b = c->b;
+    if (c->state == CS_READY && c->role == R_SUB) {
+        b->dropped++;
+        b->subs_live--;
+    }
+    if (c->state < CS_READY && c->role == R_CYCLE)
+        b->failed++;
+    setup_done(c, 0);
+    if (c == b->pub)
+        b->pub = NULL;
+    c->state = CS_DEAD;
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    uv_close((uv_handle_t *)&c->tcp, on_closed);
+    progress(b);
+}
+
+static void conn_fail(bconn *c, const char *prefix, long code, const char *text, size_t len)
+{
+    if (c->state == CS_DEAD)
+        return;
+    /* Once the run is over, connections closing are the tool's own doing, not errors. */
+    if (c->b->phase != PH_DONE && c->state != CS_CLOSING)
+        record_error(c, prefix, code, text, len);
+    conn_close(c);
+}
+
+typedef struct wreq {
+    uv_write_t req;
+    bconn *c;
+    uint8_t data[];
+} wreq;
+
+static void on_write(uv_write_t *req, int status)
+{
+    wreq *w = (wreq *)req;
+    bconn *c = w->c;
+    free(w);
+    if (status < 0 && status != UV_ECANCELED)
+        conn_fail(c, "write error", -1, uv_err_name(status), strlen(uv_err_name(status)));
+}
+
+/* Writes now when the socket takes it (no allocation), else queues a copy behind what is queued. */
+static void conn_write(bconn *c, const uint8_t *p, size_t n)
+{
+    if (c->state == CS_DEAD || n == 0)
+        return;
+    uv_buf_t buf = uv_buf_init((char *)p, (unsigned)n);
+    int r = uv_try_write((uv_stream_t *)&c->tcp, &buf, 1);
+    if (r >= 0 && (size_t)r == n)
+        return;
+    if (r < 0 && r != UV_EAGAIN) {
+        conn_fail(c, "write error", -1, uv_err_name(r), strlen(uv_err_name(r)));
+        return;
+    }
+    size_t done = r > 0 ? (size_t)r : 0;
+    wreq *w = malloc(sizeof *w + (n - done));
+    if (w == NULL) {
+        conn_fail(c, "out of memory", -1, NULL, 0);
+        return;
+    }
+    w->c = c;
+    memcpy(w->data, p + done, n - done);
+    buf = uv_buf_init((char *)w->data, (unsigned)(n - done));
+    if ((r = uv_write(&w->req, (uv_stream_t *)&c->tcp, &buf, 1, on_write)) < 0) {
+        free(w);
+        conn_fail(c, "write error", -1, uv_err_name(r), strlen(uv_err_name(r)));
+    }
+}
+
+/* Sends b->scratch's payload (len bytes after the header room) as one frame. */
+static void send_scratch(bconn *c, size_t len, int opcode)
+{
+    uint8_t m[4];
+    next_mask(c->b, m);
+    size_t off = sl__bench_frame(c->b->scratch, len, opcode, m);
+    conn_write(c, c->b->scratch + off, SL__WSF_MAX_HEADER + len - off);
+}
+
+static void send_frame(bconn *c, int opcode, const void *p, size_t len)
+{
+    if (scratch_reserve(c->b, len) < 0) {
+        conn_fail(c, "out of memory", -1, NULL, 0);
+        return;
+    }
+    if (len)
+        memcpy(c->b->scratch + SL__WSF_MAX_HEADER, p, len);
+    send_scratch(c, len, opcode);
+}
+
+static void send_text(bconn *c, const char *s)
+{
+    /* NATS protocol text travels in binary frames, as its own WebSocket clients send it. */
+    send_frame(c, c->b->o.proto == PR_NATS ? SL__WSF_BINARY : SL__WSF_TEXT, s, strlen(s));
+}
+
+static void set_state(bconn *c, int st)
+{
+    c->state = st;
+    c->t_state = c->b->now ? c->b->now : now_ns();
+}
+
+/* Starts our side of the closing handshake; the server answers with its close frame and closes. */
+static void conn_begin_close(bconn *c)
+{
+    uint8_t code[2] = {1000 >> 8, 1000 & 0xff};
+    send_frame(c, SL__WSF_CLOSE, code, 2);
+    if (c->state != CS_DEAD)
+        set_state(c, CS_CLOSING);
+}
+
+/* The connection finished its setup (authenticated, and subscribed when it subscribes). */
+static void conn_ready(bconn *c)
+{
+    bench *b = c->b;
+    uint64_t t = now_ns();
+    if (c->role == R_CYCLE) {
+        if (b->phase == PH_RUN && t <= b->t_end) {
+            b->cycles_ok++;
+            sl__bench_hist_record(&b->setup, t - c->t_start);
+        }
+        conn_begin_close(c);
+        return;
+    }
+    sl__bench_hist_record(&b->setup, t - c->t_start);
+    set_state(c, CS_READY);
+    setup_done(c, 1);
+    progress(b);
+}
+
+/* ---- sending commands ------------------------------------------------------------------------ */
+
+static void send_connect(bconn *c)
+{
+    bench *b = c->b;
+    char *minted = NULL;
+    const char *tok = b->token;
+    if (b->kr != NULL) {
+        char id[48];
+        snprintf(id, sizeof id, "bench-%llu", (unsigned long long)c->n);
+        double now = (double)time(NULL);
+        sl_jwt_claims cl = {
+            .sub = id, .role = SL_ROLE_WRITE, .iat = now, .exp = now + 3600, .jti = id};
+        int rc = sl_jwt_sign(b->kr, NULL, &cl, &minted);
+        if (rc != SL_OK) {
+            conn_fail(c, "cannot sign a token:", -1, sl_strerror(rc), strlen(sl_strerror(rc)));
+            return;
+        }
+        tok = minted;
+    }
+    size_t tl = tok ? strlen(tok) : 0;
+    if (scratch_reserve(b, tl + 512) < 0) {
+        free(minted);
+        conn_fail(c, "out of memory", -1, NULL, 0);
+        return;
+    }
+    char *p = (char *)b->scratch + SL__WSF_MAX_HEADER;
+    int n;
+    if (b->o.proto == PR_NATS) {
+        /* PING right behind CONNECT: its PONG says the server accepted the connection. */
+        n = snprintf(p, tl + 512,
+                     "CONNECT {\"verbose\":false,\"pedantic\":false,\"name\":\"sluice-bench\","
+                     "\"lang\":\"c\",\"version\":\"0.1.0\",\"protocol\":1%s%s%s}\r\nPING\r\n",
+                     tok ? ",\"auth_token\":\"" : "", tok ? tok : "", tok ? "\"" : "");
+    } else if (tok) {
+        n = snprintf(p, tl + 512, "{\"connect\":{\"token\":\"%s\"},\"id\":1}", tok);
+    } else {
+        n = snprintf(p, tl + 512, "{\"connect\":{},\"id\":1}");
+    }
+    if (minted)
+        sl__cli_wipe_free(minted, tl);
+    set_state(c, CS_AUTH);
+    send_scratch(c, (size_t)n, b->o.proto == PR_NATS ? SL__WSF_BINARY : SL__WSF_TEXT);
+}
+
+static void send_subscribe(bconn *c)
+{
+    char cmd[400];
+    if (c->b->o.proto == PR_NATS)
+        snprintf(cmd, sizeof cmd, "SUB %s 1\r\nPING\r\n", c->b->o.channel);
+    else
+        snprintf(cmd, sizeof cmd, "{\"subscribe\":{\"channel\":\"%s\"},\"id\":2}", c->b->o.channel);
+    set_state(c, CS_SUB);
+    send_text(c, cmd);
+}
+
+/* Sends n (at most CMDS_PER_FRAME) publications in one frame, all stamped with the time the frame
+ * is built. */
+static void pub_frame(bench *b, size_t n)
+{
+    bconn *c = b->pub;
+    if (c == NULL || n == 0)
+        return;
+    if (b->o.proto == PR_NATS && b->ring_len == NATS_RING) {
+        b->backlog_waits++;
+        return;
+    }
+    size_t chl = strlen(b->o.channel);
+    size_t per = chl + 160; /* one command's longest rendering is 102 bytes + channel */
+    if (scratch_reserve(b, per * n + 16) < 0) {
+        conn_fail(c, "out of memory", -1, NULL, 0);
+        return;
+    }
+    char *base = (char *)b->scratch + SL__WSF_MAX_HEADER, *p = base;
+    uint64_t t = now_ns();
+    for (size_t i = 0; i < n; i++) {
+        uint64_t s = b->sent + i + 1;
+        if (b->o.proto == PR_NATS) {
+            char pl[64];
+            int k = snprintf(pl, sizeof pl, "{\"t\":%llu,\"s\":%llu}", (unsigned long long)t,
+                             (unsigned long long)s);
+            p += sprintf(p, "PUB %s %d\r\n%s\r\n", b->o.channel, k, pl);
+        } else {
+            p += sprintf(p,
+                         "%s{\"publish\":{\"channel\":\"%s\",\"data\":{\"t\":%llu,\"s\":%llu}},"
+                         "\"id\":%u}",
+                         i ? "\n" : "", b->o.channel, (unsigned long long)t, (unsigned long long)s,
+                         (unsigned)b->next_id++);
+        }
+    }
+    if (b->o.proto == PR_NATS) {
+        p += sprintf(p, "PING\r\n");
+        b->ring[(b->ring_head + b->ring_len) % NATS_RING] = (uint32_t)n;
+        b->ring_len++;
+    }
+    b->sent += n;
+    b->inflight += n;
+    send_scratch(c, (size_t)(p - base), b->o.proto == PR_NATS ? SL__WSF_BINARY : SL__WSF_TEXT);
+}
+
+static void pub_send(bench *b, size_t n)
+{
+    while (n > 0 && b->pub != NULL) {
+        size_t k = n < CMDS_PER_FRAME ? n : CMDS_PER_FRAME;
+        uint64_t before = b->sent;
+        pub_frame(b, k);
+        if (b->sent == before)
+            return; /* could not send (NATS ring full, connection gone) */
+        n -= k;
+    }
+}
+
+/* --rate 0: keeps --inflight publications unanswered, topping up after each read of answers. */
+static void pub_fill(bench *b)
+{
+    if (b->phase != PH_RUN || b->o.rate > 0 || b->pub == NULL)
+        return;
+    if (b->inflight < b->o.inflight) {
+        size_t n = (size_t)(b->o.inflight - b->inflight);
+        pub_send(b, n > MAX_PER_TICK ? MAX_PER_TICK : n);
+    }
+}
+
+static void pub_acked(bench *b, uint64_t n, int ok)
+{
+    if (n > b->inflight)
+        n = b->inflight;
+    b->inflight -= n;
+    if (ok)
+        b->acked += n;
+    else
+        b->pub_errors += n;
+    b->t_progress = b->now;
+}
+
+/* ---- receiving ------------------------------------------------------------------------------- */
+
+static void delivery(bconn *c, const sl__bench_line *l)
+{
+    bench *b = c->b;
+    b->deliveries++;
+    c->deliveries++;
+    b->t_progress = b->now;
+    if (l->has_s) {
+        if (c->have_s && l->s <= c->last_s)
+            b->reordered++;
+        c->last_s = l->s;
+        c->have_s = 1;
+    }
+    if (b->t_win0 && b->now >= b->t_win0 && b->now <= b->t_end)
+        b->deliveries_win++;
+    if (!l->has_t) {
+        b->untimed++;
+        return;
+    }
+    /* Latency counts publications sent after the warm-up, wherever they arrive (also in the drain).
+     */
+    if (b->t_win0 && l->t >= b->t_win0 && l->t <= b->now)
+        sl__bench_hist_record(&b->lat, b->now - l->t);
+}
+
+static int on_line(void *ud, const char *line, size_t len)
+{
+    bconn *c = ud;
+    bench *b = c->b;
+    sl__bench_line l;
+    sl__bench_classify(line, len, &l);
+    switch (l.kind) {
+    case SL__BL_PING:
+        b->pings++;
+        send_text(c, "{}");
+        break;
+    case SL__BL_REPLY:
+        if (c->state == CS_AUTH && l.id == 1) {
+            if (l.error)
+                conn_fail(c, "connect error", l.code, l.text, l.text_len);
+            else if (c->role == R_SUB)
+                send_subscribe(c);
+            else
+                conn_ready(c);
+        } else if (c->state == CS_SUB && l.id == 2) {
+            if (l.error)
+                conn_fail(c, "subscribe error", l.code, l.text, l.text_len);
+            else
+                conn_ready(c);
+        } else if (c->role == R_PUB && c->state == CS_READY && l.id >= 3) {
+            if (l.error) {
+                char kind[SL__BENCH_ERR_TEXT];
+                sl__bench_errs_kind(kind, "publish error", l.code, l.text, l.text_len);
+                sl__bench_errs_add(&b->errs, kind);
+            }
+            pub_acked(b, 1, !l.error);
+        } else {
+            b->unexpected++;
+        }
+        break;
+    case SL__BL_PUB:
+        if (c->role == R_SUB && c->state == CS_READY)
+            delivery(c, &l);
+        else
+            b->unexpected++;
+        break;
+    case SL__BL_DISCONNECT:
+        conn_fail(c, "disconnect", l.code, l.text, l.text_len);
+        break;
+    case SL__BL_PUSH:
+        b->other_pushes++;
+        break;
+    default:
+        b->parse_errors++;
+        break;
+    }
+    return c->state == CS_DEAD;
+}
+
+static int on_nats(void *ud, int op, const char *data, size_t len)
+{
+    bconn *c = ud;
+    bench *b = c->b;
+    switch (op) {
+    case SL__NATS_PING:
+        b->pings++;
+        send_text(c, "PONG\r\n");
+        break;
+    case SL__NATS_PONG:
+        if (c->state == CS_AUTH) {
+            if (c->role == R_SUB)
+                send_subscribe(c);
+            else
+                conn_ready(c);
+        } else if (c->state == CS_SUB) {
+            conn_ready(c);
+        } else if (c->role == R_PUB && c->state == CS_READY && b->ring_len > 0) {
+            uint32_t n = b->ring[b->ring_head];
+            b->ring_head = (b->ring_head + 1) % NATS_RING;
+            b->ring_len--;
+            pub_acked(b, n, 1);
+        } else {
+            b->unexpected++;
+        }
+        break;
+    case SL__NATS_MSG: {
+        sl__bench_line l;
+        memset(&l, 0, sizeof l);
+        sl__bench_payload_ts(data, len, &l);
+        if (c->role == R_SUB && c->state == CS_READY)
+            delivery(c, &l);
+        else
+            b->unexpected++;
+        break;
+    }
+    case SL__NATS_ERR:
+        conn_fail(c, "nats -ERR", -1, data, len);
+        break;
+    default: /* INFO, +OK */
+        break;
+    }
+    return c->state == CS_DEAD;
+}
+
+static int on_message(void *ud, int opcode, const uint8_t *data, size_t len)
+{
+    bconn *c = ud;
+    bench *b = c->b;
+    const char *why;
+    switch (opcode) {
+    case SL__WSF_TEXT:
+    case SL__WSF_BINARY:
+        if (b->o.proto == PR_NATS) {
+            int r = sl__bench_nats_feed(c->nats, (const char *)data, len, on_nats, c, &why);
+            if (r < 0) {
+                b->parse_errors++;
+                conn_fail(c, "protocol:", -1, why, strlen(why));
+            }
+        } else if (opcode == SL__WSF_BINARY) {
+            b->parse_errors++;
+        } else {
+            sl__bench_lines((const char *)data, len, on_line, c);
+        }
+        break;
+    case SL__WSF_PING:
+        send_frame(c, SL__WSF_PONG, data, len);
+        break;
+    case SL__WSF_CLOSE: {
+        int code;
+        const char *reason;
+        size_t rl;
+        if (sl__bench_close_payload(data, len, &code, &reason, &rl) < 0) {
+            code = 1002;
+            reason = "bad close frame";
+            rl = strlen(reason);
+        }
+        if (c->state == CS_CLOSING) {
+            conn_close(c);
+            break;
+        }
+        record_error(c, "close", code, reason, rl);
+        /* Answer with the same code, as RFC 6455 asks, then let the server close TCP. */
+        uint8_t echo[2] = {(uint8_t)(code >> 8), (uint8_t)(code & 0xff)};
+        send_frame(c, SL__WSF_CLOSE, echo, code == 1005 ? 0 : 2);
+        if (c->state != CS_DEAD)
+            conn_close(c);
+        break;
+    }
+    default: /* PONG */
+        break;
+    }
+    return c->state == CS_DEAD;
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    bconn *c = h->data;
+    *buf = uv_buf_init(c->b->rbuf, READ_BUF);
+}
+
+/* Bytes while upgrading: collects the answer's head, checks it, then hands what follows it (a
+ * server may send right behind the 101) to the frame reader. Returns the bytes left for it. */
+static long handshake_data(bconn *c, const char *p, size_t n)
+{
+    size_t room = SL__BENCH_MAX_HEAD - c->head_len;
+    size_t take = n < room ? n : room;
+    if (c->head == NULL && (c->head = malloc(SL__BENCH_MAX_HEAD)) == NULL) {
+        conn_fail(c, "out of memory", -1, NULL, 0);
+        return -1;
+    }
+    memcpy(c->head + c->head_len, p, take);
+    c->head_len += take;
+    int status;
+    const char *why;
+    long hl = sl__bench_upgrade_response(c->head, c->head_len, c->accept, &status, &why);
+    if (hl == 0)
+        return -1;
+    if (hl < 0) {
+        if (status != 0 && status != 101)
+            conn_fail(c, "http", status, NULL, 0);
+        else
+            conn_fail(c, "handshake:", -1, why, strlen(why));
+        return -1;
+    }
+    /* Bytes of this read that lie beyond the head. */
+    size_t before = c->head_len - take;
+    size_t rest_off = (size_t)hl - before;
+    free(c->head);
+    c->head = NULL;
+    c->head_len = 0;
+    send_connect(c);
+    if (c->state == CS_DEAD)
+        return -1;
+    return (long)rest_off;
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    bconn *c = s->data;
+    bench *b = c->b;
+    if (nread == 0 || c->state == CS_DEAD)
+        return;
+    b->now = now_ns();
+    if (nread < 0) {
+        if (c->state == CS_CLOSING)
+            conn_close(c);
+        else if (nread == UV_EOF)
+            conn_fail(c, "eof in", -1, state_name[c->state], strlen(state_name[c->state]));
+        else
+            conn_fail(c, "read error", -1, uv_err_name((int)nread),
+                      strlen(uv_err_name((int)nread)));
+        return;
+    }
+    const char *p = buf->base;
+    size_t n = (size_t)nread;
+    if (c->state == CS_HTTP) {
+        long off = handshake_data(c, p, n);
+        if (off < 0)
+            return;
+        p += off;
+        n -= (size_t)off;
+    }
+    const char *why;
+    int r = sl__bench_rx_feed(&c->rx, (const uint8_t *)p, n, on_message, c, &why);
+    if (r < 0) {
+        b->parse_errors++;
+        conn_fail(c, "protocol:", -1, why, strlen(why));
+    }
+    if (c == b->pub)
+        pub_fill(b);
+}
+
+static void on_connect(uv_connect_t *req, int status)
+{
+    bconn *c = req->data;
+    if (c->state == CS_DEAD)
+        return;
+    if (status < 0) {
+        if (status == UV_ECONNREFUSED)
+            conn_fail(c, "refused", -1, NULL, 0);
+        else
+            conn_fail(c, "connect error", -1, uv_err_name(status), strlen(uv_err_name(status)));
+        return;
+    }
+    /* Latency is the point: Nagle would hold back small frames. */
+    uv_tcp_nodelay(&c->tcp, 1);
+    int r = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    if (r < 0) {
+        conn_fail(c, "read error", -1, uv_err_name(r), strlen(uv_err_name(r)));
+        return;
+    }
+    unsigned char raw[16];
+    char key[25];
+    if (RAND_bytes(raw, sizeof raw) != 1) {
+        conn_fail(c, "no randomness", -1, NULL, 0);
+        return;
+    }
+    EVP_EncodeBlock((unsigned char *)key, raw, sizeof raw);
+    if (sl_ws_accept_key(key, 24, c->accept) != SL_OK) {
+        conn_fail(c, "cannot compute the accept key", -1, NULL, 0);
+        return;
+    }
+    char req_text[1600];
+    size_t n = sl__bench_upgrade_request(req_text, sizeof req_text, c->b->host, c->b->path, key);
+    set_state(c, CS_HTTP);
+    conn_write(c, (const uint8_t *)req_text, n);
+}
+
+static bconn *conn_start(bench *b, int role)
+{
+    bconn *c = calloc(1, sizeof *c);
+    if (c == NULL) {
+        sl__bench_errs_add(&b->errs, "out of memory");
+        b->failed++;
+        return NULL;
+    }
+    c->b = b;
+    c->role = role;
+    c->n = b->next_n++;
+    c->t_start = now_ns();
+    c->t_state = c->t_start;
+    c->state = CS_TCP;
+    sl__bench_rx_init(&c->rx, MAX_MESSAGE);
+    if (b->o.proto == PR_NATS) {
+        if ((c->nats = malloc(sizeof *c->nats)) == NULL) {
+            free(c);
+            sl__bench_errs_add(&b->errs, "out of memory");
+            b->failed++;
+            return NULL;
+        }
+        sl__bench_nats_init(c->nats, MAX_MESSAGE);
+    }
+    uv_tcp_init(&b->loop, &c->tcp);
+    c->tcp.data = c;
+    c->creq.data = c;
+    c->next = b->conns;
+    if (b->conns)
+        b->conns->prev = c;
+    b->conns = c;
+    b->live++;
+    if (role != R_CYCLE) {
+        c->counted = 1;
+        b->pending++;
+    }
+    b->started++;
+    if (role == R_PUB)
+        b->pub = c;
+    int r = uv_tcp_connect(&c->creq, &c->tcp, (const struct sockaddr *)&b->addr, on_connect);
+    if (r < 0) {
+        /* Synchronous failures (out of descriptors...): recorded, and the caller's loop goes on;
+         * progress() is re-entered through conn_close but does not recurse into starting more. */
+        if (r == UV_ECONNREFUSED)
+            conn_fail(c, "refused", -1, NULL, 0);
+        else
+            conn_fail(c, "connect error", -1, uv_err_name(r), strlen(uv_err_name(r)));
+    }
+    return c;
+}
+
+/* ---- phases ---------------------------------------------------------------------------------- */
+
+static void finish(bench *b);
+
+static void start_publishing(bench *b)
+{
+    b->phase = PH_RUN;
+    b->subs_at_start = b->subs_live;
+    b->t0 = now_ns();
+    b->t_win0 = b->t0 + (uint64_t)(b->o.warmup * 1e9);
+    b->t_end = b->t0 + (uint64_t)(b->o.duration * 1e9);
+    b->t_progress = b->t0;
+    getrusage(RUSAGE_SELF, &b->ru0);
+    b->t_cpu0 = b->t0;
+    pub_fill(b);
+}
+
+/* Moves the scenario on after any connection finished its setup or went away. Re-entrant calls
+ * (a failure while starting connections) only ask the outer call to look again. */
+static void progress(bench *b)
+{
+    if (b->in_progress) {
+        b->again = 1;
+        return;
+    }
+    b->in_progress = 1;
+    do {
+        b->again = 0;
+        if (b->phase == PH_RAMP) {
+            while (b->pending < b->o.ramp && b->started < b->target)
+                conn_start(b, R_SUB);
+            if (b->started >= b->target && b->pending == 0) {
+                b->t_ramp1 = now_ns();
+                if (b->ready == 0) {
+                    finish(b);
+                } else if (b->o.scenario == SC_IDLE) {
+                    b->phase = PH_HOLD;
+                    b->t0 = now_ns();
+                    b->t_end = b->t0 + (uint64_t)(b->o.duration * 1e9);
+                    fprintf(stderr, "ready %zu\n", b->ready);
+                    fflush(stderr);
+                } else {
+                    b->phase = PH_PUBCONN;
+                    conn_start(b, R_PUB); /* sets b->pub; a failure clears it */
+                }
+            }
+        } else if (b->phase == PH_PUBCONN) {
+            if (b->pub != NULL && b->pub->state == CS_READY)
+                start_publishing(b);
+            else if (b->pub == NULL || b->pending == 0)
+                finish(b); /* the publisher could not connect */
+        }
+    } while (b->again);
+    b->in_progress = 0;
+}
+
+static void on_tick(uv_timer_t *t)
+{
+    bench *b = t->data;
+    uint64_t now = now_ns();
+    b->now = now;
+    if (b->phase == PH_RUN && b->o.scenario == SC_FANOUT) {
+        if (now >= b->t_end) {
+            b->phase = PH_DRAIN;
+            b->t_drain = now;
+            getrusage(RUSAGE_SELF, &b->ru1);
+            b->t_cpu1 = now;
+        } else if (b->o.rate > 0 && b->pub != NULL) {
+            uint64_t due = (uint64_t)(b->o.rate * (double)(now - b->t0) / 1e9);
+            if (due > b->sent) {
+                if (uv_stream_get_write_queue_size((uv_stream_t *)&b->pub->tcp) > PUB_BACKLOG_MAX)
+                    b->backlog_waits++;
+                else
+                    pub_send(b,
+                             due - b->sent > MAX_PER_TICK ? MAX_PER_TICK : (size_t)(due - b->sent));
+            }
+        } else if (b->pub == NULL) {
+            b->phase = PH_DRAIN;
+            b->t_drain = now;
+            getrusage(RUSAGE_SELF, &b->ru1);
+            b->t_cpu1 = now;
+        }
+    }
+    if (b->phase == PH_DRAIN) {
+        int complete = b->inflight == 0 && b->deliveries >= b->acked * b->subs_at_start;
+        if (complete || now - b->t_progress > DRAIN_IDLE_NS || now - b->t_drain > DRAIN_MAX_NS)
+            finish(b);
+    } else if ((b->phase == PH_HOLD || (b->phase == PH_RUN && b->o.scenario == SC_CONNECT)) &&
+               now >= b->t_end) {
+        getrusage(RUSAGE_SELF, &b->ru1);
+        b->t_cpu1 = now;
+        finish(b);
+    }
+}
+
+static void on_sweep(uv_timer_t *t)
+{
+    bench *b = t->data;
+    uint64_t now = now_ns();
+    b->now = now;
+    for (bconn *c = b->conns, *next; c != NULL; c = next) {
+        next = c->next;
+        if (c->state < CS_READY && now - c->t_state > b->timeout_ns)
+            conn_fail(c, "timeout in", -1, state_name[c->state], strlen(state_name[c->state]));
+        else if (c->state == CS_CLOSING && now - c->t_state > CLOSE_WAIT_NS)
+            conn_close(c);
+    }
+}
+
+/* ---- report ---------------------------------------------------------------------------------- */
+
+static double us(uint64_t ns)
+{
+    return (double)ns / 1000.0;
+}
+
+static json_t *hist_json(const sl__bench_hist *h)
+{
+    return json_pack(
+        "{s:I, s:f, s:f, s:f, s:f, s:f, s:f}", "count", (json_int_t)h->count, "p50",
+        us(sl__bench_hist_quantile(h, 0.50)), "p90", us(sl__bench_hist_quantile(h, 0.90)), "p99",
+        us(sl__bench_hist_quantile(h, 0.99)), "p999", us(sl__bench_hist_quantile(h, 0.999)), "max",
+        us(h->max), "mean", h->count ? us((uint64_t)(h->sum / (double)h->count)) : 0.0);
+}
+
+static double cpu_percent(const bench *b)
+{
+    if (b->t_cpu1 <= b->t_cpu0)
+        return 0;
+    double u = (double)(b->ru1.ru_utime.tv_sec - b->ru0.ru_utime.tv_sec) +
+               (double)(b->ru1.ru_utime.tv_usec - b->ru0.ru_utime.tv_usec) / 1e6 +
+               (double)(b->ru1.ru_stime.tv_sec - b->ru0.ru_stime.tv_sec) +
+               (double)(b->ru1.ru_stime.tv_usec - b->ru0.ru_stime.tv_usec) / 1e6;
+    return 100.0 * u / ((double)(b->t_cpu1 - b->t_cpu0) / 1e9);
+}
+
+static json_t *report_json(const bench *b)
+{
+    static const char *const scen[] = {"fanout", "idle", "connect"};
+    json_t *o = json_object();
+    json_object_set_new(o, "scenario", json_string(scen[b->o.scenario]));
+    json_object_set_new(o, "proto", json_string(b->o.proto == PR_NATS ? "nats" : "centrifugo"));
+    json_object_set_new(o, "path", json_string(b->path));
+    double ramp_s = b->t_ramp1 > b->t_ramp0 ? (double)(b->t_ramp1 - b->t_ramp0) / 1e9 : 0;
+    json_t *errs = json_object();
+    for (size_t i = 0; i < b->errs.rows; i++)
+        json_object_set_new(errs, b->errs.row[i].kind, json_integer((json_int_t)b->errs.row[i].n));
+    if (b->errs.other)
+        json_object_set_new(errs, "other", json_integer((json_int_t)b->errs.other));
+    if (b->o.scenario == SC_CONNECT) {
+        double secs = b->o.duration;
+        json_object_set_new(
+            o, "connect",
+            json_pack("{s:I, s:f, s:I, s:I, s:f, s:o}", "concurrency", (json_int_t)b->o.concurrency,
+                      "duration", secs, "authenticated", (json_int_t)b->cycles_ok, "failed",
+                      (json_int_t)b->failed, "per_second", secs > 0 ? b->cycles_ok / secs : 0.0,
+                      "setup_us", hist_json(&b->setup)));
+    } else {
+        json_object_set_new(
+            o, "connections",
+            json_pack("{s:I, s:I, s:I, s:I, s:f, s:f, s:o}", "target", (json_int_t)b->target,
+                      "ready", (json_int_t)b->ready, "failed", (json_int_t)b->failed, "dropped",
+                      (json_int_t)b->dropped, "ramp_seconds", ramp_s, "connects_per_second",
+                      ramp_s > 0 ? (double)b->ready / ramp_s : 0.0, "setup_us",
+                      hist_json(&b->setup)));
+    }
+    if (b->o.scenario == SC_FANOUT) {
+        double win = b->o.duration - b->o.warmup;
+        double run = b->o.duration;
+        uint64_t expected = b->acked * b->subs_at_start;
+        json_object_set_new(o, "subscribers", json_integer((json_int_t)b->subs_at_start));
+        json_object_set_new(o, "publications",
+                            json_pack("{s:f, s:I, s:I, s:I, s:I, s:f, s:I}", "rate_target",
+                                      b->o.rate, "sent", (json_int_t)b->sent, "acknowledged",
+                                      (json_int_t)b->acked, "errors", (json_int_t)b->pub_errors,
+                                      "unanswered", (json_int_t)b->inflight, "per_second",
+                                      run > 0 ? (double)b->sent / run : 0.0, "backlog_waits",
+                                      (json_int_t)b->backlog_waits));
+        json_object_set_new(
+            o, "deliveries",
+            json_pack(
+                "{s:I, s:I, s:f, s:f, s:I, s:I, s:I, s:I}", "total", (json_int_t)b->deliveries,
+                "in_window", (json_int_t)b->deliveries_win, "window_seconds", win, "per_second",
+                win > 0 ? (double)b->deliveries_win / win : 0.0, "expected", (json_int_t)expected,
+                "missing", (json_int_t)(expected > b->deliveries ? expected - b->deliveries : 0),
+                "reordered", (json_int_t)b->reordered, "untimed", (json_int_t)b->untimed));
+        json_object_set_new(o, "latency_us", hist_json(&b->lat));
+    }
+    if (b->o.scenario == SC_IDLE)
+        json_object_set_new(o, "held_seconds", json_real(b->o.duration));
+    json_object_set_new(o, "client_cpu_percent", json_real(cpu_percent(b)));
+    json_object_set_new(o, "errors",
+                        json_pack("{s:I, s:o, s:I, s:I}", "total", (json_int_t)b->errs.total,
+                                  "kinds", errs, "parse_errors", (json_int_t)b->parse_errors,
+                                  "unexpected", (json_int_t)b->unexpected));
+    json_object_set_new(o, "pings_answered", json_integer((json_int_t)b->pings));
+    return o;
+}
+
+static double jnum(json_t *o, const char *path)
+{
+    /* path: "a.b": a nested number, 0 when absent. */
+    char key[64];
+    const char *dot = strchr(path, '.');
+    if (dot) {
+        snprintf(key, sizeof key, "%.*s", (int)(dot - path), path);
+        return jnum(json_object_get(o, key), dot + 1);
+    }
+    return json_number_value(json_object_get(o, path));
+}
+
+static void print_human(json_t *r, const bench *b)
+{
+    printf("sluice bench ws: %s, %s, %s\n", json_string_value(json_object_get(r, "scenario")),
+           json_string_value(json_object_get(r, "proto")), b->path);
+    if (b->o.scenario == SC_CONNECT) {
+        printf("  authenticated connects: %.0f in %.1f s = %.0f/s (concurrency %zu), failed %.0f\n",
+               jnum(r, "connect.authenticated"), b->o.duration, jnum(r, "connect.per_second"),
+               b->o.concurrency, jnum(r, "connect.failed"));
+        printf("  setup time (TCP connect to connect reply) us: p50 %.0f  p99 %.0f  max %.0f\n",
+               jnum(r, "connect.setup_us.p50"), jnum(r, "connect.setup_us.p99"),
+               jnum(r, "connect.setup_us.max"));
+    } else {
+        printf("  connections: %.0f ready of %.0f (failed %.0f, dropped later %.0f) in %.2f s = "
+               "%.0f connects/s\n",
+               jnum(r, "connections.ready"), jnum(r, "connections.target"),
+               jnum(r, "connections.failed"), jnum(r, "connections.dropped"),
+               jnum(r, "connections.ramp_seconds"), jnum(r, "connections.connects_per_second"));
+    }
+    if (b->o.scenario == SC_FANOUT && b->t0 == 0) {
+        printf("  no publications: %s\n",
+               b->ready == 0 ? "no subscriber connected" : "the publisher could not connect");
+    } else if (b->o.scenario == SC_FANOUT) {
+        printf("  publications: sent %.0f (%.0f/s, target %s), acknowledged %.0f, errors %.0f, "
+               "unanswered %.0f\n",
+               jnum(r, "publications.sent"), jnum(r, "publications.per_second"),
+               b->o.rate > 0 ? "fixed" : "max", jnum(r, "publications.acknowledged"),
+               jnum(r, "publications.errors"), jnum(r, "publications.unanswered"));
+        printf("  deliveries: %.0f of %.0f expected (%.0f subscribers), missing %.0f, "
+               "reordered %.0f\n",
+               jnum(r, "deliveries.total"), jnum(r, "deliveries.expected"), jnum(r, "subscribers"),
+               jnum(r, "deliveries.missing"), jnum(r, "deliveries.reordered"));
+        printf("  deliveries/s over %.1f s after %.1f s warm-up: %.0f\n",
+               jnum(r, "deliveries.window_seconds"), b->o.warmup, jnum(r, "deliveries.per_second"));
+        printf("  latency us (publish to delivery, %.0f samples): p50 %.0f  p90 %.0f  p99 %.0f  "
+               "p99.9 %.0f  max %.0f\n",
+               jnum(r, "latency_us.count"), jnum(r, "latency_us.p50"), jnum(r, "latency_us.p90"),
+               jnum(r, "latency_us.p99"), jnum(r, "latency_us.p999"), jnum(r, "latency_us.max"));
+    }
+    if (b->o.scenario == SC_IDLE)
+        printf("  held %.0f connections for %.1f s\n", jnum(r, "connections.ready"), b->o.duration);
+    printf("  client CPU: %.0f%% of one core\n", jnum(r, "client_cpu_percent"));
+    printf("  errors: %.0f", jnum(r, "errors.total"));
+    json_t *kinds = json_object_get(json_object_get(r, "errors"), "kinds");
+    const char *k;
+    json_t *v;
+    json_object_foreach(kinds, k, v)
+    {
+        printf("; %s: %lld", k, (long long)json_integer_value(v));
+    }
+    printf("  (parse errors %.0f, unexpected %.0f)\n", jnum(r, "errors.parse_errors"),
+           jnum(r, "errors.unexpected"));
+    fflush(stdout);
+}
+
+static void close_timer(uv_timer_t *t)
+{
+    if (!uv_is_closing((uv_handle_t *)t))
+        uv_close((uv_handle_t *)t, NULL);
+}
+
+static void finish(bench *b)
+{
+    if (b->phase == PH_DONE)
+        return;
+    if (b->t_cpu1 == 0) {
+        getrusage(RUSAGE_SELF, &b->ru1);
+        b->t_cpu1 = now_ns();
+    }
+    if (b->t_ramp1 == 0)
+        b->t_ramp1 = now_ns();
+    b->phase = PH_DONE;
+    uv_timer_stop(&b->tick);
+    uv_timer_stop(&b->sweep);
+    close_timer(&b->tick);
+    close_timer(&b->sweep);
+    for (bconn *c = b->conns, *next; c != NULL; c = next) {
+        next = c->next;
+        if (c->state != CS_DEAD) {
+            /* Not failures: the tool is done with them. */
+            c->state = CS_CLOSING;
+            conn_close(c);
+        }
+    }
+}
+
+/* ---- setup ----------------------------------------------------------------------------------- */
+
+static int bench_opt(void *ud, int opt, const char *arg)
+{
+    bench_opts *o = ud;
+    const char *cmd = "bench ws";
+    size_t n;
+    double d;
+    switch (opt) {
+    case OPT_SCENARIO:
+        if (!strcmp(arg, "fanout"))
+            o->scenario = SC_FANOUT;
+        else if (!strcmp(arg, "idle"))
+            o->scenario = SC_IDLE;
+        else if (!strcmp(arg, "connect"))
+            o->scenario = SC_CONNECT;
+        else
+            return sl__cli_usage_error(cmd, "--scenario must be fanout, idle or connect");
+        return 0;
+    case OPT_PROTO:
+        if (!strcmp(arg, "centrifugo"))
+            o->proto = PR_CENTRIFUGO;
+        else if (!strcmp(arg, "nats"))
+            o->proto = PR_NATS;
+        else
+            return sl__cli_usage_error(cmd, "--proto must be centrifugo or nats");
+        return 0;
+    case OPT_CONNECTIONS:
+    case OPT_INFLIGHT:
+    case OPT_CONCURRENCY:
+    case OPT_RAMP:
+        if (sl__cli_parse_count(arg, &n) < 0 || n < 1 || n > 1000000)
+            return sl__cli_usage_error(cmd, "expected a count from 1 to 1000000, not '%s'", arg);
+        if (opt == OPT_CONNECTIONS)
+            o->connections = n;
+        else if (opt == OPT_INFLIGHT)
+            o->inflight = n;
+        else if (opt == OPT_CONCURRENCY)
+            o->concurrency = n;
+        else
+            o->ramp = n;
+        return 0;
+    case OPT_RATE:
+        if (sl__cli_parse_number(arg, &d) < 0 || d > 1e8)
+            return sl__cli_usage_error(cmd, "--rate must be a number of publications per second");
+        o->rate = d;
+        return 0;
+    case OPT_DURATION:
+    case OPT_WARMUP:
+        if (sl__cli_parse_duration(arg, &d) < 0 || d > 86400)
+            return sl__cli_usage_error(cmd, "expected a duration in seconds, not '%s'", arg);
+        if (opt == OPT_DURATION)
+            o->duration = d;
+        else
+            o->warmup = d;
+        return 0;
+    case OPT_CHANNEL:
+        if (sl__cli_check_channel(cmd, arg) != 0)
+            return SL__EXIT_USAGE;
+        o->channel = arg;
+        return 0;
+    case OPT_PATH:
+        if (arg[0] != '/' || strlen(arg) > 512 || strpbrk(arg, " \r\n\t") != NULL)
+            return sl__cli_usage_error(cmd, "--path must start with '/' and hold no spaces");
+        o->path = arg;
+        return 0;
+    case OPT_SECRET_FILE:
+        o->secret_file = arg;
+        return 0;
+    case OPT_JSON:
+        o->json = 1;
+        return 0;
+    }
+    return SL__EXIT_USAGE;
+}
+
+/* Splits http://host[:port][/prefix] (or ws://) into the address, the Host header and the path. */
+static int resolve_url(bench *b, const char *url)
+{
+    const char *cmd = "bench ws";
+    const char *rest;
+    /* The URL's parts go into the request line and Host header as they are. */
+    for (const char *p = url; *p; p++)
+        if ((unsigned char)*p <= 0x20 || (unsigned char)*p >= 0x7f)
+            return sl__cli_usage_error(cmd, "--url must not hold spaces or control characters");
+    if (!strncmp(url, "http://", 7))
+        rest = url + 7;
+    else if (!strncmp(url, "ws://", 5))
+        rest = url + 5;
+    else
+        return sl__cli_usage_error(cmd, "--url must be http:// or ws:// (no TLS): '%s'", url);
+    size_t al = strcspn(rest, "/?#");
+    if (al == 0 || al >= sizeof b->host)
+        return sl__cli_usage_error(cmd, "no host in --url '%s'", url);
+    memcpy(b->host, rest, al);
+    b->host[al] = '\0';
+    const char *prefix = rest + al;
+    size_t pl = strcspn(prefix, "?#");
+    while (pl > 0 && prefix[pl - 1] == '/')
+        pl--;
+    if (b->o.path)
+        snprintf(b->path, sizeof b->path, "%s", b->o.path);
+    else
+        snprintf(b->path, sizeof b->path, "%.*s%s", (int)pl, prefix,
+                 b->o.proto == PR_NATS ? "/" : "/connection/websocket");
+    char name[300], port[16] = "80";
+    const char *h = b->host, *colon;
+    if (h[0] == '[') {
+        const char *rb = strchr(h, ']');
+        if (rb == NULL)
+            return sl__cli_usage_error(cmd, "bad IPv6 address in --url '%s'", url);
+        snprintf(name, sizeof name, "%.*s", (int)(rb - h - 1), h + 1);
+        colon = rb[1] == ':' ? rb + 1 : NULL;
+    } else {
+        colon = strchr(h, ':');
+        snprintf(name, sizeof name, "%.*s", (int)(colon ? (size_t)(colon - h) : strlen(h)), h);
+    }
+    if (colon) {
+        if (strlen(colon + 1) == 0 || strlen(colon + 1) >= sizeof port ||
+            strspn(colon + 1, "0123456789") != strlen(colon + 1))
+            return sl__cli_usage_error(cmd, "bad port in --url '%s'", url);
+        snprintf(port, sizeof port, "%s", colon + 1);
+    }
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *ai = NULL;
+    int rc = getaddrinfo(name, port, &hints, &ai);
+    if (rc != 0 || ai == NULL) {
+        sl__cli_err("cannot resolve '%s': %s", name, gai_strerror(rc));
+        return SL__EXIT_UNAVAIL;
+    }
+    memcpy(&b->addr, ai->ai_addr, ai->ai_addrlen);
+    freeaddrinfo(ai);
+    return 0;
+}
+
+/* The per-connection signing key, from --secret-file or the environment. Returns an exit code. */
+static int load_keyring(bench *b, const char *file)
+{
+    size_t len = 0;
+    char *s;
+    if (file) {
+        if ((s = sl__cli_read_file(file, 65536, &len)) == NULL) {
+            sl__cli_err("cannot read secret file '%s': %s", file,
+                        errno == EFBIG ? "too large" : strerror(errno));
+            return SL__EXIT_FAIL;
+        }
+        while (len > 0 && (s[len - 1] == '\n' || s[len - 1] == '\r'))
+            s[--len] = '\0';
+    } else {
+        const char *env = getenv("SLUICE_JWT_SECRET");
+        if ((s = strdup(env)) == NULL)
+            return SL__EXIT_FAIL;
+        len = strlen(s);
+    }
+    int rc = sl_jwt_keyring_new(&b->kr);
+    if (rc == SL_OK)
+        rc = sl_jwt_keyring_add_hs256(b->kr, NULL, s, len);
+    sl__cli_wipe_free(s, len);
+    if (rc != SL_OK) {
+        sl__cli_err("cannot use the secret: %s",
+                    rc == SL_EWEAKKEY ? "shorter than 32 bytes" : sl_strerror(rc));
+        return rc == SL_EWEAKKEY ? SL__EXIT_USAGE : SL__EXIT_FAIL;
+    }
+    return 0;
+}
+
+static void raise_nofile(size_t want)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want + 32)
+        sl__cli_err("warning: open-file limit %llu is below %zu connections; raise 'ulimit -n'",
+                    (unsigned long long)rl.rlim_cur, want);
+}
+
+static int run_ws(int argc, char **argv, sl__cli_conn *conn)
+{
+    static const struct option opts[] = {{"help", no_argument, NULL, 'h'},
+                                         {"scenario", required_argument, NULL, OPT_SCENARIO},
+                                         {"connections", required_argument, NULL, OPT_CONNECTIONS},
+                                         {"channel", required_argument, NULL, OPT_CHANNEL},
+                                         {"rate", required_argument, NULL, OPT_RATE},
+                                         {"inflight", required_argument, NULL, OPT_INFLIGHT},
+                                         {"duration", required_argument, NULL, OPT_DURATION},
+                                         {"warmup", required_argument, NULL, OPT_WARMUP},
+                                         {"concurrency", required_argument, NULL, OPT_CONCURRENCY},
+                                         {"ramp", required_argument, NULL, OPT_RAMP},
+                                         {"secret-file", required_argument, NULL, OPT_SECRET_FILE},
+                                         {"proto", required_argument, NULL, OPT_PROTO},
+                                         {"path", required_argument, NULL, OPT_PATH},
+                                         {"json", no_argument, NULL, OPT_JSON},
+                                         SL__CLI_CONN_OPTS,
+                                         {0}};
+    const char *cmd = "bench ws";
+    bench_opts o = {.scenario = SC_FANOUT,
+                    .connections = 1000,
+                    .inflight = 64,
+                    .concurrency = 50,
+                    .ramp = 200,
+                    .rate = 1000,
+                    .duration = 10,
+                    .warmup = 1,
+                    .channel = "bench"};
+    const char *env_token = getenv("SLUICE_TOKEN");
+    int r = sl__cli_getopt(cmd, argc, argv, opts, bench_usage, conn, bench_opt, &o);
+    if (r >= 0)
+        return r;
+    if (argc - optind != 0)
+        return sl__cli_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
+    if (o.duration <= 0)
+        return sl__cli_usage_error(cmd, "--duration must be above 0");
+    if (o.scenario == SC_FANOUT && o.warmup >= o.duration)
+        return sl__cli_usage_error(cmd, "--warmup must be shorter than --duration");
+
+    bench *b = calloc(1, sizeof *b);
+    if (b == NULL) {
+        sl__cli_err("out of memory");
+        return SL__EXIT_FAIL;
+    }
+    b->o = o;
+    r = resolve_url(b, conn->url);
+    /* Credentials: an explicit --secret-file mints; then a token given on the command line (or
+     * with --token-file); then SLUICE_JWT_SECRET mints; then SLUICE_TOKEN; else anonymous. */
+    const char *secret_env = getenv("SLUICE_JWT_SECRET");
+    int explicit_token = conn->token != NULL && conn->token != env_token;
+    if (r == 0 && (o.secret_file || (!explicit_token && secret_env && *secret_env)))
+        r = load_keyring(b, o.secret_file);
+    else if (r == 0 && conn->token != NULL && *conn->token != '\0') {
+        if (!token_safe(conn->token) || strlen(conn->token) > SL_JWT_MAX_LEN)
+            r = sl__cli_usage_error(cmd, "the token holds characters a token cannot have");
+        b->token = conn->token;
+    }
+    if (r == 0 && o.proto == PR_NATS && (b->ring = calloc(NATS_RING, sizeof *b->ring)) == NULL)
+        r = SL__EXIT_FAIL;
+    if (r != 0) {
+        sl_jwt_keyring_free(b->kr);
+        free(b);
+        return r;
+    }
+    b->timeout_ns = (uint64_t)conn->timeout_ms * 1000000ull;
+    b->next_id = 3;
+    unsigned char seed[8];
+    if (RAND_bytes(seed, sizeof seed) != 1)
+        memcpy(seed, &(uint64_t){now_ns()}, 8);
+    memcpy(&b->rng, seed, 8);
+    b->rng |= 1; /* xorshift must not start at zero */
+    sl__bench_hist_init(&b->lat);
+    sl__bench_hist_init(&b->setup);
+    sl__bench_errs_init(&b->errs);
+    /* A peer that closes while we write must be an error code, not a signal. */
+    signal(SIGPIPE, SIG_IGN);
+    raise_nofile(o.scenario == SC_CONNECT ? o.concurrency : o.connections + 1);
+
+    uv_loop_init(&b->loop);
+    uv_timer_init(&b->loop, &b->tick);
+    uv_timer_init(&b->loop, &b->sweep);
+    b->tick.data = b->sweep.data = b;
+    uv_timer_start(&b->tick, on_tick, TICK_MS, TICK_MS);
+    uv_timer_start(&b->sweep, on_sweep, SWEEP_MS, SWEEP_MS);
+    b->t_ramp0 = now_ns();
+    if (o.scenario == SC_CONNECT) {
+        b->phase = PH_RUN;
+        b->t0 = b->t_ramp0;
+        b->t_end = b->t0 + (uint64_t)(o.duration * 1e9);
+        getrusage(RUSAGE_SELF, &b->ru0);
+        b->t_cpu0 = b->t0;
+        for (size_t i = 0; i < o.concurrency && b->phase == PH_RUN; i++)
+            conn_start(b, R_CYCLE);
+    } else {
+        b->phase = PH_RAMP;
+        b->target = o.connections;
+        getrusage(RUSAGE_SELF, &b->ru0);
+        b->t_cpu0 = b->t_ramp0;
+        progress(b);
+    }
+    uv_run(&b->loop, UV_RUN_DEFAULT);
+
+    json_t *rep = report_json(b);
+    int connected = o.scenario == SC_CONNECT ? b->cycles_ok > 0 : b->ready > 0;
+    r = connected ? SL__EXIT_OK : SL__EXIT_UNAVAIL;
+    if (rep == NULL) {
+        sl__cli_err("out of memory");
+        r = SL__EXIT_FAIL;
+    } else if (o.json) {
+        /* Ten significant digits: jansson's default of 17 only prints noise for these figures. */
+        char *text = json_dumps(rep, JSON_COMPACT | JSON_REAL_PRECISION(10));
+        json_decref(rep);
+        if (text == NULL || puts(text) == EOF || fflush(stdout) == EOF) {
+            sl__cli_err("cannot write the report");
+            r = SL__EXIT_FAIL;
+        }
+        free(text);
+    } else {
+        print_human(rep, b);
+        json_decref(rep);
+    }
+    if (!connected)
+        sl__cli_err("no connection could be established (see the errors)");
+    uv_loop_close(&b->loop);
+    sl_jwt_keyring_free(b->kr);
+    free(b->ring);
+    free(b->scratch);
+    free(b);
+    return r;
+}
+
+int sl__cli_cmd_bench(int argc, char **argv, sl__cli_conn *conn)
+{
+    if (argc < 2)
+        return sl__cli_usage_error("bench", "expected a benchmark: ws");
+    const char *sub = argv[1];
+    if (!strcmp(sub, "-h") || !strcmp(sub, "--help") || !strcmp(sub, "help")) {
+        fputs(bench_usage, stdout);
+        return SL__EXIT_OK;
+    }
+    if (!strcmp(sub, "ws"))
+        return run_ws(argc - 1, argv + 1, conn);
+    return sl__cli_usage_error("bench", "unknown benchmark 'bench %s'", sub);
+}
