@@ -7,7 +7,7 @@
 #   (c) connect + authenticate + close rate with CONC parallel connections
 # and prints every round and the medians.
 #   bench/ws.sh [ROUNDS] [SECONDS]
-# Environment: SUBS (1000), RATES ("1000 10000 0"), IDLE (10000), HOLD (5 s), CONC (50),
+# Environment: SUBS (1000), RATES ("1000 10000 0"), IDLE (10000; 0 skips), HOLD (5 s), CONC (50; 0 skips),
 # NATS=0 to skip the baseline, BUILD (build directory, default build-bench).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -141,6 +141,8 @@ for rate in $RATES; do
 done
 stop_servers
 
+# A scenario given 0 (IDLE=0, CONC=0) is skipped.
+[ "$IDLE" -gt 0 ] && {
 echo "== (b) $IDLE idle authenticated, subscribed connections held ${HOLD}s (fresh server each round)"
 for s in "${servers[@]}"; do eval "B_$s=(); R_$s=()"; done
 for i in $(seq "$ROUNDS"); do
@@ -167,7 +169,9 @@ for s in "${servers[@]}"; do
   eval "bm=\$(printf '%s\n' \"\${B_$s[@]}\" | median); rm_=\$(printf '%s\n' \"\${R_$s[@]}\" | median)"
   echo "idle $s median: $bm bytes/connection (RSS), connect rate $rm_/s"
 done
+}
 
+[ "$CONC" -gt 0 ] || exit 0
 echo "== (c) connect + authenticate + close, concurrency $CONC, ${SECS}s per run"
 start_sluiced
 if [ "$NATS" = 1 ]; then start_nats; fi

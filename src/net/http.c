@@ -65,7 +65,7 @@ struct conn {
     int refs;
     unsigned in_flight : 1, writing : 1, closing : 1, lingering : 1, eof : 1, reading : 1,
         in_drive : 1, rejected : 1, timer_armed : 1, close_after_write : 1, head : 1, served : 1,
-        upgraded : 1, up_notified : 1;
+        upgraded : 1, up_notified : 1, up_paused : 1;
     sl_http_upgrade_fns fns; /* the new owner, once upgraded */
     void *up_ud;
     char remote[64];
@@ -617,7 +617,7 @@ static void settle(conn *c)
         }
         up_flush_pend(c);
         if (!c->closing && !c->lingering)
-            read_set(c, 1);
+            read_set(c, !c->up_paused);
         return;
     }
     if (c->eof) {
@@ -898,6 +898,16 @@ void sl_http_upgraded_close(sl_http_upgraded *u)
         c->close_after_write = 1;
     else
         conn_linger(c);
+}
+
+void sl_http_upgraded_pause(sl_http_upgraded *u, int paused)
+{
+    conn *c = (conn *)u;
+    if (c == NULL || c->closing)
+        return;
+    c->up_paused = paused != 0;
+    if (!c->lingering) /* a lingering socket is drained whatever the owner wants */
+        read_set(c, !c->up_paused);
 }
 
 void sl_http_upgraded_set_timeout(sl_http_upgraded *u, unsigned ms)

@@ -96,6 +96,9 @@ int sl_http_upgrade(sl_http_request *req, const char *extra_headers, const sl_ht
 long sl_http_upgraded_write(sl_http_upgraded *u, const char *data, size_t len);
 /* Graceful: finishes the write in flight, sends FIN, drains the peer briefly, then closes. */
 void sl_http_upgraded_close(sl_http_upgraded *u);
+/* Stops (paused = 1) or resumes reading from the socket: back-pressure for an owner that has
+ * taken in more than it can pass on now. Bytes already read are still delivered. */
+void sl_http_upgraded_pause(sl_http_upgraded *u, int paused);
 /* Closes the socket after ms milliseconds unless it is gone by then (0: cancel). */
 void sl_http_upgraded_set_timeout(sl_http_upgraded *u, unsigned ms);
 

@@ -734,6 +734,12 @@ size_t sl_ws_outgoing(const sl_ws_conn *c)
     return c ? c->out_len + c->pong_len : 0;
 }
 
+void sl_ws_pause(sl_ws_conn *c, int paused)
+{
+    if (c && !c->gone && !c->tcp_closing)
+        sl_http_upgraded_pause(c->up, paused);
+}
+
 void *sl_ws_userdata(const sl_ws_conn *c)
 {
     return c ? c->ud : NULL;

@@ -70,4 +70,8 @@ int sl_ws_close(sl_ws_conn *c, int code, const char *reason);
 size_t sl_ws_outgoing(const sl_ws_conn *c);
 void *sl_ws_userdata(const sl_ws_conn *c);
 
+/* Stops or resumes reading from the peer (TCP back-pressure); what was read is still delivered.
+ * The closing handshake reads regardless. */
+void sl_ws_pause(sl_ws_conn *c, int paused);
+
 #endif

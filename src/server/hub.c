@@ -26,6 +26,8 @@ struct sl__hub {
     sl__map *chans;      /* id -> sl__hub_chan* */
     sl__hub_peer *dirty; /* peers with a pending batch, in the order they became dirty */
     sl__hub_peer *dirty_tail;
+    sl__hub_peer *held; /* peers that stopped reading until the next flush */
+    size_t batched;     /* bytes fanned out since the last flush */
     sl__cf_buf scratch; /* one encoded push, shared by every subscriber */
 };
 
@@ -56,6 +58,16 @@ static void on_flush(uv_check_t *handle)
         if (batch.len)
             p->ops->flush(p, batch.data, batch.len);
         sl__cf_buf_free(&batch);
+    }
+    h->batched = 0;
+    while (h->held) {
+        sl__hub_peer *p = h->held;
+        h->held = p->held_next;
+        if (h->held)
+            h->held->held_prev = NULL;
+        p->held = 0;
+        p->held_next = p->held_prev = NULL;
+        p->ops->resume(p);
     }
     uv_check_stop(&h->flush);
     h->flush_active = 0;
@@ -111,7 +123,38 @@ void sl__hub_peer_detach(sl__hub *h, sl__hub_peer *p)
         p->dirty = 0;
         p->dirty_next = p->dirty_prev = NULL;
     }
+    if (p->held) {
+        if (p->held_prev)
+            p->held_prev->held_next = p->held_next;
+        else
+            h->held = p->held_next;
+        if (p->held_next)
+            p->held_next->held_prev = p->held_prev;
+        p->held = 0;
+        p->held_next = p->held_prev = NULL;
+    }
     sl__cf_buf_free(&p->out);
+}
+
+int sl__hub_busy(const sl__hub *h)
+{
+    return h->batched > SL__HUB_BUDGET;
+}
+
+void sl__hub_hold(sl__hub *h, sl__hub_peer *p)
+{
+    if (p->held)
+        return;
+    p->held = 1;
+    p->held_prev = NULL;
+    p->held_next = h->held;
+    if (h->held)
+        h->held->held_prev = p;
+    h->held = p;
+    if (!h->flush_active) { /* resumed by the flush even when nothing is batched */
+        uv_check_start(&h->flush, on_flush);
+        h->flush_active = 1;
+    }
 }
 
 void sl__hub_peer_touch(sl__hub *h, sl__hub_peer *p)
@@ -185,8 +228,10 @@ static void fan_out(sl__hub *h, sl__hub_chan *c, const sl__hub_sub *except)
         if (s == except)
             continue;
         /* A batch that cannot grow loses this push; the flush still sends what it has. */
-        if (sl__cf_buf_append(&s->peer->out, h->scratch.data, h->scratch.len) == SL_OK)
+        if (sl__cf_buf_append(&s->peer->out, h->scratch.data, h->scratch.len) == SL_OK) {
+            h->batched += h->scratch.len + 1;
             sl__hub_peer_touch(h, s->peer);
+        }
     }
 }
 

@@ -27,6 +27,8 @@ typedef struct sl__hub_peer_ops {
     /* The hub ended subscription s (its channel was deleted) after queueing the unsubscribe
      * push: the owner forgets and frees s. */
     void (*dropped)(sl__hub_peer *p, sl__hub_sub *s);
+    /* The batches the peer waited for (sl__hub_hold) have been flushed: it may read again. */
+    void (*resume)(sl__hub_peer *p);
 } sl__hub_peer_ops;
 
 /* Embedded in each connection. Initialise with sl__hub_peer_init; detach before freeing. */
@@ -35,6 +37,8 @@ struct sl__hub_peer {
     sl__cf_buf out; /* the pending batch; empty (no memory) between iterations */
     sl__hub_peer *dirty_prev, *dirty_next;
     int dirty;
+    sl__hub_peer *held_prev, *held_next;
+    int held;
 };
 
 /* One connection's subscription to one channel. Owned by the connection; the hub links it into
@@ -57,6 +61,15 @@ void sl__hub_peer_init(sl__hub_peer *p, const sl__hub_peer_ops *ops);
 void sl__hub_peer_detach(sl__hub *h, sl__hub_peer *p);
 /* Marks p's batch for the next flush after the caller appended to p->out. */
 void sl__hub_peer_touch(sl__hub *h, sl__hub_peer *p);
+
+/* Publishers' back-pressure. Fan-out work is done at once but sent once per loop iteration, so a
+ * publisher that writes faster than the hub can deliver would pile up output within a single
+ * iteration. sl__hub_busy says the batches of this iteration hold more than SL__HUB_BUDGET bytes;
+ * the caller then stops reading from p and sl__hub_hold(h, p) has ops->resume called after the
+ * next flush. */
+#define SL__HUB_BUDGET (4u << 20)
+int sl__hub_busy(const sl__hub *h);
+void sl__hub_hold(sl__hub *h, sl__hub_peer *p);
 
 /* The real-time state of channel id, created (with a fresh random epoch) when create is set and
  * info given. NULL when absent (or out of memory). Lives until the channel is deleted. */

@@ -129,7 +129,7 @@ static void touch(sess *s)
         sl__hub_peer_touch(s->srv->hub, &s->peer);
 }
 
-/* Drops every subscription (leave pushes to the others) and the pending batch. */
+/* Drops every subscription (leave pushes to the others). */
 static void drop_all(sess *s)
 {
     for (size_t i = 0; i < s->nsubs; i++) {
@@ -188,7 +188,15 @@ static void peer_dropped(sl__hub_peer *p, sl__hub_sub *sub)
         }
 }
 
-static const sl__hub_peer_ops peer_ops = {.flush = peer_flush, .dropped = peer_dropped};
+static void peer_resume(sl__hub_peer *p)
+{
+    sess *s = (sess *)p;
+    if (s->conn && s->state != ST_CLOSED)
+        sl_ws_pause(s->conn, 0);
+}
+
+static const sl__hub_peer_ops peer_ops = {
+    .flush = peer_flush, .dropped = peer_dropped, .resume = peer_resume};
 
 static void reply_error(sess *s, uint32_t id, int code, const char *message)
 {
@@ -205,13 +213,11 @@ static void reply_error(sess *s, uint32_t id, int code, const char *message)
         close_with(s, SL__CF_DISC_TOO_MANY_ERRORS, NULL);
 }
 
-/* An error of the channel API or the pipeline, answered with its Centrifugo code. */
-static void reply_rc(sess *s, uint32_t id, int rc, const sl_status *st)
+/* An error of the channel API or the pipeline, answered with its Centrifugo code and the code's
+ * standard message: a status message may name channels the caller cannot see. */
+static void reply_rc(sess *s, uint32_t id, int rc)
 {
-    int code = sl__cf_error_from_errno(rc);
-    /* The codes' standard messages only: statuses may name channels the caller cannot see. */
-    (void)st;
-    reply_error(s, id, code, NULL);
+    reply_error(s, id, sl__cf_error_from_errno(rc), NULL);
 }
 
 static uint32_t ttl_until(double exp, double now)
@@ -288,6 +294,21 @@ static int check_sub_token(sess *s, const char *channel, const char *token, doub
     return same_user && same_channel ? SL_OK : SL_EFORBIDDEN;
 }
 
+/* The answer to a subscription token that does not pass: 109 when expired, 103 when it does not
+ * verify, and the end of the session for a valid token of another user or channel. 1 when it
+ * passes, with *exp. */
+static int sub_token_accepted(sess *s, const sl__cf_command *c, double *exp)
+{
+    int rc = check_sub_token(s, c->channel, c->token, exp);
+    if (rc == SL_EFORBIDDEN)
+        close_with(s, SL__CF_DISC_INVALID_TOKEN, NULL);
+    else if (rc != SL_OK)
+        reply_error(s, c->id,
+                    rc == SL_EEXPIRED ? SL__CF_ERR_TOKEN_EXPIRED : SL__CF_ERR_PERMISSION_DENIED,
+                    NULL);
+    return rc == SL_OK;
+}
+
 static void fmt_id(uint64_t seq, char out[17])
 {
     snprintf(out, 17, "%016llx", (unsigned long long)seq);
@@ -333,23 +354,12 @@ static void cmd_subscribe(sess *s, const sl__cf_command *c)
     sl_status st = {0};
     int rc = sl__channel_enter(srv->ctx, &s->who, SL_OP_CHANNEL_READ, c->channel, &info, &st);
     if (rc != SL_OK) {
-        reply_rc(s, c->id, rc, &st);
+        reply_rc(s, c->id, rc);
         return;
     }
     double token_exp = 0;
-    if (c->channel[0] == '$') {
-        rc = check_sub_token(s, c->channel, c->token, &token_exp);
-        if (rc == SL_EFORBIDDEN) {
-            close_with(s, SL__CF_DISC_INVALID_TOKEN, NULL);
-            return;
-        }
-        if (rc != SL_OK) {
-            reply_error(s, c->id,
-                        rc == SL_EEXPIRED ? SL__CF_ERR_TOKEN_EXPIRED : SL__CF_ERR_PERMISSION_DENIED,
-                        NULL);
-            return;
-        }
-    }
+    if (c->channel[0] == '$' && !sub_token_accepted(s, c, &token_exp))
+        return;
     sl__hub_chan *hc = sl__hub_chan_get(srv->hub, c->channel, info, 1);
     uint64_t top = 0;
     if (hc == NULL || sl__channel_position(srv->ctx, c->channel, &top) != SL_OK) {
@@ -441,17 +451,8 @@ static void cmd_sub_refresh(sess *s, const sl__cf_command *c)
         return;
     }
     double exp = 0;
-    int rc = check_sub_token(s, c->channel, c->token, &exp);
-    if (rc == SL_EFORBIDDEN) {
-        close_with(s, SL__CF_DISC_INVALID_TOKEN, NULL);
+    if (!sub_token_accepted(s, c, &exp))
         return;
-    }
-    if (rc != SL_OK) {
-        reply_error(s, c->id,
-                    rc == SL_EEXPIRED ? SL__CF_ERR_TOKEN_EXPIRED : SL__CF_ERR_PERMISSION_DENIED,
-                    NULL);
-        return;
-    }
     sub->token_expires_at = exp;
     sl__cf_reply_refresh(&s->peer.out, c->id, SL__CF_SUB_REFRESH, NULL, NULL, true,
                          ttl_until(exp, now_of(s)));
@@ -464,7 +465,7 @@ static void cmd_publish(sess *s, const sl__cf_command *c)
     sl_status st = {0};
     int rc = sl_channel_write(s->srv->ctx, &s->who, c->channel, &w, NULL, 0, &st);
     if (rc != SL_OK) {
-        reply_rc(s, c->id, rc, &st);
+        reply_rc(s, c->id, rc);
         return;
     }
     sl__cf_reply_empty(&s->peer.out, c->id, SL__CF_PUBLISH);
@@ -477,7 +478,7 @@ static sl__hub_chan *enter_read(sess *s, const sl__cf_command *c, const sl_chann
     sl_status st = {0};
     int rc = sl__channel_enter(s->srv->ctx, &s->who, SL_OP_CHANNEL_READ, c->channel, info, &st);
     if (rc != SL_OK) {
-        reply_rc(s, c->id, rc, &st);
+        reply_rc(s, c->id, rc);
         return NULL;
     }
     sl__hub_chan *hc = sl__hub_chan_get(s->srv->hub, c->channel, *info, 1);
@@ -519,7 +520,7 @@ static void cmd_history(sess *s, const sl__cf_command *c)
         sl_status st = {0};
         int rc = read_after(s, c->channel, after, limit, &l, &st);
         if (rc != SL_OK) {
-            reply_rc(s, c->id, rc, &st);
+            reply_rc(s, c->id, rc);
             return;
         }
         n = l.len;
@@ -659,7 +660,7 @@ static void cmd_rpc(sess *s, const sl__cf_command *c)
     char *out = rc == SL_OK && result ? json_dumps(result, JSON_COMPACT) : NULL;
     json_decref(result);
     if (rc != SL_OK)
-        reply_rc(s, c->id, rc, &st);
+        reply_rc(s, c->id, rc);
     else if (out == NULL)
         reply_error(s, c->id, SL__CF_ERR_INTERNAL, NULL);
     else
@@ -933,6 +934,12 @@ static void on_text(sl_ws_conn *conn, const char *data, size_t len, void *ud)
         }
     }
     sl__cf_commands_clear(cmds + i, n - i);
+    /* A publisher faster than delivery: stop reading it until this iteration's batches are out,
+     * so TCP slows it down instead of memory growing. */
+    if (s->conn && s->state != ST_CLOSED && sl__hub_busy(s->srv->hub)) {
+        sl_ws_pause(s->conn, 1);
+        sl__hub_hold(s->srv->hub, &s->peer);
+    }
     unref(s);
 }
 

@@ -17,12 +17,17 @@ typedef struct fake {
     size_t nsent;
     sl__hub_sub *dropped[4];
     size_t ndropped;
+    int resumed;
+    size_t bytes;
 } fake;
 
 static void fake_flush(sl__hub_peer *p, const char *data, size_t len)
 {
     fake *f = (fake *)p;
-    assert_true(f->nsent < 8 && len < sizeof f->sent[0]);
+    f->bytes += len;
+    if (len >= sizeof f->sent[0])
+        return; /* big batches are only counted */
+    assert_true(f->nsent < 8);
     memcpy(f->sent[f->nsent], data, len);
     f->sent[f->nsent++][len] = '\0';
 }
@@ -33,7 +38,12 @@ static void fake_dropped(sl__hub_peer *p, sl__hub_sub *s)
     f->dropped[f->ndropped++] = s;
 }
 
-static const sl__hub_peer_ops fake_ops = {fake_flush, fake_dropped};
+static void fake_resume(sl__hub_peer *p)
+{
+    ((fake *)p)->resumed++;
+}
+
+static const sl__hub_peer_ops fake_ops = {fake_flush, fake_dropped, fake_resume};
 
 typedef struct world {
     uv_loop_t loop;
@@ -223,6 +233,41 @@ static void test_socket_publications_carry_info(void **state)
     world_free(&w);
 }
 
+static void test_busy_holds_publishers_until_flushed(void **state)
+{
+    world w;
+    world_init(&w, SL_KIND_TOPIC, 0);
+    subscribe_all(&w);
+    size_t big = 100 * 1000;
+    char *data = malloc(big + 3);
+    data[0] = '"';
+    memset(data + 1, 'x', big);
+    strcpy(data + big + 1, "\"");
+    int n = 0;
+    while (!sl__hub_busy(w.hub)) { /* 3 subscribers x ~100 kB per publication */
+        publish(&w, "0000000000000001", data);
+        n++;
+    }
+    assert_true((size_t)n * 3 * big > SL__HUB_BUDGET);
+    fake publisher, gone;
+    memset(&publisher, 0, sizeof publisher);
+    memset(&gone, 0, sizeof gone);
+    sl__hub_peer_init(&publisher.peer, &fake_ops);
+    sl__hub_peer_init(&gone.peer, &fake_ops);
+    sl__hub_hold(w.hub, &publisher.peer);
+    sl__hub_hold(w.hub, &publisher.peer); /* twice: held once */
+    sl__hub_hold(w.hub, &gone.peer);
+    sl__hub_peer_detach(w.hub, &gone.peer); /* closed while held: never resumed */
+    uv_run(&w.loop, UV_RUN_NOWAIT);
+    assert_int_equal(publisher.resumed, 1);
+    assert_int_equal(gone.resumed, 0);
+    assert_false(sl__hub_busy(w.hub)); /* the flush starts a new budget */
+    for (int i = 0; i < 3; i++)
+        assert_true(w.peers[i].bytes > (size_t)n * big);
+    free(data);
+    world_free(&w);
+}
+
 static void test_offset_of_is_strict(void **state)
 {
     assert_int_equal(sl__hub_offset_of("0000000000000001"), 1);
@@ -245,6 +290,7 @@ int main(void)
         cmocka_unit_test(test_channel_deleted),
         cmocka_unit_test(test_detach_while_dirty),
         cmocka_unit_test(test_socket_publications_carry_info),
+        cmocka_unit_test(test_busy_holds_publishers_until_flushed),
         cmocka_unit_test(test_offset_of_is_strict),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
