@@ -882,6 +882,38 @@ int sl_http_upgrade(sl_http_request *req, const char *extra_headers, const sl_ht
     return SL_OK;
 }
 
+long sl_http_upgraded_write_owned(sl_http_upgraded *u, char *buf, size_t len, size_t cap)
+{
+    conn *c = (conn *)u;
+    if (c == NULL || buf == NULL || len == 0 || cap < len)
+        return SL_EINVAL;
+    if (c->closing || c->lingering || c->close_after_write)
+        return SL_EIO;
+    if (c->writing)
+        return 0;
+    uv_buf_t b = uv_buf_init(buf, (unsigned)len);
+    int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+    if (n < 0 && n != UV_EAGAIN && n != UV_ENOSYS)
+        return SL_EIO;
+    if (n < 0)
+        n = 0;
+    free(c->wbuf);
+    c->wbuf = NULL;
+    c->wcap = 0;
+    if ((size_t)n == len) {
+        free(buf);
+        return (long)len;
+    }
+    /* The rest is written from the caller's buffer, which becomes the connection's. */
+    b = uv_buf_init(buf + n, (unsigned)(len - (size_t)n));
+    if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_up_write) < 0)
+        return SL_EIO;
+    c->wbuf = buf;
+    c->wcap = cap;
+    c->writing = 1;
+    return (long)len;
+}
+
 long sl_http_upgraded_write(sl_http_upgraded *u, const char *data, size_t len)
 {
     if (u == NULL || (data == NULL && len > 0))

@@ -94,6 +94,9 @@ int sl_http_upgrade(sl_http_request *req, const char *extra_headers, const sl_ht
  * the transport's single in-flight buffer), 0 when a previous write is still in flight (wait for
  * on_drain), or an sl_errno. Bounding memory is the owner's job: it holds the backlog. */
 long sl_http_upgraded_write(sl_http_upgraded *u, const char *data, size_t len);
+/* The same for a malloc'd buffer of cap bytes holding len: when it returns len the transport owns
+ * buf (it frees it), so nothing is copied; on 0 or an error the caller keeps it. */
+long sl_http_upgraded_write_owned(sl_http_upgraded *u, char *buf, size_t len, size_t cap);
 /* Graceful: finishes the write in flight, sends FIN, drains the peer briefly, then closes. */
 void sl_http_upgraded_close(sl_http_upgraded *u);
 /* Stops (paused = 1) or resumes reading from the socket: back-pressure for an owner that has

@@ -205,7 +205,10 @@ static void pump(sl_ws_conn *c)
     while (!c->blocked && (c->pong != NULL || c->out_len > 0)) {
         uint8_t **buf = c->pong != NULL ? &c->pong : &c->out;
         size_t len = c->pong != NULL ? c->pong_len : c->out_len;
-        long n = sl_http_upgraded_write(c->up, (const char *)*buf, len);
+        /* The queue is handed over rather than copied: under a backlog it can be megabytes. */
+        long n = buf == &c->out
+                     ? sl_http_upgraded_write_owned(c->up, (char *)c->out, len, c->out_cap)
+                     : sl_http_upgraded_write(c->up, (const char *)*buf, len);
         if (c->gone || c->tcp_closing)
             return;
         if (n < 0) {
@@ -216,13 +219,15 @@ static void pump(sl_ws_conn *c)
             c->blocked = 1;
             break;
         }
-        /* Taken whole: the transport copied what the socket did not accept. */
-        free(*buf);
-        *buf = NULL;
-        if (buf == &c->out)
+        /* Taken whole: the transport copied the pong, and owns the queue now. */
+        if (buf == &c->out) {
+            c->out = NULL;
             c->out_len = c->out_cap = 0;
-        else
+        } else {
+            free(c->pong);
+            c->pong = NULL;
             c->pong_len = 0;
+        }
     }
     if (!c->close_queued)
         return;
