@@ -39,10 +39,10 @@ typedef struct sl_authn {
 /* 1 when some authenticator is configured (else the server is open and callers anonymous). */
 int sl_authn_enabled(const sl_authn *a);
 
-/* Runs the chain on an Authorization header value (NULL when absent): sluice tokens first, then each
- * authenticator in order; the first to accept decides. When none accepts: SL_EUNAVAIL if one could
- * not decide, else the first rejection. No header (or not Bearer): SL_EUNAUTH. Not enabled: an
- * anonymous identity. cb is called exactly once, possibly before this returns. */
+/* Runs the chain on an Authorization header value (NULL when absent): sluice tokens first, then
+ * each authenticator in order; the first to accept decides. When none accepts: SL_EUNAVAIL if one
+ * could not decide, else the first rejection. No header (or not Bearer): SL_EUNAUTH. Not enabled:
+ * an anonymous identity. cb is called exactly once, possibly before this returns. */
 void sl_authn_run(const sl_authn *a, const char *header, size_t len, double now, sl_authn_cb cb,
                   void *ud);
 
@@ -54,6 +54,14 @@ void sl_authn_run(const sl_authn *a, const char *header, size_t len, double now,
  * `out` must be initialised; release with sl_identity_clear. */
 int sl_authn_bearer(const sl_authn *a, const char *header, size_t len, double now, sl_identity *out,
                     sl_status *st);
+
+/* A subscription token (channels named `$...` on the WebSocket transport): a sluice JWT, verified
+ * with the same keys and rules as a bearer token, whose sub is user, whose "channel" claim is
+ * exactly channel, and which expires. SL_OK with *exp (its expiry); SL_EEXPIRED; SL_ETOKEN when it
+ * does not verify, has no exp, or no sluice keys are configured; SL_EFORBIDDEN when it verifies
+ * but was issued for another user or channel. */
+int sl_authn_subscription(const sl_authn *a, const char *token, const char *user,
+                          const char *channel, double now, double *exp);
 
 /* Extracts the token of a "Bearer <token>" header (scheme case-insensitive). NULL when it is not
  * one; *tlen receives the token length. */

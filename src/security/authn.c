@@ -3,6 +3,8 @@
  * asynchronous. */
 #include <sluice/authn.h>
 
+#include <jansson.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -157,4 +159,40 @@ void sl_authn_run(const sl_authn *a, const char *header, size_t len, double now,
     r->cred[tlen] = '\0';
     r->len = tlen;
     step(r);
+}
+
+int sl_authn_subscription(const sl_authn *a, const char *token, const char *user,
+                          const char *channel, double now, double *exp)
+{
+    *exp = 0;
+    if (a == NULL || a->keys == NULL || token == NULL || user == NULL || channel == NULL)
+        return SL_ETOKEN;
+    sl_identity id;
+    sl_identity_init(&id);
+    sl_status st = {0};
+    size_t len = strlen(token);
+    int rc = sl_jwt_verify(a->keys, token, len, &a->jwt, now, &id, &st);
+    if (rc != SL_OK) {
+        sl_identity_clear(&id);
+        return rc == SL_EEXPIRED ? SL_EEXPIRED : SL_ETOKEN;
+    }
+    double expires = id.expires_at;
+    int same_user = strcmp(id.principal, user) == 0;
+    sl_identity_clear(&id);
+    if (expires <= 0) /* a subscription token must expire, whatever jwt_exp_optional says */
+        return SL_ETOKEN;
+    /* The signature is good, so the payload can be read for the one claim the verifier skips. */
+    char *header = NULL, *payload = NULL;
+    if (sl_jwt_decode_unverified(token, len, &header, &payload) != SL_OK)
+        return SL_ETOKEN;
+    json_t *claims = json_loads(payload, 0, NULL);
+    const char *ch = json_string_value(json_object_get(claims, "channel"));
+    int same_channel = ch && strcmp(ch, channel) == 0;
+    json_decref(claims);
+    free(header);
+    free(payload);
+    if (!same_user || !same_channel)
+        return SL_EFORBIDDEN;
+    *exp = expires;
+    return SL_OK;
 }

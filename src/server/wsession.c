@@ -258,48 +258,13 @@ static void reauthorize(sess *s)
             unsubscribe_at(s, i, SL__CF_UNSUB_SERVER, "permission withdrawn");
 }
 
-/* The claims of a `$` channel's subscription token: a sluice JWT for this user and exactly this
- * channel. SL_OK with *exp; SL_EEXPIRED; SL_ETOKEN for a token that does not verify;
- * SL_EFORBIDDEN for a verified token naming another user or channel. */
-static int check_sub_token(sess *s, const char *channel, const char *token, double *exp)
-{
-    const sl_authn *a = s->srv->authn;
-    if (token == NULL || a->keys == NULL)
-        return SL_ETOKEN;
-    sl_identity id;
-    sl_identity_init(&id);
-    sl_status st = {0};
-    size_t len = strlen(token);
-    int rc = sl_jwt_verify(a->keys, token, len, &a->jwt, now_of(s), &id, &st);
-    if (rc != SL_OK) {
-        sl_identity_clear(&id);
-        return rc == SL_EEXPIRED ? SL_EEXPIRED : SL_ETOKEN;
-    }
-    *exp = id.expires_at;
-    int same_user = strcmp(id.principal, s->who.principal) == 0;
-    sl_identity_clear(&id);
-    /* The signature is good, so the payload can be read for the claim the verifier skips. */
-    char *header = NULL, *payload = NULL;
-    rc = sl_jwt_decode_unverified(token, len, &header, &payload);
-    json_t *claims = rc == SL_OK ? json_loads(payload, 0, NULL) : NULL;
-    const char *ch = json_string_value(json_object_get(claims, "channel"));
-    int same_channel = ch && strcmp(ch, channel) == 0;
-    json_decref(claims);
-    free(header);
-    free(payload);
-    if (rc != SL_OK)
-        return SL_ETOKEN;
-    if (*exp <= 0) /* a subscription token must expire */
-        return SL_ETOKEN;
-    return same_user && same_channel ? SL_OK : SL_EFORBIDDEN;
-}
-
 /* The answer to a subscription token that does not pass: 109 when expired, 103 when it does not
  * verify, and the end of the session for a valid token of another user or channel. 1 when it
  * passes, with *exp. */
 static int sub_token_accepted(sess *s, const sl__cf_command *c, double *exp)
 {
-    int rc = check_sub_token(s, c->channel, c->token, exp);
+    int rc = sl_authn_subscription(s->srv->authn, c->token, s->who.principal, c->channel, now_of(s),
+                                   exp);
     if (rc == SL_EFORBIDDEN)
         close_with(s, SL__CF_DISC_INVALID_TOKEN, NULL);
     else if (rc != SL_OK)

@@ -15,6 +15,68 @@
 
 #define SECRET "0123456789abcdef0123456789abcdef"
 
+/* Subscription tokens signed with the tests' secret by PyJWT (HS256): exp 2000000000 unless named.
+ */
+#define SUB_SECRET "your-32-byte-production-secret-key"
+#define TOK_OK                                                                                     \
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9."                                                        \
+    "eyJzdWIiOiJhbGljZSIsImNoYW5uZWwiOiIkeCIsImV4cCI6MjAwMDAw"                                     \
+    "MDAwMH0.SWZFFLFb1i48x5F-qH-4nUfYcafbRkdezLTxFVTPGXM"
+#define TOK_OTHER_CHANNEL                                                                          \
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9."                                                        \
+    "eyJzdWIiOiJhbGljZSIsImNoYW5uZWwiOiIkeSIsImV4cCI6MjAwMDAw"                                     \
+    "MDAwMH0.n6T3WNBDDHFOoCfeF18ZkpsFql9HOz5bj_wVKRV88uA"
+#define TOK_OTHER_USER                                                                             \
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9."                                                        \
+    "eyJzdWIiOiJib2IiLCJjaGFubmVsIjoiJHgiLCJleHAiOjIwMDAwMDAw"                                     \
+    "MDB9.AIh0inzJsqVYmqy_CLkkoKmVwr-hQxCSHCY7blP4PCc"
+#define TOK_NO_EXP                                                                                 \
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJhbGljZSIsImNoYW5uZWwiOiIkeCJ9."               \
+    "dFOMUQsndJi9v5ngr"                                                                            \
+    "SrzYm--mspFqecjfXeR58kJG4k"
+#define TOK_EXPIRED                                                                                \
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9."                                                        \
+    "eyJzdWIiOiJhbGljZSIsImNoYW5uZWwiOiIkeCIsImV4cCI6MTAwMH0."                                     \
+    "nZfAb1esXy_u2ompcu-jX7lvd5qei6yVSIFe2Whi7xs"
+#define TOK_NO_CHANNEL                                                                             \
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJhbGljZSIsImV4cCI6MjAwMDAwMDAwMH0."            \
+    "MD7LW41W6Jf_X"                                                                                \
+    "J3_TFZ14P80E-9xRvIUxMcWHkXfZSw"
+#define TOK_BAD_SIG                                                                                \
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9."                                                        \
+    "eyJzdWIiOiJhbGljZSIsImNoYW5uZWwiOiIkeCIsImV4cCI6MjAwMDAw"                                     \
+    "MDAwMH0.94o0eohabIIyHsNcf48dLUP7fIJaCvgAdPnhnfFgSb4"
+
+static void test_subscription_tokens(void **state)
+{
+    sl_jwt_keyring *kr;
+    assert_int_equal(sl_jwt_keyring_new(&kr), SL_OK);
+    sl_authn a = {0};
+    sl_jwt_verify_opts_init(&a.jwt);
+    double exp = -1, now = 1700000000;
+    /* No keys: nothing can be verified. */
+    assert_int_equal(sl_authn_subscription(&a, TOK_OK, "alice", "$x", now, &exp), SL_ETOKEN);
+    assert_int_equal(sl_jwt_keyring_add_hs256(kr, NULL, SUB_SECRET, strlen(SUB_SECRET)), SL_OK);
+    a.keys = kr;
+    assert_int_equal(sl_authn_subscription(&a, TOK_OK, "alice", "$x", now, &exp), SL_OK);
+    assert_true(exp == 2000000000);
+    assert_int_equal(sl_authn_subscription(&a, TOK_OTHER_CHANNEL, "alice", "$x", now, &exp),
+                     SL_EFORBIDDEN);
+    assert_true(exp == 0);
+    assert_int_equal(sl_authn_subscription(&a, TOK_OTHER_USER, "alice", "$x", now, &exp),
+                     SL_EFORBIDDEN);
+    assert_int_equal(sl_authn_subscription(&a, TOK_NO_CHANNEL, "alice", "$x", now, &exp),
+                     SL_EFORBIDDEN);
+    assert_int_equal(sl_authn_subscription(&a, TOK_EXPIRED, "alice", "$x", now, &exp), SL_EEXPIRED);
+    assert_int_equal(sl_authn_subscription(&a, TOK_BAD_SIG, "alice", "$x", now, &exp), SL_ETOKEN);
+    assert_int_equal(sl_authn_subscription(&a, TOK_NO_EXP, "alice", "$x", now, &exp), SL_ETOKEN);
+    a.jwt.exp_optional = 1; /* still refused: a subscription token must expire */
+    assert_int_equal(sl_authn_subscription(&a, TOK_NO_EXP, "alice", "$x", now, &exp), SL_ETOKEN);
+    assert_int_equal(sl_authn_subscription(&a, "garbage", "alice", "$x", now, &exp), SL_ETOKEN);
+    assert_int_equal(sl_authn_subscription(&a, NULL, "alice", "$x", now, &exp), SL_ETOKEN);
+    sl_jwt_keyring_free(kr);
+}
+
 static void test_error_table(void **state)
 {
     (void)state;
@@ -101,6 +163,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_error_table),
+        cmocka_unit_test(test_subscription_tokens),
         cmocka_unit_test(test_bearer_parsing),
         cmocka_unit_test(test_authn),
     };
