@@ -18,7 +18,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <sluice/jwt.h>
 
 #include "core/ctx.h"
 #include "net/centrifuge.h"
