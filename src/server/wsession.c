@@ -18,7 +18,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-
 #include "core/ctx.h"
 #include "net/centrifuge.h"
 #include "net/ws.h"
