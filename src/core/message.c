@@ -1,8 +1,11 @@
 /* Ownership helpers for the public value types: releasing messages, message lists and channel
  * infos, and deep-copying them. Every release function accepts NULL and leaves an empty value, so
- * callers can clear unconditionally on their error paths. */
+ * callers can clear unconditionally on their error paths. Also the one message id format every
+ * engine writes and the real-time transports read as an offset. */
 #include "core/message.h"
 
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -89,4 +92,30 @@ int sl__channel_info_copy(sl_channel_info *dst, const sl_channel_info *src)
         return SL_ENOMEM;
     }
     return SL_OK;
+}
+
+void sl__msgid_format(uint64_t seq, char out[SL__MSGID_LEN + 1])
+{
+    snprintf(out, SL__MSGID_LEN + 1, "%016" PRIx64, seq);
+}
+
+int sl__msgid_parse(const char *id, uint64_t *seq)
+{
+    uint64_t v = 0;
+    size_t i = 0;
+    for (; id && i < SL__MSGID_LEN && id[i]; i++) {
+        char c = id[i];
+        unsigned d;
+        if (c >= '0' && c <= '9')
+            d = (unsigned)(c - '0');
+        else if (c >= 'a' && c <= 'f')
+            d = (unsigned)(c - 'a' + 10);
+        else
+            return 0;
+        v = v << 4 | d;
+    }
+    if (id == NULL || i != SL__MSGID_LEN || id[i] != '\0')
+        return 0;
+    *seq = v;
+    return 1;
 }

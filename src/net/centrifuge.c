@@ -695,11 +695,11 @@ static size_t begin(sl__cf_buf *b)
     return start;
 }
 
-static int end(sl__cf_buf *b, size_t start)
+/* Ends an object started at start: on a failed allocation the batch keeps every complete object
+ * before this one and drops the partial one. */
+static int finish(sl__cf_buf *b, size_t start)
 {
-    put(b, "}", 1);
     if (b->oom) {
-        /* The batch keeps every complete object before this one. */
         b->len = start;
         if (b->data && b->cap > start)
             b->data[start] = '\0';
@@ -708,19 +708,19 @@ static int end(sl__cf_buf *b, size_t start)
     return SL_OK;
 }
 
+static int end(sl__cf_buf *b, size_t start)
+{
+    put(b, "}", 1);
+    return finish(b, start);
+}
+
 int sl__cf_buf_append(sl__cf_buf *b, const char *obj, size_t len)
 {
     size_t start = b->len;
     if (b->len > 0)
         put(b, "\n", 1);
     put(b, obj, len);
-    if (b->oom) {
-        b->len = start;
-        if (b->data && b->cap > start)
-            b->data[start] = '\0';
-        return SL_ENOMEM;
-    }
-    return SL_OK;
+    return finish(b, start);
 }
 
 /* {"id":N,"<name>":{ */

@@ -5,12 +5,14 @@
 #include "server/hub.h"
 
 #include <inttypes.h>
+#include <stddef.h>
 #include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/map.h"
+#include "core/message.h"
 
 struct sl__hub_chan {
     char id[SL_CHANNEL_ID_MAX + 1];
@@ -20,13 +22,62 @@ struct sl__hub_chan {
     size_t nsubs, cap;
 };
 
+/* An intrusive FIFO of peers through one of their links (off: offsetof the sl__hub_link). */
+typedef struct list {
+    sl__hub_peer *head, *tail;
+    size_t off;
+} list;
+
+static sl__hub_link *link_of(const list *l, sl__hub_peer *p)
+{
+    return (sl__hub_link *)(void *)((char *)p + l->off);
+}
+
+static void list_push(list *l, sl__hub_peer *p)
+{
+    sl__hub_link *k = link_of(l, p);
+    if (k->on)
+        return;
+    k->on = 1;
+    k->next = NULL;
+    k->prev = l->tail;
+    if (l->tail)
+        link_of(l, l->tail)->next = p;
+    else
+        l->head = p;
+    l->tail = p;
+}
+
+static void list_remove(list *l, sl__hub_peer *p)
+{
+    sl__hub_link *k = link_of(l, p);
+    if (!k->on)
+        return;
+    if (k->prev)
+        link_of(l, k->prev)->next = k->next;
+    else
+        l->head = k->next;
+    if (k->next)
+        link_of(l, k->next)->prev = k->prev;
+    else
+        l->tail = k->prev;
+    memset(k, 0, sizeof *k);
+}
+
+static sl__hub_peer *list_pop(list *l)
+{
+    sl__hub_peer *p = l->head;
+    if (p)
+        list_remove(l, p);
+    return p;
+}
+
 struct sl__hub {
     uv_check_t flush;
     int flush_active;
-    sl__map *chans;      /* id -> sl__hub_chan* */
-    sl__hub_peer *dirty; /* peers with a pending batch, in the order they became dirty */
-    sl__hub_peer *dirty_tail;
-    sl__hub_peer *held; /* peers that stopped reading until the next flush */
+    sl__map *chans;     /* id -> sl__hub_chan* */
+    list dirty;         /* peers with a pending batch, in the order they became dirty */
+    list held;          /* peers that stopped reading until the next flush */
     size_t batched;     /* bytes fanned out since the last flush */
     sl__cf_buf scratch; /* one encoded push, shared by every subscriber */
 };
@@ -43,15 +94,8 @@ static void chan_free(void *p)
 static void on_flush(uv_check_t *handle)
 {
     sl__hub *h = handle->data;
-    while (h->dirty) {
-        sl__hub_peer *p = h->dirty;
-        h->dirty = p->dirty_next;
-        if (h->dirty)
-            h->dirty->dirty_prev = NULL;
-        else
-            h->dirty_tail = NULL;
-        p->dirty = 0;
-        p->dirty_next = p->dirty_prev = NULL;
+    sl__hub_peer *p;
+    while ((p = list_pop(&h->dirty)) != NULL) {
         /* The batch is taken before the call: the peer may close and free itself inside. */
         sl__cf_buf batch = p->out;
         sl__cf_buf_init(&p->out);
@@ -60,17 +104,19 @@ static void on_flush(uv_check_t *handle)
         sl__cf_buf_free(&batch);
     }
     h->batched = 0;
-    while (h->held) {
-        sl__hub_peer *p = h->held;
-        h->held = p->held_next;
-        if (h->held)
-            h->held->held_prev = NULL;
-        p->held = 0;
-        p->held_next = p->held_prev = NULL;
+    while ((p = list_pop(&h->held)) != NULL)
         p->ops->resume(p);
-    }
     uv_check_stop(&h->flush);
     h->flush_active = 0;
+}
+
+/* Makes sure the flush runs at the end of this loop iteration. */
+static void schedule(sl__hub *h)
+{
+    if (!h->flush_active) {
+        uv_check_start(&h->flush, on_flush);
+        h->flush_active = 1;
+    }
 }
 
 int sl__hub_new(sl__hub **out, uv_loop_t *loop)
@@ -83,6 +129,8 @@ int sl__hub_new(sl__hub **out, uv_loop_t *loop)
     }
     uv_check_init(loop, &h->flush);
     h->flush.data = h;
+    h->dirty.off = offsetof(sl__hub_peer, dirty);
+    h->held.off = offsetof(sl__hub_peer, held);
     sl__cf_buf_init(&h->scratch);
     *out = h;
     return SL_OK;
@@ -111,28 +159,8 @@ void sl__hub_peer_init(sl__hub_peer *p, const sl__hub_peer_ops *ops)
 
 void sl__hub_peer_detach(sl__hub *h, sl__hub_peer *p)
 {
-    if (p->dirty) {
-        if (p->dirty_prev)
-            p->dirty_prev->dirty_next = p->dirty_next;
-        else
-            h->dirty = p->dirty_next;
-        if (p->dirty_next)
-            p->dirty_next->dirty_prev = p->dirty_prev;
-        else
-            h->dirty_tail = p->dirty_prev;
-        p->dirty = 0;
-        p->dirty_next = p->dirty_prev = NULL;
-    }
-    if (p->held) {
-        if (p->held_prev)
-            p->held_prev->held_next = p->held_next;
-        else
-            h->held = p->held_next;
-        if (p->held_next)
-            p->held_next->held_prev = p->held_prev;
-        p->held = 0;
-        p->held_next = p->held_prev = NULL;
-    }
+    list_remove(&h->dirty, p);
+    list_remove(&h->held, p);
     sl__cf_buf_free(&p->out);
 }
 
@@ -143,36 +171,14 @@ int sl__hub_busy(const sl__hub *h)
 
 void sl__hub_hold(sl__hub *h, sl__hub_peer *p)
 {
-    if (p->held)
-        return;
-    p->held = 1;
-    p->held_prev = NULL;
-    p->held_next = h->held;
-    if (h->held)
-        h->held->held_prev = p;
-    h->held = p;
-    if (!h->flush_active) { /* resumed by the flush even when nothing is batched */
-        uv_check_start(&h->flush, on_flush);
-        h->flush_active = 1;
-    }
+    list_push(&h->held, p);
+    schedule(h); /* resumed by the flush even when nothing is batched */
 }
 
 void sl__hub_peer_touch(sl__hub *h, sl__hub_peer *p)
 {
-    if (p->dirty)
-        return;
-    p->dirty = 1;
-    p->dirty_next = NULL;
-    p->dirty_prev = h->dirty_tail;
-    if (h->dirty_tail)
-        h->dirty_tail->dirty_next = p;
-    else
-        h->dirty = p;
-    h->dirty_tail = p;
-    if (!h->flush_active) {
-        uv_check_start(&h->flush, on_flush);
-        h->flush_active = 1;
-    }
+    list_push(&h->dirty, p);
+    schedule(h);
 }
 
 sl__hub_chan *sl__hub_chan_get(sl__hub *h, const char *id, const sl_channel_info *info, int create)
@@ -286,16 +292,9 @@ void sl__hub_unsubscribe(sl__hub *h, sl__hub_sub *s)
 
 uint64_t sl__hub_offset_of(const char *id)
 {
-    uint64_t v = 0;
-    size_t n = 0;
-    for (; id && id[n]; n++) {
-        char ch = id[n];
-        int d = ch >= '0' && ch <= '9' ? ch - '0' : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
-        if (d < 0 || n >= 16)
-            return 0;
-        v = v << 4 | (uint64_t)d;
-    }
-    return n == 16 ? v : 0;
+    uint64_t seq = 0;
+    sl__msgid_parse(id, &seq);
+    return seq;
 }
 
 void sl__hub_publish(sl__hub *h, const sl_event *ev)

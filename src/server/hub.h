@@ -31,14 +31,18 @@ typedef struct sl__hub_peer_ops {
     void (*resume)(sl__hub_peer *p);
 } sl__hub_peer_ops;
 
+/* A peer's place in one of the hub's lists (dirty batches, held publishers). */
+typedef struct sl__hub_link {
+    sl__hub_peer *prev, *next;
+    int on;
+} sl__hub_link;
+
 /* Embedded in each connection. Initialise with sl__hub_peer_init; detach before freeing. */
 struct sl__hub_peer {
     const sl__hub_peer_ops *ops;
-    sl__cf_buf out; /* the pending batch; empty (no memory) between iterations */
-    sl__hub_peer *dirty_prev, *dirty_next;
-    int dirty;
-    sl__hub_peer *held_prev, *held_next;
-    int held;
+    sl__cf_buf out;     /* the pending batch; empty (no memory) between iterations */
+    sl__hub_link dirty; /* has a batch for the next flush */
+    sl__hub_link held;  /* stopped reading until the next flush */
 };
 
 /* One connection's subscription to one channel. Owned by the connection; the hub links it into
@@ -91,7 +95,7 @@ void sl__hub_publish(sl__hub *h, const sl_event *ev);
 /* The channel is gone: unsubscribe push (code 2000) to each subscriber, then ops->dropped. */
 void sl__hub_channel_deleted(sl__hub *h, const char *channel);
 
-/* Parses a message id (16 hex digits) into its sequence number; 0 when it is not one. */
+/* A message id's sequence number (sl__msgid_parse); 0 when it is not an id. */
 uint64_t sl__hub_offset_of(const char *message_id);
 
 #endif

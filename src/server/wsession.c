@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "core/ctx.h"
+#include "core/message.h"
 #include "net/centrifuge.h"
 #include "net/ws.h"
 #include "server/hub.h"
@@ -272,18 +273,13 @@ static int sub_token_accepted(sess *s, const sl__cf_command *c, double *exp)
     return rc == SL_OK;
 }
 
-static void fmt_id(uint64_t seq, char out[17])
-{
-    snprintf(out, 17, "%016llx", (unsigned long long)seq);
-}
-
 /* At most limit publications of channel after offset `after`, through the channel API so the
  * read is authorised like any other. */
 static int read_after(sess *s, const char *channel, uint64_t after, size_t limit,
                       sl_message_list *out, sl_status *st)
 {
-    char id[17];
-    fmt_id(after, id);
+    char id[SL__MSGID_LEN + 1];
+    sl__msgid_format(after, id);
     sl_read r = {.limit = limit, .after = id};
     return sl_channel_read(s->srv->ctx, &s->who, channel, &r, out, st);
 }

@@ -22,7 +22,6 @@
 #define DEFAULT_CLAIM_TIMEOUT 300.0
 #define IDX_MIN_CAP 16
 #define HEAP_MIN_CAP 16
-#define ID_HEX_DIGITS 16
 /* Heap positions are 32-bit to keep the message header small. */
 #define MAX_DEPTH ((size_t)UINT32_MAX - 1)
 
@@ -98,43 +97,16 @@ static msg *msg_pack(const sl_message *src, uint64_t seq)
     return m;
 }
 
-static void format_id(uint64_t seq, char out[ID_HEX_DIGITS + 1])
-{
-    snprintf(out, ID_HEX_DIGITS + 1, "%016" PRIx64, seq);
-}
-
-/* Exactly the ids format_id writes; anything else is not an id of ours. */
-static int parse_id(const char *s, uint64_t *seq)
-{
-    uint64_t v = 0;
-    size_t i = 0;
-    for (; i < ID_HEX_DIGITS && s[i]; i++) {
-        char c = s[i];
-        unsigned d;
-        if (c >= '0' && c <= '9')
-            d = (unsigned)(c - '0');
-        else if (c >= 'a' && c <= 'f')
-            d = (unsigned)(c - 'a' + 10);
-        else
-            return 0;
-        v = v << 4 | d;
-    }
-    if (i != ID_HEX_DIGITS || s[i] != '\0')
-        return 0;
-    *seq = v;
-    return 1;
-}
-
 /* A deep copy for the caller; SL_ENOMEM leaves *dst zeroed. */
 static int msg_export(const msg *m, sl_message *dst)
 {
     memset(dst, 0, sizeof *dst);
     dst->timestamp = m->timestamp;
     dst->attempt = m->attempt;
-    dst->id = malloc(ID_HEX_DIGITS + 1);
+    dst->id = malloc(SL__MSGID_LEN + 1);
     if (dst->id == NULL)
         return SL_ENOMEM;
-    format_id(m->seq, dst->id);
+    sl__msgid_format(m->seq, dst->id);
     const char *p = m->strs;
     for (size_t f = 0; f < NFIELDS; f++) {
         if (!(m->flags & (1u << f)))
@@ -625,7 +597,7 @@ static int mem_append(sl_engine *e, const char *id, sl_message *m, double now, c
     else
         retain(c, now);
     if (id_out)
-        format_id(n->seq, id_out);
+        sl__msgid_format(n->seq, id_out);
     return SL_OK;
 }
 
@@ -747,7 +719,7 @@ static int mem_claim(sl_engine *e, const char *id, const char *reader_name, size
 static msg *live_claim(chan *c, const reader *r, const char *sid, double now, size_t *pos)
 {
     uint64_t seq;
-    if (sid == NULL || !parse_id(sid, &seq))
+    if (sid == NULL || !sl__msgid_parse(sid, &seq))
         return NULL;
     size_t p = idx_find(&c->ix, seq);
     if (p == SIZE_MAX)
@@ -836,7 +808,7 @@ static int mem_read(sl_engine *e, const char *id, const char *reader_name, const
     uint64_t from = 0; /* return messages with seq > from */
     reader *r = NULL;
     if (after) {
-        if (!parse_id(after, &from))
+        if (!sl__msgid_parse(after, &from))
             return SL_EINVAL;
     } else {
         r = sl__map_get(c->readers, reader_name);
@@ -924,7 +896,7 @@ static int mem_remove(sl_engine *e, const char *id, const char *const *ids, size
     for (size_t i = 0; i < n; i++) {
         uint64_t seq;
         size_t p;
-        if (ids[i] && parse_id(ids[i], &seq) && (p = idx_find(&c->ix, seq)) != SIZE_MAX) {
+        if (ids[i] && sl__msgid_parse(ids[i], &seq) && (p = idx_find(&c->ix, seq)) != SIZE_MAX) {
             unlink_at(c, p);
             (*count)++;
         }
