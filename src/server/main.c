@@ -306,7 +306,7 @@ static int setup_revocation(server *s, const sl__config *cfg, sl_status *st)
         return sl_status_set(st, rc, "cannot set up the %s revocation store: %s", kind,
                              sl_strerror(rc));
     sl_revocation_set_log(s->revocation, log_line, s);
-    s->router.revocation = s->revocation;
+    s->router.authn.revocation = s->revocation; /* every credential, every transport */
     return SL_OK;
 }
 
@@ -317,7 +317,7 @@ static void on_signal(uv_signal_t *h, int signum)
     sl__wss_server_close(s->wss); /* close frames (3001) go out before the sockets close */
     sl_http_server_close(s->http);
     /* While the loop still runs: pending checks are answered and its handles closed. */
-    s->router.revocation = NULL;
+    s->router.authn.revocation = NULL;
     sl_revocation_store_free(s->revocation);
     s->revocation = NULL;
     sl_introspect_free(s->introspect); /* pending answers: 503 */
@@ -540,8 +540,8 @@ int main(int argc, char **argv)
         rc = setup(&s, &cfg, &st);
     if (rc == SL_OK) {
         rc = setup_revocation(&s, &cfg, &st);
-        if (rc == SL_OK && (rc = sl__wss_server_new(&s.wss, s.loop, s.ctx, &s.router.authn,
-                                                    s.revocation, &cfg.ws)) != SL_OK)
+        if (rc == SL_OK &&
+            (rc = sl__wss_server_new(&s.wss, s.loop, s.ctx, &s.router.authn, &cfg.ws)) != SL_OK)
             sl_status_set(&st, rc, "cannot set up the WebSocket endpoint");
         if (rc == SL_OK)
             rc = sl_http_server_new(&s.http, s.loop, &cfg.limits, on_request, &s);

@@ -22,8 +22,7 @@ void sl__response_clear(sl__response *r);
 
 typedef struct sl__router {
     sl_ctx *ctx;                     /* borrowed */
-    sl_authn authn;                  /* keys borrowed */
-    sl_revocation_store *revocation; /* borrowed; NULL: tokens are not checked for revocation */
+    sl_authn authn;                  /* keys and revocation store borrowed; /revoke writes there */
     struct sl_broker *broker;        /* borrowed; NULL: the token broker's routes answer 404 */
     struct sl_apikey_store *apikeys; /* borrowed; NULL: the API key routes answer 404 */
     char broker_prefix[64];          /* broker routes live under this path prefix ("" default) */
@@ -45,8 +44,8 @@ typedef struct sl__route {
     void (*start)(sl__job *job);
     /* For operations whose resource is in the body: fills res (NUL-terminated, cap bytes) after
      * authentication, before authorisation. */
-    int (*resolve)(const sl_http_request *req, const sl_identity *who, char *res, size_t cap,
-                   sl_status *st);
+    int (*resolve)(struct sl__router *r, const sl_http_request *req, const sl_identity *who,
+                   char *res, size_t cap, sl_status *st);
     int broker; /* 1: the path is under the router's broker_prefix */
 } sl__route;
 
@@ -56,7 +55,7 @@ const sl__route *sl__router_routes(size_t *n);
 /* Called once per request with its response; the router frees resp after the call returns. */
 typedef void (*sl__router_done_fn)(void *ud, sl_http_request *req, sl__response *resp);
 
-/* Runs req through the pipeline (authenticate, authorise, revocation, handler) and calls done
+/* Runs req through the pipeline (authenticate with revocation, authorise, handler) and calls done
  * exactly once: before returning when nothing waits (no revocation store, or a synchronous one),
  * else later from the loop (Redis). */
 void sl__router_serve(sl__router *r, sl_http_request *req, sl__router_done_fn done, void *ud);
