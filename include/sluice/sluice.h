@@ -78,6 +78,15 @@ void sl_identity_init(sl_identity *id);
 int sl_identity_copy(sl_identity *dst, const sl_identity *src);
 /* Frees the scope; leaves an empty identity. */
 void sl_identity_clear(sl_identity *id);
+/* Narrows id by the OAuth "scope" (space-separated values, RFC 8693 section 4.2) of an identity
+ * provider's token or an introspection answer: "sluice:read" / "sluice:write" / "sluice:admin" set
+ * the role the credential carries (the highest named), each "sluice:channel:PATTERN" adds a channel
+ * pattern and makes id scoped. Values without the "sluice:" prefix are ignored, so a scope naming
+ * nothing of sluice's leaves id as it is. For these credentials the role is a ceiling (the ACL, or
+ * what the broker mints) and never a grant of its own. SL_OK; SL_EINVAL for an unknown "sluice:"
+ * value or an invalid pattern (refuse the credential); SL_ELIMIT past 1024 values; SL_ENOMEM. id
+ * is unchanged on error. */
+int sl_identity_apply_scope(sl_identity *id, const char *scope, size_t len);
 /* Principal ids: 1..255 bytes of printable ASCII without space, '/', '\\', '"' or '\''. */
 int sl_principal_valid(const char *p, size_t len);
 

@@ -96,6 +96,39 @@ def test_scoped_api_key_cannot_escape_its_scope(broker):
     assert c["role"] == "write" and c["channels"] == ["billing.b"]
 
 
+def test_upstream_scope_narrows_what_is_minted(make_server, tmp_path):
+    secret = "upstream-idp-secret-upstream-idp-secret!!"
+    (tmp_path / "idp.key").write_text(secret)
+    conf = tmp_path / "up.conf"
+    conf.write_text(f"""
+upstream_jwt_key = hs256:{tmp_path / 'idp.key'}
+[role billing]
+grants = write
+channels = billing.*
+[principal svc-billing]
+roles = billing
+""")
+    s = make_server("--config", str(conf))
+    now = int(time.time())
+
+    def up(**kw):
+        return pyjwt.encode({"sub": "svc-billing", "iat": now, "exp": now + 60, **kw}, secret,
+                            algorithm="HS256")
+    r = s.client(up(scope="openid sluice:read sluice:channel:billing.a")).post(
+        "/token", json={"channels": ["billing.a", "billing.b"]})
+    assert r.status_code == 200, r.text
+    assert r.json()["channels_granted"] == ["billing.a"]
+    assert claims(r.json()["token"])["role"] == "read"
+    # No sluice values in the scope: the broker's roles decide, as before.
+    r = s.client(up(scope="openid profile")).post("/token", json={"channels": ["billing.b"]})
+    assert claims(r.json()["token"])["role"] == "write"
+    # A sluice value sluice does not know is refused, not guessed at.
+    assert s.client(up(scope="sluice:root")).post(
+        "/token", json={"channels": ["billing.a"]}).status_code == 401
+    # The scope is a ceiling, never a grant: the upstream token cannot use channels directly.
+    assert s.client(up(scope="sluice:write")).put("/channels/billing.a", json=1).status_code == 403
+
+
 def test_delegated_token_never_exceeds_the_service_credential(broker):
     gw = broker.key("svc-gateway", "--role", "read", "--channel", "news.eu")
     r = broker.client(gw).post("/token/delegate", json={"on_behalf_of": "carol",

@@ -307,6 +307,51 @@ static void test_authn(void **state)
     sl_jwt_keyring_free(kr);
 }
 
+/* An identity provider's scope narrows an identity; hostile scopes are refused whole. */
+static void test_apply_scope(void **state)
+{
+    sl_identity id;
+    sl_identity_init(&id);
+    const char *sc = "openid  sluice:read sluice:channel:billing.a sluice:channel:news.** profile";
+    assert_int_equal(sl_identity_apply_scope(&id, sc, strlen(sc)), SL_OK);
+    assert_int_equal(id.role, SL_ROLE_READ);
+    assert_true(id.scoped);
+    assert_int_equal(id.nchannels, 2);
+    assert_string_equal(id.channels[1], "news.**");
+    sl_identity_clear(&id);
+    /* The highest role named; nothing of sluice's: unchanged. */
+    sc = "sluice:write sluice:read";
+    assert_int_equal(sl_identity_apply_scope(&id, sc, strlen(sc)), SL_OK);
+    assert_int_equal(id.role, SL_ROLE_WRITE);
+    assert_false(id.scoped);
+    sl_identity_clear(&id);
+    assert_int_equal(sl_identity_apply_scope(&id, "openid email", 12), SL_OK);
+    assert_int_equal(id.role, SL_ROLE_NONE);
+    assert_false(id.scoped);
+    assert_int_equal(sl_identity_apply_scope(&id, "", 0), SL_OK);
+    /* Unknown sluice values, bad patterns, a NUL inside: refused, identity untouched. */
+    const char *bad[] = {"sluice:root", "sluice:channel:a/b", "sluice:channel:",
+                         "sluice:",     "sluice:readx",       "sluice:channel:***"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_int_equal(sl_identity_apply_scope(&id, bad[i], strlen(bad[i])), SL_EINVAL);
+        assert_false(id.scoped);
+        assert_int_equal(id.role, SL_ROLE_NONE);
+    }
+    assert_int_equal(sl_identity_apply_scope(&id, "sluice:channel:a\0b", 17), SL_EINVAL);
+    /* More values than any provider sends. */
+    size_t n = 1100 * 9;
+    char *many = malloc(n + 1);
+    for (size_t i = 0; i < 1100; i++)
+        memcpy(many + 9 * i, "sluice:a ", 9);
+    many[n] = '\0';
+    assert_int_equal(sl_identity_apply_scope(&id, many, n), SL_EINVAL);
+    for (size_t i = 0; i < 1100; i++)
+        memcpy(many + 9 * i, "openid_x ", 9);
+    assert_int_equal(sl_identity_apply_scope(&id, many, n), SL_ELIMIT);
+    free(many);
+    sl_identity_clear(&id);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -314,6 +359,7 @@ int main(void)
         cmocka_unit_test(test_subscription_tokens),
         cmocka_unit_test(test_subscription_token_is_not_a_bearer),
         cmocka_unit_test(test_revocation_is_authentication),
+        cmocka_unit_test(test_apply_scope),
         cmocka_unit_test(test_bearer_parsing),
         cmocka_unit_test(test_authn),
     };
