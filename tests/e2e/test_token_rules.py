@@ -330,3 +330,27 @@ def test_real_client_fetches_a_new_token_inside_leeway(broker):
     assert res["getTokenCalls"] >= 1 and res["connectedWithFresh"], res
     assert 3005 not in res["disconnects"], res
     assert res["sockets"] <= 3, res  # one refused attempt, one with the fresh token
+
+
+def test_cli_subscription_tokens_and_owned_ids(broker, cli):
+    env = {"SLUICE_JWT_SECRET": broker.secret}
+    sub = cli("token", "create", "--sub", "carol", "--subscription", "$private", "--ttl", "5m",
+              env=env)
+    assert sub.returncode == 0, sub.stderr
+    sub = sub.stdout.strip()
+    assert claims(sub)["channel"] == "$private"
+    assert broker.client(sub).get("/channels").status_code == 401
+    ok = cli("token", "inspect", sub, "--verify", env=env)
+    assert ok.returncode == 0 and json.loads(ok.stdout)["verified"] is True
+    with RawWS(broker.host, broker.port) as ws:
+        assert "connect" in ws.call("connect", {"token": broker.token("carol", role="read")})
+        assert "subscribe" in ws.call("subscribe", {"channel": "$private", "token": sub})
+    assert cli("token", "create", "--sub", "carol", "--subscription", "a/b",
+               env=env).returncode != 0
+    # A CLI token's default id is bound to its subject: carol may revoke it with another token.
+    t1 = cli("token", "create", "--sub", "carol", "--role", "read", env=env).stdout.strip()
+    t2 = cli("token", "create", "--sub", "carol", "--role", "read", env=env).stdout.strip()
+    assert len(claims(t2)["jti"]) == 64
+    r = broker.client(t1).post("/revoke", json={"token_id": claims(t2)["jti"]})
+    assert r.status_code == 200, r.text
+    assert broker.client(t2).get("/channels").status_code == 401
