@@ -222,13 +222,15 @@ static void reply_rc(sess *s, uint32_t id, int rc)
     reply_error(s, id, sl__cf_error_from_errno(rc), NULL);
 }
 
-/* A reply that would not fit ws_max_outgoing: error 106 rather than closing the socket with 3008.
- */
+/* A reply over the byte bound (ws_max_outgoing, or the server's read_max_bytes when lower): error
+ * 106 rather than closing the socket with 3008. */
 static void reply_too_big(sess *s, uint32_t id)
 {
+    size_t bound = s->srv->lim.max_outgoing, cap = sl_ctx_read_max_bytes(s->srv->ctx);
+    int by_cap = cap > 0 && cap < bound;
     char msg[128];
-    snprintf(msg, sizeof msg, "reply would exceed %zu bytes (ws_max_outgoing): ask for fewer",
-             s->srv->lim.max_outgoing);
+    snprintf(msg, sizeof msg, "reply would exceed %zu bytes (%s): ask for fewer",
+             by_cap ? cap : bound, by_cap ? "read_max_bytes" : "ws_max_outgoing");
     reply_error(s, id, SL__CF_ERR_LIMIT_EXCEEDED, msg);
 }
 

@@ -187,6 +187,19 @@ def test_history_over_the_bound_is_an_error_not_a_close(make_server, tmp_path):
         assert "history" in ws.call("history", {"channel": "news", "limit": 0})
 
 
+def test_history_obeys_read_max_bytes(make_server, tmp_path):
+    s = start(make_server, tmp_path, "read_max_bytes = 150000\n")
+    for c in "ab":
+        put(s, "news", blob(100000, c))
+    with RawWS(s.host, s.port) as ws:
+        assert "connect" in ws.call("connect", {"token": s.token("alice", role="read")})
+        rep = ws.call("history", {"channel": "news", "limit": 2})
+        assert rep["error"]["code"] == 106, rep
+        assert "150000 bytes (read_max_bytes)" in rep["error"]["message"], rep
+        rep = ws.call("history", {"channel": "news", "limit": 1})
+        assert len(rep["history"]["publications"]) == 1, rep
+
+
 def test_ws_claim_is_bounded_and_releases_what_it_cannot_send(make_server, tmp_path):
     s = start(make_server, tmp_path, "ws_max_outgoing = 200000\n")
     ids = [put(s, "jobs", blob(100000, c)) for c in "ab"]
