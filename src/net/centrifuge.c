@@ -552,6 +552,14 @@ void sl__cf_buf_reset(sl__cf_buf *b)
         b->data[0] = '\0';
 }
 
+void sl__cf_buf_truncate(sl__cf_buf *b, size_t len)
+{
+    if (len < b->len) {
+        b->len = len;
+        b->data[len] = '\0';
+    }
+}
+
 void sl__cf_buf_free(sl__cf_buf *b)
 {
     free(b->data);

@@ -57,6 +57,7 @@ static void usage(FILE *f)
         "  --max-body BYTES          request body limit (default 1048576)\n"
         "  --max-connections N       connection limit (default 10000)\n"
         "  --request-timeout SECONDS a request must arrive within (default 10)\n"
+        "  --read-max-bytes BYTES    message bytes one read returns at most (default 4194304)\n"
         "  --log-requests            one log line per request on stderr (never credentials)\n"
         "  --insecure                allow an open server on a non-loopback address\n"
         "  -h, --help                this help\n",
@@ -133,6 +134,7 @@ static int parse_args(int argc, char **argv, sl__config *cfg, sl_status *st)
         O_REVOCATION,
         O_REVPREFIX,
         O_APIKEYS,
+        O_READMAX,
         O_LOGREQ,
         O_INSECURE
     };
@@ -150,6 +152,7 @@ static int parse_args(int argc, char **argv, sl__config *cfg, sl_status *st)
         {"revocation", required_argument, 0, O_REVOCATION},
         {"revocation-prefix", required_argument, 0, O_REVPREFIX},
         {"apikey-store", required_argument, 0, O_APIKEYS},
+        {"read-max-bytes", required_argument, 0, O_READMAX},
         {"log-requests", no_argument, 0, O_LOGREQ},
         {"insecure", no_argument, 0, O_INSECURE},
         {"help", no_argument, 0, 'h'},
@@ -166,7 +169,8 @@ static int parse_args(int argc, char **argv, sl__config *cfg, sl_status *st)
                                        [O_TIMEOUT - 256] = "request_timeout",
                                        [O_REVOCATION - 256] = "revocation",
                                        [O_REVPREFIX - 256] = "revocation_prefix",
-                                       [O_APIKEYS - 256] = "apikey_store"};
+                                       [O_APIKEYS - 256] = "apikey_store",
+                                       [O_READMAX - 256] = "read_max_bytes"};
     int c;
     opterr = 0;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -180,7 +184,7 @@ static int parse_args(int argc, char **argv, sl__config *cfg, sl_status *st)
             cfg->log_requests = 1;
         } else if (c == O_INSECURE) {
             cfg->insecure = 1;
-        } else if (c >= O_LISTEN && c <= O_APIKEYS && keys[c - 256]) {
+        } else if (c >= O_LISTEN && c <= O_READMAX && keys[c - 256]) {
             rc = sl__config_set(cfg, keys[c - 256], optarg, st);
         } else {
             return sl_status_set(st, SL_EINVAL, "unknown or incomplete option '%s' (see --help)",
@@ -483,6 +487,7 @@ static int setup(server *s, const sl__config *cfg, sl_status *st)
     sl_ctx_options o = {.mode = mode};
     if ((rc = sl_ctx_new(&s->ctx, &o)) != SL_OK)
         return sl_status_set(st, rc, NULL);
+    sl_ctx_set_read_max_bytes(s->ctx, cfg->read_max_bytes);
     if (cfg->audit_log) {
         if ((rc = sl_audit_log_open(&s->audit, cfg->audit_log, st)) != SL_OK)
             return rc;

@@ -5,7 +5,9 @@
 #include "server/router.h"
 
 #include "core/ctx.h"
+#include "core/msgjson.h"
 
+#include <errno.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdint.h>
@@ -221,27 +223,6 @@ static int parse_ids(json_t *body, const char ***ids, size_t *n, sl_status *st)
 
 /* ---- rendering ------------------------------------------------------------------------------- */
 
-static json_t *str_or_null(const char *s)
-{
-    return s ? json_string(s) : json_null();
-}
-
-json_t *sl__message_json(const sl_message *m, int exclusive)
-{
-    json_t *data = json_loads(m->data, JSON_DECODE_ANY, NULL);
-    json_t *md = m->metadata ? json_loads(m->metadata, 0, NULL) : json_object();
-    json_t *o = json_pack("{s:s, s:f, s:o, s:{s:o}, s:o, s:o, s:o, s:o}", "id", m->id, "timestamp",
-                          m->timestamp, "sender_id", str_or_null(m->sender_id), "content", "data",
-                          data ? data : json_null(), "metadata", md ? md : json_object(),
-                          "correlation_id", str_or_null(m->correlation_id), "reply_to",
-                          str_or_null(m->reply_to), "recipient_id", str_or_null(m->recipient_id));
-    if (o && exclusive) {
-        json_object_set_new(o, "attempt", json_integer(m->attempt));
-        json_object_set_new(o, "claim_expires_at", json_real(m->claim_expires_at));
-    }
-    return o;
-}
-
 static json_t *info_json(const sl_channel_info *c)
 {
     json_t *opts = json_pack(
@@ -322,6 +303,17 @@ static int h_read(sl__router *r, const sl_identity *who, req_t *req, const char 
             return fail(st, SL_EINVAL, "limit must be an integer between 1 and 1000");
         rd.limit = (size_t)v;
     }
+    /* Any positive size is accepted; sl_channel_read lowers it to the server's read_max_bytes. */
+    q = sl__http_query_get(req, "max_bytes", buf, sizeof buf);
+    if (q != 0) {
+        char *end;
+        errno = 0;
+        unsigned long long v =
+            q > 0 && buf[0] >= '0' && buf[0] <= '9' ? strtoull(buf, &end, 10) : 0;
+        if (q < 0 || v == 0 || *end || errno == ERANGE)
+            return fail(st, SL_EINVAL, "max_bytes must be a positive integer");
+        rd.max_bytes = v > SIZE_MAX ? SIZE_MAX : (size_t)v;
+    }
     q = sl__http_query_get(req, "exclusive", buf, sizeof buf);
     if (q < 0 || (q > 0 && parse_bool(buf, &rd.exclusive) < 0))
         return fail(st, SL_EINVAL, "exclusive must be true or false");
@@ -334,11 +326,12 @@ static int h_read(sl__router *r, const sl_identity *who, req_t *req, const char 
     int rc = sl_channel_read(r->ctx, who, id, &rd, &l, st);
     if (rc != SL_OK)
         return rc;
-    json_t *arr = json_array();
-    for (size_t i = 0; i < l.len; i++)
-        json_array_append_new(arr, sl__message_json(&l.items[i], rd.exclusive));
+    /* The stored text goes out as it was written: no parse, no jansson tree per message. */
+    rc = sl__messages_json(&l, rd.exclusive, &resp->body, &resp->body_len);
     sl_message_list_free(&l);
-    set_json(resp, 200, json_pack("{s:o}", "messages", arr));
+    if (rc != SL_OK)
+        return fail(st, SL_ENOMEM, "out of memory");
+    resp->status = 200;
     return SL_OK;
 }
 

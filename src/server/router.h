@@ -71,11 +71,6 @@ void sl__job_finish(sl__job *job, int rc);
  * 1 found, 0 absent, -1 malformed or too long. */
 int sl__http_query_get(const sl_http_request *req, const char *name, char *buf, size_t cap);
 
-/* A message as the API shows it (exclusive: with attempt and claim_expires_at); a new jansson
- * reference, NULL when out of memory. */
-struct json_t;
-struct json_t *sl__message_json(const sl_message *m, int exclusive);
-
 /* HTTP status and headers for an error code (401 carries WWW-Authenticate). */
 void sl__response_error(sl__response *resp, int code, const char *message);
 

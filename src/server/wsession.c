@@ -20,6 +20,7 @@
 
 #include "core/ctx.h"
 #include "core/message.h"
+#include "core/msgjson.h"
 #include "net/centrifuge.h"
 #include "net/ws.h"
 #include "server/hub.h"
@@ -29,6 +30,8 @@
 #define ERROR_WINDOW 10.0 /* seconds over which max_errors is counted */
 #define VERSION "0.1.0"
 #define RPC_MAX_LIMIT 1000
+/* Bytes kept free in a reply's budget for its envelope around the message text. */
+#define REPLY_ENVELOPE 4096
 #define RPC_MAX_IDS 10000
 
 typedef struct sess sess;
@@ -225,6 +228,18 @@ static void reply_rc(sess *s, uint32_t id, int rc)
     reply_error(s, id, sl__cf_error_from_errno(rc), NULL);
 }
 
+/* A reply over the byte bound (ws_max_outgoing, or the server's read_max_bytes when lower): error
+ * 106 rather than closing the socket with 3008. */
+static void reply_too_big(sess *s, uint32_t id)
+{
+    size_t bound = s->srv->lim.max_outgoing, cap = sl_ctx_read_max_bytes(s->srv->ctx);
+    int by_cap = cap > 0 && cap < bound;
+    char msg[128];
+    snprintf(msg, sizeof msg, "reply would exceed %zu bytes (%s): ask for fewer",
+             by_cap ? cap : bound, by_cap ? "read_max_bytes" : "ws_max_outgoing");
+    reply_error(s, id, SL__CF_ERR_LIMIT_EXCEEDED, msg);
+}
+
 static uint32_t ttl_until(double exp, double now)
 {
     double t = ceil(exp - now);
@@ -340,12 +355,32 @@ static int hold_token(sl__hub_sub *sub, const sl_identity *tok)
 
 /* At most limit publications of channel after offset `after`, through the channel API so the
  * read is authorised like any other. */
-static int read_after(sess *s, const char *channel, uint64_t after, size_t limit,
+/* Message bytes a reply may still carry: what the session's outgoing bound (ws_max_outgoing) leaves
+ * after the batch already pending and some room for the reply's own envelope. Replies larger than
+ * that would end the session with 3008 instead of answering. */
+static size_t reply_room(const sess *s)
+{
+    size_t used = s->peer.out.len + REPLY_ENVELOPE;
+    return used < s->srv->lim.max_outgoing ? s->srv->lim.max_outgoing - used : 1;
+}
+
+/* 1 when the reply just appended to the batch from `start` on left it over ws_max_outgoing; the
+ * reply is then taken out again. */
+static int reply_overflowed(sess *s, size_t start)
+{
+    if (s->peer.out.len <= s->srv->lim.max_outgoing)
+        return 0;
+    sl__cf_buf_truncate(&s->peer.out, start);
+    return 1;
+}
+
+/* Topic messages after offset `after`, at most limit of them and max_bytes of message content. */
+static int read_after(sess *s, const char *channel, uint64_t after, size_t limit, size_t max_bytes,
                       sl_message_list *out, sl_status *st)
 {
     char id[SL__MSGID_LEN + 1];
     sl__msgid_format(after, id);
-    sl_read r = {.limit = limit, .after = id};
+    sl_read r = {.limit = limit, .after = id, .max_bytes = max_bytes};
     return sl_channel_read(s->srv->ctx, &s->who, channel, &r, out, st);
 }
 
@@ -403,8 +438,11 @@ static void cmd_subscribe(sess *s, sl__cf_command *c, const sl_identity *tok)
         int ok = c->epoch && strcmp(c->epoch, sl__hub_chan_epoch(hc)) == 0 && c->offset <= top;
         if (ok && c->offset < top) {
             /* One more than the cap tells "too many to recover". */
-            rc = read_after(s, c->channel, c->offset, srv->lim.history_max + 1, &missed, &st);
+            rc = read_after(s, c->channel, c->offset, srv->lim.history_max + 1, reply_room(s),
+                            &missed, &st);
+            /* Stopping short of the cap with more left means the bytes would not fit a reply. */
             ok = rc == SL_OK && missed.len > 0 && missed.len <= srv->lim.history_max &&
+                 !(missed.more && missed.len <= srv->lim.history_max) &&
                  sl__hub_offset_of(missed.items[0].id) == c->offset + 1;
         }
         if (ok && missed.len &&
@@ -555,9 +593,16 @@ static void cmd_history(sess *s, const sl__cf_command *c)
                          : end - 1 > limit ? end - 1 - limit
                                            : 0;
         sl_status st = {0};
-        int rc = read_after(s, c->channel, after, limit, &l, &st);
+        int rc = read_after(s, c->channel, after, limit, reply_room(s), &l, &st);
         if (rc != SL_OK) {
             reply_rc(s, c->id, rc);
+            return;
+        }
+        /* Short of the limit with messages left: the byte bound stopped the read. Centrifugo
+         * clients take a short history for the end of the stream, so this is an error. */
+        if (l.more && l.len < limit) {
+            sl_message_list_free(&l);
+            reply_too_big(s, c->id);
             return;
         }
         n = l.len;
@@ -571,10 +616,14 @@ static void cmd_history(sess *s, const sl__cf_command *c)
         return;
     }
     pubs_of(&l, n, pubs, (sl__cf_client_info *)(pubs + n), c->reverse);
+    size_t start = s->peer.out.len;
     sl__cf_reply_history(&s->peer.out, c->id, pubs, n, sl__hub_chan_epoch(hc), top);
-    touch(s);
     free(pubs);
     sl_message_list_free(&l);
+    if (reply_overflowed(s, start))
+        reply_too_big(s, c->id);
+    else
+        touch(s);
 }
 
 static void cmd_presence(sess *s, const sl__cf_command *c)
@@ -631,6 +680,33 @@ static int rpc_ids(json_t *data, const char ***ids, size_t *n)
     return SL_OK;
 }
 
+/* Answers a queue.claim with the claimed messages as stored ({"messages":[...],"more":B}). A
+ * reply the session cannot send (out of memory, over ws_max_outgoing) gives the claims back and
+ * answers an error instead, so nothing stays leased undelivered. */
+static int claim_reply(sess *s, uint32_t id, const char *channel, const sl_message_list *l)
+{
+    char *json = NULL;
+    size_t len = 0, start = s->peer.out.len;
+    int rc = sl__messages_json(l, 1, &json, &len);
+    if (rc == SL_OK)
+        rc = sl__cf_reply_rpc(&s->peer.out, id, json, len);
+    free(json);
+    int over = rc == SL_OK && reply_overflowed(s, start);
+    if (rc == SL_OK && !over)
+        return 1;
+    const char **ids = l->len ? calloc(l->len, sizeof *ids) : NULL;
+    for (size_t i = 0; ids && i < l->len; i++)
+        ids[i] = l->items[i].id;
+    if (ids)
+        sl__channel_release(s->srv->ctx, &s->who, channel, ids, l->len);
+    free(ids);
+    if (over)
+        reply_too_big(s, id);
+    else
+        reply_error(s, id, SL__CF_ERR_INTERNAL, NULL);
+    return 1;
+}
+
 static void cmd_rpc(sess *s, const sl__cf_command *c)
 {
     const char *m = c->rpc_method ? c->rpc_method : "";
@@ -650,21 +726,21 @@ static void cmd_rpc(sess *s, const sl__cf_command *c)
     sl_ctx *ctx = s->srv->ctx;
     sl_status st = {0};
     json_t *result = NULL;
-    int rc = SL_OK;
+    int rc = SL_OK, claimed = 0;
     if (claim) {
         json_t *lim = json_object_get(data, "limit");
         json_int_t limit = lim ? json_integer_value(lim) : 1;
         if ((lim && !json_is_integer(lim)) || limit < 1 || limit > RPC_MAX_LIMIT) {
             rc = SL_EINVAL;
         } else {
-            sl_read r = {.limit = (size_t)limit, .exclusive = 1};
+            /* Bounded by what the reply can carry, so that nothing is claimed that the socket
+             * would refuse to deliver. */
+            sl_read r = {.limit = (size_t)limit, .exclusive = 1, .max_bytes = reply_room(s)};
             sl_message_list l = {0};
             rc = sl_channel_read(ctx, &s->who, channel, &r, &l, &st);
-            json_t *arr = json_array();
-            for (size_t i = 0; rc == SL_OK && i < l.len; i++)
-                json_array_append_new(arr, sl__message_json(&l.items[i], 1));
+            if (rc == SL_OK)
+                claimed = claim_reply(s, c->id, channel, &l);
             sl_message_list_free(&l);
-            result = json_pack("{s:o}", "messages", arr);
         }
     } else if (write) {
         json_t *d = json_object_get(data, "data");
@@ -694,6 +770,10 @@ static void cmd_rpc(sess *s, const sl__cf_command *c)
         result = json_pack("{s:I}", ack ? "acknowledged" : "nacked", (json_int_t)count);
     }
     json_decref(data);
+    if (claimed) {
+        touch(s);
+        return;
+    }
     char *out = rc == SL_OK && result ? json_dumps(result, JSON_COMPACT) : NULL;
     json_decref(result);
     if (rc != SL_OK)
