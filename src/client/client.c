@@ -5,6 +5,7 @@
  * control characters (they end up on terminals) and have any echo of the token redacted. Redirects
  * are not followed, so a token cannot be carried to another host. */
 #include "client/client_internal.h"
+#include "core/jsonspan.h"
 
 #include <curl/curl.h>
 #include <jansson.h>
@@ -232,84 +233,28 @@ static size_t opt_size(json_t *o, const char *key)
  * duplicate keys. The reply was already parsed by jansson, so these scanners only run over valid
  * JSON and need no error handling beyond staying inside the buffer. */
 
-static const char *skip_ws(const char *p, const char *e)
-{
-    while (p < e && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
-        p++;
-    return p;
-}
-
-/* p at '"': just past the closing quote. */
-static const char *skip_string(const char *p, const char *e)
-{
-    for (p++; p < e && *p != '"'; p++)
-        if (*p == '\\')
-            p++;
-    return p < e ? p + 1 : e;
-}
-
-/* p at a value: just past it. */
-static const char *skip_value(const char *p, const char *e)
-{
-    if (p < e && *p == '"')
-        return skip_string(p, e);
-    if (p < e && (*p == '{' || *p == '[')) {
-        size_t depth = 0;
-        while (p < e) {
-            if (*p == '"') {
-                p = skip_string(p, e);
-                continue;
-            }
-            if (*p == '{' || *p == '[')
-                depth++;
-            else if ((*p == '}' || *p == ']') && --depth == 0)
-                return p + 1;
-            p++;
-        }
-        return e;
-    }
-    while (p < e && !strchr(",}] \t\r\n", *p))
-        p++;
-    return p;
-}
-
 typedef struct span {
     const char *p, *e; /* p == NULL: none */
 } span;
 
-/* The value of member `key` of the object spanned by obj, spelled as the server writes keys (no
- * escapes); the last one when repeated, as jansson keeps the last. */
+/* The value of member `key` of the object spanned by obj (p NULL: none). */
 static span member(span obj, const char *key)
 {
     span found = {NULL, NULL};
-    const char *p = obj.p ? skip_ws(obj.p, obj.e) : NULL, *e = obj.e;
-    if (p == NULL || p >= e || *p != '{')
-        return found;
-    size_t klen = strlen(key);
-    for (p = skip_ws(p + 1, e); p < e && *p == '"';) {
-        const char *ks = p + 1, *ke = skip_string(p, e) - 1;
-        p = skip_ws(ke + 1, e);
-        if (p >= e || *p != ':')
-            break;
-        const char *vs = skip_ws(p + 1, e), *ve = skip_value(vs, e);
-        if ((size_t)(ke - ks) == klen && memcmp(ks, key, klen) == 0)
-            found = (span){vs, ve};
-        p = skip_ws(ve, e);
-        if (p < e && *p == ',')
-            p = skip_ws(p + 1, e);
-    }
+    if (obj.p == NULL || !sl__json_member(obj.p, obj.e, key, &found.p, &found.e))
+        found.p = found.e = NULL;
     return found;
 }
 
 /* The next array element at *p (just inside '[' or after the previous element). */
 static span element(const char **p, const char *e)
 {
-    const char *s = skip_ws(*p, e);
+    const char *s = sl__json_skip_ws(*p, e);
     if (s < e && *s == ',')
-        s = skip_ws(s + 1, e);
+        s = sl__json_skip_ws(s + 1, e);
     if (s >= e || *s == ']')
         return (span){NULL, NULL};
-    const char *v = skip_value(s, e);
+    const char *v = sl__json_skip_value(s, e);
     *p = v;
     return (span){s, v};
 }
