@@ -100,11 +100,36 @@ static void test_errors_name_file_and_line(void **state)
     sl__config_free(&c);
 }
 
+/* Issue 8, item 9: `revocation` used to free the API-key store path, the upstream key and the
+ * introspection settings (without forgetting them): API keys silently off, then a double free. */
+static void test_revocation_keeps_other_settings(void **state)
+{
+    (void)state;
+    sl__config c;
+    sl_status st;
+    assert_int_equal(parse(&c,
+                           "apikey_store = /etc/sluice/keys\n"
+                           "upstream_jwt_key = es256:/etc/sluice/idp.pem\n"
+                           "introspection_url = https://idp.example/introspect\n"
+                           "revocation = memory\n",
+                           &st),
+                     SL_OK);
+    assert_int_equal(sl__config_set(&c, "revocation", "off", &st), SL_OK);
+    assert_non_null(c.apikey_store);
+    assert_string_equal(c.apikey_store, "/etc/sluice/keys");
+    assert_string_equal(c.upstream_key_alg, "es256");
+    assert_string_equal(c.upstream_key_file, "/etc/sluice/idp.pem");
+    assert_string_equal(c.introspection_url, "https://idp.example/introspect");
+    assert_string_equal(c.revocation, "off");
+    sl__config_free(&c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_full),
         cmocka_unit_test(test_errors_name_file_and_line),
+        cmocka_unit_test(test_revocation_keeps_other_settings),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
