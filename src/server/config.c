@@ -150,6 +150,11 @@ int sl__config_set_listen(sl__config *c, const char *value)
     unsigned long long port;
     if (hl == 0 || hl >= sizeof c->host || parse_uint(colon + 1, 65535, &port) < 0)
         return SL_EINVAL;
+    /* A name, an IPv4 address or an IPv6 one (with a %zone): nothing that reads back as another
+     * host, such as "[a]" (from "[[a]]:80"), and no spaces or control characters. */
+    for (size_t i = 0; i < hl; i++)
+        if (!isalnum((unsigned char)h[i]) && !strchr(".-_:%", h[i]))
+            return SL_EINVAL;
     memcpy(c->host, h, hl);
     c->host[hl] = '\0';
     c->port = (int)port;

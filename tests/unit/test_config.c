@@ -72,6 +72,8 @@ static void test_errors_name_file_and_line(void **state)
         const char *text, *want;
     } cases[] = {
         {"listen = nowhere\n", "test.conf:1: listen must be HOST:PORT"},
+        {"listen = [[a]]:80\n", "test.conf:1: listen must be HOST:PORT"}, /* found by fuzzing */
+        {"listen = a b:80\n", "test.conf:1: listen must be HOST:PORT"},
         {"\n\nbogus = 1\n", "test.conf:3: unknown option 'bogus'"},
         {"[channel a/b]\n", "test.conf:1: invalid channel id 'a/b'"},
         {"[channel q]\nkind = stream\n", "test.conf:2: kind must be queue or topic"},
