@@ -6,6 +6,8 @@
  * only its own key's value (or adds to it, for the repeatable ones), in any order. */
 #include "server/config.h"
 
+#include <sluice/introspect.h>
+
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
@@ -22,6 +24,7 @@ void sl__config_init(sl__config *c)
     strcpy(c->host, "127.0.0.1");
     c->port = 8080;
     c->jwt_leeway = 30;
+    c->introspection_cache_ttl = SL_INTROSPECT_DEFAULT_TTL; /* 0 is a setting: no caching */
     sl_http_limits_init(&c->limits);
     sl__wss_limits_init(&c->ws);
 }

@@ -312,7 +312,8 @@ static int make_authenticator(server *s, const sl__config *cfg, const char *name
         sl_introspect_opts_init(&o);
         o.url = cfg->introspection_url;
         o.client_id = cfg->introspection_client_id;
-        o.cache_ttl = cfg->introspection_cache_ttl;
+        /* 0 means "no caching" here; to sl_introspect it means "the default" */
+        o.cache_ttl = cfg->introspection_cache_ttl > 0 ? cfg->introspection_cache_ttl : -1;
         char *secret = NULL;
         size_t len = 0;
         if (cfg->introspection_secret_file &&

@@ -4,10 +4,12 @@ file, or `--config F --revocation ...`) turned API keys off or crashed the serve
 import subprocess
 import time
 
+import httpx
 import jwt as pyjwt
 import pytest
 
 from conftest import SLUICED
+from test_introspection import endpoint  # noqa: F401 (a fixture)
 
 SECRET_A = "a-secret-that-is-32-bytes-long!!!"
 SECRET_B = "b-secret-that-is-32-bytes-long!!!"
@@ -88,3 +90,18 @@ def test_oversized_secret_file_is_refused(tmp_path):
 def test_bad_command_lines(args, message):
     r = subprocess.run([SLUICED, *args], capture_output=True, text=True, timeout=30)
     assert r.returncode == 1 and message in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("ttl, asks", [(None, 1), ("0", 3)])
+def test_introspection_cache_ttl_zero_means_no_caching(make_server, tmp_path, endpoint, ttl, asks):
+    port, _ = endpoint
+    conf = tmp_path / "i.conf"
+    conf.write_text(f"introspection_url = http://127.0.0.1:{port}/introspect\n"
+                    + (f"introspection_cache_ttl = {ttl}\n" if ttl else "")
+                    + "[channel news]\nkind = topic\n")
+    s = make_server("--config", str(conf))
+    for _ in range(3):
+        r = s.client("good").get("/channels/news")  # alice, known but granted nothing
+        assert r.status_code == 403 and "'alice'" in r.text, r.text
+    stats = httpx.get(f"http://127.0.0.1:{port}/stats", timeout=10).json()
+    assert stats["counts"]["good"] == asks  # 0 used to mean the default, 30 s
