@@ -164,8 +164,7 @@ int sl__config_set_listen(sl__config *c, const char *value)
     return SL_OK;
 }
 
-/* ---- the key table ----------------------------------------------------------------------------
- */
+/* ---- the key table --------------------------------------------------------------------------- */
 
 enum key_id {
     K_LISTEN,
