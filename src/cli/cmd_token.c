@@ -5,6 +5,7 @@
  * verification so scripts can check a token before using it, against the secret or, with --pubkey,
  * an identity provider's ES256 or EdDSA public key. */
 #include "cli/cli.h"
+#include "security/secretfile.h"
 
 #include <sluice/jwt.h>
 
@@ -13,7 +14,7 @@
 #include <string.h>
 #include <time.h>
 
-#define MAX_SECRET_FILE 65536
+#define MAX_SECRET_FILE SL__SECRET_FILE_MAX
 #define MAX_PUBKEY_FILE 65536
 
 static const char token_usage[] =
@@ -103,9 +104,12 @@ static int secret_load(const char *cmd, const char *file, secret *s)
                         errno == EFBIG ? "too large" : strerror(errno));
             return SL__EXIT_FAIL;
         }
-        /* Editors add a final newline; it is not part of the secret. */
-        while (len > 0 && (p[len - 1] == '\n' || p[len - 1] == '\r'))
-            p[--len] = '\0';
+        /* The server's rule for secret files (editors add a final newline; it is not part of the
+         * secret), so a token signed here verifies there. */
+        size_t n;
+        sl__secret_file_parse(p, len, &n); /* within SL__SECRET_FILE_MAX: read with that cap */
+        p[n] = '\0';
+        len = n;
         s->p = p;
         s->len = len;
     } else {

@@ -1,7 +1,12 @@
-/* The config file: INI-like lines. Top-level "key = value" options, then sections
- * "[channel ID]" (channel options) and "[acl PRINCIPAL]" (role and channels). '#' starts a comment
- * line. Every error names the file and line. The same setter serves command-line flags. */
+/* sluiced's configuration. The config file: INI-like lines. Top-level "key = value" options, then
+ * sections "[channel ID]" (channel options), "[acl PRINCIPAL]" (role and channels) and the broker's
+ * "[role]", "[principal]", "[delegate]". '#' starts a comment line. Every error names the file and
+ * line. One table of top-level keys (key_table) drives the one setter that the file, the command
+ * line (sl__config_load) and the tests share; each key owns its storage, and a setting replaces
+ * only its own key's value (or adds to it, for the repeatable ones), in any order. */
 #include "server/config.h"
+
+#include <sluice/introspect.h>
 
 #include <ctype.h>
 #include <errno.h>
@@ -19,6 +24,7 @@ void sl__config_init(sl__config *c)
     strcpy(c->host, "127.0.0.1");
     c->port = 8080;
     c->jwt_leeway = 30;
+    c->introspection_cache_ttl = SL_INTROSPECT_DEFAULT_TTL; /* 0 is a setting: no caching */
     sl_http_limits_init(&c->limits);
     sl__wss_limits_init(&c->ws);
     c->read_max_bytes = (size_t)4 << 20;
@@ -29,6 +35,14 @@ static void free_strv(char **v, size_t n)
     for (size_t i = 0; i < n; i++)
         free(v[i]);
     free(v);
+}
+
+static void wipe_free(char *secret)
+{
+    if (secret) {
+        explicit_bzero(secret, strlen(secret));
+        free(secret);
+    }
 }
 
 void sl__config_free(sl__config *c)
@@ -53,6 +67,7 @@ void sl__config_free(sl__config *c)
     free_strv(c->authenticators, c->nauthenticators);
     free(c->revocation);
     free(c->revocation_prefix);
+    wipe_free(c->jwt_env_secret);
     for (size_t i = 0; i < c->nchannels; i++) {
         sl__cfg_channel *ch = &c->channels[i];
         free(ch->id);
@@ -139,248 +154,611 @@ int sl__config_set_listen(sl__config *c, const char *value)
     unsigned long long port;
     if (hl == 0 || hl >= sizeof c->host || parse_uint(colon + 1, 65535, &port) < 0)
         return SL_EINVAL;
+    /* A name, an IPv4 address or an IPv6 one (with a %zone): nothing that reads back as another
+     * host, such as "[a]" (from "[[a]]:80"), and no spaces or control characters. */
+    for (size_t i = 0; i < hl; i++)
+        if (!isalnum((unsigned char)h[i]) && !strchr(".-_:%", h[i]))
+            return SL_EINVAL;
     memcpy(c->host, h, hl);
     c->host[hl] = '\0';
     c->port = (int)port;
     return SL_OK;
 }
 
+/* ---- the key table --------------------------------------------------------------------------- */
+
+enum key_id {
+    K_LISTEN,
+    K_AUTHZ,
+    K_ADMIN,
+    K_INSECURE,
+    K_JWT_SECRET_FILE,
+    K_JWT_KEY,
+    K_JWT_AUDIENCE,
+    K_JWT_ISSUER,
+    K_JWT_LEEWAY,
+    K_JWT_EXP_OPTIONAL,
+    K_AUDIT_LOG,
+    K_REVOCATION,
+    K_REVOCATION_PREFIX,
+    K_REVOCATION_MAX_TTL,
+    K_APIKEY_STORE,
+    K_UPSTREAM_JWT_KEY,
+    K_UPSTREAM_JWT_ISSUER,
+    K_UPSTREAM_JWT_AUDIENCE,
+    K_INTROSPECTION_URL,
+    K_INTROSPECTION_CLIENT_ID,
+    K_INTROSPECTION_CLIENT_SECRET_FILE,
+    K_INTROSPECTION_CACHE_TTL,
+    K_AUTHENTICATORS,
+    K_BROKER,
+    K_BROKER_PREFIX,
+    K_BROKER_DEFAULT_TTL,
+    K_BROKER_MAX_TTL,
+    K_BROKER_ALLOW_ALL,
+    K_BROKER_ALLOW_ALL_ROLE,
+    K_LOG_REQUESTS,
+    K_MAX_BODY,
+    K_READ_MAX_BYTES,
+    K_MAX_HEADER,
+    K_REQUEST_TIMEOUT,
+    K_IDLE_TIMEOUT,
+    K_MAX_CONNECTIONS,
+    K_WS_FIRST, /* the ws_* keys: set_ws's tables */
+    K_WS_MAX_CONNECTIONS = K_WS_FIRST,
+    K_WS_MAX_SUBSCRIPTIONS,
+    K_WS_MAX_MESSAGE,
+    K_WS_MAX_OUTGOING,
+    K_WS_HISTORY_MAX,
+    K_WS_COMMANDS_PER_SECOND,
+    K_WS_MAX_ERRORS,
+    K_WS_HANDSHAKE_TIMEOUT,
+    K_WS_PING_INTERVAL,
+    K_WS_PONG_TIMEOUT,
+    K_WS_REFRESH_GRACE,
+    K_COUNT
+};
+
+static const sl__config_key key_table[K_COUNT] = {
+    [K_LISTEN] = {"listen", "listen", 0, 0, {"0.0.0.0:9000", "[::1]:8081"}},
+    [K_AUTHZ] = {"authz", "authz", 0, 0, {"acl", "open"}},
+    [K_ADMIN] = {"admin", "admin", 0, 1, {"ops-tool", "root-1"}},
+    [K_INSECURE] = {"insecure", "insecure", 1, 0, {"true", "false"}},
+    [K_JWT_SECRET_FILE] = {"jwt_secret_file", "jwt-secret-file", 0, 0, {"/a.secret", "/b.secret"}},
+    [K_JWT_KEY] = {"jwt_key", "jwt-key", 0, 1, {"k1:/k1.secret", "k2:/k2.secret"}},
+    [K_JWT_AUDIENCE] = {"jwt_audience", NULL, 0, 0, {"aud-a", "aud-b"}},
+    [K_JWT_ISSUER] = {"jwt_issuer", NULL, 0, 0, {"iss-a", "iss-b"}},
+    [K_JWT_LEEWAY] = {"jwt_leeway", NULL, 0, 0, {"5", "60"}},
+    [K_JWT_EXP_OPTIONAL] = {"jwt_exp_optional", NULL, 0, 0, {"true", "false"}},
+    [K_AUDIT_LOG] = {"audit_log", "audit-log", 0, 0, {"/a.jsonl", "/b.jsonl"}},
+    [K_REVOCATION] = {"revocation", "revocation", 0, 0, {"redis://127.0.0.1:6379", "off"}},
+    [K_REVOCATION_PREFIX] = {"revocation_prefix", "revocation-prefix", 0, 0, {"p1", "p2"}},
+    [K_REVOCATION_MAX_TTL] = {"revocation_max_ttl", NULL, 0, 0, {"3600", "172800"}},
+    [K_APIKEY_STORE] = {"apikey_store", "apikey-store", 0, 0, {"/a.keys", "/b.keys"}},
+    [K_UPSTREAM_JWT_KEY] = {"upstream_jwt_key", NULL, 0, 0, {"es256:/idp.pem", "hs256:/idp.key"}},
+    [K_UPSTREAM_JWT_ISSUER] = {"upstream_jwt_issuer", NULL, 0, 0, {"idp-a", "idp-b"}},
+    [K_UPSTREAM_JWT_AUDIENCE] = {"upstream_jwt_audience", NULL, 0, 0, {"sluice-a", "sluice-b"}},
+    [K_INTROSPECTION_URL] = {"introspection_url",
+                             NULL,
+                             0,
+                             0,
+                             {"https://idp.example/introspect", "http://127.0.0.1:9/i"}},
+    [K_INTROSPECTION_CLIENT_ID] = {"introspection_client_id", NULL, 0, 0, {"c-a", "c-b"}},
+    [K_INTROSPECTION_CLIENT_SECRET_FILE] =
+        {"introspection_client_secret_file", NULL, 0, 0, {"/ca.secret", "/cb.secret"}},
+    [K_INTROSPECTION_CACHE_TTL] = {"introspection_cache_ttl", NULL, 0, 0, {"10", "300"}},
+    [K_AUTHENTICATORS] = {"authenticators", NULL, 0, 0, {"introspection, apikey", "upstream-jwt"}},
+    [K_BROKER] = {"broker", NULL, 0, 0, {"true", "false"}},
+    [K_BROKER_PREFIX] = {"broker_prefix", NULL, 0, 0, {"/auth", "/a/b"}},
+    [K_BROKER_DEFAULT_TTL] = {"broker_default_ttl", NULL, 0, 0, {"60", "1.5"}},
+    [K_BROKER_MAX_TTL] = {"broker_max_ttl", NULL, 0, 0, {"7200", "31536000"}},
+    [K_BROKER_ALLOW_ALL] = {"broker_allow_all", NULL, 0, 0, {"true", "false"}},
+    [K_BROKER_ALLOW_ALL_ROLE] = {"broker_allow_all_role", NULL, 0, 0, {"read", "admin"}},
+    [K_LOG_REQUESTS] = {"log_requests", "log-requests", 1, 0, {"true", "false"}},
+    [K_MAX_BODY] = {"max_body", "max-body", 0, 0, {"2048", "1073741824"}},
+    [K_READ_MAX_BYTES] = {"read_max_bytes", "read-max-bytes", 0, 0, {"1", "1073741824"}},
+    [K_MAX_HEADER] = {"max_header", NULL, 0, 0, {"256", "1048576"}},
+    [K_REQUEST_TIMEOUT] = {"request_timeout", "request-timeout", 0, 0, {"2.5", "3600"}},
+    [K_IDLE_TIMEOUT] = {"idle_timeout", NULL, 0, 0, {"0.25", "86400"}},
+    [K_MAX_CONNECTIONS] = {"max_connections", "max-connections", 0, 0, {"1", "1000000"}},
+    [K_WS_MAX_CONNECTIONS] = {"ws_max_connections", NULL, 0, 0, {"1", "1000000"}},
+    [K_WS_MAX_SUBSCRIPTIONS] = {"ws_max_subscriptions", NULL, 0, 0, {"2", "100000"}},
+    [K_WS_MAX_MESSAGE] = {"ws_max_message", NULL, 0, 0, {"3", "67108864"}},
+    [K_WS_MAX_OUTGOING] = {"ws_max_outgoing", NULL, 0, 0, {"4", "1073741824"}},
+    [K_WS_HISTORY_MAX] = {"ws_history_max", NULL, 0, 0, {"5", "100000"}},
+    [K_WS_COMMANDS_PER_SECOND] = {"ws_commands_per_second", NULL, 0, 0, {"6", "1000000"}},
+    [K_WS_MAX_ERRORS] = {"ws_max_errors", NULL, 0, 0, {"7", "1000000"}},
+    [K_WS_HANDSHAKE_TIMEOUT] = {"ws_handshake_timeout", NULL, 0, 0, {"0.1", "3600"}},
+    [K_WS_PING_INTERVAL] = {"ws_ping_interval", NULL, 0, 0, {"0.2", "3600"}},
+    [K_WS_PONG_TIMEOUT] = {"ws_pong_timeout", NULL, 0, 0, {"0.3", "3600"}},
+    [K_WS_REFRESH_GRACE] = {"ws_refresh_grace", NULL, 0, 0, {"0", "3600"}},
+};
+
+const sl__config_key *sl__config_keys(size_t *n)
+{
+    *n = K_COUNT;
+    return key_table;
+}
+
+static int key_id(const char *key)
+{
+    for (int i = 0; i < K_COUNT; i++)
+        if (!strcmp(key, key_table[i].name))
+            return i;
+    return -1;
+}
+
 /* The WebSocket endpoint's limits (docs/WEBSOCKET.md, "Limits"). */
+static const struct {
+    const char *key;
+    unsigned long long max; /* counts: 1..max */
+    size_t off;
+    int is_unsigned; /* unsigned int field rather than size_t */
+} ws_counts[] = {
+    {"ws_max_connections", 1000000, offsetof(sl__wss_limits, max_connections), 0},
+    {"ws_max_subscriptions", 100000, offsetof(sl__wss_limits, max_subscriptions), 0},
+    {"ws_max_message", 1ULL << 26, offsetof(sl__wss_limits, max_message), 0},
+    {"ws_max_outgoing", 1ULL << 30, offsetof(sl__wss_limits, max_outgoing), 0},
+    {"ws_history_max", 100000, offsetof(sl__wss_limits, history_max), 0},
+    {"ws_commands_per_second", 1000000, offsetof(sl__wss_limits, commands_per_second), 1},
+    {"ws_max_errors", 1000000, offsetof(sl__wss_limits, max_errors), 1},
+};
+static const struct {
+    const char *key;
+    double min, max;
+    size_t off;
+} ws_times[] = {
+    {"ws_handshake_timeout", 0.1, 3600, offsetof(sl__wss_limits, handshake_timeout)},
+    {"ws_ping_interval", 0.1, 3600, offsetof(sl__wss_limits, ping_interval)},
+    {"ws_pong_timeout", 0.1, 3600, offsetof(sl__wss_limits, pong_timeout)},
+    {"ws_refresh_grace", 0, 3600, offsetof(sl__wss_limits, refresh_grace)},
+};
+
 static int set_ws(sl__wss_limits *w, const char *key, const char *v, sl_status *st)
 {
-    static const struct {
-        const char *key;
-        unsigned long long max; /* counts: 1..max */
-        size_t off;
-        int is_unsigned; /* unsigned int field rather than size_t */
-    } counts[] = {
-        {"ws_max_connections", 1000000, offsetof(sl__wss_limits, max_connections), 0},
-        {"ws_max_subscriptions", 100000, offsetof(sl__wss_limits, max_subscriptions), 0},
-        {"ws_max_message", 1ULL << 26, offsetof(sl__wss_limits, max_message), 0},
-        {"ws_max_outgoing", 1ULL << 30, offsetof(sl__wss_limits, max_outgoing), 0},
-        {"ws_history_max", 100000, offsetof(sl__wss_limits, history_max), 0},
-        {"ws_commands_per_second", 1000000, offsetof(sl__wss_limits, commands_per_second), 1},
-        {"ws_max_errors", 1000000, offsetof(sl__wss_limits, max_errors), 1},
-    };
-    static const struct {
-        const char *key;
-        double min, max;
-        size_t off;
-    } times[] = {
-        {"ws_handshake_timeout", 0.1, 3600, offsetof(sl__wss_limits, handshake_timeout)},
-        {"ws_ping_interval", 0.1, 3600, offsetof(sl__wss_limits, ping_interval)},
-        {"ws_pong_timeout", 0.1, 3600, offsetof(sl__wss_limits, pong_timeout)},
-        {"ws_refresh_grace", 0, 3600, offsetof(sl__wss_limits, refresh_grace)},
-    };
-    for (size_t i = 0; i < sizeof counts / sizeof counts[0]; i++) {
-        if (strcmp(key, counts[i].key))
+    for (size_t i = 0; i < sizeof ws_counts / sizeof ws_counts[0]; i++) {
+        if (strcmp(key, ws_counts[i].key))
             continue;
         unsigned long long u;
-        if (parse_uint(v, counts[i].max, &u) < 0 || u == 0)
-            return sl_status_set(st, SL_ECONFIG, "%s must be 1..%llu", key, counts[i].max);
-        char *field = (char *)w + counts[i].off;
-        if (counts[i].is_unsigned)
+        if (parse_uint(v, ws_counts[i].max, &u) < 0 || u == 0)
+            return sl_status_set(st, SL_ECONFIG, "%s must be 1..%llu", key, ws_counts[i].max);
+        char *field = (char *)w + ws_counts[i].off;
+        if (ws_counts[i].is_unsigned)
             *(unsigned *)(void *)field = (unsigned)u;
         else
             *(size_t *)(void *)field = (size_t)u;
         return SL_OK;
     }
-    for (size_t i = 0; i < sizeof times / sizeof times[0]; i++) {
-        if (strcmp(key, times[i].key))
+    for (size_t i = 0; i < sizeof ws_times / sizeof ws_times[0]; i++) {
+        if (strcmp(key, ws_times[i].key))
             continue;
         double d;
-        if (parse_seconds(v, &d) < 0 || d < times[i].min || d > times[i].max)
-            return sl_status_set(st, SL_ECONFIG, "%s must be %g..%g seconds", key, times[i].min,
-                                 times[i].max);
-        *(double *)(void *)((char *)w + times[i].off) = d;
+        if (parse_seconds(v, &d) < 0 || d < ws_times[i].min || d > ws_times[i].max)
+            return sl_status_set(st, SL_ECONFIG, "%s must be %g..%g seconds", key, ws_times[i].min,
+                                 ws_times[i].max);
+        *(double *)(void *)((char *)w + ws_times[i].off) = d;
         return SL_OK;
     }
     return sl_status_set(st, SL_ECONFIG, "unknown option '%.64s'", key);
 }
 
+/* Replaces *slot by a copy of v; on failure *slot is unchanged. */
+static int set_str(char **slot, const char *v, sl_status *st)
+{
+    char *copy = strdup(v);
+    if (copy == NULL)
+        return sl_status_set(st, SL_ENOMEM, NULL);
+    free(*slot);
+    *slot = copy;
+    return SL_OK;
+}
+
+/* The JWT key with this kid (NULL: the default key), or NULL. */
+static sl__cfg_key *find_key(sl__config *c, const char *kid)
+{
+    for (size_t i = 0; i < c->nkeys; i++) {
+        const char *k = c->keys[i].kid;
+        if ((kid == NULL && k == NULL) || (kid && k && !strcmp(kid, k)))
+            return &c->keys[i];
+    }
+    return NULL;
+}
+
+/* jwt_secret_file (kid NULL) and jwt_key KID:FILE: a key is replaced by a later setting of the same
+ * kid, so a flag overrides the file without adding a second key. */
+static int set_jwt_key(sl__config *c, const char *kid, size_t kidlen, const char *file,
+                       sl_status *st)
+{
+    char *k = kid ? strndup(kid, kidlen) : NULL, *f = strdup(file);
+    if ((kid && k == NULL) || f == NULL) {
+        free(k);
+        free(f);
+        return sl_status_set(st, SL_ENOMEM, NULL);
+    }
+    sl__cfg_key *old = find_key(c, k);
+    if (old) {
+        free(k);
+        free(old->secret_file);
+        old->secret_file = f;
+        return SL_OK;
+    }
+    sl__cfg_key *nk = realloc(c->keys, (c->nkeys + 1) * sizeof *nk);
+    if (nk == NULL) {
+        free(k);
+        free(f);
+        return sl_status_set(st, SL_ENOMEM, NULL);
+    }
+    c->keys = nk;
+    nk[c->nkeys].kid = k;
+    nk[c->nkeys].secret_file = f;
+    c->nkeys++;
+    return SL_OK;
+}
+
+/* authenticators = a, b: the whole list is replaced, and only once every item is valid. An empty
+ * list restores the default (every configured authenticator). */
+static int set_authenticators(sl__config *c, const char *v, sl_status *st)
+{
+    char **list = NULL;
+    size_t n = 0;
+    int rc = SL_OK;
+    char buf[MAX_LINE];
+    if (strlen(v) >= sizeof buf)
+        return sl_status_set(st, SL_ECONFIG, "authenticators: too long");
+    memcpy(buf, v, strlen(v) + 1);
+    for (char *save = NULL, *tok = strtok_r(buf, ", \t", &save); tok && rc == SL_OK;
+         tok = strtok_r(NULL, ", \t", &save)) {
+        if (strcmp(tok, "apikey") && strcmp(tok, "upstream-jwt") && strcmp(tok, "introspection"))
+            rc = sl_status_set(st, SL_ECONFIG,
+                               "authenticators: unknown '%.32s' (apikey, upstream-jwt, "
+                               "introspection)",
+                               tok);
+        else if (push_str(&list, &n, tok) != SL_OK)
+            rc = sl_status_set(st, SL_ENOMEM, NULL);
+    }
+    if (rc != SL_OK) {
+        free_strv(list, n);
+        return rc;
+    }
+    free_strv(c->authenticators, c->nauthenticators);
+    c->authenticators = list;
+    c->nauthenticators = n;
+    return SL_OK;
+}
+
+/* Each case validates first and then changes its own fields only. */
 int sl__config_set(sl__config *c, const char *key, const char *v, sl_status *st)
 {
     unsigned long long u;
     double d;
-    if (!strcmp(key, "listen")) {
+    int b, id = key_id(key);
+    switch (id) {
+    case K_LISTEN: /* writes host and port only once both are valid */
         if (sl__config_set_listen(c, v) != SL_OK)
             return sl_status_set(st, SL_ECONFIG, "listen must be HOST:PORT");
-    } else if (!strcmp(key, "authz")) {
+        return SL_OK;
+    case K_AUTHZ: {
         sl_mode m = sl_mode_parse(v);
         if (m != SL_MODE_TOKEN && m != SL_MODE_ACL && m != SL_MODE_OPEN)
             return sl_status_set(st, SL_ECONFIG, "authz must be token, acl or open");
         c->authz = m;
-    } else if (!strcmp(key, "admin")) {
+        return SL_OK;
+    }
+    case K_ADMIN:
         if (!sl_principal_valid(v, strlen(v)))
             return sl_status_set(st, SL_ECONFIG, "admin must be a principal id");
+        for (size_t i = 0; i < c->nadmins; i++)
+            if (!strcmp(c->admins[i], v))
+                return SL_OK; /* already one */
         if (push_str(&c->admins, &c->nadmins, v) != SL_OK)
             return sl_status_set(st, SL_ENOMEM, NULL);
-    } else if (!strcmp(key, "insecure")) {
-        if (parse_bool(v, &c->insecure) < 0)
-            return sl_status_set(st, SL_ECONFIG, "insecure must be true or false");
-    } else if (!strcmp(key, "jwt_secret_file") || !strcmp(key, "jwt_key")) {
-        /* jwt_key = KID:FILE adds a named key for rotation; jwt_secret_file = FILE the default. */
-        const char *file = v, *colon = strchr(v, ':');
-        char *kid = NULL;
-        if (!strcmp(key, "jwt_key")) {
-            if (colon == NULL || colon == v || colon[1] == '\0')
-                return sl_status_set(st, SL_ECONFIG, "jwt_key must be KID:FILE");
-            kid = strndup(v, (size_t)(colon - v));
-            file = colon + 1;
-        }
-        sl__cfg_key *nk = realloc(c->keys, (c->nkeys + 1) * sizeof *nk);
-        if (nk == NULL) {
-            free(kid);
-            return sl_status_set(st, SL_ENOMEM, NULL);
-        }
-        c->keys = nk;
-        nk[c->nkeys].kid = kid;
-        nk[c->nkeys].secret_file = strdup(file);
-        c->nkeys++;
-    } else if (!strcmp(key, "jwt_audience")) {
-        free(c->jwt_audience);
-        c->jwt_audience = strdup(v);
-    } else if (!strcmp(key, "jwt_issuer")) {
-        free(c->jwt_issuer);
-        c->jwt_issuer = strdup(v);
-    } else if (!strcmp(key, "jwt_leeway")) {
+        return SL_OK;
+    case K_JWT_SECRET_FILE:
+        if (*v == '\0')
+            return sl_status_set(st, SL_ECONFIG, "jwt_secret_file must not be empty");
+        return set_jwt_key(c, NULL, 0, v, st);
+    case K_JWT_KEY: {
+        /* KID:FILE adds a named key for rotation (the same KID again replaces its file). */
+        const char *colon = strchr(v, ':');
+        if (colon == NULL || colon == v || colon[1] == '\0')
+            return sl_status_set(st, SL_ECONFIG, "jwt_key must be KID:FILE");
+        return set_jwt_key(c, v, (size_t)(colon - v), colon + 1, st);
+    }
+    case K_JWT_AUDIENCE:
+        return set_str(&c->jwt_audience, v, st);
+    case K_JWT_ISSUER:
+        return set_str(&c->jwt_issuer, v, st);
+    case K_JWT_LEEWAY:
         if (parse_seconds(v, &d) < 0 || d > 60)
             return sl_status_set(st, SL_ECONFIG, "jwt_leeway must be between 0 and 60 seconds");
         c->jwt_leeway = d;
-    } else if (!strcmp(key, "jwt_exp_optional")) {
-        if (parse_bool(v, &c->jwt_exp_optional) < 0)
-            return sl_status_set(st, SL_ECONFIG, "jwt_exp_optional must be true or false");
-    } else if (!strcmp(key, "audit_log")) {
-        free(c->audit_log);
-        c->audit_log = strdup(v);
-    } else if (!strcmp(key, "revocation")) {
+        return SL_OK;
+    case K_AUDIT_LOG:
+        if (*v == '\0')
+            return sl_status_set(st, SL_ECONFIG, "audit_log must not be empty");
+        return set_str(&c->audit_log, v, st);
+    case K_REVOCATION:
         if (strcmp(v, "memory") && strcmp(v, "off") && strncmp(v, "redis://", 8))
             return sl_status_set(st, SL_ECONFIG,
                                  "revocation must be memory, off or redis://HOST:PORT");
-        free(c->apikey_store);
-        free(c->upstream_key_alg);
-        free(c->upstream_key_file);
-        free(c->upstream_issuer);
-        free(c->upstream_audience);
-        free(c->introspection_url);
-        free(c->introspection_client_id);
-        free(c->introspection_secret_file);
-        free_strv(c->authenticators, c->nauthenticators);
-        free(c->revocation);
-        c->revocation = strdup(v);
-    } else if (!strcmp(key, "revocation_prefix")) {
+        return set_str(&c->revocation, v, st);
+    case K_REVOCATION_PREFIX:
         if (*v == '\0' || strlen(v) > 64 || strpbrk(v, " \t\r\n"))
             return sl_status_set(st, SL_ECONFIG,
                                  "revocation_prefix must be 1..64 bytes, no spaces");
-        free(c->revocation_prefix);
-        c->revocation_prefix = strdup(v);
-    } else if (!strcmp(key, "revocation_max_ttl")) {
+        return set_str(&c->revocation_prefix, v, st);
+    case K_REVOCATION_MAX_TTL:
         if (parse_seconds(v, &d) < 0 || d < 1)
             return sl_status_set(st, SL_ECONFIG, "revocation_max_ttl must be at least 1 second");
         c->revocation_max_ttl = d;
-    } else if (!strcmp(key, "apikey_store") || !strcmp(key, "upstream_jwt_issuer") ||
-               !strcmp(key, "upstream_jwt_audience") || !strcmp(key, "introspection_url") ||
-               !strcmp(key, "introspection_client_id") ||
-               !strcmp(key, "introspection_client_secret_file")) {
-        char **slot = !strcmp(key, "apikey_store")              ? &c->apikey_store
-                      : !strcmp(key, "upstream_jwt_issuer")     ? &c->upstream_issuer
-                      : !strcmp(key, "upstream_jwt_audience")   ? &c->upstream_audience
-                      : !strcmp(key, "introspection_url")       ? &c->introspection_url
-                      : !strcmp(key, "introspection_client_id") ? &c->introspection_client_id
-                                                                : &c->introspection_secret_file;
+        return SL_OK;
+    case K_APIKEY_STORE:
+    case K_UPSTREAM_JWT_ISSUER:
+    case K_UPSTREAM_JWT_AUDIENCE:
+    case K_INTROSPECTION_URL:
+    case K_INTROSPECTION_CLIENT_ID:
+    case K_INTROSPECTION_CLIENT_SECRET_FILE: {
+        char **slot = id == K_APIKEY_STORE              ? &c->apikey_store
+                      : id == K_UPSTREAM_JWT_ISSUER     ? &c->upstream_issuer
+                      : id == K_UPSTREAM_JWT_AUDIENCE   ? &c->upstream_audience
+                      : id == K_INTROSPECTION_URL       ? &c->introspection_url
+                      : id == K_INTROSPECTION_CLIENT_ID ? &c->introspection_client_id
+                                                        : &c->introspection_secret_file;
         if (*v == '\0')
             return sl_status_set(st, SL_ECONFIG, "%s must not be empty", key);
-        if (!strcmp(key, "introspection_url") && strncmp(v, "http://", 7) &&
-            strncmp(v, "https://", 8))
+        if (id == K_INTROSPECTION_URL && strncmp(v, "http://", 7) && strncmp(v, "https://", 8))
             return sl_status_set(st, SL_ECONFIG, "introspection_url must be an http(s) URL");
-        free(*slot);
-        *slot = strdup(v);
-    } else if (!strcmp(key, "upstream_jwt_key")) {
+        return set_str(slot, v, st);
+    }
+    case K_UPSTREAM_JWT_KEY: {
         const char *colon = strchr(v, ':');
         size_t n = colon ? (size_t)(colon - v) : 0;
         if (!colon || colon[1] == '\0' ||
-            !((n == 5 && !strncmp(v, "hs256", 5)) || (n == 5 && !strncmp(v, "es256", 5)) ||
-              (n == 5 && !strncmp(v, "eddsa", 5))))
+            !(n == 5 &&
+              (!strncmp(v, "hs256", 5) || !strncmp(v, "es256", 5) || !strncmp(v, "eddsa", 5))))
             return sl_status_set(st, SL_ECONFIG, "upstream_jwt_key must be hs256|es256|eddsa:FILE");
+        char *alg = strndup(v, n), *file = strdup(colon + 1);
+        if (alg == NULL || file == NULL) {
+            free(alg);
+            free(file);
+            return sl_status_set(st, SL_ENOMEM, NULL);
+        }
         free(c->upstream_key_alg);
         free(c->upstream_key_file);
-        c->upstream_key_alg = strndup(v, n);
-        c->upstream_key_file = strdup(colon + 1);
-    } else if (!strcmp(key, "introspection_cache_ttl")) {
+        c->upstream_key_alg = alg;
+        c->upstream_key_file = file;
+        return SL_OK;
+    }
+    case K_INTROSPECTION_CACHE_TTL:
         if (parse_seconds(v, &d) < 0 || d > 300)
             return sl_status_set(st, SL_ECONFIG, "introspection_cache_ttl must be 0..300 seconds");
         c->introspection_cache_ttl = d;
-    } else if (!strcmp(key, "authenticators")) {
-        free_strv(c->authenticators, c->nauthenticators);
-        c->authenticators = NULL;
-        c->nauthenticators = 0;
-        char buf[MAX_LINE];
-        snprintf(buf, sizeof buf, "%s", v);
-        for (char *save = NULL, *tok = strtok_r(buf, ", \t", &save); tok;
-             tok = strtok_r(NULL, ", \t", &save)) {
-            if (strcmp(tok, "apikey") && strcmp(tok, "upstream-jwt") &&
-                strcmp(tok, "introspection"))
-                return sl_status_set(st, SL_ECONFIG,
-                                     "authenticators: unknown '%.32s' (apikey, upstream-jwt, "
-                                     "introspection)",
-                                     tok);
-            if (push_str(&c->authenticators, &c->nauthenticators, tok) != SL_OK)
-                return sl_status_set(st, SL_ENOMEM, NULL);
-        }
-    } else if (!strcmp(key, "broker")) {
-        if (parse_bool(v, &c->broker) < 0)
-            return sl_status_set(st, SL_ECONFIG, "broker must be true or false");
-    } else if (!strcmp(key, "broker_prefix")) {
+        return SL_OK;
+    case K_AUTHENTICATORS:
+        return set_authenticators(c, v, st);
+    case K_BROKER_PREFIX: {
         size_t n = strlen(v);
         if (n >= sizeof c->broker_prefix || (n && (v[0] != '/' || v[n - 1] == '/')) ||
             strpbrk(v, "?# \t%"))
             return sl_status_set(st, SL_ECONFIG,
                                  "broker_prefix must be like /auth (no trailing /)");
         memcpy(c->broker_prefix, v, n + 1);
-    } else if (!strcmp(key, "broker_default_ttl") || !strcmp(key, "broker_max_ttl")) {
+        return SL_OK;
+    }
+    case K_BROKER_DEFAULT_TTL:
+    case K_BROKER_MAX_TTL:
         if (parse_seconds(v, &d) < 0 || d < 1 || d > 31536000)
             return sl_status_set(st, SL_ECONFIG, "%s must be 1..31536000 seconds", key);
-        *(key[7] == 'd' ? &c->broker_default_ttl : &c->broker_max_ttl) = d;
-    } else if (!strcmp(key, "broker_allow_all")) {
-        if (parse_bool(v, &c->broker_allow_all) < 0)
-            return sl_status_set(st, SL_ECONFIG, "broker_allow_all must be true or false");
-    } else if (!strcmp(key, "broker_allow_all_role")) {
-        if ((c->broker_allow_all_role = sl_role_parse(v)) == SL_ROLE_NONE)
+        *(id == K_BROKER_DEFAULT_TTL ? &c->broker_default_ttl : &c->broker_max_ttl) = d;
+        return SL_OK;
+    case K_BROKER_ALLOW_ALL_ROLE: {
+        sl_role r = sl_role_parse(v);
+        if (r == SL_ROLE_NONE)
             return sl_status_set(st, SL_ECONFIG,
                                  "broker_allow_all_role must be read, write or admin");
-    } else if (!strcmp(key, "log_requests")) {
-        if (parse_bool(v, &c->log_requests) < 0)
-            return sl_status_set(st, SL_ECONFIG, "log_requests must be true or false");
-    } else if (!strcmp(key, "max_body")) {
+        c->broker_allow_all_role = r;
+        return SL_OK;
+    }
+    case K_INSECURE:
+    case K_JWT_EXP_OPTIONAL:
+    case K_BROKER:
+    case K_BROKER_ALLOW_ALL:
+    case K_LOG_REQUESTS:
+        if (parse_bool(v, &b) < 0)
+            return sl_status_set(st, SL_ECONFIG, "%s must be true or false", key);
+        *(id == K_INSECURE           ? &c->insecure
+          : id == K_JWT_EXP_OPTIONAL ? &c->jwt_exp_optional
+          : id == K_BROKER           ? &c->broker
+          : id == K_BROKER_ALLOW_ALL ? &c->broker_allow_all
+                                     : &c->log_requests) = b;
+        return SL_OK;
+    case K_MAX_BODY:
         if (parse_uint(v, 1ULL << 30, &u) < 0 || u == 0)
             return sl_status_set(st, SL_ECONFIG, "max_body must be 1..1073741824 bytes");
         c->limits.max_body = (size_t)u;
-    } else if (!strcmp(key, "read_max_bytes")) {
+        return SL_OK;
+    case K_READ_MAX_BYTES:
         if (parse_uint(v, 1ULL << 30, &u) < 0 || u == 0)
             return sl_status_set(st, SL_ECONFIG, "read_max_bytes must be 1..1073741824 bytes");
         c->read_max_bytes = (size_t)u;
-    } else if (!strcmp(key, "max_header")) {
+        return SL_OK;
+    case K_MAX_HEADER:
         if (parse_uint(v, 1ULL << 20, &u) < 0 || u < 256)
             return sl_status_set(st, SL_ECONFIG, "max_header must be 256..1048576 bytes");
         c->limits.max_header = (size_t)u;
-    } else if (!strcmp(key, "request_timeout")) {
-        if (parse_seconds(v, &d) < 0 || d <= 0 || d > 3600)
-            return sl_status_set(st, SL_ECONFIG, "request_timeout must be 0..3600 seconds");
-        c->limits.request_timeout_ms = (unsigned)(d * 1000);
-    } else if (!strcmp(key, "idle_timeout")) {
-        if (parse_seconds(v, &d) < 0 || d <= 0 || d > 86400)
-            return sl_status_set(st, SL_ECONFIG, "idle_timeout must be 0..86400 seconds");
-        c->limits.idle_timeout_ms = (unsigned)(d * 1000);
-    } else if (!strcmp(key, "max_connections")) {
+        return SL_OK;
+    case K_REQUEST_TIMEOUT:
+    case K_IDLE_TIMEOUT: {
+        /* Kept in whole milliseconds: a value that rounds to 0 ms would mean "no timeout". */
+        double max = id == K_REQUEST_TIMEOUT ? 3600 : 86400;
+        if (parse_seconds(v, &d) < 0 || d < 0.001 || d > max)
+            return sl_status_set(st, SL_ECONFIG, "%s must be 0.001..%g seconds", key, max);
+        *(id == K_REQUEST_TIMEOUT ? &c->limits.request_timeout_ms : &c->limits.idle_timeout_ms) =
+            (unsigned)llround(d * 1000);
+        return SL_OK;
+    }
+    case K_MAX_CONNECTIONS:
         if (parse_uint(v, 1000000, &u) < 0 || u == 0)
             return sl_status_set(st, SL_ECONFIG, "max_connections must be 1..1000000");
         c->limits.max_connections = (size_t)u;
-    } else if (!strncmp(key, "ws_", 3)) {
-        return set_ws(&c->ws, key, v, st);
-    } else {
+        return SL_OK;
+    default:
+        if (id >= K_WS_FIRST)
+            return set_ws(&c->ws, key, v, st);
         return sl_status_set(st, SL_ECONFIG, "unknown option '%.64s'", key);
     }
-    return SL_OK;
+}
+
+/* ---- reading the configuration back --------------------------------------------------------- */
+
+static void put_strv(FILE *f, char *const *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        fprintf(f, "%s%s", i ? ", " : "", v[i]);
+}
+
+char *sl__config_format(const sl__config *c, const char *key)
+{
+    int id = key_id(key);
+    if (id < 0)
+        return NULL;
+    char *out = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&out, &len);
+    if (f == NULL)
+        return NULL;
+    const char *s = NULL; /* a string field: "" when unset */
+    switch (id) {
+    case K_LISTEN:
+        fprintf(f, strchr(c->host, ':') ? "[%s]:%d" : "%s:%d", c->host, c->port);
+        break;
+    case K_AUTHZ:
+        fputs(c->authz ? sl_mode_name(c->authz) : "", f);
+        break;
+    case K_ADMIN:
+        put_strv(f, c->admins, c->nadmins);
+        break;
+    case K_JWT_SECRET_FILE: {
+        const sl__cfg_key *k = find_key((sl__config *)c, NULL);
+        s = k ? k->secret_file : NULL;
+        break;
+    }
+    case K_JWT_KEY:
+        for (size_t i = 0, n = 0; i < c->nkeys; i++)
+            if (c->keys[i].kid)
+                fprintf(f, "%s%s:%s", n++ ? ", " : "", c->keys[i].kid, c->keys[i].secret_file);
+        break;
+    case K_JWT_AUDIENCE:
+        s = c->jwt_audience;
+        break;
+    case K_JWT_ISSUER:
+        s = c->jwt_issuer;
+        break;
+    case K_JWT_LEEWAY:
+        fprintf(f, "%.17g", c->jwt_leeway);
+        break;
+    case K_AUDIT_LOG:
+        s = c->audit_log;
+        break;
+    case K_REVOCATION:
+        s = c->revocation;
+        break;
+    case K_REVOCATION_PREFIX:
+        s = c->revocation_prefix;
+        break;
+    case K_REVOCATION_MAX_TTL:
+        fprintf(f, "%.17g", c->revocation_max_ttl);
+        break;
+    case K_APIKEY_STORE:
+        s = c->apikey_store;
+        break;
+    case K_UPSTREAM_JWT_KEY:
+        if (c->upstream_key_alg)
+            fprintf(f, "%s:%s", c->upstream_key_alg, c->upstream_key_file);
+        break;
+    case K_UPSTREAM_JWT_ISSUER:
+        s = c->upstream_issuer;
+        break;
+    case K_UPSTREAM_JWT_AUDIENCE:
+        s = c->upstream_audience;
+        break;
+    case K_INTROSPECTION_URL:
+        s = c->introspection_url;
+        break;
+    case K_INTROSPECTION_CLIENT_ID:
+        s = c->introspection_client_id;
+        break;
+    case K_INTROSPECTION_CLIENT_SECRET_FILE:
+        s = c->introspection_secret_file;
+        break;
+    case K_INTROSPECTION_CACHE_TTL:
+        fprintf(f, "%.17g", c->introspection_cache_ttl);
+        break;
+    case K_AUTHENTICATORS:
+        put_strv(f, c->authenticators, c->nauthenticators);
+        break;
+    case K_BROKER_PREFIX:
+        s = c->broker_prefix;
+        break;
+    case K_BROKER_DEFAULT_TTL:
+    case K_BROKER_MAX_TTL:
+        fprintf(f, "%.17g", id == K_BROKER_DEFAULT_TTL ? c->broker_default_ttl : c->broker_max_ttl);
+        break;
+    case K_BROKER_ALLOW_ALL_ROLE:
+        fputs(c->broker_allow_all_role ? sl_role_name(c->broker_allow_all_role) : "", f);
+        break;
+    case K_INSECURE:
+    case K_JWT_EXP_OPTIONAL:
+    case K_BROKER:
+    case K_BROKER_ALLOW_ALL:
+    case K_LOG_REQUESTS: {
+        int b = id == K_INSECURE           ? c->insecure
+                : id == K_JWT_EXP_OPTIONAL ? c->jwt_exp_optional
+                : id == K_BROKER           ? c->broker
+                : id == K_BROKER_ALLOW_ALL ? c->broker_allow_all
+                                           : c->log_requests;
+        fputs(b ? "true" : "false", f);
+        break;
+    }
+    case K_MAX_BODY:
+        fprintf(f, "%zu", c->limits.max_body);
+        break;
+    case K_READ_MAX_BYTES:
+        fprintf(f, "%zu", c->read_max_bytes);
+        break;
+    case K_MAX_HEADER:
+        fprintf(f, "%zu", c->limits.max_header);
+        break;
+    case K_REQUEST_TIMEOUT:
+        fprintf(f, "%.17g", c->limits.request_timeout_ms / 1000.0);
+        break;
+    case K_IDLE_TIMEOUT:
+        fprintf(f, "%.17g", c->limits.idle_timeout_ms / 1000.0);
+        break;
+    case K_MAX_CONNECTIONS:
+        fprintf(f, "%zu", c->limits.max_connections);
+        break;
+    default:
+        for (size_t i = 0; i < sizeof ws_counts / sizeof ws_counts[0]; i++) {
+            const char *field = (const char *)&c->ws + ws_counts[i].off;
+            if (!strcmp(key, ws_counts[i].key))
+                fprintf(f, "%zu",
+                        ws_counts[i].is_unsigned ? *(const unsigned *)(const void *)field
+                                                 : *(const size_t *)(const void *)field);
+        }
+        for (size_t i = 0; i < sizeof ws_times / sizeof ws_times[0]; i++)
+            if (!strcmp(key, ws_times[i].key))
+                fprintf(f, "%.17g",
+                        *(const double *)(const void *)((const char *)&c->ws + ws_times[i].off));
+        break;
+    }
+    if (s)
+        fputs(s, f);
+    if (fclose(f) != 0) {
+        free(out);
+        return NULL;
+    }
+    return out;
 }
 
 static int set_channel(sl__cfg_channel *ch, const char *key, const char *v, sl_status *st)
@@ -647,5 +1025,85 @@ int sl__config_parse(sl__config *c, const char *text, size_t len, const char *fi
         if (c->grants[i].role == SL_ROLE_NONE)
             return sl_status_set(st, SL_ECONFIG, "%s: [acl %s] has no role", filename,
                                  c->grants[i].principal);
+    return SL_OK;
+}
+
+/* ---- the whole pipeline: command line, config files, environment ----------------------------- */
+
+static int flag_id(const char *name, size_t len)
+{
+    for (int i = 0; i < K_COUNT; i++)
+        if (key_table[i].flag && strlen(key_table[i].flag) == len &&
+            !memcmp(key_table[i].flag, name, len))
+            return i;
+    return -1;
+}
+
+static int load_file(sl__config *c, const char *path, const sl__config_source *src, sl_status *st)
+{
+    if (src == NULL || src->read_file == NULL)
+        return sl_status_set(st, SL_ECONFIG, "%.200s: cannot read config files here", path);
+    char *text = NULL;
+    size_t len = 0;
+    int rc = src->read_file(src->ud, path, &text, &len, st);
+    if (rc == SL_OK)
+        rc = sl__config_parse(c, text, len, path, st);
+    free(text);
+    return rc;
+}
+
+/* Our own loop rather than getopt_long: no global state (the tests and the fuzz target run it many
+ * times in one process), no argument permutation, no abbreviated flags that a later flag could make
+ * ambiguous. */
+int sl__config_load(sl__config *c, int argc, char *const *argv, const sl__config_source *src,
+                    sl_status *st)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        if (!strcmp(arg, "-h") || !strcmp(arg, "--help")) {
+            c->help = 1;
+            return SL_OK;
+        }
+        if (!strcmp(arg, "--")) { /* the end of the flags; sluiced takes no other arguments */
+            if (i + 1 < argc)
+                return sl_status_set(st, SL_EINVAL, "unexpected argument '%.64s'", argv[i + 1]);
+            break;
+        }
+        if (strncmp(arg, "--", 2) != 0)
+            return sl_status_set(st, SL_EINVAL, "unexpected argument '%.64s'", arg);
+        const char *name = arg + 2, *eq = strchr(name, '=');
+        size_t nlen = eq ? (size_t)(eq - name) : strlen(name);
+        const char *value = eq ? eq + 1 : NULL;
+        int id = flag_id(name, nlen);
+        int is_config = nlen == 6 && !memcmp(name, "config", 6);
+        if (id < 0 && !is_config)
+            return sl_status_set(st, SL_EINVAL, "unknown option '--%.*s' (see --help)",
+                                 (int)(nlen > 64 ? 64 : nlen), name);
+        if (value == NULL && id >= 0 && key_table[id].flag_takes_no_value)
+            value = "true";
+        if (value == NULL) {
+            if (i + 1 >= argc)
+                return sl_status_set(st, SL_EINVAL, "option '--%.*s' needs a value (see --help)",
+                                     (int)(nlen > 64 ? 64 : nlen), name);
+            value = argv[++i];
+        }
+        int rc = is_config ? load_file(c, value, src, st)
+                           : sl__config_set(c, key_table[id].name, value, st);
+        if (rc != SL_OK)
+            return rc;
+    }
+    if (src && src->envp) {
+        static const char name[] = "SLUICE_JWT_SECRET=";
+        for (char *const *e = src->envp; *e; e++) {
+            if (strncmp(*e, name, sizeof name - 1) != 0)
+                continue;
+            const char *v = *e + sizeof name - 1; /* the first one, as getenv(3) finds */
+            wipe_free(c->jwt_env_secret);
+            c->jwt_env_secret = NULL;
+            if (*v && (c->jwt_env_secret = strdup(v)) == NULL)
+                return sl_status_set(st, SL_ENOMEM, NULL);
+            break;
+        }
+    }
     return SL_OK;
 }

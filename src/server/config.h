@@ -1,6 +1,8 @@
-/* sluiced's configuration: command-line flags and an optional config file (docs/CONFIG.md) fill the
- * same struct. The file parser does no I/O: it takes the text and the file name (for messages that
- * name file and line). */
+/* sluiced's configuration: command-line flags, config files and the environment (docs/CONFIG.md)
+ * fill one struct through one setter and one table of keys. Every key owns its storage and a
+ * setting changes only its own key, whatever the order and wherever it comes from. Nothing here
+ * does I/O: the file parser takes the text and the file name (for messages that name file and
+ * line), and sl__config_load is handed a function that reads --config files. */
 #ifndef SLUICE_SERVER_CONFIG_H
 #define SLUICE_SERVER_CONFIG_H
 
@@ -79,18 +81,58 @@ typedef struct sl__config {
     sl_role broker_allow_all_role;
     sl__cfg_named *roles, *principals, *delegates;
     size_t nroles, nprincipals, ndelegates;
+    /* from the environment (sl__config_load) */
+    char
+        *jwt_env_secret; /* SLUICE_JWT_SECRET; used when no jwt_secret_file is set; wiped on free */
+    int help;            /* -h / --help was given: the rest of the command line was not read */
 } sl__config;
 
 void sl__config_init(sl__config *c);
 void sl__config_free(sl__config *c);
+
+/* One top-level key: the table that sl__config_set, the command line, sl__config_format, the tests
+ * and the fuzz targets all use, so none of them can miss a key. */
+typedef struct sl__config_key {
+    const char *name;        /* "jwt_leeway": the config file key */
+    const char *flag;        /* "jwt-leeway": --FLAG on the command line; NULL: file only */
+    int flag_takes_no_value; /* --insecure alone means "true" (--insecure=false also works) */
+    int repeatable; /* each setting adds an item (admin; jwt_key per KID); else last wins */
+    const char *examples[2]; /* two valid, different values (tests, fuzz seeds) */
+} sl__config_key;
+
+/* The table (static; *n gets its length). */
+const sl__config_key *sl__config_keys(size_t *n);
 
 /* Parses config text into c (adding to what is there). On error st->message is
  * "FILE:LINE: what is wrong" and SL_ECONFIG is returned. */
 int sl__config_parse(sl__config *c, const char *text, size_t len, const char *filename,
                      sl_status *st);
 
-/* Sets one top-level option by name (shared by the file parser and command-line flags). */
+/* Sets one top-level option by name (shared by the file parser and command-line flags). Changes
+ * nothing but that key, and nothing at all on error (SL_ECONFIG or SL_ENOMEM, with st->message). */
 int sl__config_set(sl__config *c, const char *key, const char *value, sl_status *st);
+
+/* The current value of a top-level key as text the setter accepts ("" when unset; a repeatable
+ * key's items joined by ", "). Returns a string the caller frees, or NULL for an unknown key or
+ * when out of memory. Never a secret: keys name secret files, not secrets. */
+char *sl__config_format(const sl__config *c, const char *key);
+
+/* Where sl__config_load gets what is not on the command line. */
+typedef struct sl__config_source {
+    /* Reads the whole file named by --config FILE into *text (malloc'd; the caller frees) and its
+     * length into *len. On failure returns an error code and sets st->message. */
+    int (*read_file)(void *ud, const char *path, char **text, size_t *len, sl_status *st);
+    void *ud;
+    char *const *envp; /* "NAME=VALUE" strings, NULL-terminated (like environ); NULL: none */
+} sl__config_source;
+
+/* sluiced's whole configuration into c (initialised by the caller): the flags argv[1..argc) in
+ * order, each --config FILE parsed where it appears (later flags override it, earlier ones are
+ * overridden by it), then the environment (SLUICE_JWT_SECRET). Flags are --FLAG VALUE or
+ * --FLAG=VALUE; -h/--help sets c->help and stops. On error: SL_ECONFIG or SL_EINVAL (a malformed
+ * command line) or the read_file error, with st->message. */
+int sl__config_load(sl__config *c, int argc, char *const *argv, const sl__config_source *src,
+                    sl_status *st);
 
 /* "HOST:PORT" or "[V6]:PORT" into c->host / c->port. */
 int sl__config_set_listen(sl__config *c, const char *value);

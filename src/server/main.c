@@ -11,11 +11,11 @@
 #include <sluice/sluice.h>
 
 #include "net/http.h"
+#include "security/secretfile.h"
 #include "server/config.h"
 #include "server/router.h"
 #include "server/wsession.h"
 
-#include <getopt.h>
 #include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,13 +54,18 @@ static void usage(FILE *f)
         "  --authz token|acl         who decides: the token's claims (default) or the ACL\n"
         "  --admin PRINCIPAL         bootstrap administrator under --authz acl (repeatable)\n"
         "  --audit-log FILE          append audit records (JSON lines)\n"
+        "  --revocation KIND         memory, off or redis://HOST:PORT (default memory with JWT)\n"
+        "  --revocation-prefix P     Redis key prefix (default sluice)\n"
+        "  --apikey-store FILE       accept API keys from this store\n"
         "  --max-body BYTES          request body limit (default 1048576)\n"
         "  --max-connections N       connection limit (default 10000)\n"
         "  --request-timeout SECONDS a request must arrive within (default 10)\n"
         "  --read-max-bytes BYTES    message bytes one read returns at most (default 4194304)\n"
         "  --log-requests            one log line per request on stderr (never credentials)\n"
         "  --insecure                allow an open server on a non-loopback address\n"
-        "  -h, --help                this help\n",
+        "  -h, --help                this help\n"
+        "Flags are applied in order (--FLAG VALUE or --FLAG=VALUE); a --config file is read where\n"
+        "it appears, so later flags override it. Each flag sets only its own option.\n",
         f);
 }
 
@@ -69,138 +74,66 @@ static int is_loopback(const char *host)
     return !strncmp(host, "127.", 4) || !strcmp(host, "::1") || !strcmp(host, "localhost");
 }
 
-/* Reads a secret file; strips one trailing newline. The secret never reaches a log. */
+/* Reads a secret file (security/secretfile.h: trailing newlines are not part of it; a file over
+ * SL__SECRET_FILE_MAX is refused). *out is NUL-terminated and owned by the caller, who wipes it.
+ * The secret never reaches a log. */
 static int read_secret(const char *path, char **out, size_t *len)
 {
     FILE *f = fopen(path, "rb");
     if (f == NULL)
         return SL_EIO;
-    char buf[4097];
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    char *buf = malloc(SL__SECRET_FILE_MAX + 2);
+    size_t n = buf ? fread(buf, 1, SL__SECRET_FILE_MAX + 1, f) : 0; /* one more: too large? */
+    int failed = buf == NULL || ferror(f);
     fclose(f);
-    while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
-        n--;
-    *out = malloc(n + 1);
-    if (*out == NULL)
-        return SL_ENOMEM;
-    memcpy(*out, buf, n);
-    (*out)[n] = '\0';
-    *len = n;
-    memset(buf, 0, sizeof buf);
+    if (failed) {
+        free(buf);
+        return buf ? SL_EIO : SL_ENOMEM;
+    }
+    int rc = sl__secret_file_parse(buf, n, len);
+    if (rc != SL_OK) {
+        explicit_bzero(buf, n);
+        free(buf);
+        return rc;
+    }
+    explicit_bzero(buf + *len, n - *len);
+    buf[*len] = '\0';
+    *out = buf;
     return SL_OK;
 }
 
-static int load_file(sl__config *cfg, const char *path, sl_status *st)
+/* sl__config_load's --config reader; a file is at most 64 MiB. */
+static int read_config_file(void *ud, const char *path, char **text, size_t *len, sl_status *st)
 {
+    (void)ud;
     FILE *f = fopen(path, "rb");
     if (f == NULL)
         return sl_status_set(st, SL_ECONFIG, "%s: cannot open", path);
-    size_t cap = 1 << 16, len = 0;
-    char *text = malloc(cap);
-    size_t n;
-    while (text && (n = fread(text + len, 1, cap - len, f)) > 0) {
-        len += n;
-        if (len == cap) {
-            char *t = cap >= (64u << 20) ? NULL : realloc(text, cap *= 2);
-            if (t == NULL) {
-                free(text);
-                text = NULL;
-            } else {
-                text = t;
-            }
+    size_t cap = 1 << 16, n = 0, got;
+    char *buf = malloc(cap);
+    while (buf && (got = fread(buf + n, 1, cap - n, f)) > 0) {
+        n += got;
+        if (n == cap) {
+            char *t = cap >= (64u << 20) ? NULL : realloc(buf, cap *= 2);
+            if (t == NULL)
+                free(buf);
+            buf = t;
         }
     }
+    int failed = buf == NULL || ferror(f);
     fclose(f);
-    if (text == NULL)
-        return sl_status_set(st, SL_ECONFIG, "%s: too large", path);
-    int rc = sl__config_parse(cfg, text, len, path, st);
-    free(text);
-    return rc;
-}
-
-static int parse_args(int argc, char **argv, sl__config *cfg, sl_status *st)
-{
-    enum {
-        O_LISTEN = 256,
-        O_CONFIG,
-        O_SECRET,
-        O_KEY,
-        O_AUTHZ,
-        O_ADMIN,
-        O_AUDIT,
-        O_BODY,
-        O_CONNS,
-        O_TIMEOUT,
-        O_REVOCATION,
-        O_REVPREFIX,
-        O_APIKEYS,
-        O_READMAX,
-        O_LOGREQ,
-        O_INSECURE
-    };
-    static const struct option opts[] = {
-        {"listen", required_argument, 0, O_LISTEN},
-        {"config", required_argument, 0, O_CONFIG},
-        {"jwt-secret-file", required_argument, 0, O_SECRET},
-        {"jwt-key", required_argument, 0, O_KEY},
-        {"authz", required_argument, 0, O_AUTHZ},
-        {"admin", required_argument, 0, O_ADMIN},
-        {"audit-log", required_argument, 0, O_AUDIT},
-        {"max-body", required_argument, 0, O_BODY},
-        {"max-connections", required_argument, 0, O_CONNS},
-        {"request-timeout", required_argument, 0, O_TIMEOUT},
-        {"revocation", required_argument, 0, O_REVOCATION},
-        {"revocation-prefix", required_argument, 0, O_REVPREFIX},
-        {"apikey-store", required_argument, 0, O_APIKEYS},
-        {"read-max-bytes", required_argument, 0, O_READMAX},
-        {"log-requests", no_argument, 0, O_LOGREQ},
-        {"insecure", no_argument, 0, O_INSECURE},
-        {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0},
-    };
-    static const char *const keys[] = {[O_LISTEN - 256] = "listen",
-                                       [O_SECRET - 256] = "jwt_secret_file",
-                                       [O_KEY - 256] = "jwt_key",
-                                       [O_AUTHZ - 256] = "authz",
-                                       [O_ADMIN - 256] = "admin",
-                                       [O_AUDIT - 256] = "audit_log",
-                                       [O_BODY - 256] = "max_body",
-                                       [O_CONNS - 256] = "max_connections",
-                                       [O_TIMEOUT - 256] = "request_timeout",
-                                       [O_REVOCATION - 256] = "revocation",
-                                       [O_REVPREFIX - 256] = "revocation_prefix",
-                                       [O_APIKEYS - 256] = "apikey_store",
-                                       [O_READMAX - 256] = "read_max_bytes"};
-    int c;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        int rc = SL_OK;
-        if (c == 'h') {
-            usage(stdout);
-            exit(0);
-        } else if (c == O_CONFIG) {
-            rc = load_file(cfg, optarg, st);
-        } else if (c == O_LOGREQ) {
-            cfg->log_requests = 1;
-        } else if (c == O_INSECURE) {
-            cfg->insecure = 1;
-        } else if (c >= O_LISTEN && c <= O_READMAX && keys[c - 256]) {
-            rc = sl__config_set(cfg, keys[c - 256], optarg, st);
-        } else {
-            return sl_status_set(st, SL_EINVAL, "unknown or incomplete option '%s' (see --help)",
-                                 argv[optind - 1]);
-        }
-        if (rc != SL_OK)
-            return rc;
+    if (failed) {
+        free(buf);
+        return sl_status_set(st, SL_ECONFIG, "%s: %s", path, buf ? "cannot read" : "too large");
     }
-    if (optind < argc)
-        return sl_status_set(st, SL_EINVAL, "unexpected argument '%s'", argv[optind]);
+    *text = buf;
+    *len = n;
     return SL_OK;
 }
 
 static int build_keys(server *s, const sl__config *cfg, sl_status *st)
 {
-    const char *env = getenv("SLUICE_JWT_SECRET");
+    const char *env = cfg->jwt_env_secret;
     int have_default = 0;
     for (size_t i = 0; i < cfg->nkeys; i++)
         have_default |= cfg->keys[i].kid == NULL;
@@ -222,8 +155,9 @@ static int build_keys(server *s, const sl__config *cfg, sl_status *st)
         size_t len;
         rc = read_secret(cfg->keys[i].secret_file, &secret, &len);
         if (rc != SL_OK)
-            return sl_status_set(st, SL_ECONFIG, "cannot read secret file %s",
-                                 cfg->keys[i].secret_file);
+            return sl_status_set(st, SL_ECONFIG, "cannot read secret file %s%s",
+                                 cfg->keys[i].secret_file,
+                                 rc == SL_ETOOBIG ? ": larger than 65536 bytes" : "");
         rc = sl_jwt_keyring_add_hs256(s->keys, cfg->keys[i].kid, secret, len);
         memset(secret, 0, len);
         free(secret);
@@ -379,7 +313,8 @@ static int make_authenticator(server *s, const sl__config *cfg, const char *name
         sl_introspect_opts_init(&o);
         o.url = cfg->introspection_url;
         o.client_id = cfg->introspection_client_id;
-        o.cache_ttl = cfg->introspection_cache_ttl;
+        /* 0 means "no caching" here; to sl_introspect it means "the default" */
+        o.cache_ttl = cfg->introspection_cache_ttl > 0 ? cfg->introspection_cache_ttl : -1;
         char *secret = NULL;
         size_t len = 0;
         if (cfg->introspection_secret_file &&
@@ -539,7 +474,14 @@ int main(int argc, char **argv)
     server s = {0};
     sl_status st;
     sl_status_clear(&st);
-    int rc = parse_args(argc, argv, &cfg, &st);
+    extern char **environ;
+    sl__config_source src = {.read_file = read_config_file, .envp = environ};
+    int rc = sl__config_load(&cfg, argc, argv, &src, &st);
+    if (rc == SL_OK && cfg.help) {
+        usage(stdout);
+        sl__config_free(&cfg);
+        return 0;
+    }
     s.loop = uv_default_loop();
     if (rc == SL_OK)
         rc = setup(&s, &cfg, &st);

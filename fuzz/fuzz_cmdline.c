@@ -1,0 +1,55 @@
+/* Fuzz target: sluiced's command line (sl__config_load in src/server/config.c) on its own: the
+ * input is the arguments, separated by NUL bytes (argv[1..]). "--config" with any name reads one
+ * fixed config file, so flags before and after a file are exercised; there is no environment. The
+ * whole pipeline with files and environment from the input is fuzz_config_pipeline. */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config_check.h"
+
+#define MAX_ARGS 64
+
+static int read_fixed(void *ud, const char *path, char **text, size_t *len, sl_status *st)
+{
+    (void)ud;
+    (void)path;
+    static const char conf[] = "listen = 127.0.0.1:0\n"
+                               "apikey_store = /keys\n"
+                               "upstream_jwt_key = es256:/idp.pem\n"
+                               "introspection_url = https://idp.example/introspect\n"
+                               "jwt_secret_file = /secret\n"
+                               "jwt_key = k1:/k1\n"
+                               "admin = ops\n"
+                               "authenticators = apikey, introspection\n";
+    if ((*text = malloc(sizeof conf)) == NULL)
+        return sl_status_set(st, SL_ENOMEM, NULL);
+    memcpy(*text, conf, sizeof conf);
+    *len = sizeof conf - 1;
+    return SL_OK;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    char *buf = malloc(size + 1);
+    if (buf == NULL)
+        return 0;
+    memcpy(buf, data, size);
+    buf[size] = '\0';
+    char *argv[MAX_ARGS + 1] = {"sluiced"};
+    int argc = 1;
+    for (char *p = buf; p < buf + size && argc < MAX_ARGS; p += strlen(p) + 1)
+        argv[argc++] = p;
+    sl__config c;
+    sl__config_init(&c);
+    sl_status st;
+    sl_status_clear(&st);
+    sl__config_source src = {.read_file = read_fixed};
+    if (sl__config_load(&c, argc, argv, &src, &st) == SL_OK)
+        config_check(&c);
+    else
+        config_check_message(&st);
+    sl__config_free(&c);
+    free(buf);
+    return 0;
+}
