@@ -50,7 +50,7 @@ redis() {
   PIDS+=($!)
   local _
   for _ in $(seq 300); do
-    redis-cli -p "$RPORT" ping 2>/dev/null | grep -q PONG && return 0
+    [ "$(redis-cli -p "$RPORT" ping 2>/dev/null)" = PONG ] && return 0
     sleep 0.1
   done
   die "redis-server did not come up on port $RPORT (see $TMP/redis.log)"
