@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by the benchmark scripts (sourced, not run): fail loudly, run wrk and refuse its figure
 # when any request failed, wait for a server, take medians. A benchmark that could not measure
 # something says what and exits non-zero; it never prints a 0 or drops a row in its place.
