@@ -99,6 +99,16 @@ int sl_apikey_create(sl_apikey_store *s, const char *principal, sl_role role,
                      const char *const *patterns, size_t n, double expires_at, double now,
                      char **key_out, char id_out[SL_APIKEY_ID_LEN + 1], sl_status *st);
 
+/* Called with the new key's id once it is chosen, before anything is written; an error (with st
+ * set) abandons the creation and nothing is written. */
+typedef int (*sl_apikey_ahead_fn)(void *ud, const char *id, sl_status *st);
+/* sl_apikey_create with a write-ahead hook (the server's audit record), so that a crash can never
+ * leave a key that was not recorded first. ahead NULL: sl_apikey_create. */
+int sl_apikey_create_ahead(sl_apikey_store *s, const char *principal, sl_role role,
+                           const char *const *patterns, size_t n, double expires_at, double now,
+                           sl_apikey_ahead_fn ahead, void *ahead_ud, char **key_out,
+                           char id_out[SL_APIKEY_ID_LEN + 1], sl_status *st);
+
 /* Sets the key's expiry to now unless it already expired earlier. SL_ENOENT for an unknown id;
  * write errors as for create. */
 int sl_apikey_expire(sl_apikey_store *s, const char *id, double now, sl_status *st);

@@ -8,6 +8,7 @@
 #include <stddef.h>
 
 #include <sluice/jwt.h>
+#include <sluice/revocation.h>
 #include <sluice/sluice.h>
 
 #ifdef __cplusplus
@@ -34,6 +35,7 @@ typedef struct sl_authn {
     sl_jwt_verify_opts jwt;
     sl_authenticator *chain[SL_AUTHN_MAX]; /* borrowed; tried in order after sluice tokens */
     size_t nchain;
+    sl_revocation_store *revocation; /* borrowed; NULL: nothing is ever revoked */
 } sl_authn;
 
 /* 1 when some authenticator is configured (else the server is open and callers anonymous). */
@@ -42,26 +44,23 @@ int sl_authn_enabled(const sl_authn *a);
 /* Runs the chain on an Authorization header value (NULL when absent): sluice tokens first, then
  * each authenticator in order; the first to accept decides. When none accepts: SL_EUNAVAIL if one
  * could not decide, else the first rejection. No header (or not Bearer): SL_EUNAUTH. Not enabled:
- * an anonymous identity. cb is called exactly once, possibly before this returns. */
+ * an anonymous identity. Revocation is part of authentication: the identity the chain accepted,
+ * whichever authenticator produced it, is checked against a->revocation (its token id, and its
+ * principal against the user cut-off with its issued_at) before cb hears of it; a revoked one is
+ * SL_ETOKEN "token revoked", an unreachable store SL_EUNAVAIL. A subscription token is never
+ * accepted here. cb is called exactly once, possibly before this returns. */
 void sl_authn_run(const sl_authn *a, const char *header, size_t len, double now, sl_authn_cb cb,
                   void *ud);
 
-/* Sluice tokens only, synchronously. Authenticates an HTTP Authorization header value (NULL when
- * absent) at time now.
- *   no keys: anonymous identity (source SL_SOURCE_NONE, principal "anonymous"), SL_OK;
- *   keys and no header, or a scheme other than Bearer: SL_EUNAUTH;
- *   keys and a bad token: SL_ETOKEN / SL_EEXPIRED with a short description in st.
- * `out` must be initialised; release with sl_identity_clear. */
-int sl_authn_bearer(const sl_authn *a, const char *header, size_t len, double now, sl_identity *out,
-                    sl_status *st);
-
-/* A subscription token (channels named `$...` on the WebSocket transport): a sluice JWT, verified
- * with the same keys and rules as a bearer token, whose sub is user, whose "channel" claim is
- * exactly channel, and which expires. SL_OK with *exp (its expiry); SL_EEXPIRED; SL_ETOKEN when it
- * does not verify, has no exp, or no sluice keys are configured; SL_EFORBIDDEN when it verifies
- * but was issued for another user or channel. */
-int sl_authn_subscription(const sl_authn *a, const char *token, const char *user,
-                          const char *channel, double now, double *exp);
+/* A subscription token (channels named `$...` on the WebSocket transport): a sluice JWT of the
+ * subscription kind (sl_jwt_verify_subscription), whose sub is user, whose "channel" claim is
+ * exactly channel, and which passes the same revocation check as every credential. cb gets SL_OK
+ * with the token's identity (token_id, issued_at, expires_at); SL_EEXPIRED; SL_ETOKEN when it does
+ * not verify, is of the wrong kind, is revoked, or no sluice keys are configured; SL_EFORBIDDEN
+ * when it verifies but was issued for another user or channel; SL_EUNAVAIL when the revocation
+ * store cannot answer. cb is called exactly once, possibly before this returns. */
+void sl_authn_subscription_run(const sl_authn *a, const char *token, const char *user,
+                               const char *channel, double now, sl_authn_cb cb, void *ud);
 
 /* Extracts the token of a "Bearer <token>" header (scheme case-insensitive). NULL when it is not
  * one; *tlen receives the token length. */

@@ -65,13 +65,17 @@ void sl_broker_set_authorizer(sl_broker *b, sl_broker_authorizer_fn fn, void *ud
 
 /* Decides each requested channel for principal through the authorizer. Invalid channel ids are
  * denied ("invalid channel id"), so are channels no role of principal matches ("no matching role").
- * d is the caller's, to clear. */
-int sl_broker_decide(const sl_broker *b, const char *principal, const char *const *channels,
-                     size_t n, sl_broker_decision *d);
+ * Then, whatever the authorizer said, the decision is clamped to cred, the credential that asked
+ * (the caller itself, or the delegating service): channels outside cred's scope are denied
+ * ("outside the credential's scope") and the role is lowered to cred's role when it carries one.
+ * cred NULL: the process itself (configuration, tests), nothing to clamp. d is the caller's, to
+ * clear. */
+int sl_broker_decide(const sl_broker *b, const sl_identity *cred, const char *principal,
+                     const char *const *channels, size_t n, sl_broker_decision *d);
 
 typedef struct sl_broker_token {
-    char *token; /* owned; the minted JWT (free with free()) */
-    char token_id[33];
+    char *token;                            /* owned; the minted JWT (free with free()) */
+    char token_id[SL_JWT_TOKEN_ID_LEN + 1]; /* bound to sub: sl_jwt_token_id_of */
     double issued_at, expires_at;
 } sl_broker_token;
 

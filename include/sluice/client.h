@@ -63,9 +63,11 @@ long sl_client_last_http_status(const sl_client *c);
  * server assigned, truncated to item_id_size - 1 bytes (32 is enough for sluice ids). */
 int sl_client_write(sl_client *c, const char *channel, const char *json_data, char *item_id,
                     size_t item_id_size, sl_status *st);
-/* r NULL: a shared read of 10. out: release with sl_message_list_free; on failure it is left empty.
- * Each message's data is the compact JSON text of content.data, metadata the compact JSON text of
- * the metadata object (NULL when absent or empty). */
+/* r NULL: a shared read of 10. r->max_bytes (0: the server's read_max_bytes) bounds the reply's
+ * message bytes; out->more says messages were left. out: release with sl_message_list_free; on
+ * failure it is left empty. Each message's data is the JSON text of content.data as the server sent
+ * it, which is the text that was written (numbers and duplicate keys unchanged); metadata likewise
+ * the text of the metadata object (NULL when absent or empty). */
 int sl_client_read(sl_client *c, const char *channel, const sl_read *r, sl_message_list *out,
                    sl_status *st);
 /* count (may be NULL) receives how many messages the server acknowledged / nacked / removed. */

@@ -56,19 +56,19 @@ void sl_introspect_opts_init(sl_introspect_opts *o);
 
 /* The answer for one token, called exactly once per sl_introspect_authenticate:
  *   SL_OK       the endpoint says the token is active; *who is the caller: principal = `sub`,
- *               source SL_SOURCE_INTROSPECTION, role SL_ROLE_NONE (introspection carries no sluice
- *               role: the ACL decides), not scoped, token_id = `jti` when it is a valid revocation
- *               id, issued_at = `iat`, expires_at = `exp` (0 when absent)
- *   SL_ETOKEN   the token is not accepted: inactive, no valid `sub`, malformed `exp`/`iat`, or not
- *               a plausible bearer token (empty, too long, bytes outside 0x21..0x7e)
- *   SL_EEXPIRED the endpoint says active but its `exp` has passed
- *   SL_EUNAVAIL the endpoint could not answer (connection, timeout, non-200, malformed answer),
- *               too many requests in flight, or the authenticator is closing: refuse with 503
- *   SL_ENOMEM   out of memory
- * who is non-NULL only for SL_OK and valid only during the call (copy the struct to keep it: its
- * channels are always NULL, it owns nothing). reason is NULL for SL_OK, otherwise a fixed short
- * text (never the token or anything the endpoint sent). The callback runs synchronously, before
- * authenticate returns, for cached answers and early refusals; otherwise later from the loop. */
+ *               source SL_SOURCE_INTROSPECTION, token_id = `jti` when it is a valid revocation
+ *               id, issued_at = `iat`, expires_at = `exp` (0 when absent); role and channel scope
+ *               only as the answer's `scope` narrows them (sl_identity_apply_scope: a ceiling,
+ *               never a grant), else role SL_ROLE_NONE and not scoped
+ *   SL_ETOKEN   the token is not accepted: inactive, no valid `sub`, malformed `exp`/`iat`/`scope`,
+ * or not a plausible bearer token (empty, too long, bytes outside 0x21..0x7e) SL_EEXPIRED the
+ * endpoint says active but its `exp` has passed SL_EUNAVAIL the endpoint could not answer
+ * (connection, timeout, non-200, malformed answer), too many requests in flight, or the
+ * authenticator is closing: refuse with 503 SL_ENOMEM   out of memory who is non-NULL only for
+ * SL_OK and valid only during the call (keep it with sl_identity_copy). reason is NULL for SL_OK,
+ * otherwise a fixed short text (never the token or anything the endpoint sent). The callback runs
+ * synchronously, before authenticate returns, for cached answers and early refusals; otherwise
+ * later from the loop. */
 typedef void (*sl_introspect_cb)(void *ud, int status, const sl_identity *who, const char *reason);
 
 /* Optional log sink: one line, without newline, when the endpoint starts failing ("introspection:

@@ -65,9 +65,29 @@ void sl_jwt_verify_opts_init(sl_jwt_verify_opts *o);
  * required unless exp_optional; exp, nbf and iat must be numbers, honoured with leeway (exp <= now
  * - leeway is expired, nbf or iat > now + leeway not yet valid); aud a string or array of strings,
  * iss and jti (at most SL_TOKEN_ID_MAX bytes) strings; role, when present, must be
- * read|write|admin; channels, when present, an array of at most 1024 valid patterns. */
+ * read|write|admin; channels, when present, an array of at most 1024 valid patterns.
+ * Tokens are typed: a token with a "channel" claim is a subscription token and is refused here
+ * ("wrong kind of token"), so it can never authenticate a caller. */
 int sl_jwt_verify(sl_jwt_keyring *kr, const char *token, size_t len, const sl_jwt_verify_opts *o,
                   double now, sl_identity *out, sl_status *st);
+
+/* Verifies a subscription token: the same rules, except that the "channel" claim (a valid channel
+ * id) is required and copied into `channel`, and "exp" is required whatever o->exp_optional says.
+ * A token without "channel" (a bearer or connection token) is refused: "wrong kind of token". */
+int sl_jwt_verify_subscription(sl_jwt_keyring *kr, const char *token, size_t len,
+                               const sl_jwt_verify_opts *o, double now, sl_identity *out,
+                               char channel[SL_CHANNEL_ID_MAX + 1], sl_status *st);
+
+/* Token ids bound to their subject, so a principal can prove a token id is one of its own
+ * without the server keeping a list of issued tokens: 32 random hex digits followed by 32 hex
+ * digits of an HMAC (under an HS256 key of kr) over the random part and sub. */
+#define SL_JWT_TOKEN_ID_LEN 64
+/* Fills out with a new id for sub (NUL-terminated). SL_ENOENT without an HS256 key, SL_EINVAL for
+ * an invalid sub. */
+int sl_jwt_token_id_new(sl_jwt_keyring *kr, const char *sub, char out[SL_JWT_TOKEN_ID_LEN + 1]);
+/* 1 when token_id was made by sl_jwt_token_id_new for sub under some HS256 key of kr (compared in
+ * constant time), else 0. */
+int sl_jwt_token_id_of(sl_jwt_keyring *kr, const char *token_id, const char *sub);
 
 typedef struct sl_jwt_claims {
     const char *sub;             /* required */
@@ -82,6 +102,7 @@ typedef struct sl_jwt_claims {
     const char *aud;     /* NULL: omitted */
     const char *iss;     /* NULL: omitted */
     const char *act_sub; /* NULL: omitted; else {"act":{"sub":...}} (RFC 8693) */
+    const char *channel; /* NULL: omitted; else a subscription token for this channel */
 } sl_jwt_claims;
 
 /* Signs claims with the HS256 key named kid (NULL: the default key). *out is a NUL-terminated token

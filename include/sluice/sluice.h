@@ -78,6 +78,15 @@ void sl_identity_init(sl_identity *id);
 int sl_identity_copy(sl_identity *dst, const sl_identity *src);
 /* Frees the scope; leaves an empty identity. */
 void sl_identity_clear(sl_identity *id);
+/* Narrows id by the OAuth "scope" (space-separated values, RFC 8693 section 4.2) of an identity
+ * provider's token or an introspection answer: "sluice:read" / "sluice:write" / "sluice:admin" set
+ * the role the credential carries (the highest named), each "sluice:channel:PATTERN" adds a channel
+ * pattern and makes id scoped. Values without the "sluice:" prefix are ignored, so a scope naming
+ * nothing of sluice's leaves id as it is. For these credentials the role is a ceiling (the ACL, or
+ * what the broker mints) and never a grant of its own. SL_OK; SL_EINVAL for an unknown "sluice:"
+ * value or an invalid pattern (refuse the credential); SL_ELIMIT past 1024 values; SL_ENOMEM. id
+ * is unchanged on error. */
+int sl_identity_apply_scope(sl_identity *id, const char *scope, size_t len);
 /* Principal ids: 1..255 bytes of printable ASCII without space, '/', '\\', '"' or '\''. */
 int sl_principal_valid(const char *p, size_t len);
 
@@ -187,6 +196,10 @@ void sl_ctx_set_broker(sl_ctx *ctx, struct sl_broker *broker);
 struct sl_broker *sl_ctx_broker(const sl_ctx *ctx);
 /* One listener per context (NULL removes it). */
 void sl_ctx_set_listener(sl_ctx *ctx, sl_event_fn fn, void *ud);
+/* The most message bytes one sl_channel_read returns, whatever its caller asks for (see
+ * sl_read.max_bytes); 0 (the default): no cap. Servers set it so that no reply is unbounded. */
+void sl_ctx_set_read_max_bytes(sl_ctx *ctx, size_t max_bytes);
+size_t sl_ctx_read_max_bytes(const sl_ctx *ctx);
 
 /* The pipeline's decision for `who` performing `op` on `resource` (channel id, principal or NULL):
  * SL_OK, SL_EUNAUTH (no identity where one is needed) or SL_EFORBIDDEN with the tutorial's message
@@ -268,7 +281,12 @@ typedef struct sl_message {
 typedef struct sl_message_list {
     sl_message *items;
     size_t len;
+    int more; /* reads: 1 when messages were left because the read stopped at its limit or byte
+                 bound; read again to continue (another reader may take them first) */
 } sl_message_list;
+/* The bytes a message counts for against a read's byte bound: its data, metadata and other
+ * strings (the JSON envelope a transport adds around them is not counted). */
+size_t sl_message_size(const sl_message *m);
 void sl_message_clear(sl_message *m);
 void sl_message_list_free(sl_message_list *l); /* frees items, leaves an empty list */
 
@@ -288,6 +306,11 @@ typedef struct sl_read {
     size_t limit;      /* 0: 10 */
     int exclusive;     /* 1: claim (queues); 0: shared read (topics) */
     const char *after; /* topics: message id; NULL: the reader's own cursor */
+    /* Bound on the sum of sl_message_size of the messages returned; 0: none but the context's
+     * (sl_ctx_set_read_max_bytes), and a larger value is lowered to it. The first available
+     * message is returned even when it alone exceeds the bound, so a reader never stalls; a
+     * message that does not fit is neither claimed nor passed by a topic cursor. */
+    size_t max_bytes;
 } sl_read;
 
 /* All of these run `who` through sl_authorize for their operation first (who NULL = system), then

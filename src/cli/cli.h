@@ -86,6 +86,8 @@ int sl__cli_getopt_error(const char *cmd, char **argv, int opt);
 
 /* Prints o (consumed) compactly on one line of stdout. Returns an exit code. */
 int sl__cli_print_json(json_t *o);
+/* Prints JSON text already rendered (NULL: out of memory) on one line of stdout; an exit code. */
+int sl__cli_print_text(const char *text);
 
 /* Parsers; 0 on success, -1 when the text is not acceptable. */
 int sl__cli_parse_count(const char *s, size_t *out);    /* decimal, no sign */
@@ -99,8 +101,7 @@ char *sl__cli_read_file(const char *path, size_t max, size_t *len);
 /* Overwrites and frees a secret buffer. */
 void sl__cli_wipe_free(char *p, size_t len);
 
-/* Renderings matching the server's replies. */
-json_t *sl__cli_message_json(const sl_message *m, int exclusive);
+/* Renderings matching the server's replies (messages: core/msgjson.h, shared with the server). */
 json_t *sl__cli_info_json(const sl_channel_info *c);
 
 /* The commands; argv[0] is the command's own name. */

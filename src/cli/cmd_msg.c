@@ -3,6 +3,7 @@
  * typo is a usage error rather than a round trip), makes one client call and prints the result as
  * one line of JSON in the server's shape. */
 #include "cli/cli.h"
+#include "core/msgjson.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -19,10 +20,12 @@ static const char write_usage[] =
     "\n" SL__CLI_CONN_HELP "  -h, --help         show this help\n";
 
 static const char read_usage[] =
-    "Usage: sluice read CHANNEL [--limit N] [--exclusive] [--after ID] [options]\n"
+    "Usage: sluice read CHANNEL [--limit N] [--max-bytes N] [--exclusive] [--after ID] [options]\n"
     "\n"
-    "Reads messages and prints {\"messages\":[...]}.\n"
+    "Reads messages and prints {\"messages\":[...],\"more\":BOOL}, each message's data as "
+    "written.\n"
     "  --limit N          at most N messages (default 10)\n"
+    "  --max-bytes N      at most N bytes of messages (default and cap: the server's)\n"
     "  --exclusive        claim the messages (queues): they must then be acked or nacked\n"
     "  --after ID         topics: read after message ID instead of the reader's cursor\n"
     "\n" SL__CLI_CONN_HELP "  -h, --help         show this help\n";
@@ -45,7 +48,7 @@ static const char health_usage[] = "Usage: sluice health [options]\n"
                                    "Asks the server whether it is up. Prints {\"status\":\"ok\"}.\n"
                                    "\n" SL__CLI_CONN_HELP "  -h, --help         show this help\n";
 
-enum { OPT_LIMIT = 0x200, OPT_EXCLUSIVE, OPT_AFTER, OPT_DELAY };
+enum { OPT_LIMIT = 0x200, OPT_EXCLUSIVE, OPT_AFTER, OPT_DELAY, OPT_MAX_BYTES };
 
 /* ---- write ----------------------------------------------------------------------------------- */
 
@@ -112,6 +115,10 @@ static int read_opt(void *ud, int opt, const char *arg)
         if (sl__cli_parse_count(arg, &a->rd.limit) < 0 || a->rd.limit == 0)
             return sl__cli_usage_error("read", "--limit must be a positive integer");
         return 0;
+    case OPT_MAX_BYTES:
+        if (sl__cli_parse_count(arg, &a->rd.max_bytes) < 0 || a->rd.max_bytes == 0)
+            return sl__cli_usage_error("read", "--max-bytes must be a positive integer");
+        return 0;
     case OPT_EXCLUSIVE:
         a->rd.exclusive = 1;
         return 0;
@@ -130,6 +137,7 @@ int sl__cli_cmd_read(int argc, char **argv, sl__cli_conn *conn)
                                          {"limit", required_argument, NULL, OPT_LIMIT},
                                          {"exclusive", no_argument, NULL, OPT_EXCLUSIVE},
                                          {"after", required_argument, NULL, OPT_AFTER},
+                                         {"max-bytes", required_argument, NULL, OPT_MAX_BYTES},
                                          SL__CLI_CONN_OPTS,
                                          {0}};
     read_args a = {.rd = {.limit = 10}};
@@ -148,11 +156,12 @@ int sl__cli_cmd_read(int argc, char **argv, sl__cli_conn *conn)
     sl_message_list l;
     int rc = sl_client_read(cl, channel, &a.rd, &l, &st);
     if (rc == SL_OK) {
-        json_t *arr = json_array();
-        for (size_t i = 0; arr && i < l.len; i++)
-            json_array_append_new(arr, sl__cli_message_json(&l.items[i], a.rd.exclusive));
+        char *text = NULL;
+        size_t len;
+        sl__messages_json(&l, a.rd.exclusive, &text, &len);
         sl_message_list_free(&l);
-        r = sl__cli_print_json(arr ? json_pack("{s:o}", "messages", arr) : NULL);
+        r = sl__cli_print_text(text);
+        free(text);
     } else {
         r = sl__cli_fail(cl, rc, &st);
     }

@@ -9,7 +9,6 @@
 #include <sluice/jwt.h>
 
 #include <errno.h>
-#include <openssl/rand.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -39,7 +38,10 @@ static const char create_usage[] =
     "  --kid KID            key id header, selecting the server's key of that name\n"
     "  --aud AUDIENCE       audience claim\n"
     "  --iss ISSUER         issuer claim\n"
-    "  --jti ID             token id (default: 16 random bytes as hex)\n"
+    "  --jti ID             token id (default: 64 hex digits bound to --sub, so the\n"
+    "                       principal may revoke it by id)\n"
+    "  --subscription CH    a subscription token for the $ channel CH (the WebSocket\n"
+    "                       transport's per-channel token; not usable as a bearer)\n"
     "  --secret-file FILE   read the secret from FILE (trailing newline stripped);\n"
     "                       default: $SLUICE_JWT_SECRET\n"
     "  -h, --help           show this help\n";
@@ -68,6 +70,7 @@ enum {
     OPT_AUD,
     OPT_ISS,
     OPT_JTI,
+    OPT_SUBSCRIPTION,
     OPT_SECRET_FILE,
     OPT_VERIFY,
     OPT_PUBKEY,
@@ -197,6 +200,11 @@ static int create_opt(void *ud, int opt, const char *arg)
             return sl__cli_usage_error(cmd, "--jti must be 1 to %d characters", SL_TOKEN_ID_MAX);
         a->claims.jti = arg;
         return 0;
+    case OPT_SUBSCRIPTION:
+        if (!sl_channel_id_valid(arg, strlen(arg)))
+            return sl__cli_usage_error(cmd, "invalid channel id '%s'", arg);
+        a->claims.channel = arg;
+        return 0;
     case OPT_SECRET_FILE:
         a->secret_file = arg;
         return 0;
@@ -206,17 +214,19 @@ static int create_opt(void *ud, int opt, const char *arg)
 
 static int cmd_create(int argc, char **argv)
 {
-    static const struct option opts[] = {{"help", no_argument, NULL, 'h'},
-                                         {"sub", required_argument, NULL, OPT_SUB},
-                                         {"role", required_argument, NULL, OPT_ROLE},
-                                         {"channel", required_argument, NULL, OPT_CHANNEL},
-                                         {"ttl", required_argument, NULL, OPT_TTL},
-                                         {"kid", required_argument, NULL, OPT_KID},
-                                         {"aud", required_argument, NULL, OPT_AUD},
-                                         {"iss", required_argument, NULL, OPT_ISS},
-                                         {"jti", required_argument, NULL, OPT_JTI},
-                                         {"secret-file", required_argument, NULL, OPT_SECRET_FILE},
-                                         {0}};
+    static const struct option opts[] = {
+        {"help", no_argument, NULL, 'h'},
+        {"sub", required_argument, NULL, OPT_SUB},
+        {"role", required_argument, NULL, OPT_ROLE},
+        {"channel", required_argument, NULL, OPT_CHANNEL},
+        {"ttl", required_argument, NULL, OPT_TTL},
+        {"kid", required_argument, NULL, OPT_KID},
+        {"aud", required_argument, NULL, OPT_AUD},
+        {"iss", required_argument, NULL, OPT_ISS},
+        {"jti", required_argument, NULL, OPT_JTI},
+        {"subscription", required_argument, NULL, OPT_SUBSCRIPTION},
+        {"secret-file", required_argument, NULL, OPT_SECRET_FILE},
+        {0}};
     const char *cmd = "token create";
     create_args a;
     memset(&a, 0, sizeof a);
@@ -230,18 +240,7 @@ static int cmd_create(int argc, char **argv)
         free(a.channels);
         return r;
     }
-    char jti[2 * 16 + 1];
-    if (a.claims.jti == NULL) {
-        unsigned char raw[16];
-        if (RAND_bytes(raw, sizeof raw) != 1) {
-            free(a.channels);
-            sl__cli_err("cannot generate a token id: no randomness");
-            return SL__EXIT_FAIL;
-        }
-        for (size_t i = 0; i < sizeof raw; i++)
-            snprintf(jti + 2 * i, 3, "%02x", raw[i]);
-        a.claims.jti = jti;
-    }
+    char jti[SL_JWT_TOKEN_ID_LEN + 1];
     a.claims.channels = a.channels;
     /* Whole seconds: NumericDate readers differ on fractions. */
     double now = (double)time(NULL);
@@ -255,6 +254,14 @@ static int cmd_create(int argc, char **argv)
     if (r == SL__EXIT_OK) {
         r = keyring_with(&s, a.kid, &kr);
         secret_release(&s);
+    }
+    if (r == SL__EXIT_OK && a.claims.jti == NULL) {
+        int rc = sl_jwt_token_id_new(kr, a.claims.sub, jti);
+        if (rc != SL_OK) {
+            sl__cli_err("cannot generate a token id: %s", sl_strerror(rc));
+            r = SL__EXIT_FAIL;
+        }
+        a.claims.jti = jti;
     }
     if (r == SL__EXIT_OK) {
         int rc = sl_jwt_sign(kr, a.kid, &a.claims, &token);
@@ -367,7 +374,12 @@ static int verify_into(json_t *out, const char *token, size_t len, const char *k
     sl_identity_init(&id);
     sl_status st;
     sl_status_clear(&st);
-    int rc = sl_jwt_verify(kr, token, len, &a->vo, (double)time(NULL), &id, &st);
+    /* Either kind of token verifies here, each by its own rules. */
+    char channel[SL_CHANNEL_ID_MAX + 1];
+    double now = (double)time(NULL);
+    int rc = sl_jwt_verify(kr, token, len, &a->vo, now, &id, &st);
+    if (rc == SL_ETOKEN && strcmp(st.message, "wrong kind of token") == 0)
+        rc = sl_jwt_verify_subscription(kr, token, len, &a->vo, now, &id, channel, &st);
     sl_identity_clear(&id);
     sl_jwt_keyring_free(kr);
     json_object_set_new(out, "verified", json_boolean(rc == SL_OK));

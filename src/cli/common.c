@@ -358,44 +358,32 @@ void sl__cli_wipe_free(char *p, size_t len)
 /* ---- output
  * --------------------------------------------------------------------------------------- */
 
-int sl__cli_print_json(json_t *o)
+int sl__cli_print_text(const char *text)
 {
-    char *s = o ? json_dumps(o, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
-    json_decref(o);
-    if (s == NULL) {
+    if (text == NULL) {
         sl__cli_err("out of memory");
         return SL__EXIT_FAIL;
     }
-    int bad = puts(s) == EOF || fflush(stdout) == EOF;
-    free(s);
-    if (bad) {
+    if (puts(text) == EOF || fflush(stdout) == EOF) {
         sl__cli_err("cannot write output: %s", strerror(errno));
         return SL__EXIT_FAIL;
     }
     return SL__EXIT_OK;
 }
 
+int sl__cli_print_json(json_t *o)
+{
+    char *s = o ? json_dumps(o, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+    json_decref(o);
+    int r = sl__cli_print_text(s);
+    free(s);
+    return r;
+}
+
 static json_t *str_or_null(const char *s)
 {
     json_t *v = s ? json_string(s) : NULL;
     return v ? v : json_null();
-}
-
-json_t *sl__cli_message_json(const sl_message *m, int exclusive)
-{
-    json_t *data = m->data ? json_loads(m->data, JSON_DECODE_ANY, NULL) : NULL;
-    json_t *md = m->metadata ? json_loads(m->metadata, 0, NULL) : NULL;
-    json_t *o =
-        json_pack("{s:o, s:f, s:o, s:{s:o}, s:o, s:o, s:o, s:o}", "id", str_or_null(m->id),
-                  "timestamp", m->timestamp, "sender_id", str_or_null(m->sender_id), "content",
-                  "data", data ? data : json_null(), "metadata", md ? md : json_object(),
-                  "correlation_id", str_or_null(m->correlation_id), "reply_to",
-                  str_or_null(m->reply_to), "recipient_id", str_or_null(m->recipient_id));
-    if (o && exclusive) {
-        json_object_set_new(o, "attempt", json_integer(m->attempt));
-        json_object_set_new(o, "claim_expires_at", json_real(m->claim_expires_at));
-    }
-    return o;
 }
 
 json_t *sl__cli_info_json(const sl_channel_info *c)

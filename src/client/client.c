@@ -5,6 +5,7 @@
  * control characters (they end up on terminals) and have any echo of the token redacted. Redirects
  * are not followed, so a token cannot be carried to another host. */
 #include "client/client_internal.h"
+#include "core/jsonspan.h"
 
 #include <curl/curl.h>
 #include <jansson.h>
@@ -226,7 +227,51 @@ static size_t opt_size(json_t *o, const char *key)
     return 0;
 }
 
-static int message_from_json(json_t *j, sl_message *m)
+/* ---- raw JSON spans ---------------------------------------------------------------------------
+ * Message data and metadata are handed over as the text the server sent, which is the text that
+ * was written: a jansson round trip would change numbers (0.1 -> 0.10000000000000001) and drop
+ * duplicate keys. The reply was already parsed by jansson, so these scanners only run over valid
+ * JSON and need no error handling beyond staying inside the buffer. */
+
+typedef struct span {
+    const char *p, *e; /* p == NULL: none */
+} span;
+
+/* The value of member `key` of the object spanned by obj (p NULL: none). */
+static span member(span obj, const char *key)
+{
+    span found = {NULL, NULL};
+    if (obj.p == NULL || !sl__json_member(obj.p, obj.e, key, &found.p, &found.e))
+        found.p = found.e = NULL;
+    return found;
+}
+
+/* The next array element at *p (just inside '[' or after the previous element). */
+static span element(const char **p, const char *e)
+{
+    const char *s = sl__json_skip_ws(*p, e);
+    if (s < e && *s == ',')
+        s = sl__json_skip_ws(s + 1, e);
+    if (s >= e || *s == ']')
+        return (span){NULL, NULL};
+    const char *v = sl__json_skip_value(s, e);
+    *p = v;
+    return (span){s, v};
+}
+
+static char *span_dup(span sp)
+{
+    size_t n = (size_t)(sp.e - sp.p);
+    char *s = malloc(n + 1);
+    if (s) {
+        memcpy(s, sp.p, n);
+        s[n] = '\0';
+    }
+    return s;
+}
+
+/* raw: the message object's text in the reply (p NULL when it could not be found). */
+static int message_from_json(json_t *j, span raw, sl_message *m)
 {
     memset(m, 0, sizeof *m);
     if (!json_is_object(j) || !json_is_string(json_object_get(j, "id")))
@@ -235,12 +280,16 @@ static int message_from_json(json_t *j, sl_message *m)
     m->timestamp = opt_number(j, "timestamp");
     json_t *content = json_object_get(j, "content");
     json_t *data = json_is_object(content) ? json_object_get(content, "data") : NULL;
-    /* The in-process API gives back the written JSON text; compact re-serialisation is the closest
-     * a reply can get to it. */
-    m->data = data ? json_dumps(data, JSON_COMPACT | JSON_ENCODE_ANY) : strdup("null");
+    span rdata = member(member(raw, "content"), "data");
+    /* A key spelled with escapes is the only way to miss the raw text: then the parsed value. */
+    m->data = !data             ? strdup("null")
+              : rdata.p != NULL ? span_dup(rdata)
+                                : json_dumps(data, JSON_COMPACT | JSON_ENCODE_ANY);
     json_t *md = json_object_get(j, "metadata");
-    if (json_is_object(md) && json_object_size(md) > 0)
-        m->metadata = json_dumps(md, JSON_COMPACT);
+    if (json_is_object(md) && json_object_size(md) > 0) {
+        span rmd = member(raw, "metadata");
+        m->metadata = rmd.p ? span_dup(rmd) : json_dumps(md, JSON_COMPACT);
+    }
     json_t *att = json_object_get(j, "attempt");
     if (json_is_integer(att) && json_integer_value(att) >= 0 &&
         json_integer_value(att) <= (json_int_t)UINT32_MAX)
@@ -261,6 +310,7 @@ int sl__client_parse_messages(const char *body, size_t len, sl_message_list *out
 {
     out->items = NULL;
     out->len = 0;
+    out->more = 0;
     json_t *o = load_object(body, len);
     json_t *arr = json_object_get(o, "messages");
     if (!json_is_array(arr)) {
@@ -273,14 +323,22 @@ int sl__client_parse_messages(const char *body, size_t len, sl_message_list *out
         json_decref(o);
         return nomem(st);
     }
+    /* Walk the raw array alongside the parsed one; if its text is not where expected (a key
+     * spelled with escapes), each message falls back to its parsed value. */
+    span rarr = member((span){body, body + len}, "messages");
+    const char *cur = rarr.p && *rarr.p == '[' ? rarr.p + 1 : NULL;
     for (size_t i = 0; i < n; i++) {
         out->len = i + 1; /* so a partly filled message is released too */
-        if (message_from_json(json_array_get(arr, i), &out->items[i]) < 0) {
+        span raw = cur ? element(&cur, rarr.e) : (span){NULL, NULL};
+        if (raw.p == NULL)
+            cur = NULL;
+        if (message_from_json(json_array_get(arr, i), raw, &out->items[i]) < 0) {
             sl_message_list_free(out);
             json_decref(o);
             return malformed(st, "bad message");
         }
     }
+    out->more = json_is_true(json_object_get(o, "more"));
     json_decref(o);
     return SL_OK;
 }
@@ -814,11 +872,13 @@ int sl_client_read(sl_client *c, const char *channel, const sl_read *r, sl_messa
     sl_read dflt = {0};
     if (r == NULL)
         r = &dflt;
-    char after[3 * 128 + 1] = "", query[sizeof after + 64];
+    char after[3 * 128 + 1] = "", max_bytes[40] = "", query[sizeof after + sizeof max_bytes + 64];
     if (r->after && sl__client_pct_encode(r->after, after, sizeof after) < 0)
         return sl_status_set(st, SL_EINVAL, "after must be a message id");
-    snprintf(query, sizeof query, "limit=%zu&exclusive=%s%s%s", r->limit ? r->limit : 10,
-             r->exclusive ? "true" : "false", r->after ? "&after=" : "", after);
+    if (r->max_bytes)
+        snprintf(max_bytes, sizeof max_bytes, "&max_bytes=%zu", r->max_bytes);
+    snprintf(query, sizeof query, "limit=%zu&exclusive=%s%s%s%s", r->limit ? r->limit : 10,
+             r->exclusive ? "true" : "false", r->after ? "&after=" : "", after, max_bytes);
     buf b;
     int rc = channel_call(c, channel, "GET", "", query, NULL, 0, &b, st);
     if (rc != SL_OK)

@@ -309,24 +309,37 @@ int sl_channel_read(sl_ctx *ctx, const sl_identity *who, const char *id, const s
         return rc;
     size_t limit = r && r->limit ? r->limit : 10;
     int exclusive = r && r->exclusive;
+    /* The caller's bound, never above the context's cap (0 on either side: that side sets none). */
+    size_t max_bytes = r && r->max_bytes ? r->max_bytes : SIZE_MAX;
+    if (ctx->read_max_bytes && ctx->read_max_bytes < max_bytes)
+        max_bytes = ctx->read_max_bytes;
     double now = sl_ctx_now(ctx);
     if (ch->kind == SL_KIND_QUEUE) {
         if (!exclusive)
             return sl_status_set(
                 st, SL_EKIND, "work queue '%s' supports exclusive reads only (exclusive=true)", id);
         sl_message_list dead = {0};
-        rc = ctx->engine->ops->claim(ctx->engine, id, principal_of(who), limit, now, out, &dead);
+        rc = ctx->engine->ops->claim(ctx->engine, id, principal_of(who), limit, max_bytes, now, out,
+                                     &dead);
         if (dead.len)
             dead_letter(ctx, ch, &dead);
         return engine_rc(rc, id, st);
     }
     if (exclusive)
         return sl_status_set(st, SL_EKIND, "topic '%s' does not support exclusive reads", id);
-    rc = ctx->engine->ops->read(ctx->engine, id, principal_of(who), r ? r->after : NULL, limit, now,
-                                out);
+    rc = ctx->engine->ops->read(ctx->engine, id, principal_of(who), r ? r->after : NULL, limit,
+                                max_bytes, now, out);
     if (rc == SL_EINVAL)
         return sl_status_set(st, rc, "'after' is not a message id of channel '%s'", id);
     return engine_rc(rc, id, st);
+}
+
+int sl__channel_release(sl_ctx *ctx, const sl_identity *who, const char *id, const char *const *ids,
+                        size_t n)
+{
+    size_t count = 0;
+    return ctx->engine->ops->nack(ctx->engine, id, principal_of(who), ids, n, 0, sl_ctx_now(ctx),
+                                  &count);
 }
 
 static int kind_is_queue(const sl_channel_info *ch, const char *what, sl_status *st)

@@ -67,6 +67,16 @@ sl_mode sl_ctx_mode(const sl_ctx *ctx)
     return ctx->mode;
 }
 
+void sl_ctx_set_read_max_bytes(sl_ctx *ctx, size_t max_bytes)
+{
+    ctx->read_max_bytes = max_bytes;
+}
+
+size_t sl_ctx_read_max_bytes(const sl_ctx *ctx)
+{
+    return ctx->read_max_bytes;
+}
+
 void sl_ctx_set_broker(sl_ctx *ctx, struct sl_broker *broker)
 {
     ctx->broker = broker;

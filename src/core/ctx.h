@@ -18,6 +18,7 @@ struct sl_ctx {
     sl__map *channels; /* the channel registry: id -> sl_channel_info* (settings; depth unused) */
     sl__acl *acl;      /* owned */
     struct sl_broker *broker; /* borrowed */
+    size_t read_max_bytes;    /* cap on one read's message bytes; 0: none */
     sl_audit_fn audit;
     void *audit_ud;
     sl_event_fn listener;
@@ -37,6 +38,12 @@ int sl__channel_enter(sl_ctx *ctx, const sl_identity *who, sl_op op, const char 
 /* The sequence number of the newest message ever appended to channel id (0: none): the stream
  * position real-time subscribers see as "offset". Message ids are this number as 16 hex digits. */
 int sl__channel_position(sl_ctx *ctx, const char *id, uint64_t *seq);
+
+/* Gives claims back (as a nack without delay would) that a transport took with sl_channel_read for
+ * `who` but could not deliver (its reply would not fit). Not authorised again: it only undoes that
+ * caller's own claim, which a read-only caller could not nack itself. */
+int sl__channel_release(sl_ctx *ctx, const sl_identity *who, const char *id, const char *const *ids,
+                        size_t n);
 
 /* Emits an audit record: a JSON object of "ts", "event" and the key/value string pairs that follow
  * (a NULL key ends the list; NULL values are left out). Returns the sink's verdict (SL_OK without a

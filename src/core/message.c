@@ -33,6 +33,17 @@ void sl_message_list_free(sl_message_list *l)
     free(l->items);
     l->items = NULL;
     l->len = 0;
+    l->more = 0;
+}
+
+size_t sl_message_size(const sl_message *m)
+{
+    const char *const f[] = {m->sender_id, m->data,         m->metadata, m->correlation_id,
+                             m->reply_to,  m->recipient_id, m->origin};
+    size_t n = 0;
+    for (size_t i = 0; i < sizeof f / sizeof f[0]; i++)
+        n += f[i] ? strlen(f[i]) : 0;
+    return n;
 }
 
 void sl_channel_info_clear(sl_channel_info *info)

@@ -6,6 +6,8 @@
  * a jansson tree per push would cost more than the push itself. */
 #include "net/centrifuge.h"
 
+#include "core/jsonspan.h"
+
 #include <inttypes.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -91,101 +93,6 @@ const char *sl__cf_method_name(sl__cf_method m)
     return (unsigned)m < SL__CF_METHOD_COUNT ? method_names[m] : "";
 }
 
-/* ---- raw scanner: only ever runs on text jansson has accepted ---- */
-
-static const char *skip_ws(const char *p, const char *e)
-{
-    while (p < e && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n'))
-        p++;
-    return p;
-}
-
-/* p at the opening quote; returns the byte after the closing one. */
-static const char *skip_string(const char *p, const char *e)
-{
-    for (p++; p < e && *p != '"'; p++)
-        if (*p == '\\')
-            p++;
-    return p < e ? p + 1 : e;
-}
-
-static const char *skip_value(const char *p, const char *e)
-{
-    if (p >= e)
-        return e;
-    if (*p == '"')
-        return skip_string(p, e);
-    if (*p == '{' || *p == '[') {
-        /* Iterative so hostile nesting cannot exhaust the stack. */
-        size_t depth = 0;
-        while (p < e) {
-            if (*p == '"') {
-                p = skip_string(p, e);
-                continue;
-            }
-            if (*p == '{' || *p == '[')
-                depth++;
-            else if (*p == '}' || *p == ']') {
-                if (--depth == 0)
-                    return p + 1;
-            }
-            p++;
-        }
-        return e;
-    }
-    while (p < e && *p != ',' && *p != '}' && *p != ']' && *p != ' ' && *p != '\t' && *p != '\r' &&
-           *p != '\n')
-        p++;
-    return p;
-}
-
-/* Whether the key token [k, ke) (quotes included) decodes to key. Escaped keys are decoded with
- * jansson so "d\u0061ta" is found as jansson found it. */
-static int key_equals(const char *k, const char *ke, const char *key)
-{
-    size_t raw = (size_t)(ke - k) - 2, klen = strlen(key);
-    if (memchr(k, '\\', (size_t)(ke - k)) == NULL)
-        return raw == klen && memcmp(k + 1, key, klen) == 0;
-    json_t *s = json_loadb(k, (size_t)(ke - k), JSON_DECODE_ANY, NULL);
-    int eq = json_is_string(s) && json_string_length(s) == klen &&
-             memcmp(json_string_value(s), key, klen) == 0;
-    json_decref(s);
-    return eq;
-}
-
-/* Finds member key of the object at p; 1 with its value span [*vs, *ve). */
-static int find_member(const char *p, const char *e, const char *key, const char **vs,
-                       const char **ve)
-{
-    p = skip_ws(p, e);
-    if (p >= e || *p != '{')
-        return 0;
-    p++;
-    for (;;) {
-        p = skip_ws(p, e);
-        if (p >= e || *p != '"')
-            return 0;
-        const char *k = p;
-        p = skip_string(p, e);
-        const char *ke = p;
-        p = skip_ws(p, e);
-        if (p >= e || *p != ':')
-            return 0;
-        p = skip_ws(p + 1, e);
-        const char *v = p;
-        p = skip_value(p, e);
-        if (key_equals(k, ke, key)) {
-            *vs = v;
-            *ve = p;
-            return 1;
-        }
-        p = skip_ws(p, e);
-        if (p >= e || *p != ',')
-            return 0;
-        p++;
-    }
-}
-
 /* ---- field extraction ---- */
 
 /* A per-command problem: the message is static and says which field, never echoes input. */
@@ -261,7 +168,7 @@ static int get_data(json_t *obj, const char *os, const char *oe, int required, s
     if (v == NULL || json_is_null(v))
         return required ? bad(pe, SL__CF_ERR_BAD_REQUEST, "data required") : 0;
     const char *vs, *ve;
-    if (!find_member(os, oe, "data", &vs, &ve))
+    if (!sl__json_member(os, oe, "data", &vs, &ve))
         return bad(pe, SL__CF_ERR_BAD_REQUEST, "data unreadable"); /* cannot happen */
     c->data = dup_n(vs, (size_t)(ve - vs));
     c->data_len = (size_t)(ve - vs);
@@ -443,7 +350,7 @@ static int parse_line(const char *line, size_t len, sl__cf_command *c, size_t li
             bad(&pe, SL__CF_ERR_BAD_REQUEST, "command body must be an object");
         } else {
             const char *os = NULL, *oe = NULL;
-            if (!find_member(line, line + len, method_names[c->method], &os, &oe)) {
+            if (!sl__json_member(line, line + len, method_names[c->method], &os, &oe)) {
                 /* Only an escaped key spelling differently would miss; jansson found it. */
                 os = oe = line;
             }
@@ -487,7 +394,7 @@ int sl__cf_parse_frame(const char *text, size_t len, sl__cf_command *cmds, size_
     while (p < e) {
         const char *nl = memchr(p, '\n', (size_t)(e - p));
         const char *le = nl ? nl : e;
-        const char *s = skip_ws(p, le), *t = le;
+        const char *s = sl__json_skip_ws(p, le), *t = le;
         while (t > s && (t[-1] == ' ' || t[-1] == '\t' || t[-1] == '\r'))
             t--;
         p = nl ? nl + 1 : e;
@@ -550,6 +457,14 @@ void sl__cf_buf_reset(sl__cf_buf *b)
     b->oom = false;
     if (b->data)
         b->data[0] = '\0';
+}
+
+void sl__cf_buf_truncate(sl__cf_buf *b, size_t len)
+{
+    if (len < b->len) {
+        b->len = len;
+        b->data[len] = '\0';
+    }
 }
 
 void sl__cf_buf_free(sl__cf_buf *b)

@@ -165,6 +165,9 @@ typedef struct sl__cf_buf {
 void sl__cf_buf_init(sl__cf_buf *b);
 void sl__cf_buf_reset(sl__cf_buf *b); /* empties it, keeps the memory */
 void sl__cf_buf_free(sl__cf_buf *b);
+/* Takes everything from byte len on out again (len <= b->len: e.g. a reply just appended that
+ * turned out too large to send). */
+void sl__cf_buf_truncate(sl__cf_buf *b, size_t len);
 /* Appends one object already encoded by this codec (e.g. a push encoded once for many
  * subscribers), with the '\n' separator. SL_OK or SL_ENOMEM. */
 int sl__cf_buf_append(sl__cf_buf *b, const char *obj, size_t len);

@@ -744,6 +744,15 @@ int sl_apikey_create(sl_apikey_store *s, const char *principal, sl_role role,
                      const char *const *patterns, size_t n, double expires_at, double now,
                      char **key_out, char id_out[SL_APIKEY_ID_LEN + 1], sl_status *st)
 {
+    return sl_apikey_create_ahead(s, principal, role, patterns, n, expires_at, now, NULL, NULL,
+                                  key_out, id_out, st);
+}
+
+int sl_apikey_create_ahead(sl_apikey_store *s, const char *principal, sl_role role,
+                           const char *const *patterns, size_t n, double expires_at, double now,
+                           sl_apikey_ahead_fn ahead, void *ahead_ud, char **key_out,
+                           char id_out[SL_APIKEY_ID_LEN + 1], sl_status *st)
+{
     if (s == NULL || key_out == NULL || (patterns == NULL && n > 0))
         return sl_status_set(st, SL_EINVAL, NULL);
     *key_out = NULL;
@@ -807,6 +816,9 @@ int sl_apikey_create(sl_apikey_store *s, const char *principal, sl_role role,
         if (found)
             rc = sl_status_set(st, SL_EINTERNAL, "cannot generate a key id");
     }
+    /* Written ahead: whatever the hook records (the audit log) exists before the key does. */
+    if (rc == SL_OK && ahead)
+        rc = ahead(ahead_ud, ne.rec.id, st);
     if (rc == SL_OK && (e = malloc((s->n + 1) * sizeof *e)) == NULL)
         rc = sl_status_set(st, SL_ENOMEM, NULL);
     if (rc == SL_OK) {

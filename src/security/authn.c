@@ -3,8 +3,6 @@
  * asynchronous. */
 #include <sluice/authn.h>
 
-#include <jansson.h>
-
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,30 +26,13 @@ const char *sl_authn_bearer_token(const char *header, size_t len, size_t *tlen)
     return t;
 }
 
-int sl_authn_bearer(const sl_authn *a, const char *header, size_t len, double now, sl_identity *out,
-                    sl_status *st)
-{
-    if (a == NULL || a->keys == NULL) {
-        sl_identity_init(out);
-        out->source = SL_SOURCE_NONE;
-        strcpy(out->principal, "anonymous");
-        return SL_OK;
-    }
-    if (header == NULL)
-        return sl_status_set(st, SL_EUNAUTH, "authentication required");
-    size_t tlen;
-    const char *tok = sl_authn_bearer_token(header, len, &tlen);
-    if (tok == NULL)
-        return sl_status_set(st, SL_EUNAUTH, "a Bearer token is required");
-    return sl_jwt_verify(a->keys, tok, tlen, &a->jwt, now, out, st);
-}
-
 int sl_authn_enabled(const sl_authn *a)
 {
     return a != NULL && (a->keys != NULL || a->nchain > 0);
 }
 
-/* One run of the chain: which authenticator is next, and what the failures so far say. */
+/* One run of the pipeline's first step: which authenticator is next, what the failures so far
+ * say, and the identity being checked against the revocation store. */
 typedef struct run {
     const sl_authn *a;
     char *cred;
@@ -61,6 +42,7 @@ typedef struct run {
     int first_status; /* first rejection (0: none yet) */
     char first_reason[sizeof(((sl_status *)0)->message)];
     int unavailable;
+    sl_identity who; /* accepted, awaiting the revocation check */
     sl_authn_cb cb;
     void *ud;
 } run;
@@ -74,14 +56,41 @@ static void finish(run *r, int status, const sl_identity *who, const char *reaso
         memset(r->cred, 0, r->len);
         free(r->cred);
     }
+    sl_identity_clear(&r->who);
     free(r);
+}
+
+/* The revocation store answered about r->who. */
+static void on_checked(void *ud, int status, const char *reason)
+{
+    run *r = ud;
+    if (status == SL_OK)
+        finish(r, SL_OK, &r->who, NULL);
+    else if (status == SL_EUNAVAIL) /* fail closed */
+        finish(r, SL_EUNAVAIL, NULL, "revocation store unavailable");
+    else /* revoked, or an id the store cannot hold: refused either way */
+        finish(r, SL_ETOKEN, NULL, "token revoked");
+}
+
+/* An authenticator accepted r->who: revocation belongs to authentication, so whatever the
+ * credential would be allowed, a revoked one is refused here. */
+static void accepted(run *r)
+{
+    if (r->a->revocation == NULL || r->who.source == SL_SOURCE_NONE) {
+        finish(r, SL_OK, &r->who, NULL);
+        return;
+    }
+    sl_revocation_check_identity(r->a->revocation, &r->who, on_checked, r);
 }
 
 static void on_answer(void *ud, int status, const sl_identity *who, const char *reason)
 {
     run *r = ud;
     if (status == SL_OK) {
-        finish(r, SL_OK, who, NULL);
+        if (sl_identity_copy(&r->who, who) != SL_OK)
+            finish(r, SL_EUNAVAIL, NULL, "out of memory");
+        else
+            accepted(r);
         return;
     }
     if (status == SL_EUNAVAIL) {
@@ -107,15 +116,27 @@ static void step(run *r)
                r->first_status ? r->first_reason : "invalid token");
 }
 
+static run *run_new(const sl_authn *a, double now, sl_authn_cb cb, void *ud)
+{
+    run *r = calloc(1, sizeof *r);
+    if (r == NULL)
+        return NULL;
+    r->a = a;
+    r->now = now;
+    r->cb = cb;
+    r->ud = ud;
+    sl_identity_init(&r->who);
+    return r;
+}
+
 void sl_authn_run(const sl_authn *a, const char *header, size_t len, double now, sl_authn_cb cb,
                   void *ud)
 {
-    sl_identity id;
-    sl_identity_init(&id);
-    sl_status st;
-    sl_status_clear(&st);
     if (!sl_authn_enabled(a)) {
-        sl_authn_bearer(NULL, NULL, 0, now, &id, &st); /* the anonymous identity */
+        sl_identity id; /* the anonymous identity */
+        sl_identity_init(&id);
+        id.source = SL_SOURCE_NONE;
+        strcpy(id.principal, "anonymous");
         cb(ud, SL_OK, &id, NULL);
         return;
     }
@@ -125,25 +146,25 @@ void sl_authn_run(const sl_authn *a, const char *header, size_t len, double now,
         cb(ud, SL_EUNAUTH, NULL, header ? "a Bearer token is required" : "authentication required");
         return;
     }
-    run *r = calloc(1, sizeof *r);
+    run *r = run_new(a, now, cb, ud);
     if (r == NULL) {
         cb(ud, SL_EUNAVAIL, NULL, "out of memory");
         return;
     }
-    r->a = a;
-    r->now = now;
-    r->cb = cb;
-    r->ud = ud;
     /* Only a JWT-shaped credential (two dots) is tried as a sluice token, so that an API key or an
      * opaque token reports its own authenticator's reason. */
     const char *dot = memchr(tok, '.', tlen);
     int jwt_shaped = dot && memchr(dot + 1, '.', tlen - (size_t)(dot + 1 - tok)) != NULL;
     if (a->keys && (jwt_shaped || a->nchain == 0)) {
-        int rc = sl_jwt_verify(a->keys, tok, tlen, &a->jwt, now, &id, &st);
-        if (rc == SL_OK || a->nchain == 0) {
-            cb(ud, rc, rc == SL_OK ? &id : NULL, rc == SL_OK ? NULL : st.message);
-            sl_identity_clear(&id);
-            free(r);
+        sl_status st;
+        sl_status_clear(&st);
+        int rc = sl_jwt_verify(a->keys, tok, tlen, &a->jwt, now, &r->who, &st);
+        if (rc == SL_OK) {
+            accepted(r);
+            return;
+        }
+        if (a->nchain == 0) {
+            finish(r, rc, NULL, st.message);
             return;
         }
         r->first_status = rc;
@@ -151,8 +172,7 @@ void sl_authn_run(const sl_authn *a, const char *header, size_t len, double now,
     }
     /* The chain may outlive the request buffer (asynchronous authenticators): keep a copy. */
     if ((r->cred = malloc(tlen + 1)) == NULL) {
-        free(r);
-        cb(ud, SL_EUNAVAIL, NULL, "out of memory");
+        finish(r, SL_EUNAVAIL, NULL, "out of memory");
         return;
     }
     memcpy(r->cred, tok, tlen);
@@ -161,38 +181,31 @@ void sl_authn_run(const sl_authn *a, const char *header, size_t len, double now,
     step(r);
 }
 
-int sl_authn_subscription(const sl_authn *a, const char *token, const char *user,
-                          const char *channel, double now, double *exp)
+void sl_authn_subscription_run(const sl_authn *a, const char *token, const char *user,
+                               const char *channel, double now, sl_authn_cb cb, void *ud)
 {
-    *exp = 0;
-    if (a == NULL || a->keys == NULL || token == NULL || user == NULL || channel == NULL)
-        return SL_ETOKEN;
-    sl_identity id;
-    sl_identity_init(&id);
-    sl_status st = {0};
-    size_t len = strlen(token);
-    int rc = sl_jwt_verify(a->keys, token, len, &a->jwt, now, &id, &st);
-    if (rc != SL_OK) {
-        sl_identity_clear(&id);
-        return rc == SL_EEXPIRED ? SL_EEXPIRED : SL_ETOKEN;
+    if (a == NULL || a->keys == NULL || token == NULL || user == NULL || channel == NULL) {
+        cb(ud, SL_ETOKEN, NULL, "invalid token");
+        return;
     }
-    double expires = id.expires_at;
-    int same_user = strcmp(id.principal, user) == 0;
-    sl_identity_clear(&id);
-    if (expires <= 0) /* a subscription token must expire, whatever jwt_exp_optional says */
-        return SL_ETOKEN;
-    /* The signature is good, so the payload can be read for the one claim the verifier skips. */
-    char *header = NULL, *payload = NULL;
-    if (sl_jwt_decode_unverified(token, len, &header, &payload) != SL_OK)
-        return SL_ETOKEN;
-    json_t *claims = json_loads(payload, 0, NULL);
-    const char *ch = json_string_value(json_object_get(claims, "channel"));
-    int same_channel = ch && strcmp(ch, channel) == 0;
-    json_decref(claims);
-    free(header);
-    free(payload);
-    if (!same_user || !same_channel)
-        return SL_EFORBIDDEN;
-    *exp = expires;
-    return SL_OK;
+    run *r = run_new(a, now, cb, ud);
+    if (r == NULL) {
+        cb(ud, SL_EUNAVAIL, NULL, "out of memory");
+        return;
+    }
+    sl_status st;
+    sl_status_clear(&st);
+    char claimed[SL_CHANNEL_ID_MAX + 1];
+    int rc = sl_jwt_verify_subscription(a->keys, token, strlen(token), &a->jwt, now, &r->who,
+                                        claimed, &st);
+    if (rc != SL_OK) {
+        finish(r, rc == SL_EEXPIRED ? SL_EEXPIRED : SL_ETOKEN, NULL, st.message);
+        return;
+    }
+    /* A good token for another user or channel is not a mistake a client makes. */
+    if (strcmp(r->who.principal, user) != 0 || strcmp(claimed, channel) != 0) {
+        finish(r, SL_EFORBIDDEN, NULL, "token issued for another user or channel");
+        return;
+    }
+    accepted(r);
 }

@@ -35,7 +35,10 @@ static sl_role effective_role(const sl_ctx *ctx, sl_mode mode, const sl_identity
     case SL_MODE_TOKEN:
         if (who->source == SL_SOURCE_LOCAL)
             return SL_ROLE_ADMIN;
-        have = who->role;
+        /* A role grants only on credentials sluice issued itself; an identity provider's token
+         * or an introspected one carries at most a ceiling (for the broker), never a grant. */
+        have = who->source == SL_SOURCE_JWT || who->source == SL_SOURCE_APIKEY ? who->role
+                                                                               : SL_ROLE_NONE;
         break;
     case SL_MODE_ACL:
         have = sl__acl_role(ctx->acl, who->principal, channel);
@@ -73,8 +76,7 @@ static int decide(sl_ctx *ctx, const sl_identity *who, const sl_op_info *info, c
         return SL_OK;
     /* Minting tokens is the broker's decision under every mode, open included: it needs a real
      * credential that is not itself a sluice token, and delegation needs a rule. */
-    if (info->no_sluice_tokens &&
-        (who->source == SL_SOURCE_NONE || who->source == SL_SOURCE_JWT))
+    if (info->no_sluice_tokens && (who->source == SL_SOURCE_NONE || who->source == SL_SOURCE_JWT))
         return SL_EUNAUTH;
     if (info->delegation)
         return ctx->broker && sl_broker_may_delegate(ctx->broker, who->principal, resource)

@@ -8,7 +8,6 @@
 #include "security/patset.h"
 
 #include <math.h>
-#include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -224,12 +223,47 @@ void sl_broker_set_authorizer(sl_broker *b, sl_broker_authorizer_fn fn, void *ud
 static int builtin_decide(const sl_broker *b, const char *principal, const char *const *channels,
                           size_t n, sl_broker_decision *d);
 
-int sl_broker_decide(const sl_broker *b, const char *principal, const char *const *channels,
-                     size_t n, sl_broker_decision *d)
+/* Whatever is minted from a credential never exceeds it, whichever authorizer decided: a granted
+ * channel outside the credential's scope becomes a denial, and the token's role is at most the
+ * role the credential carries (a credential without a role leaves the role to the authorizer). */
+static int clamp(const sl_identity *cred, sl_broker_decision *d)
+{
+    if (cred == NULL || d->ngranted == 0)
+        return SL_OK;
+    if (cred->scoped) {
+        sl_broker_denial *v = realloc(d->denied, (d->ndenied + d->ngranted) * sizeof *v);
+        if (v == NULL)
+            return SL_ENOMEM;
+        d->denied = v;
+        size_t kept = 0;
+        for (size_t i = 0; i < d->ngranted; i++) {
+            int inside = 0;
+            for (size_t j = 0; !inside && j < cred->nchannels; j++)
+                inside = sl_pattern_match(cred->channels[j], d->granted[i]);
+            if (inside) {
+                d->granted[kept++] = d->granted[i];
+            } else {
+                d->denied[d->ndenied].channel = d->granted[i];
+                d->denied[d->ndenied++].reason = "outside the credential's scope";
+            }
+        }
+        d->ngranted = kept;
+    }
+    if (d->ngranted == 0)
+        d->role = SL_ROLE_NONE;
+    else if (cred->role != SL_ROLE_NONE && d->role > cred->role)
+        d->role = cred->role;
+    return SL_OK;
+}
+
+int sl_broker_decide(const sl_broker *b, const sl_identity *cred, const char *principal,
+                     const char *const *channels, size_t n, sl_broker_decision *d)
 {
     memset(d, 0, sizeof *d);
     int rc = b->authorizer ? b->authorizer(b->authorizer_ud, principal, channels, n, d)
                            : builtin_decide(b, principal, channels, n, d);
+    if (rc == SL_OK)
+        rc = clamp(cred, d);
     if (rc != SL_OK)
         sl_broker_decision_clear(d);
     return rc;
@@ -293,11 +327,9 @@ int sl_broker_mint(const sl_broker *b, sl_jwt_keyring *kr, const char *sub, cons
         ttl = b->o.default_ttl;
     if (ttl > b->o.max_ttl)
         ttl = b->o.max_ttl;
-    unsigned char rnd[16];
-    if (RAND_bytes(rnd, sizeof rnd) != 1)
-        return SL_EINTERNAL;
-    for (size_t i = 0; i < sizeof rnd; i++)
-        snprintf(out->token_id + 2 * i, 3, "%02x", rnd[i]);
+    int rc = sl_jwt_token_id_new(kr, sub, out->token_id);
+    if (rc != SL_OK)
+        return rc;
     out->issued_at = floor(now);
     out->expires_at = out->issued_at + floor(ttl);
     sl_jwt_claims c = {

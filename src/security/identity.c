@@ -123,3 +123,74 @@ oom:
     sl_identity_clear(dst);
     return SL_ENOMEM;
 }
+
+/* The values of an identity provider's scope that speak for sluice. Anything else in the scope
+ * (openid, profile, another API's scopes) is none of sluice's business and is ignored. */
+#define SCOPE_PREFIX "sluice:"
+#define SCOPE_CHANNEL "sluice:channel:"
+#define SCOPE_VALUES_MAX 1024
+
+int sl_identity_apply_scope(sl_identity *id, const char *scope, size_t len)
+{
+    if (id == NULL || (scope == NULL && len > 0))
+        return SL_EINVAL;
+    sl_role ceiling = SL_ROLE_NONE;
+    size_t nvalues = 0, npat = 0;
+    char **pats = NULL;
+    int rc = SL_OK;
+    for (size_t i = 0; rc == SL_OK && i < len;) {
+        while (i < len && scope[i] == ' ')
+            i++;
+        size_t start = i;
+        while (i < len && scope[i] != ' ')
+            i++;
+        const char *v = scope + start;
+        size_t n = i - start;
+        if (n == 0)
+            break;
+        if (++nvalues > SCOPE_VALUES_MAX) {
+            rc = SL_ELIMIT;
+        } else if (n > strlen(SCOPE_CHANNEL) &&
+                   memcmp(v, SCOPE_CHANNEL, strlen(SCOPE_CHANNEL)) == 0) {
+            const char *pat = v + strlen(SCOPE_CHANNEL);
+            size_t plen = n - strlen(SCOPE_CHANNEL);
+            char **grown = NULL;
+            if (!sl_pattern_valid(pat, plen))
+                rc = SL_EINVAL;
+            else if ((grown = realloc(pats, (npat + 1) * sizeof *pats)) == NULL)
+                rc = SL_ENOMEM;
+            else if ((pats = grown, pats[npat] = strndup(pat, plen)) == NULL)
+                rc = SL_ENOMEM;
+            else
+                npat++;
+        } else if (n >= strlen(SCOPE_PREFIX) &&
+                   memcmp(v, SCOPE_PREFIX, strlen(SCOPE_PREFIX)) == 0) {
+            char name[8] = "";
+            size_t rlen = n - strlen(SCOPE_PREFIX);
+            if (rlen < sizeof name)
+                memcpy(name, v + strlen(SCOPE_PREFIX), rlen);
+            sl_role r = sl_role_parse(name);
+            if (r == SL_ROLE_NONE)
+                rc = SL_EINVAL; /* a sluice value we do not know: refuse rather than guess */
+            else if (r > ceiling)
+                ceiling = r;
+        }
+    }
+    if (rc != SL_OK) {
+        for (size_t k = 0; k < npat; k++)
+            free(pats[k]);
+        free(pats);
+        return rc;
+    }
+    if (ceiling != SL_ROLE_NONE)
+        id->role = ceiling;
+    if (npat > 0) {
+        for (size_t k = 0; k < id->nchannels; k++)
+            free(id->channels[k]);
+        free(id->channels);
+        id->channels = pats;
+        id->nchannels = npat;
+        id->scoped = 1;
+    }
+    return SL_OK;
+}

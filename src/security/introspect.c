@@ -49,7 +49,7 @@ typedef struct centry {
     int status;
     const char *reason;
     double iat, exp;
-    char *sub, *jti;
+    char *sub, *jti, *scope; /* scope: the answer's OAuth scope ("" when none) */
 } centry;
 
 typedef struct waiter {
@@ -84,6 +84,9 @@ typedef struct result {
     int cacheable;
     double until;
     sl_identity who;
+    const char *scope; /* borrowed from doc; NULL when none */
+    size_t scope_len;
+    json_t *doc; /* the parsed answer, owned (complete() releases it with who) */
 } result;
 
 struct sl_introspect {
@@ -265,7 +268,8 @@ static void cache_put(sl_introspect *i, const uint8_t *key, const result *r, dou
         cache_remove(i, i->oldest);
     size_t sublen = r->status == SL_OK ? strlen(r->who.principal) : 0;
     size_t jtilen = r->status == SL_OK ? strlen(r->who.token_id) : 0;
-    centry *e = malloc(sizeof *e + sublen + 1 + jtilen + 1);
+    size_t scopelen = r->status == SL_OK && r->scope ? r->scope_len : 0;
+    centry *e = malloc(sizeof *e + sublen + 1 + jtilen + 1 + scopelen + 1);
     if (e == NULL)
         return; /* a cache that cannot grow just asks again */
     memcpy(e->key, key, KEY_LEN);
@@ -280,6 +284,10 @@ static void cache_put(sl_introspect *i, const uint8_t *key, const result *r, dou
     e->sub[sublen] = '\0';
     memcpy(e->jti, r->who.token_id, jtilen);
     e->jti[jtilen] = '\0';
+    e->scope = e->jti + jtilen + 1;
+    if (scopelen)
+        memcpy(e->scope, r->scope, scopelen);
+    e->scope[scopelen] = '\0';
     centry **slot = cache_slot(i, key);
     e->hnext = NULL;
     *slot = e;
@@ -293,7 +301,10 @@ static void cache_put(sl_introspect *i, const uint8_t *key, const result *r, dou
     i->ncached++;
 }
 
-static void identity_of(sl_identity *who, const char *sub, const char *jti, double iat, double exp)
+/* The caller an answer vouches for; its scope may narrow it (sl_identity_apply_scope). The
+ * identity may own channel patterns: the caller clears it. */
+static int identity_of(sl_identity *who, const char *sub, const char *jti, double iat, double exp,
+                       const char *scope, size_t scope_len)
 {
     sl_identity_init(who);
     snprintf(who->principal, sizeof who->principal, "%s", sub);
@@ -302,6 +313,7 @@ static void identity_of(sl_identity *who, const char *sub, const char *jti, doub
     who->role = SL_ROLE_NONE;
     who->issued_at = iat;
     who->expires_at = exp;
+    return sl_identity_apply_scope(who, scope, scope ? scope_len : 0);
 }
 
 /* ---- judging an answer ---------------------------------------------------------------------- */
@@ -371,7 +383,8 @@ static void judge(sl_introspect *i, ireq *q, CURLcode res, long code, result *r,
     int has_iat = num_claim(root, "iat", &iat);
     json_t *sub = json_object_get(root, "sub");
     json_t *jti = json_object_get(root, "jti");
-    if (has_exp == 0 || has_iat == 0) {
+    json_t *scope = json_object_get(root, "scope");
+    if (has_exp == 0 || has_iat == 0 || (scope && !json_is_string(scope))) {
         refuse(r, SL_ETOKEN, R_BADCLAIM, until);
     } else if (!json_is_string(sub) || json_string_length(sub) > SL_PRINCIPAL_MAX ||
                !sl_principal_valid(json_string_value(sub), json_string_length(sub))) {
@@ -382,13 +395,25 @@ static void judge(sl_introspect *i, ireq *q, CURLcode res, long code, result *r,
         const char *jtis = "";
         if (json_is_string(jti) && jti_valid(json_string_value(jti), json_string_length(jti)))
             jtis = json_string_value(jti);
-        identity_of(&r->who, json_string_value(sub), jtis, iat, has_exp == 2 ? exp : 0);
-        r->status = SL_OK;
-        r->reason = NULL;
-        r->cacheable = 1;
-        r->until = has_exp == 2 && exp < until ? exp : until;
+        r->scope = scope ? json_string_value(scope) : NULL;
+        r->scope_len = scope ? json_string_length(scope) : 0;
+        int rc = identity_of(&r->who, json_string_value(sub), jtis, iat, has_exp == 2 ? exp : 0,
+                             r->scope, r->scope_len);
+        if (rc != SL_OK) {
+            sl_identity_clear(&r->who);
+            r->scope = NULL;
+            if (rc == SL_ENOMEM)
+                fail(r, R_NOMEM);
+            else
+                refuse(r, SL_ETOKEN, R_BADCLAIM, until);
+        } else {
+            r->status = SL_OK;
+            r->reason = NULL;
+            r->cacheable = 1;
+            r->until = has_exp == 2 && exp < until ? exp : until;
+        }
     }
-    json_decref(root);
+    r->doc = root;
 }
 
 /* ---- requests ------------------------------------------------------------------------------- */
@@ -461,6 +486,8 @@ static void complete(sl_introspect *i, ireq *q, CURLcode res, long code)
         cache_put(i, q->key, &r, now_of(i));
     }
     req_deliver(q, r.status, &r.who, r.reason);
+    sl_identity_clear(&r.who);
+    json_decref(r.doc);
 }
 
 static void check_done(sl_introspect *i)
@@ -614,8 +641,14 @@ void sl_introspect_authenticate(sl_introspect *i, const char *token, size_t len,
             return;
         }
         sl_identity who;
-        identity_of(&who, e->sub, e->jti, e->iat, e->exp);
+        if (identity_of(&who, e->sub, e->jti, e->iat, e->exp, e->scope, strlen(e->scope)) !=
+            SL_OK) { /* the scope was valid when cached: only memory can fail here */
+            sl_identity_clear(&who);
+            cb(ud, SL_ENOMEM, NULL, R_NOMEM);
+            return;
+        }
         cb(ud, SL_OK, &who, NULL);
+        sl_identity_clear(&who);
         return;
     }
     for (ireq *q = i->reqs; q != NULL; q = q->next) {

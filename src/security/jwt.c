@@ -38,6 +38,7 @@
 #include <openssl/ec.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/rand.h>
 #include <openssl/obj_mac.h>
 #include <openssl/objects.h>
 #include <openssl/params.h>
@@ -64,6 +65,11 @@
 #define E_AUD "invalid audience"
 #define E_ISS "invalid issuer"
 #define E_CLAIMS "invalid claims"
+#define E_KIND "wrong kind of token"
+
+/* Token ids: 128 random bits, then 128 bits of a tag binding them to the subject, in hex. */
+#define TOKEN_ID_RANDOM_HEX 32
+#define TOKEN_ID_TAG_HEX (SL_JWT_TOKEN_ID_LEN - TOKEN_ID_RANDOM_HEX)
 
 /* ---- HS256 ----------------------------------------------------------------------------------- */
 
@@ -1069,10 +1075,15 @@ void sl_jwt_verify_opts_init(sl_jwt_verify_opts *o)
 enum { H_ALG, H_TYP, H_KID, H_CRIT, H__COUNT };
 static const jname header_names[H__COUNT] = {{"alg", 3}, {"typ", 3}, {"kid", 3}, {"crit", 4}};
 
-enum { C_SUB, C_EXP, C_NBF, C_IAT, C_AUD, C_ISS, C_JTI, C_ROLE, C_CHANNELS, C__COUNT };
-static const jname claim_names[C__COUNT] = {{"sub", 3}, {"exp", 3},  {"nbf", 3},
-                                            {"iat", 3}, {"aud", 3},  {"iss", 3},
-                                            {"jti", 3}, {"role", 4}, {"channels", 8}};
+enum { C_SUB, C_EXP, C_NBF, C_IAT, C_AUD, C_ISS, C_JTI, C_ROLE, C_CHANNELS, C_CHANNEL, C__COUNT };
+static const jname claim_names[C__COUNT] = {{"sub", 3},      {"exp", 3},    {"nbf", 3}, {"iat", 3},
+                                            {"aud", 3},      {"iss", 3},    {"jti", 3}, {"role", 4},
+                                            {"channels", 8}, {"channel", 7}};
+
+/* What a token is for: the "channel" claim makes a subscription token (one `$` channel, on the
+ * WebSocket transport); without it a token is a bearer or connection token. Each is refused where
+ * the other is expected, so a subscription token never authenticates a caller. */
+typedef enum { KIND_ACCESS, KIND_SUBSCRIPTION } token_kind;
 
 static int fail(sl_status *st, int code, const char *msg)
 {
@@ -1107,10 +1118,19 @@ static int split3(const char *t, size_t len, size_t *d1, size_t *d2)
 
 /* Checks the registered claims in v (payload parsed into s) and fills out. */
 static int check_claims(const jscratch *s, const jval *v, const sl_jwt_verify_opts *o, double now,
-                        sl_identity *out, sl_status *st)
+                        token_kind kind, char *channel, size_t channel_cap, sl_identity *out,
+                        sl_status *st)
 {
     const jval *sub = &v[C_SUB], *aud = &v[C_AUD], *iss = &v[C_ISS], *jti = &v[C_JTI],
-               *role = &v[C_ROLE], *chans = &v[C_CHANNELS];
+               *role = &v[C_ROLE], *chans = &v[C_CHANNELS], *chan = &v[C_CHANNEL];
+
+    /* The kind first: a token of the other kind is refused whatever else it says. */
+    if ((kind == KIND_ACCESS) != (chan->type == JV_ABSENT))
+        return fail(st, SL_ETOKEN, E_KIND);
+    if (kind == KIND_SUBSCRIPTION &&
+        (chan->type != JV_STRING || chan->s.len >= channel_cap ||
+         !sl_channel_id_valid(s->buf + chan->s.off, chan->s.len) || v[C_EXP].type == JV_ABSENT))
+        return fail(st, SL_ETOKEN, E_CLAIMS);
 
     /* Shapes first: a claim of the wrong type is never silently ignored. */
     for (int c = C_EXP; c <= C_IAT; c++)
@@ -1185,6 +1205,10 @@ static int check_claims(const jscratch *s, const jval *v, const sl_jwt_verify_op
         memcpy(out->token_id, s->buf + jti->s.off, jti->s.len);
         out->token_id[jti->s.len] = '\0';
     }
+    if (kind == KIND_SUBSCRIPTION) {
+        memcpy(channel, s->buf + chan->s.off, chan->s.len);
+        channel[chan->s.len] = '\0';
+    }
     out->source = SL_SOURCE_JWT;
     out->role = r;
     out->issued_at = v[C_IAT].type == JV_NUMBER ? v[C_IAT].num : 0;
@@ -1192,8 +1216,9 @@ static int check_claims(const jscratch *s, const jval *v, const sl_jwt_verify_op
     return SL_OK;
 }
 
-int sl_jwt_verify(sl_jwt_keyring *kr, const char *token, size_t len, const sl_jwt_verify_opts *o,
-                  double now, sl_identity *out, sl_status *st)
+static int verify(sl_jwt_keyring *kr, const char *token, size_t len, const sl_jwt_verify_opts *o,
+                  double now, token_kind kind, char *channel, size_t channel_cap, sl_identity *out,
+                  sl_status *st)
 {
     if (out == NULL || isnan(now)) /* a NaN clock would make every time check pass */
         return fail(st, SL_EINVAL, "invalid argument");
@@ -1257,7 +1282,86 @@ int sl_jwt_verify(sl_jwt_keyring *kr, const char *token, size_t len, const sl_jw
     if (sl__jwt_b64url_decode(token + d1 + 1, d2 - d1 - 1, (unsigned char *)s.buf, &n) < 0 ||
         json_parse_object(&s, n, claim_names, c, C__COUNT) < 0)
         return fail(st, SL_ETOKEN, E_MALFORMED);
-    return check_claims(&s, c, o, now, out, st);
+    return check_claims(&s, c, o, now, kind, channel, channel_cap, out, st);
+}
+
+int sl_jwt_verify(sl_jwt_keyring *kr, const char *token, size_t len, const sl_jwt_verify_opts *o,
+                  double now, sl_identity *out, sl_status *st)
+{
+    return verify(kr, token, len, o, now, KIND_ACCESS, NULL, 0, out, st);
+}
+
+int sl_jwt_verify_subscription(sl_jwt_keyring *kr, const char *token, size_t len,
+                               const sl_jwt_verify_opts *o, double now, sl_identity *out,
+                               char channel[SL_CHANNEL_ID_MAX + 1], sl_status *st)
+{
+    if (channel == NULL)
+        return fail(st, SL_EINVAL, "invalid argument");
+    channel[0] = '\0';
+    return verify(kr, token, len, o, now, KIND_SUBSCRIPTION, channel, SL_CHANNEL_ID_MAX + 1, out,
+                  st);
+}
+
+/* ---- token ids ------------------------------------------------------------------------------- */
+
+/* The tag that binds a token id to its subject: HMAC-SHA256 under an HS256 key of the ring over a
+ * message no JWT signing input can equal (':' is not in the base64url alphabet). */
+static int id_tag(jwt_key *k, const char *rnd, const char *sub, unsigned char tag[MAC_LEN])
+{
+    char msg[16 + TOKEN_ID_RANDOM_HEX + 1 + SL_PRINCIPAL_MAX + 1];
+    int n = snprintf(msg, sizeof msg, "sluice-jti:%.*s:%s", TOKEN_ID_RANDOM_HEX, rnd, sub);
+    if (n < 0 || (size_t)n >= sizeof msg)
+        return -1;
+    return hs256_mac(&k->hk, msg, (size_t)n, tag);
+}
+
+static void hex(const unsigned char *b, size_t n, char *out)
+{
+    static const char digits[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = digits[b[i] >> 4];
+        out[2 * i + 1] = digits[b[i] & 15];
+    }
+    out[2 * n] = '\0';
+}
+
+int sl_jwt_token_id_new(sl_jwt_keyring *kr, const char *sub, char out[SL_JWT_TOKEN_ID_LEN + 1])
+{
+    out[0] = '\0';
+    if (kr == NULL || sub == NULL || !sl_principal_valid(sub, strlen(sub)))
+        return SL_EINVAL;
+    jwt_key *k = keyring_find(kr, NULL, 0);
+    for (size_t i = 0; (k == NULL || k->alg != ALG_HS256) && i < kr->n; i++)
+        k = &kr->keys[i];
+    if (k == NULL || k->alg != ALG_HS256)
+        return SL_ENOENT;
+    unsigned char rnd[TOKEN_ID_RANDOM_HEX / 2], tag[MAC_LEN];
+    if (RAND_bytes(rnd, sizeof rnd) != 1)
+        return SL_EINTERNAL;
+    hex(rnd, sizeof rnd, out);
+    if (id_tag(k, out, sub, tag) < 0)
+        return SL_EINTERNAL;
+    hex(tag, TOKEN_ID_TAG_HEX / 2, out + TOKEN_ID_RANDOM_HEX);
+    OPENSSL_cleanse(tag, sizeof tag);
+    return SL_OK;
+}
+
+int sl_jwt_token_id_of(sl_jwt_keyring *kr, const char *token_id, const char *sub)
+{
+    if (kr == NULL || token_id == NULL || sub == NULL || strlen(token_id) != SL_JWT_TOKEN_ID_LEN ||
+        !sl_principal_valid(sub, strlen(sub)))
+        return 0;
+    int owned = 0;
+    for (size_t i = 0; i < kr->n; i++) { /* every HS256 key: ids outlive a key rotation */
+        unsigned char tag[MAC_LEN];
+        char want[TOKEN_ID_TAG_HEX + 1];
+        if (kr->keys[i].alg != ALG_HS256 || id_tag(&kr->keys[i], token_id, sub, tag) < 0)
+            continue;
+        hex(tag, TOKEN_ID_TAG_HEX / 2, want);
+        owned |= CRYPTO_memcmp(want, token_id + TOKEN_ID_RANDOM_HEX, TOKEN_ID_TAG_HEX) == 0;
+        OPENSSL_cleanse(tag, sizeof tag);
+    }
+    return owned;
 }
 
 /* ---- signing --------------------------------------------------------------------------------- */
@@ -1282,6 +1386,7 @@ static json_t *claims_json(const sl_jwt_claims *c)
         (c->role != SL_ROLE_NONE && sl_role_parse(sl_role_name(c->role)) != c->role) ||
         (c->jti != NULL && strlen(c->jti) > SL_TOKEN_ID_MAX) ||
         (c->act_sub != NULL && !sl_principal_valid(c->act_sub, strlen(c->act_sub))) ||
+        (c->channel != NULL && !sl_channel_id_valid(c->channel, strlen(c->channel))) ||
         !isfinite(c->iat) || !isfinite(c->exp) || !isfinite(c->nbf) ||
         (c->scoped && (c->nchannels > CHANNELS_MAX || (c->nchannels > 0 && c->channels == NULL))))
         return NULL;
@@ -1311,6 +1416,8 @@ static json_t *claims_json(const sl_jwt_claims *c)
         bad = set_new(p, "iss", json_string(c->iss)) < 0;
     if (!bad && c->act_sub != NULL)
         bad = set_new(p, "act", json_pack("{s:s}", "sub", c->act_sub)) < 0;
+    if (!bad && c->channel != NULL)
+        bad = set_new(p, "channel", json_string(c->channel)) < 0;
     if (bad) {
         json_decref(p);
         return NULL;

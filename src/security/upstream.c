@@ -2,6 +2,8 @@
  * only who the caller is. */
 #include <sluice/upstream.h>
 
+#include <jansson.h>
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -10,6 +12,26 @@ typedef struct upstream {
     sl_jwt_keyring *keys;
     const sl_jwt_verify_opts *opts;
 } upstream;
+
+/* Applies the "scope" claim of a token whose signature has been verified. */
+static int scope_of(const char *cred, size_t len, sl_identity *who)
+{
+    char *header = NULL, *payload = NULL;
+    if (sl_jwt_decode_unverified(cred, len, &header, &payload) != SL_OK)
+        return SL_EINVAL;
+    json_t *claims = json_loads(payload, 0, NULL);
+    json_t *scope = json_object_get(claims, "scope");
+    int rc = scope == NULL ? SL_OK
+             : json_is_string(scope)
+                 ? sl_identity_apply_scope(who, json_string_value(scope), json_string_length(scope))
+                 : SL_EINVAL;
+    if (claims == NULL)
+        rc = SL_ENOMEM;
+    json_decref(claims);
+    free(header);
+    free(payload);
+    return rc;
+}
 
 static void authenticate(sl_authenticator *a, const char *cred, size_t len, double now,
                          sl_authn_cb cb, void *ud)
@@ -32,7 +54,15 @@ static void authenticate(sl_authenticator *a, const char *cred, size_t len, doub
     who.issued_at = id.issued_at;
     who.expires_at = id.expires_at;
     sl_identity_clear(&id);
+    /* The provider's own role/channels claims mean nothing here; its OAuth scope may narrow. */
+    if ((rc = scope_of(cred, len, &who)) != SL_OK) {
+        sl_identity_clear(&who);
+        cb(ud, rc == SL_ENOMEM ? SL_EUNAVAIL : SL_ETOKEN, NULL,
+           rc == SL_ENOMEM ? "out of memory" : "invalid scope");
+        return;
+    }
     cb(ud, SL_OK, &who, NULL);
+    sl_identity_clear(&who);
 }
 
 static void destroy(sl_authenticator *a)

@@ -21,6 +21,7 @@ void sl__config_init(sl__config *c)
     c->jwt_leeway = 30;
     sl_http_limits_init(&c->limits);
     sl__wss_limits_init(&c->ws);
+    c->read_max_bytes = (size_t)4 << 20;
 }
 
 static void free_strv(char **v, size_t n)
@@ -354,6 +355,10 @@ int sl__config_set(sl__config *c, const char *key, const char *v, sl_status *st)
         if (parse_uint(v, 1ULL << 30, &u) < 0 || u == 0)
             return sl_status_set(st, SL_ECONFIG, "max_body must be 1..1073741824 bytes");
         c->limits.max_body = (size_t)u;
+    } else if (!strcmp(key, "read_max_bytes")) {
+        if (parse_uint(v, 1ULL << 30, &u) < 0 || u == 0)
+            return sl_status_set(st, SL_ECONFIG, "read_max_bytes must be 1..1073741824 bytes");
+        c->read_max_bytes = (size_t)u;
     } else if (!strcmp(key, "max_header")) {
         if (parse_uint(v, 1ULL << 20, &u) < 0 || u < 256)
             return sl_status_set(st, SL_ECONFIG, "max_header must be 256..1048576 bytes");

@@ -56,7 +56,8 @@ typedef struct sl__config {
     double revocation_max_ttl; /* seconds; 0: 24 h */
     int log_requests;
     sl_http_limits limits;
-    sl__wss_limits ws; /* the WebSocket endpoint's limits (ws_* keys) */
+    size_t read_max_bytes; /* message bytes one read returns at most (the context's cap) */
+    sl__wss_limits ws;     /* the WebSocket endpoint's limits (ws_* keys) */
     sl__cfg_channel *channels;
     size_t nchannels;
     sl__cfg_grant *grants;

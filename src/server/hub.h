@@ -53,6 +53,8 @@ struct sl__hub_sub {
     size_t pos;                /* index in the channel's subscriber array */
     const char *client, *user; /* borrowed from the connection: presence and join/leave info */
     double token_expires_at;   /* `$` channels: the subscription token's expiry (0: none) */
+    double token_issued_at;    /* `$` channels: its iat, for user cut-offs (0: unknown) */
+    char *token_id;            /* `$` channels: its jti (NULL: none); owned by the subscriber */
     const char *channel;       /* the channel's id, owned by the hub (set by subscribe) */
 };
 

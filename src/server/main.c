@@ -57,6 +57,7 @@ static void usage(FILE *f)
         "  --max-body BYTES          request body limit (default 1048576)\n"
         "  --max-connections N       connection limit (default 10000)\n"
         "  --request-timeout SECONDS a request must arrive within (default 10)\n"
+        "  --read-max-bytes BYTES    message bytes one read returns at most (default 4194304)\n"
         "  --log-requests            one log line per request on stderr (never credentials)\n"
         "  --insecure                allow an open server on a non-loopback address\n"
         "  -h, --help                this help\n",
@@ -133,6 +134,7 @@ static int parse_args(int argc, char **argv, sl__config *cfg, sl_status *st)
         O_REVOCATION,
         O_REVPREFIX,
         O_APIKEYS,
+        O_READMAX,
         O_LOGREQ,
         O_INSECURE
     };
@@ -150,6 +152,7 @@ static int parse_args(int argc, char **argv, sl__config *cfg, sl_status *st)
         {"revocation", required_argument, 0, O_REVOCATION},
         {"revocation-prefix", required_argument, 0, O_REVPREFIX},
         {"apikey-store", required_argument, 0, O_APIKEYS},
+        {"read-max-bytes", required_argument, 0, O_READMAX},
         {"log-requests", no_argument, 0, O_LOGREQ},
         {"insecure", no_argument, 0, O_INSECURE},
         {"help", no_argument, 0, 'h'},
@@ -166,7 +169,8 @@ static int parse_args(int argc, char **argv, sl__config *cfg, sl_status *st)
                                        [O_TIMEOUT - 256] = "request_timeout",
                                        [O_REVOCATION - 256] = "revocation",
                                        [O_REVPREFIX - 256] = "revocation_prefix",
-                                       [O_APIKEYS - 256] = "apikey_store"};
+                                       [O_APIKEYS - 256] = "apikey_store",
+                                       [O_READMAX - 256] = "read_max_bytes"};
     int c;
     opterr = 0;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -180,7 +184,7 @@ static int parse_args(int argc, char **argv, sl__config *cfg, sl_status *st)
             cfg->log_requests = 1;
         } else if (c == O_INSECURE) {
             cfg->insecure = 1;
-        } else if (c >= O_LISTEN && c <= O_APIKEYS && keys[c - 256]) {
+        } else if (c >= O_LISTEN && c <= O_READMAX && keys[c - 256]) {
             rc = sl__config_set(cfg, keys[c - 256], optarg, st);
         } else {
             return sl_status_set(st, SL_EINVAL, "unknown or incomplete option '%s' (see --help)",
@@ -306,7 +310,7 @@ static int setup_revocation(server *s, const sl__config *cfg, sl_status *st)
         return sl_status_set(st, rc, "cannot set up the %s revocation store: %s", kind,
                              sl_strerror(rc));
     sl_revocation_set_log(s->revocation, log_line, s);
-    s->router.revocation = s->revocation;
+    s->router.authn.revocation = s->revocation; /* every credential, every transport */
     return SL_OK;
 }
 
@@ -317,7 +321,7 @@ static void on_signal(uv_signal_t *h, int signum)
     sl__wss_server_close(s->wss); /* close frames (3001) go out before the sockets close */
     sl_http_server_close(s->http);
     /* While the loop still runs: pending checks are answered and its handles closed. */
-    s->router.revocation = NULL;
+    s->router.authn.revocation = NULL;
     sl_revocation_store_free(s->revocation);
     s->revocation = NULL;
     sl_introspect_free(s->introspect); /* pending answers: 503 */
@@ -483,6 +487,7 @@ static int setup(server *s, const sl__config *cfg, sl_status *st)
     sl_ctx_options o = {.mode = mode};
     if ((rc = sl_ctx_new(&s->ctx, &o)) != SL_OK)
         return sl_status_set(st, rc, NULL);
+    sl_ctx_set_read_max_bytes(s->ctx, cfg->read_max_bytes);
     if (cfg->audit_log) {
         if ((rc = sl_audit_log_open(&s->audit, cfg->audit_log, st)) != SL_OK)
             return rc;
@@ -540,8 +545,8 @@ int main(int argc, char **argv)
         rc = setup(&s, &cfg, &st);
     if (rc == SL_OK) {
         rc = setup_revocation(&s, &cfg, &st);
-        if (rc == SL_OK && (rc = sl__wss_server_new(&s.wss, s.loop, s.ctx, &s.router.authn,
-                                                    s.revocation, &cfg.ws)) != SL_OK)
+        if (rc == SL_OK &&
+            (rc = sl__wss_server_new(&s.wss, s.loop, s.ctx, &s.router.authn, &cfg.ws)) != SL_OK)
             sl_status_set(&st, rc, "cannot set up the WebSocket endpoint");
         if (rc == SL_OK)
             rc = sl_http_server_new(&s.http, s.loop, &cfg.limits, on_request, &s);

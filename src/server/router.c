@@ -5,7 +5,9 @@
 #include "server/router.h"
 
 #include "core/ctx.h"
+#include "core/msgjson.h"
 
+#include <errno.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdint.h>
@@ -221,27 +223,6 @@ static int parse_ids(json_t *body, const char ***ids, size_t *n, sl_status *st)
 
 /* ---- rendering ------------------------------------------------------------------------------- */
 
-static json_t *str_or_null(const char *s)
-{
-    return s ? json_string(s) : json_null();
-}
-
-json_t *sl__message_json(const sl_message *m, int exclusive)
-{
-    json_t *data = json_loads(m->data, JSON_DECODE_ANY, NULL);
-    json_t *md = m->metadata ? json_loads(m->metadata, 0, NULL) : json_object();
-    json_t *o = json_pack("{s:s, s:f, s:o, s:{s:o}, s:o, s:o, s:o, s:o}", "id", m->id, "timestamp",
-                          m->timestamp, "sender_id", str_or_null(m->sender_id), "content", "data",
-                          data ? data : json_null(), "metadata", md ? md : json_object(),
-                          "correlation_id", str_or_null(m->correlation_id), "reply_to",
-                          str_or_null(m->reply_to), "recipient_id", str_or_null(m->recipient_id));
-    if (o && exclusive) {
-        json_object_set_new(o, "attempt", json_integer(m->attempt));
-        json_object_set_new(o, "claim_expires_at", json_real(m->claim_expires_at));
-    }
-    return o;
-}
-
 static json_t *info_json(const sl_channel_info *c)
 {
     json_t *opts = json_pack(
@@ -322,6 +303,17 @@ static int h_read(sl__router *r, const sl_identity *who, req_t *req, const char 
             return fail(st, SL_EINVAL, "limit must be an integer between 1 and 1000");
         rd.limit = (size_t)v;
     }
+    /* Any positive size is accepted; sl_channel_read lowers it to the server's read_max_bytes. */
+    q = sl__http_query_get(req, "max_bytes", buf, sizeof buf);
+    if (q != 0) {
+        char *end;
+        errno = 0;
+        unsigned long long v =
+            q > 0 && buf[0] >= '0' && buf[0] <= '9' ? strtoull(buf, &end, 10) : 0;
+        if (q < 0 || v == 0 || *end || errno == ERANGE)
+            return fail(st, SL_EINVAL, "max_bytes must be a positive integer");
+        rd.max_bytes = v > SIZE_MAX ? SIZE_MAX : (size_t)v;
+    }
     q = sl__http_query_get(req, "exclusive", buf, sizeof buf);
     if (q < 0 || (q > 0 && parse_bool(buf, &rd.exclusive) < 0))
         return fail(st, SL_EINVAL, "exclusive must be true or false");
@@ -334,11 +326,12 @@ static int h_read(sl__router *r, const sl_identity *who, req_t *req, const char 
     int rc = sl_channel_read(r->ctx, who, id, &rd, &l, st);
     if (rc != SL_OK)
         return rc;
-    json_t *arr = json_array();
-    for (size_t i = 0; i < l.len; i++)
-        json_array_append_new(arr, sl__message_json(&l.items[i], rd.exclusive));
+    /* The stored text goes out as it was written: no parse, no jansson tree per message. */
+    rc = sl__messages_json(&l, rd.exclusive, &resp->body, &resp->body_len);
     sl_message_list_free(&l);
-    set_json(resp, 200, json_pack("{s:o}", "messages", arr));
+    if (rc != SL_OK)
+        return fail(st, SL_ENOMEM, "out of memory");
+    resp->status = 200;
     return SL_OK;
 }
 
@@ -688,10 +681,11 @@ static int parse_revoke(json_t *body, revoke_req *rq, sl_status *st)
     return SL_OK;
 }
 
-/* The resource of a revocation: whose tokens. A caller's own token (the one it presents) or its own
- * principal is itself; any other token id has an unknown owner ("*"), which takes an admin. */
-static int resolve_revoke(const sl_http_request *req, const sl_identity *who, char *res, size_t cap,
-                          sl_status *st)
+/* The resource of a revocation: whose tokens. The caller's own principal, the token it presents,
+ * and any token id minted for it (sluice's ids are bound to their subject: sl_jwt_token_id_of) are
+ * its own; any other token id has an unknown owner ("*"), which takes an admin. */
+static int resolve_revoke(sl__router *r, const sl_http_request *req, const sl_identity *who,
+                          char *res, size_t cap, sl_status *st)
 {
     json_t *body;
     revoke_req rq;
@@ -700,9 +694,9 @@ static int resolve_revoke(const sl_http_request *req, const sl_identity *who, ch
         return rc;
     rc = parse_revoke(body, &rq, st);
     if (rc == SL_OK) {
-        const char *owner = rq.user_id                                ? rq.user_id
-                            : strcmp(rq.token_id, who->token_id) == 0 ? who->principal
-                                                                      : "*";
+        int mine = strcmp(rq.token_id ? rq.token_id : "", who->token_id) == 0 ||
+                   sl_jwt_token_id_of(r->authn.keys, rq.token_id, who->principal);
+        const char *owner = rq.user_id ? rq.user_id : mine ? who->principal : "*";
         snprintf(res, cap, "%s", owner);
     }
     json_decref(body);
@@ -727,7 +721,8 @@ static void start_revoke(sl__job *job)
     json_t *body;
     revoke_req rq;
     int rc = parse_body(job->req, &body, &job->st);
-    if (rc == SL_OK && (rc = parse_revoke(body, &rq, &job->st)) == SL_OK && r->revocation == NULL)
+    if (rc == SL_OK && (rc = parse_revoke(body, &rq, &job->st)) == SL_OK &&
+        r->authn.revocation == NULL)
         rc = fail(&job->st, SL_ENOENT, "token revocation is not enabled on this server");
     /* Written ahead: a revocation nobody could audit is not made. */
     if (rc == SL_OK)
@@ -740,11 +735,11 @@ static void start_revoke(sl__job *job)
         return;
     }
     if (rq.user_id) {
-        sl_revocation_revoke_user(r->revocation, rq.user_id, on_revoked, job);
+        sl_revocation_revoke_user(r->authn.revocation, rq.user_id, on_revoked, job);
     } else {
         int own = strcmp(rq.token_id, job->who.token_id) == 0;
-        sl_revocation_revoke(r->revocation, rq.token_id, own ? job->who.principal : NULL, rq.reason,
-                             own ? job->who.expires_at : 0, on_revoked, job);
+        sl_revocation_revoke(r->authn.revocation, rq.token_id, own ? job->who.principal : NULL,
+                             rq.reason, own ? job->who.expires_at : 0, on_revoked, job);
     }
     json_decref(body); /* the store copied what it keeps */
 }
@@ -809,7 +804,7 @@ static int issue(sl__router *r, const sl_identity *who, const sl_http_request *r
     if (r->broker == NULL)
         return fail(st, SL_ENOENT, "the token broker is not enabled on this server");
     sl_broker_decision d;
-    int rc = sl_broker_decide(r->broker, sub, channels, n, &d);
+    int rc = sl_broker_decide(r->broker, who, sub, channels, n, &d);
     if (rc != SL_OK)
         return sl_status_set(st, rc, NULL);
     json_t *rec = json_pack("{s:s, s:s, s:s?, s:o, s:o, s:s}", "event",
@@ -886,8 +881,8 @@ static int h_token(sl__router *r, const sl_identity *who, req_t *req, const char
 }
 
 /* The resource of a delegation is the principal the token is for. */
-static int resolve_delegate(const sl_http_request *req, const sl_identity *who, char *res,
-                            size_t cap, sl_status *st)
+static int resolve_delegate(sl__router *r, const sl_http_request *req, const sl_identity *who,
+                            char *res, size_t cap, sl_status *st)
 {
     json_t *body;
     int rc = parse_body(req, &body, st);
@@ -943,6 +938,19 @@ static int need_apikeys(sl__router *r, sl_status *st)
     return r->apikeys ? SL_OK : fail(st, SL_ENOENT, "API keys are not enabled on this server");
 }
 
+typedef struct apikey_audit {
+    sl__router *r;
+    const char *actor, *principal;
+} apikey_audit;
+
+/* A key nobody could audit is never made: its record is written before the key. */
+static int audit_apikey_create(void *ud, const char *id, sl_status *st)
+{
+    apikey_audit *a = ud;
+    return sl__audit(a->r->ctx, st, "apikey.create", "actor", a->actor, "id", id, "principal",
+                     a->principal, NULL);
+}
+
 static int h_apikey_create(sl__router *r, const sl_identity *who, req_t *req, const char *res,
                            sl__response *resp, sl_status *st)
 {
@@ -971,15 +979,11 @@ static int h_apikey_create(sl__router *r, const sl_identity *who, req_t *req, co
         rc = get_ttl(body, "expires_in", &expires_in, st);
     double now = sl_ctx_now(r->ctx);
     char *key = NULL, id[SL_APIKEY_ID_LEN + 1];
+    apikey_audit audit = {r, who->principal, principal};
     if (rc == SL_OK)
-        rc = sl_apikey_create(r->apikeys, principal, sl_role_parse(role), pats, pats ? n : 0,
-                              expires_in > 0 ? now + expires_in : 0, now, &key, id, st);
-    /* A key nobody could audit is not handed out. */
-    if (rc == SL_OK && (rc = sl__audit(r->ctx, st, "apikey.create", "actor", who->principal, "id",
-                                       id, "principal", principal, NULL)) != SL_OK) {
-        sl_status ignored;
-        sl_apikey_delete(r->apikeys, id, &ignored);
-    }
+        rc = sl_apikey_create_ahead(r->apikeys, principal, sl_role_parse(role), pats, pats ? n : 0,
+                                    expires_in > 0 ? now + expires_in : 0, now, audit_apikey_create,
+                                    &audit, &key, id, st);
     if (rc == SL_OK)
         set_json(resp, 201,
                  json_pack("{s:s, s:s, s:s}", "key", key, "id", id, "principal", principal));
@@ -1203,25 +1207,6 @@ static void run_handler(sl__job *job)
     sl__job_finish(job, rc);
 }
 
-/* Step 3 of the pipeline answered. */
-static void on_revocation(void *ud, int status, const char *reason)
-{
-    sl__job *job = ud;
-    switch (status) {
-    case SL_OK:
-        run_handler(job);
-        return;
-    case SL_EUNAVAIL: /* fail closed, and say when to come back */
-        sl_status_set(&job->st, SL_EUNAVAIL, "revocation store unavailable");
-        sl__job_finish(job, SL_EUNAVAIL);
-        return;
-    default: /* revoked, or an id the store cannot hold: refused either way */
-        sl_status_set(&job->st, SL_ETOKEN, "token revoked");
-        sl__job_finish(job, SL_ETOKEN);
-        return;
-    }
-}
-
 /* Matches the route and decodes its resource; 0 (with an error response) when there is none. */
 static int admit_route(sl__job *job)
 {
@@ -1277,7 +1262,8 @@ static int admit_route(sl__job *job)
     return 1;
 }
 
-/* Step 1 answered: then the resource from the body, step 2, step 3, the handler. */
+/* Step 1 (authentication, revocation included) answered: then the resource from the body,
+ * authorisation, the handler. */
 static void on_authenticated(void *ud, int status, const sl_identity *who, const char *reason)
 {
     sl__job *job = ud;
@@ -1291,19 +1277,14 @@ static void on_authenticated(void *ud, int status, const sl_identity *who, const
     if (rc != SL_OK)
         sl_status_set(&job->st, rc, NULL);
     if (rc == SL_OK && job->route->resolve) {
-        rc =
-            job->route->resolve(job->req, &job->who, job->resource, sizeof job->resource, &job->st);
+        rc = job->route->resolve(r, job->req, &job->who, job->resource, sizeof job->resource,
+                                 &job->st);
         job->res = job->resource;
     }
     if (rc == SL_OK)
         rc = sl_authorize(r->ctx, &job->who, job->route->op, job->res, &job->st);
     if (rc != SL_OK) {
         sl__job_finish(job, rc);
-        return;
-    }
-    /* Step 3: a token may have been revoked since it was issued. */
-    if (r->revocation && job->who.source == SL_SOURCE_JWT) {
-        sl_revocation_check_identity(r->revocation, &job->who, on_revocation, job);
         return;
     }
     run_handler(job);

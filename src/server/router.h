@@ -22,8 +22,7 @@ void sl__response_clear(sl__response *r);
 
 typedef struct sl__router {
     sl_ctx *ctx;                     /* borrowed */
-    sl_authn authn;                  /* keys borrowed */
-    sl_revocation_store *revocation; /* borrowed; NULL: tokens are not checked for revocation */
+    sl_authn authn;                  /* keys and revocation store borrowed; /revoke writes there */
     struct sl_broker *broker;        /* borrowed; NULL: the token broker's routes answer 404 */
     struct sl_apikey_store *apikeys; /* borrowed; NULL: the API key routes answer 404 */
     char broker_prefix[64];          /* broker routes live under this path prefix ("" default) */
@@ -45,8 +44,8 @@ typedef struct sl__route {
     void (*start)(sl__job *job);
     /* For operations whose resource is in the body: fills res (NUL-terminated, cap bytes) after
      * authentication, before authorisation. */
-    int (*resolve)(const sl_http_request *req, const sl_identity *who, char *res, size_t cap,
-                   sl_status *st);
+    int (*resolve)(struct sl__router *r, const sl_http_request *req, const sl_identity *who,
+                   char *res, size_t cap, sl_status *st);
     int broker; /* 1: the path is under the router's broker_prefix */
 } sl__route;
 
@@ -56,7 +55,7 @@ const sl__route *sl__router_routes(size_t *n);
 /* Called once per request with its response; the router frees resp after the call returns. */
 typedef void (*sl__router_done_fn)(void *ud, sl_http_request *req, sl__response *resp);
 
-/* Runs req through the pipeline (authenticate, authorise, revocation, handler) and calls done
+/* Runs req through the pipeline (authenticate with revocation, authorise, handler) and calls done
  * exactly once: before returning when nothing waits (no revocation store, or a synchronous one),
  * else later from the loop (Redis). */
 void sl__router_serve(sl__router *r, sl_http_request *req, sl__router_done_fn done, void *ud);
@@ -71,11 +70,6 @@ void sl__job_finish(sl__job *job, int rc);
 /* Looks a query parameter up and percent-decodes its value into buf (NUL-terminated, cap bytes).
  * 1 found, 0 absent, -1 malformed or too long. */
 int sl__http_query_get(const sl_http_request *req, const char *name, char *buf, size_t cap);
-
-/* A message as the API shows it (exclusive: with attempt and claim_expires_at); a new jansson
- * reference, NULL when out of memory. */
-struct json_t;
-struct json_t *sl__message_json(const sl_message *m, int exclusive);
 
 /* HTTP status and headers for an error code (401 carries WWW-Authenticate). */
 void sl__response_error(sl__response *resp, int code, const char *message);

@@ -20,6 +20,7 @@
 
 #include "core/ctx.h"
 #include "core/message.h"
+#include "core/msgjson.h"
 #include "net/centrifuge.h"
 #include "net/ws.h"
 #include "server/hub.h"
@@ -29,6 +30,8 @@
 #define ERROR_WINDOW 10.0 /* seconds over which max_errors is counted */
 #define VERSION "0.1.0"
 #define RPC_MAX_LIMIT 1000
+/* Bytes kept free in a reply's budget for its envelope around the message text. */
+#define REPLY_ENVELOPE 4096
 #define RPC_MAX_IDS 10000
 
 typedef struct sess sess;
@@ -41,15 +44,16 @@ struct sess {
     sl_ws_conn *conn; /* NULL once the socket is gone */
     sess *prev, *next;
     int state;
-    int refs; /* entry points and callbacks still running or due */
-    int gone; /* the socket is gone: free at refs == 0 */
-    int busy; /* an authentication is running: commands wait in `queue` */
+    int refs;     /* entry points and callbacks still running or due */
+    int gone;     /* the socket is gone: free at refs == 0 */
+    int busy;     /* a credential is being checked: commands wait in `queue` */
+    int draining; /* run_queue is running (a check that answers at once must not re-enter it) */
     sl__cf_command *queue;
     size_t nqueue;
     uint32_t auth_id; /* id of the connect / refresh being authenticated */
     sl__cf_method auth_method;
-    sl_identity *auth_who; /* the identity being checked for revocation */
-    char *url_token;       /* ?token= until connect */
+    sl__cf_command *pending; /* the subscribe / sub_refresh whose subscription token is checked */
+    char *url_token;         /* ?token= until connect */
     char client[17];
     sl_identity who;
     sl__hub_sub **subs;
@@ -64,7 +68,7 @@ struct sl__wss_server {
     uv_loop_t *loop;
     sl_ctx *ctx;
     const sl_authn *authn;
-    sl_revocation_store *revocation;
+    sl_revocation_store *watched; /* authn's revocation store, watched until close */
     sl__wss_limits lim;
     sl__hub *hub;
     uv_timer_t sweep;
@@ -98,10 +102,8 @@ static void sess_free(sess *s)
 {
     sl__cf_commands_clear(s->queue, s->nqueue);
     free(s->queue);
-    if (s->auth_who) {
-        sl_identity_clear(s->auth_who);
-        free(s->auth_who);
-    }
+    sl__cf_commands_clear(s->pending, s->pending ? 1 : 0);
+    free(s->pending);
     free(s->url_token);
     sl_identity_clear(&s->who);
     free(s->subs);
@@ -128,12 +130,19 @@ static void touch(sess *s)
         sl__hub_peer_touch(s->srv->hub, &s->peer);
 }
 
+static void sub_free(sl__hub_sub *sub)
+{
+    if (sub)
+        free(sub->token_id);
+    free(sub);
+}
+
 /* Drops every subscription (leave pushes to the others). */
 static void drop_all(sess *s)
 {
     for (size_t i = 0; i < s->nsubs; i++) {
         sl__hub_unsubscribe(s->srv->hub, s->subs[i]);
-        free(s->subs[i]);
+        sub_free(s->subs[i]);
     }
     s->nsubs = 0;
     free(s->subs);
@@ -173,7 +182,7 @@ static void peer_flush(sl__hub_peer *p, const char *data, size_t len)
 
 static void remove_sub_at(sess *s, size_t i)
 {
-    free(s->subs[i]);
+    sub_free(s->subs[i]);
     s->subs[i] = s->subs[--s->nsubs];
 }
 
@@ -219,6 +228,18 @@ static void reply_rc(sess *s, uint32_t id, int rc)
     reply_error(s, id, sl__cf_error_from_errno(rc), NULL);
 }
 
+/* A reply over the byte bound (ws_max_outgoing, or the server's read_max_bytes when lower): error
+ * 106 rather than closing the socket with 3008. */
+static void reply_too_big(sess *s, uint32_t id)
+{
+    size_t bound = s->srv->lim.max_outgoing, cap = sl_ctx_read_max_bytes(s->srv->ctx);
+    int by_cap = cap > 0 && cap < bound;
+    char msg[128];
+    snprintf(msg, sizeof msg, "reply would exceed %zu bytes (%s): ask for fewer",
+             by_cap ? cap : bound, by_cap ? "read_max_bytes" : "ws_max_outgoing");
+    reply_error(s, id, SL__CF_ERR_LIMIT_EXCEEDED, msg);
+}
+
 static uint32_t ttl_until(double exp, double now)
 {
     double t = ceil(exp - now);
@@ -257,30 +278,109 @@ static void reauthorize(sess *s)
             unsubscribe_at(s, i, SL__CF_UNSUB_SERVER, "permission withdrawn");
 }
 
-/* The answer to a subscription token that does not pass: 109 when expired, 103 when it does not
- * verify, and the end of the session for a valid token of another user or channel. 1 when it
- * passes, with *exp. */
-static int sub_token_accepted(sess *s, const sl__cf_command *c, double *exp)
+/* A credential whose exp has passed is refused with 109 even inside the verifier's clock-skew
+ * leeway: the session would otherwise end moments after it began (3005), and a client reconnecting
+ * with the same token would loop instead of fetching a new one. */
+static int expired_now(const sl_identity *who, double now)
 {
-    int rc = sl_authn_subscription(s->srv->authn, c->token, s->who.principal, c->channel, now_of(s),
-                                   exp);
-    if (rc == SL_EFORBIDDEN)
-        close_with(s, SL__CF_DISC_INVALID_TOKEN, NULL);
-    else if (rc != SL_OK)
-        reply_error(s, c->id,
-                    rc == SL_EEXPIRED ? SL__CF_ERR_TOKEN_EXPIRED : SL__CF_ERR_PERMISSION_DENIED,
-                    NULL);
-    return rc == SL_OK;
+    return who->expires_at > 0 && who->expires_at <= now;
+}
+
+static void cmd_subscribe(sess *s, sl__cf_command *c, const sl_identity *tok);
+static void cmd_sub_refresh(sess *s, sl__cf_command *c, const sl_identity *tok);
+static void run_queue(sess *s);
+
+/* The subscription token of a `$` channel answered (revocation included): the command that waited
+ * for it goes on, or gets 109 when expired, 103 when it does not verify or is revoked, 100 when
+ * the revocation store cannot answer; a valid token of another user or channel ends the session. */
+static void on_sub_token(void *ud, int status, const sl_identity *who, const char *reason)
+{
+    sess *s = ud;
+    sl__cf_command *c = s->pending;
+    s->pending = NULL;
+    s->busy = 0;
+    if (status == SL_OK && expired_now(who, now_of(s)))
+        status = SL_EEXPIRED;
+    if (!s->gone && s->state == ST_CONNECTED) {
+        if (status == SL_OK && c->method == SL__CF_SUBSCRIBE)
+            cmd_subscribe(s, c, who);
+        else if (status == SL_OK)
+            cmd_sub_refresh(s, c, who);
+        else if (status == SL_EFORBIDDEN)
+            close_with(s, SL__CF_DISC_INVALID_TOKEN, NULL);
+        else
+            reply_error(s, c->id,
+                        status == SL_EEXPIRED   ? SL__CF_ERR_TOKEN_EXPIRED
+                        : status == SL_EUNAVAIL ? SL__CF_ERR_INTERNAL
+                                                : SL__CF_ERR_PERMISSION_DENIED,
+                        NULL);
+    }
+    sl__cf_command_clear(c);
+    free(c);
+    if (!s->gone)
+        run_queue(s);
+    unref(s);
+}
+
+/* Takes c over (the caller's copy is left empty) and checks its subscription token; later
+ * commands wait until the answer. */
+static void check_sub_token(sess *s, sl__cf_command *c)
+{
+    sl__cf_command *p = malloc(sizeof *p);
+    if (p == NULL) {
+        reply_error(s, c->id, SL__CF_ERR_INTERNAL, NULL);
+        return;
+    }
+    *p = *c;
+    memset(c, 0, sizeof *c);
+    s->pending = p;
+    s->busy = 1;
+    ref(s);
+    sl_authn_subscription_run(s->srv->authn, p->token, s->who.principal, p->channel, now_of(s),
+                              on_sub_token, s);
+}
+
+/* Records the subscription token a `$` subscription holds, so that its revocation ends it. */
+static int hold_token(sl__hub_sub *sub, const sl_identity *tok)
+{
+    char *id = tok->token_id[0] ? strdup(tok->token_id) : NULL;
+    if (tok->token_id[0] && id == NULL)
+        return SL_ENOMEM;
+    free(sub->token_id);
+    sub->token_id = id;
+    sub->token_issued_at = tok->issued_at;
+    sub->token_expires_at = tok->expires_at;
+    return SL_OK;
 }
 
 /* At most limit publications of channel after offset `after`, through the channel API so the
  * read is authorised like any other. */
-static int read_after(sess *s, const char *channel, uint64_t after, size_t limit,
+/* Message bytes a reply may still carry: what the session's outgoing bound (ws_max_outgoing) leaves
+ * after the batch already pending and some room for the reply's own envelope. Replies larger than
+ * that would end the session with 3008 instead of answering. */
+static size_t reply_room(const sess *s)
+{
+    size_t used = s->peer.out.len + REPLY_ENVELOPE;
+    return used < s->srv->lim.max_outgoing ? s->srv->lim.max_outgoing - used : 1;
+}
+
+/* 1 when the reply just appended to the batch from `start` on left it over ws_max_outgoing; the
+ * reply is then taken out again. */
+static int reply_overflowed(sess *s, size_t start)
+{
+    if (s->peer.out.len <= s->srv->lim.max_outgoing)
+        return 0;
+    sl__cf_buf_truncate(&s->peer.out, start);
+    return 1;
+}
+
+/* Topic messages after offset `after`, at most limit of them and max_bytes of message content. */
+static int read_after(sess *s, const char *channel, uint64_t after, size_t limit, size_t max_bytes,
                       sl_message_list *out, sl_status *st)
 {
     char id[SL__MSGID_LEN + 1];
     sl__msgid_format(after, id);
-    sl_read r = {.limit = limit, .after = id};
+    sl_read r = {.limit = limit, .after = id, .max_bytes = max_bytes};
     return sl_channel_read(s->srv->ctx, &s->who, channel, &r, out, st);
 }
 
@@ -298,7 +398,9 @@ static void pubs_of(const sl_message_list *l, size_t n, sl__cf_pub *pubs, sl__cf
     }
 }
 
-static void cmd_subscribe(sess *s, const sl__cf_command *c)
+/* tok: NULL on arrival; for a `$` channel the same command again once its subscription token
+ * passed (everything is checked anew: the channel or the grant may have changed meanwhile). */
+static void cmd_subscribe(sess *s, sl__cf_command *c, const sl_identity *tok)
 {
     sl__wss_server *srv = s->srv;
     if (find_sub(s, c->channel, NULL)) {
@@ -316,9 +418,11 @@ static void cmd_subscribe(sess *s, const sl__cf_command *c)
         reply_rc(s, c->id, rc);
         return;
     }
-    double token_exp = 0;
-    if (c->channel[0] == '$' && !sub_token_accepted(s, c, &token_exp))
+    if (c->channel[0] == '$' && tok == NULL) {
+        check_sub_token(s, c);
         return;
+    }
+    double token_exp = tok ? tok->expires_at : 0;
     sl__hub_chan *hc = sl__hub_chan_get(srv->hub, c->channel, info, 1);
     uint64_t top = 0;
     if (hc == NULL || sl__channel_position(srv->ctx, c->channel, &top) != SL_OK) {
@@ -334,8 +438,11 @@ static void cmd_subscribe(sess *s, const sl__cf_command *c)
         int ok = c->epoch && strcmp(c->epoch, sl__hub_chan_epoch(hc)) == 0 && c->offset <= top;
         if (ok && c->offset < top) {
             /* One more than the cap tells "too many to recover". */
-            rc = read_after(s, c->channel, c->offset, srv->lim.history_max + 1, &missed, &st);
+            rc = read_after(s, c->channel, c->offset, srv->lim.history_max + 1, reply_room(s),
+                            &missed, &st);
+            /* Stopping short of the cap with more left means the bytes would not fit a reply. */
             ok = rc == SL_OK && missed.len > 0 && missed.len <= srv->lim.history_max &&
+                 !(missed.more && missed.len <= srv->lim.history_max) &&
                  sl__hub_offset_of(missed.items[0].id) == c->offset + 1;
         }
         if (ok && missed.len &&
@@ -358,8 +465,8 @@ static void cmd_subscribe(sess *s, const sl__cf_command *c)
             s->subcap = cap;
         }
     }
-    if (sub == NULL || s->nsubs == s->subcap) {
-        free(sub);
+    if (sub == NULL || s->nsubs == s->subcap || (tok && hold_token(sub, tok) != SL_OK)) {
+        sub_free(sub);
         free(pubs);
         sl_message_list_free(&missed);
         reply_error(s, c->id, SL__CF_ERR_INTERNAL, NULL);
@@ -368,7 +475,6 @@ static void cmd_subscribe(sess *s, const sl__cf_command *c)
     sub->peer = &s->peer;
     sub->client = s->client;
     sub->user = s->who.principal;
-    sub->token_expires_at = token_exp;
     /* The reply goes into the batch before any push the subscription can receive. */
     sl__cf_subscribe_result r = {
         .expires = token_exp > 0,
@@ -386,7 +492,7 @@ static void cmd_subscribe(sess *s, const sl__cf_command *c)
     free(pubs);
     sl_message_list_free(&missed);
     if (sl__hub_subscribe(srv->hub, hc, sub) != SL_OK) {
-        free(sub);
+        sub_free(sub);
         close_with(s, SL__CF_DISC_SERVER_ERROR, NULL);
         return;
     }
@@ -402,19 +508,24 @@ static void cmd_unsubscribe(sess *s, const sl__cf_command *c)
     touch(s);
 }
 
-static void cmd_sub_refresh(sess *s, const sl__cf_command *c)
+/* tok as for cmd_subscribe. */
+static void cmd_sub_refresh(sess *s, sl__cf_command *c, const sl_identity *tok)
 {
     sl__hub_sub *sub = find_sub(s, c->channel, NULL);
     if (sub == NULL || c->channel[0] != '$') {
         reply_error(s, c->id, sub ? SL__CF_ERR_BAD_REQUEST : SL__CF_ERR_UNKNOWN_CHANNEL, NULL);
         return;
     }
-    double exp = 0;
-    if (!sub_token_accepted(s, c, &exp))
+    if (tok == NULL) {
+        check_sub_token(s, c);
         return;
-    sub->token_expires_at = exp;
+    }
+    if (hold_token(sub, tok) != SL_OK) {
+        reply_error(s, c->id, SL__CF_ERR_INTERNAL, NULL);
+        return;
+    }
     sl__cf_reply_refresh(&s->peer.out, c->id, SL__CF_SUB_REFRESH, NULL, NULL, true,
-                         ttl_until(exp, now_of(s)));
+                         ttl_until(tok->expires_at, now_of(s)));
     touch(s);
 }
 
@@ -438,6 +549,11 @@ static sl__hub_chan *enter_read(sess *s, const sl__cf_command *c, const sl_chann
     int rc = sl__channel_enter(s->srv->ctx, &s->who, SL_OP_CHANNEL_READ, c->channel, info, &st);
     if (rc != SL_OK) {
         reply_rc(s, c->id, rc);
+        return NULL;
+    }
+    /* A `$` channel is read only through a subscription its subscription token opened. */
+    if (c->channel[0] == '$' && find_sub(s, c->channel, NULL) == NULL) {
+        reply_error(s, c->id, SL__CF_ERR_PERMISSION_DENIED, NULL);
         return NULL;
     }
     sl__hub_chan *hc = sl__hub_chan_get(s->srv->hub, c->channel, *info, 1);
@@ -477,9 +593,16 @@ static void cmd_history(sess *s, const sl__cf_command *c)
                          : end - 1 > limit ? end - 1 - limit
                                            : 0;
         sl_status st = {0};
-        int rc = read_after(s, c->channel, after, limit, &l, &st);
+        int rc = read_after(s, c->channel, after, limit, reply_room(s), &l, &st);
         if (rc != SL_OK) {
             reply_rc(s, c->id, rc);
+            return;
+        }
+        /* Short of the limit with messages left: the byte bound stopped the read. Centrifugo
+         * clients take a short history for the end of the stream, so this is an error. */
+        if (l.more && l.len < limit) {
+            sl_message_list_free(&l);
+            reply_too_big(s, c->id);
             return;
         }
         n = l.len;
@@ -493,10 +616,14 @@ static void cmd_history(sess *s, const sl__cf_command *c)
         return;
     }
     pubs_of(&l, n, pubs, (sl__cf_client_info *)(pubs + n), c->reverse);
+    size_t start = s->peer.out.len;
     sl__cf_reply_history(&s->peer.out, c->id, pubs, n, sl__hub_chan_epoch(hc), top);
-    touch(s);
     free(pubs);
     sl_message_list_free(&l);
+    if (reply_overflowed(s, start))
+        reply_too_big(s, c->id);
+    else
+        touch(s);
 }
 
 static void cmd_presence(sess *s, const sl__cf_command *c)
@@ -553,6 +680,33 @@ static int rpc_ids(json_t *data, const char ***ids, size_t *n)
     return SL_OK;
 }
 
+/* Answers a queue.claim with the claimed messages as stored ({"messages":[...],"more":B}). A
+ * reply the session cannot send (out of memory, over ws_max_outgoing) gives the claims back and
+ * answers an error instead, so nothing stays leased undelivered. */
+static int claim_reply(sess *s, uint32_t id, const char *channel, const sl_message_list *l)
+{
+    char *json = NULL;
+    size_t len = 0, start = s->peer.out.len;
+    int rc = sl__messages_json(l, 1, &json, &len);
+    if (rc == SL_OK)
+        rc = sl__cf_reply_rpc(&s->peer.out, id, json, len);
+    free(json);
+    int over = rc == SL_OK && reply_overflowed(s, start);
+    if (rc == SL_OK && !over)
+        return 1;
+    const char **ids = l->len ? calloc(l->len, sizeof *ids) : NULL;
+    for (size_t i = 0; ids && i < l->len; i++)
+        ids[i] = l->items[i].id;
+    if (ids)
+        sl__channel_release(s->srv->ctx, &s->who, channel, ids, l->len);
+    free(ids);
+    if (over)
+        reply_too_big(s, id);
+    else
+        reply_error(s, id, SL__CF_ERR_INTERNAL, NULL);
+    return 1;
+}
+
 static void cmd_rpc(sess *s, const sl__cf_command *c)
 {
     const char *m = c->rpc_method ? c->rpc_method : "";
@@ -572,21 +726,21 @@ static void cmd_rpc(sess *s, const sl__cf_command *c)
     sl_ctx *ctx = s->srv->ctx;
     sl_status st = {0};
     json_t *result = NULL;
-    int rc = SL_OK;
+    int rc = SL_OK, claimed = 0;
     if (claim) {
         json_t *lim = json_object_get(data, "limit");
         json_int_t limit = lim ? json_integer_value(lim) : 1;
         if ((lim && !json_is_integer(lim)) || limit < 1 || limit > RPC_MAX_LIMIT) {
             rc = SL_EINVAL;
         } else {
-            sl_read r = {.limit = (size_t)limit, .exclusive = 1};
+            /* Bounded by what the reply can carry, so that nothing is claimed that the socket
+             * would refuse to deliver. */
+            sl_read r = {.limit = (size_t)limit, .exclusive = 1, .max_bytes = reply_room(s)};
             sl_message_list l = {0};
             rc = sl_channel_read(ctx, &s->who, channel, &r, &l, &st);
-            json_t *arr = json_array();
-            for (size_t i = 0; rc == SL_OK && i < l.len; i++)
-                json_array_append_new(arr, sl__message_json(&l.items[i], 1));
+            if (rc == SL_OK)
+                claimed = claim_reply(s, c->id, channel, &l);
             sl_message_list_free(&l);
-            result = json_pack("{s:o}", "messages", arr);
         }
     } else if (write) {
         json_t *d = json_object_get(data, "data");
@@ -616,6 +770,10 @@ static void cmd_rpc(sess *s, const sl__cf_command *c)
         result = json_pack("{s:I}", ack ? "acknowledged" : "nacked", (json_int_t)count);
     }
     json_decref(data);
+    if (claimed) {
+        touch(s);
+        return;
+    }
     char *out = rc == SL_OK && result ? json_dumps(result, JSON_COMPACT) : NULL;
     json_decref(result);
     if (rc != SL_OK)
@@ -630,8 +788,6 @@ static void cmd_rpc(sess *s, const sl__cf_command *c)
 
 /* ---- connect and refresh: authentication ---------------------------------------------------- */
 
-static void run_queue(sess *s);
-
 static void auth_finish(sess *s, int status, const sl_identity *who)
 {
     uint32_t id = s->auth_id;
@@ -639,10 +795,15 @@ static void auth_finish(sess *s, int status, const sl_identity *who)
     s->busy = 0;
     if (s->state == ST_CLOSED)
         return;
-    if (status == SL_OK && method == SL__CF_REFRESH && strcmp(who->principal, s->who.principal)) {
-        close_with(s, SL__CF_DISC_INVALID_TOKEN, NULL); /* a token of someone else */
+    /* A refresh continues the same session: the same principal, vouched for by the same kind of
+     * credential (a session opened with a sluice token is not taken over by an API key). */
+    if (status == SL_OK && method == SL__CF_REFRESH &&
+        (strcmp(who->principal, s->who.principal) || who->source != s->who.source)) {
+        close_with(s, SL__CF_DISC_INVALID_TOKEN, NULL);
         return;
     }
+    if (status == SL_OK && expired_now(who, now_of(s)))
+        status = SL_EEXPIRED;
     switch (status) {
     case SL_OK:
         break;
@@ -689,41 +850,10 @@ static void auth_finish(sess *s, int status, const sl_identity *who)
     touch(s);
 }
 
-static void on_revocation_checked(void *ud, int status, const char *reason)
-{
-    sess *s = ud;
-    sl_identity *who = s->auth_who;
-    s->auth_who = NULL;
-    if (!s->gone)
-        auth_finish(s,
-                    status == SL_OK         ? SL_OK
-                    : status == SL_EUNAVAIL ? SL_EUNAVAIL
-                                            : SL_ETOKEN,
-                    who);
-    sl_identity_clear(who);
-    free(who);
-    if (!s->gone)
-        run_queue(s);
-    unref(s);
-}
-
+/* The chain answered (revocation included, as on HTTP). */
 static void on_authenticated(void *ud, int status, const sl_identity *who, const char *reason)
 {
     sess *s = ud;
-    sl_revocation_store *rev = s->srv->revocation;
-    if (!s->gone && status == SL_OK && rev && who->source == SL_SOURCE_JWT) {
-        /* Step 3 of the pipeline, as on HTTP: a token may have been revoked since issue. */
-        s->auth_who = calloc(1, sizeof *s->auth_who);
-        if (s->auth_who && sl_identity_copy(s->auth_who, who) == SL_OK) {
-            ref(s);
-            sl_revocation_check_identity(rev, s->auth_who, on_revocation_checked, s);
-            unref(s); /* the reference of the authentication */
-            return;
-        }
-        free(s->auth_who);
-        s->auth_who = NULL;
-        status = SL_ENOMEM;
-    }
     if (!s->gone) {
         auth_finish(s, status, who);
         run_queue(s);
@@ -778,7 +908,7 @@ static int over_rate(sess *s)
     return ++s->win_cmds > s->srv->lim.commands_per_second;
 }
 
-static void run_command(sess *s, const sl__cf_command *c)
+static void run_command(sess *s, sl__cf_command *c)
 {
     /* A malformed or unknown command carries its error (and an id: the parser refuses the
      * frame otherwise); its method field means nothing then. */
@@ -808,13 +938,13 @@ static void run_command(sess *s, const sl__cf_command *c)
         authenticate(s, c, c->token);
         break;
     case SL__CF_SUBSCRIBE:
-        cmd_subscribe(s, c);
+        cmd_subscribe(s, c, NULL);
         break;
     case SL__CF_UNSUBSCRIBE:
         cmd_unsubscribe(s, c);
         break;
     case SL__CF_SUB_REFRESH:
-        cmd_sub_refresh(s, c);
+        cmd_sub_refresh(s, c, NULL);
         break;
     case SL__CF_PUBLISH:
         cmd_publish(s, c);
@@ -837,8 +967,9 @@ static void run_command(sess *s, const sl__cf_command *c)
 /* Runs queued commands until the queue is empty or an authentication makes the session wait. */
 static void run_queue(sess *s)
 {
-    if (s->nqueue == 0)
+    if (s->nqueue == 0 || s->draining)
         return;
+    s->draining = 1;
     size_t i = 0;
     while (i < s->nqueue && !s->busy && s->state != ST_CLOSED) {
         run_command(s, &s->queue[i]);
@@ -855,6 +986,7 @@ static void run_queue(sess *s)
         free(s->queue);
         s->queue = NULL;
     }
+    s->draining = 0;
 }
 
 static void on_text(sl_ws_conn *conn, const char *data, size_t len, void *ud)
@@ -1010,28 +1142,88 @@ static void on_resync_checked(void *ud, int status, const char *reason)
     unref(s);
 }
 
+/* A `$` subscription's token being re-checked after a resync; the subscription is found again by
+ * channel and token id when the answer comes (it may have ended meanwhile). */
+typedef struct sub_check {
+    sess *s;
+    char *token_id;
+    char channel[SL_CHANNEL_ID_MAX + 1];
+} sub_check;
+
+static void end_held(sess *s, size_t i)
+{
+    unsubscribe_at(s, i, SL__CF_UNSUB_SERVER, "token revoked");
+}
+
+static void on_sub_resync_checked(void *ud, int status, const char *reason)
+{
+    sub_check *k = ud;
+    sess *s = k->s;
+    size_t i;
+    sl__hub_sub *sub = s->gone ? NULL : find_sub(s, k->channel, &i);
+    if (status == SL_ETOKEN && sub && sub->token_id && strcmp(sub->token_id, k->token_id) == 0)
+        end_held(s, i);
+    free(k->token_id);
+    free(k);
+    unref(s);
+}
+
+static void resync(sess *s)
+{
+    sl__wss_server *srv = s->srv;
+    for (size_t i = 0; i < s->nsubs; i++) {
+        sl__hub_sub *sub = s->subs[i];
+        if (sub->token_id == NULL)
+            continue;
+        sub_check *k = calloc(1, sizeof *k);
+        if (k == NULL || (k->token_id = strdup(sub->token_id)) == NULL) {
+            free(k);
+            close_with(s, SL__CF_DISC_SERVER_ERROR, NULL); /* cannot tell: fail closed */
+            return;
+        }
+        k->s = s;
+        snprintf(k->channel, sizeof k->channel, "%s", sub->channel);
+        ref(s);
+        sl_revocation_check(srv->authn->revocation, k->token_id, s->who.principal,
+                            sub->token_issued_at, on_sub_resync_checked, k);
+        if (s->state == ST_CLOSED)
+            return;
+    }
+    ref(s);
+    sl_revocation_check_identity(srv->authn->revocation, &s->who, on_resync_checked, s);
+}
+
+/* A revocation from this node or (Redis) another: sessions whose credential it covers close with
+ * 3503; `$` subscriptions whose subscription token it covers end with unsubscribe 2000. */
 static void on_revoked(void *ud, const sl_revocation_event *ev)
 {
     sl__wss_server *srv = ud;
     for (sess *s = srv->head, *next; s; s = next) {
         next = s->next;
-        if (s->state != ST_CONNECTED || s->who.source != SL_SOURCE_JWT)
+        if (s->state != ST_CONNECTED || s->who.source == SL_SOURCE_NONE)
             continue;
         ref(s);
         if (ev->resync) {
-            ref(s);
-            sl_revocation_check_identity(srv->revocation, &s->who, on_resync_checked, s);
-        } else if ((ev->token_id && strcmp(ev->token_id, s->who.token_id) == 0) ||
-                   (ev->token_id == NULL && ev->user && strcmp(ev->user, s->who.principal) == 0 &&
-                    s->who.issued_at <= ev->cutoff)) {
-            close_with(s, SL__CF_DISC_FORCE_NO_RECONNECT, NULL);
+            resync(s);
+        } else if (ev->token_id) {
+            if (strcmp(ev->token_id, s->who.token_id) == 0)
+                close_with(s, SL__CF_DISC_FORCE_NO_RECONNECT, NULL);
+            for (size_t i = s->nsubs; s->state == ST_CONNECTED && i-- > 0;)
+                if (s->subs[i]->token_id && strcmp(s->subs[i]->token_id, ev->token_id) == 0)
+                    end_held(s, i);
+        } else if (ev->user && strcmp(ev->user, s->who.principal) == 0) {
+            if (s->who.issued_at <= ev->cutoff)
+                close_with(s, SL__CF_DISC_FORCE_NO_RECONNECT, NULL);
+            for (size_t i = s->nsubs; s->state == ST_CONNECTED && i-- > 0;)
+                if (s->subs[i]->token_id && s->subs[i]->token_issued_at <= ev->cutoff)
+                    end_held(s, i);
         }
         unref(s);
     }
 }
 
 int sl__wss_server_new(sl__wss_server **out, uv_loop_t *loop, sl_ctx *ctx, const sl_authn *authn,
-                       sl_revocation_store *revocation, const sl__wss_limits *lim)
+                       const sl__wss_limits *lim)
 {
     *out = NULL;
     sl__wss_server *s = calloc(1, sizeof *s);
@@ -1044,7 +1236,6 @@ int sl__wss_server_new(sl__wss_server **out, uv_loop_t *loop, sl_ctx *ctx, const
     s->loop = loop;
     s->ctx = ctx;
     s->authn = authn;
-    s->revocation = revocation;
     if (lim)
         s->lim = *lim;
     else
@@ -1054,8 +1245,8 @@ int sl__wss_server_new(sl__wss_server **out, uv_loop_t *loop, sl_ctx *ctx, const
     uv_timer_start(&s->sweep, on_sweep, SWEEP_MS, SWEEP_MS);
     uv_unref((uv_handle_t *)&s->sweep);
     sl_ctx_set_listener(ctx, on_event, s);
-    if (revocation)
-        sl_revocation_set_watch(revocation, on_revoked, s);
+    if ((s->watched = authn->revocation) != NULL)
+        sl_revocation_set_watch(s->watched, on_revoked, s);
     *out = s;
     return SL_OK;
 }
@@ -1070,9 +1261,9 @@ void sl__wss_server_close(sl__wss_server *s)
     if (s == NULL)
         return;
     sl_ctx_set_listener(s->ctx, NULL, NULL);
-    if (s->revocation)
-        sl_revocation_set_watch(s->revocation, NULL, NULL);
-    s->revocation = NULL;
+    if (s->watched)
+        sl_revocation_set_watch(s->watched, NULL, NULL);
+    s->watched = NULL;
     uv_timer_stop(&s->sweep);
     for (sess *x = s->head, *next; x; x = next) {
         next = x->next;

@@ -35,10 +35,10 @@ void sl__wss_limits_init(sl__wss_limits *l);
 
 typedef struct sl__wss_server sl__wss_server;
 
-/* ctx, authn (and its keys) and revocation (may be NULL) are borrowed. Registers itself as ctx's
- * listener and as the revocation store's watcher. *out owned by the caller. */
+/* ctx and authn (its keys and revocation store, which may be NULL) are borrowed. Registers itself
+ * as ctx's listener and as the watcher of authn's revocation store. *out owned by the caller. */
 int sl__wss_server_new(sl__wss_server **out, uv_loop_t *loop, sl_ctx *ctx, const sl_authn *authn,
-                       sl_revocation_store *revocation, const sl__wss_limits *lim);
+                       const sl__wss_limits *lim);
 /* Shutting down: closes every session (3001), stops listening to ctx and the revocation store
  * (which may be freed afterwards) and stops the sweep. Idempotent. */
 void sl__wss_server_close(sl__wss_server *s);

@@ -29,9 +29,12 @@ typedef struct sl_engine_ops {
     /* Queues: claims up to limit claimable messages (unclaimed, or lease expired, or nack delay
      * passed) for reader, FIFO, with lease now + claim_timeout; attempt counts claims. A message
      * whose next claim would exceed max_attempts (> 0) is moved out into *dead instead (the core
-     * writes it to the dead-letter channel). SL_EKIND for topics. */
-    int (*claim)(sl_engine *e, const char *id, const char *reader, size_t limit, double now,
-                 sl_message_list *out, sl_message_list *dead);
+     * writes it to the dead-letter channel). max_bytes (SIZE_MAX: none) bounds the sum of
+     * sl_message_size of the claimed messages, the first excepted: claiming stops before the
+     * first message that does not fit, which stays claimable. out->more: claimable messages were
+     * left. SL_EKIND for topics. */
+    int (*claim)(sl_engine *e, const char *id, const char *reader, size_t limit, size_t max_bytes,
+                 double now, sl_message_list *out, sl_message_list *dead);
     /* Removes messages whose live claim is held by reader; *count those removed. Unknown ids and
      * claims held by others (or expired) are not counted. SL_EKIND for topics. */
     int (*ack)(sl_engine *e, const char *id, const char *reader, const char *const *ids, size_t n,
@@ -42,9 +45,11 @@ typedef struct sl_engine_ops {
     /* Topics: up to limit messages after message id `after` (NULL: after reader's cursor, which
      * then advances to the last returned). SL_EINVAL only for an `after` that is not an id of this
      * engine's format; an id newer than anything written gives nothing, an older or removed one
-     * continues after it. SL_EKIND for queues. */
+     * continues after it. max_bytes bounds the messages as for claim (the cursor stops at the
+     * last one returned); out->more: messages after the last returned were left. SL_EKIND for
+     * queues. */
     int (*read)(sl_engine *e, const char *id, const char *reader, const char *after, size_t limit,
-                double now, sl_message_list *out);
+                size_t max_bytes, double now, sl_message_list *out);
     int (*clear)(sl_engine *e, const char *id, size_t *count);
     /* Drops messages with timestamp < before (before <= 0: none by age), then the oldest beyond
      * max_count (SIZE_MAX: none by count). */
@@ -52,7 +57,8 @@ typedef struct sl_engine_ops {
     int (*remove)(sl_engine *e, const char *id, const char *const *ids, size_t n, size_t *count);
     /* The sequence number of the newest message ever appended (0: none), whether or not it is
      * still held. Every engine numbers a channel's messages 1, 2, 3... and formats ids as 16
-     * lowercase hex digits of that number, so real-time transports can use it as a stream offset. */
+     * lowercase hex digits of that number, so real-time transports can use it as a stream offset.
+     */
     int (*position)(sl_engine *e, const char *id, uint64_t *seq);
 } sl_engine_ops;
 

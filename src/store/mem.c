@@ -50,6 +50,7 @@ typedef struct msg {
     reader *claimer; /* queues: holder of the last claim until it is released or reclaimed */
     uint32_t hpos;   /* queues: position in its heap */
     uint32_t attempt;
+    uint32_t size; /* sl_message_size: the bytes a read's byte bound counts (saturated) */
     uint8_t flags; /* bit f: field f is present (packed in strs); IN_TIMED */
     char strs[];   /* the present fields, each NUL-terminated, in field_off order */
 } msg;
@@ -67,11 +68,12 @@ static char **field(sl_message *m, size_t f)
 /* One block for the header and every string of *src. */
 static msg *msg_pack(const sl_message *src, uint64_t seq)
 {
-    size_t len[NFIELDS], total = 0;
+    size_t len[NFIELDS], total = 0, present = 0;
     for (size_t f = 0; f < NFIELDS; f++) {
         const char *s = *cfield(src, f);
         len[f] = s ? strlen(s) + 1 : 0;
         total += len[f];
+        present += s != NULL;
     }
     size_t size = offsetof(msg, strs) + total;
     /* Never below sizeof(msg), so that the header is a whole object even without strings. */
@@ -85,6 +87,7 @@ static msg *msg_pack(const sl_message *src, uint64_t seq)
     m->hpos = 0;
     /* A message starts afresh in its channel, even a dead letter that was claimed elsewhere. */
     m->attempt = 0;
+    m->size = total - present > UINT32_MAX ? UINT32_MAX : (uint32_t)(total - present);
     m->flags = 0;
     char *p = m->strs;
     for (size_t f = 0; f < NFIELDS; f++) {
@@ -617,8 +620,14 @@ static int promote_due(chan *c, double now)
     return SL_OK;
 }
 
+/* 1 when a message of `size` bytes no longer fits after `used` bytes of a max_bytes bound. */
+static int over_bound(size_t used, uint32_t size, size_t max_bytes)
+{
+    return size > max_bytes || used > max_bytes - size;
+}
+
 static int mem_claim(sl_engine *e, const char *id, const char *reader_name, size_t limit,
-                     double now, sl_message_list *out, sl_message_list *dead)
+                     size_t max_bytes, double now, sl_message_list *out, sl_message_list *dead)
 {
     memset(out, 0, sizeof *out);
     memset(dead, 0, sizeof *dead);
@@ -640,12 +649,18 @@ static int mem_claim(sl_engine *e, const char *id, const char *reader_name, size
     r->claims++; /* pins r while we work */
 
     /* Take the candidates out of `ready` first and change nothing else until every copy exists:
-     * on failure they simply go back. Messages past max_attempts are taken too (they leave). */
+     * on failure they simply go back. Messages past max_attempts are taken too (they leave). The
+     * byte bound stops before the first message to claim that does not fit (the very first always
+     * does), so what the reply cannot carry is never leased. */
     unsigned max_attempts = c->info.max_attempts;
-    size_t npicked = 0, nclaim = 0, ndead = 0, cap = want;
+    size_t npicked = 0, nclaim = 0, ndead = 0, cap = want, bytes = 0;
     msg **picked = malloc(cap * sizeof *picked);
     int rc = picked ? SL_OK : SL_ENOMEM;
     while (rc == SL_OK && nclaim < want && c->ready.len) {
+        const msg *next = c->ready.a[0];
+        int leaves = max_attempts > 0 && next->attempt >= max_attempts;
+        if (!leaves && nclaim > 0 && over_bound(bytes, next->size, max_bytes))
+            break;
         if (npicked == cap) {
             msg **np = realloc(picked, 2 * cap * sizeof *np);
             if (np == NULL) {
@@ -657,10 +672,12 @@ static int mem_claim(sl_engine *e, const char *id, const char *reader_name, size
         }
         msg *m = heap_pop(&c->ready, 0);
         picked[npicked++] = m;
-        if (max_attempts > 0 && m->attempt >= max_attempts)
+        if (leaves) {
             ndead++;
-        else
+        } else {
             nclaim++;
+            bytes += m->size;
+        }
     }
     if (rc == SL_OK && heap_reserve(&c->timed, c->timed.len + nclaim) != SL_OK)
         rc = SL_ENOMEM;
@@ -708,6 +725,7 @@ static int mem_claim(sl_engine *e, const char *id, const char *reader_name, size
         m->when = expires;
         heap_push(&c->timed, 1, m);
     }
+    out->more = c->ready.len > 0;
     free(picked);
     r->claims--;
     reader_drop_if_idle(c, r);
@@ -796,7 +814,7 @@ static int mem_nack(sl_engine *e, const char *id, const char *reader_name, const
 }
 
 static int mem_read(sl_engine *e, const char *id, const char *reader_name, const char *after,
-                    size_t limit, double now, sl_message_list *out)
+                    size_t limit, size_t max_bytes, double now, sl_message_list *out)
 {
     memset(out, 0, sizeof *out);
     chan *c = find_chan(e, id);
@@ -817,9 +835,18 @@ static int mem_read(sl_engine *e, const char *id, const char *reader_name, const
     }
     /* Ids newer than anything written find nothing; older than what is held start at the oldest;
      * ids of removed messages continue after them. All of that is the one binary search. */
-    size_t start = idx_after(&c->ix, from), n = 0, p;
-    for (p = start; p < c->ix.hi && n < limit; p++)
-        n += c->ix.a[p].m != NULL;
+    size_t start = idx_after(&c->ix, from), n = 0, p, bytes = 0;
+    for (p = start; p < c->ix.hi && n < limit; p++) {
+        const msg *m = c->ix.a[p].m;
+        if (m == NULL)
+            continue;
+        if (n > 0 && over_bound(bytes, m->size, max_bytes))
+            break;
+        bytes += m->size;
+        n++;
+    }
+    /* The ends of the index never hold holes: anything left from p on is a message. */
+    int more = p < c->ix.hi;
     if (n == 0) {
         chan_tidy(c);
         return SL_OK;
@@ -847,6 +874,7 @@ static int mem_read(sl_engine *e, const char *id, const char *reader_name, const
     }
     if (r)
         r->cursor = last;
+    out->more = more;
     chan_tidy(c);
     return SL_OK;
 }

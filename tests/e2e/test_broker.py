@@ -65,7 +65,7 @@ def test_issue_with_api_key_and_use_it(broker):
     body = r.json()
     assert body["channels_granted"] == ["jobs", "orders.eu"]
     assert body["channels_denied"] == [{"channel": "secret", "reason": "no matching role"}]
-    assert body["expires_at"].endswith("Z") and len(body["token_id"]) == 32
+    assert body["expires_at"].endswith("Z") and len(body["token_id"]) == 64
     claims = pyjwt.decode(body["token"], options={"verify_signature": False})
     assert claims["jti"] == body["token_id"] and claims["sub"] == "alice"
     assert claims["role"] == "write" and claims["channels"] == ["jobs", "orders.eu"]
@@ -150,8 +150,10 @@ def test_revocation_of_broker_tokens(broker):
     assert broker.client(carol["token"]).post("/revoke", json={"user_id": "alice"}).status_code == 403
     assert broker.client(t2["token"]).post("/revoke", json={"user_id": "alice"}).status_code == 200
     assert broker.client(t2["token"]).put("/channels/jobs", json=1).status_code == 401
-    time.sleep(1.1)  # iat has whole seconds: a token issued after the cut-off works
-    t3 = post(broker, "/token", k, {"channels": ["jobs"]}).json()
+    # The cut-off covers every credential of alice's issued before it, her API key included.
+    assert post(broker, "/token", k, {"channels": ["jobs"]}).status_code == 401
+    time.sleep(1.1)  # iat has whole seconds: a credential issued after the cut-off works
+    t3 = post(broker, "/token", broker.key("alice"), {"channels": ["jobs"]}).json()
     assert broker.client(t3["token"]).put("/channels/jobs", json=1).status_code == 200
 
 
@@ -168,11 +170,13 @@ def test_admin_routes(broker):
     # Bob's key works on the channel API with its own role and scope...
     assert broker.client(bob_key).get("/channels/news.eu").status_code == 200
     assert broker.client(bob_key).put("/channels/news.eu", json=1).status_code == 403
-    # ...and on the broker once he has roles.
-    assert post(broker, "/token", bob_key, {"channels": ["jobs"]}).status_code == 403
-    assert a.put("/broker/principals/bob", json={"roles": ["workers"]}).json()["roles"] == ["workers"]
-    assert post(broker, "/token", bob_key, {"channels": ["jobs"]}).status_code == 200
-    assert a.get("/broker/principals/bob").json() == {"principal": "bob", "roles": ["workers"]}
+    # ...and on the broker once he has roles, never beyond the key's own role and scope.
+    assert post(broker, "/token", bob_key, {"channels": ["news.eu"]}).status_code == 403
+    assert a.put("/broker/principals/bob", json={"roles": ["workers", "readers"]}).json()["roles"] == ["workers", "readers"]
+    r = post(broker, "/token", bob_key, {"channels": ["news.eu", "jobs"]})
+    assert r.status_code == 200 and r.json()["channels_granted"] == ["news.eu"]
+    assert r.json()["channels_denied"] == [{"channel": "jobs", "reason": "outside the credential's scope"}]
+    assert a.get("/broker/principals/bob").json() == {"principal": "bob", "roles": ["workers", "readers"]}
     assert a.delete("/broker/principals/bob").status_code == 200
     assert a.delete("/broker/principals/bob").status_code == 404
     # Expire, then delete.

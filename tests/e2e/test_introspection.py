@@ -63,3 +63,32 @@ roles = workers
     assert s.client("good").post("/token", json={"channels": ["jobs"]}).status_code == 200
     r = s.client("user-9").post("/token", json={"channels": ["jobs"]})
     assert r.status_code == 503
+
+
+def test_scope_and_revocation_of_introspected_tokens(make_server, tmp_path, endpoint):
+    """An introspection answer's scope narrows what the broker mints (issue 8, item 1), and a
+    cached answer is still checked against the revocation store (item 5)."""
+    port, proc = endpoint
+    conf = tmp_path / "i.conf"
+    conf.write_text(f"""
+introspection_url = http://127.0.0.1:{port}/introspect
+[role workers]
+grants = write
+channels = jobs, orders.*
+[principal alice]
+roles = workers
+""")
+    s = make_server("--config", str(conf))
+    r = s.client("scoped").post("/token", json={"channels": ["jobs", "orders.eu"]})
+    assert r.status_code == 200, r.text
+    assert r.json()["channels_granted"] == ["jobs"]
+    assert r.json()["channels_denied"] == [{"channel": "orders.eu",
+                                            "reason": "outside the credential's scope"}]
+    import jwt as pyjwt
+    assert pyjwt.decode(r.json()["token"], options={"verify_signature": False})["role"] == "read"
+    assert s.client("badscope").post("/token", json={"channels": ["jobs"]}).status_code == 401
+    # "good" is cached after its first use; revoking alice refuses it at once.
+    assert s.client("good").post("/token", json={"channels": ["jobs"]}).status_code == 200
+    assert s.client("good").post("/revoke", json={"user_id": "alice"}).status_code == 200
+    r = s.client("good").post("/token", json={"channels": ["jobs"]})
+    assert r.status_code == 401 and r.json()["message"] == "token revoked"

@@ -28,6 +28,10 @@ def answer(token):
         return ok("alice", exp=now + 60, scope="read write")
     if token.startswith("user-") or token.startswith("shared-") or token.startswith("keep-"):
         return ok("u" + token.split("-", 1)[1], exp=now + 60)
+    if token == "scoped":  # a provider scope that narrows what sluice mints
+        return ok("alice", exp=now + 60, scope="openid sluice:read sluice:channel:jobs")
+    if token == "badscope":
+        return ok("alice", exp=now + 60, scope="sluice:superuser")
     if token == "jti":
         return ok("bob", jti="tok-1", iat=int(now) - 5, exp=now + 60)
     if token == "bad-jti":

@@ -773,6 +773,64 @@ static void test_authenticator(void **state)
     sl_apikey_store_close(server);
 }
 
+/* The write-ahead hook (the server's audit record) runs once the id is chosen and before the key
+ * is on disk; when it fails, nothing is written. */
+typedef struct ahead_probe {
+    const char *path;
+    int calls, fail;
+    char id[SL_APIKEY_ID_LEN + 1];
+    int on_disk; /* the id was already in the store file when the hook ran */
+} ahead_probe;
+
+static int file_has(const char *path, const char *needle)
+{
+    FILE *fp = fopen(path, "r");
+    char buf[8192];
+    size_t n = fp ? fread(buf, 1, sizeof buf - 1, fp) : 0;
+    if (fp)
+        fclose(fp);
+    buf[n] = '\0';
+    return strstr(buf, needle) != NULL;
+}
+
+static int probe(void *ud, const char *id, sl_status *st)
+{
+    ahead_probe *p = ud;
+    p->calls++;
+    snprintf(p->id, sizeof p->id, "%s", id);
+    p->on_disk = file_has(p->path, id);
+    return p->fail ? sl_status_set(st, SL_EUNAVAIL, "audit log unavailable") : SL_OK;
+}
+
+static void test_create_written_ahead(void **state)
+{
+    fixture *f = *state;
+    sl_apikey_store *s = open_ok(f->path);
+    ahead_probe p = {.path = f->path};
+    char *key = NULL, id[SL_APIKEY_ID_LEN + 1];
+    sl_status st;
+    sl_status_clear(&st);
+    assert_int_equal(
+        sl_apikey_create_ahead(s, "svc", SL_ROLE_READ, NULL, 0, 0, NOW, probe, &p, &key, id, &st),
+        SL_OK);
+    assert_int_equal(p.calls, 1);
+    assert_string_equal(p.id, id);
+    assert_false(p.on_disk);
+    assert_true(file_has(f->path, id));
+    sl_apikey_key_free(key);
+    /* A hook that fails: no key, nothing on disk. */
+    p.fail = 1;
+    key = NULL;
+    assert_int_equal(
+        sl_apikey_create_ahead(s, "svc2", SL_ROLE_READ, NULL, 0, 0, NOW, probe, &p, &key, id, &st),
+        SL_EUNAVAIL);
+    assert_null(key);
+    assert_int_equal(p.calls, 2);
+    assert_false(file_has(f->path, p.id));
+    assert_false(file_has(f->path, "svc2"));
+    sl_apikey_store_close(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -788,6 +846,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_reload, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unreadable_and_args, setup, teardown),
         cmocka_unit_test_setup_teardown(test_authenticator, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_create_written_ahead, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

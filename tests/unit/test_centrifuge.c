@@ -662,10 +662,32 @@ static void test_codes(void **state)
     assert_string_equal(sl__cf_method_name((sl__cf_method)77), "");
 }
 
+/* A reply appended and then found too large is taken out again; the batch before it stays. */
+static void test_buf_truncate(void **state)
+{
+    (void)state;
+    sl__cf_buf b;
+    sl__cf_buf_init(&b);
+    assert_int_equal(sl__cf_reply_empty(&b, 1, SL__CF_PUBLISH), SL_OK);
+    size_t start = b.len;
+    sl__cf_pub pub = {.data = "[1,2,3]", .data_len = 7, .offset = 9};
+    assert_int_equal(sl__cf_reply_history(&b, 2, &pub, 1, "e", 9), SL_OK);
+    assert_true(b.len > start);
+    sl__cf_buf_truncate(&b, start);
+    assert_string_equal(b.data, "{\"id\":1,\"publish\":{}}");
+    sl__cf_buf_truncate(&b, b.len + 5); /* past the end: nothing changes */
+    assert_int_equal(b.len, start);
+    assert_int_equal(sl__cf_reply_error(&b, 2, SL__CF_ERR_LIMIT_EXCEEDED, NULL), SL_OK);
+    assert_string_equal(b.data, "{\"id\":1,\"publish\":{}}\n{\"id\":2,\"error\":{\"code\":106,"
+                                "\"message\":\"limit exceeded\"}}");
+    sl__cf_buf_free(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_golden_commands),
+        cmocka_unit_test(test_buf_truncate),
         cmocka_unit_test(test_connect_subs_and_optional_fields),
         cmocka_unit_test(test_data_verbatim),
         cmocka_unit_test(test_data_escaped_key),

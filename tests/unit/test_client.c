@@ -95,8 +95,10 @@ static const char messages_body[] =
     "\"recipient_id\":null,\"attempt\":2,\"claim_expires_at\":1700000300.5},"
     "{\"id\":\"m2\",\"timestamp\":1700000001,\"sender_id\":null,\"content\":{\"data\":\"hi\"},"
     "\"metadata\":{},\"correlation_id\":null,\"reply_to\":null,\"recipient_id\":\"bob\"},"
-    "{\"id\":\"m3\",\"timestamp\":1700000002,\"content\":{\"data\":42}}"
-    "]}";
+    "{\"id\":\"m3\",\"timestamp\":1700000002,\"content\":{\"data\":42}},"
+    "{\"id\":\"m4\",\"content\":{\"d\\u0061ta\":1,\"data\" : {\"a\":1,\"a\":2, \"x\":0.1} },"
+    "\"metadata\": {\"k\":\"v\",\"k\":1e2}}"
+    "],\"more\":true}";
 
 static void test_parse_messages(void **state)
 {
@@ -104,13 +106,13 @@ static void test_parse_messages(void **state)
     sl_status st;
     assert_int_equal(sl__client_parse_messages(messages_body, strlen(messages_body), &l, &st),
                      SL_OK);
-    assert_int_equal(l.len, 3);
+    assert_int_equal(l.len, 4);
     sl_message *m = &l.items[0];
     assert_string_equal(m->id, "m1");
     assert_true(m->timestamp == 1700000000.25);
     assert_string_equal(m->sender_id, "worker-1");
-    /* Re-serialised compactly, members in the order received. */
-    assert_string_equal(m->data, "{\"task\":\"resize\",\"sizes\":[1,2.5,null]}");
+    /* The text the server sent, byte for byte: never re-serialised. */
+    assert_string_equal(m->data, "{\"task\": \"resize\", \"sizes\": [1, 2.5, null]}");
     assert_string_equal(m->metadata, "{\"trace\":\"t-1\"}");
     assert_string_equal(m->correlation_id, "c-1");
     assert_string_equal(m->reply_to, "replies");
@@ -124,12 +126,19 @@ static void test_parse_messages(void **state)
     assert_string_equal(m->recipient_id, "bob");
     assert_int_equal(m->attempt, 0);
     assert_string_equal(l.items[2].data, "42");
+    /* Duplicate keys and numbers as written (a parse would keep one "a" and print 0.1 as
+     * 0.10000000000000001); the key is matched as the server writes it, not through escapes. */
+    assert_string_equal(l.items[3].data, "{\"a\":1,\"a\":2, \"x\":0.1}");
+    assert_string_equal(l.items[3].metadata, "{\"k\":\"v\",\"k\":1e2}");
+    assert_true(l.more);
     sl_message_list_free(&l);
     assert_int_equal(l.len, 0);
+    assert_false(l.more);
 
     const char *empty = "{\"messages\":[]}";
     assert_int_equal(sl__client_parse_messages(empty, strlen(empty), &l, &st), SL_OK);
     assert_int_equal(l.len, 0);
+    assert_false(l.more);
     sl_message_list_free(&l);
 }
 
@@ -146,11 +155,12 @@ static void test_parse_messages_malformed(void **state)
         "{\"messages\":[{\"id\":\"a\",\"content\":{\"data\":1}},null]}" /* not an object */
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        sl_message_list l = {(sl_message *)1, 99};
+        sl_message_list l = {(sl_message *)1, 99, 1};
         sl_status st;
         assert_int_equal(sl__client_parse_messages(bad[i], strlen(bad[i]), &l, &st), SL_EIO);
         assert_null(l.items);
         assert_int_equal(l.len, 0);
+        assert_false(l.more);
         assert_non_null(strstr(st.message, "malformed response"));
     }
 }

@@ -47,34 +47,183 @@
     "eyJzdWIiOiJhbGljZSIsImNoYW5uZWwiOiIkeCIsImV4cCI6MjAwMDAw"                                     \
     "MDAwMH0.94o0eohabIIyHsNcf48dLUP7fIJaCvgAdPnhnfFgSb4"
 
+/* What an sl_authn_cb said (every path here answers synchronously). */
+typedef struct answer {
+    int calls, status;
+    sl_identity who;
+    char reason[128];
+} answer;
+
+static void capture(void *ud, int status, const sl_identity *who, const char *reason)
+{
+    answer *a = ud;
+    a->calls++;
+    a->status = status;
+    sl_identity_clear(&a->who);
+    if (who)
+        assert_int_equal(sl_identity_copy(&a->who, who), SL_OK);
+    snprintf(a->reason, sizeof a->reason, "%s", reason ? reason : "");
+}
+
+static int sub_run(sl_authn *a, const char *tok, const char *user, const char *ch, double now,
+                   answer *out)
+{
+    sl_identity_clear(&out->who);
+    memset(out, 0, sizeof *out);
+    sl_identity_init(&out->who);
+    sl_authn_subscription_run(a, tok, user, ch, now, capture, out);
+    assert_int_equal(out->calls, 1);
+    return out->status;
+}
+
+static int bearer_run(sl_authn *a, const char *tok, double now, answer *out)
+{
+    char hdr[2048];
+    snprintf(hdr, sizeof hdr, "Bearer %s", tok);
+    sl_identity_clear(&out->who);
+    memset(out, 0, sizeof *out);
+    sl_identity_init(&out->who);
+    sl_authn_run(a, hdr, strlen(hdr), now, capture, out);
+    assert_int_equal(out->calls, 1);
+    return out->status;
+}
+
 static void test_subscription_tokens(void **state)
 {
     sl_jwt_keyring *kr;
     assert_int_equal(sl_jwt_keyring_new(&kr), SL_OK);
     sl_authn a = {0};
     sl_jwt_verify_opts_init(&a.jwt);
-    double exp = -1, now = 1700000000;
+    double now = 1700000000;
+    answer r = {0};
     /* No keys: nothing can be verified. */
-    assert_int_equal(sl_authn_subscription(&a, TOK_OK, "alice", "$x", now, &exp), SL_ETOKEN);
+    assert_int_equal(sub_run(&a, TOK_OK, "alice", "$x", now, &r), SL_ETOKEN);
     assert_int_equal(sl_jwt_keyring_add_hs256(kr, NULL, SUB_SECRET, strlen(SUB_SECRET)), SL_OK);
     a.keys = kr;
-    assert_int_equal(sl_authn_subscription(&a, TOK_OK, "alice", "$x", now, &exp), SL_OK);
-    assert_true(exp == 2000000000);
-    assert_int_equal(sl_authn_subscription(&a, TOK_OTHER_CHANNEL, "alice", "$x", now, &exp),
-                     SL_EFORBIDDEN);
-    assert_true(exp == 0);
-    assert_int_equal(sl_authn_subscription(&a, TOK_OTHER_USER, "alice", "$x", now, &exp),
-                     SL_EFORBIDDEN);
-    assert_int_equal(sl_authn_subscription(&a, TOK_NO_CHANNEL, "alice", "$x", now, &exp),
-                     SL_EFORBIDDEN);
-    assert_int_equal(sl_authn_subscription(&a, TOK_EXPIRED, "alice", "$x", now, &exp), SL_EEXPIRED);
-    assert_int_equal(sl_authn_subscription(&a, TOK_BAD_SIG, "alice", "$x", now, &exp), SL_ETOKEN);
-    assert_int_equal(sl_authn_subscription(&a, TOK_NO_EXP, "alice", "$x", now, &exp), SL_ETOKEN);
+    assert_int_equal(sub_run(&a, TOK_OK, "alice", "$x", now, &r), SL_OK);
+    assert_true(r.who.expires_at == 2000000000);
+    assert_string_equal(r.who.principal, "alice");
+    assert_int_equal(sub_run(&a, TOK_OTHER_CHANNEL, "alice", "$x", now, &r), SL_EFORBIDDEN);
+    assert_int_equal(sub_run(&a, TOK_OTHER_USER, "alice", "$x", now, &r), SL_EFORBIDDEN);
+    /* A connection token is of the other kind: refused where a subscription token is expected. */
+    assert_int_equal(sub_run(&a, TOK_NO_CHANNEL, "alice", "$x", now, &r), SL_ETOKEN);
+    assert_string_equal(r.reason, "wrong kind of token");
+    assert_int_equal(sub_run(&a, TOK_EXPIRED, "alice", "$x", now, &r), SL_EEXPIRED);
+    assert_int_equal(sub_run(&a, TOK_BAD_SIG, "alice", "$x", now, &r), SL_ETOKEN);
+    assert_int_equal(sub_run(&a, TOK_NO_EXP, "alice", "$x", now, &r), SL_ETOKEN);
     a.jwt.exp_optional = 1; /* still refused: a subscription token must expire */
-    assert_int_equal(sl_authn_subscription(&a, TOK_NO_EXP, "alice", "$x", now, &exp), SL_ETOKEN);
-    assert_int_equal(sl_authn_subscription(&a, "garbage", "alice", "$x", now, &exp), SL_ETOKEN);
-    assert_int_equal(sl_authn_subscription(&a, NULL, "alice", "$x", now, &exp), SL_ETOKEN);
+    assert_int_equal(sub_run(&a, TOK_NO_EXP, "alice", "$x", now, &r), SL_ETOKEN);
+    assert_int_equal(sub_run(&a, "garbage", "alice", "$x", now, &r), SL_ETOKEN);
+    assert_int_equal(sub_run(&a, NULL, "alice", "$x", now, &r), SL_ETOKEN);
+    sl_identity_clear(&r.who);
     sl_jwt_keyring_free(kr);
+}
+
+/* Tokens are typed: a subscription token never authenticates a caller (bearer or connection). */
+static void test_subscription_token_is_not_a_bearer(void **state)
+{
+    sl_jwt_keyring *kr;
+    assert_int_equal(sl_jwt_keyring_new(&kr), SL_OK);
+    assert_int_equal(sl_jwt_keyring_add_hs256(kr, NULL, SUB_SECRET, strlen(SUB_SECRET)), SL_OK);
+    sl_authn a = {.keys = kr};
+    sl_jwt_verify_opts_init(&a.jwt);
+    answer r = {0};
+    sl_identity_init(&r.who);
+    assert_int_equal(bearer_run(&a, TOK_OK, 1700000000, &r), SL_ETOKEN);
+    assert_string_equal(r.reason, "wrong kind of token");
+    assert_int_equal(bearer_run(&a, TOK_NO_CHANNEL, 1700000000, &r), SL_OK);
+    /* The same through the verifier itself, and a sluice-signed one both ways. */
+    sl_jwt_claims c = {.sub = "alice", .exp = 2000000000, .channel = "$x"};
+    char *tok;
+    assert_int_equal(sl_jwt_sign(kr, NULL, &c, &tok), SL_OK);
+    sl_identity id;
+    sl_identity_init(&id);
+    sl_status st;
+    assert_int_equal(sl_jwt_verify(kr, tok, strlen(tok), NULL, 1700000000, &id, &st), SL_ETOKEN);
+    char ch[SL_CHANNEL_ID_MAX + 1];
+    assert_int_equal(
+        sl_jwt_verify_subscription(kr, tok, strlen(tok), NULL, 1700000000, &id, ch, &st), SL_OK);
+    assert_string_equal(ch, "$x");
+    sl_identity_clear(&id);
+    free(tok);
+    sl_identity_clear(&r.who);
+    sl_jwt_keyring_free(kr);
+}
+
+/* A stand-in for any chain authenticator (API keys, upstream JWTs, introspection): accepts "bob".
+ */
+static void bob_authenticate(sl_authenticator *au, const char *cred, size_t len, double now,
+                             sl_authn_cb cb, void *ud)
+{
+    if (len != 3 || memcmp(cred, "bob", 3) != 0) {
+        cb(ud, SL_ETOKEN, NULL, "unknown");
+        return;
+    }
+    sl_identity who;
+    sl_identity_init(&who);
+    strcpy(who.principal, "bob");
+    strcpy(who.token_id, "key-1");
+    who.source = SL_SOURCE_INTROSPECTION;
+    who.issued_at = now - 100;
+    cb(ud, SL_OK, &who, NULL);
+}
+
+static double fixed_clock(void *ud)
+{
+    return *(double *)ud;
+}
+
+static void revoked(void *ud, int status, const char *reason)
+{
+    assert_int_equal(status, SL_OK);
+    ++*(int *)ud;
+}
+
+/* Revocation belongs to authentication: every credential of every authenticator is checked, and a
+ * revoked one is 401 "token revoked" whatever its role would have allowed. */
+static void test_revocation_is_authentication(void **state)
+{
+    double now = 1700000000;
+    sl_revocation_store *rev;
+    assert_int_equal(sl_revocation_memory_new(&rev, NULL, 3600, fixed_clock, &now), SL_OK);
+    sl_jwt_keyring *kr;
+    assert_int_equal(sl_jwt_keyring_new(&kr), SL_OK);
+    assert_int_equal(sl_jwt_keyring_add_hs256(kr, NULL, SUB_SECRET, strlen(SUB_SECRET)), SL_OK);
+    sl_authenticator bob = {.name = "bob", .authenticate = bob_authenticate};
+    sl_authn a = {.keys = kr, .chain = {&bob}, .nchain = 1, .revocation = rev};
+    sl_jwt_verify_opts_init(&a.jwt);
+    /* A token without a role claim (it could be allowed nothing at all). */
+    sl_jwt_claims c = {.sub = "alice", .iat = now - 10, .exp = now + 600, .jti = "t-norole"};
+    char *tok;
+    assert_int_equal(sl_jwt_sign(kr, NULL, &c, &tok), SL_OK);
+    answer r = {0};
+    sl_identity_init(&r.who);
+    assert_int_equal(bearer_run(&a, tok, now, &r), SL_OK);
+    int done = 0;
+    sl_revocation_revoke(rev, "t-norole", NULL, NULL, now + 600, revoked, &done);
+    assert_int_equal(done, 1);
+    assert_int_equal(bearer_run(&a, tok, now, &r), SL_ETOKEN);
+    assert_string_equal(r.reason, "token revoked");
+    /* Another authenticator's identity: its principal's cut-off applies at once. */
+    assert_int_equal(bearer_run(&a, "bob", now, &r), SL_OK);
+    sl_revocation_revoke_user(rev, "bob", revoked, &done);
+    assert_int_equal(bearer_run(&a, "bob", now, &r), SL_ETOKEN);
+    assert_string_equal(r.reason, "token revoked");
+    /* A subscription token passes the same check. */
+    sl_jwt_claims sc = {
+        .sub = "carol", .iat = now - 5, .exp = now + 60, .jti = "sub-1", .channel = "$x"};
+    char *stok;
+    assert_int_equal(sl_jwt_sign(kr, NULL, &sc, &stok), SL_OK);
+    assert_int_equal(sub_run(&a, stok, "carol", "$x", now, &r), SL_OK);
+    assert_string_equal(r.who.token_id, "sub-1");
+    sl_revocation_revoke(rev, "sub-1", NULL, NULL, now + 60, revoked, &done);
+    assert_int_equal(sub_run(&a, stok, "carol", "$x", now, &r), SL_ETOKEN);
+    assert_string_equal(r.reason, "token revoked");
+    sl_identity_clear(&r.who);
+    free(tok);
+    free(stok);
+    sl_jwt_keyring_free(kr);
+    sl_revocation_store_free(rev);
 }
 
 static void test_error_table(void **state)
@@ -133,30 +282,74 @@ static void test_authn(void **state)
         .sub = "worker-1", .role = SL_ROLE_WRITE, .iat = now, .exp = now + 60, .jti = "t-1"};
     char *tok;
     assert_int_equal(sl_jwt_sign(kr, NULL, &c, &tok), SL_OK);
-    char hdr[1024];
-    snprintf(hdr, sizeof hdr, "Bearer %s", tok);
-    sl_identity id;
-    sl_identity_init(&id);
-    sl_status st;
-    assert_int_equal(sl_authn_bearer(&a, hdr, strlen(hdr), now, &id, &st), SL_OK);
-    assert_string_equal(id.principal, "worker-1");
-    assert_int_equal(id.source, SL_SOURCE_JWT);
-    assert_int_equal(id.role, SL_ROLE_WRITE);
-    assert_string_equal(id.token_id, "t-1");
-    sl_identity_clear(&id);
-    assert_int_equal(sl_authn_bearer(&a, NULL, 0, now, &id, &st), SL_EUNAUTH);
-    assert_int_equal(sl_authn_bearer(&a, "Basic eA==", 10, now, &id, &st), SL_EUNAUTH);
-    assert_int_equal(sl_authn_bearer(&a, hdr, strlen(hdr), now + 3600, &id, &st), SL_EEXPIRED);
-    assert_null(strstr(st.message, tok));
-    hdr[strlen(hdr) - 3] ^= 1;
-    assert_int_equal(sl_authn_bearer(&a, hdr, strlen(hdr), now, &id, &st), SL_ETOKEN);
+    answer r = {0};
+    sl_identity_init(&r.who);
+    assert_int_equal(bearer_run(&a, tok, now, &r), SL_OK);
+    assert_string_equal(r.who.principal, "worker-1");
+    assert_int_equal(r.who.source, SL_SOURCE_JWT);
+    assert_int_equal(r.who.role, SL_ROLE_WRITE);
+    assert_string_equal(r.who.token_id, "t-1");
+    sl_authn_run(&a, NULL, 0, now, capture, &r);
+    assert_int_equal(r.status, SL_EUNAUTH);
+    sl_authn_run(&a, "Basic eA==", 10, now, capture, &r);
+    assert_int_equal(r.status, SL_EUNAUTH);
+    assert_int_equal(bearer_run(&a, tok, now + 3600, &r), SL_EEXPIRED);
+    assert_null(strstr(r.reason, tok));
+    tok[strlen(tok) - 3] ^= 1;
+    assert_int_equal(bearer_run(&a, tok, now, &r), SL_ETOKEN);
     /* No keys: an open server; everyone is anonymous whatever they send. */
     sl_authn open = {0};
-    assert_int_equal(sl_authn_bearer(&open, hdr, strlen(hdr), now, &id, &st), SL_OK);
-    assert_int_equal(id.source, SL_SOURCE_NONE);
-    assert_string_equal(id.principal, "anonymous");
+    assert_int_equal(bearer_run(&open, tok, now, &r), SL_OK);
+    assert_int_equal(r.who.source, SL_SOURCE_NONE);
+    assert_string_equal(r.who.principal, "anonymous");
+    sl_identity_clear(&r.who);
     free(tok);
     sl_jwt_keyring_free(kr);
+}
+
+/* An identity provider's scope narrows an identity; hostile scopes are refused whole. */
+static void test_apply_scope(void **state)
+{
+    sl_identity id;
+    sl_identity_init(&id);
+    const char *sc = "openid  sluice:read sluice:channel:billing.a sluice:channel:news.** profile";
+    assert_int_equal(sl_identity_apply_scope(&id, sc, strlen(sc)), SL_OK);
+    assert_int_equal(id.role, SL_ROLE_READ);
+    assert_true(id.scoped);
+    assert_int_equal(id.nchannels, 2);
+    assert_string_equal(id.channels[1], "news.**");
+    sl_identity_clear(&id);
+    /* The highest role named; nothing of sluice's: unchanged. */
+    sc = "sluice:write sluice:read";
+    assert_int_equal(sl_identity_apply_scope(&id, sc, strlen(sc)), SL_OK);
+    assert_int_equal(id.role, SL_ROLE_WRITE);
+    assert_false(id.scoped);
+    sl_identity_clear(&id);
+    assert_int_equal(sl_identity_apply_scope(&id, "openid email", 12), SL_OK);
+    assert_int_equal(id.role, SL_ROLE_NONE);
+    assert_false(id.scoped);
+    assert_int_equal(sl_identity_apply_scope(&id, "", 0), SL_OK);
+    /* Unknown sluice values, bad patterns, a NUL inside: refused, identity untouched. */
+    const char *bad[] = {"sluice:root", "sluice:channel:a/b", "sluice:channel:",
+                         "sluice:",     "sluice:readx",       "sluice:channel:***"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_int_equal(sl_identity_apply_scope(&id, bad[i], strlen(bad[i])), SL_EINVAL);
+        assert_false(id.scoped);
+        assert_int_equal(id.role, SL_ROLE_NONE);
+    }
+    assert_int_equal(sl_identity_apply_scope(&id, "sluice:channel:a\0b", 17), SL_EINVAL);
+    /* More values than any provider sends. */
+    size_t n = 1100 * 9;
+    char *many = malloc(n + 1);
+    for (size_t i = 0; i < 1100; i++)
+        memcpy(many + 9 * i, "sluice:a ", 9);
+    many[n] = '\0';
+    assert_int_equal(sl_identity_apply_scope(&id, many, n), SL_EINVAL);
+    for (size_t i = 0; i < 1100; i++)
+        memcpy(many + 9 * i, "openid_x ", 9);
+    assert_int_equal(sl_identity_apply_scope(&id, many, n), SL_ELIMIT);
+    free(many);
+    sl_identity_clear(&id);
 }
 
 int main(void)
@@ -164,6 +357,9 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_error_table),
         cmocka_unit_test(test_subscription_tokens),
+        cmocka_unit_test(test_subscription_token_is_not_a_bearer),
+        cmocka_unit_test(test_revocation_is_authentication),
+        cmocka_unit_test(test_apply_scope),
         cmocka_unit_test(test_bearer_parsing),
         cmocka_unit_test(test_authn),
     };

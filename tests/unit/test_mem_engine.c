@@ -152,7 +152,7 @@ static size_t claim(const char *ch, const char *reader, size_t limit, double now
                     sl_message_list *out)
 {
     sl_message_list dead;
-    assert_int_equal(E->ops->claim(E, ch, reader, limit, now, out, &dead), SL_OK);
+    assert_int_equal(E->ops->claim(E, ch, reader, limit, SIZE_MAX, now, out, &dead), SL_OK);
     assert_int_equal(dead.len, 0);
     sl_message_list_free(&dead);
     return out->len;
@@ -183,7 +183,7 @@ static size_t nack1(const char *ch, const char *reader, const char *id, double d
 static int read_topic(const char *ch, const char *reader, const char *after, size_t limit,
                       double now, sl_message_list *out)
 {
-    return E->ops->read(E, ch, reader, after, limit, now, out);
+    return E->ops->read(E, ch, reader, after, limit, SIZE_MAX, now, out);
 }
 
 /* The data fields of a read, joined by ',' ("" when empty). */
@@ -268,10 +268,10 @@ static void test_missing_channel(void **state)
     assert_int_equal(E->ops->info(E, "nope", &info), SL_ENOENT);
     assert_int_equal(E->ops->drop(E, "nope"), SL_ENOENT);
     assert_int_equal(E->ops->append(E, "nope", &m, 1, id), SL_ENOENT);
-    assert_int_equal(E->ops->claim(E, "nope", "r", 1, 1, &l, &dead), SL_ENOENT);
+    assert_int_equal(E->ops->claim(E, "nope", "r", 1, SIZE_MAX, 1, &l, &dead), SL_ENOENT);
     assert_int_equal(E->ops->ack(E, "nope", "r", ids, 1, 1, &n), SL_ENOENT);
     assert_int_equal(E->ops->nack(E, "nope", "r", ids, 1, 0, 1, &n), SL_ENOENT);
-    assert_int_equal(E->ops->read(E, "nope", "r", NULL, 1, 1, &l), SL_ENOENT);
+    assert_int_equal(E->ops->read(E, "nope", "r", NULL, 1, SIZE_MAX, 1, &l), SL_ENOENT);
     assert_int_equal(E->ops->clear(E, "nope", &n), SL_ENOENT);
     assert_int_equal(E->ops->evict(E, "nope", 0, 0, &n), SL_ENOENT);
     assert_int_equal(E->ops->remove(E, "nope", ids, 1, &n), SL_ENOENT);
@@ -287,10 +287,10 @@ static void test_wrong_kind(void **state)
     sl_message_list l, dead;
     size_t n;
     const char *ids[] = {"0000000000000001"};
-    assert_int_equal(E->ops->claim(E, "t", "r", 1, 1, &l, &dead), SL_EKIND);
+    assert_int_equal(E->ops->claim(E, "t", "r", 1, SIZE_MAX, 1, &l, &dead), SL_EKIND);
     assert_int_equal(E->ops->ack(E, "t", "r", ids, 1, 1, &n), SL_EKIND);
     assert_int_equal(E->ops->nack(E, "t", "r", ids, 1, 0, 1, &n), SL_EKIND);
-    assert_int_equal(E->ops->read(E, "q", "r", NULL, 1, 1, &l), SL_EKIND);
+    assert_int_equal(E->ops->read(E, "q", "r", NULL, 1, SIZE_MAX, 1, &l), SL_EKIND);
     assert_int_equal(depth("q"), 1);
     assert_int_equal(depth("t"), 1);
 }
@@ -476,7 +476,7 @@ static void test_max_attempts_dead(void **state)
     assert_int_equal(put("q", "ok2", 1000, NULL), SL_OK);
     sl_message_list l, dead;
     for (int i = 0; i < 2; i++) {
-        assert_int_equal(E->ops->claim(E, "q", "w", 1, 1000 + 6 * i, &l, &dead), SL_OK);
+        assert_int_equal(E->ops->claim(E, "q", "w", 1, SIZE_MAX, 1000 + 6 * i, &l, &dead), SL_OK);
         assert_string_equal(datas(&l), "poison");
         assert_int_equal(l.items[0].attempt, i + 1);
         assert_int_equal(dead.len, 0);
@@ -485,7 +485,7 @@ static void test_max_attempts_dead(void **state)
     }
     /* The next claim would be the third: the message moves out into *dead and the claim still
      * returns `limit` messages from behind it. */
-    assert_int_equal(E->ops->claim(E, "q", "w", 1, 1012, &l, &dead), SL_OK);
+    assert_int_equal(E->ops->claim(E, "q", "w", 1, SIZE_MAX, 1012, &l, &dead), SL_OK);
     assert_string_equal(datas(&l), "ok1");
     assert_int_equal(dead.len, 1);
     assert_string_equal(dead.items[0].data, "poison");
@@ -845,7 +845,7 @@ static int op_append(void)
 static int op_claim(void)
 {
     sl_message_list l, dead;
-    int rc = E->ops->claim(E, "q", "v", 10, 1000, &l, &dead);
+    int rc = E->ops->claim(E, "q", "v", 10, SIZE_MAX, 1000, &l, &dead);
     sl_message_list_free(&l);
     sl_message_list_free(&dead);
     return rc;
@@ -1067,12 +1067,94 @@ static void test_copy_helpers(void **state)
     sl_channel_info_clear(NULL);
     sl_channel_infos_free(NULL, 3);
 
-    sl_message_list l = {calloc(2, sizeof(sl_message)), 2};
+    sl_message_list l = {calloc(2, sizeof(sl_message)), 2, 0};
     assert_int_equal(sl__message_copy(&l.items[1], &src), SL_OK);
     sl_message_list_free(&l);
     assert_null(l.items);
     assert_int_equal(l.len, 0);
     sl_message_list_free(NULL);
+}
+
+/* ---- byte bounds ----------------------------------------------------------------------------- */
+
+/* A message of `size` bytes as sl_message_size counts them: sender "s" plus size - 1 of data. */
+static void put_sized(const char *ch, size_t size, double ts)
+{
+    char *data = malloc(size);
+    assert_non_null(data);
+    memset(data, '7', size - 1);
+    data[size - 1] = '\0';
+    assert_int_equal(put(ch, data, ts, NULL), SL_OK);
+    free(data);
+}
+
+static void test_claim_max_bytes(void **state)
+{
+    (void)state;
+    create("q", SL_KIND_QUEUE);
+    for (int i = 0; i < 5; i++)
+        put_sized("q", 100, 1000);
+    sl_message_list l, dead;
+    /* 250 bytes hold two messages of 100: the third is neither returned nor claimed. */
+    assert_int_equal(E->ops->claim(E, "q", "r", 10, 250, 1000, &l, &dead), SL_OK);
+    assert_int_equal(l.len, 2);
+    assert_int_equal(sl_message_size(&l.items[0]), 100);
+    assert_true(l.more);
+    assert_string_equal(l.items[0].id, "0000000000000001");
+    sl_message_list_free(&l);
+    sl_message_list_free(&dead);
+    /* Another reader gets the third next: nothing was leased beyond the reply. */
+    assert_int_equal(E->ops->claim(E, "q", "other", 1, 250, 1000, &l, &dead), SL_OK);
+    assert_int_equal(l.len, 1);
+    assert_string_equal(l.items[0].id, "0000000000000003");
+    assert_true(l.more); /* stopped at the limit with two left */
+    sl_message_list_free(&l);
+    sl_message_list_free(&dead);
+    /* A bound below one message still returns the first: a reader never stalls. */
+    assert_int_equal(E->ops->claim(E, "q", "r", 10, 10, 1000, &l, &dead), SL_OK);
+    assert_int_equal(l.len, 1);
+    assert_string_equal(l.items[0].id, "0000000000000004");
+    assert_true(l.more);
+    sl_message_list_free(&l);
+    sl_message_list_free(&dead);
+    /* Exactly the bound fits; then nothing is left. */
+    assert_int_equal(E->ops->claim(E, "q", "r", 10, 100, 1000, &l, &dead), SL_OK);
+    assert_int_equal(l.len, 1);
+    assert_false(l.more);
+    sl_message_list_free(&l);
+    sl_message_list_free(&dead);
+    assert_int_equal(claim_n("q", "r", 10, 1000), 0);
+}
+
+static void test_read_max_bytes(void **state)
+{
+    (void)state;
+    create("t", SL_KIND_TOPIC);
+    for (int i = 0; i < 5; i++)
+        put_sized("t", 100, 1000);
+    sl_message_list l;
+    /* The cursor stops at the last message returned, so the next read continues there. */
+    assert_int_equal(E->ops->read(E, "t", "r", NULL, 10, 299, 1000, &l), SL_OK);
+    assert_int_equal(l.len, 2);
+    assert_true(l.more);
+    sl_message_list_free(&l);
+    assert_int_equal(E->ops->read(E, "t", "r", NULL, 10, 1, 1000, &l), SL_OK);
+    assert_int_equal(l.len, 1);
+    assert_string_equal(l.items[0].id, "0000000000000003");
+    assert_true(l.more);
+    sl_message_list_free(&l);
+    assert_int_equal(E->ops->read(E, "t", "r", NULL, 10, 200, 1000, &l), SL_OK);
+    assert_int_equal(l.len, 2);
+    assert_false(l.more);
+    sl_message_list_free(&l);
+    /* With `after`, and the limit reached exactly at the end: nothing more. */
+    assert_int_equal(E->ops->read(E, "t", "x", "0000000000000003", 2, SIZE_MAX, 1000, &l), SL_OK);
+    assert_int_equal(l.len, 2);
+    assert_false(l.more);
+    sl_message_list_free(&l);
+    assert_int_equal(E->ops->read(E, "t", "x", "0000000000000002", 2, SIZE_MAX, 1000, &l), SL_OK);
+    assert_true(l.more);
+    sl_message_list_free(&l);
 }
 
 int main(void)
@@ -1100,6 +1182,8 @@ int main(void)
 #if !SANITIZED
         T(test_out_of_memory),
 #endif
+        T(test_claim_max_bytes),
+        T(test_read_max_bytes),
 #undef T
         cmocka_unit_test(test_map),
         cmocka_unit_test(test_copy_helpers),

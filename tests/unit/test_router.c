@@ -14,6 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include <sluice/jwt.h>
 #include <sluice/sluice.h>
 
@@ -490,6 +492,58 @@ static void test_bodies_and_params(void **state)
     }
 }
 
+/* GET /channels/{id} renders the stored text and obeys max_bytes and the context's cap. */
+static void test_read_renders_stored_text_within_bounds(void **state)
+{
+    fixture *f = *state;
+    sl__response resp;
+    const char *tok = f->admin_token;
+    static const char *const datas[] = {"{\"a\":1,\"a\":2}", "0.1", " [1e2, -0] ",
+                                        "\"\\u00e9\\/\""};
+    for (size_t i = 0; i < 4; i++) {
+        assert_int_equal(run(f, "PUT", "/channels/jobs", tok, datas[i], &resp), 200);
+        sl__response_clear(&resp);
+    }
+    /* Each data as written, in one valid document. */
+    assert_int_equal(
+        run(f, "GET", "/channels/jobs?exclusive=true&limit=2&max_bytes=1000000", tok, NULL, &resp),
+        200);
+    assert_non_null(strstr(resp.body, "\"content\":{\"data\":{\"a\":1,\"a\":2}}"));
+    assert_non_null(strstr(resp.body, "\"content\":{\"data\":0.1}"));
+    assert_non_null(strstr(resp.body, "\"attempt\":1,\"claim_expires_at\":"));
+    assert_non_null(strstr(resp.body, "],\"more\":true}"));
+    json_error_t e;
+    json_t *doc = json_loadb(resp.body, resp.body_len, 0, &e);
+    assert_non_null(doc);
+    assert_int_equal(json_array_size(json_object_get(doc, "messages")), 2);
+    json_decref(doc);
+    sl__response_clear(&resp);
+    /* sender "root" (4) + data (11): 15 bytes each; max_bytes 15 lets one through. */
+    assert_int_equal(
+        run(f, "GET", "/channels/jobs?exclusive=true&limit=5&max_bytes=15", tok, NULL, &resp), 200);
+    assert_non_null(strstr(resp.body, "\"content\":{\"data\": [1e2, -0] }"));
+    assert_non_null(strstr(resp.body, "],\"more\":true}"));
+    assert_null(strstr(resp.body, "u00e9"));
+    sl__response_clear(&resp);
+    /* The context's cap lowers any max_bytes; the last message then comes alone. */
+    sl_ctx_set_read_max_bytes(f->ctx, 1);
+    assert_int_equal(sl_ctx_read_max_bytes(f->ctx), 1);
+    assert_int_equal(
+        run(f, "GET", "/channels/jobs?exclusive=true&limit=5&max_bytes=99999", tok, NULL, &resp),
+        200);
+    assert_non_null(strstr(resp.body, "\"content\":{\"data\":\"\\u00e9\\/\"}"));
+    assert_non_null(strstr(resp.body, "],\"more\":false}"));
+    sl__response_clear(&resp);
+    static const char *const bad[] = {"0", "-1", "x", "", "1e3", "18446744073709551616"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        char target[128];
+        snprintf(target, sizeof target, "/channels/jobs?exclusive=true&max_bytes=%s", bad[i]);
+        assert_int_equal(run(f, "GET", target, tok, NULL, &resp), 400);
+        assert_non_null(strstr(resp.body, "max_bytes must be a positive integer"));
+        sl__response_clear(&resp);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -497,6 +551,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_every_route_is_guarded_as_pinned, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hostile_paths, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bodies_and_params, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_read_renders_stored_text_within_bounds, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
