@@ -107,7 +107,7 @@ export function makeClient(label, options = {}) {
   const client = new Centrifuge(WS_URL, {
     websocket: TrackedWebSocket,
     name: 'sluice-e2e',
-    timeout: 5000,
+    timeout: WAIT, // the client's own deadline for a reply: generous, like every wait here
     minReconnectDelay: 100,
     maxReconnectDelay: 1000,
     debug: process.env.CENTRIFUGE_DEBUG === '1',
