@@ -5,10 +5,14 @@
 #   (b) the added per-request cost of the revocation check: the same authorised request
 #       (GET /channels/bench/info with a JWT, bench/info.lua) on three sluiced processes that differ
 #       only in --revocation: off, memory, redis://; with nginx and, for the Redis row,
-#       redis-benchmark GET on the same redis-server, in every round.
+#       redis-benchmark GET on the same redis-server, in every round. Measured twice: saturated
+#       ($CONNS connections) and with one connection, where 1e6/rate is the time one request takes
+#       end to end, so 1e6/rate - 1e6/rate_off is what the check adds to each request (for Redis,
+#       its round trip). Saturated, the same difference is server time per request, and can come
+#       out negative: while a request waits for Redis the server reads and answers others in
+#       bigger batches.
 # Servers (sluiced, nginx, redis-server) pinned to core 0, wrk and redis-benchmark to core 1,
-# $CONNS connections each. The cost of a check is derived from throughput: 1e6/rate - 1e6/rate_off
-# microseconds of server time per request. Exits non-zero, saying why, when anything could not be
+# $CONNS connections each unless said. Exits non-zero, saying why, when anything could not be
 # measured (a failed request in wrk's count, a server that did not start, no figure).
 #   bench/broker.sh [ROUNDS] [SECONDS]
 set -euo pipefail
@@ -115,24 +119,35 @@ echo "nginx return 200        req/s runs: ${NA[*]}  median $nam"
 echo "POST /token (API key)   tokens/s runs: ${TA[*]}  median $tam  ratio $(ratio "$tam" "$nam")"
 
 echo "== (b) GET /channels/bench/info with a JWT, revocation off / memory / Redis, $ROUNDS rounds of ${SECS}s"
-declare -a NB OFF MEM RED RB
+declare -a NB OFF MEM RED RB OFF1 MEM1 RED1
 for i in $(seq "$ROUNDS"); do
   n=$(wrk_rate "round $i nginx" "http://127.0.0.1:$NGINX/")
   o=$(wrk_rate "round $i revocation off" -s bench/info.lua "http://127.0.0.1:$P_OFF")
   m=$(wrk_rate "round $i memory store" -s bench/info.lua "http://127.0.0.1:$P_MEM")
   r=$(wrk_rate "round $i Redis store" -s bench/info.lua "http://127.0.0.1:$P_REDIS")
   b=$(redis_rate)
-  echo "  round $i: nginx $n  off $o  memory $m  redis $r  redis-benchmark GET $b"
+  o1=$(CONNS=1 wrk_rate "round $i revocation off, 1 connection" -s bench/info.lua "http://127.0.0.1:$P_OFF")
+  m1=$(CONNS=1 wrk_rate "round $i memory store, 1 connection" -s bench/info.lua "http://127.0.0.1:$P_MEM")
+  r1=$(CONNS=1 wrk_rate "round $i Redis store, 1 connection" -s bench/info.lua "http://127.0.0.1:$P_REDIS")
+  echo "  round $i: nginx $n  off $o  memory $m  redis $r  redis-benchmark GET $b  |  1 connection: off $o1  memory $m1  redis $r1"
   NB+=("$n"); OFF+=("$o"); MEM+=("$m"); RED+=("$r"); RB+=("$b")
+  OFF1+=("$o1"); MEM1+=("$m1"); RED1+=("$r1")
 done
 nbm=$(printf '%s\n' "${NB[@]}" | median)
 om=$(printf '%s\n' "${OFF[@]}" | median)
 mm=$(printf '%s\n' "${MEM[@]}" | median)
 rm_=$(printf '%s\n' "${RED[@]}" | median)
 rbm=$(printf '%s\n' "${RB[@]}" | median)
-cost() { awk -v x="$1" -v o="$om" 'BEGIN {printf "%+.2f", 1e6 / x - 1e6 / o}'; }
+o1m=$(printf '%s\n' "${OFF1[@]}" | median)
+m1m=$(printf '%s\n' "${MEM1[@]}" | median)
+r1m=$(printf '%s\n' "${RED1[@]}" | median)
+cost() { awk -v x="$1" -v o="$2" 'BEGIN {printf "%+.2f", 1e6 / x - 1e6 / o}'; }
+us() { awk -v x="$1" 'BEGIN {printf "%.2f", 1e6 / x}'; }
 echo "nginx return 200          req/s runs: ${NB[*]}  median $nbm"
 echo "revocation off            req/s runs: ${OFF[*]}  median $om  ratio to nginx $(ratio "$om" "$nbm")"
-echo "revocation memory         req/s runs: ${MEM[*]}  median $mm  ratio to off $(ratio "$mm" "$om")  added $(cost "$mm") us/request"
-echo "revocation Redis          req/s runs: ${RED[*]}  median $rm_  ratio to off $(ratio "$rm_" "$om")  added $(cost "$rm_") us/request"
+echo "revocation memory         req/s runs: ${MEM[*]}  median $mm  ratio to off $(ratio "$mm" "$om")  server time $(cost "$mm" "$om") us/request"
+echo "revocation Redis          req/s runs: ${RED[*]}  median $rm_  ratio to off $(ratio "$rm_" "$om")  server time $(cost "$rm_" "$om") us/request"
 echo "redis-benchmark GET       req/s runs: ${RB[*]}  median $rbm  (the same redis-server, $CONNS clients)"
+echo "one connection, off       req/s runs: ${OFF1[*]}  median $o1m  ($(us "$o1m") us/request)"
+echo "one connection, memory    req/s runs: ${MEM1[*]}  median $m1m  ($(us "$m1m") us/request, added $(cost "$m1m" "$o1m"))"
+echo "one connection, Redis     req/s runs: ${RED1[*]}  median $r1m  ($(us "$r1m") us/request, added $(cost "$r1m" "$o1m"))"
