@@ -64,7 +64,7 @@ export SLUICE_BENCH_TOKEN=$TOKEN
 # sluiced PORT REVOCATION
 sluiced() {
   # --revocation before --apikey-store: the option parser currently drops an API key store given
-  # before --revocation (reported on issue 8).
+  # before --revocation (issue 8, item 9: fixed on the config branch, not yet merged).
   taskset -c 0 "$BIN/sluiced" --config "$TMP/broker.conf" --revocation "$2" \
     --apikey-store "$TMP/apikeys.jsonl" --listen "127.0.0.1:$1" 2>>"$TMP/sluiced-$1.err" &
   PIDS+=($!)

@@ -111,7 +111,7 @@ run_tool() {
 # jget KEY.PATH: one number of the report in $TMP/out.json; fails (the caller's assignment with it,
 # and so the script) when the report is not JSON or lacks the number.
 jget() {
-  python3 -c 'import json,sys
+  /usr/bin/python3 -c 'import json,sys
 try:
     v=json.load(open(sys.argv[2]))
     for k in sys.argv[1].split("."): v=v[k]
