@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
 # HTTP benchmark: sluiced vs nginx (1 worker, `return 200`) under the same wrk settings, in the same
-# run. Server pinned to core 0, wrk to core 1. Prints medians of ROUNDS runs and the ratio, plus
-# sluiced's RSS idle and with 100,000 queued 200-byte messages.
+# run. Server pinned to core 0, wrk to core 1. Every round runs nginx, then the authorised PUT, then
+# nginx again, then claim + acknowledge, so each sluiced row has its baseline next to it. Prints
+# every round, the medians of ROUNDS runs and the ratios, plus sluiced's RSS idle and with 100,000
+# queued 200-byte messages. Exits non-zero, saying why, when anything could not be measured: a
+# request wrk counted as failed (socket error or status >= 400), a run without a figure, a server
+# that did not start, a work queue that ran dry during claim + ack.
 #   bench/http.sh [ROUNDS] [SECONDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 ROUNDS=${1:-5}
 SECS=${2:-5}
 CONNS=${CONNS:-50}
@@ -21,45 +26,49 @@ trap cleanup EXIT
 
 taskset -c 0 $BIN/sluiced --listen 127.0.0.1:$PORT 2>/tmp/sluice-bench.err & SPID=$!
 taskset -c 0 nginx -c "$PWD/bench/nginx.conf" -p /tmp & NPID=$!
-sleep 0.5
+wait_http "http://127.0.0.1:$PORT/healthz" "sluiced (see /tmp/sluice-bench.err)"
+wait_http "http://127.0.0.1:18081/" "nginx (see /tmp/sluice-bench-nginx.err)"
 rss() { awk '/VmRSS/ {print $2}' /proc/$SPID/status; }
 echo "sluiced idle RSS: $(rss) KiB"
 curl -sf -XPOST localhost:$PORT/channels -H "Authorization: Bearer $TOKEN" \
-  -d '{"id":"bench","kind":"topic","retention_max_count":100000}' >/dev/null
+  -d '{"id":"bench","kind":"topic","retention_max_count":100000}' >/dev/null ||
+  die "cannot create the topic 'bench'"
 curl -sf -XPOST localhost:$PORT/channels -H "Authorization: Bearer $TOKEN" \
-  -d '{"id":"work","kind":"queue"}' >/dev/null
+  -d '{"id":"work","kind":"queue"}' >/dev/null || die "cannot create the queue 'work'"
 
-run_wrk() { taskset -c 1 wrk -t1 -c"$CONNS" -d"${SECS}s" "$@" | awk '/Requests\/sec/ {print $2}'; }
-median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
-
-# Fill the work queue so the claim/ack cycle never runs dry.
-fill() {
-  taskset -c 1 wrk -t1 -c"$CONNS" -d"${SECS}s" -s bench/put.lua "http://127.0.0.1:$PORT" >/dev/null
-}
-declare -a W N C
-for i in $(seq "$ROUNDS"); do
-  N+=("$(run_wrk "http://127.0.0.1:18081/")")
-  W+=("$(run_wrk -s bench/put.lua "http://127.0.0.1:$PORT")")
-done
-# The queue for claim/ack: PUT into "work" with the same body.
+# The queue for claim/ack, filled beforehand (PUT into "work" with the same body) for longer than
+# all claim rounds together take, so the cycle never runs dry; checked after the rounds.
 sed 's#/channels/bench#/channels/work#' bench/put.lua > /tmp/sluice-put-work.lua
-taskset -c 1 wrk -t1 -c"$CONNS" -d"$((SECS * ROUNDS + 5))s" -s /tmp/sluice-put-work.lua "http://127.0.0.1:$PORT" >/dev/null
+SECS=$((SECS * ROUNDS + 5)) wrk_rate "filling the queue" -s /tmp/sluice-put-work.lua \
+  "http://127.0.0.1:$PORT" >/dev/null
+
+declare -a W N C M
 for i in $(seq "$ROUNDS"); do
-  C+=("$(run_wrk -s bench/claim_ack.lua "http://127.0.0.1:$PORT")")
+  n=$(wrk_rate "round $i nginx" "http://127.0.0.1:18081/")
+  w=$(wrk_rate "round $i sluiced PUT" -s bench/put.lua "http://127.0.0.1:$PORT")
+  m=$(wrk_rate "round $i nginx (claim + ack's baseline)" "http://127.0.0.1:18081/")
+  c=$(wrk_rate "round $i sluiced claim + ack" -s bench/claim_ack.lua "http://127.0.0.1:$PORT")
+  echo "  round $i: nginx $n  PUT $w  nginx $m  claim+ack $c"
+  N+=("$n"); W+=("$w"); M+=("$m"); C+=("$c")
 done
+depth=$(curl -sf localhost:$PORT/channels/work/info -H "Authorization: Bearer $TOKEN" |
+  grep -o '"depth":[0-9]*' | cut -d: -f2) || die "cannot read the depth of the queue 'work'"
+[ "${depth:-0}" -gt 0 ] || die "the queue 'work' ran dry during claim + ack: those rounds measured empty claims"
 nm=$(printf '%s\n' "${N[@]}" | median)
 wm=$(printf '%s\n' "${W[@]}" | median)
+mm=$(printf '%s\n' "${M[@]}" | median)
 cm=$(printf '%s\n' "${C[@]}" | median)
-echo "nginx return 200      req/s runs: ${N[*]}  median $nm"
-echo "sluiced authorised PUT req/s runs: ${W[*]}  median $wm  ratio $(awk -v a="$wm" -v b="$nm" 'BEGIN{printf "%.2f", a/b}')"
-echo "sluiced claim+ack     req/s runs: ${C[*]}  median $cm  (each cycle is 2 requests)"
+echo "nginx return 200       req/s runs: ${N[*]}  median $nm"
+echo "sluiced authorised PUT req/s runs: ${W[*]}  median $wm  ratio $(ratio "$wm" "$nm")"
+echo "nginx return 200       req/s runs: ${M[*]}  median $mm  (the rounds next to claim + ack)"
+echo "sluiced claim+ack      req/s runs: ${C[*]}  median $cm  ratio $(ratio "$cm" "$mm")  (each cycle is 2 requests; $depth messages left)"
 
 # RSS with 100,000 queued 200-byte messages, in a fresh process so earlier runs leave no heap behind.
 kill "$SPID"; wait "$SPID" 2>/dev/null || true
 taskset -c 0 $BIN/sluiced --listen 127.0.0.1:$PORT 2>>/tmp/sluice-bench.err & SPID=$!
-sleep 0.5
+wait_http "http://127.0.0.1:$PORT/healthz" "sluiced (see /tmp/sluice-bench.err)"
 curl -sf -XPOST localhost:$PORT/channels -H "Authorization: Bearer $TOKEN" \
-  -d '{"id":"rss","kind":"queue"}' >/dev/null
+  -d '{"id":"rss","kind":"queue"}' >/dev/null || die "cannot create the queue 'rss'"
 before=$(rss)
 /usr/bin/python3 - "$PORT" "$TOKEN" <<'PY'
 import sys, socket
@@ -72,9 +81,16 @@ s = socket.create_connection(("127.0.0.1", port))
 for batch in range(100):
     s.sendall(req * 1000)
     got = b""
-    while got.count(b"HTTP/1.1 200") < 1000:
-        got += s.recv(1 << 20)
+    while got.count(b"HTTP/1.1 ") < 1000:
+        chunk = s.recv(1 << 20)
+        if not chunk:
+            sys.exit("sluiced closed the connection while filling the queue")
+        got += chunk
+    if got.count(b"HTTP/1.1 200") != 1000:
+        sys.exit("a PUT filling the queue was refused: " + got[:300].decode(errors="replace"))
 s.close()
 PY
+depth=$(curl -sf localhost:$PORT/channels/rss/info -H "Authorization: Bearer $TOKEN" |
+  grep -o '"depth":[0-9]*' | cut -d: -f2) || die "cannot read the depth of the queue 'rss'"
+[ "$depth" = 100000 ] || die "the queue 'rss' holds $depth messages, not 100000: no RSS figure"
 echo "sluiced RSS fresh: ${before} KiB; with 100,000 queued 200-byte messages: $(rss) KiB"
-curl -sf localhost:$PORT/channels/rss/info -H "Authorization: Bearer $TOKEN" | grep -o '"depth":[0-9]*'

@@ -5,12 +5,16 @@
 #   (a) fan-out, 1 publisher -> SUBS subscribers, at each rate of RATES (0 = as fast as acknowledged)
 #   (b) IDLE authenticated, subscribed connections: server RSS per connection, connect rate
 #   (c) connect + authenticate + close rate with CONC parallel connections
-# and prints every round and the medians.
+# and prints every round and the medians. It exits non-zero, saying why, when something could not
+# be measured: the baseline cannot be installed (NATS=0 measures without it, by choice), a server
+# does not start, the client fails or leaves no report, idle connections never become ready, or a
+# run counted errors or missing deliveries (its figures are still printed, flagged).
 #   bench/ws.sh [ROUNDS] [SECONDS]
 # Environment: SUBS (1000), RATES ("1000 10000 0"), IDLE (10000; 0 skips), HOLD (5 s), CONC (50; 0 skips),
 # NATS=0 to skip the baseline, BUILD (build directory, default build-bench).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 ROUNDS=${1:-3}
 SECS=${2:-10}
 SUBS=${SUBS:-1000}
@@ -26,12 +30,12 @@ NCPORT=18191   # nats-server's own protocol port (unused, but it must listen som
 
 scripts/deps
 if [ "$NATS" = 1 ] && ! command -v nats-server >/dev/null; then
-  if [ "$(id -u)" -eq 0 ]; then
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nats-server >/dev/null
-  else
-    echo "nats-server is not installed (apt-get install nats-server): running without the baseline" >&2
-    NATS=0
-  fi
+  [ "$(id -u)" -eq 0 ] ||
+    die "nats-server (the baseline) is not installed and only root can apt-get install it;" \
+      "install it, or run with NATS=0 to measure sluiced alone"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nats-server >/dev/null ||
+    die "cannot install nats-server (the baseline); run with NATS=0 to measure sluiced alone"
+  command -v nats-server >/dev/null || die "nats-server is still not on PATH after installing it"
 fi
 cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DSLUICE_TESTS=OFF >/dev/null
 cmake --build "$BUILD" -j"$(nproc)" --target sluiced sluice_cli >/dev/null
@@ -69,7 +73,7 @@ trap cleanup EXIT
 start_sluiced() {
   taskset -c 0 "$BIN/sluiced" --config bench/ws.conf --listen 127.0.0.1:$PORT 2>>"$TMP/sluiced.err" &
   SPID=$!
-  for _ in $(seq 100); do curl -sf "localhost:$PORT/healthz" >/dev/null && break; sleep 0.05; done
+  wait_http "http://127.0.0.1:$PORT/healthz" "sluiced (see $TMP/sluiced.err)"
   # The endpoint must answer the upgrade with 101 (curl then waits for more; --max-time ends it).
   local code
   code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 -H 'Connection: Upgrade' \
@@ -86,7 +90,7 @@ start_nats() {
   # One core for the Go runtime too (it reads the affinity mask; GOMAXPROCS makes it explicit).
   GOMAXPROCS=1 taskset -c 0 nats-server -c "$TMP/nats.conf" 2>>"$TMP/nats.err" &
   NPID=$!
-  for _ in $(seq 100); do curl -s -o /dev/null "localhost:$NPORT" && break; sleep 0.05; done
+  wait_http "http://127.0.0.1:$NPORT/" "nats-server (see $TMP/nats.err)"
 }
 
 # The client: pinned to core 1; sluiced gets a minted token per connection (SLUICE_JWT_SECRET),
@@ -94,19 +98,35 @@ start_nats() {
 tool_sluice() { taskset -c 1 "$BIN/sluice" bench ws --url "http://127.0.0.1:$PORT" --json "$@"; }
 tool_nats() { taskset -c 1 "$BIN/sluice" bench ws --proto nats --token "$NATS_TOKEN" --url "http://127.0.0.1:$NPORT" --json "$@"; }
 
-# jget KEY.PATH < JSON: one number of the report (0 when the run produced no report).
-jget() {
-  python3 -c 'import json,sys
-try:
-    v=json.load(sys.stdin)
-    for k in sys.argv[1].split("."): v=v[k]
-except Exception:
-    v=0
-print(round(v) if isinstance(v, float) and abs(v) >= 100 else round(v, 1) if isinstance(v, float) else v)' "$1"
+# run_tool SERVER LABEL ARGS...: one run of the client against SERVER, its report in $TMP/out.json.
+# Dies, with the client's last words, when it fails or leaves no report.
+run_tool() {
+  local s=$1 label=$2 rc=0
+  shift 2
+  "tool_$s" "$@" >"$TMP/out.json" 2>"$TMP/tool.err" || rc=$?
+  [ "$rc" -eq 0 ] || die "$label: sluice bench ws exited $rc:"$'\n'"$(tail -20 "$TMP/tool.err")"
+  [ -s "$TMP/out.json" ] || die "$label: sluice bench ws left no report:"$'\n'"$(tail -20 "$TMP/tool.err")"
 }
-median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
-errors() { jget errors.total; }
+
+# jget KEY.PATH: one number of the report in $TMP/out.json; fails (the caller's assignment with it,
+# and so the script) when the report is not JSON or lacks the number.
+jget() {
+  /usr/bin/python3 -c 'import json,sys
+try:
+    v=json.load(open(sys.argv[2]))
+    for k in sys.argv[1].split("."): v=v[k]
+    assert isinstance(v, (int, float)) and not isinstance(v, bool)
+except Exception as e:
+    sys.exit("bench/ws.sh: the report has no number %s (%s: %s)" % (sys.argv[1], type(e).__name__, e))
+print(round(v) if isinstance(v, float) and abs(v) >= 100 else round(v, 1) if isinstance(v, float) else v)' "$1" "$TMP/out.json"
+}
 rss() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
+
+# Runs whose figures are printed but cannot be trusted: errors or missing deliveries.
+FLAGGED=()
+flag_if() { # flag_if LABEL COUNT WHAT
+  if [ "$2" != 0 ]; then FLAGGED+=("$1: $2 $3"); fi
+}
 
 servers=(sluice)
 if [ "$NATS" = 1 ]; then servers+=(nats); fi
@@ -118,15 +138,18 @@ for rate in $RATES; do
   for s in "${servers[@]}"; do eval "D_$s=(); P50_$s=(); P99_$s=(); MISS_$s=()"; done
   for i in $(seq "$ROUNDS"); do
     for s in "${servers[@]}"; do
-      "tool_$s" --scenario fanout --connections "$SUBS" --rate "$rate" --duration "$SECS" \
-        >"$TMP/out.json" 2>>"$TMP/tool.err" || true
-      d=$(jget deliveries.per_second <"$TMP/out.json")
-      p50=$(jget latency_us.p50 <"$TMP/out.json")
-      p99=$(jget latency_us.p99 <"$TMP/out.json")
-      miss=$(jget deliveries.missing <"$TMP/out.json")
-      pubs=$(jget publications.per_second <"$TMP/out.json")
-      cpu=$(jget client_cpu_percent <"$TMP/out.json")
-      echo "  rate $rate round $i $s: deliveries/s $d  pubs/s $pubs  p50 ${p50}us  p99 ${p99}us  missing $miss  errors $(errors <"$TMP/out.json")  client cpu ${cpu}%"
+      label="fan-out rate $rate round $i $s"
+      run_tool "$s" "$label" --scenario fanout --connections "$SUBS" --rate "$rate" --duration "$SECS"
+      d=$(jget deliveries.per_second)
+      p50=$(jget latency_us.p50)
+      p99=$(jget latency_us.p99)
+      miss=$(jget deliveries.missing)
+      pubs=$(jget publications.per_second)
+      cpu=$(jget client_cpu_percent)
+      err=$(jget errors.total)
+      flag_if "$label" "$err" errors
+      flag_if "$label" "$miss" "missing deliveries"
+      echo "  rate $rate round $i $s: deliveries/s $d  pubs/s $pubs  p50 ${p50}us  p99 ${p99}us  missing $miss  errors $err  client cpu ${cpu}%"
       eval "D_$s+=($d); P50_$s+=($p50); P99_$s+=($p99); MISS_$s+=($miss)"
     done
   done
@@ -136,7 +159,7 @@ for rate in $RATES; do
     echo "rate $rate $s median: deliveries/s $dm  p50 ${p50m}us  p99 ${p99m}us  missing $mm"
   done
   if [ "$NATS" = 1 ]; then
-    echo "rate $rate sluiced/nats deliveries/s: $(awk -v a="$DM_sluice" -v b="$DM_nats" 'BEGIN{printf "%.2f", b ? a/b : 0}')"
+    echo "rate $rate sluiced/nats deliveries/s: $(ratio "$DM_sluice" "$DM_nats")"
   fi
 done
 stop_servers
@@ -150,17 +173,25 @@ for i in $(seq "$ROUNDS"); do
     if [ "$s" = sluice ]; then start_sluiced; pid=$SPID; else start_nats; pid=$NPID; fi
     sleep 0.5
     before=$(rss "$pid")
+    label="idle round $i $s"
     : >"$TMP/idle.err"
     "tool_$s" --scenario idle --connections "$IDLE" --duration "$HOLD" >"$TMP/out.json" 2>"$TMP/idle.err" &
     tpid=$!
     for _ in $(seq 600); do grep -q '^ready' "$TMP/idle.err" && break; sleep 0.1; done
+    grep -q '^ready' "$TMP/idle.err" ||
+      die "$label: the connections were not ready within 60 s:"$'\n'"$(tail -20 "$TMP/idle.err")"
     sleep 1   # let the server finish what the last connects started
     held=$(rss "$pid")
-    wait "$tpid" || true
-    ready=$(jget connections.ready <"$TMP/out.json")
-    rate=$(jget connections.connects_per_second <"$TMP/out.json")
-    per=$(( (held - before) * 1024 / (ready > 0 ? ready : 1) ))
-    echo "  round $i $s: RSS before ${before} KiB, held ${held} KiB, $ready connections: $per bytes/connection; connect rate $rate/s; errors $(errors <"$TMP/out.json")"
+    rc=0; wait "$tpid" || rc=$?
+    [ "$rc" -eq 0 ] || die "$label: sluice bench ws exited $rc:"$'\n'"$(tail -20 "$TMP/idle.err")"
+    ready=$(jget connections.ready)
+    rate=$(jget connections.connects_per_second)
+    err=$(jget errors.total)
+    [ "$ready" -gt 0 ] || die "$label: no connection was ready"
+    flag_if "$label" "$err" errors
+    flag_if "$label" "$((IDLE - ready))" "connections short of $IDLE"
+    per=$(( (held - before) * 1024 / ready ))
+    echo "  round $i $s: RSS before ${before} KiB, held ${held} KiB, $ready connections: $per bytes/connection; connect rate $rate/s; errors $err"
     eval "B_$s+=($per); R_$s+=($rate)"
     stop_servers
   done
@@ -171,17 +202,20 @@ for s in "${servers[@]}"; do
 done
 }
 
-[ "$CONC" -gt 0 ] || exit 0
+if [ "$CONC" -gt 0 ]; then
 echo "== (c) connect + authenticate + close, concurrency $CONC, ${SECS}s per run"
 start_sluiced
 if [ "$NATS" = 1 ]; then start_nats; fi
 for s in "${servers[@]}"; do eval "C_$s=()"; done
 for i in $(seq "$ROUNDS"); do
   for s in "${servers[@]}"; do
-    "tool_$s" --scenario connect --concurrency "$CONC" --duration "$SECS" >"$TMP/out.json" 2>>"$TMP/tool.err" || true
-    c=$(jget connect.per_second <"$TMP/out.json")
-    p99=$(jget connect.setup_us.p99 <"$TMP/out.json")
-    echo "  round $i $s: $c connects/s  setup p99 ${p99}us  errors $(errors <"$TMP/out.json")"
+    label="connect round $i $s"
+    run_tool "$s" "$label" --scenario connect --concurrency "$CONC" --duration "$SECS"
+    c=$(jget connect.per_second)
+    p99=$(jget connect.setup_us.p99)
+    err=$(jget errors.total)
+    flag_if "$label" "$err" errors
+    echo "  round $i $s: $c connects/s  setup p99 ${p99}us  errors $err"
     eval "C_$s+=($c)"
   done
 done
@@ -191,6 +225,12 @@ for s in "${servers[@]}"; do
   echo "connect $s median: $cm connects/s"
 done
 if [ "$NATS" = 1 ]; then
-  echo "connect sluiced/nats: $(awk -v a="$CM_sluice" -v b="$CM_nats" 'BEGIN{printf "%.2f", b ? a/b : 0}')"
+  echo "connect sluiced/nats: $(ratio "$CM_sluice" "$CM_nats")"
 fi
-exit 0
+fi
+
+if [ ${#FLAGGED[@]} -gt 0 ]; then
+  echo "FAILED: these runs counted errors, so the figures above that include them are not clean:" >&2
+  printf '  %s\n' "${FLAGGED[@]}" >&2
+  exit 1
+fi

@@ -99,3 +99,20 @@ def cli():
         return subprocess.run([SLUICE_CLI, *args], env=e, input=input, capture_output=True,
                               text=True, timeout=60)
     return run
+
+
+# Under the project's test command (scripts/test exports SLUICE_REQUIRE_DEPS=1) a skip - which here
+# only ever means a missing dependency, such as node or tests/node/node_modules - is a failure: a
+# suite that skipped its tests must not report green. Run by hand without the variable, it stays a
+# skip.
+REQUIRE_DEPS = os.environ.get("SLUICE_REQUIRE_DEPS", "") not in ("", "0")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    if REQUIRE_DEPS and rep.skipped and not hasattr(rep, "wasxfail"):
+        reason = rep.longrepr[2] if isinstance(rep.longrepr, tuple) else str(rep.longrepr)
+        rep.outcome = "failed"
+        rep.longrepr = f"skipped, and SLUICE_REQUIRE_DEPS is set: failing instead ({reason})"

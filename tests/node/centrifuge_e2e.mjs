@@ -6,9 +6,10 @@
 //
 // Prints one JSON line {"scenario", "ok", ...} and exits 0, or {"scenario", "ok": false, "error",
 // "events"} and exits 1. Every scenario has its own deadline, so a hang fails instead of blocking.
+// Nothing is timed: every wait is a generous deadline (WAIT); bench/revocation.sh measures latency.
 import {
   check, Failure, httpWrite, makeClient, makeSub, now, pubSummary, request, signToken, sleep,
-  subscribedSummary, waitFor, within,
+  subscribedSummary, WAIT, waitFor, within,
 } from './lib.mjs';
 
 const P = JSON.parse(process.env.SCENARIO_PARAMS || '{}');
@@ -46,7 +47,7 @@ function deepEqual(a, b) {
 }
 
 // Waits for a subscription's next `subscribed` event (the n-th one, counting from 1).
-async function subscribed(s, n = 1, ms = 5000) {
+async function subscribed(s, n = 1, ms = WAIT) {
   await waitFor(() => s.events('subscribed').length >= n || s.events('unsubscribed').length > 0,
     ms, `${s.label} to be subscribed`);
   check(s.events('subscribed').length >= n, `${s.label}: unsubscribed instead of subscribed`,
@@ -54,7 +55,7 @@ async function subscribed(s, n = 1, ms = 5000) {
   return s.events('subscribed')[n - 1];
 }
 
-async function pubCount(s, n, ms = 5000) {
+async function pubCount(s, n, ms = WAIT) {
   await waitFor(() => s.pubs.length >= n, ms, `${n} publications on ${s.label} (got ${s.pubs.length})`);
 }
 
@@ -106,7 +107,7 @@ async function publishHistory() {
   await subscribed(sa);
   const sent = [1, 2, 3].map((n) => ({ from: 'alice', n, text: `message ${n} ✓` }));
   for (const d of sent) {
-    const r = await within(sa.sub.publish(d), 5000, 'publish');
+    const r = await within(sa.sub.publish(d), WAIT, 'publish');
     check(r && typeof r === 'object', 'publish result is not an object', r);
   }
   await pubCount(sb, 3);
@@ -120,7 +121,7 @@ async function publishHistory() {
     { alice: offsets(sa.pubs), bob: offsets(sb.pubs) });
   const offs = offsets(sb.pubs);
 
-  const h = await within(sb.sub.history({ limit: 10 }), 5000, 'history limit 10');
+  const h = await within(sb.sub.history({ limit: 10 }), WAIT, 'history limit 10');
   check(deepEqual(h.publications.map((p) => p.data), sent), 'history(limit 10) data', h.publications.map(pubSummary));
   check(deepEqual(offsets(h.publications), offs), 'history(limit 10) offsets', offsets(h.publications));
   check(h.offset === offs[2], 'history offset is not the top of the stream', { history: h.offset, top: offs[2] });
@@ -129,16 +130,16 @@ async function publishHistory() {
     check(h.epoch === ctxB.streamPosition.epoch, 'history epoch differs from the subscribe epoch',
       { history: h.epoch, subscribe: ctxB.streamPosition.epoch });
   }
-  const hSince = await within(sb.sub.history({ limit: 10, since: { offset: offs[0], epoch: h.epoch } }), 5000,
+  const hSince = await within(sb.sub.history({ limit: 10, since: { offset: offs[0], epoch: h.epoch } }), WAIT,
     'history since');
   check(deepEqual(offsets(hSince.publications), offs.slice(1)), 'history(since first) is not the later two',
     offsets(hSince.publications));
-  const hRev = await within(sb.sub.history({ limit: 2, reverse: true }), 5000, 'history reverse');
+  const hRev = await within(sb.sub.history({ limit: 2, reverse: true }), WAIT, 'history reverse');
   check(deepEqual(offsets(hRev.publications), [offs[2], offs[1]]), 'history(limit 2, reverse) is not the newest two, newest first',
     offsets(hRev.publications));
-  const hOne = await within(sb.sub.history({ limit: 1 }), 5000, 'history limit 1');
+  const hOne = await within(sb.sub.history({ limit: 1 }), WAIT, 'history limit 1');
   check(deepEqual(offsets(hOne.publications), [offs[0]]), 'history(limit 1) is not the oldest', offsets(hOne.publications));
-  const hPos = await within(sb.sub.history({ limit: 0 }), 5000, 'history limit 0');
+  const hPos = await within(sb.sub.history({ limit: 0 }), WAIT, 'history limit 0');
   check(hPos.publications.length === 0 && hPos.offset === offs[2] && hPos.epoch === h.epoch,
     'history(limit 0) is not just the stream position', { ...hPos, publications: hPos.publications.map(pubSummary) });
   // Centrifugo keeps the publisher's info in history as well; reported here, asserted by the
@@ -173,13 +174,13 @@ async function recovery() {
   c.gate.open = false;
   const socketsBefore = c.sockets.length;
   c.dropTransport();
-  await waitFor(() => s.events('subscribing').length >= 1, 5000, 'the subscription to notice the drop');
-  await waitFor(() => c.sockets.length > socketsBefore, 5000, 'a reconnect attempt while away');
+  await waitFor(() => s.events('subscribing').length >= 1, WAIT, 'the subscription to notice the drop');
+  await waitFor(() => c.sockets.length > socketsBefore, WAIT, 'a reconnect attempt while away');
   for (const n of [2, 3, 4]) await httpWrite(ch, { n }, P.writer);
   check(s.pubs.length === 1, 'publications arrived while the socket was down', s.pubs.map(pubSummary));
   c.gate.open = true;
 
-  const ctx2 = await subscribed(s, 2, 10000);
+  const ctx2 = await subscribed(s, 2);
   await pubCount(s, 4);
   await httpWrite(ch, { n: 5 }, P.writer);
   await pubCount(s, 5);
@@ -230,7 +231,7 @@ async function refresh() {
   }
   check(minted.length >= 1, 'getToken was never called to refresh the expiring token');
   await httpWrite(ch, { n: 2 }, P.writer);
-  await pubCount(s, 2, 3000);
+  await pubCount(s, 2);
   check(c.events('disconnected').length === 0 && c.events('connected').length === 1,
     'the connection did not survive the token expiry', c.log.map(([e, x]) => [e, x && x.code]));
   check(s.events('subscribed').length === 1, 'the subscription was re-established',
@@ -248,7 +249,7 @@ async function expire() {
   c.client.connect();
   await c.connected();
   await waitFor(() => c.events('connecting').length > 1 || c.events('disconnected').length > 0,
-    (P.shortExp + P.grace + 4) * 1000 - Date.now(), 'the server to end the expired connection');
+    (P.shortExp + P.grace) * 1000 + WAIT - Date.now(), 'the server to end the expired connection');
   const at = Date.now() / 1000;
   const ev = c.log.filter(([e]) => e === 'connecting' || e === 'disconnected').slice(1)[0];
   check(ev[1].code === 3005, 'expired connection: expected code 3005 (connection expired)', ev);
@@ -283,7 +284,7 @@ async function privateChannel() {
   await c2.connected();
   const s2 = subscription(c2, ch);
   s2.sub.subscribe();
-  await waitFor(() => s2.events('unsubscribed').length > 0 || s2.events('subscribed').length > 0, 5000,
+  await waitFor(() => s2.events('unsubscribed').length > 0 || s2.events('subscribed').length > 0, WAIT,
     'subscribe without a subscription token to be answered');
   check(s2.events('subscribed').length === 0, 'subscribed to a $ channel without a subscription token');
   const unsub2 = s2.events('unsubscribed')[0];
@@ -299,7 +300,7 @@ async function privateChannel() {
     const s3 = subscription(c3, ch, { getToken: async (x) => mint(x) });
     s3.sub.subscribe();
     await waitFor(() => c3.events('disconnected').length > 0 || s3.events('subscribed').length > 0
-      || s3.events('unsubscribed').length > 0, 5000, `the server's answer to a subscription token for ${label}`);
+      || s3.events('unsubscribed').length > 0, WAIT, `the server's answer to a subscription token for ${label}`);
     check(s3.events('subscribed').length === 0, `subscribed with a subscription token for ${label}`);
     const d = c3.events('disconnected')[0];
     check(d && d.code === 3500, `subscription token for ${label}: expected disconnect 3500`,
@@ -340,7 +341,7 @@ async function subRefresh() {
   }
   check(asked.length >= 2, 'getToken was not asked again before the subscription token expired', asked);
   await httpWrite(ch, { n: 1 }, P.writer);
-  await pubCount(s, 1, 3000);
+  await pubCount(s, 1);
   check(s.events('subscribed').length === 1 && s.events('unsubscribed').length === 0,
     'the subscription did not survive its token\'s expiry', s.log.map(([e, x]) => [e, x && x.code]));
   check(c.events('disconnected').length === 0, 'the connection dropped', c.events('disconnected'));
@@ -355,8 +356,8 @@ async function denied() {
   await c.connected();
   const s = subscription(c, P.outside);
   s.sub.subscribe();
-  const ready = s.sub.ready(5000).then(() => 'subscribed', (e) => e);
-  await waitFor(() => s.events('unsubscribed').length > 0 || s.events('subscribed').length > 0, 5000,
+  const ready = s.sub.ready(WAIT).then(() => 'subscribed', (e) => e);
+  await waitFor(() => s.events('unsubscribed').length > 0 || s.events('subscribed').length > 0, WAIT,
     'the subscribe outside the scope to be answered');
   check(s.events('subscribed').length === 0, `subscribed to ${P.outside} outside the token's scope`);
   const u = s.events('unsubscribed')[0];
@@ -365,7 +366,7 @@ async function denied() {
   check(r !== 'subscribed', 'ready() resolved for a denied subscription');
   let pubErr = null;
   try {
-    await within(c.client.publish(P.outside, { n: 1 }), 5000, 'publish outside the scope');
+    await within(c.client.publish(P.outside, { n: 1 }), WAIT, 'publish outside the scope');
   } catch (e) {
     pubErr = e;
   }
@@ -374,7 +375,7 @@ async function denied() {
   const ok = subscription(c, P.inside);
   ok.sub.subscribe();
   await subscribed(ok);
-  await within(c.client.publish(P.inside, { n: 1 }), 5000, 'publish inside the scope');
+  await within(c.client.publish(P.inside, { n: 1 }), WAIT, 'publish inside the scope');
   await pubCount(ok, 1);
   return { unsubscribed: u, publishError: { code: pubErr.code, message: pubErr.message } };
 }
@@ -395,11 +396,9 @@ async function revocation() {
   s2.sub.subscribe();
   await subscribed(s1);
   await subscribed(s2);
-  const t0 = Date.now();
   const r = await request('POST', '/revoke', { token: P.admin, body: { token_id: P.jti1 } });
   check(r.status === 200, `POST /revoke answered ${r.status}`, r.body);
-  await waitFor(() => c1.events('disconnected').length > 0, 5000, 'the revoked connection to be closed');
-  const elapsed = Date.now() - t0;
+  await waitFor(() => c1.events('disconnected').length > 0, WAIT, 'the revoked connection to be closed');
   const d = c1.events('disconnected')[0];
   check(d.code === 3503, 'revoked connection: expected disconnect code 3503', d);
   const socketsAfter = c1.sockets.length;
@@ -410,19 +409,20 @@ async function revocation() {
   await pubCount(s2, 1);
   check(c2.events('disconnected').length === 0, 'the other token\'s connection was closed', c2.events('disconnected'));
   check(s1.pubs.length === 0, 'the revoked connection still received a publication');
-  return { disconnected: d, elapsedMs: elapsed };
+  return { disconnected: d };
 }
 
+// Deadlines for a whole scenario: only there to turn a hang into a failure.
 const SCENARIOS = {
-  deliver: [deliver, 15000],
-  publish_history: [publishHistory, 15000],
-  recovery: [recovery, 20000],
-  refresh: [refresh, 25000],
-  expire: [expire, 25000],
-  private: [privateChannel, 15000],
-  sub_refresh: [subRefresh, 25000],
-  denied: [denied, 15000],
-  revocation: [revocation, 15000],
+  deliver: [deliver, 90000],
+  publish_history: [publishHistory, 90000],
+  recovery: [recovery, 90000],
+  refresh: [refresh, 90000],
+  expire: [expire, 90000],
+  private: [privateChannel, 90000],
+  sub_refresh: [subRefresh, 90000],
+  denied: [denied, 90000],
+  revocation: [revocation, 90000],
 };
 
 function eventSummary() {

@@ -20,6 +20,10 @@ export function check(cond, message, detail) {
 
 export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
+// How long a scenario waits for something that must happen: generous (a loaded machine under the
+// sanitizers can be slow), and never a statement about speed. Latencies are benchmarked instead.
+export const WAIT = 15000;
+
 // Polls cond() until it is truthy; fails with `what` after ms milliseconds.
 export async function waitFor(cond, ms, what) {
   const deadline = Date.now() + ms;
@@ -77,7 +81,7 @@ export function request(method, path, { token, body } = {}) {
     req.on('error', reject);
     if (payload) req.write(payload);
     req.end();
-  }), 5000, `${method} ${path}`);
+  }), WAIT, `${method} ${path}`);
 }
 
 // Writes one message to a channel over HTTP (PUT /channels/{id}); fails unless 200.
@@ -103,7 +107,7 @@ export function makeClient(label, options = {}) {
   const client = new Centrifuge(WS_URL, {
     websocket: TrackedWebSocket,
     name: 'sluice-e2e',
-    timeout: 5000,
+    timeout: WAIT, // the client's own deadline for a reply: generous, like every wait here
     minReconnectDelay: 100,
     maxReconnectDelay: 1000,
     debug: process.env.CENTRIFUGE_DEBUG === '1',
@@ -125,7 +129,7 @@ export function makeClient(label, options = {}) {
       check(ws && ws.readyState === WebSocket.OPEN, `${label}: no open socket to drop`);
       ws.terminate();
     },
-    async connected(ms = 5000) {
+    async connected(ms = WAIT) {
       await within(client.ready(ms), ms + 100, `${label} to connect`);
       return this.events('connected').at(-1);
     },

@@ -7,8 +7,10 @@
  * through the pub/sub channel, with the documented message format; a resync follows every
  * (re)subscription, after a kill and after a hang; garbage on the channel is ignored; freeing
  * with a subscription pending or live leaves nothing behind. A synchronous hiredis connection
- * plays the operator who inspects or plants keys and publishes by hand. Skips when redis-server
- * is not installed (scripts/deps installs it). */
+ * plays the operator who inspects or plants keys and publishes by hand. Without redis-server
+ * (scripts/deps installs it) every test fails under the project's test command and is skipped
+ * otherwise (tests/unit/deps.h). Events are awaited with a generous bound (WAIT_MS), never timed:
+ * how fast revocations travel is measured by bench/revocation.sh. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -31,6 +33,12 @@
 #include <hiredis/hiredis.h>
 
 #include <sluice/revocation.h>
+
+#include "deps.h"
+
+/* How long a test waits for something that must happen: generous, because a loaded machine under
+ * the sanitizers can be slow, and never a statement about speed. */
+#define WAIT_MS 30000
 
 static const char MALFORMED[] = "malformed revocation record";
 
@@ -93,7 +101,7 @@ static int start_redis(void)
         _exit(127);
     }
     redis_pid = pid;
-    for (int i = 0; i < 500; i++) { /* up to 5 s */
+    for (int i = 0; i < WAIT_MS / 10; i++) {
         redisContext *c = admin();
         if (c != NULL) {
             redisReply *r = redisCommand(c, "PING");
@@ -135,8 +143,8 @@ static int group_setup(void **state)
 {
     (void)state;
     if (system("command -v redis-server >/dev/null 2>&1") != 0) {
-        fprintf(stderr, "redis-server not found (scripts/deps installs it): skipping\n");
-        return 0;
+        fprintf(stderr, "redis-server not found (scripts/deps installs it)\n");
+        return 0; /* each test then fails or skips (NEED_REDIS) */
     }
     snprintf(redis_dir, sizeof redis_dir, "/tmp/sluice-redis-XXXXXX");
     if (mkdtemp(redis_dir) == NULL)
@@ -167,8 +175,7 @@ static int group_teardown(void **state)
 
 #define NEED_REDIS()                                                                               \
     do {                                                                                           \
-        if (!have_redis)                                                                           \
-            skip();                                                                                \
+        NEED_DEP(have_redis, "redis-server (scripts/deps installs it)");                           \
     } while (0)
 
 /* Runs cmd on the admin connection and returns the reply (the caller frees it). */
@@ -286,7 +293,7 @@ static sl_revocation_store *open_another(const char *prefix, double max_ttl, sl_
         sl_revocation_redis_new(&s, &loop, "127.0.0.1", redis_port, prefix, max_ttl, clock, NULL),
         SL_OK);
     assert_string_equal(sl_revocation_store_name(s), "redis");
-    assert_true(wait_until(is_ready, s, 3000));
+    assert_true(wait_until(is_ready, s, WAIT_MS));
     return s;
 }
 
@@ -302,7 +309,7 @@ static answer chk(sl_revocation_store *s, const char *tid, const char *user, dou
 {
     answer a = {0};
     sl_revocation_check(s, tid, user, iat, record, &a);
-    assert_true(wait_until(answered, &a, 3000));
+    assert_true(wait_until(answered, &a, WAIT_MS));
     assert_int_equal(a.calls, 1);
     return a;
 }
@@ -311,7 +318,7 @@ static int rev_token(sl_revocation_store *s, const char *tid, const char *reason
 {
     answer a = {0};
     sl_revocation_revoke(s, tid, NULL, reason, exp, record, &a);
-    assert_true(wait_until(answered, &a, 3000));
+    assert_true(wait_until(answered, &a, WAIT_MS));
     return a.status;
 }
 
@@ -319,7 +326,7 @@ static int rev_user(sl_revocation_store *s, const char *user)
 {
     answer a = {0};
     sl_revocation_revoke_user(s, user, record, &a);
-    assert_true(wait_until(answered, &a, 3000));
+    assert_true(wait_until(answered, &a, WAIT_MS));
     return a.status;
 }
 
@@ -454,8 +461,9 @@ static void test_default_prefix(void **state)
 
 typedef struct log_lines {
     int up, down, other;
-    int ignored; /* "ignored" a message on the watch channel (also counted in other) */
-    int leaked;  /* a line that mentioned a token id, user or reason */
+    int ignored;    /* "ignored" a message on the watch channel (also counted in other) */
+    int watch_down; /* the watch subscription was dropped (also counted in down) */
+    int leaked;     /* a line that mentioned a token id, user or reason */
 } log_lines;
 
 static void log_sink(void *ud, const char *line)
@@ -463,6 +471,8 @@ static void log_sink(void *ud, const char *line)
     log_lines *l = ud;
     if (strstr(line, "ignored"))
         l->ignored++;
+    if (strstr(line, "watch subscription unavailable"))
+        l->watch_down++;
     if (strstr(line, "connected"))
         l->up++;
     else if (strstr(line, "unavailable"))
@@ -484,16 +494,13 @@ static void test_outage_and_recovery(void **state)
     double now = sl_wallclock(NULL);
     assert_int_equal(rev_token(s, "tok-out", "secret reason", now + 300), SL_OK);
 
-    /* A check in flight when Redis dies is answered SL_EUNAVAIL, promptly. */
+    /* A check in flight when Redis dies is answered SL_EUNAVAIL. */
     answer a = {0};
     sl_revocation_check(s, "tok-out", "alice", now, record, &a);
     stop_redis(SIGKILL);
-    uv_update_time(&loop);
-    uint64_t t0 = uv_now(&loop);
-    assert_true(wait_until(answered, &a, 2000));
+    assert_true(wait_until(answered, &a, WAIT_MS));
     assert_int_equal(a.status, SL_EUNAVAIL);
-    assert_true(wait_until(not_ready, s, 2000));
-    assert_true(uv_now(&loop) - t0 < 500);
+    assert_true(wait_until(not_ready, s, WAIT_MS));
     /* While down, every call answers at once (synchronously), including writes. */
     answer b = {0};
     sl_revocation_check(s, "tok-other", "alice", now, record, &b);
@@ -510,17 +517,17 @@ static void test_outage_and_recovery(void **state)
 
     /* Back on the same port (empty: no persistence): the same store serves again. */
     assert_int_equal(start_redis(), 0);
-    assert_true(wait_until(is_ready, s, 4000));
+    assert_true(wait_until(is_ready, s, WAIT_MS));
     assert_int_equal(chk(s, "tok-out", "alice", now).status, SL_OK);
     assert_int_equal(rev_token(s, "tok-out", "again", now + 300), SL_OK);
     assert_int_equal(chk(s, "tok-out", "alice", now).status, SL_ETOKEN);
 
     /* A graceful stop (SIGTERM) while idle is noticed without any traffic. */
     stop_redis(SIGTERM);
-    assert_true(wait_until(not_ready, s, 1000));
+    assert_true(wait_until(not_ready, s, WAIT_MS));
     assert_int_equal(chk(s, "tok-out", "alice", now).status, SL_EUNAVAIL);
     assert_int_equal(start_redis(), 0);
-    assert_true(wait_until(is_ready, s, 4000));
+    assert_true(wait_until(is_ready, s, WAIT_MS));
     assert_int_equal(chk(s, "tok-out", "alice", now).status, SL_OK);
 
     /* One line per transition, never a token id or reason. */
@@ -542,11 +549,12 @@ static void test_hung_redis(void **state)
     uv_update_time(&loop);
     uint64_t t0 = uv_now(&loop);
     sl_revocation_check(s, "tok-hung", "alice", now, record, &a);
-    assert_true(wait_until(answered, &a, 3000));
+    assert_true(wait_until(answered, &a, WAIT_MS));
     uint64_t took = uv_now(&loop) - t0;
     assert_int_equal(a.status, SL_EUNAVAIL);
-    assert_true(took >= SL_REVOCATION_REDIS_COMMAND_TIMEOUT_MS - 50 &&
-                took < SL_REVOCATION_REDIS_COMMAND_TIMEOUT_MS + 500);
+    /* By the command timeout, not before it (a hung Redis never answers; no upper bound: a loaded
+     * machine may run the timer late). */
+    assert_true(took >= SL_REVOCATION_REDIS_COMMAND_TIMEOUT_MS - 50);
     /* Reconnects reach the kernel's backlog but no PONG: still not ready, answers at once. */
     answer never = {0};
     wait_until(answered, &never, 1500);
@@ -556,7 +564,7 @@ static void test_hung_redis(void **state)
     assert_int_equal(b.calls, 1);
     assert_int_equal(b.status, SL_EUNAVAIL);
     stop_redis(SIGCONT);
-    assert_true(wait_until(is_ready, s, 5000));
+    assert_true(wait_until(is_ready, s, WAIT_MS));
     assert_int_equal(chk(s, "tok-hung", "alice", now).status, SL_OK);
     close_store(s);
 }
@@ -579,7 +587,7 @@ static void test_unreachable_at_start(void **state)
     wait_until(answered, &never, 300);
     assert_false(sl_revocation_ready(s));
     assert_int_equal(start_redis(), 0);
-    assert_true(wait_until(is_ready, s, 4000));
+    assert_true(wait_until(is_ready, s, WAIT_MS));
     assert_int_equal(chk(s, "t", "alice", 1).status, SL_OK);
     close_store(s);
 }
@@ -631,7 +639,7 @@ static void test_free_in_callback(void **state)
     sl_revocation_check(f.s, "f1", "alice", 1, free_on_answer, &f);
     for (int i = 0; i < 3; i++)
         sl_revocation_check(f.s, "f2", "alice", 1, record, &f.others[i]);
-    assert_true(wait_until(answered, &f.first, 3000));
+    assert_true(wait_until(answered, &f.first, WAIT_MS));
     assert_int_equal(f.first.status, SL_OK);
     for (int i = 0; i < 3; i++) {
         assert_int_equal(f.others[i].calls, 1);
@@ -728,19 +736,19 @@ static int got(void *arg)
 static void await_token(const watched *w, const char *id)
 {
     want x = {.w = w, .token_id = id};
-    assert_true(wait_until(got, &x, 5000));
+    assert_true(wait_until(got, &x, WAIT_MS));
 }
 
 static void await_user(const watched *w, const char *user)
 {
     want x = {.w = w, .user = user};
-    assert_true(wait_until(got, &x, 5000));
+    assert_true(wait_until(got, &x, WAIT_MS));
 }
 
 static void await_resyncs(const watched *w, int n)
 {
     want x = {.w = w, .resyncs = n};
-    assert_true(wait_until(got, &x, 8000));
+    assert_true(wait_until(got, &x, WAIT_MS));
 }
 
 static long long subscribers(const char *channel)
@@ -753,10 +761,10 @@ static long long subscribers(const char *channel)
     return n;
 }
 
-/* Polls Redis (not the loop: a freed store's sockets are closed at once) for up to 3 s. */
+/* Polls Redis (not the loop: a freed store's sockets are closed at once) for up to WAIT_MS. */
 static int await_subscribers(const char *channel, long long n)
 {
-    for (int i = 0; i < 300; i++) {
+    for (int i = 0; i < WAIT_MS / 10; i++) {
         if (subscribers(channel) == n)
             return 1;
         sleep_ms(10);
@@ -794,10 +802,10 @@ static void test_watch_two_nodes(void **state)
     assert_int_equal(r.calls, 0);
     assert_int_equal(wa.n, 1);
     await_token(&wb, "w-tok-1");
-    assert_true(wait_until(answered, &r, 3000));
+    assert_true(wait_until(answered, &r, WAIT_MS));
     assert_int_equal(r.status, SL_OK);
     await_token(&wa, "w-tok-1");
-    assert_true(wait_until(check_answered, &wb, 3000));
+    assert_true(wait_until(check_answered, &wb, WAIT_MS));
     assert_int_equal(wb.check_calls, 1);
     assert_int_equal(wb.check_status, SL_ETOKEN);
 
@@ -877,6 +885,18 @@ static void test_watch_message_format(void **state)
     close_store(s);
 }
 
+typedef struct watch_drop {
+    const log_lines *log;
+    int before;
+} watch_drop;
+
+/* The store has logged that its watch subscription dropped (since the count `before`). */
+static int watch_dropped(void *arg)
+{
+    const watch_drop *wd = arg;
+    return wd->log->watch_down > wd->before;
+}
+
 static void test_watch_resync(void **state)
 {
     (void)state;
@@ -890,25 +910,26 @@ static void test_watch_resync(void **state)
 
     /* Killed and restarted: once resubscribed, a resync (events published meanwhile are lost). */
     stop_redis(SIGKILL);
-    assert_true(wait_until(not_ready, s, 2000));
+    assert_true(wait_until(not_ready, s, WAIT_MS));
     assert_int_equal(w.resyncs, 1);
     assert_int_equal(start_redis(), 0);
     await_resyncs(&w, 2);
-    assert_true(wait_until(is_ready, s, 4000));
+    assert_true(wait_until(is_ready, s, WAIT_MS));
     /* ... and the subscription works again. */
     assert_int_equal(rev_token(s, "rs-tok", NULL, 0), SL_OK);
     await_token(&w, "rs-tok");
 
     /* A hung Redis (SIGSTOP): the probe goes unanswered, the subscription is dropped, and when
      * Redis answers again the watcher is told to resync. */
+    int dropped = log.watch_down;
     stop_redis(SIGSTOP);
-    answer never = {0};
-    wait_until(answered, &never, 3 * SL_REVOCATION_REDIS_WATCH_PROBE_MS + 500);
+    watch_drop wd = {&log, dropped};
+    assert_true(wait_until(watch_dropped, &wd, WAIT_MS));
     stop_redis(SIGCONT);
     await_resyncs(&w, 3);
     /* The command connection recovers on its own schedule: it may have dropped too, if the
      * watcher's check of rs-tok was still in flight when Redis stopped. */
-    assert_true(wait_until(is_ready, s, 5000));
+    assert_true(wait_until(is_ready, s, WAIT_MS));
     assert_int_equal(rev_token(s, "rs-tok-2", NULL, 0), SL_OK);
     await_token(&w, "rs-tok-2");
     assert_int_equal(w.n, 5);

@@ -1,0 +1,44 @@
+# shellcheck shell=bash
+# Shared by the benchmark scripts (sourced, not run): fail loudly, run wrk and refuse its figure
+# when any request failed, wait for a server, take medians. A benchmark that could not measure
+# something says what and exits non-zero; it never prints a 0 or drops a row in its place.
+
+# die MESSAGE...: the benchmark cannot go on.
+die() {
+  echo "${0##*/}: $*" >&2
+  exit 1
+}
+
+# median < numbers, one a line: the median (the mean of the middle two for an even count).
+median() {
+  sort -n | awk '{a[NR]=$1} END {if (NR == 0) exit 1; print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'
+}
+
+# wait_http URL [WHAT]: waits up to 30 s for URL to answer at all (any HTTP status).
+wait_http() {
+  local _
+  for _ in $(seq 300); do
+    curl -s -o /dev/null --max-time 1 "$1" && return 0
+    sleep 0.1
+  done
+  die "${2:-$1} did not come up within 30 s"
+}
+
+# wrk_rate LABEL WRK-ARGS...: runs wrk (pinned to core 1, one thread, $CONNS connections, $SECS s)
+# and prints its requests/s. Dies, showing wrk's output, when wrk fails, prints no rate, or counts
+# any socket error or any response >= 400: such a figure would measure errors, not the server.
+wrk_rate() {
+  local label=$1 out rate bad
+  shift
+  if ! out=$(taskset -c 1 wrk -t1 -c"$CONNS" -d"${SECS}s" "$@" 2>&1); then
+    die "$label: wrk failed:"$'\n'"$out"
+  fi
+  rate=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
+  [ -n "$rate" ] || die "$label: wrk printed no Requests/sec:"$'\n'"$out"
+  bad=$(awk '/Socket errors:/ || /Non-2xx or 3xx responses:/' <<<"$out")
+  [ -z "$bad" ] || die "$label: wrk saw failed requests, so $rate req/s is not a measurement:"$'\n'"$out"
+  printf '%s\n' "$rate"
+}
+
+# ratio A B: A/B to two decimals.
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
