@@ -55,6 +55,9 @@ typedef struct sl__http_parser {
     /* Line-ending check over every byte that is not body (see frame_scan in http_parser.c). */
     const char *scan_from;
     int frame;
+    int rline;        /* where the request line is (see rline_scan) */
+    unsigned seen;    /* bit per one-value header already seen (SINGLE in http_parser.c) */
+    size_t field_len; /* bytes of the header name being read */
     int chunked;
     uint64_t chunk_left;
 

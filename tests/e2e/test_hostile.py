@@ -111,6 +111,24 @@ def test_truncated_and_malformed(srv):
     assert srv.client().get("/healthz").status_code == 200
 
 
+@pytest.mark.parametrize("req", [
+    b"PUT /channels/jobs HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}",
+    b"PUT /channels/jobs HTTP/1.1\r\nHost: a\r\nHost: b\r\nContent-Length: 2\r\n\r\n{}",
+    b"PUT /channels/jobs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer a\r\n"
+    b"Authorization: Bearer b\r\nContent-Length: 2\r\n\r\n{}",
+    b"PUT /channels/jobs HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: identity\r\n chunked\r\n\r\n"
+    b"2\r\n{}\r\n0\r\n\r\n",
+    b"PUT /channels/jobs HTTP/1.1\r\nHost: x\r\nX-A: a\r\n\tb\r\nContent-Length: 2\r\n\r\n{}",
+    b"PUT /channels/jobs HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: identity, chunked\r\n\r\n"
+    b"2\r\n{}\r\n0\r\n\r\n",
+])
+def test_ambiguous_framing_400(srv, req):
+    # Requests a proxy in front could read differently (docs/SECURITY.md): refused, never acted on.
+    resp = raw(srv, req)
+    assert statuses(resp) == [400] and b"bad_request" in resp
+    assert srv.client().get("/channels/jobs/info").json()["depth"] == 0
+
+
 def test_connection_limit(srv):
     socks = [socket.create_connection((srv.host, srv.port)) for _ in range(8)]
     time.sleep(0.2)
