@@ -56,10 +56,10 @@ def test_oversized_headers_431(srv):
 
 
 def test_slow_client_408(srv):
-    t = time.time()
-    resp = raw(srv, b"PUT /channels/jobs HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n{", timeout=15)
+    # The event is the 408 itself (request_timeout is 1 s); the generous socket timeout only bounds
+    # the wait, so a loaded machine cannot fail this.
+    resp = raw(srv, b"PUT /channels/jobs HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n{", timeout=60)
     assert statuses(resp) == [408]
-    assert time.time() - t < 14
     assert srv.client().get("/channels/jobs/info").json()["depth"] == 0
 
 
