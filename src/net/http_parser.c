@@ -614,6 +614,11 @@ int sl__http_parser_in_message(const sl__http_parser *p)
            (p->phase == PH_IDLE && p->header_bytes > 0);
 }
 
+int sl__http_parser_in_head(const sl__http_parser *p)
+{
+    return p->phase == PH_HEAD || (p->phase == PH_IDLE && p->header_bytes > 0);
+}
+
 int sl__http_parser_take_continue(sl__http_parser *p)
 {
     if (!p->want_continue || p->phase != PH_BODY)

@@ -87,6 +87,8 @@ void sl__http_parser_next(sl__http_parser *p);
 
 /* Whether bytes of a request not yet complete have been fed (the request timeout is running). */
 int sl__http_parser_in_message(const sl__http_parser *p);
+/* Whether bytes of a request head (request line, headers) not yet complete have been fed. */
+int sl__http_parser_in_head(const sl__http_parser *p);
 
 /* Returns 1, once per request, when the client asked for "Expect: 100-continue", its headers were
  * acceptable and the body has not arrived yet: the caller should send "100 Continue" now. */

@@ -370,6 +370,18 @@ int sl__config_set(sl__config *c, const char *key, const char *v, sl_status *st)
         if (parse_uint(v, 1000000, &u) < 0 || u == 0)
             return sl_status_set(st, SL_ECONFIG, "max_connections must be 1..1000000");
         c->limits.max_connections = (size_t)u;
+    } else if (!strcmp(key, "max_connections_per_address")) {
+        if (parse_uint(v, 1000000, &u) < 0)
+            return sl_status_set(st, SL_ECONFIG, "max_connections_per_address must be 0..1000000");
+        c->limits.max_connections_per_address = (size_t)u;
+    } else if (!strcmp(key, "max_pending_per_address")) {
+        if (parse_uint(v, 1000000, &u) < 0)
+            return sl_status_set(st, SL_ECONFIG, "max_pending_per_address must be 0..1000000");
+        c->limits.max_pending_per_address = (size_t)u;
+    } else if (!strcmp(key, "busy_header_timeout")) {
+        if (parse_seconds(v, &d) < 0 || d < 0 || d > 3600)
+            return sl_status_set(st, SL_ECONFIG, "busy_header_timeout must be 0..3600 seconds");
+        c->limits.busy_header_timeout_ms = (unsigned)(d * 1000);
     } else if (!strncmp(key, "ws_", 3)) {
         return set_ws(&c->ws, key, v, st);
     } else {

@@ -56,6 +56,11 @@ static void usage(FILE *f)
         "  --audit-log FILE          append audit records (JSON lines)\n"
         "  --max-body BYTES          request body limit (default 1048576)\n"
         "  --max-connections N       connection limit (default 10000)\n"
+        "  --max-connections-per-address N  per client address (default 0: none)\n"
+        "  --max-pending-per-address N      per client address, still in their headers (default "
+        "64)\n"
+        "  --busy-header-timeout SECONDS    for request heads near the connection limit (default "
+        "2)\n"
         "  --request-timeout SECONDS a request must arrive within (default 10)\n"
         "  --log-requests            one log line per request on stderr (never credentials)\n"
         "  --insecure                allow an open server on a non-loopback address\n"
@@ -133,6 +138,9 @@ static int parse_args(int argc, char **argv, sl__config *cfg, sl_status *st)
         O_REVOCATION,
         O_REVPREFIX,
         O_APIKEYS,
+        O_CONNS_ADDR,
+        O_PENDING_ADDR,
+        O_BUSY_TIMEOUT,
         O_LOGREQ,
         O_INSECURE
     };
@@ -150,6 +158,9 @@ static int parse_args(int argc, char **argv, sl__config *cfg, sl_status *st)
         {"revocation", required_argument, 0, O_REVOCATION},
         {"revocation-prefix", required_argument, 0, O_REVPREFIX},
         {"apikey-store", required_argument, 0, O_APIKEYS},
+        {"max-connections-per-address", required_argument, 0, O_CONNS_ADDR},
+        {"max-pending-per-address", required_argument, 0, O_PENDING_ADDR},
+        {"busy-header-timeout", required_argument, 0, O_BUSY_TIMEOUT},
         {"log-requests", no_argument, 0, O_LOGREQ},
         {"insecure", no_argument, 0, O_INSECURE},
         {"help", no_argument, 0, 'h'},
@@ -166,7 +177,10 @@ static int parse_args(int argc, char **argv, sl__config *cfg, sl_status *st)
                                        [O_TIMEOUT - 256] = "request_timeout",
                                        [O_REVOCATION - 256] = "revocation",
                                        [O_REVPREFIX - 256] = "revocation_prefix",
-                                       [O_APIKEYS - 256] = "apikey_store"};
+                                       [O_APIKEYS - 256] = "apikey_store",
+                                       [O_CONNS_ADDR - 256] = "max_connections_per_address",
+                                       [O_PENDING_ADDR - 256] = "max_pending_per_address",
+                                       [O_BUSY_TIMEOUT - 256] = "busy_header_timeout"};
     int c;
     opterr = 0;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -180,7 +194,7 @@ static int parse_args(int argc, char **argv, sl__config *cfg, sl_status *st)
             cfg->log_requests = 1;
         } else if (c == O_INSECURE) {
             cfg->insecure = 1;
-        } else if (c >= O_LISTEN && c <= O_APIKEYS && keys[c - 256]) {
+        } else if (c >= O_LISTEN && c <= O_BUSY_TIMEOUT && keys[c - 256]) {
             rc = sl__config_set(cfg, keys[c - 256], optarg, st);
         } else {
             return sl_status_set(st, SL_EINVAL, "unknown or incomplete option '%s' (see --help)",
@@ -543,8 +557,11 @@ int main(int argc, char **argv)
         if (rc == SL_OK && (rc = sl__wss_server_new(&s.wss, s.loop, s.ctx, &s.router.authn,
                                                     s.revocation, &cfg.ws)) != SL_OK)
             sl_status_set(&st, rc, "cannot set up the WebSocket endpoint");
-        if (rc == SL_OK)
-            rc = sl_http_server_new(&s.http, s.loop, &cfg.limits, on_request, &s);
+        if (rc == SL_OK) /* room for max_connections descriptors, or fewer connections */
+            rc = sl_http_fit_fd_limit(&cfg.limits, log_line, NULL, &st);
+        if (rc == SL_OK &&
+            (rc = sl_http_server_new(&s.http, s.loop, &cfg.limits, on_request, &s)) == SL_OK)
+            sl_http_server_set_log(s.http, log_line, NULL);
         if (rc == SL_OK && (rc = sl_http_server_listen(s.http, cfg.host, cfg.port)) != SL_OK)
             sl_status_set(&st, rc, "cannot listen on %s:%d", cfg.host, cfg.port);
     }

@@ -1,7 +1,8 @@
 /* The HTTP/1.1 transport: first the request assembler driven directly (framing, limits, errors,
  * pipelining, reads split anywhere), then the libuv server over real loopback sockets (response
- * shape, keep-alive, pipelining order, deferred answers, timeouts, the connection limit, clients
- * that vanish while their request is being handled). */
+ * shape, keep-alive, pipelining order, deferred answers, timeouts, the connection limits in all
+ * and per client address, the shorter head timeout near the limit, running out of descriptors,
+ * clients that vanish while their request is being handled). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,6 +12,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <fcntl.h>
+#include <sys/resource.h>
 
 #include <sluice/error.h>
 
@@ -741,6 +745,11 @@ static int srv_setup_limit2(void **state)
     return start(state, 2);
 }
 
+static int srv_setup_many(void **state)
+{
+    return start(state, 1000);
+}
+
 static int srv_teardown(void **state)
 {
     assert_int_equal(ts_stop(*state), 0);
@@ -1208,6 +1217,262 @@ static void test_srv_backpressure(void **state)
     free(r);
 }
 
+/* ---- descriptors and per-address limits ------------------------------------------------------ */
+
+/* The highest descriptor open in this process. */
+static int highest_fd(void)
+{
+    int hi = 2;
+    for (int fd = 3; fd < 4096; fd++)
+        if (fcntl(fd, F_GETFD) != -1)
+            hi = fd;
+    return hi;
+}
+
+/* Running out of descriptors: the connection that cannot get one is answered 503 with Retry-After
+ * (through the spare descriptor), the refusal is logged, and the server carries on afterwards. The
+ * limit is the process's soft limit, lowered here and restored. */
+static void test_srv_out_of_fds(void **state)
+{
+    ts_server *ts = *state;
+    tc_response *r = calloc(1, sizeof *r);
+    struct rlimit old;
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
+    struct rlimit low = {.rlim_cur = (rlim_t)highest_fd() + 1 + 24, .rlim_max = old.rlim_max};
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+    /* Take every free descriptor below the limit, then give 24 back: exactly 24 are left. */
+    int fill[512], nfill = 0, fd;
+    while (nfill < 512 && (fd = open("/dev/null", O_RDONLY)) >= 0)
+        fill[nfill++] = fd;
+    assert_true(nfill >= 24 && nfill < 512);
+    for (int i = 0; i < 24; i++)
+        close(fill[--nfill]);
+    tc_client *cs[64];
+    int n = 0, ok = 0, refused = 0;
+    while (n < 64 && !refused) {
+        tc_client *c = tc_connect(ts->port);
+        if (c == NULL) { /* the client ran out first: one more for it, none for the server */
+            if (nfill == 0)
+                break;
+            close(fill[--nfill]);
+            continue;
+        }
+        cs[n++] = c;
+        assert_int_equal(tc_sends(c, "GET /fd HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+        assert_int_equal(tc_read(c, r), 0);
+        if (r->status == 503) {
+            refused = 1;
+            assert_non_null(strstr(r->head, "\r\nRetry-After: 1\r\n"));
+            assert_non_null(strstr(r->head, "\r\nConnection: close\r\n"));
+            assert_non_null(strstr(r->body, "\"unavailable\""));
+            assert_int_equal(tc_wait_close(c), 1);
+        } else {
+            assert_int_equal(r->status, 200);
+            ok++;
+        }
+    }
+    assert_true(refused);
+    assert_true(ok > 0);
+    assert_true(ts_wait_log(ts, "out of file descriptors", 5000));
+    for (int i = 0; i < n; i++)
+        tc_close(cs[i]);
+    while (nfill > 0)
+        close(fill[--nfill]);
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+    /* The spare was taken back and accepting goes on. */
+    tc_client *c = tc_connect(ts->port);
+    assert_non_null(c);
+    assert_int_equal(tc_sends(c, "GET /after HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+    assert_int_equal(tc_read(c, r), 0);
+    assert_int_equal(r->status, 200);
+    tc_close(c);
+    free(r);
+}
+
+/* Asks the server, over a connection from 127.0.0.2, until it counts `want` connections (its own
+ * included). */
+static int wait_conns(tc_client *probe, size_t want)
+{
+    tc_response r;
+    char expect[32];
+    snprintf(expect, sizeof expect, "%zu", want);
+    for (int i = 0; i < 500; i++) {
+        if (tc_sends(probe, "GET /conns HTTP/1.1\r\nHost: t\r\n\r\n") != 0 ||
+            tc_read(probe, &r) != 0)
+            return 0;
+        if (strcmp(r.body, expect) == 0)
+            return 1;
+        usleep(10000);
+    }
+    return 0;
+}
+
+static int srv_setup_per_address(void **state)
+{
+    sl_http_limits l;
+    sl_http_limits_init(&l);
+    l.request_timeout_ms = 30000;
+    l.idle_timeout_ms = 30000;
+    l.max_connections = 16;
+    l.max_connections_per_address = 4;
+    l.max_pending_per_address = 2;
+    l.busy_header_timeout_ms = 0;
+    ts_server *ts = ts_start(&l);
+    assert_non_null(ts);
+    *state = ts;
+    return 0;
+}
+
+/* One address may hold max_pending_per_address connections without a complete request head and
+ * max_connections_per_address in all; other addresses are served meanwhile. */
+static void test_srv_per_address(void **state)
+{
+    ts_server *ts = *state;
+    tc_response *r = calloc(1, sizeof *r);
+    tc_client *probe = tc_connect_from(ts->port, 0, 0, "127.0.0.2");
+    assert_non_null(probe);
+    tc_client *a1 = tc_connect_from(ts->port, 0, 0, "127.0.0.1");
+    tc_client *a2 = tc_connect_from(ts->port, 0, 0, "127.0.0.1");
+    assert_non_null(a1);
+    assert_non_null(a2);
+    assert_int_equal(tc_sends(a2, "GET /partial HTTP/1.1\r\nHo"), 0); /* in its head */
+    assert_true(wait_conns(probe, 3));
+    /* A third connection still in its headers from 127.0.0.1: refused. */
+    tc_client *a3 = tc_connect_from(ts->port, 0, 0, "127.0.0.1");
+    assert_int_equal(tc_read(a3, r), 0);
+    assert_int_equal(r->status, 503);
+    assert_non_null(strstr(r->head, "\r\nRetry-After: 1\r\n"));
+    assert_int_equal(tc_wait_close(a3), 1);
+    tc_close(a3);
+    assert_true(ts_wait_log(ts, "max_pending_per_address", 5000));
+    /* Another address is served. */
+    assert_int_equal(tc_sends(probe, "GET /other HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+    assert_int_equal(tc_read(probe, r), 0);
+    assert_int_equal(r->status, 200);
+    /* Heads completed: no longer pending, so 127.0.0.1 may connect again, up to 4 in all. */
+    assert_int_equal(tc_sends(a1, "GET /a1 HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+    assert_int_equal(tc_read(a1, r), 0);
+    assert_int_equal(r->status, 200);
+    assert_int_equal(tc_sends(a2, "st: t\r\n\r\n"), 0);
+    assert_int_equal(tc_read(a2, r), 0);
+    assert_string_equal(r->body, "GET /partial|");
+    tc_client *more[2];
+    for (int i = 0; i < 2; i++) {
+        more[i] = tc_connect_from(ts->port, 0, 0, "127.0.0.1");
+        assert_int_equal(tc_sends(more[i], "GET /more HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+        assert_int_equal(tc_read(more[i], r), 0);
+        assert_int_equal(r->status, 200);
+    }
+    tc_client *a5 = tc_connect_from(ts->port, 0, 0, "127.0.0.1");
+    assert_int_equal(tc_read(a5, r), 0);
+    assert_int_equal(r->status, 503);
+    tc_close(a5);
+    assert_true(ts_wait_log(ts, "max_connections_per_address", 5000));
+    assert_int_equal(tc_sends(probe, "GET /still HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+    assert_int_equal(tc_read(probe, r), 0);
+    assert_int_equal(r->status, 200);
+    /* A slot given back is usable again (the server sees the close asynchronously). */
+    tc_close(more[0]);
+    assert_true(wait_conns(probe, 4)); /* probe, a1, a2, more[1] */
+    tc_client *a6 = tc_connect_from(ts->port, 0, 0, "127.0.0.1");
+    assert_int_equal(tc_sends(a6, "GET /again HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+    assert_int_equal(tc_read(a6, r), 0);
+    assert_int_equal(r->status, 200);
+    tc_close(a6);
+    tc_close(more[1]);
+    tc_close(a1);
+    tc_close(a2);
+    tc_close(probe);
+    free(r);
+}
+
+static int srv_setup_busy(void **state)
+{
+    sl_http_limits l;
+    sl_http_limits_init(&l);
+    l.request_timeout_ms = 60000; /* far longer than the client waits (5 s) */
+    l.idle_timeout_ms = 60000;
+    l.max_connections = 4;
+    l.busy_header_timeout_ms = 200;
+    ts_server *ts = ts_start(&l);
+    assert_non_null(ts);
+    *state = ts;
+    return 0;
+}
+
+/* Near the connection limit, heads get the short timeout: the 408 comes long before the normal
+ * request timeout, also for the head that started before the server became busy. */
+static void test_srv_busy_header_timeout(void **state)
+{
+    ts_server *ts = *state;
+    tc_response *r = calloc(1, sizeof *r);
+    tc_client *probe = tc_connect_from(ts->port, 0, 0, "127.0.0.2");
+    tc_client *s1 = tc_connect(ts->port);
+    assert_int_equal(tc_sends(s1, "GET /slow HTTP/1.1\r\nHost: t\r\nX-A: "), 0);
+    assert_true(wait_conns(probe, 2));    /* not busy yet: 2 of 4 */
+    tc_client *s2 = tc_connect(ts->port); /* 3 of 4: busy */
+    assert_int_equal(tc_sends(s2, "GET /slow HTTP/1.1\r\nHo"), 0);
+    assert_int_equal(tc_read(s1, r), 0); /* within the client's 5 s: not the 60 s */
+    assert_int_equal(r->status, 408);
+    assert_int_equal(tc_read(s2, r), 0);
+    assert_int_equal(r->status, 408);
+    tc_close(s1);
+    tc_close(s2);
+    /* The connection that has been answered keeps its keep-alive life. */
+    assert_int_equal(tc_sends(probe, "GET /ok HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+    assert_int_equal(tc_read(probe, r), 0);
+    assert_int_equal(r->status, 200);
+    tc_close(probe);
+    free(r);
+}
+
+static char fit_log[512];
+
+static void fit_log_fn(void *ud, const char *line)
+{
+    snprintf(fit_log, sizeof fit_log, "%s", line);
+}
+
+/* sl_http_fit_fd_limit raises the soft limit when the hard one allows, and lowers max_connections
+ * when it does not. (Refusing to start needs a hard limit this process could not raise again:
+ * tests/e2e/test_limits.py runs sluiced under one.) */
+static void test_fit_fd_limit(void **state)
+{
+    struct rlimit old, now;
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
+    if (old.rlim_max != RLIM_INFINITY && old.rlim_max < 1000)
+        skip();
+    struct rlimit low = {.rlim_cur = 200, .rlim_max = old.rlim_max};
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+    sl_http_limits l;
+    sl_http_limits_init(&l);
+    l.max_connections = 500;
+    sl_status st;
+    sl_status_clear(&st);
+    fit_log[0] = '\0';
+    assert_int_equal(sl_http_fit_fd_limit(&l, fit_log_fn, NULL, &st), SL_OK);
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &now), 0);
+    assert_int_equal(now.rlim_cur, 500 + SL_HTTP_FD_RESERVE);
+    assert_int_equal(l.max_connections, 500);
+    assert_non_null(strstr(fit_log, "raised the open-file limit from 200 to 564"));
+    /* Enough already: nothing changes, nothing is said. */
+    fit_log[0] = '\0';
+    l.max_connections = 100;
+    assert_int_equal(sl_http_fit_fd_limit(&l, fit_log_fn, NULL, &st), SL_OK);
+    assert_int_equal(l.max_connections, 100);
+    assert_string_equal(fit_log, "");
+    /* More than the hard limit allows: max_connections comes down to what fits. */
+    if (old.rlim_max != RLIM_INFINITY) {
+        l.max_connections = (size_t)old.rlim_max;
+        assert_int_equal(sl_http_fit_fd_limit(&l, fit_log_fn, NULL, &st), SL_OK);
+        assert_int_equal(l.max_connections, (size_t)old.rlim_max - SL_HTTP_FD_RESERVE);
+        assert_int_equal(getrlimit(RLIMIT_NOFILE, &now), 0);
+        assert_int_equal(now.rlim_cur, old.rlim_max);
+        assert_non_null(strstr(fit_log, "max_connections lowered from"));
+    }
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1244,6 +1509,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_srv_close_with_request_held, srv_setup, srv_teardown),
         cmocka_unit_test_setup_teardown(test_srv_large_responses, srv_setup, srv_teardown),
         cmocka_unit_test_setup_teardown(test_srv_backpressure, srv_setup, srv_teardown),
+        cmocka_unit_test_setup_teardown(test_srv_out_of_fds, srv_setup_many, srv_teardown),
+        cmocka_unit_test_setup_teardown(test_srv_per_address, srv_setup_per_address, srv_teardown),
+        cmocka_unit_test_setup_teardown(test_srv_busy_header_timeout, srv_setup_busy, srv_teardown),
+        cmocka_unit_test(test_fit_fd_limit),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
