@@ -1301,7 +1301,20 @@ static void accept_conn(sl_http_server *s, int fd, const struct sockaddr_storage
         note_refusal(s, &s->log_pending, "max_pending_per_address reached",
                      "one client address holds that many connections without a complete request "
                      "head (slowloris?)");
-        conn_fail(c, 503, sl_err_name(SL_EUNAVAIL), "too many connections");
+        /* From here on it is one of the connections being refused: it holds no slot of
+         * max_connections or of its address while its answer goes out. */
+        c->pending = 0;
+        c->addr->pending--;
+        if (--c->addr->conns == 0)
+            addr_drop(s, c->addr);
+        c->addr = NULL;
+        s->nconns--;
+        c->rejected = 1;
+        s->nrejecting++;
+        if (s->nrejecting > MAX_REJECTING)
+            conn_close(c);
+        else
+            conn_fail(c, 503, sl_err_name(SL_EUNAVAIL), "too many connections");
         return;
     }
     settle(c);

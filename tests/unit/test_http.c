@@ -1342,6 +1342,10 @@ static void test_srv_per_address(void **state)
     assert_int_equal(tc_read(a3, r), 0);
     assert_int_equal(r->status, 503);
     assert_non_null(strstr(r->head, "\r\nRetry-After: 1\r\n"));
+    /* While its answer goes out it holds no slot: probe, a1 and a2 only. */
+    assert_int_equal(tc_sends(probe, "GET /conns HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+    assert_int_equal(tc_read(probe, r), 0);
+    assert_string_equal(r->body, "3");
     assert_int_equal(tc_wait_close(a3), 1);
     tc_close(a3);
     assert_true(ts_wait_log(ts, "max_pending_per_address", 5000));
