@@ -1324,7 +1324,8 @@ static void accept_conn(sl_http_server *s, int fd, const struct sockaddr_storage
  * told 503 and closed, and the spare taken back. The answer is written straight away on the
  * blocking socket's empty send buffer (MSG_DONTWAIT: never waits); whatever the client already
  * sent is read first so that closing does not turn into a reset that could destroy the answer.
- * Returns 0 if accepting may go on, -1 if it should pause. */
+ * Returns 0 if accepting may go on, 1 if the backlog is empty (the kernel says EMFILE before it
+ * looks at the backlog), -1 if accepting should pause. */
 static int refuse_without_fd(sl_http_server *s)
 {
     if (s->spare_fd >= 0) {
@@ -1354,7 +1355,9 @@ static int refuse_without_fd(sl_http_server *s)
                      "raise the open-file limit (ulimit -n) or lower max_connections");
     }
     s->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    return (fd >= 0 || drained) && s->spare_fd >= 0 ? 0 : -1;
+    if (s->spare_fd < 0)
+        return -1;
+    return drained ? 1 : fd >= 0 ? 0 : -1;
 }
 
 static void on_listen_ready(uv_poll_t *h, int status, int events);
@@ -1394,9 +1397,11 @@ static void on_listen_ready(uv_poll_t *h, int status, int events)
             continue;
         if (errno == EAGAIN || errno == EWOULDBLOCK)
             return;
-        if ((errno == EMFILE || errno == ENFILE) && refuse_without_fd(s) == 0)
+        int r = errno == EMFILE || errno == ENFILE ? refuse_without_fd(s) : -1;
+        if (r == 0)
             continue;
-        pause_accepting(s); /* ENOBUFS, ENOMEM, or not even the spare descriptor */
+        if (r < 0)
+            pause_accepting(s); /* ENOBUFS, ENOMEM, or not even the spare descriptor */
         return;
     }
 }
