@@ -74,8 +74,9 @@ struct addr_entry {
 
 /* A refusal kind that is logged at most once per LOG_INTERVAL_MS. */
 typedef struct rate_log {
-    uint64_t logged_at; /* loop time; 0: never */
-    size_t count;       /* refusals not reported yet */
+    uint64_t logged_at;      /* loop time; 0: never */
+    size_t count;            /* refusals not reported yet */
+    const char *what, *hint; /* static */
 } rate_log;
 
 typedef struct conn conn;
@@ -215,20 +216,27 @@ const char *sl_http_reason(int status)
 /* ---- operational log --------------------------------------------------------------------------
  */
 
+static void report_refusals(sl_http_server *s, rate_log *r)
+{
+    char line[320];
+    snprintf(line, sizeof line, "%s: %zu connection(s) refused with 503 since the last report; %s",
+             r->what, r->count, r->hint);
+    s->log(s->log_ud, line);
+    r->count = 0;
+    uint64_t now = uv_now(s->loop);
+    r->logged_at = now ? now : 1;
+}
+
 /* Counts one refusal of a kind; logs the first, then at most once per LOG_INTERVAL_MS with how many
- * there were since the last line. */
+ * there were since the last line (the rest when the server closes). */
 static void note_refusal(sl_http_server *s, rate_log *r, const char *what, const char *hint)
 {
     r->count++;
+    r->what = what;
+    r->hint = hint;
     uint64_t now = uv_now(s->loop);
-    if (s->log == NULL || (r->logged_at != 0 && now - r->logged_at < LOG_INTERVAL_MS))
-        return;
-    char line[320];
-    snprintf(line, sizeof line, "%s: %zu connection(s) refused with 503 since the last report; %s",
-             what, r->count, hint);
-    s->log(s->log_ud, line);
-    r->count = 0;
-    r->logged_at = now ? now : 1;
+    if (s->log != NULL && (r->logged_at == 0 || now - r->logged_at >= LOG_INTERVAL_MS))
+        report_refusals(s, r);
 }
 
 /* ---- per-address accounting --------------------------------------------------------------------
@@ -1543,6 +1551,10 @@ void sl_http_server_close(sl_http_server *s)
     s->spare_fd = -1;
     while (s->conns != NULL)
         conn_close(s->conns);
+    rate_log *logs[] = {&s->log_fds, &s->log_max, &s->log_addr, &s->log_pending};
+    for (size_t i = 0; i < sizeof logs / sizeof logs[0]; i++)
+        if (logs[i]->count > 0 && s->log != NULL)
+            report_refusals(s, logs[i]);
 }
 
 void sl_http_server_free(sl_http_server *s)
