@@ -1390,6 +1390,51 @@ static void test_srv_per_address(void **state)
     free(r);
 }
 
+static int srv_setup_patient(void **state)
+{
+    sl_http_limits l;
+    sl_http_limits_init(&l);
+    l.request_timeout_ms = 60000; /* nothing times out during the test */
+    l.idle_timeout_ms = 60000;
+    l.max_connections = 1000;
+    ts_server *ts = ts_start(&l);
+    assert_non_null(ts);
+    *state = ts;
+    return 0;
+}
+
+/* Connections from many addresses (past the per-address table's first size) are counted and let go
+ * one by one; each address still has its own pending allowance. */
+static void test_srv_many_addresses(void **state)
+{
+    ts_server *ts = *state;
+    tc_response *r = calloc(1, sizeof *r);
+    tc_client *probe = tc_connect_from(ts->port, 0, 0, "127.0.0.2");
+    enum { N = 150 };
+    tc_client *cs[N];
+    for (int i = 0; i < N; i++) {
+        char from[32];
+        snprintf(from, sizeof from, "127.0.%d.%d", 1 + i / 100, 1 + i % 100);
+        cs[i] = tc_connect_from(ts->port, 0, 0, from);
+        assert_non_null(cs[i]);
+        if (i % 2 == 0) { /* half of them answered, half still in their headers */
+            assert_int_equal(tc_sends(cs[i], "GET /m HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+            assert_int_equal(tc_read(cs[i], r), 0);
+            assert_int_equal(r->status, 200);
+        }
+    }
+    assert_true(wait_conns(probe, N + 1));
+    for (int i = 0; i < N; i += 3)
+        tc_close(cs[i]);
+    assert_true(wait_conns(probe, N + 1 - (N + 2) / 3));
+    for (int i = 0; i < N; i++)
+        if (i % 3 != 0)
+            tc_close(cs[i]);
+    assert_true(wait_conns(probe, 1));
+    tc_close(probe);
+    free(r);
+}
+
 static int srv_setup_busy(void **state)
 {
     sl_http_limits l;
@@ -1520,6 +1565,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_srv_out_of_fds, srv_setup_many, srv_teardown),
         cmocka_unit_test_setup_teardown(test_srv_per_address, srv_setup_per_address, srv_teardown),
         cmocka_unit_test_setup_teardown(test_srv_busy_header_timeout, srv_setup_busy, srv_teardown),
+        cmocka_unit_test_setup_teardown(test_srv_many_addresses, srv_setup_patient, srv_teardown),
         cmocka_unit_test(test_fit_fd_limit),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
