@@ -245,49 +245,6 @@ static int start_header(sl__http_parser *p)
     return 0;
 }
 
-static int on_header_field(llhttp_t *ll, const char *at, size_t n)
-{
-    sl__http_parser *p = P(ll);
-    for (size_t i = 0; i < n; i++)
-        if (!is_tchar((unsigned char)at[i]))
-            return fail_bad(p, "invalid character in header name");
-    p->field_len += n;
-    if (p->phase == PH_BODY)
-        return trailer_count(p, n);
-    if (!p->in_field && start_header(p) != 0)
-        return -1;
-    return append(p, at, n);
-}
-
-static int on_header_field_complete(llhttp_t *ll)
-{
-    sl__http_parser *p = P(ll);
-    size_t len = p->field_len;
-    p->field_len = 0;
-    if (len == 0)
-        return fail_bad(p, "empty header name");
-    if (p->phase == PH_BODY)
-        return 0;
-    if (!p->in_field && start_header(p) != 0)
-        return -1;
-    sl__http_span *s = &p->spans[p->nheaders];
-    s->name_len = p->len - s->name_off;
-    s->value_off = p->len;
-    p->in_field = 0;
-    return 0;
-}
-
-static int on_header_value(llhttp_t *ll, const char *at, size_t n)
-{
-    sl__http_parser *p = P(ll);
-    /* Only a folded line (refused by frame_scan) could put a line break into a value. */
-    if (memchr(at, '\r', n) != NULL || memchr(at, '\n', n) != NULL)
-        return fail_bad(p, "line break in a header value");
-    if (p->phase == PH_BODY)
-        return trailer_count(p, n);
-    return append(p, at, n);
-}
-
 /* Headers that are read as one value: sluice (like most servers) takes the first copy, a proxy in
  * front may take the last, or join them, and authorise or route by a different value than the one
  * sluice acts on. A second copy is refused instead (RFC 9110 5.3: these are not lists). */
@@ -308,7 +265,67 @@ static const struct {
     SINGLE_ROW("sec-websocket-key", "Sec-WebSocket-Key"),
     SINGLE_ROW("sec-websocket-version", "Sec-WebSocket-Version"),
 };
-enum { SINGLE_HOST = 0, SINGLE_TE = 3 };
+enum { SINGLE_HOST = 0, SINGLE_TE = 3, SINGLE_NONE = -1 };
+
+/* The index of name in SINGLE, or SINGLE_NONE. */
+static int single_index(const char *name, size_t len)
+{
+    for (size_t i = 0; i < sizeof SINGLE / sizeof SINGLE[0]; i++)
+        if (len == SINGLE[i].len && strncasecmp(name, SINGLE[i].name, len) == 0)
+            return (int)i;
+    return SINGLE_NONE;
+}
+
+static int on_header_field(llhttp_t *ll, const char *at, size_t n)
+{
+    sl__http_parser *p = P(ll);
+    for (size_t i = 0; i < n; i++)
+        if (!is_tchar((unsigned char)at[i]))
+            return fail_bad(p, "invalid character in header name");
+    if (p->phase == PH_BODY) { /* trailer names are kept only as far as they are checked */
+        for (size_t i = 0; i < n && p->field_len + i < sizeof p->tname; i++)
+            p->tname[p->field_len + i] = at[i];
+        p->field_len += n;
+        return trailer_count(p, n);
+    }
+    p->field_len += n;
+    if (!p->in_field && start_header(p) != 0)
+        return -1;
+    return append(p, at, n);
+}
+
+static int on_header_field_complete(llhttp_t *ll)
+{
+    sl__http_parser *p = P(ll);
+    size_t len = p->field_len;
+    p->field_len = 0;
+    if (len == 0)
+        return fail_bad(p, "empty header name");
+    /* RFC 9110 6.5.1: framing, routing and credentials never come in trailers. sluice ignores
+     * trailers, but a proxy that merges them into the header section would not. */
+    if (p->phase == PH_BODY)
+        return len <= sizeof p->tname && single_index(p->tname, len) != SINGLE_NONE
+                   ? fail_bad(p, "header field not allowed in trailers")
+                   : 0;
+    if (!p->in_field && start_header(p) != 0)
+        return -1;
+    sl__http_span *s = &p->spans[p->nheaders];
+    s->name_len = p->len - s->name_off;
+    s->value_off = p->len;
+    p->in_field = 0;
+    return 0;
+}
+
+static int on_header_value(llhttp_t *ll, const char *at, size_t n)
+{
+    sl__http_parser *p = P(ll);
+    /* Only a folded line (refused by frame_scan) could put a line break into a value. */
+    if (memchr(at, '\r', n) != NULL || memchr(at, '\n', n) != NULL)
+        return fail_bad(p, "line break in a header value");
+    if (p->phase == PH_BODY)
+        return trailer_count(p, n);
+    return append(p, at, n);
+}
 
 /* RFC 3986 authority characters without userinfo: reg-name or IP literal, then ":port". */
 static int valid_host(const char *v, size_t n)
@@ -326,20 +343,18 @@ static int valid_host(const char *v, size_t n)
 static int check_header(sl__http_parser *p, const sl__http_span *s)
 {
     const char *name = p->buf + s->name_off, *v = p->buf + s->value_off;
-    for (size_t i = 0; i < sizeof SINGLE / sizeof SINGLE[0]; i++) {
-        if (s->name_len != SINGLE[i].len || strncasecmp(name, SINGLE[i].name, s->name_len) != 0)
-            continue;
-        if (p->seen & (1u << i))
-            return fail_bad(p, SINGLE[i].dup);
-        p->seen |= 1u << i;
-        if (i == SINGLE_HOST && !valid_host(v, s->value_len))
-            return fail_bad(p, "invalid Host header");
-        /* The only coding sluice decodes, alone: "identity, chunked" or "gzip, chunked" would be
-         * framed as chunked by llhttp while a proxy may frame it otherwise. */
-        if (i == SINGLE_TE && (s->value_len != 7 || strncasecmp(v, "chunked", 7) != 0))
-            return fail_bad(p, "unsupported Transfer-Encoding (only chunked)");
+    int i = single_index(name, s->name_len);
+    if (i == SINGLE_NONE)
         return 0;
-    }
+    if (p->seen & (1u << i))
+        return fail_bad(p, SINGLE[i].dup);
+    p->seen |= 1u << i;
+    if (i == SINGLE_HOST && !valid_host(v, s->value_len))
+        return fail_bad(p, "invalid Host header");
+    /* The only coding sluice decodes, alone: "identity, chunked" or "gzip, chunked" would be
+     * framed as chunked by llhttp while a proxy may frame it otherwise. */
+    if (i == SINGLE_TE && (s->value_len != 7 || strncasecmp(v, "chunked", 7) != 0))
+        return fail_bad(p, "unsupported Transfer-Encoding (only chunked)");
     return 0;
 }
 

@@ -58,6 +58,7 @@ typedef struct sl__http_parser {
     int rline;        /* where the request line is (see rline_scan) */
     unsigned seen;    /* bit per one-value header already seen (SINGLE in http_parser.c) */
     size_t field_len; /* bytes of the header name being read */
+    char tname[24];   /* the start of a trailer's name (see on_header_field_complete) */
     int chunked;
     uint64_t chunk_left;
 

@@ -501,6 +501,22 @@ static void test_framing_table(void **state)
          "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nT: a\r\n b\r\n\r\n",
          400},
         {"line starting with space after request line", "GET / HTTP/1.1\r\n Host: x\r\n\r\n", 400},
+        /* Trailers that a proxy merging them into the headers would act on. */
+        {"Content-Length trailer",
+         "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n"
+         "Content-Length: 5\r\n\r\n",
+         400},
+        {"Authorization trailer",
+         "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n"
+         "authorization: Bearer x\r\n\r\n",
+         400},
+        {"Host trailer",
+         "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nHost: y\r\n\r\n",
+         400},
+        {"other trailer",
+         "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n"
+         "X-Checksum: 1\r\nX-Authorization-Hint-That-Is-Long: 2\r\n\r\n",
+         0},
         /* Transfer-Encoding: exactly "chunked", once, and never with Content-Length. */
         {"TE identity, chunked",
          "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: identity, chunked\r\n\r\n"
