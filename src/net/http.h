@@ -1,13 +1,16 @@
 /* The HTTP/1.1 transport: a libuv TCP server whose requests are parsed by llhttp (sl__http_parser,
  * which does no I/O) and handed, one at a time per connection and in order, to a handler.
  * Keep-alive and pipelining are supported: the next pipelined request is not handed over before the
- * previous one has been answered. Limits (body, header size, slow clients, connection count) are
- * enforced here with their HTTP errors (413, 431, 408 + close, 503 + close). */
+ * previous one has been answered. Limits (body, header size, slow clients, connection count in all
+ * and per client address, file descriptors) are enforced here with their HTTP errors (413, 431,
+ * 408 + close, 503 + Retry-After + close). */
 #ifndef SLUICE_NET_HTTP_H
 #define SLUICE_NET_HTTP_H
 
 #include <stddef.h>
 #include <uv.h>
+
+#include <sluice/error.h>
 
 typedef struct sl_http_header {
     const char *name; /* as received; compare case-insensitively */
@@ -51,8 +54,30 @@ typedef struct sl_http_limits {
     unsigned request_timeout_ms; /* a started request must complete within; default 10 s -> 408 */
     unsigned idle_timeout_ms;    /* keep-alive idle before close; default 60 s */
     size_t max_connections;      /* default 10000; past it: 503 and close */
+    /* Per client address (an IPv4 address, or the /64 of an IPv6 one); past them: 503 and close.
+     * Connections "in their headers" have not yet sent a complete request head since they were
+     * accepted or last answered (slowloris). Default 0 (no limit) and 64. */
+    size_t max_connections_per_address;
+    size_t max_pending_per_address;
+    /* Once connections reach 3/4 of max_connections (until they fall below half), connections in
+     * their headers get this long instead of request_timeout_ms. Default 2 s; 0: never. */
+    unsigned busy_header_timeout_ms;
 } sl_http_limits;
 void sl_http_limits_init(sl_http_limits *l);
+
+/* One operational line (no trailing newline; never a credential). */
+typedef void (*sl_http_log_fn)(void *ud, const char *line);
+
+/* Descriptors a server keeps besides its client connections (listener, the spare kept for
+ * refusing connections when out of descriptors, logs, Redis, introspection, libuv's own). */
+#define SL_HTTP_FD_RESERVE 64
+
+/* Makes room for lim->max_connections connections plus SL_HTTP_FD_RESERVE descriptors: raises the
+ * soft RLIMIT_NOFILE as far as needed (up to the hard limit) and, when even that is too little,
+ * lowers lim->max_connections to what fits. Each change is reported through log (may be NULL).
+ * Returns SL_OK, or SL_ECONFIG (with st) when fewer than 16 connections would fit. Call it before
+ * the server starts: the limit is process-wide. */
+int sl_http_fit_fd_limit(sl_http_limits *lim, sl_http_log_fn log, void *ud, sl_status *st);
 
 typedef struct sl_http_server sl_http_server;
 
@@ -64,6 +89,9 @@ int sl_http_server_new(sl_http_server **out, uv_loop_t *loop, const sl_http_limi
 int sl_http_server_listen(sl_http_server *s, const char *host, int port);
 int sl_http_server_port(const sl_http_server *s);
 size_t sl_http_server_connections(const sl_http_server *s);
+/* Where refusals are reported (out of descriptors, connection limits), at most once per limit per
+ * 10 s with a count; NULL: nowhere. */
+void sl_http_server_set_log(sl_http_server *s, sl_http_log_fn log, void *ud);
 /* Stops listening and closes every connection. */
 void sl_http_server_close(sl_http_server *s);
 void sl_http_server_free(sl_http_server *s);

@@ -16,8 +16,11 @@
 #include <sluice/error.h>
 
 enum { PH_IDLE, PH_HEAD, PH_BODY, PH_DONE, PH_ERROR };
-/* frame: what the next non-body byte must be. */
-enum { FR_ANY, FR_LF, FR_CR };
+/* frame: what the next non-body byte must be. FR_LINE: a line just ended, so the next byte starts
+ * a line and may not be a space or tab (obs-fold). */
+enum { FR_ANY, FR_LF, FR_CR, FR_LINE };
+/* rline: where the request line is; only checked while in it. */
+enum { RL_BEFORE, RL_IN, RL_SPACE, RL_AFTER };
 
 #define DEFAULT_MAX_BODY (1024 * 1024)
 #define DEFAULT_MAX_HEADER (16 * 1024)
@@ -93,12 +96,40 @@ static int is_tchar(unsigned char c)
     return c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL;
 }
 
+/* The request line, byte by byte: exactly one space between its parts. llhttp takes "GET  /" for
+ * "GET /", which a proxy may not. */
+static int rline_scan(sl__http_parser *p, const char *q, const char *end)
+{
+    for (; q < end && p->rline != RL_AFTER; q++) {
+        if (*q == '\r' || *q == '\n') {
+            if (p->rline != RL_BEFORE) /* blank lines before a request are llhttp's business */
+                p->rline = RL_AFTER;
+        } else if (*q == ' ') {
+            if (p->rline == RL_SPACE)
+                return fail_bad(p, "more than one space in the request line");
+            p->rline = RL_SPACE;
+        } else {
+            p->rline = RL_IN;
+        }
+    }
+    return 0;
+}
+
 /* Checks the bytes [q, end) that llhttp consumed as framing (request line, headers, chunk sizes
- * and the CRLF after chunk data, trailers): every CR must be followed by LF, and chunk data by
- * CRLF. Body bytes never come here (on_body skips over them), so a CR in a body is fine. */
+ * and the CRLF after chunk data, trailers): every CR must be followed by LF, chunk data by CRLF,
+ * and no line may start with a space or tab (obs-fold line folding, which llhttp joins to the
+ * previous header, RFC 9112 5.2: a proxy may read the folded line as a header of its own). Body
+ * bytes never come here (on_body skips over them), so a CR in a body is fine. */
 static int frame_scan(sl__http_parser *p, const char *q, const char *end)
 {
+    if (p->rline != RL_AFTER && rline_scan(p, q, end) != 0)
+        return -1;
     while (q < end) {
+        if (p->frame == FR_LINE) {
+            if (*q == ' ' || *q == '\t')
+                return fail_bad(p, "folded header line (obs-fold)");
+            p->frame = FR_ANY;
+        }
         if (p->frame == FR_ANY) {
             const char *cr = memchr(q, '\r', (size_t)(end - q));
             if (cr == NULL)
@@ -108,7 +139,7 @@ static int frame_scan(sl__http_parser *p, const char *q, const char *end)
         } else if (p->frame == FR_LF) {
             if (*q++ != '\n')
                 return fail_bad(p, "CR not followed by LF");
-            p->frame = FR_ANY;
+            p->frame = FR_LINE;
         } else {
             if (*q++ != '\r')
                 return fail_bad(p, "expected CRLF after chunk data");
@@ -214,14 +245,50 @@ static int start_header(sl__http_parser *p)
     return 0;
 }
 
+/* Headers that are read as one value: sluice (like most servers) takes the first copy, a proxy in
+ * front may take the last, or join them, and authorise or route by a different value than the one
+ * sluice acts on. A second copy is refused instead (RFC 9110 5.3: these are not lists). */
+#define SINGLE_ROW(name, shown)                                                                    \
+    {                                                                                              \
+        name, sizeof name - 1, "more than one " shown " header"                                    \
+    }
+static const struct {
+    const char *name;
+    size_t len;
+    const char *dup; /* the 400 message */
+} SINGLE[] = {
+    SINGLE_ROW("host", "Host"),
+    SINGLE_ROW("authorization", "Authorization"),
+    SINGLE_ROW("content-length", "Content-Length"),
+    SINGLE_ROW("transfer-encoding", "Transfer-Encoding"),
+    SINGLE_ROW("expect", "Expect"),
+    SINGLE_ROW("sec-websocket-key", "Sec-WebSocket-Key"),
+    SINGLE_ROW("sec-websocket-version", "Sec-WebSocket-Version"),
+};
+enum { SINGLE_HOST = 0, SINGLE_TE = 3, SINGLE_NONE = -1 };
+
+/* The index of name in SINGLE, or SINGLE_NONE. */
+static int single_index(const char *name, size_t len)
+{
+    for (size_t i = 0; i < sizeof SINGLE / sizeof SINGLE[0]; i++)
+        if (len == SINGLE[i].len && strncasecmp(name, SINGLE[i].name, len) == 0)
+            return (int)i;
+    return SINGLE_NONE;
+}
+
 static int on_header_field(llhttp_t *ll, const char *at, size_t n)
 {
     sl__http_parser *p = P(ll);
     for (size_t i = 0; i < n; i++)
         if (!is_tchar((unsigned char)at[i]))
             return fail_bad(p, "invalid character in header name");
-    if (p->phase == PH_BODY)
+    if (p->phase == PH_BODY) { /* trailer names are kept only as far as they are checked */
+        for (size_t i = 0; i < n && p->field_len + i < sizeof p->tname; i++)
+            p->tname[p->field_len + i] = at[i];
+        p->field_len += n;
         return trailer_count(p, n);
+    }
+    p->field_len += n;
     if (!p->in_field && start_header(p) != 0)
         return -1;
     return append(p, at, n);
@@ -230,8 +297,16 @@ static int on_header_field(llhttp_t *ll, const char *at, size_t n)
 static int on_header_field_complete(llhttp_t *ll)
 {
     sl__http_parser *p = P(ll);
+    size_t len = p->field_len;
+    p->field_len = 0;
+    if (len == 0)
+        return fail_bad(p, "empty header name");
+    /* RFC 9110 6.5.1: framing, routing and credentials never come in trailers. sluice ignores
+     * trailers, but a proxy that merges them into the header section would not. */
     if (p->phase == PH_BODY)
-        return 0;
+        return len <= sizeof p->tname && single_index(p->tname, len) != SINGLE_NONE
+                   ? fail_bad(p, "header field not allowed in trailers")
+                   : 0;
     if (!p->in_field && start_header(p) != 0)
         return -1;
     sl__http_span *s = &p->spans[p->nheaders];
@@ -244,9 +319,43 @@ static int on_header_field_complete(llhttp_t *ll)
 static int on_header_value(llhttp_t *ll, const char *at, size_t n)
 {
     sl__http_parser *p = P(ll);
+    /* Only a folded line (refused by frame_scan) could put a line break into a value. */
+    if (memchr(at, '\r', n) != NULL || memchr(at, '\n', n) != NULL)
+        return fail_bad(p, "line break in a header value");
     if (p->phase == PH_BODY)
         return trailer_count(p, n);
     return append(p, at, n);
+}
+
+/* RFC 3986 authority characters without userinfo: reg-name or IP literal, then ":port". */
+static int valid_host(const char *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)v[i];
+        int alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+        if (!alnum && (c == 0 || strchr("-._~%!$&'()*+;=:[]", c) == NULL))
+            return 0;
+    }
+    return 1;
+}
+
+/* Per-header checks once a header is complete (its value trimmed). */
+static int check_header(sl__http_parser *p, const sl__http_span *s)
+{
+    const char *name = p->buf + s->name_off, *v = p->buf + s->value_off;
+    int i = single_index(name, s->name_len);
+    if (i == SINGLE_NONE)
+        return 0;
+    if (p->seen & (1u << i))
+        return fail_bad(p, SINGLE[i].dup);
+    p->seen |= 1u << i;
+    if (i == SINGLE_HOST && !valid_host(v, s->value_len))
+        return fail_bad(p, "invalid Host header");
+    /* The only coding sluice decodes, alone: "identity, chunked" or "gzip, chunked" would be
+     * framed as chunked by llhttp while a proxy may frame it otherwise. */
+    if (i == SINGLE_TE && (s->value_len != 7 || strncasecmp(v, "chunked", 7) != 0))
+        return fail_bad(p, "unsupported Transfer-Encoding (only chunked)");
+    return 0;
 }
 
 static int on_header_value_complete(llhttp_t *ll)
@@ -263,7 +372,7 @@ static int on_header_value_complete(llhttp_t *ll)
     s->value_off = off;
     s->value_len = n;
     p->nheaders++;
-    return 0;
+    return check_header(p, s);
 }
 
 static const sl__http_span *find_span(const sl__http_parser *p, const char *name)
@@ -285,6 +394,12 @@ static int on_headers_complete(llhttp_t *ll)
     /* We only speak HTTP/1.x: an Upgrade (or CONNECT) request is answered as a plain request, so
      * llhttp must not hand the rest of the stream over to "another protocol". */
     ll->upgrade = 0;
+    /* RFC 9112 3.2: an HTTP/1.1 request without Host is refused (two are refused above). */
+    if (ll->http_minor >= 1 && !(p->seen & (1u << SINGLE_HOST)))
+        return fail_bad(p, "missing Host header");
+    /* RFC 9112 6.1: HTTP/1.0 has no transfer codings; its framing would be faulty. */
+    if (ll->http_minor == 0 && (p->seen & (1u << SINGLE_TE)))
+        return fail_bad(p, "Transfer-Encoding in an HTTP/1.0 request");
     int chunked = (ll->flags & F_CHUNKED) != 0;
     uint64_t clen = (ll->flags & F_CONTENT_LENGTH) && !chunked ? ll->content_length : 0;
     if (clen > p->max_body)
@@ -323,6 +438,8 @@ static int on_body(llhttp_t *ll, const char *at, size_t n)
         return fail_body(p);
     if (frame_scan(p, p->scan_from, at) != 0)
         return -1;
+    if (p->frame == FR_LINE) /* body bytes are not the start of a header line */
+        p->frame = FR_ANY;
     if (p->frame != FR_ANY)
         return fail_bad(p, "CR not followed by LF");
     p->scan_from = at + n;
@@ -400,8 +517,9 @@ static void fail_llhttp(sl__http_parser *p, llhttp_errno_t e)
     if (p->status != 0)
         return;
     const char *v = p->version;
+    /* A well-formed version we do not speak is 505; 1.0 and 1.1 followed by junk are 400. */
     if (e == HPE_INVALID_VERSION && p->version_len == 3 && v[0] >= '0' && v[0] <= '9' &&
-        v[1] == '.' && v[2] >= '0' && v[2] <= '9') {
+        v[1] == '.' && v[2] >= '0' && v[2] <= '9' && !(v[0] == '1' && v[2] <= '1')) {
         fail(p, 505, SL_EINVAL, "http_version_not_supported", "HTTP version not supported");
         return;
     }
@@ -430,7 +548,8 @@ int sl__http_parser_feed(sl__http_parser *p, const char *data, size_t len, size_
         if (e == HPE_PAUSED && p->phase == PH_DONE) {
             const char *end = llhttp_get_error_pos(&p->ll);
             if (frame_scan(p, p->scan_from, end) != 0 ||
-                (p->frame != FR_ANY && fail_bad(p, "CR not followed by LF"))) {
+                (p->frame != FR_ANY && p->frame != FR_LINE &&
+                 fail_bad(p, "CR not followed by LF"))) {
                 p->phase = PH_ERROR;
                 *consumed = off;
                 return SL__HTTP_ERROR;
@@ -495,6 +614,9 @@ void sl__http_parser_next(sl__http_parser *p)
     p->in_field = p->keep_alive = p->want_continue = p->saw_version = 0;
     p->version_len = 0;
     p->frame = FR_ANY;
+    p->rline = RL_BEFORE;
+    p->seen = 0;
+    p->field_len = 0;
     p->chunked = 0;
     p->chunk_left = 0;
     p->phase = PH_IDLE;
@@ -505,6 +627,11 @@ int sl__http_parser_in_message(const sl__http_parser *p)
 {
     return p->phase == PH_HEAD || p->phase == PH_BODY ||
            (p->phase == PH_IDLE && p->header_bytes > 0);
+}
+
+int sl__http_parser_in_head(const sl__http_parser *p)
+{
+    return p->phase == PH_HEAD || (p->phase == PH_IDLE && p->header_bytes > 0);
 }
 
 int sl__http_parser_take_continue(sl__http_parser *p)

@@ -55,6 +55,10 @@ typedef struct sl__http_parser {
     /* Line-ending check over every byte that is not body (see frame_scan in http_parser.c). */
     const char *scan_from;
     int frame;
+    int rline;        /* where the request line is (see rline_scan) */
+    unsigned seen;    /* bit per one-value header already seen (SINGLE in http_parser.c) */
+    size_t field_len; /* bytes of the header name being read */
+    char tname[24];   /* the start of a trailer's name (see on_header_field_complete) */
     int chunked;
     uint64_t chunk_left;
 
@@ -84,6 +88,8 @@ void sl__http_parser_next(sl__http_parser *p);
 
 /* Whether bytes of a request not yet complete have been fed (the request timeout is running). */
 int sl__http_parser_in_message(const sl__http_parser *p);
+/* Whether bytes of a request head (request line, headers) not yet complete have been fed. */
+int sl__http_parser_in_head(const sl__http_parser *p);
 
 /* Returns 1, once per request, when the client asked for "Expect: 100-continue", its headers were
  * acceptable and the body has not arrived yet: the caller should send "100 Continue" now. */

@@ -204,6 +204,9 @@ enum key_id {
     K_REQUEST_TIMEOUT,
     K_IDLE_TIMEOUT,
     K_MAX_CONNECTIONS,
+    K_MAX_CONNECTIONS_PER_ADDRESS,
+    K_MAX_PENDING_PER_ADDRESS,
+    K_BUSY_HEADER_TIMEOUT,
     K_WS_FIRST, /* the ws_* keys: set_ws's tables */
     K_WS_MAX_CONNECTIONS = K_WS_FIRST,
     K_WS_MAX_SUBSCRIPTIONS,
@@ -261,6 +264,11 @@ static const sl__config_key key_table[K_COUNT] = {
     [K_REQUEST_TIMEOUT] = {"request_timeout", "request-timeout", 0, 0, {"2.5", "3600"}},
     [K_IDLE_TIMEOUT] = {"idle_timeout", NULL, 0, 0, {"0.25", "86400"}},
     [K_MAX_CONNECTIONS] = {"max_connections", "max-connections", 0, 0, {"1", "1000000"}},
+    [K_MAX_CONNECTIONS_PER_ADDRESS] =
+        {"max_connections_per_address", "max-connections-per-address", 0, 0, {"3", "1000000"}},
+    [K_MAX_PENDING_PER_ADDRESS] =
+        {"max_pending_per_address", "max-pending-per-address", 0, 0, {"5", "1000000"}},
+    [K_BUSY_HEADER_TIMEOUT] = {"busy_header_timeout", "busy-header-timeout", 0, 0, {"0", "0.5"}},
     [K_WS_MAX_CONNECTIONS] = {"ws_max_connections", NULL, 0, 0, {"1", "1000000"}},
     [K_WS_MAX_SUBSCRIPTIONS] = {"ws_max_subscriptions", NULL, 0, 0, {"2", "100000"}},
     [K_WS_MAX_MESSAGE] = {"ws_max_message", NULL, 0, 0, {"3", "67108864"}},
@@ -602,6 +610,19 @@ int sl__config_set(sl__config *c, const char *key, const char *v, sl_status *st)
             return sl_status_set(st, SL_ECONFIG, "max_connections must be 1..1000000");
         c->limits.max_connections = (size_t)u;
         return SL_OK;
+    case K_MAX_CONNECTIONS_PER_ADDRESS:
+    case K_MAX_PENDING_PER_ADDRESS:
+        if (parse_uint(v, 1000000, &u) < 0)
+            return sl_status_set(st, SL_ECONFIG, "%s must be 0..1000000", key);
+        *(id == K_MAX_CONNECTIONS_PER_ADDRESS ? &c->limits.max_connections_per_address
+                                              : &c->limits.max_pending_per_address) = (size_t)u;
+        return SL_OK;
+    case K_BUSY_HEADER_TIMEOUT:
+        /* Whole milliseconds, like the other timeouts; 0 turns the shortening off. */
+        if (parse_seconds(v, &d) < 0 || d < 0 || d > 3600 || (d > 0 && d < 0.001))
+            return sl_status_set(st, SL_ECONFIG, "busy_header_timeout must be 0..3600 seconds");
+        c->limits.busy_header_timeout_ms = (unsigned)llround(d * 1000);
+        return SL_OK;
     default:
         if (id >= K_WS_FIRST)
             return set_ws(&c->ws, key, v, st);
@@ -737,6 +758,15 @@ char *sl__config_format(const sl__config *c, const char *key)
         break;
     case K_MAX_CONNECTIONS:
         fprintf(f, "%zu", c->limits.max_connections);
+        break;
+    case K_MAX_CONNECTIONS_PER_ADDRESS:
+        fprintf(f, "%zu", c->limits.max_connections_per_address);
+        break;
+    case K_MAX_PENDING_PER_ADDRESS:
+        fprintf(f, "%zu", c->limits.max_pending_per_address);
+        break;
+    case K_BUSY_HEADER_TIMEOUT:
+        fprintf(f, "%.17g", c->limits.busy_header_timeout_ms / 1000.0);
         break;
     default:
         for (size_t i = 0; i < sizeof ws_counts / sizeof ws_counts[0]; i++) {

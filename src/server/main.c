@@ -59,6 +59,11 @@ static void usage(FILE *f)
         "  --apikey-store FILE       accept API keys from this store\n"
         "  --max-body BYTES          request body limit (default 1048576)\n"
         "  --max-connections N       connection limit (default 10000)\n"
+        "  --max-connections-per-address N  per client address (default 0: none)\n"
+        "  --max-pending-per-address N      per client address, still in their headers (default "
+        "64)\n"
+        "  --busy-header-timeout SECONDS    for request heads near the connection limit (default "
+        "2)\n"
         "  --request-timeout SECONDS a request must arrive within (default 10)\n"
         "  --read-max-bytes BYTES    message bytes one read returns at most (default 4194304)\n"
         "  --log-requests            one log line per request on stderr (never credentials)\n"
@@ -490,8 +495,11 @@ int main(int argc, char **argv)
         if (rc == SL_OK &&
             (rc = sl__wss_server_new(&s.wss, s.loop, s.ctx, &s.router.authn, &cfg.ws)) != SL_OK)
             sl_status_set(&st, rc, "cannot set up the WebSocket endpoint");
-        if (rc == SL_OK)
-            rc = sl_http_server_new(&s.http, s.loop, &cfg.limits, on_request, &s);
+        if (rc == SL_OK) /* room for max_connections descriptors, or fewer connections */
+            rc = sl_http_fit_fd_limit(&cfg.limits, log_line, NULL, &st);
+        if (rc == SL_OK &&
+            (rc = sl_http_server_new(&s.http, s.loop, &cfg.limits, on_request, &s)) == SL_OK)
+            sl_http_server_set_log(s.http, log_line, NULL);
         if (rc == SL_OK && (rc = sl_http_server_listen(s.http, cfg.host, cfg.port)) != SL_OK)
             sl_status_set(&st, rc, "cannot listen on %s:%d", cfg.host, cfg.port);
     }

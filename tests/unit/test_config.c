@@ -553,6 +553,34 @@ static void test_environment(void **state)
     sl__config_free(&c);
 }
 
+/* The per-address connection limits and the busy head timeout (docs/CONFIG.md). */
+static void test_connection_limits(void **state)
+{
+    (void)state;
+    sl__config c;
+    sl_status st;
+    assert_int_equal(parse(&c, "max_connections = 500\n", &st), SL_OK);
+    assert_int_equal(c.limits.max_connections_per_address, 0);
+    assert_int_equal(c.limits.max_pending_per_address, 64);
+    assert_int_equal(c.limits.busy_header_timeout_ms, 2000);
+    sl__config_free(&c);
+    assert_int_equal(parse(&c,
+                           "max_connections_per_address = 50\nmax_pending_per_address = 0\n"
+                           "busy_header_timeout = 0.5\n",
+                           &st),
+                     SL_OK);
+    assert_int_equal(c.limits.max_connections_per_address, 50);
+    assert_int_equal(c.limits.max_pending_per_address, 0);
+    assert_int_equal(c.limits.busy_header_timeout_ms, 500);
+    sl__config_free(&c);
+    assert_int_equal(parse(&c, "max_pending_per_address = -1\n", &st), SL_ECONFIG);
+    assert_string_equal(st.message, "test.conf:1: max_pending_per_address must be 0..1000000");
+    sl__config_free(&c);
+    assert_int_equal(parse(&c, "busy_header_timeout = 4000\n", &st), SL_ECONFIG);
+    assert_string_equal(st.message, "test.conf:1: busy_header_timeout must be 0..3600 seconds");
+    sl__config_free(&c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -566,6 +594,7 @@ int main(void)
         cmocka_unit_test(test_repeatable_keys),
         cmocka_unit_test(test_command_line),
         cmocka_unit_test(test_environment),
+        cmocka_unit_test(test_connection_limits),
     };
     return cmocka_run_group_tests(tests, table_setup, table_teardown);
 }
