@@ -2,6 +2,8 @@
  * only who the caller is. */
 #include <sluice/upstream.h>
 
+#include <sluice/revocation.h>
+
 #include <jansson.h>
 
 #include <stdlib.h>
@@ -49,7 +51,10 @@ static void authenticate(sl_authenticator *a, const char *cred, size_t len, doub
     sl_identity who;
     sl_identity_init(&who);
     memcpy(who.principal, id.principal, sizeof who.principal);
-    memcpy(who.token_id, id.token_id, sizeof who.token_id);
+    /* A provider's jti the revocation store cannot key is left out (as introspection does):
+     * revocation by the user cut-off still applies, and the token is not refused for it. */
+    if (sl_revocation_id_valid(id.token_id))
+        memcpy(who.token_id, id.token_id, sizeof who.token_id);
     who.source = SL_SOURCE_UPSTREAM_JWT;
     who.issued_at = id.issued_at;
     who.expires_at = id.expires_at;
