@@ -1,12 +1,12 @@
 /* Fuzz target: API keys (src/security/apikey.c): the store file's text format and the key syntax.
  * The input is store text, optionally preceded by one line holding a presented key ("slk_..."),
  * which is otherwise the whole input. Checked: a refused store text's message never repeats a
- * "hash" value of the text; a loaded store lists its records sorted by unique valid id, each with
- * a valid principal and patterns, and finds each by id; the presented key parses only in the
- * documented shape (slk_ + 12 + '_' + 52 characters of a-z2-7), and authenticating it answers one
- * of the three fixed messages or the identity of its record, unexpired. And a key created in the
- * loaded store authenticates as what it was created for, while the same key with one character of
- * its secret changed does not. */
+ * "hash" value of the text (64 hex digits); a loaded store lists its records sorted by unique valid
+ * id, each with a valid principal and patterns, and finds each by id; the presented key parses only
+ * in the documented shape (slk_ + 12 + '_' + 52 characters of a-z2-7), and authenticating it
+ * answers one of the three fixed messages or the identity of its record, unexpired. And a key
+ * created in the loaded store authenticates as what it was created for, while the same key with one
+ * character of its secret changed does not. */
 #include <jansson.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -21,8 +21,8 @@ static int in_alphabet(char c)
     return (c >= 'a' && c <= 'z') || (c >= '2' && c <= '7');
 }
 
-/* No "hash" value of the text's lines may appear in the message (a field name may: the message
- * names unknown fields, so a value that is also a field name of its line is not counted). */
+/* No well-formed "hash" value (64 hex digits) of the text's lines may appear in the message. (A
+ * message may name an unknown field, cut to 40 bytes, or an id, 12: neither can hold one.) */
 static void check_message(const char *text, size_t len, const char *msg)
 {
     for (size_t off = 0; off < len;) {
@@ -31,7 +31,7 @@ static void check_message(const char *text, size_t len, const char *msg)
         off += ll + 1;
         json_t *o = json_loadb(p, ll, 0, NULL);
         const char *h = json_string_value(json_object_get(o, "hash"));
-        if (h && strlen(h) >= 8 && json_object_get(o, h) == NULL && strstr(msg, h) != NULL)
+        if (h && strlen(h) == 64 && strspn(h, "0123456789abcdef") == 64 && strstr(msg, h) != NULL)
             abort();
         json_decref(o);
     }
