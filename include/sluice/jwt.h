@@ -31,8 +31,8 @@ void sl_jwt_keyring_free(sl_jwt_keyring *kr);
  * from it) and wiped on free. */
 int sl_jwt_keyring_add_hs256(sl_jwt_keyring *kr, const char *kid, const void *secret, size_t len);
 /* Add a public key for verifying "ES256" (ECDSA on P-256 with SHA-256) or "EdDSA" (Ed25519) tokens.
- * pem (len bytes, need not be NUL-terminated) must hold exactly one PEM block, "-----BEGIN PUBLIC
- * KEY-----" (SubjectPublicKeyInfo, as `openssl pkey -pubout` writes). SL_EINVAL for anything else:
+ * pem (len bytes, need not be NUL-terminated, holding no NUL byte) must hold exactly one PEM block,
+ * "-----BEGIN PUBLIC KEY-----" (SubjectPublicKeyInfo, as `openssl pkey -pubout` writes). SL_EINVAL for anything else:
  * a private key (refused, not reduced to its public half: it has no business on the verifier), a
  * certificate, more than one block, a key of another type or curve (P-384, explicit curve
  * parameters, Ed448, RSA...) or one failing OpenSSL's public-key check; kid rules and the other

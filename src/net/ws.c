@@ -267,7 +267,7 @@ static int out_reserve(sl_ws_conn *c, size_t need)
 /* RFC 6455 §8.1: text must be UTF-8 (RFC 3629: no overlongs, surrogates or code points past
  * U+10FFFF); the layer above hands text on to JSON parsers. ASCII, most of any JSON, is skipped
  * eight bytes at a time. */
-static int utf8_valid(const unsigned char *s, size_t n)
+int sl__ws_utf8_valid(const unsigned char *s, size_t n)
 {
     size_t i = 0;
     while (i < n) {
@@ -365,7 +365,7 @@ static int reading(const sl_ws_conn *c)
 
 static void deliver(sl_ws_conn *c, const uint8_t *p, size_t n)
 {
-    if (!utf8_valid(p, n)) {
+    if (!sl__ws_utf8_valid(p, n)) {
         fail(c, SL_WS_BAD_DATA, "invalid UTF-8");
         return;
     }
@@ -388,23 +388,28 @@ static void on_ping(sl_ws_conn *c, const uint8_t *p, size_t n)
     c->pong_len = (uint8_t)(h + n);
 }
 
+const char *sl__ws_close_check(const uint8_t *p, size_t n, int *code)
+{
+    *code = SL_WS_NO_STATUS;
+    if (n == 0)
+        return NULL;
+    if (n == 1)
+        return "close frame with a 1-byte body";
+    *code = p[0] << 8 | p[1];
+    if (!close_code_valid(*code))
+        return "invalid close code";
+    if (!sl__ws_utf8_valid(p + 2, n - 2))
+        return "close reason is not UTF-8";
+    return NULL;
+}
+
 static void on_peer_close(sl_ws_conn *c, const uint8_t *p, size_t n)
 {
-    int code = SL_WS_NO_STATUS;
-    if (n == 1) {
-        fail(c, SL_WS_PROTOCOL_ERROR, "close frame with a 1-byte body");
+    int code;
+    const char *why = sl__ws_close_check(p, n, &code);
+    if (why != NULL) {
+        fail(c, SL_WS_PROTOCOL_ERROR, why);
         return;
-    }
-    if (n >= 2) {
-        code = p[0] << 8 | p[1];
-        if (!close_code_valid(code)) {
-            fail(c, SL_WS_PROTOCOL_ERROR, "invalid close code");
-            return;
-        }
-        if (!utf8_valid(p + 2, n - 2)) {
-            fail(c, SL_WS_PROTOCOL_ERROR, "close reason is not UTF-8");
-            return;
-        }
     }
     c->peer_code = code;
     queue_close(c, code == SL_WS_NO_STATUS ? 0 : code, NULL, 0); /* the echo (§5.5.1) */

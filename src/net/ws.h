@@ -74,4 +74,15 @@ void *sl_ws_userdata(const sl_ws_conn *c);
  * The closing handshake reads regardless. */
 void sl_ws_pause(sl_ws_conn *c, int paused);
 
+/* ---- internals, exposed to the fuzz target and unit tests ------------------------------------ */
+
+/* 1 when s[0..n) is UTF-8 as RFC 3629 defines it (no overlongs, surrogates or code points past
+ * U+10FFFF): what text messages and close reasons must be. */
+int sl__ws_utf8_valid(const unsigned char *s, size_t n);
+
+/* Checks a peer's close frame body (n bytes): NULL when acceptable, with *code its close code
+ * (SL_WS_NO_STATUS for an empty body), else why not (static text; the connection then fails with
+ * SL_WS_PROTOCOL_ERROR). */
+const char *sl__ws_close_check(const unsigned char *p, size_t n, int *code);
+
 #endif

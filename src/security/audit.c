@@ -9,6 +9,8 @@
  * (tests, fuzzers) and arbitrarily large files read in blocks. */
 #include <sluice/audit.h>
 
+#include "security/audit_internal.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -299,6 +301,26 @@ static int read_full(int fd, char *buf, size_t n, off_t off)
     return 0;
 }
 
+int sl__audit_tail_parse(const char *buf, size_t n, int whole, uint64_t *seq, char *hash,
+                         const char **why)
+{
+    if (n == 0 || buf[n - 1] != '\n')
+        return SL__AUDIT_TAIL_INCOMPLETE;
+    const char *start = memrchr(buf, '\n', n - 1);
+    if (start == NULL && !whole)
+        return SL__AUDIT_TAIL_TOO_LONG;
+    start = start ? start + 1 : buf;
+    size_t len = (size_t)(buf + n - 1 - start);
+    json_int_t s;
+    char prev[SL_AUDIT_HASH_HEX + 1];
+    if ((*why = record_fields(start, len, &s, prev)) != NULL)
+        return SL__AUDIT_TAIL_NOT_RECORD;
+    if (hash_hex(start, len, hash) != 0)
+        return SL__AUDIT_TAIL_INTERNAL;
+    *seq = (uint64_t)s;
+    return SL__AUDIT_TAIL_OK;
+}
+
 /* Continues the chain of an existing file from its last line. Only the last line is read: checking
  * the whole file at every start would make start-up time grow with the log, and `sluice audit
  * verify` does that job. A damaged tail is refused rather than extended, because records appended
@@ -320,36 +342,34 @@ static int read_tail(sl_audit_log *log, off_t size, sl_status *st)
         rc = sl_status_set(st, SL_EIO, "cannot read audit log %s: %s", log->path, strerror(errno));
         goto out;
     }
-    if (buf[n - 1] != '\n') {
+    const char *why = NULL;
+    switch (sl__audit_tail_parse(buf, n, (off_t)n == size, &log->seq, log->prev, &why)) {
+    case SL__AUDIT_TAIL_OK:
+        break;
+    case SL__AUDIT_TAIL_INCOMPLETE:
         rc = sl_status_set(st, SL_EIO,
                            "audit log %s ends with an incomplete record (truncated or damaged); "
                            "move it aside and start a new log",
                            log->path);
-        goto out;
-    }
-    const char *start = memrchr(buf, '\n', n - 1);
-    if (start == NULL && (off_t)n < size) {
+        break;
+    case SL__AUDIT_TAIL_TOO_LONG:
         rc = sl_status_set(st, SL_EIO, "the last record of audit log %s is longer than %d bytes",
                            log->path, SL_AUDIT_RECORD_MAX);
-        goto out;
-    }
-    start = start ? start + 1 : buf;
-    size_t len = (size_t)(buf + n - 1 - start);
-    json_int_t seq;
-    char prev[SL_AUDIT_HASH_HEX + 1];
-    const char *why = record_fields(start, len, &seq, prev);
-    if (why) {
+        break;
+    case SL__AUDIT_TAIL_NOT_RECORD:
         rc = sl_status_set(st, SL_EIO,
                            "the last line of audit log %s is not an audit record (%s); move it "
                            "aside and start a new log",
                            log->path, why);
-        goto out;
-    }
-    if (hash_hex(start, len, log->prev) != 0) {
+        break;
+    default:
         rc = sl_status_set(st, SL_EINTERNAL, "cannot hash the audit log's last record");
-        goto out;
+        break;
     }
-    log->seq = (uint64_t)seq;
+    if (rc != SL_OK) {
+        log->seq = 0;
+        memcpy(log->prev, SL_AUDIT_GENESIS, sizeof log->prev);
+    }
 out:
     free(buf);
     return rc;

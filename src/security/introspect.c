@@ -13,6 +13,8 @@
  * queued always find it. */
 #include <sluice/introspect.h>
 
+#include "security/introspect_internal.h"
+
 #include <curl/curl.h>
 #include <jansson.h>
 #include <openssl/crypto.h>
@@ -77,17 +79,7 @@ typedef struct sock_ctx {
     struct sock_ctx *prev, *next;
 } sock_ctx;
 
-/* The outcome of one request, before it is cached and delivered. */
-typedef struct result {
-    int status;
-    const char *reason;
-    int cacheable;
-    double until;
-    sl_identity who;
-    const char *scope; /* borrowed from doc; NULL when none */
-    size_t scope_len;
-    json_t *doc; /* the parsed answer, owned (complete() releases it with who) */
-} result;
+typedef sl__introspect_result result;
 
 struct sl_introspect {
     uv_loop_t *loop;
@@ -362,17 +354,26 @@ static void judge(sl_introspect *i, ireq *q, CURLcode res, long code, result *r,
         fail(r, R_UNAVAIL);
         return;
     }
+    const char *detail = NULL;
+    sl__introspect_judge_body(q->resp ? q->resp : "", q->resp_len, now_of(i), i->ttl, r, &detail);
+    if (detail != NULL)
+        snprintf(why, whylen, "%s", detail);
+}
+
+void sl__introspect_judge_body(const char *body, size_t len, double now, double ttl, result *r,
+                               const char **why)
+{
+    memset(r, 0, sizeof *r);
     /* Duplicate keys are rejected: {"active":false,"active":true} must not be read either way. */
-    json_t *root = json_loadb(q->resp ? q->resp : "", q->resp_len, JSON_REJECT_DUPLICATES, NULL);
+    json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, NULL);
     json_t *active = json_is_object(root) ? json_object_get(root, "active") : NULL;
     if (!json_is_boolean(active)) {
-        snprintf(why, whylen, "malformed answer");
+        *why = "malformed answer";
         fail(r, R_UNAVAIL);
         json_decref(root);
         return;
     }
-    double now = now_of(i);
-    double until = now + i->ttl;
+    double until = now + ttl;
     if (json_is_false(active)) {
         refuse(r, SL_ETOKEN, R_INACTIVE, until);
         json_decref(root);
@@ -486,8 +487,15 @@ static void complete(sl_introspect *i, ireq *q, CURLcode res, long code)
         cache_put(i, q->key, &r, now_of(i));
     }
     req_deliver(q, r.status, &r.who, r.reason);
-    sl_identity_clear(&r.who);
-    json_decref(r.doc);
+    sl__introspect_result_clear(&r);
+}
+
+void sl__introspect_result_clear(result *r)
+{
+    sl_identity_clear(&r->who);
+    json_decref(r->doc);
+    r->doc = NULL;
+    r->scope = NULL;
 }
 
 static void check_done(sl_introspect *i)

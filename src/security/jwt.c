@@ -280,7 +280,9 @@ int sl_jwt_keyring_add_hs256(sl_jwt_keyring *kr, const char *kid, const void *se
 static int pem_public_key(const char *pem, size_t len, EVP_PKEY **out)
 {
     *out = NULL;
-    if (len == 0 || len > INT_MAX)
+    /* PEM is ASCII text, and OpenSSL's reader works on C strings: past a NUL it would see a
+     * different text than we were given ("-----BEGIN PUBLIC KEY\0junk-----" reads as a block). */
+    if (len == 0 || len > INT_MAX || memchr(pem, '\0', len) != NULL)
         return SL_EINVAL;
     BIO *b = BIO_new_mem_buf(pem, (int)len);
     if (b == NULL)

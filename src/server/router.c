@@ -99,7 +99,7 @@ static int hexval(char c)
 
 /* Percent-decodes src[0..n) into dst (size cap). plus_space: '+' means ' ' (query strings). Returns
  * the decoded length or -1 for a bad escape, a NUL byte, or output longer than cap - 1. */
-static long pct_decode(const char *src, size_t n, char *dst, size_t cap, int plus_space)
+long sl__pct_decode(const char *src, size_t n, char *dst, size_t cap, int plus_space)
 {
     size_t o = 0;
     for (size_t i = 0; i < n; i++) {
@@ -133,10 +133,10 @@ int sl__http_query_get(const sl_http_request *req, const char *name, char *buf, 
         const char *eq = memchr(q, '=', (size_t)(stop - q));
         const char *kend = eq ? eq : stop;
         char key[64];
-        long kl = pct_decode(q, (size_t)(kend - q), key, sizeof key, 1);
+        long kl = sl__pct_decode(q, (size_t)(kend - q), key, sizeof key, 1);
         if (kl == (long)nlen && memcmp(key, name, nlen) == 0) {
             const char *v = eq ? eq + 1 : stop;
-            return pct_decode(v, (size_t)(stop - v), buf, cap, 1) < 0 ? -1 : 1;
+            return sl__pct_decode(v, (size_t)(stop - v), buf, cap, 1) < 0 ? -1 : 1;
         }
         q = stop + 1;
     }
@@ -1248,7 +1248,7 @@ static int admit_route(sl__job *job)
     job->route = found;
     const sl_op_info *op = sl_op_lookup(found->op);
     if (cap) {
-        long len = pct_decode(cap, caplen, job->resource, sizeof job->resource, 0);
+        long len = sl__pct_decode(cap, caplen, job->resource, sizeof job->resource, 0);
         int principal = op->resource == SL_RES_PRINCIPAL;
         int valid = len > 0 && (principal ? sl_principal_valid(job->resource, (size_t)len)
                                           : sl_channel_id_valid(job->resource, (size_t)len));

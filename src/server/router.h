@@ -67,6 +67,11 @@ void sl__router_handle(sl__router *r, const sl_http_request *req, sl__response *
 /* Ends an asynchronous handler's job: rc SL_OK with its response filled, or an error. */
 void sl__job_finish(sl__job *job, int rc);
 
+/* Percent-decodes src[0..n) into dst (NUL-terminated, cap bytes); plus_space: '+' means ' ' (query
+ * strings). Returns the decoded length, or -1 for a bad escape, a NUL byte (encoded or not) or
+ * output that does not fit. */
+long sl__pct_decode(const char *src, size_t n, char *dst, size_t cap, int plus_space);
+
 /* Looks a query parameter up and percent-decodes its value into buf (NUL-terminated, cap bytes).
  * 1 found, 0 absent, -1 malformed or too long. */
 int sl__http_query_get(const sl_http_request *req, const char *name, char *buf, size_t cap);

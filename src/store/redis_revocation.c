@@ -19,6 +19,8 @@
  * while a context is being freed always find it. */
 #include <sluice/revocation.h>
 
+#include "store/redis_internal.h"
+
 #include <hiredis/adapters/libuv.h>
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
@@ -30,8 +32,7 @@
 #include <string.h>
 
 #define KEY_MAX (SL_REVOCATION_PREFIX_MAX + 32 + SL_PRINCIPAL_MAX)
-/* A watch message: "u " + cut-off (at most 15 + 1 + 9 bytes) + " " + user, the longest shape. */
-#define MSG_MAX (2 + 25 + 1 + SL_PRINCIPAL_MAX)
+#define MSG_MAX SL__REDIS_MSG_MAX
 
 typedef enum {
     R_IDLE,       /* no context; the retry timer runs (unless a watch link nobody needs) */
@@ -428,31 +429,41 @@ static int parse_cutoff(const char *str, size_t len, double *out)
     return 1;
 }
 
+int sl__redis_check_reply(const redisReply *reply, int is_token, double issued_at,
+                          const char **reason)
+{
+    *reason = NULL;
+    if (reply == NULL)
+        return SL_EUNAVAIL;
+    if (reply->type == REDIS_REPLY_NIL)
+        return SL_OK; /* no record */
+    if (reply->type == REDIS_REPLY_STRING) {
+        if (is_token) {
+            *reason = reply->len == 0                     ? "revoked"
+                      : reason_ok(reply->str, reply->len) ? reply->str
+                                                          : MALFORMED;
+            return SL_ETOKEN;
+        }
+        double cutoff;
+        if (!parse_cutoff(reply->str, reply->len, &cutoff))
+            *reason = MALFORMED;
+        else if (issued_at <= cutoff)
+            *reason = "all tokens of the user revoked";
+        return *reason ? SL_ETOKEN : SL_OK;
+    }
+    if (reply->type == REDIS_REPLY_ERROR && strncmp(reply->str, "WRONGTYPE", 9) != 0)
+        return SL_EUNAVAIL; /* LOADING, MISCONF, ...: Redis cannot answer */
+    *reason = MALFORMED;    /* a key of another type, or a reply of one */
+    return SL_ETOKEN;
+}
+
 /* One GET reply of a check, into op->status. */
 static void eval_get(rop *op, const redisReply *reply, int is_token)
 {
-    if (reply == NULL) {
-        op_worse(op, SL_EUNAVAIL, NULL);
-    } else if (reply->type == REDIS_REPLY_NIL) {
-        /* no record */
-    } else if (reply->type == REDIS_REPLY_STRING) {
-        if (is_token) {
-            op_worse(op, SL_ETOKEN,
-                     reply->len == 0                     ? "revoked"
-                     : reason_ok(reply->str, reply->len) ? reply->str
-                                                         : MALFORMED);
-        } else {
-            double cutoff;
-            if (!parse_cutoff(reply->str, reply->len, &cutoff))
-                op_worse(op, SL_ETOKEN, MALFORMED);
-            else if (op->issued_at <= cutoff)
-                op_worse(op, SL_ETOKEN, "all tokens of the user revoked");
-        }
-    } else if (reply->type == REDIS_REPLY_ERROR && strncmp(reply->str, "WRONGTYPE", 9) != 0) {
-        op_worse(op, SL_EUNAVAIL, NULL); /* LOADING, MISCONF, ...: Redis cannot answer */
-    } else {
-        op_worse(op, SL_ETOKEN, MALFORMED); /* a key of another type, or a reply of one */
-    }
+    const char *reason;
+    int status = sl__redis_check_reply(reply, is_token, op->issued_at, &reason);
+    if (status != SL_OK)
+        op_worse(op, status, reason);
 }
 
 static void on_reply(redisAsyncContext *ac, void *r, void *privdata);
@@ -522,7 +533,7 @@ static void on_reply(redisAsyncContext *ac, void *r, void *privdata)
  * after). The id or user is copied into buf (MSG_MAX + 1 bytes), where ev points. Anyone who can
  * write to this Redis can publish here, so nothing is trusted: length, NUL bytes, the cut-off's
  * syntax and the id and user validators all have to pass. */
-static int parse_message(const char *p, size_t len, sl_revocation_event *ev, char *buf)
+int sl__redis_parse_message(const char *p, size_t len, sl_revocation_event *ev, char *buf)
 {
     memset(ev, 0, sizeof *ev);
     if (len < 3 || len > MSG_MAX || memchr(p, '\0', len) != NULL || p[1] != ' ')
@@ -570,6 +581,21 @@ static void note_ignored(redis_store *s)
     s->ignored_logged_at = now;
 }
 
+int sl__redis_sub_reply(const redisReply *reply, const redisReply **payload)
+{
+    *payload = NULL;
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements < 3 ||
+        reply->element[0]->type != REDIS_REPLY_STRING)
+        return SL__REDIS_SUB_OTHER;
+    const redisReply *k = reply->element[0];
+    if (k->len == 9 && memcmp(k->str, "subscribe", 9) == 0)
+        return SL__REDIS_SUB_CONFIRM;
+    if (k->len != 7 || memcmp(k->str, "message", 7) != 0)
+        return SL__REDIS_SUB_OTHER;
+    *payload = reply->element[2];
+    return SL__REDIS_SUB_MESSAGE;
+}
+
 /* Every reply of the watch link: SUBSCRIBE confirmations (the first makes the link up and tells
  * the watcher to resync; later ones answer probes) and messages. hiredis routes them here by
  * channel name; a NULL reply means the context is being freed, which link_drop handles. */
@@ -579,11 +605,9 @@ static void on_sub_reply(redisAsyncContext *ac, void *r, void *privdata)
     redisReply *reply = r;
     if (reply == NULL || s->base.closing || s->sub.ac != ac)
         return;
-    if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 3 ||
-        reply->element[0]->type != REDIS_REPLY_STRING)
-        return;
-    const char *kind = reply->element[0]->str;
-    if (strcmp(kind, "subscribe") == 0) {
+    const redisReply *m = NULL;
+    int kind = sl__redis_sub_reply(reply, &m);
+    if (kind == SL__REDIS_SUB_CONFIRM) {
         if (s->sub.state == R_CONNECTING) {
             link_up(&s->sub);
             /* Whatever was published before this moment never reached us. Last: the watcher may
@@ -594,12 +618,11 @@ static void on_sub_reply(redisAsyncContext *ac, void *r, void *privdata)
         }
         return;
     }
-    if (strcmp(kind, "message") != 0 || s->sub.state != R_CONNECTED)
+    if (kind != SL__REDIS_SUB_MESSAGE || s->sub.state != R_CONNECTED)
         return;
-    const redisReply *m = reply->element[2];
     sl_revocation_event ev;
     char buf[MSG_MAX + 1];
-    if (m->type != REDIS_REPLY_STRING || !parse_message(m->str, m->len, &ev, buf)) {
+    if (m->type != REDIS_REPLY_STRING || !sl__redis_parse_message(m->str, m->len, &ev, buf)) {
         note_ignored(s);
         return;
     }

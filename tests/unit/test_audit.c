@@ -23,6 +23,8 @@
 
 #include <sluice/audit.h>
 
+#include "security/audit_internal.h"
+
 static char dir[64];
 
 /* ---- helpers --------------------------------------------------------------------------------- */
@@ -640,6 +642,45 @@ static void test_file_removed_or_replaced(void **state)
 
 /* ---- setup ----------------------------------------------------------------------------------- */
 
+/* The start-up tail check on its own (sl_audit_log_open reads at most the last line and the
+ * newline before it): where the chain continues, and each way a tail is refused. */
+static void test_tail_parse(void **state)
+{
+    (void)state;
+    static const char rec[] = "{\"seq\":7,\"prev\":\"" SL_AUDIT_GENESIS "\",\"event\":\"x\"}";
+    char text[256], hash[SL_AUDIT_HASH_HEX + 1], want[SL_AUDIT_HASH_HEX + 1];
+    unsigned char md[32];
+    unsigned mdlen;
+    assert_int_equal(EVP_Digest(rec, strlen(rec), md, &mdlen, EVP_sha256(), NULL), 1);
+    for (int i = 0; i < 32; i++)
+        snprintf(want + 2 * i, 3, "%02x", md[i]);
+    uint64_t seq = 0;
+    const char *why = NULL;
+
+    snprintf(text, sizeof text, "%s\n", rec);
+    assert_int_equal(sl__audit_tail_parse(text, strlen(text), 1, &seq, hash, &why),
+                     SL__AUDIT_TAIL_OK);
+    assert_int_equal(seq, 7);
+    assert_string_equal(hash, want);
+    /* the same line as the end of a longer file: its start is not known */
+    assert_int_equal(sl__audit_tail_parse(text, strlen(text), 0, &seq, hash, &why),
+                     SL__AUDIT_TAIL_TOO_LONG);
+    /* with the newline before it, it is */
+    snprintf(text, sizeof text, "junk\n%s\n", rec);
+    seq = 0;
+    assert_int_equal(sl__audit_tail_parse(text + 4, strlen(text) - 4, 0, &seq, hash, &why),
+                     SL__AUDIT_TAIL_OK);
+    assert_int_equal(seq, 7);
+    assert_string_equal(hash, want);
+    assert_int_equal(sl__audit_tail_parse(rec, strlen(rec), 1, &seq, hash, &why),
+                     SL__AUDIT_TAIL_INCOMPLETE);
+    assert_int_equal(sl__audit_tail_parse(text, 0, 1, &seq, hash, &why), SL__AUDIT_TAIL_INCOMPLETE);
+    assert_int_equal(sl__audit_tail_parse("{\"seq\":0}\n", 10, 1, &seq, hash, &why),
+                     SL__AUDIT_TAIL_NOT_RECORD);
+    assert_non_null(why);
+    assert_int_equal(sl__audit_tail_parse("\n", 1, 1, &seq, hash, &why), SL__AUDIT_TAIL_NOT_RECORD);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -675,6 +716,7 @@ int main(void)
         cmocka_unit_test(test_disk_full),
         cmocka_unit_test(test_partial_write),
         cmocka_unit_test(test_file_removed_or_replaced),
+        cmocka_unit_test(test_tail_parse),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

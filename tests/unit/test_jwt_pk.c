@@ -884,6 +884,37 @@ static void test_key_loading(void **state)
         EVP_PKEY_free(keys[i]);
 }
 
+/* A PEM text is ASCII: a NUL byte anywhere is refused. OpenSSL's PEM reader works on C strings
+ * and would read "-----BEGIN PUBLIC KEY\0\0-----" as a PUBLIC KEY block (found by fuzz_jwt_pk). */
+static void test_pem_nul(void **state)
+{
+    (void)state;
+    EVP_PKEY *k = gen_p256();
+    char *pem = pub_pem(k);
+    size_t n = strlen(pem), label = strlen("-----BEGIN PUBLIC KEY");
+    char buf[1024];
+    assert_true(n + 8 < sizeof buf);
+    /* NULs inside the BEGIN line */
+    memcpy(buf, pem, label);
+    memset(buf + label, 0, 4);
+    memcpy(buf + label + 4, pem + label, n - label);
+    sl_jwt_keyring *kr = ring();
+    assert_int_equal(sl_jwt_keyring_add_es256_pem(kr, "a", buf, n + 4), SL_EINVAL);
+    /* a NUL after the block, within len */
+    memcpy(buf, pem, n);
+    buf[n] = '\0';
+    buf[n + 1] = 'x';
+    assert_int_equal(sl_jwt_keyring_add_es256_pem(kr, "b", buf, n + 2), SL_EINVAL);
+    assert_int_equal(sl_jwt_keyring_add_eddsa_pem(kr, "c", buf, n + 2), SL_EINVAL);
+    assert_int_equal(ERR_peek_error(), 0);
+    assert_int_equal(sl_jwt_keyring_size(kr), 0);
+    /* the same text without them is fine */
+    assert_int_equal(sl_jwt_keyring_add_es256_pem(kr, "d", pem, n), SL_OK);
+    sl_jwt_keyring_free(kr);
+    free(pem);
+    EVP_PKEY_free(k);
+}
+
 /* An off-curve point cannot come in through PEM: OpenSSL's decoder refuses it. */
 static void test_invalid_point(void **state)
 {
@@ -917,7 +948,7 @@ int main(void)
         cmocka_unit_test(test_es256_encoding),  cmocka_unit_test(test_eddsa_malleability),
         cmocka_unit_test(test_alg_confusion),   cmocka_unit_test(test_other_algorithms),
         cmocka_unit_test(test_mixed_rotation),  cmocka_unit_test(test_key_loading),
-        cmocka_unit_test(test_invalid_point),
+        cmocka_unit_test(test_invalid_point),   cmocka_unit_test(test_pem_nul),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -34,6 +34,7 @@
 
 #include <sluice/revocation.h>
 
+#include "store/redis_internal.h"
 #include "deps.h"
 
 /* How long a test waits for something that must happen: generous, because a loaded machine under
@@ -1108,6 +1109,76 @@ static void test_watch_free(void **state)
     assert_int_equal(start_redis(), 0);
 }
 
+/* One reply parsed by hiredis's reader, as the store's connection gets it. */
+static redisReply *reply_of(const char *resp, size_t len)
+{
+    redisReader *rd = redisReaderCreate();
+    void *r = NULL;
+    assert_int_equal(redisReaderFeed(rd, resp, len), REDIS_OK);
+    assert_int_equal(redisReaderGetReply(rd, &r), REDIS_OK);
+    assert_non_null(r);
+    redisReaderFree(rd);
+    return r;
+}
+
+/* The store's judgement of replies without a server (the fuzz target's subject): checks, watch
+ * replies, watch messages. */
+static void test_reply_judgement(void **state)
+{
+    (void)state;
+    const struct {
+        const char *resp;
+        int is_token, status;
+        const char *reason;
+    } cases[] = {
+        {"$-1\r\n", 1, SL_OK, NULL},
+        {"$7\r\nstolen!\r\n", 1, SL_ETOKEN, "stolen!"},
+        {"$0\r\n\r\n", 1, SL_ETOKEN, "revoked"},
+        {"$3\r\na\tb\r\n", 1, SL_ETOKEN, "malformed revocation record"},
+        {"$14\r\n1700000000.250\r\n", 0, SL_OK, NULL}, /* cut-off before issued_at */
+        {"$10\r\n1700000001\r\n", 0, SL_ETOKEN, "all tokens of the user revoked"},
+        {"$5\r\n1e300\r\n", 0, SL_ETOKEN, "malformed revocation record"},
+        {"-LOADING loading\r\n", 1, SL_EUNAVAIL, NULL},
+        {"-WRONGTYPE wrong kind\r\n", 0, SL_ETOKEN, "malformed revocation record"},
+        {":1\r\n", 1, SL_ETOKEN, "malformed revocation record"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        redisReply *r = reply_of(cases[i].resp, strlen(cases[i].resp));
+        const char *reason;
+        assert_int_equal(sl__redis_check_reply(r, cases[i].is_token, 1700000000.5, &reason),
+                         cases[i].status);
+        if (cases[i].reason)
+            assert_string_equal(reason, cases[i].reason);
+        else
+            assert_null(reason);
+        freeReplyObject(r);
+    }
+
+    static const char sub[] = "*3\r\n$9\r\nsubscribe\r\n$3\r\nchn\r\n:1\r\n";
+    static const char msg[] = "*3\r\n$7\r\nmessage\r\n$3\r\nchn\r\n$8\r\nt tok-42\r\n";
+    /* a kind with a NUL inside is not the kind it starts with */
+    static const char odd[] = "*3\r\n$11\r\nsubscribe\0x\r\n$3\r\nchn\r\n:1\r\n";
+    const redisReply *m;
+    redisReply *r = reply_of(sub, sizeof sub - 1);
+    assert_int_equal(sl__redis_sub_reply(r, &m), SL__REDIS_SUB_CONFIRM);
+    freeReplyObject(r);
+    r = reply_of(odd, sizeof odd - 1);
+    assert_int_equal(sl__redis_sub_reply(r, &m), SL__REDIS_SUB_OTHER);
+    freeReplyObject(r);
+    r = reply_of(msg, sizeof msg - 1);
+    assert_int_equal(sl__redis_sub_reply(r, &m), SL__REDIS_SUB_MESSAGE);
+    sl_revocation_event ev;
+    char buf[SL__REDIS_MSG_MAX + 1];
+    assert_int_equal(sl__redis_parse_message(m->str, m->len, &ev, buf), 1);
+    assert_string_equal(ev.token_id, "tok-42");
+    freeReplyObject(r);
+    assert_int_equal(sl__redis_parse_message("u 1700000000.5 alice", 20, &ev, buf), 1);
+    assert_string_equal(ev.user, "alice");
+    assert_true(ev.cutoff == 1700000000.5);
+    assert_int_equal(sl__redis_parse_message("u 1700000000.5  alice", 21, &ev, buf), 0);
+    assert_int_equal(sl__redis_parse_message("t a\0b", 5, &ev, buf), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1126,6 +1197,7 @@ int main(void)
         cmocka_unit_test(test_watch_garbage),
         cmocka_unit_test(test_watch_publish_refused),
         cmocka_unit_test(test_watch_free),
+        cmocka_unit_test(test_reply_judgement),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
