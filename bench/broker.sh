@@ -29,19 +29,13 @@ P_REDIS=18383   # (b): --revocation redis://
 RPORT=18384     # redis-server
 NGINX=18081     # bench/nginx.conf
 scripts/deps --bench
-cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DSLUICE_TESTS=OFF >/dev/null
-cmake --build "$BUILD" -j"$(nproc)" --target sluiced sluice_cli >/dev/null
+build_release "$BUILD"
 BIN=$BUILD
 export SLUICE_JWT_SECRET=bench-secret-bench-secret-bench-secret-42
 
 TMP=$(mktemp -d /tmp/sluice-broker-bench.XXXXXX)
 PIDS=()
-cleanup() {
-  local p
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-  rm -rf "$TMP"
-}
+cleanup() { stop_pids; rm -rf "$TMP"; }
 trap cleanup EXIT
 
 cat >"$TMP/broker.conf" <<'EOF'

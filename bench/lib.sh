@@ -42,3 +42,17 @@ wrk_rate() {
 
 # ratio A B: A/B to two decimals.
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
+
+# build_release DIR: a Release build of sluiced and the sluice CLI in DIR (tests off).
+build_release() {
+  cmake -S . -B "$1" -DCMAKE_BUILD_TYPE=Release -DSLUICE_TESTS=OFF >/dev/null
+  cmake --build "$1" -j"$(nproc)" --target sluiced sluice_cli >/dev/null
+}
+
+# stop_pids: ends every process in the array PIDS (started by the caller) and empties it.
+stop_pids() {
+  local p
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+  PIDS=()
+}

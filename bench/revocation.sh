@@ -18,20 +18,13 @@ PORT_A=18280
 PORT_B=18281
 RPORT=18379
 scripts/deps
-cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DSLUICE_TESTS=OFF >/dev/null
-cmake --build "$BUILD" -j"$(nproc)" --target sluiced sluice_cli >/dev/null
+build_release "$BUILD"
 BIN=$BUILD
 export SLUICE_JWT_SECRET=bench-secret-bench-secret-bench-secret-42
 
 TMP=$(mktemp -d /tmp/sluice-revocation-bench.XXXXXX)
 PIDS=()
-stop_all() {
-  local p
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-  PIDS=()
-}
-cleanup() { stop_all; rm -rf "$TMP"; }
+cleanup() { stop_pids; rm -rf "$TMP"; }
 trap cleanup EXIT
 
 printf 'broker = true\n' >"$TMP/node.conf"
@@ -87,11 +80,11 @@ print("%-26s runs %4d  answer->close ms: median %8.3f  p90 %8.3f  max %8.3f   re
 echo "== live revocation latency: POST /revoke answered -> WebSocket close 3503, $RUNS revocations each"
 node "$PORT_A" memory
 measure "one node, memory store" "$PORT_A" "$PORT_A"
-stop_all
+stop_pids
 
 redis
 node "$PORT_A" "redis://127.0.0.1:$RPORT"
 measure "one node, Redis store" "$PORT_A" "$PORT_A"
 node "$PORT_B" "redis://127.0.0.1:$RPORT"
 measure "two nodes sharing Redis" "$PORT_B" "$PORT_A"
-stop_all
+stop_pids

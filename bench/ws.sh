@@ -37,8 +37,7 @@ if [ "$NATS" = 1 ] && ! command -v nats-server >/dev/null; then
     die "cannot install nats-server (the baseline); run with NATS=0 to measure sluiced alone"
   command -v nats-server >/dev/null || die "nats-server is still not on PATH after installing it"
 fi
-cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DSLUICE_TESTS=OFF >/dev/null
-cmake --build "$BUILD" -j"$(nproc)" --target sluiced sluice_cli >/dev/null
+build_release "$BUILD"
 BIN=$BUILD
 
 # Every socket is a descriptor, on both sides: raise the limit for the servers and the client.

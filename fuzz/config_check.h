@@ -81,4 +81,18 @@ static void config_check_message(const sl_status *st)
         config_check_fail("status", "no code or no message", NULL, NULL);
 }
 
+/* Runs the whole pipeline on argv and src, then the checks that fit its outcome. */
+static inline void config_check_load(int argc, char **argv, const sl__config_source *src)
+{
+    sl__config c;
+    sl__config_init(&c);
+    sl_status st;
+    sl_status_clear(&st);
+    if (sl__config_load(&c, argc, argv, src, &st) == SL_OK)
+        config_check(&c);
+    else
+        config_check_message(&st);
+    sl__config_free(&c);
+}
+
 #endif

@@ -40,16 +40,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int argc = 1;
     for (char *p = buf; p < buf + size && argc < MAX_ARGS; p += strlen(p) + 1)
         argv[argc++] = p;
-    sl__config c;
-    sl__config_init(&c);
-    sl_status st;
-    sl_status_clear(&st);
     sl__config_source src = {.read_file = read_fixed};
-    if (sl__config_load(&c, argc, argv, &src, &st) == SL_OK)
-        config_check(&c);
-    else
-        config_check_message(&st);
-    sl__config_free(&c);
+    config_check_load(argc, argv, &src);
     free(buf);
     return 0;
 }

@@ -70,17 +70,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         p = next;
     }
-    sl__config c;
-    sl__config_init(&c);
-    sl_status st;
-    sl_status_clear(&st);
     sl__config_source src = {.read_file = read_mem, .ud = &f, .envp = envp};
-    int rc = sl__config_load(&c, argc, argv, &src, &st);
-    if (rc == SL_OK)
-        config_check(&c);
-    else
-        config_check_message(&st);
-    sl__config_free(&c);
+    config_check_load(argc, argv, &src);
     free(buf);
     return 0;
 }

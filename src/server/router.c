@@ -694,9 +694,12 @@ static int resolve_revoke(sl__router *r, const sl_http_request *req, const sl_id
         return rc;
     rc = parse_revoke(body, &rq, st);
     if (rc == SL_OK) {
-        int mine = strcmp(rq.token_id ? rq.token_id : "", who->token_id) == 0 ||
-                   sl_jwt_token_id_of(r->authn.keys, rq.token_id, who->principal);
-        const char *owner = rq.user_id ? rq.user_id : mine ? who->principal : "*";
+        const char *owner = rq.user_id;
+        if (owner == NULL)
+            owner = strcmp(rq.token_id, who->token_id) == 0 ||
+                            sl_jwt_token_id_of(r->authn.keys, rq.token_id, who->principal)
+                        ? who->principal
+                        : "*";
         snprintf(res, cap, "%s", owner);
     }
     json_decref(body);

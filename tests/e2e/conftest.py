@@ -101,6 +101,15 @@ def cli():
     return run
 
 
+def apikey_maker(cli, store):
+    """A function that creates an API key in store with `sluice apikey create` and returns it."""
+    def key(principal, *extra):
+        r = cli("apikey", "create", "--principal", principal, "--store", str(store), *extra)
+        assert r.returncode == 0, r.stderr
+        return r.stdout.strip()
+    return key
+
+
 # Under the project's test command (scripts/test exports SLUICE_REQUIRE_DEPS=1) a skip - which here
 # only ever means a missing dependency, such as node or tests/node/node_modules - is a failure: a
 # suite that skipped its tests must not report green. Run by hand without the variable, it stays a

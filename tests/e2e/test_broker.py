@@ -8,6 +8,8 @@ import time
 import jwt as pyjwt
 import pytest
 
+from conftest import apikey_maker
+
 UPSTREAM = "upstream-idp-secret-upstream-idp-secret!!"
 
 
@@ -43,12 +45,7 @@ kind = topic
 """)
     s = make_server("--config", str(conf))
 
-    def key(principal, *extra):
-        r = cli("apikey", "create", "--principal", principal, "--store", str(store), *extra)
-        assert r.returncode == 0, r.stderr
-        return r.stdout.strip()
-
-    s.key = key
+    s.key = apikey_maker(cli, store)
     s.audit = audit
     s.store = store
     return s

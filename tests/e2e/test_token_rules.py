@@ -20,6 +20,8 @@ import time
 import jwt as pyjwt
 import pytest
 
+from conftest import apikey_maker
+
 from wsraw import RawWS
 
 NODE_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "node")
@@ -54,12 +56,7 @@ kind = topic
 """)
     s = make_server("--config", str(conf))
 
-    def key(principal, *extra):
-        r = cli("apikey", "create", "--principal", principal, "--store", str(store), *extra)
-        assert r.returncode == 0, r.stderr
-        return r.stdout.strip()
-
-    s.key = key
+    s.key = apikey_maker(cli, store)
     s.audit = audit
     return s
 
