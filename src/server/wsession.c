@@ -683,7 +683,7 @@ static int rpc_ids(json_t *data, const char ***ids, size_t *n)
 /* Answers a queue.claim with the claimed messages as stored ({"messages":[...],"more":B}). A
  * reply the session cannot send (out of memory, over ws_max_outgoing) gives the claims back and
  * answers an error instead, so nothing stays leased undelivered. */
-static int claim_reply(sess *s, uint32_t id, const char *channel, const sl_message_list *l)
+static void claim_reply(sess *s, uint32_t id, const char *channel, const sl_message_list *l)
 {
     char *json = NULL;
     size_t len = 0, start = s->peer.out.len;
@@ -693,7 +693,7 @@ static int claim_reply(sess *s, uint32_t id, const char *channel, const sl_messa
     free(json);
     int over = rc == SL_OK && reply_overflowed(s, start);
     if (rc == SL_OK && !over)
-        return 1;
+        return;
     const char **ids = l->len ? calloc(l->len, sizeof *ids) : NULL;
     for (size_t i = 0; ids && i < l->len; i++)
         ids[i] = l->items[i].id;
@@ -704,7 +704,6 @@ static int claim_reply(sess *s, uint32_t id, const char *channel, const sl_messa
         reply_too_big(s, id);
     else
         reply_error(s, id, SL__CF_ERR_INTERNAL, NULL);
-    return 1;
 }
 
 static void cmd_rpc(sess *s, const sl__cf_command *c)
@@ -738,8 +737,10 @@ static void cmd_rpc(sess *s, const sl__cf_command *c)
             sl_read r = {.limit = (size_t)limit, .exclusive = 1, .max_bytes = reply_room(s)};
             sl_message_list l = {0};
             rc = sl_channel_read(ctx, &s->who, channel, &r, &l, &st);
-            if (rc == SL_OK)
-                claimed = claim_reply(s, c->id, channel, &l);
+            if (rc == SL_OK) {
+                claim_reply(s, c->id, channel, &l);
+                claimed = 1;
+            }
             sl_message_list_free(&l);
         }
     } else if (write) {
