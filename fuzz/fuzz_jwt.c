@@ -32,6 +32,17 @@ static int verify(const char *tok, size_t len, const sl_jwt_verify_opts *o, sl_i
     fz_check_status(rc, &st);
     if (rc != SL_OK && (id->principal[0] != '\0' || id->nchannels != 0))
         abort(); /* "on failure it is left empty" */
+    /* Tokens are typed: never both a bearer token and a subscription token; a subscription token
+     * names a valid channel. */
+    sl_identity sub;
+    sl_identity_init(&sub);
+    char channel[SL_CHANNEL_ID_MAX + 1];
+    int src = sl_jwt_verify_subscription(kr, tok, len, o, NOW, &sub, channel, &st);
+    fz_check_status(src, &st);
+    if (src == SL_OK &&
+        (rc == SL_OK || !sl_channel_id_valid(channel, strlen(channel)) || sub.expires_at <= 0))
+        abort();
+    sl_identity_clear(&sub);
     return rc;
 }
 

@@ -39,9 +39,9 @@ static inline size_t fz_b64url(const unsigned char *in, size_t n, char *out)
 static inline void fz_check_status(int rc, const sl_status *st)
 {
     static const char *const fixed[] = {
-        "malformed token",  "bad signature",  "algorithm not allowed",
-        "unknown key id",   "token expired",  "token not yet valid",
-        "invalid audience", "invalid issuer", "invalid claims"};
+        "malformed token", "bad signature",       "algorithm not allowed", "unknown key id",
+        "token expired",   "token not yet valid", "invalid audience",      "invalid issuer",
+        "invalid claims",  "wrong kind of token"};
     if (rc == SL_OK)
         return;
     if (rc != SL_ETOKEN && rc != SL_EEXPIRED)

@@ -32,11 +32,12 @@ void sl_jwt_keyring_free(sl_jwt_keyring *kr);
 int sl_jwt_keyring_add_hs256(sl_jwt_keyring *kr, const char *kid, const void *secret, size_t len);
 /* Add a public key for verifying "ES256" (ECDSA on P-256 with SHA-256) or "EdDSA" (Ed25519) tokens.
  * pem (len bytes, need not be NUL-terminated, holding no NUL byte) must hold exactly one PEM block,
- * "-----BEGIN PUBLIC KEY-----" (SubjectPublicKeyInfo, as `openssl pkey -pubout` writes). SL_EINVAL for anything else:
- * a private key (refused, not reduced to its public half: it has no business on the verifier), a
- * certificate, more than one block, a key of another type or curve (P-384, explicit curve
- * parameters, Ed448, RSA...) or one failing OpenSSL's public-key check; kid rules and the other
- * errors as for sl_jwt_keyring_add_hs256. Such a key cannot sign (sl_jwt_sign: SL_EINVAL). */
+ * "-----BEGIN PUBLIC KEY-----" (SubjectPublicKeyInfo, as `openssl pkey -pubout` writes). SL_EINVAL
+ * for anything else: a private key (refused, not reduced to its public half: it has no business on
+ * the verifier), a certificate, more than one block, a key of another type or curve (P-384,
+ * explicit curve parameters, Ed448, RSA...) or one failing OpenSSL's public-key check; kid rules
+ * and the other errors as for sl_jwt_keyring_add_hs256. Such a key cannot sign (sl_jwt_sign:
+ * SL_EINVAL). */
 int sl_jwt_keyring_add_es256_pem(sl_jwt_keyring *kr, const char *kid, const char *pem, size_t len);
 int sl_jwt_keyring_add_eddsa_pem(sl_jwt_keyring *kr, const char *kid, const char *pem, size_t len);
 size_t sl_jwt_keyring_size(const sl_jwt_keyring *kr);
@@ -54,15 +55,16 @@ void sl_jwt_verify_opts_init(sl_jwt_verify_opts *o);
  * initialised; it is cleared first, and on failure it is left empty. Returns SL_OK, SL_EEXPIRED,
  * or SL_ETOKEN with a short fixed description in st that never contains the token: "malformed
  * token", "bad signature", "algorithm not allowed", "unknown key id", "token expired", "token not
- * yet valid", "invalid audience", "invalid issuer" or "invalid claims" (SL_EINVAL for a NULL out or
- * a NaN now, SL_ENOMEM). Rules: at most SL_JWT_MAX_LEN bytes; three base64url segments without
- * padding and with zero trailing bits; header alg must be "HS256", "ES256" or "EdDSA", held by
- * some key of kr, and equal to the algorithm of the key that kid (or, without kid, the default key)
- * selects -- "algorithm not allowed" otherwise, so a token can never be checked against another
- * kind of key's material; typ, if present, "JWT", no crit; duplicate JSON keys rejected at any
- * depth; the signature (HS256: 32 bytes; ES256: 64 bytes R||S with R and S in [1, n-1], not DER;
- * EdDSA: 64 bytes) is checked before the payload is decoded; sub required (sl_principal_valid); exp
- * required unless exp_optional; exp, nbf and iat must be numbers, honoured with leeway (exp <= now
+ * yet valid", "invalid audience", "invalid issuer", "invalid claims" or "wrong kind of token"
+ * (SL_EINVAL for a NULL out or a NaN now, SL_ENOMEM). Rules: at most SL_JWT_MAX_LEN bytes; three
+ * base64url segments without padding and with zero trailing bits; header alg must be "HS256",
+ * "ES256" or "EdDSA", held by some key of kr, and equal to the algorithm of the key that kid (or,
+ * without kid, the default key) selects -- "algorithm not allowed" otherwise, so a token can never
+ * be checked against another kind of key's material; typ, if present, "JWT", no crit; duplicate
+ * JSON keys rejected at any depth; the signature (HS256: 32 bytes; ES256: 64 bytes R||S with R and
+ * S in [1, n-1], not DER; EdDSA: 64 bytes) is checked before the payload is decoded; sub required
+ * (sl_principal_valid); exp required unless exp_optional; exp, nbf and iat must be numbers,
+ * honoured with leeway (exp <= now
  * - leeway is expired, nbf or iat > now + leeway not yet valid); aud a string or array of strings,
  * iss and jti (at most SL_TOKEN_ID_MAX bytes) strings; role, when present, must be
  * read|write|admin; channels, when present, an array of at most 1024 valid patterns.
