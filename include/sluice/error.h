@@ -32,7 +32,9 @@ extern "C" {
     X(EHEADERS, -19, 431, "headers_too_large", "request header fields too large")                  \
     X(EMETHOD, -20, 405, "method_not_allowed", "method not allowed")                               \
     X(ELIMIT, -21, 503, "limit", "resource limit reached")                                         \
-    X(EINTERNAL, -22, 500, "internal", "internal error")
+    X(EINTERNAL, -22, 500, "internal", "internal error")                                          \
+    X(ESTORAGE, -23, 507, "insufficient_storage", "the store could not make the change durable")  \
+    X(EFORMAT, -24, 500, "store_format", "the data directory is not in a format this build reads")
 
 typedef enum {
     SL_OK = 0,
