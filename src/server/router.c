@@ -4,7 +4,7 @@
  * operation. */
 #include "server/router.h"
 
-#include "core/ctx.h"
+#include "api/ctx.h"
 #include "core/msgjson.h"
 
 #include <errno.h>
@@ -31,6 +31,14 @@ struct sl__job {
     sl__response resp;
     sl__router_done_fn done;
     void *ud;
+    /* channel routes: the request to the channel API and what its inputs borrow */
+    sl__chop chop;
+    json_t *body;
+    const char **ids;
+    sl_write w;
+    sl_channel_opts opts;
+    char item[1][SL__MSGID_LEN + 1];
+    char after[128];
 };
 
 #define MAX_IDS 10000  /* message ids per acknowledge / nack / remove */
@@ -260,39 +268,40 @@ static int h_health(sl__router *r, const sl_identity *who, req_t *req, const cha
     return SL_OK;
 }
 
-static int h_list(sl__router *r, const sl_identity *who, req_t *req, const char *res,
-                  sl__response *resp, sl_status *st)
+/* ---- channel routes: prepare a channel API request, render its outcome ------------------- */
+
+static int p_list(sl__job *job, sl__chop *op)
 {
-    sl_channel_info *infos;
-    size_t n;
-    int rc = sl_channel_list(r->ctx, who, &infos, &n, st);
-    if (rc != SL_OK)
-        return rc;
+    return SL_OK;
+}
+
+static int r_list(sl__job *job, sl__chop *op)
+{
     json_t *arr = json_array();
-    for (size_t i = 0; i < n; i++)
-        json_array_append_new(arr, info_json(&infos[i]));
-    sl_channel_infos_free(infos, n);
-    set_json(resp, 200, json_pack("{s:o}", "channels", arr));
+    for (size_t i = 0; i < op->ninfos; i++)
+        json_array_append_new(arr, info_json(&op->infos[i]));
+    set_json(&job->resp, 200, json_pack("{s:o}", "channels", arr));
     return SL_OK;
 }
 
-static int h_info(sl__router *r, const sl_identity *who, req_t *req, const char *id,
-                  sl__response *resp, sl_status *st)
+static int p_simple(sl__job *job, sl__chop *op)
 {
-    sl_channel_info info;
-    int rc = sl_channel_info_get(r->ctx, who, id, &info, st);
-    if (rc != SL_OK)
-        return rc;
-    set_json(resp, 200, info_json(&info));
-    sl_channel_info_clear(&info);
     return SL_OK;
 }
 
-static int h_read(sl__router *r, const sl_identity *who, req_t *req, const char *id,
-                  sl__response *resp, sl_status *st)
+static int r_info(sl__job *job, sl__chop *op)
 {
-    sl_read rd = {.limit = 10};
-    char buf[SL_CHANNEL_ID_MAX + 1], after[128];
+    set_json(&job->resp, 200, info_json(&op->info));
+    return SL_OK;
+}
+
+static int p_read(sl__job *job, sl__chop *op)
+{
+    req_t *req = job->req;
+    sl_status *st = &job->st;
+    sl_read *rd = &op->read;
+    rd->limit = 10;
+    char buf[SL_CHANNEL_ID_MAX + 1];
     int q = sl__http_query_get(req, "limit", buf, sizeof buf);
     if (q < 0)
         return fail(st, SL_EINVAL, "limit must be an integer between 1 and 1000");
@@ -301,9 +310,9 @@ static int h_read(sl__router *r, const sl_identity *who, req_t *req, const char 
         long v = strtol(buf, &end, 10);
         if (*buf == '\0' || *end || v < 1 || v > MAX_LIMIT)
             return fail(st, SL_EINVAL, "limit must be an integer between 1 and 1000");
-        rd.limit = (size_t)v;
+        rd->limit = (size_t)v;
     }
-    /* Any positive size is accepted; sl_channel_read lowers it to the server's read_max_bytes. */
+    /* Any positive size is accepted; the channel API lowers it to the server's read_max_bytes. */
     q = sl__http_query_get(req, "max_bytes", buf, sizeof buf);
     if (q != 0) {
         char *end;
@@ -312,117 +321,86 @@ static int h_read(sl__router *r, const sl_identity *who, req_t *req, const char 
             q > 0 && buf[0] >= '0' && buf[0] <= '9' ? strtoull(buf, &end, 10) : 0;
         if (q < 0 || v == 0 || *end || errno == ERANGE)
             return fail(st, SL_EINVAL, "max_bytes must be a positive integer");
-        rd.max_bytes = v > SIZE_MAX ? SIZE_MAX : (size_t)v;
+        rd->max_bytes = v > SIZE_MAX ? SIZE_MAX : (size_t)v;
     }
     q = sl__http_query_get(req, "exclusive", buf, sizeof buf);
-    if (q < 0 || (q > 0 && parse_bool(buf, &rd.exclusive) < 0))
+    if (q < 0 || (q > 0 && parse_bool(buf, &rd->exclusive) < 0))
         return fail(st, SL_EINVAL, "exclusive must be true or false");
-    q = sl__http_query_get(req, "after", after, sizeof after);
+    q = sl__http_query_get(req, "after", job->after, sizeof job->after);
     if (q < 0)
         return fail(st, SL_EINVAL, "after must be a message id");
     if (q > 0)
-        rd.after = after;
-    sl_message_list l;
-    int rc = sl_channel_read(r->ctx, who, id, &rd, &l, st);
-    if (rc != SL_OK)
-        return rc;
-    /* The stored text goes out as it was written: no parse, no jansson tree per message. */
-    rc = sl__messages_json(&l, rd.exclusive, &resp->body, &resp->body_len);
-    sl_message_list_free(&l);
-    if (rc != SL_OK)
-        return fail(st, SL_ENOMEM, "out of memory");
-    resp->status = 200;
+        rd->after = job->after;
     return SL_OK;
 }
 
-static int h_write(sl__router *r, const sl_identity *who, req_t *req, const char *id,
-                   sl__response *resp, sl_status *st)
+static int r_read(sl__job *job, sl__chop *op)
 {
-    if (req->body_len == 0)
-        return fail(st, SL_EJSON, "a JSON body is required");
-    sl_write w = {.data = req->body, .data_len = req->body_len};
-    char item[32];
-    int rc = sl_channel_write(r->ctx, who, id, &w, item, sizeof item, st);
-    if (rc != SL_OK)
-        return rc;
+    /* The stored text goes out as it was written: no parse, no jansson tree per message. */
+    if (sl__messages_json(&op->list, op->read.exclusive, &job->resp.body, &job->resp.body_len))
+        return fail(&job->st, SL_ENOMEM, "out of memory");
+    job->resp.status = 200;
+    return SL_OK;
+}
+
+static int p_write(sl__job *job, sl__chop *op)
+{
+    if (job->req->body_len == 0)
+        return fail(&job->st, SL_EJSON, "a JSON body is required");
+    job->w = (sl_write){.data = job->req->body, .data_len = job->req->body_len};
+    op->writes = &job->w;
+    op->nwrites = 1;
+    op->item_ids = job->item;
+    return SL_OK;
+}
+
+static int r_write(sl__job *job, sl__chop *op)
+{
     /* The hot path: no JSON library needed to render a fixed shape around a hex id. */
     char body[80];
-    int n = snprintf(body, sizeof body, "{\"status\":\"accepted\",\"item_id\":\"%s\"}", item);
-    resp->status = 200;
-    resp->body = malloc((size_t)n + 1);
-    if (resp->body == NULL)
-        return fail(st, SL_ENOMEM, "out of memory");
-    memcpy(resp->body, body, (size_t)n + 1);
-    resp->body_len = (size_t)n;
+    int n =
+        snprintf(body, sizeof body, "{\"status\":\"accepted\",\"item_id\":\"%s\"}", job->item[0]);
+    job->resp.status = 200;
+    job->resp.body = malloc((size_t)n + 1);
+    if (job->resp.body == NULL)
+        return fail(&job->st, SL_ENOMEM, "out of memory");
+    memcpy(job->resp.body, body, (size_t)n + 1);
+    job->resp.body_len = (size_t)n;
     return SL_OK;
 }
 
-typedef int (*ids_op)(sl__router *r, const sl_identity *who, const char *id, json_t *body,
-                      const char *const *ids, size_t n, size_t *count, sl_status *st);
-
-static int with_ids(sl__router *r, const sl_identity *who, req_t *req, const char *id,
-                    sl__response *resp, sl_status *st, ids_op op, const char *field)
+/* The ids of an acknowledge / nack / remove body; the body stays with the job (ids borrow it). */
+static int p_ids(sl__job *job, sl__chop *op)
 {
-    json_t *body;
-    int rc = parse_body(req, &body, st);
+    size_t n = 0;
+    int rc = parse_body(job->req, &job->body, &job->st);
+    if (rc == SL_OK)
+        rc = parse_ids(job->body, &job->ids, &n, &job->st);
+    op->ids = job->ids;
+    op->nids = n;
+    return rc;
+}
+
+static int p_nack(sl__job *job, sl__chop *op)
+{
+    int rc = p_ids(job, op);
     if (rc != SL_OK)
         return rc;
-    const char **ids = NULL;
-    size_t n = 0, count = 0;
-    rc = parse_ids(body, &ids, &n, st);
-    if (rc == SL_OK)
-        rc = op(r, who, id, body, ids, n, &count, st);
-    free(ids);
-    json_decref(body);
-    return rc == SL_OK ? ok_count(resp, field, count) : rc;
-}
-
-static int do_ack(sl__router *r, const sl_identity *who, const char *id, json_t *body,
-                  const char *const *ids, size_t n, size_t *count, sl_status *st)
-{
-    return sl_channel_ack(r->ctx, who, id, ids, n, count, st);
-}
-
-static int do_nack(sl__router *r, const sl_identity *who, const char *id, json_t *body,
-                   const char *const *ids, size_t n, size_t *count, sl_status *st)
-{
-    json_t *d = json_object_get(body, "delay");
+    json_t *d = json_object_get(job->body, "delay");
     if (d && !json_is_number(d) && !json_is_null(d))
-        return fail(st, SL_EINVAL, "delay must be a number of seconds");
-    double delay = json_is_number(d) ? json_number_value(d) : 0;
-    return sl_channel_nack(r->ctx, who, id, ids, n, delay, count, st);
+        return fail(&job->st, SL_EINVAL, "delay must be a number of seconds");
+    op->delay = json_is_number(d) ? json_number_value(d) : 0;
+    return SL_OK;
 }
 
-static int do_remove(sl__router *r, const sl_identity *who, const char *id, json_t *body,
-                     const char *const *ids, size_t n, size_t *count, sl_status *st)
+static int r_count(sl__job *job, sl__chop *op)
 {
-    return sl_channel_remove(r->ctx, who, id, ids, n, count, st);
-}
-
-static int h_ack(sl__router *r, const sl_identity *who, req_t *req, const char *id,
-                 sl__response *resp, sl_status *st)
-{
-    return with_ids(r, who, req, id, resp, st, do_ack, "acknowledged");
-}
-
-static int h_nack(sl__router *r, const sl_identity *who, req_t *req, const char *id,
-                  sl__response *resp, sl_status *st)
-{
-    return with_ids(r, who, req, id, resp, st, do_nack, "nacked");
-}
-
-static int h_remove(sl__router *r, const sl_identity *who, req_t *req, const char *id,
-                    sl__response *resp, sl_status *st)
-{
-    return with_ids(r, who, req, id, resp, st, do_remove, "removed");
-}
-
-static int h_clear(sl__router *r, const sl_identity *who, req_t *req, const char *id,
-                   sl__response *resp, sl_status *st)
-{
-    size_t n;
-    int rc = sl_channel_clear(r->ctx, who, id, &n, st);
-    return rc == SL_OK ? ok_count(resp, "cleared", n) : rc;
+    const char *field = op->op == SL_OP_CHANNEL_ACK     ? "acknowledged"
+                        : op->op == SL_OP_CHANNEL_NACK  ? "nacked"
+                        : op->op == SL_OP_CHANNEL_CLEAR ? "cleared"
+                        : op->op == SL_OP_CHANNEL_EVICT ? "evicted"
+                                                        : "removed";
+    return ok_count(&job->resp, field, op->count);
 }
 
 static int get_count(json_t *o, const char *key, size_t *out, sl_status *st)
@@ -447,25 +425,21 @@ static int get_seconds(json_t *o, const char *key, double *out, sl_status *st)
     return 1;
 }
 
-static int h_evict(sl__router *r, const sl_identity *who, req_t *req, const char *id,
-                   sl__response *resp, sl_status *st)
+static int p_evict(sl__job *job, sl__chop *op)
 {
-    json_t *body;
-    int rc = parse_body(req, &body, st);
+    sl_status *st = &job->st;
+    int rc = parse_body(job->req, &job->body, st);
     if (rc != SL_OK)
         return rc;
-    double before = 0;
-    size_t max_count = SIZE_MAX, n = 0;
-    int b = get_seconds(body, "before", &before, st);
-    int m = b < 0 ? b : get_count(body, "max_count", &max_count, st);
+    op->before = 0;
+    op->max_count = SIZE_MAX;
+    int b = get_seconds(job->body, "before", &op->before, st);
+    int m = b < 0 ? b : get_count(job->body, "max_count", &op->max_count, st);
     if (b < 0 || m < 0)
-        rc = st->code;
-    else if (b == 0 && m == 0)
-        rc = fail(st, SL_EINVAL, "give before and/or max_count");
-    else
-        rc = sl_channel_evict(r->ctx, who, id, before, max_count, &n, st);
-    json_decref(body);
-    return rc == SL_OK ? ok_count(resp, "evicted", n) : rc;
+        return st->code;
+    if (b == 0 && m == 0)
+        return fail(st, SL_EINVAL, "give before and/or max_count");
+    return SL_OK;
 }
 
 static const char *const create_fields[] = {"id",
@@ -555,40 +529,36 @@ static int parse_create(json_t *body, sl_channel_opts *o, sl_status *st)
     return SL_OK;
 }
 
-static int h_create(sl__router *r, const sl_identity *who, req_t *req, const char *res,
-                    sl__response *resp, sl_status *st)
+static int p_create(sl__job *job, sl__chop *op)
 {
-    json_t *body;
-    int rc = parse_body(req, &body, st);
+    sl_status *st = &job->st;
+    int rc = parse_body(job->req, &job->body, st);
     if (rc != SL_OK)
         return rc;
     const char *id = NULL;
-    sl_channel_opts o;
-    sl_channel_opts_init(&o);
-    if (get_string(body, "id", &id, st) < 0 || id == NULL)
-        rc = fail(st, SL_EBADID, "id must be a channel id");
-    if (rc == SL_OK)
-        rc = parse_create(body, &o, st);
-    if (rc == SL_OK)
-        rc = sl_channel_create(r->ctx, who, id, &o, st);
-    sl_channel_info info;
-    if (rc == SL_OK)
-        rc = sl_channel_info_get(r->ctx, who, id, &info, st);
-    json_decref(body);
-    if (rc != SL_OK)
-        return rc;
-    set_json(resp, 201, info_json(&info));
-    sl_channel_info_clear(&info);
+    sl_channel_opts_init(&job->opts);
+    if (get_string(job->body, "id", &id, st) < 0 || id == NULL)
+        return fail(st, SL_EBADID, "id must be a channel id");
+    op->channel = id;
+    op->opts = &job->opts;
+    return parse_create(job->body, &job->opts, st);
+}
+
+static int r_create(sl__job *job, sl__chop *op)
+{
+    const sl_channel_info *info = sl__map_get(job->r->ctx->channels, op->channel);
+    if (info == NULL) /* deleted again before the answer */
+        return fail(&job->st, SL_ENOENT, "channel not found");
+    json_t *o = info_json(info);
+    json_object_set_new(o, "depth", json_integer(0));
+    set_json(&job->resp, 201, o);
     return SL_OK;
 }
 
-static int h_delete(sl__router *r, const sl_identity *who, req_t *req, const char *id,
-                    sl__response *resp, sl_status *st)
+static int r_ok(sl__job *job, sl__chop *op)
 {
-    int rc = sl_channel_delete(r->ctx, who, id, st);
-    if (rc == SL_OK)
-        ok_status(resp);
-    return rc;
+    ok_status(&job->resp);
+    return SL_OK;
 }
 
 static int h_acl_put(sl__router *r, const sl_identity *who, req_t *req, const char *principal,
@@ -1125,18 +1095,19 @@ static int h_broker_delete(sl__router *r, const sl_identity *who, req_t *req, co
 
 static const sl__route routes[] = {
     {"GET", "/healthz", SL_OP_HEALTH, .handler = h_health},
-    {"GET", "/channels", SL_OP_CHANNEL_LIST, .handler = h_list},
-    {"POST", "/channels", SL_OP_CHANNEL_CREATE, .handler = h_create},
-    {"GET", "/channels/{id}", SL_OP_CHANNEL_READ, .handler = h_read},
-    {"PUT", "/channels/{id}", SL_OP_CHANNEL_WRITE, .handler = h_write},
-    {"POST", "/channels/{id}", SL_OP_CHANNEL_WRITE, .handler = h_write},
-    {"DELETE", "/channels/{id}", SL_OP_CHANNEL_DELETE, .handler = h_delete},
-    {"GET", "/channels/{id}/info", SL_OP_CHANNEL_INFO, .handler = h_info},
-    {"POST", "/channels/{id}/acknowledge", SL_OP_CHANNEL_ACK, .handler = h_ack},
-    {"POST", "/channels/{id}/nack", SL_OP_CHANNEL_NACK, .handler = h_nack},
-    {"DELETE", "/channels/{id}/messages", SL_OP_CHANNEL_CLEAR, .handler = h_clear},
-    {"POST", "/channels/{id}/evict", SL_OP_CHANNEL_EVICT, .handler = h_evict},
-    {"POST", "/channels/{id}/remove", SL_OP_CHANNEL_REMOVE, .handler = h_remove},
+    {"GET", "/channels", SL_OP_CHANNEL_LIST, .prepare = p_list, .render = r_list},
+    {"POST", "/channels", SL_OP_CHANNEL_CREATE, .prepare = p_create, .render = r_create},
+    {"GET", "/channels/{id}", SL_OP_CHANNEL_READ, .prepare = p_read, .render = r_read},
+    {"PUT", "/channels/{id}", SL_OP_CHANNEL_WRITE, .prepare = p_write, .render = r_write},
+    {"POST", "/channels/{id}", SL_OP_CHANNEL_WRITE, .prepare = p_write, .render = r_write},
+    {"DELETE", "/channels/{id}", SL_OP_CHANNEL_DELETE, .prepare = p_simple, .render = r_ok},
+    {"GET", "/channels/{id}/info", SL_OP_CHANNEL_INFO, .prepare = p_simple, .render = r_info},
+    {"POST", "/channels/{id}/acknowledge", SL_OP_CHANNEL_ACK, .prepare = p_ids, .render = r_count},
+    {"POST", "/channels/{id}/nack", SL_OP_CHANNEL_NACK, .prepare = p_nack, .render = r_count},
+    {"DELETE", "/channels/{id}/messages", SL_OP_CHANNEL_CLEAR, .prepare = p_simple,
+     .render = r_count},
+    {"POST", "/channels/{id}/evict", SL_OP_CHANNEL_EVICT, .prepare = p_evict, .render = r_count},
+    {"POST", "/channels/{id}/remove", SL_OP_CHANNEL_REMOVE, .prepare = p_ids, .render = r_count},
     {"GET", "/acl", SL_OP_ACL_LIST, .handler = h_acl_list},
     {"PUT", "/acl/{principal}", SL_OP_ACL_GRANT, .handler = h_acl_put},
     {"DELETE", "/acl/{principal}", SL_OP_ACL_REVOKE, .handler = h_acl_del},
@@ -1196,7 +1167,32 @@ void sl__job_finish(sl__job *job, int rc)
     job->done(job->ud, job->req, &job->resp);
     sl__response_clear(&job->resp);
     sl_identity_clear(&job->who);
+    sl__chop_clear(&job->chop);
+    json_decref(job->body);
+    free(job->ids);
     free(job);
+}
+
+/* The channel API answered (the change is durable): render the outcome. */
+static void chop_done(sl__chop *op)
+{
+    sl__job *job = op->ud;
+    int rc = op->rc;
+    if (rc != SL_OK)
+        job->st = op->st;
+    else
+        rc = job->route->render(job, op);
+    sl__job_finish(job, rc);
+}
+
+/* A synchronous handler's answer waits until what it changed (a grant, a broker role, an API
+ * key) is durable; a failure to make it so replaces the answer. */
+static void sync_handler_durable(void *ud, int rc)
+{
+    sl__job *job = ud;
+    if (rc != SL_OK)
+        sl_status_set(&job->st, rc, "the change could not be made durable (is the disk full?)");
+    sl__job_finish(job, rc);
 }
 
 static void run_handler(sl__job *job)
@@ -1206,8 +1202,27 @@ static void run_handler(sl__job *job)
         job->route->start(job);
         return;
     }
+    if (job->route->prepare) {
+        sl__chop *op = &job->chop;
+        op->op = job->route->op;
+        op->who = &job->who;
+        op->channel = job->res;
+        int rc = job->route->prepare(job, op);
+        if (rc != SL_OK) {
+            sl__job_finish(job, rc);
+            return;
+        }
+        op->done = chop_done;
+        op->ud = job;
+        sl__channel_submit(job->r->ctx, op);
+        return;
+    }
     int rc = job->route->handler(job->r, &job->who, job->req, job->res, &job->resp, &job->st);
-    sl__job_finish(job, rc);
+    if (rc != SL_OK) {
+        sl__job_finish(job, rc);
+        return;
+    }
+    sl__ctx_sync(job->r->ctx, sync_handler_durable, job);
 }
 
 /* Matches the route and decodes its resource; 0 (with an error response) when there is none. */

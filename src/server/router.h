@@ -32,6 +32,7 @@ typedef struct sl__router {
 /* One request on its way through the pipeline; it may wait for the revocation store or for an
  * asynchronous handler. */
 typedef struct sl__job sl__job;
+struct sl__chop;
 
 typedef struct sl__route {
     const char *method;
@@ -42,6 +43,11 @@ typedef struct sl__route {
                    const char *resource, sl__response *resp, sl_status *st);
     /* Or an asynchronous one, which ends the job with sl__job_finish, now or later. */
     void (*start)(sl__job *job);
+    /* Or a channel operation: prepare fills the channel API request from the HTTP request (bad
+     * input is an error with the job's status filled), render builds the response from its
+     * outcome once the channel API answered. */
+    int (*prepare)(sl__job *job, struct sl__chop *op);
+    int (*render)(sl__job *job, struct sl__chop *op);
     /* For operations whose resource is in the body: fills res (NUL-terminated, cap bytes) after
      * authentication, before authorisation. */
     int (*resolve)(struct sl__router *r, const sl_http_request *req, const sl_identity *who,

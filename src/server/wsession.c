@@ -18,7 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/ctx.h"
+#include "api/ctx.h"
 #include "core/message.h"
 #include "core/msgjson.h"
 #include "net/centrifuge.h"
@@ -374,14 +374,81 @@ static int reply_overflowed(sess *s, size_t start)
     return 1;
 }
 
-/* Topic messages after offset `after`, at most limit of them and max_bytes of message content. */
-static int read_after(sess *s, const char *channel, uint64_t after, size_t limit, size_t max_bytes,
-                      sl_message_list *out, sl_status *st)
+/* ---- waiting for the channel API ------------------------------------------------------------ */
+
+/* A command waiting for the channel API: the session is busy (later commands queue) until the
+ * answer, which arrives once the change is durable, possibly before sl__channel_submit returns. */
+typedef struct wait wait;
+typedef void (*wait_cont)(sess *s, wait *w);
+struct wait {
+    sl__chop op;
+    sess *s;
+    sl__cf_command cmd; /* taken over from the caller */
+    wait_cont cont;
+    sl_identity tok; /* the subscription token a `$` subscribe passed with (source NONE: none) */
+    json_t *data;    /* rpc: the parsed data the request's strings borrow */
+    char *text;      /* rpc queue.write: the message text */
+    const char **ids;
+    sl_write w;
+    char item[1][SL__MSGID_LEN + 1];
+    char after[SL__MSGID_LEN + 1];
+    uint64_t top; /* history: the stream's top when it began */
+    uint64_t end; /* history: the exclusive upper bound of a reverse read */
+    size_t limit; /* history */
+};
+
+static void wait_free(wait *w)
 {
-    char id[SL__MSGID_LEN + 1];
-    sl__msgid_format(after, id);
-    sl_read r = {.limit = limit, .after = id, .max_bytes = max_bytes};
-    return sl_channel_read(s->srv->ctx, &s->who, channel, &r, out, st);
+    sl__chop_clear(&w->op);
+    sl__cf_command_clear(&w->cmd);
+    sl_identity_clear(&w->tok);
+    json_decref(w->data);
+    free(w->text);
+    free(w->ids);
+    free(w);
+}
+
+static void wait_done(sl__chop *op)
+{
+    wait *w = op->ud;
+    sess *s = w->s;
+    s->busy = 0;
+    if (!s->gone && s->state == ST_CONNECTED)
+        w->cont(s, w); /* may wait again, taking the command over */
+    wait_free(w);
+    if (!s->gone && !s->busy)
+        run_queue(s);
+    unref(s);
+}
+
+/* A wait for command c (taken over: the caller's copy is left empty), or NULL after answering
+ * an internal error. */
+static wait *wait_new(sess *s, sl__cf_command *c, sl_op op, const char *channel)
+{
+    wait *w = calloc(1, sizeof *w);
+    if (w == NULL) {
+        reply_error(s, c->id, SL__CF_ERR_INTERNAL, NULL);
+        return NULL;
+    }
+    w->s = s;
+    int own = channel == c->channel;
+    w->cmd = *c;
+    memset(c, 0, sizeof *c);
+    sl_identity_init(&w->tok);
+    w->op.op = op;
+    w->op.who = &s->who;
+    w->op.channel = own ? w->cmd.channel : channel;
+    return w;
+}
+
+static void wait_submit(sess *s, wait *w, wait_cont cont)
+{
+    w->cont = cont;
+    w->op.done = wait_done;
+    w->op.ud = w;
+    s->busy = 1;
+    ref(s);
+    sl__channel_submit(s->srv->ctx, &w->op);
 }
 
 /* Publications for a reply; infos (n entries) hold the publishers of those made over a socket. */
@@ -398,8 +465,11 @@ static void pubs_of(const sl_message_list *l, size_t n, sl__cf_pub *pubs, sl__cf
     }
 }
 
+static void subscribe_cont(sess *s, wait *w);
+
 /* tok: NULL on arrival; for a `$` channel the same command again once its subscription token
- * passed (everything is checked anew: the channel or the grant may have changed meanwhile). */
+ * passed (everything is checked anew: the channel or the grant may have changed meanwhile). The
+ * stream position, and the publications missed when recovering, come from the channel API. */
 static void cmd_subscribe(sess *s, sl__cf_command *c, const sl_identity *tok)
 {
     sl__wss_server *srv = s->srv;
@@ -422,39 +492,70 @@ static void cmd_subscribe(sess *s, sl__cf_command *c, const sl_identity *tok)
         check_sub_token(s, c);
         return;
     }
-    double token_exp = tok ? tok->expires_at : 0;
-    sl__hub_chan *hc = sl__hub_chan_get(srv->hub, c->channel, info, 1);
-    uint64_t top = 0;
-    if (hc == NULL || sl__channel_position(srv->ctx, c->channel, &top) != SL_OK) {
-        reply_error(s, c->id, SL__CF_ERR_INTERNAL, NULL);
+    int recover = c->recover && info->kind == SL_KIND_TOPIC;
+    uint64_t offset = c->offset;
+    wait *w = wait_new(s, c, SL_OP_CHANNEL_READ, c->channel);
+    if (w == NULL)
+        return;
+    if (tok && sl_identity_copy(&w->tok, tok) != SL_OK) {
+        reply_error(s, w->cmd.id, SL__CF_ERR_INTERNAL, NULL);
+        wait_free(w);
         return;
     }
+    if (recover) {
+        /* One more than the cap tells "too many to recover". */
+        sl__msgid_format(offset, w->after);
+        w->op.read = (sl_read){
+            .limit = srv->lim.history_max + 1, .after = w->after, .max_bytes = reply_room(s)};
+    } else {
+        w->op.position = 1;
+    }
+    wait_submit(s, w, subscribe_cont);
+}
+
+static void subscribe_cont(sess *s, wait *w)
+{
+    sl__wss_server *srv = s->srv;
+    sl__cf_command *c = &w->cmd;
+    if (w->op.rc != SL_OK) {
+        reply_rc(s, c->id, w->op.rc);
+        return;
+    }
+    const sl_identity *tok = w->tok.source != SL_SOURCE_NONE ? &w->tok : NULL;
+    if (find_sub(s, c->channel, NULL)) { /* subscribed meanwhile by a command that waited less */
+        reply_error(s, c->id, SL__CF_ERR_ALREADY_SUBSCRIBED, NULL);
+        return;
+    }
+    const sl_channel_info *info = sl__map_get(srv->ctx->channels, c->channel);
+    sl__hub_chan *hc = info ? sl__hub_chan_get(srv->hub, c->channel, info, 1) : NULL;
+    if (hc == NULL) {
+        reply_error(s, c->id, info ? SL__CF_ERR_INTERNAL : SL__CF_ERR_UNKNOWN_CHANNEL, NULL);
+        return;
+    }
+    double token_exp = tok ? tok->expires_at : 0;
+    uint64_t top = w->op.seq;
     int topic = info->kind == SL_KIND_TOPIC;
-    sl_message_list missed = {0};
+    sl_message_list *missed = &w->op.list;
     sl__cf_pub *pubs = NULL;
     size_t npubs = 0;
     if (c->recover && topic) {
         /* Recoverable only from this stream, with every publication since still held. */
         int ok = c->epoch && strcmp(c->epoch, sl__hub_chan_epoch(hc)) == 0 && c->offset <= top;
         if (ok && c->offset < top) {
-            /* One more than the cap tells "too many to recover". */
-            rc = read_after(s, c->channel, c->offset, srv->lim.history_max + 1, reply_room(s),
-                            &missed, &st);
             /* Stopping short of the cap with more left means the bytes would not fit a reply. */
-            ok = rc == SL_OK && missed.len > 0 && missed.len <= srv->lim.history_max &&
-                 !(missed.more && missed.len <= srv->lim.history_max) &&
-                 sl__hub_offset_of(missed.items[0].id) == c->offset + 1;
+            ok = missed->len > 0 && missed->len <= srv->lim.history_max &&
+                 !(missed->more && missed->len <= srv->lim.history_max) &&
+                 sl__hub_offset_of(missed->items[0].id) == c->offset + 1;
         }
-        if (ok && missed.len &&
-            (pubs = calloc(missed.len, sizeof *pubs + sizeof(sl__cf_client_info))) == NULL)
+        if (ok && c->offset < top && missed->len &&
+            (pubs = calloc(missed->len, sizeof *pubs + sizeof(sl__cf_client_info))) == NULL)
             ok = 0;
         if (!ok) {
-            sl_message_list_free(&missed);
             reply_error(s, c->id, SL__CF_ERR_UNRECOVERABLE_POSITION, NULL);
             return;
         }
-        npubs = missed.len;
-        pubs_of(&missed, npubs, pubs, (sl__cf_client_info *)(pubs + npubs), 0);
+        npubs = c->offset < top ? missed->len : 0;
+        pubs_of(missed, npubs, pubs, (sl__cf_client_info *)(pubs + npubs), 0);
     }
     sl__hub_sub *sub = calloc(1, sizeof *sub);
     if (sub && s->nsubs == s->subcap) {
@@ -468,7 +569,6 @@ static void cmd_subscribe(sess *s, sl__cf_command *c, const sl_identity *tok)
     if (sub == NULL || s->nsubs == s->subcap || (tok && hold_token(sub, tok) != SL_OK)) {
         sub_free(sub);
         free(pubs);
-        sl_message_list_free(&missed);
         reply_error(s, c->id, SL__CF_ERR_INTERNAL, NULL);
         return;
     }
@@ -490,7 +590,6 @@ static void cmd_subscribe(sess *s, sl__cf_command *c, const sl_identity *tok)
     sl__cf_reply_subscribe(&s->peer.out, c->id, &r);
     touch(s);
     free(pubs);
-    sl_message_list_free(&missed);
     if (sl__hub_subscribe(srv->hub, hc, sub) != SL_OK) {
         sub_free(sub);
         close_with(s, SL__CF_DISC_SERVER_ERROR, NULL);
@@ -529,17 +628,25 @@ static void cmd_sub_refresh(sess *s, sl__cf_command *c, const sl_identity *tok)
     touch(s);
 }
 
-static void cmd_publish(sess *s, const sl__cf_command *c)
+static void publish_cont(sess *s, wait *w)
 {
-    sl_write w = {.data = c->data, .data_len = c->data_len, .origin = s->client};
-    sl_status st = {0};
-    int rc = sl_channel_write(s->srv->ctx, &s->who, c->channel, &w, NULL, 0, &st);
-    if (rc != SL_OK) {
-        reply_rc(s, c->id, rc);
+    if (w->op.rc != SL_OK) {
+        reply_rc(s, w->cmd.id, w->op.rc);
         return;
     }
-    sl__cf_reply_empty(&s->peer.out, c->id, SL__CF_PUBLISH);
+    sl__cf_reply_empty(&s->peer.out, w->cmd.id, SL__CF_PUBLISH);
     touch(s);
+}
+
+static void cmd_publish(sess *s, sl__cf_command *c)
+{
+    wait *w = wait_new(s, c, SL_OP_CHANNEL_WRITE, c->channel);
+    if (w == NULL)
+        return;
+    w->w = (sl_write){.data = w->cmd.data, .data_len = w->cmd.data_len, .origin = s->client};
+    w->op.writes = &w->w;
+    w->op.nwrites = 1;
+    wait_submit(s, w, publish_cont);
 }
 
 /* The channel's real-time state for history and presence (authorised as a read first). */
@@ -562,7 +669,11 @@ static sl__hub_chan *enter_read(sess *s, const sl__cf_command *c, const sl_chann
     return hc;
 }
 
-static void cmd_history(sess *s, const sl__cf_command *c)
+static void history_read(sess *s, wait *w);
+static void history_reply(sess *s, wait *w);
+
+/* History takes two answers of the channel API: the stream's top, then the publications. */
+static void cmd_history(sess *s, sl__cf_command *c)
 {
     const sl_channel_info *info;
     sl__hub_chan *hc = enter_read(s, c, &info);
@@ -572,54 +683,87 @@ static void cmd_history(sess *s, const sl__cf_command *c)
         reply_error(s, c->id, SL__CF_ERR_BAD_REQUEST, "history applies to topics");
         return;
     }
-    uint64_t top = 0;
-    sl__channel_position(s->srv->ctx, c->channel, &top);
     if (c->has_since &&
         (c->since_epoch == NULL || strcmp(c->since_epoch, sl__hub_chan_epoch(hc)))) {
         reply_error(s, c->id, SL__CF_ERR_UNRECOVERABLE_POSITION, NULL);
         return;
     }
+    wait *w = wait_new(s, c, SL_OP_CHANNEL_READ, c->channel);
+    if (w == NULL)
+        return;
+    w->op.position = 1;
+    wait_submit(s, w, history_read);
+}
+
+static void history_read(sess *s, wait *w)
+{
+    sl__cf_command *c = &w->cmd;
+    if (w->op.rc != SL_OK) {
+        reply_rc(s, c->id, w->op.rc);
+        return;
+    }
+    uint64_t top = w->op.seq;
     size_t max = s->srv->lim.history_max;
     size_t limit = !c->has_limit                              ? 0
                    : c->limit < 0 || (uint64_t)c->limit > max ? max
                                                               : (size_t)c->limit;
-    sl_message_list l = {0};
+    wait *next = wait_new(s, c, SL_OP_CHANNEL_READ, c->channel);
+    if (next == NULL)
+        return;
+    next->limit = limit;
+    next->top = top;
+    /* Forward: the oldest `limit` after `since` (or from the start). Reverse: the newest `limit`
+     * before `since` (or up to the top), returned newest first. */
+    next->end = next->cmd.has_since ? next->cmd.since_offset : top + 1;
+    uint64_t after = !next->cmd.reverse      ? (next->cmd.has_since ? next->cmd.since_offset : 0)
+                     : next->end - 1 > limit ? next->end - 1 - limit
+                                             : 0;
+    if (limit == 0) {
+        history_reply(s, next);
+        wait_free(next);
+        return;
+    }
+    sl__msgid_format(after, next->after);
+    next->op.read = (sl_read){.limit = limit, .after = next->after, .max_bytes = reply_room(s)};
+    wait_submit(s, next, history_reply);
+}
+
+static void history_reply(sess *s, wait *w)
+{
+    sl__cf_command *c = &w->cmd;
+    if (w->op.rc != SL_OK) {
+        reply_rc(s, c->id, w->op.rc);
+        return;
+    }
+    const sl_channel_info *info = sl__map_get(s->srv->ctx->channels, c->channel);
+    sl__hub_chan *hc = info ? sl__hub_chan_get(s->srv->hub, c->channel, info, 1) : NULL;
+    if (hc == NULL) {
+        reply_error(s, c->id, info ? SL__CF_ERR_INTERNAL : SL__CF_ERR_UNKNOWN_CHANNEL, NULL);
+        return;
+    }
+    uint64_t top = w->top; /* as history began: the read's own may be newer */
+    sl_message_list *l = &w->op.list;
     size_t n = 0;
-    if (limit > 0) {
-        /* Forward: the oldest `limit` after `since` (or from the start). Reverse: the newest
-         * `limit` before `since` (or up to the top), returned newest first. */
-        uint64_t end = c->has_since ? c->since_offset : top + 1; /* reverse: exclusive bound */
-        uint64_t after = !c->reverse       ? (c->has_since ? c->since_offset : 0)
-                         : end - 1 > limit ? end - 1 - limit
-                                           : 0;
-        sl_status st = {0};
-        int rc = read_after(s, c->channel, after, limit, reply_room(s), &l, &st);
-        if (rc != SL_OK) {
-            reply_rc(s, c->id, rc);
-            return;
-        }
+    if (w->limit > 0) {
         /* Short of the limit with messages left: the byte bound stopped the read. Centrifugo
          * clients take a short history for the end of the stream, so this is an error. */
-        if (l.more && l.len < limit) {
-            sl_message_list_free(&l);
+        if (l->more && l->len < w->limit) {
             reply_too_big(s, c->id);
             return;
         }
-        n = l.len;
-        while (c->reverse && n > 0 && sl__hub_offset_of(l.items[n - 1].id) >= end)
+        n = l->len;
+        while (c->reverse && n > 0 && sl__hub_offset_of(l->items[n - 1].id) >= w->end)
             n--;
     }
     sl__cf_pub *pubs = n ? calloc(n, sizeof *pubs + sizeof(sl__cf_client_info)) : NULL;
     if (n && pubs == NULL) {
-        sl_message_list_free(&l);
         reply_error(s, c->id, SL__CF_ERR_INTERNAL, NULL);
         return;
     }
-    pubs_of(&l, n, pubs, (sl__cf_client_info *)(pubs + n), c->reverse);
+    pubs_of(l, n, pubs, (sl__cf_client_info *)(pubs + n), c->reverse);
     size_t start = s->peer.out.len;
     sl__cf_reply_history(&s->peer.out, c->id, pubs, n, sl__hub_chan_epoch(hc), top);
     free(pubs);
-    sl_message_list_free(&l);
     if (reply_overflowed(s, start))
         reply_too_big(s, c->id);
     else
@@ -706,12 +850,83 @@ static void claim_reply(sess *s, uint32_t id, const char *channel, const sl_mess
         reply_error(s, id, SL__CF_ERR_INTERNAL, NULL);
 }
 
-static void cmd_rpc(sess *s, const sl__cf_command *c)
+static void rpc_cont(sess *s, wait *w)
+{
+    uint32_t id = w->cmd.id;
+    sl__chop *op = &w->op;
+    if (op->rc != SL_OK) {
+        reply_rc(s, id, op->rc);
+        return;
+    }
+    if (op->op == SL_OP_CHANNEL_READ) {
+        claim_reply(s, id, op->channel, &op->list);
+        touch(s);
+        return;
+    }
+    json_t *result =
+        op->op == SL_OP_CHANNEL_WRITE
+            ? json_pack("{s:s}", "id", w->item[0])
+            : json_pack("{s:I}", op->op == SL_OP_CHANNEL_ACK ? "acknowledged" : "nacked",
+                        (json_int_t)op->count);
+    char *out = result ? json_dumps(result, JSON_COMPACT) : NULL;
+    json_decref(result);
+    if (out == NULL)
+        reply_error(s, id, SL__CF_ERR_INTERNAL, NULL);
+    else
+        sl__cf_reply_rpc(&s->peer.out, id, out, strlen(out));
+    touch(s);
+    free(out);
+}
+
+/* Fills the request of a queue.* method from its data; SL_EINVAL for a malformed one. */
+static int rpc_prepare(sess *s, wait *w, const char *m)
+{
+    json_t *data = w->data;
+    sl__chop *op = &w->op;
+    if (!strcmp(m, "queue.claim")) {
+        json_t *lim = json_object_get(data, "limit");
+        json_int_t limit = lim ? json_integer_value(lim) : 1;
+        if ((lim && !json_is_integer(lim)) || limit < 1 || limit > RPC_MAX_LIMIT)
+            return SL_EINVAL;
+        /* Bounded by what the reply can carry, so that nothing is claimed that the socket
+         * would refuse to deliver. */
+        op->op = SL_OP_CHANNEL_READ;
+        op->read = (sl_read){.limit = (size_t)limit, .exclusive = 1, .max_bytes = reply_room(s)};
+        return SL_OK;
+    }
+    if (!strcmp(m, "queue.write")) {
+        json_t *d = json_object_get(data, "data");
+        char *text = d ? json_dumps(d, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+        if (text == NULL)
+            return SL_EINVAL;
+        w->text = text; /* until the wait ends */
+        op->op = SL_OP_CHANNEL_WRITE;
+        w->w = (sl_write){.data = text, .data_len = strlen(text)};
+        op->writes = &w->w;
+        op->nwrites = 1;
+        op->item_ids = w->item;
+        return SL_OK;
+    }
+    int ack = !strcmp(m, "queue.ack");
+    size_t n = 0;
+    int rc = rpc_ids(data, &w->ids, &n);
+    if (rc != SL_OK)
+        return rc;
+    json_t *delay = json_object_get(data, "delay");
+    if (!ack && delay && !json_is_number(delay))
+        return SL_EINVAL;
+    op->op = ack ? SL_OP_CHANNEL_ACK : SL_OP_CHANNEL_NACK;
+    op->ids = w->ids;
+    op->nids = n;
+    op->delay = delay ? json_number_value(delay) : 0;
+    return SL_OK;
+}
+
+static void cmd_rpc(sess *s, sl__cf_command *c)
 {
     const char *m = c->rpc_method ? c->rpc_method : "";
-    int claim = !strcmp(m, "queue.claim"), ack = !strcmp(m, "queue.ack"),
-        nack = !strcmp(m, "queue.nack"), write = !strcmp(m, "queue.write");
-    if (!claim && !ack && !nack && !write) {
+    if (strcmp(m, "queue.claim") && strcmp(m, "queue.ack") && strcmp(m, "queue.nack") &&
+        strcmp(m, "queue.write")) {
         reply_error(s, c->id, SL__CF_ERR_METHOD_NOT_FOUND, NULL);
         return;
     }
@@ -722,69 +937,19 @@ static void cmd_rpc(sess *s, const sl__cf_command *c)
         reply_error(s, c->id, SL__CF_ERR_BAD_REQUEST, "data must be an object with a channel");
         return;
     }
-    sl_ctx *ctx = s->srv->ctx;
-    sl_status st = {0};
-    json_t *result = NULL;
-    int rc = SL_OK, claimed = 0;
-    if (claim) {
-        json_t *lim = json_object_get(data, "limit");
-        json_int_t limit = lim ? json_integer_value(lim) : 1;
-        if ((lim && !json_is_integer(lim)) || limit < 1 || limit > RPC_MAX_LIMIT) {
-            rc = SL_EINVAL;
-        } else {
-            /* Bounded by what the reply can carry, so that nothing is claimed that the socket
-             * would refuse to deliver. */
-            sl_read r = {.limit = (size_t)limit, .exclusive = 1, .max_bytes = reply_room(s)};
-            sl_message_list l = {0};
-            rc = sl_channel_read(ctx, &s->who, channel, &r, &l, &st);
-            if (rc == SL_OK) {
-                claim_reply(s, c->id, channel, &l);
-                claimed = 1;
-            }
-            sl_message_list_free(&l);
-        }
-    } else if (write) {
-        json_t *d = json_object_get(data, "data");
-        char *text = d ? json_dumps(d, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
-        char id[32] = "";
-        if (text == NULL) {
-            rc = SL_EINVAL;
-        } else {
-            sl_write w = {.data = text, .data_len = strlen(text)};
-            rc = sl_channel_write(ctx, &s->who, channel, &w, id, sizeof id, &st);
-            result = json_pack("{s:s}", "id", id);
-        }
-        free(text);
-    } else {
-        const char **ids = NULL;
-        size_t n = 0, count = 0;
-        rc = rpc_ids(data, &ids, &n);
-        json_t *delay = json_object_get(data, "delay");
-        if (rc == SL_OK && nack && delay && !json_is_number(delay))
-            rc = SL_EINVAL;
-        if (rc == SL_OK && ack)
-            rc = sl_channel_ack(ctx, &s->who, channel, ids, n, &count, &st);
-        else if (rc == SL_OK)
-            rc = sl_channel_nack(ctx, &s->who, channel, ids, n,
-                                 delay ? json_number_value(delay) : 0, &count, &st);
-        free(ids);
-        result = json_pack("{s:I}", ack ? "acknowledged" : "nacked", (json_int_t)count);
-    }
-    json_decref(data);
-    if (claimed) {
-        touch(s);
+    wait *w = wait_new(s, c, SL_OP_CHANNEL_READ, channel);
+    if (w == NULL) {
+        json_decref(data);
         return;
     }
-    char *out = rc == SL_OK && result ? json_dumps(result, JSON_COMPACT) : NULL;
-    json_decref(result);
-    if (rc != SL_OK)
-        reply_rc(s, c->id, rc);
-    else if (out == NULL)
-        reply_error(s, c->id, SL__CF_ERR_INTERNAL, NULL);
-    else
-        sl__cf_reply_rpc(&s->peer.out, c->id, out, strlen(out));
-    touch(s);
-    free(out);
+    w->data = data;
+    int rc = rpc_prepare(s, w, w->cmd.rpc_method);
+    if (rc != SL_OK) {
+        reply_rc(s, w->cmd.id, rc);
+        wait_free(w);
+        return;
+    }
+    wait_submit(s, w, rpc_cont);
 }
 
 /* ---- connect and refresh: authentication ---------------------------------------------------- */

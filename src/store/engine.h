@@ -1,72 +1,114 @@
 /* The store engine interface. An engine keeps channels (their settings) and their messages and
- * implements work-queue and topic semantics atomically, so that a shared engine (Redis) can do the
- * same with server-side scripts. The core (core/channel.c) validates, authorises and handles dead
- * letters; the engine only stores. All functions return sl_errno codes. Ids passed in are valid
- * channel ids; the engine never sees a caller it must authorise. */
+ * implements work-queue and topic semantics atomically, dead letters included, so that a shared
+ * engine (Redis) can do the same with server-side scripts. The channel API (api/channel.c)
+ * validates and authorises; the engine only stores. Ids passed in are valid channel ids; the
+ * engine never sees a caller it must authorise.
+ *
+ * Every operation is a request (sl__eop) that the engine completes by calling op->done exactly
+ * once, on the loop's thread: at once, before submit returns (the memory engine), or later from
+ * the event loop once the change is durable (the LMDB engine replies after its group commit; a
+ * network engine after the server answers). Nothing waits inside submit. A completed request
+ * reports what every reader of the store may now see and what survives a crash: a reply built
+ * from it may go out. Requests complete in the order they were submitted. */
 #ifndef SLUICE_STORE_ENGINE_H
 #define SLUICE_STORE_ENGINE_H
 
 #include <sluice/sluice.h>
 
+#include "core/message.h"
+
 typedef struct sl_engine sl_engine;
+typedef struct sl__eop sl__eop;
+
+typedef enum {
+    SL__EOP_CREATE,   /* in: info (its depth ignored). SL_EEXIST */
+    SL__EOP_DROP,     /* the channel and its messages. SL_ENOENT */
+    SL__EOP_INFO,     /* out: info (a copy, depth included). SL_ENOENT */
+    SL__EOP_LIST,     /* out: infos/ninfos, every channel sorted by id */
+    SL__EOP_APPEND,   /* in: msgs/nmsgs; out: ids, seq (of the last) */
+    SL__EOP_CLAIM,    /* in: reader, limit, max_bytes; out: list, dead */
+    SL__EOP_ACK,      /* in: reader, ids/nids; out: count */
+    SL__EOP_NACK,     /* in: reader, ids/nids, delay; out: count */
+    SL__EOP_READ,     /* in: reader, after, limit, max_bytes; out: list, seq */
+    SL__EOP_CLEAR,    /* out: count */
+    SL__EOP_EVICT,    /* in: before, max_count; out: count */
+    SL__EOP_REMOVE,   /* in: ids/nids; out: count */
+    SL__EOP_POSITION, /* out: seq */
+    SL__EOP_SYNC,     /* nothing: completes once everything submitted before it is durable */
+} sl__eop_kind;
+
+typedef void (*sl__eop_done_fn)(sl__eop *op);
+
+/* A request. The submitter owns it and every input it points to until done is called; the
+ * outputs (list, dead, info, infos) then belong to the submitter, released with
+ * sl__eop_clear. Zero-initialise, then set kind, the inputs and done. */
+struct sl__eop {
+    sl__eop_kind kind;
+    const char *channel; /* every kind but LIST and SYNC */
+    double now;          /* the clock for leases, retention, delays */
+
+    /* inputs */
+    const char *reader;            /* CLAIM, ACK, NACK: the claimer; READ: the cursor's owner */
+    const sl_channel_info *create; /* CREATE */
+    const sl_message *msgs;        /* APPEND: copied (id and attempt ignored) */
+    size_t nmsgs;
+    const char *const *ids; /* ACK, NACK, REMOVE */
+    size_t nids;
+    size_t limit;      /* CLAIM, READ */
+    size_t max_bytes;  /* CLAIM, READ: SIZE_MAX for none */
+    const char *after; /* READ: NULL reads after reader's cursor (which then advances) */
+    double delay;      /* NACK */
+    double before;     /* EVICT: drop timestamps < before (<= 0: none by age) */
+    size_t max_count;  /* EVICT: keep the newest max_count (SIZE_MAX: no bound) */
+    /* CLAIM: messages past max_attempts are moved to this channel (created as a private queue
+     * when missing; "" drops them) in the same atomic step; dead_created reports a creation. */
+    const char *dead_letter;
+
+    /* outputs */
+    int rc;
+    char (*ids_out)[SL__MSGID_LEN + 1]; /* APPEND: nmsgs slots provided by the submitter */
+    uint64_t seq;                       /* APPEND, READ, POSITION: the channel's newest seq */
+    size_t count;
+    sl_message_list list;   /* CLAIM, READ */
+    sl_message_list dead;   /* CLAIM: what went to the dead letter (or was dropped: dead_rc) */
+    int dead_rc;            /* CLAIM: SL_OK, or why the dead letters could not be stored */
+    int dead_created;       /* CLAIM: the dead-letter queue was created for them */
+    sl_channel_info info;   /* INFO */
+    sl_channel_info *infos; /* LIST */
+    size_t ninfos;
+
+    sl__eop_done_fn done;
+    void *ud;
+};
+
+/* Releases an op's outputs (list, dead, info, infos); the op itself is the submitter's. */
+void sl__eop_clear(sl__eop *op);
 
 typedef struct sl_engine_ops {
     const char *name;
     void (*free)(sl_engine *e);
-    /* Stores a copy of info (its depth is ignored). SL_EEXIST. */
-    int (*create)(sl_engine *e, const sl_channel_info *info);
-    /* Drops the channel and its messages. SL_ENOENT. */
-    int (*drop)(sl_engine *e, const char *id);
-    /* Fills *out with a copy (release with sl_channel_info_clear), depth included. SL_ENOENT. */
-    int (*info)(sl_engine *e, const char *id, sl_channel_info *out);
-    /* Every channel, sorted by id; release with sl_channel_infos_free. */
-    int (*list)(sl_engine *e, sl_channel_info **out, size_t *n);
-    /* Appends a copy of *m (m->id and m->attempt are ignored; the caller keeps m): the engine
-     * assigns the id (unique in the channel, increasing). Queues: SL_EFULL past max_messages.
-     * Topics: retention (count, age at `now`) drops the oldest; max_messages, when set, refuses
-     * with SL_EFULL only when retention cannot make room. id_out (>= 32 bytes) receives the id. */
-    int (*append)(sl_engine *e, const char *id, sl_message *m, double now, char *id_out);
-    /* Queues: claims up to limit claimable messages (unclaimed, or lease expired, or nack delay
-     * passed) for reader, FIFO, with lease now + claim_timeout; attempt counts claims. A message
-     * whose next claim would exceed max_attempts (> 0) is moved out into *dead instead (the core
-     * writes it to the dead-letter channel). max_bytes (SIZE_MAX: none) bounds the sum of
-     * sl_message_size of the claimed messages, the first excepted: claiming stops before the
-     * first message that does not fit, which stays claimable. out->more: claimable messages were
-     * left. SL_EKIND for topics. */
-    int (*claim)(sl_engine *e, const char *id, const char *reader, size_t limit, size_t max_bytes,
-                 double now, sl_message_list *out, sl_message_list *dead);
-    /* Removes messages whose live claim is held by reader; *count those removed. Unknown ids and
-     * claims held by others (or expired) are not counted. SL_EKIND for topics. */
-    int (*ack)(sl_engine *e, const char *id, const char *reader, const char *const *ids, size_t n,
-               double now, size_t *count);
-    /* Releases reader's live claims; they become claimable at now + delay. */
-    int (*nack)(sl_engine *e, const char *id, const char *reader, const char *const *ids, size_t n,
-                double delay, double now, size_t *count);
-    /* Topics: up to limit messages after message id `after` (NULL: after reader's cursor, which
-     * then advances to the last returned). SL_EINVAL only for an `after` that is not an id of this
-     * engine's format; an id newer than anything written gives nothing, an older or removed one
-     * continues after it. max_bytes bounds the messages as for claim (the cursor stops at the
-     * last one returned); out->more: messages after the last returned were left. SL_EKIND for
-     * queues. */
-    int (*read)(sl_engine *e, const char *id, const char *reader, const char *after, size_t limit,
-                size_t max_bytes, double now, sl_message_list *out);
-    int (*clear)(sl_engine *e, const char *id, size_t *count);
-    /* Drops messages with timestamp < before (before <= 0: none by age), then the oldest beyond
-     * max_count (SIZE_MAX: none by count). */
-    int (*evict)(sl_engine *e, const char *id, double before, size_t max_count, size_t *count);
-    int (*remove)(sl_engine *e, const char *id, const char *const *ids, size_t n, size_t *count);
-    /* The sequence number of the newest message ever appended (0: none), whether or not it is
-     * still held. Every engine numbers a channel's messages 1, 2, 3... and formats ids as 16
-     * lowercase hex digits of that number, so real-time transports can use it as a stream offset.
-     */
-    int (*position)(sl_engine *e, const char *id, uint64_t *seq);
+    void (*submit)(sl_engine *e, sl__eop *op);
 } sl_engine_ops;
 
 struct sl_engine {
     const sl_engine_ops *ops;
+    struct uv_loop_s *loop; /* the loop completions come from; NULL: always at once */
 };
 
-/* The in-memory engine. *out released with (*out)->ops->free(*out). */
+/* Submits op and waits for it: for callers that run no loop of their own (the in-process C API,
+ * configuration at start, tests). Runs the engine's loop until op is done, so it must not be
+ * called from a callback of that loop. Returns op->rc. */
+int sl__engine_call(sl_engine *e, sl__eop *op);
+
+/* The in-memory engine. With a kv (store/kv.h) every change is also written through it and each
+ * request completes once the kv made it durable, so the channels survive restarts: that is the
+ * embedded durable engine (kv on LMDB). kv NULL: memory only, completing at once. kv is borrowed
+ * and must outlive the engine; loop is where the kv's completions arrive (NULL without one). now:
+ * the clock when loading (a lease that ran out while the server was down is released). SL_EFORMAT
+ * with st saying what could not be read. *out released with (*out)->ops->free(*out). */
+struct sl__kv;
 int sl__mem_engine_new(sl_engine **out);
+int sl__mem_engine_open(sl_engine **out, struct sl__kv *kv, struct uv_loop_s *loop, double now,
+                        sl_status *st);
 
 #endif

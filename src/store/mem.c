@@ -9,6 +9,8 @@
  * as they were. Not thread-safe: the caller serialises access. */
 #include "store/engine.h"
 
+#include "store/kv.h"
+
 #include "core/map.h"
 #include "core/message.h"
 
@@ -18,6 +20,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <jansson.h>
+#include <uv.h>
 
 #define DEFAULT_CLAIM_TIMEOUT 300.0
 #define IDX_MIN_CAP 16
@@ -355,7 +360,10 @@ static void heap_tidy(heap *h)
 
 /* ---- channels -------------------------------------------------------------------------------- */
 
+typedef struct mem_engine mem_engine;
+
 typedef struct chan {
+    mem_engine *eng;
     sl_channel_info info;
     uint64_t last_seq; /* the newest id handed out; ids start at 1 and never repeat */
     idx ix;
@@ -364,10 +372,22 @@ typedef struct chan {
     sl__map *readers; /* name -> reader: claim holders (queues), cursors (topics) */
 } chan;
 
-typedef struct mem_engine {
+struct mem_engine {
     sl_engine base;
     sl__map *channels; /* id -> chan */
-} mem_engine;
+    sl__kv *kv;        /* borrowed; NULL: memory only */
+    int jrc;           /* the first journal failure of the request being run (SL_OK: none) */
+};
+
+/* ---- the journal: every change written through the kv (docs/STORAGE.md) ---------------------- */
+
+static void j_msg_put(chan *c, const msg *m);
+static void j_msg_del(chan *c, uint64_t seq);
+static void j_claim_put(chan *c, const msg *m);
+static void j_cursor_put(chan *c, const reader *r);
+static void j_chan_put(chan *c);
+static void j_chan_drop(mem_engine *me, const char *id);
+static void j_chan_clear(chan *c);
 
 static int is_queue(const chan *c)
 {
@@ -423,6 +443,7 @@ static void release_claim(chan *c, msg *m)
 static void unlink_at(chan *c, size_t p)
 {
     msg *m = c->ix.a[p].m;
+    j_msg_del(c, m->seq);
     if (is_queue(c)) {
         if (m->flags & IN_TIMED)
             heap_remove(&c->timed, 1, m);
@@ -444,6 +465,7 @@ static void chan_tidy(chan *c)
 static size_t chan_clear(chan *c)
 {
     size_t n = c->ix.live;
+    j_chan_clear(c);
     for (size_t p = c->ix.lo; p < c->ix.hi; p++) {
         msg *m = c->ix.a[p].m;
         if (m == NULL)
@@ -511,13 +533,18 @@ static int mem_create(sl_engine *e, const sl_channel_info *info)
         chan_free(c);
         return SL_ENOMEM;
     }
+    c->eng = me;
     c->info.depth = 0;
+    j_chan_put(c);
     return SL_OK;
 }
 
 static int mem_drop(sl_engine *e, const char *id)
 {
-    return sl__map_del(((mem_engine *)e)->channels, id, chan_free) ? SL_OK : SL_ENOENT;
+    if (!sl__map_del(((mem_engine *)e)->channels, id, chan_free))
+        return SL_ENOENT;
+    j_chan_drop((mem_engine *)e, id);
+    return SL_OK;
 }
 
 static int mem_info(sl_engine *e, const char *id, sl_channel_info *out)
@@ -595,6 +622,7 @@ static int mem_append(sl_engine *e, const char *id, sl_message *m, double now, c
         return SL_ENOMEM;
     c->last_seq++;
     idx_push(&c->ix, n);
+    j_msg_put(c, n);
     if (is_queue(c))
         heap_push(&c->ready, 0, n);
     else
@@ -715,6 +743,7 @@ static int mem_claim(sl_engine *e, const char *id, const char *reader_name, size
         msg *m = picked[i];
         if (max_attempts > 0 && m->attempt >= max_attempts) {
             /* Not in a heap any more: take it out of the index only. */
+            j_msg_del(c, m->seq);
             idx_take(&c->ix, idx_find(&c->ix, m->seq));
             free(m);
             continue;
@@ -724,6 +753,7 @@ static int mem_claim(sl_engine *e, const char *id, const char *reader_name, size
         r->claims++;
         m->when = expires;
         heap_push(&c->timed, 1, m);
+        j_claim_put(c, m);
     }
     out->more = c->ready.len > 0;
     free(picked);
@@ -803,8 +833,10 @@ static int mem_nack(sl_engine *e, const char *id, const char *reader_name, const
             m->when = now + delay;
             heap_push(&c->timed, 1, m); /* reuses the slot just freed */
         } else {
+            m->when = 0;
             heap_push(&c->ready, 0, m);
         }
+        j_claim_put(c, m);
         (*count)++;
     }
     r->claims--;
@@ -872,8 +904,10 @@ static int mem_read(sl_engine *e, const char *id, const char *reader_name, const
             sl__map_del(c->readers, reader_name, free);
         return rc;
     }
-    if (r)
+    if (r) {
         r->cursor = last;
+        j_cursor_put(c, r);
+    }
     out->more = more;
     chan_tidy(c);
     return SL_OK;
@@ -940,34 +974,590 @@ static int mem_position(sl_engine *e, const char *id, uint64_t *seq)
     return c ? SL_OK : SL_ENOENT;
 }
 
+/* Moves what a claim found past max_attempts to the dead-letter queue, creating it (as a private
+ * queue) on first use, in the same step as the claim: with a kv both land in one commit, so a
+ * crash cannot lose a message between its queue and its dead letter. */
+static void dead_letter(mem_engine *me, sl__eop *op, chan *src)
+{
+    const char *dl = op->dead_letter;
+    if (dl == NULL || dl[0] == '\0') {
+        op->dead_rc = SL_ENOENT;
+        return;
+    }
+    chan *d = sl__map_get(me->channels, dl);
+    if (d == NULL) {
+        sl_channel_info info = {
+            .id = (char *)dl,
+            .name = (char *)dl,
+            .description = "",
+            .dead_letter = "",
+            .kind = SL_KIND_QUEUE,
+            .visibility = src->info.visibility,
+            .mode = SL_MODE_INHERIT,
+            .claim_timeout = DEFAULT_CLAIM_TIMEOUT,
+        };
+        int rc = mem_create(&me->base, &info);
+        if (rc != SL_OK) {
+            op->dead_rc = rc;
+            return;
+        }
+        op->dead_created = 1;
+    }
+    for (size_t i = 0; i < op->dead.len; i++) {
+        int rc = mem_append(&me->base, dl, &op->dead.items[i], op->now, NULL);
+        if (rc != SL_OK)
+            op->dead_rc = rc;
+    }
+}
+
+/* Runs op against memory; returns its code. */
+static int run(mem_engine *me, sl__eop *op)
+{
+    sl_engine *e = &me->base;
+    switch (op->kind) {
+    case SL__EOP_CREATE:
+        return mem_create(e, op->create);
+    case SL__EOP_DROP:
+        return mem_drop(e, op->channel);
+    case SL__EOP_INFO:
+        return mem_info(e, op->channel, &op->info);
+    case SL__EOP_LIST:
+        return mem_list(e, &op->infos, &op->ninfos);
+    case SL__EOP_APPEND: {
+        /* A batch is stored whole or not at all: room for every message first. */
+        chan *c = find_chan(e, op->channel);
+        if (c == NULL)
+            return SL_ENOENT;
+        if (is_queue(c) && c->info.max_messages > 0 &&
+            c->ix.live + op->nmsgs > c->info.max_messages)
+            return SL_EFULL;
+        for (size_t i = 0; i < op->nmsgs; i++) {
+            int rc = mem_append(e, op->channel, (sl_message *)&op->msgs[i], op->now,
+                                op->ids_out ? op->ids_out[i] : NULL);
+            if (rc != SL_OK)
+                return rc;
+        }
+        op->seq = c->last_seq;
+        return SL_OK;
+    }
+    case SL__EOP_CLAIM: {
+        int rc = mem_claim(e, op->channel, op->reader, op->limit, op->max_bytes, op->now, &op->list,
+                           &op->dead);
+        if (op->dead.len)
+            dead_letter(me, op, find_chan(e, op->channel));
+        return rc;
+    }
+    case SL__EOP_ACK:
+        return mem_ack(e, op->channel, op->reader, op->ids, op->nids, op->now, &op->count);
+    case SL__EOP_NACK:
+        return mem_nack(e, op->channel, op->reader, op->ids, op->nids, op->delay, op->now,
+                        &op->count);
+    case SL__EOP_READ: {
+        int rc = mem_read(e, op->channel, op->reader, op->after, op->limit, op->max_bytes, op->now,
+                          &op->list);
+        if (rc == SL_OK)
+            mem_position(e, op->channel, &op->seq);
+        return rc;
+    }
+    case SL__EOP_CLEAR:
+        return mem_clear(e, op->channel, &op->count);
+    case SL__EOP_EVICT:
+        return mem_evict(e, op->channel, op->before, op->max_count, &op->count);
+    case SL__EOP_REMOVE:
+        return mem_remove(e, op->channel, op->ids, op->nids, &op->count);
+    case SL__EOP_POSITION:
+        return mem_position(e, op->channel, &op->seq);
+    case SL__EOP_SYNC:
+        return SL_OK;
+    }
+    return SL_EINVAL;
+}
+
+static void on_durable(void *ud, int rc)
+{
+    sl__eop *op = ud;
+    if (rc != SL_OK && op->rc == SL_OK)
+        op->rc = rc;
+    op->done(op);
+}
+
+/* Memory changes at once; with a kv the answer waits until they are durable. Reads wait too, so
+ * that no reply shows what a crash could still take back. */
+static void mem_submit(sl_engine *e, sl__eop *op)
+{
+    mem_engine *me = (mem_engine *)e;
+    me->jrc = SL_OK;
+    op->rc = run(me, op);
+    if (op->rc == SL_OK && me->jrc != SL_OK)
+        op->rc = SL_ESTORAGE; /* in memory, but not staged: it would not survive a crash */
+    if (me->kv == NULL)
+        op->done(op);
+    else
+        me->kv->ops->barrier(me->kv, on_durable, op);
+}
+
+/* ---- the journal ----------------------------------------------------------------------------- */
+
+/* Keys: channel id, NUL, then the message's seq big-endian (so keys sort by id), or the reader's
+ * name for cursors. Values carry a version byte first. Messages:
+ *   1 | timestamp (8, IEEE double, host order) | flags (1) | per present field: len (4) + bytes
+ * Claims (the state a message has once claimed or nacked):
+ *   1 | attempt (4) | when (8) | claimer name (the rest; empty: none)
+ * Cursors: 1 | seq (8). Channel settings: a JSON object with "v":1. The sequence high-water mark
+ * of a channel: meta "seq:" id -> seq (8), so ids never repeat after a restart. Host byte order
+ * is fine for values: a data directory is not moved across architectures (docs/STORAGE.md). */
+#define J_VERSION 1
+
+static size_t key_seq(char *k, const char *id, uint64_t seq)
+{
+    size_t n = strlen(id);
+    memcpy(k, id, n);
+    k[n] = '\0';
+    for (int i = 0; i < 8; i++)
+        k[n + 1 + i] = (char)(seq >> (56 - 8 * i));
+    return n + 9;
+}
+
+static size_t key_name(char *k, const char *id, const char *name)
+{
+    size_t n = strlen(id), m = strlen(name);
+    memcpy(k, id, n);
+    k[n] = '\0';
+    memcpy(k + n + 1, name, m);
+    return n + 1 + m;
+}
+
+static void j_check(mem_engine *me, int rc)
+{
+    if (rc != SL_OK && me->jrc == SL_OK)
+        me->jrc = rc;
+}
+
+static void j_msg_put(chan *c, const msg *m)
+{
+    mem_engine *me = c->eng;
+    if (me->kv == NULL)
+        return;
+    size_t strs = 0;
+    const char *p = m->strs;
+    for (size_t f = 0; f < NFIELDS; f++)
+        if (m->flags & (1u << f)) {
+            size_t n = strlen(p);
+            strs += 4 + n;
+            p += n + 1;
+        }
+    size_t len = 1 + 8 + 1 + strs;
+    char small[512], *v = len <= sizeof small ? small : malloc(len);
+    if (v == NULL) {
+        j_check(me, SL_ENOMEM);
+        return;
+    }
+    v[0] = J_VERSION;
+    memcpy(v + 1, &m->timestamp, 8);
+    v[9] = (char)(m->flags & ~IN_TIMED);
+    char *o = v + 10;
+    p = m->strs;
+    for (size_t f = 0; f < NFIELDS; f++)
+        if (m->flags & (1u << f)) {
+            uint32_t n = (uint32_t)strlen(p);
+            memcpy(o, &n, 4);
+            memcpy(o + 4, p, n);
+            o += 4 + n;
+            p += n + 1;
+        }
+    char k[SL_CHANNEL_ID_MAX + 9];
+    size_t kl = key_seq(k, c->info.id, m->seq);
+    j_check(me, me->kv->ops->put(me->kv, SL__KV_MESSAGES, k, kl, v, len));
+    uint64_t hw = c->last_seq;
+    char sk[SL_CHANNEL_ID_MAX + 5];
+    int skl = snprintf(sk, sizeof sk, "seq:%s", c->info.id);
+    j_check(me, me->kv->ops->put(me->kv, SL__KV_META, sk, (size_t)skl, &hw, 8));
+    if (v != small)
+        free(v);
+}
+
+static void j_msg_del(chan *c, uint64_t seq)
+{
+    mem_engine *me = c->eng;
+    if (me->kv == NULL)
+        return;
+    char k[SL_CHANNEL_ID_MAX + 9];
+    size_t kl = key_seq(k, c->info.id, seq);
+    j_check(me, me->kv->ops->del(me->kv, SL__KV_MESSAGES, k, kl));
+    j_check(me, me->kv->ops->del(me->kv, SL__KV_CLAIMS, k, kl));
+}
+
+static void j_claim_put(chan *c, const msg *m)
+{
+    mem_engine *me = c->eng;
+    if (me->kv == NULL)
+        return;
+    char v[1 + 4 + 8 + SL_PRINCIPAL_MAX + 1];
+    size_t nl = m->claimer ? strlen(m->claimer->name) : 0;
+    if (nl > SL_PRINCIPAL_MAX)
+        nl = SL_PRINCIPAL_MAX;
+    v[0] = J_VERSION;
+    memcpy(v + 1, &m->attempt, 4);
+    memcpy(v + 5, &m->when, 8);
+    if (nl)
+        memcpy(v + 13, m->claimer->name, nl);
+    char k[SL_CHANNEL_ID_MAX + 9];
+    size_t kl = key_seq(k, c->info.id, m->seq);
+    j_check(me, me->kv->ops->put(me->kv, SL__KV_CLAIMS, k, kl, v, 13 + nl));
+}
+
+static void j_cursor_put(chan *c, const reader *r)
+{
+    mem_engine *me = c->eng;
+    if (me->kv == NULL)
+        return;
+    char k[SL_CHANNEL_ID_MAX + SL_PRINCIPAL_MAX + 2], v[9];
+    size_t kl = key_name(k, c->info.id, r->name);
+    v[0] = J_VERSION;
+    memcpy(v + 1, &r->cursor, 8);
+    j_check(me, me->kv->ops->put(me->kv, SL__KV_CURSORS, k, kl, v, 9));
+}
+
+static json_t *info_to_json(const sl_channel_info *i)
+{
+    return json_pack("{s:i, s:s, s:s, s:s, s:s, s:i, s:i, s:i, s:f, s:I, s:I, s:I, s:f, s:b, s:b}",
+                     "v", 1, "id", i->id, "name", i->name, "description", i->description,
+                     "dead_letter", i->dead_letter, "kind", (int)i->kind, "visibility",
+                     (int)i->visibility, "mode", (int)i->mode, "claim_timeout", i->claim_timeout,
+                     "max_attempts", (json_int_t)i->max_attempts, "max_messages",
+                     (json_int_t)i->max_messages, "retention_max_count",
+                     (json_int_t)i->retention_max_count, "retention_max_age", i->retention_max_age,
+                     "presence", i->presence, "join_leave", i->join_leave);
+}
+
+static void j_chan_put(chan *c)
+{
+    mem_engine *me = c->eng;
+    if (me->kv == NULL)
+        return;
+    json_t *o = info_to_json(&c->info);
+    char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    if (text == NULL) {
+        j_check(me, SL_ENOMEM);
+        return;
+    }
+    j_check(me, me->kv->ops->put(me->kv, SL__KV_CHANNELS, c->info.id, strlen(c->info.id), text,
+                                 strlen(text)));
+    free(text);
+}
+
+static void j_prefix_del(mem_engine *me, const char *table, const char *id)
+{
+    j_check(me, me->kv->ops->del_prefix(me->kv, table, id, strlen(id) + 1));
+}
+
+static void j_chan_drop(mem_engine *me, const char *id)
+{
+    if (me->kv == NULL)
+        return;
+    j_check(me, me->kv->ops->del(me->kv, SL__KV_CHANNELS, id, strlen(id)));
+    j_prefix_del(me, SL__KV_MESSAGES, id);
+    j_prefix_del(me, SL__KV_CLAIMS, id);
+    j_prefix_del(me, SL__KV_CURSORS, id);
+    char sk[SL_CHANNEL_ID_MAX + 5];
+    int skl = snprintf(sk, sizeof sk, "seq:%s", id);
+    j_check(me, me->kv->ops->del(me->kv, SL__KV_META, sk, (size_t)skl));
+}
+
+static void j_chan_clear(chan *c)
+{
+    if (c->eng->kv == NULL)
+        return;
+    j_prefix_del(c->eng, SL__KV_MESSAGES, c->info.id);
+    j_prefix_del(c->eng, SL__KV_CLAIMS, c->info.id);
+}
+
+/* ---- loading what the kv holds --------------------------------------------------------------- */
+
+typedef struct loader {
+    mem_engine *me;
+    chan *c;
+    sl_status *st;
+    double now;
+} loader;
+
+static int bad(loader *l, const char *table, const char *what)
+{
+    return sl_status_set(l->st, SL_EFORMAT, "the store's %s table holds %s%s%s", table, what,
+                         l->c ? " of channel " : "", l->c ? l->c->info.id : "");
+}
+
+static int info_from_json(const char *v, size_t len, sl_channel_info *i)
+{
+    json_t *o = json_loadb(v, len, 0, NULL);
+    const char *id = NULL, *name = NULL, *desc = NULL, *dl = NULL;
+    int kind = 0, vis = 0, mode = 0, presence = 0, join_leave = 0, ver = 0;
+    json_int_t max_attempts = 0, max_messages = 0, rcount = 0;
+    double claim_timeout = 0, rage = 0;
+    int rc = json_unpack(
+        o, "{s:i, s:s, s:s, s:s, s:s, s:i, s:i, s:i, s:F, s:I, s:I, s:I, s:F, s:b, s:b}", "v", &ver,
+        "id", &id, "name", &name, "description", &desc, "dead_letter", &dl, "kind", &kind,
+        "visibility", &vis, "mode", &mode, "claim_timeout", &claim_timeout, "max_attempts",
+        &max_attempts, "max_messages", &max_messages, "retention_max_count", &rcount,
+        "retention_max_age", &rage, "presence", &presence, "join_leave", &join_leave);
+    if (rc != 0 || ver != 1 || !sl_channel_id_valid(id, strlen(id)) || kind < 0 || kind > 1 ||
+        vis < 0 || vis > 1 || mode < 0 || mode > SL_MODE_TOKEN || max_attempts < 0 ||
+        max_messages < 0 || rcount < 0) {
+        json_decref(o);
+        return SL_EFORMAT;
+    }
+    sl_channel_info tmp = {
+        .id = (char *)id,
+        .name = (char *)name,
+        .description = (char *)desc,
+        .dead_letter = (char *)dl,
+        .kind = (sl_kind)kind,
+        .visibility = (sl_visibility)vis,
+        .mode = (sl_mode)mode,
+        .claim_timeout = claim_timeout,
+        .max_attempts = (unsigned)max_attempts,
+        .max_messages = (size_t)max_messages,
+        .retention_max_count = (size_t)rcount,
+        .retention_max_age = rage,
+        .presence = presence,
+        .join_leave = join_leave,
+    };
+    rc = sl__channel_info_copy(i, &tmp);
+    json_decref(o);
+    return rc;
+}
+
+static int load_channel(void *ud, const void *k, size_t kl, const void *v, size_t vl)
+{
+    loader *l = ud;
+    sl_channel_info info;
+    int rc = info_from_json(v, vl, &info);
+    if (rc == SL_EFORMAT || (rc == SL_OK && (strlen(info.id) != kl || memcmp(info.id, k, kl)))) {
+        if (rc == SL_OK)
+            sl_channel_info_clear(&info);
+        return bad(l, SL__KV_CHANNELS, "a channel it cannot read");
+    }
+    if (rc != SL_OK)
+        return sl_status_set(l->st, rc, NULL);
+    sl__kv *kv = l->me->kv;
+    l->me->kv = NULL; /* what is loaded is not written back */
+    rc = mem_create(&l->me->base, &info);
+    l->me->kv = kv;
+    sl_channel_info_clear(&info);
+    return rc == SL_OK ? SL_OK : sl_status_set(l->st, rc, NULL);
+}
+
+/* The key's channel part must be the channel being loaded; returns the seq (0: malformed). */
+static uint64_t key_seq_of(const chan *c, const void *k, size_t kl)
+{
+    size_t n = strlen(c->info.id);
+    if (kl != n + 9 || memcmp(k, c->info.id, n + 1) != 0)
+        return 0;
+    const unsigned char *b = (const unsigned char *)k + n + 1;
+    uint64_t seq = 0;
+    for (int i = 0; i < 8; i++)
+        seq = seq << 8 | b[i];
+    return seq;
+}
+
+static int load_message(void *ud, const void *k, size_t kl, const void *v, size_t vl)
+{
+    loader *l = ud;
+    chan *c = l->c;
+    uint64_t seq = key_seq_of(c, k, kl);
+    const unsigned char *b = v;
+    if (seq == 0 || vl < 10 || b[0] != J_VERSION ||
+        (c->ix.hi > c->ix.lo && seq <= c->ix.a[c->ix.hi - 1].seq))
+        return bad(l, SL__KV_MESSAGES, "a message it cannot read");
+    sl_message m = {0};
+    memcpy(&m.timestamp, b + 1, 8);
+    unsigned flags = b[9];
+    size_t off = 10;
+    char *owned[NFIELDS] = {0};
+    int rc = SL_OK;
+    for (size_t f = 0; f < NFIELDS && rc == SL_OK; f++) {
+        if (!(flags & (1u << f)))
+            continue;
+        uint32_t n;
+        if (vl - off < 4 || (memcpy(&n, b + off, 4), vl - off - 4 < n) ||
+            memchr(b + off + 4, '\0', n)) {
+            rc = SL_EFORMAT;
+            break;
+        }
+        if ((owned[f] = malloc(n + 1)) == NULL) {
+            rc = SL_ENOMEM;
+            break;
+        }
+        memcpy(owned[f], b + off + 4, n);
+        owned[f][n] = '\0';
+        *field(&m, f) = owned[f];
+        off += 4 + n;
+    }
+    msg *x = NULL;
+    if (rc == SL_OK && (off != vl || m.data == NULL))
+        rc = SL_EFORMAT;
+    if (rc == SL_OK && (idx_reserve(&c->ix) != SL_OK || (x = msg_pack(&m, seq)) == NULL))
+        rc = SL_ENOMEM;
+    for (size_t f = 0; f < NFIELDS; f++)
+        free(owned[f]);
+    if (rc == SL_EFORMAT)
+        return bad(l, SL__KV_MESSAGES, "a message it cannot read");
+    if (rc != SL_OK)
+        return sl_status_set(l->st, rc, NULL);
+    idx_push(&c->ix, x);
+    if (seq > c->last_seq)
+        c->last_seq = seq;
+    return SL_OK;
+}
+
+static int load_claim(void *ud, const void *k, size_t kl, const void *v, size_t vl)
+{
+    loader *l = ud;
+    chan *c = l->c;
+    uint64_t seq = key_seq_of(c, k, kl);
+    const unsigned char *b = v;
+    if (seq == 0 || vl < 13 || vl > 13 + SL_PRINCIPAL_MAX || b[0] != J_VERSION)
+        return bad(l, SL__KV_CLAIMS, "a claim it cannot read");
+    size_t p = idx_find(&c->ix, seq);
+    if (p == SIZE_MAX)
+        return SL_OK; /* its message is gone: nothing to restore */
+    msg *m = c->ix.a[p].m;
+    memcpy(&m->attempt, b + 1, 4);
+    memcpy(&m->when, b + 5, 8);
+    if (vl > 13 && m->when > l->now) {
+        char name[SL_PRINCIPAL_MAX + 1];
+        memcpy(name, b + 13, vl - 13);
+        name[vl - 13] = '\0';
+        reader *r;
+        if (reader_get(c, name, &r) != SL_OK)
+            return sl_status_set(l->st, SL_ENOMEM, NULL);
+        m->claimer = r;
+        r->claims++;
+    }
+    if (!(m->when > l->now))
+        m->when = 0;
+    return SL_OK;
+}
+
+static int load_cursor(void *ud, const void *k, size_t kl, const void *v, size_t vl)
+{
+    loader *l = ud;
+    chan *c = l->c;
+    size_t n = strlen(c->info.id);
+    const unsigned char *b = v;
+    if (kl <= n + 1 || kl - n - 1 > SL_PRINCIPAL_MAX || vl != 9 || b[0] != J_VERSION)
+        return bad(l, SL__KV_CURSORS, "a cursor it cannot read");
+    char name[SL_PRINCIPAL_MAX + 1];
+    memcpy(name, (const char *)k + n + 1, kl - n - 1);
+    name[kl - n - 1] = '\0';
+    reader *r;
+    if (reader_get(c, name, &r) != SL_OK)
+        return sl_status_set(l->st, SL_ENOMEM, NULL);
+    memcpy(&r->cursor, b + 1, 8);
+    return SL_OK;
+}
+
+static int load_seq(void *ud, const void *k, size_t kl, const void *v, size_t vl)
+{
+    loader *l = ud;
+    if (kl < 5 || kl - 4 > SL_CHANNEL_ID_MAX || vl != 8)
+        return bad(l, SL__KV_META, "a sequence number it cannot read");
+    char id[SL_CHANNEL_ID_MAX + 1];
+    memcpy(id, (const char *)k + 4, kl - 4);
+    id[kl - 4] = '\0';
+    chan *c = find_chan(&l->me->base, id);
+    uint64_t seq;
+    memcpy(&seq, v, 8);
+    if (c && seq > c->last_seq)
+        c->last_seq = seq;
+    return SL_OK;
+}
+
+/* A channel's messages, claims and cursors, then its heaps: a message claimed with a live lease
+ * waits in `timed`, everything else is ready (an expired lease is as good as released). */
+static int load_one(void *ud, const char *key, void *value)
+{
+    loader *l = ud;
+    chan *c = l->c = value;
+    sl__kv *kv = l->me->kv;
+    char prefix[SL_CHANNEL_ID_MAX + 1];
+    size_t plen = strlen(key) + 1;
+    memcpy(prefix, key, plen);
+    int rc = kv->ops->scan(kv, SL__KV_MESSAGES, prefix, plen, load_message, l);
+    if (rc == SL_OK && is_queue(c))
+        rc = kv->ops->scan(kv, SL__KV_CLAIMS, prefix, plen, load_claim, l);
+    if (rc == SL_OK && !is_queue(c))
+        rc = kv->ops->scan(kv, SL__KV_CURSORS, prefix, plen, load_cursor, l);
+    if (rc != SL_OK)
+        return rc;
+    if (is_queue(c)) {
+        size_t nt = 0;
+        for (size_t p = c->ix.lo; p < c->ix.hi; p++)
+            nt += c->ix.a[p].m->when > 0;
+        if (heap_reserve(&c->ready, c->ix.live - nt) != SL_OK ||
+            heap_reserve(&c->timed, nt) != SL_OK)
+            return sl_status_set(l->st, SL_ENOMEM, NULL);
+        for (size_t p = c->ix.lo; p < c->ix.hi; p++) {
+            msg *m = c->ix.a[p].m;
+            if (m->when > 0)
+                heap_push(&c->timed, 1, m);
+            else
+                heap_push(&c->ready, 0, m);
+        }
+    }
+    l->c = NULL;
+    return SL_OK;
+}
+
+static int mem_load(mem_engine *me, double now, sl_status *st)
+{
+    loader l = {.me = me, .st = st, .now = now};
+    sl__kv *kv = me->kv;
+    int rc = kv->ops->scan(kv, SL__KV_CHANNELS, NULL, 0, load_channel, &l);
+    if (rc == SL_OK)
+        rc = kv->ops->scan(kv, SL__KV_META, "seq:", 4, load_seq, &l);
+    if (rc == SL_OK)
+        rc = sl__map_each(me->channels, load_one, &l);
+    return rc;
+}
+
 static const sl_engine_ops mem_ops = {
     .name = "memory",
     .free = mem_free,
-    .create = mem_create,
-    .drop = mem_drop,
-    .info = mem_info,
-    .list = mem_list,
-    .append = mem_append,
-    .claim = mem_claim,
-    .ack = mem_ack,
-    .nack = mem_nack,
-    .read = mem_read,
-    .clear = mem_clear,
-    .evict = mem_evict,
-    .remove = mem_remove,
-    .position = mem_position,
+    .submit = mem_submit,
 };
 
-int sl__mem_engine_new(sl_engine **out)
+static const sl_engine_ops durable_ops = {
+    .name = "lmdb",
+    .free = mem_free,
+    .submit = mem_submit,
+};
+
+int sl__mem_engine_open(sl_engine **out, sl__kv *kv, uv_loop_t *loop, double now, sl_status *st)
 {
     mem_engine *me = calloc(1, sizeof *me);
     if (me == NULL)
-        return SL_ENOMEM;
+        return sl_status_set(st, SL_ENOMEM, NULL);
     if (sl__map_new(&me->channels) != SL_OK) {
         free(me);
-        return SL_ENOMEM;
+        return sl_status_set(st, SL_ENOMEM, NULL);
     }
-    me->base.ops = &mem_ops;
+    me->base.ops = kv ? &durable_ops : &mem_ops;
+    me->base.loop = kv ? loop : NULL;
+    me->kv = kv;
+    if (kv) {
+        int rc = mem_load(me, now, st);
+        if (rc != SL_OK) {
+            mem_free(&me->base);
+            return rc;
+        }
+    }
     *out = &me->base;
     return SL_OK;
+}
+
+int sl__mem_engine_new(sl_engine **out)
+{
+    return sl__mem_engine_open(out, NULL, NULL, 0, NULL);
 }

@@ -1,10 +1,11 @@
-/* The authoriser: step 2 of the pipeline (and the audit of its denials). Given an identity, an
- * operation from the registry and its resource, it decides under the mode that governs the
+/* The authoriser: step 2 of the pipeline, part of the channel API layer because it reads the
+ * context (mode, channel registry, ACL, broker) (and the audit of its denials). Given an identity,
+ * an operation from the registry and its resource, it decides under the mode that governs the
  * resource: open  - allow; token - the credential's role and channel scope decide; in-process
  * callers are trusted; acl   - the ACL decides for the principal; a credential's role and scope can
  * only narrow it. Anything it does not recognise is denied (fail closed). The decision never
  * depends on whether the channel exists, so a denied caller cannot probe for names. */
-#include "core/ctx.h"
+#include "api/ctx.h"
 #include "security/acl.h"
 
 #include <sluice/broker.h>

@@ -1,5 +1,10 @@
-/* The context's lifetime and its small shared services: the clock and the audit sink. */
-#include "core/ctx.h"
+/* The context's lifetime and its small shared services: the clock, the audit sink, the engine in
+ * use and the durability barrier transports answer through. */
+#include "api/ctx.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
 
 #include <jansson.h>
 #include <stdarg.h>
@@ -154,4 +159,55 @@ void sl__ctx_emit(sl_ctx *ctx, const sl_event *ev)
 {
     if (ctx->listener)
         ctx->listener(ctx->listener_ud, ev);
+}
+
+int sl__ctx_use_engine(sl_ctx *ctx, sl_engine *engine, sl_status *st)
+{
+    sl__eop op = {.kind = SL__EOP_LIST};
+    int rc = sl__engine_call(engine, &op);
+    for (size_t i = 0; rc == SL_OK && i < op.ninfos; i++) {
+        sl_channel_info *info = malloc(sizeof *info);
+        if (info == NULL)
+            rc = SL_ENOMEM;
+        else if ((rc = sl__map_put(ctx->channels, op.infos[i].id, info, NULL)) != SL_OK)
+            free(info);
+        else
+            *info = op.infos[i], memset(&op.infos[i], 0, sizeof op.infos[i]);
+    }
+    sl__eop_clear(&op);
+    if (rc != SL_OK) {
+        engine->ops->free(engine);
+        return sl_status_set(st, rc, "cannot load the channels: %s", sl_strerror(rc));
+    }
+    ctx->engine->ops->free(ctx->engine);
+    ctx->engine = engine;
+    return SL_OK;
+}
+
+typedef struct sync_req {
+    sl__eop op;
+    sl__ctx_sync_fn fn;
+    void *ud;
+} sync_req;
+
+static void sync_done(sl__eop *op)
+{
+    sync_req *r = op->ud;
+    r->fn(r->ud, op->rc);
+    free(r);
+}
+
+void sl__ctx_sync(sl_ctx *ctx, sl__ctx_sync_fn fn, void *ud)
+{
+    sync_req *r = calloc(1, sizeof *r);
+    if (r == NULL) {
+        fn(ud, SL_ENOMEM);
+        return;
+    }
+    r->op.kind = SL__EOP_SYNC;
+    r->op.done = sync_done;
+    r->op.ud = r;
+    r->fn = fn;
+    r->ud = ud;
+    ctx->engine->ops->submit(ctx->engine, &r->op);
 }

@@ -1,0 +1,721 @@
+/* The channel API: what every transport calls, above security/ and store/. Each operation is a
+ * request (sl__chop) that runs the pipeline (validate the id, authorise through the registry,
+ * look the channel up) and then becomes an engine request; the engine answers when the change is
+ * durable, and only then does the caller's done run, with events and audit records of a success.
+ * Authorisation comes before existence so that a caller who may not use a name learns nothing
+ * about it; visibility comes right after, so private channels are invisible to network callers.
+ * The sl_channel_* functions are the synchronous forms for callers without a loop of their own. */
+#include "api/ctx.h"
+#include "core/jsonv.h"
+#include "core/message.h"
+
+#include <uv.h>
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define NAME_MAX_LEN 255
+#define DESCRIPTION_MAX_LEN 4096
+
+static int in_process(const sl_identity *who)
+{
+    return who == NULL || who->source == SL_SOURCE_LOCAL || who->source == SL_SOURCE_SYSTEM;
+}
+
+static const char *principal_of(const sl_identity *who)
+{
+    return who == NULL || who->principal[0] == '\0' ? "system" : who->principal;
+}
+
+void sl__channel_info_free(void *p)
+{
+    sl_channel_info *info = p;
+    if (info) {
+        sl_channel_info_clear(info);
+        free(info);
+    }
+}
+
+void sl_channel_opts_init(sl_channel_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->kind = SL_KIND_QUEUE;
+    o->visibility = SL_VIS_PRIVATE;
+    o->mode = SL_MODE_INHERIT;
+    o->claim_timeout = 300;
+}
+
+/* Steps shared by every channel operation: id, authorisation, existence, visibility. */
+int sl__channel_enter(sl_ctx *ctx, const sl_identity *who, sl_op op, const char *id,
+                      const sl_channel_info **out, sl_status *st)
+{
+    if (id == NULL || !sl_channel_id_valid(id, strlen(id)))
+        return sl_status_set(st, SL_EBADID, "invalid channel id");
+    int rc = sl_authorize(ctx, who, op, id, st);
+    if (rc != SL_OK)
+        return rc;
+    const sl_channel_info *ch = sl__map_get(ctx->channels, id);
+    if (ch == NULL || (ch->visibility == SL_VIS_PRIVATE && !in_process(who)))
+        return sl_status_set(st, SL_ENOENT, "channel '%s' not found", id);
+    if (out)
+        *out = ch;
+    return SL_OK;
+}
+
+static int engine_rc(int rc, const char *id, sl_status *st)
+{
+    switch (rc) {
+    case SL_OK:
+        return SL_OK;
+    case SL_ENOENT:
+        return sl_status_set(st, rc, "channel '%s' not found", id);
+    case SL_EFULL:
+        return sl_status_set(st, rc, "channel '%s' is full", id);
+    case SL_ESTORAGE:
+        return sl_status_set(st, rc,
+                             "the change to channel '%s' could not be made durable "
+                             "(is the disk full?)",
+                             id);
+    default:
+        return sl_status_set(st, rc, "%s", sl_strerror(rc));
+    }
+}
+
+static int check_opts(const char *id, const sl_channel_opts *o, sl_status *st)
+{
+    if (o->kind != SL_KIND_QUEUE && o->kind != SL_KIND_TOPIC)
+        return sl_status_set(st, SL_EINVAL, "kind must be queue or topic");
+    if (o->visibility != SL_VIS_PRIVATE && o->visibility != SL_VIS_PUBLIC)
+        return sl_status_set(st, SL_EINVAL, "visibility must be public or private");
+    if ((int)o->mode < SL_MODE_INHERIT || o->mode > SL_MODE_TOKEN)
+        return sl_status_set(st, SL_EINVAL, "security must be inherit, open, acl or token");
+    if (!(o->claim_timeout >= 0 && o->claim_timeout <= 31536000.0))
+        return sl_status_set(st, SL_EINVAL, "claim_timeout must be between 0 and 31536000");
+    if (!(o->retention_max_age >= 0 && o->retention_max_age <= 1e10))
+        return sl_status_set(st, SL_EINVAL, "retention_max_age must be >= 0");
+    if (o->name && strlen(o->name) > NAME_MAX_LEN)
+        return sl_status_set(st, SL_EINVAL, "name longer than %d bytes", NAME_MAX_LEN);
+    if (o->description && strlen(o->description) > DESCRIPTION_MAX_LEN)
+        return sl_status_set(st, SL_EINVAL, "description longer than %d bytes",
+                             DESCRIPTION_MAX_LEN);
+    if (o->dead_letter) {
+        if (!sl_channel_id_valid(o->dead_letter, strlen(o->dead_letter)))
+            return sl_status_set(st, SL_EBADID, "invalid dead_letter channel id");
+        if (strcmp(o->dead_letter, id) == 0)
+            return sl_status_set(st, SL_EINVAL, "a channel cannot be its own dead_letter");
+    }
+    return SL_OK;
+}
+
+static int build_info(sl_channel_info *info, const char *id, const sl_channel_opts *o)
+{
+    memset(info, 0, sizeof *info);
+    char dead[SL_CHANNEL_ID_MAX + 8];
+    snprintf(dead, sizeof dead, "%s.dead", id);
+    info->id = strdup(id);
+    info->name = strdup(o->name ? o->name : id);
+    info->description = strdup(o->description ? o->description : "");
+    /* "<id>.dead" does not fit past 250 bytes; such queues then have no default dead letter. */
+    info->dead_letter = o->dead_letter                            ? strdup(o->dead_letter)
+                        : sl_channel_id_valid(dead, strlen(dead)) ? strdup(dead)
+                                                                  : strdup("");
+    info->kind = o->kind;
+    info->visibility = o->visibility;
+    info->mode = o->mode;
+    info->claim_timeout = o->claim_timeout > 0 ? o->claim_timeout : 300;
+    info->max_attempts = o->max_attempts;
+    info->max_messages = o->max_messages;
+    info->retention_max_count = o->retention_max_count;
+    info->retention_max_age = o->retention_max_age;
+    info->presence = o->presence != 0;
+    info->join_leave = o->join_leave != 0;
+    if (!info->id || !info->name || !info->description || !info->dead_letter) {
+        sl_channel_info_clear(info);
+        return SL_ENOMEM;
+    }
+    return SL_OK;
+}
+
+/* Registers settings the engine stored (a creation, or a dead-letter queue it made). */
+static void register_channel(sl_ctx *ctx, sl_channel_info *info)
+{
+    if (sl__map_get(ctx->channels, info->id) || sl__map_put(ctx->channels, info->id, info, NULL))
+        sl__channel_info_free(info);
+}
+
+static int kind_is_queue(const sl_channel_info *ch, const char *what, sl_status *st)
+{
+    if (ch->kind == SL_KIND_QUEUE)
+        return SL_OK;
+    return sl_status_set(st, SL_EKIND, "%s applies to work queues; '%s' is a topic", what, ch->id);
+}
+
+static void finish(sl__chop *op, int rc)
+{
+    op->rc = rc;
+    if (rc != SL_OK && op->st.code == SL_OK)
+        sl_status_set(&op->st, rc, "%s", sl_strerror(rc));
+    op->done(op);
+}
+
+/* A copy of the dead-letter queue's settings for the registry, as the engine made it. */
+static void register_dead_letter(sl_ctx *ctx, const sl_channel_info *src)
+{
+    sl_channel_opts o;
+    sl_channel_opts_init(&o);
+    o.visibility = src->visibility;
+    o.dead_letter = NULL;
+    sl_channel_info *info = malloc(sizeof *info);
+    if (info == NULL || build_info(info, src->dead_letter, &o) != SL_OK) {
+        free(info);
+        return;
+    }
+    free(info->dead_letter); /* the engine makes dead-letter queues without one */
+    info->dead_letter = strdup("");
+    if (info->dead_letter == NULL) {
+        sl__channel_info_free(info);
+        return;
+    }
+    register_channel(ctx, info);
+}
+
+/* The engine answered: the outcome is durable. Events and audit records of a success go out now,
+ * so that nobody hears of a change a crash could take back. */
+static void engine_done(sl__eop *e)
+{
+    sl__chop *op = e->ud;
+    sl_ctx *ctx = op->ctx;
+    const char *id = op->channel;
+    int rc = e->rc;
+    switch (op->op) {
+    case SL_OP_CHANNEL_CREATE:
+        if (rc == SL_OK) {
+            register_channel(ctx, op->created);
+            op->created = NULL;
+            sl__audit(ctx, NULL, "channel.create", "principal", principal_of(op->who), "channel",
+                      id, NULL);
+        } else if (rc == SL_EEXIST) {
+            sl_status_set(&op->st, rc, "channel '%s' already exists", id);
+        }
+        break;
+    case SL_OP_CHANNEL_DELETE:
+        if (rc == SL_OK) {
+            sl__audit(ctx, NULL, "channel.delete", "principal", principal_of(op->who), "channel",
+                      id, NULL);
+            sl__ctx_emit(ctx, &(sl_event){.kind = SL_EVENT_CHANNEL_DELETED, .channel = id});
+        }
+        break;
+    case SL_OP_CHANNEL_INFO:
+        op->info = e->info;
+        memset(&e->info, 0, sizeof e->info);
+        break;
+    case SL_OP_CHANNEL_LIST: {
+        size_t kept = 0;
+        for (size_t i = 0; rc == SL_OK && i < e->ninfos; i++) {
+            int visible = e->infos[i].visibility == SL_VIS_PUBLIC || in_process(op->who);
+            if (visible && sl__authorized_quiet(ctx, op->who, SL_OP_CHANNEL_READ, e->infos[i].id)) {
+                if (kept != i)
+                    e->infos[kept] = e->infos[i];
+                kept++;
+            } else {
+                sl_channel_info_clear(&e->infos[i]);
+            }
+        }
+        op->infos = e->infos;
+        op->ninfos = rc == SL_OK ? kept : 0;
+        if (rc != SL_OK)
+            sl_channel_infos_free(e->infos, e->ninfos);
+        e->infos = NULL;
+        e->ninfos = 0;
+        break;
+    }
+    case SL_OP_CHANNEL_WRITE:
+        if (rc == SL_OK && op->ch && sl__map_get(ctx->channels, id) == op->ch) {
+            char idbuf[SL__MSGID_LEN + 1];
+            uint64_t first = e->seq - op->nwrites + 1;
+            for (size_t i = 0; i < op->nwrites; i++) {
+                sl__msgid_format(first + i, idbuf);
+                op->msgs[i].id = idbuf;
+                sl__ctx_emit(ctx, &(sl_event){.kind = SL_EVENT_WRITE,
+                                              .channel = id,
+                                              .info = op->ch,
+                                              .message = &op->msgs[i]});
+                op->msgs[i].id = NULL;
+            }
+        }
+        break;
+    case SL_OP_CHANNEL_READ:
+        op->list = e->list;
+        memset(&e->list, 0, sizeof e->list);
+        op->seq = e->seq;
+        if (e->dead.len && e->dead_created && op->ch)
+            register_dead_letter(ctx, op->ch);
+        if (e->dead.len && e->dead_rc != SL_OK)
+            sl__audit(ctx, NULL, "channel.dead_letter_dropped", "channel", id, "reason",
+                      sl_strerror(e->dead_rc), NULL);
+        if (rc == SL_EINVAL)
+            sl_status_set(&op->st, rc, "'after' is not a message id of channel '%s'", id);
+        break;
+    case SL_OP_CHANNEL_CLEAR:
+    case SL_OP_CHANNEL_EVICT:
+    case SL_OP_CHANNEL_REMOVE:
+        if (rc == SL_OK)
+            sl__audit(ctx, NULL,
+                      op->op == SL_OP_CHANNEL_CLEAR   ? "channel.clear"
+                      : op->op == SL_OP_CHANNEL_EVICT ? "channel.evict"
+                                                      : "channel.remove",
+                      "principal", principal_of(op->who), "channel", id, NULL);
+        break;
+    default:
+        break;
+    }
+    op->count = e->count;
+    sl__eop_clear(e);
+    if (rc != SL_OK && op->st.code == SL_OK)
+        engine_rc(rc, id, &op->st);
+    finish(op, rc);
+}
+
+/* Validates a write and makes the engine's messages of it: they borrow the caller's strings but
+ * for the data, which comes with a length and gets a terminated copy. */
+static int prepare_writes(sl__chop *op)
+{
+    if (op->writes == NULL || op->nwrites == 0)
+        return sl_status_set(&op->st, SL_EINVAL, "no data");
+    size_t total = 0;
+    for (size_t i = 0; i < op->nwrites; i++) {
+        const sl_write *w = &op->writes[i];
+        if (w->data == NULL)
+            return sl_status_set(&op->st, SL_EINVAL, "no data");
+        if (!sl__json_valid(w->data, w->data_len))
+            return sl_status_set(&op->st, SL_EJSON, "message data is not valid JSON");
+        if (w->metadata) {
+            size_t n = strlen(w->metadata), k = 0;
+            while (k < n && strchr(" \t\r\n", w->metadata[k]))
+                k++;
+            if (k == n || w->metadata[k] != '{' || !sl__json_valid(w->metadata, n))
+                return sl_status_set(&op->st, SL_EJSON, "metadata must be a JSON object");
+        }
+        total += w->data_len + 1;
+    }
+    op->msgs = calloc(op->nwrites, sizeof *op->msgs);
+    op->datas = malloc(total);
+    if (op->msgs == NULL || op->datas == NULL)
+        return sl_status_set(&op->st, SL_ENOMEM, NULL);
+    double now = sl_ctx_now(op->ctx);
+    char *p = op->datas;
+    for (size_t i = 0; i < op->nwrites; i++) {
+        const sl_write *w = &op->writes[i];
+        memcpy(p, w->data, w->data_len);
+        p[w->data_len] = '\0';
+        op->msgs[i] = (sl_message){
+            .timestamp = now,
+            .sender_id = (char *)principal_of(op->who),
+            .data = p,
+            .metadata = (char *)w->metadata,
+            .correlation_id = (char *)w->correlation_id,
+            .reply_to = (char *)w->reply_to,
+            .recipient_id = (char *)w->recipient_id,
+            .origin = (char *)w->origin,
+        };
+        p += w->data_len + 1;
+    }
+    return SL_OK;
+}
+
+/* Steps 1-3 and the engine request of every operation; returns an error to answer at once. */
+static int start(sl__chop *op)
+{
+    sl_ctx *ctx = op->ctx;
+    sl__eop *e = &op->eop;
+    sl_status *st = &op->st;
+    const char *id = op->channel;
+    int rc;
+    e->channel = id;
+    e->now = sl_ctx_now(ctx);
+    e->reader = principal_of(op->who);
+    e->max_bytes = SIZE_MAX;
+    switch (op->op) {
+    case SL_OP_CHANNEL_LIST:
+        if ((rc = sl_authorize(ctx, op->who, SL_OP_CHANNEL_LIST, NULL, st)) != SL_OK)
+            return rc;
+        e->kind = SL__EOP_LIST;
+        return SL_OK;
+    case SL_OP_CHANNEL_CREATE: {
+        sl_channel_opts defaults;
+        const sl_channel_opts *o = op->opts;
+        if (o == NULL) {
+            sl_channel_opts_init(&defaults);
+            o = &defaults;
+        }
+        if (id == NULL || !sl_channel_id_valid(id, strlen(id)))
+            return sl_status_set(st, SL_EBADID, "invalid channel id");
+        if ((rc = sl_authorize(ctx, op->who, SL_OP_CHANNEL_CREATE, id, st)) != SL_OK ||
+            (rc = check_opts(id, o, st)) != SL_OK)
+            return rc;
+        if (sl__map_get(ctx->channels, id))
+            return sl_status_set(st, SL_EEXIST, "channel '%s' already exists", id);
+        op->created = malloc(sizeof *op->created);
+        if (op->created == NULL || build_info(op->created, id, o) != SL_OK) {
+            free(op->created);
+            op->created = NULL;
+            return sl_status_set(st, SL_ENOMEM, NULL);
+        }
+        e->kind = SL__EOP_CREATE;
+        e->create = op->created;
+        return SL_OK;
+    }
+    default:
+        break;
+    }
+    if (op->op == SL_OP_CHANNEL_NACK && op->release) {
+        /* A transport undoing its own caller's claim: no authorisation, no visibility check. */
+        e->kind = SL__EOP_NACK;
+        e->ids = op->ids;
+        e->nids = op->nids;
+        return SL_OK;
+    }
+    if ((rc = sl__channel_enter(ctx, op->who, op->op, id, &op->ch, st)) != SL_OK)
+        return rc;
+    const sl_channel_info *ch = op->ch;
+    switch (op->op) {
+    case SL_OP_CHANNEL_DELETE:
+        /* Out of the registry at once: nothing new starts on a channel being deleted. */
+        sl__map_del(ctx->channels, id, sl__channel_info_free);
+        op->ch = NULL;
+        e->kind = SL__EOP_DROP;
+        return SL_OK;
+    case SL_OP_CHANNEL_INFO:
+        e->kind = SL__EOP_INFO;
+        return SL_OK;
+    case SL_OP_CHANNEL_WRITE:
+        if ((rc = prepare_writes(op)) != SL_OK)
+            return rc;
+        e->kind = SL__EOP_APPEND;
+        e->msgs = op->msgs;
+        e->nmsgs = op->nwrites;
+        e->ids_out = op->item_ids;
+        return SL_OK;
+    case SL_OP_CHANNEL_READ: {
+        if (op->position) {
+            e->kind = SL__EOP_POSITION;
+            return SL_OK;
+        }
+        const sl_read *r = &op->read;
+        e->limit = r->limit ? r->limit : 10;
+        /* The caller's bound, never above the context's cap (0 on either side: none). */
+        e->max_bytes = r->max_bytes ? r->max_bytes : SIZE_MAX;
+        if (ctx->read_max_bytes && ctx->read_max_bytes < e->max_bytes)
+            e->max_bytes = ctx->read_max_bytes;
+        if (ch->kind == SL_KIND_QUEUE) {
+            if (!r->exclusive)
+                return sl_status_set(
+                    st, SL_EKIND, "work queue '%s' supports exclusive reads only (exclusive=true)",
+                    id);
+            e->kind = SL__EOP_CLAIM;
+            e->dead_letter = ch->dead_letter;
+            return SL_OK;
+        }
+        if (r->exclusive)
+            return sl_status_set(st, SL_EKIND, "topic '%s' does not support exclusive reads", id);
+        e->kind = SL__EOP_READ;
+        e->after = r->after;
+        return SL_OK;
+    }
+    case SL_OP_CHANNEL_ACK:
+    case SL_OP_CHANNEL_NACK:
+        if ((rc = kind_is_queue(ch, op->op == SL_OP_CHANNEL_ACK ? "acknowledge" : "nack", st)))
+            return rc;
+        if (op->op == SL_OP_CHANNEL_NACK && !(op->delay >= 0 && op->delay <= 31536000.0))
+            return sl_status_set(st, SL_EINVAL, "delay must be between 0 and 31536000 seconds");
+        e->kind = op->op == SL_OP_CHANNEL_ACK ? SL__EOP_ACK : SL__EOP_NACK;
+        e->ids = op->ids;
+        e->nids = op->nids;
+        e->delay = op->delay;
+        return SL_OK;
+    case SL_OP_CHANNEL_CLEAR:
+        e->kind = SL__EOP_CLEAR;
+        return SL_OK;
+    case SL_OP_CHANNEL_EVICT:
+        e->kind = SL__EOP_EVICT;
+        e->before = op->before;
+        e->max_count = op->max_count;
+        return SL_OK;
+    case SL_OP_CHANNEL_REMOVE:
+        e->kind = SL__EOP_REMOVE;
+        e->ids = op->ids;
+        e->nids = op->nids;
+        return SL_OK;
+    default:
+        return sl_status_set(st, SL_EINVAL, "not a channel operation");
+    }
+}
+
+void sl__channel_submit(sl_ctx *ctx, sl__chop *op)
+{
+    op->ctx = ctx;
+    op->rc = SL_OK;
+    sl_status_clear(&op->st);
+    memset(&op->eop, 0, sizeof op->eop);
+    int rc = start(op);
+    if (rc != SL_OK) {
+        finish(op, rc);
+        return;
+    }
+    op->eop.done = engine_done;
+    op->eop.ud = op;
+    ctx->engine->ops->submit(ctx->engine, &op->eop);
+}
+
+void sl__chop_clear(sl__chop *op)
+{
+    sl_message_list_free(&op->list);
+    sl_channel_info_clear(&op->info);
+    sl_channel_infos_free(op->infos, op->ninfos);
+    op->infos = NULL;
+    op->ninfos = 0;
+    sl__channel_info_free(op->created);
+    op->created = NULL;
+    free(op->msgs);
+    op->msgs = NULL;
+    free(op->datas);
+    op->datas = NULL;
+}
+
+/* ---- the synchronous forms ------------------------------------------------------------------ */
+
+static void sync_done(sl__chop *op)
+{
+    *(int *)op->ud = 1;
+}
+
+/* Runs op to its end: the engine's loop turns until the answer is there (see sl__engine_call). */
+static int run_sync(sl_ctx *ctx, sl__chop *op, sl_status *st)
+{
+    int finished = 0;
+    op->done = sync_done;
+    op->ud = &finished;
+    sl__channel_submit(ctx, op);
+    while (!finished && ctx->engine->loop)
+        uv_run(ctx->engine->loop, UV_RUN_ONCE);
+    if (!finished)
+        sl_status_set(&op->st, op->rc = SL_EINTERNAL, "the engine did not answer");
+    if (st && op->rc != SL_OK)
+        *st = op->st;
+    return op->rc;
+}
+
+int sl_channel_create(sl_ctx *ctx, const sl_identity *who, const char *id, const sl_channel_opts *o,
+                      sl_status *st)
+{
+    sl__chop op = {.op = SL_OP_CHANNEL_CREATE, .who = who, .channel = id, .opts = o};
+    int rc = run_sync(ctx, &op, st);
+    sl__chop_clear(&op);
+    return rc;
+}
+
+int sl_channel_delete(sl_ctx *ctx, const sl_identity *who, const char *id, sl_status *st)
+{
+    sl__chop op = {.op = SL_OP_CHANNEL_DELETE, .who = who, .channel = id};
+    int rc = run_sync(ctx, &op, st);
+    sl__chop_clear(&op);
+    return rc;
+}
+
+int sl_channel_info_get(sl_ctx *ctx, const sl_identity *who, const char *id, sl_channel_info *info,
+                        sl_status *st)
+{
+    sl__chop op = {.op = SL_OP_CHANNEL_INFO, .who = who, .channel = id};
+    int rc = run_sync(ctx, &op, st);
+    *info = op.info;
+    memset(&op.info, 0, sizeof op.info);
+    sl__chop_clear(&op);
+    return rc;
+}
+
+int sl_channel_list(sl_ctx *ctx, const sl_identity *who, sl_channel_info **out, size_t *n,
+                    sl_status *st)
+{
+    sl__chop op = {.op = SL_OP_CHANNEL_LIST, .who = who};
+    int rc = run_sync(ctx, &op, st);
+    *out = op.infos;
+    *n = op.ninfos;
+    op.infos = NULL;
+    op.ninfos = 0;
+    sl__chop_clear(&op);
+    return rc;
+}
+
+int sl_channel_write(sl_ctx *ctx, const sl_identity *who, const char *id, const sl_write *w,
+                     char *item_id, size_t item_id_size, sl_status *st)
+{
+    char ids[1][SL__MSGID_LEN + 1];
+    sl__chop op = {.op = SL_OP_CHANNEL_WRITE,
+                   .who = who,
+                   .channel = id,
+                   .writes = w,
+                   .nwrites = w ? 1 : 0,
+                   .item_ids = ids};
+    int rc = run_sync(ctx, &op, st);
+    if (rc == SL_OK && item_id && item_id_size)
+        snprintf(item_id, item_id_size, "%s", ids[0]);
+    sl__chop_clear(&op);
+    return rc;
+}
+
+int sl_channel_read(sl_ctx *ctx, const sl_identity *who, const char *id, const sl_read *r,
+                    sl_message_list *out, sl_status *st)
+{
+    sl__chop op = {.op = SL_OP_CHANNEL_READ, .who = who, .channel = id};
+    if (r)
+        op.read = *r;
+    int rc = run_sync(ctx, &op, st);
+    *out = op.list;
+    memset(&op.list, 0, sizeof op.list);
+    sl__chop_clear(&op);
+    return rc;
+}
+
+static void release_done(sl__chop *op)
+{
+    free((void *)op->ids);
+    free(op);
+}
+
+void sl__channel_release(sl_ctx *ctx, const sl_identity *who, const char *id,
+                         const char *const *ids, size_t n)
+{
+    /* One block: the request, then the id pointers, then the strings they point to. */
+    size_t bytes = strlen(id) + 1 + strlen(principal_of(who)) + 1;
+    for (size_t i = 0; i < n; i++)
+        bytes += strlen(ids[i]) + 1;
+    sl__chop *op = calloc(1, sizeof *op + sizeof(sl_identity));
+    char **v = malloc(n * sizeof *v + bytes);
+    if (op == NULL || v == NULL) {
+        free(op);
+        free(v);
+        return;
+    }
+    char *p = (char *)(v + n);
+    for (size_t i = 0; i < n; i++) {
+        v[i] = strcpy(p, ids[i]);
+        p += strlen(p) + 1;
+    }
+    sl_identity *copy = (sl_identity *)(op + 1);
+    sl_identity_local(copy, principal_of(who));
+    op->op = SL_OP_CHANNEL_NACK;
+    op->release = 1;
+    op->who = copy;
+    op->channel = strcpy(p, id);
+    op->ids = (const char *const *)v;
+    op->nids = n;
+    op->done = release_done;
+    sl__channel_submit(ctx, op);
+}
+
+static int counted(sl_ctx *ctx, sl__chop *op, size_t *count, sl_status *st)
+{
+    *count = 0;
+    int rc = run_sync(ctx, op, st);
+    *count = op->count;
+    sl__chop_clear(op);
+    return rc;
+}
+
+int sl_channel_ack(sl_ctx *ctx, const sl_identity *who, const char *id, const char *const *ids,
+                   size_t n, size_t *count, sl_status *st)
+{
+    sl__chop op = {.op = SL_OP_CHANNEL_ACK, .who = who, .channel = id, .ids = ids, .nids = n};
+    return counted(ctx, &op, count, st);
+}
+
+int sl_channel_nack(sl_ctx *ctx, const sl_identity *who, const char *id, const char *const *ids,
+                    size_t n, double delay, size_t *count, sl_status *st)
+{
+    sl__chop op = {
+        .op = SL_OP_CHANNEL_NACK, .who = who, .channel = id, .ids = ids, .nids = n, .delay = delay};
+    return counted(ctx, &op, count, st);
+}
+
+int sl_channel_clear(sl_ctx *ctx, const sl_identity *who, const char *id, size_t *count,
+                     sl_status *st)
+{
+    sl__chop op = {.op = SL_OP_CHANNEL_CLEAR, .who = who, .channel = id};
+    return counted(ctx, &op, count, st);
+}
+
+int sl_channel_evict(sl_ctx *ctx, const sl_identity *who, const char *id, double before,
+                     size_t max_count, size_t *count, sl_status *st)
+{
+    sl__chop op = {.op = SL_OP_CHANNEL_EVICT,
+                   .who = who,
+                   .channel = id,
+                   .before = before,
+                   .max_count = max_count};
+    return counted(ctx, &op, count, st);
+}
+
+int sl_channel_remove(sl_ctx *ctx, const sl_identity *who, const char *id, const char *const *ids,
+                      size_t n, size_t *count, sl_status *st)
+{
+    sl__chop op = {.op = SL_OP_CHANNEL_REMOVE, .who = who, .channel = id, .ids = ids, .nids = n};
+    return counted(ctx, &op, count, st);
+}
+
+/* ---- ACL ------------------------------------------------------------------------------------- */
+
+int sl_acl_grant(sl_ctx *ctx, const sl_identity *who, const char *principal, sl_role role,
+                 const char *const *patterns, size_t n, sl_status *st)
+{
+    if (principal == NULL || !sl_principal_valid(principal, strlen(principal)))
+        return sl_status_set(st, SL_EINVAL, "invalid principal");
+    int rc = sl_authorize(ctx, who, SL_OP_ACL_GRANT, principal, st);
+    if (rc != SL_OK)
+        return rc;
+    if (role == SL_ROLE_NONE)
+        return sl_status_set(st, SL_EINVAL, "role must be read, write or admin");
+    for (size_t i = 0; i < n; i++)
+        if (patterns[i] == NULL || !sl_pattern_valid(patterns[i], strlen(patterns[i])))
+            return sl_status_set(st, SL_EINVAL, "invalid channel pattern");
+    /* Written ahead of the change: an ACL change nobody could audit is not made. */
+    rc = sl__audit(ctx, st, "acl.grant", "actor", principal_of(who), "principal", principal, "role",
+                   sl_role_name(role), NULL);
+    if (rc != SL_OK)
+        return rc;
+    rc = sl__acl_set(ctx->acl, principal, role, patterns, n);
+    if (rc != SL_OK)
+        return sl_status_set(st, rc, NULL);
+    sl__ctx_emit(ctx, &(sl_event){.kind = SL_EVENT_ACL_CHANGED, .principal = principal});
+    return SL_OK;
+}
+
+int sl_acl_revoke(sl_ctx *ctx, const sl_identity *who, const char *principal, sl_status *st)
+{
+    if (principal == NULL || !sl_principal_valid(principal, strlen(principal)))
+        return sl_status_set(st, SL_EINVAL, "invalid principal");
+    int rc = sl_authorize(ctx, who, SL_OP_ACL_REVOKE, principal, st);
+    if (rc != SL_OK)
+        return rc;
+    if (!sl__acl_has(ctx->acl, principal))
+        return sl_status_set(st, SL_ENOENT, "no ACL entry for '%s'", principal);
+    rc = sl__audit(ctx, st, "acl.revoke", "actor", principal_of(who), "principal", principal, NULL);
+    if (rc != SL_OK)
+        return rc;
+    sl__acl_del(ctx->acl, principal);
+    sl__ctx_emit(ctx,
+                 &(sl_event){.kind = SL_EVENT_ACL_CHANGED, .principal = principal, .removed = 1});
+    return SL_OK;
+}
+
+int sl_acl_list(sl_ctx *ctx, const sl_identity *who, sl_acl_entry **out, size_t *n, sl_status *st)
+{
+    *out = NULL;
+    *n = 0;
+    int rc = sl_authorize(ctx, who, SL_OP_ACL_LIST, NULL, st);
+    if (rc != SL_OK)
+        return rc;
+    rc = sl__acl_list(ctx->acl, out, n);
+    return rc == SL_OK ? SL_OK : sl_status_set(st, rc, NULL);
+}

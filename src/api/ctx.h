@@ -1,0 +1,124 @@
+/* The channel API layer's context: everything one sluice instance owns (clock, store engine,
+ * server-wide mode, the channel registry with each channel's settings, the ACL, the audit sink).
+ * Internal layout; the public API sees an opaque sl_ctx. */
+#ifndef SLUICE_CORE_CTX_H
+#define SLUICE_CORE_CTX_H
+
+#include <sluice/sluice.h>
+
+#include "core/map.h"
+#include "security/acl.h"
+#include "store/engine.h"
+
+struct sl_ctx {
+    sl_mode mode;
+    sl_clock_fn clock;
+    void *clock_ud;
+    sl_engine *engine; /* owned */
+    sl__map *channels; /* the channel registry: id -> sl_channel_info* (settings; depth unused) */
+    sl__acl *acl;      /* owned */
+    struct sl_broker *broker; /* borrowed */
+    size_t read_max_bytes;    /* cap on one read's message bytes; 0: none */
+    sl_audit_fn audit;
+    void *audit_ud;
+    sl_event_fn listener;
+    void *listener_ud;
+};
+
+/* Replaces the context's engine (owned from now on; the old one is freed) and loads the channel
+ * registry from it: how a server puts the durable engine in place before serving. Call before
+ * any channel exists in the context. */
+int sl__ctx_use_engine(sl_ctx *ctx, sl_engine *engine, sl_status *st);
+
+/* fn(ud, rc) once every change made so far (channels, messages, and what the security stores
+ * wrote through the engine's kv) is durable: at once with the memory engine. Transports send a
+ * reply that did not come from a channel operation (a grant, a broker assignment, an API key)
+ * from here, so no answer says "done" before the change would survive a crash. rc: SL_OK or
+ * SL_ESTORAGE. Owns nothing; ud must live until fn runs. */
+typedef void (*sl__ctx_sync_fn)(void *ud, int rc);
+void sl__ctx_sync(sl_ctx *ctx, sl__ctx_sync_fn fn, void *ud);
+
+/* ---- the asynchronous channel API ----------------------------------------------------------- */
+
+/* One channel operation on its way through the pipeline: validate, authorise through the
+ * registry, look the channel up, then the engine. sl_channel_* are its synchronous forms; the
+ * transports submit these and answer from done. The submitter owns the request and everything
+ * its inputs point to until done runs (which may be before sl__channel_submit returns), and the
+ * outputs afterwards (release with sl__chop_clear). Zero-initialise, then set op, who, channel,
+ * the inputs and done. */
+typedef struct sl__chop sl__chop;
+typedef void (*sl__chop_done_fn)(sl__chop *op);
+struct sl__chop {
+    sl_op op;               /* SL_OP_CHANNEL_* */
+    const sl_identity *who; /* NULL: the system */
+    const char *channel;    /* every op but LIST */
+    /* inputs */
+    const sl_channel_opts *opts; /* CREATE (NULL: defaults) */
+    const sl_write *writes;      /* WRITE: nwrites messages, stored together or not at all */
+    size_t nwrites;
+    sl_read read;           /* READ; read.limit 0 with position set: the position only */
+    int position;           /* READ: only the channel's newest sequence number (seq) */
+    const char *const *ids; /* ACK, NACK, REMOVE */
+    size_t nids;
+    double delay;     /* NACK */
+    int release;      /* NACK: give back who's own claims without authorising (see below) */
+    double before;    /* EVICT */
+    size_t max_count; /* EVICT */
+    /* outputs */
+    int rc;
+    sl_status st;
+    char (*item_ids)[SL__MSGID_LEN + 1]; /* WRITE: nwrites slots, or NULL */
+    sl_message_list list;                /* READ */
+    uint64_t seq;                        /* READ: the channel's newest sequence number */
+    size_t count;                        /* ACK, NACK, CLEAR, EVICT, REMOVE */
+    sl_channel_info info;                /* INFO; CREATE: the settings stored */
+    sl_channel_info *infos;              /* LIST */
+    size_t ninfos;
+    sl__chop_done_fn done;
+    void *ud;
+    /* the layer's own */
+    sl_ctx *ctx;
+    const sl_channel_info *ch;
+    sl_channel_info *created;
+    sl_message *msgs;
+    char *datas;
+    sl__eop eop;
+};
+void sl__channel_submit(sl_ctx *ctx, sl__chop *op);
+void sl__chop_clear(sl__chop *op);
+
+/* Tells the listener, if any. */
+void sl__ctx_emit(sl_ctx *ctx, const sl_event *ev);
+
+/* The first steps of every channel operation, for transports that act on a channel without a
+ * channel API call of their own (a WebSocket subscription): validate the id, authorise op through
+ * the registry (auditing a denial), then require the channel to exist and be visible to who.
+ * *out (may be NULL) borrows the registry's settings, valid until the channel is deleted. */
+int sl__channel_enter(sl_ctx *ctx, const sl_identity *who, sl_op op, const char *id,
+                      const sl_channel_info **out, sl_status *st);
+
+/* Gives claims back (as a nack without delay would) that a transport took for `who` but could
+ * not deliver (its reply would not fit). Not authorised again: it only undoes that caller's own
+ * claim, which a read-only caller could not nack itself. Copies what it needs; nothing to wait
+ * for (the claims expire anyway if this fails). */
+void sl__channel_release(sl_ctx *ctx, const sl_identity *who, const char *id,
+                         const char *const *ids, size_t n);
+
+/* Emits an audit record: a JSON object of "ts", "event" and the key/value string pairs that follow
+ * (a NULL key ends the list; NULL values are left out). Returns the sink's verdict (SL_OK without a
+ * sink), with the reason in st (may be NULL). */
+int sl__audit(sl_ctx *ctx, sl_status *st, const char *event, ...);
+/* The same for a record built by the caller (a jansson object, stolen): "ts" is added first. */
+struct json_t;
+int sl__audit_json(sl_ctx *ctx, sl_status *st, struct json_t *record);
+
+/* The mode that governs channel `id`: its override, else the server-wide mode. */
+sl_mode sl__ctx_channel_mode(const sl_ctx *ctx, const char *id);
+
+/* 1 when who may perform op on channel; no status, no audit (for filtering listings). */
+int sl__authorized_quiet(sl_ctx *ctx, const sl_identity *who, sl_op op, const char *channel);
+
+/* Frees a heap sl_channel_info (registry values). */
+void sl__channel_info_free(void *info);
+
+#endif

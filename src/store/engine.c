@@ -1,0 +1,40 @@
+/* What every engine shares: releasing a request's outputs, and the synchronous call for callers
+ * that run no loop of their own (the in-process C API, configuration at start, tests). */
+#include "store/engine.h"
+
+#include <uv.h>
+
+void sl__eop_clear(sl__eop *op)
+{
+    sl_message_list_free(&op->list);
+    sl_message_list_free(&op->dead);
+    sl_channel_info_clear(&op->info);
+    sl_channel_infos_free(op->infos, op->ninfos);
+    op->infos = NULL;
+    op->ninfos = 0;
+}
+
+typedef struct waiter {
+    sl__eop_done_fn done;
+    void *ud;
+    int finished;
+} waiter;
+
+static void call_done(sl__eop *op)
+{
+    ((waiter *)op->ud)->finished = 1;
+}
+
+int sl__engine_call(sl_engine *e, sl__eop *op)
+{
+    waiter w = {op->done, op->ud, 0};
+    op->done = call_done;
+    op->ud = &w;
+    e->ops->submit(e, op);
+    /* The engine's loop is not running (see the header): turn it until the answer arrives. */
+    while (!w.finished && e->loop)
+        uv_run(e->loop, UV_RUN_ONCE);
+    op->done = w.done;
+    op->ud = w.ud;
+    return w.finished ? op->rc : SL_EINTERNAL;
+}
