@@ -48,6 +48,18 @@ int sl_audit_log_write(sl_audit_log *log, const char *json_object, sl_status *st
  * when none) into hash[SL_AUDIT_HASH_HEX + 1]. Either pointer may be NULL. */
 void sl_audit_log_tip(sl_audit_log *log, uint64_t *seq, char *hash);
 
+/* Makes every record written so far durable (fdatasync). Safe to call from another thread than the
+ * writer's (the embedded store's commit thread calls it before each group commit's fsync, so a
+ * change is never acknowledged before its records are on disk). SL_OK or SL_EIO. */
+int sl_audit_log_sync(sl_audit_log *log);
+
+/* For rotation (SIGHUP): when the file at the log's path is no longer the one it holds (moved
+ * aside), opens a new, empty file there and continues the chain in it: its first record has the
+ * next seq and the hash of the old file's last line as "prev", so the files verify as one chain
+ * (sluice audit verify OLD NEW). Nothing happens when the path still names the same file. SL_EIO
+ * when the new file cannot be opened or is not empty. */
+int sl_audit_log_reopen(sl_audit_log *log, sl_status *st);
+
 /* Closes the file and frees the log. NULL is allowed. */
 void sl_audit_log_close(sl_audit_log *log);
 
@@ -60,10 +72,16 @@ typedef struct sl_audit_verify_result {
     uint64_t records;  /* lines that checked out (before bad_line) */
     uint64_t last_seq; /* seq of the last line that checked out; 0 when none */
     char last_hash[SL_AUDIT_HASH_HEX + 1]; /* SHA-256 of that line; the genesis value when none */
+    /* Where the text's chain starts: seq 1 and the genesis value for a log's first file; a file
+     * that continues a rotated log starts later and links to first_prev, which must be the
+     * last_hash of the file before it. */
+    uint64_t first_seq;
+    char first_prev[SL_AUDIT_HASH_HEX + 1];
 } sl_audit_verify_result;
 
 /* Checks a whole log held in memory, doing no I/O: every line a JSON object, "seq" 1, 2, 3, ...,
- * "prev" the hash of the line before (genesis for the first), the text ending with a newline. An
+ * "prev" the hash of the line before (genesis for the first; a continued file's first line may
+ * start later, see first_seq), the text ending with a newline. An
  * empty text is an intact, empty log. Returns SL_OK when intact, SL_EINVAL when not (res says where
  * and why), SL_ENOMEM. A removed last line cannot be detected this way: anchor res->last_seq and
  * res->last_hash elsewhere. */

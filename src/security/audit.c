@@ -98,6 +98,7 @@ static void verifier_init(verifier *v, sl_audit_verify_result *res)
     memset(v, 0, sizeof *v);
     memset(res, 0, sizeof *res);
     memcpy(res->last_hash, SL_AUDIT_GENESIS, sizeof res->last_hash);
+    memcpy(res->first_prev, SL_AUDIT_GENESIS, sizeof res->first_prev);
     v->res = res;
 }
 
@@ -126,6 +127,17 @@ static void check_line(verifier *v, const char *line, size_t len)
     if (why) {
         verifier_fail(v, "%s", why);
         return;
+    }
+    /* The first line of a file that continues a rotated log (sl_audit_log_reopen) starts past 1:
+     * where it links is reported (first_seq, first_prev) for the caller to check against the file
+     * before it, since nothing in this file can vouch for its own start. */
+    if (v->line == 1) {
+        r->first_seq = (uint64_t)seq;
+        memcpy(r->first_prev, prev, sizeof r->first_prev);
+        if (seq > 1) {
+            r->last_seq = (uint64_t)seq - 1;
+            memcpy(r->last_hash, prev, sizeof r->last_hash);
+        }
     }
     /* Sequence before hash: a removed or swapped line then reads as a gap, which says more than
      * "chain broken" does. */
@@ -430,6 +442,51 @@ void sl_audit_log_close(sl_audit_log *log)
     pthread_mutex_destroy(&log->mu);
     free(log->path);
     free(log);
+}
+
+int sl_audit_log_sync(sl_audit_log *log)
+{
+    pthread_mutex_lock(&log->mu);
+    int rc = log->regular && fdatasync(log->fd) != 0 ? SL_EIO : SL_OK;
+    pthread_mutex_unlock(&log->mu);
+    return rc;
+}
+
+int sl_audit_log_reopen(sl_audit_log *log, sl_status *st)
+{
+    pthread_mutex_lock(&log->mu);
+    int fd = open(log->path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0600);
+    struct stat sb;
+    int rc = SL_OK;
+    if (fd < 0 || fstat(fd, &sb) != 0) {
+        rc = sl_status_set(st, SL_EIO, "cannot reopen audit log %s: %s", log->path,
+                           strerror(errno));
+    } else if (sb.st_dev == log->dev && sb.st_ino == log->ino) {
+        close(fd); /* not rotated: keep writing where we are */
+        fd = -1;
+    } else if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        rc = sl_status_set(st, SL_EIO, "audit log %s is in use by another writer", log->path);
+    } else if (S_ISREG(sb.st_mode) && sb.st_size != 0) {
+        rc = sl_status_set(st, SL_EIO,
+                           "audit log %s is not empty after rotation: the chain cannot continue "
+                           "in it",
+                           log->path);
+    } else {
+        /* The old file is complete (every record was one write); flush it before leaving it. */
+        if (log->regular)
+            fdatasync(log->fd);
+        close(log->fd);
+        log->fd = fd;
+        fd = -1;
+        log->regular = S_ISREG(sb.st_mode);
+        log->dev = sb.st_dev;
+        log->ino = sb.st_ino;
+        log->end = 0;
+    }
+    if (fd >= 0)
+        close(fd);
+    pthread_mutex_unlock(&log->mu);
+    return rc;
 }
 
 void sl_audit_log_tip(sl_audit_log *log, uint64_t *seq, char *hash)

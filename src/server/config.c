@@ -28,6 +28,9 @@ void sl__config_init(sl__config *c)
     sl_http_limits_init(&c->limits);
     sl__wss_limits_init(&c->ws);
     c->read_max_bytes = (size_t)4 << 20;
+    strcpy(c->engine, "lmdb");
+    strcpy(c->durability, "sync");
+    c->durability_batch_ms = 1000;
 }
 
 static void free_strv(char **v, size_t n)
@@ -56,6 +59,7 @@ void sl__config_free(sl__config *c)
     free(c->jwt_audience);
     free(c->jwt_issuer);
     free(c->audit_log);
+    free(c->data_dir);
     free(c->apikey_store);
     free(c->upstream_key_alg);
     free(c->upstream_key_file);
@@ -207,6 +211,10 @@ enum key_id {
     K_MAX_CONNECTIONS_PER_ADDRESS,
     K_MAX_PENDING_PER_ADDRESS,
     K_BUSY_HEADER_TIMEOUT,
+    K_ENGINE,
+    K_DATA_DIR,
+    K_DURABILITY,
+    K_DURABILITY_BATCH_MS,
     K_WS_FIRST, /* the ws_* keys: set_ws's tables */
     K_WS_MAX_CONNECTIONS = K_WS_FIRST,
     K_WS_MAX_SUBSCRIPTIONS,
@@ -269,6 +277,10 @@ static const sl__config_key key_table[K_COUNT] = {
     [K_MAX_PENDING_PER_ADDRESS] =
         {"max_pending_per_address", "max-pending-per-address", 0, 0, {"5", "1000000"}},
     [K_BUSY_HEADER_TIMEOUT] = {"busy_header_timeout", "busy-header-timeout", 0, 0, {"0", "0.5"}},
+    [K_ENGINE] = {"engine", "engine", 0, 0, {"memory", "lmdb"}},
+    [K_DATA_DIR] = {"data_dir", "data-dir", 0, 0, {"/var/lib/a", "/srv/b"}},
+    [K_DURABILITY] = {"durability", "durability", 0, 0, {"batch", "none"}},
+    [K_DURABILITY_BATCH_MS] = {"durability_batch_ms", NULL, 0, 0, {"1", "60000"}},
     [K_WS_MAX_CONNECTIONS] = {"ws_max_connections", NULL, 0, 0, {"1", "1000000"}},
     [K_WS_MAX_SUBSCRIPTIONS] = {"ws_max_subscriptions", NULL, 0, 0, {"2", "100000"}},
     [K_WS_MAX_MESSAGE] = {"ws_max_message", NULL, 0, 0, {"3", "67108864"}},
@@ -486,9 +498,10 @@ int sl__config_set(sl__config *c, const char *key, const char *v, sl_status *st)
             return sl_status_set(st, SL_ECONFIG, "audit_log must not be empty");
         return set_str(&c->audit_log, v, st);
     case K_REVOCATION:
-        if (strcmp(v, "memory") && strcmp(v, "off") && strncmp(v, "redis://", 8))
+        if (strcmp(v, "embedded") && strcmp(v, "memory") && strcmp(v, "off") &&
+            strncmp(v, "redis://", 8))
             return sl_status_set(st, SL_ECONFIG,
-                                 "revocation must be memory, off or redis://HOST:PORT");
+                                 "revocation must be embedded, memory, off or redis://HOST:PORT");
         return set_str(&c->revocation, v, st);
     case K_REVOCATION_PREFIX:
         if (*v == '\0' || strlen(v) > 64 || strpbrk(v, " \t\r\n"))
@@ -584,6 +597,25 @@ int sl__config_set(sl__config *c, const char *key, const char *v, sl_status *st)
         if (parse_uint(v, 1ULL << 30, &u) < 0 || u == 0)
             return sl_status_set(st, SL_ECONFIG, "max_body must be 1..1073741824 bytes");
         c->limits.max_body = (size_t)u;
+        return SL_OK;
+    case K_ENGINE:
+        if (strcmp(v, "lmdb") && strcmp(v, "memory"))
+            return sl_status_set(st, SL_ECONFIG, "engine must be lmdb or memory");
+        strcpy(c->engine, v);
+        return SL_OK;
+    case K_DATA_DIR:
+        if (*v == '\0')
+            return sl_status_set(st, SL_ECONFIG, "data_dir must not be empty");
+        return set_str(&c->data_dir, v, st);
+    case K_DURABILITY:
+        if (strcmp(v, "sync") && strcmp(v, "batch") && strcmp(v, "none"))
+            return sl_status_set(st, SL_ECONFIG, "durability must be sync, batch or none");
+        strcpy(c->durability, v);
+        return SL_OK;
+    case K_DURABILITY_BATCH_MS:
+        if (parse_uint(v, 60000, &u) < 0 || u == 0)
+            return sl_status_set(st, SL_ECONFIG, "durability_batch_ms must be 1..60000");
+        c->durability_batch_ms = (unsigned)u;
         return SL_OK;
     case K_READ_MAX_BYTES:
         if (parse_uint(v, 1ULL << 30, &u) < 0 || u == 0)
@@ -746,6 +778,18 @@ char *sl__config_format(const sl__config *c, const char *key)
         break;
     case K_READ_MAX_BYTES:
         fprintf(f, "%zu", c->read_max_bytes);
+        break;
+    case K_ENGINE:
+        s = c->engine;
+        break;
+    case K_DATA_DIR:
+        s = c->data_dir;
+        break;
+    case K_DURABILITY:
+        s = c->durability;
+        break;
+    case K_DURABILITY_BATCH_MS:
+        fprintf(f, "%u", c->durability_batch_ms);
         break;
     case K_MAX_HEADER:
         fprintf(f, "%zu", c->limits.max_header);

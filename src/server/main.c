@@ -22,8 +22,13 @@
 #include <string.h>
 #include <uv.h>
 
+#include "api/ctx.h"
+#include "store/engine.h"
+#include "store/lmdb.h"
+
 typedef struct server {
     uv_loop_t *loop;
+    sl__kv *kv; /* the embedded store (engine lmdb); NULL with the memory engine */
     sl_http_server *http;
     sl__router router;
     sl__wss_server *wss; /* the WebSocket endpoint */
@@ -39,7 +44,7 @@ typedef struct server {
     sl_authenticator *auths[SL_AUTHN_MAX]; /* owned; the chain in router.authn borrows them */
     size_t nauths;
     int log_requests;
-    uv_signal_t sigint, sigterm;
+    uv_signal_t sigint, sigterm, sighup;
 } server;
 
 static void usage(FILE *f)
@@ -182,7 +187,16 @@ static int audit_sink(void *ud, const char *record, sl_status *st)
     int rc = sl_audit_log_write(s->audit, record, st);
     if (rc != SL_OK) /* the reason names no secret and no file */
         fprintf(stderr, "sluiced: %s\n", st->message);
+    else if (s->kv) /* on disk with the next group commit, before any reply that waits on it */
+        s->kv->ops->touch(s->kv);
     return rc;
+}
+
+/* On the store's commit thread, before each commit's fsync. */
+static int audit_sync(void *ud)
+{
+    server *s = ud;
+    return sl_audit_log_sync(s->audit);
 }
 
 static void on_response(void *ud, sl_http_request *req, sl__response *resp)
@@ -267,6 +281,19 @@ static void on_signal(uv_signal_t *h, int signum)
     s->introspect = NULL;
     uv_close((uv_handle_t *)&s->sigint, NULL);
     uv_close((uv_handle_t *)&s->sigterm, NULL);
+    uv_close((uv_handle_t *)&s->sighup, NULL);
+}
+
+/* SIGHUP: the audit log was rotated (moved aside); continue its chain in a new file. */
+static void on_hangup(uv_signal_t *h, int signum)
+{
+    server *s = h->data;
+    sl_status st;
+    sl_status_clear(&st);
+    if (s->audit && sl_audit_log_reopen(s->audit, &st) != SL_OK)
+        fprintf(stderr, "sluiced: %s\n", st.message);
+    else if (s->audit)
+        fprintf(stderr, "sluiced: audit log reopened\n");
 }
 
 static int read_file_text(const char *path, char **out, size_t *len)
@@ -405,9 +432,45 @@ static int setup_broker(server *s, const sl__config *cfg, sl_status *st)
     return SL_OK;
 }
 
+/* The embedded store, opened first: every store that keeps state attaches to it. */
+static int open_store(server *s, const sl__config *cfg, sl_status *st)
+{
+    if (strcmp(cfg->engine, "lmdb") != 0)
+        return SL_OK;
+    sl__lmdb_opts o = {.dir = cfg->data_dir ? cfg->data_dir : "sluice-data",
+                       .loop = s->loop,
+                       .batch_ms = cfg->durability_batch_ms};
+    if (sl__durability_parse(cfg->durability, &o.durability) != SL_OK)
+        return sl_status_set(st, SL_ECONFIG, "durability must be sync, batch or none");
+    int rc = sl__lmdb_open(&s->kv, &o, st);
+    if (rc == SL_OK && s->audit)
+        rc = sl__lmdb_add_sync_hook(s->kv, audit_sync, s);
+    return rc;
+}
+
+/* Channels, then runtime grants, from the store; the configuration is applied on top. */
+static int use_store(server *s, sl_status *st)
+{
+    if (s->kv == NULL)
+        return SL_OK;
+    sl_engine *e;
+    int rc = sl__mem_engine_open(&e, s->kv, s->loop, sl_ctx_now(s->ctx), st);
+    if (rc == SL_OK)
+        rc = sl__ctx_use_engine(s->ctx, e, st);
+    if (rc == SL_OK)
+        rc = sl__acl_attach(s->ctx->acl, s->kv, st);
+    return rc;
+}
+
 static int setup(server *s, const sl__config *cfg, sl_status *st)
 {
-    int rc = build_keys(s, cfg, st);
+    int rc = SL_OK;
+    if (cfg->audit_log)
+        rc = sl_audit_log_open(&s->audit, cfg->audit_log, st);
+    if (rc == SL_OK)
+        rc = open_store(s, cfg, st);
+    if (rc == SL_OK)
+        rc = build_keys(s, cfg, st);
     if (rc == SL_OK)
         rc = setup_authenticators(s, cfg, st);
     if (rc != SL_OK)
@@ -428,15 +491,18 @@ static int setup(server *s, const sl__config *cfg, sl_status *st)
     if ((rc = sl_ctx_new(&s->ctx, &o)) != SL_OK)
         return sl_status_set(st, rc, NULL);
     sl_ctx_set_read_max_bytes(s->ctx, cfg->read_max_bytes);
-    if (cfg->audit_log) {
-        if ((rc = sl_audit_log_open(&s->audit, cfg->audit_log, st)) != SL_OK)
-            return rc;
+    if (s->audit)
         sl_ctx_set_audit(s->ctx, audit_sink, s);
-    }
-    for (size_t i = 0; i < cfg->nchannels; i++)
-        if ((rc = sl_channel_create(s->ctx, NULL, cfg->channels[i].id, &cfg->channels[i].opts,
-                                    st)) != SL_OK)
+    if ((rc = use_store(s, st)) != SL_OK)
+        return rc;
+    /* A channel the store already holds keeps its stored settings (docs/STORAGE.md). */
+    for (size_t i = 0; i < cfg->nchannels; i++) {
+        rc = sl_channel_create(s->ctx, NULL, cfg->channels[i].id, &cfg->channels[i].opts, st);
+        if (rc == SL_EEXIST && s->kv)
+            rc = SL_OK;
+        if (rc != SL_OK)
             return rc;
+    }
     for (size_t i = 0; i < cfg->ngrants; i++) {
         const sl__cfg_grant *g = &cfg->grants[i];
         if ((rc = sl_acl_grant(s->ctx, NULL, g->principal, g->role,
@@ -504,15 +570,23 @@ int main(int argc, char **argv)
             sl_status_set(&st, rc, "cannot listen on %s:%d", cfg.host, cfg.port);
     }
     if (rc == SL_OK) {
-        s.sigint.data = s.sigterm.data = &s;
+        s.sigint.data = s.sigterm.data = s.sighup.data = &s;
         uv_signal_init(s.loop, &s.sigint);
         uv_signal_init(s.loop, &s.sigterm);
+        uv_signal_init(s.loop, &s.sighup);
         uv_signal_start(&s.sigint, on_signal, SIGINT);
         uv_signal_start(&s.sigterm, on_signal, SIGTERM);
-        fprintf(stderr, "sluiced listening on %s:%d (authz %s, jwt %s, revocation %s)\n", cfg.host,
-                sl_http_server_port(s.http), sl_mode_name(sl_ctx_mode(s.ctx)),
+        uv_signal_start(&s.sighup, on_hangup, SIGHUP);
+        fprintf(stderr,
+                "sluiced listening on %s:%d (authz %s, jwt %s, revocation %s, engine %s%s%s%s)\n",
+                cfg.host, sl_http_server_port(s.http), sl_mode_name(sl_ctx_mode(s.ctx)),
                 s.keys ? "on" : "off",
-                s.revocation ? sl_revocation_store_name(s.revocation) : "off");
+                s.revocation ? sl_revocation_store_name(s.revocation) : "off", cfg.engine,
+                s.kv ? " in " : "", s.kv ? (cfg.data_dir ? cfg.data_dir : "sluice-data") : "",
+                s.kv ? (!strcmp(cfg.durability, "sync")    ? ", durability sync"
+                        : !strcmp(cfg.durability, "batch") ? ", durability batch"
+                                                          : ", durability none")
+                     : "");
         fflush(stderr);
         uv_run(s.loop, UV_RUN_DEFAULT);
     } else {
@@ -526,9 +600,13 @@ int main(int argc, char **argv)
         uv_run(s.loop, UV_RUN_NOWAIT);
     if (s.http)
         sl_http_server_free(s.http);
+    sl_ctx_free(s.ctx); /* the engine, before the store it writes through */
+    if (s.kv) {
+        s.kv->ops->free(s.kv); /* commits what is left */
+        uv_run(s.loop, UV_RUN_NOWAIT);
+    }
     if (s.loop)
         uv_loop_close(s.loop);
-    sl_ctx_free(s.ctx);
     sl_broker_free(s.broker);
     for (size_t i = 0; i < s.nauths; i++)
         s.auths[i]->free(s.auths[i]);
