@@ -814,6 +814,18 @@ void sl__bench_hist_record(sl__bench_hist *h, uint64_t v)
         h->max = v;
 }
 
+void sl__bench_hist_merge(sl__bench_hist *dst, const sl__bench_hist *src)
+{
+    for (size_t i = 0; i < SL__BENCH_HIST_BUCKETS; i++)
+        dst->bucket[i] += src->bucket[i];
+    dst->count += src->count;
+    dst->sum += src->sum;
+    if (src->min < dst->min)
+        dst->min = src->min;
+    if (src->max > dst->max)
+        dst->max = src->max;
+}
+
 uint64_t sl__bench_hist_quantile(const sl__bench_hist *h, double q)
 {
     if (h->count == 0)

@@ -154,6 +154,8 @@ void sl__bench_hist_record(sl__bench_hist *h, uint64_t v);
 /* The value at quantile q in [0, 1]: the upper bound of the bucket holding that rank, never above
  * the largest value recorded (0 when empty). */
 uint64_t sl__bench_hist_quantile(const sl__bench_hist *h, double q);
+/* Adds every value recorded in src to dst (one histogram per thread, merged at the end). */
+void sl__bench_hist_merge(sl__bench_hist *dst, const sl__bench_hist *src);
 /* The bucket index of v and the range of values a bucket holds (for tests). */
 size_t sl__bench_hist_index(uint64_t v);
 void sl__bench_hist_range(size_t idx, uint64_t *lo, uint64_t *hi);

@@ -1496,7 +1496,7 @@ static int run_ws(int argc, char **argv, sl__cli_conn *conn)
 int sl__cli_cmd_bench(int argc, char **argv, sl__cli_conn *conn)
 {
     if (argc < 2)
-        return sl__cli_usage_error("bench", "expected a benchmark: ws");
+        return sl__cli_usage_error("bench", "expected a benchmark: ws or queue");
     const char *sub = argv[1];
     if (!strcmp(sub, "-h") || !strcmp(sub, "--help") || !strcmp(sub, "help")) {
         fputs(bench_usage, stdout);
@@ -1504,5 +1504,14 @@ int sl__cli_cmd_bench(int argc, char **argv, sl__cli_conn *conn)
     }
     if (!strcmp(sub, "ws"))
         return run_ws(argc - 1, argv + 1, conn);
+    if (!strcmp(sub, "queue")) {
+#ifdef SLUICE_BENCH_QUEUE
+        return sl__cli_cmd_bench_queue(argc - 1, argv + 1, conn);
+#else
+        sl__cli_err("bench queue: this sluice was built without libnats and librabbitmq "
+                    "(scripts/deps --bench installs them; then re-run cmake)");
+        return SL__EXIT_FAIL;
+#endif
+    }
     return sl__cli_usage_error("bench", "unknown benchmark 'bench %s'", sub);
 }

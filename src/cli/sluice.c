@@ -24,6 +24,8 @@ static const char usage[] =
     "  health                          check that the server is up\n"
     "  bench ws [--scenario fanout|idle|connect] ...\n"
     "                                  WebSocket load test (docs/BENCHMARKS.md)\n"
+    "  bench queue --target sluice|nats|rabbitmq ...\n"
+    "                                  produce, claim, ack against sluice or a broker\n"
     "Tokens (local, no server needed):\n"
     "  token create --sub PRINCIPAL [--role R] [--channel P]... [--ttl 8h]\n"
     "  token inspect TOKEN|- [--verify]\n"
