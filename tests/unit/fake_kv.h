@@ -2,7 +2,7 @@
  * array sorted by (table, key), staged writes in a list applied in order at a "commit". A barrier
  * commits at once and answers (SL_OK, or fk->fail when set, which keeps the batch staged as the
  * real kv retries it), or, with fk->hold set, waits until fake_kv_release. scan sees committed
- * entries only, as the real kv's does. Static functions: include it in one file per binary. */
+ * entries only, as the real kv's does. Static inline functions: include it in one file per binary. */
 #ifndef SLUICE_TESTS_FAKE_KV_H
 #define SLUICE_TESTS_FAKE_KV_H
 
@@ -35,7 +35,7 @@ typedef struct fake_kv {
     size_t barriers; /* barrier calls, for tests that count them */
 } fake_kv;
 
-static const char *fk_table(const char *t)
+static inline const char *fk_table(const char *t)
 {
     static const char *const all[] = {SL__KV_META,   SL__KV_CHANNELS, SL__KV_MESSAGES,
                                       SL__KV_CLAIMS, SL__KV_CURSORS,  SL__KV_ACL,
@@ -46,8 +46,8 @@ static const char *fk_table(const char *t)
     return NULL;
 }
 
-static int fk_cmp(const char *ta, const void *ka, size_t kla, const char *tb, const void *kb,
-                  size_t klb)
+static inline int fk_cmp(const char *ta, const void *ka, size_t kla, const char *tb, const void *kb,
+                         size_t klb)
 {
     int c = strcmp(ta, tb);
     if (c != 0)
@@ -57,7 +57,7 @@ static int fk_cmp(const char *ta, const void *ka, size_t kla, const char *tb, co
     return c != 0 ? c : (kla > klb) - (kla < klb);
 }
 
-static unsigned char *fk_dup(const void *p, size_t n)
+static inline unsigned char *fk_dup(const void *p, size_t n)
 {
     unsigned char *d = malloc(n + 1); /* NUL-terminated: tests read values as strings */
     if (d) {
@@ -69,7 +69,7 @@ static unsigned char *fk_dup(const void *p, size_t n)
 }
 
 /* Index of (table, key) in the committed array, or where it would go (*found 0). */
-static size_t fk_find(const fake_kv *f, const char *t, const void *k, size_t kl, int *found)
+static inline size_t fk_find(const fake_kv *f, const char *t, const void *k, size_t kl, int *found)
 {
     size_t lo = 0, hi = f->nc;
     *found = 0;
@@ -88,7 +88,7 @@ static size_t fk_find(const fake_kv *f, const char *t, const void *k, size_t kl,
     return lo;
 }
 
-static void fk_remove(fake_kv *f, size_t i)
+static inline void fk_remove(fake_kv *f, size_t i)
 {
     free(f->c[i].key);
     free(f->c[i].val);
@@ -97,8 +97,8 @@ static void fk_remove(fake_kv *f, size_t i)
 }
 
 /* Writes straight into the committed state (what a previous run left on disk). */
-static void fake_kv_set_raw(fake_kv *f, const char *table, const void *key, size_t klen,
-                            const void *val, size_t vlen)
+static inline void fake_kv_set_raw(fake_kv *f, const char *table, const void *key, size_t klen,
+                                   const void *val, size_t vlen)
 {
     int found;
     table = fk_table(table);
@@ -117,7 +117,7 @@ static void fake_kv_set_raw(fake_kv *f, const char *table, const void *key, size
     f->c[i].vlen = vlen;
 }
 
-static void fk_apply(fake_kv *f, const fk_item *op)
+static inline void fk_apply(fake_kv *f, const fk_item *op)
 {
     if (op->op == 0) {
         fake_kv_set_raw(f, op->table, op->key, op->klen, op->val, op->vlen);
@@ -136,7 +136,7 @@ static void fk_apply(fake_kv *f, const fk_item *op)
     }
 }
 
-static void fk_commit(fake_kv *f)
+static inline void fk_commit(fake_kv *f)
 {
     for (size_t i = 0; i < f->ns; i++) {
         fk_apply(f, &f->s[i]);
@@ -148,8 +148,8 @@ static void fk_commit(fake_kv *f)
     f->ns = 0;
 }
 
-static int fk_stage(fake_kv *f, int op, const char *table, const void *key, size_t klen,
-                    const void *val, size_t vlen)
+static inline int fk_stage(fake_kv *f, int op, const char *table, const void *key, size_t klen,
+                           const void *val, size_t vlen)
 {
     const char *t = fk_table(table);
     if (f->stage_fail)
@@ -164,24 +164,24 @@ static int fk_stage(fake_kv *f, int op, const char *table, const void *key, size
     return SL_OK;
 }
 
-static int fk_put(sl__kv *kv, const char *table, const void *key, size_t klen, const void *val,
-                  size_t vlen)
+static inline int fk_put(sl__kv *kv, const char *table, const void *key, size_t klen,
+                         const void *val, size_t vlen)
 {
     return fk_stage((fake_kv *)kv, 0, table, key, klen, val, vlen);
 }
 
-static int fk_del(sl__kv *kv, const char *table, const void *key, size_t klen)
+static inline int fk_del(sl__kv *kv, const char *table, const void *key, size_t klen)
 {
     return fk_stage((fake_kv *)kv, 1, table, key, klen, NULL, 0);
 }
 
-static int fk_del_prefix(sl__kv *kv, const char *table, const void *prefix, size_t plen)
+static inline int fk_del_prefix(sl__kv *kv, const char *table, const void *prefix, size_t plen)
 {
     return fk_stage((fake_kv *)kv, 2, table, prefix, plen, NULL, 0);
 }
 
-static int fk_scan(sl__kv *kv, const char *table, const void *prefix, size_t plen,
-                   sl__kv_scan_fn fn, void *ud)
+static inline int fk_scan(sl__kv *kv, const char *table, const void *prefix, size_t plen,
+                          sl__kv_scan_fn fn, void *ud)
 {
     fake_kv *f = (fake_kv *)kv;
     if (fk_table(table) == NULL)
@@ -199,7 +199,7 @@ static int fk_scan(sl__kv *kv, const char *table, const void *prefix, size_t ple
 }
 
 /* Completes every waiting barrier with rc (committing first when rc is SL_OK). */
-static void fake_kv_release(fake_kv *f, int rc)
+static inline void fake_kv_release(fake_kv *f, int rc)
 {
     if (rc == SL_OK)
         fk_commit(f);
@@ -213,7 +213,7 @@ static void fake_kv_release(fake_kv *f, int rc)
     }
 }
 
-static void fk_barrier(sl__kv *kv, sl__kv_done_fn fn, void *ud)
+static inline void fk_barrier(sl__kv *kv, sl__kv_done_fn fn, void *ud)
 {
     fake_kv *f = (fake_kv *)kv;
     f->barriers++;
@@ -236,9 +236,9 @@ static void fk_barrier(sl__kv *kv, sl__kv_done_fn fn, void *ud)
     fn(ud, SL_OK);
 }
 
-static void fk_touch(sl__kv *kv) {}
+static inline void fk_touch(sl__kv *kv) {}
 
-static void fake_kv_free(fake_kv *f)
+static inline void fake_kv_free(fake_kv *f)
 {
     if (f == NULL)
         return;
@@ -252,7 +252,7 @@ static void fake_kv_free(fake_kv *f)
     free(f);
 }
 
-static void fk_free(sl__kv *kv)
+static inline void fk_free(sl__kv *kv)
 {
     fake_kv_free((fake_kv *)kv);
 }
@@ -268,7 +268,7 @@ static const sl__kv_ops fake_kv_ops = {
     .touch = fk_touch,
 };
 
-static fake_kv *fake_kv_new(void)
+static inline fake_kv *fake_kv_new(void)
 {
     fake_kv *f = calloc(1, sizeof *f);
     if (f)
@@ -277,7 +277,7 @@ static fake_kv *fake_kv_new(void)
 }
 
 /* The committed value of table[key] (NUL-terminated), or NULL. */
-static const char *fake_kv_get(const fake_kv *f, const char *table, const char *key)
+static inline const char *fake_kv_get(const fake_kv *f, const char *table, const char *key)
 {
     int found;
     size_t i = fk_find(f, fk_table(table), key, strlen(key), &found);
@@ -285,7 +285,7 @@ static const char *fake_kv_get(const fake_kv *f, const char *table, const char *
 }
 
 /* Committed entries of table. */
-static size_t fake_kv_count(const fake_kv *f, const char *table)
+static inline size_t fake_kv_count(const fake_kv *f, const char *table)
 {
     size_t n = 0;
     for (size_t i = 0; i < f->nc; i++)
