@@ -77,6 +77,12 @@ int sl__secstore_eformat(sl_status *st, const char *table, const void *key, size
     if (klen > 64)
         o += (size_t)snprintf(shown + o, sizeof shown - o, "...");
     shown[o] = '\0';
+    /* A decoder's reason may quote a stored field name: no control byte gets through either. */
+    char reason[200];
+    snprintf(reason, sizeof reason, "%s", why);
+    for (char *p = reason; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            *p = '?';
     return sl_status_set(st, SL_EFORMAT, "stored %s entry '%s' is unreadable: %s", table, shown,
-                         why);
+                         reason);
 }

@@ -29,7 +29,8 @@ json_t *sl__secstore_parse(const void *val, size_t vlen, char *err, size_t errsz
  * SL__SECSTORE_KEY_MAX or holds a NUL byte. buf has SL__SECSTORE_KEY_MAX + 1 bytes. */
 int sl__secstore_key_str(const void *key, size_t klen, char buf[SL__SECSTORE_KEY_MAX + 1]);
 /* Sets st to SL_EFORMAT "stored TABLE entry 'KEY' is unreadable: WHY" and returns SL_EFORMAT. The
- * key is printed with bytes outside printable ASCII escaped (\xNN) and cut after 64 bytes. */
+ * key is printed with bytes outside printable ASCII escaped (\xNN) and cut after 64 bytes; control
+ * bytes in why become "?". */
 int sl__secstore_eformat(sl_status *st, const char *table, const void *key, size_t klen,
                          const char *why);
 
