@@ -116,7 +116,8 @@ int sl_apikey_store_load_text(sl_apikey_store *s, const char *text, size_t len, 
  * restriction), expiring at expires_at (0: never; else must be later than now). now is the
  * creation time (whole seconds are stored). *key_out receives the key, the only time it exists
  * outside the caller: release with sl_apikey_key_free. id_out receives its id. The store file is
- * locked, re-read, rewritten atomically and unlocked before this returns.
+ * locked, re-read, rewritten atomically and unlocked before this returns (with a kv attached: the
+ * record is staged in the kv instead, see sl_apikey_store_attach).
  * Errors: SL_EINVAL (argument; st says which), SL_EIO, SL_ECONFIG (the file on disk is corrupt:
  * nothing written), SL_ENOMEM, SL_EINTERNAL (no randomness). */
 int sl_apikey_create(sl_apikey_store *s, const char *principal, sl_role role,
