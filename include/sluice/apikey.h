@@ -33,6 +33,7 @@ extern "C" {
 #define SL_APIKEY_FILE_MAX (16u * 1024 * 1024) /* bytes of a store file */
 
 typedef struct sl_apikey_store sl_apikey_store;
+struct sl__kv; /* the durable table store (internal: src/store/kv.h) */
 
 /* What a key carries, without its secret or hash. */
 typedef struct sl_apikey_record {
@@ -74,6 +75,29 @@ void sl_apikey_key_free(char *key);
  * then NULL. Release with sl_apikey_store_close. */
 int sl_apikey_store_open(sl_apikey_store **out, const char *path, sl_status *st);
 void sl_apikey_store_close(sl_apikey_store *s);
+/* Makes kv (borrowed: it must outlive s) where s keeps its keys from now on, instead of the file.
+ * First loads every stored record, then imports the key file's records that open loaded (the
+ * configuration goes on top: for an id the file names, the file's record wins and is stored;
+ * every other key created at runtime survives), with two exceptions so that a restart never
+ * revives a key: of the file's and the stored expiry the earlier stays, and an id deleted at
+ * runtime stays deleted although the file still names it. From then on sl_apikey_create(_ahead),
+ * sl_apikey_expire and sl_apikey_delete stage the matching kv write in the same call (after the
+ * ahead hook, before returning SL_OK; the caller makes the reply wait on kv->ops->barrier) and
+ * neither lock nor write the file; sl_apikey_reload does nothing (SL_OK): changes the CLI makes
+ * to the file take effect at the next start only, and a key removed from the file then stays
+ * (delete it through the server). Without a kv, everything works on the file as before.
+ * sl_apikey_store_load_text never writes to the kv.
+ *
+ * Stored: table SL__KV_APIKEYS, key = the 12-character id, value = the key file's JSON line for
+ * that key plus "v":1 ({"v":1,"id":..,"principal":..,"hash":..,"created_at":..,"expires_at":..,
+ * "role":..,"channels":[..]}: the SHA-256 of the secret, never the secret), or, for an id deleted
+ * while a key file may name it, the tombstone {"v":1,"id":ID,"deleted":true}; tombstones of ids
+ * the file does not name are dropped at attach.
+ *
+ * Errors: SL_EFORMAT (st names the table and key) when a stored value does not decode, SL_ENOMEM,
+ * the kv's error, SL_EINVAL (already attached); s is then unchanged and not attached. */
+int sl_apikey_store_attach(sl_apikey_store *s, struct sl__kv *kv, sl_status *st);
+
 /* The path given to open; NULL for a memory-only store. */
 const char *sl_apikey_store_path(const sl_apikey_store *s);
 
@@ -92,7 +116,8 @@ int sl_apikey_store_load_text(sl_apikey_store *s, const char *text, size_t len, 
  * restriction), expiring at expires_at (0: never; else must be later than now). now is the
  * creation time (whole seconds are stored). *key_out receives the key, the only time it exists
  * outside the caller: release with sl_apikey_key_free. id_out receives its id. The store file is
- * locked, re-read, rewritten atomically and unlocked before this returns.
+ * locked, re-read, rewritten atomically and unlocked before this returns (with a kv attached: the
+ * record is staged in the kv instead, see sl_apikey_store_attach).
  * Errors: SL_EINVAL (argument; st says which), SL_EIO, SL_ECONFIG (the file on disk is corrupt:
  * nothing written), SL_ENOMEM, SL_EINTERNAL (no randomness). */
 int sl_apikey_create(sl_apikey_store *s, const char *principal, sl_role role,

@@ -15,6 +15,7 @@ extern "C" {
 #endif
 
 typedef struct sl_broker sl_broker;
+struct sl__kv; /* the durable table store (internal: src/store/kv.h) */
 
 typedef struct sl_broker_opts {
     double default_ttl;     /* seconds when the request gives none; 0: 3600 */
@@ -33,8 +34,26 @@ double sl_broker_max_ttl(const sl_broker *b);
 int sl_broker_set_role(sl_broker *b, const char *name, sl_role grants, const char *const *patterns,
                        size_t n);
 /* Gives principal exactly these roles (n == 0: none; the principal is removed). Unknown role names
- * are allowed (they grant nothing until defined). */
+ * are allowed (they grant nothing until defined). With a kv attached (sl_broker_attach), also the
+ * kv's error when the change cannot be staged. */
 int sl_broker_assign(sl_broker *b, const char *principal, const char *const *roles, size_t n);
+/* Makes role assignments (sl_broker_assign) durable in kv (borrowed: it must outlive b). First
+ * loads every stored assignment (replacing any already made for the same principal); from then on
+ * sl_broker_assign stages the matching kv write (put, or delete for n == 0) in the same call,
+ * before returning SL_OK, and returns the kv's error (assignments unchanged) when it cannot. The
+ * caller makes the reply wait on kv->ops->barrier. Role definitions (sl_broker_set_role) and
+ * delegation rules are configuration and are not stored. Attach before applying the
+ * configuration's assignments: for the same principal the later call (the configuration) wins,
+ * and is stored; every other assignment made at runtime survives.
+ *
+ * Stored: table SL__KV_BROKER, key = the principal's bytes, value = JSON
+ * {"v":1,"roles":["role",...]} (never empty: a principal without roles is deleted).
+ *
+ * Errors: SL_EFORMAT (st names the table and key) when a stored value does not decode, SL_ENOMEM,
+ * the kv's scan error, SL_EINVAL (already attached); b is then not attached and, except after an
+ * SL_ENOMEM while applying, unchanged. */
+int sl_broker_attach(sl_broker *b, struct sl__kv *kv, sl_status *st);
+
 /* Lets service mint tokens on behalf of principals matching any of the patterns ("*" any
  * principal, "prefix*" a prefix, else exact). */
 int sl_broker_allow_delegation(sl_broker *b, const char *service, const char *const *patterns,

@@ -1,12 +1,14 @@
 /* Token revocation stores: a small interface the request path asks "is this token (or every token
- * of this user issued up to now) revoked?", with two implementations — an in-process memory store
- * and a Redis store (hiredis, asynchronous on the libuv loop) shared by several servers. Because
- * Redis answers later, every operation reports through a callback; the memory store and every
- * early answer (invalid argument, store unreachable) call back synchronously, before the function
- * returns, so callers must handle both. A store can also be watched (sl_revocation_set_watch):
- * it reports every revocation it learns of — written through it, or (Redis) by another server —
- * so that long-lived sessions can be cut without polling. docs/REVOCATION.md describes keys,
- * expiry, fail-closed behaviour, recovery and the watch channel.
+ * of this user issued up to now) revoked?", with three implementations — an in-process memory
+ * store, the same kept durable in the embedded kv (the embedded store), and a Redis store
+ * (hiredis, asynchronous on the libuv loop) shared by several servers. Because Redis answers
+ * later, and an embedded write's answer waits for the kv, every operation reports through a
+ * callback; the memory store, embedded checks and every early answer (invalid argument, store
+ * unreachable) call back synchronously, before the function returns, so callers must handle both.
+ * A store can also be watched (sl_revocation_set_watch): it reports every revocation it learns of
+ * — written through it, or (Redis) by another server — so that long-lived sessions can be cut
+ * without polling. docs/REVOCATION.md describes keys, expiry, fail-closed behaviour, recovery and
+ * the watch channel.
  *
  * Rules shared by all stores:
  * - A token id is revoked until its record expires: the token's remaining lifetime (at least 1 s)
@@ -43,6 +45,7 @@ extern "C" {
 #define SL_REVOCATION_REDIS_WATCH_PROBE_MS 1000
 
 typedef struct sl_revocation_store sl_revocation_store;
+struct sl__kv; /* the durable table store (internal: src/store/kv.h) */
 
 /* The answer to one operation, called exactly once per call (never for a NULL cb):
  *   SL_OK       not revoked / written
@@ -53,6 +56,9 @@ typedef struct sl_revocation_store sl_revocation_store;
  *               For a check this still means "refuse": the token names an id or user that no
  *               revocation could have been written for (401 invalid_token suits it)
  *   SL_ENOMEM   out of memory; nothing was asked
+ *   SL_ESTORAGE (embedded store, writes) the revocation is in force in this process but the kv
+ *               could not make it durable (disk full, I/O error): report the write as failed
+ *               (507); the kv retries it with its next commit
  * reason is NULL unless status is SL_ETOKEN or SL_EUNAVAIL; it has no control bytes (UTF-8 is
  * not checked), at most SL_REVOCATION_REASON_MAX bytes (what the revoker wrote, or a fixed text)
  * and is valid only during the call. The callback may run synchronously inside the call that
@@ -73,6 +79,26 @@ typedef void (*sl_revocation_log_fn)(void *ud, const char *line);
  * wall clock. SL_OK, SL_EINVAL (max_ttl not finite) or SL_ENOMEM. *out owned by the caller. */
 int sl_revocation_memory_new(sl_revocation_store **out, uv_loop_t *loop, double max_ttl,
                              sl_clock_fn clock, void *clock_ud);
+
+/* The embedded store: the memory store (same rules, timer and pruning) whose records live in kv
+ * (borrowed: it must outlive the store), so that revocations survive a restart. Every live stored
+ * record is loaded here, before *out exists, so no check can run ahead of a stored revocation;
+ * records that lapsed (past their expiry, at most max_ttl after the revocation) are not loaded and
+ * are purged from the kv, as are records that lapse later (on lookup and pruning). Each revoke and
+ * revoke_user stages its record in the kv in the same call; its record is in force at once (the
+ * watcher is told at once, as with the memory store), but its cb waits for kv->ops->barrier: SL_OK
+ * once durable, SL_ESTORAGE when the kv's commit failed. So with a kv whose barrier completes
+ * later, the cb of a write runs later, from the loop. kv NULL: nothing is stored (the memory
+ * store under the name "embedded", for the memory engine).
+ *
+ * Stored: table SL__KV_REVOCATIONS, key "t:" + token id -> {"v":1,"exp":E,"reason":"..."}, key
+ * "u:" + user -> {"v":1,"exp":E,"cutoff":C} (E: when the record lapses, C: the cut-off; seconds
+ * since the epoch).
+ *
+ * st (may be NULL) says why it failed: SL_EFORMAT naming the table and key when a stored value
+ * does not decode, SL_EINVAL (max_ttl not finite), SL_ENOMEM, or the kv's scan error. */
+int sl_revocation_embedded_new(sl_revocation_store **out, uv_loop_t *loop, double max_ttl,
+                               struct sl__kv *kv, sl_clock_fn clock, void *clock_ud, sl_status *st);
 
 /* A Redis store on `loop` (required). host: an IP literal (a name is resolved by hiredis with a
  * blocking lookup on every connect attempt); port 1..65535; prefix NULL or "": "sluice", else
@@ -118,21 +144,21 @@ typedef void (*sl_revocation_watch_fn)(void *ud, const sl_revocation_event *ev);
 /* Sets the store's one watcher (fn NULL removes it; a second call replaces the first). Called on
  * the loop thread only, and never after sl_revocation_store_free has been called.
  *
- * Memory store: synchronously inside sl_revocation_revoke / sl_revocation_revoke_user, once per
- *   successful write, after the record is stored (a check from the watcher sees it) and before
- *   that call's cb. Failed writes report nothing. Never a resync: set the watcher before the
- *   first session is opened.
- * Redis store: never synchronously inside any call; always later, from the loop. Setting a
- *   watcher opens a second connection that SUBSCRIBEs to `<prefix>:tb:revocations` (removing it
- *   closes that connection); every successful write PUBLISHes there whether or not anyone
- *   watches. Each message received becomes one event — this server's own revocations included,
- *   which reach the watcher only that way, so each is reported once, not once per path. Delivery
- *   is at most once; whenever the subscription is confirmed (the first time after setting a
- *   watcher, and after every reconnect) the watcher gets a resync event, so a missed event is
- *   never silent: anything revoked while the subscription was down is found by the re-check.
- *   The subscription reconnects with the same backoff as the store, and a probe every
- *   SL_REVOCATION_REDIS_WATCH_PROBE_MS finds a connection that went silent. Like the command
- *   connection, it keeps the loop alive until the watcher is removed or the store freed.
+ * Memory and embedded stores: synchronously inside sl_revocation_revoke /
+ *   sl_revocation_revoke_user, once per successful write, after the record is stored (a check
+ *   from the watcher sees it) and before that call's cb. Failed writes report nothing (an
+ *   embedded write whose barrier later fails with SL_ESTORAGE was reported: it is in force). Never
+ * a resync: set the watcher before the first session is opened. Redis store: never synchronously
+ * inside any call; always later, from the loop. Setting a watcher opens a second connection that
+ * SUBSCRIBEs to `<prefix>:tb:revocations` (removing it closes that connection); every successful
+ * write PUBLISHes there whether or not anyone watches. Each message received becomes one event —
+ * this server's own revocations included, which reach the watcher only that way, so each is
+ * reported once, not once per path. Delivery is at most once; whenever the subscription is
+ * confirmed (the first time after setting a watcher, and after every reconnect) the watcher gets a
+ * resync event, so a missed event is never silent: anything revoked while the subscription was down
+ * is found by the re-check. The subscription reconnects with the same backoff as the store, and a
+ * probe every SL_REVOCATION_REDIS_WATCH_PROBE_MS finds a connection that went silent. Like the
+ * command connection, it keeps the loop alive until the watcher is removed or the store freed.
  *
  * The watcher may call sl_revocation_check, revoke and revoke_user (with the memory store a
  * revoke from inside the watcher reports its own event at once, nested) and
@@ -166,7 +192,7 @@ int sl_revocation_ready(const sl_revocation_store *s);
 /* Drops expired records now and returns how many (Redis expires its keys itself: 0). */
 size_t sl_revocation_prune(sl_revocation_store *s);
 double sl_revocation_max_ttl(const sl_revocation_store *s);
-/* "memory" or "redis". */
+/* "memory", "embedded" or "redis". */
 const char *sl_revocation_store_name(const sl_revocation_store *s);
 
 /* Token ids: 1..SL_TOKEN_ID_MAX bytes of printable ASCII without space (they become Redis keys).

@@ -1,10 +1,14 @@
 /* ACL storage. Each entry keeps its patterns twice: as the list the admin gave (for listing back)
- * and compiled into a pattern trie (for deciding). */
+ * and compiled into a pattern trie (for deciding). With a kv attached, every change is staged in
+ * the kv in the same call (stored format: security/acl.h); memory changes first and is put back if
+ * staging fails, because putting back an existing map key cannot fail while staging can. */
 #include "security/acl.h"
 
 #include "core/map.h"
 #include "security/patset.h"
+#include "security/secstore.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,6 +21,7 @@ typedef struct entry {
 
 struct sl__acl {
     sl__map *by_principal; /* principal -> entry* */
+    sl__kv *kv;            /* borrowed; NULL: memory only */
 };
 
 static void entry_free(void *p)
@@ -53,12 +58,9 @@ void sl__acl_free(sl__acl *acl)
     free(acl);
 }
 
-int sl__acl_set(sl__acl *acl, const char *principal, sl_role role, const char *const *patterns,
-                size_t n)
+/* A compiled entry for role and patterns in *out. SL_EINVAL for a bad pattern. */
+static int entry_new(sl_role role, const char *const *patterns, size_t n, entry **out)
 {
-    if (principal == NULL || !sl_principal_valid(principal, strlen(principal)) ||
-        role == SL_ROLE_NONE)
-        return SL_EINVAL;
     entry *e = calloc(1, sizeof *e);
     if (e == NULL)
         return SL_ENOMEM;
@@ -75,11 +77,55 @@ int sl__acl_set(sl__acl *acl, const char *principal, sl_role role, const char *c
                 e->npatterns++;
         }
     }
-    if (rc == SL_OK)
-        rc = sl__map_put(acl->by_principal, principal, e, entry_free);
-    if (rc != SL_OK)
+    if (rc != SL_OK) {
         entry_free(e);
+        return rc;
+    }
+    *out = e;
+    return SL_OK;
+}
+
+static int stage_put(sl__kv *kv, const char *principal, const entry *e)
+{
+    json_t *o = sl__secstore_object();
+    int bad = o == NULL || json_object_set_new(o, "role", json_string(sl_role_name(e->role))) < 0;
+    if (!bad && e->npatterns > 0) {
+        json_t *a = json_array();
+        bad = json_object_set_new(o, "channels", a) < 0;
+        for (size_t i = 0; !bad && i < e->npatterns; i++)
+            bad = json_array_append_new(a, json_string(e->patterns[i])) < 0;
+    }
+    int rc = bad ? SL_ENOMEM : sl__secstore_put(kv, SL__KV_ACL, principal, strlen(principal), o);
+    json_decref(o);
     return rc;
+}
+
+int sl__acl_set(sl__acl *acl, const char *principal, sl_role role, const char *const *patterns,
+                size_t n)
+{
+    if (principal == NULL || !sl_principal_valid(principal, strlen(principal)) ||
+        role == SL_ROLE_NONE)
+        return SL_EINVAL;
+    entry *e;
+    int rc = entry_new(role, patterns, n, &e);
+    if (rc != SL_OK)
+        return rc;
+    entry *old = sl__map_get(acl->by_principal, principal);
+    rc = sl__map_put(acl->by_principal, principal, e, NULL);
+    if (rc != SL_OK) {
+        entry_free(e);
+        return rc;
+    }
+    if (acl->kv != NULL && (rc = stage_put(acl->kv, principal, e)) != SL_OK) {
+        if (old != NULL)
+            sl__map_put(acl->by_principal, principal, old, NULL); /* an existing key: no failure */
+        else
+            sl__map_del(acl->by_principal, principal, NULL);
+        entry_free(e);
+        return rc;
+    }
+    entry_free(old);
+    return SL_OK;
 }
 
 int sl__acl_has(const sl__acl *acl, const char *principal)
@@ -89,7 +135,141 @@ int sl__acl_has(const sl__acl *acl, const char *principal)
 
 int sl__acl_del(sl__acl *acl, const char *principal)
 {
-    return sl__map_del(acl->by_principal, principal, entry_free) ? SL_OK : SL_ENOENT;
+    if (!sl__acl_has(acl, principal))
+        return SL_ENOENT;
+    if (acl->kv != NULL) {
+        int rc = acl->kv->ops->del(acl->kv, SL__KV_ACL, principal, strlen(principal));
+        if (rc != SL_OK)
+            return rc; /* nothing changed: memory and kv still agree */
+    }
+    sl__map_del(acl->by_principal, principal, entry_free);
+    return SL_OK;
+}
+
+/* ---- loading from the kv --------------------------------------------------------------------- */
+
+typedef struct loaded {
+    char *principal;
+    entry *e;
+} loaded;
+
+typedef struct load_state {
+    loaded *v;
+    size_t n, cap;
+    sl_status *st;
+} load_state;
+
+/* One stored grant into an entry; NULL with why set when it does not decode. */
+static int decode(const void *val, size_t vlen, entry **out, char *why, size_t whysz)
+{
+    json_t *o = sl__secstore_parse(val, vlen, why, whysz);
+    if (o == NULL)
+        return SL_EFORMAT;
+    const char *k;
+    json_t *v;
+    int rc = SL_OK;
+    json_object_foreach(o, k, v)
+    {
+        if (strcmp(k, "role") != 0 && strcmp(k, "channels") != 0) {
+            snprintf(why, whysz, "unknown field");
+            rc = SL_EFORMAT;
+        }
+    }
+    const char *rn = json_string_value(json_object_get(o, "role"));
+    sl_role role = rn ? sl_role_parse(rn) : SL_ROLE_NONE;
+    if (rc == SL_OK && role == SL_ROLE_NONE) {
+        snprintf(why, whysz, "\"role\" must be read, write or admin");
+        rc = SL_EFORMAT;
+    }
+    json_t *a = json_object_get(o, "channels");
+    size_t n = json_array_size(a);
+    /* Stored without "channels" when all channels: an empty list would be a second spelling. */
+    if (rc == SL_OK && a != NULL && (!json_is_array(a) || n == 0)) {
+        snprintf(why, whysz, "\"channels\" must be a non-empty array of patterns");
+        rc = SL_EFORMAT;
+    }
+    const char **pats = rc == SL_OK && n ? calloc(n, sizeof *pats) : NULL;
+    if (rc == SL_OK && n && pats == NULL)
+        rc = SL_ENOMEM;
+    for (size_t i = 0; rc == SL_OK && i < n; i++) {
+        json_t *p = json_array_get(a, i);
+        pats[i] = json_string_value(p);
+        if (pats[i] == NULL || strlen(pats[i]) != json_string_length(p) ||
+            !sl_pattern_valid(pats[i], json_string_length(p))) {
+            snprintf(why, whysz, "\"channels\"[%zu] is not a valid channel pattern", i);
+            rc = SL_EFORMAT;
+        }
+    }
+    if (rc == SL_OK) {
+        rc = entry_new(role, pats, n, out);
+        if (rc == SL_EINVAL) { /* the syntax check passed but the trie refused it */
+            snprintf(why, whysz, "a channel pattern is refused");
+            rc = SL_EFORMAT;
+        }
+    }
+    free(pats);
+    json_decref(o);
+    return rc;
+}
+
+static int load_one(void *ud, const void *key, size_t klen, const void *val, size_t vlen)
+{
+    load_state *ls = ud;
+    char principal[SL__SECSTORE_KEY_MAX + 1], why[160];
+    if (sl__secstore_key_str(key, klen, principal) < 0 ||
+        !sl_principal_valid(principal, strlen(principal)))
+        return sl__secstore_eformat(ls->st, SL__KV_ACL, key, klen, "not a valid principal");
+    entry *e = NULL;
+    int rc = decode(val, vlen, &e, why, sizeof why);
+    if (rc == SL_EFORMAT)
+        return sl__secstore_eformat(ls->st, SL__KV_ACL, key, klen, why);
+    if (rc == SL_OK && ls->n == ls->cap) {
+        size_t nc = ls->cap ? 2 * ls->cap : 16;
+        loaded *nv = realloc(ls->v, nc * sizeof *nv);
+        if (nv == NULL) {
+            rc = SL_ENOMEM;
+        } else {
+            ls->v = nv;
+            ls->cap = nc;
+        }
+    }
+    char *p = rc == SL_OK ? strdup(principal) : NULL;
+    if (rc == SL_OK && p == NULL)
+        rc = SL_ENOMEM;
+    if (rc != SL_OK) {
+        entry_free(e);
+        return sl_status_set(ls->st, rc, NULL);
+    }
+    ls->v[ls->n++] = (loaded){p, e};
+    return SL_OK;
+}
+
+int sl__acl_attach(sl__acl *acl, sl__kv *kv, sl_status *st)
+{
+    if (acl == NULL || kv == NULL || acl->kv != NULL)
+        return sl_status_set(st, SL_EINVAL, "the ACL is already attached to a store");
+    sl_status_clear(st);
+    /* Everything is decoded before anything is applied: bad stored data changes nothing. */
+    load_state ls = {.st = st};
+    int rc = kv->ops->scan(kv, SL__KV_ACL, NULL, 0, load_one, &ls);
+    if (rc != SL_OK && (st == NULL || st->code != rc))
+        sl_status_set(st, rc, "cannot read the stored ACL: %s", sl_strerror(rc));
+    size_t i = 0;
+    for (; rc == SL_OK && i < ls.n; i++) {
+        rc = sl__map_put(acl->by_principal, ls.v[i].principal, ls.v[i].e, entry_free);
+        if (rc != SL_OK)
+            sl_status_set(st, rc, NULL);
+        else
+            ls.v[i].e = NULL;
+    }
+    for (size_t k = 0; k < ls.n; k++) {
+        entry_free(ls.v[k].e);
+        free(ls.v[k].principal);
+    }
+    free(ls.v);
+    if (rc == SL_OK)
+        acl->kv = kv;
+    return rc;
 }
 
 sl_role sl__acl_role(const sl__acl *acl, const char *principal, const char *channel)

@@ -3,8 +3,15 @@
  * file, cheap reloads keyed on the file's identity, size and mtime, and the authenticator. Only
  * SHA-256 of a secret is ever kept: secrets carry 260 random bits, so a slow password hash would
  * add cost without adding security. Every message here is fixed text or names a file, line, field
- * or public key id; none can contain a presented key or its secret. */
+ * or public key id; none can contain a presented key or its secret.
+ *
+ * With a kv attached (sl_apikey_store_attach) the kv replaces the file: the file is imported once,
+ * and every change is staged in the kv as one record per key, the file's own line format with a
+ * version. A key deleted at runtime leaves a tombstone while the file may still name it, so that
+ * re-importing the file at the next start cannot bring it back. */
 #include <sluice/apikey.h>
+
+#include "security/secstore.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -43,6 +50,7 @@ struct sl_apikey_store {
     char *lock_path; /* path + ".lock" */
     entry *e;        /* sorted by id */
     size_t n;
+    sl__kv *kv; /* borrowed; set: changes go here, not to the file */
     /* The file the records came from; a reload is skipped while stat(2) still reports it. */
     int have_file;
     dev_t dev;
@@ -417,6 +425,29 @@ static json_t *num_json(double v)
     return json_real(v);
 }
 
+/* Adds e's fields (one store line's) to o; -1 on ENOMEM. o NULL is ENOMEM too. */
+static int record_json(json_t *o, const entry *e)
+{
+    char hex[HASH_HEX + 1];
+    for (size_t k = 0; k < HASH_LEN; k++)
+        snprintf(hex + 2 * k, 3, "%02x", e->hash[k]);
+    const sl_apikey_record *r = &e->rec;
+    int bad = o == NULL || json_object_set_new(o, "id", json_string(r->id)) < 0 ||
+              json_object_set_new(o, "principal", json_string(r->principal)) < 0 ||
+              json_object_set_new(o, "hash", json_string(hex)) < 0 ||
+              json_object_set_new(o, "created_at", num_json(r->created_at)) < 0 ||
+              json_object_set_new(o, "expires_at", num_json(r->expires_at)) < 0;
+    if (!bad && r->role != SL_ROLE_NONE)
+        bad = json_object_set_new(o, "role", json_string(sl_role_name(r->role))) < 0;
+    if (!bad && r->scoped) {
+        json_t *a = json_array();
+        bad = json_object_set_new(o, "channels", a) < 0;
+        for (size_t k = 0; !bad && k < r->nchannels; k++)
+            bad = json_array_append_new(a, json_string(r->channels[k])) < 0;
+    }
+    return bad ? -1 : 0;
+}
+
 /* Store text for n entries, each one JSON line. NULL on ENOMEM. */
 static char *format_text(const entry *e, size_t n, size_t *len)
 {
@@ -426,24 +457,8 @@ static char *format_text(const entry *e, size_t n, size_t *len)
         return NULL;
     buf[0] = '\0';
     for (size_t i = 0; i < n; i++) {
-        char hex[HASH_HEX + 1];
-        for (size_t k = 0; k < HASH_LEN; k++)
-            snprintf(hex + 2 * k, 3, "%02x", e[i].hash[k]);
-        const sl_apikey_record *r = &e[i].rec;
         json_t *o = json_object();
-        int bad = o == NULL || json_object_set_new(o, "id", json_string(r->id)) < 0 ||
-                  json_object_set_new(o, "principal", json_string(r->principal)) < 0 ||
-                  json_object_set_new(o, "hash", json_string(hex)) < 0 ||
-                  json_object_set_new(o, "created_at", num_json(r->created_at)) < 0 ||
-                  json_object_set_new(o, "expires_at", num_json(r->expires_at)) < 0;
-        if (!bad && r->role != SL_ROLE_NONE)
-            bad = json_object_set_new(o, "role", json_string(sl_role_name(r->role))) < 0;
-        if (!bad && r->scoped) {
-            json_t *a = json_array();
-            bad = json_object_set_new(o, "channels", a) < 0;
-            for (size_t k = 0; !bad && k < r->nchannels; k++)
-                bad = json_array_append_new(a, json_string(r->channels[k])) < 0;
-        }
+        int bad = record_json(o, &e[i]) < 0;
         char *line = bad ? NULL : json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
         json_decref(o);
         if (line == NULL) {
@@ -628,7 +643,7 @@ static int write_file(sl_apikey_store *s, const entry *e, size_t n, struct stat 
 static int begin_write(sl_apikey_store *s, int *fd, sl_status *st)
 {
     *fd = -1;
-    if (s->path == NULL)
+    if (s->path == NULL || s->kv != NULL)
         return SL_OK;
     int l = open(s->lock_path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOCTTY, 0600);
     if (l < 0)
@@ -658,7 +673,7 @@ static void end_write(int fd)
 /* Writes e[0..n) (file-backed stores) and on success makes it the store's records. */
 static int commit(sl_apikey_store *s, entry *e, size_t n, sl_status *st)
 {
-    if (s->path != NULL) {
+    if (s->path != NULL && s->kv == NULL) {
         struct stat sb;
         int rc = write_file(s, e, n, &sb, st);
         if (rc != SL_OK)
@@ -670,6 +685,180 @@ static int commit(sl_apikey_store *s, entry *e, size_t n, sl_status *st)
         free(s->e);
     s->e = e;
     s->n = n;
+    return SL_OK;
+}
+
+/* ---- the kv ---------------------------------------------------------------------------------- */
+
+static int stage_record(sl__kv *kv, const entry *e, sl_status *st)
+{
+    json_t *o = sl__secstore_object();
+    int rc = record_json(o, e) < 0
+                 ? SL_ENOMEM
+                 : sl__secstore_put(kv, SL__KV_APIKEYS, e->rec.id, SL_APIKEY_ID_LEN, o);
+    json_decref(o);
+    return rc == SL_OK ? rc : sl_status_set(st, rc, "cannot store api key '%s'", e->rec.id);
+}
+
+/* While a key file may name the id, a tombstone; otherwise nothing is left. */
+static int stage_delete(sl_apikey_store *s, const char *id, sl_status *st)
+{
+    int rc;
+    if (s->path != NULL) {
+        json_t *o = sl__secstore_object();
+        rc = o == NULL || json_object_set_new(o, "id", json_string(id)) < 0 ||
+                     json_object_set_new(o, "deleted", json_true()) < 0
+                 ? SL_ENOMEM
+                 : sl__secstore_put(s->kv, SL__KV_APIKEYS, id, SL_APIKEY_ID_LEN, o);
+        json_decref(o);
+    } else {
+        rc = s->kv->ops->del(s->kv, SL__KV_APIKEYS, id, SL_APIKEY_ID_LEN);
+    }
+    return rc == SL_OK ? rc : sl_status_set(st, rc, "cannot delete api key '%s'", id);
+}
+
+/* A stored value into *out (0), a tombstone (1), or -1 (EFORMAT, why set) / -2 (ENOMEM). */
+static int decode_stored(const void *val, size_t vlen, const char *id, entry *out, char *why,
+                         size_t whysz)
+{
+    memset(out, 0, sizeof *out);
+    json_t *o = sl__secstore_parse(val, vlen, why, whysz);
+    if (o == NULL)
+        return -1;
+    int rc;
+    json_t *del = json_object_get(o, "deleted");
+    if (del != NULL) {
+        const char *sid = json_string_value(json_object_get(o, "id"));
+        rc = json_is_true(del) && json_object_size(o) == 2 && sid && strcmp(sid, id) == 0 ? 1 : -1;
+        if (rc < 0)
+            snprintf(why, whysz, "a tombstone is exactly {\"id\":ID,\"deleted\":true}");
+    } else {
+        rc = record_from_json(o, out, why, whysz);
+        if (rc == 0 && strcmp(out->rec.id, id) != 0) {
+            snprintf(why, whysz, "the record's \"id\" is not its key");
+            sl_apikey_record_clear(&out->rec);
+            rc = -1;
+        }
+    }
+    json_decref(o);
+    return rc;
+}
+
+typedef struct load_state {
+    entry *e; /* stored records, in key (= id) order */
+    size_t n, cap;
+    char (*dead)[SL_APIKEY_ID_LEN + 1]; /* tombstones */
+    size_t ndead, capdead;
+    sl_status *st;
+} load_state;
+
+static int grow(void **v, size_t *cap, size_t n, size_t size)
+{
+    if (n < *cap)
+        return 0;
+    size_t nc = *cap ? 2 * *cap : 16;
+    void *nv = realloc(*v, nc * size);
+    if (nv == NULL)
+        return -1;
+    *v = nv;
+    *cap = nc;
+    return 0;
+}
+
+static int load_one(void *ud, const void *key, size_t klen, const void *val, size_t vlen)
+{
+    load_state *ls = ud;
+    char id[SL__SECSTORE_KEY_MAX + 1], why[160];
+    if (sl__secstore_key_str(key, klen, id) < 0 || !sl_apikey_id_valid(id))
+        return sl__secstore_eformat(ls->st, SL__KV_APIKEYS, key, klen, "not a valid api key id");
+    if (grow((void **)&ls->e, &ls->cap, ls->n, sizeof *ls->e) < 0 ||
+        grow((void **)&ls->dead, &ls->capdead, ls->ndead, sizeof *ls->dead) < 0)
+        return sl_status_set(ls->st, SL_ENOMEM, NULL);
+    int r = decode_stored(val, vlen, id, &ls->e[ls->n], why, sizeof why);
+    if (r == -1)
+        return sl__secstore_eformat(ls->st, SL__KV_APIKEYS, key, klen, why);
+    if (r == -2)
+        return sl_status_set(ls->st, SL_ENOMEM, NULL);
+    if (r == 1)
+        memcpy(ls->dead[ls->ndead++], id, SL_APIKEY_ID_LEN + 1);
+    else
+        ls->n++;
+    return SL_OK;
+}
+
+static double earlier_expiry(double a, double b)
+{
+    if (a == 0)
+        return b;
+    if (b == 0)
+        return a;
+    return a < b ? a : b;
+}
+
+int sl_apikey_store_attach(sl_apikey_store *s, struct sl__kv *kv, sl_status *st)
+{
+    if (s == NULL || kv == NULL || s->kv != NULL)
+        return sl_status_set(st, SL_EINVAL, "the api key store is already attached");
+    sl_status_clear(st);
+    load_state ls = {.st = st};
+    int rc = kv->ops->scan(kv, SL__KV_APIKEYS, NULL, 0, load_one, &ls);
+    if (rc != SL_OK && (st == NULL || st->code != rc))
+        sl_status_set(st, rc, "cannot read the stored api keys: %s", sl_strerror(rc));
+    /* The union: stored records, then the file's (s->e, from open) on top. The file wins for the
+     * ids it names, except for what was taken away at runtime: a tombstone keeps a key deleted,
+     * and of two expiries the earlier stays, so a restart never revives a key. */
+    if (rc == SL_OK && ls.n > 1)
+        qsort(ls.e, ls.n, sizeof *ls.e, entry_cmp);
+    entry *u = NULL;
+    size_t nu = 0;
+    if (rc == SL_OK && (u = calloc(ls.n + s->n + 1, sizeof *u)) == NULL)
+        rc = sl_status_set(st, SL_ENOMEM, NULL);
+    size_t i = 0, j = 0;
+    while (rc == SL_OK && (i < ls.n || j < s->n)) {
+        int c = i == ls.n ? 1 : j == s->n ? -1 : strcmp(ls.e[i].rec.id, s->e[j].rec.id);
+        if (c < 0) {
+            u[nu++] = ls.e[i];
+            memset(&ls.e[i++], 0, sizeof(entry));
+            continue;
+        }
+        int dead = 0;
+        for (size_t k = 0; k < ls.ndead && !dead; k++)
+            dead = strcmp(ls.dead[k], s->e[j].rec.id) == 0;
+        if (dead) {
+            j++;
+            continue;
+        }
+        entry f = s->e[j];
+        if (c == 0)
+            f.rec.expires_at = earlier_expiry(f.rec.expires_at, ls.e[i].rec.expires_at);
+        if ((rc = stage_record(kv, &f, st)) != SL_OK)
+            break;
+        if (record_copy(&u[nu].rec, &f.rec) < 0) {
+            rc = sl_status_set(st, SL_ENOMEM, NULL);
+            break;
+        }
+        memcpy(u[nu].hash, f.hash, HASH_LEN);
+        nu++;
+        j++;
+        if (c == 0)
+            i++; /* the stored one is replaced; freed below with the rest */
+    }
+    /* Tombstones for ids the file no longer names have nothing left to guard. */
+    for (size_t k = 0; rc == SL_OK && k < ls.ndead; k++) {
+        int named;
+        find(s->e, s->n, ls.dead[k], &named);
+        if (!named &&
+            (rc = kv->ops->del(kv, SL__KV_APIKEYS, ls.dead[k], SL_APIKEY_ID_LEN)) != SL_OK)
+            sl_status_set(st, rc, "cannot delete a stored api key tombstone");
+    }
+    entries_free(ls.e, ls.n);
+    free(ls.dead);
+    if (rc != SL_OK) {
+        entries_free(u, nu);
+        return rc;
+    }
+    replace_entries(s, u, nu);
+    s->kv = kv;
     return SL_OK;
 }
 
@@ -724,7 +913,8 @@ int sl_apikey_reload(sl_apikey_store *s, sl_status *st)
 {
     if (s == NULL)
         return sl_status_set(st, SL_EINVAL, NULL);
-    return s->path ? load_file(s, 0, st) : SL_OK;
+    /* Attached: the file was imported once; the kv holds the keys now. */
+    return s->path && s->kv == NULL ? load_file(s, 0, st) : SL_OK;
 }
 
 int sl_apikey_store_load_text(sl_apikey_store *s, const char *text, size_t len, const char *name,
@@ -821,6 +1011,10 @@ int sl_apikey_create_ahead(sl_apikey_store *s, const char *principal, sl_role ro
         rc = ahead(ahead_ud, ne.rec.id, st);
     if (rc == SL_OK && (e = malloc((s->n + 1) * sizeof *e)) == NULL)
         rc = sl_status_set(st, SL_ENOMEM, NULL);
+    if (rc == SL_OK && s->kv != NULL && (rc = stage_record(s->kv, &ne, st)) != SL_OK) {
+        free(e);
+        e = NULL;
+    }
     if (rc == SL_OK) {
         if (s->n > 0) { /* s->e is NULL while empty, and memcpy must not see NULL */
             memcpy(e, s->e, at * sizeof *e);
@@ -859,7 +1053,10 @@ int sl_apikey_expire(sl_apikey_store *s, const char *id, double now, sl_status *
         double old = s->e[i].rec.expires_at;
         if (old == 0 || old > now) {
             s->e[i].rec.expires_at = now;
-            rc = commit(s, s->e, s->n, st);
+            if (s->kv != NULL)
+                rc = stage_record(s->kv, &s->e[i], st);
+            if (rc == SL_OK)
+                rc = commit(s, s->e, s->n, st);
             if (rc != SL_OK)
                 s->e[i].rec.expires_at = old;
         }
@@ -881,6 +1078,10 @@ int sl_apikey_delete(sl_apikey_store *s, const char *id, sl_status *st)
     entry *e = NULL;
     if (rc == SL_OK && s->n > 1 && (e = malloc((s->n - 1) * sizeof *e)) == NULL)
         rc = sl_status_set(st, SL_ENOMEM, NULL);
+    if (rc == SL_OK && s->kv != NULL && (rc = stage_delete(s, id, st)) != SL_OK) {
+        free(e);
+        e = NULL;
+    }
     if (rc == SL_OK) {
         if (e) {
             memcpy(e, s->e, i * sizeof *e);

@@ -1,11 +1,14 @@
 /* The broker's policy and minting. Roles compile their patterns into pattern tries, so deciding a
  * request costs a hash probe per role of the principal plus a trie walk per channel. Delegation
  * rules are short lists per service. Token ids are 128 random bits in hex, so they can be revoked
- * by id and never collide. */
+ * by id and never collide. With a kv attached, role assignments are staged in it in the same call
+ * (stored format: sluice/broker.h); role definitions and delegation rules are configuration and
+ * stay in memory. */
 #include <sluice/broker.h>
 
 #include "core/map.h"
 #include "security/patset.h"
+#include "security/secstore.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -29,6 +32,7 @@ struct sl_broker {
     sl__map *roles;      /* name -> role* */
     sl__map *principals; /* principal -> strv* (role names) */
     sl__map *delegates;  /* service -> strv* (principal patterns) */
+    sl__kv *kv;          /* borrowed; NULL: assignments live in memory only */
 };
 
 static void strv_free(void *p)
@@ -132,6 +136,19 @@ int sl_broker_set_role(sl_broker *b, const char *name, sl_role grants, const cha
     return rc;
 }
 
+static int stage_assign(sl__kv *kv, const char *principal, const strv *s)
+{
+    json_t *o = sl__secstore_object(), *a = json_array();
+    int bad = o == NULL || json_object_set_new(o, "roles", a) < 0;
+    for (size_t i = 0; !bad && i < s->n; i++)
+        bad = json_array_append_new(a, json_string(s->v[i])) < 0;
+    int rc = bad ? SL_ENOMEM : sl__secstore_put(kv, SL__KV_BROKER, principal, strlen(principal), o);
+    if (o == NULL)
+        json_decref(a);
+    json_decref(o);
+    return rc;
+}
+
 int sl_broker_assign(sl_broker *b, const char *principal, const char *const *roles, size_t n)
 {
     if (!name_valid(principal))
@@ -140,15 +157,134 @@ int sl_broker_assign(sl_broker *b, const char *principal, const char *const *rol
         if (!name_valid(roles[i]))
             return SL_EINVAL;
     if (n == 0) {
+        if (b->kv != NULL && sl__map_get(b->principals, principal) != NULL) {
+            int rc = b->kv->ops->del(b->kv, SL__KV_BROKER, principal, strlen(principal));
+            if (rc != SL_OK)
+                return rc; /* nothing changed */
+        }
         sl__map_del(b->principals, principal, strv_free);
         return SL_OK;
     }
     strv *s = strv_new(roles, n);
     if (s == NULL)
         return SL_ENOMEM;
-    int rc = sl__map_put(b->principals, principal, s, strv_free);
-    if (rc != SL_OK)
+    strv *old = sl__map_get(b->principals, principal);
+    int rc = sl__map_put(b->principals, principal, s, NULL);
+    if (rc == SL_OK && b->kv != NULL && (rc = stage_assign(b->kv, principal, s)) != SL_OK) {
+        /* Put back what was there: replacing an existing key cannot fail. */
+        if (old != NULL)
+            sl__map_put(b->principals, principal, old, NULL);
+        else
+            sl__map_del(b->principals, principal, NULL);
+    }
+    if (rc != SL_OK) {
         strv_free(s);
+        return rc;
+    }
+    strv_free(old);
+    return SL_OK;
+}
+
+/* ---- loading assignments from the kv --------------------------------------------------------- */
+
+typedef struct loaded {
+    char *principal;
+    strv *roles;
+} loaded;
+
+typedef struct load_state {
+    loaded *v;
+    size_t n, cap;
+    sl_status *st;
+} load_state;
+
+/* One stored assignment; SL_EFORMAT with why set when it does not decode. */
+static int decode_assign(const void *val, size_t vlen, strv **out, char *why, size_t whysz)
+{
+    json_t *o = sl__secstore_parse(val, vlen, why, whysz);
+    if (o == NULL)
+        return SL_EFORMAT;
+    json_t *a = json_object_get(o, "roles");
+    size_t n = json_array_size(a);
+    int rc = SL_OK;
+    if (json_object_size(o) != 1 || !json_is_array(a) || n == 0) {
+        /* A principal without roles is deleted, never stored: an empty list is damage. */
+        snprintf(why, whysz, "expected only \"roles\", a non-empty array of role names");
+        rc = SL_EFORMAT;
+    }
+    const char **v = rc == SL_OK ? calloc(n, sizeof *v) : NULL;
+    if (rc == SL_OK && v == NULL)
+        rc = SL_ENOMEM;
+    for (size_t i = 0; rc == SL_OK && i < n; i++) {
+        json_t *r = json_array_get(a, i);
+        v[i] = json_string_value(r);
+        if (v[i] == NULL || strlen(v[i]) != json_string_length(r) || !name_valid(v[i])) {
+            snprintf(why, whysz, "\"roles\"[%zu] is not a valid role name", i);
+            rc = SL_EFORMAT;
+        }
+    }
+    if (rc == SL_OK && (*out = strv_new(v, n)) == NULL)
+        rc = SL_ENOMEM;
+    free(v);
+    json_decref(o);
+    return rc;
+}
+
+static int load_one(void *ud, const void *key, size_t klen, const void *val, size_t vlen)
+{
+    load_state *ls = ud;
+    char principal[SL__SECSTORE_KEY_MAX + 1], why[160];
+    if (sl__secstore_key_str(key, klen, principal) < 0 || !name_valid(principal))
+        return sl__secstore_eformat(ls->st, SL__KV_BROKER, key, klen, "not a valid principal");
+    strv *roles = NULL;
+    int rc = decode_assign(val, vlen, &roles, why, sizeof why);
+    if (rc == SL_EFORMAT)
+        return sl__secstore_eformat(ls->st, SL__KV_BROKER, key, klen, why);
+    if (rc == SL_OK && ls->n == ls->cap) {
+        size_t nc = ls->cap ? 2 * ls->cap : 16;
+        loaded *nv = realloc(ls->v, nc * sizeof *nv);
+        if (nv == NULL) {
+            rc = SL_ENOMEM;
+        } else {
+            ls->v = nv;
+            ls->cap = nc;
+        }
+    }
+    char *p = rc == SL_OK ? strdup(principal) : NULL;
+    if (rc == SL_OK && p == NULL)
+        rc = SL_ENOMEM;
+    if (rc != SL_OK) {
+        strv_free(roles);
+        return sl_status_set(ls->st, rc, NULL);
+    }
+    ls->v[ls->n++] = (loaded){p, roles};
+    return SL_OK;
+}
+
+int sl_broker_attach(sl_broker *b, struct sl__kv *kv, sl_status *st)
+{
+    if (b == NULL || kv == NULL || b->kv != NULL)
+        return sl_status_set(st, SL_EINVAL, "the broker is already attached to a store");
+    sl_status_clear(st);
+    /* Decoded in full before anything is applied: bad stored data changes nothing. */
+    load_state ls = {.st = st};
+    int rc = kv->ops->scan(kv, SL__KV_BROKER, NULL, 0, load_one, &ls);
+    if (rc != SL_OK && (st == NULL || st->code != rc))
+        sl_status_set(st, rc, "cannot read the stored broker roles: %s", sl_strerror(rc));
+    for (size_t i = 0; rc == SL_OK && i < ls.n; i++) {
+        rc = sl__map_put(b->principals, ls.v[i].principal, ls.v[i].roles, strv_free);
+        if (rc != SL_OK)
+            sl_status_set(st, rc, NULL);
+        else
+            ls.v[i].roles = NULL;
+    }
+    for (size_t i = 0; i < ls.n; i++) {
+        strv_free(ls.v[i].roles);
+        free(ls.v[i].principal);
+    }
+    free(ls.v);
+    if (rc == SL_OK)
+        b->kv = kv;
     return rc;
 }
 

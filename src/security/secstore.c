@@ -1,0 +1,88 @@
+/* The security stores' shared value format (security/secstore.h): versioned JSON objects in, the
+ * same out, and one error for stored data this build cannot read. Decoding never trusts a stored
+ * byte: jansson parses (bounded by the value's length), and messages quote only the key,
+ * escaped. */
+#include "security/secstore.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+json_t *sl__secstore_object(void)
+{
+    json_t *o = json_object();
+    if (o != NULL && json_object_set_new(o, "v", json_integer(SL__SECSTORE_VERSION)) < 0) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
+
+int sl__secstore_put(sl__kv *kv, const char *table, const void *key, size_t klen, const json_t *o)
+{
+    char *text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    if (text == NULL)
+        return SL_ENOMEM;
+    int rc = kv->ops->put(kv, table, key, klen, text, strlen(text));
+    free(text);
+    return rc;
+}
+
+json_t *sl__secstore_parse(const void *val, size_t vlen, char *err, size_t errsz)
+{
+    json_error_t je;
+    json_t *o = json_loadb(val, vlen, JSON_REJECT_DUPLICATES, &je);
+    if (o == NULL) {
+        /* The position only: jansson's text can quote the value. */
+        snprintf(err, errsz, "invalid JSON at byte %d", je.position);
+        return NULL;
+    }
+    json_t *v = json_object_get(o, "v");
+    if (!json_is_object(o) || !json_is_integer(v)) {
+        snprintf(err, errsz, "not a versioned record");
+        json_decref(o);
+        return NULL;
+    }
+    if (json_integer_value(v) != SL__SECSTORE_VERSION) {
+        snprintf(err, errsz, "record version %lld is not one this build reads",
+                 (long long)json_integer_value(v));
+        json_decref(o);
+        return NULL;
+    }
+    json_object_del(o, "v");
+    return o;
+}
+
+int sl__secstore_key_str(const void *key, size_t klen, char buf[SL__SECSTORE_KEY_MAX + 1])
+{
+    if (klen == 0 || klen > SL__SECSTORE_KEY_MAX || memchr(key, '\0', klen) != NULL)
+        return -1;
+    memcpy(buf, key, klen);
+    buf[klen] = '\0';
+    return 0;
+}
+
+int sl__secstore_eformat(sl_status *st, const char *table, const void *key, size_t klen,
+                         const char *why)
+{
+    char shown[64 * 4 + 4];
+    size_t o = 0;
+    const unsigned char *k = key;
+    for (size_t i = 0; i < klen && i < 64; i++) {
+        if (k[i] > 0x20 && k[i] < 0x7f && k[i] != '\\' && k[i] != '\'')
+            shown[o++] = (char)k[i];
+        else
+            o += (size_t)snprintf(shown + o, sizeof shown - o, "\\x%02x", k[i]);
+    }
+    if (klen > 64)
+        o += (size_t)snprintf(shown + o, sizeof shown - o, "...");
+    shown[o] = '\0';
+    /* A decoder's reason may quote a stored field name: no control byte gets through either. */
+    char reason[200];
+    snprintf(reason, sizeof reason, "%s", why);
+    for (char *p = reason; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            *p = '?';
+    return sl_status_set(st, SL_EFORMAT, "stored %s entry '%s' is unreadable: %s", table, shown,
+                         reason);
+}

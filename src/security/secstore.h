@@ -1,0 +1,37 @@
+/* What the security stores (ACL grants, broker roles, API keys, revocations) share when they keep
+ * their state in a kv (store/kv.h): one value format and one way to refuse bad stored data. A
+ * stored value is a compact JSON object carrying its format version, "v":1, next to the store's
+ * own fields; keys are the store's natural ids (principal, key id, token id) as raw bytes. A value
+ * that does not decode is SL_EFORMAT naming the table and the key (escaped and cut short, so no
+ * stored byte can forge a log line); no store keeps a secret in a value, so none can leak one. */
+#ifndef SLUICE_SECURITY_SECSTORE_H
+#define SLUICE_SECURITY_SECSTORE_H
+
+#include <stddef.h>
+
+#include <jansson.h>
+
+#include "store/kv.h"
+
+#define SL__SECSTORE_VERSION 1
+/* The longest key any security store writes (a principal), well inside the kv's 511 bytes. */
+#define SL__SECSTORE_KEY_MAX 300
+
+/* A new JSON object holding "v":1, for the caller to add its fields to; NULL on ENOMEM. */
+json_t *sl__secstore_object(void);
+/* Stages table[key] = o, dumped compactly. o is borrowed. SL_OK, SL_ENOMEM or the kv's error. */
+int sl__secstore_put(sl__kv *kv, const char *table, const void *key, size_t klen, const json_t *o);
+/* Decodes a stored value: a JSON object (no duplicate members) whose "v" is 1. The returned
+ * object (the caller's, json_decref) no longer holds "v", so decoders see only their own fields.
+ * NULL when the value is not that, with the reason in err (fixed text: never stored bytes). */
+json_t *sl__secstore_parse(const void *val, size_t vlen, char *err, size_t errsz);
+/* Copies a key into buf as a C string; 0, or -1 when it is empty, longer than
+ * SL__SECSTORE_KEY_MAX or holds a NUL byte. buf has SL__SECSTORE_KEY_MAX + 1 bytes. */
+int sl__secstore_key_str(const void *key, size_t klen, char buf[SL__SECSTORE_KEY_MAX + 1]);
+/* Sets st to SL_EFORMAT "stored TABLE entry 'KEY' is unreadable: WHY" and returns SL_EFORMAT. The
+ * key is printed with bytes outside printable ASCII escaped (\xNN) and cut after 64 bytes; control
+ * bytes in why become "?". */
+int sl__secstore_eformat(sl_status *st, const char *table, const void *key, size_t klen,
+                         const char *why);
+
+#endif
