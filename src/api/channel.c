@@ -703,7 +703,8 @@ int sl_acl_revoke(sl_ctx *ctx, const sl_identity *who, const char *principal, sl
     rc = sl__audit(ctx, st, "acl.revoke", "actor", principal_of(who), "principal", principal, NULL);
     if (rc != SL_OK)
         return rc;
-    sl__acl_del(ctx->acl, principal);
+    if ((rc = sl__acl_del(ctx->acl, principal)) != SL_OK)
+        return sl_status_set(st, rc, "the ACL change could not be staged: %s", sl_strerror(rc));
     sl__ctx_emit(ctx,
                  &(sl_event){.kind = SL_EVENT_ACL_CHANGED, .principal = principal, .removed = 1});
     return SL_OK;

@@ -233,7 +233,7 @@ static void log_line(void *ud, const char *line)
 /* The revocation store needs the loop (Redis I/O, prune timer), so it is made after it. */
 static int setup_revocation(server *s, const sl__config *cfg, sl_status *st)
 {
-    const char *kind = cfg->revocation ? cfg->revocation : s->keys ? "memory" : "off";
+    const char *kind = cfg->revocation ? cfg->revocation : s->keys ? "embedded" : "off";
     /* A revocation must outlive every token it may name: never shorter than the broker's longest
      * token lifetime (the default follows it; a shorter explicit setting is an error). */
     double longest = s->broker ? sl_broker_max_ttl(s->broker) : 0;
@@ -248,8 +248,12 @@ static int setup_revocation(server *s, const sl__config *cfg, sl_status *st)
     int rc = SL_OK;
     if (!strcmp(kind, "off"))
         return SL_OK;
-    if (!strcmp(kind, "memory")) {
-        rc = sl_revocation_memory_new(&s->revocation, s->loop, ttl, NULL, NULL);
+    if (!strcmp(kind, "embedded") || !strcmp(kind, "memory")) {
+        /* In the data directory with the lmdb engine: a revoked token stays revoked after a
+         * restart. "memory" is the old name. */
+        rc = sl_revocation_embedded_new(&s->revocation, s->loop, ttl, s->kv, NULL, NULL, st);
+        if (rc != SL_OK)
+            return rc;
     } else {
         sl__config hp; /* reuse the HOST:PORT parser */
         sl__config_init(&hp);
@@ -307,9 +311,13 @@ static int make_authenticator(server *s, const sl__config *cfg, const char *name
 {
     int rc;
     if (!strcmp(name, "apikey")) {
-        if (cfg->apikey_store == NULL)
+        /* With the embedded store on an authenticated server API keys live there (the file, if
+         * any, is imported at start); an open server has no use for them. */
+        if (cfg->apikey_store == NULL && (s->kv == NULL || s->keys == NULL))
             return SL_ENOENT;
         if ((rc = sl_apikey_store_open(&s->apikeys, cfg->apikey_store, st)) != SL_OK)
+            return rc;
+        if (s->kv && (rc = sl_apikey_store_attach(s->apikeys, s->kv, st)) != SL_OK)
             return rc;
         return sl_apikey_authenticator_new(s->apikeys, out);
     }
@@ -413,6 +421,8 @@ static int setup_broker(server *s, const sl__config *cfg, sl_status *st)
                         .allow_all = cfg->broker_allow_all,
                         .allow_all_role = cfg->broker_allow_all_role};
     int rc = sl_broker_new(&s->broker, &o);
+    if (rc == SL_OK && s->kv && (rc = sl_broker_attach(s->broker, s->kv, st)) != SL_OK)
+        return rc;
     for (size_t i = 0; rc == SL_OK && i < cfg->nroles; i++)
         rc = sl_broker_set_role(s->broker, cfg->roles[i].name, cfg->roles[i].grants,
                                 (const char *const *)cfg->roles[i].items, cfg->roles[i].nitems);
