@@ -352,7 +352,7 @@ static void settle_commit(lmkv *s, batch *b, int rc, int hook_rc)
     } else {
         s->stats.failed++;
         char what[64];
-        snprintf(what, sizeof what, "commit of %zu changes", b->n);
+        snprintf(what, sizeof what, "commit of %zu change%s", b->n, b->n == 1 ? "" : "s");
         report(what, rc, hook_rc);
         batch_prepend(&s->cur, b);
         s->cur.touched |= b->touched;
