@@ -22,7 +22,9 @@
  *   retries in the same work callback. set_mapsize needs no other transaction of this process to be
  *   active: the only writer is that worker (its transaction is aborted by then), and the read
  *   transactions (scan, backup, on the loop thread) hold txn_lock for reading, which the resize
- *   takes for writing.
+ *   takes for writing. A commit on the caller's thread (no loop, or at free) only tries the lock:
+ *   a barrier from inside its own scan callback then fails with SL_ESTORAGE instead of
+ *   deadlocking, and is retried.
  * - Failures. ENOSPC, EIO, a failing sync hook: the batch's barriers complete with SL_ESTORAGE, a
  *   line without data goes to stderr, and the failed log is put in front of the current batch, so a
  *   later commit applies it. After a failure the next commit waits for a retry timer (1 s; it also
@@ -214,14 +216,19 @@ static void waiters_complete(waiter *w, size_t n, int rc)
 
 /* ---- commits (worker thread, or the caller's thread without a loop and at close) ------------- */
 
-static int grow_map(lmkv *s)
+/* Doubles the map. may_wait 0 (the caller's thread, which may itself be inside a scan
+ * callback holding the read side): fail with MDB_MAP_FULL rather than deadlock. */
+static int grow_map(lmkv *s, int may_wait)
 {
     MDB_envinfo info;
     mdb_env_info(s->env, &info);
     size_t next = info.me_mapsize * 2;
     if (next > MAP_MAX || next < info.me_mapsize)
         return MDB_MAP_FULL;
-    uv_rwlock_wrlock(&s->txn_lock);
+    if (may_wait)
+        uv_rwlock_wrlock(&s->txn_lock);
+    else if (uv_rwlock_trywrlock(&s->txn_lock) != 0)
+        return MDB_MAP_FULL;
     int rc = mdb_env_set_mapsize(s->env, next);
     uv_rwlock_wrunlock(&s->txn_lock);
     return rc;
@@ -276,7 +283,7 @@ static int run_hooks(lmkv *s)
 
 /* Applies b's log in one write transaction and commits it. Returns 0 or an LMDB/errno code; a
  * failing hook aborts the transaction and is returned in *hook_rc (an sl_errno). */
-static int commit_batch(lmkv *s, const batch *b, int hooks, int *hook_rc)
+static int commit_batch(lmkv *s, const batch *b, int hooks, int may_wait, int *hook_rc)
 {
     *hook_rc = SL_OK;
     for (;;) {
@@ -294,7 +301,7 @@ static int commit_batch(lmkv *s, const batch *b, int hooks, int *hook_rc)
             mdb_txn_abort(txn);
         if (rc != MDB_MAP_FULL)
             return *hook_rc != SL_OK ? -1 : rc;
-        if ((rc = grow_map(s)) != 0)
+        if ((rc = grow_map(s, may_wait)) != 0)
             return rc;
     }
 }
@@ -336,9 +343,10 @@ static void settle_commit(lmkv *s, batch *b, int rc, int hook_rc)
     size_t nw = b->nw, nw2 = 0;
     if (rc == 0) {
         s->stats.commits++;
-        if (b->n > 0 && s->dur == SL__DURABLE_SYNC)
+        /* A touched batch counts too: its point is the hooks' sync (the audit log's). */
+        if ((b->n > 0 || b->touched) && s->dur == SL__DURABLE_SYNC)
             s->stats.syncs++;
-        else if (b->n > 0)
+        else if (b->n > 0 || b->touched)
             s->since_sync++;
         ops_free(b->head);
         if (!batch_pending(&s->cur)) {
@@ -389,7 +397,7 @@ static void work_cb(uv_work_t *w)
 {
     lmkv *s = w->data;
     if (s->job == JOB_COMMIT)
-        s->job_rc = commit_batch(s, &s->jb, s->dur == SL__DURABLE_SYNC, &s->job_hook);
+        s->job_rc = commit_batch(s, &s->jb, s->dur == SL__DURABLE_SYNC, 1, &s->job_hook);
     else
         s->job_rc = sync_now(s, &s->job_hook);
     s->job_map = map_size_now(s);
@@ -501,7 +509,7 @@ static void commit_sync(lmkv *s)
     batch b = s->cur;
     memset(&s->cur, 0, sizeof s->cur);
     int hook_rc;
-    int rc = commit_batch(s, &b, s->dur == SL__DURABLE_SYNC, &hook_rc);
+    int rc = commit_batch(s, &b, s->dur == SL__DURABLE_SYNC, 0, &hook_rc);
     s->stats.map_size = map_size_now(s);
     settle_commit(s, &b, rc, hook_rc);
 }
@@ -803,7 +811,7 @@ static int open_tables(lmkv *s, sl_status *st)
             mdb_txn_abort(txn);
         if (r != SL_OK)
             return r;
-        if (rc == MDB_MAP_FULL && !s->read_only && (rc = grow_map(s)) == 0)
+        if (rc == MDB_MAP_FULL && !s->read_only && (rc = grow_map(s, 1)) == 0)
             continue;
         if (rc != 0)
             return open_error(s, rc, "cannot open the tables of", st);
@@ -827,7 +835,7 @@ static int open_env(lmkv *s, size_t map_size, sl_status *st)
         mdb_env_close(s->env); /* LMDB: a failed open still needs its handle closed */
         s->env = NULL;
         if (rc == ENOENT && s->read_only)
-            return sl_status_set(st, SL_EIO, "there is no store in %s", s->dir);
+            return sl_status_set(st, SL_EIO, "there is no store in %s (%s)", s->dir, strerror(rc));
         return open_error(s, rc, "cannot open the store in", st);
     }
     int dead = 0;
@@ -955,11 +963,12 @@ int sl__lmdb_backup(sl__kv *kv, const char *dest, sl_status *st)
     if (rc != 0)
         return sl_status_set(st, SL_EIO, "backup of %s to %s failed: %s", s->dir, dest,
                              mdb_strerror(rc));
-    /* The copy is only a backup once it is on disk. */
+    /* The copy is only a backup once it is on disk, and as private as the store (LMDB creates
+     * it under the umask; it holds API key hashes and grants). */
     char path[4096];
     snprintf(path, sizeof path, "%s/data.mdb", dest);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0 || fsync(fd) != 0) {
+    if (fd < 0 || fchmod(fd, 0600) != 0 || fsync(fd) != 0) {
         int e = errno;
         if (fd >= 0)
             close(fd);

@@ -944,6 +944,11 @@ static void test_backup(void **state)
 
     const char *copies[] = {dest, dest2, dest3};
     for (int i = 0; i < 3; i++) {
+        char path[256];
+        struct stat sb;
+        snprintf(path, sizeof path, "%s/data.mdb", copies[i]);
+        assert_int_equal(stat(path, &sb), 0);
+        assert_int_equal(sb.st_mode & 0777, 0600);
         kv = open_kv(copies[i], NULL, SL__DURABLE_SYNC, 0);
         assert_int_equal(count(kv, SL__KV_CHANNELS), 100);
         collect c;
