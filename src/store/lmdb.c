@@ -590,7 +590,8 @@ static int lm_scan(sl__kv *kv, const char *table, const void *prefix, size_t ple
     if (rc == 0) {
         MDB_val k = {plen, (void *)prefix}, v;
         rc = mdb_cursor_get(c, &k, &v, plen > 0 ? MDB_SET_RANGE : MDB_FIRST);
-        while (rc == 0 && k.mv_size >= plen && memcmp(k.mv_data, prefix, plen) == 0) {
+        while (rc == 0 && k.mv_size >= plen &&
+               (plen == 0 || memcmp(k.mv_data, prefix, plen) == 0)) {
             if ((result = fn(ud, k.mv_data, k.mv_size, v.mv_data, v.mv_size)) != SL_OK)
                 break;
             rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);

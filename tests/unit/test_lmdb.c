@@ -5,7 +5,8 @@
  * stored format newer than the build, a garbage data.mdb, a second opener, a directory that cannot
  * be created or opened; a full disk (a 1 MiB tmpfs): errors for the failed batch, nothing
  * acknowledged lost, and the retry once there is room; a failing hook's retry; online backup, also
- * from a read-only opener in another process. */
+ * from a read-only opener in another process; a barrier inside a scan callback without a loop.
+ */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -965,6 +966,49 @@ static void test_backup(void **state)
     kv->ops->free(kv);
 }
 
+/* Without a loop, a barrier from inside a scan callback that needs a bigger map cannot resize
+ * under the scan's own read transaction: it fails (not deadlocks), and the next barrier, after
+ * the scan, commits the kept batch. */
+typedef struct nested {
+    sl__kv *kv;
+    done d;
+} nested;
+
+static int nested_fn(void *ud, const void *key, size_t klen, const void *val, size_t vlen)
+{
+    nested *n = ud;
+    static char big[256 << 10];
+    memset(big, 'n', sizeof big);
+    assert_int_equal(n->kv->ops->put(n->kv, SL__KV_MESSAGES, "big", 3, big, sizeof big), SL_OK);
+    n->kv->ops->barrier(n->kv, on_done, &n->d);
+    return SL_OK;
+}
+
+static void test_barrier_inside_scan(void **state)
+{
+    fixture *f = *state;
+    sl__kv *kv = open_kv(f->dir, NULL, SL__DURABLE_SYNC, 64 << 10);
+    assert_int_equal(put_s(kv, SL__KV_CHANNELS, "only", "1"), SL_OK);
+    done d = {0};
+    kv->ops->barrier(kv, on_done, &d);
+    assert_int_equal(d.rc, SL_OK);
+    nested n = {.kv = kv};
+    assert_int_equal(kv->ops->scan(kv, SL__KV_CHANNELS, "", 0, nested_fn, &n), SL_OK);
+    assert_int_equal(n.d.calls, 1);
+    assert_int_equal(n.d.rc, SL_ESTORAGE);
+    assert_int_equal(count(kv, SL__KV_MESSAGES), 0);
+    done d2 = {0};
+    kv->ops->barrier(kv, on_done, &d2);
+    assert_int_equal(d2.calls, 1);
+    assert_int_equal(d2.rc, SL_OK);
+    assert_int_equal(count(kv, SL__KV_MESSAGES), 1);
+    sl__lmdb_stats stats;
+    sl__lmdb_stats_get(kv, &stats);
+    assert_int_equal(stats.failed, 1);
+    assert_true(stats.map_size > (256u << 10));
+    kv->ops->free(kv);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -984,6 +1028,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_hook_failure_retry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_in_flight, setup, teardown),
         cmocka_unit_test_setup_teardown(test_backup, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_barrier_inside_scan, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
