@@ -25,7 +25,8 @@
  *   takes for writing. A commit on the caller's thread (no loop, or at free) only tries the lock:
  *   a barrier from inside its own scan callback then fails with SL_ESTORAGE instead of
  *   deadlocking, and is retried.
- * - Failures. ENOSPC, EIO, a failing sync hook: the batch's barriers complete with SL_ESTORAGE, a
+ * - Failures. ENOSPC, EIO (LMDB reports a disk filling up mid-write as EIO), a failing sync
+ *   hook: the batch's barriers complete with SL_ESTORAGE, a
  *   line without data goes to stderr, and the failed log is put in front of the current batch, so a
  *   later commit applies it. After a failure the next commit waits for a retry timer (1 s; it also
  *   retries with no new activity), so a full disk is not hammered once per loop turn. Nothing
@@ -39,7 +40,9 @@
  *   holding the pid) keeps a second sluiced out; read-only opens (the CLI's backup) skip it.
  *   mdb_reader_check at open clears reader slots of crashed processes.
  * - Closing. free() waits for a job in flight, commits what is staged on the caller's thread,
- *   runs the hooks, syncs and closes; its handles then close on the loop, which frees the rest. */
+ *   runs the hooks, syncs and closes; its handles then close on the loop, which frees the rest.
+ *   If that last commit fails its changes are reported and dropped (their barriers got
+ *   SL_ESTORAGE): there is no later commit to keep them for. */
 #include "store/lmdb.h"
 
 #include <dirent.h>
