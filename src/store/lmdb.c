@@ -26,11 +26,11 @@
  *   a barrier from inside its own scan callback then fails with SL_ESTORAGE instead of
  *   deadlocking, and is retried.
  * - Failures. ENOSPC, EIO (LMDB reports a disk filling up mid-write as EIO), a failing sync
- *   hook: the batch's barriers complete with SL_ESTORAGE, a
- *   line without data goes to stderr, and the failed log is put in front of the current batch, so a
- *   later commit applies it. After a failure the next commit waits for a retry timer (1 s; it also
- *   retries with no new activity), so a full disk is not hammered once per loop turn. Nothing
- *   already committed is lost: a failed transaction is aborted whole.
+ *   hook: the batch's barriers complete with SL_ESTORAGE, a line without data goes to stderr, and
+ *   the failed log is put in front of the current batch, so a later commit applies it. After a
+ * failure the next commit waits for a retry timer (1 s; it also retries with no new activity), so a
+ * full disk is not hammered once per loop turn. Nothing already committed is lost: a failed
+ * transaction is aborted whole.
  * - Durability. SYNC: LMDB syncs in every commit (hooks first). BATCH and NONE open the environment
  *   with MDB_NOSYNC; BATCH runs a timer every batch_ms that, when a commit happened since the last
  *   fsync, runs the hooks and mdb_env_sync on the thread pool. NONE syncs at close only. Without a
