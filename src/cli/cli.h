@@ -108,6 +108,7 @@ json_t *sl__cli_info_json(const sl_channel_info *c);
 int sl__cli_cmd_token(int argc, char **argv);
 int sl__cli_cmd_audit(int argc, char **argv);
 int sl__cli_cmd_apikey(int argc, char **argv);
+int sl__cli_cmd_backup(int argc, char **argv);
 int sl__cli_cmd_write(int argc, char **argv, sl__cli_conn *conn);
 int sl__cli_cmd_read(int argc, char **argv, sl__cli_conn *conn);
 int sl__cli_cmd_ack(int argc, char **argv, sl__cli_conn *conn);

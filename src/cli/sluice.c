@@ -31,6 +31,7 @@ static const char usage[] =
     "  token inspect TOKEN|- [--verify]\n"
     "  apikey create|list|expire|delete ... [--store FILE]\n"
     "  audit verify FILE\n"
+    "  backup --data-dir DIR DEST      copy a (running) server's store into DEST\n"
     "\n" SL__CLI_CONN_HELP "  -h, --help         show this help (also after any command)\n"
     "  --version          print the version\n"
     "\n"
@@ -59,6 +60,8 @@ static int dispatch(int argc, char **argv, sl__cli_conn *conn)
         return sl__cli_cmd_audit(argc, argv);
     if (!strcmp(name, "apikey"))
         return sl__cli_cmd_apikey(argc, argv);
+    if (!strcmp(name, "backup"))
+        return sl__cli_cmd_backup(argc, argv);
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (!strcmp(name, commands[i].name))
             return commands[i].fn(argc, argv, conn);
