@@ -72,16 +72,10 @@ typedef struct sl_audit_verify_result {
     uint64_t records;  /* lines that checked out (before bad_line) */
     uint64_t last_seq; /* seq of the last line that checked out; 0 when none */
     char last_hash[SL_AUDIT_HASH_HEX + 1]; /* SHA-256 of that line; the genesis value when none */
-    /* Where the text's chain starts: seq 1 and the genesis value for a log's first file; a file
-     * that continues a rotated log starts later and links to first_prev, which must be the
-     * last_hash of the file before it. */
-    uint64_t first_seq;
-    char first_prev[SL_AUDIT_HASH_HEX + 1];
 } sl_audit_verify_result;
 
 /* Checks a whole log held in memory, doing no I/O: every line a JSON object, "seq" 1, 2, 3, ...,
- * "prev" the hash of the line before (genesis for the first; a continued file's first line may
- * start later, see first_seq), the text ending with a newline. An
+ * "prev" the hash of the line before (genesis for the first), the text ending with a newline. An
  * empty text is an intact, empty log. Returns SL_OK when intact, SL_EINVAL when not (res says where
  * and why), SL_ENOMEM. A removed last line cannot be detected this way: anchor res->last_seq and
  * res->last_hash elsewhere. */
@@ -90,6 +84,11 @@ int sl_audit_verify_text(const char *text, size_t len, sl_audit_verify_result *r
 /* The same for a file, read in blocks (logs can be large). Returns SL_OK, SL_EINVAL as above, or
  * SL_EIO when the file cannot be read (st says why; res is then not meaningful). */
 int sl_audit_verify_file(const char *path, sl_audit_verify_result *res, sl_status *st);
+/* The same for a file that continues a rotated log (sl_audit_log_reopen): its first record must be
+ * after_seq + 1 with "prev" after_hash, the tip of the file before it. An empty file is intact and
+ * leaves the tip where it was. */
+int sl_audit_verify_file_from(const char *path, uint64_t after_seq, const char *after_hash,
+                              sl_audit_verify_result *res, sl_status *st);
 
 #ifdef __cplusplus
 }

@@ -10,12 +10,13 @@
 
 #include <string.h>
 
-static const char audit_usage[] = "Usage: sluice audit COMMAND [ARGS] [options]\n"
-                                  "\n"
-                                  "Commands:\n"
-                                  "  verify FILE...     check the hash chain of an audit log (rotated files in order)\n"
-                                  "\n"
-                                  "Run 'sluice audit COMMAND --help' for a command's options.\n";
+static const char audit_usage[] =
+    "Usage: sluice audit COMMAND [ARGS] [options]\n"
+    "\n"
+    "Commands:\n"
+    "  verify FILE...     check the hash chain of an audit log (rotated files in order)\n"
+    "\n"
+    "Run 'sluice audit COMMAND --help' for a command's options.\n";
 
 static const char verify_usage[] =
     "Usage: sluice audit verify FILE [FILE...]\n"
@@ -25,11 +26,10 @@ static const char verify_usage[] =
     "edited line is found. Rotated logs (sluiced reopens its log on SIGHUP and continues the\n"
     "chain in the new file) are checked as one chain: give the files oldest first; each must\n"
     "start where the one before ended. Prints {\"status\":\"intact\"|\"tampered\",...} with the\n"
-    "number of good records, where the chain starts (\"first_seq\", \"first_prev\") and its tip\n"
-    "(\"last_seq\", \"last_hash\"); for a tampered log also \"file\", \"line\" and \"reason\", and\n"
-    "the same on stderr. A first file that starts past seq 1 continues a log that is not given:\n"
-    "check first_prev against that log's tip. Records cut off the end of the last file cannot be\n"
-    "detected from the files alone: keep the tip somewhere else and compare.\n"
+    "number of good records and the tip of the chain (\"last_seq\", \"last_hash\"); for a\n"
+    "tampered log also \"file\", \"line\" and \"reason\", and the same on stderr. Records cut off\n"
+    "the end of the last file cannot be detected from the files alone: keep the tip somewhere\n"
+    "else and compare.\n"
     "Exit codes: 0 intact, 1 tampered, 2 usage error or unreadable file.\n"
     "  -h, --help         show this help\n";
 
@@ -41,45 +41,27 @@ static int cmd_verify(int argc, char **argv)
         return r;
     if (optind >= argc)
         return sl__cli_usage_error("audit verify", "expected a FILE");
-    sl_audit_verify_result res = {0}, first = {0};
+    sl_audit_verify_result res = {0};
     uint64_t records = 0;
     const char *path = NULL;
-    int intact = 1;
-    for (int i = optind; i < argc && intact; i++) {
+    for (int i = optind; i < argc && (i == optind || res.intact); i++) {
         path = argv[i];
         sl_status st;
         sl_status_clear(&st);
-        uint64_t prev_seq = res.last_seq;
-        char prev_hash[SL_AUDIT_HASH_HEX + 1];
-        if (i > optind)
-            memcpy(prev_hash, res.last_hash, sizeof prev_hash);
-        int rc = sl_audit_verify_file(path, &res, &st);
+        char tip[SL_AUDIT_HASH_HEX + 1];
+        memcpy(tip, res.last_hash, sizeof tip);
+        int rc = i == optind ? sl_audit_verify_file(path, &res, &st)
+                             : sl_audit_verify_file_from(path, res.last_seq, tip, &res, &st);
         if (rc != SL_OK && rc != SL_EINVAL) {
             sl__cli_err("%s", st.message[0] ? st.message : sl_strerror(rc));
             return rc == SL_EIO ? SL__EXIT_USAGE : SL__EXIT_FAIL;
         }
-        if (i == optind)
-            first = res;
         records += res.records;
-        intact = res.intact;
-        if (intact && i > optind && res.records &&
-            (res.first_seq != prev_seq + 1 || strcmp(res.first_prev, prev_hash) != 0)) {
-            intact = 0;
-            res.intact = 0;
-            res.bad_line = 1;
-            snprintf(res.reason, sizeof res.reason,
-                     "does not continue the file before it (seq %llu expected)",
-                     (unsigned long long)prev_seq + 1);
-        }
-        if (res.records == 0 && i > optind) { /* an empty file continues nothing */
-            res.last_seq = prev_seq;
-            memcpy(res.last_hash, prev_hash, sizeof res.last_hash);
-        }
     }
-    json_t *o = json_pack("{s:s, s:I, s:I, s:s, s:I, s:s}", "status",
-                          intact ? "intact" : "tampered", "records", (json_int_t)records,
-                          "first_seq", (json_int_t)first.first_seq, "first_prev", first.first_prev,
-                          "last_seq", (json_int_t)res.last_seq, "last_hash", res.last_hash);
+    int intact = res.intact;
+    json_t *o = json_pack("{s:s, s:I, s:I, s:s}", "status", intact ? "intact" : "tampered",
+                          "records", (json_int_t)records, "last_seq", (json_int_t)res.last_seq,
+                          "last_hash", res.last_hash);
     if (o && !intact) {
         json_object_set_new(o, "file", json_string(path));
         json_object_set_new(o, "line", json_integer((json_int_t)res.bad_line));

@@ -98,7 +98,6 @@ static void verifier_init(verifier *v, sl_audit_verify_result *res)
     memset(v, 0, sizeof *v);
     memset(res, 0, sizeof *res);
     memcpy(res->last_hash, SL_AUDIT_GENESIS, sizeof res->last_hash);
-    memcpy(res->first_prev, SL_AUDIT_GENESIS, sizeof res->first_prev);
     v->res = res;
 }
 
@@ -127,17 +126,6 @@ static void check_line(verifier *v, const char *line, size_t len)
     if (why) {
         verifier_fail(v, "%s", why);
         return;
-    }
-    /* The first line of a file that continues a rotated log (sl_audit_log_reopen) starts past 1:
-     * where it links is reported (first_seq, first_prev) for the caller to check against the file
-     * before it, since nothing in this file can vouch for its own start. */
-    if (v->line == 1) {
-        r->first_seq = (uint64_t)seq;
-        memcpy(r->first_prev, prev, sizeof r->first_prev);
-        if (seq > 1) {
-            r->last_seq = (uint64_t)seq - 1;
-            memcpy(r->last_hash, prev, sizeof r->last_hash);
-        }
     }
     /* Sequence before hash: a removed or swapped line then reads as a gap, which says more than
      * "chain broken" does. */
@@ -244,6 +232,12 @@ int sl_audit_verify_text(const char *text, size_t len, sl_audit_verify_result *r
 
 int sl_audit_verify_file(const char *path, sl_audit_verify_result *res, sl_status *st)
 {
+    return sl_audit_verify_file_from(path, 0, NULL, res, st);
+}
+
+int sl_audit_verify_file_from(const char *path, uint64_t after_seq, const char *after_hash,
+                              sl_audit_verify_result *res, sl_status *st)
+{
     if (path == NULL || res == NULL)
         return sl_status_set(st, SL_EINVAL, NULL);
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
@@ -256,6 +250,10 @@ int sl_audit_verify_file(const char *path, sl_audit_verify_result *res, sl_statu
     }
     verifier v;
     verifier_init(&v, res);
+    if (after_hash) { /* a rotated file: its chain starts where the file before it ended */
+        res->last_seq = after_seq;
+        snprintf(res->last_hash, sizeof res->last_hash, "%s", after_hash);
+    }
     int rc = SL_OK;
     while (!v.done) {
         ssize_t n = read(fd, buf, READ_BLOCK);
@@ -459,8 +457,8 @@ int sl_audit_log_reopen(sl_audit_log *log, sl_status *st)
     struct stat sb;
     int rc = SL_OK;
     if (fd < 0 || fstat(fd, &sb) != 0) {
-        rc = sl_status_set(st, SL_EIO, "cannot reopen audit log %s: %s", log->path,
-                           strerror(errno));
+        rc =
+            sl_status_set(st, SL_EIO, "cannot reopen audit log %s: %s", log->path, strerror(errno));
     } else if (sb.st_dev == log->dev && sb.st_ino == log->ino) {
         close(fd); /* not rotated: keep writing where we are */
         fd = -1;

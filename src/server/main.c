@@ -311,13 +311,14 @@ static int make_authenticator(server *s, const sl__config *cfg, const char *name
 {
     int rc;
     if (!strcmp(name, "apikey")) {
-        /* With the embedded store on an authenticated server API keys live there (the file, if
-         * any, is imported at start); an open server has no use for them. */
+        /* A configured key file stays where the keys live (the CLI edits it, the server reloads
+         * it); without one, on an authenticated server with the embedded store, the keys live in
+         * the data directory. An open server has no use for them. */
         if (cfg->apikey_store == NULL && (s->kv == NULL || s->keys == NULL))
             return SL_ENOENT;
         if ((rc = sl_apikey_store_open(&s->apikeys, cfg->apikey_store, st)) != SL_OK)
             return rc;
-        if (s->kv && (rc = sl_apikey_store_attach(s->apikeys, s->kv, st)) != SL_OK)
+        if (cfg->apikey_store == NULL && (rc = sl_apikey_store_attach(s->apikeys, s->kv, st)))
             return rc;
         return sl_apikey_authenticator_new(s->apikeys, out);
     }
@@ -595,7 +596,7 @@ int main(int argc, char **argv)
                 s.kv ? " in " : "", s.kv ? (cfg.data_dir ? cfg.data_dir : "sluice-data") : "",
                 s.kv ? (!strcmp(cfg.durability, "sync")    ? ", durability sync"
                         : !strcmp(cfg.durability, "batch") ? ", durability batch"
-                                                          : ", durability none")
+                                                           : ", durability none")
                      : "");
         fflush(stderr);
         uv_run(s.loop, UV_RUN_DEFAULT);

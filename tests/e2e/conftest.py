@@ -2,8 +2,10 @@
 real HTTP clients, stop it with SIGTERM and require a clean exit (under ASan a leak fails it)."""
 import os
 import re
+import shutil
 import signal
 import subprocess
+import tempfile
 import time
 
 import httpx
@@ -24,6 +26,12 @@ class Server:
             self.env["SLUICE_JWT_SECRET"] = secret
         self.env.update(env or {})
         self.secret = secret
+        # Every server on the embedded default gets a data directory of its own (removed at
+        # stop), unless the test names one or another engine.
+        self.data_dir = None
+        if not any(a in ("--data-dir", "--engine") for a in args):
+            self.data_dir = tempfile.mkdtemp(prefix="sluice-e2e-")
+            args = (*args, "--data-dir", self.data_dir)
         self.args = [SLUICED, "--listen", "127.0.0.1:0", *args]
         self.proc = None
         self.url = None
@@ -55,6 +63,8 @@ class Server:
                 self.proc.kill()
                 raise
             self.stderr_lines.append(err)
+        if self.data_dir:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
         return self.proc.returncode
 
     def stderr(self):
