@@ -1105,7 +1105,9 @@ static void mem_submit(sl_engine *e, sl__eop *op)
  *   1 | attempt (4) | when (8) | claimer name (the rest; empty: none)
  * Cursors: 1 | seq (8). Channel settings: a JSON object with "v":1. The sequence high-water mark
  * of a channel: meta "seq:" id -> seq (8), so ids never repeat after a restart. Host byte order
- * is fine for values: a data directory is not moved across architectures (docs/STORAGE.md). */
+ * is fine for values: a data directory is not moved across architectures (docs/STORAGE.md). The
+ * high-water mark is only written when the newest message is removed; loading takes the larger of
+ * it and the newest stored message. */
 #define J_VERSION 1
 
 static size_t key_seq(char *k, const char *id, uint64_t seq)
@@ -1168,12 +1170,19 @@ static void j_msg_put(chan *c, const msg *m)
     char k[SL_CHANNEL_ID_MAX + 9];
     size_t kl = key_seq(k, c->info.id, m->seq);
     j_check(me, me->kv->ops->put(me->kv, SL__KV_MESSAGES, k, kl, v, len));
+    if (v != small)
+        free(v);
+}
+
+/* The high-water mark is the newest stored message's seq, so it is written only when that
+ * message goes: one small write per emptied tail instead of one per append. */
+static void j_seq_put(chan *c)
+{
+    mem_engine *me = c->eng;
     uint64_t hw = c->last_seq;
     char sk[SL_CHANNEL_ID_MAX + 5];
     int skl = snprintf(sk, sizeof sk, "seq:%s", c->info.id);
     j_check(me, me->kv->ops->put(me->kv, SL__KV_META, sk, (size_t)skl, &hw, 8));
-    if (v != small)
-        free(v);
 }
 
 static void j_msg_del(chan *c, uint64_t seq)
@@ -1185,6 +1194,8 @@ static void j_msg_del(chan *c, uint64_t seq)
     size_t kl = key_seq(k, c->info.id, seq);
     j_check(me, me->kv->ops->del(me->kv, SL__KV_MESSAGES, k, kl));
     j_check(me, me->kv->ops->del(me->kv, SL__KV_CLAIMS, k, kl));
+    if (seq == c->last_seq)
+        j_seq_put(c);
 }
 
 static void j_claim_put(chan *c, const msg *m)
@@ -1271,6 +1282,7 @@ static void j_chan_clear(chan *c)
         return;
     j_prefix_del(c->eng, SL__KV_MESSAGES, c->info.id);
     j_prefix_del(c->eng, SL__KV_CLAIMS, c->info.id);
+    j_seq_put(c);
 }
 
 /* ---- loading what the kv holds --------------------------------------------------------------- */
