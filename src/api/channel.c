@@ -138,6 +138,25 @@ static int build_info(sl_channel_info *info, const char *id, const sl_channel_op
     return SL_OK;
 }
 
+/* The audit event of a channel operation that is recorded on success; NULL for the others. */
+static const char *audited_event(sl_op op)
+{
+    switch (op) {
+    case SL_OP_CHANNEL_CREATE:
+        return "channel.create";
+    case SL_OP_CHANNEL_DELETE:
+        return "channel.delete";
+    case SL_OP_CHANNEL_CLEAR:
+        return "channel.clear";
+    case SL_OP_CHANNEL_EVICT:
+        return "channel.evict";
+    case SL_OP_CHANNEL_REMOVE:
+        return "channel.remove";
+    default:
+        return NULL;
+    }
+}
+
 /* Registers settings the engine stored (a creation, or a dead-letter queue it made). */
 static void register_channel(sl_ctx *ctx, sl_channel_info *info)
 {
@@ -194,18 +213,13 @@ static void engine_done(sl__eop *e)
         if (rc == SL_OK) {
             register_channel(ctx, op->created);
             op->created = NULL;
-            sl__audit(ctx, NULL, "channel.create", "principal", principal_of(op->who), "channel",
-                      id, NULL);
         } else if (rc == SL_EEXIST) {
             sl_status_set(&op->st, rc, "channel '%s' already exists", id);
         }
         break;
     case SL_OP_CHANNEL_DELETE:
-        if (rc == SL_OK) {
-            sl__audit(ctx, NULL, "channel.delete", "principal", principal_of(op->who), "channel",
-                      id, NULL);
+        if (rc == SL_OK)
             sl__ctx_emit(ctx, &(sl_event){.kind = SL_EVENT_CHANNEL_DELETED, .channel = id});
-        }
         break;
     case SL_OP_CHANNEL_INFO:
         op->info = e->info;
@@ -258,19 +272,13 @@ static void engine_done(sl__eop *e)
         if (rc == SL_EINVAL)
             sl_status_set(&op->st, rc, "'after' is not a message id of channel '%s'", id);
         break;
-    case SL_OP_CHANNEL_CLEAR:
-    case SL_OP_CHANNEL_EVICT:
-    case SL_OP_CHANNEL_REMOVE:
-        if (rc == SL_OK)
-            sl__audit(ctx, NULL,
-                      op->op == SL_OP_CHANNEL_CLEAR   ? "channel.clear"
-                      : op->op == SL_OP_CHANNEL_EVICT ? "channel.evict"
-                                                      : "channel.remove",
-                      "principal", principal_of(op->who), "channel", id, NULL);
-        break;
     default:
         break;
     }
+    /* The record was written ahead (start); a change that did not happen gets a second one. */
+    if (rc != SL_OK && audited_event(op->op))
+        sl__audit(ctx, NULL, "channel.failed", "principal", principal_of(op->who), "channel", id,
+                  "operation", audited_event(op->op), "reason", sl_strerror(rc), NULL);
     op->count = e->count;
     sl__eop_clear(e);
     if (rc != SL_OK && op->st.code == SL_OK)
@@ -464,6 +472,12 @@ void sl__channel_submit(sl_ctx *ctx, sl__chop *op)
         finish(op, rc);
         return;
     }
+    /* Audited changes are recorded before the engine makes them, in the same loop turn, so the
+     * record is fsynced with the change's own group commit, before its reply. */
+    const char *event = audited_event(op->op);
+    if (event)
+        sl__audit(ctx, NULL, event, "principal", principal_of(op->who), "channel", op->channel,
+                  NULL);
     op->eop.done = engine_done;
     op->eop.ud = op;
     ctx->engine->ops->submit(ctx->engine, &op->eop);
