@@ -696,6 +696,57 @@ static int teardown(void **state)
     return system(cmd) == 0 ? 0 : -1;
 }
 
+/* Rotation: the file is moved aside, the log reopened at its path, and the chain goes on in the
+ * new file; each file verifies on its own only from the tip of the one before. */
+static void test_reopen_continues_the_chain(void **state)
+{
+    (void)state;
+    char old[] = "/tmp/sluice-audit-rot-XXXXXX", path[64], moved[72];
+    assert_non_null(mkdtemp(old));
+    snprintf(path, sizeof path, "%s/audit.jsonl", old);
+    snprintf(moved, sizeof moved, "%s/audit.jsonl.1", old);
+    sl_audit_log *log;
+    sl_status st;
+    assert_int_equal(sl_audit_log_open(&log, path, &st), SL_OK);
+    assert_int_equal(sl_audit_log_write(log, "{\"event\":\"a\"}", &st), SL_OK);
+    assert_int_equal(sl_audit_log_write(log, "{\"event\":\"b\"}", &st), SL_OK);
+    assert_int_equal(sl_audit_log_sync(log), SL_OK);
+    /* Not rotated: reopening changes nothing. */
+    assert_int_equal(sl_audit_log_reopen(log, &st), SL_OK);
+    assert_int_equal(rename(path, moved), 0);
+    assert_int_equal(sl_audit_log_reopen(log, &st), SL_OK);
+    assert_int_equal(sl_audit_log_write(log, "{\"event\":\"c\"}", &st), SL_OK);
+    sl_audit_log_close(log);
+
+    sl_audit_verify_result first, second;
+    assert_int_equal(sl_audit_verify_file(moved, &first, &st), SL_OK);
+    assert_int_equal(first.last_seq, 2);
+    /* Alone, the new file starts at seq 3: not a log of its own. */
+    assert_int_equal(sl_audit_verify_file(path, &second, &st), SL_EINVAL);
+    assert_int_equal(sl_audit_verify_file_from(path, first.last_seq, first.last_hash, &second, &st),
+                     SL_OK);
+    assert_int_equal(second.records, 1);
+    assert_int_equal(second.last_seq, 3);
+    /* Linked to anything else, it does not verify. */
+    assert_int_equal(sl_audit_verify_file_from(path, first.last_seq, SL_AUDIT_GENESIS, &second,
+                                               &st),
+                     SL_EINVAL);
+
+    /* A non-empty file at the path after rotation cannot continue the chain. */
+    assert_int_equal(sl_audit_log_open(&log, path, &st), SL_OK);
+    assert_int_equal(rename(path, moved), 0);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("{\"seq\":1}\n", f);
+    fclose(f);
+    assert_int_equal(sl_audit_log_reopen(log, &st), SL_EIO);
+    assert_non_null(strstr(st.message, "not empty"));
+    sl_audit_log_close(log);
+    char cmd[96];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", old);
+    assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -717,6 +768,7 @@ int main(void)
         cmocka_unit_test(test_partial_write),
         cmocka_unit_test(test_file_removed_or_replaced),
         cmocka_unit_test(test_tail_parse),
+        cmocka_unit_test(test_reopen_continues_the_chain),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
