@@ -2,6 +2,7 @@
 delivery, idempotent writes, per-message TTL, batches, the message envelope, and the role each
 needs. Nothing here asserts how long anything took: where time matters a wait only ever makes the
 expected outcome certain (a lease of 0.2 s has surely run out after 0.6 s)."""
+import json
 import time
 
 import pytest
@@ -254,3 +255,33 @@ def test_envelope(srv):
                 b'{"data":1,"correlation_id":5}', b"nope"):
         r = w.post("/channels/news/messages", content=bad)
         assert r.status_code == 400, bad
+
+
+def test_cli_and_client(srv, cli):
+    """The CLI (on the C client library): channel options, the write envelope, extend,
+    terminate."""
+    env = {"SLUICE_URL": srv.url, "SLUICE_TOKEN": srv.token("ops", role="admin")}
+    r = cli("channel", "create", "jobs", "--backoff", "1h,2h", "--dedup-window", "10m", env=env)
+    assert r.returncode == 0, r.stderr
+    info = srv.admin.get("/channels/jobs/info").json()["options"]
+    assert info["backoff"] == [3600, 7200] and info["dedup_window"] == 600
+    w = dict(env, SLUICE_TOKEN=srv.token("w1", role="write"))
+    r1 = cli("write", "jobs", '{"n":0.10}', "--key", "k1", "--metadata", '{"m":1}',
+             "--correlation-id", "c-9", "--ttl", "1h", env=w)
+    assert r1.returncode == 0, r1.stderr
+    r2 = cli("write", "jobs", '{"n":0.10}', "--key", "k1", env=w)
+    a, b = json.loads(r1.stdout), json.loads(r2.stdout)
+    assert a["duplicate"] is False and b["duplicate"] is True and a["item_id"] == b["item_id"]
+    assert cli("write", "jobs", "1", "--delay", "1h", env=w).returncode == 0
+    r = cli("read", "jobs", "--exclusive", "--limit", "10", env=w)
+    (m,) = json.loads(r.stdout)["messages"]
+    assert '"data":{"n":0.10}' in r.stdout and m["metadata"] == {"m": 1}
+    assert m["correlation_id"] == "c-9" and m["expires_at"] > time.time()
+    r = cli("extend", "jobs", m["id"], "--seconds", "10m", env=w)
+    assert json.loads(r.stdout) == {"status": "ok", "extended": 1}, r.stderr
+    r = cli("terminate", "jobs", m["id"], "--reason", "bad input", env=w)
+    assert json.loads(r.stdout) == {"status": "ok", "terminated": 1}, r.stderr
+    assert cli("write", "jobs", "1", "--ttl", "soon", env=w).returncode == 2
+    assert cli("terminate", "jobs", m["id"], "--reason", "", env=w).returncode == 2
+    ro = dict(env, SLUICE_TOKEN=srv.token("r1", role="read"))
+    assert cli("extend", "jobs", m["id"], env=ro).returncode == 4
