@@ -1072,7 +1072,6 @@ int sl_client_info(sl_client *c, const char *channel, sl_channel_info *info, sl_
     return rc;
 }
 
-
 int sl_client_create(sl_client *c, const char *channel, const sl_channel_opts *o,
                      sl_channel_info *info, sl_status *st)
 {

@@ -4,7 +4,9 @@
  * allocation failing in turn to check that SL_ENOMEM leaves the engine consistent and leak-free.
  * Sanitised builds do not compile that test in at all; CMake builds this file a second time without
  * sanitizers (unit.test_mem_engine_oom), so CI runs it rather than skipping it.
- * Also covers the string map and the message copy helpers the engine builds on. */
+ * Also covers the string map and the message copy helpers the engine builds on, and the queue
+ * features of docs/QUEUES.md (extend, terminate, backoff, delays, TTL, idempotency keys, idle
+ * cursors), journaled through an in-memory kv and loaded back. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -1026,6 +1028,29 @@ static void check_topic(void)
     assert_int_equal(depth("t"), 2);
 }
 
+static char term_id[32];
+
+static int op_terminate(void)
+{
+    const char *ids[] = {term_id};
+    sl__eop op = {.kind = SL__EOP_TERMINATE,
+                  .channel = "q",
+                  .reader = "t",
+                  .ids = ids,
+                  .nids = 1,
+                  .reason = "r",
+                  .now = 1000};
+    int rc = sl__engine_call(E, &op);
+    sl__eop_clear(&op);
+    return rc;
+}
+
+static void check_terminate(void)
+{
+    assert_int_equal(depth("q"), 44);
+    assert_int_equal(ack1("q", "v", term_id, 1000), 0);
+}
+
 static void test_out_of_memory(void **state)
 {
     (void)state;
@@ -1069,6 +1094,13 @@ static void test_out_of_memory(void **state)
         }
     }
     assert_int_equal(depth("q"), 44);
+    /* Terminate copies its dead letters before it changes anything. */
+    sl_message_list l;
+    assert_int_equal(claim("q", "t", 1, 1000, &l), 1);
+    strcpy(term_id, l.items[0].id);
+    sl_message_list_free(&l);
+    with_failures(op_terminate, check_terminate);
+    assert_int_equal(depth("q"), 43);
     /* Whatever stayed was reachable: dropping the channels returns every block. */
     assert_int_equal(eng_drop(E, "q"), SL_OK);
     assert_int_equal(eng_drop(E, "t"), SL_OK);
