@@ -78,6 +78,19 @@ int sl_client_nack(sl_client *c, const char *channel, const char *const *ids, si
                    double delay, size_t *count, sl_status *st);
 int sl_client_remove(sl_client *c, const char *channel, const char *const *ids, size_t n,
                      size_t *count, sl_status *st);
+/* Extends the caller's leases on ids by seconds (0: the queue's claim_timeout). */
+int sl_client_extend(sl_client *c, const char *channel, const char *const *ids, size_t n,
+                     double seconds, size_t *count, sl_status *st);
+/* Dead-letters the caller's claimed ids for good with reason (NULL: "terminated"). */
+int sl_client_terminate(sl_client *c, const char *channel, const char *const *ids, size_t n,
+                        const char *reason, size_t *count, sl_status *st);
+/* POST /channels/{id}/batch: n messages with their envelopes (metadata, correlation_id,
+ * reply_to, recipient_id, idempotency_key, delay, not_before, ttl; origin is ignored), stored
+ * together or not at all. data (data_len bytes) and metadata go as the caller's text. item_ids
+ * (may be NULL) receives n ids; duplicates (may be NULL) how many repeated an idempotency key. One
+ * message is the envelope form of sl_client_write. */
+int sl_client_write_batch(sl_client *c, const char *channel, const sl_write *w, size_t n,
+                          char (*item_ids)[SL_ITEM_ID_SIZE], size_t *duplicates, sl_status *st);
 /* info: release with sl_channel_info_clear; on failure it is left zeroed. */
 int sl_client_info(sl_client *c, const char *channel, sl_channel_info *info, sl_status *st);
 /* Creates `channel` on the server it is routed to. o NULL: a public queue with the server's

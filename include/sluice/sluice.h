@@ -117,8 +117,10 @@ typedef enum {
     SL_OP_APIKEY_LIST,
     SL_OP_APIKEY_EXPIRE,
     SL_OP_APIKEY_DELETE,
-    SL_OP_BROKER_ASSIGN, /* give a principal broker roles (or none) */
-    SL_OP_BROKER_LIST,   /* read a principal's broker roles */
+    SL_OP_BROKER_ASSIGN,     /* give a principal broker roles (or none) */
+    SL_OP_BROKER_LIST,       /* read a principal's broker roles */
+    SL_OP_CHANNEL_EXTEND,    /* the claim holder extends its leases (JetStream's in-progress) */
+    SL_OP_CHANNEL_TERMINATE, /* the claim holder dead-letters a message for good */
     SL_OP__COUNT
 } sl_op;
 
@@ -223,6 +225,9 @@ int sl_pattern_match(const char *pat, const char *channel);
 typedef enum { SL_KIND_QUEUE = 0, SL_KIND_TOPIC = 1 } sl_kind;
 typedef enum { SL_VIS_PRIVATE = 0, SL_VIS_PUBLIC = 1 } sl_visibility;
 
+/* At most this many backoff steps per queue. */
+#define SL_BACKOFF_MAX 16
+
 typedef struct sl_channel_opts {
     sl_kind kind;
     const char *name;        /* NULL: the id */
@@ -237,6 +242,13 @@ typedef struct sl_channel_opts {
     double retention_max_age;   /* topics; seconds, 0 = unbounded */
     int presence;               /* 1: real-time subscribers are listed (WebSocket presence) */
     int join_leave;             /* 1: real-time subscribers see join/leave pushes */
+    /* Queues: the redelivery delay after the n-th attempt failed (a nack without a delay of its
+     * own, or an expired lease): backoff[n-1] seconds, the last step repeating. 0 steps: none. */
+    double backoff[SL_BACKOFF_MAX];
+    size_t nbackoff;
+    double dedup_window;        /* seconds an idempotency key is remembered; <= 0: 120 */
+    double cursor_idle_timeout; /* topics: a reader's cursor unused this long is dropped; <= 0:
+                                   86400 */
 } sl_channel_opts;
 
 /* Defaults as documented above. */
@@ -258,6 +270,10 @@ typedef struct sl_channel_info {
     double retention_max_age;
     int presence;
     int join_leave;
+    double backoff[SL_BACKOFF_MAX];
+    size_t nbackoff;
+    double dedup_window;
+    double cursor_idle_timeout;
     size_t depth; /* messages held */
 } sl_channel_info;
 void sl_channel_info_clear(sl_channel_info *info);
@@ -274,8 +290,12 @@ typedef struct sl_message {
     char *reply_to;
     char *recipient_id;
     char *origin;            /* the real-time connection that published it (WebSocket client id) */
+    char *dead_reason;       /* dead letters: why the message left its queue ("max_attempts",
+                                "expired", or the reason a holder gave when terminating it) */
     unsigned attempt;        /* exclusive reads only */
     double claim_expires_at; /* exclusive reads only */
+    double expires_at;       /* 0, or when the message expires (a write's ttl) */
+    double not_before;       /* engine input: not claimable before (0: at once); reads: 0 */
 } sl_message;
 
 typedef struct sl_message_list {
@@ -300,6 +320,12 @@ typedef struct sl_write {
     const char *reply_to;
     const char *recipient_id;
     const char *origin; /* NULL; a WebSocket session sets its client id (history shows it) */
+    /* NULL, or 1..255 bytes without control characters: a repeat within the channel's
+     * dedup_window stores nothing and answers the first write's id. */
+    const char *idempotency_key;
+    double delay;      /* queues: seconds before the message can be claimed (0: at once) */
+    double not_before; /* queues: epoch seconds before which it cannot be claimed (0: none) */
+    double ttl;        /* seconds until it expires undelivered (0: never); see docs/QUEUES.md */
 } sl_write;
 
 typedef struct sl_read {
@@ -332,14 +358,36 @@ void sl_channel_infos_free(sl_channel_info *infos, size_t n);
 /* item_id (may be NULL) receives the new id; at least 32 bytes. */
 int sl_channel_write(sl_ctx *ctx, const sl_identity *who, const char *id, const sl_write *w,
                      char *item_id, size_t item_id_size, sl_status *st);
+/* The size of one item id buffer (ids are 16 hex digits). */
+#define SL_ITEM_ID_SIZE 32
+/* Writes n messages (1..SL_BATCH_MAX) as one request: stored together or not at all, one
+ * durability wait. item_ids (may be NULL) receives n ids in order; a message whose idempotency key
+ * repeats gets the first write's id. duplicates (may be NULL) receives how many were such
+ * repeats. */
+#define SL_BATCH_MAX 10000
+int sl_channel_write_batch(sl_ctx *ctx, const sl_identity *who, const char *id, const sl_write *w,
+                           size_t n, char (*item_ids)[SL_ITEM_ID_SIZE], size_t *duplicates,
+                           sl_status *st);
 /* out: release with sl_message_list_free. */
 int sl_channel_read(sl_ctx *ctx, const sl_identity *who, const char *id, const sl_read *r,
                     sl_message_list *out, sl_status *st);
 /* *count receives how many were acknowledged (claims held by others are not). */
 int sl_channel_ack(sl_ctx *ctx, const sl_identity *who, const char *id, const char *const *ids,
                    size_t n, size_t *count, sl_status *st);
+/* delay > 0: available again after delay seconds; 0: after the queue's backoff step for the
+ * message's attempt (no backoff: at once). */
 int sl_channel_nack(sl_ctx *ctx, const sl_identity *who, const char *id, const char *const *ids,
                     size_t n, double delay, size_t *count, sl_status *st);
+/* Extends who's live claims on ids to now + seconds (0: the queue's claim_timeout; at most the
+ * larger of claim_timeout and 43200). *count: how many were extended. */
+int sl_channel_extend(sl_ctx *ctx, const sl_identity *who, const char *id, const char *const *ids,
+                      size_t n, double seconds, size_t *count, sl_status *st);
+/* Drops who's live claims on ids for good: each goes to the queue's dead-letter channel with
+ * dead_reason = reason (NULL: "terminated"; at most 1024 bytes), or is dropped when the queue has
+ * none; never redelivered. *count: how many were terminated. */
+int sl_channel_terminate(sl_ctx *ctx, const sl_identity *who, const char *id,
+                         const char *const *ids, size_t n, const char *reason, size_t *count,
+                         sl_status *st);
 int sl_channel_clear(sl_ctx *ctx, const sl_identity *who, const char *id, size_t *count,
                      sl_status *st);
 /* before: drop messages with timestamp < before (0: no age bound); max_count: keep at most the

@@ -18,6 +18,9 @@
 
 #define NAME_MAX_LEN 255
 #define DESCRIPTION_MAX_LEN 4096
+#define REASON_MAX_LEN 1024
+/* The longest lease an extension gives, unless the queue's claim_timeout is longer. */
+#define EXTEND_MAX 43200.0
 
 static int in_process(const sl_identity *who)
 {
@@ -45,6 +48,8 @@ void sl_channel_opts_init(sl_channel_opts *o)
     o->visibility = SL_VIS_PRIVATE;
     o->mode = SL_MODE_INHERIT;
     o->claim_timeout = 300;
+    o->dedup_window = 120;
+    o->cursor_idle_timeout = 86400;
 }
 
 /* Steps shared by every channel operation: id, authorisation, existence, visibility. */
@@ -95,6 +100,15 @@ static int check_opts(const char *id, const sl_channel_opts *o, sl_status *st)
         return sl_status_set(st, SL_EINVAL, "claim_timeout must be between 0 and 31536000");
     if (!(o->retention_max_age >= 0 && o->retention_max_age <= 1e10))
         return sl_status_set(st, SL_EINVAL, "retention_max_age must be >= 0");
+    if (o->nbackoff > SL_BACKOFF_MAX)
+        return sl_status_set(st, SL_EINVAL, "backoff has at most %d steps", SL_BACKOFF_MAX);
+    for (size_t i = 0; i < o->nbackoff; i++)
+        if (!(o->backoff[i] >= 0 && o->backoff[i] <= 31536000.0))
+            return sl_status_set(st, SL_EINVAL, "backoff steps must be between 0 and 31536000");
+    if (!(o->dedup_window >= 0 && o->dedup_window <= 604800.0))
+        return sl_status_set(st, SL_EINVAL, "dedup_window must be between 0 and 604800");
+    if (!(o->cursor_idle_timeout >= 0 && o->cursor_idle_timeout <= 31536000.0))
+        return sl_status_set(st, SL_EINVAL, "cursor_idle_timeout must be between 0 and 31536000");
     if (o->name && strlen(o->name) > NAME_MAX_LEN)
         return sl_status_set(st, SL_EINVAL, "name longer than %d bytes", NAME_MAX_LEN);
     if (o->description && strlen(o->description) > DESCRIPTION_MAX_LEN)
@@ -131,6 +145,10 @@ static int build_info(sl_channel_info *info, const char *id, const sl_channel_op
     info->retention_max_age = o->retention_max_age;
     info->presence = o->presence != 0;
     info->join_leave = o->join_leave != 0;
+    info->nbackoff = o->nbackoff;
+    memcpy(info->backoff, o->backoff, sizeof info->backoff);
+    info->dedup_window = o->dedup_window > 0 ? o->dedup_window : 120;
+    info->cursor_idle_timeout = o->cursor_idle_timeout > 0 ? o->cursor_idle_timeout : 86400;
     if (!info->id || !info->name || !info->description || !info->dead_letter) {
         sl_channel_info_clear(info);
         return SL_ENOMEM;
@@ -246,12 +264,18 @@ static void engine_done(sl__eop *e)
         break;
     }
     case SL_OP_CHANNEL_WRITE:
+        for (size_t i = 0; rc == SL_OK && i < op->nwrites; i++) {
+            op->duplicates += op->dups[i];
+            if (op->item_ids)
+                memcpy(op->item_ids[i], op->eids[i], sizeof op->eids[i]);
+        }
         if (rc == SL_OK && op->ch && sl__map_get(ctx->channels, id) == op->ch) {
-            char idbuf[SL__MSGID_LEN + 1];
-            uint64_t first = e->seq - op->nwrites + 1;
+            /* Real time hears of what was stored and may be read now: not of a repeat, and
+             * not of a delayed message (its readers learn of it when they can claim it). */
             for (size_t i = 0; i < op->nwrites; i++) {
-                sl__msgid_format(first + i, idbuf);
-                op->msgs[i].id = idbuf;
+                if (op->dups[i] || op->msgs[i].not_before > e->now)
+                    continue;
+                op->msgs[i].id = op->eids[i];
                 sl__ctx_emit(ctx, &(sl_event){.kind = SL_EVENT_WRITE,
                                               .channel = id,
                                               .info = op->ch,
@@ -261,6 +285,7 @@ static void engine_done(sl__eop *e)
         }
         break;
     case SL_OP_CHANNEL_READ:
+    case SL_OP_CHANNEL_TERMINATE:
         op->list = e->list;
         memset(&e->list, 0, sizeof e->list);
         op->seq = e->seq;
@@ -288,15 +313,55 @@ static void engine_done(sl__eop *e)
 
 /* Validates a write and makes the engine's messages of it: they borrow the caller's strings but
  * for the data, which comes with a length and gets a terminated copy. */
+static int key_valid(const char *k)
+{
+    size_t n = strlen(k);
+    if (n == 0 || n > SL__IDEMPOTENCY_KEY_MAX)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)k[i] < 0x20 || k[i] == 0x7f)
+            return 0;
+    return 1;
+}
+
+#define SECONDS_MAX 31536000.0
+
+/* The delivery options of one write: when it may be claimed, when it expires. */
+static int check_timing(sl__chop *op, const sl_write *w, double now)
+{
+    sl_status *st = &op->st;
+    if (!(w->delay >= 0 && w->delay <= SECONDS_MAX))
+        return sl_status_set(st, SL_EINVAL, "delay must be between 0 and 31536000 seconds");
+    if (!(w->not_before >= 0 && w->not_before <= now + SECONDS_MAX))
+        return sl_status_set(st, SL_EINVAL,
+                             "not_before must be epoch seconds at most a year from now");
+    if (!(w->ttl >= 0 && w->ttl <= SECONDS_MAX))
+        return sl_status_set(st, SL_EINVAL, "ttl must be between 0 and 31536000 seconds");
+    if ((w->delay > 0 || w->not_before > 0) && op->ch->kind != SL_KIND_QUEUE)
+        return sl_status_set(
+            st, SL_EKIND, "delayed delivery applies to work queues; '%s' is a topic", op->ch->id);
+    return SL_OK;
+}
+
 static int prepare_writes(sl__chop *op)
 {
     if (op->writes == NULL || op->nwrites == 0)
         return sl_status_set(&op->st, SL_EINVAL, "no data");
-    size_t total = 0;
+    if (op->nwrites > SL_BATCH_MAX)
+        return sl_status_set(&op->st, SL_ELIMIT, "at most %d messages per batch", SL_BATCH_MAX);
+    double now = sl_ctx_now(op->ctx);
+    size_t total = 0, nkeys = 0;
     for (size_t i = 0; i < op->nwrites; i++) {
         const sl_write *w = &op->writes[i];
         if (w->data == NULL)
             return sl_status_set(&op->st, SL_EINVAL, "no data");
+        if (w->idempotency_key && !key_valid(w->idempotency_key))
+            return sl_status_set(&op->st, SL_EINVAL,
+                                 "idempotency_key must be 1..255 bytes without control characters");
+        nkeys += w->idempotency_key != NULL;
+        int rc = check_timing(op, w, now);
+        if (rc != SL_OK)
+            return rc;
         if (!sl__json_valid(w->data, w->data_len))
             return sl_status_set(&op->st, SL_EJSON, "message data is not valid JSON");
         if (w->metadata) {
@@ -310,9 +375,13 @@ static int prepare_writes(sl__chop *op)
     }
     op->msgs = calloc(op->nwrites, sizeof *op->msgs);
     op->datas = malloc(total);
-    if (op->msgs == NULL || op->datas == NULL)
+    op->dups = calloc(op->nwrites, 1);
+    op->eids = calloc(op->nwrites, sizeof *op->eids);
+    if (nkeys)
+        op->keys = calloc(op->nwrites, sizeof *op->keys);
+    if (op->msgs == NULL || op->datas == NULL || op->dups == NULL || op->eids == NULL ||
+        (nkeys && op->keys == NULL))
         return sl_status_set(&op->st, SL_ENOMEM, NULL);
-    double now = sl_ctx_now(op->ctx);
     char *p = op->datas;
     for (size_t i = 0; i < op->nwrites; i++) {
         const sl_write *w = &op->writes[i];
@@ -327,7 +396,13 @@ static int prepare_writes(sl__chop *op)
             .reply_to = (char *)w->reply_to,
             .recipient_id = (char *)w->recipient_id,
             .origin = (char *)w->origin,
+            .not_before = w->not_before > now + w->delay ? w->not_before : now + w->delay,
+            .expires_at = w->ttl > 0 ? now + w->ttl : 0,
         };
+        if (!(w->delay > 0 || w->not_before > now))
+            op->msgs[i].not_before = 0;
+        if (op->keys)
+            op->keys[i] = w->idempotency_key;
         p += w->data_len + 1;
     }
     return SL_OK;
@@ -383,6 +458,7 @@ static int start(sl__chop *op)
         e->kind = SL__EOP_NACK;
         e->ids = op->ids;
         e->nids = op->nids;
+        e->delay = -1; /* at once: what could not be delivered was not a failed attempt */
         return SL_OK;
     }
     if ((rc = sl__channel_enter(ctx, op->who, op->op, id, &op->ch, st)) != SL_OK)
@@ -404,7 +480,9 @@ static int start(sl__chop *op)
         e->kind = SL__EOP_APPEND;
         e->msgs = op->msgs;
         e->nmsgs = op->nwrites;
-        e->ids_out = op->item_ids;
+        e->ids_out = op->eids;
+        e->keys = op->keys;
+        e->dups = op->dups;
         return SL_OK;
     case SL_OP_CHANNEL_READ: {
         if (op->position) {
@@ -442,6 +520,30 @@ static int start(sl__chop *op)
         e->ids = op->ids;
         e->nids = op->nids;
         e->delay = op->delay;
+        return SL_OK;
+    case SL_OP_CHANNEL_EXTEND: {
+        if ((rc = kind_is_queue(ch, "extending leases", st)))
+            return rc;
+        double ct = ch->claim_timeout > 0 ? ch->claim_timeout : 300;
+        double most = ct > EXTEND_MAX ? ct : EXTEND_MAX;
+        if (!(op->delay >= 0 && op->delay <= most))
+            return sl_status_set(st, SL_EINVAL, "seconds must be between 0 and %.0f", most);
+        e->kind = SL__EOP_EXTEND;
+        e->ids = op->ids;
+        e->nids = op->nids;
+        e->delay = op->delay;
+        return SL_OK;
+    }
+    case SL_OP_CHANNEL_TERMINATE:
+        if ((rc = kind_is_queue(ch, "terminate", st)))
+            return rc;
+        if (op->reason && (op->reason[0] == '\0' || strlen(op->reason) > REASON_MAX_LEN))
+            return sl_status_set(st, SL_EINVAL, "reason must be 1..%d bytes", REASON_MAX_LEN);
+        e->kind = SL__EOP_TERMINATE;
+        e->ids = op->ids;
+        e->nids = op->nids;
+        e->reason = op->reason;
+        e->dead_letter = ch->dead_letter;
         return SL_OK;
     case SL_OP_CHANNEL_CLEAR:
         e->kind = SL__EOP_CLEAR;
@@ -496,6 +598,12 @@ void sl__chop_clear(sl__chop *op)
     op->msgs = NULL;
     free(op->datas);
     op->datas = NULL;
+    free(op->keys);
+    op->keys = NULL;
+    free(op->dups);
+    op->dups = NULL;
+    free(op->eids);
+    op->eids = NULL;
 }
 
 /* ---- the synchronous forms ------------------------------------------------------------------ */
@@ -579,6 +687,22 @@ int sl_channel_write(sl_ctx *ctx, const sl_identity *who, const char *id, const 
     return rc;
 }
 
+int sl_channel_write_batch(sl_ctx *ctx, const sl_identity *who, const char *id, const sl_write *w,
+                           size_t n, char (*item_ids)[SL_ITEM_ID_SIZE], size_t *duplicates,
+                           sl_status *st)
+{
+    sl__chop op = {.op = SL_OP_CHANNEL_WRITE, .who = who, .channel = id, .writes = w, .nwrites = n};
+    if (duplicates)
+        *duplicates = 0;
+    int rc = run_sync(ctx, &op, st);
+    for (size_t i = 0; rc == SL_OK && item_ids && i < n; i++)
+        snprintf(item_ids[i], SL_ITEM_ID_SIZE, "%s", op.eids[i]);
+    if (rc == SL_OK && duplicates)
+        *duplicates = op.duplicates;
+    sl__chop_clear(&op);
+    return rc;
+}
+
 int sl_channel_read(sl_ctx *ctx, const sl_identity *who, const char *id, const sl_read *r,
                     sl_message_list *out, sl_status *st)
 {
@@ -650,6 +774,31 @@ int sl_channel_nack(sl_ctx *ctx, const sl_identity *who, const char *id, const c
 {
     sl__chop op = {
         .op = SL_OP_CHANNEL_NACK, .who = who, .channel = id, .ids = ids, .nids = n, .delay = delay};
+    return counted(ctx, &op, count, st);
+}
+
+int sl_channel_extend(sl_ctx *ctx, const sl_identity *who, const char *id, const char *const *ids,
+                      size_t n, double seconds, size_t *count, sl_status *st)
+{
+    sl__chop op = {.op = SL_OP_CHANNEL_EXTEND,
+                   .who = who,
+                   .channel = id,
+                   .ids = ids,
+                   .nids = n,
+                   .delay = seconds};
+    return counted(ctx, &op, count, st);
+}
+
+int sl_channel_terminate(sl_ctx *ctx, const sl_identity *who, const char *id,
+                         const char *const *ids, size_t n, const char *reason, size_t *count,
+                         sl_status *st)
+{
+    sl__chop op = {.op = SL_OP_CHANNEL_TERMINATE,
+                   .who = who,
+                   .channel = id,
+                   .ids = ids,
+                   .nids = n,
+                   .reason = reason};
     return counted(ctx, &op, count, st);
 }
 

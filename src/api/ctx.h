@@ -58,21 +58,24 @@ struct sl__chop {
     size_t nwrites;
     sl_read read;           /* READ; read.limit 0 with position set: the position only */
     int position;           /* READ: only the channel's newest sequence number (seq) */
-    const char *const *ids; /* ACK, NACK, REMOVE */
+    const char *const *ids; /* ACK, NACK, REMOVE, EXTEND, TERMINATE */
     size_t nids;
-    double delay;     /* NACK */
-    int release;      /* NACK: give back who's own claims without authorising (see below) */
-    double before;    /* EVICT */
-    size_t max_count; /* EVICT */
+    double delay;       /* NACK (0: the queue's backoff); EXTEND: seconds (0: claim_timeout) */
+    const char *reason; /* TERMINATE: the dead letters' reason (NULL: "terminated") */
+    int release;        /* NACK: give back who's own claims without authorising (see below) */
+    double before;      /* EVICT */
+    size_t max_count;   /* EVICT */
     /* outputs */
     int rc;
     sl_status st;
     char (*item_ids)[SL__MSGID_LEN + 1]; /* WRITE: nwrites slots, or NULL */
-    sl_message_list list;                /* READ */
-    uint64_t seq;                        /* READ: the channel's newest sequence number */
-    size_t count;                        /* ACK, NACK, CLEAR, EVICT, REMOVE */
-    sl_channel_info info;                /* INFO; CREATE: the settings stored */
-    sl_channel_info *infos;              /* LIST */
+    size_t duplicates;      /* WRITE: how many repeated an idempotency key (stored nothing) */
+    unsigned char *dups;    /* WRITE: nwrites flags, 1 for such a repeat (the layer's; read-only) */
+    sl_message_list list;   /* READ */
+    uint64_t seq;           /* READ: the channel's newest sequence number */
+    size_t count;           /* ACK, NACK, CLEAR, EVICT, REMOVE, EXTEND, TERMINATE */
+    sl_channel_info info;   /* INFO; CREATE: the settings stored */
+    sl_channel_info *infos; /* LIST */
     size_t ninfos;
     sl__chop_done_fn done;
     void *ud;
@@ -82,6 +85,8 @@ struct sl__chop {
     sl_channel_info *created;
     sl_message *msgs;
     char *datas;
+    const char **keys;
+    char (*eids)[SL__MSGID_LEN + 1];
     sl__eop eop;
 };
 void sl__channel_submit(sl_ctx *ctx, sl__chop *op);

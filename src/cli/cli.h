@@ -113,6 +113,8 @@ int sl__cli_cmd_write(int argc, char **argv, sl__cli_conn *conn);
 int sl__cli_cmd_read(int argc, char **argv, sl__cli_conn *conn);
 int sl__cli_cmd_ack(int argc, char **argv, sl__cli_conn *conn);
 int sl__cli_cmd_nack(int argc, char **argv, sl__cli_conn *conn);
+int sl__cli_cmd_extend(int argc, char **argv, sl__cli_conn *conn);
+int sl__cli_cmd_terminate(int argc, char **argv, sl__cli_conn *conn);
 int sl__cli_cmd_channel(int argc, char **argv, sl__cli_conn *conn);
 int sl__cli_cmd_acl(int argc, char **argv, sl__cli_conn *conn);
 int sl__cli_cmd_health(int argc, char **argv, sl__cli_conn *conn);

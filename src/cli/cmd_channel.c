@@ -39,6 +39,9 @@ static const char create_usage[] =
     "  --max-messages N             capacity (0: unbounded)\n"
     "  --retention-max-count N      topics: keep at most N messages (0: unbounded)\n"
     "  --retention-max-age SECONDS  topics: drop messages older than this (0: unbounded)\n"
+    "  --backoff S,S,...            queues: redelivery delay per failed attempt (last repeats)\n"
+    "  --dedup-window SECONDS       how long idempotency keys are remembered (default 120)\n"
+    "  --cursor-idle-timeout SECONDS  topics: drop readers' cursors idle this long (default 1d)\n"
     "Durations accept a suffix: 90s, 15m, 8h, 7d.\n"
     "\n" SL__CLI_CONN_HELP "  -h, --help                   show this help\n";
 
@@ -93,6 +96,9 @@ enum {
     OPT_RETENTION_AGE,
     OPT_BEFORE,
     OPT_MAX_COUNT,
+    OPT_BACKOFF,
+    OPT_DEDUP_WINDOW,
+    OPT_CURSOR_IDLE,
 };
 
 static const struct option plain_opts[] = {
@@ -154,6 +160,30 @@ static int create_opt(void *ud, int opt, const char *arg)
         if (sl__cli_parse_duration(arg, &o->retention_max_age) < 0)
             return sl__cli_usage_error(cmd, "--retention-max-age must be a number of seconds");
         return 0;
+    case OPT_DEDUP_WINDOW:
+    case OPT_CURSOR_IDLE:
+        if (sl__cli_parse_duration(arg, opt == OPT_DEDUP_WINDOW ? &o->dedup_window
+                                                                : &o->cursor_idle_timeout) < 0)
+            return sl__cli_usage_error(cmd, "%s must be a number of seconds",
+                                       opt == OPT_DEDUP_WINDOW ? "--dedup-window"
+                                                               : "--cursor-idle-timeout");
+        return 0;
+    case OPT_BACKOFF: {
+        char buf[512];
+        snprintf(buf, sizeof buf, "%s", arg);
+        o->nbackoff = 0;
+        for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok;
+             tok = strtok_r(NULL, ",", &save)) {
+            if (o->nbackoff == SL_BACKOFF_MAX ||
+                sl__cli_parse_duration(tok, &o->backoff[o->nbackoff]) < 0)
+                return sl__cli_usage_error(cmd,
+                                           "--backoff must be at most %d comma-separated "
+                                           "durations",
+                                           SL_BACKOFF_MAX);
+            o->nbackoff++;
+        }
+        return 0;
+    }
     }
     return SL__EXIT_USAGE;
 }
@@ -174,6 +204,9 @@ static int cmd_create(int argc, char **argv, sl__cli_conn *conn)
         {"max-messages", required_argument, NULL, OPT_MAX_MESSAGES},
         {"retention-max-count", required_argument, NULL, OPT_RETENTION_COUNT},
         {"retention-max-age", required_argument, NULL, OPT_RETENTION_AGE},
+        {"backoff", required_argument, NULL, OPT_BACKOFF},
+        {"dedup-window", required_argument, NULL, OPT_DEDUP_WINDOW},
+        {"cursor-idle-timeout", required_argument, NULL, OPT_CURSOR_IDLE},
         SL__CLI_CONN_OPTS,
         {0}};
     sl_channel_opts o;

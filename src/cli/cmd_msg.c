@@ -1,7 +1,7 @@
-/* The message commands of `sluice`: write, read, ack and nack on one channel, plus the server
- * health check. Each parses its own options with getopt_long, checks its arguments locally (so a
- * typo is a usage error rather than a round trip), makes one client call and prints the result as
- * one line of JSON in the server's shape. */
+/* The message commands of `sluice`: write, read, ack, nack, extend and terminate on one channel,
+ * plus the server health check. Each parses its own options with getopt_long, checks its arguments
+ * locally (so a typo is a usage error rather than a round trip), makes one client call and prints
+ * the result as one line of JSON in the server's shape. */
 #include "cli/cli.h"
 #include "core/msgjson.h"
 
@@ -17,6 +17,14 @@ static const char write_usage[] =
     "Writes one message whose data is the JSON value given (any JSON: object, array, string,\n"
     "number...). Remember to quote JSON strings: '\"hello\"'. Use '--' before a value starting\n"
     "with '-'. Prints {\"status\":\"accepted\",\"item_id\":\"...\"}.\n"
+    "With any option below the message goes as an envelope (docs/QUEUES.md), and the answer\n"
+    "also says \"duplicate\": true when the idempotency key repeated.\n"
+    "  --key KEY           idempotency key: a repeat within the channel's window stores nothing\n"
+    "  --delay SECONDS     queues: not claimable before (90, 15m, 1h)\n"
+    "  --not-before EPOCH  queues: not claimable before this time (epoch seconds)\n"
+    "  --ttl SECONDS       expires undelivered after (dead-lettered in queues)\n"
+    "  --metadata JSON     a JSON object\n"
+    "  --correlation-id ID, --reply-to CHANNEL, --recipient ID\n"
     "\n" SL__CLI_CONN_HELP "  -h, --help         show this help\n";
 
 static const char read_usage[] =
@@ -43,19 +51,107 @@ static const char nack_usage[] =
     "  --delay SECONDS    wait before redelivery (90, 90s, 15m, 1h; default 0)\n"
     "\n" SL__CLI_CONN_HELP "  -h, --help         show this help\n";
 
+static const char extend_usage[] =
+    "Usage: sluice extend CHANNEL MSGID... [--seconds SECONDS] [options]\n"
+    "\n"
+    "Extends the leases of messages you claimed. Prints {\"status\":\"ok\",\"extended\":N}.\n"
+    "  --seconds SECONDS  the new lease from now (default: the queue's claim_timeout)\n"
+    "\n" SL__CLI_CONN_HELP "  -h, --help         show this help\n";
+static const char terminate_usage[] =
+    "Usage: sluice terminate CHANNEL MSGID... [--reason TEXT] [options]\n"
+    "\n"
+    "Drops messages you claimed for good: each goes to the dead-letter queue with the reason.\n"
+    "Prints {\"status\":\"ok\",\"terminated\":N}.\n"
+    "  --reason TEXT      why (default \"terminated\")\n"
+    "\n" SL__CLI_CONN_HELP "  -h, --help         show this help\n";
 static const char health_usage[] = "Usage: sluice health [options]\n"
                                    "\n"
                                    "Asks the server whether it is up. Prints {\"status\":\"ok\"}.\n"
                                    "\n" SL__CLI_CONN_HELP "  -h, --help         show this help\n";
 
-enum { OPT_LIMIT = 0x200, OPT_EXCLUSIVE, OPT_AFTER, OPT_DELAY, OPT_MAX_BYTES };
+enum {
+    OPT_LIMIT = 0x200,
+    OPT_EXCLUSIVE,
+    OPT_AFTER,
+    OPT_DELAY,
+    OPT_MAX_BYTES,
+    OPT_KEY,
+    OPT_NOT_BEFORE,
+    OPT_TTL,
+    OPT_METADATA,
+    OPT_CORRELATION,
+    OPT_REPLY_TO,
+    OPT_RECIPIENT,
+    OPT_SECONDS,
+    OPT_REASON,
+};
 
 /* ---- write ----------------------------------------------------------------------------------- */
 
+typedef struct write_args {
+    sl_write w;
+    int envelope; /* an option was given: send the envelope form */
+} write_args;
+
+static int write_opt(void *ud, int opt, const char *arg)
+{
+    write_args *a = ud;
+    a->envelope = 1;
+    switch (opt) {
+    case OPT_KEY:
+        a->w.idempotency_key = arg;
+        return 0;
+    case OPT_DELAY:
+    case OPT_TTL:
+        if (sl__cli_parse_duration(arg, opt == OPT_DELAY ? &a->w.delay : &a->w.ttl) < 0)
+            return sl__cli_usage_error("write", "%s must be a number of seconds (90, 15m, 1h)",
+                                       opt == OPT_DELAY ? "--delay" : "--ttl");
+        return 0;
+    case OPT_NOT_BEFORE: {
+        char *end;
+        a->w.not_before = strtod(arg, &end);
+        if (*arg == '\0' || *end || !(a->w.not_before >= 0))
+            return sl__cli_usage_error("write", "--not-before must be epoch seconds");
+        return 0;
+    }
+    case OPT_METADATA: {
+        json_t *j = json_loads(arg, 0, NULL);
+        int ok = json_is_object(j);
+        json_decref(j);
+        if (!ok)
+            return sl__cli_usage_error("write", "--metadata must be a JSON object");
+        a->w.metadata = arg;
+        return 0;
+    }
+    case OPT_CORRELATION:
+        a->w.correlation_id = arg;
+        return 0;
+    case OPT_REPLY_TO:
+        a->w.reply_to = arg;
+        return 0;
+    case OPT_RECIPIENT:
+        a->w.recipient_id = arg;
+        return 0;
+    }
+    return SL__EXIT_USAGE;
+}
+
 int sl__cli_cmd_write(int argc, char **argv, sl__cli_conn *conn)
 {
-    static const struct option opts[] = {{"help", no_argument, NULL, 'h'}, SL__CLI_CONN_OPTS, {0}};
-    int r = sl__cli_getopt("write", argc, argv, opts, write_usage, conn, NULL, NULL);
+    static const struct option opts[] = {
+        {"help", no_argument, NULL, 'h'},
+        {"key", required_argument, NULL, OPT_KEY},
+        {"delay", required_argument, NULL, OPT_DELAY},
+        {"not-before", required_argument, NULL, OPT_NOT_BEFORE},
+        {"ttl", required_argument, NULL, OPT_TTL},
+        {"metadata", required_argument, NULL, OPT_METADATA},
+        {"correlation-id", required_argument, NULL, OPT_CORRELATION},
+        {"reply-to", required_argument, NULL, OPT_REPLY_TO},
+        {"recipient", required_argument, NULL, OPT_RECIPIENT},
+        SL__CLI_CONN_OPTS,
+        {0}};
+    write_args a = {0};
+    int r = sl__cli_getopt("write", argc, argv, opts, write_usage, conn, write_opt, &a);
     if (r >= 0)
         return r;
     if (argc - optind != 2)
@@ -90,10 +186,21 @@ int sl__cli_cmd_write(int argc, char **argv, sl__cli_conn *conn)
         return r;
     }
     sl_status st;
-    char item[64];
-    int rc = sl_client_write(cl, channel, data, item, sizeof item, &st);
-    if (rc == SL_OK)
-        r = sl__cli_print_json(json_pack("{s:s, s:s}", "status", "accepted", "item_id", item));
+    char item[1][SL_ITEM_ID_SIZE];
+    size_t dups = 0;
+    int rc;
+    if (a.envelope) {
+        a.w.data = data;
+        a.w.data_len = strlen(data);
+        rc = sl_client_write_batch(cl, channel, &a.w, 1, item, &dups, &st);
+    } else {
+        rc = sl_client_write(cl, channel, data, item[0], sizeof item[0], &st);
+    }
+    if (rc == SL_OK && a.envelope)
+        r = sl__cli_print_json(json_pack("{s:s, s:s, s:b}", "status", "accepted", "item_id",
+                                         item[0], "duplicate", dups > 0));
+    else if (rc == SL_OK)
+        r = sl__cli_print_json(json_pack("{s:s, s:s}", "status", "accepted", "item_id", item[0]));
     else
         r = sl__cli_fail(cl, rc, &st);
     sl_client_free(cl);
@@ -172,21 +279,32 @@ int sl__cli_cmd_read(int argc, char **argv, sl__cli_conn *conn)
 /* ---- ack / nack ------------------------------------------------------------------------------ */
 
 typedef struct nack_args {
-    double delay;
+    double delay; /* nack: --delay; extend: --seconds */
+    const char *reason;
 } nack_args;
 
 static int nack_opt(void *ud, int opt, const char *arg)
 {
     nack_args *a = ud;
-    if (opt == OPT_DELAY) {
+    if (opt == OPT_DELAY || opt == OPT_SECONDS) {
+        const char *cmd = opt == OPT_DELAY ? "nack" : "extend";
         if (sl__cli_parse_duration(arg, &a->delay) < 0)
-            return sl__cli_usage_error("nack", "--delay must be a number of seconds (90, 15m, 1h)");
+            return sl__cli_usage_error(cmd, "%s must be a number of seconds (90, 15m, 1h)",
+                                       opt == OPT_DELAY ? "--delay" : "--seconds");
+        return 0;
+    }
+    if (opt == OPT_REASON) {
+        if (*arg == '\0' || strlen(arg) > 1024)
+            return sl__cli_usage_error("terminate", "--reason must be 1..1024 bytes");
+        a->reason = arg;
         return 0;
     }
     return SL__EXIT_USAGE;
 }
 
-static int ids_command(int argc, char **argv, sl__cli_conn *conn, int nack)
+enum { CMD_ACK, CMD_NACK, CMD_EXTEND, CMD_TERMINATE };
+
+static int ids_command(int argc, char **argv, sl__cli_conn *conn, int which)
 {
     static const struct option ack_opts[] = {
         {"help", no_argument, NULL, 'h'}, SL__CLI_CONN_OPTS, {0}};
@@ -194,10 +312,27 @@ static int ids_command(int argc, char **argv, sl__cli_conn *conn, int nack)
                                               {"delay", required_argument, NULL, OPT_DELAY},
                                               SL__CLI_CONN_OPTS,
                                               {0}};
-    const char *cmd = nack ? "nack" : "ack";
+    static const struct option extend_opts[] = {{"help", no_argument, NULL, 'h'},
+                                                {"seconds", required_argument, NULL, OPT_SECONDS},
+                                                SL__CLI_CONN_OPTS,
+                                                {0}};
+    static const struct option terminate_opts[] = {{"help", no_argument, NULL, 'h'},
+                                                   {"reason", required_argument, NULL, OPT_REASON},
+                                                   SL__CLI_CONN_OPTS,
+                                                   {0}};
+    static const struct {
+        const char *cmd, *usage, *field;
+        const struct option *opts;
+    } cmds[] = {
+        [CMD_ACK] = {"ack", ack_usage, "acknowledged", ack_opts},
+        [CMD_NACK] = {"nack", nack_usage, "nacked", nack_opts},
+        [CMD_EXTEND] = {"extend", extend_usage, "extended", extend_opts},
+        [CMD_TERMINATE] = {"terminate", terminate_usage, "terminated", terminate_opts},
+    };
+    const char *cmd = cmds[which].cmd;
     nack_args a = {0};
-    int r = nack ? sl__cli_getopt(cmd, argc, argv, nack_opts, nack_usage, conn, nack_opt, &a)
-                 : sl__cli_getopt(cmd, argc, argv, ack_opts, ack_usage, conn, NULL, NULL);
+    int r = sl__cli_getopt(cmd, argc, argv, cmds[which].opts, cmds[which].usage, conn,
+                           which == CMD_ACK ? NULL : nack_opt, &a);
     if (r >= 0)
         return r;
     if (argc - optind < 2)
@@ -211,11 +346,14 @@ static int ids_command(int argc, char **argv, sl__cli_conn *conn, int nack)
     if ((r = sl__cli_client(conn, channel, &cl)) != SL__EXIT_OK)
         return r;
     sl_status st;
-    int rc = nack ? sl_client_nack(cl, channel, ids, n, a.delay, &count, &st)
-                  : sl_client_ack(cl, channel, ids, n, &count, &st);
+    int rc = which == CMD_NACK     ? sl_client_nack(cl, channel, ids, n, a.delay, &count, &st)
+             : which == CMD_EXTEND ? sl_client_extend(cl, channel, ids, n, a.delay, &count, &st)
+             : which == CMD_TERMINATE
+                 ? sl_client_terminate(cl, channel, ids, n, a.reason, &count, &st)
+                 : sl_client_ack(cl, channel, ids, n, &count, &st);
     if (rc == SL_OK)
-        r = sl__cli_print_json(json_pack("{s:s, s:I}", "status", "ok",
-                                         nack ? "nacked" : "acknowledged", (json_int_t)count));
+        r = sl__cli_print_json(
+            json_pack("{s:s, s:I}", "status", "ok", cmds[which].field, (json_int_t)count));
     else
         r = sl__cli_fail(cl, rc, &st);
     sl_client_free(cl);
@@ -224,12 +362,22 @@ static int ids_command(int argc, char **argv, sl__cli_conn *conn, int nack)
 
 int sl__cli_cmd_ack(int argc, char **argv, sl__cli_conn *conn)
 {
-    return ids_command(argc, argv, conn, 0);
+    return ids_command(argc, argv, conn, CMD_ACK);
 }
 
 int sl__cli_cmd_nack(int argc, char **argv, sl__cli_conn *conn)
 {
-    return ids_command(argc, argv, conn, 1);
+    return ids_command(argc, argv, conn, CMD_NACK);
+}
+
+int sl__cli_cmd_extend(int argc, char **argv, sl__cli_conn *conn)
+{
+    return ids_command(argc, argv, conn, CMD_EXTEND);
+}
+
+int sl__cli_cmd_terminate(int argc, char **argv, sl__cli_conn *conn)
+{
+    return ids_command(argc, argv, conn, CMD_TERMINATE);
 }
 
 /* ---- health ---------------------------------------------------------------------------------- */

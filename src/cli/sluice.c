@@ -18,6 +18,10 @@ static const char usage[] =
     "  ack CHANNEL MSGID...            acknowledge claimed messages\n"
     "  nack CHANNEL MSGID... [--delay S]\n"
     "                                  release claimed messages for redelivery\n"
+    "  extend CHANNEL MSGID... [--seconds S]\n"
+    "                                  extend the leases of claimed messages\n"
+    "  terminate CHANNEL MSGID... [--reason TEXT]\n"
+    "                                  dead-letter claimed messages for good\n"
     "Administration:\n"
     "  channel create|delete|info|list|clear|evict|remove ...\n"
     "  acl grant|revoke|list ...\n"
@@ -46,9 +50,11 @@ static const struct {
     const char *name;
     remote_cmd fn;
 } commands[] = {
-    {"write", sl__cli_cmd_write},   {"read", sl__cli_cmd_read},       {"ack", sl__cli_cmd_ack},
-    {"nack", sl__cli_cmd_nack},     {"channel", sl__cli_cmd_channel}, {"acl", sl__cli_cmd_acl},
-    {"health", sl__cli_cmd_health}, {"bench", sl__cli_cmd_bench},
+    {"write", sl__cli_cmd_write},     {"read", sl__cli_cmd_read},
+    {"ack", sl__cli_cmd_ack},         {"nack", sl__cli_cmd_nack},
+    {"channel", sl__cli_cmd_channel}, {"acl", sl__cli_cmd_acl},
+    {"health", sl__cli_cmd_health},   {"bench", sl__cli_cmd_bench},
+    {"extend", sl__cli_cmd_extend},   {"terminate", sl__cli_cmd_terminate},
 };
 
 static int dispatch(int argc, char **argv, sl__cli_conn *conn)

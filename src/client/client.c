@@ -295,13 +295,15 @@ static int message_from_json(json_t *j, span raw, sl_message *m)
         json_integer_value(att) <= (json_int_t)UINT32_MAX)
         m->attempt = (unsigned)json_integer_value(att);
     m->claim_expires_at = opt_number(j, "claim_expires_at");
+    m->expires_at = opt_number(j, "expires_at");
     if (m->id == NULL || m->data == NULL ||
         (json_is_object(md) && json_object_size(md) > 0 && m->metadata == NULL))
         return -1;
     if (opt_string(j, "sender_id", &m->sender_id) < 0 ||
         opt_string(j, "correlation_id", &m->correlation_id) < 0 ||
         opt_string(j, "reply_to", &m->reply_to) < 0 ||
-        opt_string(j, "recipient_id", &m->recipient_id) < 0)
+        opt_string(j, "recipient_id", &m->recipient_id) < 0 ||
+        opt_string(j, "dead_reason", &m->dead_reason) < 0)
         return -1;
     return 0;
 }
@@ -362,6 +364,14 @@ static int info_from_json(json_t *j, sl_channel_info *c)
     c->max_messages = opt_size(opts, "max_messages");
     c->retention_max_count = opt_size(opts, "retention_max_count");
     c->retention_max_age = opt_number(opts, "retention_max_age");
+    c->dedup_window = opt_number(opts, "dedup_window");
+    c->cursor_idle_timeout = opt_number(opts, "cursor_idle_timeout");
+    json_t *bo = json_object_get(opts, "backoff");
+    for (size_t i = 0; json_is_array(bo) && i < json_array_size(bo) && i < SL_BACKOFF_MAX; i++) {
+        json_t *v = json_array_get(bo, i);
+        c->backoff[i] = json_is_number(v) ? json_number_value(v) : 0;
+        c->nbackoff = i + 1;
+    }
     c->depth = opt_size(j, "depth");
     if (opt_string(j, "id", &c->id) < 0 || opt_string(j, "name", &c->name) < 0 ||
         opt_string(j, "description", &c->description) < 0 ||
@@ -888,19 +898,26 @@ int sl_client_read(sl_client *c, const char *channel, const sl_read *r, sl_messa
     return rc;
 }
 
+/* extra (consumed, may be NULL): more members of the body. */
 static int ids_call(sl_client *c, const char *channel, const char *suffix, const char *const *ids,
-                    size_t n, const double *delay, const char *field, size_t *count, sl_status *st)
+                    size_t n, const double *delay, json_t *extra, const char *field, size_t *count,
+                    sl_status *st)
 {
     if (count)
         *count = 0;
     if (n > 0 && ids == NULL)
         return sl_status_set(st, SL_EINVAL, "message ids missing");
     json_t *arr = string_array(ids, n);
-    if (arr == NULL)
+    if (arr == NULL) {
+        json_decref(extra);
         return sl_status_set(st, SL_EINVAL, "message ids must be strings");
+    }
     json_t *o = json_pack("{s:o}", "message_ids", arr);
     if (o && delay)
         json_object_set_new(o, "delay", json_real(*delay));
+    if (o && extra)
+        json_object_update(o, extra);
+    json_decref(extra);
     char *body = dump(o);
     if (body == NULL)
         return nomem(st);
@@ -913,7 +930,7 @@ static int ids_call(sl_client *c, const char *channel, const char *suffix, const
 int sl_client_ack(sl_client *c, const char *channel, const char *const *ids, size_t n,
                   size_t *count, sl_status *st)
 {
-    return ids_call(c, channel, "/acknowledge", ids, n, NULL, "acknowledged", count, st);
+    return ids_call(c, channel, "/acknowledge", ids, n, NULL, NULL, "acknowledged", count, st);
 }
 
 int sl_client_nack(sl_client *c, const char *channel, const char *const *ids, size_t n,
@@ -921,13 +938,126 @@ int sl_client_nack(sl_client *c, const char *channel, const char *const *ids, si
 {
     if (!(delay >= 0) || !isfinite(delay))
         return sl_status_set(st, SL_EINVAL, "delay must be a non-negative number of seconds");
-    return ids_call(c, channel, "/nack", ids, n, &delay, "nacked", count, st);
+    return ids_call(c, channel, "/nack", ids, n, &delay, NULL, "nacked", count, st);
 }
 
 int sl_client_remove(sl_client *c, const char *channel, const char *const *ids, size_t n,
                      size_t *count, sl_status *st)
 {
-    return ids_call(c, channel, "/remove", ids, n, NULL, "removed", count, st);
+    return ids_call(c, channel, "/remove", ids, n, NULL, NULL, "removed", count, st);
+}
+
+int sl_client_extend(sl_client *c, const char *channel, const char *const *ids, size_t n,
+                     double seconds, size_t *count, sl_status *st)
+{
+    if (!(seconds >= 0) || !isfinite(seconds))
+        return sl_status_set(st, SL_EINVAL, "seconds must be a non-negative number");
+    json_t *extra = seconds > 0 ? json_pack("{s:f}", "seconds", seconds) : NULL;
+    return ids_call(c, channel, "/extend", ids, n, NULL, extra, "extended", count, st);
+}
+
+int sl_client_terminate(sl_client *c, const char *channel, const char *const *ids, size_t n,
+                        const char *reason, size_t *count, sl_status *st)
+{
+    json_t *extra = NULL;
+    if (reason && (extra = json_pack("{s:s}", "reason", reason)) == NULL)
+        return sl_status_set(st, SL_EINVAL, "reason must be UTF-8 text");
+    return ids_call(c, channel, "/terminate", ids, n, NULL, extra, "terminated", count, st);
+}
+
+static int set_opt(json_t *o, const char *key, json_t *v)
+{
+    return v == NULL || json_object_set_new(o, key, v) != 0 ? -1 : 0;
+}
+
+/* Appends s[0..n) to *b (grown as needed); -1 when out of memory. */
+static int put_bytes(buf *b, size_t *cap, const char *s, size_t n)
+{
+    if (b->len + n + 1 > *cap) {
+        size_t ncap = (*cap ? *cap : 256) * 2;
+        while (ncap < b->len + n + 1)
+            ncap *= 2;
+        char *np = realloc(b->p, ncap);
+        if (np == NULL)
+            return -1;
+        b->p = np;
+        *cap = ncap;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+    return 0;
+}
+
+/* One envelope: data and metadata spliced in as the caller's text (sent as written), the other
+ * fields through jansson. */
+static int put_envelope(buf *b, size_t *cap, const sl_write *w)
+{
+    json_t *o = json_object();
+    int bad = o == NULL;
+    const char *keys[] = {"correlation_id", "reply_to", "recipient_id", "idempotency_key"};
+    const char *vals[] = {w->correlation_id, w->reply_to, w->recipient_id, w->idempotency_key};
+    for (size_t i = 0; !bad && i < 4; i++)
+        if (vals[i])
+            bad = set_opt(o, keys[i], json_string(vals[i]));
+    const char *nkeys[] = {"delay", "not_before", "ttl"};
+    double nvals[] = {w->delay, w->not_before, w->ttl};
+    for (size_t i = 0; !bad && i < 3; i++)
+        if (nvals[i] != 0)
+            bad = set_opt(o, nkeys[i], json_real(nvals[i]));
+    char *rest = bad ? NULL : dump(o);
+    if (bad)
+        json_decref(o);
+    if (rest == NULL)
+        return -1;
+    size_t rl = strlen(rest); /* "{}" or "{...}": its members go after data and metadata */
+    int rc = put_bytes(b, cap, "{\"data\":", 8) || put_bytes(b, cap, w->data, w->data_len) ||
+             (w->metadata && (put_bytes(b, cap, ",\"metadata\":", 12) ||
+                              put_bytes(b, cap, w->metadata, strlen(w->metadata)))) ||
+             (rl > 2 && put_bytes(b, cap, ",", 1)) || put_bytes(b, cap, rest + 1, rl - 1);
+    free(rest);
+    return rc ? -1 : 0;
+}
+
+int sl_client_write_batch(sl_client *c, const char *channel, const sl_write *w, size_t n,
+                          char (*item_ids)[SL_ITEM_ID_SIZE], size_t *duplicates, sl_status *st)
+{
+    if (duplicates)
+        *duplicates = 0;
+    if (w == NULL || n == 0)
+        return sl_status_set(st, SL_EINVAL, "no messages");
+    for (size_t i = 0; i < n; i++)
+        if (w[i].data == NULL || w[i].data_len == 0)
+            return sl_status_set(st, SL_EINVAL, "message data must be JSON text");
+    buf body = {0};
+    size_t cap = 0;
+    int bad = put_bytes(&body, &cap, "{\"messages\":[", 13);
+    for (size_t i = 0; !bad && i < n; i++)
+        bad = (i && put_bytes(&body, &cap, ",", 1)) || put_envelope(&body, &cap, &w[i]);
+    if (bad || put_bytes(&body, &cap, "]}", 2)) {
+        free(body.p);
+        return sl_status_set(st, SL_EINVAL, "message fields must be UTF-8 text");
+    }
+    buf b;
+    int rc = channel_call(c, channel, "POST", "/batch", NULL, body.p, body.len, &b, st);
+    free(body.p);
+    if (rc != SL_OK)
+        return rc;
+    json_t *o = load_object(b.p, b.len);
+    json_t *ids = json_object_get(o, "item_ids");
+    if (!json_is_array(ids) || json_array_size(ids) != n) {
+        rc = malformed(st, "item_ids");
+    } else {
+        for (size_t i = 0; item_ids && i < n; i++) {
+            const char *id = json_string_value(json_array_get(ids, i));
+            snprintf(item_ids[i], SL_ITEM_ID_SIZE, "%s", id ? id : "");
+        }
+        if (duplicates)
+            *duplicates = opt_size(o, "duplicates");
+    }
+    json_decref(o);
+    free(b.p);
+    return rc;
 }
 
 int sl_client_info(sl_client *c, const char *channel, sl_channel_info *info, sl_status *st)
@@ -940,11 +1070,6 @@ int sl_client_info(sl_client *c, const char *channel, sl_channel_info *info, sl_
     rc = sl__client_parse_info(b.p, b.len, info, st);
     free(b.p);
     return rc;
-}
-
-static int set_opt(json_t *o, const char *key, json_t *v)
-{
-    return v == NULL || json_object_set_new(o, key, v) != 0 ? -1 : 0;
 }
 
 int sl_client_create(sl_client *c, const char *channel, const sl_channel_opts *o,
@@ -983,6 +1108,16 @@ int sl_client_create(sl_client *c, const char *channel, const sl_channel_opts *o
         bad = set_opt(j, "retention_max_count", json_integer((json_int_t)o->retention_max_count));
     if (!bad && o->retention_max_age > 0)
         bad = set_opt(j, "retention_max_age", json_real(o->retention_max_age));
+    if (!bad && o->dedup_window > 0)
+        bad = set_opt(j, "dedup_window", json_real(o->dedup_window));
+    if (!bad && o->cursor_idle_timeout > 0)
+        bad = set_opt(j, "cursor_idle_timeout", json_real(o->cursor_idle_timeout));
+    if (!bad && o->nbackoff > 0) {
+        json_t *bo = json_array();
+        for (size_t i = 0; bo && i < o->nbackoff && i < SL_BACKOFF_MAX; i++)
+            json_array_append_new(bo, json_real(o->backoff[i]));
+        bad = set_opt(j, "backoff", bo);
+    }
     if (bad) {
         /* json_string refuses text that is not UTF-8. */
         json_decref(j);

@@ -21,6 +21,7 @@ void sl_message_clear(sl_message *m)
     free(m->reply_to);
     free(m->recipient_id);
     free(m->origin);
+    free(m->dead_reason);
     memset(m, 0, sizeof *m);
 }
 
@@ -39,7 +40,7 @@ void sl_message_list_free(sl_message_list *l)
 size_t sl_message_size(const sl_message *m)
 {
     const char *const f[] = {m->sender_id, m->data,         m->metadata, m->correlation_id,
-                             m->reply_to,  m->recipient_id, m->origin};
+                             m->reply_to,  m->recipient_id, m->origin,   m->dead_reason};
     size_t n = 0;
     for (size_t i = 0; i < sizeof f / sizeof f[0]; i++)
         n += f[i] ? strlen(f[i]) : 0;
@@ -84,6 +85,7 @@ int sl__message_copy(sl_message *dst, const sl_message *src)
     ok &= dup_field(&dst->reply_to, src->reply_to);
     ok &= dup_field(&dst->recipient_id, src->recipient_id);
     ok &= dup_field(&dst->origin, src->origin);
+    ok &= dup_field(&dst->dead_reason, src->dead_reason);
     if (!ok) {
         sl_message_clear(dst);
         return SL_ENOMEM;

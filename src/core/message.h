@@ -15,6 +15,8 @@ int sl__channel_info_copy(sl_channel_info *dst, const sl_channel_info *src);
 /* Message ids, as every engine writes them: a channel's sequence number (1, 2, 3...) as 16
  * lowercase hex digits. Real-time transports use the number as the stream offset. */
 #define SL__MSGID_LEN 16
+/* The longest idempotency key (sl_write.idempotency_key). */
+#define SL__IDEMPOTENCY_KEY_MAX 255
 void sl__msgid_format(uint64_t seq, char out[SL__MSGID_LEN + 1]);
 /* Exactly the ids sl__msgid_format writes: 1 with *seq, else 0 (*seq untouched). */
 int sl__msgid_parse(const char *id, uint64_t *seq);

@@ -111,8 +111,9 @@ static size_t str_bound(const char *s)
 /* Bytes needed for one message at most; SIZE_MAX when that does not fit in size_t. */
 static size_t message_bound(const sl_message *m)
 {
-    const char *strs[] = {m->id, m->sender_id, m->correlation_id, m->reply_to, m->recipient_id};
-    size_t n = MESSAGE_OVERHEAD;
+    const char *strs[] = {m->id,       m->sender_id,    m->correlation_id,
+                          m->reply_to, m->recipient_id, m->dead_reason};
+    size_t n = MESSAGE_OVERHEAD + 64; /* ,"dead_reason": and ,"expires_at":<number> */
     for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++) {
         size_t b = str_bound(strs[i]);
         if (b > SIZE_MAX - n)
@@ -141,6 +142,14 @@ static void put_message(out *o, const sl_message *m, int exclusive)
     put_str(o, m->reply_to);
     puts_(o, ",\"recipient_id\":");
     put_str(o, m->recipient_id);
+    if (m->dead_reason) {
+        puts_(o, ",\"dead_reason\":");
+        put_str(o, m->dead_reason);
+    }
+    if (m->expires_at > 0) {
+        puts_(o, ",\"expires_at\":");
+        put_real(o, m->expires_at);
+    }
     if (exclusive) {
         char tmp[32];
         int k = snprintf(tmp, sizeof tmp, ",\"attempt\":%u", m->attempt);

@@ -52,10 +52,15 @@ static const sl_op_info registry[SL_OP__COUNT] = {
                              "manage API keys", 1},
     [SL_OP_APIKEY_DELETE] = {SL_OP_APIKEY_DELETE, "apikey.delete", SL_ROLE_ADMIN, SL_RES_NONE,
                              "manage API keys", 1},
-    [SL_OP_BROKER_ASSIGN] = {SL_OP_BROKER_ASSIGN, "broker.assign", SL_ROLE_ADMIN,
-                             SL_RES_PRINCIPAL, "manage broker roles", 1},
+    [SL_OP_BROKER_ASSIGN] = {SL_OP_BROKER_ASSIGN, "broker.assign", SL_ROLE_ADMIN, SL_RES_PRINCIPAL,
+                             "manage broker roles", 1},
     [SL_OP_BROKER_LIST] = {SL_OP_BROKER_LIST, "broker.get", SL_ROLE_ADMIN, SL_RES_PRINCIPAL,
                            "manage broker roles", 0},
+    /* What acknowledging needs: only the claim holder's own claims are touched. */
+    [SL_OP_CHANNEL_EXTEND] = {SL_OP_CHANNEL_EXTEND, "channel.extend", SL_ROLE_WRITE, SL_RES_CHANNEL,
+                              "extend leases on", 0},
+    [SL_OP_CHANNEL_TERMINATE] = {SL_OP_CHANNEL_TERMINATE, "channel.terminate", SL_ROLE_WRITE,
+                                 SL_RES_CHANNEL, "terminate messages on", 0},
 };
 
 const sl_op_info *sl_op_lookup(sl_op op)

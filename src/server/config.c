@@ -868,6 +868,24 @@ static int set_channel(sl__cfg_channel *ch, const char *key, const char *v, sl_s
         if (parse_seconds(v, &d) < 0)
             return sl_status_set(st, SL_ECONFIG, "%s must be a number of seconds", key);
         *(key[0] == 'c' ? &o->claim_timeout : &o->retention_max_age) = d;
+    } else if (!strcmp(key, "dedup_window") || !strcmp(key, "cursor_idle_timeout")) {
+        double d;
+        if (parse_seconds(v, &d) < 0)
+            return sl_status_set(st, SL_ECONFIG, "%s must be a number of seconds", key);
+        *(key[0] == 'd' ? &o->dedup_window : &o->cursor_idle_timeout) = d;
+    } else if (!strcmp(key, "backoff")) {
+        /* Comma-separated seconds: "1, 5, 30, 300". */
+        char buf[MAX_LINE];
+        snprintf(buf, sizeof buf, "%s", v);
+        o->nbackoff = 0;
+        for (char *save = NULL, *tok = strtok_r(buf, ", \t", &save); tok;
+             tok = strtok_r(NULL, ", \t", &save)) {
+            if (o->nbackoff == SL_BACKOFF_MAX || parse_seconds(tok, &o->backoff[o->nbackoff]) < 0)
+                return sl_status_set(st, SL_ECONFIG,
+                                     "backoff must be at most %d comma-separated seconds",
+                                     SL_BACKOFF_MAX);
+            o->nbackoff++;
+        }
     } else if (!strcmp(key, "presence") || !strcmp(key, "join_leave")) {
         if (parse_bool(v, key[0] == 'p' ? &o->presence : &o->join_leave) < 0)
             return sl_status_set(st, SL_ECONFIG, "%s must be true or false", key);

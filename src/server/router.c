@@ -5,6 +5,7 @@
 #include "server/router.h"
 
 #include "api/ctx.h"
+#include "core/jsonspan.h"
 #include "core/msgjson.h"
 
 #include <errno.h>
@@ -39,10 +40,16 @@ struct sl__job {
     sl_channel_opts opts;
     char item[1][SL__MSGID_LEN + 1];
     char after[128];
+    /* envelope and batch writes */
+    sl_write *ws;
+    char (*items)[SL__MSGID_LEN + 1];
+    char *meta; /* the metadata texts, each NUL-terminated */
 };
 
 #define MAX_IDS 10000  /* message ids per acknowledge / nack / remove */
 #define MAX_LIMIT 1000 /* messages per read */
+#define MAX_BATCH 1000 /* messages per batch write (bytes: the server's body limit) */
+#define MAX_FIELD 255  /* correlation_id, reply_to, recipient_id */
 #define MAX_SEGMENTS 4
 
 void sl__response_clear(sl__response *r)
@@ -233,12 +240,22 @@ static int parse_ids(json_t *body, const char ***ids, size_t *n, sl_status *st)
 
 static json_t *info_json(const sl_channel_info *c)
 {
+    json_t *backoff = json_array();
+    for (size_t i = 0; backoff && i < c->nbackoff && i < SL_BACKOFF_MAX; i++)
+        json_array_append_new(backoff, json_real(c->backoff[i]));
     json_t *opts = json_pack(
         "{s:s, s:f, s:I, s:s, s:I, s:I, s:f, s:b, s:b}", "security", sl_mode_name(c->mode),
         "claim_timeout", c->claim_timeout, "max_attempts", (json_int_t)c->max_attempts,
         "dead_letter", c->dead_letter, "max_messages", (json_int_t)c->max_messages,
         "retention_max_count", (json_int_t)c->retention_max_count, "retention_max_age",
         c->retention_max_age, "presence", c->presence, "join_leave", c->join_leave);
+    if (opts) {
+        json_object_set_new(opts, "backoff", backoff);
+        json_object_set_new(opts, "dedup_window", json_real(c->dedup_window));
+        json_object_set_new(opts, "cursor_idle_timeout", json_real(c->cursor_idle_timeout));
+    } else {
+        json_decref(backoff);
+    }
     return json_pack("{s:s, s:s, s:s, s:s, s:s, s:o, s:I}", "id", c->id, "name", c->name,
                      "description", c->description, "kind",
                      c->kind == SL_KIND_TOPIC ? "topic" : "queue", "visibility",
@@ -393,13 +410,209 @@ static int p_nack(sl__job *job, sl__chop *op)
     return SL_OK;
 }
 
+static int get_seconds(json_t *o, const char *key, double *out, sl_status *st);
+
+/* {"message_ids":[...], "seconds":N}: seconds absent or 0 is the queue's claim_timeout. */
+static int p_extend(sl__job *job, sl__chop *op)
+{
+    int rc = p_ids(job, op);
+    if (rc != SL_OK)
+        return rc;
+    if (get_seconds(job->body, "seconds", &op->delay, &job->st) < 0)
+        return job->st.code;
+    return SL_OK;
+}
+
+/* {"message_ids":[...], "reason":"..."} */
+static int p_terminate(sl__job *job, sl__chop *op)
+{
+    int rc = p_ids(job, op);
+    if (rc != SL_OK)
+        return rc;
+    json_t *r = json_object_get(job->body, "reason");
+    if (r && !json_is_null(r)) {
+        if (!json_is_string(r) || json_string_length(r) != strlen(json_string_value(r)))
+            return fail(&job->st, SL_EINVAL, "reason must be a string");
+        op->reason = json_string_value(r);
+    }
+    return SL_OK;
+}
+
+/* ---- envelope writes: POST /channels/{id}/messages and /batch ----------------------------------
+ */
+
+static const char *const envelope_fields[] = {"data",       "metadata",     "correlation_id",
+                                              "reply_to",   "recipient_id", "idempotency_key",
+                                              "not_before", "delay",        "ttl",
+                                              NULL};
+
+static int envelope_string(json_t *o, const char *key, const char **out, sl_status *st)
+{
+    json_t *v = json_object_get(o, key);
+    if (v == NULL || json_is_null(v))
+        return SL_OK;
+    if (!json_is_string(v) || json_string_length(v) != strlen(json_string_value(v)) ||
+        json_string_length(v) == 0 || json_string_length(v) > MAX_FIELD)
+        return sl_status_set(st, SL_EINVAL, "%s must be a string of 1..%d bytes", key, MAX_FIELD);
+    *out = json_string_value(v);
+    return SL_OK;
+}
+
+/* One message envelope: o is the parsed object, [s, e) its text (data and metadata are taken
+ * from the text, as sent). Metadata is copied, NUL-terminated, to *meta. */
+static int parse_envelope(json_t *o, const char *s, const char *e, sl_write *w, char **meta,
+                          sl_status *st)
+{
+    if (!json_is_object(o))
+        return fail(st, SL_EINVAL, "a message must be a JSON object");
+    const char *key;
+    json_t *val;
+    json_object_foreach(o, key, val)
+    {
+        int known = 0;
+        for (const char *const *f = envelope_fields; *f; f++)
+            known |= strcmp(*f, key) == 0;
+        if (!known)
+            return sl_status_set(st, SL_EINVAL, "unknown field '%.64s'", key);
+    }
+    const char *vs, *ve;
+    if (json_object_get(o, "data") == NULL || !sl__json_member(s, e, "data", &vs, &ve))
+        return fail(st, SL_EINVAL, "data is required");
+    *w = (sl_write){.data = vs, .data_len = (size_t)(ve - vs)};
+    json_t *m = json_object_get(o, "metadata");
+    if (m && !json_is_null(m)) {
+        if (!json_is_object(m) || !sl__json_member(s, e, "metadata", &vs, &ve))
+            return fail(st, SL_EINVAL, "metadata must be a JSON object");
+        memcpy(*meta, vs, (size_t)(ve - vs));
+        (*meta)[ve - vs] = '\0';
+        w->metadata = *meta;
+        *meta += ve - vs + 1;
+    }
+    if (envelope_string(o, "correlation_id", &w->correlation_id, st) ||
+        envelope_string(o, "reply_to", &w->reply_to, st) ||
+        envelope_string(o, "recipient_id", &w->recipient_id, st))
+        return st->code;
+    json_t *k = json_object_get(o, "idempotency_key");
+    if (k && !json_is_null(k)) {
+        if (!json_is_string(k) || json_string_length(k) != strlen(json_string_value(k)))
+            return fail(st, SL_EINVAL, "idempotency_key must be a string");
+        w->idempotency_key = json_string_value(k);
+    }
+    if (get_seconds(o, "delay", &w->delay, st) < 0 ||
+        get_seconds(o, "not_before", &w->not_before, st) < 0 ||
+        get_seconds(o, "ttl", &w->ttl, st) < 0)
+        return st->code;
+    return SL_OK;
+}
+
+/* The body without jansson's duplicate check (message data may repeat keys, as over PUT); big
+ * integers are read as reals only to validate, the data goes on as sent. */
+static int parse_envelope_body(sl__job *job, size_t nmeta)
+{
+    req_t *req = job->req;
+    json_error_t e;
+    if (req->body_len == 0)
+        return fail(&job->st, SL_EJSON, "a JSON body is required");
+    job->body = json_loadb(req->body, req->body_len, JSON_DECODE_INT_AS_REAL, &e);
+    if (job->body == NULL || !json_is_object(job->body))
+        return fail(&job->st, SL_EJSON, "the body must be a JSON object");
+    if ((job->meta = malloc(req->body_len + nmeta + 1)) == NULL)
+        return fail(&job->st, SL_ENOMEM, "out of memory");
+    return SL_OK;
+}
+
+static int p_envelope(sl__job *job, sl__chop *op)
+{
+    int rc = parse_envelope_body(job, 1);
+    if (rc != SL_OK)
+        return rc;
+    char *meta = job->meta;
+    const char *b = job->req->body;
+    rc = parse_envelope(job->body, b, b + job->req->body_len, &job->w, &meta, &job->st);
+    op->writes = &job->w;
+    op->nwrites = 1;
+    op->item_ids = job->item;
+    return rc;
+}
+
+static int r_envelope(sl__job *job, sl__chop *op)
+{
+    set_json(&job->resp, 200,
+             json_pack("{s:s, s:s, s:b}", "status", "accepted", "item_id", job->item[0],
+                       "duplicate", op->duplicates > 0));
+    return SL_OK;
+}
+
+/* {"messages":[envelope, ...]}: 1..MAX_BATCH messages, stored together or not at all. */
+static int p_batch(sl__job *job, sl__chop *op)
+{
+    sl_status *st = &job->st;
+    json_t *arr = NULL;
+    const char *b = job->req->body, *be = b + job->req->body_len, *as, *ae;
+    int rc = job->req->body_len ? SL_OK : fail(st, SL_EJSON, "a JSON body is required");
+    if (rc == SL_OK) {
+        json_error_t e;
+        job->body = json_loadb(b, job->req->body_len, JSON_DECODE_INT_AS_REAL, &e);
+        arr = json_object_get(job->body, "messages");
+        if (job->body == NULL || !json_is_object(job->body))
+            return fail(st, SL_EJSON, "the body must be a JSON object");
+    }
+    if (rc != SL_OK)
+        return rc;
+    if (json_object_size(job->body) != 1 || !json_is_array(arr) || json_array_size(arr) == 0 ||
+        json_array_size(arr) > MAX_BATCH)
+        return sl_status_set(
+            st, SL_EINVAL, "the body must be {\"messages\":[...]} with 1..%d messages", MAX_BATCH);
+    size_t n = json_array_size(arr);
+    job->ws = calloc(n, sizeof *job->ws);
+    job->items = calloc(n, sizeof *job->items);
+    job->meta = malloc(job->req->body_len + n + 1);
+    if (job->ws == NULL || job->items == NULL || job->meta == NULL)
+        return fail(st, SL_ENOMEM, "out of memory");
+    if (!sl__json_member(b, be, "messages", &as, &ae))
+        return fail(st, SL_EJSON, "the body must be a JSON object");
+    /* Walk the array's text beside its parse: element i's span for its data and metadata. */
+    const char *p = sl__json_skip_ws(as, ae) + 1, *meta_end;
+    char *meta = job->meta;
+    for (size_t i = 0; i < n; i++) {
+        p = sl__json_skip_ws(p, ae);
+        meta_end = sl__json_skip_value(p, ae);
+        rc = parse_envelope(json_array_get(arr, i), p, meta_end, &job->ws[i], &meta, st);
+        if (rc != SL_OK) {
+            char why[sizeof st->message];
+            snprintf(why, sizeof why, "%s", st->message);
+            return sl_status_set(st, rc, "messages[%zu]: %s", i, why);
+        }
+        p = sl__json_skip_ws(meta_end, ae);
+        if (p < ae && *p == ',')
+            p++;
+    }
+    op->writes = job->ws;
+    op->nwrites = n;
+    op->item_ids = job->items;
+    return SL_OK;
+}
+
+static int r_batch(sl__job *job, sl__chop *op)
+{
+    json_t *ids = json_array();
+    for (size_t i = 0; ids && i < op->nwrites; i++)
+        json_array_append_new(ids, json_string(job->items[i]));
+    set_json(&job->resp, 200,
+             json_pack("{s:s, s:o, s:I}", "status", "accepted", "item_ids", ids, "duplicates",
+                       (json_int_t)op->duplicates));
+    return SL_OK;
+}
+
 static int r_count(sl__job *job, sl__chop *op)
 {
-    const char *field = op->op == SL_OP_CHANNEL_ACK     ? "acknowledged"
-                        : op->op == SL_OP_CHANNEL_NACK  ? "nacked"
-                        : op->op == SL_OP_CHANNEL_CLEAR ? "cleared"
-                        : op->op == SL_OP_CHANNEL_EVICT ? "evicted"
-                                                        : "removed";
+    const char *field = op->op == SL_OP_CHANNEL_ACK         ? "acknowledged"
+                        : op->op == SL_OP_CHANNEL_NACK      ? "nacked"
+                        : op->op == SL_OP_CHANNEL_CLEAR     ? "cleared"
+                        : op->op == SL_OP_CHANNEL_EVICT     ? "evicted"
+                        : op->op == SL_OP_CHANNEL_EXTEND    ? "extended"
+                        : op->op == SL_OP_CHANNEL_TERMINATE ? "terminated"
+                                                            : "removed";
     return ok_count(&job->resp, field, op->count);
 }
 
@@ -456,6 +669,9 @@ static const char *const create_fields[] = {"id",
                                             "retention_max_age",
                                             "presence",
                                             "join_leave",
+                                            "backoff",
+                                            "dedup_window",
+                                            "cursor_idle_timeout",
                                             NULL};
 
 static int get_string(json_t *o, const char *key, const char **out, sl_status *st)
@@ -525,6 +741,24 @@ static int parse_create(json_t *body, sl_channel_opts *o, sl_status *st)
                         flags[i][0] == 'p' ? "presence must be a boolean"
                                            : "join_leave must be a boolean");
         *dst[i] = json_is_true(b);
+    }
+    if (get_seconds(body, "dedup_window", &o->dedup_window, st) < 0 ||
+        get_seconds(body, "cursor_idle_timeout", &o->cursor_idle_timeout, st) < 0)
+        return st->code;
+    json_t *bo = json_object_get(body, "backoff");
+    if (bo && !json_is_null(bo)) {
+        if (!json_is_array(bo) || json_array_size(bo) > SL_BACKOFF_MAX)
+            return sl_status_set(st, SL_EINVAL,
+                                 "backoff must be an array of at most %d numbers of seconds",
+                                 SL_BACKOFF_MAX);
+        for (size_t i = 0; i < json_array_size(bo); i++) {
+            json_t *v = json_array_get(bo, i);
+            if (!json_is_number(v) || !(json_number_value(v) >= 0) ||
+                !isfinite(json_number_value(v)))
+                return fail(st, SL_EINVAL, "backoff steps must be non-negative numbers");
+            o->backoff[i] = json_number_value(v);
+        }
+        o->nbackoff = json_array_size(bo);
     }
     return SL_OK;
 }
@@ -1108,6 +1342,12 @@ static const sl__route routes[] = {
      .render = r_count},
     {"POST", "/channels/{id}/evict", SL_OP_CHANNEL_EVICT, .prepare = p_evict, .render = r_count},
     {"POST", "/channels/{id}/remove", SL_OP_CHANNEL_REMOVE, .prepare = p_ids, .render = r_count},
+    {"POST", "/channels/{id}/extend", SL_OP_CHANNEL_EXTEND, .prepare = p_extend, .render = r_count},
+    {"POST", "/channels/{id}/terminate", SL_OP_CHANNEL_TERMINATE, .prepare = p_terminate,
+     .render = r_count},
+    {"POST", "/channels/{id}/messages", SL_OP_CHANNEL_WRITE, .prepare = p_envelope,
+     .render = r_envelope},
+    {"POST", "/channels/{id}/batch", SL_OP_CHANNEL_WRITE, .prepare = p_batch, .render = r_batch},
     {"GET", "/acl", SL_OP_ACL_LIST, .handler = h_acl_list},
     {"PUT", "/acl/{principal}", SL_OP_ACL_GRANT, .handler = h_acl_put},
     {"DELETE", "/acl/{principal}", SL_OP_ACL_REVOKE, .handler = h_acl_del},
@@ -1170,6 +1410,9 @@ void sl__job_finish(sl__job *job, int rc)
     sl__chop_clear(&job->chop);
     json_decref(job->body);
     free(job->ids);
+    free(job->ws);
+    free(job->items);
+    free(job->meta);
     free(job);
 }
 

@@ -388,6 +388,7 @@ struct wait {
     sl_identity tok; /* the subscription token a `$` subscribe passed with (source NONE: none) */
     json_t *data;    /* rpc: the parsed data the request's strings borrow */
     char *text;      /* rpc queue.write: the message text */
+    char *meta;      /* rpc queue.write: the metadata text, or NULL */
     const char **ids;
     sl_write w;
     char item[1][SL__MSGID_LEN + 1];
@@ -404,6 +405,7 @@ static void wait_free(wait *w)
     sl_identity_clear(&w->tok);
     json_decref(w->data);
     free(w->text);
+    free(w->meta);
     free(w->ids);
     free(w);
 }
@@ -863,11 +865,14 @@ static void rpc_cont(sess *s, wait *w)
         touch(s);
         return;
     }
+    const char *counted = op->op == SL_OP_CHANNEL_ACK         ? "acknowledged"
+                          : op->op == SL_OP_CHANNEL_EXTEND    ? "extended"
+                          : op->op == SL_OP_CHANNEL_TERMINATE ? "terminated"
+                                                              : "nacked";
     json_t *result =
         op->op == SL_OP_CHANNEL_WRITE
-            ? json_pack("{s:s}", "id", w->item[0])
-            : json_pack("{s:I}", op->op == SL_OP_CHANNEL_ACK ? "acknowledged" : "nacked",
-                        (json_int_t)op->count);
+            ? json_pack("{s:s, s:b}", "id", w->item[0], "duplicate", op->duplicates > 0)
+            : json_pack("{s:I}", counted, (json_int_t)op->count);
     char *out = result ? json_dumps(result, JSON_COMPACT) : NULL;
     json_decref(result);
     if (out == NULL)
@@ -876,6 +881,40 @@ static void rpc_cont(sess *s, wait *w)
         sl__cf_reply_rpc(&s->peer.out, id, out, strlen(out));
     touch(s);
     free(out);
+}
+
+/* queue.write's envelope beside its data: metadata (an object), correlation_id, reply_to,
+ * recipient_id, idempotency_key (strings), delay, not_before, ttl (seconds). The channel API
+ * checks the values; here only their types. Strings borrow data (the wait keeps it). */
+static int rpc_envelope(json_t *data, wait *w)
+{
+    static const char *const strs[] = {"correlation_id", "reply_to", "recipient_id",
+                                       "idempotency_key"};
+    const char **dst[] = {&w->w.correlation_id, &w->w.reply_to, &w->w.recipient_id,
+                          &w->w.idempotency_key};
+    for (size_t i = 0; i < 4; i++) {
+        json_t *v = json_object_get(data, strs[i]);
+        if (v && !json_is_null(v) &&
+            (!json_is_string(v) || json_string_length(v) != strlen(json_string_value(v)) ||
+             json_string_length(v) > 255))
+            return SL_EINVAL;
+        *dst[i] = json_string_value(v);
+    }
+    static const char *const nums[] = {"delay", "not_before", "ttl"};
+    double *ndst[] = {&w->w.delay, &w->w.not_before, &w->w.ttl};
+    for (size_t i = 0; i < 3; i++) {
+        json_t *v = json_object_get(data, nums[i]);
+        if (v && !json_is_null(v) && !json_is_number(v))
+            return SL_EINVAL;
+        *ndst[i] = json_is_number(v) ? json_number_value(v) : 0;
+    }
+    json_t *md = json_object_get(data, "metadata");
+    if (md && !json_is_null(md)) {
+        if (!json_is_object(md) || (w->meta = json_dumps(md, JSON_COMPACT)) == NULL)
+            return SL_EINVAL;
+        w->w.metadata = w->meta;
+    }
+    return SL_OK;
 }
 
 /* Fills the request of a queue.* method from its data; SL_EINVAL for a malformed one. */
@@ -902,6 +941,8 @@ static int rpc_prepare(sess *s, wait *w, const char *m)
         w->text = text; /* until the wait ends */
         op->op = SL_OP_CHANNEL_WRITE;
         w->w = (sl_write){.data = text, .data_len = strlen(text)};
+        if (rpc_envelope(data, w) != SL_OK)
+            return SL_EINVAL;
         op->writes = &w->w;
         op->nwrites = 1;
         op->item_ids = w->item;
@@ -912,6 +953,18 @@ static int rpc_prepare(sess *s, wait *w, const char *m)
     int rc = rpc_ids(data, &w->ids, &n);
     if (rc != SL_OK)
         return rc;
+    if (!strcmp(m, "queue.extend") || !strcmp(m, "queue.terminate")) {
+        int ext = m[6] == 'e';
+        json_t *v = json_object_get(data, ext ? "seconds" : "reason");
+        if (v && (ext ? !json_is_number(v) : !json_is_string(v)))
+            return SL_EINVAL;
+        op->op = ext ? SL_OP_CHANNEL_EXTEND : SL_OP_CHANNEL_TERMINATE;
+        op->ids = w->ids;
+        op->nids = n;
+        op->delay = ext && v ? json_number_value(v) : 0;
+        op->reason = ext ? NULL : json_string_value(v);
+        return SL_OK;
+    }
     json_t *delay = json_object_get(data, "delay");
     if (!ack && delay && !json_is_number(delay))
         return SL_EINVAL;
@@ -926,7 +979,7 @@ static void cmd_rpc(sess *s, sl__cf_command *c)
 {
     const char *m = c->rpc_method ? c->rpc_method : "";
     if (strcmp(m, "queue.claim") && strcmp(m, "queue.ack") && strcmp(m, "queue.nack") &&
-        strcmp(m, "queue.write")) {
+        strcmp(m, "queue.write") && strcmp(m, "queue.extend") && strcmp(m, "queue.terminate")) {
         reply_error(s, c->id, SL__CF_ERR_METHOD_NOT_FOUND, NULL);
         return;
     }

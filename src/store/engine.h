@@ -21,20 +21,22 @@ typedef struct sl_engine sl_engine;
 typedef struct sl__eop sl__eop;
 
 typedef enum {
-    SL__EOP_CREATE,   /* in: info (its depth ignored). SL_EEXIST */
-    SL__EOP_DROP,     /* the channel and its messages. SL_ENOENT */
-    SL__EOP_INFO,     /* out: info (a copy, depth included). SL_ENOENT */
-    SL__EOP_LIST,     /* out: infos/ninfos, every channel sorted by id */
-    SL__EOP_APPEND,   /* in: msgs/nmsgs; out: ids, seq (of the last) */
-    SL__EOP_CLAIM,    /* in: reader, limit, max_bytes; out: list, dead */
-    SL__EOP_ACK,      /* in: reader, ids/nids; out: count */
-    SL__EOP_NACK,     /* in: reader, ids/nids, delay; out: count */
-    SL__EOP_READ,     /* in: reader, after, limit, max_bytes; out: list, seq */
-    SL__EOP_CLEAR,    /* out: count */
-    SL__EOP_EVICT,    /* in: before, max_count; out: count */
-    SL__EOP_REMOVE,   /* in: ids/nids; out: count */
-    SL__EOP_POSITION, /* out: seq */
-    SL__EOP_SYNC,     /* nothing: completes once everything submitted before it is durable */
+    SL__EOP_CREATE,    /* in: info (its depth ignored). SL_EEXIST */
+    SL__EOP_DROP,      /* the channel and its messages. SL_ENOENT */
+    SL__EOP_INFO,      /* out: info (a copy, depth included). SL_ENOENT */
+    SL__EOP_LIST,      /* out: infos/ninfos, every channel sorted by id */
+    SL__EOP_APPEND,    /* in: msgs/nmsgs; out: ids, seq (of the last) */
+    SL__EOP_CLAIM,     /* in: reader, limit, max_bytes; out: list, dead */
+    SL__EOP_ACK,       /* in: reader, ids/nids; out: count */
+    SL__EOP_NACK,      /* in: reader, ids/nids, delay; out: count */
+    SL__EOP_READ,      /* in: reader, after, limit, max_bytes; out: list, seq */
+    SL__EOP_CLEAR,     /* out: count */
+    SL__EOP_EVICT,     /* in: before, max_count; out: count */
+    SL__EOP_REMOVE,    /* in: ids/nids; out: count */
+    SL__EOP_POSITION,  /* out: seq */
+    SL__EOP_SYNC,      /* nothing: completes once everything submitted before it is durable */
+    SL__EOP_EXTEND,    /* in: reader, ids/nids, delay (the new lease, seconds); out: count */
+    SL__EOP_TERMINATE, /* in: reader, ids/nids, reason, dead_letter; out: count, dead */
 } sl__eop_kind;
 
 typedef void (*sl__eop_done_fn)(sl__eop *op);
@@ -50,29 +52,34 @@ struct sl__eop {
     /* inputs */
     const char *reader;            /* CLAIM, ACK, NACK: the claimer; READ: the cursor's owner */
     const sl_channel_info *create; /* CREATE */
-    const sl_message *msgs;        /* APPEND: copied (id and attempt ignored) */
+    const sl_message *msgs;        /* APPEND: copied (id and attempt ignored); a queue message
+                                      with not_before > now waits until then; expires_at: TTL */
     size_t nmsgs;
-    const char *const *ids; /* ACK, NACK, REMOVE */
+    const char *const *keys; /* APPEND: NULL or nmsgs idempotency keys (NULL entries: none) */
+    const char *reason;      /* TERMINATE: the dead letters' dead_reason */
+    const char *const *ids;  /* ACK, NACK, REMOVE */
     size_t nids;
     size_t limit;      /* CLAIM, READ */
     size_t max_bytes;  /* CLAIM, READ: SIZE_MAX for none */
     const char *after; /* READ: NULL reads after reader's cursor (which then advances) */
-    double delay;      /* NACK */
+    double delay;      /* NACK (0: the channel's backoff); EXTEND: the lease from now */
     double before;     /* EVICT: drop timestamps < before (<= 0: none by age) */
     size_t max_count;  /* EVICT: keep the newest max_count (SIZE_MAX: no bound) */
-    /* CLAIM: messages past max_attempts are moved to this channel (created as a private queue
-     * when missing; "" drops them) in the same atomic step; dead_created reports a creation. */
+    /* CLAIM, TERMINATE: messages past max_attempts, expired (TTL) or terminated are moved to
+     * this channel (created as a private queue when missing; "" drops them) in the same atomic
+     * step, each with its dead_reason; dead_created reports a creation. */
     const char *dead_letter;
 
     /* outputs */
     int rc;
     char (*ids_out)[SL__MSGID_LEN + 1]; /* APPEND: nmsgs slots provided by the submitter */
-    uint64_t seq;                       /* APPEND, READ, POSITION: the channel's newest seq */
+    unsigned char *dups; /* APPEND: NULL or nmsgs slots: 1 when the key repeated (nothing stored) */
+    uint64_t seq;        /* APPEND, READ, POSITION: the channel's newest seq */
     size_t count;
     sl_message_list list;   /* CLAIM, READ */
-    sl_message_list dead;   /* CLAIM: what went to the dead letter (or was dropped: dead_rc) */
-    int dead_rc;            /* CLAIM: SL_OK, or why the dead letters could not be stored */
-    int dead_created;       /* CLAIM: the dead-letter queue was created for them */
+    sl_message_list dead;   /* CLAIM, TERMINATE: what went to the dead letter (or was dropped) */
+    int dead_rc;            /* CLAIM, TERMINATE: SL_OK, or why the dead letters were not stored */
+    int dead_created;       /* CLAIM, TERMINATE: the dead-letter queue was created for them */
     sl_channel_info info;   /* INFO */
     sl_channel_info *infos; /* LIST */
     size_t ninfos;

@@ -25,8 +25,7 @@ typedef void (*sl__kv_done_fn)(void *ud, int rc);
 
 /* Scan callback: key and value are valid during the call only. Return SL_OK to go on, anything
  * else stops the scan and becomes its result. */
-typedef int (*sl__kv_scan_fn)(void *ud, const void *key, size_t klen, const void *val,
-                              size_t vlen);
+typedef int (*sl__kv_scan_fn)(void *ud, const void *key, size_t klen, const void *val, size_t vlen);
 
 typedef struct sl__kv_ops {
     const char *name;
@@ -57,14 +56,19 @@ struct sl__kv {
 };
 
 /* The tables every kv has (others are SL_EINVAL). */
-#define SL__KV_META "meta"             /* format version, engine epoch */
-#define SL__KV_CHANNELS "channels"     /* channel id -> settings */
-#define SL__KV_MESSAGES "messages"     /* channel id NUL seq(8, big-endian) -> message */
-#define SL__KV_CLAIMS "claims"         /* same key -> claim state (holder, lease, attempt) */
-#define SL__KV_CURSORS "cursors"       /* channel id NUL reader -> cursor */
-#define SL__KV_ACL "acl"               /* principal -> grant */
-#define SL__KV_BROKER "broker"         /* principal -> broker roles */
-#define SL__KV_APIKEYS "apikeys"       /* key id -> record (hash, never the key) */
+#define SL__KV_META "meta"               /* format version, engine epoch */
+#define SL__KV_CHANNELS "channels"       /* channel id -> settings */
+#define SL__KV_MESSAGES "messages"       /* channel id NUL seq(8, big-endian) -> message */
+#define SL__KV_CLAIMS "claims"           /* same key -> claim state (holder, lease, attempt) */
+#define SL__KV_CURSORS "cursors"         /* channel id NUL reader -> cursor */
+#define SL__KV_DEDUP "dedup"             /* channel id NUL idempotency key -> id, expiry */
+#define SL__KV_ACL "acl"                 /* principal -> grant */
+#define SL__KV_BROKER "broker"           /* principal -> broker roles */
+#define SL__KV_APIKEYS "apikeys"         /* key id -> record (hash, never the key) */
 #define SL__KV_REVOCATIONS "revocations" /* token id or principal -> revocation */
+/* Every table above, for a kv that creates its named databases up front. */
+#define SL__KV_TABLE_NAMES                                                                         \
+    SL__KV_META, SL__KV_CHANNELS, SL__KV_MESSAGES, SL__KV_CLAIMS, SL__KV_CURSORS, SL__KV_DEDUP,    \
+        SL__KV_ACL, SL__KV_BROKER, SL__KV_APIKEYS, SL__KV_REVOCATIONS
 
 #endif

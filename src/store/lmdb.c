@@ -63,10 +63,7 @@
 #define RETRY_MS 1000
 #define KEY_MAX 511 /* LMDB's default key limit (mdb_env_get_maxkeysize) */
 
-static const char *const table_names[] = {
-    SL__KV_META, SL__KV_CHANNELS, SL__KV_MESSAGES, SL__KV_CLAIMS,      SL__KV_CURSORS,
-    SL__KV_ACL,  SL__KV_BROKER,   SL__KV_APIKEYS,  SL__KV_REVOCATIONS,
-};
+static const char *const table_names[] = {SL__KV_TABLE_NAMES};
 #define NTABLES (sizeof table_names / sizeof table_names[0])
 
 enum { OP_PUT, OP_DEL, OP_DEL_PREFIX };

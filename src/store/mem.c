@@ -25,6 +25,8 @@
 #include <uv.h>
 
 #define DEFAULT_CLAIM_TIMEOUT 300.0
+#define DEFAULT_DEDUP_WINDOW 120.0
+#define DEFAULT_CURSOR_IDLE 86400.0
 #define IDX_MIN_CAP 16
 #define HEAP_MIN_CAP 16
 /* Heap positions are 32-bit to keep the message header small. */
@@ -37,14 +39,17 @@ static const size_t field_off[] = {
     offsetof(sl_message, sender_id), offsetof(sl_message, data),
     offsetof(sl_message, metadata),  offsetof(sl_message, correlation_id),
     offsetof(sl_message, reply_to),  offsetof(sl_message, recipient_id),
-    offsetof(sl_message, origin),
+    offsetof(sl_message, origin),    offsetof(sl_message, dead_reason),
 };
 #define NFIELDS (sizeof field_off / sizeof field_off[0])
-#define IN_TIMED 0x80 /* flags: the message sits in the timed heap (else in ready) */
+#define IN_TIMED 0x100 /* flags: the message sits in the timed heap (else in ready) */
+#define FIELD_BITS 0xff
 
 typedef struct reader {
     size_t claims;   /* queues: messages whose current claimer this is */
     uint64_t cursor; /* topics: sequence of the last message a cursor read returned */
+    double used;     /* topics: when the cursor was last read (idle cursors are dropped) */
+    double jused;    /* topics: the `used` the journal holds */
     char name[];
 } reader;
 
@@ -52,12 +57,13 @@ typedef struct msg {
     uint64_t seq; /* the id, as a number */
     double timestamp;
     double when;     /* queues, in `timed`: lease expiry when claimer != NULL, else availability */
+    double expires;  /* 0, or when the message expires undelivered (TTL) */
     reader *claimer; /* queues: holder of the last claim until it is released or reclaimed */
     uint32_t hpos;   /* queues: position in its heap */
     uint32_t attempt;
-    uint32_t size; /* sl_message_size: the bytes a read's byte bound counts (saturated) */
-    uint8_t flags; /* bit f: field f is present (packed in strs); IN_TIMED */
-    char strs[];   /* the present fields, each NUL-terminated, in field_off order */
+    uint32_t size;  /* sl_message_size: the bytes a read's byte bound counts (saturated) */
+    uint16_t flags; /* bit f: field f is present (packed in strs); IN_TIMED */
+    char strs[];    /* the present fields, each NUL-terminated, in field_off order */
 } msg;
 
 static char *const *cfield(const sl_message *m, size_t f)
@@ -88,6 +94,7 @@ static msg *msg_pack(const sl_message *src, uint64_t seq)
     m->seq = seq;
     m->timestamp = src->timestamp;
     m->when = 0;
+    m->expires = src->expires_at > 0 ? src->expires_at : 0;
     m->claimer = NULL;
     m->hpos = 0;
     /* A message starts afresh in its channel, even a dead letter that was claimed elsewhere. */
@@ -100,7 +107,7 @@ static msg *msg_pack(const sl_message *src, uint64_t seq)
             continue;
         memcpy(p, *cfield(src, f), len[f]);
         p += len[f];
-        m->flags |= (uint8_t)(1u << f);
+        m->flags |= (uint16_t)(1u << f);
     }
     return m;
 }
@@ -111,6 +118,7 @@ static int msg_export(const msg *m, sl_message *dst)
     memset(dst, 0, sizeof *dst);
     dst->timestamp = m->timestamp;
     dst->attempt = m->attempt;
+    dst->expires_at = m->expires;
     dst->id = malloc(SL__MSGID_LEN + 1);
     if (dst->id == NULL)
         return SL_ENOMEM;
@@ -319,7 +327,7 @@ static void heap_push(heap *h, int timed, msg *m)
     if (timed)
         m->flags |= IN_TIMED;
     else
-        m->flags &= (uint8_t)~IN_TIMED;
+        m->flags &= (uint16_t)~IN_TIMED;
     h->a[h->len++] = m;
     heap_up(h, timed, h->len - 1);
 }
@@ -362,6 +370,14 @@ static void heap_tidy(heap *h)
 
 typedef struct mem_engine mem_engine;
 
+/* An idempotency key, remembered for the channel's dedup_window. */
+typedef struct dedup {
+    struct dedup *next; /* the keys in the order they were first written, oldest first */
+    uint64_t seq;       /* the id the first write got */
+    double expires;
+    char key[];
+} dedup;
+
 typedef struct chan {
     mem_engine *eng;
     sl_channel_info info;
@@ -370,6 +386,9 @@ typedef struct chan {
     heap ready;       /* queues */
     heap timed;       /* queues */
     sl__map *readers; /* name -> reader: claim holders (queues), cursors (topics) */
+    sl__map *dedup;   /* idempotency key -> dedup (NULL until the first key) */
+    dedup *dd_head, *dd_tail;
+    double next_sweep; /* topics: when idle cursors are looked for next */
 } chan;
 
 struct mem_engine {
@@ -384,10 +403,13 @@ struct mem_engine {
 static void j_msg_put(chan *c, const msg *m);
 static void j_msg_del(chan *c, uint64_t seq);
 static void j_claim_put(chan *c, const msg *m);
-static void j_cursor_put(chan *c, const reader *r);
+static void j_cursor_put(chan *c, reader *r);
 static void j_chan_put(chan *c);
 static void j_chan_drop(mem_engine *me, const char *id);
 static void j_chan_clear(chan *c);
+static void j_dedup_put(chan *c, const dedup *d);
+static void j_dedup_del(chan *c, const char *key);
+static void j_cursor_del(chan *c, const char *name);
 
 static int is_queue(const chan *c)
 {
@@ -397,6 +419,34 @@ static int is_queue(const chan *c)
 static double claim_timeout(const chan *c)
 {
     return c->info.claim_timeout > 0 ? c->info.claim_timeout : DEFAULT_CLAIM_TIMEOUT;
+}
+
+static double dedup_window(const chan *c)
+{
+    return c->info.dedup_window > 0 ? c->info.dedup_window : DEFAULT_DEDUP_WINDOW;
+}
+
+static double cursor_idle(const chan *c)
+{
+    return c->info.cursor_idle_timeout > 0 ? c->info.cursor_idle_timeout : DEFAULT_CURSOR_IDLE;
+}
+
+/* The redelivery delay after a message's attempt-th claim failed: the queue's backoff step, the
+ * last one repeating; 0 without backoff. */
+static double backoff_for(const chan *c, uint32_t attempt)
+{
+    size_t n = c->info.nbackoff;
+    if (n == 0)
+        return 0;
+    if (n > SL_BACKOFF_MAX)
+        n = SL_BACKOFF_MAX;
+    size_t i = attempt > 0 ? attempt - 1 : 0;
+    return c->info.backoff[i < n ? i : n - 1];
+}
+
+static int expired(const msg *m, double now)
+{
+    return m->expires > 0 && m->expires <= now;
 }
 
 static chan *find_chan(sl_engine *e, const char *id)
@@ -491,11 +541,115 @@ static void chan_free(void *p)
     free(c->ready.a);
     free(c->timed.a);
     sl__map_free(c->readers, free);
+    sl__map_free(c->dedup, NULL);
+    for (dedup *d = c->dd_head, *next; d; d = next) {
+        next = d->next;
+        free(d);
+    }
     sl_channel_info_clear(&c->info);
     free(c);
 }
 
-/* Topic retention: the oldest go while there are too many or they are too old. */
+/* ---- idempotency keys ------------------------------------------------------------------------ */
+
+/* Forgets keys whose window passed, oldest first, stopping at the first one still live: the cost
+ * is the number forgotten. (A clock step back can leave an expired key behind a live one for a
+ * while; it is forgotten when it reaches the front, and never matches meanwhile.) */
+static void dedup_expire(chan *c, double now)
+{
+    while (c->dd_head && c->dd_head->expires <= now) {
+        dedup *d = c->dd_head;
+        c->dd_head = d->next;
+        if (c->dd_head == NULL)
+            c->dd_tail = NULL;
+        sl__map_del(c->dedup, d->key, NULL);
+        j_dedup_del(c, d->key);
+        free(d);
+    }
+}
+
+static const dedup *dedup_find(const chan *c, const char *key, double now)
+{
+    const dedup *d = c->dedup ? sl__map_get(c->dedup, key) : NULL;
+    return d && d->expires > now ? d : NULL;
+}
+
+/* Remembers key for seq. SL_ENOMEM leaves nothing remembered (the message stays written: a
+ * repeat would then be stored again, which is what a lost key means). */
+static int dedup_add(chan *c, const char *key, uint64_t seq, double expires, int journal)
+{
+    if (c->dedup == NULL && sl__map_new(&c->dedup) != SL_OK)
+        return SL_ENOMEM;
+    dedup *d = sl__map_get(c->dedup, key);
+    if (d) { /* expired but not yet forgotten: reuse it where it stands */
+        d->seq = seq;
+        d->expires = expires;
+    } else {
+        size_t n = strlen(key) + 1;
+        if ((d = malloc(sizeof *d + n)) == NULL)
+            return SL_ENOMEM;
+        memcpy(d->key, key, n);
+        d->seq = seq;
+        d->expires = expires;
+        d->next = NULL;
+        if (sl__map_put(c->dedup, key, d, NULL) != SL_OK) {
+            free(d);
+            return SL_ENOMEM;
+        }
+        if (c->dd_tail)
+            c->dd_tail->next = d;
+        else
+            c->dd_head = d;
+        c->dd_tail = d;
+    }
+    if (journal)
+        j_dedup_put(c, d);
+    return SL_OK;
+}
+
+/* ---- topic cursors --------------------------------------------------------------------------- */
+
+typedef struct sweep {
+    double cutoff;
+    reader **idle;
+    size_t n, cap;
+} sweep;
+
+static int sweep_one(void *ud, const char *key, void *value)
+{
+    sweep *sw = ud;
+    reader *r = value;
+    (void)key;
+    if (r->used <= sw->cutoff && sw->n < sw->cap)
+        sw->idle[sw->n++] = r;
+    return 0;
+}
+
+/* Drops the cursors of readers idle longer than the channel's cursor_idle_timeout. A pass visits
+ * every reader, so it runs at most every eighth of the timeout: amortised O(1) per read. Out of
+ * memory it simply tries again at the next read. */
+static void sweep_cursors(chan *c, double now)
+{
+    if (now < c->next_sweep)
+        return;
+    double idle = cursor_idle(c);
+    size_t n = sl__map_size(c->readers);
+    sweep sw = {now - idle, n ? malloc(n * sizeof(reader *)) : NULL, 0, n};
+    if (n && sw.idle == NULL)
+        return;
+    sl__map_each(c->readers, sweep_one, &sw);
+    for (size_t i = 0; i < sw.n; i++) {
+        j_cursor_del(c, sw.idle[i]->name);
+        sl__map_del(c->readers, sw.idle[i]->name, free);
+    }
+    free(sw.idle);
+    c->next_sweep = now + idle / 8;
+}
+
+/* Topic retention: the oldest go while there are too many or they are too old. Timestamps do not
+ * decrease along a topic's ids (a message is stamped as it is appended; only a clock step back
+ * breaks that), so the age test looks at the oldest only and stops at the first young message:
+ * the cost is the number dropped, never the depth. */
 static void retain(chan *c, double now)
 {
     size_t max_count = c->info.retention_max_count;
@@ -614,8 +768,10 @@ static int mem_append(sl_engine *e, const char *id, sl_message *m, double now, c
         after = c->info.retention_max_count;
     if ((c->info.max_messages > 0 && after > c->info.max_messages) || c->ix.live >= MAX_DEPTH)
         return SL_EFULL;
+    int delayed = is_queue(c) && m->not_before > now;
     if (idx_reserve(&c->ix) != SL_OK ||
-        (is_queue(c) && heap_reserve(&c->ready, c->ready.len + 1) != SL_OK))
+        (is_queue(c) && heap_reserve(delayed ? &c->timed : &c->ready,
+                                     (delayed ? c->timed.len : c->ready.len) + 1) != SL_OK))
         return SL_ENOMEM;
     msg *n = msg_pack(m, c->last_seq + 1);
     if (n == NULL)
@@ -623,10 +779,16 @@ static int mem_append(sl_engine *e, const char *id, sl_message *m, double now, c
     c->last_seq++;
     idx_push(&c->ix, n);
     j_msg_put(c, n);
-    if (is_queue(c))
+    if (delayed) {
+        /* Waits in `timed` like a nack-delayed message: claimable from not_before on. */
+        n->when = m->not_before;
+        heap_push(&c->timed, 1, n);
+        j_claim_put(c, n);
+    } else if (is_queue(c)) {
         heap_push(&c->ready, 0, n);
-    else
+    } else {
         retain(c, now);
+    }
     if (id_out)
         sl__msgid_format(n->seq, id_out);
     return SL_OK;
@@ -639,11 +801,47 @@ static int mem_append(sl_engine *e, const char *id, sl_message *m, double now, c
 static int promote_due(chan *c, double now)
 {
     while (c->timed.len && c->timed.a[0]->when <= now) {
+        msg *m = c->timed.a[0];
+        double b = m->claimer ? backoff_for(c, m->attempt) : 0;
+        if (b > 0) {
+            /* An expired lease with backoff: claimable at expiry + the attempt's step. */
+            heap_pop(&c->timed, 1);
+            release_claim(c, m);
+            m->when += b;
+            heap_push(&c->timed, 1, m); /* the slot just freed */
+            j_claim_put(c, m);
+            continue;
+        }
         if (heap_reserve(&c->ready, c->ready.len + 1) != SL_OK)
             return SL_ENOMEM;
-        msg *m = heap_pop(&c->timed, 1);
+        heap_pop(&c->timed, 1);
         release_claim(c, m);
         heap_push(&c->ready, 0, m);
+    }
+    return SL_OK;
+}
+
+/* Why a message picked from `ready` leaves instead of being claimed (NULL: it is claimed). */
+static const char *leave_reason(const chan *c, const msg *m, double now)
+{
+    if (expired(m, now))
+        return "expired";
+    if (c->info.max_attempts > 0 && m->attempt >= c->info.max_attempts)
+        return "max_attempts";
+    return NULL;
+}
+
+/* Exports m as a dead letter carrying reason. */
+static int export_dead(const msg *m, const char *reason, sl_message *dst)
+{
+    int rc = msg_export(m, dst);
+    if (rc != SL_OK)
+        return rc;
+    free(dst->dead_reason);
+    dst->expires_at = 0; /* a dead letter is kept until someone deals with it */
+    if ((dst->dead_reason = strdup(reason)) == NULL) {
+        sl_message_clear(dst);
+        return SL_ENOMEM;
     }
     return SL_OK;
 }
@@ -680,13 +878,12 @@ static int mem_claim(sl_engine *e, const char *id, const char *reader_name, size
      * on failure they simply go back. Messages past max_attempts are taken too (they leave). The
      * byte bound stops before the first message to claim that does not fit (the very first always
      * does), so what the reply cannot carry is never leased. */
-    unsigned max_attempts = c->info.max_attempts;
     size_t npicked = 0, nclaim = 0, ndead = 0, cap = want, bytes = 0;
     msg **picked = malloc(cap * sizeof *picked);
     int rc = picked ? SL_OK : SL_ENOMEM;
     while (rc == SL_OK && nclaim < want && c->ready.len) {
         const msg *next = c->ready.a[0];
-        int leaves = max_attempts > 0 && next->attempt >= max_attempts;
+        int leaves = leave_reason(c, next, now) != NULL;
         if (!leaves && nclaim > 0 && over_bound(bytes, next->size, max_bytes))
             break;
         if (npicked == cap) {
@@ -716,8 +913,9 @@ static int mem_claim(sl_engine *e, const char *id, const char *reader_name, size
     double expires = now + claim_timeout(c);
     for (size_t i = 0; rc == SL_OK && i < npicked; i++) {
         msg *m = picked[i];
-        if (max_attempts > 0 && m->attempt >= max_attempts) {
-            rc = msg_export(m, &dead->items[dead->len]);
+        const char *why = leave_reason(c, m, now);
+        if (why) {
+            rc = export_dead(m, why, &dead->items[dead->len]);
             dead->len += rc == SL_OK;
         } else {
             rc = msg_export(m, &out->items[out->len]);
@@ -741,7 +939,7 @@ static int mem_claim(sl_engine *e, const char *id, const char *reader_name, size
     /* Commit: nothing below allocates. */
     for (size_t i = 0; i < npicked; i++) {
         msg *m = picked[i];
-        if (max_attempts > 0 && m->attempt >= max_attempts) {
+        if (leave_reason(c, m, now)) {
             /* Not in a heap any more: take it out of the index only. */
             j_msg_del(c, m->seq);
             idx_take(&c->ix, idx_find(&c->ix, m->seq));
@@ -817,10 +1015,11 @@ static int mem_nack(sl_engine *e, const char *id, const char *reader_name, const
     reader *r = sl__map_get(c->readers, reader_name);
     if (r == NULL)
         return SL_OK;
-    /* Released messages may all go to `ready` (delay 0). */
+    /* Released messages may all go to `ready` (no delay, no backoff). */
     size_t most = n < r->claims ? n : r->claims;
     if (!(delay > 0) && heap_reserve(&c->ready, c->ready.len + most) != SL_OK)
         return SL_ENOMEM;
+    int own_delay = delay != 0; /* < 0: at once whatever the backoff (a transport's release) */
     r->claims++;
     for (size_t i = 0; i < n; i++) {
         size_t p;
@@ -829,6 +1028,8 @@ static int mem_nack(sl_engine *e, const char *id, const char *reader_name, const
             continue;
         heap_remove(&c->timed, 1, m);
         release_claim(c, m);
+        if (!own_delay)
+            delay = backoff_for(c, m->attempt);
         if (delay > 0) {
             m->when = now + delay;
             heap_push(&c->timed, 1, m); /* reuses the slot just freed */
@@ -845,6 +1046,88 @@ static int mem_nack(sl_engine *e, const char *id, const char *reader_name, const
     return SL_OK;
 }
 
+/* Moves who's live leases on ids to now + seconds. Nothing allocates: each message leaves the
+ * timed heap and takes the slot it freed. */
+static int mem_extend(sl_engine *e, const char *id, const char *reader_name, const char *const *ids,
+                      size_t n, double seconds, double now, size_t *count)
+{
+    *count = 0;
+    chan *c = find_chan(e, id);
+    if (c == NULL)
+        return SL_ENOENT;
+    if (!is_queue(c))
+        return SL_EKIND;
+    reader *r = sl__map_get(c->readers, reader_name);
+    if (r == NULL)
+        return SL_OK;
+    if (!(seconds > 0))
+        seconds = claim_timeout(c);
+    for (size_t i = 0; i < n; i++) {
+        size_t p;
+        msg *m = live_claim(c, r, ids[i], now, &p);
+        if (m == NULL)
+            continue;
+        heap_remove(&c->timed, 1, m);
+        m->when = now + seconds;
+        heap_push(&c->timed, 1, m);
+        j_claim_put(c, m);
+        (*count)++;
+    }
+    return SL_OK;
+}
+
+/* Takes who's live claims on ids out of the queue for good, as dead letters carrying reason.
+ * Copies first (the only allocations), then unlinks: SL_ENOMEM changes nothing. */
+static int mem_terminate(sl_engine *e, const char *id, const char *reader_name,
+                         const char *const *ids, size_t n, const char *reason, double now,
+                         size_t *count, sl_message_list *dead)
+{
+    *count = 0;
+    memset(dead, 0, sizeof *dead);
+    chan *c = find_chan(e, id);
+    if (c == NULL)
+        return SL_ENOENT;
+    if (!is_queue(c))
+        return SL_EKIND;
+    reader *r = sl__map_get(c->readers, reader_name);
+    if (r == NULL || n == 0)
+        return SL_OK;
+    size_t *pos = malloc(n * sizeof *pos);
+    if (pos == NULL || (dead->items = calloc(n, sizeof *dead->items)) == NULL) {
+        free(pos);
+        return SL_ENOMEM;
+    }
+    int rc = SL_OK;
+    size_t k = 0;
+    for (size_t i = 0; rc == SL_OK && i < n; i++) {
+        size_t p;
+        msg *m = live_claim(c, r, ids[i], now, &p);
+        int seen = 0; /* the same id twice counts once */
+        for (size_t j = 0; m && j < k; j++)
+            seen |= pos[j] == p;
+        if (m == NULL || seen)
+            continue;
+        rc = export_dead(m, reason ? reason : "terminated", &dead->items[k]);
+        if (rc == SL_OK)
+            pos[k++] = p;
+        dead->len = k;
+    }
+    if (rc != SL_OK) {
+        sl_message_list_free(dead);
+        free(pos);
+        return rc;
+    }
+    r->claims++; /* pins r: its last release must not free it mid-loop */
+    for (size_t i = 0; i < k; i++)
+        unlink_at(c, pos[i]);
+    r->claims--;
+    reader_drop_if_idle(c, r);
+    *count = k;
+    free(pos);
+    chan_tidy(c);
+    return SL_OK;
+}
+
 static int mem_read(sl_engine *e, const char *id, const char *reader_name, const char *after,
                     size_t limit, size_t max_bytes, double now, sl_message_list *out)
 {
@@ -855,6 +1138,7 @@ static int mem_read(sl_engine *e, const char *id, const char *reader_name, const
     if (is_queue(c))
         return SL_EKIND;
     retain(c, now);
+    sweep_cursors(c, now);
     uint64_t from = 0; /* return messages with seq > from */
     reader *r = NULL;
     if (after) {
@@ -862,15 +1146,17 @@ static int mem_read(sl_engine *e, const char *id, const char *reader_name, const
             return SL_EINVAL;
     } else {
         r = sl__map_get(c->readers, reader_name);
-        if (r)
+        if (r) {
             from = r->cursor;
+            r->used = now;
+        }
     }
     /* Ids newer than anything written find nothing; older than what is held start at the oldest;
      * ids of removed messages continue after them. All of that is the one binary search. */
     size_t start = idx_after(&c->ix, from), n = 0, p, bytes = 0;
     for (p = start; p < c->ix.hi && n < limit; p++) {
         const msg *m = c->ix.a[p].m;
-        if (m == NULL)
+        if (m == NULL || expired(m, now)) /* expired: never delivered, passed by cursors */
             continue;
         if (n > 0 && over_bound(bytes, m->size, max_bytes))
             break;
@@ -880,6 +1166,9 @@ static int mem_read(sl_engine *e, const char *id, const char *reader_name, const
     /* The ends of the index never hold holes: anything left from p on is a message. */
     int more = p < c->ix.hi;
     if (n == 0) {
+        /* Keep the journal's idea of when the cursor was used roughly current. */
+        if (r && now - r->jused >= cursor_idle(c) / 4)
+            j_cursor_put(c, r);
         chan_tidy(c);
         return SL_OK;
     }
@@ -888,11 +1177,13 @@ static int mem_read(sl_engine *e, const char *id, const char *reader_name, const
     int new_cursor = after == NULL && r == NULL;
     if (new_cursor && reader_get(c, reader_name, &r) != SL_OK)
         return SL_ENOMEM;
+    if (new_cursor)
+        r->used = now;
     uint64_t last = from;
     int rc = (out->items = calloc(n, sizeof *out->items)) ? SL_OK : SL_ENOMEM;
     for (p = start; rc == SL_OK && out->len < n; p++) {
         const msg *m = c->ix.a[p].m;
-        if (m == NULL)
+        if (m == NULL || expired(m, now))
             continue;
         rc = msg_export(m, &out->items[out->len]);
         out->len += rc == SL_OK;
@@ -1031,11 +1322,24 @@ static int run(mem_engine *me, sl__eop *op)
         if (is_queue(c) && c->info.max_messages > 0 &&
             c->ix.live + op->nmsgs > c->info.max_messages)
             return SL_EFULL;
+        if (op->keys)
+            dedup_expire(c, op->now);
         for (size_t i = 0; i < op->nmsgs; i++) {
+            const char *key = op->keys ? op->keys[i] : NULL;
+            const dedup *d = key ? dedup_find(c, key, op->now) : NULL;
+            if (op->dups)
+                op->dups[i] = d != NULL;
+            if (d) { /* a repeat: the first write's id, nothing stored */
+                if (op->ids_out)
+                    sl__msgid_format(d->seq, op->ids_out[i]);
+                continue;
+            }
             int rc = mem_append(e, op->channel, (sl_message *)&op->msgs[i], op->now,
                                 op->ids_out ? op->ids_out[i] : NULL);
             if (rc != SL_OK)
                 return rc;
+            if (key) /* out of memory the key is lost: a repeat would be stored again */
+                dedup_add(c, key, c->last_seq, op->now + dedup_window(c), 1);
         }
         op->seq = c->last_seq;
         return SL_OK;
@@ -1069,6 +1373,16 @@ static int run(mem_engine *me, sl__eop *op)
         return mem_position(e, op->channel, &op->seq);
     case SL__EOP_SYNC:
         return SL_OK;
+    case SL__EOP_EXTEND:
+        return mem_extend(e, op->channel, op->reader, op->ids, op->nids, op->delay, op->now,
+                          &op->count);
+    case SL__EOP_TERMINATE: {
+        int rc = mem_terminate(e, op->channel, op->reader, op->ids, op->nids, op->reason, op->now,
+                               &op->count, &op->dead);
+        if (op->dead.len)
+            dead_letter(me, op, find_chan(e, op->channel));
+        return rc;
+    }
     }
     return SL_EINVAL;
 }
@@ -1103,12 +1417,16 @@ static void mem_submit(sl_engine *e, sl__eop *op)
  *   1 | timestamp (8, IEEE double, host order) | flags (1) | per present field: len (4) + bytes
  * Claims (the state a message has once claimed or nacked):
  *   1 | attempt (4) | when (8) | claimer name (the rest; empty: none)
- * Cursors: 1 | seq (8). Channel settings: a JSON object with "v":1. The sequence high-water mark
- * of a channel: meta "seq:" id -> seq (8), so ids never repeat after a restart. Host byte order
- * is fine for values: a data directory is not moved across architectures (docs/STORAGE.md). The
- * high-water mark is only written when the newest message is removed; loading takes the larger of
- * it and the newest stored message. */
+ * (Version 2 adds expires (8, 0: never) after the timestamp; version 1 is still read.)
+ * Cursors: 1 | seq (8), or 2 | seq (8) | last used (8). Idempotency keys (channel id, NUL, key):
+ * 1 | seq (8) | expires (8). Channel settings: a JSON object with "v":1. The sequence high-water
+ * mark of a channel: meta "seq:" id -> seq (8), so ids never repeat after a restart; it is only
+ * written when the newest message is removed, and loading takes the larger of it and the newest
+ * stored message. Host byte order is fine for values: a data directory is not moved across
+ * architectures (docs/STORAGE.md). */
 #define J_VERSION 1
+#define J_MSG_VERSION 2
+#define J_CURSOR_VERSION 2
 
 static size_t key_seq(char *k, const char *id, uint64_t seq)
 {
@@ -1148,16 +1466,17 @@ static void j_msg_put(chan *c, const msg *m)
             strs += 4 + n;
             p += n + 1;
         }
-    size_t len = 1 + 8 + 1 + strs;
+    size_t len = 1 + 8 + 8 + 1 + strs;
     char small[512], *v = len <= sizeof small ? small : malloc(len);
     if (v == NULL) {
         j_check(me, SL_ENOMEM);
         return;
     }
-    v[0] = J_VERSION;
+    v[0] = J_MSG_VERSION;
     memcpy(v + 1, &m->timestamp, 8);
-    v[9] = (char)(m->flags & ~IN_TIMED);
-    char *o = v + 10;
+    memcpy(v + 9, &m->expires, 8);
+    v[17] = (char)(m->flags & FIELD_BITS);
+    char *o = v + 18;
     p = m->strs;
     for (size_t f = 0; f < NFIELDS; f++)
         if (m->flags & (1u << f)) {
@@ -1217,28 +1536,75 @@ static void j_claim_put(chan *c, const msg *m)
     j_check(me, me->kv->ops->put(me->kv, SL__KV_CLAIMS, k, kl, v, 13 + nl));
 }
 
-static void j_cursor_put(chan *c, const reader *r)
+static void j_cursor_put(chan *c, reader *r)
+{
+    mem_engine *me = c->eng;
+    r->jused = r->used;
+    if (me->kv == NULL)
+        return;
+    char k[SL_CHANNEL_ID_MAX + SL_PRINCIPAL_MAX + 2], v[17];
+    size_t kl = key_name(k, c->info.id, r->name);
+    v[0] = J_CURSOR_VERSION;
+    memcpy(v + 1, &r->cursor, 8);
+    memcpy(v + 9, &r->used, 8);
+    j_check(me, me->kv->ops->put(me->kv, SL__KV_CURSORS, k, kl, v, 17));
+}
+
+static void j_cursor_del(chan *c, const char *name)
 {
     mem_engine *me = c->eng;
     if (me->kv == NULL)
         return;
-    char k[SL_CHANNEL_ID_MAX + SL_PRINCIPAL_MAX + 2], v[9];
-    size_t kl = key_name(k, c->info.id, r->name);
+    char k[SL_CHANNEL_ID_MAX + SL_PRINCIPAL_MAX + 2];
+    size_t kl = key_name(k, c->info.id, name);
+    j_check(me, me->kv->ops->del(me->kv, SL__KV_CURSORS, k, kl));
+}
+
+static void j_dedup_put(chan *c, const dedup *d)
+{
+    mem_engine *me = c->eng;
+    if (me->kv == NULL)
+        return;
+    char k[SL_CHANNEL_ID_MAX + SL__IDEMPOTENCY_KEY_MAX + 2], v[17];
+    size_t kl = key_name(k, c->info.id, d->key);
     v[0] = J_VERSION;
-    memcpy(v + 1, &r->cursor, 8);
-    j_check(me, me->kv->ops->put(me->kv, SL__KV_CURSORS, k, kl, v, 9));
+    memcpy(v + 1, &d->seq, 8);
+    memcpy(v + 9, &d->expires, 8);
+    j_check(me, me->kv->ops->put(me->kv, SL__KV_DEDUP, k, kl, v, 17));
+}
+
+static void j_dedup_del(chan *c, const char *key)
+{
+    mem_engine *me = c->eng;
+    if (me->kv == NULL)
+        return;
+    char k[SL_CHANNEL_ID_MAX + SL__IDEMPOTENCY_KEY_MAX + 2];
+    size_t kl = key_name(k, c->info.id, key);
+    j_check(me, me->kv->ops->del(me->kv, SL__KV_DEDUP, k, kl));
 }
 
 static json_t *info_to_json(const sl_channel_info *i)
 {
-    return json_pack("{s:i, s:s, s:s, s:s, s:s, s:i, s:i, s:i, s:f, s:I, s:I, s:I, s:f, s:b, s:b}",
-                     "v", 1, "id", i->id, "name", i->name, "description", i->description,
-                     "dead_letter", i->dead_letter, "kind", (int)i->kind, "visibility",
-                     (int)i->visibility, "mode", (int)i->mode, "claim_timeout", i->claim_timeout,
-                     "max_attempts", (json_int_t)i->max_attempts, "max_messages",
-                     (json_int_t)i->max_messages, "retention_max_count",
-                     (json_int_t)i->retention_max_count, "retention_max_age", i->retention_max_age,
-                     "presence", i->presence, "join_leave", i->join_leave);
+    json_t *backoff = json_array();
+    for (size_t k = 0; backoff && k < i->nbackoff && k < SL_BACKOFF_MAX; k++)
+        json_array_append_new(backoff, json_real(i->backoff[k]));
+    json_t *o = json_pack(
+        "{s:i, s:s, s:s, s:s, s:s, s:i, s:i, s:i, s:f, s:I, s:I, s:I, s:f, s:b, s:b}", "v", 1, "id",
+        i->id, "name", i->name, "description", i->description, "dead_letter", i->dead_letter,
+        "kind", (int)i->kind, "visibility", (int)i->visibility, "mode", (int)i->mode,
+        "claim_timeout", i->claim_timeout, "max_attempts", (json_int_t)i->max_attempts,
+        "max_messages", (json_int_t)i->max_messages, "retention_max_count",
+        (json_int_t)i->retention_max_count, "retention_max_age", i->retention_max_age, "presence",
+        i->presence, "join_leave", i->join_leave);
+    /* Added later, so optional when read back. */
+    if (o && backoff && json_object_set_new(o, "backoff", backoff) == 0 &&
+        json_object_set_new(o, "dedup_window", json_real(i->dedup_window)) == 0 &&
+        json_object_set_new(o, "cursor_idle_timeout", json_real(i->cursor_idle_timeout)) == 0)
+        return o;
+    json_decref(o);
+    if (o == NULL)
+        json_decref(backoff);
+    return NULL;
 }
 
 static void j_chan_put(chan *c)
@@ -1271,6 +1637,7 @@ static void j_chan_drop(mem_engine *me, const char *id)
     j_prefix_del(me, SL__KV_MESSAGES, id);
     j_prefix_del(me, SL__KV_CLAIMS, id);
     j_prefix_del(me, SL__KV_CURSORS, id);
+    j_prefix_del(me, SL__KV_DEDUP, id);
     char sk[SL_CHANNEL_ID_MAX + 5];
     int skl = snprintf(sk, sizeof sk, "seq:%s", id);
     j_check(me, me->kv->ops->del(me->kv, SL__KV_META, sk, (size_t)skl));
@@ -1306,16 +1673,24 @@ static int info_from_json(const char *v, size_t len, sl_channel_info *i)
     const char *id = NULL, *name = NULL, *desc = NULL, *dl = NULL;
     int kind = 0, vis = 0, mode = 0, presence = 0, join_leave = 0, ver = 0;
     json_int_t max_attempts = 0, max_messages = 0, rcount = 0;
-    double claim_timeout = 0, rage = 0;
-    int rc = json_unpack(
-        o, "{s:i, s:s, s:s, s:s, s:s, s:i, s:i, s:i, s:F, s:I, s:I, s:I, s:F, s:b, s:b}", "v", &ver,
-        "id", &id, "name", &name, "description", &desc, "dead_letter", &dl, "kind", &kind,
-        "visibility", &vis, "mode", &mode, "claim_timeout", &claim_timeout, "max_attempts",
-        &max_attempts, "max_messages", &max_messages, "retention_max_count", &rcount,
-        "retention_max_age", &rage, "presence", &presence, "join_leave", &join_leave);
-    if (rc != 0 || ver != 1 || !sl_channel_id_valid(id, strlen(id)) || kind < 0 || kind > 1 ||
-        vis < 0 || vis > 1 || mode < 0 || mode > SL_MODE_TOKEN || max_attempts < 0 ||
-        max_messages < 0 || rcount < 0) {
+    double claim_timeout = 0, rage = 0, dwin = 0, idle = 0;
+    json_t *backoff = NULL;
+    int rc = json_unpack(o,
+                         "{s:i, s:s, s:s, s:s, s:s, s:i, s:i, s:i, s:F, s:I, s:I, s:I, s:F, s:b, "
+                         "s:b, s?o, s?F, s?F}",
+                         "v", &ver, "id", &id, "name", &name, "description", &desc, "dead_letter",
+                         &dl, "kind", &kind, "visibility", &vis, "mode", &mode, "claim_timeout",
+                         &claim_timeout, "max_attempts", &max_attempts, "max_messages",
+                         &max_messages, "retention_max_count", &rcount, "retention_max_age", &rage,
+                         "presence", &presence, "join_leave", &join_leave, "backoff", &backoff,
+                         "dedup_window", &dwin, "cursor_idle_timeout", &idle);
+    size_t nb = backoff ? json_array_size(backoff) : 0;
+    for (size_t k = 0; k < nb; k++)
+        if (!json_is_number(json_array_get(backoff, k)))
+            rc = -1;
+    if (rc != 0 || ver != 1 || (backoff && !json_is_array(backoff)) || nb > SL_BACKOFF_MAX ||
+        !sl_channel_id_valid(id, strlen(id)) || kind < 0 || kind > 1 || vis < 0 || vis > 1 ||
+        mode < 0 || mode > SL_MODE_TOKEN || max_attempts < 0 || max_messages < 0 || rcount < 0) {
         json_decref(o);
         return SL_EFORMAT;
     }
@@ -1334,7 +1709,12 @@ static int info_from_json(const char *v, size_t len, sl_channel_info *i)
         .retention_max_age = rage,
         .presence = presence,
         .join_leave = join_leave,
+        .nbackoff = nb,
+        .dedup_window = dwin,
+        .cursor_idle_timeout = idle,
     };
+    for (size_t k = 0; k < nb; k++)
+        tmp.backoff[k] = json_number_value(json_array_get(backoff, k));
     rc = sl__channel_info_copy(i, &tmp);
     json_decref(o);
     return rc;
@@ -1379,13 +1759,16 @@ static int load_message(void *ud, const void *k, size_t kl, const void *v, size_
     chan *c = l->c;
     uint64_t seq = key_seq_of(c, k, kl);
     const unsigned char *b = v;
-    if (seq == 0 || vl < 10 || b[0] != J_VERSION ||
+    size_t head = vl > 0 && b[0] == J_MSG_VERSION ? 18 : 10;
+    if (seq == 0 || vl < head || (b[0] != J_VERSION && b[0] != J_MSG_VERSION) ||
         (c->ix.hi > c->ix.lo && seq <= c->ix.a[c->ix.hi - 1].seq))
         return bad(l, SL__KV_MESSAGES, "a message it cannot read");
     sl_message m = {0};
     memcpy(&m.timestamp, b + 1, 8);
-    unsigned flags = b[9];
-    size_t off = 10;
+    if (head == 18)
+        memcpy(&m.expires_at, b + 9, 8);
+    unsigned flags = b[head - 1];
+    size_t off = head;
     char *owned[NFIELDS] = {0};
     int rc = SL_OK;
     for (size_t f = 0; f < NFIELDS && rc == SL_OK; f++) {
@@ -1437,7 +1820,10 @@ static int load_claim(void *ud, const void *k, size_t kl, const void *v, size_t 
     msg *m = c->ix.a[p].m;
     memcpy(&m->attempt, b + 1, 4);
     memcpy(&m->when, b + 5, 8);
-    if (vl > 13 && m->when > l->now) {
+    /* A lease that ran out while the server was down: released, after the backoff step. */
+    if (vl > 13 && !(m->when > l->now)) {
+        m->when += backoff_for(c, m->attempt);
+    } else if (vl > 13) {
         char name[SL_PRINCIPAL_MAX + 1];
         memcpy(name, b + 13, vl - 13);
         name[vl - 13] = '\0';
@@ -1458,7 +1844,8 @@ static int load_cursor(void *ud, const void *k, size_t kl, const void *v, size_t
     chan *c = l->c;
     size_t n = strlen(c->info.id);
     const unsigned char *b = v;
-    if (kl <= n + 1 || kl - n - 1 > SL_PRINCIPAL_MAX || vl != 9 || b[0] != J_VERSION)
+    int v2 = vl == 17 && b[0] == J_CURSOR_VERSION;
+    if (kl <= n + 1 || kl - n - 1 > SL_PRINCIPAL_MAX || (!v2 && (vl != 9 || b[0] != J_VERSION)))
         return bad(l, SL__KV_CURSORS, "a cursor it cannot read");
     char name[SL_PRINCIPAL_MAX + 1];
     memcpy(name, (const char *)k + n + 1, kl - n - 1);
@@ -1467,6 +1854,61 @@ static int load_cursor(void *ud, const void *k, size_t kl, const void *v, size_t
     if (reader_get(c, name, &r) != SL_OK)
         return sl_status_set(l->st, SL_ENOMEM, NULL);
     memcpy(&r->cursor, b + 1, 8);
+    r->used = l->now; /* version 1 did not say: idle from now on */
+    if (v2)
+        memcpy(&r->used, b + 9, 8);
+    r->jused = r->used;
+    return SL_OK;
+}
+
+static int load_dedup(void *ud, const void *k, size_t kl, const void *v, size_t vl)
+{
+    loader *l = ud;
+    chan *c = l->c;
+    size_t n = strlen(c->info.id);
+    const unsigned char *b = v;
+    if (kl <= n + 1 || kl - n - 1 > SL__IDEMPOTENCY_KEY_MAX || vl != 17 || b[0] != J_VERSION ||
+        memchr((const char *)k + n + 1, '\0', kl - n - 1))
+        return bad(l, SL__KV_DEDUP, "an idempotency key it cannot read");
+    char key[SL__IDEMPOTENCY_KEY_MAX + 1];
+    memcpy(key, (const char *)k + n + 1, kl - n - 1);
+    key[kl - n - 1] = '\0';
+    uint64_t seq;
+    double expires;
+    memcpy(&seq, b + 1, 8);
+    memcpy(&expires, b + 9, 8);
+    if (!(expires > l->now)) /* its window passed while the server was down */
+        return SL_OK;
+    if (dedup_add(c, key, seq, expires, 0) != SL_OK)
+        return sl_status_set(l->st, SL_ENOMEM, NULL);
+    return SL_OK;
+}
+
+static int cmp_dedup(const void *a, const void *b)
+{
+    double x = (*(dedup *const *)a)->expires, y = (*(dedup *const *)b)->expires;
+    return (x > y) - (x < y);
+}
+
+/* Keys load in key order; forgetting them wants expiry order. */
+static int dedup_sort(chan *c)
+{
+    size_t n = c->dedup ? sl__map_size(c->dedup) : 0;
+    if (n < 2)
+        return SL_OK;
+    dedup **v = malloc(n * sizeof *v);
+    if (v == NULL)
+        return SL_ENOMEM;
+    size_t k = 0;
+    for (dedup *d = c->dd_head; d && k < n; d = d->next)
+        v[k++] = d;
+    qsort(v, k, sizeof *v, cmp_dedup);
+    for (size_t i = 0; i + 1 < k; i++)
+        v[i]->next = v[i + 1];
+    v[k - 1]->next = NULL;
+    c->dd_head = v[0];
+    c->dd_tail = v[k - 1];
+    free(v);
     return SL_OK;
 }
 
@@ -1501,6 +1943,10 @@ static int load_one(void *ud, const char *key, void *value)
         rc = kv->ops->scan(kv, SL__KV_CLAIMS, prefix, plen, load_claim, l);
     if (rc == SL_OK && !is_queue(c))
         rc = kv->ops->scan(kv, SL__KV_CURSORS, prefix, plen, load_cursor, l);
+    if (rc == SL_OK)
+        rc = kv->ops->scan(kv, SL__KV_DEDUP, prefix, plen, load_dedup, l);
+    if (rc == SL_OK && dedup_sort(c) != SL_OK)
+        rc = sl_status_set(l->st, SL_ENOMEM, NULL);
     if (rc != SL_OK)
         return rc;
     if (is_queue(c)) {

@@ -955,6 +955,46 @@ def test_queue_rpc(make_server, tmp_path):
     run(go())
 
 
+def test_queue_rpc_features(make_server, tmp_path):
+    """docs/QUEUES.md over rpc: the write envelope, idempotency keys, delays, extend, terminate."""
+    s = start(make_server, tmp_path, TOPICS)
+
+    def rpc(method, data):
+        return {"method": method, "data": {"channel": "jobs", **data}}
+
+    async def go():
+        async with session(s, s.token("worker", role="write")) as w, \
+                session(s, s.token("viewer", role="read")) as ro:
+            r = await w.ok("rpc", rpc("queue.write", {"data": {"t": 1}, "idempotency_key": "k1",
+                                                      "metadata": {"trace": "x"},
+                                                      "correlation_id": "c-1", "ttl": 3600}))
+            assert r["data"]["duplicate"] is False, r
+            mid = r["data"]["id"]
+            r = await w.ok("rpc", rpc("queue.write", {"data": {"t": 1}, "idempotency_key": "k1"}))
+            assert r["data"] == {"id": mid, "duplicate": True}, r
+            r = await w.ok("rpc", rpc("queue.write", {"data": {"t": 2}, "delay": 3600}))
+            r = await w.ok("rpc", rpc("queue.claim", {"limit": 10}))
+            [m] = r["data"]["messages"]  # the delayed one waits an hour
+            assert m["id"] == mid and m["metadata"] == {"trace": "x"}, m
+            assert m["correlation_id"] == "c-1" and m["expires_at"] > time.time(), m
+            r = await w.ok("rpc", rpc("queue.extend", {"ids": [mid], "seconds": 600}))
+            assert r["data"] == {"extended": 1}, r
+            e = await ro.err("rpc", rpc("queue.extend", {"ids": [mid]}))
+            assert e["code"] == 103, e
+            e = await ro.err("rpc", rpc("queue.terminate", {"ids": [mid]}))
+            assert e["code"] == 103, e
+            r = await w.ok("rpc", rpc("queue.terminate", {"ids": [mid], "reason": "poison"}))
+            assert r["data"] == {"terminated": 1}, r
+            r = await w.ok("rpc", rpc("queue.ack", {"ids": [mid]}))
+            assert r["data"] == {"acknowledged": 0}, r
+            # Malformed options are refused before anything is stored.
+            for bad in ({"data": 1, "delay": "soon"}, {"data": 1, "metadata": [1]},
+                        {"data": 1, "idempotency_key": 5}):
+                await w.err("rpc", rpc("queue.write", bad))
+            await w.err("rpc", rpc("queue.extend", {"ids": [mid], "seconds": "x"}))
+    run(go())
+
+
 def test_presence_join_leave(make_server, tmp_path):
     s = start(make_server, tmp_path, TOPICS + "[channel room]\nkind = topic\npresence = true\n"
               "join_leave = true\n")

@@ -260,6 +260,107 @@ static void test_bad_input(void **state)
     sl_ctx_free(ctx);
 }
 
+/* docs/QUEUES.md through the C API with a pinned clock: batches with idempotency keys, delayed
+ * delivery, TTL, backoff, extend and terminate, each authorised like acknowledging. */
+static void test_queue_features(void **state)
+{
+    (void)state;
+    sl_ctx *ctx = new_ctx(SL_MODE_ACL);
+    sl_status st;
+    sl_channel_opts o;
+    sl_channel_opts_init(&o);
+    o.claim_timeout = 30;
+    o.backoff[0] = 10;
+    o.nbackoff = 1;
+    assert_int_equal(sl_channel_create(ctx, NULL, "jobs", &o, &st), SL_OK);
+    assert_int_equal(sl_acl_grant(ctx, NULL, "w", SL_ROLE_WRITE, NULL, 0, &st), SL_OK);
+    assert_int_equal(sl_acl_grant(ctx, NULL, "r", SL_ROLE_READ, NULL, 0, &st), SL_OK);
+    sl_identity w, r;
+    sl_identity_local(&w, "w");
+    sl_identity_local(&r, "r");
+
+    sl_write batch[4] = {
+        {.data = "1", .data_len = 1, .idempotency_key = "a"},
+        {.data = "2", .data_len = 1, .idempotency_key = "a"},
+        {.data = "3", .data_len = 1, .delay = 100},
+        {.data = "4", .data_len = 1, .ttl = 5, .correlation_id = "c"},
+    };
+    char ids[4][SL_ITEM_ID_SIZE];
+    size_t dups = 9, n;
+    assert_int_equal(sl_channel_write_batch(ctx, &w, "jobs", batch, 4, ids, &dups, &st), SL_OK);
+    assert_int_equal(dups, 1);
+    assert_string_equal(ids[0], ids[1]);
+    sl_channel_info info;
+    assert_int_equal(sl_channel_info_get(ctx, NULL, "jobs", &info, &st), SL_OK);
+    assert_int_equal(info.depth, 3);
+    assert_int_equal(info.nbackoff, 1);
+    assert_true(info.dedup_window == 120 && info.cursor_idle_timeout == 86400);
+    sl_channel_info_clear(&info);
+    /* Bad options refuse the whole batch. */
+    sl_write bad = {.data = "1", .data_len = 1, .ttl = -1};
+    assert_int_equal(sl_channel_write_batch(ctx, &w, "jobs", &bad, 1, NULL, NULL, &st), SL_EINVAL);
+    bad = (sl_write){.data = "1", .data_len = 1, .idempotency_key = ""};
+    assert_int_equal(sl_channel_write_batch(ctx, &w, "jobs", &bad, 1, NULL, NULL, &st), SL_EINVAL);
+    assert_int_equal(sl_channel_write_batch(ctx, &r, "jobs", batch, 1, NULL, NULL, &st),
+                     SL_EFORBIDDEN);
+
+    /* "3" waits 100 s; "1" and "4" are claimable. */
+    sl_message_list l;
+    sl_read rd = {.limit = 10, .exclusive = 1};
+    assert_int_equal(sl_channel_read(ctx, &w, "jobs", &rd, &l, &st), SL_OK);
+    assert_int_equal(l.len, 2);
+    assert_string_equal(l.items[1].correlation_id, "c");
+    assert_true(l.items[1].expires_at == 1005);
+    const char *first[] = {l.items[0].id}, *second[] = {l.items[1].id};
+    /* Extend: the holder only, write role, bounded. */
+    assert_int_equal(sl_channel_extend(ctx, &r, "jobs", first, 1, 0, &n, &st), SL_EFORBIDDEN);
+    assert_string_equal(st.message, "'r' is not authorised to extend leases on channel 'jobs'.");
+    assert_int_equal(sl_channel_extend(ctx, &w, "jobs", first, 1, 1e6, &n, &st), SL_EINVAL);
+    assert_int_equal(sl_channel_extend(ctx, &w, "jobs", first, 1, 600, &n, &st), SL_OK);
+    assert_int_equal(n, 1);
+    /* Terminate: dead-lettered with the reason, never back. */
+    assert_int_equal(sl_channel_terminate(ctx, &r, "jobs", second, 1, "x", &n, &st), SL_EFORBIDDEN);
+    assert_int_equal(sl_channel_terminate(ctx, &w, "jobs", second, 1, "bad", &n, &st), SL_OK);
+    assert_int_equal(n, 1);
+    sl_message_list_free(&l);
+    assert_int_equal(sl_channel_info_get(ctx, NULL, "jobs.dead", &info, &st), SL_OK);
+    assert_int_equal(info.depth, 1);
+    sl_channel_info_clear(&info);
+    sl_message_list dl;
+    assert_int_equal(sl_channel_read(ctx, &w, "jobs.dead", &rd, &dl, &st), SL_OK);
+    assert_int_equal(dl.len, 1);
+    assert_string_equal(dl.items[0].dead_reason, "bad");
+    sl_message_list_free(&dl);
+
+    /* At 1100 "3" is due; "1" is still leased (extended to 1600). A nack without a delay uses
+     * the backoff: 10 s. */
+    pinned_now = 1100;
+    assert_int_equal(sl_channel_read(ctx, &w, "jobs", &rd, &l, &st), SL_OK);
+    assert_int_equal(l.len, 1);
+    assert_string_equal(l.items[0].data, "3");
+    const char *third[] = {l.items[0].id};
+    assert_int_equal(sl_channel_nack(ctx, &w, "jobs", third, 1, 0, &n, &st), SL_OK);
+    sl_message_list_free(&l);
+    pinned_now = 1109;
+    assert_int_equal(sl_channel_read(ctx, &w, "jobs", &rd, &l, &st), SL_OK);
+    assert_int_equal(l.len, 0);
+    sl_message_list_free(&l);
+    pinned_now = 1110;
+    assert_int_equal(sl_channel_read(ctx, &w, "jobs", &rd, &l, &st), SL_OK);
+    assert_int_equal(l.len, 1);
+    sl_message_list_free(&l);
+
+    /* Topics: no delays; extend and terminate are queue operations. */
+    sl_channel_opts_init(&o);
+    o.kind = SL_KIND_TOPIC;
+    assert_int_equal(sl_channel_create(ctx, NULL, "news", &o, &st), SL_OK);
+    sl_write late = {.data = "1", .data_len = 1, .delay = 5};
+    assert_int_equal(sl_channel_write_batch(ctx, &w, "news", &late, 1, NULL, NULL, &st), SL_EKIND);
+    assert_int_equal(sl_channel_extend(ctx, &w, "news", first, 1, 0, &n, &st), SL_EKIND);
+    assert_int_equal(sl_channel_terminate(ctx, &w, "news", first, 1, NULL, &n, &st), SL_EKIND);
+    sl_ctx_free(ctx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -269,6 +370,7 @@ int main(void)
         cmocka_unit_test(test_dead_letters),
         cmocka_unit_test(test_visibility_and_kinds),
         cmocka_unit_test(test_bad_input),
+        cmocka_unit_test(test_queue_features),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

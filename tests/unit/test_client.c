@@ -94,7 +94,8 @@ static const char messages_body[] =
     "\"metadata\":{\"trace\":\"t-1\"},\"correlation_id\":\"c-1\",\"reply_to\":\"replies\","
     "\"recipient_id\":null,\"attempt\":2,\"claim_expires_at\":1700000300.5},"
     "{\"id\":\"m2\",\"timestamp\":1700000001,\"sender_id\":null,\"content\":{\"data\":\"hi\"},"
-    "\"metadata\":{},\"correlation_id\":null,\"reply_to\":null,\"recipient_id\":\"bob\"},"
+    "\"metadata\":{},\"correlation_id\":null,\"reply_to\":null,\"recipient_id\":\"bob\","
+    "\"dead_reason\":\"expired\",\"expires_at\":1700000900.5},"
     "{\"id\":\"m3\",\"timestamp\":1700000002,\"content\":{\"data\":42}},"
     "{\"id\":\"m4\",\"content\":{\"d\\u0061ta\":1,\"data\" : {\"a\":1,\"a\":2, \"x\":0.1} },"
     "\"metadata\": {\"k\":\"v\",\"k\":1e2}}"
@@ -125,6 +126,10 @@ static void test_parse_messages(void **state)
     assert_null(m->metadata); /* empty object: none */
     assert_string_equal(m->recipient_id, "bob");
     assert_int_equal(m->attempt, 0);
+    assert_string_equal(m->dead_reason, "expired");
+    assert_true(m->expires_at == 1700000900.5);
+    assert_null(l.items[0].dead_reason);
+    assert_true(l.items[0].expires_at == 0);
     assert_string_equal(l.items[2].data, "42");
     /* Duplicate keys and numbers as written (a parse would keep one "a" and print 0.1 as
      * 0.10000000000000001); the key is matched as the server writes it, not through escapes. */

@@ -35,7 +35,10 @@ static void test_full(void **state)
                        "name = Job Queue\n"
                        "claim_timeout = 60\n"
                        "max_attempts = 5\n"
+                       "backoff = 1, 5,30 ,300\n"
+                       "dedup_window = 600\n"
                        "[channel news]\n"
+                       "cursor_idle_timeout = 3600\n"
                        "kind = topic\n"
                        "visibility = private\n"
                        "retention_max_count = 100\n"
@@ -56,6 +59,10 @@ static void test_full(void **state)
     assert_true(c.channels[0].opts.claim_timeout == 60);
     assert_int_equal(c.channels[0].opts.max_attempts, 5);
     assert_int_equal(c.channels[0].opts.visibility, SL_VIS_PUBLIC);
+    assert_int_equal(c.channels[0].opts.nbackoff, 4);
+    assert_true(c.channels[0].opts.backoff[1] == 5 && c.channels[0].opts.backoff[3] == 300);
+    assert_true(c.channels[0].opts.dedup_window == 600);
+    assert_true(c.channels[1].opts.cursor_idle_timeout == 3600);
     assert_int_equal(c.channels[1].opts.kind, SL_KIND_TOPIC);
     assert_int_equal(c.channels[1].opts.visibility, SL_VIS_PRIVATE);
     assert_int_equal(c.ngrants, 1);
@@ -78,6 +85,12 @@ static void test_errors_name_file_and_line(void **state)
         {"[channel a/b]\n", "test.conf:1: invalid channel id 'a/b'"},
         {"[channel q]\nkind = stream\n", "test.conf:2: kind must be queue or topic"},
         {"[channel q]\nmax_attempts = -1\n", "test.conf:2: max_attempts must be 0..1000000"},
+        {"[channel q]\nbackoff = 1, x\n",
+         "test.conf:2: backoff must be at most 16 comma-separated seconds"},
+        {"[channel q]\nbackoff = 1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1\n",
+         "test.conf:2: backoff must be at most 16 comma-separated seconds"},
+        {"[channel q]\ndedup_window = -1\n",
+         "test.conf:2: dedup_window must be a number of seconds"},
         {"[acl bob]\nrole = root\n", "test.conf:2: role must be read, write or admin"},
         {"[acl bob]\nchannels = a.**.b\n", "test.conf:2: invalid channel pattern 'a.**.b'"},
         {"[acl bob]\n", "test.conf: [acl bob] has no role"},

@@ -4,7 +4,9 @@
  * allocation failing in turn to check that SL_ENOMEM leaves the engine consistent and leak-free.
  * Sanitised builds do not compile that test in at all; CMake builds this file a second time without
  * sanitizers (unit.test_mem_engine_oom), so CI runs it rather than skipping it.
- * Also covers the string map and the message copy helpers the engine builds on. */
+ * Also covers the string map and the message copy helpers the engine builds on, and the queue
+ * features of docs/QUEUES.md (extend, terminate, backoff, delays, TTL, idempotency keys, idle
+ * cursors), journaled through an in-memory kv and loaded back. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -1026,6 +1028,29 @@ static void check_topic(void)
     assert_int_equal(depth("t"), 2);
 }
 
+static char term_id[32];
+
+static int op_terminate(void)
+{
+    const char *ids[] = {term_id};
+    sl__eop op = {.kind = SL__EOP_TERMINATE,
+                  .channel = "q",
+                  .reader = "t",
+                  .ids = ids,
+                  .nids = 1,
+                  .reason = "r",
+                  .now = 1000};
+    int rc = sl__engine_call(E, &op);
+    sl__eop_clear(&op);
+    return rc;
+}
+
+static void check_terminate(void)
+{
+    assert_int_equal(depth("q"), 44);
+    assert_int_equal(ack1("q", "v", term_id, 1000), 0);
+}
+
 static void test_out_of_memory(void **state)
 {
     (void)state;
@@ -1069,6 +1094,13 @@ static void test_out_of_memory(void **state)
         }
     }
     assert_int_equal(depth("q"), 44);
+    /* Terminate copies its dead letters before it changes anything. */
+    sl_message_list l;
+    assert_int_equal(claim("q", "t", 1, 1000, &l), 1);
+    strcpy(term_id, l.items[0].id);
+    sl_message_list_free(&l);
+    with_failures(op_terminate, check_terminate);
+    assert_int_equal(depth("q"), 43);
     /* Whatever stayed was reachable: dropping the channels returns every block. */
     assert_int_equal(eng_drop(E, "q"), SL_OK);
     assert_int_equal(eng_drop(E, "t"), SL_OK);
@@ -1076,6 +1108,564 @@ static void test_out_of_memory(void **state)
     assert_int_equal(live_blocks, base);
 }
 #endif
+
+/* ---- queue features: leases, terminate, backoff, delays, TTL, idempotency, cursors ----------- */
+
+static int eng_extend(const char *ch, const char *reader, const char *id, double seconds,
+                      double now, size_t *count)
+{
+    sl__eop op = {.kind = SL__EOP_EXTEND,
+                  .channel = ch,
+                  .reader = reader,
+                  .ids = &id,
+                  .nids = 1,
+                  .delay = seconds,
+                  .now = now};
+    int rc = sl__engine_call(E, &op);
+    *count = op.count;
+    return rc;
+}
+
+/* Terminates one message; *dead receives what went to the dead letter. */
+static int eng_terminate(const char *ch, const char *reader, const char *const *ids, size_t n,
+                         const char *reason, double now, size_t *count, sl_message_list *dead)
+{
+    sl__eop op = {.kind = SL__EOP_TERMINATE,
+                  .channel = ch,
+                  .reader = reader,
+                  .ids = ids,
+                  .nids = n,
+                  .reason = reason,
+                  .dead_letter = "q.dead",
+                  .now = now};
+    int rc = sl__engine_call(E, &op);
+    *count = op.count;
+    *dead = op.dead;
+    return rc;
+}
+
+/* Appends with the delivery options; dup (may be NULL) says whether the key repeated. */
+static int put_opts(const char *ch, const char *data, double now, double not_before,
+                    double expires_at, const char *key, char *id, int *dup)
+{
+    sl_message m = {.timestamp = now,
+                    .sender_id = (char *)"s",
+                    .data = (char *)data,
+                    .not_before = not_before,
+                    .expires_at = expires_at};
+    char ids[1][SL__MSGID_LEN + 1];
+    unsigned char dups[1] = {9};
+    const char *keys[1] = {key};
+    sl__eop op = {.kind = SL__EOP_APPEND,
+                  .channel = ch,
+                  .msgs = &m,
+                  .nmsgs = 1,
+                  .now = now,
+                  .ids_out = ids,
+                  .keys = key ? keys : NULL,
+                  .dups = dups};
+    int rc = sl__engine_call(E, &op);
+    if (rc == SL_OK && id)
+        strcpy(id, ids[0]);
+    if (rc == SL_OK && dup)
+        *dup = dups[0];
+    return rc;
+}
+
+static sl_message_list claim_dl(const char *ch, const char *reader, size_t limit, double now,
+                                sl_message_list *out)
+{
+    sl__eop op = {.kind = SL__EOP_CLAIM,
+                  .channel = ch,
+                  .reader = reader,
+                  .limit = limit,
+                  .max_bytes = SIZE_MAX,
+                  .dead_letter = "q.dead",
+                  .now = now};
+    assert_int_equal(sl__engine_call(E, &op), SL_OK);
+    *out = op.list;
+    return op.dead;
+}
+
+static void test_extend(void **state)
+{
+    (void)state;
+    create("q", SL_KIND_QUEUE); /* claim_timeout 30 */
+    char id[32];
+    size_t n;
+    assert_int_equal(put("q", "1", 1000, id), SL_OK);
+    assert_int_equal(claim_n("q", "a", 1, 1000), 1); /* lease until 1030 */
+    assert_int_equal(eng_extend("q", "b", id, 0, 1020, &n), SL_OK);
+    assert_int_equal(n, 0); /* not b's claim */
+    assert_int_equal(eng_extend("q", "a", id, 0, 1020, &n), SL_OK);
+    assert_int_equal(n, 1); /* now until 1050: claim_timeout from now */
+    assert_int_equal(claim_n("q", "b", 1, 1040), 0);
+    assert_int_equal(eng_extend("q", "a", id, 100, 1045, &n), SL_OK);
+    assert_int_equal(n, 1); /* until 1145 */
+    assert_int_equal(claim_n("q", "b", 1, 1144), 0);
+    assert_int_equal(ack1("q", "a", id, 1144), 1);
+    /* A lease that already ran out cannot be extended. */
+    assert_int_equal(put("q", "2", 1200, id), SL_OK);
+    assert_int_equal(claim_n("q", "a", 1, 1200), 1);
+    assert_int_equal(eng_extend("q", "a", id, 0, 1230, &n), SL_OK);
+    assert_int_equal(n, 0);
+    assert_int_equal(claim_n("q", "b", 1, 1230), 1);
+}
+
+static void test_terminate(void **state)
+{
+    (void)state;
+    create("q", SL_KIND_QUEUE);
+    char ids[2][32];
+    assert_int_equal(put("q", "bad", 1000, ids[0]), SL_OK);
+    assert_int_equal(put("q", "good", 1000, ids[1]), SL_OK);
+    assert_int_equal(claim_n("q", "a", 2, 1000), 2);
+    const char *v[] = {ids[0], ids[0]};
+    size_t n;
+    sl_message_list dead;
+    /* Only the holder; the same id twice counts once. */
+    assert_int_equal(eng_terminate("q", "b", v, 1, "nope", 1001, &n, &dead), SL_OK);
+    assert_int_equal(n, 0);
+    sl_message_list_free(&dead);
+    assert_int_equal(eng_terminate("q", "a", v, 2, "cannot parse", 1001, &n, &dead), SL_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(dead.len, 1);
+    assert_string_equal(dead.items[0].data, "bad");
+    assert_string_equal(dead.items[0].dead_reason, "cannot parse");
+    sl_message_list_free(&dead);
+    assert_int_equal(depth("q"), 1);
+    assert_int_equal(depth("q.dead"), 1);
+    /* Never redelivered, even after its lease would have run out. */
+    assert_int_equal(ack1("q", "a", ids[0], 1002), 0);
+    assert_int_equal(nack1("q", "a", ids[1], 0, 1002), 1);
+    sl_message_list l;
+    assert_int_equal(claim("q", "c", 10, 5000, &l), 1);
+    assert_string_equal(datas(&l), "good");
+    sl_message_list_free(&l);
+    /* The dead letter carries the reason to whoever reads the dead-letter queue. */
+    assert_int_equal(claim("q.dead", "ops", 10, 5000, &l), 1);
+    assert_string_equal(l.items[0].data, "bad");
+    assert_string_equal(l.items[0].dead_reason, "cannot parse");
+    sl_message_list_free(&l);
+    /* Without a reason: "terminated". */
+    assert_int_equal(eng_terminate("q", "c", v, 0, NULL, 5001, &n, &dead), SL_OK);
+    assert_int_equal(n, 0);
+    sl_message_list_free(&dead);
+}
+
+static void test_backoff(void **state)
+{
+    (void)state;
+    sl_channel_info info = chan_info("q", SL_KIND_QUEUE); /* claim_timeout 30 */
+    info.backoff[0] = 10;
+    info.backoff[1] = 60;
+    info.nbackoff = 2;
+    assert_int_equal(eng_create(E, &info), SL_OK);
+    char id[32];
+    assert_int_equal(put("q", "1", 1000, id), SL_OK);
+    assert_int_equal(claim_n("q", "a", 1, 1000), 1);
+    /* A nack without a delay of its own waits backoff[0] after attempt 1. */
+    assert_int_equal(nack1("q", "a", id, 0, 1001), 1);
+    assert_int_equal(claim_n("q", "a", 1, 1010.9), 0);
+    sl_message_list l;
+    assert_int_equal(claim("q", "a", 1, 1011, &l), 1);
+    assert_int_equal(l.items[0].attempt, 2);
+    sl_message_list_free(&l);
+    /* An expired lease (1041) waits backoff[1]: claimable from 1101. */
+    assert_int_equal(claim_n("q", "b", 1, 1041), 0);
+    assert_int_equal(claim_n("q", "b", 1, 1100.5), 0);
+    assert_int_equal(claim("q", "b", 1, 1101, &l), 1);
+    assert_int_equal(l.items[0].attempt, 3);
+    sl_message_list_free(&l);
+    /* The last step repeats; an explicit delay wins over the backoff. */
+    assert_int_equal(nack1("q", "b", id, 0, 1102), 1);
+    assert_int_equal(claim_n("q", "b", 1, 1161), 0);
+    assert_int_equal(claim_n("q", "b", 1, 1162), 1);
+    assert_int_equal(nack1("q", "b", id, 2, 1163), 1);
+    assert_int_equal(claim_n("q", "b", 1, 1165), 1);
+}
+
+static void test_delayed(void **state)
+{
+    (void)state;
+    create("q", SL_KIND_QUEUE);
+    char late[32];
+    assert_int_equal(put_opts("q", "late", 1000, 1100, 0, NULL, late, NULL), SL_OK);
+    assert_int_equal(put("q", "now", 1000, NULL), SL_OK);
+    assert_int_equal(depth("q"), 2);
+    sl_message_list l;
+    assert_int_equal(claim("q", "a", 10, 1000, &l), 1);
+    assert_string_equal(datas(&l), "now");
+    assert_int_equal(ack1("q", "a", l.items[0].id, 1000), 1);
+    sl_message_list_free(&l);
+    assert_int_equal(claim_n("q", "a", 10, 1099.9), 0);
+    assert_int_equal(claim("q", "a", 10, 1100, &l), 1);
+    assert_string_equal(l.items[0].id, late);
+    assert_int_equal(l.items[0].attempt, 1);
+    sl_message_list_free(&l);
+}
+
+static void test_ttl(void **state)
+{
+    (void)state;
+    create("q", SL_KIND_QUEUE);
+    char id[32];
+    assert_int_equal(put_opts("q", "short", 1000, 0, 1010, NULL, id, NULL), SL_OK);
+    assert_int_equal(put("q", "long", 1000, NULL), SL_OK);
+    sl_message_list l;
+    /* Past its TTL: never delivered, dead-lettered with the reason. */
+    sl_message_list dead = claim_dl("q", "a", 10, 1010, &l);
+    assert_string_equal(datas(&l), "long");
+    assert_int_equal(ack1("q", "a", l.items[0].id, 1010), 1);
+    assert_int_equal(dead.len, 1);
+    assert_string_equal(dead.items[0].id, id);
+    assert_string_equal(dead.items[0].dead_reason, "expired");
+    sl_message_list_free(&l);
+    sl_message_list_free(&dead);
+    assert_int_equal(depth("q"), 0);
+    assert_int_equal(claim("q.dead", "ops", 10, 5000, &l), 1); /* and does not expire there */
+    assert_string_equal(l.items[0].dead_reason, "expired");
+    assert_true(l.items[0].expires_at == 0);
+    sl_message_list_free(&l);
+    /* Before its TTL it is delivered, carrying its expiry. */
+    assert_int_equal(put_opts("q", "fresh", 2000, 0, 2100, NULL, NULL, NULL), SL_OK);
+    assert_int_equal(claim("q", "a", 10, 2000, &l), 1);
+    assert_true(l.items[0].expires_at == 2100);
+    sl_message_list_free(&l);
+
+    /* Topics: expired messages are skipped by reads and passed by cursors. */
+    create("t", SL_KIND_TOPIC);
+    assert_int_equal(put_opts("t", "1", 1000, 0, 1005, NULL, NULL, NULL), SL_OK);
+    assert_int_equal(put_opts("t", "2", 1000, 0, 0, NULL, NULL, NULL), SL_OK);
+    assert_int_equal(put_opts("t", "3", 1000, 0, 1005, NULL, NULL, NULL), SL_OK);
+    assert_string_equal(read_datas("t", "r", NULL, 10, 1004), "1,2,3");
+    assert_string_equal(read_datas("t", "s", NULL, 10, 1005), "2");
+    assert_string_equal(read_datas("t", "s", NULL, 10, 1005), "");
+}
+
+static void test_idempotent(void **state)
+{
+    (void)state;
+    create("q", SL_KIND_QUEUE); /* dedup_window 0: 120 s */
+    char a[32], b[32], c[32];
+    int dup = 9;
+    assert_int_equal(put_opts("q", "1", 1000, 0, 0, "order-7", a, &dup), SL_OK);
+    assert_int_equal(dup, 0);
+    assert_int_equal(put_opts("q", "1 again", 1119, 0, 0, "order-7", b, &dup), SL_OK);
+    assert_int_equal(dup, 1);
+    assert_string_equal(a, b);
+    assert_int_equal(depth("q"), 1);
+    /* Another key, or the same key in another channel, is another message. */
+    assert_int_equal(put_opts("q", "2", 1001, 0, 0, "order-8", c, &dup), SL_OK);
+    assert_int_equal(dup, 0);
+    assert_string_not_equal(a, c);
+    create("r", SL_KIND_QUEUE);
+    assert_int_equal(put_opts("r", "1", 1001, 0, 0, "order-7", NULL, &dup), SL_OK);
+    assert_int_equal(dup, 0);
+    /* Past the window the key is forgotten. */
+    assert_int_equal(put_opts("q", "1 later", 1120, 0, 0, "order-7", b, &dup), SL_OK);
+    assert_int_equal(dup, 0);
+    assert_string_not_equal(a, b);
+    assert_int_equal(depth("q"), 3);
+
+    /* Within one batch: the repeat gets the first one's id. */
+    sl_message m[3] = {{.timestamp = 2000, .data = (char *)"x"},
+                       {.timestamp = 2000, .data = (char *)"y"},
+                       {.timestamp = 2000, .data = (char *)"z"}};
+    const char *keys[3] = {"k", NULL, "k"};
+    char ids[3][SL__MSGID_LEN + 1];
+    unsigned char dups[3];
+    sl__eop op = {.kind = SL__EOP_APPEND,
+                  .channel = "q",
+                  .msgs = m,
+                  .nmsgs = 3,
+                  .now = 2000,
+                  .ids_out = ids,
+                  .keys = keys,
+                  .dups = dups};
+    assert_int_equal(sl__engine_call(E, &op), SL_OK);
+    assert_string_equal(ids[0], ids[2]);
+    assert_int_equal(dups[0] + 2 * dups[1] + 4 * dups[2], 4);
+    assert_int_equal(depth("q"), 5);
+}
+
+static void test_cursor_idle(void **state)
+{
+    (void)state;
+    sl_channel_info info = chan_info("t", SL_KIND_TOPIC);
+    info.cursor_idle_timeout = 100;
+    assert_int_equal(eng_create(E, &info), SL_OK);
+    assert_int_equal(put("t", "1", 1000, NULL), SL_OK);
+    assert_int_equal(put("t", "2", 1000, NULL), SL_OK);
+    assert_string_equal(read_datas("t", "busy", NULL, 10, 1000), "1,2");
+    assert_string_equal(read_datas("t", "idle", NULL, 10, 1000), "1,2");
+    /* busy keeps reading (even finding nothing); idle does not. */
+    assert_string_equal(read_datas("t", "busy", NULL, 10, 1060), "");
+    assert_string_equal(read_datas("t", "busy", NULL, 10, 1120), "");
+    /* idle's cursor was dropped: it starts from the oldest again. busy's stayed. */
+    assert_string_equal(read_datas("t", "idle", NULL, 10, 1130), "1,2");
+    assert_string_equal(read_datas("t", "busy", NULL, 10, 1131), "");
+}
+
+/* Retention by age stops at the first young message: behind it, even an old timestamp (a clock
+ * step back) stays until the young one goes. The cost is what it drops. */
+static void test_retention_stops_early(void **state)
+{
+    (void)state;
+    sl_channel_info info = chan_info("t", SL_KIND_TOPIC);
+    info.retention_max_age = 100;
+    assert_int_equal(eng_create(E, &info), SL_OK);
+    assert_int_equal(put("t", "old", 1000, NULL), SL_OK);
+    assert_int_equal(put("t", "young", 1090, NULL), SL_OK);
+    assert_int_equal(put("t", "stepped-back", 1001, NULL), SL_OK);
+    assert_string_equal(read_datas("t", "r", NULL, 10, 1150), "young,stepped-back");
+    assert_int_equal(depth("t"), 2);
+    assert_string_equal(read_datas("t", "s", NULL, 10, 1200), "");
+    assert_int_equal(depth("t"), 0);
+}
+
+/* ---- the journal: what these features keep comes back after a restart ---------------------- */
+
+#include "store/kv.h"
+
+/* A kv in memory: one sorted array of (table, key, value), commits at once. */
+typedef struct tkv_ent {
+    char table[16];
+    unsigned char key[512];
+    size_t klen;
+    unsigned char *val;
+    size_t vlen;
+} tkv_ent;
+
+typedef struct tkv {
+    sl__kv base;
+    tkv_ent *e;
+    size_t n;
+} tkv;
+
+static int tkv_cmp(const tkv_ent *x, const char *table, const void *key, size_t klen)
+{
+    int c = strcmp(x->table, table);
+    if (c)
+        return c;
+    size_t m = x->klen < klen ? x->klen : klen;
+    c = memcmp(x->key, key, m);
+    return c ? c : (x->klen > klen) - (x->klen < klen);
+}
+
+static size_t tkv_find(tkv *t, const char *table, const void *key, size_t klen, int *found)
+{
+    size_t i = 0;
+    while (i < t->n && tkv_cmp(&t->e[i], table, key, klen) < 0)
+        i++;
+    *found = i < t->n && tkv_cmp(&t->e[i], table, key, klen) == 0;
+    return i;
+}
+
+static int tkv_put(sl__kv *kv, const char *table, const void *key, size_t klen, const void *val,
+                   size_t vlen)
+{
+    tkv *t = (tkv *)kv;
+    if (klen == 0 || klen > 511)
+        return SL_EINVAL;
+    int found;
+    size_t i = tkv_find(t, table, key, klen, &found);
+    if (!found) {
+        t->e = realloc(t->e, (t->n + 1) * sizeof *t->e);
+        memmove(&t->e[i + 1], &t->e[i], (t->n - i) * sizeof *t->e);
+        t->n++;
+        memset(&t->e[i], 0, sizeof t->e[i]);
+        snprintf(t->e[i].table, sizeof t->e[i].table, "%s", table);
+        memcpy(t->e[i].key, key, klen);
+        t->e[i].klen = klen;
+    }
+    free(t->e[i].val);
+    t->e[i].val = malloc(vlen ? vlen : 1);
+    memcpy(t->e[i].val, val, vlen);
+    t->e[i].vlen = vlen;
+    return SL_OK;
+}
+
+static void tkv_remove(tkv *t, size_t i)
+{
+    free(t->e[i].val);
+    memmove(&t->e[i], &t->e[i + 1], (t->n - i - 1) * sizeof *t->e);
+    t->n--;
+}
+
+static int tkv_del(sl__kv *kv, const char *table, const void *key, size_t klen)
+{
+    tkv *t = (tkv *)kv;
+    int found;
+    size_t i = tkv_find(t, table, key, klen, &found);
+    if (found)
+        tkv_remove(t, i);
+    return SL_OK;
+}
+
+static int tkv_match(const tkv_ent *x, const char *table, const void *prefix, size_t plen)
+{
+    return strcmp(x->table, table) == 0 && x->klen >= plen &&
+           (plen == 0 || memcmp(x->key, prefix, plen) == 0);
+}
+
+static int tkv_del_prefix(sl__kv *kv, const char *table, const void *prefix, size_t plen)
+{
+    tkv *t = (tkv *)kv;
+    for (size_t i = 0; i < t->n;)
+        if (tkv_match(&t->e[i], table, prefix, plen))
+            tkv_remove(t, i);
+        else
+            i++;
+    return SL_OK;
+}
+
+static int tkv_scan(sl__kv *kv, const char *table, const void *prefix, size_t plen,
+                    sl__kv_scan_fn fn, void *ud)
+{
+    tkv *t = (tkv *)kv;
+    for (size_t i = 0; i < t->n; i++)
+        if (tkv_match(&t->e[i], table, prefix, plen)) {
+            int rc = fn(ud, t->e[i].key, t->e[i].klen, t->e[i].val, t->e[i].vlen);
+            if (rc != SL_OK)
+                return rc;
+        }
+    return SL_OK;
+}
+
+static void tkv_barrier(sl__kv *kv, sl__kv_done_fn fn, void *ud)
+{
+    (void)kv;
+    fn(ud, SL_OK);
+}
+
+static void tkv_touch(sl__kv *kv)
+{
+    (void)kv;
+}
+
+static void tkv_free(sl__kv *kv)
+{
+    tkv *t = (tkv *)kv;
+    for (size_t i = 0; i < t->n; i++)
+        free(t->e[i].val);
+    free(t->e);
+    t->e = NULL;
+    t->n = 0;
+}
+
+static const sl__kv_ops tkv_ops = {"test",         tkv_free, tkv_put,     tkv_del,
+                                   tkv_del_prefix, tkv_scan, tkv_barrier, tkv_touch};
+
+static size_t tkv_count(tkv *t, const char *table)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < t->n; i++)
+        n += strcmp(t->e[i].table, table) == 0;
+    return n;
+}
+
+/* Replaces E by an engine loaded from kv at time now. */
+static void reopen(tkv *kv, double now)
+{
+    E->ops->free(E);
+    E = NULL;
+    sl_status st = {0};
+    assert_int_equal(sl__mem_engine_open(&E, &kv->base, NULL, now, &st), SL_OK);
+}
+
+static void test_journal(void **state)
+{
+    (void)state;
+    tkv kv = {.base = {&tkv_ops}};
+    E->ops->free(E);
+    sl_status st = {0};
+    assert_int_equal(sl__mem_engine_open(&E, &kv.base, NULL, 1000, &st), SL_OK);
+    sl_channel_info info = chan_info("q", SL_KIND_QUEUE); /* claim_timeout 30 */
+    info.backoff[0] = 50;
+    info.nbackoff = 1;
+    info.dedup_window = 500;
+    assert_int_equal(eng_create(E, &info), SL_OK);
+    sl_channel_info tinfo = chan_info("t", SL_KIND_TOPIC);
+    tinfo.cursor_idle_timeout = 1000;
+    assert_int_equal(eng_create(E, &tinfo), SL_OK);
+
+    char keyed[32], leased[32], bad[32], id[32];
+    int dup;
+    assert_int_equal(put_opts("q", "keyed", 1000, 0, 0, "k1", keyed, &dup), SL_OK);
+    assert_int_equal(put_opts("q", "delayed", 1000, 1300, 0, NULL, NULL, NULL), SL_OK);
+    assert_int_equal(put_opts("q", "ttl", 1000, 1200, 1250, NULL, NULL, NULL), SL_OK);
+    assert_int_equal(put("q", "leased", 1000, leased), SL_OK);
+    assert_int_equal(put("q", "bad", 1000, bad), SL_OK);
+    sl_message_list l;
+    assert_int_equal(claim("q", "w", 10, 1000, &l), 3); /* keyed, leased, bad; until 1030 */
+    sl_message_list_free(&l);
+    assert_int_equal(ack1("q", "w", keyed, 1001), 1);
+    size_t n;
+    sl_message_list dead;
+    const char *bads[] = {bad};
+    assert_int_equal(eng_terminate("q", "w", bads, 1, "poison", 1002, &n, &dead), SL_OK);
+    sl_message_list_free(&dead);
+    assert_int_equal(put("t", "1", 1000, NULL), SL_OK);
+    assert_int_equal(put("t", "2", 1000, NULL), SL_OK);
+    assert_string_equal(read_datas("t", "r", NULL, 1, 1003), "1");
+    assert_int_equal(tkv_count(&kv, SL__KV_DEDUP), 1);
+
+    /* Restart at 1010: the lease (to 1030) survives. */
+    reopen(&kv, 1010);
+    sl_channel_info got;
+    assert_int_equal(eng_info(E, "q", &got), SL_OK);
+    assert_int_equal(got.nbackoff, 1);
+    assert_true(got.backoff[0] == 50 && got.dedup_window == 500);
+    sl_channel_info_clear(&got);
+    assert_int_equal(eng_info(E, "t", &got), SL_OK);
+    assert_true(got.cursor_idle_timeout == 1000);
+    sl_channel_info_clear(&got);
+    assert_int_equal(put_opts("q", "keyed again", 1010, 0, 0, "k1", id, &dup), SL_OK);
+    assert_int_equal(dup, 1);
+    assert_string_equal(id, keyed);
+    assert_string_equal(read_datas("t", "r", NULL, 10, 1010), "2");
+    assert_int_equal(claim_n("q", "x", 10, 1010), 0); /* leased, delayed or ttl-delayed */
+    assert_int_equal(claim("q.dead", "ops", 10, 1010, &l), 1);
+    assert_string_equal(l.items[0].dead_reason, "poison");
+    sl_message_list_free(&l);
+
+    /* Restart at 1040: the lease ran out while down, so the backoff step (50) applies. */
+    reopen(&kv, 1040);
+    assert_int_equal(claim_n("q", "x", 10, 1079), 0);
+    assert_int_equal(claim("q", "x", 10, 1080, &l), 1);
+    assert_string_equal(l.items[0].id, leased);
+    assert_int_equal(l.items[0].attempt, 2);
+    sl_message_list_free(&l);
+    assert_int_equal(ack1("q", "x", leased, 1081), 1);
+    /* The ttl message became claimable at 1200 but expired at 1250; the delayed one at 1300. */
+    reopen(&kv, 1260);
+    sl_message_list dl = claim_dl("q", "x", 10, 1260, &l);
+    assert_int_equal(l.len, 0);
+    assert_int_equal(dl.len, 1);
+    assert_string_equal(dl.items[0].data, "ttl");
+    assert_string_equal(dl.items[0].dead_reason, "expired");
+    sl_message_list_free(&dl);
+    assert_int_equal(claim("q", "x", 10, 1300, &l), 1);
+    assert_string_equal(datas(&l), "delayed");
+    sl_message_list_free(&l);
+
+    /* Keys and cursors past their time are gone after a restart, and from the kv once swept. */
+    reopen(&kv, 1600);
+    assert_int_equal(put_opts("q", "keyed", 1600, 0, 0, "k1", id, &dup), SL_OK);
+    assert_int_equal(dup, 0);
+    assert_int_equal(tkv_count(&kv, SL__KV_DEDUP), 1); /* the new one */
+    assert_string_equal(read_datas("t", "other", NULL, 10, 2100), "1,2");
+    assert_int_equal(tkv_count(&kv, SL__KV_CURSORS), 1); /* r's was idle: dropped */
+    assert_string_equal(read_datas("t", "r", NULL, 10, 2101), "1,2");
+
+    /* Dropping a channel drops its keys. */
+    assert_int_equal(eng_drop(E, "q"), SL_OK);
+    assert_int_equal(tkv_count(&kv, SL__KV_DEDUP), 0);
+    E->ops->free(E);
+    assert_int_equal(sl__mem_engine_new(&E), SL_OK);
+    tkv_free(&kv.base);
+}
 
 /* ---- the map and the copy helpers ------------------------------------------------------------ */
 
@@ -1306,6 +1896,15 @@ int main(void)
 #endif
         T(test_claim_max_bytes),
         T(test_read_max_bytes),
+        T(test_extend),
+        T(test_terminate),
+        T(test_backoff),
+        T(test_delayed),
+        T(test_ttl),
+        T(test_idempotent),
+        T(test_cursor_idle),
+        T(test_retention_stops_early),
+        T(test_journal),
 #undef T
         cmocka_unit_test(test_map),
         cmocka_unit_test(test_copy_helpers),
