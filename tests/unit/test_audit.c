@@ -728,9 +728,8 @@ static void test_reopen_continues_the_chain(void **state)
     assert_int_equal(second.records, 1);
     assert_int_equal(second.last_seq, 3);
     /* Linked to anything else, it does not verify. */
-    assert_int_equal(sl_audit_verify_file_from(path, first.last_seq, SL_AUDIT_GENESIS, &second,
-                                               &st),
-                     SL_EINVAL);
+    assert_int_equal(
+        sl_audit_verify_file_from(path, first.last_seq, SL_AUDIT_GENESIS, &second, &st), SL_EINVAL);
 
     /* A non-empty file at the path after rotation cannot continue the chain. */
     assert_int_equal(sl_audit_log_open(&log, path, &st), SL_OK);

@@ -89,10 +89,12 @@ static void create(const char *id, sl_kind kind, unsigned max_attempts)
 static void put(const char *ch, const char *data, double now, char *id)
 {
     char ids[1][SL__MSGID_LEN + 1];
-    sl_message m = {.timestamp = now, .data = (char *)data, .sender_id = (char *)"s",
+    sl_message m = {.timestamp = now,
+                    .data = (char *)data,
+                    .sender_id = (char *)"s",
                     .correlation_id = (char *)"c-1"};
-    sl__eop op = {.kind = SL__EOP_APPEND, .channel = ch, .msgs = &m, .nmsgs = 1, .now = now,
-                  .ids_out = ids};
+    sl__eop op = {
+        .kind = SL__EOP_APPEND, .channel = ch, .msgs = &m, .nmsgs = 1, .now = now, .ids_out = ids};
     assert_int_equal(call(&op), SL_OK);
     if (id)
         strcpy(id, ids[0]);
@@ -100,8 +102,13 @@ static void put(const char *ch, const char *data, double now, char *id)
 
 static sl__eop claim(const char *ch, const char *reader, size_t limit, double now)
 {
-    sl__eop op = {.kind = SL__EOP_CLAIM, .channel = ch, .reader = reader, .limit = limit,
-                  .max_bytes = SIZE_MAX, .now = now, .dead_letter = "q.dead"};
+    sl__eop op = {.kind = SL__EOP_CLAIM,
+                  .channel = ch,
+                  .reader = reader,
+                  .limit = limit,
+                  .max_bytes = SIZE_MAX,
+                  .now = now,
+                  .dead_letter = "q.dead"};
     assert_int_equal(call(&op), SL_OK);
     return op;
 }
@@ -127,13 +134,18 @@ static void test_queue_survives(void **state)
     assert_int_equal(c.list.len, 3);
     sl__eop_clear(&c);
     const char *ack[] = {id[0]};
-    sl__eop a = {.kind = SL__EOP_ACK, .channel = "q", .reader = "w", .ids = ack, .nids = 1,
-                 .now = 1001};
+    sl__eop a = {
+        .kind = SL__EOP_ACK, .channel = "q", .reader = "w", .ids = ack, .nids = 1, .now = 1001};
     assert_int_equal(call(&a), SL_OK);
     assert_int_equal(a.count, 1);
     const char *nack[] = {id[1]};
-    sl__eop n = {.kind = SL__EOP_NACK, .channel = "q", .reader = "w", .ids = nack, .nids = 1,
-                 .delay = 50, .now = 1001};
+    sl__eop n = {.kind = SL__EOP_NACK,
+                 .channel = "q",
+                 .reader = "w",
+                 .ids = nack,
+                 .nids = 1,
+                 .delay = 50,
+                 .now = 1001};
     assert_int_equal(call(&n), SL_OK);
 
     restart(1010);
@@ -146,8 +158,8 @@ static void test_queue_survives(void **state)
     sl__eop_clear(&c);
     /* w's lease on 3 survived: w can still acknowledge it. */
     const char *ack3[] = {id[2]};
-    sl__eop a3 = {.kind = SL__EOP_ACK, .channel = "q", .reader = "w", .ids = ack3, .nids = 1,
-                  .now = 1011};
+    sl__eop a3 = {
+        .kind = SL__EOP_ACK, .channel = "q", .reader = "w", .ids = ack3, .nids = 1, .now = 1011};
     assert_int_equal(call(&a3), SL_OK);
     assert_int_equal(a3.count, 1);
     /* After the delay, 2 comes back with its attempt count. */
@@ -183,8 +195,12 @@ static void test_topic_cursor_and_position(void **state)
     create("t", SL_KIND_TOPIC, 0);
     for (int i = 0; i < 4; i++)
         put("t", "1", 1000, NULL);
-    sl__eop r = {.kind = SL__EOP_READ, .channel = "t", .reader = "me", .limit = 3,
-                 .max_bytes = SIZE_MAX, .now = 1000};
+    sl__eop r = {.kind = SL__EOP_READ,
+                 .channel = "t",
+                 .reader = "me",
+                 .limit = 3,
+                 .max_bytes = SIZE_MAX,
+                 .now = 1000};
     assert_int_equal(call(&r), SL_OK);
     assert_int_equal(r.list.len, 3);
     sl__eop_clear(&r);
@@ -192,8 +208,12 @@ static void test_topic_cursor_and_position(void **state)
     sl__eop p = {.kind = SL__EOP_POSITION, .channel = "t"};
     assert_int_equal(call(&p), SL_OK);
     assert_int_equal(p.seq, 4);
-    sl__eop r2 = {.kind = SL__EOP_READ, .channel = "t", .reader = "me", .limit = 10,
-                  .max_bytes = SIZE_MAX, .now = 1000};
+    sl__eop r2 = {.kind = SL__EOP_READ,
+                  .channel = "t",
+                  .reader = "me",
+                  .limit = 10,
+                  .max_bytes = SIZE_MAX,
+                  .now = 1000};
     assert_int_equal(call(&r2), SL_OK);
     assert_int_equal(r2.list.len, 1); /* the cursor continues after 3 */
     assert_string_equal(r2.list.items[0].id, "0000000000000004");

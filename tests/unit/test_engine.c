@@ -1,9 +1,11 @@
-/* The in-memory store engine through its ops table, with time passed explicitly: queue claims,
+/* The engine conformance suite: one table of rule tests that every engine must pass, run on the
+ * memory engine and on the durable one (LMDB, closed and loaded again before every request), and
+ * later on Redis. Through engine requests, with time passed explicitly: queue claims,
  * leases, acks, nacks and dead letters; topic retention, `after` reads and cursors; clear, evict
  * and remove; errors; a 100,000-message run; and (outside sanitizer builds, which own malloc) every
  * allocation failing in turn to check that SL_ENOMEM leaves the engine consistent and leak-free.
  * Sanitised builds do not compile that test in at all; CMake builds this file a second time without
- * sanitizers (unit.test_mem_engine_oom), so CI runs it rather than skipping it.
+ * sanitizers (unit.test_engine_oom), so CI runs it rather than skipping it.
  * Also covers the string map and the message copy helpers the engine builds on, and the queue
  * features of docs/QUEUES.md (extend, terminate, backoff, delays, TTL, idempotency keys, idle
  * cursors), journaled through an in-memory kv and loaded back. */
@@ -21,6 +23,8 @@
 #include "core/map.h"
 #include "core/message.h"
 #include "store/engine.h"
+#include "store/kv.h"
+#include "store/lmdb.h"
 
 #if defined(__SANITIZE_ADDRESS__)
 #define SANITIZED 1
@@ -33,24 +37,65 @@
 #define SANITIZED 0
 #endif
 
+/* ---- which engine: memory, or durable with a restart before every request ------------------- */
+
+/* The conformance run: every rule test below runs a second time on the durable engine (the memory
+ * engine over an LMDB store without a loop, so each request commits before it completes), and
+ * there the engine is closed and loaded again from the store before every request. A rule that
+ * holds in memory but not across a restart fails there. */
+static sl_engine *E;
+static int DURABLE;
+static char DATA_DIR[64];
+static sl__kv *KV;
+static double LAST_NOW = 1000;
+
+static void durable_open(void)
+{
+    sl_status st = {0};
+    sl__lmdb_opts o = {.dir = DATA_DIR};
+    assert_int_equal(sl__lmdb_open(&KV, &o, &st), SL_OK);
+    if (sl__mem_engine_open(&E, KV, NULL, LAST_NOW, &st) != SL_OK)
+        fail_msg("loading the engine: %s", st.message);
+}
+
+static void durable_close(void)
+{
+    E->ops->free(E);
+    E = NULL;
+    KV->ops->free(KV);
+    KV = NULL;
+}
+
+static int run_op(sl__eop *op)
+{
+    if (DURABLE) {
+        /* Loaded at the request's own time (tests may turn the clock back), else the last one. */
+        if (op->now > 0)
+            LAST_NOW = op->now;
+        durable_close();
+        durable_open();
+    }
+    return sl__engine_call(E, op);
+}
+
 /* ---- the engine's requests as synchronous calls (the memory engine answers at once) ---------- */
 
 static int eng_create(sl_engine *e, const sl_channel_info *info)
 {
     sl__eop op = {.kind = SL__EOP_CREATE, .create = info, .channel = info->id};
-    return sl__engine_call(e, &op);
+    return run_op(&op);
 }
 
 static int eng_drop(sl_engine *e, const char *id)
 {
     sl__eop op = {.kind = SL__EOP_DROP, .channel = id};
-    return sl__engine_call(e, &op);
+    return run_op(&op);
 }
 
 static int eng_info(sl_engine *e, const char *id, sl_channel_info *out)
 {
     sl__eop op = {.kind = SL__EOP_INFO, .channel = id};
-    int rc = sl__engine_call(e, &op);
+    int rc = run_op(&op);
     *out = op.info;
     return rc;
 }
@@ -58,7 +103,7 @@ static int eng_info(sl_engine *e, const char *id, sl_channel_info *out)
 static int eng_list(sl_engine *e, sl_channel_info **out, size_t *n)
 {
     sl__eop op = {.kind = SL__EOP_LIST};
-    int rc = sl__engine_call(e, &op);
+    int rc = run_op(&op);
     *out = op.infos;
     *n = op.ninfos;
     return rc;
@@ -69,7 +114,7 @@ static int eng_append(sl_engine *e, const char *id, sl_message *m, double now, c
     char ids[1][SL__MSGID_LEN + 1];
     sl__eop op = {
         .kind = SL__EOP_APPEND, .channel = id, .msgs = m, .nmsgs = 1, .now = now, .ids_out = ids};
-    int rc = sl__engine_call(e, &op);
+    int rc = run_op(&op);
     if (rc == SL_OK && id_out)
         strcpy(id_out, ids[0]);
     return rc;
@@ -84,7 +129,7 @@ static int eng_claim(sl_engine *e, const char *id, const char *reader, size_t li
                   .limit = limit,
                   .max_bytes = max_bytes,
                   .now = now};
-    int rc = sl__engine_call(e, &op);
+    int rc = run_op(&op);
     *out = op.list;
     *dead = op.dead;
     return rc;
@@ -95,7 +140,7 @@ static int eng_ack(sl_engine *e, const char *id, const char *reader, const char 
 {
     sl__eop op = {
         .kind = SL__EOP_ACK, .channel = id, .reader = reader, .ids = ids, .nids = n, .now = now};
-    int rc = sl__engine_call(e, &op);
+    int rc = run_op(&op);
     *count = op.count;
     return rc;
 }
@@ -110,7 +155,7 @@ static int eng_nack(sl_engine *e, const char *id, const char *reader, const char
                   .nids = n,
                   .delay = delay,
                   .now = now};
-    int rc = sl__engine_call(e, &op);
+    int rc = run_op(&op);
     *count = op.count;
     return rc;
 }
@@ -125,7 +170,7 @@ static int eng_read(sl_engine *e, const char *id, const char *reader, const char
                   .limit = limit,
                   .max_bytes = max_bytes,
                   .now = now};
-    int rc = sl__engine_call(e, &op);
+    int rc = run_op(&op);
     *out = op.list;
     return rc;
 }
@@ -133,7 +178,7 @@ static int eng_read(sl_engine *e, const char *id, const char *reader, const char
 static int eng_clear(sl_engine *e, const char *id, size_t *count)
 {
     sl__eop op = {.kind = SL__EOP_CLEAR, .channel = id};
-    int rc = sl__engine_call(e, &op);
+    int rc = run_op(&op);
     *count = op.count;
     return rc;
 }
@@ -141,7 +186,7 @@ static int eng_clear(sl_engine *e, const char *id, size_t *count)
 static int eng_evict(sl_engine *e, const char *id, double before, size_t max_count, size_t *count)
 {
     sl__eop op = {.kind = SL__EOP_EVICT, .channel = id, .before = before, .max_count = max_count};
-    int rc = sl__engine_call(e, &op);
+    int rc = run_op(&op);
     *count = op.count;
     return rc;
 }
@@ -149,7 +194,7 @@ static int eng_evict(sl_engine *e, const char *id, double before, size_t max_cou
 static int eng_remove(sl_engine *e, const char *id, const char *const *ids, size_t n, size_t *count)
 {
     sl__eop op = {.kind = SL__EOP_REMOVE, .channel = id, .ids = ids, .nids = n};
-    int rc = sl__engine_call(e, &op);
+    int rc = run_op(&op);
     *count = op.count;
     return rc;
 }
@@ -212,11 +257,10 @@ void free(void *p)
 
 /* ---- helpers --------------------------------------------------------------------------------- */
 
-static sl_engine *E;
-
 static int setup(void **state)
 {
     (void)state;
+    DURABLE = 0;
     return sl__mem_engine_new(&E) == SL_OK ? 0 : -1;
 }
 
@@ -226,6 +270,28 @@ static int teardown(void **state)
     E->ops->free(E);
     E = NULL;
     return 0;
+}
+
+static int setup_durable(void **state)
+{
+    (void)state;
+    strcpy(DATA_DIR, "/tmp/sluice-conformance-XXXXXX");
+    if (mkdtemp(DATA_DIR) == NULL)
+        return -1;
+    DURABLE = 1;
+    LAST_NOW = 0;
+    durable_open();
+    return 0;
+}
+
+static int teardown_durable(void **state)
+{
+    (void)state;
+    durable_close();
+    DURABLE = 0;
+    char cmd[96];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", DATA_DIR);
+    return system(cmd) == 0 ? 0 : -1;
 }
 
 static sl_channel_info chan_info(const char *id, sl_kind kind)
@@ -338,7 +404,7 @@ static const char *read_datas(const char *ch, const char *reader, const char *af
 static void test_create_info_list_drop(void **state)
 {
     (void)state;
-    assert_string_equal(E->ops->name, "memory");
+    assert_string_equal(E->ops->name, DURABLE ? "lmdb" : "memory");
     create("b", SL_KIND_QUEUE);
     create("a", SL_KIND_TOPIC);
     sl_channel_info dup = chan_info("a", SL_KIND_QUEUE);
@@ -1040,7 +1106,7 @@ static int op_terminate(void)
                   .nids = 1,
                   .reason = "r",
                   .now = 1000};
-    int rc = sl__engine_call(E, &op);
+    int rc = run_op(&op);
     sl__eop_clear(&op);
     return rc;
 }
@@ -1121,7 +1187,7 @@ static int eng_extend(const char *ch, const char *reader, const char *id, double
                   .nids = 1,
                   .delay = seconds,
                   .now = now};
-    int rc = sl__engine_call(E, &op);
+    int rc = run_op(&op);
     *count = op.count;
     return rc;
 }
@@ -1138,7 +1204,7 @@ static int eng_terminate(const char *ch, const char *reader, const char *const *
                   .reason = reason,
                   .dead_letter = "q.dead",
                   .now = now};
-    int rc = sl__engine_call(E, &op);
+    int rc = run_op(&op);
     *count = op.count;
     *dead = op.dead;
     return rc;
@@ -1164,7 +1230,7 @@ static int put_opts(const char *ch, const char *data, double now, double not_bef
                   .ids_out = ids,
                   .keys = key ? keys : NULL,
                   .dups = dups};
-    int rc = sl__engine_call(E, &op);
+    int rc = run_op(&op);
     if (rc == SL_OK && id)
         strcpy(id, ids[0]);
     if (rc == SL_OK && dup)
@@ -1182,7 +1248,7 @@ static sl_message_list claim_dl(const char *ch, const char *reader, size_t limit
                   .max_bytes = SIZE_MAX,
                   .dead_letter = "q.dead",
                   .now = now};
-    assert_int_equal(sl__engine_call(E, &op), SL_OK);
+    assert_int_equal(run_op(&op), SL_OK);
     *out = op.list;
     return op.dead;
 }
@@ -1383,7 +1449,7 @@ static void test_idempotent(void **state)
                   .ids_out = ids,
                   .keys = keys,
                   .dups = dups};
-    assert_int_equal(sl__engine_call(E, &op), SL_OK);
+    assert_int_equal(run_op(&op), SL_OK);
     assert_string_equal(ids[0], ids[2]);
     assert_int_equal(dups[0] + 2 * dups[1] + 4 * dups[2], 4);
     assert_int_equal(depth("q"), 5);
@@ -1906,6 +1972,36 @@ int main(void)
         T(test_retention_stops_early),
         T(test_journal),
 #undef T
+    /* The same rules on the durable engine, restarted before every request. */
+#define D(f) cmocka_unit_test_setup_teardown(f, setup_durable, teardown_durable)
+        D(test_create_info_list_drop),
+        D(test_missing_channel),
+        D(test_wrong_kind),
+        D(test_append_ids_and_fields),
+        D(test_fifo_and_limits),
+        D(test_only_claimer_acks),
+        D(test_lease_expiry),
+        D(test_nack),
+        D(test_max_attempts_dead),
+        D(test_queue_full),
+        D(test_topic_retention_count),
+        D(test_topic_retention_age),
+        D(test_topic_max_messages),
+        D(test_topic_after),
+        D(test_topic_cursors),
+        D(test_clear_evict_remove),
+        D(test_many_holes),
+        D(test_claim_max_bytes),
+        D(test_read_max_bytes),
+        D(test_extend),
+        D(test_terminate),
+        D(test_backoff),
+        D(test_delayed),
+        D(test_ttl),
+        D(test_idempotent),
+        D(test_cursor_idle),
+        D(test_retention_stops_early),
+#undef D
         cmocka_unit_test(test_map),
         cmocka_unit_test(test_copy_helpers),
     };
