@@ -613,6 +613,10 @@ int main(int argc, char **argv)
         sl_http_server_free(s.http);
     sl_ctx_free(s.ctx); /* the engine, before the store it writes through */
     if (s.kv) {
+        sl__lmdb_stats ls;
+        sl__lmdb_stats_get(s.kv, &ls);
+        fprintf(stderr, "sluiced: store: %lu commits, %lu fsyncs, %lu failed, map %zu MiB\n",
+                ls.commits, ls.syncs, ls.failed, ls.map_size >> 20);
         s.kv->ops->free(s.kv); /* commits what is left */
         uv_run(s.loop, UV_RUN_NOWAIT);
     }
