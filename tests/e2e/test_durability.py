@@ -212,8 +212,11 @@ class Ledger:
             self.floor = dict(self.max_seen)
 
 
+_nonce = iter(range(1 << 62))
+
+
 def payload(ch, who, n):
-    key = f"{ch}-{who}-{n}-{random.getrandbits(32):08x}"
+    key = f"{ch}-{who}-{n}-{next(_nonce)}"  # unique in the process
     return key, {"key": key, "who": who, "n": n, "pad": "p" * random.randint(0, 300)}
 
 
