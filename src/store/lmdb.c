@@ -839,6 +839,20 @@ static int open_env(lmkv *s, size_t map_size, sl_status *st)
             return sl_status_set(st, SL_EIO, "there is no store in %s (%s)", s->dir, strerror(rc));
         return open_error(s, rc, "cannot open the store in", st);
     }
+    /* LMDB reads pages through a map of the file and trusts the meta page's last page number: a
+     * truncated data.mdb would be read past its end, which is SIGBUS, not an error code. */
+    MDB_envinfo ei;
+    MDB_stat ms;
+    mdb_filehandle_t fd;
+    struct stat sb;
+    if (mdb_env_info(s->env, &ei) == 0 && mdb_env_stat(s->env, &ms) == 0 &&
+        mdb_env_get_fd(s->env, &fd) == 0 && fstat(fd, &sb) == 0 &&
+        (uint64_t)sb.st_size < ((uint64_t)ei.me_last_pgno + 1) * ms.ms_psize)
+        return sl_status_set(st, SL_EFORMAT,
+                             "%s/data.mdb is truncated (%llu bytes, its store needs %llu): "
+                             "restore it from a backup",
+                             s->dir, (unsigned long long)sb.st_size,
+                             ((unsigned long long)ei.me_last_pgno + 1) * ms.ms_psize);
     int dead = 0;
     if (mdb_reader_check(s->env, &dead) == 0 && dead > 0)
         fprintf(stderr, "sluice store: cleared %d stale reader slot%s of crashed processes in %s\n",
