@@ -275,6 +275,11 @@ typedef struct sl_channel_info {
     double dedup_window;
     double cursor_idle_timeout;
     size_t depth; /* messages held */
+    /* The stream's epoch, 16 hex digits: new whenever the stream starts over (the channel is
+     * created, or re-created after a delete; with the memory engine, at every start), so a
+     * real-time client never recovers an offset of another stream. "" in settings passed in: the
+     * engine picks one. */
+    char epoch[17];
 } sl_channel_info;
 void sl_channel_info_clear(sl_channel_info *info);
 

@@ -128,6 +128,7 @@ static int build_info(sl_channel_info *info, const char *id, const sl_channel_op
     memset(info, 0, sizeof *info);
     char dead[SL_CHANNEL_ID_MAX + 8];
     snprintf(dead, sizeof dead, "%s.dead", id);
+    sl__epoch_new(info->epoch); /* the registry's and the engine's copies share it */
     info->id = strdup(id);
     info->name = strdup(o->name ? o->name : id);
     info->description = strdup(o->description ? o->description : "");

@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <time.h>
 
 void sl_message_clear(sl_message *m)
 {
@@ -131,4 +133,16 @@ int sl__msgid_parse(const char *id, uint64_t *seq)
         return 0;
     *seq = v;
     return 1;
+}
+
+void sl__epoch_new(char out[17])
+{
+    unsigned char rnd[8];
+    if (getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd) {
+        /* Without the kernel's randomness an epoch need only differ from the last one. */
+        uint64_t t = (uint64_t)time(NULL) ^ (uint64_t)(uintptr_t)out;
+        memcpy(rnd, &t, sizeof rnd);
+    }
+    for (size_t i = 0; i < sizeof rnd; i++)
+        snprintf(out + 2 * i, 3, "%02x", rnd[i]);
 }

@@ -12,6 +12,9 @@ int sl__message_copy(sl_message *dst, const sl_message *src);
 /* Same for channel infos. */
 int sl__channel_info_copy(sl_channel_info *dst, const sl_channel_info *src);
 
+/* A fresh stream epoch: 16 random lowercase hex digits. */
+void sl__epoch_new(char out[17]);
+
 /* Message ids, as every engine writes them: a channel's sequence number (1, 2, 3...) as 16
  * lowercase hex digits. Real-time transports use the number as the stream offset. */
 #define SL__MSGID_LEN 16

@@ -190,15 +190,13 @@ sl__hub_chan *sl__hub_chan_get(sl__hub *h, const char *id, const sl_channel_info
     if (c == NULL)
         return NULL;
     snprintf(c->id, sizeof c->id, "%s", id);
-    /* A new epoch whenever the stream starts over (server start, channel re-created): clients
-     * holding an offset of an older stream must not recover from this one. */
-    unsigned char rnd[8];
-    if (RAND_bytes(rnd, sizeof rnd) != 1) {
-        free(c);
-        return NULL;
-    }
-    for (size_t i = 0; i < sizeof rnd; i++)
-        snprintf(c->epoch + 2 * i, 3, "%02x", rnd[i]);
+    /* The channel's stream epoch (new whenever the stream starts over: created, re-created, or a
+     * memory engine restarted), so clients holding an offset of another stream cannot recover
+     * from this one, and a durable channel's survives restarts. */
+    if (info->epoch[0])
+        snprintf(c->epoch, sizeof c->epoch, "%s", info->epoch);
+    else
+        sl__epoch_new(c->epoch);
     c->presence = info->presence;
     c->join_leave = info->join_leave;
     if (sl__map_put(h->chans, id, c, NULL) != SL_OK) {

@@ -689,6 +689,8 @@ static int mem_create(sl_engine *e, const sl_channel_info *info)
     }
     c->eng = me;
     c->info.depth = 0;
+    if (c->info.epoch[0] == '\0')
+        sl__epoch_new(c->info.epoch);
     j_chan_put(c);
     return SL_OK;
 }
@@ -1599,7 +1601,8 @@ static json_t *info_to_json(const sl_channel_info *i)
     /* Added later, so optional when read back. */
     if (o && backoff && json_object_set_new(o, "backoff", backoff) == 0 &&
         json_object_set_new(o, "dedup_window", json_real(i->dedup_window)) == 0 &&
-        json_object_set_new(o, "cursor_idle_timeout", json_real(i->cursor_idle_timeout)) == 0)
+        json_object_set_new(o, "cursor_idle_timeout", json_real(i->cursor_idle_timeout)) == 0 &&
+        json_object_set_new(o, "epoch", json_string(i->epoch)) == 0)
         return o;
     json_decref(o);
     if (o == NULL)
@@ -1670,27 +1673,28 @@ static int bad(loader *l, const char *table, const char *what)
 static int info_from_json(const char *v, size_t len, sl_channel_info *i)
 {
     json_t *o = json_loadb(v, len, 0, NULL);
-    const char *id = NULL, *name = NULL, *desc = NULL, *dl = NULL;
+    const char *id = NULL, *name = NULL, *desc = NULL, *dl = NULL, *epoch = "";
     int kind = 0, vis = 0, mode = 0, presence = 0, join_leave = 0, ver = 0;
     json_int_t max_attempts = 0, max_messages = 0, rcount = 0;
     double claim_timeout = 0, rage = 0, dwin = 0, idle = 0;
     json_t *backoff = NULL;
     int rc = json_unpack(o,
                          "{s:i, s:s, s:s, s:s, s:s, s:i, s:i, s:i, s:F, s:I, s:I, s:I, s:F, s:b, "
-                         "s:b, s?o, s?F, s?F}",
+                         "s:b, s?o, s?F, s?F, s?s}",
                          "v", &ver, "id", &id, "name", &name, "description", &desc, "dead_letter",
                          &dl, "kind", &kind, "visibility", &vis, "mode", &mode, "claim_timeout",
                          &claim_timeout, "max_attempts", &max_attempts, "max_messages",
                          &max_messages, "retention_max_count", &rcount, "retention_max_age", &rage,
                          "presence", &presence, "join_leave", &join_leave, "backoff", &backoff,
-                         "dedup_window", &dwin, "cursor_idle_timeout", &idle);
+                         "dedup_window", &dwin, "cursor_idle_timeout", &idle, "epoch", &epoch);
     size_t nb = backoff ? json_array_size(backoff) : 0;
     for (size_t k = 0; k < nb; k++)
         if (!json_is_number(json_array_get(backoff, k)))
             rc = -1;
     if (rc != 0 || ver != 1 || (backoff && !json_is_array(backoff)) || nb > SL_BACKOFF_MAX ||
         !sl_channel_id_valid(id, strlen(id)) || kind < 0 || kind > 1 || vis < 0 || vis > 1 ||
-        mode < 0 || mode > SL_MODE_TOKEN || max_attempts < 0 || max_messages < 0 || rcount < 0) {
+        mode < 0 || mode > SL_MODE_TOKEN || max_attempts < 0 || max_messages < 0 || rcount < 0 ||
+        strlen(epoch) >= sizeof((sl_channel_info *)0)->epoch) {
         json_decref(o);
         return SL_EFORMAT;
     }
@@ -1715,6 +1719,7 @@ static int info_from_json(const char *v, size_t len, sl_channel_info *i)
     };
     for (size_t k = 0; k < nb; k++)
         tmp.backoff[k] = json_number_value(json_array_get(backoff, k));
+    memcpy(tmp.epoch, epoch, strlen(epoch) + 1); /* "" (older stores): a new one at load */
     rc = sl__channel_info_copy(i, &tmp);
     json_decref(o);
     return rc;

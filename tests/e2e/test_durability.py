@@ -167,6 +167,7 @@ class Ledger:
         self.ack_unknown = set() # (channel, id) in an ack without a reply, or a partial count
         self.unanswered = {}     # channel -> claims sent that got no reply (killed)
         self.max_seen = {}       # channel -> highest id seen in any reply
+        self.epoch = None        # topic t's WebSocket stream epoch, once seen
         self.floor = {}          # channel -> max_seen at the last kill: new ids must be above
         self.errors = []
 
@@ -361,6 +362,9 @@ def check_after_restart(srv, led, cursor, run):
                      [("history", {"channel": "t", "limit": 0})])
         assert h["history"]["offset"] == top, h
         epoch = h["history"]["epoch"]
+        # The stream is the same one after a restart: its epoch is stored with the channel.
+        assert led.epoch in (None, epoch), (led.epoch, epoch)
+        led.epoch = epoch
         if len(hist) >= 3:
             s, = ws_call(srv, tok(srv, "wsr", role="read"),
                          [("subscribe", {"channel": "t", "recover": True, "epoch": epoch,
