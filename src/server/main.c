@@ -460,7 +460,7 @@ static int open_store(server *s, const sl__config *cfg, sl_status *st)
 }
 
 /* Channels, then runtime grants, from the store; the configuration is applied on top. */
-static int use_store(server *s, sl_status *st)
+static int use_store(server *s, const char *data_dir, sl_status *st)
 {
     if (s->kv == NULL)
         return SL_OK;
@@ -470,6 +470,11 @@ static int use_store(server *s, sl_status *st)
         rc = sl__ctx_use_engine(s->ctx, e, st);
     if (rc == SL_OK)
         rc = sl__acl_attach(s->ctx->acl, s->kv, st);
+    if (rc != SL_OK) { /* say which directory */
+        char msg[sizeof st->message];
+        snprintf(msg, sizeof msg, "%s", st->message);
+        sl_status_set(st, rc, "data directory %s: %s", data_dir, msg);
+    }
     return rc;
 }
 
@@ -504,7 +509,7 @@ static int setup(server *s, const sl__config *cfg, sl_status *st)
     sl_ctx_set_read_max_bytes(s->ctx, cfg->read_max_bytes);
     if (s->audit)
         sl_ctx_set_audit(s->ctx, audit_sink, s);
-    if ((rc = use_store(s, st)) != SL_OK)
+    if ((rc = use_store(s, cfg->data_dir ? cfg->data_dir : "sluice-data", st)) != SL_OK)
         return rc;
     /* A channel the store already holds keeps its stored settings (docs/STORAGE.md). */
     for (size_t i = 0; i < cfg->nchannels; i++) {

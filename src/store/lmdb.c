@@ -49,6 +49,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <lmdb.h>
+#include <setjmp.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -99,6 +101,8 @@ typedef struct hook {
 typedef struct lmkv {
     sl__kv base;
     MDB_env *env;
+    MDB_txn *volatile opening; /* probe_tables' transaction and cursor while it runs */
+    MDB_cursor *volatile probing;
     MDB_dbi dbi[NTABLES];
     unsigned char have[NTABLES]; /* the table exists (a read-only open of an older store) */
     char *dir;
@@ -571,6 +575,53 @@ static int begin_read(lmkv *s, MDB_txn **txn)
     return rc;
 }
 
+/* LMDB keeps no checksums: a damaged page can send it through a wild pointer while it reads. A
+ * fault inside LMDB during a scan (loading at start) ends that scan with SL_EFORMAT rather than
+ * the process; a fault anywhere else (the scan's callback included) goes to the handler that was
+ * there before, so a real bug still crashes where it is. */
+static _Thread_local sigjmp_buf *scan_guard;
+static struct sigaction prev_segv, prev_bus;
+
+static void on_fault(int sig)
+{
+    if (scan_guard)
+        siglongjmp(*scan_guard, sig);
+    /* Not ours: put the previous handler back; the faulting instruction runs again under it. */
+    sigaction(sig, sig == SIGSEGV ? &prev_segv : &prev_bus, NULL);
+}
+
+/* LMDB's own consistency checks fail on a damaged page by aborting: inside a guarded read that is
+ * the same damage as a fault. Outside one, LMDB goes on to print and abort as it would. */
+static void on_assert(MDB_env *env, const char *msg)
+{
+    (void)env;
+    (void)msg;
+    if (scan_guard)
+        siglongjmp(*scan_guard, SIGABRT);
+}
+
+static void guard_install(void)
+{
+    struct sigaction fault = {.sa_handler = on_fault};
+    sigemptyset(&fault.sa_mask);
+    sigaction(SIGSEGV, &fault, &prev_segv);
+    sigaction(SIGBUS, &fault, &prev_bus);
+}
+
+static void guard_remove(void)
+{
+    sigaction(SIGSEGV, &prev_segv, NULL);
+    sigaction(SIGBUS, &prev_bus, NULL);
+}
+
+static int guarded_get(sigjmp_buf *jb, MDB_cursor *c, MDB_val *k, MDB_val *v, MDB_cursor_op how)
+{
+    scan_guard = jb;
+    int rc = mdb_cursor_get(c, k, v, how);
+    scan_guard = NULL;
+    return rc;
+}
+
 static int lm_scan(sl__kv *kv, const char *table, const void *prefix, size_t plen,
                    sl__kv_scan_fn fn, void *ud)
 {
@@ -581,24 +632,40 @@ static int lm_scan(sl__kv *kv, const char *table, const void *prefix, size_t ple
     if (!s->have[t])
         return SL_OK;
     uv_rwlock_rdlock(&s->txn_lock);
-    MDB_txn *txn = NULL;
-    MDB_cursor *c = NULL;
-    int rc = begin_read(s, &txn);
-    if (rc == 0)
-        rc = mdb_cursor_open(txn, s->dbi[t], &c);
-    int result = SL_OK;
-    if (rc == 0) {
-        MDB_val k = {plen, (void *)prefix}, v;
-        rc = mdb_cursor_get(c, &k, &v, plen > 0 ? MDB_SET_RANGE : MDB_FIRST);
-        while (rc == 0 && k.mv_size >= plen &&
-               (plen == 0 || memcmp(k.mv_data, prefix, plen) == 0)) {
-            if ((result = fn(ud, k.mv_data, k.mv_size, v.mv_data, v.mv_size)) != SL_OK)
-                break;
-            rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
+    MDB_txn *volatile txn = NULL;
+    MDB_cursor *volatile c = NULL;
+    volatile int result = SL_OK;
+    guard_install();
+    sigjmp_buf jb;
+    int rc = 0;
+    if (sigsetjmp(jb, 1) != 0) {
+        scan_guard = NULL; /* the cursor and the read transaction are only freed below */
+        result = SL_EFORMAT;
+        fprintf(stderr, "sluice store: table %s is damaged (LMDB read a page that is not one)\n",
+                table);
+    } else {
+        MDB_txn *tx = NULL;
+        MDB_cursor *cu = NULL;
+        rc = begin_read(s, &tx);
+        txn = tx;
+        if (rc == 0) {
+            rc = mdb_cursor_open(tx, s->dbi[t], &cu);
+            c = cu;
         }
-        if (rc == MDB_NOTFOUND)
-            rc = 0;
+        if (rc == 0) {
+            MDB_val k = {plen, (void *)prefix}, v;
+            rc = guarded_get(&jb, cu, &k, &v, plen > 0 ? MDB_SET_RANGE : MDB_FIRST);
+            while (rc == 0 && k.mv_size >= plen &&
+                   (plen == 0 || memcmp(k.mv_data, prefix, plen) == 0)) {
+                if ((result = fn(ud, k.mv_data, k.mv_size, v.mv_data, v.mv_size)) != SL_OK)
+                    break;
+                rc = guarded_get(&jb, cu, &k, &v, MDB_NEXT);
+            }
+            if (rc == MDB_NOTFOUND)
+                rc = 0;
+        }
     }
+    guard_remove();
     if (c != NULL)
         mdb_cursor_close(c);
     if (txn != NULL)
@@ -608,7 +675,7 @@ static int lm_scan(sl__kv *kv, const char *table, const void *prefix, size_t ple
         return result;
     if (rc != 0) {
         fprintf(stderr, "sluice store: reading table %s failed: %s\n", table, mdb_strerror(rc));
-        return SL_EIO;
+        return rc == MDB_CORRUPTED || rc == MDB_PAGE_NOTFOUND ? SL_EFORMAT : SL_EIO;
     }
     return SL_OK;
 }
@@ -774,13 +841,57 @@ static int check_format(lmkv *s, MDB_txn *txn, int *found, sl_status *st)
 
 static int open_error(lmkv *s, int rc, const char *what, sl_status *st)
 {
-    if (rc == MDB_INVALID || rc == MDB_VERSION_MISMATCH || rc == MDB_INCOMPATIBLE ||
-        rc == MDB_CORRUPTED)
+    if (rc == MDB_INVALID || rc == MDB_VERSION_MISMATCH || rc == MDB_INCOMPATIBLE)
         return sl_status_set(st, SL_EFORMAT, "%s/data.mdb is not a sluice LMDB store (%s)", s->dir,
+                             mdb_strerror(rc));
+    if (rc == MDB_CORRUPTED || rc == MDB_PAGE_NOTFOUND)
+        return sl_status_set(st, SL_EFORMAT,
+                             "%s/data.mdb is damaged (%s): restore it from a backup", s->dir,
                              mdb_strerror(rc));
     if (rc == ENOMEM)
         return sl_status_set(st, SL_ENOMEM, "%s %s: %s", what, s->dir, mdb_strerror(rc));
     return sl_status_set(st, SL_EIO, "%s %s: %s", what, s->dir, mdb_strerror(rc));
+}
+
+/* Reads what opening the tables will read (the main database's entries for every table, the
+ * format record) in a read-only transaction, under the fault guard: damage found there ends the
+ * open cleanly, as aborting a read-only transaction is always safe, which aborting a write
+ * transaction LMDB failed inside is not. Returns an LMDB code. */
+static int probe_tables(lmkv *s)
+{
+    MDB_txn *txn;
+    int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
+    if (rc != 0)
+        return rc;
+    s->opening = txn;
+    /* LMDB's own two databases first: the free-page list (every later commit rewrites it) and
+     * the table directory, entry by entry. */
+    for (MDB_dbi d = 0; rc == 0 && d < 2; d++) {
+        MDB_cursor *c;
+        MDB_val k, v;
+        if ((rc = mdb_cursor_open(txn, d, &c)) != 0)
+            break;
+        s->probing = c;
+        while ((rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) == 0)
+            ;
+        s->probing = NULL;
+        mdb_cursor_close(c);
+        if (rc == MDB_NOTFOUND)
+            rc = 0;
+    }
+    for (size_t i = 0; rc == 0 && i < NTABLES; i++) {
+        MDB_dbi dbi;
+        rc = mdb_dbi_open(txn, table_names[i], 0, &dbi);
+        if (rc == 0 && i == 0) {
+            MDB_val k = {6, (void *)"format"}, v;
+            rc = mdb_get(txn, dbi, &k, &v);
+        }
+        if (rc == MDB_NOTFOUND)
+            rc = 0;
+    }
+    mdb_txn_abort(txn);
+    s->opening = NULL;
+    return rc;
 }
 
 /* Opens every table (creating them and the format record in a writable store). */
@@ -791,6 +902,7 @@ static int open_tables(lmkv *s, sl_status *st)
         int rc = mdb_txn_begin(s->env, NULL, s->read_only ? MDB_RDONLY : 0, &txn);
         if (rc != 0)
             return open_error(s, rc, "cannot read the store in", st);
+
         for (size_t i = 0; rc == 0 && i < NTABLES; i++) {
             rc = mdb_dbi_open(txn, table_names[i], s->read_only ? 0 : MDB_CREATE, &s->dbi[i]);
             s->have[i] = rc == 0;
@@ -827,6 +939,7 @@ static int open_env(lmkv *s, size_t map_size, sl_status *st)
         return open_error(s, rc, "cannot create an LMDB environment for", st);
     mdb_env_set_maxdbs(s->env, 16);
     mdb_env_set_mapsize(s->env, map_size);
+    mdb_env_set_assert(s->env, on_assert);
     unsigned flags = MDB_NOTLS;
     if (s->dur != SL__DURABLE_SYNC)
         flags |= MDB_NOSYNC;
@@ -902,6 +1015,32 @@ int sl__lmdb_open(sl__kv **out, const sl__lmdb_opts *o, sl_status *st)
         rc = take_lock(s, st);
     if (rc == SL_OK)
         rc = open_env(s, o->map_size ? o->map_size : DEFAULT_MAP, st);
+    if (rc == SL_OK) {
+        /* Opening the tables reads the store's root pages: probed first under the guard, like a
+         * scan (see on_fault). */
+        guard_install();
+        sigjmp_buf jb;
+        if (sigsetjmp(jb, 1) == 0) {
+            scan_guard = &jb;
+            int mrc = probe_tables(s);
+            scan_guard = NULL;
+            if (mrc == MDB_CORRUPTED || mrc == MDB_PAGE_NOTFOUND)
+                rc = open_error(s, mrc, "cannot read the store in", st);
+        } else {
+            scan_guard = NULL;
+            if (s->probing)
+                mdb_cursor_close(s->probing);
+            if (s->opening)
+                mdb_txn_abort(s->opening);
+            s->probing = NULL;
+            s->opening = NULL;
+            rc = sl_status_set(st, SL_EFORMAT,
+                               "%s/data.mdb is damaged (LMDB read a page that is not one): "
+                               "restore it from a backup",
+                               s->dir);
+        }
+        guard_remove();
+    }
     if (rc == SL_OK)
         rc = open_tables(s, st);
     if (rc != SL_OK) {

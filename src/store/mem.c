@@ -1976,12 +1976,19 @@ static int load_one(void *ud, const char *key, void *value)
 static int mem_load(mem_engine *me, double now, sl_status *st)
 {
     loader l = {.me = me, .st = st, .now = now};
+    if (st)
+        sl_status_clear(st);
     sl__kv *kv = me->kv;
     int rc = kv->ops->scan(kv, SL__KV_CHANNELS, NULL, 0, load_channel, &l);
     if (rc == SL_OK)
         rc = kv->ops->scan(kv, SL__KV_META, "seq:", 4, load_seq, &l);
     if (rc == SL_OK)
         rc = sl__map_each(me->channels, load_one, &l);
+    if (rc != SL_OK && st && st->code == SL_OK)
+        sl_status_set(st, rc,
+                      "cannot read the store's channels (%s): the data file is damaged; restore "
+                      "it from a backup (docs/STORAGE.md)",
+                      sl_strerror(rc));
     return rc;
 }
 
