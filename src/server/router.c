@@ -1461,7 +1461,9 @@ static void run_handler(sl__job *job)
         return;
     }
     int rc = job->route->handler(job->r, &job->who, job->req, job->res, &job->resp, &job->st);
-    if (rc != SL_OK) {
+    /* Only a change waits: a GET (health, listings) answers at once, also while a full disk
+     * holds every commit back. */
+    if (rc != SL_OK || strcmp(job->route->method, "GET") == 0) {
         sl__job_finish(job, rc);
         return;
     }
