@@ -6,6 +6,8 @@
 # queued 200-byte messages. Exits non-zero, saying why, when anything could not be measured: a
 # request wrk counted as failed (socket error or status >= 400), a run without a figure, a server
 # that did not start, a work queue that ran dry during claim + ack.
+# sluiced runs on the memory engine unless SLUICE_ARGS says otherwise (bench/durable.sh compares
+# the durability modes).
 #   bench/http.sh [ROUNDS] [SECONDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,7 +26,7 @@ export SLUICE_BENCH_TOKEN=$TOKEN
 cleanup() { kill "${SPID:-}" "${NPID:-}" 2>/dev/null || true; wait 2>/dev/null || true; }
 trap cleanup EXIT
 
-taskset -c 0 $BIN/sluiced --listen 127.0.0.1:$PORT 2>/tmp/sluice-bench.err & SPID=$!
+taskset -c 0 $BIN/sluiced --listen 127.0.0.1:$PORT ${SLUICE_ARGS:---engine memory} 2>/tmp/sluice-bench.err & SPID=$!
 taskset -c 0 nginx -c "$PWD/bench/nginx.conf" -p /tmp & NPID=$!
 wait_http "http://127.0.0.1:$PORT/healthz" "sluiced (see /tmp/sluice-bench.err)"
 wait_http "http://127.0.0.1:18081/" "nginx (see /tmp/sluice-bench-nginx.err)"
@@ -65,7 +67,7 @@ echo "sluiced claim+ack      req/s runs: ${C[*]}  median $cm  ratio $(ratio "$cm
 
 # RSS with 100,000 queued 200-byte messages, in a fresh process so earlier runs leave no heap behind.
 kill "$SPID"; wait "$SPID" 2>/dev/null || true
-taskset -c 0 $BIN/sluiced --listen 127.0.0.1:$PORT 2>>/tmp/sluice-bench.err & SPID=$!
+taskset -c 0 $BIN/sluiced --listen 127.0.0.1:$PORT ${SLUICE_ARGS:---engine memory} 2>>/tmp/sluice-bench.err & SPID=$!
 wait_http "http://127.0.0.1:$PORT/healthz" "sluiced (see /tmp/sluice-bench.err)"
 curl -sf -XPOST localhost:$PORT/channels -H "Authorization: Bearer $TOKEN" \
   -d '{"id":"rss","kind":"queue"}' >/dev/null || die "cannot create the queue 'rss'"
