@@ -963,6 +963,19 @@ static int mem_claim(sl_engine *e, const char *id, const char *reader_name, size
     return SL_OK;
 }
 
+/* The queue `id` and the claimer `reader_name` (*r NULL: it holds no claims) of an operation on
+ * that reader's claims. SL_ENOENT, SL_EKIND for a topic. */
+static int queue_reader(sl_engine *e, const char *id, const char *reader_name, chan **c,
+                        reader **r)
+{
+    if ((*c = find_chan(e, id)) == NULL)
+        return SL_ENOENT;
+    if (!is_queue(*c))
+        return SL_EKIND;
+    *r = sl__map_get((*c)->readers, reader_name);
+    return SL_OK;
+}
+
 /* The message `sid` names if reader holds a live claim on it; else NULL. */
 static msg *live_claim(chan *c, const reader *r, const char *sid, double now, size_t *pos)
 {
@@ -983,12 +996,11 @@ static int mem_ack(sl_engine *e, const char *id, const char *reader_name, const 
                    size_t n, double now, size_t *count)
 {
     *count = 0;
-    chan *c = find_chan(e, id);
-    if (c == NULL)
-        return SL_ENOENT;
-    if (!is_queue(c))
-        return SL_EKIND;
-    reader *r = sl__map_get(c->readers, reader_name);
+    chan *c;
+    reader *r;
+    int qrc = queue_reader(e, id, reader_name, &c, &r);
+    if (qrc != SL_OK)
+        return qrc;
     if (r == NULL)
         return SL_OK; /* holds no claims */
     r->claims++;      /* pins r: its last release must not free it mid-loop */
@@ -1009,12 +1021,11 @@ static int mem_nack(sl_engine *e, const char *id, const char *reader_name, const
                     size_t n, double delay, double now, size_t *count)
 {
     *count = 0;
-    chan *c = find_chan(e, id);
-    if (c == NULL)
-        return SL_ENOENT;
-    if (!is_queue(c))
-        return SL_EKIND;
-    reader *r = sl__map_get(c->readers, reader_name);
+    chan *c;
+    reader *r;
+    int qrc = queue_reader(e, id, reader_name, &c, &r);
+    if (qrc != SL_OK)
+        return qrc;
     if (r == NULL)
         return SL_OK;
     /* Released messages may all go to `ready` (no delay, no backoff). */
@@ -1054,12 +1065,11 @@ static int mem_extend(sl_engine *e, const char *id, const char *reader_name, con
                       size_t n, double seconds, double now, size_t *count)
 {
     *count = 0;
-    chan *c = find_chan(e, id);
-    if (c == NULL)
-        return SL_ENOENT;
-    if (!is_queue(c))
-        return SL_EKIND;
-    reader *r = sl__map_get(c->readers, reader_name);
+    chan *c;
+    reader *r;
+    int qrc = queue_reader(e, id, reader_name, &c, &r);
+    if (qrc != SL_OK)
+        return qrc;
     if (r == NULL)
         return SL_OK;
     if (!(seconds > 0))
@@ -1086,12 +1096,11 @@ static int mem_terminate(sl_engine *e, const char *id, const char *reader_name,
 {
     *count = 0;
     memset(dead, 0, sizeof *dead);
-    chan *c = find_chan(e, id);
-    if (c == NULL)
-        return SL_ENOENT;
-    if (!is_queue(c))
-        return SL_EKIND;
-    reader *r = sl__map_get(c->readers, reader_name);
+    chan *c;
+    reader *r;
+    int qrc = queue_reader(e, id, reader_name, &c, &r);
+    if (qrc != SL_OK)
+        return qrc;
     if (r == NULL || n == 0)
         return SL_OK;
     size_t *pos = malloc(n * sizeof *pos);
