@@ -59,7 +59,7 @@ export SLUICE_BENCH_TOKEN=$TOKEN
 sluiced() {
   # --revocation before --apikey-store: the option parser currently drops an API key store given
   # before --revocation (issue 8, item 9: fixed on the config branch, not yet merged).
-  taskset -c 0 "$BIN/sluiced" --config "$TMP/broker.conf" --revocation "$2" \
+  taskset -c 0 "$BIN/sluiced" --engine memory --config "$TMP/broker.conf" --revocation "$2" \
     --apikey-store "$TMP/apikeys.jsonl" --listen "127.0.0.1:$1" 2>>"$TMP/sluiced-$1.err" &
   PIDS+=($!)
   wait_http "http://127.0.0.1:$1/healthz" "sluiced on port $1 (see $TMP/sluiced-$1.err)"

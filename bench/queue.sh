@@ -7,8 +7,8 @@
 # beside its figures (which of them fsync before acknowledging a produce).
 #   bench/queue.sh [ROUNDS] [SECONDS]
 # Environment: CLIENTS (producers, and as many consumers; 8), SIZE (payload bytes; 256), BATCH
-# (claim / fetch / prefetch; 32), SLUICE_ARGS (extra sluiced arguments, e.g. "--engine lmdb
-# --data-dir {data} --durability sync"; {data} becomes a fresh directory), SLUICE_SKIP_DEPS=1 (do
+# (claim / fetch / prefetch; 32), SLUICE_ARGS (sluiced's arguments; default "--data-dir {data}",
+# the embedded store with durability sync; {data} becomes a fresh directory), SLUICE_SKIP_DEPS=1 (do
 # not run scripts/deps --bench). Exits non-zero, saying why, when anything could not be measured: a
 # server that did not start, a run with an error, a message lost or delivered twice, a queue not
 # empty at the end, or a load tool that used most of its core (then it, not the server, may be the
@@ -70,11 +70,20 @@ export SLUICE_JWT_SECRET=bench-secret-bench-secret-bench-secret-42
 TOKEN=$($BIN/sluice token create --sub bench --role admin --ttl 2h)
 SPORT=$(free_port)
 mkdir -p "$TMP/sluice-data"
-read -r -a SARGS <<<"${SLUICE_ARGS:-}"
+# The default is sluiced's own: the embedded LMDB store with durability sync.
+SLUICE_ARGS=${SLUICE_ARGS:---data-dir {data}}
+read -r -a SARGS <<<"$SLUICE_ARGS"
 SARGS=("${SARGS[@]/\{data\}/$TMP/sluice-data}")
-SLABEL=memory
-if [[ " ${SLUICE_ARGS:-} " =~ --engine[=\ ]+([a-z]+) ]]; then SLABEL=${BASH_REMATCH[1]}; fi
-if [[ " ${SLUICE_ARGS:-} " =~ --durability[=\ ]+([a-z]+) ]]; then SLABEL=$SLABEL-${BASH_REMATCH[1]}; fi
+SLABEL=lmdb
+SDUR=sync
+if [[ " $SLUICE_ARGS " =~ --engine[=\ ]+([a-z]+) ]]; then SLABEL=${BASH_REMATCH[1]}; fi
+if [[ " $SLUICE_ARGS " =~ --durability[=\ ]+([a-z]+) ]]; then SDUR=${BASH_REMATCH[1]}; fi
+case $SLABEL-$SDUR in
+memory-*) SLABEL=memory; SWHAT="memory engine, nothing on disk: no" ;;
+*-sync) SLABEL=lmdb-sync; SWHAT="yes: each reply after its group commit's fsync" ;;
+*-batch) SLABEL=lmdb-batch; SWHAT="no: written before the reply, fsync within durability_batch_ms" ;;
+*) SLABEL=lmdb-none; SWHAT="no: written before the reply, fsync left to the OS" ;;
+esac
 taskset -c 0 $BIN/sluiced --listen "127.0.0.1:$SPORT" "${SARGS[@]}" 2>"$TMP/sluiced.err" &
 PIDS+=($!)
 wait_http "http://127.0.0.1:$SPORT/healthz" "sluiced (see $TMP/sluiced.err)"
@@ -167,7 +176,7 @@ run() {
 }
 
 echo "bench/queue.sh: $ROUNDS rounds of $SECS s, $CLIENTS producers + $CLIENTS consumers, $SIZE-byte messages, batch $BATCH"
-echo "  sluiced ${SLUICE_ARGS:-(memory engine)}; nats-server $(nats-server --version | awk '{print $NF}'); RabbitMQ $(dpkg-query -W -f='${Version}' rabbitmq-server)"
+echo "  sluiced $SLUICE_ARGS; nats-server $(nats-server --version | awk '{print $NF}'); RabbitMQ $(dpkg-query -W -f='${Version}' rabbitmq-server)"
 for i in $(seq "$ROUNDS"); do
   for k in 0 1 2; do
     run "${SYSTEMS[$(((i - 1 + k) % 3))]}" "$i"
@@ -185,7 +194,7 @@ for t in nats rabbitmq; do
   echo "  sluice / $t: produce $(ratio "$(med "${PR[sluice]}")" "$(med "${PR[$t]}")")x, consume $(ratio "$(med "${CR[sluice]}")" "$(med "${CR[$t]}")")x"
 done
 echo "durability (does it fsync before acknowledging a produce?):"
-echo "  sluice ($SLABEL): ${SLUICE_ARGS:-memory engine, nothing on disk: no}"
+echo "  sluice ($SLABEL): $SWHAT"
 echo "  nats: ${SENT[nats]}"
 echo "  rabbitmq: ${SENT[rabbitmq]}"
 echo "client CPU per run (% of core 1): sluice ${CPU[sluice]}; nats ${CPU[nats]}; rabbitmq ${CPU[rabbitmq]}"

@@ -31,7 +31,7 @@ printf 'broker = true\n' >"$TMP/node.conf"
 
 # node PORT REVOCATION: starts sluiced and waits until it answers.
 node() {
-  taskset -c 0 "$BIN/sluiced" --config "$TMP/node.conf" --listen "127.0.0.1:$1" --revocation "$2" \
+  taskset -c 0 "$BIN/sluiced" --engine memory --config "$TMP/node.conf" --listen "127.0.0.1:$1" --revocation "$2" \
     2>>"$TMP/sluiced-$1.err" &
   PIDS+=($!)
   wait_http "http://127.0.0.1:$1/healthz" "sluiced on port $1 (see $TMP/sluiced-$1.err)"

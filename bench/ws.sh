@@ -70,7 +70,8 @@ cleanup() { stop_servers; rm -rf "$TMP"; }
 trap cleanup EXIT
 
 start_sluiced() {
-  taskset -c 0 "$BIN/sluiced" --config bench/ws.conf --listen 127.0.0.1:$PORT 2>>"$TMP/sluiced.err" &
+  taskset -c 0 "$BIN/sluiced" --engine memory --config bench/ws.conf --listen 127.0.0.1:$PORT \
+    2>>"$TMP/sluiced.err" &
   SPID=$!
   wait_http "http://127.0.0.1:$PORT/healthz" "sluiced (see $TMP/sluiced.err)"
   # The endpoint must answer the upgrade with 101 (curl then waits for more; --max-time ends it).
