@@ -48,7 +48,7 @@ cleanup() {
     kill "$EPMD_PID" 2>/dev/null || true
     wait "$EPMD_PID" 2>/dev/null || true
   fi
-  rm -rf "$TMP"
+  [ -n "${KEEP_TMP:-}" ] || rm -rf "$TMP"
 }
 trap cleanup EXIT
 
@@ -71,7 +71,8 @@ TOKEN=$($BIN/sluice token create --sub bench --role admin --ttl 2h)
 SPORT=$(free_port)
 mkdir -p "$TMP/sluice-data"
 # The default is sluiced's own: the embedded LMDB store with durability sync.
-SLUICE_ARGS=${SLUICE_ARGS:---data-dir {data}}
+DEFAULT_SARGS='--data-dir {data}'
+SLUICE_ARGS=${SLUICE_ARGS:-$DEFAULT_SARGS}
 read -r -a SARGS <<<"$SLUICE_ARGS"
 SARGS=("${SARGS[@]/\{data\}/$TMP/sluice-data}")
 SLABEL=lmdb

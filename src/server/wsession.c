@@ -33,6 +33,7 @@
 /* Bytes kept free in a reply's budget for its envelope around the message text. */
 #define REPLY_ENVELOPE 4096
 #define RPC_MAX_IDS 10000
+#define RPC_MAX_BATCH 1000 /* messages per queue.batch, as over HTTP */
 
 typedef struct sess sess;
 
@@ -389,6 +390,10 @@ struct wait {
     json_t *data;    /* rpc: the parsed data the request's strings borrow */
     char *text;      /* rpc queue.write: the message text */
     char *meta;      /* rpc queue.write: the metadata text, or NULL */
+    sl_write *ws;    /* rpc queue.batch: its messages, texts, metadata texts and ids */
+    char **texts;
+    size_t nws;
+    char (*items)[SL__MSGID_LEN + 1];
     const char **ids;
     sl_write w;
     char item[1][SL__MSGID_LEN + 1];
@@ -404,6 +409,11 @@ static void wait_free(wait *w)
     sl__cf_command_clear(&w->cmd);
     sl_identity_clear(&w->tok);
     json_decref(w->data);
+    for (size_t i = 0; i < w->nws; i++)
+        free(w->texts[2 * i]), free(w->texts[2 * i + 1]);
+    free(w->texts);
+    free(w->ws);
+    free(w->items);
     free(w->text);
     free(w->meta);
     free(w->ids);
@@ -869,10 +879,18 @@ static void rpc_cont(sess *s, wait *w)
                           : op->op == SL_OP_CHANNEL_EXTEND    ? "extended"
                           : op->op == SL_OP_CHANNEL_TERMINATE ? "terminated"
                                                               : "nacked";
-    json_t *result =
-        op->op == SL_OP_CHANNEL_WRITE
-            ? json_pack("{s:s, s:b}", "id", w->item[0], "duplicate", op->duplicates > 0)
-            : json_pack("{s:I}", counted, (json_int_t)op->count);
+    json_t *result = NULL;
+    if (op->op == SL_OP_CHANNEL_WRITE && w->ws) { /* queue.batch */
+        json_t *ids = json_array();
+        for (size_t i = 0; ids && i < op->nwrites; i++)
+            json_array_append_new(ids, json_string(w->items[i]));
+        result = ids ? json_pack("{s:o, s:I}", "ids", ids, "duplicates", (json_int_t)op->duplicates)
+                     : NULL;
+    } else if (op->op == SL_OP_CHANNEL_WRITE) {
+        result = json_pack("{s:s, s:b}", "id", w->item[0], "duplicate", op->duplicates > 0);
+    } else {
+        result = json_pack("{s:I}", counted, (json_int_t)op->count);
+    }
     char *out = result ? json_dumps(result, JSON_COMPACT) : NULL;
     json_decref(result);
     if (out == NULL)
@@ -886,12 +904,12 @@ static void rpc_cont(sess *s, wait *w)
 /* queue.write's envelope beside its data: metadata (an object), correlation_id, reply_to,
  * recipient_id, idempotency_key (strings), delay, not_before, ttl (seconds). The channel API
  * checks the values; here only their types. Strings borrow data (the wait keeps it). */
-static int rpc_envelope(json_t *data, wait *w)
+static int rpc_envelope(json_t *data, sl_write *out, char **meta)
 {
     static const char *const strs[] = {"correlation_id", "reply_to", "recipient_id",
                                        "idempotency_key"};
-    const char **dst[] = {&w->w.correlation_id, &w->w.reply_to, &w->w.recipient_id,
-                          &w->w.idempotency_key};
+    const char **dst[] = {&out->correlation_id, &out->reply_to, &out->recipient_id,
+                          &out->idempotency_key};
     for (size_t i = 0; i < 4; i++) {
         json_t *v = json_object_get(data, strs[i]);
         if (v && !json_is_null(v) &&
@@ -901,7 +919,7 @@ static int rpc_envelope(json_t *data, wait *w)
         *dst[i] = json_string_value(v);
     }
     static const char *const nums[] = {"delay", "not_before", "ttl"};
-    double *ndst[] = {&w->w.delay, &w->w.not_before, &w->w.ttl};
+    double *ndst[] = {&out->delay, &out->not_before, &out->ttl};
     for (size_t i = 0; i < 3; i++) {
         json_t *v = json_object_get(data, nums[i]);
         if (v && !json_is_null(v) && !json_is_number(v))
@@ -910,9 +928,9 @@ static int rpc_envelope(json_t *data, wait *w)
     }
     json_t *md = json_object_get(data, "metadata");
     if (md && !json_is_null(md)) {
-        if (!json_is_object(md) || (w->meta = json_dumps(md, JSON_COMPACT)) == NULL)
+        if (!json_is_object(md) || (*meta = json_dumps(md, JSON_COMPACT)) == NULL)
             return SL_EINVAL;
-        w->w.metadata = w->meta;
+        out->metadata = *meta;
     }
     return SL_OK;
 }
@@ -941,11 +959,41 @@ static int rpc_prepare(sess *s, wait *w, const char *m)
         w->text = text; /* until the wait ends */
         op->op = SL_OP_CHANNEL_WRITE;
         w->w = (sl_write){.data = text, .data_len = strlen(text)};
-        if (rpc_envelope(data, w) != SL_OK)
+        if (rpc_envelope(data, &w->w, &w->meta) != SL_OK)
             return SL_EINVAL;
         op->writes = &w->w;
         op->nwrites = 1;
         op->item_ids = w->item;
+        return SL_OK;
+    }
+    if (!strcmp(m, "queue.batch")) {
+        /* {"messages":[envelope, ...]}: one request, stored together or not at all. */
+        json_t *arr = json_object_get(data, "messages");
+        size_t n = json_array_size(arr);
+        if (!json_is_array(arr) || n == 0 || n > RPC_MAX_BATCH)
+            return SL_EINVAL;
+        w->ws = calloc(n, sizeof *w->ws);
+        w->texts = calloc(2 * n, sizeof *w->texts);
+        w->items = calloc(n, sizeof *w->items);
+        if (w->ws == NULL || w->texts == NULL || w->items == NULL)
+            return SL_ENOMEM;
+        for (size_t i = 0; i < n; i++) {
+            json_t *e = json_array_get(arr, i), *d = json_object_get(e, "data");
+            w->nws = i + 1;
+            char *text = d ? json_dumps(d, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+            if (!json_is_object(e) || text == NULL) {
+                free(text);
+                return SL_EINVAL;
+            }
+            w->texts[2 * i] = text;
+            w->ws[i] = (sl_write){.data = text, .data_len = strlen(text)};
+            if (rpc_envelope(e, &w->ws[i], &w->texts[2 * i + 1]) != SL_OK)
+                return SL_EINVAL;
+        }
+        op->op = SL_OP_CHANNEL_WRITE;
+        op->writes = w->ws;
+        op->nwrites = n;
+        op->item_ids = w->items;
         return SL_OK;
     }
     int ack = !strcmp(m, "queue.ack");
@@ -979,7 +1027,8 @@ static void cmd_rpc(sess *s, sl__cf_command *c)
 {
     const char *m = c->rpc_method ? c->rpc_method : "";
     if (strcmp(m, "queue.claim") && strcmp(m, "queue.ack") && strcmp(m, "queue.nack") &&
-        strcmp(m, "queue.write") && strcmp(m, "queue.extend") && strcmp(m, "queue.terminate")) {
+        strcmp(m, "queue.write") && strcmp(m, "queue.extend") && strcmp(m, "queue.terminate") &&
+        strcmp(m, "queue.batch")) {
         reply_error(s, c->id, SL__CF_ERR_METHOD_NOT_FOUND, NULL);
         return;
     }

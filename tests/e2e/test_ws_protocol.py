@@ -992,6 +992,28 @@ def test_queue_rpc_features(make_server, tmp_path):
                         {"data": 1, "idempotency_key": 5}):
                 await w.err("rpc", rpc("queue.write", bad))
             await w.err("rpc", rpc("queue.extend", {"ids": [mid], "seconds": "x"}))
+            # A batch: one request, every id in order, a repeated key reported, not stored.
+            r = await w.ok("rpc", rpc("queue.batch", {"messages": [
+                {"data": {"b": 1}, "idempotency_key": "kb"},
+                {"data": {"b": 2}, "correlation_id": "c-2"},
+                {"data": {"b": 3}, "idempotency_key": "kb"}]}))
+            ids = r["data"]["ids"]
+            assert len(ids) == 3 and ids[0] == ids[2] and ids[0] < ids[1], r
+            assert r["data"]["duplicates"] == 1, r
+            r = await w.ok("rpc", rpc("queue.claim", {"limit": 10}))
+            got = [(m["id"], m["content"]["data"]) for m in r["data"]["messages"]]
+            assert got == [(ids[0], {"b": 1}), (ids[1], {"b": 2})], got
+            # A bad envelope refuses the whole batch; so do an empty one and a read-only caller.
+            before = (await w.ok("rpc", rpc("queue.claim", {"limit": 10})))["data"]["messages"]
+            assert before == [], before
+            await w.err("rpc", rpc("queue.batch", {"messages": [{"data": 1}, {"data": 2,
+                                                                               "ttl": "x"}]}))
+            await w.err("rpc", rpc("queue.batch", {"messages": []}))
+            await w.err("rpc", rpc("queue.batch", {"messages": [{"data": 1}] * 1001}))
+            e = await ro.err("rpc", rpc("queue.batch", {"messages": [{"data": 1}]}))
+            assert e["code"] == 103, e
+            r = await w.ok("rpc", rpc("queue.claim", {"limit": 10}))
+            assert r["data"]["messages"] == [], r
     run(go())
 
 
