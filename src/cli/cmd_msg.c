@@ -19,6 +19,9 @@ static const char write_usage[] =
     "with '-'. Prints {\"status\":\"accepted\",\"item_id\":\"...\"}.\n"
     "With any option below the message goes as an envelope (docs/QUEUES.md), and the answer\n"
     "also says \"duplicate\": true when the idempotency key repeated.\n"
+    "  --lines             JSON is - and every non-blank line of stdin is one message's data:\n"
+    "                      one batch (1..1000), stored together or not at all, the options\n"
+    "                      below applied to each (not --key); prints \"item_ids\"\n"
     "  --key KEY           idempotency key: a repeat within the channel's window stores nothing\n"
     "  --delay SECONDS     queues: not claimable before (90, 15m, 1h)\n"
     "  --not-before EPOCH  queues: not claimable before this time (epoch seconds)\n"
@@ -82,6 +85,7 @@ enum {
     OPT_CORRELATION,
     OPT_REPLY_TO,
     OPT_RECIPIENT,
+    OPT_LINES,
     OPT_SECONDS,
     OPT_REASON,
 };
@@ -91,6 +95,7 @@ enum {
 typedef struct write_args {
     sl_write w;
     int envelope; /* an option was given: send the envelope form */
+    int lines;    /* --lines: one message per line of stdin, as one batch */
 } write_args;
 
 static int write_opt(void *ud, int opt, const char *arg)
@@ -132,8 +137,74 @@ static int write_opt(void *ud, int opt, const char *arg)
     case OPT_RECIPIENT:
         a->w.recipient_id = arg;
         return 0;
+    case OPT_LINES:
+        a->lines = 1;
+        return 0;
     }
     return SL__EXIT_USAGE;
+}
+
+#define MAX_BATCH 1000
+
+/* --lines: every non-blank line of stdin is one message, all sent as one batch. */
+static int write_lines(write_args *a, const char *channel, const char *arg, sl__cli_conn *conn)
+{
+    if (strcmp(arg, "-") != 0)
+        return sl__cli_usage_error("write", "--lines reads stdin: give - as the JSON");
+    if (a->w.idempotency_key)
+        return sl__cli_usage_error("write", "--key names one message: not with --lines");
+    size_t len;
+    char *in = sl__cli_read_stream(stdin, MAX_STDIN_MESSAGE, &len);
+    if (in == NULL) {
+        sl__cli_err("cannot read the messages from stdin");
+        return SL__EXIT_FAIL;
+    }
+    sl_write *w = calloc(MAX_BATCH, sizeof *w);
+    char(*ids)[SL_ITEM_ID_SIZE] = calloc(MAX_BATCH, sizeof *ids);
+    size_t n = 0, line = 0;
+    int r = w && ids ? SL__EXIT_OK : SL__EXIT_FAIL;
+    for (char *p = in, *nl; r == SL__EXIT_OK && p < in + len; p = nl + 1) {
+        nl = memchr(p, '\n', (size_t)(in + len - p));
+        if (nl == NULL)
+            nl = in + len;
+        *nl = '\0';
+        line++;
+        if (strspn(p, " \t\r") == strlen(p))
+            continue;
+        json_error_t e;
+        json_t *j = json_loads(p, JSON_DECODE_ANY, &e);
+        json_decref(j);
+        if (j == NULL)
+            r = sl__cli_usage_error("write", "line %zu is not valid JSON: %s", line, e.text);
+        else if (n == MAX_BATCH)
+            r = sl__cli_usage_error("write", "more than %d messages in one batch", MAX_BATCH);
+        else
+            w[n] = a->w, w[n].data = p, w[n].data_len = strlen(p), n++;
+    }
+    if (r == SL__EXIT_OK && n == 0)
+        r = sl__cli_usage_error("write", "no message on stdin");
+    sl_client *cl = NULL;
+    if (r == SL__EXIT_OK)
+        r = sl__cli_client(conn, channel, &cl);
+    if (r == SL__EXIT_OK) {
+        sl_status st;
+        size_t dups = 0;
+        int rc = sl_client_write_batch(cl, channel, w, n, ids, &dups, &st);
+        if (rc == SL_OK) {
+            json_t *arr = json_array();
+            for (size_t i = 0; arr && i < n; i++)
+                json_array_append_new(arr, json_string(ids[i]));
+            r = sl__cli_print_json(json_pack("{s:s, s:o, s:I}", "status", "accepted", "item_ids",
+                                             arr, "duplicates", (json_int_t)dups));
+        } else {
+            r = sl__cli_fail(cl, rc, &st);
+        }
+    }
+    sl_client_free(cl);
+    free(w);
+    free(ids);
+    free(in);
+    return r;
 }
 
 int sl__cli_cmd_write(int argc, char **argv, sl__cli_conn *conn)
@@ -148,6 +219,7 @@ int sl__cli_cmd_write(int argc, char **argv, sl__cli_conn *conn)
         {"correlation-id", required_argument, NULL, OPT_CORRELATION},
         {"reply-to", required_argument, NULL, OPT_REPLY_TO},
         {"recipient", required_argument, NULL, OPT_RECIPIENT},
+        {"lines", no_argument, NULL, OPT_LINES},
         SL__CLI_CONN_OPTS,
         {0}};
     write_args a = {0};
@@ -159,6 +231,8 @@ int sl__cli_cmd_write(int argc, char **argv, sl__cli_conn *conn)
     const char *channel = argv[optind], *arg = argv[optind + 1];
     if ((r = sl__cli_check_channel("write", channel)) != 0)
         return r;
+    if (a.lines)
+        return write_lines(&a, channel, arg, conn);
     char *in = NULL;
     const char *data = arg;
     size_t len;

@@ -285,3 +285,18 @@ def test_cli_and_client(srv, cli):
     assert cli("terminate", "jobs", m["id"], "--reason", "", env=w).returncode == 2
     ro = dict(env, SLUICE_TOKEN=srv.token("r1", role="read"))
     assert cli("extend", "jobs", m["id"], env=ro).returncode == 4
+    # A batch from stdin, one message per line, the envelope options on each.
+    r = cli("write", "jobs", "-", "--lines", "--correlation-id", "b", env=w,
+            input='{"l":1}\n\n[2]\n"three"\n')
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["status"] == "accepted" and out["duplicates"] == 0 and len(out["item_ids"]) == 3
+    r = cli("read", "jobs", "--exclusive", "--limit", "10", env=w)
+    got = [(x["id"], x["content"]["data"], x["correlation_id"])
+           for x in json.loads(r.stdout)["messages"]]
+    assert got == [(i, d, "b") for i, d in zip(out["item_ids"], [{"l": 1}, [2], "three"])], got
+    # Bad lines refuse the whole batch before anything is sent.
+    r = cli("write", "jobs", "-", "--lines", env=w, input='{"ok":1}\n{bad\n')
+    assert r.returncode == 2 and "line 2 is not valid JSON" in r.stderr, r.stderr
+    assert cli("write", "jobs", "-", "--lines", "--key", "k", env=w, input="1\n").returncode == 2
+    assert cli("write", "jobs", "-", "--lines", env=w, input="\n").returncode == 2
