@@ -221,10 +221,20 @@ static void register_dead_letter(sl_ctx *ctx, const sl_channel_info *src)
 
 /* The engine answered: the outcome is durable. Events and audit records of a success go out now,
  * so that nobody hears of a change a crash could take back. */
+/* The channel's settings as the request found them, if the channel is still that channel: the
+ * registry's entry may have gone (deleted while the engine worked) or be a new channel of the
+ * same id, which the stream epoch tells apart. */
+static const sl_channel_info *still_there(const sl__chop *op)
+{
+    const sl_channel_info *now = sl__map_get(op->ctx->channels, op->channel);
+    return now && strcmp(now->epoch, op->epoch) == 0 ? now : NULL;
+}
+
 static void engine_done(sl__eop *e)
 {
     sl__chop *op = e->ud;
     sl_ctx *ctx = op->ctx;
+    const sl_channel_info *ch;
     const char *id = op->channel;
     int rc = e->rc;
     switch (op->op) {
@@ -270,7 +280,7 @@ static void engine_done(sl__eop *e)
             if (op->item_ids)
                 memcpy(op->item_ids[i], op->eids[i], sizeof op->eids[i]);
         }
-        if (rc == SL_OK && op->ch && sl__map_get(ctx->channels, id) == op->ch) {
+        if (rc == SL_OK && (ch = still_there(op)) != NULL) {
             /* Real time hears of what was stored and may be read now: not of a repeat, and
              * not of a delayed message (its readers learn of it when they can claim it). */
             for (size_t i = 0; i < op->nwrites; i++) {
@@ -279,7 +289,7 @@ static void engine_done(sl__eop *e)
                 op->msgs[i].id = op->eids[i];
                 sl__ctx_emit(ctx, &(sl_event){.kind = SL_EVENT_WRITE,
                                               .channel = id,
-                                              .info = op->ch,
+                                              .info = ch,
                                               .message = &op->msgs[i]});
                 op->msgs[i].id = NULL;
             }
@@ -290,8 +300,8 @@ static void engine_done(sl__eop *e)
         op->list = e->list;
         memset(&e->list, 0, sizeof e->list);
         op->seq = e->seq;
-        if (e->dead.len && e->dead_created && op->ch)
-            register_dead_letter(ctx, op->ch);
+        if (e->dead.len && e->dead_created && (ch = still_there(op)) != NULL)
+            register_dead_letter(ctx, ch);
         if (e->dead.len && e->dead_rc != SL_OK)
             sl__audit(ctx, NULL, "channel.dead_letter_dropped", "channel", id, "reason",
                       sl_strerror(e->dead_rc), NULL);
@@ -465,6 +475,7 @@ static int start(sl__chop *op)
     if ((rc = sl__channel_enter(ctx, op->who, op->op, id, &op->ch, st)) != SL_OK)
         return rc;
     const sl_channel_info *ch = op->ch;
+    memcpy(op->epoch, ch->epoch, sizeof op->epoch); /* op->ch is only valid until we return */
     switch (op->op) {
     case SL_OP_CHANNEL_DELETE:
         /* Out of the registry at once: nothing new starts on a channel being deleted. */

@@ -81,7 +81,8 @@ struct sl__chop {
     void *ud;
     /* the layer's own */
     sl_ctx *ctx;
-    const sl_channel_info *ch;
+    const sl_channel_info *ch; /* the registry's entry, valid until start() returns */
+    char epoch[17];            /* its stream epoch: the same channel at completion? */
     sl_channel_info *created;
     sl_message *msgs;
     char *datas;

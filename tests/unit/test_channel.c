@@ -10,6 +10,13 @@
 
 #include <sluice/sluice.h>
 
+#include <stdio.h>
+#include <stdlib.h>
+#include <uv.h>
+
+#include "api/ctx.h"
+#include "store/lmdb.h"
+
 static double pinned_now;
 static double pinned(void *ud)
 {
@@ -361,6 +368,74 @@ static void test_queue_features(void **state)
     sl_ctx_free(ctx);
 }
 
+static void chop_done(sl__chop *op)
+{
+    (*(int *)op->ud)++;
+}
+
+/* With the durable engine a request completes later, from the loop: a channel deleted (and
+ * re-created) meanwhile must not be mistaken for the one the request found. The claim below
+ * dead-letters a message into a queue the engine creates; its completion must neither register
+ * that queue under the deleted channel's settings nor touch them (freed: ASan would say so). */
+static void test_channel_gone_before_completion(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/sluice-chan-gone-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    sl__kv *kv;
+    sl_status st;
+    sl__lmdb_opts lo = {.dir = dir, .loop = &loop};
+    assert_int_equal(sl__lmdb_open(&kv, &lo, &st), SL_OK);
+    sl_ctx *ctx;
+    assert_int_equal(sl_ctx_new(&ctx, NULL), SL_OK);
+    sl_engine *e;
+    assert_int_equal(sl__mem_engine_open(&e, kv, &loop, sl_ctx_now(ctx), &st), SL_OK);
+    assert_int_equal(sl__ctx_use_engine(ctx, e, &st), SL_OK);
+    sl_channel_opts o;
+    sl_channel_opts_init(&o);
+    o.max_attempts = 1;
+    o.claim_timeout = 0.001;
+    assert_int_equal(sl_channel_create(ctx, NULL, "q", &o, &st), SL_OK);
+    sl_write w = {.data = "1", .data_len = 1};
+    assert_int_equal(sl_channel_write(ctx, NULL, "q", &w, NULL, 0, &st), SL_OK);
+    sl_message_list l;
+    sl_read r = {.exclusive = 1};
+    assert_int_equal(sl_channel_read(ctx, NULL, "q", &r, &l, &st), SL_OK);
+    assert_int_equal(l.len, 1);
+    sl_message_list_free(&l);
+    uv_sleep(5); /* the lease runs out: the next claim dead-letters the message */
+
+    int done = 0;
+    sl__chop claim = {.op = SL_OP_CHANNEL_READ,
+                      .channel = "q",
+                      .read = {.exclusive = 1},
+                      .done = chop_done,
+                      .ud = &done};
+    sl__channel_submit(ctx, &claim);
+    assert_int_equal(done, 0); /* waiting for its commit */
+    sl__chop del = {.op = SL_OP_CHANNEL_DELETE, .channel = "q", .done = chop_done, .ud = &done};
+    sl__channel_submit(ctx, &del);
+    while (done < 2)
+        uv_run(&loop, UV_RUN_ONCE);
+    assert_int_equal(claim.rc, SL_OK);
+    assert_int_equal(claim.list.len, 0);
+    assert_int_equal(del.rc, SL_OK);
+    sl__chop_clear(&claim);
+    sl__chop_clear(&del);
+    sl_channel_info info;
+    assert_int_equal(sl_channel_info_get(ctx, NULL, "q", &info, &st), SL_ENOENT);
+
+    sl_ctx_free(ctx);
+    kv->ops->free(kv);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    char cmd[64];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -371,6 +446,7 @@ int main(void)
         cmocka_unit_test(test_visibility_and_kinds),
         cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_queue_features),
+        cmocka_unit_test(test_channel_gone_before_completion),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
