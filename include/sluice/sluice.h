@@ -155,6 +155,10 @@ typedef struct sl_ctx_options {
     sl_mode mode;      /* server-wide mode; SL_MODE_OPEN when 0 */
     sl_clock_fn clock; /* NULL: wall clock */
     void *clock_ud;
+    /* NULL: channels live in memory only. A directory: they and the ACL grants are kept in the
+     * embedded store there (created when missing; docs/STORAGE.md), and every channel call and
+     * grant returns once its change is fsynced. One context (or sluiced) per directory. */
+    const char *data_dir;
 } sl_ctx_options;
 
 /* Audit hook: called for every denial and every audited operation. `record` is a JSON object text
@@ -183,8 +187,11 @@ typedef struct sl_event {
 } sl_event;
 typedef void (*sl_event_fn)(void *ud, const sl_event *ev);
 
-/* *out owned by the caller; release with sl_ctx_free. opts may be NULL. */
+/* *out owned by the caller; release with sl_ctx_free. opts may be NULL. With opts->data_dir:
+ * SL_EUNAVAIL (the directory is in use), SL_EFORMAT (not a store this build reads), SL_EIO, with
+ * the reason in st (sl_ctx_open; sl_ctx_new gives the code only). */
 int sl_ctx_new(sl_ctx **out, const sl_ctx_options *opts);
+int sl_ctx_open(sl_ctx **out, const sl_ctx_options *opts, sl_status *st);
 void sl_ctx_free(sl_ctx *ctx);
 double sl_ctx_now(const sl_ctx *ctx);
 void sl_ctx_set_clock(sl_ctx *ctx, sl_clock_fn fn, void *ud);

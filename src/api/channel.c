@@ -8,6 +8,7 @@
 #include "api/ctx.h"
 #include "core/jsonv.h"
 #include "core/message.h"
+#include "store/kv.h"
 
 #include <uv.h>
 
@@ -841,6 +842,24 @@ int sl_channel_remove(sl_ctx *ctx, const sl_identity *who, const char *id, const
 
 /* ---- ACL ------------------------------------------------------------------------------------- */
 
+static void acl_committed(void *ud, int rc)
+{
+    *(int *)ud = rc;
+}
+
+/* An in-process context with its own store (sl_ctx_options.data_dir) commits an ACL change
+ * before the call returns; a server's transport waits for it instead (sl__ctx_sync). */
+static int acl_durable(sl_ctx *ctx, sl_status *st)
+{
+    if (ctx->kv == NULL)
+        return SL_OK;
+    int rc = SL_EINTERNAL;
+    ctx->kv->ops->barrier(ctx->kv, acl_committed, &rc); /* no loop: commits here */
+    return rc == SL_OK ? SL_OK
+                       : sl_status_set(st, rc, "the ACL change could not be made durable: %s",
+                                       sl_strerror(rc));
+}
+
 int sl_acl_grant(sl_ctx *ctx, const sl_identity *who, const char *principal, sl_role role,
                  const char *const *patterns, size_t n, sl_status *st)
 {
@@ -863,7 +882,7 @@ int sl_acl_grant(sl_ctx *ctx, const sl_identity *who, const char *principal, sl_
     if (rc != SL_OK)
         return sl_status_set(st, rc, NULL);
     sl__ctx_emit(ctx, &(sl_event){.kind = SL_EVENT_ACL_CHANGED, .principal = principal});
-    return SL_OK;
+    return acl_durable(ctx, st);
 }
 
 int sl_acl_revoke(sl_ctx *ctx, const sl_identity *who, const char *principal, sl_status *st)
@@ -882,7 +901,7 @@ int sl_acl_revoke(sl_ctx *ctx, const sl_identity *who, const char *principal, sl
         return sl_status_set(st, rc, "the ACL change could not be staged: %s", sl_strerror(rc));
     sl__ctx_emit(ctx,
                  &(sl_event){.kind = SL_EVENT_ACL_CHANGED, .principal = principal, .removed = 1});
-    return SL_OK;
+    return acl_durable(ctx, st);
 }
 
 int sl_acl_list(sl_ctx *ctx, const sl_identity *who, sl_acl_entry **out, size_t *n, sl_status *st)

@@ -2,6 +2,8 @@
  * use and the durability barrier transports answer through. */
 #include "api/ctx.h"
 
+#include "store/lmdb.h"
+
 #include <stdlib.h>
 #include <string.h>
 #include <uv.h>
@@ -21,9 +23,30 @@ double sl_wallclock(void *ud_unused)
 
 int sl_ctx_new(sl_ctx **out, const sl_ctx_options *opts)
 {
+    return sl_ctx_open(out, opts, NULL);
+}
+
+/* The in-process durable context: the store without a loop, so each change commits before the
+ * call that made it returns. */
+static int open_data_dir(sl_ctx *ctx, const char *dir, sl_status *st)
+{
+    sl__lmdb_opts o = {.dir = dir};
+    sl_engine *e;
+    int rc = sl__lmdb_open(&ctx->kv, &o, st);
+    if (rc == SL_OK)
+        rc = sl__mem_engine_open(&e, ctx->kv, NULL, sl_ctx_now(ctx), st);
+    if (rc == SL_OK)
+        rc = sl__ctx_use_engine(ctx, e, st);
+    if (rc == SL_OK)
+        rc = sl__acl_attach(ctx->acl, ctx->kv, st);
+    return rc;
+}
+
+int sl_ctx_open(sl_ctx **out, const sl_ctx_options *opts, sl_status *st)
+{
     sl_ctx *ctx = calloc(1, sizeof *ctx);
     if (ctx == NULL)
-        return SL_ENOMEM;
+        return sl_status_set(st, SL_ENOMEM, NULL);
     ctx->mode = opts && opts->mode != SL_MODE_INHERIT ? opts->mode : SL_MODE_OPEN;
     ctx->clock = opts && opts->clock ? opts->clock : sl_wallclock;
     ctx->clock_ud = opts ? opts->clock_ud : NULL;
@@ -32,6 +55,10 @@ int sl_ctx_new(sl_ctx **out, const sl_ctx_options *opts)
         rc = sl__map_new(&ctx->channels);
     if (rc == SL_OK)
         rc = sl__acl_new(&ctx->acl);
+    if (rc != SL_OK)
+        sl_status_set(st, rc, NULL);
+    if (rc == SL_OK && opts && opts->data_dir)
+        rc = open_data_dir(ctx, opts->data_dir, st);
     if (rc != SL_OK) {
         sl_ctx_free(ctx);
         return rc;
@@ -46,6 +73,8 @@ void sl_ctx_free(sl_ctx *ctx)
         return;
     if (ctx->engine)
         ctx->engine->ops->free(ctx->engine);
+    if (ctx->kv) /* after the engine, which writes through it */
+        ctx->kv->ops->free(ctx->kv);
     sl__map_free(ctx->channels, sl__channel_info_free);
     sl__acl_free(ctx->acl);
     free(ctx);

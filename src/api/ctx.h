@@ -11,6 +11,7 @@
 #include "store/engine.h"
 
 struct sl_ctx {
+    struct sl__kv *kv; /* owned: the store of sl_ctx_options.data_dir, or NULL */
     sl_mode mode;
     sl_clock_fn clock;
     void *clock_ud;

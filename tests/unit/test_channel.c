@@ -436,6 +436,54 @@ static void test_channel_gone_before_completion(void **state)
     assert_int_equal(system(cmd), 0);
 }
 
+/* The in-process C API on a data directory: channels, messages, claims and ACL grants come
+ * back in a new context on the same directory; a second context on it is refused. */
+static void test_in_process_data_dir(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/sluice-ctx-dir-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    sl_ctx_options o = {.mode = SL_MODE_ACL, .data_dir = dir};
+    sl_ctx *ctx, *other;
+    sl_status st;
+    assert_int_equal(sl_ctx_open(&ctx, &o, &st), SL_OK);
+    assert_int_equal(sl_ctx_open(&other, &o, &st), SL_EUNAVAIL);
+    assert_non_null(strstr(st.message, "in use by another sluiced"));
+    assert_int_equal(sl_acl_grant(ctx, NULL, "scheduler", SL_ROLE_WRITE, NULL, 0, &st), SL_OK);
+    assert_int_equal(sl_channel_create(ctx, NULL, "jobs", NULL, &st), SL_OK);
+    sl_identity who;
+    sl_identity_local(&who, "scheduler");
+    sl_write w = {.data = "{\"n\":1}", .data_len = 7};
+    char id[32];
+    assert_int_equal(sl_channel_write(ctx, &who, "jobs", &w, id, sizeof id, &st), SL_OK);
+    w.data = "{\"n\":2}";
+    assert_int_equal(sl_channel_write(ctx, &who, "jobs", &w, NULL, 0, &st), SL_OK);
+    sl_read r = {.limit = 1, .exclusive = 1};
+    sl_message_list l;
+    assert_int_equal(sl_channel_read(ctx, &who, "jobs", &r, &l, &st), SL_OK);
+    assert_string_equal(l.items[0].id, id);
+    sl_message_list_free(&l);
+    sl_ctx_free(ctx);
+
+    assert_int_equal(sl_ctx_open(&ctx, &o, &st), SL_OK);
+    sl_identity_local(&who, "scheduler");
+    r.limit = 10;
+    assert_int_equal(sl_channel_read(ctx, &who, "jobs", &r, &l, &st), SL_OK);
+    assert_int_equal(l.len, 1); /* the first is still leased to the claim before the restart */
+    assert_string_equal(l.items[0].data, "{\"n\":2}");
+    sl_message_list_free(&l);
+    sl_acl_entry *e;
+    size_t n;
+    assert_int_equal(sl_acl_list(ctx, NULL, &e, &n, &st), SL_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(e[0].principal, "scheduler");
+    sl_acl_entries_free(e, n);
+    sl_ctx_free(ctx);
+    char cmd[64];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -447,6 +495,7 @@ int main(void)
         cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_queue_features),
         cmocka_unit_test(test_channel_gone_before_completion),
+        cmocka_unit_test(test_in_process_data_dir),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
