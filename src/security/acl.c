@@ -148,17 +148,6 @@ int sl__acl_del(sl__acl *acl, const char *principal)
 
 /* ---- loading from the kv --------------------------------------------------------------------- */
 
-typedef struct loaded {
-    char *principal;
-    entry *e;
-} loaded;
-
-typedef struct load_state {
-    loaded *v;
-    size_t n, cap;
-    sl_status *st;
-} load_state;
-
 /* One stored grant into an entry; NULL with why set when it does not decode. */
 static int decode(const void *val, size_t vlen, entry **out, char *why, size_t whysz)
 {
@@ -212,61 +201,22 @@ static int decode(const void *val, size_t vlen, entry **out, char *why, size_t w
     return rc;
 }
 
-static int load_one(void *ud, const void *key, size_t klen, const void *val, size_t vlen)
+static int decode_grant(const void *val, size_t vlen, void **out, char *why, size_t whysz)
 {
-    load_state *ls = ud;
-    char principal[SL__SECSTORE_KEY_MAX + 1], why[160];
-    if (sl__secstore_key_str(key, klen, principal) < 0 ||
-        !sl_principal_valid(principal, strlen(principal)))
-        return sl__secstore_eformat(ls->st, SL__KV_ACL, key, klen, "not a valid principal");
-    entry *e = NULL;
-    int rc = decode(val, vlen, &e, why, sizeof why);
-    if (rc == SL_EFORMAT)
-        return sl__secstore_eformat(ls->st, SL__KV_ACL, key, klen, why);
-    if (rc == SL_OK && ls->n == ls->cap) {
-        size_t nc = ls->cap ? 2 * ls->cap : 16;
-        loaded *nv = realloc(ls->v, nc * sizeof *nv);
-        if (nv == NULL) {
-            rc = SL_ENOMEM;
-        } else {
-            ls->v = nv;
-            ls->cap = nc;
-        }
-    }
-    char *p = rc == SL_OK ? strdup(principal) : NULL;
-    if (rc == SL_OK && p == NULL)
-        rc = SL_ENOMEM;
-    if (rc != SL_OK) {
-        entry_free(e);
-        return sl_status_set(ls->st, rc, NULL);
-    }
-    ls->v[ls->n++] = (loaded){p, e};
-    return SL_OK;
+    return decode(val, vlen, (entry **)out, why, whysz);
+}
+
+static int principal_ok(const char *p)
+{
+    return sl_principal_valid(p, strlen(p));
 }
 
 int sl__acl_attach(sl__acl *acl, sl__kv *kv, sl_status *st)
 {
     if (acl == NULL || kv == NULL || acl->kv != NULL)
         return sl_status_set(st, SL_EINVAL, "the ACL is already attached to a store");
-    sl_status_clear(st);
-    /* Everything is decoded before anything is applied: bad stored data changes nothing. */
-    load_state ls = {.st = st};
-    int rc = kv->ops->scan(kv, SL__KV_ACL, NULL, 0, load_one, &ls);
-    if (rc != SL_OK && (st == NULL || st->code != rc))
-        sl_status_set(st, rc, "cannot read the stored ACL: %s", sl_strerror(rc));
-    size_t i = 0;
-    for (; rc == SL_OK && i < ls.n; i++) {
-        rc = sl__map_put(acl->by_principal, ls.v[i].principal, ls.v[i].e, entry_free);
-        if (rc != SL_OK)
-            sl_status_set(st, rc, NULL);
-        else
-            ls.v[i].e = NULL;
-    }
-    for (size_t k = 0; k < ls.n; k++) {
-        entry_free(ls.v[k].e);
-        free(ls.v[k].principal);
-    }
-    free(ls.v);
+    int rc = sl__secstore_load_map(kv, SL__KV_ACL, "ACL", principal_ok, decode_grant, entry_free,
+                                   acl->by_principal, st);
     if (rc == SL_OK)
         acl->kv = kv;
     return rc;

@@ -187,17 +187,6 @@ int sl_broker_assign(sl_broker *b, const char *principal, const char *const *rol
 
 /* ---- loading assignments from the kv --------------------------------------------------------- */
 
-typedef struct loaded {
-    char *principal;
-    strv *roles;
-} loaded;
-
-typedef struct load_state {
-    loaded *v;
-    size_t n, cap;
-    sl_status *st;
-} load_state;
-
 /* One stored assignment; SL_EFORMAT with why set when it does not decode. */
 static int decode_assign(const void *val, size_t vlen, strv **out, char *why, size_t whysz)
 {
@@ -230,59 +219,17 @@ static int decode_assign(const void *val, size_t vlen, strv **out, char *why, si
     return rc;
 }
 
-static int load_one(void *ud, const void *key, size_t klen, const void *val, size_t vlen)
+static int decode_roles(const void *val, size_t vlen, void **out, char *why, size_t whysz)
 {
-    load_state *ls = ud;
-    char principal[SL__SECSTORE_KEY_MAX + 1], why[160];
-    if (sl__secstore_key_str(key, klen, principal) < 0 || !name_valid(principal))
-        return sl__secstore_eformat(ls->st, SL__KV_BROKER, key, klen, "not a valid principal");
-    strv *roles = NULL;
-    int rc = decode_assign(val, vlen, &roles, why, sizeof why);
-    if (rc == SL_EFORMAT)
-        return sl__secstore_eformat(ls->st, SL__KV_BROKER, key, klen, why);
-    if (rc == SL_OK && ls->n == ls->cap) {
-        size_t nc = ls->cap ? 2 * ls->cap : 16;
-        loaded *nv = realloc(ls->v, nc * sizeof *nv);
-        if (nv == NULL) {
-            rc = SL_ENOMEM;
-        } else {
-            ls->v = nv;
-            ls->cap = nc;
-        }
-    }
-    char *p = rc == SL_OK ? strdup(principal) : NULL;
-    if (rc == SL_OK && p == NULL)
-        rc = SL_ENOMEM;
-    if (rc != SL_OK) {
-        strv_free(roles);
-        return sl_status_set(ls->st, rc, NULL);
-    }
-    ls->v[ls->n++] = (loaded){p, roles};
-    return SL_OK;
+    return decode_assign(val, vlen, (strv **)out, why, whysz);
 }
 
 int sl_broker_attach(sl_broker *b, struct sl__kv *kv, sl_status *st)
 {
     if (b == NULL || kv == NULL || b->kv != NULL)
         return sl_status_set(st, SL_EINVAL, "the broker is already attached to a store");
-    sl_status_clear(st);
-    /* Decoded in full before anything is applied: bad stored data changes nothing. */
-    load_state ls = {.st = st};
-    int rc = kv->ops->scan(kv, SL__KV_BROKER, NULL, 0, load_one, &ls);
-    if (rc != SL_OK && (st == NULL || st->code != rc))
-        sl_status_set(st, rc, "cannot read the stored broker roles: %s", sl_strerror(rc));
-    for (size_t i = 0; rc == SL_OK && i < ls.n; i++) {
-        rc = sl__map_put(b->principals, ls.v[i].principal, ls.v[i].roles, strv_free);
-        if (rc != SL_OK)
-            sl_status_set(st, rc, NULL);
-        else
-            ls.v[i].roles = NULL;
-    }
-    for (size_t i = 0; i < ls.n; i++) {
-        strv_free(ls.v[i].roles);
-        free(ls.v[i].principal);
-    }
-    free(ls.v);
+    int rc = sl__secstore_load_map(kv, SL__KV_BROKER, "broker roles", name_valid, decode_roles,
+                                   strv_free, b->principals, st);
     if (rc == SL_OK)
         b->kv = kv;
     return rc;

@@ -4,6 +4,8 @@
  * escaped. */
 #include "security/secstore.h"
 
+#include "core/map.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -85,4 +87,83 @@ int sl__secstore_eformat(sl_status *st, const char *table, const void *key, size
             *p = '?';
     return sl_status_set(st, SL_EFORMAT, "stored %s entry '%s' is unreadable: %s", table, shown,
                          reason);
+}
+
+/* ---- loading a principal-keyed table ----------------------------------------------------------
+ */
+
+typedef struct loaded {
+    char *principal;
+    void *value;
+} loaded;
+
+typedef struct load_state {
+    const char *table;
+    int (*valid_key)(const char *);
+    sl__secstore_decode_fn decode;
+    void (*free_value)(void *);
+    loaded *v;
+    size_t n, cap;
+    sl_status *st;
+} load_state;
+
+static int load_one(void *ud, const void *key, size_t klen, const void *val, size_t vlen)
+{
+    load_state *ls = ud;
+    char principal[SL__SECSTORE_KEY_MAX + 1], why[160];
+    if (sl__secstore_key_str(key, klen, principal) < 0 || !ls->valid_key(principal))
+        return sl__secstore_eformat(ls->st, ls->table, key, klen, "not a valid principal");
+    void *value = NULL;
+    int rc = ls->decode(val, vlen, &value, why, sizeof why);
+    if (rc == SL_EFORMAT)
+        return sl__secstore_eformat(ls->st, ls->table, key, klen, why);
+    if (rc == SL_OK && ls->n == ls->cap) {
+        size_t nc = ls->cap ? 2 * ls->cap : 16;
+        loaded *nv = realloc(ls->v, nc * sizeof *nv);
+        if (nv == NULL) {
+            rc = SL_ENOMEM;
+        } else {
+            ls->v = nv;
+            ls->cap = nc;
+        }
+    }
+    char *p = rc == SL_OK ? strdup(principal) : NULL;
+    if (rc == SL_OK && p == NULL)
+        rc = SL_ENOMEM;
+    if (rc != SL_OK) {
+        if (value)
+            ls->free_value(value);
+        return sl_status_set(ls->st, rc, NULL);
+    }
+    ls->v[ls->n++] = (loaded){p, value};
+    return SL_OK;
+}
+
+int sl__secstore_load_map(sl__kv *kv, const char *table, const char *what,
+                          int (*valid_key)(const char *), sl__secstore_decode_fn decode,
+                          void (*free_value)(void *), sl__map *map, sl_status *st)
+{
+    sl_status_clear(st);
+    load_state ls = {.table = table,
+                     .valid_key = valid_key,
+                     .decode = decode,
+                     .free_value = free_value,
+                     .st = st};
+    int rc = kv->ops->scan(kv, table, NULL, 0, load_one, &ls);
+    if (rc != SL_OK && (st == NULL || st->code != rc))
+        sl_status_set(st, rc, "cannot read the stored %s: %s", what, sl_strerror(rc));
+    for (size_t i = 0; rc == SL_OK && i < ls.n; i++) {
+        rc = sl__map_put(map, ls.v[i].principal, ls.v[i].value, free_value);
+        if (rc != SL_OK)
+            sl_status_set(st, rc, NULL);
+        else
+            ls.v[i].value = NULL;
+    }
+    for (size_t i = 0; i < ls.n; i++) {
+        if (ls.v[i].value)
+            free_value(ls.v[i].value);
+        free(ls.v[i].principal);
+    }
+    free(ls.v);
+    return rc;
 }

@@ -34,4 +34,17 @@ int sl__secstore_key_str(const void *key, size_t klen, char buf[SL__SECSTORE_KEY
 int sl__secstore_eformat(sl_status *st, const char *table, const void *key, size_t klen,
                          const char *why);
 
+/* Decodes one stored value into *out (the caller's, released with the loader's free_value);
+ * SL_EFORMAT with the reason in why (fixed text), or SL_ENOMEM. */
+typedef int (*sl__secstore_decode_fn)(const void *val, size_t vlen, void **out, char *why,
+                                      size_t whysz);
+/* Loads a table keyed by principal into map (principal -> decoded value, freed with free_value):
+ * every record is read and decoded first (valid_key checks the key), so bad stored data changes
+ * nothing; then each goes in, replacing what map held. SL_EFORMAT naming the table and key, the
+ * kv's error, SL_ENOMEM, with st filled ("cannot read the stored WHAT: ..."). */
+struct sl__map;
+int sl__secstore_load_map(sl__kv *kv, const char *table, const char *what,
+                          int (*valid_key)(const char *), sl__secstore_decode_fn decode,
+                          void (*free_value)(void *), struct sl__map *map, sl_status *st);
+
 #endif
