@@ -443,14 +443,19 @@ static int setup_broker(server *s, const sl__config *cfg, sl_status *st)
     return SL_OK;
 }
 
+/* The embedded store's directory: data_dir, else ./sluice-data (docs/CONFIG.md). */
+static const char *data_dir_of(const sl__config *cfg)
+{
+    return cfg->data_dir ? cfg->data_dir : "sluice-data";
+}
+
 /* The embedded store, opened first: every store that keeps state attaches to it. */
 static int open_store(server *s, const sl__config *cfg, sl_status *st)
 {
     if (strcmp(cfg->engine, "lmdb") != 0)
         return SL_OK;
-    sl__lmdb_opts o = {.dir = cfg->data_dir ? cfg->data_dir : "sluice-data",
-                       .loop = s->loop,
-                       .batch_ms = cfg->durability_batch_ms};
+    sl__lmdb_opts o = {
+        .dir = data_dir_of(cfg), .loop = s->loop, .batch_ms = cfg->durability_batch_ms};
     if (sl__durability_parse(cfg->durability, &o.durability) != SL_OK)
         return sl_status_set(st, SL_ECONFIG, "durability must be sync, batch or none");
     int rc = sl__lmdb_open(&s->kv, &o, st);
@@ -509,7 +514,7 @@ static int setup(server *s, const sl__config *cfg, sl_status *st)
     sl_ctx_set_read_max_bytes(s->ctx, cfg->read_max_bytes);
     if (s->audit)
         sl_ctx_set_audit(s->ctx, audit_sink, s);
-    if ((rc = use_store(s, cfg->data_dir ? cfg->data_dir : "sluice-data", st)) != SL_OK)
+    if ((rc = use_store(s, data_dir_of(cfg), st)) != SL_OK)
         return rc;
     /* A channel the store already holds keeps its stored settings (docs/STORAGE.md). */
     for (size_t i = 0; i < cfg->nchannels; i++) {
@@ -598,7 +603,7 @@ int main(int argc, char **argv)
                 cfg.host, sl_http_server_port(s.http), sl_mode_name(sl_ctx_mode(s.ctx)),
                 s.keys ? "on" : "off",
                 s.revocation ? sl_revocation_store_name(s.revocation) : "off", cfg.engine,
-                s.kv ? " in " : "", s.kv ? (cfg.data_dir ? cfg.data_dir : "sluice-data") : "",
+                s.kv ? " in " : "", s.kv ? (data_dir_of(&cfg)) : "",
                 s.kv ? (!strcmp(cfg.durability, "sync")    ? ", durability sync"
                         : !strcmp(cfg.durability, "batch") ? ", durability batch"
                                                            : ", durability none")
