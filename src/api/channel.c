@@ -10,8 +10,6 @@
 #include "core/message.h"
 #include "store/kv.h"
 
-#include <uv.h>
-
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -199,24 +197,15 @@ static void finish(sl__chop *op, int rc)
     op->done(op);
 }
 
-/* A copy of the dead-letter queue's settings for the registry, as the engine made it. */
-static void register_dead_letter(sl_ctx *ctx, const sl_channel_info *src)
+/* Registers the dead-letter queue the engine created, with the settings it stored (taken from
+ * e->info). */
+static void register_dead_letter(sl_ctx *ctx, sl__eop *e)
 {
-    sl_channel_opts o;
-    sl_channel_opts_init(&o);
-    o.visibility = src->visibility;
-    o.dead_letter = NULL;
     sl_channel_info *info = malloc(sizeof *info);
-    if (info == NULL || build_info(info, src->dead_letter, &o) != SL_OK) {
-        free(info);
+    if (info == NULL)
         return;
-    }
-    free(info->dead_letter); /* the engine makes dead-letter queues without one */
-    info->dead_letter = strdup("");
-    if (info->dead_letter == NULL) {
-        sl__channel_info_free(info);
-        return;
-    }
+    *info = e->info;
+    memset(&e->info, 0, sizeof e->info);
     register_channel(ctx, info);
 }
 
@@ -301,8 +290,8 @@ static void engine_done(sl__eop *e)
         op->list = e->list;
         memset(&e->list, 0, sizeof e->list);
         op->seq = e->seq;
-        if (e->dead.len && e->dead_created && (ch = still_there(op)) != NULL)
-            register_dead_letter(ctx, ch);
+        if (e->dead_created) /* whether or not the channel it came from is still there */
+            register_dead_letter(ctx, e);
         if (e->dead.len && e->dead_rc != SL_OK)
             sl__audit(ctx, NULL, "channel.dead_letter_dropped", "channel", id, "reason",
                       sl_strerror(e->dead_rc), NULL);
@@ -633,8 +622,7 @@ static int run_sync(sl_ctx *ctx, sl__chop *op, sl_status *st)
     op->done = sync_done;
     op->ud = &finished;
     sl__channel_submit(ctx, op);
-    while (!finished && ctx->engine->loop)
-        uv_run(ctx->engine->loop, UV_RUN_ONCE);
+    sl__engine_wait(ctx->engine, &finished);
     if (!finished)
         sl_status_set(&op->st, op->rc = SL_EINTERNAL, "the engine did not answer");
     if (st && op->rc != SL_OK)
@@ -739,7 +727,7 @@ void sl__channel_release(sl_ctx *ctx, const sl_identity *who, const char *id,
                          const char *const *ids, size_t n)
 {
     /* One block: the request, then the id pointers, then the strings they point to. */
-    size_t bytes = strlen(id) + 1 + strlen(principal_of(who)) + 1;
+    size_t bytes = strlen(id) + 1;
     for (size_t i = 0; i < n; i++)
         bytes += strlen(ids[i]) + 1;
     sl__chop *op = calloc(1, sizeof *op + sizeof(sl_identity));

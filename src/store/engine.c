@@ -25,15 +25,19 @@ static void call_done(sl__eop *op)
     ((waiter *)op->ud)->finished = 1;
 }
 
+void sl__engine_wait(sl_engine *e, const int *done)
+{
+    while (!*done && e->loop)
+        uv_run(e->loop, UV_RUN_ONCE);
+}
+
 int sl__engine_call(sl_engine *e, sl__eop *op)
 {
     waiter w = {op->done, op->ud, 0};
     op->done = call_done;
     op->ud = &w;
     e->ops->submit(e, op);
-    /* The engine's loop is not running (see the header): turn it until the answer arrives. */
-    while (!w.finished && e->loop)
-        uv_run(e->loop, UV_RUN_ONCE);
+    sl__engine_wait(e, &w.finished);
     op->done = w.done;
     op->ud = w.ud;
     return w.finished ? op->rc : SL_EINTERNAL;

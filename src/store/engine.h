@@ -79,8 +79,9 @@ struct sl__eop {
     sl_message_list list;   /* CLAIM, READ */
     sl_message_list dead;   /* CLAIM, TERMINATE: what went to the dead letter (or was dropped) */
     int dead_rc;            /* CLAIM, TERMINATE: SL_OK, or why the dead letters were not stored */
-    int dead_created;       /* CLAIM, TERMINATE: the dead-letter queue was created for them */
-    sl_channel_info info;   /* INFO */
+    int dead_created;       /* CLAIM, TERMINATE: the dead-letter queue was created for them,
+                               and info holds its settings as stored */
+    sl_channel_info info;   /* INFO; CLAIM, TERMINATE: the created dead-letter queue */
     sl_channel_info *infos; /* LIST */
     size_t ninfos;
 
@@ -106,6 +107,9 @@ struct sl_engine {
  * configuration at start, tests). Runs the engine's loop until op is done, so it must not be
  * called from a callback of that loop. Returns op->rc. */
 int sl__engine_call(sl_engine *e, sl__eop *op);
+/* Turns the engine's loop (not running: see above) until *done is set by a completion; at once
+ * without a loop. */
+void sl__engine_wait(sl_engine *e, const int *done);
 
 /* The in-memory engine. With a kv (store/kv.h) every change is also written through it and each
  * request completes once the kv made it durable, so the channels survive restarts: that is the

@@ -965,8 +965,7 @@ static int mem_claim(sl_engine *e, const char *id, const char *reader_name, size
 
 /* The queue `id` and the claimer `reader_name` (*r NULL: it holds no claims) of an operation on
  * that reader's claims. SL_ENOENT, SL_EKIND for a topic. */
-static int queue_reader(sl_engine *e, const char *id, const char *reader_name, chan **c,
-                        reader **r)
+static int queue_reader(sl_engine *e, const char *id, const char *reader_name, chan **c, reader **r)
 {
     if ((*c = find_chan(e, id)) == NULL)
         return SL_ENOENT;
@@ -1299,6 +1298,8 @@ static void dead_letter(mem_engine *me, sl__eop *op, chan *src)
             .claim_timeout = DEFAULT_CLAIM_TIMEOUT,
         };
         int rc = mem_create(&me->base, &info);
+        if (rc == SL_OK) /* its settings as stored, for the caller's registry */
+            rc = mem_info(&me->base, dl, &op->info);
         if (rc != SL_OK) {
             op->dead_rc = rc;
             return;

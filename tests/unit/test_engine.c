@@ -132,6 +132,7 @@ static int eng_claim(sl_engine *e, const char *id, const char *reader, size_t li
     int rc = run_op(&op);
     *out = op.list;
     *dead = op.dead;
+    sl_channel_info_clear(&op.info); /* a dead-letter queue it created */
     return rc;
 }
 
@@ -1207,6 +1208,7 @@ static int eng_terminate(const char *ch, const char *reader, const char *const *
     int rc = run_op(&op);
     *count = op.count;
     *dead = op.dead;
+    sl_channel_info_clear(&op.info); /* a dead-letter queue it created */
     return rc;
 }
 
@@ -1250,6 +1252,7 @@ static sl_message_list claim_dl(const char *ch, const char *reader, size_t limit
                   .now = now};
     assert_int_equal(run_op(&op), SL_OK);
     *out = op.list;
+    sl_channel_info_clear(&op.info); /* a dead-letter queue it created */
     return op.dead;
 }
 
