@@ -96,11 +96,23 @@ typedef struct sl_engine_ops {
     const char *name;
     void (*free)(sl_engine *e);
     void (*submit)(sl_engine *e, sl__eop *op);
+    /* Shared engines only (several nodes on one store; NULL for the others). While a channel is
+     * watched, every write to it and its deletion, made on any node (this one included), reaches
+     * e->listener once, in the order the store applied them: SL_EVENT_WRITE with channel and
+     * message (its id, the stream offset, and every field; info NULL), SL_EVENT_CHANNEL_DELETED
+     * with channel. The channel API then emits none of these itself. ready(ud, rc) once, when
+     * watching: SL_OK, or SL_EUNAVAIL (the store cannot be reached; nothing to unwatch then).
+     * Counted: every SL_OK watch is paired with one unwatch. */
+    void (*watch)(sl_engine *e, const char *channel, void (*ready)(void *ud, int rc), void *ud);
+    void (*unwatch)(sl_engine *e, const char *channel);
 } sl_engine_ops;
 
 struct sl_engine {
     const sl_engine_ops *ops;
     struct uv_loop_s *loop; /* the loop completions come from; NULL: always at once */
+    /* Shared engines: where the change feed of watched channels goes (set by the context). */
+    sl_event_fn listener;
+    void *listener_ud;
 };
 
 /* Submits op and waits for it: for callers that run no loop of their own (the in-process C API,
