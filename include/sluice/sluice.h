@@ -175,6 +175,7 @@ typedef enum {
     SL_EVENT_WRITE,           /* a message was appended: channel, message (id, data, sender) */
     SL_EVENT_CHANNEL_DELETED, /* channel */
     SL_EVENT_ACL_CHANGED, /* principal's entry was replaced (granted) or removed (removed = 1) */
+    SL_EVENT_CHANNEL_CREATED, /* channel (info: its settings when known, else NULL) */
 } sl_event_kind;
 
 typedef struct sl_event {

@@ -1399,6 +1399,8 @@ static void on_event(void *ud, const sl_event *ev)
         }
         break;
     }
+    case SL_EVENT_CHANNEL_CREATED:
+        break;
     }
 }
 

@@ -110,8 +110,13 @@ typedef struct sl_engine_ops {
 struct sl_engine {
     const sl_engine_ops *ops;
     struct uv_loop_s *loop; /* the loop completions come from; NULL: always at once */
-    /* Shared engines: where the change feed of watched channels goes (set by the context). */
+    /* Shared engines: where the change feed goes (set by the context): the watched channels'
+     * writes and deletions (above), and for every channel, SL_EVENT_CHANNEL_CREATED and
+     * SL_EVENT_CHANNEL_DELETED with the channel id when any node creates or drops one. resync is
+     * called when the feed was interrupted (a subscription connection came back): events may have
+     * been missed, so the listener reloads what it caches (listener_ud for both). */
     sl_event_fn listener;
+    void (*resync)(void *ud);
     void *listener_ud;
 };
 
