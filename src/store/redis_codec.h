@@ -1,0 +1,37 @@
+/* What the Redis engine (src/store/redis_engine.c) makes of its script's replies and of the events
+ * published on a channel's event channel: pure functions, no I/O, so that the fuzz target
+ * (fuzz/fuzz_redis_reply.c) and unit tests drive them with any bytes. Anything written into Redis
+ * by hand can reach them: every string is checked (no NUL bytes, ids exactly 16 hex digits, numbers
+ * finite, settings in range; the engine stores data as given, the channel API validated it), and
+ * anything else is SL_EFORMAT. Nothing here is public API. */
+#ifndef SLUICE_STORE_REDIS_CODEC_H
+#define SLUICE_STORE_REDIS_CODEC_H
+
+#include <stddef.h>
+
+#include <hiredis/hiredis.h>
+
+#include "store/engine.h"
+
+/* The code of an error reply of the script: its sluice error name (ENOENT, EEXIST, EKIND, EINVAL,
+ * EFULL) or SL_EFORMAT for anything else (a damaged key, a refused command, a newer format). */
+int sl__redis_error_code(const char *s, size_t len);
+
+/* Decodes the script's reply to op (of op->kind) into op's outputs (list, dead, info, infos with
+ * ninfos, ids_out, dups, seq, count, dead_rc, dead_created) and returns op's code; outputs are
+ * released with sl__eop_clear whatever it returns. For CLAIM and TERMINATE, when the dead-letter
+ * queue is on another shard, *remote_vis receives the source queue's visibility (0 or 1) and the
+ * engine stores op->dead there itself; else -1. LIST replies of one shard are appended to
+ * op->infos (unsorted). */
+int sl__redis_decode_reply(sl__eop *op, const redisReply *r, int *remote_vis);
+
+/* A channel's settings: the reply element {id, {field, value, ...}, depth}. */
+int sl__redis_decode_info(const redisReply *r, sl_channel_info *out);
+
+/* An event published on `<prefix>:ev:{<id>}`: "d" (the channel was dropped: *deleted = 1) or "w"
+ * followed by items <tag><decimal length>:<bytes>, the id first (tag 'i'), then the message's
+ * fields under the stream's tags. SL_OK with *out filled (release with sl_message_clear), or
+ * SL_EFORMAT / SL_ENOMEM with *out zeroed. */
+int sl__redis_decode_event(const char *p, size_t len, sl_message *out, int *deleted);
+
+#endif
