@@ -347,7 +347,7 @@ static void on_reply(void *ud, int rc, const redisReply *r)
 
 static void shard_send(rengine *e, size_t shard_idx, args *a, int nkeys, sl__rconn_fn fn, void *ud)
 {
-    rrshard *s = &e->shards[shard_idx];
+    rshard *s = &e->shards[shard_idx];
     if (s->format < 0) {
         /* A newer layout on this shard: nothing is read or written there. */
         static char text[] = "EFORMAT";
@@ -632,7 +632,7 @@ static void emit(rengine *e, sl_event_kind kind, const char *id, const sl_messag
 
 static void on_sub_msg(void *ud, const char *channel, size_t clen, const char *msg, size_t mlen)
 {
-    rrshard *s = ud;
+    rshard *s = ud;
     rengine *e = s->e;
     char id[SL_CHANNEL_ID_MAX + 1];
     size_t ctl = strlen(e->ctl), plen = strlen(e->prefix);
@@ -671,7 +671,7 @@ static void on_sub_msg(void *ud, const char *channel, size_t clen, const char *m
 
 static void on_sub_state(void *ud, int up)
 {
-    rrshard *s = ud;
+    rshard *s = ud;
     rengine *e = s->e;
     if (up && e->base.resync)
         e->base.resync(e->base.listener_ud);
@@ -742,7 +742,7 @@ static void r_unwatch(sl_engine *base, const char *channel)
 
 static void on_format(void *ud, int rc, const redisReply *r)
 {
-    rrshard *s = ud;
+    rshard *s = ud;
     if (rc != SL_OK || r == NULL)
         return; /* checked again when it comes back */
     if (r->type == REDIS_REPLY_ERROR) {
@@ -758,7 +758,7 @@ static void on_format(void *ud, int rc, const redisReply *r)
 
 static void on_conn_state(void *ud, int up)
 {
-    rrshard *s = ud;
+    rshard *s = ud;
     rengine *e = s->e;
     if (!up)
         return;
@@ -850,7 +850,7 @@ int sl__redis_engine_new(sl_engine **out, uv_loop_t *loop, const sl__redis_engin
         return sl_status_set(st, SL_ENOMEM, NULL);
     }
     for (size_t i = 0; i < e->nshards; i++) {
-        rrshard *s = &e->shards[i];
+        rshard *s = &e->shards[i];
         char what[48];
         snprintf(what, sizeof what, e->nshards > 1 ? "engine shard %zu" : "engine", i);
         s->e = e;
