@@ -155,6 +155,25 @@ static void args_fmt(args *a, const char *fmt, ...)
     a->owned[a->nowned++] = s;
 }
 
+/* '@' then s, owned (any length). */
+static void args_after(args *a, const char *s)
+{
+    size_t n = strlen(s);
+    char *p = malloc(n + 2);
+    if (p == NULL) {
+        a->oom = 1;
+        return;
+    }
+    p[0] = '@';
+    memcpy(p + 1, s, n + 1);
+    args_add(a, p, n + 1);
+    if (a->oom) {
+        free(p);
+        return;
+    }
+    a->owned[a->nowned++] = p;
+}
+
 static void args_num(args *a, double x)
 {
     args_fmt(a, "%.17g", x);
@@ -323,6 +342,7 @@ static int info_cmp(const void *a, const void *b)
     return strcmp(((const sl_channel_info *)a)->id, ((const sl_channel_info *)b)->id);
 }
 
+static const char *op_name(sl__eop_kind k);
 static void on_reply(void *ud, int rc, const redisReply *r)
 {
     pend *p = ud;
@@ -481,7 +501,7 @@ static void add_dead(args *a, const rengine *e, const sl__eop *op, int local)
     sl__epoch_new(epoch);
     args_str(a, op->dead_letter ? op->dead_letter : "");
     args_str(a, local ? "local" : "remote");
-    args_str(a, epoch);
+    args_fmt(a, "%s", epoch); /* a copy: epoch does not outlive this call */
 }
 
 static void re_submit(sl_engine *base, sl__eop *op)
@@ -584,7 +604,10 @@ static void re_submit(sl_engine *base, sl__eop *op)
     case SL__EOP_READ:
         args_num(&a, op->now);
         args_str(&a, op->reader);
-        args_str(&a, op->after);
+        if (op->after)
+            args_after(&a, op->after);
+        else
+            args_str(&a, "");
         args_fmt(&a, "%zu", op->limit < LIMIT_MAX ? op->limit : (size_t)LIMIT_MAX);
         if (op->max_bytes == SIZE_MAX)
             args_str(&a, "-1");

@@ -535,7 +535,7 @@ function ops.deadput()
     return {d[1], d[2]}
 end
 
--- ARGV[4] now, ARGV[5] reader ('' none), ARGV[6] after ('' none), ARGV[7] limit, ARGV[8]
+-- ARGV[4] now, ARGV[5] reader ('' none), ARGV[6] '@' .. after ('' none), ARGV[7] limit, ARGV[8]
 -- max_bytes (-1: none). Reply: {seq, more, messages}.
 function ops.read()
     local m = load_meta(K)
@@ -553,6 +553,7 @@ function ops.read()
     end
     local from, has_cursor = 0, false
     if after ~= '' then
+        after = string.sub(after, 2) -- the engine sends '@' .. after, so that '' is an id too
         if #after ~= 16 or not string.match(after, '^[0-9a-f]+$') then return fail('EINVAL') end
         from = tonumber(after, 16)
     elseif reader ~= '' then
