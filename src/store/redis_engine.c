@@ -59,6 +59,7 @@ typedef struct rshard {
     sl__rconn *conn;
     sl__rsub *sub;
     int format; /* 0: not checked yet; 1: ours; -1: a newer layout (requests fail) */
+    int ctl;    /* the control channel is subscribed (or being subscribed) */
 } rshard;
 
 /* A request in flight: in the FIFO until its turn to complete. */
@@ -692,11 +693,31 @@ static void on_sub_msg(void *ud, const char *channel, size_t clen, const char *m
     sl_message_clear(&m);
 }
 
+static void on_ctl_ready(void *ud, int rc)
+{
+    rshard *s = ud;
+    if (rc != SL_OK)
+        s->ctl = 0; /* tried again when the connection comes back */
+}
+
+/* The control channel is subscribed once the connection is first up; the subscription connection
+ * then keeps it across reconnections. */
+static void ctl_subscribe(rshard *s)
+{
+    if (s->ctl || !sl__rsub_up(s->sub))
+        return;
+    s->ctl = 1;
+    sl__rsub_add(s->sub, s->e->ctl, on_ctl_ready, s);
+}
+
 static void on_sub_state(void *ud, int up)
 {
     rshard *s = ud;
     rengine *e = s->e;
-    if (up && e->base.resync)
+    if (!up)
+        return;
+    ctl_subscribe(s);
+    if (e->base.resync)
         e->base.resync(e->base.listener_ud);
 }
 
@@ -893,7 +914,7 @@ int sl__redis_engine_new(sl_engine **out, uv_loop_t *loop, const sl__redis_engin
             r_free(&e->base);
             return sl_status_set(st, SL_ENOMEM, NULL);
         }
-        sl__rsub_add(s->sub, e->ctl, NULL, NULL);
+        ctl_subscribe(s);
     }
     *out = &e->base;
     return SL_OK;
