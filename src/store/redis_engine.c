@@ -792,8 +792,8 @@ static void on_format(void *ud, int rc, const redisReply *r)
     if (r->type == REDIS_REPLY_ERROR) {
         s->format = -1;
         fprintf(stderr,
-                "sluiced: redis engine shard %zu: the keys under the prefix are in a "
-                "layout this build does not read (a newer sluice wrote them)\n",
+                "sluice engine shard %zu: its keys are in a newer layout than this build "
+                "reads: its requests fail (upgrade sluiced)\n",
                 s->idx);
     } else {
         s->format = 1;
