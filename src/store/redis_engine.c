@@ -39,7 +39,7 @@
 #include "core/map.h"
 #include "core/message.h"
 
-#include "redis_scripts.h" /* generated: sl__redis_script_src */
+#include "redis_scripts.h" /* generated: sl__redis_script_src, sl__redis_append_src */
 
 #include <stdarg.h>
 #include <stdint.h>
@@ -87,14 +87,14 @@ struct rengine {
     size_t nshards;
     char prefix[SL__REDIS_PREFIX_MAX + 1];
     char ctl[SL__REDIS_PREFIX_MAX + 8];
-    sl__rscript script;
+    sl__rscript script; /* every request but APPEND */
+    sl__rscript append; /* APPEND: the hot path has a script of its own */
     pend *head, *tail;
     int draining;
     sl__map *watched; /* channel id -> count (a heap-allocated size_t) */
 };
 
-/* ---- arguments ---------------------------------------------------------------------------------
- */
+/* ---- arguments ------------------------------------------------------------------------------- */
 
 /* An argument vector whose strings are borrowed or owned (numbers formatted here). */
 typedef struct args {
@@ -190,8 +190,7 @@ static void args_free(args *a)
     memset(a, 0, sizeof *a);
 }
 
-/* ---- the FIFO ----------------------------------------------------------------------------------
- */
+/* ---- the FIFO -------------------------------------------------------------------------------- */
 
 static void drain(rengine *e)
 {
@@ -233,8 +232,7 @@ static void answer(pend *p, int rc)
     drain(p->e);
 }
 
-/* ---- keys and shards
- * ----------------------------------------------------------------------------- */
+/* ---- keys and shards ------------------------------------------------------------------------- */
 
 static size_t shard_of(const rengine *e, const char *id)
 {
@@ -264,10 +262,10 @@ static void args_head(args *a, const rengine *e, char *kbase, char *kchan, const
     args_str(a, channel ? channel : "");
 }
 
-static void shard_send(rengine *e, size_t shard_idx, args *a, int nkeys, sl__rconn_fn fn, void *ud);
+static void shard_send(rengine *e, size_t shard_idx, const sl__rscript *script, args *a, int nkeys,
+                       sl__rconn_fn fn, void *ud);
 
-/* ---- replies -----------------------------------------------------------------------------------
- */
+/* ---- replies --------------------------------------------------------------------------------- */
 
 static void on_deadput(void *ud, int rc, const redisReply *r)
 {
@@ -334,7 +332,7 @@ static void dead_remote(pend *p, int visibility)
         answer(p, SL_OK);
         return;
     }
-    shard_send(e, s, &a, 2, on_deadput, p);
+    shard_send(e, s, &e->script, &a, 2, on_deadput, p);
     args_free(&a);
 }
 
@@ -366,7 +364,8 @@ static void on_reply(void *ud, int rc, const redisReply *r)
     answer(p, SL_OK);
 }
 
-static void shard_send(rengine *e, size_t shard_idx, args *a, int nkeys, sl__rconn_fn fn, void *ud)
+static void shard_send(rengine *e, size_t shard_idx, const sl__rscript *script, args *a, int nkeys,
+                       sl__rconn_fn fn, void *ud)
 {
     rshard *s = &e->shards[shard_idx];
     if (s->format < 0) {
@@ -376,11 +375,10 @@ static void shard_send(rengine *e, size_t shard_idx, args *a, int nkeys, sl__rco
         fn(ud, SL_OK, &refused);
         return;
     }
-    sl__rconn_eval(s->conn, &e->script, nkeys, a->n, a->v, a->l, fn, ud);
+    sl__rconn_eval(s->conn, script, nkeys, a->n, a->v, a->l, fn, ud);
 }
 
-/* ---- requests ----------------------------------------------------------------------------------
- */
+/* ---- requests -------------------------------------------------------------------------------- */
 
 static const char *op_name(sl__eop_kind k)
 {
@@ -542,7 +540,7 @@ static void re_submit(sl_engine *base, sl__eop *op)
                 on_reply(p, SL_ENOMEM, NULL);
                 continue;
             }
-            shard_send(e, s, &a, 2, on_reply, p);
+            shard_send(e, s, &e->script, &a, 2, on_reply, p);
             args_free(&a);
         }
         return;
@@ -555,6 +553,25 @@ static void re_submit(sl_engine *base, sl__eop *op)
         op->dead_letter[0] && shard_of(e, op->dead_letter) == s)
         dl_local = 1;
     args a = {0};
+    if (op->kind == SL__EOP_APPEND) {
+        /* Its own script: KEYS[1] the base key; prefix, channel, now, n, the messages. */
+        args_str(&a, base_key(e, ch, kb, sizeof kb));
+        args_str(&a, e->prefix);
+        args_str(&a, ch);
+        args_num(&a, op->now);
+        args_fmt(&a, "%zu", op->nmsgs);
+        for (size_t i = 0; i < op->nmsgs; i++)
+            add_message(&a, &op->msgs[i], op->keys ? op->keys[i] : NULL);
+        if (a.oom) {
+            args_free(&a);
+            answer(p, SL_ENOMEM);
+            return;
+        }
+        p->waiting = 1;
+        shard_send(e, s, &e->append, &a, 1, on_reply, p);
+        args_free(&a);
+        return;
+    }
     args_head(&a, e, base_key(e, ch, kb, sizeof kb), kc,
               dl_local ? base_key(e, op->dead_letter, kd, sizeof kd) : NULL, op_name(op->kind), ch);
     int nkeys = dl_local ? 3 : 2;
@@ -566,12 +583,6 @@ static void re_submit(sl_engine *base, sl__eop *op)
         else
             sl__epoch_new(epoch);
         add_settings(&a, op->create, epoch);
-        break;
-    case SL__EOP_APPEND:
-        args_num(&a, op->now);
-        args_fmt(&a, "%zu", op->nmsgs);
-        for (size_t i = 0; i < op->nmsgs; i++)
-            add_message(&a, &op->msgs[i], op->keys ? op->keys[i] : NULL);
         break;
     case SL__EOP_CLAIM:
         args_num(&a, op->now);
@@ -634,12 +645,11 @@ static void re_submit(sl_engine *base, sl__eop *op)
         return;
     }
     p->waiting = 1;
-    shard_send(e, s, &a, nkeys, on_reply, p);
+    shard_send(e, s, &e->script, &a, nkeys, on_reply, p);
     args_free(&a);
 }
 
-/* ---- events
- * -------------------------------------------------------------------------------------- */
+/* ---- events ---------------------------------------------------------------------------------- */
 
 static size_t *watch_count(rengine *e, const char *id)
 {
@@ -887,6 +897,7 @@ int sl__redis_engine_new(sl_engine **out, uv_loop_t *loop, const sl__redis_engin
     snprintf(e->prefix, sizeof e->prefix, "%s", prefix);
     snprintf(e->ctl, sizeof e->ctl, "%s:ctl", prefix);
     sl__rscript_init(&e->script, sl__redis_script_src);
+    sl__rscript_init(&e->append, sl__redis_append_src);
     e->nshards = e->url.n;
     if (sl__redis_ring_new(&e->ring, &e->url) != SL_OK || sl__map_new(&e->watched) != SL_OK ||
         (e->shards = calloc(e->nshards, sizeof *e->shards)) == NULL) {

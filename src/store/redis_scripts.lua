@@ -2,6 +2,8 @@
 -- script, dispatched on ARGV[1], so that every request is one atomic step on its channel's shard
 -- and one SHA-1 serves every node. The key layout is described at the top of redis_engine.c.
 --
+-- APPEND runs its own smaller script, redis_append.lua.
+--
 -- KEYS[1] the channel's base key `<prefix>:{<id>}` (every other key of the channel is derived from
 --         it, so all of them share its hash tag and slot)
 -- KEYS[2] `<prefix>:channels`, the set of channel ids on this shard
@@ -171,6 +173,7 @@ local function retain(m, now)
 end
 
 -- Appends one message (kv: the stream fields) to channel m; returns its seq or nil, 'EFULL'.
+-- Dead letters use it; writes run redis_append.lua, which follows the same rules.
 local function append_one(m, id, kv, now, not_before)
     if not m.queue then retain(m, now) end
     local live = redis.call('XLEN', m.k.s)
@@ -240,62 +243,6 @@ function ops.list()
         local k = keys_of(prefix .. ':{' .. id .. '}')
         if load_meta(k) ~= nil then out[#out + 1] = info_reply(k, id) end
     end
-    return out
-end
-
--- ARGV[4] now, ARGV[5] n, then per message: flags (bit i: field TAGS[i] present), idempotency
--- key ('' none), not_before, then the present fields' values in TAGS order.
-local TAGS = {'t', 'e', 's', 'd', 'm', 'c', 'r', 'p', 'o', 'x'}
-function ops.append()
-    local m = load_meta(K)
-    if m == nil then return fail('ENOENT') end
-    local now, n = num(ARGV[4]), num(ARGV[5])
-    if m.queue and m.max_messages > 0 and redis.call('XLEN', K.s) + n > m.max_messages then
-        return fail('EFULL')
-    end
-    local out, i, keyed = {0}, 6, false
-    for j = 1, n do
-        local flags, key, nb = num(ARGV[i]), ARGV[i + 1], num(ARGV[i + 2])
-        i = i + 3
-        local kv = {}
-        for b = 1, #TAGS do
-            if flags % 2 == 1 then
-                kv[#kv + 1] = TAGS[b]
-                kv[#kv + 1] = ARGV[i]
-                i = i + 1
-            end
-            flags = math.floor(flags / 2)
-        end
-        local dup = nil
-        if key ~= '' then
-            if not keyed then
-                check_type(K.dd, 'hash')
-                check_type(K.ddx, 'zset')
-                local gone = redis.call('ZRANGEBYSCORE', K.ddx, '-inf', now)
-                for _, g in ipairs(gone) do
-                    redis.call('HDEL', K.dd, g)
-                    redis.call('ZREM', K.ddx, g)
-                end
-                keyed = true
-            end
-            local x = redis.call('ZSCORE', K.ddx, key)
-            if x and tonumber(x) > now then dup = num(redis.call('HGET', K.dd, key), 0) end
-        end
-        if dup then
-            out[#out + 1] = dup
-            out[#out + 1] = 1
-        else
-            local seq, err = append_one(m, chan, kv, now, nb)
-            if seq == nil then return fail(err) end
-            if key ~= '' then
-                redis.call('HSET', K.dd, key, fmt(seq))
-                redis.call('ZADD', K.ddx, now + m.dedup_window, key)
-            end
-            out[#out + 1] = seq
-            out[#out + 1] = 0
-        end
-    end
-    out[1] = m.seq
     return out
 end
 

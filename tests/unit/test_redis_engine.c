@@ -486,8 +486,11 @@ static void test_hostile_data(void **state)
     assert_int_equal(put(a.e, "g", "1", NULL), SL_EFORMAT);
     admin_ok(&R1, "HSET node:{g}:meta kind 1 seq nope");
     assert_int_equal(put(a.e, "g", "1", NULL), SL_EFORMAT);
-    admin_ok(&R1, "HSET node:{g}:meta seq 0 claim_timeout %s", "\x01\x02");
+    admin_ok(&R1, "HSET node:{g}:meta seq 0 max_messages %s", "\x01\x02");
     assert_int_equal(put(a.e, "g", "1", NULL), SL_EFORMAT);
+    admin_ok(&R1, "HSET node:{g}:meta max_messages 0 claim_timeout %s", "\x01\x02");
+    assert_int_equal(read_all(a.e, "g", NULL), SL_EFORMAT);
+    assert_int_equal(info(a.e, "g", NULL), SL_EFORMAT);
     admin_ok(&R1, "HSET node:{g}:meta claim_timeout 1 epoch %s", "a-much-too-long-epoch-value");
     assert_int_equal(info(a.e, "g", NULL), SL_EFORMAT);
 
