@@ -91,6 +91,7 @@ struct rengine {
     sl__rscript append; /* APPEND: the hot path has a script of its own */
     pend *head, *tail;
     int draining;
+    int freeing;      /* requests submitted from callbacks run by the free fail at once */
     sl__map *watched; /* channel id -> count (a heap-allocated size_t) */
 };
 
@@ -368,6 +369,11 @@ static void shard_send(rengine *e, size_t shard_idx, const sl__rscript *script, 
                        sl__rconn_fn fn, void *ud)
 {
     rshard *s = &e->shards[shard_idx];
+    if (s->conn == NULL) {
+        /* The engine is being freed (a second step of a request the first shard failed). */
+        fn(ud, SL_EUNAVAIL, NULL);
+        return;
+    }
     if (s->format < 0) {
         /* A newer layout on this shard: nothing is read or written there. */
         static char text[] = "EFORMAT";
@@ -521,6 +527,10 @@ static void re_submit(sl_engine *base, sl__eop *op)
         /* Nothing to queue behind: complete now, which keeps the order only if nothing waits. */
         op->rc = SL_ENOMEM;
         op->done(op);
+        return;
+    }
+    if (e->freeing) {
+        answer(p, SL_EUNAVAIL);
         return;
     }
     if (op->kind == SL__EOP_SYNC) {
@@ -714,7 +724,7 @@ static void on_ctl_ready(void *ud, int rc)
  * then keeps it across reconnections. */
 static void ctl_subscribe(rshard *s)
 {
-    if (s->ctl || !sl__rsub_up(s->sub))
+    if (s->ctl || s->sub == NULL || !sl__rsub_up(s->sub))
         return;
     s->ctl = 1;
     sl__rsub_add(s->sub, s->e->ctl, on_ctl_ready, s);
@@ -753,6 +763,11 @@ static void on_watch_ready(void *ud, int rc)
 static void r_watch(sl_engine *base, const char *channel, void (*ready)(void *ud, int rc), void *ud)
 {
     rengine *e = (rengine *)base;
+    if (e->freeing) {
+        if (ready)
+            ready(ud, SL_EUNAVAIL);
+        return;
+    }
     size_t *n = watch_count(e, channel);
     watch_req *w = calloc(1, sizeof *w);
     size_t len = strlen(e->prefix) + strlen(channel) + 8;
@@ -784,7 +799,7 @@ static void r_watch(sl_engine *base, const char *channel, void (*ready)(void *ud
 static void r_unwatch(sl_engine *base, const char *channel)
 {
     rengine *e = (rengine *)base;
-    if (watch_count(e, channel) == NULL)
+    if (watch_count(e, channel) == NULL || e->freeing)
         return;
     char evchan[KEY_MAX];
     snprintf(evchan, sizeof evchan, "%s:ev:{%s}", e->prefix, channel);
@@ -829,14 +844,18 @@ static void r_free(sl_engine *base)
     rengine *e = (rengine *)base;
     if (e == NULL)
         return;
+    e->freeing = 1;
     /* Freeing the connections fails what is pending (completing in order from the FIFO). */
-    for (size_t i = 0; i < e->nshards; i++) {
-        sl__rsub_free(e->shards[i].sub);
+    for (size_t i = 0; e->shards && i < e->nshards; i++) {
+        sl__rsub *sub = e->shards[i].sub;
         e->shards[i].sub = NULL;
+        sl__rsub_free(sub);
     }
-    for (size_t i = 0; i < e->nshards; i++) {
-        sl__rconn_free(e->shards[i].conn);
+    for (size_t i = 0; e->shards && i < e->nshards; i++) {
+        /* NULL first: a callback run by the free must not send on it. */
+        sl__rconn *c = e->shards[i].conn;
         e->shards[i].conn = NULL;
+        sl__rconn_free(c);
     }
     drain(e);
     /* What still waits (a second step never sent): fail it, in order. */
