@@ -667,6 +667,76 @@ static void test_two_shards(void **state)
     assert_int_equal(test_redis_start(&R2), 0);
 }
 
+/* ---- freeing with requests in flight -------------------------------------------------------- */
+
+static sl__eop chained;
+static int nchained_done;
+static sl_engine *FREEING;
+
+static void chained_done(sl__eop *op)
+{
+    (void)op;
+    nchained_done++;
+}
+
+/* The first completion submits another request on the engine being freed. */
+static void submit_more(sl__eop *op)
+{
+    ++*(int *)op->ud;
+    if (chained.kind == SL__EOP_INFO && chained.done == NULL) {
+        chained.done = chained_done;
+        chained.channel = "q";
+        FREEING->ops->submit(FREEING, &chained);
+    }
+}
+
+static void test_free_in_flight(void **state)
+{
+    (void)state;
+    NEED_REDIS();
+    char u1[128], u2[128], url[300];
+    test_redis_url(&R1, u1, sizeof u1);
+    test_redis_url(&R2, u2, sizeof u2);
+    snprintf(url, sizeof url, "%s,%s", u1, u2);
+    static node a;
+    node_open(&a, url);
+    assert_int_equal(create(a.e, "q", SL_KIND_QUEUE), SL_OK);
+    enum { K = 12 };
+    static sl__eop ops[K];
+    sl_message m = {.timestamp = 1, .data = (char *)"1"};
+    char ids[K][1][SL__MSGID_LEN + 1];
+    int done = 0;
+    memset(ops, 0, sizeof ops);
+    memset(&chained, 0, sizeof chained);
+    chained.kind = SL__EOP_INFO;
+    nchained_done = 0;
+    for (int i = 0; i < K; i++) {
+        ops[i] = (sl__eop){.kind = i % 3 ? SL__EOP_APPEND : SL__EOP_CLAIM,
+                           .channel = "q",
+                           .reader = "w",
+                           .limit = 5,
+                           .max_bytes = SIZE_MAX,
+                           .dead_letter = "q.dead",
+                           .msgs = &m,
+                           .nmsgs = 1,
+                           .ids_out = ids[i],
+                           .now = 1,
+                           .done = submit_more,
+                           .ud = &done};
+        a.e->ops->submit(a.e, &ops[i]);
+    }
+    FREEING = a.e;
+    node_close(&a); /* every request completes, in order, before the free returns */
+    assert_int_equal(done, K);
+    assert_int_equal(nchained_done, 1);
+    assert_int_equal(chained.rc, SL_EUNAVAIL);
+    for (int i = 0; i < K; i++) {
+        assert_true(ops[i].rc == SL_OK || ops[i].rc == SL_EUNAVAIL);
+        sl__eop_clear(&ops[i]);
+    }
+    sl__eop_clear(&chained);
+}
+
 /* ---- the decoders, on replies built by hand ------------------------------------------------- */
 
 static void test_codec(void **state)
@@ -718,6 +788,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_hostile_data, setup, teardown),
         cmocka_unit_test_setup_teardown(test_newer_format, setup, teardown),
         cmocka_unit_test_setup_teardown(test_two_shards, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_free_in_flight, setup, teardown),
         cmocka_unit_test(test_codec),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
