@@ -22,7 +22,6 @@
  * callback) always find it. */
 #include "store/redis_conn.h"
 
-#include <hiredis/adapters/libuv.h>
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 #include <openssl/evp.h>
@@ -574,6 +573,104 @@ static void on_link_timer(uv_timer_t *t)
         link_tick(l); /* UP: the subscription's probe tick (see rsub_tick) */
 }
 
+/* ---- hiredis on the loop ---------------------------------------------------------------------
+ * Our own event adapter rather than hiredis 0.14's adapters/libuv.h, which ignores a poll error:
+ * libuv reports a refused or reset connect as an error status and stops polling, so with that
+ * adapter a refused connect stays pending until the connect timer (and the next resolved address
+ * is never tried in time). Here an error lets hiredis look at the socket, which fails the connect
+ * or the connection at once. */
+
+typedef struct uvev {
+    uv_poll_t poll;
+    redisAsyncContext *ac; /* NULL once hiredis cleaned up */
+    int events;
+} uvev;
+
+static void uvev_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+static void uvev_cb(uv_poll_t *h, int status, int events)
+{
+    uvev *e = h->data;
+    if (e->ac == NULL)
+        return;
+    if (status < 0) {
+        if (e->events & UV_WRITABLE)
+            redisAsyncHandleWrite(e->ac);
+        else
+            redisAsyncHandleRead(e->ac);
+        return;
+    }
+    if (events & UV_READABLE)
+        redisAsyncHandleRead(e->ac);
+    if (e->ac != NULL && (events & UV_WRITABLE))
+        redisAsyncHandleWrite(e->ac);
+}
+
+static void uvev_update(uvev *e, int add, int ev)
+{
+    int want = add ? e->events | ev : e->events & ~ev;
+    if (want == e->events)
+        return;
+    e->events = want;
+    if (want)
+        uv_poll_start(&e->poll, want, uvev_cb);
+    else
+        uv_poll_stop(&e->poll);
+}
+
+static void uvev_add_read(void *p)
+{
+    uvev_update(p, 1, UV_READABLE);
+}
+
+static void uvev_del_read(void *p)
+{
+    uvev_update(p, 0, UV_READABLE);
+}
+
+static void uvev_add_write(void *p)
+{
+    uvev_update(p, 1, UV_WRITABLE);
+}
+
+static void uvev_del_write(void *p)
+{
+    uvev_update(p, 0, UV_WRITABLE);
+}
+
+static void uvev_cleanup(void *p)
+{
+    uvev *e = p;
+    e->ac->ev.data = NULL;
+    e->ac = NULL;
+    uv_close((uv_handle_t *)&e->poll, uvev_closed);
+}
+
+static int uvev_attach(redisAsyncContext *ac, uv_loop_t *loop)
+{
+    if (ac->ev.data != NULL)
+        return -1;
+    uvev *e = calloc(1, sizeof *e);
+    if (e == NULL)
+        return -1;
+    if (uv_poll_init(loop, &e->poll, ac->c.fd) != 0) {
+        free(e);
+        return -1;
+    }
+    e->poll.data = e;
+    e->ac = ac;
+    ac->ev.data = e;
+    ac->ev.addRead = uvev_add_read;
+    ac->ev.delRead = uvev_del_read;
+    ac->ev.addWrite = uvev_add_write;
+    ac->ev.delWrite = uvev_del_write;
+    ac->ev.cleanup = uvev_cleanup;
+    return 0;
+}
+
 static void on_connect(const redisAsyncContext *cac, int status);
 static void on_disconnect(const redisAsyncContext *cac, int status);
 static void link_send_handshake(rlink *l);
@@ -602,7 +699,7 @@ static void link_connect_next(rlink *l, const char *why)
             redisAsyncFree(ac);
             continue;
         }
-        if (redisLibuvAttach(ac, l->loop) != REDIS_OK) {
+        if (uvev_attach(ac, l->loop) != 0) {
             redisAsyncFree(ac);
             why = "cannot attach to the loop";
             continue;
