@@ -930,6 +930,7 @@ struct op {
     void *ud;
     /* eval: the EVALSHA argv (copied), rewritten to EVAL body on NOSCRIPT */
     const sl__rscript *script;
+    int retried; /* sent again as EVAL */
     int argc;
     const char **argv;
     size_t *lens;
@@ -1038,11 +1039,11 @@ static void on_cmd_reply(redisAsyncContext *ac, void *r, void *privdata)
         return;
     }
     op_unlink(o);
-    if (reply != NULL && o->script != NULL && o->argv[0][4] == 'S' &&
-        reply->type == REDIS_REPLY_ERROR && strncmp(reply->str, "NOSCRIPT", 8) == 0 &&
-        c->l.ac == ac && c->l.state == L_UP) {
+    if (reply != NULL && o->script != NULL && !o->retried && reply->type == REDIS_REPLY_ERROR &&
+        strncmp(reply->str, "NOSCRIPT", 8) == 0 && c->l.ac == ac && c->l.state == L_UP) {
         /* The script is not (or no longer) cached there: the same call as EVAL, which also
          * caches it for the next EVALSHA. */
+        o->retried = 1;
         o->argv[0] = "EVAL";
         o->argv[1] = o->script->body;
         o->lens[0] = 4;
@@ -1399,8 +1400,10 @@ static void on_unsub_confirm(sl__rsub *s, chan *ch)
 {
     if (ch->st != C_UNSUBSCRIBING)
         return;
-    if (ch->count > 0 && sub_send(s, "SUBSCRIBE", ch->name)) {
-        ch->st = C_SUBSCRIBING; /* added again meanwhile */
+    if (ch->count > 0) {
+        /* added again meanwhile; when it cannot be sent the link is going down, and the channel
+         * is subscribed again on reconnect */
+        ch->st = sub_send(s, "SUBSCRIBE", ch->name) ? C_SUBSCRIBING : C_DOWN;
         return;
     }
     /* Adds made and removed while it was unsubscribing: nothing to subscribe for them. */
