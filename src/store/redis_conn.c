@@ -560,16 +560,30 @@ static void link_up(rlink *l)
     l->down_logged = 0;
 }
 
+/* Reads what the socket already holds before a timer declares a reply overdue: timers run before
+ * the loop polls for I/O, so after the process stalled (a loaded machine) a reply that did arrive
+ * in time may still be unread. 1 when the link is still the same and not closing. */
+static int link_drain(rlink *l)
+{
+    redisAsyncContext *ac = l->ac;
+    if (ac == NULL)
+        return 1;
+    redisAsyncHandleRead(ac); /* may complete commands, or find the connection closed */
+    return !l->closing && l->ac == ac;
+}
+
 static void on_link_timer(uv_timer_t *t)
 {
     rlink *l = t->data;
     if (l->closing)
         return;
-    if (l->state == L_IDLE)
+    if (l->state == L_IDLE) {
         link_start(l);
-    else if (l->state != L_UP)
+    } else if (l->state != L_UP) {
+        if (l->state == L_CONNECTING && (!link_drain(l) || l->state == L_UP))
+            return;
         link_drop(l, "connect timed out");
-    else
+    } else
         link_tick(l); /* UP: the subscription's probe tick (see rsub_tick) */
 }
 
@@ -990,7 +1004,9 @@ static void on_watchdog(uv_timer_t *t)
     sl__rconn *c = t->data;
     if (c->head == NULL || c->l.closing)
         return;
-    if (c->head->deadline > uv_now(c->l.loop)) {
+    if (c->head->deadline <= uv_now(c->l.loop) && !link_drain(&c->l))
+        return;
+    if (c->head == NULL || c->head->deadline > uv_now(c->l.loop)) {
         watchdog_arm(c);
         return;
     }
@@ -1356,6 +1372,8 @@ static void rsub_handshake(sl__rsub *s)
  * still unanswered at the next tick means the connection went silent. */
 static void rsub_tick(sl__rsub *s)
 {
+    if (s->probe_out && (!link_drain(&s->l) || s->l.state != L_UP))
+        return;
     if (s->probe_out) {
         link_drop(&s->l, "probe unanswered");
         return;

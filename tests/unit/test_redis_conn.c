@@ -592,7 +592,7 @@ static void test_stopped_server(void **state)
     uv_loop_t loop;
     uv_loop_init(&loop);
     states st = {0};
-    sl__rconn *c = conn_to(&loop, &R, 200, &st);
+    sl__rconn *c = conn_to(&loop, &R, 1000, &st);
     assert_true(run_until(&loop, conn_up, c, TEST_REDIS_WAIT_MS));
     test_redis_signal(&R, SIGSTOP);
     res r;
@@ -976,6 +976,52 @@ static int more_downs(void *ud)
     return d->st->down > d->n;
 }
 
+static sl__rsub *free_sub;
+
+static void on_msg_free(void *ud, const char *channel, size_t clen, const char *msg, size_t mlen)
+{
+    on_msg(ud, channel, clen, msg, mlen);
+    if (free_sub) {
+        sl__rsub *s = free_sub;
+        free_sub = NULL;
+        sl__rsub_free(s);
+    }
+}
+
+/* Freed from inside a message callback with other subscriptions live and one waiting. */
+static void test_subscribe_free_in_callback(void **state)
+{
+    (void)state;
+    NEED_REDIS();
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    subrec rec = {0};
+    char url[128];
+    test_redis_url(&R, url, sizeof url);
+    sl__redis_url u;
+    sl_status st;
+    assert_int_equal(sl__redis_url_parse(url, &u, &st), SL_OK);
+    sl__rsub_opts o = {.addr = &u.shards[0], .what = "test", .on_msg = on_msg_free, .ud = &rec};
+    sl__rsub *s;
+    assert_int_equal(sl__rsub_new(&s, &loop, &o), SL_OK);
+    sl__redis_url_clear(&u);
+    assert_true(run_until(&loop, sub_up, s, TEST_REDIS_WAIT_MS));
+    ready a = {0}, b = {0}, w = {0};
+    sl__rsub_add(s, "rc:f1", on_ready, &a);
+    sl__rsub_add(s, "rc:f2", on_ready, &b);
+    assert_true(run_until(&loop, ready_done, &a, TEST_REDIS_WAIT_MS));
+    assert_true(run_until(&loop, ready_done, &b, TEST_REDIS_WAIT_MS));
+    free_sub = s;
+    sl__rsub_add(s, "rc:f3", on_ready, &w);
+    publish("rc:f1", "bye");
+    publish("rc:f2", "never seen");
+    assert_true(run_until(&loop, got_msgs_1, &rec, TEST_REDIS_WAIT_MS));
+    assert_null(free_sub);
+    assert_int_equal(w.calls, 1);
+    finish_loop(&loop);
+    assert_int_equal(rec.msgs, 1);
+}
+
 static int sub_up_again(void *ud)
 {
     return ((subrec *)ud)->st.up >= 2;
@@ -1013,12 +1059,19 @@ static void test_subscribe_reconnect(void **state)
     assert_int_equal(numsub("rc:re3"), 0);
     /* a stopped server: the probe notices */
     test_redis_signal(&R, SIGSTOP);
+    /* an add the stopped server never confirms: failed when the link drops, and not kept */
+    ready lost = {0};
+    sl__rsub_add(s, "rc:re4", on_ready, &lost);
     downs_more dm = {&rec.st, rec.st.down};
     assert_true(run_until(&loop, more_downs, &dm, TEST_REDIS_WAIT_MS));
     test_redis_signal(&R, SIGCONT);
     assert_false(sl__rsub_up(s));
     assert_true(run_until(&loop, sub_up, s, TEST_REDIS_WAIT_MS));
     expect_message(&loop, &rec, "rc:re1", "after-stop");
+    assert_true(run_until(&loop, ready_done, &lost, TEST_REDIS_WAIT_MS));
+    assert_int_equal(lost.calls, 1);
+    assert_int_equal(lost.rc, SL_EUNAVAIL);
+    assert_int_equal(numsub("rc:re4"), 0);
     sl__rsub_free(s);
     finish_loop(&loop);
 }
@@ -1054,6 +1107,7 @@ int main(void)
         cmocka_unit_test(test_eval),
         cmocka_unit_test(test_free_pending),
         cmocka_unit_test(test_subscribe),
+        cmocka_unit_test(test_subscribe_free_in_callback),
         cmocka_unit_test(test_killed_and_restarted),
         cmocka_unit_test(test_stopped_server),
         cmocka_unit_test(test_subscribe_reconnect),
