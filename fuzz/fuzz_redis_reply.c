@@ -3,7 +3,8 @@
  * src/store/redis_codec.h. Anyone who can write to that Redis controls both. The input is a stream
  * of RESP replies, parsed with hiredis's own reader as the engine's connection does; each reply
  * (and each element of an array, a few levels down) is decoded as the reply of every request kind
- * and as a channel's settings; string replies, and the raw input, are decoded as events. Checked:
+ * and as a channel's settings; string replies, and the raw input, are decoded as event payloads.
+ * Checked:
  * every decode answers SL_OK or SL_EFORMAT (SL_ENOMEM aside) and releases what it made; a decoded
  * message has a 16-hex-digit id, data, and no field longer than its source; a decoded event is
  * exactly what it claims; decoded settings have a valid id and kind. */
@@ -49,6 +50,34 @@ static void check_info(const sl_channel_info *i)
         abort();
 }
 
+typedef struct evstate {
+    size_t inlen, n;
+    int deleted;
+} evstate;
+
+static void on_event(void *ud, const sl_message *m, int deleted)
+{
+    evstate *st = ud;
+    if (deleted)
+        st->deleted++;
+    else
+        check_msg(m, st->inlen);
+    st->n++;
+}
+
+/* Events: a deletion is exactly "d" and alone; messages decode as messages; codes as documented. */
+static void check_events(const char *p, size_t len)
+{
+    evstate st = {len, 0, 0};
+    int rc = sl__redis_decode_events(p, len, on_event, &st);
+    if (rc != SL_OK && rc != SL_EFORMAT && rc != SL_ENOMEM)
+        abort();
+    if (st.deleted && (st.n != 1 || len != 1 || p[0] != 'd'))
+        abort();
+    if (rc == SL_OK && st.n == 0)
+        abort();
+}
+
 static void check_reply(const redisReply *r, int depth, size_t inlen)
 {
     static const sl__eop_kind kinds[] = {
@@ -88,15 +117,8 @@ static void check_reply(const redisReply *r, int depth, size_t inlen)
         check_info(&info);
         sl_channel_info_clear(&info);
     }
-    if (r->type == REDIS_REPLY_STRING) {
-        sl_message m;
-        int del;
-        if (sl__redis_decode_event(r->str, r->len, &m, &del) == SL_OK) {
-            if (!del)
-                check_msg(&m, r->len);
-            sl_message_clear(&m);
-        }
-    }
+    if (r->type == REDIS_REPLY_STRING)
+        check_events(r->str, r->len);
     if (r->type == REDIS_REPLY_ARRAY && depth < 3)
         for (size_t i = 0; i < r->elements && i < 16; i++)
             check_reply(r->element[i], depth + 1, inlen);
@@ -104,18 +126,7 @@ static void check_reply(const redisReply *r, int depth, size_t inlen)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    sl_message m;
-    int del;
-    int rc = sl__redis_decode_event((const char *)data, size, &m, &del);
-    if (rc == SL_OK) {
-        if (del ? size != 1 : (check_msg(&m, size), 0))
-            abort();
-        sl_message_clear(&m);
-    } else if (rc != SL_EFORMAT && rc != SL_ENOMEM) {
-        abort();
-    } else if (m.id || m.data) {
-        abort();
-    }
+    check_events((const char *)data, size);
     sl__eop op = {.kind = SL__EOP_INFO};
     int vis;
     if (sl__redis_decode_reply(&op, NULL, &vis) != SL_EUNAVAIL)

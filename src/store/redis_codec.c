@@ -464,54 +464,62 @@ int sl__redis_decode_reply(sl__eop *op, const redisReply *r, int *remote_vis)
 
 /* ---- events ---------------------------------------------------------------------------------- */
 
-/* One item <tag><length>:<bytes> at *p; advances *p. */
-static int next_item(const char **p, const char *end, char *tag, const char **v, size_t *len)
+/* The next NUL-preceded token at *q: [*tok, *tok + *n). 0 at the end. */
+static int next_token(const char **q, const char *end, const char **tok, size_t *n)
 {
-    const char *q = *p;
-    if (end - q < 3)
+    if (*q >= end || **q != '\0')
         return 0;
-    *tag = *q++;
-    size_t n = 0, digits = 0;
-    while (q < end && *q >= '0' && *q <= '9' && digits < 10) {
-        n = n * 10 + (size_t)(*q++ - '0');
-        digits++;
-    }
-    if (digits == 0 || q >= end || *q != ':' || (size_t)(end - q - 1) < n)
-        return 0;
-    *v = q + 1;
-    *len = n;
-    *p = q + 1 + n;
+    const char *t = *q + 1, *z = memchr(t, '\0', (size_t)(end - t));
+    if (z == NULL)
+        z = end;
+    *tok = t;
+    *n = (size_t)(z - t);
+    *q = z;
     return 1;
 }
 
-int sl__redis_decode_event(const char *p, size_t len, sl_message *out, int *deleted)
+int sl__redis_decode_events(const char *p, size_t len,
+                            void (*fn)(void *ud, const sl_message *m, int deleted), void *ud)
 {
-    memset(out, 0, sizeof *out);
-    *deleted = 0;
     if (len == 1 && p[0] == 'd') {
-        *deleted = 1;
+        fn(ud, NULL, 1);
         return SL_OK;
     }
     if (len < 1 || p[0] != 'w')
         return SL_EFORMAT;
-    const char *q = p + 1, *end = p + len, *v;
-    char tag;
+    const char *q = p + 1, *end = p + len, *tok;
     size_t n;
-    if (!next_item(&q, end, &tag, &v, &n) || tag != 'i')
-        return SL_EFORMAT;
-    int rc = set_id(out, v, n);
-    unsigned seen = 0;
-    while (rc == SL_OK && q < end) {
-        if (!next_item(&q, end, &tag, &v, &n))
-            rc = SL_EFORMAT;
-        else
-            rc = set_field(out, tag, v, n, &seen);
+    if (!next_token(&q, end, &tok, &n))
+        return SL_EFORMAT; /* not even one message */
+    for (;;) {
+        /* tok is a message's id */
+        if (n != 1 + SL__MSGID_LEN || tok[0] != '#')
+            return SL_EFORMAT;
+        sl_message m;
+        memset(&m, 0, sizeof m);
+        int rc = set_id(&m, tok + 1, SL__MSGID_LEN);
+        unsigned seen = 0;
+        int more = 0;
+        while (rc == SL_OK && next_token(&q, end, &tok, &n)) {
+            if (n > 0 && tok[0] == '#') {
+                more = 1; /* the next message */
+                break;
+            }
+            const char *v;
+            size_t vn;
+            if (n != 1 || !next_token(&q, end, &v, &vn))
+                rc = SL_EFORMAT;
+            else
+                rc = set_field(&m, tok[0], v, vn, &seen);
+        }
+        if (rc == SL_OK)
+            rc = fields_done(seen);
+        if (rc == SL_OK)
+            fn(ud, &m, 0);
+        sl_message_clear(&m);
+        if (rc != SL_OK)
+            return rc;
+        if (!more)
+            return SL_OK;
     }
-    if (rc == SL_OK)
-        rc = fields_done(seen);
-    if (rc != SL_OK) {
-        sl_message_clear(out);
-        memset(out, 0, sizeof *out);
-    }
-    return rc;
 }

@@ -28,10 +28,14 @@ int sl__redis_decode_reply(sl__eop *op, const redisReply *r, int *remote_vis);
 /* A channel's settings: the reply element {id, {field, value, ...}, depth}. */
 int sl__redis_decode_info(const redisReply *r, sl_channel_info *out);
 
-/* An event published on `<prefix>:ev:{<id>}`: "d" (the channel was dropped: *deleted = 1) or "w"
- * followed by items <tag><decimal length>:<bytes>, the id first (tag 'i'), then the message's
- * fields under the stream's tags. SL_OK with *out filled (release with sl_message_clear), or
- * SL_EFORMAT / SL_ENOMEM with *out zeroed. */
-int sl__redis_decode_event(const char *p, size_t len, sl_message *out, int *deleted);
+/* What one PUBLISH on `<prefix>:ev:{<id>}` holds: "d" (the channel was dropped), or "w" followed
+ * by tokens, each preceded by a NUL byte: for each message, its id as '#' and 16 hex digits, then
+ * its fields as tag, value pairs (the stream's one-letter tags; values are C strings, so a NUL
+ * never occurs inside one). A write that stored several messages publishes them in one payload.
+ * Calls fn for each message in order (deleted 1 and m NULL for "d"; m valid during the call).
+ * SL_OK, or SL_EFORMAT / SL_ENOMEM at the first message that does not decode (those before it
+ * were passed on). */
+int sl__redis_decode_events(const char *p, size_t len,
+                            void (*fn)(void *ud, const sl_message *m, int deleted), void *ud);
 
 #endif

@@ -24,8 +24,9 @@
  *   P:{id}:used       zset (topics): reader -> when its cursor was last used (idle ones dropped)
  *   P:{id}:dd         hash: idempotency key -> the seq its first write got
  *   P:{id}:ddx        zset: idempotency key -> when it is forgotten
- * Pub/sub: P:ev:{id} carries each stored message ("w" + items, redis_codec.h) and "d" when the
- * channel is dropped; P:ctl carries "c <id>" and "d <id>" for every creation and deletion.
+ * Pub/sub: P:ev:{id} carries the messages each write stored ("w" + NUL-separated tokens,
+ * redis_codec.h) and "d" when the channel is dropped; P:ctl carries "c <id>" and "d <id>" for every
+ * creation and deletion.
  *
  * Dead letters: a queue and its dead-letter queue hash to shards independently. When both are on
  * the same shard the claim's (or terminate's) script moves the dead messages in the same atomic
@@ -69,6 +70,11 @@ typedef struct pend {
     sl__eop *op;
     int answered; /* op->rc and the outputs are final */
     int waiting;  /* replies still to come (LIST: one per shard) */
+    /* APPEND: coalesced per channel until the loop is about to wait (see batch_add) */
+    struct pend *bnext;  /* the next open batch (heads only) */
+    struct pend *member; /* the next request of this batch */
+    struct pend *last;   /* heads: the batch's last request */
+    size_t nreq;         /* heads: requests in the batch */
 } pend;
 
 typedef struct watch_req {
@@ -91,8 +97,10 @@ struct rengine {
     sl__rscript append; /* APPEND: the hot path has a script of its own */
     pend *head, *tail;
     int draining;
-    int freeing;      /* requests submitted from callbacks run by the free fail at once */
-    sl__map *watched; /* channel id -> count (a heap-allocated size_t) */
+    int freeing;       /* requests submitted from callbacks run by the free fail at once */
+    sl__map *watched;  /* channel id -> count (a heap-allocated size_t) */
+    pend *batches;     /* open APPEND batches, one per channel, not sent yet */
+    uv_prepare_t prep; /* sends them just before the loop waits for I/O */
 };
 
 /* ---- arguments ------------------------------------------------------------------------------- */
@@ -225,11 +233,17 @@ static pend *enqueue(rengine *e, sl__eop *op)
     return p;
 }
 
-static void answer(pend *p, int rc)
+/* Final without completing: the caller drains once it no longer walks pends (drain frees them). */
+static void settle(pend *p, int rc)
 {
     if (p->op->rc == SL_OK)
         p->op->rc = rc;
     p->answered = 1;
+}
+
+static void answer(pend *p, int rc)
+{
+    settle(p, rc);
     drain(p->e);
 }
 
@@ -509,6 +523,92 @@ static void add_dead(args *a, const rengine *e, const sl__eop *op, int local)
     args_fmt(a, "%s", epoch); /* a copy: epoch does not outlive this call */
 }
 
+/* ---- coalesced writes ------------------------------------------------------------------------ */
+
+/* The APPEND requests of one channel submitted during one loop turn run as one script (settings
+ * read once, the sequence written once, one PUBLISH), each still answered as if alone. Another
+ * kind of request sends every open batch first, so Redis runs everything in submission order;
+ * appends to different channels touch different keys, so their batches commute. */
+static void on_batch_reply(void *ud, int rc, const redisReply *r)
+{
+    pend *head = ud;
+    rengine *e = head->e;
+    int all = rc;
+    if (all == SL_OK && r->type == REDIS_REPLY_ERROR)
+        all = sl__redis_error_code(r->str, r->len);
+    else if (all == SL_OK && (r->type != REDIS_REPLY_ARRAY || r->elements != head->nreq))
+        all = SL_EFORMAT;
+    size_t i = 0;
+    for (pend *m = head; m; m = m->member, i++) {
+        int vis;
+        settle(m, all != SL_OK ? all : sl__redis_decode_reply(m->op, r->element[i], &vis));
+    }
+    drain(e);
+}
+
+static void batch_send(rengine *e, pend *head)
+{
+    const sl__eop *op0 = head->op;
+    char kb[KEY_MAX];
+    args a = {0};
+    args_str(&a, base_key(e, op0->channel, kb, sizeof kb));
+    args_str(&a, e->prefix);
+    args_str(&a, op0->channel);
+    args_fmt(&a, "%zu", head->nreq);
+    for (pend *m = head; m; m = m->member) {
+        const sl__eop *op = m->op;
+        args_num(&a, op->now);
+        args_fmt(&a, "%zu", op->nmsgs);
+        for (size_t i = 0; i < op->nmsgs; i++)
+            add_message(&a, &op->msgs[i], op->keys ? op->keys[i] : NULL);
+    }
+    if (a.oom) {
+        args_free(&a);
+        for (pend *m = head; m; m = m->member)
+            settle(m, SL_ENOMEM);
+        drain(e);
+        return;
+    }
+    shard_send(e, shard_of(e, op0->channel), &e->append, &a, 1, on_batch_reply, head);
+    args_free(&a);
+}
+
+static void batch_flush(rengine *e)
+{
+    pend *b = e->batches;
+    if (b == NULL)
+        return;
+    e->batches = NULL;
+    uv_prepare_stop(&e->prep);
+    while (b) {
+        pend *next = b->bnext;
+        batch_send(e, b);
+        b = next;
+    }
+}
+
+static void on_prepare(uv_prepare_t *h)
+{
+    batch_flush(h->data);
+}
+
+static void batch_add(rengine *e, pend *p)
+{
+    for (pend *b = e->batches; b; b = b->bnext)
+        if (strcmp(b->op->channel, p->op->channel) == 0) {
+            b->last->member = p;
+            b->last = p;
+            b->nreq++;
+            return;
+        }
+    p->last = p;
+    p->nreq = 1;
+    p->bnext = e->batches;
+    if (e->batches == NULL)
+        uv_prepare_start(&e->prep, on_prepare);
+    e->batches = p;
+}
+
 static void re_submit(sl_engine *base, sl__eop *op)
 {
     rengine *e = (rengine *)base;
@@ -533,11 +633,17 @@ static void re_submit(sl_engine *base, sl__eop *op)
         answer(p, SL_EUNAVAIL);
         return;
     }
+    if (op->kind == SL__EOP_APPEND) {
+        batch_add(e, p);
+        return;
+    }
     if (op->kind == SL__EOP_SYNC) {
         /* Every request before it completes first (the FIFO): nothing to send. */
         answer(p, SL_OK);
         return;
     }
+    /* Writes submitted before this request run before it. */
+    batch_flush(e);
     char kc[KEY_MAX];
     snprintf(kc, sizeof kc, "%s:channels", e->prefix);
     if (op->kind == SL__EOP_LIST) {
@@ -563,25 +669,6 @@ static void re_submit(sl_engine *base, sl__eop *op)
         op->dead_letter[0] && shard_of(e, op->dead_letter) == s)
         dl_local = 1;
     args a = {0};
-    if (op->kind == SL__EOP_APPEND) {
-        /* Its own script: KEYS[1] the base key; prefix, channel, now, n, the messages. */
-        args_str(&a, base_key(e, ch, kb, sizeof kb));
-        args_str(&a, e->prefix);
-        args_str(&a, ch);
-        args_num(&a, op->now);
-        args_fmt(&a, "%zu", op->nmsgs);
-        for (size_t i = 0; i < op->nmsgs; i++)
-            add_message(&a, &op->msgs[i], op->keys ? op->keys[i] : NULL);
-        if (a.oom) {
-            args_free(&a);
-            answer(p, SL_ENOMEM);
-            return;
-        }
-        p->waiting = 1;
-        shard_send(e, s, &e->append, &a, 1, on_reply, p);
-        args_free(&a);
-        return;
-    }
     args_head(&a, e, base_key(e, ch, kb, sizeof kb), kc,
               dl_local ? base_key(e, op->dead_letter, kd, sizeof kd) : NULL, op_name(op->kind), ch);
     int nkeys = dl_local ? 3 : 2;
@@ -674,6 +761,20 @@ static void emit(rengine *e, sl_event_kind kind, const char *id, const sl_messag
     e->base.listener(e->base.listener_ud, &ev);
 }
 
+struct one_event {
+    rengine *e;
+    const char *id;
+};
+
+static void deliver(void *ud, const sl_message *m, int deleted)
+{
+    struct one_event *oe = ud;
+    if (deleted)
+        emit(oe->e, SL_EVENT_CHANNEL_DELETED, oe->id, NULL);
+    else
+        emit(oe->e, SL_EVENT_WRITE, oe->id, m);
+}
+
 static void on_sub_msg(void *ud, const char *channel, size_t clen, const char *msg, size_t mlen)
 {
     rshard *s = ud;
@@ -702,15 +803,9 @@ static void on_sub_msg(void *ud, const char *channel, size_t clen, const char *m
     id[clen - plen - 6] = '\0';
     if (watch_count(e, id) == NULL)
         return;
-    sl_message m;
-    int deleted;
-    if (sl__redis_decode_event(msg, mlen, &m, &deleted) != SL_OK)
-        return; /* not ours to deliver: malformed, or out of memory */
-    if (deleted)
-        emit(e, SL_EVENT_CHANNEL_DELETED, id, NULL);
-    else
-        emit(e, SL_EVENT_WRITE, id, &m);
-    sl_message_clear(&m);
+    struct one_event oe = {e, id};
+    /* Malformed (not ours to deliver) or out of memory: what decoded before it went out. */
+    sl__redis_decode_events(msg, mlen, deliver, &oe);
 }
 
 static void on_ctl_ready(void *ud, int rc)
@@ -839,12 +934,18 @@ static void on_conn_state(void *ud, int up)
 
 /* ---- the engine ------------------------------------------------------------------------------ */
 
+static void on_prep_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
 static void r_free(sl_engine *base)
 {
     rengine *e = (rengine *)base;
     if (e == NULL)
         return;
     e->freeing = 1;
+    batch_flush(e);
     /* Freeing the connections fails what is pending (completing in order from the FIFO). */
     for (size_t i = 0; e->shards && i < e->nshards; i++) {
         sl__rsub *sub = e->shards[i].sub;
@@ -866,10 +967,14 @@ static void r_free(sl_engine *base)
     }
     drain(e);
     sl__map_free(e->watched, free);
+    e->watched = NULL;
     free(e->shards);
+    e->shards = NULL;
     sl__redis_ring_free(e->ring);
+    e->ring = NULL;
     sl__redis_url_clear(&e->url);
-    free(e);
+    /* The rest once the loop has closed the prepare handle. */
+    uv_close((uv_handle_t *)&e->prep, on_prep_closed);
 }
 
 static const sl_engine_ops redis_ops = {
@@ -913,6 +1018,8 @@ int sl__redis_engine_new(sl_engine **out, uv_loop_t *loop, const sl__redis_engin
     }
     e->base.ops = &redis_ops;
     e->base.loop = loop;
+    uv_prepare_init(loop, &e->prep);
+    e->prep.data = e;
     snprintf(e->prefix, sizeof e->prefix, "%s", prefix);
     snprintf(e->ctl, sizeof e->ctl, "%s:ctl", prefix);
     sl__rscript_init(&e->script, sl__redis_script_src);

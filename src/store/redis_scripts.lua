@@ -128,15 +128,10 @@ local function expired(f, now)
     return e > 0 and e <= now
 end
 
--- The event a write publishes: 'w' then items <tag><length>:<bytes>, the id first ('i'), then
--- each stored field under its tag (redis_engine.c decodes it).
+-- The event a write publishes (the same as redis_append.lua's): "w", then the message's '#' id
+-- and its tag, value pairs, each token preceded by a NUL byte.
 local function event_of(seq, kv)
-    local parts = {'w', 'i16:', hexid(seq)}
-    for i = 1, #kv, 2 do
-        local v = kv[i + 1]
-        parts[#parts + 1] = kv[i] .. #v .. ':' .. v
-    end
-    return table.concat(parts)
+    return 'w\0#' .. hexid(seq) .. '\0' .. table.concat(kv, '\0')
 end
 
 local function evchan(id) return prefix .. ':ev:{' .. id .. '}' end

@@ -739,40 +739,70 @@ static void test_free_in_flight(void **state)
 
 /* ---- the decoders, on replies built by hand ------------------------------------------------- */
 
+typedef struct evlog {
+    char buf[512];
+} evlog;
+
+static void log_event(void *ud, const sl_message *m, int deleted)
+{
+    evlog *l = ud;
+    char line[128];
+    if (deleted)
+        snprintf(line, sizeof line, "D;");
+    else
+        snprintf(line, sizeof line, "%s %g %s %s %s;", m->id, m->timestamp, m->data,
+                 m->sender_id ? m->sender_id : "-", m->origin ? m->origin : "-");
+    strcat(l->buf, line);
+}
+
+static int events(const char *p, size_t len, evlog *l)
+{
+    l->buf[0] = '\0';
+    return sl__redis_decode_events(p, len, log_event, l);
+}
+
 static void test_codec(void **state)
 {
     (void)state;
-    sl_message m;
-    int del;
-    assert_int_equal(sl__redis_decode_event("d", 1, &m, &del), SL_OK);
-    assert_int_equal(del, 1);
-    const char *ev = "wi16:000000000000000at4:12.5d3:\"x\"s1:ao2:c1";
-    assert_int_equal(sl__redis_decode_event(ev, strlen(ev), &m, &del), SL_OK);
-    assert_int_equal(del, 0);
-    assert_string_equal(m.id, "000000000000000a");
-    assert_true(m.timestamp == 12.5);
-    assert_string_equal(m.data, "\"x\"");
-    assert_string_equal(m.sender_id, "a");
-    assert_string_equal(m.origin, "c1");
-    sl_message_clear(&m);
-    const char *bad[] = {"",
-                         "w",
-                         "x",
-                         "wi16:000000000000000A",
-                         "wi16:000000000000000at4:12.5",         /* no data */
-                         "wi16:000000000000000at4:12.5d1:1d1:2", /* twice */
-                         "wi16:000000000000000at4:12.5d9:1",     /* short */
-                         "wi16:000000000000000at3:abcd1:1",      /* not a number */
-                         "wi16:000000000000000at1:1d1:1z1:1",    /* unknown tag */
-                         "wi16:000000000000000at1:1d99999999999:1"};
-    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        assert_int_equal(sl__redis_decode_event(bad[i], strlen(bad[i]), &m, &del), SL_EFORMAT);
-        assert_null(m.id);
-        assert_null(m.data);
+    evlog l;
+    assert_int_equal(events("d", 1, &l), SL_OK);
+    assert_string_equal(l.buf, "D;");
+    const char one[] = "w\0#000000000000000a\0t\00012.5\0d\0\"x\"\0s\0a\0o\0c1";
+    assert_int_equal(events(one, sizeof one - 1, &l), SL_OK);
+    assert_string_equal(l.buf, "000000000000000a 12.5 \"x\" a c1;");
+    /* Two messages in one payload; an empty value; a value that looks like an id. */
+    const char two[] = "w\0#0000000000000001\0t\0001\0d\0#0000000000000002\0s\0\0"
+                       "#0000000000000002\0t\0002\0d\0[]";
+    assert_int_equal(events(two, sizeof two - 1, &l), SL_OK);
+    assert_string_equal(l.buf,
+                        "0000000000000001 1 #0000000000000002  -;0000000000000002 2 [] - -;");
+    static const struct {
+        const char *p;
+        size_t n;
+    } badv[] = {
+#define B(s) {s, sizeof s - 1}
+        B(""),
+        B("w"),
+        B("x"),
+        B("dd"),
+        B("w\0"),
+        B("w\0#000000000000000A\0t\0001\0d\0001"),
+        B("w\0#0000000000000001\0t\0001"),
+        B("w\0#0000000000000001\0t\0001\0d\0001\0d\0002"),
+        B("w\0#0000000000000001\0t\0abc\0d\0001"),
+        B("w\0#0000000000000001\0t\0001\0d\0001\0z\0001"),
+        B("w\0#0000000000000001\0t\0001\0d"),
+        B("w\0#0000000000000001\0tt\0001\0d\0001"),
+#undef B
+    };
+    for (size_t i = 0; i < sizeof badv / sizeof badv[0]; i++) {
+        assert_int_equal(events(badv[i].p, badv[i].n, &l), SL_EFORMAT);
+        assert_string_equal(l.buf, "");
     }
-    /* A NUL byte inside a value. */
-    const char nul[] = "wi16:000000000000000at1:1d3:a\0b";
-    assert_int_equal(sl__redis_decode_event(nul, sizeof nul - 1, &m, &del), SL_EFORMAT);
+    /* A broken second message: the first was passed on. */
+    const char half[] = "w\0#0000000000000001\0t\0001\0d\0001\0#0000000000000002\0t";
+    assert_int_equal(events(half, sizeof half - 1, &l), SL_EFORMAT);
+    assert_string_equal(l.buf, "0000000000000001 1 1 - -;");
 
     assert_int_equal(sl__redis_error_code("ERR ENOENT", 10), SL_ENOENT);
     assert_int_equal(sl__redis_error_code("EFULL", 5), SL_EFULL);
