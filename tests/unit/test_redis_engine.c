@@ -427,6 +427,86 @@ static void test_two_nodes_exclusive_claims(void **state)
     node_close(&b);
 }
 
+/* ---- coalesced writes ----------------------------------------------------------------------- */
+
+/* Writes submitted together run as one script per channel, yet each is answered as if alone and
+ * in order: a full queue refuses only the request that does not fit, a key repeated by a later
+ * request is a repeat, a claim submitted between writes sees exactly the writes before it, and a
+ * watcher hears every stored message once, in order. */
+static void test_coalesced_writes(void **state)
+{
+    (void)state;
+    NEED_REDIS();
+    char url[128];
+    test_redis_url(&R1, url, sizeof url);
+    static node a;
+    node_open(&a, url);
+    sl_channel_info info = {.id = (char *)"q",
+                            .name = (char *)"q",
+                            .description = (char *)"",
+                            .dead_letter = (char *)"",
+                            .kind = SL_KIND_QUEUE,
+                            .claim_timeout = 30,
+                            .max_messages = 4};
+    sl__eop c = {.kind = SL__EOP_CREATE, .channel = "q", .create = &info};
+    assert_int_equal(sl__engine_call(a.e, &c), SL_OK);
+    assert_int_equal(watch(&a, "q"), SL_OK);
+    a.log[0] = '\0';
+
+    sl_message m[2] = {{.timestamp = 1, .data = (char *)"a"},
+                       {.timestamp = 1, .data = (char *)"b"}};
+    const char *k1[1] = {"key"};
+    enum { K = 6 };
+    static sl__eop ops[K];
+    static char ids[K][2][SL__MSGID_LEN + 1];
+    static unsigned char dups[K][2];
+    int done = 0;
+    memset(ops, 0, sizeof ops);
+    /* 0: two messages; 1: one, keyed; 2: a claim of everything so far; 3: two (full: refused);
+     * 4: one with the same key (a repeat: stored nothing); 5: one (fits) */
+    size_t nm[K] = {2, 1, 0, 2, 1, 1};
+    for (int i = 0; i < K; i++) {
+        ops[i] = (sl__eop){.kind = i == 2 ? SL__EOP_CLAIM : SL__EOP_APPEND,
+                           .channel = "q",
+                           .msgs = m,
+                           .nmsgs = nm[i],
+                           .keys = i == 1 || i == 4 ? k1 : NULL,
+                           .ids_out = ids[i],
+                           .dups = dups[i],
+                           .reader = "w",
+                           .limit = 10,
+                           .max_bytes = SIZE_MAX,
+                           .now = 1,
+                           .done = count_done,
+                           .ud = &done};
+        a.e->ops->submit(a.e, &ops[i]);
+    }
+    while (done < K)
+        uv_run(&LOOP, UV_RUN_ONCE);
+    assert_int_equal(ops[0].rc, SL_OK);
+    assert_string_equal(ids[0][0], "0000000000000001");
+    assert_string_equal(ids[0][1], "0000000000000002");
+    assert_int_equal(ops[1].rc, SL_OK);
+    assert_string_equal(ids[1][0], "0000000000000003");
+    assert_int_equal(dups[1][0], 0);
+    assert_int_equal(ops[2].rc, SL_OK);
+    assert_int_equal(ops[2].list.len, 3); /* exactly the writes submitted before it */
+    assert_int_equal(ops[3].rc, SL_EFULL);
+    assert_int_equal(ops[4].rc, SL_OK);
+    assert_int_equal(dups[4][0], 1);
+    assert_string_equal(ids[4][0], "0000000000000003");
+    assert_int_equal(ops[5].rc, SL_OK);
+    assert_string_equal(ids[5][0], "0000000000000004");
+    assert_int_equal(ops[5].seq, 4);
+    for (int i = 0; i < K; i++)
+        sl__eop_clear(&ops[i]);
+    expect_log(&a, "W q a 0000000000000004;");
+    assert_string_equal(a.log, "W q a 0000000000000001;W q b 0000000000000002;"
+                               "W q a 0000000000000003;W q a 0000000000000004;");
+    a.e->ops->unwatch(a.e, "q");
+    node_close(&a);
+}
+
 /* ---- failures ------------------------------------------------------------------------------- */
 
 static void test_redis_down_and_back(void **state)
@@ -814,6 +894,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_two_nodes_events, setup, teardown),
         cmocka_unit_test_setup_teardown(test_two_nodes_exclusive_claims, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_coalesced_writes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_redis_down_and_back, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hostile_data, setup, teardown),
         cmocka_unit_test_setup_teardown(test_newer_format, setup, teardown),
