@@ -10,6 +10,8 @@
 -- KEYS[3] dead letters on this shard: the dead-letter queue's base key (CLAIM, TERMINATE)
 -- ARGV[1] the operation; ARGV[2] the key prefix (for event channel names); ARGV[3] the channel id
 --
+-- Keys are not type-checked one by one: a command on a key of the wrong type fails, and the
+-- dispatcher turns any failure into EFORMAT.
 -- Numbers come in as decimal text and leave as text when they are not integers (a Lua number
 -- becomes a truncated integer in a reply). Errors are replies whose text is the sluice error name
 -- (ENOENT, EEXIST, EKIND, EINVAL, EFULL, EFORMAT, EFORMATVERSION); the engine maps them. Stored
@@ -52,9 +54,10 @@ local function check_type(key, want)
 end
 
 -- The channel's settings the rules need; nil when the channel does not exist.
+-- (A key of the wrong type makes the command fail: caught below, EFORMAT.)
 local function load_meta(k)
-    if not check_type(k.meta, 'hash') then return nil end
     local v = redis.call('HMGET', k.meta, unpack(META_FIELDS))
+    if not v[1] and not v[2] then return nil end
     local m = {}
     m.kind = v[1]
     if m.kind ~= '0' and m.kind ~= '1' then bad() end
@@ -320,12 +323,9 @@ function ops.claim()
     local m = load_meta(K)
     if m == nil then return fail('ENOENT') end
     if not m.queue then return fail('EKIND') end
-    check_type(K.ready, 'zset')
-    check_type(K.timed, 'zset')
-    check_type(K.att, 'hash')
-    check_type(K.own, 'hash')
     local now, reader, limit, maxb = num(ARGV[4]), ARGV[5], num(ARGV[6]), num(ARGV[7])
     promote_due(m, now)
+    if limit <= 0 then return {0, {}, {}, 0, false} end
     local out, dead, dead_store_list, bytes = {}, {}, {}, 0
     local expires = now + m.claim_timeout
     local stop = false
@@ -378,8 +378,6 @@ end
 -- The ids (ARGV[from..]) reader holds a live claim on, each once.
 local function live_claims(m, reader, now, from)
     local k, seen, out = m.k, {}, {}
-    check_type(k.own, 'hash')
-    check_type(k.timed, 'zset')
     for i = from, #ARGV do
         local hx = ARGV[i]
         if not seen[hx] and redis.call('HGET', k.own, hx) == reader then
@@ -483,8 +481,6 @@ function ops.read()
     local m = load_meta(K)
     if m == nil then return fail('ENOENT') end
     if m.queue then return fail('EKIND') end
-    check_type(K.cur, 'hash')
-    check_type(K.used, 'zset')
     local now, reader, after, limit, maxb =
         num(ARGV[4]), ARGV[5], ARGV[6], num(ARGV[7]), num(ARGV[8])
     retain(m, now)
