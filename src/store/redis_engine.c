@@ -1,9 +1,11 @@
-/* The Redis engine: every request is one EVALSHA of the engine's Lua script
- * (src/store/redis_scripts.lua, compiled in at build time) on the shard that holds the channel, so
- * each queue and topic rule is one atomic step for every node sharing those Redis servers. Replies
- * are decoded by src/store/redis_codec.c; requests complete in submission order from a FIFO, even
- * when shards answer out of order. Events (writes and deletions of watched channels, creations and
- * deletions of any channel) arrive over each shard's subscription connection.
+/* The Redis engine: every request is one EVALSHA of the engine's Lua scripts
+ * (src/store/redis_scripts.lua and redis_append.lua, compiled in at build time; the layout's
+ * version is checked on every shard when its connection comes up) on the shard that holds the
+ * channel, so each queue and topic rule is one atomic step for every node sharing those Redis
+ * servers. Replies are decoded by src/store/redis_codec.c; requests complete in submission order
+ * from a FIFO, even when shards answer out of order. Events (writes and deletions of watched
+ * channels, creations and deletions of any channel) arrive over each shard's subscription
+ * connection.
  *
  * Keys (P is the prefix, default "sluice"; {id} is the channel id inside a hash tag, so every key
  * of a channel lives in one slot and on one shard):
@@ -13,12 +15,14 @@
  *                     visibility, mode, claim_timeout, max_attempts, max_messages, rcount and rage
  *                     (retention by count and age), presence, join_leave, backoff (steps separated
  *                     by spaces), dedup_window, cursor_idle, epoch; and seq, the last id handed out
- *   P:{id}:s          stream: the messages, entry id `<seq>-0`; fields t (timestamp), e
- * (expires_at, only when set), s sender, d data, m metadata, c correlation_id, r reply_to, p
- * recipient_id, o origin, x dead_reason (each only when present) P:{id}:ready      zset (queues):
- * claimable now; member the 16-hex-digit id, score the seq P:{id}:timed      zset (queues): claimed
- * until the lease ends (with a holder in :own) or waiting until a nack delay or not_before passes
- * (without); score that time P:{id}:att        hash (queues): id -> attempts so far (claims made)
+ *   P:{id}:s          stream: the messages, entry id `<seq>-0`; fields t (timestamp),
+ *                     e (expires_at, only when set), s sender, d data, m metadata,
+ *                     c correlation_id, r reply_to, p recipient_id, o origin, x dead_reason
+ *                     (each only when present)
+ *   P:{id}:ready      zset (queues): claimable now; member the 16-hex-digit id, score the seq
+ *   P:{id}:timed      zset (queues): claimed until the lease ends (with a holder in :own) or
+ *                     waiting until a nack delay or not_before passes (without); score that time
+ *   P:{id}:att        hash (queues): id -> attempts so far (claims made)
  *   P:{id}:own        hash (queues): id -> the holder of its live claim
  *   P:{id}:cur        hash (topics): reader -> the seq its cursor last returned
  *   P:{id}:used       zset (topics): reader -> when its cursor was last used (idle ones dropped)
@@ -27,6 +31,11 @@
  * Pub/sub: P:ev:{id} carries the messages each write stored ("w" + NUL-separated tokens,
  * redis_codec.h) and "d" when the channel is dropped; P:ctl carries "c <id>" and "d <id>" for every
  * creation and deletion.
+ *
+ * Writes: APPEND runs a script of its own (redis_append.lua), and the APPEND requests for one
+ * channel submitted during one loop turn are coalesced into one run of it, sent just before the
+ * loop waits for I/O (a uv_prepare handle); any other request sends the open batches first, so
+ * Redis executes everything in submission order. Each request is still answered on its own.
  *
  * Dead letters: a queue and its dead-letter queue hash to shards independently. When both are on
  * the same shard the claim's (or terminate's) script moves the dead messages in the same atomic
