@@ -161,4 +161,12 @@ end
 local ok, res = pcall(run)
 if ok then return res end
 -- A refused command (a key of the wrong type written by hand) or a garbage value: no details.
+-- Redis refusing a write (out of memory, a replica) passes on its code alone.
+local text = type(res) == 'table' and res.err or res
+if type(text) == 'string' then
+    local code = string.match(text, '^(%u+)')
+    if code == 'OOM' or code == 'READONLY' or code == 'BUSY' or code == 'LOADING' then
+        return redis.error_reply(code)
+    end
+end
 return redis.error_reply('EFORMAT')

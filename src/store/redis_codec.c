@@ -37,6 +37,16 @@ int sl__redis_error_code(const char *s, size_t len)
     /* Redis may put "ERR " in front of a script's error text. */
     if (len >= 4 && memcmp(s, "ERR ", 4) == 0)
         s += 4, len -= 4;
+    /* Redis itself refusing: out of memory (maxmemory) is storage, the rest is unavailability. */
+    static const char *const busy[] = {"READONLY",   "LOADING",  "BUSY",       "MASTERDOWN",
+                                       "NOREPLICAS", "TRYAGAIN", "CLUSTERDOWN"};
+    if (len >= 3 && memcmp(s, "OOM", 3) == 0 && (len == 3 || s[3] == ' '))
+        return SL_ESTORAGE;
+    for (size_t i = 0; i < sizeof busy / sizeof busy[0]; i++) {
+        size_t n = strlen(busy[i]);
+        if (len >= n && memcmp(s, busy[i], n) == 0 && (len == n || s[n] == ' '))
+            return SL_EUNAVAIL;
+    }
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if (strlen(names[i].name) == len && memcmp(s, names[i].name, len) == 0)
             return names[i].code;

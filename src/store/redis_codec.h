@@ -14,7 +14,9 @@
 #include "store/engine.h"
 
 /* The code of an error reply of the script: its sluice error name (ENOENT, EEXIST, EKIND, EINVAL,
- * EFULL) or SL_EFORMAT for anything else (a damaged key, a refused command, a newer format). */
+ * EFULL); Redis refusing to run it: SL_ESTORAGE (OOM, maxmemory reached) or SL_EUNAVAIL (READONLY,
+ * LOADING, BUSY and the like); SL_EFORMAT for anything else (a damaged key, a refused command, a
+ * newer format). */
 int sl__redis_error_code(const char *s, size_t len);
 
 /* Decodes the script's reply to op (of op->kind) into op's outputs (list, dead, info, infos with

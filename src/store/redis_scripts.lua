@@ -611,4 +611,12 @@ local ok, res = pcall(f)
 if ok then return res end
 if type(res) == 'table' and res.sl then return fail(res.sl) end
 -- A Redis command refused (a key of the wrong type written by hand, say): no details leave.
+-- Redis refusing a write (out of memory, a replica) passes on its code alone.
+local text = type(res) == 'table' and res.err or res
+if type(text) == 'string' then
+    local code = string.match(text, '^(%u+)')
+    if code == 'OOM' or code == 'READONLY' or code == 'BUSY' or code == 'LOADING' then
+        return fail(code)
+    end
+end
 return fail('EFORMAT')

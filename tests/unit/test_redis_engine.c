@@ -280,6 +280,7 @@ static int setup(void **state)
             if (r->pid <= 0 && test_redis_start(r) != 0)
                 return -1;
             freeReplyObject(test_redis_cmd(r, "FLUSHALL"));
+            freeReplyObject(test_redis_cmd(r, "CONFIG SET maxmemory 0"));
         }
     }
     return uv_loop_init(&LOOP) == 0 ? 0 : -1;
@@ -623,6 +624,28 @@ static void test_hostile_data(void **state)
     node_close(&a);
 }
 
+/* Redis out of memory (maxmemory reached): a write fails with SL_ESTORAGE (Redis refuses a
+ * script's first write; one that already wrote may finish), reads still work. */
+static void test_out_of_memory(void **state)
+{
+    (void)state;
+    NEED_REDIS();
+    char url[128];
+    test_redis_url(&R1, url, sizeof url);
+    static node a;
+    node_open(&a, url);
+    assert_int_equal(create(a.e, "q", SL_KIND_QUEUE), SL_OK);
+    assert_int_equal(put(a.e, "q", "1", NULL), SL_OK);
+    admin_ok(&R1, "CONFIG SET maxmemory 1");
+    assert_int_equal(put(a.e, "q", "2", NULL), SL_ESTORAGE);
+    size_t depth = 0;
+    assert_int_equal(info(a.e, "q", &depth), SL_OK);
+    assert_int_equal(depth, 1);
+    admin_ok(&R1, "CONFIG SET maxmemory 0");
+    assert_int_equal(put(a.e, "q", "2", NULL), SL_OK);
+    node_close(&a);
+}
+
 /* A newer key layout is refused, not misread. */
 static void test_newer_format(void **state)
 {
@@ -887,6 +910,10 @@ static void test_codec(void **state)
     assert_int_equal(sl__redis_error_code("ERR ENOENT", 10), SL_ENOENT);
     assert_int_equal(sl__redis_error_code("EFULL", 5), SL_EFULL);
     assert_int_equal(sl__redis_error_code("WRONGTYPE x", 11), SL_EFORMAT);
+    assert_int_equal(sl__redis_error_code("ERR OOM", 7), SL_ESTORAGE);
+    assert_int_equal(sl__redis_error_code("OOM command not allowed", 23), SL_ESTORAGE);
+    assert_int_equal(sl__redis_error_code("READONLY You can't write", 24), SL_EUNAVAIL);
+    assert_int_equal(sl__redis_error_code("OOMX", 4), SL_EFORMAT);
 }
 
 int main(void)
@@ -897,6 +924,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_coalesced_writes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_redis_down_and_back, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hostile_data, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_out_of_memory, setup, teardown),
         cmocka_unit_test_setup_teardown(test_newer_format, setup, teardown),
         cmocka_unit_test_setup_teardown(test_two_shards, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_in_flight, setup, teardown),
