@@ -12,7 +12,8 @@
  * The third run is the Redis engine (src/store/redis_engine.c) against a real redis-server started
  * for the group (tests/unit/redis_server.h), flushed and given a fresh engine before every test;
  * it leaves out only what is memory-specific (the journal, allocation failures) and runs the scale
- * test at 10,000 messages. */
+ * test at 10,000 messages. A fourth run does the same over two Redis servers (shards), where
+ * channels and their dead-letter queues land apart. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -312,21 +313,33 @@ static int teardown_durable(void **state)
 #ifndef SLUICE_NO_REDIS
 /* ---- the Redis run: one redis-server for the group, flushed before every test ------------- */
 
-static test_redis REDIS;
+static test_redis REDIS, REDIS2;
 static int REDIS_UP;
+static int SHARDS = 1; /* the second run spreads the channels over two servers */
 static uv_loop_t LOOP;
 
 static int group_setup_redis(void **state)
 {
     (void)state;
+    SHARDS = 1;
     REDIS_UP = test_redis_start(&REDIS) == 0;
     return 0; /* without it each test fails or skips (NEED_DEP) */
+}
+
+static int group_setup_redis2(void **state)
+{
+    (void)state;
+    SHARDS = 2;
+    REDIS_UP = test_redis_start(&REDIS) == 0 && test_redis_start(&REDIS2) == 0;
+    return 0;
 }
 
 static int group_teardown_redis(void **state)
 {
     (void)state;
     test_redis_stop(&REDIS);
+    if (SHARDS == 2)
+        test_redis_stop(&REDIS2);
     return 0;
 }
 
@@ -338,23 +351,33 @@ static int setup_redis(void **state)
     E = NULL;
     if (!REDIS_UP)
         return 0;
-    redisReply *r = test_redis_cmd(&REDIS, "FLUSHALL");
-    freeReplyObject(r);
+    freeReplyObject(test_redis_cmd(&REDIS, "FLUSHALL"));
+    if (SHARDS == 2)
+        freeReplyObject(test_redis_cmd(&REDIS2, "FLUSHALL"));
     if (uv_loop_init(&LOOP) != 0)
         return -1;
-    char url[128];
+    char url[300];
     test_redis_url(&REDIS, url, sizeof url);
+    if (SHARDS == 2) {
+        size_t n = strlen(url);
+        url[n++] = ',';
+        test_redis_url(&REDIS2, url + n, sizeof url - n);
+    }
     sl__redis_engine_opts o = {.url = url, .prefix = "conf"};
     sl_status st = {0};
     if (sl__redis_engine_new(&E, &LOOP, &o, &st) != SL_OK)
         return -1;
     /* Connected in the background: wait until the shard answers (a generous deadline). */
-    for (int i = 0; i < TEST_REDIS_WAIT_MS / 10 && !sl__rconn_up(sl__redis_engine_conn(E, 0));
-         i++) {
-        uv_run(&LOOP, UV_RUN_NOWAIT);
-        test_redis_sleep_ms(10);
-    }
-    return sl__rconn_up(sl__redis_engine_conn(E, 0)) ? 0 : -1;
+    for (int s = 0; s < SHARDS; s++)
+        for (int i = 0; i < TEST_REDIS_WAIT_MS / 10 && !sl__rconn_up(sl__redis_engine_conn(E, s));
+             i++) {
+            uv_run(&LOOP, UV_RUN_NOWAIT);
+            test_redis_sleep_ms(10);
+        }
+    for (int s = 0; s < SHARDS; s++)
+        if (!sl__rconn_up(sl__redis_engine_conn(E, s)))
+            return -1;
+    return 0;
 }
 
 static int teardown_redis(void **state)
@@ -2147,6 +2170,9 @@ int main(void)
     };
     failed += cmocka_run_group_tests_name("redis engine", redis_tests, group_setup_redis,
                                           group_teardown_redis);
+    /* And over two shards, where a queue and its dead-letter queue may live apart. */
+    failed += cmocka_run_group_tests_name("redis engine, two shards", redis_tests,
+                                          group_setup_redis2, group_teardown_redis);
 #endif
     return failed;
 }
