@@ -5,7 +5,8 @@
  * (and each element of an array, a few levels down) is decoded as the reply of every request kind
  * and as a channel's settings; string replies, and the raw input, are decoded as event payloads.
  * Checked:
- * every decode answers SL_OK or SL_EFORMAT (SL_ENOMEM aside) and releases what it made; a decoded
+ * every decode answers SL_OK, SL_EFORMAT, one of the script's error names or Redis's refusals
+ * (SL_ESTORAGE, SL_EUNAVAIL) (SL_ENOMEM aside) and releases what it made; a decoded
  * message has a 16-hex-digit id, data, and no field longer than its source; a decoded event is
  * exactly what it claims; decoded settings have a valid id and kind. */
 #include <math.h>
@@ -107,7 +108,8 @@ static void check_reply(const redisReply *r, int depth, size_t inlen)
                         abort();
                 }
         } else if (rc != SL_EFORMAT && rc != SL_ENOMEM && rc != SL_ENOENT && rc != SL_EEXIST &&
-                   rc != SL_EKIND && rc != SL_EINVAL && rc != SL_EFULL) {
+                   rc != SL_EKIND && rc != SL_EINVAL && rc != SL_EFULL && rc != SL_ESTORAGE &&
+                   rc != SL_EUNAVAIL) {
             abort();
         }
         sl__eop_clear(&op);
