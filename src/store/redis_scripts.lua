@@ -202,9 +202,12 @@ end
 
 -- ---- operations ------------------------------------------------------------------------------
 
+-- Every run executes this whole chunk again, and creating a closure costs (its upvalues are looked
+-- up one by one): each operation is defined only when it is the one asked for.
 local ops = {}
 
 -- ARGV[4..]: field, value pairs of the settings (epoch included).
+if op == 'create' then
 function ops.create()
     check_type(K.meta, 'hash')
     check_type(KEYS[2], 'set')
@@ -217,7 +220,9 @@ function ops.create()
     redis.call('PUBLISH', prefix .. ':ctl', 'c ' .. chan)
     return 'OK'
 end
+end
 
+if op == 'drop' then
 function ops.drop()
     check_type(KEYS[2], 'set')
     if not check_type(K.meta, 'hash') then return fail('ENOENT') end
@@ -227,13 +232,17 @@ function ops.drop()
     redis.call('PUBLISH', prefix .. ':ctl', 'd ' .. chan)
     return 'OK'
 end
+end
 
+if op == 'info' then
 function ops.info()
     if load_meta(K) == nil then return fail('ENOENT') end
     return info_reply(K, chan)
 end
+end
 
 -- Every channel of this shard (the engine merges and sorts the shards' lists).
+if op == 'list' then
 function ops.list()
     if not check_type(KEYS[2], 'set') then return {} end
     local out = {}
@@ -242,6 +251,7 @@ function ops.list()
         if load_meta(k) ~= nil then out[#out + 1] = info_reply(k, id) end
     end
     return out
+end
 end
 
 -- Moves what became due from `timed` to `ready`: expired leases (after the attempt's backoff
@@ -319,6 +329,7 @@ end
 -- A message in a reply: {stream id, fields, attempt, claim_expires_at as text}.
 -- ARGV[4] now, ARGV[5] reader, ARGV[6] limit, ARGV[7] max_bytes (-1: none), ARGV[8..10] dead
 -- letters. Reply: {more, claimed, dead, dead_rc, created info}.
+if op == 'claim' then
 function ops.claim()
     local m = load_meta(K)
     if m == nil then return fail('ENOENT') end
@@ -374,6 +385,7 @@ function ops.claim()
     local d = dead_letter(dead_store_list, now, ARGV[8], ARGV[9], ARGV[10], m)
     return {more, out, dead, d[1], d[2]}
 end
+end
 
 -- The ids (ARGV[from..]) reader holds a live claim on, each once.
 local function live_claims(m, reader, now, from)
@@ -397,6 +409,7 @@ local function queue_meta()
 end
 
 -- ARGV[4] now, ARGV[5] reader, ARGV[6..] ids (16 hex digits, checked by the engine).
+if op == 'ack' then
 function ops.ack()
     local m, err = queue_meta()
     if m == nil then return err end
@@ -404,8 +417,10 @@ function ops.ack()
     for _, hx in ipairs(ids) do unlink(m, sid(tonumber(hx, 16))) end
     return #ids
 end
+end
 
 -- ARGV[4] now, ARGV[5] reader, ARGV[6] delay (0: backoff; < 0: at once), ARGV[7..] ids.
+if op == 'nack' then
 function ops.nack()
     local m, err = queue_meta()
     if m == nil then return err end
@@ -424,8 +439,10 @@ function ops.nack()
     end
     return #ids
 end
+end
 
 -- ARGV[4] now, ARGV[5] reader, ARGV[6] seconds (<= 0: the claim timeout), ARGV[7..] ids.
+if op == 'extend' then
 function ops.extend()
     local m, err = queue_meta()
     if m == nil then return err end
@@ -435,9 +452,11 @@ function ops.extend()
     for _, hx in ipairs(ids) do redis.call('ZADD', K.timed, now + secs, hx) end
     return #ids
 end
+end
 
 -- ARGV[4] now, ARGV[5] reader, ARGV[6] reason, ARGV[7..9] dead letters, ARGV[10..] ids.
 -- Reply: {count, dead, dead_rc, created info}.
+if op == 'terminate' then
 function ops.terminate()
     local m, err = queue_meta()
     if m == nil then return err end
@@ -458,9 +477,11 @@ function ops.terminate()
     local d = dead_letter(list, now, ARGV[7], ARGV[8], ARGV[9], m)
     return {#dead, dead, d[1], d[2]}
 end
+end
 
 -- ARGV[4] now, ARGV[5] epoch, ARGV[6] source visibility, ARGV[7..]: n, then per dead letter its
 -- field count and fields. The second step of a dead letter whose queue is on another shard.
+if op == 'deadput' then
 function ops.deadput()
     local now, n, i = num(ARGV[4]), num(ARGV[7]), 8
     local list = {}
@@ -474,9 +495,11 @@ function ops.deadput()
     local d = dead_store(K, chan, list, now, ARGV[5], ARGV[6])
     return {d[1], d[2]}
 end
+end
 
 -- ARGV[4] now, ARGV[5] reader ('' none), ARGV[6] '@' .. after ('' none), ARGV[7] limit, ARGV[8]
 -- max_bytes (-1: none). Reply: {seq, more, messages}.
+if op == 'read' then
 function ops.read()
     local m = load_meta(K)
     if m == nil then return fail('ENOENT') end
@@ -537,15 +560,19 @@ function ops.read()
     end
     return {m.seq, more, out}
 end
+end
 
+if op == 'clear' then
 function ops.clear()
     if load_meta(K) == nil then return fail('ENOENT') end
     local n = redis.call('XLEN', K.s)
     for _, key in ipairs({K.s, K.ready, K.timed, K.att, K.own}) do redis.call('DEL', key) end
     return n
 end
+end
 
 -- ARGV[4] before (<= 0: none by age), ARGV[5] max_count (-1: no bound).
+if op == 'evict' then
 function ops.evict()
     local m = load_meta(K)
     if m == nil then return fail('ENOENT') end
@@ -572,8 +599,10 @@ function ops.evict()
     end
     return n
 end
+end
 
 -- ARGV[4..] ids (16 hex digits, checked by the engine).
+if op == 'remove' then
 function ops.remove()
     local m = load_meta(K)
     if m == nil then return fail('ENOENT') end
@@ -584,14 +613,18 @@ function ops.remove()
     end
     return n
 end
+end
 
+if op == 'position' then
 function ops.position()
     local m = load_meta(K)
     if m == nil then return fail('ENOENT') end
     return m.seq
 end
+end
 
 -- At start on every shard: the key layout's version; a newer one than this build's is refused.
+if op == 'format' then
 function ops.format()
     local t = redis.call('TYPE', prefix .. ':format')['ok']
     if t == 'none' then
@@ -603,6 +636,7 @@ function ops.format()
     if v == nil then return fail('EFORMAT') end
     if v > FORMAT then return fail('EFORMATVERSION') end
     return v
+end
 end
 
 local f = ops[op]
