@@ -72,88 +72,12 @@ static const char script_body[] =
 static sl__rscript script;
 static int script_ready;
 
-/* ---- the notice --------------------------------------------------------------------------------
- */
-
 static int table_index(const char *t, size_t n)
 {
     for (size_t i = 0; i < NTABLES; i++)
         if (strlen(tables[i]) == n && memcmp(tables[i], t, n) == 0)
             return (int)i;
     return -1;
-}
-
-/* A decimal length followed by ':' at *p; -1 when malformed. */
-static long read_len(const char *s, size_t len, size_t *p)
-{
-    size_t i = *p, digits = 0;
-    long v = 0;
-    while (i < len && s[i] >= '0' && s[i] <= '9' && digits < 5) {
-        v = v * 10 + (s[i] - '0');
-        i++;
-        digits++;
-    }
-    if (digits == 0 || digits > 4 || (digits > 1 && s[*p] == '0') || i >= len || s[i] != ':')
-        return -1;
-    *p = i + 1;
-    return v;
-}
-
-/* One entry at *p into it (advancing *p); -1 when malformed. */
-static int read_item(const char *s, size_t len, size_t *p, sl__redis_kv_notice_item *it)
-{
-    long tl = read_len(s, len, p);
-    if (tl <= 0 || (size_t)tl > len - *p)
-        return -1;
-    int t = table_index(s + *p, (size_t)tl);
-    if (t < 0)
-        return -1;
-    *p += (size_t)tl;
-    long kl = read_len(s, len, p);
-    if (kl < 0 || kl > SL__REDIS_KV_KEY_MAX || (size_t)kl > len - *p)
-        return -1;
-    it->table = tables[t];
-    it->key = kl ? s + *p : NULL;
-    it->klen = (size_t)kl;
-    *p += (size_t)kl;
-    return 0;
-}
-
-int sl__redis_kv_notice_parse(const char *p, size_t len,
-                              int (*fn)(void *ud, const sl__redis_kv_notice_item *it), void *ud)
-{
-    if (p == NULL || len == 0)
-        return 0;
-    sl__redis_kv_notice_item it;
-    for (size_t at = 0; at < len;)
-        if (read_item(p, len, &at, &it) < 0)
-            return 0;
-    for (size_t at = 0; at < len;) {
-        read_item(p, len, &at, &it);
-        if (fn(ud, &it) != 0)
-            break;
-    }
-    return 1;
-}
-
-int sl__redis_kv_notice_add(char *buf, size_t cap, size_t *len, const char *table, const void *key,
-                            size_t klen)
-{
-    size_t tl = table ? strlen(table) : 0;
-    if (tl == 0 || table_index(table, tl) < 0 || klen > SL__REDIS_KV_KEY_MAX)
-        return -1;
-    char head[32];
-    int hn = snprintf(head, sizeof head, "%zu:%s", tl, table);
-    char mid[16];
-    int mn = snprintf(mid, sizeof mid, "%zu:", klen);
-    if (*len + (size_t)hn + (size_t)mn + klen > cap)
-        return -1;
-    memcpy(buf + *len, head, (size_t)hn);
-    memcpy(buf + *len + (size_t)hn, mid, (size_t)mn);
-    if (klen)
-        memcpy(buf + *len + (size_t)hn + (size_t)mn, key, klen);
-    *len += (size_t)hn + (size_t)mn + klen;
-    return 0;
 }
 
 /* ---- the kv -----------------------------------------------------------------------------------
@@ -178,6 +102,7 @@ typedef struct waiter {
 typedef struct rkv rkv;
 
 enum { P_BATCH, P_FETCH, P_LOAD, P_PROBE, P_READY };
+enum { SUB_NONE, SUB_PENDING, SUB_DONE };
 
 /* A request in flight on the connection (or the subscription's ready callback). */
 typedef struct pend {
@@ -213,6 +138,7 @@ struct rkv {
     unsigned dirty; /* tables to reload once Redis answers again */
     sl__redis_kv_change_fn watch_fn;
     void *watch_ud;
+    int subscribed; /* SUB_*: the notice channel on the subscription connection */
     uv_check_t check;
     uv_idle_t idle;
     uv_timer_t probe;
@@ -615,20 +541,44 @@ static void reload_all(rkv *kv)
         kv->watch_fn(kv->watch_ud, tables[t], NULL, 0, NULL, 0);
 }
 
-static void on_sub_state(void *ud, int up)
-{
-    if (up)
-        reload_all(ud);
-}
-
 static void on_ready(void *ud, int rc)
 {
     pend *p = ud;
     rkv *kv = p->kv;
     pend_unlink(p);
     pend_free(p);
-    if (kv != NULL && rc == SL_OK)
-        reload_all(kv); /* changes made before the subscription took effect were missed */
+    if (kv == NULL)
+        return;
+    if (rc != SL_OK) {
+        kv->subscribed = SUB_NONE; /* asked again when the connection is next up */
+        return;
+    }
+    kv->subscribed = SUB_DONE;
+    reload_all(kv); /* changes made before the subscription took effect were missed */
+}
+
+/* The subscription connection counts a channel only once Redis confirmed it (an add while it is
+ * down is refused, not kept), and from then on subscribes it again by itself after each outage. */
+static void subscribe(rkv *kv)
+{
+    pend *p = calloc(1, sizeof *p);
+    if (p == NULL)
+        return; /* tried again at the next "up" */
+    p->kind = P_READY;
+    pend_link(kv, p);
+    kv->subscribed = SUB_PENDING;
+    sl__rsub_add(kv->sub, kv->channel, on_ready, p);
+}
+
+static void on_sub_state(void *ud, int up)
+{
+    rkv *kv = ud;
+    if (!up || kv->watch_fn == NULL)
+        return;
+    if (kv->subscribed == SUB_NONE)
+        subscribe(kv);
+    else if (kv->subscribed == SUB_DONE)
+        reload_all(kv); /* subscribed again: what was published meanwhile was missed */
 }
 
 int sl__redis_kv_watch(sl__kv *b, sl__redis_kv_change_fn fn, void *ud)
@@ -636,24 +586,21 @@ int sl__redis_kv_watch(sl__kv *b, sl__redis_kv_change_fn fn, void *ud)
     rkv *kv = (rkv *)b;
     if (b == NULL || b->ops != &rkv_ops || fn == NULL || kv->watch_fn != NULL)
         return SL_EINVAL;
-    pend *p = calloc(1, sizeof *p);
-    if (p == NULL)
-        return SL_ENOMEM;
     sl__rsub_opts o = {.addr = &kv->addr,
                        .what = "security state feed",
                        .on_msg = on_msg,
                        .on_state = on_sub_state,
                        .ud = kv};
-    int rc = sl__rsub_new(&kv->sub, kv->loop, &o);
-    if (rc != SL_OK) {
-        free(p);
-        return rc;
-    }
     kv->watch_fn = fn;
     kv->watch_ud = ud;
-    p->kind = P_READY;
-    pend_link(kv, p);
-    sl__rsub_add(kv->sub, kv->channel, on_ready, p);
+    int rc = sl__rsub_new(&kv->sub, kv->loop, &o);
+    if (rc != SL_OK) {
+        kv->watch_fn = NULL;
+        kv->watch_ud = NULL;
+        return rc;
+    }
+    if (sl__rsub_up(kv->sub))
+        subscribe(kv);
     return SL_OK;
 }
 
