@@ -176,6 +176,9 @@ typedef enum {
     SL_EVENT_CHANNEL_DELETED, /* channel */
     SL_EVENT_ACL_CHANGED, /* principal's entry was replaced (granted) or removed (removed = 1) */
     SL_EVENT_CHANNEL_CREATED, /* channel (info: its settings when known, else NULL) */
+    /* Several nodes on a shared engine: the feed of other nodes' changes was interrupted, so
+     * writes may have been missed (real-time subscribers must recover from the stream). */
+    SL_EVENT_RESYNC,
 } sl_event_kind;
 
 typedef struct sl_event {

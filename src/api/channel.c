@@ -176,6 +176,12 @@ static const char *audited_event(sl_op op)
 }
 
 /* Registers settings the engine stored (a creation, or a dead-letter queue it made). */
+/* Several nodes share the engine: writes and deletions reach real time through its feed. */
+static int shared(const sl_ctx *ctx)
+{
+    return ctx->engine->ops->watch != NULL;
+}
+
 static void register_channel(sl_ctx *ctx, sl_channel_info *info)
 {
     if (sl__map_get(ctx->channels, info->id) || sl__map_put(ctx->channels, info->id, info, NULL))
@@ -237,7 +243,8 @@ static void engine_done(sl__eop *e)
         }
         break;
     case SL_OP_CHANNEL_DELETE:
-        if (rc == SL_OK)
+        /* (A shared engine's feed tells every node, this one included.) */
+        if (rc == SL_OK && !shared(ctx))
             sl__ctx_emit(ctx, &(sl_event){.kind = SL_EVENT_CHANNEL_DELETED, .channel = id});
         break;
     case SL_OP_CHANNEL_INFO:
@@ -270,9 +277,10 @@ static void engine_done(sl__eop *e)
             if (op->item_ids)
                 memcpy(op->item_ids[i], op->eids[i], sizeof op->eids[i]);
         }
-        if (rc == SL_OK && (ch = still_there(op)) != NULL) {
+        if (rc == SL_OK && !shared(ctx) && (ch = still_there(op)) != NULL) {
             /* Real time hears of what was stored and may be read now: not of a repeat, and
-             * not of a delayed message (its readers learn of it when they can claim it). */
+             * not of a delayed message (its readers learn of it when they can claim it). A
+             * shared engine's feed tells every node instead. */
             for (size_t i = 0; i < op->nwrites; i++) {
                 if (op->dups[i] || op->msgs[i].not_before > e->now)
                     continue;
@@ -565,12 +573,54 @@ static int start(sl__chop *op)
     }
 }
 
+static void run(sl__chop *op);
+
+/* A shared engine's channel this node has not heard of yet (created on another node a moment
+ * ago): the store is asked before the answer is "not found". */
+static void looked_up(sl__eop *e)
+{
+    sl__chop *op = e->ud;
+    if (e->rc == SL_OK) {
+        sl_channel_info *info = malloc(sizeof *info);
+        if (info) {
+            *info = e->info;
+            memset(&e->info, 0, sizeof e->info);
+            register_channel(op->ctx, info);
+        }
+    }
+    sl__eop_clear(e);
+    memset(e, 0, sizeof *e);
+    run(op);
+}
+
+static int needs_lookup(const sl_ctx *ctx, const sl__chop *op)
+{
+    return ctx->engine->ops->watch != NULL && op->op != SL_OP_CHANNEL_LIST &&
+           op->op != SL_OP_CHANNEL_CREATE && !op->release && op->channel != NULL &&
+           sl_channel_id_valid(op->channel, strlen(op->channel)) &&
+           sl__map_get(ctx->channels, op->channel) == NULL;
+}
+
 void sl__channel_submit(sl_ctx *ctx, sl__chop *op)
 {
     op->ctx = ctx;
     op->rc = SL_OK;
     sl_status_clear(&op->st);
     memset(&op->eop, 0, sizeof op->eop);
+    if (needs_lookup(ctx, op)) {
+        op->eop.kind = SL__EOP_INFO;
+        op->eop.channel = op->channel;
+        op->eop.done = looked_up;
+        op->eop.ud = op;
+        ctx->engine->ops->submit(ctx->engine, &op->eop);
+        return;
+    }
+    run(op);
+}
+
+static void run(sl__chop *op)
+{
+    sl_ctx *ctx = op->ctx;
     int rc = start(op);
     if (rc != SL_OK) {
         finish(op, rc);

@@ -190,6 +190,151 @@ void sl__ctx_emit(sl_ctx *ctx, const sl_event *ev)
         ctx->listener(ctx->listener_ud, ev);
 }
 
+/* ---- a shared engine's feed: other nodes' changes -------------------------------------------- */
+
+/* A request the feed makes of the engine on its own (the registry's refresh). */
+typedef struct feed_req {
+    sl__eop op;
+    sl_ctx *ctx;
+    char id[SL_CHANNEL_ID_MAX + 1];
+} feed_req;
+
+static void feed_req_free(feed_req *r)
+{
+    sl__eop_clear(&r->op);
+    free(r);
+}
+
+static void feed_submit(sl_ctx *ctx, sl__eop_kind kind, const char *id, sl__eop_done_fn done)
+{
+    feed_req *r = calloc(1, sizeof *r);
+    if (r == NULL)
+        return; /* the next request for the channel looks it up (channel.c) */
+    r->ctx = ctx;
+    r->op.kind = kind;
+    if (id) {
+        snprintf(r->id, sizeof r->id, "%s", id);
+        r->op.channel = r->id;
+    }
+    r->op.done = done;
+    r->op.ud = r;
+    ctx->engine->ops->submit(ctx->engine, &r->op);
+}
+
+/* Another node created a channel: its settings into the registry (replacing a stale entry of
+ * the same id, which a new epoch tells). */
+static void feed_created(sl__eop *e)
+{
+    feed_req *r = e->ud;
+    sl_ctx *ctx = r->ctx;
+    const sl_channel_info *old = e->rc == SL_OK ? sl__map_get(ctx->channels, r->id) : NULL;
+    if (e->rc == SL_OK && (old == NULL || strcmp(old->epoch, e->info.epoch) != 0)) {
+        sl_channel_info *info = malloc(sizeof *info);
+        if (info && sl__map_put(ctx->channels, r->id, info, sl__channel_info_free) == SL_OK) {
+            *info = e->info;
+            memset(&e->info, 0, sizeof e->info);
+            sl__ctx_emit(ctx, &(sl_event){
+                                  .kind = SL_EVENT_CHANNEL_CREATED, .channel = r->id, .info = info});
+        } else {
+            free(info);
+        }
+    }
+    feed_req_free(r);
+}
+
+typedef struct gone_list {
+    const sl__map *now;
+    char **ids;
+    size_t n, cap;
+} gone_list;
+
+static int collect_gone(void *ud, const char *id, void *value)
+{
+    (void)value;
+    gone_list *g = ud;
+    if (sl__map_get(g->now, id))
+        return SL_OK;
+    if (g->n == g->cap) {
+        size_t cap = g->cap ? g->cap * 2 : 8;
+        char **v = realloc(g->ids, cap * sizeof *v);
+        if (v == NULL)
+            return SL_ENOMEM;
+        g->ids = v;
+        g->cap = cap;
+    }
+    if ((g->ids[g->n] = strdup(id)) == NULL)
+        return SL_ENOMEM;
+    g->n++;
+    return SL_OK;
+}
+
+/* The feed was interrupted: the registry is rebuilt from the store, the channels that went
+ * meanwhile are reported deleted, and real time is told to recover. */
+static void feed_listed(sl__eop *e)
+{
+    feed_req *r = e->ud;
+    sl_ctx *ctx = r->ctx;
+    sl__map *now = NULL;
+    int rc = e->rc == SL_OK ? sl__map_new(&now) : e->rc;
+    for (size_t i = 0; rc == SL_OK && i < e->ninfos; i++) {
+        sl_channel_info *info = malloc(sizeof *info);
+        if (info == NULL || (rc = sl__map_put(now, e->infos[i].id, info, NULL)) != SL_OK) {
+            free(info);
+            rc = SL_ENOMEM;
+        } else {
+            *info = e->infos[i];
+            memset(&e->infos[i], 0, sizeof e->infos[i]);
+        }
+    }
+    gone_list g = {.now = now};
+    if (rc == SL_OK)
+        rc = sl__map_each(ctx->channels, collect_gone, &g);
+    if (rc == SL_OK) {
+        sl__map_free(ctx->channels, sl__channel_info_free);
+        ctx->channels = now;
+        now = NULL;
+        for (size_t i = 0; i < g.n; i++)
+            sl__ctx_emit(ctx, &(sl_event){.kind = SL_EVENT_CHANNEL_DELETED, .channel = g.ids[i]});
+    }
+    for (size_t i = 0; i < g.n; i++)
+        free(g.ids[i]);
+    free(g.ids);
+    sl__map_free(now, sl__channel_info_free);
+    if (e->rc == SL_OK) /* (not when the engine is being freed) */
+        sl__ctx_emit(ctx, &(sl_event){.kind = SL_EVENT_RESYNC});
+    feed_req_free(r);
+}
+
+static void on_feed(void *ud, const sl_event *ev)
+{
+    sl_ctx *ctx = ud;
+    switch (ev->kind) {
+    case SL_EVENT_WRITE: {
+        const sl_channel_info *info = sl__map_get(ctx->channels, ev->channel);
+        if (info == NULL)
+            return; /* nobody here can be subscribed to a channel this node does not know */
+        sl_event out = *ev;
+        out.info = info;
+        sl__ctx_emit(ctx, &out);
+        return;
+    }
+    case SL_EVENT_CHANNEL_DELETED:
+        sl__map_del(ctx->channels, ev->channel, sl__channel_info_free);
+        sl__ctx_emit(ctx, ev);
+        return;
+    case SL_EVENT_CHANNEL_CREATED:
+        feed_submit(ctx, SL__EOP_INFO, ev->channel, feed_created);
+        return;
+    default:
+        return;
+    }
+}
+
+static void on_feed_resync(void *ud)
+{
+    feed_submit(ud, SL__EOP_LIST, NULL, feed_listed);
+}
+
 int sl__ctx_use_engine(sl_ctx *ctx, sl_engine *engine, sl_status *st)
 {
     sl__eop op = {.kind = SL__EOP_LIST};
@@ -210,6 +355,11 @@ int sl__ctx_use_engine(sl_ctx *ctx, sl_engine *engine, sl_status *st)
     }
     ctx->engine->ops->free(ctx->engine);
     ctx->engine = engine;
+    if (engine->ops->watch) {
+        engine->listener = on_feed;
+        engine->resync = on_feed_resync;
+        engine->listener_ud = ctx;
+    }
     return SL_OK;
 }
 

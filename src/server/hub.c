@@ -13,13 +13,40 @@
 
 #include "core/map.h"
 #include "core/message.h"
+#include "store/engine.h"
+
+/* A publication kept for subscriptions between sl__hub_prepare and sl__hub_subscribe. */
+typedef struct kept {
+    uint64_t offset;
+    char *push; /* the encoded push */
+    size_t len;
+} kept;
+
+/* The most bytes kept for pending subscriptions of one channel: past it they fail (the client
+ * retries) rather than the node holding an unbounded backlog. */
+#define KEPT_MAX_BYTES (4u << 20)
+
+typedef struct waiter {
+    sl__hub_ready_fn fn;
+    void *ud;
+} waiter;
+
+enum { W_NONE, W_STARTING, W_WATCHED };
 
 struct sl__hub_chan {
     char id[SL_CHANNEL_ID_MAX + 1];
     char epoch[17];
-    int presence, join_leave;
+    int presence, join_leave, topic;
     sl__hub_sub **subs;
     size_t nsubs, cap;
+    /* shared engines */
+    int watch;        /* W_* */
+    size_t pending;   /* marks held between prepare and subscribe/abandon */
+    waiter *waiters;  /* prepared while the watch was starting */
+    size_t nwaiters;
+    kept *kept;       /* publications fanned out while marks are held */
+    size_t nkept, kept_bytes;
+    int kept_overflow; /* more than KEPT_MAX_BYTES: the pending subscriptions fail */
 };
 
 /* An intrusive FIFO of peers through one of their links (off: offsetof the sl__hub_link). */
@@ -72,7 +99,17 @@ static sl__hub_peer *list_pop(list *l)
     return p;
 }
 
+/* An engine watch in flight; outlives the hub (the engine answers later) and so holds no
+ * pointer to it once the hub is gone. */
+typedef struct watch_req {
+    sl__hub *h; /* NULL once the hub is freed */
+    struct watch_req *next, *prev;
+    char id[SL_CHANNEL_ID_MAX + 1];
+} watch_req;
+
 struct sl__hub {
+    sl_engine *engine; /* shared engines only */
+    watch_req *watches;
     uv_check_t flush;
     int flush_active;
     sl__map *chans;     /* id -> sl__hub_chan* */
@@ -82,11 +119,23 @@ struct sl__hub {
     sl__cf_buf scratch; /* one encoded push, shared by every subscriber */
 };
 
+static void kept_clear(sl__hub_chan *c)
+{
+    for (size_t i = 0; i < c->nkept; i++)
+        free(c->kept[i].push);
+    free(c->kept);
+    c->kept = NULL;
+    c->nkept = c->kept_bytes = 0;
+    c->kept_overflow = 0;
+}
+
 static void chan_free(void *p)
 {
     sl__hub_chan *c = p;
     if (c) {
         free(c->subs);
+        free(c->waiters);
+        kept_clear(c);
         free(c);
     }
 }
@@ -119,7 +168,7 @@ static void schedule(sl__hub *h)
     }
 }
 
-int sl__hub_new(sl__hub **out, uv_loop_t *loop)
+int sl__hub_new(sl__hub **out, uv_loop_t *loop, sl_engine *engine)
 {
     *out = NULL;
     sl__hub *h = calloc(1, sizeof *h);
@@ -127,12 +176,26 @@ int sl__hub_new(sl__hub **out, uv_loop_t *loop)
         free(h);
         return SL_ENOMEM;
     }
+    h->engine = engine && engine->ops->watch ? engine : NULL;
     uv_check_init(loop, &h->flush);
     h->flush.data = h;
     h->dirty.off = offsetof(sl__hub_peer, dirty);
     h->held.off = offsetof(sl__hub_peer, held);
     sl__cf_buf_init(&h->scratch);
     *out = h;
+    return SL_OK;
+}
+
+static int unwatch_each(void *ud, const char *id, void *value)
+{
+    sl__hub *h = ud;
+    sl__hub_chan *c = value;
+    if (c->watch == W_WATCHED)
+        h->engine->ops->unwatch(h->engine, id);
+    c->watch = W_NONE;
+    for (size_t i = 0; i < c->nwaiters; i++) /* their subscriptions fail: the server is going */
+        c->waiters[i].fn(c->waiters[i].ud, SL_EUNAVAIL);
+    c->nwaiters = 0;
     return SL_OK;
 }
 
@@ -145,6 +208,10 @@ void sl__hub_free(sl__hub *h)
 {
     if (h == NULL)
         return;
+    for (watch_req *w = h->watches; w; w = w->next)
+        w->h = NULL;
+    if (h->engine)
+        sl__map_each(h->chans, unwatch_each, h);
     sl__map_free(h->chans, chan_free);
     sl__cf_buf_free(&h->scratch);
     uv_close((uv_handle_t *)&h->flush, on_handle_closed);
@@ -184,12 +251,12 @@ void sl__hub_peer_touch(sl__hub *h, sl__hub_peer *p)
 sl__hub_chan *sl__hub_chan_get(sl__hub *h, const char *id, const sl_channel_info *info, int create)
 {
     sl__hub_chan *c = sl__map_get(h->chans, id);
-    if (c || !create || info == NULL)
+    if ((c && c->epoch[0]) || !create || info == NULL)
         return c;
-    c = calloc(1, sizeof *c);
-    if (c == NULL)
+    int fresh = c == NULL;
+    if (fresh && (c = calloc(1, sizeof *c)) == NULL)
         return NULL;
-    snprintf(c->id, sizeof c->id, "%s", id);
+    snprintf(c->id, sizeof c->id, "%s", id); /* (a watched one gets its settings now) */
     /* The channel's stream epoch (new whenever the stream starts over: created, re-created, or a
      * memory engine restarted), so clients holding an offset of another stream cannot recover
      * from this one, and a durable channel's survives restarts. */
@@ -199,7 +266,8 @@ sl__hub_chan *sl__hub_chan_get(sl__hub *h, const char *id, const sl_channel_info
         sl__epoch_new(c->epoch);
     c->presence = info->presence;
     c->join_leave = info->join_leave;
-    if (sl__map_put(h->chans, id, c, NULL) != SL_OK) {
+    c->topic = info->kind == SL_KIND_TOPIC;
+    if (fresh && sl__map_put(h->chans, id, c, NULL) != SL_OK) {
         free(c);
         return NULL;
     }
@@ -220,6 +288,127 @@ sl__hub_sub *const *sl__hub_chan_subs(const sl__hub_chan *c, size_t *n)
 {
     *n = c->nsubs;
     return c->subs;
+}
+
+/* ---- watching a shared engine's feed ---------------------------------------------------------- */
+
+/* Ends the watch of a channel nobody uses any more (neither subscribers nor pending marks). */
+static void maybe_unwatch(sl__hub *h, sl__hub_chan *c)
+{
+    if (c->nsubs || c->pending || c->nwaiters)
+        return;
+    kept_clear(c);
+    if (c->watch == W_WATCHED)
+        h->engine->ops->unwatch(h->engine, c->id);
+    if (c->watch != W_STARTING)
+        c->watch = W_NONE;
+}
+
+static void on_watched(void *ud, int rc)
+{
+    watch_req *w = ud;
+    sl__hub *h = w->h;
+    if (h) {
+        if (w->prev)
+            w->prev->next = w->next;
+        else
+            h->watches = w->next;
+        if (w->next)
+            w->next->prev = w->prev;
+    }
+    sl__hub_chan *c = h ? sl__map_get(h->chans, w->id) : NULL;
+    if (c == NULL || c->watch != W_STARTING) { /* the hub or the channel went meanwhile */
+        if (h && rc == SL_OK)
+            h->engine->ops->unwatch(h->engine, w->id);
+        free(w);
+        return;
+    }
+    char id[SL_CHANNEL_ID_MAX + 1];
+    memcpy(id, w->id, sizeof id);
+    free(w);
+    c->watch = rc == SL_OK ? W_WATCHED : W_NONE;
+    waiter *ws = c->waiters;
+    size_t n = c->nwaiters;
+    c->waiters = NULL;
+    c->nwaiters = 0;
+    if (rc == SL_OK)
+        c->pending += n;
+    for (size_t i = 0; i < n; i++)
+        ws[i].fn(ws[i].ud, rc);
+    free(ws);
+    /* The waiters may have abandoned (or the channel gone) inside their callbacks. */
+    if ((c = sl__map_get(h->chans, id)) != NULL)
+        maybe_unwatch(h, c);
+}
+
+void sl__hub_prepare(sl__hub *h, const char *id, sl__hub_ready_fn ready, void *ud)
+{
+    if (h->engine == NULL) {
+        ready(ud, SL_OK);
+        return;
+    }
+    sl__hub_chan *c = sl__map_get(h->chans, id);
+    if (c == NULL) {
+        c = calloc(1, sizeof *c);
+        if (c == NULL || sl__map_put(h->chans, id, c, NULL) != SL_OK) {
+            free(c);
+            ready(ud, SL_ENOMEM);
+            return;
+        }
+        snprintf(c->id, sizeof c->id, "%s", id);
+    }
+    if (c->watch == W_WATCHED) {
+        c->pending++;
+        ready(ud, SL_OK);
+        return;
+    }
+    waiter *v = realloc(c->waiters, (c->nwaiters + 1) * sizeof *v);
+    watch_req *w = c->watch == W_NONE ? calloc(1, sizeof *w) : NULL;
+    if (v)
+        c->waiters = v;
+    if (v == NULL || (c->watch == W_NONE && w == NULL)) {
+        free(w);
+        ready(ud, SL_ENOMEM);
+        return;
+    }
+    c->waiters[c->nwaiters++] = (waiter){ready, ud};
+    if (w == NULL)
+        return; /* joins the watch being started */
+    c->watch = W_STARTING;
+    w->h = h;
+    snprintf(w->id, sizeof w->id, "%s", id);
+    w->next = h->watches;
+    if (w->next)
+        w->next->prev = w;
+    h->watches = w;
+    h->engine->ops->watch(h->engine, id, on_watched, w);
+}
+
+void sl__hub_abandon(sl__hub *h, const char *id)
+{
+    sl__hub_chan *c = h->engine ? sl__map_get(h->chans, id) : NULL;
+    if (c == NULL || c->pending == 0)
+        return;
+    c->pending--;
+    maybe_unwatch(h, c);
+}
+
+/* Keeps the encoded push in scratch for the pending subscriptions of c. */
+static void keep(sl__hub_chan *c, const sl__cf_buf *push, uint64_t offset)
+{
+    if (c->kept_overflow)
+        return;
+    kept *v = NULL;
+    char *copy = NULL;
+    if (c->kept_bytes + push->len > KEPT_MAX_BYTES ||
+        (v = realloc(c->kept, (c->nkept + 1) * sizeof *v)) == NULL ||
+        (c->kept = v, copy = malloc(push->len)) == NULL) {
+        c->kept_overflow = 1;
+        return;
+    }
+    memcpy(copy, push->data, push->len);
+    c->kept[c->nkept++] = (kept){offset, copy, push->len};
+    c->kept_bytes += push->len;
 }
 
 /* Encoded once in scratch, appended to every subscriber of c except `except`. */
@@ -253,20 +442,47 @@ static void join_leave(sl__hub *h, sl__hub_sub *s, int join)
     fan_out(h, c, s);
 }
 
-int sl__hub_subscribe(sl__hub *h, sl__hub_chan *c, sl__hub_sub *s)
+int sl__hub_subscribe(sl__hub *h, sl__hub_chan *c, sl__hub_sub *s, uint64_t top)
 {
-    if (c->nsubs == c->cap) {
+    int marked = h->engine && c->pending > 0;
+    int rc = SL_OK;
+    if (marked && c->kept_overflow)
+        rc = SL_ENOMEM; /* publications it is owed were not kept */
+    if (rc == SL_OK && c->nsubs == c->cap) {
         size_t cap = c->cap ? c->cap * 2 : 4;
         sl__hub_sub **v = realloc(c->subs, cap * sizeof *v);
         if (v == NULL)
-            return SL_ENOMEM;
-        c->subs = v;
-        c->cap = cap;
+            rc = SL_ENOMEM;
+        else {
+            c->subs = v;
+            c->cap = cap;
+        }
+    }
+    if (rc != SL_OK) {
+        if (marked) {
+            c->pending--;
+            maybe_unwatch(h, c);
+        }
+        return rc;
     }
     s->chan = c;
     s->channel = c->id;
     s->pos = c->nsubs;
+    s->next_offset = top + 1;
     c->subs[c->nsubs++] = s;
+    if (marked) {
+        /* What was published after its position was read, in order, after its reply. */
+        for (size_t i = 0; i < c->nkept; i++) {
+            if (c->kept[i].offset < s->next_offset)
+                continue;
+            if (sl__cf_buf_append(&s->peer->out, c->kept[i].push, c->kept[i].len) == SL_OK) {
+                s->next_offset = c->kept[i].offset + 1;
+                sl__hub_peer_touch(h, s->peer);
+            }
+        }
+        if (--c->pending == 0)
+            kept_clear(c);
+    }
     join_leave(h, s, 1);
     return SL_OK;
 }
@@ -285,6 +501,8 @@ void sl__hub_unsubscribe(sl__hub *h, sl__hub_sub *s)
         free(c->subs);
         c->subs = NULL;
         c->cap = 0;
+        if (h->engine)
+            maybe_unwatch(h, c);
     }
 }
 
@@ -295,10 +513,59 @@ uint64_t sl__hub_offset_of(const char *id)
     return seq;
 }
 
+/* Ends subscription s from the hub's side: an unsubscribe push, then its owner forgets it. */
+static void end_sub(sl__hub *h, sl__hub_sub *s, int code, const char *reason)
+{
+    sl__hub_chan *c = s->chan;
+    sl__cf_buf_reset(&h->scratch);
+    sl__cf_push_unsubscribe(&h->scratch, c->id, code, reason);
+    if (!h->scratch.oom && sl__cf_buf_append(&s->peer->out, h->scratch.data, h->scratch.len) == SL_OK)
+        sl__hub_peer_touch(h, s->peer);
+    c->subs[s->pos] = c->subs[--c->nsubs];
+    c->subs[s->pos]->pos = s->pos;
+    s->chan = NULL;
+    s->peer->ops->dropped(s->peer, s);
+}
+
+/* A topic publication to c's subscribers, each of which takes the offsets it is owed in order:
+ * an offset it already has (replayed when it subscribed) is skipped, and from a shared engine's
+ * feed a gap means publications were missed, which ends the subscription with "insufficient
+ * state" so the client recovers them from the stream. */
+static void fan_out_topic(sl__hub *h, sl__hub_chan *c, uint64_t offset)
+{
+    if (h->scratch.oom || h->scratch.len == 0)
+        return;
+    size_t ngap = 0;
+    for (size_t i = 0; i < c->nsubs; i++) {
+        sl__hub_sub *s = c->subs[i];
+        if (offset < s->next_offset)
+            continue;
+        if (offset > s->next_offset && h->engine) {
+            s->next_offset = 0; /* marked: ended below */
+            ngap++;
+            continue;
+        }
+        if (sl__cf_buf_append(&s->peer->out, h->scratch.data, h->scratch.len) == SL_OK) {
+            h->batched += h->scratch.len + 1;
+            sl__hub_peer_touch(h, s->peer);
+        }
+        s->next_offset = offset + 1;
+    }
+    if (c->pending)
+        keep(c, &h->scratch, offset);
+    for (size_t i = c->nsubs; ngap && i-- > 0;)
+        if (c->subs[i]->next_offset == 0) {
+            end_sub(h, c->subs[i], SL__CF_UNSUB_INSUFFICIENT_STATE, "insufficient state");
+            ngap--;
+        }
+    if (c->nsubs == 0)
+        maybe_unwatch(h, c);
+}
+
 void sl__hub_publish(sl__hub *h, const sl_event *ev)
 {
     sl__hub_chan *c = sl__map_get(h->chans, ev->channel);
-    if (c == NULL || c->nsubs == 0)
+    if (c == NULL || (c->nsubs == 0 && c->pending == 0))
         return;
     const sl_message *m = ev->message;
     char wake[48];
@@ -315,7 +582,28 @@ void sl__hub_publish(sl__hub *h, const sl_event *ev)
     }
     sl__cf_buf_reset(&h->scratch);
     sl__cf_push_pub(&h->scratch, c->id, &pub);
-    fan_out(h, c, NULL);
+    if (ev->info->kind == SL_KIND_TOPIC)
+        fan_out_topic(h, c, pub.offset);
+    else
+        fan_out(h, c, NULL);
+}
+
+static int resync_each(void *ud, const char *id, void *value)
+{
+    (void)id;
+    sl__hub *h = ud;
+    sl__hub_chan *c = value;
+    /* Only topics carry offsets; a queue's wake-ups are hints, and claims come from the store. */
+    for (size_t i = c->nsubs; c->topic && i-- > 0;)
+        end_sub(h, c->subs[i], SL__CF_UNSUB_INSUFFICIENT_STATE, "insufficient state");
+    kept_clear(c);
+    c->kept_overflow = c->pending > 0; /* pending subscriptions may have missed some too */
+    return SL_OK;
+}
+
+void sl__hub_resync(sl__hub *h)
+{
+    sl__map_each(h->chans, resync_each, h);
 }
 
 void sl__hub_channel_deleted(sl__hub *h, const char *channel)
@@ -331,5 +619,12 @@ void sl__hub_channel_deleted(sl__hub *h, const char *channel)
         s->chan = NULL;
         s->peer->ops->dropped(s->peer, s);
     }
+    /* Pending subscriptions find no channel and answer from the registry; a watch still starting
+     * is ended when its answer finds the channel gone. */
+    for (size_t i = 0; i < c->nwaiters; i++)
+        c->waiters[i].fn(c->waiters[i].ud, SL_ENOENT);
+    c->nwaiters = 0;
+    if (c->watch == W_WATCHED)
+        h->engine->ops->unwatch(h->engine, c->id);
     sl__map_del(h->chans, channel, chan_free);
 }

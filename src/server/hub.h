@@ -56,10 +56,15 @@ struct sl__hub_sub {
     double token_issued_at;    /* `$` channels: its iat, for user cut-offs (0: unknown) */
     char *token_id;            /* `$` channels: its jti (NULL: none); owned by the subscriber */
     const char *channel;       /* the channel's id, owned by the hub (set by subscribe) */
+    uint64_t next_offset;      /* the stream offset it expects next (topics; set by subscribe) */
 };
 
-/* *out owned by the caller; free with sl__hub_free (closes its handle: run the loop afterwards). */
-int sl__hub_new(sl__hub **out, uv_loop_t *loop);
+/* *out owned by the caller; free with sl__hub_free (closes its handle: run the loop afterwards).
+ * engine: a shared engine (engine.h: several nodes on one store) whose change feed the hub must
+ * watch for the channels its subscribers use; NULL (or an engine that is not shared): every
+ * publication comes from this process, nothing to watch. Borrowed; must outlive the hub. */
+struct sl_engine;
+int sl__hub_new(sl__hub **out, uv_loop_t *loop, struct sl_engine *engine);
 void sl__hub_free(sl__hub *h);
 
 void sl__hub_peer_init(sl__hub_peer *p, const sl__hub_peer_ops *ops);
@@ -85,8 +90,22 @@ int sl__hub_chan_presence(const sl__hub_chan *c);
 /* The channel's subscriptions (borrowed array of n). */
 sl__hub_sub *const *sl__hub_chan_subs(const sl__hub_chan *c, size_t *n);
 
-/* Links s into c (SL_ENOMEM) and, with join/leave enabled, pushes a join to the others. */
-int sl__hub_subscribe(sl__hub *h, sl__hub_chan *c, sl__hub_sub *s);
+/* A subscription starts in two steps, so that with a shared engine nothing published between
+ * reading its start position and linking it is lost or sent twice:
+ *   1. sl__hub_prepare: the channel is watched (its feed reaches this node) before the caller
+ *      reads the stream's position; ready(ud, rc) once, SL_OK or SL_EUNAVAIL (the store cannot be
+ *      reached), at once when there is nothing to watch. On SL_OK the caller holds a pending mark
+ *      on the channel: while any is held, the hub keeps the publications it fans out.
+ *   2. sl__hub_subscribe with the position read (top), which replays the kept publications after
+ *      top to s and ends the mark; or sl__hub_abandon, which only ends it.
+ * The watch ends when the channel has neither subscribers nor marks. */
+typedef void (*sl__hub_ready_fn)(void *ud, int rc);
+void sl__hub_prepare(sl__hub *h, const char *id, sl__hub_ready_fn ready, void *ud);
+void sl__hub_abandon(sl__hub *h, const char *id);
+
+/* Links s into c (SL_ENOMEM), ending a pending mark taken with sl__hub_prepare; s is owed every
+ * publication after offset top. With join/leave enabled, pushes a join to the others. */
+int sl__hub_subscribe(sl__hub *h, sl__hub_chan *c, sl__hub_sub *s, uint64_t top);
 /* Unlinks s (a no-op when not linked); leave push to the others when enabled. */
 void sl__hub_unsubscribe(sl__hub *h, sl__hub_sub *s);
 
@@ -96,6 +115,10 @@ void sl__hub_unsubscribe(sl__hub *h, sl__hub_sub *s);
 void sl__hub_publish(sl__hub *h, const sl_event *ev);
 /* The channel is gone: unsubscribe push (code 2000) to each subscriber, then ops->dropped. */
 void sl__hub_channel_deleted(sl__hub *h, const char *channel);
+/* The shared engine's feed was interrupted, so publications may have been missed: every topic
+ * subscriber gets an unsubscribe push with code 2500 (insufficient state), after which Centrifugo
+ * clients subscribe again and recover from the stream; then ops->dropped. */
+void sl__hub_resync(sl__hub *h);
 
 /* A message id's sequence number (sl__msgid_parse); 0 when it is not an id. */
 uint64_t sl__hub_offset_of(const char *message_id);

@@ -48,6 +48,9 @@ struct sess {
     int refs;     /* entry points and callbacks still running or due */
     int gone;     /* the socket is gone: free at refs == 0 */
     int busy;     /* a credential is being checked: commands wait in `queue` */
+    /* The subscribe waiting with the hub's pending mark on its channel (sl__hub_prepare), which
+     * the session gives back if it goes first. */
+    struct wait *marked;
     int draining; /* run_queue is running (a check that answers at once must not re-enter it) */
     sl__cf_command *queue;
     size_t nqueue;
@@ -398,6 +401,7 @@ struct wait {
     sl_write w;
     char item[1][SL__MSGID_LEN + 1];
     char after[SL__MSGID_LEN + 1];
+    int prepared; /* subscribe: holds the hub's pending mark on its channel (sl__hub_prepare) */
     uint64_t top; /* history: the stream's top when it began */
     uint64_t end; /* history: the exclusive upper bound of a reverse read */
     size_t limit; /* history */
@@ -420,6 +424,16 @@ static void wait_free(wait *w)
     free(w);
 }
 
+/* Ends the hub's pending mark the session's subscribe holds; while the server (and its hub)
+ * still exist: the session gives it back when its socket goes, before the server can. */
+static void give_back_mark(sess *s)
+{
+    wait *w = s->marked;
+    s->marked = NULL;
+    w->prepared = 0;
+    sl__hub_abandon(s->srv->hub, w->op.channel);
+}
+
 static void wait_done(sl__chop *op)
 {
     wait *w = op->ud;
@@ -427,6 +441,8 @@ static void wait_done(sl__chop *op)
     s->busy = 0;
     if (!s->gone && s->state == ST_CONNECTED)
         w->cont(s, w); /* may wait again, taking the command over */
+    if (w->prepared) /* a subscription that did not get as far as linking */
+        give_back_mark(s);
     wait_free(w);
     if (!s->gone && !s->busy)
         run_queue(s);
@@ -478,6 +494,7 @@ static void pubs_of(const sl_message_list *l, size_t n, sl__cf_pub *pubs, sl__cf
 }
 
 static void subscribe_cont(sess *s, wait *w);
+static void subscribe_watched(void *ud, int rc);
 
 /* tok: NULL on arrival; for a `$` channel the same command again once its subscription token
  * passed (everything is checked anew: the channel or the grant may have changed meanwhile). The
@@ -522,7 +539,35 @@ static void cmd_subscribe(sess *s, sl__cf_command *c, const sl_identity *tok)
     } else {
         w->op.position = 1;
     }
-    wait_submit(s, w, subscribe_cont);
+    /* The channel's feed is watched first (a shared engine), so nothing published after the
+     * position is read can be missed; the session waits from here on. */
+    w->cont = subscribe_cont;
+    w->op.done = wait_done;
+    w->op.ud = w;
+    s->busy = 1;
+    ref(s);
+    sl__hub_prepare(srv->hub, w->op.channel, subscribe_watched, w);
+}
+
+static void subscribe_watched(void *ud, int rc)
+{
+    wait *w = ud;
+    sess *s = w->s;
+    if (rc == SL_OK && !s->gone && s->state == ST_CONNECTED) {
+        w->prepared = 1;
+        s->marked = w;
+        sl__channel_submit(s->srv->ctx, &w->op);
+        return;
+    }
+    if (rc == SL_OK)
+        sl__hub_abandon(s->srv->hub, w->op.channel);
+    s->busy = 0;
+    if (!s->gone && s->state == ST_CONNECTED)
+        reply_rc(s, w->cmd.id, rc);
+    wait_free(w);
+    if (!s->gone && !s->busy)
+        run_queue(s);
+    unref(s);
 }
 
 static void subscribe_cont(sess *s, wait *w)
@@ -602,7 +647,9 @@ static void subscribe_cont(sess *s, wait *w)
     sl__cf_reply_subscribe(&s->peer.out, c->id, &r);
     touch(s);
     free(pubs);
-    if (sl__hub_subscribe(srv->hub, hc, sub) != SL_OK) {
+    w->prepared = 0; /* the mark is the subscription's now */
+    s->marked = NULL;
+    if (sl__hub_subscribe(srv->hub, hc, sub, top) != SL_OK) {
         sub_free(sub);
         close_with(s, SL__CF_DISC_SERVER_ERROR, NULL);
         return;
@@ -1320,6 +1367,8 @@ static void on_close(sl_ws_conn *conn, int code, void *ud)
     s->conn = NULL;
     s->state = ST_CLOSED;
     drop_all(s);
+    if (s->marked)
+        give_back_mark(s);
     sl__hub_peer_detach(s->srv->hub, &s->peer);
     unlink_sess(s);
     s->gone = 1;
@@ -1400,6 +1449,9 @@ static void on_event(void *ud, const sl_event *ev)
         break;
     }
     case SL_EVENT_CHANNEL_CREATED:
+        break;
+    case SL_EVENT_RESYNC:
+        sl__hub_resync(srv->hub);
         break;
     }
 }
@@ -1499,7 +1551,7 @@ int sl__wss_server_new(sl__wss_server **out, uv_loop_t *loop, sl_ctx *ctx, const
     sl__wss_server *s = calloc(1, sizeof *s);
     if (s == NULL)
         return SL_ENOMEM;
-    if (sl__hub_new(&s->hub, loop) != SL_OK) {
+    if (sl__hub_new(&s->hub, loop, ctx->engine) != SL_OK) {
         free(s);
         return SL_ENOMEM;
     }

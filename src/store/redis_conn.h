@@ -95,7 +95,8 @@ void sl__rconn_cmd(sl__rconn *c, int argc, const char *const *argv, const size_t
                    sl__rconn_fn fn, void *ud);
 
 /* A server-side Lua script, sent by its SHA-1 (EVALSHA); when Redis answers NOSCRIPT (a restarted
- * or flushed Redis) the connection loads it (SCRIPT LOAD) and retries, so callers never see that.
+ * or flushed Redis) the connection sends the same call again as EVAL with the body (which also
+ * caches it), keeping the caller's callback, so callers never see that.
  * Initialise once with sl__rscript_init (computes the SHA-1); body is borrowed (a static string). */
 typedef struct sl__rscript {
     const char *body;
