@@ -114,6 +114,9 @@ typedef struct pend {
     uint64_t seq;
     unsigned tables; /* bit per table touched */
     waiter *waiters, *wtail;
+    /* P_FETCH, P_LOAD: the table's write count when sent, and how often it was sent again */
+    uint64_t writes;
+    int tries;
     /* P_FETCH: the key; P_LOAD: the callback */
     unsigned char *key;
     size_t klen;
@@ -138,7 +141,8 @@ struct rkv {
     unsigned dirty; /* tables to reload once Redis answers again */
     sl__redis_kv_change_fn watch_fn;
     void *watch_ud;
-    int subscribed; /* SUB_*: the notice channel on the subscription connection */
+    int subscribed;           /* SUB_*: the notice channel on the subscription connection */
+    uint64_t writes[NTABLES]; /* writes staged per table, ever */
     uv_check_t check;
     uv_idle_t idle;
     uv_timer_t probe;
@@ -245,6 +249,7 @@ static int stage(rkv *kv, int kind, const char *table, const void *key, size_t k
     if (kind == OP_PUT && vlen)
         memcpy(o.val, val, vlen);
     kv->ops[kv->nops++] = o;
+    kv->writes[t]++;
     arm(kv);
     return SL_OK;
 }
@@ -471,6 +476,31 @@ static void reload_dirty(rkv *kv)
 /* ---- the change feed --------------------------------------------------------------------------
  */
 
+static void fetch_done(void *ud, int rc, const redisReply *reply);
+
+/* A read of this node's own tables must not overtake its own writes: what is staged goes out
+ * first (replies come in order on the connection, so the read sees it), and a read answered after
+ * this node wrote to the table again is sent again (see reread), so a notice or a reload never
+ * puts back, even for a moment, what this node has just changed. */
+static void send_fetch(rkv *kv, pend *p)
+{
+    flush_batch(kv);
+    p->writes = kv->writes[p->table];
+    pend_link(kv, p);
+    char hk[SL__REDIS_PREFIX_MAX + 32];
+    hash_key(kv, p->table, hk, sizeof hk);
+    const char *argv[] = {"HGET", hk, (const char *)p->key};
+    size_t lens[] = {4, strlen(hk), p->klen};
+    sl__rconn_cmd(kv->conn, 3, argv, lens, fetch_done, p);
+}
+
+/* 1 when p's answer is older than a write this node made since (bounded: a node writing the
+ * table without pause gets the answer after a few tries, and its own notices follow anyway). */
+static int reread(rkv *kv, pend *p)
+{
+    return kv->writes[p->table] != p->writes && p->tries++ < 8;
+}
+
 static void fetch_done(void *ud, int rc, const redisReply *reply)
 {
     pend *p = ud;
@@ -479,6 +509,9 @@ static void fetch_done(void *ud, int rc, const redisReply *reply)
     if (kv != NULL && kv->watch_fn) {
         if (rc != SL_OK) {
             mark_dirty(kv, 1u << p->table);
+        } else if (reread(kv, p)) {
+            send_fetch(kv, p);
+            return;
         } else if (reply->type == REDIS_REPLY_STRING) {
             kv->watch_fn(kv->watch_ud, tables[p->table], p->key, p->klen, reply->str,
                          (size_t)reply->len);
@@ -510,12 +543,7 @@ static int on_item(void *ud, const sl__redis_kv_notice_item *it)
     p->klen = it->klen;
     p->kind = P_FETCH;
     p->table = t;
-    pend_link(kv, p);
-    char hk[SL__REDIS_PREFIX_MAX + 32];
-    hash_key(kv, t, hk, sizeof hk);
-    const char *argv[] = {"HGET", hk, it->key};
-    size_t lens[] = {4, strlen(hk), it->klen};
-    sl__rconn_cmd(kv->conn, 3, argv, lens, fetch_done, p);
+    send_fetch(kv, p);
     return 0;
 }
 
@@ -607,6 +635,19 @@ int sl__redis_kv_watch(sl__kv *b, sl__redis_kv_change_fn fn, void *ud)
 /* ---- loading a table --------------------------------------------------------------------------
  */
 
+static void load_done(void *ud, int rc, const redisReply *reply);
+
+static void send_load(rkv *kv, pend *p)
+{
+    flush_batch(kv); /* as send_fetch */
+    p->writes = kv->writes[p->table];
+    pend_link(kv, p);
+    char hk[SL__REDIS_PREFIX_MAX + 32];
+    hash_key(kv, p->table, hk, sizeof hk);
+    const char *argv[] = {"HGETALL", hk};
+    sl__rconn_cmd(kv->conn, 2, argv, NULL, load_done, p);
+}
+
 static void load_done(void *ud, int rc, const redisReply *reply)
 {
     pend *p = ud;
@@ -614,6 +655,10 @@ static void load_done(void *ud, int rc, const redisReply *reply)
     pend_unlink(p);
     if (kv == NULL) { /* answered by free */
         pend_free(p);
+        return;
+    }
+    if (rc == SL_OK && reread(kv, p)) {
+        send_load(kv, p);
         return;
     }
     sl__redis_kv_entry *e = NULL;
@@ -659,11 +704,7 @@ int sl__redis_kv_load(sl__kv *b, const char *table, sl__redis_kv_load_fn cb, voi
     p->table = t;
     p->cb = cb;
     p->ud = ud;
-    pend_link(kv, p);
-    char hk[SL__REDIS_PREFIX_MAX + 32];
-    hash_key(kv, t, hk, sizeof hk);
-    const char *argv[] = {"HGETALL", hk};
-    sl__rconn_cmd(kv->conn, 2, argv, NULL, load_done, p);
+    send_load(kv, p);
     return SL_OK;
 }
 
