@@ -71,7 +71,11 @@ typedef void (*sl__redis_kv_change_fn)(void *ud, const char *table, const void *
  * for each key a notice names, HGETs the current value (in notice order) and calls fn. Whenever
  * the subscription is (re)established, fn is called with key NULL for every table (changes made
  * while it was down, or before it first came up, were missed); so is it for the tables of a
- * failed batch once Redis answers again. One watcher per kv: SL_EINVAL when one is set, SL_ENOMEM.
+ * failed batch once Redis answers again. A read (a notice's HGET, a load's HGETALL) goes out
+ * after this node's staged writes, and is sent again when this node wrote to the table while it
+ * was on its way, so an apply never undoes a change this node just made, even for a moment (a
+ * revoked-then-granted principal would otherwise lose its sockets). One watcher per kv: SL_EINVAL
+ * when one is set, SL_ENOMEM.
  * ud must live until the kv is freed. */
 int sl__redis_kv_watch(sl__kv *kv, sl__redis_kv_change_fn fn, void *ud);
 
