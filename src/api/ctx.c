@@ -233,8 +233,8 @@ static void feed_created(sl__eop *e)
         if (info && sl__map_put(ctx->channels, r->id, info, sl__channel_info_free) == SL_OK) {
             *info = e->info;
             memset(&e->info, 0, sizeof e->info);
-            sl__ctx_emit(ctx, &(sl_event){
-                                  .kind = SL_EVENT_CHANNEL_CREATED, .channel = r->id, .info = info});
+            sl__ctx_emit(
+                ctx, &(sl_event){.kind = SL_EVENT_CHANNEL_CREATED, .channel = r->id, .info = info});
         } else {
             free(info);
         }
