@@ -8,7 +8,8 @@
  * every decode answers SL_OK, SL_EFORMAT, one of the script's error names or Redis's refusals
  * (SL_ESTORAGE, SL_EUNAVAIL) (SL_ENOMEM aside) and releases what it made; a decoded
  * message has a 16-hex-digit id, data, and no field longer than its source; a decoded event is
- * exactly what it claims; decoded settings have a valid id and kind. */
+ * exactly what it claims (presence events too); decoded settings have a valid id and kind;
+ * decoded presence entries are a client id and a user within bounds. */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -77,15 +78,23 @@ static void check_events(const char *p, size_t len)
         abort();
     if (rc == SL_OK && st.n == 0)
         abort();
+    /* Presence events: "j" or "l", NUL, a client, NUL, a user, exactly. */
+    char client[SL__REDIS_CLIENT_MAX + 1], user[SL_PRINCIPAL_MAX + 1];
+    int join = 7;
+    if (sl__redis_decode_presence(p, len, &join, client, user) == SL_OK &&
+        (len < 4 || (join != (p[0] == 'j')) || strlen(client) == 0 ||
+         2 + strlen(client) + 1 + strlen(user) != len || memcmp(p + 2, client, strlen(client))))
+        abort();
 }
 
 static void check_reply(const redisReply *r, int depth, size_t inlen)
 {
     static const sl__eop_kind kinds[] = {
-        SL__EOP_CREATE,   SL__EOP_DROP,  SL__EOP_INFO,   SL__EOP_LIST,
-        SL__EOP_APPEND,   SL__EOP_CLAIM, SL__EOP_ACK,    SL__EOP_NACK,
-        SL__EOP_READ,     SL__EOP_CLEAR, SL__EOP_EVICT,  SL__EOP_REMOVE,
-        SL__EOP_POSITION, SL__EOP_SYNC,  SL__EOP_EXTEND, SL__EOP_TERMINATE};
+        SL__EOP_CREATE,       SL__EOP_DROP,         SL__EOP_INFO,        SL__EOP_LIST,
+        SL__EOP_APPEND,       SL__EOP_CLAIM,        SL__EOP_ACK,         SL__EOP_NACK,
+        SL__EOP_READ,         SL__EOP_CLEAR,        SL__EOP_EVICT,       SL__EOP_REMOVE,
+        SL__EOP_POSITION,     SL__EOP_SYNC,         SL__EOP_EXTEND,      SL__EOP_TERMINATE,
+        SL__EOP_PRESENCE_SET, SL__EOP_PRESENCE_DEL, SL__EOP_PRESENCE_GET};
     for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
         char ids[3][SL__MSGID_LEN + 1];
         unsigned char dups[3];
@@ -94,7 +103,16 @@ static void check_reply(const redisReply *r, int depth, size_t inlen)
         int rc = sl__redis_decode_reply(&op, r, &vis);
         if (vis != -1 && (vis != 0 && vis != 1))
             abort();
-        if (rc == SL_OK) {
+        if (rc == SL_OK && op.kind == SL__EOP_PRESENCE_GET) {
+            /* presence entries: a client and a user, nothing else */
+            for (size_t i = 0; i < op.list.len; i++) {
+                const sl_message *m = &op.list.items[i];
+                if (m->origin == NULL || m->sender_id == NULL || m->data || m->id ||
+                    strlen(m->origin) == 0 || strlen(m->origin) > SL__REDIS_CLIENT_MAX ||
+                    strlen(m->sender_id) > SL_PRINCIPAL_MAX)
+                    abort();
+            }
+        } else if (rc == SL_OK) {
             check_list(&op.list, inlen);
             check_list(&op.dead, inlen);
             for (size_t i = 0; i < op.ninfos; i++)

@@ -179,6 +179,12 @@ typedef enum {
     /* Several nodes on a shared engine: the feed of other nodes' changes was interrupted, so
      * writes may have been missed (real-time subscribers must recover from the stream). */
     SL_EVENT_RESYNC,
+    /* Several nodes on a shared engine, a channel with join_leave: a client (a socket; its id in
+     * client, its user in principal) subscribed on some node (JOIN), or unsubscribed, closed, or
+     * its node stopped refreshing its presence entry (LEAVE). Only for channels this node's
+     * subscribers use. */
+    SL_EVENT_JOIN,
+    SL_EVENT_LEAVE,
 } sl_event_kind;
 
 typedef struct sl_event {
@@ -186,8 +192,9 @@ typedef struct sl_event {
     const char *channel;                /* WRITE, CHANNEL_DELETED */
     const struct sl_channel_info *info; /* WRITE: the channel's settings */
     const struct sl_message *message;   /* WRITE */
-    const char *principal;              /* ACL_CHANGED */
+    const char *principal;              /* ACL_CHANGED; JOIN, LEAVE: the client's user */
     int removed;                        /* ACL_CHANGED */
+    const char *client;                 /* JOIN, LEAVE: the client's id */
 } sl_event;
 typedef void (*sl_event_fn)(void *ud, const sl_event *ev);
 

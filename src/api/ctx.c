@@ -322,6 +322,10 @@ static void on_feed(void *ud, const sl_event *ev)
         sl__map_del(ctx->channels, ev->channel, sl__channel_info_free);
         sl__ctx_emit(ctx, ev);
         return;
+    case SL_EVENT_JOIN:
+    case SL_EVENT_LEAVE:
+        sl__ctx_emit(ctx, ev); /* the transports know which of their subscribers it concerns */
+        return;
     case SL_EVENT_CHANNEL_CREATED:
         feed_submit(ctx, SL__EOP_INFO, ev->channel, feed_created);
         return;

@@ -37,6 +37,15 @@ typedef enum {
     SL__EOP_SYNC,      /* nothing: completes once everything submitted before it is durable */
     SL__EOP_EXTEND,    /* in: reader, ids/nids, delay (the new lease, seconds); out: count */
     SL__EOP_TERMINATE, /* in: reader, ids/nids, reason, dead_letter; out: count, dead */
+    /* Presence across nodes: shared engines only (the others answer SL_EINVAL). An entry is a
+     * client (a socket) of a user subscribed on some node; it lives `delay` seconds from now
+     * unless set again, so a dead node's entries go by themselves. With join_leave, a new entry
+     * and a removed (or expired) one reach the listeners watching the channel as SL_EVENT_JOIN /
+     * SL_EVENT_LEAVE (watch above). SL_ENOENT when the channel does not exist. */
+    SL__EOP_PRESENCE_SET, /* in: reader (client id), after (user), delay; out: count 1 if new */
+    SL__EOP_PRESENCE_DEL, /* in: reader (client id); out: count 1 if it was there */
+    SL__EOP_PRESENCE_GET, /* out: list, one message per live entry: origin the client id,
+                             sender_id the user (nothing else set) */
 } sl__eop_kind;
 
 typedef void (*sl__eop_done_fn)(sl__eop *op);
@@ -100,9 +109,11 @@ typedef struct sl_engine_ops {
      * watched, every write to it and its deletion, made on any node (this one included), reaches
      * e->listener once, in the order the store applied them: SL_EVENT_WRITE with channel and
      * message (its id, the stream offset, and every field; info NULL), SL_EVENT_CHANNEL_DELETED
-     * with channel. The channel API then emits none of these itself. ready(ud, rc) once, when
-     * watching: SL_OK, or SL_EUNAVAIL (the store cannot be reached; nothing to unwatch then).
-     * Counted: every SL_OK watch is paired with one unwatch. */
+     * with channel, SL_EVENT_JOIN / SL_EVENT_LEAVE with channel, client and principal (the
+     * presence entries of SL__EOP_PRESENCE_*, when the channel has join_leave). The channel API
+     * then emits none of these itself. ready(ud, rc) once, when watching: SL_OK, or SL_EUNAVAIL
+     * (the store cannot be reached; nothing to unwatch then). Counted: every SL_OK watch is paired
+     * with one unwatch. */
     void (*watch)(sl_engine *e, const char *channel, void (*ready)(void *ud, int rc), void *ud);
     void (*unwatch)(sl_engine *e, const char *channel);
 } sl_engine_ops;

@@ -1395,6 +1395,11 @@ static int run(mem_engine *me, sl__eop *op)
             dead_letter(me, op, find_chan(e, op->channel));
         return rc;
     }
+    case SL__EOP_PRESENCE_SET:
+    case SL__EOP_PRESENCE_DEL:
+    case SL__EOP_PRESENCE_GET:
+        /* Presence is kept by the hub of this one process. */
+        return SL_EINVAL;
     }
     return SL_EINVAL;
 }

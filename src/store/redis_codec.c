@@ -406,6 +406,31 @@ static int decode_infos(sl__eop *op, const redisReply *r)
     return SL_OK;
 }
 
+/* PRESENCE_GET: {client, user, ...}; each entry becomes a message with origin and sender_id. */
+static int decode_presence_list(sl__eop *op, const redisReply *r)
+{
+    sl_message_list *out = &op->list;
+    if (!is_arr(r, SIZE_MAX) || r->elements % 2 != 0)
+        return SL_EFORMAT;
+    if (r->elements == 0)
+        return SL_OK;
+    if ((out->items = calloc(r->elements / 2, sizeof *out->items)) == NULL)
+        return SL_ENOMEM;
+    for (size_t i = 0; i < r->elements; i += 2) {
+        const redisReply *c = r->element[i], *u = r->element[i + 1];
+        if (!is_str(c) || !is_str(u) || c->len == 0 || c->len > SL__REDIS_CLIENT_MAX ||
+            u->len > SL_PRINCIPAL_MAX)
+            return SL_EFORMAT;
+        sl_message *m = &out->items[out->len++];
+        int rc = dup_str(c->str, c->len, &m->origin);
+        if (rc == SL_OK)
+            rc = dup_str(u->str, u->len, &m->sender_id);
+        if (rc != SL_OK)
+            return rc;
+    }
+    return SL_OK;
+}
+
 int sl__redis_decode_reply(sl__eop *op, const redisReply *r, int *remote_vis)
 {
     uint64_t u;
@@ -468,6 +493,14 @@ int sl__redis_decode_reply(sl__eop *op, const redisReply *r, int *remote_vis)
             return SL_EFORMAT;
         op->seq = u;
         return SL_OK;
+    case SL__EOP_PRESENCE_SET:
+    case SL__EOP_PRESENCE_DEL:
+        if (!reply_uint(r, 1, &u))
+            return SL_EFORMAT;
+        op->count = (size_t)u;
+        return SL_OK;
+    case SL__EOP_PRESENCE_GET:
+        return decode_presence_list(op, r);
     }
     return SL_EFORMAT;
 }
@@ -532,4 +565,24 @@ int sl__redis_decode_events(const char *p, size_t len,
         if (!more)
             return SL_OK;
     }
+}
+
+int sl__redis_decode_presence(const char *p, size_t len, int *join, char *client, char *user)
+{
+    if (len < 2 || (p[0] != 'j' && p[0] != 'l') || p[1] != '\0')
+        return SL_EFORMAT;
+    const char *c = p + 2, *end = p + len;
+    const char *z = memchr(c, '\0', (size_t)(end - c));
+    if (z == NULL)
+        return SL_EFORMAT;
+    size_t clen = (size_t)(z - c), ulen = (size_t)(end - z - 1);
+    if (clen == 0 || clen > SL__REDIS_CLIENT_MAX || ulen > SL_PRINCIPAL_MAX ||
+        memchr(z + 1, '\0', ulen))
+        return SL_EFORMAT;
+    memcpy(client, c, clen);
+    client[clen] = '\0';
+    memcpy(user, z + 1, ulen);
+    user[ulen] = '\0';
+    *join = p[0] == 'j';
+    return SL_OK;
 }

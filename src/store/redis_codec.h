@@ -40,4 +40,11 @@ int sl__redis_decode_info(const redisReply *r, sl_channel_info *out);
 int sl__redis_decode_events(const char *p, size_t len,
                             void (*fn)(void *ud, const sl_message *m, int deleted), void *ud);
 
+/* A presence event on the same channel: "j" (join) or "l" (leave), then NUL, the client id, NUL,
+ * the user. The client is 1..SL__REDIS_CLIENT_MAX bytes, the user at most SL_PRINCIPAL_MAX; neither
+ * holds a NUL. Fills *join and the two C strings (client: SL__REDIS_CLIENT_MAX + 1 bytes, user:
+ * SL_PRINCIPAL_MAX + 1). SL_OK, or SL_EFORMAT (not a presence event, or malformed). */
+#define SL__REDIS_CLIENT_MAX 64
+int sl__redis_decode_presence(const char *p, size_t len, int *join, char *client, char *user);
+
 #endif

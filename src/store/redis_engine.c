@@ -28,9 +28,13 @@
  *   P:{id}:used       zset (topics): reader -> when its cursor was last used (idle ones dropped)
  *   P:{id}:dd         hash: idempotency key -> the seq its first write got
  *   P:{id}:ddx        zset: idempotency key -> when it is forgotten
+ *   P:{id}:pres       hash: presence: client id -> its user (a socket subscribed on some node)
+ *   P:{id}:presx      zset: presence: client id -> when the entry expires unless set again
+ *                     (both keys expire a minute after the newest entry would)
  * Pub/sub: P:ev:{id} carries the messages each write stored ("w" + NUL-separated tokens,
- * redis_codec.h) and "d" when the channel is dropped; P:ctl carries "c <id>" and "d <id>" for every
- * creation and deletion.
+ * redis_codec.h), "d" when the channel is dropped, and "j" / "l" + NUL + client + NUL + user
+ * when a presence entry comes or goes (channels with join_leave); P:ctl carries "c <id>" and "d
+ * <id>" for every creation and deletion.
  *
  * Writes: APPEND runs a script of its own (redis_append.lua), and the APPEND requests for one
  * channel submitted during one loop turn are coalesced into one run of it, sent just before the
@@ -444,6 +448,12 @@ static const char *op_name(sl__eop_kind k)
         return "terminate";
     case SL__EOP_SYNC:
         return "sync";
+    case SL__EOP_PRESENCE_SET:
+        return "pset";
+    case SL__EOP_PRESENCE_DEL:
+        return "pdel";
+    case SL__EOP_PRESENCE_GET:
+        return "pget";
     }
     return "?";
 }
@@ -651,6 +661,13 @@ static void re_submit(sl_engine *base, sl__eop *op)
         answer(p, SL_OK);
         return;
     }
+    if ((op->kind == SL__EOP_PRESENCE_SET || op->kind == SL__EOP_PRESENCE_DEL) &&
+        (op->reader == NULL || op->reader[0] == '\0' || strlen(op->reader) > SL__REDIS_CLIENT_MAX ||
+         (op->kind == SL__EOP_PRESENCE_SET &&
+          (op->after == NULL || strlen(op->after) > SL_PRINCIPAL_MAX)))) {
+        answer(p, SL_EINVAL); /* it could not be read back */
+        return;
+    }
     /* Writes submitted before this request run before it. */
     batch_flush(e);
     char kc[KEY_MAX];
@@ -742,6 +759,18 @@ static void re_submit(sl_engine *base, sl__eop *op)
     case SL__EOP_REMOVE:
         add_ids(&a, op);
         break;
+    case SL__EOP_PRESENCE_SET:
+        args_num(&a, op->now);
+        args_str(&a, op->reader);
+        args_str(&a, op->after);
+        args_num(&a, op->delay);
+        break;
+    case SL__EOP_PRESENCE_DEL:
+        args_str(&a, op->reader);
+        break;
+    case SL__EOP_PRESENCE_GET:
+        args_num(&a, op->now);
+        break;
     default:
         break;
     }
@@ -784,6 +813,21 @@ static void deliver(void *ud, const sl_message *m, int deleted)
         emit(oe->e, SL_EVENT_WRITE, oe->id, m);
 }
 
+/* A presence entry came or went on a watched channel (the script's pset / pdel / pget). */
+static void presence_event(rengine *e, const char *id, const char *msg, size_t mlen)
+{
+    char client[SL__REDIS_CLIENT_MAX + 1], user[SL_PRINCIPAL_MAX + 1];
+    int join;
+    if (e->base.listener == NULL ||
+        sl__redis_decode_presence(msg, mlen, &join, client, user) != SL_OK)
+        return;
+    sl_event ev = {.kind = join ? SL_EVENT_JOIN : SL_EVENT_LEAVE,
+                   .channel = id,
+                   .client = client,
+                   .principal = user};
+    e->base.listener(e->base.listener_ud, &ev);
+}
+
 static void on_sub_msg(void *ud, const char *channel, size_t clen, const char *msg, size_t mlen)
 {
     rshard *s = ud;
@@ -812,6 +856,10 @@ static void on_sub_msg(void *ud, const char *channel, size_t clen, const char *m
     id[clen - plen - 6] = '\0';
     if (watch_count(e, id) == NULL)
         return;
+    if (mlen > 0 && (msg[0] == 'j' || msg[0] == 'l')) {
+        presence_event(e, id, msg, mlen);
+        return;
+    }
     struct one_event oe = {e, id};
     /* Malformed (not ours to deliver) or out of memory: what decoded before it went out. */
     sl__redis_decode_events(msg, mlen, deliver, &oe);

@@ -23,7 +23,7 @@ local base = KEYS[1]
 local K = {
     meta = base .. ':meta', s = base .. ':s', ready = base .. ':ready', timed = base .. ':timed',
     att = base .. ':att', own = base .. ':own', cur = base .. ':cur', used = base .. ':used',
-    dd = base .. ':dd', ddx = base .. ':ddx',
+    dd = base .. ':dd', ddx = base .. ':ddx', pres = base .. ':pres', presx = base .. ':presx',
 }
 local FORMAT = 1
 local META_FIELDS = {'kind', 'seq', 'max_messages', 'rcount', 'rage', 'claim_timeout',
@@ -620,6 +620,81 @@ function ops.position()
     local m = load_meta(K)
     if m == nil then return fail('ENOENT') end
     return m.seq
+end
+end
+
+-- ---- presence: `pres` hash client -> user, `presx` zset client -> when the entry expires ------
+-- Each node sets its own subscribers' entries again well before they expire, so the entries of a
+-- node that died go once their time passes. A new entry and a removed one publish a join or a
+-- leave ("j" / "l", NUL, client, NUL, user) on the channel's event channel when it has join_leave.
+
+-- The channel's join_leave flag; ENOENT when the channel does not exist.
+local function pres_meta()
+    local v = redis.call('HMGET', K.meta, 'kind', 'join_leave')
+    if not v[1] then error({sl = 'ENOENT'}) end
+    return v[2] == '1'
+end
+
+local function pres_event(jl, what, client, user)
+    if jl then redis.call('PUBLISH', evchan(chan), what .. '\0' .. client .. '\0' .. user) end
+end
+
+-- Drops up to `limit` (nil: every) entries expired by now, publishing their leaves.
+local function pres_expire(jl, now, limit)
+    local gone
+    if limit then
+        gone = redis.call('ZRANGEBYSCORE', K.presx, '-inf', fmt(now), 'LIMIT', 0, limit)
+    else
+        gone = redis.call('ZRANGEBYSCORE', K.presx, '-inf', fmt(now))
+    end
+    for _, client in ipairs(gone) do
+        local user = redis.call('HGET', K.pres, client)
+        redis.call('HDEL', K.pres, client)
+        redis.call('ZREM', K.presx, client)
+        if user then pres_event(jl, 'l', client, user) end
+    end
+end
+
+-- ARGV[4] now, ARGV[5] client, ARGV[6] user, ARGV[7] seconds the entry lives. 1 when it is new.
+if op == 'pset' then
+function ops.pset()
+    local jl = pres_meta()
+    local now, client, user, ttl = num(ARGV[4]), ARGV[5], ARGV[6], num(ARGV[7])
+    -- A few expired entries go on every set: live nodes set theirs every few seconds, so a dead
+    -- node's are dropped (and their leaves sent) even when nobody asks for the list.
+    pres_expire(jl, now, 16)
+    local new = redis.call('HSET', K.pres, client, user)
+    redis.call('ZADD', K.presx, fmt(now + ttl), client)
+    -- Both keys outlive their newest entry, and go with it when every node stopped setting them.
+    local keep = math.ceil(ttl) + 60
+    for _, key in ipairs({K.pres, K.presx}) do
+        if redis.call('TTL', key) < keep then redis.call('EXPIRE', key, keep) end
+    end
+    if new == 1 then pres_event(jl, 'j', client, user) end
+    return new
+end
+end
+
+-- ARGV[4] client. 1 when it was there.
+if op == 'pdel' then
+function ops.pdel()
+    local jl = pres_meta()
+    local client = ARGV[4]
+    local user = redis.call('HGET', K.pres, client)
+    redis.call('ZREM', K.presx, client)
+    if not user then return 0 end
+    redis.call('HDEL', K.pres, client)
+    pres_event(jl, 'l', client, user)
+    return 1
+end
+end
+
+-- ARGV[4] now. The live entries as client, user pairs (expired ones are dropped first).
+if op == 'pget' then
+function ops.pget()
+    local jl = pres_meta()
+    pres_expire(jl, num(ARGV[4]), nil)
+    return redis.call('HGETALL', K.pres)
 end
 end
 

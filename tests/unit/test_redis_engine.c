@@ -79,6 +79,9 @@ static void on_event(void *ud, const sl_event *ev)
     char line[256];
     if (ev->kind == SL_EVENT_WRITE)
         snprintf(line, sizeof line, "W %s %s %s;", ev->channel, ev->message->data, ev->message->id);
+    else if (ev->kind == SL_EVENT_JOIN || ev->kind == SL_EVENT_LEAVE)
+        snprintf(line, sizeof line, "%c %s %s %s;", ev->kind == SL_EVENT_JOIN ? 'J' : 'L',
+                 ev->channel, ev->client, ev->principal);
     else
         snprintf(line, sizeof line, "%c %s;", ev->kind == SL_EVENT_CHANNEL_CREATED ? 'C' : 'D',
                  ev->channel);
@@ -363,6 +366,176 @@ static void test_two_nodes_events(void **state)
     b.e->ops->unwatch(b.e, "t");
     node_close(&a);
     node_close(&b);
+}
+
+/* ---- presence across nodes ------------------------------------------------------------------ */
+
+static int pres_set(sl_engine *e, const char *ch, const char *client, const char *user, double now,
+                    double ttl, size_t *count)
+{
+    sl__eop op = {.kind = SL__EOP_PRESENCE_SET,
+                  .channel = ch,
+                  .reader = client,
+                  .after = user,
+                  .now = now,
+                  .delay = ttl};
+    int rc = sl__engine_call(e, &op);
+    if (count)
+        *count = op.count;
+    return rc;
+}
+
+static int pres_del(sl_engine *e, const char *ch, const char *client, size_t *count)
+{
+    sl__eop op = {.kind = SL__EOP_PRESENCE_DEL, .channel = ch, .reader = client};
+    int rc = sl__engine_call(e, &op);
+    if (count)
+        *count = op.count;
+    return rc;
+}
+
+/* The live entries as "client=user;" sorted by client, into out. */
+static int pres_get(sl_engine *e, const char *ch, double now, char *out, size_t cap)
+{
+    sl__eop op = {.kind = SL__EOP_PRESENCE_GET, .channel = ch, .now = now};
+    int rc = sl__engine_call(e, &op);
+    out[0] = '\0';
+    for (size_t k = 0; rc == SL_OK && k < op.list.len; k++) { /* a selection sort */
+        const sl_message *best = NULL;
+        for (size_t i = 0; i < op.list.len; i++) {
+            const sl_message *m = &op.list.items[i];
+            assert_non_null(m->origin);
+            assert_non_null(m->sender_id);
+            if (strstr(out, m->origin))
+                continue;
+            if (best == NULL || strcmp(m->origin, best->origin) < 0)
+                best = m;
+        }
+        size_t len = strlen(out);
+        snprintf(out + len, cap - len, "%s=%s;", best->origin, best->sender_id);
+    }
+    sl__eop_clear(&op);
+    return rc;
+}
+
+static void test_presence_across_nodes(void **state)
+{
+    (void)state;
+    NEED_REDIS();
+    char url[128], got[512];
+    test_redis_url(&R1, url, sizeof url);
+    static node a, b;
+    node_open(&a, url);
+    node_open(&b, url);
+    sl_channel_info ci = {.id = (char *)"p",
+                          .name = (char *)"p",
+                          .description = (char *)"",
+                          .dead_letter = (char *)"",
+                          .kind = SL_KIND_TOPIC,
+                          .presence = 1,
+                          .join_leave = 1};
+    sl__eop cop = {.kind = SL__EOP_CREATE, .channel = "p", .create = &ci};
+    assert_int_equal(sl__engine_call(a.e, &cop), SL_OK);
+    assert_int_equal(watch(&b, "p"), SL_OK);
+    b.log[0] = '\0';
+
+    /* Set on one node, seen from the other; a second set of the same client is not new. */
+    size_t n = 9;
+    assert_int_equal(pres_set(a.e, "p", "c1", "alice", 1000, 30, &n), SL_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(pres_set(b.e, "p", "c2", "bob", 1000, 30, &n), SL_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(pres_set(a.e, "p", "c1", "alice", 1010, 30, &n), SL_OK);
+    assert_int_equal(n, 0);
+    assert_int_equal(pres_get(b.e, "p", 1011, got, sizeof got), SL_OK);
+    assert_string_equal(got, "c1=alice;c2=bob;");
+    assert_int_equal(pres_get(a.e, "p", 1011, got, sizeof got), SL_OK);
+    assert_string_equal(got, "c1=alice;c2=bob;");
+
+    /* Joins reach the watcher once each (the refresh of c1 was not one). */
+    expect_log(&b, "J p c1 alice;J p c2 bob;");
+
+    /* Del: once. */
+    assert_int_equal(pres_del(b.e, "p", "c2", &n), SL_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(pres_del(a.e, "p", "c2", &n), SL_OK);
+    assert_int_equal(n, 0);
+    expect_log(&b, "L p c2 bob;");
+    assert_int_equal(pres_get(a.e, "p", 1012, got, sizeof got), SL_OK);
+    assert_string_equal(got, "c1=alice;");
+
+    /* Expiry: c1 was last set at 1010 for 30 s. Still there at 1039, gone at 1041 (its leave is
+     * published once by the read that dropped it). */
+    assert_int_equal(pres_set(b.e, "p", "c3", "carol", 1030, 30, NULL), SL_OK);
+    assert_int_equal(pres_get(b.e, "p", 1039, got, sizeof got), SL_OK);
+    assert_string_equal(got, "c1=alice;c3=carol;");
+    assert_int_equal(pres_get(b.e, "p", 1041, got, sizeof got), SL_OK);
+    assert_string_equal(got, "c3=carol;");
+    assert_int_equal(pres_get(a.e, "p", 1042, got, sizeof got), SL_OK);
+    assert_string_equal(got, "c3=carol;");
+    expect_log(&b, "L p c1 alice;");
+    /* A set after the expiry drops the expired entries too (a dead node's). */
+    assert_int_equal(pres_set(a.e, "p", "c4", "dave", 1100, 30, NULL), SL_OK);
+    expect_log(&b, "L p c3 carol;J p c4 dave;");
+    /* Everything once, in order: a last event proves nothing else was queued before it. */
+    assert_int_equal(pres_del(a.e, "p", "c4", NULL), SL_OK);
+    expect_log(&b, "L p c4 dave;");
+    assert_string_equal(b.log, "J p c1 alice;J p c2 bob;L p c2 bob;J p c3 carol;L p c1 alice;"
+                               "L p c3 carol;J p c4 dave;L p c4 dave;");
+
+    /* Without join_leave: entries but no events. A missing channel: ENOENT. Bad input: EINVAL. */
+    ci.id = ci.name = (char *)"q";
+    ci.join_leave = 0;
+    cop = (sl__eop){.kind = SL__EOP_CREATE, .channel = "q", .create = &ci};
+    assert_int_equal(sl__engine_call(a.e, &cop), SL_OK);
+    assert_int_equal(watch(&b, "q"), SL_OK);
+    assert_int_equal(pres_set(a.e, "q", "c9", "zed", 1000, 30, &n), SL_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(pres_get(b.e, "q", 1000, got, sizeof got), SL_OK);
+    assert_string_equal(got, "c9=zed;");
+    assert_int_equal(pres_set(a.e, "nope", "c9", "zed", 1000, 30, NULL), SL_ENOENT);
+    assert_int_equal(pres_get(a.e, "nope", 1000, got, sizeof got), SL_ENOENT);
+    assert_int_equal(pres_set(a.e, "q", "", "zed", 1000, 30, NULL), SL_EINVAL);
+    assert_int_equal(pres_del(a.e, "q", NULL, NULL), SL_EINVAL);
+    assert_int_equal(put(a.e, "p", "x", NULL), SL_OK);
+    expect_log(&b, "W p x 0000000000000001;");
+    assert_null(strstr(b.log, "c9"));
+
+    /* Hostile data: a user with a NUL, a pres key of the wrong type. */
+    freeReplyObject(admin(&R1, "HSET node:{q}:pres c8 %b", "a\0b", (size_t)3));
+    assert_int_equal(pres_get(b.e, "q", 1000, got, sizeof got), SL_EFORMAT);
+    freeReplyObject(admin(&R1, "DEL node:{q}:pres"));
+    freeReplyObject(admin(&R1, "SET node:{q}:pres x"));
+    assert_int_equal(pres_get(b.e, "q", 1000, got, sizeof got), SL_EFORMAT);
+    assert_int_equal(pres_set(b.e, "q", "c1", "u", 1000, 30, NULL), SL_EFORMAT);
+    freeReplyObject(admin(&R1, "PUBLISH node:ev:{p} %b", "j\0c1", (size_t)4));
+    freeReplyObject(admin(&R1, "PUBLISH node:ev:{p} %b", "l\0\0u", (size_t)4));
+    /* Dropping a channel takes its presence with it. */
+    assert_int_equal(drop(a.e, "q"), SL_OK);
+    redisReply *r = admin(&R1, "EXISTS node:{q}:pres node:{q}:presx");
+    assert_int_equal(r->integer, 0);
+    freeReplyObject(r);
+    assert_int_equal(put(a.e, "p", "y", NULL), SL_OK);
+    expect_log(&b, "W p y 0000000000000002;");
+    assert_null(strstr(b.log, "J p c1;"));
+    b.e->ops->unwatch(b.e, "p");
+    b.e->ops->unwatch(b.e, "q");
+    node_close(&a);
+    node_close(&b);
+}
+
+/* The memory engine keeps no presence: it says so. */
+static void test_presence_mem_engine(void **state)
+{
+    (void)state;
+    sl_engine *e;
+    assert_int_equal(sl__mem_engine_new(&e), SL_OK);
+    assert_int_equal(create(e, "p", SL_KIND_TOPIC), SL_OK);
+    char got[64];
+    assert_int_equal(pres_set(e, "p", "c1", "u", 1, 30, NULL), SL_EINVAL);
+    assert_int_equal(pres_del(e, "p", "c1", NULL), SL_EINVAL);
+    assert_int_equal(pres_get(e, "p", 1, got, sizeof got), SL_EINVAL);
+    e->ops->free(e);
 }
 
 static void count_done(sl__eop *op)
@@ -929,6 +1102,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_two_shards, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_in_flight, setup, teardown),
         cmocka_unit_test(test_codec),
+        cmocka_unit_test_setup_teardown(test_presence_across_nodes, setup, teardown),
+        cmocka_unit_test(test_presence_mem_engine),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
