@@ -110,6 +110,8 @@ typedef struct watch_req {
 struct sl__hub {
     sl_engine *engine; /* shared engines only */
     watch_req *watches;
+    uv_timer_t *refresh; /* shared engines: sets this node's presence entries again */
+    double pres_ttl;     /* seconds a presence entry lives unless set again */
     uv_check_t flush;
     int flush_active;
     sl__map *chans;     /* id -> sl__hub_chan* */
@@ -168,6 +170,88 @@ static void schedule(sl__hub *h)
     }
 }
 
+/* ---- presence on a shared engine ------------------------------------------------------------
+ * Every node keeps an entry per local subscriber of a presence (or join/leave) channel in the
+ * engine, and sets them all again every pres_ttl / 3 seconds, so a node that dies without
+ * removing its entries loses them once pres_ttl passes. The engine turns new and removed entries
+ * into SL_EVENT_JOIN / LEAVE for every node watching the channel: join and leave pushes come from
+ * there, never from the local subscriber list. */
+
+/* A fire-and-forget presence request: owns its strings; freed when the engine completes it (which
+ * it does, also when freed), so it needs no hub. */
+typedef struct pres_req {
+    sl__eop op;
+    char id[SL_CHANNEL_ID_MAX + 1];
+    char client[SL__HUB_CLIENT_MAX + 1];
+    char user[SL_PRINCIPAL_MAX + 1];
+} pres_req;
+
+static void pres_done(sl__eop *op)
+{
+    /* A failure is mended by the next refresh (SET) or by the entry's expiry (DEL). */
+    sl__eop_clear(op);
+    free(op->ud);
+}
+
+static void pres_send(sl__hub *h, sl__eop_kind kind, const sl__hub_chan *c, const sl__hub_sub *s)
+{
+    pres_req *r = calloc(1, sizeof *r);
+    if (r == NULL || s->client == NULL || strlen(s->client) > SL__HUB_CLIENT_MAX) {
+        free(r);
+        return;
+    }
+    snprintf(r->id, sizeof r->id, "%s", c->id);
+    snprintf(r->client, sizeof r->client, "%s", s->client);
+    snprintf(r->user, sizeof r->user, "%s", s->user ? s->user : "");
+    r->op.kind = kind;
+    r->op.channel = r->id;
+    r->op.reader = r->client;
+    r->op.after = r->user;
+    r->op.delay = h->pres_ttl;
+    r->op.now = sl_wallclock(NULL); /* every node's entries on one clock: the wall's */
+    r->op.done = pres_done;
+    r->op.ud = r;
+    h->engine->ops->submit(h->engine, &r->op);
+}
+
+/* Whether c's subscribers are mirrored into the engine. */
+static int pres_shared(const sl__hub *h, const sl__hub_chan *c)
+{
+    return h->engine && (c->presence || c->join_leave);
+}
+
+static int refresh_each(void *ud, const char *id, void *value)
+{
+    (void)id;
+    sl__hub *h = ud;
+    sl__hub_chan *c = value;
+    for (size_t i = 0; pres_shared(h, c) && i < c->nsubs; i++)
+        pres_send(h, SL__EOP_PRESENCE_SET, c, c->subs[i]);
+    return SL_OK;
+}
+
+static void on_refresh(uv_timer_t *t)
+{
+    sl__hub *h = t->data;
+    sl__map_each(h->chans, refresh_each, h);
+}
+
+double sl__hub_presence_ttl(void)
+{
+    /* Tests shorten it to see a dead node's entries go (docs/SCALING.md). */
+    const char *v = getenv("SLUICE_PRESENCE_TTL");
+    char *end;
+    double d = v ? strtod(v, &end) : 0;
+    if (v && *end == '\0' && d >= 0.3 && d <= 86400)
+        return d;
+    return SL__HUB_PRESENCE_TTL;
+}
+
+static void on_timer_closed(uv_handle_t *handle)
+{
+    free(handle);
+}
+
 int sl__hub_new(sl__hub **out, uv_loop_t *loop, sl_engine *engine)
 {
     *out = NULL;
@@ -177,6 +261,19 @@ int sl__hub_new(sl__hub **out, uv_loop_t *loop, sl_engine *engine)
         return SL_ENOMEM;
     }
     h->engine = engine && engine->ops->watch ? engine : NULL;
+    if (h->engine) {
+        h->pres_ttl = sl__hub_presence_ttl();
+        if ((h->refresh = malloc(sizeof *h->refresh)) == NULL) {
+            sl__map_free(h->chans, NULL);
+            free(h);
+            return SL_ENOMEM;
+        }
+        uint64_t every = (uint64_t)(h->pres_ttl * 1000 / 3);
+        uv_timer_init(loop, h->refresh);
+        h->refresh->data = h;
+        uv_timer_start(h->refresh, on_refresh, every, every);
+        uv_unref((uv_handle_t *)h->refresh); /* it alone does not keep the loop running */
+    }
     uv_check_init(loop, &h->flush);
     h->flush.data = h;
     h->dirty.off = offsetof(sl__hub_peer, dirty);
@@ -214,6 +311,8 @@ void sl__hub_free(sl__hub *h)
         sl__map_each(h->chans, unwatch_each, h);
     sl__map_free(h->chans, chan_free);
     sl__cf_buf_free(&h->scratch);
+    if (h->refresh)
+        uv_close((uv_handle_t *)h->refresh, on_timer_closed);
     uv_close((uv_handle_t *)&h->flush, on_handle_closed);
 }
 
@@ -432,6 +531,10 @@ static void fan_out(sl__hub *h, sl__hub_chan *c, const sl__hub_sub *except)
 static void join_leave(sl__hub *h, sl__hub_sub *s, int join)
 {
     sl__hub_chan *c = s->chan;
+    if (pres_shared(h, c)) { /* the pushes come back from the engine (sl__hub_join_leave_event) */
+        pres_send(h, join ? SL__EOP_PRESENCE_SET : SL__EOP_PRESENCE_DEL, c, s);
+        return;
+    }
     if (!c->join_leave || c->nsubs < 2)
         return;
     sl__cf_client_info info = {.client = s->client, .user = s->user};
@@ -518,6 +621,8 @@ uint64_t sl__hub_offset_of(const char *id)
 static void end_sub(sl__hub *h, sl__hub_sub *s, int code, const char *reason)
 {
     sl__hub_chan *c = s->chan;
+    if (pres_shared(h, c))
+        pres_send(h, SL__EOP_PRESENCE_DEL, c, s);
     sl__cf_buf_reset(&h->scratch);
     sl__cf_push_unsubscribe(&h->scratch, c->id, code, reason);
     if (!h->scratch.oom &&
@@ -629,4 +734,67 @@ void sl__hub_channel_deleted(sl__hub *h, const char *channel)
     if (c->watch == W_WATCHED)
         h->engine->ops->unwatch(h->engine, c->id);
     sl__map_del(h->chans, channel, chan_free);
+}
+
+void sl__hub_join_leave_event(sl__hub *h, const sl_event *ev)
+{
+    sl__hub_chan *c = h->engine && ev->channel ? sl__map_get(h->chans, ev->channel) : NULL;
+    if (c == NULL || !c->join_leave || c->nsubs == 0 || ev->client == NULL)
+        return;
+    sl__cf_client_info info = {.client = ev->client, .user = ev->principal ? ev->principal : ""};
+    sl__cf_buf_reset(&h->scratch);
+    if (ev->kind == SL_EVENT_JOIN)
+        sl__cf_push_join(&h->scratch, c->id, &info);
+    else
+        sl__cf_push_leave(&h->scratch, c->id, &info);
+    if (h->scratch.oom)
+        return;
+    for (size_t i = 0; i < c->nsubs; i++) {
+        sl__hub_sub *s = c->subs[i];
+        if (s->client && strcmp(s->client, ev->client) == 0)
+            continue; /* its own join or leave */
+        if (sl__cf_buf_append(&s->peer->out, h->scratch.data, h->scratch.len) == SL_OK) {
+            h->batched += h->scratch.len + 1;
+            sl__hub_peer_touch(h, s->peer);
+        }
+    }
+}
+
+int sl__hub_presence_shared(const sl__hub *h)
+{
+    return h->engine != NULL;
+}
+
+typedef struct pres_get {
+    sl__eop op;
+    char id[SL_CHANNEL_ID_MAX + 1];
+    sl__hub_presence_fn fn;
+    void *ud;
+} pres_get;
+
+static void pres_got(sl__eop *op)
+{
+    pres_get *g = op->ud;
+    g->fn(g->ud, op->rc, &op->list);
+    sl__eop_clear(op);
+    free(g);
+}
+
+void sl__hub_presence_get(sl__hub *h, const char *channel, sl__hub_presence_fn fn, void *ud)
+{
+    pres_get *g = h->engine ? calloc(1, sizeof *g) : NULL;
+    if (g == NULL) {
+        sl_message_list none = {0};
+        fn(ud, h->engine ? SL_ENOMEM : SL_EINVAL, &none);
+        return;
+    }
+    snprintf(g->id, sizeof g->id, "%s", channel);
+    g->fn = fn;
+    g->ud = ud;
+    g->op.kind = SL__EOP_PRESENCE_GET;
+    g->op.channel = g->id;
+    g->op.now = sl_wallclock(NULL);
+    g->op.done = pres_got;
+    g->op.ud = g;
+    h->engine->ops->submit(h->engine, &g->op);
 }

@@ -120,6 +120,27 @@ void sl__hub_channel_deleted(sl__hub *h, const char *channel);
  * clients subscribe again and recover from the stream; then ops->dropped. */
 void sl__hub_resync(sl__hub *h);
 
+/* Presence with a shared engine (several nodes; without one, presence is the local subscriber
+ * list and none of this applies). Each local subscriber of a channel with presence or join_leave
+ * has an entry in the engine, set when it links, removed when it unlinks, set again every ttl / 3
+ * seconds so that a dead node's entries go after ttl. Join and leave pushes then come only from
+ * the engine's feed: the session passes SL_EVENT_JOIN / LEAVE to sl__hub_join_leave_event, which
+ * pushes them to the channel's subscribers but the client concerned. */
+#define SL__HUB_PRESENCE_TTL 30.0 /* seconds; SLUICE_PRESENCE_TTL overrides it (tests) */
+#define SL__HUB_CLIENT_MAX 64     /* a client id's length at most (the engine's bound) */
+/* The entries' lifetime: SLUICE_PRESENCE_TTL from the environment (0.3 .. 86400), else the
+ * default. Read when a hub is made. */
+double sl__hub_presence_ttl(void);
+/* 1 when presence comes from a shared engine (sl__hub_presence_get), 0 for the local list. */
+int sl__hub_presence_shared(const sl__hub *h);
+void sl__hub_join_leave_event(sl__hub *h, const sl_event *ev);
+/* Every node's live entries of channel: fn(ud, rc, list) once, later (from the loop) or at once
+ * on failure, with one message per entry (origin the client id, sender_id the user), borrowed
+ * for the call. SL_EINVAL without a shared engine; the engine's code otherwise. The request
+ * does not refer to the hub: fn may run after sl__hub_free (with SL_EUNAVAIL). */
+typedef void (*sl__hub_presence_fn)(void *ud, int rc, const sl_message_list *l);
+void sl__hub_presence_get(sl__hub *h, const char *channel, sl__hub_presence_fn fn, void *ud);
+
 /* A message id's sequence number (sl__msgid_parse); 0 when it is not an id. */
 uint64_t sl__hub_offset_of(const char *message_id);
 

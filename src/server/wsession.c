@@ -829,6 +829,57 @@ static void history_reply(sess *s, wait *w)
         touch(s);
 }
 
+/* The presence reply to command id from n entries (v: NULL when n is 0). */
+static void presence_reply(sess *s, uint32_t id, sl__cf_method method, const sl__cf_client_info *v,
+                           size_t n)
+{
+    if (method == SL__CF_PRESENCE) {
+        sl__cf_reply_presence(&s->peer.out, id, v, n);
+    } else {
+        size_t users = 0;
+        for (size_t i = 0; i < n; i++) { /* distinct users: first occurrence counts */
+            size_t j = 0;
+            while (j < i && strcmp(v[j].user, v[i].user) != 0)
+                j++;
+            users += j == i;
+        }
+        sl__cf_reply_presence_stats(&s->peer.out, id, (uint32_t)n, (uint32_t)users);
+    }
+    touch(s);
+}
+
+/* A presence query waiting for a shared engine (every node's subscribers). */
+typedef struct pres_wait {
+    sess *s;
+    uint32_t id;
+    sl__cf_method method;
+} pres_wait;
+
+static void presence_got(void *ud, int rc, const sl_message_list *l)
+{
+    pres_wait *p = ud;
+    sess *s = p->s;
+    s->busy = 0;
+    if (!s->gone && s->state == ST_CONNECTED) {
+        sl__cf_client_info *v = rc == SL_OK && l->len ? calloc(l->len, sizeof *v) : NULL;
+        if (rc != SL_OK) {
+            reply_rc(s, p->id, rc);
+        } else if (l->len && v == NULL) {
+            reply_error(s, p->id, SL__CF_ERR_INTERNAL, NULL);
+        } else {
+            for (size_t i = 0; i < l->len; i++)
+                v[i] = (sl__cf_client_info){.client = l->items[i].origin,
+                                            .user = l->items[i].sender_id};
+            presence_reply(s, p->id, p->method, v, l->len);
+        }
+        free(v);
+    }
+    free(p);
+    if (!s->gone && !s->busy)
+        run_queue(s);
+    unref(s);
+}
+
 static void cmd_presence(sess *s, const sl__cf_command *c)
 {
     const sl_channel_info *info;
@@ -839,29 +890,30 @@ static void cmd_presence(sess *s, const sl__cf_command *c)
         reply_error(s, c->id, SL__CF_ERR_NOT_AVAILABLE, NULL);
         return;
     }
-    size_t n;
-    sl__hub_sub *const *subs = sl__hub_chan_subs(hc, &n);
-    if (c->method == SL__CF_PRESENCE) {
-        sl__cf_client_info *v = n ? calloc(n, sizeof *v) : NULL;
-        if (n && v == NULL) {
+    if (sl__hub_presence_shared(s->srv->hub)) {
+        /* Several nodes: the engine holds everyone's entries; the session waits for them. */
+        pres_wait *p = malloc(sizeof *p);
+        if (p == NULL) {
             reply_error(s, c->id, SL__CF_ERR_INTERNAL, NULL);
             return;
         }
-        for (size_t i = 0; i < n; i++)
-            v[i] = (sl__cf_client_info){.client = subs[i]->client, .user = subs[i]->user};
-        sl__cf_reply_presence(&s->peer.out, c->id, v, n);
-        free(v);
-    } else {
-        size_t users = 0;
-        for (size_t i = 0; i < n; i++) { /* distinct users: first occurrence counts */
-            size_t j = 0;
-            while (j < i && strcmp(subs[j]->user, subs[i]->user) != 0)
-                j++;
-            users += j == i;
-        }
-        sl__cf_reply_presence_stats(&s->peer.out, c->id, (uint32_t)n, (uint32_t)users);
+        *p = (pres_wait){s, c->id, c->method};
+        s->busy = 1;
+        ref(s);
+        sl__hub_presence_get(s->srv->hub, c->channel, presence_got, p);
+        return;
     }
-    touch(s);
+    size_t n;
+    sl__hub_sub *const *subs = sl__hub_chan_subs(hc, &n);
+    sl__cf_client_info *v = n ? calloc(n, sizeof *v) : NULL;
+    if (n && v == NULL) {
+        reply_error(s, c->id, SL__CF_ERR_INTERNAL, NULL);
+        return;
+    }
+    for (size_t i = 0; i < n; i++)
+        v[i] = (sl__cf_client_info){.client = subs[i]->client, .user = subs[i]->user};
+    presence_reply(s, c->id, c->method, v, n);
+    free(v);
 }
 
 /* ---- rpc: work queues over the socket ------------------------------------------------------- */
@@ -1448,6 +1500,10 @@ static void on_event(void *ud, const sl_event *ev)
         }
         break;
     }
+    case SL_EVENT_JOIN:
+    case SL_EVENT_LEAVE:
+        sl__hub_join_leave_event(srv->hub, ev);
+        break;
     case SL_EVENT_CHANNEL_CREATED:
         break;
     case SL_EVENT_RESYNC:

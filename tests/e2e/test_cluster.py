@@ -277,3 +277,88 @@ def test_hostile_data_in_redis(make_server, make_redis):
             assert "garbage" not in res.text
     assert ops.get("/channels").status_code in (200, 500, 503)
     assert a.proc.poll() is None  # still serving
+
+
+def test_presence_seen_from_any_node(make_server, make_redis):
+    """Presence and join/leave come from Redis: every node lists every node's subscribers, a join
+    or leave on one node is pushed on the others, and a node killed with -9 loses its entries
+    once their lifetime (SLUICE_PRESENCE_TTL, shortened here) has passed."""
+    r = make_redis()
+    env = {"SLUICE_PRESENCE_TTL": "3"}
+    a, b = (make_server("--engine", r.url, env=env) for _ in range(2))
+    c = Server(("--engine", r.url), env=env).start()
+    try:
+        assert admin(a).post("/channels", json={"id": "room", "kind": "topic", "presence": True,
+                                                "join_leave": True}).status_code == 201
+        pushes = {}
+
+        def connect(s, user):
+            w = RawWS(s.host, s.port)
+            res = w.call("connect", {"token": s.token(user, role="read")})
+            pushes[w] = []
+            return w, res["connect"]["client"]
+
+        def call(w, method, body):
+            i, _ = w.cmd(method, body)
+            return w.reply(i, timeout=10, pushes=pushes[w])
+
+        def presence(w):
+            res = call(w, "presence", {"channel": "room"})
+            p = res["presence"]["presence"]
+            assert all(v["client"] == k for k, v in p.items()), p
+            return {k: v["user"] for k, v in p.items()}
+
+        def push_for(w, kind, client):
+            """Waits for a join or leave push of client on w (pushes read meanwhile are kept)."""
+            def seen():
+                return [p for p in pushes[w] if p.get("push", {}).get("channel") == "room"
+                        and p["push"].get(kind, {}).get("info", {}).get("client") == client]
+            deadline = time.time() + 15
+            while not seen() and time.time() < deadline:
+                try:
+                    pushes[w].extend(o for o in w.recv_objs(0.2) if o != {})
+                except Exception:
+                    pass
+            got = seen()
+            assert got, f"no {kind} of {client} in {pushes[w]}"
+            return got
+
+        wb, cb = connect(b, "bob")
+        assert "subscribe" in call(wb, "subscribe", {"channel": "room"})
+        wa, ca = connect(a, "alice")
+        assert "subscribe" in call(wa, "subscribe", {"channel": "room"})
+        # B's client hears A's subscriber join; A's does not hear its own.
+        j = push_for(wb, "join", ca)
+        assert len(j) == 1 and j[0]["push"]["join"]["info"]["user"] == "alice", j
+        want = {ca: "alice", cb: "bob"}
+        assert presence(wa) == want
+        assert presence(wb) == want
+        st = call(wa, "presence_stats", {"channel": "room"})
+        assert st["presence_stats"] == {"num_clients": 2, "num_users": 2}, st
+        assert not [p for p in pushes[wa] if "join" in p.get("push", {})
+                    and p["push"]["join"]["info"]["client"] == ca], pushes[wa]
+
+        # A third node's subscriber; its node killed: gone from every list after the lifetime.
+        wc, cc = connect(c, "carol")
+        assert "subscribe" in call(wc, "subscribe", {"channel": "room"})
+        push_for(wb, "join", cc)
+        assert presence(wb) == {ca: "alice", cb: "bob", cc: "carol"}
+        # Refreshed by their nodes, entries outlive the lifetime while their nodes run.
+        time.sleep(4.5)
+        assert presence(wa) == {ca: "alice", cb: "bob", cc: "carol"}
+    finally:
+        c.proc.kill()  # kill -9: it removes nothing
+        c.proc.wait()
+    until(lambda: presence(wb) == {ca: "alice", cb: "bob"}, what="the dead node's entry to go")
+    assert presence(wa) == {ca: "alice", cb: "bob"}
+    push_for(wb, "leave", cc)
+
+    # A's socket closes: B's client gets the leave, and A's entry is gone at once.
+    wa.close()
+    lv = push_for(wb, "leave", ca)
+    assert lv[0]["push"]["leave"]["info"]["user"] == "alice"
+    assert presence(wb) == {cb: "bob"}
+    # Each join and leave once.
+    for kind, client in (("join", ca), ("join", cc), ("leave", cc), ("leave", ca)):
+        assert len(push_for(wb, kind, client)) == 1, (kind, client, pushes[wb])
+    wb.close()
