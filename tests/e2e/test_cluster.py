@@ -84,6 +84,26 @@ def test_write_on_one_node_reaches_subscribers_on_the_others(make_server, make_r
         with pytest.raises(Exception):
             pubs_on(w, "news", 1, timeout=0.5)
         w.close()
+    # A channel created on A a moment ago is found on C at once, even while C's feed of other
+    # nodes' changes is down (its subscription connections killed: C reconnects after 100 ms):
+    # C asks Redis about a channel it does not know before answering "unknown channel".
+    w = ws(c, reader)
+    ops_a, ops_c = admin(a), admin(c)
+    r.command("CLIENT", "KILL", "TYPE", "pubsub")
+    assert ops_a.post("/channels", json={"id": "fresh", "kind": "topic"}).status_code == 201
+    assert ops_c.get("/channels/fresh/info").status_code == 200
+    # A subscription needs the feed, so until it is back the answer is a temporary error
+    # (fail closed); the client retries and is subscribed.
+    def subscribed():
+        res = w.call("subscribe", {"channel": "fresh"})
+        assert "subscribe" in res or res["error"] == {"code": 100, "message": "internal server error",
+                                                      "temporary": True}, res
+        return "subscribe" in res
+    until(subscribed, what="the subscription once the feed is back")
+    w.close()
+    w = ws(c, reader)
+    assert w.call("subscribe", {"channel": "never-made"})["error"]["code"] == 102  # unknown channel
+    w.close()
 
 
 def test_centrifuge_client_on_another_node(make_server, make_redis):
