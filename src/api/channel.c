@@ -593,12 +593,58 @@ static void looked_up(sl__eop *e)
     run(op);
 }
 
+typedef struct lookup {
+    sl__eop op;
+    char id[SL_CHANNEL_ID_MAX + 1];
+    sl_ctx *ctx;
+    void (*fn)(void *ud);
+    void *ud;
+} lookup;
+
+static void lookup_done(sl__eop *e)
+{
+    lookup *l = e->ud;
+    if (e->rc == SL_OK) {
+        sl_channel_info *info = malloc(sizeof *info);
+        if (info) {
+            *info = e->info;
+            memset(&e->info, 0, sizeof e->info);
+            register_channel(l->ctx, info);
+        }
+    }
+    sl__eop_clear(e);
+    l->fn(l->ud);
+    free(l);
+}
+
+int sl__channel_unknown(const sl_ctx *ctx, const char *id)
+{
+    return shared(ctx) && id && sl_channel_id_valid(id, strlen(id)) &&
+           sl__map_get(ctx->channels, id) == NULL;
+}
+
+void sl__channel_lookup(sl_ctx *ctx, const char *id, void (*fn)(void *ud), void *ud)
+{
+    lookup *l = sl__channel_unknown(ctx, id) ? calloc(1, sizeof *l) : NULL;
+    if (l == NULL) {
+        fn(ud);
+        return;
+    }
+    snprintf(l->id, sizeof l->id, "%s", id);
+    l->ctx = ctx;
+    l->fn = fn;
+    l->ud = ud;
+    l->op.kind = SL__EOP_INFO;
+    l->op.channel = l->id;
+    l->op.done = lookup_done;
+    l->op.ud = l;
+    ctx->engine->ops->submit(ctx->engine, &l->op);
+}
+
 static int needs_lookup(const sl_ctx *ctx, const sl__chop *op)
 {
-    return ctx->engine->ops->watch != NULL && op->op != SL_OP_CHANNEL_LIST &&
-           op->op != SL_OP_CHANNEL_CREATE && !op->release && op->channel != NULL &&
-           sl_channel_id_valid(op->channel, strlen(op->channel)) &&
-           sl__map_get(ctx->channels, op->channel) == NULL;
+    return op->op != SL_OP_CHANNEL_LIST && op->op != SL_OP_CHANNEL_CREATE && !op->release &&
+           sl__channel_unknown(ctx, op->channel);
 }
 
 void sl__channel_submit(sl_ctx *ctx, sl__chop *op)

@@ -110,6 +110,13 @@ void sl__ctx_emit(sl_ctx *ctx, const sl_event *ev);
 int sl__channel_enter(sl_ctx *ctx, const sl_identity *who, sl_op op, const char *id,
                       const sl_channel_info **out, sl_status *st);
 
+/* Shared engines (several nodes): 1 when id is a valid channel id this node's registry lacks,
+ * which may be a channel another node created a moment ago. sl__channel_lookup asks the store
+ * and registers it when it exists, then calls fn(ud) (at once when there is nothing to ask), so a
+ * transport that enters a channel synchronously (sl__channel_enter) finds it. */
+int sl__channel_unknown(const sl_ctx *ctx, const char *id);
+void sl__channel_lookup(sl_ctx *ctx, const char *id, void (*fn)(void *ud), void *ud);
+
 /* Gives claims back (as a nack without delay would) that a transport took for `who` but could
  * not deliver (its reply would not fit). Not authorised again: it only undoes that caller's own
  * claim, which a read-only caller could not nack itself. Copies what it needs; nothing to wait

@@ -1275,6 +1275,10 @@ static int over_rate(sess *s)
     return ++s->win_cmds > s->srv->lim.commands_per_second;
 }
 
+static int enters_channel(const sl__cf_command *c);
+static void look_up_first(sess *s, sl__cf_command *c);
+static void dispatch(sess *s, sl__cf_command *c);
+
 static void run_command(sess *s, sl__cf_command *c)
 {
     /* A malformed or unknown command carries its error (and an id: the parser refuses the
@@ -1297,6 +1301,55 @@ static void run_command(sess *s, sl__cf_command *c)
         reply_error(s, c->id, SL__CF_ERR_UNAUTHORIZED, NULL);
         return;
     }
+    if (enters_channel(c) && sl__channel_unknown(s->srv->ctx, c->channel)) {
+        look_up_first(s, c);
+        return;
+    }
+    dispatch(s, c);
+}
+
+/* The commands that enter their channel synchronously (sl__channel_enter). */
+static int enters_channel(const sl__cf_command *c)
+{
+    return c->channel && (c->method == SL__CF_SUBSCRIBE || c->method == SL__CF_HISTORY ||
+                          c->method == SL__CF_PRESENCE || c->method == SL__CF_PRESENCE_STATS);
+}
+
+static void on_looked_up(void *ud)
+{
+    sess *s = ud;
+    sl__cf_command *c = s->pending;
+    s->pending = NULL;
+    s->busy = 0;
+    if (!s->gone && s->state == ST_CONNECTED)
+        dispatch(s, c);
+    sl__cf_command_clear(c);
+    free(c);
+    if (!s->gone && !s->busy)
+        run_queue(s);
+    unref(s);
+}
+
+/* A channel another node may have created a moment ago: the store is asked before the command
+ * runs (later commands wait), so it does not answer "unknown channel" for a channel that
+ * exists. */
+static void look_up_first(sess *s, sl__cf_command *c)
+{
+    sl__cf_command *p = malloc(sizeof *p);
+    if (p == NULL) {
+        reply_error(s, c->id, SL__CF_ERR_INTERNAL, NULL);
+        return;
+    }
+    *p = *c;
+    memset(c, 0, sizeof *c);
+    s->pending = p;
+    s->busy = 1;
+    ref(s);
+    sl__channel_lookup(s->srv->ctx, p->channel, on_looked_up, s);
+}
+
+static void dispatch(sess *s, sl__cf_command *c)
+{
     switch (c->method) {
     case SL__CF_CONNECT:
         cmd_connect(s, c);

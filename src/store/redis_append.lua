@@ -135,8 +135,11 @@ local function run()
                     elseif rcount > 0 or rage > 0 then
                         retain(now)
                     end
-                    events[#events + 1] = '#' .. hx
-                    for k = 1, #kv do events[#events + 1] = kv[k] end
+                    -- A delayed message is news only when it can be claimed: not now.
+                    if not (queue and nb > now) then
+                        events[#events + 1] = '#' .. hx
+                        for k = 1, #kv do events[#events + 1] = kv[k] end
+                    end
                     if key ~= '' then
                         redis.call('HSET', dd, key, string.format('%.17g', seq))
                         redis.call('ZADD', ddx, now + window, key)

@@ -110,10 +110,11 @@ struct rengine {
     sl__rscript append; /* APPEND: the hot path has a script of its own */
     pend *head, *tail;
     int draining;
-    int freeing;       /* requests submitted from callbacks run by the free fail at once */
-    sl__map *watched;  /* channel id -> count (a heap-allocated size_t) */
-    pend *batches;     /* open APPEND batches, one per channel, not sent yet */
-    uv_prepare_t prep; /* sends them just before the loop waits for I/O */
+    int freeing;            /* requests submitted from callbacks run by the free fail at once */
+    sl__map *watched;       /* channel id -> count (a heap-allocated size_t) */
+    pend *batches;          /* open APPEND batches, one per channel, not sent yet */
+    uv_prepare_t prep;      /* sends them just before the loop waits for I/O */
+    uint64_t format_logged; /* uv_now of the last "does not read back" line (0: none yet) */
 };
 
 /* ---- arguments ------------------------------------------------------------------------------- */
@@ -370,6 +371,21 @@ static int info_cmp(const void *a, const void *b)
 }
 
 static const char *op_name(sl__eop_kind k);
+/* Data in Redis that does not read back (written by hand, or damaged) is reported by a fixed text
+ * naming the channel (an id, already validated; nothing stored is quoted), at most once a second:
+ * a request's answer only carries SL_EFORMAT. */
+static void log_format(rengine *e, const sl__eop *op)
+{
+    uint64_t now = uv_now(e->base.loop);
+    if (e->format_logged && now - e->format_logged < 1000)
+        return;
+    e->format_logged = now ? now : 1;
+    fprintf(stderr,
+            "sluice engine: %s%s: the data in Redis does not read back (a key of the wrong type or "
+            "a malformed value); the request fails\n",
+            op->channel ? "channel " : "the channel list", op->channel ? op->channel : "");
+}
+
 static void on_reply(void *ud, int rc, const redisReply *r)
 {
     pend *p = ud;
@@ -377,6 +393,8 @@ static void on_reply(void *ud, int rc, const redisReply *r)
     int vis = -1;
     if (rc == SL_OK)
         rc = sl__redis_decode_reply(op, r, &vis);
+    if (rc == SL_EFORMAT)
+        log_format(p->e, op);
     if (rc != SL_OK && op->rc == SL_OK)
         op->rc = rc;
     if (--p->waiting > 0)
@@ -560,7 +578,10 @@ static void on_batch_reply(void *ud, int rc, const redisReply *r)
     size_t i = 0;
     for (pend *m = head; m; m = m->member, i++) {
         int vis;
-        settle(m, all != SL_OK ? all : sl__redis_decode_reply(m->op, r->element[i], &vis));
+        int mrc = all != SL_OK ? all : sl__redis_decode_reply(m->op, r->element[i], &vis);
+        if (mrc == SL_EFORMAT)
+            log_format(e, m->op);
+        settle(m, mrc);
     }
     drain(e);
 }

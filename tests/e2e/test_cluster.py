@@ -84,6 +84,26 @@ def test_write_on_one_node_reaches_subscribers_on_the_others(make_server, make_r
         with pytest.raises(Exception):
             pubs_on(w, "news", 1, timeout=0.5)
         w.close()
+    # A channel created on A a moment ago is found on C at once, even while C's feed of other
+    # nodes' changes is down (its subscription connections killed: C reconnects after 100 ms):
+    # C asks Redis about a channel it does not know before answering "unknown channel".
+    w = ws(c, reader)
+    ops_a, ops_c = admin(a), admin(c)
+    r.command("CLIENT", "KILL", "TYPE", "pubsub")
+    assert ops_a.post("/channels", json={"id": "fresh", "kind": "topic"}).status_code == 201
+    assert ops_c.get("/channels/fresh/info").status_code == 200
+    # A subscription needs the feed, so until it is back the answer is a temporary error
+    # (fail closed); the client retries and is subscribed.
+    def subscribed():
+        res = w.call("subscribe", {"channel": "fresh"})
+        assert "subscribe" in res or res["error"] == {"code": 100, "message": "internal server error",
+                                                      "temporary": True}, res
+        return "subscribe" in res
+    until(subscribed, what="the subscription once the feed is back")
+    w.close()
+    w = ws(c, reader)
+    assert w.call("subscribe", {"channel": "never-made"})["error"]["code"] == 102  # unknown channel
+    w.close()
 
 
 def test_centrifuge_client_on_another_node(make_server, make_redis):
@@ -156,14 +176,31 @@ def test_killed_node_claims_come_back_after_the_lease(make_server, make_redis):
     try:
         assert admin(a).post("/channels", json={"id": "jobs", "kind": "queue",
                                                 "claim_timeout": 1}).status_code == 201
+        assert admin(a).post("/channels", json={"id": "news", "kind": "topic"}).status_code == 201
         wa = a.client(a.token("w1", role="write"))
         for n in range(5):
             assert wa.put("/channels/jobs", json={"n": n}).status_code == 200
         held = wa.get("/channels/jobs?exclusive=true&limit=5").json()["messages"]
         assert len(held) == 5
+        # A topic subscriber on A, at offset 3 when A dies.
+        sock = ws(a, a.token("reader", role="read"))
+        sub = sock.call("subscribe", {"channel": "news"})["subscribe"]
+        for n in range(1, 4):
+            assert wa.put("/channels/news", json={"n": n}).status_code == 200
+        assert [p["offset"] for p in pubs_on(sock, "news", 3)] == [1, 2, 3]
     finally:
-        a.proc.kill()  # kill -9: its worker never acknowledges
+        a.proc.kill()  # kill -9: its worker never acknowledges, its sockets drop
         a.proc.wait()
+    # Written while the client is away, then it comes back on B and recovers from the stream.
+    wb0 = b.client(b.token("w2", role="write"))
+    for n in (4, 5):
+        assert wb0.put("/channels/news", json={"n": n}).status_code == 200
+    sock = ws(b, b.token("reader", role="read"))
+    res = sock.call("subscribe", {"channel": "news", "recover": True, "offset": 3,
+                                  "epoch": sub["epoch"]})["subscribe"]
+    assert res.get("recovered") is True, res
+    assert [p["data"]["n"] for p in res["publications"]] == [4, 5]
+    sock.close()
     wb = b.client(b.token("w2", role="write"))
     assert wb.get("/channels/jobs?exclusive=true&limit=5").json()["messages"] == []  # still leased
     time.sleep(1.5)  # the lease (1 s) has surely run out
@@ -185,7 +222,6 @@ def test_grant_narrowed_on_one_node_acts_on_another(make_server, make_redis):
     assert "subscribe" in w.call("subscribe", {"channel": "news"})
     # Narrowed on A: C's socket loses the subscription (push 2000) without a new request.
     assert ops.put("/acl/carol", json={"role": "read", "channels": ["other"]}).status_code == 200
-    t0 = time.time()
     seen = []
     deadline = time.time() + 10
     while time.time() < deadline:
@@ -194,7 +230,6 @@ def test_grant_narrowed_on_one_node_acts_on_another(make_server, make_redis):
         if any(o.get("push", {}).get("unsubscribe") for o in objs):
             break
     assert any(o.get("push", {}).get("unsubscribe", {}).get("code") == 2000 for o in seen), seen
-    assert time.time() - t0 < 10
     assert carol_c.get("/channels/news").status_code == 403
     w.close()
 
@@ -235,14 +270,44 @@ def test_redis_restart_fails_closed_then_heals(make_server, make_redis):
         res = w.put("/channels/jobs", json={"n": n})
         assert res.status_code == 200
         acked.append(n)
+    # Under load: a writer on each node keeps writing through the outage.
+    stop = threading.Event()
+    lock = threading.Lock()
+    codes = {}
+
+    def load(node, base):
+        c = node.client(node.token("w", role="write"))
+        n = base
+        while not stop.is_set():
+            try:
+                res = c.put("/channels/jobs", json={"n": n})
+            except Exception:  # a connection refused while a node is busy: not acknowledged
+                continue
+            with lock:
+                codes[res.status_code] = codes.get(res.status_code, 0) + 1
+                if res.status_code == 200:
+                    acked.append(n)
+            n += 1
+
+    threads = [threading.Thread(target=load, args=(x, base)) for x, base in ((a, 1000), (b, 100000))]
+    for t in threads:
+        t.start()
+    time.sleep(0.5)
     r.stop()
     res = w.put("/channels/jobs", json={"n": 99})
     assert res.status_code == 503 and res.headers.get("retry-after"), res.text
     res = b.client(b.token("w", role="write")).get("/channels/jobs?exclusive=true")
     assert res.status_code == 503
+    time.sleep(0.5)
     r.start()
     # Both nodes come back by themselves; nothing acknowledged was lost (appendfsync always).
     until(lambda: w.put("/channels/jobs", json={"n": 20}).status_code == 200, what="node A to heal")
+    time.sleep(0.5)
+    stop.set()
+    for t in threads:
+        t.join()
+    assert codes.get(503, 0) > 0 and codes.get(200, 0) > 20, codes
+    assert set(codes) <= {200, 503}, codes
     wb = b.client(b.token("w", role="write"))
     until(lambda: wb.get("/channels/jobs/info").status_code == 200, what="node B to heal")
     got = []
@@ -251,7 +316,11 @@ def test_redis_restart_fails_closed_then_heals(make_server, make_redis):
         if not msgs:
             break
         got += [m["content"]["data"]["n"] for m in msgs]
-    assert got == acked + [20]
+        wb.post("/channels/jobs/acknowledge", json={"message_ids": [m["id"] for m in msgs]})
+    # Every acknowledged write is there exactly once (a write whose reply was lost may be there too).
+    assert sorted(set(got)) == sorted(got)
+    assert set(acked) <= set(got), sorted(set(acked) - set(got))[:5]
+    assert 20 in got
 
 
 def test_hostile_data_in_redis(make_server, make_redis):

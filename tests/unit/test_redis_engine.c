@@ -677,6 +677,22 @@ static void test_coalesced_writes(void **state)
     expect_log(&a, "W q a 0000000000000004;");
     assert_string_equal(a.log, "W q a 0000000000000001;W q b 0000000000000002;"
                                "W q a 0000000000000003;W q a 0000000000000004;");
+    /* A delayed message is no news until it can be claimed (as with the memory engine): a
+     * write after it is the next event. */
+    sl__eop cl = {.kind = SL__EOP_CLEAR, .channel = "q"};
+    assert_int_equal(sl__engine_call(a.e, &cl), SL_OK);
+    a.log[0] = '\0';
+    sl_message later = {.timestamp = 1, .data = (char *)"later", .not_before = 100};
+    sl_message now = {.timestamp = 1, .data = (char *)"now"};
+    char id1[1][SL__MSGID_LEN + 1];
+    sl__eop d1 = {.kind = SL__EOP_APPEND, .channel = "q", .msgs = &later, .nmsgs = 1, .now = 1,
+                  .ids_out = id1};
+    assert_int_equal(sl__engine_call(a.e, &d1), SL_OK);
+    sl__eop d2 = {.kind = SL__EOP_APPEND, .channel = "q", .msgs = &now, .nmsgs = 1, .now = 1,
+                  .ids_out = id1};
+    assert_int_equal(sl__engine_call(a.e, &d2), SL_OK);
+    expect_log(&a, "W q now 0000000000000006;");
+    assert_string_equal(a.log, "W q now 0000000000000006;");
     a.e->ops->unwatch(a.e, "q");
     node_close(&a);
 }
