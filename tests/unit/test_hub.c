@@ -11,6 +11,7 @@
 
 #include "core/message.h"
 #include "server/hub.h"
+#include "store/engine.h"
 
 typedef struct fake {
     sl__hub_peer peer; /* first */
@@ -271,6 +272,136 @@ static void test_busy_holds_publishers_until_flushed(void **state)
     world_free(&w);
 }
 
+/* ---- a shared engine: presence entries instead of local join/leave ------------------------- */
+
+typedef struct fake_engine {
+    sl_engine base;
+    char log[2048]; /* "S chan client user ttl;" "D chan client;" "G chan;" */
+    int nops;
+} fake_engine;
+
+static void fe_free(sl_engine *e)
+{
+    (void)e;
+}
+
+static void fe_submit(sl_engine *e, sl__eop *op)
+{
+    fake_engine *f = (fake_engine *)e;
+    char line[256];
+    f->nops++;
+    op->rc = SL_OK;
+    if (op->kind == SL__EOP_PRESENCE_SET)
+        snprintf(line, sizeof line, "S %s %s %s %g;", op->channel, op->reader, op->after,
+                 op->delay);
+    else if (op->kind == SL__EOP_PRESENCE_DEL)
+        snprintf(line, sizeof line, "D %s %s;", op->channel, op->reader);
+    else if (op->kind == SL__EOP_PRESENCE_GET) {
+        snprintf(line, sizeof line, "G %s;", op->channel);
+        op->list.items = calloc(1, sizeof *op->list.items);
+        assert_non_null(op->list.items);
+        op->list.items[0].origin = strdup("cx");
+        op->list.items[0].sender_id = strdup("ux");
+        op->list.len = 1;
+    } else
+        snprintf(line, sizeof line, "? %d;", (int)op->kind);
+    if (strlen(f->log) + strlen(line) < sizeof f->log)
+        strcat(f->log, line);
+    op->done(op);
+}
+
+static void fe_watch(sl_engine *e, const char *channel, void (*ready)(void *ud, int rc), void *ud)
+{
+    (void)e, (void)channel;
+    ready(ud, SL_OK);
+}
+
+static void fe_unwatch(sl_engine *e, const char *channel)
+{
+    (void)e, (void)channel;
+}
+
+static const sl_engine_ops fe_ops = {"fake", fe_free, fe_submit, fe_watch, fe_unwatch};
+
+static void got_presence(void *ud, int rc, const sl_message_list *l)
+{
+    assert_int_equal(rc, SL_OK);
+    assert_int_equal(l->len, 1);
+    snprintf(ud, 32, "%s=%s", l->items[0].origin, l->items[0].sender_id);
+}
+
+static void on_tick(uv_timer_t *t)
+{
+    (void)t;
+}
+
+static void test_shared_engine_presence(void **state)
+{
+    (void)state;
+    assert_true(sl__hub_presence_ttl() == SL__HUB_PRESENCE_TTL);
+    setenv("SLUICE_PRESENCE_TTL", "0.3", 1); /* refreshed every 100 ms */
+    assert_true(sl__hub_presence_ttl() == 0.3);
+    fake_engine fe = {.base = {.ops = &fe_ops}};
+    world w;
+    world_init(&w, SL_KIND_TOPIC, 1);
+    sl__hub_free(w.hub);
+    assert_int_equal(sl__hub_new(&w.hub, &w.loop, &fe.base), SL_OK);
+    unsetenv("SLUICE_PRESENCE_TTL");
+    assert_true(sl__hub_presence_shared(w.hub));
+    w.info.presence = 1;
+    subscribe_all(&w);
+    uv_run(&w.loop, UV_RUN_NOWAIT);
+    /* Entries instead of local joins: nobody was pushed anything. */
+    assert_string_equal(fe.log, "S news c0 u0 0.3;S news c1 u1 0.3;S news c2 u2 0.3;");
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(w.peers[i].nsent, 0);
+
+    /* A join from the engine's feed: to every subscriber but the client concerned. */
+    sl_event ev = {.kind = SL_EVENT_JOIN, .channel = "news", .client = "c1", .principal = "u1"};
+    sl__hub_join_leave_event(w.hub, &ev);
+    ev.kind = SL_EVENT_LEAVE, ev.client = "c9", ev.principal = "u9";
+    sl__hub_join_leave_event(w.hub, &ev);
+    ev.channel = "other"; /* nobody here */
+    sl__hub_join_leave_event(w.hub, &ev);
+    uv_run(&w.loop, UV_RUN_NOWAIT);
+    const char *join = "{\"push\":{\"channel\":\"news\",\"join\":{\"info\":{\"client\":\"c1\","
+                       "\"user\":\"u1\"}}}}\n";
+    const char *leave = "{\"push\":{\"channel\":\"news\",\"leave\":{\"info\":{\"client\":"
+                        "\"c9\",\"user\":\"u9\"}}}}";
+    char both[512];
+    snprintf(both, sizeof both, "%s%s", join, leave);
+    assert_string_equal(w.peers[0].sent[0], both);
+    assert_string_equal(w.peers[2].sent[0], both);
+    assert_string_equal(w.peers[1].sent[0], leave);
+
+    /* Unsubscribed: the entry goes, no local leave. */
+    fe.log[0] = '\0';
+    sl__hub_unsubscribe(w.hub, &w.subs[1]);
+    uv_run(&w.loop, UV_RUN_NOWAIT);
+    assert_string_equal(fe.log, "D news c1;");
+    assert_int_equal(w.peers[0].nsent, 1);
+
+    /* The refresh sets every local entry again. */
+    fe.log[0] = '\0';
+    uv_timer_t keep;
+    uv_timer_init(&w.loop, &keep);
+    uv_timer_start(&keep, on_tick, 20, 20);
+    for (int i = 0; i < 500 && strlen(fe.log) == 0; i++)
+        uv_run(&w.loop, UV_RUN_ONCE);
+    uv_close((uv_handle_t *)&keep, NULL);
+    assert_true(strstr(fe.log, "S news c0 u0 0.3;") != NULL);
+    assert_true(strstr(fe.log, "S news c2 u2 0.3;") != NULL);
+    assert_null(strstr(fe.log, "c1"));
+
+    /* Queries go to the engine. */
+    char got[32] = "";
+    sl__hub_presence_get(w.hub, "news", got_presence, got);
+    assert_string_equal(got, "cx=ux");
+    sl__hub_unsubscribe(w.hub, &w.subs[0]);
+    sl__hub_unsubscribe(w.hub, &w.subs[2]);
+    world_free(&w);
+}
+
 static void test_offset_of_is_strict(void **state)
 {
     assert_int_equal(sl__hub_offset_of("0000000000000001"), 1);
@@ -295,6 +426,7 @@ int main(void)
         cmocka_unit_test(test_socket_publications_carry_info),
         cmocka_unit_test(test_busy_holds_publishers_until_flushed),
         cmocka_unit_test(test_offset_of_is_strict),
+        cmocka_unit_test(test_shared_engine_presence),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
