@@ -622,9 +622,7 @@ int sl__config_set(sl__config *c, const char *key, const char *v, sl_status *st)
         strcpy(c->engine, v);
         return SL_OK;
     case K_ENGINE_PREFIX:
-        if (*v == '\0' || strlen(v) > 64 ||
-            strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.") !=
-                strlen(v))
+        if (!sl__redis_prefix_valid(v))
             return sl_status_set(st, SL_ECONFIG,
                                  "engine_prefix must be 1..64 letters, digits, '_', '-' or '.'");
         return set_str(&c->engine_prefix, v, st);

@@ -294,15 +294,40 @@ static void cmd_subscribe(sess *s, sl__cf_command *c, const sl_identity *tok);
 static void cmd_sub_refresh(sess *s, sl__cf_command *c, const sl_identity *tok);
 static void run_queue(sess *s);
 
+/* Takes command c over (the caller's copy is left empty) as the one the session waits on until
+ * a callback takes it back (take_command); later commands queue meanwhile. NULL after answering
+ * an internal error. */
+static sl__cf_command *hold_command(sess *s, sl__cf_command *c)
+{
+    sl__cf_command *p = malloc(sizeof *p);
+    if (p == NULL) {
+        reply_error(s, c->id, SL__CF_ERR_INTERNAL, NULL);
+        return NULL;
+    }
+    *p = *c;
+    memset(c, 0, sizeof *c);
+    s->pending = p;
+    s->busy = 1;
+    ref(s);
+    return p;
+}
+
+/* The held command, given back to the callback that owns it now (free it, then unref). */
+static sl__cf_command *take_command(sess *s)
+{
+    sl__cf_command *c = s->pending;
+    s->pending = NULL;
+    s->busy = 0;
+    return c;
+}
+
 /* The subscription token of a `$` channel answered (revocation included): the command that waited
  * for it goes on, or gets 109 when expired, 103 when it does not verify or is revoked, 100 when
  * the revocation store cannot answer; a valid token of another user or channel ends the session. */
 static void on_sub_token(void *ud, int status, const sl_identity *who, const char *reason)
 {
     sess *s = ud;
-    sl__cf_command *c = s->pending;
-    s->pending = NULL;
-    s->busy = 0;
+    sl__cf_command *c = take_command(s);
     if (status == SL_OK && expired_now(who, now_of(s)))
         status = SL_EEXPIRED;
     if (!s->gone && s->state == ST_CONNECTED) {
@@ -326,20 +351,12 @@ static void on_sub_token(void *ud, int status, const sl_identity *who, const cha
     unref(s);
 }
 
-/* Takes c over (the caller's copy is left empty) and checks its subscription token; later
- * commands wait until the answer. */
+/* Takes c over and checks its subscription token; later commands wait until the answer. */
 static void check_sub_token(sess *s, sl__cf_command *c)
 {
-    sl__cf_command *p = malloc(sizeof *p);
-    if (p == NULL) {
-        reply_error(s, c->id, SL__CF_ERR_INTERNAL, NULL);
+    sl__cf_command *p = hold_command(s, c);
+    if (p == NULL)
         return;
-    }
-    *p = *c;
-    memset(c, 0, sizeof *c);
-    s->pending = p;
-    s->busy = 1;
-    ref(s);
     sl_authn_subscription_run(s->srv->authn, p->token, s->who.principal, p->channel, now_of(s),
                               on_sub_token, s);
 }
@@ -1318,9 +1335,7 @@ static int enters_channel(const sl__cf_command *c)
 static void on_looked_up(void *ud)
 {
     sess *s = ud;
-    sl__cf_command *c = s->pending;
-    s->pending = NULL;
-    s->busy = 0;
+    sl__cf_command *c = take_command(s);
     if (!s->gone && s->state == ST_CONNECTED)
         dispatch(s, c);
     sl__cf_command_clear(c);
@@ -1335,16 +1350,9 @@ static void on_looked_up(void *ud)
  * exists. */
 static void look_up_first(sess *s, sl__cf_command *c)
 {
-    sl__cf_command *p = malloc(sizeof *p);
-    if (p == NULL) {
-        reply_error(s, c->id, SL__CF_ERR_INTERNAL, NULL);
+    sl__cf_command *p = hold_command(s, c);
+    if (p == NULL)
         return;
-    }
-    *p = *c;
-    memset(c, 0, sizeof *c);
-    s->pending = p;
-    s->busy = 1;
-    ref(s);
     sl__channel_lookup(s->srv->ctx, p->channel, on_looked_up, s);
 }
 

@@ -1651,3 +1651,11 @@ static void link_free_struct(rlink *l)
         free((sl__rconn *)l);
     }
 }
+
+int sl__redis_prefix_valid(const char *p)
+{
+    size_t n = p ? strlen(p) : 0;
+    if (n == 0 || n > 64)
+        return 0;
+    return strspn(p, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.") == n;
+}

@@ -47,6 +47,9 @@ typedef struct sl__redis_url {
  * contains the password. */
 int sl__redis_url_parse(const char *s, sl__redis_url *out, sl_status *st);
 void sl__redis_url_clear(sl__redis_url *u);
+/* 1 when p can namespace keys and channels (engine_prefix): 1..64 letters, digits, '_', '-', '.'.
+ * (SL__REDIS_PREFIX_MAX in redis_engine.h is the same 64.) */
+int sl__redis_prefix_valid(const char *p);
 /* "host:port/db" of a shard, for logs and as the shard's name on the ring (no credentials). */
 void sl__redis_addr_name(const sl__redis_addr *a, char *buf, size_t size);
 

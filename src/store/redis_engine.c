@@ -1063,26 +1063,12 @@ static const sl_engine_ops redis_ops = {
     .unwatch = r_unwatch,
 };
 
-static int prefix_ok(const char *p)
-{
-    size_t n = strlen(p);
-    if (n == 0 || n > SL__REDIS_PREFIX_MAX)
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        char c = p[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '_' || c == '-' || c == '.'))
-            return 0;
-    }
-    return 1;
-}
-
 int sl__redis_engine_new(sl_engine **out, uv_loop_t *loop, const sl__redis_engine_opts *o,
                          sl_status *st)
 {
     *out = NULL;
     const char *prefix = o->prefix ? o->prefix : DEFAULT_PREFIX;
-    if (!prefix_ok(prefix))
+    if (!sl__redis_prefix_valid(prefix))
         return sl_status_set(st, SL_EINVAL,
                              "the Redis key prefix must be 1..%d letters, digits, '_', '-', '.'",
                              SL__REDIS_PREFIX_MAX);

@@ -9,7 +9,7 @@
 #include "store/engine.h"
 #include "store/redis_conn.h"
 
-#define SL__REDIS_PREFIX_MAX 64
+#define SL__REDIS_PREFIX_MAX 64 /* as sl__redis_prefix_valid */
 
 typedef struct sl__redis_engine_opts {
     const char *url;     /* as sl__redis_url_parse */

@@ -872,20 +872,6 @@ static const sl__kv_ops rkv_ops = {
     .touch = rkv_touch,
 };
 
-static int prefix_valid(const char *p)
-{
-    size_t n = strlen(p);
-    if (n == 0 || n > SL__REDIS_PREFIX_MAX)
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        char c = p[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '_' || c == '-' || c == '.'))
-            return 0;
-    }
-    return 1;
-}
-
 int sl__redis_kv_new(sl__kv **out, uv_loop_t *loop, const sl__redis_addr *addr, sl__rconn *conn,
                      const char *prefix, sl_status *st)
 {
@@ -893,7 +879,7 @@ int sl__redis_kv_new(sl__kv **out, uv_loop_t *loop, const sl__redis_addr *addr, 
         prefix = "sluice";
     if (out == NULL || loop == NULL || addr == NULL || conn == NULL)
         return sl_status_set(st, SL_EINVAL, "the Redis kv needs a loop, an address, a connection");
-    if (!prefix_valid(prefix))
+    if (!sl__redis_prefix_valid(prefix))
         return sl_status_set(st, SL_EINVAL,
                              "the Redis key prefix must be 1..%d letters, digits, '_', '-', '.'",
                              SL__REDIS_PREFIX_MAX);
