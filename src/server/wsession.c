@@ -865,39 +865,33 @@ static void presence_reply(sess *s, uint32_t id, sl__cf_method method, const sl_
     touch(s);
 }
 
-/* A presence query waiting for a shared engine (every node's subscribers). */
-typedef struct pres_wait {
-    sess *s;
-    uint32_t id;
-    sl__cf_method method;
-} pres_wait;
-
+/* A shared engine answered a presence query the session held (every node's subscribers). */
 static void presence_got(void *ud, int rc, const sl_message_list *l)
 {
-    pres_wait *p = ud;
-    sess *s = p->s;
-    s->busy = 0;
+    sess *s = ud;
+    sl__cf_command *c = take_command(s);
     if (!s->gone && s->state == ST_CONNECTED) {
         sl__cf_client_info *v = rc == SL_OK && l->len ? calloc(l->len, sizeof *v) : NULL;
         if (rc != SL_OK) {
-            reply_rc(s, p->id, rc);
+            reply_rc(s, c->id, rc);
         } else if (l->len && v == NULL) {
-            reply_error(s, p->id, SL__CF_ERR_INTERNAL, NULL);
+            reply_error(s, c->id, SL__CF_ERR_INTERNAL, NULL);
         } else {
             for (size_t i = 0; i < l->len; i++)
                 v[i] = (sl__cf_client_info){.client = l->items[i].origin,
                                             .user = l->items[i].sender_id};
-            presence_reply(s, p->id, p->method, v, l->len);
+            presence_reply(s, c->id, c->method, v, l->len);
         }
         free(v);
     }
-    free(p);
-    if (!s->gone && !s->busy)
+    sl__cf_command_clear(c);
+    free(c);
+    if (!s->gone)
         run_queue(s);
     unref(s);
 }
 
-static void cmd_presence(sess *s, const sl__cf_command *c)
+static void cmd_presence(sess *s, sl__cf_command *c)
 {
     const sl_channel_info *info;
     sl__hub_chan *hc = enter_read(s, c, &info);
@@ -909,15 +903,9 @@ static void cmd_presence(sess *s, const sl__cf_command *c)
     }
     if (sl__hub_presence_shared(s->srv->hub)) {
         /* Several nodes: the engine holds everyone's entries; the session waits for them. */
-        pres_wait *p = malloc(sizeof *p);
-        if (p == NULL) {
-            reply_error(s, c->id, SL__CF_ERR_INTERNAL, NULL);
-            return;
-        }
-        *p = (pres_wait){s, c->id, c->method};
-        s->busy = 1;
-        ref(s);
-        sl__hub_presence_get(s->srv->hub, c->channel, presence_got, p);
+        sl__cf_command *p = hold_command(s, c);
+        if (p != NULL)
+            sl__hub_presence_get(s->srv->hub, p->channel, presence_got, s);
         return;
     }
     size_t n;
