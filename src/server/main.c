@@ -37,6 +37,7 @@ typedef struct server {
     sl_engine *redis;
     sl__kv *rkv;
     sl__shared_state *shared;
+    sl__eop stopping; /* shutting down on a shared engine: the last request */
     sl_http_server *http;
     sl__router router;
     sl__wss_server *wss; /* the WebSocket endpoint */
@@ -73,7 +74,8 @@ static void usage(FILE *f)
         "  --authz token|acl         who decides: the token's claims (default) or the ACL\n"
         "  --admin PRINCIPAL         bootstrap administrator under --authz acl (repeatable)\n"
         "  --audit-log FILE          append audit records (JSON lines)\n"
-        "  --engine E                lmdb (default), memory, or redis://[user:pass@]host:port[/db]\n"
+        "  --engine E                lmdb (default), memory, or "
+        "redis://[user:pass@]host:port[/db]\n"
         "                            (comma-separated: shards; docs/SCALING.md)\n"
         "  --engine-prefix P         the Redis engine's key prefix (default sluice)\n"
         "  --data-dir DIR            the lmdb engine's directory (default ./sluice-data)\n"
@@ -302,6 +304,20 @@ static int setup_revocation(server *s, const sl__config *cfg, sl_status *st)
     return SL_OK;
 }
 
+static void unref_handle(uv_handle_t *h, void *arg)
+{
+    (void)arg;
+    uv_unref(h);
+}
+
+/* Everything the sessions submitted before closing is answered: from here only writes still
+ * under way (close frames) keep the loop running. */
+static void on_stopped(sl__eop *op)
+{
+    server *s = op->ud;
+    uv_walk(s->loop, unref_handle, NULL);
+}
+
 static void on_signal(uv_signal_t *h, int signum)
 {
     server *s = h->data;
@@ -317,6 +333,14 @@ static void on_signal(uv_signal_t *h, int signum)
     uv_close((uv_handle_t *)&s->sigint, NULL);
     uv_close((uv_handle_t *)&s->sigterm, NULL);
     uv_close((uv_handle_t *)&s->sighup, NULL);
+    /* A Redis engine's connections stay open for the other nodes' changes, so the loop would
+     * never run out of work by itself: it ends once what the sessions submitted is answered. */
+    if (s->ctx && s->ctx->engine->ops->watch) {
+        s->stopping.kind = SL__EOP_SYNC;
+        s->stopping.done = on_stopped;
+        s->stopping.ud = s;
+        s->ctx->engine->ops->submit(s->ctx->engine, &s->stopping);
+    }
 }
 
 /* SIGHUP: the audit log was rotated (moved aside); continue its chain in a new file. */

@@ -431,3 +431,31 @@ def test_presence_seen_from_any_node(make_server, make_redis):
     for kind, client in (("join", ca), ("join", cc), ("leave", cc), ("leave", ca)):
         assert len(push_for(wb, kind, client)) == 1, (kind, client, pushes[wb])
     wb.close()
+
+
+def test_graceful_stop_with_redis_up(make_server, make_redis):
+    """SIGTERM stops a node whose Redis is up and whose sockets are open (its connections to Redis
+    must not keep it running), after what its sessions submitted was answered: its socket gets
+    the shutdown close frame, and its presence entries are gone at once, not after their
+    lifetime."""
+    r = make_redis()
+    a = Server(("--engine", r.url)).start()
+    b = make_server("--engine", r.url)
+    try:
+        assert admin(a).post("/channels", json={"id": "room", "kind": "topic", "presence": True,
+                                                "join_leave": False}).status_code == 201
+        wa = ws(a, a.token("alice", role="read"))
+        assert "subscribe" in wa.call("subscribe", {"channel": "room"})
+        wb = ws(b, b.token("bob", role="read"))
+        assert "subscribe" in wb.call("subscribe", {"channel": "room"})
+        users = lambda: sorted(v["user"] for v in wb.call("presence", {"channel": "room"})["presence"]["presence"].values())
+        assert users() == ["alice", "bob"]
+        a.proc.send_signal(signal.SIGTERM)
+        assert wa.wait_close(timeout=30) == 3001
+        assert a.proc.wait(timeout=30) == 0, a.stderr()
+        assert users() == ["bob"]
+        wa.close()
+        wb.close()
+    finally:
+        if a.proc.poll() is None:
+            a.proc.kill()
