@@ -193,12 +193,14 @@ except Exception as e:
     sys.exit("bench/redis.sh: the report has no number %s (%s: %s)" % (sys.argv[2], type(e).__name__, e))
 print(round(v) if isinstance(v, float) and abs(v) >= 100 else round(v, 1) if isinstance(v, float) else v)' "$1" "$2"
 }
+# One second of warm-up (a quarter of the run when it is 2 s or shorter) left out of the figures.
+WARM=$(awk -v s="$SECS" 'BEGIN {print (s > 2 ? 1 : s / 4)}')
 FLAGGED=()
 fan_run() { # ROUND FAN RATE URL PUBLISH-URL
   local i=$1 f=$2 rate=$3 rc=0 d p50 p99 miss err
   local label="round $i fan-out $f rate $rate"
   taskset -c 1 "$BIN/sluice" bench ws --json --scenario fanout --connections "$SUBS" \
-    --rate "$rate" --duration "$SECS" --url "$4" --publish-url "$5" >"$TMP/ws.json" \
+    --rate "$rate" --duration "$SECS" --warmup "$WARM" --url "$4" --publish-url "$5" >"$TMP/ws.json" \
     2>"$TMP/ws.err" || rc=$?
   [ "$rc" -eq 0 ] || die "$label: sluice bench ws exited $rc:"$'\n'"$(tail -20 "$TMP/ws.err")"
   d=$(jget "$TMP/ws.json" deliveries.per_second)
