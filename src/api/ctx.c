@@ -233,8 +233,8 @@ static void feed_created(sl__eop *e)
         if (info && sl__map_put(ctx->channels, r->id, info, sl__channel_info_free) == SL_OK) {
             *info = e->info;
             memset(&e->info, 0, sizeof e->info);
-            sl__ctx_emit(ctx, &(sl_event){
-                                  .kind = SL_EVENT_CHANNEL_CREATED, .channel = r->id, .info = info});
+            sl__ctx_emit(
+                ctx, &(sl_event){.kind = SL_EVENT_CHANNEL_CREATED, .channel = r->id, .info = info});
         } else {
             free(info);
         }
@@ -365,15 +365,32 @@ int sl__ctx_use_engine(sl_ctx *ctx, sl_engine *engine, sl_status *st)
 
 typedef struct sync_req {
     sl__eop op;
+    sl__kv *kv; /* ctx->sync_kv when the sync began */
     sl__ctx_sync_fn fn;
     void *ud;
 } sync_req;
 
+static void sync_kv_done(void *ud, int rc)
+{
+    sync_req *r = ud;
+    r->fn(r->ud, rc);
+    free(r);
+}
+
 static void sync_done(sl__eop *op)
 {
     sync_req *r = op->ud;
+    if (op->rc == SL_OK && r->kv != NULL) {
+        r->kv->ops->barrier(r->kv, sync_kv_done, r);
+        return;
+    }
     r->fn(r->ud, op->rc);
     free(r);
+}
+
+void sl__ctx_set_sync_kv(sl_ctx *ctx, sl__kv *kv)
+{
+    ctx->sync_kv = kv;
 }
 
 void sl__ctx_sync(sl_ctx *ctx, sl__ctx_sync_fn fn, void *ud)
@@ -388,5 +405,6 @@ void sl__ctx_sync(sl_ctx *ctx, sl__ctx_sync_fn fn, void *ud)
     r->op.ud = r;
     r->fn = fn;
     r->ud = ud;
+    r->kv = ctx->sync_kv;
     ctx->engine->ops->submit(ctx->engine, &r->op);
 }

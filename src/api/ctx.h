@@ -24,6 +24,9 @@ struct sl_ctx {
     void *audit_ud;
     sl_event_fn listener;
     void *listener_ud;
+    /* borrowed: a kv that is not the engine's whose barrier sl__ctx_sync also waits for (the
+     * security state shared on Redis, server/shared_state.c), or NULL */
+    struct sl__kv *sync_kv;
 };
 
 /* Replaces the context's engine (owned from now on; the old one is freed) and loads the channel
@@ -38,6 +41,9 @@ int sl__ctx_use_engine(sl_ctx *ctx, sl_engine *engine, sl_status *st);
  * SL_ESTORAGE. Owns nothing; ud must live until fn runs. */
 typedef void (*sl__ctx_sync_fn)(void *ud, int rc);
 void sl__ctx_sync(sl_ctx *ctx, sl__ctx_sync_fn fn, void *ud);
+/* Makes sl__ctx_sync also wait for kv's barrier (borrowed; NULL: none), after the engine's:
+ * SL_EUNAVAIL or SL_ESTORAGE from it become the sync's rc. */
+void sl__ctx_set_sync_kv(sl_ctx *ctx, struct sl__kv *kv);
 
 /* ---- the asynchronous channel API ----------------------------------------------------------- */
 

@@ -222,6 +222,39 @@ int sl__acl_attach(sl__acl *acl, sl__kv *kv, sl_status *st)
     return rc;
 }
 
+sl__kv *sl__acl_kv(const sl__acl *acl)
+{
+    return acl->kv;
+}
+
+/* Same role and the same patterns in the same order: the grant as stored. */
+static int same_grant(const void *a, const void *b)
+{
+    const entry *x = a, *y = b;
+    if (x->role != y->role || x->npatterns != y->npatterns)
+        return 0;
+    for (size_t i = 0; i < x->npatterns; i++)
+        if (strcmp(x->patterns[i], y->patterns[i]) != 0)
+            return 0;
+    return 1;
+}
+
+int sl__acl_apply(sl__acl *acl, const void *key, size_t klen, const void *val, size_t vlen,
+                  sl_status *st)
+{
+    char principal[SL__SECSTORE_KEY_MAX + 1];
+    return sl__secstore_apply_map(acl->by_principal, SL__KV_ACL, principal_ok, decode_grant,
+                                  entry_free, same_grant, key, klen, val, vlen, principal, st);
+}
+
+int sl__acl_apply_all(sl__acl *acl, const sl__secstore_entry *e, size_t n,
+                      void (*changed)(void *ud, const char *principal, int removed), void *ud,
+                      sl_status *st)
+{
+    return sl__secstore_apply_map_all(acl->by_principal, SL__KV_ACL, principal_ok, decode_grant,
+                                      entry_free, same_grant, e, n, changed, ud, st);
+}
+
 sl_role sl__acl_role(const sl__acl *acl, const char *principal, const char *channel)
 {
     const entry *e = sl__map_get(acl->by_principal, principal);

@@ -39,4 +39,24 @@ sl_role sl__acl_role(const sl__acl *acl, const char *principal, const char *chan
 int sl__acl_list(const sl__acl *acl, sl_acl_entry **out, size_t *n);
 size_t sl__acl_size(const sl__acl *acl);
 
+/* The kv the ACL is attached to, or NULL. */
+struct sl__kv *sl__acl_kv(const sl__acl *acl);
+
+/* Applies a change another node (or this one: its own notices come back) stored in table
+ * SL__KV_ACL, without writing to the kv: key is the principal, val its stored grant (the format
+ * above) or NULL when the grant was removed. Bad data (a key that is not a principal, a value that
+ * does not decode) is refused with SL_EFORMAT, st naming the table and key, and the ACL is
+ * unchanged. Returns SL__APPLY_SAME (the ACL held that already), SL__APPLY_CHANGED,
+ * SL__APPLY_REMOVED (security/secstore.h), or SL_EFORMAT / SL_ENOMEM. */
+int sl__acl_apply(sl__acl *acl, const void *key, size_t klen, const void *val, size_t vlen,
+                  sl_status *st);
+/* Makes the ACL hold exactly the stored table e[0..n) (a reload after missed changes): as
+ * sl__secstore_apply_map_all (bad entries refused and reported in st, their principals keep what
+ * they had). changed(ud, principal, removed) for each principal whose grant changed. Returns the
+ * number changed, or SL_ENOMEM. */
+struct sl__secstore_entry;
+int sl__acl_apply_all(sl__acl *acl, const struct sl__secstore_entry *e, size_t n,
+                      void (*changed)(void *ud, const char *principal, int removed), void *ud,
+                      sl_status *st);
+
 #endif

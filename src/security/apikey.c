@@ -11,6 +11,7 @@
  * re-importing the file at the next start cannot bring it back. */
 #include <sluice/apikey.h>
 
+#include "security/apply.h"
 #include "security/secstore.h"
 
 #include <errno.h>
@@ -860,6 +861,149 @@ int sl_apikey_store_attach(sl_apikey_store *s, struct sl__kv *kv, sl_status *st)
     replace_entries(s, u, nu);
     s->kv = kv;
     return SL_OK;
+}
+
+/* ---- another node's changes ------------------------------------------------------------------ */
+
+sl__kv *sl__apikey_kv(const sl_apikey_store *s)
+{
+    return s->kv;
+}
+
+static int same_entry(const entry *a, const entry *b)
+{
+    const sl_apikey_record *x = &a->rec, *y = &b->rec;
+    if (strcmp(x->id, y->id) != 0 || strcmp(x->principal, y->principal) != 0 ||
+        x->role != y->role || x->scoped != y->scoped || x->nchannels != y->nchannels ||
+        x->created_at != y->created_at || x->expires_at != y->expires_at ||
+        memcmp(a->hash, b->hash, HASH_LEN) != 0)
+        return 0;
+    for (size_t i = 0; i < x->nchannels; i++)
+        if (strcmp(x->channels[i], y->channels[i]) != 0)
+            return 0;
+    return 1;
+}
+
+/* One stored entry: 0 with a record in *out, 1 for a removal (val NULL or a tombstone), or an
+ * error with st filled. id receives the key as a string. */
+static int decode_change(const void *key, size_t klen, const void *val, size_t vlen,
+                         char id[SL__SECSTORE_KEY_MAX + 1], entry *out, sl_status *st)
+{
+    char why[160];
+    memset(out, 0, sizeof *out);
+    if (sl__secstore_key_str(key, klen, id) < 0 || !sl_apikey_id_valid(id))
+        return sl__secstore_eformat(st, SL__KV_APIKEYS, key, klen, "not a valid api key id");
+    if (val == NULL)
+        return 1;
+    int r = decode_stored(val, vlen, id, out, why, sizeof why);
+    if (r == -1)
+        return sl__secstore_eformat(st, SL__KV_APIKEYS, key, klen, why);
+    if (r == -2)
+        return sl_status_set(st, SL_ENOMEM, NULL);
+    return r;
+}
+
+static void entry_wipe(entry *e)
+{
+    sl_apikey_record_clear(&e->rec);
+    OPENSSL_cleanse(e->hash, sizeof e->hash);
+}
+
+int sl__apikey_apply(sl_apikey_store *s, const void *key, size_t klen, const void *val, size_t vlen,
+                     sl_status *st)
+{
+    sl_status_clear(st);
+    char id[SL__SECSTORE_KEY_MAX + 1];
+    entry ne;
+    int r = decode_change(key, klen, val, vlen, id, &ne, st);
+    if (r < 0)
+        return r;
+    int found;
+    size_t i = find(s->e, s->n, id, &found);
+    if (r == 1) {
+        if (!found)
+            return SL__APPLY_SAME;
+        entry gone = s->e[i];
+        memmove(s->e + i, s->e + i + 1, (s->n - i - 1) * sizeof *s->e);
+        s->n--;
+        entry_wipe(&gone);
+        return SL__APPLY_REMOVED;
+    }
+    if (found) {
+        if (same_entry(&s->e[i], &ne)) {
+            entry_wipe(&ne);
+            return SL__APPLY_SAME;
+        }
+        entry_wipe(&s->e[i]);
+        s->e[i] = ne;
+        return SL__APPLY_CHANGED;
+    }
+    entry *e = realloc(s->e, (s->n + 1) * sizeof *e);
+    if (e == NULL) {
+        entry_wipe(&ne);
+        return sl_status_set(st, SL_ENOMEM, NULL);
+    }
+    memmove(e + i + 1, e + i, (s->n - i) * sizeof *e);
+    e[i] = ne;
+    s->e = e;
+    s->n++;
+    return SL__APPLY_CHANGED;
+}
+
+int sl__apikey_apply_all(sl_apikey_store *s, const sl__secstore_entry *e, size_t n, sl_status *st)
+{
+    sl_status_clear(st);
+    entry *u = calloc(n + 1, sizeof *u);
+    if (u == NULL)
+        return sl_status_set(st, SL_ENOMEM, NULL);
+    size_t nu = 0;
+    sl_status bad = {0};
+    for (size_t k = 0; k < n; k++) {
+        char id[SL__SECSTORE_KEY_MAX + 1] = "";
+        sl_status one;
+        int r = decode_change(e[k].key, e[k].klen, e[k].val, e[k].vlen, id, &u[nu], &one);
+        if (r == SL_ENOMEM) {
+            entries_free(u, nu);
+            return sl_status_set(st, SL_ENOMEM, NULL);
+        }
+        if (r == 0) {
+            nu++;
+        } else if (r < 0) {
+            /* Refused: the id keeps what it had (if the key names an id at all). */
+            bad = one;
+            int found = 0;
+            size_t i = 0;
+            if (sl_apikey_id_valid(id))
+                i = find(s->e, s->n, id, &found);
+            if (found) {
+                if (record_copy(&u[nu].rec, &s->e[i].rec) < 0) {
+                    entries_free(u, nu);
+                    return sl_status_set(st, SL_ENOMEM, NULL);
+                }
+                memcpy(u[nu].hash, s->e[i].hash, HASH_LEN);
+                nu++;
+            }
+        }
+    }
+    if (nu > 1)
+        qsort(u, nu, sizeof *u, entry_cmp);
+    int changed = 0;
+    for (size_t i = 0; i < s->n; i++) {
+        int found;
+        find(u, nu, s->e[i].rec.id, &found);
+        changed += !found;
+    }
+    for (size_t i = 0; i < nu; i++) {
+        int found;
+        size_t j = find(s->e, s->n, u[i].rec.id, &found);
+        changed += !found || !same_entry(&s->e[j], &u[i]);
+    }
+    for (size_t i = 0; i < s->n; i++)
+        OPENSSL_cleanse(s->e[i].hash, HASH_LEN);
+    replace_entries(s, u, nu);
+    if (bad.code != SL_OK && st != NULL)
+        *st = bad;
+    return changed;
 }
 
 /* ---- the store ------------------------------------------------------------------------------- */

@@ -7,6 +7,7 @@
 #include <sluice/broker.h>
 
 #include "core/map.h"
+#include "security/apply.h"
 #include "security/patset.h"
 #include "security/secstore.h"
 
@@ -233,6 +234,37 @@ int sl_broker_attach(sl_broker *b, struct sl__kv *kv, sl_status *st)
     if (rc == SL_OK)
         b->kv = kv;
     return rc;
+}
+
+sl__kv *sl__broker_kv(const sl_broker *b)
+{
+    return b->kv;
+}
+
+/* The same role names in the same order: the assignment as stored. */
+static int same_roles(const void *a, const void *b)
+{
+    const strv *x = a, *y = b;
+    if (x->n != y->n)
+        return 0;
+    for (size_t i = 0; i < x->n; i++)
+        if (strcmp(x->v[i], y->v[i]) != 0)
+            return 0;
+    return 1;
+}
+
+int sl__broker_apply(sl_broker *b, const void *key, size_t klen, const void *val, size_t vlen,
+                     sl_status *st)
+{
+    char principal[SL__SECSTORE_KEY_MAX + 1];
+    return sl__secstore_apply_map(b->principals, SL__KV_BROKER, name_valid, decode_roles, strv_free,
+                                  same_roles, key, klen, val, vlen, principal, st);
+}
+
+int sl__broker_apply_all(sl_broker *b, const sl__secstore_entry *e, size_t n, sl_status *st)
+{
+    return sl__secstore_apply_map_all(b->principals, SL__KV_BROKER, name_valid, decode_roles,
+                                      strv_free, same_roles, e, n, NULL, NULL, st);
 }
 
 size_t sl_broker_roles_of(const sl_broker *b, const char *principal, const char *const **roles)

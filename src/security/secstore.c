@@ -167,3 +167,132 @@ int sl__secstore_load_map(sl__kv *kv, const char *table, const char *what,
     free(ls.v);
     return rc;
 }
+
+/* ---- applying another node's change ---------------------------------------------------------- */
+
+/* Decodes one entry: SL_OK with *value, or an error with st filled. */
+static int decode_entry(const char *table, int (*valid_key)(const char *),
+                        sl__secstore_decode_fn decode, const void *key, size_t klen,
+                        const void *val, size_t vlen, char principal[SL__SECSTORE_KEY_MAX + 1],
+                        void **value, sl_status *st)
+{
+    char why[160];
+    *value = NULL;
+    if (sl__secstore_key_str(key, klen, principal) < 0 || !valid_key(principal))
+        return sl__secstore_eformat(st, table, key, klen, "not a valid principal");
+    if (val == NULL)
+        return SL_OK;
+    int rc = decode(val, vlen, value, why, sizeof why);
+    if (rc == SL_EFORMAT)
+        return sl__secstore_eformat(st, table, key, klen, why);
+    return rc == SL_OK ? SL_OK : sl_status_set(st, rc, NULL);
+}
+
+/* Puts value (owned) under principal unless map holds the same already. */
+static int apply_value(sl__map *map, void (*free_value)(void *), sl__secstore_same_fn same,
+                       const char *principal, void *value, sl_status *st)
+{
+    void *old = sl__map_get(map, principal);
+    if (value == NULL) {
+        if (old == NULL)
+            return SL__APPLY_SAME;
+        sl__map_del(map, principal, free_value);
+        return SL__APPLY_REMOVED;
+    }
+    if (old != NULL && same(old, value)) {
+        free_value(value);
+        return SL__APPLY_SAME;
+    }
+    if (sl__map_put(map, principal, value, free_value) != SL_OK) {
+        free_value(value);
+        return sl_status_set(st, SL_ENOMEM, NULL);
+    }
+    return SL__APPLY_CHANGED;
+}
+
+int sl__secstore_apply_map(sl__map *map, const char *table, int (*valid_key)(const char *),
+                           sl__secstore_decode_fn decode, void (*free_value)(void *),
+                           sl__secstore_same_fn same, const void *key, size_t klen, const void *val,
+                           size_t vlen, char principal[SL__SECSTORE_KEY_MAX + 1], sl_status *st)
+{
+    sl_status_clear(st);
+    void *value;
+    int rc = decode_entry(table, valid_key, decode, key, klen, val, vlen, principal, &value, st);
+    if (rc != SL_OK)
+        return rc;
+    return apply_value(map, free_value, same, principal, value, st);
+}
+
+typedef struct gone_state {
+    const sl__secstore_entry *e;
+    size_t n;
+    char **gone;
+    size_t ngone;
+    int oom;
+} gone_state;
+
+/* Collects the principals map holds that the table no longer names. */
+static int collect_gone(void *ud, const char *key, void *value)
+{
+    (void)value;
+    gone_state *g = ud;
+    size_t kl = strlen(key);
+    for (size_t i = 0; i < g->n; i++)
+        if (g->e[i].klen == kl && memcmp(g->e[i].key, key, kl) == 0)
+            return 0;
+    if ((g->gone[g->ngone] = strdup(key)) == NULL) {
+        g->oom = 1;
+        return 1;
+    }
+    g->ngone++;
+    return 0;
+}
+
+int sl__secstore_apply_map_all(sl__map *map, const char *table, int (*valid_key)(const char *),
+                               sl__secstore_decode_fn decode, void (*free_value)(void *),
+                               sl__secstore_same_fn same, const sl__secstore_entry *e, size_t n,
+                               sl__secstore_changed_fn changed, void *ud, sl_status *st)
+{
+    sl_status_clear(st);
+    int count = 0;
+    gone_state g = {.e = e, .n = n, .gone = calloc(sl__map_size(map) + 1, sizeof(char *))};
+    if (g.gone == NULL)
+        return sl_status_set(st, SL_ENOMEM, NULL);
+    sl__map_each(map, collect_gone, &g);
+    for (size_t i = 0; i < g.ngone; i++) {
+        sl__map_del(map, g.gone[i], free_value);
+        if (changed)
+            changed(ud, g.gone[i], 1);
+        count++;
+        free(g.gone[i]);
+    }
+    free(g.gone);
+    if (g.oom)
+        return sl_status_set(st, SL_ENOMEM, NULL);
+    sl_status bad = {0};
+    for (size_t i = 0; i < n; i++) {
+        char principal[SL__SECSTORE_KEY_MAX + 1];
+        sl_status one;
+        void *value;
+        int rc = decode_entry(table, valid_key, decode, e[i].key, e[i].klen, e[i].val, e[i].vlen,
+                              principal, &value, &one);
+        if (rc == SL_OK && value != NULL)
+            rc = apply_value(map, free_value, same, principal, value, &one);
+        if (rc == SL_ENOMEM) {
+            sl_status_set(st, SL_ENOMEM, NULL);
+            return SL_ENOMEM;
+        }
+        if (rc < 0) {
+            bad = one;
+            continue;
+        }
+        if (rc != SL__APPLY_SAME) {
+            count++;
+            if (changed)
+                changed(ud, principal, rc == SL__APPLY_REMOVED);
+        }
+    }
+    if (bad.code != SL_OK && st != NULL)
+        *st = bad;
+    return count;
+}

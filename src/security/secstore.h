@@ -47,4 +47,44 @@ int sl__secstore_load_map(sl__kv *kv, const char *table, const char *what,
                           int (*valid_key)(const char *), sl__secstore_decode_fn decode,
                           void (*free_value)(void *), struct sl__map *map, sl_status *st);
 
+/* ---- applying another node's change (shared state on Redis: server/shared_state.c) ---------- */
+
+/* What an apply did: nothing (the store already held that), replaced or added the entry, or
+ * removed it. Errors are negative (SL_EFORMAT with st naming the table and key, SL_ENOMEM). */
+enum { SL__APPLY_SAME = 0, SL__APPLY_CHANGED = 1, SL__APPLY_REMOVED = 2 };
+
+/* One stored entry, as a kv gives it; valid during the call it is passed to. */
+typedef struct sl__secstore_entry {
+    const void *key;
+    size_t klen;
+    const void *val;
+    size_t vlen;
+} sl__secstore_entry;
+
+/* Told of each principal a whole-table apply changed (removed 1: its entry is gone). */
+typedef void (*sl__secstore_changed_fn)(void *ud, const char *principal, int removed);
+
+/* 1 when a and b (decoded values) say the same. */
+typedef int (*sl__secstore_same_fn)(const void *a, const void *b);
+
+/* Applies one stored entry of a principal-keyed table to map without writing anywhere: val NULL
+ * removes the principal, otherwise the value is decoded as at loading (decode) and replaces the
+ * principal's entry unless same() says it holds that already. A key or value that does not decode
+ * is refused (SL_EFORMAT, st filled as sl__secstore_eformat) and map is unchanged. The principal
+ * is copied into principal (for the caller's events). */
+int sl__secstore_apply_map(struct sl__map *map, const char *table, int (*valid_key)(const char *),
+                           sl__secstore_decode_fn decode, void (*free_value)(void *),
+                           sl__secstore_same_fn same, const void *key, size_t klen, const void *val,
+                           size_t vlen, char principal[SL__SECSTORE_KEY_MAX + 1], sl_status *st);
+/* Makes map hold exactly the table's entries e[0..n) (a reload): principals absent from e are
+ * removed, the others applied as above. An entry that does not decode is refused and its
+ * principal keeps what map held (st says which: the last one refused); the rest is applied.
+ * changed (may be NULL) is told of each change. Returns how many principals changed, or
+ * SL_ENOMEM (map then partly applied: a later reload completes it). */
+int sl__secstore_apply_map_all(struct sl__map *map, const char *table,
+                               int (*valid_key)(const char *), sl__secstore_decode_fn decode,
+                               void (*free_value)(void *), sl__secstore_same_fn same,
+                               const sl__secstore_entry *e, size_t n,
+                               sl__secstore_changed_fn changed, void *ud, sl_status *st);
+
 #endif

@@ -6,6 +6,8 @@
  * only its own key's value (or adds to it, for the repeatable ones), in any order. */
 #include "server/config.h"
 
+#include "store/redis_conn.h"
+
 #include <sluice/introspect.h>
 
 #include <ctype.h>
@@ -60,6 +62,8 @@ void sl__config_free(sl__config *c)
     free(c->jwt_issuer);
     free(c->audit_log);
     free(c->data_dir);
+    wipe_free(c->engine_url);
+    free(c->engine_prefix);
     free(c->apikey_store);
     free(c->upstream_key_alg);
     free(c->upstream_key_file);
@@ -213,6 +217,7 @@ enum key_id {
     K_BUSY_HEADER_TIMEOUT,
     K_ENGINE,
     K_DATA_DIR,
+    K_ENGINE_PREFIX,
     K_DURABILITY,
     K_DURABILITY_BATCH_MS,
     K_WS_FIRST, /* the ws_* keys: set_ws's tables */
@@ -279,6 +284,7 @@ static const sl__config_key key_table[K_COUNT] = {
     [K_BUSY_HEADER_TIMEOUT] = {"busy_header_timeout", "busy-header-timeout", 0, 0, {"0", "0.5"}},
     [K_ENGINE] = {"engine", "engine", 0, 0, {"memory", "lmdb"}},
     [K_DATA_DIR] = {"data_dir", "data-dir", 0, 0, {"/var/lib/a", "/srv/b"}},
+    [K_ENGINE_PREFIX] = {"engine_prefix", "engine-prefix", 0, 0, {"p1", "p2"}},
     [K_DURABILITY] = {"durability", "durability", 0, 0, {"batch", "none"}},
     [K_DURABILITY_BATCH_MS] = {"durability_batch_ms", NULL, 0, 0, {"1", "60000"}},
     [K_WS_MAX_CONNECTIONS] = {"ws_max_connections", NULL, 0, 0, {"1", "1000000"}},
@@ -599,10 +605,29 @@ int sl__config_set(sl__config *c, const char *key, const char *v, sl_status *st)
         c->limits.max_body = (size_t)u;
         return SL_OK;
     case K_ENGINE:
+        if (strncmp(v, "redis://", 8) == 0) {
+            sl__redis_url url;
+            sl_status why = {0};
+            if (sl__redis_url_parse(v, &url, &why) != SL_OK)
+                return sl_status_set(st, SL_ECONFIG, "engine: %s", why.message);
+            sl__redis_url_clear(&url);
+            strcpy(c->engine, "redis");
+            wipe_free(c->engine_url);
+            c->engine_url = NULL;
+            return set_str(&c->engine_url, v, st);
+        }
         if (strcmp(v, "lmdb") && strcmp(v, "memory"))
-            return sl_status_set(st, SL_ECONFIG, "engine must be lmdb or memory");
+            return sl_status_set(st, SL_ECONFIG,
+                                 "engine must be lmdb, memory or redis://HOST:PORT[/DB][,...]");
         strcpy(c->engine, v);
         return SL_OK;
+    case K_ENGINE_PREFIX:
+        if (*v == '\0' || strlen(v) > 64 ||
+            strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.") !=
+                strlen(v))
+            return sl_status_set(st, SL_ECONFIG,
+                                 "engine_prefix must be 1..64 letters, digits, '_', '-' or '.'");
+        return set_str(&c->engine_prefix, v, st);
     case K_DATA_DIR:
         if (*v == '\0')
             return sl_status_set(st, SL_ECONFIG, "data_dir must not be empty");
@@ -780,7 +805,23 @@ char *sl__config_format(const sl__config *c, const char *key)
         fprintf(f, "%zu", c->read_max_bytes);
         break;
     case K_ENGINE:
+        if (c->engine_url) { /* the shards without their credentials */
+            sl__redis_url u;
+            if (sl__redis_url_parse(c->engine_url, &u, NULL) == SL_OK) {
+                for (size_t i = 0; i < u.n; i++) {
+                    char name[SL__REDIS_HOST_MAX + 32];
+                    sl__redis_addr_name(&u.shards[i], name, sizeof name);
+                    fprintf(f, "%sredis://%s%s", i ? "," : "", u.shards[i].password ? "***@" : "",
+                            name);
+                }
+                sl__redis_url_clear(&u);
+            }
+            break;
+        }
         s = c->engine;
+        break;
+    case K_ENGINE_PREFIX:
+        s = c->engine_prefix;
         break;
     case K_DATA_DIR:
         s = c->data_dir;

@@ -40,11 +40,11 @@ struct sl__hub_chan {
     sl__hub_sub **subs;
     size_t nsubs, cap;
     /* shared engines */
-    int watch;        /* W_* */
-    size_t pending;   /* marks held between prepare and subscribe/abandon */
-    waiter *waiters;  /* prepared while the watch was starting */
+    int watch;       /* W_* */
+    size_t pending;  /* marks held between prepare and subscribe/abandon */
+    waiter *waiters; /* prepared while the watch was starting */
     size_t nwaiters;
-    kept *kept;       /* publications fanned out while marks are held */
+    kept *kept; /* publications fanned out while marks are held */
     size_t nkept, kept_bytes;
     int kept_overflow; /* more than KEPT_MAX_BYTES: the pending subscriptions fail */
 };
@@ -290,7 +290,8 @@ sl__hub_sub *const *sl__hub_chan_subs(const sl__hub_chan *c, size_t *n)
     return c->subs;
 }
 
-/* ---- watching a shared engine's feed ---------------------------------------------------------- */
+/* ---- watching a shared engine's feed ----------------------------------------------------------
+ */
 
 /* Ends the watch of a channel nobody uses any more (neither subscribers nor pending marks). */
 static void maybe_unwatch(sl__hub *h, sl__hub_chan *c)
@@ -519,7 +520,8 @@ static void end_sub(sl__hub *h, sl__hub_sub *s, int code, const char *reason)
     sl__hub_chan *c = s->chan;
     sl__cf_buf_reset(&h->scratch);
     sl__cf_push_unsubscribe(&h->scratch, c->id, code, reason);
-    if (!h->scratch.oom && sl__cf_buf_append(&s->peer->out, h->scratch.data, h->scratch.len) == SL_OK)
+    if (!h->scratch.oom &&
+        sl__cf_buf_append(&s->peer->out, h->scratch.data, h->scratch.len) == SL_OK)
         sl__hub_peer_touch(h, s->peer);
     c->subs[s->pos] = c->subs[--c->nsubs];
     c->subs[s->pos]->pos = s->pos;

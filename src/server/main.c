@@ -25,10 +25,18 @@
 #include "api/ctx.h"
 #include "store/engine.h"
 #include "store/lmdb.h"
+#include "store/redis_engine.h"
+#include "store/redis_kv.h"
+#include "server/shared_state.h"
 
 typedef struct server {
     uv_loop_t *loop;
     sl__kv *kv; /* the embedded store (engine lmdb); NULL with the memory engine */
+    /* engine redis: the engine until the context takes it over, the kv on its first shard where
+     * the security stores keep their state, and the feed of other nodes' changes to them */
+    sl_engine *redis;
+    sl__kv *rkv;
+    sl__shared_state *shared;
     sl_http_server *http;
     sl__router router;
     sl__wss_server *wss; /* the WebSocket endpoint */
@@ -46,6 +54,12 @@ typedef struct server {
     int log_requests;
     uv_signal_t sigint, sigterm, sighup;
 } server;
+
+/* Where the security stores keep their state: the embedded store, or the Redis kv. */
+static sl__kv *state_kv(const server *s)
+{
+    return s->kv ? s->kv : s->rkv;
+}
 
 static void usage(FILE *f)
 {
@@ -248,7 +262,19 @@ static int setup_revocation(server *s, const sl__config *cfg, sl_status *st)
     int rc = SL_OK;
     if (!strcmp(kind, "off"))
         return SL_OK;
-    if (!strcmp(kind, "embedded") || !strcmp(kind, "memory")) {
+    if (!strcmp(cfg->engine, "redis") && !strcmp(kind, "embedded") && !cfg->revocation) {
+        /* Several nodes: a revocation must be in force on all of them, so by default it lives
+         * on the engine's first shard (the revocation store has no AUTH or SELECT of its own). */
+        const sl__redis_addr *a = &sl__redis_engine_url(s->ctx->engine)->shards[0];
+        if (a->password || a->db)
+            return sl_status_set(st, SL_ECONFIG,
+                                 "with a Redis engine that needs AUTH or SELECT, set revocation "
+                                 "= redis://HOST:PORT of a Redis the revocation store can use");
+        rc = sl_revocation_redis_new(
+            &s->revocation, s->loop, a->host, a->port,
+            cfg->engine_prefix ? cfg->engine_prefix : cfg->revocation_prefix, ttl, NULL, NULL);
+        kind = "redis";
+    } else if (!strcmp(kind, "embedded") || !strcmp(kind, "memory")) {
         /* In the data directory with the lmdb engine: a revoked token stays revoked after a
          * restart. "memory" is the old name. */
         rc = sl_revocation_embedded_new(&s->revocation, s->loop, ttl, s->kv, NULL, NULL, st);
@@ -314,11 +340,11 @@ static int make_authenticator(server *s, const sl__config *cfg, const char *name
         /* A configured key file stays where the keys live (the CLI edits it, the server reloads
          * it); without one, on an authenticated server with the embedded store, the keys live in
          * the data directory. An open server has no use for them. */
-        if (cfg->apikey_store == NULL && (s->kv == NULL || s->keys == NULL))
+        if (cfg->apikey_store == NULL && (state_kv(s) == NULL || s->keys == NULL))
             return SL_ENOENT;
         if ((rc = sl_apikey_store_open(&s->apikeys, cfg->apikey_store, st)) != SL_OK)
             return rc;
-        if (cfg->apikey_store == NULL && (rc = sl_apikey_store_attach(s->apikeys, s->kv, st)))
+        if (cfg->apikey_store == NULL && (rc = sl_apikey_store_attach(s->apikeys, state_kv(s), st)))
             return rc;
         return sl_apikey_authenticator_new(s->apikeys, out);
     }
@@ -422,7 +448,7 @@ static int setup_broker(server *s, const sl__config *cfg, sl_status *st)
                         .allow_all = cfg->broker_allow_all,
                         .allow_all_role = cfg->broker_allow_all_role};
     int rc = sl_broker_new(&s->broker, &o);
-    if (rc == SL_OK && s->kv && (rc = sl_broker_attach(s->broker, s->kv, st)) != SL_OK)
+    if (rc == SL_OK && state_kv(s) && (rc = sl_broker_attach(s->broker, state_kv(s), st)) != SL_OK)
         return rc;
     for (size_t i = 0; rc == SL_OK && i < cfg->nroles; i++)
         rc = sl_broker_set_role(s->broker, cfg->roles[i].name, cfg->roles[i].grants,
@@ -449,9 +475,13 @@ static const char *data_dir_of(const sl__config *cfg)
     return cfg->data_dir ? cfg->data_dir : "sluice-data";
 }
 
-/* The embedded store, opened first: every store that keeps state attaches to it. */
+static int open_redis(server *s, const sl__config *cfg, sl_status *st);
+
+/* The store, opened first: every store that keeps state attaches to it. */
 static int open_store(server *s, const sl__config *cfg, sl_status *st)
 {
+    if (strcmp(cfg->engine, "redis") == 0)
+        return open_redis(s, cfg, st);
     if (strcmp(cfg->engine, "lmdb") != 0)
         return SL_OK;
     sl__lmdb_opts o = {
@@ -464,9 +494,59 @@ static int open_store(server *s, const sl__config *cfg, sl_status *st)
     return rc;
 }
 
-/* Channels, then runtime grants, from the store; the configuration is applied on top. */
-static int use_store(server *s, const char *data_dir, sl_status *st)
+static void on_wait_tick(uv_timer_t *t)
 {
+    (void)t; /* only wakes the loop */
+}
+
+/* A node starts only once it reaches every Redis shard (at most 10 s): its configured channels
+ * and grants go there. Later outages fail requests closed and heal by themselves. */
+static int wait_redis(server *s, sl_engine *e, sl_status *st)
+{
+    const sl__redis_url *u = sl__redis_engine_url(e);
+    uv_timer_t tick;
+    uv_timer_init(s->loop, &tick);
+    uv_timer_start(&tick, on_wait_tick, 20, 20);
+    uint64_t deadline = uv_now(s->loop) + 10000;
+    size_t up = 0;
+    while (up < u->n && uv_now(s->loop) < deadline) {
+        uv_run(s->loop, UV_RUN_ONCE);
+        for (up = 0; up < u->n && sl__rconn_up(sl__redis_engine_conn(e, up)); up++)
+            ;
+    }
+    uv_close((uv_handle_t *)&tick, NULL);
+    uv_run(s->loop, UV_RUN_NOWAIT);
+    if (up == u->n)
+        return SL_OK;
+    char name[SL__REDIS_HOST_MAX + 32];
+    sl__redis_addr_name(&u->shards[up], name, sizeof name);
+    return sl_status_set(st, SL_EUNAVAIL, "cannot reach the Redis engine at %s", name);
+}
+
+/* The Redis engine, connected, and the kv on its first shard for the security stores. */
+static int open_redis(server *s, const sl__config *cfg, sl_status *st)
+{
+    sl__redis_engine_opts o = {.url = cfg->engine_url, .prefix = cfg->engine_prefix};
+    int rc = sl__redis_engine_new(&s->redis, s->loop, &o, st);
+    if (rc == SL_OK)
+        rc = wait_redis(s, s->redis, st);
+    if (rc == SL_OK)
+        rc = sl__redis_kv_new(&s->rkv, s->loop, &sl__redis_engine_url(s->redis)->shards[0],
+                              sl__redis_engine_conn(s->redis, 0), sl__redis_engine_prefix(s->redis),
+                              st);
+    return rc;
+}
+
+/* Channels, then runtime grants, from the store; the configuration is applied on top. */
+static int use_store(server *s, const sl__config *cfg, sl_status *st)
+{
+    const char *data_dir = data_dir_of(cfg);
+    if (s->redis) { /* the context owns the engine from here on */
+        sl_engine *e = s->redis;
+        s->redis = NULL;
+        int rc = sl__ctx_use_engine(s->ctx, e, st);
+        return rc == SL_OK ? sl__acl_attach(s->ctx->acl, s->rkv, st) : rc;
+    }
     if (s->kv == NULL)
         return SL_OK;
     sl_engine *e;
@@ -514,12 +594,12 @@ static int setup(server *s, const sl__config *cfg, sl_status *st)
     sl_ctx_set_read_max_bytes(s->ctx, cfg->read_max_bytes);
     if (s->audit)
         sl_ctx_set_audit(s->ctx, audit_sink, s);
-    if ((rc = use_store(s, data_dir_of(cfg), st)) != SL_OK)
+    if ((rc = use_store(s, cfg, st)) != SL_OK)
         return rc;
     /* A channel the store already holds keeps its stored settings (docs/STORAGE.md). */
     for (size_t i = 0; i < cfg->nchannels; i++) {
         rc = sl_channel_create(s->ctx, NULL, cfg->channels[i].id, &cfg->channels[i].opts, st);
-        if (rc == SL_EEXIST && s->kv)
+        if (rc == SL_EEXIST && (s->kv || !strcmp(cfg->engine, "redis")))
             rc = SL_OK;
         if (rc != SL_OK)
             return rc;
@@ -534,6 +614,9 @@ static int setup(server *s, const sl__config *cfg, sl_status *st)
         if ((rc = sl_acl_grant(s->ctx, NULL, cfg->admins[i], SL_ROLE_ADMIN, NULL, 0, st)) != SL_OK)
             return rc;
     if ((rc = setup_broker(s, cfg, st)) != SL_OK)
+        return rc;
+    if (s->rkv && (rc = sl__shared_state_attach(&s->shared, s->ctx, s->broker, s->apikeys, s->rkv,
+                                                st)) != SL_OK)
         return rc;
     s->router.ctx = s->ctx;
     s->router.authn.keys = s->keys;
@@ -621,7 +704,14 @@ int main(int argc, char **argv)
         uv_run(s.loop, UV_RUN_NOWAIT);
     if (s.http)
         sl_http_server_free(s.http);
+    if (s.rkv) /* before the engine's connection it borrows */
+        s.rkv->ops->free(s.rkv);
+    sl__shared_state_free(s.shared);
+    if (s.redis) /* start-up failed before the context took it */
+        s.redis->ops->free(s.redis);
     sl_ctx_free(s.ctx); /* the engine, before the store it writes through */
+    if (s.loop)         /* the Redis connections close */
+        uv_run(s.loop, UV_RUN_NOWAIT);
     if (s.kv) {
         sl__lmdb_stats ls;
         sl__lmdb_stats_get(s.kv, &ls);

@@ -45,9 +45,9 @@ struct sess {
     sl_ws_conn *conn; /* NULL once the socket is gone */
     sess *prev, *next;
     int state;
-    int refs;     /* entry points and callbacks still running or due */
-    int gone;     /* the socket is gone: free at refs == 0 */
-    int busy;     /* a credential is being checked: commands wait in `queue` */
+    int refs; /* entry points and callbacks still running or due */
+    int gone; /* the socket is gone: free at refs == 0 */
+    int busy; /* a credential is being checked: commands wait in `queue` */
     /* The subscribe waiting with the hub's pending mark on its channel (sl__hub_prepare), which
      * the session gives back if it goes first. */
     struct wait *marked;
@@ -441,7 +441,7 @@ static void wait_done(sl__chop *op)
     s->busy = 0;
     if (!s->gone && s->state == ST_CONNECTED)
         w->cont(s, w); /* may wait again, taking the command over */
-    if (w->prepared) /* a subscription that did not get as far as linking */
+    if (w->prepared)   /* a subscription that did not get as far as linking */
         give_back_mark(s);
     wait_free(w);
     if (!s->gone && !s->busy)

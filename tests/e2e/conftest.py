@@ -99,6 +99,77 @@ def make_server():
         assert rc == 0, f"sluiced exited {rc}:\n{s.stderr()}"
 
 
+def free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class RedisServer:
+    """A real redis-server on a free loopback port, in a directory of its own; start() again
+    after stop() or kill() brings it back on the same port (with what it had saved, if
+    anything: appendonly is on when persist=True)."""
+
+    def __init__(self, tmp, persist=False):
+        self.port, self.dir, self.persist, self.proc = free_port(), tempfile.mkdtemp(dir=tmp), persist, None
+        self.url = f"redis://127.0.0.1:{self.port}"
+
+    def start(self):
+        import socket
+        args = [shutil.which("redis-server") or "/usr/bin/redis-server", "--port", str(self.port),
+                "--bind", "127.0.0.1", "--save", "", "--dir", self.dir,
+                "--appendonly", "yes" if self.persist else "no", "--appendfsync", "always"]
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as c:
+                    c.sendall(b"PING\r\n")
+                    if c.recv(16).startswith(b"+PONG"):
+                        return self
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("redis-server did not start")
+
+    def command(self, *args):
+        """One command over RESP; returns the raw reply bytes (enough for tests that plant data)."""
+        import socket
+        out = b"*%d\r\n" % len(args)
+        for a in args:
+            a = a if isinstance(a, bytes) else str(a).encode()
+            out += b"$%d\r\n%s\r\n" % (len(a), a)
+        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as c:
+            c.sendall(out)
+            time.sleep(0.05)
+            return c.recv(1 << 20)
+
+    def stop(self, sig=signal.SIGTERM):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(timeout=30)
+
+    def kill(self):
+        self.stop(signal.SIGKILL)
+
+
+@pytest.fixture
+def make_redis(tmp_path):
+    """Starts redis-servers for a test (stopped after it); fails when redis-server is missing."""
+    if not shutil.which("redis-server"):
+        pytest.fail("redis-server is not installed (scripts/deps installs it)")
+    started = []
+
+    def make(persist=False):
+        r = RedisServer(tmp_path, persist).start()
+        started.append(r)
+        return r
+
+    yield make
+    for r in started:
+        r.kill()
+
+
 @pytest.fixture
 def cli():
     def run(*args, env=None, input=None):

@@ -9,7 +9,7 @@
 // Nothing is timed: every wait is a generous deadline (WAIT); bench/revocation.sh measures latency.
 import {
   check, Failure, httpWrite, makeClient, makeSub, now, pubSummary, request, signToken, sleep,
-  subscribedSummary, WAIT, waitFor, within,
+  subscribedSummary, WAIT, waitFor, within, wsUrlOf,
 } from './lib.mjs';
 
 const P = JSON.parse(process.env.SCENARIO_PARAMS || '{}');
@@ -178,6 +178,7 @@ async function recovery() {
   await waitFor(() => c.sockets.length > socketsBefore, WAIT, 'a reconnect attempt while away');
   for (const n of [2, 3, 4]) await httpWrite(ch, { n }, P.writer);
   check(s.pubs.length === 1, 'publications arrived while the socket was down', s.pubs.map(pubSummary));
+  if (P.reconnect_url) c.gate.url = wsUrlOf(P.reconnect_url); // comes back on another node
   c.gate.open = true;
 
   const ctx2 = await subscribed(s, 2);

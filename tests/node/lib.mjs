@@ -8,6 +8,9 @@ import WebSocket from 'ws';
 
 export const BASE_URL = process.env.SLUICE_URL || 'http://127.0.0.1:8080';
 export const WS_URL = BASE_URL.replace(/^http/, 'ws') + '/connection/websocket';
+// Several nodes: HTTP writes may go to another node than the sockets (SLUICE_WRITE_URL).
+const WRITE_URL = process.env.SLUICE_WRITE_URL || BASE_URL;
+export const wsUrlOf = (base) => base.replace(/^http/, 'ws') + '/connection/websocket';
 const SECRET = process.env.SLUICE_JWT_SECRET || '';
 
 export class Failure extends Error {}
@@ -58,8 +61,8 @@ export function signToken(claims) {
 export const now = () => Math.floor(Date.now() / 1000);
 
 // One HTTP request to sluiced; resolves {status, body} (body parsed as JSON when it is).
-export function request(method, path, { token, body } = {}) {
-  const url = new URL(path, BASE_URL);
+export function request(method, path, { token, body, base = BASE_URL } = {}) {
+  const url = new URL(path, base);
   const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
   const headers = { Accept: 'application/json' };
   if (token) headers.Authorization = `Bearer ${token}`;
@@ -86,7 +89,7 @@ export function request(method, path, { token, body } = {}) {
 
 // Writes one message to a channel over HTTP (PUT /channels/{id}); fails unless 200.
 export async function httpWrite(channel, data, token) {
-  const r = await request('PUT', `/channels/${channel}`, { token, body: data });
+  const r = await request('PUT', `/channels/${channel}`, { token, body: data, base: WRITE_URL });
   check(r.status === 200, `PUT /channels/${channel} answered ${r.status}`, r.body);
   return r.body;
 }
@@ -100,7 +103,8 @@ export function makeClient(label, options = {}) {
   const gate = { open: true };
   class TrackedWebSocket extends WebSocket {
     constructor(url, protocols) {
-      super(gate.open ? url : 'ws://127.0.0.1:1/connection/websocket', protocols);
+      // gate.url: reconnect to another node from now on
+      super(gate.open ? (gate.url || url) : 'ws://127.0.0.1:1/connection/websocket', protocols);
       sockets.push(this);
     }
   }

@@ -8,7 +8,12 @@
  * sanitizers (unit.test_engine_oom), so CI runs it rather than skipping it.
  * Also covers the string map and the message copy helpers the engine builds on, and the queue
  * features of docs/QUEUES.md (extend, terminate, backoff, delays, TTL, idempotency keys, idle
- * cursors), journaled through an in-memory kv and loaded back. */
+ * cursors), journaled through an in-memory kv and loaded back.
+ * The third run is the Redis engine (src/store/redis_engine.c) against a real redis-server started
+ * for the group (tests/unit/redis_server.h), flushed and given a fresh engine before every test;
+ * it leaves out only what is memory-specific (the journal, allocation failures) and runs the scale
+ * test at 10,000 messages. A fourth run does the same over two Redis servers (shards), where
+ * channels and their dead-letter queues land apart. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -25,6 +30,13 @@
 #include "store/engine.h"
 #include "store/kv.h"
 #include "store/lmdb.h"
+
+#ifndef SLUICE_NO_REDIS
+#include "deps.h"
+#include "redis_server.h"
+#include "store/redis_engine.h"
+#include <uv.h>
+#endif
 
 #if defined(__SANITIZE_ADDRESS__)
 #define SANITIZED 1
@@ -48,6 +60,7 @@ static int DURABLE;
 static char DATA_DIR[64];
 static sl__kv *KV;
 static double LAST_NOW = 1000;
+static const char *ENGINE_NAME = "memory";
 
 static void durable_open(void)
 {
@@ -262,6 +275,7 @@ static int setup(void **state)
 {
     (void)state;
     DURABLE = 0;
+    ENGINE_NAME = "memory";
     return sl__mem_engine_new(&E) == SL_OK ? 0 : -1;
 }
 
@@ -280,6 +294,7 @@ static int setup_durable(void **state)
     if (mkdtemp(DATA_DIR) == NULL)
         return -1;
     DURABLE = 1;
+    ENGINE_NAME = "lmdb";
     LAST_NOW = 0;
     durable_open();
     return 0;
@@ -294,6 +309,125 @@ static int teardown_durable(void **state)
     snprintf(cmd, sizeof cmd, "rm -rf %s", DATA_DIR);
     return system(cmd) == 0 ? 0 : -1;
 }
+
+#ifndef SLUICE_NO_REDIS
+/* ---- the Redis run: one redis-server for the group, flushed before every test ------------- */
+
+static test_redis REDIS, REDIS2;
+static int REDIS_UP;
+static int SHARDS = 1; /* the second run spreads the channels over two servers */
+static uv_loop_t LOOP;
+
+static int group_setup_redis(void **state)
+{
+    (void)state;
+    SHARDS = 1;
+    REDIS_UP = test_redis_start(&REDIS) == 0;
+    return 0; /* without it each test fails or skips (NEED_DEP) */
+}
+
+static int group_setup_redis2(void **state)
+{
+    (void)state;
+    SHARDS = 2;
+    REDIS_UP = test_redis_start(&REDIS) == 0 && test_redis_start(&REDIS2) == 0;
+    return 0;
+}
+
+static int group_teardown_redis(void **state)
+{
+    (void)state;
+    test_redis_stop(&REDIS);
+    if (SHARDS == 2)
+        test_redis_stop(&REDIS2);
+    return 0;
+}
+
+static int setup_redis(void **state)
+{
+    (void)state;
+    DURABLE = 0;
+    ENGINE_NAME = "redis";
+    E = NULL;
+    if (!REDIS_UP)
+        return 0;
+    freeReplyObject(test_redis_cmd(&REDIS, "FLUSHALL"));
+    if (SHARDS == 2)
+        freeReplyObject(test_redis_cmd(&REDIS2, "FLUSHALL"));
+    if (uv_loop_init(&LOOP) != 0)
+        return -1;
+    char url[300];
+    test_redis_url(&REDIS, url, sizeof url);
+    if (SHARDS == 2) {
+        size_t n = strlen(url);
+        url[n++] = ',';
+        test_redis_url(&REDIS2, url + n, sizeof url - n);
+    }
+    sl__redis_engine_opts o = {.url = url, .prefix = "conf"};
+    sl_status st = {0};
+    if (sl__redis_engine_new(&E, &LOOP, &o, &st) != SL_OK)
+        return -1;
+    /* Connected in the background: wait until the shard answers (a generous deadline). */
+    for (int s = 0; s < SHARDS; s++)
+        for (int i = 0; i < TEST_REDIS_WAIT_MS / 10 && !sl__rconn_up(sl__redis_engine_conn(E, s));
+             i++) {
+            uv_run(&LOOP, UV_RUN_NOWAIT);
+            test_redis_sleep_ms(10);
+        }
+    for (int s = 0; s < SHARDS; s++)
+        if (!sl__rconn_up(sl__redis_engine_conn(E, s)))
+            return -1;
+    return 0;
+}
+
+static int teardown_redis(void **state)
+{
+    (void)state;
+    if (E == NULL)
+        return 0;
+    E->ops->free(E);
+    E = NULL;
+    uv_run(&LOOP, UV_RUN_DEFAULT);
+    return uv_loop_close(&LOOP) == 0 ? 0 : -1;
+}
+
+/* Each Redis test first checks that the server is there. */
+#define REDIS_TEST(f)                                                                              \
+    static void redis_##f(void **state)                                                            \
+    {                                                                                              \
+        NEED_DEP(REDIS_UP, "redis-server (scripts/deps installs it)");                             \
+        f(state);                                                                                  \
+    }
+#define REDIS_RULES(X)                                                                             \
+    X(test_create_info_list_drop)                                                                  \
+    X(test_missing_channel)                                                                        \
+    X(test_wrong_kind)                                                                             \
+    X(test_append_ids_and_fields)                                                                  \
+    X(test_fifo_and_limits)                                                                        \
+    X(test_only_claimer_acks)                                                                      \
+    X(test_lease_expiry)                                                                           \
+    X(test_nack)                                                                                   \
+    X(test_max_attempts_dead)                                                                      \
+    X(test_queue_full)                                                                             \
+    X(test_topic_retention_count)                                                                  \
+    X(test_topic_retention_age)                                                                    \
+    X(test_topic_max_messages)                                                                     \
+    X(test_topic_after)                                                                            \
+    X(test_topic_cursors)                                                                          \
+    X(test_clear_evict_remove)                                                                     \
+    X(test_many_holes)                                                                             \
+    X(test_10k)                                                                                    \
+    X(test_claim_max_bytes)                                                                        \
+    X(test_read_max_bytes)                                                                         \
+    X(test_extend)                                                                                 \
+    X(test_terminate)                                                                              \
+    X(test_backoff)                                                                                \
+    X(test_delayed)                                                                                \
+    X(test_ttl)                                                                                    \
+    X(test_idempotent)                                                                             \
+    X(test_cursor_idle)                                                                            \
+    X(test_retention_stops_early)
+#endif
 
 static sl_channel_info chan_info(const char *id, sl_kind kind)
 {
@@ -405,7 +539,7 @@ static const char *read_datas(const char *ch, const char *reader, const char *af
 static void test_create_info_list_drop(void **state)
 {
     (void)state;
-    assert_string_equal(E->ops->name, DURABLE ? "lmdb" : "memory");
+    assert_string_equal(E->ops->name, ENGINE_NAME);
     create("b", SL_KIND_QUEUE);
     create("a", SL_KIND_TOPIC);
     sl_channel_info dup = chan_info("a", SL_KIND_QUEUE);
@@ -937,10 +1071,9 @@ static void test_many_holes(void **state)
 
 /* ---- scale ----------------------------------------------------------------------------------- */
 
-static void test_100k(void **state)
+static void run_scale(int N)
 {
-    (void)state;
-    enum { N = 100000, BATCH = 1000 };
+    enum { BATCH = 1000 };
     create("q", SL_KIND_QUEUE);
     char payload[201];
     memset(payload, 'p', 200);
@@ -986,6 +1119,21 @@ static void test_100k(void **state)
     assert_int_equal(depth("q"), 0);
     assert_int_equal(claim_n("q", "w", BATCH, now), 0);
 }
+
+static void test_100k(void **state)
+{
+    (void)state;
+    run_scale(100000);
+}
+
+#ifndef SLUICE_NO_REDIS
+/* The Redis run: one round trip per message, so a tenth of it under the sanitizers. */
+static void test_10k(void **state)
+{
+    (void)state;
+    run_scale(10000);
+}
+#endif
 
 #if !SANITIZED
 /* ---- allocation failures --------------------------------------------------------------------- */
@@ -1938,6 +2086,10 @@ static void test_read_max_bytes(void **state)
     sl_message_list_free(&l);
 }
 
+#ifndef SLUICE_NO_REDIS
+REDIS_RULES(REDIS_TEST)
+#endif
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -2008,5 +2160,19 @@ int main(void)
         cmocka_unit_test(test_map),
         cmocka_unit_test(test_copy_helpers),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    int failed = cmocka_run_group_tests(tests, NULL, NULL);
+#ifndef SLUICE_NO_REDIS
+    /* The same rules on the Redis engine. */
+    const struct CMUnitTest redis_tests[] = {
+#define R(f) cmocka_unit_test_setup_teardown(redis_##f, setup_redis, teardown_redis),
+        REDIS_RULES(R)
+#undef R
+    };
+    failed += cmocka_run_group_tests_name("redis engine", redis_tests, group_setup_redis,
+                                          group_teardown_redis);
+    /* And over two shards, where a queue and its dead-letter queue may live apart. */
+    failed += cmocka_run_group_tests_name("redis engine, two shards", redis_tests,
+                                          group_setup_redis2, group_teardown_redis);
+#endif
+    return failed;
 }

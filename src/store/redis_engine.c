@@ -1,0 +1,1096 @@
+/* The Redis engine: every request is one EVALSHA of the engine's Lua scripts
+ * (src/store/redis_scripts.lua and redis_append.lua, compiled in at build time; the layout's
+ * version is checked on every shard when its connection comes up) on the shard that holds the
+ * channel, so each queue and topic rule is one atomic step for every node sharing those Redis
+ * servers. Replies are decoded by src/store/redis_codec.c; requests complete in submission order
+ * from a FIFO, even when shards answer out of order. Events (writes and deletions of watched
+ * channels, creations and deletions of any channel) arrive over each shard's subscription
+ * connection.
+ *
+ * Keys (P is the prefix, default "sluice"; {id} is the channel id inside a hash tag, so every key
+ * of a channel lives in one slot and on one shard):
+ *   P:format          string: the layout's version (1); a newer one is refused at start
+ *   P:channels        set: the ids of the channels on this shard
+ *   P:{id}:meta       hash: the settings: name, description, dead_letter, kind (0 queue, 1 topic),
+ *                     visibility, mode, claim_timeout, max_attempts, max_messages, rcount and rage
+ *                     (retention by count and age), presence, join_leave, backoff (steps separated
+ *                     by spaces), dedup_window, cursor_idle, epoch; and seq, the last id handed out
+ *   P:{id}:s          stream: the messages, entry id `<seq>-0`; fields t (timestamp),
+ *                     e (expires_at, only when set), s sender, d data, m metadata,
+ *                     c correlation_id, r reply_to, p recipient_id, o origin, x dead_reason
+ *                     (each only when present)
+ *   P:{id}:ready      zset (queues): claimable now; member the 16-hex-digit id, score the seq
+ *   P:{id}:timed      zset (queues): claimed until the lease ends (with a holder in :own) or
+ *                     waiting until a nack delay or not_before passes (without); score that time
+ *   P:{id}:att        hash (queues): id -> attempts so far (claims made)
+ *   P:{id}:own        hash (queues): id -> the holder of its live claim
+ *   P:{id}:cur        hash (topics): reader -> the seq its cursor last returned
+ *   P:{id}:used       zset (topics): reader -> when its cursor was last used (idle ones dropped)
+ *   P:{id}:dd         hash: idempotency key -> the seq its first write got
+ *   P:{id}:ddx        zset: idempotency key -> when it is forgotten
+ * Pub/sub: P:ev:{id} carries the messages each write stored ("w" + NUL-separated tokens,
+ * redis_codec.h) and "d" when the channel is dropped; P:ctl carries "c <id>" and "d <id>" for every
+ * creation and deletion.
+ *
+ * Writes: APPEND runs a script of its own (redis_append.lua), and the APPEND requests for one
+ * channel submitted during one loop turn are coalesced into one run of it, sent just before the
+ * loop waits for I/O (a uv_prepare handle); any other request sends the open batches first, so
+ * Redis executes everything in submission order. Each request is still answered on its own.
+ *
+ * Dead letters: a queue and its dead-letter queue hash to shards independently. When both are on
+ * the same shard the claim's (or terminate's) script moves the dead messages in the same atomic
+ * step. Otherwise the script removes them and returns them, and the engine appends them to the
+ * dead-letter queue with a second script on its shard before the request completes (a crash of
+ * this node or of that shard between the two loses them: dead_rc says SL_EUNAVAIL). */
+#include "store/redis_engine.h"
+
+#include "store/redis_codec.h"
+
+#include "core/map.h"
+#include "core/message.h"
+
+#include "redis_scripts.h" /* generated: sl__redis_script_src, sl__redis_append_src */
+
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DEFAULT_PREFIX "sluice"
+/* A claim or read asks for at most this many messages in one script run. */
+#define LIMIT_MAX 100000
+
+typedef struct rengine rengine;
+
+typedef struct rshard {
+    rengine *e;
+    size_t idx;
+    sl__rconn *conn;
+    sl__rsub *sub;
+    int format; /* 0: not checked yet; 1: ours; -1: a newer layout (requests fail) */
+    int ctl;    /* the control channel is subscribed (or being subscribed) */
+} rshard;
+
+/* A request in flight: in the FIFO until its turn to complete. */
+typedef struct pend {
+    struct pend *next;
+    rengine *e;
+    sl__eop *op;
+    int answered; /* op->rc and the outputs are final */
+    int waiting;  /* replies still to come (LIST: one per shard) */
+    /* APPEND: coalesced per channel until the loop is about to wait (see batch_add) */
+    struct pend *bnext;  /* the next open batch (heads only) */
+    struct pend *member; /* the next request of this batch */
+    struct pend *last;   /* heads: the batch's last request */
+    size_t nreq;         /* heads: requests in the batch */
+} pend;
+
+typedef struct watch_req {
+    rengine *e;
+    char *evchan;
+    char *id;
+    void (*ready)(void *ud, int rc);
+    void *ud;
+} watch_req;
+
+struct rengine {
+    sl_engine base;
+    sl__redis_url url;
+    sl__redis_ring *ring;
+    rshard *shards;
+    size_t nshards;
+    char prefix[SL__REDIS_PREFIX_MAX + 1];
+    char ctl[SL__REDIS_PREFIX_MAX + 8];
+    sl__rscript script; /* every request but APPEND */
+    sl__rscript append; /* APPEND: the hot path has a script of its own */
+    pend *head, *tail;
+    int draining;
+    int freeing;       /* requests submitted from callbacks run by the free fail at once */
+    sl__map *watched;  /* channel id -> count (a heap-allocated size_t) */
+    pend *batches;     /* open APPEND batches, one per channel, not sent yet */
+    uv_prepare_t prep; /* sends them just before the loop waits for I/O */
+};
+
+/* ---- arguments ------------------------------------------------------------------------------- */
+
+/* An argument vector whose strings are borrowed or owned (numbers formatted here). */
+typedef struct args {
+    const char **v;
+    size_t *l;
+    char **owned;
+    int n, cap, nowned;
+    int oom;
+} args;
+
+static void args_add(args *a, const char *s, size_t len)
+{
+    if (a->oom)
+        return;
+    if (a->n == a->cap) {
+        int cap = a->cap ? a->cap * 2 : 32;
+        const char **v = realloc(a->v, (size_t)cap * sizeof *v);
+        if (v)
+            a->v = v;
+        size_t *l = v ? realloc(a->l, (size_t)cap * sizeof *l) : NULL;
+        char **o = l ? realloc(a->owned, (size_t)cap * sizeof *o) : NULL;
+        if (l)
+            a->l = l;
+        if (o == NULL) {
+            a->oom = 1;
+            return;
+        }
+        a->owned = o;
+        a->cap = cap;
+    }
+    a->v[a->n] = s;
+    a->l[a->n] = len;
+    a->n++;
+}
+
+static void args_str(args *a, const char *s)
+{
+    args_add(a, s ? s : "", s ? strlen(s) : 0);
+}
+
+static void args_fmt(args *a, const char *fmt, ...)
+{
+    char buf[64];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    char *s = n >= 0 && (size_t)n < sizeof buf ? malloc((size_t)n + 1) : NULL;
+    if (s == NULL) {
+        a->oom = 1;
+        return;
+    }
+    memcpy(s, buf, (size_t)n + 1);
+    args_add(a, s, (size_t)n);
+    if (a->oom) {
+        free(s);
+        return;
+    }
+    a->owned[a->nowned++] = s;
+}
+
+/* '@' then s, owned (any length). */
+static void args_after(args *a, const char *s)
+{
+    size_t n = strlen(s);
+    char *p = malloc(n + 2);
+    if (p == NULL) {
+        a->oom = 1;
+        return;
+    }
+    p[0] = '@';
+    memcpy(p + 1, s, n + 1);
+    args_add(a, p, n + 1);
+    if (a->oom) {
+        free(p);
+        return;
+    }
+    a->owned[a->nowned++] = p;
+}
+
+static void args_num(args *a, double x)
+{
+    args_fmt(a, "%.17g", x);
+}
+
+static void args_free(args *a)
+{
+    for (int i = 0; i < a->nowned; i++)
+        free(a->owned[i]);
+    free(a->v);
+    free(a->l);
+    free(a->owned);
+    memset(a, 0, sizeof *a);
+}
+
+/* ---- the FIFO -------------------------------------------------------------------------------- */
+
+static void drain(rengine *e)
+{
+    if (e->draining)
+        return; /* a done callback submitted: the outer loop goes on */
+    e->draining = 1;
+    while (e->head && e->head->answered) {
+        pend *p = e->head;
+        e->head = p->next;
+        if (e->head == NULL)
+            e->tail = NULL;
+        sl__eop *op = p->op;
+        free(p);
+        op->done(op);
+    }
+    e->draining = 0;
+}
+
+static pend *enqueue(rengine *e, sl__eop *op)
+{
+    pend *p = calloc(1, sizeof *p);
+    if (p == NULL)
+        return NULL;
+    p->e = e;
+    p->op = op;
+    if (e->tail)
+        e->tail->next = p;
+    else
+        e->head = p;
+    e->tail = p;
+    return p;
+}
+
+/* Final without completing: the caller drains once it no longer walks pends (drain frees them). */
+static void settle(pend *p, int rc)
+{
+    if (p->op->rc == SL_OK)
+        p->op->rc = rc;
+    p->answered = 1;
+}
+
+static void answer(pend *p, int rc)
+{
+    settle(p, rc);
+    drain(p->e);
+}
+
+/* ---- keys and shards ------------------------------------------------------------------------- */
+
+static size_t shard_of(const rengine *e, const char *id)
+{
+    return e->nshards == 1 ? 0 : sl__redis_ring_shard(e->ring, id);
+}
+
+/* "P:{id}" into buf (SL__REDIS_PREFIX_MAX + SL_CHANNEL_ID_MAX + 8). */
+static char *base_key(const rengine *e, const char *id, char *buf, size_t size)
+{
+    snprintf(buf, size, "%s:{%s}", e->prefix, id);
+    return buf;
+}
+
+#define KEY_MAX (SL__REDIS_PREFIX_MAX + SL_CHANNEL_ID_MAX + 16)
+
+/* The script's first arguments: keys (base, channels, dead-letter base or none), op name,
+ * prefix, channel. */
+static void args_head(args *a, const rengine *e, char *kbase, char *kchan, const char *dlbase,
+                      const char *opname, const char *channel)
+{
+    args_str(a, kbase);
+    args_str(a, kchan);
+    if (dlbase)
+        args_str(a, dlbase);
+    args_str(a, opname);
+    args_str(a, e->prefix);
+    args_str(a, channel ? channel : "");
+}
+
+static void shard_send(rengine *e, size_t shard_idx, const sl__rscript *script, args *a, int nkeys,
+                       sl__rconn_fn fn, void *ud);
+
+/* ---- replies --------------------------------------------------------------------------------- */
+
+static void on_deadput(void *ud, int rc, const redisReply *r)
+{
+    pend *p = ud;
+    sl__eop *op = p->op;
+    if (rc != SL_OK) {
+        op->dead_rc = SL_EUNAVAIL;
+    } else if (r->type == REDIS_REPLY_ERROR) {
+        op->dead_rc = sl__redis_error_code(r->str, r->len);
+    } else if (r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
+        op->dead_rc = SL_EFORMAT;
+    } else {
+        const redisReply *c = r->element[0], *made = r->element[1];
+        op->dead_rc = c->type == REDIS_REPLY_INTEGER && c->integer == 0 ? SL_OK
+                      : c->type == REDIS_REPLY_STRING ? sl__redis_error_code(c->str, c->len)
+                                                      : SL_EFORMAT;
+        if (made->type != REDIS_REPLY_NIL) {
+            int irc = sl__redis_decode_info(made, &op->info);
+            if (irc == SL_OK)
+                op->dead_created = 1;
+            else if (op->dead_rc == SL_OK)
+                op->dead_rc = irc;
+        }
+    }
+    answer(p, SL_OK);
+}
+
+/* The second step of dead letters whose queue is on another shard. */
+static void dead_remote(pend *p, int visibility)
+{
+    rengine *e = p->e;
+    sl__eop *op = p->op;
+    size_t s = shard_of(e, op->dead_letter);
+    char kb[KEY_MAX], kc[KEY_MAX], epoch[17];
+    args a = {0};
+    sl__epoch_new(epoch);
+    snprintf(kc, sizeof kc, "%s:channels", e->prefix);
+    args_head(&a, e, base_key(e, op->dead_letter, kb, sizeof kb), kc, NULL, "deadput",
+              op->dead_letter);
+    args_num(&a, op->now);
+    args_str(&a, epoch);
+    args_fmt(&a, "%d", visibility);
+    args_fmt(&a, "%zu", op->dead.len);
+    for (size_t i = 0; i < op->dead.len; i++) {
+        const sl_message *m = &op->dead.items[i];
+        const char *tags = "sdmcrpox";
+        const char *vals[] = {m->sender_id, m->data,         m->metadata, m->correlation_id,
+                              m->reply_to,  m->recipient_id, m->origin,   m->dead_reason};
+        size_t n = 2;
+        for (int f = 0; f < 8; f++)
+            n += vals[f] ? 2 : 0;
+        args_fmt(&a, "%zu", n);
+        args_str(&a, "t");
+        args_num(&a, m->timestamp);
+        for (int f = 0; f < 8; f++)
+            if (vals[f]) {
+                args_add(&a, tags + f, 1);
+                args_str(&a, vals[f]);
+            }
+    }
+    if (a.oom) {
+        args_free(&a);
+        op->dead_rc = SL_ENOMEM;
+        answer(p, SL_OK);
+        return;
+    }
+    shard_send(e, s, &e->script, &a, 2, on_deadput, p);
+    args_free(&a);
+}
+
+static int info_cmp(const void *a, const void *b)
+{
+    return strcmp(((const sl_channel_info *)a)->id, ((const sl_channel_info *)b)->id);
+}
+
+static const char *op_name(sl__eop_kind k);
+static void on_reply(void *ud, int rc, const redisReply *r)
+{
+    pend *p = ud;
+    sl__eop *op = p->op;
+    int vis = -1;
+    if (rc == SL_OK)
+        rc = sl__redis_decode_reply(op, r, &vis);
+    if (rc != SL_OK && op->rc == SL_OK)
+        op->rc = rc;
+    if (--p->waiting > 0)
+        return;
+    if (op->kind == SL__EOP_LIST && op->rc == SL_OK && op->ninfos > 1) {
+        /* Every shard's channels, sorted by id as one list. */
+        qsort(op->infos, op->ninfos, sizeof *op->infos, info_cmp);
+    }
+    if (op->rc == SL_OK && vis >= 0 && op->dead.len > 0) {
+        dead_remote(p, vis);
+        return;
+    }
+    answer(p, SL_OK);
+}
+
+static void shard_send(rengine *e, size_t shard_idx, const sl__rscript *script, args *a, int nkeys,
+                       sl__rconn_fn fn, void *ud)
+{
+    rshard *s = &e->shards[shard_idx];
+    if (s->conn == NULL) {
+        /* The engine is being freed (a second step of a request the first shard failed). */
+        fn(ud, SL_EUNAVAIL, NULL);
+        return;
+    }
+    if (s->format < 0) {
+        /* A newer layout on this shard: nothing is read or written there. */
+        static char text[] = "EFORMAT";
+        redisReply refused = {.type = REDIS_REPLY_ERROR, .str = text, .len = sizeof text - 1};
+        fn(ud, SL_OK, &refused);
+        return;
+    }
+    sl__rconn_eval(s->conn, script, nkeys, a->n, a->v, a->l, fn, ud);
+}
+
+/* ---- requests -------------------------------------------------------------------------------- */
+
+static const char *op_name(sl__eop_kind k)
+{
+    switch (k) {
+    case SL__EOP_CREATE:
+        return "create";
+    case SL__EOP_DROP:
+        return "drop";
+    case SL__EOP_INFO:
+        return "info";
+    case SL__EOP_LIST:
+        return "list";
+    case SL__EOP_APPEND:
+        return "append";
+    case SL__EOP_CLAIM:
+        return "claim";
+    case SL__EOP_ACK:
+        return "ack";
+    case SL__EOP_NACK:
+        return "nack";
+    case SL__EOP_READ:
+        return "read";
+    case SL__EOP_CLEAR:
+        return "clear";
+    case SL__EOP_EVICT:
+        return "evict";
+    case SL__EOP_REMOVE:
+        return "remove";
+    case SL__EOP_POSITION:
+        return "position";
+    case SL__EOP_EXTEND:
+        return "extend";
+    case SL__EOP_TERMINATE:
+        return "terminate";
+    case SL__EOP_SYNC:
+        return "sync";
+    }
+    return "?";
+}
+
+static void add_ids(args *a, const sl__eop *op)
+{
+    for (size_t i = 0; i < op->nids; i++) {
+        uint64_t seq;
+        if (op->ids[i] && sl__msgid_parse(op->ids[i], &seq))
+            args_add(a, op->ids[i], SL__MSGID_LEN);
+    }
+}
+
+static void add_settings(args *a, const sl_channel_info *i, const char *epoch)
+{
+    args_str(a, "name");
+    args_str(a, i->name);
+    args_str(a, "description");
+    args_str(a, i->description);
+    args_str(a, "dead_letter");
+    args_str(a, i->dead_letter);
+    args_str(a, "kind");
+    args_fmt(a, "%d", (int)i->kind);
+    args_str(a, "visibility");
+    args_fmt(a, "%d", (int)i->visibility);
+    args_str(a, "mode");
+    args_fmt(a, "%d", (int)i->mode);
+    args_str(a, "claim_timeout");
+    args_num(a, i->claim_timeout);
+    args_str(a, "max_attempts");
+    args_fmt(a, "%u", i->max_attempts);
+    args_str(a, "max_messages");
+    args_fmt(a, "%zu", i->max_messages);
+    args_str(a, "rcount");
+    args_fmt(a, "%zu", i->retention_max_count);
+    args_str(a, "rage");
+    args_num(a, i->retention_max_age);
+    args_str(a, "presence");
+    args_fmt(a, "%d", i->presence ? 1 : 0);
+    args_str(a, "join_leave");
+    args_fmt(a, "%d", i->join_leave ? 1 : 0);
+    char backoff[SL_BACKOFF_MAX * 26 + 1] = "";
+    size_t n = i->nbackoff < SL_BACKOFF_MAX ? i->nbackoff : SL_BACKOFF_MAX, len = 0;
+    for (size_t k = 0; k < n; k++)
+        len += (size_t)snprintf(backoff + len, sizeof backoff - len, "%s%.17g", k ? " " : "",
+                                i->backoff[k]);
+    args_str(a, "backoff");
+    args_fmt(a, "%s", backoff);
+    args_str(a, "dedup_window");
+    args_num(a, i->dedup_window);
+    args_str(a, "cursor_idle");
+    args_num(a, i->cursor_idle_timeout);
+    args_str(a, "epoch");
+    args_str(a, epoch);
+}
+
+/* One message of an APPEND: flags (bit per present field, in the script's TAGS order), key,
+ * not_before, then the fields. */
+static void add_message(args *a, const sl_message *m, const char *key)
+{
+    const char *vals[] = {m->sender_id, m->data,         m->metadata, m->correlation_id,
+                          m->reply_to,  m->recipient_id, m->origin,   m->dead_reason};
+    unsigned flags = 1; /* t */
+    if (m->expires_at > 0)
+        flags |= 2;
+    for (int f = 0; f < 8; f++)
+        if (vals[f])
+            flags |= 4u << f;
+    args_fmt(a, "%u", flags);
+    args_str(a, key);
+    args_num(a, m->not_before);
+    args_num(a, m->timestamp);
+    if (m->expires_at > 0)
+        args_num(a, m->expires_at);
+    for (int f = 0; f < 8; f++)
+        if (vals[f])
+            args_str(a, vals[f]);
+}
+
+static void add_dead(args *a, const rengine *e, const sl__eop *op, int local)
+{
+    char epoch[17];
+    sl__epoch_new(epoch);
+    args_str(a, op->dead_letter ? op->dead_letter : "");
+    args_str(a, local ? "local" : "remote");
+    args_fmt(a, "%s", epoch); /* a copy: epoch does not outlive this call */
+}
+
+/* ---- coalesced writes ------------------------------------------------------------------------ */
+
+/* The APPEND requests of one channel submitted during one loop turn run as one script (settings
+ * read once, the sequence written once, one PUBLISH), each still answered as if alone. Another
+ * kind of request sends every open batch first, so Redis runs everything in submission order;
+ * appends to different channels touch different keys, so their batches commute. */
+static void on_batch_reply(void *ud, int rc, const redisReply *r)
+{
+    pend *head = ud;
+    rengine *e = head->e;
+    int all = rc;
+    if (all == SL_OK && r->type == REDIS_REPLY_ERROR)
+        all = sl__redis_error_code(r->str, r->len);
+    else if (all == SL_OK && (r->type != REDIS_REPLY_ARRAY || r->elements != head->nreq))
+        all = SL_EFORMAT;
+    size_t i = 0;
+    for (pend *m = head; m; m = m->member, i++) {
+        int vis;
+        settle(m, all != SL_OK ? all : sl__redis_decode_reply(m->op, r->element[i], &vis));
+    }
+    drain(e);
+}
+
+static void batch_send(rengine *e, pend *head)
+{
+    const sl__eop *op0 = head->op;
+    char kb[KEY_MAX];
+    args a = {0};
+    args_str(&a, base_key(e, op0->channel, kb, sizeof kb));
+    args_str(&a, e->prefix);
+    args_str(&a, op0->channel);
+    args_fmt(&a, "%zu", head->nreq);
+    for (pend *m = head; m; m = m->member) {
+        const sl__eop *op = m->op;
+        args_num(&a, op->now);
+        args_fmt(&a, "%zu", op->nmsgs);
+        for (size_t i = 0; i < op->nmsgs; i++)
+            add_message(&a, &op->msgs[i], op->keys ? op->keys[i] : NULL);
+    }
+    if (a.oom) {
+        args_free(&a);
+        for (pend *m = head; m; m = m->member)
+            settle(m, SL_ENOMEM);
+        drain(e);
+        return;
+    }
+    shard_send(e, shard_of(e, op0->channel), &e->append, &a, 1, on_batch_reply, head);
+    args_free(&a);
+}
+
+static void batch_flush(rengine *e)
+{
+    pend *b = e->batches;
+    if (b == NULL)
+        return;
+    e->batches = NULL;
+    uv_prepare_stop(&e->prep);
+    while (b) {
+        pend *next = b->bnext;
+        batch_send(e, b);
+        b = next;
+    }
+}
+
+static void on_prepare(uv_prepare_t *h)
+{
+    batch_flush(h->data);
+}
+
+static void batch_add(rengine *e, pend *p)
+{
+    for (pend *b = e->batches; b; b = b->bnext)
+        if (strcmp(b->op->channel, p->op->channel) == 0) {
+            b->last->member = p;
+            b->last = p;
+            b->nreq++;
+            return;
+        }
+    p->last = p;
+    p->nreq = 1;
+    p->bnext = e->batches;
+    if (e->batches == NULL)
+        uv_prepare_start(&e->prep, on_prepare);
+    e->batches = p;
+}
+
+static void re_submit(sl_engine *base, sl__eop *op)
+{
+    rengine *e = (rengine *)base;
+    memset(&op->list, 0, sizeof op->list);
+    memset(&op->dead, 0, sizeof op->dead);
+    memset(&op->info, 0, sizeof op->info);
+    op->infos = NULL;
+    op->ninfos = 0;
+    op->rc = SL_OK;
+    op->count = 0;
+    op->seq = 0;
+    op->dead_rc = SL_OK;
+    op->dead_created = 0;
+    pend *p = enqueue(e, op);
+    if (p == NULL) {
+        /* Nothing to queue behind: complete now, which keeps the order only if nothing waits. */
+        op->rc = SL_ENOMEM;
+        op->done(op);
+        return;
+    }
+    if (e->freeing) {
+        answer(p, SL_EUNAVAIL);
+        return;
+    }
+    if (op->kind == SL__EOP_APPEND) {
+        batch_add(e, p);
+        return;
+    }
+    if (op->kind == SL__EOP_SYNC) {
+        /* Every request before it completes first (the FIFO): nothing to send. */
+        answer(p, SL_OK);
+        return;
+    }
+    /* Writes submitted before this request run before it. */
+    batch_flush(e);
+    char kc[KEY_MAX];
+    snprintf(kc, sizeof kc, "%s:channels", e->prefix);
+    if (op->kind == SL__EOP_LIST) {
+        p->waiting = (int)e->nshards;
+        for (size_t s = 0; s < e->nshards; s++) {
+            args a = {0};
+            args_head(&a, e, kc, kc, NULL, "list", "");
+            if (a.oom) {
+                args_free(&a);
+                on_reply(p, SL_ENOMEM, NULL);
+                continue;
+            }
+            shard_send(e, s, &e->script, &a, 2, on_reply, p);
+            args_free(&a);
+        }
+        return;
+    }
+    const char *ch = op->channel;
+    size_t s = shard_of(e, ch);
+    char kb[KEY_MAX], kd[KEY_MAX];
+    int dl_local = 0;
+    if ((op->kind == SL__EOP_CLAIM || op->kind == SL__EOP_TERMINATE) && op->dead_letter &&
+        op->dead_letter[0] && shard_of(e, op->dead_letter) == s)
+        dl_local = 1;
+    args a = {0};
+    args_head(&a, e, base_key(e, ch, kb, sizeof kb), kc,
+              dl_local ? base_key(e, op->dead_letter, kd, sizeof kd) : NULL, op_name(op->kind), ch);
+    int nkeys = dl_local ? 3 : 2;
+    char epoch[17];
+    switch (op->kind) {
+    case SL__EOP_CREATE:
+        if (op->create->epoch[0])
+            memcpy(epoch, op->create->epoch, sizeof epoch);
+        else
+            sl__epoch_new(epoch);
+        add_settings(&a, op->create, epoch);
+        break;
+    case SL__EOP_CLAIM:
+        args_num(&a, op->now);
+        args_str(&a, op->reader);
+        args_fmt(&a, "%zu", op->limit < LIMIT_MAX ? op->limit : (size_t)LIMIT_MAX);
+        if (op->max_bytes == SIZE_MAX)
+            args_str(&a, "-1");
+        else
+            args_fmt(&a, "%zu", op->max_bytes);
+        add_dead(&a, e, op, dl_local);
+        break;
+    case SL__EOP_ACK:
+        args_num(&a, op->now);
+        args_str(&a, op->reader);
+        add_ids(&a, op);
+        break;
+    case SL__EOP_NACK:
+    case SL__EOP_EXTEND:
+        args_num(&a, op->now);
+        args_str(&a, op->reader);
+        args_num(&a, op->delay);
+        add_ids(&a, op);
+        break;
+    case SL__EOP_TERMINATE:
+        args_num(&a, op->now);
+        args_str(&a, op->reader);
+        args_str(&a, op->reason ? op->reason : "terminated");
+        add_dead(&a, e, op, dl_local);
+        add_ids(&a, op);
+        break;
+    case SL__EOP_READ:
+        args_num(&a, op->now);
+        args_str(&a, op->reader);
+        if (op->after)
+            args_after(&a, op->after);
+        else
+            args_str(&a, "");
+        args_fmt(&a, "%zu", op->limit < LIMIT_MAX ? op->limit : (size_t)LIMIT_MAX);
+        if (op->max_bytes == SIZE_MAX)
+            args_str(&a, "-1");
+        else
+            args_fmt(&a, "%zu", op->max_bytes);
+        break;
+    case SL__EOP_EVICT:
+        args_num(&a, op->before);
+        if (op->max_count == SIZE_MAX)
+            args_str(&a, "-1");
+        else
+            args_fmt(&a, "%zu", op->max_count);
+        break;
+    case SL__EOP_REMOVE:
+        add_ids(&a, op);
+        break;
+    default:
+        break;
+    }
+    if (a.oom) {
+        args_free(&a);
+        answer(p, SL_ENOMEM);
+        return;
+    }
+    p->waiting = 1;
+    shard_send(e, s, &e->script, &a, nkeys, on_reply, p);
+    args_free(&a);
+}
+
+/* ---- events ---------------------------------------------------------------------------------- */
+
+static size_t *watch_count(rengine *e, const char *id)
+{
+    return sl__map_get(e->watched, id);
+}
+
+static void emit(rengine *e, sl_event_kind kind, const char *id, const sl_message *m)
+{
+    if (e->base.listener == NULL)
+        return;
+    sl_event ev = {.kind = kind, .channel = id, .message = m};
+    e->base.listener(e->base.listener_ud, &ev);
+}
+
+struct one_event {
+    rengine *e;
+    const char *id;
+};
+
+static void deliver(void *ud, const sl_message *m, int deleted)
+{
+    struct one_event *oe = ud;
+    if (deleted)
+        emit(oe->e, SL_EVENT_CHANNEL_DELETED, oe->id, NULL);
+    else
+        emit(oe->e, SL_EVENT_WRITE, oe->id, m);
+}
+
+static void on_sub_msg(void *ud, const char *channel, size_t clen, const char *msg, size_t mlen)
+{
+    rshard *s = ud;
+    rengine *e = s->e;
+    char id[SL_CHANNEL_ID_MAX + 1];
+    size_t ctl = strlen(e->ctl), plen = strlen(e->prefix);
+    if (clen == ctl && memcmp(channel, e->ctl, ctl) == 0) {
+        /* "c <id>" / "d <id>": any node's creations and deletions. */
+        if (mlen < 3 || (msg[0] != 'c' && msg[0] != 'd') || msg[1] != ' ' ||
+            mlen - 2 > SL_CHANNEL_ID_MAX || !sl_channel_id_valid(msg + 2, mlen - 2))
+            return;
+        memcpy(id, msg + 2, mlen - 2);
+        id[mlen - 2] = '\0';
+        if (msg[0] == 'c')
+            emit(e, SL_EVENT_CHANNEL_CREATED, id, NULL);
+        else if (watch_count(e, id) == NULL) /* a watched one hears it on its event channel */
+            emit(e, SL_EVENT_CHANNEL_DELETED, id, NULL);
+        return;
+    }
+    /* "P:ev:{<id>}" */
+    if (clen < plen + 6 || memcmp(channel, e->prefix, plen) != 0 ||
+        memcmp(channel + plen, ":ev:{", 5) != 0 || channel[clen - 1] != '}' ||
+        clen - plen - 6 > SL_CHANNEL_ID_MAX)
+        return;
+    memcpy(id, channel + plen + 5, clen - plen - 6);
+    id[clen - plen - 6] = '\0';
+    if (watch_count(e, id) == NULL)
+        return;
+    struct one_event oe = {e, id};
+    /* Malformed (not ours to deliver) or out of memory: what decoded before it went out. */
+    sl__redis_decode_events(msg, mlen, deliver, &oe);
+}
+
+static void on_ctl_ready(void *ud, int rc)
+{
+    rshard *s = ud;
+    if (rc != SL_OK)
+        s->ctl = 0; /* tried again when the connection comes back */
+}
+
+/* The control channel is subscribed once the connection is first up; the subscription connection
+ * then keeps it across reconnections. */
+static void ctl_subscribe(rshard *s)
+{
+    if (s->ctl || s->sub == NULL || !sl__rsub_up(s->sub))
+        return;
+    s->ctl = 1;
+    sl__rsub_add(s->sub, s->e->ctl, on_ctl_ready, s);
+}
+
+static void on_sub_state(void *ud, int up)
+{
+    rshard *s = ud;
+    rengine *e = s->e;
+    if (!up)
+        return;
+    ctl_subscribe(s);
+    if (e->base.resync)
+        e->base.resync(e->base.listener_ud);
+}
+
+static void unwatch_count(rengine *e, const char *id)
+{
+    size_t *n = watch_count(e, id);
+    if (n && --*n == 0)
+        sl__map_del(e->watched, id, free);
+}
+
+static void on_watch_ready(void *ud, int rc)
+{
+    watch_req *w = ud;
+    if (rc != SL_OK)
+        unwatch_count(w->e, w->id); /* nothing to unwatch for the caller */
+    if (w->ready)
+        w->ready(w->ud, rc);
+    free(w->evchan);
+    free(w->id);
+    free(w);
+}
+
+static void r_watch(sl_engine *base, const char *channel, void (*ready)(void *ud, int rc), void *ud)
+{
+    rengine *e = (rengine *)base;
+    if (e->freeing) {
+        if (ready)
+            ready(ud, SL_EUNAVAIL);
+        return;
+    }
+    size_t *n = watch_count(e, channel);
+    watch_req *w = calloc(1, sizeof *w);
+    size_t len = strlen(e->prefix) + strlen(channel) + 8;
+    if (w)
+        w->evchan = malloc(len), w->id = strdup(channel);
+    if (n == NULL && w && (n = calloc(1, sizeof *n)) != NULL &&
+        sl__map_put(e->watched, channel, n, NULL) != SL_OK) {
+        free(n);
+        n = NULL;
+    }
+    if (w == NULL || w->evchan == NULL || w->id == NULL || n == NULL) {
+        if (w) {
+            free(w->evchan);
+            free(w->id);
+            free(w);
+        }
+        if (ready)
+            ready(ud, SL_EUNAVAIL);
+        return;
+    }
+    ++*n;
+    snprintf(w->evchan, len, "%s:ev:{%s}", e->prefix, channel);
+    w->e = e;
+    w->ready = ready;
+    w->ud = ud;
+    sl__rsub_add(e->shards[shard_of(e, channel)].sub, w->evchan, on_watch_ready, w);
+}
+
+static void r_unwatch(sl_engine *base, const char *channel)
+{
+    rengine *e = (rengine *)base;
+    if (watch_count(e, channel) == NULL || e->freeing)
+        return;
+    char evchan[KEY_MAX];
+    snprintf(evchan, sizeof evchan, "%s:ev:{%s}", e->prefix, channel);
+    unwatch_count(e, channel);
+    sl__rsub_remove(e->shards[shard_of(e, channel)].sub, evchan);
+}
+
+/* ---- the format check ------------------------------------------------------------------------ */
+
+static void on_format(void *ud, int rc, const redisReply *r)
+{
+    rshard *s = ud;
+    if (rc != SL_OK || r == NULL)
+        return; /* checked again when it comes back */
+    if (r->type == REDIS_REPLY_ERROR) {
+        s->format = -1;
+        fprintf(stderr,
+                "sluice engine shard %zu: its keys are in a newer layout than this build "
+                "reads: its requests fail (upgrade sluiced)\n",
+                s->idx);
+    } else {
+        s->format = 1;
+    }
+}
+
+static void on_conn_state(void *ud, int up)
+{
+    rshard *s = ud;
+    rengine *e = s->e;
+    if (!up)
+        return;
+    char kc[KEY_MAX];
+    snprintf(kc, sizeof kc, "%s:channels", e->prefix);
+    const char *argv[] = {kc, kc, "format", e->prefix, ""};
+    sl__rconn_eval(s->conn, &e->script, 2, 5, argv, NULL, on_format, s);
+}
+
+/* ---- the engine ------------------------------------------------------------------------------ */
+
+static void on_prep_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+static void r_free(sl_engine *base)
+{
+    rengine *e = (rengine *)base;
+    if (e == NULL)
+        return;
+    e->freeing = 1;
+    batch_flush(e);
+    /* Freeing the connections fails what is pending (completing in order from the FIFO). */
+    for (size_t i = 0; e->shards && i < e->nshards; i++) {
+        sl__rsub *sub = e->shards[i].sub;
+        e->shards[i].sub = NULL;
+        sl__rsub_free(sub);
+    }
+    for (size_t i = 0; e->shards && i < e->nshards; i++) {
+        /* NULL first: a callback run by the free must not send on it. */
+        sl__rconn *c = e->shards[i].conn;
+        e->shards[i].conn = NULL;
+        sl__rconn_free(c);
+    }
+    drain(e);
+    /* What still waits (a second step never sent): fail it, in order. */
+    for (pend *p = e->head; p; p = p->next) {
+        if (!p->answered && p->op->rc == SL_OK)
+            p->op->rc = SL_EUNAVAIL;
+        p->answered = 1;
+    }
+    drain(e);
+    sl__map_free(e->watched, free);
+    e->watched = NULL;
+    free(e->shards);
+    e->shards = NULL;
+    sl__redis_ring_free(e->ring);
+    e->ring = NULL;
+    sl__redis_url_clear(&e->url);
+    /* The rest once the loop has closed the prepare handle. */
+    uv_close((uv_handle_t *)&e->prep, on_prep_closed);
+}
+
+static const sl_engine_ops redis_ops = {
+    .name = "redis",
+    .free = r_free,
+    .submit = re_submit,
+    .watch = r_watch,
+    .unwatch = r_unwatch,
+};
+
+static int prefix_ok(const char *p)
+{
+    size_t n = strlen(p);
+    if (n == 0 || n > SL__REDIS_PREFIX_MAX)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = p[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '-' || c == '.'))
+            return 0;
+    }
+    return 1;
+}
+
+int sl__redis_engine_new(sl_engine **out, uv_loop_t *loop, const sl__redis_engine_opts *o,
+                         sl_status *st)
+{
+    *out = NULL;
+    const char *prefix = o->prefix ? o->prefix : DEFAULT_PREFIX;
+    if (!prefix_ok(prefix))
+        return sl_status_set(st, SL_EINVAL,
+                             "the Redis key prefix must be 1..%d letters, digits, '_', '-', '.'",
+                             SL__REDIS_PREFIX_MAX);
+    rengine *e = calloc(1, sizeof *e);
+    if (e == NULL)
+        return sl_status_set(st, SL_ENOMEM, NULL);
+    int rc = sl__redis_url_parse(o->url ? o->url : "", &e->url, st);
+    if (rc != SL_OK) {
+        free(e);
+        return rc;
+    }
+    e->base.ops = &redis_ops;
+    e->base.loop = loop;
+    uv_prepare_init(loop, &e->prep);
+    e->prep.data = e;
+    snprintf(e->prefix, sizeof e->prefix, "%s", prefix);
+    snprintf(e->ctl, sizeof e->ctl, "%s:ctl", prefix);
+    sl__rscript_init(&e->script, sl__redis_script_src);
+    sl__rscript_init(&e->append, sl__redis_append_src);
+    e->nshards = e->url.n;
+    if (sl__redis_ring_new(&e->ring, &e->url) != SL_OK || sl__map_new(&e->watched) != SL_OK ||
+        (e->shards = calloc(e->nshards, sizeof *e->shards)) == NULL) {
+        r_free(&e->base);
+        return sl_status_set(st, SL_ENOMEM, NULL);
+    }
+    for (size_t i = 0; i < e->nshards; i++) {
+        rshard *s = &e->shards[i];
+        char what[48];
+        snprintf(what, sizeof what, e->nshards > 1 ? "engine shard %zu" : "engine", i);
+        s->e = e;
+        s->idx = i;
+        sl__rconn_opts co = {.addr = &e->url.shards[i],
+                             .what = what,
+                             .timeout_ms = o->timeout_ms,
+                             .on_state = on_conn_state,
+                             .state_ud = s};
+        sl__rsub_opts so = {.addr = &e->url.shards[i],
+                            .what = what,
+                            .on_msg = on_sub_msg,
+                            .on_state = on_sub_state,
+                            .ud = s};
+        if (sl__rconn_new(&s->conn, loop, &co) != SL_OK ||
+            sl__rsub_new(&s->sub, loop, &so) != SL_OK) {
+            r_free(&e->base);
+            return sl_status_set(st, SL_ENOMEM, NULL);
+        }
+        ctl_subscribe(s);
+    }
+    *out = &e->base;
+    return SL_OK;
+}
+
+int sl__redis_engine_is(const sl_engine *e)
+{
+    return e && e->ops == &redis_ops;
+}
+
+const sl__redis_url *sl__redis_engine_url(const sl_engine *e)
+{
+    return sl__redis_engine_is(e) ? &((const rengine *)e)->url : NULL;
+}
+
+sl__rconn *sl__redis_engine_conn(const sl_engine *e, size_t shard)
+{
+    if (!sl__redis_engine_is(e) || shard >= ((const rengine *)e)->nshards)
+        return NULL;
+    return ((const rengine *)e)->shards[shard].conn;
+}
+
+sl__rsub *sl__redis_engine_sub(const sl_engine *e, size_t shard)
+{
+    if (!sl__redis_engine_is(e) || shard >= ((const rengine *)e)->nshards)
+        return NULL;
+    return ((const rengine *)e)->shards[shard].sub;
+}
+
+const char *sl__redis_engine_prefix(const sl_engine *e)
+{
+    return sl__redis_engine_is(e) ? ((const rengine *)e)->prefix : NULL;
+}
