@@ -1,7 +1,9 @@
 """`sluice bench ws --publish-url`: the fan-out publisher connects to the node it names, the
 subscribers to --url. Two nodes on the memory engine share nothing, which makes the routing
 visible: publications sent to the other node are acknowledged there and reach no subscriber here;
-sent to the subscribers' node (named another way) every one arrives."""
+sent to the subscribers' node (named another way) every one arrives. Two nodes on one Redis share
+the topic: every publication made on A reaches every subscriber on B, which is what
+bench/redis.sh measures."""
 import json
 
 BENCH = ("bench", "ws", "--scenario", "fanout", "--connections", "3", "--rate", "50",
@@ -33,6 +35,21 @@ def test_publisher_on_another_node(make_server, cli):
     # Node A has no subscriber and does not share its engine with B: nothing arrives.
     assert rep["deliveries"]["total"] == 0, rep
     assert rep["deliveries"]["missing"] == rep["publications"]["acknowledged"] * 3
+    assert rep["errors"]["total"] == 0, rep
+
+
+def test_publisher_on_another_node_sharing_redis(make_server, make_redis, cli):
+    r = make_redis()
+    a = make_server("--engine", r.url)
+    b = make_server("--engine", r.url)
+    topic(a)  # in Redis: node B serves it too
+    rep = run_bench(cli, b, "--publish-url", a.url)
+    acked = rep["publications"]["acknowledged"]
+    assert acked > 0, rep
+    assert rep["publications"]["errors"] == 0, rep
+    assert rep["deliveries"]["total"] == acked * 3, rep
+    assert rep["deliveries"]["missing"] == 0, rep
+    assert rep["deliveries"]["reordered"] == 0, rep
     assert rep["errors"]["total"] == 0, rep
 
 
