@@ -54,10 +54,19 @@ export SLUICE_BENCH_TOKEN=$TOKEN
 TMP=$(mktemp -d /tmp/sluice-redis-bench.XXXXXX)
 PIDS=()  # redis-server
 NODES=() # the sluiced nodes of the current setup
+# stop_nodes: SIGTERM to every node, and SIGKILL to any still running 5 s later, said on stderr
+# (a node that does not stop is a bug to report, but must not stall the benchmark).
 stop_nodes() {
-  local p
+  local p _
   for p in "${NODES[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${NODES[@]}"; do wait "$p" 2>/dev/null || true; done
+  for p in "${NODES[@]}"; do
+    for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    if kill -0 "$p" 2>/dev/null; then
+      echo "${0##*/}: sluiced (pid $p) still running 5 s after SIGTERM; killed" >&2
+      kill -9 "$p" 2>/dev/null || true
+    fi
+    wait "$p" 2>/dev/null || true
+  done
   NODES=()
 }
 cleanup() { stop_nodes; stop_pids; rm -rf "$TMP"; }
