@@ -219,7 +219,8 @@ fan_run() { # ROUND FAN RATE URL PUBLISH-URL
   err=$(jget "$TMP/ws.json" errors.total)
   [ "$(jget "$TMP/ws.json" subscribers)" = "$SUBS" ] || FLAGGED+=("$label: not all $SUBS subscribed")
   [ "$miss" = 0 ] || FLAGGED+=("$label: $miss missing deliveries")
-  [ "$err" = 0 ] || FLAGGED+=("$label: $err errors")
+  [ "$err" = 0 ] || FLAGGED+=("$label: $err errors $(/usr/bin/python3 -c 'import json,sys
+print(json.dumps(json.load(open(sys.argv[1]))["errors"]["kinds"]))' "$TMP/ws.json" || true)")
   echo "  round $i fan-out $f rate $rate: deliveries/s $d  p50 ${p50}us  p99 ${p99}us  missing $miss  errors $err"
   FD["$f/$rate"]+="$d "
   F50["$f/$rate"]+="$p50 "
