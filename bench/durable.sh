@@ -30,22 +30,6 @@ taskset -c 0 nginx -c "$PWD/bench/nginx.conf" -p /tmp & PIDS+=($!)
 wait_http "http://127.0.0.1:18081/" "nginx"
 NGINX_PID=${PIDS[0]}
 
-# wrk_lat LABEL ARGS...: "rate p50 p99" (latencies in ms) of one wrk --latency run.
-wrk_lat() {
-  local label=$1 out
-  shift
-  out=$(taskset -c 1 wrk -t1 -c"$CONNS" -d"${SECS}s" --latency "$@" 2>&1) ||
-    die "$label: wrk failed:"$'\n'"$out"
-  if grep -qE 'Socket errors:|Non-2xx or 3xx responses:' <<<"$out"; then
-    die "$label: wrk saw failed requests:"$'\n'"$out"
-  fi
-  awk 'function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0;
-                        if (v ~ /s$/) return v * 1000; return v }
-       /^Requests\/sec:/ {r = $2} $1 == "50%" {p50 = ms($2)} $1 == "99%" {p99 = ms($2)}
-       END { if (r == "") exit 1; printf "%s %.2f %.2f\n", r, p50, p99 }' <<<"$out" ||
-    die "$label: no figure in wrk's output:"$'\n'"$out"
-}
-
 mode_args() {
   case $1 in
   memory) echo "--engine memory" ;;

@@ -40,6 +40,23 @@ wrk_rate() {
   printf '%s\n' "$rate"
 }
 
+# wrk_lat LABEL WRK-ARGS...: "rate p50 p99" (latencies in ms) of one wrk --latency run, pinned
+# and refused as wrk_rate's.
+wrk_lat() {
+  local label=$1 out
+  shift
+  out=$(taskset -c 1 wrk -t1 -c"$CONNS" -d"${SECS}s" --latency "$@" 2>&1) ||
+    die "$label: wrk failed:"$'\n'"$out"
+  if grep -qE 'Socket errors:|Non-2xx or 3xx responses:' <<<"$out"; then
+    die "$label: wrk saw failed requests:"$'\n'"$out"
+  fi
+  awk 'function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0;
+                        if (v ~ /s$/) return v * 1000; return v }
+       /^Requests\/sec:/ {r = $2} $1 == "50%" {p50 = ms($2)} $1 == "99%" {p99 = ms($2)}
+       END { if (r == "") exit 1; printf "%s %.2f %.2f\n", r, p50, p99 }' <<<"$out" ||
+    die "$label: no figure in wrk's output:"$'\n'"$out"
+}
+
 # ratio A B: A/B to two decimals.
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
 

@@ -1,9 +1,9 @@
-/* No-I/O pieces of `sluice bench ws` (see bench_proto.h): the upgrade handshake text, masked client
- * frames, the bounded message reader, Centrifugo line classification, the NATS baseline's stream
- * parser, the latency histogram and the error table. The load loop in cmd_bench.c owns the sockets
- * and calls these; tests/unit/test_bench.c calls them directly. Speed matters on the receive path
- * (a subscriber may see hundreds of thousands of publications per second), so lines are scanned in
- * place instead of being parsed into JSON trees. */
+/* No-I/O pieces of `sluice bench ws` (see bench_proto.h): target URLs, the upgrade handshake text,
+ * masked client frames, the bounded message reader, Centrifugo line classification, the NATS
+ * baseline's stream parser, the latency histogram and the error table. The load loop in cmd_bench.c
+ * owns the sockets and calls these; tests/unit/test_bench.c calls them directly. Speed matters on
+ * the receive path (a subscriber may see hundreds of thousands of publications per second), so
+ * lines are scanned in place instead of being parsed into JSON trees. */
 #include "cli/bench_proto.h"
 
 #include <stdio.h>
@@ -128,6 +128,83 @@ long sl__bench_upgrade_response(const char *p, size_t n, const char *expect_acce
         return -1;
     }
     return (long)end;
+}
+
+/* ---- target URLs ----------------------------------------------------------------------------- */
+
+int sl__bench_url_parse(const char *url, int nats, const char *path_override, sl__bench_url *out,
+                        const char **why)
+{
+    const char *rest;
+    memset(out, 0, sizeof *out);
+    for (const char *p = url; *p; p++)
+        if ((unsigned char)*p <= 0x20 || (unsigned char)*p >= 0x7f) {
+            *why = "spaces or control characters";
+            return -1;
+        }
+    if (!strncmp(url, "http://", 7))
+        rest = url + 7;
+    else if (!strncmp(url, "ws://", 5))
+        rest = url + 5;
+    else {
+        *why = "not http:// or ws:// (no TLS)";
+        return -1;
+    }
+    size_t al = strcspn(rest, "/?#");
+    if (al == 0 || al >= sizeof out->host) {
+        *why = al ? "host too long" : "no host";
+        return -1;
+    }
+    memcpy(out->host, rest, al);
+    out->host[al] = '\0';
+    const char *prefix = rest + al;
+    size_t pl = strcspn(prefix, "?#");
+    while (pl > 0 && prefix[pl - 1] == '/')
+        pl--;
+    const char *tail = nats ? "/" : "/connection/websocket";
+    size_t need = path_override ? strlen(path_override) : pl + strlen(tail);
+    if (need >= sizeof out->path) {
+        *why = "path too long";
+        return -1;
+    }
+    if (path_override)
+        memcpy(out->path, path_override, need + 1);
+    else
+        snprintf(out->path, sizeof out->path, "%.*s%s", (int)pl, prefix, tail);
+    const char *h = out->host, *colon;
+    size_t nl;
+    if (h[0] == '[') {
+        const char *rb = strchr(h, ']');
+        if (rb == NULL || rb == h + 1 || (rb[1] != '\0' && rb[1] != ':')) {
+            *why = "bad IPv6 address";
+            return -1;
+        }
+        nl = (size_t)(rb - h - 1);
+        memcpy(out->name, h + 1, nl);
+        colon = rb[1] == ':' ? rb + 1 : NULL;
+    } else {
+        colon = strchr(h, ':');
+        nl = colon ? (size_t)(colon - h) : strlen(h);
+        if (nl == 0) {
+            *why = "no host";
+            return -1;
+        }
+        memcpy(out->name, h, nl);
+    }
+    out->name[nl] = '\0';
+    if (colon == NULL) {
+        memcpy(out->port, "80", 3);
+        return 0;
+    }
+    const char *pt = colon + 1;
+    size_t ptl = strlen(pt);
+    if (ptl == 0 || ptl > 5 || strspn(pt, "0123456789") != ptl || atoi(pt) < 1 ||
+        atoi(pt) > 65535) {
+        *why = "bad port";
+        return -1;
+    }
+    memcpy(out->port, pt, ptl + 1);
+    return 0;
 }
 
 /* ---- frames ---------------------------------------------------------------------------------- */

@@ -1,11 +1,12 @@
 /* The parts of `sluice bench ws` that do no I/O, so they can be unit-tested without a server: the
- * HTTP upgrade request and the check of its 101 answer, client frame building (masked), a reader
- * that turns received bytes into whole WebSocket messages within a bounded buffer, the splitting
- * of a text message into Centrifugo protocol lines and their classification (replies, pushes,
- * pings) without building a JSON tree, a stream parser for the NATS text protocol (the baseline
- * the benchmark compares against), a log-linear latency histogram of fixed size, and a bounded
- * table counting errors by kind. Everything here tolerates hostile input: lengths are checked,
- * nothing grows past a fixed limit, and malformed input is reported rather than trusted. */
+ * split of a target URL, the HTTP upgrade request and the check of its 101 answer, client frame
+ * building (masked), a reader that turns received bytes into whole WebSocket messages within a
+ * bounded buffer, the splitting of a text message into Centrifugo protocol lines and their
+ * classification (replies, pushes, pings) without building a JSON tree, a stream parser for the
+ * NATS text protocol (the baseline the benchmark compares against), a log-linear latency histogram
+ * of fixed size, and a bounded table counting errors by kind. Everything here tolerates hostile
+ * input: lengths are checked, nothing grows past a fixed limit, and malformed input is reported
+ * rather than trusted. */
 #ifndef SLUICE_CLI_BENCH_PROTO_H
 #define SLUICE_CLI_BENCH_PROTO_H
 
@@ -32,6 +33,25 @@ size_t sl__bench_upgrade_request(char *out, size_t cap, const char *host, const 
  * static text (the status is in *status). */
 long sl__bench_upgrade_response(const char *p, size_t n, const char *expect_accept, int *status,
                                 const char **why);
+
+/* ---- target URLs ----------------------------------------------------------------------------- */
+
+/* Where connections go: --url for every connection, --publish-url for the fan-out publisher (which
+ * may be another node of a cluster sharing an engine). */
+typedef struct sl__bench_url {
+    char host[300];  /* as the URL gives it (with any port): the Host header */
+    char name[300];  /* what to resolve: without the brackets of an IPv6 address and the port */
+    char port[16];   /* decimal; "80" when the URL names none */
+    char path[1024]; /* the request path */
+} sl__bench_url;
+
+/* Splits http://host[:port][/prefix] (or ws://; no TLS) into out. The path is path_override when
+ * it is not NULL (it is used as given), else the URL's prefix without trailing slashes followed by
+ * "/connection/websocket", or "/" when nats is set. Returns 0, or -1 with *why a static text;
+ * URLs holding spaces or control characters are refused, since their parts go into the request as
+ * they are. */
+int sl__bench_url_parse(const char *url, int nats, const char *path_override, sl__bench_url *out,
+                        const char **why);
 
 /* ---- frames ---------------------------------------------------------------------------------- */
 

@@ -1,14 +1,14 @@
 /* `sluice bench ws`: a WebSocket load generator for sluiced's Centrifugo-compatible endpoint
  * (GET /connection/websocket). One process, one thread, one libuv loop holding many client
  * connections, so that the machine's second core can load the server on the first. Three
- * scenarios: fan-out (N subscribers on one topic, one publisher at a given rate,
- * publish-to-delivery latency), idle (N authenticated, subscribed connections held open so a script
- * can read the server's memory) and connect (open, authenticate, close, as fast as a number of
- * parallel slots allow). The same scenarios run against nats-server's WebSocket listener with
- * `--proto nats` as the baseline: only the text inside the frames differs, so both servers are
- * measured by the same client code. Framing comes from net/ws_frame.h and every parser it feeds
- * lives in bench_proto.c, which does no I/O and bounds everything a hostile server could make it
- * hold. */
+ * scenarios: fan-out (N subscribers on one topic, one publisher at a given rate, which may be
+ * connected to another node than the subscribers, publish-to-delivery latency), idle (N
+ * authenticated, subscribed connections held open so a script can read the server's memory) and
+ * connect (open, authenticate, close, as fast as a number of parallel slots allow). The same
+ * scenarios run against nats-server's WebSocket listener with `--proto nats` as the baseline: only
+ * the text inside the frames differs, so both servers are measured by the same client code. Framing
+ * comes from net/ws_frame.h and every parser it feeds lives in bench_proto.c, which does no I/O and
+ * bounds everything a hostile server could make it hold. */
 #include "cli/bench_proto.h"
 #include "cli/cli.h"
 #include "net/ws.h"
@@ -85,6 +85,8 @@ static const char bench_usage[] =
     "                     $SLUICE_JWT_SECRET when set and no --token is given)\n"
     "  --proto P          centrifugo (default) or nats\n"
     "  --path PATH        request path; default <url path>/connection/websocket (nats: /)\n"
+    "  --publish-url URL  fanout: the publisher connects here instead of --url (another node\n"
+    "                     of a cluster sharing an engine); default: --url\n"
     "  --json             print one JSON object instead of the summary\n"
     "\n" SL__CLI_CONN_HELP "  -h, --help         show this help\n"
     "\n"
@@ -104,6 +106,7 @@ enum {
     OPT_SECRET_FILE,
     OPT_PROTO,
     OPT_PATH,
+    OPT_PUBLISH_URL,
     OPT_JSON,
 };
 
@@ -111,7 +114,7 @@ typedef struct bench_opts {
     int scenario, proto, json;
     size_t connections, inflight, concurrency, ramp;
     double rate, duration, warmup;
-    const char *channel, *path, *secret_file;
+    const char *channel, *path, *secret_file, *publish_url;
 } bench_opts;
 
 typedef struct bench bench;
@@ -139,8 +142,10 @@ struct bench {
     bench_opts o;
     uv_loop_t loop;
     uv_timer_t tick, sweep;
-    struct sockaddr_storage addr;
-    char host[300], path[1024];
+    /* Subscribers (and every connection of the other scenarios) go to url/addr; the fan-out
+     * publisher to pub_url/pub_addr, a copy of them without --publish-url. */
+    struct sockaddr_storage addr, pub_addr;
+    sl__bench_url url, pub_url;
     const char *token;  /* one token for all, or NULL */
     sl_jwt_keyring *kr; /* minting per connection, or NULL */
     uint64_t timeout_ns;
@@ -831,7 +836,8 @@ static void on_connect(uv_connect_t *req, int status)
         return;
     }
     char req_text[1600];
-    size_t n = sl__bench_upgrade_request(req_text, sizeof req_text, c->b->host, c->b->path, key);
+    const sl__bench_url *u = c->role == R_PUB ? &c->b->pub_url : &c->b->url;
+    size_t n = sl__bench_upgrade_request(req_text, sizeof req_text, u->host, u->path, key);
     set_state(c, CS_HTTP);
     conn_write(c, (const uint8_t *)req_text, n);
 }
@@ -875,7 +881,8 @@ static bconn *conn_start(bench *b, int role)
     b->started++;
     if (role == R_PUB)
         b->pub = c;
-    int r = uv_tcp_connect(&c->creq, &c->tcp, (const struct sockaddr *)&b->addr, on_connect);
+    const struct sockaddr_storage *to = role == R_PUB ? &b->pub_addr : &b->addr;
+    int r = uv_tcp_connect(&c->creq, &c->tcp, (const struct sockaddr *)to, on_connect);
     if (r < 0) {
         /* Synchronous failures (out of descriptors...): recorded, and the caller's loop goes on;
          * progress() is re-entered through conn_close but does not recurse into starting more. */
@@ -1029,7 +1036,9 @@ static json_t *report_json(const bench *b)
     json_t *o = json_object();
     json_object_set_new(o, "scenario", json_string(scen[b->o.scenario]));
     json_object_set_new(o, "proto", json_string(b->o.proto == PR_NATS ? "nats" : "centrifugo"));
-    json_object_set_new(o, "path", json_string(b->path));
+    json_object_set_new(o, "path", json_string(b->url.path));
+    if (b->o.publish_url)
+        json_object_set_new(o, "publish_host", json_string(b->pub_url.host));
     double ramp_s = b->t_ramp1 > b->t_ramp0 ? (double)(b->t_ramp1 - b->t_ramp0) / 1e9 : 0;
     json_t *errs = json_object();
     for (size_t i = 0; i < b->errs.rows; i++)
@@ -1101,7 +1110,10 @@ static double jnum(json_t *o, const char *path)
 static void print_human(json_t *r, const bench *b)
 {
     printf("sluice bench ws: %s, %s, %s\n", json_string_value(json_object_get(r, "scenario")),
-           json_string_value(json_object_get(r, "proto")), b->path);
+           json_string_value(json_object_get(r, "proto")), b->url.path);
+    if (b->o.publish_url)
+        printf("  publisher on %s%s, subscribers on %s%s\n", b->pub_url.host, b->pub_url.path,
+               b->url.host, b->url.path);
     if (b->o.scenario == SC_CONNECT) {
         printf("  authenticated connects: %.0f in %.1f s = %.0f/s (concurrency %zu), failed %.0f\n",
                jnum(r, "connect.authenticated"), b->o.duration, jnum(r, "connect.per_second"),
@@ -1252,6 +1264,9 @@ static int bench_opt(void *ud, int opt, const char *arg)
     case OPT_SECRET_FILE:
         o->secret_file = arg;
         return 0;
+    case OPT_PUBLISH_URL:
+        o->publish_url = arg;
+        return 0;
     case OPT_JSON:
         o->json = 1;
         return 0;
@@ -1259,60 +1274,21 @@ static int bench_opt(void *ud, int opt, const char *arg)
     return SL__EXIT_USAGE;
 }
 
-/* Splits http://host[:port][/prefix] (or ws://) into the address, the Host header and the path. */
-static int resolve_url(bench *b, const char *url)
+/* Splits opt's URL (--url or --publish-url) into *u and resolves its host into *addr. Returns an
+ * exit code. */
+static int resolve_url(const bench *b, const char *opt, const char *url, sl__bench_url *u,
+                       struct sockaddr_storage *addr)
 {
-    const char *cmd = "bench ws";
-    const char *rest;
-    /* The URL's parts go into the request line and Host header as they are. */
-    for (const char *p = url; *p; p++)
-        if ((unsigned char)*p <= 0x20 || (unsigned char)*p >= 0x7f)
-            return sl__cli_usage_error(cmd, "--url must not hold spaces or control characters");
-    if (!strncmp(url, "http://", 7))
-        rest = url + 7;
-    else if (!strncmp(url, "ws://", 5))
-        rest = url + 5;
-    else
-        return sl__cli_usage_error(cmd, "--url must be http:// or ws:// (no TLS): '%s'", url);
-    size_t al = strcspn(rest, "/?#");
-    if (al == 0 || al >= sizeof b->host)
-        return sl__cli_usage_error(cmd, "no host in --url '%s'", url);
-    memcpy(b->host, rest, al);
-    b->host[al] = '\0';
-    const char *prefix = rest + al;
-    size_t pl = strcspn(prefix, "?#");
-    while (pl > 0 && prefix[pl - 1] == '/')
-        pl--;
-    if (b->o.path)
-        snprintf(b->path, sizeof b->path, "%s", b->o.path);
-    else
-        snprintf(b->path, sizeof b->path, "%.*s%s", (int)pl, prefix,
-                 b->o.proto == PR_NATS ? "/" : "/connection/websocket");
-    char name[300], port[16] = "80";
-    const char *h = b->host, *colon;
-    if (h[0] == '[') {
-        const char *rb = strchr(h, ']');
-        if (rb == NULL)
-            return sl__cli_usage_error(cmd, "bad IPv6 address in --url '%s'", url);
-        snprintf(name, sizeof name, "%.*s", (int)(rb - h - 1), h + 1);
-        colon = rb[1] == ':' ? rb + 1 : NULL;
-    } else {
-        colon = strchr(h, ':');
-        snprintf(name, sizeof name, "%.*s", (int)(colon ? (size_t)(colon - h) : strlen(h)), h);
-    }
-    if (colon) {
-        if (strlen(colon + 1) == 0 || strlen(colon + 1) >= sizeof port ||
-            strspn(colon + 1, "0123456789") != strlen(colon + 1))
-            return sl__cli_usage_error(cmd, "bad port in --url '%s'", url);
-        snprintf(port, sizeof port, "%s", colon + 1);
-    }
+    const char *why;
+    if (sl__bench_url_parse(url, b->o.proto == PR_NATS, b->o.path, u, &why) < 0)
+        return sl__cli_usage_error("bench ws", "%s '%s': %s", opt, url, why);
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *ai = NULL;
-    int rc = getaddrinfo(name, port, &hints, &ai);
+    int rc = getaddrinfo(u->name, u->port, &hints, &ai);
     if (rc != 0 || ai == NULL) {
-        sl__cli_err("cannot resolve '%s': %s", name, gai_strerror(rc));
+        sl__cli_err("cannot resolve '%s': %s", u->name, gai_strerror(rc));
         return SL__EXIT_UNAVAIL;
     }
-    memcpy(&b->addr, ai->ai_addr, ai->ai_addrlen);
+    memcpy(addr, ai->ai_addr, ai->ai_addrlen);
     freeaddrinfo(ai);
     return 0;
 }
@@ -1377,6 +1353,7 @@ static int run_ws(int argc, char **argv, sl__cli_conn *conn)
                                          {"secret-file", required_argument, NULL, OPT_SECRET_FILE},
                                          {"proto", required_argument, NULL, OPT_PROTO},
                                          {"path", required_argument, NULL, OPT_PATH},
+                                         {"publish-url", required_argument, NULL, OPT_PUBLISH_URL},
                                          {"json", no_argument, NULL, OPT_JSON},
                                          SL__CLI_CONN_OPTS,
                                          {0}};
@@ -1400,6 +1377,8 @@ static int run_ws(int argc, char **argv, sl__cli_conn *conn)
         return sl__cli_usage_error(cmd, "--duration must be above 0");
     if (o.scenario == SC_FANOUT && o.warmup >= o.duration)
         return sl__cli_usage_error(cmd, "--warmup must be shorter than --duration");
+    if (o.publish_url && o.scenario != SC_FANOUT)
+        return sl__cli_usage_error(cmd, "--publish-url is for the fanout scenario");
 
     bench *b = calloc(1, sizeof *b);
     if (b == NULL) {
@@ -1407,7 +1386,13 @@ static int run_ws(int argc, char **argv, sl__cli_conn *conn)
         return SL__EXIT_FAIL;
     }
     b->o = o;
-    r = resolve_url(b, conn->url);
+    r = resolve_url(b, "--url", conn->url, &b->url, &b->addr);
+    if (r == 0 && o.publish_url)
+        r = resolve_url(b, "--publish-url", o.publish_url, &b->pub_url, &b->pub_addr);
+    else if (r == 0) {
+        b->pub_url = b->url;
+        b->pub_addr = b->addr;
+    }
     /* Credentials: an explicit --secret-file mints; then a token given on the command line (or
      * with --token-file); then SLUICE_JWT_SECRET mints; then SLUICE_TOKEN; else anonymous. */
     const char *secret_env = getenv("SLUICE_JWT_SECRET");

@@ -1,11 +1,12 @@
-/* The I/O-free parts of `sluice bench ws` (src/cli/bench_proto.c): the upgrade request and the
- * check of the server's 101, masked client frames read back with the shared frame parser, the
- * message reader fed whole, split at every byte and with fragments and control frames interleaved,
- * Centrifugo line splitting and classification in any key order (and the shortcut for sluiced's own
- * layout, which must agree with it), the NATS baseline's stream parser, the latency histogram's
- * buckets and quantiles, and the bounded error table; each also against hostile input. The CLI's
- * sources are not in a library, so this test compiles bench_proto.c into itself; the frame
- * functions it calls come from libsluice as in the CLI. */
+/* The I/O-free parts of `sluice bench ws` (src/cli/bench_proto.c): the split of the --url and
+ * --publish-url targets (and their refusals), the upgrade request and the check of the server's
+ * 101, masked client frames read back with the shared frame parser, the message reader fed whole,
+ * split at every byte and with fragments and control frames interleaved, Centrifugo line splitting
+ * and classification in any key order (and the shortcut for sluiced's own layout, which must agree
+ * with it), the NATS baseline's stream parser, the latency histogram's buckets and quantiles, and
+ * the bounded error table; each also against hostile input. The CLI's sources are not in a library,
+ * so this test compiles bench_proto.c into itself; the frame functions it calls come from libsluice
+ * as in the CLI. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -18,6 +19,72 @@
 
 #include "cli/bench_proto.h"
 #include "net/ws.h"
+
+/* ---- target URLs (--url, --publish-url) ------------------------------------------------------ */
+
+static void test_url_parse(void **state)
+{
+    (void)state;
+    sl__bench_url u;
+    const char *why = NULL;
+    assert_int_equal(sl__bench_url_parse("http://127.0.0.1:18180", 0, NULL, &u, &why), 0);
+    assert_string_equal(u.host, "127.0.0.1:18180");
+    assert_string_equal(u.name, "127.0.0.1");
+    assert_string_equal(u.port, "18180");
+    assert_string_equal(u.path, "/connection/websocket");
+    /* A prefix (a proxy's location) keeps its path, trailing slashes and query dropped. */
+    assert_int_equal(sl__bench_url_parse("ws://node-a/sluice//?x=1", 0, NULL, &u, &why), 0);
+    assert_string_equal(u.host, "node-a");
+    assert_string_equal(u.name, "node-a");
+    assert_string_equal(u.port, "80");
+    assert_string_equal(u.path, "/sluice/connection/websocket");
+    assert_int_equal(sl__bench_url_parse("http://[::1]:8080/", 0, NULL, &u, &why), 0);
+    assert_string_equal(u.host, "[::1]:8080");
+    assert_string_equal(u.name, "::1");
+    assert_string_equal(u.port, "8080");
+    assert_int_equal(sl__bench_url_parse("http://[::1]", 1, NULL, &u, &why), 0);
+    assert_string_equal(u.name, "::1");
+    assert_string_equal(u.port, "80");
+    assert_string_equal(u.path, "/");
+    assert_int_equal(sl__bench_url_parse("http://h:1/p", 0, "/ws", &u, &why), 0);
+    assert_string_equal(u.path, "/ws");
+
+    static const char *const bad[][2] = {
+        {"https://h:1", "not http:// or ws:// (no TLS)"},
+        {"h:1", "not http:// or ws:// (no TLS)"},
+        {"http://", "no host"},
+        {"http:///x", "no host"},
+        {"http://:80", "no host"},
+        {"http://h:", "bad port"},
+        {"http://h:0", "bad port"},
+        {"http://h:65536", "bad port"},
+        {"http://h:123456", "bad port"},
+        {"http://h:8a", "bad port"},
+        {"http://h:-1", "bad port"},
+        {"http://[::1", "bad IPv6 address"},
+        {"http://[]:80", "bad IPv6 address"},
+        {"http://[::1]x", "bad IPv6 address"},
+        {"http://h /x", "spaces or control characters"},
+        {"http://h\r\nX: y", "spaces or control characters"},
+        {"http://h\x7f", "spaces or control characters"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        why = NULL;
+        assert_int_equal(sl__bench_url_parse(bad[i][0], 0, NULL, &u, &why), -1);
+        assert_non_null(why);
+        assert_string_equal(why, bad[i][1]);
+    }
+    /* Parts longer than their buffers are refused, not cut. */
+    char big[1400];
+    memset(big, 'a', sizeof big);
+    memcpy(big, "http://", 7);
+    big[sizeof big - 1] = '\0';
+    assert_int_equal(sl__bench_url_parse(big, 0, NULL, &u, &why), -1);
+    assert_string_equal(why, "host too long");
+    memcpy(big, "http://h/", 9);
+    assert_int_equal(sl__bench_url_parse(big, 0, NULL, &u, &why), -1);
+    assert_string_equal(why, "path too long");
+}
 
 /* ---- upgrade --------------------------------------------------------------------------------- */
 
@@ -758,21 +825,14 @@ static void test_errs(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_upgrade_request),
-        cmocka_unit_test(test_upgrade_response),
-        cmocka_unit_test(test_client_frames),
-        cmocka_unit_test(test_rx_whole_and_split),
-        cmocka_unit_test(test_rx_stop),
-        cmocka_unit_test(test_rx_hostile),
-        cmocka_unit_test(test_lines),
-        cmocka_unit_test(test_classify),
-        cmocka_unit_test(test_classify_fast_path),
-        cmocka_unit_test(test_classify_hostile),
-        cmocka_unit_test(test_nats),
-        cmocka_unit_test(test_nats_hostile),
-        cmocka_unit_test(test_hist_buckets),
-        cmocka_unit_test(test_hist_quantiles),
-        cmocka_unit_test(test_errs),
+        cmocka_unit_test(test_url_parse),          cmocka_unit_test(test_upgrade_request),
+        cmocka_unit_test(test_upgrade_response),   cmocka_unit_test(test_client_frames),
+        cmocka_unit_test(test_rx_whole_and_split), cmocka_unit_test(test_rx_stop),
+        cmocka_unit_test(test_rx_hostile),         cmocka_unit_test(test_lines),
+        cmocka_unit_test(test_classify),           cmocka_unit_test(test_classify_fast_path),
+        cmocka_unit_test(test_classify_hostile),   cmocka_unit_test(test_nats),
+        cmocka_unit_test(test_nats_hostile),       cmocka_unit_test(test_hist_buckets),
+        cmocka_unit_test(test_hist_quantiles),     cmocka_unit_test(test_errs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,87 @@
+"""`sluice bench ws --publish-url`: the fan-out publisher connects to the node it names, the
+subscribers to --url. Two nodes on the memory engine share nothing, which makes the routing
+visible: publications sent to the other node are acknowledged there and reach no subscriber here;
+sent to the subscribers' node (named another way) every one arrives. Two nodes on one Redis share
+the topic: every publication made on A reaches every subscriber on B, which is what
+bench/redis.sh measures."""
+import json
+
+BENCH = ("bench", "ws", "--scenario", "fanout", "--connections", "3", "--rate", "50",
+         "--duration", "1", "--warmup", "0.2", "--json")
+
+
+def topic(server):
+    with server.client(server.token("ops", role="admin")) as c:
+        r = c.post("/channels", json={"id": "bench", "kind": "topic"})
+        assert r.status_code in (200, 201), r.text
+
+
+def run_bench(cli, server, *args):
+    r = cli(*BENCH, "--url", server.url, *args, env={"SLUICE_JWT_SECRET": server.secret})
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def test_publisher_on_another_node(make_server, cli):
+    a = make_server("--engine", "memory")
+    b = make_server("--engine", "memory")
+    topic(a)
+    topic(b)
+    rep = run_bench(cli, b, "--publish-url", a.url)
+    assert rep["publish_host"] == f"{a.host}:{a.port}"
+    assert rep["connections"]["ready"] == 3
+    assert rep["publications"]["acknowledged"] > 0, rep
+    assert rep["publications"]["errors"] == 0, rep
+    # Node A has no subscriber and does not share its engine with B: nothing arrives.
+    assert rep["deliveries"]["total"] == 0, rep
+    assert rep["deliveries"]["missing"] == rep["publications"]["acknowledged"] * 3
+    assert rep["errors"]["total"] == 0, rep
+
+
+def test_publisher_on_another_node_sharing_redis(make_server, make_redis, cli):
+    r = make_redis()
+    a = make_server("--engine", r.url)
+    b = make_server("--engine", r.url)
+    topic(a)  # in Redis: node B serves it too
+    rep = run_bench(cli, b, "--publish-url", a.url)
+    acked = rep["publications"]["acknowledged"]
+    assert acked > 0, rep
+    assert rep["publications"]["errors"] == 0, rep
+    assert rep["deliveries"]["total"] == acked * 3, rep
+    assert rep["deliveries"]["missing"] == 0, rep
+    assert rep["deliveries"]["reordered"] == 0, rep
+    assert rep["errors"]["total"] == 0, rep
+
+
+def test_publisher_on_the_same_node(make_server, cli):
+    s = make_server("--engine", "memory")
+    topic(s)
+    # The same node through the other scheme: the publisher's URL is parsed on its own.
+    rep = run_bench(cli, s, "--publish-url", f"ws://{s.host}:{s.port}/")
+    assert rep["publish_host"] == f"{s.host}:{s.port}"
+    acked = rep["publications"]["acknowledged"]
+    assert acked > 0, rep
+    assert rep["deliveries"]["total"] == acked * 3, rep
+    assert rep["deliveries"]["missing"] == 0, rep
+    assert rep["errors"]["total"] == 0, rep
+
+
+def test_publisher_that_cannot_connect(make_server, cli):
+    s = make_server("--engine", "memory")
+    topic(s)
+    # Port 1 on loopback: nothing listens there. The subscribers still connect; the report says
+    # the publisher was refused and nothing was published.
+    rep = run_bench(cli, s, "--publish-url", "http://127.0.0.1:1")
+    assert rep["connections"]["ready"] == 3
+    assert rep["publications"]["sent"] == 0, rep
+    assert rep["errors"]["kinds"].get("refused") == 1, rep
+
+
+def test_publish_url_refusals(cli):
+    r = cli(*BENCH, "--url", "http://127.0.0.1:9", "--publish-url", "https://127.0.0.1:9")
+    assert r.returncode == 2
+    assert "--publish-url 'https://127.0.0.1:9': not http:// or ws://" in r.stderr
+    r = cli("bench", "ws", "--scenario", "idle", "--url", "http://127.0.0.1:9", "--publish-url",
+            "http://127.0.0.1:9")
+    assert r.returncode == 2
+    assert "--publish-url is for the fanout scenario" in r.stderr
