@@ -552,6 +552,8 @@ int sl__hub_subscribe(sl__hub *h, sl__hub_chan *c, sl__hub_sub *s, uint64_t top)
     int rc = SL_OK;
     if (marked && c->kept_overflow)
         rc = SL_ENOMEM; /* publications it is owed were not kept */
+    else if (h->engine && c->watch != W_WATCHED)
+        rc = SL_EUNAVAIL; /* the channel went (and came back) since it was prepared: no feed */
     if (rc == SL_OK && c->nsubs == c->cap) {
         size_t cap = c->cap ? c->cap * 2 : 4;
         sl__hub_sub **v = realloc(c->subs, cap * sizeof *v);

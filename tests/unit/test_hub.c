@@ -87,12 +87,23 @@ static void publish(world *w, const char *id, const char *data)
     sl__hub_publish(w->hub, &ev);
 }
 
+static void prepared(void *ud, int rc)
+{
+    *(int *)ud = rc;
+}
+
+/* As a session subscribes: the channel is watched first (at once without a shared engine, and
+ * with the fake one), then linked. */
 static void subscribe_all(world *w)
 {
-    sl__hub_chan *c = sl__hub_chan_get(w->hub, "news", &w->info, 1);
-    assert_non_null(c);
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 3; i++) {
+        int rc = -1;
+        sl__hub_prepare(w->hub, "news", prepared, &rc);
+        assert_int_equal(rc, SL_OK);
+        sl__hub_chan *c = sl__hub_chan_get(w->hub, "news", &w->info, 1);
+        assert_non_null(c);
         assert_int_equal(sl__hub_subscribe(w->hub, c, &w->subs[i], 0), SL_OK);
+    }
 }
 
 static void test_fan_out_batches_per_iteration(void **state)
@@ -414,6 +425,51 @@ static void test_offset_of_is_strict(void **state)
     assert_int_equal(sl__hub_offset_of("000000000000000A"), 0); /* ids are lowercase */
 }
 
+/* The seam of a subscription on a shared engine: what the feed delivers between the watch and
+ * the link is replayed after the position read (once, in order), a gap in the feed ends the
+ * subscription with 2500, and a channel that went since it was prepared cannot be linked. */
+static void test_shared_engine_seam(void **state)
+{
+    (void)state;
+    fake_engine fe = {.base = {.ops = &fe_ops}};
+    world w;
+    world_init(&w, SL_KIND_TOPIC, 0);
+    sl__hub_free(w.hub);
+    assert_int_equal(sl__hub_new(&w.hub, &w.loop, &fe.base), SL_OK);
+    int rc = -1;
+    sl__hub_prepare(w.hub, "news", prepared, &rc);
+    assert_int_equal(rc, SL_OK);
+    /* The feed delivers 1..3 while the session reads its position, which says 1. */
+    publish(&w, "0000000000000001", "1");
+    publish(&w, "0000000000000002", "2");
+    publish(&w, "0000000000000003", "3");
+    sl__hub_chan *c = sl__hub_chan_get(w.hub, "news", &w.info, 1);
+    assert_int_equal(sl__hub_subscribe(w.hub, c, &w.subs[0], 1), SL_OK);
+    publish(&w, "0000000000000003", "3"); /* already replayed: not again */
+    publish(&w, "0000000000000004", "4");
+    uv_run(&w.loop, UV_RUN_NOWAIT);
+    assert_int_equal(w.peers[0].nsent, 1);
+    const char *p = w.peers[0].sent[0];
+    const char *o2 = strstr(p, "\"offset\":2"), *o3 = strstr(p, "\"offset\":3"),
+               *o4 = strstr(p, "\"offset\":4");
+    assert_true(o2 && o3 && o4 && o2 < o3 && o3 < o4);
+    assert_null(strstr(o3 + 1, "\"offset\":3"));
+    assert_null(strstr(p, "\"offset\":1,"));
+    /* A gap (5 never came): the subscription ends with insufficient state. */
+    publish(&w, "0000000000000006", "6");
+    uv_run(&w.loop, UV_RUN_NOWAIT);
+    assert_int_equal(w.peers[0].ndropped, 1);
+    assert_non_null(strstr(w.peers[0].sent[1], "2500"));
+    /* Prepared, then the channel is deleted and comes back: no feed to link to. */
+    rc = -1;
+    sl__hub_prepare(w.hub, "news", prepared, &rc);
+    assert_int_equal(rc, SL_OK);
+    sl__hub_channel_deleted(w.hub, "news");
+    c = sl__hub_chan_get(w.hub, "news", &w.info, 1);
+    assert_int_equal(sl__hub_subscribe(w.hub, c, &w.subs[1], 0), SL_EUNAVAIL);
+    world_free(&w);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -427,6 +483,7 @@ int main(void)
         cmocka_unit_test(test_busy_holds_publishers_until_flushed),
         cmocka_unit_test(test_offset_of_is_strict),
         cmocka_unit_test(test_shared_engine_presence),
+        cmocka_unit_test(test_shared_engine_seam),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
