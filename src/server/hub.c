@@ -1,7 +1,10 @@
 /* The real-time hub (see hub.h): per-channel subscriber arrays with O(1) removal, the stream epoch
  * of each channel, and batched fan-out. A publication is encoded once into a scratch buffer and
  * copied into each subscriber's pending batch; the uv_check handle flushes every dirty connection
- * once per loop iteration, after all the reads of that iteration have been handled. */
+ * once per loop iteration, after all the reads of that iteration have been handled. On a shared
+ * engine (several nodes) the hub also watches the channels its subscribers use, keeps what the
+ * feed delivers while a subscription reads its position (replayed at the link), checks that each
+ * subscriber gets each offset once and in order, and mirrors presence into the engine. */
 #include "server/hub.h"
 
 #include <inttypes.h>
