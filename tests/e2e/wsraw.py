@@ -55,6 +55,7 @@ class RawWS:
         self.close_code = None
         self.close_reason = None
         self.next_id = 1
+        self.kept = []  # objects a reply() read past, returned by the next recv_objs
         if upgrade:
             self.upgrade(path)
 
@@ -183,8 +184,12 @@ class RawWS:
                 return (kind, b"".join(parts))
 
     def recv_objs(self, timeout=5):
-        """The JSON objects of the next text message (one per line). A server ping ({}) is
-        answered (when answer_pings) and still returned. A close frame raises AssertionError."""
+        """The JSON objects of the next text message (one per line), or those a reply() left
+        behind in its frame. A server ping ({}) is answered (when answer_pings) and still
+        returned. A close frame raises AssertionError."""
+        if self.kept:
+            objs, self.kept = self.kept, []
+            return objs
         m = self.recv_message(timeout)
         if m[0] == "close":
             raise AssertionError("closed with %d %r while waiting for a message" % (m[1], m[2]))
@@ -206,11 +211,14 @@ class RawWS:
         return out
 
     def reply(self, id, timeout=5, pushes=None):
-        """Wait for the reply with this id; other objects go to `pushes` (a list) if given."""
+        """Wait for the reply with this id; other objects before it go to `pushes` (a list) if
+        given. Objects after it in the same frame are kept for the next recv_objs."""
         deadline = time.time() + timeout
         while True:
-            for obj in self.recv_objs(max(0.0, deadline - time.time())):
+            objs = self.recv_objs(max(0.0, deadline - time.time()))
+            for k, obj in enumerate(objs):
                 if obj.get("id") == id:
+                    self.kept = objs[k + 1:] + self.kept
                     return obj
                 if pushes is not None and obj != {}:
                     pushes.append(obj)
