@@ -577,18 +577,23 @@ static void run(sl__chop *op);
 
 /* A shared engine's channel this node has not heard of yet (created on another node a moment
  * ago): the store is asked before the answer is "not found". */
+/* An INFO request about a channel the registry lacked answered: its settings go in (taken from
+ * e) when the store has it. (Out of memory: the next request asks again.) */
+static void register_found(sl_ctx *ctx, sl__eop *e)
+{
+    sl_channel_info *info = e->rc == SL_OK ? malloc(sizeof *info) : NULL;
+    if (info) {
+        *info = e->info;
+        memset(&e->info, 0, sizeof e->info);
+        register_channel(ctx, info);
+    }
+    sl__eop_clear(e);
+}
+
 static void looked_up(sl__eop *e)
 {
     sl__chop *op = e->ud;
-    if (e->rc == SL_OK) {
-        sl_channel_info *info = malloc(sizeof *info);
-        if (info) {
-            *info = e->info;
-            memset(&e->info, 0, sizeof e->info);
-            register_channel(op->ctx, info);
-        }
-    }
-    sl__eop_clear(e);
+    register_found(op->ctx, e);
     memset(e, 0, sizeof *e);
     run(op);
 }
@@ -604,15 +609,7 @@ typedef struct lookup {
 static void lookup_done(sl__eop *e)
 {
     lookup *l = e->ud;
-    if (e->rc == SL_OK) {
-        sl_channel_info *info = malloc(sizeof *info);
-        if (info) {
-            *info = e->info;
-            memset(&e->info, 0, sizeof e->info);
-            register_channel(l->ctx, info);
-        }
-    }
-    sl__eop_clear(e);
+    register_found(l->ctx, e);
     l->fn(l->ud);
     free(l);
 }

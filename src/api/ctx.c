@@ -190,6 +190,21 @@ void sl__ctx_emit(sl_ctx *ctx, const sl_event *ev)
         ctx->listener(ctx->listener_ud, ev);
 }
 
+/* The settings a LIST request returned into a registry map (taken from e). SL_ENOMEM. */
+static int register_all(sl__map *map, sl__eop *e)
+{
+    for (size_t i = 0; i < e->ninfos; i++) {
+        sl_channel_info *info = malloc(sizeof *info);
+        if (info == NULL || sl__map_put(map, e->infos[i].id, info, NULL) != SL_OK) {
+            free(info);
+            return SL_ENOMEM;
+        }
+        *info = e->infos[i];
+        memset(&e->infos[i], 0, sizeof e->infos[i]);
+    }
+    return SL_OK;
+}
+
 /* ---- a shared engine's feed: other nodes' changes -------------------------------------------- */
 
 /* A request the feed makes of the engine on its own (the registry's refresh). */
@@ -276,16 +291,8 @@ static void feed_listed(sl__eop *e)
     sl_ctx *ctx = r->ctx;
     sl__map *now = NULL;
     int rc = e->rc == SL_OK ? sl__map_new(&now) : e->rc;
-    for (size_t i = 0; rc == SL_OK && i < e->ninfos; i++) {
-        sl_channel_info *info = malloc(sizeof *info);
-        if (info == NULL || (rc = sl__map_put(now, e->infos[i].id, info, NULL)) != SL_OK) {
-            free(info);
-            rc = SL_ENOMEM;
-        } else {
-            *info = e->infos[i];
-            memset(&e->infos[i], 0, sizeof e->infos[i]);
-        }
-    }
+    if (rc == SL_OK)
+        rc = register_all(now, e);
     gone_list g = {.now = now};
     if (rc == SL_OK)
         rc = sl__map_each(ctx->channels, collect_gone, &g);
@@ -343,15 +350,8 @@ int sl__ctx_use_engine(sl_ctx *ctx, sl_engine *engine, sl_status *st)
 {
     sl__eop op = {.kind = SL__EOP_LIST};
     int rc = sl__engine_call(engine, &op);
-    for (size_t i = 0; rc == SL_OK && i < op.ninfos; i++) {
-        sl_channel_info *info = malloc(sizeof *info);
-        if (info == NULL)
-            rc = SL_ENOMEM;
-        else if ((rc = sl__map_put(ctx->channels, op.infos[i].id, info, NULL)) != SL_OK)
-            free(info);
-        else
-            *info = op.infos[i], memset(&op.infos[i], 0, sizeof op.infos[i]);
-    }
+    if (rc == SL_OK)
+        rc = register_all(ctx->channels, &op);
     sl__eop_clear(&op);
     if (rc != SL_OK) {
         engine->ops->free(engine);
