@@ -54,6 +54,7 @@ typedef enum {
     SL_SOURCE_SIGNATURE,
     SL_SOURCE_INTROSPECTION, /* an RFC 7662 introspection endpoint vouched for the bearer */
     SL_SOURCE_UPSTREAM_JWT,  /* a JWT of the deployment's own identity provider */
+    SL_SOURCE_CERT,          /* a verified TLS client certificate (mutual TLS) */
 } sl_source;
 const char *sl_source_name(sl_source s);
 

@@ -12,6 +12,8 @@
 
 #include <sluice/error.h>
 
+struct sl_authn_peer;
+
 typedef struct sl_http_header {
     const char *name; /* as received; compare case-insensitively */
     size_t name_len;
@@ -33,12 +35,17 @@ typedef struct sl_http_request {
     const char *body; /* NUL-terminated for convenience; body_len excludes the NUL */
     size_t body_len;
     int keep_alive;
-    char remote_addr[64]; /* "127.0.0.1:54321" */
-    void *conn;           /* opaque: the connection */
+    char remote_addr[64];             /* "127.0.0.1:54321" */
+    void *conn;                       /* opaque: the connection */
+    int tls;                          /* 1: the connection is TLS (https, wss) */
+    const struct sl_authn_peer *peer; /* its verified client certificate, or NULL */
 } sl_http_request;
 
 /* Returns the header's value (not NUL-terminated; *len receives its length) or NULL. */
 const char *sl_http_header_get(const sl_http_request *req, const char *name, size_t *len);
+/* The same for the nth (0-based) field of that name: repeated fields are not merged. */
+const char *sl_http_header_nth(const sl_http_request *req, const char *name, size_t nth,
+                               size_t *len);
 
 /* Called once per request. The handler must call sl_http_respond exactly once, now or later. */
 typedef void (*sl_http_handler_fn)(void *ud, sl_http_request *req);

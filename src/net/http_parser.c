@@ -642,12 +642,13 @@ int sl__http_parser_take_continue(sl__http_parser *p)
     return 1;
 }
 
-const char *sl_http_header_get(const sl_http_request *req, const char *name, size_t *len)
+const char *sl_http_header_nth(const sl_http_request *req, const char *name, size_t nth,
+                               size_t *len)
 {
     size_t n = strlen(name);
     for (size_t i = 0; i < req->nheaders; i++) {
         const sl_http_header *h = &req->headers[i];
-        if (h->name_len == n && strncasecmp(h->name, name, n) == 0) {
+        if (h->name_len == n && strncasecmp(h->name, name, n) == 0 && nth-- == 0) {
             if (len != NULL)
                 *len = h->value_len;
             return h->value;
@@ -656,4 +657,9 @@ const char *sl_http_header_get(const sl_http_request *req, const char *name, siz
     if (len != NULL)
         *len = 0;
     return NULL;
+}
+
+const char *sl_http_header_get(const sl_http_request *req, const char *name, size_t *len)
+{
+    return sl_http_header_nth(req, name, 0, len);
 }

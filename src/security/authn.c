@@ -1,4 +1,4 @@
-/* Bearer-credential authentication for network transports (step 1 of the pipeline): sluice tokens
+/* Authentication for network transports (step 1 of the pipeline): sluice tokens
  * verified here, then the configured chain of authenticators, one after another, each possibly
  * asynchronous. */
 #include <sluice/authn.h>
@@ -35,7 +35,9 @@ int sl_authn_enabled(const sl_authn *a)
  * say, and the identity being checked against the revocation store. */
 typedef struct run {
     const sl_authn *a;
-    char *cred;
+    const sl_authn_request *req; /* NULL: a bearer credential only */
+    unsigned accept;             /* SL_AUTHN_KIND_* allowed */
+    char *cred;                  /* the bearer token, NULL when none was presented */
     size_t len;
     double now;
     size_t next;
@@ -83,6 +85,14 @@ static void accepted(run *r)
     sl_revocation_check_identity(r->a->revocation, &r->who, on_checked, r);
 }
 
+static void rejected(run *r, int status, const char *reason)
+{
+    if (r->first_status == 0) {
+        r->first_status = status;
+        snprintf(r->first_reason, sizeof r->first_reason, "%s", reason ? reason : "invalid token");
+    }
+}
+
 static void on_answer(void *ud, int status, const sl_identity *who, const char *reason)
 {
     run *r = ud;
@@ -93,27 +103,44 @@ static void on_answer(void *ud, int status, const sl_identity *who, const char *
             accepted(r);
         return;
     }
-    if (status == SL_EUNAVAIL) {
+    if (status == SL_EUNAVAIL)
         r->unavailable = 1;
-    } else if (r->first_status == 0) {
-        r->first_status = status;
-        snprintf(r->first_reason, sizeof r->first_reason, "%s", reason ? reason : "invalid token");
-    }
+    else if (status != SL_EUNAUTH) /* SL_EUNAUTH: nothing of this authenticator's was presented */
+        rejected(r, status, reason);
     step(r);
+}
+
+static unsigned kind_of(const sl_authenticator *au)
+{
+    return au->kind ? au->kind : (unsigned)SL_AUTHN_KIND_BEARER;
 }
 
 static void step(run *r)
 {
-    if (r->next < r->a->nchain) {
+    while (r->next < r->a->nchain) {
         sl_authenticator *au = r->a->chain[r->next++];
-        au->authenticate(au, r->cred, r->len, r->now, on_answer, r);
+        unsigned kind = kind_of(au);
+        if (!(r->accept & kind))
+            continue;
+        if (kind == SL_AUTHN_KIND_BEARER) {
+            if (r->cred == NULL)
+                continue;
+            au->authenticate(au, r->cred, r->len, r->now, on_answer, r);
+            return;
+        }
+        if (r->req == NULL || au->authenticate_request == NULL)
+            continue;
+        au->authenticate_request(au, r->req, r->now, on_answer, r);
         return;
     }
     if (r->unavailable)
         finish(r, SL_EUNAVAIL, NULL, "authentication service unavailable");
+    else if (r->first_status)
+        finish(r, r->first_status, NULL, r->first_reason);
+    else if (r->cred)
+        finish(r, SL_ETOKEN, NULL, "invalid token");
     else
-        finish(r, r->first_status ? r->first_status : SL_ETOKEN, NULL,
-               r->first_status ? r->first_reason : "invalid token");
+        finish(r, SL_EUNAUTH, NULL, "authentication required");
 }
 
 static run *run_new(const sl_authn *a, double now, sl_authn_cb cb, void *ud)
@@ -122,6 +149,7 @@ static run *run_new(const sl_authn *a, double now, sl_authn_cb cb, void *ud)
     if (r == NULL)
         return NULL;
     r->a = a;
+    r->accept = ~0u;
     r->now = now;
     r->cb = cb;
     r->ud = ud;
@@ -129,15 +157,51 @@ static run *run_new(const sl_authn *a, double now, sl_authn_cb cb, void *ud)
     return r;
 }
 
+static void anonymous(sl_authn_cb cb, void *ud)
+{
+    sl_identity id;
+    sl_identity_init(&id);
+    id.source = SL_SOURCE_NONE;
+    strcpy(id.principal, "anonymous");
+    cb(ud, SL_OK, &id, NULL);
+}
+
+/* Tries tok (NULL: none) as a sluice token, then runs the chain. */
+static void start(run *r, const char *tok, size_t tlen)
+{
+    const sl_authn *a = r->a;
+    if (tok && (r->accept & SL_AUTHN_KIND_BEARER)) {
+        /* Only a JWT-shaped credential (two dots) is tried as a sluice token, so that an API key
+         * or an opaque token reports its own authenticator's reason. */
+        const char *dot = memchr(tok, '.', tlen);
+        int jwt_shaped = dot && memchr(dot + 1, '.', tlen - (size_t)(dot + 1 - tok)) != NULL;
+        if (a->keys && (jwt_shaped || a->nchain == 0)) {
+            sl_status st;
+            sl_status_clear(&st);
+            int rc = sl_jwt_verify(a->keys, tok, tlen, &a->jwt, r->now, &r->who, &st);
+            if (rc == SL_OK) {
+                accepted(r);
+                return;
+            }
+            rejected(r, rc, st.message);
+        }
+        /* The chain may outlive the request buffer (asynchronous authenticators): keep a copy. */
+        if ((r->cred = malloc(tlen + 1)) == NULL) {
+            finish(r, SL_EUNAVAIL, NULL, "out of memory");
+            return;
+        }
+        memcpy(r->cred, tok, tlen);
+        r->cred[tlen] = '\0';
+        r->len = tlen;
+    }
+    step(r);
+}
+
 void sl_authn_run(const sl_authn *a, const char *header, size_t len, double now, sl_authn_cb cb,
                   void *ud)
 {
     if (!sl_authn_enabled(a)) {
-        sl_identity id; /* the anonymous identity */
-        sl_identity_init(&id);
-        id.source = SL_SOURCE_NONE;
-        strcpy(id.principal, "anonymous");
-        cb(ud, SL_OK, &id, NULL);
+        anonymous(cb, ud);
         return;
     }
     size_t tlen;
@@ -151,34 +215,31 @@ void sl_authn_run(const sl_authn *a, const char *header, size_t len, double now,
         cb(ud, SL_EUNAVAIL, NULL, "out of memory");
         return;
     }
-    /* Only a JWT-shaped credential (two dots) is tried as a sluice token, so that an API key or an
-     * opaque token reports its own authenticator's reason. */
-    const char *dot = memchr(tok, '.', tlen);
-    int jwt_shaped = dot && memchr(dot + 1, '.', tlen - (size_t)(dot + 1 - tok)) != NULL;
-    if (a->keys && (jwt_shaped || a->nchain == 0)) {
-        sl_status st;
-        sl_status_clear(&st);
-        int rc = sl_jwt_verify(a->keys, tok, tlen, &a->jwt, now, &r->who, &st);
-        if (rc == SL_OK) {
-            accepted(r);
-            return;
-        }
-        if (a->nchain == 0) {
-            finish(r, rc, NULL, st.message);
-            return;
-        }
-        r->first_status = rc;
-        snprintf(r->first_reason, sizeof r->first_reason, "%s", st.message);
-    }
-    /* The chain may outlive the request buffer (asynchronous authenticators): keep a copy. */
-    if ((r->cred = malloc(tlen + 1)) == NULL) {
-        finish(r, SL_EUNAVAIL, NULL, "out of memory");
+    r->accept = SL_AUTHN_KIND_BEARER;
+    start(r, tok, tlen);
+}
+
+void sl_authn_run_request(const sl_authn *a, const sl_authn_request *req, double now,
+                          sl_authn_cb cb, void *ud)
+{
+    if (!sl_authn_enabled(a)) {
+        anonymous(cb, ud);
         return;
     }
-    memcpy(r->cred, tok, tlen);
-    r->cred[tlen] = '\0';
-    r->len = tlen;
-    step(r);
+    run *r = run_new(a, now, cb, ud);
+    if (r == NULL) {
+        cb(ud, SL_EUNAVAIL, NULL, "out of memory");
+        return;
+    }
+    r->req = req;
+    if (req->accept)
+        r->accept = req->accept;
+    size_t hlen = 0, tlen = 0;
+    const char *header = req->header ? req->header(req, "authorization", 0, &hlen) : NULL;
+    const char *tok = header ? sl_authn_bearer_token(header, hlen, &tlen) : NULL;
+    if (header && tok == NULL && (r->accept & SL_AUTHN_KIND_BEARER))
+        rejected(r, SL_EUNAUTH, "a Bearer token is required");
+    start(r, tok, tlen);
 }
 
 void sl_authn_subscription_run(const sl_authn *a, const char *token, const char *user,

@@ -63,8 +63,9 @@ const char *sl_mode_name(sl_mode m)
 
 const char *sl_source_name(sl_source s)
 {
-    static const char *const names[] = {"none",    "local",     "system",        "jwt",
-                                        "api-key", "signature", "introspection", "upstream-jwt"};
+    static const char *const names[] = {"none",          "local",        "system",
+                                        "jwt",           "api-key",      "signature",
+                                        "introspection", "upstream-jwt", "certificate"};
     return (unsigned)s < sizeof names / sizeof names[0] ? names[s] : "none";
 }
 

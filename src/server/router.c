@@ -28,6 +28,7 @@ struct sl__job {
     const char *res; /* resource, or NULL */
     char resource[SL_CHANNEL_ID_MAX + 1];
     sl_identity who;
+    sl_authn_request view; /* what the authenticators see of req */
     sl_status st;
     sl__response resp;
     sl__router_done_fn done;
@@ -1553,6 +1554,28 @@ static void on_authenticated(void *ud, int status, const sl_identity *who, const
     run_handler(job);
 }
 
+static const char *view_header(const sl_authn_request *v, const char *name, size_t nth, size_t *len)
+{
+    return sl_http_header_nth(v->impl, name, nth, len);
+}
+
+void sl__authn_view(const sl_http_request *req, sl_authn_request *v)
+{
+    memset(v, 0, sizeof *v);
+    v->method = req->method;
+    v->scheme = req->tls ? "https" : "http";
+    v->authority = sl_http_header_get(req, "host", &v->authority_len);
+    v->path = req->path;
+    v->path_len = req->path_len;
+    v->query = req->query;
+    v->query_len = req->query_len;
+    v->body = req->body ? req->body : "";
+    v->body_len = req->body ? req->body_len : 0;
+    v->header = view_header;
+    v->impl = req;
+    v->peer = req->peer;
+}
+
 void sl__router_serve(sl__router *r, sl_http_request *req, sl__router_done_fn done, void *ud)
 {
     sl__job *job = calloc(1, sizeof *job);
@@ -1576,9 +1599,8 @@ void sl__router_serve(sl__router *r, sl_http_request *req, sl__router_done_fn do
         run_handler(job);
         return;
     }
-    size_t alen = 0;
-    const char *auth = sl_http_header_get(req, "authorization", &alen);
-    sl_authn_run(&r->authn, auth, alen, sl_ctx_now(r->ctx), on_authenticated, job);
+    sl__authn_view(req, &job->view);
+    sl_authn_run_request(&r->authn, &job->view, sl_ctx_now(r->ctx), on_authenticated, job);
 }
 
 typedef struct sync_result {

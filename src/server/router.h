@@ -58,6 +58,9 @@ typedef struct sl__route {
 /* The route table (static storage). */
 const sl__route *sl__router_routes(size_t *n);
 
+/* Fills v, the authenticators' view of req (valid while req is). */
+void sl__authn_view(const sl_http_request *req, sl_authn_request *v);
+
 /* Called once per request with its response; the router frees resp after the call returns. */
 typedef void (*sl__router_done_fn)(void *ud, sl_http_request *req, sl__response *resp);
 

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <sluice/authn.h>
 #include <sluice/sluice.h>
@@ -226,6 +227,104 @@ static void test_revocation_is_authentication(void **state)
     sl_revocation_store_free(rev);
 }
 
+/* ---- the chain over a whole request ------------------------------------------------------------
+ */
+
+typedef struct fake_req {
+    const char *names[4], *values[4];
+    size_t n;
+} fake_req;
+
+static const char *fake_header(const sl_authn_request *v, const char *name, size_t nth, size_t *len)
+{
+    const fake_req *f = v->impl;
+    for (size_t i = 0; i < f->n; i++)
+        if (strcasecmp(f->names[i], name) == 0 && nth-- == 0) {
+            *len = strlen(f->values[i]);
+            return f->values[i];
+        }
+    *len = 0;
+    return NULL;
+}
+
+/* A request authenticator: "x-sig: good" accepts as "svc", any other x-sig is refused, none is
+ * not its business. */
+static void sig_authenticate(sl_authenticator *au, const sl_authn_request *req, double now,
+                             sl_authn_cb cb, void *ud)
+{
+    (void)au;
+    (void)now;
+    size_t n;
+    const char *v = req->header(req, "x-sig", 0, &n);
+    if (v == NULL) {
+        cb(ud, SL_EUNAUTH, NULL, "no signature");
+        return;
+    }
+    if (n != 4 || memcmp(v, "good", 4) != 0) {
+        cb(ud, SL_ETOKEN, NULL, "bad signature");
+        return;
+    }
+    sl_identity id;
+    sl_identity_init(&id);
+    id.source = SL_SOURCE_SIGNATURE;
+    strcpy(id.principal, "svc");
+    cb(ud, SL_OK, &id, NULL);
+}
+
+static int request_run(sl_authn *a, fake_req *f, unsigned accept, answer *out)
+{
+    sl_authn_request v = {.method = "GET",
+                          .scheme = "http",
+                          .path = "/",
+                          .query = "",
+                          .body = "",
+                          .header = fake_header,
+                          .impl = f,
+                          .accept = accept};
+    sl_identity_clear(&out->who);
+    memset(out, 0, sizeof *out);
+    sl_identity_init(&out->who);
+    sl_authn_run_request(a, &v, 1700000000, capture, out);
+    assert_int_equal(out->calls, 1);
+    return out->status;
+}
+
+static void test_request_chain(void **state)
+{
+    (void)state;
+    sl_authenticator bob = {.name = "bob", .authenticate = bob_authenticate};
+    sl_authenticator sig = {
+        .name = "sig", .kind = SL_AUTHN_KIND_SIGNED, .authenticate_request = sig_authenticate};
+    sl_authn a = {.chain = {&bob, &sig}, .nchain = 2};
+    sl_jwt_verify_opts_init(&a.jwt);
+    answer r = {0};
+    sl_identity_init(&r.who);
+    fake_req none = {.n = 0};
+    assert_int_equal(request_run(&a, &none, 0, &r), SL_EUNAUTH);
+    assert_string_equal(r.reason, "authentication required");
+    fake_req signed_ok = {{"X-Sig"}, {"good"}, 1};
+    assert_int_equal(request_run(&a, &signed_ok, 0, &r), SL_OK);
+    assert_string_equal(r.who.principal, "svc");
+    fake_req signed_bad = {{"x-sig"}, {"evil"}, 1};
+    assert_int_equal(request_run(&a, &signed_bad, 0, &r), SL_ETOKEN);
+    assert_string_equal(r.reason, "bad signature");
+    fake_req bearer = {{"Authorization"}, {"Bearer bob"}, 1};
+    assert_int_equal(request_run(&a, &bearer, 0, &r), SL_OK);
+    assert_string_equal(r.who.principal, "bob");
+    /* The route's mode: a kind it does not accept is never asked. */
+    assert_int_equal(request_run(&a, &bearer, SL_AUTHN_KIND_SIGNED, &r), SL_EUNAUTH);
+    assert_int_equal(request_run(&a, &signed_ok, SL_AUTHN_KIND_BEARER, &r), SL_EUNAUTH);
+    /* A non-Bearer Authorization says so when nothing else was presented. */
+    fake_req basic = {{"authorization"}, {"Basic eA=="}, 1};
+    assert_int_equal(request_run(&a, &basic, 0, &r), SL_EUNAUTH);
+    assert_string_equal(r.reason, "a Bearer token is required");
+    /* Both presented, the bearer refused: the signature still decides. */
+    fake_req both = {{"authorization", "x-sig"}, {"Bearer nobody", "good"}, 2};
+    assert_int_equal(request_run(&a, &both, 0, &r), SL_OK);
+    assert_string_equal(r.who.principal, "svc");
+    sl_identity_clear(&r.who);
+}
+
 static void test_error_table(void **state)
 {
     (void)state;
@@ -362,6 +461,7 @@ int main(void)
         cmocka_unit_test(test_apply_scope),
         cmocka_unit_test(test_bearer_parsing),
         cmocka_unit_test(test_authn),
+        cmocka_unit_test(test_request_chain),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
