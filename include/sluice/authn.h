@@ -56,7 +56,15 @@ enum {
     SL_AUTHN_KIND_BEARER = 1, /* sluice JWTs, API keys, upstream JWTs, introspected tokens */
     SL_AUTHN_KIND_SIGNED = 2, /* HTTP message signatures */
     SL_AUTHN_KIND_CERT = 4,   /* TLS client certificates */
+    /* A mode, not a kind: every request is anonymous (a listener or route that takes no
+     * credential, e.g. a public health check); the authoriser still decides what it may do. */
+    SL_AUTHN_ANONYMOUS = 8,
 };
+
+/* A listener's or a route prefix's mode as configured: "any" (0: every kind), "bearer", "signed",
+ * "cert", several joined with '+' ("signed+cert"), or "none" (SL_AUTHN_ANONYMOUS). -1 when
+ * unknown. */
+int sl_authn_mode_parse(const char *s);
 
 /* A pluggable authenticator. authenticate (bearer kind) or authenticate_request (the others) must
  * call cb exactly once, now or later from the loop. A request authenticator that finds no

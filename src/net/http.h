@@ -39,6 +39,7 @@ typedef struct sl_http_request {
     void *conn;                       /* opaque: the connection */
     int tls;                          /* 1: the connection is TLS (https, wss) */
     const struct sl_authn_peer *peer; /* its verified client certificate, or NULL */
+    unsigned accept; /* SL_AUTHN_KIND_* the listener allows (sl_authn_mode_parse); 0: all */
 } sl_http_request;
 
 /* Returns the header's value (not NUL-terminated; *len receives its length) or NULL. */

@@ -26,6 +26,37 @@ const char *sl_authn_bearer_token(const char *header, size_t len, size_t *tlen)
     return t;
 }
 
+int sl_authn_mode_parse(const char *s)
+{
+    static const struct {
+        const char *name;
+        int mask;
+    } kinds[] = {{"bearer", SL_AUTHN_KIND_BEARER},
+                 {"signed", SL_AUTHN_KIND_SIGNED},
+                 {"cert", SL_AUTHN_KIND_CERT}};
+    if (s == NULL)
+        return -1;
+    if (!strcmp(s, "any"))
+        return 0;
+    if (!strcmp(s, "none"))
+        return SL_AUTHN_ANONYMOUS;
+    int mask = 0;
+    while (*s) {
+        size_t n = strcspn(s, "+");
+        int found = 0;
+        for (size_t i = 0; i < sizeof kinds / sizeof *kinds; i++)
+            if (strlen(kinds[i].name) == n && !strncmp(s, kinds[i].name, n))
+                found = kinds[i].mask;
+        if (!found)
+            return -1;
+        mask |= found;
+        s += n;
+        if (*s == '+' && *++s == '\0')
+            return -1;
+    }
+    return mask ? mask : -1;
+}
+
 int sl_authn_enabled(const sl_authn *a)
 {
     return a != NULL && (a->keys != NULL || a->nchain > 0);
@@ -222,7 +253,7 @@ void sl_authn_run(const sl_authn *a, const char *header, size_t len, double now,
 void sl_authn_run_request(const sl_authn *a, const sl_authn_request *req, double now,
                           sl_authn_cb cb, void *ud)
 {
-    if (!sl_authn_enabled(a)) {
+    if (!sl_authn_enabled(a) || req->accept == SL_AUTHN_ANONYMOUS) {
         anonymous(cb, ud);
         return;
     }

@@ -1574,6 +1574,7 @@ void sl__authn_view(const sl_http_request *req, sl_authn_request *v)
     v->header = view_header;
     v->impl = req;
     v->peer = req->peer;
+    v->accept = req->accept;
 }
 
 void sl__router_serve(sl__router *r, sl_http_request *req, sl__router_done_fn done, void *ud)

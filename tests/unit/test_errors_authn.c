@@ -314,6 +314,17 @@ static void test_request_chain(void **state)
     /* The route's mode: a kind it does not accept is never asked. */
     assert_int_equal(request_run(&a, &bearer, SL_AUTHN_KIND_SIGNED, &r), SL_EUNAUTH);
     assert_int_equal(request_run(&a, &signed_ok, SL_AUTHN_KIND_BEARER, &r), SL_EUNAUTH);
+    /* A mode that takes no credential: anonymous, whatever is presented. */
+    assert_int_equal(request_run(&a, &bearer, SL_AUTHN_ANONYMOUS, &r), SL_OK);
+    assert_int_equal(r.who.source, SL_SOURCE_NONE);
+    assert_int_equal(sl_authn_mode_parse("any"), 0);
+    assert_int_equal(sl_authn_mode_parse("none"), SL_AUTHN_ANONYMOUS);
+    assert_int_equal(sl_authn_mode_parse("signed+cert"), SL_AUTHN_KIND_SIGNED | SL_AUTHN_KIND_CERT);
+    assert_int_equal(sl_authn_mode_parse("bearer"), SL_AUTHN_KIND_BEARER);
+    assert_int_equal(sl_authn_mode_parse("signed+"), -1);
+    assert_int_equal(sl_authn_mode_parse("+signed"), -1);
+    assert_int_equal(sl_authn_mode_parse("bear"), -1);
+    assert_int_equal(sl_authn_mode_parse(""), -1);
     /* A non-Bearer Authorization says so when nothing else was presented. */
     fake_req basic = {{"authorization"}, {"Basic eA=="}, 1};
     assert_int_equal(request_run(&a, &basic, 0, &r), SL_EUNAUTH);
