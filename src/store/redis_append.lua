@@ -1,23 +1,28 @@
 -- The Redis engine's APPEND, a script of its own (src/store/redis_engine.c runs it with EVALSHA):
 -- writes are the hot path, so this one does only what a write needs, with as few Redis calls as
 -- the rules allow. The engine coalesces the APPEND requests for one channel submitted during one
--- loop turn into one run: the settings are read once, the sequence number written once, and the
--- events published once, whatever the number of requests and messages; each request still gets
--- its own answer, as if it had run alone, in order. Its rules are those of append_one in
--- redis_scripts.lua (dead letters use that one); keep them the same.
+-- loop turn into one run: the settings are read once, the sequence written once, the ready
+-- messages queued with one ZADD and the events published once, whatever the number of requests
+-- and messages; each request still gets its own answer, as if it had run alone, in order. Its
+-- rules are those of append_one in redis_scripts.lua (dead letters use that one); keep them the
+-- same.
 --
 -- KEYS[1] the channel's base key `<prefix>:{<id>}`
 -- ARGV[1] the key prefix, ARGV[2] the channel id, ARGV[3] the number of requests, then per
--- request: now, n, then per message: flags (bit i: field TAGS[i] present), idempotency key (''
--- none), not_before, then the present fields' values in TAGS order.
+-- request: now, n, then per message: the number of fields, idempotency key ('' none),
+-- not_before, then the fields as they are stored: tag, value pairs, 't' (the time) first.
+-- The engine sends the stream entry's own field, value pairs so that they reach XADD as they
+-- came: a message costs Redis no table of its own.
 -- Reply: per request {last seq, then per message its seq and 1 when its key repeated (nothing
 -- stored)} or an error (EFULL); or one error for all: ENOENT, EFORMAT (a key of the wrong type, a
 -- garbage setting).
 -- Events: one PUBLISH on `<prefix>:ev:{<id>}` of every message the run stored: "w", then for
 -- each message its '#' id and its tag, value pairs, every token preceded by a NUL byte (values
--- are C strings: never a NUL inside; redis_codec.h decodes it).
+-- are C strings: never a NUL inside; redis_codec.h decodes it). Built only when some node
+-- subscribes to that channel (the payload is most of a run's work otherwise wasted).
 
-local TAGS = {'t', 'e', 's', 'd', 'm', 'c', 'r', 'p', 'o', 'x'}
+local NTAGS = 10 -- t e s d m c r p o x: the fields a message can have
+local READY_CHUNK = 2000
 
 local function run()
     local base, prefix, chan = KEYS[1], ARGV[1], ARGV[2]
@@ -62,38 +67,41 @@ local function run()
 
     -- Whatever happens to a request, the sequence number and the events of what was stored are
     -- written (a later write must not reuse an id).
+    local nev = 0
+    -- Events are built only when a node listens: a subscription made after this run reads the
+    -- stream instead (the hub subscribes before it reads), so nothing is missed.
+    local evchan = prefix .. ':ev:{' .. chan .. '}'
+    local listened = redis.call('PUBSUB', 'NUMSUB', evchan)[2] > 0
+    local ready, nready = {}, 0 -- ZADD arguments of the ready messages, one call for them all
+    local function flush_ready() -- in chunks: unpack has a limit
+        if nready > 0 then redis.call('ZADD', base .. ':ready', unpack(ready, 1, nready)) end
+        nready = 0
+    end
+    local timed = base .. ':timed'
     local ok, err = pcall(function()
     for q = 1, nreq do
         local now, n = tonumber(ARGV[i]), tonumber(ARGV[i + 1])
         if now == nil or n == nil then error('EFORMAT') end
         i = i + 2
-        -- The request's messages first: the arguments are walked whatever its outcome.
-        local msgs = {}
-        for j = 1, n do
-            local flags, key, nb = tonumber(ARGV[i]), ARGV[i + 1], tonumber(ARGV[i + 2])
-            if flags == nil or nb == nil then error('EFORMAT') end
-            i = i + 3
-            local kv = {}
-            local b, nkv = 1, 0
-            while flags > 0 do
-                if flags % 2 == 1 then
-                    kv[nkv + 1] = TAGS[b]
-                    kv[nkv + 2] = ARGV[i]
-                    nkv = nkv + 2
-                    i = i + 1
-                end
-                flags = (flags - flags % 2) / 2
-                b = b + 1
-            end
-            if b > #TAGS + 1 then error('EFORMAT') end
-            msgs[j] = {kv, key, nb}
+        -- Where the request's messages are: the arguments are walked whatever its outcome.
+        local first = i
+        for _ = 1, n do
+            local np = tonumber(ARGV[i])
+            if np == nil or np < 1 or np > NTAGS then error('EFORMAT') end
+            i = i + 3 + 2 * np
         end
+        if i > #ARGV + 1 then error('EFORMAT') end
         local out, expired_keys = {0}, false
+        local nout = 1
         if queue and maxm > 0 and redis.call('XLEN', s) + n > maxm then
             out = redis.error_reply('EFULL')
         else
-            for j = 1, n do
-                local kv, key, nb = msgs[j][1], msgs[j][2], msgs[j][3]
+            local m = first
+            for _ = 1, n do
+                local np, key, nb = tonumber(ARGV[m]), ARGV[m + 1], tonumber(ARGV[m + 2])
+                if nb == nil then error('EFORMAT') end
+                local a, b = m + 3, m + 2 + 2 * np -- the field, value pairs
+                m = b + 1
                 local dup
                 if key ~= '' then
                     if not expired_keys then
@@ -110,8 +118,9 @@ local function run()
                     end
                 end
                 if dup then
-                    out[#out + 1] = dup
-                    out[#out + 1] = 1
+                    out[nout + 1] = dup
+                    out[nout + 2] = 1
+                    nout = nout + 2
                 else
                     if not queue and (rcount > 0 or rage > 0) then retain(now) end
                     if maxm > 0 and not queue then
@@ -125,27 +134,35 @@ local function run()
                     seq = seq + 1
                     local hx = string.format('%016x', seq)
                     local sid = seq < 1e14 and (seq .. '-0') or (string.format('%.17g', seq) .. '-0')
-                    redis.call('XADD', s, sid, unpack(kv))
+                    redis.call('XADD', s, sid, unpack(ARGV, a, b))
                     if queue then
                         if nb > now then
-                            redis.call('ZADD', base .. ':timed', nb, hx)
+                            redis.call('ZADD', timed, nb, hx)
                         else
-                            redis.call('ZADD', base .. ':ready', seq, hx)
+                            ready[nready + 1] = seq
+                            ready[nready + 2] = hx
+                            nready = nready + 2
+                            if nready >= READY_CHUNK then flush_ready() end
                         end
                     elseif rcount > 0 or rage > 0 then
                         retain(now)
                     end
                     -- A delayed message is news only when it can be claimed: not now.
-                    if not (queue and nb > now) then
-                        events[#events + 1] = '#' .. hx
-                        for k = 1, #kv do events[#events + 1] = kv[k] end
+                    if listened and not (queue and nb > now) then
+                        nev = nev + 1
+                        events[nev] = '#' .. hx
+                        for k = a, b do
+                            nev = nev + 1
+                            events[nev] = ARGV[k]
+                        end
                     end
                     if key ~= '' then
                         redis.call('HSET', dd, key, string.format('%.17g', seq))
                         redis.call('ZADD', ddx, now + window, key)
                     end
-                    out[#out + 1] = seq
-                    out[#out + 1] = 0
+                    out[nout + 1] = seq
+                    out[nout + 2] = 0
+                    nout = nout + 2
                 end
             end
         end
@@ -153,9 +170,10 @@ local function run()
         results[q] = out
     end
     end)
+    flush_ready()
     if seq ~= first_seq then redis.call('HSET', meta, 'seq', string.format('%.17g', seq)) end
-    if #events > 0 then
-        redis.call('PUBLISH', prefix .. ':ev:{' .. chan .. '}', 'w\0' .. table.concat(events, '\0'))
+    if nev > 0 then
+        redis.call('PUBLISH', evchan, 'w\0' .. table.concat(events, '\0'))
     end
     if not ok then error(err) end
     return results

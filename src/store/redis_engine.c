@@ -528,27 +528,47 @@ static void add_settings(args *a, const sl_channel_info *i, const char *epoch)
     args_str(a, epoch);
 }
 
-/* One message of an APPEND: flags (bit per present field, in the script's TAGS order), key,
- * not_before, then the fields. */
-static void add_message(args *a, const sl_message *m, const char *key)
+/* Small decimal numbers as static strings: no formatting per message for the common cases. */
+static const char *const SMALL[] = {"0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10"};
+
+/* A number argument: borrowed when it is 0, else formatted (owned by a). */
+static void args_time(args *a, double x)
 {
+    if (x == 0)
+        args_add(a, SMALL[0], 1);
+    else
+        args_num(a, x);
+}
+
+/* One message of an APPEND: its number of fields, key, not_before, then the fields as the stream
+ * entry stores them (tag, value pairs, 't' first). now_s is the request's time, already formatted:
+ * a message stamped with it (the usual case) borrows that text. */
+static void add_message(args *a, const sl_message *m, const char *key, double now,
+                        const char *now_s)
+{
+    static const char tags[] = "sdmcrpox"; /* after 't' and 'e', in the order of vals */
     const char *vals[] = {m->sender_id, m->data,         m->metadata, m->correlation_id,
                           m->reply_to,  m->recipient_id, m->origin,   m->dead_reason};
-    unsigned flags = 1; /* t */
-    if (m->expires_at > 0)
-        flags |= 2;
+    size_t nf = 1 + (m->expires_at > 0);
     for (int f = 0; f < 8; f++)
-        if (vals[f])
-            flags |= 4u << f;
-    args_fmt(a, "%u", flags);
+        nf += vals[f] != NULL;
+    args_add(a, SMALL[nf], strlen(SMALL[nf]));
     args_str(a, key);
-    args_num(a, m->not_before);
-    args_num(a, m->timestamp);
-    if (m->expires_at > 0)
+    args_time(a, m->not_before);
+    args_add(a, "t", 1);
+    if (m->timestamp == now)
+        args_str(a, now_s);
+    else
+        args_num(a, m->timestamp);
+    if (m->expires_at > 0) {
+        args_add(a, "e", 1);
         args_num(a, m->expires_at);
+    }
     for (int f = 0; f < 8; f++)
-        if (vals[f])
+        if (vals[f]) {
+            args_add(a, &tags[f], 1);
             args_str(a, vals[f]);
+        }
 }
 
 static void add_dead(args *a, const rengine *e, const sl__eop *op, int local)
@@ -595,12 +615,22 @@ static void batch_send(rengine *e, pend *head)
     args_str(&a, e->prefix);
     args_str(&a, op0->channel);
     args_fmt(&a, "%zu", head->nreq);
+    const char *now_s = NULL; /* the requests of one loop turn mostly share their time */
+    double now = 0;
     for (pend *m = head; m; m = m->member) {
         const sl__eop *op = m->op;
-        args_num(&a, op->now);
+        if (now_s == NULL || op->now != now) {
+            args_num(&a, op->now);
+            if (a.oom)
+                break;
+            now = op->now;
+            now_s = a.v[a.n - 1];
+        } else {
+            args_str(&a, now_s);
+        }
         args_fmt(&a, "%zu", op->nmsgs);
         for (size_t i = 0; i < op->nmsgs; i++)
-            add_message(&a, &op->msgs[i], op->keys ? op->keys[i] : NULL);
+            add_message(&a, &op->msgs[i], op->keys ? op->keys[i] : NULL, now, now_s);
     }
     if (a.oom) {
         args_free(&a);
