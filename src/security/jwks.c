@@ -88,14 +88,18 @@ static EVP_PKEY *ec_key(json_t *jwk, const char *crv, const char **why)
     size_t half = strcmp(crv, "P-256") == 0 ? 32 : 48;
     unsigned char x[64], y[64], point[1 + 2 * 48];
     size_t xl, yl;
+    /* RFC 7518 section 6.2.1.2 asks for the full coordinate length, but some publishers (PyJWT
+     * before 2.7 among them) drop leading zero bytes: the number is the same, so it is padded
+     * back rather than refused one key in 128. */
     if (member_b64(jwk, "x", x, sizeof x, &xl) < 0 || member_b64(jwk, "y", y, sizeof y, &yl) < 0 ||
-        xl != half || yl != half) { /* RFC 7518 section 6.2.1.2: the full coordinate length */
+        xl > half || yl > half || xl == 0 || yl == 0) {
         *why = "bad or missing x or y";
         return NULL;
     }
+    memset(point, 0, sizeof point);
     point[0] = 0x04; /* uncompressed */
-    memcpy(point + 1, x, half);
-    memcpy(point + 1 + half, y, half);
+    memcpy(point + 1 + (half - xl), x, xl);
+    memcpy(point + 1 + half + (half - yl), y, yl);
     char group[16];
     strcpy(group, half == 32 ? "P-256" : "P-384");
     OSSL_PARAM params[] = {
