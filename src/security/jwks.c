@@ -223,6 +223,12 @@ static int add_jwk(sl_jwt_keyring *kr, json_t *jwk, const char **kid_out, const 
     const char *kty = json_string_value(ktyv);
     if (!for_verifying(jwk, why))
         return SL_EINVAL;
+    /* A shared secret from a key set would let anyone holding the set mint tokens (and HS256
+     * over a public key is the classic algorithm confusion). */
+    if (!strcmp(kty, "oct")) {
+        *why = "symmetric keys are not taken from a key set";
+        return SL_EINVAL;
+    }
     /* Private parts mean the provider published its signing key: nobody's signature proves
      * anything any more, so this key is not trusted for anything. */
     static const char *const private_members[] = {"d", "p", "q", "dp", "dq", "qi", "oth", "k"};
@@ -241,10 +247,7 @@ static int add_jwk(sl_jwt_keyring *kr, json_t *jwk, const char **kid_out, const 
             return SL_EINVAL;
         }
     } else if (strcmp(kty, "RSA")) {
-        /* "oct" above all: a shared secret from a key set would let anyone holding the set mint
-         * tokens (and HS256 over a public key is the classic algorithm confusion). */
-        *why = !strcmp(kty, "oct") ? "symmetric keys are not taken from a key set"
-                                   : "key type not supported";
+        *why = "key type not supported";
         return SL_EINVAL;
     }
     const char *alg = alg_for(jwk, kty, crv, why);
