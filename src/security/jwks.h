@@ -30,4 +30,11 @@ typedef void (*sl__jwks_skip_fn)(void *ud, size_t index, const char *kid, const 
 int sl__jwks_parse(const char *doc, size_t len, sl_jwt_keyring **out, sl__jwks_skip_fn skip,
                    void *ud, const char **why);
 
+/* Seconds an HTTP answer may be cached by its headers (each "" when absent): Cache-Control
+ * max-age (the shortest of several; no-store, no-cache or a malformed max-age: 0), else Expires
+ * less Date (less now without Date; an invalid Expires: 0); -1 when they say nothing (RFC 9111
+ * section 4.2.1). No I/O; lives in jwks_client.c. */
+double sl__jwks_lifetime(const char *cache_control, const char *expires, const char *date,
+                         double now);
+
 #endif

@@ -115,10 +115,8 @@ static void answer_all(sl_jwks *j)
 
 /* ---- the cache lifetime of an answer -------------------------------------------------------- */
 
-/* Seconds the answer may be cached by its headers: Cache-Control max-age (no-store and no-cache
- * mean 0), else Expires less Date (or now); -1 when it says nothing (RFC 9111 section 4.2.1). */
-static double lifetime_of(const char *cache_control, const char *expires, const char *date,
-                          double now)
+double sl__jwks_lifetime(const char *cache_control, const char *expires, const char *date,
+                         double now)
 {
     int any = 0;
     double max_age = -1;
@@ -136,7 +134,7 @@ static double lifetime_of(const char *cache_control, const char *expires, const 
             (n == 8 && !strncasecmp(tok, "no-cache", 8))) {
             return 0;
         }
-        if (n > 8 && !strncasecmp(tok, "max-age=", 8)) {
+        if (n >= 8 && !strncasecmp(tok, "max-age=", 8)) {
             double v = 0;
             size_t k = 8;
             if (k < n && tok[k] == '"')
@@ -289,7 +287,7 @@ static void keys_received(sl_jwks *j, long code)
         return;
     }
     double now = now_of(j);
-    double life = lifetime_of(j->cache_control, j->expires, j->date, now);
+    double life = sl__jwks_lifetime(j->cache_control, j->expires, j->date, now);
     if (life < j->refresh_min) /* also "no caching information" (-1) */
         life = j->refresh_min;
     if (life > j->refresh_max)

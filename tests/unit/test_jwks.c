@@ -19,6 +19,7 @@
 
 #include <jansson.h>
 
+#include <sluice/jwks.h>
 #include <sluice/jwt.h>
 
 #include "deps.h"
@@ -68,6 +69,12 @@ static void on_skip(void *ud, size_t index, const char *kid, const char *reason)
         s->reasons[s->n] = reason;
         s->n++;
     }
+}
+
+static void on_keys(void *ud, int status, sl_jwt_keyring *keys)
+{
+    *(int *)ud = status;
+    assert_true((status == SL_OK) == (keys != NULL));
 }
 
 static const char *vstr(json_t *o, const char *k)
@@ -261,6 +268,91 @@ static void test_header_kid(void **state)
     assert_int_equal(sl_jwt_header_kid("", 0, kid, &n), SL_ETOKEN);
 }
 
+static void test_cache_lifetime(void **state)
+{
+    (void)state;
+    const double now = 1700000000.0;
+    assert_true(sl__jwks_lifetime("", "", "", now) == -1);
+    assert_true(sl__jwks_lifetime("public, max-age=3600", "", "", now) == 3600);
+    assert_true(sl__jwks_lifetime("max-age=600, must-revalidate", "", "", now) == 600);
+    assert_true(sl__jwks_lifetime("max-age=600,max-age=60", "", "", now) == 60);
+    assert_true(sl__jwks_lifetime("MAX-AGE=\"90\"", "", "", now) == 90);
+    assert_true(sl__jwks_lifetime("no-store", "", "", now) == 0);
+    assert_true(sl__jwks_lifetime("max-age=600, no-cache", "", "", now) == 0);
+    assert_true(sl__jwks_lifetime("max-age=", "", "", now) == 0);
+    assert_true(sl__jwks_lifetime("max-age=abc", "", "", now) == 0);
+    /* max-age wins over Expires (RFC 9111 section 5.3). */
+    assert_true(sl__jwks_lifetime("max-age=5", "Thu, 01 Jan 2037 00:00:00 GMT", "", now) == 5);
+    assert_true(sl__jwks_lifetime("", "Tue, 14 Nov 2023 22:23:20 GMT",
+                                  "Tue, 14 Nov 2023 22:13:20 GMT", now) == 600);
+    /* Without Date, against our clock (1700000000 is 2023-11-14 22:13:20 UTC). */
+    assert_true(sl__jwks_lifetime("", "Tue, 14 Nov 2023 22:14:20 GMT", "", now) == 60);
+    assert_true(sl__jwks_lifetime("", "Tue, 14 Nov 2023 22:00:00 GMT", "", now) == 0);
+    assert_true(sl__jwks_lifetime("", "0", "", now) == 0);
+    assert_true(sl__jwks_lifetime("", "not a date", "", now) == 0);
+    assert_true(sl__jwks_lifetime("public", "", "", now) == -1);
+}
+
+static void test_client_options(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    sl_jwks *j = NULL;
+    sl_jwks_opts o;
+    sl_jwks_opts_init(&o);
+    assert_int_equal(sl_jwks_new(&j, &loop, &o, NULL, NULL), SL_EINVAL); /* neither */
+    o.url = "http://idp.example.com/keys"; /* plain http over a network */
+    assert_int_equal(sl_jwks_new(&j, &loop, &o, NULL, NULL), SL_EINVAL);
+    o.url = "https://user:pw@idp.example.com/keys";
+    assert_int_equal(sl_jwks_new(&j, &loop, &o, NULL, NULL), SL_EINVAL);
+    o.url = "ftp://idp.example.com/keys";
+    assert_int_equal(sl_jwks_new(&j, &loop, &o, NULL, NULL), SL_EINVAL);
+    o.url = NULL;
+    o.issuer = "http://idp.example.com";
+    assert_int_equal(sl_jwks_new(&j, &loop, &o, NULL, NULL), SL_EINVAL);
+    o.issuer = "http://127.0.0.1:1/realm/";
+    o.refresh_min = 10;
+    o.refresh_max = 5;
+    assert_int_equal(sl_jwks_new(&j, &loop, &o, NULL, NULL), SL_EINVAL);
+    assert_null(j);
+    /* A provider nobody listens on: the first fetch fails, waiting callers hear SL_EUNAVAIL, and
+     * within the interval no second fetch is started for them. */
+    o.refresh_min = o.refresh_max = 0;
+    o.unknown_kid_interval = 3600;
+    assert_int_equal(sl_jwks_new(&j, &loop, &o, NULL, NULL), SL_OK);
+    int got = -1;
+    sl_jwks_wait(j, "k", 1, on_keys, &got);
+    assert_int_equal(got, -1); /* waits for the start-up fetch */
+    for (int i = 0; i < 2000 && got == -1; i++)
+        uv_run(&loop, UV_RUN_ONCE);
+    assert_int_equal(got, SL_EUNAVAIL);
+    sl_jwks_stats st;
+    sl_jwks_get_stats(j, &st);
+    assert_int_equal(st.fetches, 1);
+    assert_int_equal(st.failures, 1);
+    assert_int_equal(st.keys, 0);
+    got = -1;
+    sl_jwks_wait(j, "k", 1, on_keys, &got); /* forced once: the interval had not begun */
+    for (int i = 0; i < 2000 && got == -1; i++)
+        uv_run(&loop, UV_RUN_ONCE);
+    assert_int_equal(got, SL_EUNAVAIL);
+    got = -1;
+    sl_jwks_wait(j, "k2", 2, on_keys, &got); /* within the interval: answered at once */
+    assert_int_equal(got, SL_EUNAVAIL);
+    sl_jwks_get_stats(j, &st);
+    assert_int_equal(st.forced, 1);
+    assert_int_equal(st.throttled, 1);
+    assert_null(sl_jwks_ready(j, "k", 1));
+    /* Freeing answers a waiter with SL_EUNAVAIL. */
+    got = -1;
+    sl_jwks_free(j);
+    sl_jwks_wait(NULL, "k", 1, on_keys, &got);
+    assert_int_equal(got, SL_EUNAVAIL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -269,6 +361,8 @@ int main(void)
         cmocka_unit_test(test_same_keys_as_pem),
         cmocka_unit_test(test_documents_refused_whole),
         cmocka_unit_test(test_header_kid),
+        cmocka_unit_test(test_cache_lifetime),
+        cmocka_unit_test(test_client_options),
     };
     return cmocka_run_group_tests(tests, load_vectors, free_vectors);
 }
