@@ -39,9 +39,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     json_t *keys = json_object_get(root, "keys");
     if (rc == SL_OK) {
         size_t n = sl_jwt_keyring_size(kr);
-        if (why != NULL || kr == NULL || n == 0 || n > SL__JWKS_KEYS_MAX ||
-            !json_is_array(keys) || n + s.n > json_array_size(keys) ||
-            (s.n > 0 && s.last >= json_array_size(keys)))
+        if (why != NULL || kr == NULL || n == 0 || n > SL__JWKS_KEYS_MAX || !json_is_array(keys) ||
+            n + s.n > json_array_size(keys) || (s.n > 0 && s.last >= json_array_size(keys)))
             abort();
     } else {
         size_t k = 0;

@@ -292,3 +292,29 @@ def test_config_refusals(tmp_path):
                        capture_output=True, text=True, timeout=30,
                        env={"SLUICE_JWT_SECRET": "your-32-byte-production-secret-key"})
     assert p.returncode != 0 and "loopback" in p.stderr
+
+
+def test_websocket_connection_token_from_the_provider(make_server, tmp_path, provider):
+    """A connection token of the provider authenticates a WebSocket session, also when its kid
+    is new (the connect waits for the refresh on the loop)."""
+    from wsraw import RawWS
+    provider.add("first", "ES256")
+    s = start(make_server, tmp_path, provider, jwks_refresh_min=300,
+              jwks_unknown_kid_interval=0.5)
+    assert status(s, provider.token("first")) == 200
+    provider.add("rotated", "PS256")
+    ws = RawWS(s.host, s.port)
+    i, _ = ws.cmd("connect", {"token": provider.token("rotated")})
+    reply = next(o for o in ws.recv_objs() if o.get("id") == i)
+    assert "connect" in reply and "error" not in reply, reply
+    ws.close()
+    bad = RawWS(s.host, s.port)
+    other = make_key("ES256")
+    i, _ = bad.cmd("connect", {"token": provider.token("first", key=("ES256", other[0], other[1]))})
+    kind, *rest = bad.recv_message()
+    if kind == "text":  # an error reply, not a session
+        objs = [json.loads(line) for line in rest[0].splitlines() if line.strip()]
+        assert objs and not any("connect" in o for o in objs), objs
+    else:  # or refused by closing the socket
+        assert kind == "close", (kind, rest)
+    bad.close()
