@@ -1,10 +1,12 @@
 /* JWT (RFC 7519) with HS256 (RFC 7515) for sluice tokens: strict verification into an sl_identity,
  * and signing. A keyring holds one or more HS256 secrets selected by `kid`, so a secret can be
  * rotated. Secrets shorter than 32 bytes are refused. For tokens of an upstream identity provider
- * it can also hold ES256 (P-256) and EdDSA (Ed25519, RFC 8037) public keys, which only verify.
- * Every key has exactly one algorithm, and a token is checked only against a key of the algorithm
- * its header names. A keyring keeps keyed HMAC state for speed and is therefore not safe to use
- * from two threads at once (the server is single-threaded). */
+ * it can also hold public keys, which only verify: RS256, RS384, RS512 and PS256 (RSA, at least
+ * 2048 bits), ES256 (P-256), ES384 (P-384) and EdDSA (Ed25519, RFC 8037). Every key has exactly
+ * one algorithm, and a token is checked only against a key of the algorithm its header names
+ * ("none" is never one; an HS256 token never meets a public key: no algorithm confusion). A keyring
+ * keeps keyed HMAC state for speed and is therefore not safe to use from two threads at once (the
+ * server is single-threaded). */
 #ifndef SLUICE_JWT_H
 #define SLUICE_JWT_H
 
@@ -40,7 +42,23 @@ int sl_jwt_keyring_add_hs256(sl_jwt_keyring *kr, const char *kid, const void *se
  * SL_EINVAL). */
 int sl_jwt_keyring_add_es256_pem(sl_jwt_keyring *kr, const char *kid, const char *pem, size_t len);
 int sl_jwt_keyring_add_eddsa_pem(sl_jwt_keyring *kr, const char *kid, const char *pem, size_t len);
+/* Add a public key for verifying tokens of the JWS algorithm alg: "RS256", "RS384", "RS512",
+ * "PS256" (RSA, SL_JWT_RSA_MIN_BITS..SL_JWT_RSA_MAX_BITS), "ES256" (P-256), "ES384" (P-384) or
+ * "EdDSA" (Ed25519); the key must be of that algorithm's type (SL_EINVAL otherwise, and for "HS256"
+ * or any other name). PEM rules and errors as for sl_jwt_keyring_add_es256_pem. */
+int sl_jwt_keyring_add_pem(sl_jwt_keyring *kr, const char *kid, const char *alg, const char *pem,
+                           size_t len);
+#define SL_JWT_RSA_MIN_BITS 2048
+#define SL_JWT_RSA_MAX_BITS 8192
 size_t sl_jwt_keyring_size(const sl_jwt_keyring *kr);
+/* 1 when kr holds a key named kid (kidlen bytes; NULL: the default key), else 0. */
+int sl_jwt_keyring_has_kid(const sl_jwt_keyring *kr, const char *kid, size_t kidlen);
+
+#define SL_JWT_KID_MAX 255
+/* The "kid" of a token's header, read without verifying anything (to pick the key set that will
+ * verify it): SL_OK with kid NUL-terminated and *kidlen its length (0 when the header has no kid),
+ * SL_ETOKEN when the token is malformed or its kid is not a valid key id. */
+int sl_jwt_header_kid(const char *token, size_t len, char kid[SL_JWT_KID_MAX + 1], size_t *kidlen);
 
 typedef struct sl_jwt_verify_opts {
     const char *audience; /* NULL: "aud" not checked */
@@ -57,14 +75,14 @@ void sl_jwt_verify_opts_init(sl_jwt_verify_opts *o);
  * token", "bad signature", "algorithm not allowed", "unknown key id", "token expired", "token not
  * yet valid", "invalid audience", "invalid issuer", "invalid claims" or "wrong kind of token"
  * (SL_EINVAL for a NULL out or a NaN now, SL_ENOMEM). Rules: at most SL_JWT_MAX_LEN bytes; three
- * base64url segments without padding and with zero trailing bits; header alg must be "HS256",
- * "ES256" or "EdDSA", held by some key of kr, and equal to the algorithm of the key that kid (or,
+ * base64url segments without padding and with zero trailing bits; header alg must be one of the
+ * algorithms above, held by some key of kr, and equal to the algorithm of the key that kid (or,
  * without kid, the default key) selects -- "algorithm not allowed" otherwise, so a token can never
  * be checked against another kind of key's material; typ, if present, "JWT", no crit; duplicate
- * JSON keys rejected at any depth; the signature (HS256: 32 bytes; ES256: 64 bytes R||S with R and
- * S in [1, n-1], not DER; EdDSA: 64 bytes) is checked before the payload is decoded; sub required
- * (sl_principal_valid); exp required unless exp_optional; exp, nbf and iat must be numbers,
- * honoured with leeway (exp <= now
+ * JSON keys rejected at any depth; the signature (HS256: 32 bytes; ES256 / ES384: 64 / 96 bytes
+ * R||S with R and S in [1, n-1], not DER; EdDSA: 64 bytes; RSA: exactly the modulus' length) is
+ * checked before the payload is decoded; sub required (sl_principal_valid); exp required unless
+ * exp_optional; exp, nbf and iat must be numbers, honoured with leeway (exp <= now
  * - leeway is expired, nbf or iat > now + leeway not yet valid); aud a string or array of strings,
  * iss and jti (at most SL_TOKEN_ID_MAX bytes) strings; role, when present, must be
  * read|write|admin; channels, when present, an array of at most 1024 valid patterns.

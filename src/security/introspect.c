@@ -1,18 +1,18 @@
 /* The RFC 7662 introspection authenticator: libcurl's multi interface driven by the server's libuv
- * loop (one uv_poll_t per socket curl asks us to watch, one uv_timer_t for curl's timeout), an
- * answer cache keyed by the SHA-256 of the token, and a table of requests in flight so that
- * concurrent calls for one token share one request. Every way the endpoint can fail to give a
- * well-formed answer ends in SL_EUNAVAIL, which is never cached; a well-formed answer (active or
- * not) is cached for at most the configured ttl and never past the token's exp.
+ * loop (src/net/curl_uv.c, shared with the JWKS client), an answer cache keyed by the SHA-256 of
+ * the token, and a table of requests in flight so that concurrent calls for one token share one
+ * request. Every way the endpoint can fail to give a well-formed answer ends in SL_EUNAVAIL, which
+ * is never cached; a well-formed answer (active or not) is cached for at most the configured ttl
+ * and never past the token's exp.
  *
  * Lifetime: a request (ireq) is owned by the in-flight list until curl reports it done; it is
  * detached from curl and the list before any of its callbacks run, so a callback may start new
  * requests or free the authenticator. User callbacks never run inside a curl callback: they run
- * after curl_multi_socket_action has returned, or from authenticate itself. The struct is released
- * only by the close callbacks of its handles (timer and polls), so loop callbacks that are already
- * queued always find it. */
+ * after curl_multi_socket_action has returned, or from authenticate itself. Freeing closes the
+ * curl driver, which stops delivering finished transfers at once, so the struct can go with it. */
 #include <sluice/introspect.h>
 
+#include "net/curl_uv.h"
 #include "security/introspect_internal.h"
 
 #include <curl/curl.h>
@@ -20,7 +20,6 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
-#include <arpa/inet.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -72,20 +71,10 @@ typedef struct ireq {
     size_t resp_len, resp_cap;
 } ireq;
 
-typedef struct sock_ctx {
-    uv_poll_t poll;
-    curl_socket_t fd;
-    sl_introspect *i;
-    struct sock_ctx *prev, *next;
-} sock_ctx;
-
 typedef sl__introspect_result result;
 
 struct sl_introspect {
-    uv_loop_t *loop;
-    CURLM *multi;
-    uv_timer_t timer;
-    size_t handles_open; /* the timer and every poll: the struct goes with the last one */
+    sl__curl_uv *cu; /* curl on the loop */
     int closing;
     sl_clock_fn clock;
     void *clock_ud;
@@ -102,7 +91,6 @@ struct sl_introspect {
     centry *oldest, *newest;
     ireq *reqs;
     size_t ninflight;
-    sock_ctx *socks;
     sl_introspect_stats stats;
     sl_introspect_log_fn log;
     void *log_ud;
@@ -419,16 +407,6 @@ void sl__introspect_judge_body(const char *body, size_t len, double now, double 
 
 /* ---- requests ------------------------------------------------------------------------------- */
 
-static void update_ref(sl_introspect *i)
-{
-    /* curl's timer must keep the loop alive while a request waits on it (connect, resolve), but
-     * not an idle authenticator's loop. */
-    if (i->ninflight > 0)
-        uv_ref((uv_handle_t *)&i->timer);
-    else
-        uv_unref((uv_handle_t *)&i->timer);
-}
-
 static void req_free(ireq *q)
 {
     wipe_free(q->body, q->body_cap);
@@ -448,11 +426,10 @@ static void req_detach(sl_introspect *i, ireq *q)
     q->prev = q->next = NULL;
     i->ninflight--;
     if (q->easy != NULL) {
-        curl_multi_remove_handle(i->multi, q->easy);
+        sl__curl_uv_remove(i->cu, q->easy);
         curl_easy_cleanup(q->easy);
         q->easy = NULL;
     }
-    update_ref(i);
 }
 
 /* Calls every waiter of a detached request, then frees it. The callbacks may re-enter. */
@@ -498,23 +475,19 @@ void sl__introspect_result_clear(result *r)
     r->scope = NULL;
 }
 
-static void check_done(sl_introspect *i)
+/* A transfer finished (curl_uv has taken it out of curl already). */
+static void on_done(void *ud, CURL *e, CURLcode res)
 {
-    CURLMsg *msg;
-    int left;
-    /* A callback may free the authenticator: stop reading curl's queue the moment it has. */
-    while (!i->closing && (msg = curl_multi_info_read(i->multi, &left)) != NULL) {
-        if (msg->msg != CURLMSG_DONE)
-            continue;
-        CURL *e = msg->easy_handle;
-        CURLcode res = msg->data.result; /* msg dies with the handle */
-        ireq *q = NULL;
-        long code = 0;
-        curl_easy_getinfo(e, CURLINFO_PRIVATE, (char **)&q);
-        curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &code);
-        if (q != NULL)
-            complete(i, q, res, code);
-    }
+    sl_introspect *i = ud;
+    ireq *q = NULL;
+    long code = 0;
+    curl_easy_getinfo(e, CURLINFO_PRIVATE, (char **)&q);
+    curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &code);
+    curl_easy_cleanup(e);
+    if (q == NULL)
+        return;
+    q->easy = NULL;
+    complete(i, q, res, code);
 }
 
 static size_t on_body(char *data, size_t size, size_t n, void *ud)
@@ -577,13 +550,11 @@ static int start_easy(sl_introspect *i, ireq *q)
         curl_easy_cleanup(e);
         return SL_EINTERNAL;
     }
-    q->easy = e;
-    /* Adding arms curl's timer (our timer function): the transfer starts from the loop. */
-    if (curl_multi_add_handle(i->multi, e) != CURLM_OK) {
+    if (sl__curl_uv_add(i->cu, e) != SL_OK) {
         curl_easy_cleanup(e);
-        q->easy = NULL;
         return SL_EINTERNAL;
     }
+    q->easy = e;
     return SL_OK;
 }
 
@@ -693,103 +664,6 @@ void sl_introspect_authenticate(sl_introspect *i, const char *token, size_t len,
         return;
     }
     i->stats.requests++;
-    update_ref(i);
-}
-
-/* ---- curl on the loop ----------------------------------------------------------------------- */
-
-static void handle_closed(uv_handle_t *h)
-{
-    sl_introspect *i;
-    if (h->type == UV_POLL) {
-        sock_ctx *sc = h->data;
-        i = sc->i;
-        free(sc);
-    } else {
-        i = h->data;
-    }
-    if (--i->handles_open == 0 && i->closing)
-        free(i);
-}
-
-static void sock_close(sl_introspect *i, sock_ctx *sc)
-{
-    if (sc->prev)
-        sc->prev->next = sc->next;
-    else
-        i->socks = sc->next;
-    if (sc->next)
-        sc->next->prev = sc->prev;
-    uv_close((uv_handle_t *)&sc->poll, handle_closed);
-}
-
-static void on_poll(uv_poll_t *h, int status, int events)
-{
-    sock_ctx *sc = h->data;
-    sl_introspect *i = sc->i;
-    int flags = 0;
-    if (status < 0)
-        flags = CURL_CSELECT_ERR;
-    else
-        flags = ((events & UV_READABLE) ? CURL_CSELECT_IN : 0) |
-                ((events & UV_WRITABLE) ? CURL_CSELECT_OUT : 0);
-    int running;
-    curl_multi_socket_action(i->multi, sc->fd, flags, &running);
-    check_done(i);
-}
-
-static int on_socket(CURL *e, curl_socket_t s, int what, void *userp, void *socketp)
-{
-    sl_introspect *i = userp;
-    sock_ctx *sc = socketp;
-    if (what == CURL_POLL_REMOVE) {
-        if (sc != NULL) {
-            curl_multi_assign(i->multi, s, NULL);
-            sock_close(i, sc);
-        }
-        return 0;
-    }
-    if (sc == NULL) {
-        if ((sc = calloc(1, sizeof *sc)) == NULL)
-            return -1;
-        if (uv_poll_init_socket(i->loop, &sc->poll, s) != 0) {
-            free(sc);
-            return -1; /* curl fails the transfer: fail closed */
-        }
-        sc->fd = s;
-        sc->i = i;
-        sc->poll.data = sc;
-        sc->next = i->socks;
-        if (i->socks)
-            i->socks->prev = sc;
-        i->socks = sc;
-        i->handles_open++;
-        curl_multi_assign(i->multi, s, sc);
-    }
-    int events =
-        ((what & CURL_POLL_IN) ? UV_READABLE : 0) | ((what & CURL_POLL_OUT) ? UV_WRITABLE : 0);
-    uv_poll_start(&sc->poll, events, on_poll);
-    return 0;
-}
-
-static void on_timer(uv_timer_t *t)
-{
-    sl_introspect *i = t->data;
-    int running;
-    curl_multi_socket_action(i->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-    check_done(i);
-}
-
-static int on_curl_timer(CURLM *m, long timeout_ms, void *userp)
-{
-    sl_introspect *i = userp;
-    if (i->closing)
-        return 0; /* the timer is about to close; curl_multi_cleanup may still call */
-    if (timeout_ms < 0)
-        uv_timer_stop(&i->timer);
-    else /* 0 ("now") becomes the next loop iteration: never re-enter curl from its callback */
-        uv_timer_start(&i->timer, on_timer, (uint64_t)timeout_ms, 0);
-    return 0;
 }
 
 /* ---- creating and closing ------------------------------------------------------------------- */
@@ -797,49 +671,6 @@ static int on_curl_timer(CURLM *m, long timeout_ms, void *userp)
 void sl_introspect_opts_init(sl_introspect_opts *o)
 {
     memset(o, 0, sizeof *o);
-}
-
-static int host_is_loopback(const char *host)
-{
-    char buf[64];
-    size_t n = strlen(host);
-    if (strcasecmp(host, "localhost") == 0)
-        return 1;
-    if (n >= 2 && n < sizeof buf && host[0] == '[' && host[n - 1] == ']') {
-        memcpy(buf, host + 1, n - 2);
-        buf[n - 2] = '\0';
-        struct in6_addr a6;
-        return inet_pton(AF_INET6, buf, &a6) == 1 && IN6_IS_ADDR_LOOPBACK(&a6);
-    }
-    struct in_addr a4;
-    return inet_pton(AF_INET, host, &a4) == 1 && (ntohl(a4.s_addr) >> 24) == 127;
-}
-
-/* http(s) only, no credentials in the URL (they belong in client_id/secret, which are never
- * logged), plain http only where nothing travels over a network. */
-static int url_acceptable(const char *url, int allow_http)
-{
-    CURLU *u = curl_url();
-    if (u == NULL)
-        return 0;
-    char *scheme = NULL, *host = NULL, *user = NULL;
-    int ok = curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
-             curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK &&
-             curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK &&
-             curl_url_get(u, CURLUPART_USER, &user, 0) == CURLUE_NO_USER;
-    if (ok) {
-        if (strcasecmp(scheme, "https") == 0)
-            ok = 1;
-        else if (strcasecmp(scheme, "http") == 0)
-            ok = allow_http || host_is_loopback(host);
-        else
-            ok = 0;
-    }
-    curl_free(scheme);
-    curl_free(host);
-    curl_free(user);
-    curl_url_cleanup(u);
-    return ok;
 }
 
 /* "Authorization: Basic base64(enc(id):enc(secret))", RFC 6749 §2.3.1. */
@@ -874,15 +705,6 @@ static void wipe_headers(struct curl_slist *l)
     curl_slist_free_all(l);
 }
 
-static int curl_ready(void)
-{
-    /* Process-wide and reference-counted by curl; never undone, as other users may share it. */
-    static int done;
-    if (!done)
-        done = curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK;
-    return done;
-}
-
 int sl_introspect_new(sl_introspect **out, uv_loop_t *loop, const sl_introspect_opts *o,
                       sl_clock_fn clock, void *clock_ud)
 {
@@ -890,7 +712,7 @@ int sl_introspect_new(sl_introspect **out, uv_loop_t *loop, const sl_introspect_
         return SL_EINVAL;
     *out = NULL;
     if (loop == NULL || o == NULL || o->url == NULL || strlen(o->url) > 2048 ||
-        !url_acceptable(o->url, o->allow_http))
+        !sl__curl_url_acceptable(o->url, o->allow_http))
         return SL_EINVAL;
     if ((o->client_id == NULL) != (o->client_secret == NULL) ||
         (o->client_id != NULL &&
@@ -905,13 +727,12 @@ int sl_introspect_new(sl_introspect **out, uv_loop_t *loop, const sl_introspect_
     if (cmax > SL_INTROSPECT_MAX_CACHE || tmo < 1 || tmo > SL_INTROSPECT_MAX_TIMEOUT_MS ||
         ctmo < 1 || ctmo > tmo)
         return SL_EINVAL;
-    if (!curl_ready())
+    if (!sl__curl_ready())
         return SL_EINTERNAL;
 
     sl_introspect *i = calloc(1, sizeof *i);
     if (i == NULL)
         return SL_ENOMEM;
-    i->loop = loop;
     i->clock = clock ? clock : sl_wallclock;
     i->clock_ud = clock_ud;
     i->ttl = ttl;
@@ -938,18 +759,8 @@ int sl_introspect_new(sl_introspect **out, uv_loop_t *loop, const sl_introspect_
             goto fail;
         i->headers = h;
     }
-    if ((i->multi = curl_multi_init()) == NULL) {
-        rc = SL_EINTERNAL;
+    if ((rc = sl__curl_uv_new(&i->cu, loop, on_done, i)) != SL_OK)
         goto fail;
-    }
-    curl_multi_setopt(i->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
-    curl_multi_setopt(i->multi, CURLMOPT_SOCKETDATA, i);
-    curl_multi_setopt(i->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
-    curl_multi_setopt(i->multi, CURLMOPT_TIMERDATA, i);
-    uv_timer_init(loop, &i->timer);
-    i->timer.data = i;
-    i->handles_open = 1;
-    update_ref(i);
     *out = i;
     return SL_OK;
 fail:
@@ -993,11 +804,8 @@ void sl_introspect_free(sl_introspect *i)
         req_detach(i, q);
         req_deliver(q, SL_EUNAVAIL, NULL, R_CLOSED);
     }
-    /* Cleanup closes cached connections, which reports their sockets removed (closing polls). */
-    curl_multi_cleanup(i->multi);
-    i->multi = NULL;
-    while (i->socks != NULL)
-        sock_close(i, i->socks);
+    sl__curl_uv_free(i->cu); /* no transfer is reported after this */
+    i->cu = NULL;
     sl_introspect_cache_clear(i);
     free(i->buckets);
     i->buckets = NULL;
@@ -1005,5 +813,5 @@ void sl_introspect_free(sl_introspect *i)
     i->headers = NULL;
     free(i->url);
     free(i->ca_file);
-    uv_close((uv_handle_t *)&i->timer, handle_closed);
+    free(i);
 }

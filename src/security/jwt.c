@@ -1,17 +1,18 @@
-/* JWT with HS256 (RFC 7519, RFC 7515), and ES256 / EdDSA public keys (RFC 7518, RFC 8037) for
- * tokens of an upstream identity provider: the keyring, strict verification of bearer tokens into
- * an sl_identity, signing, and undecoded inspection. Verification is on the path of every network
- * request, so it is built to run in well under a microsecond without touching the heap except for
- * the identity's channel scope: base64url is decoded into a stack buffer, HMAC resumes from inner
- * and outer SHA-256 states precomputed when the key is added, and the JSON of header and payload is
- * read by a strict, bounded parser written for the purpose rather than jansson, which alone costs
- * twice the whole budget (docs/JWT.md has the measurements). That parser accepts exactly what
- * jansson with JSON_REJECT_DUPLICATES accepts, up to a nesting limit; the unit tests check the two
- * agree on hostile and mutated input. The header is necessarily read before the signature is
- * checked (it names the key); the payload is decoded only after. Error descriptions are fixed
- * strings so that nothing of a token or secret can leak through them. Public-key verification costs
- * tens of microseconds whatever we do, so it simply goes through EVP; it shares everything before
- * the signature with HS256 and branches only after the key is chosen, leaving that path as it was.
+/* JWT with HS256 (RFC 7519, RFC 7515), and RSA (RS256/384/512, PS256), ECDSA (ES256, ES384) and
+ * EdDSA public keys (RFC 7518, RFC 8037) for tokens of an upstream identity provider: the keyring,
+ * strict verification of bearer tokens into an sl_identity, signing, and undecoded inspection.
+ * Verification is on the path of every network request, so it is built to run in well under a
+ * microsecond without touching the heap except for the identity's channel scope: base64url is
+ * decoded into a stack buffer, HMAC resumes from inner and outer SHA-256 states precomputed when
+ * the key is added, and the JSON of header and payload is read by a strict, bounded parser written
+ * for the purpose rather than jansson, which alone costs twice the whole budget (docs/JWT.md has
+ * the measurements). That parser accepts exactly what jansson with JSON_REJECT_DUPLICATES accepts,
+ * up to a nesting limit; the unit tests check the two agree on hostile and mutated input. The
+ * header is necessarily read before the signature is checked (it names the key); the payload is
+ * decoded only after. Error descriptions are fixed strings so that nothing of a token or secret can
+ * leak through them. Public-key verification costs tens of microseconds whatever we do, so it
+ * simply goes through EVP; it shares everything before the signature with HS256 and branches only
+ * after the key is chosen, leaving that path as it was.
  */
 
 /* SHA256_Init/Update/Final are deprecated in OpenSSL 3 but are the only way to resume a
@@ -43,6 +44,7 @@
 #include <openssl/objects.h>
 #include <openssl/params.h>
 #include <openssl/pem.h>
+#include <openssl/rsa.h>
 #include <openssl/sha.h>
 #include <openssl/x509.h>
 
@@ -54,7 +56,7 @@
 #define KID_MAX 255
 #define CHANNELS_MAX 1024
 #define MAC_LEN 32
-#define PK_SIG_LEN 64 /* ES256 R||S (RFC 7518 section 3.4) and Ed25519 (RFC 8032) alike */
+#define PK_SIG_LEN 64 /* Ed25519 (RFC 8032) */
 
 #define E_MALFORMED "malformed token"
 #define E_SIGNATURE "bad signature"
@@ -161,28 +163,65 @@ int sl__jwt_hs256(const void *key, size_t keylen, const void *data, size_t len,
 /* ---- keyring --------------------------------------------------------------------------------- */
 
 /* The JOSE algorithms implemented, as bits so that a keyring can say which of them it holds. */
-enum { ALG_HS256 = 1, ALG_ES256 = 2, ALG_EDDSA = 4 };
+enum {
+    ALG_HS256 = 1,
+    ALG_ES256 = 2,
+    ALG_EDDSA = 4,
+    ALG_RS256 = 8,
+    ALG_RS384 = 16,
+    ALG_RS512 = 32,
+    ALG_PS256 = 64,
+    ALG_ES384 = 128,
+};
+#define ALG_RSA (ALG_RS256 | ALG_RS384 | ALG_RS512 | ALG_PS256)
+
+/* The JWS "alg" names (RFC 7518 section 3.1, RFC 8037 section 3.1), in ALG_* bit order. */
+static const struct {
+    const char *name;
+    unsigned alg;
+} alg_names[] = {{"HS256", ALG_HS256}, {"ES256", ALG_ES256}, {"EdDSA", ALG_EDDSA},
+                 {"RS256", ALG_RS256}, {"RS384", ALG_RS384}, {"RS512", ALG_RS512},
+                 {"PS256", ALG_PS256}, {"ES384", ALG_ES384}};
+
+static unsigned alg_of_name(const char *s, size_t len)
+{
+    for (size_t i = 0; i < sizeof alg_names / sizeof alg_names[0]; i++)
+        if (strlen(alg_names[i].name) == len && memcmp(alg_names[i].name, s, len) == 0)
+            return alg_names[i].alg;
+    return 0;
+}
 
 typedef struct jwt_key {
     char *kid; /* NULL: the default key */
     size_t kidlen;
     hs256_key hk; /* HS256 */
     unsigned alg; /* the one algorithm this key verifies; a token must name exactly it */
-    EVP_PKEY *pk; /* ES256, EdDSA: a public key only */
+    EVP_PKEY *pk; /* every other algorithm: a public key only */
 } jwt_key;
 
 struct sl_jwt_keyring {
-    size_t n;
+    size_t n, cap;
     unsigned algs; /* ALG_* of the keys held */
-    jwt_key keys[KEYRING_MAX];
+    jwt_key keys[];
 };
 
-int sl_jwt_keyring_new(sl_jwt_keyring **out)
+int sl__jwt_keyring_new_cap(sl_jwt_keyring **out, size_t cap)
 {
     if (out == NULL)
         return SL_EINVAL;
-    *out = calloc(1, sizeof **out);
-    return *out ? SL_OK : SL_ENOMEM;
+    *out = NULL;
+    if (cap == 0 || cap > SL__JWT_KEYRING_CAP_MAX)
+        return SL_EINVAL;
+    *out = calloc(1, sizeof **out + cap * sizeof(jwt_key));
+    if (*out == NULL)
+        return SL_ENOMEM;
+    (*out)->cap = cap;
+    return SL_OK;
+}
+
+int sl_jwt_keyring_new(sl_jwt_keyring **out)
+{
+    return sl__jwt_keyring_new_cap(out, KEYRING_MAX);
 }
 
 void sl_jwt_keyring_free(sl_jwt_keyring *kr)
@@ -194,7 +233,7 @@ void sl_jwt_keyring_free(sl_jwt_keyring *kr)
         hs256_key_clear(&kr->keys[i].hk);
         EVP_PKEY_free(kr->keys[i].pk);
     }
-    OPENSSL_cleanse(kr, sizeof *kr);
+    OPENSSL_cleanse(kr, sizeof *kr + kr->cap * sizeof(jwt_key));
     free(kr);
 }
 
@@ -213,6 +252,11 @@ static jwt_key *keyring_find(sl_jwt_keyring *kr, const char *kid, size_t kidlen)
             return k;
     }
     return NULL;
+}
+
+int sl_jwt_keyring_has_kid(const sl_jwt_keyring *kr, const char *kid, size_t kidlen)
+{
+    return kr != NULL && keyring_find((sl_jwt_keyring *)kr, kid, kidlen) != NULL;
 }
 
 static size_t utf8_seq(const unsigned char *s);
@@ -240,7 +284,7 @@ static int keyring_can_add(const sl_jwt_keyring *kr, const char *kid, size_t *ki
         return SL_EINVAL;
     if (keyring_find((sl_jwt_keyring *)kr, kid, *kidlen) != NULL)
         return SL_EEXIST;
-    return kr->n == KEYRING_MAX ? SL_ELIMIT : SL_OK;
+    return kr->n == kr->cap ? SL_ELIMIT : SL_OK;
 }
 
 int sl_jwt_keyring_add_hs256(sl_jwt_keyring *kr, const char *kid, const void *secret, size_t len)
@@ -270,7 +314,7 @@ int sl_jwt_keyring_add_hs256(sl_jwt_keyring *kr, const char *kid, const void *se
     return SL_OK;
 }
 
-/* ---- public keys (ES256, EdDSA) -------------------------------------------------------------- */
+/* ---- public keys (RSA, ECDSA, EdDSA) --------------------------------------------------------- */
 
 /* The key in pem, which must be exactly one PEM block of type "PUBLIC KEY" (SubjectPublicKeyInfo)
  * without headers. Anything else is refused rather than searched: a file that also holds a private
@@ -314,28 +358,76 @@ static int pem_public_key(const char *pem, size_t len, EVP_PKEY **out)
     return rc;
 }
 
-/* 1 when pk is usable for alg: a named-curve P-256 point for ES256 (explicit curve parameters are
- * refused as RFC 5480 requires, even when they spell P-256), an Ed25519 key for EdDSA; and passing
- * OpenSSL's public-key check (on the curve, not the identity). */
+/* 1 when pk is a named-curve EC key on the curve nid (explicit curve parameters are refused as
+ * RFC 5480 requires, even when they spell the same curve). */
+static int ec_named(EVP_PKEY *pk, int nid)
+{
+    char group[64], enc[32];
+    return EVP_PKEY_is_a(pk, "EC") && EVP_PKEY_get_group_name(pk, group, sizeof group, NULL) == 1 &&
+           OBJ_sn2nid(group) == nid &&
+           EVP_PKEY_get_utf8_string_param(pk, OSSL_PKEY_PARAM_EC_ENCODING, enc, sizeof enc, NULL) ==
+               1 &&
+           strcmp(enc, OSSL_PKEY_EC_ENCODING_GROUP) == 0;
+}
+
+/* 1 when pk is usable for alg: a P-256 point for ES256, a P-384 one for ES384, an Ed25519 key
+ * for EdDSA, an RSA key of SL_JWT_RSA_MIN_BITS..SL_JWT_RSA_MAX_BITS for the RSA algorithms (the
+ * upper bound keeps one verification from costing milliseconds); and passing OpenSSL's public-key
+ * check (on the curve and not the identity; for RSA an odd modulus without small factors and a
+ * sane exponent). */
 static int pk_fits(EVP_PKEY *pk, unsigned alg)
 {
     if (alg == ALG_EDDSA) {
         if (!EVP_PKEY_is_a(pk, "ED25519"))
             return 0;
-    } else {
-        char group[64], enc[32];
-        if (!EVP_PKEY_is_a(pk, "EC") ||
-            EVP_PKEY_get_group_name(pk, group, sizeof group, NULL) != 1 ||
-            OBJ_sn2nid(group) != NID_X9_62_prime256v1 ||
-            EVP_PKEY_get_utf8_string_param(pk, OSSL_PKEY_PARAM_EC_ENCODING, enc, sizeof enc,
-                                           NULL) != 1 ||
-            strcmp(enc, OSSL_PKEY_EC_ENCODING_GROUP) != 0)
+    } else if (alg == ALG_ES256 || alg == ALG_ES384) {
+        if (!ec_named(pk, alg == ALG_ES256 ? NID_X9_62_prime256v1 : NID_secp384r1))
             return 0;
+    } else if (alg & ALG_RSA) {
+        int bits = EVP_PKEY_get_bits(pk);
+        if (!EVP_PKEY_is_a(pk, "RSA") || bits < SL_JWT_RSA_MIN_BITS || bits > SL_JWT_RSA_MAX_BITS)
+            return 0;
+    } else {
+        return 0;
     }
     EVP_PKEY_CTX *c = EVP_PKEY_CTX_new_from_pkey(NULL, pk, NULL);
     int ok = c != NULL && EVP_PKEY_public_check(c) == 1;
     EVP_PKEY_CTX_free(c);
     return ok;
+}
+
+/* Adds pk (taken over on success only) for alg. */
+static int keyring_add_pkey(sl_jwt_keyring *kr, const char *kid, EVP_PKEY *pk, unsigned alg)
+{
+    size_t kidlen;
+    int rc = keyring_can_add(kr, kid, &kidlen);
+    if (rc != SL_OK)
+        return rc;
+    if (!pk_fits(pk, alg)) {
+        ERR_clear_error();
+        return SL_EINVAL;
+    }
+    jwt_key *k = &kr->keys[kr->n];
+    memset(k, 0, sizeof *k);
+    if (kid != NULL && (k->kid = strdup(kid)) == NULL)
+        return SL_ENOMEM;
+    k->kidlen = kidlen;
+    k->alg = alg;
+    k->pk = pk;
+    kr->n++;
+    kr->algs |= alg;
+    return SL_OK;
+}
+
+int sl__jwt_keyring_add_pkey(sl_jwt_keyring *kr, const char *kid, const char *alg,
+                             struct evp_pkey_st *pk)
+{
+    if (kr == NULL || alg == NULL || pk == NULL)
+        return SL_EINVAL;
+    unsigned a = alg_of_name(alg, strlen(alg));
+    if (a == 0 || a == ALG_HS256)
+        return SL_EINVAL;
+    return keyring_add_pkey(kr, kid, pk, a);
 }
 
 static int keyring_add_pk(sl_jwt_keyring *kr, const char *kid, const char *pem, size_t len,
@@ -350,23 +442,9 @@ static int keyring_add_pk(sl_jwt_keyring *kr, const char *kid, const char *pem, 
     EVP_PKEY *pk;
     if ((rc = pem_public_key(pem, len, &pk)) != SL_OK)
         return rc;
-    if (!pk_fits(pk, alg)) {
+    if ((rc = keyring_add_pkey(kr, kid, pk, alg)) != SL_OK)
         EVP_PKEY_free(pk);
-        ERR_clear_error();
-        return SL_EINVAL;
-    }
-    jwt_key *k = &kr->keys[kr->n];
-    memset(k, 0, sizeof *k);
-    if (kid != NULL && (k->kid = strdup(kid)) == NULL) {
-        EVP_PKEY_free(pk);
-        return SL_ENOMEM;
-    }
-    k->kidlen = kidlen;
-    k->alg = alg;
-    k->pk = pk;
-    kr->n++;
-    kr->algs |= alg;
-    return SL_OK;
+    return rc;
 }
 
 int sl_jwt_keyring_add_es256_pem(sl_jwt_keyring *kr, const char *kid, const char *pem, size_t len)
@@ -379,33 +457,47 @@ int sl_jwt_keyring_add_eddsa_pem(sl_jwt_keyring *kr, const char *kid, const char
     return keyring_add_pk(kr, kid, pem, len, ALG_EDDSA);
 }
 
-/* The order n of P-256, big-endian (SEC 2 section 2.4.2). */
+int sl_jwt_keyring_add_pem(sl_jwt_keyring *kr, const char *kid, const char *alg, const char *pem,
+                           size_t len)
+{
+    unsigned a = alg ? alg_of_name(alg, strlen(alg)) : 0;
+    if (a == 0 || a == ALG_HS256) /* a secret is not a PEM public key */
+        return SL_EINVAL;
+    return keyring_add_pk(kr, kid, pem, len, a);
+}
+
+/* The orders n of P-256 and P-384, big-endian (SEC 2 sections 2.4.2 and 2.5.1). */
 static const unsigned char p256_order[32] = {
     0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
     0xbc, 0xe6, 0xfa, 0xad, 0xa7, 0x17, 0x9e, 0x84, 0xf3, 0xb9, 0xca, 0xc2, 0xfc, 0x63, 0x25, 0x51};
+static const unsigned char p384_order[48] = {
+    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xc7, 0x63, 0x4d, 0x81, 0xf4, 0x37, 0x2d, 0xdf,
+    0x58, 0x1a, 0x0d, 0xb2, 0x48, 0xb0, 0xa7, 0x7a, 0xec, 0xec, 0x19, 0x6a, 0xcc, 0xc5, 0x29, 0x73};
 
-/* 1 for a 32-byte big-endian scalar in [1, n-1]. OpenSSL checks this too; doing it here keeps the
- * rule independent of the provider and stops out-of-range values before any bignum work. */
-static int p256_scalar_ok(const unsigned char *v)
+/* 1 for a big-endian scalar of the order's length in [1, n-1]. OpenSSL checks this too; doing it
+ * here keeps the rule independent of the provider and stops out-of-range values before any bignum
+ * work. */
+static int ec_scalar_ok(const unsigned char *v, const unsigned char *order, size_t len)
 {
     unsigned char any = 0;
-    for (int i = 0; i < 32; i++)
+    for (size_t i = 0; i < len; i++)
         any |= v[i];
-    return any != 0 && memcmp(v, p256_order, sizeof p256_order) < 0;
+    return any != 0 && memcmp(v, order, len) < 0;
 }
 
-/* ES256 signatures in JWS are R||S; EVP wants the DER of an ECDSA-Sig-Value. Writes it to der
- * (at most 72 bytes for P-256) and returns its length, or 0 on failure. */
-static size_t es256_der(const unsigned char sig[PK_SIG_LEN], unsigned char der[80])
+/* ECDSA signatures in JWS are R||S of half bytes each; EVP wants the DER of an ECDSA-Sig-Value.
+ * Writes it to der (at most 104 bytes for P-384) and returns its length, or 0 on failure. */
+static size_t ecdsa_der(const unsigned char *sig, size_t half, unsigned char der[112])
 {
     ECDSA_SIG *es = ECDSA_SIG_new();
-    BIGNUM *r = BN_bin2bn(sig, 32, NULL), *s = BN_bin2bn(sig + 32, 32, NULL);
+    BIGNUM *r = BN_bin2bn(sig, (int)half, NULL), *s = BN_bin2bn(sig + half, (int)half, NULL);
     size_t n = 0;
     if (es != NULL && r != NULL && s != NULL && ECDSA_SIG_set0(es, r, s) == 1) {
         r = s = NULL; /* owned by es now */
         unsigned char *p = der;
         int len = i2d_ECDSA_SIG(es, NULL);
-        if (len > 0 && len <= 80 && i2d_ECDSA_SIG(es, &p) == len)
+        if (len > 0 && len <= 112 && i2d_ECDSA_SIG(es, &p) == len)
             n = (size_t)len;
     }
     BN_free(r);
@@ -418,23 +510,37 @@ static size_t es256_der(const unsigned char sig[PK_SIG_LEN], unsigned char der[8
 static int pk_verify(const jwt_key *k, const unsigned char *sig, size_t n, const char *data,
                      size_t len)
 {
-    if (n != PK_SIG_LEN)
-        return 0;
-    unsigned char der[80];
-    size_t siglen = PK_SIG_LEN;
-    if (k->alg == ALG_ES256) {
-        if (!p256_scalar_ok(sig) || !p256_scalar_ok(sig + 32))
+    unsigned char der[112];
+    const EVP_MD *md = NULL; /* Ed25519 hashes internally (PureEdDSA): no digest may be named. */
+    if (k->alg == ALG_ES256 || k->alg == ALG_ES384) {
+        size_t half = k->alg == ALG_ES256 ? 32 : 48;
+        const unsigned char *order = k->alg == ALG_ES256 ? p256_order : p384_order;
+        if (n != 2 * half || !ec_scalar_ok(sig, order, half) ||
+            !ec_scalar_ok(sig + half, order, half))
             return 0;
-        if ((siglen = es256_der(sig, der)) == 0)
+        if ((n = ecdsa_der(sig, half, der)) == 0)
             return -1;
         sig = der;
+        md = k->alg == ALG_ES256 ? EVP_sha256() : EVP_sha384();
+    } else if (k->alg & ALG_RSA) {
+        /* RFC 7518 section 3.3: exactly the modulus' length, no shorter encoding. */
+        if (n != (size_t)EVP_PKEY_get_size(k->pk))
+            return 0;
+        md = k->alg == ALG_RS384 ? EVP_sha384() : k->alg == ALG_RS512 ? EVP_sha512() : EVP_sha256();
+    } else if (n != PK_SIG_LEN) {
+        return 0;
     }
     EVP_MD_CTX *c = EVP_MD_CTX_new();
-    /* Ed25519 hashes internally (PureEdDSA): no digest may be named. */
-    const EVP_MD *md = k->alg == ALG_ES256 ? EVP_sha256() : NULL;
+    EVP_PKEY_CTX *pc = NULL;
     int r = -1;
-    if (c != NULL && EVP_DigestVerifyInit(c, NULL, md, NULL, k->pk) == 1)
-        r = EVP_DigestVerify(c, sig, siglen, (const unsigned char *)data, len) == 1;
+    if (c != NULL && EVP_DigestVerifyInit(c, &pc, md, NULL, k->pk) == 1) {
+        /* PS256 (RFC 7518 section 3.5): MGF1 with SHA-256 and a salt as long as the hash. */
+        if (k->alg != ALG_PS256 ||
+            (EVP_PKEY_CTX_set_rsa_padding(pc, RSA_PKCS1_PSS_PADDING) == 1 &&
+             EVP_PKEY_CTX_set_rsa_mgf1_md(pc, EVP_sha256()) == 1 &&
+             EVP_PKEY_CTX_set_rsa_pss_saltlen(pc, RSA_PSS_SALTLEN_DIGEST) == 1))
+            r = EVP_DigestVerify(c, sig, n, (const unsigned char *)data, len) == 1;
+    }
     EVP_MD_CTX_free(c);
     if (r != 1)
         ERR_clear_error();
@@ -1097,11 +1203,9 @@ static unsigned header_alg(const jscratch *s, const jval *v)
 {
     if (v->type != JV_STRING)
         return 0;
-    if (str_is(s, v->s, "HS256"))
+    if (str_is(s, v->s, "HS256")) /* first: the sluice tokens' path stays one compare */
         return ALG_HS256;
-    if (str_is(s, v->s, "ES256"))
-        return ALG_ES256;
-    return str_is(s, v->s, "EdDSA") ? ALG_EDDSA : 0;
+    return alg_of_name(s->buf + v->s.off, v->s.len);
 }
 
 /* Splits token into its three segments at the two dots; -1 unless there are exactly two. */
@@ -1302,6 +1406,31 @@ int sl_jwt_verify_subscription(sl_jwt_keyring *kr, const char *token, size_t len
     channel[0] = '\0';
     return verify(kr, token, len, o, now, KIND_SUBSCRIPTION, channel, SL_CHANNEL_ID_MAX + 1, out,
                   st);
+}
+
+int sl_jwt_header_kid(const char *token, size_t len, char kid[SL_JWT_KID_MAX + 1], size_t *kidlen)
+{
+    size_t d1, d2, n;
+    if (kid != NULL)
+        kid[0] = '\0';
+    if (kidlen != NULL)
+        *kidlen = 0;
+    if (token == NULL || kid == NULL || kidlen == NULL || len == 0 || len > SL_JWT_MAX_LEN ||
+        split3(token, len, &d1, &d2) < 0)
+        return SL_ETOKEN;
+    jscratch s;
+    jval h[H__COUNT];
+    if (sl__jwt_b64url_decode(token, d1, (unsigned char *)s.buf, &n) < 0 ||
+        json_parse_object(&s, n, header_names, h, H__COUNT) < 0)
+        return SL_ETOKEN;
+    if (h[H_KID].type == JV_ABSENT)
+        return SL_OK;
+    if (h[H_KID].type != JV_STRING || !kid_valid(s.buf + h[H_KID].s.off, h[H_KID].s.len))
+        return SL_ETOKEN;
+    memcpy(kid, s.buf + h[H_KID].s.off, h[H_KID].s.len);
+    kid[h[H_KID].s.len] = '\0';
+    *kidlen = h[H_KID].s.len;
+    return SL_OK;
 }
 
 /* ---- token ids ------------------------------------------------------------------------------- */

@@ -26,4 +26,18 @@ int sl__jwt_b64url_decode(const char *in, size_t len, unsigned char *out, size_t
  * JSON_REJECT_DUPLICATES) on everything shallower than that; the unit tests check it does. */
 int sl__jwt_json_object_valid(const char *text, size_t len);
 
+/* A keyring with room for cap keys (1..SL__JWT_KEYRING_CAP_MAX) rather than the public 16: a
+ * provider's JWKS may publish more. */
+#define SL__JWT_KEYRING_CAP_MAX 256
+typedef struct sl_jwt_keyring sl_jwt_keyring;
+int sl__jwt_keyring_new_cap(sl_jwt_keyring **out, size_t cap);
+
+/* Adds a public key already built (from a JWK) for the JWS algorithm alg ("RS256", "ES384", ...;
+ * never "HS256"). The keyring takes pk over on SL_OK only; on failure the caller still owns it.
+ * Errors as for sl_jwt_keyring_add_pem (SL_EINVAL: the key does not fit alg or fails OpenSSL's
+ * public-key check). */
+struct evp_pkey_st;
+int sl__jwt_keyring_add_pkey(sl_jwt_keyring *kr, const char *kid, const char *alg,
+                             struct evp_pkey_st *pk);
+
 #endif

@@ -1,8 +1,12 @@
 /* Upstream-JWT authentication: the strict JWT verifier with the identity provider's keys, keeping
- * only who the caller is. */
+ * only who the caller is. The keys are a fixed keyring, or a JWKS client's current set: then a
+ * token whose kid the set lacks (or that arrives before the first fetch) waits for the client,
+ * holding a copy of the token, and is answered from the loop. */
 #include <sluice/upstream.h>
 
 #include <sluice/revocation.h>
+
+#include <openssl/crypto.h>
 
 #include <jansson.h>
 
@@ -11,9 +15,21 @@
 
 typedef struct upstream {
     sl_authenticator base; /* first: the chain holds a pointer to it */
-    sl_jwt_keyring *keys;
+    sl_jwt_keyring *keys;  /* fixed keys, or NULL with jwks */
+    sl_jwks *jwks;
     const sl_jwt_verify_opts *opts;
 } upstream;
+
+/* A token waiting for the JWKS client. Holds nothing of the authenticator: it may be answered
+ * while the server shuts down. */
+typedef struct pending {
+    const sl_jwt_verify_opts *opts;
+    sl_authn_cb cb;
+    void *ud;
+    double now;
+    size_t len;
+    char token[];
+} pending;
 
 /* Applies the "scope" claim of a token whose signature has been verified. */
 static int scope_of(const char *cred, size_t len, sl_identity *who)
@@ -35,15 +51,14 @@ static int scope_of(const char *cred, size_t len, sl_identity *who)
     return rc;
 }
 
-static void authenticate(sl_authenticator *a, const char *cred, size_t len, double now,
-                         sl_authn_cb cb, void *ud)
+static void verify_with(sl_jwt_keyring *keys, const sl_jwt_verify_opts *opts, const char *cred,
+                        size_t len, double now, sl_authn_cb cb, void *ud)
 {
-    upstream *u = (upstream *)a;
     sl_identity id;
     sl_identity_init(&id);
     sl_status st;
     sl_status_clear(&st);
-    int rc = sl_jwt_verify(u->keys, cred, len, u->opts, now, &id, &st);
+    int rc = sl_jwt_verify(keys, cred, len, opts, now, &id, &st);
     if (rc != SL_OK) {
         cb(ud, rc, NULL, st.message);
         return;
@@ -70,6 +85,51 @@ static void authenticate(sl_authenticator *a, const char *cred, size_t len, doub
     sl_identity_clear(&who);
 }
 
+static void on_keys(void *ud, int status, sl_jwt_keyring *keys)
+{
+    pending *p = ud;
+    if (status == SL_OK)
+        verify_with(keys, p->opts, p->token, p->len, p->now, p->cb, p->ud);
+    else
+        p->cb(p->ud, SL_EUNAVAIL, NULL, "identity provider keys unavailable");
+    OPENSSL_cleanse(p->token, p->len);
+    free(p);
+}
+
+static void authenticate(sl_authenticator *a, const char *cred, size_t len, double now,
+                         sl_authn_cb cb, void *ud)
+{
+    upstream *u = (upstream *)a;
+    if (u->jwks == NULL) {
+        verify_with(u->keys, u->opts, cred, len, now, cb, ud);
+        return;
+    }
+    char kid[SL_JWT_KID_MAX + 1];
+    size_t kidlen;
+    if (sl_jwt_header_kid(cred, len, kid, &kidlen) != SL_OK) {
+        cb(ud, SL_ETOKEN, NULL, "malformed token");
+        return;
+    }
+    const char *k = kidlen ? kid : NULL;
+    sl_jwt_keyring *kr = sl_jwks_ready(u->jwks, k, kidlen);
+    if (kr != NULL) { /* the usual case: no copy, no wait */
+        verify_with(kr, u->opts, cred, len, now, cb, ud);
+        return;
+    }
+    pending *p = malloc(sizeof *p + len);
+    if (p == NULL) {
+        cb(ud, SL_EUNAVAIL, NULL, "out of memory");
+        return;
+    }
+    p->opts = u->opts;
+    p->cb = cb;
+    p->ud = ud;
+    p->now = now;
+    p->len = len;
+    memcpy(p->token, cred, len);
+    sl_jwks_wait(u->jwks, k, kidlen, on_keys, p);
+}
+
 static void destroy(sl_authenticator *a)
 {
     free(a);
@@ -87,6 +147,23 @@ int sl_upstream_authenticator_new(sl_jwt_keyring *keys, const sl_jwt_verify_opts
     u->base.authenticate = authenticate;
     u->base.free = destroy;
     u->keys = keys;
+    u->opts = opts;
+    *out = &u->base;
+    return SL_OK;
+}
+
+int sl_upstream_authenticator_new_jwks(sl_jwks *jwks, const sl_jwt_verify_opts *opts,
+                                       sl_authenticator **out)
+{
+    if (jwks == NULL || opts == NULL)
+        return SL_EINVAL;
+    upstream *u = calloc(1, sizeof *u);
+    if (u == NULL)
+        return SL_ENOMEM;
+    u->base.name = "upstream-jwt";
+    u->base.authenticate = authenticate;
+    u->base.free = destroy;
+    u->jwks = jwks;
     u->opts = opts;
     *out = &u->base;
     return SL_OK;

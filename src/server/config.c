@@ -9,6 +9,7 @@
 #include "store/redis_conn.h"
 
 #include <sluice/introspect.h>
+#include <sluice/jwks.h>
 
 #include <ctype.h>
 #include <errno.h>
@@ -27,6 +28,11 @@ void sl__config_init(sl__config *c)
     c->port = 8080;
     c->jwt_leeway = 30;
     c->introspection_cache_ttl = SL_INTROSPECT_DEFAULT_TTL; /* 0 is a setting: no caching */
+    /* JWKS for upstream JWTs: the defaults (jwks_max_stale = 0 is a setting) */
+    c->jwks_refresh_min = SL_JWKS_DEFAULT_REFRESH_MIN;
+    c->jwks_refresh_max = SL_JWKS_DEFAULT_REFRESH_MAX;
+    c->jwks_unknown_kid_interval = SL_JWKS_DEFAULT_UNKNOWN_KID_INTERVAL;
+    c->jwks_max_stale = SL_JWKS_DEFAULT_MAX_STALE;
     sl_http_limits_init(&c->limits);
     sl__wss_limits_init(&c->ws);
     c->read_max_bytes = (size_t)4 << 20;
@@ -70,6 +76,8 @@ void sl__config_free(sl__config *c)
     free(c->upstream_issuer);
     free(c->upstream_audience);
     free(c->introspection_url);
+    free(c->upstream_jwks_url);
+    free(c->upstream_oidc_issuer);
     free(c->introspection_client_id);
     free(c->introspection_secret_file);
     free_strv(c->authenticators, c->nauthenticators);
@@ -232,6 +240,13 @@ enum key_id {
     K_WS_PING_INTERVAL,
     K_WS_PONG_TIMEOUT,
     K_WS_REFRESH_GRACE,
+    /* JWKS for upstream JWTs (issue 11, part 3; docs/JWKS.md) */
+    K_UPSTREAM_JWKS_URL,
+    K_UPSTREAM_OIDC_ISSUER,
+    K_JWKS_REFRESH_MIN,
+    K_JWKS_REFRESH_MAX,
+    K_JWKS_UNKNOWN_KID_INTERVAL,
+    K_JWKS_MAX_STALE,
     K_COUNT
 };
 
@@ -298,6 +313,18 @@ static const sl__config_key key_table[K_COUNT] = {
     [K_WS_PING_INTERVAL] = {"ws_ping_interval", NULL, 0, 0, {"0.2", "3600"}},
     [K_WS_PONG_TIMEOUT] = {"ws_pong_timeout", NULL, 0, 0, {"0.3", "3600"}},
     [K_WS_REFRESH_GRACE] = {"ws_refresh_grace", NULL, 0, 0, {"0", "3600"}},
+    /* JWKS for upstream JWTs */
+    [K_UPSTREAM_JWKS_URL] = {"upstream_jwks_url",
+                             NULL,
+                             0,
+                             0,
+                             {"https://idp.example/jwks.json", "http://127.0.0.1:9/keys"}},
+    [K_UPSTREAM_OIDC_ISSUER] =
+        {"upstream_oidc_issuer", NULL, 0, 0, {"https://idp.example", "http://127.0.0.1:9/realm"}},
+    [K_JWKS_REFRESH_MIN] = {"jwks_refresh_min", NULL, 0, 0, {"1", "300"}},
+    [K_JWKS_REFRESH_MAX] = {"jwks_refresh_max", NULL, 0, 0, {"2", "86400"}},
+    [K_JWKS_UNKNOWN_KID_INTERVAL] = {"jwks_unknown_kid_interval", NULL, 0, 0, {"0.5", "60"}},
+    [K_JWKS_MAX_STALE] = {"jwks_max_stale", NULL, 0, 0, {"0", "43200"}},
 };
 
 const sl__config_key *sl__config_keys(size_t *n)
@@ -540,10 +567,15 @@ int sl__config_set(sl__config *c, const char *key, const char *v, sl_status *st)
     case K_UPSTREAM_JWT_KEY: {
         const char *colon = strchr(v, ':');
         size_t n = colon ? (size_t)(colon - v) : 0;
-        if (!colon || colon[1] == '\0' ||
-            !(n == 5 &&
-              (!strncmp(v, "hs256", 5) || !strncmp(v, "es256", 5) || !strncmp(v, "eddsa", 5))))
-            return sl_status_set(st, SL_ECONFIG, "upstream_jwt_key must be hs256|es256|eddsa:FILE");
+        static const char *const algs[] = {"hs256", "es256", "eddsa", "es384",
+                                           "rs256", "rs384", "rs512", "ps256"};
+        int known = 0;
+        for (size_t i = 0; i < sizeof algs / sizeof algs[0]; i++)
+            known |= n == 5 && !strncmp(v, algs[i], 5);
+        if (!colon || colon[1] == '\0' || !known)
+            return sl_status_set(st, SL_ECONFIG,
+                                 "upstream_jwt_key must be "
+                                 "hs256|es256|es384|eddsa|rs256|rs384|rs512|ps256:FILE");
         char *alg = strndup(v, n), *file = strdup(colon + 1);
         if (alg == NULL || file == NULL) {
             free(alg);
@@ -678,6 +710,27 @@ int sl__config_set(sl__config *c, const char *key, const char *v, sl_status *st)
             return sl_status_set(st, SL_ECONFIG, "busy_header_timeout must be 0..3600 seconds");
         c->limits.busy_header_timeout_ms = (unsigned)llround(d * 1000);
         return SL_OK;
+    /* JWKS for upstream JWTs */
+    case K_UPSTREAM_JWKS_URL:
+    case K_UPSTREAM_OIDC_ISSUER:
+        if (strncmp(v, "http://", 7) && strncmp(v, "https://", 8))
+            return sl_status_set(st, SL_ECONFIG, "%s must be an http(s) URL", key);
+        return set_str(id == K_UPSTREAM_JWKS_URL ? &c->upstream_jwks_url : &c->upstream_oidc_issuer,
+                       v, st);
+    case K_JWKS_REFRESH_MIN:
+    case K_JWKS_REFRESH_MAX:
+    case K_JWKS_UNKNOWN_KID_INTERVAL:
+    case K_JWKS_MAX_STALE: {
+        double lo = id == K_JWKS_MAX_STALE ? 0 : id == K_JWKS_UNKNOWN_KID_INTERVAL ? 0.1 : 1;
+        double hi = id == K_JWKS_MAX_STALE ? 604800 : 86400;
+        if (parse_seconds(v, &d) < 0 || d < lo || d > hi)
+            return sl_status_set(st, SL_ECONFIG, "%s must be %g..%g seconds", key, lo, hi);
+        *(id == K_JWKS_REFRESH_MIN            ? &c->jwks_refresh_min
+          : id == K_JWKS_REFRESH_MAX          ? &c->jwks_refresh_max
+          : id == K_JWKS_UNKNOWN_KID_INTERVAL ? &c->jwks_unknown_kid_interval
+                                              : &c->jwks_max_stale) = d;
+        return SL_OK;
+    }
     default:
         if (id >= K_WS_FIRST)
             return set_ws(&c->ws, key, v, st);
@@ -850,6 +903,23 @@ char *sl__config_format(const sl__config *c, const char *key)
         break;
     case K_BUSY_HEADER_TIMEOUT:
         fprintf(f, "%.17g", c->limits.busy_header_timeout_ms / 1000.0);
+        break;
+    /* JWKS for upstream JWTs */
+    case K_UPSTREAM_JWKS_URL:
+        s = c->upstream_jwks_url;
+        break;
+    case K_UPSTREAM_OIDC_ISSUER:
+        s = c->upstream_oidc_issuer;
+        break;
+    case K_JWKS_REFRESH_MIN:
+    case K_JWKS_REFRESH_MAX:
+    case K_JWKS_UNKNOWN_KID_INTERVAL:
+    case K_JWKS_MAX_STALE:
+        fprintf(f, "%.17g",
+                id == K_JWKS_REFRESH_MIN            ? c->jwks_refresh_min
+                : id == K_JWKS_REFRESH_MAX          ? c->jwks_refresh_max
+                : id == K_JWKS_UNKNOWN_KID_INTERVAL ? c->jwks_unknown_kid_interval
+                                                    : c->jwks_max_stale);
         break;
     default:
         for (size_t i = 0; i < sizeof ws_counts / sizeof ws_counts[0]; i++) {

@@ -58,12 +58,12 @@ typedef struct sl__config {
     double revocation_max_ttl; /* seconds; 0: 24 h */
     int log_requests;
     sl_http_limits limits;
-    size_t read_max_bytes;        /* message bytes one read returns at most (the context's cap) */
-    char engine[8];               /* "lmdb" (default) | "memory" | "redis" */
-    char *engine_url;             /* engine redis: the URL as given (holds a password: not logged) */
-    char *engine_prefix;          /* engine redis: key prefix; NULL: "sluice" */
-    char *data_dir;               /* the LMDB engine's directory; NULL: "sluice-data" */
-    char durability[8];           /* "sync" (default) | "batch" | "none" */
+    size_t read_max_bytes; /* message bytes one read returns at most (the context's cap) */
+    char engine[8];        /* "lmdb" (default) | "memory" | "redis" */
+    char *engine_url;      /* engine redis: the URL as given (holds a password: not logged) */
+    char *engine_prefix;   /* engine redis: key prefix; NULL: "sluice" */
+    char *data_dir;        /* the LMDB engine's directory; NULL: "sluice-data" */
+    char durability[8];    /* "sync" (default) | "batch" | "none" */
     unsigned durability_batch_ms; /* batch: fsync at most this often */
     sl__wss_limits ws;            /* the WebSocket endpoint's limits (ws_* keys) */
     sl__cfg_channel *channels;
@@ -72,7 +72,7 @@ typedef struct sl__config {
     size_t ngrants;
     /* authenticators besides sluice tokens */
     char *apikey_store;     /* API key file */
-    char *upstream_key_alg; /* "hs256" | "es256" | "eddsa" */
+    char *upstream_key_alg; /* "hs256" | "es256" | "es384" | "eddsa" | "rs256" | ... | "ps256" */
     char *upstream_key_file;
     char *upstream_issuer, *upstream_audience;
     char *introspection_url, *introspection_client_id, *introspection_secret_file;
@@ -87,6 +87,9 @@ typedef struct sl__config {
     sl_role broker_allow_all_role;
     sl__cfg_named *roles, *principals, *delegates;
     size_t nroles, nprincipals, ndelegates;
+    /* JWKS for the upstream-JWT authenticator, instead of upstream_jwt_key (docs/JWKS.md) */
+    char *upstream_jwks_url, *upstream_oidc_issuer;
+    double jwks_refresh_min, jwks_refresh_max, jwks_unknown_kid_interval, jwks_max_stale;
     /* from the environment (sl__config_load) */
     char
         *jwt_env_secret; /* SLUICE_JWT_SECRET; used when no jwt_secret_file is set; wiped on free */

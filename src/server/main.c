@@ -5,6 +5,7 @@
 #include <sluice/authn.h>
 #include <sluice/broker.h>
 #include <sluice/introspect.h>
+#include <sluice/jwks.h>
 #include <sluice/revocation.h>
 #include <sluice/upstream.h>
 #include <sluice/jwt.h>
@@ -17,6 +18,7 @@
 #include "server/wsession.h"
 
 #include <malloc.h>
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,6 +52,7 @@ typedef struct server {
     sl_jwt_keyring *upstream_keys;
     sl_jwt_verify_opts upstream_opts;
     sl_introspect *introspect;
+    sl_jwks *jwks;                         /* the upstream-JWT authenticator's keys from a JWKS */
     sl_authenticator *auths[SL_AUTHN_MAX]; /* owned; the chain in router.authn borrows them */
     size_t nauths;
     int log_requests;
@@ -330,6 +333,8 @@ static void on_signal(uv_signal_t *h, int signum)
     s->revocation = NULL;
     sl_introspect_free(s->introspect); /* pending answers: 503 */
     s->introspect = NULL;
+    sl_jwks_free(s->jwks); /* tokens waiting for keys: 503 */
+    s->jwks = NULL;
     uv_close((uv_handle_t *)&s->sigint, NULL);
     uv_close((uv_handle_t *)&s->sigterm, NULL);
     uv_close((uv_handle_t *)&s->sighup, NULL);
@@ -360,6 +365,40 @@ static int read_file_text(const char *path, char **out, size_t *len)
     return read_secret(path, out, len); /* same bounded read; trailing newline irrelevant to PEM */
 }
 
+/* The upstream-JWT authenticator on an identity provider's JWKS (docs/JWKS.md): the keys are
+ * fetched on the loop from the start, and tokens that arrive before them wait (or get 503). */
+static int make_upstream_jwks(server *s, const sl__config *cfg, sl_authenticator **out,
+                              sl_status *st)
+{
+    if (cfg->upstream_key_file != NULL)
+        return sl_status_set(st, SL_ECONFIG,
+                             "upstream_jwt_key and upstream_jwks_url / upstream_oidc_issuer "
+                             "exclude each other: the keys come from a file or from the provider");
+    if (cfg->jwks_refresh_min > cfg->jwks_refresh_max)
+        return sl_status_set(st, SL_ECONFIG, "jwks_refresh_min is above jwks_refresh_max");
+    sl_jwks_opts o;
+    sl_jwks_opts_init(&o);
+    o.url = cfg->upstream_jwks_url;
+    o.issuer = cfg->upstream_jwks_url ? NULL : cfg->upstream_oidc_issuer; /* discovery */
+    o.refresh_min = cfg->jwks_refresh_min;
+    o.refresh_max = cfg->jwks_refresh_max;
+    o.unknown_kid_interval = cfg->jwks_unknown_kid_interval;
+    o.max_stale = cfg->jwks_max_stale > 0 ? cfg->jwks_max_stale : -1; /* -1: none at all */
+    int rc = sl_jwks_new(&s->jwks, s->loop, &o, NULL, NULL);
+    if (rc != SL_OK)
+        return sl_status_set(st, SL_ECONFIG, "%s %s: %s (https, or plain http only to loopback)",
+                             o.url ? "upstream_jwks_url" : "upstream_oidc_issuer",
+                             o.url ? o.url : o.issuer, sl_strerror(rc));
+    sl_jwks_set_log(s->jwks, log_line, s);
+    sl_jwt_verify_opts_init(&s->upstream_opts);
+    /* The provider's tokens name it as their issuer: checked unless configured otherwise. */
+    s->upstream_opts.issuer =
+        cfg->upstream_issuer ? cfg->upstream_issuer : cfg->upstream_oidc_issuer;
+    s->upstream_opts.audience = cfg->upstream_audience;
+    s->upstream_opts.leeway = cfg->jwt_leeway;
+    return sl_upstream_authenticator_new_jwks(s->jwks, &s->upstream_opts, out);
+}
+
 /* Builds one named authenticator; SL_ENOENT when it is not configured. */
 static int make_authenticator(server *s, const sl__config *cfg, const char *name,
                               sl_authenticator **out, sl_status *st)
@@ -378,6 +417,8 @@ static int make_authenticator(server *s, const sl__config *cfg, const char *name
         return sl_apikey_authenticator_new(s->apikeys, out);
     }
     if (!strcmp(name, "upstream-jwt")) {
+        if (cfg->upstream_jwks_url != NULL || cfg->upstream_oidc_issuer != NULL)
+            return make_upstream_jwks(s, cfg, out, st);
         if (cfg->upstream_key_file == NULL)
             return SL_ENOENT;
         char *text;
@@ -385,12 +426,17 @@ static int make_authenticator(server *s, const sl__config *cfg, const char *name
         if (read_file_text(cfg->upstream_key_file, &text, &len) != SL_OK)
             return sl_status_set(st, SL_ECONFIG, "cannot read %s", cfg->upstream_key_file);
         rc = sl_jwt_keyring_new(&s->upstream_keys);
-        if (rc == SL_OK)
-            rc = !strcmp(cfg->upstream_key_alg, "hs256")
-                     ? sl_jwt_keyring_add_hs256(s->upstream_keys, NULL, text, len)
-                 : !strcmp(cfg->upstream_key_alg, "es256")
-                     ? sl_jwt_keyring_add_es256_pem(s->upstream_keys, NULL, text, len)
-                     : sl_jwt_keyring_add_eddsa_pem(s->upstream_keys, NULL, text, len);
+        if (rc == SL_OK && !strcmp(cfg->upstream_key_alg, "hs256")) {
+            rc = sl_jwt_keyring_add_hs256(s->upstream_keys, NULL, text, len);
+        } else if (rc == SL_OK) { /* "rs256" -> "RS256", "eddsa" -> "EdDSA" */
+            char alg[8];
+            snprintf(alg, sizeof alg, "%s", cfg->upstream_key_alg);
+            for (char *p = alg; *p; p++)
+                *p = (char)toupper((unsigned char)*p);
+            if (!strcmp(alg, "EDDSA"))
+                strcpy(alg, "EdDSA");
+            rc = sl_jwt_keyring_add_pem(s->upstream_keys, NULL, alg, text, len);
+        }
         memset(text, 0, len);
         free(text);
         if (rc != SL_OK)
@@ -728,6 +774,7 @@ int main(int argc, char **argv)
     if (s.revocation) /* start-up failed after it was made: let its handles close */
         sl_revocation_store_free(s.revocation);
     sl_introspect_free(s.introspect);
+    sl_jwks_free(s.jwks);
     sl__wss_server_free(s.wss);
     if (s.loop)
         uv_run(s.loop, UV_RUN_NOWAIT);
