@@ -588,7 +588,10 @@ static void on_link_timer(uv_timer_t *t)
 }
 
 /* ---- hiredis on the loop ---------------------------------------------------------------------
- * Our own event adapter rather than hiredis 0.14's adapters/libuv.h, which ignores a poll error:
+ * Our own event adapter rather than hiredis 0.14's adapters/libuv.h. That one calls uv_poll_start
+ * on every command hiredis queues, and libuv's uv_poll_start removes the descriptor from epoll
+ * and adds it back each time (two system calls per command); here the poll changes only when the
+ * events we want change. And that one ignores a poll error:
  * libuv reports a refused or reset connect as an error status and stops polling, so with that
  * adapter a refused connect stays pending until the connect timer (and the next resolved address
  * is never tried in time). Here an error lets hiredis look at the socket, which fails the connect
@@ -663,7 +666,7 @@ static void uvev_cleanup(void *p)
     uv_close((uv_handle_t *)&e->poll, uvev_closed);
 }
 
-static int uvev_attach(redisAsyncContext *ac, uv_loop_t *loop)
+int sl__redis_uv_attach(redisAsyncContext *ac, uv_loop_t *loop)
 {
     if (ac->ev.data != NULL)
         return -1;
@@ -713,7 +716,7 @@ static void link_connect_next(rlink *l, const char *why)
             redisAsyncFree(ac);
             continue;
         }
-        if (uvev_attach(ac, l->loop) != 0) {
+        if (sl__redis_uv_attach(ac, l->loop) != 0) {
             redisAsyncFree(ac);
             why = "cannot attach to the loop";
             continue;

@@ -50,6 +50,11 @@ void sl__redis_url_clear(sl__redis_url *u);
 /* 1 when p can namespace keys and channels (engine_prefix): 1..64 letters, digits, '_', '-', '.'.
  * (SL__REDIS_PREFIX_MAX in redis_engine.h is the same 64.) */
 int sl__redis_prefix_valid(const char *p);
+
+struct redisAsyncContext;
+/* Drives a hiredis asynchronous context on loop (our adapter: see redis_conn.c). 0, or -1 when
+ * it is already attached or out of memory. hiredis frees the adapter with the context. */
+int sl__redis_uv_attach(struct redisAsyncContext *ac, uv_loop_t *loop);
 /* "host:port/db" of a shard, for logs and as the shard's name on the ring (no credentials). */
 void sl__redis_addr_name(const sl__redis_addr *a, char *buf, size_t size);
 

@@ -19,9 +19,9 @@
  * while a context is being freed always find it. */
 #include <sluice/revocation.h>
 
+#include "store/redis_conn.h"
 #include "store/redis_internal.h"
 
-#include <hiredis/adapters/libuv.h>
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 
@@ -360,7 +360,7 @@ static void link_start(rlink *l)
         link_drop(l, why);
         return;
     }
-    if (redisLibuvAttach(ac, s->loop) != REDIS_OK) {
+    if (sl__redis_uv_attach(ac, s->loop) != 0) {
         redisAsyncFree(ac);
         link_drop(l, "cannot attach to the loop");
         return;
