@@ -34,6 +34,13 @@
 #define REPLY_ENVELOPE 4096
 #define RPC_MAX_IDS 10000
 #define RPC_MAX_BATCH 1000 /* messages per queue.batch, as over HTTP */
+/* Publications a session may have waiting for the channel API at once. One at a time, a publisher
+ * on a shared engine would get one round trip to Redis per loop iteration, and a busy iteration
+ * (fanning out to thousands of sockets) makes that far slower than a client publishes. */
+#define MAX_IN_FLIGHT 32
+/* Commands read but not yet started. The socket is not read while any wait, so only the frames
+ * of the read already done can add to them: the bound is for a client that packs a read full. */
+#define QUEUE_MAX (8 * SL__CF_MAX_COMMANDS)
 
 typedef struct sess sess;
 
@@ -48,6 +55,11 @@ struct sess {
     int refs; /* entry points and callbacks still running or due */
     int gone; /* the socket is gone: free at refs == 0 */
     int busy; /* a credential is being checked: commands wait in `queue` */
+    /* Publications in flight (at most MAX_IN_FLIGHT), oldest first: their replies go out in this
+     * order, whatever order the channel API answers them in. Any other command waits until none
+     * is in flight, so that it sees their effects. */
+    struct wait *fly_head, *fly_tail;
+    unsigned nfly;
     /* The subscribe waiting with the hub's pending mark on its channel (sl__hub_prepare), which
      * the session gives back if it goes first. */
     struct wait *marked;
@@ -418,7 +430,9 @@ struct wait {
     sl_write w;
     char item[1][SL__MSGID_LEN + 1];
     char after[SL__MSGID_LEN + 1];
-    int prepared; /* subscribe: holds the hub's pending mark on its channel (sl__hub_prepare) */
+    int prepared;   /* subscribe: holds the hub's pending mark on its channel (sl__hub_prepare) */
+    wait *fly_next; /* the next publication in flight */
+    int fly; /* 0: not in flight; 1: in flight; 2: answered, its reply waits for those before */
     uint64_t top; /* history: the stream's top when it began */
     uint64_t end; /* history: the exclusive upper bound of a reverse read */
     size_t limit; /* history */
@@ -451,10 +465,35 @@ static void give_back_mark(sess *s)
     sl__hub_abandon(s->srv->hub, w->op.channel);
 }
 
+/* Replies to the publications in flight that are answered, up to the first one still waiting. */
+static void land(sess *s)
+{
+    while (s->fly_head && s->fly_head->fly == 2) {
+        wait *w = s->fly_head;
+        s->fly_head = w->fly_next;
+        if (s->fly_head == NULL)
+            s->fly_tail = NULL;
+        s->nfly--;
+        if (!s->gone && s->state == ST_CONNECTED)
+            w->cont(s, w);
+        wait_free(w);
+        unref(s);
+    }
+}
+
 static void wait_done(sl__chop *op)
 {
     wait *w = op->ud;
     sess *s = w->s;
+    if (w->fly) { /* in flight (wait_fly) */
+        ref(s);
+        w->fly = 2;
+        land(s);
+        if (!s->gone && !s->busy)
+            run_queue(s);
+        unref(s);
+        return;
+    }
     s->busy = 0;
     if (!s->gone && s->state == ST_CONNECTED)
         w->cont(s, w); /* may wait again, taking the command over */
@@ -484,6 +523,23 @@ static wait *wait_new(sess *s, sl__cf_command *c, sl_op op, const char *channel)
     w->op.who = &s->who;
     w->op.channel = own ? w->cmd.channel : channel;
     return w;
+}
+
+/* Like wait_submit, but the session goes on with its next commands meanwhile (see fly_head). */
+static void wait_fly(sess *s, wait *w, wait_cont cont)
+{
+    w->cont = cont;
+    w->op.done = wait_done;
+    w->op.ud = w;
+    w->fly = 1;
+    if (s->fly_tail)
+        s->fly_tail->fly_next = w;
+    else
+        s->fly_head = w;
+    s->fly_tail = w;
+    s->nfly++;
+    ref(s);
+    sl__channel_submit(s->srv->ctx, &w->op);
 }
 
 static void wait_submit(sess *s, wait *w, wait_cont cont)
@@ -722,7 +778,7 @@ static void cmd_publish(sess *s, sl__cf_command *c)
     w->w = (sl_write){.data = w->cmd.data, .data_len = w->cmd.data_len, .origin = s->client};
     w->op.writes = &w->w;
     w->op.nwrites = 1;
-    wait_submit(s, w, publish_cont);
+    wait_fly(s, w, publish_cont);
 }
 
 /* The channel's real-time state for history and presence (authorised as a read first). */
@@ -1280,6 +1336,12 @@ static int over_rate(sess *s)
     return ++s->win_cmds > s->srv->lim.commands_per_second;
 }
 
+/* 1 when the next command would be within the rate (over_rate without counting it). */
+static int within_rate(const sess *s)
+{
+    return now_of(s) - s->win_start >= 1.0 || s->win_cmds < s->srv->lim.commands_per_second;
+}
+
 static int enters_channel(const sl__cf_command *c);
 static void look_up_first(sess *s, sl__cf_command *c);
 static void dispatch(sess *s, sl__cf_command *c);
@@ -1380,6 +1442,20 @@ static void dispatch(sess *s, sl__cf_command *c)
     }
 }
 
+/* 1 when c may run now: nothing holds the session, and either c is a publication with room in
+ * flight or nothing is in flight. */
+static int can_start(const sess *s, const sl__cf_command *c)
+{
+    if (s->busy)
+        return 0;
+    if (s->nfly == 0)
+        return 1;
+    /* Only a publication that goes in flight: one answered at once (malformed, over the rate)
+     * waits, so that its reply does not overtake theirs. */
+    return !c->error && c->method == SL__CF_PUBLISH && s->state == ST_CONNECTED &&
+           s->nfly < MAX_IN_FLIGHT && within_rate(s);
+}
+
 /* Runs queued commands until the queue is empty or an authentication makes the session wait. */
 static void run_queue(sess *s)
 {
@@ -1387,7 +1463,7 @@ static void run_queue(sess *s)
         return;
     s->draining = 1;
     size_t i = 0;
-    while (i < s->nqueue && !s->busy && s->state != ST_CLOSED) {
+    while (i < s->nqueue && can_start(s, &s->queue[i]) && s->state != ST_CLOSED) {
         run_command(s, &s->queue[i]);
         sl__cf_command_clear(&s->queue[i]);
         i++;
@@ -1401,6 +1477,8 @@ static void run_queue(sess *s)
     if (s->nqueue == 0) {
         free(s->queue);
         s->queue = NULL;
+        if (s->conn && s->state != ST_CLOSED && !sl__hub_busy(s->srv->hub))
+            sl_ws_pause(s->conn, 0);
     }
     s->draining = 0;
 }
@@ -1419,13 +1497,14 @@ static void on_text(sl_ws_conn *conn, const char *data, size_t len, void *ud)
     }
     ref(s);
     size_t i = 0;
-    for (; i < n && !s->busy && s->nqueue == 0 && s->state != ST_CLOSED; i++) {
+    for (; i < n && s->nqueue == 0 && can_start(s, &cmds[i]) && s->state != ST_CLOSED; i++) {
         run_command(s, &cmds[i]);
         sl__cf_command_clear(&cmds[i]);
     }
     if (i < n && s->state != ST_CLOSED) {
-        /* An authentication is running: the rest waits, in order, with a bound. */
-        size_t room = SL__CF_MAX_COMMANDS > s->nqueue ? SL__CF_MAX_COMMANDS - s->nqueue : 0;
+        /* An authentication or a command on the channel API is running: the rest waits, in
+         * order, with a bound. */
+        size_t room = QUEUE_MAX > s->nqueue ? QUEUE_MAX - s->nqueue : 0;
         size_t take = n - i < room ? n - i : room;
         sl__cf_command *q = take ? realloc(s->queue, (s->nqueue + take) * sizeof *q) : NULL;
         if (q) {
@@ -1441,6 +1520,9 @@ static void on_text(sl_ws_conn *conn, const char *data, size_t len, void *ud)
         }
     }
     sl__cf_commands_clear(cmds + i, n - i);
+    /* Commands wait: read no more until they have run (TCP holds the client back). */
+    if (s->conn && s->state != ST_CLOSED && s->nqueue > 0)
+        sl_ws_pause(s->conn, 1);
     /* A publisher faster than delivery: stop reading it until this iteration's batches are out,
      * so TCP slows it down instead of memory growing. */
     if (s->conn && s->state != ST_CLOSED && sl__hub_busy(s->srv->hub)) {

@@ -106,6 +106,36 @@ def test_write_on_one_node_reaches_subscribers_on_the_others(make_server, make_r
     w.close()
 
 
+def test_publisher_faster_than_redis_gets_every_reply_in_order(make_server, make_redis):
+    """A WebSocket publisher that sends 900 publications without waiting, 100 to a frame, on a
+    Redis-engine node: every one is stored and acknowledged, the replies come in command order,
+    none is refused as too many requests (the session keeps several in flight and stops reading
+    the socket while commands wait, instead of refusing them)."""
+    r = make_redis()
+    (a,) = start_nodes(make_server, 1, r.url)
+    assert admin(a).post("/channels", json={"id": "fast", "kind": "topic",
+                                            "max_messages": 5000}).status_code == 201
+    w = ws(a, a.token("pub", role="write"))
+    ids = []
+    for f in range(9):  # within ws_commands_per_second (1,000) with the connect
+        frame = []
+        for k in range(100):
+            i, obj = w.cmd("publish", {"channel": "fast", "data": {"n": f * 100 + k}}, send=False)
+            ids.append(i)
+            frame.append(obj)
+        w.send_json(*frame)
+    got = []
+    deadline = time.time() + 60
+    while len(got) < len(ids):
+        assert time.time() < deadline, f"{len(got)} of {len(ids)} replies"
+        got += [o for o in w.recv_objs(max(0.1, deadline - time.time())) if "id" in o]
+    assert [o["id"] for o in got] == ids
+    assert [o for o in got if "error" in o] == []
+    w.close()
+    hist = admin(a).get("/channels/fast?limit=1000").json()["messages"]
+    assert [m["content"]["data"]["n"] for m in hist] == list(range(900))
+
+
 def test_centrifuge_client_on_another_node(make_server, make_redis):
     r = make_redis()
     a, b = start_nodes(make_server, 2, r.url)
