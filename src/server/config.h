@@ -58,12 +58,12 @@ typedef struct sl__config {
     double revocation_max_ttl; /* seconds; 0: 24 h */
     int log_requests;
     sl_http_limits limits;
-    size_t read_max_bytes; /* message bytes one read returns at most (the context's cap) */
-    char engine[8];        /* "lmdb" (default) | "memory" | "redis" */
-    char *engine_url;      /* engine redis: the URL as given (holds a password: not logged) */
-    char *engine_prefix;   /* engine redis: key prefix; NULL: "sluice" */
-    char *data_dir;        /* the LMDB engine's directory; NULL: "sluice-data" */
-    char durability[8];    /* "sync" (default) | "batch" | "none" */
+    size_t read_max_bytes;        /* message bytes one read returns at most (the context's cap) */
+    char engine[8];               /* "lmdb" (default) | "memory" | "redis" */
+    char *engine_url;             /* engine redis: the URL as given (holds a password: not logged) */
+    char *engine_prefix;          /* engine redis: key prefix; NULL: "sluice" */
+    char *data_dir;               /* the LMDB engine's directory; NULL: "sluice-data" */
+    char durability[8];           /* "sync" (default) | "batch" | "none" */
     unsigned durability_batch_ms; /* batch: fsync at most this often */
     sl__wss_limits ws;            /* the WebSocket endpoint's limits (ws_* keys) */
     sl__cfg_channel *channels;
