@@ -453,8 +453,9 @@ static int load_one(sl_httpsig_keyring *kr, json_t *o, size_t idx, sl_status *st
         sl_status why2;
         sl_status_clear(&why2);
         if ((rc = sl_httpsig_keyring_add(kr, &ko, &why2)) != SL_OK)
-            rc = sl_status_set(st, rc == SL_ENOMEM ? SL_ENOMEM : SL_ECONFIG, "%s: %s", where,
-                               why2.message);
+            rc = sl_status_set(st, rc == SL_ENOMEM ? SL_ENOMEM : SL_ECONFIG, "%s%s%s",
+                               strncmp(why2.message, "key '", 5) ? where : "",
+                               strncmp(why2.message, "key '", 5) ? ": " : "", why2.message);
     }
     if (m) {
         OPENSSL_cleanse(m, mlen);
