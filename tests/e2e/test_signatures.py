@@ -11,6 +11,8 @@ import hmac
 import json
 import os
 import secrets
+import shutil
+import subprocess
 import time
 from urllib.parse import urlsplit
 
@@ -19,6 +21,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from conftest import REQUIRE_DEPS
 from wsraw import RawWS
 
 HMAC_SECRET = "signing-secret-for-the-e2e-tests-0123456789"
@@ -268,3 +271,37 @@ def test_route_modes(make_server, keys):
     assert bearer.put("/channels/other", content=b"1").status_code == 404
     # elsewhere: anything
     assert bearer.get("/acl").status_code == 200
+
+
+# ---- an independent implementation: the npm http-message-signatures package ------------------
+
+NODE_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "node")
+NODE = os.environ.get("SLUICE_NODE") or shutil.which("node") or shutil.which("nodejs")
+
+
+def test_node_http_message_signatures_accepted(make_server, keys):
+    if NODE is None or not os.path.isdir(
+            os.path.join(NODE_DIR, "node_modules", "http-message-signatures")):
+        if REQUIRE_DEPS:
+            pytest.fail("node or tests/node/node_modules (http-message-signatures) is missing")
+        pytest.skip("node or tests/node/node_modules is missing (scripts/deps installs them)")
+    path, ed = keys
+    srv = make_server("--signature-keys", path, env=ENV)
+    admin = setup_channels(srv)
+    pem = ed.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                           serialization.NoEncryption()).decode()
+    params = {"hmac_secret": HMAC_SECRET, "ed25519_key": pem, "channel": "jobs"}
+    env = dict(os.environ, SLUICE_URL=srv.url, SCENARIO_PARAMS=json.dumps(params))
+    p = subprocess.run([NODE, os.path.join(NODE_DIR, "sign_e2e.mjs")], cwd=NODE_DIR, env=env,
+                       capture_output=True, text=True, timeout=120)
+    lines = [ln for ln in p.stdout.splitlines() if ln.startswith("{")]
+    assert lines, f"node printed no result (exit {p.returncode}):\n{p.stdout}\n{p.stderr}"
+    res = json.loads(lines[-1])
+    assert p.returncode == 0 and res["ok"], res.get("error")
+    for alg in ("hmac-sha256", "ed25519"):
+        r = res["results"][alg]
+        assert r["status"] < 300, (alg, r)
+        assert r["replay"] == 401 and "nonce already used" in r["replayBody"], (alg, r)
+    assert res["tampered"]["status"] == 401, res["tampered"]
+    assert "content-digest does not match the body" in res["tampered"]["body"]
+    assert count(admin, "jobs") == 2
