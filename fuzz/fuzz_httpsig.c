@@ -4,6 +4,9 @@
  * text that parses again to the same serialisation; Content-Digest is checked against the body;
  * the whole goes through the verifier with an hmac and an ed25519 key, which must answer with one
  * of its documented codes. Violations abort. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* memmem */
+#endif
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,8 +36,7 @@ typedef struct fake {
     size_t lens[4];
 } fake;
 
-static const char *fake_header(const sl_authn_request *r, const char *name, size_t nth,
-                               size_t *len)
+static const char *fake_header(const sl_authn_request *r, const char *name, size_t nth, size_t *len)
 {
     const fake *f = (const fake *)r;
     for (size_t i = 0; i < 4; i++)
@@ -85,10 +87,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     static sl_httpsig_keyring *kr;
     if (kr == NULL) {
         sl_status st;
-        sl_httpsig_key_opts h = {.keyid = "k", .alg = SL_HTTPSIG_HMAC_SHA256, .material = SECRET,
-                                 .material_len = strlen(SECRET), .principal = "fuzz"};
-        sl_httpsig_key_opts e = {.keyid = "e", .alg = SL_HTTPSIG_ED25519, .material = ED_PUB,
-                                 .material_len = strlen(ED_PUB), .principal = "fuzz",
+        sl_httpsig_key_opts h = {.keyid = "k",
+                                 .alg = SL_HTTPSIG_HMAC_SHA256,
+                                 .material = SECRET,
+                                 .material_len = strlen(SECRET),
+                                 .principal = "fuzz"};
+        sl_httpsig_key_opts e = {.keyid = "e",
+                                 .alg = SL_HTTPSIG_ED25519,
+                                 .material = ED_PUB,
+                                 .material_len = strlen(ED_PUB),
+                                 .principal = "fuzz",
                                  .nonce_optional = 1};
         if (sl_httpsig_keyring_new(&kr) != SL_OK || sl_httpsig_keyring_add(kr, &h, &st) != SL_OK ||
             sl_httpsig_keyring_add(kr, &e, &st) != SL_OK)
@@ -143,7 +151,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     rc = sl_httpsig_verify(kr, &f.v, 1618884473.0, 300, &v, &st);
     if (rc != SL_OK && rc != SL_ETOKEN && rc != SL_EUNAUTH)
         fail("the verifier answered an undocumented code");
-    if (rc != SL_OK && strstr(st.message, SECRET))
+    /* A reason may echo what the request said (a component name), never what it did not. */
+    if (rc != SL_OK && strstr(st.message, SECRET) && !memmem(data, size, SECRET, strlen(SECRET)))
         fail("a reason names the secret");
     free(copy);
     return 0;
