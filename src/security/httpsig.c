@@ -378,7 +378,7 @@ static int load_one(sl_httpsig_keyring *kr, json_t *o, size_t idx, sl_status *st
 {
     static const char *const known[] = {"keyid",    "alg",        "key",   "principal",   "role",
                                         "channels", "components", "nonce", "key_encoding"};
-    char where[64];
+    char where[SL_HTTPSIG_KEYID_MAX + 16];
     snprintf(where, sizeof where, "key #%zu", idx + 1);
     if (!json_is_object(o))
         return sl_status_set(st, SL_ECONFIG, "%s: must be an object", where);

@@ -188,6 +188,12 @@ def test_signed_requests_and_every_refusal(make_server, keys):
     assert count(admin, "jobs") == 4 and count(admin, "other") == 0
     # a bearer token still works next to signatures
     assert admin.put("/channels/other", content=body).status_code < 300
+    # the keyid is the credential's id: revoking it refuses the key (the other keys go on)
+    assert admin.post("/revoke", json={"token_id": "svc-ed"}).status_code == 200
+    refused(send(srv, "PUT", "/channels/jobs", body,
+                 sign("PUT", url, body, keyid="svc-ed", alg="ed25519", key=ed)), "token revoked")
+    assert send(srv, "PUT", "/channels/jobs", body,
+                sign("PUT", url, body, keyid="svc-hmac")).status_code < 300
 
 
 def test_replay_on_another_node(make_server, make_redis, keys):
