@@ -48,6 +48,14 @@ void sl_client_free(sl_client *c);
 int sl_client_connect_remote(sl_client *c, const char *channel_id, const char *url,
                              const char *token, sl_status *st);
 
+/* Signs every later request (RFC 9421, docs/SIGNING.md) with s: @method, @target-uri and, with a
+ * body, content-digest (sha-256), a fresh nonce and created = now; the request also carries a Host
+ * field equal to the URL's authority, as signed. Copies the signer (its key is wiped on free or
+ * replacement); NULL stops signing. A bearer token, if any, is still sent. SL_EINVAL (st says why,
+ * never the key) or SL_ENOMEM. */
+struct sl_httpsig_signer;
+int sl_client_set_signer(sl_client *c, const struct sl_httpsig_signer *s, sl_status *st);
+
 /* Whole-request timeout for later calls; 0 disables it. Default 30000 ms. Connecting is
  * additionally bounded by min(timeout, 10 s). */
 void sl_client_set_timeout_ms(sl_client *c, long ms);

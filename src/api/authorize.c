@@ -36,10 +36,13 @@ static sl_role effective_role(const sl_ctx *ctx, sl_mode mode, const sl_identity
     case SL_MODE_TOKEN:
         if (who->source == SL_SOURCE_LOCAL)
             return SL_ROLE_ADMIN;
-        /* A role grants only on credentials sluice issued itself; an identity provider's token
-         * or an introspected one carries at most a ceiling (for the broker), never a grant. */
-        have = who->source == SL_SOURCE_JWT || who->source == SL_SOURCE_APIKEY ? who->role
-                                                                               : SL_ROLE_NONE;
+        /* A role grants only on credentials sluice issued itself (a signature key's role is
+         * configured here, like an API key's); an identity provider's token or an introspected
+         * one carries at most a ceiling (for the broker), never a grant. */
+        have = who->source == SL_SOURCE_JWT || who->source == SL_SOURCE_APIKEY ||
+                       who->source == SL_SOURCE_SIGNATURE
+                   ? who->role
+                   : SL_ROLE_NONE;
         break;
     case SL_MODE_ACL:
         have = sl__acl_role(ctx->acl, who->principal, channel);

@@ -34,6 +34,10 @@ typedef struct sl__cli_conn {
     const char *token; /* NULL: anonymous; points at argv, the environment or token_buf */
     char *token_buf;   /* owned: a token read from --token-file (wiped on release) */
     long timeout_ms;
+    /* signing (--sign-key env:NAME|file:PATH --key-id ID [--sign-alg ALG]) */
+    const char *sign_key; /* the reference as given; the key is read when the client is made */
+    const char *sign_keyid;
+    const char *sign_alg; /* NULL: hmac-sha256 */
 } sl__cli_conn;
 
 void sl__cli_conn_init(sl__cli_conn *c);
@@ -45,14 +49,20 @@ void sl__cli_conn_release(sl__cli_conn *c);
     {"url", required_argument, NULL, 0x100},                                                       \
     {"token", required_argument, NULL, 0x101},                                                     \
     {"token-file", required_argument, NULL, 0x102},                                                \
-    {"timeout", required_argument, NULL, 0x103}
+    {"timeout", required_argument, NULL, 0x103},                                                   \
+    {"sign-key", required_argument, NULL, 0x104},                                                  \
+    {"key-id", required_argument, NULL, 0x105},                                                    \
+    {"sign-alg", required_argument, NULL, 0x106}
 /* clang-format on */
 #define SL__CLI_CONN_HELP                                                                          \
     "Connection options:\n"                                                                        \
     "  --url URL          server (env SLUICE_URL, default http://127.0.0.1:8080)\n"                \
     "  --token TOKEN      bearer token (env SLUICE_TOKEN)\n"                                       \
     "  --token-file FILE  read the bearer token from FILE\n"                                       \
-    "  --timeout SECONDS  whole-request timeout (default 30)\n"
+    "  --timeout SECONDS  whole-request timeout (default 30)\n"                                    \
+    "  --sign-key env:NAME|file:PATH  sign requests (RFC 9421) with this secret or PEM key\n"      \
+    "  --key-id ID        the signing key's keyid (with --sign-key)\n"                             \
+    "  --sign-alg ALG     hmac-sha256 (default), ed25519 or ecdsa-p256-sha256\n"
 
 /* Handles a connection option returned by getopt_long: 1 handled, 0 not a connection option,
  * -1 bad value (message printed; exit with SL__EXIT_USAGE). */

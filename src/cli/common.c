@@ -3,6 +3,9 @@
  * never shows a token or secret: messages come from the client library, which redacts them), strict
  * number parsing, bounded input reading, and JSON output in the server's own shapes. */
 #include "cli/cli.h"
+#include "security/secretfile.h"
+
+#include <sluice/httpsig.h>
 
 #include <errno.h>
 #include <getopt.h>
@@ -201,9 +204,80 @@ int sl__cli_conn_option(sl__cli_conn *c, int opt, const char *arg)
         if (c->timeout_ms == 0 && secs > 0)
             c->timeout_ms = 1;
         return 1;
+    case 0x104:
+        c->sign_key = arg;
+        return 1;
+    case 0x105:
+        c->sign_keyid = arg;
+        return 1;
+    case 0x106:
+        if (sl_httpsig_alg_parse(arg) == 0) {
+            sl__cli_err("--sign-alg must be hmac-sha256, ed25519 or ecdsa-p256-sha256");
+            return -1;
+        }
+        c->sign_alg = arg;
+        return 1;
     default:
         return 0;
     }
+}
+
+/* --sign-key's key material: an environment variable's value, or a file's bytes without trailing
+ * newlines (the rule every secret file follows). NULL with a message printed. */
+static char *sign_key_material(const char *ref, size_t *len)
+{
+    if (!strncmp(ref, "env:", 4)) {
+        const char *v = getenv(ref + 4);
+        if (v == NULL || *v == '\0') {
+            sl__cli_err("--sign-key: environment variable %s is not set", ref + 4);
+            return NULL;
+        }
+        *len = strlen(v);
+        return strdup(v);
+    }
+    if (!strncmp(ref, "file:", 5)) {
+        char *k = sl__cli_read_file(ref + 5, SL__SECRET_FILE_MAX, len);
+        if (k == NULL) {
+            sl__cli_err("--sign-key: cannot read '%s': %s", ref + 5,
+                        errno == EFBIG ? "too large" : strerror(errno));
+            return NULL;
+        }
+        size_t n = *len;
+        sl__secret_file_parse(k, n, len);
+        k[*len] = '\0';
+        return k;
+    }
+    sl__cli_err("--sign-key must be env:NAME or file:PATH");
+    return NULL;
+}
+
+/* Makes cl sign its requests when --sign-key was given. Returns an exit code. */
+static int set_signer(const sl__cli_conn *c, sl_client *cl)
+{
+    if (c->sign_key == NULL && c->sign_keyid == NULL)
+        return SL__EXIT_OK;
+    if (c->sign_key == NULL || c->sign_keyid == NULL) {
+        sl__cli_err("--sign-key and --key-id go together");
+        return SL__EXIT_USAGE;
+    }
+    size_t len = 0;
+    char *key = sign_key_material(c->sign_key, &len);
+    if (key == NULL)
+        return SL__EXIT_USAGE;
+    sl_httpsig_signer s = {.keyid = c->sign_keyid,
+                           .alg = c->sign_alg ? sl_httpsig_alg_parse(c->sign_alg)
+                                              : SL_HTTPSIG_HMAC_SHA256,
+                           .key = key,
+                           .key_len = len};
+    sl_status st;
+    sl_status_clear(&st);
+    int rc = sl_client_set_signer(cl, &s, &st);
+    sl__cli_wipe_free(key, len);
+    if (rc != SL_OK) {
+        sl__cli_err("--sign-key: %s", st.message);
+        return SL__EXIT_USAGE;
+    }
+    return SL__EXIT_OK;
 }
 
 int sl__cli_client(const sl__cli_conn *c, const char *channel, sl_client **out)
@@ -223,7 +297,12 @@ int sl__cli_client(const sl__cli_conn *c, const char *channel, sl_client **out)
         *out = NULL;
         return ex;
     }
-    return SL__EXIT_OK;
+    int ex = set_signer(c, *out);
+    if (ex != SL__EXIT_OK) {
+        sl_client_free(*out);
+        *out = NULL;
+    }
+    return ex;
 }
 
 /* ---- parsing

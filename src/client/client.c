@@ -15,6 +15,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
+
+#include <openssl/crypto.h>
+
+#include <sluice/httpsig.h>
 
 #define DEFAULT_TIMEOUT_MS 30000L
 #define MAX_CONNECT_TIMEOUT_MS 10000L
@@ -37,6 +42,11 @@ struct sl_client {
     size_t nroutes, cap;
     route def;
     int has_def;
+    /* signing (sl_client_set_signer): the key is owned and wiped */
+    int signing;
+    sl_httpsig_signer signer;
+    char *sign_keyid, *sign_key;
+    size_t sign_key_len;
     char errbuf[CURL_ERROR_SIZE];
 };
 
@@ -513,10 +523,57 @@ static void route_clear(route *r)
     memset(r, 0, sizeof *r);
 }
 
+static void signer_clear(sl_client *c)
+{
+    if (c->sign_key) {
+        OPENSSL_cleanse(c->sign_key, c->sign_key_len);
+        free(c->sign_key);
+    }
+    free(c->sign_keyid);
+    c->sign_key = c->sign_keyid = NULL;
+    c->sign_key_len = 0;
+    c->signing = 0;
+    memset(&c->signer, 0, sizeof c->signer);
+}
+
+int sl_client_set_signer(sl_client *c, const sl_httpsig_signer *s, sl_status *st)
+{
+    signer_clear(c);
+    if (s == NULL)
+        return SL_OK;
+    if (s->keyid == NULL || *s->keyid == '\0' || s->key == NULL || s->key_len == 0 ||
+        s->alg < SL_HTTPSIG_HMAC_SHA256 || s->alg > SL_HTTPSIG_ECDSA_P256_SHA256)
+        return sl_status_set(st, SL_EINVAL, "a signer needs a keyid, an algorithm and a key");
+    /* One trial signature: a key that cannot sign is reported now, not on every request. */
+    sl_httpsig_headers h;
+    int rc = sl_httpsig_sign(s, "GET", "http", "localhost", "/", NULL, NULL, 0, 0, &h, st);
+    sl_httpsig_headers_clear(&h);
+    if (rc != SL_OK)
+        return rc;
+    c->sign_keyid = strdup(s->keyid);
+    c->sign_key = malloc(s->key_len + 1);
+    if (c->sign_keyid == NULL || c->sign_key == NULL) {
+        free(c->sign_keyid);
+        free(c->sign_key);
+        c->sign_keyid = c->sign_key = NULL;
+        return nomem(st);
+    }
+    memcpy(c->sign_key, s->key, s->key_len);
+    c->sign_key[s->key_len] = '\0';
+    c->sign_key_len = s->key_len;
+    c->signer.keyid = c->sign_keyid;
+    c->signer.alg = s->alg;
+    c->signer.key = c->sign_key;
+    c->signer.key_len = s->key_len;
+    c->signing = 1;
+    return SL_OK;
+}
+
 void sl_client_free(sl_client *c)
 {
     if (c == NULL)
         return;
+    signer_clear(c);
     curl_easy_cleanup(c->curl);
     for (size_t i = 0; i < c->nroutes; i++)
         route_clear(&c->routes[i]);
@@ -676,6 +733,56 @@ static int transport_error(CURLcode cc, const char *errbuf, buf *b, sl_status *s
     return code;
 }
 
+/* The signature headers of one request to url (the whole URL: scheme, authority, path, query),
+ * appended to *h as "Name: value" lines, Host included. */
+static int sign_request(sl_client *c, const char *url, const req *q, struct curl_slist **h,
+                        sl_status *st)
+{
+    const char *sep = strstr(url, "://");
+    if (sep == NULL)
+        return sl_status_set(st, SL_EINVAL, "cannot sign a request to this url");
+    char scheme[8];
+    size_t sl = (size_t)(sep - url);
+    if (sl >= sizeof scheme)
+        return sl_status_set(st, SL_EINVAL, "cannot sign a request to this url");
+    memcpy(scheme, url, sl);
+    scheme[sl] = '\0';
+    const char *auth = sep + 3;
+    size_t al = strcspn(auth, "/?#");
+    const char *path = auth + al;
+    size_t pl = strcspn(path, "?#");
+    char *authority = strndup(auth, al);
+    char *p = strndup(path, pl);
+    int rc = authority && p ? SL_OK : nomem(st);
+    sl_httpsig_headers sh;
+    memset(&sh, 0, sizeof sh);
+    if (rc == SL_OK)
+        rc = sl_httpsig_sign(&c->signer, q->method, scheme, authority, *p ? p : "/", q->query,
+                             q->body, q->body ? q->body_len : 0, (double)time(NULL), &sh, st);
+    const char *names[] = {"Host", "Content-Digest", "Signature-Input", "Signature"};
+    const char *values[] = {authority, sh.content_digest, sh.signature_input, sh.signature};
+    for (size_t i = 0; rc == SL_OK && i < 4; i++) {
+        if (values[i] == NULL)
+            continue;
+        size_t n = strlen(names[i]) + strlen(values[i]) + 3;
+        char *line = malloc(n);
+        struct curl_slist *t = NULL;
+        if (line) {
+            snprintf(line, n, "%s: %s", names[i], values[i]);
+            t = curl_slist_append(*h, line);
+            free(line);
+        }
+        if (t == NULL)
+            rc = nomem(st);
+        else
+            *h = t;
+    }
+    sl_httpsig_headers_clear(&sh);
+    free(authority);
+    free(p);
+    return rc;
+}
+
 /* Performs the request. SL_OK for a 2xx reply, whose body (NUL-terminated, possibly empty) is left
  * in *resp for the caller to free; otherwise the mapped error and *resp is empty. */
 static int perform(sl_client *c, const req *q, buf *resp, sl_status *st)
@@ -713,6 +820,8 @@ static int perform(sl_client *c, const req *q, buf *resp, sl_status *st)
         h = t;
     }
     wipe_free(auth);
+    if (rc == SL_OK && c->signing)
+        rc = sign_request(c, url, q, &h, st);
     if (rc != SL_OK) {
         curl_slist_free_all(h);
         free(url);

@@ -8,6 +8,7 @@
 
 #include "store/redis_conn.h"
 
+#include <sluice/authn.h>
 #include <sluice/introspect.h>
 #include <sluice/jwks.h>
 
@@ -39,6 +40,8 @@ void sl__config_init(sl__config *c)
     strcpy(c->engine, "lmdb");
     strcpy(c->durability, "sync");
     c->durability_batch_ms = 1000;
+    c->signature_max_skew = 300;
+    c->signature_max_nonces = 100000;
 }
 
 static void free_strv(char **v, size_t n)
@@ -83,6 +86,8 @@ void sl__config_free(sl__config *c)
     free_strv(c->authenticators, c->nauthenticators);
     free(c->revocation);
     free(c->revocation_prefix);
+    free(c->signature_keys);
+    free_strv(c->auth_modes, c->nauth_modes);
     wipe_free(c->jwt_env_secret);
     for (size_t i = 0; i < c->nchannels; i++) {
         sl__cfg_channel *ch = &c->channels[i];
@@ -247,6 +252,11 @@ enum key_id {
     K_JWKS_REFRESH_MAX,
     K_JWKS_UNKNOWN_KID_INTERVAL,
     K_JWKS_MAX_STALE,
+    /* signed requests and route modes (issue 11 section 1) */
+    K_SIGNATURE_KEYS,
+    K_SIGNATURE_MAX_SKEW,
+    K_SIGNATURE_MAX_NONCES,
+    K_AUTH_MODE,
     K_COUNT
 };
 
@@ -325,6 +335,11 @@ static const sl__config_key key_table[K_COUNT] = {
     [K_JWKS_REFRESH_MAX] = {"jwks_refresh_max", NULL, 0, 0, {"2", "86400"}},
     [K_JWKS_UNKNOWN_KID_INTERVAL] = {"jwks_unknown_kid_interval", NULL, 0, 0, {"0.5", "60"}},
     [K_JWKS_MAX_STALE] = {"jwks_max_stale", NULL, 0, 0, {"0", "43200"}},
+    /* signed requests and route modes */
+    [K_SIGNATURE_KEYS] = {"signature_keys", "signature-keys", 0, 0, {"/a.json", "/b.json"}},
+    [K_SIGNATURE_MAX_SKEW] = {"signature_max_skew", NULL, 0, 0, {"30", "3600"}},
+    [K_SIGNATURE_MAX_NONCES] = {"signature_max_nonces", NULL, 0, 0, {"1000", "10000000"}},
+    [K_AUTH_MODE] = {"auth_mode", "auth-mode", 0, 1, {"/channels=signed", "/health=none"}},
 };
 
 const sl__config_key *sl__config_keys(size_t *n)
@@ -461,10 +476,11 @@ static int set_authenticators(sl__config *c, const char *v, sl_status *st)
     memcpy(buf, v, strlen(v) + 1);
     for (char *save = NULL, *tok = strtok_r(buf, ", \t", &save); tok && rc == SL_OK;
          tok = strtok_r(NULL, ", \t", &save)) {
-        if (strcmp(tok, "apikey") && strcmp(tok, "upstream-jwt") && strcmp(tok, "introspection"))
+        if (strcmp(tok, "apikey") && strcmp(tok, "upstream-jwt") && strcmp(tok, "introspection") &&
+            strcmp(tok, "signature"))
             rc = sl_status_set(st, SL_ECONFIG,
                                "authenticators: unknown '%.32s' (apikey, upstream-jwt, "
-                               "introspection)",
+                               "introspection, signature)",
                                tok);
         else if (push_str(&list, &n, tok) != SL_OK)
             rc = sl_status_set(st, SL_ENOMEM, NULL);
@@ -476,6 +492,30 @@ static int set_authenticators(sl__config *c, const char *v, sl_status *st)
     free_strv(c->authenticators, c->nauthenticators);
     c->authenticators = list;
     c->nauthenticators = n;
+    return SL_OK;
+}
+
+/* auth_mode = PREFIX=MODE: one mode per path prefix (a second setting of a prefix replaces it). */
+static int set_auth_mode(sl__config *c, const char *v, sl_status *st)
+{
+    const char *eq = strchr(v, '=');
+    size_t plen = eq ? (size_t)(eq - v) : 0;
+    if (eq == NULL || plen == 0 || v[0] != '/' || plen > 256 || memchr(v, ' ', plen) ||
+        memchr(v, '?', plen) || sl_authn_mode_parse(eq + 1) < 0)
+        return sl_status_set(st, SL_ECONFIG,
+                             "auth_mode must be PREFIX=MODE, PREFIX a path like /channels and "
+                             "MODE any, none, bearer, signed or cert (joined with +)");
+    for (size_t i = 0; i < c->nauth_modes; i++)
+        if (!strncmp(c->auth_modes[i], v, plen + 1)) {
+            char *d = strdup(v);
+            if (d == NULL)
+                return sl_status_set(st, SL_ENOMEM, NULL);
+            free(c->auth_modes[i]);
+            c->auth_modes[i] = d;
+            return SL_OK;
+        }
+    if (push_str(&c->auth_modes, &c->nauth_modes, v) != SL_OK)
+        return sl_status_set(st, SL_ENOMEM, NULL);
     return SL_OK;
 }
 
@@ -731,6 +771,23 @@ int sl__config_set(sl__config *c, const char *key, const char *v, sl_status *st)
                                               : &c->jwks_max_stale) = d;
         return SL_OK;
     }
+    /* signed requests and route modes */
+    case K_SIGNATURE_KEYS:
+        if (*v == '\0')
+            return sl_status_set(st, SL_ECONFIG, "signature_keys must name a file");
+        return set_str(&c->signature_keys, v, st);
+    case K_SIGNATURE_MAX_SKEW:
+        if (parse_seconds(v, &d) < 0 || d < 1 || d > 86400)
+            return sl_status_set(st, SL_ECONFIG, "signature_max_skew must be 1..86400 seconds");
+        c->signature_max_skew = d;
+        return SL_OK;
+    case K_SIGNATURE_MAX_NONCES:
+        if (parse_uint(v, 100000000, &u) < 0 || u < 16)
+            return sl_status_set(st, SL_ECONFIG, "signature_max_nonces must be 16..100000000");
+        c->signature_max_nonces = (size_t)u;
+        return SL_OK;
+    case K_AUTH_MODE:
+        return set_auth_mode(c, v, st);
     default:
         if (id >= K_WS_FIRST)
             return set_ws(&c->ws, key, v, st);
@@ -920,6 +977,19 @@ char *sl__config_format(const sl__config *c, const char *key)
                 : id == K_JWKS_REFRESH_MAX          ? c->jwks_refresh_max
                 : id == K_JWKS_UNKNOWN_KID_INTERVAL ? c->jwks_unknown_kid_interval
                                                     : c->jwks_max_stale);
+        break;
+    /* signed requests and route modes */
+    case K_SIGNATURE_KEYS:
+        s = c->signature_keys;
+        break;
+    case K_SIGNATURE_MAX_SKEW:
+        fprintf(f, "%.17g", c->signature_max_skew);
+        break;
+    case K_SIGNATURE_MAX_NONCES:
+        fprintf(f, "%zu", c->signature_max_nonces);
+        break;
+    case K_AUTH_MODE:
+        put_strv(f, c->auth_modes, c->nauth_modes);
         break;
     default:
         for (size_t i = 0; i < sizeof ws_counts / sizeof ws_counts[0]; i++) {

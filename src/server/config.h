@@ -90,6 +90,12 @@ typedef struct sl__config {
     /* JWKS for the upstream-JWT authenticator, instead of upstream_jwt_key (docs/JWKS.md) */
     char *upstream_jwks_url, *upstream_oidc_issuer;
     double jwks_refresh_min, jwks_refresh_max, jwks_unknown_kid_interval, jwks_max_stale;
+    /* signed requests (docs/SIGNING.md) */
+    char *signature_keys;        /* the key file (JSON); NULL: signed requests are not accepted */
+    double signature_max_skew;   /* seconds either side of created (default 300) */
+    size_t signature_max_nonces; /* the one-node replay store's bound (default 100000) */
+    char **auth_modes;           /* auth_mode items, "PREFIX=MODE" (one per prefix) */
+    size_t nauth_modes;
     /* from the environment (sl__config_load) */
     char
         *jwt_env_secret; /* SLUICE_JWT_SECRET; used when no jwt_secret_file is set; wiped on free */

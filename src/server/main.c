@@ -4,6 +4,7 @@
 #include <sluice/apikey.h>
 #include <sluice/authn.h>
 #include <sluice/broker.h>
+#include <sluice/httpsig.h>
 #include <sluice/introspect.h>
 #include <sluice/jwks.h>
 #include <sluice/revocation.h>
@@ -12,6 +13,7 @@
 #include <sluice/sluice.h>
 
 #include "net/http.h"
+#include "security/httpsig.h"
 #include "security/secretfile.h"
 #include "server/config.h"
 #include "server/router.h"
@@ -29,6 +31,7 @@
 #include "store/lmdb.h"
 #include "store/redis_engine.h"
 #include "store/redis_kv.h"
+#include "store/redis_nonce.h"
 #include "server/shared_state.h"
 
 typedef struct server {
@@ -55,6 +58,12 @@ typedef struct server {
     sl_jwks *jwks;                         /* the upstream-JWT authenticator's keys from a JWKS */
     sl_authenticator *auths[SL_AUTHN_MAX]; /* owned; the chain in router.authn borrows them */
     size_t nauths;
+    /* signed requests: the keys and where nonces are remembered (memory, or Redis with a Redis
+     * engine); route prefixes' modes, the router borrows them */
+    sl_httpsig_keyring *sigkeys;
+    sl__nonce_store *nonces;
+    sl__auth_mode *modes;
+    size_t nmodes;
     int log_requests;
     uv_signal_t sigint, sigterm, sighup;
 } server;
@@ -86,6 +95,10 @@ static void usage(FILE *f)
         "  --revocation KIND         memory, off or redis://HOST:PORT (default memory with JWT)\n"
         "  --revocation-prefix P     Redis key prefix (default sluice)\n"
         "  --apikey-store FILE       accept API keys from this store\n"
+        "  --signature-keys FILE     accept signed requests (RFC 9421) by these keys "
+        "(docs/SIGNING.md)\n"
+        "  --auth-mode PREFIX=MODE   credentials a path prefix takes: any, none, bearer, "
+        "signed, cert\n"
         "  --max-body BYTES          request body limit (default 1048576)\n"
         "  --max-connections N       connection limit (default 10000)\n"
         "  --max-connections-per-address N  per client address (default 0: none)\n"
@@ -238,6 +251,8 @@ static void on_request(void *ud, sl_http_request *req)
     server *s = ud;
     /* The one route that is not a request/response: it takes the connection over. */
     if (s->wss && req->path_len == strlen(SL__WSS_PATH) && !strcmp(req->path, SL__WSS_PATH)) {
+        if (req->accept == 0) /* the upgrade request may be signed: its prefix's mode */
+            req->accept = sl__router_mode(&s->router, req->path, req->path_len);
         if (s->log_requests)
             fprintf(stderr, "sluiced: %s %s %s -> websocket\n", req->remote_addr, req->method,
                     req->path);
@@ -448,6 +463,37 @@ static int make_authenticator(server *s, const sl__config *cfg, const char *name
         s->upstream_opts.leeway = cfg->jwt_leeway;
         return sl_upstream_authenticator_new(s->upstream_keys, &s->upstream_opts, out);
     }
+    if (!strcmp(name, "signature")) {
+        if (cfg->signature_keys == NULL)
+            return SL_ENOENT;
+        char *text;
+        size_t len;
+        if (read_file_text(cfg->signature_keys, &text, &len) != SL_OK)
+            return sl_status_set(st, SL_ECONFIG, "cannot read %s", cfg->signature_keys);
+        sl_status why;
+        sl_status_clear(&why);
+        rc = sl_httpsig_keyring_new(&s->sigkeys);
+        if (rc == SL_OK)
+            rc = sl_httpsig_keyring_load(s->sigkeys, text, len, &why);
+        explicit_bzero(text, len);
+        free(text);
+        if (rc != SL_OK)
+            return sl_status_set(st, SL_ECONFIG, "signature_keys %s: %s", cfg->signature_keys,
+                                 why.message);
+        /* Several nodes on one Redis: a nonce used on any of them is used on all. */
+        if (s->redis)
+            rc =
+                sl__nonce_redis_new(&s->nonces, s->loop, &sl__redis_engine_url(s->redis)->shards[0],
+                                    cfg->engine_prefix ? cfg->engine_prefix : "sluice");
+        else
+            rc = sl__nonce_memory_new(cfg->signature_max_nonces, &s->nonces);
+        if (rc != SL_OK)
+            return sl_status_set(st, rc, "cannot set up the signature replay store");
+        fprintf(stderr, "sluiced: signed requests: %zu keys, replay window %.0f s, nonces in %s\n",
+                sl_httpsig_keyring_size(s->sigkeys), cfg->signature_max_skew,
+                s->redis ? "redis" : "memory");
+        return sl__httpsig_authenticator_new(s->sigkeys, s->nonces, cfg->signature_max_skew, out);
+    }
     if (!strcmp(name, "introspection")) {
         if (cfg->introspection_url == NULL)
             return SL_ENOENT;
@@ -482,7 +528,7 @@ static int make_authenticator(server *s, const sl__config *cfg, const char *name
  * one, API keys first). */
 static int setup_authenticators(server *s, const sl__config *cfg, sl_status *st)
 {
-    static const char *const all[] = {"apikey", "upstream-jwt", "introspection"};
+    static const char *const all[] = {"apikey", "upstream-jwt", "introspection", "signature"};
     const char *const *order =
         cfg->nauthenticators ? (const char *const *)cfg->authenticators : all;
     size_t n = cfg->nauthenticators ? cfg->nauthenticators : sizeof all / sizeof *all;
@@ -638,6 +684,26 @@ static int use_store(server *s, const sl__config *cfg, sl_status *st)
     return rc;
 }
 
+/* auth_mode PREFIX=MODE items into the router's table (the config has validated them). */
+static int setup_modes(server *s, const sl__config *cfg, sl_status *st)
+{
+    if (cfg->nauth_modes == 0)
+        return SL_OK;
+    if ((s->modes = calloc(cfg->nauth_modes, sizeof *s->modes)) == NULL)
+        return sl_status_set(st, SL_ENOMEM, NULL);
+    for (size_t i = 0; i < cfg->nauth_modes; i++) {
+        const char *item = cfg->auth_modes[i], *eq = strchr(item, '=');
+        char *prefix = strndup(item, (size_t)(eq - item));
+        if (prefix == NULL)
+            return sl_status_set(st, SL_ENOMEM, NULL);
+        s->modes[s->nmodes].prefix = prefix;
+        s->modes[s->nmodes++].mode = (unsigned)sl_authn_mode_parse(eq + 1);
+    }
+    s->router.modes = s->modes;
+    s->router.nmodes = s->nmodes;
+    return SL_OK;
+}
+
 static int setup(server *s, const sl__config *cfg, sl_status *st)
 {
     int rc = SL_OK;
@@ -649,6 +715,8 @@ static int setup(server *s, const sl__config *cfg, sl_status *st)
         rc = build_keys(s, cfg, st);
     if (rc == SL_OK)
         rc = setup_authenticators(s, cfg, st);
+    if (rc == SL_OK)
+        rc = setup_modes(s, cfg, st);
     if (rc != SL_OK)
         return rc;
     int authenticated = s->keys != NULL || s->nauths > 0;
@@ -775,6 +843,9 @@ int main(int argc, char **argv)
         sl_revocation_store_free(s.revocation);
     sl_introspect_free(s.introspect);
     sl_jwks_free(s.jwks);
+    if (s.nonces) /* pending answers: 503 (sessions still there to hear it); closes in the run below
+                   */
+        s.nonces->free(s.nonces);
     sl__wss_server_free(s.wss);
     if (s.loop)
         uv_run(s.loop, UV_RUN_NOWAIT);
@@ -802,6 +873,10 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < s.nauths; i++)
         s.auths[i]->free(s.auths[i]);
     sl_apikey_store_close(s.apikeys);
+    sl_httpsig_keyring_free(s.sigkeys);
+    for (size_t i = 0; i < s.nmodes; i++)
+        free((char *)s.modes[i].prefix);
+    free(s.modes);
     sl_jwt_keyring_free(s.upstream_keys);
     sl_jwt_keyring_free(s.keys);
     sl_audit_log_close(s.audit);

@@ -1577,6 +1577,24 @@ void sl__authn_view(const sl_http_request *req, sl_authn_request *v)
     v->accept = req->accept;
 }
 
+unsigned sl__router_mode(const sl__router *r, const char *path, size_t len)
+{
+    size_t best = 0;
+    unsigned mode = 0;
+    for (size_t i = 0; i < r->nmodes; i++) {
+        const char *p = r->modes[i].prefix;
+        size_t n = strlen(p);
+        while (n > 1 && p[n - 1] == '/') /* "/a/" is "/a" */
+            n--;
+        int under = n <= len && !memcmp(path, p, n) && (n == len || path[n] == '/' || n == 1);
+        if (under && n >= best) {
+            best = n;
+            mode = r->modes[i].mode;
+        }
+    }
+    return mode;
+}
+
 void sl__router_serve(sl__router *r, sl_http_request *req, sl__router_done_fn done, void *ud)
 {
     sl__job *job = calloc(1, sizeof *job);
@@ -1601,6 +1619,8 @@ void sl__router_serve(sl__router *r, sl_http_request *req, sl__router_done_fn do
         return;
     }
     sl__authn_view(req, &job->view);
+    if (job->view.accept == 0)
+        job->view.accept = sl__router_mode(r, req->path, req->path_len);
     sl_authn_run_request(&r->authn, &job->view, sl_ctx_now(r->ctx), on_authenticated, job);
 }
 

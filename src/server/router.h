@@ -20,6 +20,13 @@ typedef struct sl__response {
 } sl__response;
 void sl__response_clear(sl__response *r);
 
+/* A path prefix's authentication mode (config auth_mode): which kinds of credential the
+ * requests under it may present (sl_authn_mode_parse). */
+typedef struct sl__auth_mode {
+    const char *prefix; /* "/channels": matches /channels and /channels/..., not /channelsx */
+    unsigned mode;
+} sl__auth_mode;
+
 typedef struct sl__router {
     sl_ctx *ctx;                     /* borrowed */
     sl_authn authn;                  /* keys and revocation store borrowed; /revoke writes there */
@@ -27,7 +34,13 @@ typedef struct sl__router {
     struct sl_apikey_store *apikeys; /* borrowed; NULL: the API key routes answer 404 */
     char broker_prefix[64];          /* broker routes live under this path prefix ("" default) */
     unsigned long handled;           /* handlers run: lets tests prove denials never reach one */
+    const sl__auth_mode *modes;      /* borrowed; the longest matching prefix decides */
+    size_t nmodes;
 } sl__router;
+
+/* The mode of the longest prefix in r->modes that path[0..len) falls under; 0 (every kind) when
+ * none does. Used when the listener itself sets no mode (sl_http_request.accept 0). */
+unsigned sl__router_mode(const sl__router *r, const char *path, size_t len);
 
 /* One request on its way through the pipeline; it may wait for the revocation store or for an
  * asynchronous handler. */

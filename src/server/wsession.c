@@ -70,6 +70,9 @@ struct sess {
     sl__cf_method auth_method;
     sl__cf_command *pending; /* the subscribe / sub_refresh whose subscription token is checked */
     char *url_token;         /* ?token= until connect */
+    /* A signed upgrade request (RFC 9421): who signed it, so a connect without a token is that
+     * identity (source SL_SOURCE_NONE: the upgrade was not signed). */
+    sl_identity upgrade_who;
     char client[17];
     sl_identity who;
     sl__hub_sub **subs;
@@ -121,6 +124,7 @@ static void sess_free(sess *s)
     sl__cf_commands_clear(s->pending, s->pending ? 1 : 0);
     free(s->pending);
     free(s->url_token);
+    sl_identity_clear(&s->upgrade_who);
     sl_identity_clear(&s->who);
     free(s->subs);
     sl__cf_buf_free(&s->peer.out);
@@ -1319,6 +1323,13 @@ static void cmd_connect(sess *s, const sl__cf_command *c)
         return;
     }
     const char *token = c->token && *c->token ? c->token : s->url_token;
+    if ((token == NULL || *token == '\0') && s->upgrade_who.source != SL_SOURCE_NONE) {
+        /* The upgrade request was signed and passed the chain (revocation included). */
+        s->auth_id = c->id;
+        s->auth_method = c->method;
+        auth_finish(s, SL_OK, &s->upgrade_who);
+        return;
+    }
     authenticate(s, c, token);
     free(s->url_token);
     s->url_token = NULL;
@@ -1796,7 +1807,57 @@ size_t sl__wss_sessions(const sl__wss_server *s)
     return s->nsessions;
 }
 
+static void open_session(sl__wss_server *srv, sl_http_request *req, const sl_identity *signer);
+
+/* A signed upgrade request on its way through the authentication chain. */
+typedef struct upgrade_auth {
+    sl__wss_server *srv;
+    sl_http_request *req;
+    sl_authn_request view;
+} upgrade_auth;
+
+static void on_upgrade_authenticated(void *ud, int status, const sl_identity *who,
+                                     const char *reason)
+{
+    upgrade_auth *u = ud;
+    if (status == SL_OK) {
+        open_session(u->srv, u->req, who);
+    } else {
+        /* The same answer an HTTP request gets: 401 with the reason, 503 when undecided. */
+        sl__response resp = {0};
+        sl__response_error(&resp, status == SL_EUNAVAIL ? SL_EUNAVAIL : SL_ETOKEN,
+                           reason ? reason : "invalid signature");
+        sl_http_respond(u->req, resp.status, resp.headers, "application/json", resp.body,
+                        resp.body_len);
+        sl__response_clear(&resp);
+    }
+    free(u);
+}
+
 void sl__wss_handle(sl__wss_server *srv, sl_http_request *req)
+{
+    size_t len;
+    int is_signed = sl_http_header_get(req, "signature-input", &len) != NULL ||
+                    sl_http_header_get(req, "signature", &len) != NULL;
+    unsigned allowed = req->accept ? req->accept : ~0u;
+    if (!is_signed || !(allowed & SL_AUTHN_KIND_SIGNED)) {
+        open_session(srv, req, NULL);
+        return;
+    }
+    upgrade_auth *u = calloc(1, sizeof *u);
+    if (u == NULL) {
+        sl_http_respond(req, 503, "Retry-After: 1\r\n", "application/json",
+                        "{\"error\":\"unavailable\",\"message\":\"out of memory\"}", 49);
+        return;
+    }
+    u->srv = srv;
+    u->req = req;
+    sl__authn_view(req, &u->view);
+    u->view.accept = SL_AUTHN_KIND_SIGNED; /* a bearer token goes in the connect command */
+    sl_authn_run_request(srv->authn, &u->view, sl_ctx_now(srv->ctx), on_upgrade_authenticated, u);
+}
+
+static void open_session(sl__wss_server *srv, sl_http_request *req, const sl_identity *signer)
 {
     sess *s = calloc(1, sizeof *s);
     unsigned char rnd[8];
@@ -1810,6 +1871,14 @@ void sl__wss_handle(sl__wss_server *srv, sl_http_request *req)
         snprintf(s->client + 2 * i, 3, "%02x", rnd[i]);
     s->srv = srv;
     sl_identity_init(&s->who);
+    sl_identity_init(&s->upgrade_who);
+    if (signer && signer->source != SL_SOURCE_NONE &&
+        sl_identity_copy(&s->upgrade_who, signer) != SL_OK) {
+        free(s);
+        sl_http_respond(req, 503, "Retry-After: 1\r\n", "application/json",
+                        "{\"error\":\"unavailable\",\"message\":\"out of memory\"}", 49);
+        return;
+    }
     sl__hub_peer_init(&s->peer, &peer_ops);
     double now = sl_ctx_now(srv->ctx);
     s->deadline = now + srv->lim.handshake_timeout;

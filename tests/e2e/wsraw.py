@@ -41,7 +41,7 @@ def frame(opcode, payload=b"", fin=True, mask=True, rsv=0):
 
 class RawWS:
     def __init__(self, host, port, path="/connection/websocket", rcvbuf=None, timeout=10,
-                 answer_pings=True, upgrade=True):
+                 answer_pings=True, upgrade=True, headers=None):
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         if rcvbuf:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
@@ -57,15 +57,17 @@ class RawWS:
         self.next_id = 1
         self.kept = []  # objects a reply() read past, returned by the next recv_objs
         if upgrade:
-            self.upgrade(path)
+            self.upgrade(path, headers)
 
     # ---- handshake ----------------------------------------------------------------------------
 
-    def upgrade(self, path):
+    def upgrade(self, path, headers=None):
+        """headers: more (name, value) pairs for the upgrade request (a signed upgrade)."""
         key = base64.b64encode(os.urandom(16)).decode()
+        extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or []))
         req = (f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
                f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-               f"Sec-WebSocket-Version: 13\r\n\r\n").encode()
+               f"Sec-WebSocket-Version: 13\r\n{extra}\r\n").encode()
         self.sock.sendall(req)
         while b"\r\n\r\n" not in self.buf:
             b = self.sock.recv(65536)

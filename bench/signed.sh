@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Signed requests (issue 11 section 4): PUT /channels/bench signed with RFC 9421 (hmac-sha256 and
+# ed25519, each request with its own nonce, Content-Digest over the body) against the same PUT
+# with a bearer JWT and nginx `return 200`, under the same wrk settings, in the same run (server on
+# core 0, wrk on core 1), ROUNDS rounds, medians and ratios. wrk cannot sign: each signed round
+# sends requests pre-signed by bench_sign just before it (created = then; the server's replay
+# window, signature_max_skew, is 60 s here, and the in-memory nonce store holds up to 20 million
+# nonces, so nothing is refused for lack of room). Dies, saying why, when anything could not be
+# measured (bench/lib.sh's wrk_rate: any request refused, e.g. a replay because the pre-signed
+# list ran out: raise SIGNED_PER_SECOND).
+#   bench/signed.sh [ROUNDS] [SECONDS]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. bench/lib.sh
+ROUNDS=${1:-5}
+SECS=${2:-5}
+CONNS=${CONNS:-50}
+SIGNED_PER_SECOND=${SIGNED_PER_SECOND:-150000} # pre-signed requests per second of a round
+[ -n "${SLUICE_BENCH_NO_DEPS:-}" ] || scripts/deps --bench
+cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release -DSLUICE_TESTS=OFF -DSLUICE_BENCH=ON >/dev/null
+cmake --build build-bench -j"$(nproc)" --target sluiced sluice_cli bench_sign >/dev/null
+export SLUICE_JWT_SECRET=bench-secret-bench-secret-bench-secret-42
+BIN=build-bench
+PORT=18080
+TMP=$(mktemp -d /tmp/sluice-signed-bench.XXXXXX)
+TOKEN=$($BIN/sluice token create --sub bench --role admin --ttl 2h)
+export SLUICE_BENCH_TOKEN=$TOKEN
+cleanup() { kill "${SPID:-}" "${NPID:-}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$TMP"; }
+trap cleanup EXIT
+
+# The keys: an hmac secret and an ed25519 key pair, both writers on every channel.
+printf 'bench-signing-secret-0123456789abcdef-0123456789' > "$TMP/hmac.secret"
+openssl genpkey -algorithm ed25519 -out "$TMP/ed.key" 2>/dev/null || die "openssl cannot make an ed25519 key"
+openssl pkey -in "$TMP/ed.key" -pubout -out "$TMP/ed.pub" 2>/dev/null || die "openssl pkey failed"
+cat > "$TMP/keys.json" <<JSON
+{"keys": [
+ {"keyid": "bench-hmac", "alg": "hmac-sha256", "key": "file:$TMP/hmac.secret", "principal": "bench", "role": "write"},
+ {"keyid": "bench-ed", "alg": "ed25519", "key": "file:$TMP/ed.pub", "principal": "bench", "role": "write"}
+]}
+JSON
+# The body put.lua and signed_put.lua send.
+printf '%s' '{"task":"compress","file":"video-0000000001.mp4","size":1048576,"owner":"worker-1","tags":["bench","sluice","json"],"note":"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}' > "$TMP/body.json"
+[ "$(wc -c < "$TMP/body.json")" = 200 ] || die "the body is not 200 bytes"
+
+taskset -c 0 $BIN/sluiced --listen 127.0.0.1:$PORT ${SLUICE_ARGS:---engine memory} \
+  --signature-keys "$TMP/keys.json" --config <(printf 'signature_max_skew = 60\nsignature_max_nonces = 20000000\n') \
+  2>/tmp/sluice-bench.err & SPID=$!
+taskset -c 0 nginx -c "$PWD/bench/nginx.conf" -p /tmp & NPID=$!
+wait_http "http://127.0.0.1:$PORT/healthz" "sluiced (see /tmp/sluice-bench.err)"
+wait_http "http://127.0.0.1:18081/" "nginx (see /tmp/sluice-bench-nginx.err)"
+curl -sf -XPOST localhost:$PORT/channels -H "Authorization: Bearer $TOKEN" \
+  -d '{"id":"bench","kind":"topic","retention_max_count":100000}' >/dev/null ||
+  die "cannot create the topic 'bench'"
+export SLUICE_SIGNED_HOST="127.0.0.1:$PORT" SLUICE_SIGNED_FILE="$TMP/signed.tsv"
+
+# presign ALG KEYID KEYFILE: a fresh list for one round (on core 1, like wrk).
+presign() {
+  taskset -c 1 $BIN/bench_sign "$1" "$2" "$3" "127.0.0.1:$PORT" /channels/bench "$TMP/body.json" \
+    $((SIGNED_PER_SECOND * SECS)) > "$SLUICE_SIGNED_FILE" || die "bench_sign $1 failed"
+}
+
+declare -a N B H E
+for i in $(seq "$ROUNDS"); do
+  n=$(wrk_rate "round $i nginx" "http://127.0.0.1:18081/")
+  b=$(wrk_rate "round $i sluiced bearer-JWT PUT" -s bench/put.lua "http://127.0.0.1:$PORT")
+  presign hmac-sha256 bench-hmac "$TMP/hmac.secret"
+  h=$(wrk_rate "round $i sluiced hmac-sha256 signed PUT" -s bench/signed_put.lua "http://127.0.0.1:$PORT")
+  presign ed25519 bench-ed "$TMP/ed.key"
+  e=$(wrk_rate "round $i sluiced ed25519 signed PUT" -s bench/signed_put.lua "http://127.0.0.1:$PORT")
+  echo "  round $i: nginx $n  bearer PUT $b  hmac PUT $h  ed25519 PUT $e"
+  N+=("$n"); B+=("$b"); H+=("$h"); E+=("$e")
+done
+nm=$(printf '%s\n' "${N[@]}" | median)
+bm=$(printf '%s\n' "${B[@]}" | median)
+hm=$(printf '%s\n' "${H[@]}" | median)
+em=$(printf '%s\n' "${E[@]}" | median)
+echo "nginx return 200           req/s runs: ${N[*]}  median $nm"
+echo "sluiced bearer-JWT PUT     req/s runs: ${B[*]}  median $bm  ratio to nginx $(ratio "$bm" "$nm")"
+echo "sluiced hmac-sha256 PUT    req/s runs: ${H[*]}  median $hm  ratio to bearer $(ratio "$hm" "$bm")  to nginx $(ratio "$hm" "$nm")"
+echo "sluiced ed25519 PUT        req/s runs: ${E[*]}  median $em  ratio to bearer $(ratio "$em" "$bm")  to nginx $(ratio "$em" "$nm")"

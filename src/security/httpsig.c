@@ -1,0 +1,1044 @@
+/* HTTP Message Signatures (include/sluice/httpsig.h): the keyring, the verifier and the signer.
+ * Verification checks everything that is cheap and says no without a key operation first
+ * (headers, parameters, freshness, the policy's components, Content-Digest), then builds the
+ * signature base and runs one EVP verification. The base is rebuilt from the request as received
+ * and from the re-serialised signature parameters, never from text the signer supplied for it. */
+#include <sluice/httpsig.h>
+
+#include "security/httpsig.h"
+#include "security/secretfile.h"
+#include "security/sfv.h"
+
+#include <ctype.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <jansson.h>
+#include <openssl/bn.h>
+#include <openssl/crypto.h>
+#include <openssl/ec.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/pem.h>
+#include <openssl/rand.h>
+
+#define MAX_KEYS 4096
+#define MAX_COMPONENTS 32
+#define BASE_MAX 65536 /* bytes of a signature base: past it the request is refused */
+
+typedef struct key {
+    sl_httpsig_key_opts o; /* strings and arrays below are owned copies */
+    EVP_PKEY *pkey;        /* public key algorithms */
+} key;
+
+struct sl_httpsig_keyring {
+    key *k;
+    size_t n, cap;
+};
+
+sl_httpsig_alg sl_httpsig_alg_parse(const char *s)
+{
+    if (s == NULL)
+        return 0;
+    if (!strcmp(s, "hmac-sha256"))
+        return SL_HTTPSIG_HMAC_SHA256;
+    if (!strcmp(s, "ed25519"))
+        return SL_HTTPSIG_ED25519;
+    if (!strcmp(s, "ecdsa-p256-sha256"))
+        return SL_HTTPSIG_ECDSA_P256_SHA256;
+    return 0;
+}
+
+const char *sl_httpsig_alg_name(sl_httpsig_alg a)
+{
+    switch (a) {
+    case SL_HTTPSIG_HMAC_SHA256:
+        return "hmac-sha256";
+    case SL_HTTPSIG_ED25519:
+        return "ed25519";
+    case SL_HTTPSIG_ECDSA_P256_SHA256:
+        return "ecdsa-p256-sha256";
+    }
+    return "unknown";
+}
+
+/* ---- the keyring ---------------------------------------------------------------------------- */
+
+static void strv_free(const char *const *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free((char *)v[i]);
+    free((void *)v);
+}
+
+static void key_clear(key *k)
+{
+    if (k->o.material) {
+        OPENSSL_cleanse((char *)k->o.material, k->o.material_len);
+        free((char *)k->o.material);
+    }
+    free((char *)k->o.keyid);
+    free((char *)k->o.principal);
+    strv_free(k->o.channels, k->o.nchannels);
+    strv_free(k->o.components, k->o.ncomponents);
+    EVP_PKEY_free(k->pkey);
+    memset(k, 0, sizeof *k);
+}
+
+int sl_httpsig_keyring_new(sl_httpsig_keyring **out)
+{
+    return (*out = calloc(1, sizeof **out)) ? SL_OK : SL_ENOMEM;
+}
+
+void sl_httpsig_keyring_free(sl_httpsig_keyring *kr)
+{
+    if (kr == NULL)
+        return;
+    for (size_t i = 0; i < kr->n; i++)
+        key_clear(&kr->k[i]);
+    free(kr->k);
+    free(kr);
+}
+
+size_t sl_httpsig_keyring_size(const sl_httpsig_keyring *kr)
+{
+    return kr ? kr->n : 0;
+}
+
+static const key *find_key(const sl_httpsig_keyring *kr, const char *keyid)
+{
+    for (size_t i = 0; i < kr->n; i++)
+        if (!strcmp(kr->k[i].o.keyid, keyid))
+            return &kr->k[i];
+    return NULL;
+}
+
+/* keyids travel in a structured-field string and become part of Redis keys: printable ASCII. */
+static int keyid_valid(const char *s)
+{
+    size_t n = s ? strlen(s) : 0;
+    if (n == 0 || n > SL_HTTPSIG_KEYID_MAX)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (s[i] < 0x21 || s[i] > 0x7e || s[i] == '"' || s[i] == '\\')
+            return 0;
+    return 1;
+}
+
+static const char *const derived[] = {"@method", "@target-uri", "@authority",     "@scheme",
+                                      "@path",   "@query",      "@request-target"};
+
+static int is_derived(const char *c)
+{
+    for (size_t i = 0; i < sizeof derived / sizeof *derived; i++)
+        if (!strcmp(c, derived[i]))
+            return 1;
+    return 0;
+}
+
+/* A component name this verifier can build: a derived one it knows or a lowercase field name. */
+static int component_valid(const char *c)
+{
+    if (c[0] == '@')
+        return is_derived(c);
+    if (c[0] == '\0' || strlen(c) > 64)
+        return 0;
+    for (const char *p = c; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
+              strchr("!#$%&'*+-.^_`|~", *p)))
+            return 0;
+    return 1;
+}
+
+static int strv_copy(const char *const *src, size_t n, const char *const **out)
+{
+    *out = NULL;
+    if (n == 0)
+        return 0;
+    char **v = calloc(n, sizeof *v);
+    if (v == NULL)
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        if ((v[i] = strdup(src[i])) == NULL) {
+            strv_free((const char *const *)v, i);
+            return -1;
+        }
+    *out = (const char *const *)v;
+    return 0;
+}
+
+static EVP_PKEY *load_public(sl_httpsig_alg alg, const char *pem, size_t len)
+{
+    BIO *b = BIO_new_mem_buf(pem, (int)len);
+    EVP_PKEY *pk = b ? PEM_read_bio_PUBKEY(b, NULL, NULL, NULL) : NULL;
+    BIO_free(b);
+    if (pk == NULL)
+        return NULL;
+    int ok = alg == SL_HTTPSIG_ED25519 ? EVP_PKEY_is_a(pk, "ED25519")
+                                       : EVP_PKEY_is_a(pk, "EC") && EVP_PKEY_bits(pk) == 256;
+    if (!ok) {
+        EVP_PKEY_free(pk);
+        return NULL;
+    }
+    return pk;
+}
+
+int sl_httpsig_keyring_add(sl_httpsig_keyring *kr, const sl_httpsig_key_opts *o, sl_status *st)
+{
+    if (kr == NULL || o == NULL)
+        return sl_status_set(st, SL_EINVAL, "no key");
+    if (!keyid_valid(o->keyid))
+        return sl_status_set(st, SL_EINVAL,
+                             "keyid must be 1..%d printable characters without '\"' or '\\'",
+                             SL_HTTPSIG_KEYID_MAX);
+    if (find_key(kr, o->keyid))
+        return sl_status_set(st, SL_EEXIST, "keyid '%s' is given twice", o->keyid);
+    if (kr->n == MAX_KEYS)
+        return sl_status_set(st, SL_EINVAL, "more than %d signature keys", MAX_KEYS);
+    if (o->principal == NULL || !sl_principal_valid(o->principal, strlen(o->principal)))
+        return sl_status_set(st, SL_EINVAL, "key '%s': invalid principal", o->keyid);
+    if (o->role != SL_ROLE_NONE && o->role != SL_ROLE_READ && o->role != SL_ROLE_WRITE &&
+        o->role != SL_ROLE_ADMIN)
+        return sl_status_set(st, SL_EINVAL, "key '%s': invalid role", o->keyid);
+    for (size_t i = 0; i < o->nchannels; i++)
+        if (!sl_pattern_valid(o->channels[i], strlen(o->channels[i])))
+            return sl_status_set(st, SL_EINVAL, "key '%s': invalid channel pattern", o->keyid);
+    if (o->ncomponents > MAX_COMPONENTS)
+        return sl_status_set(st, SL_EINVAL, "key '%s': too many components", o->keyid);
+    for (size_t i = 0; i < o->ncomponents; i++)
+        if (!component_valid(o->components[i]))
+            return sl_status_set(st, SL_EINVAL, "key '%s': unsupported component '%.64s'", o->keyid,
+                                 o->components[i]);
+    if (o->material == NULL || o->material_len == 0)
+        return sl_status_set(st, SL_EINVAL, "key '%s': no key material", o->keyid);
+    key k;
+    memset(&k, 0, sizeof k);
+    switch (o->alg) {
+    case SL_HTTPSIG_HMAC_SHA256:
+        /* RFC 9421 section 3.3.3 asks for secrets at least as long as the hash's output. */
+        if (o->material_len < 32)
+            return sl_status_set(st, SL_EINVAL, "key '%s': an hmac-sha256 secret needs 32 bytes",
+                                 o->keyid);
+        break;
+    case SL_HTTPSIG_ED25519:
+    case SL_HTTPSIG_ECDSA_P256_SHA256:
+        if ((k.pkey = load_public(o->alg, o->material, o->material_len)) == NULL)
+            return sl_status_set(st, SL_EINVAL, "key '%s': not a PEM %s public key", o->keyid,
+                                 sl_httpsig_alg_name(o->alg));
+        break;
+    default:
+        return sl_status_set(st, SL_EINVAL, "key '%s': unknown algorithm", o->keyid);
+    }
+    k.o = *o;
+    k.o.keyid = strdup(o->keyid);
+    k.o.principal = strdup(o->principal);
+    char *m = malloc(o->material_len + 1);
+    if (m) {
+        memcpy(m, o->material, o->material_len);
+        m[o->material_len] = '\0';
+    }
+    k.o.material = m;
+    k.o.channels = k.o.components = NULL;
+    int bad = k.o.keyid == NULL || k.o.principal == NULL || m == NULL;
+    if (!bad && strv_copy(o->channels, o->nchannels, &k.o.channels) < 0)
+        bad = 1;
+    if (!bad && strv_copy(o->components, o->ncomponents, &k.o.components) < 0) {
+        k.o.ncomponents = 0;
+        bad = 1;
+    }
+    if (!bad && kr->n == kr->cap) {
+        size_t cap = kr->cap ? 2 * kr->cap : 8;
+        key *nk = realloc(kr->k, cap * sizeof *nk);
+        if (nk == NULL)
+            bad = 1;
+        else {
+            kr->k = nk;
+            kr->cap = cap;
+        }
+    }
+    if (bad) {
+        if (k.o.channels == NULL)
+            k.o.nchannels = 0;
+        if (k.o.components == NULL)
+            k.o.ncomponents = 0;
+        if (m == NULL)
+            k.o.material_len = 0;
+        key_clear(&k);
+        return sl_status_set(st, SL_ENOMEM, "out of memory");
+    }
+    kr->k[kr->n++] = k;
+    return SL_OK;
+}
+
+/* ---- the key file --------------------------------------------------------------------------- */
+
+static int b64_decode(const char *s, size_t n, char **out, size_t *olen)
+{
+    /* The structured-field parser holds the one strict base64 decoder: reuse it. */
+    if (n + 2 > SL__SFV_MAX_INPUT)
+        return -1;
+    char *buf = malloc(n + 3);
+    if (buf == NULL)
+        return -1;
+    buf[0] = ':';
+    memcpy(buf + 1, s, n);
+    buf[n + 1] = ':';
+    sl__sfv_item it;
+    int rc = sl__sfv_parse_item(buf, n + 2, &it);
+    OPENSSL_cleanse(buf, n + 2);
+    free(buf);
+    if (rc < 0)
+        return -1;
+    *out = it.v.s;
+    *olen = it.v.len;
+    it.v.s = NULL;
+    sl__sfv_item_clear(&it);
+    return 0;
+}
+
+/* The key material a reference names; *out malloc'd (the caller wipes and frees it). */
+static int read_material(const char *ref, char **out, size_t *len, char *why, size_t whysz)
+{
+    *out = NULL;
+    if (!strncmp(ref, "env:", 4)) {
+        const char *v = getenv(ref + 4);
+        if (v == NULL || *v == '\0') {
+            snprintf(why, whysz, "environment variable %.64s is not set", ref + 4);
+            return -1;
+        }
+        *len = strlen(v);
+        *out = strdup(v);
+    } else if (!strncmp(ref, "file:", 5)) {
+        FILE *f = fopen(ref + 5, "rb");
+        if (f == NULL) {
+            snprintf(why, whysz, "cannot read %.200s", ref + 5);
+            return -1;
+        }
+        char *buf = malloc(SL__SECRET_FILE_MAX + 2);
+        size_t n = buf ? fread(buf, 1, SL__SECRET_FILE_MAX + 1, f) : 0;
+        int err = buf == NULL || ferror(f);
+        fclose(f);
+        if (err || sl__secret_file_parse(buf, n, len) != SL_OK) {
+            if (buf)
+                OPENSSL_cleanse(buf, n);
+            free(buf);
+            snprintf(why, whysz, "cannot read %.200s (or larger than %d bytes)", ref + 5,
+                     SL__SECRET_FILE_MAX);
+            return -1;
+        }
+        OPENSSL_cleanse(buf + *len, n - *len);
+        buf[*len] = '\0';
+        *out = buf;
+        return 0;
+    } else if (!strncmp(ref, "inline:", 7)) {
+        *len = strlen(ref + 7);
+        *out = strdup(ref + 7);
+    } else {
+        snprintf(why, whysz, "\"key\" must be env:NAME, file:PATH or inline:TEXT");
+        return -1;
+    }
+    if (*out == NULL) {
+        snprintf(why, whysz, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+static int str_array(json_t *v, const char ***out, size_t *n)
+{
+    *out = NULL;
+    *n = 0;
+    if (v == NULL)
+        return 0;
+    if (!json_is_array(v) || json_array_size(v) > 1024)
+        return -1;
+    size_t k = json_array_size(v);
+    if (k == 0)
+        return 0;
+    const char **a = calloc(k, sizeof *a);
+    if (a == NULL)
+        return -1;
+    for (size_t i = 0; i < k; i++) {
+        json_t *s = json_array_get(v, i);
+        if (!json_is_string(s) || strlen(json_string_value(s)) != json_string_length(s)) {
+            free(a);
+            return -1;
+        }
+        a[i] = json_string_value(s);
+    }
+    *out = a;
+    *n = k;
+    return 0;
+}
+
+static int load_one(sl_httpsig_keyring *kr, json_t *o, size_t idx, sl_status *st)
+{
+    static const char *const known[] = {"keyid",    "alg",        "key",   "principal",   "role",
+                                        "channels", "components", "nonce", "key_encoding"};
+    char where[SL_HTTPSIG_KEYID_MAX + 16];
+    snprintf(where, sizeof where, "key #%zu", idx + 1);
+    if (!json_is_object(o))
+        return sl_status_set(st, SL_ECONFIG, "%s: must be an object", where);
+    const char *name;
+    json_t *v;
+    json_object_foreach(o, name, v)
+    {
+        size_t i = 0;
+        while (i < sizeof known / sizeof *known && strcmp(known[i], name))
+            i++;
+        if (i == sizeof known / sizeof *known)
+            return sl_status_set(st, SL_ECONFIG, "%s: unknown field \"%.32s\"", where, name);
+    }
+    sl_httpsig_key_opts ko;
+    memset(&ko, 0, sizeof ko);
+    ko.keyid = json_string_value(json_object_get(o, "keyid"));
+    if (ko.keyid && keyid_valid(ko.keyid))
+        snprintf(where, sizeof where, "key '%s'", ko.keyid);
+    ko.alg = sl_httpsig_alg_parse(json_string_value(json_object_get(o, "alg")));
+    if (ko.alg == 0)
+        return sl_status_set(
+            st, SL_ECONFIG, "%s: \"alg\" must be hmac-sha256, ed25519 or ecdsa-p256-sha256", where);
+    ko.principal = json_string_value(json_object_get(o, "principal"));
+    const char *role = json_string_value(json_object_get(o, "role"));
+    if (json_object_get(o, "role") && (role == NULL || (ko.role = sl_role_parse(role)) == 0))
+        return sl_status_set(st, SL_ECONFIG, "%s: \"role\" must be read, write or admin", where);
+    json_t *nonce = json_object_get(o, "nonce");
+    if (nonce && !json_is_boolean(nonce))
+        return sl_status_set(st, SL_ECONFIG, "%s: \"nonce\" must be true or false", where);
+    ko.nonce_optional = nonce && json_is_false(nonce);
+    const char *enc = json_string_value(json_object_get(o, "key_encoding"));
+    if (json_object_get(o, "key_encoding") &&
+        (enc == NULL || (strcmp(enc, "raw") && strcmp(enc, "base64")) ||
+         (!strcmp(enc, "base64") && ko.alg != SL_HTTPSIG_HMAC_SHA256)))
+        return sl_status_set(
+            st, SL_ECONFIG, "%s: \"key_encoding\" must be raw or base64 (hmac-sha256 only)", where);
+    const char *ref = json_string_value(json_object_get(o, "key"));
+    if (ref == NULL)
+        return sl_status_set(st, SL_ECONFIG, "%s: \"key\" is required", where);
+    const char **ch = NULL, **comp = NULL;
+    if (str_array(json_object_get(o, "channels"), &ch, &ko.nchannels) < 0)
+        return sl_status_set(st, SL_ECONFIG, "%s: \"channels\" must be an array of patterns",
+                             where);
+    if (str_array(json_object_get(o, "components"), &comp, &ko.ncomponents) < 0) {
+        free(ch);
+        return sl_status_set(st, SL_ECONFIG, "%s: \"components\" must be an array of names", where);
+    }
+    ko.channels = ch;
+    ko.components = comp;
+    ko.scoped = json_object_get(o, "channels") != NULL;
+    char why[256];
+    char *m = NULL;
+    size_t mlen = 0;
+    int rc = SL_OK;
+    if (read_material(ref, &m, &mlen, why, sizeof why) < 0)
+        rc = sl_status_set(st, SL_ECONFIG, "%s: %s", where, why);
+    if (rc == SL_OK && enc && !strcmp(enc, "base64")) {
+        char *raw;
+        size_t rlen;
+        if (b64_decode(m, mlen, &raw, &rlen) < 0)
+            rc = sl_status_set(st, SL_ECONFIG, "%s: the key is not valid base64", where);
+        else {
+            OPENSSL_cleanse(m, mlen);
+            free(m);
+            m = raw;
+            mlen = rlen;
+        }
+    }
+    if (rc == SL_OK) {
+        ko.material = m;
+        ko.material_len = mlen;
+        sl_status why2;
+        sl_status_clear(&why2);
+        if ((rc = sl_httpsig_keyring_add(kr, &ko, &why2)) != SL_OK)
+            rc = sl_status_set(st, rc == SL_ENOMEM ? SL_ENOMEM : SL_ECONFIG, "%s%s%s",
+                               strncmp(why2.message, "key '", 5) ? where : "",
+                               strncmp(why2.message, "key '", 5) ? ": " : "", why2.message);
+    }
+    if (m) {
+        OPENSSL_cleanse(m, mlen);
+        free(m);
+    }
+    free(ch);
+    free(comp);
+    return rc;
+}
+
+int sl_httpsig_keyring_load(sl_httpsig_keyring *kr, const char *text, size_t len, sl_status *st)
+{
+    json_error_t e;
+    json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &e);
+    if (root == NULL)
+        return sl_status_set(st, SL_ECONFIG, "line %d: %.100s", e.line, e.text);
+    json_t *keys = json_is_array(root) ? root : json_object_get(root, "keys");
+    if (!json_is_array(keys)) {
+        json_decref(root);
+        return sl_status_set(st, SL_ECONFIG, "expected {\"keys\": [...]}");
+    }
+    size_t before = kr->n;
+    int rc = SL_OK;
+    for (size_t i = 0; i < json_array_size(keys) && rc == SL_OK; i++)
+        rc = load_one(kr, json_array_get(keys, i), i, st);
+    json_decref(root);
+    if (rc != SL_OK)
+        while (kr->n > before)
+            key_clear(&kr->k[--kr->n]);
+    return rc;
+}
+
+/* ---- Content-Digest (RFC 9530) --------------------------------------------------------------- */
+
+int sl_httpsig_check_digest(const char *value, size_t len, const char *body, size_t body_len,
+                            sl_status *st)
+{
+    sl__sfv_dict d;
+    if (sl__sfv_parse_dict(value, len, &d) < 0)
+        return sl_status_set(st, SL_ETOKEN, "malformed Content-Digest");
+    int rc = SL_OK, checked = 0;
+    if (sl__sfv_dict_has_dups(&d))
+        rc = sl_status_set(st, SL_ETOKEN, "malformed Content-Digest");
+    for (size_t i = 0; i < d.n && rc == SL_OK; i++) {
+        const EVP_MD *md = !strcmp(d.m[i].key, "sha-256")   ? EVP_sha256()
+                           : !strcmp(d.m[i].key, "sha-512") ? EVP_sha512()
+                                                            : NULL;
+        if (md == NULL)
+            continue; /* insecure or unknown algorithms carry no weight either way */
+        const sl__sfv_item *it = &d.m[i].item;
+        if (it->inner || it->v.type != SL__SFV_BYTES) {
+            rc = sl_status_set(st, SL_ETOKEN, "malformed Content-Digest");
+            break;
+        }
+        unsigned char h[EVP_MAX_MD_SIZE];
+        unsigned int hl = 0;
+        if (EVP_Digest(body, body_len, h, &hl, md, NULL) != 1) {
+            rc = sl_status_set(st, SL_ETOKEN, "cannot compute the digest");
+            break;
+        }
+        if (hl != it->v.len || CRYPTO_memcmp(h, it->v.s, hl) != 0)
+            rc = sl_status_set(st, SL_ETOKEN, "content-digest does not match the body");
+        checked++;
+    }
+    if (rc == SL_OK && !checked)
+        rc = sl_status_set(st, SL_ETOKEN, "Content-Digest has no sha-256 or sha-512 entry");
+    sl__sfv_dict_clear(&d);
+    return rc;
+}
+
+/* ---- the signature base (RFC 9421 section 2.5) ----------------------------------------------- */
+
+typedef struct buf {
+    char *p;
+    size_t n, cap;
+    int bad;
+} buf;
+
+static void put(buf *b, const char *s, size_t n)
+{
+    if (b->bad)
+        return;
+    if (b->n + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 512;
+        while (cap < b->n + n + 1)
+            cap *= 2;
+        char *p = cap > BASE_MAX ? NULL : realloc(b->p, cap);
+        if (p == NULL) {
+            b->bad = 1;
+            return;
+        }
+        b->p = p;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->n, s, n);
+    b->n += n;
+    b->p[b->n] = '\0';
+}
+
+static void puts_(buf *b, const char *s)
+{
+    put(b, s, strlen(s));
+}
+
+static void put_lower(buf *b, const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        char c = (char)tolower((unsigned char)s[i]);
+        put(b, &c, 1);
+    }
+}
+
+/* The value of a derived component into b; -1 when the request has none. */
+static int put_derived(buf *b, const char *name, const sl_authn_request *r)
+{
+    const char *path = r->path_len ? r->path : "/";
+    size_t plen = r->path_len ? r->path_len : 1;
+    if (!strcmp(name, "@method"))
+        puts_(b, r->method);
+    else if (!strcmp(name, "@scheme"))
+        put_lower(b, r->scheme, strlen(r->scheme));
+    else if (!strcmp(name, "@authority")) {
+        if (r->authority == NULL)
+            return -1;
+        put_lower(b, r->authority, r->authority_len);
+    } else if (!strcmp(name, "@target-uri")) {
+        if (r->authority == NULL)
+            return -1;
+        put_lower(b, r->scheme, strlen(r->scheme));
+        puts_(b, "://");
+        put_lower(b, r->authority, r->authority_len);
+        put(b, path, plen);
+        if (r->query_len) {
+            puts_(b, "?");
+            put(b, r->query, r->query_len);
+        }
+    } else if (!strcmp(name, "@path"))
+        put(b, path, plen);
+    else if (!strcmp(name, "@query")) {
+        puts_(b, "?");
+        put(b, r->query, r->query_len);
+    } else if (!strcmp(name, "@request-target")) {
+        put(b, path, plen);
+        if (r->query_len) {
+            puts_(b, "?");
+            put(b, r->query, r->query_len);
+        }
+    } else
+        return -1;
+    return 0;
+}
+
+/* Every field line named name, trimmed and joined with ", " (section 2.1); -1 when absent. */
+static int put_field(buf *b, const char *name, const sl_authn_request *r)
+{
+    size_t n = 0, len;
+    const char *v;
+    while ((v = r->header(r, name, n, &len)) != NULL) {
+        if (n++)
+            puts_(b, ", ");
+        put(b, v, len);
+    }
+    return n ? 0 : -1;
+}
+
+/* ---- verifying --------------------------------------------------------------------------------
+ */
+
+static int has(const char *const *names, size_t n, const char *name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(names[i], name))
+            return 1;
+    return 0;
+}
+
+/* The policy: what every signature must cover, and what its key adds. */
+static int policy_check(const key *k, const char *const *cov, size_t ncov,
+                        const sl_authn_request *r, int minimum, sl_status *st)
+{
+    for (size_t i = 0; i < k->o.ncomponents; i++)
+        if (!has(cov, ncov, k->o.components[i]))
+            return sl_status_set(st, SL_ETOKEN, "the signature must cover %.64s",
+                                 k->o.components[i]);
+    if (!minimum)
+        return SL_OK;
+    if (!has(cov, ncov, "@method"))
+        return sl_status_set(st, SL_ETOKEN, "the signature must cover @method");
+    int target =
+        has(cov, ncov, "@target-uri") ||
+        (has(cov, ncov, "@authority") && ((has(cov, ncov, "@path") && has(cov, ncov, "@query")) ||
+                                          has(cov, ncov, "@request-target")));
+    if (!target)
+        return sl_status_set(st, SL_ETOKEN,
+                             "the signature must cover @target-uri (or @authority, @path and "
+                             "@query)");
+    if (r->body_len > 0 && !has(cov, ncov, "content-digest"))
+        return sl_status_set(st, SL_ETOKEN,
+                             "the signature must cover content-digest when there is a body");
+    return SL_OK;
+}
+
+static int verify_sig(const key *k, const char *base, size_t blen, const unsigned char *sig,
+                      size_t slen)
+{
+    if (k->o.alg == SL_HTTPSIG_HMAC_SHA256) {
+        unsigned char mac[EVP_MAX_MD_SIZE];
+        unsigned int mlen = 0;
+        if (HMAC(EVP_sha256(), k->o.material, (int)k->o.material_len, (const unsigned char *)base,
+                 blen, mac, &mlen) == NULL)
+            return -1;
+        /* Constant time: how much of a forged MAC matched must not show in the timing. */
+        return slen == mlen && CRYPTO_memcmp(mac, sig, mlen) == 0 ? 0 : -1;
+    }
+    unsigned char der[80];
+    const unsigned char *s = sig;
+    size_t sl = slen;
+    if (k->o.alg == SL_HTTPSIG_ECDSA_P256_SHA256) {
+        /* RFC 9421 section 3.3.4: r || s, 32 bytes each; OpenSSL verifies DER. */
+        if (slen != 64)
+            return -1;
+        ECDSA_SIG *es = ECDSA_SIG_new();
+        BIGNUM *br = BN_bin2bn(sig, 32, NULL), *bs = BN_bin2bn(sig + 32, 32, NULL);
+        if (es == NULL || br == NULL || bs == NULL || ECDSA_SIG_set0(es, br, bs) != 1) {
+            ECDSA_SIG_free(es);
+            BN_free(br);
+            BN_free(bs);
+            return -1;
+        }
+        unsigned char *p = der;
+        int n = i2d_ECDSA_SIG(es, NULL) <= (int)sizeof der ? i2d_ECDSA_SIG(es, &p) : -1;
+        ECDSA_SIG_free(es);
+        if (n <= 0)
+            return -1;
+        s = der;
+        sl = (size_t)n;
+    } else if (slen != 64)
+        return -1;
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    int ok = ctx &&
+             EVP_DigestVerifyInit(ctx, NULL, k->o.alg == SL_HTTPSIG_ED25519 ? NULL : EVP_sha256(),
+                                  NULL, k->pkey) == 1 &&
+             EVP_DigestVerify(ctx, s, sl, (const unsigned char *)base, blen) == 1;
+    EVP_MD_CTX_free(ctx);
+    return ok ? 0 : -1;
+}
+
+static const char *only_header(const sl_authn_request *r, const char *name, size_t *len, int *dup)
+{
+    size_t l2;
+    const char *v = r->header(r, name, 0, len);
+    *dup = v && r->header(r, name, 1, &l2) != NULL;
+    return v;
+}
+
+int sl_httpsig_verify(const sl_httpsig_keyring *kr, const sl_authn_request *r, double now,
+                      double max_skew, sl_httpsig_verified *out, sl_status *st)
+{
+    return sl__httpsig_verify_policy(kr, r, now, max_skew, 1, out, st);
+}
+
+int sl__httpsig_verify_policy(const sl_httpsig_keyring *kr, const sl_authn_request *r, double now,
+                              double max_skew, int minimum, sl_httpsig_verified *out, sl_status *st)
+{
+    memset(out, 0, sizeof *out);
+    if (r == NULL || r->header == NULL)
+        return sl_status_set(st, SL_EUNAUTH, "not a signed request");
+    size_t ilen = 0, slen = 0;
+    int idup, sdup;
+    const char *in = only_header(r, "signature-input", &ilen, &idup);
+    const char *sg = only_header(r, "signature", &slen, &sdup);
+    if (in == NULL && sg == NULL)
+        return sl_status_set(st, SL_EUNAUTH, "not a signed request");
+    if (in == NULL || sg == NULL)
+        return sl_status_set(st, SL_ETOKEN, "Signature-Input and Signature go together");
+    if (idup || sdup)
+        return sl_status_set(st, SL_ETOKEN, "duplicated %s header",
+                             idup ? "Signature-Input" : "Signature");
+    if (kr == NULL)
+        return sl_status_set(st, SL_ETOKEN, "unknown keyid");
+    sl__sfv_dict di, ds;
+    memset(&ds, 0, sizeof ds);
+    int rc = SL_OK;
+    char *params = NULL;
+    buf b = {0};
+    if (sl__sfv_parse_dict(in, ilen, &di) < 0)
+        return sl_status_set(st, SL_ETOKEN, "malformed Signature-Input");
+    if (sl__sfv_dict_has_dups(&di)) {
+        rc = sl_status_set(st, SL_ETOKEN, "malformed Signature-Input");
+        goto done;
+    }
+    if (sl__sfv_parse_dict(sg, slen, &ds) < 0 || sl__sfv_dict_has_dups(&ds)) {
+        rc = sl_status_set(st, SL_ETOKEN, "malformed Signature");
+        goto done;
+    }
+    /* The first label whose key we have: a request may carry signatures for other verifiers. */
+    const sl__sfv_member *m = NULL;
+    const key *k = NULL;
+    for (size_t i = 0; i < di.n; i++) {
+        const sl__sfv_item *it = &di.m[i].item;
+        if (!it->inner || sl__sfv_params_have_dups(it)) {
+            rc = sl_status_set(st, SL_ETOKEN, "malformed Signature-Input");
+            goto done;
+        }
+        const sl__sfv_bare *kid = sl__sfv_param_get(it, "keyid");
+        if (k == NULL && kid && kid->type == SL__SFV_STRING && (k = find_key(kr, kid->s)))
+            m = &di.m[i];
+    }
+    if (k == NULL) {
+        rc = sl_status_set(st, SL_ETOKEN, "unknown keyid");
+        goto done;
+    }
+    const sl__sfv_member *sm = sl__sfv_dict_get(&ds, m->key);
+    if (sm == NULL || sm->item.inner || sm->item.v.type != SL__SFV_BYTES || sm->item.nparams) {
+        rc = sl_status_set(st, SL_ETOKEN, "no signature for label %.64s", m->key);
+        goto done;
+    }
+    const sl__sfv_item *si = &m->item;
+    /* Parameters: only the ones RFC 9421 section 2.3 defines, each of its type. */
+    double created = -1, expires = 0;
+    const char *nonce = NULL;
+    for (size_t i = 0; i < si->nparams; i++) {
+        const char *pk = si->params[i].key;
+        const sl__sfv_bare *v = &si->params[i].v;
+        int want = !strcmp(pk, "created") || !strcmp(pk, "expires") ? SL__SFV_INTEGER
+                   : !strcmp(pk, "keyid") || !strcmp(pk, "nonce") || !strcmp(pk, "alg") ||
+                           !strcmp(pk, "tag")
+                       ? SL__SFV_STRING
+                       : 0;
+        if (want == 0) {
+            rc = sl_status_set(st, SL_ETOKEN, "unsupported signature parameter %.32s", pk);
+            goto done;
+        }
+        if ((int)v->type != want) {
+            rc = sl_status_set(st, SL_ETOKEN, "malformed signature parameter %.32s", pk);
+            goto done;
+        }
+        if (!strcmp(pk, "created"))
+            created = (double)v->i;
+        else if (!strcmp(pk, "expires"))
+            expires = (double)v->i;
+        else if (!strcmp(pk, "nonce"))
+            nonce = v->s;
+        else if (!strcmp(pk, "alg") && sl_httpsig_alg_parse(v->s) != k->o.alg) {
+            rc = sl_status_set(st, SL_ETOKEN, "alg does not match the key");
+            goto done;
+        }
+    }
+    if (created < 0) {
+        rc = sl_status_set(st, SL_ETOKEN, "the signature must carry created");
+        goto done;
+    }
+    if (created > now + max_skew) {
+        rc = sl_status_set(st, SL_ETOKEN, "signature created in the future");
+        goto done;
+    }
+    if (created < now - max_skew) {
+        rc = sl_status_set(st, SL_ETOKEN, "signature too old (created)");
+        goto done;
+    }
+    if (expires > 0 && !(now < expires)) {
+        rc = sl_status_set(st, SL_ETOKEN, "signature expired");
+        goto done;
+    }
+    if (nonce == NULL && !k->o.nonce_optional) {
+        rc = sl_status_set(st, SL_ETOKEN, "the signature must carry a nonce");
+        goto done;
+    }
+    if (nonce && (*nonce == '\0' || strlen(nonce) > SL_HTTPSIG_NONCE_MAX)) {
+        rc = sl_status_set(st, SL_ETOKEN, "malformed signature parameter nonce");
+        goto done;
+    }
+    /* Covered components: lowercase strings, each once, no parameters (none is supported). */
+    const char *cov[SL__SFV_MAX_INNER];
+    size_t ncov = si->nitems;
+    for (size_t i = 0; i < ncov; i++) {
+        const sl__sfv_item *c = &si->items[i];
+        if (c->v.type != SL__SFV_STRING) {
+            rc = sl_status_set(st, SL_ETOKEN, "malformed Signature-Input");
+            goto done;
+        }
+        if (c->nparams) {
+            rc = sl_status_set(st, SL_ETOKEN, "unsupported component parameter on %.64s", c->v.s);
+            goto done;
+        }
+        if (!component_valid(c->v.s)) {
+            rc = sl_status_set(st, SL_ETOKEN, "unsupported component %.64s", c->v.s);
+            goto done;
+        }
+        if (has(cov, i, c->v.s)) {
+            rc = sl_status_set(st, SL_ETOKEN, "component %.64s covered twice", c->v.s);
+            goto done;
+        }
+        cov[i] = c->v.s;
+    }
+    if ((rc = policy_check(k, cov, ncov, r, minimum, st)) != SL_OK)
+        goto done;
+    /* The body's digest before anything else looks at the body. */
+    size_t dlen = 0;
+    int ddup;
+    const char *dig = only_header(r, "content-digest", &dlen, &ddup);
+    if (ddup) {
+        rc = sl_status_set(st, SL_ETOKEN, "duplicated Content-Digest header");
+        goto done;
+    }
+    if (dig && (rc = sl_httpsig_check_digest(dig, dlen, r->body, r->body_len, st)) != SL_OK)
+        goto done;
+    /* The base. */
+    for (size_t i = 0; i < ncov; i++) {
+        puts_(&b, "\"");
+        puts_(&b, cov[i]);
+        puts_(&b, "\": ");
+        if ((cov[i][0] == '@' ? put_derived(&b, cov[i], r) : put_field(&b, cov[i], r)) < 0) {
+            rc = sl_status_set(st, SL_ETOKEN, "covered component %.64s is not in the request",
+                               cov[i]);
+            goto done;
+        }
+        puts_(&b, "\n");
+    }
+    if ((params = malloc(SL__SFV_MAX_INPUT + 1)) == NULL ||
+        sl__sfv_serialize_item(si, params, SL__SFV_MAX_INPUT + 1) < 0) {
+        rc = sl_status_set(st, SL_ETOKEN, "malformed Signature-Input");
+        goto done;
+    }
+    puts_(&b, "\"@signature-params\": ");
+    puts_(&b, params);
+    if (b.bad) {
+        rc = sl_status_set(st, SL_ETOKEN, "signature base too large");
+        goto done;
+    }
+    if (verify_sig(k, b.p, b.n, (const unsigned char *)sm->item.v.s, sm->item.v.len) < 0) {
+        rc = sl_status_set(st, SL_ETOKEN, "signature does not verify");
+        goto done;
+    }
+    snprintf(out->keyid, sizeof out->keyid, "%s", k->o.keyid);
+    snprintf(out->nonce, sizeof out->nonce, "%s", nonce ? nonce : "");
+    out->created = created;
+    out->expires = expires;
+    out->key = &k->o;
+done:
+    free(params);
+    free(b.p);
+    sl__sfv_dict_clear(&di);
+    sl__sfv_dict_clear(&ds);
+    return rc;
+}
+
+/* ---- signing ----------------------------------------------------------------------------------
+ */
+
+void sl_httpsig_headers_clear(sl_httpsig_headers *h)
+{
+    if (h == NULL)
+        return;
+    free(h->content_digest);
+    free(h->signature_input);
+    free(h->signature);
+    memset(h, 0, sizeof *h);
+}
+
+static char *b64(const unsigned char *p, size_t n)
+{
+    char *o = malloc(4 * ((n + 2) / 3) + 1);
+    if (o)
+        EVP_EncodeBlock((unsigned char *)o, p, (int)n);
+    return o;
+}
+
+static int sign_raw(const sl_httpsig_signer *s, const char *base, size_t blen, unsigned char *sig,
+                    size_t *slen, sl_status *st)
+{
+    if (s->alg == SL_HTTPSIG_HMAC_SHA256) {
+        unsigned int n = 0;
+        if (s->key_len == 0 || HMAC(EVP_sha256(), s->key, (int)s->key_len,
+                                    (const unsigned char *)base, blen, sig, &n) == NULL)
+            return sl_status_set(st, SL_EINVAL, "cannot sign with this secret");
+        *slen = n;
+        return SL_OK;
+    }
+    BIO *bio = BIO_new_mem_buf(s->key, (int)s->key_len);
+    EVP_PKEY *pk = bio ? PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL) : NULL;
+    BIO_free(bio);
+    int ok = pk && (s->alg == SL_HTTPSIG_ED25519 ? EVP_PKEY_is_a(pk, "ED25519")
+                                                 : EVP_PKEY_is_a(pk, "EC"));
+    unsigned char der[160];
+    size_t dl = sizeof der;
+    EVP_MD_CTX *ctx = ok ? EVP_MD_CTX_new() : NULL;
+    ok = ctx &&
+         EVP_DigestSignInit(ctx, NULL, s->alg == SL_HTTPSIG_ED25519 ? NULL : EVP_sha256(), NULL,
+                            pk) == 1 &&
+         EVP_DigestSign(ctx, s->alg == SL_HTTPSIG_ED25519 ? sig : der,
+                        s->alg == SL_HTTPSIG_ED25519 ? slen : &dl, (const unsigned char *)base,
+                        blen) == 1;
+    EVP_MD_CTX_free(ctx);
+    EVP_PKEY_free(pk);
+    if (!ok)
+        return sl_status_set(st, SL_EINVAL, "not a PEM %s private key",
+                             sl_httpsig_alg_name(s->alg));
+    if (s->alg == SL_HTTPSIG_ECDSA_P256_SHA256) {
+        const unsigned char *p = der;
+        ECDSA_SIG *es = d2i_ECDSA_SIG(NULL, &p, (long)dl);
+        const BIGNUM *r, *ss;
+        if (es == NULL)
+            return sl_status_set(st, SL_EINVAL, "ecdsa signing failed");
+        ECDSA_SIG_get0(es, &r, &ss);
+        ok = BN_bn2binpad(r, sig, 32) == 32 && BN_bn2binpad(ss, sig + 32, 32) == 32;
+        ECDSA_SIG_free(es);
+        if (!ok)
+            return sl_status_set(st, SL_EINVAL, "ecdsa signing failed");
+        *slen = 64;
+    }
+    return SL_OK;
+}
+
+int sl_httpsig_sign(const sl_httpsig_signer *s, const char *method, const char *scheme,
+                    const char *authority, const char *path, const char *query, const char *body,
+                    size_t body_len, double now, sl_httpsig_headers *out, sl_status *st)
+{
+    memset(out, 0, sizeof *out);
+    if (s == NULL || !keyid_valid(s->keyid) || s->key == NULL || s->alg == 0 || method == NULL ||
+        scheme == NULL || authority == NULL || path == NULL)
+        return sl_status_set(st, SL_EINVAL, "a signer needs a keyid, an algorithm and a key");
+    unsigned char rnd[16];
+    if (RAND_bytes(rnd, sizeof rnd) != 1)
+        return sl_status_set(st, SL_ENOMEM, "no randomness");
+    char nonce[33];
+    for (size_t i = 0; i < sizeof rnd; i++)
+        snprintf(nonce + 2 * i, 3, "%02x", rnd[i]);
+    int with_body = body_len > 0;
+    if (with_body) {
+        unsigned char h[32];
+        unsigned int hl = 0;
+        char *e = EVP_Digest(body, body_len, h, &hl, EVP_sha256(), NULL) == 1 ? b64(h, hl) : NULL;
+        if (e && (out->content_digest = malloc(strlen(e) + 12)) != NULL)
+            sprintf(out->content_digest, "sha-256=:%s:", e);
+        free(e);
+        if (out->content_digest == NULL)
+            return sl_status_set(st, SL_ENOMEM, "out of memory");
+    }
+    char params[512];
+    snprintf(params, sizeof params,
+             "(\"@method\" \"@target-uri\"%s);created=%lld;keyid=\"%s\";alg=\"%s\";nonce=\"%s\"",
+             with_body ? " \"content-digest\"" : "", (long long)floor(now), s->keyid,
+             sl_httpsig_alg_name(s->alg), nonce);
+    buf b = {0};
+    puts_(&b, "\"@method\": ");
+    puts_(&b, method);
+    puts_(&b, "\n\"@target-uri\": ");
+    put_lower(&b, scheme, strlen(scheme));
+    puts_(&b, "://");
+    put_lower(&b, authority, strlen(authority));
+    puts_(&b, *path ? path : "/");
+    if (query && *query) {
+        puts_(&b, "?");
+        puts_(&b, query);
+    }
+    puts_(&b, "\n");
+    if (with_body) {
+        puts_(&b, "\"content-digest\": ");
+        puts_(&b, out->content_digest);
+        puts_(&b, "\n");
+    }
+    puts_(&b, "\"@signature-params\": ");
+    puts_(&b, params);
+    unsigned char sig[128];
+    size_t sl = sizeof sig;
+    int rc = b.bad ? sl_status_set(st, SL_ENOMEM, "request too large to sign")
+                   : sign_raw(s, b.p, b.n, sig, &sl, st);
+    free(b.p);
+    if (rc != SL_OK) {
+        sl_httpsig_headers_clear(out);
+        return rc;
+    }
+    char *e = b64(sig, sl);
+    out->signature_input = malloc(strlen(params) + 6);
+    out->signature = e ? malloc(strlen(e) + 8) : NULL;
+    if (out->signature_input == NULL || out->signature == NULL) {
+        free(e);
+        sl_httpsig_headers_clear(out);
+        return sl_status_set(st, SL_ENOMEM, "out of memory");
+    }
+    sprintf(out->signature_input, "sig1=%s", params);
+    sprintf(out->signature, "sig1=:%s:", e);
+    free(e);
+    return SL_OK;
+}

@@ -1,0 +1,718 @@
+/* Signed requests: the structured-field parser, RFC 9421's own examples (B.2.5 hmac-sha256, B.2.6
+ * ed25519) and RFC 9530's digests as vectors, sign-then-verify for the three algorithms, every
+ * refusal the verifier owes (tampering, freshness, policy, headers), the key file, and the
+ * authenticator with its nonce store (replays, a full store). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+
+#include <sluice/httpsig.h>
+
+#include "security/httpsig.h"
+#include "security/sfv.h"
+
+/* ---- a request view over fixed fields -------------------------------------------------------- */
+
+typedef struct fake {
+    sl_authn_request v;
+    const char *names[12];
+    const char *values[12];
+    size_t n;
+} fake;
+
+static const char *fake_header(const sl_authn_request *r, const char *name, size_t nth, size_t *len)
+{
+    const fake *f = (const fake *)r;
+    for (size_t i = 0; i < f->n; i++)
+        if (!strcasecmp(f->names[i], name) && nth-- == 0) {
+            *len = strlen(f->values[i]);
+            return f->values[i];
+        }
+    return NULL;
+}
+
+static void fake_init(fake *f, const char *method, const char *authority, const char *path,
+                      const char *query, const char *body)
+{
+    memset(f, 0, sizeof *f);
+    f->v.method = method;
+    f->v.scheme = "https";
+    f->v.authority = authority;
+    f->v.authority_len = strlen(authority);
+    f->v.path = path;
+    f->v.path_len = strlen(path);
+    f->v.query = query;
+    f->v.query_len = strlen(query);
+    f->v.body = body;
+    f->v.body_len = strlen(body);
+    f->v.header = fake_header;
+    f->v.impl = f;
+}
+
+static void fake_add(fake *f, const char *name, const char *value)
+{
+    f->names[f->n] = name;
+    f->values[f->n++] = value;
+}
+
+/* ---- RFC 9421 Appendix B ----------------------------------------------------------------------
+ */
+
+/* B.1.5, base64 */
+#define SHARED_SECRET_B64                                                                          \
+    "uzvJfB4u3N0Jy4T7NZ75MDVcr8zSTInedJtkgcu46YW4XByzNJjxBdtjUkdJPBtbmHhIDi6pcl8jsasjlTMtDQ=="
+/* B.1.4, the public half of test-key-ed25519 */
+#define ED25519_PUB                                                                                \
+    "-----BEGIN PUBLIC KEY-----\n"                                                                 \
+    "MCowBQYDK2VwAyEAJrQLj5P/89iXES9+vFgrIy29clF9CC/oPPsw3c5D0bs=\n"                               \
+    "-----END PUBLIC KEY-----\n"
+#define CREATED 1618884473.0
+
+/* B.2's test-request: POST /foo?param=Value&Pet=dog with its headers and body. */
+static void test_request(fake *f)
+{
+    fake_init(f, "POST", "example.com", "/foo", "param=Value&Pet=dog", "{\"hello\": \"world\"}");
+    fake_add(f, "Host", "example.com");
+    fake_add(f, "Date", "Tue, 20 Apr 2021 02:07:55 GMT");
+    fake_add(f, "Content-Type", "application/json");
+    fake_add(f, "Content-Digest",
+             "sha-512=:WZDPaVn/7XgHaAy8pmojAkGWoRx2UFChF41A2svX+TaPm+AbwAgBWnrIiYllu7BNNyealdVLvR"
+             "wEmTHWXvJwew==:");
+    fake_add(f, "Content-Length", "18");
+}
+
+static sl_httpsig_keyring *rfc_keys(void)
+{
+    sl_httpsig_keyring *kr;
+    assert_int_equal(sl_httpsig_keyring_new(&kr), SL_OK);
+    sl_status st;
+    const char *json = "{\"keys\": ["
+                       "{\"keyid\": \"test-shared-secret\", \"alg\": \"hmac-sha256\", "
+                       "\"key\": \"inline:" SHARED_SECRET_B64 "\", \"key_encoding\": \"base64\", "
+                       "\"principal\": \"rfc-hmac\", \"nonce\": false},"
+                       "{\"keyid\": \"test-key-ed25519\", \"alg\": \"ed25519\", "
+                       "\"key\": \"env:TEST_ED25519_PUB\", \"principal\": \"rfc-ed\", "
+                       "\"nonce\": false}]}";
+    setenv("TEST_ED25519_PUB", ED25519_PUB, 1);
+    assert_int_equal(sl_httpsig_keyring_load(kr, json, strlen(json), &st), SL_OK);
+    assert_int_equal(sl_httpsig_keyring_size(kr), 2);
+    return kr;
+}
+
+static void test_rfc9421_b25_hmac(void **state)
+{
+    (void)state;
+    sl_httpsig_keyring *kr = rfc_keys();
+    fake f;
+    test_request(&f);
+    fake_add(&f, "Signature-Input",
+             "sig-b25=(\"date\" \"@authority\" \"content-type\");created=1618884473;keyid=\"test-"
+             "shared-secret\"");
+    fake_add(&f, "Signature", "sig-b25=:pxcQw6G3AjtMBQjwo8XzkZf/bws5LelbaMk5rGIGtE8=:");
+    sl_httpsig_verified v;
+    sl_status st;
+    sl_status_clear(&st);
+    assert_int_equal(sl__httpsig_verify_policy(kr, &f.v, CREATED, 300, 0, &v, &st), SL_OK);
+    assert_string_equal(v.keyid, "test-shared-secret");
+    assert_string_equal(v.key->principal, "rfc-hmac");
+    /* sluice's own policy asks for more than this example covers */
+    assert_int_equal(sl_httpsig_verify(kr, &f.v, CREATED, 300, &v, &st), SL_ETOKEN);
+    assert_string_equal(st.message, "the signature must cover @method");
+    /* one covered header changed */
+    f.values[2] = "text/plain";
+    assert_int_equal(sl__httpsig_verify_policy(kr, &f.v, CREATED, 300, 0, &v, &st), SL_ETOKEN);
+    assert_string_equal(st.message, "signature does not verify");
+    f.values[2] = "application/json";
+    /* the same signature an hour later */
+    assert_int_equal(sl__httpsig_verify_policy(kr, &f.v, CREATED + 3600, 300, 0, &v, &st),
+                     SL_ETOKEN);
+    assert_string_equal(st.message, "signature too old (created)");
+    sl_httpsig_keyring_free(kr);
+}
+
+static void test_rfc9421_b26_ed25519(void **state)
+{
+    (void)state;
+    sl_httpsig_keyring *kr = rfc_keys();
+    fake f;
+    test_request(&f);
+    fake_add(&f, "Signature-Input",
+             "sig-b26=(\"date\" \"@method\" \"@path\" \"@authority\" \"content-type\" "
+             "\"content-length\");created=1618884473;keyid=\"test-key-ed25519\"");
+    fake_add(&f, "Signature",
+             "sig-b26=:wqcAqbmYJ2ji2glfAMaRy4gruYYnx2nEFN2HN6jrnDnQCK1u02Gb04v9EDg"
+             "wUPiu4A0w6vuQv5lIp5WPpBKRCw==:");
+    sl_httpsig_verified v;
+    sl_status st;
+    sl_status_clear(&st);
+    assert_int_equal(sl__httpsig_verify_policy(kr, &f.v, CREATED, 300, 0, &v, &st), SL_OK);
+    assert_string_equal(v.key->principal, "rfc-ed");
+    f.v.method = "PUT";
+    assert_int_equal(sl__httpsig_verify_policy(kr, &f.v, CREATED, 300, 0, &v, &st), SL_ETOKEN);
+    assert_string_equal(st.message, "signature does not verify");
+    f.v.method = "POST";
+    /* the body changed: the digest says so before the signature is looked at */
+    f.v.body = "{\"hello\": \"World\"}";
+    assert_int_equal(sl__httpsig_verify_policy(kr, &f.v, CREATED, 300, 0, &v, &st), SL_ETOKEN);
+    assert_string_equal(st.message, "content-digest does not match the body");
+    sl_httpsig_keyring_free(kr);
+}
+
+/* RFC 9530 section 2's example body and its sha-256 and sha-512 digests. */
+static void test_rfc9530_digest(void **state)
+{
+    (void)state;
+    const char *body = "{\"hello\": \"world\"}";
+    size_t n = strlen(body);
+    sl_status st;
+    const char *s256 = "sha-256=:X48E9qOokqqrvdts8nOJRJN3OWDUoyWxBf7kbu9DBPE=:";
+    const char *s512 = "sha-512=:WZDPaVn/7XgHaAy8pmojAkGWoRx2UFChF41A2svX+TaPm+AbwAgBWnrIiYllu7BN"
+                       "NyealdVLvRwEmTHWXvJwew==:";
+    assert_int_equal(sl_httpsig_check_digest(s256, strlen(s256), body, n, &st), SL_OK);
+    assert_int_equal(sl_httpsig_check_digest(s512, strlen(s512), body, n, &st), SL_OK);
+    char both[256];
+    snprintf(both, sizeof both, "%s, %s", s256, s512);
+    assert_int_equal(sl_httpsig_check_digest(both, strlen(both), body, n, &st), SL_OK);
+    assert_int_equal(sl_httpsig_check_digest(s256, strlen(s256), "{}", 2, &st), SL_ETOKEN);
+    assert_string_equal(st.message, "content-digest does not match the body");
+    /* one good and one bad entry: refused */
+    snprintf(both, sizeof both, "%s, sha-512=:AAAA:", s256);
+    assert_int_equal(sl_httpsig_check_digest(both, strlen(both), body, n, &st), SL_ETOKEN);
+    /* nothing sluice can check */
+    const char *md5 = "md5=:AAAA:";
+    assert_int_equal(sl_httpsig_check_digest(md5, strlen(md5), body, n, &st), SL_ETOKEN);
+    const char *bad[] = {"sha-256=X48E", "sha-256=:X48E9q:", "sha-256=:@@@@:", "sha-256",
+                         "sha-256=:X48E9qOokqqrvdts8nOJRJN3OWDUoyWxBf7kbu9DBPE=:, sha-256=:AA==:"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+        assert_int_equal(sl_httpsig_check_digest(bad[i], strlen(bad[i]), body, n, &st), SL_ETOKEN);
+}
+
+/* ---- structured fields ------------------------------------------------------------------------
+ */
+
+static void test_sfv(void **state)
+{
+    (void)state;
+    sl__sfv_dict d;
+    const char *in = "a=1, b=?0, c=-2.5;x;y=\"q\\\"\", d=(tok \"s\" :AQID:);p=1, e";
+    assert_int_equal(sl__sfv_parse_dict(in, strlen(in), &d), 0);
+    assert_int_equal(d.n, 5);
+    assert_int_equal(d.m[0].item.v.type, SL__SFV_INTEGER);
+    assert_int_equal(d.m[0].item.v.i, 1);
+    assert_int_equal(d.m[1].item.v.type, SL__SFV_BOOLEAN);
+    assert_int_equal(d.m[1].item.v.i, 0);
+    assert_int_equal(d.m[2].item.v.type, SL__SFV_DECIMAL);
+    assert_true(d.m[2].item.v.d == -2.5);
+    assert_string_equal(sl__sfv_param_get(&d.m[2].item, "y")->s, "q\"");
+    const sl__sfv_item *il = &sl__sfv_dict_get(&d, "d")->item;
+    assert_true(il->inner);
+    assert_int_equal(il->nitems, 3);
+    assert_int_equal(il->items[0].v.type, SL__SFV_TOKEN);
+    assert_int_equal(il->items[2].v.type, SL__SFV_BYTES);
+    assert_int_equal(il->items[2].v.len, 3);
+    char out[128];
+    assert_true(sl__sfv_serialize_item(il, out, sizeof out) > 0);
+    assert_string_equal(out, "(tok \"s\" :AQID:);p=1");
+    assert_true(sl__sfv_serialize_item(&d.m[2].item, out, sizeof out) > 0);
+    assert_string_equal(out, "-2.5;x;y=\"q\\\"\"");
+    assert_int_equal(d.m[4].item.v.type, SL__SFV_BOOLEAN);
+    assert_false(sl__sfv_dict_has_dups(&d));
+    sl__sfv_dict_clear(&d);
+    /* the serialiser writes the canonical form of a sloppier input */
+    sl__sfv_item it;
+    const char *sloppy = "(  \"a\"   \"b\" );created=1;keyid=\"k\"";
+    assert_int_equal(sl__sfv_parse_list(sloppy, strlen(sloppy), &d), 0);
+    assert_true(sl__sfv_serialize_item(&d.m[0].item, out, sizeof out) > 0);
+    assert_string_equal(out, "(\"a\" \"b\");created=1;keyid=\"k\"");
+    sl__sfv_dict_clear(&d);
+    const char *bad_dicts[] = {
+        "a=1,",       "a=1,,b=2",
+        "A=1",        "a=\"x",
+        "a=\"\\x\"",  "a=1234567890123456",
+        "a=1.2345",   "a=1.",
+        "a=:AQI:",    "a=:AQ=D:",
+        "a=(1 2",     "a=(1,2)",
+        "a=?2",       "a=@",
+        "a=1;",       "a=1;B=2",
+        "a=\"\x01\"", "a=1 b=2",
+        "1a=1",       "a=1234567890123.5",
+    };
+    for (size_t i = 0; i < sizeof bad_dicts / sizeof *bad_dicts; i++) {
+        assert_int_equal(sl__sfv_parse_dict(bad_dicts[i], strlen(bad_dicts[i]), &d), -1);
+        assert_int_equal(d.n, 0);
+    }
+    assert_int_equal(sl__sfv_parse_item("1 2", 3, &it), -1);
+    assert_int_equal(sl__sfv_parse_item(" 42 ", 4, &it), 0);
+    assert_int_equal(it.v.i, 42);
+    sl__sfv_item_clear(&it);
+    /* empty: an empty dictionary */
+    assert_int_equal(sl__sfv_parse_dict("", 0, &d), 0);
+    assert_int_equal(d.n, 0);
+    /* duplicates are kept, and reported */
+    assert_int_equal(sl__sfv_parse_dict("a=1, a=2", 8, &d), 0);
+    assert_true(sl__sfv_dict_has_dups(&d));
+    sl__sfv_dict_clear(&d);
+    /* bounds */
+    char big[SL__SFV_MAX_MEMBERS * 4 + 8] = "";
+    for (int i = 0; i <= SL__SFV_MAX_MEMBERS; i++)
+        strcat(big, i ? ", a" : "a");
+    assert_int_equal(sl__sfv_parse_dict(big, strlen(big), &d), -1);
+}
+
+/* ---- sign, then verify ------------------------------------------------------------------------
+ */
+
+#define HMAC_SECRET "0123456789abcdef0123456789abcdef-hmac"
+
+static char *pem_of(EVP_PKEY *pk, int private_part)
+{
+    BIO *b = BIO_new(BIO_s_mem());
+    if (private_part)
+        PEM_write_bio_PrivateKey(b, pk, NULL, NULL, 0, NULL, NULL);
+    else
+        PEM_write_bio_PUBKEY(b, pk);
+    char *p;
+    long n = BIO_get_mem_data(b, &p);
+    char *s = strndup(p, (size_t)n);
+    BIO_free(b);
+    return s;
+}
+
+typedef struct keys {
+    sl_httpsig_keyring *kr;
+    char *ed_priv, *ec_priv;
+} keys;
+
+static void make_keys(keys *k)
+{
+    EVP_PKEY *ed = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
+    EVP_PKEY *ec = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+    assert_non_null(ed);
+    assert_non_null(ec);
+    k->ed_priv = pem_of(ed, 1);
+    k->ec_priv = pem_of(ec, 1);
+    char *ed_pub = pem_of(ed, 0), *ec_pub = pem_of(ec, 0);
+    assert_int_equal(sl_httpsig_keyring_new(&k->kr), SL_OK);
+    sl_status st;
+    const char *ch[] = {"jobs.*"};
+    sl_httpsig_key_opts o = {.keyid = "svc-hmac",
+                             .alg = SL_HTTPSIG_HMAC_SHA256,
+                             .material = HMAC_SECRET,
+                             .material_len = strlen(HMAC_SECRET),
+                             .principal = "svc",
+                             .role = SL_ROLE_WRITE,
+                             .scoped = 1,
+                             .channels = ch,
+                             .nchannels = 1};
+    assert_int_equal(sl_httpsig_keyring_add(k->kr, &o, &st), SL_OK);
+    assert_int_equal(sl_httpsig_keyring_add(k->kr, &o, &st), SL_EEXIST);
+    sl_httpsig_key_opts e = {.keyid = "svc-ed",
+                             .alg = SL_HTTPSIG_ED25519,
+                             .material = ed_pub,
+                             .material_len = strlen(ed_pub),
+                             .principal = "svc"};
+    assert_int_equal(sl_httpsig_keyring_add(k->kr, &e, &st), SL_OK);
+    e.keyid = "svc-ec";
+    e.alg = SL_HTTPSIG_ECDSA_P256_SHA256;
+    e.material = ec_pub;
+    e.material_len = strlen(ec_pub);
+    assert_int_equal(sl_httpsig_keyring_add(k->kr, &e, &st), SL_OK);
+    /* an ed25519 key is no ecdsa key */
+    e.keyid = "mixed";
+    e.material = ed_pub;
+    e.material_len = strlen(ed_pub);
+    assert_int_equal(sl_httpsig_keyring_add(k->kr, &e, &st), SL_EINVAL);
+    /* short hmac secrets are refused */
+    o.keyid = "short";
+    o.material_len = 16;
+    assert_int_equal(sl_httpsig_keyring_add(k->kr, &o, &st), SL_EINVAL);
+    free(ed_pub);
+    free(ec_pub);
+    EVP_PKEY_free(ed);
+    EVP_PKEY_free(ec);
+}
+
+static void free_keys(keys *k)
+{
+    sl_httpsig_keyring_free(k->kr);
+    free(k->ed_priv);
+    free(k->ec_priv);
+}
+
+/* A PUT signed by sl_httpsig_sign, as the client library sends it. */
+typedef struct signed_req {
+    fake f;
+    sl_httpsig_headers h;
+} signed_req;
+
+static void sign_put(signed_req *s, const keys *k, const char *keyid, double now)
+{
+    sl_httpsig_signer sg = {.keyid = keyid};
+    if (!strcmp(keyid, "svc-ed")) {
+        sg.alg = SL_HTTPSIG_ED25519;
+        sg.key = k->ed_priv;
+    } else if (!strcmp(keyid, "svc-ec")) {
+        sg.alg = SL_HTTPSIG_ECDSA_P256_SHA256;
+        sg.key = k->ec_priv;
+    } else {
+        sg.alg = SL_HTTPSIG_HMAC_SHA256;
+        sg.key = HMAC_SECRET;
+    }
+    sg.key_len = strlen(sg.key);
+    sl_status st;
+    sl_status_clear(&st);
+    const char *body = "{\"data\":{\"n\":1}}";
+    assert_int_equal(sl_httpsig_sign(&sg, "PUT", "https", "Node.Example:8443", "/channels/jobs",
+                                     "x=1", body, strlen(body), now, &s->h, &st),
+                     SL_OK);
+    fake_init(&s->f, "PUT", "node.example:8443", "/channels/jobs", "x=1", body);
+    fake_add(&s->f, "Host", "node.example:8443");
+    fake_add(&s->f, "Content-Digest", s->h.content_digest);
+    fake_add(&s->f, "Signature-Input", s->h.signature_input);
+    fake_add(&s->f, "Signature", s->h.signature);
+}
+
+static int verify(const keys *k, signed_req *s, double now, sl_status *st)
+{
+    sl_httpsig_verified v;
+    sl_status_clear(st);
+    return sl_httpsig_verify(k->kr, &s->f.v, now, 300, &v, st);
+}
+
+static void test_sign_verify(void **state)
+{
+    (void)state;
+    keys k;
+    make_keys(&k);
+    const char *ids[] = {"svc-hmac", "svc-ed", "svc-ec"};
+    double now = 1700000000;
+    sl_status st;
+    for (size_t i = 0; i < 3; i++) {
+        signed_req s;
+        sign_put(&s, &k, ids[i], now);
+        assert_int_equal(verify(&k, &s, now + 10, &st), SL_OK);
+        /* tampered method, path, query, authority, body */
+        s.f.v.method = "POST";
+        assert_int_equal(verify(&k, &s, now, &st), SL_ETOKEN);
+        assert_string_equal(st.message, "signature does not verify");
+        s.f.v.method = "PUT";
+        s.f.v.path = "/channels/other";
+        assert_int_equal(verify(&k, &s, now, &st), SL_ETOKEN);
+        s.f.v.path = "/channels/jobs";
+        s.f.v.query = "x=2";
+        assert_int_equal(verify(&k, &s, now, &st), SL_ETOKEN);
+        s.f.v.query = "x=1";
+        s.f.v.authority = "evil.example:8443";
+        assert_int_equal(verify(&k, &s, now, &st), SL_ETOKEN);
+        s.f.v.authority = "node.example:8443";
+        s.f.v.body = "{\"data\":{\"n\":2}}";
+        assert_int_equal(verify(&k, &s, now, &st), SL_ETOKEN);
+        assert_string_equal(st.message, "content-digest does not match the body");
+        s.f.v.body = "{\"data\":{\"n\":1}}";
+        /* freshness both ways */
+        assert_int_equal(verify(&k, &s, now + 301, &st), SL_ETOKEN);
+        assert_string_equal(st.message, "signature too old (created)");
+        assert_int_equal(verify(&k, &s, now - 301, &st), SL_ETOKEN);
+        assert_string_equal(st.message, "signature created in the future");
+        assert_int_equal(verify(&k, &s, now, &st), SL_OK);
+        sl_httpsig_headers_clear(&s.h);
+    }
+    free_keys(&k);
+}
+
+static void test_refusals(void **state)
+{
+    (void)state;
+    keys k;
+    make_keys(&k);
+    double now = 1700000000;
+    sl_status st;
+    signed_req s;
+    sign_put(&s, &k, "svc-hmac", now);
+    char sigin[1024];
+    snprintf(sigin, sizeof sigin, "%s", s.h.signature_input);
+    /* no signature at all: not a signed request (the chain goes on) */
+    fake plain;
+    fake_init(&plain, "GET", "h", "/", "", "");
+    sl_httpsig_verified v;
+    assert_int_equal(sl_httpsig_verify(k.kr, &plain.v, now, 300, &v, &st), SL_EUNAUTH);
+    /* one without the other */
+    s.f.names[3] = "X-Other";
+    assert_int_equal(verify(&k, &s, now, &st), SL_ETOKEN);
+    assert_string_equal(st.message, "Signature-Input and Signature go together");
+    s.f.names[3] = "Signature";
+    /* duplicated headers */
+    fake_add(&s.f, "Signature", s.h.signature);
+    assert_int_equal(verify(&k, &s, now, &st), SL_ETOKEN);
+    assert_string_equal(st.message, "duplicated Signature header");
+    s.f.n--;
+    fake_add(&s.f, "Signature-Input", sigin);
+    assert_int_equal(verify(&k, &s, now, &st), SL_ETOKEN);
+    assert_string_equal(st.message, "duplicated Signature-Input header");
+    s.f.n--;
+    /* malformed */
+    s.f.values[2] = "sig1=(\"@method\"";
+    assert_int_equal(verify(&k, &s, now, &st), SL_ETOKEN);
+    assert_string_equal(st.message, "malformed Signature-Input");
+    s.f.values[2] = sigin;
+    s.f.values[3] = "sig1=:not base64!:";
+    assert_int_equal(verify(&k, &s, now, &st), SL_ETOKEN);
+    assert_string_equal(st.message, "malformed Signature");
+    s.f.values[3] = s.h.signature;
+    /* the same label twice */
+    char twice[2200];
+    snprintf(twice, sizeof twice, "%s, %s", sigin, sigin);
+    s.f.values[2] = twice;
+    assert_int_equal(verify(&k, &s, now, &st), SL_ETOKEN);
+    assert_string_equal(st.message, "malformed Signature-Input");
+    s.f.values[2] = sigin;
+    assert_int_equal(verify(&k, &s, now, &st), SL_OK);
+    /* edits of the parameters: each is refused before or by the signature */
+    struct {
+        const char *from, *to, *reason;
+    } edits[] = {
+        {"keyid=\"svc-hmac\"", "keyid=\"nobody\"", "unknown keyid"},
+        {"alg=\"hmac-sha256\"", "alg=\"ed25519\"", "alg does not match the key"},
+        {"alg=\"hmac-sha256\"", "alg=\"hmac-sha256\";foo=1", "unsupported signature parameter foo"},
+        {"alg=\"hmac-sha256\"", "alg=\"hmac-sha256\";expires=1", "signature expired"},
+        {"alg=\"hmac-sha256\"", "alg=hmac", "malformed signature parameter alg"},
+        {"\"@method\" ", "", "the signature must cover @method"},
+        {" \"content-digest\"", "", "the signature must cover content-digest when there is a body"},
+        {"\"@target-uri\"", "\"@path\"",
+         "the signature must cover @target-uri (or @authority, "
+         "@path and @query)"},
+        {"\"@method\"", "\"@method\" \"@method\"", "component @method covered twice"},
+        {"\"@method\"", "\"@method\";req", "unsupported component parameter on @method"},
+        {"\"@method\"", "\"@status\" \"@method\"", "unsupported component @status"},
+        {"\"@method\"", "\"@method\" \"x-missing\"",
+         "covered component x-missing is not in the "
+         "request"},
+        {"\"@method\"", "\"@METHOD\" \"@method\"", "unsupported component @METHOD"},
+        {"sig1=", "sig2=", "no signature for label sig2"},
+    };
+    for (size_t i = 0; i < sizeof edits / sizeof *edits; i++) {
+        char edited[1200];
+        const char *at = strstr(sigin, edits[i].from);
+        assert_non_null(at);
+        snprintf(edited, sizeof edited, "%.*s%s%s", (int)(at - sigin), sigin, edits[i].to,
+                 at + strlen(edits[i].from));
+        s.f.values[2] = edited;
+        assert_int_equal(verify(&k, &s, now, &st), SL_ETOKEN);
+        assert_string_equal(st.message, edits[i].reason);
+    }
+    /* no nonce where the key wants one: cut ";nonce=..." off the end */
+    char no_nonce[1200];
+    snprintf(no_nonce, sizeof no_nonce, "%.*s", (int)(strstr(sigin, ";nonce=") - sigin), sigin);
+    s.f.values[2] = no_nonce;
+    assert_int_equal(verify(&k, &s, now, &st), SL_ETOKEN);
+    assert_string_equal(st.message, "the signature must carry a nonce");
+    /* no reason names the secret */
+    assert_null(strstr(st.message, HMAC_SECRET));
+    sl_httpsig_headers_clear(&s.h);
+    free_keys(&k);
+}
+
+/* ---- the key file -----------------------------------------------------------------------------
+ */
+
+static void test_key_file(void **state)
+{
+    (void)state;
+    sl_httpsig_keyring *kr;
+    assert_int_equal(sl_httpsig_keyring_new(&kr), SL_OK);
+    sl_status st;
+    char path[] = "/tmp/sluice-sigkey-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, HMAC_SECRET "\n", strlen(HMAC_SECRET) + 1),
+                     (long)strlen(HMAC_SECRET) + 1);
+    close(fd);
+    char json[1024];
+    snprintf(json, sizeof json,
+             "{\"keys\": [{\"keyid\": \"k1\", \"alg\": \"hmac-sha256\", \"key\": \"file:%s\", "
+             "\"principal\": \"svc\", \"role\": \"write\", \"channels\": [\"jobs.*\"], "
+             "\"components\": [\"content-type\"]},"
+             "{\"keyid\": \"k2\", \"alg\": \"hmac-sha256\", \"key\": \"env:SIG_TEST_SECRET\", "
+             "\"principal\": \"svc\"}]}",
+             path);
+    setenv("SIG_TEST_SECRET", HMAC_SECRET "-2", 1);
+    assert_int_equal(sl_httpsig_keyring_load(kr, json, strlen(json), &st), SL_OK);
+    assert_int_equal(sl_httpsig_keyring_size(kr), 2);
+    /* errors name the key and the field, never the secret; nothing is added */
+    const char *bad[] = {
+        "{\"keys\": [{\"keyid\": \"k3\", \"alg\": \"hmac-sha256\", \"key\": \"env:NOPE_NOT_SET\", "
+        "\"principal\": \"svc\"}]}",
+        "{\"keys\": [{\"keyid\": \"k3\", \"alg\": \"rsa\", \"key\": \"inline:x\", \"principal\": "
+        "\"svc\"}]}",
+        "{\"keys\": [{\"keyid\": \"k3\", \"alg\": \"hmac-sha256\", \"key\": \"inline:short\", "
+        "\"principal\": \"svc\"}]}",
+        "{\"keys\": [{\"keyid\": \"k3\", \"alg\": \"hmac-sha256\", \"key\": \"" HMAC_SECRET "\", "
+        "\"principal\": \"svc\"}]}",
+        "{\"keys\": [{\"keyid\": \"k3\", \"alg\": \"hmac-sha256\", \"key\": \"inline:" HMAC_SECRET
+        "\", \"principal\": \"svc\", \"colour\": 1}]}",
+        "{\"keys\": [{\"keyid\": \"k1\", \"alg\": \"hmac-sha256\", \"key\": \"inline:" HMAC_SECRET
+        "\", \"principal\": \"svc\"}]}",
+        "{\"keys\": [{\"keyid\": \"k3\", \"alg\": \"hmac-sha256\", \"key\": \"inline:" HMAC_SECRET
+        "\", \"principal\": \"svc\", \"components\": [\"@status\"]}]}",
+        "[1]",
+        "{",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        sl_status_clear(&st);
+        assert_int_equal(sl_httpsig_keyring_load(kr, bad[i], strlen(bad[i]), &st), SL_ECONFIG);
+        assert_null(strstr(st.message, HMAC_SECRET));
+        assert_int_equal(sl_httpsig_keyring_size(kr), 2);
+    }
+    /* k1 requires content-type on top of the minimum */
+    sl_httpsig_signer sg = {.keyid = "k1",
+                            .alg = SL_HTTPSIG_HMAC_SHA256,
+                            .key = HMAC_SECRET,
+                            .key_len = strlen(HMAC_SECRET)};
+    sl_httpsig_headers h;
+    assert_int_equal(
+        sl_httpsig_sign(&sg, "GET", "https", "h:1", "/channels/jobs", "", "", 0, 1000, &h, &st),
+        SL_OK);
+    assert_null(h.content_digest);
+    fake f;
+    fake_init(&f, "GET", "h:1", "/channels/jobs", "", "");
+    fake_add(&f, "Signature-Input", h.signature_input);
+    fake_add(&f, "Signature", h.signature);
+    sl_httpsig_verified v;
+    assert_int_equal(sl_httpsig_verify(kr, &f.v, 1000, 300, &v, &st), SL_ETOKEN);
+    assert_string_equal(st.message, "the signature must cover content-type");
+    sl_httpsig_headers_clear(&h);
+    /* k2 (the rotated secret, same principal) verifies its own signatures only */
+    sg.keyid = "k2";
+    assert_int_equal(
+        sl_httpsig_sign(&sg, "GET", "https", "h:1", "/channels/jobs", "", "", 0, 1000, &h, &st),
+        SL_OK);
+    f.values[0] = h.signature_input;
+    f.values[1] = h.signature;
+    assert_int_equal(sl_httpsig_verify(kr, &f.v, 1000, 300, &v, &st), SL_ETOKEN);
+    assert_string_equal(st.message, "signature does not verify");
+    sl_httpsig_headers_clear(&h);
+    sg.key = HMAC_SECRET "-2";
+    sg.key_len = strlen(sg.key);
+    assert_int_equal(
+        sl_httpsig_sign(&sg, "GET", "https", "h:1", "/channels/jobs", "", "", 0, 1000, &h, &st),
+        SL_OK);
+    f.values[0] = h.signature_input;
+    f.values[1] = h.signature;
+    if (sl_httpsig_verify(kr, &f.v, 1000, 300, &v, &st) != SL_OK)
+        fail_msg("%s", st.message);
+    assert_string_equal(v.key->principal, "svc");
+    sl_httpsig_headers_clear(&h);
+    unlink(path);
+    sl_httpsig_keyring_free(kr);
+}
+
+/* ---- the authenticator and the nonce store ----------------------------------------------------
+ */
+
+typedef struct answer {
+    int calls, status;
+    sl_identity who;
+    char reason[256];
+} answer;
+
+static void on_answer(void *ud, int status, const sl_identity *who, const char *reason)
+{
+    answer *a = ud;
+    a->calls++;
+    a->status = status;
+    sl_identity_clear(&a->who);
+    if (who)
+        sl_identity_copy(&a->who, who);
+    snprintf(a->reason, sizeof a->reason, "%s", reason ? reason : "");
+}
+
+static void test_authenticator_replay(void **state)
+{
+    (void)state;
+    keys k;
+    make_keys(&k);
+    sl__nonce_store *ns;
+    assert_int_equal(sl__nonce_memory_new(2, &ns), SL_OK);
+    sl_authenticator *au;
+    assert_int_equal(sl__httpsig_authenticator_new(k.kr, ns, 300, &au), SL_OK);
+    assert_int_equal(au->kind, SL_AUTHN_KIND_SIGNED);
+    double now = 1700000000;
+    answer a = {0};
+    sl_identity_init(&a.who);
+    signed_req s1, s2, s3;
+    sign_put(&s1, &k, "svc-hmac", now);
+    au->authenticate_request(au, &s1.f.v, now, on_answer, &a);
+    assert_int_equal(a.status, SL_OK);
+    assert_string_equal(a.who.principal, "svc");
+    assert_int_equal(a.who.source, SL_SOURCE_SIGNATURE);
+    assert_int_equal(a.who.role, SL_ROLE_WRITE);
+    assert_true(a.who.scoped);
+    assert_int_equal(a.who.nchannels, 1);
+    assert_string_equal(a.who.channels[0], "jobs.*");
+    assert_string_equal(a.who.token_id, "svc-hmac");
+    /* the same request again */
+    au->authenticate_request(au, &s1.f.v, now + 1, on_answer, &a);
+    assert_int_equal(a.status, SL_ETOKEN);
+    assert_string_equal(a.reason, "nonce already used (replayed request)");
+    /* a bad signature spends no nonce */
+    sign_put(&s2, &k, "svc-ed", now);
+    s2.f.v.method = "DELETE";
+    au->authenticate_request(au, &s2.f.v, now, on_answer, &a);
+    assert_int_equal(a.status, SL_ETOKEN);
+    assert_int_equal(sl__nonce_memory_size(ns), 1);
+    s2.f.v.method = "PUT";
+    au->authenticate_request(au, &s2.f.v, now, on_answer, &a);
+    assert_int_equal(a.status, SL_OK);
+    /* full (2 nonces, none expired): refused, not forgotten */
+    sign_put(&s3, &k, "svc-ec", now);
+    au->authenticate_request(au, &s3.f.v, now + 2, on_answer, &a);
+    assert_int_equal(a.status, SL_EUNAVAIL);
+    assert_string_equal(a.reason, "replay cache full");
+    au->authenticate_request(au, &s1.f.v, now + 2, on_answer, &a);
+    assert_int_equal(a.status, SL_ETOKEN);
+    /* once the window has passed the old nonces go (their signatures are too old anyway) */
+    sl_httpsig_headers_clear(&s3.h);
+    sign_put(&s3, &k, "svc-ec", now + 400);
+    au->authenticate_request(au, &s3.f.v, now + 400, on_answer, &a);
+    assert_int_equal(a.status, SL_OK);
+    assert_int_equal(sl__nonce_memory_size(ns), 1);
+    /* an unsigned request is not this authenticator's */
+    fake plain;
+    fake_init(&plain, "GET", "h", "/", "", "");
+    au->authenticate_request(au, &plain.v, now, on_answer, &a);
+    assert_int_equal(a.status, SL_EUNAUTH);
+    assert_int_equal(a.calls, 8);
+    sl_identity_clear(&a.who);
+    sl_httpsig_headers_clear(&s1.h);
+    sl_httpsig_headers_clear(&s2.h);
+    sl_httpsig_headers_clear(&s3.h);
+    au->free(au);
+    ns->free(ns);
+    free_keys(&k);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_sfv),
+        cmocka_unit_test(test_rfc9421_b25_hmac),
+        cmocka_unit_test(test_rfc9421_b26_ed25519),
+        cmocka_unit_test(test_rfc9530_digest),
+        cmocka_unit_test(test_sign_verify),
+        cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_key_file),
+        cmocka_unit_test(test_authenticator_replay),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
