@@ -255,6 +255,14 @@ def test_signed_websocket_upgrade(make_server, keys):
     assert ws.status == 101
     rep = ws.call("connect", {}, timeout=10)
     assert "error" in rep and rep["error"]["code"] == 101, rep
+    # a session holds its key id as its credential's id: revoking the key ends it at once
+    h = sign("GET", "http://127.0.0.1/connection/websocket", keyid="svc-ed", alg="ed25519",
+             key=ed)
+    ws = RawWS(srv.host, srv.port, headers=[(k, v) for k, v in h if k != "Host"])
+    assert "connect" in ws.call("connect", {}, timeout=10)
+    admin = srv.client(srv.token("ops", role="admin"))
+    assert admin.post("/revoke", json={"token_id": "svc-ed"}).status_code == 200
+    assert ws.wait_close(timeout=10) == 3503
 
 
 def test_route_modes(make_server, keys):
