@@ -40,8 +40,18 @@ typedef struct sl__cfg_key {
     char *secret_file; /* NULL: SLUICE_JWT_SECRET */
 } sl__cfg_key;
 
-typedef struct sl__config {
+/* One `listen` (docs/TLS.md): HOST:PORT[,tls][,mtls[=optional|required]][,auth=MODE]. */
+typedef struct sl__cfg_listener {
     char host[64];
+    int port;
+    int tls;         /* 1: TLS (mtls implies it) */
+    int mtls;        /* SL__TLS_CLIENT_* (net/tls.h): 0 none, 1 optional, 2 required */
+    unsigned accept; /* sl_authn_mode_parse: SL_AUTHN_KIND_* allowed on it; 0: any */
+    char *text;      /* as given (sl__config_format) */
+} sl__cfg_listener;
+
+typedef struct sl__config {
+    char host[64]; /* the first listener's address (default 127.0.0.1:8080) */
     int port;
     int insecure;
     sl_mode authz; /* 0: token when a secret is configured, else open */
@@ -58,12 +68,12 @@ typedef struct sl__config {
     double revocation_max_ttl; /* seconds; 0: 24 h */
     int log_requests;
     sl_http_limits limits;
-    size_t read_max_bytes;        /* message bytes one read returns at most (the context's cap) */
-    char engine[8];               /* "lmdb" (default) | "memory" | "redis" */
-    char *engine_url;             /* engine redis: the URL as given (holds a password: not logged) */
-    char *engine_prefix;          /* engine redis: key prefix; NULL: "sluice" */
-    char *data_dir;               /* the LMDB engine's directory; NULL: "sluice-data" */
-    char durability[8];           /* "sync" (default) | "batch" | "none" */
+    size_t read_max_bytes; /* message bytes one read returns at most (the context's cap) */
+    char engine[8];        /* "lmdb" (default) | "memory" | "redis" */
+    char *engine_url;      /* engine redis: the URL as given (holds a password: not logged) */
+    char *engine_prefix;   /* engine redis: key prefix; NULL: "sluice" */
+    char *data_dir;        /* the LMDB engine's directory; NULL: "sluice-data" */
+    char durability[8];    /* "sync" (default) | "batch" | "none" */
     unsigned durability_batch_ms; /* batch: fsync at most this often */
     sl__wss_limits ws;            /* the WebSocket endpoint's limits (ws_* keys) */
     sl__cfg_channel *channels;
@@ -87,6 +97,11 @@ typedef struct sl__config {
     sl_role broker_allow_all_role;
     sl__cfg_named *roles, *principals, *delegates;
     size_t nroles, nprincipals, ndelegates;
+    /* TLS and listeners (docs/TLS.md) */
+    sl__cfg_listener *listeners; /* none: one plaintext listener on host:port */
+    size_t nlisteners;
+    char *tls_cert, *tls_key, *tls_client_ca;
+    int tls_client_principal; /* sl_cert_principal */
     /* from the environment (sl__config_load) */
     char
         *jwt_env_secret; /* SLUICE_JWT_SECRET; used when no jwt_secret_file is set; wiped on free */
@@ -142,5 +157,9 @@ int sl__config_load(sl__config *c, int argc, char *const *argv, const sl__config
 
 /* "HOST:PORT" or "[V6]:PORT" into c->host / c->port. */
 int sl__config_set_listen(sl__config *c, const char *value);
+
+/* "HOST:PORT[,tls][,mtls[=optional|required]][,auth=MODE]" into *l (l->text owned: free it).
+ * SL_EINVAL with a reason in st when malformed. */
+int sl__config_parse_listener(sl__cfg_listener *l, const char *value, sl_status *st);
 
 #endif
