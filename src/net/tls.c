@@ -167,7 +167,8 @@ int sl__tls_ctx_has_client_ca(const sl__tls_ctx *c)
 
 int sl__tls_new(sl__tls **out, sl__tls_ctx *ctx, int client)
 {
-    if (out == NULL || ctx == NULL || (client != SL__TLS_CLIENT_NONE && !ctx->client_ca))
+    if (out == NULL || ctx == NULL || client < SL__TLS_CLIENT_NONE ||
+        client > SL__TLS_CLIENT_REQUIRED || (client != SL__TLS_CLIENT_NONE && !ctx->client_ca))
         return SL_EINVAL;
     *out = NULL;
     sl__tls *t = calloc(1, sizeof *t);
@@ -187,6 +188,12 @@ int sl__tls_new(sl__tls **out, sl__tls_ctx *ctx, int client)
     BIO_set_mem_eof_return(t->in, -1); /* empty means "not yet", not end of stream */
     SSL_set_bio(t->ssl, t->in, t->out);
     SSL_set_accept_state(t->ssl);
+    /* Sessions resume only where they were made with the same demand for client certificates:
+     * a session from a listener that asked for none must not skip a required certificate on
+     * another (OpenSSL compares this id before resuming, tickets included). */
+    static const char *const sid[] = {"sluice/none", "sluice/optional", "sluice/required"};
+    SSL_set_session_id_context(t->ssl, (const unsigned char *)sid[client],
+                               (unsigned)strlen(sid[client]));
     if (client != SL__TLS_CLIENT_NONE)
         SSL_set_verify(
             t->ssl,
@@ -210,6 +217,11 @@ void sl__tls_free(sl__tls *t)
 {
     if (t == NULL)
         return;
+    /* A connection that ends without close_notify (the client just went, or a timeout) would
+     * have its session dropped from the cache; its messages were length-delimited, so nothing
+     * was truncated unnoticed: keep the session resumable, as nginx does. */
+    if (!t->failed && SSL_is_init_finished(t->ssl))
+        SSL_set_shutdown(t->ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
     SSL_free(t->ssl); /* and both BIOs */
     sl__tls_ctx_unref(t->ctx);
     peer_clear(t);

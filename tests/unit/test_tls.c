@@ -331,6 +331,65 @@ static void test_client_certificates(void **state)
     sl__tls_ctx_unref(ctx);
 }
 
+/* A session made where no certificate was asked for does not resume where one is required (it
+ * would skip the certificate); where the demand is the same it does resume. TLS 1.2 session ids
+ * and TLS 1.3 tickets alike. */
+static void test_resumption_keeps_client_certificate_demand(void **state)
+{
+    (void)state;
+    sl__tls_ctx *ctx = server_ctx(1);
+    int versions[] = {TLS1_2_VERSION, TLS1_3_VERSION};
+    for (int v = 0; v < 2; v++) {
+        sl__tls *t;
+        assert_int_equal(sl__tls_new(&t, ctx, SL__TLS_CLIENT_NONE), SL_OK);
+        client c;
+        client_new(&c, versions[v], NULL);
+        SSL_CTX_set_min_proto_version(c.ctx, versions[v]);
+        SSL_CTX_set_session_cache_mode(c.ctx, SSL_SESS_CACHE_CLIENT);
+        assert_true(pump(&c, t, NULL, NULL) >= 0);
+        char b[16];
+        SSL_read(c.ssl, b, sizeof b); /* takes in TLS 1.3's tickets */
+        SSL_SESSION *sess = SSL_get1_session(c.ssl);
+        assert_non_null(sess);
+        assert_true(SSL_SESSION_is_resumable(sess));
+        sl__tls_free(t);
+        SSL_set_shutdown(c.ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN); /* keep it resumable */
+        SSL_free(c.ssl);
+        int modes[] = {SL__TLS_CLIENT_NONE, SL__TLS_CLIENT_REQUIRED};
+        for (int m = 0; m < 2; m++) {
+            assert_int_equal(sl__tls_new(&t, ctx, modes[m]), SL_OK);
+            c.ssl = SSL_new(c.ctx);
+            c.in = BIO_new(BIO_s_mem());
+            c.out = BIO_new(BIO_s_mem());
+            BIO_set_mem_eof_return(c.in, -1);
+            SSL_set_bio(c.ssl, c.in, c.out);
+            SSL_set_tlsext_host_name(c.ssl, "localhost");
+            SSL_set_connect_state(c.ssl);
+            SSL_set_session(c.ssl, sess);
+            long r = pump(&c, t, NULL, NULL);
+            SSL_write(c.ssl, "x", 1);
+            char got[8];
+            size_t got_len = 0;
+            if (r >= 0)
+                r = pump(&c, t, got, &got_len);
+            if (modes[m] == SL__TLS_CLIENT_NONE) {
+                assert_int_equal(got_len, 1);
+                assert_true(SSL_session_reused(c.ssl));
+            } else { /* no resumption, and without a certificate no session at all */
+                assert_false(SSL_session_reused(c.ssl));
+                assert_int_equal(got_len, 0);
+            }
+            sl__tls_free(t);
+            SSL_set_shutdown(c.ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
+            SSL_free(c.ssl);
+        }
+        c.ssl = NULL;
+        SSL_SESSION_free(sess);
+        client_free(&c);
+    }
+    sl__tls_ctx_unref(ctx);
+}
+
 static void test_context_errors(void **state)
 {
     (void)state;
@@ -420,8 +479,11 @@ static void test_cert_principal(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_handshake_and_data),  cmocka_unit_test(test_old_protocols_refused),
-        cmocka_unit_test(test_client_certificates), cmocka_unit_test(test_context_errors),
+        cmocka_unit_test(test_handshake_and_data),
+        cmocka_unit_test(test_old_protocols_refused),
+        cmocka_unit_test(test_client_certificates),
+        cmocka_unit_test(test_resumption_keeps_client_certificate_demand),
+        cmocka_unit_test(test_context_errors),
         cmocka_unit_test(test_cert_principal),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
