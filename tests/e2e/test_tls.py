@@ -9,6 +9,7 @@ generous deadlines."""
 import asyncio
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -87,6 +88,24 @@ def test_https_with_httpx_and_curl(make_tls, pki, tmp_path):
     got = json.loads(lines[2])
     assert got["messages"][0]["content"]["data"]["big"] == big
     assert lines[3] == "200"
+    # Pipelined requests in one TLS record are answered in order on the one connection, and an
+    # Expect: 100-continue goes through the session too.
+    raw = socket.create_connection(("127.0.0.1", s.tls_ports[0]), timeout=15)
+    with pki.client_context().wrap_socket(raw, server_hostname="localhost") as t:
+        auth = f"Authorization: Bearer {tok}\r\n"
+        t.sendall((f"PUT /channels/jobs HTTP/1.1\r\nHost: l\r\n{auth}Content-Length: 7\r\n\r\n"
+                   '{"p":1}'
+                   f"GET /channels/nope HTTP/1.1\r\nHost: l\r\n{auth}\r\n"
+                   f"PUT /channels/jobs HTTP/1.1\r\nHost: l\r\n{auth}Content-Length: 7\r\n"
+                   "Expect: 100-continue\r\n\r\n").encode())
+        data = b""
+        while data.count(b"HTTP/1.1 ") < 3:
+            data += t.recv(65536)
+        t.sendall(b'{"p":2}')
+        while data.count(b"HTTP/1.1 ") < 4:
+            data += t.recv(65536)
+        codes = [int(c) for c in re.findall(rb"HTTP/1\.1 (\d{3}) ", data)]
+        assert codes == [200, 403, 100, 200], data[:600]
     # Plain HTTP spoken to the TLS port gets no answer (the handshake fails, the socket closes).
     with socket.create_connection(("127.0.0.1", s.tls_ports[0]), timeout=15) as raw:
         raw.sendall(b"GET /channels HTTP/1.1\r\nHost: x\r\n\r\n")
