@@ -17,7 +17,13 @@
  * them; we give up a spare descriptor kept for the purpose, accept, answer 503 and close. Each
  * client address (IPv4 address or IPv6 /64) has counters of connections and of connections still
  * in their headers, in a table hashed with a per-server random key (addresses are chosen by the
- * remote side), so one address cannot take every slot with slow or silent connections. */
+ * remote side), so one address cannot take every slot with slow or silent connections.
+ *
+ * On a TLS listener each connection also owns a session (tls.c, no I/O of its own): what is read
+ * goes into it and what it decrypts takes the path above as if it had been read (on_plain); what
+ * the connection writes is encrypted into it and its ciphertext sent with one write of its own in
+ * flight (tls_flush), after which the connection carries on as if its write had completed. The
+ * handshake happens inside those calls, under the first request's timer. */
 #include "net/http.h"
 
 #include <arpa/inet.h>

@@ -3,7 +3,8 @@
  * Keep-alive and pipelining are supported: the next pipelined request is not handed over before the
  * previous one has been answered. Limits (body, header size, slow clients, connection count in all
  * and per client address, file descriptors) are enforced here with their HTTP errors (413, 431,
- * 408 + close, 503 + Retry-After + close). */
+ * 408 + close, 503 + Retry-After + close). A server may serve TLS (sl_http_server_set_tls,
+ * net/tls.h); one server listens on one address, so several listeners are several servers. */
 #ifndef SLUICE_NET_HTTP_H
 #define SLUICE_NET_HTTP_H
 
