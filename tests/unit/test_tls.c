@@ -20,6 +20,7 @@
 #include <sluice/certauth.h>
 
 #include "net/tls.h"
+#include "server/config.h"
 
 static char dir[64];
 
@@ -476,6 +477,66 @@ static void test_cert_principal(void **state)
     a->free(a);
 }
 
+/* Listeners as configured: options, errors, several of them (the first is also host:port). */
+static void test_listen_config(void **state)
+{
+    (void)state;
+    sl__cfg_listener l;
+    sl_status st;
+    assert_int_equal(sl__config_parse_listener(&l, "127.0.0.1:0", &st), SL_OK);
+    assert_string_equal(l.host, "127.0.0.1");
+    assert_int_equal(l.port, 0);
+    assert_int_equal(l.tls, 0);
+    assert_int_equal(l.accept, 0);
+    free(l.text);
+    assert_int_equal(sl__config_parse_listener(&l, "[::]:8443,mtls=required,auth=cert+bearer", &st),
+                     SL_OK);
+    assert_string_equal(l.host, "::");
+    assert_int_equal(l.port, 8443);
+    assert_int_equal(l.tls, 1);
+    assert_int_equal(l.mtls, SL__TLS_CLIENT_REQUIRED);
+    assert_int_equal(l.accept, SL_AUTHN_KIND_CERT | SL_AUTHN_KIND_BEARER);
+    free(l.text);
+    assert_int_equal(sl__config_parse_listener(&l, "0.0.0.0:1,mtls", &st), SL_OK);
+    assert_int_equal(l.mtls, SL__TLS_CLIENT_OPTIONAL);
+    assert_int_equal(l.tls, 1);
+    free(l.text);
+    assert_int_equal(sl__config_parse_listener(&l, "localhost:80,auth=none,tls", &st), SL_OK);
+    assert_int_equal(l.accept, SL_AUTHN_ANONYMOUS);
+    free(l.text);
+    const char *bad[] = {"127.0.0.1:0,",
+                         "127.0.0.1:0,ssl",
+                         "127.0.0.1:0,auth=root",
+                         "127.0.0.1:0,mtls=maybe",
+                         "127.0.0.1,tls",
+                         "127.0.0.1:99999,tls",
+                         "a b:80,tls",
+                         ":80,tls"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        if (sl__config_parse_listener(&l, bad[i], &st) != SL_EINVAL)
+            fail_msg("'%s' accepted", bad[i]);
+    sl__config c;
+    sl__config_init(&c);
+    assert_int_equal(sl__config_set(&c, "listen", "127.0.0.1:0,tls,bogus", &st), SL_ECONFIG);
+    assert_non_null(strstr(st.message, "unknown option 'bogus'"));
+    assert_int_equal(sl__config_set(&c, "listen", "nowhere", &st), SL_ECONFIG);
+    assert_string_equal(st.message, "listen must be HOST:PORT");
+    assert_int_equal(c.nlisteners, 0);
+    assert_int_equal(sl__config_set(&c, "listen", "127.0.0.2:81", &st), SL_OK);
+    assert_int_equal(sl__config_set(&c, "listen", "0.0.0.0:443,tls", &st), SL_OK);
+    assert_int_equal(c.nlisteners, 2);
+    assert_string_equal(c.host, "127.0.0.2");
+    assert_int_equal(c.port, 81);
+    char *v = sl__config_format(&c, "listen");
+    assert_string_equal(v, "127.0.0.2:81, 0.0.0.0:443,tls");
+    free(v);
+    assert_int_equal(sl__config_set(&c, "tls_client_principal", "uri", &st), SL_OK);
+    assert_int_equal(c.tls_client_principal, SL_CERT_PRINCIPAL_URI);
+    assert_int_equal(sl__config_set(&c, "tls_client_principal", "subject", &st), SL_ECONFIG);
+    assert_int_equal(sl__config_set(&c, "tls_cert", "", &st), SL_ECONFIG);
+    sl__config_free(&c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -485,6 +546,7 @@ int main(void)
         cmocka_unit_test(test_resumption_keeps_client_certificate_demand),
         cmocka_unit_test(test_context_errors),
         cmocka_unit_test(test_cert_principal),
+        cmocka_unit_test(test_listen_config),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
