@@ -17,7 +17,13 @@
  * them; we give up a spare descriptor kept for the purpose, accept, answer 503 and close. Each
  * client address (IPv4 address or IPv6 /64) has counters of connections and of connections still
  * in their headers, in a table hashed with a per-server random key (addresses are chosen by the
- * remote side), so one address cannot take every slot with slow or silent connections. */
+ * remote side), so one address cannot take every slot with slow or silent connections.
+ *
+ * On a TLS listener each connection also owns a session (tls.c, no I/O of its own): what is read
+ * goes into it and what it decrypts takes the path above as if it had been read (on_plain); what
+ * the connection writes is encrypted into it and its ciphertext sent with one write of its own in
+ * flight (tls_flush), after which the connection carries on as if its write had completed. The
+ * handshake happens inside those calls, under the first request's timer. */
 #include "net/http.h"
 
 #include <arpa/inet.h>
@@ -37,6 +43,7 @@
 #include <sluice/error.h>
 
 #include "net/http_parser.h"
+#include "net/tls.h"
 
 #define READ_BUF_SIZE (64 * 1024)
 /* Unparsed bytes buffered while a request is in the handler's hands before we stop reading. */
@@ -101,6 +108,12 @@ struct conn {
     unsigned in_flight : 1, writing : 1, closing : 1, lingering : 1, eof : 1, reading : 1,
         in_drive : 1, rejected : 1, timer_armed : 1, close_after_write : 1, head : 1, served : 1,
         upgraded : 1, up_notified : 1, up_paused : 1;
+    /* TLS (tls.h): the session, and the ciphertext of its one write in flight (treq). */
+    sl__tls *tls;
+    uv_write_t treq;
+    char *cbuf;
+    size_t ccap;
+    unsigned tls_writing : 1, shut_wait : 1;
     sl_http_upgrade_fns fns; /* the new owner, once upgraded */
     void *up_ud;
     addr_entry *addr; /* NULL for connections being refused */
@@ -130,8 +143,13 @@ struct sl_http_server {
     rate_log log_fds, log_max, log_addr, log_pending;
     time_t date_sec;
     size_t date_len;
-    char date[64]; /* "Date: ...\r\n" for date_sec */
+    char date[64];    /* "Date: ...\r\n" for date_sec */
+    sl__tls_ctx *tls; /* NULL: plaintext; else for connections accepted from now on */
+    int tls_client;   /* SL__TLS_CLIENT_* */
+    unsigned accept;  /* SL_AUTHN_KIND_* put on every request */
     char rbuf[READ_BUF_SIZE];
+    char pbuf[READ_BUF_SIZE]; /* plaintext decrypted from what was read into rbuf */
+    char obuf[READ_BUF_SIZE]; /* ciphertext on its way to a socket */
 };
 
 void sl_http_limits_init(sl_http_limits *l)
@@ -358,6 +376,8 @@ static void pending_update(conn *c)
 
 static void conn_free(conn *c)
 {
+    sl__tls_free(c->tls);
+    free(c->cbuf);
     sl__http_parser_free(&c->parser);
     free(c->pend);
     free(c->wbuf);
@@ -619,11 +639,114 @@ static void on_write(uv_write_t *w, int status)
         write_done(c, status);
 }
 
+/* ---- TLS: ciphertext out ------------------------------------------------------------------
+ * A TLS connection writes plaintext into its session (which encrypts all of it at once) and then
+ * sends whatever ciphertext is waiting, handshake messages and alerts included, with at most one
+ * uv_write of its own in flight (treq). c->writing then means "the plaintext handed over is not
+ * all in the kernel yet", and ends in tls_drained. */
+
+static int tls_flush(conn *c);
+static void up_written(conn *c, int status);
+
+/* Everything written so far is in the kernel. */
+static void tls_drained(conn *c)
+{
+    if (c->shut_wait) { /* lingering: the close_notify is out, now the FIN */
+        c->shut_wait = 0;
+        if (uv_shutdown(&c->sreq, (uv_stream_t *)&c->tcp, NULL) != 0)
+            conn_close(c);
+        return;
+    }
+    if (!c->writing)
+        return;
+    c->writing = 0;
+    if (c->upgraded)
+        up_written(c, 0);
+    else
+        write_done(c, 0);
+}
+
+static void on_tls_write(uv_write_t *w, int status)
+{
+    conn *c = w->data;
+    c->tls_writing = 0;
+    if (c->closing)
+        return;
+    if (c->ccap > WBUF_KEEP) {
+        free(c->cbuf);
+        c->cbuf = NULL;
+        c->ccap = 0;
+    }
+    int r = status < 0 ? -1 : tls_flush(c);
+    if (r < 0)
+        conn_close(c);
+    else if (r > 0)
+        tls_drained(c);
+}
+
+/* Sends the ciphertext the session has waiting: what the socket takes now straight from the
+ * server's buffer, the rest with one uv_write from the connection's own. Returns 1 when all of it
+ * is in the kernel, 0 when a write is under way (tls_drained follows), -1 on error. */
+static int tls_flush(conn *c)
+{
+    if (c->tls_writing)
+        return 0;
+    char *buf = c->srv->obuf;
+    for (;;) {
+        size_t n = sl__tls_take(c->tls, buf, READ_BUF_SIZE);
+        if (n == 0)
+            return 1;
+        uv_buf_t b = uv_buf_init(buf, (unsigned)n);
+        int w = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+        if (w < 0 && w != UV_EAGAIN && w != UV_ENOSYS)
+            return -1;
+        if (w < 0)
+            w = 0;
+        if ((size_t)w == n)
+            continue;
+        size_t rest = n - (size_t)w, more = sl__tls_pending(c->tls), need = rest + more;
+        if (need > c->ccap) {
+            char *nb = realloc(c->cbuf, need);
+            if (nb == NULL)
+                return -1;
+            c->cbuf = nb;
+            c->ccap = need;
+        }
+        memcpy(c->cbuf, buf + w, rest);
+        if (more > 0)
+            sl__tls_take(c->tls, c->cbuf + rest, more);
+        b = uv_buf_init(c->cbuf, (unsigned)need);
+        if (uv_write(&c->treq, (uv_stream_t *)&c->tcp, &b, 1, on_tls_write) < 0)
+            return -1;
+        c->tls_writing = 1;
+        return 0;
+    }
+}
+
+/* Encrypts data and sends it: 1 all in the kernel, 0 under way (tls_drained follows), -1 error.
+ * Either way data has been consumed. */
+static int tls_send(conn *c, const char *data, size_t len)
+{
+    if (sl__tls_write(c->tls, data, len) != SL_OK)
+        return -1;
+    return tls_flush(c);
+}
+
 /* Sends c->wbuf[0..len). Most responses fit the socket buffer: try that first and only queue a
  * uv_write (with its callback one loop iteration later) for what is left. */
 static void conn_send(conn *c, size_t len, int close_after)
 {
     c->close_after_write = close_after;
+    if (c->tls != NULL) {
+        int r = tls_send(c, c->wbuf, len);
+        if (r != 0) {
+            write_done(c, r < 0 ? UV_EIO : 0);
+            return;
+        }
+        c->writing = 1;
+        set_mode(c, T_WRITE);
+        return;
+    }
     uv_buf_t b = uv_buf_init(c->wbuf, (unsigned)len);
     int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
     if (n >= 0 && (size_t)n == len) {
@@ -674,6 +797,12 @@ static void conn_fail(conn *c, int status, const char *name, const char *message
         conn_close(c);
         return;
     }
+    /* A TLS client that has not completed its handshake cannot read an answer (and one being
+     * refused is not worth a handshake): just go. */
+    if (c->tls != NULL ? !sl__tls_established(c->tls) : c->srv->tls != NULL) {
+        conn_close(c);
+        return;
+    }
     char msg[256], body[384];
     json_escape(msg, sizeof msg, message);
     int blen = snprintf(body, sizeof body, "{\"error\":\"%s\",\"message\":\"%s\"}", name, msg);
@@ -700,6 +829,11 @@ static void on_continue_written(uv_write_t *w, int status)
 
 static void send_continue(conn *c)
 {
+    if (c->tls != NULL) { /* queued with the session's ciphertext, ahead of the response */
+        if (tls_send(c, CONTINUE, sizeof CONTINUE - 1) < 0)
+            conn_close(c);
+        return;
+    }
     uv_buf_t b = uv_buf_init((char *)CONTINUE, sizeof CONTINUE - 1);
     int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
     if (n >= 0 && (size_t)n == b.len)
@@ -753,6 +887,9 @@ static void dispatch(conn *c)
     sl__http_parser_request(&c->parser, &c->req);
     memcpy(c->req.remote_addr, c->remote, sizeof c->req.remote_addr);
     c->req.conn = c;
+    c->req.tls = c->tls != NULL;
+    c->req.peer = c->tls != NULL ? sl__tls_peer(c->tls) : NULL;
+    c->req.accept = s->accept;
     c->in_flight = 1;
     c->refs++;
     c->head = c->parser.ll.method == HTTP_HEAD;
@@ -911,12 +1048,61 @@ static void conn_linger(conn *c)
         conn_close(c);
         return;
     }
-    if (uv_shutdown(&c->sreq, (uv_stream_t *)&c->tcp, NULL) != 0) {
+    if (c->tls != NULL) { /* close_notify first; the FIN once it is out (tls_drained) */
+        sl__tls_close_notify(c->tls);
+        int r = tls_flush(c);
+        if (r < 0) {
+            conn_close(c);
+            return;
+        }
+        c->shut_wait = r == 0;
+    }
+    if (!c->shut_wait && uv_shutdown(&c->sreq, (uv_stream_t *)&c->tcp, NULL) != 0) {
         conn_close(c);
         return;
     }
     read_set(c, 1);
     set_mode(c, T_LINGER);
+}
+
+/* ---- TLS: ciphertext in ------------------------------------------------------------------- */
+
+static void on_plain(conn *c, char *data, size_t n);
+
+/* What was read goes into the session; the handshake advances and whatever it decrypts goes on as
+ * if it had been read. What the session has to say (handshake, tickets, alerts) goes out. A failed
+ * handshake ends the connection; its timeout is the one for a first request (T_FIRST). */
+static void tls_read(conn *c, const char *data, size_t n)
+{
+    sl_http_server *s = c->srv;
+    if (sl__tls_feed(c->tls, data, n) != SL_OK) {
+        conn_close(c);
+        return;
+    }
+    for (;;) {
+        long r = sl__tls_read(c->tls, s->pbuf, sizeof s->pbuf);
+        if (r > 0) {
+            on_plain(c, s->pbuf, (size_t)r);
+            if (c->closing || c->lingering)
+                return;
+            continue;
+        }
+        if (r == 0)
+            break;
+        if (r == SL__TLS_EOF) { /* close_notify: as good as a FIN */
+            c->eof = 1;
+            read_set(c, 0);
+            break;
+        }
+        (void)tls_flush(c); /* the alert, if the socket takes it */
+        conn_close(c);
+        return;
+    }
+    if (tls_flush(c) < 0) {
+        conn_close(c);
+        return;
+    }
+    settle(c);
 }
 
 static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *b)
@@ -936,18 +1122,27 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *b)
     }
     if (c->lingering) /* the answer is out; whatever the client still sends is dropped */
         return;
-    size_t n = (size_t)nread;
+    if (c->tls != NULL)
+        tls_read(c, b->base, (size_t)nread);
+    else
+        on_plain(c, b->base, (size_t)nread);
+}
+
+/* Bytes of the HTTP stream (as read, or as decrypted): to the new owner once upgraded, else to the
+ * assembler, or aside while a request is being answered. */
+static void on_plain(conn *c, char *data, size_t n)
+{
     if (c->upgraded) {
         up_flush_pend(c); /* bytes read with the request come first */
         if (!c->closing && !c->lingering)
-            c->fns.on_data(c->up_ud, b->base, n);
+            c->fns.on_data(c->up_ud, data, n);
         return;
     }
     if (c->pend_len == 0 && !c->in_flight && !c->writing) {
-        size_t used = drive(c, b->base, n);
-        if (used < n && !c->closing && !c->lingering && pend_append(c, b->base + used, n - used))
+        size_t used = drive(c, data, n);
+        if (used < n && !c->closing && !c->lingering && pend_append(c, data + used, n - used))
             conn_close(c);
-    } else if (pend_append(c, b->base, n) != 0) {
+    } else if (pend_append(c, data, n) != 0) {
         conn_close(c);
     } else {
         conn_kick(c);
@@ -1017,8 +1212,13 @@ static void on_up_write(uv_write_t *w, int status)
 {
     conn *c = w->data;
     c->writing = 0;
-    if (c->closing)
-        return;
+    if (!c->closing)
+        up_written(c, status);
+}
+
+/* The owner's write is all in the kernel (or failed). */
+static void up_written(conn *c, int status)
+{
     /* An idle upgraded connection keeps no write buffer: that is most of them, most of the time. */
     free(c->wbuf);
     c->wbuf = NULL;
@@ -1040,6 +1240,16 @@ static long up_write(conn *c, const char *data, size_t len)
         return 0;
     if (len == 0)
         return 0;
+    if (c->tls != NULL) {
+        int r = tls_send(c, data, len);
+        if (r < 0)
+            return SL_EIO;
+        free(c->wbuf); /* encrypted: nothing to keep (data may have been wbuf) */
+        c->wbuf = NULL;
+        c->wcap = 0;
+        c->writing = r == 0;
+        return (long)len;
+    }
     uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
     int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
     if (n >= 0 && (size_t)n == len) {
@@ -1135,6 +1345,12 @@ long sl_http_upgraded_write_owned(sl_http_upgraded *u, char *buf, size_t len, si
         return SL_EIO;
     if (c->writing)
         return 0;
+    if (c->tls != NULL) { /* encrypted into the session's output: the plaintext is done with */
+        long r = up_write(c, buf, len);
+        if (r == (long)len)
+            free(buf);
+        return r;
+    }
     uv_buf_t b = uv_buf_init(buf, (unsigned)len);
     int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
     if (n < 0 && n != UV_EAGAIN && n != UV_ENOSYS)
@@ -1259,6 +1475,7 @@ static void accept_conn(sl_http_server *s, int fd, const struct sockaddr_storage
     c->tcp.data = c->timer.data = c->wreq.data = c->creq.data = c->sreq.data = c;
     c->refs = 2;
     c->srv = s;
+    c->treq.data = c;
     c->tmode = T_NONE;
     sl__http_parser_init(&c->parser, s->lim.max_body, s->lim.max_header);
     c->next = s->conns;
@@ -1291,6 +1508,10 @@ static void accept_conn(sl_http_server *s, int fd, const struct sockaddr_storage
             conn_close(c);
         else
             conn_fail(c, 503, sl_err_name(SL_EUNAVAIL), "too many connections");
+        return;
+    }
+    if (s->tls != NULL && sl__tls_new(&c->tls, s->tls, s->tls_client) != SL_OK) {
+        conn_close(c);
         return;
     }
     uv_tcp_nodelay(&c->tcp, 1);
@@ -1355,7 +1576,7 @@ static int refuse_without_fd(sl_http_server *s)
                          "application/json\r\nContent-Length: %zu\r\nConnection: close\r\n"
                          "Retry-After: 1\r\n\r\n%s",
                          (int)dlen, date, sizeof body - 1, body);
-        if (n > 0 && (size_t)n < sizeof msg)
+        if (n > 0 && (size_t)n < sizeof msg && s->tls == NULL) /* TLS: no handshake for this */
             (void)!send(fd, msg, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL);
         shutdown(fd, SHUT_WR);
         close(fd);
@@ -1527,6 +1748,23 @@ size_t sl_http_server_connections(const sl_http_server *s)
     return s ? s->nconns : 0;
 }
 
+int sl_http_server_set_tls(sl_http_server *s, struct sl__tls_ctx *tls, int client)
+{
+    if (s == NULL || (client != SL__TLS_CLIENT_NONE && !sl__tls_ctx_has_client_ca(tls)))
+        return SL_EINVAL;
+    sl__tls_ctx_ref(tls);
+    sl__tls_ctx_unref(s->tls);
+    s->tls = tls;
+    s->tls_client = client;
+    return SL_OK;
+}
+
+void sl_http_server_set_accept(sl_http_server *s, unsigned accept)
+{
+    if (s != NULL)
+        s->accept = accept;
+}
+
 void sl_http_server_set_log(sl_http_server *s, sl_http_log_fn log, void *ud)
 {
     if (s != NULL) {
@@ -1564,6 +1802,7 @@ void sl_http_server_free(sl_http_server *s)
     if (s->spare_fd >= 0) /* never closed (it never listened) */
         close(s->spare_fd);
     free(s->buckets); /* every entry went with its last connection */
+    sl__tls_ctx_unref(s->tls);
     free(s);
 }
 

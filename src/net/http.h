@@ -3,7 +3,8 @@
  * Keep-alive and pipelining are supported: the next pipelined request is not handed over before the
  * previous one has been answered. Limits (body, header size, slow clients, connection count in all
  * and per client address, file descriptors) are enforced here with their HTTP errors (413, 431,
- * 408 + close, 503 + Retry-After + close). */
+ * 408 + close, 503 + Retry-After + close). A server may serve TLS (sl_http_server_set_tls,
+ * net/tls.h); one server listens on one address, so several listeners are several servers. */
 #ifndef SLUICE_NET_HTTP_H
 #define SLUICE_NET_HTTP_H
 
@@ -13,6 +14,7 @@
 #include <sluice/error.h>
 
 struct sl_authn_peer;
+struct sl__tls_ctx;
 
 typedef struct sl_http_header {
     const char *name; /* as received; compare case-insensitively */
@@ -97,6 +99,15 @@ int sl_http_server_new(sl_http_server **out, uv_loop_t *loop, const sl_http_limi
 int sl_http_server_listen(sl_http_server *s, const char *host, int port);
 int sl_http_server_port(const sl_http_server *s);
 size_t sl_http_server_connections(const sl_http_server *s);
+/* Serves TLS (net/tls.h) on the connections accepted from now on, with tls (referenced; NULL:
+ * plaintext), asking clients for certificates as client says (SL__TLS_CLIENT_*: needs a context
+ * with a client CA, else SL_EINVAL). Open connections keep the context they started with: a
+ * reloaded certificate is set here and drops nobody. Over TLS requests have tls = 1 and peer set
+ * from a verified client certificate; a TLS handshake is bounded by request_timeout_ms (the
+ * first request's), and refused connections are closed without an answer. */
+int sl_http_server_set_tls(sl_http_server *s, struct sl__tls_ctx *tls, int client);
+/* The SL_AUTHN_KIND_* mode (sl_authn_mode_parse) put on every request's accept; 0: all. */
+void sl_http_server_set_accept(sl_http_server *s, unsigned accept);
 /* Where refusals are reported (out of descriptors, connection limits), at most once per limit per
  * 10 s with a count; NULL: nowhere. */
 void sl_http_server_set_log(sl_http_server *s, sl_http_log_fn log, void *ud);

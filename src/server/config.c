@@ -6,9 +6,11 @@
  * only its own key's value (or adds to it, for the repeatable ones), in any order. */
 #include "server/config.h"
 
+#include "net/tls.h"
 #include "store/redis_conn.h"
 
 #include <sluice/authn.h>
+#include <sluice/certauth.h>
 #include <sluice/introspect.h>
 #include <sluice/jwks.h>
 
@@ -89,6 +91,12 @@ void sl__config_free(sl__config *c)
     free(c->signature_keys);
     free_strv(c->auth_modes, c->nauth_modes);
     wipe_free(c->jwt_env_secret);
+    for (size_t i = 0; i < c->nlisteners; i++)
+        free(c->listeners[i].text);
+    free(c->listeners);
+    free(c->tls_cert);
+    free(c->tls_key);
+    free(c->tls_client_ca);
     for (size_t i = 0; i < c->nchannels; i++) {
         sl__cfg_channel *ch = &c->channels[i];
         free(ch->id);
@@ -161,9 +169,21 @@ static int parse_bool(const char *s, int *out)
     return 0;
 }
 
-int sl__config_set_listen(sl__config *c, const char *value)
+/* Keeps st's message and gives it another code. */
+static int status_recode(sl_status *st, int code)
 {
-    const char *colon = strrchr(value, ':');
+    if (st != NULL)
+        st->code = code;
+    return code;
+}
+
+/* HOST:PORT in value[0..vl) into host and *port. */
+static int host_port(const char *value, size_t vl, char host[64], int *portp)
+{
+    const char *colon = NULL;
+    for (size_t i = 0; i < vl; i++)
+        if (value[i] == ':')
+            colon = value + i;
     if (colon == NULL)
         return SL_EINVAL;
     const char *h = value;
@@ -173,16 +193,72 @@ int sl__config_set_listen(sl__config *c, const char *value)
         hl -= 2;
     }
     unsigned long long port;
-    if (hl == 0 || hl >= sizeof c->host || parse_uint(colon + 1, 65535, &port) < 0)
+    char digits[8];
+    size_t dl = vl - (size_t)(colon + 1 - value);
+    if (dl == 0 || dl >= sizeof digits)
+        return SL_EINVAL;
+    memcpy(digits, colon + 1, dl);
+    digits[dl] = '\0';
+    if (hl == 0 || hl >= 64 || parse_uint(digits, 65535, &port) < 0)
         return SL_EINVAL;
     /* A name, an IPv4 address or an IPv6 one (with a %zone): nothing that reads back as another
      * host, such as "[a]" (from "[[a]]:80"), and no spaces or control characters. */
     for (size_t i = 0; i < hl; i++)
         if (!isalnum((unsigned char)h[i]) && !strchr(".-_:%", h[i]))
             return SL_EINVAL;
-    memcpy(c->host, h, hl);
-    c->host[hl] = '\0';
-    c->port = (int)port;
+    memcpy(host, h, hl);
+    host[hl] = '\0';
+    *portp = (int)port;
+    return SL_OK;
+}
+
+int sl__config_set_listen(sl__config *c, const char *value)
+{
+    char host[64];
+    int port;
+    if (host_port(value, strlen(value), host, &port) != SL_OK)
+        return SL_EINVAL;
+    memcpy(c->host, host, sizeof host);
+    c->port = port;
+    return SL_OK;
+}
+
+int sl__config_parse_listener(sl__cfg_listener *l, const char *value, sl_status *st)
+{
+    memset(l, 0, sizeof *l);
+    const char *comma = strchr(value, ',');
+    size_t hl = comma ? (size_t)(comma - value) : strlen(value);
+    if (host_port(value, hl, l->host, &l->port) != SL_OK)
+        return sl_status_set(st, SL_EINVAL, "listen must be HOST:PORT");
+    for (const char *p = comma; p != NULL && *p == ',';) {
+        const char *opt = p + 1, *next = strchr(opt, ',');
+        size_t n = next ? (size_t)(next - opt) : strlen(opt);
+        char o[64];
+        if (n >= sizeof o)
+            n = sizeof o - 1; /* too long for any option: refused below */
+        memcpy(o, opt, n);
+        o[n] = '\0';
+        int mode;
+        if (!strcmp(o, "tls")) {
+            l->tls = 1;
+        } else if (!strcmp(o, "mtls") || !strcmp(o, "mtls=optional")) {
+            l->tls = 1;
+            l->mtls = SL__TLS_CLIENT_OPTIONAL;
+        } else if (!strcmp(o, "mtls=required")) {
+            l->tls = 1;
+            l->mtls = SL__TLS_CLIENT_REQUIRED;
+        } else if (!strncmp(o, "auth=", 5) && (mode = sl_authn_mode_parse(o + 5)) >= 0) {
+            l->accept = (unsigned)mode;
+        } else {
+            return sl_status_set(st, SL_EINVAL,
+                                 "listen: unknown option '%s' (HOST:PORT[,tls][,mtls[=optional|"
+                                 "required]][,auth=any|bearer|signed|cert|none])",
+                                 o);
+        }
+        p = next;
+    }
+    if ((l->text = strdup(value)) == NULL)
+        return sl_status_set(st, SL_ENOMEM, NULL);
     return SL_OK;
 }
 
@@ -257,11 +333,16 @@ enum key_id {
     K_SIGNATURE_MAX_SKEW,
     K_SIGNATURE_MAX_NONCES,
     K_AUTH_MODE,
+    /* TLS (docs/TLS.md) */
+    K_TLS_CERT,
+    K_TLS_KEY,
+    K_TLS_CLIENT_CA,
+    K_TLS_CLIENT_PRINCIPAL,
     K_COUNT
 };
 
 static const sl__config_key key_table[K_COUNT] = {
-    [K_LISTEN] = {"listen", "listen", 0, 0, {"0.0.0.0:9000", "[::1]:8081"}},
+    [K_LISTEN] = {"listen", "listen", 0, 1, {"0.0.0.0:9000,tls,auth=cert", "[::1]:8081"}},
     [K_AUTHZ] = {"authz", "authz", 0, 0, {"acl", "open"}},
     [K_ADMIN] = {"admin", "admin", 0, 1, {"ops-tool", "root-1"}},
     [K_INSECURE] = {"insecure", "insecure", 1, 0, {"true", "false"}},
@@ -340,6 +421,11 @@ static const sl__config_key key_table[K_COUNT] = {
     [K_SIGNATURE_MAX_SKEW] = {"signature_max_skew", NULL, 0, 0, {"30", "3600"}},
     [K_SIGNATURE_MAX_NONCES] = {"signature_max_nonces", NULL, 0, 0, {"1000", "10000000"}},
     [K_AUTH_MODE] = {"auth_mode", "auth-mode", 0, 1, {"/channels=signed", "/health=none"}},
+    /* TLS (docs/TLS.md) */
+    [K_TLS_CERT] = {"tls_cert", "tls-cert", 0, 0, {"/a.crt", "/b.pem"}},
+    [K_TLS_KEY] = {"tls_key", "tls-key", 0, 0, {"/a.key", "/b.key"}},
+    [K_TLS_CLIENT_CA] = {"tls_client_ca", "tls-client-ca", 0, 0, {"/ca-a.pem", "/ca-b.pem"}},
+    [K_TLS_CLIENT_PRINCIPAL] = {"tls_client_principal", NULL, 0, 0, {"dns", "email"}},
 };
 
 const sl__config_key *sl__config_keys(size_t *n)
@@ -477,10 +563,10 @@ static int set_authenticators(sl__config *c, const char *v, sl_status *st)
     for (char *save = NULL, *tok = strtok_r(buf, ", \t", &save); tok && rc == SL_OK;
          tok = strtok_r(NULL, ", \t", &save)) {
         if (strcmp(tok, "apikey") && strcmp(tok, "upstream-jwt") && strcmp(tok, "introspection") &&
-            strcmp(tok, "signature"))
+            strcmp(tok, "signature") && strcmp(tok, "cert"))
             rc = sl_status_set(st, SL_ECONFIG,
                                "authenticators: unknown '%.32s' (apikey, upstream-jwt, "
-                               "introspection, signature)",
+                               "introspection, signature, cert)",
                                tok);
         else if (push_str(&list, &n, tok) != SL_OK)
             rc = sl_status_set(st, SL_ENOMEM, NULL);
@@ -526,10 +612,24 @@ int sl__config_set(sl__config *c, const char *key, const char *v, sl_status *st)
     double d;
     int b, id = key_id(key);
     switch (id) {
-    case K_LISTEN: /* writes host and port only once both are valid */
-        if (sl__config_set_listen(c, v) != SL_OK)
-            return sl_status_set(st, SL_ECONFIG, "listen must be HOST:PORT");
+    case K_LISTEN: { /* adds a listener; the first one's address is also host and port */
+        sl__cfg_listener l;
+        int rc = sl__config_parse_listener(&l, v, st);
+        if (rc != SL_OK) /* the message stays; a malformed value is a configuration error */
+            return status_recode(st, rc == SL_ENOMEM ? rc : SL_ECONFIG);
+        sl__cfg_listener *nl = realloc(c->listeners, (c->nlisteners + 1) * sizeof *nl);
+        if (nl == NULL) {
+            free(l.text);
+            return sl_status_set(st, SL_ENOMEM, NULL);
+        }
+        c->listeners = nl;
+        nl[c->nlisteners++] = l;
+        if (c->nlisteners == 1) {
+            memcpy(c->host, l.host, sizeof c->host);
+            c->port = l.port;
+        }
         return SL_OK;
+    }
     case K_AUTHZ: {
         sl_mode m = sl_mode_parse(v);
         if (m != SL_MODE_TOKEN && m != SL_MODE_ACL && m != SL_MODE_OPEN)
@@ -788,6 +888,23 @@ int sl__config_set(sl__config *c, const char *key, const char *v, sl_status *st)
         return SL_OK;
     case K_AUTH_MODE:
         return set_auth_mode(c, v, st);
+    case K_TLS_CERT:
+    case K_TLS_KEY:
+    case K_TLS_CLIENT_CA:
+        if (*v == '\0')
+            return sl_status_set(st, SL_ECONFIG, "%s must name a file", key);
+        return set_str(id == K_TLS_CERT  ? &c->tls_cert
+                       : id == K_TLS_KEY ? &c->tls_key
+                                         : &c->tls_client_ca,
+                       v, st);
+    case K_TLS_CLIENT_PRINCIPAL: {
+        int p = sl_cert_principal_parse(v);
+        if (p < 0)
+            return sl_status_set(st, SL_ECONFIG,
+                                 "tls_client_principal must be cn, dns, uri or email");
+        c->tls_client_principal = p;
+        return SL_OK;
+    }
     default:
         if (id >= K_WS_FIRST)
             return set_ws(&c->ws, key, v, st);
@@ -816,7 +933,22 @@ char *sl__config_format(const sl__config *c, const char *key)
     const char *s = NULL; /* a string field: "" when unset */
     switch (id) {
     case K_LISTEN:
-        fprintf(f, strchr(c->host, ':') ? "[%s]:%d" : "%s:%d", c->host, c->port);
+        if (c->nlisteners == 0)
+            fprintf(f, strchr(c->host, ':') ? "[%s]:%d" : "%s:%d", c->host, c->port);
+        for (size_t i = 0; i < c->nlisteners; i++)
+            fprintf(f, "%s%s", i ? ", " : "", c->listeners[i].text);
+        break;
+    case K_TLS_CERT:
+        s = c->tls_cert;
+        break;
+    case K_TLS_KEY:
+        s = c->tls_key;
+        break;
+    case K_TLS_CLIENT_CA:
+        s = c->tls_client_ca;
+        break;
+    case K_TLS_CLIENT_PRINCIPAL:
+        s = sl_cert_principal_name(c->tls_client_principal);
         break;
     case K_AUTHZ:
         fputs(c->authz ? sl_mode_name(c->authz) : "", f);

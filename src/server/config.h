@@ -40,8 +40,18 @@ typedef struct sl__cfg_key {
     char *secret_file; /* NULL: SLUICE_JWT_SECRET */
 } sl__cfg_key;
 
-typedef struct sl__config {
+/* One `listen` (docs/TLS.md): HOST:PORT[,tls][,mtls[=optional|required]][,auth=MODE]. */
+typedef struct sl__cfg_listener {
     char host[64];
+    int port;
+    int tls;         /* 1: TLS (mtls implies it) */
+    int mtls;        /* SL__TLS_CLIENT_* (net/tls.h): 0 none, 1 optional, 2 required */
+    unsigned accept; /* sl_authn_mode_parse: SL_AUTHN_KIND_* allowed on it; 0: any */
+    char *text;      /* as given (sl__config_format) */
+} sl__cfg_listener;
+
+typedef struct sl__config {
+    char host[64]; /* the first listener's address (default 127.0.0.1:8080) */
     int port;
     int insecure;
     sl_mode authz; /* 0: token when a secret is configured, else open */
@@ -96,6 +106,11 @@ typedef struct sl__config {
     size_t signature_max_nonces; /* the one-node replay store's bound (default 100000) */
     char **auth_modes;           /* auth_mode items, "PREFIX=MODE" (one per prefix) */
     size_t nauth_modes;
+    /* TLS and listeners (docs/TLS.md) */
+    sl__cfg_listener *listeners; /* none: one plaintext listener on host:port */
+    size_t nlisteners;
+    char *tls_cert, *tls_key, *tls_client_ca;
+    int tls_client_principal; /* sl_cert_principal */
     /* from the environment (sl__config_load) */
     char
         *jwt_env_secret; /* SLUICE_JWT_SECRET; used when no jwt_secret_file is set; wiped on free */
@@ -151,5 +166,9 @@ int sl__config_load(sl__config *c, int argc, char *const *argv, const sl__config
 
 /* "HOST:PORT" or "[V6]:PORT" into c->host / c->port. */
 int sl__config_set_listen(sl__config *c, const char *value);
+
+/* "HOST:PORT[,tls][,mtls[=optional|required]][,auth=MODE]" into *l (l->text owned: free it).
+ * SL_EINVAL with a reason in st when malformed. */
+int sl__config_parse_listener(sl__cfg_listener *l, const char *value, sl_status *st);
 
 #endif

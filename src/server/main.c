@@ -5,6 +5,7 @@
 #include <sluice/authn.h>
 #include <sluice/broker.h>
 #include <sluice/httpsig.h>
+#include <sluice/certauth.h>
 #include <sluice/introspect.h>
 #include <sluice/jwks.h>
 #include <sluice/revocation.h>
@@ -14,6 +15,7 @@
 
 #include "net/http.h"
 #include "security/httpsig.h"
+#include "net/tls.h"
 #include "security/secretfile.h"
 #include "server/config.h"
 #include "server/router.h"
@@ -34,6 +36,8 @@
 #include "store/redis_nonce.h"
 #include "server/shared_state.h"
 
+#define SL__MAX_LISTENERS 16
+
 typedef struct server {
     uv_loop_t *loop;
     sl__kv *kv; /* the embedded store (engine lmdb); NULL with the memory engine */
@@ -43,7 +47,11 @@ typedef struct server {
     sl__kv *rkv;
     sl__shared_state *shared;
     sl__eop stopping; /* shutting down on a shared engine: the last request */
-    sl_http_server *http;
+    sl_http_server *http[SL__MAX_LISTENERS]; /* one per listener, in the configured order */
+    size_t nhttp;
+    /* TLS: the current context (new connections get it; SIGHUP replaces it) and its files */
+    sl__tls_ctx *tls;
+    sl__tls_files tls_files;
     sl__router router;
     sl__wss_server *wss; /* the WebSocket endpoint */
     sl_ctx *ctx;
@@ -65,6 +73,7 @@ typedef struct server {
     sl__auth_mode *modes;
     size_t nmodes;
     int log_requests;
+    const sl__config *cfg; /* main's, for the SIGHUP reload */
     uv_signal_t sigint, sigterm, sighup;
 } server;
 
@@ -78,8 +87,13 @@ static void usage(FILE *f)
 {
     fputs(
         "usage: sluiced [options]\n"
-        "  --listen HOST:PORT        address to serve on (default 127.0.0.1:8080; port 0 picks "
-        "one)\n"
+        "  --listen HOST:PORT[,OPT]  address to serve on (default 127.0.0.1:8080; port 0 picks "
+        "one);\n"
+        "                            repeatable; OPT: tls, mtls[=optional|required], auth=MODE\n"
+        "                            (docs/TLS.md)\n"
+        "  --tls-cert FILE           TLS certificate chain (PEM) for ,tls listeners\n"
+        "  --tls-key FILE            its private key (PEM); both reloaded on SIGHUP\n"
+        "  --tls-client-ca FILE      CA(s) client certificates must chain to (,mtls listeners)\n"
         "  --config FILE             config file (docs/CONFIG.md)\n"
         "  --jwt-secret-file FILE    HS256 secret (else env SLUICE_JWT_SECRET); turns JWT auth on\n"
         "  --jwt-key KID:FILE        an additional HS256 key selected by the token's kid\n"
@@ -109,7 +123,8 @@ static void usage(FILE *f)
         "  --request-timeout SECONDS a request must arrive within (default 10)\n"
         "  --read-max-bytes BYTES    message bytes one read returns at most (default 4194304)\n"
         "  --log-requests            one log line per request on stderr (never credentials)\n"
-        "  --insecure                allow an open server on a non-loopback address\n"
+        "  --insecure                allow plaintext or an open server on a non-loopback "
+        "address\n"
         "  -h, --help                this help\n"
         "Flags are applied in order (--FLAG VALUE or --FLAG=VALUE); a --config file is read where\n"
         "it appears, so later flags override it. Each flag sets only its own option.\n",
@@ -119,6 +134,17 @@ static void usage(FILE *f)
 static int is_loopback(const char *host)
 {
     return !strncmp(host, "127.", 4) || !strcmp(host, "::1") || !strcmp(host, "localhost");
+}
+
+/* The first listener on a non-loopback address (plaintext ones only when plain), or NULL. */
+static const char *exposed(const sl__config *cfg, int plain)
+{
+    if (cfg->nlisteners == 0)
+        return is_loopback(cfg->host) ? NULL : cfg->host;
+    for (size_t i = 0; i < cfg->nlisteners; i++)
+        if (!is_loopback(cfg->listeners[i].host) && !(plain && cfg->listeners[i].tls))
+            return cfg->listeners[i].host;
+    return NULL;
 }
 
 /* Reads a secret file (security/secretfile.h: trailing newlines are not part of it; a file over
@@ -341,7 +367,8 @@ static void on_signal(uv_signal_t *h, int signum)
     server *s = h->data;
     fprintf(stderr, "sluiced: signal %d, shutting down\n", signum);
     sl__wss_server_close(s->wss); /* close frames (3001) go out before the sockets close */
-    sl_http_server_close(s->http);
+    for (size_t i = 0; i < s->nhttp; i++)
+        sl_http_server_close(s->http[i]);
     /* While the loop still runs: pending checks are answered and its handles closed. */
     s->router.authn.revocation = NULL;
     sl_revocation_store_free(s->revocation);
@@ -363,9 +390,33 @@ static void on_signal(uv_signal_t *h, int signum)
     }
 }
 
-/* SIGHUP: the audit log was rotated (moved aside); continue its chain in a new file. */
+/* SIGHUP, TLS: the certificate and key are read again; new connections get the new context, open
+ * ones keep theirs. Files that do not load leave the current context in place. */
+static void reload_tls(server *s, const sl__config *cfg)
+{
+    if (s->tls == NULL)
+        return;
+    sl_status st;
+    sl_status_clear(&st);
+    sl__tls_ctx *fresh;
+    if (sl__tls_ctx_new(&fresh, &s->tls_files, &st) != SL_OK) {
+        fprintf(stderr, "sluiced: TLS reload failed, keeping the current certificate: %s\n",
+                st.message);
+        return;
+    }
+    for (size_t i = 0; i < s->nhttp; i++)
+        if (i < cfg->nlisteners && cfg->listeners[i].tls)
+            sl_http_server_set_tls(s->http[i], fresh, cfg->listeners[i].mtls);
+    sl__tls_ctx_unref(s->tls);
+    s->tls = fresh;
+    fprintf(stderr, "sluiced: TLS certificate reloaded (%s)\n", sl__tls_ctx_describe(fresh));
+}
+
+/* SIGHUP: the audit log was rotated (moved aside); continue its chain in a new file. The TLS
+ * certificate and key are reloaded. */
 static void on_hangup(uv_signal_t *h, int signum)
 {
+    (void)signum;
     server *s = h->data;
     sl_status st;
     sl_status_clear(&st);
@@ -373,6 +424,7 @@ static void on_hangup(uv_signal_t *h, int signum)
         fprintf(stderr, "sluiced: %s\n", st.message);
     else if (s->audit)
         fprintf(stderr, "sluiced: audit log reopened\n");
+    reload_tls(s, s->cfg);
 }
 
 static int read_file_text(const char *path, char **out, size_t *len)
@@ -521,6 +573,11 @@ static int make_authenticator(server *s, const sl__config *cfg, const char *name
         sl_introspect_set_log(s->introspect, log_line, s);
         return sl_introspect_authenticator_new(s->introspect, out);
     }
+    if (!strcmp(name, "cert")) { /* mutual TLS: the verified client certificate's holder */
+        if (cfg->tls_client_ca == NULL)
+            return SL_ENOENT;
+        return sl_cert_authenticator_new(cfg->tls_client_principal, out);
+    }
     return SL_ENOENT;
 }
 
@@ -528,7 +585,8 @@ static int make_authenticator(server *s, const sl__config *cfg, const char *name
  * one, API keys first). */
 static int setup_authenticators(server *s, const sl__config *cfg, sl_status *st)
 {
-    static const char *const all[] = {"apikey", "upstream-jwt", "introspection", "signature"};
+    static const char *const all[] = {"apikey", "upstream-jwt", "introspection", "signature",
+                                      "cert"};
     const char *const *order =
         cfg->nauthenticators ? (const char *const *)cfg->authenticators : all;
     size_t n = cfg->nauthenticators ? cfg->nauthenticators : sizeof all / sizeof *all;
@@ -559,11 +617,11 @@ static int setup_broker(server *s, const sl__config *cfg, sl_status *st)
     if (s->keys == NULL)
         return sl_status_set(st, SL_ECONFIG,
                              "the token broker signs sluice tokens: configure a JWT secret");
-    if (cfg->broker_allow_all && !is_loopback(cfg->host) && !cfg->insecure)
+    if (cfg->broker_allow_all && exposed(cfg, 0) && !cfg->insecure)
         return sl_status_set(st, SL_ECONFIG,
                              "broker_allow_all grants every channel to anyone authenticated; "
                              "refusing it on %s without --insecure",
-                             cfg->host);
+                             exposed(cfg, 0));
     sl_broker_opts o = {.default_ttl = cfg->broker_default_ttl,
                         .max_ttl = cfg->broker_max_ttl,
                         .allow_all = cfg->broker_allow_all,
@@ -726,11 +784,11 @@ static int setup(server *s, const sl__config *cfg, sl_status *st)
                              "--authz %s needs JWT authentication: set SLUICE_JWT_SECRET or "
                              "--jwt-secret-file",
                              sl_mode_name(mode));
-    if (mode == SL_MODE_OPEN && !is_loopback(cfg->host) && !cfg->insecure)
+    if (mode == SL_MODE_OPEN && exposed(cfg, 0) && !cfg->insecure)
         return sl_status_set(st, SL_ECONFIG,
                              "refusing to serve an open (unauthenticated) server on %s; configure "
                              "a JWT secret or pass --insecure",
-                             cfg->host);
+                             exposed(cfg, 0));
     sl_ctx_options o = {.mode = mode};
     if ((rc = sl_ctx_new(&s->ctx, &o)) != SL_OK)
         return sl_status_set(st, rc, NULL);
@@ -773,6 +831,86 @@ static int setup(server *s, const sl__config *cfg, sl_status *st)
     return SL_OK;
 }
 
+/* The listeners' TLS settings hang together, and the context loads (before anything else
+ * starts, so a bad file is a start-up error). */
+static int setup_tls(server *s, const sl__config *cfg, sl_status *st)
+{
+    int tls = 0, mtls = 0;
+    if (cfg->nlisteners > SL__MAX_LISTENERS)
+        return sl_status_set(st, SL_ECONFIG, "at most %d listeners", SL__MAX_LISTENERS);
+    for (size_t i = 0; i < cfg->nlisteners; i++) {
+        tls |= cfg->listeners[i].tls;
+        mtls |= cfg->listeners[i].mtls != SL__TLS_CLIENT_NONE;
+    }
+    if (tls && (cfg->tls_cert == NULL || cfg->tls_key == NULL))
+        return sl_status_set(st, SL_ECONFIG,
+                             "a listener serves TLS: configure --tls-cert and --tls-key");
+    if (!tls && (cfg->tls_cert || cfg->tls_key))
+        return sl_status_set(st, SL_ECONFIG,
+                             "tls_cert/tls_key are set but no listener serves TLS (add ,tls to a "
+                             "--listen)");
+    if (mtls && cfg->tls_client_ca == NULL)
+        return sl_status_set(st, SL_ECONFIG,
+                             "a listener asks for client certificates (,mtls): configure "
+                             "--tls-client-ca");
+    if (!mtls && cfg->tls_client_ca)
+        return sl_status_set(st, SL_ECONFIG,
+                             "tls_client_ca is set but no listener asks for client certificates "
+                             "(add ,mtls to a TLS --listen)");
+    if (!tls)
+        return SL_OK;
+    s->tls_files.cert = cfg->tls_cert;
+    s->tls_files.key = cfg->tls_key;
+    s->tls_files.client_ca = cfg->tls_client_ca;
+    return sl__tls_ctx_new(&s->tls, &s->tls_files, st);
+}
+
+/* Plaintext only on loopback, unless --insecure (wove's rule): tokens and messages would cross
+ * the network readable by anyone on the path. */
+static int check_plaintext(const sl__config *cfg, sl_status *st)
+{
+    const char *host = exposed(cfg, 1);
+    if (host == NULL || cfg->insecure)
+        return SL_OK;
+    return sl_status_set(st, SL_ECONFIG,
+                         "refusing to serve plaintext HTTP on %s (not a loopback address): add "
+                         ",tls to its --listen (with --tls-cert and --tls-key) or pass --insecure",
+                         host);
+}
+
+/* One HTTP server per listener (the default one: plaintext on host:port). Each has its own
+ * connection limits; the open-file limit is fitted to all of them. */
+static int setup_listeners(server *s, const sl__config *cfg, sl_status *st)
+{
+    sl__cfg_listener dflt = {.port = cfg->port};
+    memcpy(dflt.host, cfg->host, sizeof dflt.host);
+    const sl__cfg_listener *ls = cfg->nlisteners ? cfg->listeners : &dflt;
+    size_t n = cfg->nlisteners ? cfg->nlisteners : 1;
+    sl_http_limits lim = cfg->limits;
+    if (lim.max_connections > 0) { /* room for max_connections descriptors on each, or fewer */
+        size_t per = lim.max_connections;
+        lim.max_connections = per * n;
+        int rc = sl_http_fit_fd_limit(&lim, log_line, NULL, st);
+        if (rc != SL_OK)
+            return rc;
+        lim.max_connections = lim.max_connections / n > 0 ? lim.max_connections / n : 1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const sl__cfg_listener *l = &ls[i];
+        int rc = sl_http_server_new(&s->http[s->nhttp], s->loop, &lim, on_request, s);
+        if (rc != SL_OK)
+            return sl_status_set(st, rc, NULL);
+        sl_http_server *h = s->http[s->nhttp++];
+        sl_http_server_set_log(h, log_line, NULL);
+        sl_http_server_set_accept(h, l->accept);
+        if (l->tls && (rc = sl_http_server_set_tls(h, s->tls, l->mtls)) != SL_OK)
+            return sl_status_set(st, rc, "cannot serve TLS on %s:%d", l->host, l->port);
+        if ((rc = sl_http_server_listen(h, l->host, l->port)) != SL_OK)
+            return sl_status_set(st, rc, "cannot listen on %s:%d", l->host, l->port);
+    }
+    return SL_OK;
+}
+
 /* WebSocket fan-out allocates and frees megabytes of push batches in every loop iteration. By
  * default glibc hands freed memory at the top of the heap back to the kernel (and serves large
  * blocks with fresh mmaps), so every iteration page-faulted its batches in again: a third of the
@@ -801,20 +939,20 @@ int main(int argc, char **argv)
         return 0;
     }
     s.loop = uv_default_loop();
+    s.cfg = &cfg;
+    if (rc == SL_OK)
+        rc = setup_tls(&s, &cfg, &st);
     if (rc == SL_OK)
         rc = setup(&s, &cfg, &st);
+    if (rc == SL_OK)
+        rc = check_plaintext(&cfg, &st);
     if (rc == SL_OK) {
         rc = setup_revocation(&s, &cfg, &st);
         if (rc == SL_OK &&
             (rc = sl__wss_server_new(&s.wss, s.loop, s.ctx, &s.router.authn, &cfg.ws)) != SL_OK)
             sl_status_set(&st, rc, "cannot set up the WebSocket endpoint");
-        if (rc == SL_OK) /* room for max_connections descriptors, or fewer connections */
-            rc = sl_http_fit_fd_limit(&cfg.limits, log_line, NULL, &st);
-        if (rc == SL_OK &&
-            (rc = sl_http_server_new(&s.http, s.loop, &cfg.limits, on_request, &s)) == SL_OK)
-            sl_http_server_set_log(s.http, log_line, NULL);
-        if (rc == SL_OK && (rc = sl_http_server_listen(s.http, cfg.host, cfg.port)) != SL_OK)
-            sl_status_set(&st, rc, "cannot listen on %s:%d", cfg.host, cfg.port);
+        if (rc == SL_OK)
+            rc = setup_listeners(&s, &cfg, &st);
     }
     if (rc == SL_OK) {
         s.sigint.data = s.sigterm.data = s.sighup.data = &s;
@@ -824,16 +962,26 @@ int main(int argc, char **argv)
         uv_signal_start(&s.sigint, on_signal, SIGINT);
         uv_signal_start(&s.sigterm, on_signal, SIGTERM);
         uv_signal_start(&s.sighup, on_hangup, SIGHUP);
-        fprintf(stderr,
-                "sluiced listening on %s:%d (authz %s, jwt %s, revocation %s, engine %s%s%s%s)\n",
-                cfg.host, sl_http_server_port(s.http), sl_mode_name(sl_ctx_mode(s.ctx)),
-                s.keys ? "on" : "off",
-                s.revocation ? sl_revocation_store_name(s.revocation) : "off", cfg.engine,
-                s.kv ? " in " : "", s.kv ? (data_dir_of(&cfg)) : "",
-                s.kv ? (!strcmp(cfg.durability, "sync")    ? ", durability sync"
-                        : !strcmp(cfg.durability, "batch") ? ", durability batch"
-                                                           : ", durability none")
-                     : "");
+        /* One line per listener (tests read the port from it). */
+        for (size_t i = 0; i < s.nhttp; i++) {
+            const sl__cfg_listener *l = i < cfg.nlisteners ? &cfg.listeners[i] : NULL;
+            const char *host = l ? l->host : cfg.host;
+            const char *opts = l && strchr(l->text, ',') ? strchr(l->text, ',') + 1 : "";
+            fprintf(stderr,
+                    "sluiced listening on %s%s%s:%d (%s%sauthz %s, jwt %s, revocation %s, "
+                    "engine %s%s%s%s)\n",
+                    strchr(host, ':') ? "[" : "", host, strchr(host, ':') ? "]" : "",
+                    sl_http_server_port(s.http[i]), opts, *opts ? "; " : "",
+                    sl_mode_name(sl_ctx_mode(s.ctx)), s.keys ? "on" : "off",
+                    s.revocation ? sl_revocation_store_name(s.revocation) : "off", cfg.engine,
+                    s.kv ? " in " : "", s.kv ? (data_dir_of(&cfg)) : "",
+                    s.kv ? (!strcmp(cfg.durability, "sync")    ? ", durability sync"
+                            : !strcmp(cfg.durability, "batch") ? ", durability batch"
+                                                               : ", durability none")
+                         : "");
+        }
+        if (s.tls)
+            fprintf(stderr, "sluiced: TLS certificate %s\n", sl__tls_ctx_describe(s.tls));
         fflush(stderr);
         uv_run(s.loop, UV_RUN_DEFAULT);
     } else {
@@ -849,8 +997,12 @@ int main(int argc, char **argv)
     sl__wss_server_free(s.wss);
     if (s.loop)
         uv_run(s.loop, UV_RUN_NOWAIT);
-    if (s.http)
-        sl_http_server_free(s.http);
+    for (size_t i = 0; i < s.nhttp; i++) {
+        sl_http_server_close(s.http[i]); /* start-up failed after it was made */
+        uv_run(s.loop, UV_RUN_NOWAIT);
+        sl_http_server_free(s.http[i]);
+    }
+    sl__tls_ctx_unref(s.tls);
     if (s.rkv) /* before the engine's connection it borrows */
         s.rkv->ops->free(s.rkv);
     sl__shared_state_free(s.shared);

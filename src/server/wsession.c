@@ -1809,11 +1809,13 @@ size_t sl__wss_sessions(const sl__wss_server *s)
 
 static void open_session(sl__wss_server *srv, sl_http_request *req, const sl_identity *signer);
 
-/* A signed upgrade request on its way through the authentication chain. */
+/* An upgrade request with a credential of its own (a signature, a client certificate) on its way
+ * through the authentication chain. */
 typedef struct upgrade_auth {
     sl__wss_server *srv;
     sl_http_request *req;
     sl_authn_request view;
+    int is_signed;
 } upgrade_auth;
 
 static void on_upgrade_authenticated(void *ud, int status, const sl_identity *who,
@@ -1822,6 +1824,10 @@ static void on_upgrade_authenticated(void *ud, int status, const sl_identity *wh
     upgrade_auth *u = ud;
     if (status == SL_OK) {
         open_session(u->srv, u->req, who);
+    } else if (!u->is_signed) {
+        /* A client certificate that names no one here: the connect command may still carry a
+         * token, as on a connection without one. */
+        open_session(u->srv, u->req, NULL);
     } else {
         /* The same answer an HTTP request gets: 401 with the reason, 503 when undecided. */
         sl__response resp = {0};
@@ -1840,7 +1846,9 @@ void sl__wss_handle(sl__wss_server *srv, sl_http_request *req)
     int is_signed = sl_http_header_get(req, "signature-input", &len) != NULL ||
                     sl_http_header_get(req, "signature", &len) != NULL;
     unsigned allowed = req->accept ? req->accept : ~0u;
-    if (!is_signed || !(allowed & SL_AUTHN_KIND_SIGNED)) {
+    unsigned kinds =
+        (is_signed ? SL_AUTHN_KIND_SIGNED : 0u) | (req->peer ? SL_AUTHN_KIND_CERT : 0u);
+    if ((kinds &= allowed) == 0) {
         open_session(srv, req, NULL);
         return;
     }
@@ -1852,8 +1860,9 @@ void sl__wss_handle(sl__wss_server *srv, sl_http_request *req)
     }
     u->srv = srv;
     u->req = req;
+    u->is_signed = (kinds & SL_AUTHN_KIND_SIGNED) != 0;
     sl__authn_view(req, &u->view);
-    u->view.accept = SL_AUTHN_KIND_SIGNED; /* a bearer token goes in the connect command */
+    u->view.accept = kinds; /* a bearer token goes in the connect command */
     sl_authn_run_request(srv->authn, &u->view, sl_ctx_now(srv->ctx), on_upgrade_authenticated, u);
 }
 
