@@ -216,11 +216,22 @@ static void peer_dropped(sl__hub_peer *p, sl__hub_sub *sub)
         }
 }
 
+/* Reads from the socket again unless commands still wait (run_queue resumes once they have run)
+ * or the hub's batches are over budget (the hub resumes once they are out). */
+static void resume_reading(sess *s)
+{
+    if (s->conn == NULL || s->state == ST_CLOSED || s->nqueue > 0)
+        return;
+    if (sl__hub_busy(s->srv->hub)) {
+        sl__hub_hold(s->srv->hub, &s->peer);
+        return;
+    }
+    sl_ws_pause(s->conn, 0);
+}
+
 static void peer_resume(sl__hub_peer *p)
 {
-    sess *s = (sess *)p;
-    if (s->conn && s->state != ST_CLOSED)
-        sl_ws_pause(s->conn, 0);
+    resume_reading((sess *)p);
 }
 
 static const sl__hub_peer_ops peer_ops = {
@@ -1488,8 +1499,7 @@ static void run_queue(sess *s)
     if (s->nqueue == 0) {
         free(s->queue);
         s->queue = NULL;
-        if (s->conn && s->state != ST_CLOSED && !sl__hub_busy(s->srv->hub))
-            sl_ws_pause(s->conn, 0);
+        resume_reading(s);
     }
     s->draining = 0;
 }

@@ -85,3 +85,25 @@ def test_publish_url_refusals(cli):
             "http://127.0.0.1:9")
     assert r.returncode == 2
     assert "--publish-url is for the fanout scenario" in r.stderr
+
+
+def test_publisher_keeps_going_while_a_thousand_subscribers_fill_the_hub(make_server, make_redis,
+                                                                        cli, tmp_path):
+    """A publisher with many publications in flight on a Redis-engine node, fanning out to 1,000
+    sockets on the same node: the batches of one loop iteration go over the hub's budget, and the
+    publisher's socket, paused while its commands waited, must be read again once they ran
+    (it stalled with every publication in flight unanswered)."""
+    r = make_redis()
+    conf = tmp_path / "fan.conf"
+    conf.write_text("max_pending_per_address = 0\nws_max_outgoing = 4194304\n"
+                    "ws_commands_per_second = 1000000\n")
+    s = make_server("--engine", r.url, "--config", str(conf))
+    topic(s)
+    rep = run_bench(cli, s, "--connections", "1000", "--rate", "0", "--duration", "3",
+                    "--warmup", "0.5")
+    assert rep["connections"]["ready"] == 1000, rep["connections"]
+    pubs = rep["publications"]
+    assert pubs["errors"] == 0 and pubs["unanswered"] == 0, pubs
+    assert rep["deliveries"]["in_window"] > 0, rep["deliveries"]
+    assert rep["deliveries"]["missing"] == 0, rep["deliveries"]
+    assert rep["errors"]["total"] == 0, rep["errors"]
