@@ -19,6 +19,7 @@
  * while a context is being freed always find it. */
 #include <sluice/revocation.h>
 
+#include "core/map.h"
 #include "store/redis_conn.h"
 #include "store/redis_internal.h"
 
@@ -69,6 +70,12 @@ struct redis_store {
     uv_timer_t watchdog; /* fires when the oldest pending reply is overdue */
     int handles_open;
     rop *head, *tail;
+    /* Checks of this loop turn waiting to be sent, one per pair of keys (the others with the
+     * same keys follow it), and the index of them by their keys; sent by `prep` just before the
+     * loop waits for I/O. */
+    rop *pending, *pending_tail; /* in arrival order: answers keep it */
+    sl__map *joinable;
+    uv_prepare_t prep;
     /* malformed watch messages: logged at most once a second, with a count */
     unsigned ignored;
     int ignored_logged;
@@ -93,6 +100,11 @@ struct rop {
     void *ud;
     char reason[SL_REVOCATION_REASON_MAX + 1];
     char msg[MSG_MAX + 1]; /* writes: what to PUBLISH once the SET succeeded */
+    /* checks: the keys (the token's, empty when none; the user's), and the checks that share
+     * this one's GETs (it leads them: their answers come with its replies) */
+    char tkey[KEY_MAX], ukey[KEY_MAX];
+    rop *followers, *ftail, *fnext;
+    rop *pnext; /* in the store's pending list, not sent yet */
 };
 
 static const char MALFORMED[] = "malformed revocation record";
@@ -505,26 +517,47 @@ static void eval_write(rop *op, redisAsyncContext *ac, const redisReply *reply)
         op_worse(op, SL_EUNAVAIL, NULL);
 }
 
-static void on_reply(redisAsyncContext *ac, void *r, void *privdata)
+/* Answers op and the checks that follow it, then frees them all. Everything touching the store
+ * happens before the first callback, which may free the store. */
+static void op_finish(rop *op)
 {
-    rop *op = privdata;
-    redisReply *reply = r;
-    if (!op->done) {
-        if (op->kind == OP_CHECK)
-            eval_get(op, reply, op->has_token && op->seen == 0);
-        else
-            eval_write(op, ac, reply);
-    }
-    op->seen++;
-    if (--op->waiting > 0)
-        return;
-    /* Everything touching the store happens before the callback, which may free the store. */
     op_unlink(op);
+    for (rop *f = op->followers; f; f = f->fnext)
+        op_unlink(f);
+    rop *f = op->followers;
     if (!op->done) {
         op->done = 1;
         op->cb(op->ud, op->status, status_reason(op));
     }
     free(op);
+    while (f) {
+        rop *next = f->fnext;
+        if (!f->done) {
+            f->done = 1;
+            f->cb(f->ud, f->status, status_reason(f));
+        }
+        free(f);
+        f = next;
+    }
+}
+
+static void on_reply(redisAsyncContext *ac, void *r, void *privdata)
+{
+    rop *op = privdata;
+    redisReply *reply = r;
+    if (op->kind == OP_CHECK) {
+        /* Each check weighs the same replies with its own issued_at (the user's cut-off). */
+        int is_token = op->has_token && op->seen == 0;
+        for (rop *c = op; c; c = c == op ? op->followers : c->fnext)
+            if (!c->done)
+                eval_get(c, reply, is_token);
+    } else if (!op->done) {
+        eval_write(op, ac, reply);
+    }
+    op->seen++;
+    if (--op->waiting > 0)
+        return;
+    op_finish(op);
 }
 
 /* ---- the watch subscription ----------------------------------------------------------------- */
@@ -680,6 +713,50 @@ static void op_start(rop *op, int queued_all)
     op_link(op->s, op);
 }
 
+/* Sends a leading check's GETs (both leave in one write: one round trip). 0 when they cannot be
+ * queued. */
+static int check_send(rop *op)
+{
+    redis_store *s = op->s;
+    if (s->cmd.state != R_CONNECTED || s->cmd.ac == NULL)
+        return 0;
+    int ok = !op->has_token || op_send(op, 2, (const char *[]){"GET", op->tkey});
+    return ok && op_send(op, 2, (const char *[]){"GET", op->ukey});
+}
+
+/* A leading check whose GETs could not all be queued: unavailable, for its followers too; answered
+ * now when nothing was queued, else with the replies that were. */
+static void check_failed(rop *op)
+{
+    for (rop *c = op; c; c = c == op ? op->followers : c->fnext)
+        op_worse(c, SL_EUNAVAIL, NULL);
+    if (op->waiting == 0)
+        op_finish(op);
+}
+
+/* Just before the loop waits: the checks of this turn go out, one pair of GETs per pair of keys.
+ * Every check that joined a pair arrived before it is sent, so its answer is as fresh as that of a
+ * lookup of its own. */
+static void on_prep(uv_prepare_t *h)
+{
+    redis_store *s = h->data;
+    uv_prepare_stop(h);
+    rop *list = s->pending;
+    s->pending = s->pending_tail = NULL;
+    sl__map *m;
+    if (sl__map_size(s->joinable) > 0 && sl__map_new(&m) == SL_OK) {
+        sl__map_free(s->joinable, NULL);
+        s->joinable = m;
+    }
+    while (list) {
+        rop *op = list;
+        list = op->pnext;
+        op->pnext = NULL;
+        if (!check_send(op))
+            check_failed(op);
+    }
+}
+
 static void redis_check(sl_revocation_store *base, const char *token_id, const char *user,
                         double issued_at, sl_revocation_cb cb, void *ud)
 {
@@ -688,17 +765,34 @@ static void redis_check(sl_revocation_store *base, const char *token_id, const c
     if (op == NULL)
         return;
     op->issued_at = issued_at;
-    char tkey[KEY_MAX], ukey[KEY_MAX];
-    int ok = 1;
-    if (token_id != NULL) {
-        snprintf(tkey, sizeof tkey, "%s:tb:revoked:%s", s->prefix, token_id);
-        op->has_token = 1;
-        ok = op_send(op, 2, (const char *[]){"GET", tkey});
+    op->has_token = token_id != NULL;
+    if (token_id != NULL)
+        snprintf(op->tkey, sizeof op->tkey, "%s:tb:revoked:%s", s->prefix, token_id);
+    snprintf(op->ukey, sizeof op->ukey, "%s:tb:user_revoked_at:%s", s->prefix, user);
+    op_link(s, op);
+    /* Token ids and users hold no newline (the validators): one map key for the pair. */
+    char pair[2 * KEY_MAX + 2];
+    snprintf(pair, sizeof pair, "%s\n%s", op->tkey, op->ukey);
+    rop *lead = s->joinable ? sl__map_get(s->joinable, pair) : NULL;
+    if (lead != NULL) {
+        if (lead->ftail)
+            lead->ftail->fnext = op;
+        else
+            lead->followers = op;
+        lead->ftail = op;
+        return;
     }
-    snprintf(ukey, sizeof ukey, "%s:tb:user_revoked_at:%s", s->prefix, user);
-    /* Both GETs leave in one write, so the check costs one round trip. */
-    ok = ok && op_send(op, 2, (const char *[]){"GET", ukey});
-    op_start(op, ok);
+    if (s->joinable == NULL || sl__map_put(s->joinable, pair, op, NULL) != SL_OK) {
+        if (!check_send(op)) /* no index: a lookup of its own, now */
+            check_failed(op);
+        return;
+    }
+    if (s->pending_tail)
+        s->pending_tail->pnext = op;
+    else
+        s->pending = op;
+    s->pending_tail = op;
+    uv_prepare_start(&s->prep, on_prep);
 }
 
 /* SET key value EX ttl, then (from the reply) PUBLISH msg on the watch channel. */
@@ -773,6 +867,11 @@ static void watchdog_closed(uv_handle_t *h)
     store_handle_closed(h->data);
 }
 
+static void prep_closed(uv_handle_t *h)
+{
+    store_handle_closed(h->data);
+}
+
 static void link_timer_closed(uv_handle_t *h)
 {
     store_handle_closed(((rlink *)h->data)->s);
@@ -791,6 +890,16 @@ static void redis_free(sl_revocation_store *base)
             op->cb(op->ud, SL_EUNAVAIL, "revocation store closed");
         }
     }
+    /* Checks never sent are with nobody else: they go now. */
+    while (s->pending != NULL) {
+        rop *op = s->pending;
+        s->pending = op->pnext;
+        op_finish(op); /* all answered above: this only frees */
+    }
+    s->pending_tail = NULL;
+    sl__map_free(s->joinable, NULL);
+    s->joinable = NULL;
+    uv_close((uv_handle_t *)&s->prep, prep_closed);
     link_free_context(&s->cmd);
     link_free_context(&s->sub);
     uv_close((uv_handle_t *)&s->cmd.timer, link_timer_closed);
@@ -848,7 +957,11 @@ int sl_revocation_redis_new(sl_revocation_store **out, uv_loop_t *loop, const ch
     uv_timer_init(loop, &s->watchdog);
     s->watchdog.data = s;
     uv_unref((uv_handle_t *)&s->watchdog);
-    s->handles_open = 3;
+    uv_prepare_init(loop, &s->prep);
+    s->prep.data = s;
+    if (sl__map_new(&s->joinable) != SL_OK)
+        s->joinable = NULL; /* every check then looks its keys up alone */
+    s->handles_open = 4;
     /* hiredis writes with write(2): a Redis that goes away mid-write must not kill the process. */
     struct sigaction sa;
     if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL) {

@@ -402,6 +402,60 @@ static void test_user_cutoff(void **state)
     close_store(s);
 }
 
+/* GET calls Redis has run (INFO commandstats). */
+static long long gets_run(void)
+{
+    redisReply *r = cmd("INFO commandstats");
+    assert_non_null(r);
+    const char *p = strstr(r->str, "cmdstat_get:calls=");
+    long long n = p ? strtoll(p + 18, NULL, 10) : 0;
+    freeReplyObject(r);
+    return n;
+}
+
+static int all_answered(void *arg)
+{
+    answer *a = arg;
+    for (int i = 0; i < 4; i++)
+        if (a[i].calls == 0)
+            return 0;
+    return 1;
+}
+
+/* Checks of one loop turn that name the same token and user share one pair of GETs, sent after
+ * the last of them arrived; each is still judged on its own issued_at, and answered once. */
+static void test_checks_of_one_turn_share_a_lookup(void **state)
+{
+    (void)state;
+    NEED_REDIS();
+    pinned_now = 1700000000;
+    sl_revocation_store *s = open_store("rt9", 7200, pinned);
+    assert_int_equal(rev_user(s, "dora"), SL_OK);
+    long long before = gets_run();
+    answer a[4] = {{0}};
+    sl_revocation_check(s, "d1", "dora", 1700000000 - 5, record, &a[0]); /* before the cut-off */
+    sl_revocation_check(s, "d1", "dora", 1700000000 + 5, record, &a[1]); /* after it */
+    sl_revocation_check(s, "d1", "dora", 1700000000 + 9, record, &a[2]);
+    sl_revocation_check(s, "d2", "dora", 1700000000 + 9, record, &a[3]); /* other keys */
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(a[i].calls, 0); /* nothing answers before the loop runs */
+    assert_true(wait_until(all_answered, a, WAIT_MS));
+    assert_int_equal(a[0].status, SL_ETOKEN);
+    assert_string_equal(a[0].reason, "all tokens of the user revoked");
+    assert_int_equal(a[1].status, SL_OK);
+    assert_int_equal(a[2].status, SL_OK);
+    assert_int_equal(a[3].status, SL_OK);
+    assert_int_equal(gets_run() - before, 4); /* d1's pair once, d2's pair */
+    /* A revocation between turns is seen by the next one's lookup. */
+    assert_int_equal(rev_token(s, "d1", "gone", 0), SL_OK);
+    answer b = chk(s, "d1", "dora", 1700000000 + 9);
+    assert_int_equal(b.status, SL_ETOKEN);
+    assert_string_equal(b.reason, "gone");
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(a[i].calls, 1);
+    close_store(s);
+}
+
 static void test_malformed(void **state)
 {
     (void)state;
@@ -1184,6 +1238,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_revoke_and_check),
         cmocka_unit_test(test_user_cutoff),
+        cmocka_unit_test(test_checks_of_one_turn_share_a_lookup),
         cmocka_unit_test(test_malformed),
         cmocka_unit_test(test_default_prefix),
         cmocka_unit_test(test_outage_and_recovery),
