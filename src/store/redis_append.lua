@@ -23,6 +23,10 @@
 
 local NTAGS = 10 -- t e s d m c r p o x: the fields a message can have
 local READY_CHUNK = 2000
+-- Small counts and a zero time, the usual arguments, without parsing them each time.
+local NUM = {['0'] = 0, ['1'] = 1, ['2'] = 2, ['3'] = 3, ['4'] = 4, ['5'] = 5, ['6'] = 6,
+             ['7'] = 7, ['8'] = 8, ['9'] = 9, ['10'] = 10}
+local function num(s) return NUM[s] or tonumber(s) end
 
 local function run()
     local base, prefix, chan = KEYS[1], ARGV[1], ARGV[2]
@@ -78,15 +82,17 @@ local function run()
         nready = 0
     end
     local timed = base .. ':timed'
+    local now_s, now -- the requests of one loop turn mostly share their time: parsed once
     local ok, err = pcall(function()
     for q = 1, nreq do
-        local now, n = tonumber(ARGV[i]), tonumber(ARGV[i + 1])
+        if ARGV[i] ~= now_s then now_s, now = ARGV[i], tonumber(ARGV[i]) end
+        local n = num(ARGV[i + 1])
         if now == nil or n == nil then error('EFORMAT') end
         i = i + 2
         -- Where the request's messages are: the arguments are walked whatever its outcome.
         local first = i
         for _ = 1, n do
-            local np = tonumber(ARGV[i])
+            local np = num(ARGV[i])
             if np == nil or np < 1 or np > NTAGS then error('EFORMAT') end
             i = i + 3 + 2 * np
         end
@@ -98,7 +104,7 @@ local function run()
         else
             local m = first
             for _ = 1, n do
-                local np, key, nb = tonumber(ARGV[m]), ARGV[m + 1], tonumber(ARGV[m + 2])
+                local np, key, nb = num(ARGV[m]), ARGV[m + 1], num(ARGV[m + 2])
                 if nb == nil then error('EFORMAT') end
                 local a, b = m + 3, m + 2 + 2 * np -- the field, value pairs
                 m = b + 1
