@@ -9,6 +9,7 @@
 
 #include <math.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -585,4 +586,40 @@ int sl__redis_decode_presence(const char *p, size_t len, int *join, char *client
     user[ulen] = '\0';
     *join = p[0] == 'j';
     return SL_OK;
+}
+
+/* x as text that reads back as the same double. Times are microsecond clock readings: those go
+ * out as seconds with at most six decimals, formatted here (printf's exact %.17g path costs about
+ * a microsecond a number, and every write carries a few); anything else, or a reading that the
+ * short text would not give back exactly, takes %.17g. Below 2^53 microseconds the division is
+ * exact up to its one rounding, which is the rounding strtod (and Lua's tonumber) applies to the
+ * decimal text: equal doubles here mean equal doubles there. */
+int sl__redis_fmt_num(char *buf, size_t cap, double x)
+{
+    if (x >= 0 && x < 9e9) {
+        long long us = llround(x * 1e6);
+        if ((double)us / 1e6 == x) {
+            char tmp[24];
+            int n = 0;
+            long long sec = us / 1000000, frac = us % 1000000;
+            do
+                tmp[n++] = (char)('0' + sec % 10);
+            while ((sec /= 10) > 0);
+            int len = 0;
+            while (n > 0)
+                buf[len++] = tmp[--n];
+            if (frac) {
+                buf[len++] = '.';
+                int digits = 6;
+                while (frac % 10 == 0)
+                    frac /= 10, digits--;
+                for (int i = digits - 1; i >= 0; i--, frac /= 10)
+                    buf[len + i] = (char)('0' + frac % 10);
+                len += digits;
+            }
+            buf[len] = '\0';
+            return len;
+        }
+    }
+    return snprintf(buf, cap, "%.17g", x);
 }

@@ -19,6 +19,11 @@
  * newer format). */
 int sl__redis_error_code(const char *s, size_t len);
 
+/* Writes x (NUL-terminated, cap >= 40) as decimal text that strtod reads back as exactly x: the
+ * short "seconds.micros" form for microsecond readings below 9e9, %.17g otherwise. Returns its
+ * length. */
+int sl__redis_fmt_num(char *buf, size_t cap, double x);
+
 /* Decodes the script's reply to op (of op->kind) into op's outputs (list, dead, info, infos with
  * ninfos, ids_out, dups, seq, count, dead_rc, dead_created) and returns op's code; outputs are
  * released with sl__eop_clear whatever it returns. For CLAIM and TERMINATE, when the dead-letter

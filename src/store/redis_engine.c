@@ -200,7 +200,26 @@ static void args_after(args *a, const char *s)
 
 static void args_num(args *a, double x)
 {
-    args_fmt(a, "%.17g", x);
+    char buf[40];
+    int n = sl__redis_fmt_num(buf, sizeof buf, x);
+    char *s = n > 0 && (size_t)n < sizeof buf ? malloc((size_t)n + 1) : NULL;
+    if (s == NULL) {
+        a->oom = 1;
+        return;
+    }
+    memcpy(s, buf, (size_t)n + 1);
+    args_add(a, s, (size_t)n);
+    if (a->oom) {
+        free(s);
+        return;
+    }
+    a->owned[a->nowned++] = s;
+}
+
+/* A count: whole numbers are exact doubles, so sl__redis_fmt_num's short path takes them. */
+static void args_count(args *a, size_t n)
+{
+    args_num(a, (double)n);
 }
 
 static void args_free(args *a)
@@ -614,7 +633,7 @@ static void batch_send(rengine *e, pend *head)
     args_str(&a, base_key(e, op0->channel, kb, sizeof kb));
     args_str(&a, e->prefix);
     args_str(&a, op0->channel);
-    args_fmt(&a, "%zu", head->nreq);
+    args_count(&a, head->nreq);
     const char *now_s = NULL; /* the requests of one loop turn mostly share their time */
     double now = 0;
     for (pend *m = head; m; m = m->member) {
@@ -628,7 +647,7 @@ static void batch_send(rengine *e, pend *head)
         } else {
             args_str(&a, now_s);
         }
-        args_fmt(&a, "%zu", op->nmsgs);
+        args_count(&a, op->nmsgs);
         for (size_t i = 0; i < op->nmsgs; i++)
             add_message(&a, &op->msgs[i], op->keys ? op->keys[i] : NULL, now, now_s);
     }

@@ -685,11 +685,15 @@ static void test_coalesced_writes(void **state)
     sl_message later = {.timestamp = 1, .data = (char *)"later", .not_before = 100};
     sl_message now = {.timestamp = 1, .data = (char *)"now"};
     char id1[1][SL__MSGID_LEN + 1];
-    sl__eop d1 = {.kind = SL__EOP_APPEND, .channel = "q", .msgs = &later, .nmsgs = 1, .now = 1,
+    sl__eop d1 = {.kind = SL__EOP_APPEND,
+                  .channel = "q",
+                  .msgs = &later,
+                  .nmsgs = 1,
+                  .now = 1,
                   .ids_out = id1};
     assert_int_equal(sl__engine_call(a.e, &d1), SL_OK);
-    sl__eop d2 = {.kind = SL__EOP_APPEND, .channel = "q", .msgs = &now, .nmsgs = 1, .now = 1,
-                  .ids_out = id1};
+    sl__eop d2 = {
+        .kind = SL__EOP_APPEND, .channel = "q", .msgs = &now, .nmsgs = 1, .now = 1, .ids_out = id1};
     assert_int_equal(sl__engine_call(a.e, &d2), SL_OK);
     expect_log(&a, "W q now 0000000000000006;");
     assert_string_equal(a.log, "W q now 0000000000000006;");
@@ -1053,6 +1057,38 @@ static int events(const char *p, size_t len, evlog *l)
     return sl__redis_decode_events(p, len, log_event, l);
 }
 
+/* Numbers go to Redis as text that reads back as the same double, short or not. */
+static void test_number_text(void **state)
+{
+    (void)state;
+    char buf[40];
+    struct {
+        double x;
+        const char *text;
+    } fixed[] = {{0, "0"},
+                 {1, "1"},
+                 {42, "42"},
+                 {1764921600.5, "1764921600.5"},
+                 {1764921600.123456, "1764921600.123456"},
+                 {0.000001, "0.000001"},
+                 {120, "120"},
+                 {1e-7, "9.9999999999999995e-08"},
+                 {-1.5, "-1.5"}};
+    for (size_t i = 0; i < sizeof fixed / sizeof *fixed; i++) {
+        assert_int_equal(sl__redis_fmt_num(buf, sizeof buf, fixed[i].x), strlen(fixed[i].text));
+        assert_string_equal(buf, fixed[i].text);
+    }
+    /* Clock readings as sl_wallclock makes them, and arbitrary doubles: always exact. */
+    unsigned long long r = 88172645463325252ULL;
+    for (int i = 0; i < 200000; i++) {
+        r ^= r << 13, r ^= r >> 7, r ^= r << 17;
+        double x = i % 2 ? (double)(1700000000 + r % 100000000) + (double)(r % 1000000) / 1e6
+                         : (double)(r >> 11) * 0x1.0p-53 * 1e10;
+        sl__redis_fmt_num(buf, sizeof buf, x);
+        assert_true(strtod(buf, NULL) == x);
+    }
+}
+
 static void test_codec(void **state)
 {
     (void)state;
@@ -1118,6 +1154,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_two_shards, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_in_flight, setup, teardown),
         cmocka_unit_test(test_codec),
+        cmocka_unit_test(test_number_text),
         cmocka_unit_test_setup_teardown(test_presence_across_nodes, setup, teardown),
         cmocka_unit_test(test_presence_mem_engine),
     };
