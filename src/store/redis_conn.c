@@ -599,13 +599,23 @@ static void on_link_timer(uv_timer_t *t)
 
 typedef struct uvev {
     uv_poll_t poll;
+    /* Writes of a connected link wait for the end of the loop iteration (the check phase; the
+     * idle handle keeps the poll before it from blocking) and are tried there directly: polling
+     * for writability would cost two epoll_ctl calls each time the poll changes. Only a write the
+     * socket cannot take whole polls for writability. */
+    uv_check_t flush;
+    uv_idle_t spin;
     redisAsyncContext *ac; /* NULL once hiredis cleaned up */
     int events;
+    int want_write; /* hiredis has output for a connected link, not written yet */
+    int open;       /* handles not closed yet */
 } uvev;
 
 static void uvev_closed(uv_handle_t *h)
 {
-    free(h->data);
+    uvev *e = h->data;
+    if (--e->open == 0)
+        free(e);
 }
 
 static void uvev_cb(uv_poll_t *h, int status, int events)
@@ -638,6 +648,23 @@ static void uvev_update(uvev *e, int add, int ev)
         uv_poll_stop(&e->poll);
 }
 
+static void uvev_flush_cb(uv_check_t *h)
+{
+    uvev *e = h->data;
+    uv_check_stop(&e->flush);
+    uv_idle_stop(&e->spin);
+    if (e->ac == NULL || !e->want_write)
+        return;
+    redisAsyncHandleWrite(e->ac); /* written whole: hiredis calls del_write */
+    if (e->ac != NULL && e->want_write)
+        uvev_update(e, 1, UV_WRITABLE);
+}
+
+static void uvev_spin_cb(uv_idle_t *h)
+{
+    (void)h; /* its being active is the point: the poll before the check does not block */
+}
+
 static void uvev_add_read(void *p)
 {
     uvev_update(p, 1, UV_READABLE);
@@ -650,12 +677,24 @@ static void uvev_del_read(void *p)
 
 static void uvev_add_write(void *p)
 {
-    uvev_update(p, 1, UV_WRITABLE);
+    uvev *e = p;
+    /* Connecting: writability is how the connect is seen to complete. */
+    if (!(e->ac->c.flags & REDIS_CONNECTED) || (e->events & UV_WRITABLE)) {
+        uvev_update(e, 1, UV_WRITABLE);
+        return;
+    }
+    if (!e->want_write) {
+        e->want_write = 1;
+        uv_check_start(&e->flush, uvev_flush_cb);
+        uv_idle_start(&e->spin, uvev_spin_cb);
+    }
 }
 
 static void uvev_del_write(void *p)
 {
-    uvev_update(p, 0, UV_WRITABLE);
+    uvev *e = p;
+    e->want_write = 0;
+    uvev_update(e, 0, UV_WRITABLE);
 }
 
 static void uvev_cleanup(void *p)
@@ -664,6 +703,8 @@ static void uvev_cleanup(void *p)
     e->ac->ev.data = NULL;
     e->ac = NULL;
     uv_close((uv_handle_t *)&e->poll, uvev_closed);
+    uv_close((uv_handle_t *)&e->flush, uvev_closed);
+    uv_close((uv_handle_t *)&e->spin, uvev_closed);
 }
 
 int sl__redis_uv_attach(redisAsyncContext *ac, uv_loop_t *loop)
@@ -677,7 +718,10 @@ int sl__redis_uv_attach(redisAsyncContext *ac, uv_loop_t *loop)
         free(e);
         return -1;
     }
-    e->poll.data = e;
+    uv_check_init(loop, &e->flush);
+    uv_idle_init(loop, &e->spin);
+    e->poll.data = e->flush.data = e->spin.data = e;
+    e->open = 3;
     e->ac = ac;
     ac->ev.data = e;
     ac->ev.addRead = uvev_add_read;

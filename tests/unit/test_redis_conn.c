@@ -423,6 +423,39 @@ static void test_pipeline(void **state)
     finish_loop(&loop);
 }
 
+/* Commands far larger than the socket takes in one write (64 MiB in all, queued in one loop
+ * turn): what the direct write at the end of the turn leaves goes out as the socket drains. */
+static void test_large_writes(void **state)
+{
+    (void)state;
+    NEED_REDIS();
+    enum { N = 16, SIZE = 4 << 20 };
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    sl__rconn *c = conn_to(&loop, &R, 0, NULL);
+    assert_true(run_until(&loop, conn_up, c, TEST_REDIS_WAIT_MS));
+    char *big = malloc(SIZE);
+    assert_non_null(big);
+    memset(big, 'z', SIZE);
+    static res rs[N];
+    memset(rs, 0, sizeof rs);
+    for (int i = 0; i < N; i++) {
+        const char *argv[] = {"APPEND", "rc:big", big};
+        const size_t lens[] = {6, 6, SIZE};
+        sl__rconn_cmd(c, 3, argv, lens, on_res, &rs[i]);
+    }
+    for (int i = 0; i < N; i++) {
+        assert_true(run_until(&loop, res_done, &rs[i], 30000));
+        assert_int_equal(rs[i].rc, SL_OK);
+        assert_int_equal(rs[i].integer, (long long)(i + 1) * SIZE);
+    }
+    res d = run_cmd(&loop, c, 2, (const char *[]){"DEL", "rc:big"});
+    assert_int_equal(d.integer, 1);
+    free(big);
+    sl__rconn_free(c);
+    finish_loop(&loop);
+}
+
 /* stderr into a file while a test runs, to read what was logged. */
 static int capture_start(char *path, int *saved)
 {
@@ -1101,6 +1134,7 @@ int main(void)
         cmocka_unit_test(test_ring),
         cmocka_unit_test(test_commands),
         cmocka_unit_test(test_pipeline),
+        cmocka_unit_test(test_large_writes),
         cmocka_unit_test(test_auth),
         cmocka_unit_test(test_select_and_localhost),
         cmocka_unit_test(test_unreachable),
