@@ -1092,6 +1092,52 @@ static void op_free(op *o)
     free(o);
 }
 
+static void on_cmd_reply(redisAsyncContext *ac, void *r, void *privdata);
+
+static char *put_uint(char *p, size_t v)
+{
+    char tmp[24];
+    int n = 0;
+    do
+        tmp[n++] = (char)('0' + v % 10);
+    while ((v /= 10) > 0);
+    while (n > 0)
+        *p++ = tmp[--n];
+    return p;
+}
+
+/* Queues a command for o, formatted here in RESP (hiredis' argv formatter runs a general printf
+ * per argument, and a coalesced write has hundreds). REDIS_OK or REDIS_ERR. */
+static int send_argv(redisAsyncContext *ac, op *o, int argc, const char *const *argv,
+                     const size_t *lens)
+{
+    size_t total = 1 + 20 + 2;
+    for (int i = 0; i < argc; i++)
+        total += 1 + 20 + 2 + (lens ? lens[i] : strlen(argv[i])) + 2;
+    char *buf = malloc(total);
+    if (buf == NULL)
+        return REDIS_ERR;
+    char *p = buf;
+    *p++ = '*';
+    p = put_uint(p, (size_t)argc);
+    *p++ = '\r';
+    *p++ = '\n';
+    for (int i = 0; i < argc; i++) {
+        size_t len = lens ? lens[i] : strlen(argv[i]); /* NULL lens: C strings, as in hiredis */
+        *p++ = '$';
+        p = put_uint(p, len);
+        *p++ = '\r';
+        *p++ = '\n';
+        memcpy(p, argv[i], len);
+        p += len;
+        *p++ = '\r';
+        *p++ = '\n';
+    }
+    int rc = redisAsyncFormattedCommand(ac, on_cmd_reply, o, buf, (size_t)(p - buf));
+    free(buf);
+    return rc;
+}
+
 static void on_cmd_reply(redisAsyncContext *ac, void *r, void *privdata)
 {
     op *o = privdata;
@@ -1111,7 +1157,7 @@ static void on_cmd_reply(redisAsyncContext *ac, void *r, void *privdata)
         o->argv[1] = o->script->body;
         o->lens[0] = 4;
         o->lens[1] = strlen(o->script->body);
-        if (redisAsyncCommandArgv(ac, on_cmd_reply, o, o->argc, o->argv, o->lens) == REDIS_OK) {
+        if (send_argv(ac, o, o->argc, o->argv, o->lens) == REDIS_OK) {
             op_link(c, o);
             return;
         }
@@ -1126,7 +1172,7 @@ static void on_cmd_reply(redisAsyncContext *ac, void *r, void *privdata)
 static void cmd_send(sl__rconn *c, op *o, int argc, const char **argv, const size_t *lens)
 {
     if (c->l.state != L_UP || c->l.ac == NULL || c->l.closing ||
-        redisAsyncCommandArgv(c->l.ac, on_cmd_reply, o, argc, argv, lens) != REDIS_OK) {
+        send_argv(c->l.ac, o, argc, argv, lens) != REDIS_OK) {
         cmd_fail_later(c, o->fn, o->ud);
         op_free(o);
         return;
