@@ -43,6 +43,12 @@ int main(int argc, char **argv)
            (key[klen - 1] == '\n' || key[klen - 1] == '\r'))
         klen--; /* the secret-file rule */
     sl_httpsig_signer s = {.keyid = argv[2], .alg = alg, .key = key, .key_len = klen};
+    sl_status lst;
+    sl_status_clear(&lst);
+    if (sl_httpsig_signer_load(&s, &lst) != SL_OK) {
+        fprintf(stderr, "bench_sign: %s\n", lst.message);
+        return 2;
+    }
     double now = (double)time(NULL);
     for (long i = 0; i < count; i++) {
         sl_httpsig_headers h;
@@ -56,6 +62,7 @@ int main(int argc, char **argv)
         printf("%s\t%s\t%s\n", h.content_digest, h.signature_input, h.signature);
         sl_httpsig_headers_clear(&h);
     }
+    sl_httpsig_signer_clear(&s);
     free(key);
     free(body);
     return fflush(stdout) == 0 ? 0 : 1;

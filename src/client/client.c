@@ -533,6 +533,7 @@ static void signer_clear(sl_client *c)
     c->sign_key = c->sign_keyid = NULL;
     c->sign_key_len = 0;
     c->signing = 0;
+    sl_httpsig_signer_clear(&c->signer);
     memset(&c->signer, 0, sizeof c->signer);
 }
 
@@ -565,6 +566,10 @@ int sl_client_set_signer(sl_client *c, const sl_httpsig_signer *s, sl_status *st
     c->signer.alg = s->alg;
     c->signer.key = c->sign_key;
     c->signer.key_len = s->key_len;
+    if ((rc = sl_httpsig_signer_load(&c->signer, st)) != SL_OK) {
+        signer_clear(c);
+        return rc;
+    }
     c->signing = 1;
     return SL_OK;
 }

@@ -924,6 +924,36 @@ static char *b64(const unsigned char *p, size_t n)
     return o;
 }
 
+/* s's PEM private key when it is one of s's algorithm (the caller frees it), else NULL. */
+static EVP_PKEY *signer_pkey(const sl_httpsig_signer *s)
+{
+    BIO *bio = BIO_new_mem_buf(s->key, (int)s->key_len);
+    EVP_PKEY *pk = bio ? PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL) : NULL;
+    BIO_free(bio);
+    if (pk &&
+        !(s->alg == SL_HTTPSIG_ED25519 ? EVP_PKEY_is_a(pk, "ED25519") : EVP_PKEY_is_a(pk, "EC"))) {
+        EVP_PKEY_free(pk);
+        pk = NULL;
+    }
+    return pk;
+}
+
+int sl_httpsig_signer_load(sl_httpsig_signer *s, sl_status *st)
+{
+    if (s->alg == SL_HTTPSIG_HMAC_SHA256 || s->pkey != NULL)
+        return SL_OK;
+    if ((s->pkey = signer_pkey(s)) == NULL)
+        return sl_status_set(st, SL_EINVAL, "not a PEM %s private key",
+                             sl_httpsig_alg_name(s->alg));
+    return SL_OK;
+}
+
+void sl_httpsig_signer_clear(sl_httpsig_signer *s)
+{
+    EVP_PKEY_free(s->pkey);
+    s->pkey = NULL;
+}
+
 static int sign_raw(const sl_httpsig_signer *s, const char *base, size_t blen, unsigned char *sig,
                     size_t *slen, sl_status *st)
 {
@@ -935,11 +965,8 @@ static int sign_raw(const sl_httpsig_signer *s, const char *base, size_t blen, u
         *slen = n;
         return SL_OK;
     }
-    BIO *bio = BIO_new_mem_buf(s->key, (int)s->key_len);
-    EVP_PKEY *pk = bio ? PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL) : NULL;
-    BIO_free(bio);
-    int ok = pk && (s->alg == SL_HTTPSIG_ED25519 ? EVP_PKEY_is_a(pk, "ED25519")
-                                                 : EVP_PKEY_is_a(pk, "EC"));
+    EVP_PKEY *pk = s->pkey ? s->pkey : signer_pkey(s);
+    int ok = pk != NULL;
     unsigned char der[160];
     size_t dl = sizeof der;
     EVP_MD_CTX *ctx = ok ? EVP_MD_CTX_new() : NULL;
@@ -950,7 +977,8 @@ static int sign_raw(const sl_httpsig_signer *s, const char *base, size_t blen, u
                         s->alg == SL_HTTPSIG_ED25519 ? slen : &dl, (const unsigned char *)base,
                         blen) == 1;
     EVP_MD_CTX_free(ctx);
-    EVP_PKEY_free(pk);
+    if (pk != s->pkey)
+        EVP_PKEY_free(pk);
     if (!ok)
         return sl_status_set(st, SL_EINVAL, "not a PEM %s private key",
                              sl_httpsig_alg_name(s->alg));

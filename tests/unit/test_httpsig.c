@@ -356,6 +356,8 @@ typedef struct signed_req {
     sl_httpsig_headers h;
 } signed_req;
 
+static int load_signer; /* 1: sign_put parses the key once first (sl_httpsig_signer_load) */
+
 static void sign_put(signed_req *s, const keys *k, const char *keyid, double now)
 {
     sl_httpsig_signer sg = {.keyid = keyid};
@@ -372,10 +374,13 @@ static void sign_put(signed_req *s, const keys *k, const char *keyid, double now
     sg.key_len = strlen(sg.key);
     sl_status st;
     sl_status_clear(&st);
+    if (load_signer)
+        assert_int_equal(sl_httpsig_signer_load(&sg, &st), SL_OK);
     const char *body = "{\"data\":{\"n\":1}}";
     assert_int_equal(sl_httpsig_sign(&sg, "PUT", "https", "Node.Example:8443", "/channels/jobs",
                                      "x=1", body, strlen(body), now, &s->h, &st),
                      SL_OK);
+    sl_httpsig_signer_clear(&sg);
     fake_init(&s->f, "PUT", "node.example:8443", "/channels/jobs", "x=1", body);
     fake_add(&s->f, "Host", "node.example:8443");
     fake_add(&s->f, "Content-Digest", s->h.content_digest);
@@ -398,9 +403,16 @@ static void test_sign_verify(void **state)
     const char *ids[] = {"svc-hmac", "svc-ed", "svc-ec"};
     double now = 1700000000;
     sl_status st;
-    for (size_t i = 0; i < 3; i++) {
+    /* A key of another algorithm does not load. */
+    sl_httpsig_signer wrong = {
+        .keyid = "x", .alg = SL_HTTPSIG_ED25519, .key = k.ec_priv, .key_len = strlen(k.ec_priv)};
+    assert_int_equal(sl_httpsig_signer_load(&wrong, &st), SL_EINVAL);
+    assert_null(wrong.pkey);
+    /* Each key signs as it comes and parsed once beforehand, alike. */
+    for (size_t i = 0; i < 6; i++) {
         signed_req s;
-        sign_put(&s, &k, ids[i], now);
+        load_signer = i >= 3;
+        sign_put(&s, &k, ids[i % 3], now);
         assert_int_equal(verify(&k, &s, now + 10, &st), SL_OK);
         /* tampered method, path, query, authority, body */
         s.f.v.method = "POST";
@@ -428,6 +440,7 @@ static void test_sign_verify(void **state)
         assert_int_equal(verify(&k, &s, now, &st), SL_OK);
         sl_httpsig_headers_clear(&s.h);
     }
+    load_signer = 0;
     free_keys(&k);
 }
 
