@@ -18,12 +18,14 @@
 
 #include <jansson.h>
 #include <openssl/bn.h>
+#include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/ec.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
+#include <pthread.h>
 
 #define MAX_KEYS 4096
 #define MAX_COMPONENTS 32
@@ -32,7 +34,50 @@
 typedef struct key {
     sl_httpsig_key_opts o; /* strings and arrays below are owned copies */
     EVP_PKEY *pkey;        /* public key algorithms */
+    EVP_MAC_CTX *mac;      /* hmac-sha256: keyed once, copied for each request (NULL: one-shot) */
 } key;
+
+/* ---- algorithms, fetched once -----------------------------------------------------------------
+ * OpenSSL 3 looks an algorithm up by name (under a lock) in every one-shot call, HMAC() and
+ * EVP_Digest() with EVP_sha256() included: a signed request makes several. Fetched once per
+ * process instead; kept until exit. */
+
+static pthread_once_t algs_once = PTHREAD_ONCE_INIT;
+static EVP_MAC *hmac_alg;
+static EVP_MD *sha256_alg, *sha512_alg;
+
+static void algs_fetch(void)
+{
+    hmac_alg = EVP_MAC_fetch(NULL, "HMAC", NULL);
+    sha256_alg = EVP_MD_fetch(NULL, "SHA256", NULL);
+    sha512_alg = EVP_MD_fetch(NULL, "SHA512", NULL);
+}
+
+const EVP_MD *sl__httpsig_sha256(void)
+{
+    pthread_once(&algs_once, algs_fetch);
+    return sha256_alg ? sha256_alg : EVP_sha256();
+}
+
+static const EVP_MD *sha512(void)
+{
+    pthread_once(&algs_once, algs_fetch);
+    return sha512_alg ? sha512_alg : EVP_sha512();
+}
+
+/* An HMAC-SHA256 context keyed with secret, or NULL (the one-shot HMAC() then serves). */
+static EVP_MAC_CTX *hmac_keyed(const char *secret, size_t len)
+{
+    pthread_once(&algs_once, algs_fetch);
+    EVP_MAC_CTX *c = hmac_alg ? EVP_MAC_CTX_new(hmac_alg) : NULL;
+    OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, "SHA256", 0),
+                           OSSL_PARAM_construct_end()};
+    if (c && EVP_MAC_init(c, (const unsigned char *)secret, len, params) != 1) {
+        EVP_MAC_CTX_free(c);
+        c = NULL;
+    }
+    return c;
+}
 
 struct sl_httpsig_keyring {
     key *k;
@@ -85,6 +130,7 @@ static void key_clear(key *k)
     strv_free(k->o.channels, k->o.nchannels);
     strv_free(k->o.components, k->o.ncomponents);
     EVP_PKEY_free(k->pkey);
+    EVP_MAC_CTX_free(k->mac);
     memset(k, 0, sizeof *k);
 }
 
@@ -241,6 +287,8 @@ int sl_httpsig_keyring_add(sl_httpsig_keyring *kr, const sl_httpsig_key_opts *o,
         m[o->material_len] = '\0';
     }
     k.o.material = m;
+    if (m && o->alg == SL_HTTPSIG_HMAC_SHA256)
+        k.mac = hmac_keyed(m, o->material_len);
     k.o.channels = k.o.components = NULL;
     int bad = k.o.keyid == NULL || k.o.principal == NULL || m == NULL;
     if (!bad && strv_copy(o->channels, o->nchannels, &k.o.channels) < 0)
@@ -500,8 +548,8 @@ int sl_httpsig_check_digest(const char *value, size_t len, const char *body, siz
     if (sl__sfv_dict_has_dups(&d))
         rc = sl_status_set(st, SL_ETOKEN, "malformed Content-Digest");
     for (size_t i = 0; i < d.n && rc == SL_OK; i++) {
-        const EVP_MD *md = !strcmp(d.m[i].key, "sha-256")   ? EVP_sha256()
-                           : !strcmp(d.m[i].key, "sha-512") ? EVP_sha512()
+        const EVP_MD *md = !strcmp(d.m[i].key, "sha-256")   ? sl__httpsig_sha256()
+                           : !strcmp(d.m[i].key, "sha-512") ? sha512()
                                                             : NULL;
         if (md == NULL)
             continue; /* insecure or unknown algorithms carry no weight either way */
@@ -664,9 +712,19 @@ static int verify_sig(const key *k, const char *base, size_t blen, const unsigne
     if (k->o.alg == SL_HTTPSIG_HMAC_SHA256) {
         unsigned char mac[EVP_MAX_MD_SIZE];
         unsigned int mlen = 0;
-        if (HMAC(EVP_sha256(), k->o.material, (int)k->o.material_len, (const unsigned char *)base,
-                 blen, mac, &mlen) == NULL)
+        EVP_MAC_CTX *c = k->mac ? EVP_MAC_CTX_dup(k->mac) : NULL;
+        if (c != NULL) {
+            size_t ml = 0;
+            int ok = EVP_MAC_update(c, (const unsigned char *)base, blen) == 1 &&
+                     EVP_MAC_final(c, mac, &ml, sizeof mac) == 1;
+            EVP_MAC_CTX_free(c);
+            if (!ok)
+                return -1;
+            mlen = (unsigned int)ml;
+        } else if (HMAC(sl__httpsig_sha256(), k->o.material, (int)k->o.material_len,
+                        (const unsigned char *)base, blen, mac, &mlen) == NULL) {
             return -1;
+        }
         /* Constant time: how much of a forged MAC matched must not show in the timing. */
         return slen == mlen && CRYPTO_memcmp(mac, sig, mlen) == 0 ? 0 : -1;
     }

@@ -23,14 +23,18 @@ void sl__nonce_key(const char *keyid, const char *nonce, char out[SL__NONCE_KEY_
     EVP_MD_CTX *c = EVP_MD_CTX_new();
     unsigned char h[32];
     unsigned int hl = 0;
-    int ok = c && EVP_DigestInit_ex(c, EVP_sha256(), NULL) == 1 &&
+    int ok = c && EVP_DigestInit_ex(c, sl__httpsig_sha256(), NULL) == 1 &&
              EVP_DigestUpdate(c, keyid, strlen(keyid) + 1) == 1 &&
              EVP_DigestUpdate(c, nonce, strlen(nonce)) == 1 && EVP_DigestFinal_ex(c, h, &hl) == 1;
     EVP_MD_CTX_free(c);
     if (!ok)
         memset(h, 0, sizeof h); /* only on allocation failure; every request then collides */
-    for (size_t i = 0; i < sizeof h; i++)
-        snprintf(out + 2 * i, 3, "%02x", h[i]);
+    static const char hex[] = "0123456789abcdef";
+    for (size_t i = 0; i < sizeof h; i++) {
+        out[2 * i] = hex[h[i] >> 4];
+        out[2 * i + 1] = hex[h[i] & 15];
+    }
+    out[2 * sizeof h] = '\0';
 }
 
 /* ---- the memory nonce store ------------------------------------------------------------------ */
