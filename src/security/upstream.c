@@ -135,10 +135,11 @@ static void destroy(sl_authenticator *a)
     free(a);
 }
 
-int sl_upstream_authenticator_new(sl_jwt_keyring *keys, const sl_jwt_verify_opts *opts,
-                                  sl_authenticator **out)
+/* One of keys (a key file's) or jwks (an identity provider's key set) is set. */
+static int upstream_new(sl_jwt_keyring *keys, sl_jwks *jwks, const sl_jwt_verify_opts *opts,
+                        sl_authenticator **out)
 {
-    if (keys == NULL || opts == NULL)
+    if ((keys == NULL && jwks == NULL) || opts == NULL)
         return SL_EINVAL;
     upstream *u = calloc(1, sizeof *u);
     if (u == NULL)
@@ -147,24 +148,20 @@ int sl_upstream_authenticator_new(sl_jwt_keyring *keys, const sl_jwt_verify_opts
     u->base.authenticate = authenticate;
     u->base.free = destroy;
     u->keys = keys;
+    u->jwks = jwks;
     u->opts = opts;
     *out = &u->base;
     return SL_OK;
 }
 
+int sl_upstream_authenticator_new(sl_jwt_keyring *keys, const sl_jwt_verify_opts *opts,
+                                  sl_authenticator **out)
+{
+    return keys ? upstream_new(keys, NULL, opts, out) : SL_EINVAL;
+}
+
 int sl_upstream_authenticator_new_jwks(sl_jwks *jwks, const sl_jwt_verify_opts *opts,
                                        sl_authenticator **out)
 {
-    if (jwks == NULL || opts == NULL)
-        return SL_EINVAL;
-    upstream *u = calloc(1, sizeof *u);
-    if (u == NULL)
-        return SL_ENOMEM;
-    u->base.name = "upstream-jwt";
-    u->base.authenticate = authenticate;
-    u->base.free = destroy;
-    u->jwks = jwks;
-    u->opts = opts;
-    *out = &u->base;
-    return SL_OK;
+    return jwks ? upstream_new(NULL, jwks, opts, out) : SL_EINVAL;
 }

@@ -1114,7 +1114,7 @@ static int send_argv(redisAsyncContext *ac, op *o, int argc, const char *const *
     size_t total = 1 + 20 + 2;
     for (int i = 0; i < argc; i++)
         total += 1 + 20 + 2 + (lens ? lens[i] : strlen(argv[i])) + 2;
-    char *buf = malloc(total);
+    char *buf = malloc(total + 1); /* + NUL: hiredis reads the command name with strchr */
     if (buf == NULL)
         return REDIS_ERR;
     char *p = buf;
@@ -1133,6 +1133,7 @@ static int send_argv(redisAsyncContext *ac, op *o, int argc, const char *const *
         *p++ = '\r';
         *p++ = '\n';
     }
+    *p = '\0';
     int rc = redisAsyncFormattedCommand(ac, on_cmd_reply, o, buf, (size_t)(p - buf));
     free(buf);
     return rc;

@@ -158,6 +158,26 @@ static void args_str(args *a, const char *s)
     args_add(a, s ? s : "", s ? strlen(s) : 0);
 }
 
+/* A copy of text[0..n) (NUL-terminated) that a owns; prefix, when not 0, goes in front. */
+static void args_own(args *a, char prefix, const char *text, size_t n)
+{
+    size_t off = prefix != 0;
+    char *s = malloc(n + off + 1);
+    if (s == NULL) {
+        a->oom = 1;
+        return;
+    }
+    s[0] = prefix;
+    memcpy(s + off, text, n);
+    s[n + off] = '\0';
+    args_add(a, s, n + off);
+    if (a->oom) {
+        free(s);
+        return;
+    }
+    a->owned[a->nowned++] = s;
+}
+
 static void args_fmt(args *a, const char *fmt, ...)
 {
     char buf[64];
@@ -165,55 +185,26 @@ static void args_fmt(args *a, const char *fmt, ...)
     va_start(ap, fmt);
     int n = vsnprintf(buf, sizeof buf, fmt, ap);
     va_end(ap);
-    char *s = n >= 0 && (size_t)n < sizeof buf ? malloc((size_t)n + 1) : NULL;
-    if (s == NULL) {
+    if (n < 0 || (size_t)n >= sizeof buf)
         a->oom = 1;
-        return;
-    }
-    memcpy(s, buf, (size_t)n + 1);
-    args_add(a, s, (size_t)n);
-    if (a->oom) {
-        free(s);
-        return;
-    }
-    a->owned[a->nowned++] = s;
+    else
+        args_own(a, 0, buf, (size_t)n);
 }
 
 /* '@' then s, owned (any length). */
 static void args_after(args *a, const char *s)
 {
-    size_t n = strlen(s);
-    char *p = malloc(n + 2);
-    if (p == NULL) {
-        a->oom = 1;
-        return;
-    }
-    p[0] = '@';
-    memcpy(p + 1, s, n + 1);
-    args_add(a, p, n + 1);
-    if (a->oom) {
-        free(p);
-        return;
-    }
-    a->owned[a->nowned++] = p;
+    args_own(a, '@', s, strlen(s));
 }
 
 static void args_num(args *a, double x)
 {
     char buf[40];
     int n = sl__redis_fmt_num(buf, sizeof buf, x);
-    char *s = n > 0 && (size_t)n < sizeof buf ? malloc((size_t)n + 1) : NULL;
-    if (s == NULL) {
+    if (n <= 0 || (size_t)n >= sizeof buf)
         a->oom = 1;
-        return;
-    }
-    memcpy(s, buf, (size_t)n + 1);
-    args_add(a, s, (size_t)n);
-    if (a->oom) {
-        free(s);
-        return;
-    }
-    a->owned[a->nowned++] = s;
+    else
+        args_own(a, 0, buf, (size_t)n);
 }
 
 /* A count: whole numbers are exact doubles, so sl__redis_fmt_num's short path takes them. */

@@ -284,7 +284,12 @@ static char *pem_of(EVP_PKEY *pk, int private_part)
         PEM_write_bio_PUBKEY(b, pk);
     char *p;
     long n = BIO_get_mem_data(b, &p);
-    char *s = strndup(p, (size_t)n);
+    /* The BIO's bytes are not NUL-terminated (strndup would read past them). */
+    char *s = n > 0 ? malloc((size_t)n + 1) : NULL;
+    if (s) {
+        memcpy(s, p, (size_t)n);
+        s[n] = '\0';
+    }
     BIO_free(b);
     return s;
 }
