@@ -475,6 +475,12 @@ static void test_repeatable_keys(void **state)
     assert_int_equal(sl__config_set(&c, "broker_allow_all_role", "root", &st), SL_ECONFIG);
     assert_int_equal(c.broker_allow_all_role, SL_ROLE_ADMIN);
     assert_int_equal(sl__config_set(&c, "request_timeout", "0.0001", &st), SL_ECONFIG);
+    /* Every authenticator sluiced can build is a name the key takes. */
+    assert_int_equal(sl__config_set(&c, "authenticators",
+                                    "apikey, upstream-jwt, introspection, signature, cert", &st),
+                     SL_OK);
+    assert_int_equal(c.nauthenticators, 5);
+    assert_string_equal(c.authenticators[4], "cert");
     assert_int_equal(sl__config_set(&c, "authenticators", "", &st), SL_OK); /* back to default */
     assert_int_equal(c.nauthenticators, 0);
     sl__config_free(&c);
