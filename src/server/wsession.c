@@ -70,8 +70,8 @@ struct sess {
     sl__cf_method auth_method;
     sl__cf_command *pending; /* the subscribe / sub_refresh whose subscription token is checked */
     char *url_token;         /* ?token= until connect */
-    /* A signed upgrade request (RFC 9421): who signed it, so a connect without a token is that
-     * identity (source SL_SOURCE_NONE: the upgrade was not signed). */
+    /* Who the upgrade request's own credential (an RFC 9421 signature, a client certificate)
+     * named, so a connect without a token is that identity (source SL_SOURCE_NONE: none). */
     sl_identity upgrade_who;
     char client[17];
     sl_identity who;
@@ -1335,7 +1335,7 @@ static void cmd_connect(sess *s, const sl__cf_command *c)
     }
     const char *token = c->token && *c->token ? c->token : s->url_token;
     if ((token == NULL || *token == '\0') && s->upgrade_who.source != SL_SOURCE_NONE) {
-        /* The upgrade request was signed and passed the chain (revocation included). */
+        /* The upgrade's own credential passed the chain (revocation included). */
         s->auth_id = c->id;
         s->auth_method = c->method;
         auth_finish(s, SL_OK, &s->upgrade_who);
