@@ -73,3 +73,17 @@ stop_pids() {
   for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
   PIDS=()
 }
+
+# json_num FILE KEY.PATH: one number of a JSON report (e.g. `sluice bench ws --json`); fails,
+# saying why, when the report is not JSON or lacks the number. Floats of 100 or more print as
+# integers, smaller ones with one decimal.
+json_num() {
+  /usr/bin/python3 -c 'import json,sys
+try:
+    v=json.load(open(sys.argv[1]))
+    for k in sys.argv[2].split("."): v=v[k]
+    assert isinstance(v, (int, float)) and not isinstance(v, bool)
+except Exception as e:
+    sys.exit("%s: the report has no number %s (%s: %s)" % (sys.argv[3], sys.argv[2], type(e).__name__, e))
+print(round(v) if isinstance(v, float) and abs(v) >= 100 else round(v, 1) if isinstance(v, float) else v)' "$1" "$2" "${0##*/}"
+}

@@ -194,16 +194,7 @@ http_setup() {
 
 # Fan-out: the three setups and the two rates.
 FANS=(memory-1node redis-1node redis-A-to-B)
-jget() { # FILE KEY.PATH: one number of a sluice bench ws report
-  /usr/bin/python3 -c 'import json,sys
-try:
-    v=json.load(open(sys.argv[1]))
-    for k in sys.argv[2].split("."): v=v[k]
-    assert isinstance(v, (int, float)) and not isinstance(v, bool)
-except Exception as e:
-    sys.exit("bench/redis.sh: the report has no number %s (%s: %s)" % (sys.argv[2], type(e).__name__, e))
-print(round(v) if isinstance(v, float) and abs(v) >= 100 else round(v, 1) if isinstance(v, float) else v)' "$1" "$2"
-}
+jget() { json_num "$1" "$2"; } # FILE KEY.PATH: one number of a sluice bench ws report
 # One second of warm-up (a quarter of the run when it is 2 s or shorter) left out of the figures.
 WARM=$(awk -v s="$SECS" 'BEGIN {print (s > 2 ? 1 : s / 4)}')
 FLAGGED=()

@@ -110,16 +110,7 @@ run_tool() {
 
 # jget KEY.PATH: one number of the report in $TMP/out.json; fails (the caller's assignment with it,
 # and so the script) when the report is not JSON or lacks the number.
-jget() {
-  /usr/bin/python3 -c 'import json,sys
-try:
-    v=json.load(open(sys.argv[2]))
-    for k in sys.argv[1].split("."): v=v[k]
-    assert isinstance(v, (int, float)) and not isinstance(v, bool)
-except Exception as e:
-    sys.exit("bench/ws.sh: the report has no number %s (%s: %s)" % (sys.argv[1], type(e).__name__, e))
-print(round(v) if isinstance(v, float) and abs(v) >= 100 else round(v, 1) if isinstance(v, float) else v)' "$1" "$TMP/out.json"
-}
+jget() { json_num "$TMP/out.json" "$1"; }
 rss() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 
 # Runs whose figures are printed but cannot be trusted: errors or missing deliveries.

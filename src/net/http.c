@@ -26,6 +26,8 @@
  * handshake happens inside those calls, under the first request's timer. */
 #include "net/http.h"
 
+#include "core/numtext.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -554,17 +556,6 @@ static char *put(char *d, const char *s, size_t n)
 
 #define PUT_LIT(d, lit) put((d), (lit), sizeof(lit) - 1)
 
-static char *put_uint(char *d, size_t v)
-{
-    char tmp[24];
-    size_t i = sizeof tmp;
-    do {
-        tmp[--i] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v > 0);
-    return put(d, tmp + i, sizeof tmp - i);
-}
-
 /* Status line, headers and body in c->wbuf, ready for one write. */
 static int build(conn *c, sl_http_server *s, int status, const char *extra, const char *ctype,
                  const char *body, size_t body_len, int keep, size_t *out)
@@ -595,7 +586,7 @@ static int build(conn *c, sl_http_server *s, int status, const char *extra, cons
     }
     if (!bodyless) {
         d = PUT_LIT(d, "Content-Length: ");
-        d = put_uint(d, body_len);
+        d = sl__put_uint(d, body_len);
         d = PUT_LIT(d, "\r\n");
     }
     d = keep ? PUT_LIT(d, "Connection: keep-alive\r\n") : PUT_LIT(d, "Connection: close\r\n");

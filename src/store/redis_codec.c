@@ -6,6 +6,7 @@
 #include "store/redis_codec.h"
 
 #include "core/message.h"
+#include "core/numtext.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -599,15 +600,8 @@ int sl__redis_fmt_num(char *buf, size_t cap, double x)
     if (x >= 0 && x < 9e9) {
         long long us = llround(x * 1e6);
         if ((double)us / 1e6 == x) {
-            char tmp[24];
-            int n = 0;
-            long long sec = us / 1000000, frac = us % 1000000;
-            do
-                tmp[n++] = (char)('0' + sec % 10);
-            while ((sec /= 10) > 0);
-            int len = 0;
-            while (n > 0)
-                buf[len++] = tmp[--n];
+            long long frac = us % 1000000;
+            int len = (int)(sl__put_uint(buf, (uint64_t)(us / 1000000)) - buf);
             if (frac) {
                 buf[len++] = '.';
                 int digits = 6;

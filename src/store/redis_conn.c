@@ -36,6 +36,7 @@
 #include <string.h>
 
 #include "core/map.h"
+#include "core/numtext.h"
 
 #define BACKOFF_MIN_MS 100u
 #define BACKOFF_MAX_MS 2000u
@@ -1094,18 +1095,6 @@ static void op_free(op *o)
 
 static void on_cmd_reply(redisAsyncContext *ac, void *r, void *privdata);
 
-static char *put_uint(char *p, size_t v)
-{
-    char tmp[24];
-    int n = 0;
-    do
-        tmp[n++] = (char)('0' + v % 10);
-    while ((v /= 10) > 0);
-    while (n > 0)
-        *p++ = tmp[--n];
-    return p;
-}
-
 /* Queues a command for o, formatted here in RESP (hiredis' argv formatter runs a general printf
  * per argument, and a coalesced write has hundreds). REDIS_OK or REDIS_ERR. */
 static int send_argv(redisAsyncContext *ac, op *o, int argc, const char *const *argv,
@@ -1119,13 +1108,13 @@ static int send_argv(redisAsyncContext *ac, op *o, int argc, const char *const *
         return REDIS_ERR;
     char *p = buf;
     *p++ = '*';
-    p = put_uint(p, (size_t)argc);
+    p = sl__put_uint(p, (size_t)argc);
     *p++ = '\r';
     *p++ = '\n';
     for (int i = 0; i < argc; i++) {
         size_t len = lens ? lens[i] : strlen(argv[i]); /* NULL lens: C strings, as in hiredis */
         *p++ = '$';
-        p = put_uint(p, len);
+        p = sl__put_uint(p, len);
         *p++ = '\r';
         *p++ = '\n';
         memcpy(p, argv[i], len);

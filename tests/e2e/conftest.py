@@ -46,13 +46,23 @@ class Server:
             if not line:
                 break
             self.stderr_lines.append(line)
-            m = re.search(r"listening on ([\d.]+):(\d+)", line)
-            if m:
-                self.host, self.port = m.group(1), int(m.group(2))
-                self.url = f"http://{self.host}:{self.port}"
+            ready = self.started_by(line)
+            if ready:
                 return self
+            if ready is None:
+                break
         self.proc.kill()
         raise RuntimeError("sluiced did not start: " + "".join(self.stderr_lines))
+
+    def started_by(self, line):
+        """One line of start-up output: True once the server serves, None when it never will,
+        else False (read on)."""
+        m = re.search(r"listening on ([\d.]+):(\d+)", line)
+        if m:
+            self.host, self.port = m.group(1), int(m.group(2))
+            self.url = f"http://{self.host}:{self.port}"
+            return True
+        return False
 
     def stop(self):
         if self.proc and self.proc.poll() is None:
@@ -88,8 +98,8 @@ class Server:
 def make_server():
     started = []
 
-    def make(*args, **kw):
-        s = Server(args, **kw).start()
+    def make(*args, cls=None, **kw):
+        s = (cls or Server)(args, **kw).start()
         started.append(s)
         return s
 

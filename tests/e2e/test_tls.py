@@ -37,18 +37,8 @@ def pki(tmp_path_factory):
 
 
 @pytest.fixture
-def make_tls():
-    started = []
-
-    def make(*args, **kw):
-        s = TLSServer(args, **kw).start()
-        started.append(s)
-        return s
-
-    yield make
-    for s in started:
-        rc = s.stop()
-        assert rc == 0, f"sluiced exited {rc}:\n{s.stderr()}"
+def make_tls(make_server):
+    return lambda *args, **kw: make_server(*args, cls=TLSServer, **kw)
 
 
 def conf(tmp_path, text=CONFIG):

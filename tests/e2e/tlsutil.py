@@ -67,30 +67,24 @@ class TLSServer(Server):
     127.0.0.1:0 first), self.url the first TLS one (https://localhost:PORT)."""
 
     def start(self):
-        self.proc = subprocess.Popen(self.args, env=self.env, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE, text=True)
         self.ports, self.tls_ports = [], []
-        deadline = time.time() + 30
-        while time.time() < deadline:
-            line = self.proc.stderr.readline()
-            if not line:
-                break
-            self.stderr_lines.append(line)
-            m = re.search(r"listening on ([\d.]+):(\d+) \((\S*)", line)
-            if m:
-                self.host = m.group(1)
-                self.ports.append(int(m.group(2)))
-                if "tls" in m.group(3):
-                    self.tls_ports.append(int(m.group(2)))
-            if "TLS certificate" in line:
-                break
+        return super().start()
+
+    def started_by(self, line):
+        m = re.search(r"listening on ([\d.]+):(\d+) \((\S*)", line)
+        if m:
+            self.host = m.group(1)
+            self.ports.append(int(m.group(2)))
+            if "tls" in m.group(3):
+                self.tls_ports.append(int(m.group(2)))
+        if "TLS certificate" not in line:
+            return False
         if not self.tls_ports:
-            self.proc.kill()
-            raise RuntimeError("sluiced did not start: " + "".join(self.stderr_lines))
+            return None
         self.port = self.ports[0]
         self.plain_url = f"http://127.0.0.1:{self.ports[0]}"
         self.url = f"https://localhost:{self.tls_ports[0]}"
-        return self
+        return True
 
     def read_stderr_until(self, text, timeout=30):
         """Reads start-up-time stderr lines until one contains text (a SIGHUP's answer)."""
