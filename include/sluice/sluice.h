@@ -20,6 +20,7 @@ extern "C" {
 #define SL_CHANNEL_ID_MAX 255
 #define SL_PRINCIPAL_MAX 255
 #define SL_TOKEN_ID_MAX 127
+#define SL_WORKSPACE_MAX 63
 
 typedef struct sl_ctx sl_ctx;
 
@@ -69,6 +70,9 @@ typedef struct sl_identity {
     char token_id[SL_TOKEN_ID_MAX + 1]; /* jti, "" when none */
     double issued_at;                   /* 0 when unknown */
     double expires_at;                  /* 0 when none */
+    /* The tenant the caller belongs to ("" when none: the default workspace). Channels, grants,
+     * broker roles and API keys belong to a workspace; docs/POLICY.md. */
+    char workspace[SL_WORKSPACE_MAX + 1];
 } sl_identity;
 
 /* An in-process caller named `principal` (truncated to SL_PRINCIPAL_MAX). Nothing to free, but
@@ -88,6 +92,8 @@ void sl_identity_clear(sl_identity *id);
  * value or an invalid pattern (refuse the credential); SL_ELIMIT past 1024 values; SL_ENOMEM. id
  * is unchanged on error. */
 int sl_identity_apply_scope(sl_identity *id, const char *scope, size_t len);
+/* Workspace names: 1..63 bytes of [A-Za-z0-9_-]. */
+int sl_workspace_valid(const char *w, size_t len);
 /* Principal ids: 1..255 bytes of printable ASCII without space, '/', '\\', '"' or '\''. */
 int sl_principal_valid(const char *p, size_t len);
 

@@ -107,6 +107,19 @@ int sl_principal_valid(const char *p, size_t len)
     return 1;
 }
 
+int sl_workspace_valid(const char *w, size_t len)
+{
+    if (w == NULL || len == 0 || len > SL_WORKSPACE_MAX)
+        return 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)w[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '-'))
+            return 0;
+    }
+    return 1;
+}
+
 int sl_identity_copy(sl_identity *dst, const sl_identity *src)
 {
     *dst = *src;

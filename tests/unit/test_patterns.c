@@ -132,6 +132,14 @@ static void test_principals(void **state)
     assert_false(sl_principal_valid("it's", 4));
     assert_false(sl_principal_valid("a\"b", 3));
     assert_false(sl_principal_valid("a\x7f", 2));
+    assert_true(sl_workspace_valid("acme-1_b", 8));
+    assert_false(sl_workspace_valid("", 0));
+    assert_false(sl_workspace_valid("a.b", 3));
+    assert_false(sl_workspace_valid("a/b", 3));
+    char longest[SL_WORKSPACE_MAX + 2];
+    memset(longest, 'w', sizeof longest);
+    assert_true(sl_workspace_valid(longest, SL_WORKSPACE_MAX));
+    assert_false(sl_workspace_valid(longest, SL_WORKSPACE_MAX + 1));
 }
 
 int main(void)
