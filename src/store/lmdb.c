@@ -130,6 +130,7 @@ typedef struct lmkv {
     batch jb;
     int job_rc, job_hook;
     size_t job_map;
+    off_t written_to; /* the worker's: the data file is written (zeros past LMDB's pages) to here */
     uv_mutex_t done_lock;
     uv_cond_t done_cond;
     int worker_done;
@@ -310,6 +311,43 @@ static int commit_batch(lmkv *s, const batch *b, int hooks, int may_wait, int *h
     }
 }
 
+/* Keeps the data file written, with zeros, some way past the pages LMDB uses (SYNC mode, on the
+ * worker, between commits). LMDB appends pages past the end of the file, and on ext4 and its
+ * like an fdatasync after a write that allocates blocks or moves the end of the file commits the
+ * journal too: about twice the cost of one that only overwrites (0.25 against 0.12 ms here).
+ * With blocks written ahead, the commits' syncs are overwrites; the fill's own sync comes once
+ * per AHEAD_STEP. Only bytes past the file's end are written, which no committed page lies in
+ * (the worker is the only writer), and LMDB ignores a file longer than its last page. Failing
+ * here costs speed, not data: the commit went through already, so errors are not reported. */
+#define AHEAD_LOW ((off_t)4 << 20)
+#define AHEAD_STEP ((off_t)8 << 20)
+static void write_ahead(lmkv *s)
+{
+    MDB_envinfo info;
+    MDB_stat st;
+    int fd;
+    if (mdb_env_info(s->env, &info) != 0 || mdb_env_stat(s->env, &st) != 0 ||
+        mdb_env_get_fd(s->env, &fd) != 0)
+        return;
+    off_t used = (off_t)(info.me_last_pgno + 1) * st.ms_psize;
+    if (s->written_to - used >= AHEAD_LOW)
+        return;
+    struct stat fs;
+    if (fstat(fd, &fs) != 0)
+        return;
+    off_t end = used + AHEAD_STEP, at = fs.st_size;
+    static const char zeros[1 << 16];
+    while (at < end) {
+        size_t n = end - at < (off_t)sizeof zeros ? (size_t)(end - at) : sizeof zeros;
+        ssize_t w = pwrite(fd, zeros, n, at);
+        if (w <= 0)
+            break;
+        at += w;
+    }
+    if (at > fs.st_size && fdatasync(fd) == 0)
+        s->written_to = at;
+}
+
 static int sync_now(lmkv *s, int *hook_rc)
 {
     if ((*hook_rc = run_hooks(s)) != SL_OK)
@@ -400,9 +438,11 @@ static void finish_job(lmkv *s)
 static void work_cb(uv_work_t *w)
 {
     lmkv *s = w->data;
-    if (s->job == JOB_COMMIT)
+    if (s->job == JOB_COMMIT) {
         s->job_rc = commit_batch(s, &s->jb, s->dur == SL__DURABLE_SYNC, 1, &s->job_hook);
-    else
+        if (s->job_rc == 0 && s->dur == SL__DURABLE_SYNC)
+            write_ahead(s);
+    } else
         s->job_rc = sync_now(s, &s->job_hook);
     s->job_map = map_size_now(s);
     uv_mutex_lock(&s->done_lock);

@@ -474,6 +474,26 @@ static void commit_n(sl__kv *kv, uv_loop_t *loop, int n)
     }
 }
 
+/* SYNC mode keeps the data file written some way past LMDB's pages (so commits' fdatasyncs are
+ * overwrites), and LMDB reopens such a file with everything in it. */
+static void test_written_ahead(void **state)
+{
+    fixture *f = *state;
+    sl__kv *kv = open_kv(f->dir, &f->loop, SL__DURABLE_SYNC, 0);
+    commit_n(kv, &f->loop, 20);
+    char path[512];
+    snprintf(path, sizeof path, "%s/data.mdb", f->dir);
+    struct stat sb;
+    assert_int_equal(stat(path, &sb), 0);
+    assert_true(sb.st_size >= (off_t)8 << 20);
+    close_kv(kv, &f->loop);
+    kv = open_kv(f->dir, &f->loop, SL__DURABLE_SYNC, 0);
+    assert_int_equal(count(kv, SL__KV_CHANNELS), 20);
+    commit_n(kv, &f->loop, 30); /* k0..k19 again, then ten more */
+    assert_int_equal(count(kv, SL__KV_CHANNELS), 30);
+    close_kv(kv, &f->loop);
+}
+
 typedef struct wait_sync {
     sl__kv *kv;
     int reached;
@@ -1017,6 +1037,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_barrier_ordering, setup, teardown),
         cmocka_unit_test_setup_teardown(test_group_commit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reopen, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_written_ahead, setup, teardown),
         cmocka_unit_test_setup_teardown(test_durability_modes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_map_growth, setup, teardown),
         cmocka_unit_test_setup_teardown(test_format_newer, setup, teardown),
