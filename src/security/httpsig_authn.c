@@ -7,8 +7,7 @@
 
 #include <sluice/revocation.h>
 
-#include "core/map.h"
-
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,18 +15,23 @@
 #include <openssl/evp.h>
 
 #define DEFAULT_MAX_NONCES 100000
-#define PRUNE_EVERY 10.0 /* seconds between sweeps while not full */
 
-void sl__nonce_key(const char *keyid, const char *nonce, char out[SL__NONCE_KEY_LEN + 1])
+/* SHA-256 of keyid, a NUL and nonce into h; c is reused (NULL: a temporary one). 0 on failure. */
+static int nonce_digest(EVP_MD_CTX *c, const char *keyid, const char *nonce, unsigned char h[32])
 {
-    EVP_MD_CTX *c = EVP_MD_CTX_new();
-    unsigned char h[32];
+    EVP_MD_CTX *own = c ? NULL : (c = EVP_MD_CTX_new());
     unsigned int hl = 0;
     int ok = c && EVP_DigestInit_ex(c, sl__httpsig_sha256(), NULL) == 1 &&
              EVP_DigestUpdate(c, keyid, strlen(keyid) + 1) == 1 &&
              EVP_DigestUpdate(c, nonce, strlen(nonce)) == 1 && EVP_DigestFinal_ex(c, h, &hl) == 1;
-    EVP_MD_CTX_free(c);
-    if (!ok)
+    EVP_MD_CTX_free(own);
+    return ok;
+}
+
+void sl__nonce_key(const char *keyid, const char *nonce, char out[SL__NONCE_KEY_LEN + 1])
+{
+    unsigned char h[32];
+    if (!nonce_digest(NULL, keyid, nonce, h))
         memset(h, 0, sizeof h); /* only on allocation failure; every request then collides */
     static const char hex[] = "0123456789abcdef";
     for (size_t i = 0; i < sizeof h; i++) {
@@ -39,71 +43,101 @@ void sl__nonce_key(const char *keyid, const char *nonce, char out[SL__NONCE_KEY_
 
 /* ---- the memory nonce store ------------------------------------------------------------------ */
 
+/* An open-addressing table of fixed slots: 128 bits of the nonce's digest (a collision would only
+ * refuse a fresh request, with odds of about n / 2^128) and the time it may be forgotten. No
+ * allocation per nonce and no periodic sweep: an expired slot is reused where a probe meets it,
+ * and the table is rebuilt without the expired ones (growing if the live ones need it) when it
+ * is three quarters filled or holds max, so each insert costs O(1) amortised. */
+typedef struct slot {
+    uint64_t a, b;
+    double until; /* 0: never used */
+} slot;
+
 typedef struct mem_store {
     sl__nonce_store base;
-    sl__map *seen; /* nonce key -> double *until */
+    slot *t;
+    size_t cap;    /* a power of two */
+    size_t filled; /* slots used, live or expired */
     size_t max;
-    double last_prune;
+    EVP_MD_CTX *md;
 } mem_store;
 
-typedef struct prune_ctx {
-    double now;
-    char (*dead)[SL__NONCE_KEY_LEN + 1];
-    size_t n, cap;
-} prune_ctx;
+#define MIN_CAP 64
 
-static int collect_expired(void *ud, const char *key, void *value)
+/* Rebuilds m's table from its live slots, at least twice their number in size. SL_ENOMEM leaves
+ * it as it was. */
+static int rebuild(mem_store *m, double now)
 {
-    prune_ctx *p = ud;
-    if (*(double *)value > p->now)
-        return 0;
-    if (p->n == p->cap) {
-        size_t cap = p->cap ? 2 * p->cap : 256;
-        void *d = realloc(p->dead, cap * sizeof *p->dead);
-        if (d == NULL)
-            return 1; /* prune what was found so far */
-        p->dead = d;
-        p->cap = cap;
+    size_t live = 0;
+    for (size_t i = 0; i < m->cap; i++)
+        live += m->t[i].until > now;
+    size_t cap = MIN_CAP;
+    while (cap < 2 * (live + 1))
+        cap *= 2;
+    slot *t = calloc(cap, sizeof *t);
+    if (t == NULL)
+        return SL_ENOMEM;
+    for (size_t i = 0; i < m->cap; i++) {
+        const slot *s = &m->t[i];
+        if (s->until <= now)
+            continue;
+        size_t j = s->a & (cap - 1);
+        while (t[j].until != 0)
+            j = (j + 1) & (cap - 1);
+        t[j] = *s;
     }
-    snprintf(p->dead[p->n++], SL__NONCE_KEY_LEN + 1, "%s", key);
-    return 0;
-}
-
-static void prune(mem_store *m, double now)
-{
-    prune_ctx p = {now, NULL, 0, 0};
-    sl__map_each(m->seen, collect_expired, &p);
-    for (size_t i = 0; i < p.n; i++)
-        sl__map_del(m->seen, p.dead[i], free);
-    free(p.dead);
-    m->last_prune = now;
+    free(m->t);
+    m->t = t;
+    m->cap = cap;
+    m->filled = live;
+    return SL_OK;
 }
 
 static void mem_remember(sl__nonce_store *s, const char *keyid, const char *nonce, double until,
                          double now, sl__nonce_fn fn, void *ud)
 {
     mem_store *m = (mem_store *)s;
-    char k[SL__NONCE_KEY_LEN + 1];
-    sl__nonce_key(keyid, nonce, k);
-    double *prev = sl__map_get(m->seen, k);
-    if (prev && *prev > now) {
-        fn(ud, SL_ETOKEN);
-        return;
-    }
-    if (!prev && (sl__map_size(m->seen) >= m->max || now - m->last_prune >= PRUNE_EVERY))
-        prune(m, now);
-    if (!prev && sl__map_size(m->seen) >= m->max) {
-        fn(ud, SL_ELIMIT);
-        return;
-    }
-    double *u = malloc(sizeof *u);
-    if (u == NULL || sl__map_put(m->seen, k, u, free) != SL_OK) {
-        free(u);
+    unsigned char h[32];
+    if (!nonce_digest(m->md, keyid, nonce, h)) {
         fn(ud, SL_EUNAVAIL);
         return;
     }
-    *u = until;
-    fn(ud, SL_OK);
+    uint64_t a, b;
+    memcpy(&a, h, 8);
+    memcpy(&b, h + 8, 8);
+    for (int pass = 0;; pass++) {
+        size_t mask = m->cap - 1, i = a & mask, reuse = SIZE_MAX;
+        for (;; i = (i + 1) & mask) {
+            slot *e = &m->t[i];
+            if (e->until == 0)
+                break;
+            if (e->a == a && e->b == b) {
+                if (e->until > now) {
+                    fn(ud, SL_ETOKEN);
+                    return;
+                }
+                reuse = i; /* the same nonce, forgotten: remembered again */
+                break;
+            }
+            if (reuse == SIZE_MAX && e->until <= now)
+                reuse = i;
+        }
+        if (reuse != SIZE_MAX) {
+            m->t[reuse] = (slot){a, b, until};
+            fn(ud, SL_OK);
+            return;
+        }
+        if (m->filled + 1 <= m->max && 4 * (m->filled + 1) <= 3 * m->cap) {
+            m->t[i] = (slot){a, b, until};
+            m->filled++;
+            fn(ud, SL_OK);
+            return;
+        }
+        if (pass > 0 || rebuild(m, now) != SL_OK) {
+            fn(ud, pass > 0 ? SL_ELIMIT : SL_EUNAVAIL);
+            return;
+        }
+    }
 }
 
 static void mem_free(sl__nonce_store *s)
@@ -111,17 +145,22 @@ static void mem_free(sl__nonce_store *s)
     mem_store *m = (mem_store *)s;
     if (m == NULL)
         return;
-    sl__map_free(m->seen, free);
+    free(m->t);
+    EVP_MD_CTX_free(m->md);
     free(m);
 }
 
 int sl__nonce_memory_new(size_t max, sl__nonce_store **out)
 {
     mem_store *m = calloc(1, sizeof *m);
-    if (m == NULL || sl__map_new(&m->seen) != SL_OK) {
+    if (m == NULL || (m->md = EVP_MD_CTX_new()) == NULL ||
+        (m->t = calloc(MIN_CAP, sizeof *m->t)) == NULL) {
+        if (m)
+            EVP_MD_CTX_free(m->md);
         free(m);
         return SL_ENOMEM;
     }
+    m->cap = MIN_CAP;
     m->max = max ? max : DEFAULT_MAX_NONCES;
     m->base.remember = mem_remember;
     m->base.free = mem_free;
@@ -131,7 +170,7 @@ int sl__nonce_memory_new(size_t max, sl__nonce_store **out)
 
 size_t sl__nonce_memory_size(const sl__nonce_store *s)
 {
-    return sl__map_size(((const mem_store *)s)->seen);
+    return ((const mem_store *)s)->filled;
 }
 
 /* ---- the authenticator ------------------------------------------------------------------------

@@ -655,6 +655,60 @@ static void on_answer(void *ud, int status, const sl_identity *who, const char *
     snprintf(a->reason, sizeof a->reason, "%s", reason ? reason : "");
 }
 
+static void count_status(void *ud, int status)
+{
+    int *c = ud;
+    c[status == SL_OK ? 0 : status == SL_ETOKEN ? 1 : 2]++;
+}
+
+/* The memory store at scale: every nonce refused a second time within its window, accepted again
+ * after it, the table rebuilt as it fills and expires, and the bound held. */
+static void test_nonce_store_many(void **state)
+{
+    (void)state;
+    enum { N = 20000 };
+    sl__nonce_store *ns;
+    assert_int_equal(sl__nonce_memory_new(N + 10, &ns), SL_OK);
+    char nonce[32];
+    int c[3] = {0};
+    for (int i = 0; i < N; i++) {
+        snprintf(nonce, sizeof nonce, "n-%d", i);
+        ns->remember(ns, i % 2 ? "k1" : "k2", nonce, 1000 + i % 100, 0, count_status, c);
+    }
+    assert_int_equal(c[0], N);
+    assert_int_equal(sl__nonce_memory_size(ns), N);
+    for (int i = 0; i < N; i++) {
+        snprintf(nonce, sizeof nonce, "n-%d", i);
+        ns->remember(ns, i % 2 ? "k1" : "k2", nonce, 1000, 999, count_status, c);
+    }
+    assert_int_equal(c[1], N); /* all replays */
+    /* the same nonce under the other key is another nonce */
+    ns->remember(ns, "k1", "n-0", 1000, 0, count_status, c);
+    assert_int_equal(c[0], N + 1);
+    /* over the bound: refused, nothing forgotten early */
+    for (int i = 0; i < 20; i++) {
+        snprintf(nonce, sizeof nonce, "x-%d", i);
+        ns->remember(ns, "k1", nonce, 1000, 0, count_status, c);
+    }
+    assert_int_equal(c[0], N + 10);
+    assert_int_equal(c[2], 11);
+    /* at 1050 the nonces with until <= 1050 are gone: about half accepted again, the rest not */
+    int before = c[0];
+    for (int i = 0; i < 200; i++) {
+        snprintf(nonce, sizeof nonce, "n-%d", i);
+        ns->remember(ns, i % 2 ? "k1" : "k2", nonce, 2000, 1050, count_status, c);
+    }
+    assert_int_equal(c[0] - before, 102); /* i % 100 in 0..50 (51 of each hundred) */
+    /* long after: everything expired, the table rebuilt small again */
+    for (int i = 0; i < N + 10; i++) {
+        snprintf(nonce, sizeof nonce, "y-%d", i);
+        ns->remember(ns, "k1", nonce, 5000 + i, 3000, count_status, c);
+    }
+    assert_int_equal(c[0] - before, 102 + N + 10);
+    assert_true(sl__nonce_memory_size(ns) <= N + 10);
+    ns->free(ns);
+}
+
 static void test_authenticator_replay(void **state)
 {
     (void)state;
@@ -730,6 +784,7 @@ int main(void)
         cmocka_unit_test(test_sign_verify),
         cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_key_file),
+        cmocka_unit_test(test_nonce_store_many),
         cmocka_unit_test(test_authenticator_replay),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
