@@ -693,8 +693,11 @@ static int tls_flush(conn *c)
             return -1;
         if (w < 0)
             w = 0;
-        if ((size_t)w == n)
+        if ((size_t)w == n) {
+            if (n < READ_BUF_SIZE) /* take gave all there was */
+                return 1;
             continue;
+        }
         size_t rest = n - (size_t)w, more = sl__tls_pending(c->tls), need = rest + more;
         if (need > c->ccap) {
             char *nb = realloc(c->cbuf, need);
@@ -1076,6 +1079,8 @@ static void tls_read(conn *c, const char *data, size_t n)
             on_plain(c, s->pbuf, (size_t)r);
             if (c->closing || c->lingering)
                 return;
+            if (!sl__tls_has_input(c->tls))
+                break;
             continue;
         }
         if (r == 0)

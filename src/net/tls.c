@@ -373,6 +373,11 @@ void sl__tls_close_notify(sl__tls *t)
     ERR_clear_error();
 }
 
+int sl__tls_has_input(const sl__tls *t)
+{
+    return !SSL_is_init_finished(t->ssl) || SSL_has_pending(t->ssl) || BIO_ctrl_pending(t->in) > 0;
+}
+
 size_t sl__tls_pending(const sl__tls *t)
 {
     return BIO_ctrl_pending(t->out);

@@ -58,6 +58,11 @@ int sl__tls_feed(sl__tls *t, const char *data, size_t len);
  * 0 or less, then send the output. */
 long sl__tls_read(sl__tls *t, char *buf, size_t cap);
 
+/* 0 when a call of sl__tls_read could only answer 0 (the handshake is done and nothing fed is
+ * left to decrypt), so the caller may skip it: a read that finds nothing costs as much as one
+ * that decrypts a record. */
+int sl__tls_has_input(const sl__tls *t);
+
 /* Encrypts all of data into the output. SL_OK; SL_EINVAL before the handshake completed; SL_EIO
  * after a failure. */
 int sl__tls_write(sl__tls *t, const char *data, size_t len);

@@ -33,6 +33,7 @@ typedef struct sl__nonce_store {
 
 /* One node's store: at most max nonces (0: 100000); expired ones are pruned as it goes. */
 int sl__nonce_memory_new(size_t max, sl__nonce_store **out);
+/* Slots held: live nonces, and expired ones not reclaimed yet. */
 size_t sl__nonce_memory_size(const sl__nonce_store *s);
 
 /* The key a nonce is remembered under: hex SHA-256 of keyid, a NUL and nonce (fixed length, so a
