@@ -6,6 +6,7 @@
 #include <sluice/httpsig.h>
 
 #include "security/httpsig.h"
+#include "security/hmac256.h"
 #include "security/secretfile.h"
 #include "security/sfv.h"
 
@@ -34,49 +35,23 @@
 typedef struct key {
     sl_httpsig_key_opts o; /* strings and arrays below are owned copies */
     EVP_PKEY *pkey;        /* public key algorithms */
-    EVP_MAC_CTX *mac;      /* hmac-sha256: keyed once, copied for each request (NULL: one-shot) */
+    sl__hmac256_key *mac;  /* hmac-sha256: keyed once (security/hmac256.h) */
 } key;
 
-/* ---- algorithms, fetched once -----------------------------------------------------------------
- * OpenSSL 3 looks an algorithm up by name (under a lock) in every one-shot call, HMAC() and
- * EVP_Digest() with EVP_sha256() included: a signed request makes several. Fetched once per
- * process instead; kept until exit. */
-
+/* SHA-512 fetched once: OpenSSL 3 looks an algorithm up by name (under a lock) in every one-shot
+ * call. (SHA-256 and HMAC-SHA256 go through security/hmac256.h, which allocates nothing.) */
 static pthread_once_t algs_once = PTHREAD_ONCE_INIT;
-static EVP_MAC *hmac_alg;
-static EVP_MD *sha256_alg, *sha512_alg;
+static EVP_MD *sha512_alg;
 
 static void algs_fetch(void)
 {
-    hmac_alg = EVP_MAC_fetch(NULL, "HMAC", NULL);
-    sha256_alg = EVP_MD_fetch(NULL, "SHA256", NULL);
     sha512_alg = EVP_MD_fetch(NULL, "SHA512", NULL);
-}
-
-const EVP_MD *sl__httpsig_sha256(void)
-{
-    pthread_once(&algs_once, algs_fetch);
-    return sha256_alg ? sha256_alg : EVP_sha256();
 }
 
 static const EVP_MD *sha512(void)
 {
     pthread_once(&algs_once, algs_fetch);
     return sha512_alg ? sha512_alg : EVP_sha512();
-}
-
-/* An HMAC-SHA256 context keyed with secret, or NULL (the one-shot HMAC() then serves). */
-static EVP_MAC_CTX *hmac_keyed(const char *secret, size_t len)
-{
-    pthread_once(&algs_once, algs_fetch);
-    EVP_MAC_CTX *c = hmac_alg ? EVP_MAC_CTX_new(hmac_alg) : NULL;
-    OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, "SHA256", 0),
-                           OSSL_PARAM_construct_end()};
-    if (c && EVP_MAC_init(c, (const unsigned char *)secret, len, params) != 1) {
-        EVP_MAC_CTX_free(c);
-        c = NULL;
-    }
-    return c;
 }
 
 struct sl_httpsig_keyring {
@@ -130,7 +105,7 @@ static void key_clear(key *k)
     strv_free(k->o.channels, k->o.nchannels);
     strv_free(k->o.components, k->o.ncomponents);
     EVP_PKEY_free(k->pkey);
-    EVP_MAC_CTX_free(k->mac);
+    sl__hmac256_free(k->mac);
     memset(k, 0, sizeof *k);
 }
 
@@ -287,8 +262,9 @@ int sl_httpsig_keyring_add(sl_httpsig_keyring *kr, const sl_httpsig_key_opts *o,
         m[o->material_len] = '\0';
     }
     k.o.material = m;
-    if (m && o->alg == SL_HTTPSIG_HMAC_SHA256)
-        k.mac = hmac_keyed(m, o->material_len);
+    if (m && o->alg == SL_HTTPSIG_HMAC_SHA256 &&
+        sl__hmac256_new(&k.mac, m, o->material_len) != SL_OK)
+        k.mac = NULL;
     k.o.channels = k.o.components = NULL;
     int bad = k.o.keyid == NULL || k.o.principal == NULL || m == NULL;
     if (!bad && strv_copy(o->channels, o->nchannels, &k.o.channels) < 0)
@@ -548,10 +524,8 @@ int sl_httpsig_check_digest(const char *value, size_t len, const char *body, siz
     if (sl__sfv_dict_has_dups(&d))
         rc = sl_status_set(st, SL_ETOKEN, "malformed Content-Digest");
     for (size_t i = 0; i < d.n && rc == SL_OK; i++) {
-        const EVP_MD *md = !strcmp(d.m[i].key, "sha-256")   ? sl__httpsig_sha256()
-                           : !strcmp(d.m[i].key, "sha-512") ? sha512()
-                                                            : NULL;
-        if (md == NULL)
+        int is256 = !strcmp(d.m[i].key, "sha-256");
+        if (!is256 && strcmp(d.m[i].key, "sha-512") != 0)
             continue; /* insecure or unknown algorithms carry no weight either way */
         const sl__sfv_item *it = &d.m[i].item;
         if (it->inner || it->v.type != SL__SFV_BYTES) {
@@ -560,7 +534,8 @@ int sl_httpsig_check_digest(const char *value, size_t len, const char *body, siz
         }
         unsigned char h[EVP_MAX_MD_SIZE];
         unsigned int hl = 0;
-        if (EVP_Digest(body, body_len, h, &hl, md, NULL) != 1) {
+        if (is256 ? (hl = SL__SHA256_LEN, sl__sha256(body, body_len, h) < 0)
+                  : EVP_Digest(body, body_len, h, &hl, sha512(), NULL) != 1) {
             rc = sl_status_set(st, SL_ETOKEN, "cannot compute the digest");
             break;
         }
@@ -712,16 +687,11 @@ static int verify_sig(const key *k, const char *base, size_t blen, const unsigne
     if (k->o.alg == SL_HTTPSIG_HMAC_SHA256) {
         unsigned char mac[EVP_MAX_MD_SIZE];
         unsigned int mlen = 0;
-        EVP_MAC_CTX *c = k->mac ? EVP_MAC_CTX_dup(k->mac) : NULL;
-        if (c != NULL) {
-            size_t ml = 0;
-            int ok = EVP_MAC_update(c, (const unsigned char *)base, blen) == 1 &&
-                     EVP_MAC_final(c, mac, &ml, sizeof mac) == 1;
-            EVP_MAC_CTX_free(c);
-            if (!ok)
+        if (k->mac != NULL) {
+            if (sl__hmac256(k->mac, base, blen, mac) < 0)
                 return -1;
-            mlen = (unsigned int)ml;
-        } else if (HMAC(sl__httpsig_sha256(), k->o.material, (int)k->o.material_len,
+            mlen = SL__SHA256_LEN;
+        } else if (HMAC(EVP_sha256(), k->o.material, (int)k->o.material_len,
                         (const unsigned char *)base, blen, mac, &mlen) == NULL) {
             return -1;
         }

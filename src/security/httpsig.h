@@ -49,8 +49,4 @@ void sl__nonce_key(const char *keyid, const char *nonce, char out[SL__NONCE_KEY_
 int sl__httpsig_authenticator_new(const sl_httpsig_keyring *kr, sl__nonce_store *nonces,
                                   double max_skew, sl_authenticator **out);
 
-/* SHA-256 fetched once for the process (see httpsig.c): for the digests of every request. */
-struct evp_md_st;
-const struct evp_md_st *sl__httpsig_sha256(void);
-
 #endif

@@ -3,6 +3,7 @@
  * nonce someone else will send), and the one-node nonce store. A nonce is kept until its
  * signature could no longer pass the freshness check (created + the skew), which is what makes
  * forgetting it afterwards safe; a full store refuses new requests instead of forgetting early. */
+#include "security/hmac256.h"
 #include "security/httpsig.h"
 
 #include <sluice/revocation.h>
@@ -12,26 +13,18 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/evp.h>
-
 #define DEFAULT_MAX_NONCES 100000
 
-/* SHA-256 of keyid, a NUL and nonce into h; c is reused (NULL: a temporary one). 0 on failure. */
-static int nonce_digest(EVP_MD_CTX *c, const char *keyid, const char *nonce, unsigned char h[32])
+/* SHA-256 of keyid, a NUL and nonce. */
+static int nonce_digest(const char *keyid, const char *nonce, unsigned char h[SL__SHA256_LEN])
 {
-    EVP_MD_CTX *own = c ? NULL : (c = EVP_MD_CTX_new());
-    unsigned int hl = 0;
-    int ok = c && EVP_DigestInit_ex(c, sl__httpsig_sha256(), NULL) == 1 &&
-             EVP_DigestUpdate(c, keyid, strlen(keyid) + 1) == 1 &&
-             EVP_DigestUpdate(c, nonce, strlen(nonce)) == 1 && EVP_DigestFinal_ex(c, h, &hl) == 1;
-    EVP_MD_CTX_free(own);
-    return ok;
+    return sl__sha256_2(keyid, strlen(keyid) + 1, nonce, strlen(nonce), h) == 0;
 }
 
 void sl__nonce_key(const char *keyid, const char *nonce, char out[SL__NONCE_KEY_LEN + 1])
 {
-    unsigned char h[32];
-    if (!nonce_digest(NULL, keyid, nonce, h))
+    unsigned char h[SL__SHA256_LEN];
+    if (!nonce_digest(keyid, nonce, h))
         memset(h, 0, sizeof h); /* only on allocation failure; every request then collides */
     static const char hex[] = "0123456789abcdef";
     for (size_t i = 0; i < sizeof h; i++) {
@@ -59,7 +52,6 @@ typedef struct mem_store {
     size_t cap;    /* a power of two */
     size_t filled; /* slots used, live or expired */
     size_t max;
-    EVP_MD_CTX *md;
 } mem_store;
 
 #define MIN_CAP 64
@@ -97,8 +89,8 @@ static void mem_remember(sl__nonce_store *s, const char *keyid, const char *nonc
                          double now, sl__nonce_fn fn, void *ud)
 {
     mem_store *m = (mem_store *)s;
-    unsigned char h[32];
-    if (!nonce_digest(m->md, keyid, nonce, h)) {
+    unsigned char h[SL__SHA256_LEN];
+    if (!nonce_digest(keyid, nonce, h)) {
         fn(ud, SL_EUNAVAIL);
         return;
     }
@@ -146,17 +138,13 @@ static void mem_free(sl__nonce_store *s)
     if (m == NULL)
         return;
     free(m->t);
-    EVP_MD_CTX_free(m->md);
     free(m);
 }
 
 int sl__nonce_memory_new(size_t max, sl__nonce_store **out)
 {
     mem_store *m = calloc(1, sizeof *m);
-    if (m == NULL || (m->md = EVP_MD_CTX_new()) == NULL ||
-        (m->t = calloc(MIN_CAP, sizeof *m->t)) == NULL) {
-        if (m)
-            EVP_MD_CTX_free(m->md);
+    if (m == NULL || (m->t = calloc(MIN_CAP, sizeof *m->t)) == NULL) {
         free(m);
         return SL_ENOMEM;
     }

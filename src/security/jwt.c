@@ -4,24 +4,20 @@
  * Verification is on the path of every network request, so it is built to run in well under a
  * microsecond without touching the heap except for the identity's channel scope: base64url is
  * decoded into a stack buffer, HMAC resumes from inner and outer SHA-256 states precomputed when
- * the key is added, and the JSON of header and payload is read by a strict, bounded parser written
- * for the purpose rather than jansson, which alone costs twice the whole budget (docs/JWT.md has
- * the measurements). That parser accepts exactly what jansson with JSON_REJECT_DUPLICATES accepts,
- * up to a nesting limit; the unit tests check the two agree on hostile and mutated input. The
- * header is necessarily read before the signature is checked (it names the key); the payload is
- * decoded only after. Error descriptions are fixed strings so that nothing of a token or secret can
- * leak through them. Public-key verification costs tens of microseconds whatever we do, so it
- * simply goes through EVP; it shares everything before the signature with HS256 and branches only
- * after the key is chosen, leaving that path as it was.
+ * the key is added (security/hmac256.c), and the JSON of header and payload is read by a strict,
+ * bounded parser written for the purpose rather than jansson, which alone costs twice the whole
+ * budget (docs/JWT.md has the measurements). That parser accepts exactly what jansson with
+ * JSON_REJECT_DUPLICATES accepts, up to a nesting limit; the unit tests check the two agree on
+ * hostile and mutated input. The header is necessarily read before the signature is checked (it
+ * names the key); the payload is decoded only after. Error descriptions are fixed strings so that
+ * nothing of a token or secret can leak through them. Public-key verification costs tens of
+ * microseconds whatever we do, so it simply goes through EVP; it shares everything before the
+ * signature with HS256 and branches only after the key is chosen, leaving that path as it was.
  */
-
-/* SHA256_Init/Update/Final are deprecated in OpenSSL 3 but are the only way to resume a
- * precomputed HMAC state without an allocation (EVP_MD_CTX_copy and EVP_MAC_CTX_dup both allocate
- * provider contexts). Where they are compiled out, the EVP_MAC path below is used instead. */
-#define OPENSSL_SUPPRESS_DEPRECATED
 
 #include <sluice/jwt.h>
 
+#include "security/hmac256.h"
 #include "security/jwt_internal.h"
 
 #include <limits.h>
@@ -45,12 +41,7 @@
 #include <openssl/params.h>
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
-#include <openssl/sha.h>
 #include <openssl/x509.h>
-
-#ifdef OPENSSL_NO_DEPRECATED_3_0
-#define SL__JWT_EVP_MAC 1
-#endif
 
 #define KEYRING_MAX 16
 #define KID_MAX 255
@@ -75,88 +66,14 @@
 
 /* ---- HS256 ----------------------------------------------------------------------------------- */
 
-typedef struct hs256_key {
-#ifdef SL__JWT_EVP_MAC
-    EVP_MAC_CTX *mac; /* keyed once; EVP_MAC_init with a NULL key restarts it */
-#else
-    /* After absorbing key^ipad and key^opad: each MAC resumes from these. */
-    SHA256_CTX inner, outer;
-#endif
-} hs256_key;
-
-static int hs256_key_init(hs256_key *k, const void *secret, size_t len)
-{
-#ifdef SL__JWT_EVP_MAC
-    EVP_MAC *m = EVP_MAC_fetch(NULL, "HMAC", NULL);
-    k->mac = m ? EVP_MAC_CTX_new(m) : NULL;
-    EVP_MAC_free(m);
-    char digest[] = "SHA256";
-    OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
-                           OSSL_PARAM_construct_end()};
-    if (k->mac == NULL || EVP_MAC_init(k->mac, secret, len, params) != 1) {
-        EVP_MAC_CTX_free(k->mac);
-        k->mac = NULL;
-        return -1;
-    }
-    return 0;
-#else
-    /* RFC 2104: keys longer than a block are hashed first; shorter ones are zero-padded. */
-    unsigned char block[SHA256_CBLOCK], pad[SHA256_CBLOCK];
-    memset(block, 0, sizeof block);
-    if (len > sizeof block)
-        SHA256(secret, len, block);
-    else if (len > 0)
-        memcpy(block, secret, len);
-    int ok = 1;
-    for (size_t i = 0; i < sizeof pad; i++)
-        pad[i] = block[i] ^ 0x36;
-    ok &= SHA256_Init(&k->inner) == 1 && SHA256_Update(&k->inner, pad, sizeof pad) == 1;
-    for (size_t i = 0; i < sizeof pad; i++)
-        pad[i] = block[i] ^ 0x5c;
-    ok &= SHA256_Init(&k->outer) == 1 && SHA256_Update(&k->outer, pad, sizeof pad) == 1;
-    OPENSSL_cleanse(block, sizeof block);
-    OPENSSL_cleanse(pad, sizeof pad);
-    return ok ? 0 : -1;
-#endif
-}
-
-static void hs256_key_clear(hs256_key *k)
-{
-#ifdef SL__JWT_EVP_MAC
-    EVP_MAC_CTX_free(k->mac);
-#endif
-    OPENSSL_cleanse(k, sizeof *k);
-}
-
-static int hs256_mac(hs256_key *k, const void *data, size_t len, unsigned char out[MAC_LEN])
-{
-#ifdef SL__JWT_EVP_MAC
-    size_t n = 0;
-    return EVP_MAC_init(k->mac, NULL, 0, NULL) == 1 && EVP_MAC_update(k->mac, data, len) == 1 &&
-                   EVP_MAC_final(k->mac, out, &n, MAC_LEN) == 1 && n == MAC_LEN
-               ? 0
-               : -1;
-#else
-    SHA256_CTX c = k->inner;
-    unsigned char ih[SHA256_DIGEST_LENGTH];
-    int ok = SHA256_Update(&c, data, len) == 1 && SHA256_Final(ih, &c) == 1;
-    c = k->outer;
-    ok = ok && SHA256_Update(&c, ih, sizeof ih) == 1 && SHA256_Final(out, &c) == 1;
-    /* The state left on the stack is the MAC itself: for a forged token, the valid signature. */
-    OPENSSL_cleanse(&c, sizeof c);
-    OPENSSL_cleanse(ih, sizeof ih);
-    return ok ? 0 : -1;
-#endif
-}
-
 int sl__jwt_hs256(const void *key, size_t keylen, const void *data, size_t len,
                   unsigned char out[32])
 {
-    hs256_key k;
-    if (hs256_key_init(&k, key, keylen) < 0)
+    sl__hmac256_key *k;
+    if (sl__hmac256_new(&k, key, keylen) != SL_OK)
         return -1;
-    int r = hs256_mac(&k, data, len, out);
-    hs256_key_clear(&k);
+    int r = sl__hmac256(k, data, len, out);
+    sl__hmac256_free(k);
     return r;
 }
 
@@ -194,9 +111,9 @@ static unsigned alg_of_name(const char *s, size_t len)
 typedef struct jwt_key {
     char *kid; /* NULL: the default key */
     size_t kidlen;
-    hs256_key hk; /* HS256 */
-    unsigned alg; /* the one algorithm this key verifies; a token must name exactly it */
-    EVP_PKEY *pk; /* every other algorithm: a public key only */
+    sl__hmac256_key *hk; /* HS256 */
+    unsigned alg;        /* the one algorithm this key verifies; a token must name exactly it */
+    EVP_PKEY *pk;        /* every other algorithm: a public key only */
 } jwt_key;
 
 struct sl_jwt_keyring {
@@ -230,7 +147,7 @@ void sl_jwt_keyring_free(sl_jwt_keyring *kr)
         return;
     for (size_t i = 0; i < kr->n; i++) {
         free(kr->keys[i].kid);
-        hs256_key_clear(&kr->keys[i].hk);
+        sl__hmac256_free(kr->keys[i].hk);
         EVP_PKEY_free(kr->keys[i].pk);
     }
     OPENSSL_cleanse(kr, sizeof *kr + kr->cap * sizeof(jwt_key));
@@ -303,11 +220,10 @@ int sl_jwt_keyring_add_hs256(sl_jwt_keyring *kr, const char *kid, const void *se
         return SL_ENOMEM;
     k->kidlen = kidlen;
     k->alg = ALG_HS256;
-    if (hs256_key_init(&k->hk, secret, len) < 0) {
+    if ((rc = sl__hmac256_new(&k->hk, secret, len)) != SL_OK) {
         free(k->kid);
-        hs256_key_clear(&k->hk);
         k->kid = NULL;
-        return SL_EINTERNAL;
+        return rc;
     }
     kr->n++;
     kr->algs |= ALG_HS256;
@@ -1370,7 +1286,7 @@ static int verify(sl_jwt_keyring *kr, const char *token, size_t len, const sl_jw
         unsigned char mac[MAC_LEN];
         if (n != MAC_LEN)
             return fail(st, SL_ETOKEN, E_SIGNATURE);
-        if (hs256_mac(&k->hk, token, d2, mac) < 0)
+        if (sl__hmac256(k->hk, token, d2, mac) < 0)
             return fail(st, SL_EINTERNAL, "internal error");
         int bad = CRYPTO_memcmp(mac, s.buf, MAC_LEN);
         OPENSSL_cleanse(mac, sizeof mac);
@@ -1443,7 +1359,7 @@ static int id_tag(jwt_key *k, const char *rnd, const char *sub, unsigned char ta
     int n = snprintf(msg, sizeof msg, "sluice-jti:%.*s:%s", TOKEN_ID_RANDOM_HEX, rnd, sub);
     if (n < 0 || (size_t)n >= sizeof msg)
         return -1;
-    return hs256_mac(&k->hk, msg, (size_t)n, tag);
+    return sl__hmac256(k->hk, msg, (size_t)n, tag);
 }
 
 static void hex(const unsigned char *b, size_t n, char *out)
@@ -1598,7 +1514,7 @@ int sl_jwt_sign(sl_jwt_keyring *kr, const char *kid, const sl_jwt_claims *c, cha
         tok[o++] = '.';
         o += b64url_encode((const unsigned char *)ps, strlen(ps), tok + o);
         unsigned char mac[MAC_LEN];
-        if (hs256_mac(&k->hk, tok, o, mac) < 0) {
+        if (sl__hmac256(k->hk, tok, o, mac) < 0) {
             rc = SL_EINTERNAL;
             free(tok);
             tok = NULL;

@@ -20,6 +20,7 @@
 
 #include "jwt_test_util.h"
 
+#include "security/hmac256.h"
 #include "security/jwt_internal.h"
 
 #define NOW 1700000000.0
@@ -185,6 +186,16 @@ static void test_hmac_matches_openssl(void **state)
             assert_int_equal(blen, 32);
             assert_memory_equal(a, b, 32);
         }
+    /* the allocation-free SHA-256 beside it (security/hmac256.h) */
+    for (size_t n = 0; n <= sizeof data; n += 1 + n / 8) {
+        unsigned char a[32], b[32], c[32];
+        unsigned int blen = 0;
+        assert_int_equal(sl__sha256(data, n, a), 0);
+        assert_int_equal(sl__sha256_2(data, n / 3, data + n / 3, n - n / 3, c), 0);
+        assert_int_equal(EVP_Digest(data, n, b, &blen, EVP_sha256(), NULL), 1);
+        assert_memory_equal(a, b, 32);
+        assert_memory_equal(c, b, 32);
+    }
 }
 
 /* ---- base64url ------------------------------------------------------------------------------- */
