@@ -316,11 +316,15 @@ static int b64_decode(const char *s, size_t n, char **out, size_t *olen)
     free(buf);
     if (rc < 0)
         return -1;
-    *out = it.v.s;
-    *olen = it.v.len;
-    it.v.s = NULL;
+    /* The decoded secret lives in the parse's memory: copied out, then wiped there. */
+    *out = malloc(it.v.len + 1);
+    if (*out) {
+        memcpy(*out, it.v.s, it.v.len + 1);
+        *olen = it.v.len;
+    }
+    OPENSSL_cleanse(it.v.s, it.v.len);
     sl__sfv_item_clear(&it);
-    return 0;
+    return *out ? 0 : -1;
 }
 
 /* The key material a reference names; *out malloc'd (the caller wipes and frees it). */
@@ -551,27 +555,43 @@ int sl_httpsig_check_digest(const char *value, size_t len, const char *body, siz
 
 /* ---- the signature base (RFC 9421 section 2.5) ----------------------------------------------- */
 
+/* A signature base: in the caller's stack buffer (most bases are a few hundred bytes), moved to
+ * the heap only when it outgrows it. */
 typedef struct buf {
     char *p;
     size_t n, cap;
-    int bad;
+    int bad, heap;
 } buf;
+
+#define BUF_INIT(stack)                                                                            \
+    {                                                                                              \
+        (stack), 0, sizeof(stack), 0, 0                                                            \
+    }
+
+static void buf_free(buf *b)
+{
+    if (b->heap)
+        free(b->p);
+}
 
 static void put(buf *b, const char *s, size_t n)
 {
     if (b->bad)
         return;
     if (b->n + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 512;
+        size_t cap = b->cap;
         while (cap < b->n + n + 1)
             cap *= 2;
-        char *p = cap > BASE_MAX ? NULL : realloc(b->p, cap);
+        char *p = cap > BASE_MAX ? NULL : b->heap ? realloc(b->p, cap) : malloc(cap);
         if (p == NULL) {
             b->bad = 1;
             return;
         }
+        if (!b->heap)
+            memcpy(p, b->p, b->n);
         b->p = p;
         b->cap = cap;
+        b->heap = 1;
     }
     memcpy(b->p + b->n, s, n);
     b->n += n;
@@ -585,10 +605,10 @@ static void puts_(buf *b, const char *s)
 
 static void put_lower(buf *b, const char *s, size_t n)
 {
-    for (size_t i = 0; i < n; i++) {
-        char c = (char)tolower((unsigned char)s[i]);
-        put(b, &c, 1);
-    }
+    size_t at = b->n;
+    put(b, s, n);
+    for (size_t i = 0; i < n && !b->bad; i++)
+        b->p[at + i] = (char)tolower((unsigned char)b->p[at + i]);
 }
 
 /* The value of a derived component into b; -1 when the request has none. */
@@ -767,8 +787,8 @@ int sl__httpsig_verify_policy(const sl_httpsig_keyring *kr, const sl_authn_reque
     sl__sfv_dict di, ds;
     memset(&ds, 0, sizeof ds);
     int rc = SL_OK;
-    char *params = NULL;
-    buf b = {0};
+    char params[SL__SFV_MAX_INPUT + 1], base[1024];
+    buf b = BUF_INIT(base);
     if (sl__sfv_parse_dict(in, ilen, &di) < 0)
         return sl_status_set(st, SL_ETOKEN, "malformed Signature-Input");
     if (sl__sfv_dict_has_dups(&di)) {
@@ -903,8 +923,7 @@ int sl__httpsig_verify_policy(const sl_httpsig_keyring *kr, const sl_authn_reque
         }
         puts_(&b, "\n");
     }
-    if ((params = malloc(SL__SFV_MAX_INPUT + 1)) == NULL ||
-        sl__sfv_serialize_item(si, params, SL__SFV_MAX_INPUT + 1) < 0) {
+    if (sl__sfv_serialize_item(si, params, sizeof params) < 0) {
         rc = sl_status_set(st, SL_ETOKEN, "malformed Signature-Input");
         goto done;
     }
@@ -924,8 +943,7 @@ int sl__httpsig_verify_policy(const sl_httpsig_keyring *kr, const sl_authn_reque
     out->expires = expires;
     out->key = &k->o;
 done:
-    free(params);
-    free(b.p);
+    buf_free(&b);
     sl__sfv_dict_clear(&di);
     sl__sfv_dict_clear(&ds);
     return rc;
@@ -1056,7 +1074,8 @@ int sl_httpsig_sign(const sl_httpsig_signer *s, const char *method, const char *
              "(\"@method\" \"@target-uri\"%s);created=%lld;keyid=\"%s\";alg=\"%s\";nonce=\"%s\"",
              with_body ? " \"content-digest\"" : "", (long long)floor(now), s->keyid,
              sl_httpsig_alg_name(s->alg), nonce);
-    buf b = {0};
+    char base[1024];
+    buf b = BUF_INIT(base);
     puts_(&b, "\"@method\": ");
     puts_(&b, method);
     puts_(&b, "\n\"@target-uri\": ");
@@ -1080,7 +1099,7 @@ int sl_httpsig_sign(const sl_httpsig_signer *s, const char *method, const char *
     size_t sl = sizeof sig;
     int rc = b.bad ? sl_status_set(st, SL_ENOMEM, "request too large to sign")
                    : sign_raw(s, b.p, b.n, sig, &sl, st);
-    free(b.p);
+    buf_free(&b);
     if (rc != SL_OK) {
         sl_httpsig_headers_clear(out);
         return rc;

@@ -3,15 +3,58 @@
  * here; nothing is repaired or guessed. */
 #include "security/sfv.h"
 
+#include "core/numtext.h"
+
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+/* One parse's memory: every string, key and array of a parsed field is carved from a chain of
+ * blocks the result owns (its `mem`), so a field costs one or two allocations and one free, not
+ * one per piece (a signature header has a dozen). */
+typedef struct block {
+    struct block *next;
+    size_t cap, used;
+    max_align_t data[];
+} block;
+
 typedef struct cur {
     const char *s;
     size_t len, pos;
+    void **mem; /* the result's chain of blocks */
 } cur;
+
+static void *take(cur *c, size_t n)
+{
+    n = (n + sizeof(max_align_t) - 1) / sizeof(max_align_t) * sizeof(max_align_t);
+    block *b = *c->mem;
+    if (b == NULL || b->cap - b->used < n) {
+        /* The first block fits most fields whole: their pieces never outgrow the text by much. */
+        size_t cap = b == NULL ? 1024 + 2 * c->len : 2 * b->cap;
+        if (cap < n)
+            cap = n;
+        block *nb = malloc(sizeof *nb + cap);
+        if (nb == NULL)
+            return NULL;
+        nb->next = b;
+        nb->cap = cap;
+        nb->used = 0;
+        *c->mem = b = nb;
+    }
+    void *p = (char *)b->data + b->used;
+    b->used += n;
+    return p;
+}
+
+static void blocks_free(void *mem)
+{
+    for (block *b = mem, *next; b != NULL; b = next) {
+        next = b->next;
+        free(b);
+    }
+}
 
 static int at_end(const cur *c)
 {
@@ -56,30 +99,11 @@ static int is_tchar(int ch)
     return ch > 0 && (is_alpha(ch) || is_digit(ch) || (ch < 128 && strchr("!#$%&'*+-.^_`|~", ch)));
 }
 
-static void bare_clear(sl__sfv_bare *b)
-{
-    free(b->s);
-    memset(b, 0, sizeof *b);
-}
-
-static void params_clear(sl__sfv_param *p, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        free(p[i].key);
-        bare_clear(&p[i].v);
-    }
-    free(p);
-}
-
 void sl__sfv_item_clear(sl__sfv_item *it)
 {
     if (it == NULL)
         return;
-    bare_clear(&it->v);
-    for (size_t i = 0; i < it->nitems; i++)
-        sl__sfv_item_clear(&it->items[i]);
-    free(it->items);
-    params_clear(it->params, it->nparams);
+    blocks_free(it->mem);
     memset(it, 0, sizeof *it);
 }
 
@@ -87,35 +111,33 @@ void sl__sfv_dict_clear(sl__sfv_dict *d)
 {
     if (d == NULL)
         return;
-    for (size_t i = 0; i < d->n; i++) {
-        free(d->m[i].key);
-        sl__sfv_item_clear(&d->m[i].item);
-    }
-    free(d->m);
+    blocks_free(d->mem);
     memset(d, 0, sizeof *d);
 }
 
 /* Makes room for one more element in *v, which holds n: arrays start at 4 elements and double
  * (the bounds are powers of two), so the capacity is full exactly when n is 0 or a power of two
  * of at least 4. -1 at max elements or out of memory. */
-static int grow(void **v, size_t n, size_t size, size_t max)
+static int grow(cur *c, void **v, size_t n, size_t size, size_t max)
 {
     if (n >= max)
         return -1;
     if (n != 0 && (n < 4 || (n & (n - 1)) != 0))
         return 0;
     size_t cap = n == 0 ? 4 : 2 * n;
-    void *p = realloc(*v, cap * size);
+    void *p = take(c, cap * size);
     if (p == NULL)
         return -1;
+    if (n)
+        memcpy(p, *v, n * size);
     memset((char *)p + n * size, 0, (cap - n) * size);
     *v = p;
     return 0;
 }
 
-static char *dup_n(const char *s, size_t n)
+static char *dup_n(cur *c, const char *s, size_t n)
 {
-    char *p = malloc(n + 1);
+    char *p = take(c, n + 1);
     if (p) {
         memcpy(p, s, n);
         p[n] = '\0';
@@ -170,31 +192,30 @@ static int parse_number(cur *c, sl__sfv_bare *out)
 static int parse_string(cur *c, sl__sfv_bare *out)
 {
     c->pos++; /* '"' */
-    char *buf = malloc(c->len - c->pos + 1);
+    const unsigned char *p = (const unsigned char *)c->s + c->pos,
+                        *end = (const unsigned char *)c->s + c->len;
+    char *buf = take(c, (size_t)(end - p) + 1);
     size_t n = 0;
     if (buf == NULL)
         return -1;
-    while (!at_end(c)) {
-        int ch = peek(c);
-        c->pos++;
+    while (p < end) {
+        unsigned ch = *p++;
         if (ch == '\\') {
-            int e = peek(c);
-            if (e != '"' && e != '\\')
-                break;
-            buf[n++] = (char)e;
-            c->pos++;
+            if (p == end || (*p != '"' && *p != '\\'))
+                return -1;
+            buf[n++] = (char)*p++;
         } else if (ch == '"') {
             buf[n] = '\0';
+            c->pos = (size_t)((const char *)p - c->s);
             out->type = SL__SFV_STRING;
             out->s = buf;
             out->len = n;
             return 0;
         } else if (ch < 0x20 || ch > 0x7e)
-            break;
+            return -1;
         else
             buf[n++] = (char)ch;
     }
-    free(buf);
     return -1;
 }
 
@@ -204,59 +225,62 @@ static int parse_token(cur *c, sl__sfv_bare *out)
     c->pos++; /* ALPHA or '*', checked by the caller */
     while (!at_end(c) && (is_tchar(peek(c)) || peek(c) == ':' || peek(c) == '/'))
         c->pos++;
-    if ((out->s = dup_n(c->s + start, c->pos - start)) == NULL)
+    if ((out->s = dup_n(c, c->s + start, c->pos - start)) == NULL)
         return -1;
     out->type = SL__SFV_TOKEN;
     out->len = c->pos - start;
     return 0;
 }
 
-static int b64_value(int ch)
-{
-    if (ch >= 'A' && ch <= 'Z')
-        return ch - 'A';
-    if (ch >= 'a' && ch <= 'z')
-        return ch - 'a' + 26;
-    if (is_digit(ch))
-        return ch - '0' + 52;
-    if (ch == '+')
-        return 62;
-    if (ch == '/')
-        return 63;
-    return -1;
-}
+/* Base64's alphabet (RFC 4648 section 4): value + 1, 0 outside it ('=' too). */
+static const unsigned char b64_table[256] = {
+    ['A'] = 1,  ['B'] = 2,  ['C'] = 3,  ['D'] = 4,  ['E'] = 5,  ['F'] = 6,  ['G'] = 7,  ['H'] = 8,
+    ['I'] = 9,  ['J'] = 10, ['K'] = 11, ['L'] = 12, ['M'] = 13, ['N'] = 14, ['O'] = 15, ['P'] = 16,
+    ['Q'] = 17, ['R'] = 18, ['S'] = 19, ['T'] = 20, ['U'] = 21, ['V'] = 22, ['W'] = 23, ['X'] = 24,
+    ['Y'] = 25, ['Z'] = 26, ['a'] = 27, ['b'] = 28, ['c'] = 29, ['d'] = 30, ['e'] = 31, ['f'] = 32,
+    ['g'] = 33, ['h'] = 34, ['i'] = 35, ['j'] = 36, ['k'] = 37, ['l'] = 38, ['m'] = 39, ['n'] = 40,
+    ['o'] = 41, ['p'] = 42, ['q'] = 43, ['r'] = 44, ['s'] = 45, ['t'] = 46, ['u'] = 47, ['v'] = 48,
+    ['w'] = 49, ['x'] = 50, ['y'] = 51, ['z'] = 52, ['0'] = 53, ['1'] = 54, ['2'] = 55, ['3'] = 56,
+    ['4'] = 57, ['5'] = 58, ['6'] = 59, ['7'] = 60, ['8'] = 61, ['9'] = 62, ['+'] = 63, ['/'] = 64,
+};
 
-/* Strict base64 (RFC 4648 section 4): whole quanta, padding only at the end, no stray bits. */
-static int b64_decode(const char *s, size_t n, char **out, size_t *olen)
+/* Strict base64 (RFC 4648 section 4): whole quanta, padding only at the end (at most two), no
+ * stray bits. */
+static int b64_decode(cur *c, const char *s, size_t n, char **out, size_t *olen)
 {
     if (n % 4)
         return -1;
-    char *buf = malloc(n / 4 * 3 + 1);
+    size_t pad = n > 0 && s[n - 1] == '=' ? 1 + (s[n - 2] == '=') : 0;
+    char *buf = take(c, n / 4 * 3 + 1);
     if (buf == NULL)
         return -1;
-    size_t o = 0;
-    for (size_t i = 0; i < n; i += 4) {
-        int v[4], pad = 0;
-        for (int k = 0; k < 4; k++) {
-            if (s[i + k] == '=' && i + 4 == n && k >= 2) {
-                v[k] = 0;
-                pad++;
-            } else if (pad || (v[k] = b64_value((unsigned char)s[i + k])) < 0) {
-                free(buf);
-                return -1;
-            }
-        }
-        unsigned long q = (unsigned long)v[0] << 18 | (unsigned long)v[1] << 12 |
-                          (unsigned long)v[2] << 6 | (unsigned long)v[3];
-        if ((pad == 2 && (q & 0xffff)) || (pad == 1 && (q & 0xff))) {
-            free(buf);
-            return -1;
-        }
+    const unsigned char *u = (const unsigned char *)s;
+    size_t o = 0, full = n - (pad ? 4 : 0);
+    unsigned bad = 0;
+    for (size_t i = 0; i < full; i += 4) {
+        unsigned a = b64_table[u[i]], b = b64_table[u[i + 1]], d = b64_table[u[i + 2]],
+                 e = b64_table[u[i + 3]];
+        bad |= !a | !b | !d | !e;
+        unsigned long q = (unsigned long)(a - 1) << 18 | (unsigned long)(b - 1) << 12 |
+                          (unsigned long)(d - 1) << 6 | (unsigned long)(e - 1);
         buf[o++] = (char)(q >> 16);
-        if (pad < 2)
+        buf[o++] = (char)(q >> 8);
+        buf[o++] = (char)q;
+    }
+    if (bad)
+        return -1;
+    if (pad) {
+        const unsigned char *t = u + full;
+        unsigned a = b64_table[t[0]], b = b64_table[t[1]], d = pad == 1 ? b64_table[t[2]] : 1;
+        if (!a || !b || !d)
+            return -1;
+        unsigned long q = (unsigned long)(a - 1) << 18 | (unsigned long)(b - 1) << 12 |
+                          (unsigned long)(d - 1) << 6;
+        if ((pad == 2 && (q & 0xffff)) || (pad == 1 && (q & 0xff)))
+            return -1;
+        buf[o++] = (char)(q >> 16);
+        if (pad == 1)
             buf[o++] = (char)(q >> 8);
-        if (pad < 1)
-            buf[o++] = (char)q;
     }
     buf[o] = '\0';
     *out = buf;
@@ -267,18 +291,13 @@ static int b64_decode(const char *s, size_t n, char **out, size_t *olen)
 static int parse_bytes(cur *c, sl__sfv_bare *out)
 {
     c->pos++; /* ':' */
-    size_t start = c->pos;
-    while (!at_end(c) && peek(c) != ':') {
-        int ch = peek(c);
-        if (b64_value(ch) < 0 && ch != '=')
-            return -1;
-        c->pos++;
-    }
-    if (at_end(c))
+    const char *start = c->s + c->pos, *end = memchr(start, ':', c->len - c->pos);
+    if (end == NULL)
         return -1;
-    size_t n = c->pos - start;
-    c->pos++;
-    if (b64_decode(c->s + start, n, &out->s, &out->len) < 0)
+    size_t n = (size_t)(end - start);
+    c->pos += n + 1;
+    /* b64_decode refuses every byte outside the alphabet and any '=' but trailing padding. */
+    if (b64_decode(c, start, n, &out->s, &out->len) < 0)
         return -1;
     out->type = SL__SFV_BYTES;
     return 0;
@@ -325,7 +344,7 @@ static char *parse_key(cur *c)
     }
     if (c->pos - start > SL__SFV_MAX_KEY)
         return NULL;
-    return dup_n(c->s + start, c->pos - start);
+    return dup_n(c, c->s + start, c->pos - start);
 }
 
 static int parse_params(cur *c, sl__sfv_item *it)
@@ -333,7 +352,7 @@ static int parse_params(cur *c, sl__sfv_item *it)
     while (peek(c) == ';') {
         c->pos++;
         skip_sp(c);
-        if (grow((void **)&it->params, it->nparams, sizeof *it->params, SL__SFV_MAX_PARAMS) < 0)
+        if (grow(c, (void **)&it->params, it->nparams, sizeof *it->params, SL__SFV_MAX_PARAMS) < 0)
             return -1;
         sl__sfv_param *p = &it->params[it->nparams];
         if ((p->key = parse_key(c)) == NULL)
@@ -375,7 +394,7 @@ static int parse_item_or_inner(cur *c, sl__sfv_item *it)
             return parse_params(c, it);
         }
         if (at_end(c) ||
-            grow((void **)&it->items, it->nitems, sizeof *it->items, SL__SFV_MAX_INNER) < 0)
+            grow(c, (void **)&it->items, it->nitems, sizeof *it->items, SL__SFV_MAX_INNER) < 0)
             return -1;
         if (parse_item(c, &it->items[it->nitems++]) < 0)
             return -1;
@@ -389,14 +408,14 @@ static int parse_members(const char *s, size_t len, sl__sfv_dict *out, int dict)
     memset(out, 0, sizeof *out);
     if (s == NULL || len > SL__SFV_MAX_INPUT)
         return -1;
-    cur c = {s, len, 0};
+    cur c = {s, len, 0, &out->mem};
     skip_sp(&c);
     while (c.len > c.pos && c.s[c.len - 1] == ' ')
         c.len--;
     if (at_end(&c))
         return 0;
     for (;;) {
-        if (grow((void **)&out->m, out->n, sizeof *out->m, SL__SFV_MAX_MEMBERS) < 0)
+        if (grow(&c, (void **)&out->m, out->n, sizeof *out->m, SL__SFV_MAX_MEMBERS) < 0)
             goto fail;
         sl__sfv_member *m = &out->m[out->n++];
         if (dict) {
@@ -444,9 +463,12 @@ int sl__sfv_parse_item(const char *s, size_t len, sl__sfv_item *out)
     memset(out, 0, sizeof *out);
     if (s == NULL || len > SL__SFV_MAX_INPUT)
         return -1;
-    cur c = {s, len, 0};
+    void *mem = NULL;
+    cur c = {s, len, 0, &mem};
     skip_sp(&c);
-    if (parse_item(&c, out) < 0) {
+    int rc = parse_item(&c, out);
+    out->mem = mem; /* parse_item cleared *out first */
+    if (rc < 0) {
         sl__sfv_item_clear(out);
         return -1;
     }
@@ -525,8 +547,11 @@ static void put_bare(out *o, const sl__sfv_bare *b)
             o->bad = 1;
             return;
         }
-        snprintf(num, sizeof num, "%lld", (long long)b->i);
-        puts_(o, num);
+        char *e = num;
+        if (b->i < 0)
+            *e++ = '-';
+        e = sl__put_uint(e, (uint64_t)(b->i < 0 ? -b->i : b->i));
+        put(o, num, (size_t)(e - num));
         return;
     case SL__SFV_DECIMAL: {
         double r = round(b->d * 1000) / 1000;

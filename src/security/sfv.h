@@ -48,6 +48,7 @@ typedef struct sl__sfv_item {
     size_t nitems;
     sl__sfv_param *params; /* owned */
     size_t nparams;
+    void *mem; /* a parsed item's memory, every piece above (NULL in nested items) */
 } sl__sfv_item;
 
 typedef struct sl__sfv_member {
@@ -59,6 +60,7 @@ typedef struct sl__sfv_member {
 typedef struct sl__sfv_dict {
     sl__sfv_member *m; /* owned */
     size_t n;
+    void *mem; /* the memory of every piece (sfv.c) */
 } sl__sfv_dict;
 
 /* Each returns 0 and fills *out (release with the matching _clear), or -1 when the text is not a

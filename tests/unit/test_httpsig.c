@@ -237,20 +237,39 @@ static void test_sfv(void **state)
     assert_string_equal(out, "(\"a\" \"b\");created=1;keyid=\"k\"");
     sl__sfv_dict_clear(&d);
     const char *bad_dicts[] = {
-        "a=1,",       "a=1,,b=2",
-        "A=1",        "a=\"x",
-        "a=\"\\x\"",  "a=1234567890123456",
-        "a=1.2345",   "a=1.",
-        "a=:AQI:",    "a=:AQ=D:",
-        "a=(1 2",     "a=(1,2)",
-        "a=?2",       "a=@",
-        "a=1;",       "a=1;B=2",
-        "a=\"\x01\"", "a=1 b=2",
-        "1a=1",       "a=1234567890123.5",
+        "a=1,",         "a=1,,b=2",
+        "A=1",          "a=\"x",
+        "a=\"\\x\"",    "a=1234567890123456",
+        "a=1.2345",     "a=1.",
+        "a=:AQI:",      "a=:AQ=D:",
+        "a=(1 2",       "a=(1,2)",
+        "a=?2",         "a=@",
+        "a=1;",         "a=1;B=2",
+        "a=\"\x01\"",   "a=1 b=2",
+        "1a=1",         "a=1234567890123.5",
+        "a=:A===:",     "a=:====:",
+        "a=:AQ==AQ==:", "a=:AQ=x:",
+        "a=:A=Q=:",     "a=:@@@@:",
+        "a=:AQID",      "a=:AQ\x80" "D:",
     };
     for (size_t i = 0; i < sizeof bad_dicts / sizeof *bad_dicts; i++) {
         assert_int_equal(sl__sfv_parse_dict(bad_dicts[i], strlen(bad_dicts[i]), &d), -1);
         assert_int_equal(d.n, 0);
+    }
+    const struct {
+        const char *in;
+        size_t len;
+        const char *bytes;
+    } padded[] = {{":AQ==:", 1, "\x01"},
+                  {":AQI=:", 2, "\x01\x02"},
+                  {":AQID:", 3, "\x01\x02\x03"},
+                  {"::", 0, ""}};
+    for (size_t i = 0; i < sizeof padded / sizeof *padded; i++) {
+        assert_int_equal(sl__sfv_parse_item(padded[i].in, strlen(padded[i].in), &it), 0);
+        assert_int_equal(it.v.type, SL__SFV_BYTES);
+        assert_int_equal(it.v.len, padded[i].len);
+        assert_memory_equal(it.v.s, padded[i].bytes, padded[i].len);
+        sl__sfv_item_clear(&it);
     }
     assert_int_equal(sl__sfv_parse_item("1 2", 3, &it), -1);
     assert_int_equal(sl__sfv_parse_item(" 42 ", 4, &it), 0);
