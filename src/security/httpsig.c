@@ -937,8 +937,12 @@ int sl__httpsig_verify_policy(const sl_httpsig_keyring *kr, const sl_authn_reque
         rc = sl_status_set(st, SL_ETOKEN, "signature does not verify");
         goto done;
     }
-    snprintf(out->keyid, sizeof out->keyid, "%s", k->o.keyid);
-    snprintf(out->nonce, sizeof out->nonce, "%s", nonce ? nonce : "");
+    /* Both fit: keyids are checked when keys are added, nonces above. */
+    size_t kl = strnlen(k->o.keyid, sizeof out->keyid - 1), nl = nonce ? strlen(nonce) : 0;
+    memcpy(out->keyid, k->o.keyid, kl);
+    out->keyid[kl] = '\0';
+    memcpy(out->nonce, nonce ? nonce : "", nl);
+    out->nonce[nl] = '\0';
     out->created = created;
     out->expires = expires;
     out->key = &k->o;

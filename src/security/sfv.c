@@ -566,20 +566,26 @@ static void put_bare(out *o, const sl__sfv_bare *b)
         put(o, num, n);
         return;
     }
-    case SL__SFV_STRING:
+    case SL__SFV_STRING: {
         put(o, "\"", 1);
+        size_t run = 0; /* bytes before i that need no escape, put in one go */
         for (size_t i = 0; i < b->len; i++) {
             unsigned char ch = (unsigned char)b->s[i];
             if (ch < 0x20 || ch > 0x7e) {
                 o->bad = 1;
                 return;
             }
-            if (ch == '"' || ch == '\\')
+            if (ch == '"' || ch == '\\') {
+                put(o, b->s + i - run, run);
                 put(o, "\\", 1);
-            put(o, (const char *)&ch, 1);
+                run = 0;
+            }
+            run++;
         }
+        put(o, b->s + b->len - run, run);
         put(o, "\"", 1);
         return;
+    }
     case SL__SFV_TOKEN:
         put(o, b->s, b->len);
         return;

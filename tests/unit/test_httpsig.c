@@ -237,24 +237,49 @@ static void test_sfv(void **state)
     assert_string_equal(out, "(\"a\" \"b\");created=1;keyid=\"k\"");
     sl__sfv_dict_clear(&d);
     const char *bad_dicts[] = {
-        "a=1,",         "a=1,,b=2",
-        "A=1",          "a=\"x",
-        "a=\"\\x\"",    "a=1234567890123456",
-        "a=1.2345",     "a=1.",
-        "a=:AQI:",      "a=:AQ=D:",
-        "a=(1 2",       "a=(1,2)",
-        "a=?2",         "a=@",
-        "a=1;",         "a=1;B=2",
-        "a=\"\x01\"",   "a=1 b=2",
-        "1a=1",         "a=1234567890123.5",
-        "a=:A===:",     "a=:====:",
-        "a=:AQ==AQ==:", "a=:AQ=x:",
-        "a=:A=Q=:",     "a=:@@@@:",
-        "a=:AQID",      "a=:AQ\x80" "D:",
+        "a=1,",
+        "a=1,,b=2",
+        "A=1",
+        "a=\"x",
+        "a=\"\\x\"",
+        "a=1234567890123456",
+        "a=1.2345",
+        "a=1.",
+        "a=:AQI:",
+        "a=:AQ=D:",
+        "a=(1 2",
+        "a=(1,2)",
+        "a=?2",
+        "a=@",
+        "a=1;",
+        "a=1;B=2",
+        "a=\"\x01\"",
+        "a=1 b=2",
+        "1a=1",
+        "a=1234567890123.5",
+        "a=:A===:",
+        "a=:====:",
+        "a=:AQ==AQ==:",
+        "a=:AQ=x:",
+        "a=:A=Q=:",
+        "a=:@@@@:",
+        "a=:AQID",
+        "a=:AQ\x80"
+        "D:",
     };
     for (size_t i = 0; i < sizeof bad_dicts / sizeof *bad_dicts; i++) {
         assert_int_equal(sl__sfv_parse_dict(bad_dicts[i], strlen(bad_dicts[i]), &d), -1);
         assert_int_equal(d.n, 0);
+    }
+    {
+        /* escapes survive a round trip, wherever they fall in the string */
+        const char *esc = "\"\\\"a\\\\b\\\"\";k=\"x\\\"\";e=\"\"";
+        char ser[128];
+        assert_int_equal(sl__sfv_parse_item(esc, strlen(esc), &it), 0);
+        assert_int_equal(it.v.len, 5); /* "a\b" */
+        assert_true(sl__sfv_serialize_item(&it, ser, sizeof ser) > 0);
+        assert_string_equal(ser, esc);
+        sl__sfv_item_clear(&it);
     }
     const struct {
         const char *in;
