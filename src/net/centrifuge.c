@@ -58,6 +58,7 @@ int sl__cf_error_from_errno(int sl_code)
         return SL__CF_ERR_ALREADY_SUBSCRIBED;
     case SL_EFULL:
     case SL_ELIMIT:
+    case SL_EQUOTA: /* a workspace limit (part C) */
         return SL__CF_ERR_LIMIT_EXCEEDED;
     case SL_EUNAUTH:
     case SL_ETOKEN:
