@@ -7,6 +7,7 @@
 #include "net/centrifuge.h"
 
 #include "core/jsonspan.h"
+#include "core/wsid.h"
 
 #include <inttypes.h>
 #include <jansson.h>
@@ -818,7 +819,9 @@ static size_t begin_push(sl__cf_buf *b, const char *channel, const char *kind)
     size_t start = begin(b);
     puts_(b, "\"push\":{");
     bool f = true;
-    kv_str(b, &f, "channel", channel);
+    /* Part C: a workspace's channel goes out under its subscribers' own name (core/wsid.h);
+     * everyone subscribed to it is of that workspace. */
+    kv_str(b, &f, "channel", sl__ws_name(channel));
     key(b, &f, kind);
     return start;
 }
