@@ -155,7 +155,7 @@ static int parse_entry(sl__workspaces *w, const char *e, size_t len, sl_status *
     while (p < end) {
         const char *comma = memchr(p, ',', (size_t)(end - p));
         const char *q = comma ? comma : end;
-        int rc = parse_limit(&lim, p, (size_t)(q - p), st);
+        int rc = q == p ? SL_OK : parse_limit(&lim, p, (size_t)(q - p), st);
         if (rc != SL_OK)
             return rc;
         p = comma ? comma + 1 : end;

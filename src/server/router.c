@@ -1043,6 +1043,8 @@ static int issue(sl__router *r, const sl_identity *who, const sl_http_request *r
     json_object_set_new(rec, "expires_at", json_string(exp));
     json_object_set_new(rec, "issued_at", json_string(iat));
     json_object_set_new(rec, "requested_by", json_string(who->principal));
+    if (who->workspace[0]) /* part C */
+        json_object_set_new(rec, "workspace", json_string(who->workspace));
     rc = sl__audit_json(r->ctx, st, rec);
     if (rc == SL_OK)
         set_json(resp, 200,
@@ -1277,10 +1279,18 @@ static int need_broker(sl__router *r, sl_status *st)
                      : fail(st, SL_ENOENT, "the token broker is not enabled on this server");
 }
 
-static int roles_response(sl__router *r, const char *principal, sl__response *resp)
+/* Part C: broker roles are keyed by (workspace, principal); qp: SL__QPRINCIPAL_SIZE bytes. */
+static const char *broker_key(const sl_identity *who, const char *principal, char *qp)
 {
+    return sl__ws_qualify(who->workspace, principal, qp, SL__QPRINCIPAL_SIZE) == SL_OK ? qp
+                                                                                       : principal;
+}
+
+static int roles_response(sl__router *r, const char *key, sl__response *resp)
+{
+    const char *principal = sl__ws_name(key); /* the caller's own name */
     const char *const *roles;
-    size_t n = sl_broker_roles_of(r->broker, principal, &roles);
+    size_t n = sl_broker_roles_of(r->broker, key, &roles);
     set_json(resp, 200,
              json_pack("{s:s, s:o}", "principal", principal, "roles",
                        string_array((char *const *)roles, n)));
@@ -1291,7 +1301,8 @@ static int h_broker_get(sl__router *r, const sl_identity *who, req_t *req, const
                         sl__response *resp, sl_status *st)
 {
     int rc = need_broker(r, st);
-    return rc == SL_OK ? roles_response(r, principal, resp) : rc;
+    char qp[SL__QPRINCIPAL_SIZE];
+    return rc == SL_OK ? roles_response(r, broker_key(who, principal, qp), resp) : rc;
 }
 
 static int h_broker_put(sl__router *r, const sl_identity *who, req_t *req, const char *principal,
@@ -1314,13 +1325,15 @@ static int h_broker_put(sl__router *r, const sl_identity *who, req_t *req, const
     if (rc == SL_OK) {
         char *list = json_dumps(json_object_get(body, "roles"), JSON_COMPACT);
         rc = sl__audit(r->ctx, st, "broker.assign", "actor", who->principal, "principal", principal,
-                       "roles", list, NULL);
+                       "roles", list, "workspace", who->workspace[0] ? who->workspace : NULL, NULL);
         free(list);
     }
-    if (rc == SL_OK && (rc = sl_broker_assign(r->broker, principal, roles, n)) != SL_OK)
+    char qp[SL__QPRINCIPAL_SIZE];
+    const char *key = broker_key(who, principal, qp);
+    if (rc == SL_OK && (rc = sl_broker_assign(r->broker, key, roles, n)) != SL_OK)
         sl_status_set(st, rc, NULL);
     if (rc == SL_OK)
-        roles_response(r, principal, resp);
+        roles_response(r, key, resp);
     free(roles);
     json_decref(body);
     return rc;
@@ -1333,12 +1346,14 @@ static int h_broker_delete(sl__router *r, const sl_identity *who, req_t *req, co
     if (rc != SL_OK)
         return rc;
     const char *const *roles;
-    if (sl_broker_roles_of(r->broker, principal, &roles) == 0)
+    char qp[SL__QPRINCIPAL_SIZE];
+    const char *key = broker_key(who, principal, qp);
+    if (sl_broker_roles_of(r->broker, key, &roles) == 0)
         return sl_status_set(st, SL_ENOENT, "'%s' has no broker roles", principal);
     rc = sl__audit(r->ctx, st, "broker.assign", "actor", who->principal, "principal", principal,
-                   "roles", "[]", NULL);
+                   "roles", "[]", "workspace", who->workspace[0] ? who->workspace : NULL, NULL);
     if (rc == SL_OK)
-        rc = sl_broker_assign(r->broker, principal, NULL, 0);
+        rc = sl_broker_assign(r->broker, key, NULL, 0);
     if (rc == SL_OK)
         ok_status(resp);
     return rc;
