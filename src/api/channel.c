@@ -212,7 +212,7 @@ static int build_info(sl_channel_info *info, const char *id, const sl_channel_op
         return SL_EBADID;
     sl__epoch_new(info->epoch); /* the registry's and the engine's copies share it */
     info->id = strdup(id);
-    info->name = strdup(o->name ? o->name : id);
+    info->name = strdup(o->name ? o->name : shown(id));
     info->description = strdup(o->description ? o->description : "");
     /* "<id>.dead" does not fit past 250 bytes; such queues then have no default dead letter. */
     info->dead_letter = o->dead_letter                            ? strdup(qdead)

@@ -248,7 +248,7 @@ static json_t *info_json(const sl_channel_info *c)
     json_t *opts = json_pack(
         "{s:s, s:f, s:I, s:s, s:I, s:I, s:f, s:b, s:b}", "security", sl_mode_name(c->mode),
         "claim_timeout", c->claim_timeout, "max_attempts", (json_int_t)c->max_attempts,
-        "dead_letter", c->dead_letter, "max_messages", (json_int_t)c->max_messages,
+        "dead_letter", sl__ws_name(c->dead_letter), "max_messages", (json_int_t)c->max_messages,
         "retention_max_count", (json_int_t)c->retention_max_count, "retention_max_age",
         c->retention_max_age, "presence", c->presence, "join_leave", c->join_leave);
     if (opts) {
@@ -258,8 +258,9 @@ static json_t *info_json(const sl_channel_info *c)
     } else {
         json_decref(backoff);
     }
-    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:o, s:I}", "id", c->id, "name", c->name,
-                     "description", c->description, "kind",
+    /* part C: a workspace's channel under the caller's own name */
+    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:o, s:I}", "id", sl__ws_name(c->id), "name",
+                     c->name, "description", c->description, "kind",
                      c->kind == SL_KIND_TOPIC ? "topic" : "queue", "visibility",
                      c->visibility == SL_VIS_PUBLIC ? "public" : "private", "options", opts,
                      "depth", (json_int_t)c->depth);
@@ -782,7 +783,7 @@ static int p_create(sl__job *job, sl__chop *op)
 
 static int r_create(sl__job *job, sl__chop *op)
 {
-    const sl_channel_info *info = sl__map_get(job->r->ctx->channels, op->channel);
+    const sl_channel_info *info = sl__map_get(job->r->ctx->channels, op->qid);
     if (info == NULL) /* deleted again before the answer */
         return fail(&job->st, SL_ENOENT, "channel not found");
     json_t *o = info_json(info);
