@@ -36,7 +36,7 @@ int sl__ws_decide(const sl_identity *who, const sl_op_info *info, const char **r
 
 const char *sl__ws_principal(const sl_identity *who, char *buf)
 {
-    if (who->workspace[0] == '\0' ||
+    if (who->workspace[0] == '\0' || who->crossed ||
         sl__ws_qualify(who->workspace, who->principal, buf, SL__QPRINCIPAL_SIZE) != SL_OK)
         return who->principal;
     return buf;
@@ -224,7 +224,7 @@ int sl__workspaces_parse_operators(sl__workspaces *w, const char *spec, sl_statu
 static int is_operator(const sl__workspaces *w, const sl_identity *who)
 {
     /* An operator stands outside every workspace, and anonymous callers are nobody. */
-    if (w == NULL || who->workspace[0] != '\0' || who->source == SL_SOURCE_NONE)
+    if (w == NULL || who->workspace[0] != '\0' || who->crossed || who->source == SL_SOURCE_NONE)
         return 0;
     for (size_t i = 0; i < w->noperators; i++)
         if (strcmp(w->operators[i], who->principal) == 0)
@@ -241,6 +241,7 @@ int sl__ws_cross(const sl__workspaces *w, sl_identity *who, const char *target, 
     if (target == NULL || !sl_workspace_valid(target, strlen(target)))
         return sl_status_set(st, SL_EINVAL, "invalid workspace name");
     snprintf(who->workspace, sizeof who->workspace, "%s", target);
+    who->crossed = 1;
     return SL_OK;
 }
 

@@ -25,7 +25,8 @@
  * others through already). */
 int sl__ws_decide(const sl_identity *who, const sl_op_info *info, const char **resource, char *qid);
 /* who's principal as the ACL and the broker key it: "WS/principal" (buf: SL__QPRINCIPAL_SIZE
- * bytes), or who->principal itself in the default workspace. */
+ * bytes), or who->principal itself in the default workspace and for an operator that crossed
+ * (its own grants go with it). */
 const char *sl__ws_principal(const sl_identity *who, char *buf);
 
 /* ---- operators and limits ------------------------------------------------------------------- */
