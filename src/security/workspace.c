@@ -30,7 +30,12 @@ int sl__ws_decide(const sl_identity *who, const sl_op_info *info, const char **r
         }
         return sl__ws_qualify(ws, *resource, qid, SL__QID_SIZE) == SL_OK ? SL_OK : SL_EFORBIDDEN;
     }
-    /* Principals and token ids: a caller names them in its own workspace only. */
+    /* The revocation store is keyed by principal and token id alone, across workspaces: inside
+     * a workspace a caller may revoke its own credentials only (an admin of `acme` revoking
+     * "alice" would end alice's tokens in every workspace). */
+    if (info->op == SL_OP_TOKEN_REVOKE && ws[0] && strcmp(r, who->principal) != 0)
+        return SL_EFORBIDDEN;
+    /* Principals: a caller names them in its own workspace only. */
     return strchr(r, SL__WS_SEP) ? SL_EFORBIDDEN : SL_OK;
 }
 

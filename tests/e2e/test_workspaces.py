@@ -366,3 +366,15 @@ def test_limit_rate_loses_nothing_acknowledged(srv):
     create(other, "log")
     for n in range(20):
         assert other.put("/channels/log", json=n).status_code == 200
+
+
+def test_revocation_stays_inside_a_workspace(srv):
+    # The revocation store is shared by every workspace: inside one, only the caller's own
+    # credentials may be revoked, so an admin of acme cannot end beta's alice.
+    alice_beta = as_ws(srv, "beta", sub="alice", role="read")
+    assert alice_beta.get("/channels").status_code == 200
+    acme = as_ws(srv, "acme", sub="boss")
+    r = acme.post("/revoke", json={"user_id": "alice"})
+    assert r.status_code == 403, r.text
+    assert alice_beta.get("/channels").status_code == 200
+    assert acme.post("/revoke", json={"user_id": "boss"}).status_code == 200

@@ -80,6 +80,14 @@ static void test_decide_step(void **state)
     assert_int_equal(sl__ws_decide(&who, grant, &r, qid), SL_EFORBIDDEN);
     r = "bob";
     assert_int_equal(sl__ws_decide(&who, grant, &r, qid), SL_OK);
+    /* Revocation is across workspaces: inside one, only the caller's own. */
+    const sl_op_info *revoke = sl_op_lookup(SL_OP_TOKEN_REVOKE);
+    r = "alice";
+    assert_int_equal(sl__ws_decide(&who, revoke, &r, qid), SL_OK);
+    r = "bob";
+    assert_int_equal(sl__ws_decide(&who, revoke, &r, qid), SL_EFORBIDDEN);
+    r = "*";
+    assert_int_equal(sl__ws_decide(&who, revoke, &r, qid), SL_EFORBIDDEN);
     /* A default-workspace caller cannot name any workspace's channel. */
     sl_identity home;
     sl_identity_local(&home, "alice");
