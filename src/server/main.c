@@ -556,6 +556,7 @@ static int make_authenticator(server *s, const sl__config *cfg, const char *name
         sl_introspect_opts o;
         sl_introspect_opts_init(&o);
         o.url = cfg->introspection_url;
+        o.workspace_claim = cfg->upstream_workspace_claim; /* part C: the same claim */
         o.client_id = cfg->introspection_client_id;
         /* 0 means "no caching" here; to sl_introspect it means "the default" */
         o.cache_ttl = cfg->introspection_cache_ttl > 0 ? cfg->introspection_cache_ttl : -1;

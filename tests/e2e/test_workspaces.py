@@ -378,3 +378,88 @@ def test_revocation_stays_inside_a_workspace(srv):
     assert r.status_code == 403, r.text
     assert alice_beta.get("/channels").status_code == 200
     assert acme.post("/revoke", json={"user_id": "boss"}).status_code == 200
+
+
+UPSTREAM = "upstream-idp-secret-upstream-idp-secret!!"
+SIG_SECRET = "signing-secret-for-the-workspace-tests-0123"
+
+
+def test_identity_sources_carry_their_workspace(make_server, tmp_path):
+    """The identity provider's claim (JWT and introspection), a signature key's workspace, and
+    what the broker mints from each: the credential's workspace, never another."""
+    import os
+    import socket
+    import subprocess
+    import time
+    from test_signatures import sign
+
+    server = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "unit",
+                          "introspect_server.py")
+    with socket.socket() as so:
+        so.bind(("127.0.0.1", 0))
+        port = so.getsockname()[1]
+    proc = subprocess.Popen(["/usr/bin/python3", server, str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        (tmp_path / "idp.key").write_text(UPSTREAM)
+        (tmp_path / "sig.secret").write_text(SIG_SECRET)
+        (tmp_path / "sig.json").write_text(json.dumps({"keys": [
+            {"keyid": "acme-svc", "alg": "hmac-sha256", "key": f"file:{tmp_path / 'sig.secret'}",
+             "principal": "svc", "role": "write", "workspace": "acme"}]}))
+        conf = tmp_path / "id.conf"
+        conf.write_text(f"""
+upstream_jwt_key = hs256:{tmp_path / 'idp.key'}
+upstream_workspace_claim = tenant
+introspection_url = http://127.0.0.1:{port}/introspect
+signature_keys = {tmp_path / 'sig.json'}
+workspace_operators = ops
+[role pub]
+grants = write
+channels = news
+""")
+        s = make_server("--config", str(conf))
+        for ws in ("acme", "beta"):
+            ops = operator(s, ws)
+            create(ops, "news")
+            assert ops.put("/broker/principals/alice", json={"roles": ["pub"]}).status_code == 200
+
+        def minted_ws(cred):
+            r = s.client(cred).post("/token", json={"channels": ["news"]})
+            assert r.status_code == 200, r.text
+            tok = r.json()["token"]
+            return tok, pyjwt.decode(tok, options={"verify_signature": False}).get("ws")
+
+        now = int(time.time())
+        idp = lambda **kw: pyjwt.encode({"sub": "alice", "iat": now, "exp": now + 600, **kw},
+                                        UPSTREAM, algorithm="HS256")
+        tok, ws = minted_ws(idp(tenant="acme"))
+        assert ws == "acme"
+        assert s.client(tok).put("/channels/news", json="via idp").status_code == 200
+        assert minted_ws(idp(tenant="beta"))[1] == "beta"
+        # No claim: the default workspace, where alice has no broker roles.
+        r = s.client(idp()).post("/token", json={"channels": ["news"]})
+        assert r.status_code == 403 and "no matching role" in r.text, r.text
+        assert s.client(idp(tenant="a/b")).post("/token", json={"channels": ["news"]}).status_code == 401
+        tok, ws = minted_ws("tenant-beta")
+        assert ws == "beta"
+        assert s.client(tok).put("/channels/news", json="via introspection").status_code == 200
+        assert s.client("tenant-bad").post("/token", json={"channels": ["news"]}).status_code == 401
+        # A signed request of acme's key writes to acme's channel.
+        url = s.url + "/channels/news"
+        body = b'"signed"'
+        hdrs = sign("PUT", url, body, keyid="acme-svc", key=SIG_SECRET)
+        with s.client() as c:
+            r = c.put("/channels/news", content=body, headers=hdrs)
+        assert r.status_code == 200, r.text
+        assert read_all(operator(s, "acme"), "news") == ["via idp", "signed"]
+        assert read_all(operator(s, "beta"), "news") == ["via introspection"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
