@@ -129,6 +129,49 @@ static int channel_room(sl_ctx *ctx, const sl_identity *who, sl_status *st)
     return sl__ws_channel_room(ctx->workspaces, ws, c.n, st);
 }
 
+/* Stored messages per workspace: the engine's count of every channel (security/workspace.h). */
+typedef struct tally {
+    sl__eop e;
+    sl_ctx *ctx;
+} tally;
+
+static void tally_done(sl__eop *e)
+{
+    tally *t = e->ud;
+    sl__workspaces *w = t->ctx->workspaces;
+    for (size_t i = 0; e->rc == SL_OK && i < e->ninfos; i++)
+        sl__ws_recount_add(w, e->infos[i].id, e->infos[i].depth);
+    sl__ws_recount_end(w, e->rc == SL_OK, sl_ctx_now(t->ctx));
+    sl__eop_clear(e);
+    free(t);
+}
+
+/* Room for op's writes in who's workspace's messages limit; a count first when one is due (the
+ * memory and durable engines answer it at once, a shared one later: until then the last count
+ * and the writes since decide). */
+static int message_room(sl_ctx *ctx, sl__chop *op)
+{
+    const char *ws = workspace_of(op->who);
+    if (ctx->workspaces == NULL || ws[0] == '\0')
+        return SL_OK;
+    double now = sl_ctx_now(ctx);
+    int recount = 0;
+    int rc = sl__ws_message_room(ctx->workspaces, ws, op->nwrites, now, &recount, &op->st);
+    if (rc != SL_OK || !recount)
+        return rc;
+    tally *t = calloc(1, sizeof *t);
+    if (t == NULL)
+        return sl_status_set(&op->st, SL_ENOMEM, NULL);
+    t->ctx = ctx;
+    t->e.kind = SL__EOP_LIST;
+    t->e.now = now;
+    t->e.done = tally_done;
+    t->e.ud = t;
+    sl__ws_recount_begin(ctx->workspaces);
+    ctx->engine->ops->submit(ctx->engine, &t->e);
+    return sl__ws_message_room(ctx->workspaces, ws, op->nwrites, now, &recount, &op->st);
+}
+
 /* Steps shared by every channel operation: id, authorisation, existence, visibility. */
 int sl__channel_enter(sl_ctx *ctx, const sl_identity *who, sl_op op, const char *id,
                       const sl_channel_info **out, sl_status *st)
@@ -365,6 +408,8 @@ static void engine_done(sl__eop *e)
             if (op->item_ids)
                 memcpy(op->item_ids[i], op->eids[i], sizeof op->eids[i]);
         }
+        if (rc == SL_OK && ctx->workspaces && workspace_of(op->who)[0]) /* part C */
+            sl__ws_stored_add(ctx->workspaces, workspace_of(op->who), op->nwrites - op->duplicates);
         if (rc == SL_OK && !shared(ctx) && (ch = still_there(op)) != NULL) {
             /* Real time hears of what was stored and may be read now: not of a repeat, and
              * not of a delayed message (its readers learn of it when they can claim it). A
@@ -578,7 +623,7 @@ static int start(sl__chop *op)
         e->kind = SL__EOP_INFO;
         return SL_OK;
     case SL_OP_CHANNEL_WRITE:
-        if ((rc = prepare_writes(op)) != SL_OK)
+        if ((rc = prepare_writes(op)) != SL_OK || (rc = message_room(ctx, op)) != SL_OK)
             return rc;
         e->kind = SL__EOP_APPEND;
         e->msgs = op->msgs;

@@ -54,6 +54,8 @@ typedef struct wstate {
     int has_lim; /* lim was configured for this name (else the "*" entry applies) */
     size_t connections;
     double tokens, last; /* the commands-per-second bucket */
+    size_t stored;       /* messages at the last count, plus those written since */
+    size_t counted;      /* the count in flight */
 } wstate;
 
 struct sl__workspaces {
@@ -62,6 +64,8 @@ struct sl__workspaces {
     int has_any;
     char **operators;
     size_t noperators;
+    double counted_at; /* the last count of stored messages (0: none yet) */
+    int counting;      /* a count is in flight */
 };
 
 int sl__workspaces_new(sl__workspaces **out)
@@ -135,10 +139,13 @@ static int parse_limit(sl__ws_limits *lim, const char *kv, size_t len, sl_status
         lim->connections = (size_t)v;
     else if (kl == 4 && memcmp(kv, "rate", 4) == 0)
         lim->rate = v;
+    else if (kl == 8 && memcmp(kv, "messages", 8) == 0)
+        lim->messages = (size_t)v;
     else
-        return sl_status_set(st, SL_EINVAL,
-                             "workspace_limits: unknown limit '%.*s' (channels, connections, rate)",
-                             (int)kl, kv);
+        return sl_status_set(
+            st, SL_EINVAL,
+            "workspace_limits: unknown limit '%.*s' (channels, connections, rate, messages)",
+            (int)kl, kv);
     return SL_OK;
 }
 
@@ -290,10 +297,12 @@ int sl__ws_connect(sl__workspaces *w, const char *ws, sl_status *st)
     if (w == NULL || ws == NULL || ws[0] == '\0')
         return SL_OK;
     const sl__ws_limits *lim = sl__ws_limits_of(w, ws);
+    if (lim->connections == 0)
+        return SL_OK; /* nothing to count (limits do not change while running) */
     wstate *s = state_of(w, ws);
     if (s == NULL)
         return sl_status_set(st, SL_ENOMEM, NULL);
-    if (lim->connections && s->connections >= lim->connections)
+    if (s->connections >= lim->connections)
         return sl_status_set(st, SL_EQUOTA, "this workspace is at its limit of %zu connections",
                              lim->connections);
     s->connections++;
@@ -314,4 +323,84 @@ int sl__ws_channel_room(const sl__workspaces *w, const char *ws, size_t have, sl
         return sl_status_set(st, SL_EQUOTA, "this workspace is at its limit of %zu channels",
                              lim->channels);
     return SL_OK;
+}
+
+int sl__ws_message_room(sl__workspaces *w, const char *ws, size_t n, double now, int *recount,
+                        sl_status *st)
+{
+    *recount = 0;
+    if (w == NULL || ws == NULL || ws[0] == '\0')
+        return SL_OK;
+    const sl__ws_limits *lim = sl__ws_limits_of(w, ws);
+    if (lim->messages == 0)
+        return SL_OK;
+    if (!w->counting && (w->counted_at == 0 || now - w->counted_at >= 1.0 || now < w->counted_at)) {
+        *recount = 1;
+        return SL_OK;
+    }
+    const wstate *s = sl__map_get(w->by_name, ws);
+    size_t have = s ? s->stored : 0;
+    if (n > lim->messages || have > lim->messages - n)
+        return sl_status_set(st, SL_EQUOTA,
+                             "this workspace is at its limit of %zu stored messages; retry once "
+                             "messages are consumed",
+                             lim->messages);
+    return SL_OK;
+}
+
+void sl__ws_stored_add(sl__workspaces *w, const char *ws, size_t n)
+{
+    if (sl__ws_limits_of(w, ws)->messages == 0)
+        return; /* nothing to keep for a workspace without the limit */
+    wstate *s = state_of(w, ws);
+    if (s)
+        s->stored += n;
+}
+
+static int zero_one(void *ud, const char *key, void *value)
+{
+    (void)ud;
+    (void)key;
+    ((wstate *)value)->counted = 0;
+    return 0;
+}
+
+static int take_count(void *ud, const char *key, void *value)
+{
+    (void)ud;
+    (void)key;
+    wstate *s = value;
+    s->stored = s->counted;
+    return 0;
+}
+
+void sl__ws_recount_begin(sl__workspaces *w)
+{
+    sl__map_each(w->by_name, zero_one, NULL);
+    w->counting = 1;
+}
+
+void sl__ws_recount_add(sl__workspaces *w, const char *id, size_t depth)
+{
+    const char *name = sl__ws_name(id);
+    char ws[SL_WORKSPACE_MAX + 1];
+    size_t wl = name == id ? 0 : (size_t)(name - id - 1);
+    if (wl == 0 || wl > SL_WORKSPACE_MAX)
+        return; /* the default workspace has no limits */
+    memcpy(ws, id, wl);
+    ws[wl] = '\0';
+    if (sl__ws_limits_of(w, ws)->messages == 0)
+        return;
+    wstate *s = state_of(w, ws);
+    if (s)
+        s->counted += depth;
+}
+
+void sl__ws_recount_end(sl__workspaces *w, int ok, double now)
+{
+    w->counting = 0;
+    if (!ok) /* the last count stands; the next write asks again */
+        return;
+    sl__map_each(w->by_name, take_count, NULL);
+    w->counted_at = now > 0 ? now : 1e-9;
 }

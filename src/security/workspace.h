@@ -35,6 +35,7 @@ typedef struct sl__ws_limits {
     size_t channels; /* channels the workspace may hold (dead-letter queues count); 0: no limit */
     size_t connections; /* WebSocket sessions at once; 0: no limit */
     double rate;        /* commands per second, every transport (a bucket of `rate` tokens) */
+    size_t messages;    /* stored messages, every channel of the workspace; 0: no limit */
 } sl__ws_limits;
 
 typedef struct sl__workspaces sl__workspaces;
@@ -42,9 +43,9 @@ typedef struct sl__workspaces sl__workspaces;
 /* *out owned by the caller (sl__workspaces_free). SL_ENOMEM. */
 int sl__workspaces_new(sl__workspaces **out);
 void sl__workspaces_free(sl__workspaces *w);
-/* Adds limits from "NAME:channels=N,connections=N,rate=N" entries separated by spaces or ';'
- * (NAME "*": every workspace without an entry of its own; a key left out: no limit). The default
- * workspace ("") has no limits. SL_EINVAL with the reason in st. */
+/* Adds limits from "NAME:channels=N,connections=N,rate=N,messages=N" entries separated by spaces or
+ * ';' (NAME "*": every workspace without an entry of its own; a key left out: no limit). The
+ * default workspace ("") has no limits. SL_EINVAL with the reason in st. */
 int sl__workspaces_parse_limits(sl__workspaces *w, const char *spec, sl_status *st);
 /* Names principals allowed to cross into any workspace (space or comma separated). Only an
  * identity of the default workspace (none of its own) can be an operator. SL_EINVAL, SL_ENOMEM. */
@@ -68,5 +69,19 @@ void sl__ws_disconnect(sl__workspaces *w, const char *ws);
 /* A channel creation in ws that would hold the workspace above its channels limit: SL_ELIMIT
  * (`have`: the channels it holds now). */
 int sl__ws_channel_room(const sl__workspaces *w, const char *ws, size_t have, sl_status *st);
+
+/* Stored messages. The channel API counts every workspace's messages from the engine (one LIST,
+ * at most once a second, when a write of a workspace with a messages limit asks) and adds the
+ * writes it stored since; room freed by consumers shows at the next count.
+ * sl__ws_message_room: SL_OK when n more messages fit ws's limit, else SL_EQUOTA; *recount is
+ * set to 1 when a count is due (the caller counts, then asks again). */
+int sl__ws_message_room(sl__workspaces *w, const char *ws, size_t n, double now, int *recount,
+                        sl_status *st);
+void sl__ws_stored_add(sl__workspaces *w, const char *ws, size_t n);
+/* A count: begin (a count in flight), add each channel's depth under its stored id, end (ok: the
+ * count replaces every workspace's number from now; else the last count stands). */
+void sl__ws_recount_begin(sl__workspaces *w);
+void sl__ws_recount_add(sl__workspaces *w, const char *id, size_t depth);
+void sl__ws_recount_end(sl__workspaces *w, int ok, double now);
 
 #endif

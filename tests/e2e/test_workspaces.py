@@ -14,7 +14,7 @@ WAIT = 15
 
 CONFIG = """
 workspace_operators = ops
-workspace_limits = small:channels=2,connections=1 fast:rate=2
+workspace_limits = small:channels=2,connections=1 fast:rate=2 full:messages=5
 apikey_store = {store}
 [role pub]
 grants = write
@@ -463,3 +463,35 @@ channels = news
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_limit_messages_loses_nothing_acknowledged(srv):
+    full = as_ws(srv, "full")
+    r = full.post("/channels", json={"id": "jobs", "kind": "queue"})
+    assert r.status_code == 201, r.text
+    accepted = []
+    for n in range(8):
+        r = full.put("/channels/jobs", json={"n": n})
+        if r.status_code == 200:
+            accepted.append(n)
+        else:
+            assert r.status_code == 429, r.text
+            assert "full" not in r.json()["message"] and "5 stored messages" in r.json()["message"]
+    assert accepted == [0, 1, 2, 3, 4]
+    # A batch over the limit stores nothing.
+    r = full.post("/channels/jobs/batch", json={"messages": [{"data": 1}, {"data": 2}]})
+    assert r.status_code == 429, r.text
+    claimed = full.get("/channels/jobs", params={"exclusive": "true", "limit": 10}).json()["messages"]
+    assert [m["content"]["data"]["n"] for m in claimed] == accepted
+    # Consumed messages make room again at the next count (within about a second).
+    r = full.post("/channels/jobs/acknowledge", json={"message_ids": [m["id"] for m in claimed]})
+    assert r.status_code == 200, r.text
+    import time
+    deadline = time.time() + 30
+    while True:
+        r = full.put("/channels/jobs", json={"n": "again"})
+        if r.status_code == 200 or time.time() > deadline:
+            break
+        assert r.status_code == 429
+        time.sleep(0.2)
+    assert r.status_code == 200, r.text

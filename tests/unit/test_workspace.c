@@ -313,6 +313,63 @@ static void test_channel_limit_through_the_api(void **state)
     sl__workspaces_free(w);
 }
 
+static double pinned(void *ud)
+{
+    return *(double *)ud;
+}
+
+static void test_messages_limit(void **state)
+{
+    (void)state;
+    double now = 1000;
+    sl_ctx *ctx;
+    sl_ctx_options o = {.mode = SL_MODE_OPEN, .clock = pinned, .clock_ud = &now};
+    assert_int_equal(sl_ctx_new(&ctx, &o), SL_OK);
+    sl__workspaces *w;
+    sl_status st;
+    assert_int_equal(sl__workspaces_new(&w), SL_OK);
+    assert_int_equal(sl__workspaces_parse_limits(w, "full:messages=5", &st), SL_OK);
+    ctx->workspaces = w;
+    sl_identity full = member("alice", "full", SL_SOURCE_LOCAL);
+    sl_identity other = member("alice", "other", SL_SOURCE_LOCAL);
+    assert_int_equal(sl_channel_create(ctx, &full, "q", NULL, &st), SL_OK);
+    assert_int_equal(sl_channel_create(ctx, &full, "r", NULL, &st), SL_OK);
+    assert_int_equal(sl_channel_create(ctx, &other, "q", NULL, &st), SL_OK);
+    sl_write one = {.data = "1", .data_len = 1};
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(sl_channel_write(ctx, &full, "q", &one, NULL, 0, &st), SL_OK);
+    assert_int_equal(sl_channel_write(ctx, &full, "r", &one, NULL, 0, &st), SL_OK);
+    /* A batch that does not fit is refused whole; one that fits is stored. */
+    sl_write three[3] = {one, one, one};
+    assert_int_equal(sl_channel_write_batch(ctx, &full, "r", three, 3, NULL, NULL, &st), SL_EQUOTA);
+    assert_null(strstr(st.message, "full"));
+    assert_int_equal(sl_channel_write(ctx, &full, "r", &one, NULL, 0, &st), SL_OK);
+    assert_int_equal(sl_channel_write(ctx, &full, "q", &one, NULL, 0, &st), SL_EQUOTA);
+    /* Other workspaces are not held by it. */
+    for (int i = 0; i < 10; i++)
+        assert_int_equal(sl_channel_write(ctx, &other, "q", &one, NULL, 0, &st), SL_OK);
+    /* Room freed by a consumer shows at the next count (at most a second later). */
+    sl_read rd = {.limit = 2, .exclusive = 1};
+    sl_message_list l;
+    assert_int_equal(sl_channel_read(ctx, &full, "q", &rd, &l, &st), SL_OK);
+    assert_int_equal(l.len, 2);
+    const char *ids[2] = {l.items[0].id, l.items[1].id};
+    size_t n = 0;
+    assert_int_equal(sl_channel_ack(ctx, &full, "q", ids, 2, &n, &st), SL_OK);
+    assert_int_equal(n, 2);
+    sl_message_list_free(&l);
+    now += 2;
+    assert_int_equal(sl_channel_write(ctx, &full, "q", &one, NULL, 0, &st), SL_OK);
+    assert_int_equal(sl_channel_write(ctx, &full, "q", &one, NULL, 0, &st), SL_OK);
+    assert_int_equal(sl_channel_write(ctx, &full, "q", &one, NULL, 0, &st), SL_EQUOTA);
+    /* Deleting a channel frees its messages at the next count too. */
+    assert_int_equal(sl_channel_delete(ctx, &full, "r", &st), SL_OK);
+    now += 2;
+    assert_int_equal(sl_channel_write(ctx, &full, "q", &one, NULL, 0, &st), SL_OK);
+    sl_ctx_free(ctx);
+    sl__workspaces_free(w);
+}
+
 static void test_jwt_ws_claim(void **state)
 {
     (void)state;
@@ -353,6 +410,7 @@ int main(void)
         cmocka_unit_test(test_operator_crossing),
         cmocka_unit_test(test_limits),
         cmocka_unit_test(test_channel_limit_through_the_api),
+        cmocka_unit_test(test_messages_limit),
         cmocka_unit_test(test_jwt_ws_claim),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
