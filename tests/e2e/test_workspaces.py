@@ -495,3 +495,33 @@ def test_limit_messages_loses_nothing_acknowledged(srv):
         assert r.status_code == 429
         time.sleep(0.2)
     assert r.status_code == 200, r.text
+
+
+def test_two_nodes_on_redis(make_server, make_redis, tmp_path):
+    """Several nodes on the Redis engine: the same isolation whichever node a caller uses,
+    deliveries through the engine's feed under the caller's own name, grants shared."""
+    r = make_redis()
+    conf = tmp_path / "n.conf"
+    conf.write_text("workspace_operators = ops\n")
+    a = make_server("--engine", r.url, "--config", str(conf))
+    b = make_server("--engine", r.url, "--config", str(conf))
+    create(as_ws(a, "acme"), "news")
+    create(as_ws(b, "beta"), "news")
+    assert as_ws(b, "acme").put("/channels/news", json="acme via b").status_code == 200
+    assert as_ws(a, "beta").put("/channels/news", json="beta via a").status_code == 200
+    assert read_all(as_ws(a, "acme"), "news") == ["acme via b"]
+    assert read_all(as_ws(b, "beta"), "news") == ["beta via a"]
+    assert sorted(c["id"] for c in as_ws(b, "acme").get("/channels").json()["channels"]) == ["news"]
+    assert as_ws(a, None).get("/channels").json()["channels"] == []
+
+    async def scenario():
+        s = await WS.open(b)
+        await s.ok("connect", {"token": b.token("reader", role="read", ws="acme")})
+        await s.ok("subscribe", {"channel": "news"})
+        assert as_ws(a, "beta").put("/channels/news", json="not for acme").status_code == 200
+        assert as_ws(a, "acme").put("/channels/news", json="live").status_code == 200
+        p = await s.push()
+        assert p["channel"] == "news" and p["pub"]["data"] == "live", p
+        await s.ws.close()
+
+    run(scenario())
