@@ -71,6 +71,9 @@ typedef struct sl_broker_decision {
     sl_broker_denial *denied;
     size_t ndenied;
     sl_role role; /* the token's role: the least role among those that granted a channel */
+    /* part C: the workspace of the credential that asked (sl_broker_decide): the token's "ws"
+     * claim, never another */
+    char workspace[SL_WORKSPACE_MAX + 1];
 } sl_broker_decision;
 void sl_broker_decision_clear(sl_broker_decision *d);
 

@@ -73,6 +73,9 @@ typedef struct sl_identity {
     /* The tenant the caller belongs to ("" when none: the default workspace). Channels, grants,
      * broker roles and API keys belong to a workspace; docs/POLICY.md. */
     char workspace[SL_WORKSPACE_MAX + 1];
+    /* part C: 1 when an operator (outside every workspace) crossed into `workspace`: its grants
+     * and broker roles stay its own, not those of a namesake inside the workspace */
+    int crossed;
 } sl_identity;
 
 /* An in-process caller named `principal` (truncated to SL_PRINCIPAL_MAX). Nothing to free, but

@@ -7,6 +7,7 @@
  * depends on whether the channel exists, so a denied caller cannot probe for names. */
 #include "api/ctx.h"
 #include "security/acl.h"
+#include "security/workspace.h"
 
 #include <sluice/broker.h>
 
@@ -44,11 +45,13 @@ static sl_role effective_role(const sl_ctx *ctx, sl_mode mode, const sl_identity
                    ? who->role
                    : SL_ROLE_NONE;
         break;
-    case SL_MODE_ACL:
-        have = sl__acl_role(ctx->acl, who->principal, channel);
+    case SL_MODE_ACL: {
+        char qp[SL__QPRINCIPAL_SIZE]; /* part C: grants are keyed by (workspace, principal) */
+        have = sl__acl_role(ctx->acl, sl__ws_principal(who, qp), channel);
         if (who->role != SL_ROLE_NONE && who->role < have)
             have = who->role;
         break;
+    }
     default:
         return SL_ROLE_NONE;
     }
@@ -86,8 +89,13 @@ static int decide(sl_ctx *ctx, const sl_identity *who, const sl_op_info *info, c
         return ctx->broker && sl_broker_may_delegate(ctx->broker, who->principal, resource)
                    ? SL_OK
                    : SL_EFORBIDDEN;
+    /* (2) part C, workspaces: only the caller's own workspace's resources; from here on the
+     * resource is the caller's name and qid the channel the registry knows. */
+    char qid[SL__QID_SIZE];
+    if (sl__ws_decide(who, info, &resource, qid) != SL_OK)
+        return SL_EFORBIDDEN;
     const char *channel = info->resource == SL_RES_CHANNEL ? resource : NULL;
-    sl_mode mode = sl__ctx_channel_mode(ctx, channel);
+    sl_mode mode = sl__ctx_channel_mode(ctx, channel ? qid : NULL);
     if (mode == SL_MODE_OPEN)
         return SL_OK;
     if (who->source == SL_SOURCE_NONE)

@@ -8,6 +8,8 @@
 #include "api/ctx.h"
 #include "core/jsonv.h"
 #include "core/message.h"
+#include "core/wsid.h"
+#include "security/workspace.h"
 #include "store/kv.h"
 
 #include <stdint.h>
@@ -51,16 +53,137 @@ void sl_channel_opts_init(sl_channel_opts *o)
     o->cursor_idle_timeout = 86400;
 }
 
+/* ---- workspaces (docs/POLICY.md): names in, names out ---------------------------------------- */
+
+static const char *workspace_of(const sl_identity *who)
+{
+    return who == NULL ? "" : who->workspace;
+}
+
+/* The id the registry and the engine know for the channel `id` names for who (qid:
+ * SL_CHANNEL_ID_MAX + 1 bytes): the caller's id qualified with its workspace. A transport may
+ * hand in an internal id it made (core/wsid.h), but only one of who's own workspace: anything
+ * else is not a channel id, so a forged name learns nothing. */
+static int qualify_channel(const sl_identity *who, const char *id, char *qid)
+{
+    qid[0] = '\0';
+    if (id == NULL)
+        return SL_EBADID;
+    const char *ws = workspace_of(who), *name = id;
+    if (strchr(id, SL__WS_SEP)) {
+        if (!sl__ws_owns(ws, id))
+            return SL_EBADID;
+        name = sl__ws_name(id);
+    }
+    if (!sl_channel_id_valid(name, strlen(name)) ||
+        sl__ws_qualify(ws, name, qid, SL_CHANNEL_ID_MAX + 1) != SL_OK) {
+        qid[0] = '\0';
+        return SL_EBADID;
+    }
+    return SL_OK;
+}
+
+/* The caller's own name of a channel (its messages and replies never show internal ids). */
+static const char *shown(const char *id)
+{
+    return sl__ws_name(id);
+}
+
+/* The workspace field of audit records: NULL (left out) for the default workspace. */
+static const char *audit_ws(const sl_identity *who)
+{
+    return who && who->workspace[0] ? who->workspace : NULL;
+}
+
+/* Takes internal ids out of what goes back to the caller: its own names remain. */
+static void strip_info(sl_channel_info *info)
+{
+    if (info->id && strchr(info->id, SL__WS_SEP))
+        memmove(info->id, shown(info->id), strlen(shown(info->id)) + 1);
+    if (info->dead_letter && strchr(info->dead_letter, SL__WS_SEP))
+        memmove(info->dead_letter, shown(info->dead_letter), strlen(shown(info->dead_letter)) + 1);
+}
+
+typedef struct ws_count {
+    const char *ws;
+    size_t n;
+} ws_count;
+
+static int count_one(void *ud, const char *key, void *value)
+{
+    (void)value;
+    ws_count *c = ud;
+    c->n += sl__ws_owns(c->ws, key);
+    return 0;
+}
+
+/* A creation in who's workspace within its channels limit (the registry is every channel). */
+static int channel_room(sl_ctx *ctx, const sl_identity *who, sl_status *st)
+{
+    const char *ws = workspace_of(who);
+    if (ws[0] == '\0' || ctx->workspaces == NULL ||
+        sl__ws_limits_of(ctx->workspaces, ws)->channels == 0)
+        return SL_OK;
+    ws_count c = {ws, 0};
+    sl__map_each(ctx->channels, count_one, &c);
+    return sl__ws_channel_room(ctx->workspaces, ws, c.n, st);
+}
+
+/* Stored messages per workspace: the engine's count of every channel (security/workspace.h). */
+typedef struct tally {
+    sl__eop e;
+    sl_ctx *ctx;
+} tally;
+
+static void tally_done(sl__eop *e)
+{
+    tally *t = e->ud;
+    sl__workspaces *w = t->ctx->workspaces;
+    for (size_t i = 0; e->rc == SL_OK && i < e->ninfos; i++)
+        sl__ws_recount_add(w, e->infos[i].id, e->infos[i].depth);
+    sl__ws_recount_end(w, e->rc == SL_OK, sl_ctx_now(t->ctx));
+    sl__eop_clear(e);
+    free(t);
+}
+
+/* Room for op's writes in who's workspace's messages limit; a count first when one is due (the
+ * memory and durable engines answer it at once, a shared one later: until then the last count
+ * and the writes since decide). */
+static int message_room(sl_ctx *ctx, sl__chop *op)
+{
+    const char *ws = workspace_of(op->who);
+    if (ctx->workspaces == NULL || ws[0] == '\0')
+        return SL_OK;
+    double now = sl_ctx_now(ctx);
+    int recount = 0;
+    int rc = sl__ws_message_room(ctx->workspaces, ws, op->nwrites, now, &recount, &op->st);
+    if (rc != SL_OK || !recount)
+        return rc;
+    tally *t = calloc(1, sizeof *t);
+    if (t == NULL)
+        return sl_status_set(&op->st, SL_ENOMEM, NULL);
+    t->ctx = ctx;
+    t->e.kind = SL__EOP_LIST;
+    t->e.now = now;
+    t->e.done = tally_done;
+    t->e.ud = t;
+    sl__ws_recount_begin(ctx->workspaces);
+    ctx->engine->ops->submit(ctx->engine, &t->e);
+    return sl__ws_message_room(ctx->workspaces, ws, op->nwrites, now, &recount, &op->st);
+}
+
 /* Steps shared by every channel operation: id, authorisation, existence, visibility. */
 int sl__channel_enter(sl_ctx *ctx, const sl_identity *who, sl_op op, const char *id,
                       const sl_channel_info **out, sl_status *st)
 {
-    if (id == NULL || !sl_channel_id_valid(id, strlen(id)))
+    char qid[SL_CHANNEL_ID_MAX + 1];
+    if (qualify_channel(who, id, qid) != SL_OK)
         return sl_status_set(st, SL_EBADID, "invalid channel id");
+    id = shown(id);
     int rc = sl_authorize(ctx, who, op, id, st);
     if (rc != SL_OK)
         return rc;
-    const sl_channel_info *ch = sl__map_get(ctx->channels, id);
+    const sl_channel_info *ch = sl__map_get(ctx->channels, qid);
     if (ch == NULL || (ch->visibility == SL_VIS_PRIVATE && !in_process(who)))
         return sl_status_set(st, SL_ENOENT, "channel '%s' not found", id);
     if (out)
@@ -122,18 +245,21 @@ static int check_opts(const char *id, const sl_channel_opts *o, sl_status *st)
     return SL_OK;
 }
 
-static int build_info(sl_channel_info *info, const char *id, const sl_channel_opts *o)
+static int build_info(sl_channel_info *info, const char *id, const sl_channel_opts *o,
+                      const char *ws)
 {
     memset(info, 0, sizeof *info);
-    char dead[SL_CHANNEL_ID_MAX + 8];
+    char dead[SL_CHANNEL_ID_MAX + 8], qdead[SL_CHANNEL_ID_MAX + 1];
     snprintf(dead, sizeof dead, "%s.dead", id);
+    if (o->dead_letter && sl__ws_qualify(ws, o->dead_letter, qdead, sizeof qdead) != SL_OK)
+        return SL_EBADID;
     sl__epoch_new(info->epoch); /* the registry's and the engine's copies share it */
     info->id = strdup(id);
-    info->name = strdup(o->name ? o->name : id);
+    info->name = strdup(o->name ? o->name : shown(id));
     info->description = strdup(o->description ? o->description : "");
     /* "<id>.dead" does not fit past 250 bytes; such queues then have no default dead letter. */
-    info->dead_letter = o->dead_letter                            ? strdup(o->dead_letter)
-                        : sl_channel_id_valid(dead, strlen(dead)) ? strdup(dead)
+    info->dead_letter = o->dead_letter                            ? strdup(qdead)
+                        : sl__stored_id_valid(dead, strlen(dead)) ? strdup(dead)
                                                                   : strdup("");
     info->kind = o->kind;
     info->visibility = o->visibility;
@@ -192,7 +318,8 @@ static int kind_is_queue(const sl_channel_info *ch, const char *what, sl_status 
 {
     if (ch->kind == SL_KIND_QUEUE)
         return SL_OK;
-    return sl_status_set(st, SL_EKIND, "%s applies to work queues; '%s' is a topic", what, ch->id);
+    return sl_status_set(st, SL_EKIND, "%s applies to work queues; '%s' is a topic", what,
+                         shown(ch->id));
 }
 
 static void finish(sl__chop *op, int rc)
@@ -222,7 +349,7 @@ static void register_dead_letter(sl_ctx *ctx, sl__eop *e)
  * same id, which the stream epoch tells apart. */
 static const sl_channel_info *still_there(const sl__chop *op)
 {
-    const sl_channel_info *now = sl__map_get(op->ctx->channels, op->channel);
+    const sl_channel_info *now = sl__map_get(op->ctx->channels, op->qid);
     return now && strcmp(now->epoch, op->epoch) == 0 ? now : NULL;
 }
 
@@ -231,7 +358,7 @@ static void engine_done(sl__eop *e)
     sl__chop *op = e->ud;
     sl_ctx *ctx = op->ctx;
     const sl_channel_info *ch;
-    const char *id = op->channel;
+    const char *id = op->qid, *name = shown(op->channel);
     int rc = e->rc;
     switch (op->op) {
     case SL_OP_CHANNEL_CREATE:
@@ -239,7 +366,7 @@ static void engine_done(sl__eop *e)
             register_channel(ctx, op->created);
             op->created = NULL;
         } else if (rc == SL_EEXIST) {
-            sl_status_set(&op->st, rc, "channel '%s' already exists", id);
+            sl_status_set(&op->st, rc, "channel '%s' already exists", name);
         }
         break;
     case SL_OP_CHANNEL_DELETE:
@@ -250,12 +377,16 @@ static void engine_done(sl__eop *e)
     case SL_OP_CHANNEL_INFO:
         op->info = e->info;
         memset(&e->info, 0, sizeof e->info);
+        strip_info(&op->info);
         break;
     case SL_OP_CHANNEL_LIST: {
         size_t kept = 0;
         for (size_t i = 0; rc == SL_OK && i < e->ninfos; i++) {
             int visible = e->infos[i].visibility == SL_VIS_PUBLIC || in_process(op->who);
-            if (visible && sl__authorized_quiet(ctx, op->who, SL_OP_CHANNEL_READ, e->infos[i].id)) {
+            /* Only the caller's own workspace, whatever its role (part C). */
+            if (visible && sl__ws_owns(workspace_of(op->who), e->infos[i].id) &&
+                sl__authorized_quiet(ctx, op->who, SL_OP_CHANNEL_READ, e->infos[i].id)) {
+                strip_info(&e->infos[i]);
                 if (kept != i)
                     e->infos[kept] = e->infos[i];
                 kept++;
@@ -277,6 +408,8 @@ static void engine_done(sl__eop *e)
             if (op->item_ids)
                 memcpy(op->item_ids[i], op->eids[i], sizeof op->eids[i]);
         }
+        if (rc == SL_OK && ctx->workspaces && workspace_of(op->who)[0]) /* part C */
+            sl__ws_stored_add(ctx->workspaces, workspace_of(op->who), op->nwrites - op->duplicates);
         if (rc == SL_OK && !shared(ctx) && (ch = still_there(op)) != NULL) {
             /* Real time hears of what was stored and may be read now: not of a repeat, and
              * not of a delayed message (its readers learn of it when they can claim it). A
@@ -301,22 +434,23 @@ static void engine_done(sl__eop *e)
         if (e->dead_created) /* whether or not the channel it came from is still there */
             register_dead_letter(ctx, e);
         if (e->dead.len && e->dead_rc != SL_OK)
-            sl__audit(ctx, NULL, "channel.dead_letter_dropped", "channel", id, "reason",
-                      sl_strerror(e->dead_rc), NULL);
+            sl__audit(ctx, NULL, "channel.dead_letter_dropped", "channel", name, "reason",
+                      sl_strerror(e->dead_rc), "workspace", audit_ws(op->who), NULL);
         if (rc == SL_EINVAL)
-            sl_status_set(&op->st, rc, "'after' is not a message id of channel '%s'", id);
+            sl_status_set(&op->st, rc, "'after' is not a message id of channel '%s'", name);
         break;
     default:
         break;
     }
     /* The record was written ahead (start); a change that did not happen gets a second one. */
     if (rc != SL_OK && audited_event(op->op))
-        sl__audit(ctx, NULL, "channel.failed", "principal", principal_of(op->who), "channel", id,
-                  "operation", audited_event(op->op), "reason", sl_strerror(rc), NULL);
+        sl__audit(ctx, NULL, "channel.failed", "principal", principal_of(op->who), "channel", name,
+                  "operation", audited_event(op->op), "reason", sl_strerror(rc), "workspace",
+                  audit_ws(op->who), NULL);
     op->count = e->count;
     sl__eop_clear(e);
     if (rc != SL_OK && op->st.code == SL_OK)
-        engine_rc(rc, id, &op->st);
+        engine_rc(rc, name, &op->st);
     finish(op, rc);
 }
 
@@ -347,8 +481,9 @@ static int check_timing(sl__chop *op, const sl_write *w, double now)
     if (!(w->ttl >= 0 && w->ttl <= SECONDS_MAX))
         return sl_status_set(st, SL_EINVAL, "ttl must be between 0 and 31536000 seconds");
     if ((w->delay > 0 || w->not_before > 0) && op->ch->kind != SL_KIND_QUEUE)
-        return sl_status_set(
-            st, SL_EKIND, "delayed delivery applies to work queues; '%s' is a topic", op->ch->id);
+        return sl_status_set(st, SL_EKIND,
+                             "delayed delivery applies to work queues; '%s' is a topic",
+                             shown(op->ch->id));
     return SL_OK;
 }
 
@@ -423,9 +558,9 @@ static int start(sl__chop *op)
     sl_ctx *ctx = op->ctx;
     sl__eop *e = &op->eop;
     sl_status *st = &op->st;
-    const char *id = op->channel;
+    const char *id = shown(op->channel ? op->channel : ""); /* the caller's name, for messages */
     int rc;
-    e->channel = id;
+    e->channel = op->qid;
     e->now = sl_ctx_now(ctx);
     e->reader = principal_of(op->who);
     e->max_bytes = SIZE_MAX;
@@ -442,15 +577,18 @@ static int start(sl__chop *op)
             sl_channel_opts_init(&defaults);
             o = &defaults;
         }
-        if (id == NULL || !sl_channel_id_valid(id, strlen(id)))
+        if (op->qid[0] == '\0')
             return sl_status_set(st, SL_EBADID, "invalid channel id");
         if ((rc = sl_authorize(ctx, op->who, SL_OP_CHANNEL_CREATE, id, st)) != SL_OK ||
             (rc = check_opts(id, o, st)) != SL_OK)
             return rc;
-        if (sl__map_get(ctx->channels, id))
+        if (sl__map_get(ctx->channels, op->qid))
             return sl_status_set(st, SL_EEXIST, "channel '%s' already exists", id);
+        if ((rc = channel_room(ctx, op->who, st)) != SL_OK)
+            return rc;
         op->created = malloc(sizeof *op->created);
-        if (op->created == NULL || build_info(op->created, id, o) != SL_OK) {
+        if (op->created == NULL ||
+            build_info(op->created, op->qid, o, workspace_of(op->who)) != SL_OK) {
             free(op->created);
             op->created = NULL;
             return sl_status_set(st, SL_ENOMEM, NULL);
@@ -470,14 +608,14 @@ static int start(sl__chop *op)
         e->delay = -1; /* at once: what could not be delivered was not a failed attempt */
         return SL_OK;
     }
-    if ((rc = sl__channel_enter(ctx, op->who, op->op, id, &op->ch, st)) != SL_OK)
+    if ((rc = sl__channel_enter(ctx, op->who, op->op, op->channel, &op->ch, st)) != SL_OK)
         return rc;
     const sl_channel_info *ch = op->ch;
     memcpy(op->epoch, ch->epoch, sizeof op->epoch); /* op->ch is only valid until we return */
     switch (op->op) {
     case SL_OP_CHANNEL_DELETE:
         /* Out of the registry at once: nothing new starts on a channel being deleted. */
-        sl__map_del(ctx->channels, id, sl__channel_info_free);
+        sl__map_del(ctx->channels, op->qid, sl__channel_info_free);
         op->ch = NULL;
         e->kind = SL__EOP_DROP;
         return SL_OK;
@@ -485,7 +623,7 @@ static int start(sl__chop *op)
         e->kind = SL__EOP_INFO;
         return SL_OK;
     case SL_OP_CHANNEL_WRITE:
-        if ((rc = prepare_writes(op)) != SL_OK)
+        if ((rc = prepare_writes(op)) != SL_OK || (rc = message_room(ctx, op)) != SL_OK)
             return rc;
         e->kind = SL__EOP_APPEND;
         e->msgs = op->msgs;
@@ -616,7 +754,7 @@ static void lookup_done(sl__eop *e)
 
 int sl__channel_unknown(const sl_ctx *ctx, const char *id)
 {
-    return shared(ctx) && id && sl_channel_id_valid(id, strlen(id)) &&
+    return shared(ctx) && id && sl__stored_id_valid(id, strlen(id)) &&
            sl__map_get(ctx->channels, id) == NULL;
 }
 
@@ -641,7 +779,7 @@ void sl__channel_lookup(sl_ctx *ctx, const char *id, void (*fn)(void *ud), void 
 static int needs_lookup(const sl_ctx *ctx, const sl__chop *op)
 {
     return op->op != SL_OP_CHANNEL_LIST && op->op != SL_OP_CHANNEL_CREATE && !op->release &&
-           sl__channel_unknown(ctx, op->channel);
+           sl__channel_unknown(ctx, op->qid);
 }
 
 void sl__channel_submit(sl_ctx *ctx, sl__chop *op)
@@ -650,9 +788,11 @@ void sl__channel_submit(sl_ctx *ctx, sl__chop *op)
     op->rc = SL_OK;
     sl_status_clear(&op->st);
     memset(&op->eop, 0, sizeof op->eop);
+    if (op->op != SL_OP_CHANNEL_LIST)
+        qualify_channel(op->who, op->channel, op->qid); /* "" when invalid: start() says so */
     if (needs_lookup(ctx, op)) {
         op->eop.kind = SL__EOP_INFO;
-        op->eop.channel = op->channel;
+        op->eop.channel = op->qid;
         op->eop.done = looked_up;
         op->eop.ud = op;
         ctx->engine->ops->submit(ctx->engine, &op->eop);
@@ -673,8 +813,8 @@ static void run(sl__chop *op)
      * record is fsynced with the change's own group commit, before its reply. */
     const char *event = audited_event(op->op);
     if (event)
-        sl__audit(ctx, NULL, event, "principal", principal_of(op->who), "channel", op->channel,
-                  NULL);
+        sl__audit(ctx, NULL, event, "principal", principal_of(op->who), "channel",
+                  shown(op->channel), "workspace", audit_ws(op->who), NULL);
     op->eop.done = engine_done;
     op->eop.ud = op;
     ctx->engine->ops->submit(ctx->engine, &op->eop);
@@ -837,6 +977,7 @@ void sl__channel_release(sl_ctx *ctx, const sl_identity *who, const char *id,
     }
     sl_identity *copy = (sl_identity *)(op + 1);
     sl_identity_local(copy, principal_of(who));
+    memcpy(copy->workspace, workspace_of(who), strlen(workspace_of(who)) + 1);
     op->op = SL_OP_CHANNEL_NACK;
     op->release = 1;
     op->who = copy;
@@ -941,6 +1082,34 @@ static int acl_durable(sl_ctx *ctx, sl_status *st)
                                        sl_strerror(rc));
 }
 
+/* The ACL's key of `principal` named by who: qualified with who's workspace (qp:
+ * SL__QPRINCIPAL_SIZE bytes). */
+static const char *qualify_principal(const sl_identity *who, const char *principal, char *qp)
+{
+    return sl__ws_qualify(workspace_of(who), principal, qp, SL__QPRINCIPAL_SIZE) == SL_OK
+               ? qp
+               : principal;
+}
+
+/* An ACL listing keeps the grants of workspace ws only, under the caller's names (sorted order
+ * is kept: entries of one workspace sort as their names do). */
+static void keep_own_grants(const char *ws, sl_acl_entry *v, size_t *n)
+{
+    size_t kept = 0;
+    for (size_t i = 0; i < *n; i++) {
+        if (!sl__ws_owns(ws, v[i].principal)) {
+            free(v[i].principal);
+            for (size_t k = 0; k < v[i].nchannels; k++)
+                free(v[i].channels[k]);
+            free(v[i].channels);
+            continue;
+        }
+        memmove(v[i].principal, shown(v[i].principal), strlen(shown(v[i].principal)) + 1);
+        v[kept++] = v[i];
+    }
+    *n = kept;
+}
+
 int sl_acl_grant(sl_ctx *ctx, const sl_identity *who, const char *principal, sl_role role,
                  const char *const *patterns, size_t n, sl_status *st)
 {
@@ -956,13 +1125,15 @@ int sl_acl_grant(sl_ctx *ctx, const sl_identity *who, const char *principal, sl_
             return sl_status_set(st, SL_EINVAL, "invalid channel pattern");
     /* Written ahead of the change: an ACL change nobody could audit is not made. */
     rc = sl__audit(ctx, st, "acl.grant", "actor", principal_of(who), "principal", principal, "role",
-                   sl_role_name(role), NULL);
+                   sl_role_name(role), "workspace", audit_ws(who), NULL);
     if (rc != SL_OK)
         return rc;
-    rc = sl__acl_set(ctx->acl, principal, role, patterns, n);
+    char qp[SL__QPRINCIPAL_SIZE]; /* grants are keyed by (workspace, principal) */
+    const char *key = qualify_principal(who, principal, qp);
+    rc = sl__acl_set(ctx->acl, key, role, patterns, n);
     if (rc != SL_OK)
         return sl_status_set(st, rc, NULL);
-    sl__ctx_emit(ctx, &(sl_event){.kind = SL_EVENT_ACL_CHANGED, .principal = principal});
+    sl__ctx_emit(ctx, &(sl_event){.kind = SL_EVENT_ACL_CHANGED, .principal = key});
     return acl_durable(ctx, st);
 }
 
@@ -973,15 +1144,17 @@ int sl_acl_revoke(sl_ctx *ctx, const sl_identity *who, const char *principal, sl
     int rc = sl_authorize(ctx, who, SL_OP_ACL_REVOKE, principal, st);
     if (rc != SL_OK)
         return rc;
-    if (!sl__acl_has(ctx->acl, principal))
+    char qp[SL__QPRINCIPAL_SIZE];
+    const char *key = qualify_principal(who, principal, qp);
+    if (!sl__acl_has(ctx->acl, key))
         return sl_status_set(st, SL_ENOENT, "no ACL entry for '%s'", principal);
-    rc = sl__audit(ctx, st, "acl.revoke", "actor", principal_of(who), "principal", principal, NULL);
+    rc = sl__audit(ctx, st, "acl.revoke", "actor", principal_of(who), "principal", principal,
+                   "workspace", audit_ws(who), NULL);
     if (rc != SL_OK)
         return rc;
-    if ((rc = sl__acl_del(ctx->acl, principal)) != SL_OK)
+    if ((rc = sl__acl_del(ctx->acl, key)) != SL_OK)
         return sl_status_set(st, rc, "the ACL change could not be staged: %s", sl_strerror(rc));
-    sl__ctx_emit(ctx,
-                 &(sl_event){.kind = SL_EVENT_ACL_CHANGED, .principal = principal, .removed = 1});
+    sl__ctx_emit(ctx, &(sl_event){.kind = SL_EVENT_ACL_CHANGED, .principal = key, .removed = 1});
     return acl_durable(ctx, st);
 }
 
@@ -993,5 +1166,8 @@ int sl_acl_list(sl_ctx *ctx, const sl_identity *who, sl_acl_entry **out, size_t 
     if (rc != SL_OK)
         return rc;
     rc = sl__acl_list(ctx->acl, out, n);
-    return rc == SL_OK ? SL_OK : sl_status_set(st, rc, NULL);
+    if (rc != SL_OK)
+        return sl_status_set(st, rc, NULL);
+    keep_own_grants(workspace_of(who), *out, n);
+    return SL_OK;
 }

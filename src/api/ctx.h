@@ -27,6 +27,8 @@ struct sl_ctx {
     /* borrowed: a kv that is not the engine's whose barrier sl__ctx_sync also waits for (the
      * security state shared on Redis, server/shared_state.c), or NULL */
     struct sl__kv *sync_kv;
+    /* part C: borrowed workspace operators and limits (security/workspace.h), or NULL: none */
+    struct sl__workspaces *workspaces;
 };
 
 /* Replaces the context's engine (owned from now on; the old one is freed) and loads the channel
@@ -96,6 +98,9 @@ struct sl__chop {
     const char **keys;
     char (*eids)[SL__MSGID_LEN + 1];
     sl__eop eop;
+    /* part C: the channel as the registry and the engine know it (core/wsid.h), "" when the
+     * caller's id is not valid in its workspace */
+    char qid[SL_CHANNEL_ID_MAX + 1];
 };
 void sl__channel_submit(sl_ctx *ctx, sl__chop *op);
 void sl__chop_clear(sl__chop *op);

@@ -4,6 +4,7 @@
  * again: the store keeps only its hash, `list` shows neither, and no message carries it. The key
  * buffer is wiped as soon as it is printed. */
 #include "cli/cli.h"
+#include "core/wsid.h"
 
 #include <sluice/apikey.h>
 
@@ -32,6 +33,7 @@ static const char create_usage[] =
     "only its SHA-256); the key id goes to stderr. With --json, stdout is one JSON object with\n"
     "the key and its record instead.\n"
     "  --principal P        who the key authenticates as (required)\n"
+    "  --workspace W        the workspace P belongs to (default: none; docs/POLICY.md)\n"
     "  --role R             read, write or admin (default: no role)\n"
     "  --channel PATTERN    restrict the key to matching channels (repeatable;\n"
     "                       default: no restriction)\n"
@@ -64,6 +66,7 @@ static const char delete_usage[] =
 
 enum {
     OPT_PRINCIPAL = 0x200,
+    OPT_WORKSPACE, /* part C */
     OPT_ROLE,
     OPT_CHANNEL,
     OPT_EXPIRES,
@@ -75,6 +78,7 @@ typedef struct args {
     const char *cmd;
     const char *store;
     const char *principal;
+    const char *workspace; /* part C: NULL for none */
     sl_role role;
     const char **channels; /* borrowed from argv */
     size_t nchannels;
@@ -95,6 +99,11 @@ static int opt_fn(void *ud, int opt, const char *arg)
         if (!sl_principal_valid(arg, strlen(arg)))
             return sl__cli_usage_error(a->cmd, "invalid principal '%s'", arg);
         a->principal = arg;
+        return 0;
+    case OPT_WORKSPACE:
+        if (!sl_workspace_valid(arg, strlen(arg)))
+            return sl__cli_usage_error(a->cmd, "invalid workspace '%s'", arg);
+        a->workspace = arg;
         return 0;
     case OPT_ROLE:
         if ((a->role = sl_role_parse(arg)) == SL_ROLE_NONE)
@@ -196,6 +205,7 @@ static int cmd_create(int argc, char **argv)
 {
     static const struct option opts[] = {{"help", no_argument, NULL, 'h'},
                                          {"principal", required_argument, NULL, OPT_PRINCIPAL},
+                                         {"workspace", required_argument, NULL, OPT_WORKSPACE},
                                          {"role", required_argument, NULL, OPT_ROLE},
                                          {"channel", required_argument, NULL, OPT_CHANNEL},
                                          {"expires", required_argument, NULL, OPT_EXPIRES},
@@ -220,7 +230,14 @@ static int cmd_create(int argc, char **argv)
     char *key = NULL, id[SL_APIKEY_ID_LEN + 1];
     sl_status st;
     sl_status_clear(&st);
-    int rc = sl_apikey_create(s, a.principal, a.role, a.channels, a.nchannels,
+    /* A workspace's key is stored for "W/principal" (core/wsid.h). */
+    char qp[SL__QPRINCIPAL_SIZE];
+    if (sl__ws_qualify(a.workspace, a.principal, qp, SL_PRINCIPAL_MAX + 1) != SL_OK) {
+        free(a.channels);
+        sl_apikey_store_close(s);
+        return sl__cli_usage_error(cmd, "--principal is too long for workspace '%s'", a.workspace);
+    }
+    int rc = sl_apikey_create(s, qp, a.role, a.channels, a.nchannels,
                               a.expires > 0 ? now + a.expires : 0, now, &key, id, &st);
     free(a.channels);
     if (rc != SL_OK) {

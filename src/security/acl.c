@@ -5,6 +5,7 @@
 #include "security/acl.h"
 
 #include "core/map.h"
+#include "core/wsid.h"
 #include "security/patset.h"
 #include "security/secstore.h"
 
@@ -103,7 +104,7 @@ static int stage_put(sl__kv *kv, const char *principal, const entry *e)
 int sl__acl_set(sl__acl *acl, const char *principal, sl_role role, const char *const *patterns,
                 size_t n)
 {
-    if (principal == NULL || !sl_principal_valid(principal, strlen(principal)) ||
+    if (principal == NULL || !sl__stored_principal_valid(principal, strlen(principal)) ||
         role == SL_ROLE_NONE)
         return SL_EINVAL;
     entry *e;
@@ -208,7 +209,7 @@ static int decode_grant(const void *val, size_t vlen, void **out, char *why, siz
 
 static int principal_ok(const char *p)
 {
-    return sl_principal_valid(p, strlen(p));
+    return sl__stored_principal_valid(p, strlen(p));
 }
 
 int sl__acl_attach(sl__acl *acl, sl__kv *kv, sl_status *st)

@@ -13,6 +13,7 @@
 
 #include "security/apply.h"
 #include "security/secstore.h"
+#include "core/wsid.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -272,7 +273,7 @@ static int record_from_json(json_t *o, entry *out, char *err, size_t errsz)
     memcpy(out->rec.id, s, SL_APIKEY_ID_LEN + 1);
     v = json_object_get(o, "principal");
     s = json_string_value(v);
-    if (s == NULL || !sl_principal_valid(s, json_string_length(v)) ||
+    if (s == NULL || !sl__stored_principal_valid(s, json_string_length(v)) ||
         strlen(s) != json_string_length(v)) {
         snprintf(err, errsz, "\"principal\" must be a valid principal");
         return -1;
@@ -1090,7 +1091,8 @@ int sl_apikey_create_ahead(sl_apikey_store *s, const char *principal, sl_role ro
     if (s == NULL || key_out == NULL || (patterns == NULL && n > 0))
         return sl_status_set(st, SL_EINVAL, NULL);
     *key_out = NULL;
-    if (principal == NULL || !sl_principal_valid(principal, strlen(principal)))
+    /* A workspace's key names "WS/principal" (core/wsid.h). */
+    if (principal == NULL || !sl__stored_principal_valid(principal, strlen(principal)))
         return sl_status_set(st, SL_EINVAL, "invalid principal");
     if (role != SL_ROLE_NONE && role != SL_ROLE_READ && role != SL_ROLE_WRITE &&
         role != SL_ROLE_ADMIN)
@@ -1302,7 +1304,12 @@ int sl_apikey_authenticate(const sl_apikey_store *s, const char *key, size_t len
     if (strv_copy(r->channels, r->nchannels, &ch) < 0)
         return sl_status_set(st, SL_ENOMEM, NULL);
     sl_identity_clear(out);
-    snprintf(out->principal, sizeof out->principal, "%s", r->principal);
+    /* Part C: a key of a workspace ("WS/principal") gives an identity of that workspace. */
+    const char *name = sl__ws_name(r->principal);
+    snprintf(out->principal, sizeof out->principal, "%s", name);
+    if (name != r->principal)
+        snprintf(out->workspace, sizeof out->workspace, "%.*s", (int)(name - r->principal - 1),
+                 r->principal);
     out->source = SL_SOURCE_APIKEY;
     out->role = r->role;
     out->scoped = r->scoped;

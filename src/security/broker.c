@@ -7,6 +7,7 @@
 #include <sluice/broker.h>
 
 #include "core/map.h"
+#include "core/wsid.h"
 #include "security/apply.h"
 #include "security/patset.h"
 #include "security/secstore.h"
@@ -150,9 +151,15 @@ static int stage_assign(sl__kv *kv, const char *principal, const strv *s)
     return rc;
 }
 
+/* Part C: assignments are keyed by (workspace, principal): "WS/principal" (core/wsid.h). */
+static int key_valid(const char *s)
+{
+    return s && sl__stored_principal_valid(s, strlen(s));
+}
+
 int sl_broker_assign(sl_broker *b, const char *principal, const char *const *roles, size_t n)
 {
-    if (!name_valid(principal))
+    if (!key_valid(principal))
         return SL_EINVAL;
     for (size_t i = 0; i < n; i++)
         if (!name_valid(roles[i]))
@@ -229,7 +236,7 @@ int sl_broker_attach(sl_broker *b, struct sl__kv *kv, sl_status *st)
 {
     if (b == NULL || kv == NULL || b->kv != NULL)
         return sl_status_set(st, SL_EINVAL, "the broker is already attached to a store");
-    int rc = sl__secstore_load_map(kv, SL__KV_BROKER, "broker roles", name_valid, decode_roles,
+    int rc = sl__secstore_load_map(kv, SL__KV_BROKER, "broker roles", key_valid, decode_roles,
                                    strv_free, b->principals, st);
     if (rc == SL_OK)
         b->kv = kv;
@@ -257,13 +264,13 @@ int sl__broker_apply(sl_broker *b, const void *key, size_t klen, const void *val
                      sl_status *st)
 {
     char principal[SL__SECSTORE_KEY_MAX + 1];
-    return sl__secstore_apply_map(b->principals, SL__KV_BROKER, name_valid, decode_roles, strv_free,
+    return sl__secstore_apply_map(b->principals, SL__KV_BROKER, key_valid, decode_roles, strv_free,
                                   same_roles, key, klen, val, vlen, principal, st);
 }
 
 int sl__broker_apply_all(sl_broker *b, const sl__secstore_entry *e, size_t n, sl_status *st)
 {
-    return sl__secstore_apply_map_all(b->principals, SL__KV_BROKER, name_valid, decode_roles,
+    return sl__secstore_apply_map_all(b->principals, SL__KV_BROKER, key_valid, decode_roles,
                                       strv_free, same_roles, e, n, NULL, NULL, st);
 }
 
@@ -375,8 +382,15 @@ int sl_broker_decide(const sl_broker *b, const sl_identity *cred, const char *pr
                      const char *const *channels, size_t n, sl_broker_decision *d)
 {
     memset(d, 0, sizeof *d);
+    /* Part C: the roles of principal in the credential's workspace; the token is of that
+     * workspace, whatever the authorizer did to d. */
+    char qp[SL__QPRINCIPAL_SIZE];
+    const char *ws = cred ? cred->workspace : "";
+    if (principal && ws[0] && sl__ws_qualify(ws, principal, qp, sizeof qp) == SL_OK)
+        principal = qp;
     int rc = b->authorizer ? b->authorizer(b->authorizer_ud, principal, channels, n, d)
                            : builtin_decide(b, principal, channels, n, d);
+    memcpy(d->workspace, ws, strlen(ws) + 1);
     if (rc == SL_OK)
         rc = clamp(cred, d);
     if (rc != SL_OK)
@@ -457,6 +471,7 @@ int sl_broker_mint(const sl_broker *b, sl_jwt_keyring *kr, const char *sub, cons
         .exp = out->expires_at,
         .jti = out->token_id,
         .act_sub = act_sub,
+        .workspace = d->workspace,
     };
     return sl_jwt_sign(kr, NULL, &c, &out->token);
 }

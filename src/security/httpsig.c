@@ -221,6 +221,8 @@ int sl_httpsig_keyring_add(sl_httpsig_keyring *kr, const sl_httpsig_key_opts *o,
         return sl_status_set(st, SL_EINVAL, "more than %d signature keys", MAX_KEYS);
     if (o->principal == NULL || !sl_principal_valid(o->principal, strlen(o->principal)))
         return sl_status_set(st, SL_EINVAL, "key '%s': invalid principal", o->keyid);
+    if (o->workspace[0] && !sl_workspace_valid(o->workspace, strlen(o->workspace)))
+        return sl_status_set(st, SL_EINVAL, "key '%s': invalid workspace", o->keyid);
     if (o->role != SL_ROLE_NONE && o->role != SL_ROLE_READ && o->role != SL_ROLE_WRITE &&
         o->role != SL_ROLE_ADMIN)
         return sl_status_set(st, SL_EINVAL, "key '%s': invalid role", o->keyid);
@@ -404,8 +406,9 @@ static int str_array(json_t *v, const char ***out, size_t *n)
 
 static int load_one(sl_httpsig_keyring *kr, json_t *o, size_t idx, sl_status *st)
 {
-    static const char *const known[] = {"keyid",    "alg",        "key",   "principal",   "role",
-                                        "channels", "components", "nonce", "key_encoding"};
+    static const char *const known[] = {"keyid",        "alg",      "key",        "principal",
+                                        "role",         "channels", "components", "nonce",
+                                        "key_encoding", "workspace"};
     char where[SL_HTTPSIG_KEYID_MAX + 16];
     snprintf(where, sizeof where, "key #%zu", idx + 1);
     if (!json_is_object(o))
@@ -430,6 +433,12 @@ static int load_one(sl_httpsig_keyring *kr, json_t *o, size_t idx, sl_status *st
         return sl_status_set(
             st, SL_ECONFIG, "%s: \"alg\" must be hmac-sha256, ed25519 or ecdsa-p256-sha256", where);
     ko.principal = json_string_value(json_object_get(o, "principal"));
+    json_t *wsv = json_object_get(o, "workspace");
+    if (wsv && (!json_is_string(wsv) ||
+                !sl_workspace_valid(json_string_value(wsv), json_string_length(wsv))))
+        return sl_status_set(st, SL_ECONFIG, "%s: \"workspace\" must be a workspace name", where);
+    if (wsv)
+        memcpy(ko.workspace, json_string_value(wsv), json_string_length(wsv) + 1);
     const char *role = json_string_value(json_object_get(o, "role"));
     if (json_object_get(o, "role") && (role == NULL || (ko.role = sl_role_parse(role)) == 0))
         return sl_status_set(st, SL_ECONFIG, "%s: \"role\" must be read, write or admin", where);

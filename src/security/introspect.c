@@ -50,7 +50,8 @@ typedef struct centry {
     int status;
     const char *reason;
     double iat, exp;
-    char *sub, *jti, *scope; /* scope: the answer's OAuth scope ("" when none) */
+    char *sub, *jti, *scope;       /* scope: the answer's OAuth scope ("" when none) */
+    char ws[SL_WORKSPACE_MAX + 1]; /* part C: the caller's workspace ("" the default) */
 } centry;
 
 typedef struct waiter {
@@ -72,6 +73,7 @@ typedef struct ireq {
 } ireq;
 
 typedef sl__introspect_result result;
+static void workspace_of(const sl_introspect *i, result *r);
 
 struct sl_introspect {
     sl__curl_uv *cu; /* curl on the loop */
@@ -80,6 +82,7 @@ struct sl_introspect {
     void *clock_ud;
     char *url;
     char *ca_file;
+    char *ws_claim;             /* part C: sl_introspect_opts.workspace_claim, or NULL */
     struct curl_slist *headers; /* holds the Basic credentials: wiped on free */
     double ttl;                 /* <= 0: no caching */
     size_t cache_max;
@@ -268,6 +271,7 @@ static void cache_put(sl_introspect *i, const uint8_t *key, const result *r, dou
     if (scopelen)
         memcpy(e->scope, r->scope, scopelen);
     e->scope[scopelen] = '\0';
+    memcpy(e->ws, r->who.workspace, sizeof e->ws);
     centry **slot = cache_slot(i, key);
     e->hnext = NULL;
     *slot = e;
@@ -346,6 +350,25 @@ static void judge(sl_introspect *i, ireq *q, CURLcode res, long code, result *r,
     sl__introspect_judge_body(q->resp ? q->resp : "", q->resp_len, now_of(i), i->ttl, r, &detail);
     if (detail != NULL)
         snprintf(why, whylen, "%s", detail);
+    workspace_of(i, r);
+}
+
+/* Part C: the workspace the configured member of an accepted answer names (r->doc); a member
+ * that is not a workspace name refuses the token, for as long as the answer would be cached. */
+static void workspace_of(const sl_introspect *i, result *r)
+{
+    const json_t *v =
+        i->ws_claim && r->status == SL_OK && r->doc ? json_object_get(r->doc, i->ws_claim) : NULL;
+    if (v == NULL)
+        return;
+    if (json_is_string(v) && sl_workspace_valid(json_string_value(v), json_string_length(v))) {
+        memcpy(r->who.workspace, json_string_value(v), json_string_length(v) + 1);
+        return;
+    }
+    sl_identity_clear(&r->who);
+    r->scope = NULL;
+    r->status = SL_ETOKEN;
+    r->reason = R_BADCLAIM;
 }
 
 void sl__introspect_judge_body(const char *body, size_t len, double now, double ttl, result *r,
@@ -626,6 +649,7 @@ void sl_introspect_authenticate(sl_introspect *i, const char *token, size_t len,
             cb(ud, SL_ENOMEM, NULL, R_NOMEM);
             return;
         }
+        memcpy(who.workspace, e->ws, sizeof who.workspace);
         cb(ud, SL_OK, &who, NULL);
         sl_identity_clear(&who);
         return;
@@ -747,6 +771,7 @@ int sl_introspect_new(sl_introspect **out, uv_loop_t *loop, const sl_introspect_
     struct curl_slist *h = NULL;
     if ((i->url = strdup(o->url)) == NULL ||
         (o->ca_file != NULL && (i->ca_file = strdup(o->ca_file)) == NULL) ||
+        (o->workspace_claim != NULL && (i->ws_claim = strdup(o->workspace_claim)) == NULL) ||
         (i->buckets = calloc(i->nbuckets, sizeof *i->buckets)) == NULL)
         goto fail;
     if (o->client_id != NULL && (i->headers = auth_header(o->client_id, o->client_secret)) == NULL)
@@ -767,6 +792,7 @@ fail:
     wipe_headers(i->headers);
     free(i->buckets);
     free(i->ca_file);
+    free(i->ws_claim);
     free(i->url);
     free(i);
     return rc;
@@ -813,5 +839,6 @@ void sl_introspect_free(sl_introspect *i)
     i->headers = NULL;
     free(i->url);
     free(i->ca_file);
+    free(i->ws_claim);
     free(i);
 }

@@ -1099,10 +1099,24 @@ void sl_jwt_verify_opts_init(sl_jwt_verify_opts *o)
 enum { H_ALG, H_TYP, H_KID, H_CRIT, H__COUNT };
 static const jname header_names[H__COUNT] = {{"alg", 3}, {"typ", 3}, {"kid", 3}, {"crit", 4}};
 
-enum { C_SUB, C_EXP, C_NBF, C_IAT, C_AUD, C_ISS, C_JTI, C_ROLE, C_CHANNELS, C_CHANNEL, C__COUNT };
-static const jname claim_names[C__COUNT] = {{"sub", 3},      {"exp", 3},    {"nbf", 3}, {"iat", 3},
-                                            {"aud", 3},      {"iss", 3},    {"jti", 3}, {"role", 4},
-                                            {"channels", 8}, {"channel", 7}};
+/* C_WS, part C: "ws", the workspace the token's subject belongs to (docs/POLICY.md). */
+enum {
+    C_SUB,
+    C_EXP,
+    C_NBF,
+    C_IAT,
+    C_AUD,
+    C_ISS,
+    C_JTI,
+    C_ROLE,
+    C_CHANNELS,
+    C_CHANNEL,
+    C_WS,
+    C__COUNT
+};
+static const jname claim_names[C__COUNT] = {
+    {"sub", 3}, {"exp", 3},  {"nbf", 3},      {"iat", 3},     {"aud", 3}, {"iss", 3},
+    {"jti", 3}, {"role", 4}, {"channels", 8}, {"channel", 7}, {"ws", 2}};
 
 /* What a token is for: the "channel" claim makes a subscription token (one `$` channel, on the
  * WebSocket transport); without it a token is a bearer or connection token. Each is refused where
@@ -1167,6 +1181,10 @@ static int check_claims(const jscratch *s, const jval *v, const sl_jwt_verify_op
         return fail(st, SL_ETOKEN, E_CLAIMS);
     if (sub->type != JV_STRING || !sl_principal_valid(s->buf + sub->s.off, sub->s.len))
         return fail(st, SL_ETOKEN, E_CLAIMS);
+    const jval *ws = &v[C_WS];
+    if (ws->type != JV_ABSENT &&
+        (ws->type != JV_STRING || !sl_workspace_valid(s->buf + ws->s.off, ws->s.len)))
+        return fail(st, SL_ETOKEN, E_CLAIMS);
     sl_role r = SL_ROLE_NONE;
     if (role->type != JV_ABSENT) {
         char name[8] = "";
@@ -1230,6 +1248,10 @@ static int check_claims(const jscratch *s, const jval *v, const sl_jwt_verify_op
     if (kind == KIND_SUBSCRIPTION) {
         memcpy(channel, s->buf + chan->s.off, chan->s.len);
         channel[chan->s.len] = '\0';
+    }
+    if (ws->type == JV_STRING) {
+        memcpy(out->workspace, s->buf + ws->s.off, ws->s.len);
+        out->workspace[ws->s.len] = '\0';
     }
     out->source = SL_SOURCE_JWT;
     out->role = r;
@@ -1434,6 +1456,8 @@ static json_t *claims_json(const sl_jwt_claims *c)
         (c->jti != NULL && strlen(c->jti) > SL_TOKEN_ID_MAX) ||
         (c->act_sub != NULL && !sl_principal_valid(c->act_sub, strlen(c->act_sub))) ||
         (c->channel != NULL && !sl_channel_id_valid(c->channel, strlen(c->channel))) ||
+        (c->workspace && c->workspace[0] &&
+         !sl_workspace_valid(c->workspace, strlen(c->workspace))) ||
         !isfinite(c->iat) || !isfinite(c->exp) || !isfinite(c->nbf) ||
         (c->scoped && (c->nchannels > CHANNELS_MAX || (c->nchannels > 0 && c->channels == NULL))))
         return NULL;
@@ -1465,6 +1489,8 @@ static json_t *claims_json(const sl_jwt_claims *c)
         bad = set_new(p, "act", json_pack("{s:s}", "sub", c->act_sub)) < 0;
     if (!bad && c->channel != NULL)
         bad = set_new(p, "channel", json_string(c->channel)) < 0;
+    if (!bad && c->workspace && c->workspace[0])
+        bad = set_new(p, "ws", json_string(c->workspace)) < 0;
     if (bad) {
         json_decref(p);
         return NULL;

@@ -31,8 +31,22 @@ typedef struct pending {
     char token[];
 } pending;
 
-/* Applies the "scope" claim of a token whose signature has been verified. */
-static int scope_of(const char *cred, size_t len, sl_identity *who)
+/* Part C: the workspace the configured claim names (absent: the default workspace); SL_EINVAL
+ * for a claim that is not a workspace name. */
+static int workspace_of(const json_t *claims, const char *claim, sl_identity *who)
+{
+    const json_t *v = claim ? json_object_get(claims, claim) : NULL;
+    if (v == NULL)
+        return SL_OK;
+    if (!json_is_string(v) || !sl_workspace_valid(json_string_value(v), json_string_length(v)))
+        return SL_EINVAL;
+    memcpy(who->workspace, json_string_value(v), json_string_length(v) + 1);
+    return SL_OK;
+}
+
+/* Applies the "scope" claim of a token whose signature has been verified (and the workspace
+ * claim, when one is configured). */
+static int scope_of(const char *cred, size_t len, const char *ws_claim, sl_identity *who)
 {
     char *header = NULL, *payload = NULL;
     if (sl_jwt_decode_unverified(cred, len, &header, &payload) != SL_OK)
@@ -43,6 +57,8 @@ static int scope_of(const char *cred, size_t len, sl_identity *who)
              : json_is_string(scope)
                  ? sl_identity_apply_scope(who, json_string_value(scope), json_string_length(scope))
                  : SL_EINVAL;
+    if (rc == SL_OK)
+        rc = workspace_of(claims, ws_claim, who);
     if (claims == NULL)
         rc = SL_ENOMEM;
     json_decref(claims);
@@ -75,10 +91,10 @@ static void verify_with(sl_jwt_keyring *keys, const sl_jwt_verify_opts *opts, co
     who.expires_at = id.expires_at;
     sl_identity_clear(&id);
     /* The provider's own role/channels claims mean nothing here; its OAuth scope may narrow. */
-    if ((rc = scope_of(cred, len, &who)) != SL_OK) {
+    if ((rc = scope_of(cred, len, opts->workspace_claim, &who)) != SL_OK) {
         sl_identity_clear(&who);
         cb(ud, rc == SL_ENOMEM ? SL_EUNAVAIL : SL_ETOKEN, NULL,
-           rc == SL_ENOMEM ? "out of memory" : "invalid scope");
+           rc == SL_ENOMEM ? "out of memory" : "invalid scope or workspace");
         return;
     }
     cb(ud, SL_OK, &who, NULL);

@@ -7,6 +7,7 @@
 #include "server/config.h"
 
 #include "net/tls.h"
+#include "security/workspace.h"
 #include "store/redis_conn.h"
 
 #include <sluice/authn.h>
@@ -90,6 +91,9 @@ void sl__config_free(sl__config *c)
     free(c->revocation_prefix);
     free(c->signature_keys);
     free_strv(c->auth_modes, c->nauth_modes);
+    free_strv(c->workspace_limits, c->nworkspace_limits); /* part C */
+    free_strv(c->workspace_operators, c->nworkspace_operators);
+    free(c->upstream_workspace_claim);
     wipe_free(c->jwt_env_secret);
     for (size_t i = 0; i < c->nlisteners; i++)
         free(c->listeners[i].text);
@@ -338,6 +342,10 @@ enum key_id {
     K_TLS_KEY,
     K_TLS_CLIENT_CA,
     K_TLS_CLIENT_PRINCIPAL,
+    /* part C: workspaces (docs/POLICY.md) */
+    K_WORKSPACE_LIMITS,
+    K_WORKSPACE_OPERATORS,
+    K_UPSTREAM_WORKSPACE_CLAIM,
     K_COUNT
 };
 
@@ -426,6 +434,15 @@ static const sl__config_key key_table[K_COUNT] = {
     [K_TLS_KEY] = {"tls_key", "tls-key", 0, 0, {"/a.key", "/b.key"}},
     [K_TLS_CLIENT_CA] = {"tls_client_ca", "tls-client-ca", 0, 0, {"/ca-a.pem", "/ca-b.pem"}},
     [K_TLS_CLIENT_PRINCIPAL] = {"tls_client_principal", NULL, 0, 0, {"dns", "email"}},
+    /* part C: workspaces */
+    [K_WORKSPACE_LIMITS] = {"workspace_limits",
+                            "workspace-limits",
+                            0,
+                            1,
+                            {"acme:channels=10,connections=5,rate=100", "*:channels=100"}},
+    [K_WORKSPACE_OPERATORS] =
+        {"workspace_operators", "workspace-operators", 0, 1, {"ops", "root-1"}},
+    [K_UPSTREAM_WORKSPACE_CLAIM] = {"upstream_workspace_claim", NULL, 0, 0, {"tenant", "org_id"}},
 };
 
 const sl__config_key *sl__config_keys(size_t *n)
@@ -905,6 +922,28 @@ int sl__config_set(sl__config *c, const char *key, const char *v, sl_status *st)
         c->tls_client_principal = p;
         return SL_OK;
     }
+    case K_WORKSPACE_LIMITS:
+    case K_WORKSPACE_OPERATORS: { /* part C: checked now, applied by sluiced */
+        sl__workspaces *w = NULL;
+        int rc = sl__workspaces_new(&w);
+        if (rc == SL_OK)
+            rc = id == K_WORKSPACE_LIMITS ? sl__workspaces_parse_limits(w, v, st)
+                                          : sl__workspaces_parse_operators(w, v, st);
+        sl__workspaces_free(w);
+        if (rc != SL_OK)
+            return sl_status_set(st, SL_ECONFIG, "%s", st->message);
+        if (id == K_WORKSPACE_LIMITS)
+            return push_str(&c->workspace_limits, &c->nworkspace_limits, v) < 0
+                       ? sl_status_set(st, SL_ENOMEM, NULL)
+                       : SL_OK;
+        return push_str(&c->workspace_operators, &c->nworkspace_operators, v) < 0
+                   ? sl_status_set(st, SL_ENOMEM, NULL)
+                   : SL_OK;
+    }
+    case K_UPSTREAM_WORKSPACE_CLAIM:
+        if (*v == '\0' || strlen(v) > 128)
+            return sl_status_set(st, SL_ECONFIG, "upstream_workspace_claim must be 1..128 bytes");
+        return set_str(&c->upstream_workspace_claim, v, st);
     default:
         if (id >= K_WS_FIRST)
             return set_ws(&c->ws, key, v, st);
@@ -1122,6 +1161,15 @@ char *sl__config_format(const sl__config *c, const char *key)
         break;
     case K_AUTH_MODE:
         put_strv(f, c->auth_modes, c->nauth_modes);
+        break;
+    case K_WORKSPACE_LIMITS: /* part C */
+        put_strv(f, c->workspace_limits, c->nworkspace_limits);
+        break;
+    case K_WORKSPACE_OPERATORS:
+        put_strv(f, c->workspace_operators, c->nworkspace_operators);
+        break;
+    case K_UPSTREAM_WORKSPACE_CLAIM:
+        s = c->upstream_workspace_claim;
         break;
     default:
         for (size_t i = 0; i < sizeof ws_counts / sizeof ws_counts[0]; i++) {

@@ -115,6 +115,12 @@ typedef struct sl__config {
     char
         *jwt_env_secret; /* SLUICE_JWT_SECRET; used when no jwt_secret_file is set; wiped on free */
     int help;            /* -h / --help was given: the rest of the command line was not read */
+    /* part C: workspaces (docs/POLICY.md "Workspaces") */
+    char **workspace_limits; /* "NAME:channels=N,connections=N,rate=N" items ("*": the default) */
+    size_t nworkspace_limits;
+    char **workspace_operators; /* principals that may cross into a workspace */
+    size_t nworkspace_operators;
+    char *upstream_workspace_claim; /* the identity provider's claim naming the workspace */
 } sl__config;
 
 void sl__config_init(sl__config *c);

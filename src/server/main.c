@@ -35,6 +35,7 @@
 #include "store/redis_kv.h"
 #include "store/redis_nonce.h"
 #include "server/shared_state.h"
+#include "security/workspace.h"
 
 #define SL__MAX_LISTENERS 16
 
@@ -73,7 +74,8 @@ typedef struct server {
     sl__auth_mode *modes;
     size_t nmodes;
     int log_requests;
-    const sl__config *cfg; /* main's, for the SIGHUP reload */
+    sl__workspaces *workspaces; /* part C: operators and limits; the context borrows it */
+    const sl__config *cfg;      /* main's, for the SIGHUP reload */
     uv_signal_t sigint, sigterm, sighup;
 } server;
 
@@ -463,6 +465,7 @@ static int make_upstream_jwks(server *s, const sl__config *cfg, sl_authenticator
         cfg->upstream_issuer ? cfg->upstream_issuer : cfg->upstream_oidc_issuer;
     s->upstream_opts.audience = cfg->upstream_audience;
     s->upstream_opts.leeway = cfg->jwt_leeway;
+    s->upstream_opts.workspace_claim = cfg->upstream_workspace_claim; /* part C */
     return sl_upstream_authenticator_new_jwks(s->jwks, &s->upstream_opts, out);
 }
 
@@ -513,6 +516,7 @@ static int make_authenticator(server *s, const sl__config *cfg, const char *name
         s->upstream_opts.issuer = cfg->upstream_issuer;
         s->upstream_opts.audience = cfg->upstream_audience;
         s->upstream_opts.leeway = cfg->jwt_leeway;
+        s->upstream_opts.workspace_claim = cfg->upstream_workspace_claim; /* part C */
         return sl_upstream_authenticator_new(s->upstream_keys, &s->upstream_opts, out);
     }
     if (!strcmp(name, "signature")) {
@@ -552,6 +556,7 @@ static int make_authenticator(server *s, const sl__config *cfg, const char *name
         sl_introspect_opts o;
         sl_introspect_opts_init(&o);
         o.url = cfg->introspection_url;
+        o.workspace_claim = cfg->upstream_workspace_claim; /* part C: the same claim */
         o.client_id = cfg->introspection_client_id;
         /* 0 means "no caching" here; to sl_introspect it means "the default" */
         o.cache_ttl = cfg->introspection_cache_ttl > 0 ? cfg->introspection_cache_ttl : -1;
@@ -762,6 +767,20 @@ static int setup_modes(server *s, const sl__config *cfg, sl_status *st)
     return SL_OK;
 }
 
+/* Part C: workspace operators and limits (docs/POLICY.md), borrowed by the context. */
+static int setup_workspaces(server *s, const sl__config *cfg, sl_status *st)
+{
+    int rc = sl__workspaces_new(&s->workspaces);
+    if (rc != SL_OK)
+        return sl_status_set(st, rc, NULL);
+    for (size_t i = 0; rc == SL_OK && i < cfg->nworkspace_limits; i++)
+        rc = sl__workspaces_parse_limits(s->workspaces, cfg->workspace_limits[i], st);
+    for (size_t i = 0; rc == SL_OK && i < cfg->nworkspace_operators; i++)
+        rc = sl__workspaces_parse_operators(s->workspaces, cfg->workspace_operators[i], st);
+    s->ctx->workspaces = s->workspaces;
+    return rc;
+}
+
 static int setup(server *s, const sl__config *cfg, sl_status *st)
 {
     int rc = SL_OK;
@@ -793,6 +812,8 @@ static int setup(server *s, const sl__config *cfg, sl_status *st)
     if ((rc = sl_ctx_new(&s->ctx, &o)) != SL_OK)
         return sl_status_set(st, rc, NULL);
     sl_ctx_set_read_max_bytes(s->ctx, cfg->read_max_bytes);
+    if ((rc = setup_workspaces(s, cfg, st)) != SL_OK)
+        return rc;
     if (s->audit)
         sl_ctx_set_audit(s->ctx, audit_sink, s);
     if ((rc = use_store(s, cfg, st)) != SL_OK)
@@ -1009,7 +1030,8 @@ int main(int argc, char **argv)
     if (s.redis) /* start-up failed before the context took it */
         s.redis->ops->free(s.redis);
     sl_ctx_free(s.ctx); /* the engine, before the store it writes through */
-    if (s.loop)         /* the Redis connections close */
+    sl__workspaces_free(s.workspaces);
+    if (s.loop) /* the Redis connections close */
         uv_run(s.loop, UV_RUN_NOWAIT);
     if (s.kv) {
         sl__lmdb_stats ls;

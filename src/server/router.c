@@ -7,6 +7,7 @@
 #include "api/ctx.h"
 #include "core/jsonspan.h"
 #include "core/msgjson.h"
+#include "security/workspace.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -247,7 +248,7 @@ static json_t *info_json(const sl_channel_info *c)
     json_t *opts = json_pack(
         "{s:s, s:f, s:I, s:s, s:I, s:I, s:f, s:b, s:b}", "security", sl_mode_name(c->mode),
         "claim_timeout", c->claim_timeout, "max_attempts", (json_int_t)c->max_attempts,
-        "dead_letter", c->dead_letter, "max_messages", (json_int_t)c->max_messages,
+        "dead_letter", sl__ws_name(c->dead_letter), "max_messages", (json_int_t)c->max_messages,
         "retention_max_count", (json_int_t)c->retention_max_count, "retention_max_age",
         c->retention_max_age, "presence", c->presence, "join_leave", c->join_leave);
     if (opts) {
@@ -257,8 +258,9 @@ static json_t *info_json(const sl_channel_info *c)
     } else {
         json_decref(backoff);
     }
-    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:o, s:I}", "id", c->id, "name", c->name,
-                     "description", c->description, "kind",
+    /* part C: a workspace's channel under the caller's own name */
+    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:o, s:I}", "id", sl__ws_name(c->id), "name",
+                     c->name, "description", c->description, "kind",
                      c->kind == SL_KIND_TOPIC ? "topic" : "queue", "visibility",
                      c->visibility == SL_VIS_PUBLIC ? "public" : "private", "options", opts,
                      "depth", (json_int_t)c->depth);
@@ -781,7 +783,7 @@ static int p_create(sl__job *job, sl__chop *op)
 
 static int r_create(sl__job *job, sl__chop *op)
 {
-    const sl_channel_info *info = sl__map_get(job->r->ctx->channels, op->channel);
+    const sl_channel_info *info = sl__map_get(job->r->ctx->channels, op->qid);
     if (info == NULL) /* deleted again before the answer */
         return fail(&job->st, SL_ENOENT, "channel not found");
     json_t *o = info_json(info);
@@ -1042,6 +1044,8 @@ static int issue(sl__router *r, const sl_identity *who, const sl_http_request *r
     json_object_set_new(rec, "expires_at", json_string(exp));
     json_object_set_new(rec, "issued_at", json_string(iat));
     json_object_set_new(rec, "requested_by", json_string(who->principal));
+    if (who->workspace[0]) /* part C */
+        json_object_set_new(rec, "workspace", json_string(who->workspace));
     rc = sl__audit_json(r->ctx, st, rec);
     if (rc == SL_OK)
         set_json(resp, 200,
@@ -1131,9 +1135,10 @@ static int h_delegate(sl__router *r, const sl_identity *who, req_t *req, const c
 
 static json_t *apikey_json(const sl_apikey_record *k, double now)
 {
-    json_t *o = json_pack("{s:s, s:s, s:f, s:f, s:b}", "id", k->id, "principal", k->principal,
-                          "created_at", k->created_at, "expires_at", k->expires_at, "expired",
-                          k->expires_at > 0 && k->expires_at <= now);
+    /* Part C: a workspace's key shows its principal under the caller's own name. */
+    json_t *o = json_pack("{s:s, s:s, s:f, s:f, s:b}", "id", k->id, "principal",
+                          sl__ws_name(k->principal), "created_at", k->created_at, "expires_at",
+                          k->expires_at, "expired", k->expires_at > 0 && k->expires_at <= now);
     if (o && k->role != SL_ROLE_NONE)
         json_object_set_new(o, "role", json_string(sl_role_name(k->role)));
     if (o && k->scoped)
@@ -1149,6 +1154,7 @@ static int need_apikeys(sl__router *r, sl_status *st)
 typedef struct apikey_audit {
     sl__router *r;
     const char *actor, *principal;
+    const char *workspace; /* part C: NULL for the default workspace */
 } apikey_audit;
 
 /* A key nobody could audit is never made: its record is written before the key. */
@@ -1156,13 +1162,14 @@ static int audit_apikey_create(void *ud, const char *id, sl_status *st)
 {
     apikey_audit *a = ud;
     return sl__audit(a->r->ctx, st, "apikey.create", "actor", a->actor, "id", id, "principal",
-                     a->principal, NULL);
+                     a->principal, "workspace", a->workspace, NULL);
 }
 
 static int h_apikey_create(sl__router *r, const sl_identity *who, req_t *req, const char *res,
                            sl__response *resp, sl_status *st)
 {
-    static const char *const fields[] = {"principal", "role", "channels", "expires_in", NULL};
+    static const char *const fields[] = {"principal",  "role",      "channels",
+                                         "expires_in", "workspace", NULL};
     int rc = need_apikeys(r, st);
     json_t *body = NULL;
     if (rc == SL_OK)
@@ -1185,11 +1192,21 @@ static int h_apikey_create(sl__router *r, const sl_identity *who, req_t *req, co
                          &pats, &n, st);
     if (rc == SL_OK)
         rc = get_ttl(body, "expires_in", &expires_in, st);
+    /* Part C: a key belongs to the caller's workspace ("workspace" may only repeat it; an
+     * operator addresses another one with Sluice-Workspace). */
+    const char *ws = NULL;
+    char qp[SL__QPRINCIPAL_SIZE];
+    if (rc == SL_OK &&
+        (get_string(body, "workspace", &ws, st) < 0 || (ws && strcmp(ws, who->workspace) != 0)))
+        rc = fail(st, SL_EFORBIDDEN, "a key can only be made in the caller's own workspace");
+    if (rc == SL_OK &&
+        (sl__ws_qualify(who->workspace, principal, qp, SL_PRINCIPAL_MAX + 1) != SL_OK))
+        rc = fail(st, SL_EINVAL, "principal too long for this workspace");
     double now = sl_ctx_now(r->ctx);
     char *key = NULL, id[SL_APIKEY_ID_LEN + 1];
-    apikey_audit audit = {r, who->principal, principal};
+    apikey_audit audit = {r, who->principal, principal, who->workspace[0] ? who->workspace : NULL};
     if (rc == SL_OK)
-        rc = sl_apikey_create_ahead(r->apikeys, principal, sl_role_parse(role), pats, pats ? n : 0,
+        rc = sl_apikey_create_ahead(r->apikeys, qp, sl_role_parse(role), pats, pats ? n : 0,
                                     expires_in > 0 ? now + expires_in : 0, now, audit_apikey_create,
                                     &audit, &key, id, st);
     if (rc == SL_OK)
@@ -1215,7 +1232,8 @@ static int h_apikey_list(sl__router *r, const sl_identity *who, req_t *req, cons
     json_t *arr = json_array();
     double now = sl_ctx_now(r->ctx);
     for (size_t i = 0; i < n; i++)
-        json_array_append_new(arr, apikey_json(&recs[i], now));
+        if (sl__ws_owns(who->workspace, recs[i].principal)) /* part C: its own workspace's */
+            json_array_append_new(arr, apikey_json(&recs[i], now));
     sl_apikey_records_free(recs, n);
     set_json(resp, 200, json_pack("{s:o}", "keys", arr));
     return SL_OK;
@@ -1230,7 +1248,10 @@ static int apikey_change(sl__router *r, const sl_identity *who, const char *id, 
     sl_apikey_record rec;
     if (!sl_apikey_id_valid(id) || sl_apikey_get(r->apikeys, id, &rec) != SL_OK)
         return fail(st, SL_ENOENT, "no such API key");
+    int theirs = !sl__ws_owns(who->workspace, rec.principal); /* part C: another workspace's */
     sl_apikey_record_clear(&rec);
+    if (theirs)
+        return fail(st, SL_ENOENT, "no such API key");
     rc = sl__audit(r->ctx, st, expire ? "apikey.expire" : "apikey.delete", "actor", who->principal,
                    "id", id, NULL);
     if (rc == SL_OK)
@@ -1259,10 +1280,18 @@ static int need_broker(sl__router *r, sl_status *st)
                      : fail(st, SL_ENOENT, "the token broker is not enabled on this server");
 }
 
-static int roles_response(sl__router *r, const char *principal, sl__response *resp)
+/* Part C: broker roles are keyed by (workspace, principal); qp: SL__QPRINCIPAL_SIZE bytes. */
+static const char *broker_key(const sl_identity *who, const char *principal, char *qp)
 {
+    return sl__ws_qualify(who->workspace, principal, qp, SL__QPRINCIPAL_SIZE) == SL_OK ? qp
+                                                                                       : principal;
+}
+
+static int roles_response(sl__router *r, const char *key, sl__response *resp)
+{
+    const char *principal = sl__ws_name(key); /* the caller's own name */
     const char *const *roles;
-    size_t n = sl_broker_roles_of(r->broker, principal, &roles);
+    size_t n = sl_broker_roles_of(r->broker, key, &roles);
     set_json(resp, 200,
              json_pack("{s:s, s:o}", "principal", principal, "roles",
                        string_array((char *const *)roles, n)));
@@ -1273,7 +1302,8 @@ static int h_broker_get(sl__router *r, const sl_identity *who, req_t *req, const
                         sl__response *resp, sl_status *st)
 {
     int rc = need_broker(r, st);
-    return rc == SL_OK ? roles_response(r, principal, resp) : rc;
+    char qp[SL__QPRINCIPAL_SIZE];
+    return rc == SL_OK ? roles_response(r, broker_key(who, principal, qp), resp) : rc;
 }
 
 static int h_broker_put(sl__router *r, const sl_identity *who, req_t *req, const char *principal,
@@ -1296,13 +1326,15 @@ static int h_broker_put(sl__router *r, const sl_identity *who, req_t *req, const
     if (rc == SL_OK) {
         char *list = json_dumps(json_object_get(body, "roles"), JSON_COMPACT);
         rc = sl__audit(r->ctx, st, "broker.assign", "actor", who->principal, "principal", principal,
-                       "roles", list, NULL);
+                       "roles", list, "workspace", who->workspace[0] ? who->workspace : NULL, NULL);
         free(list);
     }
-    if (rc == SL_OK && (rc = sl_broker_assign(r->broker, principal, roles, n)) != SL_OK)
+    char qp[SL__QPRINCIPAL_SIZE];
+    const char *key = broker_key(who, principal, qp);
+    if (rc == SL_OK && (rc = sl_broker_assign(r->broker, key, roles, n)) != SL_OK)
         sl_status_set(st, rc, NULL);
     if (rc == SL_OK)
-        roles_response(r, principal, resp);
+        roles_response(r, key, resp);
     free(roles);
     json_decref(body);
     return rc;
@@ -1315,12 +1347,14 @@ static int h_broker_delete(sl__router *r, const sl_identity *who, req_t *req, co
     if (rc != SL_OK)
         return rc;
     const char *const *roles;
-    if (sl_broker_roles_of(r->broker, principal, &roles) == 0)
+    char qp[SL__QPRINCIPAL_SIZE];
+    const char *key = broker_key(who, principal, qp);
+    if (sl_broker_roles_of(r->broker, key, &roles) == 0)
         return sl_status_set(st, SL_ENOENT, "'%s' has no broker roles", principal);
     rc = sl__audit(r->ctx, st, "broker.assign", "actor", who->principal, "principal", principal,
-                   "roles", "[]", NULL);
+                   "roles", "[]", "workspace", who->workspace[0] ? who->workspace : NULL, NULL);
     if (rc == SL_OK)
-        rc = sl_broker_assign(r->broker, principal, NULL, 0);
+        rc = sl_broker_assign(r->broker, key, NULL, 0);
     if (rc == SL_OK)
         ok_status(resp);
     return rc;
@@ -1526,6 +1560,27 @@ static int admit_route(sl__job *job)
     return 1;
 }
 
+/* Part C, workspaces (docs/POLICY.md): an operator addresses a workspace with the
+ * Sluice-Workspace header (anyone else: 403, audited); then the request counts against its
+ * workspace's commands per second (429). */
+static int ws_request(sl__router *r, sl__job *job)
+{
+    size_t len = 0;
+    const char *h = sl_http_header_get(job->req, "sluice-workspace", &len);
+    if (h != NULL) {
+        char target[SL_WORKSPACE_MAX + 1];
+        if (len == 0 || len > SL_WORKSPACE_MAX)
+            return sl_status_set(&job->st, SL_EINVAL, "invalid workspace name");
+        memcpy(target, h, len);
+        target[len] = '\0';
+        int rc = sl__ws_cross(r->ctx->workspaces, &job->who, target, &job->st);
+        sl__ws_cross_audit(r->ctx, &job->who, rc);
+        if (rc != SL_OK)
+            return rc;
+    }
+    return sl__ws_charge(r->ctx->workspaces, job->who.workspace, sl_ctx_now(r->ctx), &job->st);
+}
+
 /* Step 1 (authentication, revocation included) answered: then the resource from the body,
  * authorisation, the handler. */
 static void on_authenticated(void *ud, int status, const sl_identity *who, const char *reason)
@@ -1540,6 +1595,8 @@ static void on_authenticated(void *ud, int status, const sl_identity *who, const
     int rc = sl_identity_copy(&job->who, who);
     if (rc != SL_OK)
         sl_status_set(&job->st, rc, NULL);
+    if (rc == SL_OK)
+        rc = ws_request(r, job);
     if (rc == SL_OK && job->route->resolve) {
         rc = job->route->resolve(r, job->req, &job->who, job->resource, sizeof job->resource,
                                  &job->st);

@@ -25,6 +25,7 @@
 #include "net/ws.h"
 #include "server/hub.h"
 #include "server/router.h"
+#include "security/workspace.h"
 
 #define SWEEP_MS 200
 #define ERROR_WINDOW 10.0 /* seconds over which max_errors is counted */
@@ -55,6 +56,10 @@ struct sess {
     int refs; /* entry points and callbacks still running or due */
     int gone; /* the socket is gone: free at refs == 0 */
     int busy; /* a credential is being checked: commands wait in `queue` */
+    /* part C, workspaces: the workspace an operator's connect asked to work in ("" none), and
+     * the workspace whose connections limit counts this session ("" none) */
+    char cross[SL_WORKSPACE_MAX + 1];
+    char counted[SL_WORKSPACE_MAX + 1];
     /* Publications in flight (at most MAX_IN_FLIGHT), oldest first: their replies go out in this
      * order, whatever order the channel API answers them in. Any other command waits until none
      * is in flight, so that it sees their effects. */
@@ -384,8 +389,8 @@ static void check_sub_token(sess *s, sl__cf_command *c)
     sl__cf_command *p = hold_command(s, c);
     if (p == NULL)
         return;
-    sl_authn_subscription_run(s->srv->authn, p->token, s->who.principal, p->channel, now_of(s),
-                              on_sub_token, s);
+    sl_authn_subscription_run(s->srv->authn, p->token, s->who.principal, sl__ws_name(p->channel),
+                              now_of(s), on_sub_token, s);
 }
 
 /* Records the subscription token a `$` subscription holds, so that its revocation ends it. */
@@ -605,7 +610,7 @@ static void cmd_subscribe(sess *s, sl__cf_command *c, const sl_identity *tok)
         reply_rc(s, c->id, rc);
         return;
     }
-    if (c->channel[0] == '$' && tok == NULL) {
+    if (sl__ws_name(c->channel)[0] == '$' && tok == NULL) {
         check_sub_token(s, c);
         return;
     }
@@ -758,7 +763,7 @@ static void cmd_unsubscribe(sess *s, const sl__cf_command *c)
 static void cmd_sub_refresh(sess *s, sl__cf_command *c, const sl_identity *tok)
 {
     sl__hub_sub *sub = find_sub(s, c->channel, NULL);
-    if (sub == NULL || c->channel[0] != '$') {
+    if (sub == NULL || sl__ws_name(c->channel)[0] != '$') {
         reply_error(s, c->id, sub ? SL__CF_ERR_BAD_REQUEST : SL__CF_ERR_UNKNOWN_CHANNEL, NULL);
         return;
     }
@@ -1231,6 +1236,56 @@ static void cmd_rpc(sess *s, sl__cf_command *c)
 
 /* ---- connect and refresh: authentication ---------------------------------------------------- */
 
+/* Part C, workspaces (docs/POLICY.md): the connect option {"workspace": NAME} in the connect's
+ * data, honoured for operators only; "" when absent. SL_EINVAL for a malformed one. */
+static int connect_workspace(sess *s, const sl__cf_command *c)
+{
+    s->cross[0] = '\0';
+    json_t *d = c->data ? json_loadb(c->data, c->data_len, 0, NULL) : NULL;
+    json_t *v = json_is_object(d) ? json_object_get(d, "workspace") : NULL;
+    int rc = SL_OK;
+    if (v &&
+        (!json_is_string(v) || !sl_workspace_valid(json_string_value(v), json_string_length(v))))
+        rc = SL_EINVAL;
+    else if (v)
+        snprintf(s->cross, sizeof s->cross, "%s", json_string_value(v));
+    json_decref(d);
+    return rc;
+}
+
+/* The workspace side of a connect or refresh (fresh: the identity that passed): an operator's
+ * crossing, the same workspace on refresh, the workspace's connections limit. Answers and
+ * returns an error when the session may not go on so. */
+static int ws_enter(sess *s, sl__cf_method method, sl_identity *fresh)
+{
+    sl_ctx *ctx = s->srv->ctx;
+    sl_status st = {0};
+    if (s->cross[0]) {
+        int rc = sl__ws_cross(ctx->workspaces, fresh, s->cross, &st);
+        sl__ws_cross_audit(ctx, fresh, rc);
+        if (rc != SL_OK) {
+            if (method == SL__CF_CONNECT)
+                reply_error(s, s->auth_id, SL__CF_ERR_PERMISSION_DENIED, NULL);
+            else
+                close_with(s, SL__CF_DISC_PERMISSION_DENIED, NULL);
+            return rc;
+        }
+    }
+    if (method != SL__CF_CONNECT) {
+        if (strcmp(fresh->workspace, s->who.workspace) != 0) {
+            close_with(s, SL__CF_DISC_INVALID_TOKEN, NULL);
+            return SL_EFORBIDDEN;
+        }
+        return SL_OK;
+    }
+    if (sl__ws_connect(ctx->workspaces, fresh->workspace, &st) != SL_OK) {
+        close_with(s, SL__CF_DISC_CONNECTION_LIMIT, NULL);
+        return SL_EQUOTA;
+    }
+    snprintf(s->counted, sizeof s->counted, "%s", fresh->workspace);
+    return SL_OK;
+}
+
 static void auth_finish(sess *s, int status, const sl_identity *who)
 {
     uint32_t id = s->auth_id;
@@ -1267,6 +1322,10 @@ static void auth_finish(sess *s, int status, const sl_identity *who)
     sl_identity_init(&fresh);
     if (sl_identity_copy(&fresh, who) != SL_OK) {
         reply_error(s, id, SL__CF_ERR_INTERNAL, NULL);
+        return;
+    }
+    if (ws_enter(s, method, &fresh) != SL_OK) {
+        sl_identity_clear(&fresh);
         return;
     }
     sl_identity_clear(&s->who);
@@ -1333,6 +1392,10 @@ static void cmd_connect(sess *s, const sl__cf_command *c)
         close_with(s, SL__CF_DISC_BAD_REQUEST, "already connected");
         return;
     }
+    if (connect_workspace(s, c) != SL_OK) {
+        reply_error(s, c->id, SL__CF_ERR_BAD_REQUEST, "invalid workspace");
+        return;
+    }
     const char *token = c->token && *c->token ? c->token : s->url_token;
     if ((token == NULL || *token == '\0') && s->upgrade_who.source != SL_SOURCE_NONE) {
         /* The upgrade's own credential passed the chain (revocation included). */
@@ -1366,6 +1429,40 @@ static int within_rate(const sess *s)
 
 static int enters_channel(const sl__cf_command *c);
 static void look_up_first(sess *s, sl__cf_command *c);
+
+/* Part C, workspaces: a command of a session in a workspace counts against the workspace's
+ * commands per second, and its channel becomes the internal id at once (core/wsid.h), so the
+ * hub, the registry and the channel API all see the same id; replies and pushes show the
+ * caller's own name (sl__cf_push_* and sl__ws_name). Answers and returns an error when the
+ * command must not run. */
+static int ws_command(sess *s, sl__cf_command *c)
+{
+    const char *ws = s->who.workspace;
+    if (c->method == SL__CF_CONNECT || ws[0] == '\0')
+        return SL_OK;
+    sl_status st = {0};
+    int rc = sl__ws_charge(s->srv->ctx->workspaces, ws, now_of(s), &st);
+    if (rc != SL_OK) {
+        reply_error(s, c->id, SL__CF_ERR_TOO_MANY_REQUESTS, st.message);
+        return rc;
+    }
+    if (c->channel == NULL)
+        return SL_OK;
+    char q[SL__QID_SIZE];
+    if (!sl_channel_id_valid(c->channel, strlen(c->channel)) ||
+        sl__ws_qualify(ws, c->channel, q, sizeof q) != SL_OK) {
+        reply_error(s, c->id, SL__CF_ERR_BAD_REQUEST, "invalid channel id");
+        return SL_EBADID;
+    }
+    char *dup = strdup(q);
+    if (dup == NULL) {
+        reply_error(s, c->id, SL__CF_ERR_INTERNAL, NULL);
+        return SL_ENOMEM;
+    }
+    free(c->channel);
+    c->channel = dup;
+    return SL_OK;
+}
 static void dispatch(sess *s, sl__cf_command *c);
 
 static void run_command(sess *s, sl__cf_command *c)
@@ -1390,6 +1487,8 @@ static void run_command(sess *s, sl__cf_command *c)
         reply_error(s, c->id, SL__CF_ERR_UNAUTHORIZED, NULL);
         return;
     }
+    if (ws_command(s, c) != SL_OK)
+        return;
     if (enters_channel(c) && sl__channel_unknown(s->srv->ctx, c->channel)) {
         look_up_first(s, c);
         return;
@@ -1574,6 +1673,8 @@ static void on_close(sl_ws_conn *conn, int code, void *ud)
     if (s->marked)
         give_back_mark(s);
     sl__hub_peer_detach(s->srv->hub, &s->peer);
+    sl__ws_disconnect(s->srv->ctx->workspaces, s->counted);
+    s->counted[0] = '\0';
     unlink_sess(s);
     s->gone = 1;
     ref(s);
@@ -1644,7 +1745,9 @@ static void on_event(void *ud, const sl_event *ev)
             if (s->state != ST_CONNECTED)
                 continue;
             ref(s);
-            if (ev->removed && acl_mode && strcmp(s->who.principal, ev->principal) == 0)
+            char qp[SL__QPRINCIPAL_SIZE]; /* grants are keyed by (workspace, principal) */
+            if (ev->removed && acl_mode &&
+                strcmp(sl__ws_principal(&s->who, qp), ev->principal) == 0)
                 close_with(s, SL__CF_DISC_PERMISSION_DENIED, NULL);
             else
                 reauthorize(s);

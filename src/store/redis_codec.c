@@ -6,6 +6,7 @@
 #include "store/redis_codec.h"
 
 #include "core/message.h"
+#include "core/wsid.h"
 #include "core/numtext.h"
 
 #include <math.h>
@@ -230,7 +231,7 @@ int sl__redis_decode_info(const redisReply *r, sl_channel_info *out)
         return SL_EFORMAT;
     const redisReply *idr = r->element[0], *h = r->element[1];
     uint64_t depth;
-    if (!sl_channel_id_valid(idr->str, idr->len) || !reply_uint(r->element[2], SIZE_MAX, &depth))
+    if (!sl__stored_id_valid(idr->str, idr->len) || !reply_uint(r->element[2], SIZE_MAX, &depth))
         return SL_EFORMAT;
     int rc = dup_str(idr->str, idr->len, &out->id);
     unsigned seen = 0;

@@ -51,6 +51,7 @@
 #include "store/redis_codec.h"
 
 #include "core/map.h"
+#include "core/wsid.h"
 #include "core/message.h"
 
 #include "redis_scripts.h" /* generated: sl__redis_script_src, sl__redis_append_src */
@@ -898,7 +899,7 @@ static void on_sub_msg(void *ud, const char *channel, size_t clen, const char *m
     if (clen == ctl && memcmp(channel, e->ctl, ctl) == 0) {
         /* "c <id>" / "d <id>": any node's creations and deletions. */
         if (mlen < 3 || (msg[0] != 'c' && msg[0] != 'd') || msg[1] != ' ' ||
-            mlen - 2 > SL_CHANNEL_ID_MAX || !sl_channel_id_valid(msg + 2, mlen - 2))
+            mlen - 2 > SL_CHANNEL_ID_MAX || !sl__stored_id_valid(msg + 2, mlen - 2))
             return;
         memcpy(id, msg + 2, mlen - 2);
         id[mlen - 2] = '\0';

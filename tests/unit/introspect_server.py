@@ -28,6 +28,9 @@ def answer(token):
         return ok("alice", exp=now + 60, scope="read write")
     if token.startswith("user-") or token.startswith("shared-") or token.startswith("keep-"):
         return ok("u" + token.split("-", 1)[1], exp=now + 60)
+    if token.startswith("tenant-"):  # a workspace member (upstream_workspace_claim = tenant)
+        t = token.split("-", 1)[1]
+        return ok("alice", exp=now + 60, tenant="a/b" if t == "bad" else t)
     if token == "scoped":  # a provider scope that narrows what sluice mints
         return ok("alice", exp=now + 60, scope="openid sluice:read sluice:channel:jobs")
     if token == "badscope":
