@@ -509,7 +509,9 @@ def test_corrupt_data_file_refused(nodes, tmp_path, damage):
     f = data / "data.mdb"
     size = f.stat().st_size
     if damage == "truncated":
-        os.truncate(f, size // 2)
+        # Into the pages in use (about 70 KiB of messages), not just the zeros that sync mode
+        # keeps written past them (docs/STORAGE.md): cutting only those loses nothing.
+        os.truncate(f, 4 * 4096)
         expect = "is truncated"
     elif damage == "garbage":
         f.write_bytes(random.Random(1).randbytes(size))
