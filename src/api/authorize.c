@@ -7,6 +7,7 @@
  * depends on whether the channel exists, so a denied caller cannot probe for names. */
 #include "api/ctx.h"
 #include "security/acl.h"
+#include "security/invoke.h"
 
 #include <sluice/broker.h>
 
@@ -86,6 +87,13 @@ static int decide(sl_ctx *ctx, const sl_identity *who, const sl_op_info *info, c
         return ctx->broker && sl_broker_may_delegate(ctx->broker, who->principal, resource)
                    ? SL_OK
                    : SL_EFORBIDDEN;
+    /* (B) step 3: deny rules and the invoke policy; deny wins over every regime */
+    int rules = sl__rules_decide(ctx, who, info, resource);
+    if (rules != SL_OK)
+        return rules;
+    /* (B) step 4: user-limited channels ("inbox#alice") */
+    if ((rules = sl__rules_user_limited(ctx, who, info, resource)) != SL__RULES_NEXT)
+        return rules;
     const char *channel = info->resource == SL_RES_CHANNEL ? resource : NULL;
     sl_mode mode = sl__ctx_channel_mode(ctx, channel);
     if (mode == SL_MODE_OPEN)

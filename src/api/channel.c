@@ -127,6 +127,11 @@ static int build_info(sl_channel_info *info, const char *id, const sl_channel_op
     memset(info, 0, sizeof *info);
     char dead[SL_CHANNEL_ID_MAX + 8];
     snprintf(dead, sizeof dead, "%s.dead", id);
+    /* (B) A user-limited queue's dead letters stay limited to the same users: "inbox.dead#alice"
+     * ("inbox#alice.dead" would be a channel of a user "alice.dead"). */
+    const char *users = sl_channel_users(id);
+    if (users != NULL)
+        snprintf(dead, sizeof dead, "%.*s.dead#%s", (int)(users - 1 - id), id, users);
     sl__epoch_new(info->epoch); /* the registry's and the engine's copies share it */
     info->id = strdup(id);
     info->name = strdup(o->name ? o->name : id);
@@ -944,6 +949,13 @@ static int acl_durable(sl_ctx *ctx, sl_status *st)
 int sl_acl_grant(sl_ctx *ctx, const sl_identity *who, const char *principal, sl_role role,
                  const char *const *patterns, size_t n, sl_status *st)
 {
+    return sl_acl_grant_deny(ctx, who, principal, role, patterns, n, NULL, 0, st);
+}
+
+int sl_acl_grant_deny(sl_ctx *ctx, const sl_identity *who, const char *principal, sl_role role,
+                      const char *const *patterns, size_t n, const char *const *deny,
+                      size_t ndeny, sl_status *st)
+{
     if (principal == NULL || !sl_principal_valid(principal, strlen(principal)))
         return sl_status_set(st, SL_EINVAL, "invalid principal");
     int rc = sl_authorize(ctx, who, SL_OP_ACL_GRANT, principal, st);
@@ -954,12 +966,15 @@ int sl_acl_grant(sl_ctx *ctx, const sl_identity *who, const char *principal, sl_
     for (size_t i = 0; i < n; i++)
         if (patterns[i] == NULL || !sl_pattern_valid(patterns[i], strlen(patterns[i])))
             return sl_status_set(st, SL_EINVAL, "invalid channel pattern");
+    for (size_t i = 0; i < ndeny; i++)
+        if (deny[i] == NULL || !sl_pattern_valid(deny[i], strlen(deny[i])))
+            return sl_status_set(st, SL_EINVAL, "invalid deny pattern");
     /* Written ahead of the change: an ACL change nobody could audit is not made. */
     rc = sl__audit(ctx, st, "acl.grant", "actor", principal_of(who), "principal", principal, "role",
                    sl_role_name(role), NULL);
     if (rc != SL_OK)
         return rc;
-    rc = sl__acl_set(ctx->acl, principal, role, patterns, n);
+    rc = sl__acl_set_deny(ctx->acl, principal, role, patterns, n, deny, ndeny);
     if (rc != SL_OK)
         return sl_status_set(st, rc, NULL);
     sl__ctx_emit(ctx, &(sl_event){.kind = SL_EVENT_ACL_CHANGED, .principal = principal});

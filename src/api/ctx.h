@@ -27,6 +27,8 @@ struct sl_ctx {
     /* borrowed: a kv that is not the engine's whose barrier sl__ctx_sync also waits for (the
      * security state shared on Redis, server/shared_state.c), or NULL */
     struct sl__kv *sync_kv;
+    /* (B) the invoke policy (owned; security/invoke.h) */
+    struct sl__invoke *invoke;
 };
 
 /* Replaces the context's engine (owned from now on; the old one is freed) and loads the channel
