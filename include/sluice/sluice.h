@@ -452,8 +452,8 @@ int sl_acl_grant(sl_ctx *ctx, const sl_identity *who, const char *principal, sl_
  * deny[0..ndeny) is denied to principal on every transport and under every mode, whatever grants,
  * token scopes or broker roles allow. */
 int sl_acl_grant_deny(sl_ctx *ctx, const sl_identity *who, const char *principal, sl_role role,
-                      const char *const *patterns, size_t n, const char *const *deny,
-                      size_t ndeny, sl_status *st);
+                      const char *const *patterns, size_t n, const char *const *deny, size_t ndeny,
+                      sl_status *st);
 /* SL_ENOENT when the principal has no entry. */
 int sl_acl_revoke(sl_ctx *ctx, const sl_identity *who, const char *principal, sl_status *st);
 

@@ -953,8 +953,8 @@ int sl_acl_grant(sl_ctx *ctx, const sl_identity *who, const char *principal, sl_
 }
 
 int sl_acl_grant_deny(sl_ctx *ctx, const sl_identity *who, const char *principal, sl_role role,
-                      const char *const *patterns, size_t n, const char *const *deny,
-                      size_t ndeny, sl_status *st)
+                      const char *const *patterns, size_t n, const char *const *deny, size_t ndeny,
+                      sl_status *st)
 {
     if (principal == NULL || !sl_principal_valid(principal, strlen(principal)))
         return sl_status_set(st, SL_EINVAL, "invalid principal");

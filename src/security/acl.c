@@ -129,8 +129,8 @@ int sl__acl_set(sl__acl *acl, const char *principal, sl_role role, const char *c
     return sl__acl_set_deny(acl, principal, role, patterns, n, NULL, 0);
 }
 
-int sl__acl_set_deny(sl__acl *acl, const char *principal, sl_role role,
-                     const char *const *patterns, size_t n, const char *const *deny, size_t ndeny)
+int sl__acl_set_deny(sl__acl *acl, const char *principal, sl_role role, const char *const *patterns,
+                     size_t n, const char *const *deny, size_t ndeny)
 {
     if (principal == NULL || !sl_principal_valid(principal, strlen(principal)) ||
         role == SL_ROLE_NONE)

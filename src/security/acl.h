@@ -15,8 +15,8 @@ int sl__acl_set(sl__acl *acl, const char *principal, sl_role role, const char *c
                 size_t n);
 /* The same with deny patterns: a channel matching one of deny[0..ndeny) is denied to principal
  * whatever its patterns (or any other grant, token scope or broker role) allow. */
-int sl__acl_set_deny(sl__acl *acl, const char *principal, sl_role role,
-                     const char *const *patterns, size_t n, const char *const *deny, size_t ndeny);
+int sl__acl_set_deny(sl__acl *acl, const char *principal, sl_role role, const char *const *patterns,
+                     size_t n, const char *const *deny, size_t ndeny);
 /* Makes the ACL durable in kv (borrowed: it must outlive the ACL). First loads every stored grant
  * (replacing entries of the same principal already present); from then on sl__acl_set and
  * sl__acl_del stage the matching kv write in the same call, before returning SL_OK, and return the

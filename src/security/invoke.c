@@ -20,9 +20,9 @@
 
 /* What one side (allow or deny) of a policy says about one operation. */
 typedef struct opside {
-    unsigned char any;  /* every resource */
-    sl__patset *chans;  /* channel operations: the channel patterns */
-    char **globs;       /* other operations: resource globs */
+    unsigned char any; /* every resource */
+    sl__patset *chans; /* channel operations: the channel patterns */
+    char **globs;      /* other operations: resource globs */
     size_t nglobs;
 } opside;
 
@@ -236,8 +236,8 @@ static int stage_put(sl__kv *kv, const policy *p)
         bad = json_object_set_new(o, "deny", rules_json(&p->deny)) < 0;
     if (!bad && p->audit)
         bad = json_object_set_new(o, "audit", json_true()) < 0;
-    int rc = bad ? SL_ENOMEM
-                 : sl__secstore_put(kv, SL__KV_INVOKE, p->pattern, strlen(p->pattern), o);
+    int rc =
+        bad ? SL_ENOMEM : sl__secstore_put(kv, SL__KV_INVOKE, p->pattern, strlen(p->pattern), o);
     json_decref(o);
     return rc;
 }
@@ -353,8 +353,8 @@ int sl__invoke_attach(sl__invoke *p, sl__kv *kv, sl_status *st)
 {
     if (p == NULL || kv == NULL || p->kv != NULL)
         return sl_status_set(st, SL_EINVAL, "the invoke policy is already attached to a store");
-    int rc = sl__secstore_load_map(kv, SL__KV_INVOKE, "invoke policy", pattern_valid,
-                                   decode_policy, policy_free, p->by_pattern, st);
+    int rc = sl__secstore_load_map(kv, SL__KV_INVOKE, "invoke policy", pattern_valid, decode_policy,
+                                   policy_free, p->by_pattern, st);
     if (rc == SL_OK && (rc = rebuild(p)) != SL_OK)
         sl_status_set(st, rc, NULL);
     if (rc == SL_OK)
@@ -381,8 +381,7 @@ int sl__invoke_set(sl__invoke *p, const char *pattern, const char *const *allow,
         else
             sl__map_del(p->by_pattern, pattern, NULL);
         policy_free(np);
-        return sl_status_set(st, rc, "the policy change could not be staged: %s",
-                             sl_strerror(rc));
+        return sl_status_set(st, rc, "the policy change could not be staged: %s", sl_strerror(rc));
     }
     policy_free(old);
     if ((rc = rebuild(p)) != SL_OK)
