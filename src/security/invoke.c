@@ -146,7 +146,11 @@ static int add_rule(side *sd, const char *rule, char *why, size_t whysz)
         named = 1;
         opside *os = &sd->op[o];
         int chan = info->resource == SL_RES_CHANNEL;
-        if (res == NULL || (!chan && strcmp(res, "*") == 0) || (chan && strcmp(res, "**") == 0)) {
+        /* An operation over many channels (a listing, a broker request) has no resource of its
+         * own: its channels are decided one by one (as channel.info, or by the broker), so a
+         * rule naming it matches whatever its resource says. */
+        if (res == NULL || info->resource == SL_RES_CHANNELS || (!chan && strcmp(res, "*") == 0) ||
+            (chan && strcmp(res, "**") == 0)) {
             os->any = 1;
         } else if (chan) {
             if (!sl_pattern_valid(res, strlen(res))) {
@@ -439,6 +443,46 @@ json_t *sl__invoke_list(const sl__invoke *p)
         json_array_append_new(a, v[i]);
     free(v);
     return a;
+}
+
+/* ---- other nodes' changes (shared state on Redis: server/shared_state.c) ----------------------
+ */
+
+static int same_side(const side *x, const side *y)
+{
+    if (x->n != y->n)
+        return 0;
+    for (size_t i = 0; i < x->n; i++)
+        if (strcmp(x->rules[i], y->rules[i]) != 0)
+            return 0;
+    return 1;
+}
+
+/* The same rules in the same order and the same audit flag: the policy as stored. */
+static int same_policy(const void *a, const void *b)
+{
+    const policy *x = a, *y = b;
+    return x->audit == y->audit && same_side(&x->allow, &y->allow) && same_side(&x->deny, &y->deny);
+}
+
+int sl__invoke_apply(sl__invoke *p, const void *key, size_t klen, const void *val, size_t vlen,
+                     sl_status *st)
+{
+    char pattern[SL__SECSTORE_KEY_MAX + 1];
+    int r = sl__secstore_apply_map(p->by_pattern, SL__KV_INVOKE, pattern_valid, decode_policy,
+                                   policy_free, same_policy, key, klen, val, vlen, pattern, st);
+    if (r > 0 && rebuild(p) != SL_OK)
+        return sl_status_set(st, SL_ENOMEM, NULL);
+    return r;
+}
+
+int sl__invoke_apply_all(sl__invoke *p, const sl__secstore_entry *e, size_t n, sl_status *st)
+{
+    int r = sl__secstore_apply_map_all(p->by_pattern, SL__KV_INVOKE, pattern_valid, decode_policy,
+                                       policy_free, same_policy, e, n, NULL, NULL, st);
+    if (rebuild(p) != SL_OK)
+        return sl_status_set(st, SL_ENOMEM, NULL);
+    return r;
 }
 
 /* ---- deciding -------------------------------------------------------------------------------- */

@@ -40,6 +40,17 @@ json_t *sl__invoke_list(const sl__invoke *p);
  * data, the kv's error, SL_EINVAL when already attached. */
 int sl__invoke_attach(sl__invoke *p, struct sl__kv *kv, sl_status *st);
 
+/* Applies a change another node stored in table SL__KV_INVOKE, without writing to the kv (val
+ * NULL: the policy was removed): SL__APPLY_SAME / _CHANGED / _REMOVED (security/secstore.h), or
+ * SL_EFORMAT (st names the key; nothing changed) / SL_ENOMEM. */
+int sl__invoke_apply(sl__invoke *p, const void *key, size_t klen, const void *val, size_t vlen,
+                     sl_status *st);
+/* Makes p hold exactly the stored table e[0..n) (a reload after missed changes), as
+ * sl__secstore_apply_map_all. Returns the number changed, or SL_ENOMEM. */
+struct sl__secstore_entry;
+int sl__invoke_apply_all(sl__invoke *p, const struct sl__secstore_entry *e, size_t n,
+                         sl_status *st);
+
 /* Step 3 of decide(): SL_OK (go on) or SL_EFORBIDDEN. Denies when a deny pattern of who's ACL
  * entry or of one of its broker roles matches the channel (every mode), or when an invoke policy
  * matching who's principal denies the operation on resource; audits the decisions of policies

@@ -147,6 +147,8 @@ def test_invoke_policy_admin_route_cli_restart_audit(rules, make_server, cli):
     assert svc.get("/channels/public.news").status_code == 200
     assert svc.put("/channels/public.locked", json={"n": 1}).status_code == 403  # deny wins
     assert svc.put("/channels/jobs", json={"n": 2}).status_code == 403  # not in the allow list
+    ids = [c["id"] for c in svc.get("/channels").json()["channels"]]
+    assert ids == ["public.locked", "public.news"], ids  # listed as channel.info allows
     # the config file's policy: cfg-1 may not write jobs
     cfg = s.client(s.token("cfg-1"))
     assert cfg.put("/channels/jobs", json={"n": 1}).status_code == 403
@@ -172,7 +174,7 @@ def test_invoke_policy_admin_route_cli_restart_audit(rules, make_server, cli):
     sets = [r for r in recs if r["event"] == "policy.invoke.set"]
     assert sets and sets[0]["actor"] == "ops" and sets[0]["principal"] == "svc-*"
     assert any(r["event"] == "policy.invoke.delete" and r["principal"] == "svc-2" for r in recs)
-    dec = [(r["operation"], r["resource"], r["decision"]) for r in recs
+    dec = [(r["operation"], r.get("resource"), r["decision"]) for r in recs
            if r["event"] == "policy.invoke" and r["principal"] == "svc-1"]
     assert ("channel.write", "public.news", "allow") in dec
     assert ("channel.write", "public.locked", "deny") in dec

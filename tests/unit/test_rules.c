@@ -417,6 +417,34 @@ static void test_invoke_durable(void **state)
     sl_ctx_free(ctx);
 }
 
+/* Another node's change (shared state on Redis) reaches the decision; bad data changes nothing. */
+static void test_invoke_apply(void **state)
+{
+    (void)state;
+    sl_ctx *ctx = new_ctx(SL_MODE_OPEN);
+    sl_status st;
+    sl_identity a;
+    sl_identity_local(&a, "svc-a");
+    const char *v = "{\"v\":1,\"deny\":[\"channel.write:jobs\"]}";
+    assert_int_equal(sl__invoke_apply(ctx->invoke, "svc-*", 5, v, strlen(v), &st),
+                     SL__APPLY_CHANGED);
+    assert_int_equal(authz(ctx, &a, SL_OP_CHANNEL_WRITE, "jobs"), SL_EFORBIDDEN);
+    assert_int_equal(sl__invoke_apply(ctx->invoke, "svc-*", 5, v, strlen(v), &st), SL__APPLY_SAME);
+    const char *bad = "{\"v\":1,\"deny\":[\"nope:x\"]}";
+    assert_int_equal(sl__invoke_apply(ctx->invoke, "svc-*", 5, bad, strlen(bad), &st), SL_EFORMAT);
+    assert_int_equal(authz(ctx, &a, SL_OP_CHANNEL_WRITE, "jobs"), SL_EFORBIDDEN);
+    json_t *l = sl__invoke_list(ctx->invoke);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(l, 0), "principal")),
+                        "svc-*");
+    json_decref(l);
+    assert_int_equal(sl__invoke_apply(ctx->invoke, "svc-*", 5, NULL, 0, &st), SL__APPLY_REMOVED);
+    assert_int_equal(authz(ctx, &a, SL_OP_CHANNEL_WRITE, "jobs"), SL_OK);
+    sl__secstore_entry e = {"svc-a", 5, v, strlen(v)};
+    assert_int_equal(sl__invoke_apply_all(ctx->invoke, &e, 1, &st), 1);
+    assert_int_equal(authz(ctx, &a, SL_OP_CHANNEL_WRITE, "jobs"), SL_EFORBIDDEN);
+    sl_ctx_free(ctx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -428,6 +456,7 @@ int main(void)
         cmocka_unit_test(test_invoke_seed_example),
         cmocka_unit_test(test_invoke_deny_wins_and_globs),
         cmocka_unit_test(test_invoke_durable),
+        cmocka_unit_test(test_invoke_apply),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
