@@ -247,3 +247,34 @@ def test_user_limited_websocket_and_broker(rules):
     assert pub["channel"] == "inbox#alice" and pub["pub"]["data"] == {"n": 7}, pub
     alice.close()
     bob.close()
+
+
+def test_invoke_policy_shared_across_nodes(make_server, make_redis):
+    """Two nodes on one Redis: a policy set on one decides on the other, and so does its removal
+    (the shared state's change feed, docs/SCALING.md)."""
+    r = make_redis()
+    a, b = (make_server("--engine", r.url) for _ in range(2))
+    ops_a = a.client(a.token("ops", role="admin"))
+    assert ops_a.post("/channels", json={"id": "jobs"}).status_code == 201
+    w = b.client(b.token("svc-1", role="write"))
+    assert w.put("/channels/jobs", json={"n": 1}).status_code == 200
+    assert ops_a.put("/policy/invoke/svc-*",
+                     json={"deny": ["channel.write:jobs"]}).status_code == 200
+
+    def status():
+        return w.put("/channels/jobs", json={"n": 2}).status_code
+
+    until(lambda: status() == 403, "the policy on the other node")
+    ops_b = b.client(b.token("ops", role="admin"))
+    assert [p["principal"] for p in ops_b.get("/policy/invoke").json()["policies"]] == ["svc-*"]
+    assert ops_a.delete("/policy/invoke/svc-*").status_code == 200
+    until(lambda: status() == 200, "the policy's removal on the other node")
+
+
+def until(cond, what, timeout=WAIT):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if cond():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
