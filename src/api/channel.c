@@ -969,9 +969,22 @@ int sl_acl_grant_deny(sl_ctx *ctx, const sl_identity *who, const char *principal
     for (size_t i = 0; i < ndeny; i++)
         if (deny[i] == NULL || !sl_pattern_valid(deny[i], strlen(deny[i])))
             return sl_status_set(st, SL_EINVAL, "invalid deny pattern");
+    /* (B) the deny patterns, comma-joined, in the record ("deny" left out when none) */
+    size_t dlen = 1;
+    for (size_t i = 0; i < ndeny; i++)
+        dlen += strlen(deny[i]) + 1;
+    char *dtext = ndeny ? calloc(1, dlen) : NULL;
+    if (ndeny && dtext == NULL)
+        return sl_status_set(st, SL_ENOMEM, NULL);
+    for (size_t i = 0; i < ndeny; i++) {
+        if (i)
+            strcat(dtext, ",");
+        strcat(dtext, deny[i]);
+    }
     /* Written ahead of the change: an ACL change nobody could audit is not made. */
     rc = sl__audit(ctx, st, "acl.grant", "actor", principal_of(who), "principal", principal, "role",
-                   sl_role_name(role), NULL);
+                   sl_role_name(role), "deny", dtext, NULL);
+    free(dtext);
     if (rc != SL_OK)
         return rc;
     rc = sl__acl_set_deny(ctx->acl, principal, role, patterns, n, deny, ndeny);

@@ -1369,6 +1369,14 @@ static int h_broker_delete(sl__router *r, const sl_identity *who, req_t *req, co
 
 /* ---- (B) the invoke policy (administration) -------------------------------------------------- */
 
+/* Cached decisions go, and real-time sessions re-check their subscriptions (the ACL-changed
+ * event makes every socket re-authorise; removed 0, so nobody is disconnected for it). */
+static void policy_changed(sl_ctx *ctx, const char *pattern)
+{
+    sl__authz_invalidate_stub(ctx, "invoke policy changed");
+    sl__ctx_emit(ctx, &(sl_event){.kind = SL_EVENT_ACL_CHANGED, .principal = pattern});
+}
+
 static int h_policy_list(sl__router *r, const sl_identity *who, req_t *req, const char *res,
                          sl__response *resp, sl_status *st)
 {
@@ -1407,7 +1415,7 @@ static int h_policy_put(sl__router *r, const sl_identity *who, req_t *req, const
         rc = sl__invoke_set(r->ctx->invoke, pattern, allow, nallow, deny, ndeny, json_is_true(au),
                             st);
     if (rc == SL_OK) {
-        sl__authz_invalidate_stub(r->ctx, "invoke policy changed");
+        policy_changed(r->ctx, pattern);
         json_t *a = json_object_get(body, "allow"), *d = json_object_get(body, "deny");
         set_json(resp, 200,
                  json_pack("{s:s, s:o, s:o, s:b}", "principal", pattern, "allow",
@@ -1433,7 +1441,7 @@ static int h_policy_delete(sl__router *r, const sl_identity *who, req_t *req, co
         return sl_status_set(st, rc, "no invoke policy for '%s'", pattern);
     if (rc != SL_OK)
         return sl_status_set(st, rc, "the policy change could not be staged: %s", sl_strerror(rc));
-    sl__authz_invalidate_stub(r->ctx, "invoke policy changed");
+    policy_changed(r->ctx, pattern);
     ok_status(resp);
     return SL_OK;
 }

@@ -57,8 +57,12 @@ static void apply_one(sl__shared_state *ss, const char *table, const void *key, 
         return;
     }
     ss->stats.applied++;
-    if (r != SL__APPLY_SAME && strcmp(table, SL__KV_INVOKE) == 0) /* (B) */
+    if (r != SL__APPLY_SAME && strcmp(table, SL__KV_INVOKE) == 0) { /* (B) sockets re-check */
         sl__authz_invalidate_stub(ss->ctx, "invoke policy changed on another node");
+        char pattern[SL__SECSTORE_KEY_MAX + 1];
+        if (sl__secstore_key_str(key, klen, pattern) == 0)
+            acl_changed(ss, pattern, 0);
+    }
     if (r != SL__APPLY_SAME && strcmp(table, SL__KV_ACL) == 0) {
         char principal[SL__SECSTORE_KEY_MAX + 1];
         if (sl__secstore_key_str(key, klen, principal) == 0)
@@ -95,6 +99,8 @@ static void on_loaded(void *ud, int rc, const sl__redis_kv_entry *e, size_t n)
     else if (strcmp(table, SL__KV_INVOKE) == 0) { /* (B) */
         got = sl__invoke_apply_all(ss->ctx->invoke, v, n, &st);
         sl__authz_invalidate_stub(ss->ctx, "invoke policy reloaded");
+        if (got > 0)
+            acl_changed(ss, "*", 0); /* every socket re-checks its subscriptions */
     } else
         got = sl__apikey_apply_all(ss->keys, v, n, &st);
     free(v);

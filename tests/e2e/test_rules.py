@@ -171,6 +171,8 @@ def test_invoke_policy_admin_route_cli_restart_audit(rules, make_server, cli):
     # the audit records: the change, and every decision of the audited policy, allow and deny
     assert s.stop() == 0
     recs = records(s)
+    assert [r["deny"] for r in recs if r["event"] == "acl.grant" and r["principal"] == "alice"] \
+        == ["secret.**"]
     sets = [r for r in recs if r["event"] == "policy.invoke.set"]
     assert sets and sets[0]["actor"] == "ops" and sets[0]["principal"] == "svc-*"
     assert any(r["event"] == "policy.invoke.delete" and r["principal"] == "svc-2" for r in recs)
@@ -247,6 +249,25 @@ def test_user_limited_websocket_and_broker(rules):
     assert pub["channel"] == "inbox#alice" and pub["pub"]["data"] == {"n": 7}, pub
     alice.close()
     bob.close()
+
+
+def test_invoke_policy_change_unsubscribes_live_sockets(rules):
+    """A policy set at runtime acts on subscriptions already made (the socket re-checks them)."""
+    s = rules
+    w = ws_connect(s, s.token("svc-1", role="read"))
+    assert "subscribe" in w.call("subscribe", {"channel": "public.news"}, timeout=WAIT)
+    assert s.ops.put("/policy/invoke/svc-1",
+                     json={"deny": ["channel.read:public.*"]}).status_code == 200
+    deadline = time.time() + WAIT
+    push = None
+    while push is None and time.time() < deadline:
+        for o in w.recv_objs(max(0.0, deadline - time.time())):
+            if "unsubscribe" in o.get("push", {}):
+                push = o["push"]
+    assert push and push["channel"] == "public.news" and push["unsubscribe"]["code"] == 2000
+    rep = w.call("subscribe", {"channel": "public.news"}, timeout=WAIT)
+    assert rep.get("error", {}).get("code") == 103, rep
+    w.close()
 
 
 def test_invoke_policy_shared_across_nodes(make_server, make_redis):
