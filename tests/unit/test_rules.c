@@ -15,6 +15,7 @@
 #include "security/acl.h"
 #include "security/invoke.h"
 #include "security/secstore.h"
+#include "server/config.h"
 #include "store/kv.h"
 
 #include <sluice/broker.h>
@@ -445,6 +446,46 @@ static void test_invoke_apply(void **state)
     sl_ctx_free(ctx);
 }
 
+/* The config file's forms: [acl] and [role] deny keys, "#{sub}" role patterns, [invoke_policy]. */
+static void test_config_forms(void **state)
+{
+    (void)state;
+    const char *text = "[acl alice]\nrole = write\ndeny = secret.**, admin.*\n"
+                       "[role inbox]\ngrants = read\nchannels = inbox#{sub}, news\n"
+                       "deny = news.x\n"
+                       "[invoke_policy svc-*]\nallow = channel.*:public.**\n"
+                       "deny = channel.write:public.locked, acl.*\naudit = true\n";
+    sl__config c;
+    sl_status st;
+    sl__config_init(&c);
+    assert_int_equal(sl__config_parse(&c, text, strlen(text), "t.conf", &st), SL_OK);
+    assert_int_equal(c.ngrants, 1);
+    assert_int_equal(c.grants[0].ndeny, 2);
+    assert_string_equal(c.grants[0].deny[1], "admin.*");
+    assert_int_equal(c.nroles, 1);
+    assert_int_equal(c.roles[0].nitems, 2);
+    assert_string_equal(c.roles[0].items[0], "inbox#{sub}");
+    assert_int_equal(c.roles[0].ndeny, 1);
+    assert_int_equal(c.ninvokes, 1);
+    assert_string_equal(c.invokes[0].principal, "svc-*");
+    assert_int_equal(c.invokes[0].nallow, 1);
+    assert_int_equal(c.invokes[0].ndeny, 2);
+    assert_true(c.invokes[0].audit);
+    sl__config_free(&c);
+    const char *bad[] = {"[acl a]\nrole = read\ndeny = a..b\n",
+                         "[role r]\ngrants = read\nchannels = inbox.*#{sub}\n",
+                         "[role r]\ngrants = read\ndeny = x#{sub}\n",
+                         "[invoke_policy svc-*]\naudit = maybe\n",
+                         "[invoke_policy svc-*]\nwhat = x\n",
+                         "[invoke_policy bad name]\n"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        sl__config_init(&c);
+        if (sl__config_parse(&c, bad[i], strlen(bad[i]), "t.conf", &st) != SL_ECONFIG)
+            fail_msg("accepted: %s", bad[i]);
+        sl__config_free(&c);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -457,6 +498,7 @@ int main(void)
         cmocka_unit_test(test_invoke_deny_wins_and_globs),
         cmocka_unit_test(test_invoke_durable),
         cmocka_unit_test(test_invoke_apply),
+        cmocka_unit_test(test_config_forms),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
