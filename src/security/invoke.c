@@ -43,6 +43,9 @@ struct sl__invoke {
     sl__map *by_pattern; /* pattern -> policy* */
     policy **globs;      /* the policies whose pattern is a glob, rebuilt on change */
     size_t nglobs;
+    /* The last rebuild ran out of memory: globs may point at freed policies, so every decision
+     * is denied (fail closed) until a rebuild succeeds. */
+    int broken;
     sl__kv *kv; /* borrowed; NULL: memory only */
 };
 
@@ -340,16 +343,20 @@ static int collect_glob(void *ud, const char *key, void *value)
 /* Each policy's pattern is its key, and the glob list holds the glob policies. */
 static int rebuild(sl__invoke *p)
 {
-    if (sl__map_each(p->by_pattern, fix_one, NULL) != 0)
-        return SL_ENOMEM;
     size_t total = sl__map_size(p->by_pattern);
-    policy **g = realloc(p->globs, (total ? total : 1) * sizeof *g);
-    if (g == NULL)
+    policy **g = sl__map_each(p->by_pattern, fix_one, NULL) == 0
+                     ? realloc(p->globs, (total ? total : 1) * sizeof *g)
+                     : NULL;
+    if (g == NULL) {
+        p->nglobs = 0;
+        p->broken = 1;
         return SL_ENOMEM;
+    }
     p->globs = g;
     glob_state gs = {p, 0};
     sl__map_each(p->by_pattern, collect_glob, &gs);
     p->nglobs = gs.n;
+    p->broken = 0;
     return SL_OK;
 }
 
@@ -544,6 +551,8 @@ int sl__rules_decide(sl_ctx *ctx, const sl_identity *who, const sl_op_info *info
             return SL_EFORBIDDEN;
     }
     const sl__invoke *p = ctx->invoke;
+    if (p != NULL && p->broken)
+        return SL_EFORBIDDEN;
     if (p == NULL || sl__map_size(p->by_pattern) == 0)
         return SL_OK;
     int rc = SL_OK;
