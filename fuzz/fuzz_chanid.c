@@ -5,7 +5,8 @@
  * when sl_pattern_match says one of them does, and exactly when the naive matcher below does. The
  * naive matcher is the documented rule written the slow way: ids and patterns are segments split at
  * '.' or ':' (either), "*" is one segment, a final "**" is any number of segments (none too), and
- * anything else (a leading '$' included) is compared byte for byte. */
+ * anything else (a leading '$' included) is compared byte for byte; a '#' user list is part of the
+ * segment it ends, even when a user id holds a '.'. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +29,8 @@ static void split(const char *p, segs *out)
     out->count = 0;
     const char *start = p;
     for (;; p++) {
+        if (*p == '#') /* a user list belongs to the segment it ends (user-limited channels) */
+            p += strlen(p);
         if (*p == '.' || *p == ':' || *p == '\0') {
             out->s[out->count] = start;
             out->n[out->count] = (size_t)(p - start);

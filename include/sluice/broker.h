@@ -33,6 +33,17 @@ double sl_broker_max_ttl(const sl_broker *b);
 /* Defines (or replaces) a role: the channel patterns it grants and the sluice role tokens get. */
 int sl_broker_set_role(sl_broker *b, const char *name, sl_role grants, const char *const *patterns,
                        size_t n);
+/* The same with deny patterns (docs/POLICY.md "Deny rules"): a channel matching one of
+ * deny[0..ndeny) is never granted to a principal holding this role, whatever this or its other
+ * roles allow, and (through sl_broker_denies) is denied at request time under every mode. A
+ * pattern may end with "#{sub}" ("inbox#{sub}"): it grants the user-limited channel of the asking
+ * principal, expanded at decision time, and only when the principal is a valid user id
+ * (sl_channel_user_valid), so no principal can widen it. */
+int sl_broker_set_role_deny(sl_broker *b, const char *name, sl_role grants,
+                            const char *const *patterns, size_t n, const char *const *deny,
+                            size_t ndeny);
+/* 1 when a role principal holds denies channel (NULL: a global operation, denied only by "**"). */
+int sl_broker_denies(const sl_broker *b, const char *principal, const char *channel);
 /* Gives principal exactly these roles (n == 0: none; the principal is removed). Unknown role names
  * are allowed (they grant nothing until defined). With a kv attached (sl_broker_attach), also the
  * kv's error when the change cannot be staged. */
@@ -86,7 +97,9 @@ typedef int (*sl_broker_authorizer_fn)(void *ud, const char *principal, const ch
 void sl_broker_set_authorizer(sl_broker *b, sl_broker_authorizer_fn fn, void *ud);
 
 /* Decides each requested channel for principal through the authorizer. Invalid channel ids are
- * denied ("invalid channel id"), so are channels no role of principal matches ("no matching role").
+ * denied ("invalid channel id"), so are channels no role of principal matches ("no matching role")
+ * and, whichever authorizer decided, channels a role of principal denies ("denied by a role's deny
+ * rule").
  * Then, whatever the authorizer said, the decision is clamped to cred, the credential that asked
  * (the caller itself, or the delegating service): channels outside cred's scope are denied
  * ("outside the credential's scope") and the role is lowered to cred's role when it carries one.

@@ -130,12 +130,29 @@ int sl_client_list(sl_client *c, const char *url, const char *token, sl_channel_
 /* Replaces principal's ACL entry: role on the channel patterns (n == 0: on all channels). */
 int sl_client_acl_grant(sl_client *c, const char *url, const char *token, const char *principal,
                         sl_role role, const char *const *patterns, size_t n, sl_status *st);
+/* (B) The same with deny patterns (docs/POLICY.md "Deny rules"). */
+int sl_client_acl_grant_deny(sl_client *c, const char *url, const char *token,
+                             const char *principal, sl_role role, const char *const *patterns,
+                             size_t n, const char *const *deny, size_t ndeny, sl_status *st);
 /* SL_ENOENT when the principal has no entry. */
 int sl_client_acl_revoke(sl_client *c, const char *url, const char *token, const char *principal,
                          sl_status *st);
 /* *out: array of *n entries, release with sl_acl_entries_free. */
 int sl_client_acl_list(sl_client *c, const char *url, const char *token, sl_acl_entry **out,
                        size_t *n, sl_status *st);
+
+/* (B) The invoke policy (docs/POLICY.md). Each returns the server's JSON reply in *reply (owned,
+ * release with free()): GET /policy/invoke, PUT and DELETE /policy/invoke/{pattern}. Rules are
+ * "operation:resource" strings; audit 1 audits every decision of the policy. */
+int sl_client_invoke_policy_list(sl_client *c, const char *url, const char *token, char **reply,
+                                 sl_status *st);
+int sl_client_invoke_policy_set(sl_client *c, const char *url, const char *token,
+                                const char *pattern, const char *const *allow, size_t nallow,
+                                const char *const *deny, size_t ndeny, int audit, char **reply,
+                                sl_status *st);
+/* SL_ENOENT when pattern has no policy. */
+int sl_client_invoke_policy_delete(sl_client *c, const char *url, const char *token,
+                                   const char *pattern, sl_status *st);
 
 #ifdef __cplusplus
 }

@@ -131,6 +131,10 @@ typedef enum {
     SL_OP_BROKER_LIST,       /* read a principal's broker roles */
     SL_OP_CHANNEL_EXTEND,    /* the claim holder extends its leases (JetStream's in-progress) */
     SL_OP_CHANNEL_TERMINATE, /* the claim holder dead-letters a message for good */
+    /* (B) the invoke policy's administration (docs/POLICY.md) */
+    SL_OP_POLICY_INVOKE_LIST,
+    SL_OP_POLICY_INVOKE_SET,    /* resource: the principal pattern */
+    SL_OP_POLICY_INVOKE_DELETE, /* resource: the principal pattern */
     SL_OP__COUNT
 } sl_op;
 
@@ -246,6 +250,16 @@ int sl_channel_id_valid(const char *id, size_t len);
  * a leading '$' as in ids. */
 int sl_pattern_valid(const char *pat, size_t len);
 int sl_pattern_match(const char *pat, const char *channel);
+/* User-limited channels (docs/POLICY.md): an id may end with '#' and a comma-separated list of
+ * user ids ("inbox#alice", "chat#alice,bob"); only those principals may read it. A user id there
+ * is 1..255 bytes of [A-Za-z0-9_.@-]. A pattern may end the same way after a literal segment
+ * ("inbox#alice"); the list is then matched literally. */
+/* The user list of id (after the '#'), or NULL when id is not user-limited. */
+const char *sl_channel_users(const char *id);
+/* 1 when user is one of id's listed users. */
+int sl_channel_user_listed(const char *id, const char *user);
+/* 1 when user[0..len) may appear in a channel id's user list. */
+int sl_channel_user_valid(const char *user, size_t len);
 
 /* ---- channels
  * ------------------------------------------------------------------------------------ */
@@ -437,6 +451,12 @@ int sl_channel_remove(sl_ctx *ctx, const sl_identity *who, const char *id, const
  * on the next call. */
 int sl_acl_grant(sl_ctx *ctx, const sl_identity *who, const char *principal, sl_role role,
                  const char *const *patterns, size_t n, sl_status *st);
+/* The same with deny patterns (docs/POLICY.md "Deny rules"): a channel matching one of
+ * deny[0..ndeny) is denied to principal on every transport and under every mode, whatever grants,
+ * token scopes or broker roles allow. */
+int sl_acl_grant_deny(sl_ctx *ctx, const sl_identity *who, const char *principal, sl_role role,
+                      const char *const *patterns, size_t n, const char *const *deny, size_t ndeny,
+                      sl_status *st);
 /* SL_ENOENT when the principal has no entry. */
 int sl_acl_revoke(sl_ctx *ctx, const sl_identity *who, const char *principal, sl_status *st);
 
@@ -445,6 +465,8 @@ typedef struct sl_acl_entry {
     sl_role role;
     char **channels; /* NULL/0: all channels */
     size_t nchannels;
+    char **deny; /* channel patterns denied whatever allows them (NULL/0: none) */
+    size_t ndeny;
 } sl_acl_entry;
 /* *out: array of *n entries sorted by principal; release with sl_acl_entries_free. */
 int sl_acl_list(sl_ctx *ctx, const sl_identity *who, sl_acl_entry **out, size_t *n, sl_status *st);

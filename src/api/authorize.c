@@ -8,6 +8,7 @@
 #include "api/ctx.h"
 #include "security/acl.h"
 #include "security/workspace.h"
+#include "security/invoke.h"
 
 #include <sluice/broker.h>
 
@@ -94,6 +95,13 @@ static int decide(sl_ctx *ctx, const sl_identity *who, const sl_op_info *info, c
     char qid[SL__QID_SIZE];
     if (sl__ws_decide(who, info, &resource, qid) != SL_OK)
         return SL_EFORBIDDEN;
+    /* (B) step 3: deny rules and the invoke policy; deny wins over every regime */
+    int rules = sl__rules_decide(ctx, who, info, resource);
+    if (rules != SL_OK)
+        return rules;
+    /* (B) step 4: user-limited channels ("inbox#alice") */
+    if ((rules = sl__rules_user_limited(ctx, who, info, resource)) != SL__RULES_NEXT)
+        return rules;
     const char *channel = info->resource == SL_RES_CHANNEL ? resource : NULL;
     sl_mode mode = sl__ctx_channel_mode(ctx, channel ? qid : NULL);
     if (mode == SL_MODE_OPEN)

@@ -253,6 +253,11 @@ static int build_info(sl_channel_info *info, const char *id, const sl_channel_op
     snprintf(dead, sizeof dead, "%s.dead", id);
     if (o->dead_letter && sl__ws_qualify(ws, o->dead_letter, qdead, sizeof qdead) != SL_OK)
         return SL_EBADID;
+    /* (B) A user-limited queue's dead letters stay limited to the same users: "inbox.dead#alice"
+     * ("inbox#alice.dead" would be a channel of a user "alice.dead"). */
+    const char *users = sl_channel_users(id);
+    if (users != NULL)
+        snprintf(dead, sizeof dead, "%.*s.dead#%s", (int)(users - 1 - id), id, users);
     sl__epoch_new(info->epoch); /* the registry's and the engine's copies share it */
     info->id = strdup(id);
     info->name = strdup(o->name ? o->name : shown(id));
@@ -1102,6 +1107,9 @@ static void keep_own_grants(const char *ws, sl_acl_entry *v, size_t *n)
             for (size_t k = 0; k < v[i].nchannels; k++)
                 free(v[i].channels[k]);
             free(v[i].channels);
+            for (size_t k = 0; k < v[i].ndeny; k++)
+                free(v[i].deny[k]);
+            free(v[i].deny);
             continue;
         }
         memmove(v[i].principal, shown(v[i].principal), strlen(shown(v[i].principal)) + 1);
@@ -1113,6 +1121,13 @@ static void keep_own_grants(const char *ws, sl_acl_entry *v, size_t *n)
 int sl_acl_grant(sl_ctx *ctx, const sl_identity *who, const char *principal, sl_role role,
                  const char *const *patterns, size_t n, sl_status *st)
 {
+    return sl_acl_grant_deny(ctx, who, principal, role, patterns, n, NULL, 0, st);
+}
+
+int sl_acl_grant_deny(sl_ctx *ctx, const sl_identity *who, const char *principal, sl_role role,
+                      const char *const *patterns, size_t n, const char *const *deny, size_t ndeny,
+                      sl_status *st)
+{
     if (principal == NULL || !sl_principal_valid(principal, strlen(principal)))
         return sl_status_set(st, SL_EINVAL, "invalid principal");
     int rc = sl_authorize(ctx, who, SL_OP_ACL_GRANT, principal, st);
@@ -1123,14 +1138,30 @@ int sl_acl_grant(sl_ctx *ctx, const sl_identity *who, const char *principal, sl_
     for (size_t i = 0; i < n; i++)
         if (patterns[i] == NULL || !sl_pattern_valid(patterns[i], strlen(patterns[i])))
             return sl_status_set(st, SL_EINVAL, "invalid channel pattern");
+    for (size_t i = 0; i < ndeny; i++)
+        if (deny[i] == NULL || !sl_pattern_valid(deny[i], strlen(deny[i])))
+            return sl_status_set(st, SL_EINVAL, "invalid deny pattern");
+    /* (B) the deny patterns, comma-joined, in the record ("deny" left out when none) */
+    size_t dlen = 1;
+    for (size_t i = 0; i < ndeny; i++)
+        dlen += strlen(deny[i]) + 1;
+    char *dtext = ndeny ? calloc(1, dlen) : NULL;
+    if (ndeny && dtext == NULL)
+        return sl_status_set(st, SL_ENOMEM, NULL);
+    for (size_t i = 0; i < ndeny; i++) {
+        if (i)
+            strcat(dtext, ",");
+        strcat(dtext, deny[i]);
+    }
     /* Written ahead of the change: an ACL change nobody could audit is not made. */
     rc = sl__audit(ctx, st, "acl.grant", "actor", principal_of(who), "principal", principal, "role",
-                   sl_role_name(role), "workspace", audit_ws(who), NULL);
+                   sl_role_name(role), "deny", dtext, "workspace", audit_ws(who), NULL);
+    free(dtext);
     if (rc != SL_OK)
         return rc;
     char qp[SL__QPRINCIPAL_SIZE]; /* grants are keyed by (workspace, principal) */
     const char *key = qualify_principal(who, principal, qp);
-    rc = sl__acl_set(ctx->acl, key, role, patterns, n);
+    rc = sl__acl_set_deny(ctx->acl, key, role, patterns, n, deny, ndeny);
     if (rc != SL_OK)
         return sl_status_set(st, rc, NULL);
     sl__ctx_emit(ctx, &(sl_event){.kind = SL_EVENT_ACL_CHANGED, .principal = key});

@@ -2,6 +2,7 @@
  * use and the durability barrier transports answer through. */
 #include "api/ctx.h"
 
+#include "security/invoke.h"
 #include "store/lmdb.h"
 
 #include <stdlib.h>
@@ -39,6 +40,8 @@ static int open_data_dir(sl_ctx *ctx, const char *dir, sl_status *st)
         rc = sl__ctx_use_engine(ctx, e, st);
     if (rc == SL_OK)
         rc = sl__acl_attach(ctx->acl, ctx->kv, st);
+    if (rc == SL_OK) /* (B) */
+        rc = sl__invoke_attach(ctx->invoke, ctx->kv, st);
     return rc;
 }
 
@@ -55,6 +58,8 @@ int sl_ctx_open(sl_ctx **out, const sl_ctx_options *opts, sl_status *st)
         rc = sl__map_new(&ctx->channels);
     if (rc == SL_OK)
         rc = sl__acl_new(&ctx->acl);
+    if (rc == SL_OK) /* (B) */
+        rc = sl__invoke_new(&ctx->invoke);
     if (rc != SL_OK)
         sl_status_set(st, rc, NULL);
     if (rc == SL_OK && opts && opts->data_dir)
@@ -77,6 +82,7 @@ void sl_ctx_free(sl_ctx *ctx)
         ctx->kv->ops->free(ctx->kv);
     sl__map_free(ctx->channels, sl__channel_info_free);
     sl__acl_free(ctx->acl);
+    sl__invoke_free(ctx->invoke); /* (B) */
     free(ctx);
 }
 

@@ -29,6 +29,8 @@ struct sl_ctx {
     struct sl__kv *sync_kv;
     /* part C: borrowed workspace operators and limits (security/workspace.h), or NULL: none */
     struct sl__workspaces *workspaces;
+    /* (B) the invoke policy (owned; security/invoke.h) */
+    struct sl__invoke *invoke;
 };
 
 /* Replaces the context's engine (owned from now on; the old one is freed) and loads the channel

@@ -10,20 +10,25 @@ static const char acl_usage[] =
     "Usage: sluice acl COMMAND [ARGS] [options]\n"
     "\n"
     "Commands:\n"
-    "  grant PRINCIPAL --role R [--channel PATTERN]...   set PRINCIPAL's entry\n"
+    "  grant PRINCIPAL --role R [--channel PATTERN]... [--deny PATTERN]...\n"
+    "                                                    set PRINCIPAL's entry\n"
     "  revoke PRINCIPAL                                  remove PRINCIPAL's entry\n"
     "  list                                              print every entry\n"
     "\n"
     "Run 'sluice acl COMMAND --help' for a command's options.\n";
 
 static const char grant_usage[] =
-    "Usage: sluice acl grant PRINCIPAL --role read|write|admin [--channel PATTERN]... [options]\n"
+    "Usage: sluice acl grant PRINCIPAL --role read|write|admin [--channel PATTERN]...\n"
+    "                        [--deny PATTERN]... [options]\n"
     "\n"
     "Replaces PRINCIPAL's ACL entry. Without --channel the role holds on every channel. Patterns\n"
     "are channel ids whose segments may be '*' (one segment) or '**' (the rest), e.g. 'jobs.*'.\n"
-    "Prints {\"principal\":...,\"role\":...,\"channels\":[...]|null}.\n"
+    "A channel matching a --deny pattern is denied to PRINCIPAL whatever else allows it (other\n"
+    "grants, token scopes, broker roles).\n"
+    "Prints {\"principal\":...,\"role\":...,\"channels\":[...]|null,\"deny\":[...]}.\n"
     "  --role R           read, write or admin (required)\n"
     "  --channel PATTERN  restrict the role to matching channels (repeatable)\n"
+    "  --deny PATTERN     deny matching channels, whatever allows them (repeatable)\n"
     "\n" SL__CLI_CONN_HELP "  -h, --help         show this help\n";
 
 static const char revoke_usage[] = "Usage: sluice acl revoke PRINCIPAL [options]\n"
@@ -35,11 +40,12 @@ static const char revoke_usage[] = "Usage: sluice acl revoke PRINCIPAL [options]
 static const char list_usage[] =
     "Usage: sluice acl list [options]\n"
     "\n"
-    "Prints {\"entries\":[{\"principal\":...,\"role\":...,\"channels\":[...]}...]}; an empty\n"
-    "channels list means every channel.\n"
+    "Prints "
+    "{\"entries\":[{\"principal\":...,\"role\":...,\"channels\":[...],\"deny\":[...]}...]};\n"
+    "an empty channels list means every channel, an empty deny list denies nothing.\n"
     "\n" SL__CLI_CONN_HELP "  -h, --help         show this help\n";
 
-enum { OPT_ROLE = 0x200, OPT_CHANNEL };
+enum { OPT_ROLE = 0x200, OPT_CHANNEL, OPT_DENY };
 
 static const struct option plain_opts[] = {
     {"help", no_argument, NULL, 'h'}, SL__CLI_CONN_OPTS, {0}};
@@ -48,6 +54,8 @@ typedef struct grant_args {
     sl_role role;
     const char **patterns; /* borrowed from argv */
     size_t n;
+    const char **deny; /* borrowed from argv */
+    size_t ndeny;
 } grant_args;
 
 static int grant_opt(void *ud, int opt, const char *arg)
@@ -58,16 +66,18 @@ static int grant_opt(void *ud, int opt, const char *arg)
             return sl__cli_usage_error("acl grant", "--role must be read, write or admin");
         return 0;
     }
-    if (opt == OPT_CHANNEL) {
+    if (opt == OPT_CHANNEL || opt == OPT_DENY) {
         if (!sl_pattern_valid(arg, strlen(arg)))
             return sl__cli_usage_error("acl grant", "invalid channel pattern '%s'", arg);
-        const char **p = realloc(a->patterns, (a->n + 1) * sizeof *p);
+        const char ***v = opt == OPT_DENY ? &a->deny : &a->patterns;
+        size_t *n = opt == OPT_DENY ? &a->ndeny : &a->n;
+        const char **p = realloc(*v, (*n + 1) * sizeof *p);
         if (p == NULL) {
             sl__cli_err("out of memory");
             return SL__EXIT_FAIL;
         }
-        a->patterns = p;
-        a->patterns[a->n++] = arg;
+        *v = p;
+        p[(*n)++] = arg;
         return 0;
     }
     return SL__EXIT_USAGE;
@@ -85,9 +95,10 @@ static int cmd_grant(int argc, char **argv, sl__cli_conn *conn)
     static const struct option opts[] = {{"help", no_argument, NULL, 'h'},
                                          {"role", required_argument, NULL, OPT_ROLE},
                                          {"channel", required_argument, NULL, OPT_CHANNEL},
+                                         {"deny", required_argument, NULL, OPT_DENY},
                                          SL__CLI_CONN_OPTS,
                                          {0}};
-    grant_args a = {SL_ROLE_NONE, NULL, 0};
+    grant_args a = {SL_ROLE_NONE, NULL, 0, NULL, 0};
     int r = sl__cli_getopt("acl grant", argc, argv, opts, grant_usage, conn, grant_opt, &a);
     if (r < 0 && argc - optind != 1)
         r = sl__cli_usage_error("acl grant", "expected one PRINCIPAL");
@@ -99,20 +110,23 @@ static int cmd_grant(int argc, char **argv, sl__cli_conn *conn)
     sl_client *cl = NULL;
     if (r < 0 && (r = sl__cli_client(conn, NULL, &cl)) == SL__EXIT_OK) {
         sl_status st;
-        int rc = sl_client_acl_grant(cl, conn->url, conn->token, principal, a.role, a.patterns, a.n,
-                                     &st);
+        int rc = sl_client_acl_grant_deny(cl, conn->url, conn->token, principal, a.role, a.patterns,
+                                          a.n, a.deny, a.ndeny, &st);
         if (rc == SL_OK) {
-            json_t *ch = a.n ? json_array() : json_null();
+            json_t *ch = a.n ? json_array() : json_null(), *dn = json_array();
             for (size_t i = 0; ch && i < a.n; i++)
                 json_array_append_new(ch, json_string(a.patterns[i]));
-            r = sl__cli_print_json(json_pack("{s:s, s:s, s:o}", "principal", principal, "role",
-                                             sl_role_name(a.role), "channels", ch));
+            for (size_t i = 0; dn && i < a.ndeny; i++)
+                json_array_append_new(dn, json_string(a.deny[i]));
+            r = sl__cli_print_json(json_pack("{s:s, s:s, s:o, s:o}", "principal", principal, "role",
+                                             sl_role_name(a.role), "channels", ch, "deny", dn));
         } else {
             r = sl__cli_fail(cl, rc, &st);
         }
         sl_client_free(cl);
     }
     free(a.patterns);
+    free(a.deny);
     return r;
 }
 
@@ -154,12 +168,15 @@ static int cmd_list(int argc, char **argv, sl__cli_conn *conn)
     if (rc == SL_OK) {
         json_t *arr = json_array();
         for (size_t i = 0; arr && i < n; i++) {
-            json_t *ch = json_array();
+            json_t *ch = json_array(), *dn = json_array();
             for (size_t k = 0; ch && k < e[i].nchannels; k++)
                 json_array_append_new(ch, json_string(e[i].channels[k]));
-            json_array_append_new(arr, json_pack("{s:s?, s:s, s:o}", "principal", e[i].principal,
-                                                 "role", sl_role_name(e[i].role), "channels",
-                                                 ch ? ch : json_array()));
+            for (size_t k = 0; dn && k < e[i].ndeny; k++)
+                json_array_append_new(dn, json_string(e[i].deny[k]));
+            json_array_append_new(arr, json_pack("{s:s?, s:s, s:o, s:o}", "principal",
+                                                 e[i].principal, "role", sl_role_name(e[i].role),
+                                                 "channels", ch ? ch : json_array(), "deny",
+                                                 dn ? dn : json_array()));
         }
         sl_acl_entries_free(e, n);
         r = sl__cli_print_json(arr ? json_pack("{s:o}", "entries", arr) : NULL);

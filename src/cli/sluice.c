@@ -25,6 +25,7 @@ static const char usage[] =
     "Administration:\n"
     "  channel create|delete|info|list|clear|evict|remove ...\n"
     "  acl grant|revoke|list ...\n"
+    "  policy invoke list|set|delete ...\n"
     "  health                          check that the server is up\n"
     "  bench ws [--scenario fanout|idle|connect] ...\n"
     "                                  WebSocket load test (docs/BENCHMARKS.md)\n"
@@ -55,6 +56,7 @@ static const struct {
     {"channel", sl__cli_cmd_channel}, {"acl", sl__cli_cmd_acl},
     {"health", sl__cli_cmd_health},   {"bench", sl__cli_cmd_bench},
     {"extend", sl__cli_cmd_extend},   {"terminate", sl__cli_cmd_terminate},
+    {"policy", sl__cli_cmd_policy}, /* (B) */
 };
 
 static int dispatch(int argc, char **argv, sl__cli_conn *conn)

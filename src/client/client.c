@@ -439,6 +439,16 @@ static int acl_from_json(json_t *j, sl_acl_entry *e)
     if (!json_is_object(j) || opt_string(j, "principal", &e->principal) <= 0)
         return -1;
     e->role = sl_role_parse(json_string_value(json_object_get(j, "role")));
+    json_t *dn = json_object_get(j, "deny"); /* (B) absent from older servers: none */
+    size_t nd = json_array_size(dn);
+    if (nd && (e->deny = calloc(nd, sizeof *e->deny)) == NULL)
+        return -1;
+    for (size_t i = 0; i < nd; i++) {
+        const char *p = json_string_value(json_array_get(dn, i));
+        e->ndeny = i + 1;
+        if (p == NULL || (e->deny[i] = strdup(p)) == NULL)
+            return -1;
+    }
     json_t *ch = json_object_get(j, "channels");
     size_t n = json_array_size(ch); /* 0 for null or absent: all channels */
     if (n == 0)
@@ -1335,6 +1345,13 @@ static int acl_path(const char *principal, char *path, size_t cap, sl_status *st
 int sl_client_acl_grant(sl_client *c, const char *url, const char *token, const char *principal,
                         sl_role role, const char *const *patterns, size_t n, sl_status *st)
 {
+    return sl_client_acl_grant_deny(c, url, token, principal, role, patterns, n, NULL, 0, st);
+}
+
+int sl_client_acl_grant_deny(sl_client *c, const char *url, const char *token,
+                             const char *principal, sl_role role, const char *const *patterns,
+                             size_t n, const char *const *deny, size_t ndeny, sl_status *st)
+{
     char path[3 * SL_PRINCIPAL_MAX + 16];
     int rc = acl_path(principal, path, sizeof path, st);
     if (rc != SL_OK)
@@ -1354,12 +1371,97 @@ int sl_client_acl_grant(sl_client *c, const char *url, const char *token, const 
             return sl_status_set(st, SL_EINVAL, "channel patterns must be UTF-8 text");
         }
     }
+    if (ndeny > 0) { /* (B) */
+        json_t *arr = deny ? string_array(deny, ndeny) : NULL;
+        if (arr == NULL || json_object_set_new(o, "deny", arr) != 0) {
+            json_decref(o);
+            return sl_status_set(st, SL_EINVAL, "deny patterns must be UTF-8 text");
+        }
+    }
     char *body = dump(o);
     if (body == NULL)
         return nomem(st);
     buf b;
     rc = server_call(c, url, token, "PUT", path, body, strlen(body), &b, st);
     free(body);
+    if (rc == SL_OK)
+        free(b.p);
+    return rc;
+}
+
+/* ---- (B) the invoke policy ------------------------------------------------------------------- */
+
+static int policy_path(const char *pattern, char *path, size_t cap, sl_status *st)
+{
+    char enc[3 * SL_PRINCIPAL_MAX + 1];
+    if (pattern == NULL || !sl_principal_valid(pattern, strlen(pattern)) ||
+        sl__client_pct_encode(pattern, enc, sizeof enc) < 0)
+        return sl_status_set(st, SL_EINVAL, "invalid principal pattern");
+    snprintf(path, cap, "/policy/invoke/%s", enc);
+    return SL_OK;
+}
+
+/* The reply body as a NUL-terminated string in *reply. */
+static int reply_text(buf *b, char **reply, sl_status *st)
+{
+    char *t = malloc(b->len + 1);
+    if (t == NULL) {
+        free(b->p);
+        return nomem(st);
+    }
+    if (b->len)
+        memcpy(t, b->p, b->len);
+    t[b->len] = '\0';
+    free(b->p);
+    *reply = t;
+    return SL_OK;
+}
+
+int sl_client_invoke_policy_list(sl_client *c, const char *url, const char *token, char **reply,
+                                 sl_status *st)
+{
+    buf b;
+    *reply = NULL;
+    int rc = server_call(c, url, token, "GET", "/policy/invoke", NULL, 0, &b, st);
+    return rc == SL_OK ? reply_text(&b, reply, st) : rc;
+}
+
+int sl_client_invoke_policy_set(sl_client *c, const char *url, const char *token,
+                                const char *pattern, const char *const *allow, size_t nallow,
+                                const char *const *deny, size_t ndeny, int audit, char **reply,
+                                sl_status *st)
+{
+    char path[3 * SL_PRINCIPAL_MAX + 32];
+    *reply = NULL;
+    int rc = policy_path(pattern, path, sizeof path, st);
+    if (rc != SL_OK)
+        return rc;
+    json_t *a = nallow ? string_array(allow, nallow) : json_array();
+    json_t *d = ndeny ? string_array(deny, ndeny) : json_array();
+    json_t *o = a && d ? json_pack("{s:o, s:o, s:b}", "allow", a, "deny", d, "audit", audit) : NULL;
+    if (o == NULL) {
+        json_decref(a);
+        json_decref(d);
+        return sl_status_set(st, SL_EINVAL, "rules must be UTF-8 text");
+    }
+    char *body = dump(o);
+    if (body == NULL)
+        return nomem(st);
+    buf b;
+    rc = server_call(c, url, token, "PUT", path, body, strlen(body), &b, st);
+    free(body);
+    return rc == SL_OK ? reply_text(&b, reply, st) : rc;
+}
+
+int sl_client_invoke_policy_delete(sl_client *c, const char *url, const char *token,
+                                   const char *pattern, sl_status *st)
+{
+    char path[3 * SL_PRINCIPAL_MAX + 32];
+    int rc = policy_path(pattern, path, sizeof path, st);
+    if (rc != SL_OK)
+        return rc;
+    buf b;
+    rc = server_call(c, url, token, "DELETE", path, NULL, 0, &b, st);
     if (rc == SL_OK)
         free(b.p);
     return rc;

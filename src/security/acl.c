@@ -18,6 +18,9 @@ typedef struct entry {
     char **patterns; /* NULL/0: all channels */
     size_t npatterns;
     sl__patset *set; /* NULL when all channels */
+    char **deny;     /* channels denied whatever else allows them (NULL/0: none) */
+    size_t ndeny;
+    sl__patset *denyset; /* NULL when none */
 } entry;
 
 struct sl__acl {
@@ -34,6 +37,10 @@ static void entry_free(void *p)
         free(e->patterns[i]);
     free(e->patterns);
     sl__patset_free(e->set);
+    for (size_t i = 0; i < e->ndeny; i++)
+        free(e->deny[i]);
+    free(e->deny);
+    sl__patset_free(e->denyset);
     free(e);
 }
 
@@ -59,25 +66,35 @@ void sl__acl_free(sl__acl *acl)
     free(acl);
 }
 
-/* A compiled entry for role and patterns in *out. SL_EINVAL for a bad pattern. */
-static int entry_new(sl_role role, const char *const *patterns, size_t n, entry **out)
+/* patterns[0..n) compiled into *set and copied into *list (counted in *count). */
+static int compile(const char *const *patterns, size_t n, char ***list, size_t *count,
+                   sl__patset **set)
+{
+    if (n == 0)
+        return SL_OK;
+    *list = calloc(n, sizeof **list);
+    int rc = *list ? sl__patset_new(set) : SL_ENOMEM;
+    for (size_t i = 0; rc == SL_OK && i < n; i++) {
+        rc = sl__patset_add(*set, patterns[i]);
+        if (rc == SL_OK && ((*list)[i] = strdup(patterns[i])) == NULL)
+            rc = SL_ENOMEM;
+        if (rc == SL_OK)
+            (*count)++;
+    }
+    return rc;
+}
+
+/* A compiled entry for role, patterns and deny patterns in *out. SL_EINVAL for a bad pattern. */
+static int entry_new(sl_role role, const char *const *patterns, size_t n, const char *const *deny,
+                     size_t ndeny, entry **out)
 {
     entry *e = calloc(1, sizeof *e);
     if (e == NULL)
         return SL_ENOMEM;
     e->role = role;
-    int rc = SL_OK;
-    if (n > 0) {
-        e->patterns = calloc(n, sizeof *e->patterns);
-        rc = e->patterns ? sl__patset_new(&e->set) : SL_ENOMEM;
-        for (size_t i = 0; rc == SL_OK && i < n; i++) {
-            rc = sl__patset_add(e->set, patterns[i]);
-            if (rc == SL_OK && (e->patterns[i] = strdup(patterns[i])) == NULL)
-                rc = SL_ENOMEM;
-            if (rc == SL_OK)
-                e->npatterns++;
-        }
-    }
+    int rc = compile(patterns, n, &e->patterns, &e->npatterns, &e->set);
+    if (rc == SL_OK)
+        rc = compile(deny, ndeny, &e->deny, &e->ndeny, &e->denyset);
     if (rc != SL_OK) {
         entry_free(e);
         return rc;
@@ -96,6 +113,12 @@ static int stage_put(sl__kv *kv, const char *principal, const entry *e)
         for (size_t i = 0; !bad && i < e->npatterns; i++)
             bad = json_array_append_new(a, json_string(e->patterns[i])) < 0;
     }
+    if (!bad && e->ndeny > 0) {
+        json_t *a = json_array();
+        bad = json_object_set_new(o, "deny", a) < 0;
+        for (size_t i = 0; !bad && i < e->ndeny; i++)
+            bad = json_array_append_new(a, json_string(e->deny[i])) < 0;
+    }
     int rc = bad ? SL_ENOMEM : sl__secstore_put(kv, SL__KV_ACL, principal, strlen(principal), o);
     json_decref(o);
     return rc;
@@ -104,11 +127,17 @@ static int stage_put(sl__kv *kv, const char *principal, const entry *e)
 int sl__acl_set(sl__acl *acl, const char *principal, sl_role role, const char *const *patterns,
                 size_t n)
 {
+    return sl__acl_set_deny(acl, principal, role, patterns, n, NULL, 0);
+}
+
+int sl__acl_set_deny(sl__acl *acl, const char *principal, sl_role role, const char *const *patterns,
+                     size_t n, const char *const *deny, size_t ndeny)
+{
     if (principal == NULL || !sl__stored_principal_valid(principal, strlen(principal)) ||
         role == SL_ROLE_NONE)
         return SL_EINVAL;
     entry *e;
-    int rc = entry_new(role, patterns, n, &e);
+    int rc = entry_new(role, patterns, n, deny, ndeny, &e);
     if (rc != SL_OK)
         return rc;
     entry *old = sl__map_get(acl->by_principal, principal);
@@ -149,6 +178,33 @@ int sl__acl_del(sl__acl *acl, const char *principal)
 
 /* ---- loading from the kv --------------------------------------------------------------------- */
 
+/* The stored pattern list o[field] (absent: *n = 0) into *out (borrowing o's strings; free the
+ * array). Stored without the field when empty: an empty list would be a second spelling. */
+static int decode_patterns(json_t *o, const char *field, const char ***out, size_t *n, char *why,
+                           size_t whysz)
+{
+    json_t *a = json_object_get(o, field);
+    *n = json_array_size(a);
+    if (a != NULL && (!json_is_array(a) || *n == 0)) {
+        snprintf(why, whysz, "\"%s\" must be a non-empty array of patterns", field);
+        return SL_EFORMAT;
+    }
+    if (*n == 0)
+        return SL_OK;
+    if ((*out = calloc(*n, sizeof **out)) == NULL)
+        return SL_ENOMEM;
+    for (size_t i = 0; i < *n; i++) {
+        json_t *p = json_array_get(a, i);
+        (*out)[i] = json_string_value(p);
+        if ((*out)[i] == NULL || strlen((*out)[i]) != json_string_length(p) ||
+            !sl_pattern_valid((*out)[i], json_string_length(p))) {
+            snprintf(why, whysz, "\"%s\"[%zu] is not a valid channel pattern", field, i);
+            return SL_EFORMAT;
+        }
+    }
+    return SL_OK;
+}
+
 /* One stored grant into an entry; NULL with why set when it does not decode. */
 static int decode(const void *val, size_t vlen, entry **out, char *why, size_t whysz)
 {
@@ -160,7 +216,7 @@ static int decode(const void *val, size_t vlen, entry **out, char *why, size_t w
     int rc = SL_OK;
     json_object_foreach(o, k, v)
     {
-        if (strcmp(k, "role") != 0 && strcmp(k, "channels") != 0) {
+        if (strcmp(k, "role") != 0 && strcmp(k, "channels") != 0 && strcmp(k, "deny") != 0) {
             snprintf(why, whysz, "unknown field");
             rc = SL_EFORMAT;
         }
@@ -171,33 +227,22 @@ static int decode(const void *val, size_t vlen, entry **out, char *why, size_t w
         snprintf(why, whysz, "\"role\" must be read, write or admin");
         rc = SL_EFORMAT;
     }
-    json_t *a = json_object_get(o, "channels");
-    size_t n = json_array_size(a);
-    /* Stored without "channels" when all channels: an empty list would be a second spelling. */
-    if (rc == SL_OK && a != NULL && (!json_is_array(a) || n == 0)) {
-        snprintf(why, whysz, "\"channels\" must be a non-empty array of patterns");
-        rc = SL_EFORMAT;
-    }
-    const char **pats = rc == SL_OK && n ? calloc(n, sizeof *pats) : NULL;
-    if (rc == SL_OK && n && pats == NULL)
-        rc = SL_ENOMEM;
-    for (size_t i = 0; rc == SL_OK && i < n; i++) {
-        json_t *p = json_array_get(a, i);
-        pats[i] = json_string_value(p);
-        if (pats[i] == NULL || strlen(pats[i]) != json_string_length(p) ||
-            !sl_pattern_valid(pats[i], json_string_length(p))) {
-            snprintf(why, whysz, "\"channels\"[%zu] is not a valid channel pattern", i);
-            rc = SL_EFORMAT;
-        }
-    }
+    size_t n = 0, ndeny = 0;
+    const char **pats = NULL, **deny = NULL;
+    if (rc == SL_OK)
+        rc = decode_patterns(o, "channels", &pats, &n, why, whysz);
+    /* "deny" came with deny rules; a record without it (older ones) denies nothing. */
+    if (rc == SL_OK)
+        rc = decode_patterns(o, "deny", &deny, &ndeny, why, whysz);
     if (rc == SL_OK) {
-        rc = entry_new(role, pats, n, out);
+        rc = entry_new(role, pats, n, deny, ndeny, out);
         if (rc == SL_EINVAL) { /* the syntax check passed but the trie refused it */
             snprintf(why, whysz, "a channel pattern is refused");
             rc = SL_EFORMAT;
         }
     }
     free(pats);
+    free(deny);
     json_decref(o);
     return rc;
 }
@@ -232,10 +277,13 @@ sl__kv *sl__acl_kv(const sl__acl *acl)
 static int same_grant(const void *a, const void *b)
 {
     const entry *x = a, *y = b;
-    if (x->role != y->role || x->npatterns != y->npatterns)
+    if (x->role != y->role || x->npatterns != y->npatterns || x->ndeny != y->ndeny)
         return 0;
     for (size_t i = 0; i < x->npatterns; i++)
         if (strcmp(x->patterns[i], y->patterns[i]) != 0)
+            return 0;
+    for (size_t i = 0; i < x->ndeny; i++)
+        if (strcmp(x->deny[i], y->deny[i]) != 0)
             return 0;
     return 1;
 }
@@ -256,10 +304,26 @@ int sl__acl_apply_all(sl__acl *acl, const sl__secstore_entry *e, size_t n,
                                       entry_free, same_grant, e, n, changed, ud, st);
 }
 
+/* A deny pattern of e matches channel; a global operation (channel NULL) is denied only by "**". */
+static int entry_denies(const entry *e, const char *channel)
+{
+    if (e->denyset == NULL)
+        return 0;
+    return channel ? sl__patset_match(e->denyset, channel) : sl__patset_matches_all(e->denyset);
+}
+
+int sl__acl_denied(const sl__acl *acl, const char *principal, const char *channel)
+{
+    const entry *e = acl ? sl__map_get(acl->by_principal, principal) : NULL;
+    return e != NULL && entry_denies(e, channel);
+}
+
 sl_role sl__acl_role(const sl__acl *acl, const char *principal, const char *channel)
 {
     const entry *e = sl__map_get(acl->by_principal, principal);
     if (e == NULL)
+        return SL_ROLE_NONE;
+    if (entry_denies(e, channel))
         return SL_ROLE_NONE;
     if (e->set == NULL)
         return e->role;
@@ -302,6 +366,14 @@ static int list_one(void *ud, const char *key, void *value)
             if ((o->channels[o->nchannels] = strdup(e->patterns[o->nchannels])) == NULL)
                 goto oom;
     }
+    if (e->ndeny) {
+        o->deny = calloc(e->ndeny, sizeof *o->deny);
+        if (o->deny == NULL)
+            goto oom;
+        for (; o->ndeny < e->ndeny; o->ndeny++)
+            if ((o->deny[o->ndeny] = strdup(e->deny[o->ndeny])) == NULL)
+                goto oom;
+    }
     ls->n++;
     return 0;
 oom:
@@ -336,6 +408,9 @@ void sl_acl_entries_free(sl_acl_entry *e, size_t n)
         for (size_t k = 0; k < e[i].nchannels; k++)
             free(e[i].channels[k]);
         free(e[i].channels);
+        for (size_t k = 0; k < e[i].ndeny; k++)
+            free(e[i].deny[k]);
+        free(e[i].deny);
     }
     free(e);
 }

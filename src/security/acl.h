@@ -13,6 +13,10 @@ void sl__acl_free(sl__acl *acl);
 /* Replaces principal's entry. n == 0: all channels. SL_EINVAL for a bad principal/role/pattern. */
 int sl__acl_set(sl__acl *acl, const char *principal, sl_role role, const char *const *patterns,
                 size_t n);
+/* The same with deny patterns: a channel matching one of deny[0..ndeny) is denied to principal
+ * whatever its patterns (or any other grant, token scope or broker role) allow. */
+int sl__acl_set_deny(sl__acl *acl, const char *principal, sl_role role, const char *const *patterns,
+                     size_t n, const char *const *deny, size_t ndeny);
 /* Makes the ACL durable in kv (borrowed: it must outlive the ACL). First loads every stored grant
  * (replacing entries of the same principal already present); from then on sl__acl_set and
  * sl__acl_del stage the matching kv write in the same call, before returning SL_OK, and return the
@@ -21,7 +25,8 @@ int sl__acl_set(sl__acl *acl, const char *principal, sl_role role, const char *c
  * later call (the configuration) wins, and is stored; every other grant made at runtime survives.
  *
  * Stored: table SL__KV_ACL, key = the principal's bytes, value = JSON
- * {"v":1,"role":"read|write|admin","channels":["pattern",...]} ("channels" absent: all channels).
+ * {"v":1,"role":"read|write|admin","channels":["pattern",...],"deny":["pattern",...]} ("channels"
+ * absent: all channels; "deny" absent: none, so records from before deny rules load unchanged).
  *
  * Errors: SL_EFORMAT (st names the table and key) when a stored value does not decode, SL_ENOMEM,
  * the kv's scan error, SL_EINVAL (already attached); the ACL is then unchanged (except after an
@@ -35,6 +40,9 @@ int sl__acl_del(sl__acl *acl, const char *principal);
 /* The role principal holds on channel (NULL: on every channel, i.e. a global grant);
  * SL_ROLE_NONE when no grant covers it. */
 sl_role sl__acl_role(const sl__acl *acl, const char *principal, const char *channel);
+/* 1 when one of principal's deny patterns matches channel (NULL: a global operation, denied only
+ * by a deny of every channel, "**"). Applies under every mode (security/invoke.c). */
+int sl__acl_denied(const sl__acl *acl, const char *principal, const char *channel);
 /* Entries sorted by principal; release with sl_acl_entries_free. */
 int sl__acl_list(const sl__acl *acl, sl_acl_entry **out, size_t *n);
 size_t sl__acl_size(const sl__acl *acl);

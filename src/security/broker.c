@@ -20,6 +20,9 @@
 typedef struct role {
     sl_role grants;
     sl__patset *set;
+    sl__patset *deny; /* NULL: denies nothing */
+    char **sub;       /* "prefix#{sub}" patterns, kept as "prefix#": expanded per principal */
+    size_t nsub;
 } role;
 
 typedef struct strv {
@@ -68,6 +71,10 @@ static void role_free(void *p)
     role *r = p;
     if (r) {
         sl__patset_free(r->set);
+        sl__patset_free(r->deny);
+        for (size_t i = 0; i < r->nsub; i++)
+            free(r->sub[i]);
+        free(r->sub);
         free(r);
     }
 }
@@ -123,6 +130,43 @@ static int name_valid(const char *s)
 int sl_broker_set_role(sl_broker *b, const char *name, sl_role grants, const char *const *patterns,
                        size_t n)
 {
+    return sl_broker_set_role_deny(b, name, grants, patterns, n, NULL, 0);
+}
+
+#define SUB_SUFFIX "#{sub}"
+
+/* A "prefix#{sub}" pattern: its "prefix#" copied into r->sub. SL_EINVAL when prefix + "#x" is not
+ * a pattern (the expansion must stay a user list after a literal segment). */
+static int add_sub(role *r, const char *p)
+{
+    size_t n = strlen(p) - strlen(SUB_SUFFIX);
+    char probe[SL_CHANNEL_ID_MAX + 1];
+    if (n + 2 > SL_CHANNEL_ID_MAX)
+        return SL_EINVAL;
+    memcpy(probe, p, n);
+    memcpy(probe + n, "#x", 3);
+    if (!sl_pattern_valid(probe, n + 2))
+        return SL_EINVAL;
+    char **v = realloc(r->sub, (r->nsub + 1) * sizeof *v);
+    if (v == NULL)
+        return SL_ENOMEM;
+    r->sub = v;
+    if ((v[r->nsub] = strndup(p, n + 1)) == NULL)
+        return SL_ENOMEM;
+    r->nsub++;
+    return SL_OK;
+}
+
+static int is_sub_pattern(const char *p)
+{
+    size_t n = p ? strlen(p) : 0, k = strlen(SUB_SUFFIX);
+    return n > k && strcmp(p + n - k, SUB_SUFFIX) == 0;
+}
+
+int sl_broker_set_role_deny(sl_broker *b, const char *name, sl_role grants,
+                            const char *const *patterns, size_t n, const char *const *deny,
+                            size_t ndeny)
+{
     if (!name_valid(name) || grants == SL_ROLE_NONE)
         return SL_EINVAL;
     role *r = calloc(1, sizeof *r);
@@ -130,7 +174,12 @@ int sl_broker_set_role(sl_broker *b, const char *name, sl_role grants, const cha
     if (r)
         r->grants = grants;
     for (size_t i = 0; rc == SL_OK && i < n; i++)
-        rc = sl__patset_add(r->set, patterns[i]);
+        rc = is_sub_pattern(patterns[i]) ? add_sub(r, patterns[i])
+                                         : sl__patset_add(r->set, patterns[i]);
+    if (rc == SL_OK && ndeny > 0)
+        rc = sl__patset_new(&r->deny);
+    for (size_t i = 0; rc == SL_OK && i < ndeny; i++)
+        rc = sl__patset_add(r->deny, deny[i]);
     if (rc == SL_OK)
         rc = sl__map_put(b->roles, name, r, role_free);
     if (rc != SL_OK)
@@ -341,6 +390,65 @@ void sl_broker_set_authorizer(sl_broker *b, sl_broker_authorizer_fn fn, void *ud
     b->authorizer_ud = ud;
 }
 
+/* One of r's "prefix#{sub}" patterns, expanded with principal, matches ch. A principal that is
+ * not a valid user id (a ',' would list more users, other bytes are not in ids) expands nothing. */
+static int sub_match(const role *r, const char *principal, const char *ch)
+{
+    size_t pn = strlen(principal);
+    if (r->nsub == 0 || !sl_channel_user_valid(principal, pn))
+        return 0;
+    for (size_t i = 0; i < r->nsub; i++) {
+        char pat[SL_CHANNEL_ID_MAX + 1];
+        size_t k = strlen(r->sub[i]);
+        if (k + pn > SL_CHANNEL_ID_MAX)
+            continue;
+        memcpy(pat, r->sub[i], k);
+        memcpy(pat + k, principal, pn + 1);
+        if (sl_pattern_match(pat, ch))
+            return 1;
+    }
+    return 0;
+}
+
+int sl_broker_denies(const sl_broker *b, const char *principal, const char *channel)
+{
+    const strv *mine = b && principal ? sl__map_get(b->principals, principal) : NULL;
+    for (size_t k = 0; mine && k < mine->n; k++) {
+        const role *r = sl__map_get(b->roles, mine->v[k]);
+        if (r && r->deny &&
+            (channel ? sl__patset_match(r->deny, channel) : sl__patset_matches_all(r->deny)))
+            return 1;
+    }
+    return 0;
+}
+
+/* Deny rules win over every authorizer: a granted channel one of principal's roles denies
+ * becomes a denial (and the role is recomputed by the caller's clamp only downwards). */
+static void apply_denies(const sl_broker *b, const char *principal, sl_broker_decision *d)
+{
+    size_t kept = 0;
+    for (size_t i = 0; i < d->ngranted; i++) {
+        if (!sl_broker_denies(b, principal, d->granted[i])) {
+            d->granted[kept++] = d->granted[i];
+            continue;
+        }
+        /* denied[] has room: the built-in authorizer sized it for every channel, and a pluggable
+         * one's arrays are grown here */
+        sl_broker_denial *v = realloc(d->denied, (d->ndenied + 1) * sizeof *v);
+        if (v == NULL) { /* cannot record the denial: refuse the channel silently rather than
+                            grant it */
+            free(d->granted[i]);
+            continue;
+        }
+        d->denied = v;
+        d->denied[d->ndenied].channel = d->granted[i];
+        d->denied[d->ndenied++].reason = "denied by a role's deny rule";
+    }
+    d->ngranted = kept;
+    if (kept == 0)
+        d->role = SL_ROLE_NONE;
+}
+
 /* The built-in authorizers: allow-all, or the role authorizer. */
 static int builtin_decide(const sl_broker *b, const char *principal, const char *const *channels,
                           size_t n, sl_broker_decision *d);
@@ -392,6 +500,8 @@ int sl_broker_decide(const sl_broker *b, const sl_identity *cred, const char *pr
                            : builtin_decide(b, principal, channels, n, d);
     memcpy(d->workspace, ws, strlen(ws) + 1);
     if (rc == SL_OK)
+        apply_denies(b, principal, d);
+    if (rc == SL_OK)
         rc = clamp(cred, d);
     if (rc != SL_OK)
         sl_broker_decision_clear(d);
@@ -421,7 +531,8 @@ static int builtin_decide(const sl_broker *b, const char *principal, const char 
             /* The strongest role of this principal that matches the channel. */
             for (size_t k = 0; mine && k < mine->n; k++) {
                 const role *r = sl__map_get(b->roles, mine->v[k]);
-                if (r && r->grants > got && sl__patset_match(r->set, ch))
+                if (r && r->grants > got &&
+                    (sl__patset_match(r->set, ch) || sub_match(r, principal, ch)))
                     got = r->grants;
             }
             if (got == SL_ROLE_NONE)

@@ -61,6 +61,13 @@ static const sl_op_info registry[SL_OP__COUNT] = {
                               "extend leases on", 0},
     [SL_OP_CHANNEL_TERMINATE] = {SL_OP_CHANNEL_TERMINATE, "channel.terminate", SL_ROLE_WRITE,
                                  SL_RES_CHANNEL, "terminate messages on", 0},
+    /* (B) the invoke policy: administrators only, changes audited */
+    [SL_OP_POLICY_INVOKE_LIST] = {SL_OP_POLICY_INVOKE_LIST, "policy.invoke.list", SL_ROLE_ADMIN,
+                                  SL_RES_NONE, "manage the invoke policy", 0},
+    [SL_OP_POLICY_INVOKE_SET] = {SL_OP_POLICY_INVOKE_SET, "policy.invoke.set", SL_ROLE_ADMIN,
+                                 SL_RES_PRINCIPAL, "manage the invoke policy", 1},
+    [SL_OP_POLICY_INVOKE_DELETE] = {SL_OP_POLICY_INVOKE_DELETE, "policy.invoke.delete",
+                                    SL_ROLE_ADMIN, SL_RES_PRINCIPAL, "manage the invoke policy", 1},
 };
 
 const sl_op_info *sl_op_lookup(sl_op op)

@@ -30,11 +30,13 @@ static int is_sep(char c)
     return c == '.' || c == ':';
 }
 
+/* A '#' user list (user-limited channels) is part of the segment it ends: it may hold a '.'. */
 static size_t seglen(const char *s)
 {
     size_t n = 0;
     while (s[n] && !is_sep(s[n]))
-        n++;
+        if (s[n++] == '#')
+            return n + strlen(s + n);
     return n;
 }
 

@@ -112,14 +112,22 @@ void sl__config_free(sl__config *c)
     for (size_t i = 0; i < c->ngrants; i++) {
         free(c->grants[i].principal);
         free_strv(c->grants[i].patterns, c->grants[i].npatterns);
+        free_strv(c->grants[i].deny, c->grants[i].ndeny); /* (B) */
     }
     free(c->grants);
+    for (size_t i = 0; i < c->ninvokes; i++) { /* (B) */
+        free(c->invokes[i].principal);
+        free_strv(c->invokes[i].allow, c->invokes[i].nallow);
+        free_strv(c->invokes[i].deny, c->invokes[i].ndeny);
+    }
+    free(c->invokes);
     sl__cfg_named *lists[] = {c->roles, c->principals, c->delegates};
     size_t counts[] = {c->nroles, c->nprincipals, c->ndelegates};
     for (int l = 0; l < 3; l++) {
         for (size_t i = 0; i < counts[l]; i++) {
             free(lists[l][i].name);
             free_strv(lists[l][i].items, lists[l][i].nitems);
+            free_strv(lists[l][i].deny, lists[l][i].ndeny); /* (B) */
         }
         free(lists[l]);
     }
@@ -1267,15 +1275,17 @@ static int set_grant(sl__cfg_grant *g, const char *key, const char *v, sl_status
     if (!strcmp(key, "role")) {
         if ((g->role = sl_role_parse(v)) == SL_ROLE_NONE)
             return sl_status_set(st, SL_ECONFIG, "role must be read, write or admin");
-    } else if (!strcmp(key, "channels")) {
+    } else if (!strcmp(key, "channels") || !strcmp(key, "deny")) { /* (B) deny */
         /* Comma-separated patterns. */
+        int deny = key[0] == 'd';
         char buf[MAX_LINE];
         snprintf(buf, sizeof buf, "%s", v);
         for (char *save = NULL, *tok = strtok_r(buf, ", \t", &save); tok;
              tok = strtok_r(NULL, ", \t", &save)) {
             if (!sl_pattern_valid(tok, strlen(tok)))
                 return sl_status_set(st, SL_ECONFIG, "invalid channel pattern '%.64s'", tok);
-            if (push_str(&g->patterns, &g->npatterns, tok) != SL_OK)
+            if (push_str(deny ? &g->deny : &g->patterns, deny ? &g->ndeny : &g->npatterns, tok) !=
+                SL_OK)
                 return sl_status_set(st, SL_ENOMEM, NULL);
         }
     } else {
@@ -1294,7 +1304,7 @@ static char *trim(char *s)
     return s;
 }
 
-enum { SEC_TOP, SEC_CHANNEL, SEC_ACL, SEC_ROLE, SEC_PRINCIPAL, SEC_DELEGATE };
+enum { SEC_TOP, SEC_CHANNEL, SEC_ACL, SEC_ROLE, SEC_PRINCIPAL, SEC_DELEGATE, SEC_INVOKE };
 
 static int add_named(sl__cfg_named **v, size_t *n, const char *name)
 {
@@ -1330,6 +1340,40 @@ static int ok_pattern(const char *s)
     return sl_pattern_valid(s, strlen(s));
 }
 
+/* (B) a role's pattern may end with "#{sub}": the asking principal's user-limited channel */
+static int ok_role_pattern(const char *s)
+{
+    size_t n = strlen(s), k = strlen("#{sub}");
+    if (n > k && !strcmp(s + n - k, "#{sub}")) {
+        char probe[SL_CHANNEL_ID_MAX + 3];
+        if (n - k + 2 > SL_CHANNEL_ID_MAX)
+            return 0;
+        snprintf(probe, sizeof probe, "%.*s#x", (int)(n - k), s);
+        return sl_pattern_valid(probe, strlen(probe));
+    }
+    return sl_pattern_valid(s, n);
+}
+
+/* (B) [invoke_policy PATTERN] options; the rules themselves are checked when applied. */
+static int set_invoke(sl__cfg_invoke *p, const char *key, const char *v, sl_status *st)
+{
+    if (!strcmp(key, "audit")) {
+        if (parse_bool(v, &p->audit) < 0)
+            return sl_status_set(st, SL_ECONFIG, "audit must be true or false");
+        return SL_OK;
+    }
+    if (strcmp(key, "allow") != 0 && strcmp(key, "deny") != 0)
+        return sl_status_set(st, SL_ECONFIG, "unknown invoke_policy option '%.64s'", key);
+    int deny = key[0] == 'd';
+    char buf[MAX_LINE];
+    snprintf(buf, sizeof buf, "%s", v);
+    for (char *save = NULL, *tok = strtok_r(buf, ", \t", &save); tok;
+         tok = strtok_r(NULL, ", \t", &save))
+        if (push_str(deny ? &p->deny : &p->allow, deny ? &p->ndeny : &p->nallow, tok) != SL_OK)
+            return sl_status_set(st, SL_ENOMEM, NULL);
+    return SL_OK;
+}
+
 static int ok_name(const char *s)
 {
     return sl_principal_valid(s, strlen(s));
@@ -1351,7 +1395,14 @@ static int set_named(int sec, sl__cfg_named *e, const char *key, const char *v, 
         return SL_OK;
     }
     if (sec == SEC_ROLE && !strcmp(key, "channels"))
-        return add_items(e, v, ok_pattern, "channel pattern", st);
+        return add_items(e, v, ok_role_pattern, "channel pattern", st);
+    if (sec == SEC_ROLE && !strcmp(key, "deny")) { /* (B) */
+        sl__cfg_named d = {.items = e->deny, .nitems = e->ndeny};
+        int rc = add_items(&d, v, ok_pattern, "channel pattern", st);
+        e->deny = d.items;
+        e->ndeny = d.nitems;
+        return rc;
+    }
     if (sec == SEC_PRINCIPAL && !strcmp(key, "roles"))
         return add_items(e, v, ok_name, "role name", st);
     if (sec == SEC_DELEGATE && !strcmp(key, "principals"))
@@ -1401,6 +1452,18 @@ static int open_section(sl__config *c, char *hdr, int *sec, sl_status *st)
         ng[c->ngrants].principal = strdup(arg);
         c->ngrants++;
         *sec = SEC_ACL;
+    } else if (!strcmp(body, "invoke_policy")) { /* (B) */
+        if (!sl_principal_valid(arg, strlen(arg)))
+            return sl_status_set(st, SL_ECONFIG, "invalid principal pattern '%.64s'", arg);
+        sl__cfg_invoke *ni = realloc(c->invokes, (c->ninvokes + 1) * sizeof *ni);
+        if (ni == NULL)
+            return sl_status_set(st, SL_ENOMEM, NULL);
+        c->invokes = ni;
+        memset(&ni[c->ninvokes], 0, sizeof *ni);
+        if ((ni[c->ninvokes].principal = strdup(arg)) == NULL)
+            return sl_status_set(st, SL_ENOMEM, NULL);
+        c->ninvokes++;
+        *sec = SEC_INVOKE;
     } else if (!strcmp(body, "role") || !strcmp(body, "principal") || !strcmp(body, "delegate")) {
         if (!sl_principal_valid(arg, strlen(arg)))
             return sl_status_set(st, SL_ECONFIG, "invalid %s name '%.64s'", body, arg);
@@ -1459,6 +1522,8 @@ int sl__config_parse(sl__config *c, const char *text, size_t len, const char *fi
                         rc = set_named(sec, &c->roles[c->nroles - 1], key, val, &inner);
                     else if (sec == SEC_PRINCIPAL)
                         rc = set_named(sec, &c->principals[c->nprincipals - 1], key, val, &inner);
+                    else if (sec == SEC_INVOKE) /* (B) */
+                        rc = set_invoke(&c->invokes[c->ninvokes - 1], key, val, &inner);
                     else
                         rc = set_named(sec, &c->delegates[c->ndelegates - 1], key, val, &inner);
                 }

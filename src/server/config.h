@@ -24,6 +24,8 @@ typedef struct sl__cfg_grant {
     sl_role role;
     char **patterns;
     size_t npatterns;
+    char **deny; /* (B) deny patterns */
+    size_t ndeny;
 } sl__cfg_grant;
 
 /* [role NAME] / [principal NAME] / [delegate SERVICE]: a name and a list (patterns or role names).
@@ -33,7 +35,17 @@ typedef struct sl__cfg_named {
     sl_role grants; /* roles only */
     char **items;
     size_t nitems;
+    char **deny; /* (B) roles only: deny patterns */
+    size_t ndeny;
 } sl__cfg_named;
+
+/* (B) [invoke_policy PATTERN]: allow / deny rules ("operation:resource") and audit. */
+typedef struct sl__cfg_invoke {
+    char *principal; /* a principal or a pattern with '*' */
+    char **allow, **deny;
+    size_t nallow, ndeny;
+    int audit;
+} sl__cfg_invoke;
 
 typedef struct sl__cfg_key {
     char *kid;         /* NULL: default key */
@@ -80,6 +92,8 @@ typedef struct sl__config {
     size_t nchannels;
     sl__cfg_grant *grants;
     size_t ngrants;
+    sl__cfg_invoke *invokes; /* (B) */
+    size_t ninvokes;
     /* authenticators besides sluice tokens */
     char *apikey_store;     /* API key file */
     char *upstream_key_alg; /* "hs256" | "es256" | "es384" | "eddsa" | "rs256" | ... | "ps256" */

@@ -15,6 +15,7 @@
 
 #include "net/http.h"
 #include "security/httpsig.h"
+#include "security/invoke.h" /* (B) */
 #include "net/tls.h"
 #include "security/secretfile.h"
 #include "server/config.h"
@@ -635,8 +636,10 @@ static int setup_broker(server *s, const sl__config *cfg, sl_status *st)
     if (rc == SL_OK && state_kv(s) && (rc = sl_broker_attach(s->broker, state_kv(s), st)) != SL_OK)
         return rc;
     for (size_t i = 0; rc == SL_OK && i < cfg->nroles; i++)
-        rc = sl_broker_set_role(s->broker, cfg->roles[i].name, cfg->roles[i].grants,
-                                (const char *const *)cfg->roles[i].items, cfg->roles[i].nitems);
+        rc = sl_broker_set_role_deny(s->broker, cfg->roles[i].name, cfg->roles[i].grants,
+                                     (const char *const *)cfg->roles[i].items, cfg->roles[i].nitems,
+                                     (const char *const *)cfg->roles[i].deny, /* (B) */
+                                     cfg->roles[i].ndeny);
     for (size_t i = 0; rc == SL_OK && i < cfg->nprincipals; i++)
         rc = sl_broker_assign(s->broker, cfg->principals[i].name,
                               (const char *const *)cfg->principals[i].items,
@@ -729,7 +732,9 @@ static int use_store(server *s, const sl__config *cfg, sl_status *st)
         sl_engine *e = s->redis;
         s->redis = NULL;
         int rc = sl__ctx_use_engine(s->ctx, e, st);
-        return rc == SL_OK ? sl__acl_attach(s->ctx->acl, s->rkv, st) : rc;
+        if (rc == SL_OK && (rc = sl__acl_attach(s->ctx->acl, s->rkv, st)) == SL_OK)
+            rc = sl__invoke_attach(s->ctx->invoke, s->rkv, st); /* (B) */
+        return rc;
     }
     if (s->kv == NULL)
         return SL_OK;
@@ -739,6 +744,8 @@ static int use_store(server *s, const sl__config *cfg, sl_status *st)
         rc = sl__ctx_use_engine(s->ctx, e, st);
     if (rc == SL_OK)
         rc = sl__acl_attach(s->ctx->acl, s->kv, st);
+    if (rc == SL_OK) /* (B) */
+        rc = sl__invoke_attach(s->ctx->invoke, s->kv, st);
     if (rc != SL_OK) { /* say which directory */
         char msg[sizeof st->message];
         snprintf(msg, sizeof msg, "%s", st->message);
@@ -828,9 +835,20 @@ static int setup(server *s, const sl__config *cfg, sl_status *st)
     }
     for (size_t i = 0; i < cfg->ngrants; i++) {
         const sl__cfg_grant *g = &cfg->grants[i];
-        if ((rc = sl_acl_grant(s->ctx, NULL, g->principal, g->role,
-                               (const char *const *)g->patterns, g->npatterns, st)) != SL_OK)
+        if ((rc = sl_acl_grant_deny(s->ctx, NULL, g->principal, g->role,
+                                    (const char *const *)g->patterns, g->npatterns,
+                                    (const char *const *)g->deny, g->ndeny, st)) != SL_OK) /* (B) */
             return rc;
+    }
+    for (size_t i = 0; i < cfg->ninvokes; i++) { /* (B) the invoke policy */
+        const sl__cfg_invoke *p = &cfg->invokes[i];
+        sl_status inner;
+        sl_status_clear(&inner);
+        if ((rc = sl__invoke_set(s->ctx->invoke, p->principal, (const char *const *)p->allow,
+                                 p->nallow, (const char *const *)p->deny, p->ndeny, p->audit,
+                                 &inner)) != SL_OK)
+            return sl_status_set(st, rc == SL_EINVAL ? SL_ECONFIG : rc, "[invoke_policy %s]: %s",
+                                 p->principal, inner.message);
     }
     for (size_t i = 0; i < cfg->nadmins; i++)
         if ((rc = sl_acl_grant(s->ctx, NULL, cfg->admins[i], SL_ROLE_ADMIN, NULL, 0, st)) != SL_OK)

@@ -8,6 +8,7 @@
 #include "core/jsonspan.h"
 #include "core/msgjson.h"
 #include "security/workspace.h"
+#include "security/invoke.h" /* (B) */
 
 #include <errno.h>
 #include <jansson.h>
@@ -806,22 +807,29 @@ static int h_acl_put(sl__router *r, const sl_identity *who, req_t *req, const ch
     if (rc != SL_OK)
         return rc;
     const char *role = NULL;
-    const char **pats = NULL;
-    size_t n = 0;
+    const char **pats = NULL, **deny = NULL;
+    size_t n = 0, ndeny = 0;
     if (get_string(body, "role", &role, st) < 0 || sl_role_parse(role) == SL_ROLE_NONE)
         rc = fail(st, SL_EINVAL, "role must be read, write or admin");
     if (rc == SL_OK)
         rc =
             string_list(body, "channels", 100000, 0, is_pattern, "channel patterns", &pats, &n, st);
+    /* (B) deny patterns: win over every allow (docs/POLICY.md "Deny rules") */
     if (rc == SL_OK)
-        rc = sl_acl_grant(r->ctx, who, principal, sl_role_parse(role), pats, n, st);
+        rc = string_list(body, "deny", 100000, 0, is_pattern, "deny patterns", &deny, &ndeny, st);
+    if (rc == SL_OK)
+        rc = sl_acl_grant_deny(r->ctx, who, principal, sl_role_parse(role), pats, n, deny, ndeny,
+                               st);
     if (rc == SL_OK) {
         json_t *chans = json_object_get(body, "channels");
+        json_t *dn = json_object_get(body, "deny");
         set_json(resp, 200,
-                 json_pack("{s:s, s:s, s:O}", "principal", principal, "role", role, "channels",
-                           json_is_array(chans) ? chans : json_null()));
+                 json_pack("{s:s, s:s, s:O, s:o}", "principal", principal, "role", role, "channels",
+                           json_is_array(chans) ? chans : json_null(), "deny",
+                           json_is_array(dn) ? json_incref(dn) : json_array()));
     }
     free(pats);
+    free(deny);
     json_decref(body);
     return rc;
 }
@@ -848,8 +856,12 @@ static int h_acl_list(sl__router *r, const sl_identity *who, req_t *req, const c
         json_t *ch = json_array();
         for (size_t k = 0; k < e[i].nchannels; k++)
             json_array_append_new(ch, json_string(e[i].channels[k]));
-        json_array_append_new(arr, json_pack("{s:s, s:s, s:o}", "principal", e[i].principal, "role",
-                                             sl_role_name(e[i].role), "channels", ch));
+        json_t *dn = json_array(); /* (B) */
+        for (size_t k = 0; k < e[i].ndeny; k++)
+            json_array_append_new(dn, json_string(e[i].deny[k]));
+        json_array_append_new(arr,
+                              json_pack("{s:s, s:s, s:o, s:o}", "principal", e[i].principal, "role",
+                                        sl_role_name(e[i].role), "channels", ch, "deny", dn));
     }
     sl_acl_entries_free(e, n);
     set_json(resp, 200, json_pack("{s:o}", "entries", arr));
@@ -1005,6 +1017,33 @@ static void rfc3339(double t, char out[32])
     strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
+/* (B) The ACL's deny rules for sub win over the broker's roles: a channel they deny is never
+ * minted, and is listed among the denied channels. */
+static int acl_denies(sl_ctx *ctx, const char *sub, sl_broker_decision *d)
+{
+    size_t kept = 0;
+    for (size_t i = 0; i < d->ngranted; i++) {
+        if (!sl__acl_denied(ctx->acl, sub, d->granted[i])) {
+            d->granted[kept++] = d->granted[i];
+            continue;
+        }
+        sl_broker_denial *v = realloc(d->denied, (d->ndenied + 1) * sizeof *v);
+        if (v == NULL) {
+            d->ngranted = kept;
+            for (size_t k = i; k < d->ngranted; k++)
+                free(d->granted[k]);
+            return SL_ENOMEM;
+        }
+        d->denied = v;
+        d->denied[d->ndenied].channel = d->granted[i];
+        d->denied[d->ndenied++].reason = "denied by an ACL deny rule";
+    }
+    d->ngranted = kept;
+    if (kept == 0)
+        d->role = SL_ROLE_NONE;
+    return SL_OK;
+}
+
 /* Issues a token for sub (act: the delegating service, or NULL) and renders the answer. Every
  * issuance and every refused one is audited; an issuance that cannot be audited is not made. */
 static int issue(sl__router *r, const sl_identity *who, const sl_http_request *req, const char *sub,
@@ -1015,6 +1054,8 @@ static int issue(sl__router *r, const sl_identity *who, const sl_http_request *r
         return fail(st, SL_ENOENT, "the token broker is not enabled on this server");
     sl_broker_decision d;
     int rc = sl_broker_decide(r->broker, who, sub, channels, n, &d);
+    if (rc == SL_OK) /* (B) */
+        rc = acl_denies(r->ctx, sub, &d);
     if (rc != SL_OK)
         return sl_status_set(st, rc, NULL);
     json_t *rec = json_pack("{s:s, s:s, s:s?, s:o, s:o, s:s}", "event",
@@ -1360,6 +1401,115 @@ static int h_broker_delete(sl__router *r, const sl_identity *who, req_t *req, co
     return rc;
 }
 
+/* ---- (B) the invoke policy (administration) -------------------------------------------------- */
+
+/* Cached decisions go, and real-time sessions re-check their subscriptions (the ACL-changed
+ * event makes every socket re-authorise; removed 0, so nobody is disconnected for it). */
+static void policy_changed(sl_ctx *ctx, const char *pattern)
+{
+    sl__authz_invalidate_stub(ctx, "invoke policy changed");
+    sl__ctx_emit(ctx, &(sl_event){.kind = SL_EVENT_ACL_CHANGED, .principal = pattern});
+}
+
+/* A workspace's invoke policies are its own: the pattern a caller names is kept under its
+ * workspace (core/wsid.h), where it matches that workspace's principals only, and a listing
+ * shows the caller's workspace's policies under its own names. NULL: too long to qualify. */
+static const char *policy_key(const sl_identity *who, const char *pattern, char *buf)
+{
+    return sl__ws_qualify(who->workspace, pattern, buf, SL__QPRINCIPAL_SIZE) == SL_OK ? buf : NULL;
+}
+
+static int h_policy_list(sl__router *r, const sl_identity *who, req_t *req, const char *res,
+                         sl__response *resp, sl_status *st)
+{
+    json_t *all = sl__invoke_list(r->ctx->invoke), *a = json_array();
+    if (all == NULL || a == NULL) {
+        json_decref(all);
+        json_decref(a);
+        return sl_status_set(st, SL_ENOMEM, NULL);
+    }
+    size_t i;
+    json_t *p;
+    json_array_foreach(all, i, p)
+    {
+        const char *key = json_string_value(json_object_get(p, "principal"));
+        if (key == NULL || !sl__ws_owns(who->workspace, key))
+            continue;
+        json_object_set_new(p, "principal", json_string(sl__ws_name(key)));
+        json_array_append(a, p);
+    }
+    json_decref(all);
+    set_json(resp, 200, json_pack("{s:o}", "policies", a));
+    return SL_OK;
+}
+
+static int h_policy_put(sl__router *r, const sl_identity *who, req_t *req, const char *pattern,
+                        sl__response *resp, sl_status *st)
+{
+    static const char *const fields[] = {"allow", "deny", "audit", NULL};
+    json_t *body;
+    int rc = parse_body(req, &body, st);
+    if (rc != SL_OK)
+        return rc;
+    const char **allow = NULL, **deny = NULL;
+    size_t nallow = 0, ndeny = 0;
+    json_t *au = json_object_get(body, "audit");
+    rc = only_fields(body, fields, st);
+    if (rc == SL_OK && au != NULL && !json_is_boolean(au))
+        rc = fail(st, SL_EINVAL, "audit must be true or false");
+    if (rc == SL_OK)
+        rc = string_list(body, "allow", 1000, 0, NULL, "rules", &allow, &nallow, st);
+    if (rc == SL_OK)
+        rc = string_list(body, "deny", 1000, 0, NULL, "rules", &deny, &ndeny, st);
+    if (rc == SL_OK) {
+        char *text = json_dumps(body, JSON_COMPACT | JSON_SORT_KEYS);
+        rc = sl__audit(r->ctx, st, "policy.invoke.set", "actor", who->principal, "principal",
+                       pattern, "policy", text, "workspace",
+                       who->workspace[0] ? who->workspace : NULL, NULL);
+        free(text);
+    }
+    char qbuf[SL__QPRINCIPAL_SIZE];
+    const char *key = policy_key(who, pattern, qbuf);
+    if (rc == SL_OK && key == NULL)
+        rc = fail(st, SL_EINVAL, "invalid principal pattern");
+    if (rc == SL_OK)
+        rc = sl__invoke_set(r->ctx->invoke, key, allow, nallow, deny, ndeny, json_is_true(au), st);
+    if (rc == SL_OK) {
+        policy_changed(r->ctx, key);
+        json_t *a = json_object_get(body, "allow"), *d = json_object_get(body, "deny");
+        set_json(resp, 200,
+                 json_pack("{s:s, s:o, s:o, s:b}", "principal", pattern, "allow",
+                           json_is_array(a) ? json_incref(a) : json_array(), "deny",
+                           json_is_array(d) ? json_incref(d) : json_array(), "audit",
+                           json_is_true(au)));
+    }
+    free(allow);
+    free(deny);
+    json_decref(body);
+    return rc;
+}
+
+static int h_policy_delete(sl__router *r, const sl_identity *who, req_t *req, const char *pattern,
+                           sl__response *resp, sl_status *st)
+{
+    char qbuf[SL__QPRINCIPAL_SIZE];
+    const char *key = policy_key(who, pattern, qbuf);
+    if (key == NULL)
+        return fail(st, SL_EINVAL, "invalid principal pattern");
+    int rc = sl__audit(r->ctx, st, "policy.invoke.delete", "actor", who->principal, "principal",
+                       pattern, "workspace", who->workspace[0] ? who->workspace : NULL, NULL);
+    if (rc != SL_OK)
+        return rc;
+    rc = sl__invoke_del(r->ctx->invoke, key);
+    if (rc == SL_ENOENT)
+        return sl_status_set(st, rc, "no invoke policy for '%s'", pattern);
+    if (rc != SL_OK)
+        return sl_status_set(st, rc, "the policy change could not be staged: %s", sl_strerror(rc));
+    policy_changed(r->ctx, key);
+    ok_status(resp);
+    return SL_OK;
+}
+
 /* ---- the route table and dispatch ------------------------------------------------------------ */
 
 static const sl__route routes[] = {
@@ -1398,6 +1548,11 @@ static const sl__route routes[] = {
     {"GET", "/broker/principals/{principal}", SL_OP_BROKER_LIST, .handler = h_broker_get},
     {"PUT", "/broker/principals/{principal}", SL_OP_BROKER_ASSIGN, .handler = h_broker_put},
     {"DELETE", "/broker/principals/{principal}", SL_OP_BROKER_ASSIGN, .handler = h_broker_delete},
+    /* (B) */
+    {"GET", "/policy/invoke", SL_OP_POLICY_INVOKE_LIST, .handler = h_policy_list},
+    {"PUT", "/policy/invoke/{principal}", SL_OP_POLICY_INVOKE_SET, .handler = h_policy_put},
+    {"DELETE", "/policy/invoke/{principal}", SL_OP_POLICY_INVOKE_DELETE,
+     .handler = h_policy_delete},
 };
 
 const sl__route *sl__router_routes(size_t *n)

@@ -7,6 +7,7 @@
 #include "api/ctx.h"
 #include "security/acl.h"
 #include "security/apply.h"
+#include "security/invoke.h" /* (B) */
 #include "store/redis_kv.h"
 
 #include <stdio.h>
@@ -47,6 +48,8 @@ static void apply_one(sl__shared_state *ss, const char *table, const void *key, 
         r = sl__broker_apply(ss->broker, key, klen, val, vlen, &st);
     else if (strcmp(table, SL__KV_APIKEYS) == 0 && ss->keys)
         r = sl__apikey_apply(ss->keys, key, klen, val, vlen, &st);
+    else if (strcmp(table, SL__KV_INVOKE) == 0) /* (B) */
+        r = sl__invoke_apply(ss->ctx->invoke, key, klen, val, vlen, &st);
     else
         return;
     if (r < 0) {
@@ -54,6 +57,12 @@ static void apply_one(sl__shared_state *ss, const char *table, const void *key, 
         return;
     }
     ss->stats.applied++;
+    if (r != SL__APPLY_SAME && strcmp(table, SL__KV_INVOKE) == 0) { /* (B) sockets re-check */
+        sl__authz_invalidate_stub(ss->ctx, "invoke policy changed on another node");
+        char pattern[SL__SECSTORE_KEY_MAX + 1];
+        if (sl__secstore_key_str(key, klen, pattern) == 0)
+            acl_changed(ss, pattern, 0);
+    }
     if (r != SL__APPLY_SAME && strcmp(table, SL__KV_ACL) == 0) {
         char principal[SL__SECSTORE_KEY_MAX + 1];
         if (sl__secstore_key_str(key, klen, principal) == 0)
@@ -87,7 +96,12 @@ static void on_loaded(void *ud, int rc, const sl__redis_kv_entry *e, size_t n)
         got = sl__acl_apply_all(ss->ctx->acl, v, n, acl_changed, ss, &st);
     else if (strcmp(table, SL__KV_BROKER) == 0)
         got = sl__broker_apply_all(ss->broker, v, n, &st);
-    else
+    else if (strcmp(table, SL__KV_INVOKE) == 0) { /* (B) */
+        got = sl__invoke_apply_all(ss->ctx->invoke, v, n, &st);
+        sl__authz_invalidate_stub(ss->ctx, "invoke policy reloaded");
+        if (got > 0)
+            acl_changed(ss, "*", 0); /* every socket re-checks its subscriptions */
+    } else
         got = sl__apikey_apply_all(ss->keys, v, n, &st);
     free(v);
     ss->stats.reloads++;
@@ -105,7 +119,8 @@ static void on_change(void *ud, const char *table, const void *key, size_t klen,
     }
     int wanted = strcmp(table, SL__KV_ACL) == 0 ||
                  (strcmp(table, SL__KV_BROKER) == 0 && ss->broker) ||
-                 (strcmp(table, SL__KV_APIKEYS) == 0 && ss->keys);
+                 (strcmp(table, SL__KV_APIKEYS) == 0 && ss->keys) ||
+                 strcmp(table, SL__KV_INVOKE) == 0; /* (B) */
     if (!wanted)
         return;
     reload *r = malloc(sizeof *r);
@@ -114,6 +129,7 @@ static void on_change(void *ud, const char *table, const void *key, size_t klen,
     r->ss = ss;
     r->table = strcmp(table, SL__KV_ACL) == 0      ? SL__KV_ACL
                : strcmp(table, SL__KV_BROKER) == 0 ? SL__KV_BROKER
+               : strcmp(table, SL__KV_INVOKE) == 0 ? SL__KV_INVOKE /* (B) */
                                                    : SL__KV_APIKEYS;
     if (sl__redis_kv_load(ss->kv, r->table, on_loaded, r) != SL_OK)
         free(r);

@@ -66,9 +66,11 @@ struct sl__kv {
 #define SL__KV_BROKER "broker"           /* principal -> broker roles */
 #define SL__KV_APIKEYS "apikeys"         /* key id -> record (hash, never the key) */
 #define SL__KV_REVOCATIONS "revocations" /* token id or principal -> revocation */
+/* (B) */
+#define SL__KV_INVOKE "invoke" /* principal pattern -> invoke policy (security/invoke.h) */
 /* Every table above, for a kv that creates its named databases up front. */
 #define SL__KV_TABLE_NAMES                                                                         \
     SL__KV_META, SL__KV_CHANNELS, SL__KV_MESSAGES, SL__KV_CLAIMS, SL__KV_CURSORS, SL__KV_DEDUP,    \
-        SL__KV_ACL, SL__KV_BROKER, SL__KV_APIKEYS, SL__KV_REVOCATIONS
+        SL__KV_ACL, SL__KV_BROKER, SL__KV_APIKEYS, SL__KV_REVOCATIONS, SL__KV_INVOKE
 
 #endif

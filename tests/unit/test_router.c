@@ -229,6 +229,12 @@ static const struct expected_route {
      BY_ROLE, 0, NULL},
     {"DELETE", "/broker/principals/{principal}", "broker.assign", SL_ROLE_ADMIN, SL_RES_PRINCIPAL,
      BY_ROLE, 0, NULL},
+    /* (B) the invoke policy (docs/POLICY.md) */
+    {"GET", "/policy/invoke", "policy.invoke.list", SL_ROLE_ADMIN, SL_RES_NONE, BY_ROLE, 0, NULL},
+    {"PUT", "/policy/invoke/{principal}", "policy.invoke.set", SL_ROLE_ADMIN, SL_RES_PRINCIPAL,
+     BY_ROLE, 0, NULL},
+    {"DELETE", "/policy/invoke/{principal}", "policy.invoke.delete", SL_ROLE_ADMIN,
+     SL_RES_PRINCIPAL, BY_ROLE, 0, NULL},
 };
 enum { N_EXPECTED = sizeof expected / sizeof expected[0] };
 
