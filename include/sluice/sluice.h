@@ -42,8 +42,11 @@ typedef enum {
     SL_MODE_OPEN,        /* everyone may do everything */
     SL_MODE_ACL,         /* grants principal -> role (+ channel patterns); tokens can only narrow */
     SL_MODE_TOKEN,       /* the token's role and channel scope decide; local callers are trusted */
+    /* (A, issue 12) the context's pluggable regime decides (sl_ctx_set_regime; sluice/authz.h) */
+    SL_MODE_POLICY,
 } sl_mode;
-sl_mode sl_mode_parse(const char *s); /* "open" | "acl" | "token" | "inherit"; -1 when unknown */
+/* "open" | "acl" | "token" | "policy" | "inherit"; -1 when unknown */
+sl_mode sl_mode_parse(const char *s);
 const char *sl_mode_name(sl_mode m);
 
 typedef enum {
@@ -128,6 +131,8 @@ typedef enum {
     SL_OP_BROKER_LIST,       /* read a principal's broker roles */
     SL_OP_CHANNEL_EXTEND,    /* the claim holder extends its leases (JetStream's in-progress) */
     SL_OP_CHANNEL_TERMINATE, /* the claim holder dead-letters a message for good */
+    /* (A, issue 12) */
+    SL_OP_AUTHZ_INVALIDATE, /* drop every cached authorisation decision */
     SL_OP__COUNT
 } sl_op;
 

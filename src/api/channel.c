@@ -93,7 +93,7 @@ static int check_opts(const char *id, const sl_channel_opts *o, sl_status *st)
         return sl_status_set(st, SL_EINVAL, "kind must be queue or topic");
     if (o->visibility != SL_VIS_PRIVATE && o->visibility != SL_VIS_PUBLIC)
         return sl_status_set(st, SL_EINVAL, "visibility must be public or private");
-    if ((int)o->mode < SL_MODE_INHERIT || o->mode > SL_MODE_TOKEN)
+    if ((int)o->mode < SL_MODE_INHERIT || o->mode > SL_MODE_POLICY)
         return sl_status_set(st, SL_EINVAL, "security must be inherit, open, acl or token");
     if (!(o->claim_timeout >= 0 && o->claim_timeout <= 31536000.0))
         return sl_status_set(st, SL_EINVAL, "claim_timeout must be between 0 and 31536000");

@@ -27,6 +27,8 @@ struct sl_ctx {
     /* borrowed: a kv that is not the engine's whose barrier sl__ctx_sync also waits for (the
      * security state shared on Redis, server/shared_state.c), or NULL */
     struct sl__kv *sync_kv;
+    /* (A, issue 12) the decision cache, the pluggable regime, per-pattern overrides; owned */
+    struct sl__authz *authz;
 };
 
 /* Replaces the context's engine (owned from now on; the old one is freed) and loads the channel
@@ -137,6 +139,55 @@ sl_mode sl__ctx_channel_mode(const sl_ctx *ctx, const char *id);
 
 /* 1 when who may perform op on channel; no status, no audit (for filtering listings). */
 int sl__authorized_quiet(sl_ctx *ctx, const sl_identity *who, sl_op op, const char *channel);
+
+/* ---- (A, issue 12) the authorise contract's machinery (security/authz_cache.c) ---------------- */
+
+typedef struct sl__authz sl__authz;
+int sl__authz_new(sl__authz **out);
+void sl__authz_free(sl__authz *a);
+
+/* Drops every cached decision: call it whenever a rule a decision may depend on changes (ACL
+ * grants, broker roles, workspaces, deny rules, the invoke policy, the HTTP policy). why: a short
+ * text for the log ("acl", "broker", "admin"). NULL ctx: nothing. */
+void sl__authz_invalidate(sl_ctx *ctx, const char *why);
+
+/* The mode that governs channel `channel` (NULL: a global operation): the channel's own mode,
+ * else the longest matching authz_override pattern, else the server-wide mode. */
+sl_mode sl__authz_mode(const sl_ctx *ctx, const char *channel);
+
+/* decide() of api/authorize.c: SL_OK, SL_EUNAUTH, SL_EFORBIDDEN, SL_EUNAVAIL (the regime answered
+ * with an error), or SL__AUTHZ_ASK when the pluggable regime must be asked first (nothing cached
+ * or handed over: see sl__authz_prepare). *why (may be NULL) gets the regime's reason, borrowed
+ * until the next decision. parameters: JSON text or NULL. */
+#define SL__AUTHZ_ASK 1
+struct sl_decision;
+int sl__authz_decide(sl_ctx *ctx, const sl_identity *who, const sl_op_info *info,
+                     const char *resource, const char *parameters, const char **why);
+/* The cached or handed-over answer to the question, or NULL. */
+const struct sl_decision *sl__authz_known(sl_ctx *ctx, const sl_identity *who,
+                                          const char *capability, const char *resource,
+                                          const char *parameters);
+
+/* The asynchronous prepare step before synchronous decisions: 1 when deciding op for who on any
+ * of res[0..n) needs the pluggable regime asked first. */
+int sl__authz_needs(sl_ctx *ctx, const sl_identity *who, sl_op op, const char *const *res,
+                    size_t n);
+/* Asks the regime what is missing for those decisions (once per question), caches what may be
+ * cached and calls fn(ud) exactly once, at once when nothing is missing, else later from the
+ * loop. During fn every decision (sl_authorize, sl__authorized_quiet, sl__channel_enter) sees the
+ * answers, cached or not; after fn returns only the cache remains. who and res are borrowed for
+ * this call only. An answer that is an error makes those decisions SL_EUNAVAIL. */
+typedef void (*sl__authz_ready_fn)(void *ud);
+void sl__authz_prepare(sl_ctx *ctx, const sl_identity *who, sl_op op, const char *const *res,
+                       size_t n, sl__authz_ready_fn fn, void *ud);
+/* sl_authorize for callers without a running loop (the synchronous C API): prepares, turning the
+ * engine's loop until the regime answered, then decides. Never from a loop callback: there the
+ * caller prepares first, and this then decides at once. */
+int sl__authorize_sync(sl_ctx *ctx, const sl_identity *who, sl_op op, const char *resource,
+                       sl_status *st);
+/* Cache counters (tests, bench). */
+void sl__authz_stats(const sl_ctx *ctx, size_t *entries, unsigned long *hits,
+                     unsigned long *misses);
 
 /* Frees a heap sl_channel_info (registry values). */
 void sl__channel_info_free(void *info);

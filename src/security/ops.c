@@ -61,6 +61,9 @@ static const sl_op_info registry[SL_OP__COUNT] = {
                               "extend leases on", 0},
     [SL_OP_CHANNEL_TERMINATE] = {SL_OP_CHANNEL_TERMINATE, "channel.terminate", SL_ROLE_WRITE,
                                  SL_RES_CHANNEL, "terminate messages on", 0},
+    /* (A, issue 12) Drops every cached authorisation decision (the HTTP policy changed). */
+    [SL_OP_AUTHZ_INVALIDATE] = {SL_OP_AUTHZ_INVALIDATE, "authz.invalidate", SL_ROLE_ADMIN,
+                                SL_RES_NONE, "invalidate authorisation decisions", 1},
 };
 
 const sl_op_info *sl_op_lookup(sl_op op)

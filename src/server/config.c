@@ -632,8 +632,8 @@ int sl__config_set(sl__config *c, const char *key, const char *v, sl_status *st)
     }
     case K_AUTHZ: {
         sl_mode m = sl_mode_parse(v);
-        if (m != SL_MODE_TOKEN && m != SL_MODE_ACL && m != SL_MODE_OPEN)
-            return sl_status_set(st, SL_ECONFIG, "authz must be token, acl or open");
+        if (m != SL_MODE_TOKEN && m != SL_MODE_ACL && m != SL_MODE_OPEN && m != SL_MODE_POLICY)
+            return sl_status_set(st, SL_ECONFIG, "authz must be token, acl, open or policy");
         c->authz = m;
         return SL_OK;
     }
@@ -1161,7 +1161,7 @@ static int set_channel(sl__cfg_channel *ch, const char *key, const char *v, sl_s
     } else if (!strcmp(key, "security")) {
         int m = (int)sl_mode_parse(v);
         if (m < 0)
-            return sl_status_set(st, SL_ECONFIG, "security must be inherit, open, acl or token");
+            return sl_status_set(st, SL_ECONFIG, "security must be inherit, open, acl, token or policy");
         o->mode = (sl_mode)m;
     } else if (!strcmp(key, "name")) {
         free(ch->name);
