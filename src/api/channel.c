@@ -215,6 +215,55 @@ static void register_dead_letter(sl_ctx *ctx, sl__eop *e)
     register_channel(ctx, info);
 }
 
+/* A listing keeps the channels who may read (one authorise_many of the regime for those whose
+ * mode asks it: list_ask_first). */
+static void filter_list(sl__chop *op, sl__eop *e, int rc)
+{
+    size_t kept = 0;
+    for (size_t i = 0; rc == SL_OK && i < e->ninfos; i++) {
+        int visible = e->infos[i].visibility == SL_VIS_PUBLIC || in_process(op->who);
+        if (visible && sl__authorized_quiet(op->ctx, op->who, SL_OP_CHANNEL_READ, e->infos[i].id)) {
+            if (kept != i)
+                e->infos[kept] = e->infos[i];
+            kept++;
+        } else {
+            sl_channel_info_clear(&e->infos[i]);
+        }
+    }
+    op->infos = e->infos;
+    op->ninfos = rc == SL_OK ? kept : 0;
+    if (rc != SL_OK)
+        sl_channel_infos_free(e->infos, e->ninfos);
+    e->infos = NULL;
+    e->ninfos = 0;
+}
+
+static void list_asked(void *ud)
+{
+    sl__chop *op = ud;
+    filter_list(op, &op->eop, SL_OK);
+    op->count = op->eop.count;
+    sl__eop_clear(&op->eop);
+    finish(op, SL_OK);
+}
+
+/* (A) 1 when the pluggable regime was asked about the listed channels (list_asked goes on). A
+ * listing whose question cannot be built is filtered as it is: what was not asked is denied. */
+static int list_ask_first(sl__chop *op)
+{
+    sl__eop *e = &op->eop;
+    const char **ids = e->ninfos ? malloc(e->ninfos * sizeof *ids) : NULL;
+    size_t n = 0;
+    for (size_t i = 0; ids && i < e->ninfos; i++)
+        if (e->infos[i].visibility == SL_VIS_PUBLIC || in_process(op->who))
+            ids[n++] = e->infos[i].id;
+    int ask = n && sl__authz_needs(op->ctx, op->who, SL_OP_CHANNEL_READ, ids, n);
+    if (ask)
+        sl__authz_prepare(op->ctx, op->who, SL_OP_CHANNEL_READ, ids, n, list_asked, op);
+    free(ids);
+    return ask;
+}
+
 /* The engine answered: the outcome is durable. Events and audit records of a success go out now,
  * so that nobody hears of a change a crash could take back. */
 /* The channel's settings as the request found them, if the channel is still that channel: the
@@ -251,26 +300,11 @@ static void engine_done(sl__eop *e)
         op->info = e->info;
         memset(&e->info, 0, sizeof e->info);
         break;
-    case SL_OP_CHANNEL_LIST: {
-        size_t kept = 0;
-        for (size_t i = 0; rc == SL_OK && i < e->ninfos; i++) {
-            int visible = e->infos[i].visibility == SL_VIS_PUBLIC || in_process(op->who);
-            if (visible && sl__authorized_quiet(ctx, op->who, SL_OP_CHANNEL_READ, e->infos[i].id)) {
-                if (kept != i)
-                    e->infos[kept] = e->infos[i];
-                kept++;
-            } else {
-                sl_channel_info_clear(&e->infos[i]);
-            }
-        }
-        op->infos = e->infos;
-        op->ninfos = rc == SL_OK ? kept : 0;
-        if (rc != SL_OK)
-            sl_channel_infos_free(e->infos, e->ninfos);
-        e->infos = NULL;
-        e->ninfos = 0;
+    case SL_OP_CHANNEL_LIST:
+        if (rc == SL_OK && list_ask_first(op))
+            return; /* list_asked finishes */
+        filter_list(op, e, rc);
         break;
-    }
     case SL_OP_CHANNEL_WRITE:
         for (size_t i = 0; rc == SL_OK && i < op->nwrites; i++) {
             op->duplicates += op->dups[i];
@@ -590,12 +624,29 @@ static void register_found(sl_ctx *ctx, sl__eop *e)
     sl__eop_clear(e);
 }
 
+static void run_prepared(void *ud)
+{
+    run(ud);
+}
+
+/* (A) The regime of a policy channel is asked before the synchronous steps (start) decide. */
+static void authorise_then_run(sl__chop *op)
+{
+    const char *id = op->channel;
+    if (op->op == SL_OP_CHANNEL_LIST || op->release || id == NULL ||
+        !sl_channel_id_valid(id, strlen(id))) {
+        run(op);
+        return;
+    }
+    sl__authz_prepare(op->ctx, op->who, op->op, &op->channel, 1, run_prepared, op);
+}
+
 static void looked_up(sl__eop *e)
 {
     sl__chop *op = e->ud;
     register_found(op->ctx, e);
     memset(e, 0, sizeof *e);
-    run(op);
+    authorise_then_run(op);
 }
 
 typedef struct lookup {
@@ -658,7 +709,7 @@ void sl__channel_submit(sl_ctx *ctx, sl__chop *op)
         ctx->engine->ops->submit(ctx->engine, &op->eop);
         return;
     }
-    run(op);
+    authorise_then_run(op);
 }
 
 static void run(sl__chop *op)
@@ -946,7 +997,7 @@ int sl_acl_grant(sl_ctx *ctx, const sl_identity *who, const char *principal, sl_
 {
     if (principal == NULL || !sl_principal_valid(principal, strlen(principal)))
         return sl_status_set(st, SL_EINVAL, "invalid principal");
-    int rc = sl_authorize(ctx, who, SL_OP_ACL_GRANT, principal, st);
+    int rc = sl__authorize_sync(ctx, who, SL_OP_ACL_GRANT, principal, st);
     if (rc != SL_OK)
         return rc;
     if (role == SL_ROLE_NONE)
@@ -970,7 +1021,7 @@ int sl_acl_revoke(sl_ctx *ctx, const sl_identity *who, const char *principal, sl
 {
     if (principal == NULL || !sl_principal_valid(principal, strlen(principal)))
         return sl_status_set(st, SL_EINVAL, "invalid principal");
-    int rc = sl_authorize(ctx, who, SL_OP_ACL_REVOKE, principal, st);
+    int rc = sl__authorize_sync(ctx, who, SL_OP_ACL_REVOKE, principal, st);
     if (rc != SL_OK)
         return rc;
     if (!sl__acl_has(ctx->acl, principal))
@@ -989,7 +1040,7 @@ int sl_acl_list(sl_ctx *ctx, const sl_identity *who, sl_acl_entry **out, size_t 
 {
     *out = NULL;
     *n = 0;
-    int rc = sl_authorize(ctx, who, SL_OP_ACL_LIST, NULL, st);
+    int rc = sl__authorize_sync(ctx, who, SL_OP_ACL_LIST, NULL, st);
     if (rc != SL_OK)
         return rc;
     rc = sl__acl_list(ctx->acl, out, n);

@@ -1526,6 +1526,18 @@ static int admit_route(sl__job *job)
     return 1;
 }
 
+/* Step 2 (authorisation) with the regime's answers at hand, then the handler. */
+static void on_authz_ready(void *ud)
+{
+    sl__job *job = ud;
+    int rc = sl_authorize(job->r->ctx, &job->who, job->route->op, job->res, &job->st);
+    if (rc != SL_OK) {
+        sl__job_finish(job, rc);
+        return;
+    }
+    run_handler(job);
+}
+
 /* Step 1 (authentication, revocation included) answered: then the resource from the body,
  * authorisation, the handler. */
 static void on_authenticated(void *ud, int status, const sl_identity *who, const char *reason)
@@ -1545,13 +1557,13 @@ static void on_authenticated(void *ud, int status, const sl_identity *who, const
                                  &job->st);
         job->res = job->resource;
     }
-    if (rc == SL_OK)
-        rc = sl_authorize(r->ctx, &job->who, job->route->op, job->res, &job->st);
     if (rc != SL_OK) {
         sl__job_finish(job, rc);
         return;
     }
-    run_handler(job);
+    /* (A) a policy regime is asked first (later, from the loop); the decision below reads it */
+    const char *res = job->res;
+    sl__authz_prepare(r->ctx, &job->who, job->route->op, &res, 1, on_authz_ready, job);
 }
 
 static const char *view_header(const sl_authn_request *v, const char *name, size_t nth, size_t *len)

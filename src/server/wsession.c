@@ -301,12 +301,41 @@ static void unsubscribe_at(sess *s, size_t i, int push_code, const char *reason)
     remove_sub_at(s, i);
 }
 
-/* After the identity or the ACL changed: subscriptions no longer allowed end with push 2000. */
+/* After the identity or the ACL changed: subscriptions no longer allowed end with push 2000. A
+ * subscription the regime was not asked about (made while it was being asked) keeps its own
+ * decision, taken when it subscribed. */
+static void reauthorize_now(sess *s)
+{
+    const sl_op_info *read = sl_op_lookup(SL_OP_CHANNEL_READ);
+    for (size_t i = s->nsubs; i-- > 0;) {
+        int rc = sl__authz_decide(s->srv->ctx, &s->who, read, s->subs[i]->channel, NULL, NULL);
+        if (rc != SL_OK && rc != SL__AUTHZ_ASK)
+            unsubscribe_at(s, i, SL__CF_UNSUB_SERVER, "permission withdrawn");
+    }
+}
+
+static void reauthorized(void *ud)
+{
+    sess *s = ud;
+    if (!s->gone)
+        reauthorize_now(s);
+    unref(s);
+}
+
+/* (A) Channels under a policy regime are asked again first (one authorise_many), from the loop. */
 static void reauthorize(sess *s)
 {
-    for (size_t i = s->nsubs; i-- > 0;)
-        if (!sl__authorized_quiet(s->srv->ctx, &s->who, SL_OP_CHANNEL_READ, s->subs[i]->channel))
-            unsubscribe_at(s, i, SL__CF_UNSUB_SERVER, "permission withdrawn");
+    const char **chans = s->nsubs ? malloc(s->nsubs * sizeof *chans) : NULL;
+    for (size_t i = 0; chans && i < s->nsubs; i++)
+        chans[i] = s->subs[i]->channel;
+    if (chans && sl__authz_needs(s->srv->ctx, &s->who, SL_OP_CHANNEL_READ, chans, s->nsubs)) {
+        ref(s);
+        sl__authz_prepare(s->srv->ctx, &s->who, SL_OP_CHANNEL_READ, chans, s->nsubs, reauthorized,
+                          s);
+    } else {
+        reauthorize_now(s);
+    }
+    free(chans);
 }
 
 /* A credential whose exp has passed is refused with 109 even inside the verifier's clock-skew
@@ -1390,7 +1419,10 @@ static void run_command(sess *s, sl__cf_command *c)
         reply_error(s, c->id, SL__CF_ERR_UNAUTHORIZED, NULL);
         return;
     }
-    if (enters_channel(c) && sl__channel_unknown(s->srv->ctx, c->channel)) {
+    if (enters_channel(c) &&
+        (sl__channel_unknown(s->srv->ctx, c->channel) ||
+         sl__authz_needs(s->srv->ctx, &s->who, SL_OP_CHANNEL_READ,
+                         (const char *const *)&c->channel, 1))) {
         look_up_first(s, c);
         return;
     }
@@ -1417,6 +1449,19 @@ static void on_looked_up(void *ud)
     unref(s);
 }
 
+/* (A) Then a policy regime is asked (later, from the loop) before the command decides, with the
+ * answer at hand, in on_looked_up. */
+static void authorise_first(void *ud)
+{
+    sess *s = ud;
+    const char *ch = s->pending ? s->pending->channel : NULL;
+    if (s->gone || ch == NULL) {
+        on_looked_up(s);
+        return;
+    }
+    sl__authz_prepare(s->srv->ctx, &s->who, SL_OP_CHANNEL_READ, &ch, 1, on_looked_up, s);
+}
+
 /* A channel another node may have created a moment ago: the store is asked before the command
  * runs (later commands wait), so it does not answer "unknown channel" for a channel that
  * exists. */
@@ -1425,7 +1470,7 @@ static void look_up_first(sess *s, sl__cf_command *c)
     sl__cf_command *p = hold_command(s, c);
     if (p == NULL)
         return;
-    sl__channel_lookup(s->srv->ctx, p->channel, on_looked_up, s);
+    sl__channel_lookup(s->srv->ctx, p->channel, authorise_first, s);
 }
 
 static void dispatch(sess *s, sl__cf_command *c)
