@@ -44,6 +44,12 @@ void sl__config_init(sl__config *c)
     c->durability_batch_ms = 1000;
     c->signature_max_skew = 300;
     c->signature_max_nonces = 100000;
+    /* (A, issue 12) */
+    c->authz_cache_size = 10000;
+    c->authz_cache_ttl_max = 60;
+    c->authz_policy_timeout = 2;
+    c->authz_policy_concurrency = 16;
+    c->authz_policy_queue = 1024;
 }
 
 static void free_strv(char **v, size_t n)
@@ -90,6 +96,8 @@ void sl__config_free(sl__config *c)
     free(c->revocation_prefix);
     free(c->signature_keys);
     free_strv(c->auth_modes, c->nauth_modes);
+    free_strv(c->authz_overrides, c->nauthz_overrides); /* (A) */
+    free(c->authz_policy_url);
     wipe_free(c->jwt_env_secret);
     for (size_t i = 0; i < c->nlisteners; i++)
         free(c->listeners[i].text);
@@ -338,6 +346,14 @@ enum key_id {
     K_TLS_KEY,
     K_TLS_CLIENT_CA,
     K_TLS_CLIENT_PRINCIPAL,
+    /* (A, issue 12) the authorise contract (docs/POLICY.md) */
+    K_AUTHZ_OVERRIDE,
+    K_AUTHZ_CACHE_SIZE,
+    K_AUTHZ_CACHE_TTL_MAX,
+    K_AUTHZ_POLICY_URL,
+    K_AUTHZ_POLICY_TIMEOUT,
+    K_AUTHZ_POLICY_CONCURRENCY,
+    K_AUTHZ_POLICY_QUEUE,
     K_COUNT
 };
 
@@ -426,6 +442,18 @@ static const sl__config_key key_table[K_COUNT] = {
     [K_TLS_KEY] = {"tls_key", "tls-key", 0, 0, {"/a.key", "/b.key"}},
     [K_TLS_CLIENT_CA] = {"tls_client_ca", "tls-client-ca", 0, 0, {"/ca-a.pem", "/ca-b.pem"}},
     [K_TLS_CLIENT_PRINCIPAL] = {"tls_client_principal", NULL, 0, 0, {"dns", "email"}},
+    /* (A, issue 12) the authorise contract */
+    [K_AUTHZ_OVERRIDE] = {"authz_override", "authz-override", 0, 1, {"jobs.*=policy", "**=acl"}},
+    [K_AUTHZ_CACHE_SIZE] = {"authz_cache_size", NULL, 0, 0, {"0", "100000"}},
+    [K_AUTHZ_CACHE_TTL_MAX] = {"authz_cache_ttl_max", NULL, 0, 0, {"0", "3600"}},
+    [K_AUTHZ_POLICY_URL] = {"authz_policy_url",
+                            "authz-policy-url",
+                            0,
+                            0,
+                            {"https://opa.example/v1/data/sluice", "http://127.0.0.1:8181/v1/d"}},
+    [K_AUTHZ_POLICY_TIMEOUT] = {"authz_policy_timeout", NULL, 0, 0, {"0.5", "30"}},
+    [K_AUTHZ_POLICY_CONCURRENCY] = {"authz_policy_concurrency", NULL, 0, 0, {"1", "1024"}},
+    [K_AUTHZ_POLICY_QUEUE] = {"authz_policy_queue", NULL, 0, 0, {"1", "100000"}},
 };
 
 const sl__config_key *sl__config_keys(size_t *n)
@@ -601,6 +629,36 @@ static int set_auth_mode(sl__config *c, const char *v, sl_status *st)
             return SL_OK;
         }
     if (push_str(&c->auth_modes, &c->nauth_modes, v) != SL_OK)
+        return sl_status_set(st, SL_ENOMEM, NULL);
+    return SL_OK;
+}
+
+/* (A) authz_override = PATTERN=MODE: channels matching PATTERN are decided under MODE, below a
+ * channel's own security setting (a second setting of a pattern replaces it). */
+static int set_authz_override(sl__config *c, const char *v, sl_status *st)
+{
+    const char *eq = strrchr(v, '=');
+    size_t plen = eq ? (size_t)(eq - v) : 0;
+    int m = eq ? (int)sl_mode_parse(eq + 1) : -1;
+    char pat[SL_CHANNEL_ID_MAX + 1];
+    if (eq == NULL || plen == 0 || plen >= sizeof pat || m <= (int)SL_MODE_INHERIT)
+        return sl_status_set(st, SL_ECONFIG,
+                             "authz_override must be PATTERN=MODE, MODE open, acl, token or "
+                             "policy");
+    memcpy(pat, v, plen);
+    pat[plen] = '\0';
+    if (!sl_pattern_valid(pat, plen))
+        return sl_status_set(st, SL_ECONFIG, "authz_override: '%s' is not a channel pattern", pat);
+    for (size_t i = 0; i < c->nauthz_overrides; i++)
+        if (!strncmp(c->authz_overrides[i], v, plen + 1)) {
+            char *d = strdup(v);
+            if (d == NULL)
+                return sl_status_set(st, SL_ENOMEM, NULL);
+            free(c->authz_overrides[i]);
+            c->authz_overrides[i] = d;
+            return SL_OK;
+        }
+    if (push_str(&c->authz_overrides, &c->nauthz_overrides, v) != SL_OK)
         return sl_status_set(st, SL_ENOMEM, NULL);
     return SL_OK;
 }
@@ -905,6 +963,35 @@ int sl__config_set(sl__config *c, const char *key, const char *v, sl_status *st)
         c->tls_client_principal = p;
         return SL_OK;
     }
+    /* (A, issue 12) */
+    case K_AUTHZ_OVERRIDE:
+        return set_authz_override(c, v, st);
+    case K_AUTHZ_CACHE_SIZE:
+        if (parse_uint(v, 100000000, &u) < 0)
+            return sl_status_set(st, SL_ECONFIG, "authz_cache_size must be 0..100000000");
+        c->authz_cache_size = (size_t)u;
+        return SL_OK;
+    case K_AUTHZ_CACHE_TTL_MAX:
+        if (parse_seconds(v, &d) < 0 || d > 86400)
+            return sl_status_set(st, SL_ECONFIG, "authz_cache_ttl_max must be 0..86400 seconds");
+        c->authz_cache_ttl_max = d;
+        return SL_OK;
+    case K_AUTHZ_POLICY_URL:
+        if (strncmp(v, "http://", 7) && strncmp(v, "https://", 8))
+            return sl_status_set(st, SL_ECONFIG, "authz_policy_url must be an http(s) URL");
+        return set_str(&c->authz_policy_url, v, st);
+    case K_AUTHZ_POLICY_TIMEOUT:
+        if (parse_seconds(v, &d) < 0 || d < 0.001 || d > 300)
+            return sl_status_set(st, SL_ECONFIG, "authz_policy_timeout must be 0.001..300 seconds");
+        c->authz_policy_timeout = d;
+        return SL_OK;
+    case K_AUTHZ_POLICY_CONCURRENCY:
+    case K_AUTHZ_POLICY_QUEUE:
+        if (parse_uint(v, 1000000, &u) < 0 || u < 1)
+            return sl_status_set(st, SL_ECONFIG, "%s must be 1..1000000", key);
+        *(id == K_AUTHZ_POLICY_QUEUE ? &c->authz_policy_queue : &c->authz_policy_concurrency) =
+            (size_t)u;
+        return SL_OK;
     default:
         if (id >= K_WS_FIRST)
             return set_ws(&c->ws, key, v, st);
@@ -1123,6 +1210,28 @@ char *sl__config_format(const sl__config *c, const char *key)
     case K_AUTH_MODE:
         put_strv(f, c->auth_modes, c->nauth_modes);
         break;
+    /* (A, issue 12) */
+    case K_AUTHZ_OVERRIDE:
+        put_strv(f, c->authz_overrides, c->nauthz_overrides);
+        break;
+    case K_AUTHZ_CACHE_SIZE:
+        fprintf(f, "%zu", c->authz_cache_size);
+        break;
+    case K_AUTHZ_CACHE_TTL_MAX:
+        fprintf(f, "%.17g", c->authz_cache_ttl_max);
+        break;
+    case K_AUTHZ_POLICY_URL:
+        s = c->authz_policy_url;
+        break;
+    case K_AUTHZ_POLICY_TIMEOUT:
+        fprintf(f, "%.17g", c->authz_policy_timeout);
+        break;
+    case K_AUTHZ_POLICY_CONCURRENCY:
+        fprintf(f, "%zu", c->authz_policy_concurrency);
+        break;
+    case K_AUTHZ_POLICY_QUEUE:
+        fprintf(f, "%zu", c->authz_policy_queue);
+        break;
     default:
         for (size_t i = 0; i < sizeof ws_counts / sizeof ws_counts[0]; i++) {
             const char *field = (const char *)&c->ws + ws_counts[i].off;
@@ -1161,7 +1270,8 @@ static int set_channel(sl__cfg_channel *ch, const char *key, const char *v, sl_s
     } else if (!strcmp(key, "security")) {
         int m = (int)sl_mode_parse(v);
         if (m < 0)
-            return sl_status_set(st, SL_ECONFIG, "security must be inherit, open, acl, token or policy");
+            return sl_status_set(st, SL_ECONFIG,
+                                 "security must be inherit, open, acl, token or policy");
         o->mode = (sl_mode)m;
     } else if (!strcmp(key, "name")) {
         free(ch->name);

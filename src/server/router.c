@@ -1302,6 +1302,8 @@ static int h_broker_put(sl__router *r, const sl_identity *who, req_t *req, const
     if (rc == SL_OK && (rc = sl_broker_assign(r->broker, principal, roles, n)) != SL_OK)
         sl_status_set(st, rc, NULL);
     if (rc == SL_OK)
+        sl__authz_invalidate(r->ctx, "broker"); /* (A) */
+    if (rc == SL_OK)
         roles_response(r, principal, resp);
     free(roles);
     json_decref(body);
@@ -1321,9 +1323,29 @@ static int h_broker_delete(sl__router *r, const sl_identity *who, req_t *req, co
                    "roles", "[]", NULL);
     if (rc == SL_OK)
         rc = sl_broker_assign(r->broker, principal, NULL, 0);
-    if (rc == SL_OK)
+    if (rc == SL_OK) {
+        sl__authz_invalidate(r->ctx, "broker"); /* (A) */
         ok_status(resp);
+    }
     return rc;
+}
+
+/* ---- (A, issue 12) the decision cache ---------------------------------------------------------
+ */
+
+/* POST /authz/invalidate: every cached decision is dropped (the HTTP policy changed). Audited
+ * first: an invalidation that cannot be recorded is not made. */
+static int h_authz_invalidate(sl__router *r, const sl_identity *who, req_t *req, const char *res,
+                              sl__response *resp, sl_status *st)
+{
+    (void)req;
+    (void)res;
+    int rc = sl__audit(r->ctx, st, "authz.invalidate", "actor", who->principal, NULL);
+    if (rc != SL_OK)
+        return rc;
+    sl__authz_invalidate(r->ctx, "admin");
+    set_json(resp, 200, json_pack("{s:s}", "status", "invalidated"));
+    return SL_OK;
 }
 
 /* ---- the route table and dispatch ------------------------------------------------------------ */
@@ -1364,6 +1386,8 @@ static const sl__route routes[] = {
     {"GET", "/broker/principals/{principal}", SL_OP_BROKER_LIST, .handler = h_broker_get},
     {"PUT", "/broker/principals/{principal}", SL_OP_BROKER_ASSIGN, .handler = h_broker_put},
     {"DELETE", "/broker/principals/{principal}", SL_OP_BROKER_ASSIGN, .handler = h_broker_delete},
+    /* (A, issue 12) */
+    {"POST", "/authz/invalidate", SL_OP_AUTHZ_INVALIDATE, .handler = h_authz_invalidate},
 };
 
 const sl__route *sl__router_routes(size_t *n)

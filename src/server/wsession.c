@@ -1419,10 +1419,9 @@ static void run_command(sess *s, sl__cf_command *c)
         reply_error(s, c->id, SL__CF_ERR_UNAUTHORIZED, NULL);
         return;
     }
-    if (enters_channel(c) &&
-        (sl__channel_unknown(s->srv->ctx, c->channel) ||
-         sl__authz_needs(s->srv->ctx, &s->who, SL_OP_CHANNEL_READ,
-                         (const char *const *)&c->channel, 1))) {
+    if (enters_channel(c) && (sl__channel_unknown(s->srv->ctx, c->channel) ||
+                              sl__authz_needs(s->srv->ctx, &s->who, SL_OP_CHANNEL_READ,
+                                              (const char *const *)&c->channel, 1))) {
         look_up_first(s, c);
         return;
     }
