@@ -200,7 +200,7 @@ void sl__authz_stats(const sl_ctx *ctx, size_t *entries, unsigned long *hits, un
 static void put(char *buf, size_t cap, size_t *at, const char *s)
 {
     size_t n = s ? strlen(s) : 0;
-    if (*at + n + 1 < cap)
+    if (n && *at + n + 1 < cap)
         memcpy(buf + *at, s, n);
     *at += n;
     if (*at + 1 < cap)
@@ -389,6 +389,8 @@ static void answered(void *ud, const sl_decision *d, size_t n)
             if (copy[i].verdict != SL_VERDICT_ALLOW && copy[i].verdict != SL_VERDICT_DENY)
                 copy[i].verdict = SL_VERDICT_ERROR;
             cache_put(q->ctx, q->keys[i], &copy[i], q->gen);
+            if (copy[i].ttl > q->ctx->authz->ttl_max) /* what the caller hears: the clamp */
+                copy[i].ttl = q->ctx->authz->ttl_max;
         } else { /* a regime that answered fewer than it was asked failed to answer */
             copy[i].verdict = SL_VERDICT_ERROR;
             snprintf(copy[i].reason, sizeof copy[i].reason, "the regime gave no answer");
