@@ -21,15 +21,19 @@
 
 #include <sluice/authz.h>
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 typedef struct entry {
     struct entry *prev, *next; /* LRU list: head is the most recently used */
-    char *key;                 /* the map's key is its own copy; this one is for eviction */
+    uint64_t hash;
+    size_t klen;
     double expires;
     sl_decision d;
+    char key[]; /* klen bytes and a NUL */
 } entry;
 
 typedef struct override {
@@ -46,7 +50,12 @@ typedef struct frame {
 } frame;
 
 struct sl__authz {
-    sl__map *map; /* key -> entry* */
+    /* The table: open addressing, linear probing, backward-shift deletion (as core/map.c), but
+     * with a keyed hash over 8 bytes at a time: keys are long (identity, capability, resource)
+     * and a hit must cost next to nothing. cap is a power of two, at most half full. */
+    entry **slots;
+    size_t cap;
+    uint64_t seed;
     entry *head, *tail;
     size_t count, max;
     double ttl_max;
@@ -61,30 +70,29 @@ struct sl__authz {
 int sl__authz_new(sl__authz **out)
 {
     sl__authz *a = calloc(1, sizeof *a);
-    if (a == NULL || sl__map_new(&a->map) != SL_OK) {
-        free(a);
+    if (a == NULL)
         return SL_ENOMEM;
-    }
     a->max = 10000;
     a->ttl_max = 60;
+    /* The seed keeps which keys collide unknown to callers choosing principals and channel ids
+     * (the cache is bounded anyway; a flood could only make it slower, never wrong). */
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    a->seed = ((uint64_t)ts.tv_nsec << 20) ^ (uint64_t)ts.tv_sec ^ (uint64_t)(uintptr_t)a ^
+              0x9e3779b97f4a7c15ULL;
     *out = a;
     return SL_OK;
 }
 
-static void entry_free(void *v)
-{
-    entry *e = v;
-    if (e) {
-        free(e->key);
-        free(e);
-    }
-}
-
 static void drop_all(sl__authz *a)
 {
-    sl__map_free(a->map, entry_free);
-    a->map = NULL;
-    sl__map_new(&a->map); /* on ENOMEM map stays NULL: nothing is cached (checked below) */
+    for (entry *e = a->head, *next; e; e = next) {
+        next = e->next;
+        free(e);
+    }
+    free(a->slots);
+    a->slots = NULL;
+    a->cap = 0;
     a->head = a->tail = NULL;
     a->count = 0;
     a->gen++;
@@ -100,7 +108,7 @@ void sl__authz_free(sl__authz *a)
     a->regime = NULL;
     if (r)
         r->free(r);
-    sl__map_free(a->map, entry_free);
+    drop_all(a);
     for (size_t i = 0; i < a->novr; i++)
         free(a->ovr[i].pattern);
     free(a->ovr);
@@ -196,6 +204,87 @@ void sl__authz_stats(const sl_ctx *ctx, size_t *entries, unsigned long *hits, un
     *misses = ctx->authz->misses;
 }
 
+static uint64_t mix(uint64_t h)
+{
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdULL;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ULL;
+    h ^= h >> 33;
+    return h;
+}
+
+static uint64_t hash_bytes(uint64_t seed, const char *p, size_t n)
+{
+    uint64_t h = seed ^ ((uint64_t)n * 0x9e3779b97f4a7c15ULL);
+    for (; n >= 8; p += 8, n -= 8) {
+        uint64_t w;
+        memcpy(&w, p, 8);
+        h = (h ^ w) * 0xbf58476d1ce4e5b9ULL;
+        h ^= h >> 31;
+    }
+    uint64_t w = 0;
+    memcpy(&w, p, n);
+    return mix(h ^ w);
+}
+
+/* The slot of key (hash h), or of the empty slot where it would go. Requires cap > 0. */
+static size_t find_slot(const sl__authz *a, const char *key, size_t klen, uint64_t h)
+{
+    size_t mask = a->cap - 1, i = (size_t)h & mask;
+    for (entry *e; (e = a->slots[i]) != NULL; i = (i + 1) & mask)
+        if (e->hash == h && e->klen == klen && memcmp(e->key, key, klen) == 0)
+            break;
+    return i;
+}
+
+static entry *table_get(const sl__authz *a, const char *key, size_t klen, uint64_t h)
+{
+    return a->cap ? a->slots[find_slot(a, key, klen, h)] : NULL;
+}
+
+/* Room for one more entry: SL_OK or SL_ENOMEM (the table unchanged). */
+static int table_reserve(sl__authz *a)
+{
+    if ((a->count + 1) * 2 <= a->cap)
+        return SL_OK;
+    size_t ncap = a->cap ? a->cap * 2 : 64;
+    entry **ns = calloc(ncap, sizeof *ns);
+    if (ns == NULL)
+        return SL_ENOMEM;
+    for (size_t i = 0; i < a->cap; i++) {
+        entry *e = a->slots[i];
+        if (e == NULL)
+            continue;
+        size_t j = (size_t)e->hash & (ncap - 1);
+        while (ns[j])
+            j = (j + 1) & (ncap - 1);
+        ns[j] = e;
+    }
+    free(a->slots);
+    a->slots = ns;
+    a->cap = ncap;
+    return SL_OK;
+}
+
+/* Takes e out of the table (backward-shift: no tombstones). */
+static void table_del(sl__authz *a, entry *e)
+{
+    size_t mask = a->cap - 1, i = find_slot(a, e->key, e->klen, e->hash);
+    if (a->slots[i] != e)
+        return;
+    a->slots[i] = NULL;
+    for (size_t j = (i + 1) & mask; a->slots[j]; j = (j + 1) & mask) {
+        size_t home = (size_t)a->slots[j]->hash & mask;
+        /* Move j back into the hole at i unless its home lies cyclically in (i, j]. */
+        if ((j > i && (home <= i || home > j)) || (j < i && home <= i && home > j)) {
+            a->slots[i] = a->slots[j];
+            a->slots[j] = NULL;
+            i = j;
+        }
+    }
+}
+
 /* Appends s and a separator (0x1f: no principal, id, pattern or workspace holds it). */
 static void put(char *buf, size_t cap, size_t *at, const char *s)
 {
@@ -269,8 +358,9 @@ static void push_front(sl__authz *a, entry *e)
 static void remove_entry(sl__authz *a, entry *e)
 {
     unlink_entry(a, e);
+    table_del(a, e);
     a->count--;
-    sl__map_del(a->map, e->key, entry_free);
+    free(e);
 }
 
 /* Stores d under key when it may be cached: allow or deny, a TTL, room, and no invalidation since
@@ -279,22 +369,22 @@ static void cache_put(sl_ctx *ctx, const char *key, const sl_decision *d, unsign
 {
     sl__authz *a = ctx->authz;
     if (d->verdict == SL_VERDICT_ERROR || !(d->ttl > 0) || a->ttl_max <= 0 || a->max == 0 ||
-        gen != a->gen || a->map == NULL)
+        gen != a->gen)
         return;
     double ttl = d->ttl < a->ttl_max ? d->ttl : a->ttl_max;
-    entry *e = sl__map_get(a->map, key);
+    size_t klen = strlen(key);
+    uint64_t h = hash_bytes(a->seed, key, klen);
+    entry *e = table_get(a, key, klen, h);
     if (e == NULL) {
-        if ((e = calloc(1, sizeof *e)) == NULL || (e->key = strdup(key)) == NULL) {
-            entry_free(e);
-            return;
-        }
-        if (sl__map_put(a->map, key, e, NULL) != SL_OK) {
-            entry_free(e);
-            return;
-        }
-        a->count++;
-        while (a->count > a->max && a->tail)
+        while (a->count >= a->max && a->tail)
             remove_entry(a, a->tail);
+        if (table_reserve(a) != SL_OK || (e = malloc(sizeof *e + klen + 1)) == NULL)
+            return;
+        e->hash = h;
+        e->klen = klen;
+        memcpy(e->key, key, klen + 1);
+        a->slots[find_slot(a, key, klen, h)] = e;
+        a->count++;
     } else {
         unlink_entry(a, e);
     }
@@ -304,15 +394,15 @@ static void cache_put(sl_ctx *ctx, const char *key, const sl_decision *d, unsign
     e->expires = sl_ctx_now(ctx) + ttl;
 }
 
-/* The answer for key: handed over, else cached and fresh, else NULL. */
-static const sl_decision *lookup(sl_ctx *ctx, const char *key)
+/* The answer for key (klen bytes): handed over, else cached and fresh, else NULL. */
+static const sl_decision *lookup(sl_ctx *ctx, const char *key, size_t klen)
 {
     sl__authz *a = ctx->authz;
     for (frame *f = a->hand; f; f = f->up)
         for (size_t i = 0; i < f->n; i++)
             if (f->keys[i] && strcmp(f->keys[i], key) == 0)
                 return &f->d[i];
-    entry *e = a->map ? sl__map_get(a->map, key) : NULL;
+    entry *e = a->count ? table_get(a, key, klen, hash_bytes(a->seed, key, klen)) : NULL;
     if (e == NULL) {
         a->misses++;
         return NULL;
@@ -336,9 +426,9 @@ static const sl_decision *lookup_q(sl_ctx *ctx, const sl_identity *who, const ch
     char small[1024];
     size_t n = make_key(small, sizeof small, who, capability, resource, parameters);
     if (n < sizeof small)
-        return lookup(ctx, small);
+        return lookup(ctx, small, n);
     char *k = key_dup(who, capability, resource, parameters);
-    const sl_decision *d = k ? lookup(ctx, k) : NULL;
+    const sl_decision *d = k ? lookup(ctx, k, n) : NULL;
     free(k);
     return d;
 }
