@@ -3,7 +3,7 @@
 # ACL regime against the HTTP policy regime with a warm cache (the policy's TTL 60 s: after the
 # first request every decision is a cache hit) and a cold one (TTL 0: every request asks the
 # policy service), in the same run, rounds interleaved so each policy row has its ACL baseline
-# next to it. sluiced on core 0, wrk and the policy service (Python, bench/policy_server.py) on
+# next to it. sluiced on core 0, wrk and the policy service (Python, tests/unit/policy_server.py) on
 # core 1. Then the cache's decisions/s against the ACL regime's (bench/bench_authz_cache.c).
 # Prints every round, the medians of ROUNDS runs and the ratios to the ACL regime (the target: the
 # warm policy regime costs at most 5 % of the ACL's throughput). Exits non-zero, saying why, when
@@ -34,7 +34,7 @@ trap cleanup EXIT
 # answering TTL; the topic "bench" created. Leaves both running (PIDS).
 serve() {
   local mode=$1 ttl=$2
-  taskset -c 1 /usr/bin/python3 bench/policy_server.py "$PPORT" "$ttl" 2>"$TMP/policy.err" &
+  taskset -c 1 /usr/bin/python3 tests/unit/policy_server.py "$PPORT" "$ttl" 2>"$TMP/policy.err" &
   PIDS+=($!)
   cat >"$TMP/sluice.conf" <<CONF
 authz = $mode

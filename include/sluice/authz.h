@@ -69,6 +69,11 @@ struct sl_regime {
 void sl_ctx_set_regime(sl_ctx *ctx, sl_regime *regime);
 /* The regime set (borrowed), or NULL. */
 sl_regime *sl_ctx_regime(const sl_ctx *ctx);
+/* The loop an asynchronous regime answers on (borrowed; NULL: none), which the synchronous C API
+ * (sl_channel_*, sl_acl_*) turns while it waits for the regime's answer. Not needed when the
+ * regime answers at once. Such calls must not be made from a callback of that loop. */
+struct uv_loop_s;
+void sl_ctx_set_authz_loop(sl_ctx *ctx, struct uv_loop_s *loop);
 
 /* The decision cache's bounds: at most max_entries decisions (least recently used go first;
  * 0: no caching), each for at most ttl_max seconds whatever the regime says. Default 10000 and

@@ -169,6 +169,7 @@ int sl__authorize_sync(sl_ctx *ctx, const sl_identity *who, sl_op op, const char
 {
     sync_ask a = {ctx, who, op, resource, st, SL_OK, 0};
     sl__authz_prepare(ctx, who, op, &resource, 1, sync_ready, &a);
+    sl__authz_wait(ctx, &a.done);
     sl__engine_wait(ctx->engine, &a.done);
     if (!a.done)
         return sl_status_set(st, SL_EUNAVAIL,

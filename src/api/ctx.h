@@ -185,6 +185,9 @@ void sl__authz_prepare(sl_ctx *ctx, const sl_identity *who, sl_op op, const char
  * caller prepares first, and this then decides at once. */
 int sl__authorize_sync(sl_ctx *ctx, const sl_identity *who, sl_op op, const char *resource,
                        sl_status *st);
+/* Turns the regime's loop (sl_ctx_set_authz_loop) while a question is outstanding and *done is
+ * not set: for the synchronous C API, before it waits for the engine. */
+void sl__authz_wait(sl_ctx *ctx, const int *done);
 /* Cache counters (tests, bench). */
 void sl__authz_stats(const sl_ctx *ctx, size_t *entries, unsigned long *hits,
                      unsigned long *misses);

@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <uv.h>
 
 typedef struct entry {
     struct entry *prev, *next; /* LRU list: head is the most recently used */
@@ -65,6 +66,8 @@ struct sl__authz {
     size_t novr;
     frame *hand;
     unsigned long hits, misses; /* for the bench and tests */
+    size_t outstanding;         /* questions the regime has not answered yet */
+    uv_loop_t *loop;            /* borrowed: where the regime answers (sl__authz_wait) */
 };
 
 int sl__authz_new(sl__authz **out)
@@ -175,6 +178,18 @@ void sl_ctx_set_regime(sl_ctx *ctx, sl_regime *regime)
 sl_regime *sl_ctx_regime(const sl_ctx *ctx)
 {
     return ctx->authz->regime;
+}
+
+void sl_ctx_set_authz_loop(sl_ctx *ctx, uv_loop_t *loop)
+{
+    ctx->authz->loop = loop;
+}
+
+void sl__authz_wait(sl_ctx *ctx, const int *done)
+{
+    sl__authz *a = ctx->authz;
+    while (!*done && a->outstanding && a->loop)
+        uv_run(a->loop, UV_RUN_ONCE);
 }
 
 void sl_ctx_set_authz_cache(sl_ctx *ctx, size_t max_entries, double ttl_max)
@@ -471,6 +486,7 @@ static void hand_over(sl_ctx *ctx, char **keys, sl_decision *d, size_t n, sl__au
 static void answered(void *ud, const sl_decision *d, size_t n)
 {
     asking *q = ud;
+    q->ctx->authz->outstanding--;
     sl_decision *copy = calloc(q->n ? q->n : 1, sizeof *copy);
     for (size_t i = 0; copy && i < q->n; i++) {
         if (i < n && d) {
@@ -553,6 +569,7 @@ static void prepare_p(sl_ctx *ctx, const sl_identity *who, sl_op op, const char 
         return;
     }
     sl_authz_query query = {who, info->name, ask, m, parameters};
+    ctx->authz->outstanding++;
     r->authorise(r, &query, answered, q); /* may answer (and free q) before it returns */
     free(ask);
     return;
