@@ -69,7 +69,8 @@ struct sess {
     uint32_t auth_id; /* id of the connect / refresh being authenticated */
     sl__cf_method auth_method;
     sl__cf_command *pending; /* the subscribe / sub_refresh whose subscription token is checked */
-    char *url_token;         /* ?token= until connect */
+    sl_identity sub_tok; /* (A) a `$` subscribe's verified token while a policy regime is asked */
+    char *url_token;     /* ?token= until connect */
     /* Who the upgrade request's own credential (an RFC 9421 signature, a client certificate)
      * named, so a connect without a token is that identity (source SL_SOURCE_NONE: none). */
     sl_identity upgrade_who;
@@ -126,6 +127,7 @@ static void sess_free(sess *s)
     free(s->url_token);
     sl_identity_clear(&s->upgrade_who);
     sl_identity_clear(&s->who);
+    sl_identity_clear(&s->sub_tok);
     free(s->subs);
     sl__cf_buf_free(&s->peer.out);
     free(s);
@@ -377,6 +379,39 @@ static sl__cf_command *take_command(sess *s)
     return c;
 }
 
+/* (A) The `$` subscribe goes on with the policy regime's answer at hand (its first check was
+ * decided before the token was: an answer the regime gave with TTL 0 is gone by now). */
+static void on_sub_prepared(void *ud)
+{
+    sess *s = ud;
+    sl__cf_command *c = take_command(s);
+    if (!s->gone && s->state == ST_CONNECTED)
+        cmd_subscribe(s, c, &s->sub_tok);
+    sl_identity_clear(&s->sub_tok);
+    sl__cf_command_clear(c);
+    free(c);
+    if (!s->gone && !s->busy)
+        run_queue(s);
+    unref(s);
+}
+
+/* 1 when the regime is being asked first (c taken over, tok copied), else 0. */
+static int policy_first(sess *s, sl__cf_command *c, const sl_identity *tok)
+{
+    if (!sl__authz_needs(s->srv->ctx, &s->who, SL_OP_CHANNEL_READ, (const char *const *)&c->channel,
+                         1) ||
+        sl_identity_copy(&s->sub_tok, tok) != SL_OK)
+        return 0;
+    sl__cf_command *p = hold_command(s, c);
+    if (p == NULL) {
+        sl_identity_clear(&s->sub_tok);
+        return 1; /* answered (internal error) */
+    }
+    const char *ch = p->channel;
+    sl__authz_prepare(s->srv->ctx, &s->who, SL_OP_CHANNEL_READ, &ch, 1, on_sub_prepared, s);
+    return 1;
+}
+
 /* The subscription token of a `$` channel answered (revocation included): the command that waited
  * for it goes on, or gets 109 when expired, 103 when it does not verify or is revoked, 100 when
  * the revocation store cannot answer; a valid token of another user or channel ends the session. */
@@ -387,7 +422,9 @@ static void on_sub_token(void *ud, int status, const sl_identity *who, const cha
     if (status == SL_OK && expired_now(who, now_of(s)))
         status = SL_EEXPIRED;
     if (!s->gone && s->state == ST_CONNECTED) {
-        if (status == SL_OK && c->method == SL__CF_SUBSCRIBE)
+        if (status == SL_OK && c->method == SL__CF_SUBSCRIBE && policy_first(s, c, who))
+            ; /* on_sub_prepared goes on */
+        else if (status == SL_OK && c->method == SL__CF_SUBSCRIBE)
             cmd_subscribe(s, c, who);
         else if (status == SL_OK)
             cmd_sub_refresh(s, c, who);

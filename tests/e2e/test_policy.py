@@ -117,10 +117,13 @@ visibility = public
 [channel secret]
 kind = topic
 visibility = public
+[channel $private]
+kind = topic
+visibility = public
 """
 
 
-def start(make_server, tmp_path, policy, extra="", authz="policy"):
+def start(make_server, tmp_path, policy, extra="", authz="policy", args=()):
     conf = tmp_path / "policy.conf"
     conf.write_text(textwrap.dedent(f"""
         authz = {authz}
@@ -128,7 +131,7 @@ def start(make_server, tmp_path, policy, extra="", authz="policy"):
         authz_policy_url = http://127.0.0.1:{policy.port}/v1/data/sluice/allow
         authz_policy_timeout = 1
         """) + textwrap.dedent(extra) + CHANNELS)
-    return make_server("--config", str(conf))
+    return make_server("--config", str(conf), *args)
 
 
 def client(srv, sub, role="write"):
@@ -343,6 +346,38 @@ def test_route_walk_same_question_on_every_transport(make_server, tmp_path, poli
         ws.close()
     assert policy.count("alice", "channel.read", "news") == 2
     assert policy.count("alice", "channel.write", "news") == 1
+
+
+@pytest.mark.parametrize("revocation", ["embedded", "redis"])
+def test_dollar_channel_with_ttl_zero(make_server, make_redis, tmp_path, policy, revocation):
+    """A `$` channel's subscription token is checked after the first decision; the subscribe
+    then goes on with the policy's answer (TTL 0: never cached) at hand. With a Redis revocation
+    store the token's check answers later, so the policy is asked again then."""
+    policy.ttl = 0
+    args = ()
+    if revocation == "redis":
+        args = ("--revocation", make_redis().url)
+    srv = start(make_server, tmp_path, policy, args=args)
+    ws = RawWS(srv.host, srv.port)
+    try:
+        assert "connect" in ws.call("connect", {"token": srv.token("gina", role="read")})
+        rep = ws.call("subscribe", {"channel": "$private",
+                                    "token": srv.token("gina", channel="$private")}, timeout=15)
+        assert "subscribe" in rep, rep
+        want = 2 if revocation == "redis" else 1
+        assert policy.count("gina", "channel.read", "$private") == want
+        policy.deny_principals.add("gina")
+        ws2 = RawWS(srv.host, srv.port)
+        try:
+            assert "connect" in ws2.call("connect", {"token": srv.token("gina", role="read")})
+            rep = ws2.call("subscribe", {"channel": "$private",
+                                         "token": srv.token("gina", channel="$private")},
+                           timeout=15)
+            assert rep["error"]["code"] == 103, rep
+        finally:
+            ws2.close()
+    finally:
+        ws.close()
 
 
 def test_subscription_ends_when_the_policy_withdraws_it(make_server, tmp_path, policy):
