@@ -98,6 +98,14 @@ void sl_authz_invalidate(sl_ctx *ctx, const char *why);
  * mode), SL_ENOMEM. Drops every cached decision. */
 int sl_ctx_authz_override(sl_ctx *ctx, const char *pattern, sl_mode mode);
 
+/* The built-in models as regimes of the contract: mode SL_MODE_OPEN, SL_MODE_ACL or SL_MODE_TOKEN
+ * decided from ctx (borrowed: it must outlive the regime) as a channel under that mode would be
+ * (the registry's role, the credential's scope, the ACL). They answer at once with TTL 0. For a
+ * regime of one's own that falls back on one of them (plug it with sl_ctx_set_regime, or call it
+ * from your authorise). *out owned by the caller (its free). SL_EINVAL for another mode,
+ * SL_ENOMEM. */
+int sl_regime_builtin_new(sl_regime **out, sl_ctx *ctx, sl_mode mode);
+
 /* ---- the HTTP policy regime ------------------------------------------------------------------ */
 
 typedef struct sl_regime_http_opts {

@@ -16,6 +16,7 @@
 #include <sluice/broker.h>
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static int scope_allows(const sl_identity *who, const char *channel)
@@ -181,4 +182,74 @@ int sl__authorized_quiet(sl_ctx *ctx, const sl_identity *who, sl_op op, const ch
 {
     const sl_op_info *info = sl_op_lookup(op);
     return info != NULL && sl__authz_decide(ctx, who, info, channel, NULL, NULL) == SL_OK;
+}
+
+/* ---- (A) the built-in models as regimes of the contract ------------------------------------- */
+
+typedef struct builtin {
+    sl_regime base;
+    sl_ctx *ctx;
+    sl_mode mode;
+} builtin;
+
+/* Step 5 of decide() under b->mode alone: what a channel of that mode would say. */
+static int builtin_allows(const builtin *b, const sl_identity *who, const sl_op_info *info,
+                          const char *resource)
+{
+    if (b->mode == SL_MODE_OPEN || who == NULL || who->source == SL_SOURCE_SYSTEM ||
+        info->role == SL_ROLE_NONE)
+        return 1;
+    if (who->source == SL_SOURCE_NONE)
+        return 0;
+    if (info->resource == SL_RES_CHANNELS)
+        return 1;
+    if (info->self_allowed && resource && strcmp(resource, who->principal) == 0)
+        return 1;
+    const char *channel = info->resource == SL_RES_CHANNEL ? resource : NULL;
+    return effective_role(b->ctx, b->mode, who, channel) >= info->role;
+}
+
+static void builtin_authorise(sl_regime *self, const sl_authz_query *q, sl_authz_done_fn done,
+                              void *ud)
+{
+    const builtin *b = (const builtin *)self;
+    const sl_op_info *info = sl_op_by_name(q->capability);
+    sl_decision one = {SL_VERDICT_ERROR, 0, "out of memory"};
+    sl_decision *d = calloc(q->n ? q->n : 1, sizeof *d);
+    for (size_t i = 0; d && i < q->n; i++) {
+        if (info == NULL) {
+            d[i].verdict = SL_VERDICT_ERROR;
+            snprintf(d[i].reason, sizeof d[i].reason, "unknown capability");
+        } else if (builtin_allows(b, q->who, info, q->resources[i])) {
+            d[i].verdict = SL_VERDICT_ALLOW;
+        } else {
+            d[i].verdict = SL_VERDICT_DENY;
+            snprintf(d[i].reason, sizeof d[i].reason, "insufficient role or scope");
+        }
+    }
+    done(ud, d ? d : &one, d ? q->n : (q->n ? 1 : 0));
+    free(d);
+}
+
+static void builtin_free(sl_regime *self)
+{
+    free(self);
+}
+
+int sl_regime_builtin_new(sl_regime **out, sl_ctx *ctx, sl_mode mode)
+{
+    static const char *const names[] = {
+        [SL_MODE_OPEN] = "open", [SL_MODE_ACL] = "acl", [SL_MODE_TOKEN] = "token"};
+    if (ctx == NULL || (mode != SL_MODE_OPEN && mode != SL_MODE_ACL && mode != SL_MODE_TOKEN))
+        return SL_EINVAL;
+    builtin *b = calloc(1, sizeof *b);
+    if (b == NULL)
+        return SL_ENOMEM;
+    b->base.name = names[mode];
+    b->base.authorise = builtin_authorise;
+    b->base.free = builtin_free;
+    b->ctx = ctx;
+    b->mode = mode;
+    *out = &b->base;
+    return SL_OK;
 }

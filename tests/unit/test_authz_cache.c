@@ -240,6 +240,44 @@ static void test_builtin_regimes_through_the_contract(void **state)
     sl_ctx_free(ctx);
 }
 
+/* A built-in model as the pluggable regime: the ACL's answers through the policy mode. */
+static void test_builtin_regime_objects(void **state)
+{
+    (void)state;
+    sl_ctx *ctx;
+    sl_ctx_options o = {.mode = SL_MODE_POLICY, .clock = pinned};
+    assert_int_equal(sl_ctx_new(&ctx, &o), SL_OK);
+    sl_regime *r = NULL;
+    assert_int_equal(sl_regime_builtin_new(&r, ctx, SL_MODE_POLICY), SL_EINVAL);
+    assert_int_equal(sl_regime_builtin_new(&r, ctx, SL_MODE_ACL), SL_OK);
+    assert_string_equal(r->name, "acl");
+    sl_ctx_set_regime(ctx, r);
+    const char *const pats[] = {"jobs.**"};
+    assert_int_equal(sl_acl_grant(ctx, NULL, "bob", SL_ROLE_WRITE, pats, 1, NULL), SL_OK);
+    sl_identity who;
+    jwt_identity(&who, "bob", "");
+    const char *res[] = {"jobs.a", "other", NULL};
+    sl_authz_query q = {&who, "channel.write", res, 2, NULL};
+    answer a = {0};
+    sl_authorise_many(ctx, &q, got, &a);
+    assert_int_equal(a.calls, 1);
+    assert_int_equal(a.d[0].verdict, SL_VERDICT_ALLOW);
+    assert_int_equal(a.d[1].verdict, SL_VERDICT_DENY);
+    memset(&a, 0, sizeof a);
+    sl_authorise(ctx, &who, "acl.list", NULL, NULL, got, &a); /* global: needs admin on all */
+    assert_int_equal(a.d[0].verdict, SL_VERDICT_DENY);
+    /* Called directly, as a regime of one's own would fall back on it. */
+    sl_regime *open_r;
+    assert_int_equal(sl_regime_builtin_new(&open_r, ctx, SL_MODE_OPEN), SL_OK);
+    memset(&a, 0, sizeof a);
+    open_r->authorise(open_r, &q, got, &a);
+    assert_int_equal(a.n, 2);
+    assert_int_equal(a.d[1].verdict, SL_VERDICT_ALLOW);
+    open_r->free(open_r);
+    sl_identity_clear(&who);
+    sl_ctx_free(ctx);
+}
+
 /* ---- the cache ------------------------------------------------------------------------------- */
 
 static void test_ttl_and_clamp(void **state)
@@ -558,6 +596,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_contract_is_asynchronous_and_answers_once),
         cmocka_unit_test(test_builtin_regimes_through_the_contract),
+        cmocka_unit_test(test_builtin_regime_objects),
         cmocka_unit_test(test_ttl_and_clamp),
         cmocka_unit_test(test_lru_bound),
         cmocka_unit_test(test_invalidation),
