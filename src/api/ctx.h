@@ -140,7 +140,7 @@ sl_mode sl__ctx_channel_mode(const sl_ctx *ctx, const char *id);
 /* 1 when who may perform op on channel; no status, no audit (for filtering listings). */
 int sl__authorized_quiet(sl_ctx *ctx, const sl_identity *who, sl_op op, const char *channel);
 
-/* ---- (A, issue 12) the authorise contract's machinery (security/authz_cache.c) ---------------- */
+/* ---- (A, issue 12) the authorise contract's machinery (security/authz_cache.c) ------------ */
 
 typedef struct sl__authz sl__authz;
 int sl__authz_new(sl__authz **out);

@@ -112,7 +112,7 @@ typedef struct sl__config {
     char *tls_cert, *tls_key, *tls_client_ca;
     int tls_client_principal; /* sl_cert_principal */
     /* (A, issue 12) the authorise contract: regimes, the decision cache, the HTTP policy */
-    char **authz_overrides;          /* authz_override items, "PATTERN=MODE" (one per pattern) */
+    char **authz_overrides; /* authz_override items, "PATTERN=MODE" (one per pattern) */
     size_t nauthz_overrides;
     size_t authz_cache_size;         /* decisions kept (LRU); 0: none (default 10000) */
     double authz_cache_ttl_max;      /* seconds a decision is kept at most (default 60) */

@@ -33,8 +33,8 @@
 
 extern char **environ;
 
-#define WAIT_MS 30000 /* how long an answer that must come may take: generous, not a speed claim   \
-                       */
+/* How long an answer that must come may take: generous, not a speed claim. */
+#define WAIT_MS 30000
 
 static int server_port;
 static pid_t server_pid;
