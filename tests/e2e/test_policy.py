@@ -412,3 +412,25 @@ def test_override_per_pattern(make_server, tmp_path, policy):
     assert frank.put("/channels/news", json=1).status_code == 200
     assert frank.put("/channels/jobs", json=1).status_code == 403
     assert policy.count("frank") == 1 and policy.count("frank", "channel.write", "jobs") == 1
+
+
+@pytest.mark.parametrize("conf, said", [
+    ("authz = policy\n", "the policy regime needs authz_policy_url"),
+    ("authz = acl\nauthz_override = jobs=policy\n", "the policy regime needs authz_policy_url"),
+    ("authz = acl\n[channel jobs]\nsecurity = policy\n", "the policy regime needs authz_policy_url"),
+    ("authz_override = jobs\n", "authz_override must be PATTERN=MODE"),
+    ("authz_override = bad pattern=acl\n", "is not a channel pattern"),
+    ("authz_policy_url = ftp://x/\n", "authz_policy_url must be an http(s) URL"),
+    ("authz = policy\nauthz_policy_url = http://policy.example/v1\n", "plain http only to a loopback"),
+])
+def test_start_up_refusals(tmp_path, conf, said):
+    from conftest import Server
+    p = tmp_path / "bad.conf"
+    p.write_text(conf)
+    s = Server(("--config", str(p)))
+    try:
+        with pytest.raises(RuntimeError) as e:
+            s.start()
+        assert said in str(e.value), str(e.value)
+    finally:
+        s.stop()
