@@ -54,6 +54,8 @@ static void apply_one(sl__shared_state *ss, const char *table, const void *key, 
         return;
     }
     ss->stats.applied++;
+    if (r != SL__APPLY_SAME && strcmp(table, SL__KV_BROKER) == 0)
+        sl__authz_invalidate(ss->ctx, "broker"); /* (A) another node's broker role change */
     if (r != SL__APPLY_SAME && strcmp(table, SL__KV_ACL) == 0) {
         char principal[SL__SECSTORE_KEY_MAX + 1];
         if (sl__secstore_key_str(key, klen, principal) == 0)
@@ -85,9 +87,10 @@ static void on_loaded(void *ud, int rc, const sl__redis_kv_entry *e, size_t n)
     int got;
     if (strcmp(table, SL__KV_ACL) == 0)
         got = sl__acl_apply_all(ss->ctx->acl, v, n, acl_changed, ss, &st);
-    else if (strcmp(table, SL__KV_BROKER) == 0)
+    else if (strcmp(table, SL__KV_BROKER) == 0) {
         got = sl__broker_apply_all(ss->broker, v, n, &st);
-    else
+        sl__authz_invalidate(ss->ctx, "broker"); /* (A) */
+    } else
         got = sl__apikey_apply_all(ss->keys, v, n, &st);
     free(v);
     ss->stats.reloads++;
