@@ -303,15 +303,18 @@ static void unsubscribe_at(sess *s, size_t i, int push_code, const char *reason)
     remove_sub_at(s, i);
 }
 
-/* After the identity or the ACL changed: subscriptions no longer allowed end with push 2000. A
- * subscription the regime was not asked about (made while it was being asked) keeps its own
- * decision, taken when it subscribed. */
+/* After the identity or the ACL changed: subscriptions no longer allowed end with push 2000; those
+ * a policy regime could not decide on (an outage) with 2500, which clients answer by subscribing
+ * again. A subscription the regime was not asked about (made while it was being asked) keeps its
+ * own decision, taken when it subscribed. */
 static void reauthorize_now(sess *s)
 {
     const sl_op_info *read = sl_op_lookup(SL_OP_CHANNEL_READ);
     for (size_t i = s->nsubs; i-- > 0;) {
         int rc = sl__authz_decide(s->srv->ctx, &s->who, read, s->subs[i]->channel, NULL, NULL);
-        if (rc != SL_OK && rc != SL__AUTHZ_ASK)
+        if (rc == SL_EUNAVAIL) /* the regime could not say: fail closed, the client comes back */
+            unsubscribe_at(s, i, SL__CF_UNSUB_INSUFFICIENT_STATE, "authorisation unavailable");
+        else if (rc != SL_OK && rc != SL__AUTHZ_ASK)
             unsubscribe_at(s, i, SL__CF_UNSUB_SERVER, "permission withdrawn");
     }
 }

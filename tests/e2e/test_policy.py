@@ -32,6 +32,7 @@ class Policy:
         self.delay = 0
         self.deny_principals = set()
         self.deny_resources = set()
+        self.fail_principals = set()
         self.questions = []
         self.lock = threading.Lock()
         self.gate = threading.Event()
@@ -56,7 +57,8 @@ class Policy:
                     time.sleep(policy.delay)
                 if mode == "hold":
                     policy.gate.wait(30)
-                if mode == "fail" or (mode == "flap" and flip % 2 == 1):
+                if mode == "fail" or (mode == "flap" and flip % 2 == 1) or \
+                        inp["identity"]["principal"] in policy.fail_principals:
                     return self.answer(500, b'{"error":"policy failure"}')
                 if mode == "badjson":
                     return self.answer(200, b"{not json")
@@ -398,6 +400,33 @@ def test_subscription_ends_when_the_policy_withdraws_it(make_server, tmp_path, p
         assert any(p.get("push", {}).get("channel") == "news" and
                    "unsubscribe" in p["push"] for p in pushed), pushed
         assert policy.count("dave", "channel.read", "news") == 2
+    finally:
+        ws.close()
+
+
+def test_outage_during_a_recheck_asks_the_client_back(make_server, tmp_path, policy):
+    """A session re-checking its subscriptions while the policy fails for it: fail closed, with
+    unsubscribe code 2500 (Centrifugo clients subscribe again), not 2000."""
+    srv = start(make_server, tmp_path, policy)
+    ws = RawWS(srv.host, srv.port)
+    try:
+        assert "connect" in ws.call("connect", {"token": srv.token("hana", role="read")})
+        assert "subscribe" in ws.call("subscribe", {"channel": "news"}, timeout=15)
+        policy.fail_principals.add("hana")
+        ops = client(srv, ADMIN, role="admin")
+        assert ops.put("/acl/ivan", json={"role": "read"}).status_code == 200
+        pushed = []
+        for _ in range(10):
+            pushed += ws.recv_objs(timeout=15)
+            if any("unsubscribe" in p.get("push", {}) for p in pushed):
+                break
+        unsub = [p["push"] for p in pushed if "unsubscribe" in p.get("push", {})]
+        assert unsub and unsub[0]["channel"] == "news", pushed
+        assert unsub[0]["unsubscribe"]["code"] == 2500, unsub
+        # Subscribing again while it fails: an error reply (100), and once it answers: subscribed.
+        assert ws.call("subscribe", {"channel": "news"}, timeout=15)["error"]["code"] == 100
+        policy.fail_principals.clear()
+        assert "subscribe" in ws.call("subscribe", {"channel": "news"}, timeout=15)
     finally:
         ws.close()
 
