@@ -235,7 +235,10 @@ size_t sl_ctx_read_max_bytes(const sl_ctx *ctx);
 
 /* The pipeline's decision for `who` performing `op` on `resource` (channel id, principal or NULL):
  * SL_OK, SL_EUNAUTH (no identity where one is needed) or SL_EFORBIDDEN with the tutorial's message
- * in st. Writes the audit record of a denial. Transports call this through their dispatcher. */
+ * in st. Writes the audit record of a denial. Transports call this through their dispatcher.
+ * Under SL_MODE_POLICY it reads the regime's answer from the decision cache or from the prepare
+ * step that asked it (sluice/authz.h, docs/POLICY.md); SL_EUNAVAIL when the regime failed or was
+ * not asked (fail closed). sl_authorise asks the regime and decides in one. */
 int sl_authorize(sl_ctx *ctx, const sl_identity *who, sl_op op, const char *resource,
                  sl_status *st);
 
