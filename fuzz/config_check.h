@@ -43,6 +43,10 @@ static void config_check_repeatable(const sl__config *c, const char *key, sl__co
         for (size_t i = 0; i < c->nauth_modes; i++)
             if (sl__config_set(fresh, key, c->auth_modes[i], &st) != SL_OK)
                 config_check_fail(key, st.message, c->auth_modes[i], "accepted");
+    } else if (!strcmp(key, "authz_override")) { /* (A) one PATTERN=MODE per pattern */
+        for (size_t i = 0; i < c->nauthz_overrides; i++)
+            if (sl__config_set(fresh, key, c->authz_overrides[i], &st) != SL_OK)
+                config_check_fail(key, st.message, c->authz_overrides[i], "accepted");
     } else if (!strcmp(key, "listen")) {
         for (size_t i = 0; i < c->nlisteners; i++)
             if (sl__config_set(fresh, key, c->listeners[i].text, &st) != SL_OK)

@@ -32,10 +32,10 @@ extern "C" {
     X(EHEADERS, -19, 431, "headers_too_large", "request header fields too large")                  \
     X(EMETHOD, -20, 405, "method_not_allowed", "method not allowed")                               \
     X(ELIMIT, -21, 503, "limit", "resource limit reached")                                         \
-    X(EINTERNAL, -22, 500, "internal", "internal error")                                          \
-    X(ESTORAGE, -23, 507, "insufficient_storage", "the store could not make the change durable")  \
+    X(EINTERNAL, -22, 500, "internal", "internal error")                                           \
+    X(ESTORAGE, -23, 507, "insufficient_storage", "the store could not make the change durable")   \
     X(EFORMAT, -24, 500, "store_format", "the data directory is not in a format this build reads") \
-    /* part C: a workspace's own limit (channels, connections, commands per second) */           \
+    /* part C: a workspace's own limit (channels, connections, commands per second) */             \
     X(EQUOTA, -25, 429, "workspace_limit", "workspace limit reached")
 
 typedef enum {

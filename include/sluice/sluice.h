@@ -42,8 +42,11 @@ typedef enum {
     SL_MODE_OPEN,        /* everyone may do everything */
     SL_MODE_ACL,         /* grants principal -> role (+ channel patterns); tokens can only narrow */
     SL_MODE_TOKEN,       /* the token's role and channel scope decide; local callers are trusted */
+    /* (A, issue 12) the context's pluggable regime decides (sl_ctx_set_regime; sluice/authz.h) */
+    SL_MODE_POLICY,
 } sl_mode;
-sl_mode sl_mode_parse(const char *s); /* "open" | "acl" | "token" | "inherit"; -1 when unknown */
+/* "open" | "acl" | "token" | "policy" | "inherit"; -1 when unknown */
+sl_mode sl_mode_parse(const char *s);
 const char *sl_mode_name(sl_mode m);
 
 typedef enum {
@@ -135,6 +138,8 @@ typedef enum {
     SL_OP_POLICY_INVOKE_LIST,
     SL_OP_POLICY_INVOKE_SET,    /* resource: the principal pattern */
     SL_OP_POLICY_INVOKE_DELETE, /* resource: the principal pattern */
+    /* (A, issue 12) */
+    SL_OP_AUTHZ_INVALIDATE, /* drop every cached authorisation decision */
     SL_OP__COUNT
 } sl_op;
 
@@ -237,7 +242,10 @@ size_t sl_ctx_read_max_bytes(const sl_ctx *ctx);
 
 /* The pipeline's decision for `who` performing `op` on `resource` (channel id, principal or NULL):
  * SL_OK, SL_EUNAUTH (no identity where one is needed) or SL_EFORBIDDEN with the tutorial's message
- * in st. Writes the audit record of a denial. Transports call this through their dispatcher. */
+ * in st. Writes the audit record of a denial. Transports call this through their dispatcher.
+ * Under SL_MODE_POLICY it reads the regime's answer from the decision cache or from the prepare
+ * step that asked it (sluice/authz.h, docs/POLICY.md); SL_EUNAVAIL when the regime failed or was
+ * not asked (fail closed). sl_authorise asks the regime and decides in one. */
 int sl_authorize(sl_ctx *ctx, const sl_identity *who, sl_op op, const char *resource,
                  sl_status *st);
 

@@ -216,7 +216,7 @@ static int check_opts(const char *id, const sl_channel_opts *o, sl_status *st)
         return sl_status_set(st, SL_EINVAL, "kind must be queue or topic");
     if (o->visibility != SL_VIS_PRIVATE && o->visibility != SL_VIS_PUBLIC)
         return sl_status_set(st, SL_EINVAL, "visibility must be public or private");
-    if ((int)o->mode < SL_MODE_INHERIT || o->mode > SL_MODE_TOKEN)
+    if ((int)o->mode < SL_MODE_INHERIT || o->mode > SL_MODE_POLICY)
         return sl_status_set(st, SL_EINVAL, "security must be inherit, open, acl or token");
     if (!(o->claim_timeout >= 0 && o->claim_timeout <= 31536000.0))
         return sl_status_set(st, SL_EINVAL, "claim_timeout must be between 0 and 31536000");
@@ -347,6 +347,59 @@ static void register_dead_letter(sl_ctx *ctx, sl__eop *e)
     register_channel(ctx, info);
 }
 
+/* A listing keeps the channels who may read (one authorise_many of the regime for those whose
+ * mode asks it: list_ask_first). */
+static void filter_list(sl__chop *op, sl__eop *e, int rc)
+{
+    size_t kept = 0;
+    for (size_t i = 0; rc == SL_OK && i < e->ninfos; i++) {
+        int visible = e->infos[i].visibility == SL_VIS_PUBLIC || in_process(op->who);
+        /* Only the caller's own workspace, whatever its role (part C). */
+        if (visible && sl__ws_owns(workspace_of(op->who), e->infos[i].id) &&
+            sl__authorized_quiet(op->ctx, op->who, SL_OP_CHANNEL_READ, e->infos[i].id)) {
+            strip_info(&e->infos[i]);
+            if (kept != i)
+                e->infos[kept] = e->infos[i];
+            kept++;
+        } else {
+            sl_channel_info_clear(&e->infos[i]);
+        }
+    }
+    op->infos = e->infos;
+    op->ninfos = rc == SL_OK ? kept : 0;
+    if (rc != SL_OK)
+        sl_channel_infos_free(e->infos, e->ninfos);
+    e->infos = NULL;
+    e->ninfos = 0;
+}
+
+static void list_asked(void *ud)
+{
+    sl__chop *op = ud;
+    filter_list(op, &op->eop, SL_OK);
+    op->count = op->eop.count;
+    sl__eop_clear(&op->eop);
+    finish(op, SL_OK);
+}
+
+/* (A) 1 when the pluggable regime was asked about the listed channels (list_asked goes on). A
+ * listing whose question cannot be built is filtered as it is: what was not asked is denied. */
+static int list_ask_first(sl__chop *op)
+{
+    sl__eop *e = &op->eop;
+    const char **ids = e->ninfos ? malloc(e->ninfos * sizeof *ids) : NULL;
+    size_t n = 0;
+    for (size_t i = 0; ids && i < e->ninfos; i++)
+        if ((e->infos[i].visibility == SL_VIS_PUBLIC || in_process(op->who)) &&
+            sl__ws_owns(workspace_of(op->who), e->infos[i].id))
+            ids[n++] = e->infos[i].id;
+    int ask = n && sl__authz_needs(op->ctx, op->who, SL_OP_CHANNEL_READ, ids, n);
+    if (ask)
+        sl__authz_prepare(op->ctx, op->who, SL_OP_CHANNEL_READ, ids, n, list_asked, op);
+    free(ids);
+    return ask;
+}
+
 /* The engine answered: the outcome is durable. Events and audit records of a success go out now,
  * so that nobody hears of a change a crash could take back. */
 /* The channel's settings as the request found them, if the channel is still that channel: the
@@ -384,29 +437,11 @@ static void engine_done(sl__eop *e)
         memset(&e->info, 0, sizeof e->info);
         strip_info(&op->info);
         break;
-    case SL_OP_CHANNEL_LIST: {
-        size_t kept = 0;
-        for (size_t i = 0; rc == SL_OK && i < e->ninfos; i++) {
-            int visible = e->infos[i].visibility == SL_VIS_PUBLIC || in_process(op->who);
-            /* Only the caller's own workspace, whatever its role (part C). */
-            if (visible && sl__ws_owns(workspace_of(op->who), e->infos[i].id) &&
-                sl__authorized_quiet(ctx, op->who, SL_OP_CHANNEL_READ, e->infos[i].id)) {
-                strip_info(&e->infos[i]);
-                if (kept != i)
-                    e->infos[kept] = e->infos[i];
-                kept++;
-            } else {
-                sl_channel_info_clear(&e->infos[i]);
-            }
-        }
-        op->infos = e->infos;
-        op->ninfos = rc == SL_OK ? kept : 0;
-        if (rc != SL_OK)
-            sl_channel_infos_free(e->infos, e->ninfos);
-        e->infos = NULL;
-        e->ninfos = 0;
+    case SL_OP_CHANNEL_LIST:
+        if (rc == SL_OK && list_ask_first(op))
+            return; /* list_asked finishes */
+        filter_list(op, e, rc);
         break;
-    }
     case SL_OP_CHANNEL_WRITE:
         for (size_t i = 0; rc == SL_OK && i < op->nwrites; i++) {
             op->duplicates += op->dups[i];
@@ -733,12 +768,29 @@ static void register_found(sl_ctx *ctx, sl__eop *e)
     sl__eop_clear(e);
 }
 
+static void run_prepared(void *ud)
+{
+    run(ud);
+}
+
+/* (A) The regime of a policy channel is asked before the synchronous steps (start) decide. */
+static void authorise_then_run(sl__chop *op)
+{
+    const char *id = op->channel;
+    if (op->op == SL_OP_CHANNEL_LIST || op->release || id == NULL ||
+        !sl_channel_id_valid(id, strlen(id))) {
+        run(op);
+        return;
+    }
+    sl__authz_prepare(op->ctx, op->who, op->op, &op->channel, 1, run_prepared, op);
+}
+
 static void looked_up(sl__eop *e)
 {
     sl__chop *op = e->ud;
     register_found(op->ctx, e);
     memset(e, 0, sizeof *e);
-    run(op);
+    authorise_then_run(op);
 }
 
 typedef struct lookup {
@@ -803,7 +855,7 @@ void sl__channel_submit(sl_ctx *ctx, sl__chop *op)
         ctx->engine->ops->submit(ctx->engine, &op->eop);
         return;
     }
-    run(op);
+    authorise_then_run(op);
 }
 
 static void run(sl__chop *op)
@@ -860,6 +912,7 @@ static int run_sync(sl_ctx *ctx, sl__chop *op, sl_status *st)
     op->done = sync_done;
     op->ud = &finished;
     sl__channel_submit(ctx, op);
+    sl__authz_wait(ctx, &finished); /* (A) a policy regime answering on its own loop */
     sl__engine_wait(ctx->engine, &finished);
     if (!finished)
         sl_status_set(&op->st, op->rc = SL_EINTERNAL, "the engine did not answer");
@@ -1130,7 +1183,7 @@ int sl_acl_grant_deny(sl_ctx *ctx, const sl_identity *who, const char *principal
 {
     if (principal == NULL || !sl_principal_valid(principal, strlen(principal)))
         return sl_status_set(st, SL_EINVAL, "invalid principal");
-    int rc = sl_authorize(ctx, who, SL_OP_ACL_GRANT, principal, st);
+    int rc = sl__authorize_sync(ctx, who, SL_OP_ACL_GRANT, principal, st);
     if (rc != SL_OK)
         return rc;
     if (role == SL_ROLE_NONE)
@@ -1172,7 +1225,7 @@ int sl_acl_revoke(sl_ctx *ctx, const sl_identity *who, const char *principal, sl
 {
     if (principal == NULL || !sl_principal_valid(principal, strlen(principal)))
         return sl_status_set(st, SL_EINVAL, "invalid principal");
-    int rc = sl_authorize(ctx, who, SL_OP_ACL_REVOKE, principal, st);
+    int rc = sl__authorize_sync(ctx, who, SL_OP_ACL_REVOKE, principal, st);
     if (rc != SL_OK)
         return rc;
     char qp[SL__QPRINCIPAL_SIZE];
@@ -1193,7 +1246,7 @@ int sl_acl_list(sl_ctx *ctx, const sl_identity *who, sl_acl_entry **out, size_t 
 {
     *out = NULL;
     *n = 0;
-    int rc = sl_authorize(ctx, who, SL_OP_ACL_LIST, NULL, st);
+    int rc = sl__authorize_sync(ctx, who, SL_OP_ACL_LIST, NULL, st);
     if (rc != SL_OK)
         return rc;
     rc = sl__acl_list(ctx->acl, out, n);

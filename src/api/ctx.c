@@ -60,6 +60,8 @@ int sl_ctx_open(sl_ctx **out, const sl_ctx_options *opts, sl_status *st)
         rc = sl__acl_new(&ctx->acl);
     if (rc == SL_OK) /* (B) */
         rc = sl__invoke_new(&ctx->invoke);
+    if (rc == SL_OK)
+        rc = sl__authz_new(&ctx->authz);
     if (rc != SL_OK)
         sl_status_set(st, rc, NULL);
     if (rc == SL_OK && opts && opts->data_dir)
@@ -76,6 +78,8 @@ void sl_ctx_free(sl_ctx *ctx)
 {
     if (ctx == NULL)
         return;
+    sl__authz_free(ctx->authz); /* its regime answers what is under way while all else is here */
+    ctx->authz = NULL;
     if (ctx->engine)
         ctx->engine->ops->free(ctx->engine);
     if (ctx->kv) /* after the engine, which writes through it */
@@ -133,12 +137,6 @@ void sl_ctx_set_audit(sl_ctx *ctx, sl_audit_fn fn, void *ud)
     ctx->audit_ud = ud;
 }
 
-sl_mode sl__ctx_channel_mode(const sl_ctx *ctx, const char *id)
-{
-    const sl_channel_info *ch = id ? sl__map_get(ctx->channels, id) : NULL;
-    return ch && ch->mode != SL_MODE_INHERIT ? ch->mode : ctx->mode;
-}
-
 int sl__audit_json(sl_ctx *ctx, sl_status *st, json_t *record)
 {
     if (ctx->audit == NULL) {
@@ -192,6 +190,10 @@ void sl_ctx_set_listener(sl_ctx *ctx, sl_event_fn fn, void *ud)
 
 void sl__ctx_emit(sl_ctx *ctx, const sl_event *ev)
 {
+    /* (A) Any grant changed, here or on another node (shared_state emits theirs): no cached
+     * decision may outlive it. */
+    if (ev->kind == SL_EVENT_ACL_CHANGED)
+        sl__authz_invalidate(ctx, "acl");
     if (ctx->listener)
         ctx->listener(ctx->listener_ud, ev);
 }

@@ -31,6 +31,8 @@ struct sl_ctx {
     struct sl__workspaces *workspaces;
     /* (B) the invoke policy (owned; security/invoke.h) */
     struct sl__invoke *invoke;
+    /* (A, issue 12) the decision cache, the pluggable regime, per-pattern overrides; owned */
+    struct sl__authz *authz;
 };
 
 /* Replaces the context's engine (owned from now on; the old one is freed) and loads the channel
@@ -139,11 +141,62 @@ int sl__audit(sl_ctx *ctx, sl_status *st, const char *event, ...);
 struct json_t;
 int sl__audit_json(sl_ctx *ctx, sl_status *st, struct json_t *record);
 
-/* The mode that governs channel `id`: its override, else the server-wide mode. */
-sl_mode sl__ctx_channel_mode(const sl_ctx *ctx, const char *id);
-
 /* 1 when who may perform op on channel; no status, no audit (for filtering listings). */
 int sl__authorized_quiet(sl_ctx *ctx, const sl_identity *who, sl_op op, const char *channel);
+
+/* ---- (A, issue 12) the authorise contract's machinery (security/authz_cache.c) ------------ */
+
+typedef struct sl__authz sl__authz;
+int sl__authz_new(sl__authz **out);
+void sl__authz_free(sl__authz *a);
+
+/* Drops every cached decision: call it whenever a rule a decision may depend on changes (ACL
+ * grants, broker roles, workspaces, deny rules, the invoke policy, the HTTP policy). why: a short
+ * text for the log ("acl", "broker", "admin"). NULL ctx: nothing. */
+void sl__authz_invalidate(sl_ctx *ctx, const char *why);
+
+/* The mode that governs a channel (id NULL: a global operation): the channel's own mode (id: the
+ * registry's id, qualified with its workspace), else the longest authz_override pattern matching
+ * name (the caller's name for it: overrides apply in every workspace alike), else the
+ * server-wide mode. */
+sl_mode sl__authz_mode(const sl_ctx *ctx, const char *id, const char *name);
+
+/* decide() of api/authorize.c: SL_OK, SL_EUNAUTH, SL_EFORBIDDEN, SL_EUNAVAIL (the regime answered
+ * with an error), or SL__AUTHZ_ASK when the pluggable regime must be asked first (nothing cached
+ * or handed over: see sl__authz_prepare). *why (may be NULL) gets the regime's reason, borrowed
+ * until the next decision. parameters: JSON text or NULL. */
+#define SL__AUTHZ_ASK 1
+struct sl_decision;
+int sl__authz_decide(sl_ctx *ctx, const sl_identity *who, const sl_op_info *info,
+                     const char *resource, const char *parameters, const char **why);
+/* The cached or handed-over answer to the question, or NULL. */
+const struct sl_decision *sl__authz_known(sl_ctx *ctx, const sl_identity *who,
+                                          const char *capability, const char *resource,
+                                          const char *parameters);
+
+/* The asynchronous prepare step before synchronous decisions: 1 when deciding op for who on any
+ * of res[0..n) needs the pluggable regime asked first. */
+int sl__authz_needs(sl_ctx *ctx, const sl_identity *who, sl_op op, const char *const *res,
+                    size_t n);
+/* Asks the regime what is missing for those decisions (once per question), caches what may be
+ * cached and calls fn(ud) exactly once, at once when nothing is missing, else later from the
+ * loop. During fn every decision (sl_authorize, sl__authorized_quiet, sl__channel_enter) sees the
+ * answers, cached or not; after fn returns only the cache remains. who and res are borrowed for
+ * this call only. An answer that is an error makes those decisions SL_EUNAVAIL. */
+typedef void (*sl__authz_ready_fn)(void *ud);
+void sl__authz_prepare(sl_ctx *ctx, const sl_identity *who, sl_op op, const char *const *res,
+                       size_t n, sl__authz_ready_fn fn, void *ud);
+/* sl_authorize for callers without a running loop (the synchronous C API): prepares, turning the
+ * engine's loop until the regime answered, then decides. Never from a loop callback: there the
+ * caller prepares first, and this then decides at once. */
+int sl__authorize_sync(sl_ctx *ctx, const sl_identity *who, sl_op op, const char *resource,
+                       sl_status *st);
+/* Turns the regime's loop (sl_ctx_set_authz_loop) while a question is outstanding and *done is
+ * not set: for the synchronous C API, before it waits for the engine. */
+void sl__authz_wait(sl_ctx *ctx, const int *done);
+/* Cache counters (tests, bench). */
+void sl__authz_stats(const sl_ctx *ctx, size_t *entries, unsigned long *hits,
+                     unsigned long *misses);
 
 /* Frees a heap sl_channel_info (registry values). */
 void sl__channel_info_free(void *info);

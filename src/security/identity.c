@@ -44,6 +44,8 @@ sl_mode sl_mode_parse(const char *s)
         return SL_MODE_TOKEN;
     if (strcmp(s, "inherit") == 0)
         return SL_MODE_INHERIT;
+    if (strcmp(s, "policy") == 0)
+        return SL_MODE_POLICY;
     return (sl_mode)-1;
 }
 
@@ -56,6 +58,8 @@ const char *sl_mode_name(sl_mode m)
         return "acl";
     case SL_MODE_TOKEN:
         return "token";
+    case SL_MODE_POLICY:
+        return "policy";
     default:
         return "inherit";
     }

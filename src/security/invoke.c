@@ -594,9 +594,3 @@ int sl__rules_user_limited(sl_ctx *ctx, const sl_identity *who, const sl_op_info
         return SL_OK;
     return SL__RULES_NEXT;
 }
-
-void sl__authz_invalidate_stub(sl_ctx *ctx, const char *why)
-{
-    (void)ctx;
-    (void)why;
-}

@@ -64,7 +64,4 @@ int sl__rules_decide(sl_ctx *ctx, const sl_identity *who, const sl_op_info *info
 int sl__rules_user_limited(sl_ctx *ctx, const sl_identity *who, const sl_op_info *info,
                            const char *resource);
 
-/* Until part (A)'s sl__authz_invalidate is merged: drops cached decisions (a no-op here). */
-void sl__authz_invalidate_stub(sl_ctx *ctx, const char *why);
-
 #endif

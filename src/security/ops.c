@@ -68,6 +68,9 @@ static const sl_op_info registry[SL_OP__COUNT] = {
                                  SL_RES_PRINCIPAL, "manage the invoke policy", 1},
     [SL_OP_POLICY_INVOKE_DELETE] = {SL_OP_POLICY_INVOKE_DELETE, "policy.invoke.delete",
                                     SL_ROLE_ADMIN, SL_RES_PRINCIPAL, "manage the invoke policy", 1},
+    /* (A, issue 12) Drops every cached authorisation decision (the HTTP policy changed). */
+    [SL_OP_AUTHZ_INVALIDATE] = {SL_OP_AUTHZ_INVALIDATE, "authz.invalidate", SL_ROLE_ADMIN,
+                                SL_RES_NONE, "invalidate authorisation decisions", 1},
 };
 
 const sl_op_info *sl_op_lookup(sl_op op)

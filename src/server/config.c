@@ -45,6 +45,12 @@ void sl__config_init(sl__config *c)
     c->durability_batch_ms = 1000;
     c->signature_max_skew = 300;
     c->signature_max_nonces = 100000;
+    /* (A, issue 12) */
+    c->authz_cache_size = 10000;
+    c->authz_cache_ttl_max = 60;
+    c->authz_policy_timeout = 2;
+    c->authz_policy_concurrency = 16;
+    c->authz_policy_queue = 1024;
 }
 
 static void free_strv(char **v, size_t n)
@@ -94,6 +100,8 @@ void sl__config_free(sl__config *c)
     free_strv(c->workspace_limits, c->nworkspace_limits); /* part C */
     free_strv(c->workspace_operators, c->nworkspace_operators);
     free(c->upstream_workspace_claim);
+    free_strv(c->authz_overrides, c->nauthz_overrides); /* (A) */
+    free(c->authz_policy_url);
     wipe_free(c->jwt_env_secret);
     for (size_t i = 0; i < c->nlisteners; i++)
         free(c->listeners[i].text);
@@ -354,6 +362,14 @@ enum key_id {
     K_WORKSPACE_LIMITS,
     K_WORKSPACE_OPERATORS,
     K_UPSTREAM_WORKSPACE_CLAIM,
+    /* (A, issue 12) the authorise contract (docs/POLICY.md) */
+    K_AUTHZ_OVERRIDE,
+    K_AUTHZ_CACHE_SIZE,
+    K_AUTHZ_CACHE_TTL_MAX,
+    K_AUTHZ_POLICY_URL,
+    K_AUTHZ_POLICY_TIMEOUT,
+    K_AUTHZ_POLICY_CONCURRENCY,
+    K_AUTHZ_POLICY_QUEUE,
     K_COUNT
 };
 
@@ -451,6 +467,18 @@ static const sl__config_key key_table[K_COUNT] = {
     [K_WORKSPACE_OPERATORS] =
         {"workspace_operators", "workspace-operators", 0, 1, {"ops", "root-1"}},
     [K_UPSTREAM_WORKSPACE_CLAIM] = {"upstream_workspace_claim", NULL, 0, 0, {"tenant", "org_id"}},
+    /* (A, issue 12) the authorise contract */
+    [K_AUTHZ_OVERRIDE] = {"authz_override", "authz-override", 0, 1, {"jobs.*=policy", "**=acl"}},
+    [K_AUTHZ_CACHE_SIZE] = {"authz_cache_size", NULL, 0, 0, {"0", "100000"}},
+    [K_AUTHZ_CACHE_TTL_MAX] = {"authz_cache_ttl_max", NULL, 0, 0, {"0", "3600"}},
+    [K_AUTHZ_POLICY_URL] = {"authz_policy_url",
+                            "authz-policy-url",
+                            0,
+                            0,
+                            {"https://opa.example/v1/data/sluice", "http://127.0.0.1:8181/v1/d"}},
+    [K_AUTHZ_POLICY_TIMEOUT] = {"authz_policy_timeout", NULL, 0, 0, {"0.5", "30"}},
+    [K_AUTHZ_POLICY_CONCURRENCY] = {"authz_policy_concurrency", NULL, 0, 0, {"1", "1024"}},
+    [K_AUTHZ_POLICY_QUEUE] = {"authz_policy_queue", NULL, 0, 0, {"1", "100000"}},
 };
 
 const sl__config_key *sl__config_keys(size_t *n)
@@ -630,6 +658,36 @@ static int set_auth_mode(sl__config *c, const char *v, sl_status *st)
     return SL_OK;
 }
 
+/* (A) authz_override = PATTERN=MODE: channels matching PATTERN are decided under MODE, below a
+ * channel's own security setting (a second setting of a pattern replaces it). */
+static int set_authz_override(sl__config *c, const char *v, sl_status *st)
+{
+    const char *eq = strrchr(v, '=');
+    size_t plen = eq ? (size_t)(eq - v) : 0;
+    int m = eq ? (int)sl_mode_parse(eq + 1) : -1;
+    char pat[SL_CHANNEL_ID_MAX + 1];
+    if (eq == NULL || plen == 0 || plen >= sizeof pat || m <= (int)SL_MODE_INHERIT)
+        return sl_status_set(st, SL_ECONFIG,
+                             "authz_override must be PATTERN=MODE, MODE open, acl, token or "
+                             "policy");
+    memcpy(pat, v, plen);
+    pat[plen] = '\0';
+    if (!sl_pattern_valid(pat, plen))
+        return sl_status_set(st, SL_ECONFIG, "authz_override: '%s' is not a channel pattern", pat);
+    for (size_t i = 0; i < c->nauthz_overrides; i++)
+        if (!strncmp(c->authz_overrides[i], v, plen + 1)) {
+            char *d = strdup(v);
+            if (d == NULL)
+                return sl_status_set(st, SL_ENOMEM, NULL);
+            free(c->authz_overrides[i]);
+            c->authz_overrides[i] = d;
+            return SL_OK;
+        }
+    if (push_str(&c->authz_overrides, &c->nauthz_overrides, v) != SL_OK)
+        return sl_status_set(st, SL_ENOMEM, NULL);
+    return SL_OK;
+}
+
 /* Each case validates first and then changes its own fields only. */
 int sl__config_set(sl__config *c, const char *key, const char *v, sl_status *st)
 {
@@ -657,8 +715,8 @@ int sl__config_set(sl__config *c, const char *key, const char *v, sl_status *st)
     }
     case K_AUTHZ: {
         sl_mode m = sl_mode_parse(v);
-        if (m != SL_MODE_TOKEN && m != SL_MODE_ACL && m != SL_MODE_OPEN)
-            return sl_status_set(st, SL_ECONFIG, "authz must be token, acl or open");
+        if (m != SL_MODE_TOKEN && m != SL_MODE_ACL && m != SL_MODE_OPEN && m != SL_MODE_POLICY)
+            return sl_status_set(st, SL_ECONFIG, "authz must be token, acl, open or policy");
         c->authz = m;
         return SL_OK;
     }
@@ -952,6 +1010,35 @@ int sl__config_set(sl__config *c, const char *key, const char *v, sl_status *st)
         if (*v == '\0' || strlen(v) > 128)
             return sl_status_set(st, SL_ECONFIG, "upstream_workspace_claim must be 1..128 bytes");
         return set_str(&c->upstream_workspace_claim, v, st);
+    /* (A, issue 12) */
+    case K_AUTHZ_OVERRIDE:
+        return set_authz_override(c, v, st);
+    case K_AUTHZ_CACHE_SIZE:
+        if (parse_uint(v, 100000000, &u) < 0)
+            return sl_status_set(st, SL_ECONFIG, "authz_cache_size must be 0..100000000");
+        c->authz_cache_size = (size_t)u;
+        return SL_OK;
+    case K_AUTHZ_CACHE_TTL_MAX:
+        if (parse_seconds(v, &d) < 0 || d > 86400)
+            return sl_status_set(st, SL_ECONFIG, "authz_cache_ttl_max must be 0..86400 seconds");
+        c->authz_cache_ttl_max = d;
+        return SL_OK;
+    case K_AUTHZ_POLICY_URL:
+        if (strncmp(v, "http://", 7) && strncmp(v, "https://", 8))
+            return sl_status_set(st, SL_ECONFIG, "authz_policy_url must be an http(s) URL");
+        return set_str(&c->authz_policy_url, v, st);
+    case K_AUTHZ_POLICY_TIMEOUT:
+        if (parse_seconds(v, &d) < 0 || d < 0.001 || d > 300)
+            return sl_status_set(st, SL_ECONFIG, "authz_policy_timeout must be 0.001..300 seconds");
+        c->authz_policy_timeout = d;
+        return SL_OK;
+    case K_AUTHZ_POLICY_CONCURRENCY:
+    case K_AUTHZ_POLICY_QUEUE:
+        if (parse_uint(v, 1000000, &u) < 0 || u < 1)
+            return sl_status_set(st, SL_ECONFIG, "%s must be 1..1000000", key);
+        *(id == K_AUTHZ_POLICY_QUEUE ? &c->authz_policy_queue : &c->authz_policy_concurrency) =
+            (size_t)u;
+        return SL_OK;
     default:
         if (id >= K_WS_FIRST)
             return set_ws(&c->ws, key, v, st);
@@ -1179,6 +1266,28 @@ char *sl__config_format(const sl__config *c, const char *key)
     case K_UPSTREAM_WORKSPACE_CLAIM:
         s = c->upstream_workspace_claim;
         break;
+    /* (A, issue 12) */
+    case K_AUTHZ_OVERRIDE:
+        put_strv(f, c->authz_overrides, c->nauthz_overrides);
+        break;
+    case K_AUTHZ_CACHE_SIZE:
+        fprintf(f, "%zu", c->authz_cache_size);
+        break;
+    case K_AUTHZ_CACHE_TTL_MAX:
+        fprintf(f, "%.17g", c->authz_cache_ttl_max);
+        break;
+    case K_AUTHZ_POLICY_URL:
+        s = c->authz_policy_url;
+        break;
+    case K_AUTHZ_POLICY_TIMEOUT:
+        fprintf(f, "%.17g", c->authz_policy_timeout);
+        break;
+    case K_AUTHZ_POLICY_CONCURRENCY:
+        fprintf(f, "%zu", c->authz_policy_concurrency);
+        break;
+    case K_AUTHZ_POLICY_QUEUE:
+        fprintf(f, "%zu", c->authz_policy_queue);
+        break;
     default:
         for (size_t i = 0; i < sizeof ws_counts / sizeof ws_counts[0]; i++) {
             const char *field = (const char *)&c->ws + ws_counts[i].off;
@@ -1217,7 +1326,8 @@ static int set_channel(sl__cfg_channel *ch, const char *key, const char *v, sl_s
     } else if (!strcmp(key, "security")) {
         int m = (int)sl_mode_parse(v);
         if (m < 0)
-            return sl_status_set(st, SL_ECONFIG, "security must be inherit, open, acl or token");
+            return sl_status_set(st, SL_ECONFIG,
+                                 "security must be inherit, open, acl, token or policy");
         o->mode = (sl_mode)m;
     } else if (!strcmp(key, "name")) {
         free(ch->name);

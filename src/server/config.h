@@ -125,6 +125,15 @@ typedef struct sl__config {
     size_t nlisteners;
     char *tls_cert, *tls_key, *tls_client_ca;
     int tls_client_principal; /* sl_cert_principal */
+    /* (A, issue 12) the authorise contract: regimes, the decision cache, the HTTP policy */
+    char **authz_overrides; /* authz_override items, "PATTERN=MODE" (one per pattern) */
+    size_t nauthz_overrides;
+    size_t authz_cache_size;         /* decisions kept (LRU); 0: none (default 10000) */
+    double authz_cache_ttl_max;      /* seconds a decision is kept at most (default 60) */
+    char *authz_policy_url;          /* the HTTP policy regime's URL; NULL: none */
+    double authz_policy_timeout;     /* seconds per question (default 2) */
+    size_t authz_policy_concurrency; /* questions under way at once (default 16) */
+    size_t authz_policy_queue;       /* questions waiting beyond that (default 1024) */
     /* from the environment (sl__config_load) */
     char
         *jwt_env_secret; /* SLUICE_JWT_SECRET; used when no jwt_secret_file is set; wiped on free */

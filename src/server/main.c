@@ -11,6 +11,7 @@
 #include <sluice/revocation.h>
 #include <sluice/upstream.h>
 #include <sluice/jwt.h>
+#include <sluice/authz.h>
 #include <sluice/sluice.h>
 
 #include "net/http.h"
@@ -100,7 +101,10 @@ static void usage(FILE *f)
         "  --config FILE             config file (docs/CONFIG.md)\n"
         "  --jwt-secret-file FILE    HS256 secret (else env SLUICE_JWT_SECRET); turns JWT auth on\n"
         "  --jwt-key KID:FILE        an additional HS256 key selected by the token's kid\n"
-        "  --authz token|acl         who decides: the token's claims (default) or the ACL\n"
+        "  --authz token|acl|open|policy  who decides: the token's claims (default), the ACL,\n"
+        "                            nobody, or the HTTP policy regime (docs/POLICY.md)\n"
+        "  --authz-override PATTERN=MODE  the mode of channels matching PATTERN (repeatable)\n"
+        "  --authz-policy-url URL    the HTTP policy regime's URL (OPA data API shape)\n"
         "  --admin PRINCIPAL         bootstrap administrator under --authz acl (repeatable)\n"
         "  --audit-log FILE          append audit records (JSON lines)\n"
         "  --engine E                lmdb (default), memory, or "
@@ -380,6 +384,8 @@ static void on_signal(uv_signal_t *h, int signum)
     s->introspect = NULL;
     sl_jwks_free(s->jwks); /* tokens waiting for keys: 503 */
     s->jwks = NULL;
+    if (s->ctx) /* (A) questions under way: errors (503); its curl handles close */
+        sl_ctx_set_regime(s->ctx, NULL);
     uv_close((uv_handle_t *)&s->sigint, NULL);
     uv_close((uv_handle_t *)&s->sigterm, NULL);
     uv_close((uv_handle_t *)&s->sighup, NULL);
@@ -788,6 +794,44 @@ static int setup_workspaces(server *s, const sl__config *cfg, sl_status *st)
     return rc;
 }
 
+/* (A, issue 12) The decision cache's bounds, the per-pattern overrides and the HTTP policy
+ * regime (docs/POLICY.md). A policy mode without a regime would deny everything: refused. */
+static int setup_authz(server *s, const sl__config *cfg, sl_status *st)
+{
+    sl_ctx_set_authz_cache(s->ctx, cfg->authz_cache_size, cfg->authz_cache_ttl_max);
+    int policy = sl_ctx_mode(s->ctx) == SL_MODE_POLICY;
+    for (size_t i = 0; i < cfg->nauthz_overrides; i++) {
+        const char *item = cfg->authz_overrides[i], *eq = strrchr(item, '=');
+        char *pattern = strndup(item, (size_t)(eq - item));
+        sl_mode m = sl_mode_parse(eq + 1);
+        int rc = pattern ? sl_ctx_authz_override(s->ctx, pattern, m) : SL_ENOMEM;
+        free(pattern);
+        if (rc != SL_OK)
+            return sl_status_set(st, rc, "authz_override %s", item);
+        policy |= m == SL_MODE_POLICY;
+    }
+    for (size_t i = 0; i < cfg->nchannels; i++)
+        policy |= cfg->channels[i].opts.mode == SL_MODE_POLICY;
+    if (cfg->authz_policy_url == NULL)
+        return policy ? sl_status_set(st, SL_ECONFIG, "the policy regime needs authz_policy_url")
+                      : SL_OK;
+    sl_regime_http_opts o = {.url = cfg->authz_policy_url,
+                             .timeout = cfg->authz_policy_timeout,
+                             .concurrency = cfg->authz_policy_concurrency,
+                             .queue_max = cfg->authz_policy_queue,
+                             .allow_http = cfg->insecure,
+                             .loop = s->loop};
+    sl_regime *r;
+    int rc = sl_regime_http_new(&r, &o, st);
+    if (rc != SL_OK) {
+        char msg[sizeof st->message];
+        snprintf(msg, sizeof msg, "%s", st->message);
+        return sl_status_set(st, rc == SL_EINVAL ? SL_ECONFIG : rc, "%s", msg);
+    }
+    sl_ctx_set_regime(s->ctx, r);
+    return SL_OK;
+}
+
 static int setup(server *s, const sl__config *cfg, sl_status *st)
 {
     int rc = SL_OK;
@@ -820,6 +864,8 @@ static int setup(server *s, const sl__config *cfg, sl_status *st)
         return sl_status_set(st, rc, NULL);
     sl_ctx_set_read_max_bytes(s->ctx, cfg->read_max_bytes);
     if ((rc = setup_workspaces(s, cfg, st)) != SL_OK)
+        return rc;
+    if ((rc = setup_authz(s, cfg, st)) != SL_OK) /* (A) */
         return rc;
     if (s->audit)
         sl_ctx_set_audit(s->ctx, audit_sink, s);
@@ -1034,6 +1080,8 @@ int main(int argc, char **argv)
                    */
         s.nonces->free(s.nonces);
     sl__wss_server_free(s.wss);
+    if (s.ctx) /* (A) the policy regime's handles close in the run below */
+        sl_ctx_set_regime(s.ctx, NULL);
     if (s.loop)
         uv_run(s.loop, UV_RUN_NOWAIT);
     for (size_t i = 0; i < s.nhttp; i++) {

@@ -1375,6 +1375,8 @@ static int h_broker_put(sl__router *r, const sl_identity *who, req_t *req, const
     if (rc == SL_OK && (rc = sl_broker_assign(r->broker, key, roles, n)) != SL_OK)
         sl_status_set(st, rc, NULL);
     if (rc == SL_OK)
+        sl__authz_invalidate(r->ctx, "broker"); /* (A) */
+    if (rc == SL_OK)
         roles_response(r, key, resp);
     free(roles);
     json_decref(body);
@@ -1396,8 +1398,10 @@ static int h_broker_delete(sl__router *r, const sl_identity *who, req_t *req, co
                    "roles", "[]", "workspace", who->workspace[0] ? who->workspace : NULL, NULL);
     if (rc == SL_OK)
         rc = sl_broker_assign(r->broker, key, NULL, 0);
-    if (rc == SL_OK)
+    if (rc == SL_OK) {
+        sl__authz_invalidate(r->ctx, "broker"); /* (A) */
         ok_status(resp);
+    }
     return rc;
 }
 
@@ -1407,7 +1411,7 @@ static int h_broker_delete(sl__router *r, const sl_identity *who, req_t *req, co
  * event makes every socket re-authorise; removed 0, so nobody is disconnected for it). */
 static void policy_changed(sl_ctx *ctx, const char *pattern)
 {
-    sl__authz_invalidate_stub(ctx, "invoke policy changed");
+    sl__authz_invalidate(ctx, "invoke policy");
     sl__ctx_emit(ctx, &(sl_event){.kind = SL_EVENT_ACL_CHANGED, .principal = pattern});
 }
 
@@ -1510,6 +1514,24 @@ static int h_policy_delete(sl__router *r, const sl_identity *who, req_t *req, co
     return SL_OK;
 }
 
+/* ---- (A, issue 12) the decision cache ---------------------------------------------------------
+ */
+
+/* POST /authz/invalidate: every cached decision is dropped (the HTTP policy changed). Audited
+ * first: an invalidation that cannot be recorded is not made. */
+static int h_authz_invalidate(sl__router *r, const sl_identity *who, req_t *req, const char *res,
+                              sl__response *resp, sl_status *st)
+{
+    (void)req;
+    (void)res;
+    int rc = sl__audit(r->ctx, st, "authz.invalidate", "actor", who->principal, NULL);
+    if (rc != SL_OK)
+        return rc;
+    sl__authz_invalidate(r->ctx, "admin");
+    set_json(resp, 200, json_pack("{s:s}", "status", "invalidated"));
+    return SL_OK;
+}
+
 /* ---- the route table and dispatch ------------------------------------------------------------ */
 
 static const sl__route routes[] = {
@@ -1553,6 +1575,8 @@ static const sl__route routes[] = {
     {"PUT", "/policy/invoke/{principal}", SL_OP_POLICY_INVOKE_SET, .handler = h_policy_put},
     {"DELETE", "/policy/invoke/{principal}", SL_OP_POLICY_INVOKE_DELETE,
      .handler = h_policy_delete},
+    /* (A, issue 12) */
+    {"POST", "/authz/invalidate", SL_OP_AUTHZ_INVALIDATE, .handler = h_authz_invalidate},
 };
 
 const sl__route *sl__router_routes(size_t *n)
@@ -1736,6 +1760,18 @@ static int ws_request(sl__router *r, sl__job *job)
     return sl__ws_charge(r->ctx->workspaces, job->who.workspace, sl_ctx_now(r->ctx), &job->st);
 }
 
+/* Step 2 (authorisation) with the regime's answers at hand, then the handler. */
+static void on_authz_ready(void *ud)
+{
+    sl__job *job = ud;
+    int rc = sl_authorize(job->r->ctx, &job->who, job->route->op, job->res, &job->st);
+    if (rc != SL_OK) {
+        sl__job_finish(job, rc);
+        return;
+    }
+    run_handler(job);
+}
+
 /* Step 1 (authentication, revocation included) answered: then the resource from the body,
  * authorisation, the handler. */
 static void on_authenticated(void *ud, int status, const sl_identity *who, const char *reason)
@@ -1757,13 +1793,13 @@ static void on_authenticated(void *ud, int status, const sl_identity *who, const
                                  &job->st);
         job->res = job->resource;
     }
-    if (rc == SL_OK)
-        rc = sl_authorize(r->ctx, &job->who, job->route->op, job->res, &job->st);
     if (rc != SL_OK) {
         sl__job_finish(job, rc);
         return;
     }
-    run_handler(job);
+    /* (A) a policy regime is asked first (later, from the loop); the decision below reads it */
+    const char *res = job->res;
+    sl__authz_prepare(r->ctx, &job->who, job->route->op, &res, 1, on_authz_ready, job);
 }
 
 static const char *view_header(const sl_authn_request *v, const char *name, size_t nth, size_t *len)

@@ -58,11 +58,13 @@ static void apply_one(sl__shared_state *ss, const char *table, const void *key, 
     }
     ss->stats.applied++;
     if (r != SL__APPLY_SAME && strcmp(table, SL__KV_INVOKE) == 0) { /* (B) sockets re-check */
-        sl__authz_invalidate_stub(ss->ctx, "invoke policy changed on another node");
+        sl__authz_invalidate(ss->ctx, "invoke policy");
         char pattern[SL__SECSTORE_KEY_MAX + 1];
         if (sl__secstore_key_str(key, klen, pattern) == 0)
             acl_changed(ss, pattern, 0);
     }
+    if (r != SL__APPLY_SAME && strcmp(table, SL__KV_BROKER) == 0)
+        sl__authz_invalidate(ss->ctx, "broker"); /* (A) another node's broker role change */
     if (r != SL__APPLY_SAME && strcmp(table, SL__KV_ACL) == 0) {
         char principal[SL__SECSTORE_KEY_MAX + 1];
         if (sl__secstore_key_str(key, klen, principal) == 0)
@@ -94,11 +96,12 @@ static void on_loaded(void *ud, int rc, const sl__redis_kv_entry *e, size_t n)
     int got;
     if (strcmp(table, SL__KV_ACL) == 0)
         got = sl__acl_apply_all(ss->ctx->acl, v, n, acl_changed, ss, &st);
-    else if (strcmp(table, SL__KV_BROKER) == 0)
+    else if (strcmp(table, SL__KV_BROKER) == 0) {
         got = sl__broker_apply_all(ss->broker, v, n, &st);
-    else if (strcmp(table, SL__KV_INVOKE) == 0) { /* (B) */
+        sl__authz_invalidate(ss->ctx, "broker");    /* (A) */
+    } else if (strcmp(table, SL__KV_INVOKE) == 0) { /* (B) */
         got = sl__invoke_apply_all(ss->ctx->invoke, v, n, &st);
-        sl__authz_invalidate_stub(ss->ctx, "invoke policy reloaded");
+        sl__authz_invalidate(ss->ctx, "invoke policy");
         if (got > 0)
             acl_changed(ss, "*", 0); /* every socket re-checks its subscriptions */
     } else

@@ -74,7 +74,8 @@ struct sess {
     uint32_t auth_id; /* id of the connect / refresh being authenticated */
     sl__cf_method auth_method;
     sl__cf_command *pending; /* the subscribe / sub_refresh whose subscription token is checked */
-    char *url_token;         /* ?token= until connect */
+    sl_identity sub_tok; /* (A) a `$` subscribe's verified token while a policy regime is asked */
+    char *url_token;     /* ?token= until connect */
     /* Who the upgrade request's own credential (an RFC 9421 signature, a client certificate)
      * named, so a connect without a token is that identity (source SL_SOURCE_NONE: none). */
     sl_identity upgrade_who;
@@ -131,6 +132,7 @@ static void sess_free(sess *s)
     free(s->url_token);
     sl_identity_clear(&s->upgrade_who);
     sl_identity_clear(&s->who);
+    sl_identity_clear(&s->sub_tok);
     free(s->subs);
     sl__cf_buf_free(&s->peer.out);
     free(s);
@@ -306,12 +308,44 @@ static void unsubscribe_at(sess *s, size_t i, int push_code, const char *reason)
     remove_sub_at(s, i);
 }
 
-/* After the identity or the ACL changed: subscriptions no longer allowed end with push 2000. */
+/* After the identity or the ACL changed: subscriptions no longer allowed end with push 2000; those
+ * a policy regime could not decide on (an outage) with 2500, which clients answer by subscribing
+ * again. A subscription the regime was not asked about (made while it was being asked) keeps its
+ * own decision, taken when it subscribed. */
+static void reauthorize_now(sess *s)
+{
+    const sl_op_info *read = sl_op_lookup(SL_OP_CHANNEL_READ);
+    for (size_t i = s->nsubs; i-- > 0;) {
+        int rc = sl__authz_decide(s->srv->ctx, &s->who, read, s->subs[i]->channel, NULL, NULL);
+        if (rc == SL_EUNAVAIL) /* the regime could not say: fail closed, the client comes back */
+            unsubscribe_at(s, i, SL__CF_UNSUB_INSUFFICIENT_STATE, "authorisation unavailable");
+        else if (rc != SL_OK && rc != SL__AUTHZ_ASK)
+            unsubscribe_at(s, i, SL__CF_UNSUB_SERVER, "permission withdrawn");
+    }
+}
+
+static void reauthorized(void *ud)
+{
+    sess *s = ud;
+    if (!s->gone)
+        reauthorize_now(s);
+    unref(s);
+}
+
+/* (A) Channels under a policy regime are asked again first (one authorise_many), from the loop. */
 static void reauthorize(sess *s)
 {
-    for (size_t i = s->nsubs; i-- > 0;)
-        if (!sl__authorized_quiet(s->srv->ctx, &s->who, SL_OP_CHANNEL_READ, s->subs[i]->channel))
-            unsubscribe_at(s, i, SL__CF_UNSUB_SERVER, "permission withdrawn");
+    const char **chans = s->nsubs ? malloc(s->nsubs * sizeof *chans) : NULL;
+    for (size_t i = 0; chans && i < s->nsubs; i++)
+        chans[i] = s->subs[i]->channel;
+    if (chans && sl__authz_needs(s->srv->ctx, &s->who, SL_OP_CHANNEL_READ, chans, s->nsubs)) {
+        ref(s);
+        sl__authz_prepare(s->srv->ctx, &s->who, SL_OP_CHANNEL_READ, chans, s->nsubs, reauthorized,
+                          s);
+    } else {
+        reauthorize_now(s);
+    }
+    free(chans);
 }
 
 /* A credential whose exp has passed is refused with 109 even inside the verifier's clock-skew
@@ -353,6 +387,39 @@ static sl__cf_command *take_command(sess *s)
     return c;
 }
 
+/* (A) The `$` subscribe goes on with the policy regime's answer at hand (its first check was
+ * decided before the token was: an answer the regime gave with TTL 0 is gone by now). */
+static void on_sub_prepared(void *ud)
+{
+    sess *s = ud;
+    sl__cf_command *c = take_command(s);
+    if (!s->gone && s->state == ST_CONNECTED)
+        cmd_subscribe(s, c, &s->sub_tok);
+    sl_identity_clear(&s->sub_tok);
+    sl__cf_command_clear(c);
+    free(c);
+    if (!s->gone && !s->busy)
+        run_queue(s);
+    unref(s);
+}
+
+/* 1 when the regime is being asked first (c taken over, tok copied), else 0. */
+static int policy_first(sess *s, sl__cf_command *c, const sl_identity *tok)
+{
+    if (!sl__authz_needs(s->srv->ctx, &s->who, SL_OP_CHANNEL_READ, (const char *const *)&c->channel,
+                         1) ||
+        sl_identity_copy(&s->sub_tok, tok) != SL_OK)
+        return 0;
+    sl__cf_command *p = hold_command(s, c);
+    if (p == NULL) {
+        sl_identity_clear(&s->sub_tok);
+        return 1; /* answered (internal error) */
+    }
+    const char *ch = p->channel;
+    sl__authz_prepare(s->srv->ctx, &s->who, SL_OP_CHANNEL_READ, &ch, 1, on_sub_prepared, s);
+    return 1;
+}
+
 /* The subscription token of a `$` channel answered (revocation included): the command that waited
  * for it goes on, or gets 109 when expired, 103 when it does not verify or is revoked, 100 when
  * the revocation store cannot answer; a valid token of another user or channel ends the session. */
@@ -363,7 +430,9 @@ static void on_sub_token(void *ud, int status, const sl_identity *who, const cha
     if (status == SL_OK && expired_now(who, now_of(s)))
         status = SL_EEXPIRED;
     if (!s->gone && s->state == ST_CONNECTED) {
-        if (status == SL_OK && c->method == SL__CF_SUBSCRIBE)
+        if (status == SL_OK && c->method == SL__CF_SUBSCRIBE && policy_first(s, c, who))
+            ; /* on_sub_prepared goes on */
+        else if (status == SL_OK && c->method == SL__CF_SUBSCRIBE)
             cmd_subscribe(s, c, who);
         else if (status == SL_OK)
             cmd_sub_refresh(s, c, who);
@@ -1489,7 +1558,9 @@ static void run_command(sess *s, sl__cf_command *c)
     }
     if (ws_command(s, c) != SL_OK)
         return;
-    if (enters_channel(c) && sl__channel_unknown(s->srv->ctx, c->channel)) {
+    if (enters_channel(c) && (sl__channel_unknown(s->srv->ctx, c->channel) ||
+                              sl__authz_needs(s->srv->ctx, &s->who, SL_OP_CHANNEL_READ,
+                                              (const char *const *)&c->channel, 1))) {
         look_up_first(s, c);
         return;
     }
@@ -1516,6 +1587,19 @@ static void on_looked_up(void *ud)
     unref(s);
 }
 
+/* (A) Then a policy regime is asked (later, from the loop) before the command decides, with the
+ * answer at hand, in on_looked_up. */
+static void authorise_first(void *ud)
+{
+    sess *s = ud;
+    const char *ch = s->pending ? s->pending->channel : NULL;
+    if (s->gone || ch == NULL) {
+        on_looked_up(s);
+        return;
+    }
+    sl__authz_prepare(s->srv->ctx, &s->who, SL_OP_CHANNEL_READ, &ch, 1, on_looked_up, s);
+}
+
 /* A channel another node may have created a moment ago: the store is asked before the command
  * runs (later commands wait), so it does not answer "unknown channel" for a channel that
  * exists. */
@@ -1524,7 +1608,7 @@ static void look_up_first(sess *s, sl__cf_command *c)
     sl__cf_command *p = hold_command(s, c);
     if (p == NULL)
         return;
-    sl__channel_lookup(s->srv->ctx, p->channel, on_looked_up, s);
+    sl__channel_lookup(s->srv->ctx, p->channel, authorise_first, s);
 }
 
 static void dispatch(sess *s, sl__cf_command *c)

@@ -1709,7 +1709,7 @@ static int info_from_json(const char *v, size_t len, sl_channel_info *i)
             rc = -1;
     if (rc != 0 || ver != 1 || (backoff && !json_is_array(backoff)) || nb > SL_BACKOFF_MAX ||
         !sl__stored_id_valid(id, strlen(id)) || kind < 0 || kind > 1 || vis < 0 || vis > 1 ||
-        mode < 0 || mode > SL_MODE_TOKEN || max_attempts < 0 || max_messages < 0 || rcount < 0 ||
+        mode < 0 || mode > SL_MODE_POLICY || max_attempts < 0 || max_messages < 0 || rcount < 0 ||
         strlen(epoch) >= sizeof((sl_channel_info *)0)->epoch) {
         json_decref(o);
         return SL_EFORMAT;

@@ -265,7 +265,7 @@ int sl__redis_decode_info(const redisReply *r, sl_channel_info *out)
             else
                 out->join_leave = (int)u;
         } else if (field_is(k, "mode")) {
-            if (!reply_uint(v, SL_MODE_TOKEN, &u))
+            if (!reply_uint(v, SL_MODE_POLICY, &u))
                 rc = SL_EFORMAT;
             else
                 out->mode = (sl_mode)u;

@@ -235,6 +235,8 @@ static const struct expected_route {
      BY_ROLE, 0, NULL},
     {"DELETE", "/policy/invoke/{principal}", "policy.invoke.delete", SL_ROLE_ADMIN,
      SL_RES_PRINCIPAL, BY_ROLE, 0, NULL},
+    /* (A, issue 12) */
+    {"POST", "/authz/invalidate", "authz.invalidate", SL_ROLE_ADMIN, SL_RES_NONE, BY_ROLE, 0, NULL},
 };
 enum { N_EXPECTED = sizeof expected / sizeof expected[0] };
 
