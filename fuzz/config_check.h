@@ -47,6 +47,14 @@ static void config_check_repeatable(const sl__config *c, const char *key, sl__co
         for (size_t i = 0; i < c->nauthz_overrides; i++)
             if (sl__config_set(fresh, key, c->authz_overrides[i], &st) != SL_OK)
                 config_check_fail(key, st.message, c->authz_overrides[i], "accepted");
+    } else if (!strcmp(key, "workspace_limits")) { /* part C: one entry per workspace */
+        for (size_t i = 0; i < c->nworkspace_limits; i++)
+            if (sl__config_set(fresh, key, c->workspace_limits[i], &st) != SL_OK)
+                config_check_fail(key, st.message, c->workspace_limits[i], "accepted");
+    } else if (!strcmp(key, "workspace_operators")) {
+        for (size_t i = 0; i < c->nworkspace_operators; i++)
+            if (sl__config_set(fresh, key, c->workspace_operators[i], &st) != SL_OK)
+                config_check_fail(key, st.message, c->workspace_operators[i], "accepted");
     } else if (!strcmp(key, "listen")) {
         for (size_t i = 0; i < c->nlisteners; i++)
             if (sl__config_set(fresh, key, c->listeners[i].text, &st) != SL_OK)

@@ -156,6 +156,12 @@ static sl_ctx *policy_ctx(uv_loop_t *loop, double timeout, size_t conc, size_t q
     sl_channel_opts_init(&co);
     co.visibility = SL_VIS_PUBLIC;
     assert_int_equal(sl_channel_create(ctx, NULL, "jobs", &co, NULL), SL_OK);
+    /* and the same name in team-a, the workspace of the identities below */
+    sl_identity setup;
+    sl_identity_local(&setup, "setup");
+    setup.source = SL_SOURCE_SYSTEM;
+    snprintf(setup.workspace, sizeof setup.workspace, "team-a");
+    assert_int_equal(sl_channel_create(ctx, &setup, "jobs", &co, NULL), SL_OK);
     return ctx;
 }
 
