@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 ROUNDS=${1:-5}
 SECS=${2:-5}
 CONNS=${CONNS:-50}
-scripts/deps --bench
+[ -n "${SLUICE_BENCH_NO_DEPS:-}" ] || scripts/deps --bench
 cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release -DSLUICE_TESTS=OFF -DSLUICE_BENCH=ON >/dev/null
 cmake --build build-bench -j"$(nproc)" >/dev/null
 export SLUICE_JWT_SECRET=bench-secret-bench-secret-bench-secret-42
