@@ -31,15 +31,10 @@
  * failure the next commit waits for a retry timer (1 s; it also retries with no new activity), so a
  * full disk is not hammered once per loop turn. Nothing already committed is lost: a failed
  * transaction is aborted whole.
- * - Durability. SYNC: LMDB syncs in every commit (hooks first), with MDB_NOMETASYNC: the pages
- *   are written and fdatasynced, then the meta page is written without a sync; a flush job (an
- *   fdatasync on the thread pool) makes the meta page durable, and only then are the commit's
- *   barriers answered. The next commit runs meanwhile, so the meta page's sync is off the commit
- *   path; flushes run one at a time, each covering every commit finished before it started.
- *   Without a loop, and at close, the meta sync follows the commit inline. BATCH and NONE open the
- * environment with MDB_NOSYNC; BATCH runs a timer every batch_ms that, when a commit happened since
- * the last fsync, runs the hooks and mdb_env_sync on the thread pool. NONE syncs at close only.
- * Without a loop there is no timer: BATCH then syncs at close, like NONE.
+ * - Durability. SYNC: LMDB syncs in every commit (hooks first). BATCH and NONE open the environment
+ *   with MDB_NOSYNC; BATCH runs a timer every batch_ms that, when a commit happened since the last
+ *   fsync, runs the hooks and mdb_env_sync on the thread pool. NONE syncs at close only. Without a
+ *   loop there is no timer: BATCH then syncs at close, like NONE.
  * - Format. The "meta" table holds "format" = "1", written when the store is created; a newer
  *   stored version (or not a number) is SL_EFORMAT. A process lock (flock on DIR/sluiced.lock,
  *   holding the pid) keeps a second sluiced out; read-only opens (the CLI's backup) skip it.
@@ -88,14 +83,7 @@ typedef struct op {
 typedef struct waiter {
     sl__kv_done_fn fn;
     void *ud;
-    int rc; /* in a flush list: the commit's outcome, which a failed flush overrides */
 } waiter;
-
-/* Waiters of commits whose meta pages still need their fdatasync (SYNC mode with a loop). */
-typedef struct flush_list {
-    waiter *w;
-    size_t n, cap;
-} flush_list;
 
 typedef struct batch {
     op *head, *last;
@@ -146,14 +134,6 @@ typedef struct lmkv {
     uv_mutex_t done_lock;
     uv_cond_t done_cond;
     int worker_done;
-
-    /* SYNC mode with a loop: LMDB commits with MDB_NOMETASYNC (pages written and fdatasynced,
-     * then the meta page written) and a separate flush job fdatasyncs again for the meta page,
-     * while the next commit may already run. Waiters go from a commit to `flushq`, then to the
-     * flush job that started after their commit (`flushing`); only then are they answered. */
-    uv_work_t flush_work;
-    int flush_pending, flush_rc, flush_done;
-    flush_list flushq, flushing;
 } lmkv;
 
 /* ---- names ----------------------------------------------------------------------------------- */
@@ -236,29 +216,6 @@ static void waiters_complete(waiter *w, size_t n, int rc)
 {
     for (size_t i = 0; i < n; i++)
         w[i].fn(w[i].ud, rc);
-    free(w);
-}
-
-/* Appends w[0..n) to l with rc each, in order; on allocation failure answers them with rc at
- * once (their commit is done; only the meta page's second sync would be skipped). */
-static void flush_add(flush_list *l, waiter *w, size_t n, int rc)
-{
-    if (l->n + n > l->cap) {
-        size_t cap = l->cap ? l->cap : 16;
-        while (cap < l->n + n)
-            cap *= 2;
-        waiter *nw = realloc(l->w, cap * sizeof *nw);
-        if (nw == NULL) {
-            waiters_complete(w, n, rc);
-            return;
-        }
-        l->w = nw;
-        l->cap = cap;
-    }
-    for (size_t i = 0; i < n; i++) {
-        l->w[l->n] = w[i];
-        l->w[l->n++].rc = rc;
-    }
     free(w);
 }
 
@@ -419,13 +376,6 @@ static void report(const char *what, int rc, int hook_rc)
 
 static void kick(lmkv *s);
 static void on_retry(uv_timer_t *t);
-static void flush_start(lmkv *s);
-
-/* 1 when commits' answers wait for a flush job (SYNC mode on a loop, not closing). */
-static int flushed(const lmkv *s)
-{
-    return s->dur == SL__DURABLE_SYNC && s->loop != NULL && !s->closing;
-}
 
 /* Settles a commit of b (detached from the kv): stats, barriers, and on failure the log goes back
  * in front of the current batch. */
@@ -463,14 +413,6 @@ static void settle_commit(lmkv *s, batch *b, int rc, int hook_rc)
         rc = SL_ESTORAGE;
     }
     memset(b, 0, sizeof *b);
-    if (flushed(s) && (rc == 0 || s->flushq.n > 0 || s->flush_pending)) {
-        /* Answers keep their order: a failure waits behind the flushes of earlier commits. */
-        flush_add(&s->flushq, w, nw, rc == 0 ? SL_OK : rc);
-        if (nw2 > 0 || w2 != NULL)
-            flush_add(&s->flushq, w2, nw2, SL_OK);
-        flush_start(s);
-        return;
-    }
     waiters_complete(w, nw, rc == 0 ? SL_OK : rc);
     if (nw2 > 0 || w2 != NULL)
         waiters_complete(w2, nw2, SL_OK);
@@ -509,54 +451,6 @@ static void work_cb(uv_work_t *w)
     uv_mutex_unlock(&s->done_lock);
 }
 
-static void flush_work_cb(uv_work_t *w)
-{
-    lmkv *s = w->data;
-    int fd;
-    s->flush_rc = mdb_env_get_fd(s->env, &fd) == 0 && fdatasync(fd) == 0 ? 0 : errno ? errno : EIO;
-    uv_mutex_lock(&s->done_lock);
-    s->flush_done = 1;
-    uv_cond_signal(&s->done_cond);
-    uv_mutex_unlock(&s->done_lock);
-}
-
-static void flush_after_cb(uv_work_t *w, int status);
-
-/* Starts a flush for everything queued, unless one runs (its end starts the next). */
-static void flush_start(lmkv *s)
-{
-    if (s->flush_pending || s->flushq.n == 0)
-        return;
-    s->flushing = s->flushq;
-    memset(&s->flushq, 0, sizeof s->flushq);
-    s->flush_pending = 1;
-    s->flush_done = 0;
-    s->flush_work.data = s;
-    if (uv_queue_work(s->loop, &s->flush_work, flush_work_cb, flush_after_cb) != 0) {
-        flush_work_cb(&s->flush_work);
-        flush_after_cb(&s->flush_work, 0);
-    }
-}
-
-/* Answers (and empties) l: each waiter its commit's outcome, or SL_ESTORAGE when the sync that
- * was to make it durable failed. l is detached first: callbacks may stage, barrier or free. */
-static void flush_answer(flush_list *l, int failed)
-{
-    flush_list a = *l;
-    memset(l, 0, sizeof *l);
-    for (size_t i = 0; i < a.n; i++)
-        a.w[i].fn(a.w[i].ud, failed ? SL_ESTORAGE : a.w[i].rc);
-    free(a.w);
-}
-
-static void flush_settle(lmkv *s)
-{
-    s->flush_pending = 0;
-    if (s->flush_rc != 0)
-        report("sync of a commit", s->flush_rc, SL_OK);
-    flush_answer(&s->flushing, s->flush_rc != 0);
-}
-
 static void unref(lmkv *s)
 {
     if (--s->refs == 0)
@@ -573,18 +467,6 @@ static void after_work_cb(uv_work_t *w, int status)
     }
     finish_job(s);
     kick(s); /* s is still allocated: only the close callbacks release it */
-}
-
-static void flush_after_cb(uv_work_t *w, int status)
-{
-    (void)status;
-    lmkv *s = w->data;
-    if (s->closing) { /* free() waited for it and answered its waiters */
-        unref(s);
-        return;
-    }
-    flush_settle(s);
-    flush_start(s);
 }
 
 static void start_job(lmkv *s, int kind)
@@ -672,8 +554,6 @@ static void commit_sync(lmkv *s)
     memset(&s->cur, 0, sizeof s->cur);
     int hook_rc;
     int rc = commit_batch(s, &b, s->dur == SL__DURABLE_SYNC, 0, &hook_rc);
-    if (rc == 0 && s->dur == SL__DURABLE_SYNC)
-        rc = mdb_env_sync(s->env, 1); /* the meta page (MDB_NOMETASYNC) */
     s->stats.map_size = map_size_now(s);
     settle_commit(s, &b, rc, hook_rc);
 }
@@ -844,18 +724,6 @@ static void lm_barrier(sl__kv *kv, sl__kv_done_fn fn, void *ud)
 {
     lmkv *s = (lmkv *)kv;
     if (!batch_pending(&s->cur) && s->job != JOB_COMMIT) {
-        if (s->flushq.n > 0 || s->flush_pending) {
-            /* The last commit's flush is queued or running: one more flush covers it. */
-            waiter *w = malloc(sizeof *w);
-            if (w == NULL) {
-                fn(ud, SL_ENOMEM);
-                return;
-            }
-            *w = (waiter){fn, ud, SL_OK};
-            flush_add(&s->flushq, w, 1, SL_OK);
-            flush_start(s);
-            return;
-        }
         fn(ud, SL_OK);
         return;
     }
@@ -869,7 +737,7 @@ static void lm_barrier(sl__kv *kv, sl__kv_done_fn fn, void *ud)
         s->cur.w = w;
         s->cur.wcap = cap;
     }
-    s->cur.w[s->cur.nw++] = (waiter){fn, ud, SL_OK};
+    s->cur.w[s->cur.nw++] = (waiter){fn, ud};
     if (s->loop == NULL)
         commit_sync(s);
 }
@@ -909,7 +777,6 @@ static void lm_free(sl__kv *kv)
     if (s == NULL)
         return;
     s->closing = 1;
-    int final_rc = 0;
     if (s->work_pending) {
         /* The loop is stopped, so the after-work callback would come too late: wait for the
          * worker itself and take its result here; the callback then only drops its reference. */
@@ -919,30 +786,20 @@ static void lm_free(sl__kv *kv)
         uv_mutex_unlock(&s->done_lock);
         finish_job(s);
     }
-    if (s->flush_pending) {
-        uv_mutex_lock(&s->done_lock);
-        while (!s->flush_done)
-            uv_cond_wait(&s->done_cond, &s->done_lock);
-        uv_mutex_unlock(&s->done_lock);
-    }
     if (!s->read_only) {
         if (batch_pending(&s->cur) || s->cur.nw > 0)
             commit_sync(s);
         int hook_rc;
-        final_rc = sync_now(s, &hook_rc);
-        if (final_rc != 0)
-            report("final sync", final_rc, hook_rc);
+        int rc = sync_now(s, &hook_rc);
+        if (rc != 0)
+            report("final sync", rc, hook_rc);
     }
-    /* The final sync covers every commit whose answer still waited for its flush. */
-    int flush_pending = s->flush_pending, final_failed = final_rc != 0;
-    flush_answer(&s->flushing, final_failed && !(flush_pending && s->flush_rc == 0));
-    flush_answer(&s->flushq, final_failed);
     release(s);
     if (s->loop == NULL) {
         free(s);
         return;
     }
-    s->refs = 4 + s->work_pending + flush_pending;
+    s->refs = 4 + s->work_pending;
     uv_close((uv_handle_t *)&s->check, on_closed);
     uv_close((uv_handle_t *)&s->idle, on_closed);
     uv_close((uv_handle_t *)&s->sync_timer, on_closed);
@@ -1126,8 +983,6 @@ static int open_env(lmkv *s, size_t map_size, sl_status *st)
     unsigned flags = MDB_NOTLS;
     if (s->dur != SL__DURABLE_SYNC)
         flags |= MDB_NOSYNC;
-    else
-        flags |= MDB_NOMETASYNC; /* the meta page's sync is a separate step: see flush_start */
     if (s->read_only)
         flags |= MDB_RDONLY;
     if ((rc = mdb_env_open(s->env, s->dir, flags, 0600)) != 0) {
