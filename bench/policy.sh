@@ -55,10 +55,12 @@ CONF
   wait_http "http://127.0.0.1:$PPORT/" "the policy service (see $TMP/policy.err)"
 }
 
-# asked: how many questions the policy service answered (it prints the count when stopped).
+# asked: stops both and sets ASKED to how many questions the policy service answered (it prints
+# the count when stopped). Not called as $(asked): a subshell cannot wait for this shell's
+# children, and would read the count before the service wrote it.
 asked() {
   stop_pids
-  awk '/questions/ {print $2}' "$TMP/policy.err"
+  ASKED=$(awk '/questions/ {print $2}' "$TMP/policy.err")
 }
 
 put() { wrk_rate "$1" -s bench/put.lua "http://127.0.0.1:$PORT"; }
@@ -67,17 +69,19 @@ declare -a A W C
 for i in $(seq "$ROUNDS"); do
   serve acl 60
   a=$(put "round $i acl")
-  asked >/dev/null
+  asked
   serve policy 60
   w=$(put "round $i policy, warm cache")
-  n=$(asked)
+  asked
+  n=$ASKED
   # One question per distinct (identity, operation, resource) within the TTL: here one, plus
   # the few a first burst of concurrent requests may ask before the answer is cached.
   [ "${n:-0}" -ge 1 ] && [ "$n" -le "$CONNS" ] ||
     die "round $i: the warm run asked the policy service $n times: the cache did not work"
   serve policy 0
   c=$(put "round $i policy, cold (ttl 0)")
-  n=$(asked)
+  asked
+  n=$ASKED
   [ "${n:-0}" -ge 1 ] || die "round $i: the cold run never asked the policy service"
   echo "  round $i: acl $a  policy warm $w  policy cold $c ($n questions)"
   A+=("$a"); W+=("$w"); C+=("$c")
