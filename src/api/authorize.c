@@ -125,6 +125,17 @@ int sl__authz_decide(sl_ctx *ctx, const sl_identity *who, const sl_op_info *info
     /* (B) step 4: user-limited channels ("inbox#alice") */
     if ((rules = sl__rules_user_limited(ctx, who, info, resource)) != SL__RULES_NEXT)
         return rules;
+    /* One channel of a token request (token.issue with the channel as resource, asked by the
+     * broker's route for each channel it would grant): the broker's rules decide, and where the
+     * channel is under the policy mode the regime must allow it too. */
+    if (info->resource == SL_RES_CHANNELS && resource != NULL) {
+        char cq[SL__QID_SIZE];
+        if (sl__ws_qualify(who->workspace, resource, cq, sizeof cq) != SL_OK)
+            return SL_EFORBIDDEN;
+        return sl__authz_mode(ctx, cq, resource) == SL_MODE_POLICY
+                   ? policy_decide(ctx, who, info, resource, parameters, why)
+                   : SL_OK;
+    }
     const char *channel = info->resource == SL_RES_CHANNEL ? resource : NULL;
     sl_mode mode = sl__authz_mode(ctx, channel ? qid : NULL, channel);
     if (mode == SL_MODE_OPEN)

@@ -1044,6 +1044,42 @@ static int acl_denies(sl_ctx *ctx, const char *sub, sl_broker_decision *d)
     return SL_OK;
 }
 
+/* Under the policy mode the regime has its say on each channel the broker would grant (asked
+ * before the handler ran: prepare_token_channels): a refused channel moves to the denied ones; a
+ * regime that could not answer fails the whole request (503), as a decision does everywhere. */
+static int policy_denies(sl_ctx *ctx, const sl_identity *who, sl_broker_decision *d)
+{
+    const sl_op_info *info = sl_op_lookup(SL_OP_TOKEN_ISSUE);
+    size_t kept = 0;
+    for (size_t i = 0; i < d->ngranted; i++) {
+        int rc = sl__authz_decide(ctx, who, info, d->granted[i], NULL, NULL);
+        if (rc == SL_OK) {
+            d->granted[kept++] = d->granted[i];
+            continue;
+        }
+        if (rc != SL_EFORBIDDEN) { /* SL_EUNAVAIL, or not asked: fail closed */
+            for (size_t k = i; k < d->ngranted; k++)
+                d->granted[kept++] = d->granted[k];
+            d->ngranted = kept;
+            return SL_EUNAVAIL;
+        }
+        sl_broker_denial *v = realloc(d->denied, (d->ndenied + 1) * sizeof *v);
+        if (v == NULL) {
+            for (size_t k = i; k < d->ngranted; k++)
+                d->granted[kept++] = d->granted[k];
+            d->ngranted = kept;
+            return SL_ENOMEM;
+        }
+        d->denied = v;
+        d->denied[d->ndenied].channel = d->granted[i];
+        d->denied[d->ndenied++].reason = "denied by the authorisation policy";
+    }
+    d->ngranted = kept;
+    if (kept == 0)
+        d->role = SL_ROLE_NONE;
+    return SL_OK;
+}
+
 /* Issues a token for sub (act: the delegating service, or NULL) and renders the answer. Every
  * issuance and every refused one is audited; an issuance that cannot be audited is not made. */
 static int issue(sl__router *r, const sl_identity *who, const sl_http_request *req, const char *sub,
@@ -1054,10 +1090,18 @@ static int issue(sl__router *r, const sl_identity *who, const sl_http_request *r
         return fail(st, SL_ENOENT, "the token broker is not enabled on this server");
     sl_broker_decision d;
     int rc = sl_broker_decide(r->broker, who, sub, channels, n, &d);
+    char qsub[SL__QPRINCIPAL_SIZE]; /* the subject's ACL entry is its workspace's (part C) */
+    if (rc == SL_OK && sl__ws_qualify(who->workspace, sub, qsub, sizeof qsub) != SL_OK)
+        rc = SL_EINVAL;
     if (rc == SL_OK) /* (B) */
-        rc = acl_denies(r->ctx, sub, &d);
-    if (rc != SL_OK)
-        return sl_status_set(st, rc, NULL);
+        rc = acl_denies(r->ctx, qsub, &d);
+    if (rc == SL_OK)
+        rc = policy_denies(r->ctx, who, &d);
+    if (rc != SL_OK) {
+        sl_broker_decision_clear(&d);
+        return sl_status_set(st, rc,
+                             rc == SL_EUNAVAIL ? "the authorisation policy did not answer" : NULL);
+    }
     json_t *rec = json_pack("{s:s, s:s, s:s?, s:o, s:o, s:s}", "event",
                             d.ngranted ? "token.issue" : "token.denied", "issued_to", sub,
                             "delegator", act, "channels", string_array(d.granted, d.ngranted),
@@ -1760,6 +1804,31 @@ static int ws_request(sl__router *r, sl__job *job)
     return sl__ws_charge(r->ctx->workspaces, job->who.workspace, sl_ctx_now(r->ctx), &job->st);
 }
 
+static void run_handler_cb(void *ud)
+{
+    run_handler(ud);
+}
+
+/* A token request's channels, each asked of the regime (where the policy mode governs it)
+ * before the handler: policy_denies reads the answers. The body is the handler's to judge; one
+ * this cannot read asks nothing here. */
+static void prepare_token_channels(sl__job *job)
+{
+    json_t *body =
+        job->req->body_len ? json_loadb(job->req->body, job->req->body_len, 0, NULL) : NULL;
+    json_t *ch = json_object_get(body, "channels");
+    size_t n = json_is_array(ch) ? json_array_size(ch) : 0;
+    const char **v = n && n <= MAX_TOKEN_CHANNELS ? calloc(n, sizeof *v) : NULL;
+    size_t m = 0;
+    for (size_t i = 0; v && i < n; i++)
+        if (json_is_string(json_array_get(ch, i)))
+            v[m++] = json_string_value(json_array_get(ch, i));
+    /* The question is borrowed for this call only: a regime answering later copied it. */
+    sl__authz_prepare(job->r->ctx, &job->who, SL_OP_TOKEN_ISSUE, v, m, run_handler_cb, job);
+    free(v);
+    json_decref(body);
+}
+
 /* Step 2 (authorisation) with the regime's answers at hand, then the handler. */
 static void on_authz_ready(void *ud)
 {
@@ -1769,7 +1838,10 @@ static void on_authz_ready(void *ud)
         sl__job_finish(job, rc);
         return;
     }
-    run_handler(job);
+    if (job->route->op == SL_OP_TOKEN_ISSUE || job->route->op == SL_OP_TOKEN_DELEGATE)
+        prepare_token_channels(job);
+    else
+        run_handler(job);
 }
 
 /* Step 1 (authentication, revocation included) answered: then the resource from the body,

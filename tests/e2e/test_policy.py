@@ -463,3 +463,36 @@ def test_start_up_refusals(tmp_path, conf, said):
         assert said in str(e.value), str(e.value)
     finally:
         s.stop()
+
+
+def test_broker_asks_the_policy_for_each_channel(make_server, cli, tmp_path, policy):
+    """POST /token under the policy mode: the regime is asked about each requested channel
+    (capability token.issue, resource the channel), and a channel the broker's roles would grant
+    but the policy refuses is listed among the denied ones; an outage refuses the request (503)."""
+    from conftest import apikey_maker
+    store = tmp_path / "keys.jsonl"
+    srv = start(make_server, tmp_path, policy, extra=f"""
+        apikey_store = {store}
+        [role writers]
+        grants = write
+        channels = jobs, news, secret
+        [principal alice]
+        roles = writers
+        """)
+    key = apikey_maker(cli, store)("alice")
+    policy.deny_resources.add("secret")
+    r = srv.client(key).post("/token", json={"channels": ["jobs", "secret", "other"]})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["channels_granted"] == ["jobs"]
+    denied = {d["channel"]: d["reason"] for d in body["channels_denied"]}
+    assert denied["secret"] == "denied by the authorisation policy"
+    assert "other" in denied and denied["other"] != "denied by the authorisation policy"
+    # asked once per requested channel (before the roles decide; the roles refused "other")
+    assert policy.count("alice", "token.issue", "jobs") == 1
+    assert policy.count("alice", "token.issue", "secret") == 1
+    assert policy.count("alice", "token.issue", "other") == 1
+    # the regime cannot answer: nothing is minted
+    policy.mode = "fail"
+    r = srv.client(key).post("/token", json={"channels": ["news"]})
+    assert r.status_code == 503 and r.headers.get("Retry-After"), r.text
