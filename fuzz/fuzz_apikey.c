@@ -2,17 +2,19 @@
  * The input is store text, optionally preceded by one line holding a presented key ("slk_..."),
  * which is otherwise the whole input. Checked: a refused store text's message never repeats a
  * "hash" value of the text (64 hex digits); a loaded store lists its records sorted by unique valid
- * id, each with a valid principal and patterns, and finds each by id; the presented key parses only
- * in the documented shape (slk_ + 12 + '_' + 52 characters of a-z2-7), and authenticating it
- * answers one of the three fixed messages or the identity of its record, unexpired. And a key
- * created in the loaded store authenticates as what it was created for, while the same key with one
- * character of its secret changed does not. */
+ * id, each with a valid principal (a workspace's key: "WS/principal") and patterns, and finds each
+ * by id; the presented key parses only in the documented shape (slk_ + 12 + '_' + 52 characters of
+ * a-z2-7), and authenticating it answers one of the three fixed messages or the identity of its
+ * record, unexpired. And a key created in the loaded store authenticates as what it was created
+ * for, while the same key with one character of its secret changed does not. */
 #include <jansson.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <sluice/apikey.h>
+
+#include "core/wsid.h"
 
 #define NOW 1700000000.0
 
@@ -61,8 +63,12 @@ static void check_key(const sl_apikey_store *s, const char *key, size_t len)
         sl_apikey_record r;
         if (!shape || sl_apikey_get(s, id, &r) != SL_OK)
             abort();
-        if (strcmp(r.principal, who.principal) != 0 || strcmp(who.token_id, id) != 0 ||
-            r.role != who.role || r.scoped != who.scoped || r.nchannels != who.nchannels ||
+        /* A workspace's key names "WS/principal"; its identity is principal in workspace WS. */
+        char qp[SL__QPRINCIPAL_SIZE];
+        if (sl__ws_qualify(who.workspace, who.principal, qp, sizeof qp) != SL_OK)
+            abort();
+        if (strcmp(r.principal, qp) != 0 || strcmp(who.token_id, id) != 0 || r.role != who.role ||
+            r.scoped != who.scoped || r.nchannels != who.nchannels ||
             (r.expires_at > 0 && !(NOW < r.expires_at)) || who.source != SL_SOURCE_APIKEY)
             abort();
         sl_apikey_record_clear(&r);
@@ -104,7 +110,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort(); /* a refused text loads nothing */
     for (size_t i = 0; i < n; i++) {
         const sl_apikey_record *r = &recs[i];
-        if (!sl_apikey_id_valid(r->id) || !sl_principal_valid(r->principal, strlen(r->principal)))
+        if (!sl_apikey_id_valid(r->id) ||
+            !sl__stored_principal_valid(r->principal, strlen(r->principal)))
             abort();
         if (i > 0 && strcmp(recs[i - 1].id, r->id) >= 0)
             abort();
