@@ -996,8 +996,11 @@ int sl__config_set(sl__config *c, const char *key, const char *v, sl_status *st)
             rc = id == K_WORKSPACE_LIMITS ? sl__workspaces_parse_limits(w, v, st)
                                           : sl__workspaces_parse_operators(w, v, st);
         sl__workspaces_free(w);
-        if (rc != SL_OK)
-            return sl_status_set(st, SL_ECONFIG, "%s", st->message);
+        if (rc != SL_OK) { /* st->message is both the format's argument and its output: copy */
+            char why[sizeof st->message];
+            snprintf(why, sizeof why, "%s", st->message);
+            return sl_status_set(st, SL_ECONFIG, "%s", why);
+        }
         if (id == K_WORKSPACE_LIMITS)
             return push_str(&c->workspace_limits, &c->nworkspace_limits, v) < 0
                        ? sl_status_set(st, SL_ENOMEM, NULL)
