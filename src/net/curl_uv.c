@@ -276,3 +276,25 @@ int sl__curl_url_acceptable(const char *url, int allow_http)
     curl_url_cleanup(u);
     return ok;
 }
+
+size_t sl__curl_body_write(char *data, size_t size, size_t n, void *ud)
+{
+    sl__curl_body *b = ud;
+    size_t len = size * n;
+    if (len > b->max - b->len)
+        return 0; /* too big: curl fails the transfer */
+    if (b->len + len + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 1024;
+        while (cap < b->len + len + 1)
+            cap *= 2;
+        char *r = realloc(b->p, cap);
+        if (r == NULL)
+            return 0;
+        b->p = r;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, data, len);
+    b->len += len;
+    b->p[b->len] = '\0';
+    return len;
+}

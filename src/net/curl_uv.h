@@ -29,6 +29,15 @@ size_t sl__curl_uv_active(const sl__curl_uv *c);
  * still find it). The caller removes its transfers first. Safe to call from done. */
 void sl__curl_uv_free(sl__curl_uv *c);
 
+/* A response body collected by CURLOPT_WRITEFUNCTION = sl__curl_body_write, CURLOPT_WRITEDATA =
+ * the struct: kept NUL-terminated, at most max bytes (past that the write fails, and so does the
+ * transfer). Zero-initialise and set max; release p with free. */
+typedef struct sl__curl_body {
+    char *p;
+    size_t len, cap, max;
+} sl__curl_body;
+size_t sl__curl_body_write(char *data, size_t size, size_t n, void *body);
+
 /* curl_global_init, once per process (never undone: other users may share it). 1 when ready. */
 int sl__curl_ready(void);
 /* 1 when url is http(s) without credentials in it, and plain http only to a loopback host

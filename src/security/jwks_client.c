@@ -59,8 +59,7 @@ struct sl_jwks {
     /* the fetch under way */
     CURL *easy;
     int step;
-    char *body;
-    size_t body_len, body_cap;
+    sl__curl_body body;
     char cache_control[256], expires[64], date[64];
     double last_forced; /* when the last fetch for an unknown kid (or no keys) started */
     unsigned failures;  /* in a row */
@@ -164,27 +163,6 @@ double sl__jwks_lifetime(const char *cache_control, const char *expires, const c
 
 /* ---- fetching ------------------------------------------------------------------------------- */
 
-static size_t on_body(char *data, size_t size, size_t n, void *ud)
-{
-    sl_jwks *j = ud;
-    size_t len = size * n;
-    if (len > SL__JWKS_DOC_MAX - j->body_len)
-        return 0; /* too big: curl fails the transfer */
-    if (j->body_len + len + 1 > j->body_cap) {
-        size_t cap = j->body_cap ? j->body_cap : 4096;
-        while (cap < j->body_len + len + 1)
-            cap *= 2;
-        char *b = realloc(j->body, cap);
-        if (b == NULL)
-            return 0;
-        j->body = b;
-        j->body_cap = cap;
-    }
-    memcpy(j->body + j->body_len, data, len);
-    j->body_len += len;
-    return len;
-}
-
 /* Keeps the value of the caching headers of the final answer. */
 static size_t on_header(char *data, size_t size, size_t n, void *ud)
 {
@@ -275,13 +253,13 @@ static void keys_received(sl_jwks *j, long code)
     }
     unsigned char digest[32];
     unsigned mdlen = 0;
-    int same =
-        EVP_Digest(j->body ? j->body : "", j->body_len, digest, &mdlen, EVP_sha256(), NULL) == 1 &&
-        j->keys != NULL && memcmp(digest, j->digest, sizeof digest) == 0;
+    int same = EVP_Digest(j->body.p ? j->body.p : "", j->body.len, digest, &mdlen, EVP_sha256(),
+                          NULL) == 1 &&
+               j->keys != NULL && memcmp(digest, j->digest, sizeof digest) == 0;
     sl_jwt_keyring *kr = NULL;
     /* What was skipped is told once per document, not at every refresh. */
-    int rc =
-        sl__jwks_parse(j->body ? j->body : "", j->body_len, &kr, same ? NULL : on_skip, j, &why);
+    int rc = sl__jwks_parse(j->body.p ? j->body.p : "", j->body.len, &kr, same ? NULL : on_skip, j,
+                            &why);
     if (rc != SL_OK) {
         fetch_failed(j, "key set", why ? why : "unreadable");
         return;
@@ -314,7 +292,8 @@ static void discovery_received(sl_jwks *j, long code)
         fetch_failed(j, "discovery", detail);
         return;
     }
-    json_t *root = json_loadb(j->body ? j->body : "", j->body_len, JSON_REJECT_DUPLICATES, NULL);
+    json_t *root =
+        json_loadb(j->body.p ? j->body.p : "", j->body.len, JSON_REJECT_DUPLICATES, NULL);
     json_t *iss = json_object_get(root, "issuer"), *uri = json_object_get(root, "jwks_uri");
     const char *why = NULL;
     if (!json_is_object(root))
@@ -367,7 +346,8 @@ static int start_step(sl_jwks *j, int step)
     CURL *e = curl_easy_init();
     if (e == NULL)
         return SL_ENOMEM;
-    j->body_len = 0;
+    j->body.len = 0;
+    j->body.max = SL__JWKS_DOC_MAX;
     j->cache_control[0] = j->expires[0] = j->date[0] = '\0';
     int ok = 1;
 #define SET(opt, val) ok = ok && curl_easy_setopt(e, opt, val) == CURLE_OK
@@ -385,8 +365,8 @@ static int start_step(sl_jwks *j, int step)
     SET(CURLOPT_TIMEOUT_MS, j->timeout_ms);
     SET(CURLOPT_CONNECTTIMEOUT_MS, j->timeout_ms);
     SET(CURLOPT_MAXFILESIZE, (long)SL__JWKS_DOC_MAX);
-    SET(CURLOPT_WRITEFUNCTION, on_body);
-    SET(CURLOPT_WRITEDATA, j);
+    SET(CURLOPT_WRITEFUNCTION, sl__curl_body_write);
+    SET(CURLOPT_WRITEDATA, &j->body);
     SET(CURLOPT_HEADERFUNCTION, on_header);
     SET(CURLOPT_HEADERDATA, j);
     if (j->ca_file != NULL)
@@ -613,7 +593,7 @@ void sl_jwks_free(sl_jwks *j)
     j->cu = NULL;
     sl_jwt_keyring_free(j->keys);
     j->keys = NULL;
-    free(j->body);
+    free(j->body.p);
     free(j->url);
     free(j->keys_url);
     free(j->ca_file);

@@ -40,8 +40,7 @@ typedef struct preq {
     size_t body_len;
     waiter *waiters;
     CURL *easy; /* NULL while queued */
-    char *resp;
-    size_t resp_len, resp_cap;
+    sl__curl_body resp;
 } preq;
 
 typedef struct http_regime {
@@ -180,29 +179,8 @@ static void preq_finish(preq *p, const sl_decision *d)
         w = next;
     }
     free(p->body);
-    free(p->resp);
+    free(p->resp.p);
     free(p);
-}
-
-static size_t on_body(char *data, size_t size, size_t n, void *ud)
-{
-    preq *p = ud;
-    size_t len = size * n;
-    if (len > RESPONSE_MAX - p->resp_len)
-        return 0; /* too big for a decision: curl fails the transfer */
-    if (p->resp_len + len + 1 > p->resp_cap) {
-        size_t cap = p->resp_cap ? p->resp_cap * 2 : 512;
-        while (cap < p->resp_len + len + 1)
-            cap *= 2;
-        char *r = realloc(p->resp, cap);
-        if (r == NULL)
-            return 0;
-        p->resp = r;
-        p->resp_cap = cap;
-    }
-    memcpy(p->resp + p->resp_len, data, len);
-    p->resp_len += len;
-    return len;
 }
 
 static int start(http_regime *h, preq *p)
@@ -227,8 +205,9 @@ static int start(http_regime *h, preq *p)
     SET(CURLOPT_USERAGENT, "sluice");
     SET(CURLOPT_TIMEOUT_MS, h->timeout_ms);
     SET(CURLOPT_MAXFILESIZE, (long)RESPONSE_MAX);
-    SET(CURLOPT_WRITEFUNCTION, on_body);
-    SET(CURLOPT_WRITEDATA, p);
+    SET(CURLOPT_WRITEFUNCTION, sl__curl_body_write);
+    p->resp.max = RESPONSE_MAX;
+    SET(CURLOPT_WRITEDATA, &p->resp);
     SET(CURLOPT_PRIVATE, p);
 #undef SET
     if (!ok || sl__curl_uv_add(h->cu, e) != SL_OK) {
@@ -280,7 +259,7 @@ static void on_done(void *ud, CURL *e, CURLcode res)
     else if (code != 200)
         set_error(&d, "the policy answered with a status other than 200");
     else
-        sl_authz_http_parse(p->resp, p->resp_len, &d);
+        sl_authz_http_parse(p->resp.p ? p->resp.p : "", p->resp.len, &d);
     preq_finish(p, &d);
     pump(h);
 }
