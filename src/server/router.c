@@ -21,6 +21,7 @@
 #include <time.h>
 
 #include <sluice/apikey.h>
+#include <sluice/authz.h>
 #include <sluice/broker.h>
 
 struct sl__job {
@@ -1838,7 +1839,10 @@ static void on_authz_ready(void *ud)
         sl__job_finish(job, rc);
         return;
     }
-    if (job->route->op == SL_OP_TOKEN_ISSUE || job->route->op == SL_OP_TOKEN_DELEGATE)
+    /* Without a pluggable regime there is nothing to ask (a policy channel's decision is then
+     * an error either way), so the body is not parsed twice. */
+    if ((job->route->op == SL_OP_TOKEN_ISSUE || job->route->op == SL_OP_TOKEN_DELEGATE) &&
+        sl_ctx_regime(job->r->ctx) != NULL)
         prepare_token_channels(job);
     else
         run_handler(job);
