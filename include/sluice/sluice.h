@@ -140,6 +140,15 @@ typedef enum {
     SL_OP_POLICY_INVOKE_DELETE, /* resource: the principal pattern */
     /* (A, issue 12) */
     SL_OP_AUTHZ_INVALIDATE, /* drop every cached authorisation decision */
+    /* Operations (issue 14, docs/OPERATIONS.md) */
+    SL_OP_METRICS_READ,       /* GET /metrics */
+    SL_OP_SERVER_CONNECTIONS, /* list live connections */
+    SL_OP_SERVER_DISCONNECT,  /* resource: the principal whose connection(s) end */
+    SL_OP_SERVER_UNSUBSCRIBE, /* resource: the channel a principal is unsubscribed from */
+    SL_OP_SERVER_PRESENCE,    /* resource: the channel; presence and its stats */
+    SL_OP_SERVER_CHANNELS,    /* per-channel statistics of every channel */
+    SL_OP_AUDIT_READ,         /* recent audit records, the chain verified */
+    SL_OP_CONSOLE,            /* the admin console's static files (no credentials) */
     SL_OP__COUNT
 } sl_op;
 

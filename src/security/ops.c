@@ -71,6 +71,23 @@ static const sl_op_info registry[SL_OP__COUNT] = {
     /* (A, issue 12) Drops every cached authorisation decision (the HTTP policy changed). */
     [SL_OP_AUTHZ_INVALIDATE] = {SL_OP_AUTHZ_INVALIDATE, "authz.invalidate", SL_ROLE_ADMIN,
                                 SL_RES_NONE, "invalidate authorisation decisions", 1},
+    /* Issue 14: the operator's view. Reading is not audited; acting on connections is. */
+    [SL_OP_METRICS_READ] = {SL_OP_METRICS_READ, "metrics.read", SL_ROLE_ADMIN, SL_RES_NONE,
+                            "read metrics", 0},
+    [SL_OP_SERVER_CONNECTIONS] = {SL_OP_SERVER_CONNECTIONS, "server.connections", SL_ROLE_ADMIN,
+                                  SL_RES_NONE, "list connections", 0},
+    [SL_OP_SERVER_DISCONNECT] = {SL_OP_SERVER_DISCONNECT, "server.disconnect", SL_ROLE_ADMIN,
+                                 SL_RES_PRINCIPAL, "disconnect", 1},
+    [SL_OP_SERVER_UNSUBSCRIBE] = {SL_OP_SERVER_UNSUBSCRIBE, "server.unsubscribe", SL_ROLE_ADMIN,
+                                  SL_RES_CHANNEL, "administer", 1},
+    [SL_OP_SERVER_PRESENCE] = {SL_OP_SERVER_PRESENCE, "server.presence", SL_ROLE_ADMIN,
+                               SL_RES_CHANNEL, "administer", 0},
+    [SL_OP_SERVER_CHANNELS] = {SL_OP_SERVER_CHANNELS, "server.channels", SL_ROLE_ADMIN,
+                               SL_RES_NONE, "read channel statistics", 0},
+    [SL_OP_AUDIT_READ] = {SL_OP_AUDIT_READ, "audit.read", SL_ROLE_ADMIN, SL_RES_NONE,
+                          "read the audit log", 0},
+    [SL_OP_CONSOLE] = {SL_OP_CONSOLE, "console", SL_ROLE_NONE, SL_RES_NONE, "load the console",
+                       0},
 };
 
 const sl_op_info *sl_op_lookup(sl_op op)
