@@ -62,7 +62,7 @@ void sl__response_clear(sl__response *r)
     memset(r, 0, sizeof *r);
 }
 
-static void set_json(sl__response *resp, int status, json_t *o)
+void sl__response_json(sl__response *resp, int status, json_t *o)
 {
     resp->status = status;
     resp->body = json_dumps(o, JSON_COMPACT);
@@ -95,7 +95,7 @@ void sl__response_error(sl__response *resp, int code, const char *message)
                  msg);
     }
     json_t *o = json_pack("{s:s, s:s}", "error", sl_err_name(code), "message", msg);
-    set_json(resp, status, o);
+    sl__response_json(resp, status, o);
 }
 
 static int fail(sl_status *st, int code, const char *msg)
@@ -270,12 +270,12 @@ static json_t *info_json(const sl_channel_info *c)
 
 static void ok_status(sl__response *resp)
 {
-    set_json(resp, 200, json_pack("{s:s}", "status", "ok"));
+    sl__response_json(resp, 200, json_pack("{s:s}", "status", "ok"));
 }
 
 static int ok_count(sl__response *resp, const char *field, size_t n)
 {
-    set_json(resp, 200, json_pack("{s:s, s:I}", "status", "ok", field, (json_int_t)n));
+    sl__response_json(resp, 200, json_pack("{s:s, s:I}", "status", "ok", field, (json_int_t)n));
     return SL_OK;
 }
 
@@ -302,7 +302,7 @@ static int r_list(sl__job *job, sl__chop *op)
     json_t *arr = json_array();
     for (size_t i = 0; i < op->ninfos; i++)
         json_array_append_new(arr, info_json(&op->infos[i]));
-    set_json(&job->resp, 200, json_pack("{s:o}", "channels", arr));
+    sl__response_json(&job->resp, 200, json_pack("{s:o}", "channels", arr));
     return SL_OK;
 }
 
@@ -313,7 +313,7 @@ static int p_simple(sl__job *job, sl__chop *op)
 
 static int r_info(sl__job *job, sl__chop *op)
 {
-    set_json(&job->resp, 200, info_json(&op->info));
+    sl__response_json(&job->resp, 200, info_json(&op->info));
     return SL_OK;
 }
 
@@ -542,7 +542,7 @@ static int p_envelope(sl__job *job, sl__chop *op)
 
 static int r_envelope(sl__job *job, sl__chop *op)
 {
-    set_json(&job->resp, 200,
+    sl__response_json(&job->resp, 200,
              json_pack("{s:s, s:s, s:b}", "status", "accepted", "item_id", job->item[0],
                        "duplicate", op->duplicates > 0));
     return SL_OK;
@@ -603,7 +603,7 @@ static int r_batch(sl__job *job, sl__chop *op)
     json_t *ids = json_array();
     for (size_t i = 0; ids && i < op->nwrites; i++)
         json_array_append_new(ids, json_string(job->items[i]));
-    set_json(&job->resp, 200,
+    sl__response_json(&job->resp, 200,
              json_pack("{s:s, s:o, s:I}", "status", "accepted", "item_ids", ids, "duplicates",
                        (json_int_t)op->duplicates));
     return SL_OK;
@@ -790,7 +790,7 @@ static int r_create(sl__job *job, sl__chop *op)
         return fail(&job->st, SL_ENOENT, "channel not found");
     json_t *o = info_json(info);
     json_object_set_new(o, "depth", json_integer(0));
-    set_json(&job->resp, 201, o);
+    sl__response_json(&job->resp, 201, o);
     return SL_OK;
 }
 
@@ -824,7 +824,7 @@ static int h_acl_put(sl__router *r, const sl_identity *who, req_t *req, const ch
     if (rc == SL_OK) {
         json_t *chans = json_object_get(body, "channels");
         json_t *dn = json_object_get(body, "deny");
-        set_json(resp, 200,
+        sl__response_json(resp, 200,
                  json_pack("{s:s, s:s, s:O, s:o}", "principal", principal, "role", role, "channels",
                            json_is_array(chans) ? chans : json_null(), "deny",
                            json_is_array(dn) ? json_incref(dn) : json_array()));
@@ -865,7 +865,7 @@ static int h_acl_list(sl__router *r, const sl_identity *who, req_t *req, const c
                                         sl_role_name(e[i].role), "channels", ch, "deny", dn));
     }
     sl_acl_entries_free(e, n);
-    set_json(resp, 200, json_pack("{s:o}", "entries", arr));
+    sl__response_json(resp, 200, json_pack("{s:o}", "entries", arr));
     return SL_OK;
 }
 
@@ -930,7 +930,7 @@ static void on_revoked(void *ud, int status, const char *reason)
 {
     sl__job *job = ud;
     if (status == SL_OK)
-        set_json(&job->resp, 200, json_pack("{s:b}", "ok", 1));
+        sl__response_json(&job->resp, 200, json_pack("{s:b}", "ok", 1));
     else if (status == SL_EUNAVAIL)
         sl_status_set(&job->st, status, "revocation store unavailable");
     else
@@ -1112,7 +1112,7 @@ static int issue(sl__router *r, const sl_identity *who, const sl_http_request *r
         json_t *body = json_pack("{s:s, s:s, s:[], s:o}", "error", "forbidden", "message",
                                  "no requested channel may be granted", "channels_granted",
                                  "channels_denied", denials_json(&d));
-        set_json(resp, 403, body);
+        sl__response_json(resp, 403, body);
         sl_broker_decision_clear(&d);
         return SL_OK;
     }
@@ -1134,7 +1134,7 @@ static int issue(sl__router *r, const sl_identity *who, const sl_http_request *r
         json_object_set_new(rec, "workspace", json_string(who->workspace));
     rc = sl__audit_json(r->ctx, st, rec);
     if (rc == SL_OK)
-        set_json(resp, 200,
+        sl__response_json(resp, 200,
                  json_pack("{s:s, s:s, s:s, s:o, s:o}", "token", t.token, "token_id", t.token_id,
                            "expires_at", exp, "channels_granted",
                            string_array(d.granted, d.ngranted), "channels_denied",
@@ -1296,7 +1296,7 @@ static int h_apikey_create(sl__router *r, const sl_identity *who, req_t *req, co
                                     expires_in > 0 ? now + expires_in : 0, now, audit_apikey_create,
                                     &audit, &key, id, st);
     if (rc == SL_OK)
-        set_json(resp, 201,
+        sl__response_json(resp, 201,
                  json_pack("{s:s, s:s, s:s}", "key", key, "id", id, "principal", principal));
     sl_apikey_key_free(key);
     free(pats);
@@ -1321,7 +1321,7 @@ static int h_apikey_list(sl__router *r, const sl_identity *who, req_t *req, cons
         if (sl__ws_owns(who->workspace, recs[i].principal)) /* part C: its own workspace's */
             json_array_append_new(arr, apikey_json(&recs[i], now));
     sl_apikey_records_free(recs, n);
-    set_json(resp, 200, json_pack("{s:o}", "keys", arr));
+    sl__response_json(resp, 200, json_pack("{s:o}", "keys", arr));
     return SL_OK;
 }
 
@@ -1378,7 +1378,7 @@ static int roles_response(sl__router *r, const char *key, sl__response *resp)
     const char *principal = sl__ws_name(key); /* the caller's own name */
     const char *const *roles;
     size_t n = sl_broker_roles_of(r->broker, key, &roles);
-    set_json(resp, 200,
+    sl__response_json(resp, 200,
              json_pack("{s:s, s:o}", "principal", principal, "roles",
                        string_array((char *const *)roles, n)));
     return SL_OK;
@@ -1488,7 +1488,7 @@ static int h_policy_list(sl__router *r, const sl_identity *who, req_t *req, cons
         json_array_append(a, p);
     }
     json_decref(all);
-    set_json(resp, 200, json_pack("{s:o}", "policies", a));
+    sl__response_json(resp, 200, json_pack("{s:o}", "policies", a));
     return SL_OK;
 }
 
@@ -1526,7 +1526,7 @@ static int h_policy_put(sl__router *r, const sl_identity *who, req_t *req, const
     if (rc == SL_OK) {
         policy_changed(r->ctx, key);
         json_t *a = json_object_get(body, "allow"), *d = json_object_get(body, "deny");
-        set_json(resp, 200,
+        sl__response_json(resp, 200,
                  json_pack("{s:s, s:o, s:o, s:b}", "principal", pattern, "allow",
                            json_is_array(a) ? json_incref(a) : json_array(), "deny",
                            json_is_array(d) ? json_incref(d) : json_array(), "audit",
@@ -1573,7 +1573,7 @@ static int h_authz_invalidate(sl__router *r, const sl_identity *who, req_t *req,
     if (rc != SL_OK)
         return rc;
     sl__authz_invalidate(r->ctx, "admin");
-    set_json(resp, 200, json_pack("{s:s}", "status", "invalidated"));
+    sl__response_json(resp, 200, json_pack("{s:s}", "status", "invalidated"));
     return SL_OK;
 }
 

@@ -6,6 +6,7 @@
 #ifndef SLUICE_SERVER_ROUTER_H
 #define SLUICE_SERVER_ROUTER_H
 
+#include <jansson.h>
 #include <sluice/authn.h>
 #include <sluice/revocation.h>
 #include <sluice/sluice.h>
@@ -97,6 +98,10 @@ long sl__pct_decode(const char *src, size_t n, char *dst, size_t cap, int plus_s
 /* Looks a query parameter up and percent-decodes its value into buf (NUL-terminated, cap bytes).
  * 1 found, 0 absent, -1 malformed or too long. */
 int sl__http_query_get(const sl_http_request *req, const char *name, char *buf, size_t cap);
+
+/* Fills resp with status and o rendered compactly; takes o's reference (a failed render becomes
+ * 500). For handlers that live outside router.c. */
+void sl__response_json(sl__response *resp, int status, json_t *o);
 
 /* HTTP status and headers for an error code (401 carries WWW-Authenticate). */
 void sl__response_error(sl__response *resp, int code, const char *message);
