@@ -1370,6 +1370,58 @@ long sl_http_upgraded_write_owned(sl_http_upgraded *u, char *buf, size_t len, si
     return (long)len;
 }
 
+long sl_http_upgraded_writev(sl_http_upgraded *u, const uv_buf_t *bufs, unsigned n, int *held)
+{
+    conn *c = (conn *)u;
+    *held = 0;
+    if (c == NULL || bufs == NULL || n == 0)
+        return SL_EINVAL;
+    if (c->closing || c->lingering || c->close_after_write)
+        return SL_EIO;
+    if (c->writing)
+        return 0;
+    size_t total = 0;
+    for (unsigned i = 0; i < n; i++)
+        total += bufs[i].len;
+    if (c->tls != NULL) { /* encrypted into the session's output: the plaintext is done with */
+        for (unsigned i = 0; i < n; i++)
+            if (bufs[i].len > 0 && sl__tls_write(c->tls, bufs[i].base, bufs[i].len) != SL_OK)
+                return SL_EIO;
+        int r = tls_flush(c);
+        if (r < 0)
+            return SL_EIO;
+        c->writing = r == 0;
+        return (long)total;
+    }
+    int w = uv_try_write((uv_stream_t *)&c->tcp, bufs, n);
+    if (w < 0 && w != UV_EAGAIN && w != UV_ENOSYS)
+        return SL_EIO;
+    size_t done = w < 0 ? 0 : (size_t)w;
+    if (done == total)
+        return (long)total;
+    /* The rest goes from the caller's buffers, which it keeps until on_drain. */
+    unsigned i = 0;
+    while (done >= bufs[i].len) {
+        done -= bufs[i].len;
+        i++;
+    }
+    uv_buf_t stack[64], *rest = n - i <= 64 ? stack : malloc((n - i) * sizeof *rest);
+    if (rest == NULL)
+        return SL_ENOMEM;
+    for (unsigned k = i; k < n; k++)
+        rest[k - i] = bufs[k];
+    rest[0].base += done;
+    rest[0].len -= done;
+    int r = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, rest, n - i, on_up_write);
+    if (rest != stack)
+        free(rest); /* uv_write copied the array (not the bytes) */
+    if (r < 0)
+        return SL_EIO;
+    c->writing = 1;
+    *held = 1;
+    return (long)total;
+}
+
 long sl_http_upgraded_write(sl_http_upgraded *u, const char *data, size_t len)
 {
     if (u == NULL || (data == NULL && len > 0))

@@ -144,6 +144,11 @@ long sl_http_upgraded_write(sl_http_upgraded *u, const char *data, size_t len);
 /* The same for a malloc'd buffer of cap bytes holding len: when it returns len the transport owns
  * buf (it frees it), so nothing is copied; on 0 or an error the caller keeps it. */
 long sl_http_upgraded_write_owned(sl_http_upgraded *u, char *buf, size_t len, size_t cap);
+/* Writes bufs[0..n) in order, as one gather write. Returns the bytes taken (all of them), 0 while
+ * an earlier write is still in flight (wait for on_drain), or a negative code. *held is 1 when
+ * part of the bytes is still being written from the caller's buffers: they must stay valid and
+ * unchanged until on_drain (or on_close). Over TLS the bytes are encrypted at once (*held 0). */
+long sl_http_upgraded_writev(sl_http_upgraded *u, const uv_buf_t *bufs, unsigned n, int *held);
 /* Graceful: finishes the write in flight, sends FIN, drains the peer briefly, then closes. */
 void sl_http_upgraded_close(sl_http_upgraded *u);
 /* Stops (paused = 1) or resumes reading from the socket: back-pressure for an owner that has

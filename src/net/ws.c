@@ -7,10 +7,13 @@
  * unmasked in place and a one-frame message delivered from there, so only messages that span reads
  * or are fragmented are copied, into a reassembly buffer that lives while the message is incomplete
  * and grows with the bytes that actually arrive (a declared length commits nothing but the 1009
- * check). Frames to send are appended to one buffer per connection, handed to the transport whole
- * (it copies what the socket does not take at once) and freed when handed, so a batch written to
- * thousands of connections costs one allocation and one write each, and a consumer that reads
- * slowly accumulates frames in one buffer, not one allocation per message. A pong waits beside that
+ * check). Frames to send wait in a queue of references to whole frames (sl_ws_frame), written with
+ * one gather write per turn: a publication is framed once and the same frame is queued on every
+ * subscriber's connection, so fanning out copies no payload and a slow consumer's backlog is a
+ * list of references, never one growing buffer that is reallocated and moved (the 40 % memmove of
+ * docs/BENCHMARKS.md). A connection's own small frames (replies, close) are coalesced into a private
+ * frame at the queue's tail. The queue's array is freed when it empties, so an idle connection
+ * holds no sending memory. A pong waits beside that
  * buffer (only the latest, as §5.5.3 allows), so a peer that pings without reading gains nothing.
  * Connection objects can be re-entered (a callback closing the connection, a failed write closing
  * the socket): a depth counter defers freeing to the outermost frame. */
@@ -29,6 +32,21 @@
 #include "net/ws_frame.h"
 
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+/* Frames gathered into one write: beyond a few dozen the syscall's cost is the bytes, not the
+ * call. */
+#define GATHER_MAX 64
+
+struct sl_ws_frame {
+    unsigned refs;
+    unsigned priv : 1; /* a connection's own frame: more of its frames may be appended */
+    size_t len, cap;
+    uint8_t data[];
+};
+
+typedef struct seg {
+    sl_ws_frame *f;
+} seg;
 
 struct sl_ws_conn {
     sl_http_upgraded *up;
@@ -49,9 +67,11 @@ struct sl_ws_conn {
     uint8_t *ctl; /* a control frame's payload split across reads (at most 125 bytes) */
     uint8_t *msg; /* reassembly, only while a message spans reads or frames */
     size_t msg_len, msg_cap;
-    /* Sending: whole frames not yet handed to the transport. */
-    uint8_t *out;
-    size_t out_len, out_cap;
+    /* Sending: a ring of whole frames, oldest first; the first `flight` are being written by the
+     * transport from our memory (held until on_drain). */
+    struct seg *q;
+    size_t q_head, q_n, q_cap, flight;
+    size_t out_len; /* bytes in the ring, in flight included */
     uint8_t *pong; /* the latest pong while it cannot be handed over; goes before out */
     uint8_t pong_len;
     int peer_code; /* the peer's close code (1005: it gave none); 0 until a valid close came */
@@ -157,20 +177,152 @@ int sl_ws_check_handshake(const sl_http_request *req, const char **why)
 
 /* ---- connection lifetime --------------------------------------------------------------------- */
 
-static void release_buffers(sl_ws_conn *c)
+/* ---- frames and the sending queue ------------------------------------------------------------ */
+
+static size_t header_len(size_t len)
+{
+    return len < 126 ? 2 : len <= 0xffff ? 4 : 10;
+}
+
+sl_ws_frame *sl_ws_frame_text(const char *data, size_t len)
+{
+    size_t hl = header_len(len);
+    if (len > SIZE_MAX - sizeof(sl_ws_frame) - hl)
+        return NULL;
+    sl_ws_frame *f = malloc(sizeof *f + hl + len);
+    if (f == NULL)
+        return NULL;
+    f->refs = 1;
+    f->priv = 0;
+    f->len = f->cap = hl + len;
+    sl__wsf_write_header(f->data, 1, SL__WSF_TEXT, len, NULL);
+    if (len > 0)
+        memcpy(f->data + hl, data, len);
+    return f;
+}
+
+sl_ws_frame *sl_ws_frame_ref(sl_ws_frame *f)
+{
+    f->refs++;
+    return f;
+}
+
+void sl_ws_frame_unref(sl_ws_frame *f)
+{
+    if (f != NULL && --f->refs == 0)
+        free(f);
+}
+
+size_t sl_ws_frame_len(const sl_ws_frame *f)
+{
+    return f->len;
+}
+
+const unsigned char *sl_ws_frame_bytes(const sl_ws_frame *f)
+{
+    return f->data;
+}
+
+static seg *q_at(const sl_ws_conn *c, size_t i)
+{
+    return &c->q[(c->q_head + i) & (c->q_cap - 1)];
+}
+
+/* Drops the n oldest frames (written, or never to be). */
+static void q_pop(sl_ws_conn *c, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        seg *g = q_at(c, 0);
+        c->out_len -= g->f->len;
+        sl_ws_frame_unref(g->f);
+        c->q_head = (c->q_head + 1) & (c->q_cap - 1);
+        c->q_n--;
+    }
+    if (c->q_n == 0) { /* an idle connection keeps no array */
+        free(c->q);
+        c->q = NULL;
+        c->q_head = c->q_cap = 0;
+    }
+}
+
+static int q_push(sl_ws_conn *c, sl_ws_frame *f)
+{
+    if (c->q_n == c->q_cap) {
+        size_t cap = c->q_cap ? c->q_cap * 2 : 4;
+        seg *v = malloc(cap * sizeof *v);
+        if (v == NULL)
+            return SL_ENOMEM;
+        for (size_t i = 0; i < c->q_n; i++)
+            v[i] = *q_at(c, i);
+        free(c->q);
+        c->q = v;
+        c->q_cap = cap;
+        c->q_head = 0;
+    }
+    c->q[(c->q_head + c->q_n) & (c->q_cap - 1)].f = f;
+    c->q_n++;
+    c->out_len += f->len;
+    return SL_OK;
+}
+
+/* Room for need bytes at the end of the queue in a private frame the transport is not writing:
+ * the tail one when it has room, else a new one. Returns where to write (the caller then adds need
+ * to the frame's len and to out_len), or NULL when memory runs out. */
+static uint8_t *q_reserve(sl_ws_conn *c, size_t need)
+{
+    if (c->q_n > c->flight) {
+        sl_ws_frame *t = q_at(c, c->q_n - 1)->f;
+        if (t->priv && t->cap - t->len >= need)
+            return t->data + t->len;
+    }
+    size_t cap = need < 512 ? 512 : need;
+    sl_ws_frame *f = malloc(sizeof *f + cap);
+    if (f == NULL)
+        return NULL;
+    f->refs = 1;
+    f->priv = 1;
+    f->len = 0;
+    f->cap = cap;
+    if (q_push(c, f) != SL_OK) {
+        free(f);
+        return NULL;
+    }
+    return f->data;
+}
+
+static void q_commit(sl_ws_conn *c, size_t n)
+{
+    q_at(c, c->q_n - 1)->f->len += n;
+    c->out_len += n;
+}
+
+/* keep_flight: frames the transport is still writing from stay until it is done with them. */
+static void release_buffers(sl_ws_conn *c, int keep_flight)
 {
     free(c->msg);
     free(c->ctl);
-    free(c->out);
     free(c->pong);
-    c->msg = c->ctl = c->out = c->pong = NULL;
-    c->msg_len = c->msg_cap = c->out_len = c->out_cap = 0;
+    c->msg = c->ctl = c->pong = NULL;
+    c->msg_len = c->msg_cap = 0;
     c->ctl_len = c->pong_len = 0;
+    size_t keep = keep_flight ? c->flight : 0;
+    while (c->q_n > keep) { /* newest first, so the ring's head stays where it is */
+        seg *g = q_at(c, c->q_n - 1);
+        c->out_len -= g->f->len;
+        sl_ws_frame_unref(g->f);
+        c->q_n--;
+    }
+    if (c->q_n == 0) {
+        free(c->q);
+        c->q = NULL;
+        c->q_head = c->q_cap = 0;
+    }
+    c->flight = keep;
 }
 
 static void conn_free(sl_ws_conn *c)
 {
-    release_buffers(c);
+    release_buffers(c, 0);
     free(c);
 }
 
@@ -191,8 +343,9 @@ static void tcp_close(sl_ws_conn *c)
         return;
     c->tcp_closing = 1;
     /* Nothing more will be read or handed over, and the socket may linger for seconds. A message
-     * being delivered is not among these: end_frame detached it. */
-    release_buffers(c);
+     * being delivered is not among these: end_frame detached it. Frames being written stay until
+     * the transport is done with them. */
+    release_buffers(c, 1);
     sl_http_upgraded_close(c->up);
 }
 
@@ -202,36 +355,48 @@ static void pump(sl_ws_conn *c)
 {
     if (c->gone || c->tcp_closing)
         return;
-    while (!c->blocked && (c->pong != NULL || c->out_len > 0)) {
-        uint8_t **buf = c->pong != NULL ? &c->pong : &c->out;
-        size_t len = c->pong != NULL ? c->pong_len : c->out_len;
-        /* The queue is handed over rather than copied: under a backlog it can be megabytes. */
-        long n = buf == &c->out
-                     ? sl_http_upgraded_write_owned(c->up, (char *)c->out, len, c->out_cap)
-                     : sl_http_upgraded_write(c->up, (const char *)*buf, len);
+    while (!c->blocked && (c->pong != NULL || c->q_n > 0)) {
+        if (c->pong != NULL) {
+            long n = sl_http_upgraded_write(c->up, (const char *)c->pong, c->pong_len);
+            if (c->gone || c->tcp_closing)
+                return;
+            if (n < 0) {
+                tcp_close(c);
+                return;
+            }
+            if (n == 0) {
+                c->blocked = 1;
+                break;
+            }
+            free(c->pong); /* the transport copied it */
+            c->pong = NULL;
+            c->pong_len = 0;
+            continue;
+        }
+        uv_buf_t iov[GATHER_MAX];
+        unsigned n = c->q_n < GATHER_MAX ? (unsigned)c->q_n : GATHER_MAX;
+        for (unsigned i = 0; i < n; i++) {
+            sl_ws_frame *f = q_at(c, i)->f;
+            iov[i] = uv_buf_init((char *)f->data, (unsigned)f->len);
+        }
+        int held = 0;
+        long r = sl_http_upgraded_writev(c->up, iov, n, &held);
         if (c->gone || c->tcp_closing)
             return;
-        if (n < 0) {
+        if (r < 0) {
             tcp_close(c);
             return;
         }
-        if (n == 0) {
+        if (r == 0 || held) { /* on_drain goes on */
+            c->flight = r == 0 ? 0 : n;
             c->blocked = 1;
             break;
         }
-        /* Taken whole: the transport copied the pong, and owns the queue now. */
-        if (buf == &c->out) {
-            c->out = NULL;
-            c->out_len = c->out_cap = 0;
-        } else {
-            free(c->pong);
-            c->pong = NULL;
-            c->pong_len = 0;
-        }
+        q_pop(c, n);
     }
     if (!c->close_queued)
         return;
-    if (c->out_len == 0 && c->pong == NULL && (c->peer_code != 0 || c->failed)) {
+    if (c->q_n == 0 && c->pong == NULL && (c->peer_code != 0 || c->failed)) {
         tcp_close(c);
         return;
     }
@@ -240,28 +405,6 @@ static void pump(sl_ws_conn *c)
         c->timeout_set = 1;
         sl_http_upgraded_set_timeout(c->up, c->close_timeout_ms);
     }
-}
-
-/* Room for need more bytes in out. Grows geometrically, but not far past max_out: a queue that
- * size is refused anyway, and only a few control frames may come on top. */
-static int out_reserve(sl_ws_conn *c, size_t need)
-{
-    if (need <= c->out_cap - c->out_len)
-        return SL_OK;
-    if (need > SIZE_MAX / 2 - c->out_len)
-        return SL_ENOMEM;
-    size_t want = c->out_len + need, cap = c->out_cap * 2;
-    size_t soft = c->max_out < SIZE_MAX / 2 ? c->max_out + 256 : SIZE_MAX / 2;
-    if (cap > soft)
-        cap = soft;
-    if (cap < want)
-        cap = want;
-    uint8_t *p = realloc(c->out, cap);
-    if (p == NULL)
-        return SL_ENOMEM;
-    c->out = p;
-    c->out_cap = cap;
-    return SL_OK;
 }
 
 /* RFC 6455 §8.1: text must be UTF-8 (RFC 3629: no overlongs, surrogates or code points past
@@ -334,11 +477,11 @@ static void queue_close(sl_ws_conn *c, int code, const char *reason, size_t rlen
     c->msg = NULL;
     c->msg_len = c->msg_cap = 0;
     size_t body = code != 0 ? 2 + rlen : 0;
-    if (out_reserve(c, 2 + body) != SL_OK) {
+    uint8_t *d = q_reserve(c, 2 + body);
+    if (d == NULL) {
         tcp_close(c);
         return;
     }
-    uint8_t *d = c->out + c->out_len;
     d += sl__wsf_write_header(d, 1, SL__WSF_CLOSE, body, NULL);
     if (code != 0) {
         *d++ = (uint8_t)(code >> 8);
@@ -346,7 +489,7 @@ static void queue_close(sl_ws_conn *c, int code, const char *reason, size_t rlen
         if (rlen > 0)
             memcpy(d, reason, rlen);
     }
-    c->out_len += 2 + body;
+    q_commit(c, 2 + body);
 }
 
 /* "Fail the WebSocket Connection" (§7.1.7): our close frame, then TCP close; nothing more read. */
@@ -619,6 +762,8 @@ static void up_drain(void *ud)
 {
     sl_ws_conn *c = ud;
     enter(c);
+    q_pop(c, c->flight); /* written: the transport is done with them */
+    c->flight = 0;
     c->blocked = 0;
     pump(c);
     leave(c);
@@ -629,7 +774,7 @@ static void up_close(void *ud)
     sl_ws_conn *c = ud;
     enter(c);
     c->gone = 1;
-    release_buffers(c);
+    release_buffers(c, 0);
     if (!c->notified) {
         c->notified = 1;
         int code = c->peer_code != 0 ? c->peer_code
@@ -696,28 +841,58 @@ int sl_ws_accept(sl_http_request *req, const sl_ws_limits *lim, const sl_ws_call
     return SL_OK;
 }
 
-int sl_ws_send_text(sl_ws_conn *c, const char *data, size_t len)
+static int can_queue(const sl_ws_conn *c, size_t len)
+{
+    if (c->gone || c->tcp_closing || c->close_queued)
+        return SL_EIO;
+    if (len > c->max_out || c->out_len > c->max_out - len)
+        return SL_ELIMIT;
+    return SL_OK;
+}
+
+int sl_ws_queue_text(sl_ws_conn *c, const char *data, size_t len)
 {
     if (c == NULL || (data == NULL && len > 0))
         return SL_EINVAL;
-    if (c->gone || c->tcp_closing || c->close_queued)
-        return SL_EIO;
-    size_t hl = len < 126 ? 2 : len <= 0xffff ? 4 : 10;
-    if (len > c->max_out || hl > c->max_out - len || c->out_len > c->max_out - len - hl)
-        return SL_ELIMIT;
-    if (out_reserve(c, hl + len) != SL_OK)
+    size_t hl = header_len(len);
+    int rc = len > SIZE_MAX - hl ? SL_ELIMIT : can_queue(c, hl + len);
+    if (rc != SL_OK)
+        return rc;
+    uint8_t *d = q_reserve(c, hl + len);
+    if (d == NULL)
         return SL_ENOMEM;
-    uint8_t *d = c->out + c->out_len;
     d += sl__wsf_write_header(d, 1, SL__WSF_TEXT, len, NULL);
     if (len > 0)
         memcpy(d, data, len);
-    c->out_len += hl + len;
-    if (!c->blocked) {
-        enter(c);
-        pump(c);
-        leave(c);
-    }
+    q_commit(c, hl + len);
     return SL_OK;
+}
+
+int sl_ws_queue_frame(sl_ws_conn *c, sl_ws_frame *f)
+{
+    if (c == NULL || f == NULL)
+        return SL_EINVAL;
+    int rc = can_queue(c, f->len);
+    if (rc == SL_OK && (rc = q_push(c, f)) == SL_OK)
+        f->refs++;
+    return rc;
+}
+
+void sl_ws_flush(sl_ws_conn *c)
+{
+    if (c == NULL || c->blocked)
+        return;
+    enter(c);
+    pump(c);
+    leave(c);
+}
+
+int sl_ws_send_text(sl_ws_conn *c, const char *data, size_t len)
+{
+    int rc = sl_ws_queue_text(c, data, len);
+    if (rc == SL_OK)
+        sl_ws_flush(c);
+    return rc;
 }
 
 int sl_ws_close(sl_ws_conn *c, int code, const char *reason)

@@ -62,11 +62,31 @@ int sl_ws_accept(sl_http_request *req, const sl_ws_limits *lim, const sl_ws_call
  * max_outgoing (nothing queued: a slow consumer, to be disconnected); SL_EIO: closing. */
 int sl_ws_send_text(sl_ws_conn *c, const char *data, size_t len);
 
+/* The same without writing yet: the message waits for sl_ws_flush (or the next send), so that
+ * everything queued in one loop iteration goes out in one gather write. */
+int sl_ws_queue_text(sl_ws_conn *c, const char *data, size_t len);
+
+/* A whole text frame, built once and queued on any number of connections (a publication fanned
+ * out). sl_ws_frame_text returns it with one reference (the caller's), or NULL when out of
+ * memory; each queue takes a reference of its own, so the caller drops its own with
+ * sl_ws_frame_unref once it has queued the frame everywhere. Single-threaded, like the rest. */
+typedef struct sl_ws_frame sl_ws_frame;
+sl_ws_frame *sl_ws_frame_text(const char *data, size_t len);
+sl_ws_frame *sl_ws_frame_ref(sl_ws_frame *f); /* returns f */
+void sl_ws_frame_unref(sl_ws_frame *f);
+size_t sl_ws_frame_len(const sl_ws_frame *f); /* header included */
+/* The frame's bytes as they go on the wire (sl_ws_frame_len of them). */
+const unsigned char *sl_ws_frame_bytes(const sl_ws_frame *f);
+/* Queues f (taking a reference) without writing. SL_ELIMIT / SL_EIO as sl_ws_send_text. */
+int sl_ws_queue_frame(sl_ws_conn *c, sl_ws_frame *f);
+/* Writes what is queued (as much as the socket takes; the rest as it drains). */
+void sl_ws_flush(sl_ws_conn *c);
+
 /* Starts the closing handshake: a close frame with code and reason (at most 123 bytes, truncated),
  * then TCP close once the peer answered or close_timeout_ms passed. Idempotent. */
 int sl_ws_close(sl_ws_conn *c, int code, const char *reason);
 
-/* Bytes queued for sending and not yet handed to the transport (which may hold one more chunk). */
+/* Bytes queued for sending and not yet written (those the transport is writing included). */
 size_t sl_ws_outgoing(const sl_ws_conn *c);
 void *sl_ws_userdata(const sl_ws_conn *c);
 

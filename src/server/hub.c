@@ -1,7 +1,8 @@
 /* The real-time hub (see hub.h): per-channel subscriber arrays with O(1) removal, the stream epoch
- * of each channel, and batched fan-out. A publication is encoded once into a scratch buffer and
- * copied into each subscriber's pending batch; the uv_check handle flushes every dirty connection
- * once per loop iteration, after all the reads of that iteration have been handled. On a shared
+ * of each channel, and batched fan-out. A publication is encoded and framed once, and that one
+ * frame is queued by reference on every subscriber's connection (net/ws.h: no payload is copied per
+ * subscriber); the uv_check handle flushes every dirty connection once per loop iteration, after
+ * all the reads of that iteration have been handled, each with one gather write. On a shared
  * engine (several nodes) the hub also watches the channels its subscribers use, keeps what the
  * feed delivers while a subscription reads its position (replayed at the link), checks that each
  * subscriber gets each offset once and in order, and mirrors presence into the engine. */
@@ -21,8 +22,7 @@
 /* A publication kept for subscriptions between sl__hub_prepare and sl__hub_subscribe. */
 typedef struct kept {
     uint64_t offset;
-    char *push; /* the encoded push */
-    size_t len;
+    sl_ws_frame *frame; /* the push, framed; a reference of its own */
 } kept;
 
 /* The most bytes kept for pending subscriptions of one channel: past it they fail (the client
@@ -127,7 +127,7 @@ struct sl__hub {
 static void kept_clear(sl__hub_chan *c)
 {
     for (size_t i = 0; i < c->nkept; i++)
-        free(c->kept[i].push);
+        sl_ws_frame_unref(c->kept[i].frame);
     free(c->kept);
     c->kept = NULL;
     c->nkept = c->kept_bytes = 0;
@@ -153,8 +153,7 @@ static void on_flush(uv_check_t *handle)
         /* The batch is taken before the call: the peer may close and free itself inside. */
         sl__cf_buf batch = p->out;
         sl__cf_buf_init(&p->out);
-        if (batch.len)
-            p->ops->flush(p, batch.data, batch.len);
+        p->ops->flush(p, batch.data, batch.len); /* also writes the frames it queued */
         sl__cf_buf_free(&batch);
     }
     h->batched = 0;
@@ -497,38 +496,50 @@ void sl__hub_abandon(sl__hub *h, const char *id)
 }
 
 /* Keeps the encoded push in scratch for the pending subscriptions of c. */
-static void keep(sl__hub_chan *c, const sl__cf_buf *push, uint64_t offset)
+static void keep(sl__hub_chan *c, sl_ws_frame *f, uint64_t offset)
 {
     if (c->kept_overflow)
         return;
     kept *v = NULL;
-    char *copy = NULL;
-    if (c->kept_bytes + push->len > KEPT_MAX_BYTES ||
-        (v = realloc(c->kept, (c->nkept + 1) * sizeof *v)) == NULL ||
-        (c->kept = v, copy = malloc(push->len)) == NULL) {
+    size_t len = sl_ws_frame_len(f);
+    if (c->kept_bytes + len > KEPT_MAX_BYTES ||
+        (v = realloc(c->kept, (c->nkept + 1) * sizeof *v)) == NULL) {
         c->kept_overflow = 1;
         return;
     }
-    memcpy(copy, push->data, push->len);
-    c->kept[c->nkept++] = (kept){offset, copy, push->len};
-    c->kept_bytes += push->len;
+    c->kept = v;
+    c->kept[c->nkept++] = (kept){offset, sl_ws_frame_ref(f)};
+    c->kept_bytes += len;
 }
 
-/* Encoded once in scratch, appended to every subscriber of c except `except`. */
-static void fan_out(sl__hub *h, sl__hub_chan *c, const sl__hub_sub *except)
+/* The frame of the push in scratch, or NULL (out of memory: the push is lost, as when a batch
+ * could not grow). The caller unrefs it. */
+static sl_ws_frame *scratch_frame(sl__hub *h)
 {
     if (h->scratch.oom || h->scratch.len == 0)
+        return NULL;
+    return sl_ws_frame_text(h->scratch.data, h->scratch.len);
+}
+
+static void deliver(sl__hub *h, sl__hub_peer *p, sl_ws_frame *f)
+{
+    p->ops->queue(p, f);
+    h->batched += sl_ws_frame_len(f);
+    sl__hub_peer_touch(h, p);
+}
+
+/* Encoded once in scratch, queued on every subscriber of c except `except`. */
+static void fan_out(sl__hub *h, sl__hub_chan *c, const sl__hub_sub *except)
+{
+    if (c->nsubs == 0 || (c->nsubs == 1 && c->subs[0] == except))
         return;
-    for (size_t i = 0; i < c->nsubs; i++) {
-        sl__hub_sub *s = c->subs[i];
-        if (s == except)
-            continue;
-        /* A batch that cannot grow loses this push; the flush still sends what it has. */
-        if (sl__cf_buf_append(&s->peer->out, h->scratch.data, h->scratch.len) == SL_OK) {
-            h->batched += h->scratch.len + 1;
-            sl__hub_peer_touch(h, s->peer);
-        }
-    }
+    sl_ws_frame *f = scratch_frame(h);
+    if (f == NULL)
+        return;
+    for (size_t i = 0; i < c->nsubs; i++)
+        if (c->subs[i] != except)
+            deliver(h, c->subs[i]->peer, f);
+    sl_ws_frame_unref(f);
 }
 
 static void join_leave(sl__hub *h, sl__hub_sub *s, int join)
@@ -584,10 +595,8 @@ int sl__hub_subscribe(sl__hub *h, sl__hub_chan *c, sl__hub_sub *s, uint64_t top)
         for (size_t i = 0; i < c->nkept; i++) {
             if (c->kept[i].offset < s->next_offset)
                 continue;
-            if (sl__cf_buf_append(&s->peer->out, c->kept[i].push, c->kept[i].len) == SL_OK) {
-                s->next_offset = c->kept[i].offset + 1;
-                sl__hub_peer_touch(h, s->peer);
-            }
+            deliver(h, s->peer, c->kept[i].frame);
+            s->next_offset = c->kept[i].offset + 1;
         }
         if (--c->pending == 0)
             kept_clear(c);
@@ -645,7 +654,8 @@ static void end_sub(sl__hub *h, sl__hub_sub *s, int code, const char *reason)
  * state" so the client recovers them from the stream. */
 static void fan_out_topic(sl__hub *h, sl__hub_chan *c, uint64_t offset)
 {
-    if (h->scratch.oom || h->scratch.len == 0)
+    sl_ws_frame *f = scratch_frame(h);
+    if (f == NULL)
         return;
     size_t ngap = 0;
     for (size_t i = 0; i < c->nsubs; i++) {
@@ -657,14 +667,12 @@ static void fan_out_topic(sl__hub *h, sl__hub_chan *c, uint64_t offset)
             ngap++;
             continue;
         }
-        if (sl__cf_buf_append(&s->peer->out, h->scratch.data, h->scratch.len) == SL_OK) {
-            h->batched += h->scratch.len + 1;
-            sl__hub_peer_touch(h, s->peer);
-        }
+        deliver(h, s->peer, f);
         s->next_offset = offset + 1;
     }
     if (c->pending)
-        keep(c, &h->scratch, offset);
+        keep(c, f, offset);
+    sl_ws_frame_unref(f);
     for (size_t i = c->nsubs; ngap && i-- > 0;)
         if (c->subs[i]->next_offset == 0) {
             end_sub(h, c->subs[i], SL__CF_UNSUB_INSUFFICIENT_STATE, "insufficient state");
@@ -752,17 +760,16 @@ void sl__hub_join_leave_event(sl__hub *h, const sl_event *ev)
         sl__cf_push_join(&h->scratch, c->id, &info);
     else
         sl__cf_push_leave(&h->scratch, c->id, &info);
-    if (h->scratch.oom)
+    sl_ws_frame *f = scratch_frame(h);
+    if (f == NULL)
         return;
     for (size_t i = 0; i < c->nsubs; i++) {
         sl__hub_sub *s = c->subs[i];
         if (s->client && strcmp(s->client, ev->client) == 0)
             continue; /* its own join or leave */
-        if (sl__cf_buf_append(&s->peer->out, h->scratch.data, h->scratch.len) == SL_OK) {
-            h->batched += h->scratch.len + 1;
-            sl__hub_peer_touch(h, s->peer);
-        }
+        deliver(h, s->peer, f);
     }
+    sl_ws_frame_unref(f);
 }
 
 int sl__hub_presence_shared(const sl__hub *h)

@@ -14,6 +14,7 @@
 #include <sluice/sluice.h>
 
 #include "net/centrifuge.h"
+#include "net/ws.h"
 
 typedef struct sl__hub sl__hub;
 typedef struct sl__hub_chan sl__hub_chan;
@@ -21,9 +22,14 @@ typedef struct sl__hub_peer sl__hub_peer;
 typedef struct sl__hub_sub sl__hub_sub;
 
 typedef struct sl__hub_peer_ops {
-    /* Sends one batch (newline-separated pushes and replies) as one text frame. The bytes are the
-     * hub's until the call returns. The peer may close (and detach) itself inside. */
+    /* Sends what is queued, after the rest of the batch (newline-separated replies and pushes in
+     * p->out) as one more text frame. The bytes are the hub's until the call returns. The peer
+     * may close (and detach) itself inside. */
     void (*flush)(sl__hub_peer *p, const char *data, size_t len);
+    /* Queues a shared frame (a push) without writing, after what p->out holds so far (which the
+     * peer queues first, keeping the order). Takes its own reference. Must not close the peer:
+     * one that cannot take more remembers it and closes at its flush. */
+    void (*queue)(sl__hub_peer *p, sl_ws_frame *f);
     /* The hub ended subscription s (its channel was deleted) after queueing the unsubscribe
      * push: the owner forgets and frees s. */
     void (*dropped)(sl__hub_peer *p, sl__hub_sub *s);

@@ -69,6 +69,7 @@ struct sess {
      * the session gives back if it goes first. */
     struct wait *marked;
     int draining; /* run_queue is running (a check that answers at once must not re-enter it) */
+    int slow;     /* a push did not fit its outgoing bound: disconnected at the next flush */
     sl__cf_command *queue;
     size_t nqueue;
     uint32_t auth_id; /* id of the connect / refresh being authenticated */
@@ -202,9 +203,27 @@ static void peer_flush(sl__hub_peer *p, const char *data, size_t len)
     if (s->state == ST_CLOSED || s->conn == NULL)
         return;
     ref(s);
-    if (len > s->srv->lim.max_outgoing || sl_ws_send_text(s->conn, data, len) == SL_ELIMIT)
+    if (s->slow || (len > 0 && sl_ws_queue_text(s->conn, data, len) == SL_ELIMIT))
         close_with(s, SL__CF_DISC_SLOW, NULL);
+    else
+        sl_ws_flush(s->conn);
     unref(s);
+}
+
+static void peer_queue(sl__hub_peer *p, sl_ws_frame *f)
+{
+    sess *s = (sess *)p;
+    if (s->state == ST_CLOSED || s->conn == NULL || s->slow)
+        return;
+    int rc = SL_OK;
+    if (p->out.len > 0) { /* replies and pushes batched before this one go first */
+        rc = sl_ws_queue_text(s->conn, p->out.data, p->out.len);
+        sl__cf_buf_reset(&p->out);
+    }
+    if (rc == SL_OK)
+        rc = sl_ws_queue_frame(s->conn, f);
+    if (rc == SL_ELIMIT || rc == SL_ENOMEM)
+        s->slow = 1; /* closing here would change the subscriber list the hub is walking */
 }
 
 static void remove_sub_at(sess *s, size_t i)
@@ -242,7 +261,7 @@ static void peer_resume(sl__hub_peer *p)
 }
 
 static const sl__hub_peer_ops peer_ops = {
-    .flush = peer_flush, .dropped = peer_dropped, .resume = peer_resume};
+    .flush = peer_flush, .queue = peer_queue, .dropped = peer_dropped, .resume = peer_resume};
 
 static void reply_error(sess *s, uint32_t id, int code, const char *message)
 {

@@ -1,4 +1,5 @@
-/* The real-time hub without sockets: fake peers record what each flush would send, so fan-out,
+/* The real-time hub without sockets: fake peers record what each flush would send (the shared
+ * frames queued since the last flush and the batch, as the lines a client reads), so fan-out,
  * batching per loop iteration, order, unsubscription and channel deletion are checked exactly. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -10,6 +11,7 @@
 #include <cmocka.h>
 
 #include "core/message.h"
+#include "net/ws_frame.h"
 #include "server/hub.h"
 #include "store/engine.h"
 
@@ -21,17 +23,50 @@ typedef struct fake {
     size_t ndropped;
     int resumed;
     size_t bytes;
+    char lines[4096]; /* what was queued since the last flush, newline-separated */
+    size_t nlines;
 } fake;
+
+static void fake_add(fake *f, const char *data, size_t len)
+{
+    f->bytes += len;
+    if (f->nlines + 1 + len >= sizeof f->lines) {
+        f->nlines = sizeof f->lines; /* big batches are only counted */
+        return;
+    }
+    if (f->nlines > 0)
+        f->lines[f->nlines++] = '\n';
+    memcpy(f->lines + f->nlines, data, len);
+    f->nlines += len;
+}
+
+static void fake_queue(sl__hub_peer *p, sl_ws_frame *fr)
+{
+    fake *f = (fake *)p;
+    if (p->out.len > 0) { /* as the real peer does: what was batched before goes first */
+        fake_add(f, p->out.data, p->out.len);
+        sl__cf_buf_reset(&p->out);
+    }
+    sl__wsf_header h;
+    const char *why;
+    const uint8_t *b = sl_ws_frame_bytes(fr);
+    size_t hl = (size_t)sl__wsf_parse_header(b, sl_ws_frame_len(fr), &h, &why);
+    assert_true(hl > 0 && h.fin && h.opcode == SL__WSF_TEXT && !h.masked);
+    assert_int_equal(hl + h.len, sl_ws_frame_len(fr));
+    fake_add(f, (const char *)b + hl, (size_t)h.len);
+}
 
 static void fake_flush(sl__hub_peer *p, const char *data, size_t len)
 {
     fake *f = (fake *)p;
-    f->bytes += len;
-    if (len >= sizeof f->sent[0])
-        return; /* big batches are only counted */
-    assert_true(f->nsent < 8);
-    memcpy(f->sent[f->nsent], data, len);
-    f->sent[f->nsent++][len] = '\0';
+    if (len > 0)
+        fake_add(f, data, len);
+    if (f->nlines < sizeof f->sent[0]) {
+        assert_true(f->nsent < 8);
+        memcpy(f->sent[f->nsent], f->lines, f->nlines);
+        f->sent[f->nsent++][f->nlines] = '\0';
+    }
+    f->nlines = 0;
 }
 
 static void fake_dropped(sl__hub_peer *p, sl__hub_sub *s)
@@ -45,7 +80,7 @@ static void fake_resume(sl__hub_peer *p)
     ((fake *)p)->resumed++;
 }
 
-static const sl__hub_peer_ops fake_ops = {fake_flush, fake_dropped, fake_resume};
+static const sl__hub_peer_ops fake_ops = {fake_flush, fake_queue, fake_dropped, fake_resume};
 
 typedef struct world {
     uv_loop_t loop;

@@ -94,6 +94,23 @@ static void on_text(sl_ws_conn *c, const char *data, size_t len, void *ud)
         sl_ws_close(c, 3001, reason);
         return;
     }
+    if (len == 6 && memcmp(data, "shared", 6) == 0) {
+        /* One frame queued 1,000 times by reference, the connection's own frames between them
+         * (coalesced into private frames), all written by one flush, in order. */
+        sl_ws_frame *f = sl_ws_frame_text("pub", 3);
+        char own[16];
+        for (int i = 0; f != NULL && i < 1000; i++) {
+            if (sl_ws_queue_frame(c, f) != SL_OK)
+                break;
+            if (i % 10 == 9) {
+                int n = snprintf(own, sizeof own, "own-%d", i);
+                sl_ws_queue_text(c, own, (size_t)n);
+            }
+        }
+        sl_ws_frame_unref(f); /* the queue holds its own references */
+        sl_ws_flush(c);
+        return;
+    }
     if (len == 7 && memcmp(data, "big-out", 7) == 0) {
         char *big = malloc(BIG_OUT);
         memset(big, 'z', BIG_OUT);
@@ -860,6 +877,28 @@ static void test_close_reason_truncated(void **state)
 }
 
 /* Sending a message that needs the 64-bit length form. */
+static void test_shared_frames_in_order(void **state)
+{
+    int fd = ws_open("/ws");
+    send_frame(fd, 1, 1, "shared", 6);
+    uint8_t buf[64];
+    size_t len;
+    int fin;
+    for (int i = 0; i < 1000; i++) {
+        assert_int_equal(read_frame(fd, buf, sizeof buf, &len, &fin), 1);
+        assert_int_equal(len, 3);
+        assert_memory_equal(buf, "pub", 3);
+        if (i % 10 == 9) {
+            char own[16];
+            int n = snprintf(own, sizeof own, "own-%d", i);
+            assert_int_equal(read_frame(fd, buf, sizeof buf, &len, &fin), 1);
+            assert_int_equal(len, (size_t)n);
+            assert_memory_equal(buf, own, (size_t)n);
+        }
+    }
+    close(fd);
+}
+
 static void test_big_outgoing(void **state)
 {
     int fd = ws_open("/ws");
@@ -1037,6 +1076,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_close_without_code, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_reason_truncated, setup, teardown),
         cmocka_unit_test_setup_teardown(test_big_outgoing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_shared_frames_in_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_python_client, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idle_memory, setup, teardown),
     };
