@@ -455,6 +455,70 @@ static void test_hostile_paths(void **state)
     sl__response_clear(&resp);
 }
 
+/* Acknowledge bodies: the common shape is read without a JSON tree, everything else by the full
+ * parser; both give the same ids and the same errors. */
+static void test_ack_bodies(void **state)
+{
+    fixture *f = *state;
+    sl__response resp;
+    const char *tok = f->admin_token;
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(run(f, "PUT", "/channels/jobs", tok, "{\"n\":1}", &resp), 200);
+        sl__response_clear(&resp);
+    }
+    assert_int_equal(run(f, "GET", "/channels/jobs?exclusive=true&limit=3", tok, NULL, &resp), 200);
+    char ids[3][80];
+    const char *p = resp.body;
+    for (int i = 0; i < 3; i++) {
+        p = strstr(p, "\"id\":\"");
+        assert_non_null(p);
+        p += 6;
+        size_t n = strcspn(p, "\"");
+        assert_true(n < sizeof ids[i]);
+        memcpy(ids[i], p, n);
+        ids[i][n] = '\0';
+    }
+    sl__response_clear(&resp);
+    char body[512];
+    snprintf(body, sizeof body, " { \"message_ids\" : [ \"%s\" ,\n\"%s\" ] } ", ids[0], ids[1]);
+    assert_int_equal(run(f, "POST", "/channels/jobs/acknowledge", tok, body, &resp), 200);
+    assert_non_null(strstr(resp.body, "\"acknowledged\":2"));
+    sl__response_clear(&resp);
+    /* another member: the full parser, same answer */
+    snprintf(body, sizeof body, "{\"message_ids\":[\"%s\"],\"note\":1}", ids[2]);
+    assert_int_equal(run(f, "POST", "/channels/jobs/acknowledge", tok, body, &resp), 200);
+    assert_non_null(strstr(resp.body, "\"acknowledged\":1"));
+    sl__response_clear(&resp);
+    char longid[70];
+    memset(longid, 'a', 65);
+    longid[65] = '\0';
+    struct {
+        const char *body;
+        int status;
+        const char *must;
+    } cases[] = {
+        {"{\"message_ids\":[]}", 200, "\"acknowledged\":0"},
+        {"{\"message_ids\":[\"ABC\"]}", 200, "\"acknowledged\":0"},
+        {"{\"message_ids\":[\"a\\u0062\"]}", 200, "\"acknowledged\":0"},
+        {"{\"message_ids\":[\"a\",]}", 400, NULL},
+        {"{\"message_ids\":[\"a\"", 400, NULL},
+        {"{\"message_ids\":[\"a\"]}x", 400, NULL},
+        {"{\"message_ids\":[\"a\"],\"message_ids\":[\"b\"]}", 400, NULL},
+        {"{\"message_ids\":[\"a\" \"b\"]}", 400, NULL},
+        {"{\"message_ids\":[\"\x01\"]}", 400, NULL},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        int status = run(f, "POST", "/channels/jobs/acknowledge", tok, cases[i].body, &resp);
+        if (status != cases[i].status || (cases[i].must && !strstr(resp.body, cases[i].must)))
+            fail_msg("%s: %d %s", cases[i].body, status, resp.body);
+        sl__response_clear(&resp);
+    }
+    snprintf(body, sizeof body, "{\"message_ids\":[\"%s\"]}", longid);
+    assert_int_equal(run(f, "POST", "/channels/jobs/acknowledge", tok, body, &resp), 400);
+    assert_non_null(strstr(resp.body, "message ids"));
+    sl__response_clear(&resp);
+}
+
 static void test_bodies_and_params(void **state)
 {
     fixture *f = *state;
@@ -582,6 +646,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_every_route_is_guarded_as_pinned, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hostile_paths, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bodies_and_params, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ack_bodies, setup, teardown),
         cmocka_unit_test_setup_teardown(test_read_renders_stored_text_within_bounds, setup,
                                         teardown),
     };
