@@ -304,3 +304,52 @@ def test_hostile_input(srv):
         assert not [e for e in audit_events(srv) if e["event"].startswith("server.")]
     finally:
         a.close()
+
+
+def test_cli(srv, cli):
+    a, b = connected(srv, "alice"), connected(srv, "bob")
+    env = {"SLUICE_URL": srv.url, "SLUICE_TOKEN": srv.token("ops", role="admin")}
+    try:
+        r = cli("server", "connections", "--principal", "alice", env=env)
+        assert r.returncode == 0, r.stderr
+        body = json.loads(r.stdout)
+        assert body["count"] == 1 and body["connections"][0]["id"] == a.client_id
+        r = cli("server", "presence", "news", "--stats", env=env)
+        assert json.loads(r.stdout) == {"channel": "news", "num_clients": 2, "num_users": 2}
+        r = cli("server", "presence", "news", env=env)
+        assert {c["user"] for c in json.loads(r.stdout)["clients"]} == {"alice", "bob"}
+        r = cli("server", "channels", env=env)
+        assert r.returncode == 0 and {c["id"] for c in json.loads(r.stdout)["channels"]} == \
+            {"news", "jobs"}
+        r = cli("server", "unsubscribe", "bob", "news", env=env)
+        assert r.returncode == 0 and json.loads(r.stdout) == {"unsubscribed": 1}, r.stderr
+        r = cli("server", "disconnect", "--connection", a.client_id, "--code", "4000",
+                "--reason", "bye", env=env)
+        assert r.returncode == 0 and json.loads(r.stdout) == {"disconnected": 1}, r.stderr
+        assert a.wait_close(timeout=WAIT) == 4000 and a.close_reason == "bye"
+        r = cli("server", "disconnect", "--connection", a.client_id, env=env)
+        assert r.returncode == 5 and "no such connection" in r.stderr
+        r = cli("audit", "tail", "--limit", "2", env=env)
+        assert r.returncode == 0, r.stderr
+        body = json.loads(r.stdout)
+        assert body["verified"] is True
+        assert [x["event"] for x in body["records"]] == ["server.unsubscribe",
+                                                         "server.disconnect"]
+        # usage errors before any request; a reader is refused by the server
+        for args in (("server", "disconnect"), ("server", "disconnect", "--code", "1000",
+                                                 "--principal", "x"),
+                     ("server", "unsubscribe", "bob"), ("server", "presence", "bad id!"),
+                     ("audit", "tail", "--limit", "0"), ("server", "frob")):
+            assert cli(*args, env=env).returncode == 2, args
+        reader = {**env, "SLUICE_TOKEN": srv.token("r", role="read", channels=["*"])}
+        assert cli("server", "channels", env=reader).returncode == 4
+        assert cli("audit", "tail", env=reader).returncode == 4
+        # a tampered file: exit 1 and the reason
+        lines = srv.audit.read_text().splitlines()
+        lines[0] = lines[0].replace('"news"', '"olds"')
+        srv.audit.write_text("\n".join(lines) + "\n")
+        r = cli("audit", "tail", env=env)
+        assert r.returncode == 1 and "does not verify" in r.stderr
+    finally:
+        a.close()
+        b.close()
