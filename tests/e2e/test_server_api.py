@@ -5,6 +5,7 @@ and deliveries stopped, presence as the sessions see it, channel statistics, the
 back with its chain verified; every route refused to a non-administrator, every change audited,
 hostile input answered 4xx."""
 import json
+import time
 
 import pytest
 
@@ -39,7 +40,8 @@ def connected(s, sub, channels=("news",), role="read"):
 
 
 def conns(s, **params):
-    r = s.admin.get("/server/connections", params=params)
+    admin = getattr(s, "admin", None) or s.client(s.token("ops", role="admin"))
+    r = admin.get("/server/connections", params=params)
     assert r.status_code == 200, r.text
     return r.json()
 
@@ -353,3 +355,97 @@ def test_cli(srv, cli):
     finally:
         a.close()
         b.close()
+
+
+def test_workspace_scope(make_server, tmp_path):
+    conf = tmp_path / "ws.conf"
+    conf.write_text("workspace_operators = ops\n")
+    s = make_server("--config", str(conf), "--audit-log", str(tmp_path / "audit.jsonl"))
+
+    def admin_of(ws):
+        return s.client(s.token("boss", role="admin", ws=ws))
+
+    acme, beta = admin_of("acme"), admin_of("beta")
+    for c in (acme, beta):
+        assert c.post("/channels", json={"id": "news", "kind": "topic",
+                                         "presence": True}).status_code == 201
+
+    def member(sub, ws):
+        r = RawWS(s.host, s.port, timeout=WAIT)
+        rep = r.call("connect", {"token": s.token(sub, role="read", channels=["*"], ws=ws)})
+        assert "connect" in rep, rep
+        r.client_id = rep["connect"]["client"]
+        assert "subscribe" in r.call("subscribe", {"channel": "news"}, timeout=WAIT)
+        return r
+
+    alice, bob = member("alice", "acme"), member("bob", "beta")
+    try:
+        body = acme.get("/server/connections").json()
+        assert [(c["principal"], c["workspace"], c["subscriptions"])
+                for c in body["connections"]] == [("alice", "acme", ["news"])]
+        assert acme.get("/server/presence/news/stats").json()["num_clients"] == 1
+        assert [c["user"] for c in acme.get("/server/presence/news").json()["clients"]] == \
+            ["alice"]
+        assert [c["id"] for c in acme.get("/server/channels").json()["channels"]] == ["news"]
+        # beta's admin cannot reach alice, not even by her connection id
+        assert beta.post("/server/disconnect", json={"principal": "alice"}).json() == \
+            {"disconnected": 0}
+        r = beta.post("/server/disconnect", json={"connection": alice.client_id})
+        assert r.status_code == 404
+        assert beta.post("/server/unsubscribe", json={"principal": "alice",
+                                                      "channel": "news"}).json() == \
+            {"unsubscribed": 0}
+        # the default workspace's admin neither (it is no operator)
+        root = s.client(s.token("root", role="admin"))
+        assert root.get("/server/connections").json()["count"] == 0
+        # the operator crosses into beta
+        ops = s.client(s.token("ops", role="admin"))
+        ops.headers["Sluice-Workspace"] = "beta"
+        assert [c["principal"] for c in ops.get("/server/connections").json()["connections"]] \
+            == ["bob"]
+        r = ops.post("/server/disconnect", json={"principal": "bob", "reason": "tenant moved"})
+        assert r.json() == {"disconnected": 1}
+        assert bob.wait_close(timeout=WAIT) == 3503 and bob.close_reason == "tenant moved"
+        rec = [json.loads(x) for x in (tmp_path / "audit.jsonl").read_text().splitlines()][-1]
+        assert rec["event"] == "server.disconnect" and rec["workspace"] == "beta"
+        assert rec["actor"] == "ops" and rec["principal"] == "bob"
+        # alice is untouched
+        assert "presence_stats" in alice.call("presence_stats", {"channel": "news"})
+    finally:
+        alice.close()
+        bob.close()
+
+
+def test_two_nodes_on_redis(make_server, make_redis):
+    """With the Redis engine: presence is every node's, connections and disconnects this node's,
+    and in-flight counts are not reported (null)."""
+    r = make_redis()
+    a, b = (make_server("--engine", r.url) for _ in range(2))
+    adm_a, adm_b = (s.client(s.token("ops", role="admin")) for s in (a, b))
+    assert adm_a.post("/channels", json={"id": "room", "kind": "topic",
+                                         "presence": True}).status_code == 201
+    assert adm_a.post("/channels", json={"id": "q"}).status_code == 201
+    wa, wb = connected(a, "alice", ("room",)), connected(b, "bob", ("room",))
+    try:
+        deadline = time.time() + WAIT
+        while True:  # presence entries reach the store asynchronously
+            st = adm_b.get("/server/presence/room/stats").json()
+            if st.get("num_clients") == 2 or time.time() > deadline:
+                break
+            time.sleep(0.05)
+        assert st == {"channel": "room", "num_clients": 2, "num_users": 2}
+        clients = adm_a.get("/server/presence/room").json()["clients"]
+        assert sorted((c["client"], c["user"]) for c in clients) == \
+            sorted([(wa.client_id, "alice"), (wb.client_id, "bob")])
+        assert [c["principal"] for c in conns(a)["connections"]] == ["alice"]
+        assert [c["principal"] for c in
+                adm_b.get("/server/connections").json()["connections"]] == ["bob"]
+        # disconnecting alice from node B finds nothing there
+        assert adm_b.post("/server/disconnect", json={"principal": "alice"}).json() == \
+            {"disconnected": 0}
+        ch = {c["id"]: c for c in adm_b.get("/server/channels").json()["channels"]}
+        assert ch["q"]["kind"] == "queue" and ch["q"]["in_flight"] is None
+        assert ch["room"]["subscribers"] == 1
+    finally:
+        wa.close()
+        wb.close()
