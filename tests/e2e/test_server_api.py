@@ -449,3 +449,29 @@ def test_two_nodes_on_redis(make_server, make_redis):
     finally:
         wa.close()
         wb.close()
+
+
+def test_acl_mode_channel_admin(make_server, tmp_path):
+    """Under the ACL, the channel-scoped operations follow the grant's patterns: an administrator
+    of `news` only may look at its presence and unsubscribe people from it, and nothing else."""
+    s = make_server("--authz", "acl", "--admin", "ops", "--audit-log",
+                    str(tmp_path / "audit.jsonl"))
+    ops = s.client(s.token("ops"))
+    for ch in ("news", "other"):
+        assert ops.post("/channels", json={"id": ch, "kind": "topic",
+                                           "presence": True}).status_code == 201
+    assert ops.put("/acl/editor", json={"role": "admin", "channels": ["news"]}).status_code == 200
+    editor = s.client(s.token("editor"))
+    assert editor.get("/server/presence/news/stats").status_code == 200
+    assert editor.post("/server/unsubscribe",
+                       json={"principal": "x", "channel": "news"}).status_code == 200
+    for method, path, body in [("GET", "/server/presence/other", None),
+                               ("POST", "/server/unsubscribe", {"principal": "x",
+                                                                "channel": "other"}),
+                               ("GET", "/server/connections", None),
+                               ("POST", "/server/disconnect", {"principal": "x"}),
+                               ("GET", "/server/channels", None), ("GET", "/audit", None)]:
+        r = editor.request(method, path, json=body)
+        assert r.status_code == 403, (path, r.text)
+    assert ops.get("/server/connections").status_code == 200
+    assert ops.get("/audit").json()["verified"] is True
