@@ -431,7 +431,12 @@ void sl__start_server_presence(sl__job *job)
         return;
     }
     p->job = job;
-    p->stats = req->path_len > 6 && memcmp(req->path + req->path_len - 6, "/stats", 6) == 0;
+    /* /server/presence/{id}/stats has one segment more than /server/presence/{id} (a channel
+     * named "stats" is the latter); the path is still percent-encoded, so an id holds no '/'. */
+    size_t slashes = 0;
+    for (size_t i = 0; i < req->path_len; i++)
+        slashes += req->path[i] == '/';
+    p->stats = slashes == 4;
     /* A channel another node created a moment ago is looked up first (at once otherwise). */
     sl__channel_lookup(r->ctx, p->q, presence_looked_up, p);
 }

@@ -167,6 +167,13 @@ def test_presence_matches_sessions(srv):
         assert r.status_code == 400 and "presence" in r.json()["message"]
         assert srv.admin.get("/server/presence/nope").status_code == 404
         assert srv.admin.get("/server/presence/nope/stats").status_code == 404
+        # a channel named "stats" is a channel, not the stats route
+        assert srv.admin.post("/channels", json={"id": "stats", "kind": "topic",
+                                                 "presence": True}).status_code == 201
+        assert srv.admin.get("/server/presence/stats").json() == {"channel": "stats",
+                                                                 "clients": []}
+        assert srv.admin.get("/server/presence/stats/stats").json() == \
+            {"channel": "stats", "num_clients": 0, "num_users": 0}
     finally:
         for s in (a1, a2, b):
             s.close()
