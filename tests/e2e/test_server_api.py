@@ -130,9 +130,13 @@ def test_unsubscribe_pushes_and_stops_deliveries(srv):
         assert srv.admin.put("/channels/news", json={"n": 2}).status_code == 200
         got = [o for o in b.recv_objs(timeout=WAIT) if o]
         assert got[0]["push"]["pub"]["data"] == {"n": 2}
-        # alice gets nothing more (her socket stays open: a ping answered proves it)
-        rep = a.call("presence_stats", {"channel": "news"}, timeout=WAIT)
+        # alice gets nothing more: her socket stays open, and what reaches it before the reply
+        # to a command sent after the write holds no publication
+        i, _ = a.cmd("presence_stats", {"channel": "news"})
+        seen = []
+        rep = a.reply(i, timeout=WAIT, pushes=seen)
         assert rep["presence_stats"] == {"num_clients": 1, "num_users": 1}
+        assert not [p for p in seen if "pub" in p.get("push", {})], seen
         c = {x["principal"]: x for x in conns(srv)["connections"]}
         assert c["alice"]["subscriptions"] == [] and c["bob"]["subscriptions"] == ["news"]
         rec = audit_events(srv)[-1]
