@@ -472,8 +472,6 @@ static void channels_listed(sl__eop *op)
     sl__router *r = sl__job_router(job);
     const char *ws = sl__job_who(job)->workspace;
     int rc = op->rc;
-    /* A shared engine (Redis) keeps no count of claims it could report cheaply. */
-    int inflight_known = r->ctx->engine->ops->watch == NULL;
     json_t *arr = rc == SL_OK ? json_array() : NULL;
     if (rc == SL_OK && arr == NULL)
         rc = SL_ENOMEM;
@@ -494,8 +492,7 @@ static void channels_listed(sl__eop *op)
         if (o == NULL)
             continue;
         json_object_set_new(o, "in_flight",
-                            queue && inflight_known ? json_integer((json_int_t)in->in_flight)
-                                                    : json_null());
+                            queue ? json_integer((json_int_t)in->in_flight) : json_null());
         json_object_set_new(o, "dead_letter",
                             queue && in->dead_letter && in->dead_letter[0]
                                 ? json_string(sl__ws_name(in->dead_letter))

@@ -428,8 +428,8 @@ def test_workspace_scope(make_server, tmp_path):
 
 
 def test_two_nodes_on_redis(make_server, make_redis):
-    """With the Redis engine: presence is every node's, connections and disconnects this node's,
-    and in-flight counts are not reported (null)."""
+    """With the Redis engine: presence and in-flight counts are every node's, connections and
+    disconnects this node's."""
     r = make_redis()
     a, b = (make_server("--engine", r.url) for _ in range(2))
     adm_a, adm_b = (s.client(s.token("ops", role="admin")) for s in (a, b))
@@ -454,8 +454,13 @@ def test_two_nodes_on_redis(make_server, make_redis):
         # disconnecting alice from node B finds nothing there
         assert adm_b.post("/server/disconnect", json={"principal": "alice"}).json() == \
             {"disconnected": 0}
+        for i in range(3):
+            assert adm_a.put("/channels/q", json={"i": i}).status_code == 200
+        got = adm_a.get("/channels/q", params={"exclusive": "true", "limit": 2}).json()
+        assert len(got["messages"]) == 2
         ch = {c["id"]: c for c in adm_b.get("/server/channels").json()["channels"]}
-        assert ch["q"]["kind"] == "queue" and ch["q"]["in_flight"] is None
+        assert ch["q"]["kind"] == "queue" and ch["q"]["depth"] == 3
+        assert ch["q"]["in_flight"] == 2 and ch["room"]["in_flight"] is None
         assert ch["room"]["subscribers"] == 1
     finally:
         wa.close()
