@@ -1,6 +1,7 @@
 /* Fuzz target (E, issue 14): the ACL file parser (src/server/aclfile.c). Whatever it accepts holds
  * only valid, distinct principals with a role, applies to a context, applies again as a no-op, and
- * an empty load then revokes every grant it made: the reload's bookkeeping stays exact. */
+ * an empty load then revokes every grant it made: the reload's bookkeeping stays exact. The same
+ * bytes go to the stored state's decoder (table meta), which must round-trip what it accepts. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +15,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     sl__config_init(&c);
     sl__config_init(&empty);
     sl_status st;
+    sl_status_clear(&st);
+    /* The same bytes as the stored state (table meta): what decodes encodes back to the same. */
+    sl__aclfile_state stored = {0}, again = {0};
+    if (sl__aclfile_state_decode(&stored, data, size, &st) == SL_OK) {
+        char *text;
+        size_t len;
+        if (sl__aclfile_state_encode(&stored, &text, &len) != SL_OK ||
+            sl__aclfile_state_decode(&again, text, len, &st) != SL_OK || again.n != stored.n)
+            abort();
+        for (size_t i = 0; i < stored.n; i++)
+            if (strcmp(stored.principals[i], again.principals[i]) ||
+                !sl_principal_valid(stored.principals[i], strlen(stored.principals[i])))
+                abort();
+        free(text);
+    }
+    sl__aclfile_state_free(&stored);
+    sl__aclfile_state_free(&again);
     sl_status_clear(&st);
     if (sl__aclfile_parse(&c, (const char *)data, size, "fuzz.acl", &st) != SL_OK) {
         config_check_message(&st);

@@ -3,6 +3,7 @@
  * the previous load granted and this one does not (server/aclfile.h). */
 #include "server/aclfile.h"
 
+#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -180,4 +181,69 @@ int sl__aclfile_apply(sl_ctx *ctx, const sl__config *file, sl__aclfile_state *st
     if (removed)
         *removed = nremoved;
     return rc;
+}
+
+int sl__aclfile_state_encode(const sl__aclfile_state *s, char **out, size_t *len)
+{
+    json_t *list = json_array(),
+           *o = list ? json_pack("{s:i,s:o}", "v", 1, "principals", list) : NULL;
+    for (size_t i = 0; o && i < s->n; i++)
+        if (json_array_append_new(list, json_string(s->principals[i])) != 0) {
+            json_decref(o);
+            o = NULL;
+        }
+    *out = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    if (*out == NULL)
+        return SL_ENOMEM;
+    *len = strlen(*out);
+    return SL_OK;
+}
+
+int sl__aclfile_state_decode(sl__aclfile_state *s, const void *val, size_t vlen, sl_status *st)
+{
+    json_error_t err;
+    json_t *o = json_loadb(val, vlen, JSON_REJECT_DUPLICATES, &err), *list;
+    if (o == NULL || !json_is_object(o) || json_integer_value(json_object_get(o, "v")) != 1 ||
+        !json_is_array(list = json_object_get(o, "principals"))) {
+        json_decref(o);
+        return sl_status_set(st, SL_EFORMAT, "table meta, key %s: not a version 1 record",
+                             SL__ACLFILE_KV_KEY);
+    }
+    size_t n = json_array_size(list);
+    sl__aclfile_state fresh = {.principals = calloc(n ? n : 1, sizeof(char *))};
+    int rc = fresh.principals ? SL_OK : sl_status_set(st, SL_ENOMEM, NULL);
+    for (size_t i = 0; rc == SL_OK && i < n; i++) {
+        const char *p = json_string_value(json_array_get(list, i));
+        if (p == NULL || !sl_principal_valid(p, strlen(p)))
+            rc = sl_status_set(st, SL_EFORMAT, "table meta, key %s: an entry is not a principal",
+                               SL__ACLFILE_KV_KEY);
+        else if ((fresh.principals[fresh.n++] = strdup(p)) == NULL)
+            rc = sl_status_set(st, SL_ENOMEM, NULL);
+    }
+    json_decref(o);
+    if (rc != SL_OK) {
+        sl__aclfile_state_free(&fresh);
+        return rc;
+    }
+    sl__aclfile_state_free(s);
+    *s = fresh;
+    return SL_OK;
+}
+
+void sl__aclfile_state_forget(sl__aclfile_state *s, const sl__config *cfg)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < s->n; i++) {
+        int granted = 0;
+        for (size_t j = 0; !granted && j < cfg->ngrants; j++)
+            granted = !strcmp(s->principals[i], cfg->grants[j].principal);
+        for (size_t j = 0; !granted && j < cfg->nadmins; j++)
+            granted = !strcmp(s->principals[i], cfg->admins[j]);
+        if (granted)
+            free(s->principals[i]);
+        else
+            s->principals[k++] = s->principals[i];
+    }
+    s->n = k;
 }

@@ -36,6 +36,20 @@ typedef struct sl__aclfile_state {
 } sl__aclfile_state;
 void sl__aclfile_state_free(sl__aclfile_state *s);
 
+/* Drops from *s the principals cfg grants ([acl] sections, admin): a stored state from a run
+ * before they moved from the file into the configuration must not revoke them. */
+void sl__aclfile_state_forget(sl__aclfile_state *s, const sl__config *cfg);
+
+/* Where sluiced keeps *state between runs, so that a principal taken out of the file while it was
+ * stopped is revoked at the next start too: table meta (store/kv.h), this key, the value
+ * {"v":1,"principals":["p",...]}. */
+#define SL__ACLFILE_KV_KEY "acl_file"
+/* *out (malloc'd, not NUL-terminated; the caller frees) of *len bytes. SL_ENOMEM. */
+int sl__aclfile_state_encode(const sl__aclfile_state *s, char **out, size_t *len);
+/* Replaces *s by the stored value. SL_EFORMAT (st says what) when it does not decode: not JSON,
+ * another version, a principal that is not one; *s is then unchanged. SL_ENOMEM. */
+int sl__aclfile_state_decode(sl__aclfile_state *s, const void *val, size_t vlen, sl_status *st);
+
 /* Applies a parsed file to ctx as the system (who NULL: audited, and WebSocket sessions re-check
  * through SL_EVENT_ACL_CHANGED): grants what differs from the ACL, revokes the principals of
  * *state that the file no longer names, then makes *state the file's principals. *changed and

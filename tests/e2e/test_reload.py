@@ -153,6 +153,26 @@ def test_reload_survives_a_restart(tmp_path, acl_server):
     s2, admin2 = make("--data-dir", data)
     names = acl_names(s2, admin2)
     assert "reader-2" in names and "worker-1" not in names
+    assert s2.stop() == 0
+    # The file changes while sluiced is stopped: the next start revokes what it no longer names.
+    acl.write_text("[acl third]\nrole = read\n")
+    s3, admin3 = make("--data-dir", data)
+    assert "1 grants, 1 changed, 1 revoked" in s3.stderr()
+    names = acl_names(s3, admin3)
+    assert "third" in names and "reader-2" not in names
+
+
+def test_principal_moved_into_the_config_is_not_revoked(tmp_path, acl_server):
+    acl, make = acl_server
+    data = str(tmp_path / "data")
+    acl.write_text("[acl mover]\nrole = read\n")
+    s, admin = make("--data-dir", data)
+    assert acl_names(s, admin)["mover"]["role"] == "read"
+    assert s.stop() == 0
+    acl.write_text("# mover is the configuration's now\n")
+    s2, admin2 = make("--data-dir", data, "--admin", "mover")
+    assert "0 grants, 0 changed, 0 revoked" in s2.stderr()
+    assert acl_names(s2, admin2)["mover"]["role"] == "admin"
 
 
 def test_broken_file_at_start_is_refused(tmp_path):
