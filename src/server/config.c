@@ -102,6 +102,7 @@ void sl__config_free(sl__config *c)
     free(c->upstream_workspace_claim);
     free_strv(c->authz_overrides, c->nauthz_overrides); /* (A) */
     free(c->authz_policy_url);
+    free(c->acl_file); /* (E) */
     wipe_free(c->jwt_env_secret);
     for (size_t i = 0; i < c->nlisteners; i++)
         free(c->listeners[i].text);
@@ -370,6 +371,8 @@ enum key_id {
     K_AUTHZ_POLICY_TIMEOUT,
     K_AUTHZ_POLICY_CONCURRENCY,
     K_AUTHZ_POLICY_QUEUE,
+    /* (E, issue 14) grants reloaded on SIGHUP (server/aclfile.h) */
+    K_ACL_FILE,
     K_COUNT
 };
 
@@ -479,6 +482,8 @@ static const sl__config_key key_table[K_COUNT] = {
     [K_AUTHZ_POLICY_TIMEOUT] = {"authz_policy_timeout", NULL, 0, 0, {"0.5", "30"}},
     [K_AUTHZ_POLICY_CONCURRENCY] = {"authz_policy_concurrency", NULL, 0, 0, {"1", "1024"}},
     [K_AUTHZ_POLICY_QUEUE] = {"authz_policy_queue", NULL, 0, 0, {"1", "100000"}},
+    /* (E, issue 14) */
+    [K_ACL_FILE] = {"acl_file", "acl-file", 0, 0, {"/etc/sluice/acl.conf", "/b.acl"}},
 };
 
 const sl__config_key *sl__config_keys(size_t *n)
@@ -1042,6 +1047,10 @@ int sl__config_set(sl__config *c, const char *key, const char *v, sl_status *st)
         *(id == K_AUTHZ_POLICY_QUEUE ? &c->authz_policy_queue : &c->authz_policy_concurrency) =
             (size_t)u;
         return SL_OK;
+    case K_ACL_FILE: /* (E) */
+        if (*v == '\0')
+            return sl_status_set(st, SL_ECONFIG, "acl_file must name a file");
+        return set_str(&c->acl_file, v, st);
     default:
         if (id >= K_WS_FIRST)
             return set_ws(&c->ws, key, v, st);
@@ -1290,6 +1299,9 @@ char *sl__config_format(const sl__config *c, const char *key)
         break;
     case K_AUTHZ_POLICY_QUEUE:
         fprintf(f, "%zu", c->authz_policy_queue);
+        break;
+    case K_ACL_FILE: /* (E) */
+        s = c->acl_file;
         break;
     default:
         for (size_t i = 0; i < sizeof ws_counts / sizeof ws_counts[0]; i++) {

@@ -144,6 +144,9 @@ typedef struct sl__config {
     char **workspace_operators; /* principals that may cross into a workspace */
     size_t nworkspace_operators;
     char *upstream_workspace_claim; /* the identity provider's claim naming the workspace */
+    /* (E, issue 14) [acl] sections in a file of their own, reloaded on SIGHUP (server/aclfile.h);
+     * NULL: none */
+    char *acl_file;
 } sl__config;
 
 void sl__config_init(sl__config *c);

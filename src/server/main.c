@@ -19,6 +19,7 @@
 #include "security/invoke.h" /* (B) */
 #include "net/tls.h"
 #include "security/secretfile.h"
+#include "server/aclfile.h" /* (E) */
 #include "server/config.h"
 #include "server/router.h"
 #include "server/routes_audit.h" /* (C) */
@@ -29,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <uv.h>
 
 #include "api/ctx.h"
@@ -80,6 +82,10 @@ typedef struct server {
     sl__workspaces *workspaces; /* part C: operators and limits; the context borrows it */
     const sl__config *cfg;      /* main's, for the SIGHUP reload */
     uv_signal_t sigint, sigterm, sighup;
+    /* (E, issue 14) the principals the ACL file granted last (a reload revokes the ones it no
+     * longer names); --check-config: validate only (no store, no audit log, no listener) */
+    sl__aclfile_state aclfile;
+    int checking;
 } server;
 
 /* Where the security stores keep their state: the embedded store, or the Redis kv. */
@@ -130,6 +136,10 @@ static void usage(FILE *f)
         "2)\n"
         "  --request-timeout SECONDS a request must arrive within (default 10)\n"
         "  --read-max-bytes BYTES    message bytes one read returns at most (default 4194304)\n"
+        "  --acl-file FILE           [acl PRINCIPAL] sections, applied at start and on SIGHUP\n"
+        "  --check-config FILE       read FILE as --config does, validate everything (and the\n"
+        "                            files it names) and exit: 0 and \"ok\", or 1 and why; opens\n"
+        "                            no store or port\n"
         "  --log-requests            one log line per request on stderr (never credentials)\n"
         "  --insecure                allow plaintext or an open server on a non-loopback "
         "address\n"
@@ -318,6 +328,8 @@ static int setup_revocation(server *s, const sl__config *cfg, sl_status *st)
                              ttl, longest);
     if (ttl == 0 && longest > SL_REVOCATION_DEFAULT_MAX_TTL)
         ttl = longest;
+    if (s->checking) /* (E) no store is made, no Redis reached */
+        return SL_OK;
     int rc = SL_OK;
     if (!strcmp(kind, "off"))
         return SL_OK;
@@ -422,8 +434,83 @@ static void reload_tls(server *s, const sl__config *cfg)
     fprintf(stderr, "sluiced: TLS certificate reloaded (%s)\n", sl__tls_ctx_describe(fresh));
 }
 
+/* (E) The stored principals of the last applied ACL file (kv scan callback; prefix matches count
+ * only when the whole key is ours). */
+static int load_acl_state(void *ud, const void *key, size_t klen, const void *val, size_t vlen)
+{
+    server *s = ud;
+    if (klen != strlen(SL__ACLFILE_KV_KEY))
+        return SL_OK;
+    sl_status st;
+    sl_status_clear(&st);
+    int rc = sl__aclfile_state_decode(&s->aclfile, val, vlen, &st);
+    if (rc != SL_OK)
+        fprintf(stderr, "sluiced: %s\n", st.message);
+    return rc;
+}
+
+/* (E, issue 14) The ACL file: read, parsed, checked against the configuration's own grants, then
+ * applied (server/aclfile.h). At start (and under --check-config) a failure stops sluiced; on
+ * SIGHUP the ACL stays as it was when the file does not read, parse or check (*applying 0), and
+ * keeps what was applied before an error while applying (*applying 1). The file is small and
+ * local: read on the loop, like the TLS files. */
+static int load_acl_file(server *s, const sl__config *cfg, int *applying, sl_status *st)
+{
+    if (applying)
+        *applying = 0;
+    if (cfg->acl_file == NULL)
+        return SL_OK;
+    char *text = NULL;
+    size_t len = 0;
+    int rc = read_config_file(NULL, cfg->acl_file, &text, &len, st);
+    if (rc != SL_OK)
+        return rc;
+    sl__config file;
+    sl__config_init(&file);
+    if (len > SL__ACLFILE_MAX)
+        rc = sl_status_set(st, SL_ECONFIG, "%s: larger than %u bytes", cfg->acl_file,
+                           SL__ACLFILE_MAX);
+    if (rc == SL_OK)
+        rc = sl__aclfile_parse(&file, text, len, cfg->acl_file, st);
+    free(text);
+    if (rc == SL_OK)
+        rc = sl__aclfile_check_overlap(&file, cfg, cfg->acl_file, st);
+    size_t changed = 0, removed = 0;
+    if (rc == SL_OK && applying)
+        *applying = 1;
+    sl__kv *kv = s->checking ? NULL : state_kv(s);
+    if (rc == SL_OK && kv && applying == NULL) { /* at start: what the last run's file named */
+        rc = kv->ops->scan(kv, SL__KV_META, SL__ACLFILE_KV_KEY, strlen(SL__ACLFILE_KV_KEY),
+                           load_acl_state, s);
+        if (rc != SL_OK)
+            rc = sl_status_set(st, rc, "the stored acl_file state (table meta) does not load");
+        /* granted by the configuration now: the configuration's, not to be revoked */
+        sl__aclfile_state_forget(&s->aclfile, cfg);
+    }
+    int applied = rc == SL_OK;
+    if (rc == SL_OK)
+        rc = sl__aclfile_apply(s->ctx, &file, &s->aclfile, &changed, &removed, st);
+    if (kv && applied) { /* even after a failed apply: the state then names both loads' ones */
+        char *v;
+        size_t vlen;
+        int src = sl__aclfile_state_encode(&s->aclfile, &v, &vlen);
+        if (src == SL_OK) {
+            src = kv->ops->put(kv, SL__KV_META, SL__ACLFILE_KV_KEY, strlen(SL__ACLFILE_KV_KEY), v,
+                               vlen);
+            free(v);
+        }
+        if (src != SL_OK && rc == SL_OK)
+            rc = sl_status_set(st, src, "cannot store the acl_file state");
+    }
+    if (rc == SL_OK && !s->checking)
+        fprintf(stderr, "sluiced: acl_file %s: %zu grants, %zu changed, %zu revoked\n",
+                cfg->acl_file, file.ngrants, changed, removed);
+    sl__config_free(&file);
+    return rc;
+}
+
 /* SIGHUP: the audit log was rotated (moved aside); continue its chain in a new file. The TLS
- * certificate and key are reloaded. */
+ * certificate and key are reloaded. (E) So is the ACL file. */
 static void on_hangup(uv_signal_t *h, int signum)
 {
     (void)signum;
@@ -435,6 +522,14 @@ static void on_hangup(uv_signal_t *h, int signum)
     else if (s->audit)
         fprintf(stderr, "sluiced: audit log reopened\n");
     reload_tls(s, s->cfg);
+    /* (E) */
+    int applying;
+    sl_status_clear(&st);
+    if (load_acl_file(s, s->cfg, &applying, &st) != SL_OK)
+        fprintf(stderr, "sluiced: acl_file %s: %s\n",
+                applying ? "reload stopped (grants applied before this stay)"
+                         : "not reloaded, the ACL is unchanged",
+                st.message);
 }
 
 static int read_file_text(const char *path, char **out, size_t *len)
@@ -671,9 +766,24 @@ static const char *data_dir_of(const sl__config *cfg)
 
 static int open_redis(server *s, const sl__config *cfg, sl_status *st);
 
+/* (E, issue 14) --check-config: what can be known of the store without opening it (opening would
+ * take its lock, create it, or reach Redis). */
+static int check_store(const sl__config *cfg, sl_status *st)
+{
+    sl__durability d;
+    if (sl__durability_parse(cfg->durability, &d) != SL_OK)
+        return sl_status_set(st, SL_ECONFIG, "durability must be sync, batch or none");
+    struct stat sb;
+    if (!strcmp(cfg->engine, "lmdb") && stat(data_dir_of(cfg), &sb) == 0 && !S_ISDIR(sb.st_mode))
+        return sl_status_set(st, SL_ECONFIG, "data_dir %s is not a directory", data_dir_of(cfg));
+    return SL_OK;
+}
+
 /* The store, opened first: every store that keeps state attaches to it. */
 static int open_store(server *s, const sl__config *cfg, sl_status *st)
 {
+    if (s->checking) /* (E) */
+        return check_store(cfg, st);
     if (strcmp(cfg->engine, "redis") == 0)
         return open_redis(s, cfg, st);
     if (strcmp(cfg->engine, "lmdb") != 0)
@@ -836,7 +946,7 @@ static int setup_authz(server *s, const sl__config *cfg, sl_status *st)
 static int setup(server *s, const sl__config *cfg, sl_status *st)
 {
     int rc = SL_OK;
-    if (cfg->audit_log)
+    if (cfg->audit_log && !s->checking) /* (E) --check-config creates no file */
         rc = sl_audit_log_open(&s->audit, cfg->audit_log, st);
     if (rc == SL_OK)
         rc = open_store(s, cfg, st);
@@ -900,6 +1010,8 @@ static int setup(server *s, const sl__config *cfg, sl_status *st)
     for (size_t i = 0; i < cfg->nadmins; i++)
         if ((rc = sl_acl_grant(s->ctx, NULL, cfg->admins[i], SL_ROLE_ADMIN, NULL, 0, st)) != SL_OK)
             return rc;
+    if ((rc = load_acl_file(s, cfg, NULL, st)) != SL_OK) /* (E) */
+        return rc;
     if ((rc = setup_broker(s, cfg, st)) != SL_OK)
         return rc;
     if (s->rkv && (rc = sl__shared_state_attach(&s->shared, s->ctx, s->broker, s->apikeys, s->rkv,
@@ -1008,6 +1120,35 @@ static void tune_malloc(void)
     mallopt(M_MMAP_THRESHOLD, 16 << 20);
 }
 
+/* (E, issue 14) --check-config FILE is --config FILE where it stands, and asks for validation
+ * instead of serving: *args is argv with it rewritten (malloc'd array, free it), *file the FILE
+ * (NULL: not given). */
+static int check_config_args(int argc, char **argv, char ***args, const char **file, sl_status *st)
+{
+    static char config_flag[] = "--config";
+    static const char opt[] = "--check-config";
+    *file = NULL;
+    if ((*args = calloc((size_t)argc + 1, sizeof **args)) == NULL)
+        return sl_status_set(st, SL_ENOMEM, NULL);
+    for (int i = 0; i < argc; i++) {
+        (*args)[i] = argv[i];
+        if (i == 0 || strncmp(argv[i], opt, sizeof opt - 1))
+            continue;
+        const char *rest = argv[i] + sizeof opt - 1;
+        if (*rest == '=') { /* --check-config=FILE: "--config=FILE" is its tail, shifted */
+            *file = rest + 1;
+            (*args)[i] = argv[i] + sizeof opt - sizeof config_flag;
+            memcpy((*args)[i], config_flag, sizeof config_flag - 1);
+        } else if (*rest == '\0' && i + 1 < argc) {
+            *file = argv[i + 1];
+            (*args)[i] = config_flag;
+        } else if (*rest == '\0') {
+            return sl_status_set(st, SL_EINVAL, "--check-config needs a FILE");
+        }
+    }
+    return SL_OK;
+}
+
 int main(int argc, char **argv)
 {
     tune_malloc();
@@ -1018,10 +1159,16 @@ int main(int argc, char **argv)
     sl_status_clear(&st);
     extern char **environ;
     sl__config_source src = {.read_file = read_config_file, .envp = environ};
-    int rc = sl__config_load(&cfg, argc, argv, &src, &st);
+    char **args = NULL; /* (E) */
+    const char *checked = NULL;
+    int rc = check_config_args(argc, argv, &args, &checked, &st);
+    s.checking = checked != NULL;
+    if (rc == SL_OK)
+        rc = sl__config_load(&cfg, argc, args, &src, &st);
     if (rc == SL_OK && cfg.help) {
         usage(stdout);
         sl__config_free(&cfg);
+        free(args);
         return 0;
     }
     s.loop = uv_default_loop();
@@ -1034,7 +1181,7 @@ int main(int argc, char **argv)
         rc = check_plaintext(&cfg, &st);
     if (rc == SL_OK) {
         rc = setup_revocation(&s, &cfg, &st);
-        if (rc == SL_OK &&
+        if (rc == SL_OK && !s.checking &&
             (rc = sl__wss_server_new(&s.wss, s.loop, s.ctx, &s.router.authn, &cfg.ws)) != SL_OK)
             sl_status_set(&st, rc, "cannot set up the WebSocket endpoint");
         /* (C) the server API's sessions and the audit read route's file */
@@ -1042,10 +1189,13 @@ int main(int argc, char **argv)
         s.router.audit = s.audit;
         s.router.audit_path = cfg.audit_log;
         s.router.loop = s.loop;
-        if (rc == SL_OK)
+        if (rc == SL_OK && !s.checking) /* (E) */
             rc = setup_listeners(&s, &cfg, &st);
     }
-    if (rc == SL_OK) {
+    if (rc == SL_OK && s.checking) { /* (E) */
+        printf("%s: ok\n", checked);
+        fflush(stdout);
+    } else if (rc == SL_OK) {
         s.sigint.data = s.sigterm.data = s.sighup.data = &s;
         uv_signal_init(s.loop, &s.sigint);
         uv_signal_init(s.loop, &s.sigterm);
@@ -1075,6 +1225,8 @@ int main(int argc, char **argv)
             fprintf(stderr, "sluiced: TLS certificate %s\n", sl__tls_ctx_describe(s.tls));
         fflush(stderr);
         uv_run(s.loop, UV_RUN_DEFAULT);
+    } else if (s.checking) { /* (E) */
+        fprintf(stderr, "sluiced: %s: %s\n", checked, st.message[0] ? st.message : sl_strerror(rc));
     } else {
         fprintf(stderr, "sluiced: %s\n", st.message[0] ? st.message : sl_strerror(rc));
     }
@@ -1129,5 +1281,7 @@ int main(int argc, char **argv)
     sl__audit_routes_free(&s.router); /* (C) */
     sl_audit_log_close(s.audit);
     sl__config_free(&cfg);
+    sl__aclfile_state_free(&s.aclfile); /* (E) */
+    free(args);
     return rc == SL_OK ? 0 : 1;
 }
