@@ -18,6 +18,7 @@ typedef struct sl__response {
     char headers[512]; /* extra header lines, "Name: value\r\n" */
     char *body;        /* malloc'd JSON, or NULL */
     size_t body_len;
+    char principal[SL_PRINCIPAL_MAX + 1]; /* (B) who asked, for the access log; "" unknown */
 } sl__response;
 void sl__response_clear(sl__response *r);
 
@@ -37,6 +38,7 @@ typedef struct sl__router {
     unsigned long handled;           /* handlers run: lets tests prove denials never reach one */
     const sl__auth_mode *modes;      /* borrowed; the longest matching prefix decides */
     size_t nmodes;
+    struct sl__log *log; /* (B) borrowed; NULL: denials and errors are not logged */
 } sl__router;
 
 /* The mode of the longest prefix in r->modes that path[0..len) falls under; 0 (every kind) when
