@@ -311,7 +311,8 @@ size_t sl__log_query_redact(const char *q, size_t n, char *outbuf, size_t cap)
             size_t mark = o.len;
             if (o.len > 0)
                 put(&o, "&", 1);
-            if (query_name_plain(p, nlen))
+            /* a bare word that is not one of ours may be a credential pasted alone */
+            if (query_name_plain(p, nlen) && (eq || query_name_public(p, nlen)))
                 put(&o, p, nlen);
             else
                 put(&o, "_", 1);

@@ -70,7 +70,8 @@ void sl__request_id_take(const char *hdr, size_t n, char id[SL__REQUEST_ID_MAX +
 /* The query string q[0..n) as it may be logged, into out (cap bytes, NUL-terminated, cut short when
  * it does not fit): the values of parameters known to carry nothing secret (limit, exclusive,
  * after, max_bytes, principal, ...) are kept, every other value becomes "REDACTED", and a name
- * that is not a plain identifier becomes "_". Returns the length written. */
+ * that is not a plain identifier (or a bare word that is not one of those) becomes "_". Returns
+ * the length written. */
 size_t sl__log_query_redact(const char *q, size_t n, char *out, size_t cap);
 
 /* ---- the logger ------------------------------------------------------------------------------ */
