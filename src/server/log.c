@@ -438,6 +438,8 @@ static void write_record(sl__log *l, sl__log_level lv, const char *request_id, c
     size_t len =
         sl__log_render(l ? l->format : SL__LOG_TEXT, now_ms(), lv, msg, all, n, line, sizeof line);
     emit(l, line, len);
+    if (lv == SL__LOG_START && l && l->path) /* whoever started sluiced sees where it listens */
+        emit(NULL, line, len);
 }
 
 void sl__log_write(sl__log *l, sl__log_level lv, const char *request_id, const char *msg,

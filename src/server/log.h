@@ -19,7 +19,8 @@ typedef enum sl__log_level {
     SL__LOG_INFO,
     SL__LOG_WARN,
     SL__LOG_ERROR,
-    /* the start-up lines (where sluiced listens): written at any level, shown as info */
+    /* the start-up lines (where sluiced listens): written at any level, shown as info, and on
+     * stderr too when the log is a file */
     SL__LOG_START,
 } sl__log_level;
 

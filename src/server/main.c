@@ -1091,7 +1091,7 @@ int main(int argc, char **argv)
                           : "");
         }
         if (s.tls)
-            sl__logf(s.log, SL__LOG_INFO, NULL, "TLS certificate %s", sl__tls_ctx_describe(s.tls));
+            sl__logf(s.log, SL__LOG_START, NULL, "TLS certificate %s", sl__tls_ctx_describe(s.tls));
         uv_run(s.loop, UV_RUN_DEFAULT);
     } else {
         /* (B) into the log, and on stderr too when the log is a file: whoever started sluiced

@@ -1665,7 +1665,7 @@ void sl__job_finish(sl__job *job, int rc)
     if (rc != SL_OK)
         sl__response_error(&job->resp, rc, job->st.message);
     /* (B) a denial or failure on the log, and who asked for the access line */
-    if (rc != SL_OK)
+    if (job->resp.status >= 400)
         sl__reqlog_outcome(job->r->log, job->req, job->route ? sl_op_lookup(job->route->op) : NULL,
                            job->resp.status, job->st.message, job->who.principal);
     memcpy(job->resp.principal, job->who.principal, sizeof job->resp.principal);
