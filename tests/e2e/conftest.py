@@ -171,13 +171,9 @@ class Server:
         self.secret = secret
         record_credential(secret)  # (B, issue 14)
         record_credential(self.env.get("SLUICE_JWT_SECRET"))
-        # (B) the most verbose logs for the credential check, unless the test sets its own
-        if E2E_LOG:
-            if not any(str(a).startswith("--log-format") for a in args):
-                args = (*args, "--log-format", E2E_LOG)
-            if not any(str(a).startswith("--log-level") for a in args):
-                args = (*args, "--log-level", "debug")
-            args = (*args, "--access-log")
+        # (B) the most verbose logs for the credential check, unless the test sets up its own
+        if E2E_LOG and not any(str(a).startswith(("--log-", "--access-log")) for a in args):
+            args = (*args, "--log-format", E2E_LOG, "--log-level", "debug", "--access-log")
         # Every server on the embedded default gets a data directory of its own (removed at
         # stop), unless the test names one or another engine.
         self.data_dir = None
