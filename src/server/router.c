@@ -9,7 +9,7 @@
 #include "core/msgjson.h"
 #include "security/workspace.h"
 #include "security/invoke.h" /* (B) */
-#include "server/reqlog.h"     /* (B, issue 14) */
+#include "server/reqlog.h"   /* (B, issue 14) */
 
 #include <errno.h>
 #include <jansson.h>
