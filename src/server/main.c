@@ -77,7 +77,6 @@ typedef struct server {
     sl__nonce_store *nonces;
     sl__auth_mode *modes;
     size_t nmodes;
-    int log_requests;
     sl__workspaces *workspaces; /* part C: operators and limits; the context borrows it */
     const sl__config *cfg;      /* main's, for the SIGHUP reload */
     sl__log *log;               /* (B, issue 14) sluiced's own log; the router borrows it */
@@ -927,7 +926,6 @@ static int setup(server *s, const sl__config *cfg, sl_status *st)
     s->router.authn.jwt.issuer = cfg->jwt_issuer;
     s->router.authn.jwt.leeway = cfg->jwt_leeway;
     s->router.authn.jwt.exp_optional = cfg->jwt_exp_optional;
-    s->log_requests = cfg->log_requests;
     s->router.log = s->log; /* (B, issue 14) */
     if (s->shared)
         sl__shared_state_set_log(s->shared, s->log);
