@@ -15,6 +15,7 @@
 #include <sluice/sluice.h>
 
 #include "net/http.h"
+#include "net/ws.h" /* (B, issue 14) */
 #include "security/httpsig.h"
 #include "security/invoke.h" /* (B) */
 #include "net/tls.h"
@@ -293,8 +294,11 @@ static void on_request(void *ud, sl_http_request *req)
     if (s->wss && req->path_len == strlen(SL__WSS_PATH) && !strcmp(req->path, SL__WSS_PATH)) {
         if (req->accept == 0) /* the upgrade request may be signed: its prefix's mode */
             req->accept = sl__router_mode(&s->router, req->path, req->path_len);
-        /* (B) handed over: the session authenticates later, on its connect command */
-        sl__reqlog_access(s->log, req, 101, 0, NULL);
+        /* (B) handed over (the session authenticates later, on its connect command), or a
+         * handshake refused */
+        const char *why;
+        int status = sl_ws_check_handshake(req, &why);
+        sl__reqlog_access(s->log, req, status ? status : 101, 0, NULL);
         sl__wss_handle(s->wss, req);
         return;
     }

@@ -204,3 +204,26 @@ def test_credential_check_finds_a_planted_secret():
         conftest.CREDENTIALS.clear()
         conftest.CREDENTIALS.update(creds)
         conftest.LOGS[:] = logs
+
+
+def test_websocket_upgrade_logged_with_its_id(make_server):
+    import base64
+    import socket
+    s = make_server("--log-format", "json", "--access-log", "--engine", "memory")
+    tok = s.token("ops", role="admin")
+    key = base64.b64encode(os.urandom(16)).decode()
+    with socket.create_connection((s.host, s.port), timeout=10) as c:
+        c.sendall((f"GET /connection/websocket?token={tok} HTTP/1.1\r\nHost: x\r\n"
+                   "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                   f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+                   "X-Request-Id: ws-1\r\n\r\n").encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = c.recv(4096)
+            assert chunk, head
+            head += chunk
+    assert head.startswith(b"HTTP/1.1 101") and b"X-Request-Id: ws-1\r\n" in head, head
+    log = stopped_log(s)
+    assert tok not in log
+    acc = [a for a in access_lines(json_lines(log)) if a["request_id"] == "ws-1"]
+    assert len(acc) == 1 and acc[0]["status"] == 101 and acc[0]["query"] == "token=REDACTED"
