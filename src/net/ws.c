@@ -824,8 +824,10 @@ int sl_ws_accept(sl_http_request *req, const sl_ws_limits *lim, const sl_ws_call
     c->max_msg = lim->max_message > 0 ? lim->max_message : d.max_message;
     c->max_out = lim->max_outgoing;
     c->close_timeout_ms = lim->close_timeout_ms;
-    char extra[96];
-    snprintf(extra, sizeof extra, "Upgrade: websocket\r\nSec-WebSocket-Accept: %s\r\n", accept);
+    char extra[96 + 96]; /* (B, issue 14) and the request id the server's handler set */
+    snprintf(extra, sizeof extra, "Upgrade: websocket\r\nSec-WebSocket-Accept: %s\r\n%s%s%s",
+             accept, req->request_id[0] ? "X-Request-Id: " : "", req->request_id,
+             req->request_id[0] ? "\r\n" : "");
     static const sl_http_upgrade_fns fns = {up_data, up_drain, up_close};
     int rc = sl_http_upgrade(req, extra, &fns, c, &c->up);
     if (rc != SL_OK) {

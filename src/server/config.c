@@ -9,6 +9,7 @@
 #include "net/tls.h"
 #include "security/workspace.h"
 #include "store/redis_conn.h"
+#include "server/log.h" /* (B, issue 14) */
 
 #include <sluice/authn.h>
 #include <sluice/certauth.h>
@@ -51,6 +52,7 @@ void sl__config_init(sl__config *c)
     c->authz_policy_timeout = 2;
     c->authz_policy_concurrency = 16;
     c->authz_policy_queue = 1024;
+    c->log_level = SL__LOG_INFO; /* (B, issue 14) */
 }
 
 static void free_strv(char **v, size_t n)
@@ -103,6 +105,7 @@ void sl__config_free(sl__config *c)
     free_strv(c->authz_overrides, c->nauthz_overrides); /* (A) */
     free(c->authz_policy_url);
     free(c->acl_file); /* (E) */
+    free(c->log_file); /* (B, issue 14) */
     wipe_free(c->jwt_env_secret);
     for (size_t i = 0; i < c->nlisteners; i++)
         free(c->listeners[i].text);
@@ -373,6 +376,11 @@ enum key_id {
     K_AUTHZ_POLICY_QUEUE,
     /* (E, issue 14) grants reloaded on SIGHUP (server/aclfile.h) */
     K_ACL_FILE,
+    /* (B, issue 14) sluiced's own log (docs/OPERATIONS.md, "Logs") */
+    K_LOG_FORMAT,
+    K_LOG_LEVEL,
+    K_LOG_FILE,
+    K_ACCESS_LOG,
     K_COUNT
 };
 
@@ -484,6 +492,11 @@ static const sl__config_key key_table[K_COUNT] = {
     [K_AUTHZ_POLICY_QUEUE] = {"authz_policy_queue", NULL, 0, 0, {"1", "100000"}},
     /* (E, issue 14) */
     [K_ACL_FILE] = {"acl_file", "acl-file", 0, 0, {"/etc/sluice/acl.conf", "/b.acl"}},
+    /* (B, issue 14) sluiced's own log */
+    [K_LOG_FORMAT] = {"log_format", "log-format", 0, 0, {"json", "text"}},
+    [K_LOG_LEVEL] = {"log_level", "log-level", 0, 0, {"debug", "error"}},
+    [K_LOG_FILE] = {"log_file", "log-file", 0, 0, {"/var/log/a.log", "/b.log"}},
+    [K_ACCESS_LOG] = {"access_log", "access-log", 1, 0, {"true", "false"}},
 };
 
 const sl__config_key *sl__config_keys(size_t *n)
@@ -1051,6 +1064,26 @@ int sl__config_set(sl__config *c, const char *key, const char *v, sl_status *st)
         if (*v == '\0')
             return sl_status_set(st, SL_ECONFIG, "acl_file must name a file");
         return set_str(&c->acl_file, v, st);
+    /* (B, issue 14) */
+    case K_LOG_FORMAT:
+        if (sl__log_format_parse(v) < 0)
+            return sl_status_set(st, SL_ECONFIG, "log_format must be text or json");
+        c->log_format = sl__log_format_parse(v);
+        return SL_OK;
+    case K_LOG_LEVEL:
+        if (sl__log_level_parse(v) < 0)
+            return sl_status_set(st, SL_ECONFIG, "log_level must be debug, info, warn or error");
+        c->log_level = sl__log_level_parse(v);
+        return SL_OK;
+    case K_LOG_FILE:
+        if (*v == '\0')
+            return sl_status_set(st, SL_ECONFIG, "log_file must not be empty");
+        return set_str(&c->log_file, v, st);
+    case K_ACCESS_LOG:
+        if (parse_bool(v, &b) < 0)
+            return sl_status_set(st, SL_ECONFIG, "%s must be true or false", key);
+        c->access_log = b;
+        return SL_OK;
     default:
         if (id >= K_WS_FIRST)
             return set_ws(&c->ws, key, v, st);
@@ -1302,6 +1335,19 @@ char *sl__config_format(const sl__config *c, const char *key)
         break;
     case K_ACL_FILE: /* (E) */
         s = c->acl_file;
+        break;
+    /* (B, issue 14) */
+    case K_LOG_FORMAT:
+        s = c->log_format == SL__LOG_JSON ? "json" : "text";
+        break;
+    case K_LOG_LEVEL:
+        s = sl__log_level_name(c->log_level);
+        break;
+    case K_LOG_FILE:
+        s = c->log_file;
+        break;
+    case K_ACCESS_LOG:
+        s = c->access_log ? "true" : "false";
         break;
     default:
         for (size_t i = 0; i < sizeof ws_counts / sizeof ws_counts[0]; i++) {

@@ -134,6 +134,11 @@ typedef struct sl__config {
     double authz_policy_timeout;     /* seconds per question (default 2) */
     size_t authz_policy_concurrency; /* questions under way at once (default 16) */
     size_t authz_policy_queue;       /* questions waiting beyond that (default 1024) */
+    /* (B, issue 14) sluiced's own log (server/log.h) */
+    int log_format; /* SL__LOG_TEXT (default) | SL__LOG_JSON */
+    int log_level;  /* SL__LOG_INFO by default */
+    char *log_file; /* NULL: stderr */
+    int access_log; /* one line per request (log_requests is its older name) */
     /* from the environment (sl__config_load) */
     char
         *jwt_env_secret; /* SLUICE_JWT_SECRET; used when no jwt_secret_file is set; wiped on free */

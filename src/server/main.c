@@ -15,6 +15,7 @@
 #include <sluice/sluice.h>
 
 #include "net/http.h"
+#include "net/ws.h" /* (B, issue 14) */
 #include "security/httpsig.h"
 #include "security/invoke.h" /* (B) */
 #include "net/tls.h"
@@ -23,6 +24,8 @@
 #include "server/config.h"
 #include "server/router.h"
 #include "server/routes_audit.h" /* (C) */
+#include "server/log.h"    /* (B, issue 14) */
+#include "server/reqlog.h" /* (B, issue 14) */
 #include "server/wsession.h"
 
 #include <malloc.h>
@@ -78,9 +81,9 @@ typedef struct server {
     sl__nonce_store *nonces;
     sl__auth_mode *modes;
     size_t nmodes;
-    int log_requests;
     sl__workspaces *workspaces; /* part C: operators and limits; the context borrows it */
     const sl__config *cfg;      /* main's, for the SIGHUP reload */
+    sl__log *log;               /* (B, issue 14) sluiced's own log; the router borrows it */
     uv_signal_t sigint, sigterm, sighup;
     /* (E, issue 14) the principals the ACL file granted last (a reload revokes the ones it no
      * longer names); --check-config: validate only (no store, no audit log, no listener) */
@@ -140,7 +143,11 @@ static void usage(FILE *f)
         "  --check-config FILE       read FILE as --config does, validate everything (and the\n"
         "                            files it names) and exit: 0 and \"ok\", or 1 and why; opens\n"
         "                            no store or port\n"
-        "  --log-requests            one log line per request on stderr (never credentials)\n"
+        "  --log-format text|json    sluiced's log lines: text (default) or one JSON object each\n"
+        "  --log-level LEVEL         debug, info (default), warn or error\n"
+        "  --log-file FILE           write the log there instead of stderr; reopened on SIGHUP\n"
+        "  --access-log              one access line per request (never credentials)\n"
+        "  --log-requests            the same as --access-log (its older name)\n"
         "  --insecure                allow plaintext or an open server on a non-loopback "
         "address\n"
         "  -h, --help                this help\n"
@@ -267,7 +274,7 @@ static int audit_sink(void *ud, const char *record, sl_status *st)
     server *s = ud;
     int rc = sl_audit_log_write(s->audit, record, st);
     if (rc != SL_OK) /* the reason names no secret and no file */
-        fprintf(stderr, "sluiced: %s\n", st->message);
+        sl__logf(s->log, SL__LOG_ERROR, NULL, "%s", st->message);
     else if (s->kv) /* on disk with the next group commit, before any reply that waits on it */
         s->kv->ops->touch(s->kv);
     return rc;
@@ -283,9 +290,9 @@ static int audit_sync(void *ud)
 static void on_response(void *ud, sl_http_request *req, sl__response *resp)
 {
     server *s = ud;
-    if (s->log_requests) /* the path only: a query may carry a token */
-        fprintf(stderr, "sluiced: %s %s %.*s -> %d\n", req->remote_addr, req->method,
-                (int)req->path_len, req->path, resp->status);
+    /* (B, issue 14) the request id echoed; the access line (the query's secrets redacted) */
+    sl__reqlog_header(req, resp->headers, sizeof resp->headers);
+    sl__reqlog_access(s->log, req, resp->status, resp->body_len, resp->principal);
     sl_http_respond(req, resp->status, resp->headers[0] ? resp->headers : NULL,
                     resp->body ? "application/json" : NULL, resp->body, resp->body_len);
 }
@@ -293,24 +300,27 @@ static void on_response(void *ud, sl_http_request *req, sl__response *resp)
 static void on_request(void *ud, sl_http_request *req)
 {
     server *s = ud;
+    sl__reqlog_begin(req); /* (B, issue 14) */
     /* The one route that is not a request/response: it takes the connection over. */
     if (s->wss && req->path_len == strlen(SL__WSS_PATH) && !strcmp(req->path, SL__WSS_PATH)) {
         if (req->accept == 0) /* the upgrade request may be signed: its prefix's mode */
             req->accept = sl__router_mode(&s->router, req->path, req->path_len);
-        if (s->log_requests)
-            fprintf(stderr, "sluiced: %s %s %s -> websocket\n", req->remote_addr, req->method,
-                    req->path);
+        /* (B) handed over (the session authenticates later, on its connect command), or a
+         * handshake refused */
+        const char *why;
+        int status = sl_ws_check_handshake(req, &why);
+        sl__reqlog_access(s->log, req, status ? status : 101, 0, NULL);
         sl__wss_handle(s->wss, req);
         return;
     }
     sl__router_serve(&s->router, req, on_response, s);
 }
 
-/* Operational lines of the revocation store and the introspection client (never a credential). */
+/* Operational lines of the HTTP servers, the revocation store, the JWKS and introspection clients
+ * (never a credential); ud is the log. They report trouble or a changed limit: warn. */
 static void log_line(void *ud, const char *line)
 {
-    (void)ud;
-    fprintf(stderr, "sluiced: %s\n", line);
+    sl__log_write(ud, SL__LOG_WARN, NULL, line, NULL, 0);
 }
 
 /* The revocation store needs the loop (Redis I/O, prune timer), so it is made after it. */
@@ -363,7 +373,7 @@ static int setup_revocation(server *s, const sl__config *cfg, sl_status *st)
     if (rc != SL_OK)
         return sl_status_set(st, rc, "cannot set up the %s revocation store: %s", kind,
                              sl_strerror(rc));
-    sl_revocation_set_log(s->revocation, log_line, s);
+    sl_revocation_set_log(s->revocation, log_line, s->log);
     s->router.authn.revocation = s->revocation; /* every credential, every transport */
     return SL_OK;
 }
@@ -385,7 +395,7 @@ static void on_stopped(sl__eop *op)
 static void on_signal(uv_signal_t *h, int signum)
 {
     server *s = h->data;
-    fprintf(stderr, "sluiced: signal %d, shutting down\n", signum);
+    sl__logf(s->log, SL__LOG_INFO, NULL, "signal %d, shutting down", signum);
     sl__wss_server_close(s->wss); /* close frames (3001) go out before the sockets close */
     for (size_t i = 0; i < s->nhttp; i++)
         sl_http_server_close(s->http[i]);
@@ -422,8 +432,8 @@ static void reload_tls(server *s, const sl__config *cfg)
     sl_status_clear(&st);
     sl__tls_ctx *fresh;
     if (sl__tls_ctx_new(&fresh, &s->tls_files, &st) != SL_OK) {
-        fprintf(stderr, "sluiced: TLS reload failed, keeping the current certificate: %s\n",
-                st.message);
+        sl__logf(s->log, SL__LOG_ERROR, NULL,
+                 "TLS reload failed, keeping the current certificate: %s", st.message);
         return;
     }
     for (size_t i = 0; i < s->nhttp; i++)
@@ -431,7 +441,8 @@ static void reload_tls(server *s, const sl__config *cfg)
             sl_http_server_set_tls(s->http[i], fresh, cfg->listeners[i].mtls);
     sl__tls_ctx_unref(s->tls);
     s->tls = fresh;
-    fprintf(stderr, "sluiced: TLS certificate reloaded (%s)\n", sl__tls_ctx_describe(fresh));
+    sl__logf(s->log, SL__LOG_INFO, NULL, "TLS certificate reloaded (%s)",
+             sl__tls_ctx_describe(fresh));
 }
 
 /* (E) The stored principals of the last applied ACL file (kv scan callback; prefix matches count
@@ -517,10 +528,16 @@ static void on_hangup(uv_signal_t *h, int signum)
     server *s = h->data;
     sl_status st;
     sl_status_clear(&st);
+    /* (B, issue 14) the log first, so that what follows lands in the new file */
+    if (!sl__log_to_stderr(s->log) && sl__log_reopen(s->log, &st) != SL_OK)
+        sl__logf(s->log, SL__LOG_ERROR, NULL, "%s", st.message);
+    else if (!sl__log_to_stderr(s->log))
+        sl__logf(s->log, SL__LOG_INFO, NULL, "log file reopened");
+    sl_status_clear(&st);
     if (s->audit && sl_audit_log_reopen(s->audit, &st) != SL_OK)
-        fprintf(stderr, "sluiced: %s\n", st.message);
+        sl__logf(s->log, SL__LOG_ERROR, NULL, "%s", st.message);
     else if (s->audit)
-        fprintf(stderr, "sluiced: audit log reopened\n");
+        sl__logf(s->log, SL__LOG_INFO, NULL, "audit log reopened");
     reload_tls(s, s->cfg);
     /* (E) */
     int applying;
@@ -561,7 +578,7 @@ static int make_upstream_jwks(server *s, const sl__config *cfg, sl_authenticator
         return sl_status_set(st, SL_ECONFIG, "%s %s: %s (https, or plain http only to loopback)",
                              o.url ? "upstream_jwks_url" : "upstream_oidc_issuer",
                              o.url ? o.url : o.issuer, sl_strerror(rc));
-    sl_jwks_set_log(s->jwks, log_line, s);
+    sl_jwks_set_log(s->jwks, log_line, s->log);
     sl_jwt_verify_opts_init(&s->upstream_opts);
     /* The provider's tokens name it as their issuer: checked unless configured otherwise. */
     s->upstream_opts.issuer =
@@ -648,9 +665,10 @@ static int make_authenticator(server *s, const sl__config *cfg, const char *name
             rc = sl__nonce_memory_new(cfg->signature_max_nonces, &s->nonces);
         if (rc != SL_OK)
             return sl_status_set(st, rc, "cannot set up the signature replay store");
-        fprintf(stderr, "sluiced: signed requests: %zu keys, replay window %.0f s, nonces in %s\n",
-                sl_httpsig_keyring_size(s->sigkeys), cfg->signature_max_skew,
-                s->redis ? "redis" : "memory");
+        sl__logf(s->log, SL__LOG_INFO, NULL,
+                 "signed requests: %zu keys, replay window %.0f s, nonces in %s",
+                 sl_httpsig_keyring_size(s->sigkeys), cfg->signature_max_skew,
+                 s->redis ? "redis" : "memory");
         return sl__httpsig_authenticator_new(s->sigkeys, s->nonces, cfg->signature_max_skew, out);
     }
     if (!strcmp(name, "introspection")) {
@@ -678,7 +696,7 @@ static int make_authenticator(server *s, const sl__config *cfg, const char *name
             return sl_status_set(st, SL_ECONFIG,
                                  "introspection_url %s: %s (plain http only to loopback)",
                                  cfg->introspection_url, sl_strerror(rc));
-        sl_introspect_set_log(s->introspect, log_line, s);
+        sl_introspect_set_log(s->introspect, log_line, s->log);
         return sl_introspect_authenticator_new(s->introspect, out);
     }
     if (!strcmp(name, "cert")) { /* mutual TLS: the verified client certificate's holder */
@@ -1025,7 +1043,9 @@ static int setup(server *s, const sl__config *cfg, sl_status *st)
     s->router.authn.jwt.issuer = cfg->jwt_issuer;
     s->router.authn.jwt.leeway = cfg->jwt_leeway;
     s->router.authn.jwt.exp_optional = cfg->jwt_exp_optional;
-    s->log_requests = cfg->log_requests;
+    s->router.log = s->log; /* (B, issue 14) */
+    if (s->shared)
+        sl__shared_state_set_log(s->shared, s->log);
     return SL_OK;
 }
 
@@ -1088,7 +1108,7 @@ static int setup_listeners(server *s, const sl__config *cfg, sl_status *st)
     if (lim.max_connections > 0) { /* room for max_connections descriptors on each, or fewer */
         size_t per = lim.max_connections;
         lim.max_connections = per * n;
-        int rc = sl_http_fit_fd_limit(&lim, log_line, NULL, st);
+        int rc = sl_http_fit_fd_limit(&lim, log_line, s->log, st);
         if (rc != SL_OK)
             return rc;
         lim.max_connections = lim.max_connections / n > 0 ? lim.max_connections / n : 1;
@@ -1099,7 +1119,7 @@ static int setup_listeners(server *s, const sl__config *cfg, sl_status *st)
         if (rc != SL_OK)
             return sl_status_set(st, rc, NULL);
         sl_http_server *h = s->http[s->nhttp++];
-        sl_http_server_set_log(h, log_line, NULL);
+        sl_http_server_set_log(h, log_line, s->log);
         sl_http_server_set_accept(h, l->accept);
         if (l->tls && (rc = sl_http_server_set_tls(h, s->tls, l->mtls)) != SL_OK)
             return sl_status_set(st, rc, "cannot serve TLS on %s:%d", l->host, l->port);
@@ -1173,6 +1193,13 @@ int main(int argc, char **argv)
     }
     s.loop = uv_default_loop();
     s.cfg = &cfg;
+    if (rc == SL_OK) { /* (B, issue 14) first: everything after it logs there */
+        sl__log_opts lo = {.format = cfg.log_format,
+                           .level = cfg.log_level,
+                           .path = cfg.log_file,
+                           .access = cfg.access_log || cfg.log_requests};
+        rc = sl__log_open(&s.log, &lo, &st);
+    }
     if (rc == SL_OK)
         rc = setup_tls(&s, &cfg, &st);
     if (rc == SL_OK)
@@ -1208,27 +1235,31 @@ int main(int argc, char **argv)
             const sl__cfg_listener *l = i < cfg.nlisteners ? &cfg.listeners[i] : NULL;
             const char *host = l ? l->host : cfg.host;
             const char *opts = l && strchr(l->text, ',') ? strchr(l->text, ',') + 1 : "";
-            fprintf(stderr,
-                    "sluiced listening on %s%s%s:%d (%s%sauthz %s, jwt %s, revocation %s, "
-                    "engine %s%s%s%s)\n",
-                    strchr(host, ':') ? "[" : "", host, strchr(host, ':') ? "]" : "",
-                    sl_http_server_port(s.http[i]), opts, *opts ? "; " : "",
-                    sl_mode_name(sl_ctx_mode(s.ctx)), s.keys ? "on" : "off",
-                    s.revocation ? sl_revocation_store_name(s.revocation) : "off", cfg.engine,
-                    s.kv ? " in " : "", s.kv ? (data_dir_of(&cfg)) : "",
-                    s.kv ? (!strcmp(cfg.durability, "sync")    ? ", durability sync"
-                            : !strcmp(cfg.durability, "batch") ? ", durability batch"
-                                                               : ", durability none")
-                         : "");
+            sl__logf(s.log, SL__LOG_START, NULL,
+                     "sluiced listening on %s%s%s:%d (%s%sauthz %s, jwt %s, revocation %s, "
+                     "engine %s%s%s%s)",
+                     strchr(host, ':') ? "[" : "", host, strchr(host, ':') ? "]" : "",
+                     sl_http_server_port(s.http[i]), opts, *opts ? "; " : "",
+                     sl_mode_name(sl_ctx_mode(s.ctx)), s.keys ? "on" : "off",
+                     s.revocation ? sl_revocation_store_name(s.revocation) : "off", cfg.engine,
+                     s.kv ? " in " : "", s.kv ? (data_dir_of(&cfg)) : "",
+                     s.kv ? (!strcmp(cfg.durability, "sync")    ? ", durability sync"
+                             : !strcmp(cfg.durability, "batch") ? ", durability batch"
+                                                                : ", durability none")
+                          : "");
         }
         if (s.tls)
-            fprintf(stderr, "sluiced: TLS certificate %s\n", sl__tls_ctx_describe(s.tls));
-        fflush(stderr);
+            sl__logf(s.log, SL__LOG_START, NULL, "TLS certificate %s", sl__tls_ctx_describe(s.tls));
         uv_run(s.loop, UV_RUN_DEFAULT);
     } else if (s.checking) { /* (E) */
         fprintf(stderr, "sluiced: %s: %s\n", checked, st.message[0] ? st.message : sl_strerror(rc));
     } else {
-        fprintf(stderr, "sluiced: %s\n", st.message[0] ? st.message : sl_strerror(rc));
+        /* (B) into the log, and on stderr too when the log is a file: whoever started sluiced
+         * sees why it did not start */
+        const char *why = st.message[0] ? st.message : sl_strerror(rc);
+        sl__logf(s.log, SL__LOG_ERROR, NULL, "%s", why);
+        if (!sl__log_to_stderr(s.log))
+            sl__logf(NULL, SL__LOG_ERROR, NULL, "%s", why);
     }
     if (s.revocation) /* start-up failed after it was made: let its handles close */
         sl_revocation_store_free(s.revocation);
@@ -1261,8 +1292,9 @@ int main(int argc, char **argv)
     if (s.kv) {
         sl__lmdb_stats ls;
         sl__lmdb_stats_get(s.kv, &ls);
-        fprintf(stderr, "sluiced: store: %lu commits, %lu fsyncs, %lu failed, map %zu MiB\n",
-                ls.commits, ls.syncs, ls.failed, ls.map_size >> 20);
+        sl__logf(s.log, SL__LOG_INFO, NULL,
+                 "store: %lu commits, %lu fsyncs, %lu failed, map %zu MiB", ls.commits, ls.syncs,
+                 ls.failed, ls.map_size >> 20);
         s.kv->ops->free(s.kv); /* commits what is left */
         uv_run(s.loop, UV_RUN_NOWAIT);
     }
@@ -1280,6 +1312,7 @@ int main(int argc, char **argv)
     sl_jwt_keyring_free(s.keys);
     sl__audit_routes_free(&s.router); /* (C) */
     sl_audit_log_close(s.audit);
+    sl__log_free(s.log); /* (B, issue 14) */
     sl__config_free(&cfg);
     sl__aclfile_state_free(&s.aclfile); /* (E) */
     free(args);

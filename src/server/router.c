@@ -9,6 +9,7 @@
 #include "core/msgjson.h"
 #include "security/workspace.h"
 #include "security/invoke.h" /* (B) */
+#include "server/reqlog.h"   /* (B, issue 14) */
 
 /* (C) */
 #include "server/routes_audit.h"
@@ -1746,6 +1747,11 @@ void sl__job_finish(sl__job *job, int rc)
 {
     if (rc != SL_OK)
         sl__response_error(&job->resp, rc, job->st.message);
+    /* (B) a denial or failure on the log, and who asked for the access line */
+    if (job->resp.status >= 400)
+        sl__reqlog_outcome(job->r->log, job->req, job->route ? sl_op_lookup(job->route->op) : NULL,
+                           job->resp.status, job->st.message, job->who.principal);
+    memcpy(job->resp.principal, job->who.principal, sizeof job->resp.principal);
     job->done(job->ud, job->req, &job->resp);
     sl__response_clear(&job->resp);
     sl_identity_clear(&job->who);

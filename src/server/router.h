@@ -18,6 +18,7 @@ typedef struct sl__response {
     char headers[512]; /* extra header lines, "Name: value\r\n" */
     char *body;        /* malloc'd JSON, or NULL */
     size_t body_len;
+    char principal[SL_PRINCIPAL_MAX + 1]; /* (B) who asked, for the access log; "" unknown */
 } sl__response;
 void sl__response_clear(sl__response *r);
 
@@ -43,6 +44,7 @@ typedef struct sl__router {
     const char *audit_path;     /* borrowed: the file audit writes to */
     uv_loop_t *loop;            /* GET /audit reads the file on this loop's thread pool */
     struct sl__audit_reader *audit_reader; /* owned by routes_audit.c (sl__audit_routes_free) */
+    struct sl__log *log; /* (B) borrowed; NULL: denials and errors are not logged */
 } sl__router;
 
 /* The mode of the longest prefix in r->modes that path[0..len) falls under; 0 (every kind) when

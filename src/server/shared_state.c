@@ -9,6 +9,7 @@
 #include "security/apply.h"
 #include "security/invoke.h" /* (B) */
 #include "store/redis_kv.h"
+#include "server/log.h" /* (B, issue 14) */
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,12 +21,13 @@ struct sl__shared_state {
     sl_apikey_store *keys;
     sl__kv *kv;
     sl__shared_state_stats stats;
+    sl__log *log; /* (B, issue 14) borrowed; NULL: stderr */
 };
 
 static void refused(sl__shared_state *ss, const sl_status *st)
 {
     ss->stats.refused++;
-    fprintf(stderr, "sluice: shared state: a change was refused: %s\n", st->message);
+    sl__logf(ss->log, SL__LOG_WARN, NULL, "shared state: a change was refused: %s", st->message);
 }
 
 static void acl_changed(void *ud, const char *principal, int removed)
@@ -87,7 +89,7 @@ static void on_loaded(void *ud, int rc, const sl__redis_kv_entry *e, size_t n)
         return;
     sl__secstore_entry *v = calloc(n + 1, sizeof *v);
     if (v == NULL) {
-        fprintf(stderr, "sluice: shared state: out of memory reloading %s\n", table);
+        sl__logf(ss->log, SL__LOG_ERROR, NULL, "shared state: out of memory reloading %s", table);
         return;
     }
     for (size_t i = 0; i < n; i++)
@@ -201,4 +203,10 @@ void sl__shared_state_free(sl__shared_state *ss)
 void sl__shared_state_stats_get(const sl__shared_state *ss, sl__shared_state_stats *out)
 {
     *out = ss->stats;
+}
+
+/* (B, issue 14) */
+void sl__shared_state_set_log(sl__shared_state *ss, struct sl__log *log)
+{
+    ss->log = log;
 }

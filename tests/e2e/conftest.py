@@ -3,9 +3,11 @@ real HTTP clients, stop it with SIGTERM and require a clean exit (under ASan a l
 import os
 import re
 import shutil
+import queue
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 
 import httpx
@@ -17,6 +19,154 @@ SLUICED = os.environ.get("SLUICED", os.path.join(ROOT, "build", "sluiced"))
 SLUICE_CLI = os.environ.get("SLUICE_CLI", os.path.join(ROOT, "build", "sluice"))
 SECRET = "your-32-byte-production-secret-key"
 
+# ---- (B, issue 14) no credential in any log ------------------------------------------------------
+# Every sluiced log of the run (stderr, and --log-file files) is kept with the test it belongs to,
+# and every credential the tests use is recorded: secrets given to servers, tokens minted here or
+# by the CLI or received from /token, API keys, Authorization and Signature header values, and
+# credential-like query parameters (httpx is wrapped below). At the end of the session every log is
+# searched for every credential; a hit fails the run, naming the tests, never the credential.
+# SLUICE_E2E_LOG=json|text makes every Server log at debug level with the access log on, so that
+# the check sees the most verbose output (CI sets it: .ci/run).
+E2E_LOG = os.environ.get("SLUICE_E2E_LOG", "")
+CURRENT_TEST = [None]
+CREDENTIALS = {}  # credential -> the test that first used it
+LOGS = []  # (test, where, text)
+CREDENTIAL_MIN = 12  # shorter strings would match ordinary words (tests' "bad" tokens)
+CREDENTIAL_PARAMS = ("token", "access_token", "api_key", "apikey", "key", "secret", "password",
+                     "signature", "sig", "jwt")
+
+
+def record_credential(value):
+    """Remembers a credential the current test used (bytes or str; short ones are ignored)."""
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    if isinstance(value, str):
+        value = value.strip()
+        if len(value) >= CREDENTIAL_MIN:
+            CREDENTIALS.setdefault(value, CURRENT_TEST[0])
+
+
+def record_log(text, where):
+    if text:
+        LOGS.append((CURRENT_TEST[0], where, text))
+
+
+def _record_request(request):
+    for name in ("authorization", "signature", "x-api-key", "sluice-token"):
+        for v in request.headers.get_list(name):
+            record_credential(v)
+            if " " in v:  # the credential without its scheme
+                record_credential(v.split(" ", 1)[1])
+            for m in re.finditer(r":([A-Za-z0-9+/=_-]{16,}):", v):  # an RFC 9421 signature
+                record_credential(m.group(1))
+    for k, v in request.url.params.multi_items():
+        if k.lower() in CREDENTIAL_PARAMS:
+            record_credential(v)
+
+
+def _record_response(response):
+    try:
+        if not response.headers.get("content-type", "").startswith("application/json") or \
+                len(response.content) > 65536:  # minted credentials come in small answers
+            return
+        body = response.json()
+    except Exception:  # a stream not read, or not JSON: nothing minted in it
+        return
+    if isinstance(body, dict):
+        for k in ("token", "key", "secret", "access_token"):
+            record_credential(body.get(k))
+
+
+def _wrap_httpx():
+    sync_send, async_send = httpx.Client.send, httpx.AsyncClient.send
+
+    def send(self, request, *args, **kw):
+        _record_request(request)
+        response = sync_send(self, request, *args, **kw)
+        _record_response(response)
+        return response
+
+    async def asend(self, request, *args, **kw):
+        _record_request(request)
+        response = await async_send(self, request, *args, **kw)
+        _record_response(response)
+        return response
+
+    httpx.Client.send, httpx.AsyncClient.send = send, asend
+
+
+def _wrap_subprocess_run():
+    """sluiced started with subprocess.run by a test (start-up errors): its output is kept too."""
+    run = subprocess.run
+
+    def wrapped(args, *a, **kw):
+        r = run(args, *a, **kw)
+        if isinstance(args, (list, tuple)) and SLUICED in args:
+            out = r.stderr if isinstance(r.stderr, (str, bytes)) else ""
+            record_log(out.decode("utf-8", "replace") if isinstance(out, bytes) else out,
+                       "stderr")
+        return r
+
+    subprocess.run = wrapped
+
+
+_wrap_httpx()
+_wrap_subprocess_run()
+
+
+@pytest.fixture(autouse=True)
+def _current_test(request):
+    CURRENT_TEST[0] = request.node.nodeid
+    yield
+    CURRENT_TEST[0] = None
+
+
+def credential_leaks():
+    """[(test that used it, test whose log holds it, where, the log line with it masked)]."""
+    by_prefix = {}
+    for cred, test in CREDENTIALS.items():
+        by_prefix.setdefault(cred[:CREDENTIAL_MIN], []).append((cred, test))
+    leaks = []
+    token_runs = re.compile(r"[^\s\"'\\,;{}()<>\[\]]{%d,}" % CREDENTIAL_MIN)
+    for owner, where, text in LOGS:
+        for m in token_runs.finditer(text):
+            run = m.group(0)
+            for i in range(len(run) - CREDENTIAL_MIN + 1):
+                for cred, test in by_prefix.get(run[i:i + CREDENTIAL_MIN], ()):
+                    if run.startswith(cred, i):
+                        start = text.rfind("\n", 0, m.start()) + 1
+                        end = text.find("\n", m.end())
+                        line = text[start:end if end >= 0 else len(text)].replace(cred, "<credential>")
+                        leaks.append((test, owner, where, line[:300]))
+    return leaks
+
+
+def pytest_sessionfinish(session, exitstatus):
+    leaks = credential_leaks()
+    tr = session.config.pluginmanager.get_plugin("terminalreporter")
+    if not leaks:
+        if tr and LOGS:
+            tr.write_line("")
+            size = sum(len(t) for _, _, t in LOGS)
+            tr.write_line(f"credential check: {len(CREDENTIALS)} credentials, none in {len(LOGS)} "
+                          f"sluiced logs ({size} characters; SLUICE_E2E_LOG={E2E_LOG or 'unset'})")
+        return
+    seen = set()
+    lines = ["credentials found in sluiced's logs (issue 14: never a token, key, signature or "
+             "secret in a log line):"]
+    for used_by, log_of, where, line in leaks:
+        if (used_by, log_of, line) in seen:
+            continue
+        seen.add((used_by, log_of, line))
+        lines.append(f"  a credential used by {used_by} is in the {where} log of {log_of}: {line}")
+    msg = "\n".join(lines[:50])
+    if tr:
+        tr.write_line("")
+        tr.write_line(msg, red=True)
+    else:
+        print(msg)
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
 
 class Server:
     def __init__(self, args=(), env=None, secret=SECRET):
@@ -26,6 +176,11 @@ class Server:
             self.env["SLUICE_JWT_SECRET"] = secret
         self.env.update(env or {})
         self.secret = secret
+        record_credential(secret)  # (B, issue 14)
+        record_credential(self.env.get("SLUICE_JWT_SECRET"))
+        # (B) the most verbose logs for the credential check, unless the test sets up its own
+        if E2E_LOG and not any(str(a).startswith(("--log-", "--access-log")) for a in args):
+            args = (*args, "--log-format", E2E_LOG, "--log-level", "debug", "--access-log")
         # Every server on the embedded default gets a data directory of its own (removed at
         # stop), unless the test names one or another engine.
         self.data_dir = None
@@ -36,6 +191,9 @@ class Server:
         self.proc = None
         self.url = None
         self.stderr_lines = []
+        self._lines = queue.Queue()  # (B) stderr lines after start-up, for wait_stderr
+        self._drain = None
+        self._logged = False
 
     def start(self):
         self.proc = subprocess.Popen(self.args, env=self.env, stdout=subprocess.DEVNULL,
@@ -48,6 +206,10 @@ class Server:
             self.stderr_lines.append(line)
             ready = self.started_by(line)
             if ready:
+                # (B) from here a thread reads stderr, so that a verbose log never fills the pipe
+                # (sluiced would block writing); wait_stderr reads what it collected
+                self._drain = threading.Thread(target=self._read_stderr, daemon=True)
+                self._drain.start()
                 return self
             if ready is None:
                 break
@@ -64,15 +226,68 @@ class Server:
             return True
         return False
 
+    def _read_stderr(self):
+        try:
+            for line in self.proc.stderr:
+                self.stderr_lines.append(line)
+                self._lines.put(line)
+        except (ValueError, OSError):  # closed under it (a test killed the server)
+            pass
+
+    def wait_stderr(self, needle, timeout=15):
+        """Waits for a stderr line (written after start-up, not yet waited for) holding needle."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            try:
+                line = self._lines.get(timeout=max(0.01, deadline - time.time()))
+            except queue.Empty:
+                break
+            if needle in line:
+                return line
+        raise AssertionError(f"no line with {needle!r} in:\n{self.stderr()}")
+
+    def join_stderr(self):
+        """Once the process has ended: every stderr line collected."""
+        if self._drain:
+            self._drain.join(timeout=30)
+        if self.proc and self.proc.stderr and not self.proc.stderr.closed:
+            self.proc.stderr.close()
+
+    def log_files(self):
+        files = []
+        for i, a in enumerate(self.args):
+            a = str(a)
+            if a == "--log-file" and i + 1 < len(self.args):
+                files.append(str(self.args[i + 1]))
+            elif a.startswith("--log-file="):
+                files.append(a.split("=", 1)[1])
+        return files
+
+    def keep_logs(self):
+        """(B) the server's logs for the end-of-session credential check (once)."""
+        if self._logged:
+            return
+        self._logged = True
+        record_log(self.stderr(), "stderr")
+        for path in self.log_files():
+            for p in (path, path + ".1"):  # and a file a test rotated
+                try:
+                    with open(p, encoding="utf-8", errors="replace") as f:
+                        record_log(f.read(), "log file")
+                except OSError:
+                    pass
+
     def stop(self):
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
-                _, err = self.proc.communicate(timeout=30)
+                self.proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 raise
-            self.stderr_lines.append(err)
+        if self.proc:
+            self.join_stderr()
+            self.keep_logs()
         if self.data_dir:
             shutil.rmtree(self.data_dir, ignore_errors=True)
         return self.proc.returncode
@@ -87,7 +302,9 @@ class Server:
             claims["role"] = role
         if channels is not None:
             claims["channels"] = channels
-        return pyjwt.encode(claims, self.secret, algorithm="HS256")
+        tok = pyjwt.encode(claims, self.secret, algorithm="HS256")
+        record_credential(tok)  # (B, issue 14)
+        return tok
 
     def client(self, token=None):
         headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -187,8 +404,18 @@ def cli():
         e.pop("SLUICE_TOKEN", None)
         e.pop("SLUICE_URL", None)
         e.update(env or {})
-        return subprocess.run([SLUICE_CLI, *args], env=e, input=input, capture_output=True,
-                              text=True, timeout=60)
+        r = subprocess.run([SLUICE_CLI, *args], env=e, input=input, capture_output=True,
+                           text=True, timeout=60)
+        # (B, issue 14) what the CLI minted or was given
+        record_credential(e.get("SLUICE_TOKEN"))
+        record_credential(e.get("SLUICE_JWT_SECRET"))
+        for i, a in enumerate(args[:-1]):
+            if a in ("--token", "--secret", "--key"):
+                record_credential(args[i + 1])
+        if r.returncode == 0 and len(args) >= 2 and args[1] == "create" and \
+                args[0] in ("token", "apikey"):
+            record_credential(r.stdout)
+        return r
     return run
 
 

@@ -12,7 +12,6 @@ import asyncio
 import json
 import os
 import random
-import select
 import shutil
 import signal
 import subprocess
@@ -45,7 +44,7 @@ class Node:
         p = self.srv.proc
         p.kill()
         p.wait(timeout=30)
-        p.stderr.close()
+        self.srv.join_stderr()
 
     def stop(self):
         rc = self.srv.stop()
@@ -55,17 +54,8 @@ class Node:
         return self.srv is not None and self.srv.proc.poll() is None
 
     def wait_stderr(self, needle, timeout=15):
-        """Reads the server's stderr until a line contains needle."""
-        p = self.srv.proc
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            r, _, _ = select.select([p.stderr], [], [], 0.2)
-            if r:
-                line = p.stderr.readline()
-                self.srv.stderr_lines.append(line)
-                if needle in line:
-                    return line
-        raise AssertionError(f"no '{needle}' on stderr:\n{self.srv.stderr()}")
+        """Waits for a line of the server's stderr that contains needle."""
+        return self.srv.wait_stderr(needle, timeout)
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ import os
 import re
 import ssl
 import subprocess
-import time
 
 from conftest import Server
 
@@ -87,13 +86,5 @@ class TLSServer(Server):
         return True
 
     def read_stderr_until(self, text, timeout=30):
-        """Reads start-up-time stderr lines until one contains text (a SIGHUP's answer)."""
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            line = self.proc.stderr.readline()
-            if not line:
-                break
-            self.stderr_lines.append(line)
-            if text in line:
-                return line
-        raise AssertionError(f"no line with {text!r} in:\n{self.stderr()}")
+        """Waits for a stderr line that contains text (a SIGHUP's answer)."""
+        return self.wait_stderr(text, timeout)
