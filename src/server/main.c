@@ -514,8 +514,8 @@ static int load_acl_file(server *s, const sl__config *cfg, int *applying, sl_sta
             rc = sl_status_set(st, src, "cannot store the acl_file state");
     }
     if (rc == SL_OK && !s->checking)
-        fprintf(stderr, "sluiced: acl_file %s: %zu grants, %zu changed, %zu revoked\n",
-                cfg->acl_file, file.ngrants, changed, removed);
+        sl__logf(s->log, SL__LOG_INFO, NULL, "acl_file %s: %zu grants, %zu changed, %zu revoked",
+                 cfg->acl_file, file.ngrants, changed, removed);
     sl__config_free(&file);
     return rc;
 }
@@ -543,10 +543,10 @@ static void on_hangup(uv_signal_t *h, int signum)
     int applying;
     sl_status_clear(&st);
     if (load_acl_file(s, s->cfg, &applying, &st) != SL_OK)
-        fprintf(stderr, "sluiced: acl_file %s: %s\n",
-                applying ? "reload stopped (grants applied before this stay)"
-                         : "not reloaded, the ACL is unchanged",
-                st.message);
+        sl__logf(s->log, SL__LOG_ERROR, NULL, "acl_file %s: %s",
+                 applying ? "reload stopped (grants applied before this stay)"
+                          : "not reloaded, the ACL is unchanged",
+                 st.message);
 }
 
 static int read_file_text(const char *path, char **out, size_t *len)
