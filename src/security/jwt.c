@@ -116,9 +116,18 @@ typedef struct jwt_key {
     EVP_PKEY *pk;        /* every other algorithm: a public key only */
 } jwt_key;
 
+/* Header segments (base64url, as sent) remembered with the key they name. */
+#define HDR_MEMO_MAX 120
+
 struct sl_jwt_keyring {
     size_t n, cap;
     unsigned algs; /* ALG_* of the keys held */
+    /* The header segment of the last token whose header checked out, and the key it named: the
+     * tokens a service sees come from few issuers, and one issuer's headers are the same bytes
+     * every time, so decoding and parsing them again tells nothing new. Valid while no key is
+     * added (memo_n == n). The signature and the claims are always checked. */
+    char memo[HDR_MEMO_MAX];
+    size_t memo_len, memo_key, memo_n;
     jwt_key keys[];
 };
 
@@ -1260,6 +1269,49 @@ static int check_claims(const jscratch *s, const jval *v, const sl_jwt_verify_op
     return SL_OK;
 }
 
+/* The header segment token[0..d1): checked, and the key it names in *key. Remembered in the
+ * keyring when it checks out (see memo). s is scratch. */
+static int check_header(sl_jwt_keyring *kr, const char *token, size_t d1, jscratch *s,
+                        jwt_key **key, sl_status *st)
+{
+    if (kr->memo_len == d1 && kr->memo_n == kr->n && memcmp(kr->memo, token, d1) == 0) {
+        *key = &kr->keys[kr->memo_key];
+        return SL_OK;
+    }
+    jval h[H__COUNT];
+    size_t n;
+    if (sl__jwt_b64url_decode(token, d1, (unsigned char *)s->buf, &n) < 0 ||
+        json_parse_object(s, n, header_names, h, H__COUNT) < 0)
+        return fail(st, SL_ETOKEN, E_MALFORMED);
+    unsigned alg = header_alg(s, &h[H_ALG]);
+    /* An algorithm no key here has is refused before the kid is looked at (an empty ring has no
+     * key to name, and says so as it always did). */
+    if (alg == 0 || (kr->n > 0 && !(kr->algs & alg)))
+        return fail(st, SL_ETOKEN, E_ALG);
+    /* We implement no header extension, so none may be critical (RFC 7515 section 4.1.11). */
+    if ((h[H_TYP].type != JV_ABSENT &&
+         !(h[H_TYP].type == JV_STRING && str_is(s, h[H_TYP].s, "JWT"))) ||
+        h[H_CRIT].type != JV_ABSENT || (h[H_KID].type != JV_ABSENT && h[H_KID].type != JV_STRING))
+        return fail(st, SL_ETOKEN, E_MALFORMED);
+    jwt_key *k = h[H_KID].type == JV_STRING
+                     ? keyring_find(kr, s->buf + h[H_KID].s.off, h[H_KID].s.len)
+                     : keyring_find(kr, NULL, 0);
+    if (k == NULL)
+        return fail(st, SL_ETOKEN, E_KID);
+    /* Each key verifies one algorithm, the one the token must name: otherwise an HS256 token
+     * could be MACed with a public key's published PEM and checked against it (alg confusion). */
+    if (k->alg != alg)
+        return fail(st, SL_ETOKEN, E_ALG);
+    *key = k;
+    if (d1 <= HDR_MEMO_MAX) {
+        memcpy(kr->memo, token, d1);
+        kr->memo_len = d1;
+        kr->memo_key = (size_t)(k - kr->keys);
+        kr->memo_n = kr->n;
+    }
+    return SL_OK;
+}
+
 static int verify(sl_jwt_keyring *kr, const char *token, size_t len, const sl_jwt_verify_opts *o,
                   double now, token_kind kind, char *channel, size_t channel_cap, sl_identity *out,
                   sl_status *st)
@@ -1278,29 +1330,11 @@ static int verify(sl_jwt_keyring *kr, const char *token, size_t len, const sl_jw
         return fail(st, SL_ETOKEN, E_MALFORMED);
 
     jscratch s;
-    jval h[H__COUNT];
-    if (sl__jwt_b64url_decode(token, d1, (unsigned char *)s.buf, &n) < 0 ||
-        json_parse_object(&s, n, header_names, h, H__COUNT) < 0)
-        return fail(st, SL_ETOKEN, E_MALFORMED);
-    unsigned alg = header_alg(&s, &h[H_ALG]);
-    /* An algorithm no key here has is refused before the kid is looked at (an empty ring has no
-     * key to name, and says so as it always did). */
-    if (alg == 0 || (kr->n > 0 && !(kr->algs & alg)))
-        return fail(st, SL_ETOKEN, E_ALG);
-    /* We implement no header extension, so none may be critical (RFC 7515 section 4.1.11). */
-    if ((h[H_TYP].type != JV_ABSENT &&
-         !(h[H_TYP].type == JV_STRING && str_is(&s, h[H_TYP].s, "JWT"))) ||
-        h[H_CRIT].type != JV_ABSENT || (h[H_KID].type != JV_ABSENT && h[H_KID].type != JV_STRING))
-        return fail(st, SL_ETOKEN, E_MALFORMED);
-    jwt_key *k = h[H_KID].type == JV_STRING
-                     ? keyring_find(kr, s.buf + h[H_KID].s.off, h[H_KID].s.len)
-                     : keyring_find(kr, NULL, 0);
-    if (k == NULL)
-        return fail(st, SL_ETOKEN, E_KID);
-    /* Each key verifies one algorithm, the one the token must name: otherwise an HS256 token
-     * could be MACed with a public key's published PEM and checked against it (alg confusion). */
-    if (k->alg != alg)
-        return fail(st, SL_ETOKEN, E_ALG);
+    jwt_key *k = NULL;
+    int rc = check_header(kr, token, d1, &s, &k, st);
+    if (rc != SL_OK)
+        return rc;
+    unsigned alg = k->alg;
 
     if (sl__jwt_b64url_decode(token + d2 + 1, len - d2 - 1, (unsigned char *)s.buf, &n) < 0)
         return fail(st, SL_ETOKEN, E_MALFORMED);

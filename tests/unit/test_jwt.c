@@ -549,6 +549,42 @@ static void test_kid_rotation(void **state)
     sl_jwt_keyring_free(kr);
 }
 
+/* The keyring remembers the last header that checked out; that never excuses the signature or the
+ * claims, a header that failed is not remembered, and a key added later is found. */
+static void test_header_memo(void **state)
+{
+    (void)state;
+    const char k1[] = "first-secret-0123456789abcdefghij",
+               k2[] = "second-secret-0123456789abcdefghi";
+    const char *hdr = "{\"alg\":\"HS256\",\"kid\":\"two\"}";
+    sl_jwt_keyring *kr;
+    assert_int_equal(sl_jwt_keyring_new(&kr), SL_OK);
+    assert_int_equal(sl_jwt_keyring_add_hs256(kr, "one", k1, strlen(k1)), SL_OK);
+    char *good = make_token(hdr, "{\"sub\":\"a\",\"exp\":1700000100}", k2, strlen(k2));
+    expect(kr, good, NULL, SL_ETOKEN, "unknown key id");
+    assert_int_equal(sl_jwt_keyring_add_hs256(kr, "two", k2, strlen(k2)), SL_OK);
+    expect(kr, good, NULL, SL_OK, NULL);
+    expect(kr, good, NULL, SL_OK, NULL); /* the header remembered */
+    char *wrongkey = make_token(hdr, "{\"sub\":\"a\",\"exp\":1700000100}", k1, strlen(k1));
+    expect(kr, wrongkey, NULL, SL_ETOKEN, "bad signature");
+    char *old = make_token(hdr, "{\"sub\":\"a\",\"exp\":1600000000}", k2, strlen(k2));
+    expect(kr, old, NULL, SL_EEXPIRED, "token expired");
+    char *bad = make_token(hdr, "{\"sub\":\"a\",\"exp\":\"soon\"}", k2, strlen(k2));
+    expect(kr, bad, NULL, SL_ETOKEN, NULL);
+    /* the same header bytes under another ring: that ring's own keys decide */
+    sl_jwt_keyring *other;
+    assert_int_equal(sl_jwt_keyring_new(&other), SL_OK);
+    assert_int_equal(sl_jwt_keyring_add_hs256(other, "two", k1, strlen(k1)), SL_OK);
+    expect(other, good, NULL, SL_ETOKEN, "bad signature");
+    expect(other, wrongkey, NULL, SL_OK, NULL);
+    free(good);
+    free(wrongkey);
+    free(old);
+    free(bad);
+    sl_jwt_keyring_free(other);
+    sl_jwt_keyring_free(kr);
+}
+
 /* ---- round trips and interop ----------------------------------------------------------------- */
 
 static void test_sign_verify_round_trip(void **state)
@@ -1167,6 +1203,7 @@ int main(void)
         cmocka_unit_test(test_json_mutations_agree_with_jansson),
         cmocka_unit_test(test_keyring),
         cmocka_unit_test(test_kid_rotation),
+        cmocka_unit_test(test_header_memo),
         cmocka_unit_test(test_sign_verify_round_trip),
         cmocka_unit_test(test_sign_refuses_bad_claims),
         cmocka_unit_test(test_pyjwt_tokens),
