@@ -38,6 +38,9 @@
 #include "store/redis_nonce.h"
 #include "server/shared_state.h"
 #include "security/workspace.h"
+#include "core/metrics.h"          /* (A14) */
+#include "server/routes_metrics.h" /* (A14) */
+#include <sys/stat.h>              /* (A14) the store's file size */
 
 #define SL__MAX_LISTENERS 16
 
@@ -78,6 +81,8 @@ typedef struct server {
     int log_requests;
     sl__workspaces *workspaces; /* part C: operators and limits; the context borrows it */
     const sl__config *cfg;      /* main's, for the SIGHUP reload */
+    sl__metrics *metrics;       /* (A14) the context, the router and the sessions borrow it */
+    char store_file[4096];      /* (A14) the embedded store's data file, for its size */
     uv_signal_t sigint, sigterm, sighup;
 } server;
 
@@ -93,7 +98,8 @@ static void usage(FILE *f)
         "usage: sluiced [options]\n"
         "  --listen HOST:PORT[,OPT]  address to serve on (default 127.0.0.1:8080; port 0 picks "
         "one);\n"
-        "                            repeatable; OPT: tls, mtls[=optional|required], auth=MODE\n"
+        "                            repeatable; OPT: tls, mtls[=optional|required], auth=MODE,\n"
+        "                            metrics (GET /metrics only, no credentials; loopback)\n"
         "                            (docs/TLS.md)\n"
         "  --tls-cert FILE           TLS certificate chain (PEM) for ,tls listeners\n"
         "  --tls-key FILE            its private key (PEM); both reloaded on SIGHUP\n"
@@ -275,8 +281,79 @@ static void on_response(void *ud, sl_http_request *req, sl__response *resp)
     if (s->log_requests) /* the path only: a query may carry a token */
         fprintf(stderr, "sluiced: %s %s %.*s -> %d\n", req->remote_addr, req->method,
                 (int)req->path_len, req->path, resp->status);
+    const char *type = resp->content_type ? resp->content_type : "application/json"; /* (A14) */
     sl_http_respond(req, resp->status, resp->headers[0] ? resp->headers : NULL,
-                    resp->body ? "application/json" : NULL, resp->body, resp->body_len);
+                    resp->body ? type : NULL, resp->body, resp->body_len);
+}
+
+/* (A14) A metrics listener: GET /metrics without credentials, nothing else. */
+static void metrics_scraped(void *ud, int rc, char *text, size_t len)
+{
+    sl_http_request *req = ud;
+    static const char un[] = "{\"error\":\"unavailable\",\"message\":\"metrics unavailable\"}";
+    if (rc == SL_OK)
+        sl_http_respond(req, 200, NULL, SL__METRICS_CONTENT_TYPE, text, len);
+    else
+        sl_http_respond(req, 503, "Retry-After: 1\r\n", "application/json", un, sizeof un - 1);
+    free(text);
+}
+
+static void on_metrics_request(void *ud, sl_http_request *req)
+{
+    server *s = ud;
+    static const char nf[] = "{\"error\":\"not_found\",\"message\":\"this listener serves "
+                             "GET /metrics only\"}";
+    if (strcmp(req->method, "GET") != 0 || req->path_len != 8 || memcmp(req->path, "/metrics", 8))
+        sl_http_respond(req, 404, NULL, "application/json", nf, sizeof nf - 1);
+    else
+        sl__metrics_scrape(s->ctx, metrics_scraped, req);
+}
+
+/* (A14) The embedded store's figures at scrape time. */
+static void collect_store(void *ud, sl__mtext *t)
+{
+    server *s = ud;
+    sl__lmdb_stats ls;
+    sl__lmdb_stats_get(s->kv, &ls);
+    sl__mtext_family(t, "sluice_store_commits_total", "counter", "Group commits of the store.");
+    sl__mtext_sample(t, "sluice_store_commits_total", NULL, (double)ls.commits);
+    sl__mtext_family(t, "sluice_store_syncs_total", "counter", "fsyncs of the store.");
+    sl__mtext_sample(t, "sluice_store_syncs_total", NULL, (double)ls.syncs);
+    sl__mtext_family(t, "sluice_store_commit_failures_total", "counter",
+                     "Commits that failed (retried; a full disk answers 507 meanwhile).");
+    sl__mtext_sample(t, "sluice_store_commit_failures_total", NULL, (double)ls.failed);
+    sl__mtext_family(t, "sluice_store_map_size_bytes", "gauge", "The LMDB map size.");
+    sl__mtext_sample(t, "sluice_store_map_size_bytes", NULL, (double)ls.map_size);
+    struct stat fs;
+    if (stat(s->store_file, &fs) == 0) {
+        sl__mtext_family(t, "sluice_store_file_bytes", "gauge",
+                         "Disk space the store's data file takes (allocated blocks).");
+        sl__mtext_sample(t, "sluice_store_file_bytes", NULL, (double)fs.st_blocks * 512.0);
+    }
+    sl__mtext_family(t, "sluice_store_sync_duration_seconds", "histogram",
+                     "Time of each store job that synced (a sync-mode commit with its fsync, or a "
+                     "batch-mode periodic fsync).");
+    sl__mtext_histo(t, "sluice_store_sync_duration_seconds", NULL, NULL, &ls.sync_seconds);
+}
+
+static const char *data_dir_of(const sl__config *cfg);
+
+/* (A14) The registry, lent to the context, the authentication step and (through the context)
+ * the WebSocket sessions. */
+static int setup_metrics(server *s, const sl__config *cfg, sl_status *st)
+{
+    if (sl__metrics_new(&s->metrics, sl_ctx_now(s->ctx)) != SL_OK)
+        return sl_status_set(st, SL_ENOMEM, NULL);
+    s->metrics->top_channels = cfg->metrics_top_channels;
+    s->metrics->patterns = (const char *const *)cfg->metrics_channels;
+    s->metrics->npatterns = cfg->nmetrics_channels;
+    s->ctx->metrics = s->metrics;
+    s->router.authn.metrics = s->metrics;
+    if (s->kv) {
+        snprintf(s->store_file, sizeof s->store_file, "%s/data.mdb", data_dir_of(cfg));
+        sl__metrics_add_collector(s->metrics, collect_store, s);
+    }
+    return SL_OK;
 }
 
 static void on_request(void *ud, sl_http_request *req)
@@ -913,7 +990,7 @@ static int setup(server *s, const sl__config *cfg, sl_status *st)
     s->router.authn.jwt.leeway = cfg->jwt_leeway;
     s->router.authn.jwt.exp_optional = cfg->jwt_exp_optional;
     s->log_requests = cfg->log_requests;
-    return SL_OK;
+    return setup_metrics(s, cfg, st); /* (A14) */
 }
 
 /* The listeners' TLS settings hang together, and the context loads (before anything else
@@ -982,7 +1059,14 @@ static int setup_listeners(server *s, const sl__config *cfg, sl_status *st)
     }
     for (size_t i = 0; i < n; i++) {
         const sl__cfg_listener *l = &ls[i];
-        int rc = sl_http_server_new(&s->http[s->nhttp], s->loop, &lim, on_request, s);
+        /* (A14) a metrics listener answers without credentials: loopback unless --insecure */
+        if (l->metrics && !is_loopback(l->host) && !cfg->insecure)
+            return sl_status_set(st, SL_ECONFIG,
+                                 "a metrics listener serves /metrics without credentials: "
+                                 "refusing it on %s without --insecure",
+                                 l->host);
+        int rc = sl_http_server_new(&s->http[s->nhttp], s->loop, &lim,
+                                    l->metrics ? on_metrics_request : on_request, s);
         if (rc != SL_OK)
             return sl_status_set(st, rc, NULL);
         sl_http_server *h = s->http[s->nhttp++];
@@ -1097,6 +1181,8 @@ int main(int argc, char **argv)
         s.redis->ops->free(s.redis);
     sl_ctx_free(s.ctx); /* the engine, before the store it writes through */
     sl__workspaces_free(s.workspaces);
+    /* (A14) after the context that borrowed it */
+    sl__metrics_free(s.metrics);
     if (s.loop) /* the Redis connections close */
         uv_run(s.loop, UV_RUN_NOWAIT);
     if (s.kv) {

@@ -9,6 +9,9 @@
 #include "core/msgjson.h"
 #include "security/workspace.h"
 #include "security/invoke.h" /* (B) */
+/* (A14) */
+#include "core/metrics.h"
+#include "server/routes_metrics.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -48,6 +51,7 @@ struct sl__job {
     sl_write *ws;
     char (*items)[SL__MSGID_LEN + 1];
     char *meta; /* the metadata texts, each NUL-terminated */
+    double t0;  /* (A14) arrival (the clock read authentication uses too) */
 };
 
 #define MAX_IDS 10000  /* message ids per acknowledge / nack / remove */
@@ -80,6 +84,7 @@ void sl__response_error(sl__response *resp, int code, const char *message)
     free(resp->body);
     resp->body = NULL;
     resp->headers[0] = '\0';
+    resp->content_type = NULL; /* (A14) */
     int status = sl_err_http_status(code);
     const char *msg = message && *message ? message : sl_strerror(code);
     if (code == SL_EUNAVAIL) {
@@ -1622,6 +1627,8 @@ static const sl__route routes[] = {
      .handler = h_policy_delete},
     /* (A, issue 12) */
     {"POST", "/authz/invalidate", SL_OP_AUTHZ_INVALIDATE, .handler = h_authz_invalidate},
+    /* (A14) */
+    {"GET", "/metrics", SL_OP_METRICS_READ, .start = sl__metrics_route_start},
 };
 
 const sl__route *sl__router_routes(size_t *n)
@@ -1663,6 +1670,10 @@ void sl__job_finish(sl__job *job, int rc)
 {
     if (rc != SL_OK)
         sl__response_error(&job->resp, rc, job->st.message);
+    sl__metrics *m = job->r->ctx ? job->r->ctx->metrics : NULL; /* (A14) */
+    if (m)
+        sl__metrics_request(m, job->route ? (int)job->route->op : SL_OP__COUNT, job->resp.status,
+                            sl_ctx_now(job->r->ctx) - job->t0);
     job->done(job->ud, job->req, &job->resp);
     sl__response_clear(&job->resp);
     sl_identity_clear(&job->who);
@@ -1933,6 +1944,7 @@ void sl__router_serve(sl__router *r, sl_http_request *req, sl__router_done_fn do
     job->req = req;
     job->done = done;
     job->ud = ud;
+    job->t0 = r->ctx ? sl_ctx_now(r->ctx) : 0; /* (A14) shared with authentication below */
     sl_identity_init(&job->who);
     if (!admit_route(job)) {
         sl__job_finish(job, SL_OK);
@@ -1945,7 +1957,18 @@ void sl__router_serve(sl__router *r, sl_http_request *req, sl__router_done_fn do
     sl__authn_view(req, &job->view);
     if (job->view.accept == 0)
         job->view.accept = sl__router_mode(r, req->path, req->path_len);
-    sl_authn_run_request(&r->authn, &job->view, sl_ctx_now(r->ctx), on_authenticated, job);
+    sl_authn_run_request(&r->authn, &job->view, job->t0, on_authenticated, job);
+}
+
+/* (A14) */
+sl__router *sl__job_router(sl__job *job)
+{
+    return job->r;
+}
+
+sl__response *sl__job_response(sl__job *job)
+{
+    return &job->resp;
 }
 
 typedef struct sync_result {

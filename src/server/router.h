@@ -18,6 +18,7 @@ typedef struct sl__response {
     char headers[512]; /* extra header lines, "Name: value\r\n" */
     char *body;        /* malloc'd JSON, or NULL */
     size_t body_len;
+    const char *content_type; /* (A14) static text; NULL: application/json when there is a body */
 } sl__response;
 void sl__response_clear(sl__response *r);
 
@@ -105,5 +106,10 @@ void sl__response_json(sl__response *resp, int status, json_t *o);
 
 /* HTTP status and headers for an error code (401 carries WWW-Authenticate). */
 void sl__response_error(sl__response *resp, int code, const char *message);
+
+/* (A14) For asynchronous handlers (route .start) that live outside router.c: the job's router and
+ * the response it fills before sl__job_finish (both borrowed from the job). */
+sl__router *sl__job_router(sl__job *job);
+sl__response *sl__job_response(sl__job *job);
 
 #endif
