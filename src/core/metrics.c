@@ -18,8 +18,8 @@
 #define SLUICE_VERSION_STRING "0.1.0"
 #endif
 
-static const int statuses[SL__M_NSTATUS - 1] = {200, 201, 204, 400, 401, 403, 404, 405, 408,
-                                                409, 413, 429, 431, 500, 502, 503, 507};
+static const int statuses[SL__M_NSTATUS - 1] = {200, 201, 202, 204, 400, 401, 403, 404, 405,
+                                                408, 409, 413, 429, 431, 500, 502, 503, 507};
 
 /* In the order of sl__eop_kind (store/engine.h); the store layer is above this one. */
 static const char *const eop_names[SL__M_NEOP] = {
@@ -234,7 +234,10 @@ static const char *op_name(size_t op)
 
 static const char *source_name(size_t s)
 {
-    return s < SL__M_NSOURCE - 1 ? sl_source_name((sl_source)s) : "none";
+    /* "none" is the refusals' slot: an anonymous identity is named apart */
+    return s == SL_SOURCE_NONE     ? "anonymous"
+           : s < SL__M_NSOURCE - 1 ? sl_source_name((sl_source)s)
+                                   : "none";
 }
 
 static void render_http(const sl__metrics *m, sl__mtext *t)

@@ -41,7 +41,7 @@ static inline void sl__histo_observe(sl__histo *h, double v)
 }
 
 /* HTTP statuses counted under their own label; anything else is "other". */
-#define SL__M_NSTATUS 18
+#define SL__M_NSTATUS 19
 /* Authentication outcomes. */
 enum {
     SL__M_AUTH_OK,

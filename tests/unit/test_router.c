@@ -237,6 +237,8 @@ static const struct expected_route {
      SL_RES_PRINCIPAL, BY_ROLE, 0, NULL},
     /* (A, issue 12) */
     {"POST", "/authz/invalidate", "authz.invalidate", SL_ROLE_ADMIN, SL_RES_NONE, BY_ROLE, 0, NULL},
+    /* (A14) */
+    {"GET", "/metrics", "metrics.read", SL_ROLE_ADMIN, SL_RES_NONE, BY_ROLE, 0, NULL},
 };
 enum { N_EXPECTED = sizeof expected / sizeof expected[0] };
 
