@@ -671,6 +671,8 @@ static void fan_out_topic(sl__hub *h, sl__hub_chan *c, uint64_t offset)
         if (sl__cf_buf_append(&s->peer->out, h->scratch.data, h->scratch.len) == SL_OK) {
             h->batched += h->scratch.len + 1;
             sl__hub_peer_touch(h, s->peer);
+            if (h->metrics) /* (A14) */
+                h->metrics->ws_deliveries++;
         }
         s->next_offset = offset + 1;
     }

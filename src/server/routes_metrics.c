@@ -38,49 +38,73 @@ static int picked_by_pattern(const sl__metrics *m, const char *id)
     return 0;
 }
 
-static const sl_channel_info *find(sl_channel_info *v, size_t n, const char *id)
+/* The list comes sorted by id (SL__EOP_LIST). */
+static const sl_channel_info *find(const sl_channel_info *v, size_t n, const char *id)
 {
-    for (size_t i = 0; i < n; i++)
-        if (!strcmp(v[i].id, id))
-            return &v[i];
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(v[mid].id, id);
+        if (c == 0)
+            return &v[mid];
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
     return NULL;
+}
+
+/* The channels reported one by one, deepest first (at most SL__METRICS_MAX_CHANNELS): *out
+ * malloc'd, the caller's; SL_ENOMEM. */
+static int pick_channels(const sl__metrics *m, sl_channel_info *v, size_t n,
+                         const sl_channel_info ***out, size_t *nout)
+{
+    const sl_channel_info **order = malloc((n ? n : 1) * sizeof *order);
+    if (order == NULL)
+        return SL_ENOMEM;
+    for (size_t i = 0; i < n; i++)
+        order[i] = &v[i];
+    if (n > 1)
+        qsort(order, n, sizeof *order, by_depth);
+    size_t k = 0;
+    for (size_t i = 0; i < n && k < SL__METRICS_MAX_CHANNELS; i++)
+        if (i < m->top_channels || picked_by_pattern(m, order[i]->id))
+            order[k++] = order[i];
+    *out = order;
+    *nout = k;
+    return SL_OK;
 }
 
 static void render_channels(const sl__metrics *m, sl__mtext *t, sl_channel_info *v, size_t n)
 {
     sl__mtext_family(t, "sluice_channels", "gauge", "Channels in the store.");
     sl__mtext_sample(t, "sluice_channels", NULL, (double)n);
-    sl__mtext_family(t, "sluice_channel_depth", "gauge",
-                     "Messages held, per channel: the deepest metrics_top_channels and those "
-                     "matching metrics_channels.");
-    sl__mtext_family(t, "sluice_channel_dead_letters", "gauge",
-                     "Messages in a reported channel's dead-letter queue.");
-    const sl_channel_info **order = n ? malloc(n * sizeof *order) : NULL;
-    if (n && order == NULL) {
+    const sl_channel_info **shown;
+    size_t k;
+    if (pick_channels(m, v, n, &shown, &k) != SL_OK) {
         t->oom = 1;
         return;
     }
-    for (size_t i = 0; i < n; i++)
-        order[i] = &v[i];
-    if (n > 1)
-        qsort(order, n, sizeof *order, by_depth);
-    size_t shown = 0;
-    for (size_t i = 0; i < n && shown < SL__METRICS_MAX_CHANNELS; i++) {
-        const sl_channel_info *c = order[i];
-        if (!(i < m->top_channels || picked_by_pattern(m, c->id)))
-            continue;
-        shown++;
-        const char *l[] = {"channel", c->id, "kind", c->kind == SL_KIND_QUEUE ? "queue" : "topic",
-                           NULL};
-        sl__mtext_sample(t, "sluice_channel_depth", l, (double)c->depth);
-        const sl_channel_info *d =
-            c->dead_letter && *c->dead_letter ? find(v, n, c->dead_letter) : NULL;
+    sl__mtext_family(t, "sluice_channel_depth", "gauge",
+                     "Messages held, per channel: the deepest metrics_top_channels and those "
+                     "matching metrics_channels.");
+    for (size_t i = 0; i < k; i++) {
+        const char *l[] = {"channel", shown[i]->id, "kind",
+                           shown[i]->kind == SL_KIND_QUEUE ? "queue" : "topic", NULL};
+        sl__mtext_sample(t, "sluice_channel_depth", l, (double)shown[i]->depth);
+    }
+    sl__mtext_family(t, "sluice_channel_dead_letters", "gauge",
+                     "Messages in the dead-letter queue of a channel reported above.");
+    for (size_t i = 0; i < k; i++) {
+        const char *dl = shown[i]->dead_letter;
+        const sl_channel_info *d = dl && *dl ? find(v, n, dl) : NULL;
         if (d) {
-            const char *ld[] = {"channel", c->id, NULL};
-            sl__mtext_sample(t, "sluice_channel_dead_letters", ld, (double)d->depth);
+            const char *l[] = {"channel", shown[i]->id, NULL};
+            sl__mtext_sample(t, "sluice_channel_dead_letters", l, (double)d->depth);
         }
     }
-    free(order);
+    free(shown);
 }
 
 static void listed(sl__eop *op)
