@@ -338,6 +338,37 @@ static void collect_store(void *ud, sl__mtext *t)
 
 static const char *data_dir_of(const sl__config *cfg);
 
+/* (A14) The Redis engine's round trips, per shard (at most SL__REDIS_SHARDS_MAX). */
+static void collect_redis(void *ud, sl__mtext *t)
+{
+    server *s = ud;
+    sl_engine *e = s->ctx->engine;
+    const sl__redis_url *u = sl__redis_engine_url(e);
+    sl__rconn_stats rs[SL__REDIS_SHARDS_MAX];
+    char names[SL__REDIS_SHARDS_MAX][SL__REDIS_HOST_MAX + 32];
+    for (size_t i = 0; i < u->n; i++) {
+        sl__rconn_stats_get(sl__redis_engine_conn(e, i), &rs[i]);
+        sl__redis_addr_name(&u->shards[i], names[i], sizeof names[i]);
+    }
+    sl__mtext_family(t, "sluice_redis_round_trips_total", "counter",
+                     "Commands the Redis engine's shard answered (the security state's included).");
+    for (size_t i = 0; i < u->n; i++) {
+        const char *l[] = {"shard", names[i], NULL};
+        sl__mtext_sample(t, "sluice_redis_round_trips_total", l, (double)rs[i].round_trips);
+    }
+    sl__mtext_family(t, "sluice_redis_failures_total", "counter",
+                     "Commands that got no answer from the shard (down, dropped or overdue).");
+    for (size_t i = 0; i < u->n; i++) {
+        const char *l[] = {"shard", names[i], NULL};
+        sl__mtext_sample(t, "sluice_redis_failures_total", l, (double)rs[i].failures);
+    }
+    sl__mtext_family(t, "sluice_redis_round_trip_seconds", "histogram",
+                     "Time from sending a command to its answer (the loop's clock: millisecond "
+                     "resolution).");
+    for (size_t i = 0; i < u->n; i++)
+        sl__mtext_histo(t, "sluice_redis_round_trip_seconds", "shard", names[i], &rs[i].seconds);
+}
+
 /* (A14) The registry, lent to the context, the authentication step and (through the context)
  * the WebSocket sessions. */
 static int setup_metrics(server *s, const sl__config *cfg, sl_status *st)
@@ -353,6 +384,8 @@ static int setup_metrics(server *s, const sl__config *cfg, sl_status *st)
         snprintf(s->store_file, sizeof s->store_file, "%s/data.mdb", data_dir_of(cfg));
         sl__metrics_add_collector(s->metrics, collect_store, s);
     }
+    if (!strcmp(cfg->engine, "redis"))
+        sl__metrics_add_collector(s->metrics, collect_redis, s);
     return SL_OK;
 }
 

@@ -282,3 +282,26 @@ def test_metrics_listener_stays_on_loopback(tmp_path):
                        timeout=60)
     assert p.returncode == 1
     assert "metrics listener serves /metrics without credentials" in p.stderr
+
+
+def test_redis_engine_round_trips(make_server, make_redis):
+    r = make_redis()
+    s = make_server("--engine", r.url, "--listen", "127.0.0.1:0,metrics", cls=MetricsServer)
+    admin = s.client(s.token("ops", role="admin"))
+    assert admin.post("/channels", json={"id": "jobs", "kind": "queue"}).status_code == 201
+    before = scrape(s)
+    for i in range(3):
+        assert admin.put("/channels/jobs", json={"i": i}).status_code == 200
+    text = text_of(s)
+    after = samples(text)
+    shard = [dict(k[1])["shard"] for k in after if k[0] == "sluice_redis_round_trips_total"]
+    assert len(shard) == 1 and shard[0].startswith("127.0.0.1:")
+    # each write is one script on the shard (the revocation checks go to the same Redis, on a
+    # connection of their own, and are not counted here)
+    assert delta(before, after, "sluice_redis_round_trips_total", shard=shard[0]) >= 3
+    assert val(after, "sluice_redis_failures_total", shard=shard[0]) == 0
+    assert delta(before, after, "sluice_redis_round_trip_seconds_count", shard=shard[0]) >= 3
+    assert delta(before, after, "sluice_engine_request_duration_seconds_count", op="append") == 3
+    assert val(after, "sluice_channel_depth", channel="jobs", kind="queue") == 3
+    assert "sluice_store_commits_total" not in text  # no embedded store
+    promtool_check(text)
