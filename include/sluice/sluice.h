@@ -339,6 +339,9 @@ typedef struct sl_channel_info {
      * real-time client never recovers an offset of another stream. "" in settings passed in: the
      * engine picks one. */
     char epoch[17];
+    /* (A14) queues: messages claimed and not yet acknowledged, nacked or released (a lapsed
+     * lease counts until the message is handed out again); filled with depth */
+    size_t inflight;
 } sl_channel_info;
 void sl_channel_info_clear(sl_channel_info *info);
 

@@ -94,6 +94,13 @@ static void render_channels(const sl__metrics *m, sl__mtext *t, sl_channel_info 
                            shown[i]->kind == SL_KIND_QUEUE ? "queue" : "topic", NULL};
         sl__mtext_sample(t, "sluice_channel_depth", l, (double)shown[i]->depth);
     }
+    sl__mtext_family(t, "sluice_channel_inflight", "gauge",
+                     "Messages claimed and not yet acknowledged, per queue reported above.");
+    for (size_t i = 0; i < k; i++)
+        if (shown[i]->kind == SL_KIND_QUEUE) {
+            const char *l[] = {"channel", shown[i]->id, NULL};
+            sl__mtext_sample(t, "sluice_channel_inflight", l, (double)shown[i]->inflight);
+        }
     sl__mtext_family(t, "sluice_channel_dead_letters", "gauge",
                      "Messages in the dead-letter queue of a channel reported above.");
     for (size_t i = 0; i < k; i++) {

@@ -226,8 +226,12 @@ static int field_is(const redisReply *k, const char *name)
 int sl__redis_decode_info(const redisReply *r, sl_channel_info *out)
 {
     memset(out, 0, sizeof *out);
-    if (!is_arr(r, 3) || !is_str(r->element[0]) || !is_arr(r->element[1], SIZE_MAX) ||
-        r->element[1]->elements % 2 != 0)
+    /* (A14) a fourth element: the messages in flight */
+    if (!(is_arr(r, 3) || is_arr(r, 4)) || !is_str(r->element[0]) ||
+        !is_arr(r->element[1], SIZE_MAX) || r->element[1]->elements % 2 != 0)
+        return SL_EFORMAT;
+    uint64_t inflight = 0;
+    if (r->elements == 4 && !reply_uint(r->element[3], SIZE_MAX, &inflight))
         return SL_EFORMAT;
     const redisReply *idr = r->element[0], *h = r->element[1];
     uint64_t depth;
@@ -326,6 +330,7 @@ int sl__redis_decode_info(const redisReply *r, sl_channel_info *out)
         return rc;
     }
     out->depth = (size_t)depth;
+    out->inflight = (size_t)inflight; /* (A14) */
     return SL_OK;
 }
 

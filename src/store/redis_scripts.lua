@@ -197,7 +197,7 @@ end
 
 local function info_reply(k, id)
     local h = redis.call('HGETALL', k.meta)
-    return {id, h, redis.call('XLEN', k.s)}
+    return {id, h, redis.call('XLEN', k.s), redis.call('HLEN', k.own)} -- (A14) in flight
 end
 
 -- ---- operations ------------------------------------------------------------------------------

@@ -106,6 +106,7 @@ def test_http_traffic_moves_the_counters(srv):
     r = srv.worker.get("/channels/jobs?exclusive=true&limit=2")
     assert r.status_code == 200
     m1, m2 = r.json()["messages"]
+    assert val(scrape(srv), "sluice_channel_inflight", channel="jobs") == 2
     r = srv.worker.post("/channels/jobs/acknowledge", json={"message_ids": [m1["id"]]})
     assert r.status_code == 200 and r.json()["acknowledged"] == 1
     r = srv.worker.post("/channels/jobs/terminate", json={"message_ids": [m2["id"]]})
@@ -148,6 +149,7 @@ def test_http_traffic_moves_the_counters(srv):
     assert val(after, "sluice_store_map_size_bytes") > 0
     # jobs holds one claimed message; its dead-letter queue the terminated one
     assert val(after, "sluice_channel_depth", channel="jobs", kind="queue") == 1
+    assert val(after, "sluice_channel_inflight", channel="jobs") == 0
     assert val(after, "sluice_channel_dead_letters", channel="jobs") == 1
     assert val(after, "process_resident_memory_bytes") > 0
     assert val(after, "process_open_fds") > 0
@@ -303,5 +305,8 @@ def test_redis_engine_round_trips(make_server, make_redis):
     assert delta(before, after, "sluice_redis_round_trip_seconds_count", shard=shard[0]) >= 3
     assert delta(before, after, "sluice_engine_request_duration_seconds_count", op="append") == 3
     assert val(after, "sluice_channel_depth", channel="jobs", kind="queue") == 3
+    assert val(after, "sluice_channel_inflight", channel="jobs") == 0
+    assert admin.get("/channels/jobs?exclusive=true&limit=2").status_code == 200
+    assert val(scrape(s), "sluice_channel_inflight", channel="jobs") == 2
     assert "sluice_store_commits_total" not in text  # no embedded store
     promtool_check(text)
