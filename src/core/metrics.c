@@ -48,14 +48,23 @@ int sl__metrics_new(sl__metrics **out, double started)
 
 void sl__metrics_free(sl__metrics *m)
 {
+    if (m == NULL)
+        return;
+    for (size_t i = 0; i < m->ncollectors; i++)
+        if (m->collectors[i].free_ud)
+            m->collectors[i].free_ud(m->collectors[i].ud);
     free(m);
 }
 
-int sl__metrics_add_collector(sl__metrics *m, void (*fn)(void *ud, struct sl__mtext *t), void *ud)
+int sl__metrics_add_collector(sl__metrics *m, void (*fn)(void *ud, struct sl__mtext *t), void *ud,
+                              void (*free_ud)(void *ud))
 {
-    if (m->ncollectors == SL__M_MAX_COLLECTORS)
+    if (m->ncollectors == SL__M_MAX_COLLECTORS) {
+        if (free_ud)
+            free_ud(ud);
         return SL_ELIMIT;
-    m->collectors[m->ncollectors++] = (sl__metrics_collector){fn, ud};
+    }
+    m->collectors[m->ncollectors++] = (sl__metrics_collector){fn, ud, free_ud};
     return SL_OK;
 }
 

@@ -65,6 +65,7 @@ typedef struct sl__metrics_collector {
     /* Appends families to t at scrape time (the loop thread). */
     void (*fn)(void *ud, struct sl__mtext *t);
     void *ud;
+    void (*free_ud)(void *ud); /* NULL: ud is borrowed */
 } sl__metrics_collector;
 
 #define SL__M_MAX_COLLECTORS 8
@@ -100,8 +101,10 @@ typedef struct sl__metrics {
 /* started: the wall clock now. *out owned by the caller, released with sl__metrics_free. */
 int sl__metrics_new(sl__metrics **out, double started);
 void sl__metrics_free(sl__metrics *m);
-/* Adds a collector run at every render (SL_ELIMIT past SL__M_MAX_COLLECTORS). ud borrowed. */
-int sl__metrics_add_collector(sl__metrics *m, void (*fn)(void *ud, struct sl__mtext *t), void *ud);
+/* Adds a collector run at every render (SL_ELIMIT past SL__M_MAX_COLLECTORS). free_ud NULL: ud
+ * is borrowed; else the registry owns it and releases it with free_ud (also on failure). */
+int sl__metrics_add_collector(sl__metrics *m, void (*fn)(void *ud, struct sl__mtext *t), void *ud,
+                              void (*free_ud)(void *ud));
 
 /* ---- hooks (NULL registry: nothing) -----------------------------------------------------------
  */

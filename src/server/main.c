@@ -40,7 +40,6 @@
 #include "security/workspace.h"
 #include "core/metrics.h"          /* (A14) */
 #include "server/routes_metrics.h" /* (A14) */
-#include <sys/stat.h>              /* (A14) the store's file size */
 
 #define SL__MAX_LISTENERS 16
 
@@ -82,7 +81,6 @@ typedef struct server {
     sl__workspaces *workspaces; /* part C: operators and limits; the context borrows it */
     const sl__config *cfg;      /* main's, for the SIGHUP reload */
     sl__metrics *metrics;       /* (A14) the context, the router and the sessions borrow it */
-    char store_file[4096];      /* (A14) the embedded store's data file, for its size */
     uv_signal_t sigint, sigterm, sighup;
 } server;
 
@@ -287,87 +285,12 @@ static void on_response(void *ud, sl_http_request *req, sl__response *resp)
 }
 
 /* (A14) A metrics listener: GET /metrics without credentials, nothing else. */
-static void metrics_scraped(void *ud, int rc, char *text, size_t len)
-{
-    sl_http_request *req = ud;
-    static const char un[] = "{\"error\":\"unavailable\",\"message\":\"metrics unavailable\"}";
-    if (rc == SL_OK)
-        sl_http_respond(req, 200, NULL, SL__METRICS_CONTENT_TYPE, text, len);
-    else
-        sl_http_respond(req, 503, "Retry-After: 1\r\n", "application/json", un, sizeof un - 1);
-    free(text);
-}
-
 static void on_metrics_request(void *ud, sl_http_request *req)
 {
-    server *s = ud;
-    static const char nf[] = "{\"error\":\"not_found\",\"message\":\"this listener serves "
-                             "GET /metrics only\"}";
-    if (strcmp(req->method, "GET") != 0 || req->path_len != 8 || memcmp(req->path, "/metrics", 8))
-        sl_http_respond(req, 404, NULL, "application/json", nf, sizeof nf - 1);
-    else
-        sl__metrics_scrape(s->ctx, metrics_scraped, req);
-}
-
-/* (A14) The embedded store's figures at scrape time. */
-static void collect_store(void *ud, sl__mtext *t)
-{
-    server *s = ud;
-    sl__lmdb_stats ls;
-    sl__lmdb_stats_get(s->kv, &ls);
-    sl__mtext_family(t, "sluice_store_commits_total", "counter", "Group commits of the store.");
-    sl__mtext_sample(t, "sluice_store_commits_total", NULL, (double)ls.commits);
-    sl__mtext_family(t, "sluice_store_syncs_total", "counter", "fsyncs of the store.");
-    sl__mtext_sample(t, "sluice_store_syncs_total", NULL, (double)ls.syncs);
-    sl__mtext_family(t, "sluice_store_commit_failures_total", "counter",
-                     "Commits that failed (retried; a full disk answers 507 meanwhile).");
-    sl__mtext_sample(t, "sluice_store_commit_failures_total", NULL, (double)ls.failed);
-    sl__mtext_family(t, "sluice_store_map_size_bytes", "gauge", "The LMDB map size.");
-    sl__mtext_sample(t, "sluice_store_map_size_bytes", NULL, (double)ls.map_size);
-    struct stat fs;
-    if (stat(s->store_file, &fs) == 0) {
-        sl__mtext_family(t, "sluice_store_file_bytes", "gauge",
-                         "Disk space the store's data file takes (allocated blocks).");
-        sl__mtext_sample(t, "sluice_store_file_bytes", NULL, (double)fs.st_blocks * 512.0);
-    }
-    sl__mtext_family(t, "sluice_store_sync_duration_seconds", "histogram",
-                     "Time of each store job that synced (a sync-mode commit with its fsync, or a "
-                     "batch-mode periodic fsync).");
-    sl__mtext_histo(t, "sluice_store_sync_duration_seconds", NULL, NULL, &ls.sync_seconds);
+    sl__metrics_listener_serve(((server *)ud)->ctx, req);
 }
 
 static const char *data_dir_of(const sl__config *cfg);
-
-/* (A14) The Redis engine's round trips, per shard (at most SL__REDIS_SHARDS_MAX). */
-static void collect_redis(void *ud, sl__mtext *t)
-{
-    server *s = ud;
-    sl_engine *e = s->ctx->engine;
-    const sl__redis_url *u = sl__redis_engine_url(e);
-    sl__rconn_stats rs[SL__REDIS_SHARDS_MAX];
-    char names[SL__REDIS_SHARDS_MAX][SL__REDIS_HOST_MAX + 32];
-    for (size_t i = 0; i < u->n; i++) {
-        sl__rconn_stats_get(sl__redis_engine_conn(e, i), &rs[i]);
-        sl__redis_addr_name(&u->shards[i], names[i], sizeof names[i]);
-    }
-    sl__mtext_family(t, "sluice_redis_round_trips_total", "counter",
-                     "Commands the Redis engine's shard answered (the security state's included).");
-    for (size_t i = 0; i < u->n; i++) {
-        const char *l[] = {"shard", names[i], NULL};
-        sl__mtext_sample(t, "sluice_redis_round_trips_total", l, (double)rs[i].round_trips);
-    }
-    sl__mtext_family(t, "sluice_redis_failures_total", "counter",
-                     "Commands that got no answer from the shard (down, dropped or overdue).");
-    for (size_t i = 0; i < u->n; i++) {
-        const char *l[] = {"shard", names[i], NULL};
-        sl__mtext_sample(t, "sluice_redis_failures_total", l, (double)rs[i].failures);
-    }
-    sl__mtext_family(t, "sluice_redis_round_trip_seconds", "histogram",
-                     "Time from sending a command to its answer (the loop's clock: millisecond "
-                     "resolution).");
-    for (size_t i = 0; i < u->n; i++)
-        sl__mtext_histo(t, "sluice_redis_round_trip_seconds", "shard", names[i], &rs[i].seconds);
-}
 
 /* (A14) The registry, lent to the context, the authentication step and (through the context)
  * the WebSocket sessions. */
@@ -380,13 +303,12 @@ static int setup_metrics(server *s, const sl__config *cfg, sl_status *st)
     s->metrics->npatterns = cfg->nmetrics_channels;
     s->ctx->metrics = s->metrics;
     s->router.authn.metrics = s->metrics;
-    if (s->kv) {
-        snprintf(s->store_file, sizeof s->store_file, "%s/data.mdb", data_dir_of(cfg));
-        sl__metrics_add_collector(s->metrics, collect_store, s);
-    }
-    if (!strcmp(cfg->engine, "redis"))
-        sl__metrics_add_collector(s->metrics, collect_redis, s);
-    return SL_OK;
+    int rc = SL_OK;
+    if (s->kv)
+        rc = sl__metrics_add_lmdb(s->metrics, s->kv, data_dir_of(cfg));
+    else if (!strcmp(cfg->engine, "redis"))
+        rc = sl__metrics_add_redis(s->metrics, s->ctx->engine);
+    return rc == SL_OK ? SL_OK : sl_status_set(st, rc, NULL);
 }
 
 static void on_request(void *ud, sl_http_request *req)

@@ -13,6 +13,11 @@
 #include "core/map.h"
 #include "core/metrics.h"
 #include "store/engine.h"
+#include "store/lmdb.h"
+#include "store/redis_engine.h"
+
+#include <stdio.h>
+#include <sys/stat.h>
 
 typedef struct scrape {
     sl_ctx *ctx;
@@ -172,4 +177,106 @@ static void route_scraped(void *ud, int rc, char *text, size_t len)
 void sl__metrics_route_start(sl__job *job)
 {
     sl__metrics_scrape(sl__job_router(job)->ctx, route_scraped, job);
+}
+
+/* ---- the metrics listener ------------------------------------------------------------------- */
+
+static void listener_scraped(void *ud, int rc, char *text, size_t len)
+{
+    sl_http_request *req = ud;
+    static const char un[] = "{\"error\":\"unavailable\",\"message\":\"metrics unavailable\"}";
+    if (rc == SL_OK)
+        sl_http_respond(req, 200, NULL, SL__METRICS_CONTENT_TYPE, text, len);
+    else
+        sl_http_respond(req, 503, "Retry-After: 1\r\n", "application/json", un, sizeof un - 1);
+    free(text);
+}
+
+void sl__metrics_listener_serve(sl_ctx *ctx, sl_http_request *req)
+{
+    static const char nf[] = "{\"error\":\"not_found\",\"message\":\"this listener serves "
+                             "GET /metrics only\"}";
+    if (strcmp(req->method, "GET") != 0 || req->path_len != 8 || memcmp(req->path, "/metrics", 8))
+        sl_http_respond(req, 404, NULL, "application/json", nf, sizeof nf - 1);
+    else
+        sl__metrics_scrape(ctx, listener_scraped, req);
+}
+
+/* ---- the stores' figures -------------------------------------------------------------------- */
+
+typedef struct lmdb_src {
+    sl__kv *kv;
+    char file[]; /* DIR/data.mdb */
+} lmdb_src;
+
+static void collect_lmdb(void *ud, sl__mtext *t)
+{
+    const lmdb_src *src = ud;
+    sl__lmdb_stats ls;
+    sl__lmdb_stats_get(src->kv, &ls);
+    sl__mtext_family(t, "sluice_store_commits_total", "counter", "Group commits of the store.");
+    sl__mtext_sample(t, "sluice_store_commits_total", NULL, (double)ls.commits);
+    sl__mtext_family(t, "sluice_store_syncs_total", "counter", "fsyncs of the store.");
+    sl__mtext_sample(t, "sluice_store_syncs_total", NULL, (double)ls.syncs);
+    sl__mtext_family(t, "sluice_store_commit_failures_total", "counter",
+                     "Commits that failed (retried; a full disk answers 507 meanwhile).");
+    sl__mtext_sample(t, "sluice_store_commit_failures_total", NULL, (double)ls.failed);
+    sl__mtext_family(t, "sluice_store_map_size_bytes", "gauge", "The LMDB map size.");
+    sl__mtext_sample(t, "sluice_store_map_size_bytes", NULL, (double)ls.map_size);
+    struct stat fs; /* a local file's inode: nothing worth a thread */
+    if (stat(src->file, &fs) == 0) {
+        sl__mtext_family(t, "sluice_store_file_bytes", "gauge",
+                         "Disk space the store's data file takes (allocated blocks).");
+        sl__mtext_sample(t, "sluice_store_file_bytes", NULL, (double)fs.st_blocks * 512.0);
+    }
+    sl__mtext_family(t, "sluice_store_sync_duration_seconds", "histogram",
+                     "Time of each store job that synced (a sync-mode commit with its fsync, or a "
+                     "batch-mode periodic fsync).");
+    sl__mtext_histo(t, "sluice_store_sync_duration_seconds", NULL, NULL, &ls.sync_seconds);
+}
+
+int sl__metrics_add_lmdb(sl__metrics *m, sl__kv *kv, const char *data_dir)
+{
+    size_t n = strlen(data_dir) + sizeof "/data.mdb";
+    lmdb_src *src = malloc(sizeof *src + n);
+    if (src == NULL)
+        return SL_ENOMEM;
+    src->kv = kv;
+    snprintf(src->file, n, "%s/data.mdb", data_dir);
+    return sl__metrics_add_collector(m, collect_lmdb, src, free);
+}
+
+/* Per shard (at most SL__REDIS_SHARDS_MAX): a bounded label set. */
+static void collect_redis(void *ud, sl__mtext *t)
+{
+    sl_engine *e = ud;
+    const sl__redis_url *u = sl__redis_engine_url(e);
+    sl__rconn_stats rs[SL__REDIS_SHARDS_MAX];
+    char names[SL__REDIS_SHARDS_MAX][SL__REDIS_HOST_MAX + 32];
+    for (size_t i = 0; i < u->n; i++) {
+        sl__rconn_stats_get(sl__redis_engine_conn(e, i), &rs[i]);
+        sl__redis_addr_name(&u->shards[i], names[i], sizeof names[i]);
+    }
+    sl__mtext_family(t, "sluice_redis_round_trips_total", "counter",
+                     "Commands the Redis engine's shard answered (the security state's included).");
+    for (size_t i = 0; i < u->n; i++) {
+        const char *l[] = {"shard", names[i], NULL};
+        sl__mtext_sample(t, "sluice_redis_round_trips_total", l, (double)rs[i].round_trips);
+    }
+    sl__mtext_family(t, "sluice_redis_failures_total", "counter",
+                     "Commands that got no answer from the shard (down, dropped or overdue).");
+    for (size_t i = 0; i < u->n; i++) {
+        const char *l[] = {"shard", names[i], NULL};
+        sl__mtext_sample(t, "sluice_redis_failures_total", l, (double)rs[i].failures);
+    }
+    sl__mtext_family(t, "sluice_redis_round_trip_seconds", "histogram",
+                     "Time from sending a command to its answer (the loop's clock: millisecond "
+                     "resolution).");
+    for (size_t i = 0; i < u->n; i++)
+        sl__mtext_histo(t, "sluice_redis_round_trip_seconds", "shard", names[i], &rs[i].seconds);
+}
+
+int sl__metrics_add_redis(sl__metrics *m, sl_engine *e)
+{
+    return sl__metrics_add_collector(m, collect_redis, e, NULL);
 }

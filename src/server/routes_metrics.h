@@ -20,6 +20,20 @@
 /* The route's asynchronous handler (sl__route.start). */
 void sl__metrics_route_start(sl__job *job);
 
+/* The handler of a metrics listener (--listen HOST:PORT,metrics): GET /metrics answered without
+ * credentials, anything else 404. */
+void sl__metrics_listener_serve(sl_ctx *ctx, sl_http_request *req);
+
+/* Collectors of the store's figures at scrape time (sluiced adds the one of its engine): the
+ * embedded store kv (borrowed; its data file in data_dir, whose size is reported), or a Redis
+ * engine (borrowed: its shards' round trips). Both must outlive the registry's renders. SL_OK,
+ * SL_ENOMEM, SL_ELIMIT. */
+struct sl__kv;
+struct sl__metrics;
+struct sl_engine;
+int sl__metrics_add_lmdb(struct sl__metrics *m, struct sl__kv *kv, const char *data_dir);
+int sl__metrics_add_redis(struct sl__metrics *m, struct sl_engine *e);
+
 /* The whole text: fn(ud, rc, text, len) once, now or later from the loop; text is malloc'd and
  * the callee's (NULL when rc is not SL_OK). SL_ENOENT when ctx keeps no metrics. */
 typedef void (*sl__metrics_scrape_fn)(void *ud, int rc, char *text, size_t len);

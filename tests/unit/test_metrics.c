@@ -158,7 +158,7 @@ static void test_render_registry(void **state)
     sl__metrics_authn(NULL, SL_OK, &who, NULL);
     sl__metrics_engine(NULL, 4, SL_OK, 1);
     sl__metrics_ws_disconnect(NULL, 3008);
-    assert_int_equal(sl__metrics_add_collector(m, hostile_collector, NULL), SL_OK);
+    assert_int_equal(sl__metrics_add_collector(m, hostile_collector, NULL, NULL), SL_OK);
     sl__mtext t = {0};
     assert_int_equal(sl__metrics_render(m, &t, 1010), SL_OK);
     const char *want[] = {
