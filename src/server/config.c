@@ -53,6 +53,7 @@ void sl__config_init(sl__config *c)
     c->authz_policy_concurrency = 16;
     c->authz_policy_queue = 1024;
     c->log_level = SL__LOG_INFO; /* (B, issue 14) */
+    c->metrics_top_channels = 20; /* (A14) */
 }
 
 static void free_strv(char **v, size_t n)
@@ -106,6 +107,7 @@ void sl__config_free(sl__config *c)
     free(c->authz_policy_url);
     free(c->acl_file); /* (E) */
     free(c->log_file); /* (B, issue 14) */
+    free_strv(c->metrics_channels, c->nmetrics_channels); /* (A14) */
     wipe_free(c->jwt_env_secret);
     for (size_t i = 0; i < c->nlisteners; i++)
         free(c->listeners[i].text);
@@ -273,10 +275,12 @@ int sl__config_parse_listener(sl__cfg_listener *l, const char *value, sl_status 
             l->mtls = SL__TLS_CLIENT_REQUIRED;
         } else if (!strncmp(o, "auth=", 5) && (mode = sl_authn_mode_parse(o + 5)) >= 0) {
             l->accept = (unsigned)mode;
+        } else if (!strcmp(o, "metrics")) { /* (A14) */
+            l->metrics = 1;
         } else {
             return sl_status_set(st, SL_EINVAL,
                                  "listen: unknown option '%s' (HOST:PORT[,tls][,mtls[=optional|"
-                                 "required]][,auth=any|bearer|signed|cert|none])",
+                                 "required]][,auth=any|bearer|signed|cert|none][,metrics])",
                                  o);
         }
         p = next;
@@ -381,6 +385,9 @@ enum key_id {
     K_LOG_LEVEL,
     K_LOG_FILE,
     K_ACCESS_LOG,
+    /* (A14) metrics */
+    K_METRICS_TOP_CHANNELS,
+    K_METRICS_CHANNELS,
     K_COUNT
 };
 
@@ -497,6 +504,9 @@ static const sl__config_key key_table[K_COUNT] = {
     [K_LOG_LEVEL] = {"log_level", "log-level", 0, 0, {"debug", "error"}},
     [K_LOG_FILE] = {"log_file", "log-file", 0, 0, {"/var/log/a.log", "/b.log"}},
     [K_ACCESS_LOG] = {"access_log", "access-log", 1, 0, {"true", "false"}},
+    /* (A14) metrics */
+    [K_METRICS_TOP_CHANNELS] = {"metrics_top_channels", NULL, 0, 0, {"0", "1000"}},
+    [K_METRICS_CHANNELS] = {"metrics_channels", "metrics-channel", 0, 1, {"jobs.*", "orders.**"}},
 };
 
 const sl__config_key *sl__config_keys(size_t *n)
@@ -1084,6 +1094,18 @@ int sl__config_set(sl__config *c, const char *key, const char *v, sl_status *st)
             return sl_status_set(st, SL_ECONFIG, "%s must be true or false", key);
         c->access_log = b;
         return SL_OK;
+    /* (A14) */
+    case K_METRICS_TOP_CHANNELS:
+        if (parse_uint(v, 1000, &u) < 0)
+            return sl_status_set(st, SL_ECONFIG, "metrics_top_channels must be 0..1000");
+        c->metrics_top_channels = (size_t)u;
+        return SL_OK;
+    case K_METRICS_CHANNELS:
+        if (!sl_pattern_valid(v, strlen(v)))
+            return sl_status_set(st, SL_ECONFIG, "metrics_channels: invalid channel pattern");
+        return push_str(&c->metrics_channels, &c->nmetrics_channels, v) < 0
+                   ? sl_status_set(st, SL_ENOMEM, NULL)
+                   : SL_OK;
     default:
         if (id >= K_WS_FIRST)
             return set_ws(&c->ws, key, v, st);
@@ -1348,6 +1370,13 @@ char *sl__config_format(const sl__config *c, const char *key)
         break;
     case K_ACCESS_LOG:
         s = c->access_log ? "true" : "false";
+        break;
+    /* (A14) */
+    case K_METRICS_TOP_CHANNELS:
+        fprintf(f, "%zu", c->metrics_top_channels);
+        break;
+    case K_METRICS_CHANNELS:
+        put_strv(f, c->metrics_channels, c->nmetrics_channels);
         break;
     default:
         for (size_t i = 0; i < sizeof ws_counts / sizeof ws_counts[0]; i++) {

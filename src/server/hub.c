@@ -17,6 +17,7 @@
 
 #include "core/map.h"
 #include "core/message.h"
+#include "core/metrics.h" /* (A14) */
 #include "store/engine.h"
 
 /* A publication kept for subscriptions between sl__hub_prepare and sl__hub_subscribe. */
@@ -122,6 +123,8 @@ struct sl__hub {
     list held;          /* peers that stopped reading until the next flush */
     size_t batched;     /* bytes fanned out since the last flush */
     sl__cf_buf scratch; /* one encoded push, shared by every subscriber */
+    /* (A14) where deliveries are counted: borrowed, or NULL */
+    struct sl__metrics *metrics;
 };
 
 static void kept_clear(sl__hub_chan *c)
@@ -252,6 +255,12 @@ double sl__hub_presence_ttl(void)
 static void on_timer_closed(uv_handle_t *handle)
 {
     free(handle);
+}
+
+/* (A14) */
+void sl__hub_set_metrics(sl__hub *h, struct sl__metrics *m)
+{
+    h->metrics = m;
 }
 
 int sl__hub_new(sl__hub **out, uv_loop_t *loop, sl_engine *engine)
@@ -536,9 +545,14 @@ static void fan_out(sl__hub *h, sl__hub_chan *c, const sl__hub_sub *except)
     sl_ws_frame *f = scratch_frame(h);
     if (f == NULL)
         return;
+    size_t n = 0;
     for (size_t i = 0; i < c->nsubs; i++)
-        if (c->subs[i] != except)
+        if (c->subs[i] != except) {
             deliver(h, c->subs[i]->peer, f);
+            n++;
+        }
+    if (h->metrics) /* (A14) */
+        h->metrics->ws_deliveries += n;
     sl_ws_frame_unref(f);
 }
 
@@ -668,6 +682,8 @@ static void fan_out_topic(sl__hub *h, sl__hub_chan *c, uint64_t offset)
             continue;
         }
         deliver(h, s->peer, f);
+        if (h->metrics) /* (A14) */
+            h->metrics->ws_deliveries++;
         s->next_offset = offset + 1;
     }
     if (c->pending)

@@ -19,6 +19,7 @@ typedef struct sl__response {
     char *body;        /* malloc'd JSON, or NULL */
     size_t body_len;
     char principal[SL_PRINCIPAL_MAX + 1]; /* (B) who asked, for the access log; "" unknown */
+    const char *content_type; /* (A14) static text; NULL: application/json when there is a body */
 } sl__response;
 void sl__response_clear(sl__response *r);
 

@@ -250,6 +250,8 @@ static const struct expected_route {
      BY_ROLE, 0, "channel 'jobs'"},
     {"GET", "/server/channels", "server.channels", SL_ROLE_ADMIN, SL_RES_NONE, BY_ROLE, 0, NULL},
     {"GET", "/audit", "audit.read", SL_ROLE_ADMIN, SL_RES_NONE, BY_ROLE, 0, NULL},
+    /* (A14) */
+    {"GET", "/metrics", "metrics.read", SL_ROLE_ADMIN, SL_RES_NONE, BY_ROLE, 0, NULL},
 };
 enum { N_EXPECTED = sizeof expected / sizeof expected[0] };
 
