@@ -80,7 +80,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     /* request ids: the value's bytes as a header (NULs included) */
     size_t vlen = size - 1 - (size_t)(value - text);
     char id[SL__REQUEST_ID_MAX + 1];
-    sl__request_id_take(value, vlen, id);
+    sl__request_id_take(NULL, value, vlen, id);
     int valid = vlen >= 1 && vlen <= SL__REQUEST_ID_MAX;
     for (size_t i = 0; valid && i < vlen; i++)
         valid = strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-",

@@ -58,6 +58,8 @@ size_t sl__log_render(sl__log_format fmt, int64_t ts_ms, sl__log_level lv, const
 /* ---- request ids ------------------------------------------------------------------------------
  */
 
+typedef struct sl__log sl__log;
+
 #define SL__REQUEST_ID_MAX 64
 
 /* 1 when a client's X-Request-Id (s[0..n)) may be kept as it is: 1..SL__REQUEST_ID_MAX bytes of
@@ -65,8 +67,9 @@ size_t sl__log_render(sl__log_format fmt, int64_t ts_ms, sl__log_level lv, const
 int sl__request_id_valid(const char *s, size_t n);
 
 /* Puts the request id into id: the client's (hdr[0..n), hdr may be NULL) when it is valid, else a
- * fresh one of 16 random hex digits. */
-void sl__request_id_take(const char *hdr, size_t n, char id[SL__REQUEST_ID_MAX + 1]);
+ * fresh one of 16 hex digits: from log's sequence (unique in the process, random-looking), or
+ * from the CSPRNG when log is NULL. */
+void sl__request_id_take(sl__log *log, const char *hdr, size_t n, char id[SL__REQUEST_ID_MAX + 1]);
 
 /* The query string q[0..n) as it may be logged, into out (cap bytes, NUL-terminated, cut short when
  * it does not fit): the values of parameters known to carry nothing secret (limit, exclusive,
@@ -77,7 +80,6 @@ size_t sl__log_query_redact(const char *q, size_t n, char *out, size_t cap);
 
 /* ---- the logger ------------------------------------------------------------------------------ */
 
-typedef struct sl__log sl__log;
 
 typedef struct sl__log_opts {
     sl__log_format format;

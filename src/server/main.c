@@ -332,7 +332,7 @@ static int setup_metrics(server *s, const sl__config *cfg, sl_status *st)
 static void on_request(void *ud, sl_http_request *req)
 {
     server *s = ud;
-    sl__reqlog_begin(req); /* (B, issue 14) */
+    sl__reqlog_begin(s->log, req); /* (B, issue 14) */
     /* The one route that is not a request/response: it takes the connection over. */
     if (s->wss && req->path_len == strlen(SL__WSS_PATH) && !strcmp(req->path, SL__WSS_PATH)) {
         if (req->accept == 0) /* the upgrade request may be signed: its prefix's mode */

@@ -9,11 +9,11 @@
 _Static_assert(sizeof(((sl_http_request *)0)->request_id) == SL__REQUEST_ID_MAX + 1,
                "sl_http_request.request_id holds a request id");
 
-void sl__reqlog_begin(sl_http_request *req)
+void sl__reqlog_begin(sl__log *log, sl_http_request *req)
 {
     size_t n = 0;
     const char *h = sl_http_header_get(req, "x-request-id", &n);
-    sl__request_id_take(h, n, req->request_id);
+    sl__request_id_take(log, h, n, req->request_id);
     req->started_ns = uv_hrtime();
 }
 

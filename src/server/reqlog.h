@@ -13,7 +13,7 @@
 
 /* The request arrived: sets req->request_id (sl__request_id_take on its X-Request-Id) and
  * req->started_ns. */
-void sl__reqlog_begin(sl_http_request *req);
+void sl__reqlog_begin(sl__log *log, sl_http_request *req);
 
 /* Appends "X-Request-Id: ID\r\n" to the extra header lines in headers (NUL-terminated, cap bytes);
  * nothing when it would not fit or there is no id. */

@@ -226,6 +226,8 @@ static void peer_queue(sl__hub_peer *p, sl_ws_frame *f)
     if (s->state == ST_CLOSED || s->conn == NULL || s->slow)
         return;
     int rc = SL_OK;
+    if (s->srv->ctx->metrics) /* (A14) */
+        s->srv->ctx->metrics->ws_bytes_out += p->out.len + sl_ws_frame_len(f);
     if (p->out.len > 0) { /* replies and pushes batched before this one go first */
         rc = sl_ws_queue_text(s->conn, p->out.data, p->out.len);
         sl__cf_buf_reset(&p->out);

@@ -169,16 +169,16 @@ static void test_request_ids(void **state)
     assert_false(sl__request_id_valid("a\nb", 3));
     assert_false(sl__request_id_valid("a\0b", 3));
     assert_false(sl__request_id_valid("\xc3\xa9", 2));
-    sl__request_id_take("client-1", 8, id);
+    sl__request_id_take(NULL, "client-1", 8, id);
     assert_string_equal(id, "client-1");
     static const char *const bad[] = {NULL, "a b", "x\"y", ""};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
-        sl__request_id_take(bad[i], bad[i] ? strlen(bad[i]) : 0, id);
+        sl__request_id_take(NULL, bad[i], bad[i] ? strlen(bad[i]) : 0, id);
         assert_int_equal(strlen(id), 16);
         assert_int_equal(strspn(id, "0123456789abcdef"), 16);
     }
-    sl__request_id_take(long_id, sizeof long_id, id);
-    sl__request_id_take(long_id, sizeof long_id, id2);
+    sl__request_id_take(NULL, long_id, sizeof long_id, id);
+    sl__request_id_take(NULL, long_id, sizeof long_id, id2);
     assert_int_equal(strlen(id), 16);
     assert_string_not_equal(id, id2); /* random */
 }
