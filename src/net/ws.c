@@ -35,7 +35,7 @@
 
 /* Frames gathered into one write: beyond a few dozen the syscall's cost is the bytes, not the
  * call. */
-#define GATHER_MAX 64
+#define GATHER_MAX 512
 
 struct sl_ws_frame {
     unsigned refs;

@@ -83,11 +83,14 @@ void sl__hub_peer_detach(sl__hub *h, sl__hub_peer *p);
 void sl__hub_peer_touch(sl__hub *h, sl__hub_peer *p);
 
 /* Publishers' back-pressure. Fan-out work is done at once but sent once per loop iteration, so a
- * publisher that writes faster than the hub can deliver would pile up output within a single
- * iteration. sl__hub_busy says the batches of this iteration hold more than SL__HUB_BUDGET bytes;
- * the caller then stops reading from p and sl__hub_hold(h, p) has ops->resume called after the
- * next flush. */
-#define SL__HUB_BUDGET (4u << 20)
+ * publisher that writes faster than the hub can deliver would pile up work within a single
+ * iteration. sl__hub_busy says the pushes queued in this iteration come to more than
+ * SL__HUB_BUDGET bytes (a shared frame counts once per subscriber it is queued for); the caller
+ * then stops reading from p and sl__hub_hold(h, p) has ops->resume called after the next flush.
+ * The frames are shared, so the budget bounds an iteration's work rather than memory: 32 MiB is
+ * about 200,000 deliveries of a 150-byte push, some 35 ms at the rate bench/ws.sh measures;
+ * 4 MiB cut deliveries under overload by a third and doubled their latency (docs/BENCHMARKS.md). */
+#define SL__HUB_BUDGET (32u << 20)
 int sl__hub_busy(const sl__hub *h);
 void sl__hub_hold(sl__hub *h, sl__hub_peer *p);
 
