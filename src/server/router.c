@@ -9,6 +9,7 @@
 #include "core/msgjson.h"
 #include "security/workspace.h"
 #include "security/invoke.h" /* (B) */
+#include "server/console.h" /* (D, issue 14) */
 
 #include <errno.h>
 #include <jansson.h>
@@ -65,6 +66,7 @@ void sl__response_clear(sl__response *r)
 void sl__response_json(sl__response *resp, int status, json_t *o)
 {
     resp->status = status;
+    resp->content_type = NULL; /* (D) JSON */
     resp->body = json_dumps(o, JSON_COMPACT);
     resp->body_len = resp->body ? strlen(resp->body) : 0;
     json_decref(o);
@@ -1622,6 +1624,9 @@ static const sl__route routes[] = {
      .handler = h_policy_delete},
     /* (A, issue 12) */
     {"POST", "/authz/invalidate", SL_OP_AUTHZ_INVALIDATE, .handler = h_authz_invalidate},
+    /* (D, issue 14) the admin console's static files */
+    {"GET", "/admin", SL_OP_CONSOLE, .handler = sl__console_get},
+    {"GET", "/admin/{file}", SL_OP_CONSOLE, .handler = sl__console_get},
 };
 
 const sl__route *sl__router_routes(size_t *n)
