@@ -237,6 +237,9 @@ static const struct expected_route {
      SL_RES_PRINCIPAL, BY_ROLE, 0, NULL},
     /* (A, issue 12) */
     {"POST", "/authz/invalidate", "authz.invalidate", SL_ROLE_ADMIN, SL_RES_NONE, BY_ROLE, 0, NULL},
+    /* (D, issue 14) the admin console's static files: no credentials, the page asks the API */
+    {"GET", "/admin", "console", SL_ROLE_NONE, SL_RES_NONE, OPEN, 0, NULL},
+    {"GET", "/admin/{file}", "console", SL_ROLE_NONE, SL_RES_NONE, OPEN, 0, NULL},
 };
 enum { N_EXPECTED = sizeof expected / sizeof expected[0] };
 
@@ -292,6 +295,8 @@ static void concrete(const char *tmpl, char *out, size_t cap)
     }
     const char *close = strchr(brace, '}');
     const char *val = strncmp(brace, "{principal}", 11) == 0 ? "someone" : "jobs";
+    if (strncmp(brace, "{file}", 6) == 0) /* (D) */
+        val = "app.js";
     snprintf(out, cap, "%.*s%s%s", (int)(brace - tmpl), tmpl, val, close + 1);
 }
 
