@@ -275,9 +275,9 @@ static void on_response(void *ud, sl_http_request *req, sl__response *resp)
     if (s->log_requests) /* the path only: a query may carry a token */
         fprintf(stderr, "sluiced: %s %s %.*s -> %d\n", req->remote_addr, req->method,
                 (int)req->path_len, req->path, resp->status);
-    const char *ctype = resp->content_type ? resp->content_type : "application/json"; /* (D) */
+    const char *type = resp->content_type ? resp->content_type : "application/json"; /* (A14) */
     sl_http_respond(req, resp->status, resp->headers[0] ? resp->headers : NULL,
-                    resp->body ? ctype : NULL, resp->body, resp->body_len);
+                    resp->body ? type : NULL, resp->body, resp->body_len);
 }
 
 static void on_request(void *ud, sl_http_request *req)

@@ -66,7 +66,6 @@ void sl__response_clear(sl__response *r)
 void sl__response_json(sl__response *resp, int status, json_t *o)
 {
     resp->status = status;
-    resp->content_type = NULL; /* (D) JSON */
     resp->body = json_dumps(o, JSON_COMPACT);
     resp->body_len = resp->body ? strlen(resp->body) : 0;
     json_decref(o);
@@ -82,6 +81,7 @@ void sl__response_error(sl__response *resp, int code, const char *message)
     free(resp->body);
     resp->body = NULL;
     resp->headers[0] = '\0';
+    resp->content_type = NULL; /* (A14) */
     int status = sl_err_http_status(code);
     const char *msg = message && *message ? message : sl_strerror(code);
     if (code == SL_EUNAVAIL) {

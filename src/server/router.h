@@ -18,8 +18,7 @@ typedef struct sl__response {
     char headers[512]; /* extra header lines, "Name: value\r\n" */
     char *body;        /* malloc'd JSON, or NULL */
     size_t body_len;
-    /* (D) static storage; NULL: the body is JSON ("application/json") */
-    const char *content_type;
+    const char *content_type; /* (A14) static text; NULL: application/json when there is a body */
 } sl__response;
 void sl__response_clear(sl__response *r);
 
