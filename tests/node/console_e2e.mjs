@@ -196,6 +196,39 @@ async function main() {
     check(!!h['cache-control'], 'Cache-Control missing');
     await shot(page, '01-sign-in');
 
+    // The page's Prometheus text parser on odd but valid input and on garbage.
+    const parsed = await page.evaluate(() => {
+      const t = [
+        '# HELP sluice_x A help line with \\ and "quotes"',
+        '# TYPE sluice_x counter',
+        'sluice_x{channel="a\\"b\\\\c\\nd",op="w"} 3',
+        'sluice_x{channel="},{=",op=""} 4 1700000000000',
+        'sluice_g +Inf',
+        'sluice_h NaN',
+        '',
+        'garbage line {{{',
+        'sluice_bad{channel="unterminated} 1',
+        'sluice_bad2{="x"} 1',
+        'sluice_bad3 notanumber',
+        '{x="y"} 2',
+      ].join('\n');
+      const m = window.sluiceConsole.parseMetrics(t);
+      const x = m.samples.get('sluice_x') || [];
+      return {
+        type: m.types.get('sluice_x'),
+        labels: x.map((s) => s.labels.channel),
+        values: x.map((s) => s.value),
+        g: String((m.samples.get('sluice_g') || [{}])[0].value),
+        h: (m.samples.get('sluice_h') || []).length,
+        names: [...m.samples.keys()].sort(),
+      };
+    });
+    check(parsed.type === 'counter', 'parser: TYPE', parsed);
+    check(JSON.stringify(parsed.labels) === JSON.stringify(['a"b\\c\nd', '},{=']), 'parser: label escapes', parsed);
+    check(JSON.stringify(parsed.values) === '[3,4]', 'parser: values', parsed);
+    check(parsed.g === 'Infinity' && parsed.h === 1, 'parser: +Inf and NaN', parsed);
+    check(JSON.stringify(parsed.names) === JSON.stringify(['sluice_g', 'sluice_h', 'sluice_x']), 'parser: garbage was kept', parsed);
+
     // A wrong credential is refused and the form stays.
     await page.type('#credential', 'not-a-token');
     await page.keyboard.press('Enter');
@@ -241,6 +274,20 @@ async function main() {
     await step('write', { channel: P.channel, count: 2 });
     await waitDepth(page, P.channel, 2);
     await shot(page, '03-channels');
+    // The row's Delete button is reachable by Tab, and keeps the focus across refreshes (rows are
+    // updated in place, not rebuilt).
+    const del = `Delete channel ${P.channel}`;
+    for (let i = 0; i < 40; i++) {
+      await page.keyboard.press('Tab');
+      if ((await page.evaluate(() => document.activeElement.getAttribute('aria-label'))) === del) break;
+    }
+    check((await page.evaluate(() => document.activeElement.getAttribute('aria-label'))) === del, 'Tab never reached the Delete button');
+    check(await focusVisible(page), 'the focused Delete button shows no focus ring');
+    const before = await text(page, '#sum-updated');
+    await waitText(page, '#sum-updated', 'nonEmpty', '', 'a refresh');
+    await page.waitForFunction((b) => document.getElementById('sum-updated').textContent !== b, { timeout: WAIT }, before);
+    await page.waitForFunction((b) => document.getElementById('sum-updated').textContent !== b, { timeout: WAIT }, await text(page, '#sum-updated'));
+    check((await page.evaluate(() => document.activeElement.getAttribute('aria-label'))) === del, 'a refresh took the focus away');
 
     // Connections: the test's WebSocket client, then revoke its tokens and see the count drop.
     await view(page, 'connections');
@@ -248,9 +295,13 @@ async function main() {
     await waitText(page, '#sum-connections', 'eq', '1', 'one live connection');
     await page.waitForFunction((p) => document.querySelector('#connections-table tbody').textContent.includes(p), { timeout: WAIT }, P.victim);
     await shot(page, '04-connections');
-    await page.select('#revoke-kind', 'user_id');
-    await page.type('#revoke-value', P.victim);
-    await page.click('#revoke-button');
+    // By keyboard: the form's select, field and button are reached with Tab.
+    await tabTo(page, 'revoke-kind');
+    check((await page.$eval('#revoke-kind', (e) => e.value)) === 'user_id', 'the revoke form does not default to a principal');
+    await tabTo(page, 'revoke-value');
+    await page.keyboard.type(P.victim);
+    await tabTo(page, 'revoke-button');
+    await page.keyboard.press('Enter');
     await waitText(page, '#notice', 'includes', 'revoked', 'the revocation');
     await waitText(page, '#sum-connections', 'eq', '0', 'the socket counter to drop to 0');
     await step('revoked');
@@ -258,6 +309,8 @@ async function main() {
 
     // Access: ACL grants with broker roles, API keys without secrets.
     await view(page, 'access');
+    await tabTo(page, 'grant-principal');
+    await tabTo(page, 'grant-button');
     await page.waitForFunction((p) => document.querySelector('#acl-table tbody').textContent.includes(p), { timeout: WAIT }, P.grantee);
     await page.waitForFunction((k) => document.querySelector('#apikeys-table tbody').textContent.includes(k), { timeout: WAIT }, P.apikeyId);
     const accessText = await page.$eval('#view-access', (e) => e.textContent);
