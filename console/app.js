@@ -116,8 +116,12 @@
     const old = new Map();
     for (const tr of Array.from(tbody.rows)) old.set(tr.dataset.key, tr);
     let prev = null;
+    const seen = new Map();
     for (const it of items) {
-      const key = keyOf(it);
+      let key = keyOf(it);
+      const n = seen.get(key) || 0; // equal keys (two identical raw lines) stay distinct rows
+      seen.set(key, n + 1);
+      if (n > 0) key += '#' + n;
       let tr = old.get(key);
       if (tr) old.delete(key);
       else {
@@ -475,7 +479,8 @@
     const chain = $('audit-chain');
     const recs = Array.isArray(a.records) ? a.records.slice().reverse() : [];
     if (a.verified === true) {
-      setText(chain, '✓ Chain verified: no record was changed, removed or inserted.');
+      const over = typeof a.checked === 'number' ? ' over ' + a.checked + ' records' : '';
+      setText(chain, '✓ Chain verified' + over + ': no record was changed, removed or inserted.');
       chain.className = 'chain ok';
     } else {
       const why = typeof a.error === 'string' ? a.error : typeof a.reason === 'string' ? a.reason : '';
@@ -485,9 +490,17 @@
     syncRows(
       $('audit-table').tBodies[0],
       recs,
-      (r) => String(r.seq != null ? r.seq : JSON.stringify(r)),
+      (r) => (r && typeof r === 'object' && r.seq != null ? 'seq:' + r.seq : 'raw:' + JSON.stringify(r)),
       () => row(['Time', 'Event', 'Actor', 'Details']),
       (tr, r) => {
+        if (r === null || typeof r !== 'object') {
+          // A line that is no record (the chain verdict says why): its text as it is.
+          setText(tr.cells[0], '–');
+          setText(tr.cells[1], '(not a record)');
+          setText(tr.cells[2], '–');
+          setText(tr.cells[3], String(r));
+          return;
+        }
         setText(tr.cells[0], fmtTime(r.ts));
         setText(tr.cells[1], r.event || '–');
         setText(tr.cells[2], r.actor || r.principal || '–');
