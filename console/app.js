@@ -329,7 +329,8 @@
       s.setAttribute('aria-label', `${c.title}: ${shown}`);
       const vals = pts.map((p) => p[1]);
       const max = Math.max(1e-9, ...vals);
-      const n = Math.max(2, SERIES_MAX);
+      // Few points fill a short window first; then the window grows to SERIES_MAX and slides.
+      const n = Math.min(SERIES_MAX, Math.max(20, pts.length));
       const xy = pts.map((p, i) => {
         const x = ((i + (n - pts.length)) / (n - 1)) * W;
         const y = H - 2 - (p[1] / max) * (H - 4);
@@ -573,6 +574,9 @@
         const any = recordMetrics(parseMetrics(met.text), t);
         setText($('metrics-state'), any ? '' : 'No known metrics in the server\'s answer.');
         drawCharts();
+        // Without the connection list, the WebSocket gauge still counts the sockets.
+        const ws = series.get('ws');
+        if (cn.status !== 200 && ws && ws.length) setText($('sum-connections'), fmtNum(ws[ws.length - 1][1]));
       } else setState('metrics-state', met, 'read metrics');
       setText($('sum-updated'), new Date().toLocaleTimeString());
       ticks++;
