@@ -73,11 +73,12 @@ int sl__console_get(sl__router *r, const sl_identity *who, const sl_http_request
         resp->status = 304;
         return SL_OK;
     }
-    /* A copy: the response body is malloc'd (the router frees it). The files are small. */
-    resp->body = malloc(f->len ? f->len : 1);
+    /* A copy: the response body is malloc'd (the router frees it) and, like a JSON body,
+     * NUL-terminated (the generator ends every file with a NUL). The files are small. */
+    resp->body = malloc(f->len + 1);
     if (resp->body == NULL)
         return sl_status_set(st, SL_ENOMEM, NULL);
-    memcpy(resp->body, f->data, f->len);
+    memcpy(resp->body, f->data, f->len + 1);
     resp->body_len = f->len;
     resp->content_type = f->type;
     resp->status = 200;
