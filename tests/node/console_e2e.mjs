@@ -242,8 +242,9 @@ async function main() {
       session: sessionStorage.length,
       cookie: document.cookie,
       url: location.href,
+      field: document.getElementById('credential').value,
     }));
-    check(stored.local === 0 && stored.session === 0 && stored.cookie === '', 'the credential was stored', stored);
+    check(stored.local === 0 && stored.session === 0 && stored.cookie === '' && stored.field === '', 'the credential was stored', stored);
     check(!stored.url.includes(P.admin), 'the credential is in the URL');
     for (const f of ['#create-form', '#grant-form', '#revoke-form'])
       check(!(await isHidden(page, f)), `the admin does not see ${f}`);
@@ -356,6 +357,18 @@ async function main() {
     await view(page, 'access');
     await waitText(page, '#acl-state', 'startsWith', 'Not allowed', 'the viewer\'s ACL to say not allowed');
     await shot(page, '09-viewer-access');
+
+    // An API key signs in as well (this one has the read role: a viewer too).
+    await page.click('#signout');
+    await page.waitForFunction(() => !document.getElementById('signin').hidden, { timeout: WAIT });
+    await page.type('#credential', P.apikeySecret);
+    await page.keyboard.press('Enter');
+    await page.waitForFunction(() => !document.getElementById('app').hidden, { timeout: WAIT });
+    await view(page, 'channels');
+    await page.waitForFunction((c) => document.querySelector(`#channels-table tbody tr[data-key="${CSS.escape(c)}"]`), { timeout: WAIT }, P.channel);
+    check(await isHidden(page, '#create-form'), 'a read-only API key sees the create form');
+    const keyOnPage = await page.evaluate((k) => document.documentElement.outerHTML.includes(k), P.apikeySecret);
+    check(!keyOnPage, 'the API key is in the page');
 
     // Every request to sluiced outside the static files carried the credential.
     const api = requests.filter((r) => !r.url.startsWith('/admin'));
