@@ -154,6 +154,28 @@ int sl_client_invoke_policy_set(sl_client *c, const char *url, const char *token
 int sl_client_invoke_policy_delete(sl_client *c, const char *url, const char *token,
                                    const char *pattern, sl_status *st);
 
+/* (C, issue 14) The server API and the audit log (docs/OPERATIONS.md "Server API"), for
+ * administrators. Each returns the server's JSON reply in *reply (owned, release with free()).
+ * connections: GET /server/connections (principal NULL: every one; limit 0: the server's default).
+ * disconnect: POST /server/disconnect, principal and/or connection (one at least), code 0 for the
+ * server's default, reason NULL for none; SL_ENOENT for a connection that is not connected.
+ * unsubscribe: POST /server/unsubscribe. presence: GET /server/presence/{channel}[/stats].
+ * channels: GET /server/channels. audit_tail: GET /audit (limit 0: the server's default). */
+int sl_client_server_connections(sl_client *c, const char *url, const char *token,
+                                 const char *principal, size_t limit, char **reply, sl_status *st);
+int sl_client_server_disconnect(sl_client *c, const char *url, const char *token,
+                                const char *principal, const char *connection, int code,
+                                const char *reason, char **reply, sl_status *st);
+int sl_client_server_unsubscribe(sl_client *c, const char *url, const char *token,
+                                 const char *principal, const char *channel, char **reply,
+                                 sl_status *st);
+int sl_client_server_presence(sl_client *c, const char *url, const char *token, const char *channel,
+                              int stats, char **reply, sl_status *st);
+int sl_client_server_channels(sl_client *c, const char *url, const char *token, char **reply,
+                              sl_status *st);
+int sl_client_audit_tail(sl_client *c, const char *url, const char *token, size_t limit,
+                         char **reply, sl_status *st);
+
 #ifdef __cplusplus
 }
 #endif

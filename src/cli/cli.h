@@ -128,6 +128,9 @@ int sl__cli_cmd_terminate(int argc, char **argv, sl__cli_conn *conn);
 int sl__cli_cmd_channel(int argc, char **argv, sl__cli_conn *conn);
 int sl__cli_cmd_acl(int argc, char **argv, sl__cli_conn *conn);
 int sl__cli_cmd_policy(int argc, char **argv, sl__cli_conn *conn); /* (B) */
+/* (C, issue 14) `server ...` (cmd_server.c) and the remote `audit tail` */
+int sl__cli_cmd_server(int argc, char **argv, sl__cli_conn *conn);
+int sl__cli_cmd_audit_tail(int argc, char **argv, sl__cli_conn *conn);
 int sl__cli_cmd_health(int argc, char **argv, sl__cli_conn *conn);
 int sl__cli_cmd_bench(int argc, char **argv, sl__cli_conn *conn);
 /* `bench queue`; only in builds with libnats and librabbitmq (SLUICE_BENCH_QUEUE). */

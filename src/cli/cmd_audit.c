@@ -15,6 +15,7 @@ static const char audit_usage[] =
     "\n"
     "Commands:\n"
     "  verify FILE...     check the hash chain of an audit log (rotated files in order)\n"
+    "  tail [--limit N]   the running server's last records, chain verified (remote)\n"
     "\n"
     "Run 'sluice audit COMMAND --help' for a command's options.\n";
 

@@ -26,6 +26,9 @@ static const char usage[] =
     "  channel create|delete|info|list|clear|evict|remove ...\n"
     "  acl grant|revoke|list ...\n"
     "  policy invoke list|set|delete ...\n"
+    "  server connections|disconnect|unsubscribe|presence|channels ...\n"
+    "                                  live connections and channels (docs/OPERATIONS.md)\n"
+    "  audit tail [--limit N]          the server's last audit records, chain verified\n"
     "  health                          check that the server is up\n"
     "  bench ws [--scenario fanout|idle|connect] ...\n"
     "                                  WebSocket load test (docs/BENCHMARKS.md)\n"
@@ -57,6 +60,7 @@ static const struct {
     {"health", sl__cli_cmd_health},   {"bench", sl__cli_cmd_bench},
     {"extend", sl__cli_cmd_extend},   {"terminate", sl__cli_cmd_terminate},
     {"policy", sl__cli_cmd_policy}, /* (B) */
+    {"server", sl__cli_cmd_server}, /* (C) */
 };
 
 static int dispatch(int argc, char **argv, sl__cli_conn *conn)
@@ -64,6 +68,8 @@ static int dispatch(int argc, char **argv, sl__cli_conn *conn)
     const char *name = argv[0];
     if (!strcmp(name, "token"))
         return sl__cli_cmd_token(argc, argv);
+    if (!strcmp(name, "audit") && argc >= 2 && !strcmp(argv[1], "tail")) /* (C) */
+        return sl__cli_cmd_audit_tail(argc - 1, argv + 1, conn);
     if (!strcmp(name, "audit"))
         return sl__cli_cmd_audit(argc, argv);
     if (!strcmp(name, "apikey"))

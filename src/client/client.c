@@ -1494,3 +1494,102 @@ int sl_client_acl_list(sl_client *c, const char *url, const char *token, sl_acl_
     free(b.p);
     return rc;
 }
+
+/* ---- (C, issue 14) the server API and the audit log ------------------------------------------ */
+
+/* GET path (with its query) and the reply's text. */
+static int get_text(sl_client *c, const char *url, const char *token, const char *path,
+                    char **reply, sl_status *st)
+{
+    buf b;
+    *reply = NULL;
+    int rc = server_call(c, url, token, "GET", path, NULL, 0, &b, st);
+    return rc == SL_OK ? reply_text(&b, reply, st) : rc;
+}
+
+/* POST o (consumed) to path and the reply's text. */
+static int post_text(sl_client *c, const char *url, const char *token, const char *path, json_t *o,
+                     char **reply, sl_status *st)
+{
+    *reply = NULL;
+    char *body = dump(o);
+    if (body == NULL)
+        return sl_status_set(st, SL_EINVAL, "arguments must be UTF-8 text");
+    buf b;
+    int rc = server_call(c, url, token, "POST", path, body, strlen(body), &b, st);
+    free(body);
+    return rc == SL_OK ? reply_text(&b, reply, st) : rc;
+}
+
+int sl_client_server_connections(sl_client *c, const char *url, const char *token,
+                                 const char *principal, size_t limit, char **reply, sl_status *st)
+{
+    char enc[3 * SL_PRINCIPAL_MAX + 1], path[3 * SL_PRINCIPAL_MAX + 64];
+    *reply = NULL;
+    if (principal && (!sl_principal_valid(principal, strlen(principal)) ||
+                      sl__client_pct_encode(principal, enc, sizeof enc) < 0))
+        return sl_status_set(st, SL_EINVAL, "invalid principal");
+    int n = snprintf(path, sizeof path, "/server/connections");
+    if (principal)
+        n += snprintf(path + n, sizeof path - (size_t)n, "?principal=%s", enc);
+    if (limit)
+        snprintf(path + n, sizeof path - (size_t)n, "%slimit=%zu", principal ? "&" : "?", limit);
+    return get_text(c, url, token, path, reply, st);
+}
+
+int sl_client_server_disconnect(sl_client *c, const char *url, const char *token,
+                                const char *principal, const char *connection, int code,
+                                const char *reason, char **reply, sl_status *st)
+{
+    *reply = NULL;
+    if (principal == NULL && connection == NULL)
+        return sl_status_set(st, SL_EINVAL, "a principal or a connection is required");
+    json_t *o = json_object();
+    if (o && principal)
+        json_object_set_new(o, "principal", json_string(principal));
+    if (o && connection)
+        json_object_set_new(o, "connection", json_string(connection));
+    if (o && code)
+        json_object_set_new(o, "code", json_integer(code));
+    if (o && reason)
+        json_object_set_new(o, "reason", json_string(reason));
+    return post_text(c, url, token, "/server/disconnect", o, reply, st);
+}
+
+int sl_client_server_unsubscribe(sl_client *c, const char *url, const char *token,
+                                 const char *principal, const char *channel, char **reply,
+                                 sl_status *st)
+{
+    *reply = NULL;
+    if (principal == NULL || channel == NULL)
+        return sl_status_set(st, SL_EINVAL, "a principal and a channel are required");
+    json_t *o = json_pack("{s:s, s:s}", "principal", principal, "channel", channel);
+    return post_text(c, url, token, "/server/unsubscribe", o, reply, st);
+}
+
+int sl_client_server_presence(sl_client *c, const char *url, const char *token, const char *channel,
+                              int stats, char **reply, sl_status *st)
+{
+    char enc[3 * SL_CHANNEL_ID_MAX + 1], path[3 * SL_CHANNEL_ID_MAX + 64];
+    *reply = NULL;
+    if (channel == NULL || !sl_channel_id_valid(channel, strlen(channel)) ||
+        sl__client_pct_encode(channel, enc, sizeof enc) < 0)
+        return sl_status_set(st, SL_EBADID, "invalid channel id");
+    snprintf(path, sizeof path, "/server/presence/%s%s", enc, stats ? "/stats" : "");
+    return get_text(c, url, token, path, reply, st);
+}
+
+int sl_client_server_channels(sl_client *c, const char *url, const char *token, char **reply,
+                              sl_status *st)
+{
+    return get_text(c, url, token, "/server/channels", reply, st);
+}
+
+int sl_client_audit_tail(sl_client *c, const char *url, const char *token, size_t limit,
+                         char **reply, sl_status *st)
+{
+    char path[64] = "/audit";
+    if (limit)
+        snprintf(path, sizeof path, "/audit?limit=%zu", limit);
+    return get_text(c, url, token, path, reply, st);
+}

@@ -235,6 +235,9 @@ int sl_audit_verify_file(const char *path, sl_audit_verify_result *res, sl_statu
     return sl_audit_verify_file_from(path, 0, NULL, res, st);
 }
 
+static int verify_fd(int fd, const char *path, off_t limit, uint64_t after_seq,
+                     const char *after_hash, sl_audit_verify_result *res, sl_status *st);
+
 int sl_audit_verify_file_from(const char *path, uint64_t after_seq, const char *after_hash,
                               sl_audit_verify_result *res, sl_status *st)
 {
@@ -243,11 +246,26 @@ int sl_audit_verify_file_from(const char *path, uint64_t after_seq, const char *
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
     if (fd < 0)
         return sl_status_set(st, SL_EIO, "cannot open %s: %s", path, strerror(errno));
+    int rc = verify_fd(fd, path, -1, after_seq, after_hash, res, st);
+    close(fd);
+    return rc;
+}
+
+int sl__audit_verify_fd(int fd, off_t limit, uint64_t after_seq, const char *after_hash,
+                        sl_audit_verify_result *res, sl_status *st)
+{
+    if (fd < 0 || res == NULL)
+        return sl_status_set(st, SL_EINVAL, NULL);
+    return verify_fd(fd, "the audit log", limit, after_seq, after_hash, res, st);
+}
+
+/* Verifies fd from its current offset, to its end (limit < 0) or limit bytes on. */
+static int verify_fd(int fd, const char *path, off_t limit, uint64_t after_seq,
+                     const char *after_hash, sl_audit_verify_result *res, sl_status *st)
+{
     char *buf = malloc(READ_BLOCK);
-    if (buf == NULL) {
-        close(fd);
+    if (buf == NULL)
         return sl_status_set(st, SL_ENOMEM, NULL);
-    }
     verifier v;
     verifier_init(&v, res);
     if (after_hash) { /* a rotated file: its chain starts where the file before it ended */
@@ -255,8 +273,9 @@ int sl_audit_verify_file_from(const char *path, uint64_t after_seq, const char *
         snprintf(res->last_hash, sizeof res->last_hash, "%s", after_hash);
     }
     int rc = SL_OK;
-    while (!v.done) {
-        ssize_t n = read(fd, buf, READ_BLOCK);
+    while (!v.done && limit != 0) {
+        size_t want = limit > 0 && limit < READ_BLOCK ? (size_t)limit : READ_BLOCK;
+        ssize_t n = read(fd, buf, want);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0) {
@@ -265,10 +284,11 @@ int sl_audit_verify_file_from(const char *path, uint64_t after_seq, const char *
         }
         if (n == 0)
             break;
+        if (limit > 0)
+            limit -= n;
         verifier_feed(&v, buf, (size_t)n);
     }
     free(buf);
-    close(fd);
     int vr = verifier_finish(&v);
     if (rc != SL_OK)
         return rc;
@@ -606,4 +626,42 @@ out:
     pthread_mutex_unlock(&log->mu);
     free(line);
     return rc;
+}
+
+/* ---- (C, issue 14) the tail of a log, for GET /audit ------------------------------------------
+ */
+
+size_t sl__audit_tail_lines(const char *buf, size_t n, int whole, size_t limit, size_t *starts,
+                            size_t *lens, size_t cap, int *cut)
+{
+    *cut = 0;
+    if (limit > cap)
+        limit = cap;
+    size_t e = n; /* an unterminated last line is still being written: not a record yet */
+    while (e > 0 && buf[e - 1] != '\n')
+        e--;
+    size_t k = 0;
+    while (e > 0 && k < limit) {
+        size_t nl = e - 1, s = nl;
+        while (s > 0 && buf[s - 1] != '\n')
+            s--;
+        if (s == 0 && !whole) { /* may be the end of a line that began before buf */
+            *cut = 1;
+            break;
+        }
+        starts[k] = s;
+        lens[k] = nl - s;
+        k++;
+        e = s;
+    }
+    if (k == limit && e > 0)
+        *cut = 1;
+    for (size_t i = 0; i < k / 2; i++) { /* oldest first */
+        size_t ts = starts[i], tl = lens[i];
+        starts[i] = starts[k - 1 - i];
+        lens[i] = lens[k - 1 - i];
+        starts[k - 1 - i] = ts;
+        lens[k - 1 - i] = tl;
+    }
+    return k;
 }

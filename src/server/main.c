@@ -21,6 +21,7 @@
 #include "security/secretfile.h"
 #include "server/config.h"
 #include "server/router.h"
+#include "server/routes_audit.h" /* (C) */
 #include "server/wsession.h"
 
 #include <malloc.h>
@@ -1037,6 +1038,11 @@ int main(int argc, char **argv)
         if (rc == SL_OK &&
             (rc = sl__wss_server_new(&s.wss, s.loop, s.ctx, &s.router.authn, &cfg.ws)) != SL_OK)
             sl_status_set(&st, rc, "cannot set up the WebSocket endpoint");
+        /* (C) the server API's sessions and the audit read route's file */
+        s.router.wss = s.wss;
+        s.router.audit = s.audit;
+        s.router.audit_path = cfg.audit_log;
+        s.router.loop = s.loop;
         if (rc == SL_OK)
             rc = setup_listeners(&s, &cfg, &st);
     }
@@ -1080,6 +1086,7 @@ int main(int argc, char **argv)
     if (s.nonces) /* pending answers: 503 (sessions still there to hear it); closes in the run below
                    */
         s.nonces->free(s.nonces);
+    s.router.wss = NULL; /* (C) */
     sl__wss_server_free(s.wss);
     if (s.ctx) /* (A) the policy regime's handles close in the run below */
         sl_ctx_set_regime(s.ctx, NULL);
@@ -1120,6 +1127,7 @@ int main(int argc, char **argv)
     free(s.modes);
     sl_jwt_keyring_free(s.upstream_keys);
     sl_jwt_keyring_free(s.keys);
+    sl__audit_routes_free(&s.router); /* (C) */
     sl_audit_log_close(s.audit);
     sl__config_free(&cfg);
     return rc == SL_OK ? 0 : 1;

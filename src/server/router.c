@@ -11,6 +11,10 @@
 #include "security/invoke.h" /* (B) */
 #include "server/console.h" /* (D, issue 14) */
 
+/* (C) */
+#include "server/routes_audit.h"
+#include "server/routes_server.h"
+
 #include <errno.h>
 #include <jansson.h>
 #include <math.h>
@@ -1624,6 +1628,17 @@ static const sl__route routes[] = {
      .handler = h_policy_delete},
     /* (A, issue 12) */
     {"POST", "/authz/invalidate", SL_OP_AUTHZ_INVALIDATE, .handler = h_authz_invalidate},
+    /* (C) the server API and the audit log (server/routes_server.c, routes_audit.c) */
+    {"GET", "/server/connections", SL_OP_SERVER_CONNECTIONS, .handler = sl__h_server_connections},
+    {"POST", "/server/disconnect", SL_OP_SERVER_DISCONNECT, .handler = sl__h_server_disconnect,
+     .resolve = sl__resolve_server_disconnect},
+    {"POST", "/server/unsubscribe", SL_OP_SERVER_UNSUBSCRIBE, .handler = sl__h_server_unsubscribe,
+     .resolve = sl__resolve_server_unsubscribe},
+    {"GET", "/server/presence/{id}", SL_OP_SERVER_PRESENCE, .start = sl__start_server_presence},
+    {"GET", "/server/presence/{id}/stats", SL_OP_SERVER_PRESENCE,
+     .start = sl__start_server_presence},
+    {"GET", "/server/channels", SL_OP_SERVER_CHANNELS, .start = sl__start_server_channels},
+    {"GET", "/audit", SL_OP_AUDIT_READ, .start = sl__start_audit_read},
     /* (D, issue 14) the admin console's static files */
     {"GET", "/admin", SL_OP_CONSOLE, .handler = sl__console_get},
     {"GET", "/admin/{file}", SL_OP_CONSOLE, .handler = sl__console_get},
@@ -1678,6 +1693,37 @@ void sl__job_finish(sl__job *job, int rc)
     free(job->items);
     free(job->meta);
     free(job);
+}
+
+/* (C) accessors for asynchronous handlers in other files */
+sl__router *sl__job_router(sl__job *job)
+{
+    return job->r;
+}
+
+const sl_identity *sl__job_who(sl__job *job)
+{
+    return &job->who;
+}
+
+const sl_http_request *sl__job_request(sl__job *job)
+{
+    return job->req;
+}
+
+const char *sl__job_resource(sl__job *job)
+{
+    return job->res;
+}
+
+sl__response *sl__job_response(sl__job *job)
+{
+    return &job->resp;
+}
+
+sl_status *sl__job_status(sl__job *job)
+{
+    return &job->st;
 }
 
 /* The channel API answered (the change is durable): render the outcome. */

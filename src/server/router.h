@@ -38,6 +38,12 @@ typedef struct sl__router {
     unsigned long handled;           /* handlers run: lets tests prove denials never reach one */
     const sl__auth_mode *modes;      /* borrowed; the longest matching prefix decides */
     size_t nmodes;
+    /* (C) the server API and the audit read route (server/routes_server.c, routes_audit.c) */
+    struct sl__wss_server *wss; /* borrowed; NULL: the /server routes answer 404 */
+    struct sl_audit_log *audit; /* borrowed; NULL: GET /audit answers 404 */
+    const char *audit_path;     /* borrowed: the file audit writes to */
+    uv_loop_t *loop;            /* GET /audit reads the file on this loop's thread pool */
+    struct sl__audit_reader *audit_reader; /* owned by routes_audit.c (sl__audit_routes_free) */
 } sl__router;
 
 /* The mode of the longest prefix in r->modes that path[0..len) falls under; 0 (every kind) when
@@ -90,6 +96,16 @@ void sl__router_handle(sl__router *r, const sl_http_request *req, sl__response *
 
 /* Ends an asynchronous handler's job: rc SL_OK with its response filled, or an error. */
 void sl__job_finish(sl__job *job, int rc);
+
+/* (C) What an asynchronous handler outside router.c reads of its job (all borrowed from the job,
+ * valid until sl__job_finish): the router, the authenticated caller, the request, the decoded
+ * resource (NULL: none), the response to fill and the status an error's message goes in. */
+sl__router *sl__job_router(sl__job *job);
+const sl_identity *sl__job_who(sl__job *job);
+const sl_http_request *sl__job_request(sl__job *job);
+const char *sl__job_resource(sl__job *job);
+sl__response *sl__job_response(sl__job *job);
+sl_status *sl__job_status(sl__job *job);
 
 /* Percent-decodes src[0..n) into dst (NUL-terminated, cap bytes); plus_space: '+' means ' ' (query
  * strings). Returns the decoded length, or -1 for a bad escape, a NUL byte (encoded or not) or

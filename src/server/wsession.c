@@ -87,6 +87,9 @@ struct sess {
     double next_ping, pong_due;
     double win_start, err_start;
     unsigned win_cmds, errs;
+    /* (C) for the server API: the peer's address and when the socket opened */
+    char remote[64];
+    double since;
 };
 
 struct sl__wss_server {
@@ -99,6 +102,7 @@ struct sl__wss_server {
     uv_timer_t sweep;
     sess *head;
     size_t nsessions;
+    sl__map *published; /* (C) channel id -> uint64_t: writes this node was told of */
 };
 
 void sl__wss_limits_init(sl__wss_limits *l)
@@ -1811,14 +1815,30 @@ static void on_sweep(uv_timer_t *t)
     }
 }
 
+/* (C) One more write to channel for the server API's statistics. Bounded by the channels that
+ * exist: a deleted channel's count goes with it. Best effort: out of memory, it is not counted. */
+static void count_published(sl__wss_server *srv, const char *channel)
+{
+    uint64_t *n = channel ? sl__map_get(srv->published, channel) : NULL;
+    if (n) {
+        (*n)++;
+    } else if (channel && (n = malloc(sizeof *n)) != NULL) {
+        *n = 1;
+        if (sl__map_put(srv->published, channel, n, free) != SL_OK)
+            free(n);
+    }
+}
+
 static void on_event(void *ud, const sl_event *ev)
 {
     sl__wss_server *srv = ud;
     switch (ev->kind) {
     case SL_EVENT_WRITE:
+        count_published(srv, ev->channel); /* (C) */
         sl__hub_publish(srv->hub, ev);
         break;
     case SL_EVENT_CHANNEL_DELETED:
+        sl__map_del(srv->published, ev->channel, free); /* (C) */
         sl__hub_channel_deleted(srv->hub, ev->channel);
         break;
     case SL_EVENT_ACL_CHANGED: {
@@ -1950,6 +1970,11 @@ int sl__wss_server_new(sl__wss_server **out, uv_loop_t *loop, sl_ctx *ctx, const
         free(s);
         return SL_ENOMEM;
     }
+    if (sl__map_new(&s->published) != SL_OK) { /* (C) */
+        sl__hub_free(s->hub);
+        free(s);
+        return SL_ENOMEM;
+    }
     s->loop = loop;
     s->ctx = ctx;
     s->authn = authn;
@@ -1996,6 +2021,7 @@ void sl__wss_server_free(sl__wss_server *s)
         return;
     sl__wss_server_close(s);
     sl__hub_free(s->hub);
+    sl__map_free(s->published, free); /* (C) */
     uv_close((uv_handle_t *)&s->sweep, on_sweep_closed);
 }
 
@@ -2088,6 +2114,8 @@ static void open_session(sl__wss_server *srv, sl_http_request *req, const sl_ide
     sl__hub_peer_init(&s->peer, &peer_ops);
     double now = sl_ctx_now(srv->ctx);
     s->deadline = now + srv->lim.handshake_timeout;
+    s->since = now; /* (C) */
+    snprintf(s->remote, sizeof s->remote, "%s", req->remote_addr);
     s->win_start = s->err_start = now;
     /* The URL token is decoded now: the request is gone after the upgrade. Never logged. */
     char *tok = malloc(SL__CF_MAX_TOKEN + 1);
@@ -2111,4 +2139,106 @@ static void open_session(sl__wss_server *srv, sl_http_request *req, const sl_ide
     srv->nsessions++;
     if (srv->nsessions > srv->lim.max_connections)
         close_with(s, SL__CF_DISC_CONNECTION_LIMIT, NULL);
+}
+
+/* ---- (C) the server API's view of the sessions ---------------------------------------------- */
+
+/* 1 when session x is connected, of workspace ws, and selected by principal and id (NULL: any). */
+static int selected(const sess *x, const char *ws, const char *principal, const char *id)
+{
+    return x->state == ST_CONNECTED && strcmp(x->who.workspace, ws) == 0 &&
+           (principal == NULL || strcmp(x->who.principal, principal) == 0) &&
+           (id == NULL || strcmp(x->client, id) == 0);
+}
+
+int sl__wss_conns(sl__wss_server *s, const char *ws, const char *principal, sl__wss_conn_fn fn,
+                  void *ud)
+{
+    for (sess *x = s->head; x; x = x->next) {
+        if (!selected(x, ws, principal, NULL))
+            continue;
+        const char **chans = x->nsubs ? malloc(x->nsubs * sizeof *chans) : NULL;
+        if (x->nsubs && chans == NULL)
+            return SL_ENOMEM;
+        for (size_t i = 0; i < x->nsubs; i++)
+            chans[i] = x->subs[i]->channel;
+        sl__wss_conn_view v = {.id = x->client,
+                               .principal = x->who.principal,
+                               .workspace = x->who.workspace,
+                               .remote = x->remote,
+                               .transport = "websocket",
+                               .since = x->since,
+                               .channels = chans,
+                               .nchannels = x->nsubs};
+        int rc = fn(ud, &v);
+        free(chans);
+        if (rc != 0)
+            return rc;
+    }
+    return SL_OK;
+}
+
+const char *sl__wss_conn_principal(sl__wss_server *s, const char *ws, const char *id)
+{
+    for (sess *x = s->head; x; x = x->next)
+        if (selected(x, ws, NULL, id))
+            return x->who.principal;
+    return NULL;
+}
+
+size_t sl__wss_count(sl__wss_server *s, const char *ws, const char *principal, const char *id)
+{
+    size_t n = 0;
+    for (sess *x = s->head; x; x = x->next)
+        n += selected(x, ws, principal, id);
+    return n;
+}
+
+size_t sl__wss_disconnect(sl__wss_server *s, const char *ws, const char *principal, const char *id,
+                          int code, const char *reason)
+{
+    size_t n = 0;
+    for (sess *x = s->head, *next; x; x = next) {
+        next = x->next; /* closing leaves x linked until its socket is gone */
+        if (!selected(x, ws, principal, id))
+            continue;
+        ref(x);
+        close_with(x, code, reason);
+        unref(x);
+        n++;
+    }
+    return n;
+}
+
+size_t sl__wss_unsubscribe(sl__wss_server *s, const char *ws, const char *principal,
+                           const char *channel, const char *reason)
+{
+    size_t n = 0, i;
+    for (sess *x = s->head; x; x = x->next) {
+        if (selected(x, ws, principal, NULL) && find_sub(x, channel, &i)) {
+            unsubscribe_at(x, i, SL__CF_UNSUB_SERVER, reason);
+            n++;
+        }
+    }
+    return n;
+}
+
+size_t sl__wss_subscribers(const sl__wss_server *s, const char *channel)
+{
+    size_t n = 0;
+    sl__hub_chan *c = sl__hub_chan_get(s->hub, channel, NULL, 0);
+    if (c)
+        sl__hub_chan_subs(c, &n);
+    return n;
+}
+
+uint64_t sl__wss_published(const sl__wss_server *s, const char *channel)
+{
+    const uint64_t *n = sl__map_get(s->published, channel);
+    return n ? *n : 0;
+}
+
+struct sl__hub *sl__wss_hub(sl__wss_server *s)
+{
+    return s->hub;
 }

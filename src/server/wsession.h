@@ -8,6 +8,7 @@
 #define SLUICE_SERVER_WSESSION_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <uv.h>
 
 #include <sluice/authn.h>
@@ -51,5 +52,49 @@ void sl__wss_handle(sl__wss_server *s, sl_http_request *req);
 
 /* Sessions open now. */
 size_t sl__wss_sessions(const sl__wss_server *s);
+
+/* ---- (C) the server API's view of the sessions (server/routes_server.c) ----------------------
+ * Only connected sessions (a connect passed) are seen; every call is scoped to one workspace
+ * ("" the default one), so an administrator acts on its own workspace's connections only. */
+
+/* One connected session, borrowed for the visitor's call. */
+typedef struct sl__wss_conn_view {
+    const char *id;              /* stable for the connection's life: its Centrifugo client id */
+    const char *principal;       /* who connected (the caller's name, not the workspace's key) */
+    const char *workspace;       /* "" the default workspace */
+    const char *remote;          /* the peer's address, "IP:port" */
+    const char *transport;       /* "websocket" */
+    double since;                /* epoch seconds the socket was opened */
+    const char *const *channels; /* subscribed channels, as the hub knows them (internal ids) */
+    size_t nchannels;
+} sl__wss_conn_view;
+typedef int (*sl__wss_conn_fn)(void *ud, const sl__wss_conn_view *v);
+
+/* Calls fn for each connected session of workspace ws (principal NULL: every one, else only its
+ * sessions), newest first; a non-zero return from fn stops and is returned. SL_ENOMEM. */
+int sl__wss_conns(sl__wss_server *s, const char *ws, const char *principal, sl__wss_conn_fn fn,
+                  void *ud);
+/* The principal of connection id in workspace ws, or NULL (borrowed until the loop turns). */
+const char *sl__wss_conn_principal(sl__wss_server *s, const char *ws, const char *id);
+/* Sessions of ws that sl__wss_disconnect would close with the same selection (nothing done). */
+size_t sl__wss_count(sl__wss_server *s, const char *ws, const char *principal, const char *id);
+/* Closes the connected sessions of ws selected by principal (non-NULL: all of its sessions)
+ * and/or id (non-NULL: that one) with a Centrifugo disconnect: the close frame carries code
+ * (3000..4999) and reason (at most 123 bytes; NULL: the code's standard text). What is already
+ * batched for them goes out first. Returns how many were closed. */
+size_t sl__wss_disconnect(sl__wss_server *s, const char *ws, const char *principal, const char *id,
+                          int code, const char *reason);
+/* Ends principal's subscriptions (in workspace ws) to channel (an internal id) with the
+ * Centrifugo unsubscribe push (code 2000, reason NULL: "server unsubscribe"); the client stops
+ * receiving at once. Returns how many subscriptions ended. */
+size_t sl__wss_unsubscribe(sl__wss_server *s, const char *ws, const char *principal,
+                           const char *channel, const char *reason);
+/* Subscribers of channel (internal id) on this node, and the messages written to it that this
+ * node was told of since it started (every write with a local engine; with a shared one, those
+ * of the channels this node's subscribers watch). */
+size_t sl__wss_subscribers(const sl__wss_server *s, const char *channel);
+uint64_t sl__wss_published(const sl__wss_server *s, const char *channel);
+/* The hub (presence): borrowed, lives as long as s. */
+struct sl__hub *sl__wss_hub(sl__wss_server *s);
 
 #endif

@@ -704,14 +704,32 @@ static int mem_drop(sl_engine *e, const char *id)
     return SL_OK;
 }
 
+/* (C, issue 14) A queue's claims held: the readers are the claim holders, and they are few. */
+static int add_claims(void *ud, const char *key, void *value)
+{
+    (void)key;
+    *(size_t *)ud += ((const reader *)value)->claims;
+    return 0;
+}
+
+static size_t in_flight(const chan *c)
+{
+    size_t n = 0;
+    if (is_queue(c))
+        sl__map_each(c->readers, add_claims, &n);
+    return n;
+}
+
 static int mem_info(sl_engine *e, const char *id, sl_channel_info *out)
 {
     chan *c = find_chan(e, id);
     if (c == NULL)
         return SL_ENOENT;
     int rc = sl__channel_info_copy(out, &c->info);
-    if (rc == SL_OK)
+    if (rc == SL_OK) {
         out->depth = c->ix.live;
+        out->in_flight = in_flight(c);
+    }
     return rc;
 }
 
@@ -727,6 +745,7 @@ static int list_one(void *ud, const char *key, void *value)
     (void)key;
     if (sl__channel_info_copy(&ls->out[ls->n], &c->info) != SL_OK)
         return SL_ENOMEM;
+    ls->out[ls->n].in_flight = in_flight(c); /* (C, issue 14) */
     ls->out[ls->n++].depth = c->ix.live;
     return 0;
 }

@@ -237,6 +237,19 @@ static const struct expected_route {
      SL_RES_PRINCIPAL, BY_ROLE, 0, NULL},
     /* (A, issue 12) */
     {"POST", "/authz/invalidate", "authz.invalidate", SL_ROLE_ADMIN, SL_RES_NONE, BY_ROLE, 0, NULL},
+    /* (C, issue 14) the server API and the audit log (docs/OPERATIONS.md) */
+    {"GET", "/server/connections", "server.connections", SL_ROLE_ADMIN, SL_RES_NONE, BY_ROLE, 0,
+     NULL},
+    {"POST", "/server/disconnect", "server.disconnect", SL_ROLE_ADMIN, SL_RES_PRINCIPAL, BY_ROLE, 0,
+     NULL},
+    {"POST", "/server/unsubscribe", "server.unsubscribe", SL_ROLE_ADMIN, SL_RES_CHANNEL, BY_ROLE,
+     0, "channel 'jobs'"},
+    {"GET", "/server/presence/{id}", "server.presence", SL_ROLE_ADMIN, SL_RES_CHANNEL, BY_ROLE, 0,
+     "channel 'jobs'"},
+    {"GET", "/server/presence/{id}/stats", "server.presence", SL_ROLE_ADMIN, SL_RES_CHANNEL,
+     BY_ROLE, 0, "channel 'jobs'"},
+    {"GET", "/server/channels", "server.channels", SL_ROLE_ADMIN, SL_RES_NONE, BY_ROLE, 0, NULL},
+    {"GET", "/audit", "audit.read", SL_ROLE_ADMIN, SL_RES_NONE, BY_ROLE, 0, NULL},
     /* (D, issue 14) the admin console's static files: no credentials, the page asks the API */
     {"GET", "/admin", "console", SL_ROLE_NONE, SL_RES_NONE, OPEN, 0, NULL},
     {"GET", "/admin/{file}", "console", SL_ROLE_NONE, SL_RES_NONE, OPEN, 0, NULL},
@@ -313,6 +326,10 @@ static const char *body_for(const struct expected_route *e)
         return "{\"principal\":\"someone\"}";
     if (strcmp(e->method, "PUT") == 0 && strncmp(e->path, "/broker/", 8) == 0)
         return "{\"roles\":[]}";
+    if (strcmp(e->path, "/server/disconnect") == 0) /* (C) */
+        return "{\"principal\":\"someone\"}";
+    if (strcmp(e->path, "/server/unsubscribe") == 0)
+        return "{\"principal\":\"someone\",\"channel\":\"jobs\"}";
     return "{}";
 }
 
