@@ -534,7 +534,7 @@
   }
 
   async function poll() {
-    if (busy || credential === null) return;
+    if (busy || credential === null || document.hidden) return; // a background tab asks nothing
     busy = true;
     const g = generation;
     try {
@@ -740,6 +740,7 @@
         if (view === 'access') poll();
       });
     wireForms();
+    document.addEventListener('visibilitychange', () => poll());
     for (const f of document.querySelectorAll('.admin-action')) f.hidden = true;
     $('credential').focus();
   }

@@ -106,8 +106,11 @@ def test_console_in_a_browser(srv):
     admin = srv.token("console-admin", role="admin")
     viewer = srv.token("console-viewer", role="read")
     victim = srv.token("console-victim", role="read", channels=["console.news"])
+    other = srv.token("console-other", role="read", channels=["console.news"])
     with srv.client(admin) as c:
         r = c.post("/channels", json={"id": "console.news", "kind": "topic"})
+        assert r.status_code == 201, r.text
+        r = c.post("/channels", json={"id": "console.old", "kind": "queue"})
         assert r.status_code == 201, r.text
         assert c.put("/acl/console-grantee", json={"role": "write",
                                                    "channels": ["console.*"]}).status_code == 200
@@ -117,14 +120,18 @@ def test_console_in_a_browser(srv):
         assert r.status_code == 201, r.text
         key = r.json()
 
-    # The WebSocket client whose tokens the page revokes.
+    # The WebSocket clients: the page revokes the tokens of one and disconnects the other.
     ws = RawWS(srv.host, srv.port)
     assert ws.status == 101
     rep = ws.call("connect", {"token": victim}, timeout=30)
     assert "connect" in rep, rep
+    ws2 = RawWS(srv.host, srv.port)
+    assert ws2.status == 101
+    rep = ws2.call("connect", {"token": other}, timeout=30)
+    assert "connect" in rep, rep
 
     params = {"admin": admin, "viewer": viewer, "victim": "console-victim",
-              "channel": "console.jobs", "grantee": "console-grantee", "apikeyId": key["id"],
+              "channel": "console.jobs", "doomed": "console.old", "other": "console-other", "grantee": "console-grantee", "apikeyId": key["id"],
               "apikeySecret": key["key"]}
     env = dict(os.environ, SLUICE_URL=srv.url, CONSOLE_PARAMS=json.dumps(params),
                CONSOLE_ARTIFACTS=ARTIFACTS, SLUICE_CHROMIUM=CHROMIUM)
@@ -151,8 +158,9 @@ def test_console_in_a_browser(srv):
                         for n in range(msg["count"]):
                             r = c.put(f"/channels/{msg['channel']}", json={"n": n})
                             assert r.status_code == 200, r.text
-                elif msg["step"] == "revoked":
-                    code = ws.wait_close(timeout=30)
+                elif msg["step"] in ("revoked", "disconnected"):
+                    # The server closes the socket itself (a close frame, then TCP).
+                    code = (ws if msg["step"] == "revoked" else ws2).wait_close(timeout=30)
                     assert code is not None
                     answer["code"] = code
                 else:
@@ -168,12 +176,13 @@ def test_console_in_a_browser(srv):
             proc.kill()
         errlog.close()
         ws.close()
+        ws2.close()
     with open(os.path.join(ARTIFACTS, "node-stderr.log")) as f:
         stderr = f.read()[-4000:]
     assert result is not None, f"node printed no result (exit {proc.returncode}):\n{stderr}"
     assert result.get("ok") is True and proc.returncode == 0, (
         f"console_e2e failed: {result.get('error')}\nsteps: {steps}\nnode stderr: {stderr}")
-    assert steps == ["write", "revoked"]
+    assert steps == ["write", "revoked", "disconnected"]
     shots = {os.path.basename(p) for p in result["screenshots"]}
     for want in ("01-sign-in.png", "02-overview.png", "03-channels.png", "04-connections.png",
                  "05-access.png", "06-audit.png", "07-phone-channels.png",

@@ -289,11 +289,19 @@ async function main() {
     await page.waitForFunction((b) => document.getElementById('sum-updated').textContent !== b, { timeout: WAIT }, before);
     await page.waitForFunction((b) => document.getElementById('sum-updated').textContent !== b, { timeout: WAIT }, await text(page, '#sum-updated'));
     check((await page.evaluate(() => document.activeElement.getAttribute('aria-label'))) === del, 'a refresh took the focus away');
+    // Delete another channel: the first press only arms the button, the second deletes.
+    const doomed = `#channels-table tbody tr[data-key="${P.doomed}"] button`;
+    await page.click(doomed);
+    await waitText(page, doomed, 'startsWith', 'Confirm', 'the armed Delete button');
+    check(await page.$(`#channels-table tbody tr[data-key="${P.doomed}"]`), 'one press deleted the channel');
+    await page.click(doomed);
+    await waitText(page, '#notice', 'includes', 'deleted', 'the channel to be deleted');
+    await page.waitForFunction((d) => !document.querySelector(`#channels-table tbody tr[data-key="${d}"]`), { timeout: WAIT }, P.doomed);
 
     // Connections: the test's WebSocket client, then revoke its tokens and see the count drop.
     await view(page, 'connections');
     if (!DEVSKIP.includes('api')) {
-    await waitText(page, '#sum-connections', 'eq', '1', 'one live connection');
+    await waitText(page, '#sum-connections', 'eq', '2', 'two live connections');
     await page.waitForFunction((p) => document.querySelector('#connections-table tbody').textContent.includes(p), { timeout: WAIT }, P.victim);
     await shot(page, '04-connections');
     // By keyboard: the form's select, field and button are reached with Tab.
@@ -304,14 +312,35 @@ async function main() {
     await tabTo(page, 'revoke-button');
     await page.keyboard.press('Enter');
     await waitText(page, '#notice', 'includes', 'revoked', 'the revocation');
-    await waitText(page, '#sum-connections', 'eq', '0', 'the socket counter to drop to 0');
+    await waitText(page, '#sum-connections', 'eq', '1', 'the socket counter to drop to 1');
     await step('revoked');
+    // Disconnect the other principal with its row's button (armed, then pressed).
+    const disc = `#connections-table tbody button[aria-label="Disconnect every connection of ${P.other}"]`;
+    await page.click(disc);
+    await page.click(disc);
+    await waitText(page, '#notice', 'includes', 'closed', 'the disconnect');
+    await waitText(page, '#sum-connections', 'eq', '0', 'the socket counter to drop to 0');
+    await step('disconnected');
     }
 
     // Access: ACL grants with broker roles, API keys without secrets.
     await view(page, 'access');
+    // Grant with the keyboard, then revoke the grant with its row's button.
     await tabTo(page, 'grant-principal');
+    await page.keyboard.type('console-new');
+    await tabTo(page, 'grant-channels');
+    await page.keyboard.type('console.news, console.jobs');
     await tabTo(page, 'grant-button');
+    await page.keyboard.press('Enter');
+    await waitText(page, '#notice', 'includes', 'Granted', 'the grant');
+    await page.waitForFunction(() => {
+      const tr = document.querySelector('#acl-table tbody tr[data-key="console-new"]');
+      return tr && tr.cells[1].textContent === 'read' && tr.cells[2].textContent === 'console.news, console.jobs';
+    }, { timeout: WAIT });
+    const rg = '#acl-table tbody tr[data-key="console-new"] button';
+    await page.click(rg);
+    await page.click(rg);
+    await page.waitForFunction(() => !document.querySelector('#acl-table tbody tr[data-key="console-new"]'), { timeout: WAIT });
     await page.waitForFunction((p) => document.querySelector('#acl-table tbody').textContent.includes(p), { timeout: WAIT }, P.grantee);
     await page.waitForFunction((k) => document.querySelector('#apikeys-table tbody').textContent.includes(k), { timeout: WAIT }, P.apikeyId);
     const accessText = await page.$eval('#view-access', (e) => e.textContent);
