@@ -267,7 +267,7 @@
     { key: 'ws', title: 'WebSocket connections', names: ['sluice_ws_connections', 'sluice_websocket_connections', 'sluice_ws_connections_open'] },
     { key: 'deliveries', title: 'Deliveries /s', rate: true, names: ['sluice_ws_deliveries_total', 'sluice_websocket_deliveries_total'] },
     { key: 'denials', title: 'Authorisation denials /s', rate: true, names: ['sluice_authz_denials_total', 'sluice_authorization_denials_total'] },
-    { key: 'depth', title: 'Messages waiting', names: ['sluice_channel_depth'] },
+    { key: 'depth', title: 'Messages waiting (top channels)', names: ['sluice_channel_depth'] },
     { key: 'rss', title: 'Resident memory', bytes: true, names: ['process_resident_memory_bytes', 'sluice_process_resident_memory_bytes'] },
     { key: 'fds', title: 'Open file descriptors', names: ['process_open_fds', 'sluice_process_open_fds'] },
   ];
@@ -327,13 +327,13 @@
       setText(fig.querySelector('.value'), shown);
       const s = fig.querySelector('svg');
       s.setAttribute('aria-label', `${c.title}: ${shown}`);
-      const vals = pts.map((p) => p[1]);
+      const vals = pts.map((p) => (Number.isFinite(p[1]) && p[1] > 0 ? p[1] : 0));
       const max = Math.max(1e-9, ...vals);
       // Few points fill a short window first; then the window grows to SERIES_MAX and slides.
       const n = Math.min(SERIES_MAX, Math.max(20, pts.length));
       const xy = pts.map((p, i) => {
         const x = ((i + (n - pts.length)) / (n - 1)) * W;
-        const y = H - 2 - (p[1] / max) * (H - 4);
+        const y = H - 2 - (vals[i] / max) * (H - 4);
         return `${x.toFixed(1)},${y.toFixed(1)}`;
       });
       s.querySelector('.line').setAttribute('points', xy.join(' '));
