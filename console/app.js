@@ -378,7 +378,9 @@
         setText(tr.cells[4], fmtNum(s.in_flight));
         let dead = s.dead_letters;
         if (dead == null && dl && depthOf.has(dl)) dead = depthOf.get(dl);
-        setText(tr.cells[5], dead == null ? (dl ? '→ ' + dl : '–') : fmtNum(dead));
+        // Topics have no dead letters; a queue's dead-letter channel that does not exist yet
+        // holds none, but its name says where they would go.
+        setText(tr.cells[5], c.kind === 'topic' ? '–' : dead == null ? (dl ? '→ ' + dl : '–') : fmtNum(dead));
         setText(tr.cells[6], fmtNum(s.subscribers));
         const cell = tr.cells[7];
         if (admin && !cell.firstChild) {
@@ -624,6 +626,10 @@
       if (!p) return notice('A grant needs a principal.', true);
       const channels = $('grant-channels').value.split(',').map((s) => s.trim()).filter(Boolean);
       const r = await api('PUT', '/acl/' + encodeURIComponent(p), { role: $('grant-role').value, channels });
+      if (r.status >= 200 && r.status < 300) {
+        $('grant-principal').value = '';
+        $('grant-channels').value = '';
+      }
       report(r, 'Granted ' + $('grant-role').value + ' to ' + p + '.');
     });
     $('revoke-form').addEventListener('submit', async (ev) => {
