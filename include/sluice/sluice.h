@@ -340,8 +340,7 @@ typedef struct sl_channel_info {
      * engine picks one. */
     char epoch[17];
     /* (C, issue 14) queues: messages claimed whose lease has not been given back (acknowledged,
-     * nacked, expired and swept); filled by the memory and embedded engines with depth, 0 from
-     * the Redis engine. */
+     * nacked, or expired and swept); filled by the engines with depth. */
     size_t in_flight;
 } sl_channel_info;
 void sl_channel_info_clear(sl_channel_info *info);

@@ -431,7 +431,12 @@ void sl__start_server_presence(sl__job *job)
         return;
     }
     p->job = job;
-    p->stats = req->path_len > 6 && memcmp(req->path + req->path_len - 6, "/stats", 6) == 0;
+    /* /server/presence/{id}/stats has one segment more than /server/presence/{id} (a channel
+     * named "stats" is the latter); the path is still percent-encoded, so an id holds no '/'. */
+    size_t slashes = 0;
+    for (size_t i = 0; i < req->path_len; i++)
+        slashes += req->path[i] == '/';
+    p->stats = slashes == 4;
     /* A channel another node created a moment ago is looked up first (at once otherwise). */
     sl__channel_lookup(r->ctx, p->q, presence_looked_up, p);
 }
@@ -467,8 +472,6 @@ static void channels_listed(sl__eop *op)
     sl__router *r = sl__job_router(job);
     const char *ws = sl__job_who(job)->workspace;
     int rc = op->rc;
-    /* A shared engine (Redis) keeps no count of claims it could report cheaply. */
-    int inflight_known = r->ctx->engine->ops->watch == NULL;
     json_t *arr = rc == SL_OK ? json_array() : NULL;
     if (rc == SL_OK && arr == NULL)
         rc = SL_ENOMEM;
@@ -489,8 +492,7 @@ static void channels_listed(sl__eop *op)
         if (o == NULL)
             continue;
         json_object_set_new(o, "in_flight",
-                            queue && inflight_known ? json_integer((json_int_t)in->in_flight)
-                                                    : json_null());
+                            queue ? json_integer((json_int_t)in->in_flight) : json_null());
         json_object_set_new(o, "dead_letter",
                             queue && in->dead_letter && in->dead_letter[0]
                                 ? json_string(sl__ws_name(in->dead_letter))

@@ -226,12 +226,14 @@ static int field_is(const redisReply *k, const char *name)
 int sl__redis_decode_info(const redisReply *r, sl_channel_info *out)
 {
     memset(out, 0, sizeof *out);
-    if (!is_arr(r, 3) || !is_str(r->element[0]) || !is_arr(r->element[1], SIZE_MAX) ||
-        r->element[1]->elements % 2 != 0)
+    /* (C, issue 14) a fourth element, the claims held, from scripts that send it */
+    if (!(is_arr(r, 3) || is_arr(r, 4)) || !is_str(r->element[0]) ||
+        !is_arr(r->element[1], SIZE_MAX) || r->element[1]->elements % 2 != 0)
         return SL_EFORMAT;
     const redisReply *idr = r->element[0], *h = r->element[1];
-    uint64_t depth;
-    if (!sl__stored_id_valid(idr->str, idr->len) || !reply_uint(r->element[2], SIZE_MAX, &depth))
+    uint64_t depth, in_flight = 0;
+    if (!sl__stored_id_valid(idr->str, idr->len) || !reply_uint(r->element[2], SIZE_MAX, &depth) ||
+        (r->elements == 4 && !reply_uint(r->element[3], SIZE_MAX, &in_flight)))
         return SL_EFORMAT;
     int rc = dup_str(idr->str, idr->len, &out->id);
     unsigned seen = 0;
@@ -326,6 +328,7 @@ int sl__redis_decode_info(const redisReply *r, sl_channel_info *out)
         return rc;
     }
     out->depth = (size_t)depth;
+    out->in_flight = (size_t)in_flight;
     return SL_OK;
 }
 

@@ -130,9 +130,13 @@ def test_unsubscribe_pushes_and_stops_deliveries(srv):
         assert srv.admin.put("/channels/news", json={"n": 2}).status_code == 200
         got = [o for o in b.recv_objs(timeout=WAIT) if o]
         assert got[0]["push"]["pub"]["data"] == {"n": 2}
-        # alice gets nothing more (her socket stays open: a ping answered proves it)
-        rep = a.call("presence_stats", {"channel": "news"}, timeout=WAIT)
+        # alice gets nothing more: her socket stays open, and what reaches it before the reply
+        # to a command sent after the write holds no publication
+        i, _ = a.cmd("presence_stats", {"channel": "news"})
+        seen = []
+        rep = a.reply(i, timeout=WAIT, pushes=seen)
         assert rep["presence_stats"] == {"num_clients": 1, "num_users": 1}
+        assert not [p for p in seen if "pub" in p.get("push", {})], seen
         c = {x["principal"]: x for x in conns(srv)["connections"]}
         assert c["alice"]["subscriptions"] == [] and c["bob"]["subscriptions"] == ["news"]
         rec = audit_events(srv)[-1]
@@ -167,6 +171,13 @@ def test_presence_matches_sessions(srv):
         assert r.status_code == 400 and "presence" in r.json()["message"]
         assert srv.admin.get("/server/presence/nope").status_code == 404
         assert srv.admin.get("/server/presence/nope/stats").status_code == 404
+        # a channel named "stats" is a channel, not the stats route
+        assert srv.admin.post("/channels", json={"id": "stats", "kind": "topic",
+                                                 "presence": True}).status_code == 201
+        assert srv.admin.get("/server/presence/stats").json() == {"channel": "stats",
+                                                                 "clients": []}
+        assert srv.admin.get("/server/presence/stats/stats").json() == \
+            {"channel": "stats", "num_clients": 0, "num_users": 0}
     finally:
         for s in (a1, a2, b):
             s.close()
@@ -417,8 +428,8 @@ def test_workspace_scope(make_server, tmp_path):
 
 
 def test_two_nodes_on_redis(make_server, make_redis):
-    """With the Redis engine: presence is every node's, connections and disconnects this node's,
-    and in-flight counts are not reported (null)."""
+    """With the Redis engine: presence and in-flight counts are every node's, connections and
+    disconnects this node's."""
     r = make_redis()
     a, b = (make_server("--engine", r.url) for _ in range(2))
     adm_a, adm_b = (s.client(s.token("ops", role="admin")) for s in (a, b))
@@ -443,9 +454,40 @@ def test_two_nodes_on_redis(make_server, make_redis):
         # disconnecting alice from node B finds nothing there
         assert adm_b.post("/server/disconnect", json={"principal": "alice"}).json() == \
             {"disconnected": 0}
+        for i in range(3):
+            assert adm_a.put("/channels/q", json={"i": i}).status_code == 200
+        got = adm_a.get("/channels/q", params={"exclusive": "true", "limit": 2}).json()
+        assert len(got["messages"]) == 2
         ch = {c["id"]: c for c in adm_b.get("/server/channels").json()["channels"]}
-        assert ch["q"]["kind"] == "queue" and ch["q"]["in_flight"] is None
+        assert ch["q"]["kind"] == "queue" and ch["q"]["depth"] == 3
+        assert ch["q"]["in_flight"] == 2 and ch["room"]["in_flight"] is None
         assert ch["room"]["subscribers"] == 1
     finally:
         wa.close()
         wb.close()
+
+
+def test_acl_mode_channel_admin(make_server, tmp_path):
+    """Under the ACL, the channel-scoped operations follow the grant's patterns: an administrator
+    of `news` only may look at its presence and unsubscribe people from it, and nothing else."""
+    s = make_server("--authz", "acl", "--admin", "ops", "--audit-log",
+                    str(tmp_path / "audit.jsonl"))
+    ops = s.client(s.token("ops"))
+    for ch in ("news", "other"):
+        assert ops.post("/channels", json={"id": ch, "kind": "topic",
+                                           "presence": True}).status_code == 201
+    assert ops.put("/acl/editor", json={"role": "admin", "channels": ["news"]}).status_code == 200
+    editor = s.client(s.token("editor"))
+    assert editor.get("/server/presence/news/stats").status_code == 200
+    assert editor.post("/server/unsubscribe",
+                       json={"principal": "x", "channel": "news"}).status_code == 200
+    for method, path, body in [("GET", "/server/presence/other", None),
+                               ("POST", "/server/unsubscribe", {"principal": "x",
+                                                                "channel": "other"}),
+                               ("GET", "/server/connections", None),
+                               ("POST", "/server/disconnect", {"principal": "x"}),
+                               ("GET", "/server/channels", None), ("GET", "/audit", None)]:
+        r = editor.request(method, path, json=body)
+        assert r.status_code == 403, (path, r.text)
+    assert ops.get("/server/connections").status_code == 200
+    assert ops.get("/audit").json()["verified"] is True
