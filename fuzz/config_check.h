@@ -55,6 +55,10 @@ static void config_check_repeatable(const sl__config *c, const char *key, sl__co
         for (size_t i = 0; i < c->nworkspace_operators; i++)
             if (sl__config_set(fresh, key, c->workspace_operators[i], &st) != SL_OK)
                 config_check_fail(key, st.message, c->workspace_operators[i], "accepted");
+    } else if (!strcmp(key, "metrics_channels")) { /* (A14) */
+        for (size_t i = 0; i < c->nmetrics_channels; i++)
+            if (sl__config_set(fresh, key, c->metrics_channels[i], &st) != SL_OK)
+                config_check_fail(key, st.message, c->metrics_channels[i], "accepted");
     } else if (!strcmp(key, "listen")) {
         for (size_t i = 0; i < c->nlisteners; i++)
             if (sl__config_set(fresh, key, c->listeners[i].text, &st) != SL_OK)

@@ -10,6 +10,7 @@
  * The decision never depends on whether the channel exists, so a denied caller cannot probe for
  * names. */
 #include "api/ctx.h"
+#include "core/metrics.h" /* (A14) */
 #include "security/acl.h"
 #include "security/workspace.h"
 #include "security/invoke.h"
@@ -80,6 +81,7 @@ static int deny(sl_ctx *ctx, const sl_identity *who, const sl_op_info *info, con
     sl__audit(ctx, NULL, "authz.denied", "principal", who->principal, "source",
               sl_source_name(who->source), "operation", info->name, "resource", resource, "reason",
               why ? why : "insufficient role or scope", NULL);
+    sl__metrics_denied(ctx->metrics, info->op); /* (A14) */
     return SL_EFORBIDDEN;
 }
 

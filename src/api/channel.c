@@ -8,6 +8,7 @@
 #include "api/ctx.h"
 #include "core/jsonv.h"
 #include "core/message.h"
+#include "core/metrics.h" /* (A14) */
 #include "core/wsid.h"
 #include "security/workspace.h"
 #include "store/kv.h"
@@ -16,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <uv.h> /* (A14) the engine loop's clock */
 
 #define NAME_MAX_LEN 255
 #define DESCRIPTION_MAX_LEN 4096
@@ -418,6 +420,11 @@ static void engine_done(sl__eop *e)
     const sl_channel_info *ch;
     const char *id = op->qid, *name = shown(op->channel);
     int rc = e->rc;
+    if (ctx->metrics) { /* (A14) */
+        struct uv_loop_s *loop = ctx->engine->loop;
+        sl__metrics_engine(ctx->metrics, (int)e->kind, rc, loop ? uv_now(loop) - op->m_start : 0);
+        ctx->metrics->dead_letters += e->dead.len;
+    }
     switch (op->op) {
     case SL_OP_CHANNEL_CREATE:
         if (rc == SL_OK) {
@@ -874,6 +881,8 @@ static void run(sl__chop *op)
                   shown(op->channel), "workspace", audit_ws(op->who), NULL);
     op->eop.done = engine_done;
     op->eop.ud = op;
+    if (ctx->metrics && ctx->engine->loop) /* (A14) the loop's cached clock: no clock read */
+        op->m_start = uv_now(ctx->engine->loop);
     ctx->engine->ops->submit(ctx->engine, &op->eop);
 }
 

@@ -33,6 +33,8 @@ struct sl_ctx {
     struct sl__invoke *invoke;
     /* (A, issue 12) the decision cache, the pluggable regime, per-pattern overrides; owned */
     struct sl__authz *authz;
+    /* (A14) borrowed: the server's metrics registry (core/metrics.h), or NULL: none kept */
+    struct sl__metrics *metrics;
 };
 
 /* Replaces the context's engine (owned from now on; the old one is freed) and loads the channel
@@ -105,6 +107,7 @@ struct sl__chop {
     /* part C: the channel as the registry and the engine know it (core/wsid.h), "" when the
      * caller's id is not valid in its workspace */
     char qid[SL_CHANNEL_ID_MAX + 1];
+    uint64_t m_start; /* (A14) the engine loop's clock when the engine request went out */
 };
 void sl__channel_submit(sl_ctx *ctx, sl__chop *op);
 void sl__chop_clear(sl__chop *op);

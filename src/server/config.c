@@ -51,6 +51,7 @@ void sl__config_init(sl__config *c)
     c->authz_policy_timeout = 2;
     c->authz_policy_concurrency = 16;
     c->authz_policy_queue = 1024;
+    c->metrics_top_channels = 20; /* (A14) */
 }
 
 static void free_strv(char **v, size_t n)
@@ -102,6 +103,7 @@ void sl__config_free(sl__config *c)
     free(c->upstream_workspace_claim);
     free_strv(c->authz_overrides, c->nauthz_overrides); /* (A) */
     free(c->authz_policy_url);
+    free_strv(c->metrics_channels, c->nmetrics_channels); /* (A14) */
     wipe_free(c->jwt_env_secret);
     for (size_t i = 0; i < c->nlisteners; i++)
         free(c->listeners[i].text);
@@ -269,10 +271,12 @@ int sl__config_parse_listener(sl__cfg_listener *l, const char *value, sl_status 
             l->mtls = SL__TLS_CLIENT_REQUIRED;
         } else if (!strncmp(o, "auth=", 5) && (mode = sl_authn_mode_parse(o + 5)) >= 0) {
             l->accept = (unsigned)mode;
+        } else if (!strcmp(o, "metrics")) { /* (A14) */
+            l->metrics = 1;
         } else {
             return sl_status_set(st, SL_EINVAL,
                                  "listen: unknown option '%s' (HOST:PORT[,tls][,mtls[=optional|"
-                                 "required]][,auth=any|bearer|signed|cert|none])",
+                                 "required]][,auth=any|bearer|signed|cert|none][,metrics])",
                                  o);
         }
         p = next;
@@ -370,6 +374,9 @@ enum key_id {
     K_AUTHZ_POLICY_TIMEOUT,
     K_AUTHZ_POLICY_CONCURRENCY,
     K_AUTHZ_POLICY_QUEUE,
+    /* (A14) metrics */
+    K_METRICS_TOP_CHANNELS,
+    K_METRICS_CHANNELS,
     K_COUNT
 };
 
@@ -479,6 +486,9 @@ static const sl__config_key key_table[K_COUNT] = {
     [K_AUTHZ_POLICY_TIMEOUT] = {"authz_policy_timeout", NULL, 0, 0, {"0.5", "30"}},
     [K_AUTHZ_POLICY_CONCURRENCY] = {"authz_policy_concurrency", NULL, 0, 0, {"1", "1024"}},
     [K_AUTHZ_POLICY_QUEUE] = {"authz_policy_queue", NULL, 0, 0, {"1", "100000"}},
+    /* (A14) metrics */
+    [K_METRICS_TOP_CHANNELS] = {"metrics_top_channels", NULL, 0, 0, {"0", "1000"}},
+    [K_METRICS_CHANNELS] = {"metrics_channels", "metrics-channel", 0, 1, {"jobs.*", "orders.**"}},
 };
 
 const sl__config_key *sl__config_keys(size_t *n)
@@ -1042,6 +1052,18 @@ int sl__config_set(sl__config *c, const char *key, const char *v, sl_status *st)
         *(id == K_AUTHZ_POLICY_QUEUE ? &c->authz_policy_queue : &c->authz_policy_concurrency) =
             (size_t)u;
         return SL_OK;
+    /* (A14) */
+    case K_METRICS_TOP_CHANNELS:
+        if (parse_uint(v, 1000, &u) < 0)
+            return sl_status_set(st, SL_ECONFIG, "metrics_top_channels must be 0..1000");
+        c->metrics_top_channels = (size_t)u;
+        return SL_OK;
+    case K_METRICS_CHANNELS:
+        if (!sl_pattern_valid(v, strlen(v)))
+            return sl_status_set(st, SL_ECONFIG, "metrics_channels: invalid channel pattern");
+        return push_str(&c->metrics_channels, &c->nmetrics_channels, v) < 0
+                   ? sl_status_set(st, SL_ENOMEM, NULL)
+                   : SL_OK;
     default:
         if (id >= K_WS_FIRST)
             return set_ws(&c->ws, key, v, st);
@@ -1290,6 +1312,13 @@ char *sl__config_format(const sl__config *c, const char *key)
         break;
     case K_AUTHZ_POLICY_QUEUE:
         fprintf(f, "%zu", c->authz_policy_queue);
+        break;
+    /* (A14) */
+    case K_METRICS_TOP_CHANNELS:
+        fprintf(f, "%zu", c->metrics_top_channels);
+        break;
+    case K_METRICS_CHANNELS:
+        put_strv(f, c->metrics_channels, c->nmetrics_channels);
         break;
     default:
         for (size_t i = 0; i < sizeof ws_counts / sizeof ws_counts[0]; i++) {

@@ -59,6 +59,7 @@ typedef struct sl__cfg_listener {
     int tls;         /* 1: TLS (mtls implies it) */
     int mtls;        /* SL__TLS_CLIENT_* (net/tls.h): 0 none, 1 optional, 2 required */
     unsigned accept; /* sl_authn_mode_parse: SL_AUTHN_KIND_* allowed on it; 0: any */
+    int metrics;     /* (A14) 1: serves GET /metrics only, without credentials */
     char *text;      /* as given (sl__config_format) */
 } sl__cfg_listener;
 
@@ -144,6 +145,10 @@ typedef struct sl__config {
     char **workspace_operators; /* principals that may cross into a workspace */
     size_t nworkspace_operators;
     char *upstream_workspace_claim; /* the identity provider's claim naming the workspace */
+    /* (A14) metrics: channels reported by depth, and patterns of channels always reported */
+    size_t metrics_top_channels; /* default 20 */
+    char **metrics_channels;
+    size_t nmetrics_channels;
 } sl__config;
 
 void sl__config_init(sl__config *c);

@@ -16,6 +16,7 @@
 
 #include "core/map.h"
 #include "core/message.h"
+#include "core/metrics.h" /* (A14) */
 #include "store/engine.h"
 
 /* A publication kept for subscriptions between sl__hub_prepare and sl__hub_subscribe. */
@@ -122,6 +123,8 @@ struct sl__hub {
     list held;          /* peers that stopped reading until the next flush */
     size_t batched;     /* bytes fanned out since the last flush */
     sl__cf_buf scratch; /* one encoded push, shared by every subscriber */
+    /* (A14) where deliveries are counted: borrowed, or NULL */
+    struct sl__metrics *metrics;
 };
 
 static void kept_clear(sl__hub_chan *c)
@@ -253,6 +256,12 @@ double sl__hub_presence_ttl(void)
 static void on_timer_closed(uv_handle_t *handle)
 {
     free(handle);
+}
+
+/* (A14) */
+void sl__hub_set_metrics(sl__hub *h, struct sl__metrics *m)
+{
+    h->metrics = m;
 }
 
 int sl__hub_new(sl__hub **out, uv_loop_t *loop, sl_engine *engine)
@@ -527,6 +536,8 @@ static void fan_out(sl__hub *h, sl__hub_chan *c, const sl__hub_sub *except)
         if (sl__cf_buf_append(&s->peer->out, h->scratch.data, h->scratch.len) == SL_OK) {
             h->batched += h->scratch.len + 1;
             sl__hub_peer_touch(h, s->peer);
+            if (h->metrics) /* (A14) */
+                h->metrics->ws_deliveries++;
         }
     }
 }
@@ -660,6 +671,8 @@ static void fan_out_topic(sl__hub *h, sl__hub_chan *c, uint64_t offset)
         if (sl__cf_buf_append(&s->peer->out, h->scratch.data, h->scratch.len) == SL_OK) {
             h->batched += h->scratch.len + 1;
             sl__hub_peer_touch(h, s->peer);
+            if (h->metrics) /* (A14) */
+                h->metrics->ws_deliveries++;
         }
         s->next_offset = offset + 1;
     }

@@ -66,6 +66,9 @@ struct sl__hub_sub {
 struct sl_engine;
 int sl__hub_new(sl__hub **out, uv_loop_t *loop, struct sl_engine *engine);
 void sl__hub_free(sl__hub *h);
+/* (A14) Where deliveries are counted (borrowed; NULL: nowhere). */
+struct sl__metrics;
+void sl__hub_set_metrics(sl__hub *h, struct sl__metrics *m);
 
 void sl__hub_peer_init(sl__hub_peer *p, const sl__hub_peer_ops *ops);
 /* Forgets p's pending batch and dirty mark (its subscriptions are the owner's to unsubscribe). */

@@ -39,6 +39,8 @@
 #include "store/redis_nonce.h"
 #include "server/shared_state.h"
 #include "security/workspace.h"
+#include "core/metrics.h"          /* (A14) */
+#include "server/routes_metrics.h" /* (A14) */
 
 #define SL__MAX_LISTENERS 16
 
@@ -79,6 +81,7 @@ typedef struct server {
     int log_requests;
     sl__workspaces *workspaces; /* part C: operators and limits; the context borrows it */
     const sl__config *cfg;      /* main's, for the SIGHUP reload */
+    sl__metrics *metrics;       /* (A14) the context, the router and the sessions borrow it */
     uv_signal_t sigint, sigterm, sighup;
 } server;
 
@@ -94,7 +97,8 @@ static void usage(FILE *f)
         "usage: sluiced [options]\n"
         "  --listen HOST:PORT[,OPT]  address to serve on (default 127.0.0.1:8080; port 0 picks "
         "one);\n"
-        "                            repeatable; OPT: tls, mtls[=optional|required], auth=MODE\n"
+        "                            repeatable; OPT: tls, mtls[=optional|required], auth=MODE,\n"
+        "                            metrics (GET /metrics only, no credentials; loopback)\n"
         "                            (docs/TLS.md)\n"
         "  --tls-cert FILE           TLS certificate chain (PEM) for ,tls listeners\n"
         "  --tls-key FILE            its private key (PEM); both reloaded on SIGHUP\n"
@@ -279,6 +283,33 @@ static void on_response(void *ud, sl_http_request *req, sl__response *resp)
     const char *type = resp->content_type ? resp->content_type : "application/json"; /* (A14) */
     sl_http_respond(req, resp->status, resp->headers[0] ? resp->headers : NULL,
                     resp->body ? type : NULL, resp->body, resp->body_len);
+}
+
+/* (A14) A metrics listener: GET /metrics without credentials, nothing else. */
+static void on_metrics_request(void *ud, sl_http_request *req)
+{
+    sl__metrics_listener_serve(((server *)ud)->ctx, req);
+}
+
+static const char *data_dir_of(const sl__config *cfg);
+
+/* (A14) The registry, lent to the context, the authentication step and (through the context)
+ * the WebSocket sessions. */
+static int setup_metrics(server *s, const sl__config *cfg, sl_status *st)
+{
+    if (sl__metrics_new(&s->metrics, sl_ctx_now(s->ctx)) != SL_OK)
+        return sl_status_set(st, SL_ENOMEM, NULL);
+    s->metrics->top_channels = cfg->metrics_top_channels;
+    s->metrics->patterns = (const char *const *)cfg->metrics_channels;
+    s->metrics->npatterns = cfg->nmetrics_channels;
+    s->ctx->metrics = s->metrics;
+    s->router.authn.metrics = s->metrics;
+    int rc = SL_OK;
+    if (s->kv)
+        rc = sl__metrics_add_lmdb(s->metrics, s->kv, data_dir_of(cfg));
+    else if (!strcmp(cfg->engine, "redis"))
+        rc = sl__metrics_add_redis(s->metrics, s->ctx->engine);
+    return rc == SL_OK ? SL_OK : sl_status_set(st, rc, NULL);
 }
 
 static void on_request(void *ud, sl_http_request *req)
@@ -915,7 +946,7 @@ static int setup(server *s, const sl__config *cfg, sl_status *st)
     s->router.authn.jwt.leeway = cfg->jwt_leeway;
     s->router.authn.jwt.exp_optional = cfg->jwt_exp_optional;
     s->log_requests = cfg->log_requests;
-    return SL_OK;
+    return setup_metrics(s, cfg, st); /* (A14) */
 }
 
 /* The listeners' TLS settings hang together, and the context loads (before anything else
@@ -984,7 +1015,14 @@ static int setup_listeners(server *s, const sl__config *cfg, sl_status *st)
     }
     for (size_t i = 0; i < n; i++) {
         const sl__cfg_listener *l = &ls[i];
-        int rc = sl_http_server_new(&s->http[s->nhttp], s->loop, &lim, on_request, s);
+        /* (A14) a metrics listener answers without credentials: loopback unless --insecure */
+        if (l->metrics && !is_loopback(l->host) && !cfg->insecure)
+            return sl_status_set(st, SL_ECONFIG,
+                                 "a metrics listener serves /metrics without credentials: "
+                                 "refusing it on %s without --insecure",
+                                 l->host);
+        int rc = sl_http_server_new(&s->http[s->nhttp], s->loop, &lim,
+                                    l->metrics ? on_metrics_request : on_request, s);
         if (rc != SL_OK)
             return sl_status_set(st, rc, NULL);
         sl_http_server *h = s->http[s->nhttp++];
@@ -1105,6 +1143,8 @@ int main(int argc, char **argv)
         s.redis->ops->free(s.redis);
     sl_ctx_free(s.ctx); /* the engine, before the store it writes through */
     sl__workspaces_free(s.workspaces);
+    /* (A14) after the context that borrowed it */
+    sl__metrics_free(s.metrics);
     if (s.loop) /* the Redis connections close */
         uv_run(s.loop, UV_RUN_NOWAIT);
     if (s.kv) {

@@ -14,6 +14,9 @@
 /* (C) */
 #include "server/routes_audit.h"
 #include "server/routes_server.h"
+/* (A14) */
+#include "core/metrics.h"
+#include "server/routes_metrics.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -53,6 +56,7 @@ struct sl__job {
     sl_write *ws;
     char (*items)[SL__MSGID_LEN + 1];
     char *meta; /* the metadata texts, each NUL-terminated */
+    double t0;  /* (A14) arrival (the clock read authentication uses too) */
 };
 
 #define MAX_IDS 10000  /* message ids per acknowledge / nack / remove */
@@ -1642,6 +1646,8 @@ static const sl__route routes[] = {
     /* (D, issue 14) the admin console's static files */
     {"GET", "/admin", SL_OP_CONSOLE, .handler = sl__console_get},
     {"GET", "/admin/{file}", SL_OP_CONSOLE, .handler = sl__console_get},
+    /* (A14) */
+    {"GET", "/metrics", SL_OP_METRICS_READ, .start = sl__metrics_route_start},
 };
 
 const sl__route *sl__router_routes(size_t *n)
@@ -1683,6 +1689,10 @@ void sl__job_finish(sl__job *job, int rc)
 {
     if (rc != SL_OK)
         sl__response_error(&job->resp, rc, job->st.message);
+    sl__metrics *m = job->r->ctx ? job->r->ctx->metrics : NULL; /* (A14) */
+    if (m)
+        sl__metrics_request(m, job->route ? (int)job->route->op : SL_OP__COUNT, job->resp.status,
+                            sl_ctx_now(job->r->ctx) - job->t0);
     job->done(job->ud, job->req, &job->resp);
     sl__response_clear(&job->resp);
     sl_identity_clear(&job->who);
@@ -1984,6 +1994,7 @@ void sl__router_serve(sl__router *r, sl_http_request *req, sl__router_done_fn do
     job->req = req;
     job->done = done;
     job->ud = ud;
+    job->t0 = r->ctx ? sl_ctx_now(r->ctx) : 0; /* (A14) shared with authentication below */
     sl_identity_init(&job->who);
     if (!admit_route(job)) {
         sl__job_finish(job, SL_OK);
@@ -1996,7 +2007,7 @@ void sl__router_serve(sl__router *r, sl_http_request *req, sl__router_done_fn do
     sl__authn_view(req, &job->view);
     if (job->view.accept == 0)
         job->view.accept = sl__router_mode(r, req->path, req->path_len);
-    sl_authn_run_request(&r->authn, &job->view, sl_ctx_now(r->ctx), on_authenticated, job);
+    sl_authn_run_request(&r->authn, &job->view, job->t0, on_authenticated, job);
 }
 
 typedef struct sync_result {

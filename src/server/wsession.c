@@ -26,6 +26,7 @@
 #include "server/hub.h"
 #include "server/router.h"
 #include "security/workspace.h"
+#include "core/metrics.h" /* (A14) */
 
 #define SWEEP_MS 200
 #define ERROR_WINDOW 10.0 /* seconds over which max_errors is counted */
@@ -175,6 +176,8 @@ static void drop_all(sess *s)
         sl__hub_unsubscribe(s->srv->hub, s->subs[i]);
         sub_free(s->subs[i]);
     }
+    if (s->srv->ctx->metrics) /* (A14) */
+        s->srv->ctx->metrics->ws_subscribed -= (int64_t)s->nsubs;
     s->nsubs = 0;
     free(s->subs);
     s->subs = NULL;
@@ -187,6 +190,7 @@ static void close_with(sess *s, int code, const char *reason)
     if (s->state == ST_CLOSED)
         return;
     s->state = ST_CLOSED;
+    sl__metrics_ws_disconnect(s->srv->ctx->metrics, code); /* (A14) */
     drop_all(s);
     sl__cf_buf batch = s->peer.out;
     sl__cf_buf_init(&s->peer.out);
@@ -205,6 +209,8 @@ static void peer_flush(sl__hub_peer *p, const char *data, size_t len)
     sess *s = (sess *)p;
     if (s->state == ST_CLOSED || s->conn == NULL)
         return;
+    if (s->srv->ctx->metrics) /* (A14) */
+        s->srv->ctx->metrics->ws_bytes_out += len;
     ref(s);
     if (len > s->srv->lim.max_outgoing || sl_ws_send_text(s->conn, data, len) == SL_ELIMIT)
         close_with(s, SL__CF_DISC_SLOW, NULL);
@@ -215,6 +221,8 @@ static void remove_sub_at(sess *s, size_t i)
 {
     sub_free(s->subs[i]);
     s->subs[i] = s->subs[--s->nsubs];
+    if (s->srv->ctx->metrics) /* (A14) */
+        s->srv->ctx->metrics->ws_subscribed--;
 }
 
 static void peer_dropped(sl__hub_peer *p, sl__hub_sub *sub)
@@ -821,6 +829,10 @@ static void subscribe_cont(sess *s, wait *w)
         return;
     }
     s->subs[s->nsubs++] = sub;
+    if (s->srv->ctx->metrics) { /* (A14) */
+        s->srv->ctx->metrics->ws_subscriptions++;
+        s->srv->ctx->metrics->ws_subscribed++;
+    }
 }
 
 static void cmd_unsubscribe(sess *s, const sl__cf_command *c)
@@ -1696,6 +1708,8 @@ static void on_text(sl_ws_conn *conn, const char *data, size_t len, void *ud)
     sess *s = ud;
     if (s->state == ST_CLOSED)
         return;
+    if (s->srv->ctx->metrics) /* (A14) */
+        s->srv->ctx->metrics->ws_bytes_in += len;
     sl__cf_command cmds[SL__CF_MAX_COMMANDS];
     size_t n = 0;
     sl_status st = {0};
@@ -1750,6 +1764,8 @@ static void unlink_sess(sess *s)
     if (s->next)
         s->next->prev = s->prev;
     srv->nsessions--;
+    if (srv->ctx->metrics) /* (A14) */
+        srv->ctx->metrics->ws_sessions--;
 }
 
 static void on_close(sl_ws_conn *conn, int code, void *ud)
@@ -1975,6 +1991,7 @@ int sl__wss_server_new(sl__wss_server **out, uv_loop_t *loop, sl_ctx *ctx, const
         free(s);
         return SL_ENOMEM;
     }
+    sl__hub_set_metrics(s->hub, ctx->metrics); /* (A14) */
     s->loop = loop;
     s->ctx = ctx;
     s->authn = authn;
@@ -2137,6 +2154,10 @@ static void open_session(sl__wss_server *srv, sl_http_request *req, const sl_ide
         srv->head->prev = s;
     srv->head = s;
     srv->nsessions++;
+    if (srv->ctx->metrics) { /* (A14) */
+        srv->ctx->metrics->ws_connections++;
+        srv->ctx->metrics->ws_sessions++;
+    }
     if (srv->nsessions > srv->lim.max_connections)
         close_with(s, SL__CF_DISC_CONNECTION_LIMIT, NULL);
 }

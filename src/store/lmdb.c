@@ -130,6 +130,7 @@ typedef struct lmkv {
     batch jb;
     int job_rc, job_hook;
     size_t job_map;
+    uint64_t job_ns;  /* (A14) the job's time on the thread pool (written there, read after) */
     off_t written_to; /* the worker's: the data file is written (zeros past LMDB's pages) to here */
     uv_mutex_t done_lock;
     uv_cond_t done_cond;
@@ -423,6 +424,8 @@ static void finish_job(lmkv *s)
     int kind = s->job;
     s->job = JOB_NONE;
     s->stats.map_size = s->job_map;
+    if (s->job_rc == 0 && (kind != JOB_COMMIT || s->dur == SL__DURABLE_SYNC)) /* (A14) */
+        sl__histo_observe(&s->stats.sync_seconds, (double)s->job_ns / 1e9);
     if (kind == JOB_COMMIT) {
         batch b = s->jb;
         memset(&s->jb, 0, sizeof s->jb);
@@ -438,12 +441,14 @@ static void finish_job(lmkv *s)
 static void work_cb(uv_work_t *w)
 {
     lmkv *s = w->data;
+    uint64_t t0 = uv_hrtime(); /* (A14) */
     if (s->job == JOB_COMMIT) {
         s->job_rc = commit_batch(s, &s->jb, s->dur == SL__DURABLE_SYNC, 1, &s->job_hook);
         if (s->job_rc == 0 && s->dur == SL__DURABLE_SYNC)
             write_ahead(s);
     } else
         s->job_rc = sync_now(s, &s->job_hook);
+    s->job_ns = uv_hrtime() - t0; /* (A14) */
     s->job_map = map_size_now(s);
     uv_mutex_lock(&s->done_lock);
     s->worker_done = 1;

@@ -22,6 +22,8 @@
 #include <sluice/sluice.h>
 #include <uv.h>
 
+#include "core/metrics.h" /* (A14) sl__histo */
+
 /* ---- the engine URL (no I/O: unit tests and a fuzz target drive it) ------------------------- */
 
 #define SL__REDIS_HOST_MAX 255
@@ -58,7 +60,8 @@ int sl__redis_uv_attach(struct redisAsyncContext *ac, uv_loop_t *loop);
 /* "host:port/db" of a shard, for logs and as the shard's name on the ring (no credentials). */
 void sl__redis_addr_name(const sl__redis_addr *a, char *buf, size_t size);
 
-/* ---- the shard ring --------------------------------------------------------------------------- */
+/* ---- the shard ring ---------------------------------------------------------------------------
+ */
 
 /* Consistent hashing of channel ids onto shards: each shard owns SL__REDIS_RING_POINTS points on a
  * 64-bit ring, placed by hashing its name (sl__redis_addr_name) and the point's number, and a
@@ -71,7 +74,8 @@ void sl__redis_ring_free(sl__redis_ring *r);
 /* The index (into u->shards) of the shard that holds channel id. */
 size_t sl__redis_ring_shard(const sl__redis_ring *r, const char *id);
 
-/* ---- a command connection ----------------------------------------------------------------------- */
+/* ---- a command connection -----------------------------------------------------------------------
+ */
 
 typedef struct sl__rconn sl__rconn;
 
@@ -98,6 +102,13 @@ int sl__rconn_new(sl__rconn **out, uv_loop_t *loop, const sl__rconn_opts *o);
 void sl__rconn_free(sl__rconn *c);
 /* 1 when connected (authenticated and selected) and answering. */
 int sl__rconn_up(const sl__rconn *c);
+/* (A14) Commands answered (round trips, each with its time on the loop's clock, millisecond
+ * resolution) and commands that got no answer (down, dropped or overdue). */
+typedef struct sl__rconn_stats {
+    unsigned long round_trips, failures;
+    sl__histo seconds;
+} sl__rconn_stats;
+void sl__rconn_stats_get(const sl__rconn *c, sl__rconn_stats *out);
 /* Sends one command; argv/lens are copied. lens NULL: strlen of each. */
 void sl__rconn_cmd(sl__rconn *c, int argc, const char *const *argv, const size_t *lens,
                    sl__rconn_fn fn, void *ud);
@@ -105,7 +116,8 @@ void sl__rconn_cmd(sl__rconn *c, int argc, const char *const *argv, const size_t
 /* A server-side Lua script, sent by its SHA-1 (EVALSHA); when Redis answers NOSCRIPT (a restarted
  * or flushed Redis) the connection sends the same call again as EVAL with the body (which also
  * caches it), keeping the caller's callback, so callers never see that.
- * Initialise once with sl__rscript_init (computes the SHA-1); body is borrowed (a static string). */
+ * Initialise once with sl__rscript_init (computes the SHA-1); body is borrowed (a static string).
+ */
 typedef struct sl__rscript {
     const char *body;
     char sha[41];

@@ -81,6 +81,14 @@ static void test_errors_name_file_and_line(void **state)
         {"listen = nowhere\n", "test.conf:1: listen must be HOST:PORT"},
         {"listen = [[a]]:80\n", "test.conf:1: listen must be HOST:PORT"}, /* found by fuzzing */
         {"listen = a b:80\n", "test.conf:1: listen must be HOST:PORT"},
+        /* (A14) */
+        {"listen = 127.0.0.1:9100,metric\n",
+         "test.conf:1: listen: unknown option 'metric' (HOST:PORT[,tls][,mtls[=optional|required]]"
+         "[,auth=any|bearer|signed|cert|none][,metrics])"},
+        {"metrics_top_channels = 1001\n", "test.conf:1: metrics_top_channels must be 0..1000"},
+        {"metrics_top_channels = -1\n", "test.conf:1: metrics_top_channels must be 0..1000"},
+        {"metrics_channels = a..b\n", "test.conf:1: metrics_channels: invalid channel pattern"},
+        {"metrics_channels = \"x\\n\"\n", "test.conf:1: metrics_channels: invalid channel pattern"},
         {"\n\nbogus = 1\n", "test.conf:3: unknown option 'bogus'"},
         {"[channel a/b]\n", "test.conf:1: invalid channel id 'a/b'"},
         {"[channel q]\nkind = stream\n", "test.conf:2: kind must be queue or topic"},
