@@ -9,7 +9,7 @@
 #include "core/msgjson.h"
 #include "security/workspace.h"
 #include "security/invoke.h" /* (B) */
-#include "server/console.h" /* (D, issue 14) */
+#include "server/console.h"  /* (D, issue 14) */
 
 /* (C) */
 #include "server/routes_audit.h"
