@@ -555,6 +555,9 @@
         return;
       }
       const t = performance.now() / 1000;
+      const stNote = st.retired === 'denied' || st.status === 403 ? 'not allowed for this credential'
+        : st.retired === 'unavailable' || st.status === 404 ? 'unavailable on this server' : '';
+      setText($('chanstats-state'), stNote ? 'Rate, in flight, dead letters and subscribers: ' + stNote + '.' : '');
       if (setState('channels-state', ch, 'list channels'))
         renderChannels((ch.json && ch.json.channels) || [], st.status === 200 && st.json ? st.json.channels : null, t);
       if (cn.status === 200 && cn.json) {
