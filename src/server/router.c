@@ -10,6 +10,7 @@
 #include "security/workspace.h"
 #include "security/invoke.h" /* (B) */
 #include "server/reqlog.h"   /* (B, issue 14) */
+#include "server/console.h"  /* (D, issue 14) */
 
 /* (C) */
 #include "server/routes_audit.h"
@@ -1711,6 +1712,9 @@ static const sl__route routes[] = {
      .start = sl__start_server_presence},
     {"GET", "/server/channels", SL_OP_SERVER_CHANNELS, .start = sl__start_server_channels},
     {"GET", "/audit", SL_OP_AUDIT_READ, .start = sl__start_audit_read},
+    /* (D, issue 14) the admin console's static files */
+    {"GET", "/admin", SL_OP_CONSOLE, .handler = sl__console_get},
+    {"GET", "/admin/{file}", SL_OP_CONSOLE, .handler = sl__console_get},
     /* (A14) */
     {"GET", "/metrics", SL_OP_METRICS_READ, .start = sl__metrics_route_start},
 };

@@ -250,6 +250,9 @@ static const struct expected_route {
      BY_ROLE, 0, "channel 'jobs'"},
     {"GET", "/server/channels", "server.channels", SL_ROLE_ADMIN, SL_RES_NONE, BY_ROLE, 0, NULL},
     {"GET", "/audit", "audit.read", SL_ROLE_ADMIN, SL_RES_NONE, BY_ROLE, 0, NULL},
+    /* (D, issue 14) the admin console's static files: no credentials, the page asks the API */
+    {"GET", "/admin", "console", SL_ROLE_NONE, SL_RES_NONE, OPEN, 0, NULL},
+    {"GET", "/admin/{file}", "console", SL_ROLE_NONE, SL_RES_NONE, OPEN, 0, NULL},
     /* (A14) */
     {"GET", "/metrics", "metrics.read", SL_ROLE_ADMIN, SL_RES_NONE, BY_ROLE, 0, NULL},
 };
@@ -307,6 +310,8 @@ static void concrete(const char *tmpl, char *out, size_t cap)
     }
     const char *close = strchr(brace, '}');
     const char *val = strncmp(brace, "{principal}", 11) == 0 ? "someone" : "jobs";
+    if (strncmp(brace, "{file}", 6) == 0) /* (D) */
+        val = "app.js";
     snprintf(out, cap, "%.*s%s%s", (int)(brace - tmpl), tmpl, val, close + 1);
 }
 
