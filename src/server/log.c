@@ -399,8 +399,15 @@ int sl__log_reopen(sl__log *l, sl_status *st)
     if (fd < 0)
         return sl_status_set(st, SL_EIO, "cannot reopen the log file %s: %s", l->path,
                              strerror(errno));
-    close(l->fd);
-    l->fd = fd;
+    /* The new file takes the old descriptor's number, so a line written at the same time from
+     * another thread (the store's commit thread, through core/logsink.h) lands in one of the
+     * two files, never in a descriptor closed or reused meanwhile. */
+    if (dup2(fd, l->fd) < 0) {
+        int e = errno;
+        close(fd);
+        return sl_status_set(st, SL_EIO, "cannot reopen the log file %s: %s", l->path, strerror(e));
+    }
+    close(fd);
     return SL_OK;
 }
 

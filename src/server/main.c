@@ -86,6 +86,7 @@ typedef struct server {
     sl__workspaces *workspaces; /* part C: operators and limits; the context borrows it */
     const sl__config *cfg;      /* main's, for the SIGHUP reload */
     sl__log *log;               /* (B, issue 14) sluiced's own log; the router borrows it */
+    sl__logsink sink;           /* the stores' and Redis links' way into log (core/logsink.h) */
     sl__metrics *metrics;       /* (A14) the context, the router and the sessions borrow it */
     uv_signal_t sigint, sigterm, sighup;
     /* (E, issue 14) the principals the ACL file granted last (a reload revokes the ones it no
@@ -554,6 +555,13 @@ static int load_acl_file(server *s, const sl__config *cfg, int *applying, sl_sta
 
 /* SIGHUP: the audit log was rotated (moved aside); continue its chain in a new file. The TLS
  * certificate and key are reloaded. (E) So is the ACL file. */
+/* The stores' lines (core/logsink.h), also from the LMDB commit thread: sl__logf writes each
+ * line with one write(2), and a reopened log file takes the old descriptor's number. */
+static void store_log(void *ud, int level, const char *msg)
+{
+    sl__logf(((server *)ud)->log, (sl__log_level)level, NULL, "%s", msg);
+}
+
 static void on_hangup(uv_signal_t *h, int signum)
 {
     (void)signum;
@@ -692,7 +700,7 @@ static int make_authenticator(server *s, const sl__config *cfg, const char *name
         if (s->redis)
             rc =
                 sl__nonce_redis_new(&s->nonces, s->loop, &sl__redis_engine_url(s->redis)->shards[0],
-                                    cfg->engine_prefix ? cfg->engine_prefix : "sluice");
+                                    cfg->engine_prefix ? cfg->engine_prefix : "sluice", &s->sink);
         else
             rc = sl__nonce_memory_new(cfg->signature_max_nonces, &s->nonces);
         if (rc != SL_OK)
@@ -838,8 +846,10 @@ static int open_store(server *s, const sl__config *cfg, sl_status *st)
         return open_redis(s, cfg, st);
     if (strcmp(cfg->engine, "lmdb") != 0)
         return SL_OK;
-    sl__lmdb_opts o = {
-        .dir = data_dir_of(cfg), .loop = s->loop, .batch_ms = cfg->durability_batch_ms};
+    sl__lmdb_opts o = {.dir = data_dir_of(cfg),
+                       .loop = s->loop,
+                       .batch_ms = cfg->durability_batch_ms,
+                       .log = &s->sink};
     if (sl__durability_parse(cfg->durability, &o.durability) != SL_OK)
         return sl_status_set(st, SL_ECONFIG, "durability must be sync, batch or none");
     int rc = sl__lmdb_open(&s->kv, &o, st);
@@ -880,7 +890,8 @@ static int wait_redis(server *s, sl_engine *e, sl_status *st)
 /* The Redis engine, connected, and the kv on its first shard for the security stores. */
 static int open_redis(server *s, const sl__config *cfg, sl_status *st)
 {
-    sl__redis_engine_opts o = {.url = cfg->engine_url, .prefix = cfg->engine_prefix};
+    sl__redis_engine_opts o = {
+        .url = cfg->engine_url, .prefix = cfg->engine_prefix, .log = &s->sink};
     int rc = sl__redis_engine_new(&s->redis, s->loop, &o, st);
     if (rc == SL_OK)
         rc = wait_redis(s, s->redis, st);
@@ -888,6 +899,8 @@ static int open_redis(server *s, const sl__config *cfg, sl_status *st)
         rc = sl__redis_kv_new(&s->rkv, s->loop, &sl__redis_engine_url(s->redis)->shards[0],
                               sl__redis_engine_conn(s->redis, 0), sl__redis_engine_prefix(s->redis),
                               st);
+    if (rc == SL_OK)
+        sl__redis_kv_set_log(s->rkv, &s->sink);
     return rc;
 }
 
@@ -1214,6 +1227,7 @@ int main(int argc, char **argv)
     sl__config cfg;
     sl__config_init(&cfg);
     server s = {0};
+    s.sink = (sl__logsink){store_log, &s};
     sl_status st;
     sl_status_clear(&st);
     extern char **environ;

@@ -100,6 +100,7 @@ typedef struct hook {
 
 typedef struct lmkv {
     sl__kv base;
+    const sl__logsink *log; /* borrowed; NULL: stderr */
     MDB_env *env;
     MDB_txn *volatile opening; /* probe_tables' transaction and cursor while it runs */
     MDB_cursor *volatile probing;
@@ -363,14 +364,15 @@ static size_t map_size_now(lmkv *s)
     return info.me_mapsize;
 }
 
-static void report(const char *what, int rc, int hook_rc)
+static void report(const lmkv *s, const char *what, int rc, int hook_rc)
 {
     /* Only codes and counts: a commit's data never goes to a log. */
     if (hook_rc != SL_OK)
-        fprintf(stderr, "sluice store: %s failed: a sync hook failed (%s)\n", what,
-                sl_strerror(hook_rc));
+        sl__logsink_printf(s->log, SL__SINK_ERROR, "store: %s failed: a sync hook failed (%s)",
+                           what, sl_strerror(hook_rc));
     else
-        fprintf(stderr, "sluice store: %s failed: %s\n", what, mdb_strerror(rc));
+        sl__logsink_printf(s->log, SL__SINK_ERROR, "store: %s failed: %s", what,
+                           mdb_strerror(rc));
 }
 
 /* ---- results (loop thread) ------------------------------------------------------------------- */
@@ -404,7 +406,7 @@ static void settle_commit(lmkv *s, batch *b, int rc, int hook_rc)
         s->stats.failed++;
         char what[64];
         snprintf(what, sizeof what, "commit of %zu change%s", b->n, b->n == 1 ? "" : "s");
-        report(what, rc, hook_rc);
+        report(s, what, rc, hook_rc);
         batch_prepend(&s->cur, b);
         s->cur.touched |= b->touched;
         if (s->loop != NULL && !s->closing) {
@@ -434,7 +436,7 @@ static void finish_job(lmkv *s)
         s->stats.syncs++;
         s->since_sync = 0;
     } else {
-        report("periodic sync", s->job_rc, s->job_hook);
+        report(s, "periodic sync", s->job_rc, s->job_hook);
     }
 }
 
@@ -686,8 +688,8 @@ static int lm_scan(sl__kv *kv, const char *table, const void *prefix, size_t ple
     if (sigsetjmp(jb, 1) != 0) {
         scan_guard = NULL; /* the cursor and the read transaction are only freed below */
         result = SL_EFORMAT;
-        fprintf(stderr, "sluice store: table %s is damaged (LMDB read a page that is not one)\n",
-                table);
+        sl__logsink_printf(s->log, SL__SINK_ERROR,
+                           "store: table %s is damaged (LMDB read a page that is not one)", table);
     } else {
         MDB_txn *tx = NULL;
         MDB_cursor *cu = NULL;
@@ -719,7 +721,8 @@ static int lm_scan(sl__kv *kv, const char *table, const void *prefix, size_t ple
     if (result != SL_OK)
         return result;
     if (rc != 0) {
-        fprintf(stderr, "sluice store: reading table %s failed: %s\n", table, mdb_strerror(rc));
+        sl__logsink_printf(s->log, SL__SINK_ERROR, "store: reading table %s failed: %s", table,
+                           mdb_strerror(rc));
         return rc == MDB_CORRUPTED || rc == MDB_PAGE_NOTFOUND ? SL_EFORMAT : SL_EIO;
     }
     return SL_OK;
@@ -797,7 +800,7 @@ static void lm_free(sl__kv *kv)
         int hook_rc;
         int rc = sync_now(s, &hook_rc);
         if (rc != 0)
-            report("final sync", rc, hook_rc);
+            report(s, "final sync", rc, hook_rc);
     }
     release(s);
     if (s->loop == NULL) {
@@ -1013,8 +1016,9 @@ static int open_env(lmkv *s, size_t map_size, sl_status *st)
                              ((unsigned long long)ei.me_last_pgno + 1) * ms.ms_psize);
     int dead = 0;
     if (mdb_reader_check(s->env, &dead) == 0 && dead > 0)
-        fprintf(stderr, "sluice store: cleared %d stale reader slot%s of crashed processes in %s\n",
-                dead, dead == 1 ? "" : "s", s->dir);
+        sl__logsink_printf(s->log, SL__SINK_WARN,
+                           "store: cleared %d stale reader slot%s of crashed processes in %s", dead,
+                           dead == 1 ? "" : "s", s->dir);
     return SL_OK;
 }
 
@@ -1042,6 +1046,7 @@ int sl__lmdb_open(sl__kv **out, const sl__lmdb_opts *o, sl_status *st)
         free(s);
         return sl_status_set(st, SL_ENOMEM, NULL);
     }
+    s->log = o->log;
     s->base.ops = &lmdb_ops;
     s->lockfd = -1;
     s->read_only = o->read_only;

@@ -9,6 +9,7 @@
 #ifndef SLUICE_STORE_LMDB_H
 #define SLUICE_STORE_LMDB_H
 
+#include "core/logsink.h"
 #include <uv.h>
 
 #include "core/metrics.h" /* (A14) sl__histo */
@@ -26,6 +27,8 @@ typedef struct sl__lmdb_opts {
     unsigned batch_ms;         /* 0: 1000 */
     size_t map_size;           /* initial map size; 0: 64 MiB. Grows (doubles) on MDB_MAP_FULL */
     int read_only;             /* open for reading/backup (the CLI), without the process lock */
+    const sl__logsink *log;    /* messages for the operator, also from the commit thread
+                                  (borrowed, outlives the store); NULL: stderr */
 } sl__lmdb_opts;
 
 /* Static strings: "sync" | "batch" | "none" ("?" for anything else). */

@@ -455,6 +455,7 @@ typedef struct rlink {
     int refs; /* handles and requests still open; the struct goes with the last */
     sl__rconn_state_fn on_state;
     void *state_ud;
+    const sl__logsink *log; /* borrowed; NULL: stderr */
 } rlink;
 
 /* A completion owed to a caller, delivered from the loop (a zero timer), not from the call that
@@ -491,9 +492,9 @@ static void link_handle_closed(uv_handle_t *h)
 
 static void log_line(const rlink *l, const char *fmt, const char *a)
 {
-    fprintf(stderr, "sluice %s: redis %s ", l->what, l->name);
-    fprintf(stderr, fmt, a);
-    fputc('\n', stderr);
+    char tail[512];
+    snprintf(tail, sizeof tail, fmt, a);
+    sl__logsink_printf(l->log, SL__SINK_WARN, "%s: redis %s %s", l->what, l->name, tail);
 }
 
 /* Detaches and frees l's context (if any): hiredis calls every pending reply callback with NULL.
@@ -1288,6 +1289,7 @@ int sl__rconn_new(sl__rconn **out, uv_loop_t *loop, const sl__rconn_opts *o)
     sl__rconn *c = calloc(1, sizeof *c);
     if (c == NULL)
         return SL_ENOMEM;
+    c->l.log = o->log;
     if (link_init(&c->l, KIND_CMD, loop, o->addr, o->what, o->timeout_ms) != SL_OK) {
         free(c);
         return SL_ENOMEM;
@@ -1579,6 +1581,7 @@ int sl__rsub_new(sl__rsub **out, uv_loop_t *loop, const sl__rsub_opts *o)
         free(s);
         return SL_ENOMEM;
     }
+    s->l.log = o->log;
     if (link_init(&s->l, KIND_SUB, loop, o->addr, o->what, 0) != SL_OK) {
         sl__map_free(s->by_name, NULL);
         free(s);

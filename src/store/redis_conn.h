@@ -16,6 +16,7 @@
 #ifndef SLUICE_STORE_REDIS_CONN_H
 #define SLUICE_STORE_REDIS_CONN_H
 
+#include "core/logsink.h"
 #include <stddef.h>
 
 #include <hiredis/hiredis.h>
@@ -91,6 +92,7 @@ typedef void (*sl__rconn_state_fn)(void *ud, int up);
 typedef struct sl__rconn_opts {
     const sl__redis_addr *addr; /* copied */
     const char *what;           /* for log lines: "engine", "engine shard 2", ... (copied) */
+    const sl__logsink *log;     /* where they go (borrowed, outlives the connection); NULL: stderr */
     unsigned timeout_ms;        /* a reply later than this drops the connection; 0: 5000 */
     sl__rconn_state_fn on_state;
     void *state_ud;
@@ -141,6 +143,7 @@ typedef void (*sl__rsub_ready_fn)(void *ud, int rc);
 typedef struct sl__rsub_opts {
     const sl__redis_addr *addr;
     const char *what;
+    const sl__logsink *log; /* borrowed; NULL: stderr */
     sl__rsub_msg_fn on_msg;
     /* Down (0), or up again (1) with every channel subscribed again: messages published while it
      * was down were missed, and the owner resynchronises. */

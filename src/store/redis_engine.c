@@ -101,6 +101,7 @@ typedef struct watch_req {
 
 struct rengine {
     sl_engine base;
+    const sl__logsink *log; /* borrowed (opts); NULL: stderr */
     sl__redis_url url;
     sl__redis_ring *ring;
     rshard *shards;
@@ -391,10 +392,11 @@ static void log_format(rengine *e, const sl__eop *op)
     if (e->format_logged && now - e->format_logged < 1000)
         return;
     e->format_logged = now ? now : 1;
-    fprintf(stderr,
-            "sluice engine: %s%s: the data in Redis does not read back (a key of the wrong type or "
-            "a malformed value); the request fails\n",
-            op->channel ? "channel " : "the channel list", op->channel ? op->channel : "");
+    sl__logsink_printf(e->log, SL__SINK_ERROR,
+                       "engine: %s%s: the data in Redis does not read back (a key of the wrong "
+                       "type or a malformed value); the request fails",
+                       op->channel ? "channel " : "the channel list",
+                       op->channel ? op->channel : "");
 }
 
 static void on_reply(void *ud, int rc, const redisReply *r)
@@ -1030,10 +1032,10 @@ static void on_format(void *ud, int rc, const redisReply *r)
         return; /* checked again when it comes back */
     if (r->type == REDIS_REPLY_ERROR) {
         s->format = -1;
-        fprintf(stderr,
-                "sluice engine shard %zu: its keys are in a newer layout than this build "
-                "reads: its requests fail (upgrade sluiced)\n",
-                s->idx);
+        sl__logsink_printf(s->e->log, SL__SINK_ERROR,
+                           "engine shard %zu: its keys are in a newer layout than this build "
+                           "reads: its requests fail (upgrade sluiced)",
+                           s->idx);
     } else {
         s->format = 1;
     }
@@ -1130,6 +1132,7 @@ int sl__redis_engine_new(sl_engine **out, uv_loop_t *loop, const sl__redis_engin
     sl__rscript_init(&e->script, sl__redis_script_src);
     sl__rscript_init(&e->append, sl__redis_append_src);
     e->nshards = e->url.n;
+    e->log = o->log;
     if (sl__redis_ring_new(&e->ring, &e->url) != SL_OK || sl__map_new(&e->watched) != SL_OK ||
         (e->shards = calloc(e->nshards, sizeof *e->shards)) == NULL) {
         r_free(&e->base);
@@ -1143,11 +1146,13 @@ int sl__redis_engine_new(sl_engine **out, uv_loop_t *loop, const sl__redis_engin
         s->idx = i;
         sl__rconn_opts co = {.addr = &e->url.shards[i],
                              .what = what,
+                             .log = o->log,
                              .timeout_ms = o->timeout_ms,
                              .on_state = on_conn_state,
                              .state_ud = s};
         sl__rsub_opts so = {.addr = &e->url.shards[i],
                             .what = what,
+                            .log = o->log,
                             .on_msg = on_sub_msg,
                             .on_state = on_sub_state,
                             .ud = s};

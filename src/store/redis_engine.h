@@ -6,6 +6,7 @@
 #ifndef SLUICE_STORE_REDIS_ENGINE_H
 #define SLUICE_STORE_REDIS_ENGINE_H
 
+#include "core/logsink.h"
 #include "store/engine.h"
 #include "store/redis_conn.h"
 
@@ -16,6 +17,8 @@ typedef struct sl__redis_engine_opts {
     const char *prefix;  /* namespaces every key and channel: letters, digits, '_', '-', '.'; NULL:
                             "sluice" */
     unsigned timeout_ms; /* a reply later than this fails the connection; 0: 5000 */
+    const sl__logsink *log; /* messages for the operator (borrowed, outlives the engine); NULL:
+                               stderr */
 } sl__redis_engine_opts;
 
 /* Connects in the background: until a shard answers, its requests complete with SL_EUNAVAIL (so

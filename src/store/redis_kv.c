@@ -130,6 +130,7 @@ struct rkv {
     sl__redis_addr addr; /* host, port, db copied; user and password owned copies */
     sl__rconn *conn;     /* borrowed */
     sl__rsub *sub;       /* owned, once watched */
+    const sl__logsink *log; /* borrowed; NULL: stderr */
     char prefix[SL__REDIS_PREFIX_MAX + 1];
     char channel[SL__REDIS_PREFIX_MAX + 8]; /* <prefix>:kv */
     stop *ops;
@@ -302,7 +303,7 @@ static void batch_done(void *ud, int rc, const redisReply *reply)
         result = SL_ESTORAGE;
     if (kv != NULL) {
         if (result != SL_OK) {
-            fprintf(stderr, "sluice redis kv: a batch of %s failed: %s%s\n", "security state",
+            sl__logsink_printf(kv->log, SL__SINK_WARN, "redis kv: a batch of %s failed: %s%s", "security state",
                     result == SL_EUNAVAIL ? "Redis is unavailable" : "Redis refused it: ",
                     result == SL_EUNAVAIL ? "" : (reply && reply->str ? reply->str : "?"));
             kv->failed_seq = p->seq;
@@ -342,7 +343,7 @@ static pend *flush_batch(rkv *kv)
     for (size_t i = 0; i < n; i++)
         touched |= 1u << kv->ops[i].table;
     if (argv == NULL || lens == NULL || keys == NULL || p == NULL) {
-        fprintf(stderr, "sluice redis kv: out of memory sending a batch\n");
+        sl__logsink_printf(kv->log, SL__SINK_WARN, "redis kv: out of memory sending a batch");
         free(argv);
         free(lens);
         free(keys);
@@ -518,7 +519,7 @@ static void fetch_done(void *ud, int rc, const redisReply *reply)
         } else if (reply->type == REDIS_REPLY_NIL) {
             kv->watch_fn(kv->watch_ud, tables[p->table], p->key, p->klen, NULL, 0);
         } else {
-            fprintf(stderr, "sluice redis kv: %s:kv:%s is not a hash of strings: change ignored\n",
+            sl__logsink_printf(kv->log, SL__SINK_WARN, "redis kv: %s:kv:%s is not a hash of strings: change ignored",
                     kv->prefix, tables[p->table]);
         }
     }
@@ -554,7 +555,7 @@ static void on_msg(void *ud, const char *channel, size_t clen, const char *msg, 
         return;
     if (!sl__redis_kv_notice_parse(msg, mlen, on_item, kv)) {
         /* Someone else published here: whatever it says, reload what it may have touched. */
-        fprintf(stderr, "sluice redis kv: a malformed notice on %s: reloading every table\n",
+        sl__logsink_printf(kv->log, SL__SINK_WARN, "redis kv: a malformed notice on %s: reloading every table",
                 kv->channel);
         for (size_t t = 0; t < NTABLES; t++)
             kv->watch_fn(kv->watch_ud, tables[t], NULL, 0, NULL, 0);
@@ -615,6 +616,7 @@ int sl__redis_kv_watch(sl__kv *b, sl__redis_kv_change_fn fn, void *ud)
     if (b == NULL || b->ops != &rkv_ops || fn == NULL || kv->watch_fn != NULL)
         return SL_EINVAL;
     sl__rsub_opts o = {.addr = &kv->addr,
+                       .log = kv->log,
                        .what = "security state feed",
                        .on_msg = on_msg,
                        .on_state = on_sub_state,
@@ -682,7 +684,7 @@ static void load_done(void *ud, int rc, const redisReply *reply)
         e[n++] = (sl__redis_kv_entry){k->str, (size_t)k->len, v->str, (size_t)v->len};
     }
     if (res == SL_EFORMAT)
-        fprintf(stderr, "sluice redis kv: %s:kv:%s is not a hash: not loaded\n", kv->prefix,
+        sl__logsink_printf(kv->log, SL__SINK_WARN, "redis kv: %s:kv:%s is not a hash: not loaded", kv->prefix,
                 tables[p->table]);
     if (res == SL_EUNAVAIL)
         mark_dirty(kv, 1u << p->table); /* try again once Redis answers */
@@ -741,7 +743,7 @@ static int rkv_scan(sl__kv *b, const char *table, const void *prefix, size_t ple
     if (c == NULL || c->err) {
         char name[SL__REDIS_HOST_MAX + 32];
         sl__redis_addr_name(&kv->addr, name, sizeof name);
-        fprintf(stderr, "sluice redis kv: cannot connect to %s to load %s: %s\n", name, tables[t],
+        sl__logsink_printf(kv->log, SL__SINK_WARN, "redis kv: cannot connect to %s to load %s: %s", name, tables[t],
                 c ? c->errstr : "out of memory");
         if (c)
             redisFree(c);
@@ -757,7 +759,7 @@ static int rkv_scan(sl__kv *b, const char *table, const void *prefix, size_t ple
         else
             r = sync_cmd(c, 2, (const char *[]){"AUTH", kv->addr.password}, NULL);
         if (r == NULL || r->type == REDIS_REPLY_ERROR) {
-            fprintf(stderr, "sluice redis kv: Redis refused the credentials\n");
+            sl__logsink_printf(kv->log, SL__SINK_WARN, "redis kv: Redis refused the credentials");
             rc = SL_EUNAVAIL;
         }
         freeReplyObject(r);
@@ -787,9 +789,9 @@ static int rkv_scan(sl__kv *b, const char *table, const void *prefix, size_t ple
             if (r->element[i]->type != REDIS_REPLY_STRING)
                 rc = SL_EFORMAT;
         if (rc == SL_EFORMAT)
-            fprintf(stderr, "sluice redis kv: %s is not a hash of strings\n", hk);
+            sl__logsink_printf(kv->log, SL__SINK_WARN, "redis kv: %s is not a hash of strings", hk);
         else if (rc == SL_EUNAVAIL)
-            fprintf(stderr, "sluice redis kv: Redis did not answer reading %s\n", hk);
+            sl__logsink_printf(kv->log, SL__SINK_WARN, "redis kv: Redis did not answer reading %s", hk);
     }
     size_t n = rc == SL_OK ? r->elements / 2 : 0;
     field *order = n ? calloc(n, sizeof *order) : NULL;
@@ -871,6 +873,11 @@ static const sl__kv_ops rkv_ops = {
     .barrier = rkv_barrier,
     .touch = rkv_touch,
 };
+
+void sl__redis_kv_set_log(sl__kv *b, const sl__logsink *log)
+{
+    ((rkv *)b)->log = log;
+}
 
 int sl__redis_kv_new(sl__kv **out, uv_loop_t *loop, const sl__redis_addr *addr, sl__rconn *conn,
                      const char *prefix, sl_status *st)

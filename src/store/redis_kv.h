@@ -27,6 +27,9 @@
 /* ---- the kv -----------------------------------------------------------------------------------
  */
 
+/* Where its messages for the operator go (borrowed, outlives the kv); NULL: stderr. */
+void sl__redis_kv_set_log(sl__kv *b, const struct sl__logsink *log);
+
 /* A kv on Redis. conn is the command connection (borrowed: the Redis engine's connection to its
  * first shard, which must outlive the kv); addr (copied) is the same server, used for two things
  * the async connection cannot do: scan's synchronous connection and the change feed's own

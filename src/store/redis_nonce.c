@@ -63,13 +63,13 @@ static void destroy(sl__nonce_store *s)
 }
 
 int sl__nonce_redis_new(sl__nonce_store **out, uv_loop_t *loop, const sl__redis_addr *addr,
-                        const char *prefix)
+                        const char *prefix, const sl__logsink *log)
 {
     redis_nonces *r = calloc(1, sizeof *r);
     if (r == NULL)
         return SL_ENOMEM;
     snprintf(r->prefix, sizeof r->prefix, "%s", prefix && *prefix ? prefix : "sluice");
-    sl__rconn_opts o = {.addr = addr, .what = "signature nonces"};
+    sl__rconn_opts o = {.addr = addr, .what = "signature nonces", .log = log};
     int rc = sl__rconn_new(&r->conn, loop, &o);
     if (rc != SL_OK) {
         free(r);

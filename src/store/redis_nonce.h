@@ -13,6 +13,6 @@
  * Fails closed: while the connection is down every answer is SL_EUNAVAIL. Release with
  * (*out)->free(*out) on the loop's thread, then run the loop until its handles are closed. */
 int sl__nonce_redis_new(sl__nonce_store **out, uv_loop_t *loop, const sl__redis_addr *addr,
-                        const char *prefix);
+                        const char *prefix, const struct sl__logsink *log);
 
 #endif

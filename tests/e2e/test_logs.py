@@ -227,3 +227,18 @@ def test_websocket_upgrade_logged_with_its_id(make_server):
     assert tok not in log
     acc = [a for a in access_lines(json_lines(log)) if a["request_id"] == "ws-1"]
     assert len(acc) == 1 and acc[0]["status"] == 101 and acc[0]["query"] == "token=REDACTED"
+
+
+def test_store_and_redis_lines_are_json_too(make_server, make_redis):
+    """The layers below the server (the Redis links, the stores) write through the same log: with
+    --log-format json a Redis outage is a JSON line at warn, not a bare line on stderr."""
+    r = make_redis()
+    s = make_server("--log-format", "json", "--engine", r.url)
+    assert s.client(s.token("ops", role="admin")).get("/healthz").status_code == 200
+    r.kill()
+    deadline = time.time() + 15
+    while "unavailable" not in s.stderr() and time.time() < deadline:
+        time.sleep(0.1)
+    recs = json_lines(stopped_log(s))
+    down = [x for x in recs if "redis" in x["msg"] and "unavailable" in x["msg"]]
+    assert down and all(x["level"] == "warn" for x in down), recs

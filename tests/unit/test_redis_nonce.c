@@ -55,7 +55,7 @@ static sl__nonce_store *store(uv_loop_t *loop)
     sl_status st;
     assert_int_equal(sl__redis_url_parse(url, &u, &st), SL_OK);
     sl__nonce_store *s;
-    assert_int_equal(sl__nonce_redis_new(&s, loop, &u.shards[0], "t"), SL_OK);
+    assert_int_equal(sl__nonce_redis_new(&s, loop, &u.shards[0], "t", NULL), SL_OK);
     sl__redis_url_clear(&u);
     return s;
 }
