@@ -16,4 +16,8 @@
  * *out is malloc'd and NUL-terminated (release with free), *len its length. SL_OK or SL_ENOMEM. */
 int sl__messages_json(const sl_message_list *l, int exclusive, char **out, size_t *len);
 
+/* Seconds since the epoch between 10^9 and 10^10 (2001 to 2286) written exactly as printf's
+ * "%.17g" writes them, without printf: the length (no NUL), or 0 for any other value. */
+size_t sl__json_seconds(double v, char buf[24]);
+
 #endif
