@@ -43,23 +43,6 @@ static int picked_by_pattern(const sl__metrics *m, const char *id)
     return 0;
 }
 
-/* The list comes sorted by id (SL__EOP_LIST). */
-static const sl_channel_info *find(const sl_channel_info *v, size_t n, const char *id)
-{
-    size_t lo = 0, hi = n;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        int c = strcmp(v[mid].id, id);
-        if (c == 0)
-            return &v[mid];
-        if (c < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return NULL;
-}
-
 /* The channels reported one by one, deepest first (at most SL__METRICS_MAX_CHANNELS): *out
  * malloc'd, the caller's; SL_ENOMEM. */
 static int pick_channels(const sl__metrics *m, sl_channel_info *v, size_t n,
@@ -110,7 +93,7 @@ static void render_channels(const sl__metrics *m, sl__mtext *t, sl_channel_info 
                      "Messages in the dead-letter queue of a channel reported above.");
     for (size_t i = 0; i < k; i++) {
         const char *dl = shown[i]->dead_letter;
-        const sl_channel_info *d = dl && *dl ? find(v, n, dl) : NULL;
+        const sl_channel_info *d = dl && *dl ? sl__eop_list_find(v, n, dl) : NULL;
         if (d) {
             const char *l[] = {"channel", shown[i]->id, NULL};
             sl__mtext_sample(t, "sluice_channel_dead_letters", l, (double)d->depth);

@@ -449,22 +449,6 @@ typedef struct channels_q {
     sl__job *job;
 } channels_q;
 
-static const sl_channel_info *find_info(const sl_channel_info *v, size_t n, const char *id)
-{
-    size_t lo = 0, hi = n; /* the engine lists channels sorted by id */
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        int c = strcmp(v[mid].id, id);
-        if (c == 0)
-            return &v[mid];
-        if (c < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return NULL;
-}
-
 static void channels_listed(sl__eop *op)
 {
     channels_q *c = op->ud;
@@ -481,7 +465,7 @@ static void channels_listed(sl__eop *op)
             continue;
         int queue = in->kind == SL_KIND_QUEUE;
         const sl_channel_info *dl = queue && in->dead_letter && in->dead_letter[0]
-                                        ? find_info(op->infos, op->ninfos, in->dead_letter)
+                                        ? sl__eop_list_find(op->infos, op->ninfos, in->dead_letter)
                                         : NULL;
         json_t *o = json_pack(
             "{s:s, s:s, s:s, s:I, s:I, s:I}", "id", sl__ws_name(in->id), "kind",

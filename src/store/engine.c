@@ -1,6 +1,9 @@
-/* What every engine shares: releasing a request's outputs, and the synchronous call for callers
- * that run no loop of their own (the in-process C API, configuration at start, tests). */
+/* What every engine shares: releasing a request's outputs, finding a channel in a list answer,
+ * and the synchronous call for callers that run no loop of their own (the in-process C API,
+ * configuration at start, tests). */
 #include "store/engine.h"
+
+#include <string.h>
 
 #include <uv.h>
 
@@ -23,6 +26,22 @@ typedef struct waiter {
 static void call_done(sl__eop *op)
 {
     ((waiter *)op->ud)->finished = 1;
+}
+
+const sl_channel_info *sl__eop_list_find(const sl_channel_info *v, size_t n, const char *id)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(v[mid].id, id);
+        if (c == 0)
+            return &v[mid];
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return NULL;
 }
 
 void sl__engine_wait(sl_engine *e, const int *done)

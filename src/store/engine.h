@@ -101,6 +101,10 @@ struct sl__eop {
 /* Releases an op's outputs (list, dead, info, infos); the op itself is the submitter's. */
 void sl__eop_clear(sl__eop *op);
 
+/* The channel id in the answer of an SL__EOP_LIST (v[0..n), sorted by id): a binary search. NULL
+ * when it is not there. Borrowed from v. */
+const sl_channel_info *sl__eop_list_find(const sl_channel_info *v, size_t n, const char *id);
+
 typedef struct sl_engine_ops {
     const char *name;
     void (*free)(sl_engine *e);
