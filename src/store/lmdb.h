@@ -29,6 +29,9 @@ typedef struct sl__lmdb_opts {
     int read_only;             /* open for reading/backup (the CLI), without the process lock */
     const sl__logsink *log;    /* messages for the operator, also from the commit thread
                                   (borrowed, outlives the store); NULL: stderr */
+    unsigned gather_us;        /* SYNC: the commit thread's wait for more writes before each
+                                  commit. 0: adaptive (a quarter of the last commit's time, once
+                                  the last commit served two barriers or more); tests fix it */
 } sl__lmdb_opts;
 
 /* Static strings: "sync" | "batch" | "none" ("?" for anything else). */

@@ -425,6 +425,44 @@ static void test_group_commit(void **state)
     close_kv(kv, &f->loop);
 }
 
+/* Gathering: the commit thread waits before it begins a SYNC commit and takes over what was
+ * staged meanwhile, barriers included, so both writes share one commit and one fsync. The wait
+ * is fixed at 2 s here (production adapts it to the disk), far longer than the test needs to
+ * stage its second write. */
+static void test_gathering(void **state)
+{
+    fixture *f = *state;
+    sl__lmdb_opts o = {
+        .dir = f->dir, .loop = &f->loop, .durability = SL__DURABLE_SYNC, .gather_us = 2000000};
+    sl_status st;
+    sl_status_clear(&st);
+    sl__kv *kv = NULL;
+    assert_int_equal(sl__lmdb_open(&kv, &o, &st), SL_OK);
+
+    done b1 = {0}, b2 = {0};
+    assert_int_equal(put_s(kv, SL__KV_CHANNELS, "a", "1"), SL_OK);
+    kv->ops->barrier(kv, on_done, &b1);
+    uv_run(&f->loop, UV_RUN_NOWAIT); /* hands the batch over: the worker now waits */
+    assert_int_equal(put_s(kv, SL__KV_CHANNELS, "b", "2"), SL_OK);
+    kv->ops->barrier(kv, on_done, &b2);
+    run_until(&f->loop, &b2.calls);
+    assert_int_equal(b1.calls, 1);
+    assert_int_equal(b1.rc, SL_OK);
+    assert_int_equal(b2.rc, SL_OK);
+    assert_true(b1.order < b2.order);
+    sl__lmdb_stats stats;
+    sl__lmdb_stats_get(kv, &stats);
+    assert_int_equal(stats.commits, 1); /* b went into a's commit */
+    assert_int_equal(stats.syncs, 1);
+    collect c;
+    assert_string_equal(scan_s(kv, SL__KV_CHANNELS, "", &c), "a=1;b=2;");
+    close_kv(kv, &f->loop);
+
+    kv = open_kv(f->dir, NULL, SL__DURABLE_SYNC, 0); /* and both are on disk */
+    assert_string_equal(scan_s(kv, SL__KV_CHANNELS, "", &c), "a=1;b=2;");
+    close_kv(kv, NULL);
+}
+
 static void test_reopen(void **state)
 {
     fixture *f = *state;
@@ -1036,6 +1074,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_put_del_scan, setup, teardown),
         cmocka_unit_test_setup_teardown(test_barrier_ordering, setup, teardown),
         cmocka_unit_test_setup_teardown(test_group_commit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_gathering, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reopen, setup, teardown),
         cmocka_unit_test_setup_teardown(test_written_ahead, setup, teardown),
         cmocka_unit_test_setup_teardown(test_durability_modes, setup, teardown),
