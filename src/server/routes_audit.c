@@ -20,6 +20,7 @@
 #include <sluice/audit.h>
 
 #include "security/audit_internal.h"
+#include "server/params.h"
 
 typedef struct audit_q audit_q;
 

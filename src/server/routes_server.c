@@ -14,6 +14,7 @@
 #include "api/ctx.h"
 #include "security/workspace.h"
 #include "server/hub.h"
+#include "server/params.h"
 #include "server/wsession.h"
 
 /* ---- input ------------------------------------------------------------------------------------

@@ -24,6 +24,7 @@
 #include "net/centrifuge.h"
 #include "net/ws.h"
 #include "server/hub.h"
+#include "server/params.h"
 #include "server/router.h"
 #include "security/workspace.h"
 #include "core/metrics.h" /* (A14) */
