@@ -1,4 +1,4 @@
-/* Fuzz target: percent-decoding and query strings of the router (src/server/router.c), which turn
+/* Fuzz target: percent-decoding and query strings of the HTTP API (src/server/params.c), which turn
  * request targets into resources and parameters. Checked against independent rules: a decoded
  * string never holds a NUL and never outgrows its buffer; encoding the result again and decoding
  * that gives the same bytes (nothing depends on which of two spellings was sent); a byte string
@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "server/params.h"
 #include "server/router.h"
 
 static size_t encode(const char *s, size_t n, char *out)

@@ -20,6 +20,7 @@
 #include <sluice/sluice.h>
 
 #include "server/console.h" /* (D, issue 14) */
+#include "server/params.h"
 #include "server/router.h"
 
 #define NOW 1700000000.0

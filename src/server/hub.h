@@ -3,7 +3,8 @@
  * pending batch of every subscriber; batches are flushed once per event-loop iteration (a uv_check
  * handle), so a subscriber receiving many publications in one iteration gets them in one
  * WebSocket frame. The hub knows nothing of authentication or protocol commands: the WebSocket
- * session (server/wsession.c) decides who may subscribe and owns the subscription objects. */
+ * session (server/wsession.c, ws_channels.c) decides who may subscribe and owns the subscription
+ * objects. */
 #ifndef SLUICE_SERVER_HUB_H
 #define SLUICE_SERVER_HUB_H
 

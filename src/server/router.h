@@ -18,8 +18,8 @@ typedef struct sl__response {
     char headers[512]; /* extra header lines, "Name: value\r\n" */
     char *body;        /* malloc'd JSON, or NULL */
     size_t body_len;
-    char principal[SL_PRINCIPAL_MAX + 1]; /* (B) who asked, for the access log; "" unknown */
-    const char *content_type; /* (A14) static text; NULL: application/json when there is a body */
+    char principal[SL_PRINCIPAL_MAX + 1]; /* who asked, for the access log; "" unknown */
+    const char *content_type; /* static text; NULL: application/json when there is a body */
 } sl__response;
 void sl__response_clear(sl__response *r);
 
@@ -39,13 +39,13 @@ typedef struct sl__router {
     unsigned long handled;           /* handlers run: lets tests prove denials never reach one */
     const sl__auth_mode *modes;      /* borrowed; the longest matching prefix decides */
     size_t nmodes;
-    /* (C) the server API and the audit read route (server/routes_server.c, routes_audit.c) */
+    /* the server API and the audit read route (server/routes_server.c, routes_audit.c) */
     struct sl__wss_server *wss; /* borrowed; NULL: the /server routes answer 404 */
     struct sl_audit_log *audit; /* borrowed; NULL: GET /audit answers 404 */
     const char *audit_path;     /* borrowed: the file audit writes to */
     uv_loop_t *loop;            /* GET /audit reads the file on this loop's thread pool */
     struct sl__audit_reader *audit_reader; /* owned by routes_audit.c (sl__audit_routes_free) */
-    struct sl__log *log; /* (B) borrowed; NULL: denials and errors are not logged */
+    struct sl__log *log;                   /* borrowed; NULL: denials and errors are not logged */
 } sl__router;
 
 /* The mode of the longest prefix in r->modes that path[0..len) falls under; 0 (every kind) when
@@ -99,7 +99,7 @@ void sl__router_handle(sl__router *r, const sl_http_request *req, sl__response *
 /* Ends an asynchronous handler's job: rc SL_OK with its response filled, or an error. */
 void sl__job_finish(sl__job *job, int rc);
 
-/* (C) What an asynchronous handler outside router.c reads of its job (all borrowed from the job,
+/* What an asynchronous handler outside router.c reads of its job (all borrowed from the job,
  * valid until sl__job_finish): the router, the authenticated caller, the request, the decoded
  * resource (NULL: none), the response to fill and the status an error's message goes in. */
 sl__router *sl__job_router(sl__job *job);
@@ -109,20 +109,14 @@ const char *sl__job_resource(sl__job *job);
 sl__response *sl__job_response(sl__job *job);
 sl_status *sl__job_status(sl__job *job);
 
-/* Percent-decodes src[0..n) into dst (NUL-terminated, cap bytes); plus_space: '+' means ' ' (query
- * strings). Returns the decoded length, or -1 for a bad escape, a NUL byte (encoded or not) or
- * output that does not fit. */
-long sl__pct_decode(const char *src, size_t n, char *dst, size_t cap, int plus_space);
-
-/* Looks a query parameter up and percent-decodes its value into buf (NUL-terminated, cap bytes).
- * 1 found, 0 absent, -1 malformed or too long. */
-int sl__http_query_get(const sl_http_request *req, const char *name, char *buf, size_t cap);
-
 /* Fills resp with status and o rendered compactly; takes o's reference (a failed render becomes
  * 500). For handlers that live outside router.c. */
 void sl__response_json(sl__response *resp, int status, json_t *o);
 
 /* HTTP status and headers for an error code (401 carries WWW-Authenticate). */
 void sl__response_error(sl__response *resp, int code, const char *message);
+
+/* 200 {"status":"ok"}. */
+void sl__response_ok(sl__response *resp);
 
 #endif

@@ -1,4 +1,4 @@
-/* (C) GET /audit: the newest records of the audit log with the chain verified. On the loop's
+/* GET /audit: the newest records of the audit log with the chain verified. On the loop's
  * thread the request only takes a snapshot of where the log stands (the writer's tip, the file's
  * identity and size: every record is written from the loop, so the file then holds exactly the
  * records up to the tip); a work item on the thread pool then verifies the file up to that size,
@@ -20,6 +20,7 @@
 #include <sluice/audit.h>
 
 #include "security/audit_internal.h"
+#include "server/params.h"
 
 typedef struct audit_q audit_q;
 

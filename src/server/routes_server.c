@@ -1,9 +1,9 @@
-/* (C) The server API's handlers (docs/OPERATIONS.md "Server API"). Access was decided by the router
+/* The server API's handlers (docs/OPERATIONS.md "Server API"). Access was decided by the router
  * from each route's registry operation; what is left here is input checking, the workspace scope
  * (an administrator sees and acts on its own workspace's connections and channels only), the
  * audit record of each change (written before the change: an action nobody could audit is not
  * taken) and rendering. The sessions and the hub belong to server/wsession.c; this file only
- * calls its small (C) interface. */
+ * calls its small interface (server/wsession.h, implemented in ws_view.c). */
 #include "server/routes_server.h"
 
 #include <jansson.h>
@@ -14,6 +14,7 @@
 #include "api/ctx.h"
 #include "security/workspace.h"
 #include "server/hub.h"
+#include "server/params.h"
 #include "server/wsession.h"
 
 /* ---- input ------------------------------------------------------------------------------------

@@ -53,7 +53,7 @@ void sl__wss_handle(sl__wss_server *s, sl_http_request *req);
 /* Sessions open now. */
 size_t sl__wss_sessions(const sl__wss_server *s);
 
-/* ---- (C) the server API's view of the sessions (server/routes_server.c) ----------------------
+/* ---- the server API's view of the sessions (server/routes_server.c; ws_view.c) ---------------
  * Only connected sessions (a connect passed) are seen; every call is scoped to one workspace
  * ("" the default one), so an administrator acts on its own workspace's connections only. */
 
