@@ -87,6 +87,7 @@ int sl__parse_bool(const char *s, int *out)
 int sl__parse_body(const sl_http_request *req, json_t **out, sl_status *st)
 {
     json_error_t e;
+    *out = NULL; /* callers json_decref it on every path */
     if (req->body_len == 0)
         return sl__fail(st, SL_EJSON, "a JSON body is required");
     *out = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &e);

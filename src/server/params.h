@@ -26,7 +26,7 @@ int sl__http_query_get(const sl_http_request *req, const char *name, char *buf, 
 int sl__parse_bool(const char *s, int *out);
 
 /* The body as a JSON object, duplicate keys rejected: SL_OK with *out the caller's to decref;
- * SL_EJSON when the body is empty (*out left as it was) or not an object (*out NULL). */
+ * SL_EJSON when the body is empty or not an object, with *out NULL. */
 int sl__parse_body(const sl_http_request *req, json_t **out, sl_status *st);
 
 /* Channel pattern / principal syntax of a NUL-terminated string (for sl__string_list's ok). */
