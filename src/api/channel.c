@@ -514,6 +514,20 @@ static int key_valid(const char *k)
     return 1;
 }
 
+/* correlation_id, reply_to and recipient_id: absent, or 1..SL__ENVELOPE_FIELD_MAX bytes. */
+static int check_envelope(sl__chop *op, const sl_write *w)
+{
+    const char *const v[] = {w->correlation_id, w->reply_to, w->recipient_id};
+    static const char *const names[] = {"correlation_id", "reply_to", "recipient_id"};
+    for (size_t i = 0; i < 3; i++) {
+        size_t n = v[i] ? strlen(v[i]) : 1;
+        if (n == 0 || n > SL__ENVELOPE_FIELD_MAX)
+            return sl_status_set(&op->st, SL_EINVAL, "%s must be a string of 1..%d bytes", names[i],
+                                 SL__ENVELOPE_FIELD_MAX);
+    }
+    return SL_OK;
+}
+
 #define SECONDS_MAX 31536000.0
 
 /* The delivery options of one write: when it may be claimed, when it expires. */
@@ -550,8 +564,8 @@ static int prepare_writes(sl__chop *op)
             return sl_status_set(&op->st, SL_EINVAL,
                                  "idempotency_key must be 1..255 bytes without control characters");
         nkeys += w->idempotency_key != NULL;
-        int rc = check_timing(op, w, now);
-        if (rc != SL_OK)
+        int rc = check_envelope(op, w);
+        if (rc != SL_OK || (rc = check_timing(op, w, now)) != SL_OK)
             return rc;
         if (!sl__json_valid(w->data, w->data_len))
             return sl_status_set(&op->st, SL_EJSON, "message data is not valid JSON");

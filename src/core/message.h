@@ -18,8 +18,10 @@ void sl__epoch_new(char out[17]);
 /* Message ids, as every engine writes them: a channel's sequence number (1, 2, 3...) as 16
  * lowercase hex digits. Real-time transports use the number as the stream offset. */
 #define SL__MSGID_LEN 16
-/* The longest idempotency key (sl_write.idempotency_key). */
+/* The longest idempotency key (sl_write.idempotency_key), and the longest correlation_id,
+ * reply_to and recipient_id (1..255 bytes each, checked by the channel API for every transport). */
 #define SL__IDEMPOTENCY_KEY_MAX 255
+#define SL__ENVELOPE_FIELD_MAX 255
 void sl__msgid_format(uint64_t seq, char out[SL__MSGID_LEN + 1]);
 /* Exactly the ids sl__msgid_format writes: 1 with *seq, else 0 (*seq untouched). */
 int sl__msgid_parse(const char *id, uint64_t *seq);

@@ -25,7 +25,6 @@
 #define MAX_IDS 10000  /* message ids per acknowledge / nack / remove */
 #define MAX_LIMIT 1000 /* messages per read */
 #define MAX_BATCH 1000 /* messages per batch write (bytes: the server's body limit) */
-#define MAX_FIELD 255  /* correlation_id, reply_to, recipient_id */
 
 static int is_message_id(const char *s)
 {
@@ -313,9 +312,10 @@ static int envelope_string(json_t *o, const char *key, const char **out, sl_stat
     json_t *v = json_object_get(o, key);
     if (v == NULL || json_is_null(v))
         return SL_OK;
-    if (!json_is_string(v) || json_string_length(v) != strlen(json_string_value(v)) ||
-        json_string_length(v) == 0 || json_string_length(v) > MAX_FIELD)
-        return sl_status_set(st, SL_EINVAL, "%s must be a string of 1..%d bytes", key, MAX_FIELD);
+    /* The type here; the length (1..255 bytes) in the channel API, for every transport. */
+    if (!json_is_string(v) || json_string_length(v) != strlen(json_string_value(v)))
+        return sl_status_set(st, SL_EINVAL, "%s must be a string of 1..%d bytes", key,
+                             SL__ENVELOPE_FIELD_MAX);
     *out = json_string_value(v);
     return SL_OK;
 }

@@ -111,8 +111,7 @@ static int rpc_envelope(json_t *data, sl_write *out, char **meta)
     for (size_t i = 0; i < 4; i++) {
         json_t *v = json_object_get(data, strs[i]);
         if (v && !json_is_null(v) &&
-            (!json_is_string(v) || json_string_length(v) != strlen(json_string_value(v)) ||
-             json_string_length(v) > 255))
+            (!json_is_string(v) || json_string_length(v) != strlen(json_string_value(v))))
             return SL_EINVAL;
         *dst[i] = json_string_value(v);
     }

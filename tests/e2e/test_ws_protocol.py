@@ -988,8 +988,10 @@ def test_queue_rpc_features(make_server, tmp_path):
             r = await w.ok("rpc", rpc("queue.ack", {"ids": [mid]}))
             assert r["data"] == {"acknowledged": 0}, r
             # Malformed options are refused before anything is stored.
+            # The envelope's strings are 1..255 bytes here as over HTTP (the channel API checks).
             for bad in ({"data": 1, "delay": "soon"}, {"data": 1, "metadata": [1]},
-                        {"data": 1, "idempotency_key": 5}):
+                        {"data": 1, "idempotency_key": 5}, {"data": 1, "correlation_id": ""},
+                        {"data": 1, "reply_to": "r" * 256}):
                 await w.err("rpc", rpc("queue.write", bad))
             await w.err("rpc", rpc("queue.extend", {"ids": [mid], "seconds": "x"}))
             # A batch: one request, every id in order, a repeated key reported, not stored.

@@ -308,6 +308,21 @@ static void test_queue_features(void **state)
     assert_int_equal(sl_channel_write_batch(ctx, &w, "jobs", &bad, 1, NULL, NULL, &st), SL_EINVAL);
     bad = (sl_write){.data = "1", .data_len = 1, .idempotency_key = ""};
     assert_int_equal(sl_channel_write_batch(ctx, &w, "jobs", &bad, 1, NULL, NULL, &st), SL_EINVAL);
+    /* The envelope's strings are 1..255 bytes on every transport: the channel API checks them. */
+    char big[300];
+    memset(big, 'x', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    sl_write envs[] = {{.data = "1", .data_len = 1, .correlation_id = ""},
+                       {.data = "1", .data_len = 1, .reply_to = big},
+                       {.data = "1", .data_len = 1, .recipient_id = big + 43}}; /* 256 bytes */
+    for (size_t i = 0; i < sizeof envs / sizeof envs[0]; i++) {
+        assert_int_equal(sl_channel_write_batch(ctx, &w, "jobs", &envs[i], 1, NULL, NULL, &st),
+                         SL_EINVAL);
+        assert_non_null(strstr(st.message, "must be a string of 1..255 bytes"));
+    }
+    sl_write fits = {.data = "1", .data_len = 1, .recipient_id = big + 44}; /* 255 bytes */
+    assert_int_equal(sl_channel_create(ctx, NULL, "env", NULL, &st), SL_OK);
+    assert_int_equal(sl_channel_write_batch(ctx, &w, "env", &fits, 1, NULL, NULL, &st), SL_OK);
     assert_int_equal(sl_channel_write_batch(ctx, &r, "jobs", batch, 1, NULL, NULL, &st),
                      SL_EFORBIDDEN);
 
