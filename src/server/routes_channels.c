@@ -15,16 +15,13 @@
 #include <string.h>
 
 #include "api/ctx.h"
+#include "server/limits.h"
 #include "core/jsonspan.h"
 #include "core/msgjson.h"
 #include "security/workspace.h"
 #include "server/job.h"
 #include "server/params.h"
 #include "server/routes.h"
-
-#define MAX_IDS 10000  /* message ids per acknowledge / nack / remove */
-#define MAX_LIMIT 1000 /* messages per read */
-#define MAX_BATCH 1000 /* messages per batch write (bytes: the server's body limit) */
 
 static int is_message_id(const char *s)
 {
@@ -36,8 +33,8 @@ static int parse_ids(json_t *body, const char ***ids, size_t *n, sl_status *st)
 {
     if (!json_is_array(json_object_get(body, "message_ids")))
         return sl__fail(st, SL_EINVAL, "message_ids must be an array of message ids");
-    return sl__string_list(body, "message_ids", MAX_IDS, 0, is_message_id, "message ids", ids, n,
-                           st);
+    return sl__string_list(body, "message_ids", SL__REQ_MAX_IDS, 0, is_message_id, "message ids",
+                           ids, n, st);
 }
 
 static json_t *info_json(const sl_channel_info *c)
@@ -120,7 +117,7 @@ int sl__p_read(sl__job *job, sl__chop *op)
     if (q > 0) {
         char *end;
         long v = strtol(buf, &end, 10);
-        if (*buf == '\0' || *end || v < 1 || v > MAX_LIMIT)
+        if (*buf == '\0' || *end || v < 1 || v > SL__REQ_MAX_LIMIT)
             return sl__fail(st, SL_EINVAL, "limit must be an integer between 1 and 1000");
         rd->limit = (size_t)v;
     }
@@ -197,7 +194,7 @@ static int ids_fast(const char *p, size_t len, const char ***out, size_t *n)
     for (const char *q = p; q < e; q++)
         count += *q == '"';
     count /= 2;
-    if (count > MAX_IDS)
+    if (count > SL__REQ_MAX_IDS)
         return 0;
     const char **v = malloc((count ? count : 1) * sizeof *v + len + count);
     if (v == NULL)
@@ -405,7 +402,7 @@ int sl__r_envelope(sl__job *job, sl__chop *op)
     return SL_OK;
 }
 
-/* {"messages":[envelope, ...]}: 1..MAX_BATCH messages, stored together or not at all. */
+/* {"messages":[envelope, ...]}: 1..SL__REQ_MAX_BATCH messages, stored together or not at all. */
 int sl__p_batch(sl__job *job, sl__chop *op)
 {
     sl_status *st = &job->st;
@@ -422,9 +419,10 @@ int sl__p_batch(sl__job *job, sl__chop *op)
     if (rc != SL_OK)
         return rc;
     if (json_object_size(job->body) != 1 || !json_is_array(arr) || json_array_size(arr) == 0 ||
-        json_array_size(arr) > MAX_BATCH)
-        return sl_status_set(
-            st, SL_EINVAL, "the body must be {\"messages\":[...]} with 1..%d messages", MAX_BATCH);
+        json_array_size(arr) > SL__REQ_MAX_BATCH)
+        return sl_status_set(st, SL_EINVAL,
+                             "the body must be {\"messages\":[...]} with 1..%d messages",
+                             SL__REQ_MAX_BATCH);
     size_t n = json_array_size(arr);
     job->ws = calloc(n, sizeof *job->ws);
     job->items = calloc(n, sizeof *job->items);

@@ -9,18 +9,15 @@
 #include "api/ctx.h"
 #include "core/msgjson.h"
 #include "net/centrifuge.h"
+#include "server/limits.h"
 #include "server/ws_session.h"
-
-#define RPC_MAX_LIMIT 1000
-#define RPC_MAX_IDS 10000
-#define RPC_MAX_BATCH 1000 /* messages per queue.batch, as over HTTP */
 
 /* ---- rpc: work queues over the socket ------------------------------------------------------- */
 
 static int rpc_ids(json_t *data, const char ***ids, size_t *n)
 {
     json_t *a = json_object_get(data, "ids");
-    if (!json_is_array(a) || json_array_size(a) == 0 || json_array_size(a) > RPC_MAX_IDS)
+    if (!json_is_array(a) || json_array_size(a) == 0 || json_array_size(a) > SL__REQ_MAX_IDS)
         return SL_EINVAL;
     *n = json_array_size(a);
     *ids = calloc(*n, sizeof **ids);
@@ -140,7 +137,7 @@ static int rpc_prepare(sess *s, wait *w, const char *m)
     if (!strcmp(m, "queue.claim")) {
         json_t *lim = json_object_get(data, "limit");
         json_int_t limit = lim ? json_integer_value(lim) : 1;
-        if ((lim && !json_is_integer(lim)) || limit < 1 || limit > RPC_MAX_LIMIT)
+        if ((lim && !json_is_integer(lim)) || limit < 1 || limit > SL__REQ_MAX_LIMIT)
             return SL_EINVAL;
         /* Bounded by what the reply can carry, so that nothing is claimed that the socket
          * would refuse to deliver. */
@@ -168,7 +165,7 @@ static int rpc_prepare(sess *s, wait *w, const char *m)
         /* {"messages":[envelope, ...]}: one request, stored together or not at all. */
         json_t *arr = json_object_get(data, "messages");
         size_t n = json_array_size(arr);
-        if (!json_is_array(arr) || n == 0 || n > RPC_MAX_BATCH)
+        if (!json_is_array(arr) || n == 0 || n > SL__REQ_MAX_BATCH)
             return SL_EINVAL;
         w->ws = calloc(n, sizeof *w->ws);
         w->texts = calloc(2 * n, sizeof *w->texts);
