@@ -142,6 +142,8 @@ struct sl_http_server {
     uint64_t hkey[4]; /* random: the address hash's key */
     sl_http_log_fn log;
     void *log_ud;
+    sl_http_refused_fn refused;
+    void *refused_ud;
     rate_log log_fds, log_max, log_addr, log_pending;
     time_t date_sec;
     size_t date_len;
@@ -805,6 +807,16 @@ static void conn_fail(conn *c, int status, const char *name, const char *message
     size_t n;
     c->head = 0;
     const char *extra = status == 503 ? "Retry-After: 1\r\n" : NULL;
+    char id[72] = "", idh[96];
+    if (status != 503 && c->srv->refused != NULL) {
+        sl_http_refusal r = {status, name, message, c->remote, (size_t)blen};
+        c->srv->refused(c->srv->refused_ud, &r, id, sizeof id);
+        id[sizeof id - 1] = '\0';
+        if (id[0] != '\0' && strcspn(id, "\r\n") == strlen(id)) {
+            snprintf(idh, sizeof idh, "X-Request-Id: %s\r\n", id);
+            extra = idh;
+        }
+    }
     if (build(c, c->srv, status, extra, "application/json", body, (size_t)blen, 0, &n) != 0) {
         conn_close(c);
         return;
@@ -1818,6 +1830,14 @@ void sl_http_server_set_log(sl_http_server *s, sl_http_log_fn log, void *ud)
     if (s != NULL) {
         s->log = log;
         s->log_ud = ud;
+    }
+}
+
+void sl_http_server_set_refused(sl_http_server *s, sl_http_refused_fn fn, void *ud)
+{
+    if (s != NULL) {
+        s->refused = fn;
+        s->refused_ud = ud;
     }
 }
 

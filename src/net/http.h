@@ -116,6 +116,21 @@ void sl_http_server_set_accept(sl_http_server *s, unsigned accept);
 /* Where refusals are reported (out of descriptors, connection limits), at most once per limit per
  * 10 s with a count; NULL: nowhere. */
 void sl_http_server_set_log(sl_http_server *s, sl_http_log_fn log, void *ud);
+/* A request the transport itself refused before any handler saw it: 400 (malformed), 405, 408
+ * (too slow), 413 (body too large), 431 (head too large), 505. Connection-limit refusals (503)
+ * go to the log of sl_http_server_set_log instead, rate-limited. The strings are borrowed for the
+ * call; none holds a credential. */
+typedef struct sl_http_refusal {
+    int status;
+    const char *error;       /* "payload_too_large", ... */
+    const char *message;     /* the answer's message */
+    const char *remote_addr; /* "127.0.0.1:54321" */
+    size_t bytes;            /* the answer's body */
+} sl_http_refusal;
+/* Called before the refusal is written; may put a request id (NUL-terminated, at most cap - 1
+ * bytes of [A-Za-z0-9._-]) in id for the answer's X-Request-Id header ("" for none). */
+typedef void (*sl_http_refused_fn)(void *ud, const sl_http_refusal *r, char *id, size_t cap);
+void sl_http_server_set_refused(sl_http_server *s, sl_http_refused_fn fn, void *ud);
 /* Stops listening and closes every connection. */
 void sl_http_server_close(sl_http_server *s);
 void sl_http_server_free(sl_http_server *s);

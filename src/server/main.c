@@ -24,8 +24,8 @@
 #include "server/config.h"
 #include "server/router.h"
 #include "server/routes_audit.h" /* (C) */
-#include "server/log.h"    /* (B, issue 14) */
-#include "server/reqlog.h" /* (B, issue 14) */
+#include "server/log.h"          /* (B, issue 14) */
+#include "server/reqlog.h"       /* (B, issue 14) */
 #include "server/wsession.h"
 
 #include <malloc.h>
@@ -290,6 +290,12 @@ static int audit_sync(void *ud)
 {
     server *s = ud;
     return sl_audit_log_sync(s->audit);
+}
+
+/* A request the transport refused (413, 431, 408...): logged with an id the answer echoes. */
+static void on_refused(void *ud, const sl_http_refusal *r, char *id, size_t cap)
+{
+    sl__reqlog_refused(ud, r, id, cap);
 }
 
 static void on_response(void *ud, sl_http_request *req, sl__response *resp)
@@ -1172,6 +1178,7 @@ static int setup_listeners(server *s, const sl__config *cfg, sl_status *st)
             return sl_status_set(st, rc, NULL);
         sl_http_server *h = s->http[s->nhttp++];
         sl_http_server_set_log(h, log_line, s->log);
+        sl_http_server_set_refused(h, on_refused, s->log);
         sl_http_server_set_accept(h, l->accept);
         if (l->tls && (rc = sl_http_server_set_tls(h, s->tls, l->mtls)) != SL_OK)
             return sl_status_set(st, rc, "cannot serve TLS on %s:%d", l->host, l->port);

@@ -70,3 +70,21 @@ void sl__reqlog_access(sl__log *log, const sl_http_request *req, int status, siz
     };
     sl__log_access(log, &a);
 }
+
+void sl__reqlog_refused(sl__log *log, const sl_http_refusal *r, char *id, size_t cap)
+{
+    char rid[SL__REQUEST_ID_MAX + 1];
+    sl__request_id_take(log, NULL, 0, rid);
+    snprintf(id, cap, "%s", rid);
+    if (log != NULL && sl__log_enabled(log, SL__LOG_DEBUG)) {
+        sl__log_field f[] = {
+            {.key = "status", .type = SL__LF_INT, .num = r->status},
+            {.key = "reason", .type = SL__LF_STR, .str = r->message},
+            {.key = "remote", .type = SL__LF_STR, .str = r->remote_addr},
+        };
+        sl__log_write(log, SL__LOG_DEBUG, rid, "request refused", f, sizeof f / sizeof *f);
+    }
+    sl__log_access_rec a = {
+        .request_id = rid, .status = r->status, .bytes = r->bytes, .remote = r->remote_addr};
+    sl__log_access(log, &a);
+}

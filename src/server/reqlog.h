@@ -31,4 +31,9 @@ void sl__reqlog_outcome(sl__log *log, const sl_http_request *req, const sl_op_in
 void sl__reqlog_access(sl__log *log, const sl_http_request *req, int status, size_t bytes,
                        const char *principal);
 
+/* A request the transport refused before the router saw it (net/http.h sl_http_refusal): a fresh
+ * request id into id (cap bytes) for the answer, the "request refused" line at debug and the
+ * access line, both with that id (method and path are not known then). log NULL: only the id. */
+void sl__reqlog_refused(sl__log *log, const sl_http_refusal *r, char *id, size_t cap);
+
 #endif

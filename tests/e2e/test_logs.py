@@ -242,3 +242,32 @@ def test_store_and_redis_lines_are_json_too(make_server, make_redis):
     recs = json_lines(stopped_log(s))
     down = [x for x in recs if "redis" in x["msg"] and "unavailable" in x["msg"]]
     assert down and all(x["level"] == "warn" for x in down), recs
+
+
+def test_transport_refusals_logged_with_an_id(make_server):
+    """A request the transport refuses before any route sees it (413, 431, 400) gets a request id
+    in its answer, a "request refused" line at debug with that id, and an access line."""
+    import socket
+    s = make_server("--log-format", "json", "--log-level", "debug", "--access-log",
+                    "--engine", "memory", "--max-body", "2048")
+    big = httpx.put(s.url + "/channels/jobs", content=b"x" * 8192,
+                    headers={"Authorization": "Bearer nope"})
+    assert big.status_code == 413, big.text
+    rid_big = big.headers["x-request-id"]
+    assert HEX16.match(rid_big)
+    host, port = s.url.split("//")[1].split(":")
+    with socket.create_connection((host, int(port))) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n")
+        raw = sock.recv(4096).decode()
+    assert raw.startswith("HTTP/1.1 400"), raw
+    rid_bad = re.search(r"(?im)^x-request-id: ([0-9a-f]{16})\r$", raw).group(1)
+    recs = json_lines(stopped_log(s))
+    for rid, status in ((rid_big, 413), (rid_bad, 400)):
+        mine = [x for x in recs if x.get("request_id") == rid]
+        assert sorted(x["msg"] for x in mine) == ["access", "request refused"], mine
+        refused = [x for x in mine if x["msg"] == "request refused"][0]
+        assert refused["status"] == status and refused["level"] == "debug" and refused["reason"]
+        acc = [x for x in mine if x["msg"] == "access"][0]
+        assert acc["status"] == status and acc["remote"].startswith("127.0.0.1:"), acc
+    # the bearer token of the refused request is on no line
+    assert "nope" not in json.dumps(recs)
