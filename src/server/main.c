@@ -1271,6 +1271,7 @@ int main(int argc, char **argv)
         if (rc == SL_OK && !s.checking &&
             (rc = sl__wss_server_new(&s.wss, s.loop, s.ctx, &s.router.authn, &cfg.ws)) != SL_OK)
             sl_status_set(&st, rc, "cannot set up the WebSocket endpoint");
+        sl__wss_server_set_log(s.wss, s.log);
         /* (C) the server API's sessions and the audit read route's file */
         s.router.wss = s.wss;
         s.router.audit = s.audit;

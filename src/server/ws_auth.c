@@ -124,6 +124,7 @@ static void auth_finish(sess *s, int status, const sl_identity *who)
     uint32_t ttl = expires ? sl__sess_ttl_until(s->who.expires_at, now) : 0;
     if (method == SL__CF_CONNECT) {
         s->state = ST_CONNECTED;
+        sl__sess_log(s, SL__LOG_DEBUG, "ws connected", 0, NULL);
         s->next_ping = now + s->srv->lim.ping_interval;
         sl__cf_connect_result r = {
             .client = s->client,

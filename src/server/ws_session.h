@@ -19,6 +19,7 @@
 #include "net/centrifuge.h"
 #include "net/ws.h"
 #include "server/hub.h"
+#include "server/log.h"
 #include "server/wsession.h"
 
 typedef struct sess sess;
@@ -68,6 +69,7 @@ struct sess {
     unsigned win_cmds, errs;
     /* for the server API: the peer's address and when the socket opened */
     char remote[64];
+    char rid[65]; /* the upgrade request's id (SL__REQUEST_ID_MAX), on every line of the session */
     double since;
 };
 
@@ -81,7 +83,8 @@ struct sl__wss_server {
     uv_timer_t sweep;
     sess *head;
     size_t nsessions;
-    sl__map *published; /* channel id -> uint64_t: writes this node was told of */
+    sl__map *published;  /* channel id -> uint64_t: writes this node was told of */
+    struct sl__log *log; /* borrowed; NULL: sessions write no lines */
 };
 
 /* A command waiting for the channel API: the session is busy (later commands queue) until the
@@ -125,6 +128,9 @@ void sl__sess_touch(sess *s);
 void sl__sess_sub_free(sl__hub_sub *sub);
 /* Ends the session with a Centrifugo disconnect code: what is already batched goes out first. */
 void sl__sess_close(sess *s, int code, const char *reason);
+/* A line on the server's log about s (nothing without one): msg with the Centrifugo code (0:
+ * none), reason, the principal once connected, the client id and the remote address. */
+void sl__sess_log(sess *s, int level, const char *msg, int code, const char *reason);
 /* An error reply (counted against max_errors, which ends the session past it); reply_rc: the
  * Centrifugo code of an sl_errno with its standard message; too_big: error 106 for a reply over
  * the byte bound. */

@@ -122,11 +122,32 @@ static void drop_all(sess *s)
     s->subcap = 0;
 }
 
+void sl__sess_log(sess *s, int level, const char *msg, int code, const char *reason)
+{
+    sl__log *log = s->srv->log;
+    if (log == NULL || !sl__log_enabled(log, (sl__log_level)level))
+        return;
+    sl__log_field f[] = {
+        {.key = "code", .type = SL__LF_INT, .num = code},
+        {.key = "reason", .type = SL__LF_STR, .str = reason},
+        {.key = "principal",
+         .type = SL__LF_STR,
+         .str = s->state == ST_CONNECTED && s->who.principal[0] ? s->who.principal : NULL},
+        {.key = "client", .type = SL__LF_STR, .str = s->client[0] ? s->client : NULL},
+        {.key = "remote", .type = SL__LF_STR, .str = s->remote},
+    };
+    size_t skip = code == 0; /* no code: start at reason */
+    sl__log_write(log, (sl__log_level)level, s->rid[0] ? s->rid : NULL, msg, f + skip,
+                  sizeof f / sizeof *f - skip);
+}
+
 /* Ends the session with a Centrifugo disconnect code: what is already batched goes out first. */
 void sl__sess_close(sess *s, int code, const char *reason)
 {
     if (s->state == ST_CLOSED)
         return;
+    sl__sess_log(s, code == SL__CF_DISC_SHUTDOWN ? SL__LOG_DEBUG : SL__LOG_INFO, "ws closed", code,
+                 reason ? reason : sl__cf_code_message(code));
     s->state = ST_CLOSED;
     sl__metrics_ws_disconnect(s->srv->ctx->metrics, code);
     drop_all(s);
@@ -216,6 +237,9 @@ static const sl__hub_peer_ops peer_ops = {
 
 void sl__sess_reply_error(sess *s, uint32_t id, int code, const char *message)
 {
+    if (code == SL__CF_ERR_PERMISSION_DENIED)
+        sl__sess_log(s, SL__LOG_INFO, "denied", code,
+                     message ? message : sl__cf_code_message(code));
     sl__cf_reply_error(&s->peer.out, id, code, message);
     sl__sess_touch(s);
     if (code == SL__CF_ERR_TOO_MANY_REQUESTS)
@@ -819,6 +843,12 @@ static void on_sweep_closed(uv_handle_t *h)
     free(h->data);
 }
 
+void sl__wss_server_set_log(sl__wss_server *s, sl__log *log)
+{
+    if (s != NULL)
+        s->log = log;
+}
+
 void sl__wss_server_close(sl__wss_server *s)
 {
     if (s == NULL)
@@ -937,6 +967,7 @@ static void open_session(sl__wss_server *srv, sl_http_request *req, const sl_ide
     s->deadline = now + srv->lim.handshake_timeout;
     s->since = now;
     snprintf(s->remote, sizeof s->remote, "%s", req->remote_addr);
+    snprintf(s->rid, sizeof s->rid, "%s", req->request_id);
     s->win_start = s->err_start = now;
     /* The URL token is decoded now: the request is gone after the upgrade. Never logged. */
     char *tok = malloc(SL__CF_MAX_TOKEN + 1);

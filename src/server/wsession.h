@@ -40,6 +40,11 @@ typedef struct sl__wss_server sl__wss_server;
  * as ctx's listener and as the watcher of authn's revocation store. *out owned by the caller. */
 int sl__wss_server_new(sl__wss_server **out, uv_loop_t *loop, sl_ctx *ctx, const sl_authn *authn,
                        const sl__wss_limits *lim);
+/* Where session lines go (docs/OPERATIONS.md, "Logs"): a connect at debug, denied commands and
+ * the server closing a session at info (a shutdown's closes at debug), each with the upgrade's
+ * request id. log borrowed, outliving s; NULL (the default): no lines. */
+struct sl__log;
+void sl__wss_server_set_log(sl__wss_server *s, struct sl__log *log);
 /* Shutting down: closes every session (3001), stops listening to ctx and the revocation store
  * (which may be freed afterwards) and stops the sweep. Idempotent. */
 void sl__wss_server_close(sl__wss_server *s);

@@ -271,3 +271,37 @@ def test_transport_refusals_logged_with_an_id(make_server):
         assert acc["status"] == status and acc["remote"].startswith("127.0.0.1:"), acc
     # the bearer token of the refused request is on no line
     assert "nope" not in json.dumps(recs)
+
+
+def test_websocket_session_lines(make_server, tmp_path):
+    """A WebSocket session's connect (debug), denied commands (info "denied", error 103) and the
+    server closing it (info "ws closed" with the code) are on the log with the upgrade's request
+    id and the session's principal; no token on any line."""
+    from wsraw import RawWS
+    conf = tmp_path / "ws.conf"
+    conf.write_text("[channel news]\nkind = topic\n[channel secret]\nkind = topic\n")
+    s = make_server("--log-format", "json", "--log-level", "debug", "--engine", "memory",
+                    "--config", str(conf))
+    tok = s.token("alice", role="read", channels=["news"])
+    with RawWS(s.host, s.port, headers=[("X-Request-Id", "ws-a")]) as r:
+        assert r.status == 101, r.status
+        assert "connect" in r.call("connect", {"token": tok}, timeout=10)
+        rep = r.call("subscribe", {"channel": "secret"}, timeout=10)
+        assert rep["error"]["code"] == 103, rep
+    bad = tok[:-4] + ("AAAA" if not tok.endswith("AAAA") else "BBBB")
+    with RawWS(s.host, s.port, headers=[("X-Request-Id", "ws-b")]) as r:
+        r.send_json({"id": 1, "connect": {"token": bad}})
+        code = r.wait_close(timeout=10)
+        assert code == 3500, code
+    log = stopped_log(s)
+    assert tok not in log and bad not in log
+    recs = json_lines(log)
+    a = [x for x in recs if x.get("request_id") == "ws-a"]
+    conn = [x for x in a if x["msg"] == "ws connected"]
+    assert len(conn) == 1 and conn[0]["level"] == "debug" and conn[0]["principal"] == "alice", a
+    denied = [x for x in a if x["msg"] == "denied"]
+    assert len(denied) == 1 and denied[0]["level"] == "info" and denied[0]["code"] == 103, a
+    assert denied[0]["principal"] == "alice" and denied[0]["remote"].startswith("127.0.0.1:")
+    b = [x for x in recs if x.get("request_id") == "ws-b" and x["msg"] == "ws closed"]
+    assert len(b) == 1 and b[0]["level"] == "info" and b[0]["code"] == 3500, b
+    assert b[0]["reason"] and "principal" not in b[0], b
