@@ -88,6 +88,9 @@ static int h_health(sl__router *r, const sl_identity *who, req_t *req, const cha
 
 static const sl__route routes[] = {
     {"GET", "/healthz", SL_OP_HEALTH, .handler = h_health},
+    /* HEAD only where GET changes nothing (a HEAD of an exclusive read would lease messages
+     * that no answer carries); the transport drops the body and keeps its length. */
+    {"HEAD", "/healthz", SL_OP_HEALTH, .handler = h_health},
     /* channels (routes_channels.c) */
     {"GET", "/channels", SL_OP_CHANNEL_LIST, .prepare = sl__p_list, .render = sl__r_list},
     {"POST", "/channels", SL_OP_CHANNEL_CREATE, .prepare = sl__p_create, .render = sl__r_create},
@@ -153,9 +156,12 @@ static const sl__route routes[] = {
     {"GET", "/audit", SL_OP_AUDIT_READ, .start = sl__start_audit_read},
     /* the admin console's static files (routes_console.c) */
     {"GET", "/admin", SL_OP_CONSOLE, .handler = sl__console_get},
+    {"HEAD", "/admin", SL_OP_CONSOLE, .handler = sl__console_get},
     {"GET", "/admin/{file}", SL_OP_CONSOLE, .handler = sl__console_get},
+    {"HEAD", "/admin/{file}", SL_OP_CONSOLE, .handler = sl__console_get},
     /* metrics (routes_metrics.c) */
     {"GET", "/metrics", SL_OP_METRICS_READ, .start = sl__metrics_route_start},
+    {"HEAD", "/metrics", SL_OP_METRICS_READ, .start = sl__metrics_route_start},
 };
 
 const sl__route *sl__router_routes(size_t *n)
@@ -294,9 +300,10 @@ static void run_handler(sl__job *job)
         return;
     }
     int rc = job->route->handler(job->r, &job->who, job->req, job->res, &job->resp, &job->st);
-    /* Only a change waits: a GET (health, listings) answers at once, also while a full disk
-     * holds every commit back. */
-    if (rc != SL_OK || strcmp(job->route->method, "GET") == 0) {
+    /* Only a change waits: a GET or HEAD (health, listings) answers at once, also while a full
+     * disk holds every commit back. */
+    if (rc != SL_OK || strcmp(job->route->method, "GET") == 0 ||
+        strcmp(job->route->method, "HEAD") == 0) {
         sl__job_finish(job, rc);
         return;
     }

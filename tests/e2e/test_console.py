@@ -93,7 +93,16 @@ def test_static_files(srv):
             r = c.get(bad)
             assert r.status_code in (400, 404), (bad, r.status_code)
             assert r.headers["content-type"] == "application/json", bad
-        # Only GET: the console's routes change nothing.
+        # HEAD answers as GET without the body (link checkers, monitors); the probe too.
+        head = c.head("/admin")
+        assert head.status_code == 200 and head.content == b"", head
+        assert head.headers["content-length"] == page.headers["content-length"]
+        assert head.headers["etag"] == page.headers["etag"]
+        assert c.head("/admin/app.js").headers["content-length"] == js.headers["content-length"]
+        assert c.head("/healthz").status_code == 200
+        # Only GET and HEAD: the console's routes change nothing.
+        allow = c.post("/admin", content=b"x")
+        assert allow.status_code == 405 and allow.headers["allow"] == "GET, HEAD", allow.headers
         assert c.post("/admin", content=b"x").status_code == 405
         assert c.delete("/admin/app.js").status_code == 405
         # No credential is needed for the files, and one that is refused elsewhere is ignored.

@@ -179,6 +179,7 @@ static const struct expected_route {
     const char *denial;
 } expected[] = {
     {"GET", "/healthz", "health", SL_ROLE_NONE, SL_RES_NONE, OPEN, 0, NULL},
+    {"HEAD", "/healthz", "health", SL_ROLE_NONE, SL_RES_NONE, OPEN, 0, NULL},
     {"GET", "/channels", "channel.list", SL_ROLE_READ, SL_RES_CHANNELS, PER_CHANNEL, 0, NULL},
     /* The new id is in the body, which the route does not read before authorising: the denial
      * names an empty channel. */
@@ -252,9 +253,12 @@ static const struct expected_route {
     {"GET", "/audit", "audit.read", SL_ROLE_ADMIN, SL_RES_NONE, BY_ROLE, 0, NULL},
     /* (D, issue 14) the admin console's static files: no credentials, the page asks the API */
     {"GET", "/admin", "console", SL_ROLE_NONE, SL_RES_NONE, OPEN, 0, NULL},
+    {"HEAD", "/admin", "console", SL_ROLE_NONE, SL_RES_NONE, OPEN, 0, NULL},
     {"GET", "/admin/{file}", "console", SL_ROLE_NONE, SL_RES_NONE, OPEN, 0, NULL},
+    {"HEAD", "/admin/{file}", "console", SL_ROLE_NONE, SL_RES_NONE, OPEN, 0, NULL},
     /* (A14) */
     {"GET", "/metrics", "metrics.read", SL_ROLE_ADMIN, SL_RES_NONE, BY_ROLE, 0, NULL},
+    {"HEAD", "/metrics", "metrics.read", SL_ROLE_ADMIN, SL_RES_NONE, BY_ROLE, 0, NULL},
 };
 enum { N_EXPECTED = sizeof expected / sizeof expected[0] };
 
