@@ -24,6 +24,9 @@ extern "C" {
 
 typedef struct sl_ctx sl_ctx;
 
+/* The library's version, "MAJOR.MINOR.PATCH" (CMake's project version; static). */
+const char *sl_version(void);
+
 /* ---- clock ----------------------------------------------------------------------------------- */
 
 /* Seconds since the epoch. Injectable so tests can pin time (leases, expiry, retention). */

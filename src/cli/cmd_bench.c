@@ -449,8 +449,9 @@ static void send_connect(bconn *c)
         /* PING right behind CONNECT: its PONG says the server accepted the connection. */
         n = snprintf(p, tl + 512,
                      "CONNECT {\"verbose\":false,\"pedantic\":false,\"name\":\"sluice-bench\","
-                     "\"lang\":\"c\",\"version\":\"0.1.0\",\"protocol\":1%s%s%s}\r\nPING\r\n",
-                     tok ? ",\"auth_token\":\"" : "", tok ? tok : "", tok ? "\"" : "");
+                     "\"lang\":\"c\",\"version\":\"%s\",\"protocol\":1%s%s%s}\r\nPING\r\n",
+                     sl_version(), tok ? ",\"auth_token\":\"" : "", tok ? tok : "",
+                     tok ? "\"" : "");
     } else if (tok) {
         n = snprintf(p, tl + 512, "{\"connect\":{\"token\":\"%s\"},\"id\":1}", tok);
     } else {

@@ -98,7 +98,7 @@ int main(int argc, char **argv)
             fputs(usage, stdout);
             r = SL__EXIT_OK;
         } else if (opt == 'V') {
-            puts("sluice 0.1.0");
+            printf("sluice %s\n", sl_version());
             r = SL__EXIT_OK;
         } else if (opt == '?' || opt == ':') {
             r = sl__cli_getopt_error(NULL, argv, opt);

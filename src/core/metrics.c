@@ -13,10 +13,7 @@
 #include <unistd.h>
 
 #include <sluice/error.h>
-
-#ifndef SLUICE_VERSION_STRING
-#define SLUICE_VERSION_STRING "0.1.0"
-#endif
+#include <sluice/sluice.h>
 
 static const int statuses[SL__M_NSTATUS - 1] = {200, 201, 202, 204, 400, 401, 403, 404, 405,
                                                 408, 409, 413, 429, 431, 500, 502, 503, 507};
@@ -394,7 +391,7 @@ static void render_process(const sl__metrics *m, sl__mtext *t, double now)
     sl__mtext_family(t, "sluice_uptime_seconds", "gauge", "Seconds since sluiced started.");
     sl__mtext_sample(t, "sluice_uptime_seconds", NULL, now > m->started ? now - m->started : 0);
     sl__mtext_family(t, "sluice_build_info", "gauge", "Build information (always 1).");
-    const char *l[] = {"version", SLUICE_VERSION_STRING, NULL};
+    const char *l[] = {"version", sl_version(), NULL};
     sl__mtext_sample(t, "sluice_build_info", l, 1);
 }
 

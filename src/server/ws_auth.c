@@ -13,8 +13,6 @@
 #include "server/ws_session.h"
 #include "security/workspace.h"
 
-#define VERSION "0.1.0"
-
 /* A credential whose exp has passed is refused with 109 even inside the verifier's clock-skew
  * leeway: the session would otherwise end moments after it began (3005), and a client reconnecting
  * with the same token would loop instead of fetching a new one. */
@@ -128,7 +126,7 @@ static void auth_finish(sess *s, int status, const sl_identity *who)
         s->next_ping = now + s->srv->lim.ping_interval;
         sl__cf_connect_result r = {
             .client = s->client,
-            .version = VERSION,
+            .version = sl_version(),
             .ping = (uint32_t)s->srv->lim.ping_interval,
             .pong = true,
             .expires = expires,
@@ -137,7 +135,8 @@ static void auth_finish(sess *s, int status, const sl_identity *who)
         sl__cf_reply_connect(&s->peer.out, id, &r);
     } else {
         sl__sess_reauthorize(s); /* the new token may carry another role or scope */
-        sl__cf_reply_refresh(&s->peer.out, id, SL__CF_REFRESH, s->client, VERSION, expires, ttl);
+        sl__cf_reply_refresh(&s->peer.out, id, SL__CF_REFRESH, s->client, sl_version(), expires,
+                             ttl);
     }
     sl__sess_touch(s);
 }
