@@ -59,7 +59,7 @@ int sl__cf_error_from_errno(int sl_code)
         return SL__CF_ERR_ALREADY_SUBSCRIBED;
     case SL_EFULL:
     case SL_ELIMIT:
-    case SL_EQUOTA: /* a workspace limit (part C) */
+    case SL_EQUOTA: /* a workspace limit */
         return SL__CF_ERR_LIMIT_EXCEEDED;
     case SL_EUNAUTH:
     case SL_ETOKEN:

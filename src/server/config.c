@@ -9,7 +9,7 @@
 #include "net/tls.h"
 #include "security/workspace.h"
 #include "store/redis_conn.h"
-#include "server/log.h" /* (B, issue 14) */
+#include "server/log.h"
 
 #include <sluice/authn.h>
 #include <sluice/certauth.h>
@@ -46,14 +46,14 @@ void sl__config_init(sl__config *c)
     c->durability_batch_ms = 1000;
     c->signature_max_skew = 300;
     c->signature_max_nonces = 100000;
-    /* (A, issue 12) */
+    /* the authorise contract */
     c->authz_cache_size = 10000;
     c->authz_cache_ttl_max = 60;
     c->authz_policy_timeout = 2;
     c->authz_policy_concurrency = 16;
     c->authz_policy_queue = 1024;
-    c->log_level = SL__LOG_INFO; /* (B, issue 14) */
-    c->metrics_top_channels = 20; /* (A14) */
+    c->log_level = SL__LOG_INFO;
+    c->metrics_top_channels = 20;
 }
 
 static void free_strv(char **v, size_t n)
@@ -100,14 +100,14 @@ void sl__config_free(sl__config *c)
     free(c->revocation_prefix);
     free(c->signature_keys);
     free_strv(c->auth_modes, c->nauth_modes);
-    free_strv(c->workspace_limits, c->nworkspace_limits); /* part C */
+    free_strv(c->workspace_limits, c->nworkspace_limits);
     free_strv(c->workspace_operators, c->nworkspace_operators);
     free(c->upstream_workspace_claim);
-    free_strv(c->authz_overrides, c->nauthz_overrides); /* (A) */
+    free_strv(c->authz_overrides, c->nauthz_overrides);
     free(c->authz_policy_url);
-    free(c->acl_file); /* (E) */
-    free(c->log_file); /* (B, issue 14) */
-    free_strv(c->metrics_channels, c->nmetrics_channels); /* (A14) */
+    free(c->acl_file);
+    free(c->log_file);
+    free_strv(c->metrics_channels, c->nmetrics_channels);
     wipe_free(c->jwt_env_secret);
     for (size_t i = 0; i < c->nlisteners; i++)
         free(c->listeners[i].text);
@@ -126,10 +126,10 @@ void sl__config_free(sl__config *c)
     for (size_t i = 0; i < c->ngrants; i++) {
         free(c->grants[i].principal);
         free_strv(c->grants[i].patterns, c->grants[i].npatterns);
-        free_strv(c->grants[i].deny, c->grants[i].ndeny); /* (B) */
+        free_strv(c->grants[i].deny, c->grants[i].ndeny);
     }
     free(c->grants);
-    for (size_t i = 0; i < c->ninvokes; i++) { /* (B) */
+    for (size_t i = 0; i < c->ninvokes; i++) {
         free(c->invokes[i].principal);
         free_strv(c->invokes[i].allow, c->invokes[i].nallow);
         free_strv(c->invokes[i].deny, c->invokes[i].ndeny);
@@ -141,7 +141,7 @@ void sl__config_free(sl__config *c)
         for (size_t i = 0; i < counts[l]; i++) {
             free(lists[l][i].name);
             free_strv(lists[l][i].items, lists[l][i].nitems);
-            free_strv(lists[l][i].deny, lists[l][i].ndeny); /* (B) */
+            free_strv(lists[l][i].deny, lists[l][i].ndeny);
         }
         free(lists[l]);
     }
@@ -275,7 +275,7 @@ int sl__config_parse_listener(sl__cfg_listener *l, const char *value, sl_status 
             l->mtls = SL__TLS_CLIENT_REQUIRED;
         } else if (!strncmp(o, "auth=", 5) && (mode = sl_authn_mode_parse(o + 5)) >= 0) {
             l->accept = (unsigned)mode;
-        } else if (!strcmp(o, "metrics")) { /* (A14) */
+        } else if (!strcmp(o, "metrics")) {
             l->metrics = 1;
         } else {
             return sl_status_set(st, SL_EINVAL,
@@ -366,11 +366,11 @@ enum key_id {
     K_TLS_KEY,
     K_TLS_CLIENT_CA,
     K_TLS_CLIENT_PRINCIPAL,
-    /* part C: workspaces (docs/POLICY.md) */
+    /* workspaces (docs/POLICY.md) */
     K_WORKSPACE_LIMITS,
     K_WORKSPACE_OPERATORS,
     K_UPSTREAM_WORKSPACE_CLAIM,
-    /* (A, issue 12) the authorise contract (docs/POLICY.md) */
+    /* the authorise contract (docs/POLICY.md) */
     K_AUTHZ_OVERRIDE,
     K_AUTHZ_CACHE_SIZE,
     K_AUTHZ_CACHE_TTL_MAX,
@@ -378,14 +378,14 @@ enum key_id {
     K_AUTHZ_POLICY_TIMEOUT,
     K_AUTHZ_POLICY_CONCURRENCY,
     K_AUTHZ_POLICY_QUEUE,
-    /* (E, issue 14) grants reloaded on SIGHUP (server/aclfile.h) */
+    /* grants reloaded on SIGHUP (server/aclfile.h) */
     K_ACL_FILE,
-    /* (B, issue 14) sluiced's own log (docs/OPERATIONS.md, "Logs") */
+    /* sluiced's own log (docs/OPERATIONS.md, "Logs") */
     K_LOG_FORMAT,
     K_LOG_LEVEL,
     K_LOG_FILE,
     K_ACCESS_LOG,
-    /* (A14) metrics */
+    /* metrics */
     K_METRICS_TOP_CHANNELS,
     K_METRICS_CHANNELS,
     K_COUNT
@@ -476,7 +476,7 @@ static const sl__config_key key_table[K_COUNT] = {
     [K_TLS_KEY] = {"tls_key", "tls-key", 0, 0, {"/a.key", "/b.key"}},
     [K_TLS_CLIENT_CA] = {"tls_client_ca", "tls-client-ca", 0, 0, {"/ca-a.pem", "/ca-b.pem"}},
     [K_TLS_CLIENT_PRINCIPAL] = {"tls_client_principal", NULL, 0, 0, {"dns", "email"}},
-    /* part C: workspaces */
+    /* workspaces */
     [K_WORKSPACE_LIMITS] = {"workspace_limits",
                             "workspace-limits",
                             0,
@@ -485,7 +485,7 @@ static const sl__config_key key_table[K_COUNT] = {
     [K_WORKSPACE_OPERATORS] =
         {"workspace_operators", "workspace-operators", 0, 1, {"ops", "root-1"}},
     [K_UPSTREAM_WORKSPACE_CLAIM] = {"upstream_workspace_claim", NULL, 0, 0, {"tenant", "org_id"}},
-    /* (A, issue 12) the authorise contract */
+    /* the authorise contract */
     [K_AUTHZ_OVERRIDE] = {"authz_override", "authz-override", 0, 1, {"jobs.*=policy", "**=acl"}},
     [K_AUTHZ_CACHE_SIZE] = {"authz_cache_size", NULL, 0, 0, {"0", "100000"}},
     [K_AUTHZ_CACHE_TTL_MAX] = {"authz_cache_ttl_max", NULL, 0, 0, {"0", "3600"}},
@@ -497,14 +497,14 @@ static const sl__config_key key_table[K_COUNT] = {
     [K_AUTHZ_POLICY_TIMEOUT] = {"authz_policy_timeout", NULL, 0, 0, {"0.5", "30"}},
     [K_AUTHZ_POLICY_CONCURRENCY] = {"authz_policy_concurrency", NULL, 0, 0, {"1", "1024"}},
     [K_AUTHZ_POLICY_QUEUE] = {"authz_policy_queue", NULL, 0, 0, {"1", "100000"}},
-    /* (E, issue 14) */
+    /* the ACL file, reloaded on SIGHUP */
     [K_ACL_FILE] = {"acl_file", "acl-file", 0, 0, {"/etc/sluice/acl.conf", "/b.acl"}},
-    /* (B, issue 14) sluiced's own log */
+    /* sluiced's own log */
     [K_LOG_FORMAT] = {"log_format", "log-format", 0, 0, {"json", "text"}},
     [K_LOG_LEVEL] = {"log_level", "log-level", 0, 0, {"debug", "error"}},
     [K_LOG_FILE] = {"log_file", "log-file", 0, 0, {"/var/log/a.log", "/b.log"}},
     [K_ACCESS_LOG] = {"access_log", "access-log", 1, 0, {"true", "false"}},
-    /* (A14) metrics */
+    /* metrics */
     [K_METRICS_TOP_CHANNELS] = {"metrics_top_channels", NULL, 0, 0, {"0", "1000"}},
     [K_METRICS_CHANNELS] = {"metrics_channels", "metrics-channel", 0, 1, {"jobs.*", "orders.**"}},
 };
@@ -686,7 +686,7 @@ static int set_auth_mode(sl__config *c, const char *v, sl_status *st)
     return SL_OK;
 }
 
-/* (A) authz_override = PATTERN=MODE: channels matching PATTERN are decided under MODE, below a
+/* authz_override = PATTERN=MODE: channels matching PATTERN are decided under MODE, below a
  * channel's own security setting (a second setting of a pattern replaces it). */
 static int set_authz_override(sl__config *c, const char *v, sl_status *st)
 {
@@ -1017,7 +1017,7 @@ int sl__config_set(sl__config *c, const char *key, const char *v, sl_status *st)
         return SL_OK;
     }
     case K_WORKSPACE_LIMITS:
-    case K_WORKSPACE_OPERATORS: { /* part C: checked now, applied by sluiced */
+    case K_WORKSPACE_OPERATORS: { /* checked now, applied by sluiced */
         sl__workspaces *w = NULL;
         int rc = sl__workspaces_new(&w);
         if (rc == SL_OK)
@@ -1041,7 +1041,7 @@ int sl__config_set(sl__config *c, const char *key, const char *v, sl_status *st)
         if (*v == '\0' || strlen(v) > 128)
             return sl_status_set(st, SL_ECONFIG, "upstream_workspace_claim must be 1..128 bytes");
         return set_str(&c->upstream_workspace_claim, v, st);
-    /* (A, issue 12) */
+    /* the authorise contract */
     case K_AUTHZ_OVERRIDE:
         return set_authz_override(c, v, st);
     case K_AUTHZ_CACHE_SIZE:
@@ -1070,11 +1070,12 @@ int sl__config_set(sl__config *c, const char *key, const char *v, sl_status *st)
         *(id == K_AUTHZ_POLICY_QUEUE ? &c->authz_policy_queue : &c->authz_policy_concurrency) =
             (size_t)u;
         return SL_OK;
-    case K_ACL_FILE: /* (E) */
+    /* the ACL file */
+    case K_ACL_FILE:
         if (*v == '\0')
             return sl_status_set(st, SL_ECONFIG, "acl_file must name a file");
         return set_str(&c->acl_file, v, st);
-    /* (B, issue 14) */
+    /* sluiced's own log */
     case K_LOG_FORMAT:
         if (sl__log_format_parse(v) < 0)
             return sl_status_set(st, SL_ECONFIG, "log_format must be text or json");
@@ -1094,7 +1095,7 @@ int sl__config_set(sl__config *c, const char *key, const char *v, sl_status *st)
             return sl_status_set(st, SL_ECONFIG, "%s must be true or false", key);
         c->access_log = b;
         return SL_OK;
-    /* (A14) */
+    /* metrics */
     case K_METRICS_TOP_CHANNELS:
         if (parse_uint(v, 1000, &u) < 0)
             return sl_status_set(st, SL_ECONFIG, "metrics_top_channels must be 0..1000");
@@ -1324,7 +1325,7 @@ char *sl__config_format(const sl__config *c, const char *key)
     case K_AUTH_MODE:
         put_strv(f, c->auth_modes, c->nauth_modes);
         break;
-    case K_WORKSPACE_LIMITS: /* part C */
+    case K_WORKSPACE_LIMITS:
         put_strv(f, c->workspace_limits, c->nworkspace_limits);
         break;
     case K_WORKSPACE_OPERATORS:
@@ -1333,7 +1334,7 @@ char *sl__config_format(const sl__config *c, const char *key)
     case K_UPSTREAM_WORKSPACE_CLAIM:
         s = c->upstream_workspace_claim;
         break;
-    /* (A, issue 12) */
+    /* the authorise contract */
     case K_AUTHZ_OVERRIDE:
         put_strv(f, c->authz_overrides, c->nauthz_overrides);
         break;
@@ -1355,10 +1356,11 @@ char *sl__config_format(const sl__config *c, const char *key)
     case K_AUTHZ_POLICY_QUEUE:
         fprintf(f, "%zu", c->authz_policy_queue);
         break;
-    case K_ACL_FILE: /* (E) */
+    /* the ACL file */
+    case K_ACL_FILE:
         s = c->acl_file;
         break;
-    /* (B, issue 14) */
+    /* sluiced's own log */
     case K_LOG_FORMAT:
         s = c->log_format == SL__LOG_JSON ? "json" : "text";
         break;
@@ -1371,7 +1373,7 @@ char *sl__config_format(const sl__config *c, const char *key)
     case K_ACCESS_LOG:
         s = c->access_log ? "true" : "false";
         break;
-    /* (A14) */
+    /* metrics */
     case K_METRICS_TOP_CHANNELS:
         fprintf(f, "%zu", c->metrics_top_channels);
         break;
@@ -1475,7 +1477,7 @@ static int set_grant(sl__cfg_grant *g, const char *key, const char *v, sl_status
     if (!strcmp(key, "role")) {
         if ((g->role = sl_role_parse(v)) == SL_ROLE_NONE)
             return sl_status_set(st, SL_ECONFIG, "role must be read, write or admin");
-    } else if (!strcmp(key, "channels") || !strcmp(key, "deny")) { /* (B) deny */
+    } else if (!strcmp(key, "channels") || !strcmp(key, "deny")) { /* deny */
         /* Comma-separated patterns. */
         int deny = key[0] == 'd';
         char buf[MAX_LINE];
@@ -1540,7 +1542,7 @@ static int ok_pattern(const char *s)
     return sl_pattern_valid(s, strlen(s));
 }
 
-/* (B) a role's pattern may end with "#{sub}": the asking principal's user-limited channel */
+/* a role's pattern may end with "#{sub}": the asking principal's user-limited channel */
 static int ok_role_pattern(const char *s)
 {
     size_t n = strlen(s), k = strlen("#{sub}");
@@ -1554,7 +1556,7 @@ static int ok_role_pattern(const char *s)
     return sl_pattern_valid(s, n);
 }
 
-/* (B) [invoke_policy PATTERN] options; the rules themselves are checked when applied. */
+/* [invoke_policy PATTERN] options; the rules themselves are checked when applied. */
 static int set_invoke(sl__cfg_invoke *p, const char *key, const char *v, sl_status *st)
 {
     if (!strcmp(key, "audit")) {
@@ -1596,7 +1598,7 @@ static int set_named(int sec, sl__cfg_named *e, const char *key, const char *v, 
     }
     if (sec == SEC_ROLE && !strcmp(key, "channels"))
         return add_items(e, v, ok_role_pattern, "channel pattern", st);
-    if (sec == SEC_ROLE && !strcmp(key, "deny")) { /* (B) */
+    if (sec == SEC_ROLE && !strcmp(key, "deny")) {
         sl__cfg_named d = {.items = e->deny, .nitems = e->ndeny};
         int rc = add_items(&d, v, ok_pattern, "channel pattern", st);
         e->deny = d.items;
@@ -1652,7 +1654,7 @@ static int open_section(sl__config *c, char *hdr, int *sec, sl_status *st)
         ng[c->ngrants].principal = strdup(arg);
         c->ngrants++;
         *sec = SEC_ACL;
-    } else if (!strcmp(body, "invoke_policy")) { /* (B) */
+    } else if (!strcmp(body, "invoke_policy")) {
         if (!sl_principal_valid(arg, strlen(arg)))
             return sl_status_set(st, SL_ECONFIG, "invalid principal pattern '%.64s'", arg);
         sl__cfg_invoke *ni = realloc(c->invokes, (c->ninvokes + 1) * sizeof *ni);
@@ -1722,7 +1724,7 @@ int sl__config_parse(sl__config *c, const char *text, size_t len, const char *fi
                         rc = set_named(sec, &c->roles[c->nroles - 1], key, val, &inner);
                     else if (sec == SEC_PRINCIPAL)
                         rc = set_named(sec, &c->principals[c->nprincipals - 1], key, val, &inner);
-                    else if (sec == SEC_INVOKE) /* (B) */
+                    else if (sec == SEC_INVOKE)
                         rc = set_invoke(&c->invokes[c->ninvokes - 1], key, val, &inner);
                     else
                         rc = set_named(sec, &c->delegates[c->ndelegates - 1], key, val, &inner);

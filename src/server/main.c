@@ -15,17 +15,17 @@
 #include <sluice/sluice.h>
 
 #include "net/http.h"
-#include "net/ws.h" /* (B, issue 14) */
+#include "net/ws.h"
 #include "security/httpsig.h"
-#include "security/invoke.h" /* (B) */
+#include "security/invoke.h"
 #include "net/tls.h"
 #include "security/secretfile.h"
-#include "server/aclfile.h" /* (E) */
+#include "server/aclfile.h"
 #include "server/config.h"
 #include "server/router.h"
-#include "server/routes_audit.h" /* (C) */
-#include "server/log.h"    /* (B, issue 14) */
-#include "server/reqlog.h" /* (B, issue 14) */
+#include "server/routes_audit.h"
+#include "server/log.h"
+#include "server/reqlog.h"
 #include "server/wsession.h"
 
 #include <malloc.h>
@@ -44,8 +44,8 @@
 #include "store/redis_nonce.h"
 #include "server/shared_state.h"
 #include "security/workspace.h"
-#include "core/metrics.h"          /* (A14) */
-#include "server/routes_metrics.h" /* (A14) */
+#include "core/metrics.h"
+#include "server/routes_metrics.h"
 
 #define SL__MAX_LISTENERS 16
 
@@ -83,13 +83,13 @@ typedef struct server {
     sl__nonce_store *nonces;
     sl__auth_mode *modes;
     size_t nmodes;
-    sl__workspaces *workspaces; /* part C: operators and limits; the context borrows it */
+    sl__workspaces *workspaces; /* operators and limits; the context borrows it */
     const sl__config *cfg;      /* main's, for the SIGHUP reload */
-    sl__log *log;               /* (B, issue 14) sluiced's own log; the router borrows it */
+    sl__log *log;               /* sluiced's own log; the router borrows it */
     sl__logsink sink;           /* the stores' and Redis links' way into log (core/logsink.h) */
-    sl__metrics *metrics;       /* (A14) the context, the router and the sessions borrow it */
+    sl__metrics *metrics;       /* the context, the router and the sessions borrow it */
     uv_signal_t sigint, sigterm, sighup;
-    /* (E, issue 14) the principals the ACL file granted last (a reload revokes the ones it no
+    /* the principals the ACL file granted last (a reload revokes the ones it no
      * longer names); --check-config: validate only (no store, no audit log, no listener) */
     sl__aclfile_state aclfile;
     int checking;
@@ -295,15 +295,15 @@ static int audit_sync(void *ud)
 static void on_response(void *ud, sl_http_request *req, sl__response *resp)
 {
     server *s = ud;
-    /* (B, issue 14) the request id echoed; the access line (the query's secrets redacted) */
+    /* the request id echoed; the access line (the query's secrets redacted) */
     sl__reqlog_header(req, resp->headers, sizeof resp->headers);
     sl__reqlog_access(s->log, req, resp->status, resp->body_len, resp->principal);
-    const char *type = resp->content_type ? resp->content_type : "application/json"; /* (A14) */
+    const char *type = resp->content_type ? resp->content_type : "application/json";
     sl_http_respond(req, resp->status, resp->headers[0] ? resp->headers : NULL,
                     resp->body ? type : NULL, resp->body, resp->body_len);
 }
 
-/* (A14) A metrics listener: GET /metrics without credentials, nothing else. */
+/* A metrics listener: GET /metrics without credentials, nothing else. */
 static void on_metrics_request(void *ud, sl_http_request *req)
 {
     sl__metrics_listener_serve(((server *)ud)->ctx, req);
@@ -311,7 +311,7 @@ static void on_metrics_request(void *ud, sl_http_request *req)
 
 static const char *data_dir_of(const sl__config *cfg);
 
-/* (A14) The registry, lent to the context, the authentication step and (through the context)
+/* The registry, lent to the context, the authentication step and (through the context)
  * the WebSocket sessions. */
 static int setup_metrics(server *s, const sl__config *cfg, sl_status *st)
 {
@@ -333,12 +333,12 @@ static int setup_metrics(server *s, const sl__config *cfg, sl_status *st)
 static void on_request(void *ud, sl_http_request *req)
 {
     server *s = ud;
-    sl__reqlog_begin(s->log, req); /* (B, issue 14) */
+    sl__reqlog_begin(s->log, req);
     /* The one route that is not a request/response: it takes the connection over. */
     if (s->wss && req->path_len == strlen(SL__WSS_PATH) && !strcmp(req->path, SL__WSS_PATH)) {
         if (req->accept == 0) /* the upgrade request may be signed: its prefix's mode */
             req->accept = sl__router_mode(&s->router, req->path, req->path_len);
-        /* (B) handed over (the session authenticates later, on its connect command), or a
+        /* handed over (the session authenticates later, on its connect command), or a
          * handshake refused */
         const char *why;
         int status = sl_ws_check_handshake(req, &why);
@@ -371,7 +371,7 @@ static int setup_revocation(server *s, const sl__config *cfg, sl_status *st)
                              ttl, longest);
     if (ttl == 0 && longest > SL_REVOCATION_DEFAULT_MAX_TTL)
         ttl = longest;
-    if (s->checking) /* (E) no store is made, no Redis reached */
+    if (s->checking) /* no store is made, no Redis reached */
         return SL_OK;
     int rc = SL_OK;
     if (!strcmp(kind, "off"))
@@ -440,7 +440,7 @@ static void on_signal(uv_signal_t *h, int signum)
     s->introspect = NULL;
     sl_jwks_free(s->jwks); /* tokens waiting for keys: 503 */
     s->jwks = NULL;
-    if (s->ctx) /* (A) questions under way: errors (503); its curl handles close */
+    if (s->ctx) /* questions under way: errors (503); its curl handles close */
         sl_ctx_set_regime(s->ctx, NULL);
     uv_close((uv_handle_t *)&s->sigint, NULL);
     uv_close((uv_handle_t *)&s->sigterm, NULL);
@@ -478,7 +478,7 @@ static void reload_tls(server *s, const sl__config *cfg)
              sl__tls_ctx_describe(fresh));
 }
 
-/* (E) The stored principals of the last applied ACL file (kv scan callback; prefix matches count
+/* The stored principals of the last applied ACL file (kv scan callback; prefix matches count
  * only when the whole key is ours). */
 static int load_acl_state(void *ud, const void *key, size_t klen, const void *val, size_t vlen)
 {
@@ -493,7 +493,7 @@ static int load_acl_state(void *ud, const void *key, size_t klen, const void *va
     return rc;
 }
 
-/* (E, issue 14) The ACL file: read, parsed, checked against the configuration's own grants, then
+/* The ACL file: read, parsed, checked against the configuration's own grants, then
  * applied (server/aclfile.h). At start (and under --check-config) a failure stops sluiced; on
  * SIGHUP the ACL stays as it was when the file does not read, parse or check (*applying 0), and
  * keeps what was applied before an error while applying (*applying 1). The file is small and
@@ -554,7 +554,7 @@ static int load_acl_file(server *s, const sl__config *cfg, int *applying, sl_sta
 }
 
 /* SIGHUP: the audit log was rotated (moved aside); continue its chain in a new file. The TLS
- * certificate and key are reloaded. (E) So is the ACL file. */
+ * certificate and key are reloaded. So is the ACL file. */
 /* The stores' lines (core/logsink.h), also from the LMDB commit thread: sl__logf writes each
  * line with one write(2), and a reopened log file takes the old descriptor's number. */
 static void store_log(void *ud, int level, const char *msg)
@@ -568,7 +568,7 @@ static void on_hangup(uv_signal_t *h, int signum)
     server *s = h->data;
     sl_status st;
     sl_status_clear(&st);
-    /* (B, issue 14) the log first, so that what follows lands in the new file */
+    /* the log first, so that what follows lands in the new file */
     if (!sl__log_to_stderr(s->log) && sl__log_reopen(s->log, &st) != SL_OK)
         sl__logf(s->log, SL__LOG_ERROR, NULL, "%s", st.message);
     else if (!sl__log_to_stderr(s->log))
@@ -579,7 +579,7 @@ static void on_hangup(uv_signal_t *h, int signum)
     else if (s->audit)
         sl__logf(s->log, SL__LOG_INFO, NULL, "audit log reopened");
     reload_tls(s, s->cfg);
-    /* (E) */
+    /* the ACL file */
     int applying;
     sl_status_clear(&st);
     if (load_acl_file(s, s->cfg, &applying, &st) != SL_OK)
@@ -625,7 +625,7 @@ static int make_upstream_jwks(server *s, const sl__config *cfg, sl_authenticator
         cfg->upstream_issuer ? cfg->upstream_issuer : cfg->upstream_oidc_issuer;
     s->upstream_opts.audience = cfg->upstream_audience;
     s->upstream_opts.leeway = cfg->jwt_leeway;
-    s->upstream_opts.workspace_claim = cfg->upstream_workspace_claim; /* part C */
+    s->upstream_opts.workspace_claim = cfg->upstream_workspace_claim;
     return sl_upstream_authenticator_new_jwks(s->jwks, &s->upstream_opts, out);
 }
 
@@ -676,7 +676,7 @@ static int make_authenticator(server *s, const sl__config *cfg, const char *name
         s->upstream_opts.issuer = cfg->upstream_issuer;
         s->upstream_opts.audience = cfg->upstream_audience;
         s->upstream_opts.leeway = cfg->jwt_leeway;
-        s->upstream_opts.workspace_claim = cfg->upstream_workspace_claim; /* part C */
+        s->upstream_opts.workspace_claim = cfg->upstream_workspace_claim;
         return sl_upstream_authenticator_new(s->upstream_keys, &s->upstream_opts, out);
     }
     if (!strcmp(name, "signature")) {
@@ -717,7 +717,7 @@ static int make_authenticator(server *s, const sl__config *cfg, const char *name
         sl_introspect_opts o;
         sl_introspect_opts_init(&o);
         o.url = cfg->introspection_url;
-        o.workspace_claim = cfg->upstream_workspace_claim; /* part C: the same claim */
+        o.workspace_claim = cfg->upstream_workspace_claim; /* the same claim */
         o.client_id = cfg->introspection_client_id;
         /* 0 means "no caching" here; to sl_introspect it means "the default" */
         o.cache_ttl = cfg->introspection_cache_ttl > 0 ? cfg->introspection_cache_ttl : -1;
@@ -798,8 +798,7 @@ static int setup_broker(server *s, const sl__config *cfg, sl_status *st)
     for (size_t i = 0; rc == SL_OK && i < cfg->nroles; i++)
         rc = sl_broker_set_role_deny(s->broker, cfg->roles[i].name, cfg->roles[i].grants,
                                      (const char *const *)cfg->roles[i].items, cfg->roles[i].nitems,
-                                     (const char *const *)cfg->roles[i].deny, /* (B) */
-                                     cfg->roles[i].ndeny);
+                                     (const char *const *)cfg->roles[i].deny, cfg->roles[i].ndeny);
     for (size_t i = 0; rc == SL_OK && i < cfg->nprincipals; i++)
         rc = sl_broker_assign(s->broker, cfg->principals[i].name,
                               (const char *const *)cfg->principals[i].items,
@@ -824,7 +823,7 @@ static const char *data_dir_of(const sl__config *cfg)
 
 static int open_redis(server *s, const sl__config *cfg, sl_status *st);
 
-/* (E, issue 14) --check-config: what can be known of the store without opening it (opening would
+/* --check-config: what can be known of the store without opening it (opening would
  * take its lock, create it, or reach Redis). */
 static int check_store(const sl__config *cfg, sl_status *st)
 {
@@ -840,7 +839,7 @@ static int check_store(const sl__config *cfg, sl_status *st)
 /* The store, opened first: every store that keeps state attaches to it. */
 static int open_store(server *s, const sl__config *cfg, sl_status *st)
 {
-    if (s->checking) /* (E) */
+    if (s->checking)
         return check_store(cfg, st);
     if (strcmp(cfg->engine, "redis") == 0)
         return open_redis(s, cfg, st);
@@ -913,7 +912,7 @@ static int use_store(server *s, const sl__config *cfg, sl_status *st)
         s->redis = NULL;
         int rc = sl__ctx_use_engine(s->ctx, e, st);
         if (rc == SL_OK && (rc = sl__acl_attach(s->ctx->acl, s->rkv, st)) == SL_OK)
-            rc = sl__invoke_attach(s->ctx->invoke, s->rkv, st); /* (B) */
+            rc = sl__invoke_attach(s->ctx->invoke, s->rkv, st);
         return rc;
     }
     if (s->kv == NULL)
@@ -924,7 +923,7 @@ static int use_store(server *s, const sl__config *cfg, sl_status *st)
         rc = sl__ctx_use_engine(s->ctx, e, st);
     if (rc == SL_OK)
         rc = sl__acl_attach(s->ctx->acl, s->kv, st);
-    if (rc == SL_OK) /* (B) */
+    if (rc == SL_OK)
         rc = sl__invoke_attach(s->ctx->invoke, s->kv, st);
     if (rc != SL_OK) { /* say which directory */
         char msg[sizeof st->message];
@@ -968,7 +967,7 @@ static int setup_workspaces(server *s, const sl__config *cfg, sl_status *st)
     return rc;
 }
 
-/* (A, issue 12) The decision cache's bounds, the per-pattern overrides and the HTTP policy
+/* The decision cache's bounds, the per-pattern overrides and the HTTP policy
  * regime (docs/POLICY.md). A policy mode without a regime would deny everything: refused. */
 static int setup_authz(server *s, const sl__config *cfg, sl_status *st)
 {
@@ -1009,7 +1008,7 @@ static int setup_authz(server *s, const sl__config *cfg, sl_status *st)
 static int setup(server *s, const sl__config *cfg, sl_status *st)
 {
     int rc = SL_OK;
-    if (cfg->audit_log && !s->checking) /* (E) --check-config creates no file */
+    if (cfg->audit_log && !s->checking) /* --check-config creates no file */
         rc = sl_audit_log_open(&s->audit, cfg->audit_log, st);
     if (rc == SL_OK)
         rc = open_store(s, cfg, st);
@@ -1039,7 +1038,7 @@ static int setup(server *s, const sl__config *cfg, sl_status *st)
     sl_ctx_set_read_max_bytes(s->ctx, cfg->read_max_bytes);
     if ((rc = setup_workspaces(s, cfg, st)) != SL_OK)
         return rc;
-    if ((rc = setup_authz(s, cfg, st)) != SL_OK) /* (A) */
+    if ((rc = setup_authz(s, cfg, st)) != SL_OK)
         return rc;
     if (s->audit)
         sl_ctx_set_audit(s->ctx, audit_sink, s);
@@ -1057,10 +1056,10 @@ static int setup(server *s, const sl__config *cfg, sl_status *st)
         const sl__cfg_grant *g = &cfg->grants[i];
         if ((rc = sl_acl_grant_deny(s->ctx, NULL, g->principal, g->role,
                                     (const char *const *)g->patterns, g->npatterns,
-                                    (const char *const *)g->deny, g->ndeny, st)) != SL_OK) /* (B) */
+                                    (const char *const *)g->deny, g->ndeny, st)) != SL_OK)
             return rc;
     }
-    for (size_t i = 0; i < cfg->ninvokes; i++) { /* (B) the invoke policy */
+    for (size_t i = 0; i < cfg->ninvokes; i++) { /* the invoke policy */
         const sl__cfg_invoke *p = &cfg->invokes[i];
         sl_status inner;
         sl_status_clear(&inner);
@@ -1073,7 +1072,7 @@ static int setup(server *s, const sl__config *cfg, sl_status *st)
     for (size_t i = 0; i < cfg->nadmins; i++)
         if ((rc = sl_acl_grant(s->ctx, NULL, cfg->admins[i], SL_ROLE_ADMIN, NULL, 0, st)) != SL_OK)
             return rc;
-    if ((rc = load_acl_file(s, cfg, NULL, st)) != SL_OK) /* (E) */
+    if ((rc = load_acl_file(s, cfg, NULL, st)) != SL_OK)
         return rc;
     if ((rc = setup_broker(s, cfg, st)) != SL_OK)
         return rc;
@@ -1088,10 +1087,10 @@ static int setup(server *s, const sl__config *cfg, sl_status *st)
     s->router.authn.jwt.issuer = cfg->jwt_issuer;
     s->router.authn.jwt.leeway = cfg->jwt_leeway;
     s->router.authn.jwt.exp_optional = cfg->jwt_exp_optional;
-    s->router.log = s->log; /* (B, issue 14) */
+    s->router.log = s->log;
     if (s->shared)
         sl__shared_state_set_log(s->shared, s->log);
-    return setup_metrics(s, cfg, st); /* (A14) */
+    return setup_metrics(s, cfg, st);
 }
 
 /* The listeners' TLS settings hang together, and the context loads (before anything else
@@ -1160,7 +1159,7 @@ static int setup_listeners(server *s, const sl__config *cfg, sl_status *st)
     }
     for (size_t i = 0; i < n; i++) {
         const sl__cfg_listener *l = &ls[i];
-        /* (A14) a metrics listener answers without credentials: loopback unless --insecure */
+        /* a metrics listener answers without credentials: loopback unless --insecure */
         if (l->metrics && !is_loopback(l->host) && !cfg->insecure)
             return sl_status_set(st, SL_ECONFIG,
                                  "a metrics listener serves /metrics without credentials: "
@@ -1192,7 +1191,7 @@ static void tune_malloc(void)
     mallopt(M_MMAP_THRESHOLD, 16 << 20);
 }
 
-/* (E, issue 14) --check-config FILE is --config FILE where it stands, and asks for validation
+/* --check-config FILE is --config FILE where it stands, and asks for validation
  * instead of serving: *args is argv with it rewritten (malloc'd array, free it), *file the FILE
  * (NULL: not given). */
 static int check_config_args(int argc, char **argv, char ***args, const char **file, sl_status *st)
@@ -1232,7 +1231,7 @@ int main(int argc, char **argv)
     sl_status_clear(&st);
     extern char **environ;
     sl__config_source src = {.read_file = read_config_file, .envp = environ};
-    char **args = NULL; /* (E) */
+    char **args = NULL;
     const char *checked = NULL;
     int rc = check_config_args(argc, argv, &args, &checked, &st);
     s.checking = checked != NULL;
@@ -1246,7 +1245,7 @@ int main(int argc, char **argv)
     }
     s.loop = uv_default_loop();
     s.cfg = &cfg;
-    if (rc == SL_OK) { /* (B, issue 14) first: everything after it logs there */
+    if (rc == SL_OK) { /* first: everything after it logs there */
         sl__log_opts lo = {.format = cfg.log_format,
                            .level = cfg.log_level,
                            .path = cfg.log_file,
@@ -1264,15 +1263,15 @@ int main(int argc, char **argv)
         if (rc == SL_OK && !s.checking &&
             (rc = sl__wss_server_new(&s.wss, s.loop, s.ctx, &s.router.authn, &cfg.ws)) != SL_OK)
             sl_status_set(&st, rc, "cannot set up the WebSocket endpoint");
-        /* (C) the server API's sessions and the audit read route's file */
+        /* the server API's sessions and the audit read route's file */
         s.router.wss = s.wss;
         s.router.audit = s.audit;
         s.router.audit_path = cfg.audit_log;
         s.router.loop = s.loop;
-        if (rc == SL_OK && !s.checking) /* (E) */
+        if (rc == SL_OK && !s.checking)
             rc = setup_listeners(&s, &cfg, &st);
     }
-    if (rc == SL_OK && s.checking) { /* (E) */
+    if (rc == SL_OK && s.checking) {
         printf("%s: ok\n", checked);
         fflush(stdout);
     } else if (rc == SL_OK) {
@@ -1304,10 +1303,10 @@ int main(int argc, char **argv)
         if (s.tls)
             sl__logf(s.log, SL__LOG_START, NULL, "TLS certificate %s", sl__tls_ctx_describe(s.tls));
         uv_run(s.loop, UV_RUN_DEFAULT);
-    } else if (s.checking) { /* (E) */
+    } else if (s.checking) {
         fprintf(stderr, "sluiced: %s: %s\n", checked, st.message[0] ? st.message : sl_strerror(rc));
     } else {
-        /* (B) into the log, and on stderr too when the log is a file: whoever started sluiced
+        /* into the log, and on stderr too when the log is a file: whoever started sluiced
          * sees why it did not start */
         const char *why = st.message[0] ? st.message : sl_strerror(rc);
         sl__logf(s.log, SL__LOG_ERROR, NULL, "%s", why);
@@ -1321,9 +1320,9 @@ int main(int argc, char **argv)
     if (s.nonces) /* pending answers: 503 (sessions still there to hear it); closes in the run below
                    */
         s.nonces->free(s.nonces);
-    s.router.wss = NULL; /* (C) */
+    s.router.wss = NULL;
     sl__wss_server_free(s.wss);
-    if (s.ctx) /* (A) the policy regime's handles close in the run below */
+    if (s.ctx) /* the policy regime's handles close in the run below */
         sl_ctx_set_regime(s.ctx, NULL);
     if (s.loop)
         uv_run(s.loop, UV_RUN_NOWAIT);
@@ -1340,7 +1339,7 @@ int main(int argc, char **argv)
         s.redis->ops->free(s.redis);
     sl_ctx_free(s.ctx); /* the engine, before the store it writes through */
     sl__workspaces_free(s.workspaces);
-    /* (A14) after the context that borrowed it */
+    /* after the context that borrowed it */
     sl__metrics_free(s.metrics);
     if (s.loop) /* the Redis connections close */
         uv_run(s.loop, UV_RUN_NOWAIT);
@@ -1365,11 +1364,11 @@ int main(int argc, char **argv)
     free(s.modes);
     sl_jwt_keyring_free(s.upstream_keys);
     sl_jwt_keyring_free(s.keys);
-    sl__audit_routes_free(&s.router); /* (C) */
+    sl__audit_routes_free(&s.router);
     sl_audit_log_close(s.audit);
-    sl__log_free(s.log); /* (B, issue 14) */
+    sl__log_free(s.log);
     sl__config_free(&cfg);
-    sl__aclfile_state_free(&s.aclfile); /* (E) */
+    sl__aclfile_state_free(&s.aclfile);
     free(args);
     return rc == SL_OK ? 0 : 1;
 }
