@@ -1,4 +1,4 @@
-/* (C, issue 14) The pure pieces of the server API and GET /audit: the request bodies of
+/* The pure pieces of the server API and GET /audit: the request bodies of
  * POST /server/disconnect and /server/unsubscribe against hostile input, the tail of an audit log
  * (lines cut anywhere, unterminated ends, limits), verification over a prefix of a file (what
  * GET /audit checks while the log grows), and the memory engine's in-flight count as claims come
