@@ -819,7 +819,7 @@ static size_t begin_push(sl__cf_buf *b, const char *channel, const char *kind)
     size_t start = begin(b);
     puts_(b, "\"push\":{");
     bool f = true;
-    /* Part C: a workspace's channel goes out under its subscribers' own name (core/wsid.h);
+    /* A workspace's channel goes out under its subscribers' own name (core/wsid.h);
      * everyone subscribed to it is of that workspace. */
     kv_str(b, &f, "channel", sl__ws_name(channel));
     key(b, &f, kind);

@@ -353,7 +353,7 @@ static void judge(sl_introspect *i, ireq *q, CURLcode res, long code, result *r,
     workspace_of(i, r);
 }
 
-/* Part C: the workspace the configured member of an accepted answer names (r->doc); a member
+/* The workspace the configured member of an accepted answer names (r->doc); a member
  * that is not a workspace name refuses the token, for as long as the answer would be cached. */
 static void workspace_of(const sl_introspect *i, result *r)
 {

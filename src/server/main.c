@@ -953,7 +953,7 @@ static int setup_modes(server *s, const sl__config *cfg, sl_status *st)
     return SL_OK;
 }
 
-/* Part C: workspace operators and limits (docs/POLICY.md), borrowed by the context. */
+/* Workspace operators and limits (docs/POLICY.md), borrowed by the context. */
 static int setup_workspaces(server *s, const sl__config *cfg, sl_status *st)
 {
     int rc = sl__workspaces_new(&s->workspaces);
