@@ -43,11 +43,11 @@ static void config_check_repeatable(const sl__config *c, const char *key, sl__co
         for (size_t i = 0; i < c->nauth_modes; i++)
             if (sl__config_set(fresh, key, c->auth_modes[i], &st) != SL_OK)
                 config_check_fail(key, st.message, c->auth_modes[i], "accepted");
-    } else if (!strcmp(key, "authz_override")) { /* (A) one PATTERN=MODE per pattern */
+    } else if (!strcmp(key, "authz_override")) { /* one PATTERN=MODE per pattern */
         for (size_t i = 0; i < c->nauthz_overrides; i++)
             if (sl__config_set(fresh, key, c->authz_overrides[i], &st) != SL_OK)
                 config_check_fail(key, st.message, c->authz_overrides[i], "accepted");
-    } else if (!strcmp(key, "workspace_limits")) { /* part C: one entry per workspace */
+    } else if (!strcmp(key, "workspace_limits")) { /* one entry per workspace */
         for (size_t i = 0; i < c->nworkspace_limits; i++)
             if (sl__config_set(fresh, key, c->workspace_limits[i], &st) != SL_OK)
                 config_check_fail(key, st.message, c->workspace_limits[i], "accepted");
@@ -55,7 +55,7 @@ static void config_check_repeatable(const sl__config *c, const char *key, sl__co
         for (size_t i = 0; i < c->nworkspace_operators; i++)
             if (sl__config_set(fresh, key, c->workspace_operators[i], &st) != SL_OK)
                 config_check_fail(key, st.message, c->workspace_operators[i], "accepted");
-    } else if (!strcmp(key, "metrics_channels")) { /* (A14) */
+    } else if (!strcmp(key, "metrics_channels")) {
         for (size_t i = 0; i < c->nmetrics_channels; i++)
             if (sl__config_set(fresh, key, c->metrics_channels[i], &st) != SL_OK)
                 config_check_fail(key, st.message, c->metrics_channels[i], "accepted");

@@ -1,4 +1,4 @@
-/* Fuzz target (E, issue 14): the ACL file parser (src/server/aclfile.c). Whatever it accepts holds
+/* Fuzz target: the ACL file parser (src/server/aclfile.c). Whatever it accepts holds
  * only valid, distinct principals with a role, applies to a context, applies again as a no-op, and
  * an empty load then revokes every grant it made: the reload's bookkeeping stays exact. The same
  * bytes go to the stored state's decoder (table meta), which must round-trip what it accepts. */

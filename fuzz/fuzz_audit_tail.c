@@ -1,4 +1,4 @@
-/* Fuzz target (C, issue 14): the tail of an audit log as GET /audit reads it
+/* Fuzz target: the tail of an audit log as GET /audit reads it
  * (sl__audit_tail_lines in src/security/audit.c). The first byte chooses the limit (0..31) and
  * whether the bytes are the whole file or only its end; the rest is the file's end. The lines
  * found must be exactly what a naive split says: complete lines only (an unterminated last line

@@ -1,4 +1,4 @@
-/* Fuzz target: sluiced's command line (sl__config_load in src/server/config.c) on its own: the
+/* Fuzz target: sluiced's command line (sl__config_load in src/server/config_load.c) on its own: the
  * input is the arguments, separated by NUL bytes (argv[1..]). "--config" with any name reads one
  * fixed config file, so flags before and after a file are exercised; there is no environment. The
  * whole pipeline with files and environment from the input is fuzz_config_pipeline. */

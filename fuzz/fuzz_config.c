@@ -1,4 +1,4 @@
-/* Fuzz target: the config file parser (src/server/config.c), then the invariants of
+/* Fuzz target: the config file parser (src/server/config_parse.c), then the invariants of
  * config_check.h on what it accepted. The whole pipeline (flags, files, environment) is
  * fuzz_config_pipeline. */
 #include <stdint.h>

@@ -1,4 +1,4 @@
-/* Fuzz target: sluiced's whole configuration pipeline (sl__config_load in src/server/config.c):
+/* Fuzz target: sluiced's whole configuration pipeline (sl__config_load in src/server/config_load.c):
  * command line, config files and environment together, then the invariants of config_check.h.
  *
  * Input: lines. Up to the first "%%" line, one command-line argument per line (argv[1..]). Each

@@ -19,7 +19,7 @@
 #include <sluice/jwt.h>
 #include <sluice/sluice.h>
 
-#include "server/console.h" /* (D, issue 14) */
+#include "server/console.h"
 #include "server/params.h"
 #include "server/router.h"
 
@@ -31,7 +31,7 @@ static double fixed_clock(void *ud)
     return NOW;
 }
 
-/* (D, issue 14) Whether path matches a route template with at most one {capture} segment. */
+/* Whether path matches a route template with at most one {capture} segment. */
 static int tmpl_matches(const char *tmpl, const char *path)
 {
     const char *b = strchr(tmpl, '{');
@@ -148,7 +148,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (resp.status < 200 || resp.status > 599 || resp.body == NULL)
         abort();
     if (resp.content_type != NULL) {
-        /* (D, issue 14) Not JSON: only a console file, whole, under its own type. */
+        /* Not JSON: only a console file, whole, under its own type. */
         char name[256] = "index.html"; /* the capture as the router decodes it */
         int admin = strncmp(path, "/admin", 6) == 0;
         if (admin && path[6] == '/' &&

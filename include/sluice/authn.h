@@ -89,7 +89,7 @@ typedef struct sl_authn {
     sl_authenticator *chain[SL_AUTHN_MAX]; /* borrowed; tried in order after sluice tokens */
     size_t nchain;
     sl_revocation_store *revocation; /* borrowed; NULL: nothing is ever revoked */
-    struct sl__metrics *metrics;     /* (A14) internal: the server's counters, or NULL */
+    struct sl__metrics *metrics;     /* internal: the server's counters, or NULL */
 } sl_authn;
 
 /* 1 when some authenticator is configured (else the server is open and callers anonymous). */

@@ -82,7 +82,7 @@ typedef struct sl_broker_decision {
     sl_broker_denial *denied;
     size_t ndenied;
     sl_role role; /* the token's role: the least role among those that granted a channel */
-    /* part C: the workspace of the credential that asked (sl_broker_decide): the token's "ws"
+    /* the workspace of the credential that asked (sl_broker_decide): the token's "ws"
      * claim, never another */
     char workspace[SL_WORKSPACE_MAX + 1];
 } sl_broker_decision;

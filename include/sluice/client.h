@@ -130,7 +130,7 @@ int sl_client_list(sl_client *c, const char *url, const char *token, sl_channel_
 /* Replaces principal's ACL entry: role on the channel patterns (n == 0: on all channels). */
 int sl_client_acl_grant(sl_client *c, const char *url, const char *token, const char *principal,
                         sl_role role, const char *const *patterns, size_t n, sl_status *st);
-/* (B) The same with deny patterns (docs/POLICY.md "Deny rules"). */
+/* The same with deny patterns (docs/POLICY.md "Deny rules"). */
 int sl_client_acl_grant_deny(sl_client *c, const char *url, const char *token,
                              const char *principal, sl_role role, const char *const *patterns,
                              size_t n, const char *const *deny, size_t ndeny, sl_status *st);
@@ -141,7 +141,7 @@ int sl_client_acl_revoke(sl_client *c, const char *url, const char *token, const
 int sl_client_acl_list(sl_client *c, const char *url, const char *token, sl_acl_entry **out,
                        size_t *n, sl_status *st);
 
-/* (B) The invoke policy (docs/POLICY.md). Each returns the server's JSON reply in *reply (owned,
+/* The invoke policy (docs/POLICY.md). Each returns the server's JSON reply in *reply (owned,
  * release with free()): GET /policy/invoke, PUT and DELETE /policy/invoke/{pattern}. Rules are
  * "operation:resource" strings; audit 1 audits every decision of the policy. */
 int sl_client_invoke_policy_list(sl_client *c, const char *url, const char *token, char **reply,
@@ -154,7 +154,7 @@ int sl_client_invoke_policy_set(sl_client *c, const char *url, const char *token
 int sl_client_invoke_policy_delete(sl_client *c, const char *url, const char *token,
                                    const char *pattern, sl_status *st);
 
-/* (C, issue 14) The server API and the audit log (docs/OPERATIONS.md "Server API"), for
+/* The server API and the audit log (docs/OPERATIONS.md "Server API"), for
  * administrators. Each returns the server's JSON reply in *reply (owned, release with free()).
  * connections: GET /server/connections (principal NULL: every one; limit 0: the server's default).
  * disconnect: POST /server/disconnect, principal and/or connection (one at least), code 0 for the

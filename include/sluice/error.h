@@ -35,7 +35,7 @@ extern "C" {
     X(EINTERNAL, -22, 500, "internal", "internal error")                                           \
     X(ESTORAGE, -23, 507, "insufficient_storage", "the store could not make the change durable")   \
     X(EFORMAT, -24, 500, "store_format", "the data directory is not in a format this build reads") \
-    /* part C: a workspace's own limit (channels, connections, commands per second) */             \
+    /* a workspace's own limit (channels, connections, commands per second) */                     \
     X(EQUOTA, -25, 429, "workspace_limit", "workspace limit reached")
 
 typedef enum {

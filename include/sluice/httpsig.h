@@ -53,7 +53,7 @@ typedef struct sl_httpsig_key_opts {
     const char *const *components;
     size_t ncomponents;
     int nonce_optional; /* 1: a signature without a nonce is accepted (default: refused) */
-    /* part C: the workspace the key's principal belongs to ("": the default workspace) */
+    /* the workspace the key's principal belongs to ("": the default workspace) */
     char workspace[SL_WORKSPACE_MAX + 1];
 } sl_httpsig_key_opts;
 

@@ -49,7 +49,7 @@ typedef struct sl_introspect_opts {
     size_t max_inflight;     /* 0: SL_INTROSPECT_DEFAULT_INFLIGHT; beyond it: SL_EUNAVAIL */
     const char *ca_file;     /* PEM bundle to verify the endpoint; NULL: the system's */
     int allow_http;          /* 1: accept http:// to any host (trusted networks only) */
-    /* part C: the answer's member naming the caller's workspace (docs/POLICY.md); NULL: none.
+    /* the answer's member naming the caller's workspace (docs/POLICY.md); NULL: none.
      * Absent from an answer: the default workspace; not a workspace name: the token is refused. */
     const char *workspace_claim;
 } sl_introspect_opts;

@@ -65,7 +65,7 @@ typedef struct sl_jwt_verify_opts {
     const char *issuer;   /* NULL: "iss" not checked */
     double leeway;        /* seconds of clock skew allowed; default 30, clamped to [0, 60] */
     int exp_optional;     /* 0 (default): a token without "exp" is rejected */
-    /* part C: an identity provider's claim naming the caller's workspace (the upstream-JWT
+    /* an identity provider's claim naming the caller's workspace (the upstream-JWT
      * authenticator reads it; sluice's own tokens use "ws"); NULL: none */
     const char *workspace_claim;
 } sl_jwt_verify_opts;
@@ -126,7 +126,7 @@ typedef struct sl_jwt_claims {
     const char *iss;     /* NULL: omitted */
     const char *act_sub; /* NULL: omitted; else {"act":{"sub":...}} (RFC 8693) */
     const char *channel; /* NULL: omitted; else a subscription token for this channel */
-    /* part C: NULL or "": omitted; else the "ws" claim, the subject's workspace */
+    /* NULL or "": omitted; else the "ws" claim, the subject's workspace */
     const char *workspace;
 } sl_jwt_claims;
 

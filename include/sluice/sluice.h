@@ -45,7 +45,7 @@ typedef enum {
     SL_MODE_OPEN,        /* everyone may do everything */
     SL_MODE_ACL,         /* grants principal -> role (+ channel patterns); tokens can only narrow */
     SL_MODE_TOKEN,       /* the token's role and channel scope decide; local callers are trusted */
-    /* (A, issue 12) the context's pluggable regime decides (sl_ctx_set_regime; sluice/authz.h) */
+    /* the context's pluggable regime decides (sl_ctx_set_regime; sluice/authz.h) */
     SL_MODE_POLICY,
 } sl_mode;
 /* "open" | "acl" | "token" | "policy" | "inherit"; -1 when unknown */
@@ -79,7 +79,7 @@ typedef struct sl_identity {
     /* The tenant the caller belongs to ("" when none: the default workspace). Channels, grants,
      * broker roles and API keys belong to a workspace; docs/POLICY.md. */
     char workspace[SL_WORKSPACE_MAX + 1];
-    /* part C: 1 when an operator (outside every workspace) crossed into `workspace`: its grants
+    /* 1 when an operator (outside every workspace) crossed into `workspace`: its grants
      * and broker roles stay its own, not those of a namesake inside the workspace */
     int crossed;
 } sl_identity;
@@ -137,11 +137,11 @@ typedef enum {
     SL_OP_BROKER_LIST,       /* read a principal's broker roles */
     SL_OP_CHANNEL_EXTEND,    /* the claim holder extends its leases (JetStream's in-progress) */
     SL_OP_CHANNEL_TERMINATE, /* the claim holder dead-letters a message for good */
-    /* (B) the invoke policy's administration (docs/POLICY.md) */
+    /* the invoke policy's administration (docs/POLICY.md) */
     SL_OP_POLICY_INVOKE_LIST,
     SL_OP_POLICY_INVOKE_SET,    /* resource: the principal pattern */
     SL_OP_POLICY_INVOKE_DELETE, /* resource: the principal pattern */
-    /* (A, issue 12) */
+    /* the authorise contract */
     SL_OP_AUTHZ_INVALIDATE, /* drop every cached authorisation decision */
     /* Operations (issue 14, docs/OPERATIONS.md) */
     SL_OP_METRICS_READ,       /* GET /metrics */
@@ -342,7 +342,7 @@ typedef struct sl_channel_info {
      * real-time client never recovers an offset of another stream. "" in settings passed in: the
      * engine picks one. */
     char epoch[17];
-    /* (C, issue 14) queues: messages claimed whose lease has not been given back (acknowledged,
+    /* queues: messages claimed whose lease has not been given back (acknowledged,
      * nacked, or expired and swept); filled by the engines with depth. */
     size_t in_flight;
 } sl_channel_info;

@@ -127,8 +127,8 @@ int sl__cli_cmd_extend(int argc, char **argv, sl__cli_conn *conn);
 int sl__cli_cmd_terminate(int argc, char **argv, sl__cli_conn *conn);
 int sl__cli_cmd_channel(int argc, char **argv, sl__cli_conn *conn);
 int sl__cli_cmd_acl(int argc, char **argv, sl__cli_conn *conn);
-int sl__cli_cmd_policy(int argc, char **argv, sl__cli_conn *conn); /* (B) */
-/* (C, issue 14) `server ...` (cmd_server.c) and the remote `audit tail` */
+int sl__cli_cmd_policy(int argc, char **argv, sl__cli_conn *conn);
+/* `server ...` (cmd_server.c) and the remote `audit tail` */
 int sl__cli_cmd_server(int argc, char **argv, sl__cli_conn *conn);
 int sl__cli_cmd_audit_tail(int argc, char **argv, sl__cli_conn *conn);
 int sl__cli_cmd_health(int argc, char **argv, sl__cli_conn *conn);

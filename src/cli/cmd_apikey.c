@@ -66,7 +66,7 @@ static const char delete_usage[] =
 
 enum {
     OPT_PRINCIPAL = 0x200,
-    OPT_WORKSPACE, /* part C */
+    OPT_WORKSPACE,
     OPT_ROLE,
     OPT_CHANNEL,
     OPT_EXPIRES,
@@ -78,7 +78,7 @@ typedef struct args {
     const char *cmd;
     const char *store;
     const char *principal;
-    const char *workspace; /* part C: NULL for none */
+    const char *workspace; /* NULL for none */
     sl_role role;
     const char **channels; /* borrowed from argv */
     size_t nchannels;

@@ -1,4 +1,4 @@
-/* (C, issue 14) `sluice server ...` and `sluice audit tail`: the server API and the audit log of a
+/* `sluice server ...` and `sluice audit tail`: the server API and the audit log of a
  * running sluiced (docs/OPERATIONS.md "Server API"), for administrators. Arguments are checked
  * locally with the server's own rules (principal and channel syntax, code and reason bounds), so
  * a typo is a usage error before any request; the server's reply is printed as it came, one line

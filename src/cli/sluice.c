@@ -59,8 +59,7 @@ static const struct {
     {"channel", sl__cli_cmd_channel}, {"acl", sl__cli_cmd_acl},
     {"health", sl__cli_cmd_health},   {"bench", sl__cli_cmd_bench},
     {"extend", sl__cli_cmd_extend},   {"terminate", sl__cli_cmd_terminate},
-    {"policy", sl__cli_cmd_policy}, /* (B) */
-    {"server", sl__cli_cmd_server}, /* (C) */
+    {"policy", sl__cli_cmd_policy},   {"server", sl__cli_cmd_server},
 };
 
 static int dispatch(int argc, char **argv, sl__cli_conn *conn)
@@ -68,7 +67,7 @@ static int dispatch(int argc, char **argv, sl__cli_conn *conn)
     const char *name = argv[0];
     if (!strcmp(name, "token"))
         return sl__cli_cmd_token(argc, argv);
-    if (!strcmp(name, "audit") && argc >= 2 && !strcmp(argv[1], "tail")) /* (C) */
+    if (!strcmp(name, "audit") && argc >= 2 && !strcmp(argv[1], "tail"))
         return sl__cli_cmd_audit_tail(argc - 1, argv + 1, conn);
     if (!strcmp(name, "audit"))
         return sl__cli_cmd_audit(argc, argv);

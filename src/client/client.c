@@ -439,7 +439,7 @@ static int acl_from_json(json_t *j, sl_acl_entry *e)
     if (!json_is_object(j) || opt_string(j, "principal", &e->principal) <= 0)
         return -1;
     e->role = sl_role_parse(json_string_value(json_object_get(j, "role")));
-    json_t *dn = json_object_get(j, "deny"); /* (B) absent from older servers: none */
+    json_t *dn = json_object_get(j, "deny"); /* absent from older servers: none */
     size_t nd = json_array_size(dn);
     if (nd && (e->deny = calloc(nd, sizeof *e->deny)) == NULL)
         return -1;
@@ -1371,7 +1371,7 @@ int sl_client_acl_grant_deny(sl_client *c, const char *url, const char *token,
             return sl_status_set(st, SL_EINVAL, "channel patterns must be UTF-8 text");
         }
     }
-    if (ndeny > 0) { /* (B) */
+    if (ndeny > 0) {
         json_t *arr = deny ? string_array(deny, ndeny) : NULL;
         if (arr == NULL || json_object_set_new(o, "deny", arr) != 0) {
             json_decref(o);
@@ -1389,7 +1389,7 @@ int sl_client_acl_grant_deny(sl_client *c, const char *url, const char *token,
     return rc;
 }
 
-/* ---- (B) the invoke policy ------------------------------------------------------------------- */
+/* ---- the invoke policy ----------------------------------------------------------------------- */
 
 static int policy_path(const char *pattern, char *path, size_t cap, sl_status *st)
 {
@@ -1495,7 +1495,7 @@ int sl_client_acl_list(sl_client *c, const char *url, const char *token, sl_acl_
     return rc;
 }
 
-/* ---- (C, issue 14) the server API and the audit log ------------------------------------------ */
+/* ---- the server API and the audit log -------------------------------------------------------- */
 
 /* GET path (with its query) and the reply's text. */
 static int get_text(sl_client *c, const char *url, const char *token, const char *path,

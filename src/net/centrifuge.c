@@ -59,7 +59,7 @@ int sl__cf_error_from_errno(int sl_code)
         return SL__CF_ERR_ALREADY_SUBSCRIBED;
     case SL_EFULL:
     case SL_ELIMIT:
-    case SL_EQUOTA: /* a workspace limit (part C) */
+    case SL_EQUOTA: /* a workspace limit */
         return SL__CF_ERR_LIMIT_EXCEEDED;
     case SL_EUNAUTH:
     case SL_ETOKEN:
@@ -819,7 +819,7 @@ static size_t begin_push(sl__cf_buf *b, const char *channel, const char *kind)
     size_t start = begin(b);
     puts_(b, "\"push\":{");
     bool f = true;
-    /* Part C: a workspace's channel goes out under its subscribers' own name (core/wsid.h);
+    /* A workspace's channel goes out under its subscribers' own name (core/wsid.h);
      * everyone subscribed to it is of that workspace. */
     kv_str(b, &f, "channel", sl__ws_name(channel));
     key(b, &f, kind);

@@ -43,7 +43,7 @@ typedef struct sl_http_request {
     int tls;                          /* 1: the connection is TLS (https, wss) */
     const struct sl_authn_peer *peer; /* its verified client certificate, or NULL */
     unsigned accept; /* SL_AUTHN_KIND_* the listener allows (sl_authn_mode_parse); 0: all */
-    /* (B) the server's log: the request id (X-Request-Id; "" none) and when the request was
+    /* the server's log: the request id (X-Request-Id; "" none) and when the request was
      * handed to the handler (uv_hrtime), both set by the handler; the transport leaves them */
     char request_id[65];
     uint64_t started_ns;

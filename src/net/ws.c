@@ -11,12 +11,12 @@
  * one gather write per turn: a publication is framed once and the same frame is queued on every
  * subscriber's connection, so fanning out copies no payload and a slow consumer's backlog is a
  * list of references, never one growing buffer that is reallocated and moved (the 40 % memmove of
- * docs/BENCHMARKS.md). A connection's own small frames (replies, close) are coalesced into a private
- * frame at the queue's tail. The queue's array is freed when it empties, so an idle connection
- * holds no sending memory. A pong waits beside that
- * buffer (only the latest, as §5.5.3 allows), so a peer that pings without reading gains nothing.
- * Connection objects can be re-entered (a callback closing the connection, a failed write closing
- * the socket): a depth counter defers freeing to the outermost frame. */
+ * docs/BENCHMARKS.md). A connection's own small frames (replies, close) are coalesced into a
+ * private frame at the queue's tail. The queue's array is freed when it empties, so an idle
+ * connection holds no sending memory. A pong waits beside that buffer (only the latest, as §5.5.3
+ * allows), so a peer that pings without reading gains nothing. Connection objects can be re-entered
+ * (a callback closing the connection, a failed write closing the socket): a depth counter defers
+ * freeing to the outermost frame. */
 #include "net/ws.h"
 
 #include <stdint.h>
@@ -72,7 +72,7 @@ struct sl_ws_conn {
     struct seg *q;
     size_t q_head, q_n, q_cap, flight;
     size_t out_len; /* bytes in the ring, in flight included */
-    uint8_t *pong; /* the latest pong while it cannot be handed over; goes before out */
+    uint8_t *pong;  /* the latest pong while it cannot be handed over; goes before out */
     uint8_t pong_len;
     int peer_code; /* the peer's close code (1005: it gave none); 0 until a valid close came */
     int our_code;  /* of our close frame, reported even if it never got out */
@@ -824,7 +824,7 @@ int sl_ws_accept(sl_http_request *req, const sl_ws_limits *lim, const sl_ws_call
     c->max_msg = lim->max_message > 0 ? lim->max_message : d.max_message;
     c->max_out = lim->max_outgoing;
     c->close_timeout_ms = lim->close_timeout_ms;
-    char extra[96 + 96]; /* (B, issue 14) and the request id the server's handler set */
+    char extra[96 + 96]; /* and the request id the server's handler set */
     snprintf(extra, sizeof extra, "Upgrade: websocket\r\nSec-WebSocket-Accept: %s\r\n%s%s%s",
              accept, req->request_id[0] ? "X-Request-Id: " : "", req->request_id,
              req->request_id[0] ? "\r\n" : "");

@@ -1304,7 +1304,7 @@ int sl_apikey_authenticate(const sl_apikey_store *s, const char *key, size_t len
     if (strv_copy(r->channels, r->nchannels, &ch) < 0)
         return sl_status_set(st, SL_ENOMEM, NULL);
     sl_identity_clear(out);
-    /* Part C: a key of a workspace ("WS/principal") gives an identity of that workspace. */
+    /* A key of a workspace ("WS/principal") gives an identity of that workspace. */
     const char *name = sl__ws_name(r->principal);
     snprintf(out->principal, sizeof out->principal, "%s", name);
     if (name != r->principal)

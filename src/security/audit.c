@@ -628,7 +628,7 @@ out:
     return rc;
 }
 
-/* ---- (C, issue 14) the tail of a log, for GET /audit ------------------------------------------
+/* ---- the tail of a log, for GET /audit --------------------------------------------------------
  */
 
 size_t sl__audit_tail_lines(const char *buf, size_t n, int whole, size_t limit, size_t *starts,

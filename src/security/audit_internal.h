@@ -22,7 +22,7 @@ enum {
 int sl__audit_tail_parse(const char *buf, size_t n, int whole, uint64_t *seq, char *hash,
                          const char **why);
 
-/* (C, issue 14) sl_audit_verify_file_from on an open descriptor, from its current offset, over
+/* sl_audit_verify_file_from on an open descriptor, from its current offset, over
  * the next limit bytes (limit < 0: to its end): GET /audit verifies the file as it was when the
  * request came, not the lines written meanwhile. Status messages name no file. */
 #include <sluice/audit.h>
@@ -30,7 +30,7 @@ int sl__audit_tail_parse(const char *buf, size_t n, int whole, uint64_t *seq, ch
 int sl__audit_verify_fd(int fd, off_t limit, uint64_t after_seq, const char *after_hash,
                         sl_audit_verify_result *res, sl_status *st);
 
-/* (C, issue 14) The last lines of buf[0..n): buf ends where the file (or the part of it looked
+/* The last lines of buf[0..n): buf ends where the file (or the part of it looked
  * at) ends; whole is 1 when buf starts at the file's start. Fills starts[] and lens[] (cap
  * entries) with at most limit complete lines (each followed by '\n' in buf; an unterminated
  * last line is skipped, being written), oldest first, and returns how many. *cut is set to 1

@@ -3,7 +3,7 @@
  * asynchronous. */
 #include <sluice/authn.h>
 
-#include "core/metrics.h" /* (A14) */
+#include "core/metrics.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -86,7 +86,7 @@ static void step(run *r);
 
 static void finish(run *r, int status, const sl_identity *who, const char *reason)
 {
-    sl__metrics_authn(r->a->metrics, status, who, reason); /* (A14) */
+    sl__metrics_authn(r->a->metrics, status, who, reason);
     r->cb(r->ud, status, who, reason);
     if (r->cred) {
         memset(r->cred, 0, r->len);
@@ -100,7 +100,7 @@ static void finish(run *r, int status, const sl_identity *who, const char *reaso
 static void on_checked(void *ud, int status, const char *reason)
 {
     run *r = ud;
-    sl__metrics_revocation(r->a->metrics, status == SL_OK         ? SL__M_REV_OK /* (A14) */
+    sl__metrics_revocation(r->a->metrics, status == SL_OK         ? SL__M_REV_OK
                                           : status == SL_EUNAVAIL ? SL__M_REV_ERROR
                                                                   : SL__M_REV_REVOKED);
     if (status == SL_OK)
@@ -244,7 +244,7 @@ void sl_authn_run(const sl_authn *a, const char *header, size_t len, double now,
     size_t tlen;
     const char *tok = header ? sl_authn_bearer_token(header, len, &tlen) : NULL;
     if (tok == NULL) {
-        sl__metrics_authn(a->metrics, SL_EUNAUTH, NULL, NULL); /* (A14) */
+        sl__metrics_authn(a->metrics, SL_EUNAUTH, NULL, NULL);
         cb(ud, SL_EUNAUTH, NULL, header ? "a Bearer token is required" : "authentication required");
         return;
     }

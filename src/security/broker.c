@@ -200,7 +200,7 @@ static int stage_assign(sl__kv *kv, const char *principal, const strv *s)
     return rc;
 }
 
-/* Part C: assignments are keyed by (workspace, principal): "WS/principal" (core/wsid.h). */
+/* Assignments are keyed by (workspace, principal): "WS/principal" (core/wsid.h). */
 static int key_valid(const char *s)
 {
     return s && sl__stored_principal_valid(s, strlen(s));
@@ -490,7 +490,7 @@ int sl_broker_decide(const sl_broker *b, const sl_identity *cred, const char *pr
                      const char *const *channels, size_t n, sl_broker_decision *d)
 {
     memset(d, 0, sizeof *d);
-    /* Part C: the roles of principal in the credential's workspace; the token is of that
+    /* The roles of principal in the credential's workspace; the token is of that
      * workspace, whatever the authorizer did to d. */
     char qp[SL__QPRINCIPAL_SIZE];
     const char *ws = cred ? cred->workspace : "";

@@ -204,7 +204,7 @@ static int identity_of(const sl_httpsig_verified *v, sl_identity *who)
     const sl_httpsig_key_opts *k = v->key;
     sl_identity_init(who);
     snprintf(who->principal, sizeof who->principal, "%s", k->principal);
-    memcpy(who->workspace, k->workspace, sizeof who->workspace); /* part C */
+    memcpy(who->workspace, k->workspace, sizeof who->workspace);
     who->source = SL_SOURCE_SIGNATURE;
     who->role = k->role;
     who->scoped = k->scoped;

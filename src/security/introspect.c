@@ -51,7 +51,7 @@ typedef struct centry {
     const char *reason;
     double iat, exp;
     char *sub, *jti, *scope;       /* scope: the answer's OAuth scope ("" when none) */
-    char ws[SL_WORKSPACE_MAX + 1]; /* part C: the caller's workspace ("" the default) */
+    char ws[SL_WORKSPACE_MAX + 1]; /* the caller's workspace ("" the default) */
 } centry;
 
 typedef struct waiter {
@@ -82,7 +82,7 @@ struct sl_introspect {
     void *clock_ud;
     char *url;
     char *ca_file;
-    char *ws_claim;             /* part C: sl_introspect_opts.workspace_claim, or NULL */
+    char *ws_claim;             /* sl_introspect_opts.workspace_claim, or NULL */
     struct curl_slist *headers; /* holds the Basic credentials: wiped on free */
     double ttl;                 /* <= 0: no caching */
     size_t cache_max;
@@ -353,7 +353,7 @@ static void judge(sl_introspect *i, ireq *q, CURLcode res, long code, result *r,
     workspace_of(i, r);
 }
 
-/* Part C: the workspace the configured member of an accepted answer names (r->doc); a member
+/* The workspace the configured member of an accepted answer names (r->doc); a member
  * that is not a workspace name refuses the token, for as long as the answer would be cached. */
 static void workspace_of(const sl_introspect *i, result *r)
 {

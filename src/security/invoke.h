@@ -1,4 +1,4 @@
-/* Part (B) of issue 12: the rules that deny before any regime decides. The invoke policy (per
+/* The rules that deny before any regime decides. The invoke policy (per
  * principal or principal pattern, allow and deny lists of "operation:resource" patterns, deny
  * wins, optionally audited), the deny rules of ACL grants and broker roles applied under every
  * mode, and user-limited channels ("inbox#alice"). decide() in api/authorize.c calls

@@ -1108,7 +1108,7 @@ void sl_jwt_verify_opts_init(sl_jwt_verify_opts *o)
 enum { H_ALG, H_TYP, H_KID, H_CRIT, H__COUNT };
 static const jname header_names[H__COUNT] = {{"alg", 3}, {"typ", 3}, {"kid", 3}, {"crit", 4}};
 
-/* C_WS, part C: "ws", the workspace the token's subject belongs to (docs/POLICY.md). */
+/* C_WS: "ws", the workspace the token's subject belongs to (docs/POLICY.md). */
 enum {
     C_SUB,
     C_EXP,

@@ -61,14 +61,14 @@ static const sl_op_info registry[SL_OP__COUNT] = {
                               "extend leases on", 0},
     [SL_OP_CHANNEL_TERMINATE] = {SL_OP_CHANNEL_TERMINATE, "channel.terminate", SL_ROLE_WRITE,
                                  SL_RES_CHANNEL, "terminate messages on", 0},
-    /* (B) the invoke policy: administrators only, changes audited */
+    /* the invoke policy: administrators only, changes audited */
     [SL_OP_POLICY_INVOKE_LIST] = {SL_OP_POLICY_INVOKE_LIST, "policy.invoke.list", SL_ROLE_ADMIN,
                                   SL_RES_NONE, "manage the invoke policy", 0},
     [SL_OP_POLICY_INVOKE_SET] = {SL_OP_POLICY_INVOKE_SET, "policy.invoke.set", SL_ROLE_ADMIN,
                                  SL_RES_PRINCIPAL, "manage the invoke policy", 1},
     [SL_OP_POLICY_INVOKE_DELETE] = {SL_OP_POLICY_INVOKE_DELETE, "policy.invoke.delete",
                                     SL_ROLE_ADMIN, SL_RES_PRINCIPAL, "manage the invoke policy", 1},
-    /* (A, issue 12) Drops every cached authorisation decision (the HTTP policy changed). */
+    /* Drops every cached authorisation decision (the HTTP policy changed). */
     [SL_OP_AUTHZ_INVALIDATE] = {SL_OP_AUTHZ_INVALIDATE, "authz.invalidate", SL_ROLE_ADMIN,
                                 SL_RES_NONE, "invalidate authorisation decisions", 1},
     /* Issue 14: the operator's view. Reading is not audited; acting on connections is. */
@@ -82,12 +82,11 @@ static const sl_op_info registry[SL_OP__COUNT] = {
                                   SL_RES_CHANNEL, "administer", 1},
     [SL_OP_SERVER_PRESENCE] = {SL_OP_SERVER_PRESENCE, "server.presence", SL_ROLE_ADMIN,
                                SL_RES_CHANNEL, "administer", 0},
-    [SL_OP_SERVER_CHANNELS] = {SL_OP_SERVER_CHANNELS, "server.channels", SL_ROLE_ADMIN,
-                               SL_RES_NONE, "read channel statistics", 0},
+    [SL_OP_SERVER_CHANNELS] = {SL_OP_SERVER_CHANNELS, "server.channels", SL_ROLE_ADMIN, SL_RES_NONE,
+                               "read channel statistics", 0},
     [SL_OP_AUDIT_READ] = {SL_OP_AUDIT_READ, "audit.read", SL_ROLE_ADMIN, SL_RES_NONE,
                           "read the audit log", 0},
-    [SL_OP_CONSOLE] = {SL_OP_CONSOLE, "console", SL_ROLE_NONE, SL_RES_NONE, "load the console",
-                       0},
+    [SL_OP_CONSOLE] = {SL_OP_CONSOLE, "console", SL_ROLE_NONE, SL_RES_NONE, "load the console", 0},
 };
 
 const sl_op_info *sl_op_lookup(sl_op op)

@@ -31,7 +31,7 @@ typedef struct pending {
     char token[];
 } pending;
 
-/* Part C: the workspace the configured claim names (absent: the default workspace); SL_EINVAL
+/* The workspace the configured claim names (absent: the default workspace); SL_EINVAL
  * for a claim that is not a workspace name. */
 static int workspace_of(const json_t *claims, const char *claim, sl_identity *who)
 {

@@ -1,4 +1,4 @@
-/* (E, issue 14) The ACL file: parsing (the config file's parser, restricted to [acl] sections),
+/* The ACL file: parsing (the config file's parser, restricted to [acl] sections),
  * the overlap check against the configuration, and applying a load to the context, revoking what
  * the previous load granted and this one does not (server/aclfile.h). */
 #include "server/aclfile.h"

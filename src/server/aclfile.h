@@ -1,4 +1,4 @@
-/* (E, issue 14) The ACL file (config key acl_file): [acl PRINCIPAL] sections in the config file's
+/* The ACL file (config key acl_file): [acl PRINCIPAL] sections in the config file's
  * syntax, applied by sluiced at start and again on SIGHUP, so grants can be edited and reloaded
  * without a restart. The file owns the principals it names: a reload sets each one's grant to
  * the file's and revokes the grants of the principals the previous load named and this one does

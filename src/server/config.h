@@ -24,7 +24,7 @@ typedef struct sl__cfg_grant {
     sl_role role;
     char **patterns;
     size_t npatterns;
-    char **deny; /* (B) deny patterns */
+    char **deny; /* deny patterns */
     size_t ndeny;
 } sl__cfg_grant;
 
@@ -35,11 +35,11 @@ typedef struct sl__cfg_named {
     sl_role grants; /* roles only */
     char **items;
     size_t nitems;
-    char **deny; /* (B) roles only: deny patterns */
+    char **deny; /* roles only: deny patterns */
     size_t ndeny;
 } sl__cfg_named;
 
-/* (B) [invoke_policy PATTERN]: allow / deny rules ("operation:resource") and audit. */
+/* [invoke_policy PATTERN]: allow / deny rules ("operation:resource") and audit. */
 typedef struct sl__cfg_invoke {
     char *principal; /* a principal or a pattern with '*' */
     char **allow, **deny;
@@ -59,7 +59,7 @@ typedef struct sl__cfg_listener {
     int tls;         /* 1: TLS (mtls implies it) */
     int mtls;        /* SL__TLS_CLIENT_* (net/tls.h): 0 none, 1 optional, 2 required */
     unsigned accept; /* sl_authn_mode_parse: SL_AUTHN_KIND_* allowed on it; 0: any */
-    int metrics;     /* (A14) 1: serves GET /metrics only, without credentials */
+    int metrics;     /* 1: serves GET /metrics only, without credentials */
     char *text;      /* as given (sl__config_format) */
 } sl__cfg_listener;
 
@@ -93,7 +93,7 @@ typedef struct sl__config {
     size_t nchannels;
     sl__cfg_grant *grants;
     size_t ngrants;
-    sl__cfg_invoke *invokes; /* (B) */
+    sl__cfg_invoke *invokes;
     size_t ninvokes;
     /* authenticators besides sluice tokens */
     char *apikey_store;     /* API key file */
@@ -126,7 +126,7 @@ typedef struct sl__config {
     size_t nlisteners;
     char *tls_cert, *tls_key, *tls_client_ca;
     int tls_client_principal; /* sl_cert_principal */
-    /* (A, issue 12) the authorise contract: regimes, the decision cache, the HTTP policy */
+    /* the authorise contract: regimes, the decision cache, the HTTP policy */
     char **authz_overrides; /* authz_override items, "PATTERN=MODE" (one per pattern) */
     size_t nauthz_overrides;
     size_t authz_cache_size;         /* decisions kept (LRU); 0: none (default 10000) */
@@ -135,7 +135,7 @@ typedef struct sl__config {
     double authz_policy_timeout;     /* seconds per question (default 2) */
     size_t authz_policy_concurrency; /* questions under way at once (default 16) */
     size_t authz_policy_queue;       /* questions waiting beyond that (default 1024) */
-    /* (B, issue 14) sluiced's own log (server/log.h) */
+    /* sluiced's own log (server/log.h) */
     int log_format; /* SL__LOG_TEXT (default) | SL__LOG_JSON */
     int log_level;  /* SL__LOG_INFO by default */
     char *log_file; /* NULL: stderr */
@@ -144,16 +144,16 @@ typedef struct sl__config {
     char
         *jwt_env_secret; /* SLUICE_JWT_SECRET; used when no jwt_secret_file is set; wiped on free */
     int help;            /* -h / --help was given: the rest of the command line was not read */
-    /* part C: workspaces (docs/POLICY.md "Workspaces") */
+    /* workspaces (docs/POLICY.md "Workspaces") */
     char **workspace_limits; /* "NAME:channels=N,connections=N,rate=N" items ("*": the default) */
     size_t nworkspace_limits;
     char **workspace_operators; /* principals that may cross into a workspace */
     size_t nworkspace_operators;
     char *upstream_workspace_claim; /* the identity provider's claim naming the workspace */
-    /* (E, issue 14) [acl] sections in a file of their own, reloaded on SIGHUP (server/aclfile.h);
+    /* [acl] sections in a file of their own, reloaded on SIGHUP (server/aclfile.h);
      * NULL: none */
     char *acl_file;
-    /* (A14) metrics: channels reported by depth, and patterns of channels always reported */
+    /* metrics: channels reported by depth, and patterns of channels always reported */
     size_t metrics_top_channels; /* default 20 */
     char **metrics_channels;
     size_t nmetrics_channels;

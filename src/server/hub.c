@@ -17,7 +17,7 @@
 
 #include "core/map.h"
 #include "core/message.h"
-#include "core/metrics.h" /* (A14) */
+#include "core/metrics.h"
 #include "store/engine.h"
 
 /* A publication kept for subscriptions between sl__hub_prepare and sl__hub_subscribe. */
@@ -123,7 +123,7 @@ struct sl__hub {
     list held;          /* peers that stopped reading until the next flush */
     size_t batched;     /* bytes fanned out since the last flush */
     sl__cf_buf scratch; /* one encoded push, shared by every subscriber */
-    /* (A14) where deliveries are counted: borrowed, or NULL */
+    /* where deliveries are counted: borrowed, or NULL */
     struct sl__metrics *metrics;
 };
 
@@ -257,7 +257,6 @@ static void on_timer_closed(uv_handle_t *handle)
     free(handle);
 }
 
-/* (A14) */
 void sl__hub_set_metrics(sl__hub *h, struct sl__metrics *m)
 {
     h->metrics = m;
@@ -551,7 +550,7 @@ static void fan_out(sl__hub *h, sl__hub_chan *c, const sl__hub_sub *except)
             deliver(h, c->subs[i]->peer, f);
             n++;
         }
-    if (h->metrics) /* (A14) */
+    if (h->metrics)
         h->metrics->ws_deliveries += n;
     sl_ws_frame_unref(f);
 }
@@ -682,7 +681,7 @@ static void fan_out_topic(sl__hub *h, sl__hub_chan *c, uint64_t offset)
             continue;
         }
         deliver(h, s->peer, f);
-        if (h->metrics) /* (A14) */
+        if (h->metrics)
             h->metrics->ws_deliveries++;
         s->next_offset = offset + 1;
     }

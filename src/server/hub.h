@@ -73,7 +73,7 @@ struct sl__hub_sub {
 struct sl_engine;
 int sl__hub_new(sl__hub **out, uv_loop_t *loop, struct sl_engine *engine);
 void sl__hub_free(sl__hub *h);
-/* (A14) Where deliveries are counted (borrowed; NULL: nowhere). */
+/* Where deliveries are counted (borrowed; NULL: nowhere). */
 struct sl__metrics;
 void sl__hub_set_metrics(sl__hub *h, struct sl__metrics *m);
 

@@ -1,5 +1,7 @@
 /* sluiced: the channel server. Reads flags and the config file, builds the context (channels, ACL,
- * JWT keys, audit sink), and serves the HTTP API on a libuv loop until SIGINT or SIGTERM. */
+ * JWT keys, audit sink), and serves the HTTP API on a libuv loop until SIGINT or SIGTERM; SIGHUP
+ * reloads. The store is opened in sluiced_store.c and the callers' authentication built in
+ * sluiced_authn.c (the server object they share: server/sluiced.h). */
 #include <sluice/audit.h>
 #include <sluice/apikey.h>
 #include <sluice/authn.h>
@@ -15,17 +17,17 @@
 #include <sluice/sluice.h>
 
 #include "net/http.h"
-#include "net/ws.h" /* (B, issue 14) */
+#include "net/ws.h"
 #include "security/httpsig.h"
-#include "security/invoke.h" /* (B) */
+#include "security/invoke.h"
 #include "net/tls.h"
 #include "security/secretfile.h"
-#include "server/aclfile.h" /* (E) */
+#include "server/aclfile.h"
 #include "server/config.h"
 #include "server/router.h"
-#include "server/routes_audit.h" /* (C) */
-#include "server/log.h"          /* (B, issue 14) */
-#include "server/reqlog.h"       /* (B, issue 14) */
+#include "server/routes_audit.h"
+#include "server/log.h"
+#include "server/reqlog.h"
 #include "server/wsession.h"
 
 #include <malloc.h>
@@ -44,62 +46,9 @@
 #include "store/redis_nonce.h"
 #include "server/shared_state.h"
 #include "security/workspace.h"
-#include "core/metrics.h"          /* (A14) */
-#include "server/routes_metrics.h" /* (A14) */
-
-#define SL__MAX_LISTENERS 16
-
-typedef struct server {
-    uv_loop_t *loop;
-    sl__kv *kv; /* the embedded store (engine lmdb); NULL with the memory engine */
-    /* engine redis: the engine until the context takes it over, the kv on its first shard where
-     * the security stores keep their state, and the feed of other nodes' changes to them */
-    sl_engine *redis;
-    sl__kv *rkv;
-    sl__shared_state *shared;
-    sl__eop stopping; /* shutting down on a shared engine: the last request */
-    sl_http_server *http[SL__MAX_LISTENERS]; /* one per listener, in the configured order */
-    size_t nhttp;
-    /* TLS: the current context (new connections get it; SIGHUP replaces it) and its files */
-    sl__tls_ctx *tls;
-    sl__tls_files tls_files;
-    sl__router router;
-    sl__wss_server *wss; /* the WebSocket endpoint */
-    sl_ctx *ctx;
-    sl_jwt_keyring *keys;
-    sl_audit_log *audit;
-    sl_revocation_store *revocation;
-    sl_broker *broker;
-    sl_apikey_store *apikeys;
-    sl_jwt_keyring *upstream_keys;
-    sl_jwt_verify_opts upstream_opts;
-    sl_introspect *introspect;
-    sl_jwks *jwks;                         /* the upstream-JWT authenticator's keys from a JWKS */
-    sl_authenticator *auths[SL_AUTHN_MAX]; /* owned; the chain in router.authn borrows them */
-    size_t nauths;
-    /* signed requests: the keys and where nonces are remembered (memory, or Redis with a Redis
-     * engine); route prefixes' modes, the router borrows them */
-    sl_httpsig_keyring *sigkeys;
-    sl__nonce_store *nonces;
-    sl__auth_mode *modes;
-    size_t nmodes;
-    sl__workspaces *workspaces; /* part C: operators and limits; the context borrows it */
-    const sl__config *cfg;      /* main's, for the SIGHUP reload */
-    sl__log *log;               /* (B, issue 14) sluiced's own log; the router borrows it */
-    sl__logsink sink;           /* the stores' and Redis links' way into log (core/logsink.h) */
-    sl__metrics *metrics;       /* (A14) the context, the router and the sessions borrow it */
-    uv_signal_t sigint, sigterm, sighup;
-    /* (E, issue 14) the principals the ACL file granted last (a reload revokes the ones it no
-     * longer names); --check-config: validate only (no store, no audit log, no listener) */
-    sl__aclfile_state aclfile;
-    int checking;
-} server;
-
-/* Where the security stores keep their state: the embedded store, or the Redis kv. */
-static sl__kv *state_kv(const server *s)
-{
-    return s->kv ? s->kv : s->rkv;
-}
+#include "core/metrics.h"
+#include "server/routes_metrics.h"
+#include "server/sluiced.h"
 
 static void usage(FILE *f)
 {
@@ -167,7 +116,7 @@ static int is_loopback(const char *host)
 }
 
 /* The first listener on a non-loopback address (plaintext ones only when plain), or NULL. */
-static const char *exposed(const sl__config *cfg, int plain)
+const char *sl__sluiced_exposed(const sl__config *cfg, int plain)
 {
     if (cfg->nlisteners == 0)
         return is_loopback(cfg->host) ? NULL : cfg->host;
@@ -175,34 +124,6 @@ static const char *exposed(const sl__config *cfg, int plain)
         if (!is_loopback(cfg->listeners[i].host) && !(plain && cfg->listeners[i].tls))
             return cfg->listeners[i].host;
     return NULL;
-}
-
-/* Reads a secret file (security/secretfile.h: trailing newlines are not part of it; a file over
- * SL__SECRET_FILE_MAX is refused). *out is NUL-terminated and owned by the caller, who wipes it.
- * The secret never reaches a log. */
-static int read_secret(const char *path, char **out, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (f == NULL)
-        return SL_EIO;
-    char *buf = malloc(SL__SECRET_FILE_MAX + 2);
-    size_t n = buf ? fread(buf, 1, SL__SECRET_FILE_MAX + 1, f) : 0; /* one more: too large? */
-    int failed = buf == NULL || ferror(f);
-    fclose(f);
-    if (failed) {
-        free(buf);
-        return buf ? SL_EIO : SL_ENOMEM;
-    }
-    int rc = sl__secret_file_parse(buf, n, len);
-    if (rc != SL_OK) {
-        explicit_bzero(buf, n);
-        free(buf);
-        return rc;
-    }
-    explicit_bzero(buf + *len, n - *len);
-    buf[*len] = '\0';
-    *out = buf;
-    return SL_OK;
 }
 
 /* sl__config_load's --config reader; a file is at most 64 MiB. */
@@ -234,46 +155,6 @@ static int read_config_file(void *ud, const char *path, char **text, size_t *len
     return SL_OK;
 }
 
-static int build_keys(server *s, const sl__config *cfg, sl_status *st)
-{
-    const char *env = cfg->jwt_env_secret;
-    int have_default = 0;
-    for (size_t i = 0; i < cfg->nkeys; i++)
-        have_default |= cfg->keys[i].kid == NULL;
-    if (cfg->nkeys == 0 && (env == NULL || *env == '\0'))
-        return SL_OK;
-    int rc = sl_jwt_keyring_new(&s->keys);
-    if (rc != SL_OK)
-        return sl_status_set(st, rc, NULL);
-    if (!have_default && env && *env) {
-        rc = sl_jwt_keyring_add_hs256(s->keys, NULL, env, strlen(env));
-        if (rc == SL_EWEAKKEY)
-            return sl_status_set(st, rc, "SLUICE_JWT_SECRET is shorter than %d bytes",
-                                 SL_JWT_SECRET_MIN);
-        if (rc != SL_OK)
-            return sl_status_set(st, rc, NULL);
-    }
-    for (size_t i = 0; i < cfg->nkeys; i++) {
-        char *secret;
-        size_t len;
-        rc = read_secret(cfg->keys[i].secret_file, &secret, &len);
-        if (rc != SL_OK)
-            return sl_status_set(st, SL_ECONFIG, "cannot read secret file %s%s",
-                                 cfg->keys[i].secret_file,
-                                 rc == SL_ETOOBIG ? ": larger than 65536 bytes" : "");
-        rc = sl_jwt_keyring_add_hs256(s->keys, cfg->keys[i].kid, secret, len);
-        memset(secret, 0, len);
-        free(secret);
-        if (rc == SL_EWEAKKEY)
-            return sl_status_set(st, rc, "secret in %s is shorter than %d bytes",
-                                 cfg->keys[i].secret_file, SL_JWT_SECRET_MIN);
-        if (rc != SL_OK)
-            return sl_status_set(st, rc, "cannot add key from %s: %s", cfg->keys[i].secret_file,
-                                 sl_strerror(rc));
-    }
-    return SL_OK;
-}
-
 static int audit_sink(void *ud, const char *record, sl_status *st)
 {
     server *s = ud;
@@ -285,13 +166,6 @@ static int audit_sink(void *ud, const char *record, sl_status *st)
     return rc;
 }
 
-/* On the store's commit thread, before each commit's fsync. */
-static int audit_sync(void *ud)
-{
-    server *s = ud;
-    return sl_audit_log_sync(s->audit);
-}
-
 /* A request the transport refused (413, 431, 408...): logged with an id the answer echoes. */
 static void on_refused(void *ud, const sl_http_refusal *r, char *id, size_t cap)
 {
@@ -301,23 +175,21 @@ static void on_refused(void *ud, const sl_http_refusal *r, char *id, size_t cap)
 static void on_response(void *ud, sl_http_request *req, sl__response *resp)
 {
     server *s = ud;
-    /* (B, issue 14) the request id echoed; the access line (the query's secrets redacted) */
+    /* the request id echoed; the access line (the query's secrets redacted) */
     sl__reqlog_header(req, resp->headers, sizeof resp->headers);
     sl__reqlog_access(s->log, req, resp->status, resp->body_len, resp->principal);
-    const char *type = resp->content_type ? resp->content_type : "application/json"; /* (A14) */
+    const char *type = resp->content_type ? resp->content_type : "application/json";
     sl_http_respond(req, resp->status, resp->headers[0] ? resp->headers : NULL,
                     resp->body ? type : NULL, resp->body, resp->body_len);
 }
 
-/* (A14) A metrics listener: GET /metrics without credentials, nothing else. */
+/* A metrics listener: GET /metrics without credentials, nothing else. */
 static void on_metrics_request(void *ud, sl_http_request *req)
 {
     sl__metrics_listener_serve(((server *)ud)->ctx, req);
 }
 
-static const char *data_dir_of(const sl__config *cfg);
-
-/* (A14) The registry, lent to the context, the authentication step and (through the context)
+/* The registry, lent to the context, the authentication step and (through the context)
  * the WebSocket sessions. */
 static int setup_metrics(server *s, const sl__config *cfg, sl_status *st)
 {
@@ -330,7 +202,7 @@ static int setup_metrics(server *s, const sl__config *cfg, sl_status *st)
     s->router.authn.metrics = s->metrics;
     int rc = SL_OK;
     if (s->kv)
-        rc = sl__metrics_add_lmdb(s->metrics, s->kv, data_dir_of(cfg));
+        rc = sl__metrics_add_lmdb(s->metrics, s->kv, sl__sluiced_data_dir(cfg));
     else if (!strcmp(cfg->engine, "redis"))
         rc = sl__metrics_add_redis(s->metrics, s->ctx->engine);
     return rc == SL_OK ? SL_OK : sl_status_set(st, rc, NULL);
@@ -339,12 +211,12 @@ static int setup_metrics(server *s, const sl__config *cfg, sl_status *st)
 static void on_request(void *ud, sl_http_request *req)
 {
     server *s = ud;
-    sl__reqlog_begin(s->log, req); /* (B, issue 14) */
+    sl__reqlog_begin(s->log, req);
     /* The one route that is not a request/response: it takes the connection over. */
     if (s->wss && req->path_len == strlen(SL__WSS_PATH) && !strcmp(req->path, SL__WSS_PATH)) {
         if (req->accept == 0) /* the upgrade request may be signed: its prefix's mode */
             req->accept = sl__router_mode(&s->router, req->path, req->path_len);
-        /* (B) handed over (the session authenticates later, on its connect command), or a
+        /* handed over (the session authenticates later, on its connect command), or a
          * handshake refused */
         const char *why;
         int status = sl_ws_check_handshake(req, &why);
@@ -357,7 +229,7 @@ static void on_request(void *ud, sl_http_request *req)
 
 /* Operational lines of the HTTP servers, the revocation store, the JWKS and introspection clients
  * (never a credential); ud is the log. They report trouble or a changed limit: warn. */
-static void log_line(void *ud, const char *line)
+void sl__sluiced_log_line(void *ud, const char *line)
 {
     sl__log_write(ud, SL__LOG_WARN, NULL, line, NULL, 0);
 }
@@ -377,7 +249,7 @@ static int setup_revocation(server *s, const sl__config *cfg, sl_status *st)
                              ttl, longest);
     if (ttl == 0 && longest > SL_REVOCATION_DEFAULT_MAX_TTL)
         ttl = longest;
-    if (s->checking) /* (E) no store is made, no Redis reached */
+    if (s->checking) /* no store is made, no Redis reached */
         return SL_OK;
     int rc = SL_OK;
     if (!strcmp(kind, "off"))
@@ -412,7 +284,7 @@ static int setup_revocation(server *s, const sl__config *cfg, sl_status *st)
     if (rc != SL_OK)
         return sl_status_set(st, rc, "cannot set up the %s revocation store: %s", kind,
                              sl_strerror(rc));
-    sl_revocation_set_log(s->revocation, log_line, s->log);
+    sl_revocation_set_log(s->revocation, sl__sluiced_log_line, s->log);
     s->router.authn.revocation = s->revocation; /* every credential, every transport */
     return SL_OK;
 }
@@ -446,7 +318,7 @@ static void on_signal(uv_signal_t *h, int signum)
     s->introspect = NULL;
     sl_jwks_free(s->jwks); /* tokens waiting for keys: 503 */
     s->jwks = NULL;
-    if (s->ctx) /* (A) questions under way: errors (503); its curl handles close */
+    if (s->ctx) /* questions under way: errors (503); its curl handles close */
         sl_ctx_set_regime(s->ctx, NULL);
     uv_close((uv_handle_t *)&s->sigint, NULL);
     uv_close((uv_handle_t *)&s->sigterm, NULL);
@@ -484,7 +356,7 @@ static void reload_tls(server *s, const sl__config *cfg)
              sl__tls_ctx_describe(fresh));
 }
 
-/* (E) The stored principals of the last applied ACL file (kv scan callback; prefix matches count
+/* The stored principals of the last applied ACL file (kv scan callback; prefix matches count
  * only when the whole key is ours). */
 static int load_acl_state(void *ud, const void *key, size_t klen, const void *val, size_t vlen)
 {
@@ -499,7 +371,7 @@ static int load_acl_state(void *ud, const void *key, size_t klen, const void *va
     return rc;
 }
 
-/* (E, issue 14) The ACL file: read, parsed, checked against the configuration's own grants, then
+/* The ACL file: read, parsed, checked against the configuration's own grants, then
  * applied (server/aclfile.h). At start (and under --check-config) a failure stops sluiced; on
  * SIGHUP the ACL stays as it was when the file does not read, parse or check (*applying 0), and
  * keeps what was applied before an error while applying (*applying 1). The file is small and
@@ -528,7 +400,7 @@ static int load_acl_file(server *s, const sl__config *cfg, int *applying, sl_sta
     size_t changed = 0, removed = 0;
     if (rc == SL_OK && applying)
         *applying = 1;
-    sl__kv *kv = s->checking ? NULL : state_kv(s);
+    sl__kv *kv = s->checking ? NULL : sl__sluiced_state_kv(s);
     if (rc == SL_OK && kv && applying == NULL) { /* at start: what the last run's file named */
         rc = kv->ops->scan(kv, SL__KV_META, SL__ACLFILE_KV_KEY, strlen(SL__ACLFILE_KV_KEY),
                            load_acl_state, s);
@@ -560,7 +432,7 @@ static int load_acl_file(server *s, const sl__config *cfg, int *applying, sl_sta
 }
 
 /* SIGHUP: the audit log was rotated (moved aside); continue its chain in a new file. The TLS
- * certificate and key are reloaded. (E) So is the ACL file. */
+ * certificate and key are reloaded. So is the ACL file. */
 /* The stores' lines (core/logsink.h), also from the LMDB commit thread: sl__logf writes each
  * line with one write(2), and a reopened log file takes the old descriptor's number. */
 static void store_log(void *ud, int level, const char *msg)
@@ -574,7 +446,7 @@ static void on_hangup(uv_signal_t *h, int signum)
     server *s = h->data;
     sl_status st;
     sl_status_clear(&st);
-    /* (B, issue 14) the log first, so that what follows lands in the new file */
+    /* the log first, so that what follows lands in the new file */
     if (!sl__log_to_stderr(s->log) && sl__log_reopen(s->log, &st) != SL_OK)
         sl__logf(s->log, SL__LOG_ERROR, NULL, "%s", st.message);
     else if (!sl__log_to_stderr(s->log))
@@ -585,7 +457,7 @@ static void on_hangup(uv_signal_t *h, int signum)
     else if (s->audit)
         sl__logf(s->log, SL__LOG_INFO, NULL, "audit log reopened");
     reload_tls(s, s->cfg);
-    /* (E) */
+    /* the ACL file */
     int applying;
     sl_status_clear(&st);
     if (load_acl_file(s, s->cfg, &applying, &st) != SL_OK)
@@ -593,351 +465,6 @@ static void on_hangup(uv_signal_t *h, int signum)
                  applying ? "reload stopped (grants applied before this stay)"
                           : "not reloaded, the ACL is unchanged",
                  st.message);
-}
-
-static int read_file_text(const char *path, char **out, size_t *len)
-{
-    return read_secret(path, out, len); /* same bounded read; trailing newline irrelevant to PEM */
-}
-
-/* The upstream-JWT authenticator on an identity provider's JWKS (docs/JWKS.md): the keys are
- * fetched on the loop from the start, and tokens that arrive before them wait (or get 503). */
-static int make_upstream_jwks(server *s, const sl__config *cfg, sl_authenticator **out,
-                              sl_status *st)
-{
-    if (cfg->upstream_key_file != NULL)
-        return sl_status_set(st, SL_ECONFIG,
-                             "upstream_jwt_key and upstream_jwks_url / upstream_oidc_issuer "
-                             "exclude each other: the keys come from a file or from the provider");
-    if (cfg->jwks_refresh_min > cfg->jwks_refresh_max)
-        return sl_status_set(st, SL_ECONFIG, "jwks_refresh_min is above jwks_refresh_max");
-    sl_jwks_opts o;
-    sl_jwks_opts_init(&o);
-    o.url = cfg->upstream_jwks_url;
-    o.issuer = cfg->upstream_jwks_url ? NULL : cfg->upstream_oidc_issuer; /* discovery */
-    o.refresh_min = cfg->jwks_refresh_min;
-    o.refresh_max = cfg->jwks_refresh_max;
-    o.unknown_kid_interval = cfg->jwks_unknown_kid_interval;
-    o.max_stale = cfg->jwks_max_stale > 0 ? cfg->jwks_max_stale : -1; /* -1: none at all */
-    int rc = sl_jwks_new(&s->jwks, s->loop, &o, NULL, NULL);
-    if (rc != SL_OK)
-        return sl_status_set(st, SL_ECONFIG, "%s %s: %s (https, or plain http only to loopback)",
-                             o.url ? "upstream_jwks_url" : "upstream_oidc_issuer",
-                             o.url ? o.url : o.issuer, sl_strerror(rc));
-    sl_jwks_set_log(s->jwks, log_line, s->log);
-    sl_jwt_verify_opts_init(&s->upstream_opts);
-    /* The provider's tokens name it as their issuer: checked unless configured otherwise. */
-    s->upstream_opts.issuer =
-        cfg->upstream_issuer ? cfg->upstream_issuer : cfg->upstream_oidc_issuer;
-    s->upstream_opts.audience = cfg->upstream_audience;
-    s->upstream_opts.leeway = cfg->jwt_leeway;
-    s->upstream_opts.workspace_claim = cfg->upstream_workspace_claim; /* part C */
-    return sl_upstream_authenticator_new_jwks(s->jwks, &s->upstream_opts, out);
-}
-
-/* Builds one named authenticator; SL_ENOENT when it is not configured. */
-static int make_authenticator(server *s, const sl__config *cfg, const char *name,
-                              sl_authenticator **out, sl_status *st)
-{
-    int rc;
-    if (!strcmp(name, "apikey")) {
-        /* A configured key file stays where the keys live (the CLI edits it, the server reloads
-         * it); without one, on an authenticated server with the embedded store, the keys live in
-         * the data directory. An open server has no use for them. */
-        if (cfg->apikey_store == NULL && (state_kv(s) == NULL || s->keys == NULL))
-            return SL_ENOENT;
-        if ((rc = sl_apikey_store_open(&s->apikeys, cfg->apikey_store, st)) != SL_OK)
-            return rc;
-        if (cfg->apikey_store == NULL && (rc = sl_apikey_store_attach(s->apikeys, state_kv(s), st)))
-            return rc;
-        return sl_apikey_authenticator_new(s->apikeys, out);
-    }
-    if (!strcmp(name, "upstream-jwt")) {
-        if (cfg->upstream_jwks_url != NULL || cfg->upstream_oidc_issuer != NULL)
-            return make_upstream_jwks(s, cfg, out, st);
-        if (cfg->upstream_key_file == NULL)
-            return SL_ENOENT;
-        char *text;
-        size_t len;
-        if (read_file_text(cfg->upstream_key_file, &text, &len) != SL_OK)
-            return sl_status_set(st, SL_ECONFIG, "cannot read %s", cfg->upstream_key_file);
-        rc = sl_jwt_keyring_new(&s->upstream_keys);
-        if (rc == SL_OK && !strcmp(cfg->upstream_key_alg, "hs256")) {
-            rc = sl_jwt_keyring_add_hs256(s->upstream_keys, NULL, text, len);
-        } else if (rc == SL_OK) { /* "rs256" -> "RS256", "eddsa" -> "EdDSA" */
-            char alg[8];
-            snprintf(alg, sizeof alg, "%s", cfg->upstream_key_alg);
-            for (char *p = alg; *p; p++)
-                *p = (char)toupper((unsigned char)*p);
-            if (!strcmp(alg, "EDDSA"))
-                strcpy(alg, "EdDSA");
-            rc = sl_jwt_keyring_add_pem(s->upstream_keys, NULL, alg, text, len);
-        }
-        memset(text, 0, len);
-        free(text);
-        if (rc != SL_OK)
-            return sl_status_set(st, SL_ECONFIG, "upstream JWT key in %s: %s",
-                                 cfg->upstream_key_file, sl_strerror(rc));
-        sl_jwt_verify_opts_init(&s->upstream_opts);
-        s->upstream_opts.issuer = cfg->upstream_issuer;
-        s->upstream_opts.audience = cfg->upstream_audience;
-        s->upstream_opts.leeway = cfg->jwt_leeway;
-        s->upstream_opts.workspace_claim = cfg->upstream_workspace_claim; /* part C */
-        return sl_upstream_authenticator_new(s->upstream_keys, &s->upstream_opts, out);
-    }
-    if (!strcmp(name, "signature")) {
-        if (cfg->signature_keys == NULL)
-            return SL_ENOENT;
-        char *text;
-        size_t len;
-        if (read_file_text(cfg->signature_keys, &text, &len) != SL_OK)
-            return sl_status_set(st, SL_ECONFIG, "cannot read %s", cfg->signature_keys);
-        sl_status why;
-        sl_status_clear(&why);
-        rc = sl_httpsig_keyring_new(&s->sigkeys);
-        if (rc == SL_OK)
-            rc = sl_httpsig_keyring_load(s->sigkeys, text, len, &why);
-        explicit_bzero(text, len);
-        free(text);
-        if (rc != SL_OK)
-            return sl_status_set(st, SL_ECONFIG, "signature_keys %s: %s", cfg->signature_keys,
-                                 why.message);
-        /* Several nodes on one Redis: a nonce used on any of them is used on all. */
-        if (s->redis)
-            rc =
-                sl__nonce_redis_new(&s->nonces, s->loop, &sl__redis_engine_url(s->redis)->shards[0],
-                                    cfg->engine_prefix ? cfg->engine_prefix : "sluice", &s->sink);
-        else
-            rc = sl__nonce_memory_new(cfg->signature_max_nonces, &s->nonces);
-        if (rc != SL_OK)
-            return sl_status_set(st, rc, "cannot set up the signature replay store");
-        sl__logf(s->log, SL__LOG_INFO, NULL,
-                 "signed requests: %zu keys, replay window %.0f s, nonces in %s",
-                 sl_httpsig_keyring_size(s->sigkeys), cfg->signature_max_skew,
-                 s->redis ? "redis" : "memory");
-        return sl__httpsig_authenticator_new(s->sigkeys, s->nonces, cfg->signature_max_skew, out);
-    }
-    if (!strcmp(name, "introspection")) {
-        if (cfg->introspection_url == NULL)
-            return SL_ENOENT;
-        sl_introspect_opts o;
-        sl_introspect_opts_init(&o);
-        o.url = cfg->introspection_url;
-        o.workspace_claim = cfg->upstream_workspace_claim; /* part C: the same claim */
-        o.client_id = cfg->introspection_client_id;
-        /* 0 means "no caching" here; to sl_introspect it means "the default" */
-        o.cache_ttl = cfg->introspection_cache_ttl > 0 ? cfg->introspection_cache_ttl : -1;
-        char *secret = NULL;
-        size_t len = 0;
-        if (cfg->introspection_secret_file &&
-            read_secret(cfg->introspection_secret_file, &secret, &len) != SL_OK)
-            return sl_status_set(st, SL_ECONFIG, "cannot read %s", cfg->introspection_secret_file);
-        o.client_secret = secret;
-        rc = sl_introspect_new(&s->introspect, s->loop, &o, NULL, NULL);
-        if (secret) {
-            memset(secret, 0, len);
-            free(secret);
-        }
-        if (rc != SL_OK)
-            return sl_status_set(st, SL_ECONFIG,
-                                 "introspection_url %s: %s (plain http only to loopback)",
-                                 cfg->introspection_url, sl_strerror(rc));
-        sl_introspect_set_log(s->introspect, log_line, s->log);
-        return sl_introspect_authenticator_new(s->introspect, out);
-    }
-    if (!strcmp(name, "cert")) { /* mutual TLS: the verified client certificate's holder */
-        if (cfg->tls_client_ca == NULL)
-            return SL_ENOENT;
-        return sl_cert_authenticator_new(cfg->tls_client_principal, out);
-    }
-    return SL_ENOENT;
-}
-
-/* The authenticator chain after sluice tokens, in the configured order (default: every configured
- * one, API keys first). */
-static int setup_authenticators(server *s, const sl__config *cfg, sl_status *st)
-{
-    static const char *const all[] = {"apikey", "upstream-jwt", "introspection", "signature",
-                                      "cert"};
-    const char *const *order =
-        cfg->nauthenticators ? (const char *const *)cfg->authenticators : all;
-    size_t n = cfg->nauthenticators ? cfg->nauthenticators : sizeof all / sizeof *all;
-    for (size_t i = 0; i < n; i++) {
-        if (s->nauths == SL_AUTHN_MAX)
-            return sl_status_set(st, SL_ECONFIG, "too many authenticators");
-        sl_authenticator *a = NULL;
-        int rc = make_authenticator(s, cfg, order[i], &a, st);
-        if (rc == SL_ENOENT && cfg->nauthenticators)
-            return sl_status_set(st, SL_ECONFIG, "authenticator '%s' is listed but not configured",
-                                 order[i]);
-        if (rc == SL_ENOENT)
-            continue;
-        if (rc != SL_OK)
-            return st->code ? st->code : sl_status_set(st, rc, "%s: %s", order[i], sl_strerror(rc));
-        s->auths[s->nauths++] = a;
-        s->router.authn.chain[s->router.authn.nchain++] = a;
-    }
-    return SL_OK;
-}
-
-/* The token broker: on when configured; it signs with the default JWT key. */
-static int setup_broker(server *s, const sl__config *cfg, sl_status *st)
-{
-    if (!(cfg->broker || cfg->broker_allow_all || cfg->nroles || cfg->nprincipals ||
-          cfg->ndelegates))
-        return SL_OK;
-    if (s->keys == NULL)
-        return sl_status_set(st, SL_ECONFIG,
-                             "the token broker signs sluice tokens: configure a JWT secret");
-    if (cfg->broker_allow_all && exposed(cfg, 0) && !cfg->insecure)
-        return sl_status_set(st, SL_ECONFIG,
-                             "broker_allow_all grants every channel to anyone authenticated; "
-                             "refusing it on %s without --insecure",
-                             exposed(cfg, 0));
-    sl_broker_opts o = {.default_ttl = cfg->broker_default_ttl,
-                        .max_ttl = cfg->broker_max_ttl,
-                        .allow_all = cfg->broker_allow_all,
-                        .allow_all_role = cfg->broker_allow_all_role};
-    int rc = sl_broker_new(&s->broker, &o);
-    if (rc == SL_OK && state_kv(s) && (rc = sl_broker_attach(s->broker, state_kv(s), st)) != SL_OK)
-        return rc;
-    for (size_t i = 0; rc == SL_OK && i < cfg->nroles; i++)
-        rc = sl_broker_set_role_deny(s->broker, cfg->roles[i].name, cfg->roles[i].grants,
-                                     (const char *const *)cfg->roles[i].items, cfg->roles[i].nitems,
-                                     (const char *const *)cfg->roles[i].deny, /* (B) */
-                                     cfg->roles[i].ndeny);
-    for (size_t i = 0; rc == SL_OK && i < cfg->nprincipals; i++)
-        rc = sl_broker_assign(s->broker, cfg->principals[i].name,
-                              (const char *const *)cfg->principals[i].items,
-                              cfg->principals[i].nitems);
-    for (size_t i = 0; rc == SL_OK && i < cfg->ndelegates; i++)
-        rc = sl_broker_allow_delegation(s->broker, cfg->delegates[i].name,
-                                        (const char *const *)cfg->delegates[i].items,
-                                        cfg->delegates[i].nitems);
-    if (rc != SL_OK)
-        return sl_status_set(st, rc, "cannot set up the token broker: %s", sl_strerror(rc));
-    sl_ctx_set_broker(s->ctx, s->broker);
-    s->router.broker = s->broker;
-    snprintf(s->router.broker_prefix, sizeof s->router.broker_prefix, "%s", cfg->broker_prefix);
-    return SL_OK;
-}
-
-/* The embedded store's directory: data_dir, else ./sluice-data (docs/CONFIG.md). */
-static const char *data_dir_of(const sl__config *cfg)
-{
-    return cfg->data_dir ? cfg->data_dir : "sluice-data";
-}
-
-static int open_redis(server *s, const sl__config *cfg, sl_status *st);
-
-/* (E, issue 14) --check-config: what can be known of the store without opening it (opening would
- * take its lock, create it, or reach Redis). */
-static int check_store(const sl__config *cfg, sl_status *st)
-{
-    sl__durability d;
-    if (sl__durability_parse(cfg->durability, &d) != SL_OK)
-        return sl_status_set(st, SL_ECONFIG, "durability must be sync, batch or none");
-    struct stat sb;
-    if (!strcmp(cfg->engine, "lmdb") && stat(data_dir_of(cfg), &sb) == 0 && !S_ISDIR(sb.st_mode))
-        return sl_status_set(st, SL_ECONFIG, "data_dir %s is not a directory", data_dir_of(cfg));
-    return SL_OK;
-}
-
-/* The store, opened first: every store that keeps state attaches to it. */
-static int open_store(server *s, const sl__config *cfg, sl_status *st)
-{
-    if (s->checking) /* (E) */
-        return check_store(cfg, st);
-    if (strcmp(cfg->engine, "redis") == 0)
-        return open_redis(s, cfg, st);
-    if (strcmp(cfg->engine, "lmdb") != 0)
-        return SL_OK;
-    sl__lmdb_opts o = {.dir = data_dir_of(cfg),
-                       .loop = s->loop,
-                       .batch_ms = cfg->durability_batch_ms,
-                       .log = &s->sink};
-    if (sl__durability_parse(cfg->durability, &o.durability) != SL_OK)
-        return sl_status_set(st, SL_ECONFIG, "durability must be sync, batch or none");
-    int rc = sl__lmdb_open(&s->kv, &o, st);
-    if (rc == SL_OK && s->audit)
-        rc = sl__lmdb_add_sync_hook(s->kv, audit_sync, s);
-    return rc;
-}
-
-static void on_wait_tick(uv_timer_t *t)
-{
-    (void)t; /* only wakes the loop */
-}
-
-/* A node starts only once it reaches every Redis shard (at most 10 s): its configured channels
- * and grants go there. Later outages fail requests closed and heal by themselves. */
-static int wait_redis(server *s, sl_engine *e, sl_status *st)
-{
-    const sl__redis_url *u = sl__redis_engine_url(e);
-    uv_timer_t tick;
-    uv_timer_init(s->loop, &tick);
-    uv_timer_start(&tick, on_wait_tick, 20, 20);
-    uint64_t deadline = uv_now(s->loop) + 10000;
-    size_t up = 0;
-    while (up < u->n && uv_now(s->loop) < deadline) {
-        uv_run(s->loop, UV_RUN_ONCE);
-        for (up = 0; up < u->n && sl__rconn_up(sl__redis_engine_conn(e, up)); up++)
-            ;
-    }
-    uv_close((uv_handle_t *)&tick, NULL);
-    uv_run(s->loop, UV_RUN_NOWAIT);
-    if (up == u->n)
-        return SL_OK;
-    char name[SL__REDIS_HOST_MAX + 32];
-    sl__redis_addr_name(&u->shards[up], name, sizeof name);
-    return sl_status_set(st, SL_EUNAVAIL, "cannot reach the Redis engine at %s", name);
-}
-
-/* The Redis engine, connected, and the kv on its first shard for the security stores. */
-static int open_redis(server *s, const sl__config *cfg, sl_status *st)
-{
-    sl__redis_engine_opts o = {
-        .url = cfg->engine_url, .prefix = cfg->engine_prefix, .log = &s->sink};
-    int rc = sl__redis_engine_new(&s->redis, s->loop, &o, st);
-    if (rc == SL_OK)
-        rc = wait_redis(s, s->redis, st);
-    if (rc == SL_OK)
-        rc = sl__redis_kv_new(&s->rkv, s->loop, &sl__redis_engine_url(s->redis)->shards[0],
-                              sl__redis_engine_conn(s->redis, 0), sl__redis_engine_prefix(s->redis),
-                              st);
-    if (rc == SL_OK)
-        sl__redis_kv_set_log(s->rkv, &s->sink);
-    return rc;
-}
-
-/* Channels, then runtime grants, from the store; the configuration is applied on top. */
-static int use_store(server *s, const sl__config *cfg, sl_status *st)
-{
-    const char *data_dir = data_dir_of(cfg);
-    if (s->redis) { /* the context owns the engine from here on */
-        sl_engine *e = s->redis;
-        s->redis = NULL;
-        int rc = sl__ctx_use_engine(s->ctx, e, st);
-        if (rc == SL_OK && (rc = sl__acl_attach(s->ctx->acl, s->rkv, st)) == SL_OK)
-            rc = sl__invoke_attach(s->ctx->invoke, s->rkv, st); /* (B) */
-        return rc;
-    }
-    if (s->kv == NULL)
-        return SL_OK;
-    sl_engine *e;
-    int rc = sl__mem_engine_open(&e, s->kv, s->loop, sl_ctx_now(s->ctx), st);
-    if (rc == SL_OK)
-        rc = sl__ctx_use_engine(s->ctx, e, st);
-    if (rc == SL_OK)
-        rc = sl__acl_attach(s->ctx->acl, s->kv, st);
-    if (rc == SL_OK) /* (B) */
-        rc = sl__invoke_attach(s->ctx->invoke, s->kv, st);
-    if (rc != SL_OK) { /* say which directory */
-        char msg[sizeof st->message];
-        snprintf(msg, sizeof msg, "%s", st->message);
-        sl_status_set(st, rc, "data directory %s: %s", data_dir, msg);
-    }
-    return rc;
 }
 
 /* auth_mode PREFIX=MODE items into the router's table (the config has validated them). */
@@ -960,7 +487,7 @@ static int setup_modes(server *s, const sl__config *cfg, sl_status *st)
     return SL_OK;
 }
 
-/* Part C: workspace operators and limits (docs/POLICY.md), borrowed by the context. */
+/* Workspace operators and limits (docs/POLICY.md), borrowed by the context. */
 static int setup_workspaces(server *s, const sl__config *cfg, sl_status *st)
 {
     int rc = sl__workspaces_new(&s->workspaces);
@@ -974,7 +501,7 @@ static int setup_workspaces(server *s, const sl__config *cfg, sl_status *st)
     return rc;
 }
 
-/* (A, issue 12) The decision cache's bounds, the per-pattern overrides and the HTTP policy
+/* The decision cache's bounds, the per-pattern overrides and the HTTP policy
  * regime (docs/POLICY.md). A policy mode without a regime would deny everything: refused. */
 static int setup_authz(server *s, const sl__config *cfg, sl_status *st)
 {
@@ -1015,14 +542,14 @@ static int setup_authz(server *s, const sl__config *cfg, sl_status *st)
 static int setup(server *s, const sl__config *cfg, sl_status *st)
 {
     int rc = SL_OK;
-    if (cfg->audit_log && !s->checking) /* (E) --check-config creates no file */
+    if (cfg->audit_log && !s->checking) /* --check-config creates no file */
         rc = sl_audit_log_open(&s->audit, cfg->audit_log, st);
     if (rc == SL_OK)
-        rc = open_store(s, cfg, st);
+        rc = sl__sluiced_open_store(s, cfg, st);
     if (rc == SL_OK)
-        rc = build_keys(s, cfg, st);
+        rc = sl__sluiced_build_keys(s, cfg, st);
     if (rc == SL_OK)
-        rc = setup_authenticators(s, cfg, st);
+        rc = sl__sluiced_setup_authenticators(s, cfg, st);
     if (rc == SL_OK)
         rc = setup_modes(s, cfg, st);
     if (rc != SL_OK)
@@ -1034,22 +561,22 @@ static int setup(server *s, const sl__config *cfg, sl_status *st)
                              "--authz %s needs JWT authentication: set SLUICE_JWT_SECRET or "
                              "--jwt-secret-file",
                              sl_mode_name(mode));
-    if (mode == SL_MODE_OPEN && exposed(cfg, 0) && !cfg->insecure)
+    if (mode == SL_MODE_OPEN && sl__sluiced_exposed(cfg, 0) && !cfg->insecure)
         return sl_status_set(st, SL_ECONFIG,
                              "refusing to serve an open (unauthenticated) server on %s; configure "
                              "a JWT secret or pass --insecure",
-                             exposed(cfg, 0));
+                             sl__sluiced_exposed(cfg, 0));
     sl_ctx_options o = {.mode = mode};
     if ((rc = sl_ctx_new(&s->ctx, &o)) != SL_OK)
         return sl_status_set(st, rc, NULL);
     sl_ctx_set_read_max_bytes(s->ctx, cfg->read_max_bytes);
     if ((rc = setup_workspaces(s, cfg, st)) != SL_OK)
         return rc;
-    if ((rc = setup_authz(s, cfg, st)) != SL_OK) /* (A) */
+    if ((rc = setup_authz(s, cfg, st)) != SL_OK)
         return rc;
     if (s->audit)
         sl_ctx_set_audit(s->ctx, audit_sink, s);
-    if ((rc = use_store(s, cfg, st)) != SL_OK)
+    if ((rc = sl__sluiced_use_store(s, cfg, st)) != SL_OK)
         return rc;
     /* A channel the store already holds keeps its stored settings (docs/STORAGE.md). */
     for (size_t i = 0; i < cfg->nchannels; i++) {
@@ -1063,10 +590,10 @@ static int setup(server *s, const sl__config *cfg, sl_status *st)
         const sl__cfg_grant *g = &cfg->grants[i];
         if ((rc = sl_acl_grant_deny(s->ctx, NULL, g->principal, g->role,
                                     (const char *const *)g->patterns, g->npatterns,
-                                    (const char *const *)g->deny, g->ndeny, st)) != SL_OK) /* (B) */
+                                    (const char *const *)g->deny, g->ndeny, st)) != SL_OK)
             return rc;
     }
-    for (size_t i = 0; i < cfg->ninvokes; i++) { /* (B) the invoke policy */
+    for (size_t i = 0; i < cfg->ninvokes; i++) { /* the invoke policy */
         const sl__cfg_invoke *p = &cfg->invokes[i];
         sl_status inner;
         sl_status_clear(&inner);
@@ -1079,9 +606,9 @@ static int setup(server *s, const sl__config *cfg, sl_status *st)
     for (size_t i = 0; i < cfg->nadmins; i++)
         if ((rc = sl_acl_grant(s->ctx, NULL, cfg->admins[i], SL_ROLE_ADMIN, NULL, 0, st)) != SL_OK)
             return rc;
-    if ((rc = load_acl_file(s, cfg, NULL, st)) != SL_OK) /* (E) */
+    if ((rc = load_acl_file(s, cfg, NULL, st)) != SL_OK)
         return rc;
-    if ((rc = setup_broker(s, cfg, st)) != SL_OK)
+    if ((rc = sl__sluiced_setup_broker(s, cfg, st)) != SL_OK)
         return rc;
     if (s->rkv && (rc = sl__shared_state_attach(&s->shared, s->ctx, s->broker, s->apikeys, s->rkv,
                                                 st)) != SL_OK)
@@ -1094,10 +621,10 @@ static int setup(server *s, const sl__config *cfg, sl_status *st)
     s->router.authn.jwt.issuer = cfg->jwt_issuer;
     s->router.authn.jwt.leeway = cfg->jwt_leeway;
     s->router.authn.jwt.exp_optional = cfg->jwt_exp_optional;
-    s->router.log = s->log; /* (B, issue 14) */
+    s->router.log = s->log;
     if (s->shared)
         sl__shared_state_set_log(s->shared, s->log);
-    return setup_metrics(s, cfg, st); /* (A14) */
+    return setup_metrics(s, cfg, st);
 }
 
 /* The listeners' TLS settings hang together, and the context loads (before anything else
@@ -1138,7 +665,7 @@ static int setup_tls(server *s, const sl__config *cfg, sl_status *st)
  * the network readable by anyone on the path. */
 static int check_plaintext(const sl__config *cfg, sl_status *st)
 {
-    const char *host = exposed(cfg, 1);
+    const char *host = sl__sluiced_exposed(cfg, 1);
     if (host == NULL || cfg->insecure)
         return SL_OK;
     return sl_status_set(st, SL_ECONFIG,
@@ -1159,14 +686,14 @@ static int setup_listeners(server *s, const sl__config *cfg, sl_status *st)
     if (lim.max_connections > 0) { /* room for max_connections descriptors on each, or fewer */
         size_t per = lim.max_connections;
         lim.max_connections = per * n;
-        int rc = sl_http_fit_fd_limit(&lim, log_line, s->log, st);
+        int rc = sl_http_fit_fd_limit(&lim, sl__sluiced_log_line, s->log, st);
         if (rc != SL_OK)
             return rc;
         lim.max_connections = lim.max_connections / n > 0 ? lim.max_connections / n : 1;
     }
     for (size_t i = 0; i < n; i++) {
         const sl__cfg_listener *l = &ls[i];
-        /* (A14) a metrics listener answers without credentials: loopback unless --insecure */
+        /* a metrics listener answers without credentials: loopback unless --insecure */
         if (l->metrics && !is_loopback(l->host) && !cfg->insecure)
             return sl_status_set(st, SL_ECONFIG,
                                  "a metrics listener serves /metrics without credentials: "
@@ -1177,7 +704,7 @@ static int setup_listeners(server *s, const sl__config *cfg, sl_status *st)
         if (rc != SL_OK)
             return sl_status_set(st, rc, NULL);
         sl_http_server *h = s->http[s->nhttp++];
-        sl_http_server_set_log(h, log_line, s->log);
+        sl_http_server_set_log(h, sl__sluiced_log_line, s->log);
         sl_http_server_set_refused(h, on_refused, s->log);
         sl_http_server_set_accept(h, l->accept);
         if (l->tls && (rc = sl_http_server_set_tls(h, s->tls, l->mtls)) != SL_OK)
@@ -1199,7 +726,7 @@ static void tune_malloc(void)
     mallopt(M_MMAP_THRESHOLD, 16 << 20);
 }
 
-/* (E, issue 14) --check-config FILE is --config FILE where it stands, and asks for validation
+/* --check-config FILE is --config FILE where it stands, and asks for validation
  * instead of serving: *args is argv with it rewritten (malloc'd array, free it), *file the FILE
  * (NULL: not given). */
 static int check_config_args(int argc, char **argv, char ***args, const char **file, sl_status *st)
@@ -1239,7 +766,7 @@ int main(int argc, char **argv)
     sl_status_clear(&st);
     extern char **environ;
     sl__config_source src = {.read_file = read_config_file, .envp = environ};
-    char **args = NULL; /* (E) */
+    char **args = NULL;
     const char *checked = NULL;
     int rc = check_config_args(argc, argv, &args, &checked, &st);
     s.checking = checked != NULL;
@@ -1253,7 +780,7 @@ int main(int argc, char **argv)
     }
     s.loop = uv_default_loop();
     s.cfg = &cfg;
-    if (rc == SL_OK) { /* (B, issue 14) first: everything after it logs there */
+    if (rc == SL_OK) { /* first: everything after it logs there */
         sl__log_opts lo = {.format = cfg.log_format,
                            .level = cfg.log_level,
                            .path = cfg.log_file,
@@ -1272,15 +799,15 @@ int main(int argc, char **argv)
             (rc = sl__wss_server_new(&s.wss, s.loop, s.ctx, &s.router.authn, &cfg.ws)) != SL_OK)
             sl_status_set(&st, rc, "cannot set up the WebSocket endpoint");
         sl__wss_server_set_log(s.wss, s.log);
-        /* (C) the server API's sessions and the audit read route's file */
+        /* the server API's sessions and the audit read route's file */
         s.router.wss = s.wss;
         s.router.audit = s.audit;
         s.router.audit_path = cfg.audit_log;
         s.router.loop = s.loop;
-        if (rc == SL_OK && !s.checking) /* (E) */
+        if (rc == SL_OK && !s.checking)
             rc = setup_listeners(&s, &cfg, &st);
     }
-    if (rc == SL_OK && s.checking) { /* (E) */
+    if (rc == SL_OK && s.checking) {
         printf("%s: ok\n", checked);
         fflush(stdout);
     } else if (rc == SL_OK) {
@@ -1303,7 +830,7 @@ int main(int argc, char **argv)
                      sl_http_server_port(s.http[i]), opts, *opts ? "; " : "",
                      sl_mode_name(sl_ctx_mode(s.ctx)), s.keys ? "on" : "off",
                      s.revocation ? sl_revocation_store_name(s.revocation) : "off", cfg.engine,
-                     s.kv ? " in " : "", s.kv ? (data_dir_of(&cfg)) : "",
+                     s.kv ? " in " : "", s.kv ? (sl__sluiced_data_dir(&cfg)) : "",
                      s.kv ? (!strcmp(cfg.durability, "sync")    ? ", durability sync"
                              : !strcmp(cfg.durability, "batch") ? ", durability batch"
                                                                 : ", durability none")
@@ -1312,10 +839,10 @@ int main(int argc, char **argv)
         if (s.tls)
             sl__logf(s.log, SL__LOG_START, NULL, "TLS certificate %s", sl__tls_ctx_describe(s.tls));
         uv_run(s.loop, UV_RUN_DEFAULT);
-    } else if (s.checking) { /* (E) */
+    } else if (s.checking) {
         fprintf(stderr, "sluiced: %s: %s\n", checked, st.message[0] ? st.message : sl_strerror(rc));
     } else {
-        /* (B) into the log, and on stderr too when the log is a file: whoever started sluiced
+        /* into the log, and on stderr too when the log is a file: whoever started sluiced
          * sees why it did not start */
         const char *why = st.message[0] ? st.message : sl_strerror(rc);
         sl__logf(s.log, SL__LOG_ERROR, NULL, "%s", why);
@@ -1329,9 +856,9 @@ int main(int argc, char **argv)
     if (s.nonces) /* pending answers: 503 (sessions still there to hear it); closes in the run below
                    */
         s.nonces->free(s.nonces);
-    s.router.wss = NULL; /* (C) */
+    s.router.wss = NULL;
     sl__wss_server_free(s.wss);
-    if (s.ctx) /* (A) the policy regime's handles close in the run below */
+    if (s.ctx) /* the policy regime's handles close in the run below */
         sl_ctx_set_regime(s.ctx, NULL);
     if (s.loop)
         uv_run(s.loop, UV_RUN_NOWAIT);
@@ -1348,7 +875,7 @@ int main(int argc, char **argv)
         s.redis->ops->free(s.redis);
     sl_ctx_free(s.ctx); /* the engine, before the store it writes through */
     sl__workspaces_free(s.workspaces);
-    /* (A14) after the context that borrowed it */
+    /* after the context that borrowed it */
     sl__metrics_free(s.metrics);
     if (s.loop) /* the Redis connections close */
         uv_run(s.loop, UV_RUN_NOWAIT);
@@ -1373,11 +900,11 @@ int main(int argc, char **argv)
     free(s.modes);
     sl_jwt_keyring_free(s.upstream_keys);
     sl_jwt_keyring_free(s.keys);
-    sl__audit_routes_free(&s.router); /* (C) */
+    sl__audit_routes_free(&s.router);
     sl_audit_log_close(s.audit);
-    sl__log_free(s.log); /* (B, issue 14) */
+    sl__log_free(s.log);
     sl__config_free(&cfg);
-    sl__aclfile_state_free(&s.aclfile); /* (E) */
+    sl__aclfile_state_free(&s.aclfile);
     free(args);
     return rc == SL_OK ? 0 : 1;
 }

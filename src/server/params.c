@@ -1,8 +1,9 @@
 /* The request-parameter helpers the route families share (routes_channels.c, routes_tokens.c,
- * routes_access.c, routes_apikeys.c, and the router itself): percent-decoding and query lookup,
- * the JSON body as an object, and the typed getters of its members (strings, counts, seconds, TTLs,
- * string lists), each answering hostile input with an error that says what is wrong. No I/O; the
- * percent-decoding and the query lookup are fuzzed (fuzz/fuzz_query.c). */
+ * routes_access.c, routes_apikeys.c, routes_server.c, and the router itself): percent-decoding and
+ * query lookup, the JSON body as an object, and the typed getters of its members (strings without
+ * NUL bytes, counts, seconds, TTLs, string lists), each answering hostile input with an error that
+ * says what is wrong. No I/O; the percent-decoding and the query lookup are fuzzed
+ * (fuzz/fuzz_query.c). */
 #include "server/params.h"
 
 #include <jansson.h>
@@ -168,6 +169,9 @@ int sl__get_string(json_t *o, const char *key, const char **out, sl_status *st)
         return 0;
     if (!json_is_string(v))
         return sl_status_set(st, SL_EINVAL, "%s must be a string", key);
+    /* a NUL inside would cut the string short for every C caller: "read\u0000x" is not "read" */
+    if (json_string_length(v) != strlen(json_string_value(v)))
+        return sl_status_set(st, SL_EINVAL, "%s must be a string without NUL bytes", key);
     *out = json_string_value(v);
     return 1;
 }

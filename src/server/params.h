@@ -40,8 +40,8 @@ int sl__string_list(json_t *body, const char *key, size_t max, int required,
                     int (*ok)(const char *), const char *what, const char ***out, size_t *n,
                     sl_status *st);
 
-/* o[key] as a non-negative integer / a non-negative finite number / a string (borrowed): 1 found,
- * 0 absent or null (*out untouched), -1 anything else (st filled). */
+/* o[key] as a non-negative integer / a non-negative finite number / a string without NUL bytes
+ * (borrowed): 1 found, 0 absent or null (*out untouched), -1 anything else (st filled). */
 int sl__get_count(json_t *o, const char *key, size_t *out, sl_status *st);
 int sl__get_seconds(json_t *o, const char *key, double *out, sl_status *st);
 int sl__get_string(json_t *o, const char *key, const char **out, sl_status *st);

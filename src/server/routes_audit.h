@@ -1,4 +1,4 @@
-/* (C) GET /audit (operation audit.read, docs/OPERATIONS.md "Server API"): the last records of the
+/* GET /audit (operation audit.read, docs/OPERATIONS.md "Server API"): the last records of the
  * server's audit log and whether its hash chain verifies. The file is read on the loop's thread
  * pool, one read at a time (later requests wait in a short queue), so a large log never stalls
  * the event loop; the answer is about the file as it was when the request came. */

@@ -1,4 +1,4 @@
-/* (A14) GET /metrics (server/routes_metrics.h). A scrape asks the engine for the channel list
+/* GET /metrics (server/routes_metrics.h). A scrape asks the engine for the channel list
  * (depths included: one request, answered from memory by the embedded engine), renders the
  * registry, then the channels: the deepest top_channels and those matching the opt-in patterns,
  * never more than SL__METRICS_MAX_CHANNELS, so the label set stays bounded whatever the number

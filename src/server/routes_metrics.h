@@ -1,4 +1,4 @@
-/* (A14) GET /metrics: the Prometheus text of the context's metrics registry (core/metrics.h) plus
+/* GET /metrics: the Prometheus text of the context's metrics registry (core/metrics.h) plus
  * what is only known at scrape time: the channels (the top N by depth, and those matching the
  * opt-in patterns). The route is the registry operation metrics.read, authorised like every
  * other; a metrics listener (--listen HOST:PORT,metrics) calls sl__metrics_scrape itself, without

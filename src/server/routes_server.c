@@ -20,55 +20,6 @@
 /* ---- input ------------------------------------------------------------------------------------
  */
 
-static int bad(sl_status *st, const char *msg)
-{
-    return sl_status_set(st, SL_EINVAL, "%s", msg);
-}
-
-static int load_body(const sl_http_request *req, json_t **out, sl_status *st)
-{
-    *out = NULL;
-    if (req->body_len == 0)
-        return sl_status_set(st, SL_EJSON, "a JSON body is required");
-    json_t *o = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, NULL);
-    if (!json_is_object(o)) {
-        json_decref(o);
-        return sl_status_set(st, SL_EJSON, "the body must be a JSON object");
-    }
-    *out = o;
-    return SL_OK;
-}
-
-/* body[key] as a string without NUL bytes: 1 found, 0 absent (or null), -1 anything else. */
-static int get_str(json_t *body, const char *key, const char **out)
-{
-    json_t *v = json_object_get(body, key);
-    *out = NULL;
-    if (v == NULL || json_is_null(v))
-        return 0;
-    if (!json_is_string(v) || json_string_length(v) != strlen(json_string_value(v)))
-        return -1;
-    *out = json_string_value(v);
-    return 1;
-}
-
-static int only(json_t *body, const char *const *allowed, sl_status *st)
-{
-    const char *key;
-    json_t *v;
-    json_object_foreach(body, key, v)
-    {
-        size_t i = 0;
-        while (allowed[i] && strcmp(allowed[i], key) != 0)
-            i++;
-        if (allowed[i] == NULL)
-            return sl_status_set(st, SL_EINVAL, "unknown member in the body (allowed: %s%s%s%s)",
-                                 allowed[0], allowed[1] ? ", " : "", allowed[1] ? allowed[1] : "",
-                                 allowed[2] ? ", ..." : "");
-    }
-    return SL_OK;
-}
-
 static int conn_id_valid(const char *s)
 {
     size_t n = strlen(s);
@@ -95,26 +46,28 @@ int sl__srv_parse_disconnect(json_t *body, sl__srv_disconnect *d, sl_status *st)
     d->code = SL__SRV_CODE_DEFAULT;
     if (!json_is_object(body))
         return sl_status_set(st, SL_EJSON, "the body must be a JSON object");
-    int rc = only(body, fields, st);
+    int rc = sl__only_fields(body, fields, st);
     if (rc != SL_OK)
         return rc;
-    int p = get_str(body, "principal", &d->principal);
-    int c = get_str(body, "connection", &d->connection);
-    int why = get_str(body, "reason", &d->reason);
+    int p = sl__get_string(body, "principal", &d->principal, st);
+    int c = sl__get_string(body, "connection", &d->connection, st);
+    int why = sl__get_string(body, "reason", &d->reason, st);
     if (p < 0 || (p && !principal_ok(d->principal)))
-        return bad(st, "principal must be a valid principal name");
+        return sl__fail(st, SL_EINVAL, "principal must be a valid principal name");
     if (c < 0 || (c && !conn_id_valid(d->connection)))
-        return bad(st, "connection must be a connection id (as GET /server/connections lists)");
+        return sl__fail(st, SL_EINVAL,
+                        "connection must be a connection id (as GET /server/connections lists)");
     if (!p && !c)
-        return bad(st, "the body names a principal or a connection");
+        return sl__fail(st, SL_EINVAL, "the body names a principal or a connection");
     if (why < 0 || (why && strlen(d->reason) > SL__SRV_REASON_MAX))
-        return bad(st, "reason must be a string of at most 123 bytes");
+        return sl__fail(st, SL_EINVAL, "reason must be a string of at most 123 bytes");
     json_t *code = json_object_get(body, "code");
     if (code && !json_is_null(code)) {
         json_int_t v = json_is_integer(code) ? json_integer_value(code) : 0;
         if (v < 3000 || v > 4999)
-            return bad(st, "code must be an integer from 3000 to 4999 (a Centrifugo disconnect "
-                           "code)");
+            return sl__fail(st, SL_EINVAL,
+                            "code must be an integer from 3000 to 4999 (a Centrifugo disconnect "
+                            "code)");
         d->code = (int)v;
     }
     return SL_OK;
@@ -126,12 +79,14 @@ int sl__srv_parse_unsubscribe(json_t *body, const char **principal, const char *
     static const char *const fields[] = {"principal", "channel", NULL};
     if (!json_is_object(body))
         return sl_status_set(st, SL_EJSON, "the body must be a JSON object");
-    int rc = only(body, fields, st);
+    int rc = sl__only_fields(body, fields, st);
     if (rc != SL_OK)
         return rc;
-    if (get_str(body, "principal", principal) != 1 || !principal_ok(*principal))
-        return bad(st, "principal must be a valid principal name");
-    if (get_str(body, "channel", channel) != 1 || !sl_channel_id_valid(*channel, strlen(*channel)))
+    *principal = *channel = NULL;
+    if (sl__get_string(body, "principal", principal, st) != 1 || !principal_ok(*principal))
+        return sl__fail(st, SL_EINVAL, "principal must be a valid principal name");
+    if (sl__get_string(body, "channel", channel, st) != 1 ||
+        !sl_channel_id_valid(*channel, strlen(*channel)))
         return sl_status_set(st, SL_EBADID, "channel must be a valid channel id");
     return SL_OK;
 }
@@ -180,7 +135,7 @@ int sl__h_server_connections(sl__router *r, const sl_identity *who, const sl_htt
     char principal[SL_PRINCIPAL_MAX + 1], num[16];
     int has = sl__http_query_get(req, "principal", principal, sizeof principal);
     if (has < 0 || (has == 1 && !principal_ok(principal)))
-        return bad(st, "principal must be a valid principal name");
+        return sl__fail(st, SL_EINVAL, "principal must be a valid principal name");
     listing l = {json_array(), SL__SRV_LIST_DEFAULT, 0};
     int lim = sl__http_query_get(req, "limit", num, sizeof num);
     if (lim != 0) {
@@ -188,7 +143,7 @@ int sl__h_server_connections(sl__router *r, const sl_identity *who, const sl_htt
         long v = lim == 1 ? strtol(num, &end, 10) : 0;
         if (lim < 0 || end == num || *end || v < 1 || v > SL__SRV_LIST_MAX) {
             json_decref(l.arr);
-            return bad(st, "limit must be an integer from 1 to 10000");
+            return sl__fail(st, SL_EINVAL, "limit must be an integer from 1 to 10000");
         }
         l.limit = (size_t)v;
     }
@@ -214,7 +169,7 @@ int sl__resolve_server_disconnect(sl__router *r, const sl_http_request *req, con
 {
     json_t *body;
     sl__srv_disconnect d;
-    int rc = load_body(req, &body, st);
+    int rc = sl__parse_body(req, &body, st);
     if (rc == SL_OK)
         rc = sl__srv_parse_disconnect(body, &d, st);
     if (rc == SL_OK) {
@@ -238,7 +193,7 @@ int sl__h_server_disconnect(sl__router *r, const sl_identity *who, const sl_http
     sl__srv_disconnect d;
     int rc = need_wss(r, st);
     if (rc == SL_OK)
-        rc = load_body(req, &body, st);
+        rc = sl__parse_body(req, &body, st);
     if (rc != SL_OK)
         return rc;
     rc = sl__srv_parse_disconnect(body, &d, st);
@@ -274,7 +229,7 @@ int sl__resolve_server_unsubscribe(sl__router *r, const sl_http_request *req,
     (void)who;
     json_t *body;
     const char *principal, *channel;
-    int rc = load_body(req, &body, st);
+    int rc = sl__parse_body(req, &body, st);
     if (rc == SL_OK)
         rc = sl__srv_parse_unsubscribe(body, &principal, &channel, st);
     if (rc == SL_OK) /* the channel, as the caller names it: the workspace step qualifies it */
@@ -291,7 +246,7 @@ int sl__h_server_unsubscribe(sl__router *r, const sl_identity *who, const sl_htt
     const char *principal, *channel;
     int rc = need_wss(r, st);
     if (rc == SL_OK)
-        rc = load_body(req, &body, st);
+        rc = sl__parse_body(req, &body, st);
     if (rc != SL_OK)
         return rc;
     rc = sl__srv_parse_unsubscribe(body, &principal, &channel, st);

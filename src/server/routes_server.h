@@ -1,4 +1,4 @@
-/* (C) The server API of sluiced (docs/OPERATIONS.md "Server API"): Centrifugo's server API in
+/* The server API of sluiced (docs/OPERATIONS.md "Server API"): Centrifugo's server API in
  * sluice's terms, for backends and operators. List the live connections, disconnect one or all
  * of a principal's, unsubscribe a principal from a channel, a channel's presence and its stats,
  * per-channel statistics. The router authorises each route's registry operation before these

@@ -29,13 +29,10 @@ typedef struct revoke_req {
 /* {"token_id":...} or {"user_id":...}, optional "reason"; strings borrowed from body. */
 static int parse_revoke(json_t *body, revoke_req *rq, sl_status *st)
 {
-    const char *key;
-    json_t *val;
-    json_object_foreach(body, key, val)
-    {
-        if (strcmp(key, "token_id") && strcmp(key, "user_id") && strcmp(key, "reason"))
-            return sl_status_set(st, SL_EINVAL, "unknown field '%.64s'", key);
-    }
+    static const char *const fields[] = {"token_id", "user_id", "reason", NULL};
+    int rc = sl__only_fields(body, fields, st);
+    if (rc != SL_OK)
+        return rc;
     memset(rq, 0, sizeof *rq);
     if (sl__get_string(body, "token_id", &rq->token_id, st) < 0 ||
         sl__get_string(body, "user_id", &rq->user_id, st) < 0 ||

@@ -7,9 +7,9 @@
 #include "api/ctx.h"
 #include "security/acl.h"
 #include "security/apply.h"
-#include "security/invoke.h" /* (B) */
+#include "security/invoke.h"
 #include "store/redis_kv.h"
-#include "server/log.h" /* (B, issue 14) */
+#include "server/log.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,7 +21,7 @@ struct sl__shared_state {
     sl_apikey_store *keys;
     sl__kv *kv;
     sl__shared_state_stats stats;
-    sl__log *log; /* (B, issue 14) borrowed; NULL: stderr */
+    sl__log *log; /* borrowed; NULL: stderr */
 };
 
 static void refused(sl__shared_state *ss, const sl_status *st)
@@ -50,7 +50,7 @@ static void apply_one(sl__shared_state *ss, const char *table, const void *key, 
         r = sl__broker_apply(ss->broker, key, klen, val, vlen, &st);
     else if (strcmp(table, SL__KV_APIKEYS) == 0 && ss->keys)
         r = sl__apikey_apply(ss->keys, key, klen, val, vlen, &st);
-    else if (strcmp(table, SL__KV_INVOKE) == 0) /* (B) */
+    else if (strcmp(table, SL__KV_INVOKE) == 0)
         r = sl__invoke_apply(ss->ctx->invoke, key, klen, val, vlen, &st);
     else
         return;
@@ -59,14 +59,14 @@ static void apply_one(sl__shared_state *ss, const char *table, const void *key, 
         return;
     }
     ss->stats.applied++;
-    if (r != SL__APPLY_SAME && strcmp(table, SL__KV_INVOKE) == 0) { /* (B) sockets re-check */
+    if (r != SL__APPLY_SAME && strcmp(table, SL__KV_INVOKE) == 0) { /* sockets re-check */
         sl__authz_invalidate(ss->ctx, "invoke policy");
         char pattern[SL__SECSTORE_KEY_MAX + 1];
         if (sl__secstore_key_str(key, klen, pattern) == 0)
             acl_changed(ss, pattern, 0);
     }
     if (r != SL__APPLY_SAME && strcmp(table, SL__KV_BROKER) == 0)
-        sl__authz_invalidate(ss->ctx, "broker"); /* (A) another node's broker role change */
+        sl__authz_invalidate(ss->ctx, "broker"); /* another node's broker role change */
     if (r != SL__APPLY_SAME && strcmp(table, SL__KV_ACL) == 0) {
         char principal[SL__SECSTORE_KEY_MAX + 1];
         if (sl__secstore_key_str(key, klen, principal) == 0)
@@ -100,8 +100,8 @@ static void on_loaded(void *ud, int rc, const sl__redis_kv_entry *e, size_t n)
         got = sl__acl_apply_all(ss->ctx->acl, v, n, acl_changed, ss, &st);
     else if (strcmp(table, SL__KV_BROKER) == 0) {
         got = sl__broker_apply_all(ss->broker, v, n, &st);
-        sl__authz_invalidate(ss->ctx, "broker");    /* (A) */
-    } else if (strcmp(table, SL__KV_INVOKE) == 0) { /* (B) */
+        sl__authz_invalidate(ss->ctx, "broker");
+    } else if (strcmp(table, SL__KV_INVOKE) == 0) {
         got = sl__invoke_apply_all(ss->ctx->invoke, v, n, &st);
         sl__authz_invalidate(ss->ctx, "invoke policy");
         if (got > 0)
@@ -122,10 +122,9 @@ static void on_change(void *ud, const char *table, const void *key, size_t klen,
         apply_one(ss, table, key, klen, val, vlen);
         return;
     }
-    int wanted = strcmp(table, SL__KV_ACL) == 0 ||
-                 (strcmp(table, SL__KV_BROKER) == 0 && ss->broker) ||
-                 (strcmp(table, SL__KV_APIKEYS) == 0 && ss->keys) ||
-                 strcmp(table, SL__KV_INVOKE) == 0; /* (B) */
+    int wanted =
+        strcmp(table, SL__KV_ACL) == 0 || (strcmp(table, SL__KV_BROKER) == 0 && ss->broker) ||
+        (strcmp(table, SL__KV_APIKEYS) == 0 && ss->keys) || strcmp(table, SL__KV_INVOKE) == 0;
     if (!wanted)
         return;
     reload *r = malloc(sizeof *r);
@@ -134,7 +133,7 @@ static void on_change(void *ud, const char *table, const void *key, size_t klen,
     r->ss = ss;
     r->table = strcmp(table, SL__KV_ACL) == 0      ? SL__KV_ACL
                : strcmp(table, SL__KV_BROKER) == 0 ? SL__KV_BROKER
-               : strcmp(table, SL__KV_INVOKE) == 0 ? SL__KV_INVOKE /* (B) */
+               : strcmp(table, SL__KV_INVOKE) == 0 ? SL__KV_INVOKE
                                                    : SL__KV_APIKEYS;
     if (sl__redis_kv_load(ss->kv, r->table, on_loaded, r) != SL_OK)
         free(r);
@@ -205,7 +204,6 @@ void sl__shared_state_stats_get(const sl__shared_state *ss, sl__shared_state_sta
     *out = ss->stats;
 }
 
-/* (B, issue 14) */
 void sl__shared_state_set_log(sl__shared_state *ss, struct sl__log *log)
 {
     ss->log = log;

@@ -44,7 +44,7 @@ typedef struct sl__shared_state_stats {
 } sl__shared_state_stats;
 void sl__shared_state_stats_get(const sl__shared_state *ss, sl__shared_state_stats *out);
 
-/* (B, issue 14) Where refused changes are reported (borrowed; NULL, the default: stderr). */
+/* Where refused changes are reported (borrowed; NULL, the default: stderr). */
 struct sl__log;
 void sl__shared_state_set_log(sl__shared_state *ss, struct sl__log *log);
 

@@ -19,7 +19,7 @@ SLUICED = os.environ.get("SLUICED", os.path.join(ROOT, "build", "sluiced"))
 SLUICE_CLI = os.environ.get("SLUICE_CLI", os.path.join(ROOT, "build", "sluice"))
 SECRET = "your-32-byte-production-secret-key"
 
-# ---- (B, issue 14) no credential in any log ------------------------------------------------------
+# ---- no credential in any log --------------------------------------------------------------------
 # Every sluiced log of the run (stderr, and --log-file files) is kept with the test it belongs to,
 # and every credential the tests use is recorded: secrets given to servers, tokens minted here or
 # by the CLI or received from /token, API keys, Authorization and Signature header values, and
@@ -176,9 +176,9 @@ class Server:
             self.env["SLUICE_JWT_SECRET"] = secret
         self.env.update(env or {})
         self.secret = secret
-        record_credential(secret)  # (B, issue 14)
+        record_credential(secret)
         record_credential(self.env.get("SLUICE_JWT_SECRET"))
-        # (B) the most verbose logs for the credential check, unless the test sets up its own
+        # the most verbose logs for the credential check, unless the test sets up its own
         if E2E_LOG and not any(str(a).startswith(("--log-", "--access-log")) for a in args):
             args = (*args, "--log-format", E2E_LOG, "--log-level", "debug", "--access-log")
         # Every server on the embedded default gets a data directory of its own (removed at
@@ -191,7 +191,7 @@ class Server:
         self.proc = None
         self.url = None
         self.stderr_lines = []
-        self._lines = queue.Queue()  # (B) stderr lines after start-up, for wait_stderr
+        self._lines = queue.Queue()  # stderr lines after start-up, for wait_stderr
         self._drain = None
         self._logged = False
 
@@ -206,7 +206,7 @@ class Server:
             self.stderr_lines.append(line)
             ready = self.started_by(line)
             if ready:
-                # (B) from here a thread reads stderr, so that a verbose log never fills the pipe
+                # from here a thread reads stderr, so that a verbose log never fills the pipe
                 # (sluiced would block writing); wait_stderr reads what it collected
                 self._drain = threading.Thread(target=self._read_stderr, daemon=True)
                 self._drain.start()
@@ -264,7 +264,7 @@ class Server:
         return files
 
     def keep_logs(self):
-        """(B) the server's logs for the end-of-session credential check (once)."""
+        """The server's logs for the end-of-session credential check (once)."""
         if self._logged:
             return
         self._logged = True
@@ -303,7 +303,7 @@ class Server:
         if channels is not None:
             claims["channels"] = channels
         tok = pyjwt.encode(claims, self.secret, algorithm="HS256")
-        record_credential(tok)  # (B, issue 14)
+        record_credential(tok)
         return tok
 
     def client(self, token=None):
@@ -406,7 +406,7 @@ def cli():
         e.update(env or {})
         r = subprocess.run([SLUICE_CLI, *args], env=e, input=input, capture_output=True,
                            text=True, timeout=60)
-        # (B, issue 14) what the CLI minted or was given
+        # what the CLI minted or was given
         record_credential(e.get("SLUICE_TOKEN"))
         record_credential(e.get("SLUICE_JWT_SECRET"))
         for i, a in enumerate(args[:-1]):

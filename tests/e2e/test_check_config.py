@@ -1,4 +1,4 @@
-"""(E, issue 14) `sluiced --check-config FILE`: a configuration and the files it names are
+"""`sluiced --check-config FILE`: a configuration and the files it names are
 validated without starting anything (no store opened or created, no audit log, no port); exit 0
 and "FILE: ok", or 1 and the reason. Good configurations, hostile ones, and a check against the
 data directory of a running server."""

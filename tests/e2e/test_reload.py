@@ -1,4 +1,4 @@
-"""(E, issue 14) SIGHUP reloads the ACL file (acl_file): a grant appears, a grant the file no
+"""SIGHUP reloads the ACL file (acl_file): a grant appears, a grant the file no
 longer names disappears, a file that does not parse or check keeps the ACL as it was and the log
 says why; grants made elsewhere (the configuration, HTTP) are untouched. The reload is durable: a
 restart on the same data directory starts with what the last load applied."""

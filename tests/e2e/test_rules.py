@@ -1,4 +1,4 @@
-"""Issue 12 part B end to end (docs/POLICY.md): deny rules beating allows across ACL grants, token
+"""End to end (docs/POLICY.md): deny rules beating allows across ACL grants, token
 scopes and broker roles; the invoke policy from the config file, the admin routes and the CLI,
 surviving a restart, with its audit records; user-limited channels ("inbox#alice") over HTTP,
 over WebSocket (Centrifugo protocol, the raw client of wsraw.py) and through the broker's

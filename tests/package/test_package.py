@@ -1,4 +1,4 @@
-"""(E, issue 14) The Debian package, end to end: scripts/package builds it (Release, only the
+"""The Debian package, end to end: scripts/package builds it (Release, only the
 installed targets) into a temporary directory; it is unpacked into a scratch root (dpkg -x, as
 dpkg would place the files); then, from the installed files only: the control data (Depends,
 conffiles), sluiced validates the sample config and serves /healthz from a fresh data directory,

@@ -1,4 +1,4 @@
-/* (E, issue 14) The ACL file (server/aclfile.h): what the parser takes and refuses (with the
+/* The ACL file (server/aclfile.h): what the parser takes and refuses (with the
  * line), the overlap with the configuration's grants, applying a load and the next (grants made,
  * kept, revoked; audited and announced like any grant), what a failed apply leaves, and the
  * stored state (encode/decode, forgetting the configuration's principals). */

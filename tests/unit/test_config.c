@@ -81,7 +81,7 @@ static void test_errors_name_file_and_line(void **state)
         {"listen = nowhere\n", "test.conf:1: listen must be HOST:PORT"},
         {"listen = [[a]]:80\n", "test.conf:1: listen must be HOST:PORT"}, /* found by fuzzing */
         {"listen = a b:80\n", "test.conf:1: listen must be HOST:PORT"},
-        /* (A14) */
+        /* the metrics listener option */
         {"listen = 127.0.0.1:9100,metric\n",
          "test.conf:1: listen: unknown option 'metric' (HOST:PORT[,tls][,mtls[=optional|required]]"
          "[,auth=any|bearer|signed|cert|none][,metrics])"},

@@ -230,33 +230,32 @@ static const struct expected_route {
      BY_ROLE, 0, NULL},
     {"DELETE", "/broker/principals/{principal}", "broker.assign", SL_ROLE_ADMIN, SL_RES_PRINCIPAL,
      BY_ROLE, 0, NULL},
-    /* (B) the invoke policy (docs/POLICY.md) */
+    /* the invoke policy (docs/POLICY.md) */
     {"GET", "/policy/invoke", "policy.invoke.list", SL_ROLE_ADMIN, SL_RES_NONE, BY_ROLE, 0, NULL},
     {"PUT", "/policy/invoke/{principal}", "policy.invoke.set", SL_ROLE_ADMIN, SL_RES_PRINCIPAL,
      BY_ROLE, 0, NULL},
     {"DELETE", "/policy/invoke/{principal}", "policy.invoke.delete", SL_ROLE_ADMIN,
      SL_RES_PRINCIPAL, BY_ROLE, 0, NULL},
-    /* (A, issue 12) */
+    /* the authorise contract */
     {"POST", "/authz/invalidate", "authz.invalidate", SL_ROLE_ADMIN, SL_RES_NONE, BY_ROLE, 0, NULL},
-    /* (C, issue 14) the server API and the audit log (docs/OPERATIONS.md) */
+    /* the server API and the audit log (docs/OPERATIONS.md) */
     {"GET", "/server/connections", "server.connections", SL_ROLE_ADMIN, SL_RES_NONE, BY_ROLE, 0,
      NULL},
     {"POST", "/server/disconnect", "server.disconnect", SL_ROLE_ADMIN, SL_RES_PRINCIPAL, BY_ROLE, 0,
      NULL},
-    {"POST", "/server/unsubscribe", "server.unsubscribe", SL_ROLE_ADMIN, SL_RES_CHANNEL, BY_ROLE,
-     0, "channel 'jobs'"},
+    {"POST", "/server/unsubscribe", "server.unsubscribe", SL_ROLE_ADMIN, SL_RES_CHANNEL, BY_ROLE, 0,
+     "channel 'jobs'"},
     {"GET", "/server/presence/{id}", "server.presence", SL_ROLE_ADMIN, SL_RES_CHANNEL, BY_ROLE, 0,
      "channel 'jobs'"},
     {"GET", "/server/presence/{id}/stats", "server.presence", SL_ROLE_ADMIN, SL_RES_CHANNEL,
      BY_ROLE, 0, "channel 'jobs'"},
     {"GET", "/server/channels", "server.channels", SL_ROLE_ADMIN, SL_RES_NONE, BY_ROLE, 0, NULL},
     {"GET", "/audit", "audit.read", SL_ROLE_ADMIN, SL_RES_NONE, BY_ROLE, 0, NULL},
-    /* (D, issue 14) the admin console's static files: no credentials, the page asks the API */
+    /* the admin console's static files: no credentials, the page asks the API */
     {"GET", "/admin", "console", SL_ROLE_NONE, SL_RES_NONE, OPEN, 0, NULL},
     {"HEAD", "/admin", "console", SL_ROLE_NONE, SL_RES_NONE, OPEN, 0, NULL},
     {"GET", "/admin/{file}", "console", SL_ROLE_NONE, SL_RES_NONE, OPEN, 0, NULL},
     {"HEAD", "/admin/{file}", "console", SL_ROLE_NONE, SL_RES_NONE, OPEN, 0, NULL},
-    /* (A14) */
     {"GET", "/metrics", "metrics.read", SL_ROLE_ADMIN, SL_RES_NONE, BY_ROLE, 0, NULL},
     {"HEAD", "/metrics", "metrics.read", SL_ROLE_ADMIN, SL_RES_NONE, BY_ROLE, 0, NULL},
 };
@@ -314,7 +313,7 @@ static void concrete(const char *tmpl, char *out, size_t cap)
     }
     const char *close = strchr(brace, '}');
     const char *val = strncmp(brace, "{principal}", 11) == 0 ? "someone" : "jobs";
-    if (strncmp(brace, "{file}", 6) == 0) /* (D) */
+    if (strncmp(brace, "{file}", 6) == 0)
         val = "app.js";
     snprintf(out, cap, "%.*s%s%s", (int)(brace - tmpl), tmpl, val, close + 1);
 }
@@ -332,7 +331,7 @@ static const char *body_for(const struct expected_route *e)
         return "{\"principal\":\"someone\"}";
     if (strcmp(e->method, "PUT") == 0 && strncmp(e->path, "/broker/", 8) == 0)
         return "{\"roles\":[]}";
-    if (strcmp(e->path, "/server/disconnect") == 0) /* (C) */
+    if (strcmp(e->path, "/server/disconnect") == 0)
         return "{\"principal\":\"someone\"}";
     if (strcmp(e->path, "/server/unsubscribe") == 0)
         return "{\"principal\":\"someone\",\"channel\":\"jobs\"}";

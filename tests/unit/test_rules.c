@@ -1,4 +1,4 @@
-/* Issue 12 part B: deny rules beat allows in the ACL, the broker and the invoke policy (the seed's
+/* Deny rules beat allows in the ACL, the broker and the invoke policy (the seed's
  * own example included), the invoke policy's durability and audit records, and user-limited
  * channels (ids, patterns, the broker's "#{sub}" roles and the decision). */
 #include <setjmp.h>

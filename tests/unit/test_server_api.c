@@ -1,8 +1,8 @@
-/* (C, issue 14) The pure pieces of the server API and GET /audit: the request bodies of
- * POST /server/disconnect and /server/unsubscribe against hostile input, the tail of an audit log
- * (lines cut anywhere, unterminated ends, limits), verification over a prefix of a file (what
- * GET /audit checks while the log grows), and the memory engine's in-flight count as claims come
- * and go. The routes themselves run against real sockets in tests/e2e/test_server_api.py. */
+/* The pure pieces of the server API and GET /audit: the request bodies of
+ * POST /server/disconnect and /server/unsubscribe against hostile input (and the shared body
+ * helpers they use), the tail of an audit log (lines cut anywhere, unterminated ends, limits),
+ * verification over a prefix of a file (what GET /audit checks while the log grows), and the
+ * memory engine's in-flight count as claims come and go. The routes themselves run against real sockets in tests/e2e/test_server_api.py. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -24,6 +24,7 @@
 #include "api/ctx.h"
 #include "security/audit_internal.h"
 #include "server/routes_audit.h"
+#include "server/params.h"
 #include "server/routes_server.h"
 #include "store/engine.h"
 
@@ -130,6 +131,33 @@ static void test_unsubscribe_body(void **state)
     assert_int_equal(unsubscribe_rc("{\"principal\":\"alice\",\"channel\":\"news\",\"x\":1}"),
                      SL_EINVAL);
     assert_int_equal(unsubscribe_rc("[]"), SL_EJSON);
+}
+
+/* The body helpers every route family shares (server/params.h): a string member with a NUL inside
+ * is refused (a C caller would see it cut short: "read\u0000x" is not "read"), and an unknown
+ * member is named. */
+static void test_shared_body_helpers(void **state)
+{
+    (void)state;
+    json_t *o =
+        json_loads("{\"role\":\"read\\u0000x\",\"name\":\"n\",\"n\":1}", JSON_ALLOW_NUL, NULL);
+    assert_non_null(o);
+    sl_status st;
+    const char *s = NULL;
+    sl_status_clear(&st);
+    assert_int_equal(sl__get_string(o, "role", &s, &st), -1);
+    assert_int_equal(st.code, SL_EINVAL);
+    assert_string_equal(st.message, "role must be a string without NUL bytes");
+    assert_null(s);
+    assert_int_equal(sl__get_string(o, "name", &s, &st), 1);
+    assert_string_equal(s, "n");
+    assert_int_equal(sl__get_string(o, "absent", &s, &st), 0);
+    assert_int_equal(sl__get_string(o, "n", &s, &st), -1);
+    assert_string_equal(st.message, "n must be a string");
+    static const char *const fields[] = {"role", "name", NULL};
+    assert_int_equal(sl__only_fields(o, fields, &st), SL_EINVAL);
+    assert_string_equal(st.message, "unknown field 'n'");
+    json_decref(o);
 }
 
 /* ---- the tail of a log -------------------------------------------------------------------------
@@ -459,6 +487,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_disconnect_body),
         cmocka_unit_test(test_unsubscribe_body),
+        cmocka_unit_test(test_shared_body_helpers),
         cmocka_unit_test(test_tail_lines),
         cmocka_unit_test(test_verify_prefix),
         cmocka_unit_test(test_in_flight),
