@@ -10,7 +10,7 @@
  * The decision never depends on whether the channel exists, so a denied caller cannot probe for
  * names. */
 #include "api/ctx.h"
-#include "core/metrics.h" /* (A14) */
+#include "core/metrics.h"
 #include "security/acl.h"
 #include "security/workspace.h"
 #include "security/invoke.h"
@@ -54,7 +54,7 @@ static sl_role effective_role(const sl_ctx *ctx, sl_mode mode, const sl_identity
                    : SL_ROLE_NONE;
         break;
     case SL_MODE_ACL: {
-        char qp[SL__QPRINCIPAL_SIZE]; /* part C: grants are keyed by (workspace, principal) */
+        char qp[SL__QPRINCIPAL_SIZE]; /* grants are keyed by (workspace, principal) */
         have = sl__acl_role(ctx->acl, sl__ws_principal(who, qp), channel);
         if (who->role != SL_ROLE_NONE && who->role < have)
             have = who->role;
@@ -81,7 +81,7 @@ static int deny(sl_ctx *ctx, const sl_identity *who, const sl_op_info *info, con
     sl__audit(ctx, NULL, "authz.denied", "principal", who->principal, "source",
               sl_source_name(who->source), "operation", info->name, "resource", resource, "reason",
               why ? why : "insufficient role or scope", NULL);
-    sl__metrics_denied(ctx->metrics, info->op); /* (A14) */
+    sl__metrics_denied(ctx->metrics, info->op);
     return SL_EFORBIDDEN;
 }
 
@@ -115,16 +115,16 @@ int sl__authz_decide(sl_ctx *ctx, const sl_identity *who, const sl_op_info *info
         return ctx->broker && sl_broker_may_delegate(ctx->broker, who->principal, resource)
                    ? SL_OK
                    : SL_EFORBIDDEN;
-    /* (2) part C, workspaces: only the caller's own workspace's resources; from here on the
+    /* (2) workspaces: only the caller's own workspace's resources; from here on the
      * resource is the caller's name and qid the channel the registry knows. */
     char qid[SL__QID_SIZE];
     if (sl__ws_decide(who, info, &resource, qid) != SL_OK)
         return SL_EFORBIDDEN;
-    /* (B) step 3: deny rules and the invoke policy; deny wins over every regime */
+    /* step 3: deny rules and the invoke policy; deny wins over every regime */
     int rules = sl__rules_decide(ctx, who, info, resource);
     if (rules != SL_OK)
         return rules;
-    /* (B) step 4: user-limited channels ("inbox#alice") */
+    /* step 4: user-limited channels ("inbox#alice") */
     if ((rules = sl__rules_user_limited(ctx, who, info, resource)) != SL__RULES_NEXT)
         return rules;
     /* One channel of a token request (token.issue with the channel as resource, asked by the

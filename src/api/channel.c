@@ -8,7 +8,7 @@
 #include "api/ctx.h"
 #include "core/jsonv.h"
 #include "core/message.h"
-#include "core/metrics.h" /* (A14) */
+#include "core/metrics.h"
 #include "core/wsid.h"
 #include "security/workspace.h"
 #include "store/kv.h"
@@ -17,7 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <uv.h> /* (A14) the engine loop's clock */
+#include <uv.h> /* the engine loop's clock */
 
 #define NAME_MAX_LEN 255
 #define DESCRIPTION_MAX_LEN 4096
@@ -255,7 +255,7 @@ static int build_info(sl_channel_info *info, const char *id, const sl_channel_op
     snprintf(dead, sizeof dead, "%s.dead", id);
     if (o->dead_letter && sl__ws_qualify(ws, o->dead_letter, qdead, sizeof qdead) != SL_OK)
         return SL_EBADID;
-    /* (B) A user-limited queue's dead letters stay limited to the same users: "inbox.dead#alice"
+    /* A user-limited queue's dead letters stay limited to the same users: "inbox.dead#alice"
      * ("inbox#alice.dead" would be a channel of a user "alice.dead"). */
     const char *users = sl_channel_users(id);
     if (users != NULL)
@@ -356,7 +356,7 @@ static void filter_list(sl__chop *op, sl__eop *e, int rc)
     size_t kept = 0;
     for (size_t i = 0; rc == SL_OK && i < e->ninfos; i++) {
         int visible = e->infos[i].visibility == SL_VIS_PUBLIC || in_process(op->who);
-        /* Only the caller's own workspace, whatever its role (part C). */
+        /* Only the caller's own workspace, whatever its role. */
         if (visible && sl__ws_owns(workspace_of(op->who), e->infos[i].id) &&
             sl__authorized_quiet(op->ctx, op->who, SL_OP_CHANNEL_READ, e->infos[i].id)) {
             strip_info(&e->infos[i]);
@@ -420,7 +420,7 @@ static void engine_done(sl__eop *e)
     const sl_channel_info *ch;
     const char *id = op->qid, *name = shown(op->channel);
     int rc = e->rc;
-    if (ctx->metrics) { /* (A14) */
+    if (ctx->metrics) {
         struct uv_loop_s *loop = ctx->engine->loop;
         sl__metrics_engine(ctx->metrics, (int)e->kind, rc, loop ? uv_now(loop) - op->m_start : 0);
         ctx->metrics->dead_letters += e->dead.len;
@@ -455,7 +455,7 @@ static void engine_done(sl__eop *e)
             if (op->item_ids)
                 memcpy(op->item_ids[i], op->eids[i], sizeof op->eids[i]);
         }
-        if (rc == SL_OK && ctx->workspaces && workspace_of(op->who)[0]) /* part C */
+        if (rc == SL_OK && ctx->workspaces && workspace_of(op->who)[0])
             sl__ws_stored_add(ctx->workspaces, workspace_of(op->who), op->nwrites - op->duplicates);
         if (rc == SL_OK && !shared(ctx) && (ch = still_there(op)) != NULL) {
             /* Real time hears of what was stored and may be read now: not of a repeat, and
@@ -895,7 +895,7 @@ static void run(sl__chop *op)
                   shown(op->channel), "workspace", audit_ws(op->who), NULL);
     op->eop.done = engine_done;
     op->eop.ud = op;
-    if (ctx->metrics && ctx->engine->loop) /* (A14) the loop's cached clock: no clock read */
+    if (ctx->metrics && ctx->engine->loop) /* the loop's cached clock: no clock read */
         op->m_start = uv_now(ctx->engine->loop);
     ctx->engine->ops->submit(ctx->engine, &op->eop);
 }
@@ -1217,7 +1217,7 @@ int sl_acl_grant_deny(sl_ctx *ctx, const sl_identity *who, const char *principal
     for (size_t i = 0; i < ndeny; i++)
         if (deny[i] == NULL || !sl_pattern_valid(deny[i], strlen(deny[i])))
             return sl_status_set(st, SL_EINVAL, "invalid deny pattern");
-    /* (B) the deny patterns, comma-joined, in the record ("deny" left out when none) */
+    /* the deny patterns, comma-joined, in the record ("deny" left out when none) */
     size_t dlen = 1;
     for (size_t i = 0; i < ndeny; i++)
         dlen += strlen(deny[i]) + 1;

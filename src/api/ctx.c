@@ -40,7 +40,7 @@ static int open_data_dir(sl_ctx *ctx, const char *dir, sl_status *st)
         rc = sl__ctx_use_engine(ctx, e, st);
     if (rc == SL_OK)
         rc = sl__acl_attach(ctx->acl, ctx->kv, st);
-    if (rc == SL_OK) /* (B) */
+    if (rc == SL_OK)
         rc = sl__invoke_attach(ctx->invoke, ctx->kv, st);
     return rc;
 }
@@ -58,7 +58,7 @@ int sl_ctx_open(sl_ctx **out, const sl_ctx_options *opts, sl_status *st)
         rc = sl__map_new(&ctx->channels);
     if (rc == SL_OK)
         rc = sl__acl_new(&ctx->acl);
-    if (rc == SL_OK) /* (B) */
+    if (rc == SL_OK)
         rc = sl__invoke_new(&ctx->invoke);
     if (rc == SL_OK)
         rc = sl__authz_new(&ctx->authz);
@@ -86,7 +86,7 @@ void sl_ctx_free(sl_ctx *ctx)
         ctx->kv->ops->free(ctx->kv);
     sl__map_free(ctx->channels, sl__channel_info_free);
     sl__acl_free(ctx->acl);
-    sl__invoke_free(ctx->invoke); /* (B) */
+    sl__invoke_free(ctx->invoke);
     free(ctx);
 }
 

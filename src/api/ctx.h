@@ -27,13 +27,13 @@ struct sl_ctx {
     /* borrowed: a kv that is not the engine's whose barrier sl__ctx_sync also waits for (the
      * security state shared on Redis, server/shared_state.c), or NULL */
     struct sl__kv *sync_kv;
-    /* part C: borrowed workspace operators and limits (security/workspace.h), or NULL: none */
+    /* borrowed workspace operators and limits (security/workspace.h), or NULL: none */
     struct sl__workspaces *workspaces;
-    /* (B) the invoke policy (owned; security/invoke.h) */
+    /* the invoke policy (owned; security/invoke.h) */
     struct sl__invoke *invoke;
-    /* (A, issue 12) the decision cache, the pluggable regime, per-pattern overrides; owned */
+    /* the decision cache, the pluggable regime, per-pattern overrides; owned */
     struct sl__authz *authz;
-    /* (A14) borrowed: the server's metrics registry (core/metrics.h), or NULL: none kept */
+    /* borrowed: the server's metrics registry (core/metrics.h), or NULL: none kept */
     struct sl__metrics *metrics;
 };
 
@@ -104,10 +104,10 @@ struct sl__chop {
     const char **keys;
     char (*eids)[SL__MSGID_LEN + 1];
     sl__eop eop;
-    /* part C: the channel as the registry and the engine know it (core/wsid.h), "" when the
+    /* the channel as the registry and the engine know it (core/wsid.h), "" when the
      * caller's id is not valid in its workspace */
     char qid[SL_CHANNEL_ID_MAX + 1];
-    uint64_t m_start; /* (A14) the engine loop's clock when the engine request went out */
+    uint64_t m_start; /* the engine loop's clock when the engine request went out */
 };
 void sl__channel_submit(sl_ctx *ctx, sl__chop *op);
 void sl__chop_clear(sl__chop *op);
@@ -147,7 +147,7 @@ int sl__audit_json(sl_ctx *ctx, sl_status *st, struct json_t *record);
 /* 1 when who may perform op on channel; no status, no audit (for filtering listings). */
 int sl__authorized_quiet(sl_ctx *ctx, const sl_identity *who, sl_op op, const char *channel);
 
-/* ---- (A, issue 12) the authorise contract's machinery (security/authz_cache.c) ------------ */
+/* ---- the authorise contract's machinery (security/authz_cache.c) ------------ */
 
 typedef struct sl__authz sl__authz;
 int sl__authz_new(sl__authz **out);

@@ -66,7 +66,7 @@ struct sl__kv {
 #define SL__KV_BROKER "broker"           /* principal -> broker roles */
 #define SL__KV_APIKEYS "apikeys"         /* key id -> record (hash, never the key) */
 #define SL__KV_REVOCATIONS "revocations" /* token id or principal -> revocation */
-/* (B) */
+
 #define SL__KV_INVOKE "invoke" /* principal pattern -> invoke policy (security/invoke.h) */
 /* Every table above, for a kv that creates its named databases up front. */
 #define SL__KV_TABLE_NAMES                                                                         \

@@ -12,7 +12,7 @@
 #include "core/logsink.h"
 #include <uv.h>
 
-#include "core/metrics.h" /* (A14) sl__histo */
+#include "core/metrics.h" /* sl__histo */
 #include "store/kv.h"
 
 typedef enum { SL__DURABLE_SYNC = 0, SL__DURABLE_BATCH, SL__DURABLE_NONE } sl__durability;
@@ -64,7 +64,7 @@ int sl__lmdb_backup(sl__kv *kv, const char *dest, sl_status *st);
 typedef struct sl__lmdb_stats {
     unsigned long commits, syncs, failed;
     size_t map_size;
-    /* (A14) seconds each job that synced took on the thread pool (a SYNC-mode commit, its write
+    /* seconds each job that synced took on the thread pool (a SYNC-mode commit, its write
      * and fsync; a BATCH-mode periodic fsync) */
     sl__histo sync_seconds;
 } sl__lmdb_stats;

@@ -981,7 +981,7 @@ struct sl__rconn {
     uv_timer_t watchdog;
     later_q later;
     op *head, *tail; /* sent, not yet answered: send order */
-    /* (A14) */
+
     sl__rconn_stats stats;
 };
 
@@ -1078,7 +1078,7 @@ static void on_kick_cmd(uv_timer_t *t)
  * where a completion runs inside the call). */
 static void cmd_fail_later(sl__rconn *c, sl__rconn_fn fn, void *ud)
 {
-    c->stats.failures++; /* (A14) */
+    c->stats.failures++;
     later *n = calloc(1, sizeof *n);
     if (n == NULL) {
         fn(ud, SL_EUNAVAIL, NULL);
@@ -1158,7 +1158,7 @@ static void on_cmd_reply(redisAsyncContext *ac, void *r, void *privdata)
         reply = NULL;
     }
     o->done = 1;
-    if (reply != NULL) { /* (A14) sent at deadline - timeout (op_link) */
+    if (reply != NULL) { /* sent at deadline - timeout (op_link) */
         uint64_t sent = o->deadline - c->l.timeout_ms, now = uv_now(c->l.loop);
         c->stats.round_trips++;
         sl__histo_observe(&c->stats.seconds, now > sent ? (double)(now - sent) / 1000.0 : 0);
@@ -1169,7 +1169,6 @@ static void on_cmd_reply(redisAsyncContext *ac, void *r, void *privdata)
     op_free(o);
 }
 
-/* (A14) */
 void sl__rconn_stats_get(const sl__rconn *c, sl__rconn_stats *out)
 {
     *out = c->stats;

@@ -23,7 +23,7 @@
 #include <sluice/sluice.h>
 #include <uv.h>
 
-#include "core/metrics.h" /* (A14) sl__histo */
+#include "core/metrics.h" /* sl__histo */
 
 /* ---- the engine URL (no I/O: unit tests and a fuzz target drive it) ------------------------- */
 
@@ -92,8 +92,8 @@ typedef void (*sl__rconn_state_fn)(void *ud, int up);
 typedef struct sl__rconn_opts {
     const sl__redis_addr *addr; /* copied */
     const char *what;           /* for log lines: "engine", "engine shard 2", ... (copied) */
-    const sl__logsink *log;     /* where they go (borrowed, outlives the connection); NULL: stderr */
-    unsigned timeout_ms;        /* a reply later than this drops the connection; 0: 5000 */
+    const sl__logsink *log; /* where they go (borrowed, outlives the connection); NULL: stderr */
+    unsigned timeout_ms;    /* a reply later than this drops the connection; 0: 5000 */
     sl__rconn_state_fn on_state;
     void *state_ud;
 } sl__rconn_opts;
@@ -104,7 +104,7 @@ int sl__rconn_new(sl__rconn **out, uv_loop_t *loop, const sl__rconn_opts *o);
 void sl__rconn_free(sl__rconn *c);
 /* 1 when connected (authenticated and selected) and answering. */
 int sl__rconn_up(const sl__rconn *c);
-/* (A14) Commands answered (round trips, each with its time on the loop's clock, millisecond
+/* Commands answered (round trips, each with its time on the loop's clock, millisecond
  * resolution) and commands that got no answer (down, dropped or overdue). */
 typedef struct sl__rconn_stats {
     unsigned long round_trips, failures;
