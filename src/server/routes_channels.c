@@ -324,16 +324,8 @@ static int parse_envelope(json_t *o, const char *s, const char *e, sl_write *w, 
 {
     if (!json_is_object(o))
         return sl__fail(st, SL_EINVAL, "a message must be a JSON object");
-    const char *key;
-    json_t *val;
-    json_object_foreach(o, key, val)
-    {
-        int known = 0;
-        for (const char *const *f = envelope_fields; *f; f++)
-            known |= strcmp(*f, key) == 0;
-        if (!known)
-            return sl_status_set(st, SL_EINVAL, "unknown field '%.64s'", key);
-    }
+    if (sl__only_fields(o, envelope_fields, st) != SL_OK)
+        return SL_EINVAL;
     const char *vs, *ve;
     if (json_object_get(o, "data") == NULL || !sl__json_member(s, e, "data", &vs, &ve))
         return sl__fail(st, SL_EINVAL, "data is required");
@@ -515,16 +507,8 @@ static const char *const create_fields[] = {"id",
 /* Fills opts from a POST /channels body; strings borrowed from body. */
 static int parse_create(json_t *body, sl_channel_opts *o, sl_status *st)
 {
-    const char *key;
-    json_t *val;
-    json_object_foreach(body, key, val)
-    {
-        int known = 0;
-        for (const char *const *f = create_fields; *f; f++)
-            known |= strcmp(*f, key) == 0;
-        if (!known)
-            return sl_status_set(st, SL_EINVAL, "unknown field '%.64s'", key);
-    }
+    if (sl__only_fields(body, create_fields, st) != SL_OK)
+        return SL_EINVAL;
     const char *s = NULL;
     size_t u;
     if (sl__get_string(body, "kind", &s, st) < 0)
