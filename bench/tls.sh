@@ -5,7 +5,8 @@
 #     resumed ones (-reuse: the session is offered again; TLS 1.2, see handshakes()), one
 #     connection at a time, against each server;
 #   - TLS PUT req/s: wrk over https with bench/put.lua (keep-alive) against sluiced's authorised
-#     PUT, next to nginx `return 200` over https, as bench/http.sh does over plain HTTP.
+#     PUT, next to nginx `return 200` over https, as bench/http.sh does over plain HTTP; and
+#     sluiced's GET /healthz (no credential, no engine: the TLS transport and the router only).
 # Every round runs both servers back to back; prints every round, the medians of ROUNDS runs and
 # the ratios. Exits non-zero, saying why, when something could not be measured (wrk's failed
 # requests, a run without a figure, a server that did not start).
@@ -105,7 +106,7 @@ handshakes() {
   awk -v n="$n" -v a="$t0" -v b="$t1" 'BEGIN {printf "%.0f\n", n / (b - a)}'
 }
 
-declare -a HN HS RN RS PN PS
+declare -a HN HS RN RS PN PS PH
 for i in $(seq "$ROUNDS"); do
   hn=$(handshakes "$NPORT" -new)
   hs=$(handshakes "$PORT" -new)
@@ -113,13 +114,15 @@ for i in $(seq "$ROUNDS"); do
   rs=$(handshakes "$PORT" -reuse -tls1_2)
   pn=$(wrk_rate "round $i nginx TLS" "https://localhost:$NPORT/")
   ps=$(wrk_rate "round $i sluiced TLS PUT" -s bench/put.lua "https://localhost:$PORT")
-  echo "  round $i: handshakes nginx $hn sluiced $hs  resumed nginx $rn sluiced $rs  req/s nginx $pn sluiced PUT $ps"
-  HN+=("$hn"); HS+=("$hs"); RN+=("$rn"); RS+=("$rs"); PN+=("$pn"); PS+=("$ps")
+  ph=$(wrk_rate "round $i sluiced TLS GET /healthz" "https://localhost:$PORT/healthz")
+  echo "  round $i: handshakes nginx $hn sluiced $hs  resumed nginx $rn sluiced $rs  req/s nginx $pn sluiced PUT $ps sluiced /healthz $ph"
+  HN+=("$hn"); HS+=("$hs"); RN+=("$rn"); RS+=("$rs"); PN+=("$pn"); PS+=("$ps"); PH+=("$ph")
 done
-for k in HN HS RN RS PN PS; do
+for k in HN HS RN RS PN PS PH; do
   declare -n arr=$k
   declare "${k}M=$(printf '%s\n' "${arr[@]}" | median)"
 done
 echo "full handshakes/s (TLS 1.3)   nginx median $HNM  sluiced median $HSM  ratio $(ratio "$HSM" "$HNM")"
 echo "resumed handshakes/s (TLS 1.2) nginx median $RNM  sluiced median $RSM  ratio $(ratio "$RSM" "$RNM")"
 echo "TLS req/s (keep-alive)        nginx return 200 median $PNM  sluiced PUT median $PSM  ratio $(ratio "$PSM" "$PNM")"
+echo "TLS req/s, transport only     nginx return 200 median $PNM  sluiced GET /healthz median $PHM  ratio $(ratio "$PHM" "$PNM")"

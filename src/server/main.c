@@ -661,8 +661,9 @@ static int setup_tls(server *s, const sl__config *cfg, sl_status *st)
     return sl__tls_ctx_new(&s->tls, &s->tls_files, st);
 }
 
-/* Plaintext only on loopback, unless --insecure (wove's rule): tokens and messages would cross
- * the network readable by anyone on the path. */
+/* Plaintext only on loopback, unless --insecure (a rule taken from wove, one of the seed
+ * documents: TLS off loopback): tokens and messages would cross the network readable by anyone
+ * on the path. */
 static int check_plaintext(const sl__config *cfg, sl_status *st)
 {
     const char *host = sl__sluiced_exposed(cfg, 1);
