@@ -2,6 +2,7 @@
  * allocation sized up front from an upper bound (raw JSON as is, strings at most six bytes per
  * input byte once escaped), so rendering never reallocates and cannot overrun. */
 #include "core/msgjson.h"
+#include "core/numtext.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -192,8 +193,8 @@ static void put_message(out *o, const sl_message *m, int exclusive)
     }
     if (exclusive) {
         char tmp[32];
-        int k = snprintf(tmp, sizeof tmp, ",\"attempt\":%u", m->attempt);
-        put(o, tmp, (size_t)k);
+        memcpy(tmp, ",\"attempt\":", 11);
+        put(o, tmp, (size_t)(sl__put_uint(tmp + 11, m->attempt) - tmp));
         puts_(o, ",\"claim_expires_at\":");
         put_real(o, m->claim_expires_at);
     }

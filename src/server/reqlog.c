@@ -22,9 +22,13 @@ void sl__reqlog_header(const sl_http_request *req, char *headers, size_t cap)
     size_t used = strlen(headers);
     if (req->request_id[0] == '\0' || used >= cap)
         return;
-    int n = snprintf(headers + used, cap - used, "X-Request-Id: %s\r\n", req->request_id);
-    if (n < 0 || (size_t)n >= cap - used) /* it did not fit: leave the other headers whole */
-        headers[used] = '\0';
+    /* Without printf (0.4 % of a claim + acknowledge cycle's profile went to it). */
+    size_t il = strlen(req->request_id), n = 14 + il + 2;
+    if (n >= cap - used) /* it would not fit: leave the other headers whole */
+        return;
+    memcpy(headers + used, "X-Request-Id: ", 14);
+    memcpy(headers + used + 14, req->request_id, il);
+    memcpy(headers + used + 14 + il, "\r\n", 3); /* with the NUL */
 }
 
 void sl__reqlog_outcome(sl__log *log, const sl_http_request *req, const sl_op_info *op, int status,

@@ -18,6 +18,7 @@
 #include "server/limits.h"
 #include "core/jsonspan.h"
 #include "core/msgjson.h"
+#include "core/numtext.h"
 #include "security/workspace.h"
 #include "server/job.h"
 #include "server/params.h"
@@ -67,14 +68,24 @@ static json_t *info_json(const sl_channel_info *c)
  * it is written directly rather than built as a tree and dumped. */
 static int ok_count(sl__response *resp, const char *field, size_t n)
 {
-    char body[96];
-    int k = snprintf(body, sizeof body, "{\"status\":\"ok\",\"%s\":%zu}", field, n);
-    if (k < 0 || (size_t)k >= sizeof body || (resp->body = malloc((size_t)k + 1)) == NULL) {
+    static const char pre[] = "{\"status\":\"ok\",\"";
+    size_t fl = strlen(field);
+    char *b = fl <= 32 ? malloc(sizeof pre - 1 + fl + 2 + 20 + 2) : NULL;
+    if (b == NULL) {
         sl__response_json(resp, 200, json_pack("{s:s, s:I}", "status", "ok", field, (json_int_t)n));
         return SL_OK;
     }
-    memcpy(resp->body, body, (size_t)k + 1);
-    resp->body_len = (size_t)k;
+    /* No printf: 0.6 % of a claim + acknowledge cycle's profile went to it here. */
+    char *p = b;
+    memcpy(p, pre, sizeof pre - 1);
+    p += sizeof pre - 1;
+    memcpy(p, field, fl);
+    p += fl;
+    memcpy(p, "\":", 2);
+    p = sl__put_uint(p + 2, n);
+    memcpy(p, "}", 2);
+    resp->body = b;
+    resp->body_len = (size_t)(p + 1 - b);
     resp->status = 200;
     return SL_OK;
 }
@@ -165,16 +176,17 @@ int sl__p_write(sl__job *job, sl__chop *op)
 
 int sl__r_write(sl__job *job, sl__chop *op)
 {
-    /* The hot path: no JSON library needed to render a fixed shape around a hex id. */
-    char body[80];
-    int n =
-        snprintf(body, sizeof body, "{\"status\":\"accepted\",\"item_id\":\"%s\"}", job->item[0]);
+    /* The hot path: a fixed shape around a hex id, without the JSON library or printf. */
+    static const char pre[] = "{\"status\":\"accepted\",\"item_id\":\"", post[] = "\"}";
+    size_t il = strlen(job->item[0]), n = sizeof pre - 1 + il + sizeof post - 1;
     job->resp.status = 200;
-    job->resp.body = malloc((size_t)n + 1);
-    if (job->resp.body == NULL)
+    char *b = job->resp.body = malloc(n + 1);
+    if (b == NULL)
         return sl__fail(&job->st, SL_ENOMEM, "out of memory");
-    memcpy(job->resp.body, body, (size_t)n + 1);
-    job->resp.body_len = (size_t)n;
+    memcpy(b, pre, sizeof pre - 1);
+    memcpy(b + sizeof pre - 1, job->item[0], il);
+    memcpy(b + sizeof pre - 1 + il, post, sizeof post); /* with its NUL */
+    job->resp.body_len = n;
     return SL_OK;
 }
 
