@@ -3,6 +3,7 @@
  * past U+10FFFF) the way jansson does, so that what we accept jansson can later parse (numbers
  * included: 64-bit integers, finite reals). */
 #include "core/jsonv.h"
+#include "core/numtext.h"
 
 #include <errno.h>
 #include <math.h>
@@ -20,17 +21,6 @@ static void ws(cur *c)
         c->p++;
 }
 
-static int hexval(unsigned char ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F')
-        return ch - 'A' + 10;
-    return -1;
-}
-
 /* The code unit of "\uXXXX" at p (p points at the backslash), or -1. */
 static long u_escape(const unsigned char *p, const unsigned char *end)
 {
@@ -38,7 +28,7 @@ static long u_escape(const unsigned char *p, const unsigned char *end)
         return -1;
     long v = 0;
     for (int i = 2; i < 6; i++) {
-        int h = hexval(p[i]);
+        int h = sl__hexval((unsigned char)p[i]);
         if (h < 0)
             return -1;
         v = v * 16 + h;

@@ -4,8 +4,8 @@
  * of the configured type. A name that is not a valid principal is refused rather than mangled:
  * two certificates must never end up with the same principal by accident. */
 #include <sluice/certauth.h>
+#include "core/numtext.h"
 
-#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -25,11 +25,6 @@ const char *sl_cert_principal_name(sl_cert_principal p)
     return (unsigned)p < sizeof names / sizeof names[0] ? names[p] : "?";
 }
 
-static int hexval(int c)
-{
-    return isdigit(c) ? c - '0' : isxdigit(c) ? (tolower(c) - 'a' + 10) : -1;
-}
-
 /* The first CN value of an RFC 2253 name ("CN=a\,b,O=x+OU=y"), escapes undone, into out.
  * SL_ENOENT: none; SL_ETOKEN: malformed or too long. */
 static int rfc2253_cn(const char *s, char *out, size_t cap)
@@ -45,8 +40,8 @@ static int rfc2253_cn(const char *s, char *out, size_t cap)
         for (; *p != '\0' && *p != ',' && *p != '+'; p++) {
             char ch = *p;
             if (ch == '\\') {
-                int h1 = hexval((unsigned char)p[1]),
-                    h2 = h1 >= 0 ? hexval((unsigned char)p[2]) : -1;
+                int h1 = sl__hexval((unsigned char)p[1]),
+                    h2 = h1 >= 0 ? sl__hexval((unsigned char)p[2]) : -1;
                 if (h1 >= 0 && h2 >= 0) {
                     ch = (char)(h1 * 16 + h2);
                     p += 2;

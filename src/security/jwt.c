@@ -18,6 +18,7 @@
 #include <sluice/jwt.h>
 
 #include "security/hmac256.h"
+#include "core/numtext.h"
 #include "security/jwt_internal.h"
 
 #include <limits.h>
@@ -627,19 +628,11 @@ static void skip_ws(jparser *p)
     }
 }
 
-static int hexval(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    c |= 0x20;
-    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
 static long hex4(const unsigned char *s)
 {
     long v = 0;
     for (int i = 0; i < 4; i++) {
-        int h = hexval(s[i]); /* stops at the sentinel before reading past it */
+        int h = sl__hexval((unsigned char)s[i]); /* stops at the sentinel before reading past it */
         if (h < 0)
             return -1;
         v = v << 4 | h;

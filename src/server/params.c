@@ -5,6 +5,7 @@
  * says what is wrong. No I/O; the percent-decoding and the query lookup are fuzzed
  * (fuzz/fuzz_query.c). */
 #include "server/params.h"
+#include "core/numtext.h"
 
 #include <jansson.h>
 #include <math.h>
@@ -17,17 +18,6 @@ int sl__fail(sl_status *st, int code, const char *msg)
     return sl_status_set(st, code, "%s", msg);
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Percent-decodes src[0..n) into dst (size cap). plus_space: '+' means ' ' (query strings). Returns
  * the decoded length or -1 for a bad escape, a NUL byte, or output longer than cap - 1. */
 long sl__pct_decode(const char *src, size_t n, char *dst, size_t cap, int plus_space)
@@ -38,7 +28,8 @@ long sl__pct_decode(const char *src, size_t n, char *dst, size_t cap, int plus_s
         if (c == '%') {
             if (i + 2 >= n)
                 return -1;
-            int h = hexval(src[i + 1]), l = hexval(src[i + 2]);
+            int h = sl__hexval((unsigned char)src[i + 1]),
+                l = sl__hexval((unsigned char)src[i + 2]);
             if (h < 0 || l < 0)
                 return -1;
             c = (char)(h * 16 + l);

@@ -49,17 +49,6 @@
 
 /* ==== the engine URL ========================================================================= */
 
-static int hexval(int ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F')
-        return ch - 'A' + 10;
-    return -1;
-}
-
 /* Percent-decodes [p, p + n) into a new string; NULL with *bad set when malformed (a bad escape,
  * a NUL byte) or with *bad clear when out of memory. */
 static char *pct_decode(const char *p, size_t n, int *bad)
@@ -77,7 +66,7 @@ static char *pct_decode(const char *p, size_t n, int *bad)
                 *bad = 1;
                 return NULL;
             }
-            int h = hexval((unsigned char)p[i + 1]), l = hexval((unsigned char)p[i + 2]);
+            int h = sl__hexval((unsigned char)p[i + 1]), l = sl__hexval((unsigned char)p[i + 2]);
             if (h < 0 || l < 0) {
                 free(out);
                 *bad = 1;
