@@ -144,31 +144,51 @@ static void rfc3339(double t, char out[32])
     strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
+/* Moves granted[i] to the denied channels with reason. SL_ENOMEM leaves it granted: the caller
+ * then keeps the rest too (keep_rest) and fails the request, and the decision's clear frees them.
+ */
+static int deny_at(sl_broker_decision *d, size_t i, const char *reason)
+{
+    sl_broker_denial *v = realloc(d->denied, (d->ndenied + 1) * sizeof *v);
+    if (v == NULL)
+        return SL_ENOMEM;
+    d->denied = v;
+    d->denied[d->ndenied].channel = d->granted[i];
+    d->denied[d->ndenied++].reason = reason;
+    return SL_OK;
+}
+
+/* Ends a filtering pass over d->granted stopped at i (kept channels so far): the unfiltered rest
+ * stays granted, so that every channel is still owned by the decision. Returns rc. */
+static int keep_rest(sl_broker_decision *d, size_t i, size_t kept, int rc)
+{
+    for (size_t k = i; k < d->ngranted; k++)
+        d->granted[kept++] = d->granted[k];
+    d->ngranted = kept;
+    return rc;
+}
+
+/* Ends a filtering pass that went through: kept channels remain; none left, no role either. */
+static int kept_only(sl_broker_decision *d, size_t kept)
+{
+    d->ngranted = kept;
+    if (kept == 0)
+        d->role = SL_ROLE_NONE;
+    return SL_OK;
+}
+
 /* The ACL's deny rules for sub win over the broker's roles: a channel they deny is never
  * minted, and is listed among the denied channels. */
 static int acl_denies(sl_ctx *ctx, const char *sub, sl_broker_decision *d)
 {
     size_t kept = 0;
     for (size_t i = 0; i < d->ngranted; i++) {
-        if (!sl__acl_denied(ctx->acl, sub, d->granted[i])) {
+        if (!sl__acl_denied(ctx->acl, sub, d->granted[i]))
             d->granted[kept++] = d->granted[i];
-            continue;
-        }
-        sl_broker_denial *v = realloc(d->denied, (d->ndenied + 1) * sizeof *v);
-        if (v == NULL) {
-            d->ngranted = kept;
-            for (size_t k = i; k < d->ngranted; k++)
-                free(d->granted[k]);
-            return SL_ENOMEM;
-        }
-        d->denied = v;
-        d->denied[d->ndenied].channel = d->granted[i];
-        d->denied[d->ndenied++].reason = "denied by an ACL deny rule";
+        else if (deny_at(d, i, "denied by an ACL deny rule") != SL_OK)
+            return keep_rest(d, i, kept, SL_ENOMEM);
     }
-    d->ngranted = kept;
-    if (kept == 0)
-        d->role = SL_ROLE_NONE;
-    return SL_OK;
+    return kept_only(d, kept);
 }
 
 /* Under the policy mode the regime has its say on each channel the broker would grant (asked
@@ -180,31 +200,14 @@ static int policy_denies(sl_ctx *ctx, const sl_identity *who, sl_broker_decision
     size_t kept = 0;
     for (size_t i = 0; i < d->ngranted; i++) {
         int rc = sl__authz_decide(ctx, who, info, d->granted[i], NULL, NULL);
-        if (rc == SL_OK) {
+        if (rc == SL_OK)
             d->granted[kept++] = d->granted[i];
-            continue;
-        }
-        if (rc != SL_EFORBIDDEN) { /* SL_EUNAVAIL, or not asked: fail closed */
-            for (size_t k = i; k < d->ngranted; k++)
-                d->granted[kept++] = d->granted[k];
-            d->ngranted = kept;
-            return SL_EUNAVAIL;
-        }
-        sl_broker_denial *v = realloc(d->denied, (d->ndenied + 1) * sizeof *v);
-        if (v == NULL) {
-            for (size_t k = i; k < d->ngranted; k++)
-                d->granted[kept++] = d->granted[k];
-            d->ngranted = kept;
-            return SL_ENOMEM;
-        }
-        d->denied = v;
-        d->denied[d->ndenied].channel = d->granted[i];
-        d->denied[d->ndenied++].reason = "denied by the authorisation policy";
+        else if (rc != SL_EFORBIDDEN) /* SL_EUNAVAIL, or not asked: fail closed */
+            return keep_rest(d, i, kept, SL_EUNAVAIL);
+        else if (deny_at(d, i, "denied by the authorisation policy") != SL_OK)
+            return keep_rest(d, i, kept, SL_ENOMEM);
     }
-    d->ngranted = kept;
-    if (kept == 0)
-        d->role = SL_ROLE_NONE;
-    return SL_OK;
+    return kept_only(d, kept);
 }
 
 /* Issues a token for sub (act: the delegating service, or NULL) and renders the answer. Every
