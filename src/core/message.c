@@ -111,7 +111,10 @@ int sl__channel_info_copy(sl_channel_info *dst, const sl_channel_info *src)
 
 void sl__msgid_format(uint64_t seq, char out[SL__MSGID_LEN + 1])
 {
-    snprintf(out, SL__MSGID_LEN + 1, "%016" PRIx64, seq);
+    static const char hex[] = "0123456789abcdef";
+    for (int i = SL__MSGID_LEN - 1; i >= 0; i--, seq >>= 4)
+        out[i] = hex[seq & 0xf];
+    out[SL__MSGID_LEN] = '\0';
 }
 
 int sl__msgid_parse(const char *id, uint64_t *seq)

@@ -318,7 +318,9 @@ static int admit_route(sl__job *job)
     const sl__route *rt = sl__router_routes(&n), *found = NULL;
     const char *cap = NULL;
     size_t caplen = 0;
-    char allow[64] = "";
+    /* The methods of the routes whose path matched (for a 405's Allow), written only on a miss. */
+    const sl__route *other[16];
+    size_t nother = 0;
     size_t plen = strlen(job->r->broker_prefix);
     int under_prefix = req->path_len > plen && memcmp(req->path, job->r->broker_prefix, plen) == 0;
     for (size_t i = 0; i < n; i++) {
@@ -336,13 +338,19 @@ static int admit_route(sl__job *job)
             found = &rt[i];
             break;
         }
-        size_t used = strlen(allow);
-        snprintf(allow + used, sizeof allow - used, "%s%s", used ? ", " : "", rt[i].method);
+        if (nother < sizeof other / sizeof *other)
+            other[nother++] = &rt[i];
     }
     if (found == NULL) {
-        if (allow[0]) {
+        if (nother > 0) {
             sl__response_error(&job->resp, SL_EMETHOD, "method not allowed");
-            snprintf(job->resp.headers, sizeof job->resp.headers, "Allow: %s\r\n", allow);
+            size_t used = 0, cap_h = sizeof job->resp.headers;
+            used += (size_t)snprintf(job->resp.headers, cap_h, "Allow: ");
+            for (size_t i = 0; i < nother && used < cap_h; i++)
+                used += (size_t)snprintf(job->resp.headers + used, cap_h - used, "%s%s",
+                                         i ? ", " : "", other[i]->method);
+            if (used < cap_h)
+                snprintf(job->resp.headers + used, cap_h - used, "\r\n");
         } else {
             sl__response_error(&job->resp, SL_ENOENT, "no such route");
         }

@@ -6,13 +6,16 @@
 #include <stddef.h>
 #include <cmocka.h>
 
+#include <inttypes.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <jansson.h>
 
+#include "core/message.h"
 #include "core/msgjson.h"
 
 /* Checks sl__json_seconds against printf's "%.17g" for v. */
@@ -42,7 +45,7 @@ static void test_seconds_as_printf(void **state)
         if (v >= 1e9 && v < 1e10)
             same_as_printf(v);
     }
-    const double edges[] = {1e9, 1073741824.0, 2147483648.0, 4294967296.0, 8589934592.0,
+    const double edges[] = {1e9,          1073741824.0, 2147483648.0, 4294967296.0, 8589934592.0,
                             1796478081.0, 1796478081.5, 9999999999.0, 1700000000.1};
     for (size_t i = 0; i < sizeof edges / sizeof *edges; i++) {
         same_as_printf(edges[i]);
@@ -110,9 +113,27 @@ static void test_render(void **state)
     free(out);
 }
 
+/* Message ids are 16 lowercase hex digits of the sequence, as printf("%016" PRIx64) wrote them. */
+static void test_msgid_format(void **state)
+{
+    (void)state;
+    const uint64_t v[] = {0, 1, 0xf, 0x10, 0xdeadbeef, 0x0123456789abcdefull, UINT64_MAX};
+    for (size_t i = 0; i < sizeof v / sizeof *v; i++) {
+        char got[SL__MSGID_LEN + 1], want[32];
+        memset(got, 'x', sizeof got);
+        sl__msgid_format(v[i], got);
+        snprintf(want, sizeof want, "%016" PRIx64, v[i]);
+        assert_string_equal(got, want);
+        uint64_t back = 0;
+        assert_true(sl__msgid_parse(got, &back));
+        assert_true(back == v[i]);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_render),
-                                       cmocka_unit_test(test_seconds_as_printf)};
+                                       cmocka_unit_test(test_seconds_as_printf),
+                                       cmocka_unit_test(test_msgid_format)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
