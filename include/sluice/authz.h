@@ -1,4 +1,4 @@
-/* The authorise contract (issue 12, docs/POLICY.md): the one question every transport's pipeline
+/* The authorise contract (docs/POLICY.md): the one question every transport's pipeline
  * asks — "may this identity perform this capability on this resource?" — and the regimes that
  * answer it. A regime answers with allow, deny or error, a TTL and a reason, now or later on the
  * loop, exactly once. The built-in regimes (open, acl, token) answer at once from the context;

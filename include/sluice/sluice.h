@@ -143,7 +143,7 @@ typedef enum {
     SL_OP_POLICY_INVOKE_DELETE, /* resource: the principal pattern */
     /* the authorise contract */
     SL_OP_AUTHZ_INVALIDATE, /* drop every cached authorisation decision */
-    /* Operations (issue 14, docs/OPERATIONS.md) */
+    /* Operations (docs/OPERATIONS.md) */
     SL_OP_METRICS_READ,       /* GET /metrics */
     SL_OP_SERVER_CONNECTIONS, /* list live connections */
     SL_OP_SERVER_DISCONNECT,  /* resource: the principal whose connection(s) end */

@@ -100,7 +100,7 @@ static int policy_decide(sl_ctx *ctx, const sl_identity *who, const sl_op_info *
 }
 
 /* The decision alone: SL_OK, SL_EUNAUTH, SL_EFORBIDDEN, SL_EUNAVAIL or SL__AUTHZ_ASK. The order of
- * checks (issue 12): (1) system callers, no role needed, no_sluice_tokens, delegation; (2) the
+ * checks: (1) system callers, no role needed, no_sluice_tokens, delegation; (2) the
  * workspace; (3) the invoke policy; (4) user-limited channels; (5) the regime of the mode. */
 int sl__authz_decide(sl_ctx *ctx, const sl_identity *who, const sl_op_info *info,
                      const char *resource, const char *parameters, const char **why)

@@ -1,4 +1,4 @@
-/* The authorise contract's machinery (issue 12, docs/POLICY.md): which regime governs a resource
+/* The authorise contract's machinery (docs/POLICY.md): which regime governs a resource
  * (a channel's own mode, the per-pattern override, the server-wide mode), the decision cache of
  * the pluggable regime, and the asynchronous prepare step that lets the synchronous decision
  * (sl_authorize, decide() in api/authorize.c) read answers a regime gave later on the loop.

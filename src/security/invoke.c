@@ -1,4 +1,4 @@
-/* The invoke policy, deny rules under every mode, and user-limited channels (issue 12).
+/* The invoke policy, deny rules under every mode, and user-limited channels.
  * Each policy is compiled per operation: for every registry operation its rules name, the allowed
  * and denied resources as a pattern trie (channel operations) or a short glob list (the others),
  * so deciding costs a map probe for the exact principal, a glob test per pattern policy, and one

@@ -1,4 +1,4 @@
-/* The HTTP policy regime (issue 12, docs/POLICY.md): a regime of the authorise contract that asks
+/* The HTTP policy regime (docs/POLICY.md): a regime of the authorise contract that asks
  * a policy service over HTTP, in the shape of Open Policy Agent's data API. Per resource it POSTs
  *   {"input": {"identity": {...}, "capability": "...", "resource": "...", "parameters": ...}}
  * and reads {"result": {"allow": bool, "ttl": seconds, "reason": "..."}}. Transfers run on the

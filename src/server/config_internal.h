@@ -10,10 +10,10 @@
 #include "server/config.h"
 
 /* The longest line of a config file, and of a list value split into items. */
-#define MAX_LINE 4096
+#define SL__CONFIG_MAX_LINE 4096
 
 /* The top-level keys: indexes into sl__config_key_table (config_keys.c). */
-enum key_id {
+enum sl__config_key_id {
     K_LISTEN,
     K_AUTHZ,
     K_ADMIN,
@@ -70,14 +70,14 @@ enum key_id {
     K_WS_PING_INTERVAL,
     K_WS_PONG_TIMEOUT,
     K_WS_REFRESH_GRACE,
-    /* JWKS for upstream JWTs (issue 11, part 3; docs/JWKS.md) */
+    /* JWKS for upstream JWTs (docs/JWKS.md) */
     K_UPSTREAM_JWKS_URL,
     K_UPSTREAM_OIDC_ISSUER,
     K_JWKS_REFRESH_MIN,
     K_JWKS_REFRESH_MAX,
     K_JWKS_UNKNOWN_KID_INTERVAL,
     K_JWKS_MAX_STALE,
-    /* signed requests and route modes (issue 11 section 1) */
+    /* signed requests and route modes (docs/SIGNING.md) */
     K_SIGNATURE_KEYS,
     K_SIGNATURE_MAX_SKEW,
     K_SIGNATURE_MAX_NONCES,
@@ -112,7 +112,7 @@ enum key_id {
     K_COUNT
 };
 
-/* The key table, indexed by key_id, and a key's index by name (-1: unknown). */
+/* The key table, indexed by enum sl__config_key_id, and a key's index by name (-1: unknown). */
 extern const sl__config_key sl__config_key_table[K_COUNT];
 int sl__config_key_index(const char *key);
 

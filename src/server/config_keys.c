@@ -362,7 +362,7 @@ static int set_authenticators(sl__config *c, const char *v, sl_status *st)
     char **list = NULL;
     size_t n = 0;
     int rc = SL_OK;
-    char buf[MAX_LINE];
+    char buf[SL__CONFIG_MAX_LINE];
     if (strlen(v) >= sizeof buf)
         return sl_status_set(st, SL_ECONFIG, "authenticators: too long");
     memcpy(buf, v, strlen(v) + 1);

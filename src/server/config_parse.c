@@ -53,7 +53,7 @@ static int set_channel(sl__cfg_channel *ch, const char *key, const char *v, sl_s
         *(key[0] == 'd' ? &o->dedup_window : &o->cursor_idle_timeout) = d;
     } else if (!strcmp(key, "backoff")) {
         /* Comma-separated seconds: "1, 5, 30, 300". */
-        char buf[MAX_LINE];
+        char buf[SL__CONFIG_MAX_LINE];
         snprintf(buf, sizeof buf, "%s", v);
         o->nbackoff = 0;
         for (char *save = NULL, *tok = strtok_r(buf, ", \t", &save); tok;
@@ -90,7 +90,7 @@ static int set_grant(sl__cfg_grant *g, const char *key, const char *v, sl_status
     } else if (!strcmp(key, "channels") || !strcmp(key, "deny")) { /* deny */
         /* Comma-separated patterns. */
         int deny = key[0] == 'd';
-        char buf[MAX_LINE];
+        char buf[SL__CONFIG_MAX_LINE];
         snprintf(buf, sizeof buf, "%s", v);
         for (char *save = NULL, *tok = strtok_r(buf, ", \t", &save); tok;
              tok = strtok_r(NULL, ", \t", &save)) {
@@ -135,7 +135,7 @@ static int add_named(sl__cfg_named **v, size_t *n, const char *name)
 static int add_items(sl__cfg_named *e, const char *v, int (*ok)(const char *), const char *what,
                      sl_status *st)
 {
-    char buf[MAX_LINE];
+    char buf[SL__CONFIG_MAX_LINE];
     snprintf(buf, sizeof buf, "%s", v);
     for (char *save = NULL, *tok = strtok_r(buf, ", \t", &save); tok;
          tok = strtok_r(NULL, ", \t", &save)) {
@@ -177,7 +177,7 @@ static int set_invoke(sl__cfg_invoke *p, const char *key, const char *v, sl_stat
     if (strcmp(key, "allow") != 0 && strcmp(key, "deny") != 0)
         return sl_status_set(st, SL_ECONFIG, "unknown invoke_policy option '%.64s'", key);
     int deny = key[0] == 'd';
-    char buf[MAX_LINE];
+    char buf[SL__CONFIG_MAX_LINE];
     snprintf(buf, sizeof buf, "%s", v);
     for (char *save = NULL, *tok = strtok_r(buf, ", \t", &save); tok;
          tok = strtok_r(NULL, ", \t", &save))
@@ -302,12 +302,12 @@ int sl__config_parse(sl__config *c, const char *text, size_t len, const char *fi
         const char *nl = memchr(p, '\n', (size_t)(end - p));
         size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
         lineno++;
-        char line[MAX_LINE];
+        char line[SL__CONFIG_MAX_LINE];
         sl_status inner;
         sl_status_clear(&inner);
         int rc = SL_OK;
         if (n >= sizeof line) {
-            rc = sl_status_set(&inner, SL_ECONFIG, "line longer than %d bytes", MAX_LINE - 1);
+            rc = sl_status_set(&inner, SL_ECONFIG, "line longer than %d bytes", SL__CONFIG_MAX_LINE - 1);
         } else if (memchr(p, '\0', n)) {
             rc = sl_status_set(&inner, SL_ECONFIG, "NUL byte");
         } else {

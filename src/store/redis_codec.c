@@ -226,7 +226,7 @@ static int field_is(const redisReply *k, const char *name)
 int sl__redis_decode_info(const redisReply *r, sl_channel_info *out)
 {
     memset(out, 0, sizeof *out);
-    /* (C, issue 14) a fourth element, the claims held, from scripts that send it */
+    /* a fourth element, the claims held, from scripts that send it */
     if (!(is_arr(r, 3) || is_arr(r, 4)) || !is_str(r->element[0]) ||
         !is_arr(r->element[1], SIZE_MAX) || r->element[1]->elements % 2 != 0)
         return SL_EFORMAT;

@@ -195,7 +195,7 @@ local function append_one(m, id, kv, now, not_before)
     return seq
 end
 
--- (C, issue 14) the fourth element: the claims held (in-flight messages of a queue).
+-- the fourth element: the claims held (in-flight messages of a queue).
 local function info_reply(k, id)
     local h = redis.call('HGETALL', k.meta)
     return {id, h, redis.call('XLEN', k.s), redis.call('HLEN', k.own)}
