@@ -26,7 +26,7 @@ PIDS=()
 cleanup() { stop_pids; rm -rf "$DATA"; }
 trap cleanup EXIT
 
-taskset -c 0 nginx -c "$PWD/bench/nginx.conf" -p /tmp & PIDS+=($!)
+taskset -c 0 nginx -c "$PWD/bench/nginx.conf" -p /tmp & NPID=$!; PIDS+=("$NPID")
 wait_http "http://127.0.0.1:18081/" "nginx"
 NGINX_PID=${PIDS[0]}
 
@@ -41,7 +41,7 @@ sed 's#/channels/bench#/channels/work#' bench/put.lua > /tmp/sluice-put-work.lua
 declare -A PUT CLA P50 P99 C50 C99
 NG=()
 for i in $(seq "$ROUNDS"); do
-  n=$(wrk_rate "round $i nginx" "http://127.0.0.1:18081/")
+  n=$(WATCH=$(nginx_worker "$NPID") wrk_rate "round $i nginx" "http://127.0.0.1:18081/")
   NG+=("$n")
   line="  round $i: nginx $n"
   for m in "${MODES[@]}"; do
@@ -54,10 +54,10 @@ for i in $(seq "$ROUNDS"); do
       curl -sf -XPOST localhost:$PORT/channels -H "Authorization: Bearer $TOKEN" \
         -d "{\"id\":\"$ch\",\"kind\":\"queue\"}" >/dev/null || die "cannot create '$ch' ($m)"
     done
-    read -r w p50 p99 <<<"$(wrk_lat "round $i $m PUT" -s bench/put.lua "http://127.0.0.1:$PORT")"
+    read -r w p50 p99 <<<"$(WATCH=$SP wrk_lat "round $i $m PUT" -s bench/put.lua "http://127.0.0.1:$PORT")"
     SECS=$((SECS + 3)) wrk_rate "round $i $m filling" -s /tmp/sluice-put-work.lua \
       "http://127.0.0.1:$PORT" >/dev/null
-    read -r c c50 c99 <<<"$(wrk_lat "round $i $m claim+ack" -s bench/claim_ack.lua \
+    read -r c c50 c99 <<<"$(WATCH=$SP wrk_lat "round $i $m claim+ack" -s bench/claim_ack.lua \
       "http://127.0.0.1:$PORT")"
     depth=$(curl -sf localhost:$PORT/channels/work/info -H "Authorization: Bearer $TOKEN" |
       grep -o '"depth":[0-9]*' | cut -d: -f2)

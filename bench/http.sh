@@ -45,11 +45,12 @@ SECS=$((SECS * ROUNDS + 5)) wrk_rate "filling the queue" -s /tmp/sluice-put-work
   "http://127.0.0.1:$PORT" >/dev/null
 
 declare -a W N C M
+NW=$(nginx_worker "$NPID")
 for i in $(seq "$ROUNDS"); do
-  n=$(wrk_rate "round $i nginx" "http://127.0.0.1:18081/")
-  w=$(wrk_rate "round $i sluiced PUT" -s bench/put.lua "http://127.0.0.1:$PORT")
-  m=$(wrk_rate "round $i nginx (claim + ack's baseline)" "http://127.0.0.1:18081/")
-  c=$(wrk_rate "round $i sluiced claim + ack" -s bench/claim_ack.lua "http://127.0.0.1:$PORT")
+  n=$(WATCH=$NW wrk_rate "round $i nginx" "http://127.0.0.1:18081/")
+  w=$(WATCH=$SPID wrk_rate "round $i sluiced PUT" -s bench/put.lua "http://127.0.0.1:$PORT")
+  m=$(WATCH=$NW wrk_rate "round $i nginx (claim + ack's baseline)" "http://127.0.0.1:18081/")
+  c=$(WATCH=$SPID wrk_rate "round $i sluiced claim + ack" -s bench/claim_ack.lua "http://127.0.0.1:$PORT")
   echo "  round $i: nginx $n  PUT $w  nginx $m  claim+ack $c"
   N+=("$n"); W+=("$w"); M+=("$m"); C+=("$c")
 done

@@ -24,37 +24,86 @@ wait_http() {
   die "${2:-$1} did not come up within 30 s"
 }
 
-# wrk_rate LABEL WRK-ARGS...: runs wrk (pinned to core 1, one thread, $CONNS connections, $SECS s)
-# and prints its requests/s. Dies, showing wrk's output, when wrk fails, prints no rate, or counts
-# any socket error or any response >= 400: such a figure would measure errors, not the server.
+# cpu_ticks PID: the user + system clock ticks PID has used so far (0 once it is gone).
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+
+# steal_ticks: the ticks the hypervisor has taken from this machine's CPUs so far.
+steal_ticks() { awk '/^cpu / {print $9}' /proc/stat; }
+
+# nginx_worker PID: the worker process of the nginx master PID (the process that serves).
+nginx_worker() { pgrep -P "$1" | head -1; }
+
+# wrk_run OUT WRK-ARGS...: runs wrk (pinned to core 1, one thread, $CONNS connections, $SECS s)
+# with its output in OUT, and says on stderr how busy everything was over the middle of the run:
+# the process WATCH (the server, when the caller names it), wrk itself, and the hypervisor's
+# steal. A server below ~95 % while wrk is at ~100 % was not the bottleneck: the figure is the
+# load tool's. Fails as wrk fails.
+wrk_run() {
+  local out=$1 wp s0 s1 w0 w1 st0 st1 t0 t1 rc=0
+  shift
+  taskset -c 1 wrk -t1 -c"$CONNS" -d"${SECS}s" "$@" >"$out" 2>&1 &
+  wp=$!
+  if [ "$SECS" -ge 3 ]; then
+    sleep 1
+    s0=$(cpu_ticks "${WATCH:-0}"); w0=$(cpu_ticks "$wp"); st0=$(steal_ticks); t0=$(date +%s.%N)
+    sleep $((SECS - 2))
+    s1=$(cpu_ticks "${WATCH:-0}"); w1=$(cpu_ticks "$wp"); st1=$(steal_ticks); t1=$(date +%s.%N)
+  fi
+  wait "$wp" || rc=$?
+  if [ -n "${t1:-}" ]; then
+    local hz rate
+    hz=$(getconf CLK_TCK)
+    rate=$(awk '/^Requests\/sec:/ {print $2}' "$out")
+    awk -v l="$LABEL" -v hz="$hz" -v r="${rate:-0}" -v s="$((s1 - s0))" -v w="$((w1 - w0))" \
+      -v st="$((st1 - st0))" -v a="$t0" -v b="$t1" -v watch="${WATCH:-}" -v ncpu="$(nproc)" 'BEGIN {
+        t = b - a
+        printf "    %s: ", l
+        if (watch != "") {
+          printf "server %.0f %% CPU", 100 * s / hz / t
+          if (r > 0) printf " (%.1f us a request)", 1e6 * s / hz / t / r
+          printf ", "
+        }
+        printf "wrk %.0f %% CPU, steal %.1f %% of the machine\n", 100 * w / hz / t, 100 * st / hz / t / ncpu
+      }' >&2
+  fi
+  return "$rc"
+}
+
+# wrk_rate LABEL WRK-ARGS...: runs wrk (wrk_run) and prints its requests/s. Dies, showing wrk's
+# output, when wrk fails, prints no rate, or counts any socket error or any response >= 400:
+# such a figure would measure errors, not the server.
 wrk_rate() {
   local label=$1 out rate bad
   shift
-  if ! out=$(taskset -c 1 wrk -t1 -c"$CONNS" -d"${SECS}s" "$@" 2>&1); then
-    die "$label: wrk failed:"$'\n'"$out"
+  out=$(mktemp)
+  if ! LABEL=$label wrk_run "$out" "$@"; then
+    die "$label: wrk failed:"$'\n'"$(cat "$out"; rm -f "$out")"
   fi
-  rate=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
-  [ -n "$rate" ] || die "$label: wrk printed no Requests/sec:"$'\n'"$out"
-  bad=$(awk '/Socket errors:/ || /Non-2xx or 3xx responses:/' <<<"$out")
-  [ -z "$bad" ] || die "$label: wrk saw failed requests, so $rate req/s is not a measurement:"$'\n'"$out"
+  rate=$(awk '/^Requests\/sec:/ {print $2}' "$out")
+  [ -n "$rate" ] || die "$label: wrk printed no Requests/sec:"$'\n'"$(cat "$out"; rm -f "$out")"
+  bad=$(awk '/Socket errors:/ || /Non-2xx or 3xx responses:/' "$out")
+  [ -z "$bad" ] || die "$label: wrk saw failed requests, so $rate req/s is not a measurement:"$'\n'"$(cat "$out"; rm -f "$out")"
+  rm -f "$out"
   printf '%s\n' "$rate"
 }
 
-# wrk_lat LABEL WRK-ARGS...: "rate p50 p99" (latencies in ms) of one wrk --latency run, pinned
-# and refused as wrk_rate's.
+# wrk_lat LABEL WRK-ARGS...: "rate p50 p99" (latencies in ms) of one wrk --latency run (wrk_run),
+# refused as wrk_rate's.
 wrk_lat() {
-  local label=$1 out
+  local label=$1 out res
   shift
-  out=$(taskset -c 1 wrk -t1 -c"$CONNS" -d"${SECS}s" --latency "$@" 2>&1) ||
-    die "$label: wrk failed:"$'\n'"$out"
-  if grep -qE 'Socket errors:|Non-2xx or 3xx responses:' <<<"$out"; then
-    die "$label: wrk saw failed requests:"$'\n'"$out"
+  out=$(mktemp)
+  LABEL=$label wrk_run "$out" --latency "$@" || die "$label: wrk failed:"$'\n'"$(cat "$out"; rm -f "$out")"
+  if grep -qE 'Socket errors:|Non-2xx or 3xx responses:' "$out"; then
+    die "$label: wrk saw failed requests:"$'\n'"$(cat "$out"; rm -f "$out")"
   fi
-  awk 'function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0;
+  res=$(awk 'function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0;
                         if (v ~ /s$/) return v * 1000; return v }
        /^Requests\/sec:/ {r = $2} $1 == "50%" {p50 = ms($2)} $1 == "99%" {p99 = ms($2)}
-       END { if (r == "") exit 1; printf "%s %.2f %.2f\n", r, p50, p99 }' <<<"$out" ||
-    die "$label: no figure in wrk's output:"$'\n'"$out"
+       END { if (r == "") exit 1; printf "%s %.2f %.2f\n", r, p50, p99 }' "$out") ||
+    die "$label: no figure in wrk's output:"$'\n'"$(cat "$out"; rm -f "$out")"
+  rm -f "$out"
+  printf '%s\n' "$res"
 }
 
 # ratio A B: A/B to two decimals.

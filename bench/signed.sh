@@ -61,12 +61,12 @@ presign() {
 
 declare -a N B H E
 for i in $(seq "$ROUNDS"); do
-  n=$(wrk_rate "round $i nginx" "http://127.0.0.1:18081/")
-  b=$(wrk_rate "round $i sluiced bearer-JWT PUT" -s bench/put.lua "http://127.0.0.1:$PORT")
+  n=$(WATCH=$(nginx_worker "$NPID") wrk_rate "round $i nginx" "http://127.0.0.1:18081/")
+  b=$(WATCH=$SPID wrk_rate "round $i sluiced bearer-JWT PUT" -s bench/put.lua "http://127.0.0.1:$PORT")
   presign hmac-sha256 bench-hmac "$TMP/hmac.secret"
-  h=$(wrk_rate "round $i sluiced hmac-sha256 signed PUT" -s bench/signed_put.lua "http://127.0.0.1:$PORT")
+  h=$(WATCH=$SPID wrk_rate "round $i sluiced hmac-sha256 signed PUT" -s bench/signed_put.lua "http://127.0.0.1:$PORT")
   presign ed25519 bench-ed "$TMP/ed.key"
-  e=$(wrk_rate "round $i sluiced ed25519 signed PUT" -s bench/signed_put.lua "http://127.0.0.1:$PORT")
+  e=$(WATCH=$SPID wrk_rate "round $i sluiced ed25519 signed PUT" -s bench/signed_put.lua "http://127.0.0.1:$PORT")
   echo "  round $i: nginx $n  bearer PUT $b  hmac PUT $h  ed25519 PUT $e"
   N+=("$n"); B+=("$b"); H+=("$h"); E+=("$e")
 done

@@ -112,9 +112,9 @@ for i in $(seq "$ROUNDS"); do
   hs=$(handshakes "$PORT" -new)
   rn=$(handshakes "$NPORT" -reuse -tls1_2)
   rs=$(handshakes "$PORT" -reuse -tls1_2)
-  pn=$(wrk_rate "round $i nginx TLS" "https://localhost:$NPORT/")
-  ps=$(wrk_rate "round $i sluiced TLS PUT" -s bench/put.lua "https://localhost:$PORT")
-  ph=$(wrk_rate "round $i sluiced TLS GET /healthz" "https://localhost:$PORT/healthz")
+  pn=$(WATCH=$(nginx_worker "$NPID") wrk_rate "round $i nginx TLS" "https://localhost:$NPORT/")
+  ps=$(WATCH=$SPID wrk_rate "round $i sluiced TLS PUT" -s bench/put.lua "https://localhost:$PORT")
+  ph=$(WATCH=$SPID wrk_rate "round $i sluiced TLS GET /healthz" "https://localhost:$PORT/healthz")
   echo "  round $i: handshakes nginx $hn sluiced $hs  resumed nginx $rn sluiced $rs  req/s nginx $pn sluiced PUT $ps sluiced /healthz $ph"
   HN+=("$hn"); HS+=("$hs"); RN+=("$rn"); RS+=("$rs"); PN+=("$pn"); PS+=("$ps"); PH+=("$ph")
 done
