@@ -128,6 +128,10 @@ void sl__sess_touch(sess *s);
 void sl__sess_sub_free(sl__hub_sub *sub);
 /* Ends the session with a Centrifugo disconnect code: what is already batched goes out first. */
 void sl__sess_close(sess *s, int code, const char *reason);
+/* A new session on the upgrade request req (ws_server.c calls it once the upgrade may go on);
+ * signer (may be NULL) is the identity the upgrade request itself proved, copied. Answers req
+ * with 503 when memory runs out. */
+void sl__sess_open(sl__wss_server *srv, sl_http_request *req, const sl_identity *signer);
 /* A line on the server's log about s (nothing without one): msg with the Centrifugo code (0:
  * none), reason, the principal once connected, the client id and the remote address. */
 void sl__sess_log(sess *s, int level, const char *msg, int code, const char *reason);
