@@ -7,11 +7,9 @@
 #include <sluice/authn.h>
 #include <sluice/broker.h>
 #include <sluice/httpsig.h>
-#include <sluice/certauth.h>
 #include <sluice/introspect.h>
 #include <sluice/jwks.h>
 #include <sluice/revocation.h>
-#include <sluice/upstream.h>
 #include <sluice/jwt.h>
 #include <sluice/authz.h>
 #include <sluice/sluice.h>
@@ -21,7 +19,6 @@
 #include "security/httpsig.h"
 #include "security/invoke.h"
 #include "net/tls.h"
-#include "security/secretfile.h"
 #include "server/aclfile.h"
 #include "server/config.h"
 #include "server/router.h"
@@ -31,19 +28,15 @@
 #include "server/wsession.h"
 
 #include <malloc.h>
-#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <uv.h>
 
 #include "api/ctx.h"
 #include "store/engine.h"
 #include "store/lmdb.h"
 #include "store/redis_engine.h"
-#include "store/redis_kv.h"
-#include "store/redis_nonce.h"
 #include "server/shared_state.h"
 #include "security/workspace.h"
 #include "core/metrics.h"
@@ -110,24 +103,8 @@ static void usage(FILE *f)
         f);
 }
 
-static int is_loopback(const char *host)
-{
-    return !strncmp(host, "127.", 4) || !strcmp(host, "::1") || !strcmp(host, "localhost");
-}
-
-/* The first listener on a non-loopback address (plaintext ones only when plain), or NULL. */
-const char *sl__sluiced_exposed(const sl__config *cfg, int plain)
-{
-    if (cfg->nlisteners == 0)
-        return is_loopback(cfg->host) ? NULL : cfg->host;
-    for (size_t i = 0; i < cfg->nlisteners; i++)
-        if (!is_loopback(cfg->listeners[i].host) && !(plain && cfg->listeners[i].tls))
-            return cfg->listeners[i].host;
-    return NULL;
-}
-
-/* sl__config_load's --config reader; a file is at most 64 MiB. */
-static int read_config_file(void *ud, const char *path, char **text, size_t *len, sl_status *st)
+/* sl__config_load's --config reader (and the ACL file's); a file is at most 64 MiB. */
+int sl__sluiced_read_file(void *ud, const char *path, char **text, size_t *len, sl_status *st)
 {
     (void)ud;
     FILE *f = fopen(path, "rb");
@@ -144,11 +121,11 @@ static int read_config_file(void *ud, const char *path, char **text, size_t *len
             buf = t;
         }
     }
-    int failed = buf == NULL || ferror(f);
+    const char *failed = buf == NULL ? "too large" : ferror(f) ? "cannot read" : NULL;
     fclose(f);
     if (failed) {
         free(buf);
-        return sl_status_set(st, SL_ECONFIG, "%s: %s", path, buf ? "cannot read" : "too large");
+        return sl_status_set(st, SL_ECONFIG, "%s: %s", path, failed);
     }
     *text = buf;
     *len = n;
@@ -333,106 +310,6 @@ static void on_signal(uv_signal_t *h, int signum)
     }
 }
 
-/* SIGHUP, TLS: the certificate and key are read again; new connections get the new context, open
- * ones keep theirs. Files that do not load leave the current context in place. */
-static void reload_tls(server *s, const sl__config *cfg)
-{
-    if (s->tls == NULL)
-        return;
-    sl_status st;
-    sl_status_clear(&st);
-    sl__tls_ctx *fresh;
-    if (sl__tls_ctx_new(&fresh, &s->tls_files, &st) != SL_OK) {
-        sl__logf(s->log, SL__LOG_ERROR, NULL,
-                 "TLS reload failed, keeping the current certificate: %s", st.message);
-        return;
-    }
-    for (size_t i = 0; i < s->nhttp; i++)
-        if (i < cfg->nlisteners && cfg->listeners[i].tls)
-            sl_http_server_set_tls(s->http[i], fresh, cfg->listeners[i].mtls);
-    sl__tls_ctx_unref(s->tls);
-    s->tls = fresh;
-    sl__logf(s->log, SL__LOG_INFO, NULL, "TLS certificate reloaded (%s)",
-             sl__tls_ctx_describe(fresh));
-}
-
-/* The stored principals of the last applied ACL file (kv scan callback; prefix matches count
- * only when the whole key is ours). */
-static int load_acl_state(void *ud, const void *key, size_t klen, const void *val, size_t vlen)
-{
-    server *s = ud;
-    if (klen != strlen(SL__ACLFILE_KV_KEY))
-        return SL_OK;
-    sl_status st;
-    sl_status_clear(&st);
-    int rc = sl__aclfile_state_decode(&s->aclfile, val, vlen, &st);
-    if (rc != SL_OK)
-        fprintf(stderr, "sluiced: %s\n", st.message);
-    return rc;
-}
-
-/* The ACL file: read, parsed, checked against the configuration's own grants, then
- * applied (server/aclfile.h). At start (and under --check-config) a failure stops sluiced; on
- * SIGHUP the ACL stays as it was when the file does not read, parse or check (*applying 0), and
- * keeps what was applied before an error while applying (*applying 1). The file is small and
- * local: read on the loop, like the TLS files. */
-static int load_acl_file(server *s, const sl__config *cfg, int *applying, sl_status *st)
-{
-    if (applying)
-        *applying = 0;
-    if (cfg->acl_file == NULL)
-        return SL_OK;
-    char *text = NULL;
-    size_t len = 0;
-    int rc = read_config_file(NULL, cfg->acl_file, &text, &len, st);
-    if (rc != SL_OK)
-        return rc;
-    sl__config file;
-    sl__config_init(&file);
-    if (len > SL__ACLFILE_MAX)
-        rc = sl_status_set(st, SL_ECONFIG, "%s: larger than %u bytes", cfg->acl_file,
-                           SL__ACLFILE_MAX);
-    if (rc == SL_OK)
-        rc = sl__aclfile_parse(&file, text, len, cfg->acl_file, st);
-    free(text);
-    if (rc == SL_OK)
-        rc = sl__aclfile_check_overlap(&file, cfg, cfg->acl_file, st);
-    size_t changed = 0, removed = 0;
-    if (rc == SL_OK && applying)
-        *applying = 1;
-    sl__kv *kv = s->checking ? NULL : sl__sluiced_state_kv(s);
-    if (rc == SL_OK && kv && applying == NULL) { /* at start: what the last run's file named */
-        rc = kv->ops->scan(kv, SL__KV_META, SL__ACLFILE_KV_KEY, strlen(SL__ACLFILE_KV_KEY),
-                           load_acl_state, s);
-        if (rc != SL_OK)
-            rc = sl_status_set(st, rc, "the stored acl_file state (table meta) does not load");
-        /* granted by the configuration now: the configuration's, not to be revoked */
-        sl__aclfile_state_forget(&s->aclfile, cfg);
-    }
-    int applied = rc == SL_OK;
-    if (rc == SL_OK)
-        rc = sl__aclfile_apply(s->ctx, &file, &s->aclfile, &changed, &removed, st);
-    if (kv && applied) { /* even after a failed apply: the state then names both loads' ones */
-        char *v;
-        size_t vlen;
-        int src = sl__aclfile_state_encode(&s->aclfile, &v, &vlen);
-        if (src == SL_OK) {
-            src = kv->ops->put(kv, SL__KV_META, SL__ACLFILE_KV_KEY, strlen(SL__ACLFILE_KV_KEY), v,
-                               vlen);
-            free(v);
-        }
-        if (src != SL_OK && rc == SL_OK)
-            rc = sl_status_set(st, src, "cannot store the acl_file state");
-    }
-    if (rc == SL_OK && !s->checking)
-        sl__logf(s->log, SL__LOG_INFO, NULL, "acl_file %s: %zu grants, %zu changed, %zu revoked",
-                 cfg->acl_file, file.ngrants, changed, removed);
-    sl__config_free(&file);
-    return rc;
-}
-
-/* SIGHUP: the audit log was rotated (moved aside); continue its chain in a new file. The TLS
- * certificate and key are reloaded. So is the ACL file. */
 /* The stores' lines (core/logsink.h), also from the LMDB commit thread: sl__logf writes each
  * line with one write(2), and a reopened log file takes the old descriptor's number. */
 static void store_log(void *ud, int level, const char *msg)
@@ -440,6 +317,8 @@ static void store_log(void *ud, int level, const char *msg)
     sl__logf(((server *)ud)->log, (sl__log_level)level, NULL, "%s", msg);
 }
 
+/* SIGHUP: the audit log was rotated (moved aside); continue its chain in a new file. The TLS
+ * certificate and key are reloaded. So is the ACL file, and the log file is reopened. */
 static void on_hangup(uv_signal_t *h, int signum)
 {
     (void)signum;
@@ -456,11 +335,11 @@ static void on_hangup(uv_signal_t *h, int signum)
         sl__logf(s->log, SL__LOG_ERROR, NULL, "%s", st.message);
     else if (s->audit)
         sl__logf(s->log, SL__LOG_INFO, NULL, "audit log reopened");
-    reload_tls(s, s->cfg);
+    sl__sluiced_reload_tls(s, s->cfg);
     /* the ACL file */
     int applying;
     sl_status_clear(&st);
-    if (load_acl_file(s, s->cfg, &applying, &st) != SL_OK)
+    if (sl__sluiced_load_acl_file(s, s->cfg, &applying, &st) != SL_OK)
         sl__logf(s->log, SL__LOG_ERROR, NULL, "acl_file %s: %s",
                  applying ? "reload stopped (grants applied before this stay)"
                           : "not reloaded, the ACL is unchanged",
@@ -606,7 +485,7 @@ static int setup(server *s, const sl__config *cfg, sl_status *st)
     for (size_t i = 0; i < cfg->nadmins; i++)
         if ((rc = sl_acl_grant(s->ctx, NULL, cfg->admins[i], SL_ROLE_ADMIN, NULL, 0, st)) != SL_OK)
             return rc;
-    if ((rc = load_acl_file(s, cfg, NULL, st)) != SL_OK)
+    if ((rc = sl__sluiced_load_acl_file(s, cfg, NULL, st)) != SL_OK)
         return rc;
     if ((rc = sl__sluiced_setup_broker(s, cfg, st)) != SL_OK)
         return rc;
@@ -625,54 +504,6 @@ static int setup(server *s, const sl__config *cfg, sl_status *st)
     if (s->shared)
         sl__shared_state_set_log(s->shared, s->log);
     return setup_metrics(s, cfg, st);
-}
-
-/* The listeners' TLS settings hang together, and the context loads (before anything else
- * starts, so a bad file is a start-up error). */
-static int setup_tls(server *s, const sl__config *cfg, sl_status *st)
-{
-    int tls = 0, mtls = 0;
-    if (cfg->nlisteners > SL__MAX_LISTENERS)
-        return sl_status_set(st, SL_ECONFIG, "at most %d listeners", SL__MAX_LISTENERS);
-    for (size_t i = 0; i < cfg->nlisteners; i++) {
-        tls |= cfg->listeners[i].tls;
-        mtls |= cfg->listeners[i].mtls != SL__TLS_CLIENT_NONE;
-    }
-    if (tls && (cfg->tls_cert == NULL || cfg->tls_key == NULL))
-        return sl_status_set(st, SL_ECONFIG,
-                             "a listener serves TLS: configure --tls-cert and --tls-key");
-    if (!tls && (cfg->tls_cert || cfg->tls_key))
-        return sl_status_set(st, SL_ECONFIG,
-                             "tls_cert/tls_key are set but no listener serves TLS (add ,tls to a "
-                             "--listen)");
-    if (mtls && cfg->tls_client_ca == NULL)
-        return sl_status_set(st, SL_ECONFIG,
-                             "a listener asks for client certificates (,mtls): configure "
-                             "--tls-client-ca");
-    if (!mtls && cfg->tls_client_ca)
-        return sl_status_set(st, SL_ECONFIG,
-                             "tls_client_ca is set but no listener asks for client certificates "
-                             "(add ,mtls to a TLS --listen)");
-    if (!tls)
-        return SL_OK;
-    s->tls_files.cert = cfg->tls_cert;
-    s->tls_files.key = cfg->tls_key;
-    s->tls_files.client_ca = cfg->tls_client_ca;
-    return sl__tls_ctx_new(&s->tls, &s->tls_files, st);
-}
-
-/* Plaintext only on loopback, unless --insecure (a rule taken from wove, one of the seed
- * documents: TLS off loopback): tokens and messages would cross the network readable by anyone
- * on the path. */
-static int check_plaintext(const sl__config *cfg, sl_status *st)
-{
-    const char *host = sl__sluiced_exposed(cfg, 1);
-    if (host == NULL || cfg->insecure)
-        return SL_OK;
-    return sl_status_set(st, SL_ECONFIG,
-                         "refusing to serve plaintext HTTP on %s (not a loopback address): add "
-                         ",tls to its --listen (with --tls-cert and --tls-key) or pass --insecure",
-                         host);
 }
 
 /* One HTTP server per listener (the default one: plaintext on host:port). Each has its own
@@ -695,7 +526,7 @@ static int setup_listeners(server *s, const sl__config *cfg, sl_status *st)
     for (size_t i = 0; i < n; i++) {
         const sl__cfg_listener *l = &ls[i];
         /* a metrics listener answers without credentials: loopback unless --insecure */
-        if (l->metrics && !is_loopback(l->host) && !cfg->insecure)
+        if (l->metrics && !sl__sluiced_is_loopback(l->host) && !cfg->insecure)
             return sl_status_set(st, SL_ECONFIG,
                                  "a metrics listener serves /metrics without credentials: "
                                  "refusing it on %s without --insecure",
@@ -766,7 +597,7 @@ int main(int argc, char **argv)
     sl_status st;
     sl_status_clear(&st);
     extern char **environ;
-    sl__config_source src = {.read_file = read_config_file, .envp = environ};
+    sl__config_source src = {.read_file = sl__sluiced_read_file, .envp = environ};
     char **args = NULL;
     const char *checked = NULL;
     int rc = check_config_args(argc, argv, &args, &checked, &st);
@@ -789,11 +620,11 @@ int main(int argc, char **argv)
         rc = sl__log_open(&s.log, &lo, &st);
     }
     if (rc == SL_OK)
-        rc = setup_tls(&s, &cfg, &st);
+        rc = sl__sluiced_setup_tls(&s, &cfg, &st);
     if (rc == SL_OK)
         rc = setup(&s, &cfg, &st);
     if (rc == SL_OK)
-        rc = check_plaintext(&cfg, &st);
+        rc = sl__sluiced_check_plaintext(&cfg, &st);
     if (rc == SL_OK) {
         rc = setup_revocation(&s, &cfg, &st);
         if (rc == SL_OK && !s.checking &&

@@ -85,10 +85,25 @@ typedef struct server {
     int checking;
 } server;
 
-/* main.c: the first listener on a non-loopback address (plaintext ones only when plain), or NULL;
- * and the operational lines of the HTTP servers and the clients (ud: the log), at warn. */
-const char *sl__sluiced_exposed(const sl__config *cfg, int plain);
+/* main.c: the operational lines of the HTTP servers and the clients (ud: the log), at warn; and
+ * the reader of the config and ACL files (*text malloc'd, the caller frees it; at most 64 MiB). */
 void sl__sluiced_log_line(void *ud, const char *line);
+int sl__sluiced_read_file(void *ud, const char *path, char **text, size_t *len, sl_status *st);
+
+/* sluiced_tls.c: whether host is a loopback address; the first listener on a non-loopback
+ * address (plaintext ones only when plain), or NULL; the listeners' TLS settings checked and the
+ * context loaded into s->tls; plaintext refused off loopback without --insecure; the SIGHUP
+ * reload of the certificate and key (a failure is logged and keeps the current context). */
+int sl__sluiced_is_loopback(const char *host);
+const char *sl__sluiced_exposed(const sl__config *cfg, int plain);
+int sl__sluiced_setup_tls(server *s, const sl__config *cfg, sl_status *st);
+int sl__sluiced_check_plaintext(const sl__config *cfg, sl_status *st);
+void sl__sluiced_reload_tls(server *s, const sl__config *cfg);
+
+/* sluiced_acl.c: the ACL file loaded and applied; applying NULL at start (a failure stops
+ * sluiced), else the SIGHUP reload's *applying says whether a failure came while applying (what
+ * was applied before it stays) or before (nothing changed). */
+int sl__sluiced_load_acl_file(server *s, const sl__config *cfg, int *applying, sl_status *st);
 
 /* sluiced_store.c: where the security stores keep their state (the embedded store, or the Redis
  * kv); the embedded store's directory; the store opened first (--check-config: only checked);
