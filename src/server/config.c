@@ -1,8 +1,8 @@
 /* sluiced's configuration struct (config.h): its defaults (sl__config_init) and its release
  * (sl__config_free, secrets wiped), and the value syntax the other pieces share: unsigned
- * integers, seconds, booleans and string lists (config_internal.h). The keys and their setter are
- * in config_keys.c, the read-back in config_format.c, the file parser in config_parse.c and the
- * whole pipeline (command line, files, environment) in config_load.c. */
+ * integers, seconds, booleans and string lists (config_internal.h). The keys are in config_keys.c,
+ * their setter in config_set.c, the read-back in config_format.c, the file parser in
+ * config_parse.c and the whole pipeline (command line, files, environment) in config_load.c. */
 #include "server/config.h"
 #include "server/config_internal.h"
 

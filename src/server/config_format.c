@@ -1,7 +1,7 @@
 /* Reading the configuration back: sl__config_format gives a top-level key's current value as
  * text the setter accepts again, so the tests and the fuzz targets can check that whatever was
  * accepted reads back as itself (fuzz/config_check.h). Walks the same key ids and WebSocket limit
- * tables as the setter (config_keys.c). No I/O: the text is built in memory. */
+ * tables as the setter (config_set.c). No I/O: the text is built in memory. */
 #include "server/config.h"
 #include "server/config_internal.h"
 

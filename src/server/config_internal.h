@@ -1,5 +1,5 @@
-/* What the pieces of sluiced's configuration share (config.c, config_keys.c, config_format.c,
- * config_parse.c, config_load.c); config.h is the public face. The key ids index the one key table,
+/* What the pieces of sluiced's configuration share (config.c, config_keys.c, config_set.c,
+ * config_format.c, config_parse.c, config_load.c); config.h is the public face. The key ids index the one key table,
  * which the setter, the read-back, the command line and the file parser all go through; the value
  * parsers are the syntax every piece accepts alike. Nothing here does I/O. */
 #ifndef SLUICE_SERVER_CONFIG_INTERNAL_H
