@@ -874,6 +874,20 @@ static void test_newer_format(void **state)
     r = admin(&R1, "EXISTS node:channels node:{q}:meta");
     assert_int_equal(r->integer, 0);
     freeReplyObject(r);
+    /* The check runs again on every reconnect: the layout put back, the connection dropped by
+     * Redis, and the engine works again once it is back (requests meanwhile fail closed). */
+    admin_ok(&R1, "SET node:format 1");
+    admin_ok(&R1, "CLIENT KILL TYPE normal");
+    int rc = SL_EFORMAT;
+    for (int i = 0; i < TEST_REDIS_WAIT_MS / 10 && rc != SL_OK; i++) {
+        rc = create(a.e, "q", SL_KIND_QUEUE);
+        assert_true(rc == SL_OK || rc == SL_EFORMAT || rc == SL_EUNAVAIL);
+        if (rc != SL_OK) {
+            test_redis_sleep_ms(10);
+            uv_run(&LOOP, UV_RUN_NOWAIT);
+        }
+    }
+    assert_int_equal(rc, SL_OK);
     node_close(&a);
 }
 
