@@ -16,6 +16,7 @@
 #include <inttypes.h>
 #include <jansson.h>
 #include <limits.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -259,21 +260,16 @@ int sl__audit_verify_fd(int fd, off_t limit, uint64_t after_seq, const char *aft
     return verify_fd(fd, "the audit log", limit, after_seq, after_hash, res, st);
 }
 
-/* Verifies fd from its current offset, to its end (limit < 0) or limit bytes on. */
-static int verify_fd(int fd, const char *path, off_t limit, uint64_t after_seq,
-                     const char *after_hash, sl_audit_verify_result *res, sl_status *st)
+/* Feeds v the bytes of fd from its current offset, to its end (limit < 0) or limit bytes on, and
+ * md (when not NULL) every byte read: the memo's digest comes from the very bytes verified. */
+static int feed_fd(int fd, const char *path, off_t limit, verifier *v, EVP_MD_CTX *md,
+                   sl_status *st)
 {
     char *buf = malloc(READ_BLOCK);
     if (buf == NULL)
         return sl_status_set(st, SL_ENOMEM, NULL);
-    verifier v;
-    verifier_init(&v, res);
-    if (after_hash) { /* a rotated file: its chain starts where the file before it ended */
-        res->last_seq = after_seq;
-        snprintf(res->last_hash, sizeof res->last_hash, "%s", after_hash);
-    }
     int rc = SL_OK;
-    while (!v.done && limit != 0) {
+    while (!v->done && limit != 0) {
         size_t want = limit > 0 && limit < READ_BLOCK ? (size_t)limit : READ_BLOCK;
         ssize_t n = read(fd, buf, want);
         if (n < 0 && errno == EINTR)
@@ -286,16 +282,139 @@ static int verify_fd(int fd, const char *path, off_t limit, uint64_t after_seq,
             break;
         if (limit > 0)
             limit -= n;
-        verifier_feed(&v, buf, (size_t)n);
+        if (md != NULL && EVP_DigestUpdate(md, buf, (size_t)n) != 1) {
+            rc = sl_status_set(st, SL_EINTERNAL, "cannot hash %s", path);
+            break;
+        }
+        verifier_feed(v, buf, (size_t)n);
     }
     free(buf);
-    int vr = verifier_finish(&v);
+    return rc;
+}
+
+/* The verdict of v, once fed (rc: how the feeding went). */
+static int verify_end(verifier *v, int rc, sl_status *st)
+{
+    int vr = verifier_finish(v);
     if (rc != SL_OK)
         return rc;
     if (vr == SL_ENOMEM || vr == SL_EINTERNAL)
         return sl_status_set(st, vr, NULL);
     sl_status_clear(st);
     return vr;
+}
+
+/* Verifies fd from its current offset, to its end (limit < 0) or limit bytes on. */
+static int verify_fd(int fd, const char *path, off_t limit, uint64_t after_seq,
+                     const char *after_hash, sl_audit_verify_result *res, sl_status *st)
+{
+    verifier v;
+    verifier_init(&v, res);
+    if (after_hash) { /* a rotated file: its chain starts where the file before it ended */
+        res->last_seq = after_seq;
+        snprintf(res->last_hash, sizeof res->last_hash, "%s", after_hash);
+    }
+    return verify_end(&v, feed_fd(fd, path, limit, &v, NULL, st), st);
+}
+
+/* ---- verification that remembers what it checked (GET /audit) -------------------------------- */
+
+#define DIGEST_BLOCK (1024 * 1024)
+
+/* Adds bytes [0, len) of fd to md; 0 on success. Large reads: this is the whole cost of a
+ * remembered prefix, and no line is looked at. */
+static int digest_prefix(int fd, off_t len, EVP_MD_CTX *md)
+{
+    char *buf = malloc(DIGEST_BLOCK);
+    off_t off = 0;
+    while (buf != NULL && off < len) {
+        size_t want = len - off < DIGEST_BLOCK ? (size_t)(len - off) : DIGEST_BLOCK;
+        ssize_t n = pread(fd, buf, want, off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0 || EVP_DigestUpdate(md, buf, (size_t)n) != 1)
+            break;
+        off += n;
+    }
+    free(buf);
+    return off == len ? 0 : -1;
+}
+
+/* 1 when the digest of what md has taken so far equals want (md goes on unchanged). */
+static int digest_is(const EVP_MD_CTX *md, const unsigned char *want)
+{
+    EVP_MD_CTX *c = EVP_MD_CTX_new();
+    unsigned char got[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    int ok = c != NULL && EVP_MD_CTX_copy_ex(c, md) == 1 && EVP_DigestFinal_ex(c, got, &n) == 1 &&
+             n == SL__AUDIT_DIGEST_LEN && CRYPTO_memcmp(got, want, n) == 0;
+    EVP_MD_CTX_free(c);
+    return ok;
+}
+
+int sl__audit_verify_memo(int fd, off_t size, uint64_t after_seq, const char *after_hash,
+                          sl__audit_memo *memo, int *reused, sl_audit_verify_result *res,
+                          sl_status *st)
+{
+    if (reused)
+        *reused = 0;
+    struct stat sb;
+    if (fd < 0 || size < 0 || memo == NULL || res == NULL)
+        return sl_status_set(st, SL_EINVAL, NULL);
+    if (fstat(fd, &sb) != 0)
+        return sl_status_set(st, SL_EIO, "cannot read the audit log: %s", strerror(errno));
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    if (md == NULL || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1) {
+        EVP_MD_CTX_free(md);
+        return sl_status_set(st, SL_ENOMEM, NULL);
+    }
+    /* The file's identity is only a quick way to say no: the prefix's bytes are what is checked,
+     * since whoever can write the file can rewrite them in place (same inode, same size). */
+    int use = memo->len > 0 && memo->len <= size && memo->dev == sb.st_dev &&
+              memo->ino == sb.st_ino && digest_prefix(fd, memo->len, md) == 0 &&
+              digest_is(md, memo->digest);
+    verifier v;
+    verifier_init(&v, res);
+    off_t from = 0;
+    if (use) {
+        /* The verifier's state at a line's end is the line count and the chain's tip: the state
+         * a verification from the start would be in after the prefix. */
+        from = memo->len;
+        v.line = memo->records;
+        res->records = memo->records;
+        res->last_seq = memo->last_seq;
+        memcpy(res->last_hash, memo->last_hash, sizeof res->last_hash);
+    } else {
+        if (EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1) {
+            EVP_MD_CTX_free(md);
+            return sl_status_set(st, SL_EINTERNAL, "cannot hash the audit log");
+        }
+        if (after_hash) {
+            res->last_seq = after_seq;
+            snprintf(res->last_hash, sizeof res->last_hash, "%s", after_hash);
+        }
+    }
+    int rc = lseek(fd, from, SEEK_SET) == from
+                 ? feed_fd(fd, "the audit log", size - from, &v, md, st)
+                 : sl_status_set(st, SL_EIO, "cannot read the audit log: %s", strerror(errno));
+    rc = verify_end(&v, rc, st);
+    unsigned char digest[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    memo->len = 0;
+    if (rc == SL_OK && size > 0 && EVP_DigestFinal_ex(md, digest, &n) == 1 &&
+        n == SL__AUDIT_DIGEST_LEN) {
+        memo->dev = sb.st_dev;
+        memo->ino = sb.st_ino;
+        memo->len = size;
+        memcpy(memo->digest, digest, n);
+        memo->records = res->records;
+        memo->last_seq = res->last_seq;
+        memcpy(memo->last_hash, res->last_hash, sizeof memo->last_hash);
+    }
+    EVP_MD_CTX_free(md);
+    if (reused)
+        *reused = use;
+    return rc;
 }
 
 /* ---- the writer ------------------------------------------------------------------------------ */

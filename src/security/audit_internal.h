@@ -30,6 +30,32 @@ int sl__audit_tail_parse(const char *buf, size_t n, int whole, uint64_t *seq, ch
 int sl__audit_verify_fd(int fd, off_t limit, uint64_t after_seq, const char *after_hash,
                         sl_audit_verify_result *res, sl_status *st);
 
+/* What a reader of a log (GET /audit) remembers of the part it verified: the first len bytes of the
+ * file dev/ino were whole, intact records, records of them, ending with last_seq / last_hash, and
+ * their SHA-256 was digest. len 0: nothing. */
+#define SL__AUDIT_DIGEST_LEN 32
+typedef struct sl__audit_memo {
+    dev_t dev;
+    ino_t ino;
+    off_t len;
+    unsigned char digest[SL__AUDIT_DIGEST_LEN];
+    uint64_t records;
+    uint64_t last_seq;
+    char last_hash[SL_AUDIT_HASH_HEX + 1];
+} sl__audit_memo;
+
+/* sl__audit_verify_fd over the first size bytes of fd (from its start; the offset moves), with
+ * the same answer, but using *memo: when it is of this file, no longer than size, and its bytes
+ * still hash to its digest (one SHA-256 over them, no line parsed), only the bytes after it are
+ * verified, from its tip; else the whole of them, from after_seq / after_hash when after_hash is
+ * not NULL. Either way the bytes verified are hashed on, and *memo becomes the whole size when it
+ * verifies (len 0 when not). *reused (may be NULL) is 1 when the memo was used. The bytes of a
+ * remembered prefix are read again every time: a file rewritten in place keeps its identity and
+ * size, so nothing else would show it. */
+int sl__audit_verify_memo(int fd, off_t size, uint64_t after_seq, const char *after_hash,
+                          sl__audit_memo *memo, int *reused, sl_audit_verify_result *res,
+                          sl_status *st);
+
 /* The last lines of buf[0..n): buf ends where the file (or the part of it looked
  * at) ends; whole is 1 when buf starts at the file's start. Fills starts[] and lens[] (cap
  * entries) with at most limit complete lines (each followed by '\n' in buf; an unterminated

@@ -7,7 +7,9 @@
  * (uv_getaddrinfo on the thread pool, so a slow DNS never blocks the loop) -> CONNECTING (hiredis
  * connects to one numeric address; AUTH, SELECT and a last command are pipelined behind the
  * connect, and the link counts as up only once that last command is answered: a SIGSTOPped Redis
- * still completes TCP handshakes from its listen backlog) -> UP. One timer serves the link: the
+ * still completes TCP handshakes from its listen backlog; on a command connection the last is the
+ * owner's check script when it gives one, so that its answer is known before any of the owner's
+ * commands can be sent) -> UP. One timer serves the link: the
  * retry in IDLE, the whole resolve + connect + handshake deadline in RESOLVING and CONNECTING, and
  * on a subscription the probe while UP. The link fails closed: every command submitted while it
  * is not UP completes with SL_EUNAVAIL from a zero timer on the loop (never inside the call), and
@@ -970,6 +972,10 @@ struct sl__rconn {
     uv_timer_t watchdog;
     later_q later;
     op *head, *tail; /* sent, not yet answered: send order */
+    /* The owner's check (opts): EVAL, body, nkeys, then its arguments, in one block. */
+    int check_argc;
+    char **check_argv;
+    sl__rconn_fn on_check;
 
     sl__rconn_stats stats;
 };
@@ -1249,6 +1255,13 @@ void sl__rconn_eval(sl__rconn *c, const sl__rscript *s, int nkeys, int argc,
     cmd_send(c, o, o->argc, o->argv, o->lens);
 }
 
+static void link_up_tell(rlink *l)
+{
+    link_up(l);
+    if (l->on_state != NULL)
+        l->on_state(l->state_ud, 1);
+}
+
 static void on_pong(redisAsyncContext *ac, void *r, void *privdata)
 {
     rlink *l = privdata;
@@ -1256,15 +1269,63 @@ static void on_pong(redisAsyncContext *ac, void *r, void *privdata)
     if (reply == NULL || l->closing || l->ac != ac)
         return;
     if (reply->type == REDIS_REPLY_STATUS && strcmp(reply->str, "PONG") == 0) {
-        link_up(l);
-        if (l->on_state != NULL)
-            l->on_state(l->state_ud, 1);
-        return;
+        if (((sl__rconn *)l)->check_argv == NULL)
+            link_up_tell(l);
+        return; /* else the check, pipelined behind the PING, brings it up */
     }
     char why[160];
     snprintf(why, sizeof why, "PING answered %.100s",
              reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpectedly");
     link_drop(l, why);
+}
+
+/* The check's reply: the owner sees it before the link counts as up, so no command of the owner's
+ * can have been sent before then (sl__rconn_eval fails closed while the link is not up). */
+static void on_check_reply(redisAsyncContext *ac, void *r, void *privdata)
+{
+    rlink *l = privdata;
+    redisReply *reply = r;
+    if (reply == NULL || l->closing || l->ac != ac)
+        return;
+    ((sl__rconn *)l)->on_check(l->state_ud, SL_OK, reply);
+    if (!l->closing && l->ac == ac)
+        link_up_tell(l);
+}
+
+static void rconn_send_check(sl__rconn *c)
+{
+    redisAsyncCommandArgv(c->l.ac, on_check_reply, &c->l, c->check_argc,
+                          (const char **)c->check_argv, NULL);
+}
+
+/* Copies the check's command (EVAL body nkeys args...) into one block owned by c. */
+static int rconn_copy_check(sl__rconn *c, const sl__rconn_opts *o)
+{
+    if (o->check == NULL)
+        return SL_OK;
+    if (o->on_check == NULL || o->check_argc < o->check_nkeys || o->check_nkeys < 0)
+        return SL_EINVAL;
+    char nkeys[16];
+    snprintf(nkeys, sizeof nkeys, "%d", o->check_nkeys);
+    const char *head[3] = {"EVAL", o->check->body, nkeys};
+    int argc = 3 + o->check_argc;
+    size_t bytes = 0;
+    for (int i = 0; i < argc; i++)
+        bytes += strlen(i < 3 ? head[i] : o->check_argv[i - 3]) + 1;
+    char **v = malloc((size_t)argc * sizeof *v + bytes);
+    if (v == NULL)
+        return SL_ENOMEM;
+    char *p = (char *)(v + argc);
+    for (int i = 0; i < argc; i++) {
+        const char *a = i < 3 ? head[i] : o->check_argv[i - 3];
+        size_t n = strlen(a) + 1;
+        v[i] = memcpy(p, a, n);
+        p += n;
+    }
+    c->check_argv = v;
+    c->check_argc = argc;
+    c->on_check = o->on_check;
+    return SL_OK;
 }
 
 int sl__rconn_new(sl__rconn **out, uv_loop_t *loop, const sl__rconn_opts *o)
@@ -1278,7 +1339,13 @@ int sl__rconn_new(sl__rconn **out, uv_loop_t *loop, const sl__rconn_opts *o)
     if (c == NULL)
         return SL_ENOMEM;
     c->l.log = o->log;
+    int rc = rconn_copy_check(c, o);
+    if (rc != SL_OK) {
+        free(c);
+        return rc;
+    }
     if (link_init(&c->l, KIND_CMD, loop, o->addr, o->what, o->timeout_ms) != SL_OK) {
+        free(c->check_argv);
         free(c);
         return SL_ENOMEM;
     }
@@ -1711,9 +1778,11 @@ void sl__rsub_free(sl__rsub *s)
 static void link_send_handshake(rlink *l)
 {
     link_send_prelude(l);
-    if (l->kind == KIND_CMD)
+    if (l->kind == KIND_CMD) {
         redisAsyncCommand(l->ac, on_pong, l, "PING");
-    else
+        if (((sl__rconn *)l)->check_argv != NULL)
+            rconn_send_check((sl__rconn *)l);
+    } else
         rsub_handshake((sl__rsub *)l);
 }
 
@@ -1738,6 +1807,7 @@ static void link_free_struct(rlink *l)
         free(s);
     } else {
         link_clear(l);
+        free(((sl__rconn *)l)->check_argv);
         free((sl__rconn *)l);
     }
 }

@@ -89,6 +89,17 @@ typedef void (*sl__rconn_fn)(void *ud, int rc, const redisReply *reply);
 /* The connection went up (1) or down (0). */
 typedef void (*sl__rconn_state_fn)(void *ud, int up);
 
+/* A server-side Lua script, sent by its SHA-1 (EVALSHA); when Redis answers NOSCRIPT (a restarted
+ * or flushed Redis) the connection sends the same call again as EVAL with the body (which also
+ * caches it), keeping the caller's callback, so callers never see that.
+ * Initialise once with sl__rscript_init (computes the SHA-1); body is borrowed (a static string).
+ */
+typedef struct sl__rscript {
+    const char *body;
+    char sha[41];
+} sl__rscript;
+void sl__rscript_init(sl__rscript *s, const char *body);
+
 typedef struct sl__rconn_opts {
     const sl__redis_addr *addr; /* copied */
     const char *what;           /* for log lines: "engine", "engine shard 2", ... (copied) */
@@ -96,13 +107,24 @@ typedef struct sl__rconn_opts {
     unsigned timeout_ms;    /* a reply later than this drops the connection; 0: 5000 */
     sl__rconn_state_fn on_state;
     void *state_ud;
+    /* Optional: a script that every (re)connect runs as its handshake's last command (as EVAL,
+     * which also caches it), in place of PING. The connection counts as up only after on_check has
+     * seen its reply, so nothing sent through the connection reaches Redis before the owner knows
+     * the answer (the engine's layout check). on_check gets rc SL_OK and the reply (maybe an error
+     * reply) with state_ud; a connection lost first calls nothing. check_argv (check_nkeys keys,
+     * then the arguments) is copied. */
+    const sl__rscript *check;
+    int check_nkeys, check_argc;
+    const char *const *check_argv;
+    sl__rconn_fn on_check;
 } sl__rconn_opts;
 
 /* Starts connecting at once (in the background). *out released with sl__rconn_free, which fails
  * what is pending and closes its handles: run the loop afterwards until they are closed. */
 int sl__rconn_new(sl__rconn **out, uv_loop_t *loop, const sl__rconn_opts *o);
 void sl__rconn_free(sl__rconn *c);
-/* 1 when connected (authenticated and selected) and answering. */
+/* 1 when connected (authenticated and selected), answering, and (with a check) the check's reply
+ * was handed to on_check. */
 int sl__rconn_up(const sl__rconn *c);
 /* Commands answered (round trips, each with its time on the loop's clock, millisecond
  * resolution) and commands that got no answer (down, dropped or overdue). */
@@ -115,16 +137,6 @@ void sl__rconn_stats_get(const sl__rconn *c, sl__rconn_stats *out);
 void sl__rconn_cmd(sl__rconn *c, int argc, const char *const *argv, const size_t *lens,
                    sl__rconn_fn fn, void *ud);
 
-/* A server-side Lua script, sent by its SHA-1 (EVALSHA); when Redis answers NOSCRIPT (a restarted
- * or flushed Redis) the connection sends the same call again as EVAL with the body (which also
- * caches it), keeping the caller's callback, so callers never see that.
- * Initialise once with sl__rscript_init (computes the SHA-1); body is borrowed (a static string).
- */
-typedef struct sl__rscript {
-    const char *body;
-    char sha[41];
-} sl__rscript;
-void sl__rscript_init(sl__rscript *s, const char *body);
 /* EVALSHA s nkeys argv...: argv holds the nkeys keys, then the arguments. */
 void sl__rconn_eval(sl__rconn *c, const sl__rscript *s, int nkeys, int argc,
                     const char *const *argv, const size_t *lens, sl__rconn_fn fn, void *ud);

@@ -1,6 +1,7 @@
 /* The Redis engine: every request is one EVALSHA of the engine's Lua scripts
  * (src/store/redis_scripts.lua and redis_append.lua, compiled in at build time; the layout's
- * version is checked on every shard when its connection comes up) on the shard that holds the
+ * version is checked on every shard as the last step of each (re)connect, before the connection
+ * counts as up and so before any request can reach that shard) on the shard that holds the
  * channel, so each queue and topic rule is one atomic step for every node sharing those Redis
  * servers. Replies are decoded by src/store/redis_codec.c; requests complete in submission order
  * from a FIFO, even when shards answer out of order. Events (writes and deletions of watched
@@ -73,7 +74,8 @@ typedef struct rshard {
     size_t idx;
     sl__rconn *conn;
     sl__rsub *sub;
-    int format; /* 0: not checked yet; 1: ours; -1: a newer layout (requests fail) */
+    int format; /* 0: not checked yet (nor connected); 1: ours; -1: a newer layout (requests fail)
+                 */
     int ctl;    /* the control channel is subscribed (or being subscribed) */
 } rshard;
 
@@ -1025,11 +1027,13 @@ static void r_unwatch(sl_engine *base, const char *channel)
 
 /* ---- the format check ------------------------------------------------------------------------ */
 
+/* The answer of the check that each (re)connect of a shard's command connection runs before it
+ * counts as up: a request is sent only once this has run, so a newer layout never gets a write. */
 static void on_format(void *ud, int rc, const redisReply *r)
 {
     rshard *s = ud;
     if (rc != SL_OK || r == NULL)
-        return; /* checked again when it comes back */
+        return;
     if (r->type == REDIS_REPLY_ERROR) {
         s->format = -1;
         sl__logsink_printf(s->e->log, SL__SINK_ERROR,
@@ -1039,18 +1043,6 @@ static void on_format(void *ud, int rc, const redisReply *r)
     } else {
         s->format = 1;
     }
-}
-
-static void on_conn_state(void *ud, int up)
-{
-    rshard *s = ud;
-    rengine *e = s->e;
-    if (!up)
-        return;
-    char kc[KEY_MAX];
-    snprintf(kc, sizeof kc, "%s:channels", e->prefix);
-    const char *argv[] = {kc, kc, "format", e->prefix, ""};
-    sl__rconn_eval(s->conn, &e->script, 2, 5, argv, NULL, on_format, s);
 }
 
 /* ---- the engine ------------------------------------------------------------------------------ */
@@ -1138,6 +1130,9 @@ int sl__redis_engine_new(sl_engine **out, uv_loop_t *loop, const sl__redis_engin
         r_free(&e->base);
         return sl_status_set(st, SL_ENOMEM, NULL);
     }
+    char kc[KEY_MAX];
+    snprintf(kc, sizeof kc, "%s:channels", e->prefix);
+    const char *check_argv[] = {kc, kc, "format", e->prefix, ""};
     for (size_t i = 0; i < e->nshards; i++) {
         rshard *s = &e->shards[i];
         char what[48];
@@ -1148,8 +1143,12 @@ int sl__redis_engine_new(sl_engine **out, uv_loop_t *loop, const sl__redis_engin
                              .what = what,
                              .log = o->log,
                              .timeout_ms = o->timeout_ms,
-                             .on_state = on_conn_state,
-                             .state_ud = s};
+                             .state_ud = s,
+                             .check = &e->script,
+                             .check_nkeys = 2,
+                             .check_argc = 5,
+                             .check_argv = check_argv,
+                             .on_check = on_format};
         sl__rsub_opts so = {.addr = &e->url.shards[i],
                             .what = what,
                             .log = o->log,

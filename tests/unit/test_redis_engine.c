@@ -839,18 +839,55 @@ static void test_out_of_memory(void **state)
     node_close(&a);
 }
 
-/* A newer key layout is refused, not misread. */
+static int cmd_conn_up(void *ud)
+{
+    return sl__rconn_up(sl__redis_engine_conn(ud, 0));
+}
+
+/* A newer key layout is refused, not misread, and nothing is written into it: not even by a
+ * request sent the moment the command connection counts as up (as sluiced's start does), with
+ * the script cache empty (the check's EVALSHA answered NOSCRIPT first: a longer handshake). */
 static void test_newer_format(void **state)
 {
     (void)state;
     NEED_REDIS();
     admin_ok(&R1, "SET node:format 99");
+    admin_ok(&R1, "SCRIPT FLUSH");
     char url[128];
     test_redis_url(&R1, url, sizeof url);
     static node a;
-    node_open(&a, url);
-    /* The check runs first on the connection: whatever is sent after it is refused. */
+    memset(&a, 0, sizeof a);
+    sl__redis_engine_opts o = {.url = url, .prefix = PREFIX, .timeout_ms = 3000};
+    sl_status st = {0};
+    assert_int_equal(sl__redis_engine_new(&a.e, &LOOP, &o, &st), SL_OK);
+    OPEN[0] = &a;
+    assert_true(spin(cmd_conn_up, a.e));
     assert_int_equal(create(a.e, "q", SL_KIND_QUEUE), SL_EFORMAT);
+    redisReply *r = admin(&R1, "EXISTS node:channels node:{q}:meta");
+    assert_int_equal(r->integer, 0);
+    freeReplyObject(r);
+    node_close(&a);
+    /* A node opened the usual way: the same. */
+    node_open(&a, url);
+    assert_int_equal(create(a.e, "q", SL_KIND_QUEUE), SL_EFORMAT);
+    assert_int_equal(put(a.e, "q", "1", NULL), SL_EFORMAT);
+    r = admin(&R1, "EXISTS node:channels node:{q}:meta");
+    assert_int_equal(r->integer, 0);
+    freeReplyObject(r);
+    /* The check runs again on every reconnect: the layout put back, the connection dropped by
+     * Redis, and the engine works again once it is back (requests meanwhile fail closed). */
+    admin_ok(&R1, "SET node:format 1");
+    admin_ok(&R1, "CLIENT KILL TYPE normal");
+    int rc = SL_EFORMAT;
+    for (int i = 0; i < TEST_REDIS_WAIT_MS / 10 && rc != SL_OK; i++) {
+        rc = create(a.e, "q", SL_KIND_QUEUE);
+        assert_true(rc == SL_OK || rc == SL_EFORMAT || rc == SL_EUNAVAIL);
+        if (rc != SL_OK) {
+            test_redis_sleep_ms(10);
+            uv_run(&LOOP, UV_RUN_NOWAIT);
+        }
+    }
+    assert_int_equal(rc, SL_OK);
     node_close(&a);
 }
 

@@ -2,7 +2,8 @@
  * POST /server/disconnect and /server/unsubscribe against hostile input (and the shared body
  * helpers they use), the tail of an audit log (lines cut anywhere, unterminated ends, limits),
  * verification over a prefix of a file (what GET /audit checks while the log grows), and the
- * memory engine's in-flight count as claims come and go. The routes themselves run against real sockets in tests/e2e/test_server_api.py. */
+ * memory engine's in-flight count as claims come and go. The routes themselves run against real
+ * sockets in tests/e2e/test_server_api.py. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -260,6 +261,166 @@ static void test_verify_prefix(void **state)
     unlink(path);
 }
 
+/* ---- verification that remembers the verified prefix (GET /audit's) ------------------------- */
+
+/* Verifies path's first size bytes (-1: all) with *memo, checks the answer is the one a
+ * verification of the whole from its start gives, and returns sl__audit_verify_memo's code. */
+static int memo_verify(const char *path, off_t size, sl__audit_memo *memo, int *reused,
+                       sl_audit_verify_result *res)
+{
+    int fd = open(path, O_RDONLY);
+    assert_true(fd >= 0);
+    if (size < 0)
+        size = lseek(fd, 0, SEEK_END);
+    sl_status st;
+    sl_audit_verify_result full;
+    assert_int_equal(lseek(fd, 0, SEEK_SET), 0);
+    int frc = sl__audit_verify_fd(fd, size, 0, NULL, &full, &st);
+    int rc = sl__audit_verify_memo(fd, size, 0, NULL, memo, reused, res, &st);
+    close(fd);
+    assert_int_equal(rc, frc);
+    assert_int_equal(res->intact, full.intact);
+    assert_int_equal(res->bad_line, full.bad_line);
+    assert_string_equal(res->reason, full.reason);
+    assert_int_equal(res->records, full.records);
+    assert_int_equal(res->last_seq, full.last_seq);
+    assert_string_equal(res->last_hash, full.last_hash);
+    return rc;
+}
+
+/* Overwrites len bytes at off, in place: same inode, same size. */
+static void rewrite_at(const char *path, off_t off, const char *bytes, size_t len)
+{
+    int fd = open(path, O_WRONLY);
+    assert_true(fd >= 0);
+    assert_int_equal(pwrite(fd, bytes, len, off), (ssize_t)len);
+    close(fd);
+}
+
+static void test_verify_memo(void **state)
+{
+    (void)state;
+    char path[] = "/tmp/sluice-memo-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    unlink(path);
+    sl_audit_log *log;
+    sl_status st;
+    assert_int_equal(sl_audit_log_open(&log, path, &st), SL_OK);
+    assert_int_equal(sl_audit_log_write(log, "{\"event\":\"one\"}", &st), SL_OK);
+    assert_int_equal(sl_audit_log_write(log, "{\"event\":\"two\"}", &st), SL_OK);
+    assert_int_equal(sl_audit_log_write(log, "{\"event\":\"three\"}", &st), SL_OK);
+    sl__audit_memo memo = {0};
+    sl_audit_verify_result res;
+    int reused = -1;
+    /* Nothing remembered: all of it, and it is remembered. */
+    assert_int_equal(memo_verify(path, -1, &memo, &reused, &res), SL_OK);
+    assert_int_equal(reused, 0);
+    assert_int_equal(res.records, 3);
+    off_t three = memo.len;
+    assert_true(three > 0);
+    assert_int_equal(memo.records, 3);
+    /* Nothing appended: the memo covers it all. */
+    assert_int_equal(memo_verify(path, -1, &memo, &reused, &res), SL_OK);
+    assert_int_equal(reused, 1);
+    assert_int_equal(res.records, 3);
+    /* Appended records are verified from the memo's tip and counted with the prefix. */
+    assert_int_equal(sl_audit_log_write(log, "{\"event\":\"four\"}", &st), SL_OK);
+    assert_int_equal(sl_audit_log_write(log, "{\"event\":\"five\"}", &st), SL_OK);
+    uint64_t seq;
+    char hash[SL_AUDIT_HASH_HEX + 1];
+    sl_audit_log_tip(log, &seq, hash);
+    assert_int_equal(memo_verify(path, -1, &memo, &reused, &res), SL_OK);
+    assert_int_equal(reused, 1);
+    assert_int_equal(res.records, 5);
+    assert_int_equal(res.last_seq, 5);
+    assert_string_equal(res.last_hash, hash);
+    assert_int_equal(memo.records, 5);
+    off_t five = memo.len;
+    /* A snapshot shorter than the memo (cannot reuse it) still verifies, from the start. */
+    assert_int_equal(memo_verify(path, three, &memo, &reused, &res), SL_OK);
+    assert_int_equal(reused, 0);
+    assert_int_equal(res.records, 3);
+    assert_int_equal(memo_verify(path, -1, &memo, &reused, &res), SL_OK);
+    assert_int_equal(memo.len, five);
+    /* An appended line that does not chain: found, at its line number in the whole file, and
+     * nothing is remembered. */
+    int wfd = open(path, O_WRONLY | O_APPEND);
+    assert_true(wfd >= 0);
+    const char forged[] = "{\"seq\":6,\"prev\":\"" SL_AUDIT_GENESIS "\",\"event\":\"six\"}\n";
+    assert_int_equal(write(wfd, forged, sizeof forged - 1), (ssize_t)sizeof forged - 1);
+    close(wfd);
+    assert_int_equal(memo_verify(path, -1, &memo, &reused, &res), SL_EINVAL);
+    assert_int_equal(reused, 1);
+    assert_int_equal(res.bad_line, 6);
+    assert_int_equal(res.records, 5);
+    assert_int_equal(memo.len, 0);
+    assert_int_equal(truncate(path, five), 0);
+    assert_int_equal(memo_verify(path, -1, &memo, &reused, &res), SL_OK);
+    assert_int_equal(memo.len, five);
+    /* An earlier record rewritten in place after the memo was taken (same size, same inode):
+     * the prefix's digest no longer matches, so all of it is verified and the edit is found. */
+    rewrite_at(path, 0, "{\"seq\":1,", 9); /* the same bytes: still the memo's prefix */
+    assert_int_equal(memo_verify(path, -1, &memo, &reused, &res), SL_OK);
+    assert_int_equal(reused, 1);
+    char *text = malloc((size_t)five + 1);
+    assert_non_null(text);
+    int rfd = open(path, O_RDONLY);
+    assert_int_equal(read(rfd, text, (size_t)five), (ssize_t)five);
+    close(rfd);
+    text[five] = '\0';
+    char *two = strstr(text, "\"two\"");
+    assert_non_null(two);
+    rewrite_at(path, two - text, "\"TWO\"", 5);
+    assert_int_equal(memo_verify(path, -1, &memo, &reused, &res), SL_EINVAL);
+    assert_int_equal(reused, 0);
+    assert_int_equal(res.bad_line, 3);
+    assert_int_equal(res.records, 2);
+    assert_int_equal(memo.len, 0);
+    rewrite_at(path, two - text, "\"two\"", 5);
+    assert_int_equal(memo_verify(path, -1, &memo, &reused, &res), SL_OK);
+    assert_int_equal(reused, 0);
+    /* The edit of a remembered record that keeps the chain's links (the last record's own text):
+     * no later line shows it, the digest does; the verdict is the full verification's (intact,
+     * with another tip: GET /audit compares the tip with the writer's). */
+    assert_int_equal(memo_verify(path, -1, &memo, &reused, &res), SL_OK);
+    char *five_at = strstr(text, "\"five\"");
+    assert_non_null(five_at);
+    rewrite_at(path, five_at - text, "\"FIVE\"", 6);
+    assert_int_equal(memo_verify(path, -1, &memo, &reused, &res), SL_OK);
+    assert_int_equal(reused, 0);
+    assert_string_not_equal(res.last_hash, hash);
+    rewrite_at(path, five_at - text, "\"five\"", 6);
+    assert_int_equal(memo_verify(path, -1, &memo, &reused, &res), SL_OK);
+    assert_string_equal(res.last_hash, hash);
+    /* Cut short below the memo: verified from the start. */
+    assert_int_equal(truncate(path, three), 0);
+    assert_int_equal(memo_verify(path, -1, &memo, &reused, &res), SL_OK);
+    assert_int_equal(reused, 0);
+    assert_int_equal(res.records, 3);
+    /* Another file (rotation: a new inode at the path) with the same first bytes: not reused. */
+    char moved[sizeof path + 4];
+    snprintf(moved, sizeof moved, "%s.old", path);
+    assert_int_equal(rename(path, moved), 0);
+    int nfd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+    assert_true(nfd >= 0);
+    assert_int_equal(write(nfd, text, (size_t)three), (ssize_t)three);
+    close(nfd);
+    assert_int_equal(memo_verify(path, -1, &memo, &reused, &res), SL_OK);
+    assert_int_equal(reused, 0);
+    assert_int_equal(res.records, 3);
+    /* An empty file: intact, nothing remembered. */
+    assert_int_equal(truncate(path, 0), 0);
+    assert_int_equal(memo_verify(path, -1, &memo, &reused, &res), SL_OK);
+    assert_int_equal(memo.len, 0);
+    assert_int_equal(sl__audit_verify_memo(-1, 0, 0, NULL, &memo, NULL, &res, &st), SL_EINVAL);
+    free(text);
+    sl_audit_log_close(log);
+    unlink(path);
+    unlink(moved);
+}
+
 /* ---- in-flight claims ---------------------------------------------------------------------------
  */
 
@@ -482,6 +643,101 @@ static void test_audit_tail_bytes_bounded(void **state)
     audit_fx_close(&f);
 }
 
+/* One GET /audit through the router; its answer (json_decref it). */
+static json_t *audit_get(audit_fx *f)
+{
+    areq a;
+    areq_send(f, &a, "limit=1000");
+    assert_int_equal(uv_run(&f->loop, UV_RUN_DEFAULT), 0);
+    assert_int_equal(a.status, 200);
+    return a.body;
+}
+
+static void expect_verified(json_t *b, json_int_t checked, json_int_t first_seq)
+{
+    assert_true(json_is_true(json_object_get(b, "verified")));
+    assert_int_equal(json_integer_value(json_object_get(b, "checked")), checked);
+    assert_int_equal(json_integer_value(json_object_get(b, "first_seq")), first_seq);
+    assert_null(json_object_get(b, "bad_line"));
+    json_decref(b);
+}
+
+static void expect_broken(json_t *b, json_int_t bad_line, const char *reason)
+{
+    assert_true(json_is_false(json_object_get(b, "verified")));
+    assert_int_equal(json_integer_value(json_object_get(b, "bad_line")), bad_line);
+    assert_non_null(strstr(json_string_value(json_object_get(b, "reason")), reason));
+    json_decref(b);
+}
+
+/* Swaps the first occurrence of from in path for to (same length), in place. */
+static void edit_log(const char *path, const char *from, const char *to)
+{
+    FILE *fp = fopen(path, "rb");
+    assert_non_null(fp);
+    static char text[8192];
+    size_t n = fread(text, 1, sizeof text - 1, fp);
+    fclose(fp);
+    text[n] = '\0';
+    char *at = strstr(text, from);
+    assert_non_null(at);
+    assert_int_equal(strlen(from), strlen(to));
+    rewrite_at(path, at - text, to, strlen(to));
+}
+
+/* The reader remembers what it verified: later reads verify what was appended, yet an earlier
+ * record rewritten in place, the file cut short and a rotated file are answered as a verification
+ * of the whole file would. */
+static void test_audit_read_incremental(void **state)
+{
+    (void)state;
+    audit_fx f;
+    audit_fx_open(&f);
+    sl_status st;
+    assert_int_equal(sl_audit_log_write(f.log, "{\"event\":\"one\"}", &st), SL_OK);
+    assert_int_equal(sl_audit_log_write(f.log, "{\"event\":\"two\"}", &st), SL_OK);
+    assert_int_equal(sl_audit_log_write(f.log, "{\"event\":\"three\"}", &st), SL_OK);
+    expect_verified(audit_get(&f), 3, 1);
+    assert_int_equal(sl_audit_log_write(f.log, "{\"event\":\"four\"}", &st), SL_OK);
+    assert_int_equal(sl_audit_log_write(f.log, "{\"event\":\"five\"}", &st), SL_OK);
+    json_t *b = audit_get(&f);
+    json_t *recs = json_object_get(b, "records");
+    assert_int_equal(json_array_size(recs), 5);
+    assert_int_equal(json_integer_value(json_object_get(b, "last_seq")), 5);
+    expect_verified(b, 5, 1);
+    /* An earlier record edited in place: the next line's link shows it. */
+    edit_log(f.path, "\"two\"", "\"TWO\"");
+    expect_broken(audit_get(&f), 3, "hash chain broken");
+    edit_log(f.path, "\"TWO\"", "\"two\"");
+    expect_verified(audit_get(&f), 5, 1);
+    /* The last record edited in place: no link shows it, the writer's tip does. */
+    edit_log(f.path, "\"five\"", "\"FIVE\"");
+    expect_broken(audit_get(&f), 0, "does not end with the last record the server wrote");
+    edit_log(f.path, "\"FIVE\"", "\"five\"");
+    expect_verified(audit_get(&f), 5, 1);
+    /* Rotated: the new file is verified from its own first record. */
+    char moved[80];
+    snprintf(moved, sizeof moved, "%s.1", f.path);
+    assert_int_equal(rename(f.path, moved), 0);
+    assert_int_equal(sl_audit_log_reopen(f.log, &st), SL_OK);
+    assert_int_equal(sl_audit_log_write(f.log, "{\"event\":\"six\"}", &st), SL_OK);
+    expect_verified(audit_get(&f), 1, 6);
+    assert_int_equal(sl_audit_log_write(f.log, "{\"event\":\"seven\"}", &st), SL_OK);
+    expect_verified(audit_get(&f), 2, 6);
+    /* Cut short (the last record removed): shorter than what was remembered. */
+    FILE *fp = fopen(f.path, "rb");
+    assert_non_null(fp);
+    char line[512];
+    assert_non_null(fgets(line, sizeof line, fp));
+    fclose(fp);
+    assert_int_equal(truncate(f.path, (off_t)strlen(line)), 0);
+    b = audit_get(&f);
+    assert_int_equal(json_integer_value(json_object_get(b, "checked")), 1);
+    expect_broken(b, 0, "does not end with the last record the server wrote (seq 7)");
+    unlink(moved);
+    audit_fx_close(&f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -490,9 +746,11 @@ int main(void)
         cmocka_unit_test(test_shared_body_helpers),
         cmocka_unit_test(test_tail_lines),
         cmocka_unit_test(test_verify_prefix),
+        cmocka_unit_test(test_verify_memo),
         cmocka_unit_test(test_in_flight),
         cmocka_unit_test(test_audit_reads_queue_bounded),
         cmocka_unit_test(test_audit_tail_bytes_bounded),
+        cmocka_unit_test(test_audit_read_incremental),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
