@@ -107,7 +107,7 @@ struct sl__chop {
     /* the channel as the registry and the engine know it (core/wsid.h), "" when the
      * caller's id is not valid in its workspace */
     char qid[SL_CHANNEL_ID_MAX + 1];
-    uint64_t m_start; /* the engine loop's clock when the engine request went out */
+    uint64_t m_start; /* uv_hrtime() (ns) when the engine request went out, with metrics on */
 };
 void sl__channel_submit(sl_ctx *ctx, sl__chop *op);
 void sl__chop_clear(sl__chop *op);

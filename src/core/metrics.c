@@ -94,11 +94,11 @@ void sl__metrics_authn(sl__metrics *m, int status, const sl_identity *who, const
     m->authn[src][out]++;
 }
 
-void sl__metrics_engine(sl__metrics *m, int kind, int rc, uint64_t ms)
+void sl__metrics_engine(sl__metrics *m, int kind, int rc, double seconds)
 {
     if (m == NULL || kind < 0 || kind >= SL__M_NEOP)
         return;
-    sl__histo_observe(&m->engine_seconds[kind], (double)ms / 1000.0);
+    sl__histo_observe(&m->engine_seconds[kind], seconds);
     /* The store failing, not the caller's request (a missing channel, a full queue) */
     if (rc == SL_ESTORAGE || rc == SL_EUNAVAIL || rc == SL_EIO || rc == SL_ENOMEM ||
         rc == SL_EINTERNAL || rc == SL_EFORMAT)

@@ -149,14 +149,15 @@ static void test_render_registry(void **state)
     sl__metrics_authn(m, SL_EUNAUTH, NULL, NULL);
     sl__metrics_denied(m, SL_OP_ACL_GRANT);
     sl__metrics_revocation(m, SL__M_REV_ERROR);
-    sl__metrics_engine(m, 4, SL_OK, 3);          /* append, 3 ms */
-    sl__metrics_engine(m, 4, SL_ESTORAGE, 1200); /* append failed in the store */
-    sl__metrics_engine(m, 5, SL_ENOENT, 0);      /* claim of a missing channel: no store error */
+    sl__metrics_engine(m, 4, SL_OK, 0.003);     /* append, 3 ms */
+    sl__metrics_engine(m, 4, SL_ESTORAGE, 1.2); /* append failed in the store */
+    sl__metrics_engine(m, 5, SL_ENOENT, 0);     /* claim of a missing channel: no store error */
+    sl__metrics_engine(m, 6, SL_OK, 0.00018);   /* an ack of 180 us: below a millisecond */
     sl__metrics_ws_disconnect(m, 3008);
     sl__metrics_ws_disconnect(m, 4999);                     /* "other" */
     sl__metrics_request(NULL, SL_OP_CHANNEL_WRITE, 200, 0); /* hooks take no registry */
     sl__metrics_authn(NULL, SL_OK, &who, NULL);
-    sl__metrics_engine(NULL, 4, SL_OK, 1);
+    sl__metrics_engine(NULL, 4, SL_OK, 0.001);
     sl__metrics_ws_disconnect(NULL, 3008);
     assert_int_equal(sl__metrics_add_collector(m, hostile_collector, NULL, NULL), SL_OK);
     sl__mtext t = {0};
@@ -180,6 +181,8 @@ static void test_render_registry(void **state)
         "sluice_engine_request_duration_seconds_bucket{op=\"append\",le=\"0.005\"} 1\n",
         "sluice_engine_errors_total{op=\"append\"} 1\n",
         "sluice_engine_request_duration_seconds_count{op=\"claim\"} 1\n",
+        "sluice_engine_request_duration_seconds_bucket{op=\"ack\",le=\"0.0001\"} 0\n",
+        "sluice_engine_request_duration_seconds_bucket{op=\"ack\",le=\"0.00025\"} 1\n",
         "sluice_ws_disconnects_total{code=\"3008\"} 1\n",
         "sluice_ws_disconnects_total{code=\"other\"} 1\n",
         "sluice_ws_slow_consumer_disconnects_total 1\n",
