@@ -5,6 +5,8 @@
  * says what is wrong. No I/O; the percent-decoding and the query lookup are fuzzed
  * (fuzz/fuzz_query.c). */
 #include "server/params.h"
+
+#include "core/message.h"
 #include "core/numtext.h"
 
 #include <jansson.h>
@@ -165,6 +167,34 @@ int sl__get_string(json_t *o, const char *key, const char **out, sl_status *st)
         return sl_status_set(st, SL_EINVAL, "%s must be a string without NUL bytes", key);
     *out = json_string_value(v);
     return 1;
+}
+
+static int envelope_string(json_t *o, const char *key, const char **out, const char *why,
+                           sl_status *st)
+{
+    json_t *v = json_object_get(o, key);
+    if (v == NULL || json_is_null(v))
+        return SL_OK;
+    if (!json_is_string(v) || json_string_length(v) != strlen(json_string_value(v)))
+        return sl_status_set(st, SL_EINVAL, "%s must be %s", key, why);
+    *out = json_string_value(v);
+    return SL_OK;
+}
+
+int sl__envelope_fields(json_t *o, sl_write *w, sl_status *st)
+{
+    char bounded[48];
+    snprintf(bounded, sizeof bounded, "a string of 1..%d bytes", SL__ENVELOPE_FIELD_MAX);
+    if (envelope_string(o, "correlation_id", &w->correlation_id, bounded, st) ||
+        envelope_string(o, "reply_to", &w->reply_to, bounded, st) ||
+        envelope_string(o, "recipient_id", &w->recipient_id, bounded, st) ||
+        envelope_string(o, "idempotency_key", &w->idempotency_key, "a string", st))
+        return SL_EINVAL;
+    if (sl__get_seconds(o, "delay", &w->delay, st) < 0 ||
+        sl__get_seconds(o, "not_before", &w->not_before, st) < 0 ||
+        sl__get_seconds(o, "ttl", &w->ttl, st) < 0)
+        return SL_EINVAL;
+    return SL_OK;
 }
 
 int sl__only_fields(json_t *body, const char *const *allowed, sl_status *st)

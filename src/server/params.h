@@ -50,6 +50,13 @@ int sl__get_string(json_t *o, const char *key, const char **out, sl_status *st);
  * otherwise. */
 int sl__get_ttl(json_t *body, const char *key, double *ttl, sl_status *st);
 
+/* A message envelope's optional fields beside its data, as every transport takes them from a JSON
+ * object: correlation_id, reply_to, recipient_id and idempotency_key (strings without NUL bytes),
+ * delay, not_before and ttl (non-negative numbers of seconds); null is absent. Types only: the
+ * channel API checks lengths and ranges, for every transport. The strings borrow o. SL_OK, or
+ * SL_EINVAL with st (may be NULL) naming the field. */
+int sl__envelope_fields(json_t *o, sl_write *w, sl_status *st);
+
 /* SL_EINVAL ("unknown field") for a member of body not named in allowed (NULL-terminated). */
 int sl__only_fields(json_t *body, const char *const *allowed, sl_status *st);
 

@@ -316,19 +316,6 @@ static const char *const envelope_fields[] = {"data",       "metadata",     "cor
                                               "not_before", "delay",        "ttl",
                                               NULL};
 
-static int envelope_string(json_t *o, const char *key, const char **out, sl_status *st)
-{
-    json_t *v = json_object_get(o, key);
-    if (v == NULL || json_is_null(v))
-        return SL_OK;
-    /* The type here; the length (1..255 bytes) in the channel API, for every transport. */
-    if (!json_is_string(v) || json_string_length(v) != strlen(json_string_value(v)))
-        return sl_status_set(st, SL_EINVAL, "%s must be a string of 1..%d bytes", key,
-                             SL__ENVELOPE_FIELD_MAX);
-    *out = json_string_value(v);
-    return SL_OK;
-}
-
 /* One message envelope: o is the parsed object, [s, e) its text (data and metadata are taken
  * from the text, as sent). Metadata is copied, NUL-terminated, to *meta. */
 static int parse_envelope(json_t *o, const char *s, const char *e, sl_write *w, char **meta,
@@ -351,21 +338,7 @@ static int parse_envelope(json_t *o, const char *s, const char *e, sl_write *w, 
         w->metadata = *meta;
         *meta += ve - vs + 1;
     }
-    if (envelope_string(o, "correlation_id", &w->correlation_id, st) ||
-        envelope_string(o, "reply_to", &w->reply_to, st) ||
-        envelope_string(o, "recipient_id", &w->recipient_id, st))
-        return st->code;
-    json_t *k = json_object_get(o, "idempotency_key");
-    if (k && !json_is_null(k)) {
-        if (!json_is_string(k) || json_string_length(k) != strlen(json_string_value(k)))
-            return sl__fail(st, SL_EINVAL, "idempotency_key must be a string");
-        w->idempotency_key = json_string_value(k);
-    }
-    if (sl__get_seconds(o, "delay", &w->delay, st) < 0 ||
-        sl__get_seconds(o, "not_before", &w->not_before, st) < 0 ||
-        sl__get_seconds(o, "ttl", &w->ttl, st) < 0)
-        return st->code;
-    return SL_OK;
+    return sl__envelope_fields(o, w, st);
 }
 
 /* The body without jansson's duplicate check (message data may repeat keys, as over PUT); big

@@ -10,6 +10,7 @@
 #include "core/msgjson.h"
 #include "net/centrifuge.h"
 #include "server/limits.h"
+#include "server/params.h"
 #include "server/ws_session.h"
 
 /* ---- rpc: work queues over the socket ------------------------------------------------------- */
@@ -96,30 +97,12 @@ static void rpc_cont(sess *s, wait *w)
     free(out);
 }
 
-/* queue.write's envelope beside its data: metadata (an object), correlation_id, reply_to,
- * recipient_id, idempotency_key (strings), delay, not_before, ttl (seconds). The channel API
- * checks the values; here only their types. Strings borrow data (the wait keeps it). */
+/* queue.write's envelope beside its data: metadata (an object) and the fields every transport
+ * takes alike (sl__envelope_fields). Strings borrow data (the wait keeps it). */
 static int rpc_envelope(json_t *data, sl_write *out, char **meta)
 {
-    static const char *const strs[] = {"correlation_id", "reply_to", "recipient_id",
-                                       "idempotency_key"};
-    const char **dst[] = {&out->correlation_id, &out->reply_to, &out->recipient_id,
-                          &out->idempotency_key};
-    for (size_t i = 0; i < 4; i++) {
-        json_t *v = json_object_get(data, strs[i]);
-        if (v && !json_is_null(v) &&
-            (!json_is_string(v) || json_string_length(v) != strlen(json_string_value(v))))
-            return SL_EINVAL;
-        *dst[i] = json_string_value(v);
-    }
-    static const char *const nums[] = {"delay", "not_before", "ttl"};
-    double *ndst[] = {&out->delay, &out->not_before, &out->ttl};
-    for (size_t i = 0; i < 3; i++) {
-        json_t *v = json_object_get(data, nums[i]);
-        if (v && !json_is_null(v) && !json_is_number(v))
-            return SL_EINVAL;
-        *ndst[i] = json_is_number(v) ? json_number_value(v) : 0;
-    }
+    if (sl__envelope_fields(data, out, NULL) != SL_OK)
+        return SL_EINVAL;
     json_t *md = json_object_get(data, "metadata");
     if (md && !json_is_null(md)) {
         if (!json_is_object(md) || (*meta = json_dumps(md, JSON_COMPACT)) == NULL)
