@@ -11,9 +11,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* One parse's memory: every string, key and array of a parsed field is carved from a chain of
- * blocks the result owns (its `mem`), so a field costs one or two allocations and one free, not
- * one per piece (a signature header has a dozen). */
+/* One parse's memory: every string, key and array of a parsed field is carved from the caller's
+ * scratch when it gave one (sl__sfv_parse_dict_in: no allocation at all for a field that fits),
+ * then from a chain of blocks the result owns (its `mem`), so a field costs at most one or two
+ * allocations and one free, not one per piece (a signature header has a dozen). */
 typedef struct block {
     struct block *next;
     size_t cap, used;
@@ -23,12 +24,24 @@ typedef struct block {
 typedef struct cur {
     const char *s;
     size_t len, pos;
-    void **mem; /* the result's chain of blocks */
+    void **mem;        /* the result's chain of blocks */
+    char *scratch;     /* the caller's memory, aligned, taken from first; NULL: none */
+    size_t scap;       /* bytes of scratch left */
+    unsigned noncanon; /* how many constructs so far serialise otherwise than written */
 } cur;
+
+#define ALIGN_UP(n) (((n) + sizeof(max_align_t) - 1) / sizeof(max_align_t) * sizeof(max_align_t))
 
 static void *take(cur *c, size_t n)
 {
-    n = (n + sizeof(max_align_t) - 1) / sizeof(max_align_t) * sizeof(max_align_t);
+    n = ALIGN_UP(n);
+    if (n <= c->scap) {
+        void *p = c->scratch;
+        c->scratch += n;
+        c->scap -= n;
+        return p;
+    }
+    c->scap = 0; /* the rest goes to the heap: pieces stay in the order they were taken */
     block *b = *c->mem;
     if (b == NULL || b->cap - b->used < n) {
         /* The first block fits most fields whole: their pieces never outgrow the text by much. */
@@ -66,10 +79,13 @@ static int peek(const cur *c)
     return at_end(c) ? -1 : (unsigned char)c->s[c->pos];
 }
 
-static void skip_sp(cur *c)
+/* How many spaces were skipped. */
+static size_t skip_sp(cur *c)
 {
+    size_t at = c->pos;
     while (peek(c) == ' ')
         c->pos++;
+    return c->pos - at;
 }
 
 static void skip_ows(cur *c)
@@ -177,6 +193,9 @@ static int parse_number(cur *c, sl__sfv_bare *out)
             return -1;
     }
     num[n] = '\0';
+    /* The serialiser writes no leading zero, no "-0" and decimals its own way. */
+    if (decimal || (num[0] == '0' && (n > 1 || neg)))
+        c->noncanon++;
     if (decimal) {
         if (frac == 0 || frac > 3)
             return -1;
@@ -245,15 +264,13 @@ static const unsigned char b64_table[256] = {
 };
 
 /* Strict base64 (RFC 4648 section 4): whole quanta, padding only at the end (at most two), no
- * stray bits. */
-static int b64_decode(cur *c, const char *s, size_t n, char **out, size_t *olen)
+ * stray bits. Writes the decoded bytes (n / 4 * 3 less one for each '=') to buf and returns how
+ * many, or -1. */
+static long b64_core(const char *s, size_t n, unsigned char *buf)
 {
     if (n % 4)
         return -1;
     size_t pad = n > 0 && s[n - 1] == '=' ? 1 + (s[n - 2] == '=') : 0;
-    char *buf = take(c, n / 4 * 3 + 1);
-    if (buf == NULL)
-        return -1;
     const unsigned char *u = (const unsigned char *)s;
     size_t o = 0, full = n - (pad ? 4 : 0);
     unsigned bad = 0;
@@ -263,9 +280,9 @@ static int b64_decode(cur *c, const char *s, size_t n, char **out, size_t *olen)
         bad |= !a | !b | !d | !e;
         unsigned long q = (unsigned long)(a - 1) << 18 | (unsigned long)(b - 1) << 12 |
                           (unsigned long)(d - 1) << 6 | (unsigned long)(e - 1);
-        buf[o++] = (char)(q >> 16);
-        buf[o++] = (char)(q >> 8);
-        buf[o++] = (char)q;
+        buf[o++] = (unsigned char)(q >> 16);
+        buf[o++] = (unsigned char)(q >> 8);
+        buf[o++] = (unsigned char)q;
     }
     if (bad)
         return -1;
@@ -278,13 +295,36 @@ static int b64_decode(cur *c, const char *s, size_t n, char **out, size_t *olen)
                           (unsigned long)(d - 1) << 6;
         if ((pad == 2 && (q & 0xffff)) || (pad == 1 && (q & 0xff)))
             return -1;
-        buf[o++] = (char)(q >> 16);
+        buf[o++] = (unsigned char)(q >> 16);
         if (pad == 1)
-            buf[o++] = (char)(q >> 8);
+            buf[o++] = (unsigned char)(q >> 8);
     }
+    return (long)o;
+}
+
+long sl__sfv_b64_decode(const char *s, size_t n, unsigned char *out, size_t cap)
+{
+    if (n % 4)
+        return -1;
+    size_t pad = n > 0 && s[n - 1] == '=' ? 1 + (s[n - 2] == '=') : 0;
+    if (n / 4 * 3 - pad > cap)
+        return -1;
+    return b64_core(s, n, out);
+}
+
+static int b64_decode(cur *c, const char *s, size_t n, char **out, size_t *olen)
+{
+    if (n % 4)
+        return -1;
+    char *buf = take(c, n / 4 * 3 + 1);
+    if (buf == NULL)
+        return -1;
+    long o = b64_core(s, n, (unsigned char *)buf);
+    if (o < 0)
+        return -1;
     buf[o] = '\0';
     *out = buf;
-    *olen = o;
+    *olen = (size_t)o;
     return 0;
 }
 
@@ -351,7 +391,8 @@ static int parse_params(cur *c, sl__sfv_item *it)
 {
     while (peek(c) == ';') {
         c->pos++;
-        skip_sp(c);
+        if (skip_sp(c))
+            c->noncanon++;
         if (grow(c, (void **)&it->params, it->nparams, sizeof *it->params, SL__SFV_MAX_PARAMS) < 0)
             return -1;
         sl__sfv_param *p = &it->params[it->nparams];
@@ -362,6 +403,8 @@ static int parse_params(cur *c, sl__sfv_item *it)
             c->pos++;
             if (parse_bare(c, &p->v) < 0)
                 return -1;
+            if (p->v.type == SL__SFV_BOOLEAN && p->v.i == 1)
+                c->noncanon++; /* serialised as the bare key */
         } else {
             p->v.type = SL__SFV_BOOLEAN;
             p->v.i = 1;
@@ -372,26 +415,45 @@ static int parse_params(cur *c, sl__sfv_item *it)
 
 /* ---- items, inner lists, lists, dictionaries ------------------------------------------------ */
 
+/* The span of it's text, from start to here, and whether it serialises as written. */
+static void spanned(cur *c, sl__sfv_item *it, size_t start, unsigned noncanon)
+{
+    it->text = c->s + start;
+    it->text_len = c->pos - start;
+    it->canonical = c->noncanon == noncanon;
+}
+
 static int parse_item(cur *c, sl__sfv_item *it)
 {
+    size_t start = c->pos;
+    unsigned noncanon = c->noncanon;
     memset(it, 0, sizeof *it);
-    if (parse_bare(c, &it->v) < 0)
+    if (parse_bare(c, &it->v) < 0 || parse_params(c, it) < 0)
         return -1;
-    return parse_params(c, it);
+    spanned(c, it, start, noncanon);
+    return 0;
 }
 
 static int parse_item_or_inner(cur *c, sl__sfv_item *it)
 {
     if (peek(c) != '(')
         return parse_item(c, it);
+    size_t start = c->pos;
+    unsigned noncanon = c->noncanon;
     memset(it, 0, sizeof *it);
     it->inner = 1;
     c->pos++;
     for (;;) {
-        skip_sp(c);
+        /* Serialised: no space after '(' or before ')', one between items. */
+        size_t sp = skip_sp(c);
+        if (sp != (it->nitems && peek(c) != ')'))
+            c->noncanon++;
         if (peek(c) == ')') {
             c->pos++;
-            return parse_params(c, it);
+            if (parse_params(c, it) < 0)
+                return -1;
+            spanned(c, it, start, noncanon);
+            return 0;
         }
         if (at_end(c) ||
             grow(c, (void **)&it->items, it->nitems, sizeof *it->items, SL__SFV_MAX_INNER) < 0)
@@ -403,12 +465,21 @@ static int parse_item_or_inner(cur *c, sl__sfv_item *it)
     }
 }
 
-static int parse_members(const char *s, size_t len, sl__sfv_dict *out, int dict)
+static int parse_members(const char *s, size_t len, sl__sfv_dict *out, int dict, void *scratch,
+                         size_t cap)
 {
     memset(out, 0, sizeof *out);
     if (s == NULL || len > SL__SFV_MAX_INPUT)
         return -1;
-    cur c = {s, len, 0, &out->mem};
+    cur c = {s, len, 0, &out->mem, NULL, 0, 0};
+    if (scratch != NULL) {
+        /* aligned as malloc's memory is, for every piece carved from it */
+        size_t skip = (size_t)(-(uintptr_t)scratch % sizeof(max_align_t));
+        if (cap > skip) {
+            c.scratch = (char *)scratch + skip;
+            c.scap = (cap - skip) / sizeof(max_align_t) * sizeof(max_align_t);
+        }
+    }
     skip_sp(&c);
     while (c.len > c.pos && c.s[c.len - 1] == ' ')
         c.len--;
@@ -450,12 +521,17 @@ fail:
 
 int sl__sfv_parse_dict(const char *s, size_t len, sl__sfv_dict *out)
 {
-    return parse_members(s, len, out, 1);
+    return parse_members(s, len, out, 1, NULL, 0);
+}
+
+int sl__sfv_parse_dict_in(const char *s, size_t len, sl__sfv_dict *out, void *scratch, size_t cap)
+{
+    return parse_members(s, len, out, 1, scratch, cap);
 }
 
 int sl__sfv_parse_list(const char *s, size_t len, sl__sfv_dict *out)
 {
-    return parse_members(s, len, out, 0);
+    return parse_members(s, len, out, 0, NULL, 0);
 }
 
 int sl__sfv_parse_item(const char *s, size_t len, sl__sfv_item *out)
@@ -464,7 +540,7 @@ int sl__sfv_parse_item(const char *s, size_t len, sl__sfv_item *out)
     if (s == NULL || len > SL__SFV_MAX_INPUT)
         return -1;
     void *mem = NULL;
-    cur c = {s, len, 0, &mem};
+    cur c = {s, len, 0, &mem, NULL, 0, 0};
     skip_sp(&c);
     int rc = parse_item(&c, out);
     out->mem = mem; /* parse_item cleared *out first */
