@@ -152,22 +152,24 @@ static int keyid_valid(const char *s)
     return 1;
 }
 
+/* The derived components this verifier builds, by index (bit i of a set of them is derived[i]). */
+enum { D_METHOD, D_TARGET_URI, D_AUTHORITY, D_SCHEME, D_PATH, D_QUERY, D_REQUEST_TARGET };
 static const char *const derived[] = {"@method", "@target-uri", "@authority",     "@scheme",
                                       "@path",   "@query",      "@request-target"};
 
-static int is_derived(const char *c)
+/* c's index in derived[], or -1: each name differs from the others in its second byte. */
+static int derived_index(const char *c)
 {
-    for (size_t i = 0; i < sizeof derived / sizeof *derived; i++)
-        if (!strcmp(c, derived[i]))
-            return 1;
-    return 0;
+    static const char second[] = "mtaspqr";
+    const char *at = c[0] == '@' && c[1] ? strchr(second, c[1]) : NULL;
+    return at && !strcmp(c, derived[at - second]) ? (int)(at - second) : -1;
 }
 
 /* A component name this verifier can build: a derived one it knows or a lowercase field name. */
 static int component_valid(const char *c)
 {
     if (c[0] == '@')
-        return is_derived(c);
+        return derived_index(c) >= 0;
     if (c[0] == '\0' || strlen(c) > 64)
         return 0;
     for (const char *p = c; *p; p++)
@@ -658,20 +660,24 @@ static void put_lower(buf *b, const char *s, size_t n)
         b->p[at + i] = (char)tolower((unsigned char)b->p[at + i]);
 }
 
-/* The value of a derived component into b; -1 when the request has none. */
-static int put_derived(buf *b, const char *name, const sl_authn_request *r)
+/* The value of derived component d (D_*) into b; -1 when the request has none. */
+static int put_derived(buf *b, int d, const sl_authn_request *r)
 {
     const char *path = r->path_len ? r->path : "/";
     size_t plen = r->path_len ? r->path_len : 1;
-    if (!strcmp(name, "@method"))
+    switch (d) {
+    case D_METHOD:
         puts_(b, r->method);
-    else if (!strcmp(name, "@scheme"))
+        return 0;
+    case D_SCHEME:
         put_lower(b, r->scheme, strlen(r->scheme));
-    else if (!strcmp(name, "@authority")) {
+        return 0;
+    case D_AUTHORITY:
         if (r->authority == NULL)
             return -1;
         put_lower(b, r->authority, r->authority_len);
-    } else if (!strcmp(name, "@target-uri")) {
+        return 0;
+    case D_TARGET_URI:
         if (r->authority == NULL)
             return -1;
         put_lower(b, r->scheme, strlen(r->scheme));
@@ -682,20 +688,23 @@ static int put_derived(buf *b, const char *name, const sl_authn_request *r)
             puts_(b, "?");
             put(b, r->query, r->query_len);
         }
-    } else if (!strcmp(name, "@path"))
+        return 0;
+    case D_PATH:
         put(b, path, plen);
-    else if (!strcmp(name, "@query")) {
+        return 0;
+    case D_QUERY:
         puts_(b, "?");
         put(b, r->query, r->query_len);
-    } else if (!strcmp(name, "@request-target")) {
+        return 0;
+    case D_REQUEST_TARGET:
         put(b, path, plen);
         if (r->query_len) {
             puts_(b, "?");
             put(b, r->query, r->query_len);
         }
-    } else
-        return -1;
-    return 0;
+        return 0;
+    }
+    return -1;
 }
 
 /* Every field line named name, trimmed and joined with ", " (section 2.1); -1 when absent. */
@@ -722,9 +731,10 @@ static int has(const char *const *names, size_t n, const char *name)
     return 0;
 }
 
-/* The policy: what every signature must cover, and what its key adds. */
-static int policy_check(const key *k, const char *const *cov, size_t ncov,
-                        const sl_authn_request *r, int minimum, sl_status *st)
+/* The policy: what every signature must cover, and what its key adds. dset: the derived
+ * components covered (bit D_*); digest: 1 when content-digest is. */
+static int policy_check(const key *k, const char *const *cov, size_t ncov, unsigned dset,
+                        int digest, const sl_authn_request *r, int minimum, sl_status *st)
 {
     for (size_t i = 0; i < k->o.ncomponents; i++)
         if (!has(cov, ncov, k->o.components[i]))
@@ -732,17 +742,18 @@ static int policy_check(const key *k, const char *const *cov, size_t ncov,
                                  k->o.components[i]);
     if (!minimum)
         return SL_OK;
-    if (!has(cov, ncov, "@method"))
+#define COVERS(d) ((dset >> (d)) & 1u)
+    if (!COVERS(D_METHOD))
         return sl_status_set(st, SL_ETOKEN, "the signature must cover @method");
     int target =
-        has(cov, ncov, "@target-uri") ||
-        (has(cov, ncov, "@authority") && ((has(cov, ncov, "@path") && has(cov, ncov, "@query")) ||
-                                          has(cov, ncov, "@request-target")));
+        COVERS(D_TARGET_URI) ||
+        (COVERS(D_AUTHORITY) && ((COVERS(D_PATH) && COVERS(D_QUERY)) || COVERS(D_REQUEST_TARGET)));
+#undef COVERS
     if (!target)
         return sl_status_set(st, SL_ETOKEN,
                              "the signature must cover @target-uri (or @authority, @path and "
                              "@query)");
-    if (r->body_len > 0 && !has(cov, ncov, "content-digest"))
+    if (r->body_len > 0 && !digest)
         return sl_status_set(st, SL_ETOKEN,
                              "the signature must cover content-digest when there is a body");
     return SL_OK;
@@ -948,8 +959,14 @@ int sl__httpsig_verify_policy(const sl_httpsig_keyring *kr, const sl_authn_reque
         goto done;
     }
     /* Covered components: lowercase strings, each once, no parameters (none is supported). */
+    /* Each is classified once: a derived one by its D_* index (dset holds those covered), a field
+     * as FIELD, or CONTENT_DIGEST. */
+    enum { FIELD = -1, CONTENT_DIGEST = -2 };
     const char *cov[SL__SFV_MAX_INNER];
     size_t covlen[SL__SFV_MAX_INNER], ncov = si->nitems;
+    int cid[SL__SFV_MAX_INNER];
+    unsigned dset = 0;
+    int covers_digest = 0;
     for (size_t i = 0; i < ncov; i++) {
         const sl__sfv_item *c = &si->items[i];
         if (c->v.type != SL__SFV_STRING) {
@@ -960,18 +977,26 @@ int sl__httpsig_verify_policy(const sl_httpsig_keyring *kr, const sl_authn_reque
             rc = sl_status_set(st, SL_ETOKEN, "unsupported component parameter on %.64s", c->v.s);
             goto done;
         }
-        if (!component_valid(c->v.s)) {
+        int d = c->v.s[0] == '@' ? derived_index(c->v.s) : FIELD;
+        if (c->v.s[0] == '@' ? d < 0 : !component_valid(c->v.s)) {
             rc = sl_status_set(st, SL_ETOKEN, "unsupported component %.64s", c->v.s);
             goto done;
         }
-        if (has(cov, i, c->v.s)) {
+        if (d == FIELD && c->v.len == 14 && !memcmp(c->v.s, "content-digest", 14))
+            d = CONTENT_DIGEST;
+        if (d >= 0 ? (int)((dset >> d) & 1u)
+                   : (d == CONTENT_DIGEST ? covers_digest : has(cov, i, c->v.s))) {
             rc = sl_status_set(st, SL_ETOKEN, "component %.64s covered twice", c->v.s);
             goto done;
         }
+        if (d >= 0)
+            dset |= 1u << d;
+        covers_digest |= d == CONTENT_DIGEST;
         cov[i] = c->v.s;
         covlen[i] = c->v.len;
+        cid[i] = d;
     }
-    if ((rc = policy_check(k, cov, ncov, r, minimum, st)) != SL_OK)
+    if ((rc = policy_check(k, cov, ncov, dset, covers_digest, r, minimum, st)) != SL_OK)
         goto done;
     /* The body's digest before anything else looks at the body. */
     size_t dlen = 0;
@@ -989,9 +1014,9 @@ int sl__httpsig_verify_policy(const sl_httpsig_keyring *kr, const sl_authn_reque
         put(&b, cov[i], covlen[i]);
         put(&b, "\": ", 3);
         int got;
-        if (cov[i][0] == '@')
-            got = put_derived(&b, cov[i], r);
-        else if (dig != NULL && !strcmp(cov[i], "content-digest")) {
+        if (cid[i] >= 0)
+            got = put_derived(&b, cid[i], r);
+        else if (cid[i] == CONTENT_DIGEST && dig != NULL) {
             put(&b, dig, dlen); /* the one line, found above */
             got = 0;
         } else
