@@ -839,14 +839,32 @@ static const char *only_header(const sl_authn_request *r, const char *name, size
     return v;
 }
 
+static int verify(const sl_httpsig_keyring *kr, const sl_authn_request *r, double now,
+                  double max_skew, int minimum, sl__httpsig_early_fn early, void *ud,
+                  sl_httpsig_verified *out, sl_status *st);
+
 int sl_httpsig_verify(const sl_httpsig_keyring *kr, const sl_authn_request *r, double now,
                       double max_skew, sl_httpsig_verified *out, sl_status *st)
 {
-    return sl__httpsig_verify_policy(kr, r, now, max_skew, 1, out, st);
+    return verify(kr, r, now, max_skew, 1, NULL, NULL, out, st);
 }
 
 int sl__httpsig_verify_policy(const sl_httpsig_keyring *kr, const sl_authn_request *r, double now,
                               double max_skew, int minimum, sl_httpsig_verified *out, sl_status *st)
+{
+    return verify(kr, r, now, max_skew, minimum, NULL, NULL, out, st);
+}
+
+int sl__httpsig_verify_early(const sl_httpsig_keyring *kr, const sl_authn_request *r, double now,
+                             double max_skew, sl__httpsig_early_fn early, void *ud,
+                             sl_httpsig_verified *out, sl_status *st)
+{
+    return verify(kr, r, now, max_skew, 1, early, ud, out, st);
+}
+
+static int verify(const sl_httpsig_keyring *kr, const sl_authn_request *r, double now,
+                  double max_skew, int minimum, sl__httpsig_early_fn early, void *ud,
+                  sl_httpsig_verified *out, sl_status *st)
 {
     memset(out, 0, sizeof *out);
     if (r == NULL || r->header == NULL)
@@ -998,6 +1016,8 @@ int sl__httpsig_verify_policy(const sl_httpsig_keyring *kr, const sl_authn_reque
     }
     if ((rc = policy_check(k, cov, ncov, dset, covers_digest, r, minimum, st)) != SL_OK)
         goto done;
+    if (early != NULL && nonce != NULL)
+        early(ud, k->o.keyid, nonce);
     /* The body's digest before anything else looks at the body. */
     size_t dlen = 0;
     int ddup;

@@ -966,6 +966,41 @@ static void test_nonce_store_many(void **state)
     ns->free(ns);
 }
 
+/* The memory store's prefetch only prepares: remember answers the same after it, for the nonce
+ * it was told, for another one, and after a prefetch it ignored (a nonce too long to keep). */
+static void test_nonce_prefetch(void **state)
+{
+    (void)state;
+    sl__nonce_store *ns;
+    assert_int_equal(sl__nonce_memory_new(100, &ns), SL_OK);
+    assert_non_null(ns->prefetch);
+    int c[3] = {0};
+    ns->prefetch(ns, "k1", "n1");
+    ns->remember(ns, "k1", "n2", 1000, 0, count_status, c); /* not the one prefetched */
+    assert_int_equal(c[0], 1);
+    ns->remember(ns, "k1", "n1", 1000, 0, count_status, c);
+    assert_int_equal(c[0], 2);
+    ns->prefetch(ns, "k1", "n1");
+    ns->remember(ns, "k1", "n1", 1000, 0, count_status, c); /* prefetched, and a replay */
+    assert_int_equal(c[1], 1);
+    ns->prefetch(ns, "k2", "n1"); /* the same nonce under another key */
+    ns->remember(ns, "k2", "n1", 1000, 0, count_status, c);
+    assert_int_equal(c[0], 3);
+    ns->remember(ns, "k2", "n1", 1000, 0, count_status, c); /* no prefetch left over */
+    assert_int_equal(c[1], 2);
+    char longer[SL_HTTPSIG_NONCE_MAX + 8];
+    memset(longer, 'x', sizeof longer - 1);
+    longer[sizeof longer - 1] = '\0';
+    ns->prefetch(ns, "k1", longer);
+    ns->remember(ns, "k1", longer, 1000, 0, count_status, c);
+    ns->remember(ns, "k1", longer, 1000, 0, count_status, c);
+    assert_int_equal(c[0], 4);
+    assert_int_equal(c[1], 3);
+    assert_int_equal(c[2], 0);
+    assert_int_equal(sl__nonce_memory_size(ns), 4);
+    ns->free(ns);
+}
+
 static void test_authenticator_replay(void **state)
 {
     (void)state;
@@ -1045,6 +1080,7 @@ int main(void)
         cmocka_unit_test(test_params_serialised),
         cmocka_unit_test(test_key_file),
         cmocka_unit_test(test_nonce_store_many),
+        cmocka_unit_test(test_nonce_prefetch),
         cmocka_unit_test(test_authenticator_replay),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
