@@ -109,11 +109,32 @@ static int is_alpha(int ch)
     return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z');
 }
 
-/* RFC 9110 tchar */
-static int is_tchar(int ch)
-{
-    return ch > 0 && (is_alpha(ch) || is_digit(ch) || (ch < 128 && strchr("!#$%&'*+-.^_`|~", ch)));
-}
+/* Byte classes, one table lookup a byte in the scanning loops. */
+enum {
+    C_TOKEN = 1, /* after a token's first byte: RFC 9110 tchar, ':' and '/' */
+    C_KEY = 2,   /* after a key's first byte: lcalpha, DIGIT, '_', '-', '.', '*' */
+    C_PLAIN = 4, /* in a string as itself: 0x20..0x7e but '"' and '\\' */
+    TKP = C_TOKEN | C_KEY | C_PLAIN,
+    TP = C_TOKEN | C_PLAIN,
+    P = C_PLAIN,
+};
+
+static const unsigned char cls[256] = {
+    [' '] = P,   ['!'] = TP,  ['#'] = TP,  ['$'] = TP,  ['%'] = TP,  ['&'] = TP,  ['\''] = TP,
+    ['('] = P,   [')'] = P,   ['*'] = TKP, ['+'] = TP,  [','] = P,   ['-'] = TKP, ['.'] = TKP,
+    ['/'] = TP,  ['0'] = TKP, ['1'] = TKP, ['2'] = TKP, ['3'] = TKP, ['4'] = TKP, ['5'] = TKP,
+    ['6'] = TKP, ['7'] = TKP, ['8'] = TKP, ['9'] = TKP, [':'] = TP,  [';'] = P,   ['<'] = P,
+    ['='] = P,   ['>'] = P,   ['?'] = P,   ['@'] = P,   ['A'] = TP,  ['B'] = TP,  ['C'] = TP,
+    ['D'] = TP,  ['E'] = TP,  ['F'] = TP,  ['G'] = TP,  ['H'] = TP,  ['I'] = TP,  ['J'] = TP,
+    ['K'] = TP,  ['L'] = TP,  ['M'] = TP,  ['N'] = TP,  ['O'] = TP,  ['P'] = TP,  ['Q'] = TP,
+    ['R'] = TP,  ['S'] = TP,  ['T'] = TP,  ['U'] = TP,  ['V'] = TP,  ['W'] = TP,  ['X'] = TP,
+    ['Y'] = TP,  ['Z'] = TP,  ['['] = P,   [']'] = P,   ['^'] = TP,  ['_'] = TKP, ['`'] = TP,
+    ['a'] = TKP, ['b'] = TKP, ['c'] = TKP, ['d'] = TKP, ['e'] = TKP, ['f'] = TKP, ['g'] = TKP,
+    ['h'] = TKP, ['i'] = TKP, ['j'] = TKP, ['k'] = TKP, ['l'] = TKP, ['m'] = TKP, ['n'] = TKP,
+    ['o'] = TKP, ['p'] = TKP, ['q'] = TKP, ['r'] = TKP, ['s'] = TKP, ['t'] = TKP, ['u'] = TKP,
+    ['v'] = TKP, ['w'] = TKP, ['x'] = TKP, ['y'] = TKP, ['z'] = TKP, ['{'] = P,   ['|'] = TP,
+    ['}'] = P,   ['~'] = TP,
+};
 
 void sl__sfv_item_clear(sl__sfv_item *it)
 {
@@ -138,15 +159,17 @@ static int grow(cur *c, void **v, size_t n, size_t size, size_t max)
 {
     if (n >= max)
         return -1;
-    if (n != 0 && (n < 4 || (n & (n - 1)) != 0))
+    if (n != 0 && (n < 4 || (n & (n - 1)) != 0)) {
+        memset((char *)*v + n * size, 0, size); /* the element about to be used starts empty */
         return 0;
+    }
     size_t cap = n == 0 ? 4 : 2 * n;
     void *p = take(c, cap * size);
     if (p == NULL)
         return -1;
     if (n)
         memcpy(p, *v, n * size);
-    memset((char *)p + n * size, 0, (cap - n) * size);
+    memset((char *)p + n * size, 0, size);
     *v = p;
     return 0;
 }
@@ -175,10 +198,12 @@ static int parse_number(cur *c, sl__sfv_bare *out)
     char num[24];
     size_t n = 0, frac = 0;
     int decimal = 0;
+    int64_t v = 0; /* an integer's value as it goes (at most 15 digits: no overflow) */
     while (!at_end(c)) {
         int ch = peek(c);
         if (is_digit(ch)) {
             num[n++] = (char)ch;
+            v = v * 10 + (ch - '0');
             if (decimal)
                 frac++;
         } else if (ch == '.' && !decimal) {
@@ -203,7 +228,7 @@ static int parse_number(cur *c, sl__sfv_bare *out)
         out->d = strtod(num, NULL) * (neg ? -1 : 1);
     } else {
         out->type = SL__SFV_INTEGER;
-        out->i = strtoll(num, NULL, 10) * (neg ? -1 : 1);
+        out->i = neg ? -v : v;
     }
     return 0;
 }
@@ -218,6 +243,14 @@ static int parse_string(cur *c, sl__sfv_bare *out)
     if (buf == NULL)
         return -1;
     while (p < end) {
+        /* a run of bytes that stand for themselves, copied in one go */
+        const unsigned char *run = p;
+        while (p < end && (cls[*p] & C_PLAIN))
+            p++;
+        memcpy(buf + n, run, (size_t)(p - run));
+        n += (size_t)(p - run);
+        if (p == end)
+            break;
         unsigned ch = *p++;
         if (ch == '\\') {
             if (p == end || (*p != '"' && *p != '\\'))
@@ -230,10 +263,8 @@ static int parse_string(cur *c, sl__sfv_bare *out)
             out->s = buf;
             out->len = n;
             return 0;
-        } else if (ch < 0x20 || ch > 0x7e)
-            return -1;
-        else
-            buf[n++] = (char)ch;
+        } else
+            return -1; /* outside 0x20..0x7e */
     }
     return -1;
 }
@@ -242,7 +273,7 @@ static int parse_token(cur *c, sl__sfv_bare *out)
 {
     size_t start = c->pos;
     c->pos++; /* ALPHA or '*', checked by the caller */
-    while (!at_end(c) && (is_tchar(peek(c)) || peek(c) == ':' || peek(c) == '/'))
+    while (!at_end(c) && (cls[(unsigned char)c->s[c->pos]] & C_TOKEN))
         c->pos++;
     if ((out->s = dup_n(c, c->s + start, c->pos - start)) == NULL)
         return -1;
@@ -376,12 +407,8 @@ static char *parse_key(cur *c)
     if (!is_lcalpha(ch) && ch != '*')
         return NULL;
     size_t start = c->pos;
-    while (!at_end(c)) {
-        ch = peek(c);
-        if (!is_lcalpha(ch) && !is_digit(ch) && ch != '_' && ch != '-' && ch != '.' && ch != '*')
-            break;
+    while (!at_end(c) && (cls[(unsigned char)c->s[c->pos]] & C_KEY))
         c->pos++;
-    }
     if (c->pos - start > SL__SFV_MAX_KEY)
         return NULL;
     return dup_n(c, c->s + start, c->pos - start);
@@ -576,7 +603,8 @@ int sl__sfv_dict_has_dups(const sl__sfv_dict *d)
 {
     for (size_t i = 0; i < d->n; i++)
         for (size_t j = i + 1; j < d->n; j++)
-            if (d->m[i].key && d->m[j].key && !strcmp(d->m[i].key, d->m[j].key))
+            if (d->m[i].key && d->m[j].key && d->m[i].key[0] == d->m[j].key[0] &&
+                !strcmp(d->m[i].key, d->m[j].key))
                 return 1;
     return 0;
 }
@@ -585,7 +613,8 @@ int sl__sfv_params_have_dups(const sl__sfv_item *it)
 {
     for (size_t i = 0; i < it->nparams; i++)
         for (size_t j = i + 1; j < it->nparams; j++)
-            if (!strcmp(it->params[i].key, it->params[j].key))
+            if (it->params[i].key[0] == it->params[j].key[0] &&
+                !strcmp(it->params[i].key, it->params[j].key))
                 return 1;
     return 0;
 }
