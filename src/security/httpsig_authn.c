@@ -290,7 +290,7 @@ static void authenticate_request(sl_authenticator *a, const sl_authn_request *re
         cb(ud, rc == SL_EUNAUTH ? SL_EUNAUTH : SL_ETOKEN, NULL, st.message);
         return;
     }
-    pending *p = calloc(1, sizeof *p);
+    pending *p = malloc(sizeof *p); /* every field is set below (identity_of inits who) */
     if (p == NULL || identity_of(&v, &p->who) != SL_OK) {
         free(p);
         cb(ud, SL_EUNAVAIL, NULL, "out of memory");
