@@ -154,22 +154,20 @@ void sl__sfv_dict_clear(sl__sfv_dict *d)
 
 /* Makes room for one more element in *v, which holds n: arrays start at 4 elements and double
  * (the bounds are powers of two), so the capacity is full exactly when n is 0 or a power of two
- * of at least 4. -1 at max elements or out of memory. */
+ * of at least 4. -1 at max elements or out of memory. The new element is not zeroed: the caller
+ * does (with its type's size known, a few stores rather than a memset call). */
 static int grow(cur *c, void **v, size_t n, size_t size, size_t max)
 {
     if (n >= max)
         return -1;
-    if (n != 0 && (n < 4 || (n & (n - 1)) != 0)) {
-        memset((char *)*v + n * size, 0, size); /* the element about to be used starts empty */
+    if (n != 0 && (n < 4 || (n & (n - 1)) != 0))
         return 0;
-    }
     size_t cap = n == 0 ? 4 : 2 * n;
     void *p = take(c, cap * size);
     if (p == NULL)
         return -1;
     if (n)
         memcpy(p, *v, n * size);
-    memset((char *)p + n * size, 0, size);
     *v = p;
     return 0;
 }
@@ -423,6 +421,7 @@ static int parse_params(cur *c, sl__sfv_item *it)
         if (grow(c, (void **)&it->params, it->nparams, sizeof *it->params, SL__SFV_MAX_PARAMS) < 0)
             return -1;
         sl__sfv_param *p = &it->params[it->nparams];
+        memset(p, 0, sizeof *p);
         if ((p->key = parse_key(c)) == NULL)
             return -1;
         it->nparams++;
@@ -516,6 +515,7 @@ static int parse_members(const char *s, size_t len, sl__sfv_dict *out, int dict,
         if (grow(&c, (void **)&out->m, out->n, sizeof *out->m, SL__SFV_MAX_MEMBERS) < 0)
             goto fail;
         sl__sfv_member *m = &out->m[out->n++];
+        memset(m, 0, sizeof *m);
         if (dict) {
             if ((m->key = parse_key(&c)) == NULL)
                 goto fail;
