@@ -1,9 +1,12 @@
 /* Fuzz target: the signed-request parsers (security/sfv.c, security/httpsig.c). The input's lines
  * are a Signature-Input value, a Signature value, a Content-Digest value, and the body (the rest).
  * Each line goes through the structured-field parsers, whose accepted items must serialise to
- * text that parses again to the same serialisation; Content-Digest is checked against the body;
- * the whole goes through the verifier with an hmac and an ed25519 key, which must answer with one
- * of its documented codes. Violations abort. */
+ * text that parses again to the same serialisation, and whose items marked canonical must
+ * serialise to exactly their received text (the verifier signs that text instead of serialising);
+ * a parse into caller scratch of any size must equal the heap parse. Content-Digest is checked
+ * against the body, and must get the answer the plain dictionary parse gives (the verifier has a
+ * shortcut for the usual one-entry field); the whole goes through the verifier with an hmac and
+ * an ed25519 key, which must answer with one of its documented codes. Violations abort. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* memmem */
 #endif
@@ -14,6 +17,9 @@
 #include <strings.h>
 
 #include <sluice/httpsig.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
 
 #include "security/sfv.h"
 
@@ -47,9 +53,24 @@ static const char *fake_header(const sl_authn_request *r, const char *name, size
     return NULL;
 }
 
+/* An item the parser calls canonical serialises to its text, byte for byte. */
+static void canonical(const sl__sfv_item *it)
+{
+    static char a[SL__SFV_MAX_INPUT + 1];
+    if (it->inner)
+        for (size_t i = 0; i < it->nitems; i++)
+            canonical(&it->items[i]);
+    if (!it->canonical)
+        return;
+    long n = sl__sfv_serialize_item(it, a, sizeof a);
+    if (it->text == NULL || n < 0 || (size_t)n != it->text_len || memcmp(a, it->text, it->text_len))
+        fail("an item marked canonical serialises otherwise than written");
+}
+
 static void roundtrip(const sl__sfv_item *it)
 {
     char a[SL__SFV_MAX_INPUT + 1], b[SL__SFV_MAX_INPUT + 1];
+    canonical(it);
     long n = sl__sfv_serialize_item(it, a, sizeof a);
     if (n < 0)
         return; /* bytes a string cannot carry once unescaped: no serialisation, fine */
@@ -62,10 +83,36 @@ static void roundtrip(const sl__sfv_item *it)
     sl__sfv_dict_clear(&d);
 }
 
+/* Two parses of one field alike: the same members, keys and serialisations. */
+static void same_dict(const sl__sfv_dict *x, const sl__sfv_dict *y)
+{
+    static char a[SL__SFV_MAX_INPUT + 1], b[SL__SFV_MAX_INPUT + 1];
+    if (x->n != y->n)
+        fail("a parse into scratch has other members");
+    for (size_t i = 0; i < x->n; i++) {
+        long n = sl__sfv_serialize_item(&x->m[i].item, a, sizeof a),
+             m = sl__sfv_serialize_item(&y->m[i].item, b, sizeof b);
+        if (strcmp(x->m[i].key, y->m[i].key) || n != m || (n > 0 && memcmp(a, b, (size_t)n)) ||
+            x->m[i].item.canonical != y->m[i].item.canonical)
+            fail("a parse into scratch differs");
+    }
+}
+
 static void parse_all(const char *s, size_t n)
 {
     sl__sfv_dict d;
-    if (sl__sfv_parse_dict(s, n, &d) == 0) {
+    int rc = sl__sfv_parse_dict(s, n, &d);
+    /* The same into scratch of a size the input picks (none, a little, plenty), misaligned too. */
+    static max_align_t scratch[8192 / sizeof(max_align_t) + 1];
+    size_t cap = n ? (unsigned char)s[0] * (size_t)32 : 0, skew = n % 8;
+    sl__sfv_dict e;
+    if (sl__sfv_parse_dict_in(s, n, &e, (char *)scratch + skew, cap) != rc)
+        fail("a parse into scratch answers otherwise");
+    if (rc == 0) {
+        same_dict(&d, &e);
+        sl__sfv_dict_clear(&e);
+    }
+    if (rc == 0) {
         for (size_t i = 0; i < d.n; i++)
             roundtrip(&d.m[i].item);
         sl__sfv_dict_clear(&d);
@@ -80,6 +127,40 @@ static void parse_all(const char *s, size_t n)
         roundtrip(&it);
         sl__sfv_item_clear(&it);
     }
+}
+
+/* The Content-Digest check as it reads in RFC 9530, through the dictionary parser alone: what
+ * sl_httpsig_check_digest must answer, reason included. */
+static int digest_reference(const char *value, size_t len, const char *body, size_t body_len,
+                            sl_status *st)
+{
+    sl__sfv_dict d;
+    if (sl__sfv_parse_dict(value, len, &d) < 0)
+        return sl_status_set(st, SL_ETOKEN, "malformed Content-Digest");
+    int rc = SL_OK, checked = 0;
+    if (sl__sfv_dict_has_dups(&d))
+        rc = sl_status_set(st, SL_ETOKEN, "malformed Content-Digest");
+    for (size_t i = 0; i < d.n && rc == SL_OK; i++) {
+        int is256 = !strcmp(d.m[i].key, "sha-256");
+        if (!is256 && strcmp(d.m[i].key, "sha-512") != 0)
+            continue;
+        const sl__sfv_item *it = &d.m[i].item;
+        if (it->inner || it->v.type != SL__SFV_BYTES) {
+            rc = sl_status_set(st, SL_ETOKEN, "malformed Content-Digest");
+            break;
+        }
+        unsigned char h[EVP_MAX_MD_SIZE];
+        unsigned int hl = 0;
+        if (EVP_Digest(body, body_len, h, &hl, is256 ? EVP_sha256() : EVP_sha512(), NULL) != 1)
+            fail("cannot hash");
+        if (hl != it->v.len || CRYPTO_memcmp(h, it->v.s, hl) != 0)
+            rc = sl_status_set(st, SL_ETOKEN, "content-digest does not match the body");
+        checked++;
+    }
+    if (rc == SL_OK && !checked)
+        rc = sl_status_set(st, SL_ETOKEN, "Content-Digest has no sha-256 or sha-512 entry");
+    sl__sfv_dict_clear(&d);
+    return rc;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -126,6 +207,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int rc = sl_httpsig_check_digest(part[2], plen[2], part[3], plen[3], &st);
     if (rc != SL_OK && rc != SL_ETOKEN)
         fail("Content-Digest check answered an undocumented code");
+    sl_status ref;
+    if (digest_reference(part[2], plen[2], part[3], plen[3], &ref) != rc ||
+        (rc != SL_OK && strcmp(ref.message, st.message)))
+        fail("the Content-Digest check differs from the plain parse");
     fake f;
     memset(&f, 0, sizeof f);
     f.v.method = "PUT";

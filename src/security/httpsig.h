@@ -17,6 +17,16 @@ int sl__httpsig_verify_policy(const sl_httpsig_keyring *kr, const sl_authn_reque
                               double max_skew, int minimum, sl_httpsig_verified *out,
                               sl_status *st);
 
+/* Told what a verification's nonce will be, before the body's digest and the signature are
+ * checked (the request may still be refused after). */
+typedef void (*sl__httpsig_early_fn)(void *ud, const char *keyid, const char *nonce);
+
+/* sl_httpsig_verify (minimum policy), calling early (when not NULL) once the signature's key,
+ * freshness, nonce and components have passed and it carries a nonce. */
+int sl__httpsig_verify_early(const sl_httpsig_keyring *kr, const sl_authn_request *r, double now,
+                             double max_skew, sl__httpsig_early_fn early, void *ud,
+                             sl_httpsig_verified *out, sl_status *st);
+
 /* A nonce store's answer, exactly once: SL_OK the nonce is new and is now remembered; SL_ETOKEN
  * it was seen before (a replay); SL_ELIMIT the store is full (it refuses rather than forgets);
  * SL_EUNAVAIL it cannot answer (fail closed). */
@@ -27,6 +37,10 @@ typedef void (*sl__nonce_fn)(void *ud, int status);
 typedef struct sl__nonce_store {
     void (*remember)(struct sl__nonce_store *s, const char *keyid, const char *nonce, double until,
                      double now, sl__nonce_fn fn, void *ud);
+    /* Optional (NULL: none). A remember of this keyid and nonce is likely soon: the store may
+     * start bringing what it will look at into the cache meanwhile. No answer, no effect on what
+     * remember answers. */
+    void (*prefetch)(struct sl__nonce_store *s, const char *keyid, const char *nonce);
     /* Answers what is pending with SL_EUNAVAIL, then frees. */
     void (*free)(struct sl__nonce_store *s);
 } sl__nonce_store;

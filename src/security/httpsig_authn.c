@@ -2,14 +2,15 @@
  * which verifies first and only then spends the nonce (so an unsigned request cannot use up a
  * nonce someone else will send), and the one-node nonce store. A nonce is kept until its
  * signature could no longer pass the freshness check (created + the skew), which is what makes
- * forgetting it afterwards safe; a full store refuses new requests instead of forgetting early. */
+ * forgetting it afterwards safe; a full store refuses new requests instead of forgetting early.
+ * The authenticator tells the store the nonce as soon as the verifier knows it (prefetch), so the
+ * memory store's slot is fetched while the body is hashed and the signature checked. */
 #include "security/hmac256.h"
 #include "security/httpsig.h"
 
 #include <sluice/revocation.h>
 
 #include <stdint.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -52,6 +53,14 @@ typedef struct mem_store {
     size_t cap;    /* a power of two */
     size_t filled; /* slots used, live or expired */
     size_t max;
+    /* The digest prefetch computed, for the remember of the same keyid and nonce that follows
+     * (valid: 1 until then): the verifier's hashing and key operation run between the two while
+     * the slot's cache line is on its way, and the digest is not computed twice. */
+    struct {
+        int valid;
+        uint64_t a, b;
+        char keyid[SL_HTTPSIG_KEYID_MAX + 1], nonce[SL_HTTPSIG_NONCE_MAX + 1];
+    } next;
 } mem_store;
 
 #define MIN_CAP 64
@@ -85,18 +94,48 @@ static int rebuild(mem_store *m, double now)
     return SL_OK;
 }
 
+/* The 128 bits of keyid and nonce's digest a slot holds; 0, or -1 when hashing failed. */
+static int slot_key(const char *keyid, const char *nonce, uint64_t *a, uint64_t *b)
+{
+    unsigned char h[SL__SHA256_LEN];
+    if (!nonce_digest(keyid, nonce, h))
+        return -1;
+    memcpy(a, h, 8);
+    memcpy(b, h + 8, 8);
+    return 0;
+}
+
+static void mem_prefetch(sl__nonce_store *s, const char *keyid, const char *nonce)
+{
+    mem_store *m = (mem_store *)s;
+    size_t kl = strlen(keyid), nl = strlen(nonce);
+    m->next.valid = 0;
+    if (kl >= sizeof m->next.keyid || nl >= sizeof m->next.nonce ||
+        slot_key(keyid, nonce, &m->next.a, &m->next.b) < 0)
+        return;
+    memcpy(m->next.keyid, keyid, kl + 1);
+    memcpy(m->next.nonce, nonce, nl + 1);
+    m->next.valid = 1;
+    /* where remember's probe starts, and the next line (a 24-byte slot may straddle two) */
+    const slot *e = &m->t[m->next.a & (m->cap - 1)];
+    __builtin_prefetch(e);
+    __builtin_prefetch((const char *)e + sizeof *e);
+}
+
 static void mem_remember(sl__nonce_store *s, const char *keyid, const char *nonce, double until,
                          double now, sl__nonce_fn fn, void *ud)
 {
     mem_store *m = (mem_store *)s;
-    unsigned char h[SL__SHA256_LEN];
-    if (!nonce_digest(keyid, nonce, h)) {
+    uint64_t a, b;
+    if (m->next.valid && !strcmp(m->next.keyid, keyid) && !strcmp(m->next.nonce, nonce)) {
+        a = m->next.a;
+        b = m->next.b;
+    } else if (slot_key(keyid, nonce, &a, &b) < 0) {
+        m->next.valid = 0;
         fn(ud, SL_EUNAVAIL);
         return;
     }
-    uint64_t a, b;
-    memcpy(&a, h, 8);
-    memcpy(&b, h + 8, 8);
+    m->next.valid = 0;
     for (int pass = 0;; pass++) {
         size_t mask = m->cap - 1, i = a & mask, reuse = SIZE_MAX;
         for (;; i = (i + 1) & mask) {
@@ -151,6 +190,7 @@ int sl__nonce_memory_new(size_t max, sl__nonce_store **out)
     m->cap = MIN_CAP;
     m->max = max ? max : DEFAULT_MAX_NONCES;
     m->base.remember = mem_remember;
+    m->base.prefetch = mem_prefetch;
     m->base.free = mem_free;
     *out = &m->base;
     return SL_OK;
@@ -203,7 +243,9 @@ static int identity_of(const sl_httpsig_verified *v, sl_identity *who)
 {
     const sl_httpsig_key_opts *k = v->key;
     sl_identity_init(who);
-    snprintf(who->principal, sizeof who->principal, "%s", k->principal);
+    size_t pl = strnlen(k->principal, sizeof who->principal - 1); /* what "%s" would keep */
+    memcpy(who->principal, k->principal, pl);
+    who->principal[pl] = '\0';
     memcpy(who->workspace, k->workspace, sizeof who->workspace);
     who->source = SL_SOURCE_SIGNATURE;
     who->role = k->role;
@@ -228,6 +270,13 @@ static int identity_of(const sl_httpsig_verified *v, sl_identity *who)
     return SL_OK;
 }
 
+/* The verifier knows the nonce: the store may start fetching while the signature is checked. */
+static void early(void *ud, const char *keyid, const char *nonce)
+{
+    sl__nonce_store *ns = ud;
+    ns->prefetch(ns, keyid, nonce);
+}
+
 static void authenticate_request(sl_authenticator *a, const sl_authn_request *req, double now,
                                  sl_authn_cb cb, void *ud)
 {
@@ -235,12 +284,13 @@ static void authenticate_request(sl_authenticator *a, const sl_authn_request *re
     sl_httpsig_verified v;
     sl_status st;
     sl_status_clear(&st);
-    int rc = sl_httpsig_verify(s->kr, req, now, s->skew, &v, &st);
+    int rc = sl__httpsig_verify_early(s->kr, req, now, s->skew, s->nonces->prefetch ? early : NULL,
+                                      s->nonces, &v, &st);
     if (rc != SL_OK) {
         cb(ud, rc == SL_EUNAUTH ? SL_EUNAUTH : SL_ETOKEN, NULL, st.message);
         return;
     }
-    pending *p = calloc(1, sizeof *p);
+    pending *p = malloc(sizeof *p); /* every field is set below (identity_of inits who) */
     if (p == NULL || identity_of(&v, &p->who) != SL_OK) {
         free(p);
         cb(ud, SL_EUNAVAIL, NULL, "out of memory");

@@ -11,9 +11,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* One parse's memory: every string, key and array of a parsed field is carved from a chain of
- * blocks the result owns (its `mem`), so a field costs one or two allocations and one free, not
- * one per piece (a signature header has a dozen). */
+/* One parse's memory: every string, key and array of a parsed field is carved from the caller's
+ * scratch when it gave one (sl__sfv_parse_dict_in: no allocation at all for a field that fits),
+ * then from a chain of blocks the result owns (its `mem`), so a field costs at most one or two
+ * allocations and one free, not one per piece (a signature header has a dozen). */
 typedef struct block {
     struct block *next;
     size_t cap, used;
@@ -23,12 +24,24 @@ typedef struct block {
 typedef struct cur {
     const char *s;
     size_t len, pos;
-    void **mem; /* the result's chain of blocks */
+    void **mem;        /* the result's chain of blocks */
+    char *scratch;     /* the caller's memory, aligned, taken from first; NULL: none */
+    size_t scap;       /* bytes of scratch left */
+    unsigned noncanon; /* how many constructs so far serialise otherwise than written */
 } cur;
+
+#define ALIGN_UP(n) (((n) + sizeof(max_align_t) - 1) / sizeof(max_align_t) * sizeof(max_align_t))
 
 static void *take(cur *c, size_t n)
 {
-    n = (n + sizeof(max_align_t) - 1) / sizeof(max_align_t) * sizeof(max_align_t);
+    n = ALIGN_UP(n);
+    if (n <= c->scap) {
+        void *p = c->scratch;
+        c->scratch += n;
+        c->scap -= n;
+        return p;
+    }
+    c->scap = 0; /* the rest goes to the heap: pieces stay in the order they were taken */
     block *b = *c->mem;
     if (b == NULL || b->cap - b->used < n) {
         /* The first block fits most fields whole: their pieces never outgrow the text by much. */
@@ -66,10 +79,13 @@ static int peek(const cur *c)
     return at_end(c) ? -1 : (unsigned char)c->s[c->pos];
 }
 
-static void skip_sp(cur *c)
+/* How many spaces were skipped. */
+static size_t skip_sp(cur *c)
 {
+    size_t at = c->pos;
     while (peek(c) == ' ')
         c->pos++;
+    return c->pos - at;
 }
 
 static void skip_ows(cur *c)
@@ -93,11 +109,32 @@ static int is_alpha(int ch)
     return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z');
 }
 
-/* RFC 9110 tchar */
-static int is_tchar(int ch)
-{
-    return ch > 0 && (is_alpha(ch) || is_digit(ch) || (ch < 128 && strchr("!#$%&'*+-.^_`|~", ch)));
-}
+/* Byte classes, one table lookup a byte in the scanning loops. */
+enum {
+    C_TOKEN = 1, /* after a token's first byte: RFC 9110 tchar, ':' and '/' */
+    C_KEY = 2,   /* after a key's first byte: lcalpha, DIGIT, '_', '-', '.', '*' */
+    C_PLAIN = 4, /* in a string as itself: 0x20..0x7e but '"' and '\\' */
+    TKP = C_TOKEN | C_KEY | C_PLAIN,
+    TP = C_TOKEN | C_PLAIN,
+    P = C_PLAIN,
+};
+
+static const unsigned char cls[256] = {
+    [' '] = P,   ['!'] = TP,  ['#'] = TP,  ['$'] = TP,  ['%'] = TP,  ['&'] = TP,  ['\''] = TP,
+    ['('] = P,   [')'] = P,   ['*'] = TKP, ['+'] = TP,  [','] = P,   ['-'] = TKP, ['.'] = TKP,
+    ['/'] = TP,  ['0'] = TKP, ['1'] = TKP, ['2'] = TKP, ['3'] = TKP, ['4'] = TKP, ['5'] = TKP,
+    ['6'] = TKP, ['7'] = TKP, ['8'] = TKP, ['9'] = TKP, [':'] = TP,  [';'] = P,   ['<'] = P,
+    ['='] = P,   ['>'] = P,   ['?'] = P,   ['@'] = P,   ['A'] = TP,  ['B'] = TP,  ['C'] = TP,
+    ['D'] = TP,  ['E'] = TP,  ['F'] = TP,  ['G'] = TP,  ['H'] = TP,  ['I'] = TP,  ['J'] = TP,
+    ['K'] = TP,  ['L'] = TP,  ['M'] = TP,  ['N'] = TP,  ['O'] = TP,  ['P'] = TP,  ['Q'] = TP,
+    ['R'] = TP,  ['S'] = TP,  ['T'] = TP,  ['U'] = TP,  ['V'] = TP,  ['W'] = TP,  ['X'] = TP,
+    ['Y'] = TP,  ['Z'] = TP,  ['['] = P,   [']'] = P,   ['^'] = TP,  ['_'] = TKP, ['`'] = TP,
+    ['a'] = TKP, ['b'] = TKP, ['c'] = TKP, ['d'] = TKP, ['e'] = TKP, ['f'] = TKP, ['g'] = TKP,
+    ['h'] = TKP, ['i'] = TKP, ['j'] = TKP, ['k'] = TKP, ['l'] = TKP, ['m'] = TKP, ['n'] = TKP,
+    ['o'] = TKP, ['p'] = TKP, ['q'] = TKP, ['r'] = TKP, ['s'] = TKP, ['t'] = TKP, ['u'] = TKP,
+    ['v'] = TKP, ['w'] = TKP, ['x'] = TKP, ['y'] = TKP, ['z'] = TKP, ['{'] = P,   ['|'] = TP,
+    ['}'] = P,   ['~'] = TP,
+};
 
 void sl__sfv_item_clear(sl__sfv_item *it)
 {
@@ -117,7 +154,8 @@ void sl__sfv_dict_clear(sl__sfv_dict *d)
 
 /* Makes room for one more element in *v, which holds n: arrays start at 4 elements and double
  * (the bounds are powers of two), so the capacity is full exactly when n is 0 or a power of two
- * of at least 4. -1 at max elements or out of memory. */
+ * of at least 4. -1 at max elements or out of memory. The new element is not zeroed: the caller
+ * does (with its type's size known, a few stores rather than a memset call). */
 static int grow(cur *c, void **v, size_t n, size_t size, size_t max)
 {
     if (n >= max)
@@ -130,7 +168,6 @@ static int grow(cur *c, void **v, size_t n, size_t size, size_t max)
         return -1;
     if (n)
         memcpy(p, *v, n * size);
-    memset((char *)p + n * size, 0, (cap - n) * size);
     *v = p;
     return 0;
 }
@@ -159,10 +196,12 @@ static int parse_number(cur *c, sl__sfv_bare *out)
     char num[24];
     size_t n = 0, frac = 0;
     int decimal = 0;
+    int64_t v = 0; /* an integer's value as it goes (at most 15 digits: no overflow) */
     while (!at_end(c)) {
         int ch = peek(c);
         if (is_digit(ch)) {
             num[n++] = (char)ch;
+            v = v * 10 + (ch - '0');
             if (decimal)
                 frac++;
         } else if (ch == '.' && !decimal) {
@@ -177,6 +216,9 @@ static int parse_number(cur *c, sl__sfv_bare *out)
             return -1;
     }
     num[n] = '\0';
+    /* The serialiser writes no leading zero, no "-0" and decimals its own way. */
+    if (decimal || (num[0] == '0' && (n > 1 || neg)))
+        c->noncanon++;
     if (decimal) {
         if (frac == 0 || frac > 3)
             return -1;
@@ -184,7 +226,7 @@ static int parse_number(cur *c, sl__sfv_bare *out)
         out->d = strtod(num, NULL) * (neg ? -1 : 1);
     } else {
         out->type = SL__SFV_INTEGER;
-        out->i = strtoll(num, NULL, 10) * (neg ? -1 : 1);
+        out->i = neg ? -v : v;
     }
     return 0;
 }
@@ -199,6 +241,14 @@ static int parse_string(cur *c, sl__sfv_bare *out)
     if (buf == NULL)
         return -1;
     while (p < end) {
+        /* a run of bytes that stand for themselves, copied in one go */
+        const unsigned char *run = p;
+        while (p < end && (cls[*p] & C_PLAIN))
+            p++;
+        memcpy(buf + n, run, (size_t)(p - run));
+        n += (size_t)(p - run);
+        if (p == end)
+            break;
         unsigned ch = *p++;
         if (ch == '\\') {
             if (p == end || (*p != '"' && *p != '\\'))
@@ -211,10 +261,8 @@ static int parse_string(cur *c, sl__sfv_bare *out)
             out->s = buf;
             out->len = n;
             return 0;
-        } else if (ch < 0x20 || ch > 0x7e)
-            return -1;
-        else
-            buf[n++] = (char)ch;
+        } else
+            return -1; /* outside 0x20..0x7e */
     }
     return -1;
 }
@@ -223,7 +271,7 @@ static int parse_token(cur *c, sl__sfv_bare *out)
 {
     size_t start = c->pos;
     c->pos++; /* ALPHA or '*', checked by the caller */
-    while (!at_end(c) && (is_tchar(peek(c)) || peek(c) == ':' || peek(c) == '/'))
+    while (!at_end(c) && (cls[(unsigned char)c->s[c->pos]] & C_TOKEN))
         c->pos++;
     if ((out->s = dup_n(c, c->s + start, c->pos - start)) == NULL)
         return -1;
@@ -245,15 +293,13 @@ static const unsigned char b64_table[256] = {
 };
 
 /* Strict base64 (RFC 4648 section 4): whole quanta, padding only at the end (at most two), no
- * stray bits. */
-static int b64_decode(cur *c, const char *s, size_t n, char **out, size_t *olen)
+ * stray bits. Writes the decoded bytes (n / 4 * 3 less one for each '=') to buf and returns how
+ * many, or -1. */
+static long b64_core(const char *s, size_t n, unsigned char *buf)
 {
     if (n % 4)
         return -1;
     size_t pad = n > 0 && s[n - 1] == '=' ? 1 + (s[n - 2] == '=') : 0;
-    char *buf = take(c, n / 4 * 3 + 1);
-    if (buf == NULL)
-        return -1;
     const unsigned char *u = (const unsigned char *)s;
     size_t o = 0, full = n - (pad ? 4 : 0);
     unsigned bad = 0;
@@ -263,9 +309,9 @@ static int b64_decode(cur *c, const char *s, size_t n, char **out, size_t *olen)
         bad |= !a | !b | !d | !e;
         unsigned long q = (unsigned long)(a - 1) << 18 | (unsigned long)(b - 1) << 12 |
                           (unsigned long)(d - 1) << 6 | (unsigned long)(e - 1);
-        buf[o++] = (char)(q >> 16);
-        buf[o++] = (char)(q >> 8);
-        buf[o++] = (char)q;
+        buf[o++] = (unsigned char)(q >> 16);
+        buf[o++] = (unsigned char)(q >> 8);
+        buf[o++] = (unsigned char)q;
     }
     if (bad)
         return -1;
@@ -278,13 +324,36 @@ static int b64_decode(cur *c, const char *s, size_t n, char **out, size_t *olen)
                           (unsigned long)(d - 1) << 6;
         if ((pad == 2 && (q & 0xffff)) || (pad == 1 && (q & 0xff)))
             return -1;
-        buf[o++] = (char)(q >> 16);
+        buf[o++] = (unsigned char)(q >> 16);
         if (pad == 1)
-            buf[o++] = (char)(q >> 8);
+            buf[o++] = (unsigned char)(q >> 8);
     }
+    return (long)o;
+}
+
+long sl__sfv_b64_decode(const char *s, size_t n, unsigned char *out, size_t cap)
+{
+    if (n % 4)
+        return -1;
+    size_t pad = n > 0 && s[n - 1] == '=' ? 1 + (s[n - 2] == '=') : 0;
+    if (n / 4 * 3 - pad > cap)
+        return -1;
+    return b64_core(s, n, out);
+}
+
+static int b64_decode(cur *c, const char *s, size_t n, char **out, size_t *olen)
+{
+    if (n % 4)
+        return -1;
+    char *buf = take(c, n / 4 * 3 + 1);
+    if (buf == NULL)
+        return -1;
+    long o = b64_core(s, n, (unsigned char *)buf);
+    if (o < 0)
+        return -1;
     buf[o] = '\0';
     *out = buf;
-    *olen = o;
+    *olen = (size_t)o;
     return 0;
 }
 
@@ -336,12 +405,8 @@ static char *parse_key(cur *c)
     if (!is_lcalpha(ch) && ch != '*')
         return NULL;
     size_t start = c->pos;
-    while (!at_end(c)) {
-        ch = peek(c);
-        if (!is_lcalpha(ch) && !is_digit(ch) && ch != '_' && ch != '-' && ch != '.' && ch != '*')
-            break;
+    while (!at_end(c) && (cls[(unsigned char)c->s[c->pos]] & C_KEY))
         c->pos++;
-    }
     if (c->pos - start > SL__SFV_MAX_KEY)
         return NULL;
     return dup_n(c, c->s + start, c->pos - start);
@@ -351,10 +416,12 @@ static int parse_params(cur *c, sl__sfv_item *it)
 {
     while (peek(c) == ';') {
         c->pos++;
-        skip_sp(c);
+        if (skip_sp(c))
+            c->noncanon++;
         if (grow(c, (void **)&it->params, it->nparams, sizeof *it->params, SL__SFV_MAX_PARAMS) < 0)
             return -1;
         sl__sfv_param *p = &it->params[it->nparams];
+        memset(p, 0, sizeof *p);
         if ((p->key = parse_key(c)) == NULL)
             return -1;
         it->nparams++;
@@ -362,6 +429,8 @@ static int parse_params(cur *c, sl__sfv_item *it)
             c->pos++;
             if (parse_bare(c, &p->v) < 0)
                 return -1;
+            if (p->v.type == SL__SFV_BOOLEAN && p->v.i == 1)
+                c->noncanon++; /* serialised as the bare key */
         } else {
             p->v.type = SL__SFV_BOOLEAN;
             p->v.i = 1;
@@ -372,26 +441,45 @@ static int parse_params(cur *c, sl__sfv_item *it)
 
 /* ---- items, inner lists, lists, dictionaries ------------------------------------------------ */
 
+/* The span of it's text, from start to here, and whether it serialises as written. */
+static void spanned(cur *c, sl__sfv_item *it, size_t start, unsigned noncanon)
+{
+    it->text = c->s + start;
+    it->text_len = c->pos - start;
+    it->canonical = c->noncanon == noncanon;
+}
+
 static int parse_item(cur *c, sl__sfv_item *it)
 {
+    size_t start = c->pos;
+    unsigned noncanon = c->noncanon;
     memset(it, 0, sizeof *it);
-    if (parse_bare(c, &it->v) < 0)
+    if (parse_bare(c, &it->v) < 0 || parse_params(c, it) < 0)
         return -1;
-    return parse_params(c, it);
+    spanned(c, it, start, noncanon);
+    return 0;
 }
 
 static int parse_item_or_inner(cur *c, sl__sfv_item *it)
 {
     if (peek(c) != '(')
         return parse_item(c, it);
+    size_t start = c->pos;
+    unsigned noncanon = c->noncanon;
     memset(it, 0, sizeof *it);
     it->inner = 1;
     c->pos++;
     for (;;) {
-        skip_sp(c);
+        /* Serialised: no space after '(' or before ')', one between items. */
+        size_t sp = skip_sp(c);
+        if (sp != (it->nitems && peek(c) != ')'))
+            c->noncanon++;
         if (peek(c) == ')') {
             c->pos++;
-            return parse_params(c, it);
+            if (parse_params(c, it) < 0)
+                return -1;
+            spanned(c, it, start, noncanon);
+            return 0;
         }
         if (at_end(c) ||
             grow(c, (void **)&it->items, it->nitems, sizeof *it->items, SL__SFV_MAX_INNER) < 0)
@@ -403,12 +491,21 @@ static int parse_item_or_inner(cur *c, sl__sfv_item *it)
     }
 }
 
-static int parse_members(const char *s, size_t len, sl__sfv_dict *out, int dict)
+static int parse_members(const char *s, size_t len, sl__sfv_dict *out, int dict, void *scratch,
+                         size_t cap)
 {
     memset(out, 0, sizeof *out);
     if (s == NULL || len > SL__SFV_MAX_INPUT)
         return -1;
-    cur c = {s, len, 0, &out->mem};
+    cur c = {s, len, 0, &out->mem, NULL, 0, 0};
+    if (scratch != NULL) {
+        /* aligned as malloc's memory is, for every piece carved from it */
+        size_t skip = (size_t)(-(uintptr_t)scratch % sizeof(max_align_t));
+        if (cap > skip) {
+            c.scratch = (char *)scratch + skip;
+            c.scap = (cap - skip) / sizeof(max_align_t) * sizeof(max_align_t);
+        }
+    }
     skip_sp(&c);
     while (c.len > c.pos && c.s[c.len - 1] == ' ')
         c.len--;
@@ -418,6 +515,7 @@ static int parse_members(const char *s, size_t len, sl__sfv_dict *out, int dict)
         if (grow(&c, (void **)&out->m, out->n, sizeof *out->m, SL__SFV_MAX_MEMBERS) < 0)
             goto fail;
         sl__sfv_member *m = &out->m[out->n++];
+        memset(m, 0, sizeof *m);
         if (dict) {
             if ((m->key = parse_key(&c)) == NULL)
                 goto fail;
@@ -450,12 +548,17 @@ fail:
 
 int sl__sfv_parse_dict(const char *s, size_t len, sl__sfv_dict *out)
 {
-    return parse_members(s, len, out, 1);
+    return parse_members(s, len, out, 1, NULL, 0);
+}
+
+int sl__sfv_parse_dict_in(const char *s, size_t len, sl__sfv_dict *out, void *scratch, size_t cap)
+{
+    return parse_members(s, len, out, 1, scratch, cap);
 }
 
 int sl__sfv_parse_list(const char *s, size_t len, sl__sfv_dict *out)
 {
-    return parse_members(s, len, out, 0);
+    return parse_members(s, len, out, 0, NULL, 0);
 }
 
 int sl__sfv_parse_item(const char *s, size_t len, sl__sfv_item *out)
@@ -464,7 +567,7 @@ int sl__sfv_parse_item(const char *s, size_t len, sl__sfv_item *out)
     if (s == NULL || len > SL__SFV_MAX_INPUT)
         return -1;
     void *mem = NULL;
-    cur c = {s, len, 0, &mem};
+    cur c = {s, len, 0, &mem, NULL, 0, 0};
     skip_sp(&c);
     int rc = parse_item(&c, out);
     out->mem = mem; /* parse_item cleared *out first */
@@ -500,7 +603,8 @@ int sl__sfv_dict_has_dups(const sl__sfv_dict *d)
 {
     for (size_t i = 0; i < d->n; i++)
         for (size_t j = i + 1; j < d->n; j++)
-            if (d->m[i].key && d->m[j].key && !strcmp(d->m[i].key, d->m[j].key))
+            if (d->m[i].key && d->m[j].key && d->m[i].key[0] == d->m[j].key[0] &&
+                !strcmp(d->m[i].key, d->m[j].key))
                 return 1;
     return 0;
 }
@@ -509,7 +613,8 @@ int sl__sfv_params_have_dups(const sl__sfv_item *it)
 {
     for (size_t i = 0; i < it->nparams; i++)
         for (size_t j = i + 1; j < it->nparams; j++)
-            if (!strcmp(it->params[i].key, it->params[j].key))
+            if (it->params[i].key[0] == it->params[j].key[0] &&
+                !strcmp(it->params[i].key, it->params[j].key))
                 return 1;
     return 0;
 }

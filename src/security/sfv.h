@@ -49,6 +49,13 @@ typedef struct sl__sfv_item {
     sl__sfv_param *params; /* owned */
     size_t nparams;
     void *mem; /* a parsed item's memory, every piece above (NULL in nested items) */
+    /* The item as received (the inner list or bare item with its parameters: a span of the parsed
+     * text, borrowed from it), and 1 when that text is exactly what sl__sfv_serialize_item
+     * writes for the item (no optional spaces, no leading zeros, no "=?1" parameter, no decimal),
+     * so a caller may use it instead of serialising. */
+    const char *text;
+    size_t text_len;
+    int canonical;
 } sl__sfv_item;
 
 typedef struct sl__sfv_member {
@@ -68,9 +75,18 @@ typedef struct sl__sfv_dict {
  * empty dictionary or list. */
 int sl__sfv_parse_dict(const char *s, size_t len, sl__sfv_dict *out);
 int sl__sfv_parse_list(const char *s, size_t len, sl__sfv_dict *out);
+/* The same with scratch: caller memory (a stack array, say) that the pieces are carved from
+ * first, so a field that fits costs no allocation; one that outgrows it goes on in heap blocks,
+ * which _clear frees. *out points into scratch: scratch must outlive it. */
+int sl__sfv_parse_dict_in(const char *s, size_t len, sl__sfv_dict *out, void *scratch, size_t cap);
 int sl__sfv_parse_item(const char *s, size_t len, sl__sfv_item *out);
 void sl__sfv_dict_clear(sl__sfv_dict *d);
 void sl__sfv_item_clear(sl__sfv_item *it);
+
+/* Strict base64 (RFC 4648 section 4, as byte sequences carry it: whole quanta, padding only at
+ * the end, no stray bits) of s[0..n) into out (cap bytes). The decoded length, or -1 when s is
+ * not such base64 or decodes to more than cap bytes. */
+long sl__sfv_b64_decode(const char *s, size_t n, unsigned char *out, size_t cap);
 
 /* The member or parameter named key (the first), or NULL. */
 const sl__sfv_member *sl__sfv_dict_get(const sl__sfv_dict *d, const char *key);

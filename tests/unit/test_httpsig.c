@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <openssl/pem.h>
 
 #include <sluice/httpsig.h>
@@ -196,6 +197,49 @@ static void test_rfc9530_digest(void **state)
                          "sha-256=:X48E9qOokqqrvdts8nOJRJN3OWDUoyWxBf7kbu9DBPE=:, sha-256=:AA==:"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
         assert_int_equal(sl_httpsig_check_digest(bad[i], strlen(bad[i]), body, n, &st), SL_ETOKEN);
+    /* The one-entry field goes a shorter way than the dictionary parser: the same answers, and
+     * the same reasons, whichever way a value goes. */
+    const struct {
+        const char *v;
+        int rc;
+        const char *why;
+    } cases[] = {
+        {" sha-256=:X48E9qOokqqrvdts8nOJRJN3OWDUoyWxBf7kbu9DBPE=:  ", SL_OK, NULL},
+        {"sha-256=:X48E9qOokqqrvdts8nOJRJN3OWDUoyWxBf7kbu9DBPE=:;p=1", SL_OK, NULL},
+        {"sha-256=:X48E9qOokqqrvdts8nOJRJN3OWDUoyWxBf7kbu9DBPE=:, md5=:AAAA:", SL_OK, NULL},
+        /* stray bits in the last quantum, padding in the middle, a character outside base64 */
+        {"sha-256=:X48E9qOokqqrvdts8nOJRJN3OWDUoyWxBf7kbu9DBPF=:", SL_ETOKEN,
+         "malformed Content-Digest"},
+        {"sha-256=:X48E9qOokqqrvdts8nOJRJN3OWD=oyWxBf7kbu9DBPE=:", SL_ETOKEN,
+         "malformed Content-Digest"},
+        {"sha-256=:X48E9qOokqqrvdts8nOJRJN3OWD.oyWxBf7kbu9DBPE=:", SL_ETOKEN,
+         "malformed Content-Digest"},
+        {"sha-256=:X48E9qOokqqrvdts8nOJRJN3OWDUoyWxBf7kbu9DBPE:", SL_ETOKEN,
+         "malformed Content-Digest"},
+        {"sha-256=:X48E9qOokqqrvdts8nOJRJN3OWDUoyWxBf7kbu9DBPE=::", SL_ETOKEN,
+         "malformed Content-Digest"},
+        {"sha-256=:X48E:X48E:", SL_ETOKEN, "malformed Content-Digest"},
+        {"sha-256=:AQ==:, sha-256=:AQ==:", SL_ETOKEN, "malformed Content-Digest"},
+        /* well formed, wrong: too short, empty, a sha-512's length under sha-256, too long */
+        {"sha-256=:AQ==:", SL_ETOKEN, "content-digest does not match the body"},
+        {"sha-256=::", SL_ETOKEN, "content-digest does not match the body"},
+        {"sha-256=:WZDPaVn/7XgHaAy8pmojAkGWoRx2UFChF41A2svX+TaPm+AbwAgBWnrIiYllu7BNNyealdVLvRwEmTH"
+         "WXvJwew==:",
+         SL_ETOKEN, "content-digest does not match the body"},
+        {"sha-512=:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+         "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA:",
+         SL_ETOKEN, "content-digest does not match the body"},
+        {"sha-384=:AQ==:", SL_ETOKEN, "Content-Digest has no sha-256 or sha-512 entry"},
+        {"sha-2560=:AQ==:", SL_ETOKEN, "Content-Digest has no sha-256 or sha-512 entry"},
+        {"sha-256=(:AQ==:)", SL_ETOKEN, "malformed Content-Digest"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        sl_status_clear(&st);
+        assert_int_equal(sl_httpsig_check_digest(cases[i].v, strlen(cases[i].v), body, n, &st),
+                         cases[i].rc);
+        if (cases[i].why)
+            assert_string_equal(st.message, cases[i].why);
+    }
 }
 
 /* ---- structured fields ------------------------------------------------------------------------
@@ -312,6 +356,123 @@ static void test_sfv(void **state)
     for (int i = 0; i <= SL__SFV_MAX_MEMBERS; i++)
         strcat(big, i ? ", a" : "a");
     assert_int_equal(sl__sfv_parse_dict(big, strlen(big), &d), -1);
+}
+
+/* Parses into caller scratch: nothing allocated when the field fits, the rest in heap blocks when
+ * it does not (hostile, huge fields included), and the same result either way. */
+static void assert_same_dict(const sl__sfv_dict *x, const sl__sfv_dict *y)
+{
+    static char a[SL__SFV_MAX_INPUT + 1], b[SL__SFV_MAX_INPUT + 1];
+    assert_int_equal(x->n, y->n);
+    for (size_t i = 0; i < x->n; i++) {
+        assert_string_equal(x->m[i].key, y->m[i].key);
+        long n = sl__sfv_serialize_item(&x->m[i].item, a, sizeof a);
+        assert_true(n >= 0);
+        assert_int_equal(sl__sfv_serialize_item(&y->m[i].item, b, sizeof b), n);
+        assert_memory_equal(a, b, (size_t)n);
+    }
+}
+
+static void test_sfv_scratch(void **state)
+{
+    (void)state;
+    const char *si =
+        "sig1=(\"@method\" \"@target-uri\" \"content-digest\");created=1700000000;"
+        "keyid=\"svc-hmac\";alg=\"hmac-sha256\";nonce=\"0123456789abcdef0123456789abcdef\"";
+    max_align_t scratch[4096 / sizeof(max_align_t)];
+    sl__sfv_dict h, d;
+    assert_int_equal(sl__sfv_parse_dict(si, strlen(si), &h), 0);
+    assert_non_null(h.mem);
+    assert_int_equal(sl__sfv_parse_dict_in(si, strlen(si), &d, scratch, sizeof scratch), 0);
+    assert_null(d.mem); /* all of it in the scratch */
+    assert_true((char *)d.m >= (char *)scratch && (char *)d.m < (char *)(scratch + 256));
+    assert_same_dict(&h, &d);
+    sl__sfv_dict_clear(&d);
+    /* scratch too small for all (a few bytes, misaligned, none): the rest on the heap */
+    static const size_t caps[] = {0, 1, 15, 16, 17, 100, 300, 1000};
+    for (size_t i = 0; i < sizeof caps / sizeof *caps; i++)
+        for (size_t skew = 0; skew < 3; skew++) {
+            assert_int_equal(
+                sl__sfv_parse_dict_in(si, strlen(si), &d, (char *)scratch + skew, caps[i]), 0);
+            assert_non_null(d.mem);
+            assert_same_dict(&h, &d);
+            sl__sfv_dict_clear(&d);
+        }
+    sl__sfv_dict_clear(&h);
+    /* hostile and huge: 64 labels, each an inner list of 64 long strings with parameters, up to
+     * the 16 KiB bound; it spills to the heap, parses the same, and a refusal after the spill
+     * leaves nothing behind (the sanitizer build checks for leaks and overruns) */
+    static char big[SL__SFV_MAX_INPUT + 64];
+    size_t n = 0;
+    for (int m = 0; m < SL__SFV_MAX_MEMBERS && n < SL__SFV_MAX_INPUT - 400; m++) {
+        n += (size_t)snprintf(big + n, sizeof big - n, "%sl%d=(", m ? ", " : "", m);
+        for (int i = 0; i < SL__SFV_MAX_INNER && n < SL__SFV_MAX_INPUT - 400; i++)
+            n += (size_t)snprintf(big + n, sizeof big - n, "%s\"component-%d-%d-xxxxxxxx\";p=%d",
+                                  i ? " " : "", m, i, i);
+        n += (size_t)snprintf(big + n, sizeof big - n, ");created=%d;keyid=\"k%d\"", m, m);
+    }
+    assert_true(n <= SL__SFV_MAX_INPUT);
+    assert_int_equal(sl__sfv_parse_dict(big, n, &h), 0);
+    assert_int_equal(sl__sfv_parse_dict_in(big, n, &d, scratch, sizeof scratch), 0);
+    assert_non_null(d.mem);
+    assert_same_dict(&h, &d);
+    sl__sfv_dict_clear(&d);
+    sl__sfv_dict_clear(&h);
+    big[n] = ',';
+    assert_int_equal(sl__sfv_parse_dict_in(big, n + 1, &d, scratch, sizeof scratch), -1);
+    assert_int_equal(d.n, 0);
+    assert_null(d.mem);
+    big[n] = '\0';
+    /* over the bound: refused before anything is taken */
+    memset(big, 'a', SL__SFV_MAX_INPUT + 1);
+    assert_int_equal(sl__sfv_parse_dict_in(big, SL__SFV_MAX_INPUT + 1, &d, scratch, sizeof scratch),
+                     -1);
+    assert_null(d.mem);
+}
+
+/* An item is marked canonical exactly when its text is what the serialiser writes. */
+static void test_sfv_canonical(void **state)
+{
+    (void)state;
+    const char *yes[] = {
+        "(\"@method\" \"@target-uri\");created=1618884473;keyid=\"k\";nonce=\"a\\\"b\"",
+        "()",
+        "();a=?0",
+        "tok;b=:AQID:;c=-5",
+        "\"x\"",
+        "?1",
+        "0",
+        "-12",
+        "(a;q=1 b);z",
+    };
+    const char *no[] = {
+        "( \"@method\")", "(\"a\"  \"b\")", "(\"a\" )", "(\"a\");created=01",
+        "(\"a\");x=?1",   "(\"a\"); x=1",   "1.5",      "-0",
+        "(a;q=-0)",       "(a); b",
+    };
+    char out[256];
+    for (int pass = 0; pass < 2; pass++) {
+        const char **v = pass ? no : yes;
+        size_t nv = pass ? sizeof no / sizeof *no : sizeof yes / sizeof *yes;
+        for (size_t i = 0; i < nv; i++) {
+            char field[300];
+            snprintf(field, sizeof field, "sig1=%s, x", v[i]);
+            sl__sfv_dict d;
+            assert_int_equal(sl__sfv_parse_dict(field, strlen(field), &d), 0);
+            const sl__sfv_item *it = &d.m[0].item;
+            assert_int_equal(it->text_len, strlen(v[i]));
+            assert_memory_equal(it->text, v[i], it->text_len);
+            assert_int_equal(it->canonical, !pass);
+            long n = sl__sfv_serialize_item(it, out, sizeof out);
+            if (!pass) {
+                assert_int_equal(n, (long)strlen(v[i]));
+                assert_string_equal(out, v[i]);
+            }
+            /* a key alone (boolean true) has no text of its own */
+            assert_false(d.m[1].item.canonical);
+            sl__sfv_dict_clear(&d);
+        }
+    }
 }
 
 /* ---- sign, then verify ------------------------------------------------------------------------
@@ -585,6 +746,58 @@ static void test_refusals(void **state)
     free_keys(&k);
 }
 
+/* A Signature header for s made here over a base whose parameters' line is params. */
+static void hmac_signature(const signed_req *s, const char *params, char *out, size_t cap)
+{
+    char base[1024];
+    snprintf(base, sizeof base,
+             "\"@method\": PUT\n\"@target-uri\": https://node.example:8443/channels/jobs?x=1\n"
+             "\"content-digest\": %s\n\"@signature-params\": %s",
+             s->h.content_digest, params);
+    unsigned char mac[32], b64[64];
+    unsigned int ml = 0;
+    assert_non_null(HMAC(EVP_sha256(), HMAC_SECRET, (int)strlen(HMAC_SECRET),
+                         (const unsigned char *)base, strlen(base), mac, &ml));
+    EVP_EncodeBlock(b64, mac, (int)ml);
+    snprintf(out, cap, "sig1=:%s:", (const char *)b64);
+}
+
+/* The base carries the parameters as serialised: a Signature-Input written loosely (spaces, a
+ * leading zero) verifies against a signature over the serialised form, and a signature made over
+ * the loose text itself does not; the canonical text, used as it came, verifies alike. */
+static void test_params_serialised(void **state)
+{
+    (void)state;
+    keys k;
+    make_keys(&k);
+    double now = 1700000000;
+    sl_status st;
+    signed_req s;
+    sign_put(&s, &k, "svc-hmac", now);
+    const char *canon = s.h.signature_input + 5; /* after "sig1=" */
+    assert_int_equal(verify(&k, &s, now, &st), SL_OK);
+    /* the same signature made here: the test's base is the verifier's */
+    char sig[128];
+    hmac_signature(&s, canon, sig, sizeof sig);
+    assert_string_equal(sig, s.h.signature);
+    /* loosely written: "(  \"@method\"  \"@target-uri\" \"content-digest\" );created=0..." */
+    char loose[1200];
+    const char *rest = strstr(canon, ";created=") + 9;
+    snprintf(loose, sizeof loose,
+             "(  \"@method\"  \"@target-uri\" \"content-digest\" ); created=0%s", rest);
+    char loose_field[1300];
+    snprintf(loose_field, sizeof loose_field, "sig1=%s", loose);
+    s.f.values[2] = loose_field;
+    assert_int_equal(verify(&k, &s, now, &st), SL_OK);
+    /* signed over the loose text itself: no */
+    hmac_signature(&s, loose, sig, sizeof sig);
+    s.f.values[3] = sig;
+    assert_int_equal(verify(&k, &s, now, &st), SL_ETOKEN);
+    assert_string_equal(st.message, "signature does not verify");
+    sl_httpsig_headers_clear(&s.h);
+    free_keys(&k);
+}
+
 /* ---- the key file -----------------------------------------------------------------------------
  */
 
@@ -753,6 +966,41 @@ static void test_nonce_store_many(void **state)
     ns->free(ns);
 }
 
+/* The memory store's prefetch only prepares: remember answers the same after it, for the nonce
+ * it was told, for another one, and after a prefetch it ignored (a nonce too long to keep). */
+static void test_nonce_prefetch(void **state)
+{
+    (void)state;
+    sl__nonce_store *ns;
+    assert_int_equal(sl__nonce_memory_new(100, &ns), SL_OK);
+    assert_non_null(ns->prefetch);
+    int c[3] = {0};
+    ns->prefetch(ns, "k1", "n1");
+    ns->remember(ns, "k1", "n2", 1000, 0, count_status, c); /* not the one prefetched */
+    assert_int_equal(c[0], 1);
+    ns->remember(ns, "k1", "n1", 1000, 0, count_status, c);
+    assert_int_equal(c[0], 2);
+    ns->prefetch(ns, "k1", "n1");
+    ns->remember(ns, "k1", "n1", 1000, 0, count_status, c); /* prefetched, and a replay */
+    assert_int_equal(c[1], 1);
+    ns->prefetch(ns, "k2", "n1"); /* the same nonce under another key */
+    ns->remember(ns, "k2", "n1", 1000, 0, count_status, c);
+    assert_int_equal(c[0], 3);
+    ns->remember(ns, "k2", "n1", 1000, 0, count_status, c); /* no prefetch left over */
+    assert_int_equal(c[1], 2);
+    char longer[SL_HTTPSIG_NONCE_MAX + 8];
+    memset(longer, 'x', sizeof longer - 1);
+    longer[sizeof longer - 1] = '\0';
+    ns->prefetch(ns, "k1", longer);
+    ns->remember(ns, "k1", longer, 1000, 0, count_status, c);
+    ns->remember(ns, "k1", longer, 1000, 0, count_status, c);
+    assert_int_equal(c[0], 4);
+    assert_int_equal(c[1], 3);
+    assert_int_equal(c[2], 0);
+    assert_int_equal(sl__nonce_memory_size(ns), 4);
+    ns->free(ns);
+}
+
 static void test_authenticator_replay(void **state)
 {
     (void)state;
@@ -822,13 +1070,17 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sfv),
+        cmocka_unit_test(test_sfv_scratch),
+        cmocka_unit_test(test_sfv_canonical),
         cmocka_unit_test(test_rfc9421_b25_hmac),
         cmocka_unit_test(test_rfc9421_b26_ed25519),
         cmocka_unit_test(test_rfc9530_digest),
         cmocka_unit_test(test_sign_verify),
         cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_params_serialised),
         cmocka_unit_test(test_key_file),
         cmocka_unit_test(test_nonce_store_many),
+        cmocka_unit_test(test_nonce_prefetch),
         cmocka_unit_test(test_authenticator_replay),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
