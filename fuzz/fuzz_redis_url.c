@@ -1,4 +1,4 @@
-/* Fuzz target: the Redis engine URL (sl__redis_url_parse in src/store/redis_conn.c), which comes
+/* Fuzz target: the Redis engine URL (sl__redis_url_parse in src/store/redis_url.c), which comes
  * from the configuration, and the shard ring built from what it accepts. Checked: a rejection
  * leaves the output empty, gives a reason, and the reason never repeats the credentials part of
  * the text; an acceptance gives 1..SL__REDIS_SHARDS_MAX shards with a non-empty lower-case host

@@ -55,7 +55,7 @@ void sl__redis_url_clear(sl__redis_url *u);
 int sl__redis_prefix_valid(const char *p);
 
 struct redisAsyncContext;
-/* Drives a hiredis asynchronous context on loop (our adapter: see redis_conn.c). 0, or -1 when
+/* Drives a hiredis asynchronous context on loop (our adapter: see redis_link.c). 0, or -1 when
  * it is already attached or out of memory. hiredis frees the adapter with the context. */
 int sl__redis_uv_attach(struct redisAsyncContext *ac, uv_loop_t *loop);
 /* "host:port/db" of a shard, for logs and as the shard's name on the ring (no credentials). */

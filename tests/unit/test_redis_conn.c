@@ -1,4 +1,4 @@
-/* The Redis connection module (src/store/redis_conn.c): the engine URL parser and the shard ring
+/* The Redis connection module (src/store/redis_conn.h): the engine URL parser and the shard ring
  * without I/O, then command and subscription connections against real redis-servers that the
  * test starts on free loopback ports (tests/unit/redis_server.h): pipelining, AUTH, SELECT, name
  * resolution, a killed and a stopped server, EVALSHA falling back to EVAL, counted

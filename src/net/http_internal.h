@@ -1,0 +1,153 @@
+/* What the HTTP server's files share: http.c (a connection: lifetime, timers, reading and parsing,
+ * responses, TLS), http_server.c (the server object, accepting, per-address accounting) and
+ * http_upgrade.c (upgraded connections). The connection and server structs, and the functions that
+ * one of them calls in another. Nothing here is public API. */
+#ifndef SLUICE_NET_HTTP_INTERNAL_H
+#define SLUICE_NET_HTTP_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
+#include <uv.h>
+
+#include "net/http.h"
+#include "net/http_parser.h"
+#include "net/tls.h"
+
+#define READ_BUF_SIZE (64 * 1024)
+
+/* T_FIRST: waiting for (the rest of) the first request head; T_HEAD: the same for a later request
+ * on a keep-alive connection; T_REQUEST: a body under way. All three end in 408. */
+enum { T_NONE, T_FIRST, T_HEAD, T_REQUEST, T_IDLE, T_WRITE, T_LINGER, T_UP };
+
+/* Connections from one client address. Exists while conns > 0. */
+typedef struct addr_entry addr_entry;
+struct addr_entry {
+    addr_entry *next;      /* bucket chain */
+    unsigned char key[16]; /* IPv4 as ::ffff:a.b.c.d; IPv6: the /64 prefix, then zeros */
+    size_t conns, pending;
+};
+
+/* A refusal kind that is logged at most once per LOG_INTERVAL_MS. */
+typedef struct rate_log {
+    uint64_t logged_at;      /* loop time; 0: never */
+    size_t count;            /* refusals not reported yet */
+    const char *what, *hint; /* static */
+} rate_log;
+
+typedef struct conn conn;
+struct conn {
+    uv_tcp_t tcp;
+    uv_timer_t timer;
+    uv_write_t wreq;     /* the response; at most one at a time */
+    uv_write_t creq;     /* "100 Continue" */
+    uv_shutdown_t sreq;  /* the FIN before lingering */
+    sl_http_server *srv; /* NULL once closing: the server may be gone before the handler answers */
+    conn *prev, *next;
+    sl__http_parser parser;
+    sl_http_request req;
+    char *pend; /* read but not yet parsed */
+    size_t pend_len, pend_cap;
+    char *wbuf;
+    size_t wcap;
+    uint64_t deadline;  /* loop time at which the current timer mode expires; 0: never */
+    uint64_t timer_due; /* when the armed timer fires (it may fire early and re-arm) */
+    int tmode;
+    int refs;
+    unsigned in_flight : 1, writing : 1, closing : 1, lingering : 1, eof : 1, reading : 1,
+        in_drive : 1, rejected : 1, timer_armed : 1, close_after_write : 1, head : 1, served : 1,
+        upgraded : 1, up_notified : 1, up_paused : 1;
+    /* TLS (tls.h): the session, and the ciphertext of its one write in flight (treq). */
+    sl__tls *tls;
+    uv_write_t treq;
+    char *cbuf;
+    size_t ccap;
+    unsigned tls_writing : 1, shut_wait : 1;
+    sl_http_upgrade_fns fns; /* the new owner, once upgraded */
+    void *up_ud;
+    addr_entry *addr; /* NULL for connections being refused */
+    int pending;      /* counted in addr->pending (see sl__http_pending_update) */
+    char remote[64];
+};
+
+struct sl_http_server {
+    uv_loop_t *loop;
+    uv_poll_t listener; /* readiness of lfd */
+    uv_timer_t pause;   /* resumes accepting after ACCEPT_PAUSE_MS */
+    int lfd, spare_fd;  /* the listening socket; the descriptor given up to refuse (-1: none) */
+    int listening;
+    int closed;
+    int port;
+    sl_http_limits lim;
+    sl_http_handler_fn handler;
+    void *ud;
+    conn *conns;
+    size_t nconns, nrejecting;
+    int busy; /* near max_connections: heads get busy_header_timeout_ms */
+    addr_entry **buckets;
+    size_t nbuckets, naddrs;
+    uint64_t hkey[4]; /* random: the address hash's key */
+    sl_http_log_fn log;
+    void *log_ud;
+    sl_http_refused_fn refused;
+    void *refused_ud;
+    rate_log log_fds, log_max, log_addr, log_pending;
+    time_t date_sec;
+    size_t date_len;
+    char date[64];    /* "Date: ...\r\n" for date_sec */
+    sl__tls_ctx *tls; /* NULL: plaintext; else for connections accepted from now on */
+    int tls_client;   /* SL__TLS_CLIENT_* */
+    unsigned accept;  /* SL_AUTHN_KIND_* put on every request */
+    char rbuf[READ_BUF_SIZE];
+    char pbuf[READ_BUF_SIZE]; /* plaintext decrypted from what was read into rbuf */
+    char obuf[READ_BUF_SIZE]; /* ciphertext on its way to a socket */
+};
+
+/* ---- http.c: a connection ------------------------------------------------------------------ */
+
+/* Keeps c's "in its headers" count (addr->pending) in line with its state. */
+void sl__http_pending_update(conn *c);
+/* Drops a reference; the last one frees c. */
+void sl__http_conn_unref(conn *c);
+/* Closes at once: c leaves the server's list and counts, its handles close. */
+void sl__http_conn_close(conn *c);
+/* Ends c after its answer: shutdown (close_notify first on TLS), then drains for LINGER_MS. */
+void sl__http_conn_linger(conn *c);
+/* Answers with a JSON error and closes once it has been written. */
+void sl__http_conn_fail(conn *c, int status, const char *name, const char *message);
+/* Brings reading and the timer in line with the connection's state after anything happened. */
+void sl__http_settle(conn *c);
+void sl__http_read_set(conn *c, int on);
+/* libuv's read callback of every connection. */
+void sl__http_on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *b);
+/* The connection's one timer, whatever its mode. */
+void sl__http_on_timer(uv_timer_t *t);
+/* Called as connections are added: heads get the short timeout near max_connections. */
+void sl__http_busy_check(sl_http_server *s);
+/* Grows c->wbuf to at least need bytes. 0, or -1 when out of memory. */
+int sl__http_wreserve(conn *c, size_t need);
+/* "Date: ...\r\n" for now, in the server's buffer (*len bytes; 0 if it could not be made). */
+const char *sl__http_date_line(sl_http_server *s, size_t *len);
+/* Copies n bytes to d; returns d + n. */
+char *sl__http_put(char *d, const char *s, size_t n);
+#define PUT_LIT(d, lit) sl__http_put((d), (lit), sizeof(lit) - 1)
+/* TLS: sends the ciphertext waiting in the session. 1 all in the kernel, 0 a write under way,
+ * -1 error. */
+int sl__http_tls_flush(conn *c);
+/* TLS: encrypts data and sends it, as sl__http_tls_flush; data has been consumed either way. */
+int sl__http_tls_send(conn *c, const char *data, size_t len);
+
+/* ---- http_server.c ------------------------------------------------------------------------- */
+
+/* Forgets an address entry whose last connection went. */
+void sl__http_addr_drop(sl_http_server *s, addr_entry *e);
+
+/* ---- http_upgrade.c: upgraded connections -------------------------------------------------- */
+
+/* Hands bytes read with the request (c->pend) to the owner. */
+void sl__http_up_flush_pend(conn *c);
+/* The owner's write is all in the kernel (or failed, status < 0). */
+void sl__http_up_written(conn *c, int status);
+
+#endif
