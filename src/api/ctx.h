@@ -35,6 +35,9 @@ struct sl_ctx {
     struct sl__authz *authz;
     /* borrowed: the server's metrics registry (core/metrics.h), or NULL: none kept */
     struct sl__metrics *metrics;
+    /* the channel request whose engine request is being submitted, until the engine answers it
+     * or submit returns (api/channel.c: an answer inside submit is timed without a clock read) */
+    struct sl__chop *submitting;
 };
 
 /* Replaces the context's engine (owned from now on; the old one is freed) and loads the channel
@@ -107,7 +110,7 @@ struct sl__chop {
     /* the channel as the registry and the engine know it (core/wsid.h), "" when the
      * caller's id is not valid in its workspace */
     char qid[SL_CHANNEL_ID_MAX + 1];
-    uint64_t m_start; /* uv_hrtime() (ns) when the engine request went out, with metrics on */
+    uint64_t m_start; /* uv_hrtime() (ns) once submit returned unanswered, with metrics on */
 };
 void sl__channel_submit(sl_ctx *ctx, sl__chop *op);
 void sl__chop_clear(sl__chop *op);
