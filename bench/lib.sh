@@ -44,6 +44,14 @@ wrk_run() {
   taskset -c 1 wrk -t1 -c"$CONNS" -d"${SECS}s" "$@" >"$out" 2>&1 &
   wp=$!
   if [ "$SECS" -ge 3 ]; then
+    # A Lua script may prepare for a while before the load starts (signed_put.lua reads its
+    # pre-signed requests): with a server to watch, the window opens once it is busy.
+    local k a b
+    for k in $(seq 1800); do
+      [ -n "${WATCH:-}" ] || break
+      a=$(cpu_ticks "$WATCH"); sleep 0.1; b=$(cpu_ticks "$WATCH")
+      [ $((b - a)) -lt 5 ] || break
+    done
     sleep 1
     s0=$(cpu_ticks "${WATCH:-0}"); w0=$(cpu_ticks "$wp"); st0=$(steal_ticks); t0=$(date +%s.%N)
     sleep $((SECS - 2))

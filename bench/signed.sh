@@ -59,22 +59,25 @@ presign() {
     $((SIGNED_PER_SECOND * SECS)) > "$SLUICE_SIGNED_FILE" || die "bench_sign $1 failed"
 }
 
-declare -a N B H E
+declare -a N B Q H E
 for i in $(seq "$ROUNDS"); do
   n=$(WATCH=$(nginx_worker "$NPID") wrk_rate "round $i nginx" "http://127.0.0.1:18081/")
   b=$(WATCH=$SPID wrk_rate "round $i sluiced bearer-JWT PUT" -s bench/put.lua "http://127.0.0.1:$PORT")
+  q=$(WATCH=$SPID wrk_rate "round $i sluiced bearer-JWT PUT (Lua request())" -s bench/put_each.lua "http://127.0.0.1:$PORT")
   presign hmac-sha256 bench-hmac "$TMP/hmac.secret"
   h=$(WATCH=$SPID wrk_rate "round $i sluiced hmac-sha256 signed PUT" -s bench/signed_put.lua "http://127.0.0.1:$PORT")
   presign ed25519 bench-ed "$TMP/ed.key"
   e=$(WATCH=$SPID wrk_rate "round $i sluiced ed25519 signed PUT" -s bench/signed_put.lua "http://127.0.0.1:$PORT")
-  echo "  round $i: nginx $n  bearer PUT $b  hmac PUT $h  ed25519 PUT $e"
-  N+=("$n"); B+=("$b"); H+=("$h"); E+=("$e")
+  echo "  round $i: nginx $n  bearer PUT $b (through request(): $q)  hmac PUT $h  ed25519 PUT $e"
+  N+=("$n"); B+=("$b"); Q+=("$q"); H+=("$h"); E+=("$e")
 done
 nm=$(printf '%s\n' "${N[@]}" | median)
 bm=$(printf '%s\n' "${B[@]}" | median)
+qm=$(printf '%s\n' "${Q[@]}" | median)
 hm=$(printf '%s\n' "${H[@]}" | median)
 em=$(printf '%s\n' "${E[@]}" | median)
 echo "nginx return 200           req/s runs: ${N[*]}  median $nm"
 echo "sluiced bearer-JWT PUT     req/s runs: ${B[*]}  median $bm  ratio to nginx $(ratio "$bm" "$nm")"
-echo "sluiced hmac-sha256 PUT    req/s runs: ${H[*]}  median $hm  ratio to bearer $(ratio "$hm" "$bm")  to nginx $(ratio "$hm" "$nm")"
+echo "sluiced bearer PUT, request() req/s runs: ${Q[*]}  median $qm  ratio to bearer $(ratio "$qm" "$bm")"
+echo "sluiced hmac-sha256 PUT    req/s runs: ${H[*]}  median $hm  ratio to bearer $(ratio "$hm" "$bm")  to bearer through request() $(ratio "$hm" "$qm")  to nginx $(ratio "$hm" "$nm")"
 echo "sluiced ed25519 PUT        req/s runs: ${E[*]}  median $em  ratio to bearer $(ratio "$em" "$bm")  to nginx $(ratio "$em" "$nm")"
