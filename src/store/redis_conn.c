@@ -50,6 +50,7 @@ struct op {
     int linked;
     int done;
     uint64_t deadline;
+    uint64_t sent_ns; /* uv_hrtime() when sent: the round trip's start, finer than the loop's ms */
     sl__rconn_fn fn;
     void *ud;
     /* eval: the EVALSHA argv (copied), rewritten to EVAL body on NOSCRIPT */
@@ -78,6 +79,7 @@ static void watchdog_arm(sl__rconn *c)
 static void op_link(sl__rconn *c, op *o)
 {
     o->deadline = uv_now(c->l.loop) + c->l.timeout_ms;
+    o->sent_ns = uv_hrtime();
     o->prev = c->tail;
     o->next = NULL;
     if (c->tail)
@@ -217,10 +219,9 @@ static void on_cmd_reply(redisAsyncContext *ac, void *r, void *privdata)
         reply = NULL;
     }
     o->done = 1;
-    if (reply != NULL) { /* sent at deadline - timeout (op_link) */
-        uint64_t sent = o->deadline - c->l.timeout_ms, now = uv_now(c->l.loop);
+    if (reply != NULL) {
         c->stats.round_trips++;
-        sl__histo_observe(&c->stats.seconds, now > sent ? (double)(now - sent) / 1000.0 : 0);
+        sl__histo_observe(&c->stats.seconds, (double)(uv_hrtime() - o->sent_ns) / 1e9);
     } else {
         c->stats.failures++;
     }

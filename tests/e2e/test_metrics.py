@@ -306,6 +306,8 @@ def test_redis_engine_round_trips(make_server, make_redis):
     assert delta(before, after, "sluice_redis_round_trips_total", shard=shard[0]) >= 3
     assert val(after, "sluice_redis_failures_total", shard=shard[0]) == 0
     assert delta(before, after, "sluice_redis_round_trip_seconds_count", shard=shard[0]) >= 3
+    # on the monotonic clock: a loopback round trip takes microseconds, not a millisecond step
+    assert 0 < delta(before, after, "sluice_redis_round_trip_seconds_sum", shard=shard[0]) < 30
     assert delta(before, after, "sluice_engine_request_duration_seconds_count", op="append") == 3
     assert val(after, "sluice_channel_depth", channel="jobs", kind="queue") == 3
     assert val(after, "sluice_channel_inflight", channel="jobs") == 0
