@@ -169,26 +169,24 @@ int sl__get_string(json_t *o, const char *key, const char **out, sl_status *st)
     return 1;
 }
 
-static int envelope_string(json_t *o, const char *key, const char **out, const char *why,
-                           sl_status *st)
+/* sl__get_string under the envelope's own message (bounded: the channel API will hold the value
+ * to 1..SL__ENVELOPE_FIELD_MAX bytes, and the message says so); the message is written only on
+ * a failure. */
+static int envelope_string(json_t *o, const char *key, const char **out, int bounded, sl_status *st)
 {
-    json_t *v = json_object_get(o, key);
-    if (v == NULL || json_is_null(v))
+    if (sl__get_string(o, key, out, st) >= 0)
         return SL_OK;
-    if (!json_is_string(v) || json_string_length(v) != strlen(json_string_value(v)))
-        return sl_status_set(st, SL_EINVAL, "%s must be %s", key, why);
-    *out = json_string_value(v);
-    return SL_OK;
+    return bounded ? sl_status_set(st, SL_EINVAL, "%s must be a string of 1..%d bytes", key,
+                                   SL__ENVELOPE_FIELD_MAX)
+                   : sl_status_set(st, SL_EINVAL, "%s must be a string", key);
 }
 
 int sl__envelope_fields(json_t *o, sl_write *w, sl_status *st)
 {
-    char bounded[48];
-    snprintf(bounded, sizeof bounded, "a string of 1..%d bytes", SL__ENVELOPE_FIELD_MAX);
-    if (envelope_string(o, "correlation_id", &w->correlation_id, bounded, st) ||
-        envelope_string(o, "reply_to", &w->reply_to, bounded, st) ||
-        envelope_string(o, "recipient_id", &w->recipient_id, bounded, st) ||
-        envelope_string(o, "idempotency_key", &w->idempotency_key, "a string", st))
+    if (envelope_string(o, "correlation_id", &w->correlation_id, 1, st) ||
+        envelope_string(o, "reply_to", &w->reply_to, 1, st) ||
+        envelope_string(o, "recipient_id", &w->recipient_id, 1, st) ||
+        envelope_string(o, "idempotency_key", &w->idempotency_key, 0, st))
         return SL_EINVAL;
     if (sl__get_seconds(o, "delay", &w->delay, st) < 0 ||
         sl__get_seconds(o, "not_before", &w->not_before, st) < 0 ||
