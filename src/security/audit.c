@@ -304,16 +304,22 @@ static int verify_end(verifier *v, int rc, sl_status *st)
     return vr;
 }
 
+/* A rotated file (after_hash not NULL): its chain starts where the file before it ended. */
+static void chain_start(sl_audit_verify_result *res, uint64_t after_seq, const char *after_hash)
+{
+    if (after_hash == NULL)
+        return;
+    res->last_seq = after_seq;
+    snprintf(res->last_hash, sizeof res->last_hash, "%s", after_hash);
+}
+
 /* Verifies fd from its current offset, to its end (limit < 0) or limit bytes on. */
 static int verify_fd(int fd, const char *path, off_t limit, uint64_t after_seq,
                      const char *after_hash, sl_audit_verify_result *res, sl_status *st)
 {
     verifier v;
     verifier_init(&v, res);
-    if (after_hash) { /* a rotated file: its chain starts where the file before it ended */
-        res->last_seq = after_seq;
-        snprintf(res->last_hash, sizeof res->last_hash, "%s", after_hash);
-    }
+    chain_start(res, after_seq, after_hash);
     return verify_end(&v, feed_fd(fd, path, limit, &v, NULL, st), st);
 }
 
@@ -389,10 +395,7 @@ int sl__audit_verify_memo(int fd, off_t size, uint64_t after_seq, const char *af
             EVP_MD_CTX_free(md);
             return sl_status_set(st, SL_EINTERNAL, "cannot hash the audit log");
         }
-        if (after_hash) {
-            res->last_seq = after_seq;
-            snprintf(res->last_hash, sizeof res->last_hash, "%s", after_hash);
-        }
+        chain_start(res, after_seq, after_hash);
     }
     int rc = lseek(fd, from, SEEK_SET) == from
                  ? feed_fd(fd, "the audit log", size - from, &v, md, st)
