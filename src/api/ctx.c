@@ -92,7 +92,20 @@ void sl_ctx_free(sl_ctx *ctx)
 
 double sl_ctx_now(const sl_ctx *ctx)
 {
-    return ctx->clock(ctx->clock_ud);
+    return ctx->now_holds ? ctx->now_held : ctx->clock(ctx->clock_ud);
+}
+
+double sl__ctx_hold_now(sl_ctx *ctx)
+{
+    if (ctx->now_holds++ == 0)
+        ctx->now_held = ctx->clock(ctx->clock_ud);
+    return ctx->now_held;
+}
+
+void sl__ctx_release_now(sl_ctx *ctx)
+{
+    if (ctx->now_holds > 0)
+        ctx->now_holds--;
 }
 
 void sl_ctx_set_clock(sl_ctx *ctx, sl_clock_fn fn, void *ud)

@@ -69,16 +69,7 @@ struct sl__authz {
     unsigned long hits, misses; /* for the bench and tests */
     size_t outstanding;         /* questions the regime has not answered yet */
     uv_loop_t *loop;            /* borrowed: where the regime answers (sl__authz_wait) */
-    /* The clock read once by the outermost prepare and used by every lookup inside it (0: read
-     * the clock): a request looks the same decision up several times, microseconds apart, and
-     * reading the wall clock each time cost more than the lookups themselves. */
-    double now;
 };
-
-static double authz_now(const sl_ctx *ctx)
-{
-    return ctx->authz->now > 0 ? ctx->authz->now : sl_ctx_now(ctx);
-}
 
 int sl__authz_new(sl__authz **out)
 {
@@ -435,7 +426,7 @@ static const sl_decision *lookup(sl_ctx *ctx, const char *key, size_t klen)
         a->misses++;
         return NULL;
     }
-    if (e->expires <= authz_now(ctx)) {
+    if (e->expires <= sl_ctx_now(ctx)) {
         remove_entry(a, e);
         a->misses++;
         return NULL;
@@ -599,13 +590,11 @@ nomem:
 void sl__authz_prepare(sl_ctx *ctx, const sl_identity *who, sl_op op, const char *const *res,
                        size_t n, sl__authz_ready_fn fn, void *ud)
 {
-    sl__authz *a = ctx->authz;
-    int outer = a->now == 0;
-    if (outer)
-        a->now = sl_ctx_now(ctx);
+    /* A request looks the same decision up several times, microseconds apart: one clock read
+     * for all of them (reading it each time cost more than the lookups themselves). */
+    sl__ctx_hold_now(ctx);
     prepare_p(ctx, who, op, res, n, NULL, fn, ud);
-    if (outer)
-        a->now = 0;
+    sl__ctx_release_now(ctx);
 }
 
 /* ---- the contract for callers outside the pipeline ---------------------------------------- */

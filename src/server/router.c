@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <uv.h>
 
 #include <sluice/authz.h>
 
@@ -209,9 +210,11 @@ void sl__job_finish(sl__job *job, int rc)
                            job->resp.status, job->st.message, job->who.principal);
     memcpy(job->resp.principal, job->who.principal, sizeof job->resp.principal);
     sl__metrics *m = job->r->ctx ? job->r->ctx->metrics : NULL;
-    if (m)
+    if (m) /* the clock is held during a synchronous request: its time comes from the transport */
         sl__metrics_request(m, job->route ? (int)job->route->op : SL_OP__COUNT, job->resp.status,
-                            sl_ctx_now(job->r->ctx) - job->t0);
+                            job->req->started_ns
+                                ? (double)(uv_hrtime() - job->req->started_ns) / 1e9
+                                : sl_ctx_now(job->r->ctx) - job->t0);
     job->done(job->ud, job->req, &job->resp);
     sl__response_clear(&job->resp);
     sl_identity_clear(&job->who);
@@ -508,7 +511,22 @@ unsigned sl__router_mode(const sl__router *r, const char *path, size_t len)
     return mode;
 }
 
+static void serve(sl__router *r, sl_http_request *req, sl__router_done_fn done, void *ud);
+
+/* The clock is held for the synchronous part of the request (sl__ctx_hold_now): one read. */
 void sl__router_serve(sl__router *r, sl_http_request *req, sl__router_done_fn done, void *ud)
+{
+    if (r->ctx == NULL) {
+        serve(r, req, done, ud);
+        return;
+    }
+    sl_ctx *ctx = r->ctx; /* the request may end, and a test free the router, inside serve */
+    sl__ctx_hold_now(ctx);
+    serve(r, req, done, ud);
+    sl__ctx_release_now(ctx);
+}
+
+static void serve(sl__router *r, sl_http_request *req, sl__router_done_fn done, void *ud)
 {
     sl__job *job = calloc(1, sizeof *job);
     if (job == NULL) {
@@ -522,7 +540,7 @@ void sl__router_serve(sl__router *r, sl_http_request *req, sl__router_done_fn do
     job->req = req;
     job->done = done;
     job->ud = ud;
-    job->t0 = r->ctx ? sl_ctx_now(r->ctx) : 0; /* shared with authentication below */
+    job->t0 = r->ctx ? sl_ctx_now(r->ctx) : 0; /* held: shared with every stage below */
     sl_identity_init(&job->who);
     if (!admit_route(job)) {
         sl__job_finish(job, SL_OK);

@@ -666,6 +666,40 @@ static void test_read_renders_stored_text_within_bounds(void **state)
     }
 }
 
+/* A clock that counts its reads, a second apart. */
+typedef struct counting_clock {
+    double t;
+    unsigned reads;
+} counting_clock;
+
+static double count_read(void *ud)
+{
+    counting_clock *c = ud;
+    c->reads++;
+    return c->t += 1;
+}
+
+/* One synchronous request reads the clock once: authentication, authorisation, the channel API
+ * and the engine all see that time (sl__ctx_hold_now), and the next request reads it again. */
+static void test_one_clock_read_per_request(void **state)
+{
+    fixture *f = *state;
+    counting_clock clk = {.t = sl_wallclock(NULL)};
+    sl_ctx_set_clock(f->ctx, count_read, &clk);
+    sl__response resp;
+    assert_int_equal(run(f, "PUT", "/channels/jobs", f->admin_token, "{\"n\":1}", &resp), 200);
+    sl__response_clear(&resp);
+    assert_int_equal(clk.reads, 1);
+    assert_int_equal(run(f, "GET", "/channels/jobs/info", f->admin_token, NULL, &resp), 200);
+    sl__response_clear(&resp);
+    assert_int_equal(clk.reads, 2);
+    /* outside a request nothing is held: each call reads */
+    double a = sl_ctx_now(f->ctx), b = sl_ctx_now(f->ctx);
+    assert_true(b > a);
+    assert_int_equal(clk.reads, 4);
+    sl_ctx_set_clock(f->ctx, NULL, NULL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -676,6 +710,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_ack_bodies, setup, teardown),
         cmocka_unit_test_setup_teardown(test_read_renders_stored_text_within_bounds, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_one_clock_read_per_request, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
