@@ -154,12 +154,12 @@ static int message_room(sl_ctx *ctx, sl__chop *op)
     return sl__ws_message_room(ctx->workspaces, ws, op->nwrites, now, &recount, &op->st);
 }
 
-/* Steps shared by every channel operation: id, authorisation, existence, visibility. */
-int sl__channel_enter(sl_ctx *ctx, const sl_identity *who, sl_op op, const char *id,
-                      const sl_channel_info **out, sl_status *st)
+/* Steps shared by every channel operation: id, authorisation, existence, visibility. qid is id as
+ * qualify_channel made it ("": not a valid id). */
+static int enter_qualified(sl_ctx *ctx, const sl_identity *who, sl_op op, const char *id,
+                           const char *qid, const sl_channel_info **out, sl_status *st)
 {
-    char qid[SL_CHANNEL_ID_MAX + 1];
-    if (qualify_channel(who, id, qid) != SL_OK)
+    if (qid[0] == '\0')
         return sl_status_set(st, SL_EBADID, "invalid channel id");
     id = shown(id);
     int rc = sl_authorize(ctx, who, op, id, st);
@@ -171,6 +171,14 @@ int sl__channel_enter(sl_ctx *ctx, const sl_identity *who, sl_op op, const char 
     if (out)
         *out = ch;
     return SL_OK;
+}
+
+int sl__channel_enter(sl_ctx *ctx, const sl_identity *who, sl_op op, const char *id,
+                      const sl_channel_info **out, sl_status *st)
+{
+    char qid[SL_CHANNEL_ID_MAX + 1];
+    qualify_channel(who, id, qid);
+    return enter_qualified(ctx, who, op, id, qid, out, st);
 }
 
 static int engine_rc(int rc, const char *id, sl_status *st)
@@ -653,7 +661,8 @@ static int start(sl__chop *op)
         e->delay = -1; /* at once: what could not be delivered was not a failed attempt */
         return SL_OK;
     }
-    if ((rc = sl__channel_enter(ctx, op->who, op->op, op->channel, &op->ch, st)) != SL_OK)
+    /* op->qid was qualified when the request was submitted */
+    if ((rc = enter_qualified(ctx, op->who, op->op, op->channel, op->qid, &op->ch, st)) != SL_OK)
         return rc;
     const sl_channel_info *ch = op->ch;
     memcpy(op->epoch, ch->epoch, sizeof op->epoch); /* op->ch is only valid until we return */
