@@ -199,8 +199,7 @@ int sl__authorize_sync(sl_ctx *ctx, const sl_identity *who, sl_op op, const char
 {
     sync_ask a = {ctx, who, op, resource, st, SL_OK, 0};
     sl__authz_prepare(ctx, who, op, &resource, 1, sync_ready, &a);
-    sl__authz_wait(ctx, &a.done);
-    sl__engine_wait(ctx->engine, &a.done);
+    sl__ctx_wait(ctx, &a.done);
     if (!a.done)
         return sl_status_set(st, SL_EUNAVAIL,
                              "the authorisation policy could not decide; try again later");

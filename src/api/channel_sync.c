@@ -21,8 +21,7 @@ static int run_sync(sl_ctx *ctx, sl__chop *op, sl_status *st)
     op->done = sync_done;
     op->ud = &finished;
     sl__channel_submit(ctx, op);
-    sl__authz_wait(ctx, &finished); /* (A) a policy regime answering on its own loop */
-    sl__engine_wait(ctx->engine, &finished);
+    sl__ctx_wait(ctx, &finished); /* a policy regime answering on its own loop, then the engine */
     if (!finished)
         sl_status_set(&op->st, op->rc = SL_EINTERNAL, "the engine did not answer");
     if (st && op->rc != SL_OK)

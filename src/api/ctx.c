@@ -108,6 +108,15 @@ void sl__ctx_release_now(sl_ctx *ctx)
         ctx->now_holds--;
 }
 
+void sl__ctx_wait(sl_ctx *ctx, const int *done)
+{
+    unsigned holds = ctx->now_holds;
+    ctx->now_holds = 0;
+    sl__authz_wait(ctx, done);
+    sl__engine_wait(ctx->engine, done);
+    ctx->now_holds = holds;
+}
+
 void sl_ctx_set_clock(sl_ctx *ctx, sl_clock_fn fn, void *ud)
 {
     ctx->clock = fn ? fn : sl_wallclock;

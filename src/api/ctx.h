@@ -52,6 +52,10 @@ struct sl_ctx {
  * durable commit, an asynchronous authoriser) reads the clock again. */
 double sl__ctx_hold_now(sl_ctx *ctx);
 void sl__ctx_release_now(sl_ctx *ctx);
+/* Turns the loops a synchronous API call waits on (the regime's, then the engine's) until *done:
+ * sl__authz_wait, then sl__engine_wait. A hold is suspended meanwhile, so the requests the loop
+ * serves inside read their own time, and restored after. */
+void sl__ctx_wait(sl_ctx *ctx, const int *done);
 
 /* Replaces the context's engine (owned from now on; the old one is freed) and loads the channel
  * registry from it: how a server puts the durable engine in place before serving. Call before

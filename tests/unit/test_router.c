@@ -22,7 +22,9 @@
 #include <sluice/apikey.h>
 #include <sluice/broker.h>
 
+#include "api/ctx.h"
 #include "server/router.h"
+#include "store/engine.h"
 
 #define SECRET "0123456789abcdef0123456789abcdef"
 
@@ -700,6 +702,50 @@ static void test_one_clock_read_per_request(void **state)
     sl_ctx_set_clock(f->ctx, NULL, NULL);
 }
 
+typedef struct nested {
+    sl_ctx *ctx;
+    double seen;
+    int done;
+} nested;
+
+static void nested_request(uv_idle_t *h)
+{
+    nested *n = h->data;
+    n->seen = sl_ctx_now(n->ctx); /* what a request served inside the wait would read */
+    n->done = 1;
+    uv_idle_stop(h);
+}
+
+/* A synchronous call that turns the loop while a request holds the clock (an ACL route waiting
+ * for the durable store's commit) does not lend that request's time to the requests the loop
+ * serves meanwhile; the holder gets its own time back afterwards. */
+static void test_clock_hold_suspended_while_waiting(void **state)
+{
+    fixture *f = *state;
+    counting_clock clk = {.t = 1000};
+    sl_ctx_set_clock(f->ctx, count_read, &clk);
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    uv_idle_t idle;
+    uv_idle_init(&loop, &idle);
+    nested n = {.ctx = f->ctx};
+    idle.data = &n;
+    uv_idle_start(&idle, nested_request);
+    uv_loop_t *own = f->ctx->engine->loop;
+    f->ctx->engine->loop = &loop; /* as the durable engine's */
+    double held = sl__ctx_hold_now(f->ctx);
+    sl__ctx_wait(f->ctx, &n.done);
+    assert_true(n.done);
+    assert_true(n.seen > held);
+    assert_true(sl_ctx_now(f->ctx) == held);
+    sl__ctx_release_now(f->ctx);
+    f->ctx->engine->loop = own;
+    uv_close((uv_handle_t *)&idle, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    uv_loop_close(&loop);
+    sl_ctx_set_clock(f->ctx, NULL, NULL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -711,6 +757,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_read_renders_stored_text_within_bounds, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_one_clock_read_per_request, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_clock_hold_suspended_while_waiting, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
