@@ -627,7 +627,35 @@ static int digits(const char **pp, const char *e, uint64_t *out)
  * over what follows the data, instead of the generic walk that visits nested values once per level
  * (about ten times slower, and a subscriber may see a million of these per second). Anything else,
  * including the same content in another key order, returns 0 and takes the generic path. */
-int sl__bench_fast_pub(const char *p, const char *e, sl__bench_line *out)
+/* The rest of a push after its data object, [r, e): 1 when it is the remembered bytes, digits and
+ * "}}}" (then well formed, as the walk found it with other digits), 0 when it must be walked. */
+static int tail_known(const sl__bench_tail *t, const char *r, const char *e)
+{
+    if (t == NULL || t->len == 0 || (size_t)(e - r) < t->len + 4 || memcmp(r, t->buf, t->len) != 0)
+        return 0;
+    const char *d = r + t->len;
+    uint64_t ignored;
+    return digits(&d, e, &ignored) == 0 && e - d == 3 && memcmp(d, "}}}", 3) == 0;
+}
+
+/* Remembers the rest [r, e) of a push the walk accepted, when it ends with digits and "}}}". */
+static void tail_learn(sl__bench_tail *t, const char *r, const char *e)
+{
+    if (t == NULL)
+        return;
+    t->len = 0;
+    if (e - r < 4 || memcmp(e - 3, "}}}", 3) != 0)
+        return;
+    const char *d = e - 3;
+    while (d > r && d[-1] >= '0' && d[-1] <= '9')
+        d--;
+    if (d == e - 3 || (size_t)(d - r) > sizeof t->buf || d == r)
+        return;
+    memcpy(t->buf, r, (size_t)(d - r));
+    t->len = (size_t)(d - r);
+}
+
+int sl__bench_fast_pub(const char *p, const char *e, sl__bench_tail *tail, sl__bench_line *out)
 {
     static const char pre[] = "{\"push\":{\"channel\":\"";
     static const char mid[] = "\",\"pub\":{\"data\":{\"t\":";
@@ -648,13 +676,16 @@ int sl__bench_fast_pub(const char *p, const char *e, sl__bench_line *out)
     if (digits(&d, e, &sq) < 0 || d >= e || *d != '}')
         return 0;
     /* Close data's object was the '}'; then pub, push and the line itself. */
-    const char *r = close_object(d + 1, e);
-    if (r != NULL)
-        r = close_object(r, e);
-    if (r != NULL)
-        r = close_object(r, e);
-    if (r == NULL || ws(r, e) != e)
-        return 0;
+    if (!tail_known(tail, d + 1, e)) {
+        const char *r = close_object(d + 1, e);
+        if (r != NULL)
+            r = close_object(r, e);
+        if (r != NULL)
+            r = close_object(r, e);
+        if (r == NULL || ws(r, e) != e)
+            return 0;
+        tail_learn(tail, d + 1, e);
+    }
     out->kind = SL__BL_PUB;
     out->channel = ch;
     out->channel_len = (size_t)(q - ch);
@@ -664,11 +695,11 @@ int sl__bench_fast_pub(const char *p, const char *e, sl__bench_line *out)
     return 1;
 }
 
-void sl__bench_classify(const char *line, size_t len, sl__bench_line *out)
+void sl__bench_classify(const char *line, size_t len, sl__bench_tail *tail, sl__bench_line *out)
 {
     memset(out, 0, sizeof *out);
     out->code = -1;
-    if (sl__bench_fast_pub(line, line + len, out))
+    if (sl__bench_fast_pub(line, line + len, tail, out))
         return;
     span l = {line, line + len}, v, push;
     const char *p = ws(l.p, l.e);

@@ -125,6 +125,7 @@ typedef struct bconn {
     bench *b;
     struct bconn *prev, *next; /* every connection whose handle is not yet closed */
     uint64_t n;                /* its number: token sub and jti bench-<n> */
+    sl__bench_tail tail;       /* the pushes' shortcut memo (bench_proto.h) */
     int role, state;
     int counted;    /* for SUB/PUB: still counted in b->pending (setup not finished) */
     int close_seen; /* an error for this connection has been recorded: record no second one */
@@ -584,7 +585,7 @@ static int on_line(void *ud, const char *line, size_t len)
     bconn *c = ud;
     bench *b = c->b;
     sl__bench_line l;
-    sl__bench_classify(line, len, &l);
+    sl__bench_classify(line, len, &c->tail, &l);
     switch (l.kind) {
     case SL__BL_PING:
         b->pings++;

@@ -401,7 +401,7 @@ static void test_lines(void **state)
 static sl__bench_line cls(const char *s)
 {
     sl__bench_line l;
-    sl__bench_classify(s, strlen(s), &l);
+    sl__bench_classify(s, strlen(s), NULL, &l);
     return l;
 }
 
@@ -470,6 +470,51 @@ static void test_classify(void **state)
     assert_int_equal(cls("{\"push\":{\"unsubscribe\":{\"code\":2000}}}").kind, SL__BL_PUSH);
 }
 
+/* The shortcut's memo of one connection's pushes: the next push with the same rest (other
+ * offset) is taken without the walk, and whatever the memo holds, it accepts exactly what the
+ * shortcut accepts without one. */
+static void test_classify_tail_memo(void **state)
+{
+    (void)state;
+    const char *pre = "{\"push\":{\"channel\":\"bench\",\"pub\":{\"data\":{\"t\":5,\"s\":";
+    const char *rest = "},\"info\":{\"client\":\"c-1\",\"user\":\"u\"},\"offset\":";
+    sl__bench_tail tail = {0};
+    char line[512];
+    for (int i = 1; i <= 3; i++) {
+        snprintf(line, sizeof line, "%s%d%s%d}}}", pre, i, rest, 100 * i);
+        sl__bench_line l;
+        sl__bench_classify(line, strlen(line), &tail, &l);
+        assert_int_equal(l.kind, SL__BL_PUB);
+        assert_int_equal(l.s, (uint64_t)i);
+        assert_int_equal(tail.len, strlen(rest) - 1); /* from after data's '}' to the digits */
+    }
+    /* With that memo in place, lines that differ from a known one only after the remembered
+     * bytes get the same answer with and without it. */
+    const char *odd[] = {"1}}}}", "1}}", "1}}} ", "}}}", "1x}}}", "1}}}x", "-1}}}", "1,2}}}", ""};
+    for (size_t i = 0; i < sizeof odd / sizeof odd[0]; i++) {
+        snprintf(line, sizeof line, "%s7%s%s", pre, rest, odd[i]);
+        sl__bench_tail copy = tail;
+        sl__bench_line a, b;
+        memset(&a, 0, sizeof a);
+        memset(&b, 0, sizeof b);
+        int with = sl__bench_fast_pub(line, line + strlen(line), &copy, &a);
+        int without = sl__bench_fast_pub(line, line + strlen(line), NULL, &b);
+        if (with != without)
+            fail_msg("'%s': %d with the memo, %d without", line, with, without);
+    }
+    /* A different publisher (other info) is walked, and then remembered instead. */
+    snprintf(line, sizeof line, "%s8},\"offset\":9}}}", pre);
+    sl__bench_line l;
+    sl__bench_classify(line, strlen(line), &tail, &l);
+    assert_int_equal(l.kind, SL__BL_PUB);
+    assert_int_equal(tail.len, strlen("},\"offset\":") - 1);
+    /* A rest that does not end in digits is not remembered. */
+    snprintf(line, sizeof line, "%s8},\"x\":\"y\"}}}", pre);
+    sl__bench_classify(line, strlen(line), &tail, &l);
+    assert_int_equal(l.kind, SL__BL_PUB);
+    assert_int_equal(tail.len, 0);
+}
+
 /* sluiced's own layout takes a shortcut (sl__bench_fast_pub); it must agree with the generic walk
  * on what it accepts and hand everything else over, never accept what the generic walk would
  * refuse. */
@@ -529,17 +574,17 @@ static void test_classify_fast_path(void **state)
     };
     for (size_t i = 0; i < sizeof members / sizeof members[0]; i++) {
         memset(&l, 0, sizeof l);
-        if (sl__bench_fast_pub(members[i], members[i] + strlen(members[i]), &l) != 0)
+        if (sl__bench_fast_pub(members[i], members[i] + strlen(members[i]), NULL, &l) != 0)
             fail_msg("shortcut accepted '%s'", members[i]);
     }
-    assert_int_equal(sl__bench_fast_pub(canon, canon + strlen(canon), &l), 1);
+    assert_int_equal(sl__bench_fast_pub(canon, canon + strlen(canon), NULL, &l), 1);
     /* Every proper prefix of the canonical line is refused (ASan checks nothing is read past it).
      */
     for (size_t cut = 0; cut < sizeof canon - 1; cut++) {
         char *p = malloc(cut ? cut : 1);
         assert_non_null(p);
         memcpy(p, canon, cut);
-        sl__bench_classify(p, cut, &l);
+        sl__bench_classify(p, cut, NULL, &l);
         if (l.kind != SL__BL_INVALID)
             fail_msg("prefix of %zu bytes classified as %d", cut, l.kind);
         free(p);
@@ -586,14 +631,14 @@ static void test_classify_hostile(void **state)
         deep[k++] = ']';
     deep[k++] = '}';
     sl__bench_line l;
-    sl__bench_classify(deep, k, &l);
+    sl__bench_classify(deep, k, NULL, &l);
     assert_int_equal(l.kind, SL__BL_REPLY);
     assert_int_equal(l.id, 3);
     /* Cut anywhere, the same line never reads past its end (ASan checks) nor classifies. */
     for (size_t cut = 0; cut < k; cut += 997) {
         char *p = malloc(cut ? cut : 1);
         memcpy(p, deep, cut);
-        sl__bench_classify(p, cut, &l);
+        sl__bench_classify(p, cut, NULL, &l);
         assert_int_equal(l.kind, SL__BL_INVALID);
         free(p);
     }
@@ -825,14 +870,23 @@ static void test_errs(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_url_parse),          cmocka_unit_test(test_upgrade_request),
-        cmocka_unit_test(test_upgrade_response),   cmocka_unit_test(test_client_frames),
-        cmocka_unit_test(test_rx_whole_and_split), cmocka_unit_test(test_rx_stop),
-        cmocka_unit_test(test_rx_hostile),         cmocka_unit_test(test_lines),
-        cmocka_unit_test(test_classify),           cmocka_unit_test(test_classify_fast_path),
-        cmocka_unit_test(test_classify_hostile),   cmocka_unit_test(test_nats),
-        cmocka_unit_test(test_nats_hostile),       cmocka_unit_test(test_hist_buckets),
-        cmocka_unit_test(test_hist_quantiles),     cmocka_unit_test(test_errs),
+        cmocka_unit_test(test_url_parse),
+        cmocka_unit_test(test_upgrade_request),
+        cmocka_unit_test(test_upgrade_response),
+        cmocka_unit_test(test_client_frames),
+        cmocka_unit_test(test_rx_whole_and_split),
+        cmocka_unit_test(test_rx_stop),
+        cmocka_unit_test(test_rx_hostile),
+        cmocka_unit_test(test_lines),
+        cmocka_unit_test(test_classify),
+        cmocka_unit_test(test_classify_fast_path),
+        cmocka_unit_test(test_classify_tail_memo),
+        cmocka_unit_test(test_classify_hostile),
+        cmocka_unit_test(test_nats),
+        cmocka_unit_test(test_nats_hostile),
+        cmocka_unit_test(test_hist_buckets),
+        cmocka_unit_test(test_hist_quantiles),
+        cmocka_unit_test(test_errs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
