@@ -1,9 +1,9 @@
 /* No-I/O pieces of `sluice bench ws` (see bench_proto.h): target URLs, the upgrade handshake text,
  * masked client frames, the bounded message reader, Centrifugo line classification, the NATS
- * baseline's stream parser, the latency histogram and the error table. The load loop in cmd_bench.c
- * owns the sockets and calls these; tests/unit/test_bench.c calls them directly. Speed matters on
- * the receive path (a subscriber may see hundreds of thousands of publications per second), so
- * lines are scanned in place instead of being parsed into JSON trees. */
+ * baseline's stream parser, the latency histogram and the error table. The connections in
+ * bench_ws.c own the sockets and call these; tests/unit/test_bench.c calls them directly. Speed
+ * matters on the receive path (a subscriber may see hundreds of thousands of publications per
+ * second), so lines are scanned in place instead of being parsed into JSON trees. */
 #include "cli/bench_proto.h"
 
 #include <stdio.h>

@@ -8,55 +8,30 @@
  * scenarios run against nats-server's WebSocket listener with `--proto nats` as the baseline: only
  * the text inside the frames differs, so both servers are measured by the same client code. Framing
  * comes from net/ws_frame.h and every parser it feeds lives in bench_proto.c, which does no I/O and
- * bounds everything a hostile server could make it hold. */
-#include "cli/bench_proto.h"
+ * bounds everything a hostile server could make it hold. This file is the command (options,
+ * credentials, setup), the scenario's phases (ramp, publishing, drain, hold) and the report; the
+ * connections, what they send and what they make of the answers are in bench_ws.c. */
+#include "cli/bench_ws_internal.h"
 #include "cli/cli.h"
-#include "net/ws.h"
-
-#include <sluice/jwt.h>
 
 #include <errno.h>
 #include <netdb.h>
-#include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
-#include <time.h>
 
 #include <uv.h>
 
-/* A batched push frame for one subscriber can be large when the server is behind; more than this
- * in one message is treated as a protocol error rather than buffered. */
-#define MAX_MESSAGE (8u << 20)
-/* One read buffer shared by every connection: the loop is single-threaded and each read is fully
- * processed before the next one is allocated, so per-connection buffers would only cost memory. */
-#define READ_BUF (256u << 10)
 /* Pacing stops adding publications while this much is still queued in user space for the
  * publisher's socket: a server that falls behind must not make the client buffer without end. */
 #define PUB_BACKLOG_MAX (4u << 20)
-#define MAX_PER_TICK 4096 /* publications sent in one timer tick at most */
-/* Commands in one frame: sluiced closes a connection sending more than 128 (3501, docs/WEBSOCKET.md
- * "Strictness"); the NATS baseline gets the same batches (one PING each) so both see equal frames.
- */
-#define CMDS_PER_FRAME 128
-#define NATS_RING 65536 /* NATS publish batches waiting for their PONG */
 #define TICK_MS 1
 #define SWEEP_MS 100
 #define CLOSE_WAIT_NS 2000000000ull /* our close frame sent: wait this long for the server's */
 #define DRAIN_IDLE_NS 3000000000ull /* end of publishing: stop after this long without progress */
 #define DRAIN_MAX_NS 15000000000ull
-
-enum { SC_FANOUT, SC_IDLE, SC_CONNECT };
-enum { PR_CENTRIFUGO, PR_NATS };
-enum { R_SUB, R_PUB, R_CYCLE };
-enum { CS_TCP, CS_HTTP, CS_AUTH, CS_SUB, CS_READY, CS_CLOSING, CS_DEAD };
-enum { PH_RAMP, PH_PUBCONN, PH_RUN, PH_DRAIN, PH_HOLD, PH_DONE };
-
-static const char *const state_name[] = {"tcp connect", "upgrade", "connect", "subscribe",
-                                         "ready",       "closing", "closed"};
 
 static const char bench_usage[] =
     "Usage: sluice bench ws [options]\n"
@@ -110,792 +85,6 @@ enum {
     OPT_JSON,
 };
 
-typedef struct bench_opts {
-    int scenario, proto, json;
-    size_t connections, inflight, concurrency, ramp;
-    double rate, duration, warmup;
-    const char *channel, *path, *secret_file, *publish_url;
-} bench_opts;
-
-typedef struct bench bench;
-
-typedef struct bconn {
-    uv_tcp_t tcp;
-    uv_connect_t creq;
-    bench *b;
-    struct bconn *prev, *next; /* every connection whose handle is not yet closed */
-    uint64_t n;                /* its number: token sub and jti bench-<n> */
-    sl__bench_tail tail;       /* the pushes' shortcut memo (bench_proto.h) */
-    int role, state;
-    int counted;    /* for SUB/PUB: still counted in b->pending (setup not finished) */
-    int close_seen; /* an error for this connection has been recorded: record no second one */
-    uint64_t t_start, t_state;
-    char *head; /* the HTTP answer while upgrading */
-    size_t head_len;
-    char accept[29];
-    sl__bench_rx rx;
-    sl__bench_nats *nats;
-    uint64_t deliveries, last_s;
-    int have_s;
-} bconn;
-
-struct bench {
-    bench_opts o;
-    uv_loop_t loop;
-    uv_timer_t tick, sweep;
-    /* Subscribers (and every connection of the other scenarios) go to url/addr; the fan-out
-     * publisher to pub_url/pub_addr, a copy of them without --publish-url. */
-    struct sockaddr_storage addr, pub_addr;
-    sl__bench_url url, pub_url;
-    const char *token;  /* one token for all, or NULL */
-    sl_jwt_keyring *kr; /* minting per connection, or NULL */
-    uint64_t timeout_ns;
-    int phase, in_progress, again;
-    bconn *conns;
-    size_t live; /* connection handles not yet closed */
-    uint64_t next_n;
-    size_t target, started, pending, ready, failed, dropped, subs_live;
-    uint64_t t_ramp0, t_ramp1, now;
-    /* fan-out */
-    bconn *pub;
-    uint64_t t0, t_win0, t_end, t_drain, t_progress;
-    uint64_t sent, acked, pub_errors, inflight, backlog_waits;
-    uint64_t deliveries, deliveries_win, reordered, untimed;
-    size_t subs_at_start;
-    uint32_t next_id;
-    uint32_t *ring; /* NATS: publications per PING not yet answered */
-    size_t ring_head, ring_len;
-    /* connect */
-    uint64_t cycles_ok;
-    struct rusage ru0, ru1;
-    uint64_t t_cpu0, t_cpu1;
-    sl__bench_hist lat, setup;
-    sl__bench_errs errs;
-    uint64_t parse_errors, pings, other_pushes, unexpected;
-    uint8_t *scratch;
-    size_t scratch_cap;
-    uint64_t rng;
-    char rbuf[READ_BUF];
-};
-
-/* ---- small helpers --------------------------------------------------------------------------- */
-
-static uint64_t now_ns(void)
-{
-    /* CLOCK_MONOTONIC: publication timestamps are taken and compared inside this one process. */
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-/* Frame masks need not be secret for a load tool talking to a server it runs; RFC 6455 asks for
- * unpredictability to protect proxies from cache poisoning, which a seeded xorshift from the
- * system's randomness gives well enough, at no cost per frame. */
-static void next_mask(bench *b, uint8_t m[4])
-{
-    uint64_t x = b->rng;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    b->rng = x;
-    memcpy(m, &x, 4);
-}
-
-static int scratch_reserve(bench *b, size_t payload)
-{
-    size_t need = SL__WSF_MAX_HEADER + payload;
-    if (need <= b->scratch_cap)
-        return 0;
-    size_t c = b->scratch_cap ? b->scratch_cap : 65536;
-    while (c < need)
-        c *= 2;
-    uint8_t *p = realloc(b->scratch, c);
-    if (p == NULL)
-        return -1;
-    b->scratch = p;
-    b->scratch_cap = c;
-    return 0;
-}
-
-static void record_error(bconn *c, const char *prefix, long code, const char *text, size_t len)
-{
-    if (c->close_seen)
-        return;
-    c->close_seen = 1;
-    char kind[SL__BENCH_ERR_TEXT];
-    sl__bench_errs_kind(kind, prefix, code, text, len);
-    sl__bench_errs_add(&c->b->errs, kind);
-}
-
-/* Tokens may only hold the characters of base64url JWTs and opaque API keys, so they can be put in
- * a JSON string or a NATS CONNECT without escaping. */
-static int token_safe(const char *t)
-{
-    for (; *t; t++)
-        if (!((*t >= 'A' && *t <= 'Z') || (*t >= 'a' && *t <= 'z') || (*t >= '0' && *t <= '9') ||
-              strchr("-_.~+/=", *t) != NULL))
-            return 0;
-    return 1;
-}
-
-/* ---- connection life ------------------------------------------------------------------------- */
-
-static void progress(bench *b);
-static bconn *conn_start(bench *b, int role);
-static void pub_fill(bench *b);
-
-static void on_closed(uv_handle_t *h)
-{
-    bconn *c = h->data;
-    bench *b = c->b;
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        b->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
-    sl__bench_rx_free(&c->rx);
-    if (c->nats) {
-        sl__bench_nats_free(c->nats);
-        free(c->nats);
-    }
-    free(c->head);
-    int role = c->role;
-    free(c);
-    b->live--;
-    if (role == R_CYCLE && b->phase == PH_RUN)
-        conn_start(b, R_CYCLE);
-}
-
-/* Counts the end of a connection's setup (ready or failed) for the ramp. */
-static void setup_done(bconn *c, int ok)
-{
-    bench *b = c->b;
-    if (!c->counted)
-        return;
-    c->counted = 0;
-    b->pending--;
-    if (c->role != R_SUB)
-        return; /* the publisher's fate shows in the publications */
-    if (ok) {
-        b->ready++;
-        b->subs_live++;
-    } else {
-        b->failed++;
-    }
-}
-
-static void conn_close(bconn *c)
-{
-    if (c->state == CS_DEAD)
-        return;
-    bench *b = c->b;
-    if (c->state == CS_READY && c->role == R_SUB) {
-        b->dropped++;
-        b->subs_live--;
-    }
-    if (c->state < CS_READY && c->role == R_CYCLE)
-        b->failed++;
-    setup_done(c, 0);
-    if (c == b->pub)
-        b->pub = NULL;
-    c->state = CS_DEAD;
-    uv_read_stop((uv_stream_t *)&c->tcp);
-    uv_close((uv_handle_t *)&c->tcp, on_closed);
-    progress(b);
-}
-
-static void conn_fail(bconn *c, const char *prefix, long code, const char *text, size_t len)
-{
-    if (c->state == CS_DEAD)
-        return;
-    /* Once the run is over, connections closing are the tool's own doing, not errors. */
-    if (c->b->phase != PH_DONE && c->state != CS_CLOSING)
-        record_error(c, prefix, code, text, len);
-    conn_close(c);
-}
-
-typedef struct wreq {
-    uv_write_t req;
-    bconn *c;
-    uint8_t data[];
-} wreq;
-
-static void on_write(uv_write_t *req, int status)
-{
-    wreq *w = (wreq *)req;
-    bconn *c = w->c;
-    free(w);
-    if (status < 0 && status != UV_ECANCELED)
-        conn_fail(c, "write error", -1, uv_err_name(status), strlen(uv_err_name(status)));
-}
-
-/* Writes now when the socket takes it (no allocation), else queues a copy behind what is queued. */
-static void conn_write(bconn *c, const uint8_t *p, size_t n)
-{
-    if (c->state == CS_DEAD || n == 0)
-        return;
-    uv_buf_t buf = uv_buf_init((char *)p, (unsigned)n);
-    int r = uv_try_write((uv_stream_t *)&c->tcp, &buf, 1);
-    if (r >= 0 && (size_t)r == n)
-        return;
-    if (r < 0 && r != UV_EAGAIN) {
-        conn_fail(c, "write error", -1, uv_err_name(r), strlen(uv_err_name(r)));
-        return;
-    }
-    size_t done = r > 0 ? (size_t)r : 0;
-    wreq *w = malloc(sizeof *w + (n - done));
-    if (w == NULL) {
-        conn_fail(c, "out of memory", -1, NULL, 0);
-        return;
-    }
-    w->c = c;
-    memcpy(w->data, p + done, n - done);
-    buf = uv_buf_init((char *)w->data, (unsigned)(n - done));
-    if ((r = uv_write(&w->req, (uv_stream_t *)&c->tcp, &buf, 1, on_write)) < 0) {
-        free(w);
-        conn_fail(c, "write error", -1, uv_err_name(r), strlen(uv_err_name(r)));
-    }
-}
-
-/* Sends b->scratch's payload (len bytes after the header room) as one frame. */
-static void send_scratch(bconn *c, size_t len, int opcode)
-{
-    uint8_t m[4];
-    next_mask(c->b, m);
-    size_t off = sl__bench_frame(c->b->scratch, len, opcode, m);
-    conn_write(c, c->b->scratch + off, SL__WSF_MAX_HEADER + len - off);
-}
-
-static void send_frame(bconn *c, int opcode, const void *p, size_t len)
-{
-    if (scratch_reserve(c->b, len) < 0) {
-        conn_fail(c, "out of memory", -1, NULL, 0);
-        return;
-    }
-    if (len)
-        memcpy(c->b->scratch + SL__WSF_MAX_HEADER, p, len);
-    send_scratch(c, len, opcode);
-}
-
-static void send_text(bconn *c, const char *s)
-{
-    /* NATS protocol text travels in binary frames, as its own WebSocket clients send it. */
-    send_frame(c, c->b->o.proto == PR_NATS ? SL__WSF_BINARY : SL__WSF_TEXT, s, strlen(s));
-}
-
-static void set_state(bconn *c, int st)
-{
-    c->state = st;
-    c->t_state = c->b->now ? c->b->now : now_ns();
-}
-
-/* Starts our side of the closing handshake; the server answers with its close frame and closes. */
-static void conn_begin_close(bconn *c)
-{
-    uint8_t code[2] = {1000 >> 8, 1000 & 0xff};
-    send_frame(c, SL__WSF_CLOSE, code, 2);
-    if (c->state != CS_DEAD)
-        set_state(c, CS_CLOSING);
-}
-
-/* The connection finished its setup (authenticated, and subscribed when it subscribes). */
-static void conn_ready(bconn *c)
-{
-    bench *b = c->b;
-    uint64_t t = now_ns();
-    if (c->role == R_CYCLE) {
-        if (b->phase == PH_RUN && t <= b->t_end) {
-            b->cycles_ok++;
-            sl__bench_hist_record(&b->setup, t - c->t_start);
-        }
-        conn_begin_close(c);
-        return;
-    }
-    sl__bench_hist_record(&b->setup, t - c->t_start);
-    set_state(c, CS_READY);
-    setup_done(c, 1);
-    progress(b);
-}
-
-/* ---- sending commands ------------------------------------------------------------------------ */
-
-static void send_connect(bconn *c)
-{
-    bench *b = c->b;
-    char *minted = NULL;
-    const char *tok = b->token;
-    if (b->kr != NULL) {
-        char id[48];
-        snprintf(id, sizeof id, "bench-%llu", (unsigned long long)c->n);
-        double now = (double)time(NULL);
-        sl_jwt_claims cl = {
-            .sub = id, .role = SL_ROLE_WRITE, .iat = now, .exp = now + 3600, .jti = id};
-        int rc = sl_jwt_sign(b->kr, NULL, &cl, &minted);
-        if (rc != SL_OK) {
-            conn_fail(c, "cannot sign a token:", -1, sl_strerror(rc), strlen(sl_strerror(rc)));
-            return;
-        }
-        tok = minted;
-    }
-    size_t tl = tok ? strlen(tok) : 0;
-    if (scratch_reserve(b, tl + 512) < 0) {
-        free(minted);
-        conn_fail(c, "out of memory", -1, NULL, 0);
-        return;
-    }
-    char *p = (char *)b->scratch + SL__WSF_MAX_HEADER;
-    int n;
-    if (b->o.proto == PR_NATS) {
-        /* PING right behind CONNECT: its PONG says the server accepted the connection. */
-        n = snprintf(p, tl + 512,
-                     "CONNECT {\"verbose\":false,\"pedantic\":false,\"name\":\"sluice-bench\","
-                     "\"lang\":\"c\",\"version\":\"%s\",\"protocol\":1%s%s%s}\r\nPING\r\n",
-                     sl_version(), tok ? ",\"auth_token\":\"" : "", tok ? tok : "",
-                     tok ? "\"" : "");
-    } else if (tok) {
-        n = snprintf(p, tl + 512, "{\"connect\":{\"token\":\"%s\"},\"id\":1}", tok);
-    } else {
-        n = snprintf(p, tl + 512, "{\"connect\":{},\"id\":1}");
-    }
-    if (minted)
-        sl__cli_wipe_free(minted, tl);
-    set_state(c, CS_AUTH);
-    send_scratch(c, (size_t)n, b->o.proto == PR_NATS ? SL__WSF_BINARY : SL__WSF_TEXT);
-}
-
-static void send_subscribe(bconn *c)
-{
-    char cmd[400];
-    if (c->b->o.proto == PR_NATS)
-        snprintf(cmd, sizeof cmd, "SUB %s 1\r\nPING\r\n", c->b->o.channel);
-    else
-        snprintf(cmd, sizeof cmd, "{\"subscribe\":{\"channel\":\"%s\"},\"id\":2}", c->b->o.channel);
-    set_state(c, CS_SUB);
-    send_text(c, cmd);
-}
-
-/* Sends n (at most CMDS_PER_FRAME) publications in one frame, all stamped with the time the frame
- * is built. */
-static void pub_frame(bench *b, size_t n)
-{
-    bconn *c = b->pub;
-    if (c == NULL || n == 0)
-        return;
-    if (b->o.proto == PR_NATS && b->ring_len == NATS_RING) {
-        b->backlog_waits++;
-        return;
-    }
-    size_t chl = strlen(b->o.channel);
-    size_t per = chl + 160; /* one command's longest rendering is 102 bytes + channel */
-    if (scratch_reserve(b, per * n + 16) < 0) {
-        conn_fail(c, "out of memory", -1, NULL, 0);
-        return;
-    }
-    char *base = (char *)b->scratch + SL__WSF_MAX_HEADER, *p = base;
-    uint64_t t = now_ns();
-    for (size_t i = 0; i < n; i++) {
-        uint64_t s = b->sent + i + 1;
-        if (b->o.proto == PR_NATS) {
-            char pl[64];
-            int k = snprintf(pl, sizeof pl, "{\"t\":%llu,\"s\":%llu}", (unsigned long long)t,
-                             (unsigned long long)s);
-            p += sprintf(p, "PUB %s %d\r\n%s\r\n", b->o.channel, k, pl);
-        } else {
-            p += sprintf(p,
-                         "%s{\"publish\":{\"channel\":\"%s\",\"data\":{\"t\":%llu,\"s\":%llu}},"
-                         "\"id\":%u}",
-                         i ? "\n" : "", b->o.channel, (unsigned long long)t, (unsigned long long)s,
-                         (unsigned)b->next_id++);
-        }
-    }
-    if (b->o.proto == PR_NATS) {
-        p += sprintf(p, "PING\r\n");
-        b->ring[(b->ring_head + b->ring_len) % NATS_RING] = (uint32_t)n;
-        b->ring_len++;
-    }
-    b->sent += n;
-    b->inflight += n;
-    send_scratch(c, (size_t)(p - base), b->o.proto == PR_NATS ? SL__WSF_BINARY : SL__WSF_TEXT);
-}
-
-static void pub_send(bench *b, size_t n)
-{
-    while (n > 0 && b->pub != NULL) {
-        size_t k = n < CMDS_PER_FRAME ? n : CMDS_PER_FRAME;
-        uint64_t before = b->sent;
-        pub_frame(b, k);
-        if (b->sent == before)
-            return; /* could not send (NATS ring full, connection gone) */
-        n -= k;
-    }
-}
-
-/* --rate 0: keeps --inflight publications unanswered, topping up after each read of answers. */
-static void pub_fill(bench *b)
-{
-    if (b->phase != PH_RUN || b->o.rate > 0 || b->pub == NULL)
-        return;
-    if (b->inflight < b->o.inflight) {
-        size_t n = (size_t)(b->o.inflight - b->inflight);
-        pub_send(b, n > MAX_PER_TICK ? MAX_PER_TICK : n);
-    }
-}
-
-static void pub_acked(bench *b, uint64_t n, int ok)
-{
-    if (n > b->inflight)
-        n = b->inflight;
-    b->inflight -= n;
-    if (ok)
-        b->acked += n;
-    else
-        b->pub_errors += n;
-    b->t_progress = b->now;
-}
-
-/* ---- receiving ------------------------------------------------------------------------------- */
-
-static void delivery(bconn *c, const sl__bench_line *l)
-{
-    bench *b = c->b;
-    b->deliveries++;
-    c->deliveries++;
-    b->t_progress = b->now;
-    if (l->has_s) {
-        if (c->have_s && l->s <= c->last_s)
-            b->reordered++;
-        c->last_s = l->s;
-        c->have_s = 1;
-    }
-    if (b->t_win0 && b->now >= b->t_win0 && b->now <= b->t_end)
-        b->deliveries_win++;
-    if (!l->has_t) {
-        b->untimed++;
-        return;
-    }
-    /* Latency counts publications sent after the warm-up, wherever they arrive (also in the drain).
-     */
-    if (b->t_win0 && l->t >= b->t_win0 && l->t <= b->now)
-        sl__bench_hist_record(&b->lat, b->now - l->t);
-}
-
-static int on_line(void *ud, const char *line, size_t len)
-{
-    bconn *c = ud;
-    bench *b = c->b;
-    sl__bench_line l;
-    sl__bench_classify(line, len, &c->tail, &l);
-    switch (l.kind) {
-    case SL__BL_PING:
-        b->pings++;
-        send_text(c, "{}");
-        break;
-    case SL__BL_REPLY:
-        if (c->state == CS_AUTH && l.id == 1) {
-            if (l.error)
-                conn_fail(c, "connect error", l.code, l.text, l.text_len);
-            else if (c->role == R_SUB)
-                send_subscribe(c);
-            else
-                conn_ready(c);
-        } else if (c->state == CS_SUB && l.id == 2) {
-            if (l.error)
-                conn_fail(c, "subscribe error", l.code, l.text, l.text_len);
-            else
-                conn_ready(c);
-        } else if (c->role == R_PUB && c->state == CS_READY && l.id >= 3) {
-            if (l.error) {
-                char kind[SL__BENCH_ERR_TEXT];
-                sl__bench_errs_kind(kind, "publish error", l.code, l.text, l.text_len);
-                sl__bench_errs_add(&b->errs, kind);
-            }
-            pub_acked(b, 1, !l.error);
-        } else {
-            b->unexpected++;
-        }
-        break;
-    case SL__BL_PUB:
-        if (c->role == R_SUB && c->state == CS_READY)
-            delivery(c, &l);
-        else
-            b->unexpected++;
-        break;
-    case SL__BL_DISCONNECT:
-        conn_fail(c, "disconnect", l.code, l.text, l.text_len);
-        break;
-    case SL__BL_PUSH:
-        b->other_pushes++;
-        break;
-    default:
-        b->parse_errors++;
-        break;
-    }
-    return c->state == CS_DEAD;
-}
-
-static int on_nats(void *ud, int op, const char *data, size_t len)
-{
-    bconn *c = ud;
-    bench *b = c->b;
-    switch (op) {
-    case SL__NATS_PING:
-        b->pings++;
-        send_text(c, "PONG\r\n");
-        break;
-    case SL__NATS_PONG:
-        if (c->state == CS_AUTH) {
-            if (c->role == R_SUB)
-                send_subscribe(c);
-            else
-                conn_ready(c);
-        } else if (c->state == CS_SUB) {
-            conn_ready(c);
-        } else if (c->role == R_PUB && c->state == CS_READY && b->ring_len > 0) {
-            uint32_t n = b->ring[b->ring_head];
-            b->ring_head = (b->ring_head + 1) % NATS_RING;
-            b->ring_len--;
-            pub_acked(b, n, 1);
-        } else {
-            b->unexpected++;
-        }
-        break;
-    case SL__NATS_MSG: {
-        sl__bench_line l;
-        memset(&l, 0, sizeof l);
-        sl__bench_payload_ts(data, len, &l);
-        if (c->role == R_SUB && c->state == CS_READY)
-            delivery(c, &l);
-        else
-            b->unexpected++;
-        break;
-    }
-    case SL__NATS_ERR:
-        conn_fail(c, "nats -ERR", -1, data, len);
-        break;
-    default: /* INFO, +OK */
-        break;
-    }
-    return c->state == CS_DEAD;
-}
-
-static int on_message(void *ud, int opcode, const uint8_t *data, size_t len)
-{
-    bconn *c = ud;
-    bench *b = c->b;
-    const char *why;
-    switch (opcode) {
-    case SL__WSF_TEXT:
-    case SL__WSF_BINARY:
-        if (b->o.proto == PR_NATS) {
-            int r = sl__bench_nats_feed(c->nats, (const char *)data, len, on_nats, c, &why);
-            if (r < 0) {
-                b->parse_errors++;
-                conn_fail(c, "protocol:", -1, why, strlen(why));
-            }
-        } else if (opcode == SL__WSF_BINARY) {
-            b->parse_errors++;
-        } else {
-            sl__bench_lines((const char *)data, len, on_line, c);
-        }
-        break;
-    case SL__WSF_PING:
-        send_frame(c, SL__WSF_PONG, data, len);
-        break;
-    case SL__WSF_CLOSE: {
-        int code;
-        const char *reason;
-        size_t rl;
-        if (sl__bench_close_payload(data, len, &code, &reason, &rl) < 0) {
-            code = 1002;
-            reason = "bad close frame";
-            rl = strlen(reason);
-        }
-        if (c->state == CS_CLOSING) {
-            conn_close(c);
-            break;
-        }
-        record_error(c, "close", code, reason, rl);
-        /* Answer with the same code, as RFC 6455 asks, then let the server close TCP. */
-        uint8_t echo[2] = {(uint8_t)(code >> 8), (uint8_t)(code & 0xff)};
-        send_frame(c, SL__WSF_CLOSE, echo, code == 1005 ? 0 : 2);
-        if (c->state != CS_DEAD)
-            conn_close(c);
-        break;
-    }
-    default: /* PONG */
-        break;
-    }
-    return c->state == CS_DEAD;
-}
-
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
-{
-    bconn *c = h->data;
-    *buf = uv_buf_init(c->b->rbuf, READ_BUF);
-}
-
-/* Bytes while upgrading: collects the answer's head, checks it, then hands what follows it (a
- * server may send right behind the 101) to the frame reader. Returns the bytes left for it. */
-static long handshake_data(bconn *c, const char *p, size_t n)
-{
-    size_t room = SL__BENCH_MAX_HEAD - c->head_len;
-    size_t take = n < room ? n : room;
-    if (c->head == NULL && (c->head = malloc(SL__BENCH_MAX_HEAD)) == NULL) {
-        conn_fail(c, "out of memory", -1, NULL, 0);
-        return -1;
-    }
-    memcpy(c->head + c->head_len, p, take);
-    c->head_len += take;
-    int status;
-    const char *why;
-    long hl = sl__bench_upgrade_response(c->head, c->head_len, c->accept, &status, &why);
-    if (hl == 0)
-        return -1;
-    if (hl < 0) {
-        if (status != 0 && status != 101)
-            conn_fail(c, "http", status, NULL, 0);
-        else
-            conn_fail(c, "handshake:", -1, why, strlen(why));
-        return -1;
-    }
-    /* Bytes of this read that lie beyond the head. */
-    size_t before = c->head_len - take;
-    size_t rest_off = (size_t)hl - before;
-    free(c->head);
-    c->head = NULL;
-    c->head_len = 0;
-    send_connect(c);
-    if (c->state == CS_DEAD)
-        return -1;
-    return (long)rest_off;
-}
-
-static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
-{
-    bconn *c = s->data;
-    bench *b = c->b;
-    if (nread == 0 || c->state == CS_DEAD)
-        return;
-    b->now = now_ns();
-    if (nread < 0) {
-        if (c->state == CS_CLOSING)
-            conn_close(c);
-        else if (nread == UV_EOF)
-            conn_fail(c, "eof in", -1, state_name[c->state], strlen(state_name[c->state]));
-        else
-            conn_fail(c, "read error", -1, uv_err_name((int)nread),
-                      strlen(uv_err_name((int)nread)));
-        return;
-    }
-    const char *p = buf->base;
-    size_t n = (size_t)nread;
-    if (c->state == CS_HTTP) {
-        long off = handshake_data(c, p, n);
-        if (off < 0)
-            return;
-        p += off;
-        n -= (size_t)off;
-    }
-    const char *why;
-    int r = sl__bench_rx_feed(&c->rx, (const uint8_t *)p, n, on_message, c, &why);
-    if (r < 0) {
-        b->parse_errors++;
-        conn_fail(c, "protocol:", -1, why, strlen(why));
-    }
-    if (c == b->pub)
-        pub_fill(b);
-}
-
-static void on_connect(uv_connect_t *req, int status)
-{
-    bconn *c = req->data;
-    if (c->state == CS_DEAD)
-        return;
-    if (status < 0) {
-        if (status == UV_ECONNREFUSED)
-            conn_fail(c, "refused", -1, NULL, 0);
-        else
-            conn_fail(c, "connect error", -1, uv_err_name(status), strlen(uv_err_name(status)));
-        return;
-    }
-    /* Latency is the point: Nagle would hold back small frames. */
-    uv_tcp_nodelay(&c->tcp, 1);
-    int r = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
-    if (r < 0) {
-        conn_fail(c, "read error", -1, uv_err_name(r), strlen(uv_err_name(r)));
-        return;
-    }
-    unsigned char raw[16];
-    char key[25];
-    if (RAND_bytes(raw, sizeof raw) != 1) {
-        conn_fail(c, "no randomness", -1, NULL, 0);
-        return;
-    }
-    EVP_EncodeBlock((unsigned char *)key, raw, sizeof raw);
-    if (sl_ws_accept_key(key, 24, c->accept) != SL_OK) {
-        conn_fail(c, "cannot compute the accept key", -1, NULL, 0);
-        return;
-    }
-    char req_text[1600];
-    const sl__bench_url *u = c->role == R_PUB ? &c->b->pub_url : &c->b->url;
-    size_t n = sl__bench_upgrade_request(req_text, sizeof req_text, u->host, u->path, key);
-    set_state(c, CS_HTTP);
-    conn_write(c, (const uint8_t *)req_text, n);
-}
-
-static bconn *conn_start(bench *b, int role)
-{
-    bconn *c = calloc(1, sizeof *c);
-    if (c == NULL) {
-        sl__bench_errs_add(&b->errs, "out of memory");
-        b->failed++;
-        return NULL;
-    }
-    c->b = b;
-    c->role = role;
-    c->n = b->next_n++;
-    c->t_start = now_ns();
-    c->t_state = c->t_start;
-    c->state = CS_TCP;
-    sl__bench_rx_init(&c->rx, MAX_MESSAGE);
-    if (b->o.proto == PR_NATS) {
-        if ((c->nats = malloc(sizeof *c->nats)) == NULL) {
-            free(c);
-            sl__bench_errs_add(&b->errs, "out of memory");
-            b->failed++;
-            return NULL;
-        }
-        sl__bench_nats_init(c->nats, MAX_MESSAGE);
-    }
-    uv_tcp_init(&b->loop, &c->tcp);
-    c->tcp.data = c;
-    c->creq.data = c;
-    c->next = b->conns;
-    if (b->conns)
-        b->conns->prev = c;
-    b->conns = c;
-    b->live++;
-    if (role != R_CYCLE) {
-        c->counted = 1;
-        b->pending++;
-    }
-    b->started++;
-    if (role == R_PUB)
-        b->pub = c;
-    const struct sockaddr_storage *to = role == R_PUB ? &b->pub_addr : &b->addr;
-    int r = uv_tcp_connect(&c->creq, &c->tcp, (const struct sockaddr *)to, on_connect);
-    if (r < 0) {
-        /* Synchronous failures (out of descriptors...): recorded, and the caller's loop goes on;
-         * progress() is re-entered through conn_close but does not recurse into starting more. */
-        if (r == UV_ECONNREFUSED)
-            conn_fail(c, "refused", -1, NULL, 0);
-        else
-            conn_fail(c, "connect error", -1, uv_err_name(r), strlen(uv_err_name(r)));
-    }
-    return c;
-}
-
 /* ---- phases ---------------------------------------------------------------------------------- */
 
 static void finish(bench *b);
@@ -904,18 +93,18 @@ static void start_publishing(bench *b)
 {
     b->phase = PH_RUN;
     b->subs_at_start = b->subs_live;
-    b->t0 = now_ns();
+    b->t0 = sl__bench_ws_now();
     b->t_win0 = b->t0 + (uint64_t)(b->o.warmup * 1e9);
     b->t_end = b->t0 + (uint64_t)(b->o.duration * 1e9);
     b->t_progress = b->t0;
     getrusage(RUSAGE_SELF, &b->ru0);
     b->t_cpu0 = b->t0;
-    pub_fill(b);
+    sl__bench_ws_pub_fill(b);
 }
 
 /* Moves the scenario on after any connection finished its setup or went away. Re-entrant calls
  * (a failure while starting connections) only ask the outer call to look again. */
-static void progress(bench *b)
+void sl__bench_ws_progress(bench *b)
 {
     if (b->in_progress) {
         b->again = 1;
@@ -926,20 +115,20 @@ static void progress(bench *b)
         b->again = 0;
         if (b->phase == PH_RAMP) {
             while (b->pending < b->o.ramp && b->started < b->target)
-                conn_start(b, R_SUB);
+                sl__bench_ws_conn_start(b, R_SUB);
             if (b->started >= b->target && b->pending == 0) {
-                b->t_ramp1 = now_ns();
+                b->t_ramp1 = sl__bench_ws_now();
                 if (b->ready == 0) {
                     finish(b);
                 } else if (b->o.scenario == SC_IDLE) {
                     b->phase = PH_HOLD;
-                    b->t0 = now_ns();
+                    b->t0 = sl__bench_ws_now();
                     b->t_end = b->t0 + (uint64_t)(b->o.duration * 1e9);
                     fprintf(stderr, "ready %zu\n", b->ready);
                     fflush(stderr);
                 } else {
                     b->phase = PH_PUBCONN;
-                    conn_start(b, R_PUB); /* sets b->pub; a failure clears it */
+                    sl__bench_ws_conn_start(b, R_PUB); /* sets b->pub; a failure clears it */
                 }
             }
         } else if (b->phase == PH_PUBCONN) {
@@ -955,7 +144,7 @@ static void progress(bench *b)
 static void on_tick(uv_timer_t *t)
 {
     bench *b = t->data;
-    uint64_t now = now_ns();
+    uint64_t now = sl__bench_ws_now();
     b->now = now;
     if (b->phase == PH_RUN && b->o.scenario == SC_FANOUT) {
         if (now >= b->t_end) {
@@ -969,8 +158,8 @@ static void on_tick(uv_timer_t *t)
                 if (uv_stream_get_write_queue_size((uv_stream_t *)&b->pub->tcp) > PUB_BACKLOG_MAX)
                     b->backlog_waits++;
                 else
-                    pub_send(b,
-                             due - b->sent > MAX_PER_TICK ? MAX_PER_TICK : (size_t)(due - b->sent));
+                    sl__bench_ws_pub_send(
+                        b, due - b->sent > MAX_PER_TICK ? MAX_PER_TICK : (size_t)(due - b->sent));
             }
         } else if (b->pub == NULL) {
             b->phase = PH_DRAIN;
@@ -994,14 +183,15 @@ static void on_tick(uv_timer_t *t)
 static void on_sweep(uv_timer_t *t)
 {
     bench *b = t->data;
-    uint64_t now = now_ns();
+    uint64_t now = sl__bench_ws_now();
     b->now = now;
     for (bconn *c = b->conns, *next; c != NULL; c = next) {
         next = c->next;
         if (c->state < CS_READY && now - c->t_state > b->timeout_ns)
-            conn_fail(c, "timeout in", -1, state_name[c->state], strlen(state_name[c->state]));
+            sl__bench_ws_conn_fail(c, "timeout in", -1, state_name[c->state],
+                                   strlen(state_name[c->state]));
         else if (c->state == CS_CLOSING && now - c->t_state > CLOSE_WAIT_NS)
-            conn_close(c);
+            sl__bench_ws_conn_close(c);
     }
 }
 
@@ -1178,10 +368,10 @@ static void finish(bench *b)
         return;
     if (b->t_cpu1 == 0) {
         getrusage(RUSAGE_SELF, &b->ru1);
-        b->t_cpu1 = now_ns();
+        b->t_cpu1 = sl__bench_ws_now();
     }
     if (b->t_ramp1 == 0)
-        b->t_ramp1 = now_ns();
+        b->t_ramp1 = sl__bench_ws_now();
     b->phase = PH_DONE;
     uv_timer_stop(&b->tick);
     uv_timer_stop(&b->sweep);
@@ -1192,12 +382,23 @@ static void finish(bench *b)
         if (c->state != CS_DEAD) {
             /* Not failures: the tool is done with them. */
             c->state = CS_CLOSING;
-            conn_close(c);
+            sl__bench_ws_conn_close(c);
         }
     }
 }
 
 /* ---- setup ----------------------------------------------------------------------------------- */
+
+/* Tokens may only hold the characters of base64url JWTs and opaque API keys, so they can be put in
+ * a JSON string or a NATS CONNECT without escaping. */
+static int token_safe(const char *t)
+{
+    for (; *t; t++)
+        if (!((*t >= 'A' && *t <= 'Z') || (*t >= 'a' && *t <= 'z') || (*t >= '0' && *t <= '9') ||
+              strchr("-_.~+/=", *t) != NULL))
+            return 0;
+    return 1;
+}
 
 static int bench_opt(void *ud, int opt, const char *arg)
 {
@@ -1417,7 +618,7 @@ static int run_ws(int argc, char **argv, sl__cli_conn *conn)
     b->next_id = 3;
     unsigned char seed[8];
     if (RAND_bytes(seed, sizeof seed) != 1)
-        memcpy(seed, &(uint64_t){now_ns()}, 8);
+        memcpy(seed, &(uint64_t){sl__bench_ws_now()}, 8);
     memcpy(&b->rng, seed, 8);
     b->rng |= 1; /* xorshift must not start at zero */
     sl__bench_hist_init(&b->lat);
@@ -1433,7 +634,7 @@ static int run_ws(int argc, char **argv, sl__cli_conn *conn)
     b->tick.data = b->sweep.data = b;
     uv_timer_start(&b->tick, on_tick, TICK_MS, TICK_MS);
     uv_timer_start(&b->sweep, on_sweep, SWEEP_MS, SWEEP_MS);
-    b->t_ramp0 = now_ns();
+    b->t_ramp0 = sl__bench_ws_now();
     if (o.scenario == SC_CONNECT) {
         b->phase = PH_RUN;
         b->t0 = b->t_ramp0;
@@ -1441,13 +642,13 @@ static int run_ws(int argc, char **argv, sl__cli_conn *conn)
         getrusage(RUSAGE_SELF, &b->ru0);
         b->t_cpu0 = b->t0;
         for (size_t i = 0; i < o.concurrency && b->phase == PH_RUN; i++)
-            conn_start(b, R_CYCLE);
+            sl__bench_ws_conn_start(b, R_CYCLE);
     } else {
         b->phase = PH_RAMP;
         b->target = o.connections;
         getrusage(RUSAGE_SELF, &b->ru0);
         b->t_cpu0 = b->t_ramp0;
-        progress(b);
+        sl__bench_ws_progress(b);
     }
     uv_run(&b->loop, UV_RUN_DEFAULT);
 

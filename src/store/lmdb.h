@@ -1,7 +1,7 @@
 /* The LMDB table store: the only durable implementation of store/kv.h. One LMDB environment per
  * data directory, one named database per table, group commits on libuv's thread pool, a process
  * lock so two sluiced never share a directory, and online compacting backups. The design (staging,
- * group commit, failures, durability modes, threading) is described at the top of lmdb.c.
+ * group commit, failures, durability modes, threading) is described at the top of lmdb_commit.c.
  *
  * Ownership: sl__lmdb_open's *out belongs to the caller and is released with (*out)->ops->free.
  * With a loop, free closes the store's handles on that loop: run the loop once more

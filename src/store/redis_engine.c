@@ -6,7 +6,8 @@
  * servers. Replies are decoded by src/store/redis_codec.c; requests complete in submission order
  * from a FIFO, even when shards answer out of order. Events (writes and deletions of watched
  * channels, creations and deletions of any channel) arrive over each shard's subscription
- * connection.
+ * connection (redis_engine_shards.c, which also creates and frees the engine); this file runs the
+ * requests.
  *
  * Keys (P is the prefix, default "sluice"; {id} is the channel id inside a hash tag, so every key
  * of a channel lives in one slot and on one shard):
@@ -47,15 +48,11 @@
  * step. Otherwise the script removes them and returns them, and the engine appends them to the
  * dead-letter queue with a second script on its shard before the request completes (a crash of
  * this node or of that shard between the two loses them: dead_rc says SL_EUNAVAIL). */
-#include "store/redis_engine.h"
+#include "store/redis_engine_internal.h"
 
 #include "store/redis_codec.h"
 
-#include "core/map.h"
-#include "core/wsid.h"
 #include "core/message.h"
-
-#include "redis_scripts.h" /* generated: sl__redis_script_src, sl__redis_append_src */
 
 #include <stdarg.h>
 #include <stdint.h>
@@ -63,63 +60,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define DEFAULT_PREFIX "sluice"
 /* A claim or read asks for at most this many messages in one script run. */
 #define LIMIT_MAX 100000
-
-typedef struct rengine rengine;
-
-typedef struct rshard {
-    rengine *e;
-    size_t idx;
-    sl__rconn *conn;
-    sl__rsub *sub;
-    int format; /* 0: not checked yet (nor connected); 1: ours; -1: a newer layout (requests fail)
-                 */
-    int ctl;    /* the control channel is subscribed (or being subscribed) */
-} rshard;
-
-/* A request in flight: in the FIFO until its turn to complete. */
-typedef struct pend {
-    struct pend *next;
-    rengine *e;
-    sl__eop *op;
-    int answered; /* op->rc and the outputs are final */
-    int waiting;  /* replies still to come (LIST: one per shard) */
-    /* APPEND: coalesced per channel until the loop is about to wait (see batch_add) */
-    struct pend *bnext;  /* the next open batch (heads only) */
-    struct pend *member; /* the next request of this batch */
-    struct pend *last;   /* heads: the batch's last request */
-    size_t nreq;         /* heads: requests in the batch */
-} pend;
-
-typedef struct watch_req {
-    rengine *e;
-    char *evchan;
-    char *id;
-    void (*ready)(void *ud, int rc);
-    void *ud;
-} watch_req;
-
-struct rengine {
-    sl_engine base;
-    const sl__logsink *log; /* borrowed (opts); NULL: stderr */
-    sl__redis_url url;
-    sl__redis_ring *ring;
-    rshard *shards;
-    size_t nshards;
-    char prefix[SL__REDIS_PREFIX_MAX + 1];
-    char ctl[SL__REDIS_PREFIX_MAX + 8];
-    sl__rscript script; /* every request but APPEND */
-    sl__rscript append; /* APPEND: the hot path has a script of its own */
-    pend *head, *tail;
-    int draining;
-    int freeing;            /* requests submitted from callbacks run by the free fail at once */
-    sl__map *watched;       /* channel id -> count (a heap-allocated size_t) */
-    pend *batches;          /* open APPEND batches, one per channel, not sent yet */
-    uv_prepare_t prep;      /* sends them just before the loop waits for I/O */
-    uint64_t format_logged; /* uv_now of the last "does not read back" line (0: none yet) */
-};
 
 /* ---- arguments ------------------------------------------------------------------------------- */
 
@@ -229,7 +171,7 @@ static void args_free(args *a)
 
 /* ---- the FIFO -------------------------------------------------------------------------------- */
 
-static void drain(rengine *e)
+void sl__reng_drain(rengine *e)
 {
     if (e->draining)
         return; /* a done callback submitted: the outer loop goes on */
@@ -261,7 +203,8 @@ static pend *enqueue(rengine *e, sl__eop *op)
     return p;
 }
 
-/* Final without completing: the caller drains once it no longer walks pends (drain frees them). */
+/* Final without completing: the caller drains once it no longer walks pends (sl__reng_drain frees
+ * them). */
 static void settle(pend *p, int rc)
 {
     if (p->op->rc == SL_OK)
@@ -272,12 +215,12 @@ static void settle(pend *p, int rc)
 static void answer(pend *p, int rc)
 {
     settle(p, rc);
-    drain(p->e);
+    sl__reng_drain(p->e);
 }
 
 /* ---- keys and shards ------------------------------------------------------------------------- */
 
-static size_t shard_of(const rengine *e, const char *id)
+size_t sl__reng_shard_of(const rengine *e, const char *id)
 {
     return e->nshards == 1 ? 0 : sl__redis_ring_shard(e->ring, id);
 }
@@ -288,8 +231,6 @@ static char *base_key(const rengine *e, const char *id, char *buf, size_t size)
     snprintf(buf, size, "%s:{%s}", e->prefix, id);
     return buf;
 }
-
-#define KEY_MAX (SL__REDIS_PREFIX_MAX + SL_CHANNEL_ID_MAX + 16)
 
 /* The script's first arguments: keys (base, channels, dead-letter base or none), op name,
  * prefix, channel. */
@@ -341,7 +282,7 @@ static void dead_remote(pend *p, int visibility)
 {
     rengine *e = p->e;
     sl__eop *op = p->op;
-    size_t s = shard_of(e, op->dead_letter);
+    size_t s = sl__reng_shard_of(e, op->dead_letter);
     char kb[KEY_MAX], kc[KEY_MAX], epoch[17];
     args a = {0};
     sl__epoch_new(epoch);
@@ -618,7 +559,7 @@ static void on_batch_reply(void *ud, int rc, const redisReply *r)
             log_format(e, m->op);
         settle(m, mrc);
     }
-    drain(e);
+    sl__reng_drain(e);
 }
 
 static void batch_send(rengine *e, pend *head)
@@ -651,14 +592,14 @@ static void batch_send(rengine *e, pend *head)
         args_free(&a);
         for (pend *m = head; m; m = m->member)
             settle(m, SL_ENOMEM);
-        drain(e);
+        sl__reng_drain(e);
         return;
     }
-    shard_send(e, shard_of(e, op0->channel), &e->append, &a, 1, on_batch_reply, head);
+    shard_send(e, sl__reng_shard_of(e, op0->channel), &e->append, &a, 1, on_batch_reply, head);
     args_free(&a);
 }
 
-static void batch_flush(rengine *e)
+void sl__reng_batch_flush(rengine *e)
 {
     pend *b = e->batches;
     if (b == NULL)
@@ -674,7 +615,7 @@ static void batch_flush(rengine *e)
 
 static void on_prepare(uv_prepare_t *h)
 {
-    batch_flush(h->data);
+    sl__reng_batch_flush(h->data);
 }
 
 static void batch_add(rengine *e, pend *p)
@@ -694,7 +635,7 @@ static void batch_add(rengine *e, pend *p)
     e->batches = p;
 }
 
-static void re_submit(sl_engine *base, sl__eop *op)
+void sl__reng_submit(sl_engine *base, sl__eop *op)
 {
     rengine *e = (rengine *)base;
     memset(&op->list, 0, sizeof op->list);
@@ -735,7 +676,7 @@ static void re_submit(sl_engine *base, sl__eop *op)
         return;
     }
     /* Writes submitted before this request run before it. */
-    batch_flush(e);
+    sl__reng_batch_flush(e);
     char kc[KEY_MAX];
     snprintf(kc, sizeof kc, "%s:channels", e->prefix);
     if (op->kind == SL__EOP_LIST) {
@@ -754,11 +695,11 @@ static void re_submit(sl_engine *base, sl__eop *op)
         return;
     }
     const char *ch = op->channel;
-    size_t s = shard_of(e, ch);
+    size_t s = sl__reng_shard_of(e, ch);
     char kb[KEY_MAX], kd[KEY_MAX];
     int dl_local = 0;
     if ((op->kind == SL__EOP_CLAIM || op->kind == SL__EOP_TERMINATE) && op->dead_letter &&
-        op->dead_letter[0] && shard_of(e, op->dead_letter) == s)
+        op->dead_letter[0] && sl__reng_shard_of(e, op->dead_letter) == s)
         dl_local = 1;
     args a = {0};
     args_head(&a, e, base_key(e, ch, kb, sizeof kb), kc,
@@ -848,349 +789,4 @@ static void re_submit(sl_engine *base, sl__eop *op)
     p->waiting = 1;
     shard_send(e, s, &e->script, &a, nkeys, on_reply, p);
     args_free(&a);
-}
-
-/* ---- events ---------------------------------------------------------------------------------- */
-
-static size_t *watch_count(rengine *e, const char *id)
-{
-    return sl__map_get(e->watched, id);
-}
-
-static void emit(rengine *e, sl_event_kind kind, const char *id, const sl_message *m)
-{
-    if (e->base.listener == NULL)
-        return;
-    sl_event ev = {.kind = kind, .channel = id, .message = m};
-    e->base.listener(e->base.listener_ud, &ev);
-}
-
-struct one_event {
-    rengine *e;
-    const char *id;
-};
-
-static void deliver(void *ud, const sl_message *m, int deleted)
-{
-    struct one_event *oe = ud;
-    if (deleted)
-        emit(oe->e, SL_EVENT_CHANNEL_DELETED, oe->id, NULL);
-    else
-        emit(oe->e, SL_EVENT_WRITE, oe->id, m);
-}
-
-/* A presence entry came or went on a watched channel (the script's pset / pdel / pget). */
-static void presence_event(rengine *e, const char *id, const char *msg, size_t mlen)
-{
-    char client[SL__REDIS_CLIENT_MAX + 1], user[SL_PRINCIPAL_MAX + 1];
-    int join;
-    if (e->base.listener == NULL ||
-        sl__redis_decode_presence(msg, mlen, &join, client, user) != SL_OK)
-        return;
-    sl_event ev = {.kind = join ? SL_EVENT_JOIN : SL_EVENT_LEAVE,
-                   .channel = id,
-                   .client = client,
-                   .principal = user};
-    e->base.listener(e->base.listener_ud, &ev);
-}
-
-static void on_sub_msg(void *ud, const char *channel, size_t clen, const char *msg, size_t mlen)
-{
-    rshard *s = ud;
-    rengine *e = s->e;
-    char id[SL_CHANNEL_ID_MAX + 1];
-    size_t ctl = strlen(e->ctl), plen = strlen(e->prefix);
-    if (clen == ctl && memcmp(channel, e->ctl, ctl) == 0) {
-        /* "c <id>" / "d <id>": any node's creations and deletions. */
-        if (mlen < 3 || (msg[0] != 'c' && msg[0] != 'd') || msg[1] != ' ' ||
-            mlen - 2 > SL_CHANNEL_ID_MAX || !sl__stored_id_valid(msg + 2, mlen - 2))
-            return;
-        memcpy(id, msg + 2, mlen - 2);
-        id[mlen - 2] = '\0';
-        if (msg[0] == 'c')
-            emit(e, SL_EVENT_CHANNEL_CREATED, id, NULL);
-        else if (watch_count(e, id) == NULL) /* a watched one hears it on its event channel */
-            emit(e, SL_EVENT_CHANNEL_DELETED, id, NULL);
-        return;
-    }
-    /* "P:ev:{<id>}" */
-    if (clen < plen + 6 || memcmp(channel, e->prefix, plen) != 0 ||
-        memcmp(channel + plen, ":ev:{", 5) != 0 || channel[clen - 1] != '}' ||
-        clen - plen - 6 > SL_CHANNEL_ID_MAX)
-        return;
-    memcpy(id, channel + plen + 5, clen - plen - 6);
-    id[clen - plen - 6] = '\0';
-    if (watch_count(e, id) == NULL)
-        return;
-    if (mlen > 0 && (msg[0] == 'j' || msg[0] == 'l')) {
-        presence_event(e, id, msg, mlen);
-        return;
-    }
-    struct one_event oe = {e, id};
-    /* Malformed (not ours to deliver) or out of memory: what decoded before it went out. */
-    sl__redis_decode_events(msg, mlen, deliver, &oe);
-}
-
-static void on_ctl_ready(void *ud, int rc)
-{
-    rshard *s = ud;
-    if (rc != SL_OK)
-        s->ctl = 0; /* tried again when the connection comes back */
-}
-
-/* The control channel is subscribed once the connection is first up; the subscription connection
- * then keeps it across reconnections. */
-static void ctl_subscribe(rshard *s)
-{
-    if (s->ctl || s->sub == NULL || !sl__rsub_up(s->sub))
-        return;
-    s->ctl = 1;
-    sl__rsub_add(s->sub, s->e->ctl, on_ctl_ready, s);
-}
-
-static void on_sub_state(void *ud, int up)
-{
-    rshard *s = ud;
-    rengine *e = s->e;
-    if (!up)
-        return;
-    ctl_subscribe(s);
-    if (e->base.resync)
-        e->base.resync(e->base.listener_ud);
-}
-
-static void unwatch_count(rengine *e, const char *id)
-{
-    size_t *n = watch_count(e, id);
-    if (n && --*n == 0)
-        sl__map_del(e->watched, id, free);
-}
-
-static void on_watch_ready(void *ud, int rc)
-{
-    watch_req *w = ud;
-    if (rc != SL_OK)
-        unwatch_count(w->e, w->id); /* nothing to unwatch for the caller */
-    if (w->ready)
-        w->ready(w->ud, rc);
-    free(w->evchan);
-    free(w->id);
-    free(w);
-}
-
-static void r_watch(sl_engine *base, const char *channel, void (*ready)(void *ud, int rc), void *ud)
-{
-    rengine *e = (rengine *)base;
-    if (e->freeing) {
-        if (ready)
-            ready(ud, SL_EUNAVAIL);
-        return;
-    }
-    size_t *n = watch_count(e, channel);
-    watch_req *w = calloc(1, sizeof *w);
-    size_t len = strlen(e->prefix) + strlen(channel) + 8;
-    if (w)
-        w->evchan = malloc(len), w->id = strdup(channel);
-    if (n == NULL && w && (n = calloc(1, sizeof *n)) != NULL &&
-        sl__map_put(e->watched, channel, n, NULL) != SL_OK) {
-        free(n);
-        n = NULL;
-    }
-    if (w == NULL || w->evchan == NULL || w->id == NULL || n == NULL) {
-        if (w) {
-            free(w->evchan);
-            free(w->id);
-            free(w);
-        }
-        if (ready)
-            ready(ud, SL_EUNAVAIL);
-        return;
-    }
-    ++*n;
-    snprintf(w->evchan, len, "%s:ev:{%s}", e->prefix, channel);
-    w->e = e;
-    w->ready = ready;
-    w->ud = ud;
-    sl__rsub_add(e->shards[shard_of(e, channel)].sub, w->evchan, on_watch_ready, w);
-}
-
-static void r_unwatch(sl_engine *base, const char *channel)
-{
-    rengine *e = (rengine *)base;
-    if (watch_count(e, channel) == NULL || e->freeing)
-        return;
-    char evchan[KEY_MAX];
-    snprintf(evchan, sizeof evchan, "%s:ev:{%s}", e->prefix, channel);
-    unwatch_count(e, channel);
-    sl__rsub_remove(e->shards[shard_of(e, channel)].sub, evchan);
-}
-
-/* ---- the format check ------------------------------------------------------------------------ */
-
-/* The answer of the check that each (re)connect of a shard's command connection runs before it
- * counts as up: a request is sent only once this has run, so a newer layout never gets a write. */
-static void on_format(void *ud, int rc, const redisReply *r)
-{
-    rshard *s = ud;
-    if (rc != SL_OK || r == NULL)
-        return;
-    if (r->type == REDIS_REPLY_ERROR) {
-        s->format = -1;
-        sl__logsink_printf(s->e->log, SL__SINK_ERROR,
-                           "engine shard %zu: its keys are in a newer layout than this build "
-                           "reads: its requests fail (upgrade sluiced)",
-                           s->idx);
-    } else {
-        s->format = 1;
-    }
-}
-
-/* ---- the engine ------------------------------------------------------------------------------ */
-
-static void on_prep_closed(uv_handle_t *h)
-{
-    free(h->data);
-}
-
-static void r_free(sl_engine *base)
-{
-    rengine *e = (rengine *)base;
-    if (e == NULL)
-        return;
-    e->freeing = 1;
-    batch_flush(e);
-    /* Freeing the connections fails what is pending (completing in order from the FIFO). */
-    for (size_t i = 0; e->shards && i < e->nshards; i++) {
-        sl__rsub *sub = e->shards[i].sub;
-        e->shards[i].sub = NULL;
-        sl__rsub_free(sub);
-    }
-    for (size_t i = 0; e->shards && i < e->nshards; i++) {
-        /* NULL first: a callback run by the free must not send on it. */
-        sl__rconn *c = e->shards[i].conn;
-        e->shards[i].conn = NULL;
-        sl__rconn_free(c);
-    }
-    drain(e);
-    /* What still waits (a second step never sent): fail it, in order. */
-    for (pend *p = e->head; p; p = p->next) {
-        if (!p->answered && p->op->rc == SL_OK)
-            p->op->rc = SL_EUNAVAIL;
-        p->answered = 1;
-    }
-    drain(e);
-    sl__map_free(e->watched, free);
-    e->watched = NULL;
-    free(e->shards);
-    e->shards = NULL;
-    sl__redis_ring_free(e->ring);
-    e->ring = NULL;
-    sl__redis_url_clear(&e->url);
-    /* The rest once the loop has closed the prepare handle. */
-    uv_close((uv_handle_t *)&e->prep, on_prep_closed);
-}
-
-static const sl_engine_ops redis_ops = {
-    .name = "redis",
-    .free = r_free,
-    .submit = re_submit,
-    .watch = r_watch,
-    .unwatch = r_unwatch,
-};
-
-int sl__redis_engine_new(sl_engine **out, uv_loop_t *loop, const sl__redis_engine_opts *o,
-                         sl_status *st)
-{
-    *out = NULL;
-    const char *prefix = o->prefix ? o->prefix : DEFAULT_PREFIX;
-    if (!sl__redis_prefix_valid(prefix))
-        return sl_status_set(st, SL_EINVAL,
-                             "the Redis key prefix must be 1..%d letters, digits, '_', '-', '.'",
-                             SL__REDIS_PREFIX_MAX);
-    rengine *e = calloc(1, sizeof *e);
-    if (e == NULL)
-        return sl_status_set(st, SL_ENOMEM, NULL);
-    int rc = sl__redis_url_parse(o->url ? o->url : "", &e->url, st);
-    if (rc != SL_OK) {
-        free(e);
-        return rc;
-    }
-    e->base.ops = &redis_ops;
-    e->base.loop = loop;
-    uv_prepare_init(loop, &e->prep);
-    e->prep.data = e;
-    snprintf(e->prefix, sizeof e->prefix, "%s", prefix);
-    snprintf(e->ctl, sizeof e->ctl, "%s:ctl", prefix);
-    sl__rscript_init(&e->script, sl__redis_script_src);
-    sl__rscript_init(&e->append, sl__redis_append_src);
-    e->nshards = e->url.n;
-    e->log = o->log;
-    if (sl__redis_ring_new(&e->ring, &e->url) != SL_OK || sl__map_new(&e->watched) != SL_OK ||
-        (e->shards = calloc(e->nshards, sizeof *e->shards)) == NULL) {
-        r_free(&e->base);
-        return sl_status_set(st, SL_ENOMEM, NULL);
-    }
-    char kc[KEY_MAX];
-    snprintf(kc, sizeof kc, "%s:channels", e->prefix);
-    const char *check_argv[] = {kc, kc, "format", e->prefix, ""};
-    for (size_t i = 0; i < e->nshards; i++) {
-        rshard *s = &e->shards[i];
-        char what[48];
-        snprintf(what, sizeof what, e->nshards > 1 ? "engine shard %zu" : "engine", i);
-        s->e = e;
-        s->idx = i;
-        sl__rconn_opts co = {.addr = &e->url.shards[i],
-                             .what = what,
-                             .log = o->log,
-                             .timeout_ms = o->timeout_ms,
-                             .state_ud = s,
-                             .check = &e->script,
-                             .check_nkeys = 2,
-                             .check_argc = 5,
-                             .check_argv = check_argv,
-                             .on_check = on_format};
-        sl__rsub_opts so = {.addr = &e->url.shards[i],
-                            .what = what,
-                            .log = o->log,
-                            .on_msg = on_sub_msg,
-                            .on_state = on_sub_state,
-                            .ud = s};
-        if (sl__rconn_new(&s->conn, loop, &co) != SL_OK ||
-            sl__rsub_new(&s->sub, loop, &so) != SL_OK) {
-            r_free(&e->base);
-            return sl_status_set(st, SL_ENOMEM, NULL);
-        }
-        ctl_subscribe(s);
-    }
-    *out = &e->base;
-    return SL_OK;
-}
-
-int sl__redis_engine_is(const sl_engine *e)
-{
-    return e && e->ops == &redis_ops;
-}
-
-const sl__redis_url *sl__redis_engine_url(const sl_engine *e)
-{
-    return sl__redis_engine_is(e) ? &((const rengine *)e)->url : NULL;
-}
-
-sl__rconn *sl__redis_engine_conn(const sl_engine *e, size_t shard)
-{
-    if (!sl__redis_engine_is(e) || shard >= ((const rengine *)e)->nshards)
-        return NULL;
-    return ((const rengine *)e)->shards[shard].conn;
-}
-
-sl__rsub *sl__redis_engine_sub(const sl_engine *e, size_t shard)
-{
-    if (!sl__redis_engine_is(e) || shard >= ((const rengine *)e)->nshards)
-        return NULL;
-    return ((const rengine *)e)->shards[shard].sub;
-}
-
-const char *sl__redis_engine_prefix(const sl_engine *e)
-{
-    return sl__redis_engine_is(e) ? ((const rengine *)e)->prefix : NULL;
 }
