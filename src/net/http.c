@@ -13,11 +13,11 @@
  * handler's hands) so that a client vanishing mid-request never frees a request the handler still
  * holds.
  *
- * On a TLS listener each connection also owns a session (tls.c, no I/O of its own): what is read
- * goes into it and what it decrypts takes the path above as if it had been read (on_plain); what
- * the connection writes is encrypted into it and its ciphertext sent with one write of its own in
- * flight (sl__http_tls_flush), after which the connection carries on as if its write had completed.
- * The handshake happens inside those calls, under the first request's timer. */
+ * On a TLS listener each connection also owns a session (tls.c, no I/O of its own), and
+ * http_tls.c moves the ciphertext: what is read goes into the session and what it decrypts takes
+ * the path above as if it had been read (sl__http_on_plain); what the connection writes is
+ * encrypted and sent with one write of its own in flight, after which the connection carries on
+ * as if its write had completed. */
 #include "net/http_internal.h"
 
 #include "core/numtext.h"
@@ -34,7 +34,6 @@
 #define PEND_MAX (64 * 1024)
 /* Per-connection buffers that grew past these for one large message are given back afterwards. */
 #define PEND_KEEP (16 * 1024)
-#define WBUF_KEEP (64 * 1024)
 /* How long we keep draining a client's bytes after an error response before giving up on it:
  * closing with unread bytes makes the kernel send RST, which can destroy the response in flight. */
 #define LINGER_MS 2000
@@ -352,7 +351,7 @@ static int build(conn *c, sl_http_server *s, int status, const char *extra, cons
 
 static void conn_kick(conn *c);
 
-static void write_done(conn *c, int status)
+void sl__http_write_done(conn *c, int status)
 {
     if (status < 0) {
         sl__http_conn_close(c);
@@ -374,100 +373,7 @@ static void on_write(uv_write_t *w, int status)
     conn *c = w->data;
     c->writing = 0;
     if (!c->closing)
-        write_done(c, status);
-}
-
-/* ---- TLS: ciphertext out ------------------------------------------------------------------
- * A TLS connection writes plaintext into its session (which encrypts all of it at once) and then
- * sends whatever ciphertext is waiting, handshake messages and alerts included, with at most one
- * uv_write of its own in flight (treq). c->writing then means "the plaintext handed over is not
- * all in the kernel yet", and ends in tls_drained. */
-
-/* Everything written so far is in the kernel. */
-static void tls_drained(conn *c)
-{
-    if (c->shut_wait) { /* lingering: the close_notify is out, now the FIN */
-        c->shut_wait = 0;
-        if (uv_shutdown(&c->sreq, (uv_stream_t *)&c->tcp, NULL) != 0)
-            sl__http_conn_close(c);
-        return;
-    }
-    if (!c->writing)
-        return;
-    c->writing = 0;
-    if (c->upgraded)
-        sl__http_up_written(c, 0);
-    else
-        write_done(c, 0);
-}
-
-static void on_tls_write(uv_write_t *w, int status)
-{
-    conn *c = w->data;
-    c->tls_writing = 0;
-    if (c->closing)
-        return;
-    if (c->ccap > WBUF_KEEP) {
-        free(c->cbuf);
-        c->cbuf = NULL;
-        c->ccap = 0;
-    }
-    int r = status < 0 ? -1 : sl__http_tls_flush(c);
-    if (r < 0)
-        sl__http_conn_close(c);
-    else if (r > 0)
-        tls_drained(c);
-}
-
-/* Sends the ciphertext the session has waiting: what the socket takes now straight from the
- * server's buffer, the rest with one uv_write from the connection's own. Returns 1 when all of it
- * is in the kernel, 0 when a write is under way (tls_drained follows), -1 on error. */
-int sl__http_tls_flush(conn *c)
-{
-    if (c->tls_writing)
-        return 0;
-    char *buf = c->srv->obuf;
-    for (;;) {
-        size_t n = sl__tls_take(c->tls, buf, READ_BUF_SIZE);
-        if (n == 0)
-            return 1;
-        uv_buf_t b = uv_buf_init(buf, (unsigned)n);
-        int w = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
-        if (w < 0 && w != UV_EAGAIN && w != UV_ENOSYS)
-            return -1;
-        if (w < 0)
-            w = 0;
-        if ((size_t)w == n) {
-            if (n < READ_BUF_SIZE) /* take gave all there was */
-                return 1;
-            continue;
-        }
-        size_t rest = n - (size_t)w, more = sl__tls_pending(c->tls), need = rest + more;
-        if (need > c->ccap) {
-            char *nb = realloc(c->cbuf, need);
-            if (nb == NULL)
-                return -1;
-            c->cbuf = nb;
-            c->ccap = need;
-        }
-        memcpy(c->cbuf, buf + w, rest);
-        if (more > 0)
-            sl__tls_take(c->tls, c->cbuf + rest, more);
-        b = uv_buf_init(c->cbuf, (unsigned)need);
-        if (uv_write(&c->treq, (uv_stream_t *)&c->tcp, &b, 1, on_tls_write) < 0)
-            return -1;
-        c->tls_writing = 1;
-        return 0;
-    }
-}
-
-/* Encrypts data and sends it: 1 all in the kernel, 0 under way (tls_drained follows), -1 error.
- * Either way data has been consumed. */
-int sl__http_tls_send(conn *c, const char *data, size_t len)
-{
-    if (sl__tls_write(c->tls, data, len) != SL_OK)
-        return -1;
-    return sl__http_tls_flush(c);
+        sl__http_write_done(c, status);
 }
 
 /* Sends c->wbuf[0..len). Most responses fit the socket buffer: try that first and only queue a
@@ -478,7 +384,7 @@ static void conn_send(conn *c, size_t len, int close_after)
     if (c->tls != NULL) {
         int r = sl__http_tls_send(c, c->wbuf, len);
         if (r != 0) {
-            write_done(c, r < 0 ? UV_EIO : 0);
+            sl__http_write_done(c, r < 0 ? UV_EIO : 0);
             return;
         }
         c->writing = 1;
@@ -488,11 +394,11 @@ static void conn_send(conn *c, size_t len, int close_after)
     uv_buf_t b = uv_buf_init(c->wbuf, (unsigned)len);
     int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
     if (n >= 0 && (size_t)n == len) {
-        write_done(c, 0);
+        sl__http_write_done(c, 0);
         return;
     }
     if (n < 0 && n != UV_EAGAIN && n != UV_ENOSYS) {
-        write_done(c, n);
+        sl__http_write_done(c, n);
         return;
     }
     if (n < 0)
@@ -502,7 +408,7 @@ static void conn_send(conn *c, size_t len, int close_after)
     int r = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_write);
     if (r < 0) {
         c->writing = 0;
-        write_done(c, r);
+        sl__http_write_done(c, r);
         return;
     }
     set_mode(c, T_WRITE);
@@ -809,48 +715,6 @@ void sl__http_conn_linger(conn *c)
     set_mode(c, T_LINGER);
 }
 
-/* ---- TLS: ciphertext in ------------------------------------------------------------------- */
-
-static void on_plain(conn *c, char *data, size_t n);
-
-/* What was read goes into the session; the handshake advances and whatever it decrypts goes on as
- * if it had been read. What the session has to say (handshake, tickets, alerts) goes out. A failed
- * handshake ends the connection; its timeout is the one for a first request (T_FIRST). */
-static void tls_read(conn *c, const char *data, size_t n)
-{
-    sl_http_server *s = c->srv;
-    if (sl__tls_feed(c->tls, data, n) != SL_OK) {
-        sl__http_conn_close(c);
-        return;
-    }
-    for (;;) {
-        long r = sl__tls_read(c->tls, s->pbuf, sizeof s->pbuf);
-        if (r > 0) {
-            on_plain(c, s->pbuf, (size_t)r);
-            if (c->closing || c->lingering)
-                return;
-            if (!sl__tls_has_input(c->tls))
-                break;
-            continue;
-        }
-        if (r == 0)
-            break;
-        if (r == SL__TLS_EOF) { /* close_notify: as good as a FIN */
-            c->eof = 1;
-            sl__http_read_set(c, 0);
-            break;
-        }
-        (void)sl__http_tls_flush(c); /* the alert, if the socket takes it */
-        sl__http_conn_close(c);
-        return;
-    }
-    if (sl__http_tls_flush(c) < 0) {
-        sl__http_conn_close(c);
-        return;
-    }
-    sl__http_settle(c);
-}
-
 void sl__http_on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *b)
 {
     conn *c = st->data;
@@ -869,14 +733,14 @@ void sl__http_on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *b)
     if (c->lingering) /* the answer is out; whatever the client still sends is dropped */
         return;
     if (c->tls != NULL)
-        tls_read(c, b->base, (size_t)nread);
+        sl__http_tls_read(c, b->base, (size_t)nread);
     else
-        on_plain(c, b->base, (size_t)nread);
+        sl__http_on_plain(c, b->base, (size_t)nread);
 }
 
 /* Bytes of the HTTP stream (as read, or as decrypted): to the new owner once upgraded, else to the
  * assembler, or aside while a request is being answered. */
-static void on_plain(conn *c, char *data, size_t n)
+void sl__http_on_plain(conn *c, char *data, size_t n)
 {
     if (c->upgraded) {
         sl__http_up_flush_pend(c); /* bytes read with the request come first */

@@ -16,6 +16,8 @@
 #include "net/tls.h"
 
 #define READ_BUF_SIZE (64 * 1024)
+/* A connection's write buffer (or ciphertext buffer) larger than this is freed once written. */
+#define WBUF_KEEP (64 * 1024)
 
 /* T_FIRST: waiting for (the rest of) the first request head; T_HEAD: the same for a later request
  * on a keep-alive connection; T_REQUEST: a body under way. All three end in 408. */
@@ -132,6 +134,17 @@ const char *sl__http_date_line(sl_http_server *s, size_t *len);
 /* Copies n bytes to d; returns d + n. */
 char *sl__http_put(char *d, const char *s, size_t n);
 #define PUT_LIT(d, lit) sl__http_put((d), (lit), sizeof(lit) - 1)
+/* A response (all of c->wbuf) is in the kernel, or status < 0 its write failed: linger, close, or
+ * carry on with buffered requests. */
+void sl__http_write_done(conn *c, int status);
+/* Bytes of the HTTP stream, as read or as decrypted: to the assembler, or aside while a request
+ * is being answered, or to the new owner once upgraded. */
+void sl__http_on_plain(conn *c, char *data, size_t n);
+
+/* ---- http_tls.c: TLS ------------------------------------------------------------------------ */
+
+/* TLS: feeds what was read to the session and goes on with what it decrypts. */
+void sl__http_tls_read(conn *c, const char *data, size_t n);
 /* TLS: sends the ciphertext waiting in the session. 1 all in the kernel, 0 a write under way,
  * -1 error. */
 int sl__http_tls_flush(conn *c);
