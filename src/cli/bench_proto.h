@@ -116,6 +116,13 @@ typedef struct sl__bench_line {
     uint64_t t, s;
 } sl__bench_line;
 
+/* A piece [p, e) of a line. */
+typedef struct sl__bench_span {
+    const char *p, *e;
+} sl__bench_span;
+/* An unsigned decimal integer filling the span (at most 64 bits): 0 and *out set, or -1. */
+int sl__bench_span_u64(sl__bench_span v, uint64_t *out);
+
 /* Calls fn for each non-blank line of a text message (split on '\n', a '\r' before it dropped).
  * Stops when fn returns non-zero and returns that value; 0 otherwise. */
 typedef int (*sl__bench_line_fn)(void *ud, const char *line, size_t len);
