@@ -38,8 +38,7 @@ struct sl_ctx {
     /* the channel request whose engine request is being submitted, until the engine answers it
      * or submit returns (api/channel.c: an answer inside submit is timed without a clock read) */
     struct sl__chop *submitting;
-    /* sl__ctx_hold_now: the held time and how many holds are open (0: sl_ctx_now reads the clock)
-     */
+    /* sl__ctx_hold_now: the held time, and the holds open (0: sl_ctx_now reads the clock) */
     double now_held;
     unsigned now_holds;
 };
