@@ -1042,15 +1042,17 @@ static void test_srv_timeouts(void **state)
     tc_close(c);
     /* Idle keep-alive: closed silently. The request goes out right after the connect, but a test
      * thread held up past the 300 ms head timeout in between gets its 408 instead: then again. */
+    int answered_200 = 0;
     for (long long end = ts_now_ms() + TS_WAIT_MS;;) {
         c = tc_connect(ts->port);
-        assert_int_equal(tc_sends(c, "GET /idle HTTP/1.1\r\nHost: x\r\n\r\n"), 0);
-        assert_int_equal(tc_read(c, r), 0);
-        if (r->status != 408 || ts_now_ms() >= end)
+        assert_non_null(c);
+        answered_200 = tc_sends(c, "GET /idle HTTP/1.1\r\nHost: x\r\n\r\n") == 0 &&
+                       tc_read(c, r) == 0 && r->status == 200;
+        if (answered_200 || ts_now_ms() >= end)
             break;
         tc_close(c);
     }
-    assert_int_equal(r->status, 200);
+    assert_true(answered_200);
     assert_int_equal(tc_wait_close(c), 1);
     assert_int_equal(c->len, 0);
     tc_close(c);
