@@ -306,9 +306,9 @@ class Server:
         record_credential(tok)
         return tok
 
-    def client(self, token=None):
+    def client(self, token=None, timeout=10):
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        return httpx.Client(base_url=self.url, headers=headers, timeout=10)
+        return httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
 
 
 @pytest.fixture

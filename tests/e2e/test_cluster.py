@@ -30,7 +30,7 @@ def start_nodes(make_server, n, url, *extra):
 
 
 def admin(s):
-    return s.client(s.token("ops", role="admin"))
+    return s.client(s.token("ops", role="admin"), timeout=WAIT)
 
 
 def ws(s, token, **kw):
@@ -78,7 +78,7 @@ def test_write_on_one_node_reaches_subscribers_on_the_others(make_server, make_r
         res = w.call("subscribe", {"channel": "news"}, timeout=WAIT)
         assert res.get("subscribe", {}).get("recoverable") is True, res
         subs.append(w)
-    writer = a.client(a.token("writer", role="write"))
+    writer = a.client(a.token("writer", role="write"), timeout=WAIT)
     for n in range(1, 41):
         assert writer.put("/channels/news", json={"n": n}).status_code == 200
     for w in subs:
@@ -166,7 +166,7 @@ def test_sixty_workers_on_three_nodes_share_one_queue(make_server, make_redis):
     a = nodes[0]
     assert admin(a).post("/channels", json={"id": "jobs", "kind": "queue", "claim_timeout": 600,
                                             "max_messages": 20000}).status_code == 201
-    w = a.client(a.token("producer", role="write"))
+    w = a.client(a.token("producer", role="write"), timeout=WAIT)
     total = 10000
     for start in range(0, total, 1000):
         batch = [{"data": {"n": n}} for n in range(start, start + 1000)]
@@ -176,7 +176,7 @@ def test_sixty_workers_on_three_nodes_share_one_queue(make_server, make_redis):
     errors = []
 
     def worker(node, name):
-        c = node.client(node.token(name, role="write"))
+        c = node.client(node.token(name, role="write"), timeout=WAIT)
         try:
             while True:
                 r = c.get("/channels/jobs?exclusive=true&limit=20")
@@ -214,7 +214,7 @@ def test_killed_node_claims_come_back_after_the_lease(make_server, make_redis):
         assert admin(a).post("/channels", json={"id": "jobs", "kind": "queue",
                                                 "claim_timeout": lease}).status_code == 201
         assert admin(a).post("/channels", json={"id": "news", "kind": "topic"}).status_code == 201
-        wa = a.client(a.token("w1", role="write"))
+        wa = a.client(a.token("w1", role="write"), timeout=WAIT)
         for n in range(5):
             assert wa.put("/channels/jobs", json={"n": n}).status_code == 200
         claimed_at = time.time()  # the lease runs from later than this (the server's wall clock)
@@ -230,7 +230,7 @@ def test_killed_node_claims_come_back_after_the_lease(make_server, make_redis):
         a.proc.kill()  # kill -9: its worker never acknowledges, its sockets drop
         a.proc.wait()
     # Written while the client is away, then it comes back on B and recovers from the stream.
-    wb0 = b.client(b.token("w2", role="write"))
+    wb0 = b.client(b.token("w2", role="write"), timeout=WAIT)
     for n in (4, 5):
         assert wb0.put("/channels/news", json={"n": n}).status_code == 200
     sock = ws(b, b.token("reader", role="read"))
@@ -239,7 +239,7 @@ def test_killed_node_claims_come_back_after_the_lease(make_server, make_redis):
     assert res.get("recovered") is True, res
     assert [p["data"]["n"] for p in res["publications"]] == [4, 5]
     sock.close()
-    wb = b.client(b.token("w2", role="write"))
+    wb = b.client(b.token("w2", role="write"), timeout=WAIT)
     again = wb.get("/channels/jobs?exclusive=true&limit=5").json()["messages"]
     # Still leased, which this can only tell while the lease surely runs: on a loaded machine the
     # steps since the claim may have taken longer than the lease (then they were handed out again,
@@ -263,7 +263,7 @@ def test_grant_narrowed_on_one_node_acts_on_another(make_server, make_redis):
     assert ops.post("/channels", json={"id": "news", "kind": "topic"}).status_code == 201
     assert ops.put("/acl/carol", json={"role": "read", "channels": ["news"]}).status_code == 200
     # The grant made on A is in force on C at once.
-    carol_c = c.client(c.token("carol"))
+    carol_c = c.client(c.token("carol"), timeout=WAIT)
     assert carol_c.get("/channels/news").status_code == 200
     w = ws(c, c.token("carol"))
     assert "subscribe" in w.call("subscribe", {"channel": "news"}, timeout=WAIT)
@@ -311,7 +311,7 @@ def test_redis_restart_fails_closed_then_heals(make_server, make_redis):
     a, b = start_nodes(make_server, 2, r.url)
     ops = admin(a)
     assert ops.post("/channels", json={"id": "jobs", "kind": "queue"}).status_code == 201
-    w = a.client(a.token("w", role="write"))
+    w = a.client(a.token("w", role="write"), timeout=WAIT)
     acked = []
     for n in range(20):
         res = w.put("/channels/jobs", json={"n": n})
@@ -326,7 +326,7 @@ def test_redis_restart_fails_closed_then_heals(make_server, make_redis):
     after = {}  # per writer: writes acknowledged after Redis came back
 
     def load(node, base):
-        c = node.client(node.token("w", role="write"))
+        c = node.client(node.token("w", role="write"), timeout=WAIT)
         n = base
         while not stop.is_set():
             try:
@@ -353,7 +353,7 @@ def test_redis_restart_fails_closed_then_heals(make_server, make_redis):
     r.stop()
     res = w.put("/channels/jobs", json={"n": 99})
     assert res.status_code == 503 and res.headers.get("retry-after"), res.text
-    res = b.client(b.token("w", role="write")).get("/channels/jobs?exclusive=true")
+    res = b.client(b.token("w", role="write"), timeout=WAIT).get("/channels/jobs?exclusive=true")
     assert res.status_code == 503
     until(lambda: count(503) > 0, what="a writer to be refused during the outage")
     r.start()
@@ -366,7 +366,7 @@ def test_redis_restart_fails_closed_then_heals(make_server, make_redis):
         t.join()
     assert codes.get(503, 0) > 0 and codes.get(200, 0) > 20, codes
     assert set(codes) <= {200, 503}, codes
-    wb = b.client(b.token("w", role="write"))
+    wb = b.client(b.token("w", role="write"), timeout=WAIT)
     until(lambda: wb.get("/channels/jobs/info").status_code == 200, what="node B to heal")
     got = []
     while True:
