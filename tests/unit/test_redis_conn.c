@@ -552,8 +552,8 @@ static void test_auth(void **state)
     redisContext *adm = test_redis_admin(&P);
     assert_non_null(adm);
     c = conn_url(&loop, url, PATIENT_MS, &st);
-    /* Several attempts with the backoff, as the server counts them (waiting 1.5 s instead saw
-     * none complete on a loaded machine). */
+    /* Several attempts with the backoff, as the server counts them (a fixed wait could pass
+     * without one on a loaded machine). */
     conns_want three = {adm, conns_received(adm) + 3};
     int attempts = run_until(&loop, conns_reached, &three, TEST_REDIS_WAIT_MS);
     redisFree(adm);
@@ -706,7 +706,7 @@ static void test_unreachable(void **state)
     uv_loop_t loop;
     uv_loop_init(&loop);
     /* A port bound here and not listened on: refused, and nobody else can take it meanwhile (a free
-     * port given back, as before, could be another test's server by the time it was tried). */
+     * port given back could be another test's server's by the time the connection tries it). */
     int held = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     socklen_t alen = sizeof a;
