@@ -306,9 +306,9 @@ class Server:
         record_credential(tok)
         return tok
 
-    def client(self, token=None):
+    def client(self, token=None, timeout=10):
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        return httpx.Client(base_url=self.url, headers=headers, timeout=10)
+        return httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
 
 
 @pytest.fixture
@@ -333,6 +333,26 @@ def free_port():
         return s.getsockname()[1]
 
 
+def _resp_end(buf, i=0):
+    """Where the RESP value starting at buf[i] ends, or None while it is incomplete."""
+    eol = buf.find(b"\r\n", i)
+    if eol < 0:
+        return None
+    kind, head = buf[i:i + 1], buf[i + 1:eol]
+    if kind in (b"+", b"-", b":"):
+        return eol + 2
+    n = int(head)
+    if kind == b"$":
+        end = eol + 2 + n + 2 if n >= 0 else eol + 2
+        return end if len(buf) >= end else None
+    j = eol + 2  # "*": n values follow
+    for _ in range(max(n, 0)):
+        j = _resp_end(buf, j)
+        if j is None:
+            return None
+    return j
+
+
 class RedisServer:
     """A real redis-server on a free loopback port, in a directory of its own; start() again
     after stop() or kill() brings it back on the same port (with what it had saved, if
@@ -343,33 +363,58 @@ class RedisServer:
         self.url = f"redis://127.0.0.1:{self.port}"
 
     def start(self):
-        import socket
+        # A free port is free only until somebody else binds it (tests run in parallel): a first
+        # start whose server could not bind it takes another; a restart keeps its port and tries
+        # again a little later.
+        first = self.proc is None
+        for _ in range(5):
+            if self._spawn():
+                return self
+            if first:
+                self.port = free_port()
+                self.url = f"redis://127.0.0.1:{self.port}"
+            else:
+                time.sleep(0.5)
+        raise RuntimeError("redis-server did not start")
+
+    def _spawn(self):
+        """Starts redis-server on self.port; True once that very process answers (another test's
+        server on the port would answer too), False when it ended first or never answered."""
         args = [shutil.which("redis-server") or "/usr/bin/redis-server", "--port", str(self.port),
                 "--bind", "127.0.0.1", "--save", "", "--dir", self.dir,
                 "--appendonly", "yes" if self.persist else "no", "--appendfsync", "always"]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.time() + 30
-        while time.time() < deadline:
+        while time.time() < deadline and self.proc.poll() is None:
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as c:
-                    c.sendall(b"PING\r\n")
-                    if c.recv(16).startswith(b"+PONG"):
-                        return self
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("redis-server did not start")
+                info = self.command("INFO", "server", timeout=1)
+                m = re.search(rb"process_id:(\d+)", info)
+                if m and int(m.group(1)) == self.proc.pid:
+                    return True
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.05)
+        self.proc.kill()
+        self.proc.wait()
+        return False
 
-    def command(self, *args):
-        """One command over RESP; returns the raw reply bytes (enough for tests that plant data)."""
+    def command(self, *args, timeout=30):
+        """One command over RESP; returns the raw bytes of its whole reply (enough for tests that
+        plant data)."""
         import socket
         out = b"*%d\r\n" % len(args)
         for a in args:
             a = a if isinstance(a, bytes) else str(a).encode()
             out += b"$%d\r\n%s\r\n" % (len(a), a)
-        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as c:
+        with socket.create_connection(("127.0.0.1", self.port), timeout=timeout) as c:
             c.sendall(out)
-            time.sleep(0.05)
-            return c.recv(1 << 20)
+            reply = b""
+            while not reply or _resp_end(reply) is None:
+                data = c.recv(1 << 20)
+                if not data:
+                    break
+                reply += data
+            return reply
 
     def stop(self, sig=signal.SIGTERM):
         if self.proc and self.proc.poll() is None:

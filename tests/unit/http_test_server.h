@@ -26,6 +26,11 @@
 
 #include "net/http.h"
 
+/* How long a test waits for something that will happen (a response, a close, a flag, a log line):
+ * long enough for a loaded machine under the sanitizers; it only turns a hang into a failure and
+ * is never a statement about speed. */
+#define TS_WAIT_MS 60000
+
 typedef struct ts_server {
     uv_loop_t loop;
     uv_async_t cmd;
@@ -213,6 +218,14 @@ static void ts_release_held(ts_server *ts)
     uv_async_send(&ts->cmd);
 }
 
+/* The monotonic clock in milliseconds, for a test's deadlines. */
+static long long ts_now_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
 static int ts_wait_flag(atomic_int *flag, int value, int ms)
 {
     for (int i = 0; i < ms / 5; i++) {
@@ -274,7 +287,7 @@ static tc_client *tc_connect_from(int port, int v6, int rcvbuf, const char *from
         a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
         len = sizeof *a;
     }
-    struct timeval tv = {.tv_sec = 5};
+    struct timeval tv = {.tv_sec = TS_WAIT_MS / 1000};
     setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     if (rcvbuf > 0)
         setsockopt(c->fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);

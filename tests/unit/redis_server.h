@@ -17,6 +17,9 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#ifdef __linux__
+#include <sys/prctl.h>
+#endif
 
 /* Long enough for a loaded machine under the sanitizers; never a statement about speed. */
 #define TEST_REDIS_WAIT_MS 30000
@@ -96,39 +99,45 @@ static void test_redis_at_exit(void)
         }
 }
 
-/* (Re)starts r's server on its port (picked on the first start) and waits until it answers PING.
- * 0, or -1 when redis-server is missing or does not come up. */
-static int test_redis_start(test_redis *r)
+/* The process id of the redis-server answering on r's port (INFO's process_id), 0 when none
+ * answers PING. */
+static long test_redis_answering_pid(const test_redis *r)
 {
-    static int registered;
-    if (system("command -v redis-server >/dev/null 2>&1") != 0) {
-        fprintf(stderr, "redis-server not found (scripts/deps installs it)\n");
-        return -1;
+    redisContext *c = test_redis_admin(r);
+    if (c == NULL)
+        return 0;
+    long pid = 0;
+    redisReply *rep = redisCommand(c, "PING");
+    if (rep && rep->type == REDIS_REPLY_STATUS) {
+        redisReply *info = redisCommand(c, "INFO server");
+        const char *at =
+            info && info->type == REDIS_REPLY_STRING ? strstr(info->str, "process_id:") : NULL;
+        pid = at ? strtol(at + strlen("process_id:"), NULL, 10) : -1;
+        freeReplyObject(info);
     }
-    if (!r->dir[0]) {
-        snprintf(r->dir, sizeof r->dir, "/tmp/sluice-redis-XXXXXX");
-        if (mkdtemp(r->dir) == NULL)
-            return -1;
-    }
-    if (r->port <= 0 && (r->port = test_redis_free_port()) <= 0)
-        return -1;
-    if (!registered) {
-        atexit(test_redis_at_exit);
-        registered = 1;
-    }
-    int slot = -1;
-    for (int i = 0; i < TEST_REDIS_MAX; i++)
-        if (test_redis_all[i] == r || (slot < 0 && test_redis_all[i] == NULL))
-            slot = i;
-    if (slot < 0)
-        return -1;
-    test_redis_all[slot] = r;
+    freeReplyObject(rep);
+    redisFree(c);
+    return pid;
+}
+
+/* Forks redis-server on r's port and waits until that very process answers PING. 0; -1 when it
+ * ended first (the port was taken: a free port is only free until somebody else binds it, and a
+ * server of another test that took it would answer this one's PING) or did not answer in time. */
+static int test_redis_spawn(test_redis *r)
+{
     char port[16];
     snprintf(port, sizeof port, "%d", r->port);
+    pid_t parent = getpid();
     pid_t pid = fork();
     if (pid < 0)
         return -1;
     if (pid == 0) {
+#ifdef __linux__
+        /* A test program that crashes runs no atexit handler: its server goes with it instead of
+         * staying behind on its port. */
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
+            _exit(127);
+#endif
         int null = open("/dev/null", O_RDWR);
         if (null >= 0) {
             dup2(null, 1);
@@ -146,20 +155,58 @@ static int test_redis_start(test_redis *r)
     }
     r->pid = pid;
     for (int i = 0; i < TEST_REDIS_WAIT_MS / 10; i++) {
-        redisContext *c = test_redis_admin(r);
-        if (c != NULL) {
-            redisReply *rep = redisCommand(c, "PING");
-            int ok = rep && rep->type == REDIS_REPLY_STATUS;
-            freeReplyObject(rep);
-            redisFree(c);
-            if (ok)
-                return 0;
-        }
+        if (test_redis_answering_pid(r) == (long)pid)
+            return 0;
         if (waitpid(pid, NULL, WNOHANG) == pid) {
             r->pid = 0;
             return -1;
         }
         test_redis_sleep_ms(10);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    r->pid = 0;
+    return -1;
+}
+
+/* (Re)starts r's server on its port (picked on the first start, and picked again when another
+ * process took it before the server could bind it) and waits until it answers PING. 0, or -1 when
+ * redis-server is missing or does not come up. */
+static int test_redis_start(test_redis *r)
+{
+    static int registered;
+    if (system("command -v redis-server >/dev/null 2>&1") != 0) {
+        fprintf(stderr, "redis-server not found (scripts/deps installs it)\n");
+        return -1;
+    }
+    if (!r->dir[0]) {
+        snprintf(r->dir, sizeof r->dir, "/tmp/sluice-redis-XXXXXX");
+        if (mkdtemp(r->dir) == NULL)
+            return -1;
+    }
+    int picked = r->port <= 0;
+    if (picked && (r->port = test_redis_free_port()) <= 0)
+        return -1;
+    if (!registered) {
+        atexit(test_redis_at_exit);
+        registered = 1;
+    }
+    int slot = -1;
+    for (int i = 0; i < TEST_REDIS_MAX; i++)
+        if (test_redis_all[i] == r || (slot < 0 && test_redis_all[i] == NULL))
+            slot = i;
+    if (slot < 0)
+        return -1;
+    test_redis_all[slot] = r;
+    /* A restart keeps its port (the connections under test come back to it): it waits a little
+     * for whoever holds the port meanwhile to let go (a client's ephemeral port, most likely). */
+    for (int tries = 0; tries < 5; tries++) {
+        if (test_redis_spawn(r) == 0)
+            return 0;
+        if (!picked)
+            test_redis_sleep_ms(500);
+        else if ((r->port = test_redis_free_port()) <= 0)
+            return -1;
     }
     return -1;
 }

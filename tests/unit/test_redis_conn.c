@@ -146,6 +146,11 @@ static int went_down(void *ud)
     return ((states *)ud)->down > 0;
 }
 
+/* The timeout of a connection whose test is not about timeouts: a command or handshake on a loaded
+ * machine, behind 64 MiB of other commands in test_large_writes, may take longer than the default
+ * 5 s without anything being wrong. */
+#define PATIENT_MS TEST_REDIS_WAIT_MS
+
 static sl__rconn *conn_url(uv_loop_t *loop, const char *url, unsigned timeout_ms, states *st)
 {
     sl__redis_url u;
@@ -367,7 +372,7 @@ static void test_commands(void **state)
     uv_loop_t loop;
     uv_loop_init(&loop);
     states st = {0};
-    sl__rconn *c = conn_to(&loop, &R, 0, &st);
+    sl__rconn *c = conn_to(&loop, &R, PATIENT_MS, &st);
     assert_true(run_until(&loop, conn_up, c, TEST_REDIS_WAIT_MS));
     assert_int_equal(st.up, 1);
     res r = run_cmd(&loop, c, 3, (const char *[]){"SET", "rc:k", "v1"});
@@ -401,7 +406,7 @@ static void test_pipeline(void **state)
     enum { N = 1000 };
     uv_loop_t loop;
     uv_loop_init(&loop);
-    sl__rconn *c = conn_to(&loop, &R, 0, NULL);
+    sl__rconn *c = conn_to(&loop, &R, PATIENT_MS, NULL);
     assert_true(run_until(&loop, conn_up, c, TEST_REDIS_WAIT_MS));
     res d = run_cmd(&loop, c, 2, (const char *[]){"DEL", "rc:counter"});
     assert_int_equal(d.rc, SL_OK);
@@ -432,7 +437,7 @@ static void test_large_writes(void **state)
     enum { N = 16, SIZE = 4 << 20 };
     uv_loop_t loop;
     uv_loop_init(&loop);
-    sl__rconn *c = conn_to(&loop, &R, 0, NULL);
+    sl__rconn *c = conn_to(&loop, &R, PATIENT_MS, NULL);
     assert_true(run_until(&loop, conn_up, c, TEST_REDIS_WAIT_MS));
     char *big = malloc(SIZE);
     assert_non_null(big);
@@ -445,7 +450,7 @@ static void test_large_writes(void **state)
         sl__rconn_cmd(c, 3, argv, lens, on_res, &rs[i]);
     }
     for (int i = 0; i < N; i++) {
-        assert_true(run_until(&loop, res_done, &rs[i], 30000));
+        assert_true(run_until(&loop, res_done, &rs[i], TEST_REDIS_WAIT_MS));
         assert_int_equal(rs[i].rc, SL_OK);
         assert_int_equal(rs[i].integer, (long long)(i + 1) * SIZE);
     }
@@ -492,6 +497,30 @@ static size_t count_of(const char *hay, const char *needle)
     return n;
 }
 
+/* INFO's total_connections_received, asked over admin (whose own connection it counts once). */
+static long long conns_received(redisContext *admin)
+{
+    redisReply *r = redisCommand(admin, "INFO stats");
+    long long n = -1;
+    const char *at =
+        r && r->type == REDIS_REPLY_STRING ? strstr(r->str, "total_connections_received:") : NULL;
+    if (at != NULL)
+        n = strtoll(at + strlen("total_connections_received:"), NULL, 10);
+    freeReplyObject(r);
+    return n;
+}
+
+typedef struct conns_want {
+    redisContext *admin;
+    long long n;
+} conns_want;
+
+static int conns_reached(void *ud)
+{
+    conns_want *w = ud;
+    return conns_received(w->admin) >= w->n;
+}
+
 static void test_auth(void **state)
 {
     (void)state;
@@ -501,7 +530,7 @@ static void test_auth(void **state)
     uv_loop_t loop;
     uv_loop_init(&loop);
     /* AUTH password */
-    sl__rconn *c = conn_to(&loop, &P, 0, NULL);
+    sl__rconn *c = conn_to(&loop, &P, PATIENT_MS, NULL);
     assert_true(run_until(&loop, conn_up, c, TEST_REDIS_WAIT_MS));
     res r = run_cmd(&loop, c, 3, (const char *[]){"SET", "rc:auth", "1"});
     assert_string_equal(r.str, "OK");
@@ -509,7 +538,7 @@ static void test_auth(void **state)
     /* AUTH user password (Redis 6 ACL form; "default" is the requirepass user) */
     char url[160];
     snprintf(url, sizeof url, "redis://default:s3cret-pass@127.0.0.1:%d", P.port);
-    c = conn_url(&loop, url, 0, NULL);
+    c = conn_url(&loop, url, PATIENT_MS, NULL);
     assert_true(run_until(&loop, conn_up, c, TEST_REDIS_WAIT_MS));
     r = run_cmd(&loop, c, 2, (const char *[]){"GET", "rc:auth"});
     assert_string_equal(r.str, "1");
@@ -520,8 +549,14 @@ static void test_auth(void **state)
     capture_start(path, &saved);
     snprintf(url, sizeof url, "redis://:wrong-pass-xyz@127.0.0.1:%d", P.port);
     states st = {0};
-    c = conn_url(&loop, url, 0, &st);
-    run_until(&loop, never, NULL, 1500); /* several attempts with the backoff */
+    redisContext *adm = test_redis_admin(&P);
+    assert_non_null(adm);
+    c = conn_url(&loop, url, PATIENT_MS, &st);
+    /* Several attempts with the backoff, as the server counts them (a fixed wait could pass
+     * without one on a loaded machine). */
+    conns_want three = {adm, conns_received(adm) + 3};
+    int attempts = run_until(&loop, conns_reached, &three, TEST_REDIS_WAIT_MS);
+    redisFree(adm);
     int up = sl__rconn_up(c);
     cmd(c, &r, 2, (const char *[]){"GET", "rc:auth"});
     int done_at_once = r.calls;
@@ -529,6 +564,7 @@ static void test_auth(void **state)
     sl__rconn_free(c);
     finish_loop(&loop);
     char *log = capture_end(path, saved);
+    assert_true(attempts);
     assert_false(up);
     assert_int_equal(st.up, 0);
     assert_int_equal(done_at_once, 0);
@@ -550,7 +586,7 @@ static void test_select_and_localhost(void **state)
     /* a host name, resolved on the thread pool ("localhost" may come first as ::1, where this
      * server does not listen: the next address is tried) */
     snprintf(url, sizeof url, "redis://localhost:%d/3", R.port);
-    sl__rconn *c = conn_url(&loop, url, 0, NULL);
+    sl__rconn *c = conn_url(&loop, url, PATIENT_MS, NULL);
     assert_true(run_until(&loop, conn_up, c, TEST_REDIS_WAIT_MS));
     res r = run_cmd(&loop, c, 3, (const char *[]){"SET", "rc:db3", "three"});
     assert_string_equal(r.str, "OK");
@@ -589,7 +625,7 @@ static void test_killed_and_restarted(void **state)
     uv_loop_t loop;
     uv_loop_init(&loop);
     states st = {0};
-    sl__rconn *c = conn_to(&loop, &R, 0, &st);
+    sl__rconn *c = conn_to(&loop, &R, PATIENT_MS, &st);
     assert_true(run_until(&loop, conn_up, c, TEST_REDIS_WAIT_MS));
     /* a command the server holds until it dies */
     res blocked;
@@ -634,8 +670,13 @@ static void test_stopped_server(void **state)
     test_redis_signal(&R, SIGCONT);
     assert_int_equal(r.rc, SL_EUNAVAIL);
     assert_int_equal(st.down, 1);
-    assert_true(run_until(&loop, conn_up, c, TEST_REDIS_WAIT_MS));
-    r = run_cmd(&loop, c, 1, (const char *[]){"PING"});
+    /* Back by itself. The resumed server works through what queued while it was stopped, and on a
+     * loaded machine a PING can take longer than this connection's 1 s: then it is sent again. */
+    uint64_t end = uv_now(&loop) + TEST_REDIS_WAIT_MS;
+    do {
+        assert_true(run_until(&loop, conn_up, c, TEST_REDIS_WAIT_MS));
+        r = run_cmd(&loop, c, 1, (const char *[]){"PING"});
+    } while (r.rc != SL_OK && uv_now(&loop) < end);
     assert_int_equal(r.rc, SL_OK);
     sl__rconn_free(c);
     finish_loop(&loop);
@@ -664,7 +705,15 @@ static void test_unreachable(void **state)
     (void)state;
     uv_loop_t loop;
     uv_loop_init(&loop);
-    int port = test_redis_free_port();
+    /* A port bound here and not listened on: refused, and nobody else can take it meanwhile (a free
+     * port given back could be another test's server's by the time the connection tries it). */
+    int held = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t alen = sizeof a;
+    assert_true(held >= 0);
+    assert_int_equal(bind(held, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(getsockname(held, (struct sockaddr *)&a, &alen), 0);
+    int port = ntohs(a.sin_port);
     char url[64], path[64];
     int saved;
     snprintf(url, sizeof url, "redis://127.0.0.1:%d", port);
@@ -680,6 +729,7 @@ static void test_unreachable(void **state)
     sl__rconn_free(c);
     finish_loop(&loop);
     char *log = capture_end(path, saved);
+    close(held);
     assert_int_equal(at_once, 0); /* never inside the call */
     assert_true(done);
     assert_int_equal(r.rc, SL_EUNAVAIL);
@@ -707,7 +757,7 @@ static void test_eval(void **state)
 
     uv_loop_t loop;
     uv_loop_init(&loop);
-    sl__rconn *c = conn_to(&loop, &R, 0, NULL);
+    sl__rconn *c = conn_to(&loop, &R, PATIENT_MS, NULL);
     assert_true(run_until(&loop, conn_up, c, TEST_REDIS_WAIT_MS));
     for (int round = 0; round < 3; round++) {
         /* not cached (round 0), cached (1), flushed again (2) */
@@ -778,7 +828,7 @@ static void test_free_pending(void **state)
     NEED_REDIS();
     uv_loop_t loop;
     uv_loop_init(&loop);
-    sl__rconn *c = conn_to(&loop, &R, 0, NULL);
+    sl__rconn *c = conn_to(&loop, &R, PATIENT_MS, NULL);
     assert_true(run_until(&loop, conn_up, c, TEST_REDIS_WAIT_MS));
     res rs[20];
     for (int i = 0; i < 10; i++)
@@ -811,7 +861,7 @@ static void test_free_pending(void **state)
 
     /* freed from inside a completion, other commands pending behind it */
     uv_loop_init(&loop);
-    c = conn_to(&loop, &R, 0, NULL);
+    c = conn_to(&loop, &R, PATIENT_MS, NULL);
     assert_true(run_until(&loop, conn_up, c, TEST_REDIS_WAIT_MS));
     res first, rest[5];
     memset(&first, 0, sizeof first);
