@@ -205,7 +205,7 @@ static unsigned mode_ms(const conn *c, int mode)
     case T_REQUEST:
         return l->request_timeout_ms;
     case T_IDLE:
-    case T_WRITE: /* a client that stops reading our answer is as good as idle */
+    case T_WRITE: /* a client that stops reading our answer (on_timer) is as good as idle */
         return l->idle_timeout_ms;
     case T_LINGER:
         return LINGER_MS;
@@ -228,6 +228,8 @@ static void set_mode(conn *c, int mode)
     }
     uint64_t now = uv_now(c->timer.loop);
     c->deadline = now + ms;
+    if (mode == T_WRITE)
+        c->wq_mark = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
     if (!c->timer_armed || c->timer_due > c->deadline) {
         uv_timer_start(&c->timer, sl__http_on_timer, ms, 0);
         c->timer_armed = 1;
@@ -790,6 +792,19 @@ void sl__http_on_timer(uv_timer_t *t)
         c->timer_armed = 1;
         c->timer_due = c->deadline;
         return;
+    }
+    if (c->tmode == T_WRITE) {
+        /* Like nginx's send_timeout, a write's timeout runs from its last progress: a client that
+         * reads a long answer slowly but steadily is served; one that stopped reading goes. */
+        size_t queued = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
+        if (queued < c->wq_mark) {
+            c->wq_mark = queued;
+            c->deadline = now + mode_ms(c, T_WRITE);
+            uv_timer_start(&c->timer, sl__http_on_timer, c->deadline - now, 0);
+            c->timer_armed = 1;
+            c->timer_due = c->deadline;
+            return;
+        }
     }
     c->deadline = 0;
     switch (c->tmode) {

@@ -55,6 +55,7 @@ struct conn {
     size_t wcap;
     uint64_t deadline;  /* loop time at which the current timer mode expires; 0: never */
     uint64_t timer_due; /* when the armed timer fires (it may fire early and re-arm) */
+    size_t wq_mark;     /* T_WRITE: bytes still queued when the deadline was last set */
     int tmode;
     int refs;
     unsigned in_flight : 1, writing : 1, closing : 1, lingering : 1, eof : 1, reading : 1,

@@ -1249,6 +1249,37 @@ static void test_srv_stalled_reader(void **state)
     tc_close(c);
 }
 
+/* A client that reads its answer steadily, only slowly, is not dropped: the idle timeout of a
+ * write runs from the socket's last progress, not from the start of the answer (300 ms here;
+ * this answer takes at least 1.5 s to read: 20 ms of sleep after every 256 KiB). */
+static void test_srv_slow_steady_reader(void **state)
+{
+    ts_server *ts = *state;
+    tc_client *c = tc_connect_x(ts->port, 0, 16384);
+    assert_int_equal(tc_sends(c, "GET /big?20000000 HTTP/1.1\r\nHost: x\r\n\r\n"), 0);
+    size_t total = 0, since = 0, head = 0;
+    char *buf = malloc(1 << 16);
+    assert_non_null(buf);
+    while (head == 0 || total < head + 20000000) {
+        ssize_t n = recv(c->fd, buf, 1 << 16, 0);
+        if (n <= 0)
+            break;
+        if (head == 0) { /* the head comes whole in the first read (the buffer holds 16 KiB) */
+            const char *end = memmem(buf, (size_t)n, "\r\n\r\n", 4);
+            assert_non_null(end);
+            head = (size_t)(end - buf) + 4;
+        }
+        total += (size_t)n;
+        if ((since += (size_t)n) >= 256 * 1024) {
+            since = 0;
+            usleep(20 * 1000);
+        }
+    }
+    free(buf);
+    assert_int_equal(total, head + 20000000);
+    tc_close(c);
+}
+
 typedef struct sender {
     tc_client *c;
     int count;
@@ -1622,6 +1653,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_srv_close_with_request_held, srv_setup, srv_teardown),
         cmocka_unit_test_setup_teardown(test_srv_large_responses, srv_setup, srv_teardown),
         cmocka_unit_test_setup_teardown(test_srv_stalled_reader, srv_setup_short_idle,
+                                        srv_teardown),
+        cmocka_unit_test_setup_teardown(test_srv_slow_steady_reader, srv_setup_short_idle,
                                         srv_teardown),
         cmocka_unit_test_setup_teardown(test_srv_backpressure, srv_setup, srv_teardown),
         cmocka_unit_test_setup_teardown(test_srv_out_of_fds, srv_setup_many, srv_teardown),
