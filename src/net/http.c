@@ -763,6 +763,14 @@ void sl__http_on_plain(conn *c, char *data, size_t n)
     sl__http_settle(c);
 }
 
+/* Arms the connection's timer to fire at its deadline (later than now). */
+static void arm_until_deadline(conn *c, uint64_t now)
+{
+    uv_timer_start(&c->timer, sl__http_on_timer, c->deadline - now, 0);
+    c->timer_armed = 1;
+    c->timer_due = c->deadline;
+}
+
 void sl__http_on_timer(uv_timer_t *t)
 {
     conn *c = t->data;
@@ -775,36 +783,27 @@ void sl__http_on_timer(uv_timer_t *t)
         if (c->closing || c->lingering || c->tmode != T_UP || c->deadline == 0)
             return;
         uint64_t now = uv_now(t->loop);
-        if (now < c->deadline) {
-            uv_timer_start(&c->timer, sl__http_on_timer, c->deadline - now, 0);
-            c->timer_armed = 1;
-            c->timer_due = c->deadline;
-            return;
-        }
-        sl__http_conn_close(c);
+        if (now < c->deadline)
+            arm_until_deadline(c, now);
+        else
+            sl__http_conn_close(c);
         return;
     }
     if (c->deadline == 0 || c->tmode == T_NONE)
         return;
     uint64_t now = uv_now(t->loop);
-    if (now < c->deadline) {
-        uv_timer_start(&c->timer, sl__http_on_timer, c->deadline - now, 0);
-        c->timer_armed = 1;
-        c->timer_due = c->deadline;
-        return;
-    }
-    if (c->tmode == T_WRITE) {
+    if (c->tmode == T_WRITE && now >= c->deadline) {
         /* Like nginx's send_timeout, a write's timeout runs from its last progress: a client that
          * reads a long answer slowly but steadily is served; one that stopped reading goes. */
         size_t queued = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
         if (queued < c->wq_mark) {
             c->wq_mark = queued;
             c->deadline = now + mode_ms(c, T_WRITE);
-            uv_timer_start(&c->timer, sl__http_on_timer, c->deadline - now, 0);
-            c->timer_armed = 1;
-            c->timer_due = c->deadline;
-            return;
         }
+    }
+    if (now < c->deadline) {
+        arm_until_deadline(c, now);
+        return;
     }
     c->deadline = 0;
     switch (c->tmode) {
