@@ -97,7 +97,8 @@ int sl_http_fit_fd_limit(sl_http_limits *lim, sl_http_log_fn log, void *ud, sl_s
 typedef struct sl_http_server sl_http_server;
 
 /* *out owned by the caller: close with sl_http_server_close, then free with sl_http_server_free
- * once the loop has run the close callbacks. */
+ * once the loop has run the close callbacks. SL_ECONFIG: this build's parser needs SSE4.2 and the
+ * CPU lacks it (sl__http_parser_cpu_ok). */
 int sl_http_server_new(sl_http_server **out, uv_loop_t *loop, const sl_http_limits *lim,
                        sl_http_handler_fn handler, void *ud);
 /* host: IPv4 or IPv6 literal; port 0 picks a free port (see sl_http_server_port). */

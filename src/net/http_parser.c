@@ -500,6 +500,15 @@ void sl__http_parser_init(sl__http_parser *p, size_t max_body, size_t max_header
     p->phase = PH_IDLE;
 }
 
+int sl__http_parser_cpu_ok(void)
+{
+#ifdef SLUICE_LLHTTP_SSE42
+    return __builtin_cpu_supports("sse4.2");
+#else
+    return 1;
+#endif
+}
+
 void sl__http_parser_free(sl__http_parser *p)
 {
     free(p->buf);

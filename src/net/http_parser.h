@@ -69,6 +69,10 @@ typedef struct sl__http_parser {
     const char *error_message; /* human text, static, no quotes or backslashes needed */
 } sl__http_parser;
 
+/* 0 when this build's llhttp uses SSE4.2 (CMake's SLUICE_SSE42, the x86-64 default) and the CPU
+ * lacks it: parsing would die on an illegal instruction. HTTP servers check it when created. */
+int sl__http_parser_cpu_ok(void);
+
 /* max_body / max_header: 0 takes the defaults of sl_http_limits_init. Allocates nothing yet. */
 void sl__http_parser_init(sl__http_parser *p, size_t max_body, size_t max_header);
 void sl__http_parser_free(sl__http_parser *p);

@@ -391,6 +391,8 @@ int sl_http_server_new(sl_http_server **out, uv_loop_t *loop, const sl_http_limi
     if (out == NULL || loop == NULL || handler == NULL)
         return SL_EINVAL;
     *out = NULL;
+    if (!sl__http_parser_cpu_ok())
+        return SL_ECONFIG;
     sl_http_server *s = calloc(1, sizeof *s);
     if (s == NULL)
         return SL_ENOMEM;
