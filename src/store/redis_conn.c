@@ -202,7 +202,15 @@ static void on_cmd_reply(redisAsyncContext *ac, void *r, void *privdata)
         op_free(o);
         return;
     }
-    op_unlink(o);
+    /* A reply is progress: the next command waiting gets the whole timeout from now. "Overdue"
+     * means Redis answered nothing for timeout_ms, not that a command waited that long behind
+     * others Redis was still working through (nginx's proxy_read_timeout means the same). */
+    if (reply != NULL && c->head == o && o->next != NULL) {
+        uint64_t d = uv_now(c->l.loop) + c->l.timeout_ms;
+        if (o->next->deadline < d)
+            o->next->deadline = d;
+    }
+    op_unlink(o); /* re-arms the watchdog for the new head */
     if (reply != NULL && o->script != NULL && !o->retried && reply->type == REDIS_REPLY_ERROR &&
         strncmp(reply->str, "NOSCRIPT", 8) == 0 && c->l.ac == ac && c->l.state == L_UP) {
         /* The script is not (or no longer) cached there: the same call as EVAL, which also

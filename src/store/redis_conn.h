@@ -104,7 +104,7 @@ typedef struct sl__rconn_opts {
     const sl__redis_addr *addr; /* copied */
     const char *what;           /* for log lines: "engine", "engine shard 2", ... (copied) */
     const sl__logsink *log; /* where they go (borrowed, outlives the connection); NULL: stderr */
-    unsigned timeout_ms;    /* a reply later than this drops the connection; 0: 5000 */
+    unsigned timeout_ms;    /* no reply for this long while commands wait drops the link; 0: 5000 */
     sl__rconn_state_fn on_state;
     void *state_ud;
     /* Optional: a script that every (re)connect runs as its handshake's last command (as EVAL,

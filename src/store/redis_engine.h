@@ -16,7 +16,7 @@ typedef struct sl__redis_engine_opts {
     const char *url;     /* as sl__redis_url_parse */
     const char *prefix;  /* namespaces every key and channel: letters, digits, '_', '-', '.'; NULL:
                             "sluice" */
-    unsigned timeout_ms; /* a reply later than this fails the connection; 0: 5000 */
+    unsigned timeout_ms; /* no reply for this long while commands wait fails the link; 0: 5000 */
     const sl__logsink *log; /* messages for the operator (borrowed, outlives the engine); NULL:
                                stderr */
 } sl__redis_engine_opts;

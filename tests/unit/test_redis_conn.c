@@ -428,6 +428,35 @@ static void test_pipeline(void **state)
     finish_loop(&loop);
 }
 
+/* A reply is overdue when Redis has answered nothing for the timeout while commands wait, not when
+ * one command has waited that long behind others Redis is still working through (nginx's
+ * proxy_read_timeout has the same meaning). Ten pipelined BLPOPs that each block 250 ms take
+ * 2.5 s in all against a 1 s timeout: before, the fifth was "overdue" at 1 s and the link was
+ * dropped with the rest failing; the gap between two replies (250 ms) is far inside the timeout. */
+static void test_overdue_means_no_progress(void **state)
+{
+    (void)state;
+    NEED_REDIS();
+    enum { N = 10 };
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    states st = {0};
+    sl__rconn *c = conn_to(&loop, &R, 1000, &st);
+    assert_true(run_until(&loop, conn_up, c, TEST_REDIS_WAIT_MS));
+    res rs[N];
+    for (int i = 0; i < N; i++)
+        cmd(c, &rs[i], 3, (const char *[]){"BLPOP", "rc:never-pushed", "0.25"});
+    for (int i = 0; i < N; i++)
+        assert_true(run_until(&loop, res_done, &rs[i], TEST_REDIS_WAIT_MS));
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(rs[i].calls, 1);
+        assert_int_equal(rs[i].rc, SL_OK); /* BLPOP's timeout answers a nil */
+    }
+    assert_int_equal(st.down, 0);
+    sl__rconn_free(c);
+    finish_loop(&loop);
+}
+
 /* Commands far larger than the socket takes in one write (64 MiB in all, queued in one loop
  * turn): what the direct write at the end of the turn leaves goes out as the socket drains. */
 static void test_large_writes(void **state)
@@ -1185,6 +1214,7 @@ int main(void)
         cmocka_unit_test(test_commands),
         cmocka_unit_test(test_pipeline),
         cmocka_unit_test(test_large_writes),
+        cmocka_unit_test(test_overdue_means_no_progress),
         cmocka_unit_test(test_auth),
         cmocka_unit_test(test_select_and_localhost),
         cmocka_unit_test(test_unreachable),
