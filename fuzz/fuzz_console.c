@@ -63,6 +63,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     }
     sl__response_clear(&resp);
+    sl__router_clear(&r);
     free(value);
     return 0;
 }

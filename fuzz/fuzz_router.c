@@ -185,6 +185,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
 
     sl__response_clear(&resp);
+    sl__router_clear(&r);
     sl_ctx_free(ctx);
     sl_broker_free(broker);
     sl_apikey_store_close(apikeys);

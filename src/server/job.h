@@ -35,6 +35,7 @@ struct sl__job {
     char (*items)[SL__MSGID_LEN + 1];
     char *meta; /* the metadata texts, each NUL-terminated */
     double t0;  /* arrival (the clock read authentication uses too) */
+    sl__job *next_spare; /* in the router's spare list, once finished */
 };
 
 #endif

@@ -738,6 +738,7 @@ int main(int argc, char **argv)
     sl_jwt_keyring_free(s.upstream_keys);
     sl_jwt_keyring_free(s.keys);
     sl__audit_routes_free(&s.router);
+    sl__router_clear(&s.router);
     sl_audit_log_close(s.audit);
     sl__log_free(s.log);
     sl__config_free(&cfg);

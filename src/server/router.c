@@ -30,6 +30,10 @@
 
 #include <sluice/authz.h>
 
+/* Spare jobs a router keeps: as many as requests usually wait at once on a busy server (the memory
+ * engine's end in the call; a durable or Redis engine's wait for a commit), 290 KiB at most. */
+#define SPARE_JOBS_MAX 64
+
 void sl__response_clear(sl__response *r)
 {
     free(r->body);
@@ -224,7 +228,24 @@ void sl__job_finish(sl__job *job, int rc)
     free(job->ws);
     free(job->items);
     free(job->meta);
-    free(job);
+    sl__router *r = job->r;
+    if (r->nspare < SPARE_JOBS_MAX) {
+        job->next_spare = r->spare;
+        r->spare = job;
+        r->nspare++;
+    } else {
+        free(job);
+    }
+}
+
+void sl__router_clear(sl__router *r)
+{
+    while (r->spare != NULL) {
+        sl__job *j = r->spare;
+        r->spare = j->next_spare;
+        free(j);
+    }
+    r->nspare = 0;
 }
 
 /* accessors for asynchronous handlers in other files */
@@ -528,7 +549,14 @@ void sl__router_serve(sl__router *r, sl_http_request *req, sl__router_done_fn do
 
 static void serve(sl__router *r, sl_http_request *req, sl__router_done_fn done, void *ud)
 {
-    sl__job *job = calloc(1, sizeof *job);
+    sl__job *job = r->spare;
+    if (job != NULL) {
+        r->spare = job->next_spare;
+        r->nspare--;
+        memset(job, 0, sizeof *job);
+    } else {
+        job = calloc(1, sizeof *job);
+    }
     if (job == NULL) {
         sl__response resp = {0};
         sl__response_error(&resp, SL_ENOMEM, "out of memory");

@@ -46,7 +46,15 @@ typedef struct sl__router {
     uv_loop_t *loop;            /* GET /audit reads the file on this loop's thread pool */
     struct sl__audit_reader *audit_reader; /* owned by routes_audit.c (sl__audit_routes_free) */
     struct sl__log *log;                   /* borrowed; NULL: denials and errors are not logged */
+    /* Finished jobs kept for the next requests (a job is 4.5 KiB: past malloc's per-thread cache,
+     * it cost a large-chunk allocation, often a consolidation, and a free every request). */
+    struct sl__job *spare;
+    unsigned nspare;
 } sl__router;
+
+/* Frees what the router keeps between requests (its spare jobs); the borrowed parts are the
+ * caller's. Call once no request is in progress, before the router's memory goes. */
+void sl__router_clear(sl__router *r);
 
 /* The mode of the longest prefix in r->modes that path[0..len) falls under; 0 (every kind) when
  * none does. Used when the listener itself sets no mode (sl_http_request.accept 0). */

@@ -55,6 +55,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     sl__router *r = *state;
+    sl__router_clear(r);
     sl_ctx_free(r->ctx);
     free(r);
     return 0;

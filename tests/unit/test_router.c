@@ -104,6 +104,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     fixture *f = *state;
+    sl__router_clear(&f->router);
     free(f->admin_token);
     free(f->nobody_token);
     free(f->by_role[SL_ROLE_READ]);
@@ -702,6 +703,28 @@ static void test_one_clock_read_per_request(void **state)
     sl_ctx_set_clock(f->ctx, NULL, NULL);
 }
 
+/* A finished job is kept for the next request and handed out wiped: a denial's message, a
+ * resource and an identity left by one request are not seen by the next. */
+static void test_finished_jobs_are_reused_wiped(void **state)
+{
+    fixture *f = *state;
+    sl__response resp;
+    assert_int_equal(run(f, "PUT", "/channels/jobs", f->admin_token, "{\"n\":1}", &resp), 200);
+    sl__response_clear(&resp);
+    assert_int_equal(f->router.nspare, 1);
+    const void *kept = f->router.spare;
+    assert_int_equal(run(f, "DELETE", "/channels/jobs", f->nobody_token, NULL, &resp), 403);
+    assert_non_null(strstr(resp.body, "forbidden"));
+    sl__response_clear(&resp);
+    assert_int_equal(f->router.nspare, 1);
+    assert_ptr_equal(f->router.spare, kept); /* the same memory, not a second job */
+    assert_int_equal(run(f, "GET", "/channels/jobs/info", f->admin_token, NULL, &resp), 200);
+    assert_null(strstr(resp.body, "forbidden"));
+    assert_string_equal(resp.principal, "root");
+    sl__response_clear(&resp);
+    assert_int_equal(f->router.nspare, 1);
+}
+
 typedef struct nested {
     sl_ctx *ctx;
     double seen;
@@ -757,6 +780,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_read_renders_stored_text_within_bounds, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_one_clock_read_per_request, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_finished_jobs_are_reused_wiped, setup, teardown),
         cmocka_unit_test_setup_teardown(test_clock_hold_suspended_while_waiting, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -531,6 +531,7 @@ static void audit_fx_close(audit_fx *f)
     assert_int_equal(uv_run(&f->loop, UV_RUN_DEFAULT), 0);
     assert_int_equal(uv_loop_close(&f->loop), 0);
     sl__audit_routes_free(&f->router);
+    sl__router_clear(&f->router);
     sl_audit_log_close(f->log);
     unlink(f->path);
     free(f->token);
