@@ -197,12 +197,56 @@ static void test_agrees_with_jansson(void **state)
     }
 }
 
+/* Strings long enough for the plain-run scanner's 16-byte steps: every kind of byte that ends a
+ * plain run (quote, backslash, control, each UTF-8 lead, a stray continuation, DEL) at every
+ * offset, in strings of every length up to 70, agrees with jansson, with and without the closing
+ * quote (a string that ends inside a step). */
+static void test_long_strings_every_offset(void **state)
+{
+    (void)state;
+    static const char *const odd[] = {"\"",
+                                      "\\",
+                                      "\x01",
+                                      "\x1f",
+                                      "\x7f",
+                                      "\x80",
+                                      "\xc3\xa9",
+                                      "\xe2\x82\xac",
+                                      "\xf0\x9f\x98\x80",
+                                      "\xc3",
+                                      "\\n",
+                                      "\\u0041",
+                                      "\xff",
+                                      " "};
+    char buf[128];
+    for (size_t len = 0; len <= 70; len++) {
+        for (size_t k = 0; k < sizeof odd / sizeof *odd; k++) {
+            size_t ol = strlen(odd[k]);
+            for (size_t at = 0; at <= len; at++) {
+                size_t n = 0;
+                buf[n++] = '"';
+                for (size_t i = 0; i < at; i++)
+                    buf[n++] = (char)('a' + i % 26);
+                memcpy(buf + n, odd[k], ol);
+                n += ol;
+                for (size_t i = at; i < len; i++)
+                    buf[n++] = (char)('A' + i % 26);
+                buf[n++] = '"';
+                assert_int_equal(sl__json_valid(buf, n), jansson_ok(buf, n));
+                /* without its closing quote: unterminated, but for a quote inside */
+                assert_int_equal(sl__json_valid(buf, n - 1), jansson_ok(buf, n - 1));
+            }
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_table),
         cmocka_unit_test(test_depth),
         cmocka_unit_test(test_agrees_with_jansson),
+        cmocka_unit_test(test_long_strings_every_offset),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
