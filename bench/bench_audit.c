@@ -17,24 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static double clock_ms(clockid_t id)
-{
-    struct timespec ts;
-    clock_gettime(id, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
-static int cmp(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
+#include "bench_clock.h"
 
 static void die(const char *what)
 {
@@ -53,13 +36,14 @@ static void verify(const char *path, sl__audit_memo *memo, int want_reused, uint
     sl_audit_verify_result res;
     sl_status st;
     int reused = 0, rc;
-    double c0 = clock_ms(CLOCK_PROCESS_CPUTIME_ID), w0 = clock_ms(CLOCK_MONOTONIC);
+    double c0 = 1e3 * bench_clock_s(CLOCK_PROCESS_CPUTIME_ID),
+           w0 = 1e3 * bench_clock_s(CLOCK_MONOTONIC);
     if (memo == NULL)
         rc = lseek(fd, 0, SEEK_SET) == 0 ? sl__audit_verify_fd(fd, size, 0, NULL, &res, &st) : -1;
     else
         rc = sl__audit_verify_memo(fd, size, 0, NULL, memo, &reused, &res, &st);
-    *cpu = clock_ms(CLOCK_PROCESS_CPUTIME_ID) - c0;
-    *wall = clock_ms(CLOCK_MONOTONIC) - w0;
+    *cpu = 1e3 * bench_clock_s(CLOCK_PROCESS_CPUTIME_ID) - c0;
+    *wall = 1e3 * bench_clock_s(CLOCK_MONOTONIC) - w0;
     close(fd);
     if (rc != SL_OK || !res.intact || res.records != want_records)
         die("the log did not verify with the expected count");
@@ -74,7 +58,7 @@ static void row(const char *label, const double *cpu, const double *wall, int ru
     double c[MAXRUNS], w[MAXRUNS];
     memcpy(c, cpu, (size_t)runs * sizeof *c);
     memcpy(w, wall, (size_t)runs * sizeof *w);
-    printf("| %s | %.1f | %.1f |\n", label, median(c, runs), median(w, runs));
+    printf("| %s | %.1f | %.1f |\n", label, bench_median(c, runs), bench_median(w, runs));
 }
 
 int main(int argc, char **argv)

@@ -11,18 +11,7 @@
 #include <string.h>
 #include <time.h>
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static int cmp(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
+#include "bench_clock.h"
 
 #define ITER 2000000
 #define RUNS 7
@@ -61,18 +50,17 @@ static double measure(sl_ctx *ctx, const sl_identity *who)
     double rates[RUNS];
     for (int r = 0; r < RUNS; r++) {
         unsigned allowed = 0;
-        double t = now_s();
+        double t = bench_now_s();
         for (unsigned i = 0; i < ITER; i++)
             allowed += sl_authorize(ctx, who, SL_OP_CHANNEL_WRITE, chans[i % NCH], NULL) == SL_OK;
-        double dt = now_s() - t;
+        double dt = bench_now_s() - t;
         rates[r] = ITER / dt;
         if (allowed != ITER) {
             fprintf(stderr, "bench_authz_cache: %u of %u decisions allowed\n", allowed, ITER);
             exit(1);
         }
     }
-    qsort(rates, RUNS, sizeof *rates, cmp);
-    return rates[RUNS / 2];
+    return bench_median(rates, RUNS);
 }
 
 int main(void)

@@ -11,20 +11,9 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench_clock.h"
+
 #define RUNS 7
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static int cmp(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
 
 /* wrk's request for bench/put.lua: its header order, a token of the length `sluice token create`
  * issues (the parser only scans it), the 200-byte body. */
@@ -52,7 +41,7 @@ static double run(const char *req, size_t len, long n)
     sl__http_parser p;
     sl__http_parser_init(&p, 0, 0);
     size_t headers = 0;
-    double t = now_s();
+    double t = bench_now_s();
     for (long i = 0; i < n; i++) {
         size_t used;
         if (sl__http_parser_feed(&p, req, len, &used) != SL__HTTP_REQUEST || used != len) {
@@ -64,7 +53,7 @@ static double run(const char *req, size_t len, long n)
         headers += r.nheaders;
         sl__http_parser_next(&p);
     }
-    t = now_s() - t;
+    t = bench_now_s() - t;
     sl__http_parser_free(&p);
     if (headers != (size_t)n * 4) {
         fprintf(stderr, "expected 4 headers a request\n");
@@ -84,8 +73,8 @@ int main(int argc, char **argv)
     run(req, len, n / 10); /* warm up */
     for (int i = 0; i < RUNS; i++)
         v[i] = run(req, len, n);
-    qsort(v, RUNS, sizeof *v, cmp);
+    double med = bench_median(v, RUNS);
     printf("request %zu bytes  parse %.1f ns (median of %d runs of %ld; min %.1f max %.1f)\n", len,
-           v[RUNS / 2], RUNS, n, v[0], v[RUNS - 1]);
+           med, RUNS, n, v[0], v[RUNS - 1]);
     return 0;
 }

@@ -25,6 +25,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_clock.h"
+
 #define MAX_RUNS 31
 
 static const char secret[] = "bench-hmac-secret-0123456789abcdef-0123456789";
@@ -34,19 +36,6 @@ typedef struct req {
     sl_http_header h[6];
     char *digest, *input, *sig;
 } req;
-
-static double clock_s(clockid_t id)
-{
-    struct timespec ts;
-    clock_gettime(id, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static int cmp(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
 
 static void on_auth(void *ud, int status, const sl_identity *who, const char *why)
 {
@@ -171,10 +160,10 @@ int main(int argc, char **argv)
             return 1;
         }
         perf_ctl("enable\n");
-        double t0 = clock_s(CLOCK_MONOTONIC), c0 = clock_s(CLOCK_THREAD_CPUTIME_ID);
+        double t0 = bench_clock_s(CLOCK_MONOTONIC), c0 = bench_clock_s(CLOCK_THREAD_CPUTIME_ID);
         long ok = verify_all(a, reqs, n, body, blen, now);
-        t[run] = (clock_s(CLOCK_MONOTONIC) - t0) / (double)n * 1e9;
-        cpu[run] = (clock_s(CLOCK_THREAD_CPUTIME_ID) - c0) / (double)n * 1e9;
+        t[run] = (bench_clock_s(CLOCK_MONOTONIC) - t0) / (double)n * 1e9;
+        cpu[run] = (bench_clock_s(CLOCK_THREAD_CPUTIME_ID) - c0) / (double)n * 1e9;
         perf_ctl("disable\n");
         a->free(a);
         ns->free(ns);
@@ -189,11 +178,9 @@ int main(int argc, char **argv)
     printf("\nruns (CPU ns/verification): ");
     for (int run = 0; run < runs; run++)
         printf(" %.0f", cpu[run]);
-    qsort(t, (size_t)runs, sizeof *t, cmp);
-    qsort(cpu, (size_t)runs, sizeof *cpu, cmp);
     printf("\nmedian %.0f ns wall, %.0f ns CPU per verification (authenticator: digest, "
            "signature, nonce insert)\n",
-           t[runs / 2], cpu[runs / 2]);
+           bench_median(t, runs), bench_median(cpu, runs));
 
     for (long i = 0; i < n; i++) {
         free(reqs[i].digest);

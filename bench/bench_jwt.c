@@ -13,6 +13,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench_clock.h"
+
 #define RUNS 7
 
 static const char secret[] = "bench-secret-0123456789abcdef-0123456789";
@@ -22,38 +24,19 @@ static const char payload_json[] =
     "{\"sub\":\"svc-orders\",\"role\":\"write\",\"channels\":[\"orders.*\",\"jobs\"],"
     "\"iat\":1700000000,\"exp\":4102444800,\"jti\":\"0123456789abcdef0123456789abcdef\"}";
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static int cmp(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(double *v)
-{
-    qsort(v, RUNS, sizeof *v, cmp);
-    return v[RUNS / 2];
-}
-
 static double run_sluice(sl_jwt_keyring *kr, const char *tok, size_t len, long n)
 {
     sl_jwt_verify_opts o;
     sl_jwt_verify_opts_init(&o);
     long ok = 0;
-    double t = now_s();
+    double t = bench_now_s();
     for (long i = 0; i < n; i++) {
         sl_identity id;
         sl_identity_init(&id);
         ok += sl_jwt_verify(kr, tok, len, &o, 1700000100.0, &id, NULL) == SL_OK;
         sl_identity_clear(&id);
     }
-    t = now_s() - t;
+    t = bench_now_s() - t;
     if (ok != n)
         fprintf(stderr, "sluice rejected the token\n"), exit(1);
     return t / (double)n * 1e9;
@@ -62,13 +45,13 @@ static double run_sluice(sl_jwt_keyring *kr, const char *tok, size_t len, long n
 static double run_libjwt(const char *tok, long n)
 {
     long ok = 0;
-    double t = now_s();
+    double t = bench_now_s();
     for (long i = 0; i < n; i++) {
         jwt_t *j = NULL;
         ok += jwt_decode(&j, tok, (const unsigned char *)secret, (int)strlen(secret)) == 0;
         jwt_free(j);
     }
-    t = now_s() - t;
+    t = bench_now_s() - t;
     if (ok != n)
         fprintf(stderr, "libjwt rejected the token\n"), exit(1);
     return t / (double)n * 1e9;
@@ -78,13 +61,13 @@ static double run_jansson(long n)
 {
     long ok = 0;
     size_t len = strlen(payload_json);
-    double t = now_s();
+    double t = bench_now_s();
     for (long i = 0; i < n; i++) {
         json_t *j = json_loadb(payload_json, len, JSON_REJECT_DUPLICATES, NULL);
         ok += j != NULL;
         json_decref(j);
     }
-    t = now_s() - t;
+    t = bench_now_s() - t;
     if (ok != n)
         fprintf(stderr, "jansson rejected the payload\n"), exit(1);
     return t / (double)n * 1e9;
@@ -135,7 +118,7 @@ int main(int argc, char **argv)
         l[r] = run_libjwt(tok, n);
         j[r] = run_jansson(n);
     }
-    double ms = median(s), ml = median(l), mj = median(j);
+    double ms = bench_median(s, RUNS), ml = bench_median(l, RUNS), mj = bench_median(j, RUNS);
     printf("sluice sl_jwt_verify         %8.1f ns/op\n", ms);
     printf("libjwt 1.10 jwt_decode       %8.1f ns/op\n", ml);
     printf("ratio libjwt/sluice          %8.2fx\n", ml / ms);
