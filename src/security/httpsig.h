@@ -49,6 +49,8 @@ typedef struct sl__nonce_store {
 int sl__nonce_memory_new(size_t max, sl__nonce_store **out);
 /* Slots held: live nonces, and expired ones not reclaimed yet. */
 size_t sl__nonce_memory_size(const sl__nonce_store *s);
+/* For tests: the table's size, and that of the one being moved into it (0: none). */
+void sl__nonce_memory_tables(const sl__nonce_store *s, size_t *cap, size_t *old_cap);
 
 /* The key a nonce is remembered under: hex SHA-256 of keyid, a NUL and nonce (fixed length, so a
  * long or odd nonce cannot shape the store's keys). */

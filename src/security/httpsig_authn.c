@@ -37,21 +37,31 @@ void sl__nonce_key(const char *keyid, const char *nonce, char out[SL__NONCE_KEY_
 
 /* ---- the memory nonce store ------------------------------------------------------------------ */
 
-/* An open-addressing table of fixed slots: 128 bits of the nonce's digest (a collision would only
- * refuse a fresh request, with odds of about n / 2^128) and the time it may be forgotten. No
- * allocation per nonce and no periodic sweep: an expired slot is reused where a probe meets it,
- * and the table is rebuilt without the expired ones (growing if the live ones need it) when it
- * is three quarters filled or holds max, so each insert costs O(1) amortised. */
+/* An open-addressing table (linear probing) of fixed slots: 128 bits of the nonce's digest (a
+ * collision would only refuse a fresh request, with odds of about n / 2^128) and the time it may
+ * be forgotten. No allocation per nonce and no periodic sweep: an expired slot is reused where a
+ * probe meets it. A table three quarters filled grows into one twice its size step by step: the
+ * old one stays readable while every remember moves the next MOVE_STEP of its slots (leaving the
+ * expired ones behind), so no request waits for a whole table to be copied (copying 1.5 million
+ * slots at once held the loop for 160 ms: docs/BENCHMARKS.md, "The nonce store"). A store at its
+ * bound prunes what expired in one pass instead: it must make room or refuse now. Each insert
+ * costs O(1) amortised. */
 typedef struct slot {
     uint64_t a, b;
-    double until; /* 0: never used */
+    double until; /* 0: never used; MOVED: in the old table, moved (or dropped) already */
 } slot;
+
+#define MOVED (-1.0)
+#define MOVE_STEP 4 /* a move ends after an eighth of the inserts that could fill the new table */
 
 typedef struct mem_store {
     sl__nonce_store base;
     slot *t;
-    size_t cap;    /* a power of two */
-    size_t filled; /* slots used, live or expired */
+    size_t cap;        /* a power of two */
+    size_t filled;     /* slots of t used, live or expired */
+    slot *old;         /* the table being moved into t; NULL: none */
+    size_t ocap, opos; /* its size, and the next of its slots to move */
+    size_t oleft;      /* its used slots not moved yet */
     size_t max;
     /* The digest prefetch computed, for the remember of the same keyid and nonce that follows
      * (valid: 1 until then): the verifier's hashing and key operation run between the two while
@@ -65,10 +75,77 @@ typedef struct mem_store {
 
 #define MIN_CAP 64
 
-/* Rebuilds m's table from its live slots, at least twice their number in size. SL_ENOMEM leaves
- * it as it was. */
-static int rebuild(mem_store *m, double now)
+/* Probes t for (a, b): 1 when a live slot holds them (a replay). Else 0, with *at where they go:
+ * their own expired slot, or the first expired slot on the way, or the empty slot that ended the
+ * probe. MOVED slots are passed over (they keep an old table's probe chains whole). */
+static int find(const slot *t, size_t cap, uint64_t a, uint64_t b, double now, size_t *at)
 {
+    size_t mask = cap - 1, i = a & mask, reuse = SIZE_MAX;
+    for (;; i = (i + 1) & mask) {
+        const slot *e = &t[i];
+        if (e->until == 0)
+            break;
+        if (e->until == MOVED)
+            continue;
+        if (e->a == a && e->b == b) {
+            if (e->until > now)
+                return 1;
+            *at = i; /* the same nonce, forgotten: remembered again here */
+            return 0;
+        }
+        if (reuse == SIZE_MAX && e->until <= now)
+            reuse = i;
+    }
+    *at = reuse != SIZE_MAX ? reuse : i;
+    return 0;
+}
+
+/* Moves up to n of the old table's slots into t (the live ones; the expired are dropped), and
+ * frees the old table once every slot has been through. t has room: it is twice the old size. */
+static void move_some(mem_store *m, double now, size_t n)
+{
+    while (m->old != NULL && n-- > 0) {
+        slot *s = &m->old[m->opos];
+        if (s->until != 0) {
+            size_t at;
+            if (s->until > now && !find(m->t, m->cap, s->a, s->b, now, &at)) {
+                m->filled += m->t[at].until == 0;
+                m->t[at] = *s;
+            }
+            s->until = MOVED;
+            m->oleft--;
+        }
+        if (++m->opos == m->ocap) {
+            free(m->old);
+            m->old = NULL;
+            m->ocap = m->opos = m->oleft = 0;
+        }
+    }
+}
+
+/* Starts moving t into a table twice its size (a move under way ends first). SL_ENOMEM leaves it
+ * as it was. */
+static int grow(mem_store *m, double now)
+{
+    move_some(m, now, SIZE_MAX);
+    slot *t = calloc(2 * m->cap, sizeof *t);
+    if (t == NULL)
+        return SL_ENOMEM;
+    m->old = m->t;
+    m->ocap = m->cap;
+    m->opos = 0;
+    m->oleft = m->filled;
+    m->t = t;
+    m->cap *= 2;
+    m->filled = 0;
+    return SL_OK;
+}
+
+/* At the bound: t rebuilt from its live slots alone, at least twice their number in size (a move
+ * under way ends first). SL_ENOMEM leaves it as it was. */
+static int prune(mem_store *m, double now)
+{
+    move_some(m, now, SIZE_MAX);
     size_t live = 0;
     for (size_t i = 0; i < m->cap; i++)
         live += m->t[i].until > now;
@@ -136,38 +213,37 @@ static void mem_remember(sl__nonce_store *s, const char *keyid, const char *nonc
         return;
     }
     m->next.valid = 0;
+    move_some(m, now, MOVE_STEP);
     for (int pass = 0;; pass++) {
-        size_t mask = m->cap - 1, i = a & mask, reuse = SIZE_MAX;
-        for (;; i = (i + 1) & mask) {
-            slot *e = &m->t[i];
-            if (e->until == 0)
-                break;
-            if (e->a == a && e->b == b) {
-                if (e->until > now) {
-                    fn(ud, SL_ETOKEN);
-                    return;
-                }
-                reuse = i; /* the same nonce, forgotten: remembered again */
-                break;
+        size_t at;
+        if (find(m->t, m->cap, a, b, now, &at) ||
+            (m->old != NULL && find(m->old, m->ocap, a, b, now, &(size_t){0}))) {
+            fn(ud, SL_ETOKEN);
+            return;
+        }
+        if (m->t[at].until != 0) { /* an expired slot: reused, nothing more is held */
+            m->t[at] = (slot){a, b, until};
+            fn(ud, SL_OK);
+            return;
+        }
+        if (m->filled + m->oleft + 1 > m->max) { /* full: what expired goes, or refuse */
+            if (pass > 0 || prune(m, now) != SL_OK) {
+                fn(ud, pass > 0 ? SL_ELIMIT : SL_EUNAVAIL);
+                return;
             }
-            if (reuse == SIZE_MAX && e->until <= now)
-                reuse = i;
+            continue;
         }
-        if (reuse != SIZE_MAX) {
-            m->t[reuse] = (slot){a, b, until};
-            fn(ud, SL_OK);
-            return;
+        if (4 * (m->filled + 1) > 3 * m->cap) {
+            if (grow(m, now) != SL_OK) {
+                fn(ud, SL_EUNAVAIL);
+                return;
+            }
+            continue; /* its place in the new table */
         }
-        if (m->filled + 1 <= m->max && 4 * (m->filled + 1) <= 3 * m->cap) {
-            m->t[i] = (slot){a, b, until};
-            m->filled++;
-            fn(ud, SL_OK);
-            return;
-        }
-        if (pass > 0 || rebuild(m, now) != SL_OK) {
-            fn(ud, pass > 0 ? SL_ELIMIT : SL_EUNAVAIL);
-            return;
-        }
+        m->t[at] = (slot){a, b, until};
+        m->filled++;
+        fn(ud, SL_OK);
+        return;
     }
 }
 
@@ -177,6 +253,7 @@ static void mem_free(sl__nonce_store *s)
     if (m == NULL)
         return;
     free(m->t);
+    free(m->old);
     free(m);
 }
 
@@ -198,7 +275,15 @@ int sl__nonce_memory_new(size_t max, sl__nonce_store **out)
 
 size_t sl__nonce_memory_size(const sl__nonce_store *s)
 {
-    return ((const mem_store *)s)->filled;
+    const mem_store *m = (const mem_store *)s;
+    return m->filled + m->oleft;
+}
+
+void sl__nonce_memory_tables(const sl__nonce_store *s, size_t *cap, size_t *old_cap)
+{
+    const mem_store *m = (const mem_store *)s;
+    *cap = m->cap;
+    *old_cap = m->old != NULL ? m->ocap : 0;
 }
 
 /* ---- the authenticator ------------------------------------------------------------------------

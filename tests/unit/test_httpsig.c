@@ -966,6 +966,60 @@ static void test_nonce_store_many(void **state)
     ns->free(ns);
 }
 
+/* A full table grows into one twice its size step by step, not in one go: right after the
+ * remember that outgrew it the old table is still there, every nonce is refused as a replay
+ * whichever table holds it, the move ends after a bounded number of remembers, the expired
+ * nonces are left behind, and nothing live is lost. */
+static void test_nonce_store_grows_step_by_step(void **state)
+{
+    (void)state;
+    sl__nonce_store *ns;
+    assert_int_equal(sl__nonce_memory_new(1000000, &ns), SL_OK);
+    char nonce[32];
+    int c[3] = {0};
+    size_t cap, old, n = 0, grown = 0;
+    /* Two thousand nonces, the even ones expiring at 1500, then more until a table grows. */
+    for (;; n++) {
+        snprintf(nonce, sizeof nonce, "g-%zu", n);
+        ns->remember(ns, "k", nonce, n % 2 ? 5000 : 1500, 1000, count_status, c);
+        sl__nonce_memory_tables(ns, &cap, &old);
+        if (old > 0 && n >= 2000) {
+            grown = old;
+            break;
+        }
+    }
+    n++;
+    assert_int_equal(c[0], (int)n);
+    assert_int_equal(cap, 2 * grown); /* a move under way, into a table twice the size */
+    /* Replays are refused while both tables are there (each remember moves a few slots). */
+    for (size_t i = 0; i < 16; i++) {
+        snprintf(nonce, sizeof nonce, "g-%zu", i);
+        ns->remember(ns, "k", nonce, 5000, 1000, count_status, c);
+    }
+    assert_int_equal(c[1], 16);
+    sl__nonce_memory_tables(ns, &cap, &old);
+    assert_int_equal(old, grown);
+    /* After 1500 the even ones have expired: the move leaves behind those it has not reached.
+     * Fresh nonces until the move is over, which takes at most a slot count's worth of
+     * remembers over two. */
+    size_t more = 0;
+    do {
+        snprintf(nonce, sizeof nonce, "h-%zu", more++);
+        ns->remember(ns, "k", nonce, 5000, 2000, count_status, c);
+        sl__nonce_memory_tables(ns, &cap, &old);
+    } while (old > 0);
+    assert_true(more <= grown / 2);
+    assert_int_equal(c[0], (int)(n + more));
+    assert_int_equal(c[2], 0);
+    assert_true(sl__nonce_memory_size(ns) < n + more); /* some expired ones were dropped */
+    for (size_t i = 1; i < n; i += 2) { /* every live one was moved */
+        snprintf(nonce, sizeof nonce, "g-%zu", i);
+        ns->remember(ns, "k", nonce, 5000, 2000, count_status, c);
+    }
+    assert_int_equal(c[1], (int)(16 + n / 2));
+    ns->free(ns);
+}
+
 /* The memory store's prefetch only prepares: remember answers the same after it, for the nonce
  * it was told, for another one, and after a prefetch it ignored (a nonce too long to keep). */
 static void test_nonce_prefetch(void **state)
@@ -1081,6 +1135,7 @@ int main(void)
         cmocka_unit_test(test_key_file),
         cmocka_unit_test(test_nonce_store_many),
         cmocka_unit_test(test_nonce_prefetch),
+        cmocka_unit_test(test_nonce_store_grows_step_by_step),
         cmocka_unit_test(test_authenticator_replay),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
