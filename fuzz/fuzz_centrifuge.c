@@ -1,7 +1,8 @@
 /* Fuzz target: the Centrifugo JSON command parser (src/net/centrifuge.c) on arbitrary frames. It
  * must never crash or leak, a frame it accepts must hold at most SL__CF_MAX_COMMANDS commands, and
  * every "data" it returns must be valid JSON on its own (the session stores it verbatim), so each
- * one is re-parsed with jansson; each command's reply and error encodings are exercised too. */
+ * one is re-parsed with jansson; each command's reply and error encodings (centrifuge_encode.c) are
+ * exercised too. */
 #include <jansson.h>
 #include <stdint.h>
 #include <stdlib.h>

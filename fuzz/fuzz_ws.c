@@ -1,7 +1,7 @@
-/* Fuzz target: the parts of the WebSocket transport (src/net/ws.c) that read what a peer sends,
- * other than framing (fuzz_wsframe): the upgrade handshake, the UTF-8 check of text messages and
- * close reasons, and the close frame check. The input is a request ("METHOD\nName: value\n...") for
- * the handshake, and raw bytes for the rest. Checked against independent rules: an accepted
+/* Fuzz target: the parts of the WebSocket transport (src/net/ws_check.c) that read what a peer
+ * sends, other than framing (fuzz_wsframe): the upgrade handshake, the UTF-8 check of text messages
+ * and close reasons, and the close frame check. The input is a request ("METHOD\nName: value\n...")
+ * for the handshake, and raw bytes for the rest. Checked against independent rules: an accepted
  * handshake is a GET with the tokens, version and a 16-byte base64 key RFC 6455 requires, and its
  * accept value is 28 base64 characters; sl__ws_utf8_valid agrees with a decoder of RFC 3629 written
  * the slow way; an accepted close body has no 1-byte length, a code a peer may send and a UTF-8

@@ -1,37 +1,32 @@
-/* WebSocket connections of ws.h: the handshake check and accept value (OpenSSL EVP), then RFC 6455
- * framing of our own (net/ws_frame.h) driven from the HTTP transport's upgrade hooks. It replaced
- * wslay because wslay's context holds fixed 4 KiB receive and send buffers, 8.8 KiB of an idle
- * connection's 10.5 KiB (docs/WEBSOCKET.md, "Memory per connection"); here an idle connection holds
- * its struct and nothing else. Received bytes are handled where the HTTP layer lends them (its own
- * writable read buffer, unused after the call): a frame whose whole payload is in one read is
- * unmasked in place and a one-frame message delivered from there, so only messages that span reads
- * or are fragmented are copied, into a reassembly buffer that lives while the message is incomplete
- * and grows with the bytes that actually arrive (a declared length commits nothing but the 1009
- * check). Frames to send wait in a queue of references to whole frames (sl_ws_frame), written with
- * one gather write per turn: a publication is framed once and the same frame is queued on every
- * subscriber's connection, so fanning out copies no payload and a slow consumer's backlog is a
- * list of references, never one growing buffer that is reallocated and moved (the 40 % memmove of
- * docs/BENCHMARKS.md). A connection's own small frames (replies, close) are coalesced into a
- * private frame at the queue's tail. The queue's array is freed when it empties, so an idle
- * connection holds no sending memory. A pong waits beside that buffer (only the latest, as §5.5.3
- * allows), so a peer that pings without reading gains nothing. Connection objects can be re-entered
- * (a callback closing the connection, a failed write closing the socket): a depth counter defers
- * freeing to the outermost frame. */
+/* WebSocket connections of ws.h: once the handshake is checked and answered (ws_check.c, which also
+ * holds the UTF-8 and close frame checks), RFC 6455 framing of our own (net/ws_frame.h) driven from
+ * the HTTP transport's upgrade hooks. It replaced wslay because wslay's context holds fixed 4 KiB
+ * receive and send buffers, 8.8 KiB of an idle connection's 10.5 KiB (docs/WEBSOCKET.md, "Memory
+ * per connection"); here an idle connection holds its struct and nothing else. Received bytes are
+ * handled where the HTTP layer lends them (its own writable read buffer, unused after the call): a
+ * frame whose whole payload is in one read is unmasked in place and a one-frame message delivered
+ * from there, so only messages that span reads or are fragmented are copied, into a reassembly
+ * buffer that lives while the message is incomplete and grows with the bytes that actually arrive
+ * (a declared length commits nothing but the 1009 check). Frames to send wait in a queue of
+ * references to whole frames (sl_ws_frame), written with one gather write per turn: a publication
+ * is framed once and the same frame is queued on every subscriber's connection, so fanning out
+ * copies no payload and a slow consumer's backlog is a list of references, never one growing buffer
+ * that is reallocated and moved (the 40 % memmove of docs/BENCHMARKS.md). A connection's own small
+ * frames (replies, close) are coalesced into a private frame at the queue's tail. The queue's array
+ * is freed when it empties, so an idle connection holds no sending memory. A pong waits beside that
+ * buffer (only the latest, as §5.5.3 allows), so a peer that pings without reading gains nothing.
+ * Connection objects can be re-entered (a callback closing the connection, a failed write closing
+ * the socket): a depth counter defers freeing to the outermost frame. */
 #include "net/ws.h"
 
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-
-#include <openssl/evp.h>
 
 #include <sluice/error.h>
 
 #include "net/ws_frame.h"
-
-#define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 /* Frames gathered into one write: beyond a few dozen the syscall's cost is the bytes, not the
  * call. */
@@ -85,94 +80,6 @@ void sl_ws_limits_init(sl_ws_limits *l)
     l->max_message = 64 * 1024;
     l->max_outgoing = 1024 * 1024;
     l->close_timeout_ms = 5000;
-}
-
-int sl_ws_accept_key(const char *key, size_t key_len, char out[29])
-{
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned mdlen = 0;
-    EVP_MD_CTX *m = EVP_MD_CTX_new();
-    int ok = m != NULL && EVP_DigestInit_ex(m, EVP_sha1(), NULL) == 1 &&
-             EVP_DigestUpdate(m, key, key_len) == 1 &&
-             EVP_DigestUpdate(m, WS_GUID, sizeof WS_GUID - 1) == 1 &&
-             EVP_DigestFinal_ex(m, md, &mdlen) == 1 && mdlen == 20;
-    EVP_MD_CTX_free(m);
-    if (!ok)
-        return SL_EINTERNAL;
-    EVP_EncodeBlock((unsigned char *)out, md, 20); /* 28 characters and a NUL */
-    return SL_OK;
-}
-
-/* Whether the comma-separated header value lists token (case-insensitively). */
-static int has_token(const char *v, size_t len, const char *token)
-{
-    size_t tl = strlen(token), i = 0;
-    while (i < len) {
-        while (i < len && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
-            i++;
-        size_t s = i;
-        while (i < len && v[i] != ',')
-            i++;
-        size_t e = i;
-        while (e > s && (v[e - 1] == ' ' || v[e - 1] == '\t'))
-            e--;
-        if (e - s == tl && strncasecmp(v + s, token, tl) == 0)
-            return 1;
-    }
-    return 0;
-}
-
-static int key_valid(const char *k, size_t len)
-{
-    /* base64 of 16 bytes: 22 significant characters and "==". */
-    if (len != 24 || k[22] != '=' || k[23] != '=')
-        return 0;
-    for (size_t i = 0; i < 22; i++) {
-        char ch = k[i];
-        if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
-              ch == '+' || ch == '/'))
-            return 0;
-    }
-    unsigned char raw[18];
-    return EVP_DecodeBlock(raw, (const unsigned char *)k, 24) == 18;
-}
-
-int sl_ws_check_handshake(const sl_http_request *req, const char **why)
-{
-    const char *dummy;
-    if (why == NULL)
-        why = &dummy;
-    size_t len;
-    const char *v;
-    if (strcmp(req->method, "GET") != 0) {
-        *why = "WebSocket upgrade requires GET";
-        return 400;
-    }
-    v = sl_http_header_get(req, "Upgrade", &len);
-    if (v == NULL || !has_token(v, len, "websocket")) {
-        *why = "missing Upgrade: websocket";
-        return 400;
-    }
-    v = sl_http_header_get(req, "Connection", &len);
-    if (v == NULL || !has_token(v, len, "upgrade")) {
-        *why = "missing Connection: upgrade";
-        return 400;
-    }
-    v = sl_http_header_get(req, "Sec-WebSocket-Version", &len);
-    if (v == NULL) {
-        *why = "missing Sec-WebSocket-Version";
-        return 400;
-    }
-    if (len != 2 || memcmp(v, "13", 2) != 0) {
-        *why = "unsupported WebSocket version";
-        return 426;
-    }
-    v = sl_http_header_get(req, "Sec-WebSocket-Key", &len);
-    if (v == NULL || !key_valid(v, len)) {
-        *why = "missing or malformed Sec-WebSocket-Key";
-        return 400;
-    }
-    return 0;
 }
 
 /* ---- connection lifetime --------------------------------------------------------------------- */
@@ -407,62 +314,6 @@ static void pump(sl_ws_conn *c)
     }
 }
 
-/* RFC 6455 §8.1: text must be UTF-8 (RFC 3629: no overlongs, surrogates or code points past
- * U+10FFFF); the layer above hands text on to JSON parsers. ASCII, most of any JSON, is skipped
- * eight bytes at a time. */
-int sl__ws_utf8_valid(const unsigned char *s, size_t n)
-{
-    size_t i = 0;
-    while (i < n) {
-        if (n - i >= 8) {
-            uint64_t w;
-            memcpy(&w, s + i, 8);
-            if ((w & UINT64_C(0x8080808080808080)) == 0) {
-                i += 8;
-                continue;
-            }
-        }
-        unsigned char b = s[i];
-        if (b < 0x80) {
-            i++;
-            continue;
-        }
-        size_t k;
-        unsigned char lo = 0x80, hi = 0xbf;
-        if (b >= 0xc2 && b <= 0xdf) {
-            k = 1;
-        } else if (b >= 0xe0 && b <= 0xef) {
-            k = 2;
-            if (b == 0xe0)
-                lo = 0xa0;
-            else if (b == 0xed)
-                hi = 0x9f;
-        } else if (b >= 0xf0 && b <= 0xf4) {
-            k = 3;
-            if (b == 0xf0)
-                lo = 0x90;
-            else if (b == 0xf4)
-                hi = 0x8f;
-        } else {
-            return 0;
-        }
-        if (n - i <= k || s[i + 1] < lo || s[i + 1] > hi)
-            return 0;
-        for (size_t j = 2; j <= k; j++)
-            if ((s[i + j] & 0xc0) != 0x80)
-                return 0;
-        i += k + 1;
-    }
-    return 1;
-}
-
-/* Close codes a peer may send (RFC 6455 §7.4, and 1012-1014 registered with IANA since). */
-static int close_code_valid(int code)
-{
-    return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) ||
-           (code >= 3000 && code <= 4999);
-}
-
 /* Queues our close frame behind whatever is queued; code 0 sends one without a body (the answer to
  * a peer's close that had none). Once it is queued nothing else is sent and received data is
  * dropped. */
@@ -529,21 +380,6 @@ static void on_ping(sl_ws_conn *c, const uint8_t *p, size_t n)
     if (n > 0)
         memcpy(c->pong + h, p, n);
     c->pong_len = (uint8_t)(h + n);
-}
-
-const char *sl__ws_close_check(const uint8_t *p, size_t n, int *code)
-{
-    *code = SL_WS_NO_STATUS;
-    if (n == 0)
-        return NULL;
-    if (n == 1)
-        return "close frame with a 1-byte body";
-    *code = p[0] << 8 | p[1];
-    if (!close_code_valid(*code))
-        return "invalid close code";
-    if (!sl__ws_utf8_valid(p + 2, n - 2))
-        return "close reason is not UTF-8";
-    return NULL;
 }
 
 static void on_peer_close(sl_ws_conn *c, const uint8_t *p, size_t n)

@@ -1,9 +1,10 @@
 /* The RFC 7662 introspection authenticator: libcurl's multi interface driven by the server's libuv
  * loop (src/net/curl_uv.c, shared with the JWKS client), an answer cache keyed by the SHA-256 of
- * the token, and a table of requests in flight so that concurrent calls for one token share one
- * request. Every way the endpoint can fail to give a well-formed answer ends in SL_EUNAVAIL, which
- * is never cached; a well-formed answer (active or not) is cached for at most the configured ttl
- * and never past the token's exp.
+ * the token (introspect_cache.c; introspect_internal.h holds the struct both files use), and a
+ * table of requests in flight so that concurrent calls for one token share one request. Every way
+ * the endpoint can fail to give a well-formed answer ends in SL_EUNAVAIL, which is never cached; a
+ * well-formed answer (active or not) is cached for at most the configured ttl and never past the
+ * token's exp.
  *
  * Lifetime: a request (ireq) is owned by the in-flight list until curl reports it done; it is
  * detached from curl and the list before any of its callbacks run, so a callback may start new
@@ -28,8 +29,6 @@
 #include <string.h>
 #include <strings.h>
 
-#define KEY_LEN 32 /* SHA-256 */
-
 /* Reasons are fixed texts: nothing the endpoint sent, nothing of the token. */
 static const char R_BADTOKEN[] = "invalid token";
 static const char R_INACTIVE[] = "token inactive";
@@ -40,19 +39,6 @@ static const char R_UNAVAIL[] = "introspection endpoint unavailable";
 static const char R_BUSY[] = "too many introspection requests";
 static const char R_CLOSED[] = "introspection closed";
 static const char R_NOMEM[] = "out of memory";
-
-/* A cached answer. sub and jti point into the same allocation, after the struct. */
-typedef struct centry {
-    uint8_t key[KEY_LEN];
-    struct centry *hnext;         /* bucket chain */
-    struct centry *older, *newer; /* insertion order, for eviction */
-    double until;                 /* cached until, on the authenticator's clock */
-    int status;
-    const char *reason;
-    double iat, exp;
-    char *sub, *jti, *scope;       /* scope: the answer's OAuth scope ("" when none) */
-    char ws[SL_WORKSPACE_MAX + 1]; /* the caller's workspace ("" the default) */
-} centry;
 
 typedef struct waiter {
     sl_introspect_cb cb;
@@ -74,31 +60,6 @@ typedef struct ireq {
 
 typedef sl__introspect_result result;
 static void workspace_of(const sl_introspect *i, result *r);
-
-struct sl_introspect {
-    sl__curl_uv *cu; /* curl on the loop */
-    int closing;
-    sl_clock_fn clock;
-    void *clock_ud;
-    char *url;
-    char *ca_file;
-    char *ws_claim;             /* sl_introspect_opts.workspace_claim, or NULL */
-    struct curl_slist *headers; /* holds the Basic credentials: wiped on free */
-    double ttl;                 /* <= 0: no caching */
-    size_t cache_max;
-    long timeout_ms, connect_timeout_ms;
-    size_t max_inflight;
-    centry **buckets;
-    size_t nbuckets; /* power of two */
-    size_t ncached;
-    centry *oldest, *newest;
-    ireq *reqs;
-    size_t ninflight;
-    sl_introspect_stats stats;
-    sl_introspect_log_fn log;
-    void *log_ud;
-    int failing; /* the last request failed: log only the transitions */
-};
 
 /* ---- small helpers -------------------------------------------------------------------------- */
 
@@ -179,110 +140,6 @@ static int jti_valid(const char *s, size_t len)
         if ((unsigned char)s[k] < 0x21 || (unsigned char)s[k] > 0x7e)
             return 0;
     return 1;
-}
-
-/* ---- the cache ------------------------------------------------------------------------------ */
-
-static size_t bucket_of(const sl_introspect *i, const uint8_t *key)
-{
-    uint64_t h;
-    memcpy(&h, key, sizeof h); /* a SHA-256 is already uniform */
-    return (size_t)(h & (i->nbuckets - 1));
-}
-
-static centry **cache_slot(sl_introspect *i, const uint8_t *key)
-{
-    centry **p = &i->buckets[bucket_of(i, key)];
-    while (*p != NULL && memcmp((*p)->key, key, KEY_LEN) != 0)
-        p = &(*p)->hnext;
-    return p;
-}
-
-static void cache_remove(sl_introspect *i, centry *e)
-{
-    centry **p = cache_slot(i, e->key);
-    if (*p == e)
-        *p = e->hnext;
-    if (e->older)
-        e->older->newer = e->newer;
-    else
-        i->oldest = e->newer;
-    if (e->newer)
-        e->newer->older = e->older;
-    else
-        i->newest = e->older;
-    i->ncached--;
-    free(e);
-}
-
-void sl_introspect_cache_clear(sl_introspect *i)
-{
-    if (i == NULL)
-        return;
-    while (i->oldest != NULL)
-        cache_remove(i, i->oldest);
-}
-
-/* The live entry for key, or NULL; an expired one is dropped on the way. */
-static centry *cache_get(sl_introspect *i, const uint8_t *key, double now)
-{
-    if (i->ttl <= 0)
-        return NULL;
-    centry *e = *cache_slot(i, key);
-    if (e != NULL && e->until <= now) {
-        cache_remove(i, e);
-        e = NULL;
-    }
-    return e;
-}
-
-static void cache_put(sl_introspect *i, const uint8_t *key, const result *r, double now)
-{
-    if (i->ttl <= 0 || !r->cacheable || r->until <= now)
-        return;
-    centry *old = *cache_slot(i, key);
-    if (old != NULL)
-        cache_remove(i, old);
-    /* Expired entries at the old end go first; then, when still full, the oldest answer, which
-     * with one ttl for all is also the one closest to expiry unless an exp cut another short. */
-    while (i->oldest != NULL && i->oldest->until <= now)
-        cache_remove(i, i->oldest);
-    while (i->ncached >= i->cache_max && i->oldest != NULL)
-        cache_remove(i, i->oldest);
-    size_t sublen = r->status == SL_OK ? strlen(r->who.principal) : 0;
-    size_t jtilen = r->status == SL_OK ? strlen(r->who.token_id) : 0;
-    size_t scopelen = r->status == SL_OK && r->scope ? r->scope_len : 0;
-    centry *e = malloc(sizeof *e + sublen + 1 + jtilen + 1 + scopelen + 1);
-    if (e == NULL)
-        return; /* a cache that cannot grow just asks again */
-    memcpy(e->key, key, KEY_LEN);
-    e->until = r->until;
-    e->status = r->status;
-    e->reason = r->reason;
-    e->iat = r->who.issued_at;
-    e->exp = r->who.expires_at;
-    e->sub = (char *)(e + 1);
-    e->jti = e->sub + sublen + 1;
-    memcpy(e->sub, r->who.principal, sublen);
-    e->sub[sublen] = '\0';
-    memcpy(e->jti, r->who.token_id, jtilen);
-    e->jti[jtilen] = '\0';
-    e->scope = e->jti + jtilen + 1;
-    if (scopelen)
-        memcpy(e->scope, r->scope, scopelen);
-    e->scope[scopelen] = '\0';
-    memcpy(e->ws, r->who.workspace, sizeof e->ws);
-    centry **slot = cache_slot(i, key);
-    e->hnext = NULL;
-    *slot = e;
-    e->older = i->newest;
-    e->newer = NULL;
-    if (i->newest)
-        i->newest->newer = e;
-    else
-        i->oldest = e;
-    i->newest = e;
-    i->ncached++;
 }
 
 /* The caller an answer vouches for; its scope may narrow it (sl_identity_apply_scope). The
@@ -484,7 +341,7 @@ static void complete(sl_introspect *i, ireq *q, CURLcode res, long code)
         if (i->failing)
             logf_(i, "introspection: endpoint answering again");
         i->failing = 0;
-        cache_put(i, q->key, &r, now_of(i));
+        sl__introspect_cache_put(i, q->key, &r, now_of(i));
     }
     req_deliver(q, r.status, &r.who, r.reason);
     sl__introspect_result_clear(&r);
@@ -635,7 +492,7 @@ void sl_introspect_authenticate(sl_introspect *i, const char *token, size_t len,
         cb(ud, SL_EUNAVAIL, NULL, R_UNAVAIL);
         return;
     }
-    centry *e = cache_get(i, key, now_of(i));
+    centry *e = sl__introspect_cache_get(i, key, now_of(i));
     if (e != NULL) {
         i->stats.hits++;
         if (e->status != SL_OK) {

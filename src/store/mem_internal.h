@@ -1,8 +1,8 @@
-/* What the memory engine's files share (mem.c: the operations; mem_chan.c: a channel's structures;
- * mem_journal.c: the journal and loading it back): the message, index, heap and channel types, the
- * small rules every file reads off a channel's settings, and the functions that cross files. Not
- * thread-safe, like the engine: the caller serialises access. Nothing here is part of any public
- * API. */
+/* What the memory engine's files share (mem.c: the operations; mem_queue.c: a work queue's claims
+ * and leases; mem_chan.c: a channel's structures; mem_journal.c: the journal and loading it back):
+ * the message, index, heap and channel types, the small rules every file reads off a channel's
+ * settings, and the functions that cross files. Not thread-safe, like the engine: the caller
+ * serialises access. Nothing here is part of any public API. */
 #ifndef SLUICE_STORE_MEM_INTERNAL_H
 #define SLUICE_STORE_MEM_INTERNAL_H
 
@@ -157,6 +157,12 @@ static inline chan *find_chan(sl_engine *e, const char *id)
     return sl__map_get(((mem_engine *)e)->channels, id);
 }
 
+/* 1 when a message of `size` bytes no longer fits after `used` bytes of a max_bytes bound. */
+static inline int over_bound(size_t used, uint32_t size, size_t max_bytes)
+{
+    return size > max_bytes || used > max_bytes - size;
+}
+
 /* ---- mem_chan.c ------------------------------------------------------------------------------ */
 
 /* sl__mem_msg_pack's block and sl__mem_msg_export's copy belong to the caller (free(),
@@ -190,6 +196,22 @@ void sl__mem_retain(chan *c, double now);
 /* ---- mem.c ----------------------------------------------------------------------------------- */
 
 int sl__mem_create(sl_engine *e, const sl_channel_info *info);
+
+/* ---- mem_queue.c: a work queue's claims and leases (the sl__eop kinds of engine.h) ----------- */
+
+/* out and dead (claim, terminate) come back filled for the caller to free (sl_message_list_free),
+ * empty on an error. */
+int sl__mem_claim(sl_engine *e, const char *id, const char *reader_name, size_t limit,
+                  size_t max_bytes, double now, sl_message_list *out, sl_message_list *dead);
+int sl__mem_ack(sl_engine *e, const char *id, const char *reader_name, const char *const *ids,
+                size_t n, double now, size_t *count);
+int sl__mem_nack(sl_engine *e, const char *id, const char *reader_name, const char *const *ids,
+                 size_t n, double delay, double now, size_t *count);
+int sl__mem_extend(sl_engine *e, const char *id, const char *reader_name, const char *const *ids,
+                   size_t n, double seconds, double now, size_t *count);
+int sl__mem_terminate(sl_engine *e, const char *id, const char *reader_name, const char *const *ids,
+                      size_t n, const char *reason, double now, size_t *count,
+                      sl_message_list *dead);
 
 /* ---- mem_journal.c: every change written through the kv (docs/STORAGE.md) -------------------- */
 
