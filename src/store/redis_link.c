@@ -49,7 +49,8 @@ static void log_line(const rlink *l, const char *fmt, const char *a)
 {
     char tail[512];
     snprintf(tail, sizeof tail, fmt, a);
-    sl__logsink_printf(l->log, SL__SINK_WARN, "%s: redis %s %s", l->what, l->name, tail);
+    sl__logsink_printf(l->log, SL__SINK_WARN, "%s: redis %s %s%s%s", l->what, l->name,
+                       l->role ? l->role : "", l->role ? " " : "", tail);
 }
 
 /* Detaches and frees l's context (if any): hiredis calls every pending reply callback with NULL.
@@ -357,7 +358,7 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 
 void sl__rlink_start(rlink *l)
 {
-    uv_timer_start(&l->timer, sl__rlink_on_timer, l->timeout_ms, 0);
+    uv_timer_start(&l->timer, sl__rlink_on_timer, l->connect_timeout_ms, 0);
     uv_getaddrinfo_t *req = malloc(sizeof *req);
     if (req == NULL) {
         sl__rlink_drop(l, "out of memory");
@@ -455,7 +456,8 @@ void sl__rlink_send_prelude(rlink *l)
 }
 
 int sl__rlink_init(rlink *l, int kind, uv_loop_t *loop, const sl__redis_addr *addr,
-                   const char *what, unsigned timeout_ms)
+                   const char *what, const char *role, unsigned timeout_ms,
+                   unsigned connect_timeout_ms)
 {
     l->kind = kind;
     l->loop = loop;
@@ -464,12 +466,15 @@ int sl__rlink_init(rlink *l, int kind, uv_loop_t *loop, const sl__redis_addr *ad
     l->addr.password = NULL;
     if ((addr->user != NULL && (l->addr.user = strdup(addr->user)) == NULL) ||
         (addr->password != NULL && (l->addr.password = strdup(addr->password)) == NULL) ||
-        (l->what = strdup(what != NULL ? what : "engine")) == NULL) {
+        (l->what = strdup(what != NULL ? what : "engine")) == NULL ||
+        (role != NULL && (l->role = strdup(role)) == NULL)) {
         sl__redis_addr_clear(&l->addr);
+        free(l->what);
         return SL_ENOMEM;
     }
     sl__redis_addr_name(addr, l->name, sizeof l->name);
     l->timeout_ms = timeout_ms ? timeout_ms : DEFAULT_TIMEOUT_MS;
+    l->connect_timeout_ms = connect_timeout_ms ? connect_timeout_ms : l->timeout_ms;
     l->state = L_IDLE;
     l->backoff_ms = BACKOFF_MIN_MS;
     uv_timer_init(loop, &l->timer);
@@ -502,6 +507,7 @@ void sl__rlink_clear(rlink *l)
 {
     sl__redis_addr_clear(&l->addr);
     free(l->what);
+    free(l->role);
 }
 
 void sl__rlater_push(later_q *q, later *n)
