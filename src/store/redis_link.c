@@ -2,20 +2,20 @@
  * the libuv loop, with its state, backoff and timer, and the event adapter that attaches hiredis to
  * the loop.
  *
- * Both connection kinds share one link state machine (modelled on redis_revocation.c, which could
- * move onto this module): IDLE (a backoff timer retries, 100 ms doubling to 2 s) -> RESOLVING
- * (uv_getaddrinfo on the thread pool, so a slow DNS never blocks the loop) -> CONNECTING (hiredis
- * connects to one numeric address; AUTH, SELECT and a last command are pipelined behind the
- * connect, and the link counts as up only once that last command is answered: a SIGSTOPped Redis
- * still completes TCP handshakes from its listen backlog; on a command connection the last is the
- * owner's check script when it gives one, so that its answer is known before any of the owner's
- * commands can be sent) -> UP. One timer serves the link: the retry in IDLE, the whole resolve +
- * connect + handshake deadline in RESOLVING and CONNECTING, and on a subscription the probe while
- * UP. The link fails closed: every command submitted while it is not UP completes with SL_EUNAVAIL
- * from a zero timer on the loop (never inside the call), and dropping the link frees its hiredis
- * context, whose pending reply callbacks hiredis then runs with a NULL reply, which completes them
- * with SL_EUNAVAIL. What differs per kind (the last handshake command, the probe, what going down
- * means, freeing) are hooks in redis_conn.c. */
+ * Both connection kinds share one link state machine: IDLE (a backoff timer retries, 100 ms
+ * doubling to 2 s) -> RESOLVING (uv_getaddrinfo on the thread pool, so a slow DNS never blocks the
+ * loop) -> CONNECTING (hiredis connects to one numeric address; AUTH, SELECT and a last command are
+ * pipelined behind the connect, and the link counts as up only once that last command is answered:
+ * a SIGSTOPped Redis still completes TCP handshakes from its listen backlog; on a command
+ * connection the last is the owner's check script when it gives one, so that its answer is known
+ * before any of the owner's commands can be sent) -> UP. One timer serves the link: the retry in
+ * IDLE, the whole resolve + connect + handshake deadline (the owner's connect timeout) in RESOLVING
+ * and CONNECTING, and on a subscription the probe while UP. The link fails closed: every command
+ * submitted while it is not UP completes with SL_EUNAVAIL from a zero timer on the loop (never
+ * inside the call), and dropping the link frees its hiredis context, whose pending reply callbacks
+ * hiredis then runs with a NULL reply, which completes them with SL_EUNAVAIL. What differs per kind
+ * (the last handshake command, the probe, what going down means, freeing) are hooks in
+ * redis_conn.c. */
 #include "store/redis_conn_internal.h"
 
 #include <hiredis/async.h>
@@ -92,7 +92,10 @@ void sl__rlink_drop(rlink *l, const char *why)
     if (l->closing)
         return;
     if (!l->down_logged) {
-        log_line(l, "unavailable (%s); its requests fail until it is back", why);
+        log_line(l,
+                 l->kind == KIND_SUB ? "unavailable (%s); messages are missed until it is back"
+                                     : "unavailable (%s); its requests fail until it is back",
+                 why);
         l->down_logged = 1;
     }
     uv_timer_stop(&l->timer);
