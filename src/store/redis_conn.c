@@ -1,7 +1,8 @@
-/* Connections to Redis shared by the Redis engine and the state it keeps beside the channels: a
- * command connection (sl__rconn) and a subscription connection (sl__rsub), both on a link
- * (redis_link.c: hiredis's asynchronous client attached to the libuv loop, its state machine,
- * backoff and fail-closed rules); the engine URL and the shard ring are redis_url.c's.
+/* Connections to Redis shared by the Redis engine, the state it keeps beside the channels and the
+ * Redis revocation store: a command connection (sl__rconn) and a subscription connection
+ * (sl__rsub), both on a link (redis_link.c: hiredis's asynchronous client attached to the libuv
+ * loop, its state machine, backoff and fail-closed rules); the engine URL and the shard ring are
+ * redis_url.c's.
  *
  * Lifetime: a pending command (op) is owned by its hiredis reply callback, which hiredis calls
  * exactly once (with NULL when the context is freed); the connection also keeps its ops in a FIFO

@@ -1,4 +1,5 @@
-/* Connections to Redis for the Redis engine and the state it shares across nodes: the engine URL
+/* Connections to Redis for the Redis engine, the state it shares across nodes and the Redis
+ * revocation store: the engine URL
  * (`redis://[user:password@]host:port[/db]`, several separated by commas: one per shard), a
  * command connection per shard and a subscription connection per shard, plus the ring that maps
  * a channel id to its shard.
