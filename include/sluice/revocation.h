@@ -36,7 +36,9 @@ extern "C" {
 #define SL_REVOCATION_DEFAULT_MAX_TTL 86400.0 /* seconds: 24 h */
 #define SL_REVOCATION_REASON_MAX 255          /* bytes */
 #define SL_REVOCATION_PREFIX_MAX 64           /* bytes of a Redis key prefix */
-/* Redis store timing (milliseconds). */
+/* Redis store timing (milliseconds). Connect: one attempt's resolve, connect and PING (or, for
+ * the watch subscription, SUBSCRIBE). Command: Redis answered nothing this long while calls wait
+ * drops the connection, and they answer SL_EUNAVAIL. */
 #define SL_REVOCATION_REDIS_CONNECT_TIMEOUT_MS 1000
 #define SL_REVOCATION_REDIS_COMMAND_TIMEOUT_MS 1000
 #define SL_REVOCATION_REDIS_BACKOFF_MIN_MS 100  /* first retry; doubles per failure ... */
@@ -100,8 +102,8 @@ int sl_revocation_memory_new(sl_revocation_store **out, uv_loop_t *loop, double 
 int sl_revocation_embedded_new(sl_revocation_store **out, uv_loop_t *loop, double max_ttl,
                                struct sl__kv *kv, sl_clock_fn clock, void *clock_ud, sl_status *st);
 
-/* A Redis store on `loop` (required). host: an IP literal (a name is resolved by hiredis with a
- * blocking lookup on every connect attempt); port 1..65535; prefix NULL or "": "sluice", else
+/* A Redis store on `loop` (required). host: an IP literal or a name (resolved on libuv's thread
+ * pool at every connect attempt); port 1..65535; prefix NULL or "": "sluice", else
  * 1..SL_REVOCATION_PREFIX_MAX bytes of printable ASCII without space. Returns at once: the store
  * connects in the background and answers SL_EUNAVAIL until connected (sl_revocation_ready), and
  * after a disconnect until it has reconnected by itself. The connection keeps the loop alive until

@@ -1,7 +1,8 @@
-/* Connections to Redis shared by the Redis engine and the state it keeps beside the channels: a
- * command connection (sl__rconn) and a subscription connection (sl__rsub), both on a link
- * (redis_link.c: hiredis's asynchronous client attached to the libuv loop, its state machine,
- * backoff and fail-closed rules); the engine URL and the shard ring are redis_url.c's.
+/* Connections to Redis shared by the Redis engine, the state it keeps beside the channels and the
+ * Redis revocation store: a command connection (sl__rconn) and a subscription connection
+ * (sl__rsub), both on a link (redis_link.c: hiredis's asynchronous client attached to the libuv
+ * loop, its state machine, backoff and fail-closed rules); the engine URL and the shard ring are
+ * redis_url.c's.
  *
  * Lifetime: a pending command (op) is owned by its hiredis reply callback, which hiredis calls
  * exactly once (with NULL when the context is freed); the connection also keeps its ops in a FIFO
@@ -23,7 +24,6 @@
 #include "core/map.h"
 #include "core/numtext.h"
 
-#define SUB_PROBE_MS 1000u
 /* The subscription's own channel: subscribed last on every (re)connect and again as the probe.
  * Nobody publishes on it; sl__rsub_add refuses it so that a caller cannot unsubscribe it. */
 #define PROBE_CHANNEL "__sluice:rsub:probe"
@@ -417,7 +417,8 @@ int sl__rconn_new(sl__rconn **out, uv_loop_t *loop, const sl__rconn_opts *o)
         free(c);
         return rc;
     }
-    if (sl__rlink_init(&c->l, KIND_CMD, loop, o->addr, o->what, o->timeout_ms) != SL_OK) {
+    if (sl__rlink_init(&c->l, KIND_CMD, loop, o->addr, o->what, NULL, o->timeout_ms,
+                       o->connect_timeout_ms) != SL_OK) {
         free(c->check_argv);
         free(c);
         return SL_ENOMEM;
@@ -682,7 +683,8 @@ static void on_sub_reply(redisAsyncContext *ac, void *r, void *privdata)
             s->probe_out = 0;
             if (s->l.state == L_CONNECTING) {
                 sl__rlink_up(&s->l);
-                uv_timer_start(&s->l.timer, sl__rlink_on_timer, SUB_PROBE_MS, SUB_PROBE_MS);
+                uv_timer_start(&s->l.timer, sl__rlink_on_timer, SL__RSUB_PROBE_MS,
+                               SL__RSUB_PROBE_MS);
                 if (s->l.on_state != NULL)
                     s->l.on_state(s->l.state_ud, 1);
             }
@@ -710,7 +712,8 @@ int sl__rsub_new(sl__rsub **out, uv_loop_t *loop, const sl__rsub_opts *o)
         return SL_ENOMEM;
     }
     s->l.log = o->log;
-    if (sl__rlink_init(&s->l, KIND_SUB, loop, o->addr, o->what, 0) != SL_OK) {
+    if (sl__rlink_init(&s->l, KIND_SUB, loop, o->addr, o->what, o->role, 0,
+                       o->connect_timeout_ms) != SL_OK) {
         sl__map_free(s->by_name, NULL);
         free(s);
         return SL_ENOMEM;

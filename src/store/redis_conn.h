@@ -1,4 +1,5 @@
-/* Connections to Redis for the Redis engine and the state it shares across nodes: the engine URL
+/* Connections to Redis for the Redis engine, the state it shares across nodes and the Redis
+ * revocation store: the engine URL
  * (`redis://[user:password@]host:port[/db]`, several separated by commas: one per shard), a
  * command connection per shard and a subscription connection per shard, plus the ring that maps
  * a channel id to its shard.
@@ -105,6 +106,8 @@ typedef struct sl__rconn_opts {
     const char *what;           /* for log lines: "engine", "engine shard 2", ... (copied) */
     const sl__logsink *log; /* where they go (borrowed, outlives the connection); NULL: stderr */
     unsigned timeout_ms;    /* no reply for this long while commands wait drops the link; 0: 5000 */
+    /* The whole resolve + connect + handshake of one attempt may take this long; 0: timeout_ms. */
+    unsigned connect_timeout_ms;
     sl__rconn_state_fn on_state;
     void *state_ud;
     /* Optional: a script that every (re)connect runs as its handshake's last command (as EVAL,
@@ -155,13 +158,21 @@ typedef void (*sl__rsub_ready_fn)(void *ud, int rc);
 typedef struct sl__rsub_opts {
     const sl__redis_addr *addr;
     const char *what;
-    const sl__logsink *log; /* borrowed; NULL: stderr */
+    /* Optional: what the connection is to its owner, named in its log lines before the state
+     * ("<what>: redis <addr> <role> unavailable (...)"); copied. */
+    const char *role;
+    const sl__logsink *log;      /* borrowed; NULL: stderr */
+    unsigned connect_timeout_ms; /* resolve + connect + subscribing again; 0: 5000 */
     sl__rsub_msg_fn on_msg;
     /* Down (0), or up again (1) with every channel subscribed again: messages published while it
      * was down were missed, and the owner resynchronises. */
     sl__rconn_state_fn on_state;
     void *ud; /* for both */
 } sl__rsub_opts;
+
+/* A subscribed connection has no replies to time out: while up it is probed every
+ * SL__RSUB_PROBE_MS, and a probe still unanswered at the next one drops it. */
+#define SL__RSUB_PROBE_MS 1000u
 
 int sl__rsub_new(sl__rsub **out, uv_loop_t *loop, const sl__rsub_opts *o);
 void sl__rsub_free(sl__rsub *s); /* same as sl__rconn_free */

@@ -32,7 +32,9 @@ typedef struct rlink {
     sl__redis_addr addr; /* user and password owned */
     char name[NAME_MAX_LEN];
     char *what;
+    char *role; /* NULL: none */
     unsigned timeout_ms;
+    unsigned connect_timeout_ms;
     redisAsyncContext *ac;
     lstate state;
     uv_timer_t timer;
@@ -64,9 +66,10 @@ typedef struct later_q {
 } later_q;
 
 /* Sets l up, idle, for addr (copied, credentials included), with one reference: SL_OK or
- * SL_ENOMEM. */
+ * SL_ENOMEM. role may be NULL; connect_timeout_ms 0: timeout_ms. */
 int sl__rlink_init(rlink *l, int kind, uv_loop_t *loop, const sl__redis_addr *addr,
-                   const char *what, unsigned timeout_ms);
+                   const char *what, const char *role, unsigned timeout_ms,
+                   unsigned connect_timeout_ms);
 /* Starts resolving and connecting, under the link's timer. */
 void sl__rlink_start(rlink *l);
 /* The link is up: backoff reset, "connected" logged after an outage. */

@@ -2,20 +2,20 @@
  * the libuv loop, with its state, backoff and timer, and the event adapter that attaches hiredis to
  * the loop.
  *
- * Both connection kinds share one link state machine (modelled on redis_revocation.c, which could
- * move onto this module): IDLE (a backoff timer retries, 100 ms doubling to 2 s) -> RESOLVING
- * (uv_getaddrinfo on the thread pool, so a slow DNS never blocks the loop) -> CONNECTING (hiredis
- * connects to one numeric address; AUTH, SELECT and a last command are pipelined behind the
- * connect, and the link counts as up only once that last command is answered: a SIGSTOPped Redis
- * still completes TCP handshakes from its listen backlog; on a command connection the last is the
- * owner's check script when it gives one, so that its answer is known before any of the owner's
- * commands can be sent) -> UP. One timer serves the link: the retry in IDLE, the whole resolve +
- * connect + handshake deadline in RESOLVING and CONNECTING, and on a subscription the probe while
- * UP. The link fails closed: every command submitted while it is not UP completes with SL_EUNAVAIL
- * from a zero timer on the loop (never inside the call), and dropping the link frees its hiredis
- * context, whose pending reply callbacks hiredis then runs with a NULL reply, which completes them
- * with SL_EUNAVAIL. What differs per kind (the last handshake command, the probe, what going down
- * means, freeing) are hooks in redis_conn.c. */
+ * Both connection kinds share one link state machine: IDLE (a backoff timer retries, 100 ms
+ * doubling to 2 s) -> RESOLVING (uv_getaddrinfo on the thread pool, so a slow DNS never blocks the
+ * loop) -> CONNECTING (hiredis connects to one numeric address; AUTH, SELECT and a last command are
+ * pipelined behind the connect, and the link counts as up only once that last command is answered:
+ * a SIGSTOPped Redis still completes TCP handshakes from its listen backlog; on a command
+ * connection the last is the owner's check script when it gives one, so that its answer is known
+ * before any of the owner's commands can be sent) -> UP. One timer serves the link: the retry in
+ * IDLE, the whole resolve + connect + handshake deadline (the owner's connect timeout) in RESOLVING
+ * and CONNECTING, and on a subscription the probe while UP. The link fails closed: every command
+ * submitted while it is not UP completes with SL_EUNAVAIL from a zero timer on the loop (never
+ * inside the call), and dropping the link frees its hiredis context, whose pending reply callbacks
+ * hiredis then runs with a NULL reply, which completes them with SL_EUNAVAIL. What differs per kind
+ * (the last handshake command, the probe, what going down means, freeing) are hooks in
+ * redis_conn.c. */
 #include "store/redis_conn_internal.h"
 
 #include <hiredis/async.h>
@@ -49,7 +49,8 @@ static void log_line(const rlink *l, const char *fmt, const char *a)
 {
     char tail[512];
     snprintf(tail, sizeof tail, fmt, a);
-    sl__logsink_printf(l->log, SL__SINK_WARN, "%s: redis %s %s", l->what, l->name, tail);
+    sl__logsink_printf(l->log, SL__SINK_WARN, "%s: redis %s %s%s%s", l->what, l->name,
+                       l->role ? l->role : "", l->role ? " " : "", tail);
 }
 
 /* Detaches and frees l's context (if any): hiredis calls every pending reply callback with NULL.
@@ -91,7 +92,10 @@ void sl__rlink_drop(rlink *l, const char *why)
     if (l->closing)
         return;
     if (!l->down_logged) {
-        log_line(l, "unavailable (%s); its requests fail until it is back", why);
+        log_line(l,
+                 l->kind == KIND_SUB ? "unavailable (%s); messages are missed until it is back"
+                                     : "unavailable (%s); its requests fail until it is back",
+                 why);
         l->down_logged = 1;
     }
     uv_timer_stop(&l->timer);
@@ -357,7 +361,7 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 
 void sl__rlink_start(rlink *l)
 {
-    uv_timer_start(&l->timer, sl__rlink_on_timer, l->timeout_ms, 0);
+    uv_timer_start(&l->timer, sl__rlink_on_timer, l->connect_timeout_ms, 0);
     uv_getaddrinfo_t *req = malloc(sizeof *req);
     if (req == NULL) {
         sl__rlink_drop(l, "out of memory");
@@ -455,7 +459,8 @@ void sl__rlink_send_prelude(rlink *l)
 }
 
 int sl__rlink_init(rlink *l, int kind, uv_loop_t *loop, const sl__redis_addr *addr,
-                   const char *what, unsigned timeout_ms)
+                   const char *what, const char *role, unsigned timeout_ms,
+                   unsigned connect_timeout_ms)
 {
     l->kind = kind;
     l->loop = loop;
@@ -464,12 +469,15 @@ int sl__rlink_init(rlink *l, int kind, uv_loop_t *loop, const sl__redis_addr *ad
     l->addr.password = NULL;
     if ((addr->user != NULL && (l->addr.user = strdup(addr->user)) == NULL) ||
         (addr->password != NULL && (l->addr.password = strdup(addr->password)) == NULL) ||
-        (l->what = strdup(what != NULL ? what : "engine")) == NULL) {
+        (l->what = strdup(what != NULL ? what : "engine")) == NULL ||
+        (role != NULL && (l->role = strdup(role)) == NULL)) {
         sl__redis_addr_clear(&l->addr);
+        free(l->what);
         return SL_ENOMEM;
     }
     sl__redis_addr_name(addr, l->name, sizeof l->name);
     l->timeout_ms = timeout_ms ? timeout_ms : DEFAULT_TIMEOUT_MS;
+    l->connect_timeout_ms = connect_timeout_ms ? connect_timeout_ms : l->timeout_ms;
     l->state = L_IDLE;
     l->backoff_ms = BACKOFF_MIN_MS;
     uv_timer_init(loop, &l->timer);
@@ -502,6 +510,7 @@ void sl__rlink_clear(rlink *l)
 {
     sl__redis_addr_clear(&l->addr);
     free(l->what);
+    free(l->role);
 }
 
 void sl__rlater_push(later_q *q, later *n)

@@ -1,32 +1,31 @@
-/* The Redis revocation store: hiredis's asynchronous client on the libuv loop. Records are
+/* The Redis revocation store, on the shared Redis connections of redis_conn.h. Records are
  * `<prefix>:tb:revoked:<token id>` (the reason) and `<prefix>:tb:user_revoked_at:<user>` (the
  * cut-off, decimal seconds), both written with SET ... EX so Redis expires them. A check pipelines
  * two GETs (one round trip); anything but a nil or a well-formed value counts as revoked. The store
- * fails closed: until a connection has answered PING, and from the moment it is lost or a reply is
- * overdue, every call answers SL_EUNAVAIL at once while a backoff timer reconnects by itself.
+ * fails closed: until its command connection has answered PING, and from the moment it is lost or
+ * Redis has answered nothing for SL_REVOCATION_REDIS_COMMAND_TIMEOUT_MS while calls wait, every
+ * call answers SL_EUNAVAIL at once (never queued) while the connection reconnects by itself with
+ * its backoff.
  *
  * Watching: a successful SET is followed by a PUBLISH of "t <id>" or "u <cut-off> <user>" on
- * `<prefix>:tb:revocations`, and the write is answered only then. While a watcher is set, a second
- * connection (same backoff, probed every second since it has no replies to time out) subscribes
- * to that channel; each confirmed subscription tells the watcher to resync, and each message,
- * this server's own included, becomes one event. That is the only path events take, so a local
- * revocation is reported once, never also from the revoking call.
+ * `<prefix>:tb:revocations`, and the write is answered only then. While a watcher is set, a
+ * subscription connection (sl__rsub, probed every second since it has no replies to time out)
+ * carries that channel; each confirmed subscription, the first and every one made again after a
+ * reconnect, tells the watcher to resync, and each message, this server's own included, becomes
+ * one event. That is the only path events take, so a local revocation is reported once, never
+ * also from the revoking call.
  *
- * Lifetime: a pending operation (rop) is owned by hiredis's reply callbacks, which hiredis calls
- * exactly once each, with a NULL reply when the context is freed; the store also keeps its rops in
- * a FIFO (send order = reply order) for the overdue check and for failing them early on free. The
- * store itself is released only by its timers' close callbacks, so hiredis callbacks that run
- * while a context is being freed always find it. */
+ * Lifetime: a pending call (rop) waits for the completions of its commands, which the connection
+ * delivers exactly once each (SL_EUNAVAIL when the connection goes, also from sl__rconn_free), so
+ * freeing the connection answers every call that was sent; checks not sent yet are the store's.
+ * The store's memory goes with its prepare handle's close callback, after every connection
+ * callback it could receive. */
 #include <sluice/revocation.h>
 
 #include "core/map.h"
 #include "store/redis_conn.h"
 #include "store/redis_internal.h"
 
-#include <hiredis/async.h>
-#include <hiredis/hiredis.h>
-
-#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,41 +34,28 @@
 #define KEY_MAX (SL_REVOCATION_PREFIX_MAX + 32 + SL_PRINCIPAL_MAX)
 #define MSG_MAX SL__REDIS_MSG_MAX
 
-typedef enum {
-    R_IDLE,       /* no context; the retry timer runs (unless a watch link nobody needs) */
-    R_CONNECTING, /* TCP connect and PING / SUBSCRIBE in flight; the connect timer runs */
-    R_CONNECTED,  /* answering (commands) / subscribed (watch) */
-} rstate;
+_Static_assert(SL__RSUB_PROBE_MS == SL_REVOCATION_REDIS_WATCH_PROBE_MS,
+               "the watch subscription is probed as documented");
 
 typedef struct rop rop;
-typedef struct redis_store redis_store;
 
-/* One hiredis connection with its own state, backoff and timer. The store has two: commands
- * (GET/SET/PUBLISH) and, while a watcher is set, the subscription, which hiredis cannot share
- * with commands (a subscribed RESP2 connection accepts nothing else). */
-typedef struct rlink {
-    redis_store *s;
-    int watch; /* 1: the subscription */
-    redisAsyncContext *ac;
-    rstate state;
-    /* retry (R_IDLE), connect timeout (R_CONNECTING), probe (watch link, R_CONNECTED) */
-    uv_timer_t timer;
-    unsigned backoff_ms;
-    int down_logged; /* "unavailable" was logged since the last "connected" */
-    int probe_out;   /* watch: a probe has not been answered yet */
-} rlink;
+/* The watch channel on the subscription connection. */
+enum { W_OFF, W_ADDING, W_ON };
 
-struct redis_store {
+typedef struct redis_store {
     sl_revocation_store base;
     uv_loop_t *loop;
-    char *host;
-    int port;
+    sl__redis_addr addr;
+    char name[SL__REDIS_HOST_MAX + 32]; /* host:port/db, for log lines */
     char prefix[SL_REVOCATION_PREFIX_MAX + 1];
     char channel[SL_REVOCATION_PREFIX_MAX + 32]; /* <prefix>:tb:revocations */
-    rlink cmd, sub;
-    uv_timer_t watchdog; /* fires when the oldest pending reply is overdue */
-    int handles_open;
-    rop *head, *tail;
+    sl__rconn *conn;
+    sl__rsub *sub; /* exactly while a watcher is set */
+    int watch_state;
+    /* The connections' lines go to the store's log. Each link logs its outages and the recovery
+     * after one; the store adds the first "connected" of each, unless its link spoke first. */
+    sl__logsink conn_sink, sub_sink;
+    int conn_said, sub_said;
     /* Checks of this loop turn waiting to be sent, one per pair of keys (the others with the
      * same keys follow it), and the index of them by their keys; sent by `prep` just before the
      * loop waits for I/O. */
@@ -80,21 +66,17 @@ struct redis_store {
     unsigned ignored;
     int ignored_logged;
     uint64_t ignored_logged_at;
-};
+} redis_store;
 
 enum { OP_CHECK, OP_WRITE };
 
 struct rop {
-    rop *prev, *next;
     redis_store *s;
-    int linked; /* in the store's FIFO */
-    int done;   /* cb has been called */
     int kind;
-    int waiting;   /* replies still to come */
+    int waiting;   /* completions still to come */
     int has_token; /* checks: the first reply is the token's */
-    int seen;      /* replies seen */
+    int seen;      /* completions seen */
     int status;    /* worst answer so far: SL_ETOKEN > SL_EUNAVAIL > SL_OK */
-    uint64_t deadline;
     double issued_at;
     sl_revocation_cb cb;
     void *ud;
@@ -108,295 +90,7 @@ struct rop {
 };
 
 static const char MALFORMED[] = "malformed revocation record";
-
-static void link_schedule_retry(rlink *l);
-static void link_start(rlink *l);
-static void on_watchdog(uv_timer_t *t);
-static void on_sub_reply(redisAsyncContext *ac, void *r, void *privdata);
-
-/* ---- the pending FIFO and the overdue watchdog ---------------------------------------------- */
-
-static void watchdog_arm(redis_store *s)
-{
-    if (s->base.closing)
-        return;
-    if (s->head == NULL) {
-        uv_timer_stop(&s->watchdog);
-        return;
-    }
-    uint64_t now = uv_now(s->loop);
-    uv_timer_start(&s->watchdog, on_watchdog, s->head->deadline > now ? s->head->deadline - now : 0,
-                   0);
-}
-
-static void op_link(redis_store *s, rop *op)
-{
-    op->prev = s->tail;
-    op->next = NULL;
-    if (s->tail)
-        s->tail->next = op;
-    else
-        s->head = op;
-    s->tail = op;
-    op->linked = 1;
-    if (s->head == op)
-        watchdog_arm(s);
-}
-
-static void op_unlink(rop *op)
-{
-    redis_store *s = op->s;
-    if (!op->linked)
-        return;
-    int was_head = s->head == op;
-    if (op->prev)
-        op->prev->next = op->next;
-    else
-        s->head = op->next;
-    if (op->next)
-        op->next->prev = op->prev;
-    else
-        s->tail = op->prev;
-    op->linked = 0;
-    if (was_head)
-        watchdog_arm(s);
-}
-
-static const char *status_reason(const rop *op)
-{
-    if (op->status == SL_ETOKEN)
-        return op->reason;
-    if (op->status == SL_EUNAVAIL)
-        return "revocation store unavailable";
-    return NULL;
-}
-
-/* ---- connection management (both links) ----------------------------------------------------- */
-
-/* Detaches and frees l's context (if any): hiredis calls every pending reply callback with NULL,
- * which answers SL_EUNAVAIL (commands) or is ignored (watch). Safe inside hiredis callbacks, where
- * hiredis defers the free until the callback returns. */
-static void link_free_context(rlink *l)
-{
-    redisAsyncContext *ac = l->ac;
-    l->ac = NULL;
-    l->state = R_IDLE;
-    l->probe_out = 0;
-    if (ac != NULL) {
-        ac->data = NULL; /* our connect/disconnect callbacks ignore a detached context */
-        redisAsyncFree(ac);
-    }
-}
-
-/* Drops l's context and retries unless the store is closing (or, for the watch link, nobody
- * watches any more — a callback run by the free may have removed the watcher). */
-static void link_drop(rlink *l, const char *why)
-{
-    redis_store *s = l->s;
-    link_free_context(l);
-    if (s->base.closing)
-        return;
-    if (l->watch && s->base.watch == NULL) {
-        uv_timer_stop(&l->timer);
-        return;
-    }
-    if (!l->down_logged) {
-        if (l->watch)
-            sl_revocation_logf(&s->base,
-                               "revocation store: redis %s:%d watch subscription unavailable (%s); "
-                               "revocation events are missed until it is back, then resynced",
-                               s->host, s->port, why);
-        else
-            sl_revocation_logf(&s->base,
-                               "revocation store: redis %s:%d unavailable (%s); checks fail "
-                               "closed until it is back",
-                               s->host, s->port, why);
-        l->down_logged = 1;
-    }
-    link_schedule_retry(l);
-}
-
-/* The watch link when nobody watches: no context, no timer, a fresh backoff for next time. */
-static void link_stop(rlink *l)
-{
-    link_free_context(l);
-    uv_timer_stop(&l->timer);
-    l->backoff_ms = SL_REVOCATION_REDIS_BACKOFF_MIN_MS;
-    l->down_logged = 0;
-}
-
-static void on_watchdog(uv_timer_t *t)
-{
-    redis_store *s = t->data;
-    if (s->head == NULL || s->base.closing)
-        return;
-    if (s->head->deadline > uv_now(s->loop)) {
-        watchdog_arm(s);
-        return;
-    }
-    link_drop(&s->cmd, "reply timed out");
-}
-
-/* A subscribed connection carries no replies to time out, so the watch link asks for one: a
- * repeated SUBSCRIBE of the channel it is already on, which Redis confirms without changing
- * anything (and hiredis matches to the channel's callback, unlike PING). One still unanswered at
- * the next tick means the connection went silent (a hung Redis, a dead peer without a reset). */
-static void watch_probe(rlink *l)
-{
-    redis_store *s = l->s;
-    if (l->probe_out) {
-        link_drop(l, "probe timed out");
-        return;
-    }
-    if (redisAsyncCommand(l->ac, on_sub_reply, s, "SUBSCRIBE %s", s->channel) != REDIS_OK) {
-        link_drop(l, "cannot send a probe");
-        return;
-    }
-    l->probe_out = 1;
-}
-
-static void on_link_timer(uv_timer_t *t)
-{
-    rlink *l = t->data;
-    if (l->s->base.closing)
-        return;
-    if (l->state == R_IDLE)
-        link_start(l);
-    else if (l->state == R_CONNECTING)
-        link_drop(l, l->watch ? "subscribe timed out" : "connect timed out");
-    else if (l->watch)
-        watch_probe(l);
-}
-
-static void link_schedule_retry(rlink *l)
-{
-    if (l->s->base.closing)
-        return;
-    uv_timer_start(&l->timer, on_link_timer, l->backoff_ms, 0);
-    l->backoff_ms *= 2;
-    if (l->backoff_ms > SL_REVOCATION_REDIS_BACKOFF_MAX_MS)
-        l->backoff_ms = SL_REVOCATION_REDIS_BACKOFF_MAX_MS;
-}
-
-/* l answered: PONG (commands) or the SUBSCRIBE confirmation (watch). */
-static void link_up(rlink *l)
-{
-    redis_store *s = l->s;
-    uv_timer_stop(&l->timer);
-    l->state = R_CONNECTED;
-    l->backoff_ms = SL_REVOCATION_REDIS_BACKOFF_MIN_MS;
-    l->down_logged = 0;
-    if (l->watch) {
-        l->probe_out = 0;
-        uv_timer_start(&l->timer, on_link_timer, SL_REVOCATION_REDIS_WATCH_PROBE_MS,
-                       SL_REVOCATION_REDIS_WATCH_PROBE_MS);
-        sl_revocation_logf(&s->base, "revocation store: redis %s:%d watch subscription active",
-                           s->host, s->port);
-    } else {
-        sl_revocation_logf(&s->base, "revocation store: redis %s:%d connected", s->host, s->port);
-    }
-}
-
-/* The connection counts only once Redis has answered: a stopped (SIGSTOP) server still completes
- * TCP handshakes from its listen backlog. */
-static void on_pong(redisAsyncContext *ac, void *r, void *privdata)
-{
-    redis_store *s = privdata;
-    redisReply *reply = r;
-    if (reply == NULL || s->base.closing || s->cmd.ac != ac)
-        return; /* being freed: handled there */
-    if (reply->type == REDIS_REPLY_STATUS && strcmp(reply->str, "PONG") == 0) {
-        link_up(&s->cmd);
-        return;
-    }
-    char why[160];
-    snprintf(why, sizeof why, "PING answered %.100s",
-             reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpectedly");
-    link_drop(&s->cmd, why);
-}
-
-static void on_connect(const redisAsyncContext *cac, int status)
-{
-    rlink *l = cac->data;
-    if (l == NULL || l->s->base.closing)
-        return;
-    redis_store *s = l->s;
-    redisAsyncContext *ac = l->ac; /* == cac; the non-const one */
-    if (status != REDIS_OK) {
-        /* hiredis frees the context when this returns. */
-        char why[160];
-        snprintf(why, sizeof why, "connect: %.120s", cac->c.errstr);
-        l->ac = NULL;
-        uv_timer_stop(&l->timer);
-        link_drop(l, why);
-        return;
-    }
-    redisEnableKeepAlive(&ac->c);
-    /* Not dropped here when the command cannot be queued: hiredis still uses the context after
-     * this callback, so the connect timer cleans up instead. */
-    if (l->watch)
-        redisAsyncCommand(ac, on_sub_reply, s, "SUBSCRIBE %s", s->channel);
-    else
-        redisAsyncCommand(ac, on_pong, s, "PING");
-}
-
-static void on_disconnect(const redisAsyncContext *cac, int status)
-{
-    (void)status;
-    rlink *l = cac->data;
-    if (l == NULL)
-        return; /* detached by link_free_context: already handled */
-    /* hiredis frees the context when this returns; pending replies were failed before. */
-    char why[160];
-    snprintf(why, sizeof why, "connection lost: %.120s",
-             cac->c.errstr[0] ? cac->c.errstr : "closed");
-    l->ac = NULL;
-    /* A lost connection retries quickly; one that never got to answer keeps backing off. */
-    if (l->state == R_CONNECTED)
-        l->backoff_ms = SL_REVOCATION_REDIS_BACKOFF_MIN_MS;
-    link_drop(l, why);
-}
-
-static void link_start(rlink *l)
-{
-    redis_store *s = l->s;
-    redisAsyncContext *ac = redisAsyncConnect(s->host, s->port);
-    if (ac == NULL) {
-        link_drop(l, "out of memory");
-        return;
-    }
-    if (ac->err) {
-        char why[160];
-        snprintf(why, sizeof why, "connect: %.120s", ac->errstr ? ac->errstr : "error");
-        redisAsyncFree(ac);
-        link_drop(l, why);
-        return;
-    }
-    if (sl__redis_uv_attach(ac, s->loop) != 0) {
-        redisAsyncFree(ac);
-        link_drop(l, "cannot attach to the loop");
-        return;
-    }
-    ac->data = l;
-    redisAsyncSetConnectCallback(ac, on_connect);
-    redisAsyncSetDisconnectCallback(ac, on_disconnect);
-    l->ac = ac;
-    l->state = R_CONNECTING;
-    uv_timer_start(&l->timer, on_link_timer, SL_REVOCATION_REDIS_CONNECT_TIMEOUT_MS, 0);
-}
-
-static void link_init(redis_store *s, rlink *l, int watch)
-{
-    l->s = s;
-    l->watch = watch;
-    l->state = R_IDLE;
-    l->backoff_ms = SL_REVOCATION_REDIS_BACKOFF_MIN_MS;
-    uv_timer_init(s->loop, &l->timer);
-    l->timer.data = l;
-    /* The timers only serve the connections, whose sockets keep the loop alive while they
-     * exist; they must not keep a finished server's loop running on their own. */
-    uv_unref((uv_handle_t *)&l->timer);
-}
+static const char UNAVAILABLE[] = "revocation store unavailable";
 
 /* ---- replies -------------------------------------------------------------------------------- */
 
@@ -469,95 +163,114 @@ int sl__redis_check_reply(const redisReply *reply, int is_token, double issued_a
     return SL_ETOKEN;
 }
 
-/* One GET reply of a check, into op->status. */
-static void eval_get(rop *op, const redisReply *reply, int is_token)
+static void on_reply(void *ud, int rc, const redisReply *reply);
+
+/* Sends one command for op, which then waits for one more completion. argv strings are
+ * binary-safe: no formatting of ids. */
+static void op_send(rop *op, int argc, const char *const *argv)
 {
-    const char *reason;
-    int status = sl__redis_check_reply(reply, is_token, op->issued_at, &reason);
-    if (status != SL_OK)
-        op_worse(op, status, reason);
+    op->waiting++;
+    sl__rconn_cmd(op->s->conn, argc, argv, NULL, on_reply, op);
 }
 
-static void on_reply(redisAsyncContext *ac, void *r, void *privdata);
-
-/* Announces a written revocation on the watch channel, from inside the SET's reply callback: the
- * PUBLISH joins op (one more reply to wait for), so the write is answered SL_OK only once Redis
- * has taken both. 0 when it cannot be queued. */
-static int op_publish(rop *op, redisAsyncContext *ac)
+/* A write's completion: the SET, then (sent from here) the PUBLISH that announces it, so the
+ * write is answered SL_OK only once Redis has taken both. */
+static void eval_write(rop *op, int is_set, const redisReply *reply)
 {
     redis_store *s = op->s;
-    if (s->base.closing || s->cmd.ac != ac || s->cmd.state != R_CONNECTED)
-        return 0;
-    const char *argv[] = {"PUBLISH", s->channel, op->msg};
-    size_t len[] = {7, strlen(s->channel), strlen(op->msg)};
-    if (redisAsyncCommandArgv(ac, on_reply, op, 3, argv, len) != REDIS_OK)
-        return 0;
-    op->waiting++;
-    /* A new command: its own deadline, and the FIFO's tail keeps the FIFO in deadline order. */
-    op_unlink(op);
-    op->deadline = uv_now(s->loop) + SL_REVOCATION_REDIS_COMMAND_TIMEOUT_MS;
-    op_link(s, op);
-    return 1;
-}
-
-static void eval_write(rop *op, redisAsyncContext *ac, const redisReply *reply)
-{
-    int is_set = op->seen == 0;
     int ok = reply != NULL &&
              (is_set ? reply->type == REDIS_REPLY_STATUS : reply->type == REDIS_REPLY_INTEGER);
     if (!ok) {
-        if (reply && reply->type == REDIS_REPLY_ERROR && !op->s->base.closing)
-            sl_revocation_logf(&op->s->base, "revocation store: redis %s failed: %.120s",
+        if (reply && reply->type == REDIS_REPLY_ERROR && !s->base.closing)
+            sl_revocation_logf(&s->base, "revocation store: redis %s %s failed: %.120s", s->name,
                                is_set ? "write" : "publish", reply->str);
         op_worse(op, SL_EUNAVAIL, NULL);
         return;
     }
-    /* Written: other servers (and this one's watcher) learn of it only through the channel. */
-    if (is_set && !op_publish(op, ac))
+    if (!is_set)
+        return;
+    /* Never once closing (freeing the connection fails what it has pending), and a PUBLISH
+     * then would have no connection to go to. */
+    if (s->base.closing) {
         op_worse(op, SL_EUNAVAIL, NULL);
+        return;
+    }
+    /* Written: other servers (and this one's watcher) learn of it only through the channel. */
+    op_send(op, 3, (const char *[]){"PUBLISH", s->channel, op->msg});
 }
 
-/* Answers op and the checks that follow it, then frees them all. Everything touching the store
- * happens before the first callback, which may free the store. */
+static const char *status_reason(const rop *op)
+{
+    if (op->status == SL_ETOKEN)
+        return op->reason;
+    if (op->status == SL_EUNAVAIL)
+        return op->s->base.closing ? "revocation store closed" : UNAVAILABLE;
+    return NULL;
+}
+
+/* Answers op and the checks that follow it, then frees them all. Nothing touches the store after
+ * the first callback, which may free it (its memory stays until the loop closes its handle). */
 static void op_finish(rop *op)
 {
-    op_unlink(op);
-    for (rop *f = op->followers; f; f = f->fnext)
-        op_unlink(f);
     rop *f = op->followers;
-    if (!op->done) {
-        op->done = 1;
-        op->cb(op->ud, op->status, status_reason(op));
-    }
+    op->cb(op->ud, op->status, status_reason(op));
     free(op);
     while (f) {
         rop *next = f->fnext;
-        if (!f->done) {
-            f->done = 1;
-            f->cb(f->ud, f->status, status_reason(f));
-        }
+        f->cb(f->ud, f->status, status_reason(f));
         free(f);
         f = next;
     }
 }
 
-static void on_reply(redisAsyncContext *ac, void *r, void *privdata)
+/* One completion of op's commands: rc SL_EUNAVAIL (reply NULL) when the connection could not
+ * answer. Completions come in the order the commands were sent. */
+static void on_reply(void *ud, int rc, const redisReply *reply)
 {
-    rop *op = privdata;
-    redisReply *reply = r;
+    rop *op = ud;
+    int idx = op->seen++;
+    if (rc != SL_OK)
+        reply = NULL;
     if (op->kind == OP_CHECK) {
         /* Each check weighs the same replies with its own issued_at (the user's cut-off). */
-        int is_token = op->has_token && op->seen == 0;
-        for (rop *c = op; c; c = c == op ? op->followers : c->fnext)
-            if (!c->done)
-                eval_get(c, reply, is_token);
-    } else if (!op->done) {
-        eval_write(op, ac, reply);
+        int is_token = op->has_token && idx == 0;
+        for (rop *c = op; c; c = c == op ? op->followers : c->fnext) {
+            const char *reason;
+            int status = sl__redis_check_reply(reply, is_token, c->issued_at, &reason);
+            if (status != SL_OK)
+                op_worse(c, status, reason);
+        }
+    } else {
+        eval_write(op, idx == 0, reply);
     }
-    op->seen++;
-    if (--op->waiting > 0)
-        return;
-    op_finish(op);
+    if (--op->waiting == 0)
+        op_finish(op);
+}
+
+/* ---- the connections' log lines ------------------------------------------------------------- */
+
+static void conn_line(void *ud, int level, const char *msg)
+{
+    (void)level;
+    redis_store *s = ud;
+    s->conn_said = 1;
+    sl_revocation_logf(&s->base, "%s", msg);
+}
+
+static void sub_line(void *ud, int level, const char *msg)
+{
+    (void)level;
+    redis_store *s = ud;
+    s->sub_said = 1;
+    sl_revocation_logf(&s->base, "%s", msg);
+}
+
+static void on_conn_state(void *ud, int up)
+{
+    redis_store *s = ud;
+    if (up && !s->conn_said)
+        sl_revocation_logf(&s->base, "revocation store: redis %s connected", s->name);
+    s->conn_said = 1;
 }
 
 /* ---- the watch subscription ----------------------------------------------------------------- */
@@ -597,23 +310,9 @@ int sl__redis_parse_message(const char *p, size_t len, sl_revocation_event *ev, 
     return 1;
 }
 
-/* A flood of garbage must not become a flood of log lines: one a second at most, with a count.
- * The payload is never logged (it may hold a token id). */
-static void note_ignored(redis_store *s)
-{
-    s->ignored++;
-    uint64_t now = uv_now(s->loop);
-    if (s->ignored_logged && now - s->ignored_logged_at < 1000)
-        return;
-    sl_revocation_logf(&s->base,
-                       "revocation store: redis %s:%d ignored %u malformed message(s) on the "
-                       "watch channel",
-                       s->host, s->port, s->ignored);
-    s->ignored = 0;
-    s->ignored_logged = 1;
-    s->ignored_logged_at = now;
-}
-
+/* What a reply on a subscribed connection is. The subscription connection (redis_conn.c) sorts
+ * its own replies; this reading of them stays for the fuzz target and the unit tests, which hold
+ * every reply shape to it. */
 int sl__redis_sub_reply(const redisReply *reply, const redisReply **payload)
 {
     *payload = NULL;
@@ -629,49 +328,131 @@ int sl__redis_sub_reply(const redisReply *reply, const redisReply **payload)
     return SL__REDIS_SUB_MESSAGE;
 }
 
-/* Every reply of the watch link: SUBSCRIBE confirmations (the first makes the link up and tells
- * the watcher to resync; later ones answer probes) and messages. hiredis routes them here by
- * channel name; a NULL reply means the context is being freed, which link_drop handles. */
-static void on_sub_reply(redisAsyncContext *ac, void *r, void *privdata)
+/* A flood of garbage must not become a flood of log lines: one a second at most, with a count.
+ * The payload is never logged (it may hold a token id). */
+static void note_ignored(redis_store *s)
 {
-    redis_store *s = privdata;
-    redisReply *reply = r;
-    if (reply == NULL || s->base.closing || s->sub.ac != ac)
+    s->ignored++;
+    uint64_t now = uv_now(s->loop);
+    if (s->ignored_logged && now - s->ignored_logged_at < 1000)
         return;
-    const redisReply *m = NULL;
-    int kind = sl__redis_sub_reply(reply, &m);
-    if (kind == SL__REDIS_SUB_CONFIRM) {
-        if (s->sub.state == R_CONNECTING) {
-            link_up(&s->sub);
-            /* Whatever was published before this moment never reached us. Last: the watcher may
-             * change the store. */
-            sl_revocation_notify(&s->base, &(sl_revocation_event){.resync = 1});
-        } else {
-            s->sub.probe_out = 0;
-        }
-        return;
-    }
-    if (kind != SL__REDIS_SUB_MESSAGE || s->sub.state != R_CONNECTED)
-        return;
+    sl_revocation_logf(&s->base,
+                       "revocation store: redis %s ignored %u malformed message(s) on the watch "
+                       "channel",
+                       s->name, s->ignored);
+    s->ignored = 0;
+    s->ignored_logged = 1;
+    s->ignored_logged_at = now;
+}
+
+static void on_watch_msg(void *ud, const char *channel, size_t clen, const char *msg, size_t mlen)
+{
+    (void)channel;
+    (void)clen; /* the only channel subscribed */
+    redis_store *s = ud;
     sl_revocation_event ev;
     char buf[MSG_MAX + 1];
-    if (m->type != REDIS_REPLY_STRING || !sl__redis_parse_message(m->str, m->len, &ev, buf)) {
+    if (!sl__redis_parse_message(msg, mlen, &ev, buf)) {
         note_ignored(s);
         return;
     }
     sl_revocation_notify(&s->base, &ev);
 }
 
+/* Whatever was published before a confirmed subscription never reached us. Last: the watcher may
+ * change the store. */
+static void resync(redis_store *s)
+{
+    sl_revocation_notify(&s->base, &(sl_revocation_event){.resync = 1});
+}
+
+static void on_watch_ready(void *ud, int rc);
+
+static void watch_add(redis_store *s)
+{
+    s->watch_state = W_ADDING;
+    sl__rsub_add(s->sub, s->channel, on_watch_ready, s);
+}
+
+/* The channel's first subscription on this connection. Taken back when the connection went down
+ * first: made again once it is up (now, or at its next "up"). */
+static void on_watch_ready(void *ud, int rc)
+{
+    redis_store *s = ud;
+    if (s->sub == NULL || s->base.closing)
+        return; /* answered by sl__rsub_free */
+    if (rc != SL_OK) {
+        s->watch_state = W_OFF;
+        if (sl__rsub_up(s->sub))
+            watch_add(s);
+        return;
+    }
+    s->watch_state = W_ON;
+    if (!s->sub_said)
+        sl_revocation_logf(&s->base, "revocation store: redis %s watch subscription connected",
+                           s->name);
+    s->sub_said = 1;
+    resync(s);
+}
+
+/* The subscription is up: the first time, the channel is to be added; after a reconnect it has
+ * been subscribed again (with every channel) before this is called. */
+static void on_watch_state(void *ud, int up)
+{
+    redis_store *s = ud;
+    if (!up || s->sub == NULL || s->base.closing)
+        return;
+    if (s->watch_state == W_OFF)
+        watch_add(s);
+    else if (s->watch_state == W_ON)
+        resync(s);
+}
+
+static void watch_stop(redis_store *s)
+{
+    sl__rsub *sub = s->sub;
+    s->sub = NULL; /* what sl__rsub_free answers finds no subscription */
+    s->watch_state = W_OFF;
+    sl__rsub_free(sub);
+}
+
+/* The subscription exists exactly while someone watches; replacing one watcher by another keeps
+ * it as it is. */
+static void redis_watch(sl_revocation_store *base)
+{
+    redis_store *s = (redis_store *)base;
+    if (base->watch == NULL) {
+        watch_stop(s);
+        return;
+    }
+    if (s->sub != NULL)
+        return;
+    sl__rsub_opts o = {.addr = &s->addr,
+                       .what = "revocation store",
+                       .role = "watch subscription",
+                       .log = &s->sub_sink,
+                       .connect_timeout_ms = SL_REVOCATION_REDIS_CONNECT_TIMEOUT_MS,
+                       .on_msg = on_watch_msg,
+                       .on_state = on_watch_state,
+                       .ud = s};
+    s->sub_said = 0;
+    if (sl__rsub_new(&s->sub, s->loop, &o) != SL_OK)
+        sl_revocation_logf(&s->base,
+                           "revocation store: redis %s watch subscription unavailable (out of "
+                           "memory); revocation events are missed",
+                           s->name);
+}
+
 /* ---- operations ----------------------------------------------------------------------------- */
 
 static void noop_cb(void *ud, int status, const char *reason) {}
 
-/* A rop for cb, or NULL after answering cb (store not connected, out of memory). */
+/* A rop for cb, or NULL after answering cb: a store that is not connected refuses at once. */
 static rop *op_new(redis_store *s, int kind, sl_revocation_cb cb, void *ud)
 {
-    if (s->cmd.state != R_CONNECTED || s->cmd.ac == NULL) {
+    if (!sl__rconn_up(s->conn)) {
         if (cb)
-            cb(ud, SL_EUNAVAIL, "revocation store unavailable");
+            cb(ud, SL_EUNAVAIL, UNAVAILABLE);
         return NULL;
     }
     rop *op = calloc(1, sizeof *op);
@@ -684,33 +465,7 @@ static rop *op_new(redis_store *s, int kind, sl_revocation_cb cb, void *ud)
     op->kind = kind;
     op->cb = cb ? cb : noop_cb;
     op->ud = ud;
-    op->deadline = uv_now(s->loop) + SL_REVOCATION_REDIS_COMMAND_TIMEOUT_MS;
     return op;
-}
-
-/* Queues one command for op. argv strings are binary-safe: no formatting of ids. */
-static int op_send(rop *op, int argc, const char **argv)
-{
-    size_t len[5];
-    for (int i = 0; i < argc; i++)
-        len[i] = strlen(argv[i]);
-    if (redisAsyncCommandArgv(op->s->cmd.ac, on_reply, op, argc, argv, len) != REDIS_OK)
-        return 0;
-    op->waiting++;
-    return 1;
-}
-
-/* After queueing: answer now if nothing was queued, else wait for the replies. */
-static void op_start(rop *op, int queued_all)
-{
-    if (op->waiting == 0) {
-        op->cb(op->ud, SL_EUNAVAIL, "revocation store unavailable");
-        free(op);
-        return;
-    }
-    if (!queued_all)
-        op_worse(op, SL_EUNAVAIL, NULL);
-    op_link(op->s, op);
 }
 
 /* dst = a b c, cut to cap - 1 bytes like snprintf (the keys fit: their parts are bounded); a
@@ -729,24 +484,23 @@ static void join3(char *dst, size_t cap, const char *a, const char *b, const cha
     dst[n] = '\0';
 }
 
-/* Sends a leading check's GETs (both leave in one write: one round trip). 0 when they cannot be
- * queued. */
-static int check_send(rop *op)
+/* Sends a leading check's GETs (both leave in one write: one round trip), or answers it and its
+ * followers SL_EUNAVAIL now when the store can no longer ask (disconnected, or freed by an answer
+ * given earlier in the same turn). The extra count keeps the check alive until both are sent. */
+static void check_send(rop *op)
 {
     redis_store *s = op->s;
-    if (s->cmd.state != R_CONNECTED || s->cmd.ac == NULL)
-        return 0;
-    int ok = !op->has_token || op_send(op, 2, (const char *[]){"GET", op->tkey});
-    return ok && op_send(op, 2, (const char *[]){"GET", op->ukey});
-}
-
-/* A leading check whose GETs could not all be queued: unavailable, for its followers too; answered
- * now when nothing was queued, else with the replies that were. */
-static void check_failed(rop *op)
-{
-    for (rop *c = op; c; c = c == op ? op->followers : c->fnext)
-        op_worse(c, SL_EUNAVAIL, NULL);
-    if (op->waiting == 0)
+    if (s->base.closing || !sl__rconn_up(s->conn)) {
+        for (rop *c = op; c; c = c == op ? op->followers : c->fnext)
+            op_worse(c, SL_EUNAVAIL, NULL);
+        op_finish(op);
+        return;
+    }
+    op->waiting = 1;
+    if (op->has_token)
+        op_send(op, 2, (const char *[]){"GET", op->tkey});
+    op_send(op, 2, (const char *[]){"GET", op->ukey});
+    if (--op->waiting == 0)
         op_finish(op);
 }
 
@@ -768,8 +522,7 @@ static void on_prep(uv_prepare_t *h)
         rop *op = list;
         list = op->pnext;
         op->pnext = NULL;
-        if (!check_send(op))
-            check_failed(op);
+        check_send(op);
     }
 }
 
@@ -785,7 +538,6 @@ static void redis_check(sl_revocation_store *base, const char *token_id, const c
     if (token_id != NULL)
         join3(op->tkey, sizeof op->tkey, s->prefix, ":tb:revoked:", token_id);
     join3(op->ukey, sizeof op->ukey, s->prefix, ":tb:user_revoked_at:", user);
-    op_link(s, op);
     /* Token ids and users hold no newline (the validators): one map key for the pair. */
     char pair[2 * KEY_MAX + 2];
     join3(pair, sizeof pair, op->tkey, "\n", op->ukey);
@@ -799,8 +551,7 @@ static void redis_check(sl_revocation_store *base, const char *token_id, const c
         return;
     }
     if (s->joinable == NULL || sl__map_put(s->joinable, pair, op, NULL) != SL_OK) {
-        if (!check_send(op)) /* no index: a lookup of its own, now */
-            check_failed(op);
+        check_send(op); /* no index: a lookup of its own, now */
         return;
     }
     if (s->pending_tail)
@@ -811,7 +562,7 @@ static void redis_check(sl_revocation_store *base, const char *token_id, const c
     uv_prepare_start(&s->prep, on_prep);
 }
 
-/* SET key value EX ttl, then (from the reply) PUBLISH msg on the watch channel. */
+/* SET key value EX ttl, then (from its reply) PUBLISH msg on the watch channel. */
 static void redis_set(redis_store *s, const char *key, const char *value, double ttl,
                       const char *msg, sl_revocation_cb cb, void *ud)
 {
@@ -826,7 +577,7 @@ static void redis_set(redis_store *s, const char *key, const char *value, double
     if (secs < 1)
         secs = 1;
     snprintf(ex, sizeof ex, "%lld", secs);
-    op_start(op, op_send(op, 5, (const char *[]){"SET", key, value, "EX", ex}));
+    op_send(op, 5, (const char *[]){"SET", key, value, "EX", ex});
 }
 
 static void redis_revoke(sl_revocation_store *base, const char *token_id, const char *reason,
@@ -854,73 +605,36 @@ static void redis_revoke_user(sl_revocation_store *base, const char *user, sl_re
 
 static int redis_ready(const sl_revocation_store *base)
 {
-    const redis_store *s = (const redis_store *)base;
-    return s->cmd.state == R_CONNECTED && s->cmd.ac != NULL;
-}
-
-/* The subscription exists exactly while someone watches. A watcher set while the link waits to
- * retry keeps that backoff; replacing one watcher by another keeps the subscription as it is. */
-static void redis_watch(sl_revocation_store *base)
-{
-    redis_store *s = (redis_store *)base;
-    if (base->watch == NULL)
-        link_stop(&s->sub);
-    else if (s->sub.state == R_IDLE && !uv_is_active((uv_handle_t *)&s->sub.timer))
-        link_start(&s->sub);
-}
-
-/* The store outlives every hiredis callback: it goes with the last of its timers. */
-static void store_handle_closed(redis_store *s)
-{
-    if (--s->handles_open > 0)
-        return;
-    free(s->host);
-    free(s);
-}
-
-static void watchdog_closed(uv_handle_t *h)
-{
-    store_handle_closed(h->data);
+    return sl__rconn_up(((const redis_store *)base)->conn);
 }
 
 static void prep_closed(uv_handle_t *h)
 {
-    store_handle_closed(h->data);
-}
-
-static void link_timer_closed(uv_handle_t *h)
-{
-    store_handle_closed(((rlink *)h->data)->s);
+    redis_store *s = h->data;
+    free(s);
 }
 
 static void redis_free(sl_revocation_store *base)
 {
     redis_store *s = (redis_store *)base;
-    /* Answer every pending call now, so that none is answered after we return; their rops stay
-     * with hiredis, which frees them through the NULL replies of redisAsyncFree below. */
-    while (s->head != NULL) {
-        rop *op = s->head;
-        op_unlink(op);
-        if (!op->done) {
-            op->done = 1;
-            op->cb(op->ud, SL_EUNAVAIL, "revocation store closed");
-        }
-    }
-    /* Checks never sent are with nobody else: they go now. */
+    /* Checks never sent are with nobody else: answered here. */
     while (s->pending != NULL) {
         rop *op = s->pending;
         s->pending = op->pnext;
-        op_finish(op); /* all answered above: this only frees */
+        for (rop *c = op; c; c = c == op ? op->followers : c->fnext)
+            op_worse(c, SL_EUNAVAIL, NULL);
+        op_finish(op);
     }
     s->pending_tail = NULL;
     sl__map_free(s->joinable, NULL);
     s->joinable = NULL;
+    if (s->sub != NULL)
+        watch_stop(s);
+    /* Answers every call that was sent, SL_EUNAVAIL, before it returns. */
+    sl__rconn *conn = s->conn;
+    s->conn = NULL;
+    sl__rconn_free(conn);
     uv_close((uv_handle_t *)&s->prep, prep_closed);
-    link_free_context(&s->cmd);
-    link_free_context(&s->sub);
-    uv_close((uv_handle_t *)&s->cmd.timer, link_timer_closed);
-    uv_close((uv_handle_t *)&s->sub.timer, link_timer_closed);
-    uv_close((uv_handle_t *)&s->watchdog, watchdog_closed);
 }
 
 static const sl_revocation_ops redis_ops = {
@@ -951,40 +665,40 @@ int sl_revocation_redis_new(sl_revocation_store **out, uv_loop_t *loop, const ch
     *out = NULL;
     if (prefix == NULL || *prefix == '\0')
         prefix = "sluice";
-    if (loop == NULL || host == NULL || *host == '\0' || strlen(host) > 255 || port < 1 ||
-        port > 65535 || !prefix_valid(prefix))
+    if (loop == NULL || host == NULL || *host == '\0' || strlen(host) > SL__REDIS_HOST_MAX ||
+        port < 1 || port > 65535 || !prefix_valid(prefix))
         return SL_EINVAL;
     redis_store *s = calloc(1, sizeof *s);
     if (s == NULL)
         return SL_ENOMEM;
     int rc = sl_revocation_store_init(&s->base, &redis_ops, max_ttl, clock, clock_ud);
-    if (rc == SL_OK && (s->host = strdup(host)) == NULL)
-        rc = SL_ENOMEM;
     if (rc != SL_OK) {
         free(s);
         return rc;
     }
     s->loop = loop;
-    s->port = port;
+    snprintf(s->addr.host, sizeof s->addr.host, "%s", host);
+    s->addr.port = port;
+    sl__redis_addr_name(&s->addr, s->name, sizeof s->name);
     snprintf(s->prefix, sizeof s->prefix, "%s", prefix);
     snprintf(s->channel, sizeof s->channel, "%s:tb:revocations", prefix);
-    link_init(s, &s->cmd, 0);
-    link_init(s, &s->sub, 1);
-    uv_timer_init(loop, &s->watchdog);
-    s->watchdog.data = s;
-    uv_unref((uv_handle_t *)&s->watchdog);
+    s->conn_sink = (sl__logsink){conn_line, s};
+    s->sub_sink = (sl__logsink){sub_line, s};
+    sl__rconn_opts o = {.addr = &s->addr,
+                        .what = "revocation store",
+                        .log = &s->conn_sink,
+                        .timeout_ms = SL_REVOCATION_REDIS_COMMAND_TIMEOUT_MS,
+                        .connect_timeout_ms = SL_REVOCATION_REDIS_CONNECT_TIMEOUT_MS,
+                        .on_state = on_conn_state,
+                        .state_ud = s};
+    if ((rc = sl__rconn_new(&s->conn, loop, &o)) != SL_OK) {
+        free(s);
+        return rc;
+    }
     uv_prepare_init(loop, &s->prep);
     s->prep.data = s;
     if (sl__map_new(&s->joinable) != SL_OK)
         s->joinable = NULL; /* every check then looks its keys up alone */
-    s->handles_open = 4;
-    /* hiredis writes with write(2): a Redis that goes away mid-write must not kill the process. */
-    struct sigaction sa;
-    if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL) {
-        sa.sa_handler = SIG_IGN;
-        sigaction(SIGPIPE, &sa, NULL);
-    }
-    link_start(&s->cmd);
     *out = &s->base;
     return SL_OK;
 }

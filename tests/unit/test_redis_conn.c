@@ -1188,6 +1188,98 @@ static void test_subscribe_reconnect(void **state)
     finish_loop(&loop);
 }
 
+/* ---- the connect deadline and the role in log lines --------------------------------------- */
+
+typedef struct lines {
+    char buf[8192];
+    size_t len;
+} lines;
+
+static void collect_line(void *ud, int level, const char *msg)
+{
+    (void)level;
+    lines *l = ud;
+    int n = snprintf(l->buf + l->len, sizeof l->buf - l->len, "%s\n", msg);
+    if (n > 0 && (size_t)n < sizeof l->buf - l->len)
+        l->len += (size_t)n;
+}
+
+typedef struct deadline_wait {
+    const lines *log;
+    uv_loop_t *loop;
+    uint64_t not_before;
+} deadline_wait;
+
+/* Both short connect deadlines have expired, and the loop has run past the longest other timeout
+ * that could have dropped a connection (the subscription's default connect deadline, 5 s). */
+static int short_deadlines_seen(void *ud)
+{
+    deadline_wait *w = ud;
+    return strstr(w->log->buf, "conn-c: redis") != NULL &&
+           strstr(w->log->buf, "sub-d: redis") != NULL && uv_now(w->loop) >= w->not_before;
+}
+
+/* Against a stopped server (it completes TCP handshakes from its backlog and never answers), a
+ * connection gives up after its connect deadline, which is its own option: not the command
+ * timeout, and not the subscription's default. The role is named in the lines. Only lower bounds
+ * are asserted (a deadline that did not pass dropped nothing); the short ones just have to come. */
+static void test_connect_timeout_and_role(void **state)
+{
+    (void)state;
+    NEED_REDIS();
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    lines log = {{0}, 0};
+    sl__logsink sink = {collect_line, &log};
+    char url[128];
+    test_redis_url(&R, url, sizeof url);
+    sl__redis_url u;
+    sl_status status;
+    assert_int_equal(sl__redis_url_parse(url, &u, &status), SL_OK);
+    test_redis_signal(&R, SIGSTOP);
+    /* a: short command timeout, long connect deadline; c: the other way round */
+    sl__rconn_opts ao = {.addr = &u.shards[0],
+                         .what = "conn-a",
+                         .log = &sink,
+                         .timeout_ms = 200,
+                         .connect_timeout_ms = 600000};
+    sl__rconn_opts co = {.addr = &u.shards[0],
+                         .what = "conn-c",
+                         .log = &sink,
+                         .timeout_ms = 600000,
+                         .connect_timeout_ms = 300};
+    /* b: a connect deadline past the default; d: a short one, with a role */
+    sl__rsub_opts bo = {
+        .addr = &u.shards[0], .what = "sub-b", .log = &sink, .connect_timeout_ms = 600000};
+    sl__rsub_opts d_o = {.addr = &u.shards[0],
+                         .what = "sub-d",
+                         .role = "the feed",
+                         .log = &sink,
+                         .connect_timeout_ms = 300};
+    sl__rconn *a, *c;
+    sl__rsub *b, *d;
+    assert_int_equal(sl__rconn_new(&a, &loop, &ao), SL_OK);
+    assert_int_equal(sl__rconn_new(&c, &loop, &co), SL_OK);
+    assert_int_equal(sl__rsub_new(&b, &loop, &bo), SL_OK);
+    assert_int_equal(sl__rsub_new(&d, &loop, &d_o), SL_OK);
+    uv_update_time(&loop);
+    deadline_wait w = {&log, &loop, uv_now(&loop) + 5500};
+    int seen = run_until(&loop, short_deadlines_seen, &w, TEST_REDIS_WAIT_MS);
+    test_redis_signal(&R, SIGCONT);
+    sl__rconn_free(a);
+    sl__rconn_free(c);
+    sl__rsub_free(b);
+    sl__rsub_free(d);
+    finish_loop(&loop);
+    sl__redis_url_clear(&u);
+    assert_true(seen);
+    assert_non_null(strstr(log.buf, "conn-c: redis 127.0.0.1:"));
+    assert_int_equal(count_of(log.buf, "/0 unavailable (connect timed out)"), 1); /* c's */
+    assert_int_equal(count_of(log.buf, "/0 the feed unavailable (connect timed out)"), 1);
+    assert_null(strstr(log.buf, "conn-a"));
+    assert_null(strstr(log.buf, "sub-b"));
+}
+
 static int group_setup(void **state)
 {
     (void)state;
@@ -1224,6 +1316,7 @@ int main(void)
         cmocka_unit_test(test_subscribe_free_in_callback),
         cmocka_unit_test(test_killed_and_restarted),
         cmocka_unit_test(test_stopped_server),
+        cmocka_unit_test(test_connect_timeout_and_role),
         cmocka_unit_test(test_subscribe_reconnect),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
