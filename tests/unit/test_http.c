@@ -771,6 +771,13 @@ static int srv_setup_short_idle(void **state)
     return start(state, 16, TS_WAIT_MS, 300);
 }
 
+/* The steady reader's: long enough that a loaded machine's scheduling pauses stay far inside it,
+ * short enough that reading the answer takes longer than it. */
+static int srv_setup_second_idle(void **state)
+{
+    return start(state, 16, TS_WAIT_MS, 1000);
+}
+
 static int srv_setup_limit2(void **state)
 {
     return start(state, 2, TS_WAIT_MS, TS_WAIT_MS);
@@ -1250,8 +1257,9 @@ static void test_srv_stalled_reader(void **state)
 }
 
 /* A client that reads its answer steadily, only slowly, is not dropped: the idle timeout of a
- * write runs from the socket's last progress, not from the start of the answer (300 ms here;
- * this answer takes at least 1.5 s to read: 20 ms of sleep after every 256 KiB). */
+ * write runs from the socket's last progress, not from the start of the answer (1 s here; this
+ * answer takes at least 1.5 s to read: 20 ms of sleep after every 256 KiB). With 300 ms, a
+ * loaded machine once paused the reader longer than that. */
 static void test_srv_slow_steady_reader(void **state)
 {
     ts_server *ts = *state;
@@ -1654,7 +1662,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_srv_large_responses, srv_setup, srv_teardown),
         cmocka_unit_test_setup_teardown(test_srv_stalled_reader, srv_setup_short_idle,
                                         srv_teardown),
-        cmocka_unit_test_setup_teardown(test_srv_slow_steady_reader, srv_setup_short_idle,
+        cmocka_unit_test_setup_teardown(test_srv_slow_steady_reader, srv_setup_second_idle,
                                         srv_teardown),
         cmocka_unit_test_setup_teardown(test_srv_backpressure, srv_setup, srv_teardown),
         cmocka_unit_test_setup_teardown(test_srv_out_of_fds, srv_setup_many, srv_teardown),
