@@ -212,6 +212,31 @@ void sl__sluiced_log_line(void *ud, const char *line)
     sl__log_write(ud, SL__LOG_WARN, NULL, line, NULL, 0);
 }
 
+static void on_revocation_tick(uv_timer_t *t)
+{
+    (void)t; /* only wakes the loop */
+}
+
+/* A Redis revocation store connects on the loop. The listeners open once it has answered (at
+ * most 5 s), so that the first requests after a start are not refused 503 while it connects; an
+ * unreachable Redis does not keep the node from starting (credentials get 503 until it is back,
+ * as after any outage). */
+static void wait_revocation(server *s)
+{
+    uv_timer_t tick;
+    uv_timer_init(s->loop, &tick);
+    uv_timer_start(&tick, on_revocation_tick, 20, 20);
+    uint64_t deadline = uv_now(s->loop) + 5000;
+    while (!sl_revocation_ready(s->revocation) && uv_now(s->loop) < deadline)
+        uv_run(s->loop, UV_RUN_ONCE);
+    uv_close((uv_handle_t *)&tick, NULL);
+    uv_run(s->loop, UV_RUN_NOWAIT);
+    if (!sl_revocation_ready(s->revocation))
+        sl__logf(s->log, SL__LOG_WARN, NULL,
+                 "the revocation store is not reachable yet: credentials are refused (503) until "
+                 "it is");
+}
+
 /* The revocation store needs the loop (Redis I/O, prune timer), so it is made after it. */
 static int setup_revocation(server *s, const sl__config *cfg, sl_status *st)
 {
@@ -264,6 +289,8 @@ static int setup_revocation(server *s, const sl__config *cfg, sl_status *st)
                              sl_strerror(rc));
     sl_revocation_set_log(s->revocation, sl__sluiced_log_line, s->log);
     s->router.authn.revocation = s->revocation; /* every credential, every transport */
+    if (!strcmp(kind, "redis") || !strncmp(kind, "redis://", 8))
+        wait_revocation(s);
     return SL_OK;
 }
 

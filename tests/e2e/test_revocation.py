@@ -95,6 +95,17 @@ def wait_status(client, path, want, timeout=10):
     return last
 
 
+def test_redis_store_answers_from_the_first_request(make_server, redis):
+    """With a Redis revocation store the listeners open once the store has connected, so the first
+    credentialed request after a start is answered rather than refused 503 while it connects
+    (a WebSocket connect in test_policy.py once met that window)."""
+    url = f"redis://127.0.0.1:{redis.port}"
+    for _ in range(3):
+        srv = make_server("--revocation", url)
+        r = srv.client(srv.token("ops", role="admin")).get("/channels")
+        assert r.status_code == 200, r.text
+
+
 def test_two_nodes_share_redis(make_server, redis):
     url = f"redis://127.0.0.1:{redis.port}"
     a = make_server("--revocation", url, "--revocation-prefix", "e2e")
