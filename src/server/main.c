@@ -212,9 +212,9 @@ void sl__sluiced_log_line(void *ud, const char *line)
     sl__log_write(ud, SL__LOG_WARN, NULL, line, NULL, 0);
 }
 
-static void on_revocation_tick(uv_timer_t *t)
+static int revocation_ready(void *ud)
 {
-    (void)t; /* only wakes the loop */
+    return sl_revocation_ready(ud);
 }
 
 /* A Redis revocation store connects on the loop. The listeners open once it has answered (at
@@ -223,15 +223,7 @@ static void on_revocation_tick(uv_timer_t *t)
  * as after any outage). */
 static void wait_revocation(server *s)
 {
-    uv_timer_t tick;
-    uv_timer_init(s->loop, &tick);
-    uv_timer_start(&tick, on_revocation_tick, 20, 20);
-    uint64_t deadline = uv_now(s->loop) + 5000;
-    while (!sl_revocation_ready(s->revocation) && uv_now(s->loop) < deadline)
-        uv_run(s->loop, UV_RUN_ONCE);
-    uv_close((uv_handle_t *)&tick, NULL);
-    uv_run(s->loop, UV_RUN_NOWAIT);
-    if (!sl_revocation_ready(s->revocation))
+    if (!sl__sluiced_wait(s, revocation_ready, s->revocation, 5000))
         sl__logf(s->log, SL__LOG_WARN, NULL,
                  "the revocation store is not reachable yet: credentials are refused (503) until "
                  "it is");

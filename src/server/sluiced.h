@@ -111,6 +111,8 @@ int sl__sluiced_load_acl_file(server *s, const sl__config *cfg, int *applying, s
 sl__kv *sl__sluiced_state_kv(const server *s);
 const char *sl__sluiced_data_dir(const sl__config *cfg);
 int sl__sluiced_open_store(server *s, const sl__config *cfg, sl_status *st);
+/* Turns the loop until done(ud) or ms have passed (before the listeners open); returns done(ud). */
+int sl__sluiced_wait(server *s, int (*done)(void *ud), void *ud, unsigned ms);
 int sl__sluiced_use_store(server *s, const sl__config *cfg, sl_status *st);
 
 /* sluiced_authn.c: the sluice JWT keyring (secret files and SLUICE_JWT_SECRET), the authenticator

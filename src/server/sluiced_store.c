@@ -77,27 +77,43 @@ static void on_wait_tick(uv_timer_t *t)
     (void)t; /* only wakes the loop */
 }
 
+int sl__sluiced_wait(server *s, int (*done)(void *ud), void *ud, unsigned ms)
+{
+    uv_timer_t tick;
+    uv_timer_init(s->loop, &tick);
+    uv_timer_start(&tick, on_wait_tick, 20, 20);
+    uint64_t deadline = uv_now(s->loop) + ms;
+    while (!done(ud) && uv_now(s->loop) < deadline)
+        uv_run(s->loop, UV_RUN_ONCE);
+    uv_close((uv_handle_t *)&tick, NULL);
+    uv_run(s->loop, UV_RUN_NOWAIT);
+    return done(ud);
+}
+
+/* How many of the engine's shards answer, counted in order: all of them when it equals their
+ * number. */
+static size_t shards_up(sl_engine *e)
+{
+    size_t n = sl__redis_engine_url(e)->n, up = 0;
+    while (up < n && sl__rconn_up(sl__redis_engine_conn(e, up)))
+        up++;
+    return up;
+}
+
+static int all_shards_up(void *ud)
+{
+    return shards_up(ud) == sl__redis_engine_url(ud)->n;
+}
+
 /* A node starts only once it reaches every Redis shard (at most 10 s): its configured channels
  * and grants go there. Later outages fail requests closed and heal by themselves. */
 static int wait_redis(server *s, sl_engine *e, sl_status *st)
 {
-    const sl__redis_url *u = sl__redis_engine_url(e);
-    uv_timer_t tick;
-    uv_timer_init(s->loop, &tick);
-    uv_timer_start(&tick, on_wait_tick, 20, 20);
-    uint64_t deadline = uv_now(s->loop) + 10000;
-    size_t up = 0;
-    while (up < u->n && uv_now(s->loop) < deadline) {
-        uv_run(s->loop, UV_RUN_ONCE);
-        for (up = 0; up < u->n && sl__rconn_up(sl__redis_engine_conn(e, up)); up++)
-            ;
-    }
-    uv_close((uv_handle_t *)&tick, NULL);
-    uv_run(s->loop, UV_RUN_NOWAIT);
-    if (up == u->n)
+    if (sl__sluiced_wait(s, all_shards_up, e, 10000))
         return SL_OK;
+    const sl__redis_url *u = sl__redis_engine_url(e);
     char name[SL__REDIS_HOST_MAX + 32];
-    sl__redis_addr_name(&u->shards[up], name, sizeof name);
+    sl__redis_addr_name(&u->shards[shards_up(e)], name, sizeof name);
     return sl_status_set(st, SL_EUNAVAIL, "cannot reach the Redis engine at %s", name);
 }
 
