@@ -15,7 +15,6 @@
 #include <sluice/sluice.h>
 
 #include "net/http.h"
-#include "net/http_parser.h"
 #include "net/ws.h"
 #include "security/httpsig.h"
 #include "security/invoke.h"
@@ -551,12 +550,12 @@ static int setup_listeners(server *s, const sl__config *cfg, sl_status *st)
                                  "a metrics listener serves /metrics without credentials: "
                                  "refusing it on %s without --insecure",
                                  l->host);
-        if (!sl__http_parser_cpu_ok())
-            return sl_status_set(st, SL_ECONFIG,
-                                 "this build's HTTP parser needs SSE4.2, which this CPU lacks: "
-                                 "build with -DSLUICE_SSE42=OFF");
         int rc = sl_http_server_new(&s->http[s->nhttp], s->loop, &lim,
                                     l->metrics ? on_metrics_request : on_request, s);
+        if (rc == SL_ECONFIG) /* its only configuration failure (net/http.h) */
+            return sl_status_set(st, rc,
+                                 "this build's HTTP parser needs SSE4.2, which this CPU lacks: "
+                                 "build with -DSLUICE_SSE42=OFF");
         if (rc != SL_OK)
             return sl_status_set(st, rc, NULL);
         sl_http_server *h = s->http[s->nhttp++];
