@@ -11,7 +11,9 @@
 # run counted errors or missing deliveries (its figures are still printed, flagged).
 #   bench/ws.sh [ROUNDS] [SECONDS]
 # Environment: SUBS (1000), RATES ("1000 10000 0"), IDLE (10000; 0 skips), HOLD (5 s), CONC (50; 0 skips),
-# NATS=0 to skip the baseline, BUILD (build directory, default build-bench).
+# NATS=0 to skip the baseline, BUILD (build directory, default build-bench), SOURCES (local
+# addresses the idle connections come from, comma-separated; default 127.0.0.1 up to 127.0.0.N,
+# one for each 25,000 connections: one address reaches one port from about 28,000 ports).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/lib.sh
@@ -21,6 +23,10 @@ SUBS=${SUBS:-1000}
 RATES=${RATES:-"1000 10000 0"}
 IDLE=${IDLE:-10000}
 HOLD=${HOLD:-5}
+if [ -z "${SOURCES:-}" ]; then
+  SOURCES=127.0.0.1
+  for i in $(seq 2 $(( (IDLE + 24999) / 25000 ))); do SOURCES+=",127.0.0.$i"; done
+fi
 CONC=${CONC:-50}
 NATS=${NATS:-1}
 BUILD=${BUILD:-build-bench}
@@ -166,7 +172,7 @@ for i in $(seq "$ROUNDS"); do
     before=$(rss "$pid")
     label="idle round $i $s"
     : >"$TMP/idle.err"
-    "tool_$s" --scenario idle --connections "$IDLE" --duration "$HOLD" >"$TMP/out.json" 2>"$TMP/idle.err" &
+    "tool_$s" --scenario idle --connections "$IDLE" --duration "$HOLD" --source "$SOURCES" >"$TMP/out.json" 2>"$TMP/idle.err" &
     tpid=$!
     for _ in $(seq 600); do grep -q '^ready' "$TMP/idle.err" && break; sleep 0.1; done
     grep -q '^ready' "$TMP/idle.err" ||

@@ -7,6 +7,7 @@
 #include "cli/cli.h"
 #include "net/ws.h"
 
+#include <netinet/in.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <stdint.h>
@@ -109,6 +110,8 @@ static void setup_done(bconn *c, int ok)
     if (ok) {
         b->ready++;
         b->subs_live++;
+        if (c->src >= 0)
+            b->src_ready[c->src]++;
     } else {
         b->failed++;
     }
@@ -677,6 +680,25 @@ static void on_connect(uv_connect_t *req, int status)
     conn_write(c, (const uint8_t *)req_text, n);
 }
 
+/* Makes c's socket now and binds it to its source address with the port left to connect
+ * (IP_BIND_ADDRESS_NO_PORT): each source address then has the whole ephemeral port range towards
+ * the server, instead of all of them sharing one range. *inited: whether c->tcp was initialised
+ * (it must be closed); returns 0 or a libuv error. */
+static int bind_source(bench *b, bconn *c, int *inited)
+{
+    const struct sockaddr *src = (const struct sockaddr *)&b->src[c->src];
+    *inited = 0;
+    int r = uv_tcp_init_ex(&b->loop, &c->tcp, src->sa_family);
+    if (r < 0)
+        return r;
+    *inited = 1;
+    uv_os_fd_t fd;
+    int one = 1;
+    if (uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0)
+        (void)setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+    return uv_tcp_bind(&c->tcp, src, 0);
+}
+
 bconn *sl__bench_ws_conn_start(bench *b, int role)
 {
     bconn *c = calloc(1, sizeof *c);
@@ -701,7 +723,15 @@ bconn *sl__bench_ws_conn_start(bench *b, int role)
         }
         sl__bench_nats_init(c->nats, MAX_MESSAGE);
     }
-    uv_tcp_init(&b->loop, &c->tcp);
+    c->src = -1;
+    int inited = 0, r = 0;
+    if (b->nsrc > 0 && role != R_PUB) { /* the publisher may go to another host */
+        c->src = (int)(b->next_src++ % b->nsrc);
+        r = bind_source(b, c, &inited);
+    }
+    const char *what = r < 0 ? "bind error" : "connect error";
+    if (!inited)
+        uv_tcp_init(&b->loop, &c->tcp);
     c->tcp.data = c;
     c->creq.data = c;
     c->next = b->conns;
@@ -717,7 +747,8 @@ bconn *sl__bench_ws_conn_start(bench *b, int role)
     if (role == R_PUB)
         b->pub = c;
     const struct sockaddr_storage *to = role == R_PUB ? &b->pub_addr : &b->addr;
-    int r = uv_tcp_connect(&c->creq, &c->tcp, (const struct sockaddr *)to, on_connect);
+    if (r == 0)
+        r = uv_tcp_connect(&c->creq, &c->tcp, (const struct sockaddr *)to, on_connect);
     if (r < 0) {
         /* Synchronous failures (out of descriptors...): recorded, and the caller's loop goes on;
          * sl__bench_ws_progress() is re-entered through sl__bench_ws_conn_close but does not
@@ -725,7 +756,7 @@ bconn *sl__bench_ws_conn_start(bench *b, int role)
         if (r == UV_ECONNREFUSED)
             sl__bench_ws_conn_fail(c, "refused", -1, NULL, 0);
         else
-            sl__bench_ws_conn_fail(c, "connect error", -1, uv_err_name(r), strlen(uv_err_name(r)));
+            sl__bench_ws_conn_fail(c, what, -1, uv_err_name(r), strlen(uv_err_name(r)));
     }
     return c;
 }

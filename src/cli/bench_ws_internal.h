@@ -19,6 +19,9 @@
 /* One read buffer shared by every connection: the loop is single-threaded and each read is fully
  * processed before the next one is allocated, so per-connection buffers would only cost memory. */
 #define READ_BUF (256u << 10)
+/* --source: local addresses the connections are spread over (one source address and one server
+ * port give at most ~28,000 connections with the default ephemeral port range). */
+#define MAX_SOURCES 64
 #define MAX_PER_TICK 4096 /* publications sent in one timer tick at most */
 #define NATS_RING 65536   /* NATS publish batches waiting for their PONG */
 
@@ -35,7 +38,7 @@ typedef struct bench_opts {
     int scenario, proto, json;
     size_t connections, inflight, concurrency, ramp;
     double rate, duration, warmup;
-    const char *channel, *path, *secret_file, *publish_url;
+    const char *channel, *path, *secret_file, *publish_url, *sources;
 } bench_opts;
 
 typedef struct bench bench;
@@ -48,6 +51,7 @@ typedef struct bconn {
     uint64_t n;                /* its number: token sub and jti bench-<n> */
     sl__bench_tail tail;       /* the pushes' shortcut memo (bench_proto.h) */
     int role, state;
+    int src;        /* its --source address (index), or -1 */
     int counted;    /* for SUB/PUB: still counted in b->pending (setup not finished) */
     int close_seen; /* an error for this connection has been recorded: record no second one */
     uint64_t t_start, t_state;
@@ -68,6 +72,9 @@ struct bench {
      * publisher to pub_url/pub_addr, a copy of them without --publish-url. */
     struct sockaddr_storage addr, pub_addr;
     sl__bench_url url, pub_url;
+    /* --source: connections bound to these in turn; how many of each became ready */
+    struct sockaddr_storage src[MAX_SOURCES];
+    size_t nsrc, next_src, src_ready[MAX_SOURCES];
     const char *token;  /* one token for all, or NULL */
     sl_jwt_keyring *kr; /* minting per connection, or NULL */
     uint64_t timeout_ns;

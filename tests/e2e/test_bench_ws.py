@@ -5,6 +5,10 @@ sent to the subscribers' node (named another way) every one arrives. Two nodes o
 the topic: every publication made on A reaches every subscriber on B, which is what
 bench/redis.sh measures."""
 import json
+import os
+import subprocess
+
+from conftest import SLUICE_CLI
 
 BENCH = ("bench", "ws", "--scenario", "fanout", "--connections", "3", "--rate", "50",
          "--duration", "1", "--warmup", "0.2", "--json")
@@ -107,3 +111,63 @@ def test_publisher_keeps_going_while_a_thousand_subscribers_fill_the_hub(make_se
     assert rep["deliveries"]["in_window"] > 0, rep["deliveries"]
     assert rep["deliveries"]["missing"] == 0, rep["deliveries"]
     assert rep["errors"]["total"] == 0, rep["errors"]
+
+
+def established_peers(port):
+    """The remote addresses of the established TCP connections to local port `port`, as the
+    kernel lists them for the server (/proc/net/tcp: little-endian hex address, state 01)."""
+    peers = []
+    with open("/proc/net/tcp") as f:
+        next(f)
+        for line in f:
+            local, remote, state = line.split()[1:4]
+            if state != "01" or int(local.split(":")[1], 16) != port:
+                continue
+            ip = bytes.fromhex(remote.split(":")[0])[::-1]
+            peers.append(".".join(str(b) for b in ip))
+    return peers
+
+
+def test_connections_spread_over_source_addresses(make_server, cli):
+    """--source binds the held connections to the given local addresses in turn (what 100,000
+    connections to one server port need: one source address has about 28,000 ports). The server
+    sees them come from those addresses, and the report counts each address's ready ones."""
+    s = make_server("--engine", "memory")
+    topic(s)
+    e = dict(os.environ, SLUICE_JWT_SECRET=s.secret)
+    e.pop("SLUICE_TOKEN", None)
+    p = subprocess.Popen([SLUICE_CLI, "bench", "ws", "--scenario", "idle", "--connections", "6",
+                          "--duration", "3", "--source", "127.0.0.2,127.0.0.3", "--url", s.url,
+                          "--json"], env=e, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+    try:
+        assert p.stderr.readline().startswith("ready"), "the connections did not become ready"
+        peers = established_peers(s.port)
+    finally:
+        out, err = p.communicate(timeout=30)
+    assert p.returncode == 0, err
+    assert sorted(peers) == ["127.0.0.2"] * 3 + ["127.0.0.3"] * 3, peers
+    rep = json.loads(out)
+    assert rep["connections"]["ready"] == 6, rep
+    assert rep["connections"]["sources"] == [{"address": "127.0.0.2", "ready": 3},
+                                             {"address": "127.0.0.3", "ready": 3}], rep
+    assert rep["errors"]["total"] == 0, rep
+
+
+def test_source_refusals(make_server, cli):
+    r = cli("bench", "ws", "--scenario", "idle", "--url", "http://127.0.0.1:9", "--source",
+            "127.0.0.2,,127.0.0.3")
+    assert r.returncode == 2
+    assert "--source: expected IP addresses separated by commas" in r.stderr
+    r = cli("bench", "ws", "--scenario", "idle", "--url", "http://127.0.0.1:9", "--source", "::1")
+    assert r.returncode == 2
+    assert "--source: '::1' is not an IPv4 address" in r.stderr
+    # An address this machine does not have: every connection fails to bind, and says so.
+    s = make_server("--engine", "memory")
+    topic(s)
+    r = cli("bench", "ws", "--scenario", "idle", "--connections", "2", "--duration", "1",
+            "--source", "192.0.2.1", "--url", s.url, "--json", env={"SLUICE_JWT_SECRET": s.secret})
+    assert r.returncode != 0
+    rep = json.loads(r.stdout)
+    assert rep["connections"]["ready"] == 0, rep
+    assert rep["errors"]["kinds"] == {"bind error EADDRNOTAVAIL": 2}, rep
