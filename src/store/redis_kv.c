@@ -127,9 +127,9 @@ typedef struct pend {
 struct rkv {
     sl__kv base;
     uv_loop_t *loop;
-    sl__redis_addr addr; /* host, port, db copied; user and password owned copies */
-    sl__rconn *conn;     /* borrowed */
-    sl__rsub *sub;       /* owned, once watched */
+    sl__redis_addr addr;    /* host, port, db copied; user and password owned copies */
+    sl__rconn *conn;        /* borrowed */
+    sl__rsub *sub;          /* owned, once watched */
     const sl__logsink *log; /* borrowed; NULL: stderr */
     char prefix[SL__REDIS_PREFIX_MAX + 1];
     char channel[SL__REDIS_PREFIX_MAX + 8]; /* <prefix>:kv */
@@ -303,9 +303,10 @@ static void batch_done(void *ud, int rc, const redisReply *reply)
         result = SL_ESTORAGE;
     if (kv != NULL) {
         if (result != SL_OK) {
-            sl__logsink_printf(kv->log, SL__SINK_WARN, "redis kv: a batch of %s failed: %s%s", "security state",
-                    result == SL_EUNAVAIL ? "Redis is unavailable" : "Redis refused it: ",
-                    result == SL_EUNAVAIL ? "" : (reply && reply->str ? reply->str : "?"));
+            sl__logsink_printf(
+                kv->log, SL__SINK_WARN, "redis kv: a batch of %s failed: %s%s", "security state",
+                result == SL_EUNAVAIL ? "Redis is unavailable" : "Redis refused it: ",
+                result == SL_EUNAVAIL ? "" : (reply && reply->str ? reply->str : "?"));
             kv->failed_seq = p->seq;
             kv->failed_rc = result;
             mark_dirty(kv, p->tables);
@@ -519,8 +520,9 @@ static void fetch_done(void *ud, int rc, const redisReply *reply)
         } else if (reply->type == REDIS_REPLY_NIL) {
             kv->watch_fn(kv->watch_ud, tables[p->table], p->key, p->klen, NULL, 0);
         } else {
-            sl__logsink_printf(kv->log, SL__SINK_WARN, "redis kv: %s:kv:%s is not a hash of strings: change ignored",
-                    kv->prefix, tables[p->table]);
+            sl__logsink_printf(kv->log, SL__SINK_WARN,
+                               "redis kv: %s:kv:%s is not a hash of strings: change ignored",
+                               kv->prefix, tables[p->table]);
         }
     }
     pend_free(p);
@@ -555,8 +557,9 @@ static void on_msg(void *ud, const char *channel, size_t clen, const char *msg, 
         return;
     if (!sl__redis_kv_notice_parse(msg, mlen, on_item, kv)) {
         /* Someone else published here: whatever it says, reload what it may have touched. */
-        sl__logsink_printf(kv->log, SL__SINK_WARN, "redis kv: a malformed notice on %s: reloading every table",
-                kv->channel);
+        sl__logsink_printf(kv->log, SL__SINK_WARN,
+                           "redis kv: a malformed notice on %s: reloading every table",
+                           kv->channel);
         for (size_t t = 0; t < NTABLES; t++)
             kv->watch_fn(kv->watch_ud, tables[t], NULL, 0, NULL, 0);
     }
@@ -684,8 +687,8 @@ static void load_done(void *ud, int rc, const redisReply *reply)
         e[n++] = (sl__redis_kv_entry){k->str, (size_t)k->len, v->str, (size_t)v->len};
     }
     if (res == SL_EFORMAT)
-        sl__logsink_printf(kv->log, SL__SINK_WARN, "redis kv: %s:kv:%s is not a hash: not loaded", kv->prefix,
-                tables[p->table]);
+        sl__logsink_printf(kv->log, SL__SINK_WARN, "redis kv: %s:kv:%s is not a hash: not loaded",
+                           kv->prefix, tables[p->table]);
     if (res == SL_EUNAVAIL)
         mark_dirty(kv, 1u << p->table); /* try again once Redis answers */
     p->cb(p->ud, res, res == SL_OK ? e : NULL, res == SL_OK ? n : 0);
@@ -743,8 +746,8 @@ static int rkv_scan(sl__kv *b, const char *table, const void *prefix, size_t ple
     if (c == NULL || c->err) {
         char name[SL__REDIS_HOST_MAX + 32];
         sl__redis_addr_name(&kv->addr, name, sizeof name);
-        sl__logsink_printf(kv->log, SL__SINK_WARN, "redis kv: cannot connect to %s to load %s: %s", name, tables[t],
-                c ? c->errstr : "out of memory");
+        sl__logsink_printf(kv->log, SL__SINK_WARN, "redis kv: cannot connect to %s to load %s: %s",
+                           name, tables[t], c ? c->errstr : "out of memory");
         if (c)
             redisFree(c);
         return SL_EUNAVAIL;
@@ -791,7 +794,8 @@ static int rkv_scan(sl__kv *b, const char *table, const void *prefix, size_t ple
         if (rc == SL_EFORMAT)
             sl__logsink_printf(kv->log, SL__SINK_WARN, "redis kv: %s is not a hash of strings", hk);
         else if (rc == SL_EUNAVAIL)
-            sl__logsink_printf(kv->log, SL__SINK_WARN, "redis kv: Redis did not answer reading %s", hk);
+            sl__logsink_printf(kv->log, SL__SINK_WARN, "redis kv: Redis did not answer reading %s",
+                               hk);
     }
     size_t n = rc == SL_OK ? r->elements / 2 : 0;
     field *order = n ? calloc(n, sizeof *order) : NULL;
