@@ -1,7 +1,7 @@
 /* What the files behind redis_conn.h share: redis_url.c (the engine URL, the shard ring),
  * redis_link.c (the link: one hiredis connection on the loop with its state machine, and the
- * completions owed from the loop) and redis_conn.c (the command and subscription connections, and
- * the link's per-kind hooks). Nothing here is part of the public API. */
+ * completions owed from the loop), redis_conn.c (the command connection, and the link's per-kind
+ * hooks) and redis_sub.c (the subscription connection). Nothing here is part of the public API. */
 #ifndef SLUICE_STORE_REDIS_CONN_INTERNAL_H
 #define SLUICE_STORE_REDIS_CONN_INTERNAL_H
 
@@ -92,13 +92,20 @@ void sl__rlater_push(later_q *q, later *n);
 /* The oldest completion, or NULL. */
 later *sl__rlater_pop(later_q *q);
 
-/* ---- redis_conn.c: the link's per-kind hooks ------------------------------------------------- */
+/* ---- redis_conn.c and redis_sub.c: the link's per-kind hooks -------------------------------- */
 
 /* Queues the handshake behind the connect: the prelude, then PING (commands) or every channel and
  * the probe (subscriptions); its last reply makes the link up. */
 void sl__rlink_send_handshake(rlink *l);
-void sl__rlink_tick(rlink *l);        /* the timer while up */
-void sl__rlink_on_down(rlink *l);     /* the link dropped */
+void sl__rlink_tick(rlink *l);        /* the timer while up (redis_sub.c) */
+void sl__rlink_on_down(rlink *l);     /* the link dropped (redis_sub.c) */
 void sl__rlink_free_struct(rlink *l); /* the last reference went */
+
+/* ---- redis_sub.c: a subscription's side of the two hooks that differ per kind ---------------- */
+
+/* (Re)subscribes every channel that is wanted, then the probe channel. */
+void sl__rsub_handshake(sl__rsub *s);
+/* Frees what the subscription connection owns, and s itself. */
+void sl__rsub_free_struct(sl__rsub *s);
 
 #endif

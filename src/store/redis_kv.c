@@ -1,6 +1,8 @@
 /* The kv on Redis (store/redis_kv.h): staged writes sent as one Lua script per loop turn (or per
- * barrier) that also publishes the change notice, the change feed that turns notices into current
- * values, the asynchronous table load, and the synchronous scan used at start.
+ * barrier) that also publishes the change notice, the barriers that wait for them, the reloads a
+ * failed batch calls for once Redis answers again, and the synchronous scan used at start. The
+ * change feed that turns notices into current values, and the asynchronous table load, are
+ * redis_kv_feed.c's (redis_kv_internal.h: what the two files share).
  *
  * Lifetime: every request handed to the connection (a batch, a fetch of one value, a table load,
  * a probe) is a heap object on the kv's pending list, because the connection calls back after the
@@ -8,9 +10,7 @@
  * detaches them (their kv becomes NULL) and answers their owners; a detached request only frees
  * itself when its reply comes. The kv's own memory goes with the close callback of its last libuv
  * handle. */
-#include "store/redis_kv.h"
-
-#include "store/redis_engine.h"
+#include "store/redis_kv_internal.h"
 
 #include <hiredis/hiredis.h>
 
@@ -20,8 +20,6 @@
 #include <string.h>
 #include <sys/time.h>
 
-static const char *const tables[] = {SL__KV_TABLE_NAMES};
-#define NTABLES (sizeof tables / sizeof tables[0])
 #define PROBE_MS 1000
 #define SCAN_TIMEOUT_S 5
 
@@ -72,122 +70,7 @@ static const char script_body[] =
 static sl__rscript script;
 static int script_ready;
 
-static int table_index(const char *t, size_t n)
-{
-    for (size_t i = 0; i < NTABLES; i++)
-        if (strlen(tables[i]) == n && memcmp(tables[i], t, n) == 0)
-            return (int)i;
-    return -1;
-}
-
-/* ---- the kv -----------------------------------------------------------------------------------
- */
-
-enum { OP_PUT, OP_DEL, OP_DELPREFIX };
-
-typedef struct stop {
-    int kind;
-    int table;
-    unsigned char *key, *val;
-    size_t klen, vlen;
-} stop;
-
-typedef struct waiter {
-    sl__kv_done_fn fn;
-    void *ud;
-    uint64_t lo; /* the first batch this barrier waits for */
-    struct waiter *next;
-} waiter;
-
-typedef struct rkv rkv;
-
-enum { P_BATCH, P_FETCH, P_LOAD, P_PROBE, P_READY };
-enum { SUB_NONE, SUB_PENDING, SUB_DONE };
-
-/* A request in flight on the connection (or the subscription's ready callback). */
-typedef struct pend {
-    int kind;
-    rkv *kv; /* NULL: the kv is gone */
-    struct pend *prev, *next;
-    int table;
-    /* P_BATCH */
-    uint64_t seq;
-    unsigned tables; /* bit per table touched */
-    waiter *waiters, *wtail;
-    /* P_FETCH, P_LOAD: the table's write count when sent, and how often it was sent again */
-    uint64_t writes;
-    int tries;
-    /* P_FETCH: the key; P_LOAD: the callback */
-    unsigned char *key;
-    size_t klen;
-    sl__redis_kv_load_fn cb;
-    void *ud;
-} pend;
-
-struct rkv {
-    sl__kv base;
-    uv_loop_t *loop;
-    sl__redis_addr addr; /* host, port, db copied; user and password owned copies */
-    sl__rconn *conn;     /* borrowed */
-    sl__rsub *sub;       /* owned, once watched */
-    const sl__logsink *log; /* borrowed; NULL: stderr */
-    char prefix[SL__REDIS_PREFIX_MAX + 1];
-    char channel[SL__REDIS_PREFIX_MAX + 8]; /* <prefix>:kv */
-    stop *ops;
-    size_t nops, capops;
-    pend *head;       /* pending requests */
-    pend *last_batch; /* the newest batch in flight, or NULL */
-    uint64_t next_seq, done_seq, failed_seq;
-    int failed_rc;
-    unsigned dirty; /* tables to reload once Redis answers again */
-    sl__redis_kv_change_fn watch_fn;
-    void *watch_ud;
-    int subscribed;           /* SUB_*: the notice channel on the subscription connection */
-    uint64_t writes[NTABLES]; /* writes staged per table, ever */
-    uv_check_t check;
-    uv_idle_t idle;
-    uv_timer_t probe;
-    int armed, probing;
-    int open_handles;
-};
-
 static const sl__kv_ops rkv_ops;
-
-static void pend_link(rkv *kv, pend *p)
-{
-    p->kv = kv;
-    p->prev = NULL;
-    p->next = kv->head;
-    if (kv->head)
-        kv->head->prev = p;
-    kv->head = p;
-}
-
-static void pend_unlink(pend *p)
-{
-    if (p->kv == NULL)
-        return;
-    if (p->prev)
-        p->prev->next = p->next;
-    else
-        p->kv->head = p->next;
-    if (p->next)
-        p->next->prev = p->prev;
-    if (p->kv->last_batch == p)
-        p->kv->last_batch = NULL;
-    p->kv = NULL;
-}
-
-static void pend_free(pend *p)
-{
-    free(p->key);
-    free(p);
-}
-
-static void hash_key(const rkv *kv, int table, char *buf, size_t size)
-{
-    snprintf(buf, size, "%s:kv:%s", kv->prefix, tables[table]);
-}
 
 /* ---- staging and the group send ---------------------------------------------------------------
  */
@@ -282,15 +165,13 @@ static void ops_clear(rkv *kv)
 
 static void reload_dirty(rkv *kv);
 
-static void probe_stop(rkv *kv)
+void sl__rkv_probe_stop(rkv *kv)
 {
     if (kv->probing) {
         uv_timer_stop(&kv->probe);
         kv->probing = 0;
     }
 }
-
-static void mark_dirty(rkv *kv, unsigned tables_bits);
 
 static void batch_done(void *ud, int rc, const redisReply *reply)
 {
@@ -303,12 +184,13 @@ static void batch_done(void *ud, int rc, const redisReply *reply)
         result = SL_ESTORAGE;
     if (kv != NULL) {
         if (result != SL_OK) {
-            sl__logsink_printf(kv->log, SL__SINK_WARN, "redis kv: a batch of %s failed: %s%s", "security state",
-                    result == SL_EUNAVAIL ? "Redis is unavailable" : "Redis refused it: ",
-                    result == SL_EUNAVAIL ? "" : (reply && reply->str ? reply->str : "?"));
+            sl__logsink_printf(
+                kv->log, SL__SINK_WARN, "redis kv: a batch of %s failed: %s%s", "security state",
+                result == SL_EUNAVAIL ? "Redis is unavailable" : "Redis refused it: ",
+                result == SL_EUNAVAIL ? "" : (reply && reply->str ? reply->str : "?"));
             kv->failed_seq = p->seq;
             kv->failed_rc = result;
-            mark_dirty(kv, p->tables);
+            sl__rkv_mark_dirty(kv, p->tables);
         }
         kv->done_seq = p->seq;
         pend_unlink(p);
@@ -328,7 +210,7 @@ static void batch_done(void *ud, int rc, const redisReply *reply)
 
 /* Sends everything staged as one script; NULL when nothing is staged (or out of memory, when the
  * staged writes are dropped and their tables reloaded, as for a failed batch). */
-static pend *flush_batch(rkv *kv)
+pend *sl__rkv_flush_batch(rkv *kv)
 {
     disarm(kv);
     if (kv->nops == 0)
@@ -349,7 +231,7 @@ static pend *flush_batch(rkv *kv)
         free(keys);
         free(p);
         ops_clear(kv);
-        mark_dirty(kv, touched);
+        sl__rkv_mark_dirty(kv, touched);
         return NULL;
     }
     static const char kinds[] = {'p', 'd', 'x'};
@@ -390,7 +272,7 @@ static pend *flush_batch(rkv *kv)
 
 static void flush(rkv *kv)
 {
-    flush_batch(kv);
+    sl__rkv_flush_batch(kv);
 }
 
 static void add_waiter(pend *p, waiter *w)
@@ -406,7 +288,7 @@ static void rkv_barrier(sl__kv *b, sl__kv_done_fn fn, void *ud)
 {
     rkv *kv = (rkv *)b;
     uint64_t lo = kv->done_seq + 1;
-    pend *p = flush_batch(kv);
+    pend *p = sl__rkv_flush_batch(kv);
     if (p == NULL)
         p = kv->last_batch;
     if (p == NULL) {
@@ -454,7 +336,7 @@ static void on_probe(uv_timer_t *h)
     sl__rconn_cmd(kv->conn, 1, argv, NULL, probe_done, p);
 }
 
-static void mark_dirty(rkv *kv, unsigned tables_bits)
+void sl__rkv_mark_dirty(rkv *kv, unsigned tables_bits)
 {
     kv->dirty |= tables_bits;
     if (kv->dirty && !kv->probing) {
@@ -468,246 +350,10 @@ static void reload_dirty(rkv *kv)
 {
     unsigned d = kv->dirty;
     kv->dirty = 0;
-    probe_stop(kv);
+    sl__rkv_probe_stop(kv);
     for (size_t t = 0; kv->watch_fn && t < NTABLES; t++)
         if (d & (1u << t))
             kv->watch_fn(kv->watch_ud, tables[t], NULL, 0, NULL, 0);
-}
-
-/* ---- the change feed --------------------------------------------------------------------------
- */
-
-static void fetch_done(void *ud, int rc, const redisReply *reply);
-
-/* A read of this node's own tables must not overtake its own writes: what is staged goes out
- * first (replies come in order on the connection, so the read sees it), and a read answered after
- * this node wrote to the table again is sent again (see reread), so a notice or a reload never
- * puts back, even for a moment, what this node has just changed. */
-static void send_fetch(rkv *kv, pend *p)
-{
-    flush_batch(kv);
-    p->writes = kv->writes[p->table];
-    pend_link(kv, p);
-    char hk[SL__REDIS_PREFIX_MAX + 32];
-    hash_key(kv, p->table, hk, sizeof hk);
-    const char *argv[] = {"HGET", hk, (const char *)p->key};
-    size_t lens[] = {4, strlen(hk), p->klen};
-    sl__rconn_cmd(kv->conn, 3, argv, lens, fetch_done, p);
-}
-
-/* 1 when p's answer is older than a write this node made since (bounded: a node writing the
- * table without pause gets the answer after a few tries, and its own notices follow anyway). */
-static int reread(rkv *kv, pend *p)
-{
-    return kv->writes[p->table] != p->writes && p->tries++ < 8;
-}
-
-static void fetch_done(void *ud, int rc, const redisReply *reply)
-{
-    pend *p = ud;
-    rkv *kv = p->kv;
-    pend_unlink(p);
-    if (kv != NULL && kv->watch_fn) {
-        if (rc != SL_OK) {
-            mark_dirty(kv, 1u << p->table);
-        } else if (reread(kv, p)) {
-            send_fetch(kv, p);
-            return;
-        } else if (reply->type == REDIS_REPLY_STRING) {
-            kv->watch_fn(kv->watch_ud, tables[p->table], p->key, p->klen, reply->str,
-                         (size_t)reply->len);
-        } else if (reply->type == REDIS_REPLY_NIL) {
-            kv->watch_fn(kv->watch_ud, tables[p->table], p->key, p->klen, NULL, 0);
-        } else {
-            sl__logsink_printf(kv->log, SL__SINK_WARN, "redis kv: %s:kv:%s is not a hash of strings: change ignored",
-                    kv->prefix, tables[p->table]);
-        }
-    }
-    pend_free(p);
-}
-
-static int on_item(void *ud, const sl__redis_kv_notice_item *it)
-{
-    rkv *kv = ud;
-    int t = table_index(it->table, strlen(it->table));
-    if (it->key == NULL) {
-        kv->watch_fn(kv->watch_ud, it->table, NULL, 0, NULL, 0);
-        return 0;
-    }
-    pend *p = calloc(1, sizeof *p);
-    if (p == NULL || (p->key = malloc(it->klen)) == NULL) {
-        free(p);
-        mark_dirty(kv, 1u << t); /* the change is not lost: a reload picks it up */
-        return 0;
-    }
-    memcpy(p->key, it->key, it->klen);
-    p->klen = it->klen;
-    p->kind = P_FETCH;
-    p->table = t;
-    send_fetch(kv, p);
-    return 0;
-}
-
-static void on_msg(void *ud, const char *channel, size_t clen, const char *msg, size_t mlen)
-{
-    rkv *kv = ud;
-    if (kv->watch_fn == NULL || clen != strlen(kv->channel) || memcmp(channel, kv->channel, clen))
-        return;
-    if (!sl__redis_kv_notice_parse(msg, mlen, on_item, kv)) {
-        /* Someone else published here: whatever it says, reload what it may have touched. */
-        sl__logsink_printf(kv->log, SL__SINK_WARN, "redis kv: a malformed notice on %s: reloading every table",
-                kv->channel);
-        for (size_t t = 0; t < NTABLES; t++)
-            kv->watch_fn(kv->watch_ud, tables[t], NULL, 0, NULL, 0);
-    }
-}
-
-static void reload_all(rkv *kv)
-{
-    kv->dirty = 0;
-    probe_stop(kv);
-    for (size_t t = 0; kv->watch_fn && t < NTABLES; t++)
-        kv->watch_fn(kv->watch_ud, tables[t], NULL, 0, NULL, 0);
-}
-
-static void on_ready(void *ud, int rc)
-{
-    pend *p = ud;
-    rkv *kv = p->kv;
-    pend_unlink(p);
-    pend_free(p);
-    if (kv == NULL)
-        return;
-    if (rc != SL_OK) {
-        kv->subscribed = SUB_NONE; /* asked again when the connection is next up */
-        return;
-    }
-    kv->subscribed = SUB_DONE;
-    reload_all(kv); /* changes made before the subscription took effect were missed */
-}
-
-/* The subscription connection counts a channel only once Redis confirmed it (an add while it is
- * down is refused, not kept), and from then on subscribes it again by itself after each outage. */
-static void subscribe(rkv *kv)
-{
-    pend *p = calloc(1, sizeof *p);
-    if (p == NULL)
-        return; /* tried again at the next "up" */
-    p->kind = P_READY;
-    pend_link(kv, p);
-    kv->subscribed = SUB_PENDING;
-    sl__rsub_add(kv->sub, kv->channel, on_ready, p);
-}
-
-static void on_sub_state(void *ud, int up)
-{
-    rkv *kv = ud;
-    if (!up || kv->watch_fn == NULL)
-        return;
-    if (kv->subscribed == SUB_NONE)
-        subscribe(kv);
-    else if (kv->subscribed == SUB_DONE)
-        reload_all(kv); /* subscribed again: what was published meanwhile was missed */
-}
-
-int sl__redis_kv_watch(sl__kv *b, sl__redis_kv_change_fn fn, void *ud)
-{
-    rkv *kv = (rkv *)b;
-    if (b == NULL || b->ops != &rkv_ops || fn == NULL || kv->watch_fn != NULL)
-        return SL_EINVAL;
-    sl__rsub_opts o = {.addr = &kv->addr,
-                       .log = kv->log,
-                       .what = "security state feed",
-                       .on_msg = on_msg,
-                       .on_state = on_sub_state,
-                       .ud = kv};
-    kv->watch_fn = fn;
-    kv->watch_ud = ud;
-    int rc = sl__rsub_new(&kv->sub, kv->loop, &o);
-    if (rc != SL_OK) {
-        kv->watch_fn = NULL;
-        kv->watch_ud = NULL;
-        return rc;
-    }
-    if (sl__rsub_up(kv->sub))
-        subscribe(kv);
-    return SL_OK;
-}
-
-/* ---- loading a table --------------------------------------------------------------------------
- */
-
-static void load_done(void *ud, int rc, const redisReply *reply);
-
-static void send_load(rkv *kv, pend *p)
-{
-    flush_batch(kv); /* as send_fetch */
-    p->writes = kv->writes[p->table];
-    pend_link(kv, p);
-    char hk[SL__REDIS_PREFIX_MAX + 32];
-    hash_key(kv, p->table, hk, sizeof hk);
-    const char *argv[] = {"HGETALL", hk};
-    sl__rconn_cmd(kv->conn, 2, argv, NULL, load_done, p);
-}
-
-static void load_done(void *ud, int rc, const redisReply *reply)
-{
-    pend *p = ud;
-    rkv *kv = p->kv;
-    pend_unlink(p);
-    if (kv == NULL) { /* answered by free */
-        pend_free(p);
-        return;
-    }
-    if (rc == SL_OK && reread(kv, p)) {
-        send_load(kv, p);
-        return;
-    }
-    sl__redis_kv_entry *e = NULL;
-    size_t n = 0;
-    int res = SL_OK;
-    if (rc != SL_OK) {
-        res = SL_EUNAVAIL;
-    } else if (reply->type == REDIS_REPLY_ERROR) {
-        res = strncmp(reply->str, "WRONGTYPE", 9) == 0 ? SL_EFORMAT : SL_EUNAVAIL;
-    } else if (reply->type != REDIS_REPLY_ARRAY || reply->elements % 2 != 0) {
-        res = SL_EFORMAT;
-    } else if (reply->elements > 0 && (e = calloc(reply->elements / 2, sizeof *e)) == NULL) {
-        res = SL_ENOMEM;
-    }
-    for (size_t i = 0; res == SL_OK && i + 1 < reply->elements; i += 2) {
-        const redisReply *k = reply->element[i], *v = reply->element[i + 1];
-        if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING) {
-            res = SL_EFORMAT;
-            break;
-        }
-        e[n++] = (sl__redis_kv_entry){k->str, (size_t)k->len, v->str, (size_t)v->len};
-    }
-    if (res == SL_EFORMAT)
-        sl__logsink_printf(kv->log, SL__SINK_WARN, "redis kv: %s:kv:%s is not a hash: not loaded", kv->prefix,
-                tables[p->table]);
-    if (res == SL_EUNAVAIL)
-        mark_dirty(kv, 1u << p->table); /* try again once Redis answers */
-    p->cb(p->ud, res, res == SL_OK ? e : NULL, res == SL_OK ? n : 0);
-    free(e);
-    pend_free(p);
-}
-
-int sl__redis_kv_load(sl__kv *b, const char *table, sl__redis_kv_load_fn cb, void *ud)
-{
-    rkv *kv = (rkv *)b;
-    int t = b && b->ops == &rkv_ops && table ? table_index(table, strlen(table)) : -1;
-    if (t < 0 || cb == NULL)
-        return SL_EINVAL;
-    pend *p = calloc(1, sizeof *p);
-    if (p == NULL)
-        return SL_ENOMEM;
-    p->kind = P_LOAD;
-    p->table = t;
-    p->cb = cb;
-    p->ud = ud;
-    send_load(kv, p);
-    return SL_OK;
 }
 
 /* ---- scan (synchronous, at start) -------------------------------------------------------------
@@ -743,8 +389,8 @@ static int rkv_scan(sl__kv *b, const char *table, const void *prefix, size_t ple
     if (c == NULL || c->err) {
         char name[SL__REDIS_HOST_MAX + 32];
         sl__redis_addr_name(&kv->addr, name, sizeof name);
-        sl__logsink_printf(kv->log, SL__SINK_WARN, "redis kv: cannot connect to %s to load %s: %s", name, tables[t],
-                c ? c->errstr : "out of memory");
+        sl__logsink_printf(kv->log, SL__SINK_WARN, "redis kv: cannot connect to %s to load %s: %s",
+                           name, tables[t], c ? c->errstr : "out of memory");
         if (c)
             redisFree(c);
         return SL_EUNAVAIL;
@@ -791,7 +437,8 @@ static int rkv_scan(sl__kv *b, const char *table, const void *prefix, size_t ple
         if (rc == SL_EFORMAT)
             sl__logsink_printf(kv->log, SL__SINK_WARN, "redis kv: %s is not a hash of strings", hk);
         else if (rc == SL_EUNAVAIL)
-            sl__logsink_printf(kv->log, SL__SINK_WARN, "redis kv: Redis did not answer reading %s", hk);
+            sl__logsink_printf(kv->log, SL__SINK_WARN, "redis kv: Redis did not answer reading %s",
+                               hk);
     }
     size_t n = rc == SL_OK ? r->elements / 2 : 0;
     field *order = n ? calloc(n, sizeof *order) : NULL;
@@ -832,7 +479,7 @@ static void rkv_free(sl__kv *b)
     if (b == NULL)
         return;
     rkv *kv = (rkv *)b;
-    flush_batch(kv); /* sent; nobody waits for it */
+    sl__rkv_flush_batch(kv); /* sent; nobody waits for it */
     /* Detach what is pending and answer its owners now. */
     for (pend *p = kv->head, *next; p; p = next) {
         next = p->next;
@@ -857,7 +504,7 @@ static void rkv_free(sl__kv *b)
         sl__rsub_free(kv->sub);
     kv->sub = NULL;
     disarm(kv);
-    probe_stop(kv);
+    sl__rkv_probe_stop(kv);
     uv_close((uv_handle_t *)&kv->check, on_closed);
     uv_close((uv_handle_t *)&kv->idle, on_closed);
     uv_close((uv_handle_t *)&kv->probe, on_closed);

@@ -1,6 +1,6 @@
-/* The link under both connection kinds of redis_conn.c: one hiredis asynchronous connection on
- * the libuv loop, with its state, backoff and timer, and the event adapter that attaches hiredis to
- * the loop.
+/* The link under both connection kinds (redis_conn.c, redis_sub.c): one hiredis asynchronous
+ * connection on the libuv loop, with its state, backoff and timer, and the event adapter that
+ * attaches hiredis to the loop.
  *
  * Both connection kinds share one link state machine: IDLE (a backoff timer retries, 100 ms
  * doubling to 2 s) -> RESOLVING (uv_getaddrinfo on the thread pool, so a slow DNS never blocks the
@@ -15,7 +15,7 @@
  * inside the call), and dropping the link frees its hiredis context, whose pending reply callbacks
  * hiredis then runs with a NULL reply, which completes them with SL_EUNAVAIL. What differs per kind
  * (the last handshake command, the probe, what going down means, freeing) are hooks in
- * redis_conn.c. */
+ * redis_conn.c and redis_sub.c. */
 #include "store/redis_conn_internal.h"
 
 #include <hiredis/async.h>

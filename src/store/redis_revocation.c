@@ -310,7 +310,7 @@ int sl__redis_parse_message(const char *p, size_t len, sl_revocation_event *ev, 
     return 1;
 }
 
-/* What a reply on a subscribed connection is. The subscription connection (redis_conn.c) sorts
+/* What a reply on a subscribed connection is. The subscription connection (redis_sub.c) sorts
  * its own replies; this reading of them stays for the fuzz target and the unit tests, which hold
  * every reply shape to it. */
 int sl__redis_sub_reply(const redisReply *reply, const redisReply **payload)
