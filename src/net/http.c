@@ -126,9 +126,27 @@ void sl__http_pending_update(conn *c)
 
 /* ---- connection lifetime --------------------------------------------------------------------- */
 
+static void on_shutdown(uv_shutdown_t *r, int status)
+{
+    (void)status; /* an error shows on the reading side, or the close ends it */
+    free(r);
+}
+
+int sl__http_shutdown(conn *c)
+{
+    uv_shutdown_t *r = malloc(sizeof *r);
+    if (r == NULL)
+        return UV_ENOMEM;
+    int rc = uv_shutdown(r, (uv_stream_t *)&c->tcp, on_shutdown);
+    if (rc != 0)
+        free(r);
+    return rc;
+}
+
 static void conn_free(conn *c)
 {
     sl__tls_free(c->tls);
+    free(c->treq);
     free(c->cbuf);
     sl__http_parser_free(&c->parser);
     free(c->pend);
@@ -459,7 +477,7 @@ void sl__http_conn_fail(conn *c, int status, const char *name, const char *messa
     const char *extra = status == 503 ? "Retry-After: 1\r\n" : NULL;
     char id[72] = "", idh[96];
     if (status != 503 && c->srv->refused != NULL) {
-        sl_http_refusal r = {status, name, message, c->remote, (size_t)blen};
+        sl_http_refusal r = {status, name, message, c->req.remote_addr, (size_t)blen};
         c->srv->refused(c->srv->refused_ud, &r, id, sizeof id);
         id[sizeof id - 1] = '\0';
         if (id[0] != '\0' && strcspn(id, "\r\n") == strlen(id)) {
@@ -479,6 +497,7 @@ static const char CONTINUE[] = "HTTP/1.1 100 Continue\r\n\r\n";
 static void on_continue_written(uv_write_t *w, int status)
 {
     conn *c = w->data;
+    free(w);
     if (status < 0 && !c->closing)
         sl__http_conn_close(c);
 }
@@ -500,11 +519,16 @@ static void send_continue(conn *c)
     }
     if (n < 0)
         n = 0;
-    /* A static buffer and its own request: the response that follows is queued behind it, and the
-     * next "100 Continue" can only come after that response has been written. */
+    /* A static buffer and a request of its own (rare: the socket did not take 25 bytes), so the
+     * response that follows is queued behind it. */
     b = uv_buf_init((char *)CONTINUE + n, (unsigned)(sizeof CONTINUE - 1 - (size_t)n));
-    if (uv_write(&c->creq, (uv_stream_t *)&c->tcp, &b, 1, on_continue_written) < 0)
+    uv_write_t *w = malloc(sizeof *w);
+    if (w != NULL)
+        w->data = c;
+    if (w == NULL || uv_write(w, (uv_stream_t *)&c->tcp, &b, 1, on_continue_written) < 0) {
+        free(w);
         sl__http_conn_close(c);
+    }
 }
 
 void sl_http_respond(sl_http_request *req, int status, const char *extra_headers,
@@ -541,7 +565,6 @@ static void dispatch(conn *c)
 {
     sl_http_server *s = c->srv;
     sl__http_parser_request(&c->parser, &c->req);
-    memcpy(c->req.remote_addr, c->remote, sizeof c->req.remote_addr);
     c->req.conn = c;
     c->req.tls = c->tls != NULL;
     c->req.peer = c->tls != NULL ? sl__tls_peer(c->tls) : NULL;
@@ -709,7 +732,7 @@ void sl__http_conn_linger(conn *c)
         }
         c->shut_wait = r == 0;
     }
-    if (!c->shut_wait && uv_shutdown(&c->sreq, (uv_stream_t *)&c->tcp, NULL) != 0) {
+    if (!c->shut_wait && sl__http_shutdown(c) != 0) {
         sl__http_conn_close(c);
         return;
     }

@@ -43,13 +43,11 @@ struct conn {
     uv_tcp_t tcp;
     uv_timer_t timer;
     uv_write_t wreq;     /* the response; at most one at a time */
-    uv_write_t creq;     /* "100 Continue" */
-    uv_shutdown_t sreq;  /* the FIN before lingering */
     sl_http_server *srv; /* NULL once closing: the server may be gone before the handler answers */
     conn *prev, *next;
     sl__http_parser parser;
-    sl_http_request req;
-    char *pend; /* read but not yet parsed */
+    sl_http_request req; /* remote_addr set once at accept, the rest for each request */
+    char *pend;          /* read but not yet parsed */
     size_t pend_len, pend_cap;
     char *wbuf;
     size_t wcap;
@@ -61,9 +59,10 @@ struct conn {
     unsigned in_flight : 1, writing : 1, closing : 1, lingering : 1, eof : 1, reading : 1,
         in_drive : 1, rejected : 1, timer_armed : 1, close_after_write : 1, head : 1, served : 1,
         upgraded : 1, up_notified : 1, up_paused : 1;
-    /* TLS (tls.h): the session, and the ciphertext of its one write in flight (treq). */
+    /* TLS (tls.h): the session, and the ciphertext of its one write in flight (treq, made with
+     * the session: an idle plain connection does not carry it, docs/WEBSOCKET.md "Memory"). */
     sl__tls *tls;
-    uv_write_t treq;
+    uv_write_t *treq;
     char *cbuf;
     size_t ccap;
     unsigned tls_writing : 1, shut_wait : 1;
@@ -71,7 +70,6 @@ struct conn {
     void *up_ud;
     addr_entry *addr; /* NULL for connections being refused */
     int pending;      /* counted in addr->pending (see sl__http_pending_update) */
-    char remote[64];
 };
 
 struct sl_http_server {
@@ -115,6 +113,9 @@ void sl__http_pending_update(conn *c);
 void sl__http_conn_unref(conn *c);
 /* Closes at once: c leaves the server's list and counts, its handles close. */
 void sl__http_conn_close(conn *c);
+/* Sends c's FIN with a shutdown request of its own, made now (a lingering close is rare: an idle
+ * connection does not carry one) and freed by its callback. 0 or a libuv error. */
+int sl__http_shutdown(conn *c);
 /* Ends c after its answer: shutdown (close_notify first on TLS), then drains for LINGER_MS. */
 void sl__http_conn_linger(conn *c);
 /* Answers with a JSON error and closes once it has been written. */

@@ -187,7 +187,8 @@ static void peer_name(conn *c, const struct sockaddr_storage *ss)
         uv_ip6_name(a, ip, sizeof ip);
         port = ntohs(a->sin6_port);
     }
-    snprintf(c->remote, sizeof c->remote, strchr(ip, ':') ? "[%s]:%d" : "%s:%d", ip, port);
+    snprintf(c->req.remote_addr, sizeof c->req.remote_addr, strchr(ip, ':') ? "[%s]:%d" : "%s:%d",
+             ip, port);
 }
 
 /* Which limit, if any, refuses a new connection from key (before it is counted). */
@@ -222,10 +223,9 @@ static void accept_conn(sl_http_server *s, int fd, const struct sockaddr_storage
     }
     uv_tcp_init(s->loop, &c->tcp);
     uv_timer_init(s->loop, &c->timer);
-    c->tcp.data = c->timer.data = c->wreq.data = c->creq.data = c->sreq.data = c;
+    c->tcp.data = c->timer.data = c->wreq.data = c;
     c->refs = 2;
     c->srv = s;
-    c->treq.data = c;
     c->tmode = T_NONE;
     sl__http_parser_init(&c->parser, s->lim.max_body, s->lim.max_header);
     c->next = s->conns;
@@ -260,10 +260,13 @@ static void accept_conn(sl_http_server *s, int fd, const struct sockaddr_storage
             sl__http_conn_fail(c, 503, sl_err_name(SL_EUNAVAIL), "too many connections");
         return;
     }
-    if (s->tls != NULL && sl__tls_new(&c->tls, s->tls, s->tls_client) != SL_OK) {
+    if (s->tls != NULL && ((c->treq = malloc(sizeof *c->treq)) == NULL ||
+                           sl__tls_new(&c->tls, s->tls, s->tls_client) != SL_OK)) {
         sl__http_conn_close(c);
         return;
     }
+    if (c->treq != NULL)
+        c->treq->data = c;
     uv_tcp_nodelay(&c->tcp, 1);
     peer_name(c, ss);
     if (!s->busy)

@@ -19,7 +19,7 @@ static void tls_drained(conn *c)
 {
     if (c->shut_wait) { /* lingering: the close_notify is out, now the FIN */
         c->shut_wait = 0;
-        if (uv_shutdown(&c->sreq, (uv_stream_t *)&c->tcp, NULL) != 0)
+        if (sl__http_shutdown(c) != 0)
             sl__http_conn_close(c);
         return;
     }
@@ -85,7 +85,7 @@ int sl__http_tls_flush(conn *c)
         if (more > 0)
             sl__tls_take(c->tls, c->cbuf + rest, more);
         b = uv_buf_init(c->cbuf, (unsigned)need);
-        if (uv_write(&c->treq, (uv_stream_t *)&c->tcp, &b, 1, on_tls_write) < 0)
+        if (uv_write(c->treq, (uv_stream_t *)&c->tcp, &b, 1, on_tls_write) < 0)
             return -1;
         c->tls_writing = 1;
         return 0;

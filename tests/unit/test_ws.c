@@ -1048,10 +1048,11 @@ static void test_idle_memory(void **state)
     free(fds);
     assert_true(wait_for(&S.closes, closes + NIDLE + 1, 5000));
     assert_int_equal(atomic_load(&S.live), 0);
-    /* A sanity bound, not the measurement (that is a release build without sanitizers,
-     * docs/WEBSOCKET.md): an idle connection must hold no receive or send buffer, which any 4 KiB
-     * one would break. */
-    assert_true(per > 0 && per < 4096);
+    /* A bound, not the measurement (that is a release build without sanitizers, docs/WEBSOCKET.md):
+     * an idle connection holds no receive or send buffer and none of the requests it makes only
+     * now and then (100 Continue, TLS, shutdown), so it stays within the transport's share of
+     * the 3 KiB per idle session (2 KiB; the session has the rest). */
+    assert_true(per > 0 && per < 2048);
 }
 
 int main(void)
