@@ -27,15 +27,16 @@ int sl__sess_expired_now(const sl_identity *who, double now)
  * data, honoured for operators only; "" when absent. SL_EINVAL for a malformed one. */
 static int connect_workspace(sess *s, const sl__cf_command *c)
 {
-    s->cross[0] = '\0';
+    free(s->cross);
+    s->cross = NULL;
     json_t *d = c->data ? json_loadb(c->data, c->data_len, 0, NULL) : NULL;
     json_t *v = json_is_object(d) ? json_object_get(d, "workspace") : NULL;
     int rc = SL_OK;
     if (v &&
         (!json_is_string(v) || !sl_workspace_valid(json_string_value(v), json_string_length(v))))
         rc = SL_EINVAL;
-    else if (v)
-        snprintf(s->cross, sizeof s->cross, "%s", json_string_value(v));
+    else if (v && (s->cross = strdup(json_string_value(v))) == NULL)
+        rc = SL_ENOMEM;
     json_decref(d);
     return rc;
 }
@@ -47,7 +48,7 @@ static int ws_enter(sess *s, sl__cf_method method, sl_identity *fresh)
 {
     sl_ctx *ctx = s->srv->ctx;
     sl_status st = {0};
-    if (s->cross[0]) {
+    if (s->cross) {
         int rc = sl__ws_cross(ctx->workspaces, fresh, s->cross, &st);
         sl__ws_cross_audit(ctx, fresh, rc);
         if (rc != SL_OK) {
@@ -186,11 +187,11 @@ void sl__sess_cmd_connect(sess *s, const sl__cf_command *c)
         return;
     }
     const char *token = c->token && *c->token ? c->token : s->url_token;
-    if ((token == NULL || *token == '\0') && s->upgrade_who.source != SL_SOURCE_NONE) {
+    if ((token == NULL || *token == '\0') && s->upgrade_who != NULL) {
         /* The upgrade's own credential passed the chain (revocation included). */
         s->auth_id = c->id;
         s->auth_method = c->method;
-        auth_finish(s, SL_OK, &s->upgrade_who);
+        auth_finish(s, SL_OK, s->upgrade_who);
         return;
     }
     sl__sess_authenticate(s, c, token);

@@ -21,8 +21,8 @@ static void on_sub_prepared(void *ud)
     sess *s = ud;
     sl__cf_command *c = sl__sess_take_command(s);
     if (!s->gone && s->state == ST_CONNECTED)
-        sl__sess_cmd_subscribe(s, c, &s->sub_tok);
-    sl_identity_clear(&s->sub_tok);
+        sl__sess_cmd_subscribe(s, c, s->sub_tok);
+    sl__sess_identity_free(&s->sub_tok);
     sl__cf_command_clear(c);
     free(c);
     if (!s->gone && !s->busy)
@@ -35,11 +35,11 @@ static int policy_first(sess *s, sl__cf_command *c, const sl_identity *tok)
 {
     if (!sl__authz_needs(s->srv->ctx, &s->who, SL_OP_CHANNEL_READ, (const char *const *)&c->channel,
                          1) ||
-        sl_identity_copy(&s->sub_tok, tok) != SL_OK)
+        (s->sub_tok = sl__sess_identity_dup(tok)) == NULL)
         return 0;
     sl__cf_command *p = sl__sess_hold_command(s, c);
     if (p == NULL) {
-        sl_identity_clear(&s->sub_tok);
+        sl__sess_identity_free(&s->sub_tok);
         return 1; /* answered (internal error) */
     }
     const char *ch = p->channel;

@@ -35,9 +35,9 @@ struct sess {
     int refs; /* entry points and callbacks still running or due */
     int gone; /* the socket is gone: free at refs == 0 */
     int busy; /* a credential is being checked: commands wait in `queue` */
-    /* workspaces: the workspace an operator's connect asked to work in ("" none), and
+    /* workspaces: the workspace an operator's connect asked to work in (NULL: none), and
      * the workspace whose connections limit counts this session ("" none) */
-    char cross[SL_WORKSPACE_MAX + 1];
+    char *cross;
     char counted[SL_WORKSPACE_MAX + 1];
     /* Publications in flight (at most MAX_IN_FLIGHT, wsession.c), oldest first: their replies go
      * out in this order, whatever order the channel API answers them in. Any other command waits
@@ -54,11 +54,14 @@ struct sess {
     uint32_t auth_id; /* id of the connect / refresh being authenticated */
     sl__cf_method auth_method;
     sl__cf_command *pending; /* the subscribe / sub_refresh whose subscription token is checked */
-    sl_identity sub_tok;     /* a `$` subscribe's verified token while a policy regime is asked */
-    char *url_token;         /* ?token= until connect */
-    /* Who the upgrade request's own credential (an RFC 9421 signature, a client certificate)
-     * named, so a connect without a token is that identity (source SL_SOURCE_NONE: none). */
-    sl_identity upgrade_who;
+    /* The identities a session needs only for a moment are on the heap (an sl_identity is half a
+     * kilobyte; an idle session's budget is in docs/WEBSOCKET.md, "Memory"): a `$` subscribe's
+     * verified token while a policy regime is asked (else NULL), and who the upgrade request's
+     * own credential (an RFC 9421 signature, a client certificate) named, so that a connect
+     * without a token is that identity (NULL: none). */
+    sl_identity *sub_tok;
+    sl_identity *upgrade_who;
+    char *url_token; /* ?token= until connect */
     char client[17];
     sl_identity who;
     sl__hub_sub **subs;
@@ -117,6 +120,10 @@ struct wait {
 };
 
 /* ---- wsession.c: lifetime and output -------------------------------------------------------- */
+
+/* A copy of who on the heap (NULL when out of memory), and its release (*p NULL after). */
+sl_identity *sl__sess_identity_dup(const sl_identity *who);
+void sl__sess_identity_free(sl_identity **p);
 
 double sl__sess_now(const sess *s);
 /* A reference held while an entry point or callback works with s; the last unref of a session

@@ -33,6 +33,14 @@
 #include "server/ws_session.h"
 #include "security/workspace.h"
 
+/* An idle authenticated, subscribed connection costs at most 3 KiB of server memory (issue 13,
+ * docs/WEBSOCKET.md "Memory per connection"): the transport under it ~1.7 KiB (test_idle_memory),
+ * the session the rest. What a session needs only for a moment (identities, the workspace
+ * asked for) lives on the heap while it is needed, so this holds on 64-bit builds. */
+#if UINTPTR_MAX == UINT64_MAX
+_Static_assert(sizeof(sess) <= 1088, "an idle session's share of the 3 KiB per connection");
+#endif
+
 #define ERROR_WINDOW 10.0 /* seconds over which max_errors is counted */
 /* Bytes kept free in a reply's budget for its envelope around the message text. */
 #define REPLY_ENVELOPE 4096
@@ -73,12 +81,35 @@ static void sess_free(sess *s)
     sl__cf_commands_clear(s->pending, s->pending ? 1 : 0);
     free(s->pending);
     free(s->url_token);
-    sl_identity_clear(&s->upgrade_who);
+    free(s->cross);
+    sl__sess_identity_free(&s->upgrade_who);
     sl_identity_clear(&s->who);
-    sl_identity_clear(&s->sub_tok);
+    sl__sess_identity_free(&s->sub_tok);
     free(s->subs);
     sl__cf_buf_free(&s->peer.out);
     free(s);
+}
+
+sl_identity *sl__sess_identity_dup(const sl_identity *who)
+{
+    sl_identity *id = malloc(sizeof *id);
+    if (id == NULL)
+        return NULL;
+    sl_identity_init(id);
+    if (sl_identity_copy(id, who) != SL_OK) {
+        free(id);
+        return NULL;
+    }
+    return id;
+}
+
+void sl__sess_identity_free(sl_identity **p)
+{
+    if (*p == NULL)
+        return;
+    sl_identity_clear(*p);
+    free(*p);
+    *p = NULL;
 }
 
 void sl__sess_ref(sess *s)
@@ -773,9 +804,8 @@ void sl__sess_open(sl__wss_server *srv, sl_http_request *req, const sl_identity 
         snprintf(s->client + 2 * i, 3, "%02x", rnd[i]);
     s->srv = srv;
     sl_identity_init(&s->who);
-    sl_identity_init(&s->upgrade_who);
     if (signer && signer->source != SL_SOURCE_NONE &&
-        sl_identity_copy(&s->upgrade_who, signer) != SL_OK) {
+        (s->upgrade_who = sl__sess_identity_dup(signer)) == NULL) {
         free(s);
         sl_http_respond(req, 503, "Retry-After: 1\r\n", "application/json",
                         "{\"error\":\"unavailable\",\"message\":\"out of memory\"}", 49);
