@@ -5,7 +5,11 @@
  * (name characters, or an IPv6 address), a port in 1..65535, a db in 0..15, a user and password
  * that are NULL or non-empty, a password whenever there is a user, and no shard named twice; the
  * URL written back from the parsed fields (user and password percent-encoded) parses to the same
- * fields; the ring puts any id on one of the shards. */
+ * fields; the ring puts any id on one of the shards. The single-Redis parser (sl__redis_addr_parse,
+ * the revocation store's URL) accepts only what the list parser accepts as one shard, with the
+ * same fields, and refuses with a reason under the same rule; a shard written with its password
+ * masked (sl__redis_addr_masked, what the configuration reads back) parses again to the same
+ * text. */
 #include <arpa/inet.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -54,6 +58,65 @@ static void check_shard(const sl__redis_addr *a)
         abort();
 }
 
+/* The credentials of the first URL must not be in a reason, when long enough to be told from the
+ * wording. */
+static void check_reason(const char *text, const char *reason)
+{
+    const char *s = strstr(text, "://"), *at = s ? strrchr(s, '@') : NULL;
+    const char *comma = s ? strchr(s, ',') : NULL;
+    if (s != NULL && at != NULL && (comma == NULL || at < comma) && at - s - 3 >= 12) {
+        char creds[64];
+        size_t n = (size_t)(at - s - 3);
+        if (n >= sizeof creds)
+            n = sizeof creds - 1;
+        memcpy(creds, s + 3, n);
+        creds[n] = '\0';
+        if (strstr(reason, creds) != NULL)
+            abort();
+    }
+}
+
+/* The masked URL of a: parses, and reads back the same. */
+static void check_masked(const sl__redis_addr *a)
+{
+    char *m = sl__redis_addr_masked(a);
+    sl__redis_addr b;
+    if (m == NULL || sl__redis_addr_parse(m, "masked", &b, NULL) != SL_OK ||
+        strcmp(a->host, b.host) != 0 || a->port != b.port || a->db != b.db ||
+        (a->password != NULL && !streq(a->user, b.user)) ||
+        (a->password == NULL) != (b.password == NULL) || (b.password && strcmp(b.password, "***")))
+        abort();
+    char *again = sl__redis_addr_masked(&b);
+    if (again == NULL || strcmp(m, again) != 0)
+        abort();
+    free(again);
+    free(m);
+    sl__redis_addr_clear(&b);
+}
+
+/* One Redis: as the list parser's single shard, or refused. */
+static void check_one(const char *text, const sl__redis_url *u, int url_rc)
+{
+    sl__redis_addr a;
+    sl_status st = {0};
+    int rc = sl__redis_addr_parse(text, "revocation URL", &a, &st);
+    if (rc != SL_OK) {
+        if (rc != SL_EINVAL || st.code != rc || st.message[0] == '\0' || a.user != NULL ||
+            a.password != NULL)
+            abort();
+        check_reason(text, st.message);
+        return;
+    }
+    if (url_rc != SL_OK || u->n != 1)
+        abort();
+    const sl__redis_addr *b = &u->shards[0];
+    if (strcmp(a.host, b->host) != 0 || a.port != b->port || a.db != b->db ||
+        !streq(a.user, b->user) || !streq(a.password, b->password))
+        abort();
+    check_masked(&a);
+    sl__redis_addr_clear(&a);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     char *text = malloc(size + 1);
@@ -64,23 +127,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     sl__redis_url u;
     sl_status st = {0};
     int rc = sl__redis_url_parse(text, &u, &st);
+    check_one(text, &u, rc);
     if (rc != SL_OK) {
         if (rc != SL_EINVAL || u.shards != NULL || u.n != 0 || st.code != rc ||
             st.message[0] == '\0')
             abort();
-        /* the credentials of the first URL, when long enough to be told from the wording */
-        const char *s = strstr(text, "://"), *at = s ? strrchr(s, '@') : NULL;
-        const char *comma = s ? strchr(s, ',') : NULL;
-        if (s != NULL && at != NULL && (comma == NULL || at < comma) && at - s - 3 >= 12) {
-            char creds[64];
-            size_t n = (size_t)(at - s - 3);
-            if (n >= sizeof creds)
-                n = sizeof creds - 1;
-            memcpy(creds, s + 3, n);
-            creds[n] = '\0';
-            if (strstr(st.message, creds) != NULL)
-                abort();
-        }
+        check_reason(text, st.message);
         free(text);
         return 0;
     }
@@ -89,6 +141,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char ni[SL__REDIS_HOST_MAX + 40], nj[SL__REDIS_HOST_MAX + 40];
     for (size_t i = 0; i < u.n; i++) {
         check_shard(&u.shards[i]);
+        check_masked(&u.shards[i]);
         sl__redis_addr_name(&u.shards[i], ni, sizeof ni);
         for (size_t j = 0; j < i; j++) {
             sl__redis_addr_name(&u.shards[j], nj, sizeof nj);

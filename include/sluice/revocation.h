@@ -102,13 +102,32 @@ int sl_revocation_memory_new(sl_revocation_store **out, uv_loop_t *loop, double 
 int sl_revocation_embedded_new(sl_revocation_store **out, uv_loop_t *loop, double max_ttl,
                                struct sl__kv *kv, sl_clock_fn clock, void *clock_ud, sl_status *st);
 
-/* A Redis store on `loop` (required). host: an IP literal or a name (resolved on libuv's thread
- * pool at every connect attempt); port 1..65535; prefix NULL or "": "sluice", else
- * 1..SL_REVOCATION_PREFIX_MAX bytes of printable ASCII without space. Returns at once: the store
- * connects in the background and answers SL_EUNAVAIL until connected (sl_revocation_ready), and
- * after a disconnect until it has reconnected by itself. The connection keeps the loop alive until
- * sl_revocation_store_free. Ignores SIGPIPE unless a handler is installed (hiredis writes with
- * write(2)). SL_OK, SL_EINVAL or SL_ENOMEM. *out owned by the caller. */
+/* A Redis store on `loop` (required), on the Redis that url names:
+ *   redis://[user:password@]host[:port][/db]
+ * host: an IP literal ([...] for IPv6) or a name (resolved on libuv's thread pool at every connect
+ * attempt); port 1..65535, default 6379; db 0..15, default 0; user and password percent-decoded
+ * (encode '@', ':', ',' and '%' in them). With a password every connection the store makes (the
+ * command connection, and the watch subscription's) sends AUTH password, or AUTH user password
+ * (a Redis 6 ACL user), before anything else; with a db other than 0, SELECT db. The keys then
+ * live in that db; the watch channel does not (Redis pub/sub ignores the db), so deployments that
+ * share one Redis need distinct prefixes whatever their dbs. One Redis: a comma-separated list
+ * (the engine's shards) is refused. rediss:// (TLS) is refused: this hiredis has no TLS.
+ *
+ * prefix NULL or "": "sluice", else 1..SL_REVOCATION_PREFIX_MAX bytes of printable ASCII without
+ * space. Returns at once: the store connects in the background and answers SL_EUNAVAIL until
+ * connected (sl_revocation_ready), and after a disconnect until it has reconnected by itself; a
+ * password or db Redis refuses counts as a failed connect (logged, retried with the backoff). The
+ * connection keeps the loop alive until sl_revocation_store_free. Ignores SIGPIPE unless a handler
+ * is installed (hiredis writes with write(2)). The store keeps a copy of the password, wiped when
+ * it is freed, and never logs it.
+ *
+ * SL_OK, SL_EINVAL (st, which may be NULL, says why: "revocation URL: db must be 0..15"; the
+ * reason never contains the password) or SL_ENOMEM. *out owned by the caller. */
+int sl_revocation_redis_new_url(sl_revocation_store **out, uv_loop_t *loop, const char *url,
+                                const char *prefix, double max_ttl, sl_clock_fn clock,
+                                void *clock_ud, sl_status *st);
+
+/* The same on host:port, db 0, without AUTH. */
 int sl_revocation_redis_new(sl_revocation_store **out, uv_loop_t *loop, const char *host, int port,
                             const char *prefix, double max_ttl, sl_clock_fn clock, void *clock_ud);
 

@@ -87,7 +87,7 @@ void sl__config_free(sl__config *c)
     free(c->introspection_client_id);
     free(c->introspection_secret_file);
     sl__config_free_strv(c->authenticators, c->nauthenticators);
-    free(c->revocation);
+    sl__config_wipe_free(c->revocation); /* redis://:password@... */
     free(c->revocation_prefix);
     free(c->signature_keys);
     sl__config_free_strv(c->auth_modes, c->nauth_modes);

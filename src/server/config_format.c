@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <stddef.h>
 #include <string.h>
+#include <strings.h>
 
 static void put_strv(FILE *f, char *const *v, size_t n)
 {
@@ -88,6 +89,16 @@ char *sl__config_format(const sl__config *c, const char *key)
         s = c->audit_log;
         break;
     case K_REVOCATION:
+        if (c->revocation && strncasecmp(c->revocation, "redis://", 8) == 0) { /* password masked */
+            sl__redis_addr a;
+            if (sl__redis_addr_parse(c->revocation, "revocation", &a, NULL) == SL_OK) {
+                char *masked = sl__redis_addr_masked(&a);
+                fputs(masked ? masked : "", f);
+                free(masked);
+                sl__redis_addr_clear(&a);
+            }
+            break;
+        }
         s = c->revocation;
         break;
     case K_REVOCATION_PREFIX:
@@ -154,14 +165,13 @@ char *sl__config_format(const sl__config *c, const char *key)
         fprintf(f, "%zu", c->read_max_bytes);
         break;
     case K_ENGINE:
-        if (c->engine_url) { /* the shards without their credentials */
+        if (c->engine_url) { /* the shards with their passwords masked */
             sl__redis_url u;
             if (sl__redis_url_parse(c->engine_url, &u, NULL) == SL_OK) {
                 for (size_t i = 0; i < u.n; i++) {
-                    char name[SL__REDIS_HOST_MAX + 32];
-                    sl__redis_addr_name(&u.shards[i], name, sizeof name);
-                    fprintf(f, "%sredis://%s%s", i ? "," : "", u.shards[i].password ? "***@" : "",
-                            name);
+                    char *masked = sl__redis_addr_masked(&u.shards[i]);
+                    fprintf(f, "%s%s", i ? "," : "", masked ? masked : "");
+                    free(masked);
                 }
                 sl__redis_url_clear(&u);
             }

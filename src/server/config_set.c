@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <stddef.h>
 #include <string.h>
+#include <strings.h>
 
 /* Keeps st's message and gives it another code. */
 static int status_recode(sl_status *st, int code)
@@ -261,10 +262,20 @@ int sl__config_set(sl__config *c, const char *key, const char *v, sl_status *st)
             return sl_status_set(st, SL_ECONFIG, "audit_log must not be empty");
         return set_str(&c->audit_log, v, st);
     case K_REVOCATION:
-        if (strcmp(v, "embedded") && strcmp(v, "memory") && strcmp(v, "off") &&
-            strncmp(v, "redis://", 8))
+        if (strncasecmp(v, "redis://", 8) == 0 || strncasecmp(v, "rediss://", 9) == 0) {
+            sl__redis_addr a;
+            sl_status why = {0};
+            if (sl__redis_addr_parse(v, "revocation", &a, &why) != SL_OK)
+                return sl_status_set(st, SL_ECONFIG, "%s", why.message);
+            sl__redis_addr_clear(&a);
+        } else if (strcmp(v, "embedded") && strcmp(v, "memory") && strcmp(v, "off")) {
             return sl_status_set(st, SL_ECONFIG,
-                                 "revocation must be embedded, memory, off or redis://HOST:PORT");
+                                 "revocation must be embedded, memory, off or "
+                                 "redis://[user:password@]host[:port][/db]");
+        }
+        /* it may hold a password */
+        sl__config_wipe_free(c->revocation);
+        c->revocation = NULL;
         return set_str(&c->revocation, v, st);
     case K_REVOCATION_PREFIX:
         if (*v == '\0' || strlen(v) > 64 || strpbrk(v, " \t\r\n"))

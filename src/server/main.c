@@ -37,6 +37,7 @@
 #include "store/engine.h"
 #include "store/lmdb.h"
 #include "store/redis_engine.h"
+#include "store/redis_internal.h" /* the revocation store on the engine's first shard */
 #include "server/shared_state.h"
 #include "security/workspace.h"
 #include "core/metrics.h"
@@ -70,7 +71,8 @@ static void usage(FILE *f)
         "  --engine-prefix P         the Redis engine's key prefix (default sluice)\n"
         "  --data-dir DIR            the lmdb engine's directory (default ./sluice-data)\n"
         "  --durability MODE         sync (default), batch or none\n"
-        "  --revocation KIND         memory, off or redis://HOST:PORT (default memory with JWT)\n"
+        "  --revocation KIND         embedded, off or redis://[user:pass@]host:port[/db]\n"
+        "                            (default embedded with JWT; a Redis engine's first shard)\n"
         "  --revocation-prefix P     Redis key prefix (default sluice)\n"
         "  --apikey-store FILE       accept API keys from this store\n"
         "  --signature-keys FILE     accept signed requests (RFC 9421) by these keys "
@@ -248,39 +250,34 @@ static int setup_revocation(server *s, const sl__config *cfg, sl_status *st)
     int rc = SL_OK;
     if (!strcmp(kind, "off"))
         return SL_OK;
+    int redis = 1;
     if (!strcmp(cfg->engine, "redis") && !strcmp(kind, "embedded") && !cfg->revocation) {
         /* Several nodes: a revocation must be in force on all of them, so by default it lives
-         * on the engine's first shard (the revocation store has no AUTH or SELECT of its own). */
+         * on the engine's first shard, with its AUTH and SELECT. */
         const sl__redis_addr *a = &sl__redis_engine_url(s->ctx->engine)->shards[0];
-        if (a->password || a->db)
-            return sl_status_set(st, SL_ECONFIG,
-                                 "with a Redis engine that needs AUTH or SELECT, set revocation "
-                                 "= redis://HOST:PORT of a Redis the revocation store can use");
-        rc = sl_revocation_redis_new(
-            &s->revocation, s->loop, a->host, a->port,
+        rc = sl__revocation_redis_new_addr(
+            &s->revocation, s->loop, a,
             cfg->engine_prefix ? cfg->engine_prefix : cfg->revocation_prefix, ttl, NULL, NULL);
-        kind = "redis";
     } else if (!strcmp(kind, "embedded") || !strcmp(kind, "memory")) {
         /* In the data directory with the lmdb engine: a revoked token stays revoked after a
          * restart. "memory" is the old name. */
         rc = sl_revocation_embedded_new(&s->revocation, s->loop, ttl, s->kv, NULL, NULL, st);
         if (rc != SL_OK)
             return rc;
-    } else {
-        sl__config hp; /* reuse the HOST:PORT parser */
-        sl__config_init(&hp);
-        if (sl__config_set_listen(&hp, kind + 8) != SL_OK)
-            return sl_status_set(st, SL_ECONFIG, "revocation must be redis://HOST:PORT");
-        rc = sl_revocation_redis_new(&s->revocation, s->loop, hp.host, hp.port,
-                                     cfg->revocation_prefix, ttl, NULL, NULL);
-        sl__config_free(&hp);
+        redis = 0;
+    } else { /* redis://[user:password@]host[:port][/db], checked when it was set */
+        sl_status why = {0};
+        rc = sl_revocation_redis_new_url(&s->revocation, s->loop, kind, cfg->revocation_prefix, ttl,
+                                         NULL, NULL, &why);
+        if (rc == SL_EINVAL)
+            return sl_status_set(st, SL_ECONFIG, "%s", why.message);
     }
-    if (rc != SL_OK)
-        return sl_status_set(st, rc, "cannot set up the %s revocation store: %s", kind,
-                             sl_strerror(rc));
+    if (rc != SL_OK) /* never the URL: it may hold a password */
+        return sl_status_set(st, rc, "cannot set up the %s revocation store: %s",
+                             redis ? "redis" : "embedded", sl_strerror(rc));
     sl_revocation_set_log(s->revocation, sl__sluiced_log_line, s->log);
     s->router.authn.revocation = s->revocation; /* every credential, every transport */
-    if (!strcmp(kind, "redis") || !strncmp(kind, "redis://", 8))
+    if (redis)
         wait_revocation(s);
     return SL_OK;
 }

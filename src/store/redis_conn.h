@@ -51,6 +51,15 @@ typedef struct sl__redis_url {
  * contains the password. */
 int sl__redis_url_parse(const char *s, sl__redis_url *out, sl_status *st);
 void sl__redis_url_clear(sl__redis_url *u);
+/* One "redis://[user:password@]host[:port][/db]" (a store on one Redis) into *out (release with
+ * sl__redis_addr_clear; cleared on failure). SL_EINVAL with the reason in st, named by what
+ * ("revocation URL: db must be 0..15"), for what sl__redis_url_parse refuses and for a list of
+ * several. The reason never contains the password. */
+int sl__redis_addr_parse(const char *s, const char *what, sl__redis_addr *out, sl_status *st);
+/* A deep copy (user and password duplicated): SL_OK or SL_ENOMEM (dst then holds nothing). */
+int sl__redis_addr_copy(sl__redis_addr *dst, const sl__redis_addr *src);
+/* Frees a's user and password (the password overwritten first) and sets both to NULL. */
+void sl__redis_addr_clear(sl__redis_addr *a);
 /* 1 when p can namespace keys and channels (engine_prefix): 1..64 letters, digits, '_', '-', '.'.
  * (SL__REDIS_PREFIX_MAX in redis_engine.h is the same 64.) */
 int sl__redis_prefix_valid(const char *p);
@@ -61,6 +70,10 @@ struct redisAsyncContext;
 int sl__redis_uv_attach(struct redisAsyncContext *ac, uv_loop_t *loop);
 /* "host:port/db" of a shard, for logs and as the shard's name on the ring (no credentials). */
 void sl__redis_addr_name(const sl__redis_addr *a, char *buf, size_t size);
+/* "redis://[user:***@|:***@]host:port/db": the address as a URL with its password masked (user
+ * percent-encoded), which parses back to the same text (sl__config_format). Owned by the caller
+ * (free); NULL when out of memory. */
+char *sl__redis_addr_masked(const sl__redis_addr *a);
 
 /* ---- the shard ring ---------------------------------------------------------------------------
  */

@@ -16,11 +16,6 @@
 /* Room for sl__redis_addr_name of any shard. */
 #define NAME_MAX_LEN (SL__REDIS_HOST_MAX + 32)
 
-/* ---- redis_url.c ---------------------------------------------------------------------------- */
-
-/* Frees a's user and password (the password overwritten first) and sets both to NULL. */
-void sl__redis_addr_clear(sl__redis_addr *a);
-
 /* ---- redis_link.c ---------------------------------------------------------------------------- */
 
 typedef enum { L_IDLE, L_RESOLVING, L_CONNECTING, L_UP } lstate;

@@ -5,7 +5,9 @@
  * fails closed: until its command connection has answered PING, and from the moment it is lost or
  * Redis has answered nothing for SL_REVOCATION_REDIS_COMMAND_TIMEOUT_MS while calls wait, every
  * call answers SL_EUNAVAIL at once (never queued) while the connection reconnects by itself with
- * its backoff.
+ * its backoff. The Redis is one URL's (redis://[user:password@]host[:port][/db]): each connection
+ * the store makes sends AUTH and SELECT first (redis_link.c), so the store keeps the address,
+ * password included, for the watch subscription it opens later, and wipes it when freed.
  *
  * Watching: a successful SET is followed by a PUBLISH of "t <id>" or "u <cut-off> <user>" on
  * `<prefix>:tb:revocations`, and the write is answered only then. While a watcher is set, a
@@ -611,6 +613,7 @@ static int redis_ready(const sl_revocation_store *base)
 static void prep_closed(uv_handle_t *h)
 {
     redis_store *s = h->data;
+    sl__redis_addr_clear(&s->addr); /* the password is wiped */
     free(s);
 }
 
@@ -657,28 +660,25 @@ static int prefix_valid(const char *p)
     return n > 0;
 }
 
-int sl_revocation_redis_new(sl_revocation_store **out, uv_loop_t *loop, const char *host, int port,
-                            const char *prefix, double max_ttl, sl_clock_fn clock, void *clock_ud)
+/* The store on *addr, whose user and password it takes over (cleared when it fails). prefix and
+ * loop were checked. */
+static int redis_open(sl_revocation_store **out, uv_loop_t *loop, sl__redis_addr *addr,
+                      const char *prefix, double max_ttl, sl_clock_fn clock, void *clock_ud)
 {
-    if (out == NULL)
-        return SL_EINVAL;
-    *out = NULL;
-    if (prefix == NULL || *prefix == '\0')
-        prefix = "sluice";
-    if (loop == NULL || host == NULL || *host == '\0' || strlen(host) > SL__REDIS_HOST_MAX ||
-        port < 1 || port > 65535 || !prefix_valid(prefix))
-        return SL_EINVAL;
     redis_store *s = calloc(1, sizeof *s);
-    if (s == NULL)
+    if (s == NULL) {
+        sl__redis_addr_clear(addr);
         return SL_ENOMEM;
+    }
     int rc = sl_revocation_store_init(&s->base, &redis_ops, max_ttl, clock, clock_ud);
     if (rc != SL_OK) {
+        sl__redis_addr_clear(addr);
         free(s);
         return rc;
     }
     s->loop = loop;
-    snprintf(s->addr.host, sizeof s->addr.host, "%s", host);
-    s->addr.port = port;
+    s->addr = *addr; /* the watch subscription, made later, authenticates with it too */
+    addr->user = addr->password = NULL;
     sl__redis_addr_name(&s->addr, s->name, sizeof s->name);
     snprintf(s->prefix, sizeof s->prefix, "%s", prefix);
     snprintf(s->channel, sizeof s->channel, "%s:tb:revocations", prefix);
@@ -692,6 +692,7 @@ int sl_revocation_redis_new(sl_revocation_store **out, uv_loop_t *loop, const ch
                         .on_state = on_conn_state,
                         .state_ud = s};
     if ((rc = sl__rconn_new(&s->conn, loop, &o)) != SL_OK) {
+        sl__redis_addr_clear(&s->addr);
         free(s);
         return rc;
     }
@@ -701,4 +702,55 @@ int sl_revocation_redis_new(sl_revocation_store **out, uv_loop_t *loop, const ch
         s->joinable = NULL; /* every check then looks its keys up alone */
     *out = &s->base;
     return SL_OK;
+}
+
+/* out, loop and prefix as every constructor checks them; the prefix defaulted. */
+static int args_ok(sl_revocation_store **out, uv_loop_t *loop, const char **prefix)
+{
+    if (out == NULL)
+        return 0;
+    *out = NULL;
+    if (*prefix == NULL || **prefix == '\0')
+        *prefix = "sluice";
+    return loop != NULL && prefix_valid(*prefix);
+}
+
+int sl_revocation_redis_new(sl_revocation_store **out, uv_loop_t *loop, const char *host, int port,
+                            const char *prefix, double max_ttl, sl_clock_fn clock, void *clock_ud)
+{
+    if (!args_ok(out, loop, &prefix) || host == NULL || *host == '\0' ||
+        strlen(host) > SL__REDIS_HOST_MAX || port < 1 || port > 65535)
+        return SL_EINVAL;
+    sl__redis_addr a = {.port = port};
+    snprintf(a.host, sizeof a.host, "%s", host);
+    return redis_open(out, loop, &a, prefix, max_ttl, clock, clock_ud);
+}
+
+int sl_revocation_redis_new_url(sl_revocation_store **out, uv_loop_t *loop, const char *url,
+                                const char *prefix, double max_ttl, sl_clock_fn clock,
+                                void *clock_ud, sl_status *st)
+{
+    if (!args_ok(out, loop, &prefix))
+        return sl_status_set(st, SL_EINVAL,
+                             "revocation store: a loop and a prefix of 1..%d bytes of printable "
+                             "ASCII without space",
+                             SL_REVOCATION_PREFIX_MAX);
+    sl__redis_addr a;
+    int rc = sl__redis_addr_parse(url, "revocation URL", &a, st);
+    if (rc != SL_OK)
+        return rc;
+    rc = redis_open(out, loop, &a, prefix, max_ttl, clock, clock_ud);
+    return rc == SL_OK ? SL_OK : sl_status_set(st, rc, "revocation store: %s", sl_strerror(rc));
+}
+
+int sl__revocation_redis_new_addr(sl_revocation_store **out, uv_loop_t *loop,
+                                  const sl__redis_addr *addr, const char *prefix, double max_ttl,
+                                  sl_clock_fn clock, void *clock_ud)
+{
+    if (!args_ok(out, loop, &prefix) || addr == NULL)
+        return SL_EINVAL;
+    sl__redis_addr a;
+    if (sl__redis_addr_copy(&a, addr) != SL_OK)
+        return SL_ENOMEM;
+    return redis_open(out, loop, &a, prefix, max_ttl, clock, clock_ud);
 }

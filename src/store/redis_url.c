@@ -1,7 +1,8 @@
 /* The engine URL and the shard ring of redis_conn.h, without I/O (unit tests and a fuzz target
  * drive them): the parser of "redis://[user:password@]host[:port][/db]" lists, one per shard
- * (credentials percent-decoded and never in a reason), a shard's name, the check of a key prefix,
- * and the consistent-hashing ring that maps a channel id to its shard. */
+ * (credentials percent-decoded and never in a reason), and of one such URL for the stores that
+ * use one Redis (the revocation store); a shard's name and its URL with the password masked; the
+ * check of a key prefix, and the consistent-hashing ring that maps a channel id to its shard. */
 #include "store/redis_conn_internal.h"
 
 #include <arpa/inet.h>
@@ -96,20 +97,19 @@ static int parse_num(const char *p, size_t n, long max, long *v)
     return 1;
 }
 
-/* One "redis://..." of the list, [p, p + n), into a (already zeroed). Shard number k for
- * messages, which name the shard by its position only: the text may hold a password. */
-static int parse_one(const char *p, size_t n, size_t k, sl__redis_addr *a, sl_status *st)
+/* One "redis://...", [p, p + n), into a (already zeroed). what names it in messages (as
+ * "engine URL 2" or "revocation URL"): by role and position only, the text may hold a password. */
+static int parse_one(const char *p, size_t n, const char *what, sl__redis_addr *a, sl_status *st)
 {
     static const char scheme[] = "redis://";
     const size_t slen = sizeof scheme - 1;
     if (n >= 9 && strncasecmp(p, "rediss://", 9) == 0)
         return sl_status_set(st, SL_EINVAL,
-                             "engine URL %zu: rediss:// (TLS) is not supported by this build's "
+                             "%s: rediss:// (TLS) is not supported by this build's "
                              "hiredis; reach a TLS-only Redis through a local TLS tunnel",
-                             k + 1);
+                             what);
     if (n < slen || strncasecmp(p, scheme, slen) != 0)
-        return sl_status_set(st, SL_EINVAL, "engine URL %zu: expected redis://host[:port][/db]",
-                             k + 1);
+        return sl_status_set(st, SL_EINVAL, "%s: expected redis://host[:port][/db]", what);
     p += slen;
     n -= slen;
     /* The last '@' ends the credentials, so a password may hold '@', ':' or '/' as they are. */
@@ -122,22 +122,20 @@ static int parse_one(const char *p, size_t n, size_t k, sl__redis_addr *a, sl_st
         const char *colon = memchr(p, ':', ulen);
         if (colon == NULL)
             return sl_status_set(st, SL_EINVAL,
-                                 "engine URL %zu: credentials must be user:password@ or "
+                                 "%s: credentials must be user:password@ or "
                                  ":password@",
-                                 k + 1);
+                                 what);
         int bad = 0;
         size_t nlen = (size_t)(colon - p), plen = ulen - nlen - 1;
         if (plen == 0)
-            return sl_status_set(st, SL_EINVAL, "engine URL %zu: empty password", k + 1);
+            return sl_status_set(st, SL_EINVAL, "%s: empty password", what);
         if (nlen > 0 && (a->user = pct_decode(p, nlen, &bad)) == NULL)
-            return bad ? sl_status_set(st, SL_EINVAL,
-                                       "engine URL %zu: malformed percent-escape in the user",
-                                       k + 1)
+            return bad ? sl_status_set(st, SL_EINVAL, "%s: malformed percent-escape in the user",
+                                       what)
                        : sl_status_set(st, SL_ENOMEM, "out of memory");
         if ((a->password = pct_decode(colon + 1, plen, &bad)) == NULL)
             return bad ? sl_status_set(st, SL_EINVAL,
-                                       "engine URL %zu: malformed percent-escape in the password",
-                                       k + 1)
+                                       "%s: malformed percent-escape in the password", what)
                        : sl_status_set(st, SL_ENOMEM, "out of memory");
         n -= ulen + 1;
         p = at + 1;
@@ -148,17 +146,16 @@ static int parse_one(const char *p, size_t n, size_t k, sl__redis_addr *a, sl_st
     if (h < end && *h == '[') {
         const char *close = memchr(h, ']', (size_t)(end - h));
         if (close == NULL)
-            return sl_status_set(st, SL_EINVAL, "engine URL %zu: unterminated [IPv6 address]",
-                                 k + 1);
+            return sl_status_set(st, SL_EINVAL, "%s: unterminated [IPv6 address]", what);
         hlen = (size_t)(close - h - 1);
         char tmp[SL__REDIS_HOST_MAX + 1];
         struct in6_addr a6;
         if (hlen == 0 || hlen > SL__REDIS_HOST_MAX)
-            return sl_status_set(st, SL_EINVAL, "engine URL %zu: bad IPv6 address", k + 1);
+            return sl_status_set(st, SL_EINVAL, "%s: bad IPv6 address", what);
         memcpy(tmp, h + 1, hlen);
         tmp[hlen] = '\0';
         if (inet_pton(AF_INET6, tmp, &a6) != 1)
-            return sl_status_set(st, SL_EINVAL, "engine URL %zu: bad IPv6 address", k + 1);
+            return sl_status_set(st, SL_EINVAL, "%s: bad IPv6 address", what);
         /* stored as written, lower-cased, so that names compare */
         for (size_t i = 0; i < hlen; i++)
             a->host[i] = (char)tolower((unsigned char)tmp[i]);
@@ -170,9 +167,9 @@ static int parse_one(const char *p, size_t n, size_t k, sl__redis_addr *a, sl_st
             q++;
         hlen = (size_t)(q - h);
         if (hlen == 0)
-            return sl_status_set(st, SL_EINVAL, "engine URL %zu: empty host", k + 1);
+            return sl_status_set(st, SL_EINVAL, "%s: empty host", what);
         if (hlen > SL__REDIS_HOST_MAX)
-            return sl_status_set(st, SL_EINVAL, "engine URL %zu: host name too long", k + 1);
+            return sl_status_set(st, SL_EINVAL, "%s: host name too long", what);
         for (size_t i = 0; i < hlen; i++)
             a->host[i] = (char)tolower((unsigned char)h[i]);
         a->host[hlen] = '\0';
@@ -186,7 +183,7 @@ static int parse_one(const char *p, size_t n, size_t k, sl__redis_addr *a, sl_st
             q++;
         long v;
         if (!parse_num(p, (size_t)(q - p), 65535, &v) || v < 1)
-            return sl_status_set(st, SL_EINVAL, "engine URL %zu: port must be 1..65535", k + 1);
+            return sl_status_set(st, SL_EINVAL, "%s: port must be 1..65535", what);
         a->port = (int)v;
         p = q;
     }
@@ -196,15 +193,15 @@ static int parse_one(const char *p, size_t n, size_t k, sl__redis_addr *a, sl_st
         p++;
         long v = 0;
         if (p < end && !parse_num(p, (size_t)(end - p), 15, &v))
-            return sl_status_set(st, SL_EINVAL, "engine URL %zu: db must be 0..15", k + 1);
+            return sl_status_set(st, SL_EINVAL, "%s: db must be 0..15", what);
         a->db = (int)v;
         p = end;
     }
     if (p != end)
         return sl_status_set(st, SL_EINVAL,
-                             "engine URL %zu: unexpected characters after the host (percent-encode "
+                             "%s: unexpected characters after the host (percent-encode "
                              "',' in a password)",
-                             k + 1);
+                             what);
     return SL_OK;
 }
 
@@ -216,6 +213,66 @@ void sl__redis_addr_name(const sl__redis_addr *a, char *buf, size_t size)
         snprintf(buf, size, "[%s]:%d/%d", a->host, a->port, a->db);
     else
         snprintf(buf, size, "%s:%d/%d", a->host, a->port, a->db);
+}
+
+char *sl__redis_addr_masked(const sl__redis_addr *a)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t ulen = a->password != NULL && a->user != NULL ? strlen(a->user) : 0;
+    char *buf = malloc(sizeof "redis://" + 3 * ulen + sizeof ":***@" + NAME_MAX_LEN);
+    if (buf == NULL)
+        return NULL;
+    size_t n = (size_t)sprintf(buf, "redis://");
+    if (a->password != NULL) {
+        /* the user percent-encoded where it could be read as URL syntax, so that the text parses
+         * back to the same user */
+        for (size_t i = 0; i < ulen; i++) {
+            unsigned char c = (unsigned char)a->user[i];
+            if (isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~') {
+                buf[n++] = (char)c;
+            } else {
+                buf[n++] = '%';
+                buf[n++] = hex[c >> 4];
+                buf[n++] = hex[c & 15];
+            }
+        }
+        n += (size_t)sprintf(buf + n, ":***@");
+    }
+    sl__redis_addr_name(a, buf + n, NAME_MAX_LEN);
+    return buf;
+}
+
+int sl__redis_addr_copy(sl__redis_addr *dst, const sl__redis_addr *src)
+{
+    *dst = *src;
+    dst->user = NULL;
+    dst->password = NULL;
+    if ((src->user != NULL && (dst->user = strdup(src->user)) == NULL) ||
+        (src->password != NULL && (dst->password = strdup(src->password)) == NULL)) {
+        sl__redis_addr_clear(dst);
+        return SL_ENOMEM;
+    }
+    return SL_OK;
+}
+
+int sl__redis_addr_parse(const char *s, const char *what, sl__redis_addr *out, sl_status *st)
+{
+    if (out == NULL)
+        return sl_status_set(st, SL_EINVAL, "no address output");
+    memset(out, 0, sizeof *out);
+    if (s == NULL || *s == '\0')
+        return sl_status_set(st, SL_EINVAL, "%s: empty", what);
+    /* A comma cannot be part of a host, port or db: it separates shards (or is an unencoded
+     * comma of a password, which the engine URL refuses the same way). */
+    if (strchr(s, ',') != NULL)
+        return sl_status_set(st, SL_EINVAL,
+                             "%s: one Redis, not a list of shards (percent-encode ',' in a "
+                             "password)",
+                             what);
+    int rc = parse_one(s, strlen(s), what, out, st);
+    if (rc != SL_OK)
+        sl__redis_addr_clear(out);
+    return rc;
 }
 
 void sl__redis_url_clear(sl__redis_url *u)
@@ -268,7 +325,9 @@ int sl__redis_url_parse(const char *s, sl__redis_url *out, sl_status *st)
             rc = sl_status_set(st, SL_EINVAL, "engine URL %zu is empty", k + 1);
             break;
         }
-        if ((rc = parse_one(b, (size_t)(f - b), k, &out->shards[k], st)) != SL_OK)
+        char what[32];
+        snprintf(what, sizeof what, "engine URL %zu", k + 1);
+        if ((rc = parse_one(b, (size_t)(f - b), what, &out->shards[k], st)) != SL_OK)
             break;
         char ni[NAME_MAX_LEN], nj[NAME_MAX_LEN];
         sl__redis_addr_name(&out->shards[k], ni, sizeof ni);

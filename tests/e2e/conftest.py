@@ -356,11 +356,20 @@ def _resp_end(buf, i=0):
 class RedisServer:
     """A real redis-server on a free loopback port, in a directory of its own; start() again
     after stop() or kill() brings it back on the same port (with what it had saved, if
-    anything: appendonly is on when persist=True)."""
+    anything: appendonly is on when persist=True). With a password it runs with --requirepass,
+    url carries it (redis://:password@...) and command() authenticates first; the password is
+    recorded as a credential, so the end-of-session check fails if any sluiced log shows it."""
 
-    def __init__(self, tmp, persist=False):
+    def __init__(self, tmp, persist=False, password=None):
         self.port, self.dir, self.persist, self.proc = free_port(), tempfile.mkdtemp(dir=tmp), persist, None
-        self.url = f"redis://127.0.0.1:{self.port}"
+        self.password = password
+        if password:
+            record_credential(password)
+        self._set_url()
+
+    def _set_url(self):
+        auth = f":{self.password}@" if self.password else ""
+        self.url = f"redis://{auth}127.0.0.1:{self.port}"
 
     def start(self):
         # A free port is free only until somebody else binds it (tests run in parallel): a first
@@ -372,7 +381,7 @@ class RedisServer:
                 return self
             if first:
                 self.port = free_port()
-                self.url = f"redis://127.0.0.1:{self.port}"
+                self._set_url()
             else:
                 time.sleep(0.5)
         raise RuntimeError("redis-server did not start")
@@ -383,6 +392,8 @@ class RedisServer:
         args = [shutil.which("redis-server") or "/usr/bin/redis-server", "--port", str(self.port),
                 "--bind", "127.0.0.1", "--save", "", "--dir", self.dir,
                 "--appendonly", "yes" if self.persist else "no", "--appendfsync", "always"]
+        if self.password:
+            args += ["--requirepass", self.password]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.time() + 30
         while time.time() < deadline and self.proc.poll() is None:
@@ -398,23 +409,39 @@ class RedisServer:
         self.proc.wait()
         return False
 
-    def command(self, *args, timeout=30):
+    def command(self, *args, timeout=30, db=0):
         """One command over RESP; returns the raw bytes of its whole reply (enough for tests that
-        plant data)."""
+        plant data). With a password AUTH goes first, with db SELECT, and their replies are
+        dropped."""
         import socket
-        out = b"*%d\r\n" % len(args)
-        for a in args:
-            a = a if isinstance(a, bytes) else str(a).encode()
-            out += b"$%d\r\n%s\r\n" % (len(a), a)
+
+        def resp(*argv):
+            out = b"*%d\r\n" % len(argv)
+            for a in argv:
+                a = a if isinstance(a, bytes) else str(a).encode()
+                out += b"$%d\r\n%s\r\n" % (len(a), a)
+            return out
+
+        out, skip = b"", 0
+        if self.password:
+            out, skip = out + resp("AUTH", self.password), skip + 1
+        if db:
+            out, skip = out + resp("SELECT", db), skip + 1
+        out += resp(*args)
         with socket.create_connection(("127.0.0.1", self.port), timeout=timeout) as c:
             c.sendall(out)
-            reply = b""
-            while not reply or _resp_end(reply) is None:
+            reply, start = b"", 0
+            while True:
+                end = _resp_end(reply, start) if len(reply) > start else None
+                if end is not None and skip:
+                    start, skip = end, skip - 1
+                    continue
+                if end is not None:
+                    return reply[start:end]
                 data = c.recv(1 << 20)
                 if not data:
-                    break
+                    return reply[start:]
                 reply += data
-            return reply
 
     def stop(self, sig=signal.SIGTERM):
         if self.proc and self.proc.poll() is None:
@@ -432,8 +459,8 @@ def make_redis(tmp_path):
         pytest.fail("redis-server is not installed (scripts/deps installs it)")
     started = []
 
-    def make(persist=False):
-        r = RedisServer(tmp_path, persist).start()
+    def make(persist=False, password=None):
+        r = RedisServer(tmp_path, persist, password).start()
         started.append(r)
         return r
 

@@ -1,13 +1,18 @@
 """Token revocation in the request path: by token id and by user (every token issued at or before
 the cut-off), who may revoke what, and two sluiced nodes sharing one real Redis - a token revoked
 through one is refused by the other, both fail closed while Redis is down, and both recover by
-themselves when it returns."""
+themselves when it returns. A Redis that needs AUTH (requirepass) and a db (SELECT): as the
+engine's first shard (the default store) and as an explicit `revocation = redis://:pw@host/db`;
+a wrong password leaves the store unavailable (503), and no password shows in any log."""
 import shutil
 import socket
 import subprocess
 import time
 
 import pytest
+
+from conftest import SLUICED, record_credential
+from wsraw import RawWS
 
 
 def test_revoke_own_token_and_users(make_server):
@@ -141,3 +146,89 @@ def test_two_nodes_share_redis(make_server, redis):
         assert wait_status(node.client(admin_tok), "/channels", 200) == 200
     assert b.client(admin_tok).post("/revoke", json={"user_id": "worker-1"}).status_code == 200
     assert a.client(tok).get("/channels").status_code == 401
+
+
+# Long enough to be found by the credential check (conftest: CREDENTIAL_MIN), distinct per test.
+ENGINE_PASSWORD = "e2e-engine-requirepass-7f3c9a1d"
+STORE_PASSWORD = "e2e-store-requirepass-2b8e5c04"
+WRONG_PASSWORD = "e2e-not-the-password-91d4e6aa"
+
+
+def test_redis_engine_with_password_shares_revocations(make_server, make_redis):
+    """The default revocation store of a Redis engine that needs AUTH is the engine's first shard,
+    password included (sluiced used to refuse to start unless revocation = redis://HOST:PORT
+    named a second, password-less Redis): revoked through one node, refused by the other, and a
+    WebSocket session on the other closes (its watch subscription authenticated too)."""
+    r = make_redis(password=ENGINE_PASSWORD)
+    a = make_server("--engine", r.url)
+    b = make_server("--engine", r.url)
+    assert "revocation redis" in a.stderr() and "revocation redis" in b.stderr()
+    admin_tok = a.token("ops", role="admin", jti="pw-ops-1")
+    tok = a.token("worker-1", role="write", jti="pw-shared-1")
+    assert a.client(admin_tok).post("/channels", json={"id": "jobs"}).status_code == 201
+    for node in (a, b):
+        assert wait_status(node.client(tok), "/channels", 200) == 200
+    w = RawWS(b.host, b.port, timeout=30)
+    try:
+        assert "connect" in w.call("connect", {"token": tok}, timeout=30)
+        assert a.client(admin_tok).post("/revoke", json={"token_id": "pw-shared-1"}).status_code == 200
+        resp = b.client(tok).get("/channels")
+        assert resp.status_code == 401 and resp.json()["message"] == "token revoked"
+        assert w.wait_close(timeout=30) == 3503
+    finally:
+        w.close()
+    # On the engine's first shard, db 0, under the engine prefix.
+    assert r.command("EXISTS", "sluice:tb:revoked:pw-shared-1") == b":1\r\n"
+    for node in (a, b):
+        assert ENGINE_PASSWORD not in node.stderr()
+
+
+def test_revocation_url_with_password_and_db(make_server, make_redis, tmp_path):
+    """revocation = redis://:password@host:port/db (in the configuration file: a command line is
+    visible to every local user): the keys land in that db, two nodes share them."""
+    r = make_redis(password=STORE_PASSWORD)
+    conf = tmp_path / "rev.conf"
+    conf.write_text(f"revocation = redis://:{STORE_PASSWORD}@127.0.0.1:{r.port}/3\n"
+                    "revocation_prefix = e2edb\n")
+    a = make_server("--config", str(conf))
+    b = make_server("--config", str(conf))
+    assert "revocation redis" in a.stderr()
+    admin_tok = a.token("ops", role="admin", jti="db-ops-1")
+    tok = a.token("worker-1", role="write", jti="db-shared-1")
+    for node in (a, b):
+        assert node.client(admin_tok).post("/channels", json={"id": "jobs"}).status_code == 201
+        assert wait_status(node.client(tok), "/channels", 200) == 200
+    assert a.client(admin_tok).post("/revoke", json={"token_id": "db-shared-1"}).status_code == 200
+    resp = b.client(tok).get("/channels")
+    assert resp.status_code == 401 and resp.json()["message"] == "token revoked"
+    assert r.command("EXISTS", "e2edb:tb:revoked:db-shared-1", db=3) == b":1\r\n"
+    assert r.command("EXISTS", "e2edb:tb:revoked:db-shared-1") == b":0\r\n"
+    for node in (a, b):
+        assert STORE_PASSWORD not in node.stderr()
+
+
+def test_wrong_redis_password_fails_closed_and_is_not_logged(make_server, make_redis, tmp_path):
+    """A password Redis refuses: sluiced still starts (as with Redis down), says why without the
+    password, and refuses credentials 503 until the store can answer."""
+    r = make_redis(password=STORE_PASSWORD)
+    record_credential(WRONG_PASSWORD)
+    conf = tmp_path / "wrong.conf"
+    conf.write_text(f"revocation = redis://:{WRONG_PASSWORD}@127.0.0.1:{r.port}\n")
+    s = make_server("--config", str(conf))
+    assert "the revocation store is not reachable yet" in s.stderr()
+    assert "AUTH refused" in s.stderr()
+    resp = s.client(s.token("ops", role="admin", jti="wrong-1")).get("/channels")
+    assert resp.status_code == 503 and resp.json()["error"] == "unavailable"
+    assert WRONG_PASSWORD not in s.stderr() and STORE_PASSWORD not in s.stderr()
+
+
+@pytest.mark.parametrize("url, message", [
+    ("redis://127.0.0.1:6379,redis://127.0.0.1:6380", "one Redis, not a list of shards"),
+    (f"redis://:{WRONG_PASSWORD[:8]}%zz@127.0.0.1:6379", "malformed percent-escape in the password"),
+    ("redis://127.0.0.1:6379/16", "db must be 0..15"),
+])
+def test_bad_revocation_urls_are_refused(url, message):
+    r = subprocess.run([SLUICED, "--listen", "127.0.0.1:0", "--revocation", url],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 1 and message in r.stderr, r.stderr
+    assert WRONG_PASSWORD[:8] not in r.stderr

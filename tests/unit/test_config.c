@@ -152,6 +152,101 @@ static void test_revocation_keeps_other_settings(void **state)
     sl__config_free(&c);
 }
 
+/* `revocation = redis://[user:password@]host[:port][/db]`: one Redis (the engine URL's syntax
+ * without shards), checked when set, so a bad one stops the start with a reason that never holds
+ * the password; read back with the password masked, as something the setter accepts again. */
+static void test_revocation_urls(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *url, *shown;
+    } good[] = {
+        {"redis://127.0.0.1:6379", "redis://127.0.0.1:6379/0"},
+        {"redis://:sekrit-pw@10.0.0.5:6380/2", "redis://:***@10.0.0.5:6380/2"},
+        {"redis://revoker:p%40ss%3Aw%2Cd@redis.internal/15",
+         "redis://revoker:***@redis.internal:6379/15"},
+        {"redis://[::1]:7000", "redis://[::1]:7000/0"},
+        {"REDIS://Host.Example", "redis://host.example:6379/0"},
+    };
+    for (size_t i = 0; i < sizeof good / sizeof *good; i++) {
+        sl__config c;
+        sl_status st;
+        sl__config_init(&c);
+        if (sl__config_set(&c, "revocation", good[i].url, &st) != SL_OK)
+            fail_msg("case %zu refused: %s", i, st.message);
+        assert_string_equal(c.revocation, good[i].url); /* sluiced parses it again */
+        char *shown = sl__config_format(&c, "revocation");
+        assert_non_null(shown);
+        assert_string_equal(shown, good[i].shown);
+        sl__config again;
+        sl__config_init(&again);
+        assert_int_equal(sl__config_set(&again, "revocation", shown, &st), SL_OK);
+        char *twice = sl__config_format(&again, "revocation");
+        assert_string_equal(twice, shown);
+        free(twice);
+        free(shown);
+        sl__config_free(&again);
+        sl__config_free(&c);
+    }
+    /* Hostile or unusable: refused, the reason names the key and the fault, never the password
+     * ("sekrit-pw" below). */
+    static const struct {
+        const char *url, *want;
+    } bad[] = {
+        {"redis://:sekrit-pw@10.0.0.5:6379,redis://10.0.0.6:6379",
+         "revocation: one Redis, not a list of shards"},
+        {"redis://:sekrit-pw%zz@10.0.0.5", "malformed percent-escape in the password"},
+        {"redis://:sekrit-pw%0@10.0.0.5", "malformed percent-escape in the password"},
+        {"redis://:sekrit-pw%00@10.0.0.5", "malformed percent-escape in the password"},
+        {"redis://sekrit-pw@10.0.0.5", "credentials must be user:password@ or :password@"},
+        {"redis://:sekrit-pw@10.0.0.5:65536", "port must be 1..65535"},
+        {"redis://:sekrit-pw@10.0.0.5/16", "db must be 0..15"},
+        {"redis://:sekrit-pw@10.0.0.5/-1", "db must be 0..15"},
+        {"redis://:sekrit-pw@", "empty host"},
+        {"redis://:sekrit-pw@[::1", "unterminated [IPv6 address]"},
+        {"redis://:sekrit-pw@host name", "unexpected characters"},
+        {"rediss://:sekrit-pw@10.0.0.5", "rediss://"},
+        {"redis://", "empty host"},
+        {"redis", "revocation must be embedded, memory, off or redis://"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        sl__config c;
+        sl_status st;
+        sl__config_init(&c);
+        int rc = sl__config_set(&c, "revocation", bad[i].url, &st);
+        if (rc != SL_ECONFIG || strstr(st.message, bad[i].want) == NULL ||
+            strstr(st.message, "sekrit") != NULL || strncmp(st.message, "revocation", 10) != 0)
+            fail_msg("case %zu: rc %d, '%s'", i, rc, st.message);
+        assert_null(c.revocation);
+        sl__config_free(&c);
+    }
+}
+
+/* The engine URL reads back the same way: masked, and accepted again (its credentials used to read
+ * back as a bare "***@", without the ':' the setter requires). */
+static void test_engine_url_reads_back_masked(void **state)
+{
+    (void)state;
+    sl__config c;
+    sl_status st;
+    sl__config_init(&c);
+    assert_int_equal(sl__config_set(&c, "engine",
+                                    "redis://:sekrit-pw@10.0.0.5:6379/2,redis://u:sekrit-pw@h2",
+                                    &st),
+                     SL_OK);
+    char *shown = sl__config_format(&c, "engine");
+    assert_string_equal(shown, "redis://:***@10.0.0.5:6379/2,redis://u:***@h2:6379/0");
+    sl__config again;
+    sl__config_init(&again);
+    assert_int_equal(sl__config_set(&again, "engine", shown, &st), SL_OK);
+    char *twice = sl__config_format(&again, "engine");
+    assert_string_equal(twice, shown);
+    free(twice);
+    free(shown);
+    sl__config_free(&again);
+    sl__config_free(&c);
+}
+
 /* ---- generated from the key table ------------------------------------------------------------ */
 
 static const sl__config_key *K;
@@ -614,6 +709,8 @@ int main(void)
         cmocka_unit_test(test_full),
         cmocka_unit_test(test_errors_name_file_and_line),
         cmocka_unit_test(test_revocation_keeps_other_settings),
+        cmocka_unit_test(test_revocation_urls),
+        cmocka_unit_test(test_engine_url_reads_back_masked),
         cmocka_unit_test(test_key_table),
         cmocka_unit_test(test_every_pair_both_orders_set),
         cmocka_unit_test(test_every_pair_both_orders_file_and_flags),

@@ -1,7 +1,7 @@
 /* The Redis nonce store of signed requests (store/redis_nonce.c) against a real redis-server:
- * two stores (two nodes) on one Redis share what they remember, a nonce is kept with the TTL asked
- * for, and an unreachable Redis or a store freed with answers pending says SL_EUNAVAIL (fail
- * closed), never "new". */
+ * two stores (two nodes) on one Redis share what they remember, also on a Redis that needs a
+ * password and in another db, a nonce is kept with the TTL asked for, and an unreachable Redis or
+ * a store freed with answers pending says SL_EUNAVAIL (fail closed), never "new". */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -119,10 +119,51 @@ static void test_two_nodes_share_nonces(void **state)
     finish(&loop);
 }
 
+/* sluiced gives the store the Redis engine's first shard as parsed, credentials and db included:
+ * against a Redis with requirepass, two stores on "redis://:password@host:port/2" share what they
+ * remember, and the nonce keys are in db 2, not db 0. */
+static void test_password_and_db(void **state)
+{
+    (void)state;
+    static test_redis P = {.password = "nonce-requirepass-3e9b1f"};
+    NEED_DEP(test_redis_start(&P) == 0, "redis-server (scripts/deps installs it)");
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    char url[160];
+    snprintf(url, sizeof url, "redis://:%s@127.0.0.1:%d/2", P.password, P.port);
+    sl__redis_url u;
+    sl_status st;
+    assert_int_equal(sl__redis_url_parse(url, &u, &st), SL_OK);
+    sl__nonce_store *a, *b;
+    assert_int_equal(sl__nonce_redis_new(&a, &loop, &u.shards[0], "pw", NULL), SL_OK);
+    assert_int_equal(sl__nonce_redis_new(&b, &loop, &u.shards[0], "pw", NULL), SL_OK);
+    sl__redis_url_clear(&u); /* the stores keep copies */
+    assert_int_equal(remember(&loop, a, "svc-1", "n-1", 1000 + 300, 1000), SL_OK);
+    assert_int_equal(remember(&loop, b, "svc-1", "n-1", 1000 + 300, 1001), SL_ETOKEN);
+    char key[SL__NONCE_KEY_LEN + 1];
+    sl__nonce_key("svc-1", "n-1", key);
+    redisContext *c = test_redis_admin(&P);
+    assert_non_null(c);
+    redisReply *r = redisCommand(c, "EXISTS pw:sig:nonce:%s", key);
+    assert_int_equal(r->integer, 0); /* not in db 0 */
+    freeReplyObject(r);
+    r = redisCommand(c, "SELECT 2");
+    freeReplyObject(r);
+    r = redisCommand(c, "EXISTS pw:sig:nonce:%s", key);
+    assert_int_equal(r->integer, 1);
+    freeReplyObject(r);
+    redisFree(c);
+    a->free(a);
+    b->free(b);
+    finish(&loop);
+    test_redis_stop(&P);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_two_nodes_share_nonces),
+        cmocka_unit_test(test_password_and_db),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
