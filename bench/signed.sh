@@ -22,7 +22,9 @@ cmake --build build-bench -j"$(nproc)" --target sluiced sluice_cli bench_sign >/
 export SLUICE_JWT_SECRET=bench-secret-bench-secret-bench-secret-42
 BIN=build-bench
 PORT=18080
-TMP=$(mktemp -d /tmp/sluice-signed-bench.XXXXXX)
+# In memory where there is a tmpfs: each round writes two files of presigned requests (~190 MB
+# each at the default rate), and on a disk their write-back would run during later rounds.
+TMP=$(mktemp -d /dev/shm/sluice-signed-bench.XXXXXX 2>/dev/null || mktemp -d /tmp/sluice-signed-bench.XXXXXX)
 TOKEN=$($BIN/sluice token create --sub bench --role admin --ttl 2h)
 export SLUICE_BENCH_TOKEN=$TOKEN
 cleanup() { kill "${SPID:-}" "${NPID:-}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$TMP"; }
