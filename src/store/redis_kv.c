@@ -540,12 +540,7 @@ int sl__redis_kv_new(sl__kv **out, uv_loop_t *loop, const sl__redis_addr *addr, 
     rkv *kv = calloc(1, sizeof *kv);
     if (kv == NULL)
         return sl_status_set(st, SL_ENOMEM, NULL);
-    kv->addr = *addr;
-    kv->addr.user = addr->user ? strdup(addr->user) : NULL;
-    kv->addr.password = addr->password ? strdup(addr->password) : NULL;
-    if ((addr->user && !kv->addr.user) || (addr->password && !kv->addr.password)) {
-        free(kv->addr.user);
-        free(kv->addr.password);
+    if (sl__redis_addr_copy(&kv->addr, addr) != SL_OK) {
         free(kv);
         return sl_status_set(st, SL_ENOMEM, NULL);
     }

@@ -464,11 +464,7 @@ int sl__rlink_init(rlink *l, int kind, uv_loop_t *loop, const sl__redis_addr *ad
 {
     l->kind = kind;
     l->loop = loop;
-    l->addr = *addr;
-    l->addr.user = NULL;
-    l->addr.password = NULL;
-    if ((addr->user != NULL && (l->addr.user = strdup(addr->user)) == NULL) ||
-        (addr->password != NULL && (l->addr.password = strdup(addr->password)) == NULL) ||
+    if (sl__redis_addr_copy(&l->addr, addr) != SL_OK ||
         (l->what = strdup(what != NULL ? what : "engine")) == NULL ||
         (role != NULL && (l->role = strdup(role)) == NULL)) {
         sl__redis_addr_clear(&l->addr);
