@@ -100,6 +100,13 @@ def wait_status(client, path, want, timeout=10):
     return last
 
 
+def revoke_on_a_refused_on_b(a, b, admin_tok, tok, jti):
+    """Revokes token id jti through node A; node B then refuses tok as revoked."""
+    assert a.client(admin_tok).post("/revoke", json={"token_id": jti}).status_code == 200
+    r = b.client(tok).get("/channels")
+    assert r.status_code == 401 and r.json()["message"] == "token revoked"
+
+
 def test_redis_store_answers_from_the_first_request(make_server, redis):
     """With a Redis revocation store the listeners open once the store has connected, so the first
     credentialed request after a start is answered rather than refused 503 while it connects
@@ -122,9 +129,7 @@ def test_two_nodes_share_redis(make_server, redis):
         assert node.client(admin_tok).post("/channels", json={"id": "jobs"}).status_code == 201
         assert wait_status(node.client(tok), "/channels", 200) == 200
     # Revoked through A, refused by B.
-    assert a.client(admin_tok).post("/revoke", json={"token_id": "shared-1"}).status_code == 200
-    r = b.client(tok).get("/channels")
-    assert r.status_code == 401 and r.json()["message"] == "token revoked"
+    revoke_on_a_refused_on_b(a, b, admin_tok, tok, "shared-1")
     assert a.client(tok).get("/channels").status_code == 401
     # The keys are where the issue says, with a TTL.
     with socket.create_connection(("127.0.0.1", redis.port)) as c:
@@ -171,9 +176,7 @@ def test_redis_engine_with_password_shares_revocations(make_server, make_redis):
     w = RawWS(b.host, b.port, timeout=30)
     try:
         assert "connect" in w.call("connect", {"token": tok}, timeout=30)
-        assert a.client(admin_tok).post("/revoke", json={"token_id": "pw-shared-1"}).status_code == 200
-        resp = b.client(tok).get("/channels")
-        assert resp.status_code == 401 and resp.json()["message"] == "token revoked"
+        revoke_on_a_refused_on_b(a, b, admin_tok, tok, "pw-shared-1")
         assert w.wait_close(timeout=30) == 3503
     finally:
         w.close()
@@ -198,9 +201,7 @@ def test_revocation_url_with_password_and_db(make_server, make_redis, tmp_path):
     for node in (a, b):
         assert node.client(admin_tok).post("/channels", json={"id": "jobs"}).status_code == 201
         assert wait_status(node.client(tok), "/channels", 200) == 200
-    assert a.client(admin_tok).post("/revoke", json={"token_id": "db-shared-1"}).status_code == 200
-    resp = b.client(tok).get("/channels")
-    assert resp.status_code == 401 and resp.json()["message"] == "token revoked"
+    revoke_on_a_refused_on_b(a, b, admin_tok, tok, "db-shared-1")
     assert r.command("EXISTS", "e2edb:tb:revoked:db-shared-1", db=3) == b":1\r\n"
     assert r.command("EXISTS", "e2edb:tb:revoked:db-shared-1") == b":0\r\n"
     for node in (a, b):
