@@ -2,7 +2,9 @@
  * parser; the encoder of replies and pushes is in centrifuge_encode.c. Parsing uses jansson with
  * duplicate keys rejected for structure and types, plus a small scanner over the already validated
  * text that finds the raw bytes of each command's "data" value, because stored messages must keep
- * the exact text the client sent (a jansson round trip would rewrite reals and key order). */
+ * the exact text the client sent (a jansson round trip would rewrite reals and key order). A
+ * publish line is first offered to the fast path in centrifuge_fast.c, which takes the common
+ * shape without a tree and hands everything else here. */
 #include "net/centrifuge.h"
 
 #include "core/jsonspan.h"
@@ -295,8 +297,7 @@ static int parse_body(json_t *o, const char *os, const char *oe, sl__cf_command 
     return 0;
 }
 
-/* One command from one line: 0, 1 for a frame error (message in st), or SL_ENOMEM. */
-static int parse_line(const char *line, size_t len, sl__cf_command *c, size_t lineno, sl_status *st)
+int sl__cf_parse_line(const char *line, size_t len, sl__cf_command *c, size_t lineno, sl_status *st)
 {
     json_error_t jerr;
     memset(c, 0, sizeof *c);
@@ -403,7 +404,11 @@ int sl__cf_parse_frame(const char *text, size_t len, sl__cf_command *cmds, size_
             sl__cf_commands_clear(cmds, count);
             return sl_status_set(st, SL_ELIMIT, "more than %zu commands in a frame", max);
         }
-        int r = parse_line(s, (size_t)(t - s), &cmds[count], lineno, st);
+        int r = sl__cf_parse_publish_fast(s, (size_t)(t - s), &cmds[count]);
+        if (r == 0)
+            r = sl__cf_parse_line(s, (size_t)(t - s), &cmds[count], lineno, st);
+        else
+            r = r < 0 ? SL_ENOMEM : 0;
         if (r != 0) {
             sl__cf_commands_clear(cmds, count);
             if (r == SL_ENOMEM)

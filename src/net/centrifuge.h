@@ -147,6 +147,16 @@ typedef struct sl__cf_command {
 int sl__cf_parse_frame(const char *text, size_t len, sl__cf_command *cmds, size_t max, size_t *n,
                        sl_status *st);
 
+/* One line (one JSON object, no newline) by the general parser: 0 with *c filled, 1 for a frame
+ * error (message in st, naming line lineno), SL_ENOMEM. sl__cf_parse_frame runs it on every line
+ * the fast path below does not take; the fuzz target compares the two. */
+int sl__cf_parse_line(const char *line, size_t len, sl__cf_command *c, size_t lineno,
+                      sl_status *st);
+/* The fast path for a publish (centrifuge_fast.c): 1 with *c filled exactly as sl__cf_parse_line
+ * would fill it, 0 when the general parser must decide (c untouched), -1 out of memory (c
+ * cleared). */
+int sl__cf_parse_publish_fast(const char *line, size_t len, sl__cf_command *c);
+
 void sl__cf_command_clear(sl__cf_command *c);
 /* Clears cmds[0..n). */
 void sl__cf_commands_clear(sl__cf_command *cmds, size_t n);

@@ -44,6 +44,111 @@ static int parse_rc(const char *s, size_t len)
     return rc;
 }
 
+/* ---- the publish fast path (centrifuge_fast.c) --------------------------------------------------
+ */
+
+/* The fast path's answer for line: 1 taken (the command compared with the general parser's and
+ * cleared), 0 handed on. */
+static int fast(const char *line)
+{
+    sl__cf_command f, g;
+    int r = sl__cf_parse_publish_fast(line, strlen(line), &f);
+    assert_true(r == 0 || r == 1);
+    if (r == 0)
+        return 0;
+    sl_status st;
+    assert_int_equal(sl__cf_parse_line(line, strlen(line), &g, 1, &st), 0);
+    assert_int_equal(f.method, SL__CF_PUBLISH);
+    assert_int_equal(g.method, f.method);
+    assert_int_equal(g.id, f.id);
+    assert_int_equal(g.error, 0);
+    assert_int_equal(f.error, 0);
+    assert_string_equal(g.channel, f.channel);
+    assert_int_equal(g.data_len, f.data_len);
+    assert_memory_equal(g.data, f.data, f.data_len);
+    sl__cf_command_clear(&f);
+    sl__cf_command_clear(&g);
+    return 1;
+}
+
+static void test_publish_fast_path_takes_the_common_shapes(void **state)
+{
+    (void)state;
+    /* what `sluice bench ws` and the centrifuge client send, members in either order */
+    assert_true(
+        fast("{\"publish\":{\"channel\":\"bench\",\"data\":{\"t\":17,\"s\":1}},\"id\":42}"));
+    assert_true(fast("{\"id\":3,\"publish\":{\"channel\":\"news\",\"data\":{\"text\":\"hi\"}}}"));
+    assert_true(fast("{\"id\":3,\"publish\":{\"data\":[1,2.5,-0,true,null],\"channel\":\"a:b\"}}"));
+    assert_true(fast(" { \"id\" : 4294967295 , \"publish\" : { \"channel\" : \"c\" , "
+                     "\"data\" : \"caf\xc3\xa9\" } } "));
+    assert_true(fast(
+        "{\"id\":1,\"publish\":{\"channel\":\"c\",\"data\":{\"a\":{\"b\":1},\"b\":{\"a\":1}}}}"));
+
+    sl__cf_command c;
+    const char *line = "{\"id\":9,\"publish\":{\"channel\":\"news\",\"data\":{\"x\": 1.50}}}";
+    assert_int_equal(sl__cf_parse_publish_fast(line, strlen(line), &c), 1);
+    assert_int_equal(c.id, 9);
+    assert_string_equal(c.channel, "news");
+    assert_string_equal(c.data, "{\"x\": 1.50}"); /* the bytes sent */
+    sl__cf_command_clear(&c);
+}
+
+static void test_publish_fast_path_hands_on_the_rest(void **state)
+{
+    (void)state;
+    static const char *const general[] = {
+        /* errors of every kind stay with the general parser and its wording */
+        "{\"id\":1,\"publish\":{\"channel\":\"c\",\"data\":{\"a\":1,\"a\":2}}}", /* dup in data */
+        "{\"id\":1,\"publish\":{\"channel\":\"c\",\"data\":[{\"a\":1,\"b\":{\"a\":1,\"a\":1}}]}}",
+        "{\"id\":1,\"id\":2,\"publish\":{\"channel\":\"c\",\"data\":1}}",          /* dup id */
+        "{\"id\":1,\"publish\":{\"channel\":\"c\",\"channel\":\"d\",\"data\":1}}", /* dup channel */
+        "{\"id\":1,\"publish\":{\"channel\":\"c\",\"data\":null}}",                /* no data */
+        "{\"id\":1,\"publish\":{\"channel\":\"\",\"data\":1}}", /* empty channel */
+        "{\"id\":1,\"publish\":{\"channel\":\"c\"}}",
+        "{\"id\":0,\"publish\":{\"channel\":\"c\",\"data\":1}}", /* no id */
+        "{\"publish\":{\"channel\":\"c\",\"data\":1}}",
+        "{\"id\":1.0,\"publish\":{\"channel\":\"c\",\"data\":1}}",
+        "{\"id\":-1,\"publish\":{\"channel\":\"c\",\"data\":1}}",
+        "{\"id\":4294967296,\"publish\":{\"channel\":\"c\",\"data\":1}}",
+        "{\"id\":1,\"publish\":{\"channel\":\"c\",\"data\":1},\"x\":1}", /* extra member */
+        "{\"id\":1,\"publish\":{\"channel\":\"c\",\"data\":1,\"x\":1}}",
+        "{\"id\":1,\"subscribe\":{\"channel\":\"c\"}}",                 /* other command */
+        "{\"id\":1,\"publish\":{\"channel\":\"c\",\"data\":1}",         /* truncated */
+        "{\"id\":1,\"publish\":{\"channel\":\"c\",\"data\":01}}",       /* not JSON */
+        "{\"id\":1,\"publish\":{\"channel\":\"c\",\"data\":\"\xc3\"}}", /* bad UTF-8 */
+        "{\"id\":1,\"publish\":{\"channel\":\"c\",\"data\":1e999}}",    /* not finite */
+        "{\"id\":1,\"publish\":{\"channel\":\"c\\u0064\",\"data\":1}}", /* escapes */
+        "{\"id\":1,\"publish\":{\"channel\":\"c\",\"data\":\"a\\\"b\"}}",
+        "{\"id\":1,\"publish\":{\"channel\":\"caf\xc3\xa9\",\"data\":1}}", /* not ASCII */
+        "{\"id\":1,\"publish\":[]}",
+        "[]",
+    };
+    for (size_t i = 0; i < sizeof general / sizeof *general; i++)
+        if (fast(general[i]))
+            fail_msg("the fast path took %s", general[i]);
+
+    /* past its bounds (depth, keys in one object) it hands on too, and the general parser decides
+     */
+    char deep[256] = "{\"id\":1,\"publish\":{\"channel\":\"c\",\"data\":";
+    for (int i = 0; i < 20; i++)
+        strcat(deep, "[");
+    for (int i = 0; i < 20; i++)
+        strcat(deep, "]");
+    strcat(deep, "}}");
+    assert_false(fast(deep));
+    assert_int_equal(parse_rc(deep, strlen(deep)), SL_OK);
+    char wide[512] = "{\"id\":1,\"publish\":{\"channel\":\"c\",\"data\":{";
+    for (int i = 0; i < 20; i++)
+        sprintf(wide + strlen(wide), "%s\"k%d\":%d", i ? "," : "", i, i);
+    strcat(wide, "}}}");
+    assert_false(fast(wide));
+    assert_int_equal(parse_rc(wide, strlen(wide)), SL_OK);
+
+    /* a duplicate in data is still a frame error, as docs/WEBSOCKET.md says */
+    const char *dup = "{\"id\":1,\"publish\":{\"channel\":\"c\",\"data\":{\"a\":1,\"a\":2}}}";
+    assert_int_equal(parse_rc(dup, strlen(dup)), SL_EJSON);
+}
+
 /* ---- golden commands from the real client ---------------------------------------------------- */
 
 static void test_golden_commands(void **state)
@@ -687,6 +792,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_golden_commands),
+        cmocka_unit_test(test_publish_fast_path_takes_the_common_shapes),
+        cmocka_unit_test(test_publish_fast_path_hands_on_the_rest),
         cmocka_unit_test(test_buf_truncate),
         cmocka_unit_test(test_connect_subs_and_optional_fields),
         cmocka_unit_test(test_data_verbatim),
