@@ -1,6 +1,6 @@
-/* The signature keyring's insides, shared by the two halves of the HTTP Message Signatures module:
- * security/httpsig_keys.c (the keyring, its key file) and security/httpsig.c (verifying and
- * signing). Nothing here is public API. */
+/* The signature keyring's insides, shared by the parts of the HTTP Message Signatures module:
+ * security/httpsig_keys.c (the keyring, its key file), security/httpsig.c (verifying) and
+ * security/httpsig_sign.c (signing). Nothing here is public API. */
 #ifndef SLUICE_SECURITY_HTTPSIG_KEYS_H
 #define SLUICE_SECURITY_HTTPSIG_KEYS_H
 

@@ -3,10 +3,11 @@
  * frame is queued by reference on every subscriber's connection (net/ws.h: no payload is copied per
  * subscriber); the uv_check handle flushes every dirty connection once per loop iteration, after
  * all the reads of that iteration have been handled, each with one gather write. On a shared
- * engine (several nodes) the hub also watches the channels its subscribers use, keeps what the
- * feed delivers while a subscription reads its position (replayed at the link), checks that each
- * subscriber gets each offset once and in order, and mirrors presence into the engine. */
-#include "server/hub.h"
+ * engine (several nodes) the hub also keeps what the feed delivers while a subscription reads its
+ * position (replayed at the link) and checks that each subscriber gets each offset once and in
+ * order; watching the channels' feeds and mirroring presence into the engine are hub_shared.c's
+ * (server/hub_internal.h). */
+#include "server/hub_internal.h"
 
 #include <inttypes.h>
 #include <stddef.h>
@@ -20,44 +21,9 @@
 #include "core/metrics.h"
 #include "store/engine.h"
 
-/* A publication kept for subscriptions between sl__hub_prepare and sl__hub_subscribe. */
-typedef struct kept {
-    uint64_t offset;
-    sl_ws_frame *frame; /* the push, framed; a reference of its own */
-} kept;
-
 /* The most bytes kept for pending subscriptions of one channel: past it they fail (the client
  * retries) rather than the node holding an unbounded backlog. */
 #define KEPT_MAX_BYTES (4u << 20)
-
-typedef struct waiter {
-    sl__hub_ready_fn fn;
-    void *ud;
-} waiter;
-
-enum { W_NONE, W_STARTING, W_WATCHED };
-
-struct sl__hub_chan {
-    char id[SL_CHANNEL_ID_MAX + 1];
-    char epoch[17];
-    int presence, join_leave, topic;
-    sl__hub_sub **subs;
-    size_t nsubs, cap;
-    /* shared engines */
-    int watch;       /* W_* */
-    size_t pending;  /* marks held between prepare and subscribe/abandon */
-    waiter *waiters; /* prepared while the watch was starting */
-    size_t nwaiters;
-    kept *kept; /* publications fanned out while marks are held */
-    size_t nkept, kept_bytes;
-    int kept_overflow; /* more than KEPT_MAX_BYTES: the pending subscriptions fail */
-};
-
-/* An intrusive FIFO of peers through one of their links (off: offsetof the sl__hub_link). */
-typedef struct list {
-    sl__hub_peer *head, *tail;
-    size_t off;
-} list;
 
 static sl__hub_link *link_of(const list *l, sl__hub_peer *p)
 {
@@ -103,31 +69,7 @@ static sl__hub_peer *list_pop(list *l)
     return p;
 }
 
-/* An engine watch in flight; outlives the hub (the engine answers later) and so holds no
- * pointer to it once the hub is gone. */
-typedef struct watch_req {
-    sl__hub *h; /* NULL once the hub is freed */
-    struct watch_req *next, *prev;
-    char id[SL_CHANNEL_ID_MAX + 1];
-} watch_req;
-
-struct sl__hub {
-    sl_engine *engine; /* shared engines only */
-    watch_req *watches;
-    uv_timer_t *refresh; /* shared engines: sets this node's presence entries again */
-    double pres_ttl;     /* seconds a presence entry lives unless set again */
-    uv_check_t flush;
-    int flush_active;
-    sl__map *chans;     /* id -> sl__hub_chan* */
-    list dirty;         /* peers with a pending batch, in the order they became dirty */
-    list held;          /* peers that stopped reading until the next flush */
-    size_t batched;     /* bytes fanned out since the last flush */
-    sl__cf_buf scratch; /* one encoded push, shared by every subscriber */
-    /* where deliveries are counted: borrowed, or NULL */
-    struct sl__metrics *metrics;
-};
-
-static void kept_clear(sl__hub_chan *c)
+void sl__hub_kept_clear(sl__hub_chan *c)
 {
     for (size_t i = 0; i < c->nkept; i++)
         sl_ws_frame_unref(c->kept[i].frame);
@@ -143,7 +85,7 @@ static void chan_free(void *p)
     if (c) {
         free(c->subs);
         free(c->waiters);
-        kept_clear(c);
+        sl__hub_kept_clear(c);
         free(c);
     }
 }
@@ -175,83 +117,6 @@ static void schedule(sl__hub *h)
     }
 }
 
-/* ---- presence on a shared engine ------------------------------------------------------------
- * Every node keeps an entry per local subscriber of a presence (or join/leave) channel in the
- * engine, and sets them all again every pres_ttl / 3 seconds, so a node that dies without
- * removing its entries loses them once pres_ttl passes. The engine turns new and removed entries
- * into SL_EVENT_JOIN / LEAVE for every node watching the channel: join and leave pushes come from
- * there, never from the local subscriber list. */
-
-/* A fire-and-forget presence request: owns its strings; freed when the engine completes it (which
- * it does, also when freed), so it needs no hub. */
-typedef struct pres_req {
-    sl__eop op;
-    char id[SL_CHANNEL_ID_MAX + 1];
-    char client[SL__HUB_CLIENT_MAX + 1];
-    char user[SL_PRINCIPAL_MAX + 1];
-} pres_req;
-
-static void pres_done(sl__eop *op)
-{
-    /* A failure is mended by the next refresh (SET) or by the entry's expiry (DEL). */
-    sl__eop_clear(op);
-    free(op->ud);
-}
-
-static void pres_send(sl__hub *h, sl__eop_kind kind, const sl__hub_chan *c, const sl__hub_sub *s)
-{
-    pres_req *r = calloc(1, sizeof *r);
-    if (r == NULL || s->client == NULL || strlen(s->client) > SL__HUB_CLIENT_MAX) {
-        free(r);
-        return;
-    }
-    snprintf(r->id, sizeof r->id, "%s", c->id);
-    snprintf(r->client, sizeof r->client, "%s", s->client);
-    snprintf(r->user, sizeof r->user, "%s", s->user ? s->user : "");
-    r->op.kind = kind;
-    r->op.channel = r->id;
-    r->op.reader = r->client;
-    r->op.after = r->user;
-    r->op.delay = h->pres_ttl;
-    r->op.now = sl_wallclock(NULL); /* every node's entries on one clock: the wall's */
-    r->op.done = pres_done;
-    r->op.ud = r;
-    h->engine->ops->submit(h->engine, &r->op);
-}
-
-/* Whether c's subscribers are mirrored into the engine. */
-static int pres_shared(const sl__hub *h, const sl__hub_chan *c)
-{
-    return h->engine && (c->presence || c->join_leave);
-}
-
-static int refresh_each(void *ud, const char *id, void *value)
-{
-    (void)id;
-    sl__hub *h = ud;
-    sl__hub_chan *c = value;
-    for (size_t i = 0; pres_shared(h, c) && i < c->nsubs; i++)
-        pres_send(h, SL__EOP_PRESENCE_SET, c, c->subs[i]);
-    return SL_OK;
-}
-
-static void on_refresh(uv_timer_t *t)
-{
-    sl__hub *h = t->data;
-    sl__map_each(h->chans, refresh_each, h);
-}
-
-double sl__hub_presence_ttl(void)
-{
-    /* Tests shorten it to see a dead node's entries go (docs/SCALING.md). */
-    const char *v = getenv("SLUICE_PRESENCE_TTL");
-    char *end;
-    double d = v ? strtod(v, &end) : 0;
-    if (v && *end == '\0' && d >= 0.3 && d <= 86400)
-        return d;
-    return SL__HUB_PRESENCE_TTL;
-}
-
 static void on_timer_closed(uv_handle_t *handle)
 {
     free(handle);
@@ -281,7 +146,7 @@ int sl__hub_new(sl__hub **out, uv_loop_t *loop, sl_engine *engine)
         uint64_t every = (uint64_t)(h->pres_ttl * 1000 / 3);
         uv_timer_init(loop, h->refresh);
         h->refresh->data = h;
-        uv_timer_start(h->refresh, on_refresh, every, every);
+        uv_timer_start(h->refresh, sl__hub_presence_refresh, every, every);
         uv_unref((uv_handle_t *)h->refresh); /* it alone does not keep the loop running */
     }
     uv_check_init(loop, &h->flush);
@@ -399,110 +264,6 @@ sl__hub_sub *const *sl__hub_chan_subs(const sl__hub_chan *c, size_t *n)
     return c->subs;
 }
 
-/* ---- watching a shared engine's feed ----------------------------------------------------------
- */
-
-/* Ends the watch of a channel nobody uses any more (neither subscribers nor pending marks). */
-static void maybe_unwatch(sl__hub *h, sl__hub_chan *c)
-{
-    if (c->nsubs || c->pending || c->nwaiters)
-        return;
-    kept_clear(c);
-    if (c->watch == W_WATCHED)
-        h->engine->ops->unwatch(h->engine, c->id);
-    if (c->watch != W_STARTING)
-        c->watch = W_NONE;
-}
-
-static void on_watched(void *ud, int rc)
-{
-    watch_req *w = ud;
-    sl__hub *h = w->h;
-    if (h) {
-        if (w->prev)
-            w->prev->next = w->next;
-        else
-            h->watches = w->next;
-        if (w->next)
-            w->next->prev = w->prev;
-    }
-    sl__hub_chan *c = h ? sl__map_get(h->chans, w->id) : NULL;
-    if (c == NULL || c->watch != W_STARTING) { /* the hub or the channel went meanwhile */
-        if (h && rc == SL_OK)
-            h->engine->ops->unwatch(h->engine, w->id);
-        free(w);
-        return;
-    }
-    char id[SL_CHANNEL_ID_MAX + 1];
-    memcpy(id, w->id, sizeof id);
-    free(w);
-    c->watch = rc == SL_OK ? W_WATCHED : W_NONE;
-    waiter *ws = c->waiters;
-    size_t n = c->nwaiters;
-    c->waiters = NULL;
-    c->nwaiters = 0;
-    if (rc == SL_OK)
-        c->pending += n;
-    for (size_t i = 0; i < n; i++)
-        ws[i].fn(ws[i].ud, rc);
-    free(ws);
-    /* The waiters may have abandoned (or the channel gone) inside their callbacks. */
-    if ((c = sl__map_get(h->chans, id)) != NULL)
-        maybe_unwatch(h, c);
-}
-
-void sl__hub_prepare(sl__hub *h, const char *id, sl__hub_ready_fn ready, void *ud)
-{
-    if (h->engine == NULL) {
-        ready(ud, SL_OK);
-        return;
-    }
-    sl__hub_chan *c = sl__map_get(h->chans, id);
-    if (c == NULL) {
-        c = calloc(1, sizeof *c);
-        if (c == NULL || sl__map_put(h->chans, id, c, NULL) != SL_OK) {
-            free(c);
-            ready(ud, SL_ENOMEM);
-            return;
-        }
-        snprintf(c->id, sizeof c->id, "%s", id);
-    }
-    if (c->watch == W_WATCHED) {
-        c->pending++;
-        ready(ud, SL_OK);
-        return;
-    }
-    waiter *v = realloc(c->waiters, (c->nwaiters + 1) * sizeof *v);
-    watch_req *w = c->watch == W_NONE ? calloc(1, sizeof *w) : NULL;
-    if (v)
-        c->waiters = v;
-    if (v == NULL || (c->watch == W_NONE && w == NULL)) {
-        free(w);
-        ready(ud, SL_ENOMEM);
-        return;
-    }
-    c->waiters[c->nwaiters++] = (waiter){ready, ud};
-    if (w == NULL)
-        return; /* joins the watch being started */
-    c->watch = W_STARTING;
-    w->h = h;
-    snprintf(w->id, sizeof w->id, "%s", id);
-    w->next = h->watches;
-    if (w->next)
-        w->next->prev = w;
-    h->watches = w;
-    h->engine->ops->watch(h->engine, id, on_watched, w);
-}
-
-void sl__hub_abandon(sl__hub *h, const char *id)
-{
-    sl__hub_chan *c = h->engine ? sl__map_get(h->chans, id) : NULL;
-    if (c == NULL || c->pending == 0)
-        return;
-    c->pending--;
-    maybe_unwatch(h, c);
-}
-
 /* Keeps the encoded push in scratch for the pending subscriptions of c. */
 static void keep(sl__hub_chan *c, sl_ws_frame *f, uint64_t offset)
 {
@@ -559,7 +320,7 @@ static void join_leave(sl__hub *h, sl__hub_sub *s, int join)
 {
     sl__hub_chan *c = s->chan;
     if (pres_shared(h, c)) { /* the pushes come back from the engine (sl__hub_join_leave_event) */
-        pres_send(h, join ? SL__EOP_PRESENCE_SET : SL__EOP_PRESENCE_DEL, c, s);
+        sl__hub_pres_send(h, join ? SL__EOP_PRESENCE_SET : SL__EOP_PRESENCE_DEL, c, s);
         return;
     }
     if (!c->join_leave || c->nsubs < 2)
@@ -594,7 +355,7 @@ int sl__hub_subscribe(sl__hub *h, sl__hub_chan *c, sl__hub_sub *s, uint64_t top)
     if (rc != SL_OK) {
         if (marked) {
             c->pending--;
-            maybe_unwatch(h, c);
+            sl__hub_maybe_unwatch(h, c);
         }
         return rc;
     }
@@ -612,7 +373,7 @@ int sl__hub_subscribe(sl__hub *h, sl__hub_chan *c, sl__hub_sub *s, uint64_t top)
             s->next_offset = c->kept[i].offset + 1;
         }
         if (--c->pending == 0)
-            kept_clear(c);
+            sl__hub_kept_clear(c);
     }
     join_leave(h, s, 1);
     return SL_OK;
@@ -633,7 +394,7 @@ void sl__hub_unsubscribe(sl__hub *h, sl__hub_sub *s)
         c->subs = NULL;
         c->cap = 0;
         if (h->engine)
-            maybe_unwatch(h, c);
+            sl__hub_maybe_unwatch(h, c);
     }
 }
 
@@ -649,7 +410,7 @@ static void end_sub(sl__hub *h, sl__hub_sub *s, int code, const char *reason)
 {
     sl__hub_chan *c = s->chan;
     if (pres_shared(h, c))
-        pres_send(h, SL__EOP_PRESENCE_DEL, c, s);
+        sl__hub_pres_send(h, SL__EOP_PRESENCE_DEL, c, s);
     sl__cf_buf_reset(&h->scratch);
     sl__cf_push_unsubscribe(&h->scratch, c->id, code, reason);
     if (!h->scratch.oom &&
@@ -694,7 +455,7 @@ static void fan_out_topic(sl__hub *h, sl__hub_chan *c, uint64_t offset)
             ngap--;
         }
     if (c->nsubs == 0)
-        maybe_unwatch(h, c);
+        sl__hub_maybe_unwatch(h, c);
 }
 
 void sl__hub_publish(sl__hub *h, const sl_event *ev)
@@ -731,7 +492,7 @@ static int resync_each(void *ud, const char *id, void *value)
     /* Only topics carry offsets; a queue's wake-ups are hints, and claims come from the store. */
     for (size_t i = c->nsubs; c->topic && i-- > 0;)
         end_sub(h, c->subs[i], SL__CF_UNSUB_INSUFFICIENT_STATE, "insufficient state");
-    kept_clear(c);
+    sl__hub_kept_clear(c);
     c->kept_overflow = c->pending > 0; /* pending subscriptions may have missed some too */
     return SL_OK;
 }
@@ -785,43 +546,4 @@ void sl__hub_join_leave_event(sl__hub *h, const sl_event *ev)
         deliver(h, s->peer, f);
     }
     sl_ws_frame_unref(f);
-}
-
-int sl__hub_presence_shared(const sl__hub *h)
-{
-    return h->engine != NULL;
-}
-
-typedef struct pres_get {
-    sl__eop op;
-    char id[SL_CHANNEL_ID_MAX + 1];
-    sl__hub_presence_fn fn;
-    void *ud;
-} pres_get;
-
-static void pres_got(sl__eop *op)
-{
-    pres_get *g = op->ud;
-    g->fn(g->ud, op->rc, &op->list);
-    sl__eop_clear(op);
-    free(g);
-}
-
-void sl__hub_presence_get(sl__hub *h, const char *channel, sl__hub_presence_fn fn, void *ud)
-{
-    pres_get *g = h->engine ? calloc(1, sizeof *g) : NULL;
-    if (g == NULL) {
-        sl_message_list none = {0};
-        fn(ud, h->engine ? SL_ENOMEM : SL_EINVAL, &none);
-        return;
-    }
-    snprintf(g->id, sizeof g->id, "%s", channel);
-    g->fn = fn;
-    g->ud = ud;
-    g->op.kind = SL__EOP_PRESENCE_GET;
-    g->op.channel = g->id;
-    g->op.now = sl_wallclock(NULL);
-    g->op.done = pres_got;
-    g->op.ud = g;
-    h->engine->ops->submit(h->engine, &g->op);
 }

@@ -1,11 +1,11 @@
 /* Inside the WebSocket sessions of sluiced (server/wsession.h is the outside): the session and
  * server structs, the wait a command keeps while the channel API answers, and what the session's
- * files share. wsession.c owns a session's lifetime and output, the command queue and dispatch,
- * the waits, the sweep and the upgrade; the commands and the reactions live beside it in
- * ws_channels.c (subscribe, publish, history, presence), ws_rpc.c (the queue.* rpc methods),
- * ws_auth.c (connect and refresh), ws_events.c (the context's events and revocations: access
- * taken away as it happens) and ws_view.c (the server API's view of the sessions). Included by
- * those files only. */
+ * files share. wsession.c owns a session's lifetime and output, the waits and a new session;
+ * ws_dispatch.c the commands read from its socket (the rate, the queue, dispatch); ws_server.c
+ * the sweep and the upgrade; the commands and the reactions live beside them in ws_channels.c
+ * (subscribe, publish, history, presence), ws_rpc.c (the queue.* rpc methods), ws_auth.c (connect
+ * and refresh), ws_events.c (the context's events and revocations: access taken away as it happens)
+ * and ws_view.c (the server API's view of the sessions). Included by those files only. */
 #ifndef SLUICE_SERVER_WS_SESSION_H
 #define SLUICE_SERVER_WS_SESSION_H
 
@@ -39,7 +39,7 @@ struct sess {
      * the workspace whose connections limit counts this session ("" none) */
     char *cross;
     char counted[SL_WORKSPACE_MAX + 1];
-    /* Publications in flight (at most MAX_IN_FLIGHT, wsession.c), oldest first: their replies go
+    /* Publications in flight (at most MAX_IN_FLIGHT, ws_dispatch.c), oldest first: their replies go
      * out in this order, whatever order the channel API answers them in. Any other command waits
      * until none is in flight, so that it sees their effects. */
     struct wait *fly_head, *fly_tail;
@@ -162,8 +162,6 @@ sl__cf_command *sl__sess_take_command(sess *s);
  * outgoing bound (then it is taken out again). */
 size_t sl__sess_reply_room(const sess *s);
 int sl__sess_reply_overflowed(sess *s, size_t start);
-/* Runs the queued commands that may start now. */
-void sl__sess_run_queue(sess *s);
 
 /* ---- wsession.c: waiting for the channel API --------------------------------------------------
  */
@@ -177,6 +175,17 @@ wait *sl__wait_new(sess *s, sl__cf_command *c, sl_op op, const char *channel);
  * goes on with its next commands (publications in flight). */
 void sl__wait_submit(sess *s, wait *w, wait_cont cont);
 void sl__wait_fly(sess *s, wait *w, wait_cont cont);
+
+/* ---- ws_dispatch.c: the commands read from the socket -----------------------------------------
+ */
+
+/* The socket's text frames (its on_text): each frame's commands run or queue, in order. */
+void sl__sess_on_text(sl_ws_conn *conn, const char *data, size_t len, void *ud);
+/* Runs the queued commands that may start now. */
+void sl__sess_run_queue(sess *s);
+/* Reads from the socket again unless commands wait or the hub's batches are over budget (then the
+ * hub's flush resumes it). */
+void sl__sess_resume_reading(sess *s);
 
 /* ---- ws_channels.c: the channel commands ------------------------------------------------------
  */
