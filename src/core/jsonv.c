@@ -190,10 +190,15 @@ static int number(cur *c)
         c->p++;
     if (c->p >= c->end)
         return 0;
+    const unsigned char *int_start = c->p;
     if (*c->p == '0')
         c->p++;
     else if (!digits(c))
         return 0;
+    /* Below 10^18 an integer fits in 64 bits, and without an exponent a real with at most 300
+     * digits before its point is finite (DBL_MAX has 309): no conversion needed for those, which
+     * are nearly all numbers (timestamps, counters, prices). */
+    size_t int_digits = (size_t)(c->p - int_start);
     if (c->p < c->end && *c->p == '.') {
         integer = 0;
         c->p++;
@@ -207,6 +212,8 @@ static int number(cur *c)
             c->p++;
         if (!digits(c))
             return 0;
+    } else if (integer ? int_digits <= 18 : int_digits <= 300) {
+        return 1;
     }
     return number_in_range(start, (size_t)(c->p - start), integer);
 }

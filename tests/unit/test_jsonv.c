@@ -240,10 +240,48 @@ static void test_long_strings_every_offset(void **state)
     }
 }
 
+/* The lengths where the validator stops converting numbers (integers of up to 18 digits, reals
+ * without an exponent of up to 300 digits before the point) and the first past them. */
+static void test_number_lengths(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *text;
+        int ok;
+    } fixed[] = {
+        {"999999999999999999", 1},        {"-999999999999999999", 1}, {"1000000000000000000", 1},
+        {"9223372036854775807", 1},       {"9223372036854775808", 0}, {"-9223372036854775809", 0},
+        {"[1,-0,123456789012345678]", 1},
+    };
+    for (size_t i = 0; i < sizeof fixed / sizeof *fixed; i++) {
+        const char *t = fixed[i].text;
+        assert_int_equal(sl__json_valid(t, strlen(t)), fixed[i].ok);
+        assert_int_equal(jansson_ok(t, strlen(t)), fixed[i].ok);
+    }
+    /* reals of 300, 309 (1e308 written out) and 310 (1e309, infinite) digits before the point */
+    static const struct {
+        size_t zeros;
+        int ok;
+    } reals[] = {{299, 1}, {308, 1}, {309, 0}};
+    for (size_t i = 0; i < sizeof reals / sizeof *reals; i++) {
+        char buf[400];
+        size_t n = 0;
+        buf[n++] = '-';
+        buf[n++] = '1';
+        memset(buf + n, '0', reals[i].zeros);
+        n += reals[i].zeros;
+        memcpy(buf + n, ".25", 3);
+        n += 3;
+        assert_int_equal(sl__json_valid(buf, n), reals[i].ok);
+        assert_int_equal(jansson_ok(buf, n), reals[i].ok);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_table),
+        cmocka_unit_test(test_number_lengths),
         cmocka_unit_test(test_depth),
         cmocka_unit_test(test_agrees_with_jansson),
         cmocka_unit_test(test_long_strings_every_offset),
