@@ -6,10 +6,9 @@
  * before it. The command parser and the code tables are in centrifuge.c. */
 #include "net/centrifuge.h"
 
+#include "core/numtext.h"
 #include "core/wsid.h"
 
-#include <inttypes.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -80,9 +79,8 @@ static void puts_(sl__cf_buf *b, const char *s)
 
 static void put_u64(sl__cf_buf *b, uint64_t v)
 {
-    char tmp[24];
-    int k = snprintf(tmp, sizeof tmp, "%" PRIu64, v);
-    put(b, tmp, (size_t)k);
+    char tmp[20];
+    put(b, tmp, (size_t)(sl__put_uint(tmp, v) - tmp));
 }
 
 /* A JSON string literal; the caller passes UTF-8, only quotes, backslashes and controls change. */
