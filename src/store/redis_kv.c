@@ -552,7 +552,8 @@ int sl__redis_kv_new(sl__kv **out, uv_loop_t *loop, const sl__redis_addr *addr, 
     kv->loop = loop;
     kv->conn = conn;
     snprintf(kv->prefix, sizeof kv->prefix, "%s", prefix);
-    snprintf(kv->channel, sizeof kv->channel, "%s:kv", prefix);
+    /* The prefix was checked and the address's db is 0..15: it fits. */
+    sl__redis_channel(kv->channel, sizeof kv->channel, prefix, kv->addr.db, "kv", NULL);
     uv_check_init(loop, &kv->check);
     uv_idle_init(loop, &kv->idle);
     uv_timer_init(loop, &kv->probe);

@@ -77,7 +77,7 @@ struct rkv {
     sl__rsub *sub;          /* owned, once watched */
     const sl__logsink *log; /* borrowed; NULL: stderr */
     char prefix[SL__REDIS_PREFIX_MAX + 1];
-    char channel[SL__REDIS_PREFIX_MAX + 8]; /* <prefix>:kv */
+    char channel[SL__REDIS_SCOPE_MAX + 8]; /* <scope>:kv (sl__redis_channel: prefix and db) */
     stop *ops;
     size_t nops, capops;
     pend *head;       /* pending requests */

@@ -7,8 +7,9 @@
  * hiredis connection (keys of the wrong type, garbage settings, a stream entry missing fields,
  * garbage on an event channel) gives SL_EFORMAT, never a crash, and other channels keep working.
  * Two shards: channels land on both, a dead letter crosses shards, and one shard down fails only
- * its channels. The codec's pure decoders are checked on a few replies built by hand. Events are
- * awaited with a generous bound, never timed. */
+ * its channels. Deployments with one prefix on dbs 0, 1 and 2 of one Redis hear only their own
+ * events, each db on channel names of its own. The codec's pure decoders are checked on a few
+ * replies built by hand. Events are awaited with a generous bound, never timed. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

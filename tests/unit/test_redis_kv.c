@@ -1,8 +1,9 @@
 /* The kv on Redis (src/store/redis_kv.c, redis_kv_feed.c) and the security state it shares across
  * nodes (src/server/shared_state.c), against a real redis-server: staged writes and their barrier,
  * the start-up scan, binary keys, two nodes on one Redis (a change on one applied on the other,
- * with the ACL event that makes sockets re-check), hostile data written into sluice's keys by hand,
- * and Redis going away and coming back. The notice format is tested without Redis. */
+ * with the ACL event that makes sockets re-check), two deployments on two dbs of one Redis that do
+ * not hear each other's notices, hostile data written into sluice's keys by hand, and Redis going
+ * away and coming back. The notice format is tested without Redis. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

@@ -6,7 +6,8 @@
  * callback. Watching: two stores on one Redis see each other's revocations (and their own, once)
  * through the pub/sub channel, with the documented message format; a resync follows every
  * (re)subscription, after a kill and after a hang; garbage on the channel is ignored; freeing
- * with a subscription pending or live leaves nothing behind. A synchronous hiredis connection
+ * with a subscription pending or live leaves nothing behind; stores on other dbs of one Redis do
+ * not hear each other, and a prefix with '@' is refused. A synchronous hiredis connection
  * plays the operator who inspects or plants keys and publishes by hand. Without redis-server
  * (scripts/deps installs it) every test fails under the project's test command and is skipped
  * otherwise (tests/unit/deps.h). Events are awaited with a generous bound (WAIT_MS), never timed:
