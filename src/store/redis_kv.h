@@ -99,6 +99,14 @@ int sl__redis_kv_load(sl__kv *kv, const char *table, sl__redis_kv_load_fn cb, vo
 
 /* ---- the change notice (pure: a fuzz target drives the decoder) ------------------------------ */
 
+/* The kv's tables, in SL__KV_TABLE_NAMES's order (store/kv.h): the one list that the kv, its
+ * change feed and the notice's codec index (defined in redis_kv_notice.c, beside the codec). */
+extern const char *const sl__redis_kv_tables[];
+#define SL__REDIS_KV_NTABLES                                                                       \
+    (sizeof((const char *const[]){SL__KV_TABLE_NAMES}) / sizeof(const char *))
+/* The index in sl__redis_kv_tables of the table named t[0..n), or -1. */
+int sl__redis_kv_table_index(const char *t, size_t n);
+
 /* A notice is one or more entries, each "<n>:<table><m>:<key>" with n and m in decimal (no sign,
  * no leading zero, at most 4 digits), table one of the kv's tables, key 0..511 raw bytes (0: the
  * whole table changed, reload it). The script that writes builds it; nodes only decode it. */
