@@ -1,5 +1,5 @@
 /* The Redis kv's change feed (sl__redis_kv_watch, store/redis_kv.h) and its table load
- * (sl__redis_kv_load): the kv's own subscription connection on `<prefix>:kv`, each notice decoded
+ * (sl__redis_kv_load): the kv's own subscription connection on `<scope>:kv`, each notice decoded
  * (redis_kv_notice.c) and each key it names read again (HGET) for its current value, handed to the
  * watcher; whole tables reloaded when the subscription was (re)established or a notice was
  * malformed. A read goes out after this node's staged writes and is sent again when this node

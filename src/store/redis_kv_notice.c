@@ -1,5 +1,5 @@
 /* The Redis kv's change notice (store/redis_kv.h): the decoder every node runs on what arrives on
- * `<prefix>:kv`, and the encoder tests use (the kv's script writes the same format). No I/O, no
+ * `<scope>:kv`, and the encoder tests use (the kv's script writes the same format). No I/O, no
  * allocation: a fuzz target drives the decoder. Nothing a notice says is trusted: lengths are
  * bounded, tables must be the kv's own, and a malformed notice yields no entry at all. The list of
  * the kv's tables (sl__redis_kv_tables) is here too: the kv and its feed index the same one. */
