@@ -9,7 +9,10 @@
  * the revocation store's URL) accepts only what the list parser accepts as one shard, with the
  * same fields, and refuses with a reason under the same rule; a shard written with its password
  * masked (sl__redis_addr_masked, what the configuration reads back) parses again to the same
- * text. */
+ * text. The text as a key prefix (sl__redis_scope, every pub/sub channel name's start): refused
+ * exactly when empty, longer than 64 bytes or holding '@'; else on db 0 the prefix itself and on
+ * db N "<prefix>@N", which splits at its one '@' back into that prefix and db, so no two
+ * (prefix, db) pairs share a scope. */
 #include <arpa/inet.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -117,6 +120,29 @@ static void check_one(const char *text, const sl__redis_url *u, int url_rc)
     sl__redis_addr_clear(&a);
 }
 
+/* The text as a key prefix on every db. */
+static void check_scope(const char *text)
+{
+    size_t n = strlen(text);
+    int ok = n > 0 && n <= 64 && strchr(text, '@') == NULL;
+    for (int db = 0; db <= 15; db++) {
+        char buf[SL__REDIS_SCOPE_MAX + 1];
+        int len = sl__redis_scope(buf, sizeof buf, text, db);
+        if (!ok) {
+            if (len != -1 || buf[0] != '\0')
+                abort();
+            continue;
+        }
+        if (len < 0 || (size_t)len != strlen(buf))
+            abort();
+        const char *at = strchr(buf, '@');
+        if (db == 0 ? (at != NULL || strcmp(buf, text) != 0)
+                    : (at == NULL || strchr(at + 1, '@') != NULL || (size_t)(at - buf) != n ||
+                       memcmp(buf, text, n) != 0 || atoi(at + 1) != db))
+            abort();
+    }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     char *text = malloc(size + 1);
@@ -124,6 +150,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     memcpy(text, data, size);
     text[size] = '\0';
+    check_scope(text);
     sl__redis_url u;
     sl_status st = {0};
     int rc = sl__redis_url_parse(text, &u, &st);

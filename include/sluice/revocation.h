@@ -109,17 +109,19 @@ int sl_revocation_embedded_new(sl_revocation_store **out, uv_loop_t *loop, doubl
  * (encode '@', ':', ',' and '%' in them). With a password every connection the store makes (the
  * command connection, and the watch subscription's) sends AUTH password, or AUTH user password
  * (a Redis 6 ACL user), before anything else; with a db other than 0, SELECT db. The keys then
- * live in that db; the watch channel does not (Redis pub/sub ignores the db), so deployments that
- * share one Redis need distinct prefixes whatever their dbs. One Redis: a comma-separated list
- * (the engine's shards) is refused. rediss:// (TLS) is refused: this hiredis has no TLS.
+ * live in that db. Redis pub/sub ignores the db, so the watch channel's name carries it:
+ * "<prefix>:tb:revocations" on db 0, "<prefix>@<db>:tb:revocations" on another, and two
+ * deployments on two dbs of one Redis do not hear each other's revocations whatever their
+ * prefixes. One Redis: a comma-separated list (the engine's shards) is refused. rediss:// (TLS) is
+ * refused: this hiredis has no TLS.
  *
  * prefix NULL or "": "sluice", else 1..SL_REVOCATION_PREFIX_MAX bytes of printable ASCII without
- * space. Returns at once: the store connects in the background and answers SL_EUNAVAIL until
- * connected (sl_revocation_ready), and after a disconnect until it has reconnected by itself; a
- * password or db Redis refuses counts as a failed connect (logged, retried with the backoff). The
- * connection keeps the loop alive until sl_revocation_store_free. Ignores SIGPIPE unless a handler
- * is installed (hiredis writes with write(2)). The store keeps a copy of the password, wiped when
- * it is freed, and never logs it.
+ * space or '@' (which separates the db in the channel's name). Returns at once: the store connects
+ * in the background and answers SL_EUNAVAIL until connected (sl_revocation_ready), and after a
+ * disconnect until it has reconnected by itself; a password or db Redis refuses counts as a failed
+ * connect (logged, retried with the backoff). The connection keeps the loop alive until
+ * sl_revocation_store_free. Ignores SIGPIPE unless a handler is installed (hiredis writes with
+ * write(2)). The store keeps a copy of the password, wiped when it is freed, and never logs it.
  *
  * SL_OK, SL_EINVAL (st, which may be NULL, says why: "revocation URL: db must be 0..15"; the
  * reason never contains the password) or SL_ENOMEM. *out owned by the caller. */
@@ -171,7 +173,8 @@ typedef void (*sl_revocation_watch_fn)(void *ud, const sl_revocation_event *ev);
  *   embedded write whose barrier later fails with SL_ESTORAGE was reported: it is in force). Never
  * a resync: set the watcher before the first session is opened. Redis store: never synchronously
  * inside any call; always later, from the loop. Setting a watcher opens a second connection that
- * SUBSCRIBEs to `<prefix>:tb:revocations` (removing it closes that connection); every successful
+ * SUBSCRIBEs to `<prefix>:tb:revocations` (`<prefix>@<db>:tb:revocations` on a db other than 0:
+ * see sl_revocation_redis_new_url) (removing it closes that connection); every successful
  * write PUBLISHes there whether or not anyone watches. Each message received becomes one event —
  * this server's own revocations included, which reach the watcher only that way, so each is
  * reported once, not once per path. Delivery is at most once; whenever the subscription is

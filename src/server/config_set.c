@@ -278,9 +278,11 @@ int sl__config_set(sl__config *c, const char *key, const char *v, sl_status *st)
         c->revocation = NULL;
         return set_str(&c->revocation, v, st);
     case K_REVOCATION_PREFIX:
-        if (*v == '\0' || strlen(v) > 64 || strpbrk(v, " \t\r\n"))
+        /* '@' separates the prefix from the db in pub/sub channel names (sl__redis_scope). */
+        if (*v == '\0' || strlen(v) > 64 || strpbrk(v, " \t\r\n@"))
             return sl_status_set(st, SL_ECONFIG,
-                                 "revocation_prefix must be 1..64 bytes, no spaces");
+                                 "revocation_prefix must be 1..64 bytes, no spaces and no '@' "
+                                 "(it separates the db in the watch channel's name)");
         return set_str(&c->revocation_prefix, v, st);
     case K_REVOCATION_MAX_TTL:
         if (sl__config_parse_seconds(v, &d) < 0 || d < 1)

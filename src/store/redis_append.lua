@@ -8,15 +8,16 @@
 -- same.
 --
 -- KEYS[1] the channel's base key `<prefix>:{<id>}`
--- ARGV[1] the key prefix, ARGV[2] the channel id, ARGV[3] the number of requests, then per
--- request: now, n, then per message: the number of fields, idempotency key ('' none),
--- not_before, then the fields as they are stored: tag, value pairs, 't' (the time) first.
+-- ARGV[1] the pub/sub scope (as redis_scripts.lua's ARGV[2]), ARGV[2] the channel id, ARGV[3] the
+-- number of requests, then per request: now, n, then per message: the number of fields,
+-- idempotency key ('' none), not_before, then the fields as they are stored: tag, value pairs,
+-- 't' (the time) first.
 -- The engine sends the stream entry's own field, value pairs so that they reach XADD as they
 -- came: a message costs Redis no table of its own.
 -- Reply: per request {last seq, then per message its seq and 1 when its key repeated (nothing
 -- stored)} or an error (EFULL); or one error for all: ENOENT, EFORMAT (a key of the wrong type, a
 -- garbage setting).
--- Events: one PUBLISH on `<prefix>:ev:{<id>}` of every message the run stored: "w", then for
+-- Events: one PUBLISH on `<scope>:ev:{<id>}` of every message the run stored: "w", then for
 -- each message its '#' id and its tag, value pairs, every token preceded by a NUL byte (values
 -- are C strings: never a NUL inside; redis_codec.h decodes it). Built only when some node
 -- subscribes to that channel (the payload is most of a run's work otherwise wasted).
@@ -29,7 +30,7 @@ local NUM = {['0'] = 0, ['1'] = 1, ['2'] = 2, ['3'] = 3, ['4'] = 4, ['5'] = 5, [
 local function num(s) return NUM[s] or tonumber(s) end
 
 local function run()
-    local base, prefix, chan = KEYS[1], ARGV[1], ARGV[2]
+    local base, scope, chan = KEYS[1], ARGV[1], ARGV[2]
     local meta, s = base .. ':meta', base .. ':s'
     local v = redis.call('HMGET', meta, 'kind', 'seq', 'max_messages', 'rcount', 'rage',
                          'dedup_window')
@@ -74,7 +75,7 @@ local function run()
     local nev = 0
     -- Events are built only when a node listens: a subscription made after this run reads the
     -- stream instead (the hub subscribes before it reads), so nothing is missed.
-    local evchan = prefix .. ':ev:{' .. chan .. '}'
+    local evchan = scope .. ':ev:{' .. chan .. '}'
     local listened = redis.call('PUBSUB', 'NUMSUB', evchan)[2] > 0
     local ready, nready = {}, 0 -- ZADD arguments of the ready messages, one call for them all
     local function flush_ready() -- in chunks: unpack has a limit

@@ -64,6 +64,26 @@ void sl__redis_addr_clear(sl__redis_addr *a);
  * (SL__REDIS_PREFIX_MAX in redis_engine.h is the same 64.) */
 int sl__redis_prefix_valid(const char *p);
 
+/* Pub/sub channel names. Keys live in the db the connection SELECTed, but Redis delivers a PUBLISH
+ * to every subscriber of the server whatever its db: two deployments that share a prefix on two
+ * dbs of one Redis would hear each other's events (writes pushed to the other's sockets,
+ * revocations closing its sessions). So every channel name sluice publishes or subscribes, in C
+ * and in the Lua scripts (which are given the scope), is built here from the prefix AND the db:
+ *   scope     the prefix on db 0 (the names of every earlier release, so a db-0 cluster upgrades
+ *             node by node), "<prefix>@<db>" on db 1..15
+ *   channel   "<scope>:<name>", or "<scope>:<name>:{<id>}" with an id ("sluice@3:ev:{orders}")
+ * No prefix holds '@' (the engine's and the revocation store's prefixes refuse it), so a scope
+ * names one prefix and one db: "a" on db 1 ("a@1") is no prefix's scope on db 0. A prefix is at
+ * most 64 bytes, so a scope fits SL__REDIS_SCOPE_MAX. No I/O. */
+#define SL__REDIS_SCOPE_MAX (64 + 3)
+/* The scope into buf: its length, or -1 (buf then holds "") when prefix is empty, longer than 64
+ * bytes or holds '@', db is outside 0..15, or it does not fit. */
+int sl__redis_scope(char *buf, size_t size, const char *prefix, int db);
+/* The channel name into buf: its length, or -1 (buf then holds "") as sl__redis_scope, or when
+ * name is empty or it does not fit. id NULL: "<scope>:<name>". */
+int sl__redis_channel(char *buf, size_t size, const char *prefix, int db, const char *name,
+                      const char *id);
+
 struct redisAsyncContext;
 /* Drives a hiredis asynchronous context on loop (our adapter: see redis_link.c). 0, or -1 when
  * it is already attached or out of memory. hiredis frees the adapter with the context. */

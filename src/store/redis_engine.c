@@ -33,10 +33,12 @@
  *   P:{id}:pres       hash: presence: client id -> its user (a socket subscribed on some node)
  *   P:{id}:presx      zset: presence: client id -> when the entry expires unless set again
  *                     (both keys expire a minute after the newest entry would)
- * Pub/sub: P:ev:{id} carries the messages each write stored ("w" + NUL-separated tokens,
- * redis_codec.h), "d" when the channel is dropped, and "j" / "l" + NUL + client + NUL + user
- * when a presence entry comes or goes (channels with join_leave); P:ctl carries "c <id>" and "d
- * <id>" for every creation and deletion.
+ * Pub/sub (S is the shard's scope, sl__redis_scope: P on db 0, "P@N" on db N, since Redis hands
+ * a PUBLISH to the subscribers of every db; the scripts are given it): S:ev:{id} carries the
+ * messages each write stored ("w" + NUL-separated tokens, redis_codec.h), "d" when the channel is
+ * dropped, and "j" / "l" + NUL + client + NUL + user when a presence entry comes or goes
+ * (channels with join_leave); S:ctl carries "c <id>" and "d <id>" for every creation and
+ * deletion.
  *
  * Writes: APPEND runs a script of its own (redis_append.lua), and the APPEND requests for one
  * channel submitted during one loop turn are coalesced into one run of it, sent just before the
@@ -232,17 +234,17 @@ static char *base_key(const rengine *e, const char *id, char *buf, size_t size)
     return buf;
 }
 
-/* The script's first arguments: keys (base, channels, dead-letter base or none), op name,
- * prefix, channel. */
-static void args_head(args *a, const rengine *e, char *kbase, char *kchan, const char *dlbase,
-                      const char *opname, const char *channel)
+/* The script's first arguments for shard s: keys (base, channels, dead-letter base or none), op
+ * name, the shard's pub/sub scope (for the channel names it publishes on), channel. */
+static void args_head(args *a, const rengine *e, size_t s, char *kbase, char *kchan,
+                      const char *dlbase, const char *opname, const char *channel)
 {
     args_str(a, kbase);
     args_str(a, kchan);
     if (dlbase)
         args_str(a, dlbase);
     args_str(a, opname);
-    args_str(a, e->prefix);
+    args_str(a, e->shards[s].scope);
     args_str(a, channel ? channel : "");
 }
 
@@ -287,7 +289,7 @@ static void dead_remote(pend *p, int visibility)
     args a = {0};
     sl__epoch_new(epoch);
     snprintf(kc, sizeof kc, "%s:channels", e->prefix);
-    args_head(&a, e, base_key(e, op->dead_letter, kb, sizeof kb), kc, NULL, "deadput",
+    args_head(&a, e, s, base_key(e, op->dead_letter, kb, sizeof kb), kc, NULL, "deadput",
               op->dead_letter);
     args_num(&a, op->now);
     args_str(&a, epoch);
@@ -565,10 +567,11 @@ static void on_batch_reply(void *ud, int rc, const redisReply *r)
 static void batch_send(rengine *e, pend *head)
 {
     const sl__eop *op0 = head->op;
+    size_t shard = sl__reng_shard_of(e, op0->channel);
     char kb[KEY_MAX];
     args a = {0};
     args_str(&a, base_key(e, op0->channel, kb, sizeof kb));
-    args_str(&a, e->prefix);
+    args_str(&a, e->shards[shard].scope);
     args_str(&a, op0->channel);
     args_count(&a, head->nreq);
     const char *now_s = NULL; /* the requests of one loop turn mostly share their time */
@@ -595,7 +598,7 @@ static void batch_send(rengine *e, pend *head)
         sl__reng_drain(e);
         return;
     }
-    shard_send(e, sl__reng_shard_of(e, op0->channel), &e->append, &a, 1, on_batch_reply, head);
+    shard_send(e, shard, &e->append, &a, 1, on_batch_reply, head);
     args_free(&a);
 }
 
@@ -683,7 +686,7 @@ void sl__reng_submit(sl_engine *base, sl__eop *op)
         p->waiting = (int)e->nshards;
         for (size_t s = 0; s < e->nshards; s++) {
             args a = {0};
-            args_head(&a, e, kc, kc, NULL, "list", "");
+            args_head(&a, e, s, kc, kc, NULL, "list", "");
             if (a.oom) {
                 args_free(&a);
                 on_reply(p, SL_ENOMEM, NULL);
@@ -702,7 +705,7 @@ void sl__reng_submit(sl_engine *base, sl__eop *op)
         op->dead_letter[0] && sl__reng_shard_of(e, op->dead_letter) == s)
         dl_local = 1;
     args a = {0};
-    args_head(&a, e, base_key(e, ch, kb, sizeof kb), kc,
+    args_head(&a, e, s, base_key(e, ch, kb, sizeof kb), kc,
               dl_local ? base_key(e, op->dead_letter, kd, sizeof kd) : NULL, op_name(op->kind), ch);
     int nkeys = dl_local ? 3 : 2;
     char epoch[17];

@@ -15,8 +15,8 @@
 
 #include "core/map.h"
 
-/* Room for any key or channel name the engine builds: "P:{id}:suffix", "P:ev:{id}". */
-#define KEY_MAX (SL__REDIS_PREFIX_MAX + SL_CHANNEL_ID_MAX + 16)
+/* Room for any key or channel name the engine builds: "P:{id}:suffix", "P@N:ev:{id}". */
+#define KEY_MAX (SL__REDIS_SCOPE_MAX + SL_CHANNEL_ID_MAX + 16)
 
 typedef struct rengine rengine;
 
@@ -28,6 +28,10 @@ typedef struct rshard {
     int format; /* 0: not checked yet (nor connected); 1: ours; -1: a newer layout (requests fail)
                  */
     int ctl;    /* the control channel is subscribed (or being subscribed) */
+    /* Its pub/sub names (sl__redis_scope: the prefix and this shard's db), which its scripts are
+     * given too: the scope, and the control channel "<scope>:ctl". */
+    char scope[SL__REDIS_SCOPE_MAX + 1];
+    char ctlchan[SL__REDIS_SCOPE_MAX + 8];
 } rshard;
 
 /* A request in flight: in the FIFO until its turn to complete. */
@@ -52,7 +56,6 @@ struct rengine {
     rshard *shards;
     size_t nshards;
     char prefix[SL__REDIS_PREFIX_MAX + 1];
-    char ctl[SL__REDIS_PREFIX_MAX + 8];
     sl__rscript script; /* every request but APPEND */
     sl__rscript append; /* APPEND: the hot path has a script of its own */
     pend *head, *tail;

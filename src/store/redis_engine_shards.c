@@ -2,8 +2,9 @@
  * the key layout): creating and freeing the engine, one command and one subscription connection
  * per shard, the format check each (re)connect of a command connection runs before it counts as
  * up, and what arrives over the subscriptions: watched channels' writes and presence changes on
- * P:ev:{id}, every node's creations and deletions on P:ctl, and the resync after a subscription
- * connection comes back. */
+ * S:ev:{id}, every node's creations and deletions on S:ctl, and the resync after a subscription
+ * connection comes back. S is the shard's pub/sub scope (sl__redis_scope): the prefix on db 0,
+ * "P@N" on db N, because Redis delivers a PUBLISH to every db's subscribers. */
 #include "store/redis_engine_internal.h"
 
 #include "store/redis_codec.h"
@@ -77,8 +78,8 @@ static void on_sub_msg(void *ud, const char *channel, size_t clen, const char *m
     rshard *s = ud;
     rengine *e = s->e;
     char id[SL_CHANNEL_ID_MAX + 1];
-    size_t ctl = strlen(e->ctl), plen = strlen(e->prefix);
-    if (clen == ctl && memcmp(channel, e->ctl, ctl) == 0) {
+    size_t ctl = strlen(s->ctlchan), plen = strlen(s->scope);
+    if (clen == ctl && memcmp(channel, s->ctlchan, ctl) == 0) {
         /* "c <id>" / "d <id>": any node's creations and deletions. */
         if (mlen < 3 || (msg[0] != 'c' && msg[0] != 'd') || msg[1] != ' ' ||
             mlen - 2 > SL_CHANNEL_ID_MAX || !sl__stored_id_valid(msg + 2, mlen - 2))
@@ -91,8 +92,8 @@ static void on_sub_msg(void *ud, const char *channel, size_t clen, const char *m
             emit(e, SL_EVENT_CHANNEL_DELETED, id, NULL);
         return;
     }
-    /* "P:ev:{<id>}" */
-    if (clen < plen + 6 || memcmp(channel, e->prefix, plen) != 0 ||
+    /* "S:ev:{<id>}" */
+    if (clen < plen + 6 || memcmp(channel, s->scope, plen) != 0 ||
         memcmp(channel + plen, ":ev:{", 5) != 0 || channel[clen - 1] != '}' ||
         clen - plen - 6 > SL_CHANNEL_ID_MAX)
         return;
@@ -123,7 +124,7 @@ static void ctl_subscribe(rshard *s)
     if (s->ctl || s->sub == NULL || !sl__rsub_up(s->sub))
         return;
     s->ctl = 1;
-    sl__rsub_add(s->sub, s->e->ctl, on_ctl_ready, s);
+    sl__rsub_add(s->sub, s->ctlchan, on_ctl_ready, s);
 }
 
 static void on_sub_state(void *ud, int up)
@@ -156,6 +157,13 @@ static void on_watch_ready(void *ud, int rc)
     free(w);
 }
 
+/* The event channel of channel id on its shard s: "S:ev:{<id>}". 0 when it does not fit (an id
+ * the engine never stores). */
+static int evchan_of(const rengine *e, const rshard *s, const char *id, char *buf, size_t size)
+{
+    return sl__redis_channel(buf, size, e->prefix, e->url.shards[s->idx].db, "ev", id) >= 0;
+}
+
 static void r_watch(sl_engine *base, const char *channel, void (*ready)(void *ud, int rc), void *ud)
 {
     rengine *e = (rengine *)base;
@@ -165,16 +173,18 @@ static void r_watch(sl_engine *base, const char *channel, void (*ready)(void *ud
         return;
     }
     size_t *n = watch_count(e, channel);
+    rshard *s = &e->shards[sl__reng_shard_of(e, channel)];
     watch_req *w = calloc(1, sizeof *w);
-    size_t len = strlen(e->prefix) + strlen(channel) + 8;
-    if (w)
-        w->evchan = malloc(len), w->id = strdup(channel);
-    if (n == NULL && w && (n = calloc(1, sizeof *n)) != NULL &&
+    char evchan[KEY_MAX];
+    if (w && evchan_of(e, s, channel, evchan, sizeof evchan))
+        w->evchan = strdup(evchan), w->id = strdup(channel);
+    int made = w && w->evchan && w->id; /* the count only for a request that goes out */
+    if (n == NULL && made && (n = calloc(1, sizeof *n)) != NULL &&
         sl__map_put(e->watched, channel, n, NULL) != SL_OK) {
         free(n);
         n = NULL;
     }
-    if (w == NULL || w->evchan == NULL || w->id == NULL || n == NULL) {
+    if (!made || n == NULL) {
         if (w) {
             free(w->evchan);
             free(w->id);
@@ -185,11 +195,10 @@ static void r_watch(sl_engine *base, const char *channel, void (*ready)(void *ud
         return;
     }
     ++*n;
-    snprintf(w->evchan, len, "%s:ev:{%s}", e->prefix, channel);
     w->e = e;
     w->ready = ready;
     w->ud = ud;
-    sl__rsub_add(e->shards[sl__reng_shard_of(e, channel)].sub, w->evchan, on_watch_ready, w);
+    sl__rsub_add(s->sub, w->evchan, on_watch_ready, w);
 }
 
 static void r_unwatch(sl_engine *base, const char *channel)
@@ -197,10 +206,11 @@ static void r_unwatch(sl_engine *base, const char *channel)
     rengine *e = (rengine *)base;
     if (watch_count(e, channel) == NULL || e->freeing)
         return;
+    rshard *s = &e->shards[sl__reng_shard_of(e, channel)];
     char evchan[KEY_MAX];
-    snprintf(evchan, sizeof evchan, "%s:ev:{%s}", e->prefix, channel);
     unwatch_count(e, channel);
-    sl__rsub_remove(e->shards[sl__reng_shard_of(e, channel)].sub, evchan);
+    if (evchan_of(e, s, channel, evchan, sizeof evchan))
+        sl__rsub_remove(s->sub, evchan);
 }
 
 /* ---- the format check ------------------------------------------------------------------------ */
@@ -298,7 +308,6 @@ int sl__redis_engine_new(sl_engine **out, uv_loop_t *loop, const sl__redis_engin
     uv_prepare_init(loop, &e->prep);
     e->prep.data = e;
     snprintf(e->prefix, sizeof e->prefix, "%s", prefix);
-    snprintf(e->ctl, sizeof e->ctl, "%s:ctl", prefix);
     sl__rscript_init(&e->script, sl__redis_script_src);
     sl__rscript_init(&e->append, sl__redis_append_src);
     e->nshards = e->url.n;
@@ -308,15 +317,20 @@ int sl__redis_engine_new(sl_engine **out, uv_loop_t *loop, const sl__redis_engin
         r_free(&e->base);
         return sl_status_set(st, SL_ENOMEM, NULL);
     }
-    char kc[KEY_MAX];
+    char kc[KEY_MAX], kf[KEY_MAX];
     snprintf(kc, sizeof kc, "%s:channels", e->prefix);
-    const char *check_argv[] = {kc, kc, "format", e->prefix, ""};
+    snprintf(kf, sizeof kf, "%s:format", e->prefix);
     for (size_t i = 0; i < e->nshards; i++) {
         rshard *s = &e->shards[i];
         char what[48];
         snprintf(what, sizeof what, e->nshards > 1 ? "engine shard %zu" : "engine", i);
         s->e = e;
         s->idx = i;
+        /* The prefix was checked and the URL's db is 0..15: both always fit. */
+        sl__redis_scope(s->scope, sizeof s->scope, e->prefix, e->url.shards[i].db);
+        sl__redis_channel(s->ctlchan, sizeof s->ctlchan, e->prefix, e->url.shards[i].db, "ctl",
+                          NULL);
+        const char *check_argv[] = {kf, kc, "format", s->scope, ""};
         sl__rconn_opts co = {.addr = &e->url.shards[i],
                              .what = what,
                              .log = o->log,

@@ -108,7 +108,7 @@ static void disarm(rkv *kv)
 static int stage(rkv *kv, int kind, const char *table, const void *key, size_t klen,
                  const void *val, size_t vlen)
 {
-    int t = table ? table_index(table, strlen(table)) : -1;
+    int t = table ? sl__redis_kv_table_index(table, strlen(table)) : -1;
     if (t < 0 || (kind != OP_DELPREFIX && (klen == 0 || klen > SL__REDIS_KV_KEY_MAX)) ||
         (kind == OP_DELPREFIX && klen > SL__REDIS_KV_KEY_MAX))
         return SL_EINVAL;
@@ -248,8 +248,8 @@ pend *sl__rkv_flush_batch(rkv *kv)
         const stop *o = &kv->ops[i];
         argv[a] = &kinds[o->kind];
         lens[a++] = 1;
-        argv[a] = tables[o->table];
-        lens[a++] = strlen(tables[o->table]);
+        argv[a] = sl__redis_kv_tables[o->table];
+        lens[a++] = strlen(sl__redis_kv_tables[o->table]);
         argv[a] = (const char *)o->key;
         lens[a++] = o->klen;
         if (o->kind == OP_PUT) {
@@ -353,7 +353,7 @@ static void reload_dirty(rkv *kv)
     sl__rkv_probe_stop(kv);
     for (size_t t = 0; kv->watch_fn && t < NTABLES; t++)
         if (d & (1u << t))
-            kv->watch_fn(kv->watch_ud, tables[t], NULL, 0, NULL, 0);
+            kv->watch_fn(kv->watch_ud, sl__redis_kv_tables[t], NULL, 0, NULL, 0);
 }
 
 /* ---- scan (synchronous, at start) -------------------------------------------------------------
@@ -381,7 +381,7 @@ static int rkv_scan(sl__kv *b, const char *table, const void *prefix, size_t ple
                     sl__kv_scan_fn fn, void *ud)
 {
     rkv *kv = (rkv *)b;
-    int t = table ? table_index(table, strlen(table)) : -1;
+    int t = table ? sl__redis_kv_table_index(table, strlen(table)) : -1;
     if (t < 0)
         return SL_EINVAL;
     struct timeval tv = {SCAN_TIMEOUT_S, 0};
@@ -390,7 +390,7 @@ static int rkv_scan(sl__kv *b, const char *table, const void *prefix, size_t ple
         char name[SL__REDIS_HOST_MAX + 32];
         sl__redis_addr_name(&kv->addr, name, sizeof name);
         sl__logsink_printf(kv->log, SL__SINK_WARN, "redis kv: cannot connect to %s to load %s: %s",
-                           name, tables[t], c ? c->errstr : "out of memory");
+                           name, sl__redis_kv_tables[t], c ? c->errstr : "out of memory");
         if (c)
             redisFree(c);
         return SL_EUNAVAIL;
@@ -552,7 +552,8 @@ int sl__redis_kv_new(sl__kv **out, uv_loop_t *loop, const sl__redis_addr *addr, 
     kv->loop = loop;
     kv->conn = conn;
     snprintf(kv->prefix, sizeof kv->prefix, "%s", prefix);
-    snprintf(kv->channel, sizeof kv->channel, "%s:kv", prefix);
+    /* The prefix was checked and the address's db is 0..15: it fits. */
+    sl__redis_channel(kv->channel, sizeof kv->channel, prefix, kv->addr.db, "kv", NULL);
     uv_check_init(loop, &kv->check);
     uv_idle_init(loop, &kv->idle);
     uv_timer_init(loop, &kv->probe);

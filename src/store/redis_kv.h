@@ -4,8 +4,9 @@
  * values are the kv's values. Writes are staged in memory as with LMDB; at the end of the loop
  * turn (or at once for a barrier) everything staged goes out as ONE server-side script that
  * applies the writes in order and, in the same atomic step, PUBLISHes a change notice on
- * `<prefix>:kv` naming every table and key it changed. So no node can see a write without its
- * notice following, and a notice never precedes its write.
+ * `<scope>:kv` (sl__redis_channel: `<prefix>:kv` on db 0, `<prefix>@<db>:kv` on another, since
+ * Redis pub/sub ignores the db) naming every table and key it changed. So no node can see a write
+ * without its notice following, and a notice never precedes its write.
  *
  * The change feed (sl__redis_kv_watch) is how the other nodes (and this one: its own notices come
  * back too) learn of a change: for each key a notice names, the kv fetches the current value and
@@ -70,7 +71,7 @@ int sl__redis_kv_is(const sl__kv *kv);
 typedef void (*sl__redis_kv_change_fn)(void *ud, const char *table, const void *key, size_t klen,
                                        const void *val, size_t vlen);
 
-/* Starts the change feed: opens the kv's subscription connection and subscribes `<prefix>:kv`;
+/* Starts the change feed: opens the kv's subscription connection and subscribes `<scope>:kv`;
  * for each key a notice names, HGETs the current value (in notice order) and calls fn. Whenever
  * the subscription is (re)established, fn is called with key NULL for every table (changes made
  * while it was down, or before it first came up, were missed); so is it for the tables of a
@@ -98,6 +99,14 @@ typedef void (*sl__redis_kv_load_fn)(void *ud, int rc, const sl__redis_kv_entry 
 int sl__redis_kv_load(sl__kv *kv, const char *table, sl__redis_kv_load_fn cb, void *ud);
 
 /* ---- the change notice (pure: a fuzz target drives the decoder) ------------------------------ */
+
+/* The kv's tables, in SL__KV_TABLE_NAMES's order (store/kv.h): the one list that the kv, its
+ * change feed and the notice's codec index (defined in redis_kv_notice.c, beside the codec). */
+extern const char *const sl__redis_kv_tables[];
+#define SL__REDIS_KV_NTABLES                                                                       \
+    (sizeof((const char *const[]){SL__KV_TABLE_NAMES}) / sizeof(const char *))
+/* The index in sl__redis_kv_tables of the table named t[0..n), or -1. */
+int sl__redis_kv_table_index(const char *t, size_t n);
 
 /* A notice is one or more entries, each "<n>:<table><m>:<key>" with n and m in decimal (no sign,
  * no leading zero, at most 4 digits), table one of the kv's tables, key 0..511 raw bytes (0: the

@@ -1,5 +1,5 @@
 /* The Redis kv's change feed (sl__redis_kv_watch, store/redis_kv.h) and its table load
- * (sl__redis_kv_load): the kv's own subscription connection on `<prefix>:kv`, each notice decoded
+ * (sl__redis_kv_load): the kv's own subscription connection on `<scope>:kv`, each notice decoded
  * (redis_kv_notice.c) and each key it names read again (HGET) for its current value, handed to the
  * watcher; whole tables reloaded when the subscription was (re)established or a notice was
  * malformed. A read goes out after this node's staged writes and is sent again when this node
@@ -53,14 +53,14 @@ static void fetch_done(void *ud, int rc, const redisReply *reply)
             send_fetch(kv, p);
             return;
         } else if (reply->type == REDIS_REPLY_STRING) {
-            kv->watch_fn(kv->watch_ud, tables[p->table], p->key, p->klen, reply->str,
+            kv->watch_fn(kv->watch_ud, sl__redis_kv_tables[p->table], p->key, p->klen, reply->str,
                          (size_t)reply->len);
         } else if (reply->type == REDIS_REPLY_NIL) {
-            kv->watch_fn(kv->watch_ud, tables[p->table], p->key, p->klen, NULL, 0);
+            kv->watch_fn(kv->watch_ud, sl__redis_kv_tables[p->table], p->key, p->klen, NULL, 0);
         } else {
             sl__logsink_printf(kv->log, SL__SINK_WARN,
                                "redis kv: %s:kv:%s is not a hash of strings: change ignored",
-                               kv->prefix, tables[p->table]);
+                               kv->prefix, sl__redis_kv_tables[p->table]);
         }
     }
     pend_free(p);
@@ -69,7 +69,7 @@ static void fetch_done(void *ud, int rc, const redisReply *reply)
 static int on_item(void *ud, const sl__redis_kv_notice_item *it)
 {
     rkv *kv = ud;
-    int t = table_index(it->table, strlen(it->table));
+    int t = sl__redis_kv_table_index(it->table, strlen(it->table));
     if (it->key == NULL) {
         kv->watch_fn(kv->watch_ud, it->table, NULL, 0, NULL, 0);
         return 0;
@@ -99,7 +99,7 @@ static void on_msg(void *ud, const char *channel, size_t clen, const char *msg, 
                            "redis kv: a malformed notice on %s: reloading every table",
                            kv->channel);
         for (size_t t = 0; t < NTABLES; t++)
-            kv->watch_fn(kv->watch_ud, tables[t], NULL, 0, NULL, 0);
+            kv->watch_fn(kv->watch_ud, sl__redis_kv_tables[t], NULL, 0, NULL, 0);
     }
 }
 
@@ -108,7 +108,7 @@ static void reload_all(rkv *kv)
     kv->dirty = 0;
     sl__rkv_probe_stop(kv);
     for (size_t t = 0; kv->watch_fn && t < NTABLES; t++)
-        kv->watch_fn(kv->watch_ud, tables[t], NULL, 0, NULL, 0);
+        kv->watch_fn(kv->watch_ud, sl__redis_kv_tables[t], NULL, 0, NULL, 0);
 }
 
 static void on_ready(void *ud, int rc)
@@ -226,7 +226,7 @@ static void load_done(void *ud, int rc, const redisReply *reply)
     }
     if (res == SL_EFORMAT)
         sl__logsink_printf(kv->log, SL__SINK_WARN, "redis kv: %s:kv:%s is not a hash: not loaded",
-                           kv->prefix, tables[p->table]);
+                           kv->prefix, sl__redis_kv_tables[p->table]);
     if (res == SL_EUNAVAIL)
         sl__rkv_mark_dirty(kv, 1u << p->table); /* try again once Redis answers */
     p->cb(p->ud, res, res == SL_OK ? e : NULL, res == SL_OK ? n : 0);
@@ -237,7 +237,7 @@ static void load_done(void *ud, int rc, const redisReply *reply)
 int sl__redis_kv_load(sl__kv *b, const char *table, sl__redis_kv_load_fn cb, void *ud)
 {
     rkv *kv = (rkv *)b;
-    int t = sl__redis_kv_is(b) && table ? table_index(table, strlen(table)) : -1;
+    int t = sl__redis_kv_is(b) && table ? sl__redis_kv_table_index(table, strlen(table)) : -1;
     if (t < 0 || cb == NULL)
         return SL_EINVAL;
     pend *p = calloc(1, sizeof *p);

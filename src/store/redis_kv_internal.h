@@ -17,16 +17,8 @@
 #include "store/redis_engine.h"
 #include "store/redis_kv.h"
 
-static const char *const tables[] = {SL__KV_TABLE_NAMES};
-#define NTABLES (sizeof tables / sizeof tables[0])
-
-static inline int table_index(const char *t, size_t n)
-{
-    for (size_t i = 0; i < NTABLES; i++)
-        if (strlen(tables[i]) == n && memcmp(tables[i], t, n) == 0)
-            return (int)i;
-    return -1;
-}
+/* The kv's tables: one list, redis_kv.h's (the notices index it too). */
+#define NTABLES SL__REDIS_KV_NTABLES
 
 enum { OP_PUT, OP_DEL, OP_DELPREFIX };
 
@@ -77,7 +69,7 @@ struct rkv {
     sl__rsub *sub;          /* owned, once watched */
     const sl__logsink *log; /* borrowed; NULL: stderr */
     char prefix[SL__REDIS_PREFIX_MAX + 1];
-    char channel[SL__REDIS_PREFIX_MAX + 8]; /* <prefix>:kv */
+    char channel[SL__REDIS_SCOPE_MAX + 8]; /* <scope>:kv (sl__redis_channel: prefix and db) */
     stop *ops;
     size_t nops, capops;
     pend *head;       /* pending requests */
@@ -129,7 +121,7 @@ static inline void pend_free(pend *p)
 
 static inline void hash_key(const rkv *kv, int table, char *buf, size_t size)
 {
-    snprintf(buf, size, "%s:kv:%s", kv->prefix, tables[table]);
+    snprintf(buf, size, "%s:kv:%s", kv->prefix, sl__redis_kv_tables[table]);
 }
 
 /* ---- redis_kv.c ------------------------------------------------------------------------------ */

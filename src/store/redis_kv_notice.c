@@ -1,19 +1,21 @@
 /* The Redis kv's change notice (store/redis_kv.h): the decoder every node runs on what arrives on
- * `<prefix>:kv`, and the encoder tests use (the kv's script writes the same format). No I/O, no
+ * `<scope>:kv`, and the encoder tests use (the kv's script writes the same format). No I/O, no
  * allocation: a fuzz target drives the decoder. Nothing a notice says is trusted: lengths are
- * bounded, tables must be the kv's own, and a malformed notice yields no entry at all. */
+ * bounded, tables must be the kv's own, and a malformed notice yields no entry at all. The list of
+ * the kv's tables (sl__redis_kv_tables) is here too: the kv and its feed index the same one. */
 #include "store/redis_kv.h"
 
 #include <stdio.h>
 #include <string.h>
 
-static const char *const tables[] = {SL__KV_TABLE_NAMES};
-#define NTABLES (sizeof tables / sizeof tables[0])
+const char *const sl__redis_kv_tables[] = {SL__KV_TABLE_NAMES};
+_Static_assert(sizeof sl__redis_kv_tables / sizeof sl__redis_kv_tables[0] == SL__REDIS_KV_NTABLES,
+               "one count of the kv's tables");
 
-static int table_index(const char *t, size_t n)
+int sl__redis_kv_table_index(const char *t, size_t n)
 {
-    for (size_t i = 0; i < NTABLES; i++)
-        if (strlen(tables[i]) == n && memcmp(tables[i], t, n) == 0)
+    for (size_t i = 0; i < SL__REDIS_KV_NTABLES; i++)
+        if (strlen(sl__redis_kv_tables[i]) == n && memcmp(sl__redis_kv_tables[i], t, n) == 0)
             return (int)i;
     return -1;
 }
@@ -40,14 +42,14 @@ static int read_item(const char *s, size_t len, size_t *p, sl__redis_kv_notice_i
     long tl = read_len(s, len, p);
     if (tl <= 0 || (size_t)tl > len - *p)
         return -1;
-    int t = table_index(s + *p, (size_t)tl);
+    int t = sl__redis_kv_table_index(s + *p, (size_t)tl);
     if (t < 0)
         return -1;
     *p += (size_t)tl;
     long kl = read_len(s, len, p);
     if (kl < 0 || kl > SL__REDIS_KV_KEY_MAX || (size_t)kl > len - *p)
         return -1;
-    it->table = tables[t];
+    it->table = sl__redis_kv_tables[t];
     it->key = kl ? s + *p : NULL;
     it->klen = (size_t)kl;
     *p += (size_t)kl;
@@ -75,7 +77,7 @@ int sl__redis_kv_notice_add(char *buf, size_t cap, size_t *len, const char *tabl
                             size_t klen)
 {
     size_t tl = table ? strlen(table) : 0;
-    if (tl == 0 || table_index(table, tl) < 0 || klen > SL__REDIS_KV_KEY_MAX)
+    if (tl == 0 || sl__redis_kv_table_index(table, tl) < 0 || klen > SL__REDIS_KV_KEY_MAX)
         return -1;
     char head[32];
     int hn = snprintf(head, sizeof head, "%zu:%s", tl, table);

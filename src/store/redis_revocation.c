@@ -10,7 +10,9 @@
  * password included, for the watch subscription it opens later, and wipes it when freed.
  *
  * Watching: a successful SET is followed by a PUBLISH of "t <id>" or "u <cut-off> <user>" on
- * `<prefix>:tb:revocations`, and the write is answered only then. While a watcher is set, a
+ * `<scope>:tb:revocations` (sl__redis_channel: the prefix on db 0, "<prefix>@<db>" on another db,
+ * because Redis hands a PUBLISH to the subscribers of every db), and the write is answered only
+ * then. While a watcher is set, a
  * subscription connection (sl__rsub, probed every second since it has no replies to time out)
  * carries that channel; each confirmed subscription, the first and every one made again after a
  * reconnect, tells the watcher to resync, and each message, this server's own included, becomes
@@ -38,6 +40,8 @@
 
 _Static_assert(SL__RSUB_PROBE_MS == SL_REVOCATION_REDIS_WATCH_PROBE_MS,
                "the watch subscription is probed as documented");
+_Static_assert(SL_REVOCATION_PREFIX_MAX + 3 <= SL__REDIS_SCOPE_MAX,
+               "every prefix has a watch channel (sl__redis_scope takes up to 64 bytes)");
 
 typedef struct rop rop;
 
@@ -50,7 +54,7 @@ typedef struct redis_store {
     sl__redis_addr addr;
     char name[SL__REDIS_HOST_MAX + 32]; /* host:port/db, for log lines */
     char prefix[SL_REVOCATION_PREFIX_MAX + 1];
-    char channel[SL_REVOCATION_PREFIX_MAX + 32]; /* <prefix>:tb:revocations */
+    char channel[SL__REDIS_SCOPE_MAX + 32]; /* <scope>:tb:revocations */
     sl__rconn *conn;
     sl__rsub *sub; /* exactly while a watcher is set */
     int watch_state;
@@ -651,11 +655,12 @@ static const sl_revocation_ops redis_ops = {
     .watch = redis_watch,
 };
 
+/* No '@': it separates the prefix from the db in the watch channel's name (sl__redis_scope). */
 static int prefix_valid(const char *p)
 {
     size_t n = 0;
     for (const unsigned char *c = (const unsigned char *)p; *c; c++, n++)
-        if (n >= SL_REVOCATION_PREFIX_MAX || *c <= 0x20 || *c >= 0x7f)
+        if (n >= SL_REVOCATION_PREFIX_MAX || *c <= 0x20 || *c >= 0x7f || *c == '@')
             return 0;
     return n > 0;
 }
@@ -681,7 +686,8 @@ static int redis_open(sl_revocation_store **out, uv_loop_t *loop, sl__redis_addr
     addr->user = addr->password = NULL;
     sl__redis_addr_name(&s->addr, s->name, sizeof s->name);
     snprintf(s->prefix, sizeof s->prefix, "%s", prefix);
-    snprintf(s->channel, sizeof s->channel, "%s:tb:revocations", prefix);
+    /* The prefix was checked (no '@', at most 64 bytes) and the db is 0..15: it fits. */
+    sl__redis_channel(s->channel, sizeof s->channel, prefix, s->addr.db, "tb:revocations", NULL);
     s->conn_sink = (sl__logsink){conn_line, s};
     s->sub_sink = (sl__logsink){sub_line, s};
     sl__rconn_opts o = {.addr = &s->addr,
@@ -733,7 +739,7 @@ int sl_revocation_redis_new_url(sl_revocation_store **out, uv_loop_t *loop, cons
     if (!args_ok(out, loop, &prefix))
         return sl_status_set(st, SL_EINVAL,
                              "revocation store: a loop and a prefix of 1..%d bytes of printable "
-                             "ASCII without space",
+                             "ASCII without space or '@'",
                              SL_REVOCATION_PREFIX_MAX);
     sl__redis_addr a;
     int rc = sl__redis_addr_parse(url, "revocation URL", &a, st);

@@ -5,10 +5,13 @@
 -- APPEND runs its own smaller script, redis_append.lua.
 --
 -- KEYS[1] the channel's base key `<prefix>:{<id>}` (every other key of the channel is derived from
---         it, so all of them share its hash tag and slot)
+--         it, so all of them share its hash tag and slot); FORMAT: `<prefix>:format`
 -- KEYS[2] `<prefix>:channels`, the set of channel ids on this shard
 -- KEYS[3] dead letters on this shard: the dead-letter queue's base key (CLAIM, TERMINATE)
--- ARGV[1] the operation; ARGV[2] the key prefix (for event channel names); ARGV[3] the channel id
+-- ARGV[1] the operation; ARGV[2] the pub/sub scope, which starts every channel name published on
+--         (`<scope>:ev:{<id>}`, `<scope>:ctl`): built by the engine from the prefix and the db
+--         (sl__redis_scope), because Redis hands a PUBLISH to the subscribers of every db;
+--         ARGV[3] the channel id
 --
 -- Keys are not type-checked one by one: a command on a key of the wrong type fails, and the
 -- dispatcher turns any failure into EFORMAT.
@@ -18,7 +21,7 @@
 -- values are checked before use: a key of the wrong type or a garbage field yields EFORMAT, never
 -- a Lua runtime error with stored bytes in it.
 
-local op, prefix, chan = ARGV[1], ARGV[2], ARGV[3]
+local op, scope, chan = ARGV[1], ARGV[2], ARGV[3]
 local base = KEYS[1]
 local K = {
     meta = base .. ':meta', s = base .. ':s', ready = base .. ':ready', timed = base .. ':timed',
@@ -137,7 +140,8 @@ local function event_of(seq, kv)
     return 'w\0#' .. hexid(seq) .. '\0' .. table.concat(kv, '\0')
 end
 
-local function evchan(id) return prefix .. ':ev:{' .. id .. '}' end
+local function evchan(id) return scope .. ':ev:{' .. id .. '}' end
+local function ctl() return scope .. ':ctl' end
 
 -- Removes a message from every structure of its channel.
 local function unlink(m, id)
@@ -218,7 +222,7 @@ function ops.create()
     for i = 4, #ARGV do args[#args + 1] = ARGV[i] end
     redis.call('HSET', K.meta, 'seq', '0', unpack(args))
     redis.call('SADD', KEYS[2], chan)
-    redis.call('PUBLISH', prefix .. ':ctl', 'c ' .. chan)
+    redis.call('PUBLISH', ctl(), 'c ' .. chan)
     return 'OK'
 end
 end
@@ -230,7 +234,7 @@ function ops.drop()
     for _, key in pairs(K) do redis.call('DEL', key) end
     redis.call('SREM', KEYS[2], chan)
     redis.call('PUBLISH', evchan(chan), 'd')
-    redis.call('PUBLISH', prefix .. ':ctl', 'd ' .. chan)
+    redis.call('PUBLISH', ctl(), 'd ' .. chan)
     return 'OK'
 end
 end
@@ -246,9 +250,10 @@ end
 if op == 'list' then
 function ops.list()
     if not check_type(KEYS[2], 'set') then return {} end
+    local kprefix = string.sub(KEYS[2], 1, -#':channels' - 1) -- KEYS[2] is `<prefix>:channels`
     local out = {}
     for _, id in ipairs(redis.call('SMEMBERS', KEYS[2])) do
-        local k = keys_of(prefix .. ':{' .. id .. '}')
+        local k = keys_of(kprefix .. ':{' .. id .. '}')
         if load_meta(k) ~= nil then out[#out + 1] = info_reply(k, id) end
     end
     return out
@@ -314,7 +319,7 @@ dead_store = function(k, dl, dead, now, epoch, visibility)
                    'cursor_idle', '0', 'epoch', epoch)
         check_type(KEYS[2], 'set')
         redis.call('SADD', KEYS[2], dl)
-        redis.call('PUBLISH', prefix .. ':ctl', 'c ' .. dl)
+        redis.call('PUBLISH', ctl(), 'c ' .. dl)
         created = true
     end
     local m = load_meta(k)
@@ -702,13 +707,13 @@ end
 -- At start on every shard: the key layout's version; a newer one than this build's is refused.
 if op == 'format' then
 function ops.format()
-    local t = redis.call('TYPE', prefix .. ':format')['ok']
+    local t = redis.call('TYPE', KEYS[1])['ok']
     if t == 'none' then
-        redis.call('SET', prefix .. ':format', FORMAT)
+        redis.call('SET', KEYS[1], FORMAT)
         return FORMAT
     end
     if t ~= 'string' then return fail('EFORMAT') end
-    local v = tonumber(redis.call('GET', prefix .. ':format'))
+    local v = tonumber(redis.call('GET', KEYS[1]))
     if v == nil then return fail('EFORMAT') end
     if v > FORMAT then return fail('EFORMATVERSION') end
     return v

@@ -2,7 +2,8 @@
  * drive them): the parser of "redis://[user:password@]host[:port][/db]" lists, one per shard
  * (credentials percent-decoded and never in a reason), and of one such URL for the stores that
  * use one Redis (the revocation store); a shard's name and its URL with the password masked; the
- * check of a key prefix, and the consistent-hashing ring that maps a channel id to its shard. */
+ * check of a key prefix and the pub/sub channel names built from a prefix and a db, and the
+ * consistent-hashing ring that maps a channel id to its shard. */
 #include "store/redis_conn_internal.h"
 
 #include <arpa/inet.h>
@@ -451,4 +452,39 @@ int sl__redis_prefix_valid(const char *p)
     if (n == 0 || n > 64)
         return 0;
     return strspn(p, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.") == n;
+}
+
+int sl__redis_scope(char *buf, size_t size, const char *prefix, int db)
+{
+    if (size > 0)
+        buf[0] = '\0';
+    size_t n = prefix ? strlen(prefix) : 0;
+    if (n == 0 || n > 64 || strchr(prefix, '@') != NULL || db < 0 || db > 15)
+        return -1;
+    int len =
+        db == 0 ? snprintf(buf, size, "%s", prefix) : snprintf(buf, size, "%s@%d", prefix, db);
+    if (len < 0 || (size_t)len >= size) {
+        if (size > 0)
+            buf[0] = '\0';
+        return -1;
+    }
+    return len;
+}
+
+int sl__redis_channel(char *buf, size_t size, const char *prefix, int db, const char *name,
+                      const char *id)
+{
+    int s = sl__redis_scope(buf, size, prefix, db);
+    if (s < 0 || name == NULL || *name == '\0') {
+        if (size > 0)
+            buf[0] = '\0';
+        return -1;
+    }
+    int len = id ? snprintf(buf + s, size - (size_t)s, ":%s:{%s}", name, id)
+                 : snprintf(buf + s, size - (size_t)s, ":%s", name);
+    if (len < 0 || (size_t)len >= size - (size_t)s) {
+        buf[0] = '\0';
+        return -1;
+    }
+    return s + len;
 }

@@ -4,7 +4,8 @@ once and in order (raw frames and the real centrifuge client), one queue claimed
 nodes by sixty workers hands every message to one worker at a time, a node killed with claims
 gives them back after the lease, grants changed on one node act on sockets of another, two
 shards fail independently, Redis going away fails requests closed and the nodes heal by
-themselves, and hostile data planted in Redis gives errors, not crashes. Nothing is timed: waits
+themselves, hostile data planted in Redis gives errors, not crashes, and two deployments on two
+dbs of one Redis hear neither each other's publications nor each other's revocations. Nothing is timed: waits
 are deadlines that only turn a hang into a failure."""
 import json
 import os
@@ -110,6 +111,68 @@ def test_write_on_one_node_reaches_subscribers_on_the_others(make_server, make_r
     assert w.call("subscribe", {"channel": "never-made"},
                   timeout=WAIT)["error"]["code"] == 102  # unknown channel
     w.close()
+
+
+def two_deployments(make_server, make_redis):
+    """Two deployments with the same engine_prefix on one Redis: nodes a1, a2 on db 1, node b on
+    db 2 (each with the default revocation store: the engine's Redis and db)."""
+    r = make_redis()
+    a1, a2 = start_nodes(make_server, 2, r.url + "/1")
+    (b,) = start_nodes(make_server, 1, r.url + "/2")
+    assert "revocation redis" in b.stderr()
+    return a1, a2, b
+
+
+# Redis delivers a PUBLISH to every subscriber of the server whatever db it SELECTed, so sluice
+# names its pub/sub channels per db. Redis hands one subscriber its messages in the order it ran
+# the PUBLISHes: once b hears its own event, the other deployment's earlier one would have come
+# first, so neither test below waits for an absence.
+
+def test_publications_stay_in_their_db(make_server, make_redis):
+    """A publication on one deployment never reaches a WebSocket subscriber of the same channel id
+    on the other; the two nodes of one deployment still hear each other."""
+    a1, a2, b = two_deployments(make_server, make_redis)
+    for s in (a1, b):
+        assert admin(s).post("/channels", json={"id": "news", "kind": "topic"}).status_code == 201
+    reader = a1.token("reader", role="read")
+    wa, wb = ws(a2, reader), ws(b, reader)
+    for w in (wa, wb):
+        assert "subscribe" in w.call("subscribe", {"channel": "news"}, timeout=WAIT)
+    put_a = a1.client(a1.token("writer", role="write"), timeout=WAIT)
+    put_b = b.client(b.token("writer", role="write"), timeout=WAIT)
+    assert put_a.put("/channels/news", json={"from": "a", "n": 1}).status_code == 200
+    assert put_b.put("/channels/news", json={"from": "b", "n": 1}).status_code == 200
+    assert put_b.put("/channels/news", json={"from": "b", "n": 2}).status_code == 200
+    assert put_a.put("/channels/news", json={"from": "a", "n": 2}).status_code == 200
+    for w, me in ((wa, "a"), (wb, "b")):
+        got = pubs_on(w, "news", 2)
+        assert [(p["data"]["from"], p["data"]["n"], p["offset"]) for p in got] == \
+            [(me, 1, 1), (me, 2, 2)], got
+        w.close()
+
+
+def test_revocations_stay_in_their_db(make_server, make_redis):
+    """A user revoked on one deployment has its socket on the other node of that deployment closed
+    (3503), and keeps its socket on the other deployment."""
+    a1, a2, b = two_deployments(make_server, make_redis)
+    assert admin(b).post("/channels", json={"id": "news", "kind": "topic"}).status_code == 201
+    reader = a1.token("reader", role="read")
+    wa, wb = ws(a2, reader), ws(b, reader)
+    assert "subscribe" in wb.call("subscribe", {"channel": "news"}, timeout=WAIT)
+    marker = ws(b, b.token("marker", role="read"))
+    assert admin(a1).post("/revoke", json={"user_id": "reader"}).status_code == 200
+    assert wa.wait_close(timeout=WAIT) == 3503
+    # A revocation on b of a user with a socket there: once it closed, b has heard what came
+    # before it.
+    assert admin(b).post("/revoke", json={"user_id": "marker"}).status_code == 200
+    assert marker.wait_close(timeout=WAIT) == 3503
+    put_b = b.client(b.token("writer", role="write"), timeout=WAIT)
+    assert put_b.put("/channels/news", json={"n": 1}).status_code == 200
+    assert [p["data"] for p in pubs_on(wb, "news", 1)] == [{"n": 1}]  # still open
+    assert b.client(reader, timeout=WAIT).get("/channels").status_code == 200
+    assert a2.client(reader, timeout=WAIT).get("/channels").status_code == 401
+    for w in (wa, wb, marker):
+        w.close()
 
 
 def test_publisher_faster_than_redis_gets_every_reply_in_order(make_server, make_redis):

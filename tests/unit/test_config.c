@@ -578,6 +578,12 @@ static void test_repeatable_keys(void **state)
     assert_int_equal(sl__config_set(&c, "broker_allow_all_role", "root", &st), SL_ECONFIG);
     assert_int_equal(c.broker_allow_all_role, SL_ROLE_ADMIN);
     assert_int_equal(sl__config_set(&c, "request_timeout", "0.0001", &st), SL_ECONFIG);
+    /* '@' separates a Redis prefix from the db in pub/sub channel names: no prefix holds one. */
+    assert_int_equal(sl__config_set(&c, "revocation_prefix", "a:b", &st), SL_OK);
+    assert_int_equal(sl__config_set(&c, "revocation_prefix", "a@1", &st), SL_ECONFIG);
+    assert_non_null(strstr(st.message, "no '@'"));
+    assert_string_equal(c.revocation_prefix, "a:b");
+    assert_int_equal(sl__config_set(&c, "engine_prefix", "a@1", &st), SL_ECONFIG);
     /* Every authenticator sluiced can build is a name the key takes. */
     assert_int_equal(sl__config_set(&c, "authenticators",
                                     "apikey, upstream-jwt, introspection, signature, cert", &st),

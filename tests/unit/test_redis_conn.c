@@ -298,6 +298,62 @@ static void test_url_hostile(void **state)
     sl__redis_url_clear(&u);
 }
 
+/* ---- pub/sub channel names ------------------------------------------------------------------ */
+
+/* db 0 keeps the names of every earlier release; any other db has names of its own, and no
+ * prefix on one db shares a name with another prefix on another (no prefix holds '@'). */
+static void test_channel_names(void **state)
+{
+    (void)state;
+    char b[SL__REDIS_SCOPE_MAX + 32];
+    assert_int_equal(sl__redis_scope(b, sizeof b, "sluice", 0), 6);
+    assert_string_equal(b, "sluice");
+    assert_int_equal(sl__redis_scope(b, sizeof b, "sluice", 15), 9);
+    assert_string_equal(b, "sluice@15");
+    assert_int_equal(sl__redis_channel(b, sizeof b, "sluice", 0, "ev", "orders"), 18);
+    assert_string_equal(b, "sluice:ev:{orders}");
+    assert_int_equal(sl__redis_channel(b, sizeof b, "sluice", 3, "ev", "orders"), 20);
+    assert_string_equal(b, "sluice@3:ev:{orders}");
+    assert_true(sl__redis_channel(b, sizeof b, "sluice", 0, "ctl", NULL) > 0);
+    assert_string_equal(b, "sluice:ctl");
+    assert_true(sl__redis_channel(b, sizeof b, "sluice", 1, "kv", NULL) > 0);
+    assert_string_equal(b, "sluice@1:kv");
+    assert_true(sl__redis_channel(b, sizeof b, "a:b", 2, "tb:revocations", NULL) > 0);
+    assert_string_equal(b, "a:b@2:tb:revocations");
+    /* The longest prefix on the highest db fits the scope's room. */
+    char p64[65];
+    memset(p64, 'p', 64);
+    p64[64] = '\0';
+    assert_int_equal(sl__redis_scope(b, SL__REDIS_SCOPE_MAX + 1, p64, 15), SL__REDIS_SCOPE_MAX);
+    /* Refused, leaving "": '@' in the prefix (its scope would be another's), empty or too long
+     * prefixes, dbs outside 0..15, no name, no room. */
+    static const struct {
+        const char *prefix;
+        int db;
+        const char *name;
+        size_t size;
+    } bad[] = {
+        {"a@1", 0, "ctl", sizeof b}, {"", 0, "ctl", sizeof b},   {NULL, 0, "ctl", sizeof b},
+        {"a", -1, "ctl", sizeof b},  {"a", 16, "ctl", sizeof b}, {"a", 0, "", sizeof b},
+        {"a", 0, NULL, sizeof b},    {"sluice", 1, "ctl", 12},   {"sluice", 1, "ctl", 8},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        strcpy(b, "x");
+        if (sl__redis_channel(b, bad[i].size, bad[i].prefix, bad[i].db, bad[i].name, NULL) != -1 ||
+            b[0] != '\0')
+            fail_msg("case %zu: '%s'", i, b);
+    }
+    char p65[66];
+    memset(p65, 'p', 65);
+    p65[65] = '\0';
+    assert_int_equal(sl__redis_scope(b, sizeof b, p65, 0), -1);
+    assert_string_equal(b, "");
+    /* Exactly the room the name needs, and one byte less. */
+    assert_int_equal(sl__redis_channel(b, 21, "sluice", 3, "ev", "orders"), 20);
+    assert_int_equal(sl__redis_channel(b, 20, "sluice", 3, "ev", "orders"), -1);
+    assert_string_equal(b, "");
+}
+
 /* ---- the ring ----------------------------------------------------------------------------- */
 
 static sl__redis_ring *ring_of(const char *url, sl__redis_url *u)
@@ -1303,6 +1359,7 @@ int main(void)
         cmocka_unit_test(test_url_valid),
         cmocka_unit_test(test_url_hostile),
         cmocka_unit_test(test_ring),
+        cmocka_unit_test(test_channel_names),
         cmocka_unit_test(test_commands),
         cmocka_unit_test(test_pipeline),
         cmocka_unit_test(test_large_writes),

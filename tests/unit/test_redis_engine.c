@@ -7,8 +7,9 @@
  * hiredis connection (keys of the wrong type, garbage settings, a stream entry missing fields,
  * garbage on an event channel) gives SL_EFORMAT, never a crash, and other channels keep working.
  * Two shards: channels land on both, a dead letter crosses shards, and one shard down fails only
- * its channels. The codec's pure decoders are checked on a few replies built by hand. Events are
- * awaited with a generous bound, never timed. */
+ * its channels. Deployments with one prefix on dbs 0, 1 and 2 of one Redis hear only their own
+ * events, each db on channel names of its own. The codec's pure decoders are checked on a few
+ * replies built by hand. Events are awaited with a generous bound, never timed. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -366,6 +367,96 @@ static void test_two_nodes_events(void **state)
     b.e->ops->unwatch(b.e, "t");
     node_close(&a);
     node_close(&b);
+}
+
+/* ---- deployments on other dbs of one Redis ------------------------------------------------- */
+
+static long long numsub(test_redis *r, const char *channel)
+{
+    redisReply *rep = admin(r, "PUBSUB NUMSUB %s", channel);
+    assert_int_equal(rep->type, REDIS_REPLY_ARRAY);
+    assert_int_equal(rep->elements, 2);
+    long long n = rep->element[1]->integer;
+    freeReplyObject(rep);
+    return n;
+}
+
+/* Redis delivers a PUBLISH to every subscriber of the server, whatever db it SELECTed: two
+ * deployments with the same prefix on db 1 and db 2 of one Redis (a1 and a2 one deployment, b the
+ * other, c a third on db 0) must not hear each other's writes, creations or deletions, while the
+ * nodes of one deployment still do. Each db has channel names of its own; db 0's are the names
+ * every earlier release used. */
+static void test_dbs_do_not_share_events(void **state)
+{
+    (void)state;
+    NEED_REDIS();
+    char url[128], url1[160], url2[160];
+    test_redis_url(&R1, url, sizeof url);
+    snprintf(url1, sizeof url1, "%s/1", url);
+    snprintf(url2, sizeof url2, "%s/2", url);
+    static node a1, a2, b, c;
+    node_open(&a1, url1);
+    node_open(&a2, url1);
+    node_open(&b, url2);
+    node_open(&c, url);
+
+    /* The same channel id in every deployment: the keys are apart (one per db). */
+    assert_int_equal(create(a1.e, "t", SL_KIND_TOPIC), SL_OK);
+    assert_int_equal(create(b.e, "t", SL_KIND_TOPIC), SL_OK);
+    assert_int_equal(create(c.e, "t", SL_KIND_TOPIC), SL_OK);
+    expect_log(&a2, "C t;");
+    expect_log(&b, "C t;");
+    expect_log(&c, "C t;");
+    assert_int_equal(watch(&a2, "t"), SL_OK);
+    assert_int_equal(watch(&b, "t"), SL_OK);
+    assert_int_equal(watch(&c, "t"), SL_OK);
+    /* Each db's names: db 0 keeps "P:...", db N has "P@N:...". */
+    assert_int_equal(numsub(&R1, PREFIX ":ev:{t}"), 1);
+    assert_int_equal(numsub(&R1, PREFIX "@1:ev:{t}"), 1);
+    assert_int_equal(numsub(&R1, PREFIX "@2:ev:{t}"), 1);
+    assert_int_equal(numsub(&R1, PREFIX ":ctl"), 1);
+    assert_int_equal(numsub(&R1, PREFIX "@1:ctl"), 2);
+    assert_int_equal(numsub(&R1, PREFIX "@2:ctl"), 1);
+    a2.log[0] = b.log[0] = c.log[0] = '\0';
+
+    /* Writes: a1's reach a2 only, b's b only, c's c only. Redis hands one subscriber its messages
+     * in the order it ran the PUBLISHes, so once b and c hear their own last write, a write of
+     * the other deployment would have arrived before it. */
+    assert_int_equal(put(a1.e, "t", "a-1", NULL), SL_OK);
+    assert_int_equal(put(b.e, "t", "b-1", NULL), SL_OK);
+    assert_int_equal(put(c.e, "t", "c-1", NULL), SL_OK);
+    assert_int_equal(put(a1.e, "t", "a-2", NULL), SL_OK);
+    assert_int_equal(put(b.e, "t", "b-2", NULL), SL_OK);
+    assert_int_equal(put(c.e, "t", "c-2", NULL), SL_OK);
+    expect_log(&a2, "W t a-1 0000000000000001;W t a-2 0000000000000002;");
+    expect_log(&b, "W t b-1 0000000000000001;W t b-2 0000000000000002;");
+    expect_log(&c, "W t c-1 0000000000000001;W t c-2 0000000000000002;");
+    assert_string_equal(a2.log, "W t a-1 0000000000000001;W t a-2 0000000000000002;");
+    assert_string_equal(b.log, "W t b-1 0000000000000001;W t b-2 0000000000000002;");
+    assert_string_equal(c.log, "W t c-1 0000000000000001;W t c-2 0000000000000002;");
+
+    /* Creations and deletions, on the control channel and on the event channel. */
+    a2.log[0] = b.log[0] = c.log[0] = '\0';
+    assert_int_equal(create(a1.e, "only-a", SL_KIND_QUEUE), SL_OK);
+    assert_int_equal(drop(a1.e, "t"), SL_OK);
+    assert_int_equal(create(b.e, "only-b", SL_KIND_QUEUE), SL_OK);
+    assert_int_equal(create(c.e, "only-c", SL_KIND_QUEUE), SL_OK);
+    expect_log(&a2, "C only-a;D t;");
+    expect_log(&b, "C only-b;");
+    expect_log(&c, "C only-c;");
+    assert_string_equal(a2.log, "C only-a;D t;");
+    assert_string_equal(b.log, "C only-b;");
+    assert_string_equal(c.log, "C only-c;");
+    /* b's channel t was not dropped with a1's. */
+    assert_int_equal(info(b.e, "t", NULL), SL_OK);
+
+    a2.e->ops->unwatch(a2.e, "t");
+    b.e->ops->unwatch(b.e, "t");
+    c.e->ops->unwatch(c.e, "t");
+    node_close(&a1);
+    node_close(&a2);
+    node_close(&b);
+    node_close(&c);
 }
 
 /* ---- presence across nodes ------------------------------------------------------------------ */
@@ -1196,6 +1287,7 @@ int main(void)
         cmocka_unit_test(test_codec),
         cmocka_unit_test(test_number_text),
         cmocka_unit_test_setup_teardown(test_presence_across_nodes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_dbs_do_not_share_events, setup, teardown),
         cmocka_unit_test(test_presence_mem_engine),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

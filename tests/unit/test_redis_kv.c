@@ -1,8 +1,9 @@
 /* The kv on Redis (src/store/redis_kv.c, redis_kv_feed.c) and the security state it shares across
  * nodes (src/server/shared_state.c), against a real redis-server: staged writes and their barrier,
  * the start-up scan, binary keys, two nodes on one Redis (a change on one applied on the other,
- * with the ACL event that makes sockets re-check), hostile data written into sluice's keys by hand,
- * and Redis going away and coming back. The notice format is tested without Redis. */
+ * with the ACL event that makes sockets re-check), two deployments on two dbs of one Redis that do
+ * not hear each other's notices, hostile data written into sluice's keys by hand, and Redis going
+ * away and coming back. The notice format is tested without Redis. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -96,16 +97,23 @@ static void on_event(void *ud, const sl_event *ev)
     snprintf(n->last_principal, sizeof n->last_principal, "%s", ev->principal);
 }
 
-static void node_conn(node *n)
+static void node_conn_db(node *n, int db)
 {
     char url[128];
     test_redis_url(&redis, url, sizeof url);
+    if (db != 0)
+        snprintf(url + strlen(url), sizeof url - strlen(url), "/%d", db);
     sl_status st = {0};
     assert_int_equal(sl__redis_url_parse(url, &n->url, &st), SL_OK);
     sl__rconn_opts o = {.addr = &n->url.shards[0], .what = "test", .timeout_ms = 2000};
     assert_int_equal(sl__rconn_new(&n->conn, &loop, &o), SL_OK);
     assert_true(run_until(rconn_is_up, n->conn));
     assert_int_equal(sl__redis_kv_new(&n->kv, &loop, &n->url.shards[0], n->conn, "t", &st), SL_OK);
+}
+
+static void node_conn(node *n)
+{
+    node_conn_db(n, 0);
 }
 
 /* A node with the shared security state: a context, a broker and an API key store on the kv. */
@@ -412,6 +420,56 @@ static void test_feed(void **state)
     node_down(&b);
 }
 
+static int changed(void *ud)
+{
+    return ((node *)ud)->changes > 0;
+}
+
+/* Two deployments with the same prefix on db 1 (a, a2) and db 2 (b) of one Redis: a change
+ * notice reaches the feed of its own deployment only (Redis delivers a PUBLISH to every subscriber
+ * of the server, whatever its db), on a channel name of its db's. Redis hands one subscriber its
+ * messages in the order it ran the PUBLISHes, so once b hears its own change, a's would have come
+ * first. */
+static void test_feed_dbs_apart(void **state)
+{
+    (void)state;
+    NEED_DEP(redis_ok, "redis-server (scripts/deps installs it)");
+    node a, a2, b;
+    memset(&a, 0, sizeof a);
+    memset(&a2, 0, sizeof a2);
+    memset(&b, 0, sizeof b);
+    node_conn_db(&a, 1);
+    node_conn_db(&a2, 1);
+    node_conn_db(&b, 2);
+    assert_int_equal(sl__redis_kv_watch(a2.kv, on_raw_change, &a2), SL_OK);
+    assert_int_equal(sl__redis_kv_watch(b.kv, on_raw_change, &b), SL_OK);
+    assert_true(run_until(reloaded, &a2));
+    assert_true(run_until(reloaded, &b));
+    redisReply *r = test_redis_cmd(&redis, "PUBSUB NUMSUB t:kv t@1:kv t@2:kv");
+    assert_non_null(r);
+    assert_int_equal(r->elements, 6);
+    assert_int_equal(r->element[1]->integer, 0);
+    assert_int_equal(r->element[3]->integer, 1);
+    assert_int_equal(r->element[5]->integer, 1);
+    freeReplyObject(r);
+    int reloads = b.reloads;
+    assert_int_equal(a.kv->ops->put(a.kv, SL__KV_ACL, "from-a", 6, "va", 2), SL_OK);
+    assert_int_equal(barrier(a.kv), SL_OK);
+    assert_int_equal(b.kv->ops->put(b.kv, SL__KV_ACL, "from-b", 6, "vb", 2), SL_OK);
+    assert_int_equal(barrier(b.kv), SL_OK);
+    assert_true(run_until(changed, &a2));
+    assert_true(run_until(changed, &b));
+    assert_int_equal(a2.changes, 1);
+    assert_memory_equal(a2.last_key, "from-a", 6);
+    assert_int_equal(a2.last_vlen, 2);
+    assert_int_equal(b.changes, 1);
+    assert_memory_equal(b.last_key, "from-b", 6);
+    assert_int_equal(b.reloads, reloads);
+    node_down(&a);
+    node_down(&a2);
+    node_down(&b);
+}
+
 /* ---- two nodes --------------------------------------------------------------------------------
  */
 
@@ -694,6 +752,7 @@ int main(void)
         cmocka_unit_test(test_notice),
         cmocka_unit_test_setup(test_round_trip, each_setup),
         cmocka_unit_test_setup(test_feed, each_setup),
+        cmocka_unit_test_setup(test_feed_dbs_apart, each_setup),
         cmocka_unit_test_setup(test_two_nodes_acl, each_setup),
         cmocka_unit_test_setup(test_two_nodes_broker_and_keys, each_setup),
         cmocka_unit_test_setup(test_hostile, each_setup),

@@ -6,7 +6,8 @@
  * callback. Watching: two stores on one Redis see each other's revocations (and their own, once)
  * through the pub/sub channel, with the documented message format; a resync follows every
  * (re)subscription, after a kill and after a hang; garbage on the channel is ignored; freeing
- * with a subscription pending or live leaves nothing behind. A synchronous hiredis connection
+ * with a subscription pending or live leaves nothing behind; stores on other dbs of one Redis do
+ * not hear each other, and a prefix with '@' is refused. A synchronous hiredis connection
  * plays the operator who inspects or plants keys and publishes by hand. Without redis-server
  * (scripts/deps installs it) every test fails under the project's test command and is skipped
  * otherwise (tests/unit/deps.h). Events are awaited with a generous bound (WAIT_MS), never timed:
@@ -910,6 +911,86 @@ static void test_watch_two_nodes(void **state)
     freeReplyObject(cmd("DEL rw1:tb:user_revoked_at:w-bob rw1:tb:user_revoked_at:w-carol"));
 }
 
+/* A store on db of the test's Redis (a deployment that SELECTs it), on the loop as it is. */
+static sl_revocation_store *open_on_db(const char *prefix, int db)
+{
+    char url[64];
+    snprintf(url, sizeof url, "redis://127.0.0.1:%d/%d", redis_port, db);
+    sl_revocation_store *s = NULL;
+    sl_status st = {0};
+    assert_int_equal(sl_revocation_redis_new_url(&s, &loop, url, prefix, 600, NULL, NULL, &st),
+                     SL_OK);
+    assert_true(wait_until(is_ready, s, WAIT_MS));
+    return s;
+}
+
+/* Redis delivers a PUBLISH to every subscriber of the server, whatever db it SELECTed. Two
+ * deployments with the same prefix on db 1 (a1, a2) and db 2 (b) of one Redis, and a third on db
+ * 0 (c): a revocation reaches the watchers of its own deployment only, on a channel name of its
+ * db's (db 0's is the one every earlier release used). Redis hands one subscriber its messages in
+ * the order it ran the PUBLISHes, so once b and c hear their own revocation, one of another
+ * deployment made before it would have arrived first. */
+static void test_watch_dbs_apart(void **state)
+{
+    (void)state;
+    NEED_REDIS();
+    assert_int_equal(uv_loop_init(&loop), 0);
+    sl_revocation_store *a1 = open_on_db("rdb", 1), *a2 = open_on_db("rdb", 1);
+    sl_revocation_store *b = open_on_db("rdb", 2), *c = open_on_db("rdb", 0);
+    watched wa2 = {.s = a2}, wb = {.s = b}, wc = {.s = c};
+    sl_revocation_set_watch(a2, watcher, &wa2);
+    sl_revocation_set_watch(b, watcher, &wb);
+    sl_revocation_set_watch(c, watcher, &wc);
+    await_resyncs(&wa2, 1);
+    await_resyncs(&wb, 1);
+    await_resyncs(&wc, 1);
+    assert_int_equal(subscribers("rdb:tb:revocations"), 1);
+    assert_int_equal(subscribers("rdb@1:tb:revocations"), 1);
+    assert_int_equal(subscribers("rdb@2:tb:revocations"), 1);
+
+    assert_int_equal(rev_token(a1, "dbs-tok", NULL, 0), SL_OK);
+    assert_int_equal(rev_user(a1, "dbs-user"), SL_OK);
+    assert_int_equal(rev_token(b, "dbs-tok-b", NULL, 0), SL_OK);
+    assert_int_equal(rev_token(c, "dbs-tok-c", NULL, 0), SL_OK);
+    await_user(&wa2, "dbs-user");
+    await_token(&wb, "dbs-tok-b");
+    await_token(&wc, "dbs-tok-c");
+    assert_int_equal(count_token(&wa2, "dbs-tok"), 1);
+    assert_int_equal(wa2.n, 3); /* the resync, the token, the user */
+    assert_int_equal(wb.n, 2);  /* the resync, its own token */
+    assert_int_equal(wc.n, 2);
+    assert_int_equal(count_token(&wb, "dbs-tok"), 0);
+    assert_int_equal(count_user(&wb, "dbs-user"), 0);
+    assert_int_equal(count_token(&wc, "dbs-tok"), 0);
+    assert_int_equal(count_user(&wc, "dbs-user"), 0);
+    /* The records are apart too (the db scopes keys). */
+    assert_int_equal(chk(a2, "dbs-tok", "x", 0).status, SL_ETOKEN);
+    assert_int_equal(chk(b, "dbs-tok", "dbs-user", 0).status, SL_OK);
+
+    sl_revocation_store_free(a1);
+    sl_revocation_store_free(a2);
+    sl_revocation_store_free(b);
+    close_store(c);
+    freeReplyObject(cmd("FLUSHALL"));
+}
+
+/* '@' cannot be part of a prefix: "rdb@1" on db 0 would be "rdb" on db 1 on the watch channel. */
+static void test_prefix_without_at(void **state)
+{
+    (void)state;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    sl_revocation_store *s = NULL;
+    assert_int_equal(sl_revocation_redis_new(&s, &loop, "127.0.0.1", 6379, "rdb@1", 60, NULL, NULL),
+                     SL_EINVAL);
+    sl_status st = {0};
+    assert_int_equal(
+        sl_revocation_redis_new_url(&s, &loop, "redis://127.0.0.1", "a@b", 60, NULL, NULL, &st),
+        SL_EINVAL);
+    assert_non_null(strstr(st.message, "'@'"));
+    assert_null(s);
+    assert_int_equal(uv_loop_close(&loop), 0);
+}
+
 /* What another program subscribed to the channel reads: the documented message format. */
 static void test_watch_message_format(void **state)
 {
@@ -1252,6 +1333,8 @@ int main(void)
         cmocka_unit_test(test_watch_garbage),
         cmocka_unit_test(test_watch_publish_refused),
         cmocka_unit_test(test_watch_free),
+        cmocka_unit_test(test_watch_dbs_apart),
+        cmocka_unit_test(test_prefix_without_at),
         cmocka_unit_test(test_reply_judgement),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

@@ -4,9 +4,9 @@
  * subscription (which authenticates on its own connection) reports events; an ACL user with only
  * the commands, keys and channels the store documents does too; a wrong password leaves the store
  * unavailable (SL_EUNAVAIL) and no log line holds either password; a db in the URL puts the keys
- * in that db (and nowhere else) while events still flow (pub/sub is not db-scoped). URLs the store
- * cannot use are refused with a reason that never holds the password. Events are awaited with a
- * generous bound, never timed. */
+ * in that db (and nowhere else) while events flow on that db's channel (ra3@3:tb:revocations). URLs
+ * the store cannot use are refused with a reason that never holds the password. Events are awaited
+ * with a generous bound, never timed. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -234,8 +234,8 @@ static void test_acl_user(void **state)
     freeReplyObject(r);
 }
 
-/* SELECT: the keys are in the URL's db and not in db 0; the watch channel is not db-scoped in
- * Redis, so events flow as before. */
+/* SELECT: the keys are in the URL's db and not in db 0; events flow on the db's own channel name
+ * (Redis pub/sub ignores the db, so the name carries it). */
 static void test_select_db(void **state)
 {
     (void)state;
