@@ -340,8 +340,6 @@ sl__cf_command *sl__sess_take_command(sess *s)
     return c;
 }
 
-/* At most limit publications of channel after offset `after`, through the channel API so the
- * read is authorised like any other. */
 /* Message bytes a reply may still carry: what the session's outgoing bound (ws_max_outgoing) leaves
  * after the batch already pending and some room for the reply's own envelope. Replies larger than
  * that would end the session with 3008 instead of answering. */
