@@ -1,5 +1,6 @@
-/* What the HTTP server's files share: http.c (a connection: lifetime, timers, reading and parsing,
- * responses, TLS), http_server.c (the server object, accepting, per-address accounting) and
+/* What the HTTP server's files share: http.c (a connection: lifetime, timers, reading and parsing),
+ * http_response.c (answers: building and writing them), http_tls.c (a TLS connection's
+ * ciphertext), http_server.c (the server object, accepting, per-address accounting) and
  * http_upgrade.c (upgraded connections). The connection and server structs, and the functions that
  * one of them calls in another. Nothing here is public API. */
 #ifndef SLUICE_NET_HTTP_INTERNAL_H
@@ -18,6 +19,9 @@
 #define READ_BUF_SIZE (64 * 1024)
 /* A connection's write buffer (or ciphertext buffer) larger than this is freed once written. */
 #define WBUF_KEEP (64 * 1024)
+/* How long we keep draining a client's bytes after an error response before giving up on it:
+ * closing with unread bytes makes the kernel send RST, which can destroy the response in flight. */
+#define LINGER_MS 2000
 
 /* T_FIRST: waiting for (the rest of) the first request head; T_HEAD: the same for a later request
  * on a keep-alive connection; T_REQUEST: a body under way. All three end in 408. */
@@ -109,8 +113,14 @@ struct sl_http_server {
 
 /* Keeps c's "in its headers" count (addr->pending) in line with its state. */
 void sl__http_pending_update(conn *c);
-/* Drops a reference; the last one frees c. */
-void sl__http_conn_unref(conn *c);
+/* Frees c and what it owns; its handles are closed and its last reference gone. */
+void sl__http_conn_free(conn *c);
+/* Drops a reference; the last one frees c. Inline: every answer drops the handler's. */
+static inline void sl__http_conn_unref(conn *c)
+{
+    if (--c->refs == 0)
+        sl__http_conn_free(c);
+}
 /* Closes at once: c leaves the server's list and counts, its handles close. */
 void sl__http_conn_close(conn *c);
 /* Sends c's FIN with a shutdown request of its own, made now (a lingering close is rare: an idle
@@ -118,17 +128,82 @@ void sl__http_conn_close(conn *c);
 int sl__http_shutdown(conn *c);
 /* Ends c after its answer: shutdown (close_notify first on TLS), then drains for LINGER_MS. */
 void sl__http_conn_linger(conn *c);
-/* Answers with a JSON error and closes once it has been written. */
-void sl__http_conn_fail(conn *c, int status, const char *name, const char *message);
 /* Brings reading and the timer in line with the connection's state after anything happened. */
 void sl__http_settle(conn *c);
+/* Carries on with buffered bytes once nothing blocks them any more (after an answer). */
+void sl__http_conn_kick(conn *c);
 void sl__http_read_set(conn *c, int on);
 /* libuv's read callback of every connection. */
 void sl__http_on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *b);
+/* Bytes of the HTTP stream, as read or as decrypted: to the assembler, or aside while a request
+ * is being answered, or to the new owner once upgraded. */
+void sl__http_on_plain(conn *c, char *data, size_t n);
 /* The connection's one timer, whatever its mode. */
 void sl__http_on_timer(uv_timer_t *t);
 /* Called as connections are added: heads get the short timeout near max_connections. */
 void sl__http_busy_check(sl_http_server *s);
+
+/* ---- http.c: the timer's modes ------------------------------------------------------------ */
+
+/* Inline: every request switches its connection's mode, from http.c and http_response.c. */
+
+/* How long a connection may take over its request head: shorter while the server is near its
+ * connection limit, so slow heads cannot hold the last slots. */
+static inline unsigned head_ms(const sl_http_server *s)
+{
+    const sl_http_limits *l = &s->lim;
+    unsigned busy = l->busy_header_timeout_ms;
+    if (s->busy && busy > 0 && (l->request_timeout_ms == 0 || busy < l->request_timeout_ms))
+        return busy;
+    return l->request_timeout_ms;
+}
+
+static inline unsigned mode_ms(const conn *c, int mode)
+{
+    const sl_http_limits *l = &c->srv->lim;
+    switch (mode) {
+    case T_FIRST:
+    case T_HEAD:
+        return head_ms(c->srv);
+    case T_REQUEST:
+        return l->request_timeout_ms;
+    case T_IDLE:
+    case T_WRITE: /* a client that stops reading our answer (on_timer) is as good as idle */
+        return l->idle_timeout_ms;
+    case T_LINGER:
+        return LINGER_MS;
+    }
+    return 0;
+}
+
+/* Switches the meaning of the connection's timer. The uv timer itself is only restarted when it
+ * would fire too late: under keep-alive load deadlines only move forward, and an early expiry just
+ * re-arms, so the hot path does not touch the timer heap. */
+static inline void set_mode(conn *c, int mode)
+{
+    if (mode == c->tmode)
+        return;
+    c->tmode = mode;
+    unsigned ms = mode_ms(c, mode);
+    if (ms == 0) {
+        c->deadline = 0;
+        return;
+    }
+    uint64_t now = uv_now(c->timer.loop);
+    c->deadline = now + ms;
+    if (mode == T_WRITE)
+        c->wq_mark = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
+    if (!c->timer_armed || c->timer_due > c->deadline) {
+        uv_timer_start(&c->timer, sl__http_on_timer, ms, 0);
+        c->timer_armed = 1;
+        c->timer_due = c->deadline;
+    }
+}
+
+/* ---- http_response.c: answers ------------------------------------------------------------- */
+
+/* Answers with a JSON error and closes once it has been written. */
+void sl__http_conn_fail(conn *c, int status, const char *name, const char *message);
 /* Grows c->wbuf to at least need bytes. 0, or -1 when out of memory. */
 int sl__http_wreserve(conn *c, size_t need);
 /* "Date: ...\r\n" for now, in the server's buffer (*len bytes; 0 if it could not be made). */
@@ -139,9 +214,8 @@ char *sl__http_put(char *d, const char *s, size_t n);
 /* A response (all of c->wbuf) is in the kernel, or status < 0 its write failed: linger, close, or
  * carry on with buffered requests. */
 void sl__http_write_done(conn *c, int status);
-/* Bytes of the HTTP stream, as read or as decrypted: to the assembler, or aside while a request
- * is being answered, or to the new owner once upgraded. */
-void sl__http_on_plain(conn *c, char *data, size_t n);
+/* Sends the interim "100 Continue" the client's Expect asked for, ahead of the response. */
+void sl__http_send_continue(conn *c);
 
 /* ---- http_tls.c: TLS ------------------------------------------------------------------------ */
 
