@@ -71,8 +71,10 @@ cm=$(printf '%s\n' "${C[@]}" | median)
 echo "nginx return 200       req/s runs: ${N[*]}  median $nm"
 echo "nginx, the same PUT    req/s runs: ${P[*]}  median $pm"
 echo "sluiced authorised PUT req/s runs: ${W[*]}  median $wm  ratio $(ratio "$wm" "$nm")  to nginx given the same PUT $(ratio "$wm" "$pm")"
+echo "  paired rounds' median ratio: $(paired "${W[*]}" "${N[*]}")  to nginx given the same PUT $(paired "${W[*]}" "${P[*]}")"
 echo "nginx return 200       req/s runs: ${M[*]}  median $mm  (the rounds next to claim + ack)"
 echo "sluiced claim+ack      req/s runs: ${C[*]}  median $cm  ratio $(ratio "$cm" "$mm")  (each cycle is 2 requests; $depth messages left)"
+echo "  paired rounds' median ratio: $(paired "${C[*]}" "${M[*]}")"
 
 # RSS with 100,000 queued 200-byte messages, in a fresh process so earlier runs leave no heap behind.
 kill "$SPID"; wait "$SPID" 2>/dev/null || true

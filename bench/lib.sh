@@ -117,6 +117,21 @@ wrk_lat() {
 # ratio A B: A/B to two decimals.
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
 
+# paired "A1 A2 ..." "B1 B2 ...": the median of the rounds' own ratios Ai / Bi. On a host whose
+# speed drifts between rounds this is steadier than the ratio of the two medians, which can pair
+# a fast round of one server with a slow round of the other.
+paired() {
+  local -a a b
+  read -r -a a <<<"$1"
+  read -r -a b <<<"$2"
+  if [ "${#a[@]}" -ne "${#b[@]}" ] || [ "${#a[@]}" -eq 0 ]; then
+    echo "n/a"
+    return
+  fi
+  for i in "${!a[@]}"; do awk -v x="${a[$i]}" -v y="${b[$i]}" 'BEGIN {print x / y}'; done |
+    median | awk '{printf "%.2f", $1}'
+}
+
 # build_release DIR: a Release build of sluiced and the sluice CLI in DIR (tests off).
 build_release() {
   cmake -S . -B "$1" -DCMAKE_BUILD_TYPE=Release -DSLUICE_TESTS=OFF >/dev/null

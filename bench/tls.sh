@@ -130,4 +130,5 @@ echo "full handshakes/s (TLS 1.3)   nginx median $HNM  sluiced median $HSM  rati
 echo "resumed handshakes/s (TLS 1.2) nginx median $RNM  sluiced median $RSM  ratio $(ratio "$RSM" "$RNM")"
 echo "TLS req/s (keep-alive)        nginx return 200 median $PNM  sluiced PUT median $PSM  ratio $(ratio "$PSM" "$PNM")"
 echo "TLS req/s, the same PUT       nginx return 200 median $PPM  sluiced PUT median $PSM  ratio $(ratio "$PSM" "$PPM")"
+echo "  TLS PUT, paired rounds' median ratio: to nginx's GET $(paired "${PS[*]}" "${PN[*]}")  to nginx given the same PUT $(paired "${PS[*]}" "${PP[*]}")"
 echo "TLS req/s, transport only     nginx return 200 median $PNM  sluiced GET /healthz median $PHM  ratio $(ratio "$PHM" "$PNM")"
