@@ -167,7 +167,11 @@ static int body_at(cur *c, const char **ch, size_t *chlen, const char **ds, cons
 
 int sl__cf_parse_publish_fast(const char *line, size_t len, sl__cf_command *c)
 {
-    if (len == 0 || memchr(line, '\\', len) != NULL || !sl__json_valid(line, len))
+    /* The shape is read first and the text validated after, so that other commands (rpc, send,
+     * subscribe...) leave at their first key, before the validator reads a line the general
+     * parser reads next anyway. Reading the shape of unvalidated text is safe: each step stays
+     * within [line, line + len), and nothing it found is used unless the whole line is valid. */
+    if (len == 0 || memchr(line, '\\', len) != NULL)
         return 0;
     cur k = {line, line + len};
     const char *ch = NULL, *ds = NULL, *de = NULL;
@@ -188,7 +192,7 @@ int sl__cf_parse_publish_fast(const char *line, size_t len, sl__cf_command *c)
         if (!(i == 0 ? have_id || have_body : have_id && have_body))
             return 0;
     }
-    if (!eat(&k, '}') || !keys_distinct(ds, de))
+    if (!eat(&k, '}') || !sl__json_valid(line, len) || !keys_distinct(ds, de))
         return 0;
     memset(c, 0, sizeof *c);
     c->method = SL__CF_PUBLISH;
