@@ -132,7 +132,7 @@ void sl__http_busy_check(sl_http_server *s)
         s->nconns < l->max_connections - l->max_connections / 4)
         return;
     s->busy = 1;
-    unsigned ms = head_ms(s);
+    unsigned ms = sl__http_head_ms(s);
     uint64_t due = uv_now(s->loop) + ms;
     for (conn *c = s->conns; c != NULL; c = c->next) {
         if ((c->tmode != T_FIRST && c->tmode != T_HEAD) || c->closing || c->lingering ||
@@ -161,7 +161,8 @@ static void dispatch(conn *c)
     c->refs++;
     c->head = c->parser.ll.method == HTTP_HEAD;
     c->served = 1;
-    /* Logically the timer stops here; the next mode gets a fresh deadline (see set_mode). */
+    /* Logically the timer stops here; the next mode gets a fresh deadline (see sl__http_set_mode).
+     */
     c->tmode = T_NONE;
     s->handler(s->ud, &c->req);
 }
@@ -278,7 +279,7 @@ void sl__http_settle(conn *c)
         mode = T_REQUEST;
     else
         mode = c->served ? T_IDLE : T_FIRST;
-    set_mode(c, mode);
+    sl__http_set_mode(c, mode);
 }
 
 /* Carries on with buffered bytes once nothing blocks them any more. */
@@ -325,7 +326,7 @@ void sl__http_conn_linger(conn *c)
         return;
     }
     sl__http_read_set(c, 1);
-    set_mode(c, T_LINGER);
+    sl__http_set_mode(c, T_LINGER);
 }
 
 void sl__http_on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *b)
@@ -409,7 +410,7 @@ void sl__http_on_timer(uv_timer_t *t)
         size_t queued = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
         if (queued < c->wq_mark) {
             c->wq_mark = queued;
-            c->deadline = now + mode_ms(c, T_WRITE);
+            c->deadline = now + sl__http_mode_ms(c, T_WRITE);
         }
     }
     if (now < c->deadline) {

@@ -149,7 +149,7 @@ void sl__http_busy_check(sl_http_server *s);
 
 /* How long a connection may take over its request head: shorter while the server is near its
  * connection limit, so slow heads cannot hold the last slots. */
-static inline unsigned head_ms(const sl_http_server *s)
+static inline unsigned sl__http_head_ms(const sl_http_server *s)
 {
     const sl_http_limits *l = &s->lim;
     unsigned busy = l->busy_header_timeout_ms;
@@ -158,13 +158,13 @@ static inline unsigned head_ms(const sl_http_server *s)
     return l->request_timeout_ms;
 }
 
-static inline unsigned mode_ms(const conn *c, int mode)
+static inline unsigned sl__http_mode_ms(const conn *c, int mode)
 {
     const sl_http_limits *l = &c->srv->lim;
     switch (mode) {
     case T_FIRST:
     case T_HEAD:
-        return head_ms(c->srv);
+        return sl__http_head_ms(c->srv);
     case T_REQUEST:
         return l->request_timeout_ms;
     case T_IDLE:
@@ -179,12 +179,12 @@ static inline unsigned mode_ms(const conn *c, int mode)
 /* Switches the meaning of the connection's timer. The uv timer itself is only restarted when it
  * would fire too late: under keep-alive load deadlines only move forward, and an early expiry just
  * re-arms, so the hot path does not touch the timer heap. */
-static inline void set_mode(conn *c, int mode)
+static inline void sl__http_set_mode(conn *c, int mode)
 {
     if (mode == c->tmode)
         return;
     c->tmode = mode;
-    unsigned ms = mode_ms(c, mode);
+    unsigned ms = sl__http_mode_ms(c, mode);
     if (ms == 0) {
         c->deadline = 0;
         return;

@@ -207,7 +207,7 @@ static void conn_send(conn *c, size_t len, int close_after)
             return;
         }
         c->writing = 1;
-        set_mode(c, T_WRITE);
+        sl__http_set_mode(c, T_WRITE);
         return;
     }
     uv_buf_t b = uv_buf_init(c->wbuf, (unsigned)len);
@@ -230,7 +230,7 @@ static void conn_send(conn *c, size_t len, int close_after)
         sl__http_write_done(c, r);
         return;
     }
-    set_mode(c, T_WRITE);
+    sl__http_set_mode(c, T_WRITE);
 }
 
 static size_t json_escape(char *out, size_t cap, const char *s)
