@@ -1012,11 +1012,55 @@ static void test_nonce_store_grows_step_by_step(void **state)
     assert_int_equal(c[0], (int)(n + more));
     assert_int_equal(c[2], 0);
     assert_true(sl__nonce_memory_size(ns) < n + more); /* some expired ones were dropped */
-    for (size_t i = 1; i < n; i += 2) { /* every live one was moved */
+    for (size_t i = 1; i < n; i += 2) {                /* every live one was moved */
         snprintf(nonce, sizeof nonce, "g-%zu", i);
         ns->remember(ns, "k", nonce, 5000, 2000, count_status, c);
     }
     assert_int_equal(c[1], (int)(16 + n / 2));
+    ns->free(ns);
+}
+
+/* A slot keeps whole seconds: a fractional "until" is rounded up, never down, so a nonce is never
+ * forgotten before its time (and at most a second after it). */
+static void test_nonce_store_rounds_up(void **state)
+{
+    (void)state;
+    sl__nonce_store *ns;
+    assert_int_equal(sl__nonce_memory_new(100, &ns), SL_OK);
+    int c[3] = {0};
+    ns->remember(ns, "k", "n", 1000.2, 999, count_status, c);
+    assert_int_equal(c[0], 1);
+    ns->remember(ns, "k", "n", 1100, 1000.5, count_status, c); /* past 1000.2, before 1001 */
+    assert_int_equal(c[1], 1);
+    ns->remember(ns, "k", "n", 1100, 1001, count_status, c); /* forgotten from 1001 on */
+    assert_int_equal(c[0], 2);
+    ns->free(ns);
+}
+
+/* A store of 300,000 nonces (a table of half a million 16-byte slots, grown step by step through
+ * thirteen sizes) refuses every one of them again and drops none. */
+static void test_nonce_store_large_tables(void **state)
+{
+    (void)state;
+    enum { N = 300000 };
+    sl__nonce_store *ns;
+    assert_int_equal(sl__nonce_memory_new(N, &ns), SL_OK);
+    char nonce[32];
+    int c[3] = {0};
+    for (int i = 0; i < N; i++) {
+        snprintf(nonce, sizeof nonce, "big-%d", i);
+        ns->remember(ns, "k", nonce, 5000, 1000, count_status, c);
+    }
+    assert_int_equal(c[0], N);
+    size_t cap, old;
+    sl__nonce_memory_tables(ns, &cap, &old);
+    assert_true(cap >= 4 * (size_t)N / 3);
+    for (int i = 0; i < N; i += 7) {
+        snprintf(nonce, sizeof nonce, "big-%d", i);
+        ns->remember(ns, "k", nonce, 5000, 1000, count_status, c);
+    }
+    assert_int_equal(c[1], (N + 6) / 7);
+    assert_int_equal(c[2], 0);
     ns->free(ns);
 }
 
@@ -1136,6 +1180,8 @@ int main(void)
         cmocka_unit_test(test_nonce_store_many),
         cmocka_unit_test(test_nonce_prefetch),
         cmocka_unit_test(test_nonce_store_grows_step_by_step),
+        cmocka_unit_test(test_nonce_store_rounds_up),
+        cmocka_unit_test(test_nonce_store_large_tables),
         cmocka_unit_test(test_authenticator_replay),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
