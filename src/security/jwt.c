@@ -419,7 +419,7 @@ static int verify(sl_jwt_keyring *kr, const char *token, size_t len, const sl_jw
         if (bad)
             return fail(st, SL_ETOKEN, E_SIGNATURE);
     } else {
-        int ok = sl__jwt_pk_verify(k, (const unsigned char *)s.buf, n, token, d2);
+        int ok = sl__jwt_pk_verify_memo(kr, k, token, len, d2, (const unsigned char *)s.buf, n);
         if (ok < 0)
             return fail(st, SL_EINTERNAL, "internal error");
         if (!ok)

@@ -40,4 +40,8 @@ struct evp_pkey_st;
 int sl__jwt_keyring_add_pkey(sl_jwt_keyring *kr, const char *kid, const char *alg,
                              struct evp_pkey_st *pk);
 
+/* How many public-key verifications kr has run (the memo of verified signatures spares repeats:
+ * security/jwt_keys.c). */
+unsigned long sl__jwt_keyring_pk_verifies(const sl_jwt_keyring *kr);
+
 #endif

@@ -48,6 +48,10 @@ struct sl_jwt_keyring {
      * added (memo_n == n). The signature and the claims are always checked. */
     char memo[HDR_MEMO_MAX];
     size_t memo_len, memo_key, memo_n;
+    /* Public-key signatures this keyring verified (sl__jwt_pk_verify_memo); NULL until the first
+     * one. pk_verifies counts the public-key operations actually run. */
+    struct sl__jwt_vmemo *vmemo;
+    unsigned long pk_verifies;
     jwt_key keys[];
 };
 
@@ -60,5 +64,12 @@ int sl__jwt_kid_valid(const char *kid, size_t len);
 /* 1 when sig (n bytes) is k's public-key signature of data, 0 when not, -1 when OpenSSL fails. */
 int sl__jwt_pk_verify(const jwt_key *k, const unsigned char *sig, size_t n, const char *data,
                       size_t len);
+/* The same for a token, remembering what verified: 1 when sig (n bytes) is k's signature of
+ * token[0..dlen) (the signing input), 0 when not, -1 when OpenSSL fails. token[0..len) is the
+ * whole token as received (signing input, '.', signature). A token whose exact bytes k (a key of
+ * kr) verified before is not verified again: only signatures are remembered, never claims, which
+ * the caller checks every time. */
+int sl__jwt_pk_verify_memo(sl_jwt_keyring *kr, const jwt_key *k, const char *token, size_t len,
+                           size_t dlen, const unsigned char *sig, size_t n);
 
 #endif

@@ -691,6 +691,103 @@ static void test_other_algorithms(void **state)
     EVP_PKEY_free(dk);
 }
 
+/* The memo of verified signatures (security/jwt_keys.c): a token verified once is not verified
+ * again by its key, but everything else about it is checked every time: expiry, audience, a
+ * changed byte anywhere; another keyring (a provider's new key set) starts with nothing known. */
+static void test_verified_signature_memo(void **state)
+{
+    (void)state;
+    EVP_PKEY *ek = gen_p256(), *dk = gen_ed25519(), *other = gen_p256();
+    sl_jwt_keyring *kr = ring();
+    add_es256(kr, "e", ek);
+    add_eddsa(kr, "d", dk);
+    char *te = pk_token("{\"alg\":\"ES256\",\"kid\":\"e\"}", PAYLOAD, ek, SIG_JOSE);
+    char *td = pk_token("{\"alg\":\"EdDSA\",\"kid\":\"d\"}", PAYLOAD, dk, SIG_JOSE);
+    assert_int_equal(sl__jwt_keyring_pk_verifies(kr), 0);
+    expect(kr, te, SL_OK, NULL);
+    expect(kr, td, SL_OK, NULL);
+    assert_int_equal(sl__jwt_keyring_pk_verifies(kr), 2);
+    for (int i = 0; i < 3; i++) {
+        expect(kr, te, SL_OK, NULL);
+        expect(kr, td, SL_OK, NULL);
+    }
+    assert_int_equal(sl__jwt_keyring_pk_verifies(kr), 2); /* remembered */
+
+    /* The claims are checked every time: past its exp, or for another audience, refused. */
+    sl_identity id;
+    sl_identity_init(&id);
+    sl_status st;
+    assert_int_equal(sl_jwt_verify(kr, te, strlen(te), NULL, NOW + 1000, &id, &st), SL_EEXPIRED);
+    assert_string_equal(id.principal, "");
+    sl_jwt_verify_opts o;
+    sl_jwt_verify_opts_init(&o);
+    o.audience = "someone-else";
+    expect_o(kr, te, &o, SL_ETOKEN, "invalid audience");
+    o.audience = "sluice";
+    expect_o(kr, te, &o, SL_OK, NULL);
+    assert_int_equal(sl__jwt_keyring_pk_verifies(kr), 2);
+
+    /* A byte changed in the signature, or the remembered signature on other claims: verified
+     * (and refused), never taken from the memo. */
+    char *bad = strcpy(malloc(strlen(te) + 1), te);
+    flip(bad);
+    expect(kr, bad, SL_ETOKEN, "bad signature");
+    expect(kr, bad, SL_ETOKEN, "bad signature");
+    assert_int_equal(sl__jwt_keyring_pk_verifies(kr), 4);
+    char *evil = signing_input("{\"alg\":\"ES256\",\"kid\":\"e\"}",
+                               "{\"sub\":\"admin\",\"role\":\"admin\",\"exp\":1700000100}");
+    strcat(evil, strrchr(te, '.'));
+    expect(kr, evil, SL_ETOKEN, "bad signature");
+    assert_int_equal(sl__jwt_keyring_pk_verifies(kr), 5);
+    expect(kr, te, SL_OK, NULL); /* a refusal evicted nothing */
+    assert_int_equal(sl__jwt_keyring_pk_verifies(kr), 5);
+
+    /* A new keyring where kid "e" is another key: the same bytes are verified, and refused. */
+    sl_jwt_keyring *kr2 = ring();
+    add_es256(kr2, "e", other);
+    expect(kr2, te, SL_ETOKEN, "bad signature");
+    assert_int_equal(sl__jwt_keyring_pk_verifies(kr2), 1);
+    sl_jwt_keyring_free(kr2);
+
+    /* Many tokens: each verifies, again from the memo unless another took its slot (4,096 of
+     * them, direct-mapped), and each one's tampered twin is refused. */
+    enum { N = 300 };
+    unsigned long before = sl__jwt_keyring_pk_verifies(kr);
+    char *many[N];
+    for (int i = 0; i < N; i++) {
+        char payload[256];
+        snprintf(payload, sizeof payload,
+                 "{\"sub\":\"u%d\",\"role\":\"read\",\"exp\":1700000100,\"jti\":\"m-%d\"}", i, i);
+        many[i] = pk_token("{\"alg\":\"ES256\",\"kid\":\"e\"}", payload, ek, SIG_JOSE);
+    }
+    for (int pass = 0; pass < 2; pass++)
+        for (int i = 0; i < N; i++) {
+            sl_identity_clear(&id);
+            assert_int_equal(sl_jwt_verify(kr, many[i], strlen(many[i]), NULL, NOW, &id, &st),
+                             SL_OK);
+            char want[16];
+            snprintf(want, sizeof want, "u%d", i);
+            assert_string_equal(id.principal, want);
+        }
+    unsigned long runs = sl__jwt_keyring_pk_verifies(kr) - before;
+    assert_true(runs >= N && runs < N + N / 4);
+    for (int i = 0; i < N; i += 10) {
+        flip(many[i]);
+        expect(kr, many[i], SL_ETOKEN, "bad signature");
+    }
+    for (int i = 0; i < N; i++)
+        free(many[i]);
+    sl_identity_clear(&id);
+    free(evil);
+    free(bad);
+    free(te);
+    free(td);
+    sl_jwt_keyring_free(kr);
+    EVP_PKEY_free(ek);
+    EVP_PKEY_free(dk);
+    EVP_PKEY_free(other);
+}
+
 /* Rotation across key types: each token verifies with exactly the key its kid names. */
 static void test_mixed_rotation(void **state)
 {
@@ -943,12 +1040,19 @@ static void test_invalid_point(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_rfc_examples),    cmocka_unit_test(test_es256_roundtrip),
-        cmocka_unit_test(test_eddsa_roundtrip), cmocka_unit_test(test_forgeries),
-        cmocka_unit_test(test_es256_encoding),  cmocka_unit_test(test_eddsa_malleability),
-        cmocka_unit_test(test_alg_confusion),   cmocka_unit_test(test_other_algorithms),
-        cmocka_unit_test(test_mixed_rotation),  cmocka_unit_test(test_key_loading),
-        cmocka_unit_test(test_invalid_point),   cmocka_unit_test(test_pem_nul),
+        cmocka_unit_test(test_rfc_examples),
+        cmocka_unit_test(test_es256_roundtrip),
+        cmocka_unit_test(test_eddsa_roundtrip),
+        cmocka_unit_test(test_forgeries),
+        cmocka_unit_test(test_es256_encoding),
+        cmocka_unit_test(test_eddsa_malleability),
+        cmocka_unit_test(test_alg_confusion),
+        cmocka_unit_test(test_other_algorithms),
+        cmocka_unit_test(test_mixed_rotation),
+        cmocka_unit_test(test_key_loading),
+        cmocka_unit_test(test_invalid_point),
+        cmocka_unit_test(test_pem_nul),
+        cmocka_unit_test(test_verified_signature_memo),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
