@@ -23,6 +23,7 @@
 #include <openssl/rsa.h>
 
 #include <sluice/jwt.h>
+#include <sluice/upstream.h>
 
 #include "jwt_test_util.h"
 
@@ -788,6 +789,105 @@ static void test_verified_signature_memo(void **state)
     EVP_PKEY_free(other);
 }
 
+/* ---- the upstream authenticator ---------------------------------------------------------------
+ */
+
+typedef struct upans {
+    int calls, status;
+    sl_identity who;
+    char reason[128];
+} upans;
+
+static void on_upstream(void *ud, int status, const sl_identity *who, const char *reason)
+{
+    upans *a = ud;
+    a->calls++;
+    a->status = status;
+    sl_identity_clear(&a->who);
+    if (who != NULL)
+        assert_int_equal(sl_identity_copy(&a->who, who), SL_OK);
+    snprintf(a->reason, sizeof a->reason, "%s", reason ? reason : "");
+}
+
+static void upstream_check(sl_authenticator *au, EVP_PKEY *k, const char *payload, upans *a)
+{
+    char *t = pk_token("{\"alg\":\"ES256\"}", payload, k, SIG_JOSE);
+    a->calls = 0;
+    au->authenticate(au, t, strlen(t), NOW, on_upstream, a);
+    assert_int_equal(a->calls, 1);
+    free(t);
+}
+
+/* What the upstream authenticator keeps of a provider's token: the subject, jti and times, the
+ * OAuth scope (which narrows: role ceiling and channel patterns) and the configured workspace
+ * claim; the token's own role and channels mean nothing. A scope or workspace of the wrong type
+ * or an unknown sluice: value refuses the token; escaped strings are read decoded. */
+static void test_upstream_scope_and_workspace(void **state)
+{
+    (void)state;
+    EVP_PKEY *k = gen_p256();
+    sl_jwt_keyring *kr = ring();
+    add_es256(kr, NULL, k);
+    sl_jwt_verify_opts o;
+    sl_jwt_verify_opts_init(&o);
+    o.issuer = "https://idp.example";
+    o.audience = "sluice";
+    o.workspace_claim = "tenant";
+    sl_authenticator *au;
+    assert_int_equal(sl_upstream_authenticator_new(kr, &o, &au), SL_OK);
+    upans a = {0};
+    sl_identity_init(&a.who);
+#define CLAIMS(extra)                                                                              \
+    "{\"sub\":\"carol\",\"iss\":\"https://idp.example\",\"aud\":\"sluice\",\"exp\":1700000100,"    \
+    "\"jti\":\"up-1\",\"role\":\"admin\",\"channels\":[\"**\"]" extra "}"
+
+    upstream_check(au, k, CLAIMS(""), &a);
+    assert_int_equal(a.status, SL_OK);
+    assert_string_equal(a.who.principal, "carol");
+    assert_string_equal(a.who.token_id, "up-1");
+    assert_int_equal(a.who.role, SL_ROLE_NONE); /* the token's role claim is ignored */
+    assert_false(a.who.scoped);
+    assert_string_equal(a.who.workspace, "");
+
+    upstream_check(au, k,
+                   CLAIMS(",\"scope\":\"openid sluice:read sluice:channel:a.* "
+                          "sluice:channel:b\",\"tenant\":\"acme\""),
+                   &a);
+    assert_int_equal(a.status, SL_OK);
+    assert_int_equal(a.who.role, SL_ROLE_READ);
+    assert_true(a.who.scoped);
+    assert_int_equal(a.who.nchannels, 2);
+    assert_string_equal(a.who.channels[0], "a.*");
+    assert_string_equal(a.who.channels[1], "b");
+    assert_string_equal(a.who.workspace, "acme");
+
+    /* escapes are decoded before the scope and the workspace are read */
+    upstream_check(au, k, CLAIMS(",\"scope\":\"sluice:\\u0077rite\",\"tenant\":\"a\\u0063me\""),
+                   &a);
+    assert_int_equal(a.status, SL_OK);
+    assert_int_equal(a.who.role, SL_ROLE_WRITE);
+    assert_string_equal(a.who.workspace, "acme");
+
+    const char *refused[] = {
+        CLAIMS(",\"scope\":7"),
+        CLAIMS(",\"scope\":[\"sluice:read\"]"),
+        CLAIMS(",\"scope\":\"sluice:root\""),
+        CLAIMS(",\"tenant\":7"),
+        CLAIMS(",\"tenant\":\"not a workspace!\""),
+        CLAIMS(",\"tenant\":null"),
+    };
+    for (size_t i = 0; i < sizeof refused / sizeof *refused; i++) {
+        upstream_check(au, k, refused[i], &a);
+        assert_int_equal(a.status, SL_ETOKEN);
+        assert_string_equal(a.reason, "invalid scope or workspace");
+    }
+#undef CLAIMS
+    sl_identity_clear(&a.who);
+    au->free(au);
+    sl_jwt_keyring_free(kr);
+    EVP_PKEY_free(k);
+}
+
 /* Rotation across key types: each token verifies with exactly the key its kid names. */
 static void test_mixed_rotation(void **state)
 {
@@ -1053,6 +1153,7 @@ int main(void)
         cmocka_unit_test(test_invalid_point),
         cmocka_unit_test(test_pem_nul),
         cmocka_unit_test(test_verified_signature_memo),
+        cmocka_unit_test(test_upstream_scope_and_workspace),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
