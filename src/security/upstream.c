@@ -8,10 +8,11 @@
 
 #include <openssl/crypto.h>
 
-#include <jansson.h>
-
 #include <stdlib.h>
 #include <string.h>
+
+#include "security/jwt_internal.h"
+#include "security/jwt_json.h"
 
 typedef struct upstream {
     sl_authenticator base; /* first: the chain holds a pointer to it */
@@ -31,40 +32,46 @@ typedef struct pending {
     char token[];
 } pending;
 
-/* The workspace the configured claim names (absent: the default workspace); SL_EINVAL
- * for a claim that is not a workspace name. */
-static int workspace_of(const json_t *claims, const char *claim, sl_identity *who)
+/* The string member v of a payload decoded in s, as (p, n); 0 when absent, -1 when not a string. */
+static int member_string(const jscratch *s, const jval *v, const char **p, size_t *n)
 {
-    const json_t *v = claim ? json_object_get(claims, claim) : NULL;
-    if (v == NULL)
-        return SL_OK;
-    if (!json_is_string(v) || !sl_workspace_valid(json_string_value(v), json_string_length(v)))
-        return SL_EINVAL;
-    memcpy(who->workspace, json_string_value(v), json_string_length(v) + 1);
-    return SL_OK;
+    if (v->type == JV_ABSENT)
+        return 0;
+    if (v->type != JV_STRING)
+        return -1;
+    *p = s->buf + v->s.off;
+    *n = v->s.len;
+    return 1;
 }
 
 /* Applies the "scope" claim of a token whose signature has been verified (and the workspace
- * claim, when one is configured). */
+ * claim, when one is configured: absent, the default workspace). SL_EINVAL for a scope or
+ * workspace of the wrong type or value. The payload is read with the verifier's own strict parser
+ * (which has just accepted it), in stack scratch: no jansson tree and no allocation. */
 static int scope_of(const char *cred, size_t len, const char *ws_claim, sl_identity *who)
 {
-    char *header = NULL, *payload = NULL;
-    if (sl_jwt_decode_unverified(cred, len, &header, &payload) != SL_OK)
+    const char *d1 = memchr(cred, '.', len);
+    const char *d2 = d1 ? memchr(d1 + 1, '.', len - (size_t)(d1 + 1 - cred)) : NULL;
+    jscratch s;
+    size_t n;
+    if (d2 == NULL || len > SL_JWT_MAX_LEN ||
+        sl__jwt_b64url_decode(d1 + 1, (size_t)(d2 - d1 - 1), (unsigned char *)s.buf, &n) < 0)
         return SL_EINVAL;
-    json_t *claims = json_loads(payload, 0, NULL);
-    json_t *scope = json_object_get(claims, "scope");
-    int rc = scope == NULL ? SL_OK
-             : json_is_string(scope)
-                 ? sl_identity_apply_scope(who, json_string_value(scope), json_string_length(scope))
-                 : SL_EINVAL;
-    if (rc == SL_OK)
-        rc = workspace_of(claims, ws_claim, who);
-    if (claims == NULL)
-        rc = SL_ENOMEM;
-    json_decref(claims);
-    free(header);
-    free(payload);
-    return rc;
+    const jname names[2] = {{"scope", 5}, {ws_claim, ws_claim ? strlen(ws_claim) : 0}};
+    jval v[2];
+    if (sl__jwt_json_parse(&s, n, names, v, ws_claim ? 2 : 1) < 0)
+        return SL_EINVAL;
+    const char *p;
+    size_t pn;
+    int got = member_string(&s, &v[0], &p, &pn);
+    int rc = got < 0 ? SL_EINVAL : got ? sl_identity_apply_scope(who, p, pn) : SL_OK;
+    if (rc != SL_OK || ws_claim == NULL || (got = member_string(&s, &v[1], &p, &pn)) == 0)
+        return rc;
+    if (got < 0 || !sl_workspace_valid(p, pn))
+        return SL_EINVAL;
+    memcpy(who->workspace, p, pn);
+    who->workspace[pn] = '\0';
+    return SL_OK;
 }
 
 static void verify_with(sl_jwt_keyring *keys, const sl_jwt_verify_opts *opts, const char *cred,
