@@ -68,6 +68,7 @@ void sl_jwt_keyring_free(sl_jwt_keyring *kr)
     for (size_t i = 0; i < kr->n; i++) {
         free(kr->keys[i].kid);
         sl__hmac256_free(kr->keys[i].hk);
+        EVP_PKEY_CTX_free(kr->keys[i].vctx);
         EVP_PKEY_free(kr->keys[i].pk);
     }
     free(kr->vmemo);
@@ -343,8 +344,30 @@ static size_t ecdsa_der(const unsigned char *sig, size_t half, unsigned char der
 }
 
 /* 1 when sig (n bytes) is k's signature of data, 0 when not, -1 when OpenSSL fails. */
-int sl__jwt_pk_verify(const jwt_key *k, const unsigned char *sig, size_t n, const char *data,
-                      size_t len)
+/* k's verification context (RSA, ECDSA), made at the first use: the padding and digest a JWS
+ * algorithm names are set once. NULL when OpenSSL fails. */
+static EVP_PKEY_CTX *verify_ctx(jwt_key *k, const EVP_MD *md)
+{
+    if (k->vctx != NULL)
+        return k->vctx;
+    EVP_PKEY_CTX *pc = EVP_PKEY_CTX_new(k->pk, NULL);
+    int ok =
+        pc != NULL && EVP_PKEY_verify_init(pc) == 1 && EVP_PKEY_CTX_set_signature_md(pc, md) == 1;
+    if (ok && (k->alg & ALG_RSA))
+        /* PS256 (RFC 7518 section 3.5): MGF1 with SHA-256 and a salt as long as the hash. */
+        ok = k->alg != ALG_PS256
+                 ? EVP_PKEY_CTX_set_rsa_padding(pc, RSA_PKCS1_PADDING) == 1
+                 : EVP_PKEY_CTX_set_rsa_padding(pc, RSA_PKCS1_PSS_PADDING) == 1 &&
+                       EVP_PKEY_CTX_set_rsa_mgf1_md(pc, EVP_sha256()) == 1 &&
+                       EVP_PKEY_CTX_set_rsa_pss_saltlen(pc, RSA_PSS_SALTLEN_DIGEST) == 1;
+    if (!ok) {
+        EVP_PKEY_CTX_free(pc);
+        return NULL;
+    }
+    return k->vctx = pc;
+}
+
+int sl__jwt_pk_verify(jwt_key *k, const unsigned char *sig, size_t n, const char *data, size_t len)
 {
     unsigned char der[112];
     const EVP_MD *md = NULL; /* Ed25519 hashes internally (PureEdDSA): no digest may be named. */
@@ -366,18 +389,21 @@ int sl__jwt_pk_verify(const jwt_key *k, const unsigned char *sig, size_t n, cons
     } else if (n != PK_SIG_LEN) {
         return 0;
     }
-    EVP_MD_CTX *c = EVP_MD_CTX_new();
-    EVP_PKEY_CTX *pc = NULL;
     int r = -1;
-    if (c != NULL && EVP_DigestVerifyInit(c, &pc, md, NULL, k->pk) == 1) {
-        /* PS256 (RFC 7518 section 3.5): MGF1 with SHA-256 and a salt as long as the hash. */
-        if (k->alg != ALG_PS256 ||
-            (EVP_PKEY_CTX_set_rsa_padding(pc, RSA_PKCS1_PSS_PADDING) == 1 &&
-             EVP_PKEY_CTX_set_rsa_mgf1_md(pc, EVP_sha256()) == 1 &&
-             EVP_PKEY_CTX_set_rsa_pss_saltlen(pc, RSA_PSS_SALTLEN_DIGEST) == 1))
+    if (md != NULL) { /* the digest here, then the key's own context */
+        unsigned char dg[EVP_MAX_MD_SIZE];
+        unsigned int dl = 0;
+        EVP_PKEY_CTX *pc = verify_ctx(k, md);
+        if (pc != NULL &&
+            (md == EVP_sha256() ? (dl = SL__SHA256_LEN, sl__sha256(data, len, dg) == 0)
+                                : EVP_Digest(data, len, dg, &dl, md, NULL) == 1))
+            r = EVP_PKEY_verify(pc, sig, n, dg, dl) == 1;
+    } else {
+        EVP_MD_CTX *c = EVP_MD_CTX_new();
+        if (c != NULL && EVP_DigestVerifyInit(c, NULL, NULL, NULL, k->pk) == 1)
             r = EVP_DigestVerify(c, sig, n, (const unsigned char *)data, len) == 1;
+        EVP_MD_CTX_free(c);
     }
-    EVP_MD_CTX_free(c);
     if (r != 1)
         ERR_clear_error();
     return r;
@@ -403,7 +429,7 @@ struct sl__jwt_vmemo {
     uint32_t key; /* the index of the key in the keyring + 1; 0: an empty slot */
 };
 
-int sl__jwt_pk_verify_memo(sl_jwt_keyring *kr, const jwt_key *k, const char *token, size_t len,
+int sl__jwt_pk_verify_memo(sl_jwt_keyring *kr, jwt_key *k, const char *token, size_t len,
                            size_t dlen, const unsigned char *sig, size_t n)
 {
     unsigned char h[SL__SHA256_LEN];
