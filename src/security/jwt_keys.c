@@ -343,7 +343,6 @@ static size_t ecdsa_der(const unsigned char *sig, size_t half, unsigned char der
     return n;
 }
 
-/* 1 when sig (n bytes) is k's signature of data, 0 when not, -1 when OpenSSL fails. */
 /* k's verification context (RSA, ECDSA), made at the first use: the padding and digest a JWS
  * algorithm names are set once. NULL when OpenSSL fails. */
 static EVP_PKEY_CTX *verify_ctx(jwt_key *k, const EVP_MD *md)
@@ -367,7 +366,8 @@ static EVP_PKEY_CTX *verify_ctx(jwt_key *k, const EVP_MD *md)
     return k->vctx = pc;
 }
 
-int sl__jwt_pk_verify(jwt_key *k, const unsigned char *sig, size_t n, const char *data, size_t len)
+/* 1 when sig (n bytes) is k's signature of data, 0 when not, -1 when OpenSSL fails. */
+static int pk_verify(jwt_key *k, const unsigned char *sig, size_t n, const char *data, size_t len)
 {
     unsigned char der[112];
     const EVP_MD *md = NULL; /* Ed25519 hashes internally (PureEdDSA): no digest may be named. */
@@ -411,8 +411,8 @@ int sl__jwt_pk_verify(jwt_key *k, const unsigned char *sig, size_t n, const char
 
 /* ---- the memo of verified public-key signatures ---------------------------------------------- */
 
-/* A public-key verification costs 16 µs (RS256) to 105 µs (EdDSA) here, against about 12 µs for
- * a whole authorised PUT (docs/BENCHMARKS.md, "JWT verification"), and a client of an identity
+/* A public-key verification costs 22 µs (RS256) to 118 µs (EdDSA) here, against about 12 µs for
+ * a whole authorised PUT (docs/BENCHMARKS.md, "Public-key JWTs"), and a client of an identity
  * provider sends the same token with every request until it expires. The memo is a direct-mapped
  * table of the SHA-256 of whole tokens (signing input and signature, as received) that verified,
  * each with the key that verified it. A hit needs the same bytes, so the same claims and the same
@@ -436,7 +436,7 @@ int sl__jwt_pk_verify_memo(sl_jwt_keyring *kr, jwt_key *k, const char *token, si
     uint32_t key = (uint32_t)(k - kr->keys) + 1;
     if (sl__sha256(token, len, h) < 0) {
         kr->pk_verifies++;
-        return sl__jwt_pk_verify(k, sig, n, token, dlen);
+        return pk_verify(k, sig, n, token, dlen);
     }
     uint64_t at;
     memcpy(&at, h, sizeof at); /* a digest's bits are uniform: any of them index */
@@ -444,7 +444,7 @@ int sl__jwt_pk_verify_memo(sl_jwt_keyring *kr, jwt_key *k, const char *token, si
     if (e != NULL && e->key == key && CRYPTO_memcmp(e->digest, h, sizeof h) == 0)
         return 1;
     kr->pk_verifies++;
-    int ok = sl__jwt_pk_verify(k, sig, n, token, dlen);
+    int ok = pk_verify(k, sig, n, token, dlen);
     if (ok == 1) {
         if (kr->vmemo == NULL && (kr->vmemo = calloc(VMEMO_SLOTS, sizeof *kr->vmemo)) != NULL)
             e = &kr->vmemo[at & (VMEMO_SLOTS - 1)];

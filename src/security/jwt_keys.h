@@ -64,13 +64,11 @@ unsigned sl__jwt_alg_of_name(const char *s, size_t len);
 jwt_key *sl__jwt_keyring_find(sl_jwt_keyring *kr, const char *kid, size_t kidlen);
 /* 1 when kid can appear in a header: 1..KID_MAX bytes of UTF-8 without control characters. */
 int sl__jwt_kid_valid(const char *kid, size_t len);
-/* 1 when sig (n bytes) is k's public-key signature of data, 0 when not, -1 when OpenSSL fails. */
-int sl__jwt_pk_verify(jwt_key *k, const unsigned char *sig, size_t n, const char *data, size_t len);
-/* The same for a token, remembering what verified: 1 when sig (n bytes) is k's signature of
- * token[0..dlen) (the signing input), 0 when not, -1 when OpenSSL fails. token[0..len) is the
- * whole token as received (signing input, '.', signature). A token whose exact bytes k (a key of
- * kr) verified before is not verified again: only signatures are remembered, never claims, which
- * the caller checks every time. */
+/* Checks a token's public-key signature, remembering what verified: 1 when sig (n bytes) is k's
+ * signature of token[0..dlen) (the signing input), 0 when not, -1 when OpenSSL fails. token[0..len)
+ * is the whole token as received (signing input, '.', signature). A token whose exact bytes k (a
+ * key of kr) verified before is not verified again: only signatures are remembered, never claims,
+ * which the caller checks every time. */
 int sl__jwt_pk_verify_memo(sl_jwt_keyring *kr, jwt_key *k, const char *token, size_t len,
                            size_t dlen, const unsigned char *sig, size_t n);
 
