@@ -17,6 +17,7 @@
   const BROKER_MAX = 25; // principals asked per round
 
   let credential = null; // the only copy of the secret
+  let workspace = ''; // the workspace an operator addresses (Sluice-Workspace); '' for its own
   let generation = 0; // bumped at sign-out: answers of an older session are dropped
   let timer = null;
   let busy = false;
@@ -39,6 +40,7 @@
   // One authorised request. Returns {status, json, text}; status 0 on a network failure.
   async function api(method, path, body) {
     const headers = { Authorization: 'Bearer ' + credential };
+    if (workspace) headers['Sluice-Workspace'] = workspace;
     const init = { method, headers, cache: 'no-store', credentials: 'omit', redirect: 'error' };
     if (body !== undefined) {
       headers['Content-Type'] = 'application/json';
@@ -680,12 +682,21 @@
       input.focus();
       return;
     }
+    const ws = $('workspace').value.trim();
+    if (ws && !/^[A-Za-z0-9_-]{1,63}$/.test(ws)) {
+      setText($('signin-error'), 'A workspace name is 1 to 63 letters, digits, "_" or "-".');
+      $('workspace').focus();
+      return;
+    }
     credential = cred;
+    workspace = ws;
     const g = generation;
     const r = await api('GET', '/channels');
     if (g !== generation) return;
-    if (r.status === 401 || r.status === 0) {
+    // Addressing a workspace is for operators: anyone else is refused (403) whatever they may do.
+    if (r.status === 401 || r.status === 0 || (workspace && r.status === 403)) {
       credential = null;
+      workspace = '';
       setText($('signin-error'), r.status === 0 ? 'The server did not answer.' : 'Not accepted: ' + errMessage(r));
       input.focus();
       return;
@@ -698,7 +709,8 @@
     $('signout').hidden = false;
     const who = $('who');
     who.hidden = false;
-    who.textContent = 'Signed in: ' + describe(cred) + (caps.principals ? '' : ' — view only');
+    who.textContent =
+      'Signed in: ' + describe(cred) + (workspace ? ' — in workspace ' + workspace : '') + (caps.principals ? '' : ' — view only');
     showView('overview', false);
     $('main').focus();
     await poll();
@@ -707,6 +719,7 @@
 
   function signOut(message) {
     credential = null;
+    workspace = '';
     generation++;
     clearInterval(timer);
     timer = null;

@@ -32,6 +32,7 @@ CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'se
 
 CONFIG = """
 broker = true
+workspace_operators = console-admin
 ws_ping_interval = 600
 ws_pong_timeout = 600
 [role publisher]
@@ -144,7 +145,8 @@ def test_console_in_a_browser(srv):
 
     params = {"admin": admin, "viewer": viewer, "victim": "console-victim",
               "channel": "console.jobs", "doomed": "console.old", "other": "console-other", "grantee": "console-grantee", "apikeyId": key["id"],
-              "apikeySecret": key["key"]}
+              "apikeySecret": key["key"], "workspace": "console-acme",
+              "wsChannel": "console.acme-jobs"}
     env = dict(os.environ, SLUICE_URL=srv.url, CONSOLE_PARAMS=json.dumps(params),
                CONSOLE_ARTIFACTS=ARTIFACTS, SLUICE_CHROMIUM=CHROMIUM)
     errlog = open(os.path.join(ARTIFACTS, "node-stderr.log"), "w")
@@ -170,6 +172,14 @@ def test_console_in_a_browser(srv):
                         for n in range(msg["count"]):
                             r = c.put(f"/channels/{msg['channel']}", json={"n": n})
                             assert r.status_code == 200, r.text
+                elif msg["step"] == "workspace":
+                    # The channel the operator created is in the workspace, and only there.
+                    acme = {"Sluice-Workspace": "console-acme"}
+                    with srv.client(admin) as c:
+                        r = c.get(f"/channels/{msg['channel']}/info", headers=acme)
+                        assert r.status_code == 200, r.text
+                        assert c.get(f"/channels/{msg['channel']}/info").status_code == 404
+                        assert c.get(f"/channels/{msg['outside']}/info", headers=acme).status_code == 404
                 elif msg["step"] in ("revoked", "disconnected"):
                     # The server closes the socket itself (a close frame, then TCP).
                     code = (ws if msg["step"] == "revoked" else ws2).wait_close(timeout=30)
@@ -194,11 +204,11 @@ def test_console_in_a_browser(srv):
     assert result is not None, f"node printed no result (exit {proc.returncode}):\n{stderr}"
     assert result.get("ok") is True and proc.returncode == 0, (
         f"console_e2e failed: {result.get('error')}\nsteps: {steps}\nnode stderr: {stderr}")
-    assert steps == ["write", "revoked", "disconnected"]
+    assert steps == ["write", "revoked", "disconnected", "workspace"]
     shots = {os.path.basename(p) for p in result["screenshots"]}
     for want in ("01-sign-in.png", "02-overview.png", "03-channels.png", "04-connections.png",
                  "05-access.png", "06-audit.png", "07-phone-channels.png",
-                 "08-viewer-channels.png", "09-viewer-access.png"):
+                 "08-viewer-channels.png", "09-viewer-access.png", "10-operator-workspace.png"):
         assert want in shots and os.path.getsize(os.path.join(ARTIFACTS, want)) > 0, want
     # The page made its API requests with the credential (checked in the browser) and the
     # server's log never saw it.

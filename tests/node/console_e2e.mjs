@@ -177,7 +177,12 @@ async function main() {
     page.on('request', (r) => {
       if (r.url().startsWith(BASE)) {
         const h = r.headers();
-        requests.push({ url: r.url().slice(BASE.length), method: r.method(), auth: h.authorization || null });
+        requests.push({
+          url: r.url().slice(BASE.length),
+          method: r.method(),
+          auth: h.authorization || null,
+          workspace: h['sluice-workspace'] || null,
+        });
       }
     });
     page.on('console', (m) => {
@@ -395,6 +400,40 @@ async function main() {
     check(await isHidden(page, '#create-form'), 'a read-only API key sees the create form');
     const keyOnPage = await page.evaluate((k) => document.documentElement.outerHTML.includes(k), P.apikeySecret);
     check(!keyOnPage, 'the API key is in the page');
+    check(requests.every((r) => r.workspace === null), 'a request named a workspace before any was asked for');
+
+    // An operator addresses a workspace: a credential that is no operator is refused at sign-in;
+    // the operator's every request then names the workspace, and what it creates lands there
+    // (the Python side looks, in the workspace and outside it).
+    await page.click('#signout');
+    await page.waitForFunction(() => !document.getElementById('signin').hidden, { timeout: WAIT });
+    await page.type('#credential', P.viewer);
+    await page.type('#workspace', 'no such name!');
+    await page.keyboard.press('Enter');
+    await waitText(page, '#signin-error', 'startsWith', 'A workspace name', 'the refusal of a malformed workspace name');
+    await page.$eval('#workspace', (e) => (e.value = ''));
+    await page.type('#workspace', P.workspace);
+    await page.type('#credential', P.viewer);
+    await page.keyboard.press('Enter');
+    await waitText(page, '#signin-error', 'startsWith', 'Not accepted', 'the refusal of a non-operator in a workspace');
+    check(await isHidden(page, '#app'), 'a credential that is no operator signed into a workspace');
+    const opFrom = requests.length;
+    await page.type('#credential', P.admin);
+    await page.keyboard.press('Enter');
+    await page.waitForFunction(() => !document.getElementById('app').hidden, { timeout: WAIT });
+    await waitText(page, '#who', 'includes', 'in workspace ' + P.workspace, 'the workspace in the header');
+    await view(page, 'channels');
+    check(!(await isHidden(page, '#create-form')), 'the operator does not see the create form in the workspace');
+    await page.type('#create-id', P.wsChannel);
+    await page.click('#create-button');
+    await page.waitForFunction((c) => document.querySelector(`#channels-table tbody tr[data-key="${CSS.escape(c)}"]`), { timeout: WAIT }, P.wsChannel);
+    const outside = await page.evaluate((c) => document.querySelector(`#channels-table tbody tr[data-key="${CSS.escape(c)}"]`) !== null, P.channel);
+    check(!outside, 'the workspace lists a channel of the default workspace');
+    await shot(page, '10-operator-workspace');
+    await step('workspace', { channel: P.wsChannel, outside: P.channel });
+    const mine = requests.slice(opFrom).filter((r) => !r.url.startsWith('/admin'));
+    check(mine.length > 0 && mine.every((r) => r.workspace === P.workspace), 'an operator request without its workspace',
+      mine.filter((r) => r.workspace !== P.workspace).slice(0, 5));
 
     // Every request to sluiced outside the static files carried the credential.
     const api = requests.filter((r) => !r.url.startsWith('/admin'));
