@@ -3,9 +3,10 @@
 # ed25519, each request with its own nonce, Content-Digest over the body) against the same PUT
 # with a bearer JWT and nginx `return 200`, under the same wrk settings, in the same run (server on
 # core 0, wrk on core 1), ROUNDS rounds, medians and ratios. wrk cannot sign: each signed round
-# sends requests pre-signed by bench_sign just before it (created = then; the server's replay
-# window, signature_max_skew, is 300 s here, and the in-memory nonce store holds up to 20 million
-# nonces, so nothing is refused for lack of room). Dies, saying why, when anything could not be
+# sends requests pre-signed by bench_sign just before it, dated as a client signing
+# SIGNED_PER_SECOND requests a second would date them (request i created i / SIGNED_PER_SECOND
+# seconds after the first; the server's replay window, signature_max_skew, is 300 s here, and the
+# in-memory nonce store holds up to 20 million nonces, so nothing is refused for lack of room). Dies, saying why, when anything could not be
 # measured (bench/lib.sh's wrk_rate: any request refused, e.g. a replay because the pre-signed
 # list ran out: raise SIGNED_PER_SECOND).
 #   bench/signed.sh [ROUNDS] [SECONDS]
@@ -58,7 +59,7 @@ export SLUICE_SIGNED_HOST="127.0.0.1:$PORT" SLUICE_SIGNED_FILE="$TMP/signed.tsv"
 # presign ALG KEYID KEYFILE: a fresh list for one round (on core 1, like wrk).
 presign() {
   taskset -c 1 $BIN/bench_sign "$1" "$2" "$3" "127.0.0.1:$PORT" /channels/bench "$TMP/body.json" \
-    $((SIGNED_PER_SECOND * SECS)) > "$SLUICE_SIGNED_FILE" || die "bench_sign $1 failed"
+    $((SIGNED_PER_SECOND * SECS)) "$SIGNED_PER_SECOND" > "$SLUICE_SIGNED_FILE" || die "bench_sign $1 failed"
 }
 
 declare -a N B Q H E

@@ -502,7 +502,7 @@ static int verify(const sl_httpsig_keyring *kr, const sl_authn_request *r, doubl
     if ((rc = policy_check(k, cov, ncov, dset, covers_digest, r, minimum, st)) != SL_OK)
         goto done;
     if (early != NULL && nonce != NULL)
-        early(ud, k->o.keyid, nonce);
+        early(ud, k->o.keyid, nonce, created);
     /* The body's digest before anything else looks at the body. */
     size_t dlen = 0;
     int ddup;

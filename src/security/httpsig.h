@@ -17,9 +17,10 @@ int sl__httpsig_verify_policy(const sl_httpsig_keyring *kr, const sl_authn_reque
                               double max_skew, int minimum, sl_httpsig_verified *out,
                               sl_status *st);
 
-/* Told what a verification's nonce will be, before the body's digest and the signature are
- * checked (the request may still be refused after). */
-typedef void (*sl__httpsig_early_fn)(void *ud, const char *keyid, const char *nonce);
+/* Told what a verification's nonce will be (and its signature's created), before the body's
+ * digest and the signature are checked (the request may still be refused after). */
+typedef void (*sl__httpsig_early_fn)(void *ud, const char *keyid, const char *nonce,
+                                     double created);
 
 /* sl_httpsig_verify (minimum policy), calling early (when not NULL) once the signature's key,
  * freshness, nonce and components have passed and it carries a nonce. */
@@ -33,24 +34,33 @@ int sl__httpsig_verify_early(const sl_httpsig_keyring *kr, const sl_authn_reques
 typedef void (*sl__nonce_fn)(void *ud, int status);
 
 /* Where nonces are remembered until `until` (absolute seconds, the same clock as now), keyed by
- * keyid and nonce together. remember calls fn now or later from the loop. */
+ * keyid and nonce together. created is the signature's (a replay repeats it: the signature covers
+ * it), so a store may keep each second's nonces apart and look for a replay among its second's
+ * only; a nonce sent again under another created is a new request. remember calls fn now or later
+ * from the loop. */
+#define SL__NONCE_BY_SECOND 1 /* remember and prefetch take created (bench/bench_nonce.c asks) */
 typedef struct sl__nonce_store {
-    void (*remember)(struct sl__nonce_store *s, const char *keyid, const char *nonce, double until,
-                     double now, sl__nonce_fn fn, void *ud);
-    /* Optional (NULL: none). A remember of this keyid and nonce is likely soon: the store may
-     * start bringing what it will look at into the cache meanwhile. No answer, no effect on what
-     * remember answers. */
-    void (*prefetch)(struct sl__nonce_store *s, const char *keyid, const char *nonce);
+    void (*remember)(struct sl__nonce_store *s, const char *keyid, const char *nonce,
+                     double created, double until, double now, sl__nonce_fn fn, void *ud);
+    /* Optional (NULL: none). A remember of this keyid, nonce and created is likely soon: the
+     * store may start bringing what it will look at into the cache meanwhile. No answer, no
+     * effect on what remember answers. */
+    void (*prefetch)(struct sl__nonce_store *s, const char *keyid, const char *nonce,
+                     double created);
     /* Answers what is pending with SL_EUNAVAIL, then frees. */
     void (*free)(struct sl__nonce_store *s);
 } sl__nonce_store;
 
-/* One node's store: at most max nonces (0: 100000); expired ones are pruned as it goes. */
+/* One node's store: at most max nonces (0: 100000), kept by the second of their created and
+ * forgotten a second's worth at a time once the latest until of that second has passed. */
 int sl__nonce_memory_new(size_t max, sl__nonce_store **out);
-/* Slots held: live nonces, and expired ones not reclaimed yet. */
+/* Nonces held: live ones, and those of seconds not swept yet. */
 size_t sl__nonce_memory_size(const sl__nonce_store *s);
-/* For tests: the table's size, and that of the one being moved into it (0: none). */
-void sl__nonce_memory_tables(const sl__nonce_store *s, size_t *cap, size_t *old_cap);
+/* For tests: the seconds held (and *index, when not NULL, the size of their index), and the table
+ * of created's second (0: none) with the one being moved into it (0: none). */
+size_t sl__nonce_memory_generations(const sl__nonce_store *s, size_t *index);
+void sl__nonce_memory_tables(const sl__nonce_store *s, double created, size_t *cap,
+                             size_t *old_cap);
 
 /* The key a nonce is remembered under: hex SHA-256 of keyid, a NUL and nonce (fixed length, so a
  * long or odd nonce cannot shape the store's keys). */

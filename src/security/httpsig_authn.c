@@ -38,217 +38,302 @@ void sl__nonce_key(const char *keyid, const char *nonce, char out[SL__NONCE_KEY_
 
 /* ---- the memory nonce store ------------------------------------------------------------------ */
 
-/* An open-addressing table (linear probing) of 16-byte slots, four to a cache line and never
- * across two: 96 bits of the nonce's digest (a collision would only refuse a fresh request, with
- * odds of about n / 2^96) and the second from which it may be forgotten (rounded up: a nonce is
- * never forgotten early). A third smaller than slots of a double and 128 bits: fewer cache and
- * TLB misses in a table of millions, where nearly every probe misses both. No allocation per nonce
- * and no periodic sweep: an expired slot is reused where a probe meets it. A table three quarters
- * filled grows into one twice its size step by step: the old one stays readable while every
- * remember moves the next MOVE_STEP of its slots (leaving the expired ones behind), so no request
- * waits for a whole table to be copied (copying 1.5 million slots at once held the loop for 160 ms:
- * docs/BENCHMARKS.md, "The nonce store"). A store at its bound prunes what expired in one pass
- * instead: it must make room or refuse now. Each insert costs O(1) amortised. */
-typedef struct slot {
-    uint64_t a;
-    uint32_t b;
-    uint32_t until; /* 0: never used; MOVED: in the old table, moved (or dropped) already */
-} slot;
-_Static_assert(sizeof(slot) == 16, "four slots to a cache line");
-
-#define MOVED UINT32_MAX
+/* Nonces are kept in generations, one per second of `created`. A replay repeats its request's
+ * signature parameters, created among them, so it is looked for in its own generation only, and
+ * the requests of one second land in one table of about that second's traffic: at 60,000 signed
+ * requests a second a table of 1 MiB, which the cache holds, instead of one table of every nonce
+ * in the replay window (hundreds of MiB at that rate), where nearly every probe missed the cache
+ * and the TLB (docs/BENCHMARKS.md, "The nonce store"). A generation is forgotten whole once the
+ * latest `until` it was given has passed; the generations are swept once a second. A table is an
+ * open-addressing one (linear probing) of 64-bit slots: the first 64 bits of the SHA-256 of keyid
+ * and nonce (a collision would only refuse a fresh request, with odds of about n / 2^64), 0 for
+ * an empty slot and 1 for one moved away. A table three quarters filled grows into one twice its
+ * size step by step: the old one stays readable while every remember moves the next MOVE_STEP of
+ * its slots, so no request waits for a whole table to be copied (copying 1.5 million slots at
+ * once held the loop for 160 ms). Each insert costs O(1) amortised. */
+#define EMPTY 0
+#define MOVED 1
 #define MOVE_STEP 4 /* a move ends after an eighth of the inserts that could fill the new table */
+#define MIN_CAP 64
+#define MIN_GENS 16
+
+typedef struct table {
+    uint64_t *t;
+    size_t cap;        /* a power of two */
+    size_t filled;     /* slots of t used */
+    uint64_t *old;     /* the table being moved into t; NULL: none */
+    size_t ocap, opos; /* its size, and the next of its slots to move */
+    size_t oleft;      /* its used slots not moved yet */
+} table;
+
+typedef struct gen {
+    int64_t created; /* the second its nonces were signed in */
+    double until;    /* the latest until it was given: forgotten whole after it */
+    table tab;       /* tab.t NULL: this entry of the index is unused */
+} gen;
 
 typedef struct mem_store {
     sl__nonce_store base;
-    slot *t;
-    size_t cap;        /* a power of two */
-    size_t filled;     /* slots of t used, live or expired */
-    slot *old;         /* the table being moved into t; NULL: none */
-    size_t ocap, opos; /* its size, and the next of its slots to move */
-    size_t oleft;      /* its used slots not moved yet */
-    size_t max;
+    gen *gens;        /* an open-addressing index of the generations by created; no deletions */
+    size_t ngen;      /* a power of two, at least twice the generations held */
+    size_t live;      /* generations held */
+    int64_t swept;    /* the second of the last sweep */
+    size_t held, max; /* nonces held (every table's, old ones' included), and the bound */
     /* The digest prefetch computed, for the remember of the same keyid and nonce that follows
      * (valid: 1 until then): the verifier's hashing and key operation run between the two while
      * the slot's cache line is on its way, and the digest is not computed twice. */
     struct {
         int valid;
-        uint64_t a;
-        uint32_t b;
+        uint64_t d;
         char keyid[SL_HTTPSIG_KEYID_MAX + 1], nonce[SL_HTTPSIG_NONCE_MAX + 1];
     } next;
 } mem_store;
 
-#define MIN_CAP 64
-
-/* Probes t for (a, b): 1 when a live slot holds them (a replay). Else 0, with *at where they go:
- * their own expired slot, or the first expired slot on the way, or the empty slot that ended the
- * probe. MOVED slots are passed over (they keep an old table's probe chains whole). */
-static int find(const slot *t, size_t cap, uint64_t a, uint32_t b, double now, size_t *at)
+/* 1 when t holds d; else 0 and *at is the empty slot that ended the probe. MOVED slots are passed
+ * over: they keep an old table's probe chains whole. */
+static int find(const uint64_t *t, size_t cap, uint64_t d, size_t *at)
 {
-    size_t mask = cap - 1, i = a & mask, reuse = SIZE_MAX;
+    size_t mask = cap - 1, i = d & mask;
     for (;; i = (i + 1) & mask) {
-        const slot *e = &t[i];
-        if (e->until == 0)
-            break;
-        if (e->until == MOVED)
-            continue;
-        if (e->a == a && e->b == b) {
-            if (e->until > now)
-                return 1;
-            *at = i; /* the same nonce, forgotten: remembered again here */
+        if (t[i] == d)
+            return 1;
+        if (t[i] == EMPTY) {
+            *at = i;
             return 0;
         }
-        if (reuse == SIZE_MAX && e->until <= now)
-            reuse = i;
     }
-    *at = reuse != SIZE_MAX ? reuse : i;
-    return 0;
 }
 
-/* Moves up to n of the old table's slots into t (the live ones; the expired are dropped), and
- * frees the old table once every slot has been through. t has room: it is twice the old size. */
-static void move_some(mem_store *m, double now, size_t n)
+static int table_has(const table *tb, uint64_t d)
 {
-    while (m->old != NULL && n-- > 0) {
-        slot *s = &m->old[m->opos];
-        if (s->until != 0) {
+    size_t at;
+    return find(tb->t, tb->cap, d, &at) || (tb->old != NULL && find(tb->old, tb->ocap, d, &at));
+}
+
+/* Moves up to n of the old table's slots into t, and frees the old table once every slot has
+ * been through. t has room: it is twice the old size. */
+static void move_some(table *tb, size_t n)
+{
+    while (tb->old != NULL && n-- > 0) {
+        uint64_t *s = &tb->old[tb->opos];
+        if (*s != EMPTY) {
             size_t at;
-            if (s->until > now && !find(m->t, m->cap, s->a, s->b, now, &at)) {
-                m->filled += m->t[at].until == 0;
-                m->t[at] = *s;
+            if (!find(tb->t, tb->cap, *s, &at)) {
+                tb->t[at] = *s;
+                tb->filled++;
             }
-            s->until = MOVED;
-            m->oleft--;
+            *s = MOVED;
+            tb->oleft--;
         }
-        if (++m->opos == m->ocap) {
-            free(m->old);
-            m->old = NULL;
-            m->ocap = m->opos = m->oleft = 0;
+        if (++tb->opos == tb->ocap) {
+            free(tb->old);
+            tb->old = NULL;
+            tb->ocap = tb->opos = tb->oleft = 0;
         }
     }
 }
 
 /* Starts moving t into a table twice its size (a move under way ends first). SL_ENOMEM leaves it
  * as it was. */
-static int grow(mem_store *m, double now)
+static int grow(table *tb)
 {
-    move_some(m, now, SIZE_MAX);
-    slot *t = calloc(2 * m->cap, sizeof *t);
+    move_some(tb, SIZE_MAX);
+    uint64_t *t = calloc(2 * tb->cap, sizeof *t);
     if (t == NULL)
         return SL_ENOMEM;
-    m->old = m->t;
-    m->ocap = m->cap;
-    m->opos = 0;
-    m->oleft = m->filled;
-    m->t = t;
-    m->cap *= 2;
-    m->filled = 0;
+    tb->old = tb->t;
+    tb->ocap = tb->cap;
+    tb->opos = 0;
+    tb->oleft = tb->filled;
+    tb->t = t;
+    tb->cap *= 2;
+    tb->filled = 0;
     return SL_OK;
 }
 
-/* At the bound: t rebuilt from its live slots alone, at least twice their number in size (a move
- * under way ends first). SL_ENOMEM leaves it as it was. */
-static int prune(mem_store *m, double now)
+static void table_free(table *tb)
 {
-    move_some(m, now, SIZE_MAX);
-    size_t live = 0;
-    for (size_t i = 0; i < m->cap; i++)
-        live += m->t[i].until > now;
-    size_t cap = MIN_CAP;
-    while (cap < 2 * (live + 1))
-        cap *= 2;
-    slot *t = calloc(cap, sizeof *t);
-    if (t == NULL)
-        return SL_ENOMEM;
-    for (size_t i = 0; i < m->cap; i++) {
-        const slot *s = &m->t[i];
-        if (s->until <= now)
-            continue;
-        size_t j = s->a & (cap - 1);
-        while (t[j].until != 0)
-            j = (j + 1) & (cap - 1);
-        t[j] = *s;
+    free(tb->t);
+    free(tb->old);
+    memset(tb, 0, sizeof *tb);
+}
+
+static size_t gen_slot(int64_t created, size_t ngen)
+{
+    return (size_t)(uint64_t)created & (ngen - 1); /* seconds are consecutive: no clustering */
+}
+
+/* The generation of created, or NULL. */
+static gen *gen_find(mem_store *m, int64_t created)
+{
+    for (size_t i = gen_slot(created, m->ngen);; i = (i + 1) & (m->ngen - 1)) {
+        gen *g = &m->gens[i];
+        if (g->tab.t == NULL)
+            return NULL;
+        if (g->created == created)
+            return g;
     }
-    free(m->t);
-    m->t = t;
-    m->cap = cap;
-    m->filled = live;
+}
+
+/* Rebuilds the index at ngen entries with the generations still live at now (all of them when
+ * now is -INFINITY), freeing the others. SL_ENOMEM leaves it as it was. */
+static int regen(mem_store *m, size_t ngen, double now)
+{
+    gen *gens = calloc(ngen, sizeof *gens);
+    if (gens == NULL)
+        return SL_ENOMEM;
+    size_t live = 0;
+    for (size_t i = 0; i < m->ngen; i++) {
+        gen *g = &m->gens[i];
+        if (g->tab.t == NULL)
+            continue;
+        if (g->until <= now) {
+            m->held -= g->tab.filled + g->tab.oleft;
+            table_free(&g->tab);
+            continue;
+        }
+        size_t j = gen_slot(g->created, ngen);
+        while (gens[j].tab.t != NULL)
+            j = (j + 1) & (ngen - 1);
+        gens[j] = *g;
+        live++;
+    }
+    free(m->gens);
+    m->gens = gens;
+    m->ngen = ngen;
+    m->live = live;
     return SL_OK;
 }
 
-/* The 96 bits of keyid and nonce's digest a slot holds; 0, or -1 when hashing failed. */
-static int slot_key(const char *keyid, const char *nonce, uint64_t *a, uint32_t *b)
+/* Forgets the generations whose time has passed, at most once a second unless forced, and
+ * shrinks the index after a burst of many seconds. */
+static void sweep(mem_store *m, double now, int force)
+{
+    int64_t sec = (int64_t)floor(now);
+    if (sec == m->swept && !force)
+        return;
+    size_t live = 0, n = m->ngen;
+    for (size_t i = 0; i < m->ngen; i++)
+        live += m->gens[i].tab.t != NULL && m->gens[i].until > now;
+    while (n > MIN_GENS && 8 * live < n)
+        n /= 2;
+    if (regen(m, n, now) == SL_OK)
+        m->swept = sec;
+}
+
+/* The generation of created, made when there is none (NULL: no memory). One whose time has passed
+ * (a sweep has not reached it yet) is emptied first: its nonces are forgotten, its slots kept. */
+static gen *gen_get(mem_store *m, int64_t created, double now)
+{
+    gen *g = gen_find(m, created);
+    if (g != NULL) {
+        if (g->until <= now) {
+            table *tb = &g->tab;
+            m->held -= tb->filled + tb->oleft;
+            free(tb->old);
+            memset(tb->t, 0, tb->cap * sizeof *tb->t);
+            tb->old = NULL;
+            tb->filled = tb->ocap = tb->opos = tb->oleft = 0;
+        }
+        return g;
+    }
+    if (2 * (m->live + 1) > m->ngen && regen(m, 2 * m->ngen, now) != SL_OK)
+        return NULL;
+    size_t i = gen_slot(created, m->ngen);
+    while (m->gens[i].tab.t != NULL)
+        i = (i + 1) & (m->ngen - 1);
+    g = &m->gens[i];
+    if ((g->tab.t = calloc(MIN_CAP, sizeof *g->tab.t)) == NULL)
+        return NULL;
+    g->tab.cap = MIN_CAP;
+    g->created = created;
+    g->until = 0;
+    m->live++;
+    return g;
+}
+
+/* The 64 bits of keyid and nonce's digest a slot holds (never EMPTY or MOVED); -1 when hashing
+ * failed. */
+static int digest64(const char *keyid, const char *nonce, uint64_t *d)
 {
     unsigned char h[SL__SHA256_LEN];
     if (!nonce_digest(keyid, nonce, h))
         return -1;
-    memcpy(a, h, 8);
-    memcpy(b, h + 8, 4);
+    memcpy(d, h, 8);
+    if (*d <= MOVED)
+        *d += 2;
     return 0;
 }
 
-static void mem_prefetch(sl__nonce_store *s, const char *keyid, const char *nonce)
+static void mem_prefetch(sl__nonce_store *s, const char *keyid, const char *nonce, double created)
 {
     mem_store *m = (mem_store *)s;
     size_t kl = strlen(keyid), nl = strlen(nonce);
     m->next.valid = 0;
     if (kl >= sizeof m->next.keyid || nl >= sizeof m->next.nonce ||
-        slot_key(keyid, nonce, &m->next.a, &m->next.b) < 0)
+        digest64(keyid, nonce, &m->next.d) < 0)
         return;
     memcpy(m->next.keyid, keyid, kl + 1);
     memcpy(m->next.nonce, nonce, nl + 1);
     m->next.valid = 1;
-    /* where remember's probe starts (a slot never straddles two cache lines) */
-    __builtin_prefetch(&m->t[m->next.a & (m->cap - 1)]);
+    const gen *g = gen_find(m, (int64_t)floor(created));
+    if (g != NULL) /* where remember's probe starts */
+        __builtin_prefetch(&g->tab.t[m->next.d & (g->tab.cap - 1)]);
 }
 
-static void mem_remember(sl__nonce_store *s, const char *keyid, const char *nonce, double until,
-                         double now, sl__nonce_fn fn, void *ud)
+static void mem_remember(sl__nonce_store *s, const char *keyid, const char *nonce, double created,
+                         double until, double now, sl__nonce_fn fn, void *ud)
 {
     mem_store *m = (mem_store *)s;
-    uint64_t a;
-    uint32_t b;
-    if (m->next.valid && !strcmp(m->next.keyid, keyid) && !strcmp(m->next.nonce, nonce)) {
-        a = m->next.a;
-        b = m->next.b;
-    } else if (slot_key(keyid, nonce, &a, &b) < 0) {
-        m->next.valid = 0;
+    uint64_t d;
+    int had = m->next.valid && !strcmp(m->next.keyid, keyid) && !strcmp(m->next.nonce, nonce);
+    m->next.valid = 0;
+    if (had)
+        d = m->next.d;
+    else if (digest64(keyid, nonce, &d) < 0) {
         fn(ud, SL_EUNAVAIL);
         return;
     }
-    m->next.valid = 0;
-    /* whole seconds, rounded up (so never early) and short of MOVED (so past 2106, until then) */
-    uint32_t u = until <= 1 ? 1 : until >= MOVED - 1 ? MOVED - 1 : (uint32_t)ceil(until);
-    move_some(m, now, MOVE_STEP);
+    sweep(m, now, 0);
+    if (!(until > now)) { /* forgotten as soon as remembered: nothing to hold */
+        fn(ud, SL_OK);
+        return;
+    }
+    if (!(created > -9e15 && created < 9e15)) { /* not a second an int64 holds */
+        fn(ud, SL_EUNAVAIL);
+        return;
+    }
     for (int pass = 0;; pass++) {
-        size_t at;
-        if (find(m->t, m->cap, a, b, now, &at) ||
-            (m->old != NULL && find(m->old, m->ocap, a, b, now, &(size_t){0}))) {
+        gen *g = gen_get(m, (int64_t)floor(created), now);
+        if (g == NULL) {
+            fn(ud, SL_EUNAVAIL);
+            return;
+        }
+        table *tb = &g->tab;
+        move_some(tb, MOVE_STEP);
+        if (table_has(tb, d)) {
             fn(ud, SL_ETOKEN);
             return;
         }
-        if (m->t[at].until != 0) { /* an expired slot: reused, nothing more is held */
-            m->t[at] = (slot){a, b, u};
-            fn(ud, SL_OK);
+        if (m->held + 1 > m->max) { /* full: what expired goes, or refuse */
+            if (pass > 0) {
+                fn(ud, SL_ELIMIT);
+                return;
+            }
+            sweep(m, now, 1);
+            continue; /* the index was rebuilt: its generation again */
+        }
+        if (4 * (tb->filled + 1) > 3 * tb->cap && grow(tb) != SL_OK) {
+            fn(ud, SL_EUNAVAIL);
             return;
         }
-        if (m->filled + m->oleft + 1 > m->max) { /* full: what expired goes, or refuse */
-            if (pass > 0 || prune(m, now) != SL_OK) {
-                fn(ud, pass > 0 ? SL_ELIMIT : SL_EUNAVAIL);
-                return;
-            }
-            continue;
-        }
-        if (4 * (m->filled + 1) > 3 * m->cap) {
-            if (grow(m, now) != SL_OK) {
-                fn(ud, SL_EUNAVAIL);
-                return;
-            }
-            continue; /* its place in the new table */
-        }
-        m->t[at] = (slot){a, b, u};
-        m->filled++;
+        size_t at = 0; /* find sets it: d is in neither table */
+        (void)find(tb->t, tb->cap, d, &at);
+        tb->t[at] = d;
+        tb->filled++;
+        m->held++;
+        if (until > g->until)
+            g->until = until;
         fn(ud, SL_OK);
         return;
     }
@@ -259,20 +344,22 @@ static void mem_free(sl__nonce_store *s)
     mem_store *m = (mem_store *)s;
     if (m == NULL)
         return;
-    free(m->t);
-    free(m->old);
+    for (size_t i = 0; i < m->ngen; i++)
+        table_free(&m->gens[i].tab);
+    free(m->gens);
     free(m);
 }
 
 int sl__nonce_memory_new(size_t max, sl__nonce_store **out)
 {
     mem_store *m = calloc(1, sizeof *m);
-    if (m == NULL || (m->t = calloc(MIN_CAP, sizeof *m->t)) == NULL) {
+    if (m == NULL || (m->gens = calloc(MIN_GENS, sizeof *m->gens)) == NULL) {
         free(m);
         return SL_ENOMEM;
     }
-    m->cap = MIN_CAP;
+    m->ngen = MIN_GENS;
     m->max = max ? max : DEFAULT_MAX_NONCES;
+    m->swept = INT64_MIN;
     m->base.remember = mem_remember;
     m->base.prefetch = mem_prefetch;
     m->base.free = mem_free;
@@ -282,15 +369,22 @@ int sl__nonce_memory_new(size_t max, sl__nonce_store **out)
 
 size_t sl__nonce_memory_size(const sl__nonce_store *s)
 {
-    const mem_store *m = (const mem_store *)s;
-    return m->filled + m->oleft;
+    return ((const mem_store *)s)->held;
 }
 
-void sl__nonce_memory_tables(const sl__nonce_store *s, size_t *cap, size_t *old_cap)
+size_t sl__nonce_memory_generations(const sl__nonce_store *s, size_t *index)
 {
     const mem_store *m = (const mem_store *)s;
-    *cap = m->cap;
-    *old_cap = m->old != NULL ? m->ocap : 0;
+    if (index != NULL)
+        *index = m->ngen;
+    return m->live;
+}
+
+void sl__nonce_memory_tables(const sl__nonce_store *s, double created, size_t *cap, size_t *old_cap)
+{
+    const gen *g = gen_find((mem_store *)s, (int64_t)floor(created));
+    *cap = g ? g->tab.cap : 0;
+    *old_cap = g && g->tab.old != NULL ? g->tab.ocap : 0;
 }
 
 /* ---- the authenticator ------------------------------------------------------------------------
@@ -363,10 +457,10 @@ static int identity_of(const sl_httpsig_verified *v, sl_identity *who)
 }
 
 /* The verifier knows the nonce: the store may start fetching while the signature is checked. */
-static void early(void *ud, const char *keyid, const char *nonce)
+static void early(void *ud, const char *keyid, const char *nonce, double created)
 {
     sl__nonce_store *ns = ud;
-    ns->prefetch(ns, keyid, nonce);
+    ns->prefetch(ns, keyid, nonce, created);
 }
 
 static void authenticate_request(sl_authenticator *a, const sl_authn_request *req, double now,
@@ -395,7 +489,8 @@ static void authenticate_request(sl_authenticator *a, const sl_authn_request *re
         return;
     }
     /* Past created + skew the signature is refused as too old, so the nonce can go then. */
-    s->nonces->remember(s->nonces, v.keyid, v.nonce, v.created + s->skew + 1, now, on_nonce, p);
+    s->nonces->remember(s->nonces, v.keyid, v.nonce, v.created, v.created + s->skew + 1, now,
+                        on_nonce, p);
 }
 
 static void destroy(sl_authenticator *a)

@@ -33,9 +33,10 @@ static void on_reply(void *ud, int rc, const redisReply *reply)
     free(c);
 }
 
-static void remember(sl__nonce_store *s, const char *keyid, const char *nonce, double until,
-                     double now, sl__nonce_fn fn, void *ud)
+static void remember(sl__nonce_store *s, const char *keyid, const char *nonce, double created,
+                     double until, double now, sl__nonce_fn fn, void *ud)
 {
+    (void)created; /* one key per keyid and nonce: a nonce is never taken twice */
     redis_nonces *r = (redis_nonces *)s;
     call *c = malloc(sizeof *c);
     if (c == NULL) {

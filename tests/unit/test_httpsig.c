@@ -918,8 +918,8 @@ static void count_status(void *ud, int status)
     c[status == SL_OK ? 0 : status == SL_ETOKEN ? 1 : 2]++;
 }
 
-/* The memory store at scale: every nonce refused a second time within its window, accepted again
- * after it, the table rebuilt as it fills and expires, and the bound held. */
+/* The memory store at scale: every nonce refused a second time within its window (a replay
+ * repeats its created), accepted again after it, and the bound held. */
 static void test_nonce_store_many(void **state)
 {
     (void)state;
@@ -928,48 +928,109 @@ static void test_nonce_store_many(void **state)
     assert_int_equal(sl__nonce_memory_new(N + 10, &ns), SL_OK);
     char nonce[32];
     int c[3] = {0};
+    /* signed in 100 seconds (700..799), each kept 300 s: until 1000..1099 */
     for (int i = 0; i < N; i++) {
         snprintf(nonce, sizeof nonce, "n-%d", i);
-        ns->remember(ns, i % 2 ? "k1" : "k2", nonce, 1000 + i % 100, 0, count_status, c);
+        ns->remember(ns, i % 2 ? "k1" : "k2", nonce, 700 + i % 100, 1000 + i % 100, 0, count_status,
+                     c);
     }
     assert_int_equal(c[0], N);
     assert_int_equal(sl__nonce_memory_size(ns), N);
+    assert_int_equal(sl__nonce_memory_generations(ns, NULL), 100);
     for (int i = 0; i < N; i++) {
         snprintf(nonce, sizeof nonce, "n-%d", i);
-        ns->remember(ns, i % 2 ? "k1" : "k2", nonce, 1000, 999, count_status, c);
+        ns->remember(ns, i % 2 ? "k1" : "k2", nonce, 700 + i % 100, 1000 + i % 100, 999,
+                     count_status, c);
     }
     assert_int_equal(c[1], N); /* all replays */
     /* the same nonce under the other key is another nonce */
-    ns->remember(ns, "k1", "n-0", 1000, 0, count_status, c);
+    ns->remember(ns, "k1", "n-0", 700, 1000, 0, count_status, c);
     assert_int_equal(c[0], N + 1);
     /* over the bound: refused, nothing forgotten early */
     for (int i = 0; i < 20; i++) {
         snprintf(nonce, sizeof nonce, "x-%d", i);
-        ns->remember(ns, "k1", nonce, 1000, 0, count_status, c);
+        ns->remember(ns, "k1", nonce, 700, 1000, 0, count_status, c);
     }
     assert_int_equal(c[0], N + 10);
     assert_int_equal(c[2], 11);
-    /* at 1050 the nonces with until <= 1050 are gone: about half accepted again, the rest not */
+    /* at 1050 the seconds whose until <= 1050 are gone: about half accepted again, the rest not */
     int before = c[0];
     for (int i = 0; i < 200; i++) {
         snprintf(nonce, sizeof nonce, "n-%d", i);
-        ns->remember(ns, i % 2 ? "k1" : "k2", nonce, 2000, 1050, count_status, c);
+        ns->remember(ns, i % 2 ? "k1" : "k2", nonce, 700 + i % 100, 1000 + i % 100, 1050,
+                     count_status, c);
     }
     assert_int_equal(c[0] - before, 102); /* i % 100 in 0..50 (51 of each hundred) */
-    /* long after: everything expired, the table rebuilt small again */
+    /* (and not kept: their own until has passed too) */
+    assert_int_equal(sl__nonce_memory_generations(ns, NULL), 49);
+    /* long after: everything expired and forgotten, the bound room for new ones again */
     for (int i = 0; i < N + 10; i++) {
         snprintf(nonce, sizeof nonce, "y-%d", i);
-        ns->remember(ns, "k1", nonce, 5000 + i, 3000, count_status, c);
+        ns->remember(ns, "k1", nonce, 4700 + i % 7, 5000 + i % 7, 3000, count_status, c);
     }
     assert_int_equal(c[0] - before, 102 + N + 10);
-    assert_true(sl__nonce_memory_size(ns) <= N + 10);
+    assert_int_equal(sl__nonce_memory_size(ns), N + 10);
+    assert_int_equal(sl__nonce_memory_generations(ns, NULL), 7);
+    ns->free(ns);
+}
+
+/* Nonces are kept by the second they were signed in: a replay (the same created: the signature
+ * covers it) is refused, the same nonce signed in another second is another request; a second is
+ * forgotten whole once its latest until has passed, by the next sweep (once a second), whether or
+ * not a request of that second comes again; the index of seconds grows for a wide spread of them
+ * and shrinks again; a clock that steps back loses nothing live. */
+static void test_nonce_store_generations(void **state)
+{
+    (void)state;
+    sl__nonce_store *ns;
+    assert_int_equal(sl__nonce_memory_new(100000, &ns), SL_OK);
+    int c[3] = {0};
+    ns->remember(ns, "k", "n", 1000, 1300, 1000, count_status, c);
+    ns->remember(ns, "k", "n", 1000, 1300, 1100, count_status, c);
+    assert_int_equal(c[1], 1);
+    ns->remember(ns, "k", "n", 1001, 1301, 1100, count_status, c); /* signed again, later */
+    assert_int_equal(c[0], 2);
+    assert_int_equal(sl__nonce_memory_generations(ns, NULL), 2);
+    /* at 1300.5 second 1000 has passed: the sweep forgets it, second 1001 stays */
+    ns->remember(ns, "k", "other", 1200, 1500, 1300.5, count_status, c);
+    assert_int_equal(sl__nonce_memory_generations(ns, NULL), 2);
+    assert_int_equal(sl__nonce_memory_size(ns), 2);
+    ns->remember(ns, "k", "n", 1001, 1301, 1300.5, count_status, c);
+    assert_int_equal(c[1], 2);
+    /* a second keeps all its nonces until its latest until (never early): "a", given 1400,
+     * is still there at 1450 for a server whose window has grown since */
+    ns->remember(ns, "k", "a", 1200, 1400, 1300.5, count_status, c);
+    ns->remember(ns, "k", "a", 1200, 1600, 1450, count_status, c);
+    assert_int_equal(c[1], 3); /* second 1200 holds until 1500 */
+    /* a thousand seconds at once: the index grows, then shrinks once they have gone */
+    char nonce[32];
+    for (int i = 0; i < 1000; i++) {
+        snprintf(nonce, sizeof nonce, "w-%d", i);
+        ns->remember(ns, "k", nonce, 2000 + i, 3000 + i, 1499, count_status, c);
+    }
+    size_t index;
+    assert_int_equal(sl__nonce_memory_generations(ns, &index), 1001);
+    assert_true(index >= 2 * 1001);
+    for (int i = 0; i < 1000; i += 99) {
+        snprintf(nonce, sizeof nonce, "w-%d", i);
+        ns->remember(ns, "k", nonce, 2000 + i, 3000 + i, 1600, count_status, c);
+    }
+    assert_int_equal(c[1], 3 + 11);
+    /* the clock steps back: nothing is forgotten for it, replays are still refused */
+    ns->remember(ns, "k", "w-5", 2005, 3005, 1000, count_status, c);
+    assert_int_equal(c[1], 3 + 12);
+    ns->remember(ns, "k", "late", 9000, 9300, 9000, count_status, c);
+    assert_int_equal(sl__nonce_memory_generations(ns, &index), 1);
+    assert_true(index <= 16);
+    assert_int_equal(sl__nonce_memory_size(ns), 1);
+    assert_int_equal(c[2], 0);
     ns->free(ns);
 }
 
 /* A full table grows into one twice its size step by step, not in one go: right after the
  * remember that outgrew it the old table is still there, every nonce is refused as a replay
- * whichever table holds it, the move ends after a bounded number of remembers, the expired
- * nonces are left behind, and nothing live is lost. */
+ * whichever table holds it, the move ends after a bounded number of remembers, and nothing is
+ * lost. */
 static void test_nonce_store_grows_step_by_step(void **state)
 {
     (void)state;
@@ -978,11 +1039,11 @@ static void test_nonce_store_grows_step_by_step(void **state)
     char nonce[32];
     int c[3] = {0};
     size_t cap, old, n = 0, grown = 0;
-    /* Two thousand nonces, the even ones expiring at 1500, then more until a table grows. */
+    /* Two thousand nonces of one second, then more until its table grows. */
     for (;; n++) {
         snprintf(nonce, sizeof nonce, "g-%zu", n);
-        ns->remember(ns, "k", nonce, n % 2 ? 5000 : 1500, 1000, count_status, c);
-        sl__nonce_memory_tables(ns, &cap, &old);
+        ns->remember(ns, "k", nonce, 4700, 5000, 1000, count_status, c);
+        sl__nonce_memory_tables(ns, 4700, &cap, &old);
         if (old > 0 && n >= 2000) {
             grown = old;
             break;
@@ -994,51 +1055,54 @@ static void test_nonce_store_grows_step_by_step(void **state)
     /* Replays are refused while both tables are there (each remember moves a few slots). */
     for (size_t i = 0; i < 16; i++) {
         snprintf(nonce, sizeof nonce, "g-%zu", i);
-        ns->remember(ns, "k", nonce, 5000, 1000, count_status, c);
+        ns->remember(ns, "k", nonce, 4700, 5000, 1000, count_status, c);
     }
     assert_int_equal(c[1], 16);
-    sl__nonce_memory_tables(ns, &cap, &old);
+    sl__nonce_memory_tables(ns, 4700, &cap, &old);
     assert_int_equal(old, grown);
-    /* After 1500 the even ones have expired: the move leaves behind those it has not reached.
-     * Fresh nonces until the move is over, which takes at most a slot count's worth of
-     * remembers over two. */
+    /* Fresh nonces until the move is over, which takes at most a slot count's worth of remembers
+     * over two. */
     size_t more = 0;
     do {
         snprintf(nonce, sizeof nonce, "h-%zu", more++);
-        ns->remember(ns, "k", nonce, 5000, 2000, count_status, c);
-        sl__nonce_memory_tables(ns, &cap, &old);
+        ns->remember(ns, "k", nonce, 4700, 5000, 2000, count_status, c);
+        sl__nonce_memory_tables(ns, 4700, &cap, &old);
     } while (old > 0);
     assert_true(more <= grown / 2);
     assert_int_equal(c[0], (int)(n + more));
     assert_int_equal(c[2], 0);
-    assert_true(sl__nonce_memory_size(ns) < n + more); /* some expired ones were dropped */
-    for (size_t i = 1; i < n; i += 2) {                /* every live one was moved */
+    assert_int_equal(sl__nonce_memory_size(ns), n + more);
+    for (size_t i = 0; i < n; i++) { /* every one was moved */
         snprintf(nonce, sizeof nonce, "g-%zu", i);
-        ns->remember(ns, "k", nonce, 5000, 2000, count_status, c);
+        ns->remember(ns, "k", nonce, 4700, 5000, 2000, count_status, c);
     }
-    assert_int_equal(c[1], (int)(16 + n / 2));
+    assert_int_equal(c[1], (int)(16 + n));
     ns->free(ns);
 }
 
-/* A slot keeps whole seconds: a fractional "until" is rounded up, never down, so a nonce is never
- * forgotten before its time (and at most a second after it). */
-static void test_nonce_store_rounds_up(void **state)
+/* A nonce is kept until its until has passed, to the fraction of a second: refused just before,
+ * forgotten from then on. */
+static void test_nonce_store_until(void **state)
 {
     (void)state;
     sl__nonce_store *ns;
     assert_int_equal(sl__nonce_memory_new(100, &ns), SL_OK);
     int c[3] = {0};
-    ns->remember(ns, "k", "n", 1000.2, 999, count_status, c);
+    ns->remember(ns, "k", "n", 700, 1000.2, 999, count_status, c);
     assert_int_equal(c[0], 1);
-    ns->remember(ns, "k", "n", 1100, 1000.5, count_status, c); /* past 1000.2, before 1001 */
+    ns->remember(ns, "k", "n", 700, 1000.2, 1000.1, count_status, c);
     assert_int_equal(c[1], 1);
-    ns->remember(ns, "k", "n", 1100, 1001, count_status, c); /* forgotten from 1001 on */
+    ns->remember(ns, "k", "n", 700, 1000.2, 1000.2, count_status, c); /* forgotten at until */
     assert_int_equal(c[0], 2);
+    assert_int_equal(sl__nonce_memory_size(ns), 1); /* not swept yet; nothing new was kept */
+    ns->remember(ns, "k", "m", 701, 1300, 1001, count_status, c); /* the next second's sweep */
+    assert_int_equal(sl__nonce_memory_size(ns), 1);
+    assert_int_equal(sl__nonce_memory_generations(ns, NULL), 1);
     ns->free(ns);
 }
 
-/* A store of 300,000 nonces (a table of half a million 16-byte slots, grown step by step through
- * thirteen sizes) refuses every one of them again and drops none. */
+/* A store of 300,000 nonces of one second (a table of half a million slots, grown step by step
+ * through thirteen sizes) refuses every one of them again and drops none. */
 static void test_nonce_store_large_tables(void **state)
 {
     (void)state;
@@ -1049,15 +1113,15 @@ static void test_nonce_store_large_tables(void **state)
     int c[3] = {0};
     for (int i = 0; i < N; i++) {
         snprintf(nonce, sizeof nonce, "big-%d", i);
-        ns->remember(ns, "k", nonce, 5000, 1000, count_status, c);
+        ns->remember(ns, "k", nonce, 4700, 5000, 1000, count_status, c);
     }
     assert_int_equal(c[0], N);
     size_t cap, old;
-    sl__nonce_memory_tables(ns, &cap, &old);
+    sl__nonce_memory_tables(ns, 4700, &cap, &old);
     assert_true(cap >= 4 * (size_t)N / 3);
     for (int i = 0; i < N; i += 7) {
         snprintf(nonce, sizeof nonce, "big-%d", i);
-        ns->remember(ns, "k", nonce, 5000, 1000, count_status, c);
+        ns->remember(ns, "k", nonce, 4700, 5000, 1000, count_status, c);
     }
     assert_int_equal(c[1], (N + 6) / 7);
     assert_int_equal(c[2], 0);
@@ -1073,27 +1137,30 @@ static void test_nonce_prefetch(void **state)
     assert_int_equal(sl__nonce_memory_new(100, &ns), SL_OK);
     assert_non_null(ns->prefetch);
     int c[3] = {0};
-    ns->prefetch(ns, "k1", "n1");
-    ns->remember(ns, "k1", "n2", 1000, 0, count_status, c); /* not the one prefetched */
+    ns->prefetch(ns, "k1", "n1", 700);
+    ns->remember(ns, "k1", "n2", 700, 1000, 0, count_status, c); /* not the one prefetched */
     assert_int_equal(c[0], 1);
-    ns->remember(ns, "k1", "n1", 1000, 0, count_status, c);
+    ns->remember(ns, "k1", "n1", 700, 1000, 0, count_status, c);
     assert_int_equal(c[0], 2);
-    ns->prefetch(ns, "k1", "n1");
-    ns->remember(ns, "k1", "n1", 1000, 0, count_status, c); /* prefetched, and a replay */
+    ns->prefetch(ns, "k1", "n1", 700);
+    ns->remember(ns, "k1", "n1", 700, 1000, 0, count_status, c); /* prefetched, and a replay */
     assert_int_equal(c[1], 1);
-    ns->prefetch(ns, "k2", "n1"); /* the same nonce under another key */
-    ns->remember(ns, "k2", "n1", 1000, 0, count_status, c);
+    ns->prefetch(ns, "k2", "n1", 700); /* the same nonce under another key */
+    ns->remember(ns, "k2", "n1", 700, 1000, 0, count_status, c);
     assert_int_equal(c[0], 3);
-    ns->remember(ns, "k2", "n1", 1000, 0, count_status, c); /* no prefetch left over */
+    ns->remember(ns, "k2", "n1", 700, 1000, 0, count_status, c); /* no prefetch left over */
     assert_int_equal(c[1], 2);
+    ns->prefetch(ns, "k2", "n1", 123456); /* a second the store has never seen */
+    ns->remember(ns, "k2", "n1", 700, 1000, 0, count_status, c);
+    assert_int_equal(c[1], 3);
     char longer[SL_HTTPSIG_NONCE_MAX + 8];
     memset(longer, 'x', sizeof longer - 1);
     longer[sizeof longer - 1] = '\0';
-    ns->prefetch(ns, "k1", longer);
-    ns->remember(ns, "k1", longer, 1000, 0, count_status, c);
-    ns->remember(ns, "k1", longer, 1000, 0, count_status, c);
+    ns->prefetch(ns, "k1", longer, 700);
+    ns->remember(ns, "k1", longer, 700, 1000, 0, count_status, c);
+    ns->remember(ns, "k1", longer, 700, 1000, 0, count_status, c);
     assert_int_equal(c[0], 4);
-    assert_int_equal(c[1], 3);
+    assert_int_equal(c[1], 4);
     assert_int_equal(c[2], 0);
     assert_int_equal(sl__nonce_memory_size(ns), 4);
     ns->free(ns);
@@ -1180,7 +1247,8 @@ int main(void)
         cmocka_unit_test(test_nonce_store_many),
         cmocka_unit_test(test_nonce_prefetch),
         cmocka_unit_test(test_nonce_store_grows_step_by_step),
-        cmocka_unit_test(test_nonce_store_rounds_up),
+        cmocka_unit_test(test_nonce_store_until),
+        cmocka_unit_test(test_nonce_store_generations),
         cmocka_unit_test(test_nonce_store_large_tables),
         cmocka_unit_test(test_authenticator_replay),
     };

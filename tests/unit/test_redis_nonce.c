@@ -66,7 +66,7 @@ static int remember(uv_loop_t *loop, sl__nonce_store *s, const char *keyid, cons
 {
     for (int i = 0; i < 200; i++) {
         answers a = {0};
-        s->remember(s, keyid, nonce, until, now, on_answer, &a);
+        s->remember(s, keyid, nonce, until - 300, until, now, on_answer, &a);
         wait_for(loop, &a, 1);
         if (a.last != SL_EUNAVAIL)
             return a.last;
@@ -105,14 +105,14 @@ static void test_two_nodes_share_nonces(void **state)
     freeReplyObject(ttl);
     /* answers pending when a store is freed: unavailable, never "new" */
     answers p = {0};
-    a->remember(a, "svc-1", "n-2", 1300, 1000, on_answer, &p);
+    a->remember(a, "svc-1", "n-2", 1000, 1300, 1000, on_answer, &p);
     a->free(a);
     assert_int_equal(p.n, 1);
     assert_int_equal(p.last, SL_EUNAVAIL);
     /* Redis gone: unavailable */
     test_redis_stop(&R);
     answers d = {0};
-    b->remember(b, "svc-1", "n-3", 1300, 1000, on_answer, &d);
+    b->remember(b, "svc-1", "n-3", 1000, 1300, 1000, on_answer, &d);
     wait_for(&loop, &d, 1);
     assert_int_equal(d.last, SL_EUNAVAIL);
     b->free(b);
