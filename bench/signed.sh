@@ -9,7 +9,7 @@
 # in-memory nonce store holds up to 20 million nonces, so nothing is refused for lack of room). Dies, saying why, when anything could not be
 # measured (bench/lib.sh's wrk_rate: any request refused, e.g. a replay because the pre-signed
 # list ran out: raise SIGNED_PER_SECOND).
-#   bench/signed.sh [ROUNDS] [SECONDS]
+#   [SLUICED=other/sluiced] bench/signed.sh [ROUNDS] [SECONDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/lib.sh
@@ -22,6 +22,7 @@ cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release -DSLUICE_TESTS=OFF -DSLUICE
 cmake --build build-bench -j"$(nproc)" --target sluiced sluice_cli bench_sign >/dev/null
 export SLUICE_JWT_SECRET=bench-secret-bench-secret-bench-secret-42
 BIN=build-bench
+SLUICED=${SLUICED:-$BIN/sluiced} # another build of the server to compare (the tools stay this tree's)
 PORT=18080
 # In memory where there is a tmpfs: each round writes two files of presigned requests (~190 MB
 # each at the default rate), and on a disk their write-back would run during later rounds.
@@ -45,7 +46,7 @@ JSON
 printf '%s' '{"task":"compress","file":"video-0000000001.mp4","size":1048576,"owner":"worker-1","tags":["bench","sluice","json"],"note":"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}' > "$TMP/body.json"
 [ "$(wc -c < "$TMP/body.json")" = 200 ] || die "the body is not 200 bytes"
 
-taskset -c 0 $BIN/sluiced --listen 127.0.0.1:$PORT ${SLUICE_ARGS:---engine memory} \
+taskset -c 0 "$SLUICED" --listen 127.0.0.1:$PORT ${SLUICE_ARGS:---engine memory} \
   --signature-keys "$TMP/keys.json" --config <(printf 'signature_max_skew = 300\nsignature_max_nonces = 20000000\n') \
   2>/tmp/sluice-bench.err & SPID=$!
 taskset -c 0 nginx -c "$PWD/bench/nginx.conf" -p /tmp & NPID=$!

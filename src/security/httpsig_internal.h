@@ -6,7 +6,6 @@
 #ifndef SLUICE_SECURITY_HTTPSIG_INTERNAL_H
 #define SLUICE_SECURITY_HTTPSIG_INTERNAL_H
 
-#include <ctype.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,12 +60,16 @@ static inline void puts_(buf *b, const char *s)
     put(b, s, strlen(s));
 }
 
+/* ASCII only, as RFC 9421 lowercases a scheme and an authority (and without tolower's call to
+ * find the locale's table for every byte). */
 static inline void put_lower(buf *b, const char *s, size_t n)
 {
     size_t at = b->n;
     put(b, s, n);
-    for (size_t i = 0; i < n && !b->bad; i++)
-        b->p[at + i] = (char)tolower((unsigned char)b->p[at + i]);
+    for (size_t i = 0; i < n && !b->bad; i++) {
+        char ch = b->p[at + i];
+        b->p[at + i] = (char)(ch >= 'A' && ch <= 'Z' ? ch + ('a' - 'A') : ch);
+    }
 }
 
 #endif

@@ -637,7 +637,16 @@ static void test_sign_verify(void **state)
         s.f.v.query = "x=1";
         s.f.v.authority = "evil.example:8443";
         assert_int_equal(verify(&k, &s, now, &st), SL_ETOKEN);
+        /* the scheme and authority are compared lowercased (RFC 9421 section 2.2), ASCII only */
+        s.f.v.scheme = "HTTPS";
+        s.f.v.authority = "NODE.Example:8443";
+        assert_int_equal(verify(&k, &s, now, &st), SL_OK);
+        s.f.v.authority = "NODE.\xc3\x89xample:8443"; /* not an e */
+        s.f.v.authority_len = strlen(s.f.v.authority);
+        assert_int_equal(verify(&k, &s, now, &st), SL_ETOKEN);
+        s.f.v.scheme = "https";
         s.f.v.authority = "node.example:8443";
+        s.f.v.authority_len = strlen(s.f.v.authority);
         s.f.v.body = "{\"data\":{\"n\":2}}";
         assert_int_equal(verify(&k, &s, now, &st), SL_ETOKEN);
         assert_string_equal(st.message, "content-digest does not match the body");
@@ -1027,6 +1036,36 @@ static void test_nonce_store_generations(void **state)
     ns->free(ns);
 }
 
+/* A new latest second starts sized for what the second before it holds (no growing from the
+ * smallest size under a steady stream); a second behind the latest starts small. */
+static void test_nonce_store_sizes(void **state)
+{
+    (void)state;
+    sl__nonce_store *ns;
+    assert_int_equal(sl__nonce_memory_new(100000, &ns), SL_OK);
+    char nonce[32];
+    int c[3] = {0};
+    for (int i = 0; i < 1000; i++) {
+        snprintf(nonce, sizeof nonce, "s-%d", i);
+        ns->remember(ns, "k", nonce, 4700, 5000, 4700, count_status, c);
+    }
+    size_t cap, old;
+    sl__nonce_memory_tables(ns, 4700, &cap, &old);
+    assert_int_equal(cap, 2048); /* grown: 1000 fill three quarters of no smaller power of two */
+    ns->remember(ns, "k", "t-0", 4701, 5001, 4701, count_status, c);
+    sl__nonce_memory_tables(ns, 4701, &cap, &old);
+    assert_int_equal(cap, 2048);
+    assert_int_equal(old, 0);
+    ns->remember(ns, "k", "late", 4650, 4950, 4701, count_status, c); /* a clock running late */
+    sl__nonce_memory_tables(ns, 4650, &cap, &old);
+    assert_int_equal(cap, 64);
+    ns->remember(ns, "k", "t-1", 4702, 5002, 4702, count_status, c); /* after one nonce: small */
+    sl__nonce_memory_tables(ns, 4702, &cap, &old);
+    assert_int_equal(cap, 64);
+    assert_int_equal(c[0], 1003);
+    ns->free(ns);
+}
+
 /* A full table grows into one twice its size step by step, not in one go: right after the
  * remember that outgrew it the old table is still there, every nonce is refused as a replay
  * whichever table holds it, the move ends after a bounded number of remembers, and nothing is
@@ -1249,6 +1288,7 @@ int main(void)
         cmocka_unit_test(test_nonce_store_grows_step_by_step),
         cmocka_unit_test(test_nonce_store_until),
         cmocka_unit_test(test_nonce_store_generations),
+        cmocka_unit_test(test_nonce_store_sizes),
         cmocka_unit_test(test_nonce_store_large_tables),
         cmocka_unit_test(test_authenticator_replay),
     };
