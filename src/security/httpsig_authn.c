@@ -206,12 +206,21 @@ static int regen(mem_store *m, size_t ngen, double now)
     return SL_OK;
 }
 
+/* The second of t (seconds); 0, or -1 when it is not a number an int64_t holds. */
+static int second_of(double t, int64_t *sec)
+{
+    if (!(t > -9e15 && t < 9e15))
+        return -1;
+    *sec = (int64_t)floor(t);
+    return 0;
+}
+
 /* Forgets the generations whose time has passed, at most once a second unless forced, and
  * shrinks the index after a burst of many seconds. */
 static void sweep(mem_store *m, double now, int force)
 {
-    int64_t sec = (int64_t)floor(now);
-    if (sec == m->swept && !force)
+    int64_t sec;
+    if (second_of(now, &sec) < 0 || (sec == m->swept && !force))
         return;
     size_t live = 0, n = m->ngen;
     for (size_t i = 0; i < m->ngen; i++)
@@ -289,7 +298,8 @@ static void mem_prefetch(sl__nonce_store *s, const char *keyid, const char *nonc
     memcpy(m->next.keyid, keyid, kl + 1);
     memcpy(m->next.nonce, nonce, nl + 1);
     m->next.valid = 1;
-    const gen *g = gen_find(m, (int64_t)floor(created));
+    int64_t sec;
+    const gen *g = second_of(created, &sec) == 0 ? gen_find(m, sec) : NULL;
     if (g != NULL) /* where remember's probe starts */
         __builtin_prefetch(&g->tab.t[m->next.d & (g->tab.cap - 1)]);
 }
@@ -312,12 +322,13 @@ static void mem_remember(sl__nonce_store *s, const char *keyid, const char *nonc
         fn(ud, SL_OK);
         return;
     }
-    if (!(created > -9e15 && created < 9e15)) { /* not a second an int64 holds */
+    int64_t sec;
+    if (second_of(created, &sec) < 0) {
         fn(ud, SL_EUNAVAIL);
         return;
     }
     for (int pass = 0;; pass++) {
-        gen *g = gen_get(m, (int64_t)floor(created), now);
+        gen *g = gen_get(m, sec, now);
         if (g == NULL) {
             fn(ud, SL_EUNAVAIL);
             return;
@@ -395,7 +406,8 @@ size_t sl__nonce_memory_generations(const sl__nonce_store *s, size_t *index)
 
 void sl__nonce_memory_tables(const sl__nonce_store *s, double created, size_t *cap, size_t *old_cap)
 {
-    const gen *g = gen_find((mem_store *)s, (int64_t)floor(created));
+    int64_t sec;
+    const gen *g = second_of(created, &sec) == 0 ? gen_find((mem_store *)s, sec) : NULL;
     *cap = g ? g->tab.cap : 0;
     *old_cap = g && g->tab.old != NULL ? g->tab.ocap : 0;
 }
