@@ -176,8 +176,8 @@ static gen *gen_find(mem_store *m, int64_t created)
     }
 }
 
-/* Rebuilds the index at ngen entries with the generations still live at now (all of them when
- * now is -INFINITY), freeing the others. SL_ENOMEM leaves it as it was. */
+/* Rebuilds the index at ngen entries with the generations still live at now, freeing the others.
+ * SL_ENOMEM leaves it as it was. */
 static int regen(mem_store *m, size_t ngen, double now)
 {
     gen *gens = calloc(ngen, sizeof *gens);
