@@ -52,7 +52,8 @@ typedef struct sl__nonce_store {
 } sl__nonce_store;
 
 /* One node's store: at most max nonces (0: 100000), kept by the second of their created and
- * forgotten a second's worth at a time once the latest until of that second has passed. */
+ * forgotten a second's worth at a time once the latest until of that second has passed.
+ * SL_ENOMEM, or SL_EINTERNAL when no random hash key could be drawn. */
 int sl__nonce_memory_new(size_t max, sl__nonce_store **out);
 /* Nonces held: live ones, and those of seconds not swept yet. */
 size_t sl__nonce_memory_size(const sl__nonce_store *s);

@@ -7,6 +7,7 @@
  * memory store's slot is fetched while the body is hashed and the signature checked. */
 #include "security/hmac256.h"
 #include "security/httpsig.h"
+#include "security/siphash.h"
 
 #include <sluice/revocation.h>
 
@@ -14,6 +15,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <openssl/rand.h>
 
 #define DEFAULT_MAX_NONCES 100000
 
@@ -45,9 +48,10 @@ void sl__nonce_key(const char *keyid, const char *nonce, char out[SL__NONCE_KEY_
  * in the replay window (hundreds of MiB at that rate), where nearly every probe missed the cache
  * and the TLB (docs/BENCHMARKS.md, "The nonce store"). A generation is forgotten whole once the
  * latest `until` it was given has passed; the generations are swept once a second. A table is an
- * open-addressing one (linear probing) of 64-bit slots: the first 64 bits of the SHA-256 of keyid
- * and nonce (a collision would only refuse a fresh request, with odds of about n / 2^64), 0 for
- * an empty slot and 1 for one moved away. A table three quarters filled grows into one twice its
+ * open-addressing one (linear probing) of 64-bit slots: the SipHash of keyid and nonce under a key
+ * drawn when the store is made (siphash.h: a client cannot aim its nonces at one stretch of a
+ * table; a collision would only refuse a fresh request, with odds of about n / 2^64), 0 for an
+ * empty slot and 1 for one moved away. A table three quarters filled grows into one twice its
  * size step by step: the old one stays readable while every remember moves the next MOVE_STEP of
  * its slots, so no request waits for a whole table to be copied (copying 1.5 million slots at
  * once held the loop for 160 ms). Each insert costs O(1) amortised. */
@@ -80,6 +84,7 @@ typedef struct mem_store {
     int64_t swept;    /* the second of the last sweep */
     int64_t newest;   /* the latest second a generation was made for */
     size_t held, max; /* nonces held (every table's, old ones' included), and the bound */
+    unsigned char key[SL__SIPHASH_KEY_LEN]; /* the slots' hash key */
     /* The digest prefetch computed, for the remember of the same keyid and nonce that follows
      * (valid: 1 until then): the verifier's hashing and key operation run between the two while
      * the slot's cache line is on its way, and the digest is not computed twice. */
@@ -274,17 +279,12 @@ static gen *gen_get(mem_store *m, int64_t created, double now)
     return g;
 }
 
-/* The 64 bits of keyid and nonce's digest a slot holds (never EMPTY or MOVED); -1 when hashing
- * failed. */
-static int digest64(const char *keyid, const char *nonce, uint64_t *d)
+/* What a slot holds for keyid (kl bytes) and nonce (nl): never EMPTY or MOVED. */
+static uint64_t digest64(const mem_store *m, const char *keyid, size_t kl, const char *nonce,
+                         size_t nl)
 {
-    unsigned char h[SL__SHA256_LEN];
-    if (!nonce_digest(keyid, nonce, h))
-        return -1;
-    memcpy(d, h, 8);
-    if (*d <= MOVED)
-        *d += 2;
-    return 0;
+    uint64_t d = sl__siphash24_2(m->key, keyid, kl + 1, nonce, nl); /* keyid's NUL ends it */
+    return d <= MOVED ? d + 2 : d;
 }
 
 static void mem_prefetch(sl__nonce_store *s, const char *keyid, const char *nonce, double created)
@@ -292,9 +292,9 @@ static void mem_prefetch(sl__nonce_store *s, const char *keyid, const char *nonc
     mem_store *m = (mem_store *)s;
     size_t kl = strlen(keyid), nl = strlen(nonce);
     m->next.valid = 0;
-    if (kl >= sizeof m->next.keyid || nl >= sizeof m->next.nonce ||
-        digest64(keyid, nonce, &m->next.d) < 0)
+    if (kl >= sizeof m->next.keyid || nl >= sizeof m->next.nonce)
         return;
+    m->next.d = digest64(m, keyid, kl, nonce, nl);
     memcpy(m->next.keyid, keyid, kl + 1);
     memcpy(m->next.nonce, nonce, nl + 1);
     m->next.valid = 1;
@@ -311,12 +311,7 @@ static void mem_remember(sl__nonce_store *s, const char *keyid, const char *nonc
     uint64_t d;
     int had = m->next.valid && !strcmp(m->next.keyid, keyid) && !strcmp(m->next.nonce, nonce);
     m->next.valid = 0;
-    if (had)
-        d = m->next.d;
-    else if (digest64(keyid, nonce, &d) < 0) {
-        fn(ud, SL_EUNAVAIL);
-        return;
-    }
+    d = had ? m->next.d : digest64(m, keyid, strlen(keyid), nonce, strlen(nonce));
     sweep(m, now, 0);
     if (!(until > now)) { /* forgotten as soon as remembered: nothing to hold */
         fn(ud, SL_OK);
@@ -380,6 +375,11 @@ int sl__nonce_memory_new(size_t max, sl__nonce_store **out)
     if (m == NULL || (m->gens = calloc(MIN_GENS, sizeof *m->gens)) == NULL) {
         free(m);
         return SL_ENOMEM;
+    }
+    if (RAND_bytes(m->key, sizeof m->key) != 1) {
+        free(m->gens);
+        free(m);
+        return SL_EINTERNAL;
     }
     m->ngen = MIN_GENS;
     m->max = max ? max : DEFAULT_MAX_NONCES;

@@ -23,6 +23,10 @@
 
 #include "security/httpsig.h"
 #include "security/sfv.h"
+#include "security/siphash.h"
+
+#include <openssl/core_names.h>
+#include <openssl/params.h>
 
 /* ---- a request view over fixed fields -------------------------------------------------------- */
 
@@ -930,6 +934,47 @@ static void count_status(void *ud, int status)
 
 /* The memory store at scale: every nonce refused a second time within its window (a replay
  * repeats its created), accepted again after it, and the bound held. */
+/* SipHash-2-4: the paper's vectors (key 00..0f; the messages 00..0e and empty), then against
+ * OpenSSL's EVP_MAC "SIPHASH" on random keys and messages, each split in two at a random point
+ * (the store hashes keyid and nonce as two pieces). */
+static void test_siphash(void **state)
+{
+    (void)state;
+    unsigned char k[SL__SIPHASH_KEY_LEN], m[64];
+    for (size_t i = 0; i < sizeof k; i++)
+        k[i] = (unsigned char)i;
+    for (size_t i = 0; i < sizeof m; i++)
+        m[i] = (unsigned char)i;
+    assert_true(sl__siphash24_2(k, m, 15, NULL, 0) == 0xa129ca6149be45e5ULL);
+    assert_true(sl__siphash24_2(k, m, 3, m + 3, 12) == 0xa129ca6149be45e5ULL);
+    assert_true(sl__siphash24_2(k, NULL, 0, NULL, 0) == 0x726fdb47dd0e0e31ULL);
+    EVP_MAC *mac = EVP_MAC_fetch(NULL, "SIPHASH", NULL);
+    assert_non_null(mac);
+    srand(7);
+    for (int t = 0; t < 5000; t++) {
+        size_t len = (size_t)rand() % sizeof m, cut = (size_t)rand() % (len + 1);
+        for (size_t i = 0; i < sizeof k; i++)
+            k[i] = (unsigned char)rand();
+        for (size_t i = 0; i < len; i++)
+            m[i] = (unsigned char)rand();
+        EVP_MAC_CTX *c = EVP_MAC_CTX_new(mac);
+        size_t size = 8, got = 0;
+        OSSL_PARAM p[] = {OSSL_PARAM_construct_size_t(OSSL_MAC_PARAM_SIZE, &size),
+                          OSSL_PARAM_construct_end()};
+        unsigned char want[16], le[8];
+        assert_int_equal(EVP_MAC_init(c, k, sizeof k, p), 1);
+        assert_int_equal(EVP_MAC_update(c, m, len), 1);
+        assert_int_equal(EVP_MAC_final(c, want, &got, sizeof want), 1);
+        EVP_MAC_CTX_free(c);
+        uint64_t v = sl__siphash24_2(k, m, cut, m + cut, len - cut);
+        for (size_t i = 0; i < sizeof le; i++)
+            le[i] = (unsigned char)(v >> (8 * i));
+        assert_int_equal(got, 8);
+        assert_memory_equal(le, want, 8);
+    }
+    EVP_MAC_free(mac);
+}
+
 static void test_nonce_store_many(void **state)
 {
     (void)state;
@@ -1290,6 +1335,7 @@ int main(void)
         cmocka_unit_test(test_nonce_store_many),
         cmocka_unit_test(test_nonce_prefetch),
         cmocka_unit_test(test_nonce_store_grows_step_by_step),
+        cmocka_unit_test(test_siphash),
         cmocka_unit_test(test_nonce_store_until),
         cmocka_unit_test(test_nonce_store_generations),
         cmocka_unit_test(test_nonce_store_sizes),
