@@ -3,10 +3,16 @@
 # ed25519, each request with its own nonce, Content-Digest over the body) against the same PUT
 # with a bearer JWT and nginx `return 200`, under the same wrk settings, in the same run (server on
 # core 0, wrk on core 1), ROUNDS rounds, medians and ratios. wrk cannot sign: each signed round
-# sends requests pre-signed by bench_sign just before it, dated as a client signing
-# SIGNED_PER_SECOND requests a second would date them (request i created i / SIGNED_PER_SECOND
-# seconds after the first; the server's replay window, signature_max_skew, is 300 s here, and the
-# in-memory nonce store holds up to 20 million nonces, so nothing is refused for lack of room). Dies, saying why, when anything could not be
+# sends requests pre-signed by bench_sign, every round's before the first round starts (so no
+# signing, and no writing of hundreds of MB, falls between the rows a ratio compares), dated as a
+# client signing SIGNED_PER_SECOND requests a second would date them (request i created
+# i / SIGNED_PER_SECOND seconds after the first; ED_PER_SECOND for ed25519, whose rows run at a
+# tenth of the rate). The server's replay window, signature_max_skew, covers the whole run (at
+# least 300 s, the default), and the in-memory nonce store holds up to 20 million nonces, so
+# nothing is refused for lack of room. The bearer and hmac rows of a round run back to back, in
+# turn bearer first and hmac first, so that the host's drifts fall on both alike; each round's
+# hmac / bearer is a pair, and the median of the pairs is printed beside the ratio of the
+# medians. Dies, saying why, when anything could not be
 # measured (bench/lib.sh's wrk_rate: any request refused, e.g. a replay because the pre-signed
 # list ran out: raise SIGNED_PER_SECOND).
 #   [SLUICED=other/sluiced] bench/signed.sh [ROUNDS] [SECONDS]
@@ -16,7 +22,11 @@ cd "$(dirname "$0")/.."
 ROUNDS=${1:-5}
 SECS=${2:-5}
 CONNS=${CONNS:-50}
-SIGNED_PER_SECOND=${SIGNED_PER_SECOND:-150000} # pre-signed requests per second of a round
+SIGNED_PER_SECOND=${SIGNED_PER_SECOND:-150000} # pre-signed hmac requests per second of a round
+ED_PER_SECOND=${ED_PER_SECOND:-30000}           # and ed25519 ones
+# The replay window: the pre-signing (about 4 s a round) and the rounds (5 wrk runs each) fit in it.
+SKEW=$((60 + ROUNDS * (4 + 5 * (SECS + 3))))
+[ "$SKEW" -ge 300 ] || SKEW=300
 [ -n "${SLUICE_BENCH_NO_DEPS:-}" ] || scripts/deps --bench
 cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release -DSLUICE_TESTS=OFF -DSLUICE_BENCH=ON >/dev/null
 cmake --build build-bench -j"$(nproc)" --target sluiced sluice_cli bench_sign >/dev/null
@@ -47,7 +57,7 @@ printf '%s' '{"task":"compress","file":"video-0000000001.mp4","size":1048576,"ow
 [ "$(wc -c < "$TMP/body.json")" = 200 ] || die "the body is not 200 bytes"
 
 taskset -c 0 "$SLUICED" --listen 127.0.0.1:$PORT ${SLUICE_ARGS:---engine memory} \
-  --signature-keys "$TMP/keys.json" --config <(printf 'signature_max_skew = 300\nsignature_max_nonces = 20000000\n') \
+  --signature-keys "$TMP/keys.json" --config <(printf 'signature_max_skew = %s\nsignature_max_nonces = 20000000\n' "$SKEW") \
   2>/tmp/sluice-bench.err & SPID=$!
 taskset -c 0 nginx -c "$PWD/bench/nginx.conf" -p /tmp & NPID=$!
 wait_http "http://127.0.0.1:$PORT/healthz" "sluiced (see /tmp/sluice-bench.err)"
@@ -55,23 +65,37 @@ wait_http "http://127.0.0.1:18081/" "nginx (see /tmp/sluice-bench-nginx.err)"
 curl -sf -XPOST localhost:$PORT/channels -H "Authorization: Bearer $TOKEN" \
   -d '{"id":"bench","kind":"topic","retention_max_count":100000}' >/dev/null ||
   die "cannot create the topic 'bench'"
-export SLUICE_SIGNED_HOST="127.0.0.1:$PORT" SLUICE_SIGNED_FILE="$TMP/signed.tsv"
+export SLUICE_SIGNED_HOST="127.0.0.1:$PORT"
 
-# presign ALG KEYID KEYFILE: a fresh list for one round (on core 1, like wrk).
+# presign ALG KEYID KEYFILE PER_SECOND OUT: one round's list (on core 1, like wrk).
 presign() {
   taskset -c 1 $BIN/bench_sign "$1" "$2" "$3" "127.0.0.1:$PORT" /channels/bench "$TMP/body.json" \
-    $((SIGNED_PER_SECOND * SECS)) "$SIGNED_PER_SECOND" > "$SLUICE_SIGNED_FILE" || die "bench_sign $1 failed"
+    $(($4 * SECS)) "$4" > "$5" || die "bench_sign $1 failed"
+}
+echo "pre-signing $ROUNDS rounds' requests (replay window $SKEW s)" >&2
+for i in $(seq "$ROUNDS"); do
+  presign hmac-sha256 bench-hmac "$TMP/hmac.secret" "$SIGNED_PER_SECOND" "$TMP/hmac.$i.tsv"
+  presign ed25519 bench-ed "$TMP/ed.key" "$ED_PER_SECOND" "$TMP/ed.$i.tsv"
+done
+bearer() { WATCH=$SPID wrk_rate "round $i sluiced bearer-JWT PUT" -s bench/put.lua "http://127.0.0.1:$PORT"; }
+hmac() {
+  SLUICE_SIGNED_FILE="$TMP/hmac.$i.tsv" WATCH=$SPID \
+    wrk_rate "round $i sluiced hmac-sha256 signed PUT" -s bench/signed_put.lua "http://127.0.0.1:$PORT"
 }
 
 declare -a N B Q H E
 for i in $(seq "$ROUNDS"); do
   n=$(WATCH=$(nginx_worker "$NPID") wrk_rate "round $i nginx" "http://127.0.0.1:18081/")
-  b=$(WATCH=$SPID wrk_rate "round $i sluiced bearer-JWT PUT" -s bench/put.lua "http://127.0.0.1:$PORT")
+  if [ $((i % 2)) = 1 ]; then # in turn: bearer first, then hmac first
+    b=$(bearer)
+    h=$(hmac)
+  else
+    h=$(hmac)
+    b=$(bearer)
+  fi
   q=$(WATCH=$SPID wrk_rate "round $i sluiced bearer-JWT PUT (Lua request())" -s bench/put_each.lua "http://127.0.0.1:$PORT")
-  presign hmac-sha256 bench-hmac "$TMP/hmac.secret"
-  h=$(WATCH=$SPID wrk_rate "round $i sluiced hmac-sha256 signed PUT" -s bench/signed_put.lua "http://127.0.0.1:$PORT")
-  presign ed25519 bench-ed "$TMP/ed.key"
-  e=$(WATCH=$SPID wrk_rate "round $i sluiced ed25519 signed PUT" -s bench/signed_put.lua "http://127.0.0.1:$PORT")
+  e=$(SLUICE_SIGNED_FILE="$TMP/ed.$i.tsv" WATCH=$SPID \
+    wrk_rate "round $i sluiced ed25519 signed PUT" -s bench/signed_put.lua "http://127.0.0.1:$PORT")
   echo "  round $i: nginx $n  bearer PUT $b (through request(): $q)  hmac PUT $h  ed25519 PUT $e"
   N+=("$n"); B+=("$b"); Q+=("$q"); H+=("$h"); E+=("$e")
 done
