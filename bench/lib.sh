@@ -73,6 +73,11 @@ wrk_run() {
         }
         printf "wrk %.0f %% CPU, steal %.1f %% of the machine\n", 100 * w / hz / t, 100 * st / hz / t / ncpu
       }' >&2
+    # COST_OUT: a file the server's CPU us a request is added to (for paired comparisons).
+    if [ -n "${COST_OUT:-}" ] && [ -n "${WATCH:-}" ]; then
+      awk -v hz="$hz" -v r="${rate:-0}" -v s="$((s1 - s0))" -v a="$t0" -v b="$t1" \
+        'BEGIN { if (r > 0) printf "%.3f ", 1e6 * s / hz / (b - a) / r; else printf "0 " }' >>"$COST_OUT"
+    fi
   fi
   return "$rc"
 }
