@@ -119,5 +119,5 @@ echo "sluiced bearer-JWT PUT     req/s runs: ${B[*]}  median $bm  ratio to nginx
 echo "sluiced bearer PUT, request() req/s runs: ${Q[*]}  median $qm  ratio to bearer $(ratio "$qm" "$bm")"
 echo "sluiced hmac-sha256 PUT    req/s runs: ${H[*]}  median $hm  ratio to bearer $(ratio "$hm" "$bm")  to bearer through request() $(ratio "$hm" "$qm")  to nginx $(ratio "$hm" "$nm")"
 echo "  hmac-sha256 PUT, the median of the ${#H[@]} pairs' ratios to bearer: $(paired "${H[*]}" "${B[*]}")"
-echo "  and by the server's CPU time a request (bearer's ÷ hmac's, the median of the pairs): $(paired "$(cat "$TMP/cost.b")" "$(cat "$TMP/cost.h")")"
+echo "  and by the server's CPU time a request (bearer's ÷ hmac's, the median of the pairs): $(paired "$(cat "$TMP/cost.b" 2>/dev/null)" "$(cat "$TMP/cost.h" 2>/dev/null)")"
 echo "sluiced ed25519 PUT        req/s runs: ${E[*]}  median $em  ratio to bearer $(ratio "$em" "$bm")  to nginx $(ratio "$em" "$nm")"
