@@ -63,21 +63,21 @@ wrk_run() {
     hz=$(getconf CLK_TCK)
     rate=$(awk '/^Requests\/sec:/ {print $2}' "$out")
     awk -v l="$LABEL" -v hz="$hz" -v r="${rate:-0}" -v s="$((s1 - s0))" -v w="$((w1 - w0))" \
-      -v st="$((st1 - st0))" -v a="$t0" -v b="$t1" -v watch="${WATCH:-}" -v ncpu="$(nproc)" 'BEGIN {
+      -v st="$((st1 - st0))" -v a="$t0" -v b="$t1" -v watch="${WATCH:-}" -v ncpu="$(nproc)" \
+      -v cost="${COST_OUT:-}" 'BEGIN {
         t = b - a
         printf "    %s: ", l
         if (watch != "") {
           printf "server %.0f %% CPU", 100 * s / hz / t
-          if (r > 0) printf " (%.1f us a request)", 1e6 * s / hz / t / r
+          if (r > 0) {
+            printf " (%.1f us a request)", 1e6 * s / hz / t / r
+            # COST_OUT: a file the figure is added to (for paired comparisons)
+            if (cost != "") printf "%.3f ", 1e6 * s / hz / t / r >> cost
+          }
           printf ", "
         }
         printf "wrk %.0f %% CPU, steal %.1f %% of the machine\n", 100 * w / hz / t, 100 * st / hz / t / ncpu
       }' >&2
-    # COST_OUT: a file the server's CPU us a request is added to (for paired comparisons).
-    if [ -n "${COST_OUT:-}" ] && [ -n "${WATCH:-}" ]; then
-      awk -v hz="$hz" -v r="${rate:-0}" -v s="$((s1 - s0))" -v a="$t0" -v b="$t1" \
-        'BEGIN { if (r > 0) printf "%.3f ", 1e6 * s / hz / (b - a) / r; else printf "0 " }' >>"$COST_OUT"
-    fi
   fi
   return "$rc"
 }

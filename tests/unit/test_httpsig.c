@@ -932,8 +932,6 @@ static void count_status(void *ud, int status)
     c[status == SL_OK ? 0 : status == SL_ETOKEN ? 1 : 2]++;
 }
 
-/* The memory store at scale: every nonce refused a second time within its window (a replay
- * repeats its created), accepted again after it, and the bound held. */
 /* SipHash-2-4: the paper's vectors (key 00..0f; the messages 00..0e and empty), then against
  * OpenSSL's EVP_MAC "SIPHASH" on random keys and messages, each split in two at a random point
  * (the store hashes keyid and nonce as two pieces). */
@@ -975,6 +973,8 @@ static void test_siphash(void **state)
     EVP_MAC_free(mac);
 }
 
+/* The memory store at scale: every nonce refused a second time within its window (a replay
+ * repeats its created), accepted again after it, and the bound held. */
 static void test_nonce_store_many(void **state)
 {
     (void)state;
