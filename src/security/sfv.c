@@ -7,9 +7,17 @@
 
 #include <math.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* SSE2 (every x86-64) scans sixteen bytes a step; elsewhere, or built with SL__SFV_SCALAR (the
+ * fuzz target that checks both), plain C does. */
+#if defined(__SSE2__) && defined(__GNUC__) && !defined(SL__SFV_SCALAR)
+#include <emmintrin.h>
+#define SFV_SSE2 1
+#endif
 
 /* One parse's memory: every string, key and array of a parsed field is carved from the caller's
  * scratch when it gave one (sl__sfv_parse_dict_in: no allocation at all for a field that fits),
@@ -27,6 +35,7 @@ typedef struct block {
  * at every byte. */
 typedef struct cur {
     const char *p, *end;
+    const char *s;     /* the field's first byte: reads never go below it */
     void **mem;        /* the result's chain of blocks */
     char *scratch;     /* the caller's memory, aligned, taken from first; NULL: none */
     size_t scap;       /* bytes of scratch left */
@@ -40,8 +49,10 @@ typedef struct cur {
  * that take's scratch path inlines into every caller. */
 #if defined(__GNUC__)
 #define SFV_COLD __attribute__((noinline, cold))
+#define SFV_NOINLINE __attribute__((noinline))
 #else
 #define SFV_COLD
+#define SFV_NOINLINE
 #endif
 
 static SFV_COLD void *take_heap(cur *c, size_t n)
@@ -233,6 +244,20 @@ static char *dup_span(cur *c, const char *s, size_t n)
     return p;
 }
 
+#ifdef SFV_SSE2
+/* A piece of n < 16 bytes that are the first of x, NUL-terminated: the copy is one store (a piece
+ * of 16 bytes takes what one of n + 1 takes: ALIGN_UP of either is the same). */
+static inline char *dup_short(cur *c, __m128i x, size_t n)
+{
+    char *p = take(c, 16);
+    if (p) {
+        _mm_storeu_si128((__m128i *)(void *)p, x);
+        p[n] = '\0';
+    }
+    return p;
+}
+#endif
+
 /* ---- bare items (section 4.2.3.1) ----------------------------------------------------------- */
 
 static int parse_number(cur *c, sl__sfv_bare *out)
@@ -240,9 +265,15 @@ static int parse_number(cur *c, sl__sfv_bare *out)
     const char *p = c->p, *end = c->end;
     int neg = *p == '-'; /* the caller saw '-' or a digit */
     p += neg;
-    const char *digits = p;
-    while (p < end && is_digit((unsigned char)*p) && p - digits <= 15)
+    /* one pass: the value as it goes, and no more than 16 digits looked at (15 are allowed; at
+     * most 16 cannot overflow) */
+    const char *digits = p, *lim = end - p > 16 ? p + 16 : end;
+    int64_t v = 0;
+    unsigned d;
+    while (p < lim && (d = (unsigned)(unsigned char)*p - '0') <= 9) {
+        v = v * 10 + d;
         p++;
+    }
     size_t n = (size_t)(p - digits); /* integer digits */
     if (n == 0 || n > 15)
         return -1;
@@ -264,9 +295,6 @@ static int parse_number(cur *c, sl__sfv_bare *out)
         out->d = strtod(num, NULL) * (neg ? -1 : 1);
         return 0;
     }
-    int64_t v = 0; /* at most 15 digits: no overflow */
-    for (const char *d = digits; d < p; d++)
-        v = v * 10 + (*d - '0');
     /* The serialiser writes no leading zero and no "-0". */
     if (*digits == '0' && (n > 1 || neg))
         c->noncanon++;
@@ -276,13 +304,70 @@ static int parse_number(cur *c, sl__sfv_bare *out)
     return 0;
 }
 
+#ifdef SFV_SSE2
+static inline __m128i load16(const char *p)
+{
+    return _mm_loadu_si128((const __m128i *)(const void *)p);
+}
+
+/* Bit i set: byte i of x does not stand for itself in a string ('"', '\\', or outside
+ * 0x20..0x7e; the signed compares put 0x80..0xff below 0x20). */
+static inline unsigned not_plain(__m128i x)
+{
+    __m128i in = _mm_and_si128(_mm_cmpgt_epi8(x, _mm_set1_epi8(0x1f)),
+                               _mm_cmplt_epi8(x, _mm_set1_epi8(0x7f)));
+    __m128i special =
+        _mm_or_si128(_mm_cmpeq_epi8(x, _mm_set1_epi8('"')), _mm_cmpeq_epi8(x, _mm_set1_epi8('\\')));
+    return (unsigned)_mm_movemask_epi8(_mm_andnot_si128(special, in)) ^ 0xffffu;
+}
+
+static inline unsigned not_plain16(const char *p)
+{
+    return not_plain(load16(p));
+}
+
+/* Bit i set: byte i of x cannot follow a key's first byte (lcalpha, DIGIT, '_', '-', '.', '*'). */
+static inline unsigned not_key(__m128i x)
+{
+    __m128i lc = _mm_and_si128(_mm_cmpgt_epi8(x, _mm_set1_epi8('a' - 1)),
+                               _mm_cmplt_epi8(x, _mm_set1_epi8('z' + 1)));
+    /* '-', '.', '/' and the digits are 0x2d..0x39: all but '/' */
+    __m128i dn = _mm_andnot_si128(_mm_cmpeq_epi8(x, _mm_set1_epi8('/')),
+                                  _mm_and_si128(_mm_cmpgt_epi8(x, _mm_set1_epi8('-' - 1)),
+                                                _mm_cmplt_epi8(x, _mm_set1_epi8('9' + 1))));
+    __m128i us =
+        _mm_or_si128(_mm_cmpeq_epi8(x, _mm_set1_epi8('_')), _mm_cmpeq_epi8(x, _mm_set1_epi8('*')));
+    return (unsigned)_mm_movemask_epi8(_mm_or_si128(_mm_or_si128(lc, dn), us)) ^ 0xffffu;
+}
+
+/* The first byte of [p, end) that does not stand for itself in a string, or end: sixteen bytes a
+ * step, and the field's last sixteen (some already seen) for the rest, when the field has them:
+ * floor is its first byte. */
+static inline const char *plain_end(const char *p, const char *end, const char *floor)
+{
+    for (; end - p >= 16; p += 16) {
+        unsigned m = not_plain16(p);
+        if (m != 0)
+            return p + __builtin_ctz(m);
+    }
+    if (p < end && end - floor >= 16) {
+        const char *b = end - 16;
+        unsigned m = not_plain16(b) >> (p - b);
+        return m != 0 ? p + __builtin_ctz(m) : end;
+    }
+    while (p < end && (cls[(unsigned char)*p] & C_PLAIN))
+        p++;
+    return p;
+}
+#else
 /* The first byte of [p, end) that does not stand for itself in a string ('"', '\\', or outside
  * 0x20..0x7e), or end: eight bytes a step, each step flagging the bytes that do not (the usual
  * word tricks; a borrow or carry can flag a byte wrongly, but only above one rightly flagged, so
  * the lowest flag is exact). */
-static const char *plain_end(const char *p, const char *end)
+static const char *plain_end(const char *p, const char *end, const char *floor)
 {
     const uint64_t ones = 0x0101010101010101u, highs = ones * 0x80;
+    (void)floor;
     while (end - p >= 8) {
         uint64_t w, q, b;
         memcpy(&w, p, 8);
@@ -304,6 +389,7 @@ static const char *plain_end(const char *p, const char *end)
         p++;
     return p;
 }
+#endif
 
 /* The rest of a string from its first escape at q: checked to its closing quote first, so the
  * unescaped copy takes only its own size. */
@@ -314,7 +400,7 @@ static SFV_COLD int parse_escaped(cur *c, sl__sfv_bare *out, const char *start, 
     while (q < end && *q != '"') {
         if (*q != '\\' || q + 1 == end || (q[1] != '"' && q[1] != '\\'))
             return -1;
-        const char *r = plain_end(q + 2, end);
+        const char *r = plain_end(q + 2, end, c->s);
         n += 1 + (size_t)(r - (q + 2));
         q = r;
     }
@@ -336,9 +422,26 @@ static SFV_COLD int parse_escaped(cur *c, sl__sfv_bare *out, const char *start, 
     return 0;
 }
 
-static int parse_string(cur *c, sl__sfv_bare *out)
+static inline int parse_string(cur *c, sl__sfv_bare *out)
 {
-    const char *start = c->p + 1, *q = plain_end(start, c->end);
+    const char *start = c->p + 1;
+#ifdef SFV_SSE2
+    /* most strings end within the sixteen bytes after the quote */
+    if (c->end - start >= 16) {
+        __m128i x = load16(start);
+        unsigned m = not_plain(x);
+        if (m != 0 && start[__builtin_ctz(m)] == '"') {
+            size_t n = (size_t)__builtin_ctz(m);
+            if ((out->s = dup_short(c, x, n)) == NULL)
+                return -1;
+            c->p = start + n + 1;
+            out->type = SL__SFV_STRING;
+            out->len = n;
+            return 0;
+        }
+    }
+#endif
+    const char *q = plain_end(start, c->end, c->s);
     if (q == c->end)
         return -1;
     if (*q == '\\')
@@ -379,6 +482,51 @@ static const unsigned char b64_table[256] = {
     ['4'] = 57, ['5'] = 58, ['6'] = 59, ['7'] = 60, ['8'] = 61, ['9'] = 62, ['+'] = 63, ['/'] = 64,
 };
 
+/* The same alphabet once for each place in a quantum: the value already shifted to its place, and
+ * a bit of its own above (24 + place) saying the byte is in the alphabet, so a quantum decodes with
+ * four lookups and three ors, and one and over all quanta says whether every byte was valid. */
+#define B64_ALPHABET(X)                                                                            \
+    X('A', 0)                                                                                      \
+    X('B', 1)                                                                                      \
+    X('C', 2)                                                                                      \
+    X('D', 3)                                                                                      \
+    X('E', 4)                                                                                      \
+    X('F', 5) X('G', 6) X('H', 7) X('I', 8) X('J', 9) X('K', 10) X('L', 11) X('M', 12) X('N', 13)  \
+        X('O', 14) X('P', 15) X('Q', 16) X('R', 17) X('S', 18) X('T', 19) X('U', 20) X('V', 21)    \
+            X('W', 22) X('X', 23) X('Y', 24) X('Z', 25) X('a', 26) X('b', 27) X('c', 28)           \
+                X('d', 29) X('e', 30) X('f', 31) X('g', 32) X('h', 33) X('i', 34) X('j', 35)       \
+                    X('k', 36) X('l', 37) X('m', 38) X('n', 39) X('o', 40) X('p', 41) X('q', 42)   \
+                        X('r', 43) X('s', 44) X('t', 45) X('u', 46) X('v', 47) X('w', 48)          \
+                            X('x', 49) X('y', 50) X('z', 51) X('0', 52) X('1', 53) X('2', 54)      \
+                                X('3', 55) X('4', 56) X('5', 57) X('6', 58) X('7', 59) X('8', 60)  \
+                                    X('9', 61) X('+', 62) X('/', 63)
+#define B64_AT0(ch, v) [ch] = (uint32_t)(v) << 18 | UINT32_C(1) << 24,
+#define B64_AT1(ch, v) [ch] = (uint32_t)(v) << 12 | UINT32_C(1) << 25,
+#define B64_AT2(ch, v) [ch] = (uint32_t)(v) << 6 | UINT32_C(1) << 26,
+#define B64_AT3(ch, v) [ch] = (uint32_t)(v) | UINT32_C(1) << 27,
+static const uint32_t b64_at0[256] = {B64_ALPHABET(B64_AT0)};
+static const uint32_t b64_at1[256] = {B64_ALPHABET(B64_AT1)};
+static const uint32_t b64_at2[256] = {B64_ALPHABET(B64_AT2)};
+static const uint32_t b64_at3[256] = {B64_ALPHABET(B64_AT3)};
+#define B64_VALID (UINT32_C(15) << 24)
+
+/* The last quantum t[0..4) when it ends in pad ('=' once or twice): its one or two bytes to buf and
+ * how many, or -1 for a byte outside the alphabet or stray bits. */
+static long b64_padded(const unsigned char *t, size_t pad, unsigned char *buf)
+{
+    unsigned a = b64_table[t[0]], b = b64_table[t[1]], d = pad == 1 ? b64_table[t[2]] : 1;
+    if (!a || !b || !d)
+        return -1;
+    unsigned long q =
+        (unsigned long)(a - 1) << 18 | (unsigned long)(b - 1) << 12 | (unsigned long)(d - 1) << 6;
+    if ((pad == 2 && (q & 0xffff)) || (pad == 1 && (q & 0xff)))
+        return -1;
+    buf[0] = (unsigned char)(q >> 16);
+    if (pad == 1)
+        buf[1] = (unsigned char)(q >> 8);
+    return (long)(3 - pad);
+}
+
 /* Strict base64 (RFC 4648 section 4): whole quanta, padding only at the end (at most two), no
  * stray bits. Writes the decoded bytes (n / 4 * 3 less one for each '=') to buf and returns how
  * many, or -1. */
@@ -389,32 +537,22 @@ static long b64_core(const char *s, size_t n, unsigned char *buf)
     size_t pad = n > 0 && s[n - 1] == '=' ? 1 + (s[n - 2] == '=') : 0;
     const unsigned char *u = (const unsigned char *)s;
     size_t o = 0, full = n - (pad ? 4 : 0);
-    /* A byte outside the alphabet looks up 0, and 0 - 1 sets the high bits of bad. */
-    unsigned bad = 0;
+    uint32_t all = B64_VALID;
     for (size_t i = 0; i < full; i += 4) {
-        unsigned a = b64_table[u[i]] - 1u, b = b64_table[u[i + 1]] - 1u,
-                 d = b64_table[u[i + 2]] - 1u, e = b64_table[u[i + 3]] - 1u;
-        bad |= a | b | d | e;
-        unsigned long q = (unsigned long)a << 18 | (unsigned long)b << 12 | d << 6 | e;
+        uint32_t q = b64_at0[u[i]] | b64_at1[u[i + 1]] | b64_at2[u[i + 2]] | b64_at3[u[i + 3]];
+        all &= q;
         buf[o] = (unsigned char)(q >> 16);
         buf[o + 1] = (unsigned char)(q >> 8);
         buf[o + 2] = (unsigned char)q;
         o += 3;
     }
-    if (bad > 63)
+    if (all != B64_VALID)
         return -1;
     if (pad) {
-        const unsigned char *t = u + full;
-        unsigned a = b64_table[t[0]], b = b64_table[t[1]], d = pad == 1 ? b64_table[t[2]] : 1;
-        if (!a || !b || !d)
+        long t = b64_padded(u + full, pad, buf + o);
+        if (t < 0)
             return -1;
-        unsigned long q = (unsigned long)(a - 1) << 18 | (unsigned long)(b - 1) << 12 |
-                          (unsigned long)(d - 1) << 6;
-        if ((pad == 2 && (q & 0xffff)) || (pad == 1 && (q & 0xff)))
-            return -1;
-        buf[o++] = (unsigned char)(q >> 16);
-        if (pad == 1)
-            buf[o++] = (unsigned char)(q >> 8);
+        o += (size_t)t;
     }
     return (long)o;
 }
@@ -445,8 +583,53 @@ static int b64_decode(cur *c, const char *s, size_t n, char **out, size_t *olen)
     return 0;
 }
 
+/* The usual byte sequence, in one pass: whole quanta decoded straight into the scratch while they
+ * are in the alphabet, then the closing ':' right there or after one padded quantum. 1 when done,
+ * -1 when refused, 0 when the general path must decide (no room in the scratch, a ':' inside the
+ * last quantum, anything else unusual): what is written to the scratch is not taken until done. */
+static int bytes_in_scratch(cur *c, sl__sfv_bare *out)
+{
+    const unsigned char *u = (const unsigned char *)c->p + 1, *end = (const unsigned char *)c->end;
+    if (ALIGN_UP((size_t)(end - u) / 4 * 3 + 1) > c->scap)
+        return 0;
+    unsigned char *buf = (unsigned char *)c->scratch;
+    size_t o = 0;
+    for (; end - u >= 4; u += 4, o += 3) {
+        uint32_t q = b64_at0[u[0]] | b64_at1[u[1]] | b64_at2[u[2]] | b64_at3[u[3]];
+        if ((q & B64_VALID) != B64_VALID)
+            break;
+        buf[o] = (unsigned char)(q >> 16);
+        buf[o + 1] = (unsigned char)(q >> 8);
+        buf[o + 2] = (unsigned char)q;
+    }
+    const unsigned char *close = u;
+    if (u == end)
+        return 0;
+    if (*u != ':') {
+        /* the quantum at u is the last, padded, or the field is refused; the first ':' must be
+         * the one after it */
+        if (end - u < 5 || u[4] != ':' || u[1] == ':' || u[2] == ':' || u[3] == ':')
+            return 0;
+        size_t pad = u[3] == '=' ? 1 + (u[2] == '=') : 0;
+        long t = pad ? b64_padded(u, pad, buf + o) : -1; /* unpadded: a byte outside */
+        if (t < 0)
+            return -1;
+        o += (size_t)t;
+        close = u + 4;
+    }
+    buf[o] = '\0';
+    out->s = take(c, o + 1); /* buf: it fits, as checked above */
+    out->len = o;
+    out->type = SL__SFV_BYTES;
+    c->p = (const char *)close + 1;
+    return 1;
+}
+
 static int parse_bytes(cur *c, sl__sfv_bare *out)
 {
+    int rc = bytes_in_scratch(c, out);
+    if (rc != 0)
+        return rc < 0 ? -1 : 0;
     const char *start = c->p + 1, *end = memchr(start, ':', (size_t)(c->end - start));
     if (end == NULL)
         return -1;
@@ -458,12 +641,10 @@ static int parse_bytes(cur *c, sl__sfv_bare *out)
     return 0;
 }
 
-static int parse_bare(cur *c, sl__sfv_bare *out)
+/* Every bare item but a string, out of line: strings are most of a signature header's items. */
+static SFV_NOINLINE int parse_other(cur *c, sl__sfv_bare *out)
 {
-    memset(out, 0, sizeof *out);
     int ch = peek(c);
-    if (ch == '"')
-        return parse_string(c, out);
     if (ch == '-' || is_digit(ch))
         return parse_number(c, out);
     if (ch == ':')
@@ -483,13 +664,32 @@ static int parse_bare(cur *c, sl__sfv_bare *out)
     return -1;
 }
 
+/* Into *out, which the caller zeroed. */
+static inline int parse_bare(cur *c, sl__sfv_bare *out)
+{
+    if (c->p < c->end && *c->p == '"')
+        return parse_string(c, out);
+    return parse_other(c, out);
+}
+
 /* ---- keys and parameters (sections 4.2.3.2, 4.2.3.3) ---------------------------------------- */
 
-static char *parse_key(cur *c)
+static inline char *parse_key(cur *c)
 {
     const char *start = c->p, *p = start, *end = c->end;
     if (p == end || (!is_lcalpha((unsigned char)*p) && *p != '*'))
         return NULL;
+#ifdef SFV_SSE2
+    if (end - start >= 16) {
+        __m128i x = load16(start);
+        unsigned m = not_key(x) & ~1u; /* the first byte is checked above */
+        if (m != 0) {
+            size_t n = (size_t)__builtin_ctz(m);
+            c->p = start + n;
+            return dup_short(c, x, n);
+        }
+    }
+#endif
     while (++p < end && (cls[(unsigned char)*p] & C_KEY))
         ;
     if ((size_t)(p - start) > SL__SFV_MAX_KEY)
@@ -527,6 +727,22 @@ static int parse_params(cur *c, sl__sfv_item *it)
 
 /* ---- items, inner lists, lists, dictionaries ------------------------------------------------ */
 
+/* An empty item, field by field: a memset of the whole struct compiles to `rep stos`, whose
+ * start-up costs as much as parsing a short item. */
+static inline void item_init(sl__sfv_item *it)
+{
+    it->inner = 0;
+    it->v = (sl__sfv_bare){0};
+    it->items = NULL;
+    it->nitems = 0;
+    it->params = NULL;
+    it->nparams = 0;
+    it->mem = NULL;
+    it->text = NULL;
+    it->text_len = 0;
+    it->canonical = 0;
+}
+
 /* The span of it's text, from start to here, and whether it serialises as written. */
 static void spanned(cur *c, sl__sfv_item *it, const char *start, unsigned noncanon)
 {
@@ -539,7 +755,7 @@ static int parse_item(cur *c, sl__sfv_item *it)
 {
     const char *start = c->p;
     unsigned noncanon = c->noncanon;
-    memset(it, 0, sizeof *it);
+    item_init(it);
     if (parse_bare(c, &it->v) < 0 || parse_params(c, it) < 0)
         return -1;
     spanned(c, it, start, noncanon);
@@ -552,7 +768,7 @@ static int parse_item_or_inner(cur *c, sl__sfv_item *it)
         return parse_item(c, it);
     const char *start = c->p;
     unsigned noncanon = c->noncanon;
-    memset(it, 0, sizeof *it);
+    item_init(it);
     it->inner = 1;
     c->p++;
     for (;;) {
@@ -585,7 +801,7 @@ static int parse_members(const char *s, size_t len, sl__sfv_dict *out, int dict,
     memset(out, 0, sizeof *out);
     if (s == NULL || len > SL__SFV_MAX_INPUT)
         return -1;
-    cur c = {s, s + len, &out->mem, NULL, 0, len, 0};
+    cur c = {s, s + len, s, &out->mem, NULL, 0, len, 0};
     if (scratch != NULL) {
         /* aligned as malloc's memory is, for every piece carved from it */
         size_t skip = (size_t)(-(uintptr_t)scratch % sizeof(max_align_t));
@@ -604,7 +820,8 @@ static int parse_members(const char *s, size_t len, sl__sfv_dict *out, int dict,
         if (grow(&c, (void **)&out->m, out->n, sizeof *out->m, SL__SFV_MAX_MEMBERS) < 0)
             goto fail;
         sl__sfv_member *m = &out->m[out->n++];
-        memset(m, 0, sizeof *m);
+        m->key = NULL;
+        item_init(&m->item);
         if (dict) {
             if ((m->key = parse_key(&c)) == NULL)
                 goto fail;
@@ -656,7 +873,7 @@ int sl__sfv_parse_item(const char *s, size_t len, sl__sfv_item *out)
     if (s == NULL || len > SL__SFV_MAX_INPUT)
         return -1;
     void *mem = NULL;
-    cur c = {s, s + len, &mem, NULL, 0, len, 0};
+    cur c = {s, s + len, s, &mem, NULL, 0, len, 0};
     skip_sp(&c);
     int rc = parse_item(&c, out);
     out->mem = mem; /* parse_item cleared *out first */
