@@ -480,6 +480,181 @@ static void test_sfv_canonical(void **state)
     }
 }
 
+/* Parses s[0..n) from an exact-size copy (so that a read past the field is an overrun the
+ * sanitizer sees) into *d, then again into scratch of many sizes and alignments, which must give
+ * the same; returns the first parse's result. */
+static int parse_exact(const char *s, size_t n, sl__sfv_dict *d)
+{
+    char *copy = malloc(n ? n : 1);
+    assert_non_null(copy);
+    memcpy(copy, s, n);
+    int rc = sl__sfv_parse_dict(copy, n, d);
+    static max_align_t scratch[2048 / sizeof(max_align_t)];
+    for (size_t cap = 0; cap <= sizeof scratch - 8; cap += cap < 64 ? 1 : 56)
+        for (size_t skew = 0; skew < 8; skew += 7) {
+            sl__sfv_dict e;
+            assert_int_equal(sl__sfv_parse_dict_in(copy, n, &e, (char *)scratch + skew, cap), rc);
+            if (rc == 0)
+                assert_same_dict(d, &e);
+            sl__sfv_dict_clear(&e);
+        }
+    if (rc == 0) { /* spans point into the text parsed: rebase them onto s */
+        for (size_t i = 0; i < d->n; i++)
+            if (d->m[i].item.text)
+                d->m[i].item.text = s + (d->m[i].item.text - copy);
+    }
+    free(copy);
+    return rc;
+}
+
+/* The bounds and corners the scanning takes shortcuts around: keys and strings shorter and
+ * longer than a sixteen-byte step, ending at the field's end or not, escapes and bad bytes at
+ * every position, parameters on inner-list items, whitespace, byte sequences whose ':' or padding
+ * sit where the one-pass decoder hands over to the general one, numbers at their bounds. */
+static void test_sfv_edges(void **state)
+{
+    (void)state;
+    char f[256], want[128];
+    sl__sfv_dict d;
+    /* keys: up to 64 bytes; alone (boolean true), with a value, at the field's end or not */
+    for (size_t len = 1; len <= 66; len++) {
+        for (int form = 0; form < 3; form++) {
+            memset(f, 'k', len);
+            f[0] = len % 2 ? 'k' : '*';
+            f[len] = '\0';
+            strcat(f, form == 0 ? "" : form == 1 ? "=1" : ";p, z");
+            int rc = parse_exact(f, strlen(f), &d);
+            assert_int_equal(rc, len <= SL__SFV_MAX_KEY ? 0 : -1);
+            if (rc == 0) {
+                assert_int_equal(strlen(d.m[0].key), len);
+                assert_memory_equal(d.m[0].key, f, len);
+                assert_int_equal(d.m[0].item.v.type, form == 1 ? SL__SFV_INTEGER : SL__SFV_BOOLEAN);
+            }
+            sl__sfv_dict_clear(&d);
+        }
+    }
+    /* a key stops at the first byte that cannot be in one */
+    assert_int_equal(parse_exact("abc_-.*09z/x=1", 14, &d), -1);
+    assert_int_equal(parse_exact("abc_-.*09zABC=1", 15, &d), -1);
+    assert_int_equal(parse_exact("abc_-.*09z=1", 12, &d), 0);
+    assert_string_equal(d.m[0].key, "abc_-.*09z");
+    sl__sfv_dict_clear(&d);
+    /* strings of every length around the step, closed at the field's end or followed by more */
+    for (size_t len = 0; len <= 40; len++)
+        for (int form = 0; form < 3; form++) {
+            memset(want, 0, sizeof want);
+            for (size_t i = 0; i < len; i++)
+                want[i] = (char)(' ' + (i * 7) % 95 == '"' || ' ' + (i * 7) % 95 == '\\'
+                                     ? 'q'
+                                     : ' ' + (i * 7) % 95);
+            snprintf(f, sizeof f, "a=\"%s\"%s", want, form == 0 ? "" : form == 1 ? ";p" : ", z=1");
+            assert_int_equal(parse_exact(f, strlen(f), &d), 0);
+            assert_int_equal(d.m[0].item.v.type, SL__SFV_STRING);
+            assert_int_equal(d.m[0].item.v.len, len);
+            assert_string_equal(d.m[0].item.v.s, want);
+            assert_int_equal(d.m[0].item.text_len, len + 2 + (form == 1 ? 2 : 0));
+            sl__sfv_dict_clear(&d);
+            /* unterminated */
+            snprintf(f, sizeof f, "a=\"%s", want);
+            assert_int_equal(parse_exact(f, strlen(f), &d), -1);
+            /* an escape, or a byte a string cannot hold, at this position */
+            for (int esc = 0; esc < 2; esc++) {
+                snprintf(f, sizeof f, "a=\"%.*s\\%cyyyyy\"%s", (int)len, want, esc ? '\\' : '"',
+                         form == 2 ? ", z=1" : "");
+                assert_int_equal(parse_exact(f, strlen(f), &d), 0);
+                assert_int_equal(d.m[0].item.v.len, len + 6);
+                assert_memory_equal(d.m[0].item.v.s, want, len);
+                assert_int_equal(d.m[0].item.v.s[len], esc ? '\\' : '"');
+                assert_string_equal(d.m[0].item.v.s + len + 1, "yyyyy");
+                assert_int_equal(d.m[0].item.canonical, 1);
+                sl__sfv_dict_clear(&d);
+            }
+            static const char bad[] = {0x7f, (char)0x80, 0x1f, '\t', (char)0xff, 0x00};
+            for (size_t b = 0; b < sizeof bad; b++) {
+                size_t n = (size_t)snprintf(f, sizeof f, "a=\"%sXyyyyyyyyyyyyyyyyy\"", want);
+                f[3 + len] = bad[b];
+                assert_int_equal(parse_exact(f, n, &d), -1);
+            }
+            /* an escape of anything but '"' or '\\', or one cut off by the end */
+            snprintf(f, sizeof f, "a=\"%s\\n\"", want);
+            assert_int_equal(parse_exact(f, strlen(f), &d), -1);
+            snprintf(f, sizeof f, "a=\"%s\\", want);
+            assert_int_equal(parse_exact(f, strlen(f), &d), -1);
+        }
+    /* parameters on inner-list items and on the list, and whitespace where it may be */
+    const char *il = "  a=(\"x\";p=1 tok;q :AQID:;r=\"s\" 5;t=?0 -1.5);u=1.5 ,\tb=2\t,  c  ";
+    assert_int_equal(parse_exact(il, strlen(il), &d), 0);
+    assert_int_equal(d.n, 3);
+    const sl__sfv_item *in = &d.m[0].item;
+    assert_int_equal(in->nitems, 5);
+    assert_int_equal(in->items[1].nparams, 1);
+    assert_true(in->items[1].params[0].v.type == SL__SFV_BOOLEAN && in->items[1].params[0].v.i);
+    assert_string_equal(sl__sfv_param_get(&in->items[2], "r")->s, "s");
+    assert_int_equal(in->items[3].params[0].v.i, 0);
+    assert_true(in->items[4].v.d == -1.5);
+    assert_true(sl__sfv_param_get(in, "u")->d == 1.5);
+    assert_int_equal(in->text - il, 4);
+    char out[256];
+    assert_true(sl__sfv_serialize_item(in, out, sizeof out) > 0);
+    assert_string_equal(out, "(\"x\";p=1 tok;q :AQID:;r=\"s\" 5;t=?0 -1.5);u=1.5");
+    assert_string_equal(d.m[2].key, "c");
+    sl__sfv_dict_clear(&d);
+    const char *refused[] = {
+        "a=1 ,, b=2", "a=1,", "a=1, ", "a=(1\t2)", "a=(1  ", "a=( ", "a=(1)x", "a=1;;p", "a=1; ",
+        "a=\"x\"y", ",a=1", "a=1,\t,b=1",
+        /* byte sequences: the first ':' inside the last quantum, short, unterminated, misplaced
+         * or surplus padding, stray bits, bytes outside the alphabet before and after a quantum */
+        "a=:AQ:=:", "a=:AQ=:", "a=:AQ==", "a=:AQ=x:", "a=:AR==:", "a=:AQI/:x",
+        "a=:AQ==AQ==:", "a=:AQIDAQ?D:", "a=:AQIDA:", "a=:AQID", "a=:A===:", "a=:AQIDAQ=:;p",
+        /* numbers at their bounds */
+        "a=1234567890123456", "a=-1234567890123456", "a=1234567890123.1", "a=1.2345", "a=1.", "a=-",
+        "a=-.5", "a=--1", "a=12345678901234567890"};
+    for (size_t i = 0; i < sizeof refused / sizeof *refused; i++)
+        assert_int_equal(parse_exact(refused[i], strlen(refused[i]), &d), -1);
+    const struct {
+        const char *in, *bytes;
+        size_t len;
+    } bytes[] = {
+        {"a=:AQID:", "\x01\x02\x03", 3},
+        {"a=:AQ==:;p", "\x01", 1},
+        {"a=:AQI=:, b=1", "\x01\x02", 2},
+        {"a=:AQIDBA==:", "\x01\x02\x03\x04", 4},
+        {"a=::", "", 0},
+        {"a=:AQIDBAUG:;q=:AQ==:", "\x01\x02\x03\x04\x05\x06", 6},
+    };
+    for (size_t i = 0; i < sizeof bytes / sizeof *bytes; i++) {
+        assert_int_equal(parse_exact(bytes[i].in, strlen(bytes[i].in), &d), 0);
+        assert_int_equal(d.m[0].item.v.type, SL__SFV_BYTES);
+        assert_int_equal(d.m[0].item.v.len, bytes[i].len);
+        assert_memory_equal(d.m[0].item.v.s, bytes[i].bytes, bytes[i].len + 1);
+        sl__sfv_dict_clear(&d);
+    }
+    const struct {
+        const char *in;
+        sl__sfv_type type;
+        int64_t i;
+        double dv;
+        int canonical;
+    } nums[] = {
+        {"a=999999999999999", SL__SFV_INTEGER, 999999999999999LL, 0, 1},
+        {"a=-999999999999999", SL__SFV_INTEGER, -999999999999999LL, 0, 1},
+        {"a=000000000000001", SL__SFV_INTEGER, 1, 0, 0},
+        {"a=-0", SL__SFV_INTEGER, 0, 0, 0},
+        {"a=0;p", SL__SFV_INTEGER, 0, 0, 1},
+        {"a=123456789012.123", SL__SFV_DECIMAL, 0, 123456789012.123, 0},
+        {"a=-0.5, b", SL__SFV_DECIMAL, 0, -0.5, 0},
+        {"a=1796552572", SL__SFV_INTEGER, 1796552572, 0, 1},
+    };
+    for (size_t i = 0; i < sizeof nums / sizeof *nums; i++) {
+        assert_int_equal(parse_exact(nums[i].in, strlen(nums[i].in), &d), 0);
+        assert_int_equal(d.m[0].item.v.type, nums[i].type);
+        assert_true(d.m[0].item.v.i == nums[i].i);
+        assert_true(d.m[0].item.v.d == nums[i].dv);
+        assert_int_equal(d.m[0].item.canonical, nums[i].canonical);
+        sl__sfv_dict_clear(&d);
+    }
+}
+
 /* ---- sign, then verify ------------------------------------------------------------------------
  */
 
@@ -1325,6 +1500,7 @@ int main(void)
         cmocka_unit_test(test_sfv),
         cmocka_unit_test(test_sfv_scratch),
         cmocka_unit_test(test_sfv_canonical),
+        cmocka_unit_test(test_sfv_edges),
         cmocka_unit_test(test_rfc9421_b25_hmac),
         cmocka_unit_test(test_rfc9421_b26_ed25519),
         cmocka_unit_test(test_rfc9530_digest),
