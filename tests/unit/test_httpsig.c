@@ -1260,8 +1260,9 @@ static void test_nonce_store_generations(void **state)
     ns->free(ns);
 }
 
-/* A new latest second starts sized for what the second before it holds (no growing from the
- * smallest size under a steady stream); a second behind the latest starts small. */
+/* A new latest second starts sized for the larger of the two latest seconds before it (no growing
+ * from the smallest size under a steady stream, even when the latest was still filling); a second
+ * behind the latest starts small. */
 static void test_nonce_store_sizes(void **state)
 {
     (void)state;
@@ -1283,10 +1284,14 @@ static void test_nonce_store_sizes(void **state)
     ns->remember(ns, "k", "late", 4650, 4950, 4701, count_status, c); /* a clock running late */
     sl__nonce_memory_tables(ns, 4650, &cap, &old);
     assert_int_equal(cap, 64);
-    ns->remember(ns, "k", "t-1", 4702, 5002, 4702, count_status, c); /* after one nonce: small */
+    /* 4701 holds one nonce, but 4700, a second earlier, a thousand */
+    ns->remember(ns, "k", "t-1", 4702, 5002, 4702, count_status, c);
     sl__nonce_memory_tables(ns, 4702, &cap, &old);
+    assert_int_equal(cap, 2048);
+    ns->remember(ns, "k", "t-2", 4703, 5003, 4703, count_status, c); /* after one and one: small */
+    sl__nonce_memory_tables(ns, 4703, &cap, &old);
     assert_int_equal(cap, 64);
-    assert_int_equal(c[0], 1003);
+    assert_int_equal(c[0], 1004);
     ns->free(ns);
 }
 
