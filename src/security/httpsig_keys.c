@@ -96,7 +96,7 @@ size_t sl_httpsig_keyring_size(const sl_httpsig_keyring *kr)
 const key *sl__httpsig_find_key(const sl_httpsig_keyring *kr, const char *keyid)
 {
     for (size_t i = 0; i < kr->n; i++)
-        if (!strcmp(kr->k[i].o.keyid, keyid))
+        if (!strcmp(kr->k[i].id, keyid))
             return &kr->k[i];
     return NULL;
 }
@@ -195,6 +195,7 @@ int sl_httpsig_keyring_add(sl_httpsig_keyring *kr, const sl_httpsig_key_opts *o,
         return sl_status_set(st, SL_EINVAL, "key '%s': unknown algorithm", o->keyid);
     }
     k.o = *o;
+    memcpy(k.id, o->keyid, strlen(o->keyid) + 1); /* fits: keyid_valid above */
     k.o.keyid = strdup(o->keyid);
     k.o.principal = strdup(o->principal);
     char *m = malloc(o->material_len + 1);

@@ -11,6 +11,9 @@
 #include "security/hmac256.h"
 
 typedef struct key {
+    /* o.keyid again, in the key itself: the lookup every signed request makes reads no other
+     * memory (after the system calls of a request the heap behind a pointer is a cache miss) */
+    char id[SL_HTTPSIG_KEYID_MAX + 1];
     sl_httpsig_key_opts o; /* strings and arrays below are owned copies */
     EVP_PKEY *pkey;        /* public key algorithms */
     sl__hmac256_key *mac;  /* hmac-sha256: keyed once (security/hmac256.h) */
