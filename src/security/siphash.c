@@ -5,7 +5,8 @@
 
 #define ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
 
-static uint64_t le64(const unsigned char *p)
+/* inline: called for every word, and each call costs about what the word's work does */
+static inline uint64_t le64(const unsigned char *p)
 {
     return (uint64_t)p[0] | (uint64_t)p[1] << 8 | (uint64_t)p[2] << 16 | (uint64_t)p[3] << 24 |
            (uint64_t)p[4] << 32 | (uint64_t)p[5] << 40 | (uint64_t)p[6] << 48 |
@@ -16,7 +17,7 @@ typedef struct sip {
     uint64_t v0, v1, v2, v3;
 } sip;
 
-static void round_(sip *s)
+static inline void round_(sip *s)
 {
     s->v0 += s->v1;
     s->v1 = ROTL(s->v1, 13);
@@ -34,7 +35,7 @@ static void round_(sip *s)
     s->v2 = ROTL(s->v2, 32);
 }
 
-static void absorb(sip *s, uint64_t m)
+static inline void absorb(sip *s, uint64_t m)
 {
     s->v3 ^= m;
     round_(s);
