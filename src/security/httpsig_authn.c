@@ -189,6 +189,13 @@ static gen *gen_find(mem_store *m, int64_t created)
     }
 }
 
+/* The nonces the generation of created holds (0: none). */
+static size_t gen_held(mem_store *m, int64_t created)
+{
+    const gen *g = gen_find(m, created);
+    return g ? g->tab.filled + g->tab.oleft : 0;
+}
+
 /* Rebuilds the index at ngen entries with the generations still live at now, freeing the others.
  * SL_ENOMEM leaves it as it was. */
 static int regen(mem_store *m, size_t ngen, double now)
@@ -275,10 +282,9 @@ static gen *gen_get(mem_store *m, int64_t created, double now)
     size_t cap = MIN_CAP;
     if (created > m->newest) {
         size_t n = 0;
-        for (int64_t s = m->newest; m->newest != INT64_MIN && s >= m->newest - 1; s--) {
-            const gen *prev = gen_find(m, s);
-            if (prev != NULL && prev->tab.filled + prev->tab.oleft > n)
-                n = prev->tab.filled + prev->tab.oleft;
+        if (m->newest != INT64_MIN) {
+            size_t latest = gen_held(m, m->newest), before = gen_held(m, m->newest - 1);
+            n = latest > before ? latest : before;
         }
         while (4 * (n + 1) > 3 * cap && cap < m->max)
             cap *= 2;
