@@ -95,7 +95,9 @@ typedef struct mem_store {
     } next;
     /* The table the last remember filed into (t NULL: none), so that prefetch, when the next
      * nonce is of the same second, reaches its slot without reading the index first (one cache
-     * miss less a request). Set by remember, cleared whenever tables may be freed (regen). */
+     * miss less a request). Set by remember after each insert; regen, which frees tables, clears
+     * it. The other frees are of tables being moved out of, which it never names: the remember
+     * that starts a move files into the new table. */
     struct {
         int64_t sec;
         const uint64_t *t;
