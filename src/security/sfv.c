@@ -41,7 +41,6 @@ typedef struct cur {
     void **mem;        /* the result's chain of blocks */
     char *scratch;     /* the caller's memory, aligned, taken from first; NULL: none */
     size_t scap;       /* bytes of scratch left */
-    size_t len;        /* the field's length, which sizes the first heap block */
     unsigned noncanon; /* how many constructs so far serialise otherwise than written */
 } cur;
 
@@ -63,7 +62,7 @@ static SFV_COLD void *take_heap(cur *c, size_t n)
     block *b = *c->mem;
     if (b == NULL || b->cap - b->used < n) {
         /* The first block fits most fields whole: their pieces never outgrow the text by much. */
-        size_t cap = b == NULL ? 1024 + 2 * c->len : 2 * b->cap;
+        size_t cap = b == NULL ? 1024 + 2 * (size_t)(c->end - c->s) : 2 * b->cap;
         if (cap < n)
             cap = n;
         block *nb = malloc(sizeof *nb + cap);
@@ -472,21 +471,10 @@ static int parse_token(cur *c, sl__sfv_bare *out)
     return 0;
 }
 
-/* Base64's alphabet (RFC 4648 section 4): value + 1, 0 outside it ('=' too). */
-static const unsigned char b64_table[256] = {
-    ['A'] = 1,  ['B'] = 2,  ['C'] = 3,  ['D'] = 4,  ['E'] = 5,  ['F'] = 6,  ['G'] = 7,  ['H'] = 8,
-    ['I'] = 9,  ['J'] = 10, ['K'] = 11, ['L'] = 12, ['M'] = 13, ['N'] = 14, ['O'] = 15, ['P'] = 16,
-    ['Q'] = 17, ['R'] = 18, ['S'] = 19, ['T'] = 20, ['U'] = 21, ['V'] = 22, ['W'] = 23, ['X'] = 24,
-    ['Y'] = 25, ['Z'] = 26, ['a'] = 27, ['b'] = 28, ['c'] = 29, ['d'] = 30, ['e'] = 31, ['f'] = 32,
-    ['g'] = 33, ['h'] = 34, ['i'] = 35, ['j'] = 36, ['k'] = 37, ['l'] = 38, ['m'] = 39, ['n'] = 40,
-    ['o'] = 41, ['p'] = 42, ['q'] = 43, ['r'] = 44, ['s'] = 45, ['t'] = 46, ['u'] = 47, ['v'] = 48,
-    ['w'] = 49, ['x'] = 50, ['y'] = 51, ['z'] = 52, ['0'] = 53, ['1'] = 54, ['2'] = 55, ['3'] = 56,
-    ['4'] = 57, ['5'] = 58, ['6'] = 59, ['7'] = 60, ['8'] = 61, ['9'] = 62, ['+'] = 63, ['/'] = 64,
-};
-
-/* The same alphabet once for each place in a quantum: the value already shifted to its place, and
- * a bit of its own above (24 + place) saying the byte is in the alphabet, so a quantum decodes with
- * four lookups and three ors, and one and over all quanta says whether every byte was valid. */
+/* Base64's alphabet (RFC 4648 section 4), once for each place in a quantum: the value already
+ * shifted to its place, and a bit of its own above (24 + place) saying the byte is in the alphabet
+ * ('=' is not), so a quantum decodes with four lookups and three ors, and one and over all quanta
+ * says whether every byte was valid. */
 /* clang-format off */
 #define B64_ALPHABET(X) \
     X('A', 0) X('B', 1) X('C', 2) X('D', 3) X('E', 4) X('F', 5) X('G', 6) X('H', 7) \
@@ -508,16 +496,26 @@ static const uint32_t b64_at2[256] = {B64_ALPHABET(B64_AT2)};
 static const uint32_t b64_at3[256] = {B64_ALPHABET(B64_AT3)};
 #define B64_VALID (UINT32_C(15) << 24)
 
+/* The quantum u[0..4): its 24 bits, and B64_VALID's bits of the bytes in the alphabet. */
+static inline uint32_t b64_quantum(const unsigned char *u)
+{
+    return b64_at0[u[0]] | b64_at1[u[1]] | b64_at2[u[2]] | b64_at3[u[3]];
+}
+
+static inline void b64_put3(unsigned char *buf, uint32_t q)
+{
+    buf[0] = (unsigned char)(q >> 16);
+    buf[1] = (unsigned char)(q >> 8);
+    buf[2] = (unsigned char)q;
+}
+
 /* The last quantum t[0..4) when it ends in pad ('=' once or twice): its one or two bytes to buf and
  * how many, or -1 for a byte outside the alphabet or stray bits. */
 static long b64_padded(const unsigned char *t, size_t pad, unsigned char *buf)
 {
-    unsigned a = b64_table[t[0]], b = b64_table[t[1]], d = pad == 1 ? b64_table[t[2]] : 1;
-    if (!a || !b || !d)
-        return -1;
-    unsigned long q =
-        (unsigned long)(a - 1) << 18 | (unsigned long)(b - 1) << 12 | (unsigned long)(d - 1) << 6;
-    if ((pad == 2 && (q & 0xffff)) || (pad == 1 && (q & 0xff)))
+    uint32_t want = pad == 1 ? UINT32_C(7) << 24 : UINT32_C(3) << 24;
+    uint32_t q = b64_at0[t[0]] | b64_at1[t[1]] | (pad == 1 ? b64_at2[t[2]] : 0);
+    if ((q & want) != want || (pad == 2 && (q & 0xffff)) || (pad == 1 && (q & 0xff)))
         return -1;
     buf[0] = (unsigned char)(q >> 16);
     if (pad == 1)
@@ -537,11 +535,9 @@ static long b64_core(const char *s, size_t n, unsigned char *buf)
     size_t o = 0, full = n - (pad ? 4 : 0);
     uint32_t all = B64_VALID;
     for (size_t i = 0; i < full; i += 4) {
-        uint32_t q = b64_at0[u[i]] | b64_at1[u[i + 1]] | b64_at2[u[i + 2]] | b64_at3[u[i + 3]];
+        uint32_t q = b64_quantum(u + i);
         all &= q;
-        buf[o] = (unsigned char)(q >> 16);
-        buf[o + 1] = (unsigned char)(q >> 8);
-        buf[o + 2] = (unsigned char)q;
+        b64_put3(buf + o, q);
         o += 3;
     }
     if (all != B64_VALID)
@@ -593,12 +589,10 @@ static int bytes_in_scratch(cur *c, sl__sfv_bare *out)
     unsigned char *buf = (unsigned char *)c->scratch;
     size_t o = 0;
     for (; end - u >= 4; u += 4, o += 3) {
-        uint32_t q = b64_at0[u[0]] | b64_at1[u[1]] | b64_at2[u[2]] | b64_at3[u[3]];
+        uint32_t q = b64_quantum(u);
         if ((q & B64_VALID) != B64_VALID)
             break;
-        buf[o] = (unsigned char)(q >> 16);
-        buf[o + 1] = (unsigned char)(q >> 8);
-        buf[o + 2] = (unsigned char)q;
+        b64_put3(buf + o, q);
     }
     const unsigned char *close = u;
     if (u == end)
@@ -799,7 +793,7 @@ static int parse_members(const char *s, size_t len, sl__sfv_dict *out, int dict,
     memset(out, 0, sizeof *out);
     if (s == NULL || len > SL__SFV_MAX_INPUT)
         return -1;
-    cur c = {s, s + len, s, &out->mem, NULL, 0, len, 0};
+    cur c = {s, s + len, s, &out->mem, NULL, 0, 0};
     if (scratch != NULL) {
         /* aligned as malloc's memory is, for every piece carved from it */
         size_t skip = (size_t)(-(uintptr_t)scratch % sizeof(max_align_t));
@@ -811,7 +805,6 @@ static int parse_members(const char *s, size_t len, sl__sfv_dict *out, int dict,
     skip_sp(&c);
     while (c.end > c.p && c.end[-1] == ' ')
         c.end--;
-    c.len = (size_t)(c.end - s);
     if (c.p == c.end)
         return 0;
     for (;;) {
@@ -871,7 +864,7 @@ int sl__sfv_parse_item(const char *s, size_t len, sl__sfv_item *out)
     if (s == NULL || len > SL__SFV_MAX_INPUT)
         return -1;
     void *mem = NULL;
-    cur c = {s, s + len, s, &mem, NULL, 0, len, 0};
+    cur c = {s, s + len, s, &mem, NULL, 0, 0};
     skip_sp(&c);
     int rc = parse_item(&c, out);
     out->mem = mem; /* parse_item cleared *out first */
