@@ -8,13 +8,13 @@
 # client signing SIGNED_PER_SECOND requests a second would date them (request i created
 # i / SIGNED_PER_SECOND seconds after the first; ED_PER_SECOND for ed25519, whose rows run at a
 # tenth of the rate). The server's replay window, signature_max_skew, covers the whole run (an
-# hour; a run is far shorter, so no nonce is forgotten during it), and the in-memory nonce store holds up to 20 million nonces, so
-# nothing is refused for lack of room. Each round runs PAIRS pairs of a bearer and an hmac row back
-# to back, in turn bearer first and hmac first, so that the host's drifts (on the shared test
-# machines the cost of a request moves by half for seconds at a time) fall on both alike; the
-# median of the pairs' hmac / bearer ratios is printed beside the ratio of the medians, and so is
-# the median of the pairs' ratios of the server's CPU time a request. Dies, saying why, when anything could not be
-# measured (bench/lib.sh's wrk_rate: any request refused, e.g. a replay because the pre-signed
+# hour; a run is far shorter, so no nonce is forgotten during it), and the in-memory nonce store
+# holds up to 20 million nonces, so nothing is refused for lack of room. Each round runs PAIRS
+# pairs of a bearer and an hmac row back to back, in turn bearer first and hmac first, so that the
+# host's drifts (on the shared test machines the cost of a request moves by half for seconds at a
+# time) fall on both alike; the median of the pairs' hmac / bearer ratios is printed beside the
+# ratio of the medians, and so is the median of the pairs' ratios of the server's CPU time a
+# request. Dies, saying why, when anything could not be measured (bench/lib.sh's wrk_rate: any request refused, e.g. a replay because the pre-signed
 # list ran out: raise SIGNED_PER_SECOND).
 #   [SLUICED=other/sluiced] bench/signed.sh [ROUNDS] [SECONDS]
 set -euo pipefail
